@@ -1,0 +1,50 @@
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "grpcpp/support/client_interceptor.h"
+#include "grpcpp/support/server_interceptor.h"
+#include "prometheus/exposer.h"
+#include "prometheus/registry.h"
+
+namespace rogatory::common {
+
+// A service's Prometheus registry, served on its own port at /metrics, with process metrics
+// (CPU, memory, open files) and the standard gRPC server and client metrics
+// (grpc_server_started_total, grpc_server_handled_total, grpc_server_handling_seconds and
+// their grpc_client_* counterparts) for every method.
+class Metrics {
+ public:
+  // A registry that is not served (tests).
+  Metrics();
+  // Serves the registry at http://<listen_address>/metrics. Fails if the port is taken.
+  static absl::StatusOr<std::unique_ptr<Metrics>> Serve(const std::string& listen_address);
+  ~Metrics();
+
+  prometheus::Registry& registry() { return *registry_; }
+  const std::shared_ptr<prometheus::Registry>& shared_registry() const { return registry_; }
+
+  // Interceptor factories that record the gRPC metrics into this registry. The factories
+  // must not outlive this object.
+  std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface> NewServerInterceptorFactory();
+  std::unique_ptr<grpc::experimental::ClientInterceptorFactoryInterface> NewClientInterceptorFactory();
+
+  // The text exposition of everything registered (what /metrics serves).
+  std::string Render() const;
+
+  struct GrpcFamilies;
+
+ private:
+  std::shared_ptr<prometheus::Registry> registry_;
+  std::shared_ptr<prometheus::Collectable> process_collector_;
+  std::unique_ptr<GrpcFamilies> server_;
+  std::unique_ptr<GrpcFamilies> client_;
+  std::unique_ptr<prometheus::Exposer> exposer_;
+};
+
+// Process metrics read from /proc/self, as the Prometheus client libraries name them.
+std::shared_ptr<prometheus::Collectable> NewProcessCollector();
+
+}  // namespace rogatory::common

@@ -1,0 +1,116 @@
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "grpcpp/impl/service_type.h"
+#include "rogatory/common/clock.h"
+#include "rogatory/common/config.h"
+#include "rogatory/common/ids.h"
+#include "rogatory/common/metrics.h"
+#include "rogatory/common/pipeline.h"
+#include "rogatory/common/redis.h"
+
+namespace rogatory::common {
+
+// What distinguishes one service binary from another.
+struct ServiceIdentity {
+  std::string binary;             // "rogatory-intake"
+  std::string grpc_service_name;  // "rogatory.intake.v1.IntakeService": the readiness name
+  std::string default_listen;     // "127.0.0.1:50051"
+  std::string default_metrics_listen;  // "127.0.0.1:9101"
+};
+
+// Settings every service shares. See README.md, "Settings".
+struct ServerSettings {
+  std::string env;  // development | production
+  std::string listen;
+  std::string metrics_listen;
+  std::string redis_url;
+  absl::Duration redis_timeout;
+  int redis_shards = 16;
+  absl::Duration shutdown_grace;
+  std::string log_level;
+  bool test_clock = false;
+  absl::Duration health_probe_interval;
+  absl::Duration max_connection_age;
+
+  bool production() const { return env == "production"; }
+};
+
+void RegisterServerSettings(const ServiceIdentity& identity, Config& config,
+                            ServerSettings* settings);
+
+// Parses settings and checks the combinations. Returns -1 to go on, or the exit code to
+// leave with: 0 after --help, 2 on a bad setting (the message names it).
+int ParseSettingsOrExit(const ServiceIdentity& identity, Config& config,
+                        const ServerSettings& settings, int argc, const char* const* argv);
+
+// Blocks SIGTERM and SIGINT in this thread and every thread started after, so that Serve
+// can wait for them. Call first thing in main.
+void BlockTerminationSignals();
+
+// The shared service platform: logging, metrics, Redis, clock, the handler pipeline,
+// health, reflection and graceful shutdown, wired the same way for every binary.
+class Platform {
+ public:
+  static absl::StatusOr<std::unique_ptr<Platform>> Create(const ServiceIdentity& identity,
+                                                          const ServerSettings& settings);
+  ~Platform();
+
+  RedisClient& redis() { return *redis_; }
+  const Clock& clock() const { return *clock_; }
+  Metrics& metrics() { return *metrics_; }
+  Pipeline& pipeline() { return *pipeline_; }
+  const Sharding& sharding() const { return sharding_; }
+  const ServerSettings& settings() const { return settings_; }
+
+  // Serves `services` with health, reflection and the test clock service until SIGTERM or
+  // SIGINT, then drains: readiness goes NOT_SERVING, in-flight RPCs get `shutdown-grace` to
+  // finish. Returns the process exit code (0 after a clean drain).
+  int Serve(const std::vector<grpc::Service*>& services);
+
+ private:
+  Platform(const ServiceIdentity& identity, const ServerSettings& settings);
+  struct Internals;
+
+  ServiceIdentity identity_;
+  ServerSettings settings_;
+  Sharding sharding_;
+  std::unique_ptr<Metrics> metrics_;
+  std::unique_ptr<RedisClient> redis_;
+  std::unique_ptr<Clock> real_clock_;
+  std::unique_ptr<Clock> clock_holder_;
+  const Clock* clock_ = nullptr;
+  std::unique_ptr<Authenticator> authenticator_;
+  std::unique_ptr<RateLimiter> limiter_;
+  std::unique_ptr<Auditor> auditor_;
+  std::unique_ptr<Pipeline> pipeline_;
+  std::unique_ptr<Internals> internals_;
+};
+
+// What a service binary serves: its gRPC services and whatever they depend on, kept alive
+// for as long as the server runs.
+struct ServiceParts {
+  std::vector<grpc::Service*> services;
+  std::vector<std::shared_ptr<void>> owned;
+
+  template <typename T>
+  T* Own(std::shared_ptr<T> object) {
+    owned.push_back(object);
+    return object.get();
+  }
+};
+
+// The whole main() of a service binary: blocks termination signals, reads settings (the
+// shared ones plus those `add_settings` registers), creates the platform, lets `wire` build
+// the service objects on it and serves them until SIGTERM. Returns the exit code.
+int ServiceMain(const ServiceIdentity& identity, int argc, char** argv,
+                const std::function<void(Config&)>& add_settings,
+                const std::function<absl::StatusOr<ServiceParts>(Platform&)>& wire);
+
+}  // namespace rogatory::common

@@ -1,0 +1,73 @@
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "absl/time/time.h"
+
+namespace rogatory::common {
+
+// A Redis reply, copied out of hiredis so it can outlive the callback.
+struct RedisReply {
+  enum class Type { kNil, kString, kStatus, kInteger, kArray };
+  Type type = Type::kNil;
+  std::string str;  // kString, kStatus
+  int64_t integer = 0;  // kInteger
+  std::vector<RedisReply> elements;  // kArray
+
+  bool is_nil() const { return type == Type::kNil; }
+};
+
+// Completion of a Redis command. Runs on the client's event-loop thread: it must not block.
+// Error replies and transport failures arrive as a non-OK status: UNAVAILABLE when Redis is
+// unreachable, timed out, loading or out of memory (retryable), INTERNAL otherwise.
+using RedisCallback = std::function<void(absl::StatusOr<RedisReply>)>;
+
+// A Lua script run with EVALSHA, and re-sent with EVAL when Redis answers NOSCRIPT. Scripts
+// take "now" as an argument and never read Redis's TIME.
+class LuaScript {
+ public:
+  explicit LuaScript(std::string source);
+  const std::string& source() const { return source_; }
+  const std::string& sha1() const { return sha1_; }
+
+ private:
+  std::string source_;
+  std::string sha1_;
+};
+
+// Asynchronous Redis access. Never blocks the caller. Thread-safe.
+class RedisClient {
+ public:
+  virtual ~RedisClient() = default;
+  // Sends a command; `done` runs exactly once.
+  virtual void Command(std::vector<std::string> args, RedisCallback done) = 0;
+  // Runs a script with the given keys and arguments; `done` runs exactly once.
+  virtual void Eval(const LuaScript& script, std::vector<std::string> keys,
+                    std::vector<std::string> args, RedisCallback done) = 0;
+};
+
+// Where Redis is: redis://[[user]:password@]host[:port][/db].
+struct RedisUrl {
+  std::string host = "127.0.0.1";
+  int port = 6379;
+  std::string user;
+  std::string password;
+  int db = 0;
+};
+absl::StatusOr<RedisUrl> ParseRedisUrl(absl::string_view url);
+
+// Waits for a command's reply. For start-up code and tests only: never call it from the
+// client's own callbacks or from gRPC's callback threads.
+absl::StatusOr<RedisReply> RunRedisCommand(RedisClient& client, std::vector<std::string> args);
+
+// Maps a Redis error reply text to a status: retryable conditions are UNAVAILABLE.
+absl::Status RedisErrorToStatus(absl::string_view error);
+
+}  // namespace rogatory::common

@@ -1,0 +1,246 @@
+#include "rogatory/common/platform.h"
+
+#include <signal.h>
+
+#include <atomic>
+#include <iostream>
+
+#include "absl/strings/str_cat.h"
+#include "grpcpp/ext/proto_server_reflection_plugin.h"
+#include "grpcpp/health_check_service_interface.h"
+#include "grpcpp/security/server_credentials.h"
+#include "grpcpp/server.h"
+#include "grpcpp/server_builder.h"
+#include "prometheus/gauge.h"
+#include "rogatory/common/async_redis_client.h"
+#include "rogatory/common/logging.h"
+#include "rogatory/common/periodic_task.h"
+#include "rogatory/common/test_clock.h"
+
+namespace rogatory::common {
+
+struct Platform::Internals {
+  SharedTestClock* test_clock = nullptr;  // owned by clock_holder_ when enabled
+  std::unique_ptr<TestClockServiceImpl> test_clock_service;
+  std::unique_ptr<PeriodicTask> clock_refresh;
+  prometheus::Gauge* redis_up = nullptr;
+  std::unique_ptr<grpc::Server> server;
+  std::atomic<bool> draining{false};
+  std::unique_ptr<PeriodicTask> readiness_probe;
+};
+
+void RegisterServerSettings(const ServiceIdentity& id, Config& config, ServerSettings* s) {
+  config.AddChoice("env", "development", {"development", "production"},
+                   "Deployment kind; production refuses development-only features.", &s->env);
+  config.AddString("listen", id.default_listen, "gRPC listen address (host:port).", &s->listen);
+  config.AddString("metrics-listen", id.default_metrics_listen,
+                   "Prometheus /metrics listen address (host:port).", &s->metrics_listen);
+  config.AddString("redis-url", "redis://127.0.0.1:6379/0",
+                   "Redis server: redis://[[user]:password@]host[:port][/db].", &s->redis_url,
+                   [](const std::string& v) { return ParseRedisUrl(v).status(); });
+  config.AddDuration("redis-timeout", absl::Milliseconds(500), absl::Milliseconds(10),
+                     absl::Seconds(30), "Timeout of every Redis command.", &s->redis_timeout);
+  config.AddInt("redis-shards", 16, 1, 1024,
+                "Number of key shards (Redis Cluster hash tags); fixed at install.",
+                &s->redis_shards);
+  config.AddDuration("shutdown-grace", absl::Seconds(10), absl::ZeroDuration(), absl::Minutes(10),
+                     "Time in-flight RPCs get to finish after SIGTERM.", &s->shutdown_grace);
+  config.AddChoice("log-level", "info", {"debug", "info", "warn", "error"},
+                   "Lowest level of log lines written.", &s->log_level);
+  config.AddBool("test-clock", false,
+                 "Use the shared test clock (offset in Redis, moved through "
+                 "rogatory.admin.v1.TestClockService). Development only.",
+                 &s->test_clock);
+  config.AddDuration("health-probe-interval", absl::Seconds(1), absl::Milliseconds(50),
+                     absl::Minutes(1), "How often readiness probes Redis.",
+                     &s->health_probe_interval);
+  config.AddDuration("max-connection-age", absl::Minutes(5), absl::ZeroDuration(),
+                     absl::Hours(24),
+                     "Clients are asked to reconnect after this, spreading load across "
+                     "replicas; 0 disables.",
+                     &s->max_connection_age);
+}
+
+int ParseSettingsOrExit(const ServiceIdentity& identity, Config& config,
+                        const ServerSettings& settings, int argc, const char* const* argv) {
+  absl::Status status = config.Parse(argc, argv, ProcessEnv());
+  if (status.ok() && config.help_requested()) {
+    std::cout << config.Help(identity.binary);
+    return 0;
+  }
+  if (status.ok() && settings.production() && settings.test_clock) {
+    status = absl::InvalidArgumentError(
+        "setting 'test-clock': the shared test clock is development-only and refused with "
+        "env=production");
+  }
+  if (!status.ok()) {
+    Log::Configure(identity.binary, LogLevel::kInfo);
+    Log::Error("bad configuration", {{"error", std::string(status.message())}});
+    std::cerr << identity.binary << ": " << status.message() << "\n";
+    return 2;
+  }
+  return -1;
+}
+
+void BlockTerminationSignals() {
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGTERM);
+  sigaddset(&set, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &set, nullptr);
+}
+
+Platform::Platform(const ServiceIdentity& identity, const ServerSettings& settings)
+    : identity_(identity),
+      settings_(settings),
+      sharding_(settings.redis_shards),
+      internals_(std::make_unique<Internals>()) {}
+
+Platform::~Platform() {
+  // Stop what issues Redis commands, then Redis itself, whose pending callbacks still see
+  // the server and the rest of the internals.
+  internals_->readiness_probe.reset();
+  internals_->clock_refresh.reset();
+  redis_.reset();
+}
+
+absl::StatusOr<std::unique_ptr<Platform>> Platform::Create(const ServiceIdentity& identity,
+                                                           const ServerSettings& settings) {
+  LogLevel level = LogLevel::kInfo;
+  if (absl::Status s = ParseLogLevel(settings.log_level, &level); !s.ok()) return s;
+  Log::Configure(identity.binary, level);
+  Log::CaptureLibraryLogs();
+
+  std::unique_ptr<Platform> p(new Platform(identity, settings));
+  auto metrics = Metrics::Serve(settings.metrics_listen);
+  if (!metrics.ok()) return metrics.status();
+  p->metrics_ = *std::move(metrics);
+  p->internals_->redis_up = &prometheus::BuildGauge()
+                                 .Name("rogatory_redis_up")
+                                 .Help("1 while the last Redis probe succeeded.")
+                                 .Register(p->metrics_->registry())
+                                 .Add({});
+
+  auto url = ParseRedisUrl(settings.redis_url);
+  if (!url.ok()) return url.status();
+  AsyncRedisOptions redis_options;
+  redis_options.url = *url;
+  redis_options.command_timeout = settings.redis_timeout;
+  p->redis_ = NewAsyncRedisClient(redis_options);
+
+  p->real_clock_ = std::make_unique<RealClock>();
+  if (settings.test_clock) {
+    auto test_clock = std::make_unique<SharedTestClock>(*p->redis_, *p->real_clock_);
+    p->internals_->test_clock = test_clock.get();
+    p->clock_holder_ = std::move(test_clock);
+    p->clock_ = p->clock_holder_.get();
+    SharedTestClock* clock = p->internals_->test_clock;
+    p->internals_->clock_refresh = std::make_unique<PeriodicTask>(
+        absl::Milliseconds(200), [clock] { clock->Refresh(); });
+    Log::Warn("shared test clock enabled: time can be moved through TestClockService");
+  } else {
+    p->clock_ = p->real_clock_.get();
+  }
+
+  // Development implementations of the pipeline's steps.
+  p->authenticator_ = std::make_unique<MetadataAuthenticator>();
+  p->limiter_ = std::make_unique<NoRateLimiter>();
+  p->auditor_ = std::make_unique<LogAuditor>();
+  p->pipeline_ = std::make_unique<Pipeline>(*p->authenticator_, *p->limiter_, *p->auditor_);
+  p->internals_->test_clock_service =
+      std::make_unique<TestClockServiceImpl>(p->internals_->test_clock, *p->pipeline_);
+  return p;
+}
+
+int Platform::Serve(const std::vector<grpc::Service*>& services) {
+  grpc::EnableDefaultHealthCheckService(true);
+  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+
+  grpc::ServerBuilder builder;
+  int port = 0;
+  builder.AddListeningPort(settings_.listen, grpc::InsecureServerCredentials(), &port);
+  for (grpc::Service* s : services) builder.RegisterService(s);
+  builder.RegisterService(internals_->test_clock_service.get());
+  if (settings_.max_connection_age > absl::ZeroDuration()) {
+    builder.AddChannelArgument(GRPC_ARG_MAX_CONNECTION_AGE_MS,
+                               static_cast<int>(absl::ToInt64Milliseconds(settings_.max_connection_age)));
+    builder.AddChannelArgument(GRPC_ARG_MAX_CONNECTION_AGE_GRACE_MS,
+                               static_cast<int>(absl::ToInt64Milliseconds(settings_.shutdown_grace)));
+  }
+  std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>> interceptors;
+  interceptors.push_back(metrics_->NewServerInterceptorFactory());
+  builder.experimental().SetInterceptorCreators(std::move(interceptors));
+
+  internals_->server = builder.BuildAndStart();
+  grpc::Server* server = internals_->server.get();
+  if (server == nullptr || port == 0) {
+    Log::Error("cannot listen", {{"address", settings_.listen}});
+    return 1;
+  }
+  grpc::HealthCheckServiceInterface* health = server->GetHealthCheckService();
+  health->SetServingStatus("", true);
+  health->SetServingStatus(identity_.grpc_service_name, false);
+
+  // Readiness follows Redis: a background probe, so health answers never wait on Redis.
+  internals_->readiness_probe = std::make_unique<PeriodicTask>(
+      settings_.health_probe_interval, [this, health] {
+        redis_->Command({"PING"}, [this, health](absl::StatusOr<RedisReply> r) {
+          const bool up = r.ok();
+          internals_->redis_up->Set(up ? 1 : 0);
+          if (!internals_->draining.load()) {
+            health->SetServingStatus(identity_.grpc_service_name, up);
+          }
+        });
+      });
+
+  Log::Info("serving", {{"address", settings_.listen},
+                        {"port", static_cast<int64_t>(port)},
+                        {"metrics", settings_.metrics_listen},
+                        {"env", settings_.env},
+                        {"shards", static_cast<int64_t>(settings_.redis_shards)}});
+
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGTERM);
+  sigaddset(&set, SIGINT);
+  int signal_number = 0;
+  sigwait(&set, &signal_number);
+
+  Log::Info("draining", {{"signal", static_cast<int64_t>(signal_number)},
+                         {"grace_ms", absl::ToInt64Milliseconds(settings_.shutdown_grace)}});
+  internals_->draining.store(true);
+  health->SetServingStatus(identity_.grpc_service_name, false);
+  server->Shutdown(std::chrono::system_clock::now() +
+                   absl::ToChronoMilliseconds(settings_.shutdown_grace));
+  server->Wait();
+  Log::Info("stopped");
+  return 0;
+}
+
+int ServiceMain(const ServiceIdentity& identity, int argc, char** argv,
+                const std::function<void(Config&)>& add_settings,
+                const std::function<absl::StatusOr<ServiceParts>(Platform&)>& wire) {
+  BlockTerminationSignals();
+  Config config;
+  ServerSettings settings;
+  RegisterServerSettings(identity, config, &settings);
+  if (add_settings) add_settings(config);
+  if (int code = ParseSettingsOrExit(identity, config, settings, argc, argv); code >= 0) {
+    return code;
+  }
+  auto platform = Platform::Create(identity, settings);
+  if (!platform.ok()) {
+    Log::Error("cannot start", {{"error", std::string(platform.status().message())}});
+    return 1;
+  }
+  auto parts = wire(**platform);
+  if (!parts.ok()) {
+    Log::Error("cannot start", {{"error", std::string(parts.status().message())}});
+    return 1;
+  }
+  const int code = (*platform)->Serve(parts->services);
+  platform->reset();  // stops Redis and its callbacks before the service objects go
+  return code;
+}
+
+}  // namespace rogatory::common

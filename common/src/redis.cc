@@ -1,0 +1,72 @@
+#include "rogatory/common/redis.h"
+
+#include "rogatory/common/ids.h"
+
+#include "absl/strings/match.h"
+#include "absl/strings/strip.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/synchronization/notification.h"
+
+namespace rogatory::common {
+LuaScript::LuaScript(std::string source) : source_(std::move(source)), sha1_(Sha1Hex(source_)) {}
+
+absl::StatusOr<RedisUrl> ParseRedisUrl(absl::string_view url) {
+  RedisUrl out;
+  if (!absl::ConsumePrefix(&url, "redis://")) {
+    return absl::InvalidArgumentError("must start with redis://");
+  }
+  if (auto at = url.rfind('@'); at != absl::string_view::npos) {
+    absl::string_view userinfo = url.substr(0, at);
+    url.remove_prefix(at + 1);
+    if (auto colon = userinfo.find(':'); colon != absl::string_view::npos) {
+      out.user = std::string(userinfo.substr(0, colon));
+      out.password = std::string(userinfo.substr(colon + 1));
+    } else {
+      out.password = std::string(userinfo);
+    }
+  }
+  absl::string_view hostport = url;
+  if (auto slash = url.find('/'); slash != absl::string_view::npos) {
+    hostport = url.substr(0, slash);
+    absl::string_view db = url.substr(slash + 1);
+    if (!db.empty() && (!absl::SimpleAtoi(db, &out.db) || out.db < 0 || out.db > 15)) {
+      return absl::InvalidArgumentError("database must be a number from 0 to 15");
+    }
+  }
+  if (auto colon = hostport.rfind(':'); colon != absl::string_view::npos) {
+    if (!absl::SimpleAtoi(hostport.substr(colon + 1), &out.port) || out.port <= 0 ||
+        out.port > 65535) {
+      return absl::InvalidArgumentError("port must be a number from 1 to 65535");
+    }
+    hostport = hostport.substr(0, colon);
+  }
+  if (hostport.empty()) return absl::InvalidArgumentError("host is missing");
+  out.host = std::string(hostport);
+  return out;
+}
+
+absl::Status RedisErrorToStatus(absl::string_view error) {
+  for (absl::string_view retryable :
+       {"LOADING", "BUSY", "MASTERDOWN", "TRYAGAIN", "CLUSTERDOWN", "OOM", "READONLY",
+        "NOAUTH", "WRONGPASS"}) {
+    if (absl::StartsWith(error, retryable)) {
+      return absl::UnavailableError(absl::StrCat("redis: ", error));
+    }
+  }
+  return absl::InternalError(absl::StrCat("redis: ", error));
+}
+
+absl::StatusOr<RedisReply> RunRedisCommand(RedisClient& client, std::vector<std::string> args) {
+  absl::Notification done;
+  absl::StatusOr<RedisReply> result;
+  client.Command(std::move(args), [&](absl::StatusOr<RedisReply> r) {
+    result = std::move(r);
+    done.Notify();
+  });
+  done.WaitForNotification();
+  return result;
+}
+
+}  // namespace rogatory::common

@@ -1,0 +1,157 @@
+#include "rogatory/common/test_clock.h"
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "google/protobuf/util/time_util.h"
+
+namespace rogatory::common {
+namespace {
+
+using google::protobuf::util::TimeUtil;
+namespace adminpb = rogatory::admin::v1;
+
+// Raises the offset to ARGV[1] unless it is already larger; returns {raised, offset}.
+const LuaScript& RaiseOffsetScript() {
+  static const LuaScript* script = new LuaScript(R"lua(
+local current = tonumber(redis.call('GET', KEYS[1]) or '0')
+local wanted = tonumber(ARGV[1])
+if wanted < current then return {0, tostring(current)} end
+redis.call('SET', KEYS[1], ARGV[1])
+return {1, ARGV[1]}
+)lua");
+  return *script;
+}
+
+google::protobuf::Timestamp ToProto(absl::Time t) {
+  return TimeUtil::NanosecondsToTimestamp(absl::ToUnixNanos(t));
+}
+google::protobuf::Duration ToProto(absl::Duration d) {
+  return TimeUtil::NanosecondsToDuration(absl::ToInt64Nanoseconds(d));
+}
+
+}  // namespace
+
+void SharedTestClock::Store(int64_t offset_us) {
+  // Never moves backwards in this process either.
+  int64_t current = offset_us_.load();
+  while (offset_us > current && !offset_us_.compare_exchange_weak(current, offset_us)) {
+  }
+}
+
+void SharedTestClock::Refresh(OffsetDone done) {
+  redis_.Command({"GET", kKey}, [this, done](absl::StatusOr<RedisReply> r) {
+    if (!r.ok()) {
+      if (done) done(r.status());
+      return;
+    }
+    int64_t us = 0;
+    if (!r->is_nil() && !absl::SimpleAtoi(r->str, &us)) {
+      if (done) done(absl::InternalError("test clock offset in redis is not a number"));
+      return;
+    }
+    Store(us);
+    if (done) done(offset());
+  });
+}
+
+void SharedTestClock::Advance(absl::Duration by, OffsetDone done) {
+  redis_.Command({"INCRBY", kKey, absl::StrCat(absl::ToInt64Microseconds(by))},
+                 [this, done](absl::StatusOr<RedisReply> r) {
+                   if (!r.ok()) return done(r.status());
+                   Store(r->integer);
+                   done(offset());
+                 });
+}
+
+void SharedTestClock::SetNow(absl::Time now, OffsetDone done) {
+  const int64_t wanted = absl::ToInt64Microseconds(now - base_.Now());
+  redis_.Eval(RaiseOffsetScript(), {kKey}, {absl::StrCat(wanted)},
+              [this, done](absl::StatusOr<RedisReply> r) {
+                if (!r.ok()) return done(r.status());
+                int64_t us = 0;
+                if (r->elements.size() != 2 || !absl::SimpleAtoi(r->elements[1].str, &us)) {
+                  return done(absl::InternalError("unexpected reply from test clock script"));
+                }
+                Store(us);
+                if (r->elements[0].integer == 0) {
+                  return done(absl::InvalidArgumentError(
+                      "now: the shared test clock is already later; time never runs backwards"));
+                }
+                done(offset());
+              });
+}
+
+absl::Status TestClockServiceImpl::Enabled() const {
+  if (clock_ == nullptr) {
+    return absl::FailedPreconditionError(
+        "the shared test clock is disabled (enable it with --test-clock=true in development)");
+  }
+  return absl::OkStatus();
+}
+
+grpc::ServerUnaryReactor* TestClockServiceImpl::GetTime(grpc::CallbackServerContext* context,
+                                                        const adminpb::GetTimeRequest* request,
+                                                        adminpb::GetTimeResponse* response) {
+  return pipeline_.Unary<adminpb::GetTimeRequest, adminpb::GetTimeResponse>(
+      context, "GetTime", request, response,
+      [this](const adminpb::GetTimeRequest&) { return Enabled(); },
+      [this](const CallContext&, const adminpb::GetTimeRequest&, adminpb::GetTimeResponse* resp,
+             Pipeline::Done done) {
+        clock_->Refresh([this, resp, done](absl::StatusOr<absl::Duration> offset) {
+          if (!offset.ok()) return done(offset.status());
+          *resp->mutable_now() = ToProto(clock_->Now());
+          *resp->mutable_offset() = ToProto(*offset);
+          done(absl::OkStatus());
+        });
+      });
+}
+
+grpc::ServerUnaryReactor* TestClockServiceImpl::AdvanceTime(
+    grpc::CallbackServerContext* context, const adminpb::AdvanceTimeRequest* request,
+    adminpb::AdvanceTimeResponse* response) {
+  return pipeline_.Unary<adminpb::AdvanceTimeRequest, adminpb::AdvanceTimeResponse>(
+      context, "AdvanceTime", request, response,
+      [this](const adminpb::AdvanceTimeRequest& req) -> absl::Status {
+        RETURN_IF_ERROR(Enabled());
+        FieldViolations v;
+        const int64_t ns = TimeUtil::DurationToNanoseconds(req.by());
+        if (!req.has_by() || ns <= 0) v.Add("by", "must be a positive duration");
+        if (absl::Nanoseconds(ns) > absl::Hours(24 * 400)) v.Add("by", "must be at most 400 days");
+        return v.ToStatus();
+      },
+      [this](const CallContext&, const adminpb::AdvanceTimeRequest& req,
+             adminpb::AdvanceTimeResponse* resp, Pipeline::Done done) {
+        clock_->Advance(absl::Nanoseconds(TimeUtil::DurationToNanoseconds(req.by())),
+                        [this, resp, done](absl::StatusOr<absl::Duration> offset) {
+                          if (!offset.ok()) return done(offset.status());
+                          *resp->mutable_now() = ToProto(clock_->Now());
+                          *resp->mutable_offset() = ToProto(*offset);
+                          done(absl::OkStatus());
+                        });
+      });
+}
+
+grpc::ServerUnaryReactor* TestClockServiceImpl::SetTime(grpc::CallbackServerContext* context,
+                                                        const adminpb::SetTimeRequest* request,
+                                                        adminpb::SetTimeResponse* response) {
+  return pipeline_.Unary<adminpb::SetTimeRequest, adminpb::SetTimeResponse>(
+      context, "SetTime", request, response,
+      [this](const adminpb::SetTimeRequest& req) -> absl::Status {
+        RETURN_IF_ERROR(Enabled());
+        FieldViolations v;
+        if (!req.has_now()) v.Add("now", "is required");
+        return v.ToStatus();
+      },
+      [this](const CallContext&, const adminpb::SetTimeRequest& req,
+             adminpb::SetTimeResponse* resp, Pipeline::Done done) {
+        const absl::Time now = absl::FromUnixNanos(TimeUtil::TimestampToNanoseconds(req.now()));
+        clock_->SetNow(now, [this, resp, done](absl::StatusOr<absl::Duration> offset) {
+          if (!offset.ok()) return done(offset.status());
+          *resp->mutable_now() = ToProto(clock_->Now());
+          *resp->mutable_offset() = ToProto(*offset);
+          done(absl::OkStatus());
+        });
+      });
+}
+
+}  // namespace rogatory::common
