@@ -1,0 +1,376 @@
+#!/usr/bin/env bash
+# Runs Rogatory on this machine: installs what is missing, builds, starts a private
+# redis-server and the four services, runs the demo client against them, prints where to
+# look, then serves in the foreground until Ctrl-C (SIGINT) or SIGTERM, when it stops
+# everything it started.
+#
+# Usage: deploy/local/run.sh [--no-wait] [--redis-port=PORT]
+#   --no-wait          run the demo, then stop everything and exit with the demo's result
+#                      (same as ROGATORY_DEMO_EXIT=1)
+#   --redis-port=PORT  port of the private Redis (default 6390, or ROGATORY_LOCAL_REDIS_PORT)
+#
+# State lives under .local/ in the repository: redis/ (AOF data, kept between runs),
+# logs/ (one log per process; the previous run's kept as *.log.1) and run/ (pid files, lock).
+# Services listen on their default ports: gRPC 127.0.0.1:50051-50054, metrics 9101-9104.
+# Delete .local/ to start from an empty database.
+set -euo pipefail
+
+repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+readonly repo
+readonly build_dir="${ROGATORY_BUILD_DIR:-${repo}/build}"
+readonly local_dir="${repo}/.local"
+readonly run_dir="${local_dir}/run" log_dir="${local_dir}/logs" redis_dir="${local_dir}/redis"
+readonly demo="${repo}/tools/pyclient/demo.py"
+readonly python=/usr/bin/python3
+
+readonly SERVICES=(intake routing deadlines notification)
+readonly GRPC_PORTS=(50051 50052 50053 50054)
+readonly METRICS_PORTS=(9101 9102 9103 9104)
+readonly HEALTH_NAMES=(
+  rogatory.intake.v1.IntakeService
+  rogatory.routing.v1.TranslationRoutingService
+  rogatory.deadlines.v1.DeadlineService
+  rogatory.notification.v1.NotificationService
+)
+# Drain time given to each service; with the metrics exporter's ~2 s stop this keeps the
+# whole shutdown under 10 s.
+readonly SHUTDOWN_GRACE=3s
+readonly SERVICE_STOP_TIMEOUT=5 REDIS_STOP_TIMEOUT=2 READY_TIMEOUT=30
+
+redis_port="${ROGATORY_LOCAL_REDIS_PORT:-6390}"
+no_wait="${ROGATORY_DEMO_EXIT:-0}"
+
+say() { printf '[local] %s\n' "$*"; }
+die() { say "error: $*" >&2; exit 1; }
+
+usage() { sed -n '2,/^set -euo/{/^#/s/^# \{0,1\}//p}' "${BASH_SOURCE[0]}"; }
+
+for arg in "$@"; do
+  case "${arg}" in
+    --no-wait) no_wait=1 ;;
+    --redis-port=*) redis_port="${arg#*=}" ;;
+    -h | --help) usage; exit 0 ;;
+    *) usage >&2; say "error: unknown argument: ${arg}" >&2; exit 2 ;;
+  esac
+done
+if ! [[ "${redis_port}" =~ ^[0-9]+$ ]] || ((redis_port < 1 || redis_port > 65535)); then
+  die "bad Redis port: ${redis_port}"
+fi
+readonly redis_port no_wait
+readonly redis_url="redis://127.0.0.1:${redis_port}/0"
+
+now() { printf '%s' "${EPOCHREALTIME}"; }
+elapsed_since() { awk -v a="$1" -v b="${EPOCHREALTIME}" 'BEGIN { printf "%.1f", b - a }'; }
+
+# True if PID is a live process (a zombie counts as dead).
+alive() {
+  local stat
+  stat="$(cat "/proc/$1/stat" 2>/dev/null)" || return 1
+  stat="${stat##*) }"
+  [[ -n "${stat}" && "${stat%% *}" != Z ]]
+}
+
+# True if PID runs the program named NAME, judged by its argv[0] (redis-server's
+# executable is a link to redis-check-rdb, and it rewrites its title to "redis-server addr").
+runs() {
+  local argv0
+  argv0="$(tr '\0' '\n' <"/proc/$1/cmdline" 2>/dev/null | head -n1)" || return 1
+  argv0="${argv0%% *}"
+  [[ "${argv0##*/}" == "$2" ]]
+}
+
+# Waits up to SECONDS for every PID to end; true if they all did.
+wait_dead() {
+  local seconds="$1" pid
+  shift
+  local deadline
+  deadline="$(awk -v a="${EPOCHREALTIME}" -v s="${seconds}" 'BEGIN { printf "%.3f", a + s }')"
+  while true; do
+    local any=0
+    for pid in "$@"; do alive "${pid}" && any=1; done
+    ((any)) || return 0
+    awk -v a="${EPOCHREALTIME}" -v d="${deadline}" 'BEGIN { exit !(a >= d) }' && return 1
+    sleep 0.1
+  done
+}
+
+port_in_use() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+# --- what this run started, for cleanup ---
+declare -A pid_of=()   # name -> pid
+started=()             # names, in start order
+cleaned=0
+
+stop_all() {
+  ((cleaned)) && return 0
+  cleaned=1
+  ((${#started[@]} > 0)) || return 0
+  local t0 name pid
+  t0="$(now)"
+  say "stopping the services, then redis-server"
+  local service_pids=()
+  for name in "${started[@]}"; do
+    [[ "${name}" == redis ]] && continue
+    pid="${pid_of[${name}]}"
+    service_pids+=("${pid}")
+    kill -TERM "${pid}" 2>/dev/null || true
+  done
+  if ((${#service_pids[@]} > 0)) && ! wait_dead "${SERVICE_STOP_TIMEOUT}" "${service_pids[@]}"; then
+    for name in "${started[@]}"; do
+      [[ "${name}" == redis ]] && continue
+      pid="${pid_of[${name}]}"
+      if alive "${pid}"; then
+        say "warning: ${name} did not stop within ${SERVICE_STOP_TIMEOUT}s; killing it"
+        kill -KILL "${pid}" 2>/dev/null || true
+      fi
+    done
+    wait_dead 2 "${service_pids[@]}" || true
+  fi
+  for name in "${started[@]}"; do
+    [[ "${name}" == redis ]] && continue
+    local code=0
+    wait "${pid_of[${name}]}" 2>/dev/null || code=$?
+    ((code == 0)) || say "warning: ${name} exited with status ${code} (see ${log_dir}/${name}.log)"
+    rm -f "${run_dir}/${name}.pid"
+  done
+  if [[ -n "${pid_of[redis]:-}" ]]; then
+    pid="${pid_of[redis]}"
+    # SHUTDOWN flushes the AOF; SIGKILL only if Redis does not go.
+    timeout 2 redis-cli -p "${redis_port}" shutdown >/dev/null 2>&1 || true
+    if ! wait_dead "${REDIS_STOP_TIMEOUT}" "${pid}"; then
+      say "warning: redis-server did not stop within ${REDIS_STOP_TIMEOUT}s; killing it"
+      kill -KILL "${pid}" 2>/dev/null || true
+      wait_dead 1 "${pid}" || true
+    fi
+    wait "${pid}" 2>/dev/null || true
+    rm -f "${run_dir}/redis.pid"
+  fi
+  say "stopped everything in $(elapsed_since "${t0}")s"
+}
+
+on_exit() {
+  local rc=$?
+  trap '' INT TERM HUP # a second Ctrl-C must not cut the cleanup short
+  stop_all
+  exit "${rc}"
+}
+trap on_exit EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+trap 'exit 129' HUP
+
+# start NAME COMMAND...: starts COMMAND in the background, in its own session so that a
+# Ctrl-C reaches only this script (which then stops everything in order), output to
+# .local/logs/NAME.log, pid to .local/run/NAME.pid.
+start() {
+  local name="$1" log="${log_dir}/$1.log"
+  shift
+  if [[ -f "${log}" ]]; then mv -f "${log}" "${log}.1"; fi
+  # env and setsid exec in place (this shell's children are no group leaders), so $! is the
+  # pid of COMMAND itself. fd 9 (the lock) is not inherited. This script's own knobs are
+  # not passed on: they are no settings of the services.
+  env -u ROGATORY_BUILD_DIR -u ROGATORY_DEMO_EXIT -u ROGATORY_LOCAL_REDIS_PORT \
+    -u ROGATORY_SUMMARY_FILE setsid "$@" </dev/null >"${log}" 2>&1 9>&- &
+  pid_of[${name}]=$!
+  started+=("${name}")
+  printf '%s\n' "$!" >"${run_dir}/${name}.pid"
+}
+
+# Stops what a crashed earlier run left behind, found through its pid files.
+stop_leftovers() {
+  local file name pid exe
+  for file in "${run_dir}"/*.pid; do
+    [[ -e "${file}" ]] || continue
+    name="$(basename "${file}" .pid)"
+    pid="$(cat "${file}")"
+    if [[ "${name}" == redis ]]; then exe=redis-server; else exe="rogatory-${name}"; fi
+    if [[ "${pid}" =~ ^[0-9]+$ ]] && alive "${pid}" && runs "${pid}" "${exe}"; then
+      say "stopping ${name} (pid ${pid}) left over from an earlier run"
+      kill -TERM "${pid}" 2>/dev/null || true
+      if ! wait_dead 10 "${pid}"; then
+        kill -KILL "${pid}" 2>/dev/null || true
+        wait_dead 2 "${pid}" || die "cannot stop leftover ${name} (pid ${pid})"
+      fi
+    fi
+    rm -f "${file}"
+  done
+}
+
+fail_with_log() { # NAME MESSAGE
+  local log="${log_dir}/$1.log"
+  say "error: $2; last lines of ${log}:" >&2
+  tail -n 20 "${log}" >&2 2>/dev/null || true
+  exit 1
+}
+
+# --- 1. one run at a time; dependencies and build ---
+mkdir -p "${run_dir}" "${log_dir}" "${redis_dir}"
+exec 9>"${run_dir}/lock"
+flock -n 9 || die "another deploy/local/run.sh is running (it holds ${run_dir}/lock)"
+
+t="$(now)"
+bash "${repo}/deploy/install-deps.sh"
+say "dependencies ready ($(elapsed_since "${t}")s)"
+
+t="$(now)"
+cmake -S "${repo}" -B "${build_dir}" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+cmake --build "${build_dir}" -j2
+say "build ready in ${build_dir} ($(elapsed_since "${t}")s)"
+for svc in "${SERVICES[@]}"; do
+  [[ -x "${build_dir}/bin/rogatory-${svc}" ]] || die "${build_dir}/bin/rogatory-${svc} was not built"
+done
+[[ -f "${demo}" ]] || die "${demo} is missing"
+
+# --- 2. clear what a crashed earlier run left; check the ports are free ---
+stop_leftovers
+for port in "${redis_port}" "${GRPC_PORTS[@]}" "${METRICS_PORTS[@]}"; do
+  if port_in_use "${port}"; then
+    die "port ${port} is in use by another program (see: ss -ltnp 'sport = :${port}')"
+  fi
+done
+
+# --- 3. Redis ---
+t="$(now)"
+start redis redis-server --bind 127.0.0.1 --port "${redis_port}" --dir "${redis_dir}" \
+  --appendonly yes --save '' --daemonize no
+deadline=$((SECONDS + 15))
+until [[ "$(redis-cli -p "${redis_port}" ping 2>/dev/null)" == PONG ]]; do
+  alive "${pid_of[redis]}" || fail_with_log redis "redis-server exited"
+  ((SECONDS < deadline)) || fail_with_log redis "redis-server did not answer PING within 15s"
+  sleep 0.1
+done
+say "redis-server ready on 127.0.0.1:${redis_port}, data in ${redis_dir} ($(elapsed_since "${t}")s)"
+
+# --- 4. the four services ---
+t="$(now)"
+for i in "${!SERVICES[@]}"; do
+  svc="${SERVICES[i]}"
+  start "${svc}" "${build_dir}/bin/rogatory-${svc}" \
+    --env=development \
+    --listen="127.0.0.1:${GRPC_PORTS[i]}" \
+    --metrics-listen="127.0.0.1:${METRICS_PORTS[i]}" \
+    --redis-url="${redis_url}" \
+    --test-clock=true \
+    --shutdown-grace="${SHUTDOWN_GRACE}"
+done
+
+# Ready = the gRPC health check answers SERVING for the service's full name (its Redis is
+# reachable and it is not draining). Polled with a deadline; fails early if a process dies.
+health_args=()
+for i in "${!SERVICES[@]}"; do
+  health_args+=("${SERVICES[i]}" "127.0.0.1:${GRPC_PORTS[i]}" "${HEALTH_NAMES[i]}" "${pid_of[${SERVICES[i]}]}")
+done
+ready_rc=0
+"${python}" - "${READY_TIMEOUT}" "${health_args[@]}" <<'PY' || ready_rc=$?
+import sys, time
+import grpc
+
+timeout = float(sys.argv[1])
+args = sys.argv[2:]
+targets = [tuple(args[i:i + 4]) for i in range(0, len(args), 4)]  # name, addr, service, pid
+
+
+def alive(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
+
+
+def check(channel, service):
+    # grpc.health.v1.HealthCheckRequest{service}, encoded by hand: no generated stubs needed.
+    name = service.encode()
+    request = b"\x0a" + bytes([len(name)]) + name
+    try:
+        reply = channel.unary_unary("/grpc.health.v1.Health/Check")(request, timeout=1)
+    except grpc.RpcError as e:
+        return e.code().name
+    status = reply[1] if len(reply) >= 2 and reply[0] == 0x08 else 0
+    return {0: "UNKNOWN", 1: "SERVING", 2: "NOT_SERVING", 3: "SERVICE_UNKNOWN"}.get(status, str(status))
+
+
+deadline = time.monotonic() + timeout
+# Retry connecting quickly: the default backoff (1 s, growing) would lag behind start-up.
+options = [("grpc.initial_reconnect_backoff_ms", 100), ("grpc.min_reconnect_backoff_ms", 100),
+           ("grpc.max_reconnect_backoff_ms", 500)]
+channels = {addr: grpc.insecure_channel(addr, options=options) for _, addr, _, _ in targets}
+pending = list(targets)
+last = {}
+while pending:
+    for t in list(pending):
+        name, addr, service, pid = t
+        if not alive(pid):
+            print(f"[local] error: {name} exited during start-up", file=sys.stderr)
+            sys.exit(3)
+        last[name] = check(channels[addr], service)
+        if last[name] == "SERVING":
+            print(f"[local] {name} ready: {service} SERVING on {addr}")
+            pending.remove(t)
+    if pending and time.monotonic() > deadline:
+        for name, addr, service, _ in pending:
+            print(f"[local] error: {name} not ready after {timeout:.0f}s: health of {service} "
+                  f"on {addr} is {last.get(name)}", file=sys.stderr)
+        sys.exit(4)
+    if pending:
+        time.sleep(0.2)
+PY
+if ((ready_rc != 0)); then
+  for svc in "${SERVICES[@]}"; do
+    alive "${pid_of[${svc}]}" || fail_with_log "${svc}" "${svc} exited"
+  done
+  die "services not ready; logs in ${log_dir}"
+fi
+metrics_urls=()
+for i in "${!SERVICES[@]}"; do
+  url="http://127.0.0.1:${METRICS_PORTS[i]}/metrics"
+  curl -fsS --max-time 5 -o /dev/null "${url}" || fail_with_log "${SERVICES[i]}" "${url} does not answer"
+  metrics_urls+=("${url}")
+done
+say "all four services ready ($(elapsed_since "${t}")s)"
+
+# --- 5. the demo ---
+printf '\n'
+say "running the demo client: ${demo#"${repo}/"}"
+demo_args=(
+  --intake "127.0.0.1:${GRPC_PORTS[0]}" --routing "127.0.0.1:${GRPC_PORTS[1]}"
+  --deadlines "127.0.0.1:${GRPC_PORTS[2]}" --notification "127.0.0.1:${GRPC_PORTS[3]}"
+  --metrics-urls "$(IFS=,; printf '%s' "${metrics_urls[*]}")"
+)
+demo_rc=0
+timeout --foreground 120 "${python}" "${demo}" "${demo_args[@]}" </dev/null || demo_rc=$?
+((demo_rc == 0)) || die "the demo failed (exit ${demo_rc}); service logs are in ${log_dir}"
+
+# --- 6. where to look ---
+printf '\n'
+say "Rogatory is running:"
+printf '  %-13s %-17s %-31s %s\n' service gRPC metrics log
+for i in "${!SERVICES[@]}"; do
+  printf '  %-13s %-17s %-31s %s\n' "${SERVICES[i]}" "127.0.0.1:${GRPC_PORTS[i]}" \
+    "${metrics_urls[i]}" "${log_dir#"${repo}/"}/${SERVICES[i]}.log"
+done
+printf '  %-13s %-17s %-31s %s\n' redis "127.0.0.1:${redis_port}" "(data: ${redis_dir#"${repo}/"})" \
+  "${log_dir#"${repo}/"}/redis.log"
+cat <<EOF
+  Health (grpc.health.v1): "" = liveness, full service name = readiness. Reflection is on.
+  Development auth: send metadata x-rogatory-authority, x-rogatory-state, x-rogatory-roles.
+  Try:  curl -s ${metrics_urls[0]} | grep grpc_server_handled_total
+        redis-cli -p ${redis_port} --scan --pattern 'rg:*'
+        ${python} ${demo#"${repo}/"} ${demo_args[*]}
+EOF
+
+if [[ "${no_wait}" == 1 ]]; then
+  exit 0
+fi
+
+# --- 7. serve until Ctrl-C / SIGTERM ---
+say "serving in the foreground; press Ctrl-C to stop everything"
+all_pids=()
+for name in "${started[@]}"; do all_pids+=("${pid_of[${name}]}"); done
+while true; do
+  # Returns when a process ends, or at once when a trapped signal arrives (the trap exits).
+  wait -n "${all_pids[@]}" || true
+  for name in "${started[@]}"; do
+    alive "${pid_of[${name}]}" || fail_with_log "${name}" "${name} exited unexpectedly"
+  done
+done

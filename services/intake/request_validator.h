@@ -1,0 +1,23 @@
+#pragma once
+
+#include "absl/status/status.h"
+#include "absl/time/time.h"
+#include "rogatory/intake/v1/intake.pb.h"
+
+namespace rogatory::intake {
+
+// Checks that a submission is well-formed: known enums, valid state and language codes,
+// required ids present, lengths and counts within bounds. Returns INVALID_ARGUMENT listing
+// every bad field path (google.rpc.BadRequest), or OK. Legal completeness is a separate
+// question (see completeness.h): a well-formed request is accepted even if incomplete.
+// `now` bounds dates of birth.
+absl::Status ValidateSubmit(const v1::SubmitRequestRequest& request, absl::Time now);
+
+// Checks the fields of a GetRequest / ListRequests call.
+absl::Status ValidateGet(const v1::GetRequestRequest& request, int shard_count);
+absl::Status ValidateList(const v1::ListRequestsRequest& request);
+
+// AIP-155 request ids: empty, or 1 to 64 characters of [A-Za-z0-9_-].
+bool IsValidRequestId(const std::string& id);
+
+}  // namespace rogatory::intake

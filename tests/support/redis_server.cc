@@ -1,0 +1,100 @@
+#include "redis_server.h"
+
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <array>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <stdexcept>
+#include <thread>
+
+#include "gtest/gtest.h"
+
+namespace rogatory::testing {
+
+int FreePort() {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  addr.sin_port = 0;
+  bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr));
+  socklen_t len = sizeof(addr);
+  getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
+  close(fd);
+  return ntohs(addr.sin_port);
+}
+
+RedisServer::RedisServer() {
+  char tmpl[] = "/tmp/rogatory-redis-XXXXXX";
+  dir_ = mkdtemp(tmpl);
+  port_ = FreePort();
+  Start();
+}
+
+RedisServer::~RedisServer() {
+  Stop();
+  std::error_code ec;
+  std::filesystem::remove_all(dir_, ec);
+}
+
+std::string RedisServer::url() const {
+  return "redis://127.0.0.1:" + std::to_string(port_) + "/0";
+}
+
+void RedisServer::Start() {
+  if (pid_ > 0) return;
+  const std::string port = std::to_string(port_);
+  pid_ = fork();
+  if (pid_ == 0) {
+    // Keep the test's output pipe free of the server (ctest waits for it to close).
+    const int devnull = open("/dev/null", O_RDWR);
+    dup2(devnull, STDIN_FILENO);
+    dup2(devnull, STDOUT_FILENO);
+    dup2(devnull, STDERR_FILENO);
+    execlp("redis-server", "redis-server", "--port", port.c_str(), "--bind", "127.0.0.1",
+           "--dir", dir_.c_str(), "--save", "", "--appendonly", "yes", "--appendfsync",
+           "everysec", "--logfile", (dir_ + "/redis.log").c_str(), static_cast<char*>(nullptr));
+    _exit(127);
+  }
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+  while (std::chrono::steady_clock::now() < deadline) {
+    int status = 0;
+    if (waitpid(pid_, &status, WNOHANG) == pid_) {
+      pid_ = -1;
+      FAIL() << "redis-server exited at start (is it installed?)";
+    }
+    if (Cli("PING").find("PONG") != std::string::npos) return;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  FAIL() << "redis-server did not answer PING within 20 s";
+}
+
+void RedisServer::Stop() {
+  if (pid_ <= 0) return;
+  kill(pid_, SIGTERM);
+  int status = 0;
+  waitpid(pid_, &status, 0);
+  pid_ = -1;
+}
+
+std::string RedisServer::Cli(const std::string& args) const {
+  const std::string cmd =
+      "redis-cli -h 127.0.0.1 -p " + std::to_string(port_) + " " + args + " 2>&1";
+  std::string out;
+  if (FILE* p = popen(cmd.c_str(), "r")) {
+    std::array<char, 256> buf;
+    while (fgets(buf.data(), buf.size(), p) != nullptr) out += buf.data();
+    pclose(p);
+  }
+  return out;
+}
+
+}  // namespace rogatory::testing

@@ -1,0 +1,201 @@
+#pragma once
+
+// The contract every RequestStore keeps, as a typed test suite: the in-memory fake runs it
+// as a unit test, the Redis store against a real redis-server.
+
+#include <set>
+#include <thread>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "gtest/gtest.h"
+#include "google/protobuf/util/time_util.h"
+#include "intake_fixtures.h"
+#include "request_store.h"
+#include "rogatory/common/ids.h"
+
+namespace rogatory::testing {
+
+// Each fixture type provides: static std::unique_ptr<intake::RequestStore> Make(); and
+// static int Shards();
+template <typename Factory>
+class RequestStoreContractTest : public ::testing::Test {
+ protected:
+  void SetUp() override { store_ = Factory::Make(); }
+
+  intake::NewRequest MakeNew(int64_t create_ms, int shard = -1,
+                             common::v1::Instrument instrument = common::v1::INSTRUMENT_EIO) {
+    intake::NewRequest n;
+    const absl::Time t = absl::FromUnixMillis(create_ms);
+    if (shard < 0) shard = static_cast<int>(counter_++ % Factory::Shards());
+    n.request.set_id(common::Sharding::MakeId("rq", shard, t));
+    *n.request.mutable_content() = CompleteEio();
+    n.request.mutable_content()->set_instrument(instrument);
+    n.request.set_status(common::v1::REQUEST_STATUS_RECEIVED);
+    *n.request.mutable_create_time() =
+        google::protobuf::util::TimeUtil::MillisecondsToTimestamp(create_ms);
+    n.request.set_etag("1");
+    n.submitted.set_event_id(common::NewUlid(t));
+    n.submitted.set_request_id(n.request.id());
+    n.submitted.set_sequence(1);
+    return n;
+  }
+
+  absl::StatusOr<intake::CreateOutcome> Create(intake::NewRequest n) {
+    return Await<intake::CreateOutcome>(
+        [&](auto done) { store_->Create(std::move(n), std::move(done)); });
+  }
+  absl::StatusOr<intake::v1::Request> Get(const std::string& id) {
+    return Await<intake::v1::Request>([&](auto done) { store_->Get(id, std::move(done)); });
+  }
+  absl::StatusOr<intake::ListPage> List(const intake::ListQuery& q) {
+    return Await<intake::ListPage>([&](auto done) { store_->List(q, std::move(done)); });
+  }
+  // Every page of a query, following next cursors.
+  std::vector<intake::v1::Request> ListAll(intake::ListQuery q) {
+    std::vector<intake::v1::Request> all;
+    for (int guard = 0; guard < 1000; ++guard) {
+      auto page = List(q);
+      EXPECT_TRUE(page.ok()) << page.status();
+      if (!page.ok()) break;
+      for (auto& r : page->requests) all.push_back(r);
+      if (!page->next.has_value()) break;
+      q.after = page->next;
+    }
+    return all;
+  }
+
+  std::unique_ptr<intake::RequestStore> store_;
+  uint64_t counter_ = 0;
+};
+
+TYPED_TEST_SUITE_P(RequestStoreContractTest);
+
+TYPED_TEST_P(RequestStoreContractTest, CreatedRequestCanBeReadBack) {
+  auto n = this->MakeNew(1767225600000);
+  const std::string id = n.request.id();
+  auto created = this->Create(n);
+  ASSERT_TRUE(created.ok()) << created.status();
+  EXPECT_FALSE(created->replayed);
+  auto got = this->Get(id);
+  ASSERT_TRUE(got.ok()) << got.status();
+  EXPECT_EQ(got->content().subjects(0).family_name(), "Testperson");
+  EXPECT_EQ(got->status(), common::v1::REQUEST_STATUS_RECEIVED);
+}
+
+TYPED_TEST_P(RequestStoreContractTest, UnknownIdIsNotFound) {
+  auto got = this->Get(common::Sharding::MakeId("rq", 0, absl::FromUnixSeconds(1)));
+  EXPECT_EQ(got.status().code(), absl::StatusCode::kNotFound);
+}
+
+TYPED_TEST_P(RequestStoreContractTest, SameKeySamePayloadReturnsFirstRequest) {
+  auto first = this->MakeNew(1767225600000, 1);
+  first.idempotency = intake::Idempotency{"FR-TJ-PARIS-JI", "key-1", "fp-a"};
+  auto second = this->MakeNew(1767225601000, 1);
+  second.idempotency = first.idempotency;
+  auto a = this->Create(first);
+  auto b = this->Create(second);
+  ASSERT_TRUE(a.ok() && b.ok());
+  EXPECT_TRUE(b->replayed);
+  EXPECT_EQ(b->request.id(), a->request.id());
+  EXPECT_EQ(this->Get(second.request.id()).status().code(), absl::StatusCode::kNotFound);
+}
+
+TYPED_TEST_P(RequestStoreContractTest, SameKeyDifferentPayloadIsAlreadyExists) {
+  auto first = this->MakeNew(1767225600000, 2);
+  first.idempotency = intake::Idempotency{"FR-TJ-PARIS-JI", "key-2", "fp-a"};
+  auto second = this->MakeNew(1767225601000, 2);
+  second.idempotency = intake::Idempotency{"FR-TJ-PARIS-JI", "key-2", "fp-b"};
+  ASSERT_TRUE(this->Create(first).ok());
+  EXPECT_EQ(this->Create(second).status().code(), absl::StatusCode::kAlreadyExists);
+}
+
+TYPED_TEST_P(RequestStoreContractTest, KeysAreScopedToTheCaller) {
+  auto first = this->MakeNew(1767225600000, 3);
+  first.idempotency = intake::Idempotency{"FR-TJ-PARIS-JI", "key-3", "fp-a"};
+  auto second = this->MakeNew(1767225601000, 3);
+  second.idempotency = intake::Idempotency{"BE-PROC-BRUXELLES", "key-3", "fp-b"};
+  ASSERT_TRUE(this->Create(first).ok());
+  auto b = this->Create(second);
+  ASSERT_TRUE(b.ok()) << b.status();
+  EXPECT_FALSE(b->replayed);
+}
+
+TYPED_TEST_P(RequestStoreContractTest, ConcurrentDuplicatesCreateExactlyOneRequest) {
+  std::vector<std::thread> threads;
+  std::vector<absl::StatusOr<intake::CreateOutcome>> results(16);
+  std::vector<intake::NewRequest> inputs;
+  for (int i = 0; i < 16; ++i) {
+    auto n = this->MakeNew(1767225600000 + i, 4);
+    n.idempotency = intake::Idempotency{"FR-TJ-PARIS-JI", "key-4", "fp-same"};
+    inputs.push_back(std::move(n));
+  }
+  for (int i = 0; i < 16; ++i) {
+    threads.emplace_back([&, i] { results[i] = this->Create(inputs[i]); });
+  }
+  for (auto& t : threads) t.join();
+  std::set<std::string> ids;
+  int created = 0;
+  for (auto& r : results) {
+    ASSERT_TRUE(r.ok()) << r.status();
+    ids.insert(r->request.id());
+    created += r->replayed ? 0 : 1;
+  }
+  EXPECT_EQ(ids.size(), 1u);
+  EXPECT_EQ(created, 1);
+}
+
+TYPED_TEST_P(RequestStoreContractTest, ListWalksEveryRequestNewestFirstAcrossPages) {
+  std::set<std::string> expected;
+  for (int i = 0; i < 45; ++i) {
+    // Several requests share a millisecond, to exercise the id tie-break.
+    auto n = this->MakeNew(1767225600000 + (i / 3) * 1000);
+    expected.insert(n.request.id());
+    ASSERT_TRUE(this->Create(std::move(n)).ok());
+  }
+  intake::ListQuery q;
+  q.page_size = 7;
+  auto all = this->ListAll(q);
+  std::set<std::string> seen;
+  for (size_t i = 0; i < all.size(); ++i) {
+    EXPECT_TRUE(seen.insert(all[i].id()).second) << "duplicate " << all[i].id();
+    if (i > 0) {
+      EXPECT_TRUE(intake::ComesBefore(intake::CursorOf(all[i - 1]), intake::CursorOf(all[i])));
+    }
+  }
+  EXPECT_EQ(seen, expected);
+}
+
+TYPED_TEST_P(RequestStoreContractTest, ListFiltersByInstrumentAndState) {
+  auto eaw = this->MakeNew(1767225600000, -1, common::v1::INSTRUMENT_EAW);
+  eaw.request.mutable_content()->set_requested_state("BE");
+  const std::string eaw_id = eaw.request.id();
+  ASSERT_TRUE(this->Create(std::move(eaw)).ok());
+  for (int i = 0; i < 5; ++i) ASSERT_TRUE(this->Create(this->MakeNew(1767225601000 + i)).ok());
+
+  intake::ListQuery by_instrument;
+  by_instrument.instrument = common::v1::INSTRUMENT_EAW;
+  auto a = this->ListAll(by_instrument);
+  ASSERT_EQ(a.size(), 1u);
+  EXPECT_EQ(a[0].id(), eaw_id);
+
+  intake::ListQuery by_state;
+  by_state.requested_state = "BE";
+  auto b = this->ListAll(by_state);
+  ASSERT_EQ(b.size(), 1u);
+  EXPECT_EQ(b[0].id(), eaw_id);
+
+  intake::ListQuery by_status;
+  by_status.status = common::v1::REQUEST_STATUS_RECEIVED;
+  by_status.issuing_state = "FR";
+  EXPECT_EQ(this->ListAll(by_status).size(), 6u);
+}
+
+REGISTER_TYPED_TEST_SUITE_P(RequestStoreContractTest, CreatedRequestCanBeReadBack,
+                            UnknownIdIsNotFound, SameKeySamePayloadReturnsFirstRequest,
+                            SameKeyDifferentPayloadIsAlreadyExists, KeysAreScopedToTheCaller,
+                            ConcurrentDuplicatesCreateExactlyOneRequest,
+                            ListWalksEveryRequestNewestFirstAcrossPages,
+                            ListFiltersByInstrumentAndState);
+
+}  // namespace rogatory::testing
