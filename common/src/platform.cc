@@ -3,6 +3,8 @@
 #include <signal.h>
 
 #include <atomic>
+#include <fstream>
+#include <sstream>
 #include <iostream>
 
 #include "absl/strings/str_cat.h"
@@ -14,12 +16,16 @@
 #include "prometheus/gauge.h"
 #include "rogatory/common/async_redis_client.h"
 #include "rogatory/common/logging.h"
+#include "rogatory/common/outbox_relay.h"
 #include "rogatory/common/periodic_task.h"
 #include "rogatory/common/test_clock.h"
 
 namespace rogatory::common {
 
 struct Platform::Internals {
+  std::unique_ptr<RecordOnlyEventHandler> record_only_handler;
+  std::unique_ptr<EventSinkServiceImpl> event_sink;
+  std::unique_ptr<OutboxRelay> relay;
   SharedTestClock* test_clock = nullptr;  // owned by clock_holder_ when enabled
   std::unique_ptr<TestClockServiceImpl> test_clock_service;
   std::unique_ptr<PeriodicTask> clock_refresh;
@@ -59,6 +65,27 @@ void RegisterServerSettings(const ServiceIdentity& id, Config& config, ServerSet
                      "Clients are asked to reconnect after this, spreading load across "
                      "replicas; 0 disables.",
                      &s->max_connection_age);
+  config.AddString("event-receivers",
+                   "intake=127.0.0.1:50051,routing=127.0.0.1:50052,"
+                   "deadlines=127.0.0.1:50053,notification=127.0.0.1:50054",
+                   "Where each service receives events: <service>=<host:port>,...",
+                   &s->event_receivers,
+                   [](const std::string& v) { return ParseReceiverAddresses(v).status(); });
+  config.AddString("event-routes", "",
+                   "File of event routes (which service wants which event types); empty: "
+                   "the built-in defaults.",
+                   &s->event_routes);
+  config.AddDuration("relay-lease", absl::Seconds(10), absl::Milliseconds(200), absl::Minutes(10),
+                     "Lease of an outbox relay lane; a dead replica's lanes are taken over "
+                     "after it.",
+                     &s->relay_lease);
+  config.AddDuration("relay-poll-interval", absl::Milliseconds(100), absl::Milliseconds(5),
+                     absl::Seconds(10), "How often an idle relay lane looks for new events.",
+                     &s->relay_poll_interval);
+  config.AddDuration("dedupe-retention", absl::Hours(24 * 7), absl::Minutes(1),
+                     absl::Hours(24 * 90),
+                     "How long a receiver remembers the events it handled, to drop repeats.",
+                     &s->dedupe_retention);
 }
 
 int ParseSettingsOrExit(const ServiceIdentity& identity, Config& config,
@@ -99,6 +126,7 @@ Platform::Platform(const ServiceIdentity& identity, const ServerSettings& settin
 Platform::~Platform() {
   // Stop what issues Redis commands, then Redis itself, whose pending callbacks still see
   // the server and the rest of the internals.
+  internals_->relay.reset();
   internals_->readiness_probe.reset();
   internals_->clock_refresh.reset();
   redis_.reset();
@@ -120,6 +148,25 @@ absl::StatusOr<std::unique_ptr<Platform>> Platform::Create(const ServiceIdentity
                                  .Help("1 while the last Redis probe succeeded.")
                                  .Register(p->metrics_->registry())
                                  .Add({});
+
+  if (settings.event_routes.empty()) {
+    p->routes_ = EventRoutes::Defaults();
+  } else {
+    std::ifstream in(settings.event_routes);
+    if (!in) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("setting 'event-routes': cannot read ", settings.event_routes));
+    }
+    std::stringstream text;
+    text << in.rdbuf();
+    auto routes = EventRoutes::Parse(text.str());
+    if (!routes.ok()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("setting 'event-routes': ", routes.status().message()));
+    }
+    p->routes_ = *std::move(routes);
+  }
+  p->receiver_addresses_ = *ParseReceiverAddresses(settings.event_receivers);
 
   auto url = ParseRedisUrl(settings.redis_url);
   if (!url.ok()) return url.status();
@@ -152,15 +199,26 @@ absl::StatusOr<std::unique_ptr<Platform>> Platform::Create(const ServiceIdentity
   return p;
 }
 
-int Platform::Serve(const std::vector<grpc::Service*>& services) {
+int Platform::Serve(const ServiceParts& parts) {
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
 
   grpc::ServerBuilder builder;
   int port = 0;
   builder.AddListeningPort(settings_.listen, grpc::InsecureServerCredentials(), &port);
-  for (grpc::Service* s : services) builder.RegisterService(s);
+  // A second process on the same port must fail at start, not share the port silently.
+  builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
+  for (grpc::Service* s : parts.services) builder.RegisterService(s);
   builder.RegisterService(internals_->test_clock_service.get());
+  EventHandler* handler = parts.event_handler;
+  if (handler == nullptr) {
+    internals_->record_only_handler = std::make_unique<RecordOnlyEventHandler>(*redis_);
+    handler = internals_->record_only_handler.get();
+  }
+  internals_->event_sink = std::make_unique<EventSinkServiceImpl>(
+      identity_.event_name, *handler, *pipeline_, sharding_, settings_.dedupe_retention,
+      *metrics_);
+  builder.RegisterService(internals_->event_sink.get());
   if (settings_.max_connection_age > absl::ZeroDuration()) {
     builder.AddChannelArgument(GRPC_ARG_MAX_CONNECTION_AGE_MS,
                                static_cast<int>(absl::ToInt64Milliseconds(settings_.max_connection_age)));
@@ -193,6 +251,18 @@ int Platform::Serve(const std::vector<grpc::Service*>& services) {
         });
       });
 
+  if (parts.emits_events) {
+    RelayOptions relay;
+    relay.emitter = identity_.event_name;
+    relay.replica_id = DefaultReplicaId();
+    relay.shard_count = settings_.redis_shards;
+    for (const auto& [name, address] : receiver_addresses_) relay.receivers.push_back({name, address});
+    relay.routes = routes_;
+    relay.lease = settings_.relay_lease;
+    relay.poll_interval = settings_.relay_poll_interval;
+    internals_->relay = std::make_unique<OutboxRelay>(*redis_, *metrics_, std::move(relay));
+  }
+
   Log::Info("serving", {{"address", settings_.listen},
                         {"port", static_cast<int64_t>(port)},
                         {"metrics", settings_.metrics_listen},
@@ -213,6 +283,7 @@ int Platform::Serve(const std::vector<grpc::Service*>& services) {
   server->Shutdown(std::chrono::system_clock::now() +
                    absl::ToChronoMilliseconds(settings_.shutdown_grace));
   server->Wait();
+  internals_->relay.reset();  // releases its lanes to the other replicas
   Log::Info("stopped");
   return 0;
 }
@@ -238,7 +309,7 @@ int ServiceMain(const ServiceIdentity& identity, int argc, char** argv,
     Log::Error("cannot start", {{"error", std::string(parts.status().message())}});
     return 1;
   }
-  const int code = (*platform)->Serve(parts->services);
+  const int code = (*platform)->Serve(*parts);
   platform->reset();  // stops Redis and its callbacks before the service objects go
   return code;
 }

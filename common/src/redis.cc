@@ -58,15 +58,32 @@ absl::Status RedisErrorToStatus(absl::string_view error) {
   return absl::InternalError(absl::StrCat("redis: ", error));
 }
 
-absl::StatusOr<RedisReply> RunRedisCommand(RedisClient& client, std::vector<std::string> args) {
+namespace {
+
+template <typename Issue>
+absl::StatusOr<RedisReply> Wait(Issue issue) {
   absl::Notification done;
   absl::StatusOr<RedisReply> result;
-  client.Command(std::move(args), [&](absl::StatusOr<RedisReply> r) {
+  issue([&](absl::StatusOr<RedisReply> r) {
     result = std::move(r);
     done.Notify();
   });
   done.WaitForNotification();
   return result;
+}
+
+}  // namespace
+
+absl::StatusOr<RedisReply> RunRedisCommand(RedisClient& client, std::vector<std::string> args) {
+  return Wait([&](RedisCallback cb) { client.Command(std::move(args), std::move(cb)); });
+}
+
+absl::StatusOr<RedisReply> RunRedisScript(RedisClient& client, const LuaScript& script,
+                                          std::vector<std::string> keys,
+                                          std::vector<std::string> args) {
+  return Wait([&](RedisCallback cb) {
+    client.Eval(script, std::move(keys), std::move(args), std::move(cb));
+  });
 }
 
 }  // namespace rogatory::common

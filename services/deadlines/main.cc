@@ -5,7 +5,7 @@
 
 int main(int argc, char** argv) {
   const rogatory::common::ServiceIdentity identity{
-      "rogatory-deadlines", "rogatory.deadlines.v1.DeadlineService", "127.0.0.1:50053", "127.0.0.1:9103"};
+      "rogatory-deadlines", "deadlines", "rogatory.deadlines.v1.DeadlineService", "127.0.0.1:50053", "127.0.0.1:9103"};
   return rogatory::common::ServiceMain(
       identity, argc, argv, {},
       [](rogatory::common::Platform&) -> absl::StatusOr<rogatory::common::ServiceParts> {

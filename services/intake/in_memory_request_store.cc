@@ -2,6 +2,7 @@
 
 #include <algorithm>
 
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 
 namespace rogatory::intake {
@@ -65,10 +66,46 @@ void InMemoryRequestStore::List(const ListQuery& query, Done<ListPage> done) {
   done(std::move(page));
 }
 
-std::vector<common::v1::Event> InMemoryRequestStore::History(const std::string& id) const {
-  absl::MutexLock lock(&mu_);
-  auto it = history_.find(id);
-  return it == history_.end() ? std::vector<common::v1::Event>{} : it->second;
+void InMemoryRequestStore::RecordEvent(const common::v1::Event& event,
+                                       const common::Dedupe& dedupe,
+                                       Done<common::EventHandler::Outcome> done) {
+  absl::StatusOr<common::EventHandler::Outcome> result;
+  {
+    absl::MutexLock lock(&mu_);
+    auto it = requests_.find(event.request_id());
+    if (seen_.contains(dedupe.seen_key)) {
+      result = common::EventHandler::Outcome::kDuplicate;
+    } else if (it == requests_.end()) {
+      result = absl::NotFoundError(absl::StrCat("no request with id ", event.request_id()));
+    } else {
+      seen_.insert(dedupe.seen_key);
+      history_[event.request_id()].push_back(event);
+      if (event.status() != common::v1::REQUEST_STATUS_UNSPECIFIED) {
+        int64_t version = 0;
+        (void)absl::SimpleAtoi(it->second.etag(), &version);
+        it->second.set_status(event.status());
+        it->second.set_etag(absl::StrCat(version + 1));
+        *it->second.mutable_update_time() = event.occur_time();
+      }
+      result = common::EventHandler::Outcome::kHandled;
+    }
+  }
+  done(std::move(result));
+}
+
+void InMemoryRequestStore::History(const std::string& id,
+                                   Done<std::vector<common::v1::Event>> done) {
+  absl::StatusOr<std::vector<common::v1::Event>> result;
+  {
+    absl::MutexLock lock(&mu_);
+    auto it = history_.find(id);
+    if (it == history_.end()) {
+      result = absl::NotFoundError(absl::StrCat("no request with id ", id));
+    } else {
+      result = it->second;
+    }
+  }
+  done(std::move(result));
 }
 
 }  // namespace rogatory::intake

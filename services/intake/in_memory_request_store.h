@@ -1,6 +1,7 @@
 #pragma once
 
 #include <map>
+#include <set>
 #include <string>
 
 #include "absl/base/thread_annotations.h"
@@ -16,9 +17,9 @@ class InMemoryRequestStore final : public RequestStore {
   void Create(NewRequest request, Done<CreateOutcome> done) override;
   void Get(const std::string& id, Done<v1::Request> done) override;
   void List(const ListQuery& query, Done<ListPage> done) override;
-
-  // The history stored for a request (for tests).
-  std::vector<common::v1::Event> History(const std::string& id) const;
+  void RecordEvent(const common::v1::Event& event, const common::Dedupe& dedupe,
+                   Done<common::EventHandler::Outcome> done) override;
+  void History(const std::string& id, Done<std::vector<common::v1::Event>> done) override;
 
  private:
   absl::StatusOr<CreateOutcome> CreateLocked(NewRequest in);
@@ -32,6 +33,7 @@ class InMemoryRequestStore final : public RequestStore {
   std::map<std::string, std::vector<common::v1::Event>> history_ ABSL_GUARDED_BY(mu_);
   std::map<std::pair<std::string, std::string>, IdempotencyEntry> idempotency_
       ABSL_GUARDED_BY(mu_);
+  std::set<std::string> seen_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace rogatory::intake

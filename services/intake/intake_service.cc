@@ -132,6 +132,7 @@ void IntakeService::Submit(const CallContext& call, const v1::SubmitRequestReque
   e.set_trace_id(call.trace_id);
   e.set_instrument(r.content().instrument());
   e.set_status(r.status());
+  e.set_source("intake");
   for (const auto& m : r.missing_elements()) {
     e.mutable_status_change()->add_missing_elements(m.field());
   }

@@ -6,6 +6,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
+#include "google/protobuf/util/time_util.h"
 
 namespace rogatory::intake {
 namespace {
@@ -14,7 +15,7 @@ using common::LuaScript;
 using common::RedisReply;
 using common::Sharding;
 
-// KEYS: req, hist, idem, idx:all, idx:status, idx:instrument
+// KEYS: req, hist, idem, idx:all, idx:status, idx:instrument, outbox
 // ARGV: id, pb, fingerprint ('' = no idempotency), status, instrument, issuing_state,
 //       requested_state, created_ms, etag, idempotency ttl ms, event pb, req key prefix
 // Returns {'created'} | {'replayed', pb} | {'conflict'} | {'collision'}
@@ -25,15 +26,16 @@ if fp ~= '' then
   local earlier = redis.call('HMGET', KEYS[3], 'fp', 'id')
   if earlier[1] then
     if earlier[1] ~= fp then return {'conflict'} end
-    local pb = redis.call('HGET', ARGV[12] .. earlier[2], 'pb')
-    if pb then return {'replayed', pb} end
+    local r = redis.call('HMGET', ARGV[12] .. earlier[2], 'pb', 'status', 'etag', 'updated_ms')
+    if r[1] then return {'replayed', r[1], r[2], r[3], r[4]} end
   end
 end
 if redis.call('EXISTS', KEYS[1]) == 1 then return {'collision'} end
 redis.call('HSET', KEYS[1], 'pb', ARGV[2], 'status', ARGV[4], 'instrument', ARGV[5],
            'issuing_state', ARGV[6], 'requested_state', ARGV[7], 'created_ms', ARGV[8],
-           'etag', ARGV[9])
+           'updated_ms', ARGV[8], 'etag', ARGV[9])
 redis.call('RPUSH', KEYS[2], ARGV[11])
+redis.call('XADD', KEYS[7], '*', 'ev', ARGV[11])
 redis.call('ZADD', KEYS[4], ARGV[8], ARGV[1])
 redis.call('ZADD', KEYS[5], ARGV[8], ARGV[1])
 redis.call('ZADD', KEYS[6], ARGV[8], ARGV[1])
@@ -50,7 +52,7 @@ return {'created'}
 // filters, until `limit` matches or `budget` entries were examined.
 // KEYS: index. ARGV: max score ('+inf' or ms), cursor id ('' = none), limit, budget,
 //       status, instrument, issuing_state, requested_state ('' = any), req key prefix
-// Returns {exhausted (0|1), last score, last id, pb...}
+// Returns {exhausted (0|1), last score, last id, then pb, status, etag, updated_ms per match}
 const LuaScript& ListScript() {
   static const LuaScript* script = new LuaScript(R"lua(
 local max, cid = ARGV[1], ARGV[2]
@@ -67,10 +69,13 @@ while true do
     if not (cid ~= '' and score == max and id >= cid) then
       scanned = scanned + 1
       local h = redis.call('HMGET', ARGV[9] .. id, 'pb', 'status', 'instrument',
-                           'issuing_state', 'requested_state')
+                           'issuing_state', 'requested_state', 'etag', 'updated_ms')
       if h[1] and (ARGV[5] == '' or h[2] == ARGV[5]) and (ARGV[6] == '' or h[3] == ARGV[6])
          and (ARGV[7] == '' or h[4] == ARGV[7]) and (ARGV[8] == '' or h[5] == ARGV[8]) then
         out[#out + 1] = h[1]
+        out[#out + 1] = h[2]
+        out[#out + 1] = h[6]
+        out[#out + 1] = h[7]
         found = found + 1
       end
       out[2], out[3] = score, id
@@ -82,11 +87,51 @@ end
   return *script;
 }
 
+// A ReceiverScript. KEYS: seen, req, hist. ARGV: retention ms, event pb, new status ('' if
+// none), occur ms, key prefix of the shard, request id.
+// Returns {'duplicate'} | {'missing'} | {'recorded'}
+const LuaScript& RecordEventScript() {
+  static const LuaScript* script = new LuaScript(common::ReceiverScript(R"lua(
+local old = redis.call('HGET', KEYS[2], 'status')
+if not old then return {'missing'} end
+redis.call('RPUSH', KEYS[3], ARGV[2])
+if ARGV[3] ~= '' and ARGV[3] ~= old then
+  redis.call('HSET', KEYS[2], 'status', ARGV[3], 'updated_ms', ARGV[4])
+  redis.call('HINCRBY', KEYS[2], 'etag', 1)
+  local created = redis.call('HGET', KEYS[2], 'created_ms')
+  redis.call('ZREM', ARGV[5] .. 'idx:status:' .. old, ARGV[6])
+  redis.call('ZADD', ARGV[5] .. 'idx:status:' .. ARGV[3], created, ARGV[6])
+end
+return {'recorded'}
+)lua"));
+  return *script;
+}
+
 std::string ReqPrefix(int shard) { return absl::StrCat(Sharding::Prefix(shard), "req:"); }
 
 absl::StatusOr<v1::Request> ParseRequest(const std::string& pb) {
   v1::Request r;
   if (!r.ParseFromString(pb)) return absl::DataLossError("stored request does not parse");
+  return r;
+}
+
+// A stored request: its pb, overlaid with the fields that change after submission (status,
+// etag, update time), which scripts keep as hash fields. `at` indexes pb in `fields`; the
+// other three follow it.
+absl::StatusOr<v1::Request> ParseStored(const std::vector<RedisReply>& fields, size_t at) {
+  auto r = ParseRequest(fields[at].str);
+  if (!r.ok()) return r;
+  int status = 0;
+  int64_t updated_ms = 0;
+  if (absl::SimpleAtoi(fields[at + 1].str, &status) &&
+      common::v1::RequestStatus_IsValid(status)) {
+    r->set_status(static_cast<common::v1::RequestStatus>(status));
+  }
+  if (!fields[at + 2].is_nil()) r->set_etag(fields[at + 2].str);
+  if (absl::SimpleAtoi(fields[at + 3].str, &updated_ms)) {
+    *r->mutable_update_time() =
+        google::protobuf::util::TimeUtil::MillisecondsToTimestamp(updated_ms);
+  }
   return r;
 }
 
@@ -114,7 +159,8 @@ void RedisRequestStore::Create(NewRequest in, Done<CreateOutcome> done) {
       idem_key,
       absl::StrCat(p, "idx:all"),
       absl::StrCat(p, "idx:status:", static_cast<int>(r.status())),
-      absl::StrCat(p, "idx:instrument:", static_cast<int>(r.content().instrument()))};
+      absl::StrCat(p, "idx:instrument:", static_cast<int>(r.content().instrument())),
+      common::EventKeys::Outbox(*shard, "intake")};
   std::vector<std::string> args = {
       id,
       r.SerializeAsString(),
@@ -138,8 +184,8 @@ void RedisRequestStore::Create(NewRequest in, Done<CreateOutcome> done) {
                   return done(absl::AlreadyExistsError(
                       "request_id was already used with a different request"));
                 }
-                if (outcome == "replayed" && reply->elements.size() == 2) {
-                  auto earlier = ParseRequest(reply->elements[1].str);
+                if (outcome == "replayed" && reply->elements.size() == 5) {
+                  auto earlier = ParseStored(reply->elements, 1);
                   if (!earlier.ok()) return done(earlier.status());
                   return done(CreateOutcome{*std::move(earlier), true});
                 }
@@ -150,13 +196,14 @@ void RedisRequestStore::Create(NewRequest in, Done<CreateOutcome> done) {
 void RedisRequestStore::Get(const std::string& id, Done<v1::Request> done) {
   auto shard = sharding_.ShardOf("rq", id);
   if (!shard.ok()) return done(shard.status());
-  redis_.Command({"HGET", absl::StrCat(ReqPrefix(*shard), id), "pb"},
+  redis_.Command({"HMGET", absl::StrCat(ReqPrefix(*shard), id), "pb", "status", "etag",
+                  "updated_ms"},
                  [id, done](absl::StatusOr<RedisReply> reply) {
                    if (!reply.ok()) return done(reply.status());
-                   if (reply->is_nil()) {
+                   if (reply->elements.size() != 4 || reply->elements[0].is_nil()) {
                      return done(absl::NotFoundError(absl::StrCat("no request with id ", id)));
                    }
-                   done(ParseRequest(reply->str));
+                   done(ParseStored(reply->elements, 0));
                  });
 }
 
@@ -237,8 +284,8 @@ void RedisRequestStore::List(const ListQuery& query, Done<ListPage> done) {
                         absl::SimpleAtoi(reply->elements[1].str, &score)) {
                       page.last = ListCursor{score, reply->elements[2].str};
                     }
-                    for (size_t i = 3; i < reply->elements.size() && error.ok(); ++i) {
-                      auto r = ParseRequest(reply->elements[i].str);
+                    for (size_t i = 3; i + 3 < reply->elements.size() && error.ok(); i += 4) {
+                      auto r = ParseStored(reply->elements, i);
                       if (r.ok()) {
                         page.requests.push_back(*std::move(r));
                       } else {
@@ -256,6 +303,52 @@ void RedisRequestStore::List(const ListQuery& query, Done<ListPage> done) {
                   if (last) finish();
                 });
   }
+}
+
+void RedisRequestStore::RecordEvent(const common::v1::Event& event,
+                                    const common::Dedupe& dedupe,
+                                    Done<common::EventHandler::Outcome> done) {
+  auto shard = sharding_.ShardOf("rq", event.request_id());
+  if (!shard.ok()) return done(shard.status());
+  const std::string p = Sharding::Prefix(*shard);
+  redis_.Eval(
+      RecordEventScript(),
+      {dedupe.seen_key, absl::StrCat(p, "req:", event.request_id()),
+       absl::StrCat(p, "hist:", event.request_id())},
+      {dedupe.retention_ms, event.SerializeAsString(),
+       event.status() == common::v1::REQUEST_STATUS_UNSPECIFIED
+           ? ""
+           : absl::StrCat(static_cast<int>(event.status())),
+       absl::StrCat(google::protobuf::util::TimeUtil::TimestampToMilliseconds(event.occur_time())),
+       p, event.request_id()},
+      [id = event.request_id(), done](absl::StatusOr<RedisReply> reply) {
+        if (reply.ok() && !reply->elements.empty() && reply->elements[0].str == "missing") {
+          return done(absl::NotFoundError(absl::StrCat("no request with id ", id)));
+        }
+        done(common::ReceiverOutcome(reply));
+      });
+}
+
+void RedisRequestStore::History(const std::string& id,
+                                Done<std::vector<common::v1::Event>> done) {
+  auto shard = sharding_.ShardOf("rq", id);
+  if (!shard.ok()) return done(shard.status());
+  redis_.Command({"LRANGE", absl::StrCat(Sharding::Prefix(*shard), "hist:", id), "0", "-1"},
+                 [id, done](absl::StatusOr<RedisReply> reply) {
+                   if (!reply.ok()) return done(reply.status());
+                   if (reply->elements.empty()) {
+                     return done(absl::NotFoundError(absl::StrCat("no request with id ", id)));
+                   }
+                   std::vector<common::v1::Event> events;
+                   for (const RedisReply& e : reply->elements) {
+                     common::v1::Event event;
+                     if (!event.ParseFromString(e.str)) {
+                       return done(absl::DataLossError("stored history event does not parse"));
+                     }
+                     events.push_back(std::move(event));
+                   }
+                   done(std::move(events));
+                 });
 }
 
 }  // namespace rogatory::intake

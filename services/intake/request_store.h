@@ -8,6 +8,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "rogatory/common/event_sink.h"
 #include "rogatory/common/v1/events.pb.h"
 #include "rogatory/intake/v1/intake.pb.h"
 
@@ -75,6 +76,17 @@ class RequestStore {
 
   // Requests matching the query, newest first.
   virtual void List(const ListQuery& query, Done<ListPage> done) = 0;
+
+  // Records an event another service reported about a request (a routing decision, a
+  // deadline started or missed) in the request's history and, when the event names the
+  // request's new status, sets that status, all in one atomic step together with the
+  // duplicate marker: a repeat changes nothing and answers kDuplicate. An event about an
+  // unknown request changes nothing and answers NOT_FOUND.
+  virtual void RecordEvent(const common::v1::Event& event, const common::Dedupe& dedupe,
+                           Done<common::EventHandler::Outcome> done) = 0;
+
+  // The history of a request, oldest first (GetRequestHistory pages over it).
+  virtual void History(const std::string& id, Done<std::vector<common::v1::Event>> done) = 0;
 };
 
 // True if the request matches the query's filters.

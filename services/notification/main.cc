@@ -5,7 +5,7 @@
 
 int main(int argc, char** argv) {
   const rogatory::common::ServiceIdentity identity{
-      "rogatory-notification", "rogatory.notification.v1.NotificationService", "127.0.0.1:50054", "127.0.0.1:9104"};
+      "rogatory-notification", "notification", "rogatory.notification.v1.NotificationService", "127.0.0.1:50054", "127.0.0.1:9104"};
   return rogatory::common::ServiceMain(
       identity, argc, argv, {},
       [](rogatory::common::Platform&) -> absl::StatusOr<rogatory::common::ServiceParts> {

@@ -5,7 +5,7 @@
 
 int main(int argc, char** argv) {
   const rogatory::common::ServiceIdentity identity{
-      "rogatory-routing", "rogatory.routing.v1.TranslationRoutingService", "127.0.0.1:50052", "127.0.0.1:9102"};
+      "rogatory-routing", "routing", "rogatory.routing.v1.TranslationRoutingService", "127.0.0.1:50052", "127.0.0.1:9102"};
   return rogatory::common::ServiceMain(
       identity, argc, argv, {},
       [](rogatory::common::Platform&) -> absl::StatusOr<rogatory::common::ServiceParts> {

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import atexit
+import json
 import os
 import pathlib
 import re
@@ -68,11 +69,19 @@ STOP_TIMEOUT_S = 15.0
 # --------------------------------------------------------------------------------------
 
 
+_PORTS_HANDED_OUT: set[int] = set()
+
+
 def free_port() -> int:
-    """A loopback TCP port that nothing listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    """A loopback TCP port that nothing listens on right now and that this test run has not
+    handed out before (the kernel may offer a just-closed port again)."""
+    while True:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+        if port not in _PORTS_HANDED_OUT:
+            _PORTS_HANDED_OUT.add(port)
+            return port
 
 
 def _child_env() -> dict[str, str]:
@@ -223,19 +232,26 @@ class ServiceProcess:
     same configuration, as an orchestrator would.
     """
 
-    def __init__(self, name: str, redis: RedisServer, workdir: pathlib.Path):
+    def __init__(self, name: str, redis: RedisServer, workdir: pathlib.Path,
+                 grpc_ports: dict[str, int]):
+        """``grpc_ports`` holds the gRPC port of every service of the test, started or not,
+        so each one's relay delivers events to the others' ports."""
         self.name = name
         self.service_name = SERVICE_NAMES[name]
-        self.port = free_port()
+        self.port = grpc_ports[name]
         self.metrics_port = free_port()
+        receivers = ",".join(f"{n}=127.0.0.1:{p}" for n, p in sorted(grpc_ports.items()))
+        self.log_path = workdir / f"{name}.log"
         self.process = ManagedProcess(
             f"rogatory-{name}",
             [str(BIN_DIR / f"rogatory-{name}"),
              f"--listen=127.0.0.1:{self.port}",
              f"--metrics-listen=127.0.0.1:{self.metrics_port}",
              f"--redis-url={redis.url}",
+             f"--event-receivers={receivers}",
+             "--relay-poll-interval=20ms",
              "--health-probe-interval=200ms"],
-            workdir / f"{name}.log")
+            self.log_path)
 
     @property
     def addr(self) -> str:
@@ -316,8 +332,9 @@ class E2ETestCase(unittest.TestCase):
         cls.addClassCleanup(cls.redis.stop)
         cls.redis.start()
         cls.services = {}
+        grpc_ports = {name: free_port() for name in SERVICE_NAMES}
         for name in cls.SERVICES:
-            service = ServiceProcess(name, cls.redis, cls.workdir)
+            service = ServiceProcess(name, cls.redis, cls.workdir, grpc_ports)
             cls.addClassCleanup(service.stop)
             service.start(wait=False)
             cls.services[name] = service
@@ -386,6 +403,57 @@ class AllServicesHealthTest(E2ETestCase):
                 listed = rc.list_services(service.addr)
                 self.assertIn(service.service_name, listed)
                 self.assertIn(rc.HEALTH_SERVICE, listed)
+
+
+class EventBackboneTest(E2ETestCase):
+    """Intake's events reach the other services through its outbox and relay."""
+
+    SERVICES = ("intake", "routing", "deadlines", "notification")
+
+    def test_trace_id_of_a_request_appears_in_the_logs_of_every_service(self):
+        trace_id = uuid.uuid4().hex
+        channel = rc.connect(self.services["intake"].addr, ISSUER)
+        self.addCleanup(channel.close)
+        stub = rc.stubs().intake_grpc.IntakeServiceStub(channel)
+        pb = rc.stubs()
+        request = pb.intake.SubmitRequestRequest(
+            request_id=str(uuid.uuid4()), content=rc.example_eio_content())
+        submitted = stub.SubmitRequest(
+            request, timeout=5.0, metadata=(("x-rogatory-trace-id", trace_id),)).request
+        self.assertEqual(submitted.trace_id, trace_id)
+
+        def received_by(name: str) -> bool:
+            for line in self.services[name].log_path.read_text().splitlines():
+                if trace_id in line and '"msg":"event received"' in line:
+                    entry = json.loads(line)
+                    self.assertEqual(entry["type"], "EVENT_TYPE_REQUEST_SUBMITTED")
+                    self.assertEqual(entry["source"], "intake")
+                    return True
+            return False
+
+        for name in ("routing", "deadlines", "notification"):
+            _poll(lambda n=name: received_by(n), 20, f"{name} logs the event of {trace_id}")
+        intake_log = self.services["intake"].log_path.read_text()
+        self.assertIn(trace_id, intake_log)
+        # The log lines carry the trace id, never the subject's personal data.
+        for service in self.services.values():
+            log = service.log_path.read_text()
+            for personal in (rc.example_eio_content().subjects[0].family_name,
+                             rc.example_eio_content().issuer_reference):
+                if personal:
+                    self.assertNotIn(personal, log)
+
+    def test_relay_reports_deliveries_in_metrics(self):
+        stub = self.intake_stub()
+        self.submit(stub)
+
+        def delivered() -> bool:
+            page = urllib.request.urlopen(self.services["intake"].metrics_url, timeout=2).read()
+            text = page.decode()
+            return all(f'rogatory_events_delivered_total{{emitter="intake",receiver="{r}"}}'
+                       in text for r in ("routing", "deadlines", "notification"))
+
+        _poll(delivered, 20, "intake's relay reports deliveries to all three receivers")
 
 
 class IntakeApiTest(E2ETestCase):
@@ -588,7 +656,8 @@ class ServiceLifecycleTest(E2ETestCase):
     SERVICES = ()
 
     def _intake(self) -> ServiceProcess:
-        service = ServiceProcess("intake", self.redis, self.workdir)
+        service = ServiceProcess("intake", self.redis, self.workdir,
+                                 {name: free_port() for name in SERVICE_NAMES})
         self.addCleanup(service.stop)
         service.start()
         return service

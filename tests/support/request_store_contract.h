@@ -191,7 +191,67 @@ TYPED_TEST_P(RequestStoreContractTest, ListFiltersByInstrumentAndState) {
   EXPECT_EQ(this->ListAll(by_status).size(), 6u);
 }
 
+TYPED_TEST_P(RequestStoreContractTest, ReportedDecisionIsRecordedOnceWithItsStatus) {
+  auto n = this->MakeNew(1767225600000, 6);
+  const std::string id = n.request.id();
+  ASSERT_TRUE(this->Create(std::move(n)).ok());
+  common::v1::Event decided;
+  decided.set_event_id("01jevent0000000000000000001");
+  decided.set_request_id(id);
+  decided.set_source("routing");
+  decided.set_type(common::v1::EVENT_TYPE_ROUTING_DECIDED);
+  decided.set_status(common::v1::REQUEST_STATUS_TRANSLATION_PENDING);
+  *decided.mutable_occur_time() =
+      google::protobuf::util::TimeUtil::MillisecondsToTimestamp(1767225700000);
+  const common::Dedupe dedupe{common::EventKeys::Seen(6, "intake", decided.event_id()),
+                              "600000"};
+  auto record = [&] {
+    return Await<common::EventHandler::Outcome>(
+        [&](auto done) { this->store_->RecordEvent(decided, dedupe, std::move(done)); });
+  };
+  auto first = record();
+  ASSERT_TRUE(first.ok()) << first.status();
+  EXPECT_EQ(*first, common::EventHandler::Outcome::kHandled);
+  auto again = record();
+  ASSERT_TRUE(again.ok());
+  EXPECT_EQ(*again, common::EventHandler::Outcome::kDuplicate);
+
+  auto got = this->Get(id);
+  ASSERT_TRUE(got.ok());
+  EXPECT_EQ(got->status(), common::v1::REQUEST_STATUS_TRANSLATION_PENDING);
+  EXPECT_EQ(got->etag(), "2");
+  EXPECT_EQ(google::protobuf::util::TimeUtil::TimestampToMilliseconds(got->update_time()),
+            1767225700000);
+  auto history = Await<std::vector<common::v1::Event>>(
+      [&](auto done) { this->store_->History(id, std::move(done)); });
+  ASSERT_TRUE(history.ok());
+  ASSERT_EQ(history->size(), 2u);  // submitted + decided, once
+  EXPECT_EQ((*history)[1].type(), common::v1::EVENT_TYPE_ROUTING_DECIDED);
+
+  intake::ListQuery pending;
+  pending.status = common::v1::REQUEST_STATUS_TRANSLATION_PENDING;
+  auto listed = this->ListAll(pending);
+  ASSERT_EQ(listed.size(), 1u);
+  EXPECT_EQ(listed[0].status(), common::v1::REQUEST_STATUS_TRANSLATION_PENDING);
+  intake::ListQuery received;
+  received.status = common::v1::REQUEST_STATUS_RECEIVED;
+  EXPECT_TRUE(this->ListAll(received).empty());
+}
+
+TYPED_TEST_P(RequestStoreContractTest, EventAboutUnknownRequestIsNotFound) {
+  common::v1::Event e;
+  e.set_event_id("01jevent0000000000000000002");
+  e.set_request_id(common::Sharding::MakeId("rq", 2, absl::FromUnixSeconds(1)));
+  e.set_type(common::v1::EVENT_TYPE_DEADLINE_STARTED);
+  const common::Dedupe dedupe{common::EventKeys::Seen(2, "intake", e.event_id()), "600000"};
+  auto r = Await<common::EventHandler::Outcome>(
+      [&](auto done) { this->store_->RecordEvent(e, dedupe, std::move(done)); });
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kNotFound);
+}
+
 REGISTER_TYPED_TEST_SUITE_P(RequestStoreContractTest, CreatedRequestCanBeReadBack,
+                            ReportedDecisionIsRecordedOnceWithItsStatus,
+                            EventAboutUnknownRequestIsNotFound,
                             UnknownIdIsNotFound, SameKeySamePayloadReturnsFirstRequest,
                             SameKeyDifferentPayloadIsAlreadyExists, KeysAreScopedToTheCaller,
                             ConcurrentDuplicatesCreateExactlyOneRequest,

@@ -74,11 +74,14 @@ TEST_F(IntakeServiceTest, SubmittedRequestIsStoredWithIdStatusAndHistory) {
   ASSERT_TRUE(stub_->GetRequest(&ctx, get, &got).ok());
   EXPECT_EQ(got.request().content().subjects(0).family_name(), "Testperson");
 
-  auto history = store_.History(r.id());
-  ASSERT_EQ(history.size(), 1u);
-  EXPECT_EQ(history[0].type(), common::v1::EVENT_TYPE_REQUEST_SUBMITTED);
-  EXPECT_EQ(history[0].sequence(), 1);
-  EXPECT_EQ(history[0].trace_id(), r.trace_id());
+  auto history = testing::Await<std::vector<common::v1::Event>>(
+      [&](auto done) { store_.History(r.id(), std::move(done)); });
+  ASSERT_TRUE(history.ok());
+  ASSERT_EQ(history->size(), 1u);
+  EXPECT_EQ((*history)[0].type(), common::v1::EVENT_TYPE_REQUEST_SUBMITTED);
+  EXPECT_EQ((*history)[0].sequence(), 1);
+  EXPECT_EQ((*history)[0].source(), "intake");
+  EXPECT_EQ((*history)[0].trace_id(), r.trace_id());
 }
 
 TEST_F(IntakeServiceTest, IncompleteRequestIsAcceptedWithMissingElements) {

@@ -10,6 +10,8 @@
 #include "grpcpp/impl/service_type.h"
 #include "rogatory/common/clock.h"
 #include "rogatory/common/config.h"
+#include "rogatory/common/event_routes.h"
+#include "rogatory/common/event_sink.h"
 #include "rogatory/common/ids.h"
 #include "rogatory/common/metrics.h"
 #include "rogatory/common/pipeline.h"
@@ -20,6 +22,7 @@ namespace rogatory::common {
 // What distinguishes one service binary from another.
 struct ServiceIdentity {
   std::string binary;             // "rogatory-intake"
+  std::string event_name;         // "intake": its name in event routes and outbox keys
   std::string grpc_service_name;  // "rogatory.intake.v1.IntakeService": the readiness name
   std::string default_listen;     // "127.0.0.1:50051"
   std::string default_metrics_listen;  // "127.0.0.1:9101"
@@ -38,6 +41,11 @@ struct ServerSettings {
   bool test_clock = false;
   absl::Duration health_probe_interval;
   absl::Duration max_connection_age;
+  std::string event_receivers;  // "intake=host:port,routing=host:port,..."
+  std::string event_routes;     // path of a routes file; empty: the defaults
+  absl::Duration relay_lease;
+  absl::Duration relay_poll_interval;
+  absl::Duration dedupe_retention;
 
   bool production() const { return env == "production"; }
 };
@@ -54,6 +62,8 @@ int ParseSettingsOrExit(const ServiceIdentity& identity, Config& config,
 // can wait for them. Call first thing in main.
 void BlockTerminationSignals();
 
+struct ServiceParts;
+
 // The shared service platform: logging, metrics, Redis, clock, the handler pipeline,
 // health, reflection and graceful shutdown, wired the same way for every binary.
 class Platform {
@@ -69,10 +79,14 @@ class Platform {
   const Sharding& sharding() const { return sharding_; }
   const ServerSettings& settings() const { return settings_; }
 
-  // Serves `services` with health, reflection and the test clock service until SIGTERM or
-  // SIGINT, then drains: readiness goes NOT_SERVING, in-flight RPCs get `shutdown-grace` to
-  // finish. Returns the process exit code (0 after a clean drain).
-  int Serve(const std::vector<grpc::Service*>& services);
+  const EventRoutes& event_routes() const { return routes_; }
+
+  // Serves the parts' services with health, reflection, the test clock service and the
+  // event sink, and runs the outbox relay if the parts emit events, until SIGTERM or
+  // SIGINT; then drains: readiness goes NOT_SERVING, in-flight RPCs get `shutdown-grace`
+  // to finish, the relay stops and releases its lanes. Returns the process exit code (0
+  // after a clean drain).
+  int Serve(const ServiceParts& parts);
 
  private:
   Platform(const ServiceIdentity& identity, const ServerSettings& settings);
@@ -90,6 +104,8 @@ class Platform {
   std::unique_ptr<RateLimiter> limiter_;
   std::unique_ptr<Auditor> auditor_;
   std::unique_ptr<Pipeline> pipeline_;
+  EventRoutes routes_;
+  std::map<std::string, std::string> receiver_addresses_;
   std::unique_ptr<Internals> internals_;
 };
 
@@ -98,6 +114,10 @@ class Platform {
 struct ServiceParts {
   std::vector<grpc::Service*> services;
   std::vector<std::shared_ptr<void>> owned;
+  // Acts on events other services deliver; null: events are recorded as handled, no more.
+  EventHandler* event_handler = nullptr;
+  // Whether this service writes events to an outbox that its relay delivers.
+  bool emits_events = false;
 
   template <typename T>
   T* Own(std::shared_ptr<T> object) {

@@ -66,6 +66,9 @@ absl::StatusOr<RedisUrl> ParseRedisUrl(absl::string_view url);
 // Waits for a command's reply. For start-up code and tests only: never call it from the
 // client's own callbacks or from gRPC's callback threads.
 absl::StatusOr<RedisReply> RunRedisCommand(RedisClient& client, std::vector<std::string> args);
+absl::StatusOr<RedisReply> RunRedisScript(RedisClient& client, const LuaScript& script,
+                                          std::vector<std::string> keys,
+                                          std::vector<std::string> args);
 
 // Maps a Redis error reply text to a status: retryable conditions are UNAVAILABLE.
 absl::Status RedisErrorToStatus(absl::string_view error);

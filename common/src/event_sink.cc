@@ -1,0 +1,150 @@
+#include "rogatory/common/event_sink.h"
+
+#include "absl/strings/str_cat.h"
+#include "prometheus/counter.h"
+#include "rogatory/common/logging.h"
+#include "rogatory/common/status.h"
+
+namespace rogatory::common {
+
+namespace eventspb = rogatory::events::v1;
+
+std::string EventKeys::Outbox(int shard, absl::string_view emitter) {
+  return absl::StrCat(Sharding::Prefix(shard), "outbox:", emitter);
+}
+std::string EventKeys::Seen(int shard, absl::string_view receiver, absl::string_view event_id) {
+  return absl::StrCat(Sharding::Prefix(shard), "seen:", receiver, ":", event_id);
+}
+std::string EventKeys::RelayLease(int shard, absl::string_view emitter,
+                                  absl::string_view receiver) {
+  return absl::StrCat(Sharding::Prefix(shard), "relay:", emitter, ":", receiver);
+}
+std::string EventKeys::RelayFence(int shard, absl::string_view emitter,
+                                  absl::string_view receiver) {
+  return absl::StrCat(Sharding::Prefix(shard), "relay:", emitter, ":", receiver, ":fence");
+}
+
+std::string ReceiverScript(absl::string_view body) {
+  return absl::StrCat(
+      "if not redis.call('SET', KEYS[1], '1', 'NX', 'PX', ARGV[1]) then\n"
+      "  return {'duplicate'}\n"
+      "end\n",
+      body);
+}
+
+absl::StatusOr<EventHandler::Outcome> ReceiverOutcome(const absl::StatusOr<RedisReply>& reply) {
+  if (!reply.ok()) return reply.status();
+  if (!reply->elements.empty() && reply->elements[0].str == "duplicate") {
+    return EventHandler::Outcome::kDuplicate;
+  }
+  return EventHandler::Outcome::kHandled;
+}
+
+void RecordOnlyEventHandler::Handle(const v1::Event&, const Dedupe& dedupe,
+                                    std::function<void(absl::StatusOr<Outcome>)> done) {
+  static const LuaScript* script = new LuaScript(ReceiverScript("return {'handled'}"));
+  redis_.Eval(*script, {dedupe.seen_key}, {dedupe.retention_ms},
+              [done](absl::StatusOr<RedisReply> reply) { done(ReceiverOutcome(reply)); });
+}
+
+struct EventSinkServiceImpl::Counters {
+  prometheus::Family<prometheus::Counter>* received;
+  prometheus::Family<prometheus::Counter>* duplicates;
+};
+
+EventSinkServiceImpl::EventSinkServiceImpl(std::string receiver, EventHandler& handler,
+                                           Pipeline& pipeline, Sharding sharding,
+                                           absl::Duration dedupe_retention, Metrics& metrics)
+    : receiver_(std::move(receiver)),
+      handler_(handler),
+      pipeline_(pipeline),
+      sharding_(sharding),
+      dedupe_retention_(dedupe_retention),
+      counters_(new Counters{
+          &prometheus::BuildCounter()
+               .Name("rogatory_events_received_total")
+               .Help("Events handled by this service, by emitting service and type.")
+               .Register(metrics.registry()),
+          &prometheus::BuildCounter()
+               .Name("rogatory_event_duplicates_dropped_total")
+               .Help("Repeated deliveries of events already handled, dropped.")
+               .Register(metrics.registry())}) {}
+
+EventSinkServiceImpl::~EventSinkServiceImpl() = default;
+
+grpc::ServerUnaryReactor* EventSinkServiceImpl::DeliverEvents(
+    grpc::CallbackServerContext* context, const eventspb::DeliverEventsRequest* request,
+    eventspb::DeliverEventsResponse* response) {
+  return pipeline_.Unary<eventspb::DeliverEventsRequest, eventspb::DeliverEventsResponse>(
+      context, "DeliverEvents", request, response,
+      [this](const eventspb::DeliverEventsRequest& r) {
+        FieldViolations v;
+        if (r.source().empty()) v.Add("source", "is required");
+        if (r.events_size() == 0 || r.events_size() > kMaxBatch) {
+          v.Add("events", absl::StrCat("must hold 1 to ", kMaxBatch, " events"));
+        }
+        for (int i = 0; i < r.events_size(); ++i) {
+          const auto& e = r.events(i);
+          const std::string p = absl::StrCat("events[", i, "]");
+          if (e.event_id().empty()) v.Add(p + ".event_id", "is required");
+          if (auto s = sharding_.ShardOf("rq", e.request_id()); !s.ok()) {
+            v.Add(p + ".request_id", std::string(s.status().message()));
+          }
+          if (e.type() == v1::EVENT_TYPE_UNSPECIFIED || !v1::EventType_IsValid(e.type())) {
+            v.Add(p + ".type", "must be a known event type");
+          }
+        }
+        return v.ToStatus();
+      },
+      [this](const CallContext& call, const eventspb::DeliverEventsRequest& r,
+             eventspb::DeliverEventsResponse* resp, Pipeline::Done done) {
+        if (!call.caller.is_service) {
+          return done(absl::PermissionDeniedError("only Rogatory services deliver events"));
+        }
+        HandleFrom(std::make_shared<eventspb::DeliverEventsRequest>(r), 0, resp,
+                   std::move(done));
+      });
+}
+
+void EventSinkServiceImpl::HandleFrom(std::shared_ptr<const eventspb::DeliverEventsRequest> request,
+                                      int index, eventspb::DeliverEventsResponse* response,
+                                      Pipeline::Done done) {
+  if (index == request->events_size()) return done(absl::OkStatus());
+  const v1::Event& event = request->events(index);
+  const int shard = *sharding_.ShardOf("rq", event.request_id());
+  Dedupe dedupe{EventKeys::Seen(shard, receiver_, event.event_id()),
+                absl::StrCat(absl::ToInt64Milliseconds(dedupe_retention_))};
+  handler_.Handle(event, dedupe, [this, request, index, response,
+                                  done](absl::StatusOr<EventHandler::Outcome> outcome) {
+    const v1::Event& e = request->events(index);
+    if (!outcome.ok()) {
+      Log::Warn("event not handled", {{"source", request->source()},
+                                      {"type", v1::EventType_Name(e.type())},
+                                      {"event_id", e.event_id()},
+                                      {"trace_id", e.trace_id()},
+                                      {"error", std::string(outcome.status().message())}});
+      // Handled ones stay handled; the relay sends the rest again.
+      return done(index == 0 ? outcome.status() : absl::OkStatus());
+    }
+    if (*outcome == EventHandler::Outcome::kDuplicate) {
+      counters_->duplicates->Add({{"source", request->source()}}).Increment();
+      response->set_duplicate_count(response->duplicate_count() + 1);
+      Log::Debug("duplicate event dropped",
+                 {{"source", request->source()}, {"event_id", e.event_id()},
+                  {"trace_id", e.trace_id()}});
+    } else {
+      counters_->received
+          ->Add({{"source", request->source()}, {"type", v1::EventType_Name(e.type())}})
+          .Increment();
+      Log::Info("event received", {{"source", request->source()},
+                                   {"type", v1::EventType_Name(e.type())},
+                                   {"event_id", e.event_id()},
+                                   {"request", e.request_id()},
+                                   {"trace_id", e.trace_id()}});
+    }
+    response->set_handled_count(index + 1);
+    HandleFrom(request, index + 1, response, done);
+  });
+}
+
+}  // namespace rogatory::common

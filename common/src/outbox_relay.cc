@@ -1,0 +1,486 @@
+#include "rogatory/common/outbox_relay.h"
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <optional>
+#include <chrono>
+#include <random>
+#include <thread>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "absl/synchronization/mutex.h"
+#include "grpcpp/create_channel.h"
+#include "grpcpp/security/credentials.h"
+#include "prometheus/counter.h"
+#include "prometheus/gauge.h"
+#include "rogatory/common/event_sink.h"
+#include "rogatory/common/ids.h"
+#include "rogatory/common/logging.h"
+#include "rogatory/common/periodic_task.h"
+#include "rogatory/events/v1/event_sink.grpc.pb.h"
+
+namespace rogatory::common {
+namespace {
+
+namespace eventspb = rogatory::events::v1;
+using Steady = std::chrono::steady_clock;
+
+constexpr char kConsumer[] = "relay";
+
+// KEYS: lease, fence. ARGV: owner, ttl ms, token held ('' if none).
+// Returns the token held after the call, or 0 if another replica holds the lane.
+const LuaScript& LeaseScript() {
+  static const LuaScript* s = new LuaScript(R"lua(
+local cur = redis.call('HMGET', KEYS[1], 'owner', 'token')
+if cur[1] then
+  if cur[1] == ARGV[1] and cur[2] == ARGV[3] then
+    redis.call('PEXPIRE', KEYS[1], ARGV[2])
+    return tonumber(cur[2])
+  end
+  return 0
+end
+local token = redis.call('INCR', KEYS[2])
+redis.call('HSET', KEYS[1], 'owner', ARGV[1], 'token', token)
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+return token
+)lua");
+  return *s;
+}
+
+// KEYS: lease. ARGV: owner, token.
+const LuaScript& ReleaseScript() {
+  static const LuaScript* s = new LuaScript(R"lua(
+local cur = redis.call('HMGET', KEYS[1], 'owner', 'token')
+if cur[1] == ARGV[1] and cur[2] == ARGV[2] then redis.call('DEL', KEYS[1]) end
+return 1
+)lua");
+  return *s;
+}
+
+// KEYS: outbox, lease. ARGV: group, token, count.
+// Entries read before but not acknowledged come first (a crash between delivery and
+// acknowledgement, or a lane taken over), then new ones. nil if the lease is not ours.
+const LuaScript& ReadScript() {
+  static const LuaScript* s = new LuaScript(R"lua(
+if redis.call('HGET', KEYS[2], 'token') ~= ARGV[2] then return false end
+local r = redis.call('XREADGROUP', 'GROUP', ARGV[1], 'relay', 'COUNT', ARGV[3],
+                     'STREAMS', KEYS[1], '0')
+if r and r[1] and #r[1][2] > 0 then return r[1][2] end
+r = redis.call('XREADGROUP', 'GROUP', ARGV[1], 'relay', 'COUNT', ARGV[3],
+               'STREAMS', KEYS[1], '>')
+if r then return r[1][2] end
+return {}
+)lua");
+  return *s;
+}
+
+// KEYS: outbox, lease. ARGV: group, token, ids... Returns -1 if the lease is not ours.
+const LuaScript& AckScript() {
+  static const LuaScript* s = new LuaScript(R"lua(
+if redis.call('HGET', KEYS[2], 'token') ~= ARGV[2] then return -1 end
+return redis.call('XACK', KEYS[1], ARGV[1], unpack(ARGV, 3))
+)lua");
+  return *s;
+}
+
+// A stream id "ms-seq" as a comparable pair.
+std::pair<uint64_t, uint64_t> ParseStreamId(absl::string_view id) {
+  std::pair<uint64_t, uint64_t> out{0, 0};
+  std::vector<absl::string_view> parts = absl::StrSplit(id, '-');
+  if (parts.size() == 2) {
+    (void)absl::SimpleAtoi(parts[0], &out.first);
+    (void)absl::SimpleAtoi(parts[1], &out.second);
+  }
+  return out;
+}
+
+double NowMillis() {
+  return std::chrono::duration<double, std::milli>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+// Reads a flat [name, value, ...] reply into a lookup.
+std::map<std::string, const RedisReply*> FieldMap(const RedisReply& r) {
+  std::map<std::string, const RedisReply*> out;
+  for (size_t i = 0; i + 1 < r.elements.size(); i += 2) out[r.elements[i].str] = &r.elements[i + 1];
+  return out;
+}
+
+}  // namespace
+
+std::string DefaultReplicaId() {
+  char host[256] = {0};
+  gethostname(host, sizeof(host) - 1);
+  return absl::StrCat(host, "-", getpid(), "-", NewTraceId().substr(0, 8));
+}
+
+struct OutboxRelay::Shared {
+  Shared(RedisClient& r, Metrics& m, RelayOptions o) : redis(r), options(std::move(o)) {
+    backlog = &prometheus::BuildGauge()
+                   .Name("rogatory_outbox_backlog")
+                   .Help("Outbox entries not yet acknowledged by a receiver, per lane.")
+                   .Register(m.registry());
+    oldest_age = &prometheus::BuildGauge()
+                      .Name("rogatory_outbox_oldest_undelivered_age_seconds")
+                      .Help("Age of the oldest outbox entry a receiver has not acknowledged.")
+                      .Register(m.registry());
+    attempts = &prometheus::BuildCounter()
+                    .Name("rogatory_event_delivery_attempts_total")
+                    .Help("Batches of events sent to a receiver.")
+                    .Register(m.registry());
+    failures = &prometheus::BuildCounter()
+                    .Name("rogatory_event_delivery_failures_total")
+                    .Help("Batches a receiver did not confirm (retried with backoff).")
+                    .Register(m.registry());
+    delivered = &prometheus::BuildCounter()
+                     .Name("rogatory_events_delivered_total")
+                     .Help("Events a receiver confirmed.")
+                     .Register(m.registry());
+  }
+
+  std::map<std::string, std::string> LaneLabels(int shard, const std::string& receiver) const {
+    return {{"emitter", options.emitter}, {"receiver", receiver}, {"shard", absl::StrCat(shard)}};
+  }
+
+  // Waits up to `d` unless stopping; returns false when stopping.
+  bool Sleep(absl::Duration d) {
+    absl::MutexLock lock(&mu);
+    mu.AwaitWithTimeout(absl::Condition(&stopping), d);
+    return !stopping;
+  }
+  bool Stopping() {
+    absl::MutexLock lock(&mu);
+    return stopping;
+  }
+
+  RedisClient& redis;
+  const RelayOptions options;
+  prometheus::Family<prometheus::Gauge>* backlog;
+  prometheus::Family<prometheus::Gauge>* oldest_age;
+  prometheus::Family<prometheus::Counter>* attempts;
+  prometheus::Family<prometheus::Counter>* failures;
+  prometheus::Family<prometheus::Counter>* delivered;
+  absl::Mutex mu;
+  bool stopping ABSL_GUARDED_BY(mu) = false;
+};
+
+// One (shard, receiver) lane, driven by one ReceiverWorker thread.
+class OutboxRelay::Lane {
+ public:
+  enum class Step { kMore, kIdle, kFailed, kNotHolder };
+
+  Lane(Shared& shared, int shard, std::string receiver,
+       eventspb::EventSinkService::Stub* stub)
+      : shared_(shared),
+        shard_(shard),
+        receiver_(std::move(receiver)),
+        stub_(stub),
+        outbox_(EventKeys::Outbox(shard, shared.options.emitter)),
+        lease_(EventKeys::RelayLease(shard, shared.options.emitter, receiver_)),
+        fence_(EventKeys::RelayFence(shard, shared.options.emitter, receiver_)) {}
+
+  Steady::time_point next_try = Steady::now();
+  absl::Duration backoff = absl::Milliseconds(100);
+
+  int64_t token() const { return token_.load(); }
+  int shard() const { return shard_; }
+
+  Step Run() {
+    if (!HoldLease()) return Step::kNotHolder;
+    auto read = RunRedisScript(shared_.redis, ReadScript(), {outbox_, lease_},
+                               {receiver_, absl::StrCat(token()),
+                                absl::StrCat(shared_.options.batch_size)});
+    if (!read.ok()) return Failed(read.status(), false);
+    if (read->is_nil()) return LostLease();
+    if (read->elements.empty()) {
+      SetAge(0);
+      return Step::kIdle;
+    }
+    std::vector<std::string> ids;
+    std::vector<size_t> wanted_pos;  // index into ids of each wanted entry
+    eventspb::DeliverEventsRequest batch;
+    batch.set_source(shared_.options.emitter);
+    for (const RedisReply& entry : read->elements) {
+      if (entry.elements.empty()) continue;
+      ids.push_back(entry.elements[0].str);
+      if (entry.elements.size() < 2 || entry.elements[1].type != RedisReply::Type::kArray) {
+        continue;  // trimmed while pending: nothing to deliver
+      }
+      auto fields = FieldMap(entry.elements[1]);
+      auto it = fields.find(kOutboxEventField);
+      v1::Event event;
+      if (it == fields.end() || !event.ParseFromString(it->second->str)) {
+        Log::Error("outbox entry does not hold an event; skipped",
+                   {{"emitter", shared_.options.emitter}, {"entry", ids.back()}});
+        continue;
+      }
+      if (!shared_.options.routes.Wants(receiver_, event.type())) continue;
+      wanted_pos.push_back(ids.size() - 1);
+      *batch.add_events() = std::move(event);
+    }
+    SetAge((NowMillis() - static_cast<double>(ParseStreamId(ids.front()).first)) / 1000.0);
+
+    size_t ack_upto = ids.size();  // entries [0, ack_upto) are acknowledged
+    absl::Status delivery;
+    if (batch.events_size() > 0) {
+      const auto labels = std::map<std::string, std::string>{
+          {"emitter", shared_.options.emitter}, {"receiver", receiver_}};
+      shared_.attempts->Add(labels).Increment();
+      grpc::ClientContext ctx;
+      ctx.set_deadline(std::chrono::system_clock::now() +
+                       absl::ToChronoMilliseconds(shared_.options.rpc_timeout));
+      ctx.AddMetadata("x-rogatory-authority", absl::StrCat("rogatory-", shared_.options.emitter));
+      ctx.AddMetadata("x-rogatory-roles", "service");
+      eventspb::DeliverEventsResponse resp;
+      grpc::Status st = stub_->DeliverEvents(&ctx, batch, &resp);
+      int handled = st.ok() ? std::min(resp.handled_count(), batch.events_size()) : 0;
+      if (handled > 0) shared_.delivered->Add(labels).Increment(handled);
+      if (handled < batch.events_size()) {
+        shared_.failures->Add(labels).Increment();
+        ack_upto = wanted_pos[handled];
+        delivery = st.ok() ? absl::UnavailableError("receiver handled part of the batch")
+                           : absl::Status(static_cast<absl::StatusCode>(st.error_code()),
+                                          st.error_message());
+      }
+    }
+    if (ack_upto > 0) {
+      std::vector<std::string> args = {receiver_, absl::StrCat(token())};
+      args.insert(args.end(), ids.begin(), ids.begin() + ack_upto);
+      auto acked = RunRedisScript(shared_.redis, AckScript(), {outbox_, lease_}, std::move(args));
+      if (!acked.ok()) return Failed(acked.status(), false);
+      if (acked->integer < 0) return LostLease();
+    }
+    if (!delivery.ok()) return Failed(delivery, true);
+    backoff = absl::Milliseconds(100);
+    return ids.size() >= static_cast<size_t>(shared_.options.batch_size) ? Step::kMore
+                                                                          : Step::kIdle;
+  }
+
+  void Release() {
+    if (token() == 0) return;
+    (void)RunRedisScript(shared_.redis, ReleaseScript(), {lease_},
+                         {shared_.options.replica_id, absl::StrCat(token())});
+    ClearGauges();
+    token_ = 0;
+  }
+
+  void SetBacklog(double v) {
+    if (token() != 0) shared_.backlog->Add(shared_.LaneLabels(shard_, receiver_)).Set(v);
+  }
+
+ private:
+  bool HoldLease() {
+    const auto now = Steady::now();
+    if (token() != 0 && now < renew_at_) return true;
+    const int64_t before = token();
+    auto r = RunRedisScript(shared_.redis, LeaseScript(), {lease_, fence_},
+                            {shared_.options.replica_id,
+                             absl::StrCat(absl::ToInt64Milliseconds(shared_.options.lease)),
+                             before == 0 ? "" : absl::StrCat(before)});
+    if (!r.ok()) {
+      // Cannot tell: stop acting on the lane until Redis answers again.
+      token_ = 0;
+      return false;
+    }
+    token_ = r->integer;
+    if (token() == 0) {
+      if (before != 0) ClearGauges();
+      return false;
+    }
+    renew_at_ = now + absl::ToChronoMilliseconds(shared_.options.lease / 3);
+    if (before == 0) {
+      // A new holder: make sure the lane's consumer group exists (from the stream's start).
+      auto created = RunRedisCommand(shared_.redis, {"XGROUP", "CREATE", outbox_, receiver_,
+                                                     "0", "MKSTREAM"});
+      (void)created;  // BUSYGROUP: it exists already
+      Log::Debug("relay lane acquired", {{"emitter", shared_.options.emitter},
+                                        {"receiver", receiver_},
+                                        {"shard", static_cast<int64_t>(shard_)},
+                                        {"token", token()}});
+    }
+    return true;
+  }
+
+  Step LostLease() {
+    token_ = 0;
+    ClearGauges();
+    return Step::kNotHolder;
+  }
+
+  Step Failed(const absl::Status& status, bool receiver_fault) {
+    Log::Warn(receiver_fault ? "event delivery failed" : "relay cannot reach redis",
+              {{"emitter", shared_.options.emitter},
+               {"receiver", receiver_},
+               {"shard", static_cast<int64_t>(shard_)},
+               {"error", std::string(status.message())}});
+    return Step::kFailed;
+  }
+
+  void SetAge(double seconds) {
+    shared_.oldest_age->Add(shared_.LaneLabels(shard_, receiver_)).Set(seconds);
+  }
+  void ClearGauges() {
+    auto labels = shared_.LaneLabels(shard_, receiver_);
+    shared_.oldest_age->Remove(&shared_.oldest_age->Add(labels));
+    shared_.backlog->Remove(&shared_.backlog->Add(labels));
+  }
+
+  Shared& shared_;
+  const int shard_;
+  const std::string receiver_;
+  eventspb::EventSinkService::Stub* stub_;
+  const std::string outbox_, lease_, fence_;
+  std::atomic<int64_t> token_{0};
+  Steady::time_point renew_at_;
+};
+
+// Drives every shard's lane for one receiver on its own thread, so a slow or dead receiver
+// holds up no other.
+class OutboxRelay::ReceiverWorker {
+ public:
+  ReceiverWorker(Shared& shared, RelayReceiver receiver, std::shared_ptr<grpc::Channel> channel)
+      : shared_(shared),
+        receiver_(std::move(receiver)),
+        stub_(eventspb::EventSinkService::NewStub(channel)) {
+    for (int s = 0; s < shared.options.shard_count; ++s) {
+      lanes_.push_back(std::make_unique<Lane>(shared, s, receiver_.name, stub_.get()));
+    }
+    thread_ = std::thread([this] { Loop(); });
+  }
+
+  void Join() { thread_.join(); }
+  void ReleaseAll() {
+    for (auto& lane : lanes_) lane->Release();
+  }
+  const std::string& name() const { return receiver_.name; }
+  Lane& lane(int shard) { return *lanes_[shard]; }
+
+ private:
+  void Loop() {
+    std::minstd_rand rng(std::random_device{}());
+    std::uniform_real_distribution<double> jitter(0.5, 1.0);
+    while (!shared_.Stopping()) {
+      auto now = Steady::now();
+      auto next = now + absl::ToChronoMilliseconds(shared_.options.poll_interval);
+      for (auto& lane : lanes_) {
+        if (shared_.Stopping()) return;
+        if (lane->next_try <= now) {
+          switch (lane->Run()) {
+            case Lane::Step::kMore:
+              lane->next_try = now;
+              break;
+            case Lane::Step::kIdle:
+              lane->next_try = now + absl::ToChronoMilliseconds(shared_.options.poll_interval);
+              break;
+            case Lane::Step::kFailed:
+              lane->next_try = now + absl::ToChronoMilliseconds(lane->backoff * jitter(rng));
+              lane->backoff = std::min(lane->backoff * 2, shared_.options.max_backoff);
+              break;
+            case Lane::Step::kNotHolder:
+              lane->next_try = now + absl::ToChronoMilliseconds(shared_.options.lease / 4);
+              break;
+          }
+          now = Steady::now();
+        }
+        next = std::min(next, lane->next_try);
+      }
+      if (next > now) shared_.Sleep(absl::FromChrono(next - now));
+    }
+  }
+
+  Shared& shared_;
+  RelayReceiver receiver_;
+  std::unique_ptr<eventspb::EventSinkService::Stub> stub_;
+  std::vector<std::unique_ptr<Lane>> lanes_;
+  std::thread thread_;
+};
+
+OutboxRelay::OutboxRelay(RedisClient& redis, Metrics& metrics, RelayOptions options,
+                         ChannelFactory channels)
+    : shared_(std::make_unique<Shared>(redis, metrics, std::move(options))) {
+  if (!channels) {
+    channels = [&metrics](const std::string& address) {
+      std::vector<std::unique_ptr<grpc::experimental::ClientInterceptorFactoryInterface>> f;
+      f.push_back(metrics.NewClientInterceptorFactory());
+      return grpc::experimental::CreateCustomChannelWithInterceptors(
+          address, grpc::InsecureChannelCredentials(), grpc::ChannelArguments(), std::move(f));
+    };
+  }
+  const std::vector<std::string> routed =
+      shared_->options.routes.ReceiversOf(shared_->options.emitter);
+  for (const RelayReceiver& r : shared_->options.receivers) {
+    if (std::find(routed.begin(), routed.end(), r.name) == routed.end()) continue;
+    workers_.push_back(std::make_unique<ReceiverWorker>(*shared_, r, channels(r.address)));
+  }
+  maintenance_ = std::make_unique<PeriodicTask>(shared_->options.maintenance_interval,
+                                                [this] { Maintain(); });
+  Log::Info("relay started", {{"emitter", shared_->options.emitter},
+                              {"replica", shared_->options.replica_id},
+                              {"receivers", static_cast<int64_t>(workers_.size())}});
+}
+
+OutboxRelay::~OutboxRelay() { Stop(true); }
+
+void OutboxRelay::Abandon() { Stop(false); }
+
+void OutboxRelay::Stop(bool release) {
+  if (stopped_) return;
+  stopped_ = true;
+  {
+    absl::MutexLock lock(&shared_->mu);
+    shared_->stopping = true;
+  }
+  maintenance_.reset();
+  for (auto& w : workers_) w->Join();
+  if (release) {
+    for (auto& w : workers_) w->ReleaseAll();
+  }
+}
+
+// Creates every receiver's group, trims what all of them acknowledged, and refreshes the
+// backlog of the lanes this replica holds.
+void OutboxRelay::Maintain() {
+  for (int shard = 0; shard < shared_->options.shard_count; ++shard) {
+    if (shared_->Stopping()) return;
+    const std::string outbox = EventKeys::Outbox(shard, shared_->options.emitter);
+    for (auto& w : workers_) {
+      (void)RunRedisCommand(shared_->redis, {"XGROUP", "CREATE", outbox, w->name(), "0",
+                                             "MKSTREAM"});
+    }
+    auto groups = RunRedisCommand(shared_->redis, {"XINFO", "GROUPS", outbox});
+    if (!groups.ok() || groups->elements.empty()) continue;
+    std::optional<std::pair<uint64_t, uint64_t>> keep_from;
+    for (const RedisReply& g : groups->elements) {
+      auto f = FieldMap(g);
+      if (!f.count("name") || !f.count("pending") || !f.count("last-delivered-id")) continue;
+      std::pair<uint64_t, uint64_t> first_needed = ParseStreamId(f["last-delivered-id"]->str);
+      first_needed.second += 1;
+      if (f["pending"]->integer > 0) {
+        auto pending = RunRedisCommand(shared_->redis, {"XPENDING", outbox, f["name"]->str});
+        if (pending.ok() && pending->elements.size() >= 2 &&
+            pending->elements[1].type == RedisReply::Type::kString) {
+          first_needed = std::min(first_needed, ParseStreamId(pending->elements[1].str));
+        }
+      }
+      keep_from = keep_from ? std::min(*keep_from, first_needed) : first_needed;
+      for (auto& w : workers_) {
+        if (w->name() != f["name"]->str) continue;
+        double lag = f.count("lag") && f["lag"]->type == RedisReply::Type::kInteger
+                         ? static_cast<double>(f["lag"]->integer)
+                         : 0;
+        w->lane(shard).SetBacklog(static_cast<double>(f["pending"]->integer) + lag);
+      }
+    }
+    if (keep_from) {
+      (void)RunRedisCommand(shared_->redis, {"XTRIM", outbox, "MINID",
+                                             absl::StrCat(keep_from->first, "-", keep_from->second)});
+    }
+  }
+}
+
+}  // namespace rogatory::common

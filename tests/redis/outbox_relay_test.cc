@@ -1,0 +1,295 @@
+// The event backbone on a real redis-server: outbox streams, relays with leased lanes, and a
+// real EventSinkService receiver that deduplicates in the same atomic step as its effect.
+#include "rogatory/common/outbox_relay.h"
+
+#include <chrono>
+#include <map>
+#include <set>
+#include <thread>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "absl/synchronization/notification.h"
+#include "gmock/gmock.h"
+#include "grpcpp/grpcpp.h"
+#include "gtest/gtest.h"
+#include "redis_server.h"
+#include "rogatory/common/async_redis_client.h"
+#include "rogatory/common/event_sink.h"
+
+namespace rogatory::common {
+namespace {
+
+using Steady = std::chrono::steady_clock;
+constexpr int kShards = 4;
+
+// Effect of handling an event: "<request>|<sequence>|<event id>" appended to a list in the
+// request's shard, atomically with the duplicate marker.
+class RecordingHandler : public EventHandler {
+ public:
+  explicit RecordingHandler(RedisClient& redis) : redis_(redis) {}
+  void Handle(const v1::Event& e, const Dedupe& dedupe,
+              std::function<void(absl::StatusOr<Outcome>)> done) override {
+    static const LuaScript* script =
+        new LuaScript(ReceiverScript("redis.call('RPUSH', KEYS[2], ARGV[2]) return {'ok'}"));
+    const int shard = *Sharding(kShards).ShardOf("rq", e.request_id());
+    redis_.Eval(*script, {dedupe.seen_key, absl::StrCat(Sharding::Prefix(shard), "test:effects")},
+                {dedupe.retention_ms,
+                 absl::StrCat(e.request_id(), "|", e.sequence(), "|", e.event_id())},
+                [this, done](absl::StatusOr<RedisReply> r) {
+                  auto outcome = ReceiverOutcome(r);
+                  // Optionally hold the answer back after the effect is written, as if the
+                  // answer were lost or the relay died before acknowledging.
+                  if (outcome.ok() && hold_next_answer_.exchange(false)) {
+                    std::thread([this, done, outcome] {
+                      release_.WaitForNotification();
+                      done(outcome);
+                    }).detach();
+                    return;
+                  }
+                  done(outcome);
+                });
+  }
+  void HoldNextAnswer() { hold_next_answer_ = true; }
+  void ReleaseHeldAnswer() { release_.Notify(); }
+
+ private:
+  RedisClient& redis_;
+  std::atomic<bool> hold_next_answer_{false};
+  absl::Notification release_;
+};
+
+class Receiver {
+ public:
+  Receiver(RedisClient& redis, int port, Metrics& metrics)
+      : handler_(redis),
+        sink_("tester", handler_, pipeline_, Sharding(kShards), absl::Hours(1), metrics) {
+    grpc::ServerBuilder b;
+    b.AddListeningPort(absl::StrCat("127.0.0.1:", port), grpc::InsecureServerCredentials());
+    b.RegisterService(&sink_);
+    server_ = b.BuildAndStart();
+  }
+  ~Receiver() { server_->Shutdown(std::chrono::system_clock::now()); }
+  RecordingHandler& handler() { return handler_; }
+
+ private:
+  MetadataAuthenticator auth_;
+  NoRateLimiter limiter_;
+  LogAuditor auditor_;
+  Pipeline pipeline_{auth_, limiter_, auditor_};
+  RecordingHandler handler_;
+  EventSinkServiceImpl sink_;
+  std::unique_ptr<grpc::Server> server_;
+};
+
+class OutboxRelayTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    AsyncRedisOptions o;
+    o.url = *ParseRedisUrl(server_.url());
+    o.command_timeout = absl::Seconds(5);
+    redis_ = NewAsyncRedisClient(o);
+    const auto deadline = Steady::now() + std::chrono::seconds(10);
+    while (!RunRedisCommand(*redis_, {"PING"}).ok() && Steady::now() < deadline) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    receiver_port_ = testing::FreePort();
+  }
+
+  RelayOptions Options(const std::string& replica) {
+    RelayOptions o;
+    o.emitter = "intake";
+    o.replica_id = replica;
+    o.shard_count = kShards;
+    o.receivers = {{"tester", absl::StrCat("127.0.0.1:", receiver_port_)}};
+    o.routes = *EventRoutes::Parse("tester: *");
+    o.lease = absl::Milliseconds(600);
+    o.poll_interval = absl::Milliseconds(20);
+    o.rpc_timeout = absl::Milliseconds(800);
+    o.max_backoff = absl::Milliseconds(200);
+    o.maintenance_interval = absl::Milliseconds(200);
+    o.batch_size = 20;
+    return o;
+  }
+
+  // Emits `count` events for `requests` requests spread over the shards, each request's
+  // events with sequences 1, 2, ...
+  void Emit(int count, int requests = 7) {
+    for (int i = 0; i < count; ++i) {
+      const int r = (emitted_ + i) % requests;
+      const std::string id = RequestId(r);
+      v1::Event e;
+      e.set_event_id(absl::StrCat("ev-", emitted_ + i));
+      e.set_request_id(id);
+      e.set_sequence(++sequences_[id]);
+      e.set_type(v1::EVENT_TYPE_REQUEST_SUBMITTED);
+      e.set_source("intake");
+      const int shard = *Sharding(kShards).ShardOf("rq", id);
+      ASSERT_TRUE(RunRedisCommand(*redis_, {"XADD", EventKeys::Outbox(shard, "intake"), "*",
+                                            kOutboxEventField, e.SerializeAsString()})
+                      .ok());
+    }
+    emitted_ += count;
+  }
+  std::string RequestId(int r) {
+    return Sharding::MakeId("rq", r % kShards, absl::FromUnixSeconds(1767225600 + r));
+  }
+
+  // Every effect recorded, in order per shard.
+  std::vector<std::string> Effects() {
+    std::vector<std::string> out;
+    for (int s = 0; s < kShards; ++s) {
+      auto r = RunRedisCommand(*redis_,
+                               {"LRANGE", absl::StrCat(Sharding::Prefix(s), "test:effects"), "0", "-1"});
+      if (r.ok()) {
+        for (const auto& e : r->elements) out.push_back(e.str);
+      }
+    }
+    return out;
+  }
+  bool WaitForEffects(size_t n, std::chrono::seconds limit = std::chrono::seconds(20)) {
+    const auto deadline = Steady::now() + limit;
+    while (Steady::now() < deadline) {
+      if (Effects().size() >= n) return true;
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    return false;
+  }
+  // Each event exactly once, and each request's events in sequence order.
+  void ExpectEachOnceInOrder() {
+    auto effects = Effects();
+    std::set<std::string> ids;
+    std::map<std::string, int> last_seq;
+    for (const auto& line : effects) {
+      std::vector<std::string> f = absl::StrSplit(line, '|');
+      ASSERT_EQ(f.size(), 3u);
+      EXPECT_TRUE(ids.insert(f[2]).second) << "handled twice: " << f[2];
+      const int seq = std::stoi(f[1]);
+      EXPECT_EQ(seq, last_seq[f[0]] + 1) << "out of order for " << f[0];
+      last_seq[f[0]] = seq;
+    }
+    EXPECT_EQ(ids.size(), static_cast<size_t>(emitted_));
+  }
+
+  testing::RedisServer server_;
+  std::unique_ptr<RedisClient> redis_;
+  Metrics metrics_;
+  int receiver_port_ = 0;
+  int emitted_ = 0;
+  std::map<std::string, int> sequences_;
+};
+
+TEST_F(OutboxRelayTest, ReceiverDownForAWhileGetsEveryEventInOrderWhenBack) {
+  OutboxRelay relay(*redis_, metrics_, Options("replica-a"));
+  Emit(60);
+  // The receiver is down: deliveries fail and back off.
+  const auto deadline = Steady::now() + std::chrono::seconds(10);
+  while (metrics_.Render().find("rogatory_event_delivery_failures_total{emitter=\"intake\","
+                                "receiver=\"tester\"}") == std::string::npos &&
+         Steady::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  ASSERT_TRUE(Effects().empty());
+  Emit(40);
+  Receiver receiver(*redis_, receiver_port_, metrics_);
+  ASSERT_TRUE(WaitForEffects(100));
+  ExpectEachOnceInOrder();
+}
+
+TEST_F(OutboxRelayTest, RepeatedDeliveryAfterALostAnswerActsOnce) {
+  Receiver receiver(*redis_, receiver_port_, metrics_);
+  receiver.handler().HoldNextAnswer();  // its effect is written; the answer never comes
+  OutboxRelay relay(*redis_, metrics_, Options("replica-a"));
+  Emit(30);
+  ASSERT_TRUE(WaitForEffects(30));
+  // The held batch was sent again after the timeout and dropped as a repeat.
+  const auto deadline = Steady::now() + std::chrono::seconds(10);
+  while (metrics_.Render().find("rogatory_event_duplicates_dropped_total{source=\"intake\"}") ==
+             std::string::npos &&
+         Steady::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  EXPECT_THAT(metrics_.Render(),
+              ::testing::HasSubstr("rogatory_event_duplicates_dropped_total{source=\"intake\"}"));
+  receiver.handler().ReleaseHeldAnswer();
+  ExpectEachOnceInOrder();
+}
+
+TEST_F(OutboxRelayTest, RelayKilledBetweenReadAndAckIsTakenOverAndActsOnce) {
+  Receiver receiver(*redis_, receiver_port_, metrics_);
+  receiver.handler().HoldNextAnswer();
+  auto dying = std::make_unique<OutboxRelay>(*redis_, metrics_, Options("replica-a"));
+  Emit(1);
+  ASSERT_TRUE(WaitForEffects(1));  // delivered and handled, not yet acknowledged
+  dying->Abandon();                // dies: no acknowledgement, its lease is not released
+  dying.reset();
+  auto pending = RunRedisCommand(*redis_, {"XPENDING", EventKeys::Outbox(0, "intake"), "tester"});
+  ASSERT_TRUE(pending.ok());
+  EXPECT_EQ(pending->elements[0].integer, 1);  // read, never acknowledged
+  Emit(20);
+  OutboxRelay successor(*redis_, metrics_, Options("replica-b"));
+  ASSERT_TRUE(WaitForEffects(21));
+  receiver.handler().ReleaseHeldAnswer();
+  // Give the successor time to deliver (and drop) the pending entry too.
+  const auto deadline = Steady::now() + std::chrono::seconds(10);
+  while (Steady::now() < deadline) {
+    auto p = RunRedisCommand(*redis_, {"XPENDING", EventKeys::Outbox(0, "intake"), "tester"});
+    if (p.ok() && p->elements[0].integer == 0) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  ExpectEachOnceInOrder();
+}
+
+TEST_F(OutboxRelayTest, TwoReplicasShareLanesAndAStoppedOnesLanesAreTakenOver) {
+  Receiver receiver(*redis_, receiver_port_, metrics_);
+  auto a = std::make_unique<OutboxRelay>(*redis_, metrics_, Options("replica-a"));
+  OutboxRelay b(*redis_, metrics_, Options("replica-b"));
+  Emit(200);
+  ASSERT_TRUE(WaitForEffects(200));
+  a->Abandon();  // a crash: its lanes stay leased until the lease runs out
+  Emit(200);
+  ASSERT_TRUE(WaitForEffects(400));
+  a.reset();
+  ExpectEachOnceInOrder();
+}
+
+TEST_F(OutboxRelayTest, AcknowledgedEntriesAreTrimmedAndBacklogIsExported) {
+  Receiver receiver(*redis_, receiver_port_, metrics_);
+  OutboxRelay relay(*redis_, metrics_, Options("replica-a"));
+  Emit(50);
+  ASSERT_TRUE(WaitForEffects(50));
+  const auto deadline = Steady::now() + std::chrono::seconds(10);
+  int64_t left = -1;
+  while (Steady::now() < deadline) {
+    left = 0;
+    for (int s = 0; s < kShards; ++s) {
+      left += RunRedisCommand(*redis_, {"XLEN", EventKeys::Outbox(s, "intake")})->integer;
+    }
+    if (left == 0) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  EXPECT_EQ(left, 0);
+  const std::string text = metrics_.Render();
+  EXPECT_THAT(text, ::testing::HasSubstr("rogatory_outbox_backlog{emitter=\"intake\","
+                                         "receiver=\"tester\",shard=\"0\"} 0"));
+  EXPECT_THAT(text, ::testing::HasSubstr("rogatory_events_delivered_total{emitter=\"intake\","
+                                         "receiver=\"tester\"} 50"));
+}
+
+TEST(EventRoutesTest, DefaultsAndParsing) {
+  const EventRoutes& d = EventRoutes::Defaults();
+  EXPECT_TRUE(d.Wants("routing", v1::EVENT_TYPE_REQUEST_SUBMITTED));
+  EXPECT_TRUE(d.Wants("deadlines", v1::EVENT_TYPE_PERSON_ARRESTED));
+  EXPECT_TRUE(d.Wants("notification", v1::EVENT_TYPE_DEADLINE_MISSED));
+  EXPECT_TRUE(d.Wants("intake", v1::EVENT_TYPE_ROUTING_DECIDED));
+  EXPECT_FALSE(d.Wants("intake", v1::EVENT_TYPE_REQUEST_SUBMITTED));
+  EXPECT_EQ(d.ReceiversOf("intake"),
+            (std::vector<std::string>{"deadlines", "notification", "routing"}));
+  auto bad = EventRoutes::Parse("routing: REQUEST_SUBMITTED\n  NOT_A_TYPE\n");
+  EXPECT_EQ(bad.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(bad.status().message()), ::testing::HasSubstr("line 2"));
+  EXPECT_THAT(std::string(bad.status().message()), ::testing::HasSubstr("NOT_A_TYPE"));
+}
+
+}  // namespace
+}  // namespace rogatory::common
