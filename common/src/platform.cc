@@ -109,12 +109,29 @@ int ParseSettingsOrExit(const ServiceIdentity& identity, Config& config,
   return -1;
 }
 
-void BlockTerminationSignals() {
+namespace {
+
+sigset_t ServiceSignals() {
   sigset_t set;
   sigemptyset(&set);
   sigaddset(&set, SIGTERM);
   sigaddset(&set, SIGINT);
+  sigaddset(&set, SIGHUP);
+  return set;
+}
+
+}  // namespace
+
+void BlockTerminationSignals() {
+  sigset_t set = ServiceSignals();
   pthread_sigmask(SIG_BLOCK, &set, nullptr);
+}
+
+absl::Status Platform::WatchDirectory(const std::string& directory) {
+  auto watcher = DirectoryWatcher::Start(directory, [this] { reload_hooks_.RunAll(); });
+  if (!watcher.ok()) return watcher.status();
+  watchers_.push_back(*std::move(watcher));
+  return absl::OkStatus();
 }
 
 Platform::Platform(const ServiceIdentity& identity, const ServerSettings& settings)
@@ -126,6 +143,7 @@ Platform::Platform(const ServiceIdentity& identity, const ServerSettings& settin
 Platform::~Platform() {
   // Stop what issues Redis commands, then Redis itself, whose pending callbacks still see
   // the server and the rest of the internals.
+  watchers_.clear();
   internals_->relay.reset();
   internals_->readiness_probe.reset();
   internals_->clock_refresh.reset();
@@ -269,12 +287,12 @@ int Platform::Serve(const ServiceParts& parts) {
                         {"env", settings_.env},
                         {"shards", static_cast<int64_t>(settings_.redis_shards)}});
 
-  sigset_t set;
-  sigemptyset(&set);
-  sigaddset(&set, SIGTERM);
-  sigaddset(&set, SIGINT);
+  sigset_t set = ServiceSignals();
   int signal_number = 0;
-  sigwait(&set, &signal_number);
+  while (sigwait(&set, &signal_number) == 0 && signal_number == SIGHUP) {
+    Log::Info("SIGHUP: reloading");
+    reload_hooks_.RunAll();
+  }
 
   Log::Info("draining", {{"signal", static_cast<int64_t>(signal_number)},
                          {"grace_ms", absl::ToInt64Milliseconds(settings_.shutdown_grace)}});

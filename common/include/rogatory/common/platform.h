@@ -16,6 +16,7 @@
 #include "rogatory/common/metrics.h"
 #include "rogatory/common/pipeline.h"
 #include "rogatory/common/redis.h"
+#include "rogatory/common/reload.h"
 
 namespace rogatory::common {
 
@@ -58,8 +59,8 @@ void RegisterServerSettings(const ServiceIdentity& identity, Config& config,
 int ParseSettingsOrExit(const ServiceIdentity& identity, Config& config,
                         const ServerSettings& settings, int argc, const char* const* argv);
 
-// Blocks SIGTERM and SIGINT in this thread and every thread started after, so that Serve
-// can wait for them. Call first thing in main.
+// Blocks SIGTERM, SIGINT and SIGHUP in this thread and every thread started after, so that
+// Serve can wait for them. Call first thing in main.
 void BlockTerminationSignals();
 
 struct ServiceParts;
@@ -81,9 +82,16 @@ class Platform {
 
   const EventRoutes& event_routes() const { return routes_; }
 
+  // What to re-read on SIGHUP (and, for a service that watches a folder, when the folder
+  // changes: see WatchDirectory). Register before Serve.
+  ReloadHooks& reload_hooks() { return reload_hooks_; }
+  // Runs the reload hooks whenever `directory` changes (a mounted ConfigMap). Call before
+  // Serve; fails if the folder cannot be watched.
+  absl::Status WatchDirectory(const std::string& directory);
+
   // Serves the parts' services with health, reflection, the test clock service and the
   // event sink, and runs the outbox relay if the parts emit events, until SIGTERM or
-  // SIGINT; then drains: readiness goes NOT_SERVING, in-flight RPCs get `shutdown-grace`
+  // SIGINT (SIGHUP runs the reload hooks); then drains: readiness goes NOT_SERVING, in-flight RPCs get `shutdown-grace`
   // to finish, the relay stops and releases its lanes. Returns the process exit code (0
   // after a clean drain).
   int Serve(const ServiceParts& parts);
@@ -105,6 +113,8 @@ class Platform {
   std::unique_ptr<Auditor> auditor_;
   std::unique_ptr<Pipeline> pipeline_;
   EventRoutes routes_;
+  ReloadHooks reload_hooks_;
+  std::vector<std::unique_ptr<DirectoryWatcher>> watchers_;
   std::map<std::string, std::string> receiver_addresses_;
   std::unique_ptr<Internals> internals_;
 };
