@@ -39,6 +39,27 @@ std::string FilterFingerprint(const v1::ListRequestsRequest& r) {
       .substr(0, 16);
 }
 
+}  // namespace
+
+commonpb::RequestFacts FactsOf(const v1::Request& r) {
+  const v1::RequestContent& c = r.content();
+  commonpb::RequestFacts f;
+  *f.mutable_issuing_authority() = c.issuing_authority();
+  f.set_requested_state(c.requested_state());
+  f.set_source_language(c.source_language());
+  f.set_urgency(c.urgency());
+  if (r.has_executing_authority()) *f.mutable_executing_authority() = r.executing_authority();
+  if (c.has_eio() && c.eio().has_execute_by_time()) {
+    *f.mutable_issuer_deadline_time() = c.eio().execute_by_time();
+  }
+  if (c.has_eio() && c.eio().has_execute_on_date()) {
+    *f.mutable_issuer_deadline_date() = c.eio().execute_on_date();
+  }
+  return f;
+}
+
+namespace {
+
 google::protobuf::Timestamp ToProto(absl::Time t) {
   return TimeUtil::MillisecondsToTimestamp(absl::ToUnixMillis(t));
 }
@@ -133,6 +154,7 @@ void IntakeService::Submit(const CallContext& call, const v1::SubmitRequestReque
   e.set_instrument(r.content().instrument());
   e.set_status(r.status());
   e.set_source("intake");
+  *e.mutable_request() = FactsOf(r);
   for (const auto& m : r.missing_elements()) {
     e.mutable_status_change()->add_missing_elements(m.field());
   }

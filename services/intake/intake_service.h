@@ -42,6 +42,9 @@ std::string EncodePageToken(const ListCursor& cursor, const v1::ListRequestsRequ
 absl::StatusOr<ListCursor> DecodePageToken(const std::string& token,
                                            const v1::ListRequestsRequest& filters);
 
+// The facts about a request that intake's events carry (codes and references only).
+common::v1::RequestFacts FactsOf(const v1::Request& request);
+
 // Removes what the BASIC view leaves out: personal data and the statement of facts.
 void ApplyView(v1::RequestView view, v1::Request* request);
 

@@ -81,6 +81,8 @@ TEST_F(IntakeServiceTest, SubmittedRequestIsStoredWithIdStatusAndHistory) {
   EXPECT_EQ((*history)[0].type(), common::v1::EVENT_TYPE_REQUEST_SUBMITTED);
   EXPECT_EQ((*history)[0].sequence(), 1);
   EXPECT_EQ((*history)[0].source(), "intake");
+  EXPECT_EQ((*history)[0].request().requested_state(), "DE");
+  EXPECT_EQ((*history)[0].request().issuing_authority().authority_id(), "FR-TJ-PARIS-JI");
   EXPECT_EQ((*history)[0].trace_id(), r.trace_id());
 }
 
