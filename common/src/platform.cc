@@ -207,7 +207,12 @@ absl::StatusOr<std::unique_ptr<Platform>> Platform::Create(const ServiceIdentity
     p->clock_ = p->real_clock_.get();
   }
 
-  // Development implementations of the pipeline's steps.
+  // Development implementations of the pipeline's steps. Real authentication (tokens,
+  // mTLS) is the security issue's; until then production says loudly what it runs with.
+  if (settings.production()) {
+    Log::Warn("development authentication in use: callers are named by x-rogatory-* metadata "
+              "and not verified; do not expose this deployment to untrusted callers");
+  }
   p->authenticator_ = std::make_unique<MetadataAuthenticator>();
   p->limiter_ = std::make_unique<NoRateLimiter>();
   p->auditor_ = std::make_unique<LogAuditor>();
