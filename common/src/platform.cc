@@ -306,6 +306,7 @@ int Platform::Serve(const ServiceParts& parts) {
   server->Shutdown(std::chrono::system_clock::now() +
                    absl::ToChronoMilliseconds(settings_.shutdown_grace));
   server->Wait();
+  for (const auto& stop : parts.on_drain) stop();
   internals_->relay.reset();  // releases its lanes to the other replicas
   Log::Info("stopped");
   return 0;

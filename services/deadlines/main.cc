@@ -1,17 +1,79 @@
-// rogatory-deadlines: serves health, reflection, metrics and the v1 API, whose RPCs answer
-// UNIMPLEMENTED until this service's own issue lands.
-#include "rogatory/deadlines/v1/deadlines.grpc.pb.h"
+// rogatory-deadlines: legal time limits as durable timers in Redis, with calendars,
+// reminders and escalations. Starts, settles and cancels deadlines from intake's events;
+// emits deadline events through its outbox.
+#include "deadline_service.h"
+#include "rogatory/common/logging.h"
 #include "rogatory/common/platform.h"
+#include "rules.h"
+#include "timer_engine.h"
+
+#ifndef ROGATORY_DEADLINES_DATA_DIR
+#define ROGATORY_DEADLINES_DATA_DIR "services/deadlines/data"
+#endif
 
 int main(int argc, char** argv) {
+  using rogatory::common::Platform;
+  using rogatory::common::ServiceParts;
+  namespace dl = rogatory::deadlines;
   const rogatory::common::ServiceIdentity identity{
-      "rogatory-deadlines", "deadlines", "rogatory.deadlines.v1.DeadlineService", "127.0.0.1:50053", "127.0.0.1:9103"};
+      "rogatory-deadlines", "deadlines", "rogatory.deadlines.v1.DeadlineService",
+      "127.0.0.1:50053", "127.0.0.1:9103"};
+  std::string rules_dir;
+  absl::Duration timer_lease, timer_poll_interval;
+  int timer_batch = 200;
   return rogatory::common::ServiceMain(
-      identity, argc, argv, {},
-      [](rogatory::common::Platform&) -> absl::StatusOr<rogatory::common::ServiceParts> {
-        rogatory::common::ServiceParts parts;
-        parts.services.push_back(parts.Own(
-            std::make_shared<rogatory::deadlines::v1::DeadlineService::CallbackService>()));
+      identity, argc, argv,
+      [&](rogatory::common::Config& config) {
+        config.AddString("rules-dir", ROGATORY_DEADLINES_DATA_DIR,
+                         "Folder with rules.json and calendars.json (reloaded on SIGHUP and "
+                         "when the folder changes).",
+                         &rules_dir);
+        config.AddDuration("timer-lease", absl::Seconds(10), absl::Seconds(1), absl::Minutes(10),
+                           "Lease of a claimed timer: another replica fires it after this if "
+                           "the claimant died.",
+                           &timer_lease);
+        config.AddDuration("timer-poll-interval", absl::Milliseconds(200),
+                           absl::Milliseconds(10), absl::Seconds(5),
+                           "How often an idle replica looks for due timers.",
+                           &timer_poll_interval);
+        config.AddInt("timer-batch", 200, 1, 5000, "Timers claimed per shard at a time.",
+                      &timer_batch);
+      },
+      [&](Platform& platform) -> absl::StatusOr<ServiceParts> {
+        ServiceParts parts;
+        auto initial = dl::RuleSet::Load(rules_dir);
+        if (!initial.ok()) return initial.status();
+        auto* registry = parts.Own(std::make_shared<dl::RulesRegistry>(rules_dir, *initial));
+        rogatory::common::Log::Info("deadline rules loaded",
+                                    {{"version", (*initial)->version()}, {"dir", rules_dir}});
+        platform.reload_hooks().Add("deadline-rules", [registry] {
+          absl::Status s = registry->Reload();
+          if (s.ok()) {
+            rogatory::common::Log::Info("deadline rules reloaded",
+                                        {{"version", registry->Current()->version()}});
+          }
+          return s;
+        });
+        if (absl::Status s = platform.WatchDirectory(rules_dir); !s.ok()) return s;
+        auto* store =
+            parts.Own(std::make_shared<dl::DeadlineStore>(platform.redis(), platform.sharding()));
+        auto* tracker =
+            parts.Own(std::make_shared<dl::DeadlineTracker>(*store, *registry, platform.clock()));
+        parts.services.push_back(
+            parts.Own(std::make_shared<dl::DeadlineService>(*tracker, platform.pipeline())));
+        parts.event_handler = parts.Own(std::make_shared<dl::DeadlineEventHandler>(*tracker));
+        parts.emits_events = true;
+        auto* metrics =
+            parts.Own(std::make_shared<dl::DeadlineMetrics>(platform.metrics().registry()));
+        dl::TimerEngineOptions options;
+        options.owner = identity.event_name;
+        options.lease = timer_lease;
+        options.poll_interval = timer_poll_interval;
+        options.batch = timer_batch;
+        auto* engine = parts.Own(std::make_shared<dl::TimerEngine>(
+            *store, platform.redis(), platform.clock(), metrics, options));
+        engine->Start();
+        parts.on_drain.push_back([engine] { engine->Stop(); });
         return parts;
       });
 }

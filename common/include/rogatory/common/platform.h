@@ -128,6 +128,9 @@ struct ServiceParts {
   EventHandler* event_handler = nullptr;
   // Whether this service writes events to an outbox that its relay delivers.
   bool emits_events = false;
+  // Run in order once the server has stopped, before the platform (Redis, clock) goes: stop
+  // background threads that use them here.
+  std::vector<std::function<void()>> on_drain;
 
   template <typename T>
   T* Own(std::shared_ptr<T> object) {

@@ -1,0 +1,125 @@
+#pragma once
+
+// Deadlines and their timers in Redis. Everything about one deadline lives in the shard of
+// its request, so every change (the deadline, its indexes, its timers and its event in the
+// outbox) is one Lua script.
+//
+// Keys (P = "rg:{sN}:"):
+//   P dl:d:<id>            hash: pb (Deadline), ver, state, timers (its timer members),
+//                          open (1/0), instrument, authority, request, idem:<key> markers
+//   P dl:timers            sorted set: pending timer members by due time (ms)
+//   P dl:claims            sorted set: claimed timer members by lease expiry (ms)
+//   P dl:claimtok          hash: claimed member -> "<fencing token>|<due ms>"
+//   P dl:fence             string: fencing token counter
+//   P dl:byreq:<request>   sorted set: the request's deadlines by due time
+//   P dl:open              sorted set: open deadlines by due time
+//   P dl:byauth:<id>       sorted set: an executing authority's open deadlines by due time
+//   P dl:stats             hash: open:<instrument number> and overdue counts
+//   P dl:seq:<request>     string: sequence of the events emitted about the request
+//   P outbox:deadlines     stream: the outbox
+
+#include <functional>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "rogatory/common/event_sink.h"
+#include "rogatory/common/ids.h"
+#include "rogatory/common/redis.h"
+#include "rogatory/common/v1/events.pb.h"
+#include "rogatory/deadlines/v1/deadlines.pb.h"
+
+namespace rogatory::deadlines {
+
+struct StoredDeadline {
+  v1::Deadline deadline;
+  int64_t version = 0;
+  // Get with an idempotency key: a change under that key was already written.
+  bool replayed = false;
+};
+
+// One deadline to write: new (expected_version 0: it must not exist) or changed (the
+// stored version must still be expected_version). Its timers are replaced by TimersOf(it).
+struct DeadlineWrite {
+  v1::Deadline deadline;
+  int64_t expected_version = 0;
+  std::optional<common::v1::Event> event;  // emitted with the next sequence of the request
+};
+
+struct CommitOptions {
+  std::string idempotency_key;  // non-empty: a repeat with the same key is kReplayed
+  std::string claim_member;     // non-empty: only if this timer is still claimed with...
+  std::string claim_token;      // ...this token (else kFenced); releases the claim
+  const common::Dedupe* dedupe = nullptr;  // non-null: ReceiverScript (kDuplicate on repeat)
+};
+
+enum class CommitOutcome { kOk, kReplayed, kConflict, kExists, kFenced, kDuplicate };
+
+// A claimed timer, with the deadline as the claim found it.
+struct ClaimedTimer {
+  std::string member;
+  std::string token;
+  absl::Time due;
+  bool takeover = false;  // the previous claimant's lease had run out
+  std::optional<StoredDeadline> deadline;
+};
+
+class DeadlineStore {
+ public:
+  DeadlineStore(common::RedisClient& redis, common::Sharding sharding)
+      : redis_(redis), sharding_(sharding) {}
+
+  const common::Sharding& sharding() const { return sharding_; }
+  // The shard of a request id ("rq-<shard>-<ulid>").
+  absl::StatusOr<int> ShardOfRequest(const std::string& request_id) const;
+  absl::StatusOr<int> ShardOfDeadline(const std::string& deadline_id) const;
+
+  using GetCallback = std::function<void(absl::StatusOr<StoredDeadline>)>;
+  using ListCallback = std::function<void(absl::StatusOr<std::vector<StoredDeadline>>)>;
+  using CommitCallback = std::function<void(absl::StatusOr<CommitOutcome>)>;
+
+  // NOT_FOUND if there is none. `done` runs on the Redis thread. With an idempotency key,
+  // also says whether a change under that key was already written.
+  void Get(const std::string& deadline_id, GetCallback done,
+           const std::string& idempotency_key = "");
+  // All the writes (one shard) or none.
+  void Commit(int shard, std::vector<DeadlineWrite> writes, const CommitOptions& options,
+              CommitCallback done);
+  // Up to `limit` deadlines of an index ("byreq:<id>", "open", "byauth:<id>") due at or
+  // before `due_before`.
+  void ListIndex(int shard, const std::string& index, absl::Time due_before, int limit,
+                 ListCallback done);
+
+  // Blocking versions for the timer thread and tests (never from Redis callbacks or gRPC
+  // handlers).
+  absl::StatusOr<CommitOutcome> CommitBlocking(int shard, std::vector<DeadlineWrite> writes,
+                                               const CommitOptions& options);
+  absl::StatusOr<StoredDeadline> GetBlocking(const std::string& deadline_id);
+  // Claims up to `limit` due timers of a shard (first those whose claim's lease ran out),
+  // each for `lease` from `now`, with a new fencing token.
+  absl::StatusOr<std::vector<ClaimedTimer>> Claim(int shard, absl::Time now,
+                                                  absl::Duration lease, int limit);
+  // Sums the shard's open counts per instrument and overdue count.
+  absl::StatusOr<std::vector<std::pair<std::string, int64_t>>> Stats(int shard);
+
+  static std::string Key(int shard, const std::string& suffix);
+
+ private:
+  struct Prepared {
+    std::vector<std::string> keys;
+    std::vector<std::string> args;
+  };
+  Prepared PrepareCommit(int shard, const std::vector<DeadlineWrite>& writes,
+                         const CommitOptions& options) const;
+  static absl::StatusOr<CommitOutcome> ParseCommit(const absl::StatusOr<common::RedisReply>& r);
+
+  common::RedisClient& redis_;
+  common::Sharding sharding_;
+};
+
+absl::StatusOr<StoredDeadline> ParseStored(const common::RedisReply& pb,
+                                           const common::RedisReply& ver);
+
+}  // namespace rogatory::deadlines
