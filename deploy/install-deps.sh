@@ -20,6 +20,7 @@ readonly APT_PACKAGES=(
   # Libraries.
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler libabsl-dev
   libhiredis-dev prometheus-cpp-dev libgtest-dev libgmock-dev libevent-dev
+  libcurl4-openssl-dev libssl-dev
   # Runtime and tests: Redis, time zones, the independent Python client, HTTP.
   redis-server redis-tools tzdata python3-grpcio python3-protobuf curl ca-certificates
 )

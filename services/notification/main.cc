@@ -1,17 +1,107 @@
-// rogatory-notification: serves health, reflection, metrics and the v1 API, whose RPCs answer
-// UNIMPLEMENTED until this service's own issue lands.
-#include "rogatory/notification/v1/notification.grpc.pb.h"
+// rogatory-notification: per-authority inboxes, resumable streams, delivery
+// evidence and signed webhooks. main() only reads settings and wires the
+// objects together.
+#include "fanout_worker.h"
+#include "notification_event_handler.h"
+#include "notification_metrics.h"
+#include "notification_service.h"
 #include "rogatory/common/platform.h"
+#include "webhook_dispatcher.h"
+#include "webhook_transport.h"
 
-int main(int argc, char** argv) {
-  const rogatory::common::ServiceIdentity identity{
-      "rogatory-notification", "notification", "rogatory.notification.v1.NotificationService", "127.0.0.1:50054", "127.0.0.1:9104"};
+int main(int argc, char **argv) {
+  using rogatory::common::Platform;
+  using rogatory::common::ServiceParts;
+  namespace n = rogatory::notification;
+  const rogatory::common::ServiceIdentity identity{"rogatory-notification", "notification",
+                                                   "rogatory.notification.v1.NotificationService",
+                                                   "127.0.0.1:50054", "127.0.0.1:9104"};
+  n::NotificationSettings s;
   return rogatory::common::ServiceMain(
-      identity, argc, argv, {},
-      [](rogatory::common::Platform&) -> absl::StatusOr<rogatory::common::ServiceParts> {
-        rogatory::common::ServiceParts parts;
-        parts.services.push_back(parts.Own(
-            std::make_shared<rogatory::notification::v1::NotificationService::CallbackService>()));
+      identity, argc, argv,
+      [&](rogatory::common::Config &c) {
+        const absl::Duration year = absl::Hours(24 * 366);
+        c.AddDuration("inbox-retention-age", s.inbox_retention_age, absl::Seconds(1), year,
+                      "How long notifications stay in an authority's inbox.",
+                      &s.inbox_retention_age);
+        c.AddInt("inbox-max-length", s.inbox_max_length, 10, 10000000,
+                 "At most this many notifications per inbox (oldest trimmed first).",
+                 &s.inbox_max_length);
+        c.AddDuration("heartbeat-interval", s.heartbeat_interval, absl::Milliseconds(100),
+                      absl::Minutes(10), "Idle Subscribe streams get a heartbeat this often.",
+                      &s.heartbeat_interval);
+        c.AddInt("subscriber-buffer", s.subscriber_buffer, 1, 100000,
+                 "Notifications read ahead per stream (bounds memory of a slow "
+                 "consumer).",
+                 &s.subscriber_buffer);
+        c.AddInt("max-subscribers", s.max_subscribers, 1, 100000,
+                 "Subscribe streams per replica; more answer RESOURCE_EXHAUSTED.",
+                 &s.max_subscribers);
+        c.AddDuration("notification-poll-interval", s.poll_interval, absl::Milliseconds(5),
+                      absl::Seconds(10),
+                      "How often idle streams, the fan-out and the webhook "
+                      "queue look for work.",
+                      &s.poll_interval);
+        c.AddDuration("retrieval-timeout", s.retrieval_timeout, absl::ZeroDuration(), year,
+                      "A notification not acknowledged within this time is re-announced "
+                      "(0 disables).",
+                      &s.retrieval_timeout);
+        c.AddDuration("escalation-timeout", s.escalation_timeout, absl::Seconds(1), year,
+                      "Still not acknowledged this long after re-announcement: "
+                      "escalated.",
+                      &s.escalation_timeout);
+        c.AddDuration("evidence-retention", s.evidence_retention, absl::Hours(1),
+                      absl::Hours(24 * 3660), "How long delivery evidence is kept.",
+                      &s.evidence_retention);
+        c.AddInt("webhook-max-attempts", s.webhook_max_attempts, 1, 100,
+                 "Webhook attempts before the delivery goes to the dead-letter "
+                 "list.",
+                 &s.webhook_max_attempts);
+        c.AddDuration("webhook-initial-backoff", s.webhook_initial_backoff, absl::Milliseconds(1),
+                      absl::Hours(1), "Delay after the first failed webhook attempt (doubles).",
+                      &s.webhook_initial_backoff);
+        c.AddDuration("webhook-max-backoff", s.webhook_max_backoff, absl::Milliseconds(1),
+                      absl::Hours(24), "Longest delay between webhook attempts.",
+                      &s.webhook_max_backoff);
+        c.AddDuration("webhook-timeout", s.webhook_timeout, absl::Milliseconds(100),
+                      absl::Minutes(5), "Timeout of one webhook POST (connect included).",
+                      &s.webhook_timeout);
+        c.AddInt("webhook-concurrency", s.webhook_concurrency, 1, 256,
+                 "Webhook POSTs in flight per replica (worker pool size).", &s.webhook_concurrency);
+        c.AddBool("webhook-allow-private-addresses", s.webhook_allow_private_addresses,
+                  "Allow webhook endpoints on loopback, link-local and private "
+                  "addresses "
+                  "(server-side request forgery protection off; development "
+                  "and tests).",
+                  &s.webhook_allow_private_addresses);
+        c.AddDuration("webhook-secret-overlap", s.webhook_secret_overlap, absl::ZeroDuration(),
+                      absl::Hours(24 * 30),
+                      "After a secret rotation, how long deliveries are also "
+                      "signed with the "
+                      "previous secret.",
+                      &s.webhook_secret_overlap);
+      },
+      [&](Platform &platform) -> absl::StatusOr<ServiceParts> {
+        s.dedupe_retention = platform.settings().dedupe_retention;
+        s.webhook_allow_http = !platform.settings().production();
+        ServiceParts parts;
+        auto *metrics =
+            parts.Own(std::make_shared<n::NotificationMetrics>(platform.metrics().registry()));
+        auto *handler = parts.Own(std::make_shared<n::NotificationEventHandler>(
+            platform.redis(), platform.clock(), platform.sharding(), s, *metrics));
+        parts.event_handler = handler;
+        parts.services.push_back(parts.Own(std::make_shared<n::NotificationServiceImpl>(
+            platform.redis(), platform.clock(), platform.pipeline(), platform.sharding(), s,
+            *metrics, *handler)));
+        auto *transport = parts.Own(std::make_shared<n::CurlWebhookTransport>(
+            n::EndpointPolicy{s.webhook_allow_http, s.webhook_allow_private_addresses},
+            s.webhook_timeout));
+        auto *fanout = parts.Own(std::make_shared<n::FanoutWorker>(
+            platform.redis(), platform.clock(), platform.sharding(), s, *metrics));
+        auto *dispatcher = parts.Own(std::make_shared<n::WebhookDispatcher>(
+            platform.redis(), platform.clock(), platform.sharding(), s, *metrics, *transport));
+        fanout->Start();
+        dispatcher->Start();
         return parts;
       });
 }

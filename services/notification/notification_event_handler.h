@@ -1,0 +1,59 @@
+#pragma once
+
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "notification_metrics.h"
+#include "notification_settings.h"
+#include "rogatory/common/clock.h"
+#include "rogatory/common/event_sink.h"
+#include "rogatory/common/ids.h"
+#include "rogatory/common/redis.h"
+
+namespace rogatory::notification {
+
+// What one event says about the parties of its request. Later events (deadline
+// events, for instance) may say nothing: the handler keeps what earlier events
+// said in a per-request party record.
+struct PartiesSeen {
+  common::v1::AuthorityRef issuing;
+  common::v1::AuthorityRef executing;
+  common::v1::AuthorityRef central;
+  common::v1::AuthorityRef translator;  // only from translation job events
+  std::string requested_state;
+};
+PartiesSeen PartiesOf(const common::v1::Event &event);
+
+// Whether an event type is a translation job change (its translator is told
+// about it).
+bool IsTranslationJobEvent(common::v1::EventType type);
+
+// Receives events: in ONE script in the request's shard (with the duplicate
+// marker), updates the party record, records "accepted" evidence for every
+// recipient, starts their retrieval timers and appends one entry to the shard's
+// fan-out outbox, from which the FanoutWorker copies it into each recipient's
+// inbox. A duplicate changes nothing and reaches no one.
+class NotificationEventHandler final : public common::EventHandler {
+ public:
+  NotificationEventHandler(common::RedisClient &redis, const common::Clock &clock,
+                           common::Sharding sharding, NotificationSettings settings,
+                           NotificationMetrics &metrics);
+
+  void Handle(const common::v1::Event &event, const common::Dedupe &dedupe,
+              std::function<void(absl::StatusOr<Outcome>)> done) override;
+
+  // As Handle, with recipients beyond the event's own parties (PublishEvent).
+  void HandleWithExtras(const common::v1::Event &event, const common::Dedupe &dedupe,
+                        const std::vector<common::v1::AuthorityRef> &extra_recipients,
+                        std::function<void(absl::StatusOr<Outcome>)> done);
+
+ private:
+  common::RedisClient &redis_;
+  const common::Clock &clock_;
+  const common::Sharding sharding_;
+  const NotificationSettings settings_;
+  NotificationMetrics &metrics_;
+};
+
+}  // namespace rogatory::notification

@@ -1,0 +1,102 @@
+#pragma once
+
+#include <atomic>
+#include <memory>
+#include <string>
+
+#include "absl/synchronization/mutex.h"
+#include "notification_event_handler.h"
+#include "notification_metrics.h"
+#include "notification_settings.h"
+#include "rogatory/common/clock.h"
+#include "rogatory/common/ids.h"
+#include "rogatory/common/pipeline.h"
+#include "rogatory/common/redis.h"
+#include "rogatory/notification/v1/notification.grpc.pb.h"
+
+namespace rogatory::notification {
+
+// rogatory.notification.v1.NotificationService on the callback API. Unary RPCs
+// go through Pipeline::Unary and complete from Redis callbacks; Subscribe
+// streams through a reactor whose Redis reads run on a reader thread of its own
+// (never on gRPC or Redis callback threads), with a bounded read-ahead buffer.
+//
+// Who may do what (development authentication, x-rogatory-* metadata):
+// - Subscribe, Ack: the caller's own inbox only.
+// - Create/List/Delete/RotateSubscription: subscriptions the caller owns.
+// - GetDeliveryStatus: parties of the request, or roles auditor, operator,
+// service.
+// - ListDeadLetters, RedriveDeadLetter: operators for all; others their own
+// subscriptions'.
+// - PublishEvent: roles service or operator.
+class NotificationServiceImpl final : public v1::NotificationService::CallbackService {
+ public:
+  NotificationServiceImpl(common::RedisClient &redis, const common::Clock &clock,
+                          common::Pipeline &pipeline, common::Sharding sharding,
+                          NotificationSettings settings, NotificationMetrics &metrics,
+                          NotificationEventHandler &handler);
+  // Waits for every Subscribe reader thread to end (the server must be shut
+  // down first).
+  ~NotificationServiceImpl() override;
+
+  grpc::ServerWriteReactor<v1::SubscribeResponse> *Subscribe(
+      grpc::CallbackServerContext *context, const v1::SubscribeRequest *request) override;
+  grpc::ServerUnaryReactor *Ack(grpc::CallbackServerContext *context, const v1::AckRequest *request,
+                                v1::AckResponse *response) override;
+  grpc::ServerUnaryReactor *PublishEvent(grpc::CallbackServerContext *context,
+                                         const v1::PublishEventRequest *request,
+                                         v1::PublishEventResponse *response) override;
+  grpc::ServerUnaryReactor *CreateSubscription(grpc::CallbackServerContext *context,
+                                               const v1::CreateSubscriptionRequest *request,
+                                               v1::CreateSubscriptionResponse *response) override;
+  grpc::ServerUnaryReactor *ListSubscriptions(grpc::CallbackServerContext *context,
+                                              const v1::ListSubscriptionsRequest *request,
+                                              v1::ListSubscriptionsResponse *response) override;
+  grpc::ServerUnaryReactor *DeleteSubscription(grpc::CallbackServerContext *context,
+                                               const v1::DeleteSubscriptionRequest *request,
+                                               v1::DeleteSubscriptionResponse *response) override;
+  grpc::ServerUnaryReactor *RotateSubscriptionSecret(
+      grpc::CallbackServerContext *context, const v1::RotateSubscriptionSecretRequest *request,
+      v1::RotateSubscriptionSecretResponse *response) override;
+  grpc::ServerUnaryReactor *GetDeliveryStatus(grpc::CallbackServerContext *context,
+                                              const v1::GetDeliveryStatusRequest *request,
+                                              v1::GetDeliveryStatusResponse *response) override;
+  grpc::ServerUnaryReactor *ListDeadLetters(grpc::CallbackServerContext *context,
+                                            const v1::ListDeadLettersRequest *request,
+                                            v1::ListDeadLettersResponse *response) override;
+  grpc::ServerUnaryReactor *RedriveDeadLetter(grpc::CallbackServerContext *context,
+                                              const v1::RedriveDeadLetterRequest *request,
+                                              v1::RedriveDeadLetterResponse *response) override;
+
+  static constexpr int kMaxAckBatch = 1000;
+  static constexpr int kMaxSubscriptionsPerOwner = 100;
+  static constexpr int kMaxEventsPerStatus = 500;
+
+ private:
+  friend class SubscribeReactor;
+
+  // Reader-thread bookkeeping, so destruction waits for detached readers.
+  bool EnterStream();
+  void LeaveStream();
+  void ReaderStarted();
+  void ReaderEnded();
+
+  common::RedisClient &redis_;
+  const common::Clock &clock_;
+  common::Pipeline &pipeline_;
+  const common::Sharding sharding_;
+  const NotificationSettings settings_;
+  NotificationMetrics &metrics_;
+  NotificationEventHandler &handler_;
+
+  absl::Mutex mu_;
+  int open_streams_ ABSL_GUARDED_BY(mu_) = 0;
+  int running_readers_ ABSL_GUARDED_BY(mu_) = 0;
+};
+
+// Whether an event matches a subscription filter (unset parts match
+// everything). `states` are the states the request involves.
+bool FilterMatches(const v1::SubscriptionFilter &filter, const common::v1::Event &event,
+                   const std::vector<std::string> &states);
+
+}  // namespace rogatory::notification

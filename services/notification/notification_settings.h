@@ -1,0 +1,44 @@
+#pragma once
+
+#include "absl/time/time.h"
+
+namespace rogatory::notification {
+
+// The notification service's own settings (see
+// services/notification/README.md).
+struct NotificationSettings {
+  // Inbox retention: entries older than this, or beyond this many per
+  // authority, are trimmed.
+  absl::Duration inbox_retention_age = absl::Hours(24 * 7);
+  int inbox_max_length = 10000;
+  // Idle streams get a heartbeat this often.
+  absl::Duration heartbeat_interval = absl::Seconds(15);
+  // Notifications read ahead for one subscriber and not yet sent (bounds a slow
+  // consumer).
+  int subscriber_buffer = 256;
+  // Streams open at once in this process; more answer RESOURCE_EXHAUSTED.
+  int max_subscribers = 1000;
+  // How often an idle subscriber, the fan-out and the webhook queue look for
+  // new work.
+  absl::Duration poll_interval = absl::Milliseconds(100);
+  // Not retrieved (acknowledged) within this time: re-announced; 0 disables.
+  absl::Duration retrieval_timeout = absl::Hours(24);
+  // Still not retrieved this long after the re-announcement: escalated.
+  absl::Duration escalation_timeout = absl::Hours(12);
+  // How long delivery evidence and the per-request party record are kept.
+  absl::Duration evidence_retention = absl::Hours(24 * 365);
+  // How long a receiver remembers handled events (the platform's
+  // dedupe-retention).
+  absl::Duration dedupe_retention = absl::Hours(24 * 7);
+  // Webhooks.
+  int webhook_max_attempts = 8;
+  absl::Duration webhook_initial_backoff = absl::Seconds(1);
+  absl::Duration webhook_max_backoff = absl::Minutes(15);
+  absl::Duration webhook_timeout = absl::Seconds(10);
+  int webhook_concurrency = 4;
+  bool webhook_allow_private_addresses = false;
+  bool webhook_allow_http = false;  // development only
+  absl::Duration webhook_secret_overlap = absl::Hours(24);
+};
+
+}  // namespace rogatory::notification

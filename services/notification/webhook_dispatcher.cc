@@ -1,0 +1,258 @@
+#include "webhook_dispatcher.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "evidence.h"
+#include "google/protobuf/util/json_util.h"
+#include "notification_keys.h"
+#include "rogatory/common/logging.h"
+#include "rogatory/notification/v1/notification.pb.h"
+#include "webhook_signer.h"
+
+namespace rogatory::notification {
+namespace {
+
+using common::LuaScript;
+using common::RedisReply;
+
+// KEYS: queue. ARGV: now ms, limit, lease ms, prefix.
+// Claims due jobs; drops jobs whose subscription is gone. Returns per job:
+// member, ev, attempt (after this claim), acc, rq, eid, to, uri, sec, osec,
+// oexp.
+const LuaScript &ClaimScript() {
+  static const LuaScript *s = new LuaScript(R"lua(
+local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, ARGV[2])
+local out = {}
+for _, m in ipairs(due) do
+  local sid = string.match(m, '^([^/]*)/')
+  local jk = ARGV[4] .. 'whjob:' .. m
+  local j = redis.call('HMGET', jk, 'ev', 'acc', 'rq', 'eid', 'to')
+  local s = redis.call('HMGET', ARGV[4] .. 'sub:' .. sid, 'uri', 'sec', 'osec', 'oexp')
+  if not j[1] or not s[1] then
+    redis.call('ZREM', KEYS[1], m)
+    redis.call('DEL', jk)
+  else
+    redis.call('ZADD', KEYS[1], tonumber(ARGV[1]) + tonumber(ARGV[3]), m)
+    local att = redis.call('HINCRBY', jk, 'att', 1)
+    local row = {m, j[1], att, j[2] or '0', j[3] or '', j[4] or '', j[5] or '', s[1], s[2] or '',
+                 s[3] or '', s[4] or '0'}
+    for _, v in ipairs(row) do out[#out + 1] = v end
+  end
+end
+return out
+)lua");
+  return *s;
+}
+
+// KEYS: queue, dead letters, job. ARGV: member, success (1|0), now ms, next due
+// ms, max attempts, outcome. Returns 'done' | 'retry' | 'dead' | 'gone'.
+const LuaScript &OutcomeScript() {
+  static const LuaScript *s = new LuaScript(R"lua(
+if redis.call('EXISTS', KEYS[3]) == 0 then
+  redis.call('ZREM', KEYS[1], ARGV[1])
+  return 'gone'
+end
+if ARGV[2] == '1' then
+  redis.call('ZREM', KEYS[1], ARGV[1])
+  redis.call('DEL', KEYS[3])
+  return 'done'
+end
+redis.call('HSET', KEYS[3], 'last', ARGV[6])
+local att = tonumber(redis.call('HGET', KEYS[3], 'att') or '0')
+if att >= tonumber(ARGV[5]) then
+  redis.call('ZREM', KEYS[1], ARGV[1])
+  redis.call('ZADD', KEYS[2], ARGV[3], ARGV[1])
+  redis.call('HSET', KEYS[3], 'dead', ARGV[3])
+  return 'dead'
+end
+redis.call('ZADD', KEYS[1], ARGV[4], ARGV[1])
+return 'retry'
+)lua");
+  return *s;
+}
+
+int64_t ToInt(const std::string &s) {
+  int64_t v = 0;
+  return absl::SimpleAtoi(s, &v) ? v : 0;
+}
+
+}  // namespace
+
+WebhookDispatcher::WebhookDispatcher(common::RedisClient &redis, const common::Clock &clock,
+                                     common::Sharding sharding, NotificationSettings settings,
+                                     NotificationMetrics &metrics, WebhookTransport &transport)
+    : redis_(redis),
+      clock_(clock),
+      sharding_(sharding),
+      settings_(settings),
+      metrics_(metrics),
+      transport_(transport),
+      rng_(std::random_device{}()) {}
+
+WebhookDispatcher::~WebhookDispatcher() {
+  {
+    absl::MutexLock lock(&mu_);
+    stop_ = true;
+  }
+  if (poller_.joinable()) poller_.join();
+  for (auto &t : workers_) t.join();
+}
+
+void WebhookDispatcher::Start() {
+  for (int i = 0; i < std::max(1, settings_.webhook_concurrency); ++i) {
+    workers_.emplace_back([this] { WorkerLoop(); });
+  }
+  poller_ = std::thread([this] { PollLoop(); });
+}
+
+absl::Duration WebhookDispatcher::Backoff(int attempt) {
+  absl::Duration d = settings_.webhook_initial_backoff;
+  for (int i = 1; i < attempt && d < settings_.webhook_max_backoff; ++i) d *= 2;
+  d = std::min(d, settings_.webhook_max_backoff);
+  double u;
+  {
+    absl::MutexLock lock(&mu_);
+    u = std::uniform_real_distribution<double>(0.0, 1.0)(rng_);
+  }
+  return d / 2 + d / 2 * u;
+}
+
+void WebhookDispatcher::PollLoop() {
+  while (true) {
+    int claimed = 0;
+    for (int shard = 0; shard < sharding_.shard_count(); ++shard) {
+      int free;
+      {
+        absl::MutexLock lock(&mu_);
+        if (stop_) return;
+        free = std::max(1, settings_.webhook_concurrency) - busy_ - static_cast<int>(queue_.size());
+      }
+      if (free <= 0) break;  // bounded: never claim more than the pool can work on
+      claimed += ClaimShard(shard, free);
+    }
+    absl::MutexLock lock(&mu_);
+    if (stop_) return;
+    if (claimed == 0) {
+      mu_.AwaitWithTimeout(absl::Condition(&stop_), settings_.poll_interval);
+    }
+  }
+}
+
+int WebhookDispatcher::ClaimShard(int shard, int limit) {
+  const int64_t now_ms = absl::ToUnixMillis(clock_.Now());
+  // A claim outlasts one attempt (timeout) with margin; after it, another
+  // replica retries.
+  const int64_t lease_ms = absl::ToInt64Milliseconds(settings_.webhook_timeout) * 2 + 5000;
+  auto reply = common::RunRedisScript(
+      redis_, ClaimScript(), {Keys::WebhookDue(shard)},
+      {absl::StrCat(now_ms), absl::StrCat(limit), absl::StrCat(lease_ms), Keys::P(shard)});
+  if (!reply.ok()) return 0;
+  const auto &e = reply->elements;
+  int n = 0;
+  for (size_t i = 0; i + 10 < e.size(); i += 11) {
+    Job job;
+    job.shard = shard;
+    job.member = e[i].str;
+    job.event_pb = e[i + 1].str;
+    job.attempt = static_cast<int>(e[i + 2].integer);
+    job.accept_ms = ToInt(e[i + 3].str);
+    job.request_id = e[i + 4].str;
+    job.event_id = e[i + 5].str;
+    job.recipient = e[i + 6].str;
+    job.uri = e[i + 7].str;
+    job.secret = e[i + 8].str;
+    job.old_secret = e[i + 9].str;
+    job.old_expire_ms = ToInt(e[i + 10].str);
+    absl::MutexLock lock(&mu_);
+    queue_.push_back(std::move(job));
+    ++n;
+  }
+  return n;
+}
+
+void WebhookDispatcher::WorkerLoop() {
+  while (true) {
+    Job job;
+    {
+      absl::MutexLock lock(&mu_);
+      auto ready = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return stop_ || !queue_.empty(); };
+      mu_.Await(absl::Condition(&ready));
+      if (stop_) return;
+      job = std::move(queue_.front());
+      queue_.pop_front();
+      ++busy_;
+    }
+    Deliver(job);
+    absl::MutexLock lock(&mu_);
+    --busy_;
+  }
+}
+
+void WebhookDispatcher::Deliver(const Job &job) {
+  const std::string subscription = job.member.substr(0, job.member.find('/'));
+  const absl::Time now = clock_.Now();
+  const int64_t now_ms = absl::ToUnixMillis(now);
+
+  common::v1::Event event;
+  std::string body;
+  WebhookResult result;
+  if (!event.ParseFromString(job.event_pb) ||
+      !google::protobuf::util::MessageToJsonString(event, &body).ok()) {
+    result.outcome = "unreadable_event";
+  } else {
+    std::vector<std::string> secrets = {job.secret};
+    if (!job.old_secret.empty() && job.old_expire_ms > now_ms) secrets.push_back(job.old_secret);
+    const std::string timestamp = absl::StrCat(absl::ToUnixSeconds(now));
+    auto signature = SignatureHeader(secrets, job.member, timestamp, body);
+    if (!signature.ok()) {
+      result.outcome = "bad_secret";
+    } else {
+      WebhookPost post;
+      post.uri = job.uri;
+      post.body = body;
+      post.headers = {{"webhook-id", job.member},
+                      {"webhook-timestamp", timestamp},
+                      {"webhook-signature", *signature}};
+      result = transport_.Post(post);
+    }
+  }
+  const bool success = result.http_status >= 200 && result.http_status < 300;
+  metrics_.WebhookOutcome(result.outcome);
+  const absl::Time next = now + Backoff(job.attempt);
+  auto outcome =
+      common::RunRedisScript(redis_, OutcomeScript(),
+                             {Keys::WebhookDue(job.shard), Keys::DeadLetters(job.shard),
+                              Keys::WebhookJob(job.shard, job.member)},
+                             {job.member, success ? "1" : "0", absl::StrCat(now_ms),
+                              absl::StrCat(absl::ToUnixMillis(next)),
+                              absl::StrCat(settings_.webhook_max_attempts), result.outcome});
+  const std::string state = outcome.ok() ? outcome->str : "unrecorded";
+  // A disclosure: recorded for the audit log, with references and codes only.
+  common::Log::Info("webhook delivery", {{"event_id", job.event_id},
+                                         {"recipient", job.recipient},
+                                         {"subscription_id", subscription},
+                                         {"attempt", job.attempt},
+                                         {"outcome", result.outcome},
+                                         {"http_status", result.http_status},
+                                         {"next", state},
+                                         {"trace_id", event.trace_id()}});
+  auto shard = sharding_.ShardOf("rq", job.request_id);
+  if (!shard.ok()) return;
+  if (success) {
+    const double latency = std::max(0.0, (now_ms - job.accept_ms) / 1000.0);
+    NotificationMetrics &metrics = metrics_;
+    RecordStage(redis_, *shard, job.event_id, v1::DELIVERY_STAGE_DELIVERED, job.recipient,
+                subscription, now, settings_.evidence_retention,
+                [&metrics, latency](absl::StatusOr<bool> fresh) {
+                  if (fresh.ok() && *fresh) metrics.DeliveryLatency("webhook", latency);
+                });
+  } else if (state == "dead") {
+    RecordStage(redis_, *shard, job.event_id, v1::DELIVERY_STAGE_FAILED, job.recipient,
+                subscription, now, settings_.evidence_retention, [](absl::StatusOr<bool>) {});
+  }
+}
+
+}  // namespace rogatory::notification

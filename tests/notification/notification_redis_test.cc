@@ -1,0 +1,533 @@
+// The notification service on a real redis-server, through its gRPC API on a
+// loopback port: resumable streams, retention, duplicates, retrieval evidence,
+// re-announcement, escalation, and who is told about what.
+#include <chrono>
+#include <memory>
+#include <set>
+#include <thread>
+
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/notification.h"
+#include "fanout_worker.h"
+#include "gmock/gmock.h"
+#include "grpcpp/grpcpp.h"
+#include "gtest/gtest.h"
+#include "notification_event_handler.h"
+#include "notification_keys.h"
+#include "notification_service.h"
+#include "redis_server.h"
+#include "rogatory/common/async_redis_client.h"
+#include "rogatory/common/event_sink.h"
+#include "rogatory/notification/v1/notification.grpc.pb.h"
+
+namespace rogatory::notification {
+namespace {
+
+using common::v1::Event;
+using Steady = std::chrono::steady_clock;
+constexpr int kShards = 4;
+constexpr char kIssuer[] = "FR-TJ-PARIS";
+constexpr char kExecutor[] = "DE-STA-BERLIN";
+constexpr char kCentral[] = "DE-BFJ";
+constexpr char kTranslator[] = "TR-FR-DE-7";
+
+class NotificationRedisTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    common::AsyncRedisOptions o;
+    o.url = *common::ParseRedisUrl(redis_server_.url());
+    o.command_timeout = absl::Seconds(5);
+    redis_ = common::NewAsyncRedisClient(o);
+    const auto deadline = Steady::now() + std::chrono::seconds(10);
+    while (!common::RunRedisCommand(*redis_, {"PING"}).ok() && Steady::now() < deadline) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    ASSERT_TRUE(common::RunRedisCommand(*redis_, {"FLUSHALL"}).ok());
+    settings_.poll_interval = absl::Milliseconds(10);
+    settings_.heartbeat_interval = absl::Seconds(30);
+    settings_.inbox_retention_age = absl::Hours(1);
+    settings_.retrieval_timeout = absl::Hours(1);
+    settings_.escalation_timeout = absl::Hours(1);
+  }
+  void TearDown() override {
+    if (server_) server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
+    service_.reset();
+    server_.reset();
+  }
+
+  void StartService() {
+    metrics_ = std::make_unique<NotificationMetrics>(registry_);
+    handler_ = std::make_unique<NotificationEventHandler>(*redis_, clock_, sharding_, settings_,
+                                                          *metrics_);
+    fanout_ = std::make_unique<FanoutWorker>(*redis_, clock_, sharding_, settings_, *metrics_);
+    service_ = std::make_unique<NotificationServiceImpl>(*redis_, clock_, pipeline_, sharding_,
+                                                         settings_, *metrics_, *handler_);
+    grpc::ServerBuilder b;
+    int port = 0;
+    b.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port);
+    b.RegisterService(service_.get());
+    server_ = b.BuildAndStart();
+    ASSERT_NE(server_, nullptr);
+    channel_ =
+        grpc::CreateChannel(absl::StrCat("127.0.0.1:", port), grpc::InsecureChannelCredentials());
+    stub_ = v1::NotificationService::NewStub(channel_);
+  }
+
+  std::string Request(int n) {
+    return common::Sharding::MakeId("rq", n % kShards, absl::FromUnixSeconds(1767225600 + n));
+  }
+
+  Event MakeEvent(const std::string &id, const std::string &request,
+                  common::v1::EventType type = common::v1::EVENT_TYPE_REQUEST_SUBMITTED) {
+    Event e;
+    e.set_event_id(id);
+    e.set_request_id(request);
+    e.set_type(type);
+    e.set_source("intake");
+    e.set_instrument(common::v1::INSTRUMENT_EIO);
+    e.mutable_request()->mutable_issuing_authority()->set_authority_id(kIssuer);
+    e.mutable_request()->mutable_issuing_authority()->set_state("FR");
+    e.mutable_request()->set_requested_state("DE");
+    return e;
+  }
+
+  absl::StatusOr<common::EventHandler::Outcome> Receive(const Event &e) {
+    const int shard = *sharding_.ShardOf("rq", e.request_id());
+    absl::Notification done;
+    absl::StatusOr<common::EventHandler::Outcome> out;
+    handler_->Handle(e, {common::EventKeys::Seen(shard, "notification", e.event_id()), "3600000"},
+                     [&](absl::StatusOr<common::EventHandler::Outcome> r) {
+                       out = r;
+                       done.Notify();
+                     });
+    done.WaitForNotification();
+    return out;
+  }
+  // Runs the fan-out until it has nothing left.
+  void Drain() {
+    while (fanout_->RunOnce() > 0) {
+    }
+  }
+
+  std::unique_ptr<grpc::ClientContext> Ctx(const std::string &authority) {
+    auto ctx = std::make_unique<grpc::ClientContext>();
+    ctx->AddMetadata("x-rogatory-authority", authority);
+    ctx->set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(20));
+    return ctx;
+  }
+
+  int64_t XLen(const std::string &authority) {
+    return common::RunRedisCommand(*redis_,
+                                   {"XLEN", Keys::Inbox(sharding_.ShardFor(authority), authority)})
+        ->integer;
+  }
+
+  // Reads `n` notifications (skipping heartbeats).
+  std::vector<v1::Notification> ReadN(grpc::ClientReader<v1::SubscribeResponse> &reader, int n) {
+    std::vector<v1::Notification> out;
+    v1::SubscribeResponse r;
+    while (static_cast<int>(out.size()) < n && reader.Read(&r)) {
+      if (r.has_notification()) out.push_back(r.notification());
+    }
+    return out;
+  }
+
+  testing::RedisServer redis_server_;
+  std::unique_ptr<common::RedisClient> redis_;
+  common::SimulatedClock clock_{absl::FromUnixSeconds(1767225600)};
+  common::Sharding sharding_{kShards};
+  NotificationSettings settings_;
+  prometheus::Registry registry_;
+  common::MetadataAuthenticator auth_;
+  common::NoRateLimiter limiter_;
+  common::LogAuditor auditor_;
+  common::Pipeline pipeline_{auth_, limiter_, auditor_};
+  std::unique_ptr<NotificationMetrics> metrics_;
+  std::unique_ptr<NotificationEventHandler> handler_;
+  std::unique_ptr<FanoutWorker> fanout_;
+  std::unique_ptr<NotificationServiceImpl> service_;
+  std::unique_ptr<grpc::Server> server_;
+  std::shared_ptr<grpc::Channel> channel_;
+  std::unique_ptr<v1::NotificationService::Stub> stub_;
+};
+
+TEST_F(NotificationRedisTest, ReconnectWithCursorAfterEvent50Receives51To100ExactlyOnce) {
+  StartService();
+  for (int i = 1; i <= 100; ++i) {
+    clock_.Advance(absl::Milliseconds(3));
+    ASSERT_TRUE(Receive(MakeEvent(absl::StrCat("ev-", 1000 + i), Request(i))).ok());
+  }
+  Drain();
+  ASSERT_EQ(XLen(kIssuer), 100);
+
+  // The inbox's order (per request, the order of receipt; across requests,
+  // fan-out order).
+  auto all = common::RunRedisCommand(
+      *redis_, {"XRANGE", Keys::Inbox(sharding_.ShardFor(kIssuer), kIssuer), "-", "+"});
+  std::vector<std::string> order;
+  for (const auto &entry : all->elements) {
+    Event e;
+    const auto &f = entry.elements[1].elements;
+    for (size_t i = 0; i + 1 < f.size(); i += 2) {
+      if (f[i].str == "ev") e.ParseFromString(f[i + 1].str);
+    }
+    order.push_back(e.event_id());
+  }
+  ASSERT_EQ(order.size(), 100u);
+  ASSERT_EQ(std::set<std::string>(order.begin(), order.end()).size(), 100u);
+
+  std::string cursor;
+  {
+    auto ctx = Ctx(kIssuer);
+    v1::SubscribeRequest req;
+    req.set_start_position(v1::START_POSITION_OLDEST);
+    auto reader = stub_->Subscribe(ctx.get(), req);
+    auto first = ReadN(*reader, 50);
+    ASSERT_EQ(first.size(), 50u);
+    for (int i = 0; i < 50; ++i) EXPECT_EQ(first[i].event().event_id(), order[i]);
+    cursor = first.back().cursor();
+    ctx->TryCancel();  // the subscriber disconnects after event 50
+  }
+  auto ctx = Ctx(kIssuer);
+  v1::SubscribeRequest req;
+  req.set_cursor(cursor);
+  auto reader = stub_->Subscribe(ctx.get(), req);
+  auto rest = ReadN(*reader, 50);
+  ASSERT_EQ(rest.size(), 50u);
+  for (int i = 0; i < 50; ++i) EXPECT_EQ(rest[i].event().event_id(), order[50 + i]);
+  // Nothing repeats after 100: the next notification is the next event.
+  ASSERT_TRUE(Receive(MakeEvent("ev-1101", Request(101))).ok());
+  Drain();
+  auto next = ReadN(*reader, 1);
+  ASSERT_EQ(next.size(), 1u);
+  EXPECT_EQ(next[0].event().event_id(), "ev-1101");
+  ctx->TryCancel();
+}
+
+TEST_F(NotificationRedisTest, LiveStartSeesOnlyNewNotificationsAndHeartbeatsWhenIdle) {
+  settings_.heartbeat_interval = absl::Milliseconds(200);
+  StartService();
+  ASSERT_TRUE(Receive(MakeEvent("ev-old", Request(1))).ok());
+  Drain();
+  auto ctx = Ctx(kIssuer);
+  v1::SubscribeRequest req;  // no cursor, no position: live end
+  auto reader = stub_->Subscribe(ctx.get(), req);
+  v1::SubscribeResponse r;
+  ASSERT_TRUE(reader->Read(&r));
+  EXPECT_TRUE(r.has_heartbeat());  // idle stream kept alive; the old event is
+                                   // not replayed
+  ASSERT_TRUE(Receive(MakeEvent("ev-new", Request(2))).ok());
+  Drain();
+  auto got = ReadN(*reader, 1);
+  ASSERT_EQ(got.size(), 1u);
+  EXPECT_EQ(got[0].event().event_id(), "ev-new");
+  ctx->TryCancel();
+}
+
+TEST_F(NotificationRedisTest, CursorOlderThanRetentionIsOutOfRange) {
+  StartService();
+  ASSERT_TRUE(Receive(MakeEvent("ev-1", Request(1))).ok());
+  ASSERT_TRUE(Receive(MakeEvent("ev-2", Request(2))).ok());
+  Drain();
+  auto first = common::RunRedisCommand(
+      *redis_, {"XRANGE", Keys::Inbox(sharding_.ShardFor(kIssuer), kIssuer), "-", "+"});
+  ASSERT_EQ(first->elements.size(), 2u);
+  const std::string old_cursor = first->elements[0].elements[0].str;
+
+  clock_.Advance(absl::Hours(2));  // both notifications are now past the 1 h retention
+  ASSERT_TRUE(Receive(MakeEvent("ev-3", Request(3))).ok());
+  Drain();
+
+  auto ctx = Ctx(kIssuer);
+  v1::SubscribeRequest req;
+  req.set_cursor(old_cursor);
+  auto reader = stub_->Subscribe(ctx.get(), req);
+  v1::SubscribeResponse r;
+  EXPECT_FALSE(reader->Read(&r));
+  EXPECT_EQ(reader->Finish().error_code(), grpc::StatusCode::OUT_OF_RANGE);
+
+  // The oldest retained is ev-3, and a malformed cursor is INVALID_ARGUMENT.
+  auto ctx2 = Ctx(kIssuer);
+  req.Clear();
+  req.set_start_position(v1::START_POSITION_OLDEST);
+  auto reader2 = stub_->Subscribe(ctx2.get(), req);
+  auto got = ReadN(*reader2, 1);
+  ASSERT_EQ(got.size(), 1u);
+  EXPECT_EQ(got[0].event().event_id(), "ev-3");
+  ctx2->TryCancel();
+  auto ctx3 = Ctx(kIssuer);
+  req.set_cursor("not-a-cursor");
+  auto reader3 = stub_->Subscribe(ctx3.get(), req);
+  EXPECT_FALSE(reader3->Read(&r));
+  EXPECT_EQ(reader3->Finish().error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+}
+
+TEST_F(NotificationRedisTest, DuplicateEventIdReachesNoOneTwice) {
+  StartService();
+  Event e = MakeEvent("ev-dup", Request(1));
+  e.mutable_request()->mutable_executing_authority()->set_authority_id(kExecutor);
+  ASSERT_EQ(*Receive(e), common::EventHandler::Outcome::kHandled);
+  Drain();
+  ASSERT_EQ(*Receive(e), common::EventHandler::Outcome::kDuplicate);
+  // Even a fan-out entry delivered twice (a crash before its acknowledgement)
+  // adds nothing.
+  const int shard = *sharding_.ShardOf("rq", e.request_id());
+  ASSERT_TRUE(common::RunRedisCommand(
+                  *redis_, {"XADD", Keys::Fanout(shard), "*", "ev", e.SerializeAsString(), "to",
+                            absl::StrCat(kIssuer, "@FR,", kExecutor, "@DE"), "acc", "1", "kind",
+                            "n", "st", "", "inst", "2", "typ", "1"})
+                  .ok());
+  Drain();
+  EXPECT_EQ(XLen(kIssuer), 1);
+  EXPECT_EQ(XLen(kExecutor), 1);
+}
+
+TEST_F(NotificationRedisTest, AckRecordsRetrievalAndEvidenceShowsAllStages) {
+  StartService();
+  Event e = MakeEvent("ev-ack", Request(1));
+  e.mutable_request()->mutable_executing_authority()->set_authority_id(kExecutor);
+  ASSERT_TRUE(Receive(e).ok());
+  Drain();
+  clock_.Advance(absl::Seconds(5));
+  auto ctx = Ctx(kExecutor);
+  v1::SubscribeRequest req;
+  req.set_start_position(v1::START_POSITION_OLDEST);
+  auto reader = stub_->Subscribe(ctx.get(), req);
+  auto got = ReadN(*reader, 1);
+  ASSERT_EQ(got.size(), 1u);
+
+  // Delivered evidence is written when the stream send completes: poll for it.
+  v1::GetDeliveryStatusResponse status;
+  const auto deadline = Steady::now() + std::chrono::seconds(10);
+  bool delivered = false;
+  while (!delivered && Steady::now() < deadline) {
+    auto c = Ctx(kIssuer);
+    v1::GetDeliveryStatusRequest q;
+    q.set_event_id("ev-ack");
+    status.Clear();
+    ASSERT_TRUE(stub_->GetDeliveryStatus(c.get(), q, &status).ok());
+    for (const auto &ev : status.evidences()) {
+      if (ev.stage() == v1::DELIVERY_STAGE_DELIVERED &&
+          ev.recipient().authority_id() == kExecutor) {
+        delivered = true;
+      }
+    }
+    if (!delivered) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  ASSERT_TRUE(delivered);
+  clock_.Advance(absl::Seconds(5));
+
+  v1::AckRequest ack;
+  ack.set_cursor(got[0].cursor());
+  v1::AckResponse ack_resp;
+  auto c1 = Ctx(kExecutor);
+  ASSERT_TRUE(stub_->Ack(c1.get(), ack, &ack_resp).ok());
+  EXPECT_EQ(ack_resp.retrieved_count(), 1);
+  auto c2 = Ctx(kExecutor);
+  ASSERT_TRUE(stub_->Ack(c2.get(), ack, &ack_resp).ok());
+  EXPECT_EQ(ack_resp.retrieved_count(), 0);  // idempotent
+
+  auto c3 = Ctx(kIssuer);
+  v1::GetDeliveryStatusRequest q;
+  q.set_request_id(e.request_id());
+  ASSERT_TRUE(stub_->GetDeliveryStatus(c3.get(), q, &status).ok());
+  std::map<v1::DeliveryStage, int64_t> executor_stages;
+  for (const auto &ev : status.evidences()) {
+    if (ev.recipient().authority_id() == kExecutor) {
+      executor_stages[ev.stage()] = ev.record_time().seconds();
+    }
+  }
+  const int64_t t0 = 1767225600;
+  EXPECT_EQ(executor_stages[v1::DELIVERY_STAGE_ACCEPTED], t0);
+  EXPECT_EQ(executor_stages[v1::DELIVERY_STAGE_DELIVERED], t0 + 5);
+  EXPECT_EQ(executor_stages[v1::DELIVERY_STAGE_RETRIEVED], t0 + 10);
+
+  // Someone who is not a party learns nothing.
+  auto c4 = Ctx("IT-PROC-ROMA");
+  EXPECT_EQ(stub_->GetDeliveryStatus(c4.get(), q, &status).error_code(),
+            grpc::StatusCode::NOT_FOUND);
+  ctx->TryCancel();
+}
+
+TEST_F(NotificationRedisTest, UnretrievedNotificationIsReannouncedThenEscalated) {
+  settings_.inbox_retention_age = absl::Hours(24);
+  StartService();
+  Event e = MakeEvent("ev-late", Request(1));
+  e.mutable_request()->mutable_executing_authority()->set_authority_id(kExecutor);
+  ASSERT_TRUE(Receive(e).ok());
+  // The issuer retrieves its copy; the executor does not.
+  Drain();
+  auto issuer_entry = common::RunRedisCommand(
+      *redis_, {"XRANGE", Keys::Inbox(sharding_.ShardFor(kIssuer), kIssuer), "-", "+"});
+  v1::AckRequest ack;
+  ack.set_cursor(issuer_entry->elements[0].elements[0].str);
+  v1::AckResponse ack_resp;
+  auto c = Ctx(kIssuer);
+  ASSERT_TRUE(stub_->Ack(c.get(), ack, &ack_resp).ok());
+
+  clock_.Advance(absl::Minutes(61));
+  Drain();
+  fanout_->RunOnce();
+  Drain();
+  EXPECT_EQ(XLen(kExecutor), 2);  // re-announced
+  EXPECT_EQ(XLen(kIssuer), 1);    // retrieved: not re-announced
+
+  clock_.Advance(absl::Minutes(61));
+  fanout_->RunOnce();
+  Drain();
+  // Escalated: the issuer (no central authority known) is told who did not
+  // retrieve what.
+  auto entries = common::RunRedisCommand(
+      *redis_, {"XRANGE", Keys::Inbox(sharding_.ShardFor(kIssuer), kIssuer), "-", "+"});
+  ASSERT_EQ(entries->elements.size(), 2u);
+  Event notice;
+  const auto &fields = entries->elements[1].elements[1].elements;
+  for (size_t i = 0; i + 1 < fields.size(); i += 2) {
+    if (fields[i].str == "ev") {
+      ASSERT_TRUE(notice.ParseFromString(fields[i + 1].str));
+    }
+  }
+  EXPECT_EQ(notice.type(), common::v1::EVENT_TYPE_NOTIFICATION_NOT_RETRIEVED);
+  EXPECT_EQ(notice.notification().delivered_event_id(), "ev-late");
+  EXPECT_EQ(notice.notification().recipient().authority_id(), kExecutor);
+
+  auto c2 = Ctx(kIssuer);
+  v1::GetDeliveryStatusRequest q;
+  q.set_event_id("ev-late");
+  v1::GetDeliveryStatusResponse status;
+  ASSERT_TRUE(stub_->GetDeliveryStatus(c2.get(), q, &status).ok());
+  std::set<v1::DeliveryStage> stages;
+  for (const auto &ev : status.evidences()) {
+    if (ev.recipient().authority_id() == kExecutor) stages.insert(ev.stage());
+  }
+  EXPECT_THAT(stages, ::testing::UnorderedElementsAre(v1::DELIVERY_STAGE_ACCEPTED,
+                                                      v1::DELIVERY_STAGE_REANNOUNCED,
+                                                      v1::DELIVERY_STAGE_ESCALATED));
+}
+
+TEST_F(NotificationRedisTest, PartiesLearnedEarlierReceiveLaterEventsAndTranslatorGetsJobEvents) {
+  StartService();
+  const std::string rq = Request(1);
+  Event routed = MakeEvent("ev-route", rq, common::v1::EVENT_TYPE_ROUTING_DECIDED);
+  routed.set_source("routing");
+  routed.mutable_routing_decided()->mutable_competent_authority()->set_authority_id(kExecutor);
+  routed.mutable_actor()->mutable_authority()->set_authority_id(kCentral);
+  routed.mutable_actor()->set_role(common::v1::AUTHORITY_ROLE_CENTRAL);
+  ASSERT_TRUE(Receive(routed).ok());
+  Event job;
+  job.set_event_id("ev-job");
+  job.set_request_id(rq);
+  job.set_type(common::v1::EVENT_TYPE_TRANSLATION_JOB_CLAIMED);
+  job.mutable_actor()->mutable_authority()->set_authority_id(kTranslator);
+  job.mutable_actor()->set_role(common::v1::AUTHORITY_ROLE_TRANSLATOR);
+  ASSERT_TRUE(Receive(job).ok());
+  Event deadline;  // carries no parties at all
+  deadline.set_event_id("ev-deadline");
+  deadline.set_request_id(rq);
+  deadline.set_type(common::v1::EVENT_TYPE_DEADLINE_MISSED);
+  ASSERT_TRUE(Receive(deadline).ok());
+  Drain();
+  EXPECT_EQ(XLen(kIssuer), 3);
+  EXPECT_EQ(XLen(kExecutor), 3);
+  EXPECT_EQ(XLen(kCentral), 3);
+  EXPECT_EQ(XLen(kTranslator), 1);  // the job event only
+  EXPECT_EQ(XLen("IT-PROC-ROMA"), 0);
+}
+
+TEST_F(NotificationRedisTest, SubscriptionSeesOnlyMatchingEventsOfItsOwner) {
+  settings_.webhook_allow_http = true;
+  settings_.webhook_allow_private_addresses = true;
+  StartService();
+  v1::CreateSubscriptionRequest create;
+  create.set_request_id("create-1");
+  create.set_endpoint_uri("http://127.0.0.1:9/hook");
+  create.mutable_filter()->add_event_types(common::v1::EVENT_TYPE_REQUEST_RECOGNISED);
+  v1::CreateSubscriptionResponse created;
+  auto c1 = Ctx(kExecutor);
+  ASSERT_TRUE(stub_->CreateSubscription(c1.get(), create, &created).ok());
+  ASSERT_TRUE(created.signing_secret().rfind("whsec_", 0) == 0);
+  v1::CreateSubscriptionResponse again;
+  auto c2 = Ctx(kExecutor);
+  ASSERT_TRUE(stub_->CreateSubscription(c2.get(), create, &again).ok());
+  EXPECT_EQ(again.subscription().id(),
+            created.subscription().id());  // idempotent
+
+  Event mine = MakeEvent("ev-mine", Request(1), common::v1::EVENT_TYPE_REQUEST_RECOGNISED);
+  mine.mutable_request()->mutable_executing_authority()->set_authority_id(kExecutor);
+  Event other_type = MakeEvent("ev-other-type", Request(1), common::v1::EVENT_TYPE_REQUEST_CLOSED);
+  Event not_mine = MakeEvent("ev-not-mine", Request(2), common::v1::EVENT_TYPE_REQUEST_RECOGNISED);
+  ASSERT_TRUE(Receive(mine).ok());
+  ASSERT_TRUE(Receive(other_type).ok());
+  ASSERT_TRUE(Receive(not_mine).ok());
+  Drain();
+  const int shard = sharding_.ShardFor(kExecutor);
+  auto jobs = common::RunRedisCommand(*redis_, {"ZRANGE", Keys::WebhookDue(shard), "0", "-1"});
+  ASSERT_EQ(jobs->elements.size(), 1u);
+  EXPECT_EQ(jobs->elements[0].str, absl::StrCat(created.subscription().id(), "/ev-mine"));
+
+  v1::ListSubscriptionsResponse list;
+  auto c3 = Ctx(kExecutor);
+  ASSERT_TRUE(stub_->ListSubscriptions(c3.get(), {}, &list).ok());
+  ASSERT_EQ(list.subscriptions_size(), 1);
+  auto c4 = Ctx(kIssuer);
+  v1::DeleteSubscriptionRequest del;
+  del.set_subscription_id(created.subscription().id());
+  v1::DeleteSubscriptionResponse del_resp;
+  EXPECT_EQ(stub_->DeleteSubscription(c4.get(), del, &del_resp).error_code(),
+            grpc::StatusCode::NOT_FOUND);  // not the owner
+  auto c5 = Ctx(kExecutor);
+  EXPECT_TRUE(stub_->DeleteSubscription(c5.get(), del, &del_resp).ok());
+  auto c6 = Ctx(kExecutor);
+  ASSERT_TRUE(stub_->ListSubscriptions(c6.get(), {}, &list).ok());
+  EXPECT_EQ(list.subscriptions_size(), 0);
+}
+
+TEST_F(NotificationRedisTest, EndpointOnPrivateAddressOrPlainHttpIsRefusedByDefault) {
+  StartService();  // production-like defaults: https only, no private addresses
+  for (const char *uri : {"https://127.0.0.1/hook", "https://169.254.169.254/latest",
+                          "https://10.0.0.5/hook", "http://hooks.example.org/hook"}) {
+    v1::CreateSubscriptionRequest create;
+    create.set_endpoint_uri(uri);
+    v1::CreateSubscriptionResponse created;
+    auto c = Ctx(kExecutor);
+    EXPECT_EQ(stub_->CreateSubscription(c.get(), create, &created).error_code(),
+              grpc::StatusCode::INVALID_ARGUMENT)
+        << uri;
+  }
+}
+
+TEST_F(NotificationRedisTest, SlowConsumerWithTinyBufferStillGetsEverythingInOrder) {
+  settings_.subscriber_buffer = 2;  // the reader waits for room instead of reading ahead
+  StartService();
+  for (int i = 1; i <= 40; ++i) {
+    ASSERT_TRUE(Receive(MakeEvent(absl::StrCat("ev-", 100 + i), Request(0))).ok());
+  }
+  Drain();
+  auto ctx = Ctx(kIssuer);
+  v1::SubscribeRequest req;
+  req.set_start_position(v1::START_POSITION_OLDEST);
+  auto reader = stub_->Subscribe(ctx.get(), req);
+  auto got = ReadN(*reader, 40);
+  ASSERT_EQ(got.size(), 40u);
+  for (int i = 0; i < 40; ++i) EXPECT_EQ(got[i].event().event_id(), absl::StrCat("ev-", 101 + i));
+  ctx->TryCancel();
+}
+
+TEST_F(NotificationRedisTest, StreamsBeyondTheLimitAreRefused) {
+  settings_.max_subscribers = 1;
+  settings_.heartbeat_interval = absl::Milliseconds(100);
+  StartService();
+  auto ctx = Ctx(kIssuer);
+  v1::SubscribeRequest req;
+  auto first = stub_->Subscribe(ctx.get(), req);
+  v1::SubscribeResponse r;
+  ASSERT_TRUE(first->Read(&r));  // the first stream is open (a heartbeat came)
+  auto ctx2 = Ctx(kExecutor);
+  auto second = stub_->Subscribe(ctx2.get(), req);
+  EXPECT_FALSE(second->Read(&r));
+  EXPECT_EQ(second->Finish().error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
+  ctx->TryCancel();
+}
+
+}  // namespace
+}  // namespace rogatory::notification
