@@ -1,0 +1,101 @@
+#include "routing_background.h"
+
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/notification.h"
+#include "rogatory/common/logging.h"
+
+namespace rogatory::routing {
+namespace {
+
+template <typename T, typename Fn>
+absl::StatusOr<T> Wait(Fn&& call) {
+  absl::Notification done;
+  absl::StatusOr<T> result;
+  call([&](absl::StatusOr<T> r) {
+    result = std::move(r);
+    done.Notify();
+  });
+  done.WaitForNotification();
+  return result;
+}
+
+// KEYS[1] lease. ARGV[1] replica, [2] ttl ms. Returns 1 when this replica holds it.
+const common::LuaScript& LeaderScript() {
+  static const common::LuaScript* s = new common::LuaScript(R"lua(
+local owner = redis.call('GET', KEYS[1])
+if owner == false then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+  return 1
+end
+if owner == ARGV[1] then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  return 1
+end
+return 0
+)lua");
+  return *s;
+}
+
+}  // namespace
+
+RoutingBackground::RoutingBackground(RoutingStore& store, common::RedisClient& redis,
+                                     common::Sharding sharding, const common::Clock& clock,
+                                     RoutingMetrics& metrics, int max_attempts,
+                                     absl::Duration sweep_interval, absl::Duration metrics_interval)
+    : store_(store),
+      redis_(redis),
+      sharding_(sharding),
+      clock_(clock),
+      metrics_(metrics),
+      max_attempts_(max_attempts),
+      metrics_interval_(metrics_interval),
+      replica_id_(common::NewUlid(absl::Now())) {
+  sweeper_ = std::make_unique<common::PeriodicTask>(sweep_interval, [this] { SweepOnce(); });
+  gauges_ =
+      std::make_unique<common::PeriodicTask>(metrics_interval, [this] { RefreshGaugesOnce(); });
+}
+
+std::pair<int, int> RoutingBackground::SweepOnce() {
+  int expired = 0, dead = 0;
+  for (int shard = 0; shard < sharding_.shard_count(); ++shard) {
+    // Bounded batches; a shard with a backlog of expiries is drained over a few rounds.
+    auto r = Wait<SweepResult>([&](StoreCallback<SweepResult> cb) {
+      store_.SweepExpiredLeases(shard, max_attempts_, 200, clock_.Now(), std::move(cb));
+    });
+    if (!r.ok()) {
+      common::Log::Warn("lease sweep failed",
+                        {{"shard", shard}, {"error", std::string(r.status().message())}});
+      continue;
+    }
+    expired += r->expired;
+    dead += r->dead_lettered;
+  }
+  if (expired > 0) {
+    metrics_.LeasesExpired(expired);
+    metrics_.DeadLettered(dead);
+    common::Log::Info("translation leases expired",
+                      {{"expired", expired}, {"dead_lettered", dead}});
+  }
+  return {expired, dead};
+}
+
+bool RoutingBackground::RefreshGaugesOnce() {
+  auto held = common::RunRedisScript(
+      redis_, LeaderScript(), {absl::StrCat(common::Sharding::Prefix(0), "rt:metrics-leader")},
+      {replica_id_, absl::StrCat(absl::ToInt64Milliseconds(3 * metrics_interval_))});
+  if (!held.ok() || held->integer != 1) {
+    metrics_.SetQueueState(nullptr, clock_.Now());
+    return false;
+  }
+  std::vector<ShardStats> all;
+  for (int shard = 0; shard < sharding_.shard_count(); ++shard) {
+    auto s =
+        Wait<ShardStats>([&](StoreCallback<ShardStats> cb) { store_.Stats(shard, std::move(cb)); });
+    if (!s.ok()) return true;  // keep the last values rather than export a partial sum
+    all.push_back(*std::move(s));
+  }
+  metrics_.SetQueueState(&all, clock_.Now());
+  return true;
+}
+
+}  // namespace rogatory::routing

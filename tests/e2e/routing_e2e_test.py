@@ -1,0 +1,362 @@
+#!/usr/bin/python3
+"""End-to-end tests of rogatory-routing: the declarations registry over gRPC, its reload
+(a broken file is refused and the running registry kept), start-up refusal on a broken
+registry, routing of a request that intake accepted (through intake's outbox and relay),
+and the translator checks of the job RPCs.
+
+Run by ctest as::
+
+    /usr/bin/python3 tests/e2e/routing_e2e_test.py --bin-dir <build>/bin [unittest args]
+
+Reuses the process fixtures of intake_e2e_test.py (own redis-server, real binaries on free
+ports, logs, cleanup). Nothing is skipped: a missing binary or redis-server fails the run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import pathlib
+import shutil
+import signal
+import sys
+import tempfile
+import time
+import unittest
+import uuid
+
+HERE = pathlib.Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+import grpc  # noqa: E402
+import intake_e2e_test as base  # noqa: E402  (fixtures: processes, Redis, services)
+
+rc = base.rc
+REGISTRY_SOURCE = base.REPO_ROOT / "services" / "routing" / "data"
+ISSUER = base.ISSUER
+TRANSLATOR = rc.Caller("XL-VENDOR-1", "BE", ("translator",))
+
+
+class RoutingE2ETestCase(unittest.TestCase):
+    """A private redis-server, a copy of the reference registry in the work directory, and
+    the services in SERVICES (routing started with --registry-dir on that copy)."""
+
+    SERVICES: tuple[str, ...] = ("routing",)
+
+    @classmethod
+    def setUpClass(cls) -> None:
+        base._require([pathlib.Path(base.REDIS_SERVER)]
+                      + [base.BIN_DIR / f"rogatory-{name}" for name in cls.SERVICES])
+        cls.workdir = pathlib.Path(tempfile.mkdtemp(prefix=cls.__name__ + "-",
+                                                    dir=base.WORK_ROOT))
+        cls.registry_dir = cls.workdir / "registry"
+        shutil.copytree(REGISTRY_SOURCE, cls.registry_dir)
+        cls.redis = base.RedisServer(cls.workdir)
+        cls.addClassCleanup(cls.redis.stop)
+        cls.redis.start()
+        cls.services = {}
+        cls.grpc_ports = {name: base.free_port() for name in base.SERVICE_NAMES}
+        for name in cls.SERVICES:
+            service = cls.make_service(name)
+            service.start(wait=False)
+            cls.services[name] = service
+        for service in cls.services.values():
+            service.wait_ready()
+
+    @classmethod
+    def make_service(cls, name: str, registry_dir: pathlib.Path | None = None):
+        service = base.ServiceProcess(name, cls.redis, cls.workdir, cls.grpc_ports)
+        if name == "routing":
+            service.process.argv.append(f"--registry-dir={registry_dir or cls.registry_dir}")
+        cls.addClassCleanup(service.stop)
+        return service
+
+    def routing_stub(self, caller: rc.Caller = ISSUER):
+        channel = rc.connect(self.services["routing"].addr, caller)
+        self.addCleanup(channel.close)
+        return rc.stubs().routing_grpc.TranslationRoutingServiceStub(channel)
+
+    def assertRpcCode(self, code, call, *args, **kwargs) -> grpc.RpcError:
+        try:
+            call(*args, **kwargs)
+        except grpc.RpcError as error:
+            self.assertEqual(error.code(), code, f"{error.code().name}: {error.details()!r}")
+            return error
+        self.fail(f"expected {code.name}, but the call succeeded")
+
+    def log_lines(self, service: str) -> list[dict]:
+        out = []
+        for line in self.services[service].log_path.read_text(errors="replace").splitlines():
+            try:
+                out.append(json.loads(line))
+            except ValueError:
+                pass
+        return out
+
+
+class RegistryE2ETest(RoutingE2ETestCase):
+    """The registry is readable over gRPC and reloads safely."""
+
+    def version(self) -> str:
+        pb = rc.stubs().routing
+        return self.routing_stub().ListDeclarations(pb.ListDeclarationsRequest(),
+                                                    timeout=5).registry_version
+
+    def test_declarations_are_served_per_state_and_for_all_states(self):
+        pb, types = rc.stubs().routing, rc.stubs().types
+        be = self.routing_stub().GetDeclaration(
+            pb.GetDeclarationRequest(state="BE", instrument=types.INSTRUMENT_EIO), timeout=5)
+        self.assertEqual([l.language for l in be.declarations[0].accepted_languages],
+                         ["nl", "fr", "de", "en"])
+        self.assertFalse(be.declarations[0].confirmed)
+        self.assertTrue(be.declarations[0].source)
+        all_eio = self.routing_stub().ListDeclarations(
+            pb.ListDeclarationsRequest(instrument=types.INSTRUMENT_EIO), timeout=5)
+        states = {d.state for d in all_eio.declarations}
+        self.assertGreaterEqual(len(states), 27)
+        dk = [d for d in all_eio.declarations if d.state == "DK"][0]
+        self.assertFalse(dk.applies)
+        self.assertRpcCode(grpc.StatusCode.NOT_FOUND, self.routing_stub().GetDeclaration,
+                           pb.GetDeclarationRequest(state="US"), timeout=5)
+
+    def test_preview_explains_croatias_urgent_only_english(self):
+        pb, types = rc.stubs().routing, rc.stubs().types
+        facts = pb.RoutingFacts(instrument=types.INSTRUMENT_EIO, issuing_state="NL",
+                                requested_state="HR", source_language="en",
+                                urgency=types.URGENCY_NORMAL)
+        normal = self.routing_stub().PreviewRouting(pb.PreviewRoutingRequest(facts=facts),
+                                                    timeout=5).decision
+        self.assertTrue(normal.translation_required)
+        self.assertEqual(normal.target_language, "hr")
+        self.assertIn("URGENT_ONLY_NOT_URGENT", [r.code for r in normal.reasons])
+        facts.urgency = types.URGENCY_URGENT
+        urgent = self.routing_stub().PreviewRouting(pb.PreviewRoutingRequest(facts=facts),
+                                                    timeout=5).decision
+        self.assertFalse(urgent.translation_required)
+        self.assertEqual(urgent.competent_authority.authority_id, "HR-PROSECUTOR")
+
+    def test_preview_names_every_bad_field(self):
+        pb = rc.stubs().routing
+        error = self.assertRpcCode(
+            grpc.StatusCode.INVALID_ARGUMENT, self.routing_stub().PreviewRouting,
+            pb.PreviewRoutingRequest(facts=pb.RoutingFacts(requested_state="EL",
+                                                           source_language="english")),
+            timeout=5)
+        fields = {field for field, _ in rc.field_violations(error)}
+        self.assertTrue({"facts.instrument", "facts.issuing_state", "facts.requested_state",
+                         "facts.source_language"} <= fields, fields)
+
+    def refusals(self) -> list[dict]:
+        return [line for line in self.log_lines("routing")
+                if line.get("msg", "").startswith("reload refused")]
+
+    def test_broken_file_is_refused_and_the_running_registry_kept(self):
+        before = self.version()
+        bad = self.registry_dir / "zz-broken.json"
+        refused_before = len(self.refusals())
+        # A folder change (as a ConfigMap swap) triggers the reload.
+        bad.write_text('{"declarations": [{"state": "XX", "instrument": "INSTRUMENT_EIO", '
+                       '"applies": true, "source": "test"}]}')
+        self.addCleanup(lambda: bad.unlink(missing_ok=True))
+        base._poll(lambda: len(self.refusals()) > refused_before, 10,
+                   "a refused reload in the log")
+        message = self.refusals()[-1]["error"]
+        self.assertIn("zz-broken.json", message)
+        self.assertIn("declarations[0].state: 'XX' is not an ISO 3166-1 alpha-2 code", message)
+        self.assertEqual(self.version(), before)
+        pb = rc.stubs().routing
+        self.routing_stub().GetDeclaration(pb.GetDeclarationRequest(state="SI"), timeout=5)
+
+        # SIGHUP with the file still broken: refused again, same registry.
+        refused = len(self.refusals())
+        self.services["routing"].process.signal(signal.SIGHUP)
+        base._poll(lambda: len(self.refusals()) > refused, 10, "a refused SIGHUP reload")
+        self.assertEqual(self.version(), before)
+
+        # Fixed: the next change is taken.
+        bad.write_text(
+            '{"version": "extra", "declarations": [{"state": "TR", '
+            '"instrument": "INSTRUMENT_MLA", "applies": true, "source": "test", '
+            '"acceptedLanguages": [{"language": "tr", "condition": "LANGUAGE_CONDITION_ALWAYS"}],'
+            ' "channel": "CHANNEL_CENTRAL_AUTHORITY", "competentAuthorities": [{"authority": '
+            '{"authorityId": "TR-PROSECUTOR", "state": "TR"}, "timeZone": "Europe/Istanbul"}]}]}')
+        base._poll(lambda: self.version() != before, 10, "the fixed registry in use")
+        tr = self.routing_stub().GetDeclaration(pb.GetDeclarationRequest(state="TR"), timeout=5)
+        self.assertEqual(tr.declarations[0].accepted_languages[0].language, "tr")
+
+    def test_service_refuses_to_start_on_a_broken_registry(self):
+        broken = self.workdir / "broken-registry"
+        broken.mkdir()
+        (broken / "de.json").write_text('{"declarations": [\n{"state": "DE"\n')
+        service = self.make_service("routing", broken)
+        service.port = base.free_port()
+        service.process.argv = [a if not a.startswith("--listen=") else
+                                f"--listen=127.0.0.1:{service.port}"
+                                for a in service.process.argv]
+        service.start(wait=False)
+        code = service.process.wait(timeout=15)
+        self.assertIsNotNone(code, "routing still running on a broken registry")
+        self.assertNotEqual(code, 0)
+        log = service.log_path.read_text(errors="replace")
+        self.assertIn("de.json: line 3: unexpected end of file", log)
+
+
+class RoutingFlowE2ETest(RoutingE2ETestCase):
+    """A request intake accepts is routed from intake's events."""
+
+    SERVICES = ("intake", "routing")
+
+    def test_submitted_request_gets_a_routing_decision(self):
+        pb = rc.stubs()
+        channel = rc.connect(self.services["intake"].addr, ISSUER)
+        self.addCleanup(channel.close)
+        intake = pb.intake_grpc.IntakeServiceStub(channel)
+        # French judge to Germany, in French: Germany accepts only German.
+        submitted = intake.SubmitRequest(pb.intake.SubmitRequestRequest(
+            request_id=str(uuid.uuid4()), content=rc.example_eio_content()), timeout=5).request
+
+        def decided():
+            try:
+                return self.routing_stub().GetRoutingDecision(
+                    pb.routing.GetRoutingDecisionRequest(request_id=submitted.id),
+                    timeout=2).decision
+            except grpc.RpcError as error:
+                if error.code() == grpc.StatusCode.NOT_FOUND:
+                    return None
+                raise
+
+        decision = rc.poll_until(decided, timeout=15)
+        self.assertEqual(decision.request_id, submitted.id)
+        self.assertTrue(decision.translation_required)
+        self.assertEqual(decision.target_language, "de")
+        self.assertEqual(decision.competent_authority.authority_id, "DE-PROSECUTOR")
+        self.assertEqual(decision.channel, pb.types.CHANNEL_DIRECT_JUDICIAL)
+        self.assertIn("TRANSLATION_REQUIRED", [r.code for r in decision.reasons])
+        jobs = self.routing_stub().ListTranslationJobs(
+            pb.routing.ListTranslationJobsRequest(request_id=submitted.id), timeout=5)
+        self.assertEqual(len(jobs.jobs), 0)  # no document uploaded yet
+        # Intake records the decision: the request waits for its translation.
+        rc.poll_until(
+            lambda: intake.GetRequest(pb.intake.GetRequestRequest(id=submitted.id),
+                                      timeout=2).request.status
+            == pb.types.REQUEST_STATUS_TRANSLATION_PENDING, timeout=15)
+
+    def test_job_rpcs_are_for_translators_only(self):
+        pb = rc.stubs().routing
+        claim = pb.ClaimTranslationJobRequest(request_id=str(uuid.uuid4()),
+                                              source_languages=["fr"], target_languages=["de"])
+        self.assertRpcCode(grpc.StatusCode.PERMISSION_DENIED,
+                           self.routing_stub(ISSUER).ClaimTranslationJob, claim, timeout=5)
+        self.assertRpcCode(grpc.StatusCode.NOT_FOUND,
+                           self.routing_stub(TRANSLATOR).ClaimTranslationJob, claim, timeout=5)
+
+
+class TranslationJobsE2ETest(RoutingE2ETestCase):
+    """Jobs from delivered events, claimed and completed over gRPC by translators."""
+
+    SERVICE = rc.Caller("intake", "", ("service",))
+
+    def deliver(self, events):
+        import importlib
+        sink_grpc = importlib.import_module("rogatory.events.v1.event_sink_pb2_grpc")
+        sink = importlib.import_module("rogatory.events.v1.event_sink_pb2")
+        channel = rc.connect(self.services["routing"].addr, self.SERVICE)
+        self.addCleanup(channel.close)
+        stub = sink_grpc.EventSinkServiceStub(channel)
+        return stub.DeliverEvents(sink.DeliverEventsRequest(source="intake", events=events),
+                                  timeout=5)
+
+    def request_events(self, request_id: str):
+        ev, types = rc.stubs().events, rc.stubs().types
+        facts = ev.RequestFacts(
+            issuing_authority=types.AuthorityRef(authority_id="FR-TJ-PARIS-JI", state="FR"),
+            requested_state="DE", source_language="fr", urgency=types.URGENCY_NORMAL)
+        submitted = ev.Event(event_id=uuid.uuid4().hex[:26], request_id=request_id, sequence=1,
+                             type=ev.EVENT_TYPE_REQUEST_SUBMITTED, source="intake",
+                             instrument=types.INSTRUMENT_EIO, request=facts,
+                             trace_id=uuid.uuid4().hex)
+        document = ev.Event(event_id=uuid.uuid4().hex[:26], request_id=request_id, sequence=2,
+                            type=ev.EVENT_TYPE_DOCUMENT_ADDED, source="intake",
+                            instrument=types.INSTRUMENT_EIO, request=facts,
+                            document=ev.DocumentAdded(document_id="doc-fr-1", language="fr",
+                                                      sha256="a" * 64))
+        return [submitted, document]
+
+    def test_claim_fail_reclaim_and_the_stale_token_is_refused(self):
+        pb = rc.stubs().routing
+        request_id = f"rq-3-{uuid.uuid4().hex[:26]}"
+        events = self.request_events(request_id)
+        self.assertEqual(self.deliver(events).handled_count, 2)
+        again = self.deliver(events)
+        self.assertEqual((again.handled_count, again.duplicate_count), (2, 2))
+
+        first, second = rc.Caller("XL-ONE", "DE", ("translator",)), \
+            rc.Caller("XL-TWO", "DE", ("translator",))
+        claim = pb.ClaimTranslationJobRequest(source_languages=["fr"], target_languages=["de"])
+        job = self.routing_stub(first).ClaimTranslationJob(claim, timeout=5).job
+        self.assertEqual((job.request_id, job.document_id, job.target_language),
+                         (request_id, "doc-fr-1", "de"))
+        self.assertEqual(job.status, pb.TRANSLATION_JOB_STATUS_CLAIMED)
+        self.assertEqual(job.claimed_by, "XL-ONE")
+        beat = self.routing_stub(first).HeartbeatTranslationJob(
+            pb.HeartbeatTranslationJobRequest(job_id=job.id, lease_token=job.lease_token),
+            timeout=5).job
+        self.assertEqual(beat.lease_token, job.lease_token)
+        failed = self.routing_stub(first).FailTranslationJob(
+            pb.FailTranslationJobRequest(job_id=job.id, lease_token=job.lease_token,
+                                         failure_code="TRANSLATOR_UNAVAILABLE", retryable=True),
+            timeout=5).job
+        self.assertEqual(failed.status, pb.TRANSLATION_JOB_STATUS_QUEUED)
+
+        again = self.routing_stub(second).ClaimTranslationJob(claim, timeout=5).job
+        self.assertEqual(again.id, job.id)
+        self.assertGreater(again.lease_token, job.lease_token)
+        complete = pb.CompleteTranslationJobRequest(
+            job_id=job.id, lease_token=job.lease_token, translated_document_id="doc-de-1",
+            translated_document_sha256="b" * 64)
+        self.assertRpcCode(grpc.StatusCode.FAILED_PRECONDITION,
+                           self.routing_stub(first).CompleteTranslationJob, complete, timeout=5)
+        complete.lease_token = again.lease_token
+        self.assertRpcCode(grpc.StatusCode.PERMISSION_DENIED,
+                           self.routing_stub(first).CompleteTranslationJob, complete, timeout=5)
+        done = self.routing_stub(second).CompleteTranslationJob(complete, timeout=5).job
+        self.assertEqual(done.status, pb.TRANSLATION_JOB_STATUS_COMPLETED)
+        fetched = self.routing_stub().GetTranslationJob(
+            pb.GetTranslationJobRequest(job_id=job.id), timeout=5).job
+        self.assertEqual((fetched.translated_document_id, fetched.translated_document_sha256),
+                         ("doc-de-1", "b" * 64))
+        self.assertRpcCode(grpc.StatusCode.NOT_FOUND,
+                           self.routing_stub(second).ClaimTranslationJob, claim, timeout=5)
+
+        import urllib.request
+        metrics = urllib.request.urlopen(self.services["routing"].metrics_url,
+                                         timeout=5).read().decode()
+        self.assertIn("rogatory_translation_claims_total 2", metrics)
+        self.assertIn("rogatory_translation_completions_total 1", metrics)
+        self.assertIn("rogatory_translation_turnaround_seconds_count 1", metrics)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--bin-dir", type=pathlib.Path,
+                        default=pathlib.Path(os.environ.get("ROGATORY_BIN_DIR",
+                                                            base.REPO_ROOT / "build" / "bin")))
+    args, unittest_args = parser.parse_known_args()
+    base.BIN_DIR = args.bin_dir.resolve()
+    signal.signal(signal.SIGTERM, base._on_sigterm)
+    rc.stubs()
+    base.WORK_ROOT = pathlib.Path(tempfile.mkdtemp(prefix="rogatory-routing-e2e-"))
+    program = unittest.main(argv=[sys.argv[0]] + unittest_args, exit=False, verbosity=2)
+    if program.result.wasSuccessful():
+        shutil.rmtree(base.WORK_ROOT, ignore_errors=True)
+        return 0
+    for process in base.ManagedProcess.all:
+        print(f"\n==== {process.name} ({process.log_path}) last lines ====", file=sys.stderr)
+        print(process.log_tail(), file=sys.stderr)
+    print(f"\nwork directory kept: {base.WORK_ROOT}", file=sys.stderr)
+    return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

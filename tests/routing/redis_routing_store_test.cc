@@ -1,0 +1,573 @@
+// RedisRoutingStore on a real redis-server: decisions and their events, job creation from
+// either order of events, queue order, claims under contention, leases, failures,
+// dead letters and cancellation.
+#include "redis_routing_store.h"
+
+#include <atomic>
+#include <chrono>
+#include <map>
+#include <set>
+#include <thread>
+
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
+#include "gmock/gmock.h"
+#include "google/protobuf/util/time_util.h"
+#include "gtest/gtest.h"
+#include "intake_fixtures.h"
+#include "redis_server.h"
+#include "rogatory/common/async_redis_client.h"
+#include "rogatory/common/metrics.h"
+#include "routing_background.h"
+
+namespace rogatory::routing {
+namespace {
+
+using common::v1::Event;
+using rogatory::testing::Await;
+using ::testing::HasSubstr;
+
+constexpr int kShards = 16;
+const absl::Time kStart = absl::FromUnixSeconds(1767225600);
+
+class SharedRedis : public ::testing::Environment {
+ public:
+  void SetUp() override {
+    server_ = std::make_unique<rogatory::testing::RedisServer>();
+    common::AsyncRedisOptions o;
+    o.url = *common::ParseRedisUrl(server_->url());
+    o.command_timeout = absl::Seconds(5);
+    client_ = common::NewAsyncRedisClient(o);
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    while (!common::RunRedisCommand(*client_, {"PING"}).ok() &&
+           std::chrono::steady_clock::now() < deadline) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+  }
+  void TearDown() override {
+    client_.reset();
+    server_.reset();
+  }
+  static SharedRedis* instance;
+  std::unique_ptr<rogatory::testing::RedisServer> server_;
+  std::unique_ptr<common::RedisClient> client_;
+};
+SharedRedis* SharedRedis::instance =
+    static_cast<SharedRedis*>(::testing::AddGlobalTestEnvironment(new SharedRedis));
+common::RedisClient& Client() { return *SharedRedis::instance->client_; }
+
+class RoutingStoreTest : public ::testing::Test {
+ protected:
+  void SetUp() override { ASSERT_TRUE(common::RunRedisCommand(Client(), {"FLUSHALL"}).ok()); }
+
+  std::string NewRequestId(int shard) {
+    return common::Sharding::MakeId("rq", shard, kStart + absl::Milliseconds(++counter_));
+  }
+
+  Event Trigger(const std::string& rid, common::v1::EventType type) {
+    Event e;
+    e.set_event_id(common::NewUlid(kStart));
+    e.set_request_id(rid);
+    e.set_type(type);
+    e.set_trace_id("0af7651916cd43dd8448eb211c80319c");
+    e.set_instrument(common::v1::INSTRUMENT_EIO);
+    e.set_source("intake");
+    e.mutable_request()->mutable_issuing_authority()->set_authority_id("ES-FISCALIA");
+    e.mutable_request()->mutable_issuing_authority()->set_state("ES");
+    e.mutable_request()->set_requested_state("BE");
+    e.mutable_request()->set_source_language("es");
+    e.mutable_request()->set_urgency(urgency_);
+    return e;
+  }
+
+  common::Dedupe DedupeFor(const Event& e) {
+    auto shard = *sharding_.ShardOf("rq", e.request_id());
+    return {common::EventKeys::Seen(shard, "routing", e.event_id()), "600000"};
+  }
+
+  v1::RoutingDecision Translate(const std::string& rid, const std::string& target) {
+    v1::RoutingDecision d;
+    d.set_request_id(rid);
+    d.set_translation_required(true);
+    d.set_target_language(target);
+    d.mutable_competent_authority()->set_authority_id("BE-PROSECUTOR");
+    d.set_channel(common::v1::CHANNEL_DIRECT_JUDICIAL);
+    d.set_registry_version("test@1");
+    return d;
+  }
+
+  void Decide(const std::string& rid, const v1::RoutingDecision& d,
+              common::v1::RequestStatus status = common::v1::REQUEST_STATUS_TRANSLATION_PENDING) {
+    Event e = Trigger(rid, common::v1::EVENT_TYPE_REQUEST_SUBMITTED);
+    auto r = Await<Outcome>(
+        [&](auto cb) { store_.RecordDecision(e, d, status, DedupeFor(e), kStart, std::move(cb)); });
+    ASSERT_TRUE(r.ok()) << r.status();
+  }
+
+  absl::StatusOr<Outcome> AddDocument(const std::string& rid, const std::string& doc,
+                                      const std::string& lang, Event* out = nullptr) {
+    Event e = Trigger(rid, common::v1::EVENT_TYPE_DOCUMENT_ADDED);
+    e.mutable_document()->set_document_id(doc);
+    e.mutable_document()->set_language(lang);
+    e.mutable_document()->set_sha256(std::string(64, 'a'));
+    if (out) *out = e;
+    return Await<Outcome>(
+        [&](auto cb) { store_.AddDocument(e, DedupeFor(e), kStart, std::move(cb)); });
+  }
+
+  absl::StatusOr<v1::TranslationJob> Claim(const std::string& who, absl::Time now,
+                                           absl::Duration lease = absl::Minutes(30)) {
+    ClaimSpec spec{who, {{"es", "nl"}}, lease, ""};
+    return Await<v1::TranslationJob>([&](auto cb) { store_.Claim(spec, now, std::move(cb)); });
+  }
+
+  absl::StatusOr<CompleteResult> Complete(const v1::TranslationJob& j, const std::string& who,
+                                          absl::Time now, const std::string& doc = "doc-nl") {
+    return Await<CompleteResult>([&](auto cb) {
+      store_.Complete(j.id(), j.lease_token(), who, doc, std::string(64, 'b'), now, std::move(cb));
+    });
+  }
+
+  // The events routing wrote to its outbox in a shard, in order.
+  std::vector<Event> Outbox(int shard) {
+    auto r = common::RunRedisCommand(
+        Client(), {"XRANGE", common::EventKeys::Outbox(shard, "routing"), "-", "+"});
+    std::vector<Event> out;
+    if (!r.ok()) return out;
+    for (const auto& entry : r->elements) {
+      const auto& fields = entry.elements[1].elements;
+      Event e;
+      EXPECT_TRUE(e.ParseFromString(fields[1].str));
+      out.push_back(e);
+    }
+    return out;
+  }
+  std::vector<Event> OutboxOf(const std::string& rid) {
+    return Outbox(*sharding_.ShardOf("rq", rid));
+  }
+
+  common::Sharding sharding_{kShards};
+  RedisRoutingStore store_{Client(), sharding_};
+  common::v1::Urgency urgency_ = common::v1::URGENCY_NORMAL;
+  int counter_ = 0;
+};
+
+TEST_F(RoutingStoreTest, DecisionEmitsRoutingDecidedAndQueuesKnownSourceDocuments) {
+  const std::string rid = NewRequestId(3);
+  ASSERT_TRUE(AddDocument(rid, "doc-1", "es").ok());
+  ASSERT_TRUE(AddDocument(rid, "doc-2", "fr").ok());  // not the source language: no job
+  Decide(rid, Translate(rid, "nl"));
+
+  auto events = OutboxOf(rid);
+  ASSERT_EQ(events.size(), 2u);
+  EXPECT_EQ(events[0].type(), common::v1::EVENT_TYPE_ROUTING_DECIDED);
+  EXPECT_EQ(events[0].status(), common::v1::REQUEST_STATUS_TRANSLATION_PENDING);
+  EXPECT_EQ(events[0].sequence(), 1);
+  EXPECT_EQ(events[0].request_id(), rid);
+  EXPECT_EQ(events[0].source(), "routing");
+  EXPECT_EQ(events[0].trace_id(), "0af7651916cd43dd8448eb211c80319c");
+  EXPECT_EQ(events[0].actor().service(), "rogatory-routing");
+  EXPECT_EQ(events[0].routing_decided().target_language(), "nl");
+  EXPECT_EQ(events[0].routing_decided().competent_authority().authority_id(), "BE-PROSECUTOR");
+  EXPECT_EQ(google::protobuf::util::TimeUtil::TimestampToMilliseconds(events[0].occur_time()),
+            absl::ToUnixMillis(kStart));
+  EXPECT_EQ(events[1].type(), common::v1::EVENT_TYPE_TRANSLATION_JOB_QUEUED);
+  EXPECT_EQ(events[1].sequence(), 2);
+  EXPECT_EQ(events[1].translation_job().document_id(), "doc-1");
+  EXPECT_NE(events[0].event_id(), events[1].event_id());
+  EXPECT_EQ(events[1].event_id().size(), 26u);
+
+  auto jobs = Await<std::vector<v1::TranslationJob>>(
+      [&](auto cb) { store_.ListJobsOfRequest(rid, std::move(cb)); });
+  ASSERT_TRUE(jobs.ok());
+  ASSERT_EQ(jobs->size(), 1u);
+  EXPECT_EQ((*jobs)[0].status(), v1::TRANSLATION_JOB_STATUS_QUEUED);
+  EXPECT_EQ((*jobs)[0].source_language(), "es");
+  EXPECT_EQ((*jobs)[0].target_language(), "nl");
+  EXPECT_EQ(*sharding_.ShardOf("tj", (*jobs)[0].id()), 3);
+
+  auto stored = Await<v1::RoutingDecision>([&](auto cb) { store_.GetDecision(rid, cb); });
+  ASSERT_TRUE(stored.ok());
+  EXPECT_EQ(stored->target_language(), "nl");
+}
+
+TEST_F(RoutingStoreTest, DocumentAfterDecisionQueuesOneJobAndRepeatsChangeNothing) {
+  const std::string rid = NewRequestId(1);
+  Decide(rid, Translate(rid, "nl"));
+  Event first;
+  auto r = AddDocument(rid, "doc-1", "es", &first);
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(*r, Outcome::kHandled);
+  // The same event again: a duplicate.
+  auto again = Await<Outcome>(
+      [&](auto cb) { store_.AddDocument(first, DedupeFor(first), kStart, std::move(cb)); });
+  ASSERT_TRUE(again.ok());
+  EXPECT_EQ(*again, Outcome::kDuplicate);
+  // Another event for the same document: still one job.
+  ASSERT_TRUE(AddDocument(rid, "doc-1", "es").ok());
+  auto jobs = Await<std::vector<v1::TranslationJob>>(
+      [&](auto cb) { store_.ListJobsOfRequest(rid, std::move(cb)); });
+  ASSERT_TRUE(jobs.ok());
+  EXPECT_EQ(jobs->size(), 1u);
+  EXPECT_EQ(OutboxOf(rid).size(), 2u);  // ROUTING_DECIDED, one JOB_QUEUED
+}
+
+TEST_F(RoutingStoreTest, ClaimsTakeUrgentFirstThenTheEarliestDeadline) {
+  const std::string late = NewRequestId(2), soon = NewRequestId(7), urgent = NewRequestId(9);
+  for (const auto& rid : {late, soon}) {
+    Decide(rid, Translate(rid, "nl"));
+    ASSERT_TRUE(AddDocument(rid, "d", "es").ok());
+  }
+  urgency_ = common::v1::URGENCY_URGENT;
+  Decide(urgent, Translate(urgent, "nl"));
+  ASSERT_TRUE(AddDocument(urgent, "d", "es").ok());
+  // Deadlines: `late` in 30 days, `soon` in 5 days (arrived after the jobs were queued).
+  for (auto [rid, days] : {std::pair{late, 30}, std::pair{soon, 5}}) {
+    Event e = Trigger(rid, common::v1::EVENT_TYPE_DEADLINE_STARTED);
+    e.mutable_deadline()->set_deadline_id("dl-1");
+    *e.mutable_deadline()->mutable_due_time() =
+        google::protobuf::util::TimeUtil::SecondsToTimestamp(
+            absl::ToUnixSeconds(kStart + absl::Hours(24 * days)));
+    ASSERT_TRUE(Await<Outcome>([&](auto cb) {
+                  store_.UpdateDeadline(e, kStart + absl::Hours(24 * days), DedupeFor(e),
+                                        std::move(cb));
+                }).ok());
+  }
+  std::vector<std::string> order;
+  for (int i = 0; i < 3; ++i) {
+    auto j = Claim("XL-1", kStart);
+    ASSERT_TRUE(j.ok()) << j.status();
+    order.push_back(j->request_id());
+  }
+  EXPECT_EQ(order, (std::vector<std::string>{urgent, soon, late}));
+  EXPECT_EQ(Claim("XL-1", kStart).status().code(), absl::StatusCode::kNotFound);
+}
+
+TEST_F(RoutingStoreTest, SixteenConcurrentClaimersCompleteAThousandJobsExactlyOnce) {
+  constexpr int kRequests = 50, kDocsPerRequest = 20, kJobs = kRequests * kDocsPerRequest;
+  std::vector<std::string> rids;
+  for (int i = 0; i < kRequests; ++i) {
+    rids.push_back(NewRequestId(i % kShards));
+    Decide(rids.back(), Translate(rids.back(), "nl"));
+  }
+  {
+    // Queue the documents concurrently, as deliveries would.
+    std::atomic<int> pending{kJobs};
+    absl::Notification all;
+    for (int i = 0; i < kJobs; ++i) {
+      Event e = Trigger(rids[i % kRequests], common::v1::EVENT_TYPE_DOCUMENT_ADDED);
+      e.mutable_document()->set_document_id(absl::StrCat("doc-", i));
+      e.mutable_document()->set_language("es");
+      store_.AddDocument(e, DedupeFor(e), kStart, [&](absl::StatusOr<Outcome> r) {
+        EXPECT_TRUE(r.ok()) << r.status();
+        if (--pending == 0) all.Notify();
+      });
+    }
+    all.WaitForNotification();
+  }
+
+  absl::Mutex mu;
+  std::map<std::string, int> completions;  // job id -> successful completions
+  std::atomic<int> claims{0};
+  std::vector<std::thread> claimers;
+  for (int t = 0; t < 16; ++t) {
+    claimers.emplace_back([&, t] {
+      const std::string who = absl::StrCat("XL-", t);
+      while (true) {
+        auto j = Claim(who, kStart);
+        if (!j.ok()) {
+          EXPECT_EQ(j.status().code(), absl::StatusCode::kNotFound) << j.status();
+          return;
+        }
+        ++claims;
+        auto c = Complete(*j, who, kStart);
+        EXPECT_TRUE(c.ok()) << c.status();
+        if (c.ok()) {
+          absl::MutexLock lock(&mu);
+          ++completions[j->id()];
+        }
+      }
+    });
+  }
+  for (auto& t : claimers) t.join();
+
+  EXPECT_EQ(claims.load(), kJobs);
+  EXPECT_EQ(static_cast<int>(completions.size()), kJobs);
+  for (const auto& [id, n] : completions) EXPECT_EQ(n, 1) << id;
+  int forwarded = 0, completed_events = 0;
+  for (int s = 0; s < kShards; ++s) {
+    for (const auto& e : Outbox(s)) {
+      if (e.type() != common::v1::EVENT_TYPE_TRANSLATION_JOB_COMPLETED) continue;
+      ++completed_events;
+      if (e.status() == common::v1::REQUEST_STATUS_FORWARDED) ++forwarded;
+    }
+  }
+  EXPECT_EQ(completed_events, kJobs);
+  EXPECT_EQ(forwarded, kRequests);  // the last job of each request moves it on
+  for (const auto& rid : rids) {
+    auto jobs = Await<std::vector<v1::TranslationJob>>(
+        [&](auto cb) { store_.ListJobsOfRequest(rid, std::move(cb)); });
+    ASSERT_TRUE(jobs.ok());
+    ASSERT_EQ(static_cast<int>(jobs->size()), kDocsPerRequest);
+    for (const auto& j : *jobs) EXPECT_EQ(j.status(), v1::TRANSLATION_JOB_STATUS_COMPLETED);
+  }
+}
+
+TEST_F(RoutingStoreTest, ExpiredLeaseReturnsTheJobAndTheFirstTranslatorsLateCompletionIsRefused) {
+  const std::string rid = NewRequestId(4);
+  Decide(rid, Translate(rid, "nl"));
+  ASSERT_TRUE(AddDocument(rid, "d", "es").ok());
+  auto first = Claim("XL-SLOW", kStart, absl::Minutes(1));
+  ASSERT_TRUE(first.ok());
+  EXPECT_EQ(first->lease_token(), 1);
+  EXPECT_EQ(Claim("XL-FAST", kStart).status().code(), absl::StatusCode::kNotFound);
+
+  const absl::Time later = kStart + absl::Minutes(2);
+  auto swept = Await<SweepResult>(
+      [&](auto cb) { store_.SweepExpiredLeases(4, 3, 100, later, std::move(cb)); });
+  ASSERT_TRUE(swept.ok());
+  EXPECT_EQ(swept->expired, 1);
+
+  auto second = Claim("XL-FAST", later);
+  ASSERT_TRUE(second.ok()) << second.status();
+  EXPECT_EQ(second->id(), first->id());
+  EXPECT_EQ(second->lease_token(), 2);
+  EXPECT_EQ(second->attempts(), 2);
+  ASSERT_TRUE(Complete(*second, "XL-FAST", later).ok());
+
+  auto late = Complete(*first, "XL-SLOW", later, "doc-slow");
+  EXPECT_EQ(late.status().code(), absl::StatusCode::kFailedPrecondition);
+  auto beat = Await<v1::TranslationJob>([&](auto cb) {
+    store_.Heartbeat(first->id(), first->lease_token(), "XL-SLOW", absl::ZeroDuration(), later,
+                     std::move(cb));
+  });
+  EXPECT_EQ(beat.status().code(), absl::StatusCode::kFailedPrecondition);
+  auto job = Await<v1::TranslationJob>([&](auto cb) { store_.GetJob(first->id(), cb); });
+  ASSERT_TRUE(job.ok());
+  EXPECT_EQ(job->translated_document_id(), "doc-nl");
+  EXPECT_EQ(job->translated_document_sha256(), std::string(64, 'b'));
+}
+
+TEST_F(RoutingStoreTest, LeaseRunOutIsRefusedEvenBeforeTheSweeperRuns) {
+  const std::string rid = NewRequestId(4);
+  Decide(rid, Translate(rid, "nl"));
+  ASSERT_TRUE(AddDocument(rid, "d", "es").ok());
+  auto j = Claim("XL-1", kStart, absl::Minutes(1));
+  ASSERT_TRUE(j.ok());
+  // Heartbeat within the lease extends it.
+  auto beat = Await<v1::TranslationJob>([&](auto cb) {
+    store_.Heartbeat(j->id(), j->lease_token(), "XL-1", absl::ZeroDuration(),
+                     kStart + absl::Seconds(50), std::move(cb));
+  });
+  ASSERT_TRUE(beat.ok()) << beat.status();
+  EXPECT_TRUE(Complete(*j, "XL-1", kStart + absl::Seconds(100)).ok());
+  auto k = Claim("XL-1", kStart);  // nothing left
+  EXPECT_EQ(k.status().code(), absl::StatusCode::kNotFound);
+
+  const std::string rid2 = NewRequestId(5);
+  Decide(rid2, Translate(rid2, "nl"));
+  ASSERT_TRUE(AddDocument(rid2, "d", "es").ok());
+  auto j2 = Claim("XL-1", kStart, absl::Minutes(1));
+  ASSERT_TRUE(j2.ok());
+  EXPECT_EQ(Complete(*j2, "XL-1", kStart + absl::Minutes(2)).status().code(),
+            absl::StatusCode::kFailedPrecondition);
+}
+
+TEST_F(RoutingStoreTest, OnlyTheHolderActsAndACompletionReplaysForTheSameDocument) {
+  const std::string rid = NewRequestId(6);
+  Decide(rid, Translate(rid, "nl"));
+  ASSERT_TRUE(AddDocument(rid, "d", "es").ok());
+  auto j = Claim("XL-1", kStart, absl::Hours(3));
+  ASSERT_TRUE(j.ok());
+  EXPECT_EQ(Complete(*j, "XL-OTHER", kStart).status().code(), absl::StatusCode::kPermissionDenied);
+  auto c = Complete(*j, "XL-1", kStart + absl::Hours(1));
+  ASSERT_TRUE(c.ok());
+  EXPECT_FALSE(c->replayed);
+  EXPECT_TRUE(c->request_done);
+  EXPECT_EQ(c->turnaround, absl::Hours(1));
+  auto again = Complete(*j, "XL-1", kStart + absl::Hours(2));
+  ASSERT_TRUE(again.ok());
+  EXPECT_TRUE(again->replayed);
+  EXPECT_EQ(Complete(*j, "XL-1", kStart, "another-doc").status().code(),
+            absl::StatusCode::kAlreadyExists);
+  int forwarded = 0;
+  for (const auto& e : OutboxOf(rid)) {
+    if (e.status() == common::v1::REQUEST_STATUS_FORWARDED) ++forwarded;
+  }
+  EXPECT_EQ(forwarded, 1);
+}
+
+TEST_F(RoutingStoreTest, RetryableFailuresRequeueUntilTheAttemptsRunOutThenDeadLetter) {
+  const std::string rid = NewRequestId(8);
+  Decide(rid, Translate(rid, "nl"));
+  ASSERT_TRUE(AddDocument(rid, "d", "es").ok());
+  auto fail = [&](const v1::TranslationJob& j) {
+    return Await<FailResult>([&](auto cb) {
+      store_.Fail(j.id(), j.lease_token(), "XL-1", "VENDOR_DOWN", true, 2, kStart, std::move(cb));
+    });
+  };
+  auto j1 = Claim("XL-1", kStart);
+  ASSERT_TRUE(j1.ok());
+  auto f1 = fail(*j1);
+  ASSERT_TRUE(f1.ok());
+  EXPECT_FALSE(f1->dead_lettered);
+  EXPECT_EQ(f1->job.status(), v1::TRANSLATION_JOB_STATUS_QUEUED);
+  auto replay = fail(*j1);
+  ASSERT_TRUE(replay.ok());
+  EXPECT_TRUE(replay->replayed);
+  auto j2 = Claim("XL-1", kStart);
+  ASSERT_TRUE(j2.ok());
+  auto f2 = fail(*j2);
+  ASSERT_TRUE(f2.ok());
+  EXPECT_TRUE(f2->dead_lettered);
+  EXPECT_EQ(f2->job.status(), v1::TRANSLATION_JOB_STATUS_FAILED);
+  EXPECT_EQ(Claim("XL-1", kStart).status().code(), absl::StatusCode::kNotFound);
+
+  auto stats = Await<ShardStats>([&](auto cb) { store_.Stats(8, cb); });
+  ASSERT_TRUE(stats.ok());
+  EXPECT_EQ(stats->dead_letters, 1);
+  ASSERT_EQ(stats->pairs.size(), 1u);
+  EXPECT_EQ(stats->pairs[0].depth, 0);
+  auto events = OutboxOf(rid);
+  ASSERT_FALSE(events.empty());
+  EXPECT_EQ(events.back().type(), common::v1::EVENT_TYPE_TRANSLATION_JOB_FAILED);
+  EXPECT_EQ(events.back().reason_code(), "DEAD_LETTER");
+  EXPECT_EQ(events.back().actor().authority().authority_id(), "XL-1");
+}
+
+TEST_F(RoutingStoreTest, ExpiredLeaseOutOfAttemptsIsDeadLettered) {
+  const std::string rid = NewRequestId(8);
+  Decide(rid, Translate(rid, "nl"));
+  ASSERT_TRUE(AddDocument(rid, "d", "es").ok());
+  ASSERT_TRUE(Claim("XL-1", kStart, absl::Minutes(1)).ok());
+  auto swept = Await<SweepResult>([&](auto cb) {
+    store_.SweepExpiredLeases(8, 1, 100, kStart + absl::Minutes(5), std::move(cb));
+  });
+  ASSERT_TRUE(swept.ok());
+  EXPECT_EQ(swept->expired, 1);
+  EXPECT_EQ(swept->dead_lettered, 1);
+}
+
+TEST_F(RoutingStoreTest, EndedRequestCancelsQueuedAndClaimedJobs) {
+  const std::string rid = NewRequestId(10);
+  Decide(rid, Translate(rid, "nl"));
+  ASSERT_TRUE(AddDocument(rid, "a", "es").ok());
+  ASSERT_TRUE(AddDocument(rid, "b", "es").ok());
+  auto held = Claim("XL-1", kStart);
+  ASSERT_TRUE(held.ok());
+  Event end = Trigger(rid, common::v1::EVENT_TYPE_REQUEST_WITHDRAWN);
+  ASSERT_TRUE(Await<Outcome>([&](auto cb) {
+                store_.EndRequest(end, DedupeFor(end), kStart, std::move(cb));
+              }).ok());
+  EXPECT_EQ(Claim("XL-1", kStart).status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(Complete(*held, "XL-1", kStart).status().code(), absl::StatusCode::kFailedPrecondition);
+  auto jobs = Await<std::vector<v1::TranslationJob>>(
+      [&](auto cb) { store_.ListJobsOfRequest(rid, std::move(cb)); });
+  ASSERT_TRUE(jobs.ok());
+  for (const auto& j : *jobs) EXPECT_EQ(j.status(), v1::TRANSLATION_JOB_STATUS_CANCELLED);
+  int cancelled = 0;
+  for (const auto& e : OutboxOf(rid)) {
+    if (e.type() == common::v1::EVENT_TYPE_TRANSLATION_JOB_CANCELLED) {
+      ++cancelled;
+      EXPECT_EQ(e.reason_code(), "REQUEST_WITHDRAWN");
+    }
+  }
+  EXPECT_EQ(cancelled, 2);
+  // A document arriving after the end queues nothing.
+  ASSERT_TRUE(AddDocument(rid, "c", "es").ok());
+  EXPECT_EQ(Claim("XL-1", kStart).status().code(), absl::StatusCode::kNotFound);
+}
+
+TEST_F(RoutingStoreTest, UnroutableDecisionIsFlaggedForAPersonWithoutAStatus) {
+  const std::string rid = NewRequestId(11);
+  v1::RoutingDecision d;
+  d.set_unroutable(true);
+  auto* r = d.add_reasons();
+  r->set_code("UNKNOWN_STATE");
+  Decide(rid, d, common::v1::REQUEST_STATUS_UNSPECIFIED);
+  auto events = OutboxOf(rid);
+  ASSERT_EQ(events.size(), 1u);
+  EXPECT_EQ(events[0].type(), common::v1::EVENT_TYPE_ROUTING_DECIDED);
+  EXPECT_EQ(events[0].status(), common::v1::REQUEST_STATUS_UNSPECIFIED);
+  EXPECT_EQ(events[0].reason_code(), "UNROUTABLE_UNKNOWN_STATE");
+  auto stats = Await<ShardStats>([&](auto cb) { store_.Stats(11, cb); });
+  ASSERT_TRUE(stats.ok());
+  EXPECT_EQ(stats->unroutable, 1);
+}
+
+TEST_F(RoutingStoreTest, NewDecisionIntoAnotherLanguageCancelsQueuedJobsAndQueuesNewOnes) {
+  const std::string rid = NewRequestId(12);
+  Decide(rid, Translate(rid, "nl"));
+  ASSERT_TRUE(AddDocument(rid, "a", "es").ok());
+  Decide(rid, Translate(rid, "fr"));
+  auto jobs = Await<std::vector<v1::TranslationJob>>(
+      [&](auto cb) { store_.ListJobsOfRequest(rid, std::move(cb)); });
+  ASSERT_TRUE(jobs.ok());
+  ASSERT_EQ(jobs->size(), 2u);
+  std::map<std::string, v1::TranslationJobStatus> by_target;
+  for (const auto& j : *jobs) by_target[j.target_language()] = j.status();
+  EXPECT_EQ(by_target["nl"], v1::TRANSLATION_JOB_STATUS_CANCELLED);
+  EXPECT_EQ(by_target["fr"], v1::TRANSLATION_JOB_STATUS_QUEUED);
+}
+
+TEST_F(RoutingStoreTest, RepeatedClaimWithTheSameRequestIdReturnsTheFirstJob) {
+  for (const char* doc : {"a", "b"}) {
+    const std::string rid = NewRequestId(13);
+    Decide(rid, Translate(rid, "nl"));
+    ASSERT_TRUE(AddDocument(rid, doc, "es").ok());
+  }
+  ClaimSpec spec{"XL-1", {{"es", "nl"}}, absl::Minutes(30), "claim-key-1"};
+  auto first = Await<v1::TranslationJob>([&](auto cb) { store_.Claim(spec, kStart, cb); });
+  ASSERT_TRUE(first.ok()) << first.status();
+  auto again = Await<v1::TranslationJob>([&](auto cb) { store_.Claim(spec, kStart, cb); });
+  ASSERT_TRUE(again.ok()) << again.status();
+  EXPECT_EQ(again->id(), first->id());
+  EXPECT_EQ(again->lease_token(), first->lease_token());
+  spec.request_id = "claim-key-2";
+  auto other = Await<v1::TranslationJob>([&](auto cb) { store_.Claim(spec, kStart, cb); });
+  ASSERT_TRUE(other.ok());
+  EXPECT_NE(other->id(), first->id());
+}
+
+// Two replicas' background upkeep on one Redis: the sweeper returns an expired lease once,
+// and only the replica holding the metrics lease exports the queue gauges.
+TEST_F(RoutingStoreTest, SweeperReturnsExpiredJobsAndOnlyOneReplicaExportsQueueGauges) {
+  const std::string rid = NewRequestId(14);
+  Decide(rid, Translate(rid, "nl"));
+  ASSERT_TRUE(AddDocument(rid, "a", "es").ok());
+  ASSERT_TRUE(AddDocument(rid, "b", "es").ok());
+  auto held = Claim("XL-1", kStart, absl::Minutes(1));
+  ASSERT_TRUE(held.ok());
+
+  common::SimulatedClock clock(kStart + absl::Minutes(5));
+  common::Metrics metrics_a, metrics_b;
+  RoutingMetrics routing_a(metrics_a.registry()), routing_b(metrics_b.registry());
+  RoutingBackground a(store_, Client(), sharding_, clock, routing_a, 3, absl::Hours(1),
+                      absl::Hours(1));
+  RoutingBackground b(store_, Client(), sharding_, clock, routing_b, 3, absl::Hours(1),
+                      absl::Hours(1));
+  a.SweepOnce();
+  b.SweepOnce();
+  auto job = Await<v1::TranslationJob>([&](auto cb) { store_.GetJob(held->id(), cb); });
+  ASSERT_TRUE(job.ok());
+  EXPECT_EQ(job->status(), v1::TRANSLATION_JOB_STATUS_QUEUED);
+  const std::string both = metrics_a.Render() + metrics_b.Render();
+  EXPECT_THAT(both, HasSubstr("rogatory_translation_lease_expiries_total 1\n"));
+  EXPECT_THAT(both, ::testing::Not(HasSubstr("rogatory_translation_lease_expiries_total 2")));
+
+  const bool a_leads = a.RefreshGaugesOnce();
+  const bool b_leads = b.RefreshGaugesOnce();
+  EXPECT_NE(a_leads, b_leads);
+  const std::string leader = a_leads ? metrics_a.Render() : metrics_b.Render();
+  const std::string follower = a_leads ? metrics_b.Render() : metrics_a.Render();
+  EXPECT_THAT(
+      leader,
+      HasSubstr(
+          "rogatory_translation_queue_depth{source_language=\"es\",target_language=\"nl\"} 2"));
+  EXPECT_THAT(leader, HasSubstr("rogatory_translation_queue_oldest_job_age_seconds{"
+                                "source_language=\"es\",target_language=\"nl\"} 300"));
+  EXPECT_THAT(follower, ::testing::Not(HasSubstr("rogatory_translation_queue_depth{")));
+}
+
+}  // namespace
+}  // namespace rogatory::routing
