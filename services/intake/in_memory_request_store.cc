@@ -4,6 +4,7 @@
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "google/protobuf/util/time_util.h"
 
 namespace rogatory::intake {
 
@@ -27,8 +28,9 @@ absl::StatusOr<CreateOutcome> InMemoryRequestStore::CreateLocked(NewRequest in) 
   const std::string id = in.request.id();
   if (requests_.contains(id)) return absl::AbortedError("request id collision; retry");
   requests_[id] = in.request;
+  outbox_.push_back(in.submitted);
   history_[id].push_back(std::move(in.submitted));
-  if (key.has_value()) idempotency_[*key] = {in.idempotency->fingerprint, id};
+  if (key.has_value()) idempotency_[*key] = {in.idempotency->fingerprint, id, ""};
   return CreateOutcome{std::move(in.request), false};
 }
 
@@ -52,45 +54,20 @@ void InMemoryRequestStore::List(const ListQuery& query, Done<ListPage> done) {
     absl::MutexLock lock(&mu_);
     for (const auto& [id, r] : requests_) {
       if (!MatchesFilters(query, r)) continue;
-      if (query.after.has_value() && !ComesBefore(*query.after, CursorOf(r))) continue;
+      if (query.after.has_value() && !ComesBefore(*query.after, CursorOf(r, query.by_update))) {
+        continue;
+      }
       matches.push_back(r);
     }
   }
-  std::sort(matches.begin(), matches.end(), [](const v1::Request& a, const v1::Request& b) {
-    return ComesBefore(CursorOf(a), CursorOf(b));
+  std::sort(matches.begin(), matches.end(), [&](const v1::Request& a, const v1::Request& b) {
+    return ComesBefore(CursorOf(a, query.by_update), CursorOf(b, query.by_update));
   });
   ListPage page;
   const size_t n = std::min(matches.size(), static_cast<size_t>(query.page_size));
   page.requests.assign(matches.begin(), matches.begin() + n);
-  if (matches.size() > n) page.next = CursorOf(page.requests.back());
+  if (matches.size() > n) page.next = CursorOf(page.requests.back(), query.by_update);
   done(std::move(page));
-}
-
-void InMemoryRequestStore::RecordEvent(const common::v1::Event& event,
-                                       const common::Dedupe& dedupe,
-                                       Done<common::EventHandler::Outcome> done) {
-  absl::StatusOr<common::EventHandler::Outcome> result;
-  {
-    absl::MutexLock lock(&mu_);
-    auto it = requests_.find(event.request_id());
-    if (seen_.contains(dedupe.seen_key)) {
-      result = common::EventHandler::Outcome::kDuplicate;
-    } else if (it == requests_.end()) {
-      result = absl::NotFoundError(absl::StrCat("no request with id ", event.request_id()));
-    } else {
-      seen_.insert(dedupe.seen_key);
-      history_[event.request_id()].push_back(event);
-      if (event.status() != common::v1::REQUEST_STATUS_UNSPECIFIED) {
-        int64_t version = 0;
-        (void)absl::SimpleAtoi(it->second.etag(), &version);
-        it->second.set_status(event.status());
-        it->second.set_etag(absl::StrCat(version + 1));
-        *it->second.mutable_update_time() = event.occur_time();
-      }
-      result = common::EventHandler::Outcome::kHandled;
-    }
-  }
-  done(std::move(result));
 }
 
 void InMemoryRequestStore::History(const std::string& id,
@@ -106,6 +83,118 @@ void InMemoryRequestStore::History(const std::string& id,
     }
   }
   done(std::move(result));
+}
+
+void InMemoryRequestStore::HistoryRange(const std::string& id, int64_t offset, int limit,
+                                        Done<HistoryPage> done) {
+  absl::StatusOr<HistoryPage> result;
+  {
+    absl::MutexLock lock(&mu_);
+    auto it = history_.find(id);
+    if (it == history_.end()) {
+      result = absl::NotFoundError(absl::StrCat("no request with id ", id));
+    } else {
+      HistoryPage page;
+      page.total = static_cast<int64_t>(it->second.size());
+      for (int64_t i = offset; i < page.total && i < offset + limit; ++i) {
+        page.events.push_back(it->second[i]);
+      }
+      result = std::move(page);
+    }
+  }
+  done(std::move(result));
+}
+
+void InMemoryRequestStore::Load(const std::string& id,
+                                const std::optional<Idempotency>& idempotency,
+                                Done<Snapshot> done) {
+  absl::StatusOr<Snapshot> result;
+  {
+    absl::MutexLock lock(&mu_);
+    auto idem = idempotency ? idempotency_.find({idempotency->scope, idempotency->request_id})
+                            : idempotency_.end();
+    auto it = requests_.find(id);
+    if (idem != idempotency_.end()) {
+      if (idem->second.fingerprint != idempotency->fingerprint || idem->second.result.empty()) {
+        result = absl::AlreadyExistsError("request_id was already used with a different request");
+      } else {
+        Snapshot snap;
+        snap.replay = idem->second.result;
+        result = std::move(snap);
+      }
+    } else if (it == requests_.end()) {
+      result = absl::NotFoundError(absl::StrCat("no request with id ", id));
+    } else {
+      Snapshot snap;
+      snap.request = it->second;
+      (void)absl::SimpleAtoi(snap.request.etag(), &snap.version);
+      result = std::move(snap);
+    }
+  }
+  done(std::move(result));
+}
+
+void InMemoryRequestStore::Mutate(Mutation m, Done<MutationOutcome> done) {
+  absl::StatusOr<MutationOutcome> result;
+  {
+    absl::MutexLock lock(&mu_);
+    result = MutateLocked(std::move(m));
+  }
+  done(std::move(result));
+}
+
+absl::StatusOr<MutationOutcome> InMemoryRequestStore::MutateLocked(Mutation m) {
+  MutationOutcome out;
+  if (m.dedupe && seen_.contains(m.dedupe->seen_key)) {
+    out.kind = MutationOutcome::Kind::kDuplicate;
+    return out;
+  }
+  std::optional<std::pair<std::string, std::string>> key;
+  if (m.idempotency) {
+    key = std::make_pair(m.idempotency->scope, m.idempotency->request_id);
+    if (auto it = idempotency_.find(*key); it != idempotency_.end()) {
+      if (it->second.fingerprint != m.idempotency->fingerprint || it->second.result.empty()) {
+        return absl::AlreadyExistsError("request_id was already used with a different request");
+      }
+      out.kind = MutationOutcome::Kind::kReplayed;
+      out.result = it->second.result;
+      return out;
+    }
+  }
+  auto it = requests_.find(m.id);
+  if (it == requests_.end()) return absl::NotFoundError(absl::StrCat("no request with id ", m.id));
+  v1::Request& stored = it->second;
+  if (m.expected_version && stored.etag() != absl::StrCat(*m.expected_version)) {
+    return StaleVersion(stored.etag());
+  }
+  if (m.request) {
+    v1::Request replaced = *m.request;
+    replaced.set_status(stored.status());
+    replaced.set_etag(stored.etag());
+    *replaced.mutable_update_time() = stored.update_time();
+    stored = std::move(replaced);
+  }
+  for (const auto& [field, value] : m.fields) {
+    int status = 0;
+    if (field == "status" && absl::SimpleAtoi(value, &status)) {
+      stored.set_status(static_cast<common::v1::RequestStatus>(status));
+    }
+  }
+  if (m.new_version) {
+    stored.set_etag(absl::StrCat(*m.new_version));
+    *stored.mutable_update_time() =
+        google::protobuf::util::TimeUtil::MillisecondsToTimestamp(m.updated_ms);
+  }
+  for (auto& e : m.history) history_[m.id].push_back(std::move(e));
+  for (auto& e : m.outbox) outbox_.push_back(std::move(e));
+  if (key) idempotency_[*key] = {m.idempotency->fingerprint, m.id, m.result};
+  if (m.dedupe) seen_.insert(m.dedupe->seen_key);
+  return out;
+}
+
+std::vector<common::v1::Event> InMemoryRequestStore::Outbox() const {
+  absl::MutexLock lock(&mu_);
+  return outbox_;
 }
 
 }  // namespace rogatory::intake

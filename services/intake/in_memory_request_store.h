@@ -17,16 +17,24 @@ class InMemoryRequestStore final : public RequestStore {
   void Create(NewRequest request, Done<CreateOutcome> done) override;
   void Get(const std::string& id, Done<v1::Request> done) override;
   void List(const ListQuery& query, Done<ListPage> done) override;
-  void RecordEvent(const common::v1::Event& event, const common::Dedupe& dedupe,
-                   Done<common::EventHandler::Outcome> done) override;
   void History(const std::string& id, Done<std::vector<common::v1::Event>> done) override;
+  void HistoryRange(const std::string& id, int64_t offset, int limit,
+                    Done<HistoryPage> done) override;
+  void Load(const std::string& id, const std::optional<Idempotency>& idempotency,
+            Done<Snapshot> done) override;
+  void Mutate(Mutation mutation, Done<MutationOutcome> done) override;
+
+  // Every event added to the outbox, in order (what the Redis store XADDs).
+  std::vector<common::v1::Event> Outbox() const;
 
  private:
   absl::StatusOr<CreateOutcome> CreateLocked(NewRequest in);
+  absl::StatusOr<MutationOutcome> MutateLocked(Mutation m);
 
   struct IdempotencyEntry {
     std::string fingerprint;
     std::string request_id;
+    std::string result;
   };
   mutable absl::Mutex mu_;
   std::map<std::string, v1::Request> requests_ ABSL_GUARDED_BY(mu_);
@@ -34,6 +42,7 @@ class InMemoryRequestStore final : public RequestStore {
   std::map<std::pair<std::string, std::string>, IdempotencyEntry> idempotency_
       ABSL_GUARDED_BY(mu_);
   std::set<std::string> seen_ ABSL_GUARDED_BY(mu_);
+  std::vector<common::v1::Event> outbox_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace rogatory::intake

@@ -1,19 +1,112 @@
 #include "intake_event_handler.h"
 
+#include "absl/strings/str_cat.h"
+#include "google/protobuf/util/time_util.h"
+#include "intake_service.h"
+#include "lifecycle.h"
 #include "rogatory/common/logging.h"
 
 namespace rogatory::intake {
 
-void IntakeEventHandler::Handle(const common::v1::Event& event, const common::Dedupe& dedupe,
-                                std::function<void(absl::StatusOr<Outcome>)> done) {
-  store_.RecordEvent(event, dedupe, [done, event_id = event.event_id(),
-                                     trace = event.trace_id()](absl::StatusOr<Outcome> outcome) {
-    if (outcome.status().code() == absl::StatusCode::kNotFound) {
-      common::Log::Warn("event about an unknown request dropped",
-                        {{"event_id", event_id}, {"trace_id", trace}});
-      return done(Outcome::kHandled);
+namespace commonpb = rogatory::common::v1;
+
+Mutation IntakeEventHandler::Plan(const Snapshot& snap, const commonpb::Event& event,
+                                  const common::Dedupe& dedupe) {
+  const v1::Request& r = snap.request;
+  Mutation m;
+  m.id = r.id();
+  m.expected_version = snap.version;
+  m.dedupe = dedupe;
+  commonpb::Event recorded = event;
+  const commonpb::RequestStatus target = event.status();
+  if (target != commonpb::REQUEST_STATUS_UNSPECIFIED && target != r.status()) {
+    auto move = Lifecycle::Default().Find(r.content().instrument(), r.status(), target);
+    if (!move.has_value()) {
+      common::Log::Warn(
+          "reported status not allowed by the lifecycle; recorded without a status change",
+          {{"event_id", event.event_id()},
+           {"trace_id", event.trace_id()},
+           {"source", event.source()},
+           {"type", commonpb::EventType_Name(event.type())},
+           {"instrument", commonpb::Instrument_Name(r.content().instrument())},
+           {"from", commonpb::RequestStatus_Name(r.status())},
+           {"to", commonpb::RequestStatus_Name(target)}});
+      // The history keeps what was reported, marked as not applied: no status change.
+      recorded.clear_status();
+      recorded.set_reason_code(absl::StrCat("STATUS_NOT_APPLIED:",
+                                            commonpb::RequestStatus_Name(target)).substr(0, 64));
+    } else {
+      const int64_t updated_ms =
+          google::protobuf::util::TimeUtil::TimestampToMilliseconds(event.occur_time());
+      const absl::Time when = absl::FromUnixMillis(updated_ms);
+      m.new_version = snap.version + 1;
+      m.updated_ms = updated_ms;
+      m.fields.emplace_back("status", absl::StrCat(static_cast<int>(target)));
+      recorded.set_previous_status(r.status());
+      v1::Request after = r;
+      after.set_status(target);
+      if (event.has_routing_decided() && event.routing_decided().has_competent_authority()) {
+        *after.mutable_executing_authority() = event.routing_decided().competent_authority();
+        m.request = after;
+      }
+      // intake announces the move under its lifecycle name, as if a caller had made it.
+      commonpb::Event announced =
+          NewIntakeEvent(after, move->event, *m.new_version, when, event.actor());
+      announced.set_status(target);
+      announced.set_previous_status(r.status());
+      announced.set_reason_code(event.reason_code());
+      announced.set_legal_basis(event.legal_basis());
+      if (!event.trace_id().empty()) announced.set_trace_id(event.trace_id());
+      if (after.has_executing_authority()) {
+        *announced.mutable_status_change()->mutable_to_authority() = after.executing_authority();
+      }
+      m.outbox.push_back(std::move(announced));
     }
-    done(std::move(outcome));
+  }
+  m.history.push_back(std::move(recorded));
+  return m;
+}
+
+void IntakeEventHandler::Handle(const commonpb::Event& event, const common::Dedupe& dedupe,
+                                std::function<void(absl::StatusOr<Outcome>)> done) {
+  Attempt(event, dedupe, kAttempts, std::move(done));
+}
+
+void IntakeEventHandler::Attempt(commonpb::Event event, common::Dedupe dedupe,
+                                 int attempts_left,
+                                 std::function<void(absl::StatusOr<Outcome>)> done) {
+  const std::string id = event.request_id();
+  store_.Load(id, std::nullopt, [this, event = std::move(event), dedupe = std::move(dedupe),
+                                 attempts_left, done = std::move(done)](
+                                    absl::StatusOr<Snapshot> snap) mutable {
+    auto finish = [done, &event](absl::StatusOr<Outcome> outcome) {
+      if (outcome.status().code() == absl::StatusCode::kNotFound) {
+        common::Log::Warn("event about an unknown request dropped",
+                          {{"event_id", event.event_id()}, {"trace_id", event.trace_id()}});
+        return done(Outcome::kHandled);
+      }
+      done(std::move(outcome));
+    };
+    if (!snap.ok()) return finish(snap.status());
+    Mutation m = Plan(*snap, event, dedupe);
+    store_.Mutate(std::move(m), [this, event = std::move(event), dedupe = std::move(dedupe),
+                                 attempts_left, done = std::move(done)](
+                                    absl::StatusOr<MutationOutcome> outcome) mutable {
+      if (!outcome.ok()) {
+        if (IsStaleVersion(outcome.status()) && attempts_left > 1) {
+          return Attempt(std::move(event), std::move(dedupe), attempts_left - 1,
+                         std::move(done));
+        }
+        if (outcome.status().code() == absl::StatusCode::kNotFound) {
+          common::Log::Warn("event about an unknown request dropped",
+                            {{"event_id", event.event_id()}, {"trace_id", event.trace_id()}});
+          return done(Outcome::kHandled);
+        }
+        return done(outcome.status());
+      }
+      done(outcome->kind == MutationOutcome::Kind::kDuplicate ? Outcome::kDuplicate
+                                                              : Outcome::kHandled);
+    });
   });
 }
 

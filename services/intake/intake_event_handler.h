@@ -6,17 +6,31 @@
 namespace rogatory::intake {
 
 // What intake does with the events other services deliver: records their decisions (a
-// routing decision, a deadline started or missed) in the request's history, and the
-// request's new status when the event names one, in one atomic step (RequestStore::
-// RecordEvent). An event about a request intake does not hold is logged and dropped: it
-// can never become valid, so retrying it would only stall the lane.
+// routing decision, a deadline started or missed) in the request's history and, when the
+// event names a status the lifecycle allows from the request's current one, moves the
+// request there and announces the move with intake's own lifecycle event (the trigger
+// deadline-tracking listens for), all in one atomic step with the duplicate marker
+// (RequestStore::Mutate). A status the lifecycle does not allow is recorded in the history
+// without changing the status, with a warning log. An event about a request intake does
+// not hold is logged and dropped: it can never become valid, so retrying it would only
+// stall the lane.
 class IntakeEventHandler final : public common::EventHandler {
  public:
   explicit IntakeEventHandler(RequestStore& store) : store_(store) {}
   void Handle(const common::v1::Event& event, const common::Dedupe& dedupe,
               std::function<void(absl::StatusOr<Outcome>)> done) override;
 
+  // The change a reported event makes to a request (exposed for tests).
+  static Mutation Plan(const Snapshot& snapshot, const common::v1::Event& event,
+                       const common::Dedupe& dedupe);
+
+  // How often a change is recomputed after a concurrent one.
+  static constexpr int kAttempts = 8;
+
  private:
+  void Attempt(common::v1::Event event, common::Dedupe dedupe, int attempts_left,
+               std::function<void(absl::StatusOr<Outcome>)> done);
+
   RequestStore& store_;
 };
 

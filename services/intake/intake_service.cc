@@ -7,6 +7,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "completeness.h"
+#include "google/protobuf/util/field_mask_util.h"
 #include "google/protobuf/io/coded_stream.h"
 #include "google/protobuf/io/zero_copy_stream_impl_lite.h"
 #include "google/protobuf/util/time_util.h"
@@ -33,10 +34,19 @@ std::string DeterministicBytes(const google::protobuf::Message& m) {
 }
 
 std::string FilterFingerprint(const v1::ListRequestsRequest& r) {
-  return common::Sha256Hex(absl::StrCat(static_cast<int>(r.status()), "|",
-                                        static_cast<int>(r.instrument()), "|", r.issuing_state(),
-                                        "|", r.requested_state()))
-      .substr(0, 16);
+  std::string filters = absl::StrCat(static_cast<int>(r.status()), "|",
+                                     static_cast<int>(r.instrument()), "|", r.issuing_state(),
+                                     "|", r.requested_state());
+  // Filters added later extend the fingerprint only when set, so tokens issued before stay
+  // valid for the filters they were issued for.
+  if (r.urgency() != 0 || r.has_create_time_from() || r.has_create_time_to() ||
+      r.order_by() != 0) {
+    absl::StrAppend(&filters, "|", static_cast<int>(r.urgency()), "|",
+                    TimeUtil::ToString(r.create_time_from()), "|",
+                    TimeUtil::ToString(r.create_time_to()), "|",
+                    static_cast<int>(r.order_by()));
+  }
+  return common::Sha256Hex(filters).substr(0, 16);
 }
 
 }  // namespace
@@ -64,7 +74,146 @@ google::protobuf::Timestamp ToProto(absl::Time t) {
   return TimeUtil::MillisecondsToTimestamp(absl::ToUnixMillis(t));
 }
 
+commonpb::AuthorityRole RoleOf(const common::Caller& caller) {
+  static const std::pair<const char*, commonpb::AuthorityRole> kRoles[] = {
+      {"issuing", commonpb::AUTHORITY_ROLE_ISSUING},
+      {"central", commonpb::AUTHORITY_ROLE_CENTRAL},
+      {"executing", commonpb::AUTHORITY_ROLE_EXECUTING},
+      {"translator", commonpb::AUTHORITY_ROLE_TRANSLATOR},
+      {"validating", commonpb::AUTHORITY_ROLE_VALIDATING},
+      {"service_provider", commonpb::AUTHORITY_ROLE_SERVICE_PROVIDER},
+      {"operator", commonpb::AUTHORITY_ROLE_OPERATOR},
+      {"auditor", commonpb::AUTHORITY_ROLE_AUDITOR}};
+  for (const auto& [name, role] : kRoles) {
+    if (caller.HasRole(name)) return role;
+  }
+  return commonpb::AUTHORITY_ROLE_UNSPECIFIED;
+}
+
+// Withdrawals and supplements are the issuer's: the issuing authority itself, a central
+// authority or operator acting for it, or another Rogatory service.
+absl::Status CheckIssuerSide(const common::Caller& caller, const v1::Request& r,
+                             absl::string_view what) {
+  if (caller.is_service || caller.HasRole("central") || caller.HasRole("operator") ||
+      caller.authority_id == r.content().issuing_authority().authority_id()) {
+    return absl::OkStatus();
+  }
+  return absl::PermissionDeniedError(
+      absl::StrCat("only the issuing authority may ", what, " this request"));
+}
+
+absl::Status CheckEtagMatches(const std::string& etag, const Snapshot& snap) {
+  if (etag.empty() || etag == snap.request.etag()) return absl::OkStatus();
+  return absl::AbortedError(absl::StrCat("etag \"", etag, "\" is stale; the request is now at \"",
+                                         snap.request.etag(), "\""));
+}
+
+// The response Request of a change: the snapshot with its new status and version.
+v1::Request After(const Snapshot& snap, commonpb::RequestStatus status, int64_t version,
+                  absl::Time now) {
+  v1::Request r = snap.request;
+  r.set_status(status);
+  r.set_etag(absl::StrCat(version));
+  *r.mutable_update_time() = ToProto(now);
+  return r;
+}
+
+// The indexed hash fields of a request's content (see RedisRequestStore).
+void IndexFields(const v1::Request& r, Mutation& m) {
+  m.fields.emplace_back("urgency", absl::StrCat(static_cast<int>(r.content().urgency())));
+  m.fields.emplace_back("issuing_state", r.content().issuing_authority().state());
+  m.fields.emplace_back("requested_state", r.content().requested_state());
+}
+
+// Plans a lifecycle move: FAILED_PRECONDITION naming the allowed next statuses when the
+// table has no such move.
+absl::StatusOr<Mutation> PlanMove(const Snapshot& snap, commonpb::RequestStatus target,
+                                  const commonpb::Actor& actor, absl::Time now,
+                                  const std::string& reason_code, const std::string& legal_basis,
+                                  const google::protobuf::RepeatedField<int>& grounds) {
+  const v1::Request& r = snap.request;
+  const commonpb::Instrument instrument = r.content().instrument();
+  auto move = Lifecycle::Default().Find(instrument, r.status(), target);
+  if (!move.has_value()) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "a ", commonpb::Instrument_Name(instrument), " request cannot move from ",
+        commonpb::RequestStatus_Name(r.status()), " to ", commonpb::RequestStatus_Name(target),
+        "; allowed next statuses: ",
+        Lifecycle::Default().DescribeMovesFrom(instrument, r.status())));
+  }
+  const int64_t version = snap.version + 1;
+  v1::Request after = After(snap, target, version, now);
+  commonpb::Event e = NewIntakeEvent(after, move->event, version, now, actor);
+  e.set_status(target);
+  e.set_previous_status(r.status());
+  e.set_reason_code(reason_code);
+  e.set_legal_basis(legal_basis);
+  auto* change = e.mutable_status_change();
+  for (int g : grounds) change->add_refusal_grounds(static_cast<commonpb::RefusalGround>(g));
+  Mutation m;
+  m.id = r.id();
+  m.expected_version = snap.version;
+  m.new_version = version;
+  m.updated_ms = absl::ToUnixMillis(now);
+  m.fields.emplace_back("status", absl::StrCat(static_cast<int>(target)));
+  m.history.push_back(e);
+  m.outbox.push_back(std::move(e));
+  m.result = after.SerializeAsString();
+  return m;
+}
+
 }  // namespace
+
+commonpb::Actor ActorOf(const common::Caller& caller) {
+  commonpb::Actor a;
+  if (caller.is_service) {
+    a.set_service(caller.authority_id);
+  } else {
+    a.mutable_authority()->set_authority_id(caller.authority_id);
+    a.mutable_authority()->set_state(caller.state);
+  }
+  a.set_role(RoleOf(caller));
+  return a;
+}
+
+commonpb::Event NewIntakeEvent(const v1::Request& r, commonpb::EventType type, int64_t sequence,
+                               absl::Time now, const commonpb::Actor& actor) {
+  commonpb::Event e;
+  e.set_event_id(common::NewUlid(now));
+  e.set_request_id(r.id());
+  e.set_sequence(sequence);
+  e.set_type(type);
+  *e.mutable_occur_time() = ToProto(now);
+  *e.mutable_actor() = actor;
+  e.set_trace_id(r.trace_id());
+  e.set_instrument(r.content().instrument());
+  e.set_source("intake");
+  *e.mutable_request() = FactsOf(r);
+  return e;
+}
+
+std::string Fingerprint(absl::string_view method, const google::protobuf::Message& payload) {
+  return common::Sha256Hex(absl::StrCat(method, "\n", DeterministicBytes(payload)));
+}
+
+std::string EncodeHistoryToken(int64_t offset, const std::string& id) {
+  return absl::WebSafeBase64Escape(
+      absl::StrCat("h1|", offset, "|", common::Sha256Hex(id).substr(0, 12)));
+}
+
+absl::StatusOr<int64_t> DecodeHistoryToken(const std::string& token, const std::string& id) {
+  std::string raw;
+  std::vector<std::string> parts;
+  if (absl::WebSafeBase64Unescape(token, &raw)) parts = absl::StrSplit(raw, '|');
+  int64_t offset = 0;
+  if (parts.size() != 3 || parts[0] != "h1" || !absl::SimpleAtoi(parts[1], &offset) ||
+      offset < 0 || parts[2] != common::Sha256Hex(id).substr(0, 12)) {
+    common::FieldViolations v;
+    v.Add("page_token", "is not a token this service issued for this request");
+    return v.ToStatus();
+  }
+  return offset;
+}
 
 std::string EncodePageToken(const ListCursor& cursor, const v1::ListRequestsRequest& filters) {
   return absl::WebSafeBase64Escape(
@@ -104,7 +253,11 @@ grpc::ServerUnaryReactor* IntakeService::SubmitRequest(grpc::CallbackServerConte
                                                        v1::SubmitRequestResponse* response) {
   return pipeline_.Unary<v1::SubmitRequestRequest, v1::SubmitRequestResponse>(
       context, "SubmitRequest", request, response,
-      [this](const v1::SubmitRequestRequest& r) { return ValidateSubmit(r, clock_.Now()); },
+      [this](const v1::SubmitRequestRequest& r) {
+        absl::Status s = ValidateSubmit(r, clock_.Now());
+        if (!s.ok() && options_.metrics != nullptr) options_.metrics->SubmissionRejected("malformed");
+        return s;
+      },
       [this](const CallContext& call, const v1::SubmitRequestRequest& r,
              v1::SubmitRequestResponse* resp, Pipeline::Done done) {
         Submit(call, r, resp, std::move(done));
@@ -159,9 +312,17 @@ void IntakeService::Submit(const CallContext& call, const v1::SubmitRequestReque
     e.mutable_status_change()->add_missing_elements(m.field());
   }
 
-  store_.Create(std::move(nr), [response, done, trace = call.trace_id](
-                                   absl::StatusOr<CreateOutcome> outcome) {
-    if (!outcome.ok()) return done(outcome.status());
+  store_.Create(std::move(nr), [response, done, trace = call.trace_id,
+                                metrics = options_.metrics](absl::StatusOr<CreateOutcome> outcome) {
+    if (!outcome.ok()) {
+      if (metrics != nullptr) {
+        const absl::StatusCode code = outcome.status().code();
+        metrics->SubmissionRejected(code == absl::StatusCode::kAlreadyExists ? "idempotency_conflict"
+                                    : code == absl::StatusCode::kUnavailable ? "unavailable"
+                                                                             : "other");
+      }
+      return done(outcome.status());
+    }
     common::Log::Info(outcome->replayed ? "submission replayed" : "request submitted",
                       {{"request", outcome->request.id()},
                        {"trace_id", trace},
@@ -209,6 +370,14 @@ grpc::ServerUnaryReactor* IntakeService::ListRequests(grpc::CallbackServerContex
         q.instrument = r.instrument();
         q.issuing_state = r.issuing_state();
         q.requested_state = r.requested_state();
+        q.urgency = r.urgency();
+        if (r.has_create_time_from()) {
+          q.created_from_ms = TimeUtil::TimestampToMilliseconds(r.create_time_from());
+        }
+        if (r.has_create_time_to()) {
+          q.created_to_ms = TimeUtil::TimestampToMilliseconds(r.create_time_to());
+        }
+        q.by_update = r.order_by() == v1::REQUEST_ORDER_UPDATE_TIME_DESC;
         q.page_size = r.page_size() == 0 ? 50 : r.page_size();
         if (!r.page_token().empty()) q.after = *DecodePageToken(r.page_token(), r);
         const v1::RequestView view =
@@ -224,6 +393,278 @@ grpc::ServerUnaryReactor* IntakeService::ListRequests(grpc::CallbackServerContex
           }
           done(absl::OkStatus());
         });
+      });
+}
+
+void IntakeService::Change(std::string id, std::optional<Idempotency> idempotency, Plan plan,
+                           bool retry_stale, int attempts_left,
+                           std::function<void(absl::StatusOr<std::string>, bool)> done) {
+  store_.Load(id, idempotency, [this, id, idempotency, plan = std::move(plan), retry_stale,
+                                attempts_left, done = std::move(done)](
+                                   absl::StatusOr<Snapshot> snap) mutable {
+    if (!snap.ok()) return done(snap.status(), false);
+    if (snap->replay.has_value()) return done(*std::move(snap->replay), false);
+    absl::StatusOr<Mutation> m = plan(*snap);
+    if (!m.ok()) return done(m.status(), false);
+    m->idempotency = idempotency;
+    std::string result = m->result;
+    store_.Mutate(*std::move(m), [this, id = std::move(id), idempotency,
+                                  plan = std::move(plan), retry_stale, attempts_left,
+                                  result = std::move(result), done = std::move(done)](
+                                     absl::StatusOr<MutationOutcome> outcome) mutable {
+      if (!outcome.ok()) {
+        if (retry_stale && attempts_left > 1 && IsStaleVersion(outcome.status())) {
+          return Change(std::move(id), std::move(idempotency), std::move(plan), retry_stale,
+                        attempts_left - 1, std::move(done));
+        }
+        return done(outcome.status(), false);
+      }
+      if (outcome->kind == MutationOutcome::Kind::kReplayed) return done(outcome->result, false);
+      done(std::move(result), true);
+    });
+  });
+}
+
+namespace {
+
+// Completes a change RPC: parses the serialized Request into the response.
+std::function<void(absl::StatusOr<std::string>, bool)> Respond(v1::Request* out,
+                                                                Pipeline::Done done,
+                                                                std::string method,
+                                                                std::string trace_id,
+                                                                IntakeMetrics* metrics) {
+  return [out, done = std::move(done), method = std::move(method),
+          trace_id = std::move(trace_id), metrics](absl::StatusOr<std::string> result,
+                                                   bool applied) {
+    if (!result.ok()) return done(result.status());
+    if (!out->ParseFromString(*result)) {
+      return done(absl::InternalError("stored result does not parse"));
+    }
+    if (applied && metrics != nullptr) {
+      metrics->StatusReached(out->content().instrument(), out->status(),
+                             absl::Milliseconds(TimeUtil::TimestampToMilliseconds(out->update_time()) -
+                                                TimeUtil::TimestampToMilliseconds(out->create_time())));
+    }
+    common::Log::Info("request changed",
+                      {{"method", method},
+                       {"request", out->id()},
+                       {"trace_id", trace_id},
+                       {"status", commonpb::RequestStatus_Name(out->status())},
+                       {"etag", out->etag()}});
+    done(absl::OkStatus());
+  };
+}
+
+std::optional<Idempotency> IdempotencyOf(const CallContext& call, const std::string& request_id,
+                                         absl::string_view method,
+                                         const google::protobuf::Message& payload) {
+  if (request_id.empty()) return std::nullopt;
+  return Idempotency{call.caller.authority_id, request_id, Fingerprint(method, payload)};
+}
+
+}  // namespace
+
+grpc::ServerUnaryReactor* IntakeService::TransitionRequest(
+    grpc::CallbackServerContext* context, const v1::TransitionRequestRequest* request,
+    v1::TransitionRequestResponse* response) {
+  return pipeline_.Unary<v1::TransitionRequestRequest, v1::TransitionRequestResponse>(
+      context, "TransitionRequest", request, response,
+      [this](const v1::TransitionRequestRequest& r) {
+        return ValidateTransition(r, sharding_.shard_count());
+      },
+      [this](const CallContext& call, const v1::TransitionRequestRequest& r,
+             v1::TransitionRequestResponse* resp, Pipeline::Done done) {
+        Plan plan = [this, r, actor = ActorOf(call.caller)](
+                        const Snapshot& snap) -> absl::StatusOr<Mutation> {
+          RETURN_IF_ERROR(CheckEtagMatches(r.etag(), snap));
+          return PlanMove(snap, r.target_status(), actor, clock_.Now(), r.reason_code(),
+                          r.legal_basis(), r.refusal_grounds());
+        };
+        Change(r.id(), IdempotencyOf(call, r.request_id(), "TransitionRequest", r),
+               std::move(plan), r.etag().empty(), kChangeAttempts,
+               Respond(resp->mutable_request(), std::move(done), "TransitionRequest",
+                       call.trace_id, options_.metrics));
+      });
+}
+
+grpc::ServerUnaryReactor* IntakeService::WithdrawRequest(
+    grpc::CallbackServerContext* context, const v1::WithdrawRequestRequest* request,
+    v1::WithdrawRequestResponse* response) {
+  return pipeline_.Unary<v1::WithdrawRequestRequest, v1::WithdrawRequestResponse>(
+      context, "WithdrawRequest", request, response,
+      [this](const v1::WithdrawRequestRequest& r) {
+        return ValidateWithdraw(r, sharding_.shard_count());
+      },
+      [this](const CallContext& call, const v1::WithdrawRequestRequest& r,
+             v1::WithdrawRequestResponse* resp, Pipeline::Done done) {
+        Plan plan = [this, r, caller = call.caller](
+                        const Snapshot& snap) -> absl::StatusOr<Mutation> {
+          RETURN_IF_ERROR(CheckIssuerSide(caller, snap.request, "withdraw"));
+          RETURN_IF_ERROR(CheckEtagMatches(r.etag(), snap));
+          auto m = PlanMove(snap, commonpb::REQUEST_STATUS_WITHDRAWN, ActorOf(caller),
+                            clock_.Now(), r.reason_code(), "", {});
+          if (!m.ok() && m.status().code() == absl::StatusCode::kFailedPrecondition) {
+            return absl::FailedPreconditionError(absl::StrCat(
+                "a request in status ", commonpb::RequestStatus_Name(snap.request.status()),
+                " can no longer be withdrawn"));
+          }
+          return m;
+        };
+        Change(r.id(), IdempotencyOf(call, r.request_id(), "WithdrawRequest", r),
+               std::move(plan), r.etag().empty(), kChangeAttempts,
+               Respond(resp->mutable_request(), std::move(done), "WithdrawRequest",
+                       call.trace_id, options_.metrics));
+      });
+}
+
+namespace {
+
+// The paths under "content." whose values differ between two contents; the safeguards
+// checklist item by item.
+std::vector<std::string> ChangedFields(const v1::RequestContent& before,
+                                       const v1::RequestContent& after) {
+  std::vector<std::string> out;
+  const auto* d = v1::RequestContent::descriptor();
+  for (int i = 0; i < d->field_count(); ++i) {
+    const auto* f = d->field(i);
+    // Compare the field alone through copies holding only it.
+    v1::RequestContent only_before, only_after;
+    google::protobuf::FieldMask mask;
+    mask.add_paths(f->name());
+    google::protobuf::util::FieldMaskUtil::MergeMessageTo(before, mask, {}, &only_before);
+    google::protobuf::util::FieldMaskUtil::MergeMessageTo(after, mask, {}, &only_after);
+    if (DeterministicBytes(only_before) == DeterministicBytes(only_after)) continue;
+    if (f->name() == "safeguards") {
+      const auto* gd = v1::Safeguards::descriptor();
+      const auto* gr = v1::Safeguards::GetReflection();
+      for (int j = 0; j < gd->field_count(); ++j) {
+        if (gr->GetEnumValue(before.safeguards(), gd->field(j)) !=
+            gr->GetEnumValue(after.safeguards(), gd->field(j))) {
+          out.push_back(absl::StrCat("content.safeguards.", gd->field(j)->name()));
+        }
+      }
+    } else {
+      out.push_back(absl::StrCat("content.", f->name()));
+    }
+  }
+  return out;
+}
+
+}  // namespace
+
+grpc::ServerUnaryReactor* IntakeService::SupplementRequest(
+    grpc::CallbackServerContext* context, const v1::SupplementRequestRequest* request,
+    v1::SupplementRequestResponse* response) {
+  return pipeline_.Unary<v1::SupplementRequestRequest, v1::SupplementRequestResponse>(
+      context, "SupplementRequest", request, response,
+      [this](const v1::SupplementRequestRequest& r) {
+        return ValidateSupplement(r, sharding_.shard_count());
+      },
+      [this](const CallContext& call, const v1::SupplementRequestRequest& r,
+             v1::SupplementRequestResponse* resp, Pipeline::Done done) {
+        Plan plan = [this, r, caller = call.caller](
+                        const Snapshot& snap) -> absl::StatusOr<Mutation> {
+          const v1::Request& current = snap.request;
+          RETURN_IF_ERROR(CheckIssuerSide(caller, current, "supplement"));
+          RETURN_IF_ERROR(CheckEtagMatches(r.etag(), snap));
+          const commonpb::Instrument instrument = current.content().instrument();
+          if (!Lifecycle::Default().IsOpen(instrument, current.status())) {
+            return absl::FailedPreconditionError(absl::StrCat(
+                "a request in status ", commonpb::RequestStatus_Name(current.status()),
+                " can no longer be supplemented"));
+          }
+          // Replace the named fields: a field the mask names but the input leaves unset is
+          // cleared.
+          v1::RequestContent merged = current.content();
+          google::protobuf::util::FieldMaskUtil::MergeOptions options;
+          options.set_replace_message_fields(true);
+          options.set_replace_repeated_fields(true);
+          const auto* d = v1::RequestContent::descriptor();
+          const auto* refl = v1::RequestContent::GetReflection();
+          for (const std::string& path : r.update_mask().paths()) {
+            refl->ClearField(&merged, d->FindFieldByName(path));
+          }
+          google::protobuf::util::FieldMaskUtil::MergeMessageTo(r.content(), r.update_mask(),
+                                                                options, &merged);
+          if (merged.urgency() == commonpb::URGENCY_UNSPECIFIED) {
+            merged.set_urgency(commonpb::URGENCY_NORMAL);
+          }
+          v1::SubmitRequestRequest as_submitted;
+          *as_submitted.mutable_content() = merged;
+          RETURN_IF_ERROR(ValidateSubmit(as_submitted, clock_.Now()));
+
+          const absl::Time now = clock_.Now();
+          const int64_t version = snap.version + 1;
+          std::vector<v1::MissingElement> missing = FindMissingElements(merged);
+          commonpb::RequestStatus status = current.status();
+          if (status == commonpb::REQUEST_STATUS_INCOMPLETE && missing.empty()) {
+            status = commonpb::REQUEST_STATUS_RECEIVED;
+          } else if (status == commonpb::REQUEST_STATUS_RECEIVED && !missing.empty()) {
+            status = commonpb::REQUEST_STATUS_INCOMPLETE;
+          }
+          v1::Request after = After(snap, status, version, now);
+          const std::vector<std::string> changed = ChangedFields(current.content(), merged);
+          *after.mutable_content() = std::move(merged);
+          after.clear_missing_elements();
+          for (auto& m : missing) *after.add_missing_elements() = std::move(m);
+
+          commonpb::Event e = NewIntakeEvent(after, commonpb::EVENT_TYPE_REQUEST_SUPPLEMENTED,
+                                             version, now, ActorOf(caller));
+          if (status != current.status()) {
+            e.set_status(status);
+            e.set_previous_status(current.status());
+          }
+          for (const auto& m : after.missing_elements()) {
+            e.mutable_status_change()->add_missing_elements(m.field());
+          }
+          for (const auto& path : changed) e.mutable_status_change()->add_changed_fields(path);
+          e.set_legal_basis(after.content().legal_basis());
+
+          Mutation m;
+          m.id = current.id();
+          m.expected_version = snap.version;
+          m.new_version = version;
+          m.updated_ms = absl::ToUnixMillis(now);
+          m.request = after;
+          m.fields.emplace_back("status", absl::StrCat(static_cast<int>(status)));
+          IndexFields(after, m);
+          m.history.push_back(e);
+          m.outbox.push_back(std::move(e));
+          m.result = after.SerializeAsString();
+          return m;
+        };
+        Change(r.id(), IdempotencyOf(call, r.request_id(), "SupplementRequest", r),
+               std::move(plan), r.etag().empty(), kChangeAttempts,
+               Respond(resp->mutable_request(), std::move(done), "SupplementRequest",
+                       call.trace_id, options_.metrics));
+      });
+}
+
+grpc::ServerUnaryReactor* IntakeService::GetRequestHistory(
+    grpc::CallbackServerContext* context, const v1::GetRequestHistoryRequest* request,
+    v1::GetRequestHistoryResponse* response) {
+  return pipeline_.Unary<v1::GetRequestHistoryRequest, v1::GetRequestHistoryResponse>(
+      context, "GetRequestHistory", request, response,
+      [this](const v1::GetRequestHistoryRequest& r) -> absl::Status {
+        RETURN_IF_ERROR(ValidateHistory(r, sharding_.shard_count()));
+        if (!r.page_token().empty()) return DecodeHistoryToken(r.page_token(), r.id()).status();
+        return absl::OkStatus();
+      },
+      [this](const CallContext&, const v1::GetRequestHistoryRequest& r,
+             v1::GetRequestHistoryResponse* resp, Pipeline::Done done) {
+        const int64_t offset =
+            r.page_token().empty() ? 0 : *DecodeHistoryToken(r.page_token(), r.id());
+        const int size = r.page_size() == 0 ? 100 : r.page_size();
+        store_.HistoryRange(r.id(), offset, size,
+                            [resp, done, offset, id = r.id()](absl::StatusOr<HistoryPage> page) {
+                              if (!page.ok()) return done(page.status());
+                              const int64_t next = offset + page->events.size();
+                              for (auto& e : page->events) *resp->add_events() = std::move(e);
+                              if (next < page->total) {
+                                resp->set_next_page_token(EncodeHistoryToken(next, id));
+                              }
+                              done(absl::OkStatus());
+                            });
       });
 }
 

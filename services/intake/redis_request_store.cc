@@ -17,7 +17,8 @@ using common::Sharding;
 
 // KEYS: req, hist, idem, idx:all, idx:status, idx:instrument, outbox
 // ARGV: id, pb, fingerprint ('' = no idempotency), status, instrument, issuing_state,
-//       requested_state, created_ms, etag, idempotency ttl ms, event pb, req key prefix
+//       requested_state, created_ms, etag, idempotency ttl ms, event pb, req key prefix,
+//       urgency, shard prefix
 // Returns {'created'} | {'replayed', pb} | {'conflict'} | {'collision'}
 const LuaScript& CreateScript() {
   static const LuaScript* script = new LuaScript(R"lua(
@@ -39,6 +40,14 @@ redis.call('XADD', KEYS[7], '*', 'ev', ARGV[11])
 redis.call('ZADD', KEYS[4], ARGV[8], ARGV[1])
 redis.call('ZADD', KEYS[5], ARGV[8], ARGV[1])
 redis.call('ZADD', KEYS[6], ARGV[8], ARGV[1])
+local p = ARGV[14]
+redis.call('HSET', KEYS[1], 'urgency', ARGV[13])
+redis.call('ZADD', p .. 'idx:urgency:' .. ARGV[13], ARGV[8], ARGV[1])
+if ARGV[6] ~= '' then redis.call('ZADD', p .. 'idx:issuing_state:' .. ARGV[6], ARGV[8], ARGV[1]) end
+if ARGV[7] ~= '' then
+  redis.call('ZADD', p .. 'idx:requested_state:' .. ARGV[7], ARGV[8], ARGV[1])
+end
+redis.call('ZADD', p .. 'idx:updated', ARGV[8], ARGV[1])
 if fp ~= '' then
   redis.call('HSET', KEYS[3], 'fp', fp, 'id', ARGV[1])
   redis.call('PEXPIRE', KEYS[3], ARGV[10])
@@ -50,17 +59,20 @@ return {'created'}
 
 // Walks one shard's index newest first, from a cursor, keeping requests that match the
 // filters, until `limit` matches or `budget` entries were examined.
-// KEYS: index. ARGV: max score ('+inf' or ms), cursor id ('' = none), limit, budget,
-//       status, instrument, issuing_state, requested_state ('' = any), req key prefix
+// KEYS: index. ARGV: 1 max score ('+inf' or ms), 2 cursor id ('' = none), 3 limit, 4 budget,
+//       5 status, 6 instrument, 7 issuing_state, 8 requested_state ('' = any), 9 req key
+//       prefix, 10 min score ('-inf' or ms), 11 urgency, 12 created from, 13 created to
+//       ('' = any; checked on the hash, for indexes not ordered by creation)
 // Returns {exhausted (0|1), last score, last id, then pb, status, etag, updated_ms per match}
 const LuaScript& ListScript() {
   static const LuaScript* script = new LuaScript(R"lua(
 local max, cid = ARGV[1], ARGV[2]
 local limit, budget = tonumber(ARGV[3]), tonumber(ARGV[4])
+local cfrom, cto = tonumber(ARGV[12]), tonumber(ARGV[13])
 local out = {0, '', ''}
 local found, scanned, offset = 0, 0, 0
 while true do
-  local items = redis.call('ZREVRANGEBYSCORE', KEYS[1], max, '-inf', 'WITHSCORES',
+  local items = redis.call('ZREVRANGEBYSCORE', KEYS[1], max, ARGV[10], 'WITHSCORES',
                            'LIMIT', offset, 100)
   if #items == 0 then out[1] = 1 return out end
   for i = 1, #items, 2 do
@@ -69,9 +81,14 @@ while true do
     if not (cid ~= '' and score == max and id >= cid) then
       scanned = scanned + 1
       local h = redis.call('HMGET', ARGV[9] .. id, 'pb', 'status', 'instrument',
-                           'issuing_state', 'requested_state', 'etag', 'updated_ms')
+                           'issuing_state', 'requested_state', 'etag', 'updated_ms', 'urgency',
+                           'created_ms')
+      local created = tonumber(h[9])
       if h[1] and (ARGV[5] == '' or h[2] == ARGV[5]) and (ARGV[6] == '' or h[3] == ARGV[6])
-         and (ARGV[7] == '' or h[4] == ARGV[7]) and (ARGV[8] == '' or h[5] == ARGV[8]) then
+         and (ARGV[7] == '' or h[4] == ARGV[7]) and (ARGV[8] == '' or h[5] == ARGV[8])
+         and (ARGV[11] == '' or h[8] == ARGV[11])
+         and (cfrom == nil or (created ~= nil and created >= cfrom))
+         and (cto == nil or (created ~= nil and created < cto)) then
         out[#out + 1] = h[1]
         out[#out + 1] = h[2]
         out[#out + 1] = h[6]
@@ -87,23 +104,96 @@ end
   return *script;
 }
 
-// A ReceiverScript. KEYS: seen, req, hist. ARGV: retention ms, event pb, new status ('' if
-// none), occur ms, key prefix of the shard, request id.
-// Returns {'duplicate'} | {'missing'} | {'recorded'}
-const LuaScript& RecordEventScript() {
-  static const LuaScript* script = new LuaScript(common::ReceiverScript(R"lua(
-local old = redis.call('HGET', KEYS[2], 'status')
-if not old then return {'missing'} end
-redis.call('RPUSH', KEYS[3], ARGV[2])
-if ARGV[3] ~= '' and ARGV[3] ~= old then
-  redis.call('HSET', KEYS[2], 'status', ARGV[3], 'updated_ms', ARGV[4])
-  redis.call('HINCRBY', KEYS[2], 'etag', 1)
-  local created = redis.call('HGET', KEYS[2], 'created_ms')
-  redis.call('ZREM', ARGV[5] .. 'idx:status:' .. old, ARGV[6])
-  redis.call('ZADD', ARGV[5] .. 'idx:status:' .. ARGV[3], created, ARGV[6])
+// Applies a Mutation (see request_store.h).
+// KEYS: req, hist, outbox, idem, seen, document data, document list.
+// ARGV: 1 expected version ('' = unguarded), 2 new version ('' = keep), 3 updated ms,
+//       4 new pb ('' = keep), 5 idempotency fingerprint ('' = none), 6 idempotency ttl ms,
+//       7 result, 8 seen retention ms ('' = no marker), 9 shard prefix, 10 id,
+//       11 number of fields, 12 number of history events, then field/value pairs, then
+//       history events, then outbox events; ARGV[13] the serialized document ('' = none)
+//       comes before the field pairs.
+// Returns {'applied'} | {'replayed', result} | {'conflict'} | {'duplicate'} | {'missing'} |
+//         {'stale', version} | {'nodata'} (the staged document expired)
+const LuaScript& MutateScript() {
+  static const LuaScript* script = new LuaScript(R"lua(
+if ARGV[8] ~= '' and redis.call('EXISTS', KEYS[5]) == 1 then return {'duplicate'} end
+local fp = ARGV[5]
+if fp ~= '' then
+  local earlier = redis.call('HMGET', KEYS[4], 'fp', 'res')
+  if earlier[1] then
+    if earlier[1] ~= fp or not earlier[2] then return {'conflict'} end
+    return {'replayed', earlier[2]}
+  end
 end
-return {'recorded'}
-)lua"));
+local cur = redis.call('HMGET', KEYS[1], 'etag', 'created_ms')
+if not cur[1] then return {'missing'} end
+if ARGV[1] ~= '' and cur[1] ~= ARGV[1] then return {'stale', cur[1]} end
+if ARGV[13] ~= '' then
+  if redis.call('EXISTS', KEYS[6]) == 0 then return {'nodata'} end
+  redis.call('PERSIST', KEYS[6])
+  redis.call('RPUSH', KEYS[7], ARGV[13])
+end
+local id, p = ARGV[10], ARGV[9]
+local nf, nh = tonumber(ARGV[11]), tonumber(ARGV[12])
+local i = 14
+for _ = 1, nf do
+  local f, v = ARGV[i], ARGV[i + 1]
+  i = i + 2
+  local old = redis.call('HGET', KEYS[1], f)
+  if old ~= v then
+    if old and old ~= '' then redis.call('ZREM', p .. 'idx:' .. f .. ':' .. old, id) end
+    if v ~= '' then redis.call('ZADD', p .. 'idx:' .. f .. ':' .. v, cur[2], id) end
+    redis.call('HSET', KEYS[1], f, v)
+  end
+end
+for _ = 1, nh do
+  redis.call('RPUSH', KEYS[2], ARGV[i])
+  i = i + 1
+end
+while i <= #ARGV do
+  redis.call('XADD', KEYS[3], '*', 'ev', ARGV[i])
+  i = i + 1
+end
+if ARGV[4] ~= '' then redis.call('HSET', KEYS[1], 'pb', ARGV[4]) end
+if ARGV[2] ~= '' then
+  redis.call('HSET', KEYS[1], 'etag', ARGV[2], 'updated_ms', ARGV[3])
+  redis.call('ZADD', p .. 'idx:updated', ARGV[3], id)
+end
+if fp ~= '' then
+  redis.call('HSET', KEYS[4], 'fp', fp, 'id', id, 'res', ARGV[7])
+  redis.call('PEXPIRE', KEYS[4], ARGV[6])
+end
+if ARGV[8] ~= '' then redis.call('SET', KEYS[5], '1', 'PX', ARGV[8]) end
+return {'applied'}
+)lua");
+  return *script;
+}
+
+// Reads a request to compute a change on, and the idempotency record of the change.
+// KEYS: req, idem. ARGV: fingerprint ('' = none).
+// Returns {'found', pb, status, etag, updated_ms} | {'replayed', result} | {'conflict'} |
+//         {'missing'}
+const LuaScript& LoadScript() {
+  static const LuaScript* script = new LuaScript(R"lua(
+if ARGV[1] ~= '' then
+  local e = redis.call('HMGET', KEYS[2], 'fp', 'res')
+  if e[1] then
+    if e[1] ~= ARGV[1] or not e[2] then return {'conflict'} end
+    return {'replayed', e[2]}
+  end
+end
+local r = redis.call('HMGET', KEYS[1], 'pb', 'status', 'etag', 'updated_ms')
+if not r[1] then return {'missing'} end
+return {'found', r[1], r[2], r[3], r[4]}
+)lua");
+  return *script;
+}
+
+// KEYS: hist. ARGV: first index, last index. Returns {length, {events...}}.
+const LuaScript& HistoryRangeScript() {
+  static const LuaScript* script = new LuaScript(R"lua(
+return {redis.call('LLEN', KEYS[1]), redis.call('LRANGE', KEYS[1], ARGV[1], ARGV[2])}
+)lua");
   return *script;
 }
 
@@ -133,6 +223,10 @@ absl::StatusOr<v1::Request> ParseStored(const std::vector<RedisReply>& fields, s
         google::protobuf::util::TimeUtil::MillisecondsToTimestamp(updated_ms);
   }
   return r;
+}
+
+absl::Status IdempotencyConflict() {
+  return absl::AlreadyExistsError("request_id was already used with a different request");
 }
 
 struct ShardPage {
@@ -173,7 +267,9 @@ void RedisRequestStore::Create(NewRequest in, Done<CreateOutcome> done) {
       r.etag(),
       absl::StrCat(absl::ToInt64Milliseconds(idempotency_ttl_)),
       in.submitted.SerializeAsString(),
-      ReqPrefix(*shard)};
+      ReqPrefix(*shard),
+      absl::StrCat(static_cast<int>(r.content().urgency())),
+      p};
   redis_.Eval(CreateScript(), std::move(keys), std::move(args),
               [request = std::move(in.request), done](absl::StatusOr<RedisReply> reply) mutable {
                 if (!reply.ok()) return done(reply.status());
@@ -231,19 +327,20 @@ void RedisRequestStore::List(const ListQuery& query, Done<ListPage> done) {
       }
       for (auto& r : page.requests) all.push_back(std::move(r));
     }
-    std::sort(all.begin(), all.end(), [](const v1::Request& a, const v1::Request& b) {
-      return ComesBefore(CursorOf(a), CursorOf(b));
+    const bool by_update = query.by_update;
+    std::sort(all.begin(), all.end(), [by_update](const v1::Request& a, const v1::Request& b) {
+      return ComesBefore(CursorOf(a, by_update), CursorOf(b, by_update));
     });
     if (boundary.has_value()) {
       auto beyond = std::find_if(all.begin(), all.end(), [&](const v1::Request& r) {
-        return ComesBefore(*boundary, CursorOf(r));
+        return ComesBefore(*boundary, CursorOf(r, by_update));
       });
       all.erase(beyond, all.end());
     }
     ListPage out;
     if (all.size() > static_cast<size_t>(query.page_size)) {
       all.resize(query.page_size);
-      out.next = CursorOf(all.back());
+      out.next = CursorOf(all.back(), by_update);
     } else {
       out.next = boundary;
     }
@@ -253,14 +350,28 @@ void RedisRequestStore::List(const ListQuery& query, Done<ListPage> done) {
 
   for (int shard = 0; shard < shards; ++shard) {
     const std::string p = Sharding::Prefix(shard);
+    // The most selective index that serves the filters; the scan checks the others. Lists
+    // by update walk the update-time index.
     std::string index = absl::StrCat(p, "idx:all");
-    if (query.status != 0) {
+    if (query.by_update) {
+      index = absl::StrCat(p, "idx:updated");
+    } else if (query.status != 0) {
       index = absl::StrCat(p, "idx:status:", static_cast<int>(query.status));
     } else if (query.instrument != 0) {
       index = absl::StrCat(p, "idx:instrument:", static_cast<int>(query.instrument));
+    } else if (!query.requested_state.empty()) {
+      index = absl::StrCat(p, "idx:requested_state:", query.requested_state);
+    } else if (!query.issuing_state.empty()) {
+      index = absl::StrCat(p, "idx:issuing_state:", query.issuing_state);
+    } else if (query.urgency != 0) {
+      index = absl::StrCat(p, "idx:urgency:", static_cast<int>(query.urgency));
     }
+    std::string max = "+inf", min = "-inf";
+    if (!query.by_update && query.created_to_ms) max = absl::StrCat(*query.created_to_ms - 1);
+    if (!query.by_update && query.created_from_ms) min = absl::StrCat(*query.created_from_ms);
+    if (query.after) max = absl::StrCat(query.after->create_ms);
     std::vector<std::string> args = {
-        query.after ? absl::StrCat(query.after->create_ms) : "+inf",
+        max,
         query.after ? query.after->id : "",
         absl::StrCat(query.page_size),
         absl::StrCat(kScanBudget),
@@ -268,7 +379,11 @@ void RedisRequestStore::List(const ListQuery& query, Done<ListPage> done) {
         query.instrument != 0 ? absl::StrCat(static_cast<int>(query.instrument)) : "",
         query.issuing_state,
         query.requested_state,
-        ReqPrefix(shard)};
+        ReqPrefix(shard),
+        min,
+        query.urgency != 0 ? absl::StrCat(static_cast<int>(query.urgency)) : "",
+        query.created_from_ms ? absl::StrCat(*query.created_from_ms) : "",
+        query.created_to_ms ? absl::StrCat(*query.created_to_ms) : ""};
     redis_.Eval(ListScript(), {index}, std::move(args),
                 [gather, shard, finish](absl::StatusOr<RedisReply> reply) {
                   ShardPage page;
@@ -305,30 +420,6 @@ void RedisRequestStore::List(const ListQuery& query, Done<ListPage> done) {
   }
 }
 
-void RedisRequestStore::RecordEvent(const common::v1::Event& event,
-                                    const common::Dedupe& dedupe,
-                                    Done<common::EventHandler::Outcome> done) {
-  auto shard = sharding_.ShardOf("rq", event.request_id());
-  if (!shard.ok()) return done(shard.status());
-  const std::string p = Sharding::Prefix(*shard);
-  redis_.Eval(
-      RecordEventScript(),
-      {dedupe.seen_key, absl::StrCat(p, "req:", event.request_id()),
-       absl::StrCat(p, "hist:", event.request_id())},
-      {dedupe.retention_ms, event.SerializeAsString(),
-       event.status() == common::v1::REQUEST_STATUS_UNSPECIFIED
-           ? ""
-           : absl::StrCat(static_cast<int>(event.status())),
-       absl::StrCat(google::protobuf::util::TimeUtil::TimestampToMilliseconds(event.occur_time())),
-       p, event.request_id()},
-      [id = event.request_id(), done](absl::StatusOr<RedisReply> reply) {
-        if (reply.ok() && !reply->elements.empty() && reply->elements[0].str == "missing") {
-          return done(absl::NotFoundError(absl::StrCat("no request with id ", id)));
-        }
-        done(common::ReceiverOutcome(reply));
-      });
-}
-
 void RedisRequestStore::History(const std::string& id,
                                 Done<std::vector<common::v1::Event>> done) {
   auto shard = sharding_.ShardOf("rq", id);
@@ -349,6 +440,134 @@ void RedisRequestStore::History(const std::string& id,
                    }
                    done(std::move(events));
                  });
+}
+
+std::string RedisRequestStore::IdemKey(int shard, const std::optional<Idempotency>& idem) {
+  return idem ? absl::StrCat(Sharding::Prefix(shard), "idem:", idem->scope, ":", idem->request_id)
+              : absl::StrCat(Sharding::Prefix(shard), "idem:-");
+}
+
+void RedisRequestStore::HistoryRange(const std::string& id, int64_t offset, int limit,
+                                     Done<HistoryPage> done) {
+  auto shard = sharding_.ShardOf("rq", id);
+  if (!shard.ok()) return done(shard.status());
+  redis_.Eval(HistoryRangeScript(), {absl::StrCat(Sharding::Prefix(*shard), "hist:", id)},
+              {absl::StrCat(offset), absl::StrCat(offset + std::max(limit, 1) - 1)},
+              [id, done](absl::StatusOr<RedisReply> reply) {
+                if (!reply.ok()) return done(reply.status());
+                if (reply->elements.size() != 2) {
+                  return done(absl::InternalError("unexpected history reply"));
+                }
+                HistoryPage page;
+                page.total = reply->elements[0].integer;
+                if (page.total == 0) {
+                  return done(absl::NotFoundError(absl::StrCat("no request with id ", id)));
+                }
+                for (const RedisReply& e : reply->elements[1].elements) {
+                  common::v1::Event event;
+                  if (!event.ParseFromString(e.str)) {
+                    return done(absl::DataLossError("stored history event does not parse"));
+                  }
+                  page.events.push_back(std::move(event));
+                }
+                done(std::move(page));
+              });
+}
+
+void RedisRequestStore::Load(const std::string& id, const std::optional<Idempotency>& idem,
+                             Done<Snapshot> done) {
+  auto shard = sharding_.ShardOf("rq", id);
+  if (!shard.ok()) return done(shard.status());
+  redis_.Eval(LoadScript(), {absl::StrCat(ReqPrefix(*shard), id), IdemKey(*shard, idem)},
+              {idem ? idem->fingerprint : ""}, [id, done](absl::StatusOr<RedisReply> reply) {
+                if (!reply.ok()) return done(reply.status());
+                if (reply->elements.empty()) {
+                  return done(absl::InternalError("empty script reply"));
+                }
+                const std::string& outcome = reply->elements[0].str;
+                if (outcome == "missing") {
+                  return done(absl::NotFoundError(absl::StrCat("no request with id ", id)));
+                }
+                if (outcome == "conflict") return done(IdempotencyConflict());
+                Snapshot snap;
+                if (outcome == "replayed" && reply->elements.size() == 2) {
+                  snap.replay = reply->elements[1].str;
+                  return done(std::move(snap));
+                }
+                if (outcome != "found" || reply->elements.size() != 5) {
+                  return done(absl::InternalError("unexpected load reply"));
+                }
+                auto r = ParseStored(reply->elements, 1);
+                if (!r.ok()) return done(r.status());
+                snap.request = *std::move(r);
+                if (!absl::SimpleAtoi(snap.request.etag(), &snap.version)) {
+                  return done(absl::DataLossError("stored version is not a number"));
+                }
+                done(std::move(snap));
+              });
+}
+
+void RedisRequestStore::Mutate(Mutation m, Done<MutationOutcome> done) {
+  auto shard = sharding_.ShardOf("rq", m.id);
+  if (!shard.ok()) return done(shard.status());
+  const std::string p = Sharding::Prefix(*shard);
+  std::vector<std::string> keys = {
+      absl::StrCat(p, "req:", m.id), absl::StrCat(p, "hist:", m.id),
+      common::EventKeys::Outbox(*shard, "intake"), IdemKey(*shard, m.idempotency),
+      m.dedupe ? m.dedupe->seen_key : absl::StrCat(p, "seen:-"),
+      m.document ? m.document->data_key : absl::StrCat(p, "doc:-"),
+      m.document ? m.document->list_key : absl::StrCat(p, "docs:-")};
+  std::vector<std::string> args = {
+      m.expected_version ? absl::StrCat(*m.expected_version) : "",
+      m.new_version ? absl::StrCat(*m.new_version) : "",
+      absl::StrCat(m.updated_ms),
+      m.request ? m.request->SerializeAsString() : "",
+      m.idempotency ? m.idempotency->fingerprint : "",
+      absl::StrCat(absl::ToInt64Milliseconds(idempotency_ttl_)),
+      m.result,
+      m.dedupe ? m.dedupe->retention_ms : "",
+      p,
+      m.id,
+      absl::StrCat(m.fields.size()),
+      absl::StrCat(m.history.size()),
+      m.document ? m.document->document : ""};
+  for (const auto& [field, value] : m.fields) {
+    args.push_back(field);
+    args.push_back(value);
+  }
+  for (const auto& e : m.history) args.push_back(e.SerializeAsString());
+  for (const auto& e : m.outbox) args.push_back(e.SerializeAsString());
+  redis_.Eval(MutateScript(), std::move(keys), std::move(args),
+              [id = m.id, done](absl::StatusOr<RedisReply> reply) {
+                if (!reply.ok()) return done(reply.status());
+                if (reply->elements.empty()) {
+                  return done(absl::InternalError("empty script reply"));
+                }
+                const std::string& outcome = reply->elements[0].str;
+                MutationOutcome out;
+                if (outcome == "applied") return done(out);
+                if (outcome == "duplicate") {
+                  out.kind = MutationOutcome::Kind::kDuplicate;
+                  return done(out);
+                }
+                if (outcome == "replayed" && reply->elements.size() == 2) {
+                  out.kind = MutationOutcome::Kind::kReplayed;
+                  out.result = reply->elements[1].str;
+                  return done(out);
+                }
+                if (outcome == "conflict") return done(IdempotencyConflict());
+                if (outcome == "missing") {
+                  return done(absl::NotFoundError(absl::StrCat("no request with id ", id)));
+                }
+                if (outcome == "nodata") {
+                  return done(absl::AbortedError(
+                      "the uploaded bytes expired before the upload completed; upload again"));
+                }
+                if (outcome == "stale" && reply->elements.size() == 2) {
+                  return done(StaleVersion(reply->elements[1].str));
+                }
+                done(absl::InternalError("unexpected mutate reply"));
+              });
 }
 
 }  // namespace rogatory::intake

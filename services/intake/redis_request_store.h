@@ -9,17 +9,23 @@ namespace rogatory::intake {
 
 // RequestStore on Redis. Every key of a request lives in the request's shard (its id names
 // it), so each change is one Lua script in one Redis Cluster slot:
-//   rg:{sN}:req:<id>              hash: pb (Request as submitted), status, instrument,
+//   rg:{sN}:req:<id>              hash: pb (Request), status, instrument, urgency,
 //                                 issuing_state, requested_state, created_ms, updated_ms,
-//                                 etag (status, etag and updated_ms are authoritative)
+//                                 etag (the version; status, etag and updated_ms are
+//                                 authoritative over pb)
 //   rg:{sN}:hist:<id>             list of history events (serialized common.v1.Event)
-//   rg:{sN}:idem:<scope>:<key>    hash: fp, id; expires after the idempotency TTL
+//   rg:{sN}:idem:<scope>:<key>    hash: fp, id (and res, the serialized result, for the
+//                                 mutating RPCs other than submit); expires after the TTL
 //   rg:{sN}:idx:all               sorted set of ids by creation time (ms)
 //   rg:{sN}:idx:status:<n>        the same, per status
 //   rg:{sN}:idx:instrument:<n>    the same, per instrument
+//   rg:{sN}:idx:urgency:<n>       the same, per urgency
+//   rg:{sN}:idx:issuing_state:<XX>, rg:{sN}:idx:requested_state:<XX>   the same, per state
+//   rg:{sN}:idx:updated           sorted set of ids by last update time (ms)
 //   rg:{sN}:outbox:intake         intake's outbox (see common/event_sink.h)
 // A new request with an idempotency key goes to the shard of (scope, key), so the record
-// and the request are written together. Lists read every shard (bounded scans) and merge.
+// and the request are written together; the key of a change of an existing request lives
+// in that request's shard. Lists read every shard (bounded scans) and merge.
 class RedisRequestStore final : public RequestStore {
  public:
   RedisRequestStore(common::RedisClient& redis, common::Sharding sharding,
@@ -29,14 +35,19 @@ class RedisRequestStore final : public RequestStore {
   void Create(NewRequest request, Done<CreateOutcome> done) override;
   void Get(const std::string& id, Done<v1::Request> done) override;
   void List(const ListQuery& query, Done<ListPage> done) override;
-  void RecordEvent(const common::v1::Event& event, const common::Dedupe& dedupe,
-                   Done<common::EventHandler::Outcome> done) override;
   void History(const std::string& id, Done<std::vector<common::v1::Event>> done) override;
+  void HistoryRange(const std::string& id, int64_t offset, int limit,
+                    Done<HistoryPage> done) override;
+  void Load(const std::string& id, const std::optional<Idempotency>& idempotency,
+            Done<Snapshot> done) override;
+  void Mutate(Mutation mutation, Done<MutationOutcome> done) override;
 
   // Most index entries one shard examines per List call: bounds the work of a page.
   static constexpr int kScanBudget = 1000;
 
  private:
+  static std::string IdemKey(int shard, const std::optional<Idempotency>& idempotency);
+
   common::RedisClient& redis_;
   common::Sharding sharding_;
   absl::Duration idempotency_ttl_;

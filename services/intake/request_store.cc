@@ -1,19 +1,45 @@
 #include "request_store.h"
 
+#include "absl/strings/cord.h"
+#include "absl/strings/str_cat.h"
 #include "google/protobuf/util/time_util.h"
 
 namespace rogatory::intake {
+namespace {
+constexpr char kStalePayload[] = "type.rogatory.dev/intake.StaleVersion";
+}  // namespace
+
+absl::Status StaleVersion(const std::string& current) {
+  absl::Status s = absl::AbortedError(absl::StrCat(
+      "the request changed (its etag is now \"", current, "\"); read it again and retry"));
+  s.SetPayload(kStalePayload, absl::Cord(current));
+  return s;
+}
+
+bool IsStaleVersion(const absl::Status& status) {
+  return status.code() == absl::StatusCode::kAborted &&
+         status.GetPayload(kStalePayload).has_value();
+}
 
 bool MatchesFilters(const ListQuery& q, const v1::Request& r) {
   const auto& c = r.content();
   return (q.status == 0 || r.status() == q.status) &&
          (q.instrument == 0 || c.instrument() == q.instrument) &&
          (q.issuing_state.empty() || c.issuing_authority().state() == q.issuing_state) &&
-         (q.requested_state.empty() || c.requested_state() == q.requested_state);
+         (q.requested_state.empty() || c.requested_state() == q.requested_state) &&
+         (q.urgency == 0 || c.urgency() == q.urgency) &&
+         (!q.created_from_ms ||
+          google::protobuf::util::TimeUtil::TimestampToMilliseconds(r.create_time()) >=
+              *q.created_from_ms) &&
+         (!q.created_to_ms ||
+          google::protobuf::util::TimeUtil::TimestampToMilliseconds(r.create_time()) <
+              *q.created_to_ms);
 }
 
-ListCursor CursorOf(const v1::Request& r) {
-  return {google::protobuf::util::TimeUtil::TimestampToMilliseconds(r.create_time()), r.id()};
+ListCursor CursorOf(const v1::Request& r, bool by_update) {
+  return {google::protobuf::util::TimeUtil::TimestampToMilliseconds(
+              by_update ? r.update_time() : r.create_time()),
+          r.id()};
 }
 
 bool ComesBefore(const ListCursor& a, const ListCursor& b) {

@@ -4,6 +4,7 @@
 #include <functional>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -33,9 +34,10 @@ struct CreateOutcome {
   bool replayed = false;  // true: an earlier call with the same key created it
 };
 
-// A position in the list order (newest first): creation time, then id, both descending.
+// A position in the list order (newest first): the sort time, then id, both descending.
+// The sort time is the creation time, or the last update time for lists by update.
 struct ListCursor {
-  int64_t create_ms = 0;
+  int64_t create_ms = 0;  // the sort time (ms)
   std::string id;
 };
 
@@ -44,8 +46,70 @@ struct ListQuery {
   common::v1::Instrument instrument = common::v1::INSTRUMENT_UNSPECIFIED;
   std::string issuing_state;
   std::string requested_state;
+  common::v1::Urgency urgency = common::v1::URGENCY_UNSPECIFIED;
+  std::optional<int64_t> created_from_ms;  // inclusive
+  std::optional<int64_t> created_to_ms;    // exclusive
+  // Most recently updated first instead of newest created first. A request updated while
+  // a client pages moves to the front: it may then be missed or seen twice, which a
+  // creation-ordered list never does.
+  bool by_update = false;
   int page_size = 50;
   std::optional<ListCursor> after;  // start strictly after this position
+};
+
+// What a change is computed on: the request as stored, its version, and (when the change
+// carries an idempotency key already used) the earlier result.
+struct Snapshot {
+  v1::Request request;        // status, etag and update time from the authoritative fields
+  int64_t version = 0;        // the etag as a number
+  std::optional<std::string> replay;  // serialized result of the earlier call with the key
+};
+
+// A staged document to make visible with a change (see DocumentStore): its chunks' key,
+// which stops expiring, and the request's document list, which gets its metadata.
+struct DocumentCommit {
+  std::string data_key;
+  std::string list_key;
+  std::string document;  // serialized v1::Document
+};
+
+// One change of a stored request, written in ONE atomic step: guarded by the version it
+// was computed on, it may replace the stored request, set hash fields (each indexed field
+// moves between its indexes), bump the version, append history events, add events to the
+// outbox, record an idempotency key with the serialized result, and mark a received event
+// handled.
+struct Mutation {
+  std::string id;
+  // The version the change was computed on; a different stored version answers ABORTED.
+  // nullopt: no guard (appending a history event only).
+  std::optional<int64_t> expected_version;
+  // The version after the change; nullopt keeps it (and the update time).
+  std::optional<int64_t> new_version;
+  int64_t updated_ms = 0;
+  // Replaces the stored request pb when set (status, etag and update time stay the hash
+  // fields' business).
+  std::optional<v1::Request> request;
+  // Indexed hash fields to set: status, instrument, urgency, issuing_state,
+  // requested_state (see RedisRequestStore). Only fields that change need be listed.
+  std::vector<std::pair<std::string, std::string>> fields;
+  std::vector<common::v1::Event> history;  // appended in order
+  std::vector<common::v1::Event> outbox;   // emitted in order
+  std::optional<Idempotency> idempotency;
+  std::string result;  // what a replay of the idempotency key answers
+  std::optional<common::Dedupe> dedupe;  // for events received from other services
+  // Set by a DocumentStore commit; a store without documents ignores it.
+  std::optional<DocumentCommit> document;
+};
+
+struct MutationOutcome {
+  enum class Kind { kApplied, kReplayed, kDuplicate };
+  Kind kind = Kind::kApplied;
+  std::string result;  // kReplayed: the earlier call's serialized result
+};
+
+struct HistoryPage {
+  std::vector<common::v1::Event> events;
+  int64_t total = 0;  // events in the whole history
 };
 
 struct ListPage {
@@ -77,23 +141,39 @@ class RequestStore {
   // Requests matching the query, newest first.
   virtual void List(const ListQuery& query, Done<ListPage> done) = 0;
 
-  // Records an event another service reported about a request (a routing decision, a
-  // deadline started or missed) in the request's history and, when the event names the
-  // request's new status, sets that status, all in one atomic step together with the
-  // duplicate marker: a repeat changes nothing and answers kDuplicate. An event about an
-  // unknown request changes nothing and answers NOT_FOUND.
-  virtual void RecordEvent(const common::v1::Event& event, const common::Dedupe& dedupe,
-                           Done<common::EventHandler::Outcome> done) = 0;
-
-  // The history of a request, oldest first (GetRequestHistory pages over it).
+  // The history of a request, oldest first.
   virtual void History(const std::string& id, Done<std::vector<common::v1::Event>> done) = 0;
+
+  // Events [offset, offset + limit) of a request's history, oldest first, and how many it
+  // holds. A history only grows, so offsets are stable page positions. NOT_FOUND if the
+  // request does not exist.
+  virtual void HistoryRange(const std::string& id, int64_t offset, int limit,
+                            Done<HistoryPage> done) = 0;
+
+  // The request and its version, to compute a change on. With `idempotency` set and its
+  // key already used: the earlier result in `replay` if the fingerprint matches, else
+  // ALREADY_EXISTS. NOT_FOUND if no request has that id.
+  virtual void Load(const std::string& id, const std::optional<Idempotency>& idempotency,
+                    Done<Snapshot> done) = 0;
+
+  // Applies a change atomically (see Mutation). Answers kReplayed with the earlier result
+  // when the idempotency key was used with the same fingerprint (ALREADY_EXISTS with
+  // another), kDuplicate when the dedupe marker is already set, ABORTED when the stored
+  // version is not `expected_version`, NOT_FOUND when the request does not exist. Checks
+  // run in that order, so concurrent duplicates of one call apply exactly once.
+  virtual void Mutate(Mutation mutation, Done<MutationOutcome> done) = 0;
 };
+
+// ABORTED: the stored version is not the one a change was computed on. `current` is the
+// stored version. IsStaleVersion tells it apart from other ABORTED errors.
+absl::Status StaleVersion(const std::string& current);
+bool IsStaleVersion(const absl::Status& status);
 
 // True if the request matches the query's filters.
 bool MatchesFilters(const ListQuery& query, const v1::Request& request);
 
-// The list position of a request.
-ListCursor CursorOf(const v1::Request& request);
+// The list position of a request (by creation, or by last update).
+ListCursor CursorOf(const v1::Request& request, bool by_update = false);
 
 // Whether `a` comes before `b` in list order (newest first).
 bool ComesBefore(const ListCursor& a, const ListCursor& b);

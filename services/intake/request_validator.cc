@@ -3,8 +3,10 @@
 #include <algorithm>
 
 #include "absl/strings/ascii.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/civil_time.h"
+#include "google/protobuf/util/time_util.h"
 #include "rogatory/common/codes.h"
 #include "rogatory/common/ids.h"
 #include "rogatory/common/status.h"
@@ -139,7 +141,8 @@ int DetailsInstrument(const v1::RequestContent& c) {
 
 void ValidateDetails(Checker& c, FieldViolations& v, const v1::RequestContent& content) {
   const int details = DetailsInstrument(content);
-  if (details != 0 && content.instrument() != 0 && details != content.instrument()) {
+  if (details != 0 && commonpb::Instrument_IsValid(content.instrument()) &&
+      content.instrument() != 0 && details != content.instrument()) {
     v.Add("content.details", "does not match content.instrument");
   }
   switch (content.details_case()) {
@@ -263,16 +266,118 @@ absl::Status ValidateSubmit(const v1::SubmitRequestRequest& request, absl::Time 
     c.Length(p + ".description", content.measures(i).description(), 0, 4000);
   }
   ValidateDetails(c, v, content);
+  if (content.has_safeguards()) {
+    const v1::Safeguards& g = content.safeguards();
+    const std::pair<const char*, int> items[] = {
+        {"dual_criminality", g.dual_criminality()},
+        {"ne_bis_in_idem", g.ne_bis_in_idem()},
+        {"death_penalty_assurance", g.death_penalty_assurance()},
+        {"political_offence", g.political_offence()},
+        {"fundamental_rights", g.fundamental_rights()}};
+    for (const auto& [name, value] : items) {
+      c.Enum(absl::StrCat("content.safeguards.", name), value, v1::SafeguardAssessment_IsValid,
+             false);
+    }
+  }
+  return v.ToStatus();
+}
+
+namespace {
+
+void CheckId(FieldViolations& v, const std::string& path, const std::string& id,
+             int shard_count) {
+  if (id.empty()) {
+    v.Add(path, "is required");
+  } else if (auto shard = common::Sharding(shard_count).ShardOf("rq", id); !shard.ok()) {
+    v.Add(path, std::string(shard.status().message()));
+  }
+}
+
+void CheckRequestId(FieldViolations& v, const std::string& request_id) {
+  if (!IsValidRequestId(request_id)) {
+    v.Add("request_id", "must be at most 64 characters of [A-Za-z0-9_-]");
+  }
+}
+
+void CheckEtag(FieldViolations& v, const std::string& etag) {
+  int64_t version = 0;
+  if (!etag.empty() && (!absl::SimpleAtoi(etag, &version) || version < 1)) {
+    v.Add("etag", "is not an etag this service issued");
+  }
+}
+
+}  // namespace
+
+bool IsSupplementablePath(const std::string& path) {
+  const auto* field = v1::RequestContent::descriptor()->FindFieldByName(path);
+  return field != nullptr && path != "instrument";
+}
+
+absl::Status ValidateTransition(const v1::TransitionRequestRequest& r, int shard_count) {
+  FieldViolations v;
+  Checker c(v);
+  CheckRequestId(v, r.request_id());
+  CheckId(v, "id", r.id(), shard_count);
+  c.Enum("target_status", r.target_status(), commonpb::RequestStatus_IsValid, true);
+  c.Length("reason_code", r.reason_code(), 0, 64);
+  c.Length("legal_basis", r.legal_basis(), 0, 256);
+  c.Length("note", r.note(), 0, 2000);
+  CheckEtag(v, r.etag());
+  c.Count("refusal_grounds", r.refusal_grounds_size(), 20);
+  for (int i = 0; i < r.refusal_grounds_size(); ++i) {
+    c.Enum(absl::StrCat("refusal_grounds[", i, "]"), r.refusal_grounds(i),
+           commonpb::RefusalGround_IsValid, true);
+  }
+  if (r.refusal_grounds_size() == 0 &&
+      (r.target_status() == commonpb::REQUEST_STATUS_REFUSED ||
+       r.target_status() == commonpb::REQUEST_STATUS_PARTIALLY_EXECUTED)) {
+    v.Add("refusal_grounds", "at least one coded ground is required for a refusal or a "
+                             "partial execution");
+  }
+  return v.ToStatus();
+}
+
+absl::Status ValidateSupplement(const v1::SupplementRequestRequest& r, int shard_count) {
+  FieldViolations v;
+  CheckRequestId(v, r.request_id());
+  CheckId(v, "id", r.id(), shard_count);
+  CheckEtag(v, r.etag());
+  if (!r.has_content()) v.Add("content", "is required");
+  if (r.update_mask().paths_size() == 0) {
+    v.Add("update_mask", "is required: name the content fields to replace");
+  }
+  for (int i = 0; i < r.update_mask().paths_size(); ++i) {
+    const std::string& path = r.update_mask().paths(i);
+    if (path == "instrument") {
+      v.Add(absl::StrCat("update_mask.paths[", i, "]"), "the instrument cannot change");
+    } else if (!IsSupplementablePath(path)) {
+      v.Add(absl::StrCat("update_mask.paths[", i, "]"),
+            absl::StrCat("\"", path.substr(0, 64), "\" is not a field of RequestContent"));
+    }
+  }
+  return v.ToStatus();
+}
+
+absl::Status ValidateWithdraw(const v1::WithdrawRequestRequest& r, int shard_count) {
+  FieldViolations v;
+  Checker c(v);
+  CheckRequestId(v, r.request_id());
+  CheckId(v, "id", r.id(), shard_count);
+  c.Length("reason_code", r.reason_code(), 0, 64);
+  CheckEtag(v, r.etag());
+  return v.ToStatus();
+}
+
+absl::Status ValidateHistory(const v1::GetRequestHistoryRequest& r, int shard_count) {
+  FieldViolations v;
+  CheckId(v, "id", r.id(), shard_count);
+  if (r.page_size() < 0 || r.page_size() > 1000) v.Add("page_size", "must be from 0 to 1000");
   return v.ToStatus();
 }
 
 absl::Status ValidateGet(const v1::GetRequestRequest& request, int shard_count) {
   FieldViolations v;
-  if (request.id().empty()) {
-    v.Add("id", "is required");
-  } else if (auto shard = common::Sharding(shard_count).ShardOf("rq", request.id()); !shard.ok()) {
-    v.Add("id", std::string(shard.status().message()));
-  }
+  CheckId(v, "id", request.id(), shard_count);
   if (!v1::RequestView_IsValid(request.view())) v.Add("view", "has an unknown value");
   return v.ToStatus();
 }
@@ -295,6 +400,25 @@ absl::Status ValidateList(const v1::ListRequestsRequest& request) {
     v.Add("requested_state", "must be an ISO 3166-1 alpha-2 code in upper case");
   }
   if (!v1::RequestView_IsValid(request.view())) v.Add("view", "has an unknown value");
+  if (request.urgency() != 0 && !commonpb::Urgency_IsValid(request.urgency())) {
+    v.Add("urgency", "has an unknown value");
+  }
+  if (!v1::RequestOrder_IsValid(request.order_by())) v.Add("order_by", "has an unknown value");
+  auto valid_time = [](const google::protobuf::Timestamp& t) {
+    return t.seconds() >= 0 && t.seconds() < 253402300800 && t.nanos() >= 0 &&
+           t.nanos() < 1000000000;
+  };
+  if (request.has_create_time_from() && !valid_time(request.create_time_from())) {
+    v.Add("create_time_from", "must be a time from 1970 to 9999");
+  }
+  if (request.has_create_time_to() && !valid_time(request.create_time_to())) {
+    v.Add("create_time_to", "must be a time from 1970 to 9999");
+  } else if (request.has_create_time_from() && request.has_create_time_to() &&
+             google::protobuf::util::TimeUtil::TimestampToMilliseconds(request.create_time_to()) <=
+                 google::protobuf::util::TimeUtil::TimestampToMilliseconds(
+                     request.create_time_from())) {
+    v.Add("create_time_to", "must be after create_time_from");
+  }
   return v.ToStatus();
 }
 

@@ -17,6 +17,17 @@ absl::Status ValidateSubmit(const v1::SubmitRequestRequest& request, absl::Time 
 absl::Status ValidateGet(const v1::GetRequestRequest& request, int shard_count);
 absl::Status ValidateList(const v1::ListRequestsRequest& request);
 
+// Shape checks of the lifecycle RPCs (the lifecycle itself is checked against the stored
+// request). Each returns INVALID_ARGUMENT listing every bad field.
+absl::Status ValidateTransition(const v1::TransitionRequestRequest& request, int shard_count);
+absl::Status ValidateSupplement(const v1::SupplementRequestRequest& request, int shard_count);
+absl::Status ValidateWithdraw(const v1::WithdrawRequestRequest& request, int shard_count);
+absl::Status ValidateHistory(const v1::GetRequestHistoryRequest& request, int shard_count);
+
+// The content fields SupplementRequest may replace (every RequestContent field but
+// `instrument`).
+bool IsSupplementablePath(const std::string& path);
+
 // AIP-155 request ids: empty, or 1 to 64 characters of [A-Za-z0-9_-].
 bool IsValidRequestId(const std::string& id);
 

@@ -424,11 +424,13 @@ class EventBackboneTest(E2ETestCase):
 
         def received_by(name: str) -> bool:
             for line in self.services[name].log_path.read_text().splitlines():
+                # Other events of the request (a deadline started, say) carry the same
+                # trace id and may arrive first: look for the submission itself.
                 if trace_id in line and '"msg":"event received"' in line:
                     entry = json.loads(line)
-                    self.assertEqual(entry["type"], "EVENT_TYPE_REQUEST_SUBMITTED")
-                    self.assertEqual(entry["source"], "intake")
-                    return True
+                    if entry["type"] == "EVENT_TYPE_REQUEST_SUBMITTED":
+                        self.assertEqual(entry["source"], "intake")
+                        return True
             return False
 
         for name in ("routing", "deadlines", "notification"):
@@ -586,6 +588,139 @@ class IntakeApiTest(E2ETestCase):
         for metric in ("process_resident_memory_bytes", "process_open_fds"):
             with self.subTest(metric=metric):
                 self.assertRegex(text, re.compile(rf"^{metric}(\{{[^}}]*\}})? \S+", re.M))
+
+
+#: An executing authority in the requested state.
+EXECUTOR = rc.Caller("DE-STA-FRANKFURT", "DE", ("executing",))
+
+
+class IntakeLifecycleTest(E2ETestCase):
+    """Lifecycle, supplements, history and documents through the public API (issue 4)."""
+
+    def _stub(self, caller):
+        return self.intake_stub(caller=caller)
+
+    def _move(self, stub, request_id, status, etag="", reason="", key=None):
+        pb = rc.stubs()
+        return stub.TransitionRequest(pb.intake.TransitionRequestRequest(
+            request_id=key or str(uuid.uuid4()), id=request_id, target_status=status,
+            etag=etag, reason_code=reason), timeout=5.0).request
+
+    def _history(self, stub, request_id, page_size=2):
+        pb = rc.stubs()
+        events, token = [], ""
+        for _ in range(50):
+            response = stub.GetRequestHistory(pb.intake.GetRequestHistoryRequest(
+                id=request_id, page_size=page_size, page_token=token), timeout=5.0)
+            events.extend(response.events)
+            token = response.next_page_token
+            if not token:
+                return events
+        self.fail("GetRequestHistory did not end within 50 pages")
+
+    def test_walk_history_illegal_move_stale_etag_and_withdrawal(self):
+        pb = rc.stubs()
+        types = pb.types
+        issuer, executor = self._stub(ISSUER), self._stub(EXECUTOR)
+        submitted = self.submit(issuer)
+        acked = self._move(executor, submitted.id, types.REQUEST_STATUS_ACKNOWLEDGED,
+                           etag=submitted.etag, reason="ANNEX_B")
+        self.assertEqual(acked.status, types.REQUEST_STATUS_ACKNOWLEDGED)
+        with self.subTest("stale etag"):
+            self.assertRpcCode(grpc.StatusCode.ABORTED, self._move, executor, submitted.id,
+                               types.REQUEST_STATUS_FORWARDED, etag=submitted.etag)
+        with self.subTest("illegal move names the allowed statuses"):
+            error = self.assertRpcCode(grpc.StatusCode.FAILED_PRECONDITION, self._move,
+                                       executor, submitted.id, types.REQUEST_STATUS_EXECUTED)
+            self.assertIn("REQUEST_STATUS_FORWARDED", error.details())
+        forwarded = self._move(executor, submitted.id, types.REQUEST_STATUS_FORWARDED,
+                               etag=acked.etag, reason="COMPETENT")
+        with self.subTest("only the issuer withdraws"):
+            self.assertRpcCode(grpc.StatusCode.PERMISSION_DENIED, executor.WithdrawRequest,
+                               pb.intake.WithdrawRequestRequest(id=submitted.id), timeout=5.0)
+        withdrawn = issuer.WithdrawRequest(pb.intake.WithdrawRequestRequest(
+            request_id=str(uuid.uuid4()), id=submitted.id, reason_code="NO_LONGER_NEEDED",
+            etag=forwarded.etag), timeout=5.0).request
+        self.assertEqual(withdrawn.status, types.REQUEST_STATUS_WITHDRAWN)
+
+        history = self._history(issuer, submitted.id)
+        self.assertEqual(
+            [pb.events.EventType.Name(e.type) for e in history],
+            ["EVENT_TYPE_REQUEST_SUBMITTED", "EVENT_TYPE_REQUEST_ACKNOWLEDGED",
+             "EVENT_TYPE_REQUEST_RECEIVED_BY_COMPETENT_AUTHORITY",
+             "EVENT_TYPE_REQUEST_WITHDRAWN"])
+        self.assertEqual([e.sequence for e in history], [1, 2, 3, 4])
+        self.assertEqual([e.reason_code for e in history[1:]],
+                         ["ANNEX_B", "COMPETENT", "NO_LONGER_NEEDED"])
+        self.assertEqual([e.actor.authority.authority_id for e in history],
+                         ["FR-TJ-PARIS-JI", "DE-STA-FRANKFURT", "DE-STA-FRANKFURT",
+                          "FR-TJ-PARIS-JI"])
+
+    def test_supplement_completes_an_incomplete_request(self):
+        pb = rc.stubs()
+        issuer = self._stub(ISSUER)
+        content = rc.example_eio_content()
+        del content.measures[:]
+        submitted = self.submit(issuer, content)
+        self.assertEqual(submitted.status, pb.types.REQUEST_STATUS_INCOMPLETE)
+        self.assertEqual([m.field for m in submitted.missing_elements], ["content.measures"])
+        supplement = pb.intake.RequestContent(measures=rc.example_eio_content().measures)
+        supplement.safeguards.dual_criminality = pb.intake.SAFEGUARD_ASSESSMENT_CLEARED
+        request = pb.intake.SupplementRequestRequest(
+            request_id=str(uuid.uuid4()), id=submitted.id, content=supplement,
+            etag=submitted.etag)
+        request.update_mask.paths.extend(["measures", "safeguards"])
+        supplemented = issuer.SupplementRequest(request, timeout=5.0).request
+        self.assertEqual(supplemented.status, pb.types.REQUEST_STATUS_RECEIVED)
+        self.assertEqual(len(supplemented.missing_elements), 0)
+        again = issuer.SupplementRequest(request, timeout=5.0).request  # idempotent replay
+        self.assertEqual(again.etag, supplemented.etag)
+        last = self._history(issuer, submitted.id, page_size=100)[-1]
+        self.assertEqual(last.type, pb.events.EVENT_TYPE_REQUEST_SUPPLEMENTED)
+        self.assertEqual(sorted(last.status_change.changed_fields),
+                         ["content.measures", "content.safeguards.dual_criminality"])
+
+    def test_five_mebibyte_document_round_trips_and_corrupted_upload_is_refused(self):
+        import hashlib
+        pb = rc.stubs()
+        issuer = self._stub(ISSUER)
+        submitted = self.submit(issuer)
+        data = os.urandom(5 << 20)
+        digest = hashlib.sha256(data).hexdigest()
+
+        def parts(corrupt=False):
+            yield pb.intake.UploadDocumentRequest(metadata=pb.intake.DocumentUpload(
+                request_id=str(uuid.uuid4()), id=submitted.id,
+                kind=pb.intake.DOCUMENT_KIND_REQUEST_FORM, language="fr",
+                media_type="application/pdf", title="Annex A", sha256=digest))
+            for index, at in enumerate(range(0, len(data), 1 << 20)):
+                chunk = bytearray(data[at:at + (1 << 20)])
+                if corrupt and index == 2:
+                    chunk[100] ^= 0xFF
+                yield pb.intake.UploadDocumentRequest(chunk=bytes(chunk))
+
+        document = issuer.UploadDocument(parts(), timeout=30.0).document
+        self.assertEqual(document.size_bytes, len(data))
+        self.assertEqual(document.sha256, digest)
+        received, metadata = bytearray(), None
+        for message in issuer.DownloadDocument(pb.intake.DownloadDocumentRequest(
+                id=submitted.id, document_id=document.id), timeout=30.0):
+            if message.HasField("metadata"):
+                metadata = message.metadata
+            else:
+                received.extend(message.chunk)
+        self.assertEqual(metadata.id, document.id)
+        self.assertTrue(bytes(received) == data, "downloaded bytes differ")
+
+        error = self.assertRpcCode(grpc.StatusCode.INVALID_ARGUMENT, issuer.UploadDocument,
+                                   parts(corrupt=True), timeout=30.0)
+        self.assertIn("metadata.sha256", [field for field, _ in rc.field_violations(error)])
+        listed = issuer.ListDocuments(pb.intake.ListDocumentsRequest(id=submitted.id),
+                                      timeout=5.0).documents
+        self.assertEqual([d.id for d in listed], [document.id])
+        added = [e for e in self._history(issuer, submitted.id, page_size=100)
+                 if e.type == pb.events.EVENT_TYPE_DOCUMENT_ADDED]
+        self.assertEqual([e.document.document_id for e in added], [document.id])
 
 
 class RedisOutageTest(E2ETestCase):

@@ -10,6 +10,7 @@
 #include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
 #include "google/protobuf/util/time_util.h"
+#include "intake_event_handler.h"
 #include "intake_fixtures.h"
 #include "request_store.h"
 #include "rogatory/common/ids.h"
@@ -191,6 +192,83 @@ TYPED_TEST_P(RequestStoreContractTest, ListFiltersByInstrumentAndState) {
   EXPECT_EQ(this->ListAll(by_status).size(), 6u);
 }
 
+TYPED_TEST_P(RequestStoreContractTest, ListFiltersByUrgencyAndCreationTimeRange) {
+  std::set<std::string> urgent_in_range;
+  for (int i = 0; i < 12; ++i) {
+    auto n = this->MakeNew(1767225600000 + i * 1000);
+    if (i % 3 == 0) n.request.mutable_content()->set_urgency(common::v1::URGENCY_URGENT);
+    if (i % 3 == 0 && i >= 3 && i < 9) urgent_in_range.insert(n.request.id());
+    ASSERT_TRUE(this->Create(std::move(n)).ok());
+  }
+  intake::ListQuery q;
+  q.page_size = 2;
+  q.urgency = common::v1::URGENCY_URGENT;
+  q.created_from_ms = 1767225600000 + 3000;
+  q.created_to_ms = 1767225600000 + 9000;
+  std::set<std::string> got;
+  for (const auto& r : this->ListAll(q)) got.insert(r.id());
+  EXPECT_EQ(got, urgent_in_range);
+  intake::ListQuery all_urgent;
+  all_urgent.urgency = common::v1::URGENCY_URGENT;
+  EXPECT_EQ(this->ListAll(all_urgent).size(), 4u);
+}
+
+TYPED_TEST_P(RequestStoreContractTest, RequestCreatedDuringPagingIsNeitherSkippedNorRepeated) {
+  std::set<std::string> before;
+  for (int i = 0; i < 20; ++i) {
+    auto n = this->MakeNew(1767225600000 + i * 1000);
+    before.insert(n.request.id());
+    ASSERT_TRUE(this->Create(std::move(n)).ok());
+  }
+  intake::ListQuery q;
+  q.page_size = 6;
+  std::vector<std::string> seen;
+  bool added = false;
+  for (int guard = 0; guard < 100; ++guard) {
+    auto page = this->List(q);
+    ASSERT_TRUE(page.ok());
+    for (const auto& r : page->requests) seen.push_back(r.id());
+    if (!added) {  // a new request arrives after the first page was handed out
+      ASSERT_TRUE(this->Create(this->MakeNew(1767225700000)).ok());
+      added = true;
+    }
+    if (!page->next) break;
+    q.after = page->next;
+  }
+  EXPECT_EQ(std::set<std::string>(seen.begin(), seen.end()).size(), seen.size());
+  EXPECT_EQ(std::set<std::string>(seen.begin(), seen.end()), before);
+}
+
+TYPED_TEST_P(RequestStoreContractTest, ListByUpdateShowsMostRecentlyChangedFirst) {
+  std::vector<std::string> ids;
+  for (int i = 0; i < 5; ++i) {
+    auto n = this->MakeNew(1767225600000 + i * 1000);
+    ids.push_back(n.request.id());
+    ASSERT_TRUE(this->Create(std::move(n)).ok());
+  }
+  // The oldest request changes last.
+  intake::Mutation m;
+  m.id = ids[0];
+  m.expected_version = 1;
+  m.new_version = 2;
+  m.updated_ms = 1767225900000;
+  m.fields.emplace_back("status", "2");
+  auto applied = Await<intake::MutationOutcome>(
+      [&](auto done) { this->store_->Mutate(m, std::move(done)); });
+  ASSERT_TRUE(applied.ok()) << applied.status();
+  intake::ListQuery q;
+  q.by_update = true;
+  q.page_size = 2;
+  auto all = this->ListAll(q);
+  ASSERT_EQ(all.size(), 5u);
+  EXPECT_EQ(all[0].id(), ids[0]);
+  EXPECT_EQ(all[1].id(), ids[4]);
+  // A stale version is refused and changes nothing.
+  auto stale = Await<intake::MutationOutcome>(
+      [&](auto done) { this->store_->Mutate(m, std::move(done)); });
+  EXPECT_TRUE(intake::IsStaleVersion(stale.status())) << stale.status();
+}
+
 TYPED_TEST_P(RequestStoreContractTest, ReportedDecisionIsRecordedOnceWithItsStatus) {
   auto n = this->MakeNew(1767225600000, 6);
   const std::string id = n.request.id();
@@ -205,9 +283,10 @@ TYPED_TEST_P(RequestStoreContractTest, ReportedDecisionIsRecordedOnceWithItsStat
       google::protobuf::util::TimeUtil::MillisecondsToTimestamp(1767225700000);
   const common::Dedupe dedupe{common::EventKeys::Seen(6, "intake", decided.event_id()),
                               "600000"};
+  intake::IntakeEventHandler handler(*this->store_);
   auto record = [&] {
     return Await<common::EventHandler::Outcome>(
-        [&](auto done) { this->store_->RecordEvent(decided, dedupe, std::move(done)); });
+        [&](auto done) { handler.Handle(decided, dedupe, std::move(done)); });
   };
   auto first = record();
   ASSERT_TRUE(first.ok()) << first.status();
@@ -238,24 +317,32 @@ TYPED_TEST_P(RequestStoreContractTest, ReportedDecisionIsRecordedOnceWithItsStat
   EXPECT_TRUE(this->ListAll(received).empty());
 }
 
-TYPED_TEST_P(RequestStoreContractTest, EventAboutUnknownRequestIsNotFound) {
+TYPED_TEST_P(RequestStoreContractTest, EventAboutUnknownRequestIsDroppedAsHandled) {
   common::v1::Event e;
   e.set_event_id("01jevent0000000000000000002");
   e.set_request_id(common::Sharding::MakeId("rq", 2, absl::FromUnixSeconds(1)));
   e.set_type(common::v1::EVENT_TYPE_DEADLINE_STARTED);
   const common::Dedupe dedupe{common::EventKeys::Seen(2, "intake", e.event_id()), "600000"};
+  auto loaded = Await<intake::Snapshot>(
+      [&](auto done) { this->store_->Load(e.request_id(), std::nullopt, std::move(done)); });
+  EXPECT_EQ(loaded.status().code(), absl::StatusCode::kNotFound);
+  intake::IntakeEventHandler handler(*this->store_);
   auto r = Await<common::EventHandler::Outcome>(
-      [&](auto done) { this->store_->RecordEvent(e, dedupe, std::move(done)); });
-  EXPECT_EQ(r.status().code(), absl::StatusCode::kNotFound);
+      [&](auto done) { handler.Handle(e, dedupe, std::move(done)); });
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(*r, common::EventHandler::Outcome::kHandled);
 }
 
 REGISTER_TYPED_TEST_SUITE_P(RequestStoreContractTest, CreatedRequestCanBeReadBack,
                             ReportedDecisionIsRecordedOnceWithItsStatus,
-                            EventAboutUnknownRequestIsNotFound,
+                            EventAboutUnknownRequestIsDroppedAsHandled,
                             UnknownIdIsNotFound, SameKeySamePayloadReturnsFirstRequest,
                             SameKeyDifferentPayloadIsAlreadyExists, KeysAreScopedToTheCaller,
                             ConcurrentDuplicatesCreateExactlyOneRequest,
                             ListWalksEveryRequestNewestFirstAcrossPages,
-                            ListFiltersByInstrumentAndState);
+                            ListFiltersByInstrumentAndState,
+                            ListFiltersByUrgencyAndCreationTimeRange,
+                            RequestCreatedDuringPagingIsNeitherSkippedNorRepeated,
+                            ListByUpdateShowsMostRecentlyChangedFirst);
 
 }  // namespace rogatory::testing

@@ -190,14 +190,5 @@ TEST_F(IntakeServiceTest, UnknownAndMalformedIds) {
   EXPECT_EQ(stub_->GetRequest(&c2, req, &resp).error_code(), grpc::StatusCode::INVALID_ARGUMENT);
 }
 
-TEST_F(IntakeServiceTest, LaterIssuesRpcsAnswerUnimplemented) {
-  grpc::ClientContext ctx;
-  Caller(&ctx);
-  v1::WithdrawRequestRequest req;
-  v1::WithdrawRequestResponse resp;
-  EXPECT_EQ(stub_->WithdrawRequest(&ctx, req, &resp).error_code(),
-            grpc::StatusCode::UNIMPLEMENTED);
-}
-
 }  // namespace
 }  // namespace rogatory::intake

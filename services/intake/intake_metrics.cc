@@ -1,0 +1,163 @@
+#include "intake_metrics.h"
+
+#include <map>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "lifecycle.h"
+#include "rogatory/common/logging.h"
+
+namespace rogatory::intake {
+
+namespace pb = rogatory::common::v1;
+
+namespace {
+
+const prometheus::Histogram::BucketBoundaries& DurationBuckets() {
+  static const auto* buckets = new prometheus::Histogram::BucketBoundaries{
+      60, 600, 3600, 6 * 3600, 86400, 3 * 86400, 7 * 86400, 14 * 86400, 30 * 86400,
+      60 * 86400, 90 * 86400, 180 * 86400};
+  return *buckets;
+}
+
+const pb::Instrument kInstruments[] = {
+    pb::INSTRUMENT_MLA, pb::INSTRUMENT_EIO, pb::INSTRUMENT_EAW, pb::INSTRUMENT_EXTRADITION,
+    pb::INSTRUMENT_PROVISIONAL_ARREST, pb::INSTRUMENT_FREEZING_ORDER,
+    pb::INSTRUMENT_PRODUCTION_ORDER};
+
+std::string ShortName(const std::string& enum_name, const std::string& prefix) {
+  return enum_name.substr(prefix.size());
+}
+
+// KEYS: none (all in one shard, named from ARGV[1]). ARGV: shard prefix, then pairs of
+// (instrument, status). Returns the count of each pair.
+const common::LuaScript& CountScript() {
+  static const common::LuaScript* script = new common::LuaScript(R"lua(
+local p = ARGV[1]
+local out = {}
+for i = 2, #ARGV, 2 do
+  out[#out + 1] = redis.call('ZINTERCARD', 2, p .. 'idx:instrument:' .. ARGV[i],
+                             p .. 'idx:status:' .. ARGV[i + 1])
+end
+return out
+)lua");
+  return *script;
+}
+
+// Takes or renews the lease. KEYS: lease. ARGV: replica, ttl ms. Returns 1 if held.
+const common::LuaScript& LeaseScript() {
+  static const common::LuaScript* script = new common::LuaScript(R"lua(
+local holder = redis.call('GET', KEYS[1])
+if holder == false then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+  return 1
+end
+if holder == ARGV[1] then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  return 1
+end
+return 0
+)lua");
+  return *script;
+}
+
+}  // namespace
+
+IntakeMetrics::IntakeMetrics(prometheus::Registry& registry)
+    : rejected_(&prometheus::BuildCounter()
+                     .Name("rogatory_intake_submissions_rejected_total")
+                     .Help("Submissions refused, by reason (malformed, idempotency_conflict, "
+                           "unavailable, other).")
+                     .Register(registry)),
+      to_ack_(&prometheus::BuildHistogram()
+                   .Name("rogatory_intake_time_to_acknowledgment_seconds")
+                   .Help("Time from submission to acknowledgment, by instrument.")
+                   .Register(registry)),
+      to_decision_(&prometheus::BuildHistogram()
+                        .Name("rogatory_intake_time_to_decision_seconds")
+                        .Help("Time from submission to the recognition or surrender decision, "
+                              "by instrument and decision.")
+                        .Register(registry)) {}
+
+void IntakeMetrics::SubmissionRejected(const std::string& reason) {
+  rejected_->Add({{"reason", reason}}).Increment();
+}
+
+void IntakeMetrics::StatusReached(pb::Instrument instrument, pb::RequestStatus status,
+                                  absl::Duration since) {
+  const std::string name = ShortName(pb::Instrument_Name(instrument), "INSTRUMENT_");
+  const double seconds = absl::ToDoubleSeconds(since);
+  if (status == pb::REQUEST_STATUS_ACKNOWLEDGED) {
+    to_ack_->Add({{"instrument", name}}, DurationBuckets()).Observe(seconds);
+  } else if (status == pb::REQUEST_STATUS_RECOGNISED || status == pb::REQUEST_STATUS_REFUSED ||
+             status == pb::REQUEST_STATUS_FINAL_DECISION) {
+    to_decision_
+        ->Add({{"instrument", name},
+               {"decision", ShortName(pb::RequestStatus_Name(status), "REQUEST_STATUS_")}},
+              DurationBuckets())
+        .Observe(seconds);
+  }
+}
+
+RequestCountGauge::RequestCountGauge(common::RedisClient& redis, common::Sharding sharding,
+                                     prometheus::Registry& registry, std::string replica_id,
+                                     absl::Duration interval)
+    : redis_(redis),
+      sharding_(sharding),
+      family_(&prometheus::BuildGauge()
+                   .Name("rogatory_intake_requests")
+                   .Help("Requests by instrument and status (exported by one replica: the "
+                         "holder of the gauge lease).")
+                   .Register(registry)),
+      replica_id_(std::move(replica_id)),
+      interval_(interval) {}
+
+bool RequestCountGauge::RefreshOnce() {
+  std::vector<std::pair<pb::Instrument, pb::RequestStatus>> pairs;
+  std::vector<std::string> args;
+  for (pb::Instrument i : kInstruments) {
+    for (pb::RequestStatus s : Lifecycle::Default().Statuses(i)) pairs.emplace_back(i, s);
+  }
+  auto lease = common::RunRedisScript(
+      redis_, LeaseScript(), {absl::StrCat(common::Sharding::Prefix(0), "intake:gauge-lease")},
+      {replica_id_, absl::StrCat(absl::ToInt64Milliseconds(interval_ * 3))});
+  const bool held = lease.ok() && lease->integer == 1;
+  std::map<std::pair<pb::Instrument, pb::RequestStatus>, int64_t> totals;
+  if (held) {
+    for (int shard = 0; shard < sharding_.shard_count(); ++shard) {
+      std::vector<std::string> argv = {common::Sharding::Prefix(shard)};
+      for (const auto& [i, s] : pairs) {
+        argv.push_back(absl::StrCat(static_cast<int>(i)));
+        argv.push_back(absl::StrCat(static_cast<int>(s)));
+      }
+      auto counts = common::RunRedisScript(redis_, CountScript(), {}, std::move(argv));
+      if (!counts.ok() || counts->elements.size() != pairs.size()) {
+        common::Log::Warn("request count gauge refresh failed",
+                          {{"error", std::string(counts.status().message())}});
+        return held;
+      }
+      for (size_t k = 0; k < pairs.size(); ++k) totals[pairs[k]] += counts->elements[k].integer;
+    }
+  }
+  for (const auto& [pair, count] : totals) {
+    family_
+        ->Add({{"instrument", ShortName(pb::Instrument_Name(pair.first), "INSTRUMENT_")},
+               {"status", ShortName(pb::RequestStatus_Name(pair.second), "REQUEST_STATUS_")}})
+        .Set(static_cast<double>(count));
+  }
+  if (!held) {
+    // Not the exporter (any more): drop our series so replicas never double count.
+    for (const auto& [i, s] : pairs) {
+      family_->Remove(&family_->Add(
+          {{"instrument", ShortName(pb::Instrument_Name(i), "INSTRUMENT_")},
+           {"status", ShortName(pb::RequestStatus_Name(s), "REQUEST_STATUS_")}}));
+    }
+  }
+  return held;
+}
+
+void RequestCountGauge::Start() {
+  task_ = std::make_unique<common::PeriodicTask>(interval_, [this] { RefreshOnce(); });
+}
+
+}  // namespace rogatory::intake

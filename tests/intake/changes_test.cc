@@ -1,0 +1,313 @@
+// SupplementRequest, WithdrawRequest, GetRequestHistory and events reported by the other
+// services, through the service on the in-memory store.
+#include <set>
+
+#include "google/protobuf/util/time_util.h"
+#include "gtest/gtest.h"
+#include "in_memory_request_store.h"
+#include "intake_event_handler.h"
+#include "intake_harness.h"
+
+namespace rogatory::intake {
+namespace {
+
+namespace pb = rogatory::common::v1;
+using testing::IntakeHarness;
+
+class ChangesTest : public ::testing::Test {
+ protected:
+  v1::Request SubmitIncompleteEio() {
+    v1::RequestContent c = testing::CompleteEio();
+    c.clear_measures();
+    v1::Request r;
+    EXPECT_TRUE(h_.Submit(c, "", &r).ok());
+    EXPECT_EQ(r.status(), pb::REQUEST_STATUS_INCOMPLETE);
+    return r;
+  }
+  absl::StatusOr<common::EventHandler::Outcome> Report(const pb::Event& e) {
+    IntakeEventHandler handler(store_);
+    const common::Dedupe dedupe{absl::StrCat("seen:", e.event_id()), "60000"};
+    return testing::Await<common::EventHandler::Outcome>(
+        [&](auto done) { handler.Handle(e, dedupe, std::move(done)); });
+  }
+  pb::Event Reported(const std::string& id, const std::string& event_id, pb::EventType type,
+                     pb::RequestStatus status) {
+    pb::Event e;
+    e.set_event_id(event_id);
+    e.set_request_id(id);
+    e.set_source("routing");
+    e.set_sequence(1);
+    e.set_type(type);
+    e.set_status(status);
+    e.set_trace_id("0123456789abcdef0123456789abcdef");
+    e.mutable_actor()->set_service("rogatory-routing");
+    *e.mutable_occur_time() = google::protobuf::util::TimeUtil::MillisecondsToTimestamp(
+        absl::ToUnixMillis(h_.clock().Now()));
+    return e;
+  }
+
+  InMemoryRequestStore store_;
+  IntakeHarness h_{store_};
+};
+
+TEST_F(ChangesTest, SupplementCompletesAnIncompleteRequestAndRecordsWhatChanged) {
+  const v1::Request r = SubmitIncompleteEio();
+  v1::SupplementRequestRequest req;
+  req.set_request_id("s-1");
+  req.set_id(r.id());
+  req.set_etag(r.etag());
+  auto* m = req.mutable_content()->add_measures();
+  m->set_type(v1::MEASURE_TYPE_HEARING);
+  req.mutable_content()->mutable_safeguards()->set_dual_criminality(
+      v1::SAFEGUARD_ASSESSMENT_CLEARED);
+  req.mutable_update_mask()->add_paths("measures");
+  req.mutable_update_mask()->add_paths("safeguards");
+  h_.clock().Advance(absl::Minutes(5));
+  v1::Request after;
+  grpc::Status s = h_.Supplement(req, &after);
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  EXPECT_EQ(after.status(), pb::REQUEST_STATUS_RECEIVED);
+  EXPECT_EQ(after.missing_elements_size(), 0);
+  EXPECT_EQ(after.etag(), "2");
+  EXPECT_EQ(after.content().measures_size(), 1);
+  EXPECT_EQ(after.content().safeguards().dual_criminality(), v1::SAFEGUARD_ASSESSMENT_CLEARED);
+  // Untouched fields stay.
+  EXPECT_EQ(after.content().subjects(0).family_name(), "Testperson");
+
+  v1::Request got;
+  ASSERT_TRUE(h_.Get(r.id(), &got).ok());
+  EXPECT_EQ(got.status(), pb::REQUEST_STATUS_RECEIVED);
+  EXPECT_EQ(got.content().measures_size(), 1);
+
+  const auto history = h_.History(r.id());
+  ASSERT_EQ(history.size(), 2u);
+  const pb::Event& e = history[1];
+  EXPECT_EQ(e.type(), pb::EVENT_TYPE_REQUEST_SUPPLEMENTED);
+  EXPECT_EQ(e.status(), pb::REQUEST_STATUS_RECEIVED);
+  EXPECT_EQ(e.previous_status(), pb::REQUEST_STATUS_INCOMPLETE);
+  EXPECT_EQ(e.sequence(), 2);
+  EXPECT_EQ(std::set<std::string>(e.status_change().changed_fields().begin(),
+                                  e.status_change().changed_fields().end()),
+            (std::set<std::string>{"content.measures", "content.safeguards.dual_criminality"}));
+
+  // The same call again replays; the key with another payload is ALREADY_EXISTS.
+  v1::Request replay;
+  ASSERT_TRUE(h_.Supplement(req, &replay).ok());
+  EXPECT_EQ(replay.etag(), "2");
+  req.mutable_update_mask()->add_paths("urgency");
+  EXPECT_EQ(h_.Supplement(req, nullptr).error_code(), grpc::StatusCode::ALREADY_EXISTS);
+}
+
+TEST_F(ChangesTest, SupplementStillMissingSomethingStaysIncomplete) {
+  v1::RequestContent c = testing::CompleteEio();
+  c.set_instrument(pb::INSTRUMENT_EAW);
+  c.mutable_eaw();
+  v1::Request r;
+  ASSERT_TRUE(h_.Submit(c, "", &r).ok());
+  ASSERT_EQ(r.status(), pb::REQUEST_STATUS_INCOMPLETE);
+  v1::SupplementRequestRequest req;
+  req.set_id(r.id());
+  req.mutable_content()->mutable_eaw()->set_purpose(v1::WARRANT_PURPOSE_PROSECUTION);
+  req.mutable_content()->mutable_eaw()->set_underlying_decision_reference("W 1/2026");
+  req.mutable_update_mask()->add_paths("eaw");
+  v1::Request after;
+  ASSERT_TRUE(h_.Supplement(req, &after).ok());
+  EXPECT_EQ(after.status(), pb::REQUEST_STATUS_INCOMPLETE);
+  std::set<std::string> missing;
+  for (const auto& m : after.missing_elements()) missing.insert(m.code());
+  EXPECT_EQ(missing, std::set<std::string>{"REQUESTED_PERSON_REQUIRED"});
+}
+
+TEST_F(ChangesTest, SupplementCannotChangeInstrumentOrBreakTheContent) {
+  const v1::Request r = SubmitIncompleteEio();
+  v1::SupplementRequestRequest req;
+  req.set_id(r.id());
+  req.mutable_content()->set_instrument(pb::INSTRUMENT_EAW);
+  req.mutable_update_mask()->add_paths("instrument");
+  req.mutable_update_mask()->add_paths("no_such_field");
+  grpc::Status s = h_.Supplement(req, nullptr);
+  EXPECT_EQ(IntakeHarness::BadFields(s),
+            (std::set<std::string>{"update_mask.paths[0]", "update_mask.paths[1]"}));
+  // A supplement that makes the content malformed names the content's field paths.
+  v1::SupplementRequestRequest bad;
+  bad.set_id(r.id());
+  bad.mutable_content()->set_requested_state("germany");
+  bad.mutable_update_mask()->add_paths("requested_state");
+  bad.mutable_update_mask()->add_paths("mla");
+  bad.mutable_content()->mutable_mla();
+  EXPECT_EQ(IntakeHarness::BadFields(h_.Supplement(bad, nullptr)),
+            (std::set<std::string>{"content.requested_state", "content.details"}));
+  // Only the issuer side may supplement.
+  v1::SupplementRequestRequest ok;
+  ok.set_id(r.id());
+  ok.mutable_content()->add_measures()->set_type(v1::MEASURE_TYPE_HEARING);
+  ok.mutable_update_mask()->add_paths("measures");
+  EXPECT_EQ(h_.Supplement(ok, nullptr, testing::kExecutor).error_code(),
+            grpc::StatusCode::PERMISSION_DENIED);
+}
+
+TEST_F(ChangesTest, WithdrawEndsTheRequestOnceAndOnlyForTheIssuer) {
+  const v1::Request r = h_.SubmitComplete(pb::INSTRUMENT_EAW);
+  v1::WithdrawRequestRequest req;
+  req.set_request_id("w-1");
+  req.set_id(r.id());
+  req.set_reason_code("PERSON_LOCATED_ELSEWHERE");
+  EXPECT_EQ(h_.Withdraw(req, nullptr, testing::kExecutor).error_code(),
+            grpc::StatusCode::PERMISSION_DENIED);
+  v1::Request after;
+  ASSERT_TRUE(h_.Withdraw(req, &after).ok());
+  EXPECT_EQ(after.status(), pb::REQUEST_STATUS_WITHDRAWN);
+  ASSERT_TRUE(h_.Withdraw(req, &after).ok());  // replay
+  req.set_request_id("w-2");
+  grpc::Status again = h_.Withdraw(req, nullptr);
+  EXPECT_EQ(again.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+  const auto history = h_.History(r.id());
+  ASSERT_EQ(history.size(), 2u);
+  EXPECT_EQ(history[1].type(), pb::EVENT_TYPE_REQUEST_WITHDRAWN);
+  EXPECT_EQ(history[1].reason_code(), "PERSON_LOCATED_ELSEWHERE");
+  EXPECT_EQ(history[1].actor().role(), pb::AUTHORITY_ROLE_ISSUING);
+  // Closed requests cannot be supplemented.
+  ASSERT_TRUE(h_.Move(r.id(), pb::REQUEST_STATUS_CLOSED).ok());
+  v1::SupplementRequestRequest sup;
+  sup.set_id(r.id());
+  sup.mutable_update_mask()->add_paths("measures");
+  sup.mutable_content();
+  EXPECT_EQ(h_.Supplement(sup, nullptr).error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+}
+
+TEST_F(ChangesTest, HistoryShowsEveryChangeInOrderWithActorAndReasonAcrossPages) {
+  const v1::Request r = SubmitIncompleteEio();
+  v1::SupplementRequestRequest sup;
+  sup.set_id(r.id());
+  sup.mutable_content()->add_measures()->set_type(v1::MEASURE_TYPE_HEARING);
+  sup.mutable_update_mask()->add_paths("measures");
+  h_.clock().Advance(absl::Hours(1));
+  ASSERT_TRUE(h_.Supplement(sup, nullptr).ok());
+  const std::vector<std::pair<pb::RequestStatus, std::string>> steps = {
+      {pb::REQUEST_STATUS_ACKNOWLEDGED, "ANNEX_B_SENT"},
+      {pb::REQUEST_STATUS_FORWARDED, "COMPETENT_AUTHORITY_FOUND"},
+      {pb::REQUEST_STATUS_RECOGNISED, "NO_GROUNDS"},
+      {pb::REQUEST_STATUS_IN_EXECUTION, "STARTED"},
+      {pb::REQUEST_STATUS_EXECUTED, "EVIDENCE_SENT"},
+      {pb::REQUEST_STATUS_CLOSED, "DONE"}};
+  for (const auto& [to, reason] : steps) {
+    h_.clock().Advance(absl::Hours(1));
+    ASSERT_TRUE(h_.Move(r.id(), to, nullptr, reason).ok()) << reason;
+  }
+  int pages = 0;
+  const auto history = h_.History(r.id(), 3, &pages);
+  EXPECT_EQ(pages, 3);
+  ASSERT_EQ(history.size(), 8u);
+  EXPECT_EQ(history[0].type(), pb::EVENT_TYPE_REQUEST_SUBMITTED);
+  EXPECT_EQ(history[0].actor().authority().authority_id(), "FR-TJ-PARIS-JI");
+  EXPECT_EQ(history[1].type(), pb::EVENT_TYPE_REQUEST_SUPPLEMENTED);
+  EXPECT_EQ(history[1].actor().authority().authority_id(), "FR-TJ-PARIS-JI");
+  for (size_t i = 0; i < steps.size(); ++i) {
+    const pb::Event& e = history[i + 2];
+    EXPECT_EQ(e.status(), steps[i].first);
+    EXPECT_EQ(e.reason_code(), steps[i].second);
+    EXPECT_EQ(e.actor().authority().authority_id(), "DE-GSTA-FRANKFURT");
+  }
+  for (size_t i = 1; i < history.size(); ++i) {
+    EXPECT_EQ(history[i].sequence(), static_cast<int64_t>(i + 1));
+    EXPECT_LT(history[i - 1].occur_time().seconds(), history[i].occur_time().seconds());
+  }
+  // A token for another request is refused.
+  grpc::ClientContext ctx;
+  IntakeHarness::As(&ctx, testing::kIssuer);
+  v1::GetRequestHistoryRequest req;
+  req.set_id(h_.SubmitComplete(pb::INSTRUMENT_EIO).id());
+  req.set_page_token(EncodeHistoryToken(3, r.id()));
+  v1::GetRequestHistoryResponse resp;
+  EXPECT_EQ(h_.stub().GetRequestHistory(&ctx, req, &resp).error_code(),
+            grpc::StatusCode::INVALID_ARGUMENT);
+}
+
+TEST_F(ChangesTest, ReportedStatusFollowsTheLifecycleAndIsAnnouncedOnce) {
+  const v1::Request r = h_.SubmitComplete(pb::INSTRUMENT_EIO);
+  pb::Event decided = Reported(r.id(), "01jevent000000000000000000a",
+                               pb::EVENT_TYPE_ROUTING_DECIDED, pb::REQUEST_STATUS_FORWARDED);
+  decided.mutable_routing_decided()->mutable_competent_authority()->set_authority_id(
+      "DE-STA-FRANKFURT");
+  decided.mutable_routing_decided()->mutable_competent_authority()->set_state("DE");
+  auto first = Report(decided);
+  ASSERT_TRUE(first.ok()) << first.status();
+  EXPECT_EQ(*first, common::EventHandler::Outcome::kHandled);
+  EXPECT_EQ(*Report(decided), common::EventHandler::Outcome::kDuplicate);
+  v1::Request got;
+  ASSERT_TRUE(h_.Get(r.id(), &got).ok());
+  EXPECT_EQ(got.status(), pb::REQUEST_STATUS_FORWARDED);
+  EXPECT_EQ(got.etag(), "2");
+  EXPECT_EQ(got.executing_authority().authority_id(), "DE-STA-FRANKFURT");
+
+  // Intake announced the move under its trigger name, with the reporter's trace.
+  std::vector<pb::Event> announced;
+  for (const auto& e : store_.Outbox()) {
+    if (e.request_id() == r.id() && e.sequence() > 1) announced.push_back(e);
+  }
+  ASSERT_EQ(announced.size(), 1u);
+  EXPECT_EQ(announced[0].type(), pb::EVENT_TYPE_REQUEST_RECEIVED_BY_COMPETENT_AUTHORITY);
+  EXPECT_EQ(announced[0].sequence(), 2);
+  EXPECT_EQ(announced[0].previous_status(), pb::REQUEST_STATUS_RECEIVED);
+  EXPECT_EQ(announced[0].trace_id(), "0123456789abcdef0123456789abcdef");
+  EXPECT_EQ(announced[0].request().executing_authority().authority_id(), "DE-STA-FRANKFURT");
+
+  // A status the lifecycle does not allow from FORWARDED is recorded, not applied.
+  pb::Event illegal = Reported(r.id(), "01jevent000000000000000000b",
+                               pb::EVENT_TYPE_DEADLINE_MISSED, pb::REQUEST_STATUS_SURRENDERED);
+  ASSERT_TRUE(Report(illegal).ok());
+  ASSERT_TRUE(h_.Get(r.id(), &got).ok());
+  EXPECT_EQ(got.status(), pb::REQUEST_STATUS_FORWARDED);
+  EXPECT_EQ(got.etag(), "2");
+  const auto history = h_.History(r.id());
+  ASSERT_EQ(history.size(), 3u);
+  EXPECT_EQ(history[1].type(), pb::EVENT_TYPE_ROUTING_DECIDED);
+  EXPECT_EQ(history[1].previous_status(), pb::REQUEST_STATUS_RECEIVED);
+  EXPECT_EQ(history[2].type(), pb::EVENT_TYPE_DEADLINE_MISSED);
+  EXPECT_EQ(history[2].status(), pb::REQUEST_STATUS_UNSPECIFIED);
+  EXPECT_EQ(history[2].reason_code(), "STATUS_NOT_APPLIED:REQUEST_STATUS_SURRENDERED");
+}
+
+TEST_F(ChangesTest, ListRequestsByUrgencyTimeRangeAndLastUpdate) {
+  std::vector<std::string> ids;
+  for (int i = 0; i < 4; ++i) {
+    v1::RequestContent c = testing::CompleteEio();
+    if (i % 2 == 1) c.set_urgency(pb::URGENCY_URGENT);
+    v1::Request r;
+    ASSERT_TRUE(h_.Submit(c, "", &r).ok());
+    ids.push_back(r.id());
+    h_.clock().Advance(absl::Minutes(1));
+  }
+  ASSERT_TRUE(h_.Move(ids[0], pb::REQUEST_STATUS_ACKNOWLEDGED).ok());  // the oldest changes last
+  auto list = [&](v1::ListRequestsRequest req, grpc::Status* status = nullptr) {
+    grpc::ClientContext ctx;
+    IntakeHarness::As(&ctx, testing::kIssuer);
+    v1::ListRequestsResponse resp;
+    grpc::Status s = h_.stub().ListRequests(&ctx, req, &resp);
+    if (status != nullptr) *status = s;
+    std::vector<std::string> out;
+    for (const auto& r : resp.requests()) out.push_back(r.id());
+    return out;
+  };
+  v1::ListRequestsRequest urgent;
+  urgent.set_urgency(pb::URGENCY_URGENT);
+  EXPECT_EQ(list(urgent), (std::vector<std::string>{ids[3], ids[1]}));
+  v1::ListRequestsRequest by_update;
+  by_update.set_order_by(v1::REQUEST_ORDER_UPDATE_TIME_DESC);
+  EXPECT_EQ(list(by_update), (std::vector<std::string>{ids[0], ids[3], ids[2], ids[1]}));
+  v1::ListRequestsRequest range;
+  *range.mutable_create_time_from() =
+      google::protobuf::util::TimeUtil::SecondsToTimestamp(1767225600 + 60);
+  *range.mutable_create_time_to() =
+      google::protobuf::util::TimeUtil::SecondsToTimestamp(1767225600 + 180);
+  EXPECT_EQ(list(range), (std::vector<std::string>{ids[2], ids[1]}));
+  v1::ListRequestsRequest bad = range;
+  std::swap(*bad.mutable_create_time_from(), *bad.mutable_create_time_to());
+  bad.set_order_by(static_cast<v1::RequestOrder>(9));
+  grpc::Status s;
+  list(bad, &s);
+  EXPECT_EQ(IntakeHarness::BadFields(s), (std::set<std::string>{"create_time_to", "order_by"}));
+}
+
+}  // namespace
+}  // namespace rogatory::intake

@@ -1,0 +1,235 @@
+// UploadDocument / DownloadDocument / ListDocuments through the service, on the in-memory
+// stores and (RedisDocumentsTest) on a real redis-server.
+#include <chrono>
+#include <random>
+#include <thread>
+
+#include "gtest/gtest.h"
+#include "in_memory_document_store.h"
+#include "in_memory_request_store.h"
+#include "intake_harness.h"
+#include "redis_document_store.h"
+#include "redis_request_store.h"
+#include "redis_server.h"
+#include "rogatory/common/async_redis_client.h"
+#include "rogatory/common/ids.h"
+
+namespace rogatory::intake {
+namespace {
+
+namespace pb = rogatory::common::v1;
+using testing::IntakeHarness;
+
+std::string RandomBytes(size_t n) {
+  std::mt19937_64 rng(42);
+  std::string out(n, '\0');
+  for (auto& c : out) c = static_cast<char>(rng() & 0xff);
+  return out;
+}
+
+v1::DocumentUpload Metadata(const std::string& request, const std::string& bytes) {
+  v1::DocumentUpload m;
+  m.set_id(request);
+  m.set_kind(v1::DOCUMENT_KIND_REQUEST_FORM);
+  m.set_language("fr");
+  m.set_media_type("application/pdf");
+  m.set_title("Annex A");
+  m.set_sha256(common::Sha256Hex(bytes));
+  return m;
+}
+
+// Uploads `metadata` then `bytes` in chunks of `chunk` bytes; `corrupt` flips a byte of the
+// second chunk on the wire.
+grpc::Status Upload(IntakeHarness& h, const v1::DocumentUpload& metadata,
+                    const std::string& bytes, v1::Document* out, size_t chunk = 1 << 20,
+                    bool corrupt = false) {
+  grpc::ClientContext ctx;
+  IntakeHarness::As(&ctx, testing::kIssuer);
+  v1::UploadDocumentResponse resp;
+  auto writer = h.stub().UploadDocument(&ctx, &resp);
+  v1::UploadDocumentRequest msg;
+  *msg.mutable_metadata() = metadata;
+  bool ok = writer->Write(msg);
+  for (size_t at = 0, i = 0; ok && at < bytes.size(); at += chunk, ++i) {
+    std::string piece = bytes.substr(at, chunk);
+    if (corrupt && i == 1) piece[7] ^= 0x20;
+    msg.set_chunk(piece);
+    ok = writer->Write(msg);
+  }
+  writer->WritesDone();
+  grpc::Status s = writer->Finish();
+  if (out != nullptr) *out = resp.document();
+  return s;
+}
+
+grpc::Status Download(IntakeHarness& h, const std::string& request, const std::string& document,
+                      v1::Document* meta, std::string* bytes, int* chunks = nullptr) {
+  grpc::ClientContext ctx;
+  IntakeHarness::As(&ctx, testing::kIssuer);
+  v1::DownloadDocumentRequest req;
+  req.set_id(request);
+  req.set_document_id(document);
+  auto reader = h.stub().DownloadDocument(&ctx, req);
+  v1::DownloadDocumentResponse msg;
+  int n = 0;
+  while (reader->Read(&msg)) {
+    if (msg.has_metadata()) *meta = msg.metadata();
+    if (msg.part_case() == v1::DownloadDocumentResponse::kChunk) {
+      bytes->append(msg.chunk());
+      ++n;
+    }
+  }
+  if (chunks != nullptr) *chunks = n;
+  return reader->Finish();
+}
+
+class DocumentsTest : public ::testing::Test {
+ protected:
+  InMemoryRequestStore requests_;
+  InMemoryDocumentStore documents_{requests_};
+  IntakeOptions options_{.max_document_bytes = 8 << 20};
+  IntakeHarness h_{requests_, 16, &documents_, options_};
+};
+
+TEST_F(DocumentsTest, FiveMebibyteDocumentRoundTripsIntactAndIsAHistoryEvent) {
+  const v1::Request r = h_.SubmitComplete(pb::INSTRUMENT_EIO);
+  const std::string bytes = RandomBytes(5 << 20);
+  v1::Document stored;
+  grpc::Status s = Upload(h_, Metadata(r.id(), bytes), bytes, &stored, 700 * 1024);
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  EXPECT_EQ(stored.size_bytes(), 5 << 20);
+  EXPECT_EQ(stored.sha256(), common::Sha256Hex(bytes));
+  EXPECT_EQ(stored.title(), "Annex A");
+
+  v1::Document meta;
+  std::string back;
+  int chunks = 0;
+  ASSERT_TRUE(Download(h_, r.id(), stored.id(), &meta, &back, &chunks).ok());
+  EXPECT_EQ(meta.id(), stored.id());
+  EXPECT_EQ(back.size(), bytes.size());
+  EXPECT_TRUE(back == bytes);
+  EXPECT_EQ(chunks, 8);  // as uploaded: 7 full chunks of 700 KiB and a remainder
+
+  const auto history = h_.History(r.id());
+  ASSERT_EQ(history.size(), 2u);
+  EXPECT_EQ(history[1].type(), pb::EVENT_TYPE_DOCUMENT_ADDED);
+  EXPECT_EQ(history[1].document().document_id(), stored.id());
+  EXPECT_EQ(history[1].document().sha256(), stored.sha256());
+  EXPECT_EQ(history[1].sequence(), 2);
+
+  grpc::ClientContext ctx;
+  IntakeHarness::As(&ctx, testing::kIssuer);
+  v1::ListDocumentsRequest list;
+  list.set_id(r.id());
+  v1::ListDocumentsResponse listed;
+  ASSERT_TRUE(h_.stub().ListDocuments(&ctx, list, &listed).ok());
+  ASSERT_EQ(listed.documents_size(), 1);
+  EXPECT_EQ(listed.documents(0).id(), stored.id());
+}
+
+TEST_F(DocumentsTest, CorruptedChunkIsRefusedAndNothingIsStored) {
+  const v1::Request r = h_.SubmitComplete(pb::INSTRUMENT_EIO);
+  const std::string bytes = RandomBytes(3 << 20);
+  grpc::Status s = Upload(h_, Metadata(r.id(), bytes), bytes, nullptr, 1 << 20, true);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_EQ(IntakeHarness::BadFields(s), std::set<std::string>{"metadata.sha256"});
+  EXPECT_EQ(documents_.StagedCount(), 0u);
+  EXPECT_EQ(h_.History(r.id()).size(), 1u);
+  v1::Request got;
+  ASSERT_TRUE(h_.Get(r.id(), &got).ok());
+  EXPECT_EQ(got.etag(), "1");
+}
+
+TEST_F(DocumentsTest, SizeCapBadMetadataAndUnknownRequestAreRefused) {
+  const v1::Request r = h_.SubmitComplete(pb::INSTRUMENT_EIO);
+  const std::string big = RandomBytes((8 << 20) + 1);
+  grpc::Status s = Upload(h_, Metadata(r.id(), big), big, nullptr);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_EQ(IntakeHarness::BadFields(s), std::set<std::string>{"chunk"});
+  EXPECT_EQ(documents_.StagedCount(), 0u);
+
+  v1::DocumentUpload bad = Metadata(r.id(), "x");
+  bad.set_sha256("abc");
+  bad.set_language("");
+  bad.set_kind(v1::DOCUMENT_KIND_TRANSLATION);
+  EXPECT_EQ(IntakeHarness::BadFields(Upload(h_, bad, "x", nullptr)),
+            (std::set<std::string>{"metadata.sha256", "metadata.language",
+                                   "metadata.translation_of_document_id"}));
+  EXPECT_EQ(Upload(h_, Metadata(common::Sharding::MakeId("rq", 2, h_.clock().Now()), "x"), "x",
+                   nullptr)
+                .error_code(),
+            grpc::StatusCode::NOT_FOUND);
+  v1::Document meta;
+  std::string back;
+  EXPECT_EQ(Download(h_, r.id(), common::Sharding::MakeId("doc", 2, h_.clock().Now()), &meta,
+                     &back)
+                .error_code(),
+            grpc::StatusCode::NOT_FOUND);
+}
+
+TEST_F(DocumentsTest, RetriedUploadWithSameRequestIdStoresOneDocument) {
+  const v1::Request r = h_.SubmitComplete(pb::INSTRUMENT_EIO);
+  const std::string bytes = RandomBytes(100000);
+  v1::DocumentUpload m = Metadata(r.id(), bytes);
+  m.set_request_id("upload-1");
+  v1::Document a, b;
+  ASSERT_TRUE(Upload(h_, m, bytes, &a).ok());
+  ASSERT_TRUE(Upload(h_, m, bytes, &b).ok());
+  EXPECT_EQ(a.id(), b.id());
+  EXPECT_EQ(documents_.StagedCount(), 0u);
+  EXPECT_EQ(h_.History(r.id()).size(), 2u);
+}
+
+class RedisDocumentsTest : public ::testing::Test {
+ protected:
+  RedisDocumentsTest() {
+    common::AsyncRedisOptions o;
+    o.url = *common::ParseRedisUrl(server_.url());
+    o.command_timeout = absl::Seconds(5);
+    client_ = common::NewAsyncRedisClient(o);
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    while (!common::RunRedisCommand(*client_, {"PING"}).ok() &&
+           std::chrono::steady_clock::now() < deadline) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    requests_ = std::make_unique<RedisRequestStore>(*client_, common::Sharding(16),
+                                                    absl::Hours(48));
+    documents_ = std::make_unique<RedisDocumentStore>(*client_, common::Sharding(16),
+                                                      *requests_);
+    h_ = std::make_unique<IntakeHarness>(*requests_, 16, documents_.get());
+  }
+  ~RedisDocumentsTest() override { h_.reset(); }
+
+  testing::RedisServer server_;
+  std::unique_ptr<common::RedisClient> client_;
+  std::unique_ptr<RedisRequestStore> requests_;
+  std::unique_ptr<RedisDocumentStore> documents_;
+  std::unique_ptr<IntakeHarness> h_;
+};
+
+TEST_F(RedisDocumentsTest, FiveMebibytesRoundTripAndCorruptedUploadLeavesNoKeys) {
+  const v1::Request r = h_->SubmitComplete(pb::INSTRUMENT_EIO);
+  const std::string bytes = RandomBytes(5 << 20);
+  v1::Document stored;
+  grpc::Status s = Upload(*h_, Metadata(r.id(), bytes), bytes, &stored);
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  v1::Document meta;
+  std::string back;
+  ASSERT_TRUE(Download(*h_, r.id(), stored.id(), &meta, &back).ok());
+  EXPECT_TRUE(back == bytes);
+  EXPECT_EQ(meta.sha256(), common::Sha256Hex(bytes));
+  const int shard = *common::Sharding(16).ShardOf("rq", r.id());
+  auto ttl = common::RunRedisCommand(
+      *client_, {"PTTL", RedisDocumentStore::DataKey(shard, stored.id())});
+  ASSERT_TRUE(ttl.ok());
+  EXPECT_EQ(ttl->integer, -1);  // committed: kept
+
+  EXPECT_EQ(Upload(*h_, Metadata(r.id(), bytes), bytes, nullptr, 1 << 20, true).error_code(),
+            grpc::StatusCode::INVALID_ARGUMENT);
+  const std::string keys = server_.Cli("--scan --pattern *doc:*");
+  EXPECT_EQ(std::count(keys.begin(), keys.end(), '\n'), 1) << keys;  // only the first
+  EXPECT_EQ(h_->History(r.id()).size(), 2u);
+}
+
+}  // namespace
+}  // namespace rogatory::intake
