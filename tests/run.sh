@@ -74,7 +74,9 @@ configure() {
 }
 
 build() {
-  cmake --build "${build_dir}" -j2
+  # Let ccache reuse objects across clones and build folders (CI builds a fresh clone).
+  CCACHE_BASEDIR="${CCACHE_BASEDIR:-${repo}}" CCACHE_NOHASHDIR="${CCACHE_NOHASHDIR:-true}" \
+    cmake --build "${build_dir}" -j2
 }
 
 lint_protos() {
