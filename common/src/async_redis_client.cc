@@ -72,6 +72,7 @@ class AsyncRedisClient final : public RedisClient {
   void Submit(std::unique_ptr<Op> op);
   // Loop-thread only below.
   static void OnWakeup(evutil_socket_t, short, void* self);
+  static void OnStop(evutil_socket_t, short, void* self);
   static void OnOpTimeout(evutil_socket_t, short, void* op);
   static void OnReply(redisAsyncContext* ctx, void* reply, void* privdata);
   static void OnConnect(const redisAsyncContext* ctx, int status);
@@ -88,6 +89,7 @@ class AsyncRedisClient final : public RedisClient {
   const AsyncRedisOptions options_;
   event_base* base_ = nullptr;
   event* wakeup_ = nullptr;
+  event* stop_ = nullptr;
   event* reconnect_timer_ = nullptr;
   event* connect_timeout_ = nullptr;
   std::thread thread_;
@@ -108,6 +110,7 @@ AsyncRedisClient::AsyncRedisClient(const AsyncRedisOptions& options) : options_(
   (void)kThreadsReady;
   base_ = event_base_new();
   wakeup_ = event_new(base_, -1, EV_PERSIST, &AsyncRedisClient::OnWakeup, this);
+  stop_ = event_new(base_, -1, 0, &AsyncRedisClient::OnStop, this);
   reconnect_timer_ = evtimer_new(base_, &AsyncRedisClient::OnReconnectTimer, this);
   connect_timeout_ = evtimer_new(base_, &AsyncRedisClient::OnConnectTimeout, this);
   event_add(wakeup_, nullptr);
@@ -120,7 +123,10 @@ AsyncRedisClient::~AsyncRedisClient() {
     absl::MutexLock lock(&queue_mu_);
     stopping_ = true;
   }
-  event_base_loopbreak(base_);
+  // Break the loop from inside it: event_base_loopbreak() from here is lost if the loop
+  // thread has not entered event_base_loop() yet (it clears the flag on entry); an active
+  // event is not.
+  event_active(stop_, EV_READ, 0);
   thread_.join();
   // The loop is stopped: this thread now owns everything. Fail what is still pending.
   if (ctx_ != nullptr) {
@@ -138,6 +144,7 @@ AsyncRedisClient::~AsyncRedisClient() {
     op->done(absl::UnavailableError("redis client stopped"));
   }
   event_free(wakeup_);
+  event_free(stop_);
   event_free(reconnect_timer_);
   event_free(connect_timeout_);
   event_base_free(base_);
@@ -189,6 +196,10 @@ void AsyncRedisClient::OnWakeup(evutil_socket_t, short, void* arg) {
     op->client = self;
     self->Dispatch(op.release());
   }
+}
+
+void AsyncRedisClient::OnStop(evutil_socket_t, short, void* arg) {
+  event_base_loopbreak(static_cast<AsyncRedisClient*>(arg)->base_);
 }
 
 void AsyncRedisClient::Dispatch(Op* op) {

@@ -5,6 +5,8 @@
 #include <algorithm>
 #include <chrono>
 #include <memory>
+#include <optional>
+#include <set>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/escaping.h"
@@ -15,6 +17,7 @@
 #include "rogatory/common/codes.h"
 #include "rogatory/common/logging.h"
 #include "rogatory/common/status.h"
+#include "translator_access.h"
 
 namespace rogatory::intake {
 
@@ -74,6 +77,22 @@ absl::Status Invalid(const std::string& field, const std::string& why) {
 // One upload: reads the metadata, checks the request, stages each chunk while hashing it,
 // then verifies the SHA-256 and commits. Exactly one read or store operation is in flight
 // at a time, so its state needs no lock. Deletes itself when the RPC is done.
+// Calls `next` with the documents a translator-only caller may reach on a request, or with
+// nullopt for any other caller (who reaches them all; need-to-know per authority is the
+// pipeline's). Errors of the history read are passed on.
+void TranslatorReach(RequestStore& store, const common::CallContext& call, const std::string& id,
+                     std::function<void(absl::StatusOr<std::optional<std::set<std::string>>>)> next) {
+  if (!IsTranslatorOnly(call.caller)) return next(std::optional<std::set<std::string>>());
+  store.History(id, [next, translator = call.caller.authority_id](
+                        absl::StatusOr<std::vector<common::v1::Event>> history) {
+    if (!history.ok()) return next(history.status());
+    next(std::optional<std::set<std::string>>(DocumentsHeldBy(*history, translator)));
+  });
+}
+
+// What a translator is told about a document it does not hold: as if it did not exist.
+absl::Status NoSuchDocument() { return absl::NotFoundError("no such document on this request"); }
+
 class UploadReactor final : public grpc::ServerReadReactor<v1::UploadDocumentRequest> {
  public:
   UploadReactor(IntakeService& service, grpc::CallbackServerContext* context,
@@ -148,10 +167,20 @@ class UploadReactor final : public grpc::ServerReadReactor<v1::UploadDocumentReq
       idempotency_ = Idempotency{call_.caller.authority_id, meta_.request_id(),
                                  Fingerprint("UploadDocument", meta_)};
     }
-    // The request must exist before bytes are taken in.
+    // The request must exist before bytes are taken in; a translator may only add the
+    // translation of a document whose job it holds.
     s_.store_.Load(meta_.id(), std::nullopt, [this](absl::StatusOr<Snapshot> snap) {
       if (!snap.ok()) return Fail(snap.status());
-      StartRead(&message_);
+      TranslatorReach(s_.store_, call_, meta_.id(),
+                      [this](absl::StatusOr<std::optional<std::set<std::string>>> reach) {
+                        if (!reach.ok()) return Fail(reach.status());
+                        if (reach->has_value() &&
+                            (meta_.kind() != v1::DOCUMENT_KIND_TRANSLATION ||
+                             !(*reach)->contains(meta_.translation_of_document_id()))) {
+                          return Fail(NoSuchDocument());
+                        }
+                        StartRead(&message_);
+                      });
     });
   }
 
@@ -268,10 +297,11 @@ namespace {
 // Streams a document: its metadata, then its chunks one by one (one write in flight).
 class DownloadReactor final : public grpc::ServerWriteReactor<v1::DownloadDocumentResponse> {
  public:
-  DownloadReactor(DocumentStore& documents, common::Pipeline& pipeline,
+  DownloadReactor(RequestStore& requests, DocumentStore& documents, common::Pipeline& pipeline,
                   common::Sharding sharding, grpc::CallbackServerContext* context,
                   const v1::DownloadDocumentRequest& request)
-      : documents_(documents),
+      : requests_(requests),
+        documents_(documents),
         pipeline_(pipeline),
         request_(request),
         start_(std::chrono::steady_clock::now()) {
@@ -291,6 +321,17 @@ class DownloadReactor final : public grpc::ServerWriteReactor<v1::DownloadDocume
       Done(v.ToStatus());
       return;
     }
+    TranslatorReach(requests_, call_, request_.id(),
+                    [this](absl::StatusOr<std::optional<std::set<std::string>>> reach) {
+                      if (!reach.ok()) return Done(reach.status());
+                      if (reach->has_value() && !(*reach)->contains(request_.document_id())) {
+                        return Done(NoSuchDocument());
+                      }
+                      Send();
+                    });
+  }
+
+  void Send() {
     documents_.List(request_.id(), [this](absl::StatusOr<std::vector<v1::Document>> docs) {
       if (!docs.ok()) return Done(docs.status());
       for (auto& d : *docs) {
@@ -299,7 +340,7 @@ class DownloadReactor final : public grpc::ServerWriteReactor<v1::DownloadDocume
           return StartWrite(&message_);
         }
       }
-      Done(absl::NotFoundError("no such document on this request"));
+      Done(NoSuchDocument());
     });
   }
 
@@ -322,6 +363,7 @@ class DownloadReactor final : public grpc::ServerWriteReactor<v1::DownloadDocume
     Finish(common::ToGrpcStatus(status));
   }
 
+  RequestStore& requests_;
   DocumentStore& documents_;
   common::Pipeline& pipeline_;
   const v1::DownloadDocumentRequest request_;
@@ -337,7 +379,7 @@ class DownloadReactor final : public grpc::ServerWriteReactor<v1::DownloadDocume
 grpc::ServerWriteReactor<v1::DownloadDocumentResponse>* IntakeService::DownloadDocument(
     grpc::CallbackServerContext* context, const v1::DownloadDocumentRequest* request) {
   if (documents_ == nullptr) return v1::IntakeService::CallbackService::DownloadDocument(context, request);
-  return new DownloadReactor(*documents_, pipeline_, sharding_, context, *request);
+  return new DownloadReactor(store_, *documents_, pipeline_, sharding_, context, *request);
 }
 
 grpc::ServerUnaryReactor* IntakeService::ListDocuments(grpc::CallbackServerContext* context,
@@ -351,15 +393,25 @@ grpc::ServerUnaryReactor* IntakeService::ListDocuments(grpc::CallbackServerConte
         as_get.set_id(r.id());
         return ValidateGet(as_get, sharding_.shard_count());
       },
-      [this](const common::CallContext&, const v1::ListDocumentsRequest& r,
+      [this](const common::CallContext& call, const v1::ListDocumentsRequest& r,
              v1::ListDocumentsResponse* resp, common::Pipeline::Done done) {
-        store_.Get(r.id(), [this, id = r.id(), resp, done](absl::StatusOr<v1::Request> found) {
+        store_.Get(r.id(), [this, call, id = r.id(), resp, done](absl::StatusOr<v1::Request> found) {
           if (!found.ok()) return done(found.status());
-          documents_->List(id, [resp, done](absl::StatusOr<std::vector<v1::Document>> docs) {
-            if (!docs.ok()) return done(docs.status());
-            for (auto& d : *docs) *resp->add_documents() = std::move(d);
-            done(absl::OkStatus());
-          });
+          TranslatorReach(
+              store_, call, id,
+              [this, id, resp, done](absl::StatusOr<std::optional<std::set<std::string>>> reach) {
+                if (!reach.ok()) return done(reach.status());
+                documents_->List(id, [reach = *reach, resp, done](
+                                         absl::StatusOr<std::vector<v1::Document>> docs) {
+                  if (!docs.ok()) return done(docs.status());
+                  for (auto& d : *docs) {
+                    if (!reach.has_value() || reach->contains(d.id())) {
+                      *resp->add_documents() = std::move(d);
+                    }
+                  }
+                  done(absl::OkStatus());
+                });
+              });
         });
       });
 }

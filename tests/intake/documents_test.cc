@@ -2,11 +2,14 @@
 // stores and (RedisDocumentsTest) on a real redis-server.
 #include <chrono>
 #include <random>
+#include <set>
 #include <thread>
 
 #include "gtest/gtest.h"
+#include "absl/strings/str_cat.h"
 #include "in_memory_document_store.h"
 #include "in_memory_request_store.h"
+#include "intake_event_handler.h"
 #include "intake_harness.h"
 #include "redis_document_store.h"
 #include "redis_request_store.h"
@@ -42,9 +45,9 @@ v1::DocumentUpload Metadata(const std::string& request, const std::string& bytes
 // second chunk on the wire.
 grpc::Status Upload(IntakeHarness& h, const v1::DocumentUpload& metadata,
                     const std::string& bytes, v1::Document* out, size_t chunk = 1 << 20,
-                    bool corrupt = false) {
+                    bool corrupt = false, const testing::CallerId& caller = testing::kIssuer) {
   grpc::ClientContext ctx;
-  IntakeHarness::As(&ctx, testing::kIssuer);
+  IntakeHarness::As(&ctx, caller);
   v1::UploadDocumentResponse resp;
   auto writer = h.stub().UploadDocument(&ctx, &resp);
   v1::UploadDocumentRequest msg;
@@ -63,9 +66,10 @@ grpc::Status Upload(IntakeHarness& h, const v1::DocumentUpload& metadata,
 }
 
 grpc::Status Download(IntakeHarness& h, const std::string& request, const std::string& document,
-                      v1::Document* meta, std::string* bytes, int* chunks = nullptr) {
+                      v1::Document* meta, std::string* bytes, int* chunks = nullptr,
+                      const testing::CallerId& caller = testing::kIssuer) {
   grpc::ClientContext ctx;
-  IntakeHarness::As(&ctx, testing::kIssuer);
+  IntakeHarness::As(&ctx, caller);
   v1::DownloadDocumentRequest req;
   req.set_id(request);
   req.set_document_id(document);
@@ -125,6 +129,83 @@ TEST_F(DocumentsTest, FiveMebibyteDocumentRoundTripsIntactAndIsAHistoryEvent) {
   ASSERT_TRUE(h_.stub().ListDocuments(&ctx, list, &listed).ok());
   ASSERT_EQ(listed.documents_size(), 1);
   EXPECT_EQ(listed.documents(0).id(), stored.id());
+}
+
+// Reports a translation job event about `document` as translation-routing would.
+void ReportJobEvent(IntakeEventHandler& handler, const v1::Request& r, const std::string& document,
+                    pb::EventType type, const std::string& translator, int n) {
+  pb::Event e;
+  e.set_event_id(absl::StrCat("01jobevent", n));
+  e.set_request_id(r.id());
+  e.set_source("routing");
+  e.set_sequence(n);
+  e.set_type(type);
+  e.set_instrument(r.content().instrument());
+  e.mutable_actor()->mutable_authority()->set_authority_id(translator);
+  e.mutable_actor()->set_role(pb::AUTHORITY_ROLE_TRANSLATOR);
+  e.mutable_translation_job()->set_job_id(absl::StrCat("tj-", n));
+  e.mutable_translation_job()->set_document_id(document);
+  const int shard = *common::Sharding(16).ShardOf("rq", r.id());
+  const common::Dedupe dedupe{common::EventKeys::Seen(shard, "intake", e.event_id()), "600000"};
+  auto outcome = testing::Await<common::EventHandler::Outcome>(
+      [&](auto done) { handler.Handle(e, dedupe, std::move(done)); });
+  ASSERT_TRUE(outcome.ok()) << outcome.status();
+}
+
+std::set<std::string> ListedIds(IntakeHarness& h, const std::string& request,
+                                const testing::CallerId& caller) {
+  grpc::ClientContext ctx;
+  IntakeHarness::As(&ctx, caller);
+  v1::ListDocumentsRequest list;
+  list.set_id(request);
+  v1::ListDocumentsResponse listed;
+  EXPECT_TRUE(h.stub().ListDocuments(&ctx, list, &listed).ok());
+  std::set<std::string> ids;
+  for (const auto& d : listed.documents()) ids.insert(d.id());
+  return ids;
+}
+
+TEST_F(DocumentsTest, TranslatorReachesOnlyTheDocumentsOfTheJobsItHolds) {
+  const testing::CallerId translator{"TR-VENDOR-1", "DE", "translator"};
+  const testing::CallerId other{"TR-VENDOR-2", "DE", "translator"};
+  const v1::Request r = h_.SubmitComplete(pb::INSTRUMENT_EIO);
+  const std::string a_bytes = RandomBytes(1000), b_bytes = RandomBytes(2000);
+  v1::Document a, b;
+  ASSERT_TRUE(Upload(h_, Metadata(r.id(), a_bytes), a_bytes, &a).ok());
+  ASSERT_TRUE(Upload(h_, Metadata(r.id(), b_bytes), b_bytes, &b).ok());
+  IntakeEventHandler handler(requests_);
+  ReportJobEvent(handler, r, a.id(), pb::EVENT_TYPE_TRANSLATION_JOB_CLAIMED, translator.authority, 1);
+
+  v1::Document meta;
+  std::string back;
+  EXPECT_EQ(ListedIds(h_, r.id(), translator), std::set<std::string>{a.id()});
+  EXPECT_TRUE(Download(h_, r.id(), a.id(), &meta, &back, nullptr, translator).ok());
+  EXPECT_EQ(back, a_bytes);
+  EXPECT_EQ(Download(h_, r.id(), b.id(), &meta, &back, nullptr, translator).error_code(),
+            grpc::StatusCode::NOT_FOUND);
+  EXPECT_EQ(Download(h_, r.id(), a.id(), &meta, &back, nullptr, other).error_code(),
+            grpc::StatusCode::NOT_FOUND);
+  EXPECT_TRUE(ListedIds(h_, r.id(), other).empty());
+
+  // It may add the translation of what it holds, and nothing else.
+  const std::string t_bytes = RandomBytes(500);
+  v1::DocumentUpload translation = Metadata(r.id(), t_bytes);
+  translation.set_kind(v1::DOCUMENT_KIND_TRANSLATION);
+  translation.set_language("de");
+  translation.set_translation_of_document_id(a.id());
+  EXPECT_TRUE(Upload(h_, translation, t_bytes, nullptr, 1 << 20, false, translator).ok());
+  translation.set_translation_of_document_id(b.id());
+  EXPECT_EQ(Upload(h_, translation, t_bytes, nullptr, 1 << 20, false, translator).error_code(),
+            grpc::StatusCode::NOT_FOUND);
+  EXPECT_EQ(Upload(h_, Metadata(r.id(), t_bytes), t_bytes, nullptr, 1 << 20, false, translator)
+                .error_code(),
+            grpc::StatusCode::NOT_FOUND);
+
+  // The hold ends with the job.
+  ReportJobEvent(handler, r, a.id(), pb::EVENT_TYPE_TRANSLATION_JOB_COMPLETED, translator.authority, 2);
+  EXPECT_EQ(Download(h_, r.id(), a.id(), &meta, &back, nullptr, translator).error_code(),
+            grpc::StatusCode::NOT_FOUND);
+  EXPECT_EQ(ListedIds(h_, r.id(), testing::kIssuer).size(), 3u);  // the issuer sees all
 }
 
 TEST_F(DocumentsTest, CorruptedChunkIsRefusedAndNothingIsStored) {

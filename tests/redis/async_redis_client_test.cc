@@ -131,6 +131,23 @@ TEST_F(AsyncRedisClientTest, ManyConcurrentCommandsAllComplete) {
   EXPECT_EQ(RunRedisCommand(*client, {"GET", "counter"})->str, std::to_string(kCount));
 }
 
+TEST_F(AsyncRedisClientTest, ClientDestroyedRightAfterCreationStopsCleanly) {
+  // A service that fails at start-up destroys its client at once, possibly before the
+  // client's loop thread has started: that must not hang.
+  AsyncRedisOptions o;
+  o.url = *ParseRedisUrl(server_.url());
+  auto finished = std::make_shared<absl::Notification>();
+  std::thread([o, finished] {
+    for (int i = 0; i < 300; ++i) {
+      auto client = NewAsyncRedisClient(o);
+      if (i % 3 == 0) client->Command({"PING"}, [](absl::StatusOr<RedisReply>) {});
+    }
+    finished->Notify();
+  }).detach();  // if it hangs, the failure below reports it and the process exit ends it
+  EXPECT_TRUE(finished->WaitForNotificationWithTimeout(absl::Seconds(60)))
+      << "a client destroyed right after creation did not stop";
+}
+
 TEST_F(AsyncRedisClientTest, SharedTestClockMovesEveryProcessForwardOnly) {
   auto a = Connect();
   auto b = Connect();
