@@ -455,9 +455,13 @@ void OutboxRelay::Maintain() {
     auto groups = RunRedisCommand(shared_->redis, {"XINFO", "GROUPS", outbox});
     if (!groups.ok() || groups->elements.empty()) continue;
     std::optional<std::pair<uint64_t, uint64_t>> keep_from;
+    bool unknown = false;  // a group's oldest pending entry could not be read: trim nothing
     for (const RedisReply& g : groups->elements) {
       auto f = FieldMap(g);
-      if (!f.count("name") || !f.count("pending") || !f.count("last-delivered-id")) continue;
+      if (!f.count("name") || !f.count("pending") || !f.count("last-delivered-id")) {
+        unknown = true;
+        continue;
+      }
       std::pair<uint64_t, uint64_t> first_needed = ParseStreamId(f["last-delivered-id"]->str);
       first_needed.second += 1;
       if (f["pending"]->integer > 0) {
@@ -465,6 +469,8 @@ void OutboxRelay::Maintain() {
         if (pending.ok() && pending->elements.size() >= 2 &&
             pending->elements[1].type == RedisReply::Type::kString) {
           first_needed = std::min(first_needed, ParseStreamId(pending->elements[1].str));
+        } else {
+          unknown = true;
         }
       }
       keep_from = keep_from ? std::min(*keep_from, first_needed) : first_needed;
@@ -476,7 +482,7 @@ void OutboxRelay::Maintain() {
         w->lane(shard).SetBacklog(static_cast<double>(f["pending"]->integer) + lag);
       }
     }
-    if (keep_from) {
+    if (keep_from && !unknown) {
       (void)RunRedisCommand(shared_->redis, {"XTRIM", outbox, "MINID",
                                              absl::StrCat(keep_from->first, "-", keep_from->second)});
     }

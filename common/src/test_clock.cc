@@ -114,9 +114,13 @@ grpc::ServerUnaryReactor* TestClockServiceImpl::AdvanceTime(
       [this](const adminpb::AdvanceTimeRequest& req) -> absl::Status {
         RETURN_IF_ERROR(Enabled());
         FieldViolations v;
-        const int64_t ns = TimeUtil::DurationToNanoseconds(req.by());
-        if (!req.has_by() || ns <= 0) v.Add("by", "must be a positive duration");
-        if (absl::Nanoseconds(ns) > absl::Hours(24 * 400)) v.Add("by", "must be at most 400 days");
+        // Checked in seconds first: nanoseconds of a huge value would overflow.
+        const int64_t seconds = req.by().seconds();
+        if (!req.has_by() || seconds < 0 || (seconds == 0 && req.by().nanos() <= 0)) {
+          v.Add("by", "must be a positive duration");
+        } else if (seconds > 400 * 24 * 3600) {
+          v.Add("by", "must be at most 400 days");
+        }
         return v.ToStatus();
       },
       [this](const CallContext&, const adminpb::AdvanceTimeRequest& req,
@@ -139,7 +143,13 @@ grpc::ServerUnaryReactor* TestClockServiceImpl::SetTime(grpc::CallbackServerCont
       [this](const adminpb::SetTimeRequest& req) -> absl::Status {
         RETURN_IF_ERROR(Enabled());
         FieldViolations v;
-        if (!req.has_now()) v.Add("now", "is required");
+        if (!req.has_now()) {
+          v.Add("now", "is required");
+        } else if (req.now().seconds() < 0 || req.now().seconds() > 9'000'000'000 ||
+                   req.now().nanos() < 0 || req.now().nanos() > 999'999'999) {
+          // Nanoseconds since 1970 must fit in 64 bits (until 2262).
+          v.Add("now", "must be a valid timestamp between 1970 and 2255");
+        }
         return v.ToStatus();
       },
       [this](const CallContext&, const adminpb::SetTimeRequest& req,

@@ -142,8 +142,14 @@ bool TimerEngine::Handle(int shard, ClaimedTimer timer, absl::Time now) {
       auto fresh = store_.GetBlocking(id);
       if (fresh.ok()) {
         timer.deadline = *std::move(fresh);
+      } else if (absl::IsNotFound(fresh.status())) {
+        timer.deadline.reset();  // gone: the next commit only releases the claim
       } else {
-        timer.deadline.reset();
+        // Cannot tell (Redis timed out): keep the claim, which another replica takes
+        // over after its lease; releasing it now would drop the timer.
+        Log::Warn("timer re-read failed; the claim is retried after its lease",
+                  {{"shard", absl::StrCat(shard)}, {"error", fresh.status().ToString()}});
+        return false;
       }
       continue;
     }

@@ -206,8 +206,10 @@ absl::StatusOr<int64_t> DecodeHistoryToken(const std::string& token, const std::
   std::vector<std::string> parts;
   if (absl::WebSafeBase64Unescape(token, &raw)) parts = absl::StrSplit(raw, '|');
   int64_t offset = 0;
+  // Bounded so that offset + page size cannot overflow on a forged token.
   if (parts.size() != 3 || parts[0] != "h1" || !absl::SimpleAtoi(parts[1], &offset) ||
-      offset < 0 || parts[2] != common::Sha256Hex(id).substr(0, 12)) {
+      offset < 0 || offset > (int64_t{1} << 40) ||
+      parts[2] != common::Sha256Hex(id).substr(0, 12)) {
     common::FieldViolations v;
     v.Add("page_token", "is not a token this service issued for this request");
     return v.ToStatus();

@@ -232,7 +232,13 @@ int FanoutWorker::DeliverShard(int shard, bool claim_abandoned) {
   int delivered = 0;
   for (const RedisReply *entry : entries) {
     if (entry->elements.size() < 2 || entry->elements[1].type != RedisReply::Type::kArray) {
-      continue;  // deleted meanwhile
+      // Deleted meanwhile (handled before): acknowledge it, or it stays pending and
+      // comes back with every re-read of this consumer's own entries.
+      if (!entry->elements.empty()) {
+        common::RunRedisCommand(redis_, {"XACK", stream, kGroup, entry->elements[0].str})
+            .IgnoreError();
+      }
+      continue;
     }
     const std::string entry_id = entry->elements[0].str;
     auto f = Fields(entry->elements[1]);

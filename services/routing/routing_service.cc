@@ -196,7 +196,9 @@ grpc::ServerUnaryReactor* RoutingService::ListTranslationJobs(
         }
         if (r.page_size() < 0 || r.page_size() > 500) v.Add("page_size", "must be 0 to 500");
         int offset = 0;
-        if (!r.page_token().empty() && (!absl::SimpleAtoi(r.page_token(), &offset) || offset < 0)) {
+        // Bounded so that offset + page size cannot overflow.
+        if (!r.page_token().empty() && (!absl::SimpleAtoi(r.page_token(), &offset) ||
+                                        offset < 0 || offset > 100'000'000)) {
           v.Add("page_token", "is not a token from a previous response");
         }
         return v.ToStatus();
