@@ -96,12 +96,18 @@ int main(int argc, char **argv) {
         auto *transport = parts.Own(std::make_shared<n::CurlWebhookTransport>(
             n::EndpointPolicy{s.webhook_allow_http, s.webhook_allow_private_addresses},
             s.webhook_timeout));
-        auto *fanout = parts.Own(std::make_shared<n::FanoutWorker>(
-            platform.redis(), platform.clock(), platform.sharding(), s, *metrics));
-        auto *dispatcher = parts.Own(std::make_shared<n::WebhookDispatcher>(
-            platform.redis(), platform.clock(), platform.sharding(), s, *metrics, *transport));
+        auto fanout = std::make_shared<n::FanoutWorker>(platform.redis(), platform.clock(),
+                                                        platform.sharding(), s, *metrics);
+        auto dispatcher = std::make_shared<n::WebhookDispatcher>(
+            platform.redis(), platform.clock(), platform.sharding(), s, *metrics, *transport);
         fanout->Start();
         dispatcher->Start();
+        // Their threads use Redis: stop them (by destroying them) while the platform still
+        // runs, dispatcher first (it uses the transport, which outlives it).
+        parts.on_drain.push_back([dispatcher, fanout]() mutable {
+          dispatcher.reset();
+          fanout.reset();
+        });
         return parts;
       });
 }

@@ -72,9 +72,11 @@ int main(int argc, char** argv) {
             routing::RoutingServiceSettings{max_attempts})));
         parts.event_handler = parts.Own(std::make_shared<routing::RoutingEventHandler>(
             *store, *registry, platform.clock(), platform.redis(), metrics));
-        parts.Own(std::make_shared<routing::RoutingBackground>(
+        // Its threads use Redis: stop them (by destroying it) while the platform still runs.
+        auto background = std::make_shared<routing::RoutingBackground>(
             *store, platform.redis(), platform.sharding(), platform.clock(), *metrics, max_attempts,
-            sweep_interval, metrics_interval));
+            sweep_interval, metrics_interval);
+        parts.on_drain.push_back([background]() mutable { background.reset(); });
         parts.emits_events = true;
         return parts;
       });

@@ -785,6 +785,22 @@ class RedisPauseTest(E2ETestCase):
         intake.wait_health(intake.service_name, "SERVING", timeout=15.0)
 
 
+class AllServicesShutdownTest(E2ETestCase):
+    """Every service drains and exits 0 on SIGTERM, its background threads included."""
+
+    SERVICES = ("intake", "routing", "deadlines", "notification")
+
+    def test_each_service_exits_zero_on_sigterm_after_handling_a_request(self):
+        self.submit(self.intake_stub())  # events flow to the three others
+        for name, service in self.services.items():
+            with self.subTest(service=name):
+                service.process.signal(signal.SIGTERM)
+                code = service.process.wait(timeout=15.0)
+                self.assertIsNotNone(code, f"{name} still running 15 s after SIGTERM")
+                self.assertEqual(code, 0, f"{name} exited with {code}:\n"
+                                 + service.process.log_tail())
+
+
 class ServiceLifecycleTest(E2ETestCase):
     """Intake stops cleanly and keeps its data across restarts."""
 
