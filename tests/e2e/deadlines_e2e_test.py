@@ -11,10 +11,8 @@ The process, Redis and fixture helpers are those of ``intake_e2e_test.py``.
 
 from __future__ import annotations
 
-import argparse
 import os
 import pathlib
-import shutil
 import signal
 import sys
 import tempfile
@@ -173,24 +171,7 @@ class DeadlinesE2ETest(base.E2ETestCase):
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--bin-dir", type=pathlib.Path,
-                        default=pathlib.Path(os.environ.get("ROGATORY_BIN_DIR",
-                                                            base.REPO_ROOT / "build" / "bin")))
-    args, unittest_args = parser.parse_known_args()
-    base.BIN_DIR = args.bin_dir.resolve()
-    signal.signal(signal.SIGTERM, base._on_sigterm)
-    rc.stubs()
-    base.WORK_ROOT = pathlib.Path(tempfile.mkdtemp(prefix="rogatory-deadlines-e2e-"))
-    program = unittest.main(argv=[sys.argv[0]] + unittest_args, exit=False, verbosity=2)
-    if program.result.wasSuccessful():
-        shutil.rmtree(base.WORK_ROOT, ignore_errors=True)
-        return 0
-    for process in base.ManagedProcess.all:
-        print(f"\n==== {process.name} ({process.log_path}) last lines ====", file=sys.stderr)
-        print(process.log_tail(), file=sys.stderr)
-    print(f"\nwork directory kept: {base.WORK_ROOT}", file=sys.stderr)
-    return 1
+    return base.run_tests("rogatory-deadlines-e2e-", __doc__.splitlines()[0])
 
 
 if __name__ == "__main__":

@@ -840,9 +840,12 @@ def _on_sigterm(signum, frame):  # noqa: ARG001
     raise SystemExit(128 + signum)  # Runs the cleanups and the atexit handler.
 
 
-def main() -> int:
+def run_tests(work_prefix: str, description: str) -> int:
+    """The main of every e2e test script: parses --bin-dir, runs the calling script's tests
+    (unittest's `__main__`), and on failure prints each process's last log lines and keeps
+    the work directory."""
     global BIN_DIR, WORK_ROOT
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--bin-dir", type=pathlib.Path,
                         default=pathlib.Path(os.environ.get("ROGATORY_BIN_DIR",
                                                             REPO_ROOT / "build" / "bin")),
@@ -852,8 +855,9 @@ def main() -> int:
     signal.signal(signal.SIGTERM, _on_sigterm)
 
     rc.stubs()  # Generate the stubs up front: a protoc failure is not a test failure.
-    WORK_ROOT = pathlib.Path(tempfile.mkdtemp(prefix="rogatory-e2e-"))
-    program = unittest.main(argv=[sys.argv[0]] + unittest_args, exit=False, verbosity=2)
+    WORK_ROOT = pathlib.Path(tempfile.mkdtemp(prefix=work_prefix))
+    program = unittest.main(module="__main__", argv=[sys.argv[0]] + unittest_args, exit=False,
+                            verbosity=2)
     result = program.result
     if result.wasSuccessful():
         shutil.rmtree(WORK_ROOT, ignore_errors=True)
@@ -863,6 +867,10 @@ def main() -> int:
         print(process.log_tail(), file=sys.stderr)
     print(f"\nwork directory kept: {WORK_ROOT}", file=sys.stderr)
     return 1
+
+
+def main() -> int:
+    return run_tests("rogatory-e2e-", __doc__.splitlines()[0])
 
 
 if __name__ == "__main__":

@@ -14,7 +14,6 @@ Process handling (ports, logs, cleanup, never skipping) comes from intake_e2e_te
 
 from __future__ import annotations
 
-import argparse
 import base64
 import hashlib
 import hmac
@@ -23,7 +22,6 @@ import importlib
 import json
 import os
 import pathlib
-import shutil
 import signal
 import sys
 import tempfile
@@ -321,24 +319,7 @@ class NotificationWebhookTest(unittest.TestCase):
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--bin-dir", type=pathlib.Path,
-                        default=pathlib.Path(os.environ.get("ROGATORY_BIN_DIR",
-                                                            base.REPO_ROOT / "build" / "bin")))
-    args, unittest_args = parser.parse_known_args()
-    base.BIN_DIR = args.bin_dir.resolve()
-    signal.signal(signal.SIGTERM, base._on_sigterm)
-    rc.stubs()
-    base.WORK_ROOT = pathlib.Path(tempfile.mkdtemp(prefix="rogatory-notification-e2e-"))
-    program = unittest.main(argv=[sys.argv[0]] + unittest_args, exit=False, verbosity=2)
-    if program.result.wasSuccessful():
-        shutil.rmtree(base.WORK_ROOT, ignore_errors=True)
-        return 0
-    for process in base.ManagedProcess.all:
-        print(f"\n==== {process.name} ({process.log_path}) last lines ====", file=sys.stderr)
-        print(process.log_tail(), file=sys.stderr)
-    print(f"\nwork directory kept: {base.WORK_ROOT}", file=sys.stderr)
-    return 1
+    return base.run_tests("rogatory-notification-e2e-", __doc__.splitlines()[0])
 
 
 if __name__ == "__main__":

@@ -14,7 +14,6 @@ ports, logs, cleanup). Nothing is skipped: a missing binary or redis-server fail
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import pathlib
@@ -338,24 +337,7 @@ class TranslationJobsE2ETest(RoutingE2ETestCase):
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--bin-dir", type=pathlib.Path,
-                        default=pathlib.Path(os.environ.get("ROGATORY_BIN_DIR",
-                                                            base.REPO_ROOT / "build" / "bin")))
-    args, unittest_args = parser.parse_known_args()
-    base.BIN_DIR = args.bin_dir.resolve()
-    signal.signal(signal.SIGTERM, base._on_sigterm)
-    rc.stubs()
-    base.WORK_ROOT = pathlib.Path(tempfile.mkdtemp(prefix="rogatory-routing-e2e-"))
-    program = unittest.main(argv=[sys.argv[0]] + unittest_args, exit=False, verbosity=2)
-    if program.result.wasSuccessful():
-        shutil.rmtree(base.WORK_ROOT, ignore_errors=True)
-        return 0
-    for process in base.ManagedProcess.all:
-        print(f"\n==== {process.name} ({process.log_path}) last lines ====", file=sys.stderr)
-        print(process.log_tail(), file=sys.stderr)
-    print(f"\nwork directory kept: {base.WORK_ROOT}", file=sys.stderr)
-    return 1
+    return base.run_tests("rogatory-routing-e2e-", __doc__.splitlines()[0])
 
 
 if __name__ == "__main__":
