@@ -23,6 +23,12 @@ readonly APT_PACKAGES=(
   libcurl4-openssl-dev libssl-dev
   # Runtime and tests: Redis, time zones, the independent Python client, HTTP.
   redis-server redis-tools tzdata python3-grpcio python3-protobuf curl ca-certificates
+  # rogatoryctl reads request files in YAML as well as JSON.
+  python3-yaml
+  # Development certificates (deploy/tls/make-certs.sh).
+  openssl
+  # The sanitizer build and the fuzzers (tests/sanitize.sh): clang with its runtimes.
+  clang libclang-rt-14-dev
 )
 readonly BUF_VERSION=1.75.0
 readonly TOOLS_DIR=/opt/rogatory-tools

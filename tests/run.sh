@@ -2,26 +2,31 @@
 # Installs what is missing, builds, lints the protos and runs every test. Exits non-zero on
 # any failure. Usage:
 #
-#   tests/run.sh                 # everything: unit, redis and e2e tests
-#   tests/run.sh -L unit         # extra arguments go to ctest (here: unit tests only)
+#   tests/run.sh                 # everything: unit, redis, e2e and fault tests, then the
+#                                # sanitizer build (unit + redis under ASan/UBSan, fuzzers)
+#   tests/run.sh -L unit         # extra arguments go to ctest (here: unit tests only; no
+#                                # sanitizer stage)
 #
 # Environment:
 #   ROGATORY_BUILD_DIR    build directory (default: build/ in the repository)
 #   ROGATORY_SUMMARY_FILE if set, the stage timings and test counts are written there
 #                         (.ci/run uses it)
+#   ROGATORY_SANITIZE     0 skips the sanitizer stage of a full run (default 1)
 #
 # A full run (no ctest arguments) also fails when a test was skipped or when a label among
-# unit, redis and e2e has no test: an install that lacks redis-server must not look green.
+# unit, redis, e2e and fault has no test: an install that lacks redis-server must not look
+# green.
 set -euo pipefail
 
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 build_dir="${ROGATORY_BUILD_DIR:-${repo}/build}"
 readonly repo build_dir
 readonly BUF=/opt/rogatory-tools/node_modules/.bin/buf
-readonly REQUIRED_LABELS=(unit redis e2e)
+readonly REQUIRED_LABELS=(unit redis e2e fault)
 
 stage_lines=()
 counts_line=""
+fault_lines=()  # the fault suite's figures ("FAULT kill9: ... lost=0 duplicates=0")
 run_start="${EPOCHREALTIME}"
 
 log() { printf '[tests/run.sh] %s\n' "$*" >&2; }
@@ -40,6 +45,8 @@ summary() {
     local verdict=ok
     ((rc == 0)) || verdict="FAILED (exit ${rc})"
     printf '  %-10s %8ss  %s\n' total "$(elapsed_since "${run_start}")" "${verdict}"
+    local line2
+    for line2 in "${fault_lines[@]}"; do printf '%s\n' "${line2}"; done
     [[ -n "${counts_line}" ]] && printf '%s\n' "${counts_line}"
   } >"${summary_tmp}"
   printf '\n' >&2
@@ -89,6 +96,8 @@ run_ctest() {
   ctest --test-dir "${build_dir}" --output-on-failure --no-tests=error --timeout 300 "$@" 2>&1 |
     tee "${ctest_log}" || rc=$?
   count_results
+  mapfile -t fault_lines < <(grep -ah '^FAULT ' "${build_dir}/Testing/Temporary/LastTest.log" \
+                               2>/dev/null || true)
   ((rc == 0)) || return "${rc}"
   if (($# == 0)); then
     check_coverage
@@ -134,3 +143,6 @@ stage configure configure
 stage build build
 stage buf-lint lint_protos
 stage ctest run_ctest "$@"
+if (($# == 0)) && [[ "${ROGATORY_SANITIZE:-1}" != 0 ]]; then
+  stage sanitize bash "${repo}/tests/sanitize.sh"
+fi

@@ -234,8 +234,13 @@ class OutboxRelay::Lane {
       grpc::ClientContext ctx;
       ctx.set_deadline(std::chrono::system_clock::now() +
                        absl::ToChronoMilliseconds(shared_.options.rpc_timeout));
-      ctx.AddMetadata("x-rogatory-authority", absl::StrCat("rogatory-", shared_.options.emitter));
-      ctx.AddMetadata("x-rogatory-roles", "service");
+      if (shared_.options.authorize) {
+        shared_.options.authorize(ctx);
+      } else {
+        ctx.AddMetadata("x-rogatory-authority",
+                        absl::StrCat("rogatory-", shared_.options.emitter));
+        ctx.AddMetadata("x-rogatory-roles", "service");
+      }
       eventspb::DeliverEventsResponse resp;
       grpc::Status st = stub_->DeliverEvents(&ctx, batch, &resp);
       int handled = st.ok() ? std::min(resp.handled_count(), batch.events_size()) : 0;
@@ -404,11 +409,13 @@ OutboxRelay::OutboxRelay(RedisClient& redis, Metrics& metrics, RelayOptions opti
                          ChannelFactory channels)
     : shared_(std::make_unique<Shared>(redis, metrics, std::move(options))) {
   if (!channels) {
-    channels = [&metrics](const std::string& address) {
+    std::shared_ptr<grpc::ChannelCredentials> credentials = shared_->options.credentials;
+    if (credentials == nullptr) credentials = grpc::InsecureChannelCredentials();
+    channels = [&metrics, credentials](const std::string& address) {
       std::vector<std::unique_ptr<grpc::experimental::ClientInterceptorFactoryInterface>> f;
       f.push_back(metrics.NewClientInterceptorFactory());
       return grpc::experimental::CreateCustomChannelWithInterceptors(
-          address, grpc::InsecureChannelCredentials(), grpc::ChannelArguments(), std::move(f));
+          address, credentials, grpc::ChannelArguments(), std::move(f));
     };
   }
   const std::vector<std::string> routed =

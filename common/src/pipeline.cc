@@ -5,9 +5,11 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "rogatory/common/ids.h"
 #include "rogatory/common/logging.h"
+#include "rogatory/common/malformed_requests.h"
 
 namespace rogatory::common {
 namespace {
@@ -70,12 +72,40 @@ absl::StatusOr<Caller> MetadataAuthenticator::Authenticate(
   return caller;
 }
 
-void LogAuditor::Record(const AuditRecord& r) {
+absl::string_view AccessKindName(AccessKind kind) {
+  switch (kind) {
+    case AccessKind::kRead:
+      return "read";
+    case AccessKind::kChange:
+      return "change";
+    case AccessKind::kDisclose:
+      return "disclose";
+  }
+  return "unknown";
+}
+
+void AuditTrail::Touch(std::string request_id, AccessKind kind, std::string detail) {
+  absl::MutexLock lock(&mu_);
+  subjects_.push_back({std::move(request_id), kind, std::move(detail)});
+}
+
+std::vector<AuditSubject> AuditTrail::subjects() const {
+  absl::MutexLock lock(&mu_);
+  return subjects_;
+}
+
+void LogAuditor::Record(AuditRecord r, std::function<void(absl::Status)> done) {
+  std::vector<std::string> touched;
+  for (const AuditSubject& s : r.subjects) {
+    touched.push_back(absl::StrCat(AccessKindName(s.kind), ":", s.request_id));
+  }
   Log::Info("audit", {{"method", r.method},
-                      {"caller", r.caller_authority},
+                      {"caller", r.caller.authority_id},
                       {"code", absl::StatusCodeToString(r.code)},
                       {"trace_id", r.trace_id},
+                      {"touched", absl::StrJoin(touched, ",")},
                       {"duration_ms", absl::ToDoubleMilliseconds(r.duration)}});
+  done(absl::OkStatus());
 }
 
 absl::StatusOr<CallContext> Pipeline::Admit(const grpc::CallbackServerContext& context,
@@ -83,17 +113,40 @@ absl::StatusOr<CallContext> Pipeline::Admit(const grpc::CallbackServerContext& c
   CallContext call;
   call.method = std::string(method);
   call.trace_id = TraceIdOf(context);
+  call.justification = Metadata(context, "x-rogatory-justification").substr(0, 512);
   auto caller = authenticator_.Authenticate(context);
   if (!caller.ok()) return caller.status();
   call.caller = *std::move(caller);
+  if (max_concurrent_calls_ > 0) {
+    if (in_flight_->fetch_add(1) >= max_concurrent_calls_) {
+      in_flight_->fetch_sub(1);
+      return absl::ResourceExhaustedError(
+          "this server is at its bound of concurrent calls; retry later");
+    }
+    call.slot = std::shared_ptr<const void>(
+        nullptr, [counter = in_flight_](const void*) { counter->fetch_sub(1); });
+  }
   if (absl::Status s = limiter_.Admit(call.caller, call.method); !s.ok()) return s;
+  // Bytes that did not parse as the request message (see malformed_requests.h).
+  if (absl::Status s = internal::MalformedRequestStatus(context); !s.ok()) return s;
   return call;
 }
 
 void Pipeline::Audit(const CallContext& call, const absl::Status& status,
-                     std::chrono::steady_clock::time_point start) {
-  auditor_.Record({call.method, call.caller.authority_id, call.trace_id, status.code(),
-                   absl::FromChrono(std::chrono::steady_clock::now() - start)});
+                     std::chrono::steady_clock::time_point start, Done answer) {
+  AuditRecord record{call.method,
+                     call.caller,
+                     call.trace_id,
+                     call.justification,
+                     status.code(),
+                     absl::FromChrono(std::chrono::steady_clock::now() - start),
+                     call.trail->subjects()};
+  auditor_.Record(std::move(record), [status, answer = std::move(answer)](absl::Status logged) {
+    if (!logged.ok() && status.ok()) {
+      return answer(absl::UnavailableError("the audit log cannot be written; retry later"));
+    }
+    answer(status);
+  });
 }
 
 grpc::ServerUnaryReactor* NotYetImplemented(grpc::CallbackServerContext* context,

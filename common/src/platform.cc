@@ -1,8 +1,11 @@
 #include "rogatory/common/platform.h"
 
 #include <signal.h>
+#include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
+#include <set>
 #include <fstream>
 #include <sstream>
 #include <iostream>
@@ -15,7 +18,11 @@
 #include "grpcpp/server_builder.h"
 #include "prometheus/gauge.h"
 #include "rogatory/common/async_redis_client.h"
+#include "rogatory/common/audit_log.h"
+#include "rogatory/common/audit_service.h"
 #include "rogatory/common/logging.h"
+#include "rogatory/common/malformed_requests.h"
+#include "rogatory/common/rate_limiter.h"
 #include "rogatory/common/outbox_relay.h"
 #include "rogatory/common/periodic_task.h"
 #include "rogatory/common/test_clock.h"
@@ -29,10 +36,19 @@ struct Platform::Internals {
   SharedTestClock* test_clock = nullptr;  // owned by clock_holder_ when enabled
   std::unique_ptr<TestClockServiceImpl> test_clock_service;
   std::unique_ptr<PeriodicTask> clock_refresh;
+  // The chained audit log's key (null with audit=log), sealer (while serving) and service.
+  std::shared_ptr<const AuditKey> audit_key;
+  std::unique_ptr<AuditSealer> audit_sealer;
+  std::unique_ptr<AuditServiceImpl> audit_service;
   prometheus::Gauge* redis_up = nullptr;
   std::unique_ptr<grpc::Server> server;
+  // With TLS on: a plaintext server with only the health service, for probes.
+  std::unique_ptr<grpc::Server> probe_server;
   std::atomic<bool> draining{false};
   std::unique_ptr<PeriodicTask> readiness_probe;
+  // Service tokens and how outgoing calls present this service (its authenticator is
+  // Platform::authenticator_).
+  std::unique_ptr<Authentication> authentication;
 };
 
 void RegisterServerSettings(const ServiceIdentity& id, Config& config, ServerSettings* s) {
@@ -86,6 +102,48 @@ void RegisterServerSettings(const ServiceIdentity& id, Config& config, ServerSet
                      absl::Hours(24 * 90),
                      "How long a receiver remembers the events it handled, to drop repeats.",
                      &s->dedupe_retention);
+  config.AddChoice("audit", "chain", {"chain", "log"},
+                   "Audit log: chain (tamper-evident HMAC chains per request in Redis) or log "
+                   "(JSON log lines only; development).",
+                   &s->audit);
+  config.AddString("audit-key-file", "",
+                   "File holding the audit HMAC key (at least 32 bytes; a mounted Secret, the "
+                   "same for every service). Empty: a built-in development key, refused with "
+                   "env=production.",
+                   &s->audit_key_file);
+  config.AddString("audit-export-dir", "",
+                   "Folder where audit chain heads are appended as JSON lines (append-only "
+                   "storage); empty: exported as log lines only.",
+                   &s->audit_export_dir);
+  config.AddDuration("audit-export-interval", absl::Seconds(10), absl::Milliseconds(100),
+                     absl::Hours(1), "How often sealed audit chain heads are exported.",
+                     &s->audit_export_interval);
+  config.AddDuration("audit-seal-interval", absl::Milliseconds(200), absl::Milliseconds(5),
+                     absl::Minutes(1),
+                     "How often an idle sealer chains pending audit entries.",
+                     &s->audit_seal_interval);
+  config.AddDuration("audit-retention", absl::Hours(24 * 365 * 3), absl::ZeroDuration(),
+                     absl::Hours(24 * 365 * 100),
+                     "Audit entries older than this are erased, oldest first, behind an "
+                     "HMAC'd anchor; 0 keeps them forever.",
+                     &s->audit_retention);
+  RegisterTransportSettings(config, &s->tls, &s->health_listen);
+  RegisterAuthSettings(config, &s->auth);
+  config.AddInt("max-message-bytes", 2 << 20, 64 << 10, 64 << 20,
+                "Largest request message accepted, in bytes (sized for a 1 MiB document "
+                "chunk); larger ones answer RESOURCE_EXHAUSTED.",
+                &s->max_message_bytes);
+  config.AddInt("max-concurrent-rpcs", 1000, 0, 1000000,
+                "Calls one server handles at once; beyond it calls answer RESOURCE_EXHAUSTED "
+                "at once instead of queueing. 0: no bound.",
+                &s->max_concurrent_rpcs);
+  config.AddInt("rate-limit-rps", 0, 0, 1000000,
+                "Sustained calls per second each caller authority may make to one replica "
+                "(token bucket; other Rogatory services are exempt). 0: no limit.",
+                &s->rate_limit_rps);
+  config.AddInt("rate-limit-burst", 50, 1, 1000000,
+                "Calls a caller may make at once after being idle (the token bucket's size).",
+                &s->rate_limit_burst);
 }
 
 int ParseSettingsOrExit(const ServiceIdentity& identity, Config& config,
@@ -99,6 +157,18 @@ int ParseSettingsOrExit(const ServiceIdentity& identity, Config& config,
     status = absl::InvalidArgumentError(
         "setting 'test-clock': the shared test clock is development-only and refused with "
         "env=production");
+  }
+  if (status.ok() && settings.production() && settings.audit == "chain" &&
+      settings.audit_key_file.empty()) {
+    status = absl::InvalidArgumentError(
+        "setting 'audit-key-file': required with env=production (the development audit key "
+        "is public)");
+  }
+  if (status.ok() && !config.help_requested()) {
+    status = ValidateTransportSettings(settings.tls, settings.listen, settings.health_listen);
+  }
+  if (status.ok() && !config.help_requested()) {
+    status = ValidateAuthSettings(settings.auth, settings.production());
   }
   if (!status.ok()) {
     Log::Configure(identity.binary, LogLevel::kInfo);
@@ -147,6 +217,8 @@ Platform::~Platform() {
   internals_->relay.reset();
   internals_->readiness_probe.reset();
   internals_->clock_refresh.reset();
+  if (internals_->audit_service != nullptr) internals_->audit_service->Stop();
+  internals_->audit_sealer.reset();
   redis_.reset();
 }
 
@@ -207,16 +279,52 @@ absl::StatusOr<std::unique_ptr<Platform>> Platform::Create(const ServiceIdentity
     p->clock_ = p->real_clock_.get();
   }
 
-  // Development implementations of the pipeline's steps. Real authentication (tokens,
-  // mTLS) is the security issue's; until then production says loudly what it runs with.
-  if (settings.production()) {
-    Log::Warn("development authentication in use: callers are named by x-rogatory-* metadata "
-              "and not verified; do not expose this deployment to untrusted callers");
+  // Token lifetimes are real time: the real clock even when the shared test clock moves
+  // legal time forward by days.
+  auto authentication = MakeAuthentication(settings.auth, settings.production(), *p->real_clock_,
+                                           identity.event_name, p->reload_hooks_);
+  if (!authentication.ok()) return authentication.status();
+  p->authenticator_ = std::move((*authentication)->authenticator);
+  p->internals_->authentication = *std::move(authentication);
+  {
+    std::set<std::string> folders;
+    for (const std::string& file : p->internals_->authentication->watched_files) {
+      const size_t slash = file.rfind('/');
+      folders.insert(slash == std::string::npos ? "." : file.substr(0, std::max<size_t>(slash, 1)));
+    }
+    for (const std::string& folder : folders) {
+      if (absl::Status s = p->WatchDirectory(folder); !s.ok()) {
+        Log::Warn("key files are reloaded on SIGHUP only: cannot watch their folder",
+                  {{"error", std::string(s.message())}});
+      }
+    }
   }
-  p->authenticator_ = std::make_unique<MetadataAuthenticator>();
-  p->limiter_ = std::make_unique<NoRateLimiter>();
-  p->auditor_ = std::make_unique<LogAuditor>();
+  RateLimitOptions rate_limit;
+  rate_limit.rate_per_second = settings.rate_limit_rps;
+  rate_limit.burst = settings.rate_limit_burst;
+  p->limiter_ = std::make_unique<TokenBucketRateLimiter>(rate_limit);
+  if (settings.audit == "chain") {
+    if (settings.audit_key_file.empty()) {
+      Log::Warn("development audit key in use: set audit-key-file outside development");
+      p->internals_->audit_key = DevelopmentAuditKey();
+    } else {
+      auto key = AuditKey::FromFile(settings.audit_key_file);
+      if (!key.ok()) return key.status();
+      p->internals_->audit_key = std::make_shared<const AuditKey>(*std::move(key));
+    }
+    if (!settings.audit_export_dir.empty() &&
+        ::access(settings.audit_export_dir.c_str(), W_OK | X_OK) != 0) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "setting 'audit-export-dir': ", settings.audit_export_dir, " is not a writable folder"));
+    }
+    Log::Info("audit log: chained", {{"key", p->internals_->audit_key->Fingerprint()}});
+    p->auditor_ = std::make_unique<ChainedAuditor>(*p->redis_, *p->clock_, p->sharding_,
+                                                   p->internals_->audit_key, p->metrics_.get());
+  } else {
+    p->auditor_ = std::make_unique<LogAuditor>();
+  }
   p->pipeline_ = std::make_unique<Pipeline>(*p->authenticator_, *p->limiter_, *p->auditor_);
+  p->pipeline_->SetMaxConcurrentCalls(settings.max_concurrent_rpcs);
   p->internals_->test_clock_service =
       std::make_unique<TestClockServiceImpl>(p->internals_->test_clock, *p->pipeline_);
   return p;
@@ -228,11 +336,31 @@ int Platform::Serve(const ServiceParts& parts) {
 
   grpc::ServerBuilder builder;
   int port = 0;
-  builder.AddListeningPort(settings_.listen, grpc::InsecureServerCredentials(), &port);
+  builder.AddListeningPort(settings_.listen, MakeServerCredentials(settings_.tls), &port);
   // A second process on the same port must fail at start, not share the port silently.
   builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
-  for (grpc::Service* s : parts.services) builder.RegisterService(s);
+  builder.SetMaxReceiveMessageSize(settings_.max_message_bytes);
+  for (grpc::Service* s : parts.services) {
+    AnswerMalformedRequestsWithInvalidArgument(*s);
+    builder.RegisterService(s);
+  }
+  AnswerMalformedRequestsWithInvalidArgument(*internals_->test_clock_service);
   builder.RegisterService(internals_->test_clock_service.get());
+  internals_->audit_service = std::make_unique<AuditServiceImpl>(
+      *pipeline_, *redis_, sharding_, internals_->audit_key);
+  AnswerMalformedRequestsWithInvalidArgument(*internals_->audit_service);
+  builder.RegisterService(internals_->audit_service.get());
+  if (internals_->audit_key != nullptr) {
+    AuditSealerOptions sealer;
+    sealer.replica_id = DefaultReplicaId();
+    sealer.shard_count = settings_.redis_shards;
+    sealer.interval = settings_.audit_seal_interval;
+    sealer.export_dir = settings_.audit_export_dir;
+    sealer.export_interval = settings_.audit_export_interval;
+    sealer.retention = settings_.audit_retention;
+    internals_->audit_sealer = std::make_unique<AuditSealer>(
+        *redis_, *clock_, internals_->audit_key, metrics_.get(), std::move(sealer));
+  }
   EventHandler* handler = parts.event_handler;
   if (handler == nullptr) {
     internals_->record_only_handler = std::make_unique<RecordOnlyEventHandler>(*redis_);
@@ -241,6 +369,7 @@ int Platform::Serve(const ServiceParts& parts) {
   internals_->event_sink = std::make_unique<EventSinkServiceImpl>(
       identity_.event_name, *handler, *pipeline_, sharding_, settings_.dedupe_retention,
       *metrics_);
+  AnswerMalformedRequestsWithInvalidArgument(*internals_->event_sink);
   builder.RegisterService(internals_->event_sink.get());
   if (settings_.max_connection_age > absl::ZeroDuration()) {
     builder.AddChannelArgument(GRPC_ARG_MAX_CONNECTION_AGE_MS,
@@ -258,18 +387,33 @@ int Platform::Serve(const ServiceParts& parts) {
     Log::Error("cannot listen", {{"address", settings_.listen}});
     return 1;
   }
-  grpc::HealthCheckServiceInterface* health = server->GetHealthCheckService();
-  health->SetServingStatus("", true);
-  health->SetServingStatus(identity_.grpc_service_name, false);
+  // Every status is set on the main server's health service and mirrored into the probe
+  // server's, so probes on the plaintext port see readiness flips and the drain.
+  std::vector<grpc::HealthCheckServiceInterface*> health_services = {
+      server->GetHealthCheckService()};
+  auto probe = StartProbeServer(settings_.tls, settings_.listen, settings_.health_listen);
+  if (!probe.ok()) {
+    Log::Error("cannot listen", {{"error", std::string(probe.status().message())}});
+    return 1;
+  }
+  internals_->probe_server = *std::move(probe);
+  if (internals_->probe_server != nullptr) {
+    health_services.push_back(internals_->probe_server->GetHealthCheckService());
+  }
+  auto set_health = [health_services](const std::string& name, bool serving) {
+    for (grpc::HealthCheckServiceInterface* h : health_services) h->SetServingStatus(name, serving);
+  };
+  set_health("", true);
+  set_health(identity_.grpc_service_name, false);
 
   // Readiness follows Redis: a background probe, so health answers never wait on Redis.
   internals_->readiness_probe = std::make_unique<PeriodicTask>(
-      settings_.health_probe_interval, [this, health] {
-        redis_->Command({"PING"}, [this, health](absl::StatusOr<RedisReply> r) {
+      settings_.health_probe_interval, [this, set_health] {
+        redis_->Command({"PING"}, [this, set_health](absl::StatusOr<RedisReply> r) {
           const bool up = r.ok();
           internals_->redis_up->Set(up ? 1 : 0);
           if (!internals_->draining.load()) {
-            health->SetServingStatus(identity_.grpc_service_name, up);
+            set_health(identity_.grpc_service_name, up);
           }
         });
       });
@@ -283,6 +427,11 @@ int Platform::Serve(const ServiceParts& parts) {
     relay.routes = routes_;
     relay.lease = settings_.relay_lease;
     relay.poll_interval = settings_.relay_poll_interval;
+    relay.credentials = MakeChannelCredentials(settings_.tls);
+    relay.authorize = [auth = internals_->authentication.get(),
+                       service = identity_.event_name](grpc::ClientContext& context) {
+      auth->AuthorizeOutgoing(context, service);
+    };
     internals_->relay = std::make_unique<OutboxRelay>(*redis_, *metrics_, std::move(relay));
   }
 
@@ -290,6 +439,7 @@ int Platform::Serve(const ServiceParts& parts) {
                         {"port", static_cast<int64_t>(port)},
                         {"metrics", settings_.metrics_listen},
                         {"env", settings_.env},
+                        {"tls", settings_.tls.mode},
                         {"shards", static_cast<int64_t>(settings_.redis_shards)}});
 
   sigset_t set = ServiceSignals();
@@ -302,12 +452,18 @@ int Platform::Serve(const ServiceParts& parts) {
   Log::Info("draining", {{"signal", static_cast<int64_t>(signal_number)},
                          {"grace_ms", absl::ToInt64Milliseconds(settings_.shutdown_grace)}});
   internals_->draining.store(true);
-  health->SetServingStatus(identity_.grpc_service_name, false);
+  set_health(identity_.grpc_service_name, false);
   server->Shutdown(std::chrono::system_clock::now() +
                    absl::ToChronoMilliseconds(settings_.shutdown_grace));
   server->Wait();
+  if (internals_->probe_server != nullptr) {
+    internals_->probe_server->Shutdown(std::chrono::system_clock::now());
+    internals_->probe_server->Wait();
+  }
   for (const auto& stop : parts.on_drain) stop();
   internals_->relay.reset();  // releases its lanes to the other replicas
+  internals_->audit_service->Stop();  // the server still refers to the service object
+  internals_->audit_sealer.reset();   // exports its last heads, releases its shards
   Log::Info("stopped");
   return 0;
 }

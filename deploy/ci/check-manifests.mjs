@@ -6,6 +6,9 @@
 //     seccomp RuntimeDefault;
 //   - every Rogatory service container has native gRPC liveness and readiness probes,
 //     liveness on "" and readiness on the service's own name;
+//   - every Rogatory service container points ROGATORY_AUTH_KEYS, ROGATORY_SERVICE_TOKEN_KEY
+//     and ROGATORY_AUDIT_KEY_FILE at files of a mounted Secret volume (a folder, not
+//     subPath, so rotated keys appear in place): without them the services exit at start;
 //   - no image tagged "latest" or untagged; standard app.kubernetes.io labels everywhere.
 //
 // Usage: NODE_PATH=<node_modules> node check-manifests.mjs <rendered.yaml>...
@@ -58,6 +61,27 @@ function checkImage(where, image, problems) {
   else if (last.endsWith(":latest")) problems.push(`${where}: image ${image} uses "latest"`);
 }
 
+// Settings naming files the services cannot start without (token key set, own signing
+// key, audit HMAC key).
+const KEY_FILE_SETTINGS = [
+  "ROGATORY_AUTH_KEYS", "ROGATORY_SERVICE_TOKEN_KEY", "ROGATORY_AUDIT_KEY_FILE",
+];
+
+function checkKeyFiles(at, spec, c, problems) {
+  const env = Object.fromEntries((c.env || []).map((e) => [e.name, e.value]));
+  for (const name of KEY_FILE_SETTINGS) {
+    const file = env[name];
+    if (!file) { problems.push(`${at}: ${name} is not set`); continue; }
+    const mount = (c.volumeMounts || [])
+      .find((m) => file.startsWith(`${m.mountPath.replace(/\/$/, "")}/`));
+    const volume = mount && (spec.volumes || []).find((v) => v.name === mount.name);
+    if (!volume?.secret) problems.push(`${at}: ${name}=${file} is not in a mounted Secret volume`);
+    else if (mount.subPath) {
+      problems.push(`${at}: ${name}: the Secret is mounted with subPath (no rotation)`);
+    }
+  }
+}
+
 function checkPod(where, obj, spec, problems) {
   const pod = spec.securityContext || {};
   if (pod.runAsNonRoot !== true) problems.push(`${where}: pod runAsNonRoot is not true`);
@@ -90,6 +114,7 @@ function checkPod(where, obj, spec, problems) {
       else if (ready.service !== READINESS[component]) {
         problems.push(`${at}: readiness asks ${ready.service}, not ${READINESS[component]}`);
       }
+      checkKeyFiles(at, spec, c, problems);
     }
   }
 }

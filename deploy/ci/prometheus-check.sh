@@ -53,7 +53,9 @@ receivers="intake=127.0.0.1:${grpc[0]},routing=127.0.0.1:${grpc[1]},deadlines=12
 for i in 0 1 2 3; do
   "${bin}/rogatory-${names[i]}" --listen="127.0.0.1:${grpc[i]}" \
     --metrics-listen="127.0.0.1:${metrics[i]}" --redis-url="redis://127.0.0.1:${redis_port}/0" \
-    --event-receivers="${receivers}" --shutdown-grace=1s >"${work}/${names[i]}.log" 2>&1 &
+    --event-receivers="${receivers}" --shutdown-grace=1s \
+    --auth-keys="${repo}/deploy/dev-auth/keys.json" \
+    --service-token-key="${repo}/deploy/dev-auth/keys.json" >"${work}/${names[i]}.log" 2>&1 &
   pids+=($!)
 done
 

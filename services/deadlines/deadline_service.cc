@@ -4,9 +4,11 @@
 #include <atomic>
 #include <set>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "deadline_logic.h"
+#include "rogatory/common/access.h"
 #include "rogatory/common/ids.h"
 #include "rogatory/common/logging.h"
 #include "rogatory/common/status.h"
@@ -167,6 +169,62 @@ void DeadlineTracker::Start(StartRequest request, DeadlineCallback done) {
 // ---------------------------------------------------------------------------------------
 // The API.
 
+namespace {
+
+// Need-to-know (common/access.h): deadlines reach a caller through their request, whose
+// parties deadline-tracking records from the events it receives. A deadline (or request)
+// outside the caller's reach answers the NOT_FOUND of a missing one.
+constexpr char kNoDeadline[] = "no deadline has this id";
+constexpr char kNoRequest[] = "deadline-tracking knows no request with this id";
+
+using AccessNext = std::function<void(absl::Status)>;
+
+void CheckRequest(DeadlineStore& store, const common::CallContext& call,
+                  const std::string& request_id, common::AccessKind kind,
+                  const std::string& not_found, AccessNext next) {
+  store.GetParties(request_id, [call, request_id, kind, not_found, next](
+                                   absl::StatusOr<std::optional<common::RequestParties>> p) {
+    if (!p.ok()) return next(p.status());
+    next(common::MayAccess(call.caller, p->value_or(common::RequestParties{}), request_id, kind,
+                           not_found));
+  });
+}
+
+// Checks the caller may do `kind` to a deadline's request; then `next` with the request id.
+void CheckDeadline(DeadlineStore& store, const common::CallContext& call,
+                   const std::string& deadline_id, common::AccessKind kind,
+                   std::function<void(absl::StatusOr<std::string>)> next) {
+  store.Get(deadline_id, [&store, call, kind, next](absl::StatusOr<StoredDeadline> s) {
+    if (!s.ok()) return next(s.status());
+    const std::string request_id = s->deadline.request_id();
+    CheckRequest(store, call, request_id, kind, kNoDeadline,
+                 [request_id, next](absl::Status st) {
+                   if (!st.ok()) return next(st);
+                   next(request_id);
+                 });
+  });
+}
+
+// A deadline change, gated by need-to-know and noted on the audit trail once done.
+void GuardedMutate(DeadlineTracker& tracker, const common::CallContext& call,
+                   const std::string& deadline_id,
+                   std::function<void(std::function<void(absl::StatusOr<v1::Deadline>)>)> mutate,
+                   v1::Deadline* out, common::Pipeline::Done done) {
+  CheckDeadline(tracker.store(), call, deadline_id, common::AccessKind::kChange,
+                [call, deadline_id, mutate, out, done](absl::StatusOr<std::string> request_id) {
+                  if (!request_id.ok()) return done(request_id.status());
+                  mutate([call, deadline_id, request_id = *request_id, out,
+                          done](absl::StatusOr<v1::Deadline> d) {
+                    if (!d.ok()) return done(d.status());
+                    call.Touch(request_id, common::AccessKind::kChange, deadline_id);
+                    *out = *std::move(d);
+                    done(absl::OkStatus());
+                  });
+                });
+}
+
+}  // namespace
+
 grpc::ServerUnaryReactor* DeadlineService::StartDeadline(grpc::CallbackServerContext* ctx,
                                                          const v1::StartDeadlineRequest* req,
                                                          v1::StartDeadlineResponse* resp) {
@@ -204,10 +262,16 @@ grpc::ServerUnaryReactor* DeadlineService::StartDeadline(grpc::CallbackServerCon
         s.requested_state = r.requested_state();
         s.instrument = r.instrument();
         if (r.has_shortened_due_time()) s.shortened_due = FromProtoTime(r.shortened_due_time());
-        tracker_.Start(std::move(s), [out, done](absl::StatusOr<v1::Deadline> d) {
-          if (!d.ok()) return done(d.status());
-          *out->mutable_deadline() = *std::move(d);
-          done(absl::OkStatus());
+        CheckRequest(tracker_.store(), call, r.target_request_id(), common::AccessKind::kChange,
+                     kNoRequest, [this, call, s = std::move(s), out, done](absl::Status st) mutable {
+          if (!st.ok()) return done(st);
+          const std::string request_id = s.request_id;
+          tracker_.Start(std::move(s), [call, request_id, out, done](absl::StatusOr<v1::Deadline> d) {
+            if (!d.ok()) return done(d.status());
+            call.Touch(request_id, common::AccessKind::kChange, d->id());
+            *out->mutable_deadline() = *std::move(d);
+            done(absl::OkStatus());
+          });
         });
       });
 }
@@ -231,6 +295,9 @@ grpc::ServerUnaryReactor* DeadlineService::ExtendDeadline(grpc::CallbackServerCo
              v1::ExtendDeadlineResponse* out, common::Pipeline::Done done) {
         const absl::Duration by = FromProtoDuration(r.by());
         const std::string reason = r.reason_code(), note = r.note();
+        GuardedMutate(
+            tracker_, call, r.deadline_id(),
+            [=, this](std::function<void(absl::StatusOr<v1::Deadline>)> then) {
         tracker_.Mutate(
             r.deadline_id(),
             r.request_id().empty() ? "" : absl::StrCat(call.caller.authority_id, "/", r.request_id()),
@@ -238,11 +305,9 @@ grpc::ServerUnaryReactor* DeadlineService::ExtendDeadline(grpc::CallbackServerCo
             [this, by, reason, note](v1::Deadline& d) {
               return Extend(d, by, reason, note, tracker_.clock().Now(), tracker_.PlaceOf(d));
             },
-            [out, done](absl::StatusOr<v1::Deadline> d) {
-              if (!d.ok()) return done(d.status());
-              *out->mutable_deadline() = *std::move(d);
-              done(absl::OkStatus());
-            });
+            std::move(then));
+            },
+            out->mutable_deadline(), std::move(done));
       });
 }
 
@@ -259,15 +324,16 @@ grpc::ServerUnaryReactor* DeadlineService::SuspendDeadline(grpc::CallbackServerC
       },
       [this](const common::CallContext& call, const v1::SuspendDeadlineRequest& r,
              v1::SuspendDeadlineResponse* out, common::Pipeline::Done done) {
+        GuardedMutate(
+            tracker_, call, r.deadline_id(),
+            [=, this](std::function<void(absl::StatusOr<v1::Deadline>)> then) {
         tracker_.Mutate(
             r.deadline_id(),
             r.request_id().empty() ? "" : absl::StrCat(call.caller.authority_id, "/", r.request_id()),
             r.reason_code(), [this](v1::Deadline& d) { return Suspend(d, tracker_.clock().Now()); },
-            [out, done](absl::StatusOr<v1::Deadline> d) {
-              if (!d.ok()) return done(d.status());
-              *out->mutable_deadline() = *std::move(d);
-              done(absl::OkStatus());
-            });
+            std::move(then));
+            },
+            out->mutable_deadline(), std::move(done));
       });
 }
 
@@ -283,15 +349,16 @@ grpc::ServerUnaryReactor* DeadlineService::ResumeDeadline(grpc::CallbackServerCo
       },
       [this](const common::CallContext& call, const v1::ResumeDeadlineRequest& r,
              v1::ResumeDeadlineResponse* out, common::Pipeline::Done done) {
+        GuardedMutate(
+            tracker_, call, r.deadline_id(),
+            [=, this](std::function<void(absl::StatusOr<v1::Deadline>)> then) {
         tracker_.Mutate(
             r.deadline_id(),
             r.request_id().empty() ? "" : absl::StrCat(call.caller.authority_id, "/", r.request_id()),
             "", [this](v1::Deadline& d) { return Resume(d, tracker_.clock().Now()); },
-            [out, done](absl::StatusOr<v1::Deadline> d) {
-              if (!d.ok()) return done(d.status());
-              *out->mutable_deadline() = *std::move(d);
-              done(absl::OkStatus());
-            });
+            std::move(then));
+            },
+            out->mutable_deadline(), std::move(done));
       });
 }
 
@@ -308,15 +375,16 @@ grpc::ServerUnaryReactor* DeadlineService::CompleteDeadline(grpc::CallbackServer
       },
       [this](const common::CallContext& call, const v1::CompleteDeadlineRequest& r,
              v1::CompleteDeadlineResponse* out, common::Pipeline::Done done) {
+        GuardedMutate(
+            tracker_, call, r.deadline_id(),
+            [=, this](std::function<void(absl::StatusOr<v1::Deadline>)> then) {
         tracker_.Mutate(
             r.deadline_id(),
             r.request_id().empty() ? "" : absl::StrCat(call.caller.authority_id, "/", r.request_id()),
             r.reason_code(), [this](v1::Deadline& d) { return Complete(d, tracker_.clock().Now()); },
-            [out, done](absl::StatusOr<v1::Deadline> d) {
-              if (!d.ok()) return done(d.status());
-              *out->mutable_deadline() = *std::move(d);
-              done(absl::OkStatus());
-            });
+            std::move(then));
+            },
+            out->mutable_deadline(), std::move(done));
       });
 }
 
@@ -333,15 +401,16 @@ grpc::ServerUnaryReactor* DeadlineService::CancelDeadline(grpc::CallbackServerCo
       },
       [this](const common::CallContext& call, const v1::CancelDeadlineRequest& r,
              v1::CancelDeadlineResponse* out, common::Pipeline::Done done) {
+        GuardedMutate(
+            tracker_, call, r.deadline_id(),
+            [=, this](std::function<void(absl::StatusOr<v1::Deadline>)> then) {
         tracker_.Mutate(
             r.deadline_id(),
             r.request_id().empty() ? "" : absl::StrCat(call.caller.authority_id, "/", r.request_id()),
             r.reason_code(), [this](v1::Deadline& d) { return Cancel(d, tracker_.clock().Now()); },
-            [out, done](absl::StatusOr<v1::Deadline> d) {
-              if (!d.ok()) return done(d.status());
-              *out->mutable_deadline() = *std::move(d);
-              done(absl::OkStatus());
-            });
+            std::move(then));
+            },
+            out->mutable_deadline(), std::move(done));
       });
 }
 
@@ -355,12 +424,20 @@ grpc::ServerUnaryReactor* DeadlineService::GetDeadline(grpc::CallbackServerConte
         if (r.deadline_id().empty()) v.Add("deadline_id", "is required");
         return v.ToStatus();
       },
-      [this](const common::CallContext&, const v1::GetDeadlineRequest& r,
+      [this](const common::CallContext& call, const v1::GetDeadlineRequest& r,
              v1::GetDeadlineResponse* out, common::Pipeline::Done done) {
-        tracker_.store().Get(r.deadline_id(), [out, done](absl::StatusOr<StoredDeadline> s) {
+        tracker_.store().Get(r.deadline_id(), [this, call, out, done](
+                                                  absl::StatusOr<StoredDeadline> s) {
           if (!s.ok()) return done(s.status());
-          *out->mutable_deadline() = std::move(s->deadline);
-          done(absl::OkStatus());
+          const std::string request_id = s->deadline.request_id();
+          CheckRequest(tracker_.store(), call, request_id, common::AccessKind::kRead,
+                       kNoDeadline, [call, request_id, d = std::move(s->deadline), out,
+                                     done](absl::Status st) {
+                         if (!st.ok()) return done(st);
+                         call.Touch(request_id, common::AccessKind::kRead, d.id());
+                         *out->mutable_deadline() = d;
+                         done(absl::OkStatus());
+                       });
         });
       });
 }
@@ -375,15 +452,65 @@ struct ListState {
   v1::ListDeadlinesRequest request;
   v1::ListDeadlinesResponse* out = nullptr;
   common::Pipeline::Done done;
+  // Need-to-know: when set, only deadlines of requests in this scope are kept.
+  std::optional<common::ListScope> scope;
+  DeadlineStore* store = nullptr;
+  common::CallContext call;
+  absl::flat_hash_map<std::string, bool> in_scope ABSL_GUARDED_BY(mu);
+  std::atomic<int> pending_parties{0};
 
-  void Finish() {
-    absl::MutexLock lock(&mu);
-    if (!error.ok()) return done(error);
-    std::vector<v1::Deadline> keep;
-    for (auto& d : found) {
-      if (request.state() != v1::DEADLINE_STATE_UNSPECIFIED && d.state() != request.state()) continue;
-      keep.push_back(std::move(d));
+  // Once every shard answered: looks up the parties of the requests found (when scoped),
+  // then finishes.
+  static void Scope(std::shared_ptr<ListState> state) {
+    std::vector<std::string> ids;
+    bool unscoped = false;
+    {
+      absl::MutexLock lock(&state->mu);
+      unscoped = !state->error.ok() || !state->scope.has_value() || state->scope->all;
+      if (!unscoped) {
+        for (const auto& d : state->found) {
+          if (state->in_scope.emplace(d.request_id(), false).second) {
+            ids.push_back(d.request_id());
+          }
+        }
+      }
     }
+    // Finish takes the lock itself.
+    if (unscoped || ids.empty()) return state->Finish();
+    state->pending_parties = static_cast<int>(ids.size());
+    for (const std::string& id : ids) {
+      state->store->GetParties(
+          id, [state, id](absl::StatusOr<std::optional<common::RequestParties>> p) {
+            {
+              absl::MutexLock lock(&state->mu);
+              if (!p.ok()) {
+                state->error = p.status();
+              } else {
+                state->in_scope[id] =
+                    p->has_value() && common::InScope(*state->scope, **p);
+              }
+            }
+            if (--state->pending_parties == 0) state->Finish();
+          });
+    }
+  }
+
+  // Answers the call; `done` runs without the lock held.
+  void Finish() {
+    std::vector<v1::Deadline> keep;
+    absl::Status failed;
+    {
+      absl::MutexLock lock(&mu);
+      failed = error;
+      for (auto& d : failed.ok() ? found : keep) {
+        if (request.state() != v1::DEADLINE_STATE_UNSPECIFIED && d.state() != request.state()) {
+          continue;
+        }
+        if (scope.has_value() && !scope->all && !in_scope[d.request_id()]) continue;
+        keep.push_back(std::move(d));
+      }
+    }
+    if (!failed.ok()) return done(failed);
     // Overdue first, then by due time.
     std::sort(keep.begin(), keep.end(), [](const v1::Deadline& a, const v1::Deadline& b) {
       const bool ao = a.state() == v1::DEADLINE_STATE_OVERDUE;
@@ -395,6 +522,7 @@ struct ListState {
     });
     const int size = request.page_size() == 0 ? 50 : request.page_size();
     for (int i = 0; i < static_cast<int>(keep.size()) && i < size; ++i) {
+      call.Touch(keep[i].request_id(), common::AccessKind::kRead, keep[i].id());
       *out->add_deadlines() = std::move(keep[i]);
     }
     done(absl::OkStatus());
@@ -423,12 +551,17 @@ grpc::ServerUnaryReactor* DeadlineService::ListDeadlines(grpc::CallbackServerCon
         }
         return v.ToStatus();
       },
-      [this](const common::CallContext&, const v1::ListDeadlinesRequest& r,
+      [this](const common::CallContext& call, const v1::ListDeadlinesRequest& r,
              v1::ListDeadlinesResponse* out, common::Pipeline::Done done) {
+        absl::StatusOr<common::ListScope> scope = common::ListScopeOf(call.caller);
+        if (!scope.ok()) return done(scope.status());
         auto state = std::make_shared<ListState>();
         state->request = r;
         state->out = out;
         state->done = std::move(done);
+        state->scope = *scope;
+        state->store = &tracker_.store();
+        state->call = call;
         const absl::Time before =
             r.has_due_before_time() ? FromProtoTime(r.due_before_time()) : absl::InfiniteFuture();
         // Enough to sort overdue first across shards, bounded per shard.
@@ -461,7 +594,7 @@ grpc::ServerUnaryReactor* DeadlineService::ListDeadlines(grpc::CallbackServerCon
                     for (auto& s : *found) state->found.push_back(std::move(s.deadline));
                   }
                 }
-                if (--state->remaining == 0) state->Finish();
+                if (--state->remaining == 0) ListState::Scope(state);
               });
         }
       });
@@ -516,6 +649,16 @@ void DeadlineEventHandler::Handle(const common::v1::Event& event, const common::
     return;
   }
   state->shard = *shard;
+  if (event.type() == common::v1::EVENT_TYPE_REQUEST_ERASED) {
+    // Retention: intake erased the request; its deadlines go too.
+    tracker_.store().EraseRequest(
+        state->shard, event.request_id(), state->dedupe,
+        [state](absl::StatusOr<CommitOutcome> o) {
+          if (!o.ok()) return state->done(o.status());
+          state->done(*o == CommitOutcome::kDuplicate ? Outcome::kDuplicate : Outcome::kHandled);
+        });
+    return;
+  }
   Attempt(std::move(state));
 }
 
@@ -559,6 +702,9 @@ void DeadlineEventHandler::Attempt(std::shared_ptr<HandleState> state) {
           if (IsOpen(d.state())) open_rules.insert(d.rule_id());
           common::v1::Event out = ChangeEvent(d, *change, now, common::NewUlid(now), reason);
           out.set_trace_id(e.trace_id());
+          // Receivers may get this before the triggering event (relays are independent):
+          // the facts tell them whom the request concerns, as routing's events do.
+          *out.mutable_request() = e.request();
           writes.push_back({std::move(d), s.version, std::move(out)});
         }
         const auto rules = tracker_.rules().Current();
@@ -583,10 +729,16 @@ void DeadlineEventHandler::Attempt(std::shared_ptr<HandleState> state) {
           v1::Deadline d = NewDeadline(in);
           common::v1::Event out = ChangeEvent(d, common::v1::EVENT_TYPE_DEADLINE_STARTED, now,
                                               common::NewUlid(now), common::v1::EventType_Name(type));
+          *out.mutable_request() = facts;
           writes.push_back({std::move(d), 0, std::move(out)});
         }
         CommitOptions options;
         options.dedupe = &state->dedupe;
+        // Need-to-know: remember who the request concerns, from the event's facts.
+        if (e.has_request()) {
+          options.parties_request_id = e.request_id();
+          options.parties = common::PartiesOf(e.request());
+        }
         tracker_.store().Commit(
             state->shard, std::move(writes), options,
             [this, state](absl::StatusOr<CommitOutcome> outcome) {

@@ -17,8 +17,12 @@ namespace {
 // KEYS[o+1..o+6]: timers, claims, claimtok, outbox, open, stats
 // ARGV[o+1..o+5]: key prefix, number of writes, claim member, claim token, idempotency key;
 // then per write 11: id, expected ver ('' new), new ver, pb, state, due ms,
-// timers ("member score ..."), request, authority, instrument, event ('' none).
+// timers ("member score ..."), request, authority, instrument, event ('' none); LAST the
+// need-to-know parties: request id, issuing authority, issuing state, executing authority,
+// requested state, each followed by '\n' ('' = none), popped first and written in
+// dl:parties:<request> (non-empty values) when the commit succeeds.
 constexpr char kCommitBody[] = R"lua(
+local parties_arg = table.remove(ARGV)
 -- A refusal undoes the receiving variant's duplicate marker, so the event is handled on retry.
 local function refuse(reply)
   if o == 1 then redis.call('DEL', KEYS[1]) end
@@ -124,6 +128,15 @@ if claim ~= '' then
   redis.call('ZREM', KEYS[o+2], claim)
   redis.call('HDEL', KEYS[o+3], claim)
 end
+if parties_arg ~= '' then
+  local f = {}
+  for v in string.gmatch(parties_arg, '([^\n]*)\n') do f[#f + 1] = v end
+  for j, name in ipairs({'ia', 'is', 'ea', 'rs'}) do
+    if f[j + 1] and f[j + 1] ~= '' then
+      redis.call('HSET', P .. 'dl:parties:' .. f[1], name, f[j + 1])
+    end
+  end
+end
 return {'ok'}
 )lua";
 
@@ -199,6 +212,61 @@ return out
 int64_t Ms(absl::Time t) { return absl::ToUnixMillis(t); }
 
 }  // namespace
+
+// Retention (REQUEST_ERASED): every deadline of the request goes, with its timers, claims,
+// index entries and counts, and the request's event sequence. Emits nothing (the request is
+// gone: nobody is to be told that its deadlines stopped).
+// KEYS[1] seen marker (ReceiverScript), [2] timers, [3] claims, [4] claimtok, [5] open,
+// [6] stats, [7] byreq:<request>, [8] seq:<request>, [9] parties:<request>. ARGV[1] marker
+// retention, [2] prefix.
+namespace {
+const LuaScript& EraseRequestScript() {
+  static const LuaScript* s = new LuaScript(common::ReceiverScript(R"lua(
+local P = ARGV[2]
+local n = 0
+for _, id in ipairs(redis.call('ZRANGE', KEYS[7], 0, -1)) do
+  local key = P .. 'dl:d:' .. id
+  local old = redis.call('HMGET', key, 'timers', 'open', 'instrument', 'authority', 'state')
+  if old[1] then
+    for m in string.gmatch(old[1], '%S+') do
+      redis.call('ZREM', KEYS[2], m)
+      redis.call('ZREM', KEYS[3], m)
+      redis.call('HDEL', KEYS[4], m)
+    end
+  end
+  if old[2] == '1' then
+    redis.call('HINCRBY', KEYS[6], 'open:' .. old[3], -1)
+    redis.call('ZREM', KEYS[5], id)
+    if old[4] and old[4] ~= '' then redis.call('ZREM', P .. 'dl:byauth:' .. old[4], id) end
+  end
+  if old[5] == '3' then redis.call('HINCRBY', KEYS[6], 'overdue', -1) end
+  redis.call('DEL', key)
+  n = n + 1
+end
+redis.call('DEL', KEYS[7], KEYS[8], KEYS[9])
+return {'handled', n}
+)lua"));
+  return *s;
+}
+}  // namespace
+
+void DeadlineStore::EraseRequest(int shard, const std::string& request_id,
+                                 const common::Dedupe& dedupe, CommitCallback done) {
+  redis_.Eval(EraseRequestScript(),
+              {dedupe.seen_key, Key(shard, "timers"), Key(shard, "claims"),
+               Key(shard, "claimtok"), Key(shard, "open"), Key(shard, "stats"),
+               Key(shard, absl::StrCat("byreq:", request_id)),
+               Key(shard, absl::StrCat("seq:", request_id)),
+               Key(shard, absl::StrCat("parties:", request_id))},
+              {dedupe.retention_ms, common::Sharding::Prefix(shard)},
+              [done](absl::StatusOr<RedisReply> r) {
+                if (!r.ok()) return done(r.status());
+                if (!r->elements.empty() && r->elements[0].str == "duplicate") {
+                  return done(CommitOutcome::kDuplicate);
+                }
+                done(CommitOutcome::kOk);
+              });
+}
 
 std::string DeadlineStore::Key(int shard, const std::string& suffix) {
   return absl::StrCat(common::Sharding::Prefix(shard), "dl:", suffix);
@@ -285,7 +353,39 @@ DeadlineStore::Prepared DeadlineStore::PrepareCommit(int shard,
     p.args.push_back(absl::StrCat(static_cast<int>(d.instrument())));
     p.args.push_back(w.event ? w.event->SerializeAsString() : "");
   }
+  if (options.parties_request_id.empty()) {
+    p.args.push_back("");
+  } else {
+    const common::RequestParties& r = options.parties;
+    p.args.push_back(absl::StrCat(options.parties_request_id, "\n", r.issuing_authority_id, "\n",
+                                  r.issuing_state, "\n", r.executing_authority_id, "\n",
+                                  r.requested_state, "\n"));
+  }
   return p;
+}
+
+void DeadlineStore::GetParties(
+    const std::string& request_id,
+    std::function<void(absl::StatusOr<std::optional<common::RequestParties>>)> done) {
+  auto shard = ShardOfRequest(request_id);
+  if (!shard.ok()) return done(shard.status());
+  redis_.Command({"HMGET", Key(*shard, absl::StrCat("parties:", request_id)), "ia", "is", "ea",
+                  "rs"},
+                 [done](absl::StatusOr<RedisReply> r) {
+                   if (!r.ok()) return done(r.status());
+                   if (r->elements.size() != 4) {
+                     return done(absl::InternalError("unexpected parties reply"));
+                   }
+                   bool any = false;
+                   for (const auto& e : r->elements) any = any || !e.is_nil();
+                   if (!any) return done(std::optional<common::RequestParties>());
+                   common::RequestParties p;
+                   p.issuing_authority_id = r->elements[0].str;
+                   p.issuing_state = r->elements[1].str;
+                   p.executing_authority_id = r->elements[2].str;
+                   p.requested_state = r->elements[3].str;
+                   done(std::optional<common::RequestParties>(std::move(p)));
+                 });
 }
 
 absl::StatusOr<CommitOutcome> DeadlineStore::ParseCommit(const absl::StatusOr<RedisReply>& r) {

@@ -27,6 +27,7 @@
 #include "absl/time/time.h"
 #include "rogatory/common/event_sink.h"
 #include "rogatory/common/ids.h"
+#include "rogatory/common/access.h"
 #include "rogatory/common/redis.h"
 #include "rogatory/common/v1/events.pb.h"
 #include "rogatory/deadlines/v1/deadlines.pb.h"
@@ -53,6 +54,10 @@ struct CommitOptions {
   std::string claim_member;     // non-empty: only if this timer is still claimed with...
   std::string claim_token;      // ...this token (else kFenced); releases the claim
   const common::Dedupe* dedupe = nullptr;  // non-null: ReceiverScript (kDuplicate on repeat)
+  // Need-to-know: the parties of `parties_request_id` (from the RequestFacts of a received
+  // event) to record in the same step; empty request id: none. Non-empty values only.
+  std::string parties_request_id;
+  common::RequestParties parties;
 };
 
 enum class CommitOutcome { kOk, kReplayed, kConflict, kExists, kFenced, kDuplicate };
@@ -101,6 +106,14 @@ class DeadlineStore {
   // each for `lease` from `now`, with a new fencing token.
   absl::StatusOr<std::vector<ClaimedTimer>> Claim(int shard, absl::Time now,
                                                   absl::Duration lease, int limit);
+  // Retention: deletes every deadline of the request (timers, claims, indexes, counts) and
+  // its event sequence, marking the REQUEST_ERASED event handled in the same step
+  // (kDuplicate for a repeat).
+  void EraseRequest(int shard, const std::string& request_id, const common::Dedupe& dedupe,
+                    CommitCallback done);
+  // Need-to-know: the parties recorded for a request (see CommitOptions); nullopt if none.
+  void GetParties(const std::string& request_id,
+                  std::function<void(absl::StatusOr<std::optional<common::RequestParties>>)> done);
   // Sums the shard's open counts per instrument and overdue count.
   absl::StatusOr<std::vector<std::pair<std::string, int64_t>>> Stats(int shard);
 

@@ -14,6 +14,7 @@
 #include "google/protobuf/util/time_util.h"
 #include "intake_service.h"
 #include "request_validator.h"
+#include "rogatory/common/access.h"
 #include "rogatory/common/codes.h"
 #include "rogatory/common/logging.h"
 #include "rogatory/common/status.h"
@@ -77,16 +78,32 @@ absl::Status Invalid(const std::string& field, const std::string& why) {
 // One upload: reads the metadata, checks the request, stages each chunk while hashing it,
 // then verifies the SHA-256 and commits. Exactly one read or store operation is in flight
 // at a time, so its state needs no lock. Deletes itself when the RPC is done.
-// Calls `next` with the documents a translator-only caller may reach on a request, or with
-// nullopt for any other caller (who reaches them all; need-to-know per authority is the
-// pipeline's). Errors of the history read are passed on.
-void TranslatorReach(RequestStore& store, const common::CallContext& call, const std::string& id,
-                     std::function<void(absl::StatusOr<std::optional<std::set<std::string>>>)> next) {
-  if (!IsTranslatorOnly(call.caller)) return next(std::optional<std::set<std::string>>());
-  store.History(id, [next, translator = call.caller.authority_id](
-                        absl::StatusOr<std::vector<common::v1::Event>> history) {
-    if (!history.ok()) return next(history.status());
-    next(std::optional<std::set<std::string>>(DocumentsHeldBy(*history, translator)));
+// Need-to-know for documents (common/access.h). Calls `next` with nullopt when the caller
+// reaches the request on its own account (its parties, an auditor for reads, a service):
+// it reaches every document, and the request is noted on the call's trail with `kind`.
+// A translator otherwise reaches only the documents whose job it holds: `next` gets them
+// (the caller notes the document it lets through). Anyone else, or a translator holding
+// no job on the request, gets the NOT_FOUND of a missing request. Store errors pass on.
+void DocumentReach(RequestStore& store, const common::CallContext& call, const std::string& id,
+                   common::AccessKind kind,
+                   std::function<void(absl::StatusOr<std::optional<std::set<std::string>>>)> next) {
+  using Reach = absl::StatusOr<std::optional<std::set<std::string>>>;
+  store.Get(id, [&store, call, id, kind, next](absl::StatusOr<v1::Request> found) {
+    if (!found.ok()) return next(found.status());
+    const absl::Status own =
+        common::CheckRequestAccess(call, PartiesOfRequest(*found), id, kind, "documents");
+    if (own.ok()) return next(std::optional<std::set<std::string>>());
+    if (own.code() != absl::StatusCode::kNotFound ||
+        !call.caller.HasRole(common::kRoleTranslator)) {
+      return next(Reach(own));
+    }
+    store.History(id, [next, own, translator = call.caller.authority_id](
+                          absl::StatusOr<std::vector<common::v1::Event>> history) {
+      if (!history.ok()) return next(history.status());
+      std::set<std::string> held = DocumentsHeldBy(*history, translator);
+      if (held.empty()) return next(Reach(own));
+      next(std::optional<std::set<std::string>>(std::move(held)));
+    });
   });
 }
 
@@ -171,13 +188,16 @@ class UploadReactor final : public grpc::ServerReadReactor<v1::UploadDocumentReq
     // translation of a document whose job it holds.
     s_.store_.Load(meta_.id(), std::nullopt, [this](absl::StatusOr<Snapshot> snap) {
       if (!snap.ok()) return Fail(snap.status());
-      TranslatorReach(s_.store_, call_, meta_.id(),
+      DocumentReach(s_.store_, call_, meta_.id(), common::AccessKind::kChange,
                       [this](absl::StatusOr<std::optional<std::set<std::string>>> reach) {
                         if (!reach.ok()) return Fail(reach.status());
-                        if (reach->has_value() &&
-                            (meta_.kind() != v1::DOCUMENT_KIND_TRANSLATION ||
-                             !(*reach)->contains(meta_.translation_of_document_id()))) {
-                          return Fail(NoSuchDocument());
+                        if (reach->has_value()) {
+                          if (meta_.kind() != v1::DOCUMENT_KIND_TRANSLATION ||
+                              !(*reach)->contains(meta_.translation_of_document_id())) {
+                            return Fail(NoSuchDocument());
+                          }
+                          call_.Touch(meta_.id(), common::AccessKind::kChange,
+                                      meta_.translation_of_document_id());
                         }
                         StartRead(&message_);
                       });
@@ -265,8 +285,9 @@ class UploadReactor final : public grpc::ServerReadReactor<v1::UploadDocumentReq
   }
 
   void Done(const absl::Status& status) {
-    if (admitted_) s_.pipeline_.Audit(call_, status, start_);
-    Finish(common::ToGrpcStatus(status));
+    if (!admitted_) return Finish(common::ToGrpcStatus(status));
+    s_.pipeline_.Audit(call_, status, start_,
+                       [this](absl::Status answer) { Finish(common::ToGrpcStatus(answer)); });
   }
 
   IntakeService& s_;
@@ -321,11 +342,15 @@ class DownloadReactor final : public grpc::ServerWriteReactor<v1::DownloadDocume
       Done(v.ToStatus());
       return;
     }
-    TranslatorReach(requests_, call_, request_.id(),
-                    [this](absl::StatusOr<std::optional<std::set<std::string>>> reach) {
+    DocumentReach(requests_, call_, request_.id(), common::AccessKind::kDisclose,
+                  [this](absl::StatusOr<std::optional<std::set<std::string>>> reach) {
                       if (!reach.ok()) return Done(reach.status());
-                      if (reach->has_value() && !(*reach)->contains(request_.document_id())) {
-                        return Done(NoSuchDocument());
+                      if (reach->has_value()) {
+                        if (!(*reach)->contains(request_.document_id())) {
+                          return Done(NoSuchDocument());
+                        }
+                        call_.Touch(request_.id(), common::AccessKind::kDisclose,
+                                    request_.document_id());
                       }
                       Send();
                     });
@@ -359,8 +384,9 @@ class DownloadReactor final : public grpc::ServerWriteReactor<v1::DownloadDocume
 
  private:
   void Done(const absl::Status& status) {
-    if (admitted_) pipeline_.Audit(call_, status, start_);
-    Finish(common::ToGrpcStatus(status));
+    if (!admitted_) return Finish(common::ToGrpcStatus(status));
+    pipeline_.Audit(call_, status, start_,
+                    [this](absl::Status answer) { Finish(common::ToGrpcStatus(answer)); });
   }
 
   RequestStore& requests_;
@@ -395,12 +421,13 @@ grpc::ServerUnaryReactor* IntakeService::ListDocuments(grpc::CallbackServerConte
       },
       [this](const common::CallContext& call, const v1::ListDocumentsRequest& r,
              v1::ListDocumentsResponse* resp, common::Pipeline::Done done) {
-        store_.Get(r.id(), [this, call, id = r.id(), resp, done](absl::StatusOr<v1::Request> found) {
-          if (!found.ok()) return done(found.status());
-          TranslatorReach(
-              store_, call, id,
-              [this, id, resp, done](absl::StatusOr<std::optional<std::set<std::string>>> reach) {
+        {
+          const std::string id = r.id();
+          DocumentReach(
+              store_, call, id, common::AccessKind::kRead,
+              [this, call, id, resp, done](absl::StatusOr<std::optional<std::set<std::string>>> reach) {
                 if (!reach.ok()) return done(reach.status());
+                if (reach->has_value()) call.Touch(id, common::AccessKind::kRead, "documents");
                 documents_->List(id, [reach = *reach, resp, done](
                                          absl::StatusOr<std::vector<v1::Document>> docs) {
                   if (!docs.ok()) return done(docs.status());
@@ -412,7 +439,7 @@ grpc::ServerUnaryReactor* IntakeService::ListDocuments(grpc::CallbackServerConte
                   done(absl::OkStatus());
                 });
               });
-        });
+        }
       });
 }
 

@@ -5,6 +5,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "google/protobuf/util/time_util.h"
+#include "retention.h"
 
 namespace rogatory::intake {
 
@@ -22,7 +23,10 @@ absl::StatusOr<CreateOutcome> InMemoryRequestStore::CreateLocked(NewRequest in) 
       if (it->second.fingerprint != in.idempotency->fingerprint) {
         return absl::AlreadyExistsError("request_id was already used with a different request");
       }
-      return CreateOutcome{requests_.at(it->second.request_id), true};
+      // As in Redis: a record whose request was since erased no longer replays.
+      if (auto r = requests_.find(it->second.request_id); r != requests_.end()) {
+        return CreateOutcome{r->second, true};
+      }
     }
   }
   const std::string id = in.request.id();
@@ -176,8 +180,16 @@ absl::StatusOr<MutationOutcome> InMemoryRequestStore::MutateLocked(Mutation m) {
   }
   for (const auto& [field, value] : m.fields) {
     int status = 0;
-    if (field == "status" && absl::SimpleAtoi(value, &status)) {
+    if (field == "status" && absl::SimpleAtoi(value, &status) && status != stored.status()) {
       stored.set_status(static_cast<common::v1::RequestStatus>(status));
+      // Retention: as the Redis store's closed index (see request_store.h).
+      if (!tombstoned_.contains(m.id)) {
+        if (IsFinalStatus(stored.content().instrument(), stored.status())) {
+          closed_[m.id] = m.updated_ms;
+        } else {
+          closed_.erase(m.id);
+        }
+      }
     }
   }
   if (m.new_version) {
@@ -195,6 +207,90 @@ absl::StatusOr<MutationOutcome> InMemoryRequestStore::MutateLocked(Mutation m) {
 std::vector<common::v1::Event> InMemoryRequestStore::Outbox() const {
   absl::MutexLock lock(&mu_);
   return outbox_;
+}
+
+void InMemoryRequestStore::FindRetentionWork(int64_t closed_before_ms,
+                                             int64_t tombstoned_before_ms, int limit,
+                                             Done<RetentionWork> done) {
+  RetentionWork work;
+  {
+    absl::MutexLock lock(&mu_);
+    auto oldest = [limit](const std::map<std::string, int64_t>& index, int64_t cutoff) {
+      std::vector<std::pair<int64_t, std::string>> due;
+      for (const auto& [id, at] : index) {
+        if (at <= cutoff) due.emplace_back(at, id);
+      }
+      std::sort(due.begin(), due.end());
+      std::vector<std::string> ids;
+      for (size_t k = 0; k < due.size() && k < static_cast<size_t>(std::max(limit, 1)); ++k) {
+        ids.push_back(due[k].second);
+      }
+      return ids;
+    };
+    work.personal = oldest(closed_, closed_before_ms);
+    work.whole = oldest(tombstoned_, tombstoned_before_ms);
+    for (const auto& [key, at] : unaudited_) {
+      work.unaudited.push_back(PendingErasureAudit{key.second, key.first, at});
+    }
+  }
+  done(std::move(work));
+}
+
+void InMemoryRequestStore::ErasePersonalData(PersonalDataErasure e, Done<bool> done) {
+  absl::StatusOr<bool> result = false;
+  {
+    absl::MutexLock lock(&mu_);
+    auto it = requests_.find(e.id);
+    auto closed = closed_.find(e.id);
+    if (it == requests_.end() || tombstoned_.contains(e.id)) {
+      closed_.erase(e.id);
+    } else if (closed == closed_.end() || closed->second > e.closed_before_ms) {
+      // not due: nothing to do
+    } else if (it->second.etag() != absl::StrCat(e.expected_version)) {
+      result = absl::AbortedError("the request changed while its erasure was computed");
+    } else {
+      v1::Request tombstone = e.tombstone;
+      tombstone.set_status(it->second.status());
+      tombstone.set_etag(absl::StrCat(e.expected_version + 1));
+      *tombstone.mutable_update_time() =
+          google::protobuf::util::TimeUtil::MillisecondsToTimestamp(e.now_ms);
+      it->second = std::move(tombstone);
+      closed_.erase(closed);
+      tombstoned_[e.id] = e.now_ms;
+      history_[e.id].push_back(e.erased);
+      outbox_.push_back(std::move(e.erased));
+      unaudited_[{ErasureStep::kPersonalData, e.id}] = e.now_ms;
+      result = true;
+    }
+  }
+  done(std::move(result));
+}
+
+void InMemoryRequestStore::EraseRequest(const std::string& id, int64_t tombstoned_before_ms,
+                                        int64_t now_ms, Done<bool> done) {
+  bool erased = false;
+  {
+    absl::MutexLock lock(&mu_);
+    auto t = tombstoned_.find(id);
+    if (t != tombstoned_.end() && t->second <= tombstoned_before_ms) {
+      tombstoned_.erase(t);
+      closed_.erase(id);
+      requests_.erase(id);
+      history_.erase(id);
+      unaudited_[{ErasureStep::kRequest, id}] = now_ms;
+      erased = true;
+    }
+  }
+  done(erased);
+}
+
+void InMemoryRequestStore::ErasureAudited(const PendingErasureAudit& audit, Done<bool> done) {
+  bool cleared = false;
+  {
+    absl::MutexLock lock(&mu_);
+    cleared = unaudited_.erase({audit.step, audit.id}) == 1;
+  }
+  done(cleared);
 }
 
 }  // namespace rogatory::intake

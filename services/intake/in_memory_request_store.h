@@ -23,6 +23,14 @@ class InMemoryRequestStore final : public RequestStore {
   void Load(const std::string& id, const std::optional<Idempotency>& idempotency,
             Done<Snapshot> done) override;
   void Mutate(Mutation mutation, Done<MutationOutcome> done) override;
+  void FindRetentionWork(int64_t closed_before_ms, int64_t tombstoned_before_ms, int limit,
+                         Done<RetentionWork> done) override;
+  // Documents live in InMemoryDocumentStore, which this store does not reach: step 1 here
+  // ignores `document_ids`.
+  void ErasePersonalData(PersonalDataErasure erasure, Done<bool> done) override;
+  void EraseRequest(const std::string& id, int64_t tombstoned_before_ms, int64_t now_ms,
+                    Done<bool> done) override;
+  void ErasureAudited(const PendingErasureAudit& audit, Done<bool> done) override;
 
   // Every event added to the outbox, in order (what the Redis store XADDs).
   std::vector<common::v1::Event> Outbox() const;
@@ -43,6 +51,10 @@ class InMemoryRequestStore final : public RequestStore {
       ABSL_GUARDED_BY(mu_);
   std::set<std::string> seen_ ABSL_GUARDED_BY(mu_);
   std::vector<common::v1::Event> outbox_ ABSL_GUARDED_BY(mu_);
+  // Retention: closed requests by close time, tombstones by erasure time, pending audits.
+  std::map<std::string, int64_t> closed_ ABSL_GUARDED_BY(mu_);
+  std::map<std::string, int64_t> tombstoned_ ABSL_GUARDED_BY(mu_);
+  std::map<std::pair<ErasureStep, std::string>, int64_t> unaudited_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace rogatory::intake

@@ -48,6 +48,8 @@ Mutation IntakeEventHandler::Plan(const Snapshot& snap, const commonpb::Event& e
       if (event.has_routing_decided() && event.routing_decided().has_competent_authority()) {
         *after.mutable_executing_authority() = event.routing_decided().competent_authority();
         m.request = after;
+        // The executing authority now reaches the request (need-to-know party index).
+        m.fields.emplace_back("executing_authority", after.executing_authority().authority_id());
       }
       // intake announces the move under its lifecycle name, as if a caller had made it.
       commonpb::Event announced =

@@ -12,6 +12,7 @@
 #include "google/protobuf/io/zero_copy_stream_impl_lite.h"
 #include "google/protobuf/util/time_util.h"
 #include "request_validator.h"
+#include "rogatory/common/access.h"
 #include "rogatory/common/logging.h"
 #include "rogatory/common/status.h"
 
@@ -77,8 +78,9 @@ google::protobuf::Timestamp ToProto(absl::Time t) {
 commonpb::AuthorityRole RoleOf(const common::Caller& caller) {
   static const std::pair<const char*, commonpb::AuthorityRole> kRoles[] = {
       {"issuing", commonpb::AUTHORITY_ROLE_ISSUING},
-      {"central", commonpb::AUTHORITY_ROLE_CENTRAL},
+      // Executing before central: a caller holding both acts as the executing authority.
       {"executing", commonpb::AUTHORITY_ROLE_EXECUTING},
+      {"central", commonpb::AUTHORITY_ROLE_CENTRAL},
       {"translator", commonpb::AUTHORITY_ROLE_TRANSLATOR},
       {"validating", commonpb::AUTHORITY_ROLE_VALIDATING},
       {"service_provider", commonpb::AUTHORITY_ROLE_SERVICE_PROVIDER},
@@ -90,16 +92,41 @@ commonpb::AuthorityRole RoleOf(const common::Caller& caller) {
   return commonpb::AUTHORITY_ROLE_UNSPECIFIED;
 }
 
-// Withdrawals and supplements are the issuer's: the issuing authority itself, a central
-// authority or operator acting for it, or another Rogatory service.
+// Need-to-know for changes (common/access.h): the request must be in the caller's reach
+// (else NOT_FOUND, as if it did not exist; an auditor gets PERMISSION_DENIED), and the
+// caller must act for the side whose move it is:
+// - withdrawals and supplements are the issuing side's (the issuing authority, the central
+//   authority of the issuing state, or a Rogatory service);
+// - TransitionRequest's moves (acknowledge, forward, recognise, execute, refuse, close...)
+//   are the executing side's (the executing authority named by the routing decision, the
+//   central authority of the requested state, or a Rogatory service).
+// Otherwise PERMISSION_DENIED naming the side. The caller Touches the request once the
+// change succeeded (see Touching).
 absl::Status CheckIssuerSide(const common::Caller& caller, const v1::Request& r,
                              absl::string_view what) {
-  if (caller.is_service || caller.HasRole("central") || caller.HasRole("operator") ||
-      caller.authority_id == r.content().issuing_authority().authority_id()) {
-    return absl::OkStatus();
-  }
+  const common::RequestParties parties = PartiesOfRequest(r);
+  RETURN_IF_ERROR(common::MayAccess(caller, parties, r.id(), common::AccessKind::kChange));
+  if (common::OnIssuingSide(caller, parties)) return absl::OkStatus();
   return absl::PermissionDeniedError(
       absl::StrCat("only the issuing authority may ", what, " this request"));
+}
+
+absl::Status CheckExecutorSide(const common::Caller& caller, const v1::Request& r) {
+  const common::RequestParties parties = PartiesOfRequest(r);
+  RETURN_IF_ERROR(common::MayAccess(caller, parties, r.id(), common::AccessKind::kChange));
+  if (common::OnExecutingSide(caller, parties)) return absl::OkStatus();
+  return absl::PermissionDeniedError(
+      "only the executing authority or the central authority of the requested state moves "
+      "this request; its issuer supplements or withdraws it");
+}
+
+// Wraps a change RPC's completion: a successful change (or replay of one) is noted on the
+// call's audit trail.
+Pipeline::Done Touching(const CallContext& call, const std::string& id, Pipeline::Done done) {
+  return [call, id, done = std::move(done)](absl::Status s) {
+    if (s.ok()) call.Touch(id, common::AccessKind::kChange);
+    done(std::move(s));
+  };
 }
 
 absl::Status CheckEtagMatches(const std::string& etag, const Snapshot& snap) {
@@ -123,6 +150,7 @@ void IndexFields(const v1::Request& r, Mutation& m) {
   m.fields.emplace_back("urgency", absl::StrCat(static_cast<int>(r.content().urgency())));
   m.fields.emplace_back("issuing_state", r.content().issuing_authority().state());
   m.fields.emplace_back("requested_state", r.content().requested_state());
+  m.fields.emplace_back("issuing_authority", r.content().issuing_authority().authority_id());
 }
 
 // Plans a lifecycle move: FAILED_PRECONDITION naming the allowed next statuses when the
@@ -268,6 +296,17 @@ grpc::ServerUnaryReactor* IntakeService::SubmitRequest(grpc::CallbackServerConte
 
 void IntakeService::Submit(const CallContext& call, const v1::SubmitRequestRequest& in,
                            v1::SubmitRequestResponse* response, Pipeline::Done done) {
+  // A request is submitted by its issuing authority (or its state's central authority, or
+  // a Rogatory service): no one files a request in another authority's name.
+  common::RequestParties parties;
+  parties.issuing_authority_id = in.content().issuing_authority().authority_id();
+  parties.issuing_state = in.content().issuing_authority().state();
+  parties.requested_state = in.content().requested_state();
+  if (!common::OnIssuingSide(call.caller, parties)) {
+    return done(absl::PermissionDeniedError(
+        "a request is submitted by its issuing authority (content.issuing_authority) or the "
+        "central authority of its state"));
+  }
   const absl::Time now = clock_.Now();
   v1::RequestContent content = in.content();
   if (content.urgency() == commonpb::URGENCY_UNSPECIFIED) {
@@ -314,7 +353,7 @@ void IntakeService::Submit(const CallContext& call, const v1::SubmitRequestReque
     e.mutable_status_change()->add_missing_elements(m.field());
   }
 
-  store_.Create(std::move(nr), [response, done, trace = call.trace_id,
+  store_.Create(std::move(nr), [response, done, call, trace = call.trace_id,
                                 metrics = options_.metrics](absl::StatusOr<CreateOutcome> outcome) {
     if (!outcome.ok()) {
       if (metrics != nullptr) {
@@ -331,6 +370,7 @@ void IntakeService::Submit(const CallContext& call, const v1::SubmitRequestReque
                        {"instrument", commonpb::Instrument_Name(
                                           outcome->request.content().instrument())},
                        {"status", commonpb::RequestStatus_Name(outcome->request.status())}});
+    call.Touch(outcome->request.id(), common::AccessKind::kChange, "submitted");
     *response->mutable_request() = std::move(outcome->request);
     done(absl::OkStatus());
   });
@@ -342,12 +382,17 @@ grpc::ServerUnaryReactor* IntakeService::GetRequest(grpc::CallbackServerContext*
   return pipeline_.Unary<v1::GetRequestRequest, v1::GetRequestResponse>(
       context, "GetRequest", request, response,
       [this](const v1::GetRequestRequest& r) { return ValidateGet(r, sharding_.shard_count()); },
-      [this](const CallContext&, const v1::GetRequestRequest& r, v1::GetRequestResponse* resp,
-             Pipeline::Done done) {
+      [this](const CallContext& call, const v1::GetRequestRequest& r,
+             v1::GetRequestResponse* resp, Pipeline::Done done) {
         const v1::RequestView view =
             r.view() == v1::REQUEST_VIEW_UNSPECIFIED ? v1::REQUEST_VIEW_FULL : r.view();
-        store_.Get(r.id(), [resp, done, view](absl::StatusOr<v1::Request> found) {
+        store_.Get(r.id(), [call, resp, done, view](absl::StatusOr<v1::Request> found) {
           if (!found.ok()) return done(found.status());
+          if (absl::Status s = common::CheckRequestAccess(call, PartiesOfRequest(*found),
+                                                          found->id(), common::AccessKind::kRead);
+              !s.ok()) {
+            return done(s);
+          }
           ApplyView(view, &*found);
           *resp->mutable_request() = *std::move(found);
           done(absl::OkStatus());
@@ -365,9 +410,12 @@ grpc::ServerUnaryReactor* IntakeService::ListRequests(grpc::CallbackServerContex
         if (!r.page_token().empty()) return DecodePageToken(r.page_token(), r).status();
         return absl::OkStatus();
       },
-      [this](const CallContext&, const v1::ListRequestsRequest& r,
+      [this](const CallContext& call, const v1::ListRequestsRequest& r,
              v1::ListRequestsResponse* resp, Pipeline::Done done) {
+        absl::StatusOr<common::ListScope> scope = common::ListScopeOf(call.caller);
+        if (!scope.ok()) return done(scope.status());
         ListQuery q;
+        q.scope = *scope;
         q.status = r.status();
         q.instrument = r.instrument();
         q.issuing_state = r.issuing_state();
@@ -384,9 +432,10 @@ grpc::ServerUnaryReactor* IntakeService::ListRequests(grpc::CallbackServerContex
         if (!r.page_token().empty()) q.after = *DecodePageToken(r.page_token(), r);
         const v1::RequestView view =
             r.view() == v1::REQUEST_VIEW_UNSPECIFIED ? v1::REQUEST_VIEW_BASIC : r.view();
-        store_.List(q, [resp, done, view, filters = r](absl::StatusOr<ListPage> page) {
+        store_.List(q, [call, resp, done, view, filters = r](absl::StatusOr<ListPage> page) {
           if (!page.ok()) return done(page.status());
           for (auto& req : page->requests) {
+            call.Touch(req.id(), common::AccessKind::kRead, "listed");
             ApplyView(view, &req);
             *resp->add_requests() = std::move(req);
           }
@@ -476,15 +525,17 @@ grpc::ServerUnaryReactor* IntakeService::TransitionRequest(
       },
       [this](const CallContext& call, const v1::TransitionRequestRequest& r,
              v1::TransitionRequestResponse* resp, Pipeline::Done done) {
-        Plan plan = [this, r, actor = ActorOf(call.caller)](
+        Plan plan = [this, r, caller = call.caller, actor = ActorOf(call.caller)](
                         const Snapshot& snap) -> absl::StatusOr<Mutation> {
+          RETURN_IF_ERROR(CheckExecutorSide(caller, snap.request));
           RETURN_IF_ERROR(CheckEtagMatches(r.etag(), snap));
           return PlanMove(snap, r.target_status(), actor, clock_.Now(), r.reason_code(),
                           r.legal_basis(), r.refusal_grounds());
         };
         Change(r.id(), IdempotencyOf(call, r.request_id(), "TransitionRequest", r),
                std::move(plan), r.etag().empty(), kChangeAttempts,
-               Respond(resp->mutable_request(), std::move(done), "TransitionRequest",
+               Respond(resp->mutable_request(), Touching(call, r.id(), std::move(done)),
+                       "TransitionRequest",
                        call.trace_id, options_.metrics));
       });
 }
@@ -514,7 +565,8 @@ grpc::ServerUnaryReactor* IntakeService::WithdrawRequest(
         };
         Change(r.id(), IdempotencyOf(call, r.request_id(), "WithdrawRequest", r),
                std::move(plan), r.etag().empty(), kChangeAttempts,
-               Respond(resp->mutable_request(), std::move(done), "WithdrawRequest",
+               Respond(resp->mutable_request(), Touching(call, r.id(), std::move(done)),
+                       "WithdrawRequest",
                        call.trace_id, options_.metrics));
       });
 }
@@ -637,7 +689,8 @@ grpc::ServerUnaryReactor* IntakeService::SupplementRequest(
         };
         Change(r.id(), IdempotencyOf(call, r.request_id(), "SupplementRequest", r),
                std::move(plan), r.etag().empty(), kChangeAttempts,
-               Respond(resp->mutable_request(), std::move(done), "SupplementRequest",
+               Respond(resp->mutable_request(), Touching(call, r.id(), std::move(done)),
+                       "SupplementRequest",
                        call.trace_id, options_.metrics));
       });
 }
@@ -652,11 +705,20 @@ grpc::ServerUnaryReactor* IntakeService::GetRequestHistory(
         if (!r.page_token().empty()) return DecodeHistoryToken(r.page_token(), r.id()).status();
         return absl::OkStatus();
       },
-      [this](const CallContext&, const v1::GetRequestHistoryRequest& r,
+      [this](const CallContext& call, const v1::GetRequestHistoryRequest& r,
              v1::GetRequestHistoryResponse* resp, Pipeline::Done done) {
         const int64_t offset =
             r.page_token().empty() ? 0 : *DecodeHistoryToken(r.page_token(), r.id());
         const int size = r.page_size() == 0 ? 100 : r.page_size();
+        // Need-to-know first: the request's parties decide whether the caller reaches it.
+        store_.Get(r.id(), [this, call, r, resp, done, offset, size](
+                               absl::StatusOr<v1::Request> found) {
+        if (!found.ok()) return done(found.status());
+        if (absl::Status s = common::CheckRequestAccess(call, PartiesOfRequest(*found), r.id(),
+                                                        common::AccessKind::kRead, "history");
+            !s.ok()) {
+          return done(s);
+        }
         store_.HistoryRange(r.id(), offset, size,
                             [resp, done, offset, id = r.id()](absl::StatusOr<HistoryPage> page) {
                               if (!page.ok()) return done(page.status());
@@ -667,6 +729,7 @@ grpc::ServerUnaryReactor* IntakeService::GetRequestHistory(
                               }
                               done(absl::OkStatus());
                             });
+        });
       });
 }
 

@@ -4,6 +4,7 @@
 #include "intake_metrics.h"
 #include "redis_document_store.h"
 #include "redis_request_store.h"
+#include "retention.h"
 #include "rogatory/common/outbox_relay.h"
 #include "rogatory/common/platform.h"
 
@@ -16,6 +17,8 @@ int main(int argc, char** argv) {
   absl::Duration idempotency_ttl;
   int max_document_size = 0;
   absl::Duration gauge_interval;
+  rogatory::intake::RetentionSettings retention;
+  absl::Duration sweep_interval;
   return rogatory::common::ServiceMain(
       identity, argc, argv,
       [&](rogatory::common::Config& config) {
@@ -29,8 +32,30 @@ int main(int argc, char** argv) {
                            absl::Hours(1),
                            "How often the elected replica recounts rogatory_intake_requests.",
                            &gauge_interval);
+        // Retention (issue 8 point 5). Idempotency records (which hold replies with personal
+        // data) follow idempotency-ttl, which may not exceed retention-closed.
+        config.AddDuration("retention-closed", absl::Hours(24 * 730), absl::Minutes(1),
+                           absl::Hours(24 * 365 * 100),
+                           "How long a request in a final status (executed, refused, withdrawn, "
+                           "closed...) keeps its personal data before retention erases it.",
+                           &retention.closed);
+        config.AddDuration("retention-tombstone", absl::Hours(24 * 365 * 5), absl::Minutes(1),
+                           absl::Hours(24 * 365 * 100),
+                           "How long the tombstone of an erased request (id, instrument, "
+                           "status, dates, authority ids, history) is kept before it goes too.",
+                           &retention.tombstone);
+        config.AddDuration("retention-sweep-interval", absl::Minutes(10), absl::Seconds(1),
+                           absl::Hours(24),
+                           "How often the replica holding the retention lease looks for "
+                           "requests to erase.",
+                           &sweep_interval);
       },
       [&](Platform& platform) -> absl::StatusOr<ServiceParts> {
+        if (retention.closed < idempotency_ttl) {
+          return absl::InvalidArgumentError(
+              "retention-closed must be at least idempotency-ttl: idempotency records keep "
+              "replies that hold personal data");
+        }
         ServiceParts parts;
         auto* store = parts.Own(std::make_shared<rogatory::intake::RedisRequestStore>(
             platform.redis(), platform.sharding(), idempotency_ttl));
@@ -44,6 +69,16 @@ int main(int argc, char** argv) {
             platform.redis(), platform.sharding(), platform.metrics().registry(),
             rogatory::common::DefaultReplicaId(), gauge_interval));
         gauge->Start();
+        auto* retention_metrics = parts.Own(std::make_shared<rogatory::intake::RetentionMetrics>(
+            platform.metrics().registry()));
+        auto* sweeper = parts.Own(std::make_shared<rogatory::intake::RetentionSweeper>(
+            *store, documents, platform.auditor(), platform.clock(), retention,
+            retention_metrics,
+            [&redis = platform.redis(), replica = rogatory::common::DefaultReplicaId(),
+             ttl = sweep_interval * 3] {
+              return rogatory::intake::HoldRetentionLease(redis, replica, ttl);
+            }));
+        sweeper->Start(sweep_interval);
         parts.services.push_back(parts.Own(std::make_shared<rogatory::intake::IntakeService>(
             *store, platform.clock(), platform.pipeline(), platform.sharding(), documents,
             options)));

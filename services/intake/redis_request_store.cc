@@ -7,6 +7,8 @@
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "google/protobuf/util/time_util.h"
+#include "redis_document_store.h"
+#include "retention.h"
 
 namespace rogatory::intake {
 namespace {
@@ -18,7 +20,10 @@ using common::Sharding;
 // KEYS: req, hist, idem, idx:all, idx:status, idx:instrument, outbox
 // ARGV: id, pb, fingerprint ('' = no idempotency), status, instrument, issuing_state,
 //       requested_state, created_ms, etag, idempotency ttl ms, event pb, req key prefix,
-//       urgency, shard prefix
+//       urgency, shard prefix, issuing authority id, executing authority id ('' = none)
+// Need-to-know party indexes (see common/access.h): idx:party:a:<authority id> holds the
+// requests an authority issued or that are addressed to it, idx:party:s:<state> those whose
+// issuing or requested state it is (a central authority's reach), scored by creation.
 // Returns {'created'} | {'replayed', pb} | {'conflict'} | {'collision'}
 const LuaScript& CreateScript() {
   static const LuaScript* script = new LuaScript(R"lua(
@@ -48,6 +53,10 @@ if ARGV[7] ~= '' then
   redis.call('ZADD', p .. 'idx:requested_state:' .. ARGV[7], ARGV[8], ARGV[1])
 end
 redis.call('ZADD', p .. 'idx:updated', ARGV[8], ARGV[1])
+redis.call('HSET', KEYS[1], 'issuing_authority', ARGV[15], 'executing_authority', ARGV[16])
+for _, party in ipairs({'a:' .. ARGV[15], 'a:' .. ARGV[16], 's:' .. ARGV[6], 's:' .. ARGV[7]}) do
+  if #party > 2 then redis.call('ZADD', p .. 'idx:party:' .. party, ARGV[8], ARGV[1]) end
+end
 if fp ~= '' then
   redis.call('HSET', KEYS[3], 'fp', fp, 'id', ARGV[1])
   redis.call('PEXPIRE', KEYS[3], ARGV[10])
@@ -62,7 +71,9 @@ return {'created'}
 // KEYS: index. ARGV: 1 max score ('+inf' or ms), 2 cursor id ('' = none), 3 limit, 4 budget,
 //       5 status, 6 instrument, 7 issuing_state, 8 requested_state ('' = any), 9 req key
 //       prefix, 10 min score ('-inf' or ms), 11 urgency, 12 created from, 13 created to
-//       ('' = any; checked on the hash, for indexes not ordered by creation)
+//       ('' = any; checked on the hash, for indexes not ordered by creation),
+//       14 '1' when need-to-know scoped, 15 scope authority id, 16 scope central state
+//       ('' = none): a request matches only if it is in the caller's reach
 // Returns {exhausted (0|1), last score, last id, then pb, status, etag, updated_ms per match}
 const LuaScript& ListScript() {
   static const LuaScript* script = new LuaScript(R"lua(
@@ -82,9 +93,12 @@ while true do
       scanned = scanned + 1
       local h = redis.call('HMGET', ARGV[9] .. id, 'pb', 'status', 'instrument',
                            'issuing_state', 'requested_state', 'etag', 'updated_ms', 'urgency',
-                           'created_ms')
+                           'created_ms', 'issuing_authority', 'executing_authority')
       local created = tonumber(h[9])
-      if h[1] and (ARGV[5] == '' or h[2] == ARGV[5]) and (ARGV[6] == '' or h[3] == ARGV[6])
+      local reach = ARGV[14] ~= '1'
+        or (ARGV[15] ~= '' and (h[10] == ARGV[15] or h[11] == ARGV[15]))
+        or (ARGV[16] ~= '' and (h[4] == ARGV[16] or h[5] == ARGV[16]))
+      if h[1] and reach and (ARGV[5] == '' or h[2] == ARGV[5]) and (ARGV[6] == '' or h[3] == ARGV[6])
          and (ARGV[7] == '' or h[4] == ARGV[7]) and (ARGV[8] == '' or h[5] == ARGV[8])
          and (ARGV[11] == '' or h[8] == ARGV[11])
          and (cfrom == nil or (created ~= nil and created >= cfrom))
@@ -111,7 +125,10 @@ end
 //       7 result, 8 seen retention ms ('' = no marker), 9 shard prefix, 10 id,
 //       11 number of fields, 12 number of history events, then field/value pairs, then
 //       history events, then outbox events; ARGV[13] the serialized document ('' = none)
-//       comes before the field pairs.
+//       and ARGV[14] the final statuses (FinalStatusesText, '' = the change sets no status)
+//       come before the field pairs.
+// Retention: a status change into a final status (re)indexes the request in idx:closed by
+// the change's time; one out of it unindexes it; a tombstone (erased_ms) is never indexed.
 // Returns {'applied'} | {'replayed', result} | {'conflict'} | {'duplicate'} | {'missing'} |
 //         {'stale', version} | {'nodata'} (the staged document expired)
 const LuaScript& MutateScript() {
@@ -135,15 +152,47 @@ if ARGV[13] ~= '' then
 end
 local id, p = ARGV[10], ARGV[9]
 local nf, nh = tonumber(ARGV[11]), tonumber(ARGV[12])
-local i = 14
+-- The need-to-know party indexes (see the create script) follow the party fields.
+local function parties()
+  local h = redis.call('HMGET', KEYS[1], 'issuing_authority', 'executing_authority',
+                       'issuing_state', 'requested_state')
+  local s = {}
+  for j, kind in ipairs({'a:', 'a:', 's:', 's:'}) do
+    if h[j] and h[j] ~= '' then s[kind .. h[j]] = true end
+  end
+  return s
+end
+local before = nf > 0 and parties() or {}
+local i = 15
+local status_moved = false
 for _ = 1, nf do
   local f, v = ARGV[i], ARGV[i + 1]
   i = i + 2
   local old = redis.call('HGET', KEYS[1], f)
   if old ~= v then
-    if old and old ~= '' then redis.call('ZREM', p .. 'idx:' .. f .. ':' .. old, id) end
-    if v ~= '' then redis.call('ZADD', p .. 'idx:' .. f .. ':' .. v, cur[2], id) end
+    if f == 'status' then status_moved = true end
+    if f ~= 'issuing_authority' and f ~= 'executing_authority' then
+      if old and old ~= '' then redis.call('ZREM', p .. 'idx:' .. f .. ':' .. old, id) end
+      if v ~= '' then redis.call('ZADD', p .. 'idx:' .. f .. ':' .. v, cur[2], id) end
+    end
     redis.call('HSET', KEYS[1], f, v)
+  end
+end
+if nf > 0 and redis.call('HEXISTS', KEYS[1], 'erased_ms') == 0 then
+  local after = parties()
+  for k in pairs(before) do
+    if not after[k] then redis.call('ZREM', p .. 'idx:party:' .. k, id) end
+  end
+  for k in pairs(after) do
+    if not before[k] then redis.call('ZADD', p .. 'idx:party:' .. k, cur[2], id) end
+  end
+end
+if status_moved and ARGV[14] ~= '' and redis.call('HEXISTS', KEYS[1], 'erased_ms') == 0 then
+  local h = redis.call('HMGET', KEYS[1], 'instrument', 'status')
+  if string.find(ARGV[14], ',' .. (h[1] or '') .. ':' .. (h[2] or '') .. ',', 1, true) then
+    redis.call('ZADD', p .. 'idx:closed', ARGV[3], id)
+  else
+    redis.call('ZREM', p .. 'idx:closed', id)
   end
 end
 for _ = 1, nh do
@@ -269,7 +318,9 @@ void RedisRequestStore::Create(NewRequest in, Done<CreateOutcome> done) {
       in.submitted.SerializeAsString(),
       ReqPrefix(*shard),
       absl::StrCat(static_cast<int>(r.content().urgency())),
-      p};
+      p,
+      r.content().issuing_authority().authority_id(),
+      r.executing_authority().authority_id()};
   redis_.Eval(CreateScript(), std::move(keys), std::move(args),
               [request = std::move(in.request), done](absl::StatusOr<RedisReply> reply) mutable {
                 if (!reply.ok()) return done(reply.status());
@@ -353,8 +404,15 @@ void RedisRequestStore::List(const ListQuery& query, Done<ListPage> done) {
     // The most selective index that serves the filters; the scan checks the others. Lists
     // by update walk the update-time index.
     std::string index = absl::StrCat(p, "idx:all");
+    // A scoped list walks the caller's party index (a central authority's: its state's,
+    // which holds the requests of the authorities of that state too).
+    const bool scoped = query.scope.has_value() && !query.scope->all;
     if (query.by_update) {
       index = absl::StrCat(p, "idx:updated");
+    } else if (scoped) {
+      index = query.scope->central_state.empty()
+                  ? absl::StrCat(p, "idx:party:a:", query.scope->authority_id)
+                  : absl::StrCat(p, "idx:party:s:", query.scope->central_state);
     } else if (query.status != 0) {
       index = absl::StrCat(p, "idx:status:", static_cast<int>(query.status));
     } else if (query.instrument != 0) {
@@ -383,7 +441,10 @@ void RedisRequestStore::List(const ListQuery& query, Done<ListPage> done) {
         min,
         query.urgency != 0 ? absl::StrCat(static_cast<int>(query.urgency)) : "",
         query.created_from_ms ? absl::StrCat(*query.created_from_ms) : "",
-        query.created_to_ms ? absl::StrCat(*query.created_to_ms) : ""};
+        query.created_to_ms ? absl::StrCat(*query.created_to_ms) : "",
+        scoped ? "1" : "",
+        scoped ? query.scope->authority_id : "",
+        scoped ? query.scope->central_state : ""};
     redis_.Eval(ListScript(), {index}, std::move(args),
                 [gather, shard, finish](absl::StatusOr<RedisReply> reply) {
                   ShardPage page;
@@ -530,7 +591,11 @@ void RedisRequestStore::Mutate(Mutation m, Done<MutationOutcome> done) {
       m.id,
       absl::StrCat(m.fields.size()),
       absl::StrCat(m.history.size()),
-      m.document ? m.document->document : ""};
+      m.document ? m.document->document : "",
+      std::any_of(m.fields.begin(), m.fields.end(),
+                  [](const auto& f) { return f.first == "status"; })
+          ? FinalStatusesText()
+          : ""};
   for (const auto& [field, value] : m.fields) {
     args.push_back(field);
     args.push_back(value);
@@ -568,6 +633,214 @@ void RedisRequestStore::Mutate(Mutation m, Done<MutationOutcome> done) {
                 }
                 done(absl::InternalError("unexpected mutate reply"));
               });
+}
+
+// Retention (see request_store.h and retention.h).
+namespace {
+
+// KEYS: idx:closed, idx:tombstoned, retention:unaudited. ARGV: closed cutoff, tombstone
+// cutoff, limit. Returns {closed ids, tombstone ids, {field, erased ms, ...}}: bounded ranges
+// (and one HSCAN page of the pending audits, which only hold erasures not yet audited).
+const LuaScript& RetentionWorkScript() {
+  static const LuaScript* script = new LuaScript(R"lua(
+local a = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, ARGV[3])
+local b = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', ARGV[2], 'LIMIT', 0, ARGV[3])
+local c = redis.call('HSCAN', KEYS[3], 0, 'COUNT', ARGV[3])
+return {a, b, c[2]}
+)lua");
+  return *script;
+}
+
+// Erasure step 1. KEYS: req, hist, docs list, outbox, idx:closed, idx:tombstoned,
+// retention:unaudited, then each document's data key. ARGV: 1 expected etag, 2 new etag,
+// 3 closed cutoff, 4 now ms, 5 tombstone pb, 6 REQUEST_ERASED event, 7 id, 8 number of
+// documents, 9 shard prefix.
+// Returns {'erased'} | {'skip'} (gone, already a tombstone, or not due) | {'stale'}.
+const LuaScript& ErasePersonalScript() {
+  static const LuaScript* script = new LuaScript(R"lua(
+local id = ARGV[7]
+local cur = redis.call('HMGET', KEYS[1], 'etag', 'erased_ms')
+if not cur[1] or cur[2] then
+  redis.call('ZREM', KEYS[5], id)
+  return {'skip'}
+end
+local closed = redis.call('ZSCORE', KEYS[5], id)
+if not closed or tonumber(closed) > tonumber(ARGV[3]) then return {'skip'} end
+if cur[1] ~= ARGV[1] then return {'stale'} end
+if redis.call('LLEN', KEYS[3]) ~= tonumber(ARGV[8]) then return {'stale'} end
+for k = 8, #KEYS do redis.call('DEL', KEYS[k]) end
+redis.call('DEL', KEYS[3])
+redis.call('HSET', KEYS[1], 'pb', ARGV[5], 'etag', ARGV[2], 'updated_ms', ARGV[4],
+           'erased_ms', ARGV[4])
+redis.call('ZADD', ARGV[9] .. 'idx:updated', ARGV[4], id)
+redis.call('ZREM', KEYS[5], id)
+redis.call('ZADD', KEYS[6], ARGV[4], id)
+redis.call('RPUSH', KEYS[2], ARGV[6])
+redis.call('XADD', KEYS[4], '*', 'ev', ARGV[6])
+redis.call('HSET', KEYS[7], '1:' .. id, ARGV[4])
+return {'erased'}
+)lua");
+  return *script;
+}
+
+// Erasure step 2. KEYS: req, hist, docs list, idx:tombstoned, retention:unaudited.
+// ARGV: id, tombstone cutoff, now ms, shard prefix. Every hash field but the stored ones
+// names an index (idx:<field>:<value>, as the mutate script keeps them), so the entries go
+// whatever indexes a later change adds; the need-to-know party indexes (idx:party:a:<id>,
+// idx:party:s:<state>, see the create script) go too.
+// Returns {'erased'} | {'skip'}.
+const LuaScript& EraseRequestScript() {
+  static const LuaScript* script = new LuaScript(R"lua(
+local id, p = ARGV[1], ARGV[4]
+local t = redis.call('ZSCORE', KEYS[4], id)
+if not t or tonumber(t) > tonumber(ARGV[2]) then return {'skip'} end
+local h = redis.call('HGETALL', KEYS[1])
+local stored = {pb = true, etag = true, created_ms = true, updated_ms = true, erased_ms = true}
+for k = 1, #h, 2 do
+  if not stored[h[k]] and h[k + 1] ~= '' then
+    redis.call('ZREM', p .. 'idx:' .. h[k] .. ':' .. h[k + 1], id)
+  end
+end
+local f = redis.call('HMGET', KEYS[1], 'issuing_authority', 'executing_authority',
+                     'issuing_state', 'requested_state')
+for j, kind in ipairs({'a:', 'a:', 's:', 's:'}) do
+  if f[j] and f[j] ~= '' then redis.call('ZREM', p .. 'idx:party:' .. kind .. f[j], id) end
+end
+redis.call('ZREM', p .. 'idx:all', id)
+redis.call('ZREM', p .. 'idx:updated', id)
+redis.call('ZREM', p .. 'idx:closed', id)
+redis.call('ZREM', KEYS[4], id)
+redis.call('DEL', KEYS[1], KEYS[2], KEYS[3])
+redis.call('HSET', KEYS[5], '2:' .. id, ARGV[3])
+return {'erased'}
+)lua");
+  return *script;
+}
+
+std::string UnauditedKey(int shard) {
+  return absl::StrCat(Sharding::Prefix(shard), "retention:unaudited");
+}
+
+}  // namespace
+
+void RedisRequestStore::FindRetentionWork(int64_t closed_before_ms, int64_t tombstoned_before_ms,
+                                          int limit, Done<RetentionWork> done) {
+  struct Gather {
+    absl::Mutex mu;
+    int pending = 0;
+    absl::Status error;
+    RetentionWork work;
+  };
+  auto gather = std::make_shared<Gather>();
+  gather->pending = sharding_.shard_count();
+  for (int shard = 0; shard < sharding_.shard_count(); ++shard) {
+    const std::string p = Sharding::Prefix(shard);
+    redis_.Eval(
+        RetentionWorkScript(),
+        {absl::StrCat(p, "idx:closed"), absl::StrCat(p, "idx:tombstoned"), UnauditedKey(shard)},
+        {absl::StrCat(closed_before_ms), absl::StrCat(tombstoned_before_ms),
+         absl::StrCat(std::max(limit, 1))},
+        [gather, done](absl::StatusOr<RedisReply> reply) {
+          bool last = false;
+          {
+            absl::MutexLock lock(&gather->mu);
+            if (!reply.ok()) {
+              if (gather->error.ok()) gather->error = reply.status();
+            } else if (reply->elements.size() != 3) {
+              gather->error = absl::InternalError("unexpected retention work reply");
+            } else {
+              for (const auto& e : reply->elements[0].elements) {
+                gather->work.personal.push_back(e.str);
+              }
+              for (const auto& e : reply->elements[1].elements) {
+                gather->work.whole.push_back(e.str);
+              }
+              const auto& pending = reply->elements[2].elements;
+              for (size_t k = 0; k + 1 < pending.size(); k += 2) {
+                const std::string& field = pending[k].str;
+                PendingErasureAudit a;
+                int64_t at = 0;
+                if (field.size() < 3 || field[1] != ':' || (field[0] != '1' && field[0] != '2') ||
+                    !absl::SimpleAtoi(pending[k + 1].str, &at)) {
+                  continue;
+                }
+                a.step = field[0] == '1' ? ErasureStep::kPersonalData : ErasureStep::kRequest;
+                a.id = field.substr(2);
+                a.erased_ms = at;
+                gather->work.unaudited.push_back(std::move(a));
+              }
+            }
+            last = --gather->pending == 0;
+          }
+          if (!last) return;
+          if (!gather->error.ok()) return done(gather->error);
+          done(std::move(gather->work));
+        });
+  }
+}
+
+void RedisRequestStore::ErasePersonalData(PersonalDataErasure e, Done<bool> done) {
+  auto shard = sharding_.ShardOf("rq", e.id);
+  if (!shard.ok()) return done(shard.status());
+  const std::string p = Sharding::Prefix(*shard);
+  std::vector<std::string> keys = {absl::StrCat(p, "req:", e.id),
+                                   absl::StrCat(p, "hist:", e.id),
+                                   RedisDocumentStore::ListKey(*shard, e.id),
+                                   common::EventKeys::Outbox(*shard, "intake"),
+                                   absl::StrCat(p, "idx:closed"),
+                                   absl::StrCat(p, "idx:tombstoned"),
+                                   UnauditedKey(*shard)};
+  for (const auto& d : e.document_ids) keys.push_back(RedisDocumentStore::DataKey(*shard, d));
+  std::vector<std::string> args = {absl::StrCat(e.expected_version),
+                                   absl::StrCat(e.expected_version + 1),
+                                   absl::StrCat(e.closed_before_ms),
+                                   absl::StrCat(e.now_ms),
+                                   e.tombstone.SerializeAsString(),
+                                   e.erased.SerializeAsString(),
+                                   e.id,
+                                   absl::StrCat(e.document_ids.size()),
+                                   p};
+  redis_.Eval(ErasePersonalScript(), std::move(keys), std::move(args),
+              [done](absl::StatusOr<RedisReply> reply) {
+                if (!reply.ok()) return done(reply.status());
+                if (reply->elements.empty()) {
+                  return done(absl::InternalError("empty script reply"));
+                }
+                const std::string& outcome = reply->elements[0].str;
+                if (outcome == "erased") return done(true);
+                if (outcome == "skip") return done(false);
+                done(absl::AbortedError("the request changed while its erasure was computed"));
+              });
+}
+
+void RedisRequestStore::EraseRequest(const std::string& id, int64_t tombstoned_before_ms,
+                                     int64_t now_ms, Done<bool> done) {
+  auto shard = sharding_.ShardOf("rq", id);
+  if (!shard.ok()) return done(shard.status());
+  const std::string p = Sharding::Prefix(*shard);
+  redis_.Eval(EraseRequestScript(),
+              {absl::StrCat(p, "req:", id), absl::StrCat(p, "hist:", id),
+               RedisDocumentStore::ListKey(*shard, id), absl::StrCat(p, "idx:tombstoned"),
+               UnauditedKey(*shard)},
+              {id, absl::StrCat(tombstoned_before_ms), absl::StrCat(now_ms), p},
+              [done](absl::StatusOr<RedisReply> reply) {
+                if (!reply.ok()) return done(reply.status());
+                if (reply->elements.empty()) {
+                  return done(absl::InternalError("empty script reply"));
+                }
+                done(reply->elements[0].str == "erased");
+              });
+}
+
+void RedisRequestStore::ErasureAudited(const PendingErasureAudit& audit, Done<bool> done) {
+  auto shard = sharding_.ShardOf("rq", audit.id);
+  if (!shard.ok()) return done(shard.status());
+  redis_.Command({"HDEL", UnauditedKey(*shard),
+                  absl::StrCat(static_cast<int>(audit.step), ":", audit.id)},
+                 [done](absl::StatusOr<RedisReply> reply) {
+                   if (!reply.ok()) return done(reply.status());
+                   done(reply->integer == 1);
+                 });
 }
 
 }  // namespace rogatory::intake

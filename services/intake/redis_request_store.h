@@ -23,6 +23,12 @@ namespace rogatory::intake {
 //   rg:{sN}:idx:issuing_state:<XX>, rg:{sN}:idx:requested_state:<XX>   the same, per state
 //   rg:{sN}:idx:updated           sorted set of ids by last update time (ms)
 //   rg:{sN}:outbox:intake         intake's outbox (see common/event_sink.h)
+//   rg:{sN}:idx:closed            sorted set of ids of requests in a final status, by the
+//                                 time they reached it (retention step 1 runs from it)
+//   rg:{sN}:idx:tombstoned        sorted set of tombstone ids by erasure time (step 2)
+//   rg:{sN}:retention:unaudited   hash "<step>:<id>" -> erasure ms: erasures not yet in the
+//                                 audit log
+// A tombstone's hash has erased_ms (the time of step 1) and a pb without personal data.
 // A new request with an idempotency key goes to the shard of (scope, key), so the record
 // and the request are written together; the key of a change of an existing request lives
 // in that request's shard. Lists read every shard (bounded scans) and merge.
@@ -41,6 +47,12 @@ class RedisRequestStore final : public RequestStore {
   void Load(const std::string& id, const std::optional<Idempotency>& idempotency,
             Done<Snapshot> done) override;
   void Mutate(Mutation mutation, Done<MutationOutcome> done) override;
+  void FindRetentionWork(int64_t closed_before_ms, int64_t tombstoned_before_ms, int limit,
+                         Done<RetentionWork> done) override;
+  void ErasePersonalData(PersonalDataErasure erasure, Done<bool> done) override;
+  void EraseRequest(const std::string& id, int64_t tombstoned_before_ms, int64_t now_ms,
+                    Done<bool> done) override;
+  void ErasureAudited(const PendingErasureAudit& audit, Done<bool> done) override;
 
   // Most index entries one shard examines per List call: bounds the work of a page.
   static constexpr int kScanBudget = 1000;

@@ -21,9 +21,19 @@ bool IsStaleVersion(const absl::Status& status) {
          status.GetPayload(kStalePayload).has_value();
 }
 
+common::RequestParties PartiesOfRequest(const v1::Request& r) {
+  common::RequestParties p;
+  p.issuing_authority_id = r.content().issuing_authority().authority_id();
+  p.issuing_state = r.content().issuing_authority().state();
+  p.executing_authority_id = r.executing_authority().authority_id();
+  p.requested_state = r.content().requested_state();
+  return p;
+}
+
 bool MatchesFilters(const ListQuery& q, const v1::Request& r) {
   const auto& c = r.content();
-  return (q.status == 0 || r.status() == q.status) &&
+  return (!q.scope || common::InScope(*q.scope, PartiesOfRequest(r))) &&
+         (q.status == 0 || r.status() == q.status) &&
          (q.instrument == 0 || c.instrument() == q.instrument) &&
          (q.issuing_state.empty() || c.issuing_authority().state() == q.issuing_state) &&
          (q.requested_state.empty() || c.requested_state() == q.requested_state) &&

@@ -9,6 +9,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "rogatory/common/access.h"
 #include "rogatory/common/event_sink.h"
 #include "rogatory/common/v1/events.pb.h"
 #include "rogatory/intake/v1/intake.pb.h"
@@ -55,6 +56,8 @@ struct ListQuery {
   bool by_update = false;
   int page_size = 50;
   std::optional<ListCursor> after;  // start strictly after this position
+  // Need-to-know: only requests in this scope (see common/access.h); nullopt: all.
+  std::optional<common::ListScope> scope;
 };
 
 // What a change is computed on: the request as stored, its version, and (when the change
@@ -90,7 +93,9 @@ struct Mutation {
   // fields' business).
   std::optional<v1::Request> request;
   // Indexed hash fields to set: status, instrument, urgency, issuing_state,
-  // requested_state (see RedisRequestStore). Only fields that change need be listed.
+  // requested_state, and the party fields issuing_authority and executing_authority (which
+  // feed the need-to-know party indexes; see RedisRequestStore). Only fields that change
+  // need be listed.
   std::vector<std::pair<std::string, std::string>> fields;
   std::vector<common::v1::Event> history;  // appended in order
   std::vector<common::v1::Event> outbox;   // emitted in order
@@ -117,6 +122,40 @@ struct ListPage {
   // Where the next page starts; empty at the end. A page may hold fewer than page_size
   // requests and still have a next page (the scan of a shard is bounded).
   std::optional<ListCursor> next;
+};
+
+// Retention (see retention.h). A change that moves a request to a status its lifecycle
+// never leaves in substance (Lifecycle::IsOpen false: executed, refused, withdrawn,
+// closed...) enters it, with the change's time, in the index of closed requests, in the
+// same atomic step; a move back to an open status takes it out. Once closed for the
+// retention period, erasure step 1 replaces the request by a tombstone (no personal data)
+// and drops its documents; once the tombstone is kept for its own period, step 2 removes
+// the request entirely. Each step is one atomic, idempotent, guarded step and leaves a
+// pending-audit mark that stays until the erasure is recorded in the audit log.
+enum class ErasureStep { kPersonalData = 1, kRequest = 2 };
+
+struct PendingErasureAudit {
+  std::string id;
+  ErasureStep step = ErasureStep::kPersonalData;
+  int64_t erased_ms = 0;
+};
+
+// What retention has to do now, oldest first, at most `limit` of each kind per shard.
+struct RetentionWork {
+  std::vector<std::string> personal;  // closed at or before the cutoff: erase personal data
+  std::vector<std::string> whole;     // tombstones made at or before the cutoff: erase all
+  std::vector<PendingErasureAudit> unaudited;  // erasures not yet in the audit log
+};
+
+// Step 1 of a request's erasure, computed on a snapshot of it.
+struct PersonalDataErasure {
+  std::string id;
+  int64_t expected_version = 0;  // the snapshot's version; another answers ABORTED
+  int64_t closed_before_ms = 0;  // the request must still be closed since at most this
+  int64_t now_ms = 0;
+  v1::Request tombstone;         // what remains (see MakeTombstone); etag = version + 1
+  std::vector<std::string> document_ids;  // every committed document of the request
+  common::v1::Event erased;      // REQUEST_ERASED: appended to the history and emitted
 };
 
 // Where intake keeps requests. Implementations complete asynchronously and never block the
@@ -162,6 +201,27 @@ class RequestStore {
   // version is not `expected_version`, NOT_FOUND when the request does not exist. Checks
   // run in that order, so concurrent duplicates of one call apply exactly once.
   virtual void Mutate(Mutation mutation, Done<MutationOutcome> done) = 0;
+
+  // Retention: the erasures due (see RetentionWork), read from bounded index ranges.
+  virtual void FindRetentionWork(int64_t closed_before_ms, int64_t tombstoned_before_ms,
+                                 int limit, Done<RetentionWork> done) = 0;
+
+  // Erasure step 1, atomically: the request's record becomes `tombstone` (version bumped),
+  // its documents (metadata and bytes) are deleted, it moves from the closed index to the
+  // tombstone index, the REQUEST_ERASED event is appended to its history and emitted, and
+  // a pending audit is marked. true if applied; false (nothing changed) if the request is
+  // gone, already a tombstone, or not closed since `closed_before_ms`; ABORTED if its
+  // version is not `expected_version` or its documents changed (recompute and retry).
+  virtual void ErasePersonalData(PersonalDataErasure erasure, Done<bool> done) = 0;
+
+  // Erasure step 2, atomically: removes the tombstone, its history and its index entries,
+  // and marks a pending audit. true if applied; false (nothing changed) if there is no
+  // tombstone made at or before `tombstoned_before_ms`.
+  virtual void EraseRequest(const std::string& id, int64_t tombstoned_before_ms, int64_t now_ms,
+                            Done<bool> done) = 0;
+
+  // Clears a pending-audit mark once the erasure is in the audit log (idempotent).
+  virtual void ErasureAudited(const PendingErasureAudit& audit, Done<bool> done) = 0;
 };
 
 // ABORTED: the stored version is not the one a change was computed on. `current` is the
@@ -169,7 +229,10 @@ class RequestStore {
 absl::Status StaleVersion(const std::string& current);
 bool IsStaleVersion(const absl::Status& status);
 
-// True if the request matches the query's filters.
+// Who a stored request concerns (issuer, executing authority once routed, states).
+common::RequestParties PartiesOfRequest(const v1::Request& request);
+
+// True if the request matches the query's filters (and scope).
 bool MatchesFilters(const ListQuery& query, const v1::Request& request);
 
 // The list position of a request (by creation, or by last update).

@@ -4,14 +4,6 @@ namespace rogatory::intake {
 
 namespace commonpb = rogatory::common::v1;
 
-bool IsTranslatorOnly(const common::Caller& caller) {
-  if (!caller.HasRole("translator")) return false;
-  for (const char* role : {"issuing", "central", "executing", "auditor", "operator", "service"}) {
-    if (caller.HasRole(role)) return false;
-  }
-  return true;
-}
-
 std::set<std::string> DocumentsHeldBy(const std::vector<commonpb::Event>& history,
                                       absl::string_view translator) {
   std::set<std::string> held;

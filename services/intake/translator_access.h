@@ -17,9 +17,8 @@ namespace rogatory::intake {
 // a hold on the job's document; a later claim by someone else, or COMPLETED, FAILED or
 // CANCELLED, ends it. (A lease that merely expires ends the hold at the next claim.)
 
-// A caller acting only as a translator: role "translator" and no role that reaches
-// requests on its own account (issuing, central, executing, auditor, operator, service).
-bool IsTranslatorOnly(const common::Caller& caller);
+// Who else reaches documents is common/access.h's policy (documents.cc's DocumentReach
+// applies both).
 
 // The documents whose job `translator` holds now, from a request's history in order.
 std::set<std::string> DocumentsHeldBy(const std::vector<common::v1::Event>& history,

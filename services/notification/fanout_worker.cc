@@ -8,6 +8,7 @@
 #include "google/protobuf/util/time_util.h"
 #include "inbox.h"
 #include "notification_keys.h"
+#include "rogatory/common/audit_log.h"
 #include "rogatory/common/logging.h"
 #include "rogatory/common/v1/events.pb.h"
 
@@ -294,6 +295,22 @@ int FanoutWorker::DeliverShard(int shard, bool claim_abandoned) {
         common::Log::Warn("inbox delivery failed; will retry",
                           {{"event_id", original_event_id}, {"error", reply.status().ToString()}});
         break;
+      }
+      if (auditor_ != nullptr) {
+        // A disclosure of the request to the recipient authority, logged before the entry
+        // is acknowledged (a retry re-delivers idempotently and logs again).
+        absl::Status logged = common::RecordAndWait(
+            *auditor_, common::ServiceAuditRecord(
+                           "rogatory-notification", "DeliverToInbox", event.request_id(),
+                           common::AccessKind::kDisclose,
+                           absl::StrCat("inbox:", who.first, ":", notification_id),
+                           event.trace_id()));
+        if (!logged.ok()) {
+          all_ok = false;
+          common::Log::Warn("inbox delivery not audited; will retry",
+                            {{"event_id", original_event_id}});
+          break;
+        }
       }
     }
     if (!all_ok) {

@@ -11,6 +11,7 @@
 #include "notification_settings.h"
 #include "rogatory/common/clock.h"
 #include "rogatory/common/ids.h"
+#include "rogatory/common/pipeline.h"
 #include "rogatory/common/redis.h"
 
 namespace rogatory::notification {
@@ -39,6 +40,10 @@ class FanoutWorker {
   ~FanoutWorker();  // stops and joins the thread
 
   void Start();
+  // The audit log deliveries into inboxes are recorded in (disclosures, issue 8); an entry
+  // is acknowledged only once its deliveries are logged. Null: not recorded. Set before
+  // Start.
+  void SetAuditor(common::Auditor *auditor) { auditor_ = auditor; }
   // One pass over every shard: fan-out, then (when `all`, or when their pace
   // says so) the takeover of entries a dead replica left and the due retrieval
   // timers. Tests call it with `all`; the thread paces the rarer work to keep
@@ -55,6 +60,7 @@ class FanoutWorker {
   const common::Sharding sharding_;
   const NotificationSettings settings_;
   NotificationMetrics &metrics_;
+  common::Auditor *auditor_ = nullptr;
   const std::string consumer_;
   std::vector<bool> group_ready_;  // only touched by the worker's thread
   std::vector<bool> retry_own_;

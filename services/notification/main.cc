@@ -90,9 +90,11 @@ int main(int argc, char **argv) {
         auto *handler = parts.Own(std::make_shared<n::NotificationEventHandler>(
             platform.redis(), platform.clock(), platform.sharding(), s, *metrics));
         parts.event_handler = handler;
-        parts.services.push_back(parts.Own(std::make_shared<n::NotificationServiceImpl>(
+        auto *notification_service = parts.Own(std::make_shared<n::NotificationServiceImpl>(
             platform.redis(), platform.clock(), platform.pipeline(), platform.sharding(), s,
-            *metrics, *handler)));
+            *metrics, *handler));
+        notification_service->SetAuditor(&platform.auditor());  // stream deliveries
+        parts.services.push_back(notification_service);
         auto *transport = parts.Own(std::make_shared<n::CurlWebhookTransport>(
             n::EndpointPolicy{s.webhook_allow_http, s.webhook_allow_private_addresses},
             s.webhook_timeout));
@@ -100,6 +102,9 @@ int main(int argc, char **argv) {
                                                         platform.sharding(), s, *metrics);
         auto dispatcher = std::make_shared<n::WebhookDispatcher>(
             platform.redis(), platform.clock(), platform.sharding(), s, *metrics, *transport);
+        // Deliveries are disclosures: recorded in the audit log (issue 8).
+        fanout->SetAuditor(&platform.auditor());
+        dispatcher->SetAuditor(&platform.auditor());
         fanout->Start();
         dispatcher->Start();
         // Their threads use Redis: stop them (by destroying them) while the platform still

@@ -62,6 +62,31 @@ return {'ok', #to}
   return *script;
 }
 
+// Retention (REQUEST_ERASED): intake erased the request. The copies of its events kept as
+// evidence payloads ("pb") go, and so do its pending retrieval timers (no re-announcement or
+// escalation about an erased request). The evidence itself (stage, recipient authority,
+// time) and the party record (authority ids) hold no personal data and stay, as e-CODEX
+// keeps its evidences, until evidence-retention expires them. Inbox entries live in the
+// authorities' shards and age out with inbox-retention-age. Nothing is fanned out.
+// KEYS: seen, request events, retrieval timers. ARGV: [1] dedupe retention ms, [2] key
+// prefix. Returns {'duplicate'} | {'erased', events}.
+const common::LuaScript &EraseScript() {
+  static const common::LuaScript *script = new common::LuaScript(common::ReceiverScript(R"lua(
+local n = 0
+for _, eid in ipairs(redis.call('ZRANGE', KEYS[2], 0, -1)) do
+  local evk = ARGV[2] .. 'ev:' .. eid
+  redis.call('HDEL', evk, 'pb')
+  for _, f in ipairs(redis.call('HKEYS', evk)) do
+    local who = string.match(f, '^%d+|([^|]*)|')
+    if who then redis.call('ZREM', KEYS[3], eid .. '|' .. who) end
+  end
+  n = n + 1
+end
+return {'erased', n}
+)lua"));
+  return *script;
+}
+
 void AddParty(std::vector<std::string> &args, const char *id_field, const char *state_field,
               const common::v1::AuthorityRef &ref) {
   if (ref.authority_id().empty()) return;
@@ -135,6 +160,15 @@ void NotificationEventHandler::HandleWithExtras(
     std::function<void(absl::StatusOr<Outcome>)> done) {
   auto shard = sharding_.ShardOf("rq", event.request_id());
   if (!shard.ok()) return done(shard.status());
+  if (event.type() == common::v1::EVENT_TYPE_REQUEST_ERASED) {
+    return redis_.Eval(EraseScript(),
+                       {dedupe.seen_key, Keys::RequestEvents(*shard, event.request_id()),
+                        Keys::RetrievalDue(*shard)},
+                       {dedupe.retention_ms, Keys::P(*shard)},
+                       [done = std::move(done)](absl::StatusOr<common::RedisReply> reply) {
+                         done(common::ReceiverOutcome(reply));
+                       });
+  }
   const absl::Time now = clock_.Now();
   const int64_t now_ms = absl::ToUnixMillis(now);
   const int64_t due_ms = settings_.retrieval_timeout > absl::ZeroDuration()

@@ -83,6 +83,20 @@ void Decode(const std::string &fi, const std::string &ft, const std::string &fs,
 
 void ValidateFilter(const v1::SubscriptionFilter &f, const std::string &path,
                     common::FieldViolations &v) {
+  // Each list names values of a small set; longer ones only cost memory and matching time
+  // on every event (issue 8: item counts bounded).
+  constexpr int kMaxFilterValues = 64;
+  bool too_long = false;
+  const std::pair<const char *, int> lists[] = {{"instruments", f.instruments_size()},
+                                                {"event_types", f.event_types_size()},
+                                                {"states", f.states_size()}};
+  for (const auto &[name, size] : lists) {
+    if (size > kMaxFilterValues) {
+      v.Add(absl::StrCat(path, ".", name), absl::StrCat("at most ", kMaxFilterValues, " values"));
+      too_long = true;
+    }
+  }
+  if (too_long) return;
   for (int i = 0; i < f.instruments_size(); ++i) {
     if (f.instruments(i) == common::v1::INSTRUMENT_UNSPECIFIED ||
         !common::v1::Instrument_IsValid(f.instruments(i))) {
@@ -102,8 +116,11 @@ void ValidateFilter(const v1::SubscriptionFilter &f, const std::string &path,
   }
 }
 
+// Need-to-know (common/access.h): delivery evidence is the recipients' (and the request's
+// parties', who are its recipients) or an auditor's or a Rogatory service's to read; an
+// operator runs dead letters but reads no evidence of what a request's parties were told.
 bool Privileged(const common::Caller &c) {
-  return c.HasRole("operator") || c.HasRole("auditor") || c.is_service;
+  return c.HasRole("auditor") || c.is_service;
 }
 
 // ---------------------------------------------------------------------------------------
@@ -456,7 +473,8 @@ class SubscribeReactor final : public grpc::ServerWriteReactor<v1::SubscribeResp
       state_->done = true;
       final_status = state_->finish_status;
     }
-    if (admitted_) service_->pipeline_.Audit(call_, final_status, start_);
+    // The stream has ended: its outcome is logged, nothing is left to answer.
+    if (admitted_) service_->pipeline_.Audit(call_, final_status, start_, [](absl::Status) {});
     if (entered_) {
       service_->metrics_.connected_subscribers().Decrement();
       service_->LeaveStream();
@@ -516,6 +534,23 @@ class SubscribeReactor final : public grpc::ServerWriteReactor<v1::SubscribeResp
   }
 
   void RecordDelivered(const v1::Notification &n) {
+    if (service_->auditor_ != nullptr) {
+      // A disclosure to the subscriber. The stream cannot wait for the log, so a failure
+      // is reported loudly (and counted by the auditor's metrics).
+      common::AuditRecord record;
+      record.method = "Subscribe";
+      record.caller = call_.caller;
+      record.trace_id = call_.trace_id;
+      record.justification = call_.justification;
+      record.subjects.push_back({n.event().request_id(), common::AccessKind::kDisclose,
+                                 absl::StrCat("stream:", n.event().event_id())});
+      service_->auditor_->Record(std::move(record), [](absl::Status logged) {
+        if (!logged.ok()) {
+          common::Log::Error("stream delivery could not be audited",
+                             {{"error", std::string(logged.message())}});
+        }
+      });
+    }
     auto shard = service_->sharding_.ShardOf("rq", n.event().request_id());
     if (!shard.ok()) return;
     const absl::Time now = service_->clock_.Now();
@@ -621,6 +656,8 @@ void SubscribeReactor::ReaderLoop(NotificationServiceImpl *service, std::shared_
       if (!n->mutable_event()->ParseFromString(f["ev"])) continue;
       if (!FilterMatches(request.filter(), n->event(), DecodeList(f["st"]))) continue;
       n->set_cursor(e.elements[0].str);
+      // Disclosed to the caller, its own inbox's owner: noted on the call's audit trail.
+      call.Touch(n->event().request_id(), common::AccessKind::kDisclose, n->event().event_id());
       n->mutable_recipient()->set_authority_id(who);
       n->mutable_recipient()->set_state(f["tost"].empty() ? call.caller.state : f["tost"]);
       *n->mutable_accept_time() = MillisToTimestamp(ToInt(f["acc"]));
@@ -1056,24 +1093,33 @@ grpc::ServerUnaryReactor *NotificationServiceImpl::GetDeliveryStatus(
         };
         auto join = std::make_shared<Join>();
         const common::Caller caller = call.caller;
-        auto finish = [join, caller, resp, done] {
+        auto finish = [join, caller, call, resp, done] {
           if (!join->status.ok()) return done(join->status);
-          bool any = false, allowed = Privileged(caller);
+          // The request's parties (issuing, executing, central: fields 1-3) see the evidence
+          // of every delivery of it; its translator (field 4) only of its own deliveries.
+          bool any = false, see_all = Privileged(caller), allowed = see_all;
           for (const RedisReply &rep : join->found) {
             const auto &e = rep.elements;
             if (e.size() < 5) continue;
             any = true;
-            for (int k = 1; k <= 4; ++k) {
-              if (e[k].str == caller.authority_id) allowed = true;
+            for (int k = 1; k <= 3; ++k) {
+              if (e[k].str == caller.authority_id) see_all = allowed = true;
             }
+            if (e[4].str == caller.authority_id) allowed = true;
           }
           if (!any || !allowed) return done(absl::NotFoundError("no delivery evidence found"));
+          for (const RedisReply &rep : join->found) {
+            if (!rep.elements.empty() && !rep.elements[0].str.empty()) {
+              call.Touch(rep.elements[0].str, common::AccessKind::kRead, "delivery evidence");
+            }
+          }
           for (const RedisReply &rep : join->found) {
             const auto &e = rep.elements;
             if (e.size() < 5) continue;
             for (size_t i = 5; i + 2 < e.size(); i += 3) {
               std::vector<std::string> parts = absl::StrSplit(e[i + 1].str, '|');
               if (parts.size() != 3) continue;
+              if (!see_all && parts[1] != caller.authority_id) continue;
               auto *ev = resp->add_evidences();
               ev->set_event_id(e[i].str);
               ev->set_request_id(e[0].str);

@@ -68,6 +68,10 @@ class NotificationServiceImpl final : public v1::NotificationService::CallbackSe
                                               const v1::RedriveDeadLetterRequest *request,
                                               v1::RedriveDeadLetterResponse *response) override;
 
+  // The audit log stream deliveries are recorded in (disclosures to the subscriber,
+  // issue 8). Null: not recorded. Set before serving.
+  void SetAuditor(common::Auditor *auditor) { auditor_ = auditor; }
+
   static constexpr int kMaxAckBatch = 1000;
   static constexpr int kMaxSubscriptionsPerOwner = 100;
   static constexpr int kMaxEventsPerStatus = 500;
@@ -88,6 +92,7 @@ class NotificationServiceImpl final : public v1::NotificationService::CallbackSe
   const NotificationSettings settings_;
   NotificationMetrics &metrics_;
   NotificationEventHandler &handler_;
+  common::Auditor *auditor_ = nullptr;
 
   absl::Mutex mu_;
   int open_streams_ ABSL_GUARDED_BY(mu_) = 0;

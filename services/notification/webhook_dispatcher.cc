@@ -8,6 +8,7 @@
 #include "evidence.h"
 #include "google/protobuf/util/json_util.h"
 #include "notification_keys.h"
+#include "rogatory/common/audit_log.h"
 #include "rogatory/common/logging.h"
 #include "rogatory/notification/v1/notification.pb.h"
 #include "webhook_signer.h"
@@ -239,6 +240,20 @@ void WebhookDispatcher::Deliver(const Job &job) {
                                          {"http_status", result.http_status},
                                          {"next", state},
                                          {"trace_id", event.trace_id()}});
+  if (auditor_ != nullptr && result.http_status > 0) {
+    // The receiver got the body (whatever it answered): a disclosure.
+    absl::Status logged = common::RecordAndWait(
+        *auditor_, common::ServiceAuditRecord(
+                       "rogatory-notification", "DeliverWebhook", job.request_id,
+                       common::AccessKind::kDisclose,
+                       absl::StrCat("webhook:", subscription, ":", job.event_id),
+                       event.trace_id(),
+                       success ? absl::StatusCode::kOk : absl::StatusCode::kUnavailable));
+    if (!logged.ok()) {
+      common::Log::Error("webhook delivery could not be audited",
+                         {{"event_id", job.event_id}, {"error", std::string(logged.message())}});
+    }
+  }
   auto shard = sharding_.ShardOf("rq", job.request_id);
   if (!shard.ok()) return;
   if (success) {

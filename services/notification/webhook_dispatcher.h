@@ -12,6 +12,7 @@
 #include "notification_settings.h"
 #include "rogatory/common/clock.h"
 #include "rogatory/common/ids.h"
+#include "rogatory/common/pipeline.h"
 #include "rogatory/common/redis.h"
 #include "webhook_transport.h"
 
@@ -35,6 +36,9 @@ class WebhookDispatcher {
   ~WebhookDispatcher();  // stops and joins every thread
 
   void Start();
+  // The audit log webhook deliveries are recorded in (disclosures, issue 8). Null: not
+  // recorded. Set before Start.
+  void SetAuditor(common::Auditor *auditor) { auditor_ = auditor; }
 
   // The delay before attempt `attempt + 1` after `attempt` failed: initial *
   // 2^(attempt-1), capped, with the upper half randomised ("equal jitter").
@@ -62,6 +66,7 @@ class WebhookDispatcher {
   const NotificationSettings settings_;
   NotificationMetrics &metrics_;
   WebhookTransport &transport_;
+  common::Auditor *auditor_ = nullptr;
 
   absl::Mutex mu_;
   bool stop_ ABSL_GUARDED_BY(mu_) = false;

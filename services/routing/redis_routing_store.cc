@@ -133,11 +133,22 @@ end
 std::string Script(absl::string_view body) { return absl::StrCat(kLuaLib, body); }
 
 // Receiver scripts: KEYS[1] seen, ARGV[1] retention; then ARGV[2] prefix, [3] shard,
-// [4] now, [5] base event id, [6] actor bytes, [7] outbox, [8] request id, then own args.
+// [4] now, [5] base event id, [6] actor bytes, [7] outbox, [8] request id, then own args,
+// and LAST the request's parties (PartiesArg: issuing authority, issuing state, executing
+// authority, requested state, each followed by '\n'; '' = none), which the prologue pops
+// and records in the need-to-know hash parties:<rid> (non-empty values only).
 constexpr char kReceiverPrologue[] = R"lua(
 CTX.P, CTX.shard, CTX.now, CTX.actor, CTX.outbox = ARGV[2], ARGV[3], ARGV[4], ARGV[6], ARGV[7]
 EV.base = ARGV[5]
 local rid = ARGV[8]
+local parties_arg = table.remove(ARGV)
+if parties_arg ~= '' then
+  local j, names = 1, {'ia', 'is', 'ea', 'rs'}
+  for v in string.gmatch(parties_arg, '([^\n]*)\n') do
+    if names[j] and v ~= '' then redis.call('HSET', CTX.P .. 'parties:' .. rid, names[j], v) end
+    j = j + 1
+  end
+end
 )lua";
 
 // ARGV[9] decision pb, [10] need, [11] src, [12] tgt, [13] urg, [14] unroutable,
@@ -246,6 +257,32 @@ for _, jid in ipairs(redis.call('SMEMBERS', CTX.P .. 'jobs:' .. rid)) do
   end
 end
 return {'handled', cancelled}
+)lua"))));
+  return *s;
+}
+
+// Retention (REQUEST_ERASED): intake erased the request's personal data, so everything
+// routing keeps about it goes: decision, documents, deadlines, sequence, and every job
+// (queued, held, finished or dead-lettered) with its queue, lease and dead-letter entries.
+// Emits nothing. A later event about the request finds no decision and records nothing.
+const LuaScript& EraseScript() {
+  static const LuaScript* s =
+      new LuaScript(common::ReceiverScript(Script(absl::StrCat(kReceiverPrologue, R"lua(
+redis.call('ZREM', CTX.P .. 'unroutable', rid)
+local erased = 0
+for _, jid in ipairs(redis.call('SMEMBERS', CTX.P .. 'jobs:' .. rid)) do
+  local h = job_get(jid)
+  if h then
+    dequeue(jid, h)
+    redis.call('ZREM', CTX.P .. 'leases', jid)
+    redis.call('ZREM', CTX.P .. 'dead', jid)
+    redis.call('DEL', CTX.P .. 'job:' .. jid)
+    erased = erased + 1
+  end
+end
+redis.call('DEL', CTX.P .. 'dec:' .. rid, CTX.P .. 'seq:' .. rid, CTX.P .. 'docs:' .. rid,
+           CTX.P .. 'dl:' .. rid, CTX.P .. 'jobs:' .. rid, CTX.P .. 'parties:' .. rid)
+return {'handled', erased}
 )lua"))));
   return *s;
 }
@@ -541,7 +578,9 @@ absl::Status LeaseError(const RedisReply& r) {
   if (w == "expired") {
     return absl::FailedPreconditionError("the lease expired; the job returns to its queue");
   }
-  if (w == "notholder") return absl::PermissionDeniedError("another translator holds the job");
+  // Another translator's job is answered like a missing one: a translator reaches only the
+  // jobs it holds, and must not learn that a job id exists.
+  if (w == "notholder") return absl::NotFoundError("no translation job has that id");
   if (w == "conflict") {
     return absl::AlreadyExistsError(
         "the job was completed under this token with another translated document");
@@ -571,6 +610,15 @@ std::vector<std::string> ReceiverArgs(const common::Dedupe& dedupe, int shard, a
           common::EventKeys::Outbox(shard, kEmitter),
           trigger.request_id()};
 }
+
+// The parties argument every receiver script takes last (see kReceiverPrologue).
+std::string PartiesArg(const Event& trigger, const std::string& executing_fallback = "") {
+  const common::RequestParties p = common::PartiesOf(trigger.request());
+  return absl::StrCat(p.issuing_authority_id, "\n", p.issuing_state, "\n",
+                      p.executing_authority_id.empty() ? executing_fallback
+                                                       : p.executing_authority_id,
+                      "\n", p.requested_state, "\n");
+}
 }  // namespace
 
 void RedisRoutingStore::RecordDecision(const Event& trigger, const v1::RoutingDecision& decision,
@@ -596,7 +644,8 @@ void RedisRoutingStore::RecordDecision(const Event& trigger, const v1::RoutingDe
                trigger.request().source_language(), decision.target_language(),
                absl::StrCat(static_cast<int>(trigger.request().urgency())),
                decision.unroutable() ? "1" : "0", Template(trigger),
-               absl::StrCat(static_cast<int>(status)), reason_code, payload.SerializeAsString()});
+               absl::StrCat(static_cast<int>(status)), reason_code, payload.SerializeAsString(),
+               PartiesArg(trigger, decision.competent_authority().authority_id())});
   redis_.Eval(DecideScript(), {dedupe.seen_key}, std::move(args),
               [done](absl::StatusOr<RedisReply> r) { done(common::ReceiverOutcome(r)); });
 }
@@ -607,7 +656,7 @@ void RedisRoutingStore::AddDocument(const Event& trigger, const common::Dedupe& 
   if (!shard.ok()) return done(shard.status());
   auto args = ReceiverArgs(dedupe, *shard, now, trigger);
   args.insert(args.end(), {trigger.document().document_id(), trigger.document().language(),
-                           trigger.document().sha256()});
+                           trigger.document().sha256(), PartiesArg(trigger)});
   redis_.Eval(DocumentScript(), {dedupe.seen_key}, std::move(args),
               [done](absl::StatusOr<RedisReply> r) { done(common::ReceiverOutcome(r)); });
 }
@@ -618,7 +667,8 @@ void RedisRoutingStore::UpdateDeadline(const Event& trigger, std::optional<absl:
   if (!shard.ok()) return done(shard.status());
   // The occur time is only used for ids here: deadline changes emit no events.
   auto args = ReceiverArgs(dedupe, *shard, absl::UnixEpoch(), trigger);
-  args.insert(args.end(), {trigger.deadline().deadline_id(), due ? Ms(*due) : ""});
+  args.insert(args.end(),
+              {trigger.deadline().deadline_id(), due ? Ms(*due) : "", PartiesArg(trigger)});
   redis_.Eval(DeadlineScript(), {dedupe.seen_key}, std::move(args),
               [done](absl::StatusOr<RedisReply> r) { done(common::ReceiverOutcome(r)); });
 }
@@ -630,7 +680,18 @@ void RedisRoutingStore::EndRequest(const Event& trigger, const common::Dedupe& d
   auto args = ReceiverArgs(dedupe, *shard, now, trigger);
   args.push_back(absl::StrCat("REQUEST_", common::v1::EventType_Name(trigger.type())
                                               .substr(std::string("EVENT_TYPE_REQUEST_").size())));
+  args.push_back(PartiesArg(trigger));
   redis_.Eval(EndScript(), {dedupe.seen_key}, std::move(args),
+              [done](absl::StatusOr<RedisReply> r) { done(common::ReceiverOutcome(r)); });
+}
+
+void RedisRoutingStore::EraseRequest(const Event& trigger, const common::Dedupe& dedupe,
+                                     absl::Time now, StoreCallback<Outcome> done) {
+  auto shard = sharding_.ShardOf("rq", trigger.request_id());
+  if (!shard.ok()) return done(shard.status());
+  auto args = ReceiverArgs(dedupe, *shard, now, trigger);
+  args.push_back("");  // no parties: erasure forgets them
+  redis_.Eval(EraseScript(), {dedupe.seen_key}, std::move(args),
               [done](absl::StatusOr<RedisReply> r) { done(common::ReceiverOutcome(r)); });
 }
 
@@ -649,6 +710,29 @@ void RedisRoutingStore::GetDecision(const std::string& request_id,
                      return done(absl::InternalError("stored decision does not parse"));
                    }
                    done(std::move(d));
+                 });
+}
+
+void RedisRoutingStore::GetParties(const std::string& request_id,
+                                   StoreCallback<std::optional<common::RequestParties>> done) {
+  auto shard = sharding_.ShardOf("rq", request_id);
+  if (!shard.ok()) return done(shard.status());
+  redis_.Command({"HMGET", absl::StrCat(KeyPrefix(*shard), "parties:", request_id), "ia", "is",
+                  "ea", "rs"},
+                 [done](absl::StatusOr<RedisReply> r) {
+                   if (!r.ok()) return done(r.status());
+                   if (r->elements.size() != 4) {
+                     return done(absl::InternalError("unexpected parties reply"));
+                   }
+                   bool any = false;
+                   for (const auto& e : r->elements) any = any || !e.is_nil();
+                   if (!any) return done(std::optional<common::RequestParties>());
+                   common::RequestParties p;
+                   p.issuing_authority_id = r->elements[0].str;
+                   p.issuing_state = r->elements[1].str;
+                   p.executing_authority_id = r->elements[2].str;
+                   p.requested_state = r->elements[3].str;
+                   done(std::optional<common::RequestParties>(std::move(p)));
                  });
 }
 

@@ -81,6 +81,8 @@ void RoutingEventHandler::Handle(const cv1::Event& event, const common::Dedupe& 
     case cv1::EVENT_TYPE_REQUEST_REFUSED:
     case cv1::EVENT_TYPE_REQUEST_CLOSED:
       return store_.EndRequest(event, dedupe, now, std::move(done));
+    case cv1::EVENT_TYPE_REQUEST_ERASED:
+      return store_.EraseRequest(event, dedupe, now, std::move(done));
     default:
       return record_only_.Handle(event, dedupe, std::move(done));
   }

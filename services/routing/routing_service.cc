@@ -4,6 +4,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "google/protobuf/util/time_util.h"
+#include "rogatory/common/access.h"
 #include "rogatory/common/codes.h"
 #include "router.h"
 
@@ -39,6 +40,12 @@ bool IsSha256Hex(const std::string& s) {
   }
   return true;
 }
+
+// The NOT_FOUND messages of a missing record, which a record outside the caller's reach
+// answers too (need-to-know, common/access.h).
+constexpr char kNoDecision[] = "no routing decision for that request yet";
+constexpr char kNoJob[] = "no translation job has that id";
+constexpr char kNoJobs[] = "routing knows no translation jobs for that request";
 
 absl::Duration LeaseOf(const google::protobuf::Duration& d) {
   return absl::Seconds(d.seconds()) + absl::Nanoseconds(d.nanos());
@@ -83,12 +90,22 @@ grpc::ServerUnaryReactor* RoutingService::GetRoutingDecision(
         }
         return v.ToStatus();
       },
-      [this](const CallContext&, const v1::GetRoutingDecisionRequest& r,
+      [this](const CallContext& call, const v1::GetRoutingDecisionRequest& r,
              v1::GetRoutingDecisionResponse* out, Pipeline::Done done) {
-        store_.GetDecision(r.request_id(), [out, done](absl::StatusOr<v1::RoutingDecision> d) {
-          if (!d.ok()) return done(d.status());
-          *out->mutable_decision() = *std::move(d);
-          done(absl::OkStatus());
+        store_.GetParties(r.request_id(), [this, call, r, out, done](
+                                              absl::StatusOr<std::optional<common::RequestParties>> p) {
+          if (!p.ok()) return done(p.status());
+          if (absl::Status s = common::CheckRequestAccess(
+                  call, p->value_or(common::RequestParties{}), r.request_id(),
+                  common::AccessKind::kRead, "routing decision", kNoDecision);
+              !s.ok()) {
+            return done(s);
+          }
+          store_.GetDecision(r.request_id(), [out, done](absl::StatusOr<v1::RoutingDecision> d) {
+            if (!d.ok()) return done(d.status());
+            *out->mutable_decision() = *std::move(d);
+            done(absl::OkStatus());
+          });
         });
       });
 }
@@ -203,13 +220,27 @@ grpc::ServerUnaryReactor* RoutingService::ListTranslationJobs(
         }
         return v.ToStatus();
       },
-      [this](const CallContext&, const v1::ListTranslationJobsRequest& r,
+      [this](const CallContext& call, const v1::ListTranslationJobsRequest& r,
              v1::ListTranslationJobsResponse* out, Pipeline::Done done) {
+        // Need-to-know: the request's parties, auditors and services see every job of a
+        // request routing knows; a translator only the jobs it holds (NOT_FOUND if none);
+        // anyone else NOT_FOUND, as for a request routing never heard of.
+        store_.GetParties(r.request_id(), [this, call, r, out, done](
+                                              absl::StatusOr<std::optional<common::RequestParties>> p) {
+        if (!p.ok()) return done(p.status());
+        if (!p->has_value()) return done(common::RequestNotFound(r.request_id(), kNoJobs));
+        const bool all = common::ReachOf(call.caller, **p) != common::Reach::kNone;
+        const std::string holder = call.caller.HasRole(common::kRoleTranslator)
+                                       ? call.caller.authority_id
+                                       : std::string();
+        if (!all && holder.empty()) return done(common::RequestNotFound(r.request_id(), kNoJobs));
         store_.ListJobsOfRequest(
-            r.request_id(), [r, out, done](absl::StatusOr<std::vector<v1::TranslationJob>> jobs) {
+            r.request_id(), [call, r, all, holder, out, done](
+                                absl::StatusOr<std::vector<v1::TranslationJob>> jobs) {
               if (!jobs.ok()) return done(jobs.status());
               std::vector<v1::TranslationJob> kept;
               for (auto& j : *jobs) {
+                if (!all && j.claimed_by() != holder) continue;
                 if (r.status() != v1::TRANSLATION_JOB_STATUS_UNSPECIFIED &&
                     j.status() != r.status())
                   continue;
@@ -236,8 +267,16 @@ grpc::ServerUnaryReactor* RoutingService::ListTranslationJobs(
               if (offset + size < static_cast<int>(kept.size())) {
                 out->set_next_page_token(absl::StrCat(offset + size));
               }
+              if (!all && kept.empty() &&
+                  std::none_of(jobs->begin(), jobs->end(), [&](const v1::TranslationJob& j) {
+                    return j.claimed_by() == holder;
+                  })) {
+                return done(common::RequestNotFound(r.request_id(), kNoJobs));
+              }
+              call.Touch(r.request_id(), common::AccessKind::kRead, "translation jobs");
               done(absl::OkStatus());
             });
+        });
       });
 }
 
@@ -251,12 +290,24 @@ grpc::ServerUnaryReactor* RoutingService::GetTranslationJob(grpc::CallbackServer
         CheckJobId(sharding_, r.job_id(), v);
         return v.ToStatus();
       },
-      [this](const CallContext&, const v1::GetTranslationJobRequest& r,
+      [this](const CallContext& call, const v1::GetTranslationJobRequest& r,
              v1::GetTranslationJobResponse* out, Pipeline::Done done) {
-        store_.GetJob(r.job_id(), [out, done](absl::StatusOr<v1::TranslationJob> j) {
+        store_.GetJob(r.job_id(), [this, call, out, done](absl::StatusOr<v1::TranslationJob> j) {
           if (!j.ok()) return done(j.status());
-          *out->mutable_job() = *std::move(j);
-          done(absl::OkStatus());
+          // Need-to-know: the translator holding the job, or whoever reaches its request.
+          const std::string request_id = j->request_id();
+          store_.GetParties(request_id, [call, job = *std::move(j), out, done](
+                                            absl::StatusOr<std::optional<common::RequestParties>> p) {
+            if (!p.ok()) return done(p.status());
+            if (absl::Status s = common::CheckTranslatorAccess(
+                    call, p->value_or(common::RequestParties{}), job.claimed_by(),
+                    job.request_id(), common::AccessKind::kRead, job.id(), kNoJob);
+                !s.ok()) {
+              return done(s);
+            }
+            *out->mutable_job() = job;
+            done(absl::OkStatus());
+          });
         });
       });
 }
@@ -306,8 +357,9 @@ grpc::ServerUnaryReactor* RoutingService::ClaimTranslationJob(
           }
         }
         store_.Claim(spec, clock_.Now(),
-                     [out, done, metrics = metrics_](absl::StatusOr<v1::TranslationJob> j) {
+                     [call, out, done, metrics = metrics_](absl::StatusOr<v1::TranslationJob> j) {
                        if (!j.ok()) return done(j.status());
+                       call.Touch(j->request_id(), common::AccessKind::kChange, j->id());
                        if (metrics) metrics->Claimed();
                        *out->mutable_job() = *std::move(j);
                        done(absl::OkStatus());
@@ -338,8 +390,9 @@ grpc::ServerUnaryReactor* RoutingService::HeartbeatTranslationJob(
         store_.Heartbeat(
             r.job_id(), r.lease_token(), call.caller.authority_id,
             r.has_lease_duration() ? LeaseOf(r.lease_duration()) : absl::ZeroDuration(),
-            clock_.Now(), [out, done](absl::StatusOr<v1::TranslationJob> j) {
+            clock_.Now(), [call, out, done](absl::StatusOr<v1::TranslationJob> j) {
               if (!j.ok()) return done(j.status());
+              call.Touch(j->request_id(), common::AccessKind::kChange, j->id());
               *out->mutable_job() = *std::move(j);
               done(absl::OkStatus());
             });
@@ -369,8 +422,10 @@ grpc::ServerUnaryReactor* RoutingService::CompleteTranslationJob(
         store_.Complete(r.job_id(), r.lease_token(), call.caller.authority_id,
                         r.translated_document_id(),
                         absl::AsciiStrToLower(r.translated_document_sha256()), clock_.Now(),
-                        [out, done, metrics = metrics_](absl::StatusOr<CompleteResult> c) {
+                        [call, out, done, metrics = metrics_](absl::StatusOr<CompleteResult> c) {
                           if (!c.ok()) return done(c.status());
+                          call.Touch(c->job.request_id(), common::AccessKind::kChange,
+                                     c->job.id());
                           if (metrics && !c->replayed) metrics->Completed(c->turnaround);
                           *out->mutable_job() = std::move(c->job);
                           done(absl::OkStatus());
@@ -397,8 +452,9 @@ grpc::ServerUnaryReactor* RoutingService::FailTranslationJob(
         if (auto s = RequireTranslator(call); !s.ok()) return done(s);
         store_.Fail(r.job_id(), r.lease_token(), call.caller.authority_id, r.failure_code(),
                     r.retryable(), settings_.max_attempts, clock_.Now(),
-                    [out, done, metrics = metrics_](absl::StatusOr<FailResult> f) {
+                    [call, out, done, metrics = metrics_](absl::StatusOr<FailResult> f) {
                       if (!f.ok()) return done(f.status());
+                      call.Touch(f->job.request_id(), common::AccessKind::kChange, f->job.id());
                       if (metrics && f->dead_lettered && !f->replayed) metrics->DeadLettered(1);
                       *out->mutable_job() = std::move(f->job);
                       done(absl::OkStatus());

@@ -7,6 +7,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "rogatory/common/access.h"
 #include "rogatory/common/event_sink.h"
 #include "rogatory/routing/v1/routing.pb.h"
 
@@ -86,9 +87,19 @@ class RoutingStore {
   // The request ended (withdrawn, refused, closed): its pending jobs are cancelled.
   virtual void EndRequest(const common::v1::Event& trigger, const common::Dedupe& dedupe,
                           absl::Time now, StoreCallback<Outcome> done) = 0;
+  // Retention: intake erased the request (REQUEST_ERASED); everything routing keeps about
+  // it (decision, documents, deadlines, jobs and their queue entries) is deleted.
+  virtual void EraseRequest(const common::v1::Event& trigger, const common::Dedupe& dedupe,
+                            absl::Time now, StoreCallback<Outcome> done) = 0;
 
   virtual void GetDecision(const std::string& request_id,
                            StoreCallback<v1::RoutingDecision> done) = 0;
+  // Need-to-know: the parties of a request, recorded from the RequestFacts of every event
+  // received about it (in the same receiver script), the routing decision's competent
+  // authority standing as executing authority until intake's facts name one. nullopt when
+  // routing has received nothing about the request.
+  virtual void GetParties(const std::string& request_id,
+                          StoreCallback<std::optional<common::RequestParties>> done) = 0;
   virtual void GetJob(const std::string& job_id, StoreCallback<v1::TranslationJob> done) = 0;
   // The jobs of one request (bounded by its documents).
   virtual void ListJobsOfRequest(const std::string& request_id,

@@ -66,6 +66,11 @@ class DeadlinesE2ETest(base.E2ETestCase):
         self.addCleanup(channel.close)
         return rc.stubs().test_clock_grpc.TestClockServiceStub(channel)
 
+    def await_known(self, request_id: str):
+        """Need-to-know: deadline-tracking learns who a request concerns from intake's
+        events; a caller reaches the request once the submission event has arrived."""
+        base._poll(lambda: self.list_for(request_id), 15.0, "submission event received")
+
     def list_for(self, request_id: str):
         pb = rc.stubs()
         return list(self.deadlines_stub().ListDeadlines(
@@ -97,6 +102,7 @@ class DeadlinesE2ETest(base.E2ETestCase):
         pb = rc.stubs()
         stub = self.deadlines_stub()
         request = self.submit(self.intake_stub())
+        self.await_known(request.id)
         authority = f"DE-BY-E2E-{uuid.uuid4().hex[:8]}"
         start = pb.deadlines.StartDeadlineRequest(
             request_id=str(uuid.uuid4()), target_request_id=request.id,
@@ -132,6 +138,7 @@ class DeadlinesE2ETest(base.E2ETestCase):
         pb = rc.stubs()
         stub = self.deadlines_stub()
         request = self.submit(self.intake_stub())
+        self.await_known(request.id)
         deadline = stub.StartDeadline(pb.deadlines.StartDeadlineRequest(
             request_id=str(uuid.uuid4()), target_request_id=request.id,
             rule_id="EAW_DECISION_NO_CONSENT", requested_state="DE",

@@ -62,6 +62,11 @@ SERVICE_NAMES = {
 ISSUER = rc.Caller("FR-TJ-PARIS-JI", "FR", ("issuing",))
 
 STARTUP_TIMEOUT_S = 20.0
+
+#: Token authentication for every service the tests start: callers' tokens are verified
+#: with the development key set, and each service signs its own service tokens (for its
+#: outbox relay) with the same development key. rc.Caller mints matching tokens.
+AUTH_ARGS = [f"--auth-keys={rc.DEV_KEY_FILE}", f"--service-token-key={rc.DEV_KEY_FILE}"]
 STOP_TIMEOUT_S = 15.0
 
 # --------------------------------------------------------------------------------------
@@ -250,7 +255,8 @@ class ServiceProcess:
              f"--redis-url={redis.url}",
              f"--event-receivers={receivers}",
              "--relay-poll-interval=20ms",
-             "--health-probe-interval=200ms"],
+             "--health-probe-interval=200ms",
+             *AUTH_ARGS],
             self.log_path)
 
     @property
@@ -591,7 +597,9 @@ class IntakeApiTest(E2ETestCase):
 
 
 #: An executing authority in the requested state.
-EXECUTOR = rc.Caller("DE-STA-FRANKFURT", "DE", ("executing",))
+# Without routing running, the requested state's central authority acts for the executing
+# side (need-to-know, common/access.h).
+EXECUTOR = rc.Caller("DE-STA-FRANKFURT", "DE", ("executing", "central"))
 
 
 class IntakeLifecycleTest(E2ETestCase):

@@ -123,7 +123,8 @@ class NotificationWebhookTest(unittest.TestCase):
              "--webhook-initial-backoff=50ms",
              "--webhook-max-backoff=200ms",
              "--webhook-max-attempts=4",
-             "--webhook-timeout=2s"],
+             "--webhook-timeout=2s",
+             *base.AUTH_ARGS],
             cls.workdir / "notification.log")
         cls.addClassCleanup(cls.process.stop)
         cls.process.start()

@@ -254,7 +254,7 @@ class RoutingFlowE2ETest(RoutingE2ETestCase):
 class TranslationJobsE2ETest(RoutingE2ETestCase):
     """Jobs from delivered events, claimed and completed over gRPC by translators."""
 
-    SERVICE = rc.Caller("intake", "", ("service",))
+    SERVICE = rc.Caller("rogatory-intake", "", ("service",))
 
     def deliver(self, events):
         import importlib
@@ -317,7 +317,7 @@ class TranslationJobsE2ETest(RoutingE2ETestCase):
         self.assertRpcCode(grpc.StatusCode.FAILED_PRECONDITION,
                            self.routing_stub(first).CompleteTranslationJob, complete, timeout=5)
         complete.lease_token = again.lease_token
-        self.assertRpcCode(grpc.StatusCode.PERMISSION_DENIED,
+        self.assertRpcCode(grpc.StatusCode.NOT_FOUND,
                            self.routing_stub(first).CompleteTranslationJob, complete, timeout=5)
         done = self.routing_stub(second).CompleteTranslationJob(complete, timeout=5).job
         self.assertEqual(done.status, pb.TRANSLATION_JOB_STATUS_COMPLETED)

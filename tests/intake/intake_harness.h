@@ -23,7 +23,9 @@ struct CallerId {
 };
 
 inline const CallerId kIssuer{};
-inline const CallerId kExecutor{"DE-GSTA-FRANKFURT", "DE", "executing"};
+// Before routing names an executing authority, the requested state's central authority
+// acts for the executing side (need-to-know, common/access.h).
+inline const CallerId kExecutor{"DE-GSTA-FRANKFURT", "DE", "executing,central"};
 
 class IntakeHarness {
  public:

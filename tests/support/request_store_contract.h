@@ -13,6 +13,7 @@
 #include "intake_event_handler.h"
 #include "intake_fixtures.h"
 #include "request_store.h"
+#include "retention.h"
 #include "rogatory/common/ids.h"
 
 namespace rogatory::testing {
@@ -333,6 +334,119 @@ TYPED_TEST_P(RequestStoreContractTest, EventAboutUnknownRequestIsDroppedAsHandle
   EXPECT_EQ(*r, common::EventHandler::Outcome::kHandled);
 }
 
+// Retention (issue 8 point 5): a move into a final status indexes the request by the move's
+// time; step 1 leaves a tombstone, step 2 removes it; each step is guarded, idempotent and
+// leaves a pending audit until ErasureAudited.
+TYPED_TEST_P(RequestStoreContractTest, ClosedRequestIsErasedInTwoAuditedSteps) {
+  constexpr int64_t kT = 1767225600000;
+  auto n = this->MakeNew(kT, 3);
+  const std::string id = n.request.id();
+  ASSERT_TRUE(this->Create(std::move(n)).ok());
+  auto open = this->MakeNew(kT, 4);
+  const std::string open_id = open.request.id();
+  ASSERT_TRUE(this->Create(std::move(open)).ok());
+  auto mutate = [&](intake::Mutation m) {
+    return Await<intake::MutationOutcome>(
+        [&](auto done) { this->store_->Mutate(std::move(m), std::move(done)); });
+  };
+  auto work = [&](int64_t closed_before, int64_t tombstoned_before) {
+    auto w = Await<intake::RetentionWork>([&](auto done) {
+      this->store_->FindRetentionWork(closed_before, tombstoned_before, 10, std::move(done));
+    });
+    EXPECT_TRUE(w.ok()) << w.status();
+    return w.ok() ? *w : intake::RetentionWork{};
+  };
+  intake::Mutation withdraw;
+  withdraw.id = id;
+  withdraw.expected_version = 1;
+  withdraw.new_version = 2;
+  withdraw.updated_ms = kT + 1000;
+  withdraw.fields.emplace_back(
+      "status", absl::StrCat(static_cast<int>(common::v1::REQUEST_STATUS_WITHDRAWN)));
+  ASSERT_TRUE(mutate(withdraw).ok());
+  intake::Mutation ack;
+  ack.id = open_id;
+  ack.expected_version = 1;
+  ack.new_version = 2;
+  ack.updated_ms = kT + 1000;
+  ack.fields.emplace_back(
+      "status", absl::StrCat(static_cast<int>(common::v1::REQUEST_STATUS_ACKNOWLEDGED)));
+  ASSERT_TRUE(mutate(ack).ok());
+
+  EXPECT_TRUE(work(kT + 999, 0).personal.empty());
+  EXPECT_EQ(work(kT + 1000, 0).personal, std::vector<std::string>{id});
+  EXPECT_EQ(work(kT + 1000000, 0).personal, std::vector<std::string>{id});  // never the open one
+
+  auto snap = Await<intake::Snapshot>(
+      [&](auto done) { this->store_->Load(id, std::nullopt, std::move(done)); });
+  ASSERT_TRUE(snap.ok());
+  intake::PersonalDataErasure e;
+  e.id = id;
+  e.expected_version = snap->version;
+  e.closed_before_ms = kT + 5000;
+  e.now_ms = kT + 5000;
+  e.tombstone = intake::MakeTombstone(snap->request);
+  e.erased.set_event_id("01jerased000000000000000001");
+  e.erased.set_request_id(id);
+  e.erased.set_type(common::v1::EVENT_TYPE_REQUEST_ERASED);
+  auto step1 = [&](intake::PersonalDataErasure x) {
+    return Await<bool>(
+        [&](auto done) { this->store_->ErasePersonalData(std::move(x), std::move(done)); });
+  };
+  intake::PersonalDataErasure stale = e;
+  stale.expected_version = snap->version - 1;
+  EXPECT_EQ(step1(stale).status().code(), absl::StatusCode::kAborted);
+  intake::PersonalDataErasure early = e;
+  early.closed_before_ms = kT + 999;
+  EXPECT_FALSE(*step1(early));
+  auto erased = step1(e);
+  ASSERT_TRUE(erased.ok()) << erased.status();
+  EXPECT_TRUE(*erased);
+  EXPECT_FALSE(*step1(e));  // idempotent
+
+  auto got = this->Get(id);
+  ASSERT_TRUE(got.ok());
+  EXPECT_EQ(got->status(), common::v1::REQUEST_STATUS_WITHDRAWN);
+  EXPECT_EQ(got->etag(), absl::StrCat(snap->version + 1));
+  EXPECT_EQ(got->content().subjects_size(), 0);
+  EXPECT_TRUE(got->content().statement_of_facts().empty());
+  EXPECT_EQ(got->content().instrument(), common::v1::INSTRUMENT_EIO);
+  auto history = Await<std::vector<common::v1::Event>>(
+      [&](auto done) { this->store_->History(id, std::move(done)); });
+  ASSERT_TRUE(history.ok());
+  EXPECT_EQ(history->back().type(), common::v1::EVENT_TYPE_REQUEST_ERASED);
+
+  auto after1 = work(kT + 1000000, kT + 4999);
+  EXPECT_TRUE(after1.personal.empty());
+  EXPECT_TRUE(after1.whole.empty());
+  ASSERT_EQ(after1.unaudited.size(), 1u);
+  EXPECT_EQ(after1.unaudited[0].id, id);
+  EXPECT_EQ(after1.unaudited[0].step, intake::ErasureStep::kPersonalData);
+  EXPECT_EQ(after1.unaudited[0].erased_ms, kT + 5000);
+  auto audited = [&](const intake::PendingErasureAudit& a) {
+    return Await<bool>([&](auto done) { this->store_->ErasureAudited(a, std::move(done)); });
+  };
+  EXPECT_TRUE(*audited(after1.unaudited[0]));
+  EXPECT_FALSE(*audited(after1.unaudited[0]));
+  EXPECT_EQ(work(kT + 1000000, kT + 5000).whole, std::vector<std::string>{id});
+
+  auto step2 = [&](int64_t before) {
+    return Await<bool>([&](auto done) {
+      this->store_->EraseRequest(id, before, kT + 9000, std::move(done));
+    });
+  };
+  EXPECT_FALSE(*step2(kT + 4999));
+  EXPECT_TRUE(*step2(kT + 5000));
+  EXPECT_FALSE(*step2(kT + 5000));
+  EXPECT_EQ(this->Get(id).status().code(), absl::StatusCode::kNotFound);
+  auto done2 = work(kT + 1000000, kT + 1000000);
+  EXPECT_TRUE(done2.personal.empty());
+  EXPECT_TRUE(done2.whole.empty());
+  ASSERT_EQ(done2.unaudited.size(), 1u);
+  EXPECT_EQ(done2.unaudited[0].step, intake::ErasureStep::kRequest);
+  EXPECT_TRUE(this->Get(open_id).ok());
+}
+
 REGISTER_TYPED_TEST_SUITE_P(RequestStoreContractTest, CreatedRequestCanBeReadBack,
                             ReportedDecisionIsRecordedOnceWithItsStatus,
                             EventAboutUnknownRequestIsDroppedAsHandled,
@@ -343,6 +457,7 @@ REGISTER_TYPED_TEST_SUITE_P(RequestStoreContractTest, CreatedRequestCanBeReadBac
                             ListFiltersByInstrumentAndState,
                             ListFiltersByUrgencyAndCreationTimeRange,
                             RequestCreatedDuringPagingIsNeitherSkippedNorRepeated,
-                            ListByUpdateShowsMostRecentlyChangedFirst);
+                            ListByUpdateShowsMostRecentlyChangedFirst,
+                            ClosedRequestIsErasedInTwoAuditedSteps);
 
 }  // namespace rogatory::testing

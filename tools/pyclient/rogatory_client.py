@@ -15,9 +15,10 @@ The stubs land in ``$ROGATORY_PYSTUBS_DIR`` when that is set, else in
 changed proto yields fresh stubs. Generation holds a file lock, so concurrent test
 processes share one cache safely.
 
-Development authentication: every Rogatory call carries the caller in metadata
-(``x-rogatory-authority``, ``x-rogatory-state``, ``x-rogatory-roles``). :class:`Caller`
-builds it, and :func:`connect` can attach it to every call on a channel.
+Authentication: every Rogatory call carries ``authorization: Bearer <JWT>`` naming the
+caller (sub = authority id, state, roles). :class:`Caller` mints one with the development
+key set (deploy/dev-auth/keys.json, see :func:`mint_dev_token`) or sends a given token,
+and :func:`connect` can attach it to every call on a channel.
 
 Typical use::
 
@@ -36,8 +37,11 @@ import contextlib
 import dataclasses
 import fcntl
 import functools
+import base64
 import hashlib
+import hmac
 import importlib
+import json
 import os
 import pathlib
 import shutil
@@ -58,6 +62,9 @@ import grpc
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[2]
 #: Rogatory's own protos (and the googleapis copies under google/rpc).
 PROTO_ROOT = REPO_ROOT / "protos"
+#: The development key set (HS256 kid "dev"): its secret is public, development and tests
+#: only (services refuse HS256 keys with env=production).
+DEV_KEY_FILE = REPO_ROOT / "deploy" / "dev-auth" / "keys.json"
 #: gRPC's health and reflection protos, which Debian ships for no Python package.
 EXTRA_PROTO_ROOT = pathlib.Path(__file__).resolve().parent / "protos"
 #: The gRPC Python code generator from Debian's protobuf-compiler-grpc.
@@ -91,6 +98,8 @@ _MODULES = {
     "notification_grpc": "rogatory.notification.v1.notification_pb2_grpc",
     "test_clock": "rogatory.admin.v1.test_clock_pb2",
     "test_clock_grpc": "rogatory.admin.v1.test_clock_pb2_grpc",
+    "audit": "rogatory.admin.v1.audit_pb2",
+    "audit_grpc": "rogatory.admin.v1.audit_pb2_grpc",
     "status": "google.rpc.status_pb2",
     "error_details": "google.rpc.error_details_pb2",
     "health": "grpc.health.v1.health_pb2",
@@ -226,23 +235,91 @@ def stubs() -> types.SimpleNamespace:
 # --------------------------------------------------------------------------------------
 
 
+def _b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def mint_dev_token(key_file: Union[str, os.PathLike], sub: str, state: str = "",
+                   roles: Sequence[str] = (), ttl_s: int = 3600,
+                   issuer: str = "rogatory-dev", audience: str = "rogatory",
+                   kid: Optional[str] = None) -> str:
+    """Mints an HS256 JWT naming a caller, with a development key set's shared secret.
+
+    ``key_file`` is a key set ({"keys": [{"kid", "alg": "HS256", "secret": <base64>}]},
+    like deploy/dev-auth/keys.json) or one key object; ``kid`` picks the key when the file
+    holds several HS256 keys. The token carries iss, sub, aud, iat, exp (now + ``ttl_s``;
+    negative for an already expired token), ``state`` when given and ``roles``.
+    """
+    with open(key_file, encoding="utf-8") as f:
+        data = json.load(f)
+    keys = data.get("keys", [data]) if isinstance(data, dict) else []
+    candidates = [k for k in keys if isinstance(k, dict) and k.get("alg") == "HS256"
+                  and (kid is None or k.get("kid") == kid)]
+    if len(candidates) != 1:
+        raise ValueError(f"{key_file}: expected one HS256 key"
+                         + (f" with kid {kid!r}" if kid else "") + f", found {len(candidates)}")
+    key = candidates[0]
+    secret = base64.b64decode(key["secret"], validate=True)
+    now = int(time.time())
+    header = {"alg": "HS256", "kid": key["kid"], "typ": "JWT"}
+    claims = {"iss": issuer, "sub": sub, "aud": audience, "iat": now, "exp": now + ttl_s,
+              "roles": list(roles)}
+    if state:
+        claims["state"] = state
+    signing_input = ".".join(
+        _b64url(json.dumps(part, separators=(",", ":")).encode()) for part in (header, claims))
+    signature = hmac.new(secret, signing_input.encode("ascii"), hashlib.sha256).digest()
+    return signing_input + "." + _b64url(signature)
+
+
+#: Minted development tokens by (key file, caller), with their expiry: re-minted when less
+#: than five minutes are left.
+_TOKEN_CACHE: dict[tuple, tuple[str, float]] = {}
+
+
 @dataclasses.dataclass(frozen=True)
 class Caller:
-    """Who makes a call, under the development authentication scheme.
+    """Who makes a call.
+
+    Every call carries ``authorization: Bearer <JWT>``: ``token`` when given, else a token
+    minted with the development key set ``key_file`` (deploy/dev-auth/keys.json by
+    default). The development ``x-rogatory-*`` metadata goes along too, for services run
+    with ``--auth=metadata``; token authentication ignores it.
 
     Attributes:
-      authority_id: The calling authority's id ("FR-TJ-PARIS-JI").
+      authority_id: The calling authority's id ("FR-TJ-PARIS-JI"); a Rogatory service is
+        "rogatory-<service>" with the role "service".
       state: Its state, ISO 3166-1 alpha-2 ("FR").
       roles: Its roles, lower case ("issuing", "central", "operator").
+      token: A ready token to send instead of minting one.
+      key_file: The development key set to mint with.
+      ttl_s: Lifetime of minted tokens.
     """
 
     authority_id: str
     state: str
     roles: tuple[str, ...] = ("issuing",)
+    token: Optional[str] = None
+    key_file: Optional[Union[str, os.PathLike]] = None
+    ttl_s: int = 3600
+
+    def bearer_token(self) -> str:
+        """The token this caller presents (minted and cached when not given)."""
+        if self.token is not None:
+            return self.token
+        key_file = str(self.key_file or DEV_KEY_FILE)
+        cache_key = (key_file, self.authority_id, self.state, tuple(self.roles), self.ttl_s)
+        cached = _TOKEN_CACHE.get(cache_key)
+        if cached is not None and cached[1] - time.time() > min(300, self.ttl_s / 3):
+            return cached[0]
+        token = mint_dev_token(key_file, self.authority_id, self.state, self.roles, self.ttl_s)
+        _TOKEN_CACHE[cache_key] = (token, time.time() + self.ttl_s)
+        return token
 
     def metadata(self) -> tuple[tuple[str, str], ...]:
         """The call metadata that carries this caller."""
         return (
+            ("authorization", "Bearer " + self.bearer_token()),
             ("x-rogatory-authority", self.authority_id),
             ("x-rogatory-state", self.state),
             ("x-rogatory-roles", ",".join(self.roles)),
@@ -263,13 +340,13 @@ class _CallerMetadataInterceptor(
     """Adds a caller's metadata to every call made on a channel."""
 
     def __init__(self, caller: Caller):
-        self._metadata = caller.metadata()
+        self._caller = caller
 
     def _with_metadata(self, details: grpc.ClientCallDetails) -> _CallDetails:
         return _CallDetails(
             method=details.method,
             timeout=details.timeout,
-            metadata=tuple(details.metadata or ()) + self._metadata,
+            metadata=tuple(details.metadata or ()) + self._caller.metadata(),
             credentials=details.credentials,
             wait_for_ready=getattr(details, "wait_for_ready", None),
             compression=getattr(details, "compression", None))
@@ -287,13 +364,52 @@ class _CallerMetadataInterceptor(
         return continuation(self._with_metadata(client_call_details), request_iterator)
 
 
-def connect(addr: str, caller: Optional[Caller] = None) -> grpc.Channel:
-    """Opens an insecure channel to ``addr`` ("host:port").
+@dataclasses.dataclass(frozen=True)
+class TlsFiles:
+    """PEM files for a TLS channel: the CA that signed the server's certificate and, for
+    mutual TLS, the client's certificate and key (deploy/tls/make-certs.sh writes ca.crt,
+    client.crt and client.key). ``server_name`` overrides the name checked against the
+    server's certificate (default: the host of the address)."""
+
+    ca_file: str
+    cert_file: Optional[str] = None
+    key_file: Optional[str] = None
+    server_name: Optional[str] = None
+
+    @classmethod
+    def from_env(cls) -> Optional["TlsFiles"]:
+        """From ROGATORY_CLIENT_CA_FILE (required), ROGATORY_CLIENT_CERT_FILE and
+        ROGATORY_CLIENT_KEY_FILE; None when ROGATORY_CLIENT_CA_FILE is unset."""
+        ca = os.environ.get("ROGATORY_CLIENT_CA_FILE")
+        if not ca:
+            return None
+        return cls(ca, os.environ.get("ROGATORY_CLIENT_CERT_FILE") or None,
+                   os.environ.get("ROGATORY_CLIENT_KEY_FILE") or None)
+
+    def credentials(self) -> grpc.ChannelCredentials:
+        def read(path: Optional[str]) -> Optional[bytes]:
+            return pathlib.Path(path).read_bytes() if path else None
+
+        return grpc.ssl_channel_credentials(
+            root_certificates=read(self.ca_file), private_key=read(self.key_file),
+            certificate_chain=read(self.cert_file))
+
+
+def connect(addr: str, caller: Optional[Caller] = None,
+            tls: Optional[TlsFiles] = None) -> grpc.Channel:
+    """Opens a channel to ``addr`` ("host:port"): TLS with ``tls`` (or, when None, with
+    :meth:`TlsFiles.from_env`), else insecure.
 
     If ``caller`` is given, every call on the channel carries its metadata. The channel is
     a context manager; close it when done.
     """
-    channel = grpc.insecure_channel(addr)
+    tls = tls or TlsFiles.from_env()
+    if tls is None:
+        channel = grpc.insecure_channel(addr)
+    else:
+        options = ([("grpc.ssl_target_name_override", tls.server_name)]
+                   if tls.server_name else [])
+        channel = grpc.secure_channel(addr, tls.credentials(), options=options)
     if caller is None:
         return channel
     return grpc.intercept_channel(channel, _CallerMetadataInterceptor(caller))

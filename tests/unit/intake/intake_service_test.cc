@@ -119,7 +119,10 @@ TEST_F(IntakeServiceTest, RetryWithSameRequestIdReturnsTheOriginal) {
   ASSERT_TRUE(Submit(CompleteEio(), "r-4", &b).ok());
   EXPECT_EQ(a.request().id(), b.request().id());
   EXPECT_EQ(a.request().create_time().seconds(), b.request().create_time().seconds());
-  ASSERT_TRUE(Submit(CompleteEio(), "r-4", &other_caller, "BE-PROC-BRUXELLES").ok());
+  // Another issuing authority's request_id "r-4" is its own: a new request.
+  v1::RequestContent theirs = CompleteEio();
+  theirs.mutable_issuing_authority()->set_authority_id("BE-PROC-BRUXELLES");
+  ASSERT_TRUE(Submit(theirs, "r-4", &other_caller, "BE-PROC-BRUXELLES").ok());
   EXPECT_NE(other_caller.request().id(), a.request().id());
 }
 

@@ -7,6 +7,8 @@
 
 #include "absl/time/time.h"
 #include "grpcpp/channel.h"
+#include "grpcpp/client_context.h"
+#include "grpcpp/security/credentials.h"
 #include "rogatory/common/event_routes.h"
 #include "rogatory/common/metrics.h"
 #include "rogatory/common/redis.h"
@@ -34,6 +36,11 @@ struct RelayOptions {
   // How often delivered entries are trimmed and backlog metrics refreshed.
   absl::Duration maintenance_interval = absl::Seconds(10);
   int batch_size = 100;
+  // Credentials of the channels to the receivers; null: insecure (plaintext).
+  std::shared_ptr<grpc::ChannelCredentials> credentials;
+  // Adds the emitter's identity to each delivery call (its service token); unset: the
+  // development x-rogatory-* metadata naming rogatory-<emitter> as a service.
+  std::function<void(grpc::ClientContext&)> authorize;
 };
 
 // Delivers an emitter's outbox to the receivers that want each event, at least once and in

@@ -1,5 +1,6 @@
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <functional>
 #include <memory>
@@ -9,6 +10,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "grpcpp/server_context.h"
 #include "grpcpp/support/server_callback.h"
@@ -25,11 +27,53 @@ struct Caller {
   bool HasRole(absl::string_view role) const;
 };
 
+// How a call touched a request, for the audit log (Directive 2016/680 Art 25).
+enum class AccessKind {
+  kRead,      // consulted
+  kChange,    // altered (including creation and erasure)
+  kDisclose,  // sent to someone (a notification delivery, a document download)
+};
+absl::string_view AccessKindName(AccessKind kind);
+
+// One request a call touched. `detail` names what (a document id, a delivery id), never
+// personal data.
+struct AuditSubject {
+  std::string request_id;
+  AccessKind kind = AccessKind::kRead;
+  std::string detail;
+};
+
+// The requests one call touched, filled by handlers (usually through the access checks,
+// which note every request they let the caller reach) and read by the auditor when the
+// call ends. Thread-safe: Redis callbacks may add to it.
+class AuditTrail {
+ public:
+  void Touch(std::string request_id, AccessKind kind, std::string detail = "");
+  std::vector<AuditSubject> subjects() const;
+
+ private:
+  mutable absl::Mutex mu_;
+  std::vector<AuditSubject> subjects_ ABSL_GUARDED_BY(mu_);
+};
+
 // What every handler knows about its call.
 struct CallContext {
   Caller caller;
   std::string method;    // "SubmitRequest"
   std::string trace_id;  // from x-rogatory-trace-id or traceparent metadata, else new
+  // Why the caller reads, from x-rogatory-justification metadata (logged with reads).
+  std::string justification;
+  // Never null for calls admitted by the pipeline.
+  std::shared_ptr<AuditTrail> trail = std::make_shared<AuditTrail>();
+
+  // Notes that this call touched `request_id` (see AuditTrail).
+  void Touch(std::string request_id, AccessKind kind, std::string detail = "") const {
+    trail->Touch(std::move(request_id), kind, std::move(detail));
+  }
+  // One of the server's concurrent-call slots (Pipeline::SetMaxConcurrentCalls), held
+  // until the last copy of this context goes, i.e. until the call has been audited and
+  // answered. Null when there is no bound.
+  std::shared_ptr<const void> slot;
 };
 
 // Step 1: establishes who is calling. UNAUTHENTICATED when it cannot.
@@ -50,15 +94,20 @@ class RateLimiter {
 // carry the caller, the method, the outcome and the trace id, never request content.
 struct AuditRecord {
   std::string method;
-  std::string caller_authority;
+  Caller caller;
   std::string trace_id;
+  std::string justification;
   absl::StatusCode code = absl::StatusCode::kOk;
   absl::Duration duration;
+  std::vector<AuditSubject> subjects;  // the requests the call touched
 };
 class Auditor {
  public:
   virtual ~Auditor() = default;
-  virtual void Record(const AuditRecord& record) = 0;
+  // Records `record` and calls `done` once it is durable; the pipeline answers the call
+  // only then, and answers UNAVAILABLE instead of disclosing anything unlogged when `done`
+  // gets an error.
+  virtual void Record(AuditRecord record, std::function<void(absl::Status)> done) = 0;
 };
 
 // Development implementations. The caller is named by metadata: x-rogatory-authority
@@ -73,7 +122,7 @@ class NoRateLimiter final : public RateLimiter {
 };
 class LogAuditor final : public Auditor {
  public:
-  void Record(const AuditRecord& record) override;
+  void Record(AuditRecord record, std::function<void(absl::Status)> done) override;
 };
 
 // The one path every RPC takes: authenticate, limit, validate, handle, audit. Handlers
@@ -101,8 +150,9 @@ class Pipeline {
       return reactor;
     }
     auto finish = [this, reactor, call = *call, start](absl::Status status) {
-      Audit(call, status, start);
-      reactor->Finish(ToGrpcStatus(status));
+      Audit(call, status, start, [reactor](absl::Status answer) {
+        reactor->Finish(ToGrpcStatus(answer));
+      });
     };
     if (validate) {
       if (absl::Status s = validate(*request); !s.ok()) {
@@ -117,13 +167,23 @@ class Pipeline {
   // Authenticates and limits a call; for streaming handlers, which then call Audit.
   absl::StatusOr<CallContext> Admit(const grpc::CallbackServerContext& context,
                                     absl::string_view method);
+  // Records the call's outcome, then calls `answer` with the status to answer with: the
+  // call's own, or UNAVAILABLE when a successful call could not be logged.
   void Audit(const CallContext& call, const absl::Status& status,
-             std::chrono::steady_clock::time_point start);
+             std::chrono::steady_clock::time_point start, Done answer);
+
+  // Bounds the calls admitted and not yet finished (unary and streaming alike); beyond it
+  // Admit answers RESOURCE_EXHAUSTED at once instead of letting calls queue without end.
+  // 0: no bound. Set before serving.
+  void SetMaxConcurrentCalls(int max_calls) { max_concurrent_calls_ = max_calls; }
+  int calls_in_flight() const { return in_flight_->load(); }
 
  private:
   Authenticator& authenticator_;
   RateLimiter& limiter_;
   Auditor& auditor_;
+  int max_concurrent_calls_ = 0;
+  std::shared_ptr<std::atomic<int>> in_flight_ = std::make_shared<std::atomic<int>>(0);
 };
 
 // A unary reactor answering UNIMPLEMENTED, for RPCs whose issue has not landed yet.

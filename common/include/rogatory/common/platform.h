@@ -17,6 +17,8 @@
 #include "rogatory/common/pipeline.h"
 #include "rogatory/common/redis.h"
 #include "rogatory/common/reload.h"
+#include "rogatory/common/authentication.h"
+#include "rogatory/common/transport_security.h"
 
 namespace rogatory::common {
 
@@ -47,6 +49,21 @@ struct ServerSettings {
   absl::Duration relay_lease;
   absl::Duration relay_poll_interval;
   absl::Duration dedupe_retention;
+  // The audit log (see audit_log.h and README.md, "Audit log").
+  std::string audit;  // chain | log
+  std::string audit_key_file;
+  std::string audit_export_dir;
+  absl::Duration audit_export_interval;
+  absl::Duration audit_seal_interval;
+  absl::Duration audit_retention;
+  TlsSettings tls;            // see transport_security.h
+  std::string health_listen;  // plaintext health-only server; see HealthListenAddress
+  AuthSettings auth;          // see authentication.h
+  // Limits against abuse (see README.md, "Limits").
+  int max_message_bytes = 2 << 20;
+  int max_concurrent_rpcs = 1000;
+  int rate_limit_rps = 0;
+  int rate_limit_burst = 50;
 
   bool production() const { return env == "production"; }
 };
@@ -77,6 +94,9 @@ class Platform {
   const Clock& clock() const { return *clock_; }
   Metrics& metrics() { return *metrics_; }
   Pipeline& pipeline() { return *pipeline_; }
+  // The audit log the pipeline records calls in; background work that touches requests
+  // (erasure, deliveries) records itself here too, as the service's own caller.
+  Auditor& auditor() { return *auditor_; }
   const Sharding& sharding() const { return sharding_; }
   const ServerSettings& settings() const { return settings_; }
 

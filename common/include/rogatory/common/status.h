@@ -41,7 +41,15 @@ struct FieldViolation {
 // Collects every bad field of a request so the caller hears about all of them at once.
 class FieldViolations {
  public:
+  // Keeps the first kMaxReported violations and counts the rest, so that a request full of
+  // bad items (a million repeated values in a 2 MiB message) cannot make an answer larger
+  // than itself.
+  static constexpr size_t kMaxReported = 100;
   void Add(std::string field, std::string description) {
+    if (violations_.size() >= kMaxReported) {
+      ++more_;
+      return;
+    }
     violations_.push_back({std::move(field), std::move(description)});
   }
   bool empty() const { return violations_.empty(); }
@@ -53,6 +61,7 @@ class FieldViolations {
 
  private:
   std::vector<FieldViolation> violations_;
+  size_t more_ = 0;  // violations beyond kMaxReported
 };
 
 // The field violations carried by an INVALID_ARGUMENT status built by FieldViolations.

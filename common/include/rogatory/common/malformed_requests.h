@@ -1,0 +1,26 @@
+#pragma once
+
+#include "absl/status/status.h"
+#include "grpcpp/impl/service_type.h"
+#include "grpcpp/server_context.h"
+
+namespace rogatory::common {
+
+// gRPC 1.51's callback API answers a request whose bytes do not parse as the method's
+// request message (truncated, a wrong wire type, invalid UTF-8 in a proto3 string field)
+// with UNIMPLEMENTED and no message, before any handler runs. This rewrites that for every
+// unary and server-streaming callback method of `service` (call before the service is
+// registered with a ServerBuilder): the method's own handler runs with an empty request,
+// and Pipeline::Admit, which every handler calls first and synchronously, answers
+// INVALID_ARGUMENT after authenticating the caller (so the call is also limited and
+// audited like any other). Other methods (sync, async, client or bidi streaming) are left
+// alone.
+void AnswerMalformedRequestsWithInvalidArgument(grpc::Service& service);
+
+namespace internal {
+// INVALID_ARGUMENT when the request of the call being set up on this thread for `context`
+// did not parse; OK otherwise. Pipeline::Admit calls it.
+absl::Status MalformedRequestStatus(const grpc::ServerContextBase& context);
+}  // namespace internal
+
+}  // namespace rogatory::common

@@ -1,0 +1,985 @@
+#include "rogatory/common/audit_log.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <map>
+#include <thread>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
+#include "absl/strings/ascii.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/synchronization/notification.h"
+#include "prometheus/counter.h"
+#include "prometheus/gauge.h"
+#include "rogatory/common/logging.h"
+
+namespace rogatory::common {
+namespace {
+
+using Steady = std::chrono::steady_clock;
+
+// KEYS: pending. ARGV: max pending, then (request id, entry mac, entry) triples.
+// Returns the number appended, or -1 when the backlog is full (nothing appended).
+const LuaScript& AppendScript() {
+  static const LuaScript* s = new LuaScript(R"lua(
+if redis.call('XLEN', KEYS[1]) >= tonumber(ARGV[1]) then return -1 end
+for i = 2, #ARGV, 3 do
+  redis.call('XADD', KEYS[1], '*', 'r', ARGV[i], 'm', ARGV[i + 1], 'e', ARGV[i + 2])
+end
+return (#ARGV - 1) / 3
+)lua");
+  return *s;
+}
+
+// KEYS: lease, fence, pending, heads. ARGV: owner, ttl ms, token held ('' if none), count.
+// Takes or renews the shard's sealer lease, then reads the oldest pending entries and the
+// heads of their requests. Returns {token} when another replica holds the lease, else
+// {token, entries, request ids, heads}.
+const LuaScript& LeaseAndReadScript() {
+  static const LuaScript* s = new LuaScript(R"lua(
+local cur = redis.call('HMGET', KEYS[1], 'owner', 'token')
+local token
+if cur[1] then
+  if cur[1] ~= ARGV[1] or cur[2] ~= ARGV[3] then return {0} end
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  token = cur[2]
+else
+  token = tostring(redis.call('INCR', KEYS[2]))
+  redis.call('HSET', KEYS[1], 'owner', ARGV[1], 'token', token)
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+end
+local entries = redis.call('XRANGE', KEYS[3], '-', '+', 'COUNT', ARGV[4])
+local rids, seen = {}, {}
+for _, e in ipairs(entries) do
+  local f = e[2]
+  for i = 1, #f, 2 do
+    if f[i] == 'r' and not seen[f[i + 1]] then
+      seen[f[i + 1]] = true
+      rids[#rids + 1] = f[i + 1]
+    end
+  end
+end
+local heads = {}
+if #rids > 0 then heads = redis.call('HMGET', KEYS[4], unpack(rids)) end
+return {tonumber(token), entries, rids, heads}
+)lua");
+  return *s;
+}
+
+// KEYS: lease, pending, heads, oldest, rejected, then one chain list per request.
+// ARGV: token, request count, rejected count; per request: id, previous head sequence, new
+// head ("seq mac"), time of its first entry, entry count, sealed entries...; per rejected
+// entry: pending id, reason; then the pending ids to delete.
+// All-or-nothing: checks the fencing token and every head before writing. Returns 1, -1 if
+// the lease is lost, -2 if a head moved.
+const LuaScript& SealScript() {
+  static const LuaScript* s = new LuaScript(R"lua(
+if redis.call('HGET', KEYS[1], 'token') ~= ARGV[1] then return -1 end
+local nreq, nrej = tonumber(ARGV[2]), tonumber(ARGV[3])
+local a = 4
+local blocks = {}
+for i = 1, nreq do
+  local cur = redis.call('HGET', KEYS[3], ARGV[a])
+  local seq = 0
+  if cur then seq = tonumber(string.match(cur, '^(%d+) ')) or -1 end
+  if seq ~= tonumber(ARGV[a + 1]) then return -2 end
+  local count = tonumber(ARGV[a + 4])
+  blocks[i] = {ARGV[a], ARGV[a + 2], ARGV[a + 3], a + 5, count}
+  a = a + 5 + count
+end
+for i = 1, nreq do
+  local b = blocks[i]
+  redis.call('RPUSH', KEYS[5 + i], unpack(ARGV, b[4], b[4] + b[5] - 1))
+  redis.call('HSET', KEYS[3], b[1], b[2])
+  redis.call('ZADD', KEYS[4], 'NX', b[3], b[1])
+end
+for i = 1, nrej do
+  local e = redis.call('XRANGE', KEYS[2], ARGV[a], ARGV[a])
+  if e[1] then
+    redis.call('XADD', KEYS[5], '*', 'reason', ARGV[a + 1], 'pending_id', ARGV[a],
+               unpack(e[1][2]))
+  end
+  a = a + 2
+end
+if a <= #ARGV then redis.call('XDEL', KEYS[2], unpack(ARGV, a, #ARGV)) end
+return 1
+)lua");
+  return *s;
+}
+
+// KEYS: lease. ARGV: owner, token.
+const LuaScript& ReleaseScript() {
+  static const LuaScript* s = new LuaScript(R"lua(
+local cur = redis.call('HMGET', KEYS[1], 'owner', 'token')
+if cur[1] == ARGV[1] and cur[2] == ARGV[2] then redis.call('DEL', KEYS[1]) end
+return 1
+)lua");
+  return *s;
+}
+
+// KEYS: chain, heads, anchors. ARGV: request id, from sequence (0: the oldest), count.
+// Reads the head, the anchor and a page of the chain in one atomic step. The page starts at
+// the element whose sequence is `from`, located from the first element's sequence, so
+// retention trimming the front between pages does not shift it.
+const LuaScript& ReadChainScript() {
+  static const LuaScript* s = new LuaScript(R"lua(
+local head = redis.call('HGET', KEYS[2], ARGV[1])
+local anchor = redis.call('HGET', KEYS[3], ARGV[1])
+local first = redis.call('LINDEX', KEYS[1], 0)
+if not first then return {head, anchor, {}} end
+local len, at = string.match(first, '^(%d+):()')
+local seq0 = nil
+if len then seq0 = tonumber(string.sub(first, at, at + tonumber(len) - 1)) end
+local want = tonumber(ARGV[2])
+local idx = 0
+if seq0 and want > seq0 then idx = want - seq0 end
+local n = tonumber(ARGV[3])
+return {head, anchor, redis.call('LRANGE', KEYS[1], idx, idx + n - 1)}
+)lua");
+  return *s;
+}
+
+// KEYS: lease, chain, anchors, oldest. ARGV: token, erased count, the last erased element,
+// request id, anchor, score of the new oldest entry.
+// Returns the number erased, -1 if the lease is lost, -2 if the chain changed.
+const LuaScript& EraseScript() {
+  static const LuaScript* s = new LuaScript(R"lua(
+if redis.call('HGET', KEYS[1], 'token') ~= ARGV[1] then return -1 end
+local k = tonumber(ARGV[2])
+if redis.call('LINDEX', KEYS[2], k - 1) ~= ARGV[3] then return -2 end
+redis.call('LTRIM', KEYS[2], k, -1)
+redis.call('HSET', KEYS[3], ARGV[4], ARGV[5])
+if redis.call('LLEN', KEYS[2]) == 0 then
+  redis.call('ZREM', KEYS[4], ARGV[4])
+else
+  redis.call('ZADD', KEYS[4], 'XX', ARGV[6], ARGV[4])
+end
+return k
+)lua");
+  return *s;
+}
+
+std::string ShardKey(int shard, absl::string_view suffix) {
+  return absl::StrCat(Sharding::Prefix(shard), "audit:", suffix);
+}
+
+const RedisReply* Field(const RedisReply& fields, absl::string_view name) {
+  for (size_t i = 0; i + 1 < fields.elements.size(); i += 2) {
+    if (fields.elements[i].str == name) return &fields.elements[i + 1];
+  }
+  return nullptr;
+}
+
+std::string JsonHead(absl::string_view request_id, const AuditChainHead& head, int64_t time_us) {
+  return absl::StrCat("{\"request_id\":", JsonQuote(request_id),
+                      ",\"sequence\":", head.sequence, ",\"mac\":", JsonQuote(head.chain_mac),
+                      ",\"sealed_at_us\":", time_us, "}");
+}
+
+}  // namespace
+
+std::string AuditKeys::Pending(int shard) { return ShardKey(shard, "pending"); }
+std::string AuditKeys::Chain(int shard, absl::string_view request_id) {
+  return ShardKey(shard, absl::StrCat("chain:", request_id));
+}
+std::string AuditKeys::Heads(int shard) { return ShardKey(shard, "heads"); }
+std::string AuditKeys::Anchors(int shard) { return ShardKey(shard, "anchors"); }
+std::string AuditKeys::Oldest(int shard) { return ShardKey(shard, "oldest"); }
+std::string AuditKeys::Rejected(int shard) { return ShardKey(shard, "rejected"); }
+std::string AuditKeys::Lease(int shard) { return ShardKey(shard, "lease"); }
+std::string AuditKeys::Fence(int shard) { return ShardKey(shard, "fence"); }
+
+int AuditShardOf(const Sharding& sharding, absl::string_view request_id) {
+  auto shard = sharding.ShardOf("rq", request_id);
+  if (shard.ok()) return *shard;
+  return sharding.ShardFor(request_id);
+}
+
+std::vector<AuditEntry> AuditEntriesOf(const AuditRecord& record, absl::Time now) {
+  std::vector<AuditEntry> entries;
+  absl::flat_hash_set<std::string> seen;
+  const std::string roles = absl::StrJoin(record.caller.roles, ",");
+  const std::string outcome = absl::StatusCodeToString(record.code);
+  for (const AuditSubject& s : record.subjects) {
+    if (s.request_id.empty()) continue;
+    const absl::string_view kind = AccessKindName(s.kind);
+    if (!seen.insert(absl::StrCat(s.request_id, "\n", kind, "\n", s.detail)).second) continue;
+    AuditEntry e;
+    e.entry_id = NewUlid(now);
+    e.time_us = absl::ToUnixMicros(now);
+    e.request_id = s.request_id;
+    e.method = record.method;
+    e.caller = record.caller.authority_id;
+    e.caller_state = record.caller.state;
+    e.caller_roles = roles;
+    e.caller_is_service = record.caller.is_service;
+    e.kind = std::string(kind);
+    e.detail = s.detail;
+    e.justification = record.justification;
+    e.outcome = outcome;
+    e.trace_id = record.trace_id;
+    entries.push_back(std::move(e));
+  }
+  return entries;
+}
+
+AuditRecord ServiceAuditRecord(absl::string_view service, absl::string_view method,
+                               std::string request_id, AccessKind kind, std::string detail,
+                               std::string trace_id, absl::StatusCode code) {
+  AuditRecord r;
+  r.method = std::string(method);
+  r.caller.authority_id = std::string(service);
+  r.caller.roles = {"service"};
+  r.caller.is_service = true;
+  r.trace_id = std::move(trace_id);
+  r.code = code;
+  r.subjects.push_back({std::move(request_id), kind, std::move(detail)});
+  return r;
+}
+
+absl::Status RecordAndWait(Auditor& auditor, AuditRecord record) {
+  absl::Notification done;
+  absl::Status result;
+  auditor.Record(std::move(record), [&](absl::Status s) {
+    result = std::move(s);
+    done.Notify();
+  });
+  done.WaitForNotification();
+  return result;
+}
+
+std::shared_ptr<const AuditKey> DevelopmentAuditKey() {
+  static const auto* key = new std::shared_ptr<const AuditKey>(std::make_shared<AuditKey>(
+      *AuditKey::FromSecret("rogatory-development-audit-key-NOT-FOR-PRODUCTION-0001")));
+  return *key;
+}
+
+// ---------------------------------------------------------------------------------------
+// ChainedAuditor
+
+struct ChainedAuditor::Completion {
+  Completion(int n, std::function<void(absl::Status)> d) : remaining(n), done(std::move(d)) {}
+  void Finish(const absl::Status& s) {
+    {
+      absl::MutexLock lock(&mu);
+      if (!s.ok() && status.ok()) status = s;
+    }
+    if (remaining.fetch_sub(1) == 1) {
+      absl::Status final_status;
+      {
+        absl::MutexLock lock(&mu);
+        final_status = status;
+      }
+      done(final_status);
+    }
+  }
+  std::atomic<int> remaining;
+  absl::Mutex mu;
+  absl::Status status ABSL_GUARDED_BY(mu);
+  std::function<void(absl::Status)> done;
+};
+
+struct ChainedAuditor::Queued {
+  std::string request_id;
+  std::string mac;
+  std::string entry;
+  std::shared_ptr<Completion> completion;
+};
+
+struct ChainedAuditor::ShardQueue {
+  absl::Mutex mu;
+  std::vector<Queued> queued ABSL_GUARDED_BY(mu);
+  bool in_flight ABSL_GUARDED_BY(mu) = false;
+};
+
+struct ChainedAuditor::Counters {
+  prometheus::Counter* appended = nullptr;
+  prometheus::Counter* failed = nullptr;
+  prometheus::Counter* batches = nullptr;
+};
+
+ChainedAuditor::ChainedAuditor(RedisClient& redis, const Clock& clock, const Sharding& sharding,
+                               std::shared_ptr<const AuditKey> key, Metrics* metrics,
+                               ChainedAuditorOptions options)
+    : redis_(redis),
+      clock_(clock),
+      sharding_(sharding),
+      key_(std::move(key)),
+      options_(options),
+      counters_(std::make_unique<Counters>()) {
+  for (int i = 0; i < sharding_.shard_count(); ++i) {
+    shards_.push_back(std::make_unique<ShardQueue>());
+  }
+  if (metrics != nullptr) {
+    auto& entries = prometheus::BuildCounter()
+                        .Name("rogatory_audit_entries_appended_total")
+                        .Help("Audit entries appended to the pending streams, by result.")
+                        .Register(metrics->registry());
+    counters_->appended = &entries.Add({{"result", "ok"}});
+    counters_->failed = &entries.Add({{"result", "failed"}});
+    counters_->batches = &prometheus::BuildCounter()
+                              .Name("rogatory_audit_append_batches_total")
+                              .Help("Append scripts run (entries per batch = entries / batches).")
+                              .Register(metrics->registry())
+                              .Add({});
+  }
+}
+
+ChainedAuditor::~ChainedAuditor() {
+  // Callbacks of batches in flight refer to this object: wait for them.
+  for (auto& shard : shards_) {
+    absl::MutexLock lock(&shard->mu);
+    shard->mu.Await(absl::Condition(
+        +[](bool* in_flight) { return !*in_flight; }, &shard->in_flight));
+  }
+}
+
+void ChainedAuditor::Record(AuditRecord record, std::function<void(absl::Status)> done) {
+  std::vector<AuditEntry> entries = AuditEntriesOf(record, clock_.Now());
+  if (entries.empty()) {
+    // Nothing about a request: a log line is the whole record.
+    Log::Info("audit", {{"method", record.method},
+                        {"caller", record.caller.authority_id},
+                        {"code", absl::StatusCodeToString(record.code)},
+                        {"trace_id", record.trace_id},
+                        {"duration_ms", absl::ToDoubleMilliseconds(record.duration)}});
+    done(absl::OkStatus());
+    return;
+  }
+  auto completion = std::make_shared<Completion>(static_cast<int>(entries.size()), std::move(done));
+  std::vector<int> touched;
+  for (const AuditEntry& e : entries) {
+    const int shard = AuditShardOf(sharding_, e.request_id);
+    std::string encoded = EncodeAuditEntry(e);
+    std::string mac = key_->EntryMac(encoded);
+    {
+      ShardQueue& q = *shards_[shard];
+      absl::MutexLock lock(&q.mu);
+      q.queued.push_back({e.request_id, std::move(mac), std::move(encoded), completion});
+    }
+    touched.push_back(shard);
+  }
+  for (int shard : touched) Flush(shard);
+}
+
+// Group commit: at most one append script per shard in flight; whatever queued meanwhile
+// goes in the next one, sent from the previous one's callback.
+void ChainedAuditor::Flush(int shard) {
+  std::vector<Queued> batch;
+  {
+    ShardQueue& q = *shards_[shard];
+    absl::MutexLock lock(&q.mu);
+    if (q.in_flight || q.queued.empty()) return;
+    q.in_flight = true;
+    batch = TakeBatch(q.queued, options_.max_batch);
+  }
+  SendBatch(shard, std::move(batch));
+}
+
+std::vector<ChainedAuditor::Queued> ChainedAuditor::TakeBatch(std::vector<Queued>& queued,
+                                                              int max_batch) {
+  const size_t n = std::min(queued.size(), static_cast<size_t>(max_batch));
+  std::vector<Queued> batch(std::make_move_iterator(queued.begin()),
+                            std::make_move_iterator(queued.begin() + n));
+  queued.erase(queued.begin(), queued.begin() + n);
+  return batch;
+}
+
+// Runs with the shard marked in flight; the callback sends the next batch, or clears the
+// mark when nothing is queued.
+void ChainedAuditor::SendBatch(int shard, std::vector<Queued> batch) {
+  std::vector<std::string> args;
+  args.reserve(1 + 3 * batch.size());
+  args.push_back(absl::StrCat(options_.max_pending));
+  for (const Queued& e : batch) {
+    args.push_back(e.request_id);
+    args.push_back(e.mac);
+    args.push_back(e.entry);
+  }
+  auto shared_batch = std::make_shared<std::vector<Queued>>(std::move(batch));
+  redis_.Eval(AppendScript(), {AuditKeys::Pending(shard)}, std::move(args),
+              [this, shard, shared_batch](absl::StatusOr<RedisReply> r) {
+                absl::Status status;
+                if (!r.ok()) {
+                  status = absl::UnavailableError(
+                      absl::StrCat("audit log unavailable: ", r.status().message()));
+                } else if (r->integer < 0) {
+                  status = absl::UnavailableError("audit log backlog full: no sealer running");
+                }
+                if (counters_->batches != nullptr) {
+                  counters_->batches->Increment();
+                  (status.ok() ? counters_->appended : counters_->failed)
+                      ->Increment(static_cast<double>(shared_batch->size()));
+                }
+                std::vector<Queued> next;
+                {
+                  ShardQueue& q = *shards_[shard];
+                  absl::MutexLock lock(&q.mu);
+                  if (q.queued.empty()) {
+                    q.in_flight = false;
+                  } else {
+                    next = TakeBatch(q.queued, options_.max_batch);
+                  }
+                }
+                // `this` may be destroyed once the mark is cleared: nothing below uses it
+                // unless a next batch keeps the shard in flight.
+                const bool more = !next.empty();
+                for (Queued& e : *shared_batch) e.completion->Finish(status);
+                if (more) SendBatch(shard, std::move(next));
+              });
+}
+
+// ---------------------------------------------------------------------------------------
+// AuditSealer
+
+struct AuditSealer::Impl {
+  Impl(RedisClient& r, const Clock& c, std::shared_ptr<const AuditKey> k, Metrics* metrics,
+       AuditSealerOptions o)
+      : redis(r), clock(c), key(std::move(k)), options(std::move(o)),
+        tokens(options.shard_count, 0) {
+    if (metrics != nullptr) {
+      auto& sealed_family = prometheus::BuildCounter()
+                                .Name("rogatory_audit_entries_sealed_total")
+                                .Help("Audit entries chained by this replica's sealer.")
+                                .Register(metrics->registry());
+      sealed = &sealed_family.Add({});
+      rejected = &prometheus::BuildCounter()
+                      .Name("rogatory_audit_entries_rejected_total")
+                      .Help("Pending audit entries whose own HMAC did not verify (forged).")
+                      .Register(metrics->registry())
+                      .Add({});
+      erased = &prometheus::BuildCounter()
+                    .Name("rogatory_audit_entries_erased_total")
+                    .Help("Audit entries erased by audit retention.")
+                    .Register(metrics->registry())
+                    .Add({});
+      exported = &prometheus::BuildCounter()
+                      .Name("rogatory_audit_heads_exported_total")
+                      .Help("Chain heads exported by this replica.")
+                      .Register(metrics->registry())
+                      .Add({});
+      seal_errors = &prometheus::BuildCounter()
+                         .Name("rogatory_audit_seal_errors_total")
+                         .Help("Sealing steps that failed (Redis errors, lost leases).")
+                         .Register(metrics->registry())
+                         .Add({});
+    }
+  }
+
+  absl::StatusOr<int64_t> SealShard(int shard);
+  absl::Status Export();
+  absl::StatusOr<int64_t> EraseShard(int shard, int64_t cutoff_us);
+  absl::StatusOr<int64_t> EraseRequest(int shard, int64_t token, const std::string& rid,
+                                       int64_t cutoff_us);
+  void Release();
+  void Loop();
+
+  RedisClient& redis;
+  const Clock& clock;
+  std::shared_ptr<const AuditKey> key;
+  AuditSealerOptions options;
+
+  absl::Mutex work_mu;  // one sealing/erasing/exporting pass at a time
+  std::vector<int64_t> tokens ABSL_GUARDED_BY(work_mu);
+
+  absl::Mutex export_mu;
+  std::map<std::string, std::string> to_export ABSL_GUARDED_BY(export_mu);  // rid -> JSON
+
+  absl::Mutex stop_mu;
+  bool stop ABSL_GUARDED_BY(stop_mu) = false;
+  std::thread thread;
+
+  prometheus::Counter* sealed = nullptr;
+  prometheus::Counter* rejected = nullptr;
+  prometheus::Counter* erased = nullptr;
+  prometheus::Counter* exported = nullptr;
+  prometheus::Counter* seal_errors = nullptr;
+};
+
+absl::StatusOr<int64_t> AuditSealer::Impl::SealShard(int shard) {
+  const int64_t held = tokens[shard];
+  auto r = RunRedisScript(
+      redis, LeaseAndReadScript(),
+      {AuditKeys::Lease(shard), AuditKeys::Fence(shard), AuditKeys::Pending(shard),
+       AuditKeys::Heads(shard)},
+      {options.replica_id, absl::StrCat(absl::ToInt64Milliseconds(options.lease)),
+       held == 0 ? "" : absl::StrCat(held), absl::StrCat(options.batch)});
+  if (!r.ok()) {
+    tokens[shard] = 0;
+    return r.status();
+  }
+  if (r->elements.empty()) return absl::InternalError("unexpected reply from audit lease script");
+  const int64_t token = r->elements[0].integer;
+  tokens[shard] = token;
+  if (token == 0 || r->elements.size() < 4) return 0;
+  const RedisReply& entries = r->elements[1];
+  const RedisReply& rids = r->elements[2];
+  const RedisReply& heads = r->elements[3];
+  if (entries.elements.empty()) return 0;
+
+  absl::flat_hash_map<std::string, AuditChainHead> head_of;
+  for (size_t i = 0; i < rids.elements.size() && i < heads.elements.size(); ++i) {
+    AuditChainHead head;
+    if (!heads.elements[i].is_nil()) {
+      auto decoded = DecodeChainHead(heads.elements[i].str);
+      if (!decoded.ok()) {
+        Log::Error("audit chain head in redis is malformed; sealing of the shard stopped",
+                   {{"shard", shard}});
+        return absl::DataLossError("malformed audit chain head");
+      }
+      head = *decoded;
+    }
+    head_of[rids.elements[i].str] = head;
+  }
+
+  struct Group {
+    std::vector<PendingAuditEntry> entries;
+    int64_t first_time_us = 0;
+  };
+  std::vector<std::string> order;  // request ids in order of first appearance
+  absl::flat_hash_map<std::string, Group> groups;
+  std::vector<std::pair<std::string, std::string>> rejects;  // pending id, reason
+  std::vector<std::string> ids;
+  for (const RedisReply& e : entries.elements) {
+    if (e.elements.size() != 2) continue;
+    const std::string& id = e.elements[0].str;
+    ids.push_back(id);
+    const RedisReply* rid = Field(e.elements[1], "r");
+    const RedisReply* mac = Field(e.elements[1], "m");
+    const RedisReply* body = Field(e.elements[1], "e");
+    if (rid == nullptr || mac == nullptr || body == nullptr) {
+      rejects.push_back({id, "incomplete pending entry"});
+      continue;
+    }
+    if (mac->str != key->EntryMac(body->str)) {
+      rejects.push_back({id, "entry HMAC does not verify"});
+      continue;
+    }
+    auto decoded = DecodeAuditEntry(body->str);
+    if (!decoded.ok() || decoded->request_id != rid->str) {
+      rejects.push_back({id, "entry does not match its request"});
+      continue;
+    }
+    auto [it, inserted] = groups.try_emplace(rid->str);
+    if (inserted) {
+      order.push_back(rid->str);
+      it->second.first_time_us = decoded->time_us;
+    }
+    it->second.entries.push_back({body->str, mac->str});
+  }
+
+  std::vector<std::string> keys = {AuditKeys::Lease(shard), AuditKeys::Pending(shard),
+                                   AuditKeys::Heads(shard), AuditKeys::Oldest(shard),
+                                   AuditKeys::Rejected(shard)};
+  std::vector<std::string> args = {absl::StrCat(token), absl::StrCat(order.size()),
+                                   absl::StrCat(rejects.size())};
+  std::vector<std::pair<std::string, AuditChainHead>> new_heads;
+  for (const std::string& rid : order) {
+    const Group& g = groups[rid];
+    const AuditChainHead prev = head_of[rid];
+    std::vector<SealedAuditEntry> sealed_entries = SealAfter(*key, prev, g.entries);
+    const AuditChainHead head{sealed_entries.back().sequence, sealed_entries.back().chain_mac};
+    keys.push_back(AuditKeys::Chain(shard, rid));
+    args.push_back(rid);
+    args.push_back(absl::StrCat(prev.sequence));
+    args.push_back(EncodeChainHead(head));
+    args.push_back(absl::StrCat(g.first_time_us));
+    args.push_back(absl::StrCat(sealed_entries.size()));
+    for (const SealedAuditEntry& s : sealed_entries) args.push_back(EncodeSealedEntry(s));
+    new_heads.push_back({rid, head});
+  }
+  for (const auto& [id, reason] : rejects) {
+    args.push_back(id);
+    args.push_back(reason);
+  }
+  for (std::string& id : ids) args.push_back(std::move(id));
+
+  auto sealed_reply = RunRedisScript(redis, SealScript(), std::move(keys), std::move(args));
+  if (!sealed_reply.ok()) return sealed_reply.status();
+  if (sealed_reply->integer == -1) {
+    tokens[shard] = 0;
+    return absl::AbortedError("audit sealer lease lost");
+  }
+  if (sealed_reply->integer != 1) return absl::AbortedError("audit chain head moved");
+  if (!rejects.empty()) {
+    Log::Error("pending audit entries failed their HMAC check and were not chained",
+               {{"shard", shard}, {"count", static_cast<int64_t>(rejects.size())}});
+    if (rejected != nullptr) rejected->Increment(static_cast<double>(rejects.size()));
+  }
+  const int64_t now_us = absl::ToUnixMicros(clock.Now());
+  {
+    absl::MutexLock lock(&export_mu);
+    for (const auto& [rid, head] : new_heads) to_export[rid] = JsonHead(rid, head, now_us);
+  }
+  const int64_t count = static_cast<int64_t>(entries.elements.size() - rejects.size());
+  if (sealed != nullptr) sealed->Increment(static_cast<double>(count));
+  return static_cast<int64_t>(entries.elements.size());
+}
+
+absl::StatusOr<int64_t> AuditSealer::Impl::EraseRequest(int shard, int64_t token,
+                                                        const std::string& rid,
+                                                        int64_t cutoff_us) {
+  constexpr int kPage = 200;
+  auto page = RunRedisScript(redis, ReadChainScript(),
+                             {AuditKeys::Chain(shard, rid), AuditKeys::Heads(shard),
+                              AuditKeys::Anchors(shard)},
+                             {rid, "0", absl::StrCat(kPage)});
+  if (!page.ok()) return page.status();
+  if (page->elements.size() != 3) return absl::InternalError("unexpected chain reply");
+  const RedisReply& elements = page->elements[2];
+  if (elements.elements.empty()) {
+    (void)RunRedisCommand(redis, {"ZREM", AuditKeys::Oldest(shard), rid});
+    return 0;
+  }
+  std::optional<AuditAnchor> anchor;
+  if (!page->elements[1].is_nil()) {
+    auto a = DecodeAnchor(page->elements[1].str);
+    if (!a.ok()) return a.status();
+    anchor = *a;
+  }
+  // Only what verifies is erased behind an anchor: erasing must never launder tampering.
+  AuditChainVerifier verifier(*key, rid, anchor);
+  size_t k = 0;
+  std::optional<SealedAuditEntry> last;
+  int64_t next_score = 0;
+  for (const RedisReply& element : elements.elements) {
+    auto sealed_entry = DecodeSealedEntry(element.str);
+    if (!sealed_entry.ok()) break;
+    auto entry = DecodeAuditEntry(sealed_entry->entry);
+    if (!entry.ok()) break;
+    next_score = entry->time_us;
+    if (entry->time_us >= cutoff_us) break;
+    if (!verifier.Add(element.str)) {
+      Log::Error("audit chain fails verification; retention left it untouched",
+                 {{"shard", shard}});
+      return 0;
+    }
+    last = *sealed_entry;
+    ++k;
+  }
+  if (k == 0) {
+    (void)RunRedisCommand(redis,
+                          {"ZADD", AuditKeys::Oldest(shard), "XX", absl::StrCat(next_score), rid});
+    return 0;
+  }
+  AuditAnchor a;
+  a.sequence = last->sequence;
+  a.chain_mac = last->chain_mac;
+  a.erased_before_us = cutoff_us;
+  a.mac = key->AnchorMac(rid, a.sequence, a.chain_mac, a.erased_before_us);
+  auto erased_reply = RunRedisScript(
+      redis, EraseScript(),
+      {AuditKeys::Lease(shard), AuditKeys::Chain(shard, rid), AuditKeys::Anchors(shard),
+       AuditKeys::Oldest(shard)},
+      {absl::StrCat(token), absl::StrCat(k), elements.elements[k - 1].str, rid, EncodeAnchor(a),
+       absl::StrCat(next_score)});
+  if (!erased_reply.ok()) return erased_reply.status();
+  if (erased_reply->integer < 0) return absl::AbortedError("audit chain changed during erasure");
+  return erased_reply->integer;
+}
+
+absl::StatusOr<int64_t> AuditSealer::Impl::EraseShard(int shard, int64_t cutoff_us) {
+  const int64_t token = tokens[shard];
+  if (token == 0) return 0;
+  int64_t total = 0;
+  // Bounded per pass; the next pass goes on.
+  for (int round = 0; round < 20; ++round) {
+    auto due = RunRedisCommand(redis, {"ZRANGEBYSCORE", AuditKeys::Oldest(shard), "-inf",
+                                       absl::StrCat("(", cutoff_us), "LIMIT", "0", "50"});
+    if (!due.ok()) return due.status();
+    if (due->elements.empty()) break;
+    int64_t erased_now = 0;
+    for (const RedisReply& rid : due->elements) {
+      auto n = EraseRequest(shard, token, rid.str, cutoff_us);
+      if (!n.ok()) return n.status();
+      erased_now += *n;
+    }
+    total += erased_now;
+    if (erased_now == 0) break;
+  }
+  return total;
+}
+
+void AuditSealer::Impl::Release() {
+  absl::MutexLock lock(&work_mu);
+  for (int shard = 0; shard < options.shard_count; ++shard) {
+    if (tokens[shard] == 0) continue;
+    (void)RunRedisScript(redis, ReleaseScript(), {AuditKeys::Lease(shard)},
+                         {options.replica_id, absl::StrCat(tokens[shard])});
+    tokens[shard] = 0;
+  }
+}
+
+AuditSealer::AuditSealer(RedisClient& redis, const Clock& clock,
+                         std::shared_ptr<const AuditKey> key, Metrics* metrics,
+                         AuditSealerOptions options)
+    : impl_(std::make_unique<Impl>(redis, clock, std::move(key), metrics, std::move(options))) {
+  if (impl_->options.run_in_background) {
+    impl_->thread = std::thread([this] { impl_->Loop(); });
+  }
+}
+
+AuditSealer::~AuditSealer() { Stop(); }
+
+void AuditSealer::Stop() {
+  {
+    absl::MutexLock lock(&impl_->stop_mu);
+    if (impl_->stop) return;
+    impl_->stop = true;
+  }
+  if (impl_->thread.joinable()) impl_->thread.join();
+  (void)ExportNow();
+  impl_->Release();
+}
+
+void AuditSealer::Impl::Loop() {
+  Steady::time_point next_export = Steady::now() + absl::ToChronoMilliseconds(options.export_interval);
+  Steady::time_point next_retention = Steady::now();
+  Steady::time_point next_warning = Steady::now();
+  for (;;) {
+    {
+      absl::MutexLock lock(&stop_mu);
+      if (stop) return;
+    }
+    int64_t total = 0;
+    absl::Status failure;
+    {
+      absl::MutexLock lock(&work_mu);
+      for (int shard = 0; shard < options.shard_count; ++shard) {
+        // Drains a busy shard, but gives every shard its turn each pass.
+        for (int round = 0; round < 8; ++round) {
+          auto n = SealShard(shard);
+          if (!n.ok()) {
+            failure = n.status();
+            if (seal_errors != nullptr) seal_errors->Increment();
+            break;
+          }
+          total += *n;
+          if (*n < options.batch) break;
+        }
+      }
+    }
+    if (!failure.ok() && Steady::now() >= next_warning) {
+      Log::Warn("audit sealing failed; pending entries wait",
+                {{"error", std::string(failure.message())}});
+      next_warning = Steady::now() + std::chrono::seconds(10);
+    }
+    const auto now = Steady::now();
+    if (now >= next_export) {
+      (void)Export();  // failures are logged; the heads go with the next change
+      next_export = now + absl::ToChronoMilliseconds(options.export_interval);
+    }
+    if (options.retention > absl::ZeroDuration() && now >= next_retention) {
+      const int64_t cutoff_us = absl::ToUnixMicros(clock.Now() - options.retention);
+      absl::MutexLock lock(&work_mu);
+      for (int shard = 0; shard < options.shard_count; ++shard) {
+        auto n = EraseShard(shard, cutoff_us);
+        if (n.ok() && *n > 0 && erased != nullptr) erased->Increment(static_cast<double>(*n));
+      }
+      next_retention = now + absl::ToChronoMilliseconds(options.retention_interval);
+    }
+    if (total > 0) continue;  // more may be waiting
+    absl::MutexLock lock(&stop_mu);
+    stop_mu.AwaitWithTimeout(absl::Condition(&stop), options.interval);
+  }
+}
+
+absl::StatusOr<int64_t> AuditSealer::SealOnce() {
+  absl::MutexLock lock(&impl_->work_mu);
+  int64_t total = 0;
+  absl::Status failure;
+  for (int shard = 0; shard < impl_->options.shard_count; ++shard) {
+    for (;;) {
+      auto n = impl_->SealShard(shard);
+      if (!n.ok()) {
+        failure = n.status();
+        break;
+      }
+      total += *n;
+      if (*n < impl_->options.batch) break;
+    }
+  }
+  if (!failure.ok()) return failure;
+  return total;
+}
+
+absl::Status AuditSealer::ExportNow() { return impl_->Export(); }
+
+absl::Status AuditSealer::Impl::Export() {
+  std::map<std::string, std::string> batch;
+  {
+    absl::MutexLock lock(&export_mu);
+    batch.swap(to_export);
+  }
+  if (batch.empty()) return absl::OkStatus();
+  const AuditSealerOptions& o = options;
+  const int64_t now_us = absl::ToUnixMicros(clock.Now());
+  constexpr size_t kPerLine = 500;
+  std::vector<std::string> heads;
+  for (auto& [rid, json] : batch) heads.push_back(std::move(json));
+  absl::Status result;
+  for (size_t start = 0; start < heads.size(); start += kPerLine) {
+    const size_t end = std::min(heads.size(), start + kPerLine);
+    const std::string heads_json =
+        absl::StrCat("[", absl::StrJoin(heads.begin() + start, heads.begin() + end, ","), "]");
+    const std::string batch_mac = key->Mac(
+        "export", absl::StrCat(o.replica_id, "\n", now_us, "\n", heads_json));
+    if (!o.export_dir.empty()) {
+      std::string safe_replica = o.replica_id;
+      for (char& c : safe_replica) {
+        if (!absl::ascii_isalnum(static_cast<unsigned char>(c)) && c != '-' && c != '.') c = '_';
+      }
+      const std::string path = absl::StrCat(o.export_dir, "/audit-heads-", safe_replica, ".jsonl");
+      const std::string line = absl::StrCat(
+          "{\"kind\":\"audit chain heads\",\"replica\":", JsonQuote(o.replica_id),
+          ",\"exported_at_us\":", now_us, ",\"key\":", JsonQuote(key->Fingerprint()),
+          ",\"heads\":", heads_json, ",\"batch_mac\":", JsonQuote(batch_mac), "}\n");
+      const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
+      bool written = fd >= 0 &&
+                     ::write(fd, line.data(), line.size()) == static_cast<ssize_t>(line.size()) &&
+                     ::fsync(fd) == 0;
+      if (fd >= 0) ::close(fd);
+      if (!written) {
+        Log::Error("cannot write audit chain heads export", {{"path", path}});
+        result = absl::UnavailableError("cannot write the audit head export");
+      }
+      Log::Info("audit chain heads", {{"replica", o.replica_id},
+                                      {"count", static_cast<int64_t>(end - start)},
+                                      {"exported_at_us", now_us},
+                                      {"batch_mac", batch_mac},
+                                      {"file", path}});
+    } else {
+      Log::Info("audit chain heads", {{"replica", o.replica_id},
+                                      {"count", static_cast<int64_t>(end - start)},
+                                      {"exported_at_us", now_us},
+                                      {"key", key->Fingerprint()},
+                                      {"heads", heads_json},
+                                      {"batch_mac", batch_mac}});
+    }
+    if (exported != nullptr) exported->Increment(static_cast<double>(end - start));
+  }
+  return result;
+}
+
+absl::StatusOr<int64_t> AuditSealer::EraseExpired() {
+  if (impl_->options.retention <= absl::ZeroDuration()) return 0;
+  const int64_t cutoff_us =
+      absl::ToUnixMicros(impl_->clock.Now() - impl_->options.retention);
+  absl::MutexLock lock(&impl_->work_mu);
+  int64_t total = 0;
+  for (int shard = 0; shard < impl_->options.shard_count; ++shard) {
+    auto n = impl_->EraseShard(shard, cutoff_us);
+    if (!n.ok()) return n.status();
+    total += *n;
+  }
+  if (impl_->erased != nullptr) impl_->erased->Increment(static_cast<double>(total));
+  return total;
+}
+
+// ---------------------------------------------------------------------------------------
+// Reading
+
+namespace {
+
+struct ChainPage {
+  std::optional<AuditChainHead> head;
+  std::optional<AuditAnchor> anchor;
+  std::vector<std::string> elements;
+};
+
+absl::StatusOr<ChainPage> ReadChainPage(RedisClient& redis, int shard,
+                                        const std::string& request_id, int64_t from, int count) {
+  auto r = RunRedisScript(redis, ReadChainScript(),
+                          {AuditKeys::Chain(shard, request_id), AuditKeys::Heads(shard),
+                           AuditKeys::Anchors(shard)},
+                          {request_id, absl::StrCat(from), absl::StrCat(count)});
+  if (!r.ok()) return r.status();
+  if (r->elements.size() != 3) return absl::InternalError("unexpected audit chain reply");
+  ChainPage page;
+  if (!r->elements[0].is_nil()) {
+    auto head = DecodeChainHead(r->elements[0].str);
+    if (head.ok()) page.head = *head;
+    else page.head = AuditChainHead{-1, ""};  // malformed: never matches
+  }
+  if (!r->elements[1].is_nil()) {
+    auto anchor = DecodeAnchor(r->elements[1].str);
+    page.anchor = anchor.ok() ? *anchor : AuditAnchor{-1, "", 0, ""};
+  }
+  for (RedisReply& e : r->elements[2].elements) page.elements.push_back(std::move(e.str));
+  return page;
+}
+
+}  // namespace
+
+absl::StatusOr<AuditChainVerdict> VerifyAuditChain(RedisClient& redis, const Sharding& sharding,
+                                                   const AuditKey& key,
+                                                   const std::string& request_id,
+                                                   std::optional<AuditChainHead> expected) {
+  constexpr int kPage = 500;
+  const int shard = AuditShardOf(sharding, request_id);
+  auto first = ReadChainPage(redis, shard, request_id, 0, kPage);
+  if (!first.ok()) return first.status();
+  const std::optional<AuditChainHead> head = first->head;
+  AuditChainVerifier verifier(key, request_id, first->anchor, expected);
+  ChainPage page = *std::move(first);
+  bool any = false;
+  for (;;) {
+    bool stop = page.elements.size() < static_cast<size_t>(kPage);
+    int64_t next = 0;
+    for (const std::string& element : page.elements) {
+      auto sealed = DecodeSealedEntry(element);
+      // Entries sealed after the head was read are beyond this verification.
+      if (sealed.ok() && head.has_value() && sealed->sequence > head->sequence &&
+          head->sequence >= 0) {
+        stop = true;
+        break;
+      }
+      any = true;
+      if (!verifier.Add(element)) {
+        stop = true;
+        break;
+      }
+      if (sealed.ok()) next = sealed->sequence + 1;
+    }
+    if (stop || next == 0) break;
+    auto more = ReadChainPage(redis, shard, request_id, next, kPage);
+    if (!more.ok()) return more.status();
+    page = *std::move(more);
+  }
+  AuditChainVerdict verdict = verifier.Finish(head);
+  if (verdict.intact && !head.has_value() && any) {
+    verdict.intact = false;
+    verdict.first_bad_sequence = verdict.head.sequence;
+    verdict.problem = "the chain has entries but no recorded head";
+  }
+  return verdict;
+}
+
+absl::StatusOr<AuditEntryPage> ListAuditEntries(RedisClient& redis, const Sharding& sharding,
+                                                const std::string& request_id, int64_t from,
+                                                int page_size) {
+  const int shard = AuditShardOf(sharding, request_id);
+  auto page = ReadChainPage(redis, shard, request_id, from < 1 ? 0 : from, page_size);
+  if (!page.ok()) return page.status();
+  AuditEntryPage out;
+  for (const std::string& element : page->elements) {
+    auto sealed = DecodeSealedEntry(element);
+    if (!sealed.ok()) return absl::DataLossError("an audit entry is malformed; verify the chain");
+    auto entry = DecodeAuditEntry(sealed->entry);
+    if (!entry.ok()) return absl::DataLossError("an audit entry is malformed; verify the chain");
+    out.entries.push_back(*std::move(sealed));
+    out.decoded.push_back(*std::move(entry));
+  }
+  if (out.entries.size() == static_cast<size_t>(page_size)) {
+    out.next_sequence = out.entries.back().sequence + 1;
+  }
+  return out;
+}
+
+}  // namespace rogatory::common

@@ -1,0 +1,108 @@
+// The per-caller token bucket, driven by a fake steady clock.
+#include "rogatory/common/rate_limiter.h"
+
+#include <chrono>
+#include <string>
+
+#include "absl/strings/cord.h"
+#include "gmock/gmock.h"
+#include "google/rpc/error_details.pb.h"
+#include "gtest/gtest.h"
+
+namespace rogatory::common {
+namespace {
+
+using Steady = std::chrono::steady_clock;
+using ::testing::HasSubstr;
+
+class RateLimiterTest : public ::testing::Test {
+ protected:
+  TokenBucketRateLimiter Make(double rps, int burst, size_t max_callers = 100000) {
+    RateLimitOptions o;
+    o.rate_per_second = rps;
+    o.burst = burst;
+    o.max_callers = max_callers;
+    return TokenBucketRateLimiter(o, [this] { return now_; });
+  }
+  static Caller Named(std::string id) {
+    Caller c;
+    c.authority_id = std::move(id);
+    return c;
+  }
+  void Advance(std::chrono::milliseconds d) { now_ += d; }
+
+  Steady::time_point now_ = Steady::time_point() + std::chrono::hours(1);
+};
+
+TEST_F(RateLimiterTest, BurstIsAdmittedThenExhaustedWithRetryInfo) {
+  auto limiter = Make(2, 3);
+  const Caller a = Named("AUTH-A");
+  for (int i = 0; i < 3; ++i) EXPECT_TRUE(limiter.Admit(a, "M").ok()) << i;
+  absl::Status s = limiter.Admit(a, "M");
+  EXPECT_EQ(s.code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_THAT(s.message(), HasSubstr("rate limit"));
+  auto payload = s.GetPayload("type.googleapis.com/google.rpc.RetryInfo");
+  ASSERT_TRUE(payload.has_value());
+  google::rpc::RetryInfo info;
+  ASSERT_TRUE(info.ParseFromString(std::string(*payload)));
+  // One token comes back after 1/2 s.
+  EXPECT_EQ(info.retry_delay().seconds(), 0);
+  EXPECT_EQ(info.retry_delay().nanos(), 500'000'000);
+}
+
+TEST_F(RateLimiterTest, TokensComeBackAtTheRate) {
+  auto limiter = Make(10, 1);
+  const Caller a = Named("AUTH-A");
+  EXPECT_TRUE(limiter.Admit(a, "M").ok());
+  EXPECT_FALSE(limiter.Admit(a, "M").ok());
+  Advance(std::chrono::milliseconds(50));
+  EXPECT_FALSE(limiter.Admit(a, "M").ok());
+  Advance(std::chrono::milliseconds(50));
+  EXPECT_TRUE(limiter.Admit(a, "M").ok());
+  EXPECT_FALSE(limiter.Admit(a, "M").ok());
+  // Idle for long: the bucket refills to the burst only.
+  Advance(std::chrono::seconds(100));
+  EXPECT_TRUE(limiter.Admit(a, "M").ok());
+  EXPECT_FALSE(limiter.Admit(a, "M").ok());
+}
+
+TEST_F(RateLimiterTest, EachCallerHasItsOwnBucket) {
+  auto limiter = Make(1, 1);
+  EXPECT_TRUE(limiter.Admit(Named("AUTH-A"), "M").ok());
+  EXPECT_FALSE(limiter.Admit(Named("AUTH-A"), "M").ok());
+  EXPECT_TRUE(limiter.Admit(Named("AUTH-B"), "M").ok());
+}
+
+TEST_F(RateLimiterTest, ZeroRateTurnsLimitingOff) {
+  auto limiter = Make(0, 1);
+  for (int i = 0; i < 1000; ++i) ASSERT_TRUE(limiter.Admit(Named("AUTH-A"), "M").ok());
+  EXPECT_EQ(limiter.tracked_callers(), 0u);
+}
+
+TEST_F(RateLimiterTest, RogatoryServicesAreNotLimited) {
+  auto limiter = Make(1, 1);
+  Caller relay = Named("rogatory-intake");
+  relay.is_service = true;
+  for (int i = 0; i < 100; ++i) ASSERT_TRUE(limiter.Admit(relay, "Deliver").ok());
+}
+
+TEST_F(RateLimiterTest, IdleCallersAreForgottenSoMemoryStaysBounded) {
+  auto limiter = Make(100, 1);
+  for (int i = 0; i < 5000; ++i) {
+    ASSERT_TRUE(limiter.Admit(Named("AUTH-" + std::to_string(i)), "M").ok());
+    Advance(std::chrono::milliseconds(1));
+  }
+  // Buckets refill in 10 ms here, so sweeps keep only the recent callers.
+  EXPECT_LE(limiter.tracked_callers(), 2048u);
+}
+
+TEST_F(RateLimiterTest, TooManyBusyCallersAreRefusedNotTracked) {
+  auto limiter = Make(1, 1, /*max_callers=*/3);
+  for (int i = 0; i < 3; ++i) ASSERT_TRUE(limiter.Admit(Named(std::to_string(i)), "M").ok());
+  absl::Status s = limiter.Admit(Named("new"), "M");
+  EXPECT_EQ(s.code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_EQ(limiter.tracked_callers(), 3u);
+}
+
+}  // namespace
+}  // namespace rogatory::common
