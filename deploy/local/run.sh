@@ -4,10 +4,15 @@
 # look, then serves in the foreground until Ctrl-C (SIGINT) or SIGTERM, when it stops
 # everything it started.
 #
-# Usage: deploy/local/run.sh [--no-wait] [--redis-port=PORT]
+# Usage: deploy/local/run.sh [--no-wait] [--redis-port=PORT] [--tls=MODE]
 #   --no-wait          run the demo, then stop everything and exit with the demo's result
 #                      (same as ROGATORY_DEMO_EXIT=1)
 #   --redis-port=PORT  port of the private Redis (default 6390, or ROGATORY_LOCAL_REDIS_PORT)
+#   --tls=MODE         off (default) | tls | mtls; a development CA and certificates are made
+#                      in .local/tls (same as ROGATORY_LOCAL_TLS=MODE)
+#
+# Callers authenticate with JWT bearer tokens verified against the development key set
+# deploy/dev-auth/keys.json (never for production); the demo mints one per party.
 #
 # State lives under .local/ in the repository: redis/ (AOF data, kept between runs),
 # logs/ (one log per process; the previous run's kept as *.log.1) and run/ (pid files, lock).
@@ -38,6 +43,7 @@ readonly SHUTDOWN_GRACE=3s
 readonly SERVICE_STOP_TIMEOUT=5 REDIS_STOP_TIMEOUT=2 READY_TIMEOUT=30
 
 redis_port="${ROGATORY_LOCAL_REDIS_PORT:-6390}"
+tls_mode="${ROGATORY_LOCAL_TLS:-off}"
 no_wait="${ROGATORY_DEMO_EXIT:-0}"
 
 say() { printf '[local] %s\n' "$*"; }
@@ -49,6 +55,7 @@ for arg in "$@"; do
   case "${arg}" in
     --no-wait) no_wait=1 ;;
     --redis-port=*) redis_port="${arg#*=}" ;;
+    --tls=*) tls_mode="${arg#*=}" ;;
     -h | --help) usage; exit 0 ;;
     *) usage >&2; say "error: unknown argument: ${arg}" >&2; exit 2 ;;
   esac
@@ -56,7 +63,10 @@ done
 if ! [[ "${redis_port}" =~ ^[0-9]+$ ]] || ((redis_port < 1 || redis_port > 65535)); then
   die "bad Redis port: ${redis_port}"
 fi
-readonly redis_port no_wait
+[[ "${tls_mode}" =~ ^(off|tls|mtls)$ ]] || die "bad --tls: ${tls_mode} (off|tls|mtls)"
+readonly redis_port no_wait tls_mode
+readonly tls_dir="${local_dir}/tls"
+readonly dev_keys="${repo}/deploy/dev-auth/keys.json"
 readonly redis_url="redis://127.0.0.1:${redis_port}/0"
 
 now() { printf '%s' "${EPOCHREALTIME}"; }
@@ -170,7 +180,9 @@ start() {
   # pid of COMMAND itself. fd 9 (the lock) is not inherited. This script's own knobs are
   # not passed on: they are no settings of the services.
   env -u ROGATORY_BUILD_DIR -u ROGATORY_DEMO_EXIT -u ROGATORY_LOCAL_REDIS_PORT \
-    -u ROGATORY_SUMMARY_FILE setsid "$@" </dev/null >"${log}" 2>&1 9>&- &
+    -u ROGATORY_SUMMARY_FILE -u ROGATORY_LOCAL_TLS -u ROGATORY_CLIENT_CA_FILE \
+    -u ROGATORY_CLIENT_CERT_FILE -u ROGATORY_CLIENT_KEY_FILE \
+    setsid "$@" </dev/null >"${log}" 2>&1 9>&- &
   pid_of[${name}]=$!
   started+=("${name}")
   printf '%s\n' "$!" >"${run_dir}/${name}.pid"
@@ -243,22 +255,42 @@ say "redis-server ready on 127.0.0.1:${redis_port}, data in ${redis_dir} ($(elap
 
 # --- 4. the four services ---
 t="$(now)"
+if [[ "${tls_mode}" != off ]]; then
+  "${repo}/deploy/tls/make-certs.sh" "${tls_dir}" >/dev/null # idempotent
+  # Read by tools/pyclient's connect(): the demo's client certificate and CA.
+  export ROGATORY_CLIENT_CA_FILE="${tls_dir}/ca.crt"
+  export ROGATORY_CLIENT_CERT_FILE="${tls_dir}/client.crt"
+  export ROGATORY_CLIENT_KEY_FILE="${tls_dir}/client.key"
+fi
+health_ports=()
 for i in "${!SERVICES[@]}"; do
   svc="${SERVICES[i]}"
+  tls_args=()
+  health_ports+=("${GRPC_PORTS[i]}")
+  if [[ "${tls_mode}" != off ]]; then
+    # With TLS the probes use the plaintext health-only port (listen port + 1000).
+    health_ports[i]=$((GRPC_PORTS[i] + 1000))
+    tls_args=(--tls="${tls_mode}" --tls-ca-file="${tls_dir}/ca.crt"
+              --tls-cert-file="${tls_dir}/${svc}.crt" --tls-key-file="${tls_dir}/${svc}.key"
+              --health-listen="127.0.0.1:${health_ports[i]}")
+  fi
   start "${svc}" "${build_dir}/bin/rogatory-${svc}" \
     --env=development \
     --listen="127.0.0.1:${GRPC_PORTS[i]}" \
     --metrics-listen="127.0.0.1:${METRICS_PORTS[i]}" \
     --redis-url="${redis_url}" \
     --test-clock=true \
-    --shutdown-grace="${SHUTDOWN_GRACE}"
+    --auth-keys="${dev_keys}" \
+    --service-token-key="${dev_keys}" \
+    --shutdown-grace="${SHUTDOWN_GRACE}" \
+    "${tls_args[@]}"
 done
 
 # Ready = the gRPC health check answers SERVING for the service's full name (its Redis is
 # reachable and it is not draining). Polled with a deadline; fails early if a process dies.
 health_args=()
 for i in "${!SERVICES[@]}"; do
-  health_args+=("${SERVICES[i]}" "127.0.0.1:${GRPC_PORTS[i]}" "${HEALTH_NAMES[i]}" "${pid_of[${SERVICES[i]}]}")
+  health_args+=("${SERVICES[i]}" "127.0.0.1:${health_ports[i]}" "${HEALTH_NAMES[i]}" "${pid_of[${SERVICES[i]}]}")
 done
 ready_rc=0
 "${python}" - "${READY_TIMEOUT}" "${health_args[@]}" <<'PY' || ready_rc=$?
@@ -338,7 +370,7 @@ demo_args=(
   --metrics-urls "$(IFS=,; printf '%s' "${metrics_urls[*]}")"
 )
 demo_rc=0
-timeout --foreground 120 "${python}" "${demo}" "${demo_args[@]}" </dev/null || demo_rc=$?
+timeout --foreground 180 "${python}" "${demo}" "${demo_args[@]}" </dev/null || demo_rc=$?
 ((demo_rc == 0)) || die "the demo failed (exit ${demo_rc}); service logs are in ${log_dir}"
 
 # --- 6. where to look ---
@@ -353,11 +385,22 @@ printf '  %-13s %-17s %-31s %s\n' redis "127.0.0.1:${redis_port}" "(data: ${redi
   "${log_dir#"${repo}/"}/redis.log"
 cat <<EOF
   Health (grpc.health.v1): "" = liveness, full service name = readiness. Reflection is on.
-  Development auth: send metadata x-rogatory-authority, x-rogatory-state, x-rogatory-roles.
-  Try:  curl -s ${metrics_urls[0]} | grep grpc_server_handled_total
-        redis-cli -p ${redis_port} --scan --pattern 'rg:*'
+  Auth: JWT bearer tokens checked against deploy/dev-auth/keys.json (development only);
+        rogatoryctl mints one per call from --as/--state/--roles.
+  Try:  tools/rogatoryctl/rogatoryctl health
+        tools/rogatoryctl/rogatoryctl --as FR-TJ-PARIS-JI --state FR --roles issuing request list
+        tools/rogatoryctl/rogatoryctl --as DE-PROSECUTOR --state DE --roles executing \\
+            notifications watch --from-start
+        curl -s ${metrics_urls[0]} | grep grpc_server_handled_total
         ${python} ${demo#"${repo}/"} ${demo_args[*]}
 EOF
+if [[ "${tls_mode}" != off ]]; then
+  cat <<EOF
+  TLS (${tls_mode}): CA and certificates in ${tls_dir#"${repo}/"}; health on ports 51051-51054.
+        grpcurl -cacert ${tls_dir#"${repo}/"}/ca.crt -cert ${tls_dir#"${repo}/"}/client.crt \\
+            -key ${tls_dir#"${repo}/"}/client.key localhost:50051 list
+EOF
+fi
 
 if [[ "${no_wait}" == 1 ]]; then
   exit 0
