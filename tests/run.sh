@@ -93,7 +93,9 @@ lint_protos() {
 run_ctest() {
   local rc=0
   # --timeout caps tests that set no TIMEOUT of their own (ctest's default is 25 minutes).
-  ctest --test-dir "${build_dir}" --output-on-failure --no-tests=error --timeout 300 "$@" 2>&1 |
+  # Two at a time, one per core; the fault tests, which measure latencies, run alone
+  # (RUN_SERIAL).
+  ctest --test-dir "${build_dir}" --output-on-failure --no-tests=error --timeout 300 -j2 "$@" 2>&1 |
     tee "${ctest_log}" || rc=$?
   count_results
   mapfile -t fault_lines < <(grep -ah '^FAULT ' "${build_dir}/Testing/Temporary/LastTest.log" \

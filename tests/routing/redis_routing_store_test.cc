@@ -225,12 +225,11 @@ TEST_F(RoutingStoreTest, ClaimsTakeUrgentFirstThenTheEarliestDeadline) {
   for (auto [rid, days] : {std::pair{late, 30}, std::pair{soon, 5}}) {
     Event e = Trigger(rid, common::v1::EVENT_TYPE_DEADLINE_STARTED);
     e.mutable_deadline()->set_deadline_id("dl-1");
+    const absl::Time due = kStart + absl::Hours(24 * days);  // lambdas cannot capture bindings
     *e.mutable_deadline()->mutable_due_time() =
-        google::protobuf::util::TimeUtil::SecondsToTimestamp(
-            absl::ToUnixSeconds(kStart + absl::Hours(24 * days)));
+        google::protobuf::util::TimeUtil::SecondsToTimestamp(absl::ToUnixSeconds(due));
     ASSERT_TRUE(Await<Outcome>([&](auto cb) {
-                  store_.UpdateDeadline(e, kStart + absl::Hours(24 * days), DedupeFor(e),
-                                        std::move(cb));
+                  store_.UpdateDeadline(e, due, DedupeFor(e), std::move(cb));
                 }).ok());
   }
   std::vector<std::string> order;
