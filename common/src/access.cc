@@ -120,6 +120,26 @@ bool InScope(const ListScope& scope, const RequestParties& parties) {
   return scope.all || Reaches(scope.authority_id, scope.central_state, parties);
 }
 
+void LoadRequestParties(RedisClient& redis, std::string key,
+                        std::function<void(absl::StatusOr<std::optional<RequestParties>>)> done) {
+  redis.Command({"HMGET", std::move(key), "ia", "is", "ea", "rs"},
+                [done = std::move(done)](absl::StatusOr<RedisReply> r) {
+                  if (!r.ok()) return done(r.status());
+                  if (r->elements.size() != 4) {
+                    return done(absl::InternalError("unexpected parties reply"));
+                  }
+                  bool any = false;
+                  for (const auto& e : r->elements) any = any || !e.is_nil();
+                  if (!any) return done(std::optional<RequestParties>());
+                  RequestParties p;
+                  p.issuing_authority_id = r->elements[0].str;
+                  p.issuing_state = r->elements[1].str;
+                  p.executing_authority_id = r->elements[2].str;
+                  p.requested_state = r->elements[3].str;
+                  done(std::optional<RequestParties>(std::move(p)));
+                });
+}
+
 absl::Status CheckAdmin(const Caller& caller, absl::string_view what) {
   if (caller.is_service || caller.HasRole(kRoleOperator)) return absl::OkStatus();
   return absl::PermissionDeniedError(absl::StrCat("only operators may ", what));

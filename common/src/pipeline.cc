@@ -149,12 +149,4 @@ void Pipeline::Audit(const CallContext& call, const absl::Status& status,
   });
 }
 
-grpc::ServerUnaryReactor* NotYetImplemented(grpc::CallbackServerContext* context,
-                                            absl::string_view method) {
-  auto* reactor = context->DefaultReactor();
-  reactor->Finish(grpc::Status(grpc::StatusCode::UNIMPLEMENTED,
-                               absl::StrCat(method, " is not implemented yet")));
-  return reactor;
-}
-
 }  // namespace rogatory::common

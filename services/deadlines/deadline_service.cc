@@ -205,22 +205,28 @@ void CheckDeadline(DeadlineStore& store, const common::CallContext& call,
   });
 }
 
-// A deadline change, gated by need-to-know and noted on the audit trail once done.
-void GuardedMutate(DeadlineTracker& tracker, const common::CallContext& call,
-                   const std::string& deadline_id,
-                   std::function<void(std::function<void(absl::StatusOr<v1::Deadline>)>)> mutate,
-                   v1::Deadline* out, common::Pipeline::Done done) {
-  CheckDeadline(tracker.store(), call, deadline_id, common::AccessKind::kChange,
-                [call, deadline_id, mutate, out, done](absl::StatusOr<std::string> request_id) {
-                  if (!request_id.ok()) return done(request_id.status());
-                  mutate([call, deadline_id, request_id = *request_id, out,
-                          done](absl::StatusOr<v1::Deadline> d) {
-                    if (!d.ok()) return done(d.status());
-                    call.Touch(request_id, common::AccessKind::kChange, deadline_id);
-                    *out = *std::move(d);
-                    done(absl::OkStatus());
-                  });
-                });
+// A deadline change through the tracker, gated by need-to-know and noted on the audit trail
+// once done. `request_id` is the caller's AIP-155 key (scoped to the caller).
+void ChangeDeadline(DeadlineTracker& tracker, const common::CallContext& call,
+                    const std::string& deadline_id, const std::string& request_id,
+                    const std::string& reason_code, DeadlineTracker::Change change,
+                    v1::Deadline* out, common::Pipeline::Done done) {
+  CheckDeadline(
+      tracker.store(), call, deadline_id, common::AccessKind::kChange,
+      [&tracker, call, deadline_id, request_id, reason_code, change = std::move(change), out,
+       done](absl::StatusOr<std::string> target) {
+        if (!target.ok()) return done(target.status());
+        const std::string key =
+            request_id.empty() ? "" : absl::StrCat(call.caller.authority_id, "/", request_id);
+        tracker.Mutate(deadline_id, key, reason_code, change,
+                       [call, deadline_id, target = *target, out,
+                        done](absl::StatusOr<v1::Deadline> d) {
+                         if (!d.ok()) return done(d.status());
+                         call.Touch(target, common::AccessKind::kChange, deadline_id);
+                         *out = *std::move(d);
+                         done(absl::OkStatus());
+                       });
+      });
 }
 
 }  // namespace
@@ -294,18 +300,10 @@ grpc::ServerUnaryReactor* DeadlineService::ExtendDeadline(grpc::CallbackServerCo
       [this](const common::CallContext& call, const v1::ExtendDeadlineRequest& r,
              v1::ExtendDeadlineResponse* out, common::Pipeline::Done done) {
         const absl::Duration by = FromProtoDuration(r.by());
-        const std::string reason = r.reason_code(), note = r.note();
-        GuardedMutate(
-            tracker_, call, r.deadline_id(),
-            [=, this](std::function<void(absl::StatusOr<v1::Deadline>)> then) {
-        tracker_.Mutate(
-            r.deadline_id(),
-            r.request_id().empty() ? "" : absl::StrCat(call.caller.authority_id, "/", r.request_id()),
-            reason,
-            [this, by, reason, note](v1::Deadline& d) {
+        ChangeDeadline(
+            tracker_, call, r.deadline_id(), r.request_id(), r.reason_code(),
+            [this, by, reason = r.reason_code(), note = r.note()](v1::Deadline& d) {
               return Extend(d, by, reason, note, tracker_.clock().Now(), tracker_.PlaceOf(d));
-            },
-            std::move(then));
             },
             out->mutable_deadline(), std::move(done));
       });
@@ -324,15 +322,9 @@ grpc::ServerUnaryReactor* DeadlineService::SuspendDeadline(grpc::CallbackServerC
       },
       [this](const common::CallContext& call, const v1::SuspendDeadlineRequest& r,
              v1::SuspendDeadlineResponse* out, common::Pipeline::Done done) {
-        GuardedMutate(
-            tracker_, call, r.deadline_id(),
-            [=, this](std::function<void(absl::StatusOr<v1::Deadline>)> then) {
-        tracker_.Mutate(
-            r.deadline_id(),
-            r.request_id().empty() ? "" : absl::StrCat(call.caller.authority_id, "/", r.request_id()),
-            r.reason_code(), [this](v1::Deadline& d) { return Suspend(d, tracker_.clock().Now()); },
-            std::move(then));
-            },
+        ChangeDeadline(
+            tracker_, call, r.deadline_id(), r.request_id(), r.reason_code(),
+            [this](v1::Deadline& d) { return Suspend(d, tracker_.clock().Now()); },
             out->mutable_deadline(), std::move(done));
       });
 }
@@ -349,15 +341,9 @@ grpc::ServerUnaryReactor* DeadlineService::ResumeDeadline(grpc::CallbackServerCo
       },
       [this](const common::CallContext& call, const v1::ResumeDeadlineRequest& r,
              v1::ResumeDeadlineResponse* out, common::Pipeline::Done done) {
-        GuardedMutate(
-            tracker_, call, r.deadline_id(),
-            [=, this](std::function<void(absl::StatusOr<v1::Deadline>)> then) {
-        tracker_.Mutate(
-            r.deadline_id(),
-            r.request_id().empty() ? "" : absl::StrCat(call.caller.authority_id, "/", r.request_id()),
-            "", [this](v1::Deadline& d) { return Resume(d, tracker_.clock().Now()); },
-            std::move(then));
-            },
+        ChangeDeadline(
+            tracker_, call, r.deadline_id(), r.request_id(), "",
+            [this](v1::Deadline& d) { return Resume(d, tracker_.clock().Now()); },
             out->mutable_deadline(), std::move(done));
       });
 }
@@ -375,15 +361,9 @@ grpc::ServerUnaryReactor* DeadlineService::CompleteDeadline(grpc::CallbackServer
       },
       [this](const common::CallContext& call, const v1::CompleteDeadlineRequest& r,
              v1::CompleteDeadlineResponse* out, common::Pipeline::Done done) {
-        GuardedMutate(
-            tracker_, call, r.deadline_id(),
-            [=, this](std::function<void(absl::StatusOr<v1::Deadline>)> then) {
-        tracker_.Mutate(
-            r.deadline_id(),
-            r.request_id().empty() ? "" : absl::StrCat(call.caller.authority_id, "/", r.request_id()),
-            r.reason_code(), [this](v1::Deadline& d) { return Complete(d, tracker_.clock().Now()); },
-            std::move(then));
-            },
+        ChangeDeadline(
+            tracker_, call, r.deadline_id(), r.request_id(), r.reason_code(),
+            [this](v1::Deadline& d) { return Complete(d, tracker_.clock().Now()); },
             out->mutable_deadline(), std::move(done));
       });
 }
@@ -401,15 +381,9 @@ grpc::ServerUnaryReactor* DeadlineService::CancelDeadline(grpc::CallbackServerCo
       },
       [this](const common::CallContext& call, const v1::CancelDeadlineRequest& r,
              v1::CancelDeadlineResponse* out, common::Pipeline::Done done) {
-        GuardedMutate(
-            tracker_, call, r.deadline_id(),
-            [=, this](std::function<void(absl::StatusOr<v1::Deadline>)> then) {
-        tracker_.Mutate(
-            r.deadline_id(),
-            r.request_id().empty() ? "" : absl::StrCat(call.caller.authority_id, "/", r.request_id()),
-            r.reason_code(), [this](v1::Deadline& d) { return Cancel(d, tracker_.clock().Now()); },
-            std::move(then));
-            },
+        ChangeDeadline(
+            tracker_, call, r.deadline_id(), r.request_id(), r.reason_code(),
+            [this](v1::Deadline& d) { return Cancel(d, tracker_.clock().Now()); },
             out->mutable_deadline(), std::move(done));
       });
 }

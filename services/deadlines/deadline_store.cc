@@ -369,23 +369,8 @@ void DeadlineStore::GetParties(
     std::function<void(absl::StatusOr<std::optional<common::RequestParties>>)> done) {
   auto shard = ShardOfRequest(request_id);
   if (!shard.ok()) return done(shard.status());
-  redis_.Command({"HMGET", Key(*shard, absl::StrCat("parties:", request_id)), "ia", "is", "ea",
-                  "rs"},
-                 [done](absl::StatusOr<RedisReply> r) {
-                   if (!r.ok()) return done(r.status());
-                   if (r->elements.size() != 4) {
-                     return done(absl::InternalError("unexpected parties reply"));
-                   }
-                   bool any = false;
-                   for (const auto& e : r->elements) any = any || !e.is_nil();
-                   if (!any) return done(std::optional<common::RequestParties>());
-                   common::RequestParties p;
-                   p.issuing_authority_id = r->elements[0].str;
-                   p.issuing_state = r->elements[1].str;
-                   p.executing_authority_id = r->elements[2].str;
-                   p.requested_state = r->elements[3].str;
-                   done(std::optional<common::RequestParties>(std::move(p)));
-                 });
+  common::LoadRequestParties(redis_, Key(*shard, absl::StrCat("parties:", request_id)),
+                             std::move(done));
 }
 
 absl::StatusOr<CommitOutcome> DeadlineStore::ParseCommit(const absl::StatusOr<RedisReply>& r) {

@@ -717,23 +717,8 @@ void RedisRoutingStore::GetParties(const std::string& request_id,
                                    StoreCallback<std::optional<common::RequestParties>> done) {
   auto shard = sharding_.ShardOf("rq", request_id);
   if (!shard.ok()) return done(shard.status());
-  redis_.Command({"HMGET", absl::StrCat(KeyPrefix(*shard), "parties:", request_id), "ia", "is",
-                  "ea", "rs"},
-                 [done](absl::StatusOr<RedisReply> r) {
-                   if (!r.ok()) return done(r.status());
-                   if (r->elements.size() != 4) {
-                     return done(absl::InternalError("unexpected parties reply"));
-                   }
-                   bool any = false;
-                   for (const auto& e : r->elements) any = any || !e.is_nil();
-                   if (!any) return done(std::optional<common::RequestParties>());
-                   common::RequestParties p;
-                   p.issuing_authority_id = r->elements[0].str;
-                   p.issuing_state = r->elements[1].str;
-                   p.executing_authority_id = r->elements[2].str;
-                   p.requested_state = r->elements[3].str;
-                   done(std::optional<common::RequestParties>(std::move(p)));
-                 });
+  common::LoadRequestParties(redis_, absl::StrCat(KeyPrefix(*shard), "parties:", request_id),
+                             std::move(done));
 }
 
 void RedisRoutingStore::GetJob(const std::string& job_id, StoreCallback<v1::TranslationJob> done) {

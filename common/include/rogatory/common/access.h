@@ -1,11 +1,13 @@
 #pragma once
 
+#include <functional>
 #include <optional>
 #include <string>
 
 #include "absl/status/status.h"
 #include "absl/strings/string_view.h"
 #include "rogatory/common/pipeline.h"
+#include "rogatory/common/redis.h"
 #include "rogatory/common/v1/events.pb.h"
 
 namespace rogatory::common {
@@ -106,6 +108,13 @@ struct ListScope {
 absl::StatusOr<ListScope> ListScopeOf(const Caller& caller);
 // Whether a request with these parties is in the scope (same rule as ReachOf).
 bool InScope(const ListScope& scope, const RequestParties& parties);
+
+// Reads the parties of a request that a service keeps in the Redis hash `key` (written by
+// its event receiver scripts, fields ia = issuing authority, is = issuing state,
+// ea = executing authority, rs = requested state): nullopt when the service has not
+// heard of the request yet.
+void LoadRequestParties(RedisClient& redis, std::string key,
+                        std::function<void(absl::StatusOr<std::optional<RequestParties>>)> done);
 
 // Admin RPCs (test clock, dead letters, redrives): operators and services only;
 // PERMISSION_DENIED for everyone else.

@@ -186,8 +186,4 @@ class Pipeline {
   std::shared_ptr<std::atomic<int>> in_flight_ = std::make_shared<std::atomic<int>>(0);
 };
 
-// A unary reactor answering UNIMPLEMENTED, for RPCs whose issue has not landed yet.
-grpc::ServerUnaryReactor* NotYetImplemented(grpc::CallbackServerContext* context,
-                                            absl::string_view method);
-
 }  // namespace rogatory::common
