@@ -14,7 +14,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
-#include "absl/synchronization/notification.h"
+#include "rogatory/common/await.h"
 #include "prometheus/counter.h"
 #include "prometheus/gauge.h"
 #include "rogatory/common/logging.h"
@@ -244,14 +244,8 @@ AuditRecord ServiceAuditRecord(absl::string_view service, absl::string_view meth
 }
 
 absl::Status RecordAndWait(Auditor& auditor, AuditRecord record) {
-  absl::Notification done;
-  absl::Status result;
-  auditor.Record(std::move(record), [&](absl::Status s) {
-    result = std::move(s);
-    done.Notify();
-  });
-  done.WaitForNotification();
-  return result;
+  return AwaitCallback<absl::Status>(
+      [&](auto done) { auditor.Record(std::move(record), std::move(done)); });
 }
 
 std::shared_ptr<const AuditKey> DevelopmentAuditKey() {

@@ -1,5 +1,6 @@
 #include "rogatory/common/redis.h"
 
+#include "rogatory/common/await.h"
 #include "rogatory/common/ids.h"
 
 #include "absl/strings/match.h"
@@ -7,7 +8,6 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
-#include "absl/synchronization/notification.h"
 
 namespace rogatory::common {
 LuaScript::LuaScript(std::string source) : source_(std::move(source)), sha1_(Sha1Hex(source_)) {}
@@ -58,30 +58,15 @@ absl::Status RedisErrorToStatus(absl::string_view error) {
   return absl::InternalError(absl::StrCat("redis: ", error));
 }
 
-namespace {
-
-template <typename Issue>
-absl::StatusOr<RedisReply> Wait(Issue issue) {
-  absl::Notification done;
-  absl::StatusOr<RedisReply> result;
-  issue([&](absl::StatusOr<RedisReply> r) {
-    result = std::move(r);
-    done.Notify();
-  });
-  done.WaitForNotification();
-  return result;
-}
-
-}  // namespace
-
 absl::StatusOr<RedisReply> RunRedisCommand(RedisClient& client, std::vector<std::string> args) {
-  return Wait([&](RedisCallback cb) { client.Command(std::move(args), std::move(cb)); });
+  return AwaitCallback<absl::StatusOr<RedisReply>>(
+      [&](RedisCallback cb) { client.Command(std::move(args), std::move(cb)); });
 }
 
 absl::StatusOr<RedisReply> RunRedisScript(RedisClient& client, const LuaScript& script,
                                           std::vector<std::string> keys,
                                           std::vector<std::string> args) {
-  return Wait([&](RedisCallback cb) {
+  return AwaitCallback<absl::StatusOr<RedisReply>>([&](RedisCallback cb) {
     client.Eval(script, std::move(keys), std::move(args), std::move(cb));
   });
 }

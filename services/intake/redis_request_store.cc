@@ -354,52 +354,45 @@ void RedisRequestStore::Get(const std::string& id, Done<v1::Request> done) {
                  });
 }
 
+// A list gathers the page from every shard, in rounds. The first round asks each shard for
+// a share of the page (twice its even share, at least 4) rather than a whole page: requests
+// spread over 16 shards, and a whole page from each read and shipped 16 pages (every one
+// with its stored protobuf) to answer one. The page is what every shard is known to have
+// been scanned past; when that is short of the page size, the shards not yet exhausted are
+// asked again from where each stopped, for the rest, up to kListRounds rounds. A page still
+// short then (sparse filters hitting the scan budget) is answered as is with a `next`
+// cursor, as before.
+struct RedisRequestStore::ListGather {
+  ListGather(ListQuery q, Done<ListPage> d, int shards)
+      : query(std::move(q)), done(std::move(d)), pages(shards) {}
+  const ListQuery query;
+  const Done<ListPage> done;
+  absl::Mutex mu;
+  int pending ABSL_GUARDED_BY(mu) = 0;
+  int round = 0;  // touched only between rounds
+  absl::Status error ABSL_GUARDED_BY(mu);
+  // What each shard returned so far, in order, with where it stopped.
+  std::vector<ShardPage> pages;
+};
+
 void RedisRequestStore::List(const ListQuery& query, Done<ListPage> done) {
-  struct Gather {
-    absl::Mutex mu;
-    int pending;
-    absl::Status error;
-    std::vector<ShardPage> pages;
-  };
   const int shards = sharding_.shard_count();
-  auto gather = std::make_shared<Gather>();
-  gather->pending = shards;
-  gather->pages.resize(shards);
+  auto gather = std::make_shared<ListGather>(query, std::move(done), shards);
+  std::vector<int> all(shards);
+  for (int i = 0; i < shards; ++i) all[i] = i;
+  const int share = std::min(query.page_size,
+                             std::max(4, 2 * ((query.page_size + shards - 1) / shards)));
+  ListRound(gather, all, share);
+}
 
-  auto finish = [gather, query, done]() {
-    if (!gather->error.ok()) return done(gather->error);
-    // Only positions every unfinished shard has scanned past are known completely.
-    std::optional<ListCursor> boundary;
-    std::vector<v1::Request> all;
-    for (auto& page : gather->pages) {
-      if (!page.exhausted && page.last.has_value() &&
-          (!boundary.has_value() || ComesBefore(*page.last, *boundary))) {
-        boundary = page.last;
-      }
-      for (auto& r : page.requests) all.push_back(std::move(r));
-    }
-    const bool by_update = query.by_update;
-    std::sort(all.begin(), all.end(), [by_update](const v1::Request& a, const v1::Request& b) {
-      return ComesBefore(CursorOf(a, by_update), CursorOf(b, by_update));
-    });
-    if (boundary.has_value()) {
-      auto beyond = std::find_if(all.begin(), all.end(), [&](const v1::Request& r) {
-        return ComesBefore(*boundary, CursorOf(r, by_update));
-      });
-      all.erase(beyond, all.end());
-    }
-    ListPage out;
-    if (all.size() > static_cast<size_t>(query.page_size)) {
-      all.resize(query.page_size);
-      out.next = CursorOf(all.back(), by_update);
-    } else {
-      out.next = boundary;
-    }
-    out.requests = std::move(all);
-    done(std::move(out));
-  };
-
-  for (int shard = 0; shard < shards; ++shard) {
+void RedisRequestStore::ListRound(const std::shared_ptr<ListGather>& gather,
+                                  const std::vector<int>& shards, int limit) {
+  const ListQuery& query = gather->query;
+  {
+    absl::MutexLock lock(&gather->mu);
+    gather->pending = static_cast<int>(shards.size());
+  }
+  for (int shard : shards) {
     const std::string p = Sharding::Prefix(shard);
     // The most selective index that serves the filters; the scan checks the others. Lists
     // by update walk the update-time index.
@@ -427,11 +420,14 @@ void RedisRequestStore::List(const ListQuery& query, Done<ListPage> done) {
     std::string max = "+inf", min = "-inf";
     if (!query.by_update && query.created_to_ms) max = absl::StrCat(*query.created_to_ms - 1);
     if (!query.by_update && query.created_from_ms) min = absl::StrCat(*query.created_from_ms);
-    if (query.after) max = absl::StrCat(query.after->create_ms);
+    const std::optional<ListCursor>& after = gather->pages[shard].last.has_value()
+                                                 ? gather->pages[shard].last
+                                                 : query.after;
+    if (after) max = absl::StrCat(after->create_ms);
     std::vector<std::string> args = {
         max,
-        query.after ? query.after->id : "",
-        absl::StrCat(query.page_size),
+        after ? after->id : "",
+        absl::StrCat(limit),
         absl::StrCat(kScanBudget),
         query.status != 0 ? absl::StrCat(static_cast<int>(query.status)) : "",
         query.instrument != 0 ? absl::StrCat(static_cast<int>(query.instrument)) : "",
@@ -446,39 +442,88 @@ void RedisRequestStore::List(const ListQuery& query, Done<ListPage> done) {
         scoped ? query.scope->authority_id : "",
         scoped ? query.scope->central_state : ""};
     redis_.Eval(ListScript(), {index}, std::move(args),
-                [gather, shard, finish](absl::StatusOr<RedisReply> reply) {
-                  ShardPage page;
-                  absl::Status error;
-                  if (!reply.ok()) {
-                    error = reply.status();
-                  } else if (reply->elements.size() < 3) {
-                    error = absl::InternalError("unexpected list script reply");
-                  } else {
-                    page.exhausted = reply->elements[0].integer == 1;
-                    int64_t score = 0;
-                    if (!reply->elements[2].str.empty() &&
-                        absl::SimpleAtoi(reply->elements[1].str, &score)) {
-                      page.last = ListCursor{score, reply->elements[2].str};
-                    }
-                    for (size_t i = 3; i + 3 < reply->elements.size() && error.ok(); i += 4) {
-                      auto r = ParseStored(reply->elements, i);
-                      if (r.ok()) {
-                        page.requests.push_back(*std::move(r));
-                      } else {
-                        error = r.status();
-                      }
+                [this, gather, shard](absl::StatusOr<RedisReply> reply) {
+                ShardPage page;
+                absl::Status error;
+                if (!reply.ok()) {
+                  error = reply.status();
+                } else if (reply->elements.size() < 3) {
+                  error = absl::InternalError("unexpected list script reply");
+                } else {
+                  page.exhausted = reply->elements[0].integer == 1;
+                  int64_t score = 0;
+                  if (!reply->elements[2].str.empty() &&
+                      absl::SimpleAtoi(reply->elements[1].str, &score)) {
+                    page.last = ListCursor{score, reply->elements[2].str};
+                  }
+                  for (size_t i = 3; i + 3 < reply->elements.size() && error.ok(); i += 4) {
+                    auto r = ParseStored(reply->elements, i);
+                    if (r.ok()) {
+                      page.requests.push_back(*std::move(r));
+                    } else {
+                      error = r.status();
                     }
                   }
-                  bool last = false;
-                  {
-                    absl::MutexLock lock(&gather->mu);
-                    if (!error.ok() && gather->error.ok()) gather->error = error;
-                    gather->pages[shard] = std::move(page);
-                    last = --gather->pending == 0;
-                  }
-                  if (last) finish();
-                });
+                }
+                bool last = false;
+                {
+                  absl::MutexLock lock(&gather->mu);
+                  if (!error.ok() && gather->error.ok()) gather->error = error;
+                  ShardPage& kept = gather->pages[shard];
+                  kept.exhausted = page.exhausted;
+                  if (page.last.has_value()) kept.last = page.last;
+                  for (auto& r : page.requests) kept.requests.push_back(std::move(r));
+                  last = --gather->pending == 0;
+                }
+                if (last) ListEvaluate(gather);
+              });
   }
+}
+
+void RedisRequestStore::ListEvaluate(const std::shared_ptr<ListGather>& gather) {
+  const ListQuery& query = gather->query;
+  absl::Status error;
+  {
+    absl::MutexLock lock(&gather->mu);
+    error = gather->error;
+  }
+  if (!error.ok()) return gather->done(error);
+  // Only positions every unfinished shard has scanned past are known completely.
+  std::optional<ListCursor> boundary;
+  std::vector<int> unfinished;
+  std::vector<const v1::Request*> known;
+  for (size_t shard = 0; shard < gather->pages.size(); ++shard) {
+    const ShardPage& page = gather->pages[shard];
+    if (!page.exhausted && page.last.has_value()) {
+      unfinished.push_back(static_cast<int>(shard));
+      if (!boundary.has_value() || ComesBefore(*page.last, *boundary)) boundary = page.last;
+    }
+  }
+  const bool by_update = query.by_update;
+  for (const ShardPage& page : gather->pages) {
+    for (const v1::Request& r : page.requests) {
+      if (!boundary.has_value() || !ComesBefore(*boundary, CursorOf(r, by_update))) {
+        known.push_back(&r);
+      }
+    }
+  }
+  const size_t want = static_cast<size_t>(query.page_size);
+  if (known.size() < want && !unfinished.empty() && ++gather->round < kListRounds) {
+    return ListRound(gather, unfinished, static_cast<int>(want - known.size()));
+  }
+  std::sort(known.begin(), known.end(), [by_update](const v1::Request* a, const v1::Request* b) {
+    return ComesBefore(CursorOf(*a, by_update), CursorOf(*b, by_update));
+  });
+  ListPage out;
+  if (known.size() > want) {
+    known.resize(want);
+    out.next = CursorOf(*known.back(), by_update);
+  } else {
+    out.next = boundary;
+  }
+  out.requests.reserve(known.size());
+  for (const v1::Request* r : known) out.requests.push_back(*r);
+  gather->done(std::move(out));
 }
 
 void RedisRequestStore::History(const std::string& id,

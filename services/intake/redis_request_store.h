@@ -56,9 +56,18 @@ class RedisRequestStore final : public RequestStore {
 
   // Most index entries one shard examines per List call: bounds the work of a page.
   static constexpr int kScanBudget = 1000;
+  // Rounds of a List (see List in the .cc): the first asks each shard for a share of the
+  // page, the others top up from shards that may hold more of it.
+  static constexpr int kListRounds = 3;
 
  private:
+  struct ListGather;
   static std::string IdemKey(int shard, const std::optional<Idempotency>& idempotency);
+  // One round of a List: asks `shards` for up to `limit` matches each, after where each
+  // stopped before; evaluates the page when the last one answers.
+  void ListRound(const std::shared_ptr<ListGather>& gather, const std::vector<int>& shards,
+                 int limit);
+  void ListEvaluate(const std::shared_ptr<ListGather>& gather);
 
   common::RedisClient& redis_;
   common::Sharding sharding_;

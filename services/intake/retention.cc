@@ -4,7 +4,8 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
-#include "absl/synchronization/notification.h"
+#include "rogatory/common/audit_log.h"
+#include "rogatory/common/await.h"
 #include "google/protobuf/util/time_util.h"
 #include "intake_service.h"
 #include "lifecycle.h"
@@ -20,14 +21,7 @@ namespace pb = rogatory::common::v1;
 // allowed.
 template <typename T, typename Fn>
 absl::StatusOr<T> Wait(Fn&& call) {
-  absl::Notification done;
-  absl::StatusOr<T> result = absl::UnknownError("no answer");
-  call([&](absl::StatusOr<T> r) {
-    result = std::move(r);
-    done.Notify();
-  });
-  done.WaitForNotification();
-  return result;
+  return common::AwaitCallback<absl::StatusOr<T>>(std::forward<Fn>(call));
 }
 
 const char* StepLabel(ErasureStep step) {
@@ -159,13 +153,7 @@ absl::Status RetentionSweeper::Audit(const PendingErasureAudit& audit) {
   record.code = absl::StatusCode::kOk;
   record.subjects.push_back(common::AuditSubject{
       audit.id, common::AccessKind::kChange, personal ? "erased personal data" : "erased"});
-  absl::Notification recorded;
-  absl::Status status;
-  auditor_.Record(std::move(record), [&](absl::Status s) {
-    status = std::move(s);
-    recorded.Notify();
-  });
-  recorded.WaitForNotification();
+  absl::Status status = common::RecordAndWait(auditor_, std::move(record));
   if (!status.ok()) return status;
   auto cleared = Wait<bool>([&](auto done) { store_.ErasureAudited(audit, std::move(done)); });
   return cleared.status();

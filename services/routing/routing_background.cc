@@ -1,7 +1,7 @@
 #include "routing_background.h"
 
 #include "absl/strings/str_cat.h"
-#include "absl/synchronization/notification.h"
+#include "rogatory/common/await.h"
 #include "rogatory/common/logging.h"
 
 namespace rogatory::routing {
@@ -9,14 +9,7 @@ namespace {
 
 template <typename T, typename Fn>
 absl::StatusOr<T> Wait(Fn&& call) {
-  absl::Notification done;
-  absl::StatusOr<T> result;
-  call([&](absl::StatusOr<T> r) {
-    result = std::move(r);
-    done.Notify();
-  });
-  done.WaitForNotification();
-  return result;
+  return common::AwaitCallback<absl::StatusOr<T>>(std::forward<Fn>(call));
 }
 
 // KEYS[1] lease. ARGV[1] replica, [2] ttl ms. Returns 1 when this replica holds it.

@@ -168,6 +168,30 @@ TYPED_TEST_P(RequestStoreContractTest, ListWalksEveryRequestNewestFirstAcrossPag
   EXPECT_EQ(seen, expected);
 }
 
+// A page is gathered from every shard; when the newest requests all sit in one shard, the
+// page must still come back full and in order (the Redis store asks each shard for a share
+// of the page first, then tops up from the shards that may hold more).
+TYPED_TEST_P(RequestStoreContractTest, FullPageWhenTheNewestRequestsShareOneShard) {
+  std::vector<std::string> newest_first;
+  for (int i = 0; i < 20; ++i) ASSERT_TRUE(this->Create(this->MakeNew(1767225600000 + i)).ok());
+  for (int i = 0; i < 60; ++i) {
+    auto n = this->MakeNew(1767225700000 + i, /*shard=*/3);
+    newest_first.insert(newest_first.begin(), n.request.id());
+    ASSERT_TRUE(this->Create(std::move(n)).ok());
+  }
+  intake::ListQuery q;
+  q.page_size = 50;
+  auto page = this->List(q);
+  ASSERT_TRUE(page.ok()) << page.status();
+  ASSERT_EQ(page->requests.size(), 50u);
+  for (size_t i = 0; i < 50; ++i) EXPECT_EQ(page->requests[i].id(), newest_first[i]) << i;
+  ASSERT_TRUE(page->next.has_value());
+  q.after = page->next;
+  auto rest = this->ListAll(q);
+  ASSERT_EQ(rest.size(), 30u);
+  for (size_t i = 0; i < 10; ++i) EXPECT_EQ(rest[i].id(), newest_first[50 + i]) << i;
+}
+
 TYPED_TEST_P(RequestStoreContractTest, ListFiltersByInstrumentAndState) {
   auto eaw = this->MakeNew(1767225600000, -1, common::v1::INSTRUMENT_EAW);
   eaw.request.mutable_content()->set_requested_state("BE");
@@ -454,6 +478,7 @@ REGISTER_TYPED_TEST_SUITE_P(RequestStoreContractTest, CreatedRequestCanBeReadBac
                             SameKeyDifferentPayloadIsAlreadyExists, KeysAreScopedToTheCaller,
                             ConcurrentDuplicatesCreateExactlyOneRequest,
                             ListWalksEveryRequestNewestFirstAcrossPages,
+                            FullPageWhenTheNewestRequestsShareOneShard,
                             ListFiltersByInstrumentAndState,
                             ListFiltersByUrgencyAndCreationTimeRange,
                             RequestCreatedDuringPagingIsNeitherSkippedNorRepeated,

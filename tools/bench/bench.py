@@ -1,0 +1,640 @@
+#!/usr/bin/python3
+"""Runs Rogatory's benchmark: every rogatory-bench scenario beside its baselines, in the
+production configuration and in steps from the development one, and writes the report.
+
+Started by tools/bench/run.sh (which installs and builds first). Everything runs on this
+machine: redis-server, the four services and rogatory-echo (the baseline server, built with
+the same platform) on free loopback ports, each configuration from a fresh Redis.
+
+  bench.py --build-dir build --report tools/bench/REPORT.md     # the whole report (~10 min)
+  bench.py --build-dir build --smoke                            # every scenario for a second
+
+The smoke run (a ctest of the test suite) checks that every scenario still runs without a
+failed call; it measures nothing and writes no report.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime
+import json
+import os
+import platform as pyplatform
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from typing import Optional
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.join(REPO, "tools", "pyclient"))
+import rogatory_client as rc  # noqa: E402
+
+SERVICES = ("intake", "routing", "deadlines", "notification")
+HEALTH_NAMES = {
+    "intake": "rogatory.intake.v1.IntakeService",
+    "routing": "rogatory.routing.v1.TranslationRoutingService",
+    "deadlines": "rogatory.deadlines.v1.DeadlineService",
+    "notification": "rogatory.notification.v1.NotificationService",
+    "echo": "rogatory.bench.v1.EchoService",
+}
+READY_TIMEOUT_S = 30
+
+
+def log(message: str) -> None:
+    print(f"[bench] {message}", flush=True)
+
+
+_used_ports: set[int] = set()
+
+
+def free_port() -> int:
+    while True:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        if port not in _used_ports and port + 1000 < 65536:
+            _used_ports.add(port)
+            return port
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    """One configuration under test; each step of the cost table adds one feature."""
+    name: str
+    auth: str = "metadata"     # metadata (development) | token (ES256 in production)
+    tls: bool = False          # TLS on every gRPC server and client
+    audit: str = "log"         # log (a log line) | chain (the tamper-evident Redis log)
+    fsync: str = "off"         # off (no AOF) | always (appendfsync always)
+
+    @property
+    def production(self) -> bool:
+        return self.auth == "token" and self.tls and self.audit == "chain" and self.fsync == "always"
+
+    def describe(self) -> str:
+        return (f"auth={self.auth}{' (ES256)' if self.auth == 'token' else ''}, "
+                f"tls={'on' if self.tls else 'off'}, audit={self.audit}, "
+                f"Redis {'appendfsync always' if self.fsync == 'always' else 'without AOF'}")
+
+
+DEV = Config("development")
+STEPS = [
+    DEV,
+    dataclasses.replace(DEV, name="+ tokens", auth="token"),
+    dataclasses.replace(DEV, name="+ TLS", auth="token", tls=True),
+    dataclasses.replace(DEV, name="+ audit chain", auth="token", tls=True, audit="chain"),
+    Config("production", auth="token", tls=True, audit="chain", fsync="always"),
+]
+PRODUCTION = STEPS[-1]
+
+
+class Keys:
+    """Production-like keys made for the run: an ES256 pair (services verify with the public
+    half, the benchmark and the services' own tokens sign with the private one), an audit
+    HMAC key and TLS certificates from deploy/tls/make-certs.sh."""
+
+    def __init__(self, work: str):
+        self.dir = os.path.join(work, "keys")
+        os.makedirs(self.dir, exist_ok=True)
+        private_pem = subprocess.run(
+            "openssl ecparam -name prime256v1 -genkey -noout | openssl pkcs8 -topk8 -nocrypt",
+            shell=True, check=True, capture_output=True, text=True).stdout
+        public_pem = subprocess.run(["openssl", "ec", "-pubout"], input=private_pem, check=True,
+                                    capture_output=True, text=True).stdout
+        self.public_set = self._write("keys.json", {"keys": [
+            {"kid": "bench", "alg": "ES256", "public_key_pem": public_pem}]})
+        self.private = self._write("signing.json",
+                                   {"kid": "bench", "alg": "ES256", "private_key_pem": private_pem})
+        self.audit = os.path.join(self.dir, "audit.key")
+        with open(self.audit, "wb") as f:
+            f.write(os.urandom(32))
+        os.chmod(self.audit, 0o600)
+        self.tls = os.path.join(work, "tls")
+        subprocess.run([os.path.join(REPO, "deploy", "tls", "make-certs.sh"), self.tls],
+                       check=True, capture_output=True)
+
+    def _write(self, name: str, data: dict) -> str:
+        path = os.path.join(self.dir, name)
+        with open(path, "w", encoding="utf-8") as f:
+            json.dump(data, f)
+        os.chmod(path, 0o600)
+        return path
+
+
+class Redis:
+    def __init__(self, work: str, fsync: str):
+        self.port = free_port()
+        self.dir = tempfile.mkdtemp(prefix="redis-", dir=work)
+        args = ["redis-server", "--bind", "127.0.0.1", "--port", str(self.port), "--dir", self.dir,
+                "--save", "", "--daemonize", "no", "--logfile", os.path.join(self.dir, "redis.log")]
+        if fsync == "always":
+            args += ["--appendonly", "yes", "--appendfsync", "always"]
+        else:
+            args += ["--appendonly", "no"]
+        self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 15
+        while self.cli("PING") != "PONG":
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("redis-server did not start")
+            time.sleep(0.05)
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def cli(self, *args: str) -> str:
+        r = subprocess.run(["redis-cli", "-p", str(self.port), *args], capture_output=True,
+                           text=True, timeout=30)
+        return r.stdout.strip()
+
+    def info(self, section: str) -> dict[str, str]:
+        out = {}
+        for line in self.cli("INFO", section).splitlines():
+            if ":" in line and not line.startswith("#"):
+                k, v = line.split(":", 1)
+                out[k] = v.strip()
+        return out
+
+    def commands(self) -> dict[str, int]:
+        """Calls per command so far (INFO commandstats), INFO itself left out."""
+        calls = {}
+        for k, v in self.info("commandstats").items():
+            name = k.removeprefix("cmdstat_")
+            if name in ("info", "ping"):
+                continue
+            fields = dict(p.split("=", 1) for p in v.split(","))
+            calls[name] = int(fields["calls"])
+        return calls
+
+    def used_memory(self) -> int:
+        return int(self.info("memory")["used_memory"])
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.cli("SHUTDOWN", "NOSAVE")
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class Cluster:
+    """Redis, the four services and rogatory-echo in one configuration."""
+
+    def __init__(self, bin_dir: str, work: str, keys: Keys, config: Config):
+        self.config = config
+        self.keys = keys
+        self.work = work
+        self.redis = Redis(work, config.fsync)
+        self.ports = {name: free_port() for name in (*SERVICES, "echo")}
+        self.procs: dict[str, subprocess.Popen] = {}
+        receivers = ",".join(f"{s}=127.0.0.1:{self.ports[s]}" for s in SERVICES)
+        for name in (*SERVICES, "echo"):
+            self._start(bin_dir, name, receivers)
+        try:
+            self._wait_ready()
+        except Exception:
+            self.stop()
+            raise
+
+    def address(self, name: str) -> str:
+        return f"127.0.0.1:{self.ports[name]}"
+
+    def health_address(self, name: str) -> str:
+        port = self.ports[name] + (1000 if self.config.tls else 0)
+        return f"127.0.0.1:{port}"
+
+    def _start(self, bin_dir: str, name: str, receivers: str) -> None:
+        c = self.config
+        args = [os.path.join(bin_dir, f"rogatory-{name}"),
+                f"--env={'production' if c.production else 'development'}",
+                f"--listen={self.address(name)}", f"--metrics-listen=127.0.0.1:{free_port()}",
+                f"--redis-url={self.redis.url}", f"--event-receivers={receivers}",
+                f"--audit={c.audit}", "--shutdown-grace=2s"]
+        if c.auth == "token":
+            args += ["--auth=token", f"--auth-keys={self.keys.public_set}",
+                     f"--service-token-key={self.keys.private}", "--auth-issuer=rogatory-dev"]
+        else:
+            args += ["--auth=metadata"]
+        if c.audit == "chain":
+            args += [f"--audit-key-file={self.keys.audit}"]
+        if c.tls:
+            t = self.keys.tls
+            cert = name if name != "echo" else "intake"  # any server certificate of localhost
+            args += ["--tls=tls", f"--tls-ca-file={t}/ca.crt", f"--tls-cert-file={t}/{cert}.crt",
+                     f"--tls-key-file={t}/{cert}.key",
+                     f"--health-listen={self.health_address(name)}"]
+        log_file = open(os.path.join(self.work, f"{name}.log"), "ab")
+        self.procs[name] = subprocess.Popen(args, stdout=log_file, stderr=subprocess.STDOUT)
+
+    def _wait_ready(self) -> None:
+        deadline = time.monotonic() + READY_TIMEOUT_S
+        for name, proc in self.procs.items():
+            while True:
+                if proc.poll() is not None:
+                    raise RuntimeError(f"rogatory-{name} exited with {proc.returncode}; see "
+                                       f"{self.work}/{name}.log")
+                try:
+                    if rc.health_check(self.health_address(name), HEALTH_NAMES[name],
+                                       timeout=1) == "SERVING":
+                        break
+                except Exception:  # not listening yet
+                    pass
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"rogatory-{name} not SERVING within {READY_TIMEOUT_S}s")
+                time.sleep(0.1)
+
+    def bench_args(self) -> list[str]:
+        c, t = self.config, self.keys.tls
+        args = [f"--intake-addr={self.address('intake')}", f"--echo-addr={self.address('echo')}",
+                f"--notification-addr={self.address('notification')}",
+                f"--sample={os.path.join(REPO, 'samples', 'requests', 'eio-fr-de.json')}",
+                f"--label={c.name}"]
+        if c.auth == "token":
+            args += ["--auth=token", f"--auth-keys={self.keys.private}"]
+        else:
+            args += ["--auth=metadata"]
+        if c.tls:
+            args += ["--tls=tls", f"--tls-ca-file={t}/ca.crt"]
+        return args
+
+    def stop(self) -> None:
+        for proc in self.procs.values():
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        for name, proc in self.procs.items():
+            try:
+                code = proc.wait(15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                code = proc.wait()
+            if code != 0:
+                log(f"warning: rogatory-{name} exited with {code} (see {self.work}/{name}.log)")
+        self.redis.stop()
+
+
+@dataclasses.dataclass
+class Run:
+    """One rogatory-bench run with the Redis commands made meanwhile."""
+    result: dict
+    commands: dict[str, int]
+    idle_commands_per_s: float
+
+    @property
+    def ok(self) -> int:
+        return self.result["calls"]["ok"]
+
+    def commands_per_call(self) -> float:
+        """Redis commands per successful call, all services included, less what the same
+        processes did per second while idle (background polling) over the run's length."""
+        total = sum(self.commands.values())
+        window = self.result["calls"]["window_s"] + self.warmup_s
+        background = self.idle_commands_per_s * window
+        return max(0.0, total - background) / max(1, self.ok + self.warmup_calls)
+
+    warmup_s: float = 0
+    warmup_calls: int = 0
+
+
+class Bench:
+    def __init__(self, args: argparse.Namespace, work: str):
+        self.args = args
+        self.work = work
+        self.bin_dir = os.path.join(os.path.abspath(args.build_dir), "bin")
+        self.results: list[dict] = []
+        self.jsonl = os.path.join(work, "results.jsonl")
+
+    def bench(self, cluster: Cluster, scenario: str, *, mode: str = "closed",
+              concurrency: int = 0, rate: float = 0, duration: Optional[float] = None,
+              extra: tuple[str, ...] = ()) -> Run:
+        a = self.args
+        duration = duration if duration is not None else a.duration
+        if os.path.exists(self.jsonl):
+            os.remove(self.jsonl)
+        argv = [os.path.join(self.bin_dir, "rogatory-bench"), f"--scenario={scenario}",
+                f"--mode={mode}", f"--duration={duration}s", f"--warmup={a.warmup}s",
+                f"--json={self.jsonl}", *cluster.bench_args(), *extra]
+        argv.append(f"--concurrency={concurrency or a.concurrency}")
+        if mode == "open":
+            argv.append(f"--rate={max(1, int(rate))}")
+        if a.smoke:
+            argv += ["--fail-on-errors=true", "--seed=60"]
+        idle = self.idle_rate(cluster) if not a.smoke else 0.0
+        before = cluster.redis.commands()
+        proc = subprocess.run(argv, capture_output=True, text=True)
+        after = cluster.redis.commands()
+        sys.stdout.write(proc.stdout)
+        if proc.returncode != 0:
+            sys.stderr.write(proc.stderr)
+            raise RuntimeError(f"rogatory-bench {scenario} failed with {proc.returncode}")
+        with open(self.jsonl, encoding="utf-8") as f:
+            result = json.loads(f.read().strip().splitlines()[-1])
+        result["config"] = cluster.config.name
+        self.results.append(result)
+        delta = {k: after.get(k, 0) - before.get(k, 0) for k in after}
+        run = Run(result, {k: v for k, v in delta.items() if v > 0}, idle)
+        run.warmup_s = a.warmup
+        # Warm-up calls also reached Redis; estimate them at the measured rate.
+        run.warmup_calls = int(result["calls"]["throughput_per_s"] * a.warmup) if mode == "closed" \
+            else int(rate * a.warmup)
+        return run
+
+    def idle_rate(self, cluster: Cluster, seconds: float = 2.0) -> float:
+        """Redis commands per second the cluster makes with no calls (background polling)."""
+        time.sleep(0.5)  # let the previous run's tail settle
+        before = sum(cluster.redis.commands().values())
+        time.sleep(seconds)
+        return (sum(cluster.redis.commands().values()) - before) / seconds
+
+    def redis_benchmark(self, redis: Redis) -> list[dict]:
+        """The Redis commands a submission is made of, measured by redis-benchmark."""
+        tests = [
+            ("SET", ["SET", "bench:k", "x" * 1500]),
+            ("GET", ["GET", "bench:k"]),
+            ("HSET", ["HSET", "bench:h", "f", "x" * 1500]),
+            ("XADD", ["XADD", "bench:s", "MAXLEN", "~", "10000", "*", "e", "x" * 1500]),
+            ("EVAL (no-op script)", ["EVAL", "return 1", "0"]),
+        ]
+        rows = []
+        for name, command in tests:
+            r = subprocess.run(["redis-benchmark", "-p", str(redis.port), "-n",
+                                str(self.args.redis_requests), "-c", str(self.args.concurrency),
+                                "--csv", *command], capture_output=True, text=True, check=True)
+            lines = [l for l in r.stdout.splitlines() if l.strip()]
+            header = [h.strip('"') for h in lines[0].split(",")]
+            values = [v.strip('"') for v in lines[-1].split(",")]
+            row = dict(zip(header, values))
+            rows.append({"test": name, "rps": float(row["rps"]),
+                         "p50_ms": float(row["p50_latency_ms"]),
+                         "p99_ms": float(row["p99_latency_ms"])})
+            log(f"redis-benchmark {name}: {row['rps']} req/s, p99 {row['p99_latency_ms']} ms")
+        redis.cli("DEL", "bench:k", "bench:h", "bench:s")
+        return rows
+
+
+def machine_description(build_dir: str) -> list[str]:
+    def first(cmd: str) -> str:
+        try:
+            return subprocess.run(cmd, shell=True, capture_output=True, text=True).stdout.strip()
+        except OSError:
+            return "?"
+    model = first("lscpu | sed -n 's/^Model name: *//p' | head -n1")
+    cores = os.cpu_count()
+    mem_gib = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    build_type = first(f"sed -n 's/^CMAKE_BUILD_TYPE:STRING=//p' {build_dir}/CMakeCache.txt")
+    os_name = first(". /etc/os-release && echo $PRETTY_NAME")
+    redis_version = first("redis-server --version | cut -d' ' -f1-3")
+    grpc_version = first("dpkg-query -W -f='${Version}' libgrpc++1.51 2>/dev/null") or "?"
+    compiler = first("c++ --version | head -n1")
+    load = first("cut -d' ' -f1-3 /proc/loadavg")
+    return [
+        f"- CPU: {model or '?'}, {cores} logical cores; memory {mem_gib:.0f} GiB",
+        f"- OS: {os_name}, kernel {pyplatform.release()}",
+        f"- {redis_version}; gRPC {grpc_version}; compiler {compiler}",
+        f"- Build: CMAKE_BUILD_TYPE={build_type or '?'} ({build_dir})",
+        f"- Load average when the run started: {load}",
+        "- Everything (Redis, the services, the echo server and the load generator) on this one "
+        "machine, over loopback.",
+    ]
+
+
+def ms(x: float) -> str:
+    return f"{x:.2f}"
+
+
+def pct(a: float, b: float) -> str:
+    return f"{100.0 * a / b:.0f}%" if b else "n/a"
+
+
+def commands_text(run: Run) -> str:
+    top = sorted(run.commands.items(), key=lambda kv: -kv[1])[:4]
+    return ", ".join(f"{k} {v}" for k, v in top)
+
+
+def smoke(bench: Bench, keys: Keys) -> None:
+    """Every scenario once, briefly, in the production configuration (the most code paths):
+    fails on any failed, dropped or unnotified call."""
+    cluster = Cluster(bench.bin_dir, bench.work, keys, PRODUCTION)
+    try:
+        # First, while the services have no backlog of events from the other scenarios.
+        bench.bench(cluster, "e2e", mode="open", rate=20)
+        for scenario in ("echo", "submit", "get", "list", "mixed"):
+            bench.bench(cluster, scenario, concurrency=4)
+        bench.bench(cluster, "echo", mode="open", rate=200)
+        # The round-trip count the report relies on: positive, and submissions cost more
+        # Redis commands than reads.
+        sub = bench.bench(cluster, "submit", concurrency=2)
+        if not sub.commands:
+            raise RuntimeError("INFO commandstats saw no command during submissions")
+    finally:
+        cluster.stop()
+    dl = os.path.join(bench.bin_dir, "rogatory-deadline-bench")
+    if os.path.exists(dl):
+        redis = Redis(bench.work, "off")
+        try:
+            subprocess.run([dl, f"--redis-url={redis.url}", "--smoke"], check=True)
+        finally:
+            redis.stop()
+    log("smoke run passed: every scenario ran without a failed call")
+
+
+def full(bench: Bench, keys: Keys) -> str:
+    a = bench.args
+    started = time.monotonic()
+    machine = machine_description(os.path.abspath(a.build_dir))
+    lines: list[str] = []
+    peaks: dict[str, Run] = {}
+
+    # 1. The production configuration: every scenario, closed loop, then latency at 70%.
+    cluster = Cluster(bench.bin_dir, bench.work, keys, PRODUCTION)
+    try:
+        redis_rows = bench.redis_benchmark(cluster.redis)
+        for scenario in ("echo", "submit", "get", "list", "mixed"):
+            peaks[scenario] = bench.bench(cluster, scenario)
+        at70: dict[str, tuple[Run, Run]] = {}
+        for scenario in ("submit", "get"):
+            rate = 0.7 * peaks[scenario].result["calls"]["throughput_per_s"]
+            at70[scenario] = (bench.bench(cluster, scenario, mode="open", rate=rate),
+                              bench.bench(cluster, "echo", mode="open", rate=rate))
+        e2e = bench.bench(cluster, "e2e", mode="open", rate=a.e2e_rate)
+        # Memory per stored request: a fresh batch of submissions once the services have
+        # handled them (events delivered, audit entries sealed).
+        time.sleep(3)
+        before = cluster.redis.used_memory()
+        mem_run = bench.bench(cluster, "submit", duration=5)
+        time.sleep(5)
+        after = cluster.redis.used_memory()
+        stored = mem_run.ok + mem_run.warmup_calls
+        per_request = (after - before) / max(1, stored)
+    finally:
+        cluster.stop()
+
+    # 2. What each production feature costs: submit and get, adding one feature a step.
+    steps: list[tuple[Config, Run, Run]] = []
+    for config in STEPS:
+        c = Cluster(bench.bin_dir, bench.work, keys, config)
+        try:
+            steps.append((config, bench.bench(c, "submit", duration=a.step_duration),
+                          bench.bench(c, "get", duration=a.step_duration)))
+        finally:
+            c.stop()
+
+    # 3. The deadline engine.
+    deadline_json = None
+    dl = os.path.join(bench.bin_dir, "rogatory-deadline-bench")
+    if os.path.exists(dl):
+        redis = Redis(bench.work, "always" if not a.deadlines_without_aof else "off")
+        out = os.path.join(bench.work, "deadlines.json")
+        try:
+            proc = subprocess.run([dl, f"--redis-url={redis.url}", f"--json={out}",
+                                   f"--deadlines={a.deadlines}"], text=True, capture_output=True)
+            sys.stdout.write(proc.stdout)
+            if proc.returncode != 0:
+                sys.stderr.write(proc.stderr)
+                raise RuntimeError("rogatory-deadline-bench failed")
+            with open(out, encoding="utf-8") as f:
+                deadline_json = json.load(f)
+        finally:
+            redis.stop()
+
+    # --- the report ---
+    def calls(run: Run) -> dict:
+        return run.result["calls"]
+
+    echo = calls(peaks["echo"])
+    when = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    lines += [
+        "# Rogatory benchmark report", "",
+        f"Generated by `tools/bench/run.sh` on {when} in {time.monotonic() - started:.0f} s. "
+        "Every figure below was measured in this one run; ratios compare runs made minutes "
+        "apart on the same machine.", "",
+        "## Machine", "", *machine, "",
+        "## Configuration", "",
+        f"- Production: {PRODUCTION.describe()}; env=production, one replica of each service "
+        "with its defaults (16 shards, info-level logs to a file).",
+        f"- Load: `rogatory-bench` (gRPC callback API, {a.concurrency} calls in flight for the "
+        f"closed loop over 4 connections), {a.warmup:g} s warm-up then a {a.duration:g} s "
+        "window per scenario; latency of every call, from when it was due (open loop: no "
+        "coordinated omission).",
+        f"- Requests: made from samples/requests/eio-fr-de.json, each with its own idempotency "
+        f"key and made-up person; {calls(peaks['submit']).get('ok', 0)} and more submitted. "
+        f"Serialized SubmitRequest: {peaks['submit'].result['payload_bytes']} bytes; the echo "
+        "payload is the same size.",
+        "- Baseline: `rogatory-echo`, the same service platform (authentication, limits, "
+        "pipeline, audit of the call, metrics, TLS) answering its payload, and "
+        "`redis-benchmark` on the same Redis.", "",
+        "## Throughput and latency (production configuration)", "",
+        "| scenario | load | ok/s | vs echo | p50 ms | p90 ms | p99 ms | p99.9 ms | max ms | errors | Redis cmds/call |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+
+    def row(name: str, run: Run, baseline: Optional[dict] = None) -> str:
+        c = calls(run)
+        r = run.result
+        load = f"{r['rate']:.0f}/s open" if r["mode"] == "open" else f"{r['concurrency']} in flight"
+        lat = c["latency_ms"]
+        vs = pct(c["throughput_per_s"], baseline["throughput_per_s"]) if baseline else ""
+        return (f"| {name} | {load} | {c['throughput_per_s']:.0f} | {vs} | {ms(lat['p50'])} | "
+                f"{ms(lat['p90'])} | {ms(lat['p99'])} | {ms(lat['p999'])} | {ms(lat['max'])} | "
+                f"{c['errors'] + c['dropped']} | {run.commands_per_call():.2f} |")
+
+    lines.append(row("echo (baseline)", peaks["echo"]))
+    for scenario, title in (("submit", "submit"), ("get", "get"), ("list", "list (page of 50)"),
+                            ("mixed", "mixed (20% submit, 60% get, 20% list)")):
+        lines.append(row(title, peaks[scenario], echo))
+    for scenario in ("submit", "get"):
+        run, base = at70[scenario]
+        lines.append(row(f"{scenario} at 70% of its peak", run))
+        lines.append(row(f"echo at the same rate", base))
+    lines.append(row("e2e submit (the calls)", e2e))
+    e = e2e.result["e2e"]
+    lines += [
+        "", f"End to end, submit to the issuer's notification stream, at {e2e.result['rate']:.0f} "
+        f"submissions/s: {e['ok']} notified, {e['errors']} never notified; p50 "
+        f"{ms(e['latency_ms']['p50'])} ms, p90 {ms(e['latency_ms']['p90'])} ms, p99 "
+        f"{ms(e['latency_ms']['p99'])} ms, p99.9 {ms(e['latency_ms']['p999'])} ms, max "
+        f"{ms(e['latency_ms']['max'])} ms.", "",
+        "Redis cmds/call: every Redis command of the run (INFO commandstats, all five "
+        "processes: the call itself, its audit entry, the sealing of that entry, event "
+        "delivery to the other services and their own work) divided by the calls, less the "
+        "background polling measured idle just before. The commands of one call's own path "
+        "are counted exactly by `redis_round_trips_test` (see below).", "",
+        "Redis commands during each run:", "",
+    ]
+    for scenario in ("submit", "get", "list"):
+        lines.append(f"- {scenario}: {commands_text(peaks[scenario])}")
+    lines += ["", "## redis-benchmark on the same Redis (appendfsync always)", "",
+              f"{a.redis_requests} requests, {a.concurrency} connections, 1.5 KB values.", "",
+              "| command | req/s | p50 ms | p99 ms |", "|---|---|---|---|"]
+    for r in redis_rows:
+        lines.append(f"| {r['test']} | {r['rps']:.0f} | {r['p50_ms']:.3f} | {r['p99_ms']:.3f} |")
+
+    lines += ["", "## What each production feature costs", "",
+              f"Submit and get, closed loop, {a.concurrency} in flight, {a.step_duration:g} s "
+              "each, a fresh cluster per step; each step adds one feature to the one above.", "",
+              "| configuration | submit ok/s | submit p99 ms | get ok/s | get p99 ms |",
+              "|---|---|---|---|---|"]
+    for config, sub, get in steps:
+        lines.append(f"| {config.name} | {calls(sub)['throughput_per_s']:.0f} | "
+                     f"{ms(calls(sub)['latency_ms']['p99'])} | {calls(get)['throughput_per_s']:.0f} | "
+                     f"{ms(calls(get)['latency_ms']['p99'])} |")
+
+    lines += ["", "## Memory", "",
+              f"- Per stored request: {per_request:.0f} bytes of Redis memory (used_memory "
+              f"grew by {after - before} bytes for {stored} submissions, measured after the "
+              "services had handled them: the request, its history, indexes, idempotency "
+              "record, audit chain, routing decision, deadlines and inbox entries)."]
+    if deadline_json is not None:
+        lines += ["", "## Deadline engine", "", "```json",
+                  json.dumps(deadline_json, indent=2), "```"]
+    with open(os.path.join(bench.work, "all-results.json"), "w", encoding="utf-8") as f:
+        json.dump(bench.results, f, indent=1)
+    return "\n".join(lines) + "\n"
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--build-dir", default=os.path.join(REPO, "build"))
+    p.add_argument("--report", default=os.path.join(REPO, "tools", "bench", "REPORT.md"))
+    p.add_argument("--smoke", action="store_true", help="every scenario briefly; no report")
+    p.add_argument("--duration", type=float, default=10.0, help="measurement window, s")
+    p.add_argument("--step-duration", type=float, default=6.0, help="window of the cost steps, s")
+    p.add_argument("--warmup", type=float, default=2.0)
+    p.add_argument("--concurrency", type=int, default=32)
+    p.add_argument("--e2e-rate", type=float, default=500.0)
+    p.add_argument("--redis-requests", type=int, default=100000)
+    p.add_argument("--deadlines", type=int, default=1000000)
+    p.add_argument("--deadlines-without-aof", action="store_true")
+    p.add_argument("--keep", action="store_true", help="keep the work folder (logs)")
+    args = p.parse_args()
+    if args.smoke:
+        args.duration, args.warmup = 1.0, 0.3
+    work = tempfile.mkdtemp(prefix="rogatory-bench-")
+    try:
+        keys = Keys(work)
+        bench = Bench(args, work)
+        if args.smoke:
+            smoke(bench, keys)
+            return 0
+        report = full(bench, keys)
+        with open(args.report, "w", encoding="utf-8") as f:
+            f.write(report)
+        log(f"report written to {args.report}; raw results in {work}/all-results.json")
+        args.keep = True
+        return 0
+    except Exception as e:  # reported, with the logs kept
+        log(f"error: {e}; logs in {work}")
+        args.keep = True
+        return 1
+    finally:
+        if not args.keep:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
