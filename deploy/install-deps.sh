@@ -29,6 +29,8 @@ readonly APT_PACKAGES=(
   openssl
   # The sanitizer build and the fuzzers (tests/sanitize.sh): clang with its runtimes.
   clang libclang-rt-14-dev
+  # The benchmark (tools/bench): ss finds the service's Redis connection.
+  iproute2
 )
 readonly BUF_VERSION=1.75.0
 readonly TOOLS_DIR=/opt/rogatory-tools

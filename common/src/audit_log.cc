@@ -206,10 +206,17 @@ std::vector<AuditEntry> AuditEntriesOf(const AuditRecord& record, absl::Time now
   absl::flat_hash_set<std::string> seen;
   const std::string roles = absl::StrJoin(record.caller.roles, ",");
   const std::string outcome = absl::StatusCodeToString(record.code);
+  auto key = [](const AuditSubject& s) {
+    return absl::StrCat(s.request_id, "\n", AccessKindName(s.kind), "\n", s.detail);
+  };
+  // Subjects a store already recorded (and their repeats) get no second entry.
+  for (const AuditSubject& s : record.subjects) {
+    if (s.recorded) seen.insert(key(s));
+  }
   for (const AuditSubject& s : record.subjects) {
     if (s.request_id.empty()) continue;
     const absl::string_view kind = AccessKindName(s.kind);
-    if (!seen.insert(absl::StrCat(s.request_id, "\n", kind, "\n", s.detail)).second) continue;
+    if (!seen.insert(key(s)).second) continue;
     AuditEntry e;
     e.entry_id = NewUlid(now);
     e.time_us = absl::ToUnixMicros(now);
@@ -332,6 +339,18 @@ ChainedAuditor::~ChainedAuditor() {
     shard->mu.Await(absl::Condition(
         +[](bool* in_flight) { return !*in_flight; }, &shard->in_flight));
   }
+}
+
+std::optional<PreparedAuditEntry> ChainedAuditor::Prepare(const AuditRecord& record) {
+  std::vector<AuditEntry> entries = AuditEntriesOf(record, clock_.Now());
+  if (entries.size() != 1) return std::nullopt;
+  PreparedAuditEntry out;
+  out.request_id = entries[0].request_id;
+  out.pending_key = AuditKeys::Pending(AuditShardOf(sharding_, out.request_id));
+  out.entry = EncodeAuditEntry(entries[0]);
+  out.mac = key_->EntryMac(out.entry);
+  out.max_pending = options_.max_pending;
+  return out;
 }
 
 void ChainedAuditor::Record(AuditRecord record, std::function<void(absl::Status)> done) {

@@ -89,6 +89,11 @@ void AuditTrail::Touch(std::string request_id, AccessKind kind, std::string deta
   subjects_.push_back({std::move(request_id), kind, std::move(detail)});
 }
 
+void AuditTrail::TouchRecorded(std::string request_id, AccessKind kind, std::string detail) {
+  absl::MutexLock lock(&mu_);
+  subjects_.push_back({std::move(request_id), kind, std::move(detail), /*recorded=*/true});
+}
+
 std::vector<AuditSubject> AuditTrail::subjects() const {
   absl::MutexLock lock(&mu_);
   return subjects_;

@@ -54,6 +54,8 @@ class RequestCountGauge {
   bool RefreshOnce();
   // Starts refreshing every interval on a background thread.
   void Start();
+  // Stops the thread (waits for a refresh under way). Before Redis goes.
+  void Stop() { task_.reset(); }
 
  private:
   common::RedisClient& redis_;

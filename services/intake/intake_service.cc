@@ -386,15 +386,49 @@ grpc::ServerUnaryReactor* IntakeService::GetRequest(grpc::CallbackServerContext*
              v1::GetRequestResponse* resp, Pipeline::Done done) {
         const v1::RequestView view =
             r.view() == v1::REQUEST_VIEW_UNSPECIFIED ? v1::REQUEST_VIEW_FULL : r.view();
-        store_.Get(r.id(), [call, resp, done, view](absl::StatusOr<v1::Request> found) {
-          if (!found.ok()) return done(found.status());
-          if (absl::Status s = common::CheckRequestAccess(call, PartiesOfRequest(*found),
-                                                          found->id(), common::AccessKind::kRead);
-              !s.ok()) {
-            return done(s);
+        // The read and its audit entry in one Redis round trip when the store can write the
+        // entry (the chained audit log) and the caller's reach is a list scope; the access
+        // check below still decides what is disclosed.
+        RecordedRead read;
+        std::optional<common::PreparedAuditEntry> entry;
+        if (auto scope = common::ListScopeOf(call.caller); scope.ok()) {
+          read.scope = *std::move(scope);
+          common::AuditRecord record{call.method, call.caller, call.trace_id,
+                                     call.justification, absl::StatusCode::kOk,
+                                     absl::ZeroDuration(),
+                                     {{r.id(), common::AccessKind::kRead, ""}}};
+          entry = pipeline_.auditor().Prepare(record);
+        }
+        if (!entry.has_value()) {
+          return store_.Get(r.id(), [call, resp, done, view](absl::StatusOr<v1::Request> found) {
+            if (!found.ok()) return done(found.status());
+            if (absl::Status s = common::CheckRequestAccess(
+                    call, PartiesOfRequest(*found), found->id(), common::AccessKind::kRead);
+                !s.ok()) {
+              return done(s);
+            }
+            ApplyView(view, &*found);
+            *resp->mutable_request() = *std::move(found);
+            done(absl::OkStatus());
+          });
+        }
+        read.entry = *std::move(entry);
+        store_.GetRecorded(r.id(), read, [call, resp, done, view](absl::StatusOr<ReadOutcome> out) {
+          if (!out.ok()) return done(out.status());
+          v1::Request& found = out->request;
+          absl::Status s = common::MayAccess(call.caller, PartiesOfRequest(found), found.id(),
+                                             common::AccessKind::kRead);
+          if (out->recorded) {
+            call.trail->TouchRecorded(found.id(), common::AccessKind::kRead);
+            // The entry says "read"; the policy withheld it after all (the script's reach
+            // rule and the policy disagree): a second entry, with the call's NOT_FOUND, says so.
+            if (!s.ok()) call.Touch(found.id(), common::AccessKind::kRead, "withheld");
+          } else if (s.ok()) {
+            call.Touch(found.id(), common::AccessKind::kRead);
           }
-          ApplyView(view, &*found);
-          *resp->mutable_request() = *std::move(found);
+          if (!s.ok()) return done(s);
+          ApplyView(view, &found);
+          *resp->mutable_request() = std::move(found);
           done(absl::OkStatus());
         });
       });

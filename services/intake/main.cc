@@ -79,6 +79,11 @@ int main(int argc, char** argv) {
               return rogatory::intake::HoldRetentionLease(redis, replica, ttl);
             }));
         sweeper->Start(sweep_interval);
+        // Their threads use Redis, which the platform stops right after the drain.
+        parts.on_drain.push_back([gauge, sweeper] {
+          sweeper->Stop();
+          gauge->Stop();
+        });
         parts.services.push_back(parts.Own(std::make_shared<rogatory::intake::IntakeService>(
             *store, platform.clock(), platform.pipeline(), platform.sharding(), documents,
             options)));

@@ -375,6 +375,48 @@ struct RedisRequestStore::ListGather {
   std::vector<ShardPage> pages;
 };
 
+// KEYS: req, the request shard's audit pending stream. ARGV: 1 every request in scope
+// ('1'|''), 2 scope authority id, 3 scope central state ('' = none), 4 max pending, 5 request
+// id, 6 entry mac, 7 entry. The reach rule is ListScript's. Returns {} when there is no
+// such request, else {pb, status, etag, updated_ms, recorded (1|0)}.
+const LuaScript& GetRecordedScript() {
+  static const LuaScript* script = new LuaScript(R"lua(
+local h = redis.call('HMGET', KEYS[1], 'pb', 'status', 'etag', 'updated_ms',
+                     'issuing_authority', 'executing_authority', 'issuing_state',
+                     'requested_state')
+if not h[1] then return {} end
+local reach = ARGV[1] == '1'
+  or (ARGV[2] ~= '' and (h[5] == ARGV[2] or h[6] == ARGV[2]))
+  or (ARGV[3] ~= '' and (h[7] == ARGV[3] or h[8] == ARGV[3]))
+local recorded = 0
+if reach and redis.call('XLEN', KEYS[2]) < tonumber(ARGV[4]) then
+  redis.call('XADD', KEYS[2], '*', 'r', ARGV[5], 'm', ARGV[6], 'e', ARGV[7])
+  recorded = 1
+end
+return {h[1], h[2], h[3], h[4], recorded}
+)lua");
+  return *script;
+}
+
+void RedisRequestStore::GetRecorded(const std::string& id, const RecordedRead& read,
+                                    Done<ReadOutcome> done) {
+  auto shard = sharding_.ShardOf("rq", id);
+  if (!shard.ok()) return done(shard.status());
+  redis_.Eval(GetRecordedScript(), {absl::StrCat(ReqPrefix(*shard), id), read.entry.pending_key},
+              {read.scope.all ? "1" : "", read.scope.authority_id, read.scope.central_state,
+               absl::StrCat(read.entry.max_pending), read.entry.request_id, read.entry.mac,
+               read.entry.entry},
+              [id, done](absl::StatusOr<RedisReply> reply) {
+                if (!reply.ok()) return done(reply.status());
+                if (reply->elements.size() != 5) {
+                  return done(absl::NotFoundError(absl::StrCat("no request with id ", id)));
+                }
+                auto request = ParseStored(reply->elements, 0);
+                if (!request.ok()) return done(request.status());
+                done(ReadOutcome{*std::move(request), reply->elements[4].integer == 1});
+              });
+}
+
 void RedisRequestStore::List(const ListQuery& query, Done<ListPage> done) {
   const int shards = sharding_.shard_count();
   auto gather = std::make_shared<ListGather>(query, std::move(done), shards);

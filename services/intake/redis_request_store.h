@@ -41,6 +41,9 @@ class RedisRequestStore final : public RequestStore {
   void Create(NewRequest request, Done<CreateOutcome> done) override;
   void Get(const std::string& id, Done<v1::Request> done) override;
   void List(const ListQuery& query, Done<ListPage> done) override;
+  // One script: the read and, when the scope reaches the request, its audit entry.
+  void GetRecorded(const std::string& id, const RecordedRead& read,
+                   Done<ReadOutcome> done) override;
   void History(const std::string& id, Done<std::vector<common::v1::Event>> done) override;
   void HistoryRange(const std::string& id, int64_t offset, int limit,
                     Done<HistoryPage> done) override;

@@ -9,6 +9,14 @@ namespace {
 constexpr char kStalePayload[] = "type.rogatory.dev/intake.StaleVersion";
 }  // namespace
 
+void RequestStore::GetRecorded(const std::string& id, const RecordedRead&,
+                               Done<ReadOutcome> done) {
+  Get(id, [done = std::move(done)](absl::StatusOr<v1::Request> found) {
+    if (!found.ok()) return done(found.status());
+    done(ReadOutcome{*std::move(found), /*recorded=*/false});
+  });
+}
+
 absl::Status StaleVersion(const std::string& current) {
   absl::Status s = absl::AbortedError(absl::StrCat(
       "the request changed (its etag is now \"", current, "\"); read it again and retry"));

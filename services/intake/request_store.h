@@ -158,6 +158,18 @@ struct PersonalDataErasure {
   common::v1::Event erased;      // REQUEST_ERASED: appended to the history and emitted
 };
 
+// A read on a caller's behalf whose audit entry may be written with the read itself (one
+// Redis round trip for both): when the stored request's parties are in `scope` (the
+// ListScope rule), the store writes `entry` in the same step and says so.
+struct RecordedRead {
+  common::ListScope scope;
+  common::PreparedAuditEntry entry;
+};
+struct ReadOutcome {
+  v1::Request request;
+  bool recorded = false;  // `entry` was written with the read
+};
+
 // Where intake keeps requests. Implementations complete asynchronously and never block the
 // caller; callbacks may run on another thread. Errors: NOT_FOUND, ALREADY_EXISTS (same
 // idempotency key, different fingerprint), UNAVAILABLE (store unreachable: retryable).
@@ -176,6 +188,13 @@ class RequestStore {
 
   // The request with this id; NOT_FOUND if none.
   virtual void Get(const std::string& id, Done<v1::Request> done) = 0;
+
+  // Get, writing the read's audit entry in the same step when the caller's scope reaches
+  // the request. The request is returned either way: the caller's access check decides what
+  // is disclosed. This default reads only (recorded = false): for stores without the
+  // audit log beside them.
+  virtual void GetRecorded(const std::string& id, const RecordedRead& read,
+                           Done<ReadOutcome> done);
 
   // Requests matching the query, newest first.
   virtual void List(const ListQuery& query, Done<ListPage> done) = 0;

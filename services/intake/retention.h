@@ -80,8 +80,10 @@ class RetentionSweeper {
   // bounded number of rounds). Returns what it did.
   Stats SweepOnce();
 
-  // Sweeps every `interval` on a background thread until destroyed.
+  // Sweeps every `interval` on a background thread until stopped or destroyed.
   void Start(absl::Duration interval);
+  // Stops the thread (waits for a sweep under way). Before Redis goes.
+  void Stop() { task_.reset(); }
 
  private:
   absl::Status Audit(const PendingErasureAudit& audit);

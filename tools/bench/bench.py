@@ -19,6 +19,7 @@ import dataclasses
 import datetime
 import json
 import os
+import re
 import platform as pyplatform
 import shutil
 import signal
@@ -56,7 +57,7 @@ def free_port() -> int:
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             port = s.getsockname()[1]
-        if port not in _used_ports and port + 1000 < 65536:
+        if port not in _used_ports:
             _used_ports.add(port)
             return port
 
@@ -186,15 +187,19 @@ class Redis:
 class Cluster:
     """Redis, the four services and rogatory-echo in one configuration."""
 
-    def __init__(self, bin_dir: str, work: str, keys: Keys, config: Config):
+    def __init__(self, bin_dir: str, work: str, keys: Keys, config: Config,
+                 services: tuple[str, ...] = SERVICES):
         self.config = config
         self.keys = keys
         self.work = work
         self.redis = Redis(work, config.fsync)
-        self.ports = {name: free_port() for name in (*SERVICES, "echo")}
+        self.ports = {name: free_port() for name in (*services, "echo")}
+        # With TLS each server also serves plaintext health on a port of its own.
+        self.health_ports = {name: free_port() if config.tls else self.ports[name]
+                             for name in self.ports}
         self.procs: dict[str, subprocess.Popen] = {}
-        receivers = ",".join(f"{s}=127.0.0.1:{self.ports[s]}" for s in SERVICES)
-        for name in (*SERVICES, "echo"):
+        receivers = ",".join(f"{s}=127.0.0.1:{self.ports[s]}" for s in services)
+        for name in (*services, "echo"):
             self._start(bin_dir, name, receivers)
         try:
             self._wait_ready()
@@ -206,8 +211,7 @@ class Cluster:
         return f"127.0.0.1:{self.ports[name]}"
 
     def health_address(self, name: str) -> str:
-        port = self.ports[name] + (1000 if self.config.tls else 0)
-        return f"127.0.0.1:{port}"
+        return f"127.0.0.1:{self.health_ports[name]}"
 
     def _start(self, bin_dir: str, name: str, receivers: str) -> None:
         c = self.config
@@ -252,7 +256,7 @@ class Cluster:
     def bench_args(self) -> list[str]:
         c, t = self.config, self.keys.tls
         args = [f"--intake-addr={self.address('intake')}", f"--echo-addr={self.address('echo')}",
-                f"--notification-addr={self.address('notification')}",
+                f"--notification-addr=127.0.0.1:{self.ports.get('notification', 0)}",
                 f"--sample={os.path.join(REPO, 'samples', 'requests', 'eio-fr-de.json')}",
                 f"--label={c.name}"]
         if c.auth == "token":
@@ -263,7 +267,9 @@ class Cluster:
             args += ["--tls=tls", f"--tls-ca-file={t}/ca.crt"]
         return args
 
-    def stop(self) -> None:
+    def stop(self) -> list[str]:
+        """SIGTERMs the services, then stops Redis. Returns what did not exit cleanly."""
+        bad = []
         for proc in self.procs.values():
             if proc.poll() is None:
                 proc.send_signal(signal.SIGTERM)
@@ -274,8 +280,10 @@ class Cluster:
                 proc.kill()
                 code = proc.wait()
             if code != 0:
-                log(f"warning: rogatory-{name} exited with {code} (see {self.work}/{name}.log)")
+                bad.append(f"rogatory-{name} exited with {code} (see {self.work}/{name}.log)")
+                log(f"warning: {bad[-1]}")
         self.redis.stop()
+        return bad
 
 
 @dataclasses.dataclass
@@ -311,13 +319,14 @@ class Bench:
 
     def bench(self, cluster: Cluster, scenario: str, *, mode: str = "closed",
               concurrency: int = 0, rate: float = 0, duration: Optional[float] = None,
-              extra: tuple[str, ...] = ()) -> Run:
+              warmup: Optional[float] = None, extra: tuple[str, ...] = ()) -> Run:
         a = self.args
         duration = duration if duration is not None else a.duration
+        warmup = warmup if warmup is not None else a.warmup
         if os.path.exists(self.jsonl):
             os.remove(self.jsonl)
         argv = [os.path.join(self.bin_dir, "rogatory-bench"), f"--scenario={scenario}",
-                f"--mode={mode}", f"--duration={duration}s", f"--warmup={a.warmup}s",
+                f"--mode={mode}", f"--duration={duration}s", f"--warmup={warmup}s",
                 f"--json={self.jsonl}", *cluster.bench_args(), *extra]
         argv.append(f"--concurrency={concurrency or a.concurrency}")
         if mode == "open":
@@ -338,10 +347,10 @@ class Bench:
         self.results.append(result)
         delta = {k: after.get(k, 0) - before.get(k, 0) for k in after}
         run = Run(result, {k: v for k, v in delta.items() if v > 0}, idle)
-        run.warmup_s = a.warmup
+        run.warmup_s = warmup
         # Warm-up calls also reached Redis; estimate them at the measured rate.
-        run.warmup_calls = int(result["calls"]["throughput_per_s"] * a.warmup) if mode == "closed" \
-            else int(rate * a.warmup)
+        run.warmup_calls = int(result["calls"]["throughput_per_s"] * warmup) if mode == "closed" \
+            else int(rate * warmup)
         return run
 
     def idle_rate(self, cluster: Cluster, seconds: float = 2.0) -> float:
@@ -350,6 +359,59 @@ class Bench:
         before = sum(cluster.redis.commands().values())
         time.sleep(seconds)
         return (sum(cluster.redis.commands().values()) - before) / seconds
+
+    def round_trips(self, cluster: Cluster, scenario: str, seconds: float = 3.0) -> dict:
+        """Round trips to Redis per call on intake's own connection, one call at a time.
+
+        MONITOR shows every command a client sends, and tags those a script runs as
+        "[N lua]": the untagged lines of intake's connection whose first key is a request's
+        or an audit append's are the calls' round trips (the relay, the sealer and leases
+        are background work, not counted; what remains while idle is subtracted)."""
+        intake_ports = connection_ports(cluster.procs["intake"].pid, cluster.redis.port)
+        if not intake_ports:
+            raise RuntimeError("cannot find intake's Redis connection (ss -tnp)")
+
+        out = os.path.join(self.work, "monitor.txt")
+        with open(out, "w") as f:
+            mon = subprocess.Popen(["redis-cli", "-p", str(cluster.redis.port), "MONITOR"],
+                                   stdout=f, stderr=subprocess.DEVNULL)
+            time.sleep(0.3)
+            idle_from = time.time()
+            time.sleep(seconds)
+            idle_until = time.time()
+            run = self.bench(cluster, scenario, concurrency=1, duration=seconds, warmup=0)
+            time.sleep(0.3)
+            mon.terminate()
+            mon.wait()
+        # The calls of the window: those started in it (seeding, before it, left out).
+        window_from = run.result["load_start_unix_s"]
+        window_until = window_from + run.result["calls"]["window_s"]
+        idle_count = 0
+        busy: dict[str, int] = {}
+        with open(out, errors="replace") as f:
+            for line in f:
+                parts = line.split(" ", 3)
+                if len(parts) < 4 or "lua]" in parts[2]:
+                    continue
+                addr = parts[2].rstrip("]")
+                if not any(addr.endswith(f":{p}") for p in intake_ports):
+                    continue
+                what = call_path_command(parts[3])
+                if what is None:
+                    continue  # intake's background work: the relay, the sealer, leases
+                try:
+                    ts = float(parts[0])
+                except ValueError:
+                    continue
+                if idle_from <= ts < idle_until:
+                    idle_count += 1
+                elif window_from <= ts < window_until:
+                    busy[what] = busy.get(what, 0) + 1
+        idle_rate = idle_count / (idle_until - idle_from)
+        background = idle_rate * (window_until - window_from)
+        per_call = max(0.0, sum(busy.values()) - background) / max(1, run.ok)
+        return {"scenario": scenario, "calls": run.ok, "round_trips_per_call": per_call,
+                "commands": busy, "idle_per_s": idle_rate}
 
     def redis_benchmark(self, redis: Redis) -> list[dict]:
         """The Redis commands a submission is made of, measured by redis-benchmark."""
@@ -375,6 +437,36 @@ class Bench:
             log(f"redis-benchmark {name}: {row['rps']} req/s, p99 {row['p99_latency_ms']} ms")
         redis.cli("DEL", "bench:k", "bench:h", "bench:s")
         return rows
+
+
+CALL_PATH_KEYS = (":req:", ":idem:", ":idx:", ":hist:", ":audit:pending")
+
+
+def call_path_command(monitored: str) -> Optional[str]:
+    """For a MONITOR line's command part ('"EVALSHA" "<sha>" "2" "rg:{s3}:req:..." ...'),
+    "<command> <key kind>" when its first key is on a call's own path, else None."""
+    tokens = re.findall(r'"((?:[^"\\]|\\.)*)"', monitored)
+    if not tokens:
+        return None
+    command = tokens[0].upper()
+    key = tokens[3] if command in ("EVALSHA", "EVAL") and len(tokens) > 3 else \
+        (tokens[1] if len(tokens) > 1 else "")
+    for kind in CALL_PATH_KEYS:
+        if kind in key:
+            return f"{command} {kind.strip(':')}"
+    return None
+
+
+def connection_ports(pid: int, redis_port: int) -> list[int]:
+    """Local ports of `pid`'s TCP connections to Redis (ss -tnp)."""
+    out = subprocess.run(["ss", "-tnpH", "state", "established", f"dport = :{redis_port}"],
+                         capture_output=True, text=True).stdout
+    ports = []
+    for line in out.splitlines():
+        if f"pid={pid}," in line:
+            local = line.split()[2]
+            ports.append(int(local.rsplit(":", 1)[1]))
+    return ports
 
 
 def machine_description(build_dir: str) -> list[str]:
@@ -432,7 +524,9 @@ def smoke(bench: Bench, keys: Keys) -> None:
         if not sub.commands:
             raise RuntimeError("INFO commandstats saw no command during submissions")
     finally:
-        cluster.stop()
+        unclean = cluster.stop()
+    if unclean:
+        raise RuntimeError("after SIGTERM: " + "; ".join(unclean))
     dl = os.path.join(bench.bin_dir, "rogatory-deadline-bench")
     if os.path.exists(dl):
         redis = Redis(bench.work, "off")
@@ -474,7 +568,15 @@ def full(bench: Bench, keys: Keys) -> str:
     finally:
         cluster.stop()
 
-    # 2. What each production feature costs: submit and get, adding one feature a step.
+    # 2. Round trips per call: intake alone (no other service sends it events to handle
+    #    meanwhile), production configuration.
+    alone = Cluster(bench.bin_dir, bench.work, keys, PRODUCTION, services=("intake",))
+    try:
+        trips = [bench.round_trips(alone, scenario) for scenario in ("submit", "get", "list")]
+    finally:
+        alone.stop()
+
+    # 3. What each production feature costs: submit and get, adding one feature a step.
     steps: list[tuple[Config, Run, Run]] = []
     for config in STEPS:
         c = Cluster(bench.bin_dir, bench.work, keys, config)
@@ -484,7 +586,7 @@ def full(bench: Bench, keys: Keys) -> str:
         finally:
             c.stop()
 
-    # 3. The deadline engine.
+    # 4. The deadline engine.
     deadline_json = None
     dl = os.path.join(bench.bin_dir, "rogatory-deadline-bench")
     if os.path.exists(dl):
@@ -568,6 +670,16 @@ def full(bench: Bench, keys: Keys) -> str:
     ]
     for scenario in ("submit", "get", "list"):
         lines.append(f"- {scenario}: {commands_text(peaks[scenario])}")
+    lines += ["", "## Redis round trips per call", "",
+              "Intake alone (no other service sends it events to handle meanwhile), production "
+              "configuration, one call at a time (so no group commit shares an audit append "
+              "between calls), counted with MONITOR on intake's connection: commands whose first key is a "
+              "request's, an index's or an audit append's (the relay, the sealer and leases are "
+              "background work and left out).", "",
+              "| call | calls | round trips per call | commands seen |", "|---|---|---|---|"]
+    for t in trips:
+        seen = ", ".join(f"{k} {v}" for k, v in sorted(t["commands"].items(), key=lambda kv: -kv[1]))
+        lines.append(f"| {t['scenario']} | {t['calls']} | {t['round_trips_per_call']:.2f} | {seen} |")
     lines += ["", "## redis-benchmark on the same Redis (appendfsync always)", "",
               f"{a.redis_requests} requests, {a.concurrency} connections, 1.5 KB values.", "",
               "| command | req/s | p50 ms | p99 ms |", "|---|---|---|---|"]

@@ -122,6 +122,10 @@ int Run(const BenchSettings& s) {
   load.warmup = s.warmup;
 
   ScenarioReport report;
+  auto measure = [&](CallSource& source) {
+    report.load_start = absl::Now();
+    return RunLoad(load, source);
+  };
   report.scenario = s.scenario;
   report.label = s.label;
   report.mode = s.mode;
@@ -133,12 +137,12 @@ int Run(const BenchSettings& s) {
     StubPool<v1::EchoService> stubs(s.client, s.echo_addr, s.channels);
     report.payload_bytes = s.payload_bytes > 0 ? s.payload_bytes : (*factory)->TypicalSize();
     EchoSource source(stubs, *auth, report.payload_bytes);
-    report.calls = RunLoad(load, source);
+    report.calls = measure(source);
   } else {
     IntakeStubs intake(s.client, s.intake_addr, s.channels);
     if (s.scenario == "submit") {
       SubmitSource source(intake, *auth, **factory);
-      report.calls = RunLoad(load, source);
+      report.calls = measure(source);
     } else if (s.scenario == "e2e") {
       auto channel = MakeChannel(s.client, s.notification_addr);
       auto notification = notification::v1::NotificationService::NewStub(channel);
@@ -158,7 +162,7 @@ int Run(const BenchSettings& s) {
             "no submission reached the notification stream within 15 s ", probe.failure())));
       }
       const auto begin = std::chrono::steady_clock::now();
-      report.calls = RunLoad(load, source);
+      report.calls = measure(source);
       const auto from = begin + absl::ToChronoNanoseconds(s.warmup);
       report.e2e = probe.Summarize(from, from + absl::ToChronoNanoseconds(s.duration),
                                    s.duration, absl::Seconds(15));
@@ -169,15 +173,15 @@ int Run(const BenchSettings& s) {
       ListSource list(intake, *auth, s.page_size);
       SubmitSource submit(intake, *auth, **factory);
       if (s.scenario == "get") {
-        report.calls = RunLoad(load, get);
+        report.calls = measure(get);
       } else if (s.scenario == "list") {
-        report.calls = RunLoad(load, list);
+        report.calls = measure(list);
       } else {
         MixedSource mixed;
         mixed.Add(20, &submit);
         mixed.Add(60, &get);
         mixed.Add(20, &list);
-        report.calls = RunLoad(load, mixed);
+        report.calls = measure(mixed);
       }
     }
   }

@@ -49,8 +49,9 @@ std::string TableRow(const ScenarioReport& r) {
 std::string ToJson(const ScenarioReport& r) {
   std::string out = absl::StrFormat(
       "{\"scenario\": \"%s\", \"label\": \"%s\", \"mode\": \"%s\", \"concurrency\": %d, "
-      "\"rate\": %.1f, \"payload_bytes\": %d, \"calls\": %s",
-      r.scenario, r.label, r.mode, r.concurrency, r.rate, r.payload_bytes, SummaryJson(r.calls));
+      "\"rate\": %.1f, \"payload_bytes\": %d, \"load_start_unix_s\": %.6f, \"calls\": %s",
+      r.scenario, r.label, r.mode, r.concurrency, r.rate, r.payload_bytes,
+      absl::ToDoubleSeconds(r.load_start - absl::UnixEpoch()), SummaryJson(r.calls));
   if (r.e2e) absl::StrAppend(&out, ", \"e2e\": ", SummaryJson(*r.e2e));
   absl::StrAppend(&out, "}");
   return out;

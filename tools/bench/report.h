@@ -16,6 +16,7 @@ struct ScenarioReport {
   int concurrency = 0;   // closed loop
   double rate = 0;       // open loop, calls per second
   size_t payload_bytes = 0;
+  absl::Time load_start;  // when the generator started (the window opens a warm-up later)
   LatencySummary calls;                  // the calls the generator made
   std::optional<LatencySummary> e2e;     // e2e: submit -> notification on the stream
 };

@@ -68,7 +68,8 @@ struct AuditKeys {
 int AuditShardOf(const Sharding& sharding, absl::string_view request_id);
 
 // The entries a call's record makes: one per touched subject (duplicates of the same
-// request, kind and detail collapsed), each with a new entry id and `now`.
+// request, kind and detail collapsed; subjects already recorded by a store, and their
+// repeats, left out), each with a new entry id and `now`.
 std::vector<AuditEntry> AuditEntriesOf(const AuditRecord& record, absl::Time now);
 
 struct ChainedAuditorOptions {
@@ -88,6 +89,9 @@ class ChainedAuditor final : public Auditor {
   ~ChainedAuditor() override;
 
   void Record(AuditRecord record, std::function<void(absl::Status)> done) override;
+  // The one entry of a single-subject record, for a store's own script (the pending stream
+  // of the request's shard, like Record's appends).
+  std::optional<PreparedAuditEntry> Prepare(const AuditRecord& record) override;
 
  private:
   struct Completion;

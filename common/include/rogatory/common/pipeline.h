@@ -4,6 +4,7 @@
 #include <chrono>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -41,6 +42,9 @@ struct AuditSubject {
   std::string request_id;
   AccessKind kind = AccessKind::kRead;
   std::string detail;
+  // Already durable: a store wrote its entry in the same Redis script as the access itself
+  // (see Auditor::Prepare); the auditor writes nothing more for it.
+  bool recorded = false;
 };
 
 // The requests one call touched, filled by handlers (usually through the access checks,
@@ -49,6 +53,9 @@ struct AuditSubject {
 class AuditTrail {
  public:
   void Touch(std::string request_id, AccessKind kind, std::string detail = "");
+  // Notes a touch whose audit entry was already written with the access (see
+  // Auditor::Prepare).
+  void TouchRecorded(std::string request_id, AccessKind kind, std::string detail = "");
   std::vector<AuditSubject> subjects() const;
 
  private:
@@ -101,9 +108,23 @@ struct AuditRecord {
   absl::Duration duration;
   std::vector<AuditSubject> subjects;  // the requests the call touched
 };
+// An audit entry made ready for a store to write in the same Redis script as the access it
+// records, so that the access and its entry cost one round trip and are durable together.
+struct PreparedAuditEntry {
+  std::string pending_key;  // the stream the entry goes to (in the request's shard)
+  std::string request_id;
+  std::string mac;          // the entry's own HMAC
+  std::string entry;        // the encoded entry
+  int64_t max_pending = 0;  // write it only while the stream holds fewer entries than this
+};
+
 class Auditor {
  public:
   virtual ~Auditor() = default;
+  // The entry Record would write for `record`'s one subject, for a store to write itself
+  // (then noted on the trail with TouchRecorded). Null when this auditor keeps no entries
+  // in Redis: the store then only reads, and the call is recorded as usual.
+  virtual std::optional<PreparedAuditEntry> Prepare(const AuditRecord&) { return std::nullopt; }
   // Records `record` and calls `done` once it is durable; the pipeline answers the call
   // only then, and answers UNAVAILABLE instead of disclosing anything unlogged when `done`
   // gets an error.
@@ -177,6 +198,7 @@ class Pipeline {
   // 0: no bound. Set before serving.
   void SetMaxConcurrentCalls(int max_calls) { max_concurrent_calls_ = max_calls; }
   int calls_in_flight() const { return in_flight_->load(); }
+  Auditor& auditor() { return auditor_; }
 
  private:
   Authenticator& authenticator_;
