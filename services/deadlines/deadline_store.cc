@@ -1,5 +1,7 @@
 #include "deadline_store.h"
 
+#include <algorithm>
+
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -74,32 +76,39 @@ for i = 0, n - 1 do
   local keep_claim = {}
   if old[1] then
     for m in string.gmatch(old[1], '%S+') do
-      local claimed = redis.call('HGET', KEYS[o+3], m)
-      local due_of_claim = nil
-      if claimed then
-        due_of_claim = tonumber(string.sub(claimed, string.find(claimed, '|', 1, true) + 1))
-      end
-      if newdue[m] ~= nil and claimed and due_of_claim == newdue[m] and m ~= claim then
-        keep_claim[m] = true
-      else
-        redis.call('ZREM', KEYS[o+1], m)
-        redis.call('ZREM', KEYS[o+2], m)
-        redis.call('HDEL', KEYS[o+3], m)
+      -- The committing claim's own timer is out of the timer set (claimed) and released
+      -- below.
+      if m ~= claim then
+        local claimed = redis.call('HGET', KEYS[o+3], m)
+        local due_of_claim = nil
+        if claimed then
+          due_of_claim = tonumber(string.sub(claimed, string.find(claimed, '|', 1, true) + 1))
+        end
+        if newdue[m] ~= nil and claimed and due_of_claim == newdue[m] and m ~= claim then
+          keep_claim[m] = true
+        else
+          redis.call('ZREM', KEYS[o+1], m)
+          redis.call('ZREM', KEYS[o+2], m)
+          redis.call('HDEL', KEYS[o+3], m)
+        end
       end
     end
   end
-  if old[2] == '1' then
-    redis.call('HINCRBY', KEYS[o+6], 'open:' .. old[3], -1)
-    redis.call('ZREM', KEYS[o+5], id)
-    if old[4] and old[4] ~= '' then redis.call('ZREM', P .. 'dl:byauth:' .. old[4], id) end
-  end
-  if old[5] == '3' then redis.call('HINCRBY', KEYS[o+6], 'overdue', -1) end
   local state = ARGV[b + 4]
   local due = ARGV[b + 5]
   local request = ARGV[b + 7]
   local authority = ARGV[b + 8]
   local instrument = ARGV[b + 9]
   local open = (state == '1' or state == '2' or state == '3')
+  -- Open before and after in the same indexes and counts: only the scores move.
+  local same_open = open and old[2] == '1' and old[3] == instrument and
+                    (old[4] or '') == authority
+  if old[2] == '1' and not same_open then
+    redis.call('HINCRBY', KEYS[o+6], 'open:' .. old[3], -1)
+    redis.call('ZREM', KEYS[o+5], id)
+    if old[4] and old[4] ~= '' then redis.call('ZREM', P .. 'dl:byauth:' .. old[4], id) end
+  end
+  if old[5] == '3' and state ~= '3' then redis.call('HINCRBY', KEYS[o+6], 'overdue', -1) end
   local pending = {}
   for _, m in ipairs(members) do
     if not keep_claim[m] then
@@ -113,11 +122,11 @@ for i = 0, n - 1 do
              'instrument', instrument, 'authority', authority, 'request', request)
   redis.call('ZADD', P .. 'dl:byreq:' .. request, due, id)
   if open then
-    redis.call('HINCRBY', KEYS[o+6], 'open:' .. instrument, 1)
+    if not same_open then redis.call('HINCRBY', KEYS[o+6], 'open:' .. instrument, 1) end
     redis.call('ZADD', KEYS[o+5], due, id)
     if authority ~= '' then redis.call('ZADD', P .. 'dl:byauth:' .. authority, due, id) end
   end
-  if state == '3' then redis.call('HINCRBY', KEYS[o+6], 'overdue', 1) end
+  if state == '3' and old[5] ~= '3' then redis.call('HINCRBY', KEYS[o+6], 'overdue', 1) end
   if idem ~= '' then redis.call('HSET', key, 'idem:' .. idem, '1') end
   if ARGV[b + 10] ~= '' then
     local seq = redis.call('INCR', P .. 'dl:seq:' .. request)
@@ -210,6 +219,15 @@ return out
 }
 
 int64_t Ms(absl::Time t) { return absl::ToUnixMillis(t); }
+// A timer's score: its due time rounded UP to the millisecond. A claim takes timers whose
+// score is at most the claim's `now` in whole milliseconds; rounding down would let a claim
+// in the same millisecond as a due time with a sub-millisecond part take the timer before
+// it is due, and Fire (comparing exact times) would find nothing to do and the timer would
+// be released unfired: lost.
+int64_t TimerScore(absl::Time due) {
+  const int64_t ms = absl::ToUnixMillis(due);
+  return absl::FromUnixMillis(ms) < due ? ms + 1 : ms;
+}
 
 }  // namespace
 
@@ -345,9 +363,16 @@ DeadlineStore::Prepared DeadlineStore::PrepareCommit(int shard,
     p.args.push_back(d.SerializeAsString());
     p.args.push_back(absl::StrCat(static_cast<int>(d.state())));
     p.args.push_back(absl::StrCat(Ms(FromProtoTime(d.due_time()))));
-    std::vector<std::string> timers;
-    for (const TimerSpec& t : TimersOf(d)) timers.push_back(absl::StrCat(t.member, " ", Ms(t.due)));
-    p.args.push_back(absl::StrJoin(timers, " "));
+    // Only the deadline's next timer is in the shard's timer set: firing it writes the
+    // deadline again, which schedules the one after it. One member a deadline instead of one
+    // per reminder (memory), and the same firing order.
+    const std::vector<TimerSpec> timers = TimersOf(d);
+    const auto next = std::min_element(
+        timers.begin(), timers.end(),
+        [](const TimerSpec& a, const TimerSpec& b) { return a.due < b.due; });
+    p.args.push_back(next == timers.end()
+                         ? ""
+                         : absl::StrCat(next->member, " ", TimerScore(next->due)));
     p.args.push_back(d.request_id());
     p.args.push_back(IsOpen(d.state()) ? d.executing_authority_id() : "");
     p.args.push_back(absl::StrCat(static_cast<int>(d.instrument())));

@@ -5,9 +5,11 @@
 // outbox) is one Lua script.
 //
 // Keys (P = "rg:{sN}:"):
-//   P dl:d:<id>            hash: pb (Deadline), ver, state, timers (its timer members),
+//   P dl:d:<id>            hash: pb (Deadline), ver, state, timers (its member in dl:timers),
 //                          open (1/0), instrument, authority, request, idem:<key> markers
-//   P dl:timers            sorted set: pending timer members by due time (ms)
+//   P dl:timers            sorted set: each open deadline's NEXT timer (TimersOf: its first
+//                          unfired reminder, its due time or its next escalation) by due
+//                          time in ms rounded up; firing it schedules the one after it
 //   P dl:claims            sorted set: claimed timer members by lease expiry (ms)
 //   P dl:claimtok          hash: claimed member -> "<fencing token>|<due ms>"
 //   P dl:fence             string: fencing token counter
@@ -42,7 +44,8 @@ struct StoredDeadline {
 };
 
 // One deadline to write: new (expected_version 0: it must not exist) or changed (the
-// stored version must still be expected_version). Its timers are replaced by TimersOf(it).
+// stored version must still be expected_version). Its timer is replaced by the earliest of
+// TimersOf(it).
 struct DeadlineWrite {
   v1::Deadline deadline;
   int64_t expected_version = 0;

@@ -1,5 +1,8 @@
 #include "timer_engine.h"
 
+#include <map>
+#include <optional>
+
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "deadline_logic.h"
@@ -79,7 +82,8 @@ int TimerEngine::RunOnce() {
   int handled = 0;
   const int shards = store_.sharding().shard_count();
   for (int shard = 0; shard < shards && !stop_.HasBeenNotified(); ++shard) {
-    // Drain the shard's due timers in batches.
+    // Drain the shard's due timers in batches (at most 50 a pass, so one shard's backlog
+    // does not starve the others).
     for (int round = 0; round < 50; ++round) {
       const absl::Time now = clock_.Now();
       auto claimed = store_.Claim(shard, now, options_.lease, options_.batch);
@@ -92,10 +96,11 @@ int TimerEngine::RunOnce() {
         break;
       }
       if (claim_failing_.exchange(false)) Log::Info("timer claims work again");
-      for (ClaimedTimer& t : *claimed) {
-        if (Handle(shard, std::move(t), now)) ++handled;
-      }
-      if (static_cast<int>(claimed->size()) < options_.batch) break;
+      // A fire schedules the deadline's next timer (the store keeps one a deadline), which
+      // may be due already (reminders that came due together, a backlog): claim again until
+      // the shard has nothing due.
+      if (claimed->empty()) break;
+      handled += FireBatch(shard, *std::move(claimed), now);
     }
   }
   return handled;
@@ -106,70 +111,172 @@ int TimerEngine::ClaimAndAbandonForTest(int shard, int limit) {
   return claimed.ok() ? static_cast<int>(claimed->size()) : 0;
 }
 
-bool TimerEngine::Handle(int shard, ClaimedTimer timer, absl::Time now) {
-  if (timer.takeover && metrics_ != nullptr) metrics_->takeovers->Increment();
+namespace {
+// Commits of one timer that meet a changed deadline before giving up (the claim stays, so
+// the timer is retried after its lease).
+constexpr int kMaxAttempts = 5;
+}  // namespace
+
+// A claimed batch being fired: the chains not finished yet and what they handled.
+struct TimerEngine::Batch {
+  absl::Mutex mu;
+  size_t chains_left ABSL_GUARDED_BY(mu) = 0;
+  int handled ABSL_GUARDED_BY(mu) = 0;
+};
+
+// The timers of one deadline in a batch, fired one after the other in claim order (by due
+// time), each on the deadline as the previous commit left it. Only one operation of a chain
+// is in flight at a time, so its fields need no lock: each step hands the chain over to the
+// next through the Redis client's queue.
+struct TimerEngine::Chain {
+  int shard = 0;
+  absl::Time now;
+  std::string deadline_id;
+  std::shared_ptr<Batch> batch;
+  std::vector<ClaimedTimer> timers;
+  size_t next = 0;  // the timer being fired
+  int attempt = 0;
+  int handled = 0;
+  // The deadline as the claim read it, then as the last commit or re-read left it; unset
+  // when it is gone.
+  std::optional<StoredDeadline> deadline;
+  // Of the commit in flight: its event type, whether it writes, and (when another timer of
+  // the chain follows) the deadline it writes.
+  common::v1::EventType type = common::v1::EVENT_TYPE_UNSPECIFIED;
+  bool writes = false;
+  std::optional<StoredDeadline> written;
+};
+
+int TimerEngine::FireBatch(int shard, std::vector<ClaimedTimer> timers, absl::Time now) {
+  auto batch = std::make_shared<Batch>();
+  std::vector<std::shared_ptr<Chain>> chains;
+  std::map<std::string, size_t> chain_of;  // deadline id -> index in chains
+  for (ClaimedTimer& t : timers) {
+    if (t.takeover && metrics_ != nullptr) metrics_->takeovers->Increment();
+    std::string id = t.member.substr(0, t.member.find('|'));
+    auto [it, inserted] = chain_of.emplace(id, chains.size());
+    if (inserted) {
+      auto c = std::make_shared<Chain>();
+      c->shard = shard;
+      c->now = now;
+      c->deadline_id = std::move(id);
+      c->batch = batch;
+      // The claim script read the deadline once for all its timers in this batch.
+      c->deadline = std::move(t.deadline);
+      chains.push_back(std::move(c));
+    }
+    chains[it->second]->timers.push_back(std::move(t));
+  }
+  {
+    absl::MutexLock lock(&batch->mu);
+    batch->chains_left = chains.size();
+  }
+  for (auto& c : chains) Step(std::move(c));
+  absl::MutexLock lock(&batch->mu);
+  batch->mu.Await(absl::Condition(
+      +[](Batch* b) { return b->chains_left == 0; },
+      batch.get()));
+  return batch->handled;
+}
+
+void TimerEngine::Step(std::shared_ptr<Chain> c) {
+  if (c->next >= c->timers.size()) {
+    absl::MutexLock lock(&c->batch->mu);
+    c->batch->handled += c->handled;
+    --c->batch->chains_left;
+    return;
+  }
+  const ClaimedTimer& timer = c->timers[c->next];
   const auto bar = timer.member.find('|');
   const std::string what = bar == std::string::npos ? "" : timer.member.substr(bar + 1);
   CommitOptions options;
   options.claim_member = timer.member;
   options.claim_token = timer.token;
-  for (int attempt = 0; attempt < 5; ++attempt) {
-    std::vector<DeadlineWrite> writes;
-    common::v1::EventType type = common::v1::EVENT_TYPE_UNSPECIFIED;
-    if (timer.deadline) {
-      DeadlineWrite w{timer.deadline->deadline, timer.deadline->version, std::nullopt};
-      FireResult r = Fire(w.deadline, what, now);
-      type = r.event_type;
-      if (r.changed) {
-        if (type != common::v1::EVENT_TYPE_UNSPECIFIED) {
-          w.event = ChangeEvent(w.deadline, type, now,
-                                TimerEventId(timer.member, timer.deadline->version, timer.due),
-                                "");
-        }
-        writes.push_back(std::move(w));
+  std::vector<DeadlineWrite> writes;
+  c->type = common::v1::EVENT_TYPE_UNSPECIFIED;
+  c->writes = false;
+  c->written.reset();
+  if (c->deadline) {
+    DeadlineWrite w{c->deadline->deadline, c->deadline->version, std::nullopt};
+    FireResult r = Fire(w.deadline, what, c->now);
+    c->type = r.event_type;
+    if (r.changed) {
+      if (r.event_type != common::v1::EVENT_TYPE_UNSPECIFIED) {
+        w.event = ChangeEvent(w.deadline, r.event_type, c->now,
+                              TimerEventId(timer.member, c->deadline->version, timer.due), "");
       }
-    }
-    // No write: a stale timer; the commit only releases the claim.
-    auto outcome = store_.CommitBlocking(shard, std::move(writes), options);
-    if (!outcome.ok()) {
-      Log::Warn("timer commit failed; the claim is retried after its lease",
-                {{"shard", absl::StrCat(shard)}, {"error", outcome.status().ToString()}});
-      return false;
-    }
-    if (*outcome == CommitOutcome::kConflict) {
-      // The deadline changed since the claim read it: read it again.
-      const std::string id = timer.member.substr(0, bar);
-      auto fresh = store_.GetBlocking(id);
-      if (fresh.ok()) {
-        timer.deadline = *std::move(fresh);
-      } else if (absl::IsNotFound(fresh.status())) {
-        timer.deadline.reset();  // gone: the next commit only releases the claim
-      } else {
-        // Cannot tell (Redis timed out): keep the claim, which another replica takes
-        // over after its lease; releasing it now would drop the timer.
-        Log::Warn("timer re-read failed; the claim is retried after its lease",
-                  {{"shard", absl::StrCat(shard)}, {"error", fresh.status().ToString()}});
-        return false;
+      c->writes = true;
+      if (c->next + 1 < c->timers.size()) {
+        c->written = StoredDeadline{w.deadline, c->deadline->version + 1, false};
       }
-      continue;
+      writes.push_back(std::move(w));
     }
-    if (*outcome == CommitOutcome::kFenced) return false;  // another claimant or a reschedule
-    if (metrics_ != nullptr) {
-      metrics_->lateness->Observe(absl::ToDoubleSeconds(std::max(absl::ZeroDuration(), now - timer.due)));
-      if (type == common::v1::EVENT_TYPE_DEADLINE_REMINDER) metrics_->reminders_fired->Increment();
-      if (type == common::v1::EVENT_TYPE_DEADLINE_MISSED) metrics_->missed->Increment();
-      if (type == common::v1::EVENT_TYPE_DEADLINE_ESCALATED) metrics_->escalated->Increment();
-    }
-    if (type == common::v1::EVENT_TYPE_DEADLINE_MISSED ||
-        type == common::v1::EVENT_TYPE_DEADLINE_ESCALATED) {
-      Log::Info("deadline escalated",
-                {{"deadline_id", timer.deadline->deadline.id()},
-                 {"rule_id", timer.deadline->deadline.rule_id()},
-                 {"trace_id", timer.deadline->deadline.trace_id()}});
-    }
-    return true;
   }
-  return false;
+  // No write: a stale timer; the commit only releases the claim.
+  store_.Commit(c->shard, std::move(writes), options,
+                [this, c](absl::StatusOr<CommitOutcome> outcome) {
+                  OnCommitted(c, std::move(outcome));
+                });
+}
+
+void TimerEngine::OnCommitted(std::shared_ptr<Chain> c, absl::StatusOr<CommitOutcome> outcome) {
+  const ClaimedTimer& timer = c->timers[c->next];
+  const std::string shard = absl::StrCat(c->shard);
+  if (!outcome.ok()) {
+    Log::Warn("timer commit failed; the claim is retried after its lease",
+              {{"shard", shard}, {"error", outcome.status().ToString()}});
+    return NextTimer(std::move(c), false);
+  }
+  if (*outcome == CommitOutcome::kConflict) {
+    if (++c->attempt >= kMaxAttempts) return NextTimer(std::move(c), false);
+    // The deadline changed since it was read: read it again, then retry this timer.
+    const std::string id = c->deadline_id;
+    store_.Get(id, [this, c, shard](absl::StatusOr<StoredDeadline> fresh) {
+      if (fresh.ok()) {
+        c->deadline = *std::move(fresh);
+      } else if (absl::IsNotFound(fresh.status())) {
+        c->deadline.reset();  // gone: the next commit only releases the claim
+      } else {
+        // Cannot tell (Redis timed out): keep the claim, which is taken over after its
+        // lease; releasing it now would drop the timer.
+        Log::Warn("timer re-read failed; the claim is retried after its lease",
+                  {{"shard", shard}, {"error", fresh.status().ToString()}});
+        return NextTimer(c, false);
+      }
+      Step(c);
+    });
+    return;
+  }
+  // Fenced: another claimant holds it, or a change rescheduled it.
+  if (*outcome != CommitOutcome::kOk) return NextTimer(std::move(c), false);
+  if (c->writes) {
+    if (options_.on_fired) options_.on_fired(clock_.Now() - timer.due);
+    // The next timer of the chain applies to the deadline as this commit left it.
+    if (c->written) c->deadline = std::move(c->written);
+  }
+  const common::v1::EventType type = c->type;
+  if (metrics_ != nullptr) {
+    metrics_->lateness->Observe(
+        absl::ToDoubleSeconds(std::max(absl::ZeroDuration(), c->now - timer.due)));
+    if (type == common::v1::EVENT_TYPE_DEADLINE_REMINDER) metrics_->reminders_fired->Increment();
+    if (type == common::v1::EVENT_TYPE_DEADLINE_MISSED) metrics_->missed->Increment();
+    if (type == common::v1::EVENT_TYPE_DEADLINE_ESCALATED) metrics_->escalated->Increment();
+  }
+  if ((type == common::v1::EVENT_TYPE_DEADLINE_MISSED ||
+       type == common::v1::EVENT_TYPE_DEADLINE_ESCALATED) &&
+      c->deadline) {
+    Log::Info("deadline escalated", {{"deadline_id", c->deadline->deadline.id()},
+                                     {"rule_id", c->deadline->deadline.rule_id()},
+                                     {"trace_id", c->deadline->deadline.trace_id()}});
+  }
+  NextTimer(std::move(c), true);
+}
+
+void TimerEngine::NextTimer(std::shared_ptr<Chain> c, bool handled) {
+  if (handled) ++c->handled;
+  ++c->next;
+  c->attempt = 0;
+  Step(std::move(c));
 }
 
 void TimerEngine::UpdateGauges() {

@@ -199,6 +199,63 @@ TEST_F(TimerEngineTest, RestartWithPendingDeadlinesFiresThemOnTime) {
   for (const auto& id : ids) EXPECT_EQ(Get(id)->state(), v1::DEADLINE_STATE_OVERDUE);
 }
 
+TEST_F(TimerEngineTest, DueTimeWithinAMillisecondIsNeitherFiredEarlyNorLost) {
+  // A due time with a sub-millisecond part (an event's occur_time plus hours). A claim in
+  // the same millisecond but before it must not take the timer (it would find nothing to
+  // do yet, release it, and the deadline would never be missed).
+  v1::DeadlineRule rule = testing::Rule("EIO_PROVISIONAL_MEASURES");
+  rule.clear_remind_before();
+  rule.set_remind_at_half_time(false);
+  const absl::Time due = clock_.Now() + absl::Hours(1) + absl::Microseconds(500);
+  StartInput in;
+  in.deadline_id = common::Sharding::MakeId("dl", 1, clock_.Now());
+  in.request_id = common::Sharding::MakeId("rq", 1, clock_.Now());
+  in.rule = rule;
+  in.rules_version = "test";
+  in.trigger_time = clock_.Now();
+  in.shortened_due = due;
+  const v1::Deadline d = NewDeadline(in);
+  ASSERT_EQ(FromProtoTime(d.due_time()), due);
+  ASSERT_EQ(*store_->CommitBlocking(1, {{d, 0, std::nullopt}}, {}), CommitOutcome::kOk);
+  TimerEngine engine(*store_, *redis_, clock_, &metrics_, Options("a"));
+
+  clock_.Set(due - absl::Microseconds(300));  // same millisecond, before the due time
+  engine.RunOnce();
+  EXPECT_EQ(Get(d.id())->state(), v1::DEADLINE_STATE_RUNNING);
+  clock_.Set(due + absl::Milliseconds(1));
+  EXPECT_EQ(engine.RunOnce(), 1);
+  EXPECT_EQ(Get(d.id())->state(), v1::DEADLINE_STATE_OVERDUE);
+  EXPECT_EQ(EventsOf(common::v1::EVENT_TYPE_DEADLINE_MISSED).size(), 1u);
+}
+
+TEST_F(TimerEngineTest, BatchWithSeveralDueTimersOfOneDeadlineFiresThemInOrderOnce) {
+  // Every reminder and the due time are due at once (a replica was down): one pass fires
+  // them in order, each on the deadline as the previous left it, without conflicts lost.
+  std::vector<std::string> ids;
+  for (int i = 0; i < 30; ++i) {
+    auto d = StartDeadline(RequestId(i % kShards), "EAW_DECISION_NO_CONSENT");
+    ASSERT_TRUE(d.ok()) << d.status();
+    ids.push_back(d->id());
+  }
+  absl::Time last_due = absl::InfinitePast();
+  for (const auto& id : ids) last_due = std::max(last_due, FromProtoTime(Get(id)->due_time()));
+  TimerEngine engine(*store_, *redis_, clock_, &metrics_, Options("a"));
+  clock_.Set(last_due + absl::Minutes(1));
+  engine.RunOnce();
+  for (const auto& id : ids) {
+    auto d = Get(id);
+    EXPECT_EQ(d->state(), v1::DEADLINE_STATE_OVERDUE);
+    for (const auto& r : d->reminders()) EXPECT_TRUE(r.fired());
+  }
+  // Reminders after the due time say nothing; the due time is missed once each.
+  EXPECT_TRUE(EventsOf(common::v1::EVENT_TYPE_DEADLINE_REMINDER).empty());
+  EXPECT_EQ(EventsOf(common::v1::EVENT_TYPE_DEADLINE_MISSED).size(), ids.size());
+  EXPECT_EQ(engine.RunOnce(), 0);
+  for (int s = 0; s < kShards; ++s) {
+    EXPECT_EQ(common::RunRedisCommand(*redis_, {"ZCARD", DeadlineStore::Key(s, "claims")})->integer, 0);
+  }
+}
+
 TEST_F(TimerEngineTest, WithRealClockDueTimerFiresWithinASecond) {
   common::RealClock real;
   v1::DeadlineRule rule = testing::Rule("EIO_PROVISIONAL_MEASURES");
