@@ -9,7 +9,9 @@
 #include <random>
 #include <thread>
 
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
+#include "absl/strings/strip.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/synchronization/mutex.h"
@@ -147,11 +149,34 @@ struct OutboxRelay::Shared {
     return {{"emitter", options.emitter}, {"receiver", receiver}, {"shard", absl::StrCat(shard)}};
   }
 
-  // Waits up to `d` unless stopping; returns false when stopping.
-  bool Sleep(absl::Duration d) {
+  int threads() const {
+    return std::clamp(options.threads_per_receiver, 1, std::max(1, options.shard_count));
+  }
+
+  // Waits up to `d` unless stopping or woken (see Wake); returns false when stopping.
+  bool Sleep(size_t driver, absl::Duration d) {
     absl::MutexLock lock(&mu);
-    mu.AwaitWithTimeout(absl::Condition(&stopping), d);
+    auto ready = [this, driver]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
+      return stopping || !woken[driver].empty();
+    };
+    mu.AwaitWithTimeout(absl::Condition(&ready), d);
     return !stopping;
+  }
+  // Marks `shard` woken for every thread driving one of its lanes.
+  void Wake(int shard) {
+    absl::MutexLock lock(&mu);
+    const size_t n = static_cast<size_t>(threads());
+    for (size_t driver = static_cast<size_t>(shard) % n; driver < woken.size(); driver += n) {
+      std::vector<int>& shards = woken[driver];
+      if (std::find(shards.begin(), shards.end(), shard) == shards.end()) shards.push_back(shard);
+    }
+  }
+  // The shards woken for `driver` since it last looked.
+  std::vector<int> TakeWoken(size_t driver) {
+    absl::MutexLock lock(&mu);
+    std::vector<int> out;
+    out.swap(woken[driver]);
+    return out;
   }
   bool Stopping() {
     absl::MutexLock lock(&mu);
@@ -167,6 +192,9 @@ struct OutboxRelay::Shared {
   prometheus::Family<prometheus::Counter>* delivered;
   absl::Mutex mu;
   bool stopping ABSL_GUARDED_BY(mu) = false;
+  // Per driving thread (receiver worker index * threads() + thread), the shards woken since
+  // it last looked (few: a thread takes them every loop).
+  std::vector<std::vector<int>> woken ABSL_GUARDED_BY(mu);
 };
 
 // One (shard, receiver) lane, driven by one ReceiverWorker thread.
@@ -186,6 +214,9 @@ class OutboxRelay::Lane {
 
   Steady::time_point next_try = Steady::now();
   absl::Duration backoff = absl::Milliseconds(100);
+  // Whether the lane's last step found it idle (or with more to do): a wake-up then
+  // moves its next try to now. A lane backing off or held elsewhere keeps its schedule.
+  bool wakeable = true;
 
   int64_t token() const { return token_.load(); }
   int shard() const { return shard_; }
@@ -254,11 +285,24 @@ class OutboxRelay::Lane {
       }
     }
     if (ack_upto > 0) {
+      // Not waited for: the lane's next read goes after it on the same connection, so it
+      // sees these acknowledged. If it fails (Redis error, lease lost meanwhile), the entries
+      // stay pending and that read delivers them again (receivers drop repeats), or finds
+      // the lease gone.
       std::vector<std::string> args = {receiver_, absl::StrCat(token())};
       args.insert(args.end(), ids.begin(), ids.begin() + ack_upto);
-      auto acked = RunRedisScript(shared_.redis, AckScript(), {outbox_, lease_}, std::move(args));
-      if (!acked.ok()) return Failed(acked.status(), false);
-      if (acked->integer < 0) return LostLease();
+      shared_.redis.Eval(
+          AckScript(), {outbox_, lease_}, std::move(args),
+          [emitter = shared_.options.emitter, receiver = receiver_,
+           shard = shard_](absl::StatusOr<RedisReply> acked) {
+            if (acked.ok() && acked->integer >= 0) return;
+            Log::Warn("relay acknowledgement failed; the entries are delivered again",
+                      {{"emitter", emitter},
+                       {"receiver", receiver},
+                       {"shard", static_cast<int64_t>(shard)},
+                       {"error", acked.ok() ? std::string("lease lost")
+                                            : std::string(acked.status().message())}});
+          });
     }
     if (!delivery.ok()) return Failed(delivery, true);
     backoff = absl::Milliseconds(100);
@@ -344,21 +388,25 @@ class OutboxRelay::Lane {
   Steady::time_point renew_at_;
 };
 
-// Drives every shard's lane for one receiver on its own thread, so a slow or dead receiver
-// holds up no other.
+// Drives every shard's lane for one receiver on threads of its own (lanes shard % threads
+// on each), so a slow or dead receiver holds up no other.
 class OutboxRelay::ReceiverWorker {
  public:
-  ReceiverWorker(Shared& shared, RelayReceiver receiver, std::shared_ptr<grpc::Channel> channel)
+  ReceiverWorker(Shared& shared, size_t index, RelayReceiver receiver,
+                 std::shared_ptr<grpc::Channel> channel)
       : shared_(shared),
+        index_(index),
         receiver_(std::move(receiver)),
         stub_(eventspb::EventSinkService::NewStub(channel)) {
     for (int s = 0; s < shared.options.shard_count; ++s) {
       lanes_.push_back(std::make_unique<Lane>(shared, s, receiver_.name, stub_.get()));
     }
-    thread_ = std::thread([this] { Loop(); });
+    for (int t = 0; t < shared.threads(); ++t) threads_.emplace_back([this, t] { Loop(t); });
   }
 
-  void Join() { thread_.join(); }
+  void Join() {
+    for (std::thread& t : threads_) t.join();
+  }
   void ReleaseAll() {
     for (auto& lane : lanes_) lane->Release();
   }
@@ -366,16 +414,28 @@ class OutboxRelay::ReceiverWorker {
   Lane& lane(int shard) { return *lanes_[shard]; }
 
  private:
-  void Loop() {
+  // Drives the lanes of shards `first`, `first` + threads, ...
+  void Loop(int first) {
+    const size_t driver = index_ * static_cast<size_t>(shared_.threads()) + first;
+    std::vector<Lane*> lanes;
+    for (size_t s = first; s < lanes_.size(); s += shared_.threads()) {
+      lanes.push_back(lanes_[s].get());
+    }
     std::minstd_rand rng(std::random_device{}());
     std::uniform_real_distribution<double> jitter(0.5, 1.0);
     while (!shared_.Stopping()) {
       auto now = Steady::now();
+      for (int shard : shared_.TakeWoken(driver)) {
+        Lane& lane = *lanes_[shard];
+        if (lane.wakeable) lane.next_try = std::min(lane.next_try, now);
+      }
       auto next = now + absl::ToChronoMilliseconds(shared_.options.poll_interval);
-      for (auto& lane : lanes_) {
+      for (Lane* lane : lanes) {
         if (shared_.Stopping()) return;
         if (lane->next_try <= now) {
-          switch (lane->Run()) {
+          const Lane::Step step = lane->Run();
+          lane->wakeable = step == Lane::Step::kMore || step == Lane::Step::kIdle;
+          switch (step) {
             case Lane::Step::kMore:
               lane->next_try = now;
               break;
@@ -394,15 +454,16 @@ class OutboxRelay::ReceiverWorker {
         }
         next = std::min(next, lane->next_try);
       }
-      if (next > now) shared_.Sleep(absl::FromChrono(next - now));
+      if (next > now) shared_.Sleep(driver, absl::FromChrono(next - now));
     }
   }
 
   Shared& shared_;
+  const size_t index_;  // among the relay's receiver workers
   RelayReceiver receiver_;
   std::unique_ptr<eventspb::EventSinkService::Stub> stub_;
   std::vector<std::unique_ptr<Lane>> lanes_;
-  std::thread thread_;
+  std::vector<std::thread> threads_;
 };
 
 OutboxRelay::OutboxRelay(RedisClient& redis, Metrics& metrics, RelayOptions options,
@@ -418,11 +479,21 @@ OutboxRelay::OutboxRelay(RedisClient& redis, Metrics& metrics, RelayOptions opti
           address, credentials, grpc::ChannelArguments(), std::move(f));
     };
   }
+  // Acknowledgements are not waited for (see Lane::Run): loaded first, so the first one is
+  // not answered NOSCRIPT and sent again after the lane's next read (which would deliver
+  // its entries twice).
+  shared_->redis.Command({"SCRIPT", "LOAD", AckScript().source()},
+                         [](absl::StatusOr<RedisReply>) {});
   const std::vector<std::string> routed =
       shared_->options.routes.ReceiversOf(shared_->options.emitter);
   for (const RelayReceiver& r : shared_->options.receivers) {
     if (std::find(routed.begin(), routed.end(), r.name) == routed.end()) continue;
-    workers_.push_back(std::make_unique<ReceiverWorker>(*shared_, r, channels(r.address)));
+    {
+      absl::MutexLock lock(&shared_->mu);
+      shared_->woken.resize(shared_->woken.size() + static_cast<size_t>(shared_->threads()));
+    }
+    workers_.push_back(
+        std::make_unique<ReceiverWorker>(*shared_, workers_.size(), r, channels(r.address)));
   }
   maintenance_ = std::make_unique<PeriodicTask>(shared_->options.maintenance_interval,
                                                 [this] { Maintain(); });
@@ -432,6 +503,11 @@ OutboxRelay::OutboxRelay(RedisClient& redis, Metrics& metrics, RelayOptions opti
 }
 
 OutboxRelay::~OutboxRelay() { Stop(true); }
+
+void OutboxRelay::Wake(int shard) {
+  if (shard < 0 || shard >= shared_->options.shard_count) return;
+  shared_->Wake(shard);
+}
 
 void OutboxRelay::Abandon() { Stop(false); }
 
@@ -494,6 +570,52 @@ void OutboxRelay::Maintain() {
                                              absl::StrCat(keep_from->first, "-", keep_from->second)});
     }
   }
+}
+
+OutboxWakingRedisClient::OutboxWakingRedisClient(std::unique_ptr<RedisClient> inner,
+                                                 std::string emitter, int shard_count)
+    : inner_(std::move(inner)),
+      emitter_(std::move(emitter)),
+      shard_count_(shard_count) {}
+
+OutboxWakingRedisClient::~OutboxWakingRedisClient() { inner_.reset(); }
+
+void OutboxWakingRedisClient::Command(std::vector<std::string> args, RedisCallback done) {
+  inner_->Command(std::move(args), std::move(done));
+}
+
+void OutboxWakingRedisClient::Eval(const LuaScript& script, std::vector<std::string> keys,
+                                   std::vector<std::string> args, RedisCallback done) {
+  const int shard = OutboxShardOf(keys, emitter_, shard_count_);
+  if (shard < 0) return inner_->Eval(script, std::move(keys), std::move(args), std::move(done));
+  inner_->Eval(script, std::move(keys), std::move(args),
+               [this, shard, done = std::move(done)](absl::StatusOr<RedisReply> reply) {
+                 if (reply.ok()) {
+                   // Before `done`: the relay starts while the caller answers its client.
+                   absl::ReaderMutexLock lock(&mu_);
+                   if (relay_ != nullptr) relay_->Wake(shard);
+                 }
+                 done(std::move(reply));
+               });
+}
+
+void OutboxWakingRedisClient::SetRelay(OutboxRelay* relay) {
+  absl::MutexLock lock(&mu_);
+  relay_ = relay;
+}
+
+int OutboxWakingRedisClient::OutboxShardOf(const std::vector<std::string>& keys,
+                                           absl::string_view emitter, int shard_count) {
+  for (const std::string& key : keys) {
+    absl::string_view k = key;
+    if (!absl::ConsumeSuffix(&k, emitter) || !absl::ConsumeSuffix(&k, "}:outbox:") ||
+        !absl::ConsumePrefix(&k, "rg:{s")) {
+      continue;
+    }
+    int shard = -1;
+    if (absl::SimpleAtoi(k, &shard) && shard >= 0 && shard < shard_count) return shard;
+  }
+  return -1;
 }
 
 }  // namespace rogatory::common

@@ -33,6 +33,8 @@ struct Platform::Internals {
   std::unique_ptr<RecordOnlyEventHandler> record_only_handler;
   std::unique_ptr<EventSinkServiceImpl> event_sink;
   std::unique_ptr<OutboxRelay> relay;
+  // Platform::redis_ itself: wakes the relay when a script commits to this service's outbox.
+  OutboxWakingRedisClient* outbox_wakeups = nullptr;
   SharedTestClock* test_clock = nullptr;  // owned by clock_holder_ when enabled
   std::unique_ptr<TestClockServiceImpl> test_clock_service;
   std::unique_ptr<PeriodicTask> clock_refresh;
@@ -214,6 +216,7 @@ Platform::~Platform() {
   // Stop what issues Redis commands, then Redis itself, whose pending callbacks still see
   // the server and the rest of the internals.
   watchers_.clear();
+  if (internals_->outbox_wakeups != nullptr) internals_->outbox_wakeups->SetRelay(nullptr);
   internals_->relay.reset();
   internals_->readiness_probe.reset();
   internals_->clock_refresh.reset();
@@ -263,7 +266,10 @@ absl::StatusOr<std::unique_ptr<Platform>> Platform::Create(const ServiceIdentity
   AsyncRedisOptions redis_options;
   redis_options.url = *url;
   redis_options.command_timeout = settings.redis_timeout;
-  p->redis_ = NewAsyncRedisClient(redis_options);
+  auto waking = std::make_unique<OutboxWakingRedisClient>(
+      NewAsyncRedisClient(redis_options), identity.event_name, settings.redis_shards);
+  p->internals_->outbox_wakeups = waking.get();
+  p->redis_ = std::move(waking);
 
   p->real_clock_ = std::make_unique<RealClock>();
   if (settings.test_clock) {
@@ -432,7 +438,9 @@ int Platform::Serve(const ServiceParts& parts) {
                        service = identity_.event_name](grpc::ClientContext& context) {
       auth->AuthorizeOutgoing(context, service);
     };
-    internals_->relay = std::make_unique<OutboxRelay>(*redis_, *metrics_, std::move(relay));
+    internals_->relay = std::make_unique<OutboxRelay>(internals_->outbox_wakeups->inner(),
+                                                      *metrics_, std::move(relay));
+    internals_->outbox_wakeups->SetRelay(internals_->relay.get());
   }
 
   Log::Info("serving", {{"address", settings_.listen},
@@ -461,6 +469,7 @@ int Platform::Serve(const ServiceParts& parts) {
     internals_->probe_server->Wait();
   }
   for (const auto& stop : parts.on_drain) stop();
+  internals_->outbox_wakeups->SetRelay(nullptr);
   internals_->relay.reset();  // releases its lanes to the other replicas
   internals_->audit_service->Stop();  // the server still refers to the service object
   internals_->audit_sealer.reset();   // exports its last heads, releases its shards

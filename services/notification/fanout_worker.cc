@@ -1,5 +1,6 @@
 #include "fanout_worker.h"
 
+#include <algorithm>
 #include <map>
 
 #include "absl/strings/numbers.h"
@@ -24,16 +25,19 @@ constexpr int kBatch = 50;
 // is taken over.
 constexpr int64_t kClaimIdleMs = 30000;
 
-// KEYS: inbox, floor, marker, owner's subscriptions, webhook queue.
+// KEYS: inbox, floor, marker, owner's subscriptions, webhook queue, and optionally the
+// marker of the previous delivery to the same inbox in the batch (order: this one is
+// refused until that one is in).
 // ARGV: [1] event pb, [2] accept ms, [3] kind (n|r|x), [4] now ms, [5] min id
 // "<ms>-0",
 //       [6] max length, [7] marker ttl ms, [8] instrument, [9] type, [10]
 //       states ",DE,FR,", [11] key prefix, [12] notification id, [13] request
 //       id, [14] recipient id, [15] recipient state, [16] event id.
-// Returns {'duplicate'} | {'ok', entry id, webhook jobs}.
+// Returns {'blocked'} | {'duplicate'} | {'ok', entry id, webhook jobs}.
 const LuaScript &InboxScript() {
   static const LuaScript *script = new LuaScript(absl::StrCat(kTrimLua, R"lua(
-if not redis.call('SET', KEYS[3], '1', 'NX', 'PX', ARGV[7]) then return {'duplicate'} end
+if KEYS[6] and redis.call('EXISTS', KEYS[6]) == 0 then return {'blocked'} end
+if redis.call('EXISTS', KEYS[3]) == 1 then return {'duplicate'} end
 trim(KEYS[1], KEYS[2], ARGV[5], tonumber(ARGV[6]) - 1)
 local fields = {'ev', ARGV[1], 'acc', ARGV[2], 'kind', ARGV[3], 'rq', ARGV[13], 'eid', ARGV[16],
                 'to', ARGV[14], 'tost', ARGV[15], 'st', ARGV[10]}
@@ -67,6 +71,9 @@ if ARGV[3] ~= 'r' then
     end
   end
 end
+-- The marker last: a script failing before it (a Redis script is not rolled back) must
+-- leave no marker that would make its retry a "duplicate".
+redis.call('SET', KEYS[3], '1', 'PX', ARGV[7])
 return {'ok', id, jobs}
 )lua"));
   return *script;
@@ -113,6 +120,68 @@ return #items
   return *script;
 }
 
+// Reads a batch of a shard's fan-out outbox through the consumer group. KEYS: fan-out
+// outbox. ARGV: group, consumer, count, own ("1": this consumer's unacknowledged entries
+// first, after a failed delivery), claim idle ms ("0": no takeover of entries another
+// replica read and left this long). Returns {1 if none of its own were pending, entries}.
+const LuaScript &ReadScript() {
+  static const LuaScript *script = new LuaScript(R"lua(
+if ARGV[4] == '1' then
+  local r = redis.call('XREADGROUP', 'GROUP', ARGV[1], ARGV[2], 'COUNT', ARGV[3],
+                       'STREAMS', KEYS[1], '0')
+  if r and r[1] and #r[1][2] > 0 then return {0, r[1][2]} end
+end
+if ARGV[5] ~= '0' then
+  local c = redis.call('XAUTOCLAIM', KEYS[1], ARGV[1], ARGV[2], ARGV[5], '0-0', 'COUNT', ARGV[3])
+  if #c[2] > 0 then return {1, c[2]} end
+end
+local r = redis.call('XREADGROUP', 'GROUP', ARGV[1], ARGV[2], 'COUNT', ARGV[3],
+                     'STREAMS', KEYS[1], '>')
+if r and r[1] then return {1, r[1][2]} end
+return {1, {}}
+)lua");
+  return *script;
+}
+
+// Acknowledges and deletes delivered fan-out entries. KEYS: fan-out outbox. ARGV: group,
+// entry ids... Returns the number deleted.
+const LuaScript &AckScript() {
+  static const LuaScript *script = new LuaScript(R"lua(
+redis.call('XACK', KEYS[1], ARGV[1], unpack(ARGV, 2))
+return redis.call('XDEL', KEYS[1], unpack(ARGV, 2))
+)lua");
+  return *script;
+}
+
+// Replies for a batch of Redis calls in flight at once, filled in by their callbacks while
+// the worker thread waits for all of them.
+template <typename T>
+class BatchOutcomes {
+ public:
+  explicit BatchOutcomes(size_t n) : outcomes_(n, absl::UnknownError("no reply")) {}
+  void Started() {
+    absl::MutexLock lock(&mu_);
+    ++outstanding_;
+  }
+  void Finished(size_t i, absl::StatusOr<T> outcome) {
+    absl::MutexLock lock(&mu_);
+    outcomes_[i] = std::move(outcome);
+    --outstanding_;
+  }
+  // Every call finishes: the Redis client times commands out, and the auditor answers.
+  std::vector<absl::StatusOr<T>> Wait() {
+    absl::MutexLock lock(&mu_);
+    auto all_done = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return outstanding_ == 0; };
+    mu_.Await(absl::Condition(&all_done));
+    return std::move(outcomes_);
+  }
+
+ private:
+  absl::Mutex mu_;
+  int outstanding_ ABSL_GUARDED_BY(mu_) = 0;
+  std::vector<absl::StatusOr<T>> outcomes_ ABSL_GUARDED_BY(mu_);
+};
+
 std::map<std::string, std::string> Fields(const RedisReply &list) {
   std::map<std::string, std::string> out;
   for (size_t i = 0; i + 1 < list.elements.size(); i += 2) {
@@ -135,38 +204,62 @@ FanoutWorker::FanoutWorker(common::RedisClient &redis, const common::Clock &cloc
       sharding_(sharding),
       settings_(settings),
       metrics_(metrics),
+      wakeups_(std::make_shared<FanoutWakeups>()),
+      unacked_(std::make_shared<ShardFlags>(sharding.shard_count())),
       consumer_(common::NewUlid(clock.Now())),
       group_ready_(sharding.shard_count(), false),
       retry_own_(sharding.shard_count(), false) {}
 
 FanoutWorker::~FanoutWorker() {
-  {
-    absl::MutexLock lock(&mu_);
-    stop_ = true;
-  }
+  wakeups_->Stop();
   if (thread_.joinable()) thread_.join();
 }
 
 void FanoutWorker::Start() {
   thread_ = std::thread([this] {
+    // Pacing of upkeep and polling, not logic: real time is right here.
     absl::Time next_gauges = absl::InfinitePast();
-    while (true) {
-      const int delivered = RunOnce(/*all=*/false);
-      if (absl::Now() >= next_gauges) {  // pacing of upkeep, not logic: real time is right
+    absl::Time next_poll = absl::InfinitePast();
+    std::vector<int> busy;  // shards that delivered in the last pass: they may have more
+    while (!wakeups_->stopped()) {
+      std::vector<int> shards;
+      if (absl::Now() >= next_poll) {
+        // Every shard: entries other replicas' handlers wrote, and retries.
+        next_poll = absl::Now() + settings_.poll_interval;
+        wakeups_->Take();
+        for (int shard = 0; shard < sharding_.shard_count(); ++shard) shards.push_back(shard);
+      } else {
+        shards = wakeups_->Take();
+        for (int shard : busy) {
+          if (std::find(shards.begin(), shards.end(), shard) == shards.end()) {
+            shards.push_back(shard);
+          }
+        }
+      }
+      busy.clear();
+      Pass(shards, /*all=*/false, &busy);
+      if (absl::Now() >= next_gauges) {
         UpdateGauges();
         next_gauges = absl::Now() + absl::Seconds(5);
       }
-      absl::MutexLock lock(&mu_);
-      if (stop_) return;
-      if (delivered == 0) {
-        mu_.AwaitWithTimeout(absl::Condition(&stop_), settings_.poll_interval);
-        if (stop_) return;
+      if (busy.empty()) {
+        const absl::Duration wait = next_poll - absl::Now();
+        if (wait > absl::ZeroDuration()) {
+          for (int shard : wakeups_->Wait(wait)) busy.push_back(shard);
+        }
       }
     }
   });
 }
 
 int FanoutWorker::RunOnce(bool all) {
+  std::vector<int> shards;
+  for (int shard = 0; shard < sharding_.shard_count(); ++shard) shards.push_back(shard);
+  std::vector<int> busy;
+  return Pass(shards, all, &busy);
+}
+
+int FanoutWorker::Pass(const std::vector<int> &shards, bool all, std::vector<int> *busy) {
   // Pacing of upkeep, not logic: real time is right here. Timers still fire by
   // the service clock; they are only looked at once a second.
   bool slow = all;
@@ -174,178 +267,271 @@ int FanoutWorker::RunOnce(bool all) {
     slow = true;
     next_slow_work_ = absl::Now() + absl::Seconds(1);
   }
-  int total = 0;
-  for (int shard = 0; shard < sharding_.shard_count(); ++shard) {
-    total += DeliverShard(shard, slow);
-    if (slow) TimersShard(shard);
-  }
+  const int total = DeliverShards(shards, slow, busy);
+  if (slow) Timers();
   return total;
 }
 
-int FanoutWorker::DeliverShard(int shard, bool claim_abandoned) {
-  const std::string stream = Keys::Fanout(shard);
-  if (!group_ready_[shard]) {
-    auto r = common::RunRedisCommand(redis_, {"XGROUP", "CREATE", stream, kGroup, "0", "MKSTREAM"});
-    if (!r.ok() && r.status().message().find("BUSYGROUP") == std::string::npos) return 0;
-    group_ready_[shard] = true;
-  }
-  std::vector<const RedisReply *> entries;
-  // After a failed delivery, this replica's own unacknowledged entries first
-  // (in order).
-  absl::StatusOr<RedisReply> own;
-  if (retry_own_[shard]) {
-    own = common::RunRedisCommand(redis_, {"XREADGROUP", "GROUP", kGroup, consumer_, "COUNT",
-                                           absl::StrCat(kBatch), "STREAMS", stream, "0"});
-    if (!own.ok()) return 0;
-    if (!own->is_nil() && !own->elements.empty() && own->elements[0].elements.size() >= 2) {
-      for (const auto &e : own->elements[0].elements[1].elements) entries.push_back(&e);
-    }
-    if (entries.empty()) retry_own_[shard] = false;
-  }
-  // Entries another (dead) replica read but never acknowledged, then new ones.
-  absl::StatusOr<RedisReply> claimed = RedisReply{};
-  if (entries.empty() && claim_abandoned)
-    claimed = common::RunRedisCommand(
-        redis_, {"XAUTOCLAIM", stream, kGroup, consumer_, absl::StrCat(kClaimIdleMs), "0-0",
-                 "COUNT", absl::StrCat(kBatch)});
-  if (!claimed.ok()) {
-    if (claimed.status().message().find("NOGROUP") != std::string::npos)
-      group_ready_[shard] = false;
-    return 0;
-  }
-  if (claimed->elements.size() >= 2) {
-    for (const auto &e : claimed->elements[1].elements) entries.push_back(&e);
-  }
-  absl::StatusOr<RedisReply> fresh;
-  if (entries.empty()) {
-    fresh = common::RunRedisCommand(redis_, {"XREADGROUP", "GROUP", kGroup, consumer_, "COUNT",
-                                             absl::StrCat(kBatch), "STREAMS", stream, ">"});
-    if (!fresh.ok()) return 0;
-    if (!fresh->is_nil() && !fresh->elements.empty() && fresh->elements[0].elements.size() >= 2) {
-      for (const auto &e : fresh->elements[0].elements[1].elements) entries.push_back(&e);
+// Three phases, each with every shard's round trip in flight at once (with appendfsync
+// always each write round trip costs an fsync, so the phases, not the shards, set the
+// pace): read each shard's batch; deliver and audit every entry; acknowledge each shard's
+// delivered prefix.
+int FanoutWorker::DeliverShards(const std::vector<int> &shards, bool claim_abandoned,
+                                std::vector<int> *busy) {
+  for (int shard : shards) {
+    if (group_ready_[shard]) continue;
+    auto r = common::RunRedisCommand(
+        redis_, {"XGROUP", "CREATE", Keys::Fanout(shard), kGroup, "0", "MKSTREAM"});
+    if (r.ok() || r.status().message().find("BUSYGROUP") != std::string::npos) {
+      group_ready_[shard] = true;
     }
   }
+
+  // Phase 1: each shard's batch. After a failed delivery, this replica's own
+  // unacknowledged entries first (in order); then entries another (dead) replica read but
+  // never acknowledged; then new ones.
+  std::vector<int> ready;
+  for (int shard : shards) {
+    if (unacked_->Take(shard)) retry_own_[shard] = true;
+    if (group_ready_[shard]) ready.push_back(shard);
+  }
+  auto reads = std::make_shared<BatchOutcomes<RedisReply>>(ready.size());
+  for (size_t i = 0; i < ready.size(); ++i) {
+    const int shard = ready[i];
+    reads->Started();
+    redis_.Eval(ReadScript(), {Keys::Fanout(shard)},
+                {kGroup, consumer_, absl::StrCat(kBatch), retry_own_[shard] ? "1" : "0",
+                 claim_abandoned ? absl::StrCat(kClaimIdleMs) : "0"},
+                [reads, i](absl::StatusOr<RedisReply> reply) { reads->Finished(i, reply); });
+  }
+  const std::vector<absl::StatusOr<RedisReply>> batches = reads->Wait();
+
   const absl::Time now = clock_.Now();
   const int64_t now_ms = absl::ToUnixMillis(now);
   const std::string min_id = absl::StrCat(
       std::max<int64_t>(0, now_ms - absl::ToInt64Milliseconds(settings_.inbox_retention_age)),
       "-0");
-  int delivered = 0;
-  for (const RedisReply *entry : entries) {
-    if (entry->elements.size() < 2 || entry->elements[1].type != RedisReply::Type::kArray) {
-      // Deleted meanwhile (handled before): acknowledge it, or it stays pending and
-      // comes back with every re-read of this consumer's own entries.
-      if (!entry->elements.empty()) {
-        common::RunRedisCommand(redis_, {"XACK", stream, kGroup, entry->elements[0].str})
-            .IgnoreError();
+
+  // Plan: each entry's deliveries, in order.
+  struct Delivery {
+    std::vector<std::string> keys;
+    std::vector<std::string> args;
+    std::string inbox;
+    common::AuditRecord record;
+  };
+  struct Planned {
+    std::string id;
+    std::string event_id;  // for logs; empty when there is nothing to deliver
+    size_t first = 0, count = 0;  // its deliveries
+  };
+  std::vector<std::vector<Planned>> planned(ready.size());
+  std::vector<Delivery> deliveries;
+  for (size_t b = 0; b < ready.size(); ++b) {
+    const int shard = ready[b];
+    const absl::StatusOr<RedisReply> &read = batches[b];
+    if (!read.ok()) {
+      if (read.status().message().find("NOGROUP") != std::string::npos) {
+        group_ready_[shard] = false;
       }
       continue;
     }
-    const std::string entry_id = entry->elements[0].str;
-    auto f = Fields(entry->elements[1]);
-    const std::string &kind = f["kind"];
-    common::v1::Event event;
-    if (!event.ParseFromString(f["ev"])) {
-      common::Log::Error("unreadable fan-out entry dropped", {{"shard", shard}});
-      common::RunRedisCommand(redis_, {"XACK", stream, kGroup, entry_id}).IgnoreError();
-      continue;
-    }
-    std::string notification_id = event.event_id();
-    const std::string original_event_id = event.event_id();
-    if (kind == "r") {
-      notification_id = absl::StrCat(event.event_id(), ":r");
-    } else if (kind == "x") {
-      // An escalation notice: a new event saying who did not retrieve which
-      // event.
-      common::v1::Event notice;
-      notice.set_event_id(EscalationEventId(event.event_id(), f["about"]));
-      notice.set_request_id(event.request_id());
-      notice.set_type(common::v1::EVENT_TYPE_NOTIFICATION_NOT_RETRIEVED);
-      *notice.mutable_occur_time() =
-          google::protobuf::util::TimeUtil::MillisecondsToTimestamp(now_ms);
-      notice.mutable_actor()->set_service("rogatory-notification");
-      notice.set_trace_id(event.trace_id());
-      notice.set_instrument(event.instrument());
-      notice.set_source("notification");
-      *notice.mutable_request() = event.request();
-      notice.mutable_notification()->set_delivered_event_id(event.event_id());
-      notice.mutable_notification()->mutable_recipient()->set_authority_id(f["about"]);
-      event = std::move(notice);
-      notification_id = event.event_id();
-    }
-    const std::string pb = kind == "x" ? event.SerializeAsString() : f["ev"];
-    bool all_ok = true;
-    for (absl::string_view r : absl::StrSplit(f["to"], ',', absl::SkipEmpty())) {
-      std::pair<std::string, std::string> who = absl::StrSplit(r, absl::MaxSplits('@', 1));
-      const int ashard = sharding_.ShardFor(who.first);
-      const std::string prefix = Keys::P(ashard);
-      auto reply = common::RunRedisScript(
-          redis_, InboxScript(),
-          {Keys::Inbox(ashard, who.first), Keys::InboxFloor(ashard, who.first),
-           Keys::InboxMarker(ashard, who.first, notification_id),
-           Keys::OwnerSubscriptions(ashard, who.first), Keys::WebhookDue(ashard)},
-          {pb, f["acc"], kind, absl::StrCat(now_ms), min_id,
-           absl::StrCat(settings_.inbox_max_length),
-           absl::StrCat(absl::ToInt64Milliseconds(settings_.dedupe_retention)),
-           kind == "x" ? absl::StrCat(static_cast<int>(event.instrument())) : f["inst"],
-           kind == "x" ? "92" : f["typ"], f["st"], prefix, notification_id, event.request_id(),
-           who.first, who.second, kind == "x" ? event.event_id() : original_event_id});
-      if (!reply.ok()) {
-        all_ok = false;
-        common::Log::Warn("inbox delivery failed; will retry",
-                          {{"event_id", original_event_id}, {"error", reply.status().ToString()}});
-        break;
+    if (read->elements.size() < 2) continue;
+    if (read->elements[0].integer == 1) retry_own_[shard] = false;  // none of its own left
+    // Per inbox, the marker of the batch's latest delivery to it (the next one waits for it).
+    std::map<std::string, std::string> last_marker;
+    for (const RedisReply &entry : read->elements[1].elements) {
+      if (entry.elements.empty()) continue;
+      Planned p;
+      p.id = entry.elements[0].str;
+      p.first = deliveries.size();
+      if (entry.elements.size() < 2 || entry.elements[1].type != RedisReply::Type::kArray) {
+        // Deleted meanwhile (handled before): acknowledge it, or it stays pending and
+        // comes back with every re-read of this consumer's own entries.
+        planned[b].push_back(std::move(p));
+        continue;
       }
-      if (auditor_ != nullptr) {
+      auto f = Fields(entry.elements[1]);
+      const std::string &kind = f["kind"];
+      common::v1::Event event;
+      if (!event.ParseFromString(f["ev"])) {
+        common::Log::Error("unreadable fan-out entry dropped", {{"shard", shard}});
+        planned[b].push_back(std::move(p));
+        continue;
+      }
+      std::string notification_id = event.event_id();
+      const std::string original_event_id = event.event_id();
+      p.event_id = original_event_id;
+      if (kind == "r") {
+        notification_id = absl::StrCat(event.event_id(), ":r");
+      } else if (kind == "x") {
+        // An escalation notice: a new event saying who did not retrieve which
+        // event.
+        common::v1::Event notice;
+        notice.set_event_id(EscalationEventId(event.event_id(), f["about"]));
+        notice.set_request_id(event.request_id());
+        notice.set_type(common::v1::EVENT_TYPE_NOTIFICATION_NOT_RETRIEVED);
+        *notice.mutable_occur_time() =
+            google::protobuf::util::TimeUtil::MillisecondsToTimestamp(now_ms);
+        notice.mutable_actor()->set_service("rogatory-notification");
+        notice.set_trace_id(event.trace_id());
+        notice.set_instrument(event.instrument());
+        notice.set_source("notification");
+        *notice.mutable_request() = event.request();
+        notice.mutable_notification()->set_delivered_event_id(event.event_id());
+        notice.mutable_notification()->mutable_recipient()->set_authority_id(f["about"]);
+        event = std::move(notice);
+        notification_id = event.event_id();
+      }
+      const std::string pb = kind == "x" ? event.SerializeAsString() : f["ev"];
+      for (absl::string_view r : absl::StrSplit(f["to"], ',', absl::SkipEmpty())) {
+        std::pair<std::string, std::string> who = absl::StrSplit(r, absl::MaxSplits('@', 1));
+        const int ashard = sharding_.ShardFor(who.first);
+        Delivery d;
+        d.inbox = Keys::Inbox(ashard, who.first);
+        std::string marker = Keys::InboxMarker(ashard, who.first, notification_id);
+        d.keys = {d.inbox, Keys::InboxFloor(ashard, who.first), marker,
+                  Keys::OwnerSubscriptions(ashard, who.first), Keys::WebhookDue(ashard)};
+        auto previous = last_marker.find(d.inbox);
+        if (previous != last_marker.end()) {
+          d.keys.push_back(previous->second);
+          previous->second = std::move(marker);
+        } else {
+          last_marker.emplace(d.inbox, std::move(marker));
+        }
+        d.args = {pb, f["acc"], kind, absl::StrCat(now_ms), min_id,
+                  absl::StrCat(settings_.inbox_max_length),
+                  absl::StrCat(absl::ToInt64Milliseconds(settings_.dedupe_retention)),
+                  kind == "x" ? absl::StrCat(static_cast<int>(event.instrument())) : f["inst"],
+                  kind == "x" ? "92" : f["typ"], f["st"], Keys::P(ashard), notification_id,
+                  event.request_id(), who.first, who.second,
+                  kind == "x" ? event.event_id() : original_event_id};
         // A disclosure of the request to the recipient authority, logged before the entry
         // is acknowledged (a retry re-delivers idempotently and logs again).
-        absl::Status logged = common::RecordAndWait(
-            *auditor_, common::ServiceAuditRecord(
-                           "rogatory-notification", "DeliverToInbox", event.request_id(),
-                           common::AccessKind::kDisclose,
-                           absl::StrCat("inbox:", who.first, ":", notification_id),
-                           event.trace_id()));
-        if (!logged.ok()) {
-          all_ok = false;
-          common::Log::Warn("inbox delivery not audited; will retry",
-                            {{"event_id", original_event_id}});
-          break;
-        }
+        d.record = common::ServiceAuditRecord(
+            "rogatory-notification", "DeliverToInbox", event.request_id(),
+            common::AccessKind::kDisclose,
+            absl::StrCat("inbox:", who.first, ":", notification_id), event.trace_id());
+        deliveries.push_back(std::move(d));
       }
+      p.count = deliveries.size() - p.first;
+      planned[b].push_back(std::move(p));
     }
-    if (!all_ok) {
-      retry_own_[shard] = true;
-      break;  // keep order: the rest of the shard waits for the retry
+  }
+
+  // Phase 2: every delivery in flight at once; each audited as soon as its inbox has it.
+  auto outcomes = std::make_shared<BatchOutcomes<bool>>(deliveries.size());
+  for (size_t i = 0; i < deliveries.size(); ++i) {
+    Delivery &d = deliveries[i];
+    outcomes->Started();
+    redis_.Eval(
+        InboxScript(), std::move(d.keys), std::move(d.args),
+        [i, outcomes, auditor = auditor_, wakeups = inbox_wakeups_, inbox = std::move(d.inbox),
+         record = std::move(d.record)](absl::StatusOr<RedisReply> reply) mutable {
+          if (!reply.ok()) return outcomes->Finished(i, reply.status());
+          const std::string outcome =
+              reply->elements.empty() ? std::string() : reply->elements[0].str;
+          if (outcome == "blocked") {
+            return outcomes->Finished(
+                i, absl::UnavailableError("an earlier delivery to the inbox is not in yet"));
+          }
+          if (outcome != "ok" && outcome != "duplicate") {
+            return outcomes->Finished(i, absl::InternalError("unexpected inbox script reply"));
+          }
+          if (outcome == "ok" && wakeups != nullptr) wakeups->Notify(inbox);
+          if (auditor == nullptr) return outcomes->Finished(i, true);
+          auditor->Record(std::move(record), [i, outcomes](absl::Status logged) {
+            if (logged.ok()) return outcomes->Finished(i, true);
+            outcomes->Finished(
+                i, absl::UnavailableError(absl::StrCat("not audited: ", logged.message())));
+          });
+        });
+  }
+  const std::vector<absl::StatusOr<bool>> results = outcomes->Wait();
+
+  // Phase 3: per shard, acknowledge (and delete) the longest prefix of entries every
+  // delivery of which is in and audited. Not waited for: the shard's next read goes after
+  // it on the same connection. If it fails, the entries stay pending: the next pass reads
+  // this consumer's own entries first and delivers them again (idempotently).
+  int delivered = 0;
+  for (size_t b = 0; b < ready.size(); ++b) {
+    const int shard = ready[b];
+    std::vector<std::string> args = {kGroup};
+    int count = 0;
+    for (const Planned &p : planned[b]) {
+      absl::Status failed;
+      for (size_t i = p.first; i < p.first + p.count && failed.ok(); ++i) {
+        failed = results[i].status();
+      }
+      if (!failed.ok()) {
+        common::Log::Warn("inbox delivery failed; will retry",
+                          {{"event_id", p.event_id}, {"error", failed.ToString()}});
+        retry_own_[shard] = true;  // keep order: the rest of the shard waits for the retry
+        break;
+      }
+      args.push_back(p.id);
+      if (!p.event_id.empty()) ++count;
     }
-    common::RunRedisCommand(redis_, {"XACK", stream, kGroup, entry_id}).IgnoreError();
-    common::RunRedisCommand(redis_, {"XDEL", stream, entry_id}).IgnoreError();
-    ++delivered;
+    if (args.size() == 1) continue;
+    redis_.Eval(AckScript(), {Keys::Fanout(shard)}, std::move(args),
+                [unacked = unacked_, shard](absl::StatusOr<RedisReply> reply) {
+                  if (reply.ok()) return;
+                  unacked->Set(shard);
+                  common::Log::Warn("fan-out acknowledgement failed; will retry",
+                                    {{"shard", shard}, {"error", reply.status().ToString()}});
+                });
+    if (count > 0) {
+      delivered += count;
+      busy->push_back(shard);
+    }
   }
   return delivered;
 }
 
-void FanoutWorker::TimersShard(int shard) {
+// Every shard's timers at once (one round trip in all, not one per shard).
+void FanoutWorker::Timers() {
   if (settings_.retrieval_timeout <= absl::ZeroDuration()) return;
-  auto r = common::RunRedisScript(
-      redis_, TimersScript(), {Keys::RetrievalDue(shard), Keys::Fanout(shard)},
-      {absl::StrCat(absl::ToUnixMillis(clock_.Now())), "100",
-       absl::StrCat(absl::ToInt64Milliseconds(settings_.escalation_timeout)), Keys::P(shard)});
-  if (!r.ok()) {
-    common::Log::Warn("retrieval timers failed; will retry", {{"shard", shard}});
+  const std::string now_ms = absl::StrCat(absl::ToUnixMillis(clock_.Now()));
+  const std::string escalation_ms =
+      absl::StrCat(absl::ToInt64Milliseconds(settings_.escalation_timeout));
+  auto results = std::make_shared<BatchOutcomes<RedisReply>>(sharding_.shard_count());
+  for (int shard = 0; shard < sharding_.shard_count(); ++shard) {
+    results->Started();
+    redis_.Eval(TimersScript(), {Keys::RetrievalDue(shard), Keys::Fanout(shard)},
+                {now_ms, "100", escalation_ms, Keys::P(shard)},
+                [results, shard](absl::StatusOr<RedisReply> r) {
+                  results->Finished(static_cast<size_t>(shard), std::move(r));
+                });
+  }
+  const auto replies = results->Wait();
+  for (size_t shard = 0; shard < replies.size(); ++shard) {
+    if (!replies[shard].ok()) {
+      common::Log::Warn("retrieval timers failed; will retry",
+                        {{"shard", static_cast<int64_t>(shard)}});
+    }
   }
 }
 
 void FanoutWorker::UpdateGauges() {
-  int64_t dead = 0, pending = 0;
-  for (int shard = 0; shard < sharding_.shard_count(); ++shard) {
-    auto d = common::RunRedisCommand(redis_, {"ZCARD", Keys::DeadLetters(shard)});
-    auto p = common::RunRedisCommand(redis_, {"ZCARD", Keys::RetrievalDue(shard)});
-    if (!d.ok() || !p.ok()) return;
-    dead += d->integer;
-    pending += p->integer;
+  const int shards = sharding_.shard_count();
+  auto results = std::make_shared<BatchOutcomes<RedisReply>>(2 * static_cast<size_t>(shards));
+  for (int shard = 0; shard < shards; ++shard) {
+    for (int which = 0; which < 2; ++which) {
+      results->Started();
+      const size_t slot = 2 * static_cast<size_t>(shard) + which;
+      redis_.Command({"ZCARD", which == 0 ? Keys::DeadLetters(shard) : Keys::RetrievalDue(shard)},
+                     [results, slot](absl::StatusOr<RedisReply> r) {
+                       results->Finished(slot, std::move(r));
+                     });
+    }
   }
-  metrics_.dead_letters().Set(static_cast<double>(dead));
-  metrics_.unretrieved().Set(static_cast<double>(pending));
+  int64_t counts[2] = {0, 0};
+  const auto replies = results->Wait();
+  for (size_t slot = 0; slot < replies.size(); ++slot) {
+    if (!replies[slot].ok()) return;
+    counts[slot % 2] += replies[slot]->integer;
+  }
+  metrics_.dead_letters().Set(static_cast<double>(counts[0]));
+  metrics_.unretrieved().Set(static_cast<double>(counts[1]));
 }
 
 }  // namespace rogatory::notification

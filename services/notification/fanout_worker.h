@@ -13,6 +13,7 @@
 #include "rogatory/common/ids.h"
 #include "rogatory/common/pipeline.h"
 #include "rogatory/common/redis.h"
+#include "wakeups.h"
 
 namespace rogatory::notification {
 
@@ -29,11 +30,37 @@ namespace rogatory::notification {
 // the shards, and entries a dead replica had read are claimed after
 // `kClaimIdle`.
 //
+// A batch of entries is delivered with pipelined scripts, all in flight at once (one round
+// trip for the batch, not one per recipient), their disclosures audited together (the
+// chained audit log group-commits them) and the batch acknowledged and deleted in one
+// script (not waited for: the shard's next read follows it on the same connection). Per
+// inbox, order is kept even so: each delivery names the marker of the batch's previous
+// delivery to the same inbox, and is refused ("blocked") unless that one is in. Only the
+// longest prefix of entries whose every delivery succeeded and was audited is
+// acknowledged: after a failure the shard's later entries go again (idempotently) after
+// the retry. Every shard's round trips of a phase (read, deliver, acknowledge) are in
+// flight together.
+//
+// Wake-ups: the event handler wakes the worker (FanoutWakeups) right after writing an
+// entry, and the worker tells the inbox's Subscribe readers in this process (InboxWakeups)
+// right after writing a notification; entries other replicas wrote are found by polling.
+//
 // The delivery into an inbox also enqueues the webhook jobs of the recipient's
 // matching subscriptions (same shard: an owner's subscriptions live in its
 // authority shard), so a subscription only ever sees notifications its owner
 // received: a filter cannot reach beyond what its owner may see.
 class FanoutWorker {
+  // Shards whose acknowledgement failed (set from Redis callbacks, taken by the worker).
+  class ShardFlags {
+   public:
+    explicit ShardFlags(int shards) : flags_(static_cast<size_t>(shards)) {}
+    void Set(int shard) { flags_[static_cast<size_t>(shard)].store(true); }
+    bool Take(int shard) { return flags_[static_cast<size_t>(shard)].exchange(false); }
+
+   private:
+    std::vector<std::atomic<bool>> flags_;
+  };
+
  public:
   FanoutWorker(common::RedisClient &redis, const common::Clock &clock, common::Sharding sharding,
                NotificationSettings settings, NotificationMetrics &metrics);
@@ -44,6 +71,13 @@ class FanoutWorker {
   // is acknowledged only once its deliveries are logged. Null: not recorded. Set before
   // Start.
   void SetAuditor(common::Auditor *auditor) { auditor_ = auditor; }
+  // The Subscribe readers to wake when a notification is written into their inbox. Null:
+  // none. Set before Start.
+  void SetInboxWakeups(std::shared_ptr<InboxWakeups> wakeups) {
+    inbox_wakeups_ = std::move(wakeups);
+  }
+  // How the event handler wakes this worker (see NotificationEventHandler::SetFanoutWakeups).
+  const std::shared_ptr<FanoutWakeups> &wakeups() const { return wakeups_; }
   // One pass over every shard: fan-out, then (when `all`, or when their pace
   // says so) the takeover of entries a dead replica left and the due retrieval
   // timers. Tests call it with `all`; the thread paces the rarer work to keep
@@ -51,8 +85,12 @@ class FanoutWorker {
   int RunOnce(bool all = true);
 
  private:
-  int DeliverShard(int shard, bool claim_abandoned);
-  void TimersShard(int shard);
+  // One pass over `shards`; appends those that delivered something (they may have more) to
+  // `busy`.
+  int Pass(const std::vector<int> &shards, bool all, std::vector<int> *busy);
+  int DeliverShards(const std::vector<int> &shards, bool claim_abandoned,
+                    std::vector<int> *busy);
+  void Timers();
   void UpdateGauges();
 
   common::RedisClient &redis_;
@@ -61,12 +99,13 @@ class FanoutWorker {
   const NotificationSettings settings_;
   NotificationMetrics &metrics_;
   common::Auditor *auditor_ = nullptr;
+  std::shared_ptr<InboxWakeups> inbox_wakeups_;
+  const std::shared_ptr<FanoutWakeups> wakeups_;
+  const std::shared_ptr<ShardFlags> unacked_;
   const std::string consumer_;
   std::vector<bool> group_ready_;  // only touched by the worker's thread
   std::vector<bool> retry_own_;
   absl::Time next_slow_work_ = absl::InfinitePast();  // worker thread only
-  absl::Mutex mu_;
-  bool stop_ ABSL_GUARDED_BY(mu_) = false;
   std::thread thread_;
 };
 

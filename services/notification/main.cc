@@ -104,6 +104,12 @@ int main(int argc, char **argv) {
             platform.redis(), platform.clock(), platform.sharding(), s, *metrics, *transport);
         // Deliveries are disclosures: recorded in the audit log (issue 8).
         fanout->SetAuditor(&platform.auditor());
+        // Work written in this process is taken up at once: the handler wakes the fan-out,
+        // the fan-out wakes the inbox's streams (polling remains for other replicas' work).
+        auto inbox_wakeups = std::make_shared<n::InboxWakeups>();
+        fanout->SetInboxWakeups(inbox_wakeups);
+        notification_service->SetInboxWakeups(inbox_wakeups);
+        handler->SetFanoutWakeups(fanout->wakeups());
         dispatcher->SetAuditor(&platform.auditor());
         fanout->Start();
         dispatcher->Start();

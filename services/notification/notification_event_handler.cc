@@ -209,10 +209,11 @@ void NotificationEventHandler::HandleWithExtras(
        Keys::Evidence(*shard, event.event_id()), Keys::RequestEvents(*shard, event.request_id()),
        Keys::RetrievalDue(*shard), Keys::Fanout(*shard)},
       std::move(args),
-      [this, done = std::move(done),
-       source = event.source()](absl::StatusOr<common::RedisReply> reply) {
+      [this, done = std::move(done), source = event.source(), shard = *shard,
+       wakeups = fanout_wakeups_](absl::StatusOr<common::RedisReply> reply) {
         auto outcome = common::ReceiverOutcome(reply);
         if (outcome.ok() && *outcome == Outcome::kHandled) {
+          if (wakeups != nullptr) wakeups->Wake(shard);
           metrics_.EventReceived(source.empty() ? "unknown" : source);
           if (reply->elements.size() > 1) {
             metrics_.FanOut(static_cast<int>(reply->elements[1].integer));

@@ -5,6 +5,7 @@
 #include <map>
 #include <thread>
 
+#include "absl/cleanup/cleanup.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -407,6 +408,8 @@ class SubscribeReactor final : public grpc::ServerWriteReactor<v1::SubscribeResp
     absl::Status finish_status ABSL_GUARDED_BY(mu);
     bool finished ABSL_GUARDED_BY(mu) = false;
     bool done ABSL_GUARDED_BY(mu) = false;
+    // The fan-out worker wrote into the inbox since the reader last read it.
+    bool woken ABSL_GUARDED_BY(mu) = false;
     std::chrono::steady_clock::time_point last_sent ABSL_GUARDED_BY(mu);
     SubscribeReactor *reactor = nullptr;
   };
@@ -584,6 +587,19 @@ void SubscribeReactor::ReaderLoop(NotificationServiceImpl *service, std::shared_
   const int shard = service->sharding_.ShardFor(who);
   const std::string inbox = Keys::Inbox(shard, who);
   const std::string floor_key = Keys::InboxFloor(shard, who);
+  // Woken when this process's fan-out writes into the inbox (registered before the first
+  // read, so nothing written after it waits for a poll).
+  std::shared_ptr<InboxWakeups> wakeups = service->inbox_wakeups_;
+  InboxWakeups::Handle watch = 0;
+  if (wakeups != nullptr) {
+    watch = wakeups->Watch(inbox, [st] {
+      absl::MutexLock lock(&st->mu);
+      st->woken = true;
+    });
+  }
+  absl::Cleanup unwatch = [&wakeups, &inbox, watch] {
+    if (wakeups != nullptr) wakeups->Unwatch(inbox, watch);
+  };
   const auto min_id = [&] {
     const int64_t now_ms = absl::ToUnixMillis(service->clock_.Now());
     return absl::StrCat(
@@ -631,6 +647,7 @@ void SubscribeReactor::ReaderLoop(NotificationServiceImpl *service, std::shared_
       }
       if (st->done || st->finish_requested) return;
       space = capacity - st->buffer.size();
+      st->woken = false;  // this read sees whatever the wake-up was about
     }
     auto read =
         common::RunRedisScript(service->redis_, ReadScript(), {inbox, floor_key},
@@ -680,9 +697,11 @@ void SubscribeReactor::ReaderLoop(NotificationServiceImpl *service, std::shared_
     }
     Pump(st);
     if (idle) {
+      // Until the fan-out of this process writes into the inbox, or the next poll (for
+      // notifications other replicas wrote).
       absl::MutexLock lock(&st->mu);
       auto stop = [&st]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(st->mu) {
-        return st->done || st->finish_requested;
+        return st->done || st->finish_requested || st->woken;
       };
       st->mu.AwaitWithTimeout(absl::Condition(&stop), settings.poll_interval);
     }

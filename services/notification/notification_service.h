@@ -13,6 +13,7 @@
 #include "rogatory/common/pipeline.h"
 #include "rogatory/common/redis.h"
 #include "rogatory/notification/v1/notification.grpc.pb.h"
+#include "wakeups.h"
 
 namespace rogatory::notification {
 
@@ -71,6 +72,12 @@ class NotificationServiceImpl final : public v1::NotificationService::CallbackSe
   // The audit log stream deliveries are recorded in (disclosures to the subscriber,
   // issue 8). Null: not recorded. Set before serving.
   void SetAuditor(common::Auditor *auditor) { auditor_ = auditor; }
+  // Where the fan-out worker of this process says an inbox got a notification: the
+  // inbox's streams read at once instead of at their next poll. Null: they only poll. Set
+  // before serving.
+  void SetInboxWakeups(std::shared_ptr<InboxWakeups> wakeups) {
+    inbox_wakeups_ = std::move(wakeups);
+  }
 
   static constexpr int kMaxAckBatch = 1000;
   static constexpr int kMaxSubscriptionsPerOwner = 100;
@@ -93,6 +100,7 @@ class NotificationServiceImpl final : public v1::NotificationService::CallbackSe
   NotificationMetrics &metrics_;
   NotificationEventHandler &handler_;
   common::Auditor *auditor_ = nullptr;
+  std::shared_ptr<InboxWakeups> inbox_wakeups_;
 
   absl::Mutex mu_;
   int open_streams_ ABSL_GUARDED_BY(mu_) = 0;

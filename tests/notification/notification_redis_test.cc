@@ -529,5 +529,88 @@ TEST_F(NotificationRedisTest, StreamsBeyondTheLimitAreRefused) {
   ctx->TryCancel();
 }
 
+// The fan-out delivers a batch with all its scripts in flight at once, yet a failed
+// delivery still holds back what must follow it: only the prefix of entries before it is
+// acknowledged, and a later entry for the same inbox is refused until the failed one is in.
+TEST_F(NotificationRedisTest, FailedDeliveryInBatchAcknowledgesOnlyThePrefixAndKeepsInboxOrder) {
+  StartService();
+  constexpr char kOther[] = "DE-AG-MUENCHEN";
+  const int shard = 0;
+  const std::string stream = Keys::Fanout(shard);
+  auto add = [&](const std::string &id, const std::string &to) {
+    const std::string pb = MakeEvent(id, Request(0)).SerializeAsString();
+    ASSERT_TRUE(common::RunRedisCommand(
+                    *redis_, {"XADD", stream, "*", "ev", pb, "to", to, "acc",
+                              absl::StrCat(absl::ToUnixMillis(clock_.Now())), "kind", "n", "st",
+                              ",FR,", "inst", "1", "typ", "1"})
+                    .ok());
+  };
+  add("ev-1", absl::StrCat(kIssuer, "@FR"));
+  add("ev-2", absl::StrCat(kOther, "@DE"));
+  add("ev-3", absl::StrCat(kOther, "@DE"));
+  add("ev-4", absl::StrCat(kIssuer, "@FR"));
+  // The other authority's inbox cannot take anything: ev-2's delivery fails.
+  const std::string other_inbox = Keys::Inbox(sharding_.ShardFor(kOther), kOther);
+  ASSERT_TRUE(common::RunRedisCommand(*redis_, {"SET", other_inbox, "not a stream"}).ok());
+  auto inbox_events = [&](const std::string &authority) {
+    std::vector<std::string> out;
+    auto all = common::RunRedisCommand(
+        *redis_, {"XRANGE", Keys::Inbox(sharding_.ShardFor(authority), authority), "-", "+"});
+    if (!all.ok()) return out;
+    for (const auto &entry : all->elements) {
+      const auto &f = entry.elements[1].elements;
+      for (size_t i = 0; i + 1 < f.size(); i += 2) {
+        Event e;
+        if (f[i].str == "ev" && e.ParseFromString(f[i + 1].str)) out.push_back(e.event_id());
+      }
+    }
+    return out;
+  };
+  auto pending = [&] {
+    return common::RunRedisCommand(*redis_, {"XPENDING", stream, "fanout"})->elements[0].integer;
+  };
+
+  EXPECT_EQ(fanout_->RunOnce(), 1);  // ev-1 only
+  EXPECT_THAT(inbox_events(kIssuer), ::testing::ElementsAre("ev-1", "ev-4"));
+  EXPECT_EQ(common::RunRedisCommand(*redis_, {"XLEN", stream})->integer, 3);  // ev-1 deleted
+  EXPECT_EQ(pending(), 3);  // ev-2 failed; ev-3 (blocked behind it) and ev-4 wait for it
+
+  // The inbox recovers: the retry delivers ev-2 then ev-3, and ev-4 once only.
+  ASSERT_TRUE(common::RunRedisCommand(*redis_, {"DEL", other_inbox}).ok());
+  EXPECT_EQ(fanout_->RunOnce(), 3);
+  EXPECT_THAT(inbox_events(kOther), ::testing::ElementsAre("ev-2", "ev-3"));
+  EXPECT_THAT(inbox_events(kIssuer), ::testing::ElementsAre("ev-1", "ev-4"));
+  EXPECT_EQ(common::RunRedisCommand(*redis_, {"XLEN", stream})->integer, 0);
+  EXPECT_EQ(pending(), 0);
+}
+
+// With the poll interval at 10 s, an event still reaches an open stream at once: the
+// handler wakes the fan-out worker, which wakes the inbox's stream reader.
+TEST_F(NotificationRedisTest, WakeUpsDeliverWithoutWaitingForThePollInterval) {
+  settings_.poll_interval = absl::Seconds(10);
+  StartService();
+  auto inbox_wakeups = std::make_shared<InboxWakeups>();
+  fanout_->SetInboxWakeups(inbox_wakeups);
+  service_->SetInboxWakeups(inbox_wakeups);
+  handler_->SetFanoutWakeups(fanout_->wakeups());
+  fanout_->Start();  // one pass over every shard, then idle until woken or 10 s pass
+
+  auto ctx = Ctx(kIssuer);
+  v1::SubscribeRequest req;
+  req.set_start_position(v1::START_POSITION_OLDEST);
+  auto reader = stub_->Subscribe(ctx.get(), req);
+  for (int i = 1; i <= 2; ++i) {
+    // The second time, both the worker and the stream's reader are idle.
+    const auto start = Steady::now();
+    const std::string id = absl::StrCat("ev-wake-", i);
+    ASSERT_TRUE(Receive(MakeEvent(id, Request(i))).ok());
+    auto got = ReadN(*reader, 1);
+    ASSERT_EQ(got.size(), 1u);
+    EXPECT_EQ(got[0].event().event_id(), id);
+    EXPECT_LT(Steady::now() - start, std::chrono::seconds(1)) << id;
+  }
+  ctx->TryCancel();
+}
+
 }  // namespace
 }  // namespace rogatory::notification

@@ -291,5 +291,55 @@ TEST(EventRoutesTest, DefaultsAndParsing) {
   EXPECT_THAT(std::string(bad.status().message()), ::testing::HasSubstr("NOT_A_TYPE"));
 }
 
+// A script of this process that commits to the outbox wakes the shard's lane: the event is
+// delivered at once, not at the lane's next poll (10 s here).
+TEST_F(OutboxRelayTest, ScriptCommittingToTheOutboxWakesItsLaneBeforeThePollInterval) {
+  Receiver receiver(*redis_, receiver_port_, metrics_);
+  AsyncRedisOptions o;
+  o.url = *ParseRedisUrl(server_.url());
+  o.command_timeout = absl::Seconds(5);
+  OutboxWakingRedisClient waking(NewAsyncRedisClient(o), "intake", kShards);
+  Emit(1, 1);  // before the relay starts: its first look delivers it
+  RelayOptions options = Options("replica-a");
+  options.poll_interval = absl::Seconds(10);
+  OutboxRelay relay(waking.inner(), metrics_, options);
+  waking.SetRelay(&relay);
+  ASSERT_TRUE(WaitForEffects(1));  // now the lane is idle until its next poll, 10 s away
+
+  const std::string id = RequestId(0);
+  v1::Event e;
+  e.set_event_id("ev-woken");
+  e.set_request_id(id);
+  e.set_sequence(++sequences_[id]);
+  e.set_type(v1::EVENT_TYPE_REQUEST_SUBMITTED);
+  e.set_source("intake");
+  ++emitted_;
+  static const LuaScript* emit =
+      new LuaScript("redis.call('XADD', KEYS[1], '*', 'ev', ARGV[1]) return 1");
+  const auto start = Steady::now();
+  auto written = RunRedisScript(
+      waking, *emit, {EventKeys::Outbox(*Sharding(kShards).ShardOf("rq", id), "intake")},
+      {e.SerializeAsString()});
+  ASSERT_TRUE(written.ok()) << written.status();
+  ASSERT_TRUE(WaitForEffects(2));
+  EXPECT_LT(Steady::now() - start, std::chrono::seconds(1));
+  waking.SetRelay(nullptr);
+  ExpectEachOnceInOrder();
+}
+
+// Only a key that is exactly the emitter's outbox of an existing shard wakes a lane.
+TEST(OutboxWakingRedisClientTest, RecognisesOnlyTheEmittersOutboxKeys) {
+  using W = OutboxWakingRedisClient;
+  EXPECT_EQ(W::OutboxShardOf({EventKeys::Outbox(3, "intake")}, "intake", kShards), 3);
+  EXPECT_EQ(W::OutboxShardOf({"rg:{s0}:rq:x", EventKeys::Outbox(0, "intake")}, "intake", kShards),
+            0);
+  EXPECT_EQ(W::OutboxShardOf({EventKeys::Outbox(1, "routing")}, "intake", kShards), -1);
+  EXPECT_EQ(W::OutboxShardOf({"rg:{s1}:outbox:intake:x"}, "intake", kShards), -1);
+  EXPECT_EQ(W::OutboxShardOf({"rg:{s1}:xoutbox:intake"}, "intake", kShards), -1);
+  EXPECT_EQ(W::OutboxShardOf({"rg:{s4}:outbox:intake"}, "intake", kShards), -1);  // no shard 4
+  EXPECT_EQ(W::OutboxShardOf({"rg:{sx}:outbox:intake"}, "intake", kShards), -1);
+  EXPECT_EQ(W::OutboxShardOf({}, "intake", kShards), -1);
+}
+
 }  // namespace
 }  // namespace rogatory::common

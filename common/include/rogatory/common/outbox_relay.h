@@ -5,6 +5,9 @@
 #include <string>
 #include <vector>
 
+#include "absl/base/thread_annotations.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "grpcpp/channel.h"
 #include "grpcpp/client_context.h"
@@ -28,7 +31,8 @@ struct RelayOptions {
   EventRoutes routes = EventRoutes::Defaults();
   // A lane's lease: another replica takes a silent replica's lane over after this.
   absl::Duration lease = absl::Seconds(10);
-  // How often an idle lane looks for new events.
+  // How often an idle lane looks for new events another process wrote (this process's own
+  // commits wake their lane at once: see Wake and OutboxWakingRedisClient).
   absl::Duration poll_interval = absl::Milliseconds(100);
   absl::Duration rpc_timeout = absl::Seconds(5);
   // Failed deliveries back off exponentially, with jitter, up to this.
@@ -36,6 +40,9 @@ struct RelayOptions {
   // How often delivered entries are trimmed and backlog metrics refreshed.
   absl::Duration maintenance_interval = absl::Seconds(10);
   int batch_size = 100;
+  // Threads driving one receiver's lanes (shard % threads), so lanes wait on each other's
+  // round trips (each an fsync with appendfsync always) only within a thread.
+  int threads_per_receiver = 4;
   // Credentials of the channels to the receivers; null: insecure (plaintext).
   std::shared_ptr<grpc::ChannelCredentials> credentials;
   // Adds the emitter's identity to each delivery call (its service token); unset: the
@@ -49,7 +56,7 @@ struct RelayOptions {
 // replicas share the work and take over a dead replica's lanes, including events it read
 // but never acknowledged. An entry is acknowledged only after the receiver confirmed it; a
 // failing receiver backs off without holding up the others. Entries every receiver has
-// acknowledged are trimmed.
+// acknowledged are trimmed. A receiver's lanes are driven by `threads_per_receiver` threads.
 //
 // Metrics: rogatory_outbox_backlog and rogatory_outbox_oldest_undelivered_age_seconds per
 // lane (exported by the lane's holder only), rogatory_event_delivery_attempts_total,
@@ -67,6 +74,11 @@ class OutboxRelay {
   // Stops without releasing leases or acknowledging anything, as a crash would (tests).
   void Abandon();
 
+  // Says that `shard`'s outbox has new events: its idle lanes look at once instead of at
+  // their next poll (a lane backing off after a failure, or held by another replica, keeps
+  // its schedule). Never blocks on Redis or a receiver: callable from Redis callbacks.
+  void Wake(int shard);
+
  private:
   class Lane;
   class ReceiverWorker;
@@ -79,6 +91,45 @@ class OutboxRelay {
   std::vector<std::unique_ptr<ReceiverWorker>> workers_;
   std::unique_ptr<class PeriodicTask> maintenance_;
   bool stopped_ = false;
+};
+
+// Process-local wake-ups of a relay. Every store emits inside the Lua script of its change,
+// and names the outbox among the script's KEYS (a Redis Cluster requires it); so this
+// client, passing every call through to `inner`, sees each successful script that named
+// `emitter`'s outbox of a shard and wakes that shard's lanes of the relay: events are
+// delivered within about a millisecond of their commit instead of at the lanes' next poll,
+// with no change to the stores. Events written by other processes are still found by the
+// lanes' polling. Thread-safe.
+class OutboxWakingRedisClient final : public RedisClient {
+ public:
+  OutboxWakingRedisClient(std::unique_ptr<RedisClient> inner, std::string emitter,
+                          int shard_count);
+  // Destroys `inner` first: the callbacks it still runs use this object.
+  ~OutboxWakingRedisClient() override;
+
+  void Command(std::vector<std::string> args, RedisCallback done) override;
+  void Eval(const LuaScript& script, std::vector<std::string> keys, std::vector<std::string> args,
+            RedisCallback done) override;
+
+  // The relay to wake; null (the default) wakes nothing. Set it to null before the relay
+  // is destroyed: a script completing meanwhile may be waking it.
+  void SetRelay(OutboxRelay* relay);
+  // The client without wake-ups, for the relay itself: its own scripts on the outbox
+  // (reading, acknowledging) must not wake it.
+  RedisClient& inner() { return *inner_; }
+
+  // The shard of the first key that is "rg:{sN}:outbox:<emitter>" with N < shard_count,
+  // or -1.
+  static int OutboxShardOf(const std::vector<std::string>& keys, absl::string_view emitter,
+                           int shard_count);
+
+ private:
+
+  std::unique_ptr<RedisClient> inner_;
+  const std::string emitter_;
+  const int shard_count_;
+  absl::Mutex mu_;
+  OutboxRelay* relay_ ABSL_GUARDED_BY(mu_) = nullptr;
 };
 
 // A relay replica id: host name and process id.
