@@ -1,6 +1,10 @@
 #include "rogatory/common/event_sink.h"
 
+#include <optional>
+
+#include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
 #include "prometheus/counter.h"
 #include "rogatory/common/logging.h"
 #include "rogatory/common/status.h"
@@ -101,50 +105,114 @@ grpc::ServerUnaryReactor* EventSinkServiceImpl::DeliverEvents(
         if (!call.caller.is_service) {
           return done(absl::PermissionDeniedError("only Rogatory services deliver events"));
         }
-        HandleFrom(std::make_shared<eventspb::DeliverEventsRequest>(r), 0, resp,
-                   std::move(done));
+        HandleBatch(std::make_shared<eventspb::DeliverEventsRequest>(r), resp, std::move(done));
       });
 }
 
-void EventSinkServiceImpl::HandleFrom(std::shared_ptr<const eventspb::DeliverEventsRequest> request,
-                                      int index, eventspb::DeliverEventsResponse* response,
-                                      Pipeline::Done done) {
-  if (index == request->events_size()) return done(absl::OkStatus());
-  const v1::Event& event = request->events(index);
+struct EventSinkServiceImpl::Batch {
+  std::shared_ptr<const eventspb::DeliverEventsRequest> request;
+  eventspb::DeliverEventsResponse* response = nullptr;
+  Pipeline::Done done;
+  absl::Mutex mu;
+  int chains_left ABSL_GUARDED_BY(mu) = 0;
+  // Per event: its outcome, unset when it was not attempted (an earlier event of its
+  // request failed).
+  std::vector<std::optional<absl::StatusOr<EventHandler::Outcome>>> outcomes ABSL_GUARDED_BY(mu);
+};
+
+void EventSinkServiceImpl::HandleBatch(std::shared_ptr<const eventspb::DeliverEventsRequest> request,
+                                       eventspb::DeliverEventsResponse* response,
+                                       Pipeline::Done done) {
+  // One chain per request, in batch order.
+  std::vector<std::vector<int>> chains;
+  absl::flat_hash_map<std::string, size_t> chain_of;
+  for (int i = 0; i < request->events_size(); ++i) {
+    auto [it, added] = chain_of.emplace(request->events(i).request_id(), chains.size());
+    if (added) chains.emplace_back();
+    chains[it->second].push_back(i);
+  }
+  auto batch = std::make_shared<Batch>();
+  batch->request = std::move(request);
+  batch->response = response;
+  batch->done = std::move(done);
+  {
+    absl::MutexLock lock(&batch->mu);
+    batch->chains_left = static_cast<int>(chains.size());
+    batch->outcomes.resize(batch->request->events_size());
+  }
+  for (auto& chain : chains) {
+    HandleChain(batch, std::make_shared<const std::vector<int>>(std::move(chain)), 0);
+  }
+}
+
+void EventSinkServiceImpl::HandleChain(std::shared_ptr<Batch> batch,
+                                       std::shared_ptr<const std::vector<int>> chain, size_t k) {
+  const int index = (*chain)[k];
+  const v1::Event& event = batch->request->events(index);
   const int shard = *sharding_.ShardOf("rq", event.request_id());
   Dedupe dedupe{EventKeys::Seen(shard, receiver_, event.event_id()),
                 absl::StrCat(absl::ToInt64Milliseconds(dedupe_retention_))};
-  handler_.Handle(event, dedupe, [this, request, index, response,
-                                  done](absl::StatusOr<EventHandler::Outcome> outcome) {
-    const v1::Event& e = request->events(index);
-    if (!outcome.ok()) {
-      Log::Warn("event not handled", {{"source", request->source()},
-                                      {"type", v1::EventType_Name(e.type())},
-                                      {"event_id", e.event_id()},
-                                      {"trace_id", e.trace_id()},
-                                      {"error", std::string(outcome.status().message())}});
-      // Handled ones stay handled; the relay sends the rest again.
-      return done(index == 0 ? outcome.status() : absl::OkStatus());
+  handler_.Handle(event, dedupe, [this, batch, chain, k,
+                                  index](absl::StatusOr<EventHandler::Outcome> outcome) {
+    const bool go_on = outcome.ok() && k + 1 < chain->size();
+    bool last = false;
+    {
+      absl::MutexLock lock(&batch->mu);
+      batch->outcomes[index] = std::move(outcome);
+      if (!go_on) last = --batch->chains_left == 0;
     }
-    if (*outcome == EventHandler::Outcome::kDuplicate) {
-      counters_->duplicates->Add({{"source", request->source()}}).Increment();
-      response->set_duplicate_count(response->duplicate_count() + 1);
+    if (go_on) return HandleChain(batch, chain, k + 1);
+    if (last) Finish(batch);
+  });
+}
+
+void EventSinkServiceImpl::Finish(const std::shared_ptr<Batch>& batch) {
+  const eventspb::DeliverEventsRequest& request = *batch->request;
+  absl::Status first_error;
+  int handled = 0;
+  bool prefix = true;
+  std::vector<std::optional<absl::StatusOr<EventHandler::Outcome>>> outcomes;
+  {
+    absl::MutexLock lock(&batch->mu);
+    outcomes = std::move(batch->outcomes);
+  }
+  for (int i = 0; i < request.events_size(); ++i) {
+    const v1::Event& e = request.events(i);
+    const auto& outcome = outcomes[i];
+    if (!outcome.has_value() || !outcome->ok()) {
+      if (outcome.has_value()) {
+        Log::Warn("event not handled", {{"source", request.source()},
+                                        {"type", v1::EventType_Name(e.type())},
+                                        {"event_id", e.event_id()},
+                                        {"trace_id", e.trace_id()},
+                                        {"error", std::string(outcome->status().message())}});
+        if (prefix && first_error.ok()) first_error = outcome->status();
+      }
+      prefix = false;
+      continue;
+    }
+    if (**outcome == EventHandler::Outcome::kDuplicate) {
+      counters_->duplicates->Add({{"source", request.source()}}).Increment();
+      if (prefix) batch->response->set_duplicate_count(batch->response->duplicate_count() + 1);
       Log::Debug("duplicate event dropped",
-                 {{"source", request->source()}, {"event_id", e.event_id()},
+                 {{"source", request.source()}, {"event_id", e.event_id()},
                   {"trace_id", e.trace_id()}});
     } else {
       counters_->received
-          ->Add({{"source", request->source()}, {"type", v1::EventType_Name(e.type())}})
+          ->Add({{"source", request.source()}, {"type", v1::EventType_Name(e.type())}})
           .Increment();
-      Log::Info("event received", {{"source", request->source()},
+      Log::Info("event received", {{"source", request.source()},
                                    {"type", v1::EventType_Name(e.type())},
                                    {"event_id", e.event_id()},
                                    {"request", e.request_id()},
                                    {"trace_id", e.trace_id()}});
     }
-    response->set_handled_count(index + 1);
-    HandleFrom(request, index + 1, response, done);
-  });
+    if (prefix) handled = i + 1;
+  }
+  batch->response->set_handled_count(handled);
+  // Handled ones stay handled (events after the prefix too: their markers drop them when
+  // the relay sends them again); an error only when nothing at all was handled.
+  batch->done(handled == 0 && !first_error.ok() ? first_error : absl::OkStatus());
 }
 
 }  // namespace rogatory::common

@@ -203,9 +203,29 @@ class Cluster:
             self._start(bin_dir, name, receivers)
         try:
             self._wait_ready()
+            # What the idle cluster asks of Redis (polling, leases): the level settle()
+            # waits for.
+            self.idle_commands_per_s = self.redis_rate(2.0)
         except Exception:
             self.stop()
             raise
+
+    def redis_rate(self, seconds: float) -> float:
+        """Redis commands per second over `seconds` (INFO commandstats, scripts' inner
+        commands included)."""
+        before = sum(self.redis.commands().values())
+        time.sleep(seconds)
+        return (sum(self.redis.commands().values()) - before) / seconds
+
+    def settle(self, timeout: float = 120.0) -> float:
+        """Waits until the services have handled what earlier runs left them (events to
+        deliver, audit entries to seal): Redis back near its idle rate. Returns the wait."""
+        start = time.monotonic()
+        limit = 1.5 * self.idle_commands_per_s + 500
+        while time.monotonic() - start < timeout:
+            if self.redis_rate(1.0) <= limit:
+                break
+        return time.monotonic() - start
 
     def address(self, name: str) -> str:
         return f"127.0.0.1:{self.ports[name]}"
@@ -288,25 +308,16 @@ class Cluster:
 
 @dataclasses.dataclass
 class Run:
-    """One rogatory-bench run with the Redis commands made meanwhile."""
+    """One rogatory-bench run with the Redis commands executed meanwhile (INFO commandstats:
+    every process, scripts' inner commands included)."""
     result: dict
     commands: dict[str, int]
-    idle_commands_per_s: float
+    warmup_s: float = 0
+    warmup_calls: int = 0
 
     @property
     def ok(self) -> int:
         return self.result["calls"]["ok"]
-
-    def commands_per_call(self) -> float:
-        """Redis commands per successful call, all services included, less what the same
-        processes did per second while idle (background polling) over the run's length."""
-        total = sum(self.commands.values())
-        window = self.result["calls"]["window_s"] + self.warmup_s
-        background = self.idle_commands_per_s * window
-        return max(0.0, total - background) / max(1, self.ok + self.warmup_calls)
-
-    warmup_s: float = 0
-    warmup_calls: int = 0
 
 
 class Bench:
@@ -333,7 +344,10 @@ class Bench:
             argv.append(f"--rate={max(1, int(rate))}")
         if a.smoke:
             argv += ["--fail-on-errors=true", "--seed=60"]
-        idle = self.idle_rate(cluster) if not a.smoke else 0.0
+        if not a.smoke:
+            waited = cluster.settle()
+            if waited > 2:
+                log(f"waited {waited:.0f} s for the services to finish earlier work")
         before = cluster.redis.commands()
         proc = subprocess.run(argv, capture_output=True, text=True)
         after = cluster.redis.commands()
@@ -346,19 +360,12 @@ class Bench:
         result["config"] = cluster.config.name
         self.results.append(result)
         delta = {k: after.get(k, 0) - before.get(k, 0) for k in after}
-        run = Run(result, {k: v for k, v in delta.items() if v > 0}, idle)
+        run = Run(result, {k: v for k, v in delta.items() if v > 0})
         run.warmup_s = warmup
         # Warm-up calls also reached Redis; estimate them at the measured rate.
         run.warmup_calls = int(result["calls"]["throughput_per_s"] * warmup) if mode == "closed" \
             else int(rate * warmup)
         return run
-
-    def idle_rate(self, cluster: Cluster, seconds: float = 2.0) -> float:
-        """Redis commands per second the cluster makes with no calls (background polling)."""
-        time.sleep(0.5)  # let the previous run's tail settle
-        before = sum(cluster.redis.commands().values())
-        time.sleep(seconds)
-        return (sum(cluster.redis.commands().values()) - before) / seconds
 
     def round_trips(self, cluster: Cluster, scenario: str, seconds: float = 3.0) -> dict:
         """Round trips to Redis per call on intake's own connection, one call at a time.
@@ -504,8 +511,11 @@ def pct(a: float, b: float) -> str:
 
 
 def commands_text(run: Run) -> str:
-    top = sorted(run.commands.items(), key=lambda kv: -kv[1])[:4]
-    return ", ".join(f"{k} {v}" for k, v in top)
+    calls = max(1, run.ok + run.warmup_calls)
+    total = sum(run.commands.values())
+    top = sorted(run.commands.items(), key=lambda kv: -kv[1])[:5]
+    return (f"{total / calls:.1f} commands per call (" +
+            ", ".join(f"{k} {v / calls:.1f}" for k, v in top) + ")")
 
 
 def smoke(bench: Bench, keys: Keys) -> None:
@@ -589,16 +599,17 @@ def full(bench: Bench, keys: Keys) -> str:
     # 4. The deadline engine.
     deadline_json = None
     dl = os.path.join(bench.bin_dir, "rogatory-deadline-bench")
-    if os.path.exists(dl):
-        redis = Redis(bench.work, "always" if not a.deadlines_without_aof else "off")
+    if os.path.exists(dl) and a.deadlines > 0:
+        redis = Redis(bench.work, "off")
         out = os.path.join(bench.work, "deadlines.json")
         try:
-            proc = subprocess.run([dl, f"--redis-url={redis.url}", f"--json={out}",
-                                   f"--deadlines={a.deadlines}"], text=True, capture_output=True)
+            with open(os.path.join(bench.work, "deadline-bench.log"), "wb") as err:
+                proc = subprocess.run([dl, f"--redis-url={redis.url}", f"--json={out}",
+                                       f"--deadlines={a.deadlines}"], stdout=subprocess.PIPE,
+                                      stderr=err, text=True)
             sys.stdout.write(proc.stdout)
             if proc.returncode != 0:
-                sys.stderr.write(proc.stderr)
-                raise RuntimeError("rogatory-deadline-bench failed")
+                raise RuntimeError(f"rogatory-deadline-bench failed; see {bench.work}/deadline-bench.log")
             with open(out, encoding="utf-8") as f:
                 deadline_json = json.load(f)
         finally:
@@ -631,8 +642,8 @@ def full(bench: Bench, keys: Keys) -> str:
         "pipeline, audit of the call, metrics, TLS) answering its payload, and "
         "`redis-benchmark` on the same Redis.", "",
         "## Throughput and latency (production configuration)", "",
-        "| scenario | load | ok/s | vs echo | p50 ms | p90 ms | p99 ms | p99.9 ms | max ms | errors | Redis cmds/call |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| scenario | load | ok/s | vs echo | p50 ms | p90 ms | p99 ms | p99.9 ms | max ms | errors |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
 
     def row(name: str, run: Run, baseline: Optional[dict] = None) -> str:
@@ -643,7 +654,7 @@ def full(bench: Bench, keys: Keys) -> str:
         vs = pct(c["throughput_per_s"], baseline["throughput_per_s"]) if baseline else ""
         return (f"| {name} | {load} | {c['throughput_per_s']:.0f} | {vs} | {ms(lat['p50'])} | "
                 f"{ms(lat['p90'])} | {ms(lat['p99'])} | {ms(lat['p999'])} | {ms(lat['max'])} | "
-                f"{c['errors'] + c['dropped']} | {run.commands_per_call():.2f} |")
+                f"{c['errors'] + c['dropped']} |")
 
     lines.append(row("echo (baseline)", peaks["echo"]))
     for scenario, title in (("submit", "submit"), ("get", "get"), ("list", "list (page of 50)"),
@@ -661,14 +672,12 @@ def full(bench: Bench, keys: Keys) -> str:
         f"{ms(e['latency_ms']['p50'])} ms, p90 {ms(e['latency_ms']['p90'])} ms, p99 "
         f"{ms(e['latency_ms']['p99'])} ms, p99.9 {ms(e['latency_ms']['p999'])} ms, max "
         f"{ms(e['latency_ms']['max'])} ms.", "",
-        "Redis cmds/call: every Redis command of the run (INFO commandstats, all five "
-        "processes: the call itself, its audit entry, the sealing of that entry, event "
-        "delivery to the other services and their own work) divided by the calls, less the "
-        "background polling measured idle just before. The commands of one call's own path "
-        "are counted exactly by `redis_round_trips_test` (see below).", "",
-        "Redis commands during each run:", "",
+        "Each scenario starts once the services have finished the work earlier ones left "
+        "(Redis back near its idle command rate). Redis commands executed during each "
+        "closed-loop run (INFO commandstats: all five processes, scripts' inner commands and "
+        "background work such as event delivery and audit sealing included), per call:", "",
     ]
-    for scenario in ("submit", "get", "list"):
+    for scenario in ("submit", "get", "list", "mixed"):
         lines.append(f"- {scenario}: {commands_text(peaks[scenario])}")
     lines += ["", "## Redis round trips per call", "",
               "Intake alone (no other service sends it events to handle meanwhile), production "
@@ -702,8 +711,21 @@ def full(bench: Bench, keys: Keys) -> str:
               "services had handled them: the request, its history, indexes, idempotency "
               "record, audit chain, routing decision, deadlines and inbox entries)."]
     if deadline_json is not None:
-        lines += ["", "## Deadline engine", "", "```json",
-                  json.dumps(deadline_json, indent=2), "```"]
+        lines += ["", "## Deadline engine", "",
+                  "`rogatory-deadline-bench` on its own redis-server (without AOF: loading a "
+                  "million deadlines with appendfsync always would take most of the run), the "
+                  "real TimerEngine in process, one engine (one replica).", ""]
+        for part in deadline_json:
+            lines.append(f"**{part['scenario']}**")
+            lines.append("")
+            lines.append("| figure | value |")
+            lines.append("|---|---|")
+            for k, v in part["figures"].items():
+                value = f"{v:,.3f}".rstrip("0").rstrip(".") if isinstance(v, float) else f"{v:,}"
+                lines.append(f"| {k} | {value} |")
+            for note in part.get("notes", []):
+                lines += ["", f"- {note}"]
+            lines.append("")
     with open(os.path.join(bench.work, "all-results.json"), "w", encoding="utf-8") as f:
         json.dump(bench.results, f, indent=1)
     return "\n".join(lines) + "\n"
@@ -720,8 +742,8 @@ def main() -> int:
     p.add_argument("--concurrency", type=int, default=32)
     p.add_argument("--e2e-rate", type=float, default=500.0)
     p.add_argument("--redis-requests", type=int, default=100000)
-    p.add_argument("--deadlines", type=int, default=1000000)
-    p.add_argument("--deadlines-without-aof", action="store_true")
+    p.add_argument("--deadlines", type=int, default=1000000,
+                   help="pending deadlines the deadline engine bench loads; 0 skips it")
     p.add_argument("--keep", action="store_true", help="keep the work folder (logs)")
     args = p.parse_args()
     if args.smoke:

@@ -71,8 +71,12 @@ class RecordOnlyEventHandler final : public EventHandler {
 absl::StatusOr<EventHandler::Outcome> ReceiverOutcome(const absl::StatusOr<RedisReply>& reply);
 
 // rogatory.events.v1.EventSinkService for one receiving service: validates a batch, hands
-// its events in order to the handler, logs each with its trace id, and answers how many it
-// handled. Callers must be Rogatory services (role "service").
+// its events to the handler, logs each with its trace id, and answers how many it handled
+// (the longest prefix of the batch that was handled: the relay sends the rest again, and
+// the duplicate markers drop those already handled). The events of one request are handled
+// in order, one after the other; those of different requests all at once, so a batch costs
+// about one Redis round trip rather than one per event. Callers must be Rogatory services
+// (role "service").
 class EventSinkServiceImpl final : public rogatory::events::v1::EventSinkService::CallbackService {
  public:
   EventSinkServiceImpl(std::string receiver, EventHandler& handler, Pipeline& pipeline,
@@ -88,9 +92,13 @@ class EventSinkServiceImpl final : public rogatory::events::v1::EventSinkService
 
  private:
   struct Counters;
-  void HandleFrom(std::shared_ptr<const rogatory::events::v1::DeliverEventsRequest> request,
-                  int index, rogatory::events::v1::DeliverEventsResponse* response,
-                  Pipeline::Done done);
+  struct Batch;
+  void HandleBatch(std::shared_ptr<const rogatory::events::v1::DeliverEventsRequest> request,
+                   rogatory::events::v1::DeliverEventsResponse* response, Pipeline::Done done);
+  // Handles chain[k], then the rest of the chain (the events of one request, in order).
+  void HandleChain(std::shared_ptr<Batch> batch, std::shared_ptr<const std::vector<int>> chain,
+                   size_t k);
+  void Finish(const std::shared_ptr<Batch>& batch);
 
   const std::string receiver_;
   EventHandler& handler_;
