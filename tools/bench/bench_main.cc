@@ -166,6 +166,11 @@ int Run(const BenchSettings& s) {
       const auto from = begin + absl::ToChronoNanoseconds(s.warmup);
       report.e2e = probe.Summarize(from, from + absl::ToChronoNanoseconds(s.duration),
                                    s.duration, absl::Seconds(15));
+      report.e2e_stream_error = probe.failure();
+      if (!report.e2e_stream_error.empty()) {
+        std::cerr << "rogatory-bench: " << report.e2e_stream_error
+                  << " (later submissions counted as never notified)\n";
+      }
     } else {
       auto ids = SeedRequests(intake, *auth, **factory, s.seed, 32);
       if (!ids.ok()) return Fail(ids.status());

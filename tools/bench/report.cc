@@ -9,6 +9,22 @@ namespace {
 
 double Ms(absl::Duration d) { return absl::ToDoubleMilliseconds(d); }
 
+// A JSON string's content: quotes, backslashes and control characters escaped.
+std::string JsonEscape(absl::string_view text) {
+  std::string out;
+  for (char c : text) {
+    if (c == '"' || c == '\\') {
+      out += '\\';
+      out += c;
+    } else if (static_cast<unsigned char>(c) < 0x20) {
+      out += absl::StrFormat("\\u%04x", c);
+    } else {
+      out += c;
+    }
+  }
+  return out;
+}
+
 std::string Load(const ScenarioReport& r) {
   return r.mode == "open" ? absl::StrFormat("%.0f/s", r.rate)
                           : absl::StrFormat("c=%d", r.concurrency);
@@ -52,7 +68,10 @@ std::string ToJson(const ScenarioReport& r) {
       "\"rate\": %.1f, \"payload_bytes\": %d, \"load_start_unix_s\": %.6f, \"calls\": %s",
       r.scenario, r.label, r.mode, r.concurrency, r.rate, r.payload_bytes,
       absl::ToDoubleSeconds(r.load_start - absl::UnixEpoch()), SummaryJson(r.calls));
-  if (r.e2e) absl::StrAppend(&out, ", \"e2e\": ", SummaryJson(*r.e2e));
+  if (r.e2e) {
+    absl::StrAppend(&out, ", \"e2e\": ", SummaryJson(*r.e2e), ", \"e2e_stream_error\": \"",
+                    JsonEscape(r.e2e_stream_error), "\"");
+  }
   absl::StrAppend(&out, "}");
   return out;
 }

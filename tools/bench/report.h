@@ -19,6 +19,7 @@ struct ScenarioReport {
   absl::Time load_start;  // when the generator started (the window opens a warm-up later)
   LatencySummary calls;                  // the calls the generator made
   std::optional<LatencySummary> e2e;     // e2e: submit -> notification on the stream
+  std::string e2e_stream_error;          // e2e: why the stream ended early, if it did
 };
 
 // A fixed-width table: a header line and one line per summary.
