@@ -6,6 +6,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "deadline_logic.h"
+#include "rogatory/common/replica_lease.h"
 #include "rogatory/common/ids.h"
 #include "rogatory/common/logging.h"
 
@@ -281,15 +282,8 @@ void TimerEngine::NextTimer(std::shared_ptr<Chain> c, bool handled) {
 
 void TimerEngine::UpdateGauges() {
   // The holder of the gauge lease (a key in shard 0) exports the shared counts.
-  const std::string key = DeadlineStore::Key(0, "gauges-lease");
-  const std::string ttl = absl::StrCat(absl::ToInt64Milliseconds(options_.gauge_interval * 3));
-  auto set = common::RunRedisCommand(redis_, {"SET", key, lease_owner_, "NX", "PX", ttl});
-  bool holder = set.ok() && set->str == "OK";
-  if (!holder) {
-    auto owner = common::RunRedisCommand(redis_, {"GET", key});
-    holder = owner.ok() && owner->str == lease_owner_;
-    if (holder) common::RunRedisCommand(redis_, {"PEXPIRE", key, ttl}).IgnoreError();
-  }
+  const bool holder = common::HoldReplicaLease(redis_, DeadlineStore::Key(0, "gauges-lease"),
+                                               lease_owner_, options_.gauge_interval * 3);
   if (!holder) {
     for (auto& [name, gauge] : gauges_) metrics_->pending->Remove(gauge);
     gauges_.clear();

@@ -6,6 +6,7 @@
 #include "absl/strings/str_cat.h"
 #include "lifecycle.h"
 #include "rogatory/common/logging.h"
+#include "rogatory/common/replica_lease.h"
 
 namespace rogatory::intake {
 
@@ -40,23 +41,6 @@ for i = 2, #ARGV, 2 do
                              p .. 'idx:status:' .. ARGV[i + 1])
 end
 return out
-)lua");
-  return *script;
-}
-
-// Takes or renews the lease. KEYS: lease. ARGV: replica, ttl ms. Returns 1 if held.
-const common::LuaScript& LeaseScript() {
-  static const common::LuaScript* script = new common::LuaScript(R"lua(
-local holder = redis.call('GET', KEYS[1])
-if holder == false then
-  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
-  return 1
-end
-if holder == ARGV[1] then
-  redis.call('PEXPIRE', KEYS[1], ARGV[2])
-  return 1
-end
-return 0
 )lua");
   return *script;
 }
@@ -118,10 +102,9 @@ bool RequestCountGauge::RefreshOnce() {
   for (pb::Instrument i : kInstruments) {
     for (pb::RequestStatus s : Lifecycle::Default().Statuses(i)) pairs.emplace_back(i, s);
   }
-  auto lease = common::RunRedisScript(
-      redis_, LeaseScript(), {absl::StrCat(common::Sharding::Prefix(0), "intake:gauge-lease")},
-      {replica_id_, absl::StrCat(absl::ToInt64Milliseconds(interval_ * 3))});
-  const bool held = lease.ok() && lease->integer == 1;
+  const bool held = common::HoldReplicaLease(
+      redis_, absl::StrCat(common::Sharding::Prefix(0), "intake:gauge-lease"), replica_id_,
+      interval_ * 3);
   std::map<std::pair<pb::Instrument, pb::RequestStatus>, int64_t> totals;
   if (held) {
     for (int shard = 0; shard < sharding_.shard_count(); ++shard) {

@@ -11,6 +11,7 @@
 #include "lifecycle.h"
 #include "rogatory/common/ids.h"
 #include "rogatory/common/logging.h"
+#include "rogatory/common/replica_lease.h"
 
 namespace rogatory::intake {
 namespace {
@@ -37,22 +38,6 @@ pb::AuthorityRef AuthorityIdOnly(const pb::AuthorityRef& a) {
   out.set_state(a.state());
   out.set_region(a.region());
   return out;
-}
-
-const common::LuaScript& LeaseScript() {
-  static const common::LuaScript* script = new common::LuaScript(R"lua(
-local holder = redis.call('GET', KEYS[1])
-if holder == false then
-  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
-  return 1
-end
-if holder == ARGV[1] then
-  redis.call('PEXPIRE', KEYS[1], ARGV[2])
-  return 1
-end
-return 0
-)lua");
-  return *script;
 }
 
 }  // namespace
@@ -269,11 +254,8 @@ void RetentionSweeper::Start(absl::Duration interval) {
 
 bool HoldRetentionLease(common::RedisClient& redis, const std::string& replica_id,
                         absl::Duration ttl) {
-  auto held = common::RunRedisScript(
-      redis, LeaseScript(),
-      {absl::StrCat(common::Sharding::Prefix(0), "intake:retention-lease")},
-      {replica_id, absl::StrCat(absl::ToInt64Milliseconds(ttl))});
-  return held.ok() && held->integer == 1;
+  return common::HoldReplicaLease(
+      redis, absl::StrCat(common::Sharding::Prefix(0), "intake:retention-lease"), replica_id, ttl);
 }
 
 }  // namespace rogatory::intake

@@ -3,6 +3,7 @@
 #include "absl/strings/str_cat.h"
 #include "rogatory/common/await.h"
 #include "rogatory/common/logging.h"
+#include "rogatory/common/replica_lease.h"
 
 namespace rogatory::routing {
 namespace {
@@ -10,23 +11,6 @@ namespace {
 template <typename T, typename Fn>
 absl::StatusOr<T> Wait(Fn&& call) {
   return common::AwaitCallback<absl::StatusOr<T>>(std::forward<Fn>(call));
-}
-
-// KEYS[1] lease. ARGV[1] replica, [2] ttl ms. Returns 1 when this replica holds it.
-const common::LuaScript& LeaderScript() {
-  static const common::LuaScript* s = new common::LuaScript(R"lua(
-local owner = redis.call('GET', KEYS[1])
-if owner == false then
-  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
-  return 1
-end
-if owner == ARGV[1] then
-  redis.call('PEXPIRE', KEYS[1], ARGV[2])
-  return 1
-end
-return 0
-)lua");
-  return *s;
 }
 
 }  // namespace
@@ -73,10 +57,9 @@ std::pair<int, int> RoutingBackground::SweepOnce() {
 }
 
 bool RoutingBackground::RefreshGaugesOnce() {
-  auto held = common::RunRedisScript(
-      redis_, LeaderScript(), {absl::StrCat(common::Sharding::Prefix(0), "rt:metrics-leader")},
-      {replica_id_, absl::StrCat(absl::ToInt64Milliseconds(3 * metrics_interval_))});
-  if (!held.ok() || held->integer != 1) {
+  if (!common::HoldReplicaLease(redis_,
+                                absl::StrCat(common::Sharding::Prefix(0), "rt:metrics-leader"),
+                                replica_id_, 3 * metrics_interval_)) {
     metrics_.SetQueueState(nullptr, clock_.Now());
     return false;
   }

@@ -312,7 +312,6 @@ class Run:
     every process, scripts' inner commands included)."""
     result: dict
     commands: dict[str, int]
-    warmup_s: float = 0
     warmup_calls: int = 0
 
     @property
@@ -361,7 +360,6 @@ class Bench:
         self.results.append(result)
         delta = {k: after.get(k, 0) - before.get(k, 0) for k in after}
         run = Run(result, {k: v for k, v in delta.items() if v > 0})
-        run.warmup_s = warmup
         # Warm-up calls also reached Redis; estimate them at the measured rate.
         run.warmup_calls = int(result["calls"]["throughput_per_s"] * warmup) if mode == "closed" \
             else int(rate * warmup)
