@@ -116,7 +116,11 @@ void DeadlineTracker::MutateAttempt(std::shared_ptr<MutateState> state) {
 }
 
 CountingPlace DeadlineTracker::PlaceOf(const v1::Deadline& d) const {
-  CountingPlace place;
+  // The calendar that counted its first period (its zone as recorded, should the calendars
+  // have changed since).
+  const auto rules = rules_.Current();
+  CountingPlace place = rules->calendars().PlaceOfCalendar(d.calendar_state(), d.calendar_region());
+  place.owner = rules;
   absl::TimeZone tz;
   if (absl::LoadTimeZone(d.time_zone(), &tz)) {
     place.time_zone = tz;
