@@ -112,20 +112,31 @@ TEST_F(DeadlineEventsTest, EawArrestConsentDecisionSurrenderLifecycle) {
 TEST_F(DeadlineEventsTest, RequestSuspensionStopsTheClockAndResumptionMovesTheDueTime) {
   const std::string rq = RequestId(2);
   const auto eio = common::v1::INSTRUMENT_EIO;
+  // The acknowledgment week runs from reception by the competent authority (Art 16(1)).
+  auto ack = [&] {
+    for (const auto& d : ListByRequest(this, *store_, rq)) {
+      if (d.rule_id() == "EIO_ACKNOWLEDGE") return d;
+    }
+    ADD_FAILURE() << "no EIO_ACKNOWLEDGE deadline";
+    return v1::Deadline();
+  };
   ASSERT_TRUE(Deliver(IntakeEvent(rq, common::v1::EVENT_TYPE_REQUEST_SUBMITTED, eio, clock_.Now())).ok());
-  auto d = ListByRequest(this, *store_, rq).at(0);
-  EXPECT_EQ(d.rule_id(), "EIO_ACKNOWLEDGE");
+  EXPECT_TRUE(ListByRequest(this, *store_, rq).empty());
+  ASSERT_TRUE(Deliver(IntakeEvent(rq, common::v1::EVENT_TYPE_REQUEST_RECEIVED_BY_COMPETENT_AUTHORITY,
+                                  eio, clock_.Now())).ok());
+  auto d = ack();
+  EXPECT_EQ(d.trigger_event_type(), common::v1::EVENT_TYPE_REQUEST_RECEIVED_BY_COMPETENT_AUTHORITY);
   const absl::Time due = FromProtoTime(d.due_time());
   clock_.Advance(absl::Hours(1));
   ASSERT_TRUE(Deliver(IntakeEvent(rq, common::v1::EVENT_TYPE_REQUEST_SUSPENDED, eio, clock_.Now())).ok());
-  EXPECT_EQ(ListByRequest(this, *store_, rq).at(0).state(), v1::DEADLINE_STATE_SUSPENDED);
+  EXPECT_EQ(ack().state(), v1::DEADLINE_STATE_SUSPENDED);
   clock_.Advance(absl::Hours(72));
   ASSERT_TRUE(Deliver(IntakeEvent(rq, common::v1::EVENT_TYPE_REQUEST_RESUMED, eio, clock_.Now())).ok());
-  d = ListByRequest(this, *store_, rq).at(0);
+  d = ack();
   EXPECT_EQ(d.state(), v1::DEADLINE_STATE_RUNNING);
   EXPECT_EQ(FromProtoTime(d.due_time()), due + absl::Hours(72));
   ASSERT_TRUE(Deliver(IntakeEvent(rq, common::v1::EVENT_TYPE_REQUEST_ACKNOWLEDGED, eio, clock_.Now())).ok());
-  EXPECT_EQ(ListByRequest(this, *store_, rq).at(0).state(), v1::DEADLINE_STATE_MET);
+  EXPECT_EQ(ack().state(), v1::DEADLINE_STATE_MET);
 }
 
 TEST_F(DeadlineEventsTest, UrgentFreezingOrderStartsFortyEightHours) {
