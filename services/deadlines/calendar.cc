@@ -132,7 +132,9 @@ absl::StatusOr<std::shared_ptr<const Calendars>> Calendars::Create(v1::Calendars
       v.Add(p + ".state", absl::StrCat("duplicate state ", s.state()));
     }
     load(p + ".time_zone", s.time_zone());
-    if (s.source().empty()) v.Add(p + ".source", "is required: where the zone and holidays come from");
+    if (s.source().empty()) {
+      v.Add(p + ".source", "is required: where the zone and holidays come from");
+    }
     if (s.source().size() > 2000) v.Add(p + ".source", "must be at most 2000 characters");
     const bool covered = s.covered_from_year() != 0 || s.covered_to_year() != 0;
     if (covered && (s.covered_from_year() < kFirstYear || s.covered_from_year() > kLastYear)) {

@@ -500,7 +500,9 @@ void DeadlineStore::ListIndexPage(int shard, const std::string& index, int64_t m
                after ? after->id : std::string()},
               [done](absl::StatusOr<RedisReply> r) {
                 if (!r.ok()) return done(r.status());
-                if (r->elements.empty()) return done(absl::InternalError("unexpected reply to page"));
+                if (r->elements.empty()) {
+                  return done(absl::InternalError("unexpected reply to page"));
+                }
                 IndexPage page;
                 page.more = r->elements[0].str == "1";
                 for (size_t i = 1; i + 3 < r->elements.size(); i += 4) {

@@ -122,8 +122,10 @@ TEST_F(DeadlineEventsTest, RequestSuspensionStopsTheClockAndResumptionMovesTheDu
   };
   ASSERT_TRUE(Deliver(IntakeEvent(rq, common::v1::EVENT_TYPE_REQUEST_SUBMITTED, eio, clock_.Now())).ok());
   EXPECT_TRUE(ListByRequest(this, *store_, rq).empty());
-  ASSERT_TRUE(Deliver(IntakeEvent(rq, common::v1::EVENT_TYPE_REQUEST_RECEIVED_BY_COMPETENT_AUTHORITY,
-                                  eio, clock_.Now())).ok());
+  ASSERT_TRUE(Deliver(IntakeEvent(
+                          rq, common::v1::EVENT_TYPE_REQUEST_RECEIVED_BY_COMPETENT_AUTHORITY, eio,
+                          clock_.Now()))
+                  .ok());
   auto d = ack();
   EXPECT_EQ(d.trigger_event_type(), common::v1::EVENT_TYPE_REQUEST_RECEIVED_BY_COMPETENT_AUTHORITY);
   const absl::Time due = FromProtoTime(d.due_time());
@@ -208,11 +210,12 @@ TEST_F(DeadlineEventsTest, RecognitionLimitCountsWithTheHolidaysOfTheAuthoritysR
     }
   }
   ASSERT_EQ(by_region.size(), 2u);
+  const absl::TimeZone berlin = testing::Zone("Europe/Berlin");
   EXPECT_EQ(FromProtoTime(by_region["DE-BY"].due_time()),
-            absl::FromCivil(absl::CivilSecond(2027, 1, 8, 0, 0, 0), testing::Zone("Europe/Berlin")));
+            absl::FromCivil(absl::CivilSecond(2027, 1, 8, 0, 0, 0), berlin));
   EXPECT_EQ(by_region["DE-BY"].calendar_region(), "DE-BY");
   EXPECT_EQ(FromProtoTime(by_region["DE-BE"].due_time()),
-            absl::FromCivil(absl::CivilSecond(2027, 1, 7, 0, 0, 0), testing::Zone("Europe/Berlin")));
+            absl::FromCivil(absl::CivilSecond(2027, 1, 7, 0, 0, 0), berlin));
   EXPECT_EQ(by_region["DE-BE"].calendar_state(), "DE");
 }
 
