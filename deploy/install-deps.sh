@@ -9,6 +9,9 @@
 #   them from another source, whose packages conflict with Debian's).
 # - buf (proto linter), pinned, from npm into /opt/rogatory-tools, only when missing or at
 #   another version.
+# - date-holidays, pinned (the version in tools/calendars/package.json), from npm into
+#   /opt/rogatory-tools, for the check that services/deadlines/data/calendars.json is what
+#   tools/calendars/generate.mjs writes.
 #
 # Needs root only when something is missing; a non-root caller then gets the list and the
 # command to run.
@@ -35,6 +38,8 @@ readonly APT_PACKAGES=(
 readonly BUF_VERSION=1.75.0
 readonly TOOLS_DIR=/opt/rogatory-tools
 readonly BUF="${TOOLS_DIR}/node_modules/.bin/buf"
+# Keep in step with tools/calendars/package.json.
+readonly DATE_HOLIDAYS_VERSION=3.37.0
 
 log() { printf 'install-deps: %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
@@ -58,6 +63,12 @@ buf_present() {
     [[ "$("${BUF}" --version 2>/dev/null || true)" == "${BUF_VERSION}" ]]
 }
 
+date_holidays_present() {
+  command -v node >/dev/null 2>&1 &&
+    [[ "$(node -p "require('${TOOLS_DIR}/node_modules/date-holidays/package.json').version" \
+          2>/dev/null || true)" == "${DATE_HOLIDAYS_VERSION}" ]]
+}
+
 command -v dpkg-query >/dev/null 2>&1 || die "dpkg-query not found: this script targets Debian 12"
 
 wanted=("${APT_PACKAGES[@]}")
@@ -66,9 +77,12 @@ command -v npm >/dev/null 2>&1 || wanted+=(npm)
 mapfile -t missing < <(missing_packages "${wanted[@]}")
 need_buf=0
 buf_present || need_buf=1
+need_holidays=0
+date_holidays_present || need_holidays=1
 
-if ((${#missing[@]} == 0 && need_buf == 0)); then
-  log "all ${#wanted[@]} packages and buf ${BUF_VERSION} present; nothing to do"
+if ((${#missing[@]} == 0 && need_buf == 0 && need_holidays == 0)); then
+  log "all ${#wanted[@]} packages, buf ${BUF_VERSION} and date-holidays ${DATE_HOLIDAYS_VERSION}" \
+    "present; nothing to do"
   exit 0
 fi
 
@@ -76,6 +90,7 @@ if ((EUID != 0)); then
   what=""
   ((${#missing[@]} > 0)) && what="apt packages: ${missing[*]}; "
   ((need_buf)) && what+="buf ${BUF_VERSION} in ${TOOLS_DIR}; "
+  ((need_holidays)) && what+="date-holidays ${DATE_HOLIDAYS_VERSION} in ${TOOLS_DIR}; "
   die "missing ${what}run as root to install them: sudo $0"
 fi
 
@@ -98,6 +113,15 @@ if ((need_buf)); then
   npm install --prefix "${TOOLS_DIR}" --no-audit --no-fund --no-update-notifier \
     --save-exact --loglevel=error "@bufbuild/buf@${BUF_VERSION}" </dev/null || die "npm install of buf failed"
   buf_present || die "${BUF} does not report version ${BUF_VERSION} after install"
+fi
+
+if ((need_holidays)); then
+  log "installing date-holidays ${DATE_HOLIDAYS_VERSION} from npm into ${TOOLS_DIR}"
+  mkdir -p "${TOOLS_DIR}"
+  npm install --prefix "${TOOLS_DIR}" --no-audit --no-fund --no-update-notifier \
+    --save-exact --loglevel=error "date-holidays@${DATE_HOLIDAYS_VERSION}" </dev/null ||
+    die "npm install of date-holidays failed"
+  date_holidays_present || die "date-holidays ${DATE_HOLIDAYS_VERSION} not found after install"
 fi
 
 log "done"

@@ -46,9 +46,23 @@ int IsoWeekday(absl::CivilDay day) {
 }
 
 bool AppliesIn(const v1::Holiday& h, const std::string& region) {
-  if (h.regions().empty()) return true;
-  return std::find(h.regions().begin(), h.regions().end(), region) != h.regions().end();
+  auto has = [&](const auto& list) {
+    return std::find(list.begin(), list.end(), region) != list.end();
+  };
+  if (h.regions().empty()) return region.empty() || !has(h.except_regions());
+  return has(h.regions());
 }
+
+bool KeptIn(const v1::Holiday& h, int64_t year) {
+  return (h.first_year() == 0 || year >= h.first_year()) &&
+         (h.last_year() == 0 || year <= h.last_year());
+}
+
+// Years the computus is defined for (calendar.h).
+constexpr int kFirstYear = 1583;
+constexpr int kLastYear = 4099;
+
+bool YearOk(int year) { return year == 0 || (year >= kFirstYear && year <= kLastYear); }
 
 bool IsRegionCode(const std::string& state, const std::string& code) {
   return code.size() > 3 && code.size() <= 6 && code.compare(0, state.size(), state) == 0 &&
@@ -66,16 +80,32 @@ bool CountingPlace::IsWorkingDay(absl::CivilDay day) const {
     return false;
   }
   if (calendar == nullptr) return true;
-  const absl::CivilDay easter = EasterSunday(static_cast<int>(day.year()), calendar->easter());
+  const int year = static_cast<int>(day.year());
+  if (year < kFirstYear || year > kLastYear) return true;  // no computus; never counted there
+  const absl::CivilDay easter = EasterSunday(year, calendar->easter());
   for (const v1::Holiday& h : calendar->holidays()) {
-    if (!AppliesIn(h, region)) continue;
+    if (!KeptIn(h, year) || !AppliesIn(h, region)) continue;
     if (h.easter_relative()) {
-      if (easter + h.easter_offset() == day) return false;
+      const absl::CivilDay e = h.easter() == v1::EASTER_COMPUTUS_UNSPECIFIED
+                                   ? easter
+                                   : EasterSunday(year, h.easter());
+      if (e + h.easter_offset() == day) return false;
     } else if (h.month() == day.month() && h.day() == day.day()) {
       return false;
     }
   }
   return true;
+}
+
+v1::CalendarCoverage CountingPlace::CoverageOf(absl::CivilDay first, absl::CivilDay last) const {
+  if (calendar == nullptr) return v1::CALENDAR_COVERAGE_NO_CALENDAR;
+  if (calendar->covered_from_year() == 0 && calendar->covered_to_year() == 0) {
+    return v1::CALENDAR_COVERAGE_COMPLETE;
+  }
+  if (first.year() < calendar->covered_from_year() || last.year() > calendar->covered_to_year()) {
+    return v1::CALENDAR_COVERAGE_BEYOND_COVERED_YEARS;
+  }
+  return v1::CALENDAR_COVERAGE_COMPLETE;
 }
 
 absl::StatusOr<std::shared_ptr<const Calendars>> Calendars::Create(v1::CalendarsFile file) {
@@ -102,6 +132,19 @@ absl::StatusOr<std::shared_ptr<const Calendars>> Calendars::Create(v1::Calendars
       v.Add(p + ".state", absl::StrCat("duplicate state ", s.state()));
     }
     load(p + ".time_zone", s.time_zone());
+    if (s.source().empty()) {
+      v.Add(p + ".source", "is required: where the zone and holidays come from");
+    }
+    if (s.source().size() > 2000) v.Add(p + ".source", "must be at most 2000 characters");
+    const bool covered = s.covered_from_year() != 0 || s.covered_to_year() != 0;
+    if (covered && (s.covered_from_year() < kFirstYear || s.covered_from_year() > kLastYear)) {
+      v.Add(p + ".covered_from_year", absl::StrCat("must be ", kFirstYear, " to ", kLastYear));
+    }
+    if (covered && (s.covered_to_year() < s.covered_from_year() ||
+                    s.covered_to_year() > kLastYear)) {
+      v.Add(p + ".covered_to_year",
+            absl::StrCat("must be covered_from_year to ", kLastYear));
+    }
     for (int j = 0; j < s.weekend_days_size(); ++j) {
       if (s.weekend_days(j) < 1 || s.weekend_days(j) > 7) {
         v.Add(absl::StrCat(p, ".weekend_days[", j, "]"), "must be 1 (Monday) to 7 (Sunday)");
@@ -118,6 +161,26 @@ absl::StatusOr<std::shared_ptr<const Calendars>> Calendars::Create(v1::Calendars
       const v1::Holiday& h = s.holidays(j);
       const std::string hp = absl::StrCat(p, ".holidays[", j, "]");
       if (h.name().empty()) v.Add(hp + ".name", "is required");
+      if (!YearOk(h.first_year())) {
+        v.Add(hp + ".first_year", absl::StrCat("must be 0 or ", kFirstYear, " to ", kLastYear));
+      }
+      if (!YearOk(h.last_year())) {
+        v.Add(hp + ".last_year", absl::StrCat("must be 0 or ", kFirstYear, " to ", kLastYear));
+      } else if (h.last_year() != 0 && h.last_year() < h.first_year()) {
+        v.Add(hp + ".last_year", "must not be before first_year");
+      }
+      if (!h.easter_relative() && h.easter() != v1::EASTER_COMPUTUS_UNSPECIFIED) {
+        v.Add(hp + ".easter", "applies to Easter-relative holidays only");
+      }
+      if (!h.regions().empty() && !h.except_regions().empty()) {
+        v.Add(hp + ".except_regions", "cannot be combined with regions");
+      }
+      for (int k = 0; k < h.except_regions_size(); ++k) {
+        if (!IsRegionCode(s.state(), h.except_regions(k))) {
+          v.Add(absl::StrCat(hp, ".except_regions[", k, "]"),
+                "must be an ISO 3166-2 code of the state");
+        }
+      }
       if (h.easter_relative()) {
         if (h.month() != 0 || h.day() != 0) {
           v.Add(hp, "an Easter-relative holiday has no month or day");
@@ -129,8 +192,13 @@ absl::StatusOr<std::shared_ptr<const Calendars>> Calendars::Create(v1::Calendars
         if (h.month() < 1 || h.month() > 12) {
           v.Add(hp + ".month", "must be 1 to 12");
         } else {
-          // 2024 is a leap year: any date possible in some year passes.
-          const absl::CivilDay d(2024, h.month(), h.day());
+          // 2024 is a leap year: any date possible in some year passes; a holiday of one
+          // year only must exist in that year (29 February).
+          const int year = h.first_year() != 0 && h.first_year() == h.last_year() &&
+                                   YearOk(h.first_year())
+                               ? h.first_year()
+                               : 2024;
+          const absl::CivilDay d(year, h.month(), h.day());
           if (h.day() < 1 || d.month() != h.month() || d.day() != h.day()) {
             v.Add(hp + ".day", "is not a day of that month");
           }
@@ -149,21 +217,27 @@ absl::StatusOr<std::shared_ptr<const Calendars>> Calendars::Create(v1::Calendars
 
 CountingPlace Calendars::PlaceFor(const common::v1::AuthorityRef& authority,
                                   const std::string& requested_state) const {
-  CountingPlace place;
   std::string state = authority.state();
   if (state.empty() || !by_state_.count(state)) state = requested_state;
   if (!authority.region().empty() && authority.region().size() > 2) {
     const std::string region_state = authority.region().substr(0, 2);
     if (by_state_.count(region_state)) state = region_state;
   }
+  return PlaceOfCalendar(state, authority.region());
+}
+
+CountingPlace Calendars::PlaceOfCalendar(const std::string& state,
+                                         const std::string& region) const {
+  CountingPlace place;
   auto it = by_state_.find(state);
   if (it == by_state_.end()) return place;  // UTC, weekends only
   place.calendar = it->second;
+  place.state = state;
   place.time_zone_name = it->second->time_zone();
-  if (!authority.region().empty() && authority.region().compare(0, 2, state) == 0) {
-    place.region = authority.region();
+  if (IsRegionCode(state, region)) {
+    place.region = region;
     for (const v1::CalendarRegion& r : it->second->regions()) {
-      if (r.code() == authority.region()) place.time_zone_name = r.time_zone();
+      if (r.code() == region) place.time_zone_name = r.time_zone();
     }
   }
   place.time_zone = zones_.at(place.time_zone_name);
@@ -180,11 +254,14 @@ absl::Time DayPeriodEnd(absl::Time trigger, int days, bool regulation_1182_71,
                         const CountingPlace& place) {
   const absl::CivilDay trigger_day = absl::ToCivilDay(trigger, place.time_zone);
   absl::CivilDay last = regulation_1182_71 ? trigger_day + days : trigger_day + (days - 1);
-  if (regulation_1182_71) {
-    // Bounded: no calendar has more than a few consecutive non-working days.
-    for (int i = 0; i < 30 && !place.IsWorkingDay(last); ++i) last += 1;
-  }
+  if (regulation_1182_71) last = NextWorkingDay(last, place);
   return EndOfDay(last, place);
+}
+
+absl::CivilDay NextWorkingDay(absl::CivilDay day, const CountingPlace& place) {
+  // Bounded: no calendar has more than a few consecutive non-working days.
+  for (int i = 0; i < 30 && !place.IsWorkingDay(day); ++i) day += 1;
+  return day;
 }
 
 }  // namespace rogatory::deadlines

@@ -23,10 +23,16 @@ struct CountingPlace {
   std::string time_zone_name = "UTC";
   absl::TimeZone time_zone = absl::UTCTimeZone();
   const v1::StateCalendar* calendar = nullptr;  // null: weekends only, no holidays
+  std::string state;                              // ISO 3166-1, empty without a calendar
   std::string region;                             // ISO 3166-2, may be empty
+  // Keeps `calendar` alive when the place outlives the caller's hold on the rule set.
+  std::shared_ptr<const void> owner;
 
-  // Saturday, Sunday (or the calendar's weekend) or a public holiday of the region.
+  // Not Saturday, Sunday (or the calendar's weekend) nor a public holiday of the region.
   bool IsWorkingDay(absl::CivilDay day) const;
+  // How completely the calendar knows the days `first` to `last`: NO_CALENDAR without one,
+  // BEYOND_COVERED_YEARS if a day lies outside the years it covers, else COMPLETE.
+  v1::CalendarCoverage CoverageOf(absl::CivilDay first, absl::CivilDay last) const;
 };
 
 // The validated calendars of the calendars file. Immutable after Create.
@@ -41,9 +47,12 @@ class Calendars {
 
   // Where an authority counts days: its region's zone and holidays when the calendars know
   // the region, else its state's, else the requested state's; UTC with weekends only when
-  // none is known.
+  // none is known (CoverageOf then says NO_CALENDAR, never silently).
   CountingPlace PlaceFor(const common::v1::AuthorityRef& executing_authority,
                          const std::string& requested_state) const;
+  // The place a deadline recorded (Deadline.calendar_state / calendar_region); UTC with
+  // weekends only for an empty or unknown state.
+  CountingPlace PlaceOfCalendar(const std::string& state, const std::string& region) const;
 
  private:
   explicit Calendars(v1::CalendarsFile file) : file_(std::move(file)) {}
@@ -61,5 +70,8 @@ absl::Time DayPeriodEnd(absl::Time trigger, int days, bool regulation_1182_71,
 
 // The local midnight that ends `day` in `place`.
 absl::Time EndOfDay(absl::CivilDay day, const CountingPlace& place);
+
+// Regulation 1182/71 Art 3(4): `day` if it is a working day in `place`, else the next one.
+absl::CivilDay NextWorkingDay(absl::CivilDay day, const CountingPlace& place);
 
 }  // namespace rogatory::deadlines

@@ -96,9 +96,24 @@ v1::Deadline NewDeadline(const StartInput& in) {
   d.set_trigger_event_type(in.trigger_type);
   *d.mutable_trigger_time() = ToProtoTime(in.trigger_time);
   absl::Time due = ComputeDue(in.rule, in.trigger_time, in.place);
-  if (in.shortened_due && *in.shortened_due < due) due = *in.shortened_due;
+  if (in.rule.unit() == v1::PERIOD_UNIT_DAYS) {
+    const absl::CivilDay trigger_day = absl::ToCivilDay(in.trigger_time, in.place.time_zone);
+    const absl::CivilDay last = absl::ToCivilDay(due - absl::Seconds(1), in.place.time_zone);
+    d.set_calendar_coverage(in.place.CoverageOf(trigger_day, last));
+    if (in.rule.regulation_1182_71()) {
+      *d.mutable_unrolled_due_time() =
+          ToProtoTime(EndOfDay(trigger_day + in.rule.length(), in.place));
+    }
+  }
+  if (in.shortened_due && *in.shortened_due < due) {
+    due = *in.shortened_due;
+    // The issuer's date is not a period of the Regulation: nothing moves it.
+    if (d.has_unrolled_due_time()) *d.mutable_unrolled_due_time() = ToProtoTime(due);
+  }
   *d.mutable_due_time() = ToProtoTime(due);
   d.set_time_zone(in.place.time_zone_name);
+  d.set_calendar_state(in.place.state);
+  d.set_calendar_region(in.place.region);
   d.set_legal_basis(in.rule.legal_basis());
   d.set_instrument(in.instrument);
   d.set_executing_authority_id(in.executing_authority_id);
@@ -216,8 +231,29 @@ absl::StatusOr<EventType> Extend(v1::Deadline& d, absl::Duration by,
   absl::Time new_due = due + by;
   if (d.rule().unit() == v1::PERIOD_UNIT_DAYS && by % absl::Hours(24) == absl::ZeroDuration()) {
     // Whole days move the end of the day, not 24-hour blocks (a DST change in between).
-    const absl::CivilDay last = absl::ToCivilDay(due - absl::Seconds(1), place.time_zone);
-    new_due = EndOfDay(last + by / absl::Hours(24), place);
+    const int64_t days = by / absl::Hours(24);
+    if (d.rule().regulation_1182_71()) {
+      // An extension lengthens the period; it does not start a new one after the first. So
+      // the extended period is counted as the first is (Regulation 1182/71 Art 3): its days
+      // run on from the end of the first period's last day as counted, before Art 3(4) moved
+      // that end off a Saturday, Sunday or holiday (that move only ever applies to the
+      // period's final end), and only the new last day moves to the next working day. EAW
+      // Art 17(4): 60 days "extended by a further 30 days" is 90 days from the arrest. A
+      // deadline without its unrolled end (started before it was recorded) counts on from
+      // its due time.
+      const absl::Time base =
+          d.has_unrolled_due_time() ? FromProtoTime(d.unrolled_due_time()) : due;
+      const absl::CivilDay last =
+          absl::ToCivilDay(base - absl::Seconds(1), place.time_zone) + days;
+      const absl::CivilDay rolled = NextWorkingDay(last, place);
+      *d.mutable_unrolled_due_time() = ToProtoTime(EndOfDay(last, place));
+      new_due = EndOfDay(rolled, place);
+      const v1::CalendarCoverage coverage = place.CoverageOf(last - days, rolled);
+      if (coverage != v1::CALENDAR_COVERAGE_COMPLETE) d.set_calendar_coverage(coverage);
+    } else {
+      const absl::CivilDay last = absl::ToCivilDay(due - absl::Seconds(1), place.time_zone);
+      new_due = EndOfDay(last + days, place);
+    }
   }
   auto* ext = d.add_extensions();
   *ext->mutable_by() = ToProtoDuration(by);
@@ -248,6 +284,9 @@ absl::StatusOr<EventType> Resume(v1::Deadline& d, absl::Time now) {
   }
   const absl::Duration stopped = std::max(absl::ZeroDuration(), now - FromProtoTime(d.suspend_time()));
   *d.mutable_due_time() = ToProtoTime(FromProtoTime(d.due_time()) + stopped);
+  if (d.has_unrolled_due_time()) {
+    *d.mutable_unrolled_due_time() = ToProtoTime(FromProtoTime(d.unrolled_due_time()) + stopped);
+  }
   *d.mutable_suspended_duration() = ToProtoDuration(FromProtoDuration(d.suspended_duration()) + stopped);
   ShiftReminders(d, stopped);
   d.clear_suspend_time();

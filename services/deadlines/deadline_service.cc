@@ -5,11 +5,14 @@
 #include <set>
 
 #include "absl/container/flat_hash_map.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "absl/synchronization/mutex.h"
 #include "deadline_logic.h"
 #include "rogatory/common/access.h"
 #include "rogatory/common/ids.h"
+#include "rogatory/common/jwt.h"
 #include "rogatory/common/logging.h"
 #include "rogatory/common/status.h"
 
@@ -116,7 +119,11 @@ void DeadlineTracker::MutateAttempt(std::shared_ptr<MutateState> state) {
 }
 
 CountingPlace DeadlineTracker::PlaceOf(const v1::Deadline& d) const {
-  CountingPlace place;
+  // The calendar that counted its first period (its zone as recorded, should the calendars
+  // have changed since).
+  const auto rules = rules_.Current();
+  CountingPlace place = rules->calendars().PlaceOfCalendar(d.calendar_state(), d.calendar_region());
+  place.owner = rules;
   absl::TimeZone tz;
   if (absl::LoadTimeZone(d.time_zone(), &tz)) {
     place.time_zone = tz;
@@ -418,12 +425,61 @@ grpc::ServerUnaryReactor* DeadlineService::GetDeadline(grpc::CallbackServerConte
 
 namespace {
 
+constexpr int kDefaultPageSize = 50;
+constexpr int kMaxPageSize = 500;
+
+// The filters a page token is bound to: a token is only good for the filters it was issued
+// under (page_size may change between pages).
+std::string FilterDigest(const v1::ListDeadlinesRequest& r) {
+  return common::Sha1Hex(absl::StrCat(
+                             r.target_request_id(), "\n", r.state(), "\n",
+                             r.has_due_before_time() ? r.due_before_time().seconds() : -1, ".",
+                             r.has_due_before_time() ? r.due_before_time().nanos() : -1, "\n",
+                             r.executing_authority_id()))
+      .substr(0, 16);
+}
+
+// Opaque to callers: base64url of "1|<filter digest>|<due ms>|<deadline id>", the position
+// after which the next page starts.
+std::string EncodePageToken(const v1::ListDeadlinesRequest& r, const IndexCursor& after) {
+  return common::Base64UrlEncode(
+      absl::StrCat("1|", FilterDigest(r), "|", after.score, "|", after.id));
+}
+
+absl::StatusOr<IndexCursor> DecodePageToken(const v1::ListDeadlinesRequest& r) {
+  auto bad = [](const std::string& why) {
+    FieldViolations v;
+    v.Add("page_token", why);
+    return v.ToStatus();
+  };
+  absl::StatusOr<std::string> text = common::Base64UrlDecode(r.page_token());
+  if (!text.ok()) return bad("is not a token this service issued");
+  std::vector<std::string> parts = absl::StrSplit(*text, absl::MaxSplits('|', 3));
+  IndexCursor c;
+  if (parts.size() != 4 || parts[0] != "1" || !absl::SimpleAtoi(parts[2], &c.score) ||
+      parts[3].empty() || parts[3].size() > 128) {
+    return bad("is not a token this service issued");
+  }
+  if (parts[1] != FilterDigest(r)) {
+    return bad("was issued for other filters; repeat the first request's filters");
+  }
+  c.id = parts[3];
+  return c;
+}
+
+bool EntryBefore(const IndexEntry& a, const IndexEntry& b) {
+  if (a.score != b.score) return a.score < b.score;
+  return a.id < b.id;  // byte order, as Redis orders members of one score
+}
+
 struct ListState {
   absl::Mutex mu;
-  std::vector<v1::Deadline> found ABSL_GUARDED_BY(mu);
+  std::vector<IndexEntry> found ABSL_GUARDED_BY(mu);
+  bool more ABSL_GUARDED_BY(mu) = false;  // some shard may hold entries past its page
   absl::Status error ABSL_GUARDED_BY(mu);
   std::atomic<int> remaining{0};
   v1::ListDeadlinesRequest request;
+  int page_size = kDefaultPageSize;
   v1::ListDeadlinesResponse* out = nullptr;
   common::Pipeline::Done done;
   // Need-to-know: when set, only deadlines of requests in this scope are kept.
@@ -432,20 +488,36 @@ struct ListState {
   common::CallContext call;
   absl::flat_hash_map<std::string, bool> in_scope ABSL_GUARDED_BY(mu);
   std::atomic<int> pending_parties{0};
+  // The page: the first `page_size` entries of all shards after the cursor.
+  std::vector<IndexEntry> page;
+  std::string next_page_token;
 
-  // Once every shard answered: looks up the parties of the requests found (when scoped),
-  // then finishes.
+  // Once every shard answered: merges their pages into one, looks up the parties of the
+  // requests on it (when scoped), then finishes.
   static void Scope(std::shared_ptr<ListState> state) {
     std::vector<std::string> ids;
     bool unscoped = false;
     {
       absl::MutexLock lock(&state->mu);
+      if (state->error.ok()) {
+        // Every shard returned its first `page_size` entries after the cursor, so the first
+        // `page_size` of their union are the first of all: nothing past them is skipped.
+        std::sort(state->found.begin(), state->found.end(), EntryBefore);
+        const bool cut = static_cast<int>(state->found.size()) > state->page_size;
+        if (cut) state->found.resize(state->page_size);
+        if ((cut || state->more) && !state->found.empty()) {
+          const IndexEntry& last = state->found.back();
+          state->next_page_token =
+              EncodePageToken(state->request, IndexCursor{last.score, last.id});
+        }
+        state->page = std::move(state->found);
+      }
       unscoped = !state->error.ok() || !state->scope.has_value() || state->scope->all;
       if (!unscoped) {
-        for (const auto& d : state->found) {
-          if (state->in_scope.emplace(d.request_id(), false).second) {
-            ids.push_back(d.request_id());
-          }
+        for (const auto& e : state->page) {
+          if (!e.deadline) continue;
+          const std::string& rid = e.deadline->deadline.request_id();
+          if (state->in_scope.emplace(rid, false).second) ids.push_back(rid);
         }
       }
     }
@@ -469,36 +541,28 @@ struct ListState {
     }
   }
 
-  // Answers the call; `done` runs without the lock held.
+  // Answers the call with the page's deadlines that pass the filters (a page may hold fewer
+  // than page_size, even none, and still have a next page); `done` runs without the lock.
   void Finish() {
-    std::vector<v1::Deadline> keep;
     absl::Status failed;
     {
       absl::MutexLock lock(&mu);
       failed = error;
-      for (auto& d : failed.ok() ? found : keep) {
-        if (request.state() != v1::DEADLINE_STATE_UNSPECIFIED && d.state() != request.state()) {
-          continue;
+      if (failed.ok()) {
+        for (auto& e : page) {
+          if (!e.deadline) continue;  // an index entry that outlived its deadline
+          v1::Deadline& d = e.deadline->deadline;
+          if (request.state() != v1::DEADLINE_STATE_UNSPECIFIED && d.state() != request.state()) {
+            continue;
+          }
+          if (scope.has_value() && !scope->all && !in_scope[d.request_id()]) continue;
+          call.Touch(d.request_id(), common::AccessKind::kRead, d.id());
+          *out->add_deadlines() = std::move(d);
         }
-        if (scope.has_value() && !scope->all && !in_scope[d.request_id()]) continue;
-        keep.push_back(std::move(d));
+        out->set_next_page_token(next_page_token);
       }
     }
     if (!failed.ok()) return done(failed);
-    // Overdue first, then by due time.
-    std::sort(keep.begin(), keep.end(), [](const v1::Deadline& a, const v1::Deadline& b) {
-      const bool ao = a.state() == v1::DEADLINE_STATE_OVERDUE;
-      const bool bo = b.state() == v1::DEADLINE_STATE_OVERDUE;
-      if (ao != bo) return ao;
-      const absl::Time at = FromProtoTime(a.due_time()), bt = FromProtoTime(b.due_time());
-      if (at != bt) return at < bt;
-      return a.id() < b.id();
-    });
-    const int size = request.page_size() == 0 ? 50 : request.page_size();
-    for (int i = 0; i < static_cast<int>(keep.size()) && i < size; ++i) {
-      call.Touch(keep[i].request_id(), common::AccessKind::kRead, keep[i].id());
-      *out->add_deadlines() = std::move(keep[i]);
-    }
     done(absl::OkStatus());
   }
 };
@@ -510,36 +574,45 @@ grpc::ServerUnaryReactor* DeadlineService::ListDeadlines(grpc::CallbackServerCon
                                                          v1::ListDeadlinesResponse* resp) {
   return pipeline_.Unary<v1::ListDeadlinesRequest, v1::ListDeadlinesResponse>(
       ctx, "ListDeadlines", req, resp,
-      [this](const v1::ListDeadlinesRequest& r) {
+      [this](const v1::ListDeadlinesRequest& r) -> absl::Status {
         FieldViolations v;
         if (!r.target_request_id().empty() &&
             !tracker_.store().ShardOfRequest(r.target_request_id()).ok()) {
           v.Add("target_request_id", "is not a request id");
         }
-        if (r.page_size() < 0 || r.page_size() > 500) v.Add("page_size", "must be 0 to 500");
-        if (!r.page_token().empty()) {
-          v.Add("page_token", "is not supported: only the first page is served");
+        if (r.page_size() < 0 || r.page_size() > kMaxPageSize) {
+          v.Add("page_size", absl::StrCat("must be 0 to ", kMaxPageSize));
         }
         if (r.executing_authority_id().size() > 128) {
           v.Add("executing_authority_id", "must be at most 128 characters");
         }
-        return v.ToStatus();
+        RETURN_IF_ERROR(v.ToStatus());
+        if (!r.page_token().empty()) return DecodePageToken(r).status();
+        return absl::OkStatus();
       },
       [this](const common::CallContext& call, const v1::ListDeadlinesRequest& r,
              v1::ListDeadlinesResponse* out, common::Pipeline::Done done) {
         absl::StatusOr<common::ListScope> scope = common::ListScopeOf(call.caller);
         if (!scope.ok()) return done(scope.status());
+        std::optional<IndexCursor> after;
+        if (!r.page_token().empty()) {
+          absl::StatusOr<IndexCursor> c = DecodePageToken(r);
+          if (!c.ok()) return done(c.status());
+          after = *std::move(c);
+        }
         auto state = std::make_shared<ListState>();
         state->request = r;
+        state->page_size = r.page_size() == 0 ? kDefaultPageSize : r.page_size();
         state->out = out;
         state->done = std::move(done);
         state->scope = *scope;
         state->store = &tracker_.store();
         state->call = call;
-        const absl::Time before =
-            r.has_due_before_time() ? FromProtoTime(r.due_before_time()) : absl::InfiniteFuture();
-        // Enough to sort overdue first across shards, bounded per shard.
-        const int limit = 500;
+        // Due before: scores (due ms) strictly below it.
+        const int64_t max_score =
+            r.has_due_before_time()
+                ? absl::ToUnixMillis(FromProtoTime(r.due_before_time()) - absl::Milliseconds(1))
+                : int64_t{1} << 50;
         std::vector<std::pair<int, std::string>> sources;
         if (!r.target_request_id().empty()) {
           sources.emplace_back(*tracker_.store().ShardOfRequest(r.target_request_id()),
@@ -554,18 +627,17 @@ grpc::ServerUnaryReactor* DeadlineService::ListDeadlines(grpc::CallbackServerCon
         }
         state->remaining = static_cast<int>(sources.size());
         for (const auto& [shard, index] : sources) {
-          const absl::Time max = before == absl::InfiniteFuture()
-                                     ? absl::FromUnixSeconds(int64_t{1} << 40)
-                                     : before - absl::Milliseconds(1);
-          tracker_.store().ListIndex(
-              shard, index, max, limit,
-              [state](absl::StatusOr<std::vector<StoredDeadline>> found) {
+          // Each shard's first page_size entries after the cursor: bounded work per page.
+          tracker_.store().ListIndexPage(
+              shard, index, max_score, state->page_size, after,
+              [state](absl::StatusOr<IndexPage> found) {
                 {
                   absl::MutexLock lock(&state->mu);
                   if (!found.ok()) {
                     state->error = found.status();
                   } else {
-                    for (auto& s : *found) state->found.push_back(std::move(s.deadline));
+                    if (found->more) state->more = true;
+                    for (auto& e : found->entries) state->found.push_back(std::move(e));
                   }
                 }
                 if (--state->remaining == 0) ListState::Scope(state);

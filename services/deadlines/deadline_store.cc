@@ -218,6 +218,53 @@ return out
   return *s;
 }
 
+// KEYS: index. ARGV: max score (inclusive), limit, key prefix, cursor score ('' none),
+// cursor id. Returns {more, id, score, pb, ver, id, score, pb, ver, ...} in (score, id)
+// order after the cursor; pb and ver are '' for an index entry without its deadline. `more`
+// is '1' when `limit` entries were read without passing the max score.
+const LuaScript& PageScript() {
+  static const LuaScript* s = new LuaScript(R"lua(
+local key = KEYS[1]
+local max = tonumber(ARGV[1])
+local limit = tonumber(ARGV[2])
+-- Byte order, as Redis orders members of one score (Lua's < follows the locale).
+local function not_after(a, b)
+  local n = math.min(#a, #b)
+  for i = 1, n do
+    local x, y = string.byte(a, i), string.byte(b, i)
+    if x ~= y then return x < y end
+  end
+  return #a <= #b
+end
+local start = 0
+if ARGV[4] ~= '' then
+  local lo = redis.call('ZCOUNT', key, '-inf', '(' .. ARGV[4])
+  local hi = lo + redis.call('ZCOUNT', key, ARGV[4], ARGV[4])
+  while lo < hi do
+    local mid = math.floor((lo + hi) / 2)
+    local m = redis.call('ZRANGE', key, mid, mid)[1]
+    if not_after(m, ARGV[5]) then lo = mid + 1 else hi = mid end
+  end
+  start = lo
+end
+local got = redis.call('ZRANGE', key, start, start + limit - 1, 'WITHSCORES')
+local out = {'0'}
+local read = 0
+for i = 1, #got, 2 do
+  if tonumber(got[i + 1]) > max then return out end
+  read = read + 1
+  local r = redis.call('HMGET', ARGV[3] .. 'dl:d:' .. got[i], 'pb', 'ver')
+  out[#out + 1] = got[i]
+  out[#out + 1] = got[i + 1]
+  out[#out + 1] = r[1] or ''
+  out[#out + 1] = r[2] or ''
+end
+if read == limit then out[1] = '1' end
+return out
+)lua");
+  return *s;
+}
+
 int64_t Ms(absl::Time t) { return absl::ToUnixMillis(t); }
 // A timer's score: its due time rounded UP to the millisecond. A claim takes timers whose
 // score is at most the claim's `now` in whole milliseconds; rounding down would let a claim
@@ -441,6 +488,39 @@ void DeadlineStore::ListIndex(int shard, const std::string& index, absl::Time du
                   out.push_back(*std::move(s));
                 }
                 done(std::move(out));
+              });
+}
+
+void DeadlineStore::ListIndexPage(int shard, const std::string& index, int64_t max_score,
+                                  int limit, const std::optional<IndexCursor>& after,
+                                  PageCallback done) {
+  redis_.Eval(PageScript(), {Key(shard, index)},
+              {absl::StrCat(max_score), absl::StrCat(limit), common::Sharding::Prefix(shard),
+               after ? absl::StrCat(after->score) : std::string(),
+               after ? after->id : std::string()},
+              [done](absl::StatusOr<RedisReply> r) {
+                if (!r.ok()) return done(r.status());
+                if (r->elements.empty()) {
+                  return done(absl::InternalError("unexpected reply to page"));
+                }
+                IndexPage page;
+                page.more = r->elements[0].str == "1";
+                for (size_t i = 1; i + 3 < r->elements.size(); i += 4) {
+                  IndexEntry e;
+                  e.id = r->elements[i].str;
+                  double score = 0;
+                  if (!absl::SimpleAtod(r->elements[i + 1].str, &score)) {
+                    return done(absl::InternalError("unexpected score in an index"));
+                  }
+                  e.score = static_cast<int64_t>(score);
+                  if (!r->elements[i + 2].str.empty()) {
+                    auto s = ParseStored(r->elements[i + 2], r->elements[i + 3]);
+                    if (!s.ok()) return done(s.status());
+                    e.deadline = *std::move(s);
+                  }
+                  page.entries.push_back(std::move(e));
+                }
+                done(std::move(page));
               });
 }
 

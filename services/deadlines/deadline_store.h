@@ -65,6 +65,27 @@ struct CommitOptions {
 
 enum class CommitOutcome { kOk, kReplayed, kConflict, kExists, kFenced, kDuplicate };
 
+// One entry of an index page: its position (due ms, id) and the deadline, unless the entry
+// outlived its deadline.
+struct IndexEntry {
+  int64_t score = 0;
+  std::string id;
+  std::optional<StoredDeadline> deadline;
+};
+
+// A page of one shard's index: entries in (score, id) order after a position.
+struct IndexPage {
+  std::vector<IndexEntry> entries;
+  // The index may hold further entries at or below the maximum score.
+  bool more = false;
+};
+
+// A position in an index: after the entry (score, id); no cursor: from the start.
+struct IndexCursor {
+  int64_t score = 0;
+  std::string id;
+};
+
 // A claimed timer, with the deadline as the claim found it.
 struct ClaimedTimer {
   std::string member;
@@ -99,6 +120,13 @@ class DeadlineStore {
   // before `due_before`.
   void ListIndex(int shard, const std::string& index, absl::Time due_before, int limit,
                  ListCallback done);
+
+  // Up to `limit` entries of an index with score (due ms) at most `max_score`, in (score,
+  // id) order (ids compared byte by byte) after `after`. Costs O(log N) to find the
+  // position (a binary search among entries of the cursor's score) plus O(limit).
+  using PageCallback = std::function<void(absl::StatusOr<IndexPage>)>;
+  void ListIndexPage(int shard, const std::string& index, int64_t max_score, int limit,
+                     const std::optional<IndexCursor>& after, PageCallback done);
 
   // Blocking versions for the timer thread and tests (never from Redis callbacks or gRPC
   // handlers).

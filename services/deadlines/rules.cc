@@ -89,6 +89,7 @@ absl::StatusOr<std::shared_ptr<const RuleSet>> RuleSet::Create(
               "must be positive and increasing");
       }
     }
+    if (r.source().size() > 2000) v.Add(p + ".source", "must be at most 2000 characters");
     if (r.satisfied_by().empty()) v.Add(p + ".satisfied_by", "needs at least one event type");
     for (int j = 0; j < r.satisfied_by_size(); ++j) {
       if (r.satisfied_by(j) == r.trigger() && r.trigger() != 0) {

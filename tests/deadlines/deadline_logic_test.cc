@@ -2,6 +2,7 @@
 // suspensions and the issuer's shorter deadline.
 #include "deadline_logic.h"
 
+#include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
 #include "rogatory/common/clock.h"
 #include "test_rules.h"
@@ -88,6 +89,80 @@ TEST(EawRulesTest, ExtendedByThirtyDaysOnceAndSecondExtensionRefused) {
   auto second = Extend(d, absl::Hours(24), "AGAIN", "", now, PlaceOf("DE"));
   EXPECT_EQ(second.status().code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_EQ(Due(d), Local("Europe/Berlin", 2026, 6, 4));
+}
+
+TEST(EawRulesTest, ExtensionEndingOnSaturdayMovesToMonday) {
+  // Arrest Sunday 8 March 2026 in Germany: 60 days end Thursday 7 May. Extended by 30 days
+  // (Art 17(4)), the 90th day is Saturday 6 June: under Regulation 1182/71 the extended
+  // period ends with Monday 8 June, as a 90-day period would.
+  const absl::Time arrest = Local("Europe/Berlin", 2026, 3, 8, 10);
+  v1::Deadline d = Start("EAW_DECISION_NO_CONSENT", arrest, PlaceOf("DE"));
+  EXPECT_EQ(Due(d), Local("Europe/Berlin", 2026, 5, 8));
+  ASSERT_TRUE(Extend(d, absl::Hours(24 * 30), "COMPLEX_CASE", "", arrest, PlaceOf("DE")).ok());
+  EXPECT_EQ(Due(d), Local("Europe/Berlin", 2026, 6, 9));
+  EXPECT_EQ(FromProtoTime(d.unrolled_due_time()), Local("Europe/Berlin", 2026, 6, 7));
+}
+
+TEST(EawRulesTest, ExtensionCountsFromTheFirstPeriodsEndBeforeItMoved) {
+  // Arrest Wednesday 4 March 2026: the 60th day is Sunday 3 May, so the period ends with
+  // Monday 4 May. The extension runs on from 3 May, not from the moved end: the 90th day
+  // is Tuesday 2 June (counting from 4 May would give Wednesday 3 June).
+  const absl::Time arrest = Local("Europe/Berlin", 2026, 3, 4, 10);
+  v1::Deadline d = Start("EAW_DECISION_NO_CONSENT", arrest, PlaceOf("DE"));
+  EXPECT_EQ(Due(d), Local("Europe/Berlin", 2026, 5, 5));
+  ASSERT_TRUE(Extend(d, absl::Hours(24 * 30), "COMPLEX_CASE", "", arrest, PlaceOf("DE")).ok());
+  EXPECT_EQ(Due(d), Local("Europe/Berlin", 2026, 6, 3));
+}
+
+TEST(RegionalCalendarRulesTest, SwissProvisionalArrestEndsAtMidnightInZurich) {
+  // Provisionally arrested Monday 7 December 2026 in Zurich. The Convention is not EU law:
+  // the day of arrest counts and nothing moves. 18 days end with 24 December, 40 days with
+  // 15 January 2027, at local midnight (23:00 UTC in winter), not at midnight UTC.
+  common::v1::AuthorityRef zh;
+  zh.set_authority_id("CH-ZH-PROSECUTOR");
+  zh.set_state("CH");
+  zh.set_region("CH-ZH");
+  const CountingPlace place = testing::ReferenceRules()->calendars().PlaceFor(zh, "CH");
+  const absl::Time arrest = Local("Europe/Zurich", 2026, 12, 7, 6);
+  for (const char* prefix : {"EXTRADITION_", ""}) {
+    v1::Deadline may_end = Start(absl::StrCat(prefix, "PROVISIONAL_ARREST_MAY_END"), arrest, place);
+    EXPECT_EQ(may_end.time_zone(), "Europe/Zurich");
+    EXPECT_EQ(Due(may_end), Local("Europe/Zurich", 2026, 12, 25));
+    EXPECT_EQ(Due(may_end), Utc(2026, 12, 24, 23));
+    EXPECT_EQ(may_end.calendar_coverage(), v1::CALENDAR_COVERAGE_COMPLETE);
+    EXPECT_EQ(may_end.calendar_state(), "CH");
+    EXPECT_EQ(may_end.calendar_region(), "CH-ZH");
+    v1::Deadline maximum = Start(absl::StrCat(prefix, "PROVISIONAL_ARREST_MAXIMUM"), arrest, place);
+    EXPECT_EQ(maximum.kind(), v1::DEADLINE_KIND_ABSOLUTE_MAXIMUM);
+    EXPECT_EQ(Due(maximum), Local("Europe/Zurich", 2027, 1, 16));
+    EXPECT_EQ(Due(maximum), Utc(2027, 1, 15, 23));
+  }
+}
+
+TEST(RegionalCalendarRulesTest, CroatianRecognitionLimitSkipsEpiphany) {
+  // Received by the competent Croatian authority Monday 7 December 2026: the 30th day is
+  // 6 January 2027, Epiphany, so the limit ends at local midnight after 7 January.
+  common::v1::AuthorityRef hr;
+  hr.set_authority_id("HR-PROSECUTOR");
+  hr.set_state("HR");
+  const CountingPlace place = testing::ReferenceRules()->calendars().PlaceFor(hr, "HR");
+  v1::Deadline d = Start("EIO_RECOGNITION", Local("Europe/Zagreb", 2026, 12, 7, 10), place);
+  EXPECT_EQ(d.time_zone(), "Europe/Zagreb");
+  EXPECT_EQ(Due(d), Local("Europe/Zagreb", 2027, 1, 8));
+  EXPECT_EQ(Due(d), Utc(2027, 1, 7, 23));
+  EXPECT_EQ(d.calendar_coverage(), v1::CALENDAR_COVERAGE_COMPLETE);
+}
+
+TEST(RegionalCalendarRulesTest, UnknownStateIsRecordedAsCountedWithoutACalendar) {
+  common::v1::AuthorityRef nowhere;
+  nowhere.set_state("ZZ");
+  const CountingPlace place = testing::ReferenceRules()->calendars().PlaceFor(nowhere, "ZZ");
+  v1::Deadline d = Start("EIO_RECOGNITION", Utc(2026, 12, 7, 10), place);
+  EXPECT_EQ(d.time_zone(), "UTC");
+  EXPECT_EQ(d.calendar_coverage(), v1::CALENDAR_COVERAGE_NO_CALENDAR);
+  // Hour limits need no calendar.
+  EXPECT_EQ(Start("EIO_PROVISIONAL_MEASURES", Utc(2026, 12, 7, 10), place).calendar_coverage(),
+            v1::CALENDAR_COVERAGE_UNSPECIFIED);
 }
 
 TEST(EawRulesTest, ExtensionLongerThanTheRuleAllowsIsRefused) {

@@ -3,6 +3,9 @@
 // the same step.
 #include "deadline_store.h"
 
+#include <map>
+#include <set>
+
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "redis_fixture.h"
@@ -109,20 +112,33 @@ TEST_F(DeadlineEventsTest, EawArrestConsentDecisionSurrenderLifecycle) {
 TEST_F(DeadlineEventsTest, RequestSuspensionStopsTheClockAndResumptionMovesTheDueTime) {
   const std::string rq = RequestId(2);
   const auto eio = common::v1::INSTRUMENT_EIO;
+  // The acknowledgment week runs from reception by the competent authority (Art 16(1)).
+  auto ack = [&] {
+    for (const auto& d : ListByRequest(this, *store_, rq)) {
+      if (d.rule_id() == "EIO_ACKNOWLEDGE") return d;
+    }
+    ADD_FAILURE() << "no EIO_ACKNOWLEDGE deadline";
+    return v1::Deadline();
+  };
   ASSERT_TRUE(Deliver(IntakeEvent(rq, common::v1::EVENT_TYPE_REQUEST_SUBMITTED, eio, clock_.Now())).ok());
-  auto d = ListByRequest(this, *store_, rq).at(0);
-  EXPECT_EQ(d.rule_id(), "EIO_ACKNOWLEDGE");
+  EXPECT_TRUE(ListByRequest(this, *store_, rq).empty());
+  ASSERT_TRUE(Deliver(IntakeEvent(
+                          rq, common::v1::EVENT_TYPE_REQUEST_RECEIVED_BY_COMPETENT_AUTHORITY, eio,
+                          clock_.Now()))
+                  .ok());
+  auto d = ack();
+  EXPECT_EQ(d.trigger_event_type(), common::v1::EVENT_TYPE_REQUEST_RECEIVED_BY_COMPETENT_AUTHORITY);
   const absl::Time due = FromProtoTime(d.due_time());
   clock_.Advance(absl::Hours(1));
   ASSERT_TRUE(Deliver(IntakeEvent(rq, common::v1::EVENT_TYPE_REQUEST_SUSPENDED, eio, clock_.Now())).ok());
-  EXPECT_EQ(ListByRequest(this, *store_, rq).at(0).state(), v1::DEADLINE_STATE_SUSPENDED);
+  EXPECT_EQ(ack().state(), v1::DEADLINE_STATE_SUSPENDED);
   clock_.Advance(absl::Hours(72));
   ASSERT_TRUE(Deliver(IntakeEvent(rq, common::v1::EVENT_TYPE_REQUEST_RESUMED, eio, clock_.Now())).ok());
-  d = ListByRequest(this, *store_, rq).at(0);
+  d = ack();
   EXPECT_EQ(d.state(), v1::DEADLINE_STATE_RUNNING);
   EXPECT_EQ(FromProtoTime(d.due_time()), due + absl::Hours(72));
   ASSERT_TRUE(Deliver(IntakeEvent(rq, common::v1::EVENT_TYPE_REQUEST_ACKNOWLEDGED, eio, clock_.Now())).ok());
-  EXPECT_EQ(ListByRequest(this, *store_, rq).at(0).state(), v1::DEADLINE_STATE_MET);
+  EXPECT_EQ(ack().state(), v1::DEADLINE_STATE_MET);
 }
 
 TEST_F(DeadlineEventsTest, UrgentFreezingOrderStartsFortyEightHours) {
@@ -175,6 +191,99 @@ TEST_F(DeadlineEventsTest, StartWithSameIdempotencyKeyGivesTheSameDeadline) {
   ASSERT_TRUE(second.ok()) << second.status();
   EXPECT_EQ(first->id(), second->id());
   EXPECT_EQ(EventsOf(common::v1::EVENT_TYPE_DEADLINE_STARTED).size(), 1u);
+}
+
+// The executing authority's region on the event's facts picks its holidays: 30 days from
+// 7 December 2026 end on 6 January, Epiphany in Bavaria but not in Berlin.
+TEST_F(DeadlineEventsTest, RecognitionLimitCountsWithTheHolidaysOfTheAuthoritysRegion) {
+  const absl::Time received = absl::FromCivil(absl::CivilSecond(2026, 12, 7, 10, 0, 0),
+                                              testing::Zone("Europe/Berlin"));
+  std::map<std::string, v1::Deadline> by_region;
+  for (const std::string region : {"DE-BY", "DE-BE"}) {
+    const std::string rq = RequestId(region == "DE-BY" ? 1 : 3);
+    auto e = IntakeEvent(rq, common::v1::EVENT_TYPE_REQUEST_RECEIVED_BY_COMPETENT_AUTHORITY,
+                         common::v1::INSTRUMENT_EIO, received);
+    e.mutable_request()->mutable_executing_authority()->set_region(region);
+    ASSERT_EQ(*Deliver(e), common::EventHandler::Outcome::kHandled);
+    for (const auto& d : ListByRequest(this, *store_, rq)) {
+      if (d.rule_id() == "EIO_RECOGNITION") by_region[region] = d;
+    }
+  }
+  ASSERT_EQ(by_region.size(), 2u);
+  const absl::TimeZone berlin = testing::Zone("Europe/Berlin");
+  EXPECT_EQ(FromProtoTime(by_region["DE-BY"].due_time()),
+            absl::FromCivil(absl::CivilSecond(2027, 1, 8, 0, 0, 0), berlin));
+  EXPECT_EQ(by_region["DE-BY"].calendar_region(), "DE-BY");
+  EXPECT_EQ(FromProtoTime(by_region["DE-BE"].due_time()),
+            absl::FromCivil(absl::CivilSecond(2027, 1, 7, 0, 0, 0), berlin));
+  EXPECT_EQ(by_region["DE-BE"].calendar_state(), "DE");
+}
+
+// Walks an index page by page (issue 22 item 3): every entry once, in (due, id) order,
+// even when many share a due time and the entry a cursor names is gone.
+TEST_F(DeadlineEventsTest, IndexPagesWalkEveryEntryOnceAcrossEqualDueTimes) {
+  const std::string rq = RequestId(2);
+  std::set<std::string> started;
+  for (int i = 0; i < 201; ++i) {
+    DeadlineTracker::StartRequest r;
+    r.request_id = rq;
+    r.rule_id = "EAW_DECISION_CONSENT";
+    // Three trigger days a week apart: 67 deadlines share each due time.
+    r.trigger_time = clock_.Now() - absl::Hours(24 * 7) * (i % 3);
+    r.requested_state = "DE";
+    r.idempotency_key = absl::StrCat("caller/page-", i);
+    Waiter<absl::StatusOr<v1::Deadline>> w;
+    tracker_->Start(r, w.Callback());
+    auto d = w.Get();
+    ASSERT_TRUE(d.ok()) << d.status();
+    started.insert(d->id());
+  }
+  ASSERT_EQ(started.size(), 201u);
+  const int shard = *store_->ShardOfRequest(rq);
+  auto walk = [&](const std::string& index, int64_t max_score, bool cancel_cursor) {
+    std::vector<IndexEntry> all;
+    std::optional<IndexCursor> after;
+    for (int page = 0; page < 10; ++page) {
+      Waiter<absl::StatusOr<IndexPage>> w;
+      store_->ListIndexPage(shard, index, max_score, 100, after, w.Callback());
+      auto p = w.Get();
+      EXPECT_TRUE(p.ok()) << p.status();
+      if (!p.ok()) break;
+      EXPECT_LE(p->entries.size(), 100u);
+      for (auto& e : p->entries) all.push_back(e);
+      if (!p->more || p->entries.empty()) break;
+      after = IndexCursor{p->entries.back().score, p->entries.back().id};
+      if (cancel_cursor) {
+        // The entry the cursor names leaves the open index before the next page.
+        Waiter<absl::StatusOr<v1::Deadline>> c;
+        tracker_->Mutate(after->id, "", "TEST",
+                         [&](v1::Deadline& x) { return Cancel(x, clock_.Now()); },
+                         c.Callback());
+        EXPECT_TRUE(c.Get().ok());
+      }
+    }
+    return all;
+  };
+  const std::vector<IndexEntry> by_request = walk("byreq:" + rq, int64_t{1} << 50, false);
+  std::set<std::string> seen;
+  for (size_t i = 0; i < by_request.size(); ++i) {
+    EXPECT_TRUE(seen.insert(by_request[i].id).second) << "twice: " << by_request[i].id;
+    if (i > 0) {
+      EXPECT_TRUE(by_request[i - 1].score < by_request[i].score ||
+                  (by_request[i - 1].score == by_request[i].score &&
+                   by_request[i - 1].id < by_request[i].id));
+    }
+  }
+  EXPECT_EQ(seen, started);
+  // Due before the latest due time: the two earlier groups only.
+  const int64_t latest = by_request.back().score;
+  EXPECT_EQ(walk("byreq:" + rq, latest - 1, false).size(), 134u);
+  // The open index, cancelling each page's last entry before the next page is read: the
+  // cursor's entry is gone, and nothing after it is skipped or repeated.
+  const std::vector<IndexEntry> open = walk("open", int64_t{1} << 50, true);
+  std::set<std::string> open_ids;
+  for (const auto& e : open) EXPECT_TRUE(open_ids.insert(e.id).second) << e.id;
+  EXPECT_EQ(open_ids, started);
 }
 
 TEST_F(DeadlineEventsTest, UnknownRuleIsNotFound) {

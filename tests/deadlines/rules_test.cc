@@ -38,6 +38,79 @@ TEST(RulesTest, TriggeredByHonoursInstrumentAndUrgency) {
   EXPECT_EQ(arrest.size(), 3u);  // 18 days, 40 days, 10 days consent statement
 }
 
+TEST(RulesTest, EioAcknowledgmentRunsFromReceptionByTheCompetentAuthority) {
+  // Directive 2014/41/EU Art 16(1): "within a week of the reception of an EIO" by the
+  // competent executing authority, not from the issuer's submission.
+  auto rules = testing::ReferenceRules();
+  const v1::DeadlineRule& ack = testing::Rule("EIO_ACKNOWLEDGE");
+  EXPECT_EQ(ack.trigger(), common::v1::EVENT_TYPE_REQUEST_RECEIVED_BY_COMPETENT_AUTHORITY);
+  ASSERT_EQ(ack.satisfied_by_size(), 1);
+  EXPECT_EQ(ack.satisfied_by(0), common::v1::EVENT_TYPE_REQUEST_ACKNOWLEDGED);
+  auto ids = [](const std::vector<const v1::DeadlineRule*>& list) {
+    std::set<std::string> out;
+    for (const auto* r : list) out.insert(r->id());
+    return out;
+  };
+  EXPECT_FALSE(ids(rules->TriggeredBy(common::v1::EVENT_TYPE_REQUEST_SUBMITTED,
+                                      common::v1::INSTRUMENT_EIO, common::v1::URGENCY_NORMAL))
+                   .count("EIO_ACKNOWLEDGE"));
+  EXPECT_EQ(ids(rules->TriggeredBy(common::v1::EVENT_TYPE_REQUEST_RECEIVED_BY_COMPETENT_AUTHORITY,
+                                   common::v1::INSTRUMENT_EIO, common::v1::URGENCY_NORMAL)),
+            (std::set<std::string>{"EIO_ACKNOWLEDGE", "EIO_RECOGNITION"}));
+}
+
+TEST(RulesTest, EveryRuleCitesTheSourceOfItsPeriodAndTrigger) {
+  for (const auto& r : testing::ReferenceRules()->file().rules()) {
+    SCOPED_TRACE(r.id());
+    EXPECT_FALSE(r.legal_basis().empty());
+    EXPECT_GT(r.source().size(), 40u);
+    EXPECT_NE(r.source().find("Trigger"), std::string::npos);
+  }
+}
+
+TEST(RulesTest, FreezingProvisionalArrestAndProductionOrderRulesHaveTheirTriggers) {
+  using common::v1::EventType;
+  struct Want {
+    const char* id;
+    EventType trigger;
+    int length;
+    v1::PeriodUnit unit;
+    v1::DeadlineKind kind;
+  };
+  const Want wants[] = {
+      {"FREEZING_RECOGNITION_URGENT",
+       common::v1::EVENT_TYPE_REQUEST_RECEIVED_BY_COMPETENT_AUTHORITY, 48, v1::PERIOD_UNIT_HOURS,
+       v1::DEADLINE_KIND_LIMIT},
+      {"FREEZING_EXECUTION_URGENT", common::v1::EVENT_TYPE_REQUEST_RECOGNISED, 48,
+       v1::PERIOD_UNIT_HOURS, v1::DEADLINE_KIND_LIMIT},
+      {"CONFISCATION_RECOGNITION",
+       common::v1::EVENT_TYPE_REQUEST_RECEIVED_BY_COMPETENT_AUTHORITY, 45, v1::PERIOD_UNIT_DAYS,
+       v1::DEADLINE_KIND_LIMIT},
+      {"PROVISIONAL_ARREST_MAY_END", common::v1::EVENT_TYPE_PROVISIONAL_ARREST, 18,
+       v1::PERIOD_UNIT_DAYS, v1::DEADLINE_KIND_LIMIT},
+      {"PROVISIONAL_ARREST_MAXIMUM", common::v1::EVENT_TYPE_PROVISIONAL_ARREST, 40,
+       v1::PERIOD_UNIT_DAYS, v1::DEADLINE_KIND_ABSOLUTE_MAXIMUM},
+      {"EXTRADITION_PROVISIONAL_ARREST_MAY_END", common::v1::EVENT_TYPE_PROVISIONAL_ARREST, 18,
+       v1::PERIOD_UNIT_DAYS, v1::DEADLINE_KIND_LIMIT},
+      {"EXTRADITION_PROVISIONAL_ARREST_MAXIMUM", common::v1::EVENT_TYPE_PROVISIONAL_ARREST, 40,
+       v1::PERIOD_UNIT_DAYS, v1::DEADLINE_KIND_ABSOLUTE_MAXIMUM},
+      {"PRODUCTION_ORDER_DATA", common::v1::EVENT_TYPE_SENT_TO_PROVIDER, 10, v1::PERIOD_UNIT_DAYS,
+       v1::DEADLINE_KIND_LIMIT},
+      {"PRODUCTION_ORDER_DATA_EMERGENCY", common::v1::EVENT_TYPE_SENT_TO_PROVIDER, 8,
+       v1::PERIOD_UNIT_HOURS, v1::DEADLINE_KIND_LIMIT},
+  };
+  for (const Want& w : wants) {
+    SCOPED_TRACE(w.id);
+    const v1::DeadlineRule& r = testing::Rule(w.id);
+    EXPECT_EQ(r.trigger(), w.trigger);
+    EXPECT_EQ(r.length(), w.length);
+    EXPECT_EQ(r.unit(), w.unit);
+    EXPECT_EQ(r.kind(), w.kind);
+  }
+  // The Convention is not EU law: Regulation 1182/71 does not move its limits.
+  EXPECT_FALSE(testing::Rule("PROVISIONAL_ARREST_MAXIMUM").regulation_1182_71());
+}
+
 TEST(RulesTest, InvalidRuleNamesPathAndProblem) {
   v1::DeadlineRulesFile file;
   file.set_version("t");

@@ -128,9 +128,13 @@ class AccessMatrixTest(unittest.TestCase):
             pb.routing.GetRoutingDecisionRequest(request_id=cls.rid), timeout=10).decision,
             20, "the routing decision")
         assert cls.decision.competent_authority.authority_id == "DE-PROSECUTOR", cls.decision
-        # ... deadline-tracking runs the acknowledgment deadline and knows the executor ...
-        cls.ack = j.wait_deadline(svc, judge, cls.rid, "EIO_ACKNOWLEDGE",
-                                  pb.deadlines.DEADLINE_STATE_RUNNING)
+        # ... deadline-tracking knows the request and a running deadline on it (the
+        # acknowledgment week itself starts only once the competent authority received the
+        # request, Directive 2014/41 Art 16(1): here the judge starts one by hand) ...
+        start = pb.deadlines.StartDeadlineRequest(
+            request_id=key(), target_request_id=cls.rid, rule_id="EIO_ACKNOWLEDGE")
+        cls.ack = j.wait(lambda: svc.deadlines(judge).StartDeadline(start, timeout=10).deadline,
+                         20, "a running deadline on the request")
         j.wait(lambda: j.deadlines_of(svc, j.DE_PROSECUTOR, cls.rid), 20,
                "deadlines readable by the executing authority")
         # ... the translator claims the job of the French form ...

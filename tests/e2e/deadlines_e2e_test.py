@@ -66,10 +66,23 @@ class DeadlinesE2ETest(base.E2ETestCase):
         self.addCleanup(channel.close)
         return rc.stubs().test_clock_grpc.TestClockServiceStub(channel)
 
+    def forward(self, request_id: str):
+        """The executing side moves the request to FORWARDED: intake announces
+        REQUEST_RECEIVED_BY_COMPETENT_AUTHORITY, which starts the EIO's acknowledgment and
+        recognition limits (Directive 2014/41/EU Art 16(1), 12(3))."""
+        pb = rc.stubs()
+        self.intake_stub(caller=base.EXECUTOR).TransitionRequest(
+            pb.intake.TransitionRequestRequest(
+                request_id=str(uuid.uuid4()), id=request_id,
+                target_status=pb.types.REQUEST_STATUS_FORWARDED, reason_code="COMPETENT"),
+            timeout=5.0)
+
     def await_known(self, request_id: str):
         """Need-to-know: deadline-tracking learns who a request concerns from intake's
-        events; a caller reaches the request once the submission event has arrived."""
-        base._poll(lambda: self.list_for(request_id), 15.0, "submission event received")
+        events; a caller reaches the request once the forwarding has arrived and started
+        its deadlines."""
+        self.forward(request_id)
+        base._poll(lambda: self.list_for(request_id), 15.0, "forwarding event received")
 
     def list_for(self, request_id: str):
         pb = rc.stubs()
@@ -77,18 +90,121 @@ class DeadlinesE2ETest(base.E2ETestCase):
             pb.deadlines.ListDeadlinesRequest(target_request_id=request_id),
             timeout=5.0).deadlines)
 
-    def test_submitted_eio_starts_its_acknowledgement_deadline(self):
+    def test_eio_acknowledgement_runs_from_reception_by_the_competent_authority(self):
+        pb = rc.stubs()
         request = self.submit(self.intake_stub())
+        self.forward(request.id)
 
         def started():
-            return [d for d in self.list_for(request.id) if d.rule_id == "EIO_ACKNOWLEDGE"]
+            found = {d.rule_id: d for d in self.list_for(request.id)}
+            return found if {"EIO_ACKNOWLEDGE", "EIO_RECOGNITION"} <= set(found) else None
 
-        found = base._poll(started, 15.0, "EIO_ACKNOWLEDGE deadline started")
+        found = base._poll(started, 15.0, "EIO_ACKNOWLEDGE and EIO_RECOGNITION started")
+        ack = found["EIO_ACKNOWLEDGE"]
+        self.assertEqual(ack.state, pb.deadlines.DEADLINE_STATE_RUNNING)
+        self.assertEqual(ack.trigger_event_type,
+                         pb.events.EVENT_TYPE_REQUEST_RECEIVED_BY_COMPETENT_AUTHORITY)
+        # Both count from the same reception, not from the submission.
+        self.assertEqual(ack.trigger_time, found["EIO_RECOGNITION"].trigger_time)
+        self.assertEqual(len([d for d in self.list_for(request.id)
+                              if d.rule_id == "EIO_ACKNOWLEDGE"]), 1)
+        self.assertTrue(ack.rules_version)
+        self.assertGreater(ack.due_time.seconds, ack.trigger_time.seconds + 6 * DAY_S)
+        self.assertEqual(list(ack.rule.satisfied_by), [pb.events.EVENT_TYPE_REQUEST_ACKNOWLEDGED])
+
+    def walk(self, **filters):
+        """Every page of ListDeadlines with these filters: (ids in order, pages)."""
         pb = rc.stubs()
-        self.assertEqual(found[0].state, pb.deadlines.DEADLINE_STATE_RUNNING)
-        self.assertEqual(found[0].trigger_event_type, pb.events.EVENT_TYPE_REQUEST_SUBMITTED)
-        self.assertTrue(found[0].rules_version)
-        self.assertGreater(found[0].due_time.seconds, found[0].trigger_time.seconds + 6 * DAY_S)
+        stub = self.deadlines_stub()
+        ids, pages, token = [], 0, ""
+        for _ in range(100):
+            response = stub.ListDeadlines(pb.deadlines.ListDeadlinesRequest(
+                page_size=100, page_token=token, **filters), timeout=10.0)
+            pages += 1
+            self.assertLessEqual(len(response.deadlines), 100)
+            ids.extend((d.id, d.due_time.seconds, d.state) for d in response.deadlines)
+            token = response.next_page_token
+            if not token:
+                return ids, pages
+        self.fail(f"ListDeadlines({filters}) did not end within 100 pages")
+
+    def test_every_list_filter_pages_through_more_than_two_pages(self):
+        pb = rc.stubs()
+        stub = self.deadlines_stub()
+        request = self.submit(self.intake_stub())
+        self.await_known(request.id)
+        authority = f"DE-E2E-PAGING-{uuid.uuid4().hex[:8]}"
+        first = stub.StartDeadline(pb.deadlines.StartDeadlineRequest(
+            request_id=str(uuid.uuid4()), target_request_id=request.id,
+            rule_id="EAW_DECISION_CONSENT", requested_state="DE",
+            executing_authority=pb.types.AuthorityRef(authority_id=authority, state="DE"),
+            instrument=pb.types.INSTRUMENT_EAW), timeout=5.0).deadline
+        now, first_id = first.trigger_time.seconds, first.id
+        created = set()
+        for i in range(200):
+            # Triggers on 7 different days: many deadlines share a due time, so the order
+            # within one due time (by id) is walked too.
+            start = pb.deadlines.StartDeadlineRequest(
+                request_id=str(uuid.uuid4()), target_request_id=request.id,
+                rule_id="EAW_DECISION_CONSENT", requested_state="DE",
+                executing_authority=pb.types.AuthorityRef(authority_id=authority, state="DE"),
+                instrument=pb.types.INSTRUMENT_EAW)
+            start.trigger_time.seconds = now - (i % 7) * DAY_S
+            created.add(stub.StartDeadline(start, timeout=5.0).deadline.id)
+        # Two more requests (other shards, most likely) with 50 deadlines each of the same
+        # authority: its list merges shards.
+        for _ in range(2):
+            other = self.submit(self.intake_stub())
+            self.await_known(other.id)
+            for i in range(50):
+                start = pb.deadlines.StartDeadlineRequest(
+                    request_id=str(uuid.uuid4()), target_request_id=other.id,
+                    rule_id="EAW_DECISION_CONSENT", requested_state="DE",
+                    executing_authority=pb.types.AuthorityRef(authority_id=authority,
+                                                              state="DE"),
+                    instrument=pb.types.INSTRUMENT_EAW)
+                start.trigger_time.seconds = now - (i % 5) * DAY_S
+                created.add(stub.StartDeadline(start, timeout=5.0).deadline.id)
+        by_authority, pages = self.walk(executing_authority_id=authority)
+        self.assertEqual(len(by_authority), 301)
+        self.assertEqual(len({d for d, _, _ in by_authority}), 301)
+        self.assertGreaterEqual(pages, 4)
+        self.assertEqual(created, {d for d, _, _ in by_authority} - {first_id})
+        dues = [due for _, due, _ in by_authority]
+        self.assertEqual(dues, sorted(dues))
+
+        by_request, pages = self.walk(target_request_id=request.id)
+        ids = [d for d, _, _ in by_request]
+        self.assertEqual(len(ids), len(set(ids)))
+        self.assertEqual(len(ids), 203)  # 201 and the EIO's acknowledgment and recognition
+        self.assertGreaterEqual(pages, 3)
+
+        cut = sorted(dues)[150] + 1
+        before, _ = self.walk(executing_authority_id=authority,
+                              due_before_time={"seconds": cut})
+        self.assertEqual(len(before), len([x for x in dues if x < cut]))
+        self.assertEqual(len({d for d, _, _ in before}), len(before))
+
+        running, _ = self.walk(executing_authority_id=authority,
+                               state=pb.deadlines.DEADLINE_STATE_RUNNING)
+        self.assertEqual({d for d, _, _ in running}, {d for d, _, _ in by_authority})
+
+        everything, pages = self.walk()
+        open_ids = [d for d, _, _ in everything]
+        self.assertEqual(len(open_ids), len(set(open_ids)))
+        self.assertTrue({d for d, _, _ in by_authority} <= set(open_ids))
+        self.assertGreaterEqual(pages, 3)
+
+        # A token is bound to its filters.
+        first_page = stub.ListDeadlines(pb.deadlines.ListDeadlinesRequest(
+            page_size=100, executing_authority_id=authority), timeout=5.0)
+        self.assertTrue(first_page.next_page_token)
+        error = self.assertRpcCode(
+            grpc.StatusCode.INVALID_ARGUMENT, stub.ListDeadlines,
+            pb.deadlines.ListDeadlinesRequest(page_size=100,
+                                              page_token=first_page.next_page_token,
+                                              target_request_id=request.id), timeout=5.0)
+        self.assertIn("page_token", [f for f, _ in rc.field_violations(error)])
 
     def test_rules_are_served_with_their_version(self):
         pb = rc.stubs()

@@ -80,7 +80,9 @@ class RetentionE2ETest(base.E2ETestCase):
         intake = self.stub("intake", "intake_grpc", "IntakeServiceStub")
         routing = self.stub("routing", "routing_grpc", "TranslationRoutingServiceStub")
         deadlines = self.stub("deadlines", "deadlines_grpc", "DeadlineServiceStub")
-        request = self.submit(intake)
+        # In German: routing forwards it without translation, so the competent authority
+        # receives it and its EIO deadlines start (they count from that reception).
+        request = self.submit(intake, rc.example_eio_content(source_language="de"))
         shard = int(re.match(r"rq-(\d+)-", request.id).group(1))
         ntf = f"rg:{{s{shard}}}:ntf:"
 

@@ -355,9 +355,10 @@ class OtherJourneysTest(WorkflowTestCase):
         submitted = j.submit(self.svc, j.JUDGE, content)
         self.assertEqual(submitted.status, T.REQUEST_STATUS_INCOMPLETE)
         self.assertEqual([m.field for m in submitted.missing_elements], ["content.measures"])
-        # Routing's first decision finds the request incomplete: recorded, not applied.
+        # Routing's first decision finds the request incomplete: recorded, not applied. No
+        # EIO limit runs before a competent authority has received it.
         self.assertHistory(submitted.id, j.JUDGE, counted(
-            "REQUEST_SUBMITTED", "ROUTING_DECIDED", "DEADLINE_STARTED"), ["INCOMPLETE"])
+            "REQUEST_SUBMITTED", "ROUTING_DECIDED"), ["INCOMPLETE"])
         supplement = pb.intake.SupplementRequestRequest(
             request_id=j.key(), id=submitted.id,
             content=pb.intake.RequestContent(measures=j.eio_content().measures))
@@ -423,20 +424,20 @@ class OtherJourneysTest(WorkflowTestCase):
         j.upload(self.svc, j.JUDGE, rid, j.FORM_FR, "fr")
         queued = j.wait(lambda: j.jobs_of(self.svc, j.JUDGE, rid), 20, "a queued job")
         self.assertEqual(queued[0].status, pb.routing.TRANSLATION_JOB_STATUS_QUEUED)
-        j.wait_deadline(self.svc, j.JUDGE, rid, "EIO_ACKNOWLEDGE",
-                        pb.deadlines.DEADLINE_STATE_RUNNING)
         withdrawn = j.withdraw(self.svc, j.JUDGE, rid, "NO_LONGER_NEEDED")
         self.assertEqual(withdrawn.status, T.REQUEST_STATUS_WITHDRAWN)
+        # Never forwarded, so never received by the competent authority: no EIO limit ran
+        # (the acknowledgment week counts from that reception, Directive 2014/41 Art 16(1)).
         self.assertHistory(rid, j.JUDGE, counted(
             "REQUEST_SUBMITTED", "ROUTING_DECIDED", "DOCUMENT_ADDED", "TRANSLATION_JOB_QUEUED",
-            "DEADLINE_STARTED", "REQUEST_WITHDRAWN", "DEADLINE_CANCELLED",
-            "TRANSLATION_JOB_CANCELLED"), ["RECEIVED", "TRANSLATION_PENDING", "WITHDRAWN"])
-        self.assertDeadlines(rid, j.JUDGE, {"EIO_ACKNOWLEDGE": "CANCELLED"})
+            "REQUEST_WITHDRAWN", "TRANSLATION_JOB_CANCELLED"),
+            ["RECEIVED", "TRANSLATION_PENDING", "WITHDRAWN"])
+        self.assertDeadlines(rid, j.JUDGE, {})
         j.wait(lambda: [x.status for x in j.jobs_of(self.svc, j.JUDGE, rid)]
                == [pb.routing.TRANSLATION_JOB_STATUS_CANCELLED], 20, "the job cancelled")
         told = counted("REQUEST_SUBMITTED", "ROUTING_DECIDED", "REQUEST_TRANSLATION_PENDING",
-                       "DOCUMENT_ADDED", "TRANSLATION_JOB_QUEUED", "DEADLINE_STARTED",
-                       "REQUEST_WITHDRAWN", "DEADLINE_CANCELLED", "TRANSLATION_JOB_CANCELLED")
+                       "DOCUMENT_ADDED", "TRANSLATION_JOB_QUEUED", "REQUEST_WITHDRAWN",
+                       "TRANSLATION_JOB_CANCELLED")
         self.assertInbox(j.JUDGE, rid, minus(told, ISSUER_OPTIONAL), ISSUER_OPTIONAL)
         self.assertInbox(j.DE_PROSECUTOR, rid, sorted((collections.Counter(told) - collections.
                          Counter(EIO_EXECUTOR_OPTIONAL)).elements()), EIO_EXECUTOR_OPTIONAL)
@@ -456,7 +457,7 @@ class OtherJourneysTest(WorkflowTestCase):
         content.requested_state = "DK"  # Denmark does not apply Directive 2014/41/EU
         rid = j.submit(self.svc, j.JUDGE, content).id
         events = self.assertHistory(rid, j.JUDGE, counted(
-            "REQUEST_SUBMITTED", "ROUTING_DECIDED", "DEADLINE_STARTED"), ["RECEIVED"])
+            "REQUEST_SUBMITTED", "ROUTING_DECIDED"), ["RECEIVED"])
         decided = [e for e in events if e.type == pb.events.EVENT_TYPE_ROUTING_DECIDED][0]
         self.assertEqual(decided.reason_code, "UNROUTABLE_INSTRUMENT_NOT_APPLIED")
         decision = self.svc.routing(j.JUDGE).GetRoutingDecision(
@@ -466,10 +467,11 @@ class OtherJourneysTest(WorkflowTestCase):
         request = j.get(self.svc, j.JUDGE, rid)
         self.assertEqual(request.status, pb.types.REQUEST_STATUS_RECEIVED)
         self.assertFalse(request.executing_authority.authority_id)
-        self.assertDeadlines(rid, j.JUDGE, {"EIO_ACKNOWLEDGE": "RUNNING"})
+        # No competent authority received it: no EIO limit runs (Art 16(1), 12(3)).
+        self.assertDeadlines(rid, j.JUDGE, {})
         self.assertEqual(j.jobs_of(self.svc, j.JUDGE, rid), [])
-        self.assertInbox(j.JUDGE, rid, counted("REQUEST_SUBMITTED", "ROUTING_DECIDED",
-                                               "DEADLINE_STARTED"), ISSUER_OPTIONAL)
+        self.assertInbox(j.JUDGE, rid, counted("REQUEST_SUBMITTED", "ROUTING_DECIDED"),
+                         ISSUER_OPTIONAL)
         self.assertNothingFor(BYSTANDER, rid)
 
     def test_every_sample_request_file_is_accepted(self):

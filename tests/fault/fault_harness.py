@@ -43,7 +43,7 @@ from intake_e2e_test import grpc, rc  # noqa: E402
 
 #: Codes after which a submission is retried with the same request_id.
 RETRYABLE = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
-#: The competent authority routing picks for a French EIO to Germany.
+#: The competent authority routing picks for an EIO to Germany.
 EXECUTING = rc.Caller("DE-PROSECUTOR", "DE", ("executing",))
 #: Deadline-tracking's events carry the triggering event's RequestFacts, so notification
 #: knows whom a DEADLINE_STARTED concerns even when it arrives before intake's
@@ -194,8 +194,11 @@ class LoadGenerator:
         pending: Optional[Submission] = None
         while not self._stop.is_set():
             if pending is None:
+                # In German: routing forwards it at once (no translation), so the competent
+                # authority receives it and the EIO limits start (Directive 2014/41 Art
+                # 16(1), 12(3) count from that reception, not from the submission).
                 pending = Submission(str(uuid.uuid4()), issuer, rc.example_eio_content(
-                    issuing_authority_id=issuer.authority_id))
+                    issuing_authority_id=issuer.authority_id, source_language="de"))
                 with self._lock:
                     self.submissions.append(pending)
             outcome, channel, stub = self._call(pb, channel, stub, pending)
@@ -510,12 +513,12 @@ def verify_processed(cluster: Cluster, load: LoadGenerator,
         for s in acked:
             by_issuer[s.issuer.authority_id].append(s.request_id)
         expectations = [(issuer, set(by_issuer[issuer.authority_id]),
-                         ("REQUEST_SUBMITTED", "REQUEST_TRANSLATION_PENDING",
+                         ("REQUEST_SUBMITTED", "REQUEST_RECEIVED_BY_COMPETENT_AUTHORITY",
                           "ROUTING_DECIDED")
                          + (("DEADLINE_STARTED",) if STRICT_DEADLINE_NOTIFICATIONS else ()))
                         for issuer in load.issuers]
         expectations.append((EXECUTING, known,
-                             ("REQUEST_TRANSLATION_PENDING", "ROUTING_DECIDED")))
+                             ("REQUEST_RECEIVED_BY_COMPETENT_AUTHORITY", "ROUTING_DECIDED")))
         for who, request_ids, wanted in expectations:
             def counts(notes, request_ids=request_ids):
                 c = collections.Counter()
@@ -539,9 +542,21 @@ def verify_processed(cluster: Cluster, load: LoadGenerator,
                 if who is not EXECUTING and "DEADLINE_STARTED" not in wanted \
                         and c[(r, "DEADLINE_STARTED")] == 0:
                     outcome.unaddressed.append(f"{r}: DEADLINE_STARTED reached no one")
+            # A forwarded EIO starts two deadlines (acknowledgment and recognition) with one
+            # DEADLINE_STARTED each: those are told once per deadline, not once per request.
+            per_deadline = collections.Counter(
+                (n.event.request_id, _event_name(pb, n.event.type), n.event.deadline.deadline_id)
+                for n in notes if n.event.request_id in request_ids and not n.reannouncement
+                and n.event.HasField("deadline"))
             for (r, k), count in sorted(c.items()):
+                if k.startswith("DEADLINE_"):
+                    continue
                 if count > 1:
                     outcome.duplicates.append(f"{r}: {k} x{count} in {who.authority_id}'s inbox")
+            for (r, k, deadline_id), count in sorted(per_deadline.items()):
+                if count > 1:
+                    outcome.duplicates.append(
+                        f"{r}: {k} of {deadline_id} x{count} in {who.authority_id}'s inbox")
             same_id = collections.Counter((n.event.event_id, n.reannouncement) for n in notes)
             for (event_id, _), count in same_id.items():
                 if count > 1:
