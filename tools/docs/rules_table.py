@@ -62,11 +62,7 @@ def events(names: list[str]) -> str:
 
 
 def source(rule: dict) -> str:
-    parts = [rule.get("legalBasis", "")]
-    trigger_source = rule.get("triggerSource")
-    if trigger_source:
-        parts.append(f"trigger: {trigger_source}")
-    return "; ".join(p for p in parts if p).replace("|", "\\|")
+    return rule.get("legalBasis", "").replace("|", "\\|")
 
 
 def table() -> str:
@@ -85,6 +81,8 @@ def table() -> str:
             events(rule.get("satisfiedBy", [])),
             source(rule),
         ]) + " |")
+    lines += ["", "What each rule's source says of its length and of the event that starts it:", ""]
+    lines += [f"- `{rule['id']}`: {rule.get('source', '(no source given)')}" for rule in rules]
     missing = sorted(set(INSTRUMENTS) - {r["instrument"] for r in rules})
     if missing:
         raise SystemExit(f"rules.json has no rule for {', '.join(missing)}")
