@@ -282,6 +282,42 @@ class TranslationJobsE2ETest(RoutingE2ETestCase):
                                                       sha256="a" * 64))
         return [submitted, document]
 
+    def test_translators_list_their_queue_and_others_are_refused(self):
+        pb = rc.stubs().routing
+        request_id = f"rq-5-{uuid.uuid4().hex[:26]}"
+        self.assertEqual(self.deliver(self.request_events(request_id)).handled_count, 2)
+        claimable = pb.ListTranslationJobsRequest(queue=pb.TRANSLATION_JOB_QUEUE_CLAIMABLE,
+                                                  source_languages=["fr"],
+                                                  target_languages=["de"])
+        # Not a translator (nor an operator): refused.
+        self.assertRpcCode(grpc.StatusCode.PERMISSION_DENIED,
+                           self.routing_stub(ISSUER).ListTranslationJobs, claimable, timeout=5)
+        self.assertRpcCode(grpc.StatusCode.PERMISSION_DENIED,
+                           self.routing_stub(ISSUER).ListTranslationJobs,
+                           pb.ListTranslationJobsRequest(queue=pb.TRANSLATION_JOB_QUEUE_HELD),
+                           timeout=5)
+        # Without a queue, a request id is still required.
+        error = self.assertRpcCode(grpc.StatusCode.INVALID_ARGUMENT,
+                                   self.routing_stub(TRANSLATOR).ListTranslationJobs,
+                                   pb.ListTranslationJobsRequest(), timeout=5)
+        self.assertIn("request_id", error.details())
+        lister = rc.Caller("XL-LISTER", "DE", ("translator",))
+        waiting = [j for j in self.routing_stub(lister).ListTranslationJobs(
+            claimable, timeout=5).jobs]
+        self.assertTrue(waiting)
+        for job in waiting:  # metadata only, never the request or the document
+            self.assertEqual((job.source_language, job.target_language), ("fr", "de"))
+            self.assertEqual(job.status, pb.TRANSLATION_JOB_STATUS_QUEUED)
+            self.assertFalse(job.request_id)
+            self.assertFalse(job.document_id)
+        job = self.routing_stub(lister).ClaimTranslationJob(
+            pb.ClaimTranslationJobRequest(source_languages=["fr"], target_languages=["de"]),
+            timeout=5).job
+        held = self.routing_stub(lister).ListTranslationJobs(
+            pb.ListTranslationJobsRequest(queue=pb.TRANSLATION_JOB_QUEUE_HELD), timeout=5).jobs
+        self.assertEqual([j.id for j in held], [job.id])
+        self.assertEqual(held[0].claimed_by, "XL-LISTER")
+
     def test_claim_fail_reclaim_and_the_stale_token_is_refused(self):
         pb = rc.stubs().routing
         request_id = f"rq-3-{uuid.uuid4().hex[:26]}"
