@@ -66,6 +66,18 @@ commonpb::RequestFacts FactsOf(const v1::Request& r) {
   if (c.has_eio() && c.eio().has_execute_on_date()) {
     *f.mutable_issuer_deadline_date() = c.eio().execute_on_date();
   }
+  if (c.has_production_order()) {
+    // Routing addresses the order to the provider's addressee and notifies the enforcing
+    // authority (Reg. 2023/1543 Arts 7, 8) from these facts alone.
+    const v1::ProductionOrderDetails& po = c.production_order();
+    if (po.has_service_provider()) *f.mutable_service_provider() = po.service_provider();
+    f.set_enforcing_state(po.enforcing_state());
+    for (int category : po.data_categories()) {
+      if (category == v1::DATA_CATEGORY_TRAFFIC || category == v1::DATA_CATEGORY_CONTENT) {
+        f.set_traffic_or_content_data(true);
+      }
+    }
+  }
   return f;
 }
 

@@ -11,6 +11,7 @@
 #include "absl/synchronization/mutex.h"
 #include "google/protobuf/util/time_util.h"
 #include "rogatory/common/logging.h"
+#include "routing_event_handler.h"
 
 namespace rogatory::routing {
 namespace {
@@ -103,6 +104,16 @@ local function dequeue(jid, h)
   redis.call('ZREM', CTX.P .. 'q:' .. pair, jid)
   redis.call('ZREM', CTX.P .. 'qa:' .. pair, jid)
 end
+-- The holder's index of the jobs it holds (ListTranslationJobs, queue HELD), by the same
+-- score as the queues.
+local function hold(jid, h)
+  if h.by and h.by ~= '' then
+    redis.call('ZADD', CTX.P .. 'held:' .. h.by, score(h.urg, h.due), jid)
+  end
+end
+local function unhold(jid, h)
+  if h.by and h.by ~= '' then redis.call('ZREM', CTX.P .. 'held:' .. h.by, jid) end
+end
 local function set_status(jid, h, status)
   h.status = status
   redis.call('HSET', CTX.P .. 'job:' .. jid, 'status', status, 'updated', CTX.now)
@@ -124,9 +135,9 @@ local function create_job(rid, doc, dec)
 end
 local function decision(rid)
   local v = redis.call('HMGET', CTX.P .. 'dec:' .. rid, 'need', 'src', 'tgt', 'urg', 'due',
-                       'ended', 'tmpl')
+                       'ended', 'tmpl', 'fwd')
   return {need = v[1], src = v[2], tgt = v[3], urg = v[4], due = v[5], ended = v[6],
-          tmpl = v[7]}
+          tmpl = v[7], fwd = v[8]}
 end
 )lua";
 
@@ -152,14 +163,16 @@ end
 )lua";
 
 // ARGV[9] decision pb, [10] need, [11] src, [12] tgt, [13] urg, [14] unroutable,
-// [15] template, [16] status, [17] reason code, [18] routing_decided payload bytes
+// [15] template, [16] status, [17] reason code, [18] routing_decided payload bytes,
+// [19] the status once translated (FORWARDED, SENT_TO_PROVIDER)
 const LuaScript& DecideScript() {
   static const LuaScript* s =
       new LuaScript(common::ReceiverScript(Script(absl::StrCat(kReceiverPrologue, R"lua(
 local dkey = CTX.P .. 'dec:' .. rid
 local ended = redis.call('HGET', dkey, 'ended') == '1'
 redis.call('HSET', dkey, 'pb', ARGV[9], 'need', ARGV[10], 'src', ARGV[11], 'tgt', ARGV[12],
-           'urg', ARGV[13], 'unroutable', ARGV[14], 'tmpl', ARGV[15], 'updated', CTX.now)
+           'urg', ARGV[13], 'unroutable', ARGV[14], 'tmpl', ARGV[15], 'fwd', ARGV[19],
+           'updated', CTX.now)
 redis.call('HSETNX', dkey, 'due', NO_DUE)
 if ARGV[14] == '1' and not ended then
   redis.call('ZADD', CTX.P .. 'unroutable', CTX.now, rid)
@@ -230,7 +243,7 @@ for _, jid in ipairs(redis.call('SMEMBERS', CTX.P .. 'jobs:' .. rid)) do
   if h and h.due ~= due and (h.status == '1' or h.status == '2') then
     h.due = due
     redis.call('HSET', CTX.P .. 'job:' .. jid, 'due', due)
-    if h.status == '1' then enqueue(jid, h) end
+    if h.status == '1' then enqueue(jid, h) else hold(jid, h) end
   end
 end
 return {'handled'}
@@ -249,7 +262,7 @@ local cancelled = 0
 for _, jid in ipairs(redis.call('SMEMBERS', CTX.P .. 'jobs:' .. rid)) do
   local h = job_get(jid)
   if h and (h.status == '1' or h.status == '2') then
-    if h.status == '1' then dequeue(jid, h) end
+    if h.status == '1' then dequeue(jid, h) else unhold(jid, h) end
     redis.call('ZREM', CTX.P .. 'leases', jid)
     set_status(jid, h, '5')
     emit(rid, dec.tmpl, 55, 0, ARGV[9], job_payload(jid, h))
@@ -274,6 +287,7 @@ for _, jid in ipairs(redis.call('SMEMBERS', CTX.P .. 'jobs:' .. rid)) do
   local h = job_get(jid)
   if h then
     dequeue(jid, h)
+    unhold(jid, h)
     redis.call('ZREM', CTX.P .. 'leases', jid)
     redis.call('ZREM', CTX.P .. 'dead', jid)
     redis.call('DEL', CTX.P .. 'job:' .. jid)
@@ -334,6 +348,8 @@ redis.call('HINCRBY', k, 'attempts', 1)
 redis.call('HSET', k, 'status', '2', 'by', ARGV[8], 'lease_exp', exp, 'lease_ms', ARGV[7],
            'claimed', CTX.now, 'updated', CTX.now)
 redis.call('ZADD', CTX.P .. 'leases', exp, jid)
+h.by = ARGV[8]
+hold(jid, h)
 local dec = decision(h.rid)
 emit(h.rid, dec.tmpl, 52, 0, '', job_payload(jid, h))
 local _, flat = job_get(jid)
@@ -387,6 +403,7 @@ if bad then return bad end
 redis.call('HSET', CTX.P .. 'job:' .. jid, 'status', '3', 'tdoc', ARGV[10], 'tsha', ARGV[11],
            'done_token', ARGV[8], 'done_kind', 'complete', 'updated', CTX.now)
 redis.call('ZREM', CTX.P .. 'leases', jid)
+unhold(jid, h)
 h.tdoc = ARGV[10]
 local dec = decision(h.rid)
 local all_done = 1
@@ -395,7 +412,7 @@ for _, other in ipairs(redis.call('SMEMBERS', CTX.P .. 'jobs:' .. h.rid)) do
   if st ~= '3' and st ~= '5' then all_done = 0 end
 end
 local status = 0
-if all_done == 1 and dec.ended ~= '1' then status = 5 end
+if all_done == 1 and dec.ended ~= '1' then status = tonumber(dec.fwd) or 5 end
 emit(h.rid, dec.tmpl, 53, status, '', job_payload(jid, h))
 local _, flat = job_get(jid)
 return {'completed', jid, flat, all_done}
@@ -417,6 +434,7 @@ local bad = check_lease(jid, h, ARGV[8], ARGV[9])
 if bad then return bad end
 local k = CTX.P .. 'job:' .. jid
 redis.call('ZREM', CTX.P .. 'leases', jid)
+unhold(jid, h)
 redis.call('HSET', k, 'fcode', ARGV[10], 'by', '', 'done_token', ARGV[8], 'done_kind', 'fail')
 h.fcode = ARGV[10]
 local dec = decision(h.rid)
@@ -449,6 +467,7 @@ for _, jid in ipairs(ids) do
   if h and h.status == '2' and tonumber(h.lease_exp) <= tonumber(CTX.now) then
     expired = expired + 1
     local dec = decision(h.rid)
+    unhold(jid, h)
     redis.call('HSET', CTX.P .. 'job:' .. jid, 'by', '', 'fcode', 'LEASE_EXPIRED')
     h.fcode = 'LEASE_EXPIRED'
     if tonumber(h.attempts) >= tonumber(ARGV[7]) then
@@ -493,6 +512,109 @@ table.sort(ids)
 for _, jid in ipairs(ids) do
   out[#out + 1] = jid
   out[#out + 1] = redis.call('HGETALL', ARGV[1] .. 'job:' .. jid)
+end
+return out
+)lua");
+  return *s;
+}
+
+// One shard's page of a translator's queue. ARGV[1] prefix, [2] 'claimable' | 'held',
+// [3] holder, [4] page size + 1, [5] cursor score ('' from the start), [6] cursor job id,
+// [7] number of score ranges R, then R (low, high) pairs in ascending order, then the
+// source-language filter count S and S tags, then the target-language count T and T tags
+// (lower case; 0 for all). Returns {jid, score, fields, ...}: the first (page size + 1)
+// jobs after the cursor in (score, id) order.
+// Bounded work: each index is entered by rank (ZCOUNT, then a binary search among jobs of
+// equal score, O(log n) ZRANGE calls) and read for at most a page; the claimable queues
+// are the shard's language pairs (the `pairs` set). Only the held index, whose size is the
+// jobs one translator holds, is filtered by language while read.
+const LuaScript& ListQueueScript() {
+  static const LuaScript* s = new LuaScript(R"lua(
+local P, kind, holder, need = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4])
+local cs, cj = ARGV[5], ARGV[6]
+local i = 7
+local nr = tonumber(ARGV[i]); i = i + 1
+local ranges = {}
+for _ = 1, nr do ranges[#ranges + 1] = {ARGV[i], ARGV[i + 1]}; i = i + 2 end
+-- Reads a count and that many tags at ARGV[i]; nil (no filter) for none.
+local function set_of()
+  local n = tonumber(ARGV[i]); i = i + 1
+  if n == 0 then return nil end
+  local out = {}
+  for _ = 1, n do out[ARGV[i]] = true; i = i + 1 end
+  return out
+end
+local srcs = set_of()
+local tgts = set_of()
+-- Byte order, as Redis orders members of equal score (Lua's '<' follows the locale).
+local function bytes_lt(a, b)
+  local n = math.min(#a, #b)
+  for k = 1, n do
+    local x, y = string.byte(a, k), string.byte(b, k)
+    if x ~= y then return x < y end
+  end
+  return #a < #b
+end
+local function pair_ok(src, tgt)
+  return (srcs == nil or srcs[src]) and (tgts == nil or tgts[tgt])
+end
+-- First rank strictly after (cs, cj) in (score, member) order.
+local function first_after(key)
+  if cs == '' then return 0 end
+  local lo = redis.call('ZCOUNT', key, '-inf', '(' .. cs)
+  local hi = redis.call('ZCOUNT', key, '-inf', cs)
+  while lo < hi do
+    local mid = math.floor((lo + hi) / 2)
+    local m = redis.call('ZRANGE', key, mid, mid)[1]
+    if not bytes_lt(cj, m) then lo = mid + 1 else hi = mid end
+  end
+  return lo
+end
+local found = {}
+-- Up to `need` members of `key` after the cursor within the ranges; `accept` filters.
+local function collect(key, accept)
+  local after = first_after(key)
+  local got = 0
+  for _, r in ipairs(ranges) do
+    if got >= need then break end
+    local start = math.max(after, redis.call('ZCOUNT', key, '-inf', '(' .. r[1]))
+    local stop = redis.call('ZCOUNT', key, '-inf', r[2])
+    while got < need and start < stop do
+      local last = math.min(stop, start + need) - 1
+      local page = redis.call('ZRANGE', key, start, last, 'WITHSCORES')
+      for j = 1, #page, 2 do
+        if got < need and accept(page[j]) then
+          found[#found + 1] = {page[j], page[j + 1]}
+          got = got + 1
+        end
+      end
+      start = last + 1
+    end
+  end
+end
+if kind == 'claimable' then
+  for _, pair in ipairs(redis.call('SMEMBERS', P .. 'pairs')) do
+    local src, tgt = string.match(pair, '^(.*)>(.*)$')
+    if src and pair_ok(src, tgt) then
+      collect(P .. 'q:' .. pair, function() return true end)
+    end
+  end
+else
+  collect(P .. 'held:' .. holder, function(jid)
+    local v = redis.call('HMGET', P .. 'job:' .. jid, 'src', 'tgt')
+    return v[1] and pair_ok(string.lower(v[1]), string.lower(v[2] or ''))
+  end)
+end
+table.sort(found, function(a, b)
+  local sa, sb = tonumber(a[2]), tonumber(b[2])
+  if sa ~= sb then return sa < sb end
+  return bytes_lt(a[1], b[1])
+end)
+local out = {}
+for k = 1, math.min(#found, need) do
+  out[#out + 1] = found[k][1]
+  out[#out + 1] = string.format('%.0f', tonumber(found[k][2]))
+  out[#out + 1] = redis.call('HGETALL', P .. 'job:' .. found[k][1])
 end
 return out
 )lua");
@@ -634,6 +756,13 @@ void RedisRoutingStore::RecordDecision(const Event& trigger, const v1::RoutingDe
   *rd->mutable_competent_authority() = decision.competent_authority();
   rd->set_channel(decision.channel());
   rd->set_registry_version(decision.registry_version());
+  if (decision.has_central_authority()) {
+    *rd->mutable_central_authority() = decision.central_authority();
+  }
+  rd->set_competent_authority_time_zone(decision.competent_authority_time_zone());
+  if (decision.has_notified_authority()) {
+    *rd->mutable_notified_authority() = decision.notified_authority();
+  }
   std::string reason_code;
   if (decision.unroutable() && decision.reasons_size() > 0) {
     reason_code = absl::StrCat("UNROUTABLE_", decision.reasons(decision.reasons_size() - 1).code());
@@ -645,6 +774,7 @@ void RedisRoutingStore::RecordDecision(const Event& trigger, const v1::RoutingDe
                absl::StrCat(static_cast<int>(trigger.request().urgency())),
                decision.unroutable() ? "1" : "0", Template(trigger),
                absl::StrCat(static_cast<int>(status)), reason_code, payload.SerializeAsString(),
+               absl::StrCat(static_cast<int>(ForwardStatusFor(decision))),
                PartiesArg(trigger, decision.competent_authority().authority_id())});
   redis_.Eval(DecideScript(), {dedupe.seen_key}, std::move(args),
               [done](absl::StatusOr<RedisReply> r) { done(common::ReceiverOutcome(r)); });
@@ -747,6 +877,101 @@ void RedisRoutingStore::ListJobsOfRequest(const std::string& request_id,
                 }
                 done(std::move(jobs));
               });
+}
+
+namespace {
+// Score bands of the queues (see `score` in kLuaLib): emergency, urgent, then the rest.
+constexpr int64_t kBand = 10000000000000;
+int BandOf(common::v1::Urgency u) {
+  if (u == common::v1::URGENCY_EMERGENCY) return 0;
+  if (u == common::v1::URGENCY_URGENT) return 1;
+  return 2;
+}
+
+struct QueueEntry {
+  int64_t score;
+  std::string id;
+  v1::TranslationJob job;
+};
+
+// One listing across shards: every shard answers its first (page size + 1) jobs after the
+// cursor at once; the merge keeps the page size and says whether more follow.
+struct ListQueueRun : std::enable_shared_from_this<ListQueueRun> {
+  QueueListSpec spec;
+  StoreCallback<QueueListPage> done;
+  absl::Mutex mu;
+  int pending = 0;
+  absl::Status error;
+  std::vector<QueueEntry> entries;
+
+  void Finish() {
+    if (!error.ok()) return done(error);
+    std::sort(entries.begin(), entries.end(), [](const QueueEntry& a, const QueueEntry& b) {
+      return std::tie(a.score, a.id) < std::tie(b.score, b.id);
+    });
+    QueueListPage page;
+    const size_t size = static_cast<size_t>(spec.page_size);
+    for (size_t i = 0; i < entries.size() && i < size; ++i) {
+      page.jobs.push_back(std::move(entries[i].job));
+    }
+    if (entries.size() > size) {
+      page.next = QueueCursor{entries[size - 1].score, entries[size - 1].id};
+    }
+    done(std::move(page));
+  }
+};
+}  // namespace
+
+void RedisRoutingStore::ListQueue(const QueueListSpec& spec, StoreCallback<QueueListPage> done) {
+  if (spec.page_size <= 0) return done(absl::InvalidArgumentError("page size must be positive"));
+  std::vector<std::string> tail;
+  tail.push_back(spec.held ? "held" : "claimable");
+  tail.push_back(spec.holder);
+  tail.push_back(absl::StrCat(spec.page_size + 1));
+  tail.push_back(spec.after ? absl::StrCat(spec.after->score) : "");
+  tail.push_back(spec.after ? spec.after->id : "");
+  std::vector<int> bands = {0, 1, 2};
+  if (spec.urgency != common::v1::URGENCY_UNSPECIFIED) bands = {BandOf(spec.urgency)};
+  tail.push_back(absl::StrCat(bands.size()));
+  for (int band : bands) {
+    int64_t high = kBand - 1;
+    if (spec.due_before) high = std::min<int64_t>(absl::ToUnixMillis(*spec.due_before), kNoDue - 1);
+    tail.push_back(absl::StrCat(band * kBand));
+    tail.push_back(absl::StrCat(band * kBand + std::max<int64_t>(high, -1)));
+  }
+  tail.push_back(absl::StrCat(spec.sources.size()));
+  for (const auto& l : spec.sources) tail.push_back(absl::AsciiStrToLower(l));
+  tail.push_back(absl::StrCat(spec.targets.size()));
+  for (const auto& l : spec.targets) tail.push_back(absl::AsciiStrToLower(l));
+
+  auto run = std::make_shared<ListQueueRun>();
+  run->spec = spec;
+  run->done = std::move(done);
+  const int shards = sharding_.shard_count();
+  run->pending = shards;
+  for (int shard = 0; shard < shards; ++shard) {
+    std::vector<std::string> args = {KeyPrefix(shard)};
+    args.insert(args.end(), tail.begin(), tail.end());
+    redis_.Eval(ListQueueScript(), {}, std::move(args), [run](absl::StatusOr<RedisReply> r) {
+      bool last;
+      {
+        absl::MutexLock lock(&run->mu);
+        if (!r.ok()) {
+          run->error = r.status();
+        } else {
+          for (size_t i = 0; i + 2 < r->elements.size(); i += 3) {
+            QueueEntry e;
+            e.id = r->elements[i].str;
+            (void)absl::SimpleAtoi(r->elements[i + 1].str, &e.score);
+            e.job = JobFromFields(e.id, r->elements[i + 2]);
+            run->entries.push_back(std::move(e));
+          }
+        }
+        last = --run->pending == 0;
+      }
+      if (last) run->Finish();
+    });
+  }
 }
 
 namespace {

@@ -21,6 +21,8 @@ namespace rogatory::routing {
 //   qa:<src>><tgt>   sorted set: the same jobs by creation time (oldest-job age)
 //   pairs            set of the language pairs the shard has queued
 //   leases           sorted set: claimed jobs by lease expiry (the sweeper's index)
+//   held:<claimer>   sorted set: the jobs a translator holds, by the queue score (the
+//                    index of ListTranslationJobs' HELD queue)
 //   dead             sorted set: dead-lettered jobs by time
 //   unroutable       sorted set: requests the registry could not route, for a person
 //   claimidem:<sha1(claimer, request_id)>  string, TTL 24 h: the job a claim took (in the
@@ -64,6 +66,7 @@ class RedisRoutingStore final : public RoutingStore {
   void SweepExpiredLeases(int shard, int max_attempts, int limit, absl::Time now,
                           StoreCallback<SweepResult> done) override;
   void Stats(int shard, StoreCallback<ShardStats> done) override;
+  void ListQueue(const QueueListSpec& spec, StoreCallback<QueueListPage> done) override;
 
   // "rg:{sN}:rt:"
   static std::string KeyPrefix(int shard);

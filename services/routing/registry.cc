@@ -27,28 +27,15 @@ std::string PrimaryLanguage(absl::string_view tag) {
   return primary;
 }
 
-// Semantic checks of one declaration; adds "<path>: <problem>" lines to `problems`.
-void CheckDeclaration(const v1::Declaration& d, const std::string& path,
-                      std::vector<std::string>& problems) {
-  auto bad = [&](const std::string& field, const std::string& why) {
-    problems.push_back(absl::StrCat(path, field.empty() ? "" : ".", field, ": ", why));
-  };
-  if (!common::IsCountryCode(d.state())) {
-    bad("state", absl::StrCat("'", d.state(), "' is not an ISO 3166-1 alpha-2 code"));
-  }
-  if (d.instrument() == common::v1::INSTRUMENT_UNSPECIFIED) bad("instrument", "is required");
-  if (d.source().empty()) bad("source", "is required (where the facts come from)");
-  if (!d.applies()) {
-    if (d.accepted_languages_size() > 0 || d.competent_authorities_size() > 0) {
-      bad("applies", "is false, so accepted_languages and competent_authorities must be empty");
-    }
-    return;
-  }
-  if (d.accepted_languages_size() == 0) bad("accepted_languages", "must list at least one");
+// Checks a list of accepted languages (a declaration's or a service provider's).
+template <typename Bad>
+void CheckLanguages(const google::protobuf::RepeatedPtrField<v1::AcceptedLanguage>& languages,
+                    Bad& bad) {
+  if (languages.empty()) bad("accepted_languages", "must list at least one");
   bool has_always = false;
   std::set<std::string> seen_languages;
-  for (int i = 0; i < d.accepted_languages_size(); ++i) {
-    const auto& l = d.accepted_languages(i);
+  for (int i = 0; i < languages.size(); ++i) {
+    const auto& l = languages.Get(i);
     const std::string p = absl::StrCat("accepted_languages[", i, "]");
     if (!common::IsLanguageTag(l.language())) {
       bad(p + ".language", absl::StrCat("'", l.language(), "' is not a BCP 47 tag"));
@@ -82,11 +69,41 @@ void CheckDeclaration(const v1::Declaration& d, const std::string& path,
         bad(p + ".condition", "is required");
     }
   }
-  if (d.accepted_languages_size() > 0 && !has_always) {
+  if (!languages.empty() && !has_always) {
     bad("accepted_languages",
         "must hold a language accepted always (LANGUAGE_CONDITION_ALWAYS): it is the "
         "translation target");
   }
+}
+
+// Semantic checks of one declaration; adds "<path>: <problem>" lines to `problems`.
+void CheckDeclaration(const v1::Declaration& d, const std::string& path,
+                      std::vector<std::string>& problems) {
+  auto bad = [&](const std::string& field, const std::string& why) {
+    problems.push_back(absl::StrCat(path, field.empty() ? "" : ".", field, ": ", why));
+  };
+  if (!common::IsCountryCode(d.state())) {
+    bad("state", absl::StrCat("'", d.state(), "' is not an ISO 3166-1 alpha-2 code"));
+  }
+  if (d.instrument() == common::v1::INSTRUMENT_UNSPECIFIED) bad("instrument", "is required");
+  if (d.source().empty()) bad("source", "is required (where the facts come from)");
+  if (!d.not_applied_code().empty()) {
+    if (d.applies()) bad("not_applied_code", "is only allowed with applies false");
+    for (char c : d.not_applied_code()) {
+      if (!absl::ascii_isupper(c) && !absl::ascii_isdigit(c) && c != '_') {
+        bad("not_applied_code", absl::StrCat("'", d.not_applied_code(),
+                                             "' must be upper case letters, digits and '_'"));
+        break;
+      }
+    }
+  }
+  if (!d.applies()) {
+    if (d.accepted_languages_size() > 0 || d.competent_authorities_size() > 0) {
+      bad("applies", "is false, so accepted_languages and competent_authorities must be empty");
+    }
+    return;
+  }
+  CheckLanguages(d.accepted_languages(), bad);
   if (d.channel() == common::v1::CHANNEL_UNSPECIFIED) bad("channel", "is required");
   if (d.has_central_authority() && d.central_authority().authority_id().empty()) {
     bad("central_authority.authority_id", "is required");
@@ -112,6 +129,32 @@ void CheckDeclaration(const v1::Declaration& d, const std::string& path,
             absl::StrCat("'", c.regions(j), "' is not an ISO 3166-2 code of ", d.state()));
       }
     }
+  }
+}
+
+// Semantic checks of one service provider's addressee.
+void CheckServiceProvider(const v1::ServiceProviderAddressee& p, const std::string& path,
+                          std::vector<std::string>& problems) {
+  auto bad = [&](const std::string& field, const std::string& why) {
+    problems.push_back(absl::StrCat(path, ".", field, ": ", why));
+  };
+  if (p.provider_id().empty()) bad("provider_id", "is required");
+  const auto& a = p.addressee();
+  if (a.authority_id().empty()) bad("addressee.authority_id", "is required");
+  if (!common::IsCountryCode(a.state())) {
+    bad("addressee.state", absl::StrCat("'", a.state(), "' is not an ISO 3166-1 alpha-2 code"));
+  }
+  if (!a.region().empty() &&
+      (!absl::StartsWith(a.region(), a.state() + "-") || a.region().size() < a.state().size() + 2)) {
+    bad("addressee.region", absl::StrCat("'", a.region(), "' is not an ISO 3166-2 code of ",
+                                         a.state()));
+  }
+  if (p.kind() == v1::ADDRESSEE_KIND_UNSPECIFIED) bad("kind", "is required");
+  if (p.source().empty()) bad("source", "is required (where the facts come from)");
+  CheckLanguages(p.accepted_languages(), bad);
+  absl::TimeZone tz;
+  if (p.time_zone().empty() || !absl::LoadTimeZone(p.time_zone(), &tz)) {
+    bad("time_zone", absl::StrCat("'", p.time_zone(), "' is not an IANA time zone"));
   }
 }
 
@@ -162,8 +205,20 @@ bool LanguageMatches(absl::string_view declared, absl::string_view source) {
   return PrimaryLanguage(declared) == PrimaryLanguage(source);
 }
 
-Registry::Registry(std::string version, std::vector<v1::Declaration> declarations)
-    : version_(std::move(version)), declarations_(std::move(declarations)) {
+Registry::Registry(std::string version, std::vector<v1::Declaration> declarations,
+                   std::vector<v1::ServiceProviderAddressee> service_providers)
+    : version_(std::move(version)),
+      declarations_(std::move(declarations)),
+      service_providers_(std::move(service_providers)) {
+  std::sort(service_providers_.begin(), service_providers_.end(),
+            [](const auto& a, const auto& b) { return a.provider_id() < b.provider_id(); });
+  for (size_t i = 0; i < service_providers_.size(); ++i) {
+    provider_index_.emplace(service_providers_[i].provider_id(), i);
+  }
+  // Addressee ids win over provider ids: they are what an order names.
+  for (size_t i = 0; i < service_providers_.size(); ++i) {
+    provider_index_[service_providers_[i].addressee().authority_id()] = i;
+  }
   std::sort(declarations_.begin(), declarations_.end(),
             [](const v1::Declaration& a, const v1::Declaration& b) {
               return std::make_pair(a.state(), static_cast<int>(a.instrument())) <
@@ -177,6 +232,11 @@ Registry::Registry(std::string version, std::vector<v1::Declaration> declaration
 const v1::Declaration* Registry::Find(absl::string_view state, Instrument instrument) const {
   auto it = index_.find({std::string(state), instrument});
   return it == index_.end() ? nullptr : &declarations_[it->second];
+}
+
+const v1::ServiceProviderAddressee* Registry::FindServiceProvider(absl::string_view id) const {
+  auto it = provider_index_.find(id);
+  return it == provider_index_.end() ? nullptr : &service_providers_[it->second];
 }
 
 bool Registry::HasState(absl::string_view state) const {
@@ -209,6 +269,20 @@ absl::StatusOr<v1::DeclarationRegistry> ParseRegistryFile(absl::string_view file
                                       ")"));
     }
   }
+  std::map<std::string, int> seen_providers;
+  for (int i = 0; i < registry.service_providers_size(); ++i) {
+    const auto& p = registry.service_providers(i);
+    const std::string path = absl::StrCat("service_providers[", i, "]");
+    CheckServiceProvider(p, path, problems);
+    for (const std::string& id : {p.provider_id(), p.addressee().authority_id()}) {
+      if (id.empty()) continue;
+      auto [it, fresh] = seen_providers.insert({id, i});
+      if (!fresh && it->second != i) {
+        problems.push_back(absl::StrCat(path, ": '", id, "' names service_providers[",
+                                        it->second, "] already"));
+      }
+    }
+  }
   if (!problems.empty()) {
     return absl::InvalidArgumentError(absl::StrCat(file_name, ": ", absl::StrJoin(problems, "; ")));
   }
@@ -232,6 +306,8 @@ absl::StatusOr<std::shared_ptr<const Registry>> LoadRegistryDirectory(
   }
   std::sort(files.begin(), files.end());
   std::vector<v1::Declaration> all;
+  std::vector<v1::ServiceProviderAddressee> providers;
+  std::map<std::string, std::string> provider_owner;  // provider or addressee id -> file
   std::map<std::pair<std::string, int>, std::string> owner;
   std::vector<std::string> labels;
   std::string contents;
@@ -255,6 +331,18 @@ absl::StatusOr<std::shared_ptr<const Registry>> LoadRegistryDirectory(
       }
       all.push_back(std::move(d));
     }
+    for (auto& p : *registry->mutable_service_providers()) {
+      // Within a file, ParseRegistryFile already refused duplicates.
+      for (const std::string& id : std::set<std::string>{p.provider_id(),
+                                                         p.addressee().authority_id()}) {
+        auto [it, fresh] = provider_owner.insert({id, name});
+        if (!fresh && it->second != name) {
+          return absl::InvalidArgumentError(absl::StrCat(
+              name, ": service provider '", id, "' again; ", it->second, " names it already"));
+        }
+      }
+      providers.push_back(std::move(p));
+    }
     if (!registry->version().empty()) labels.push_back(registry->version());
     absl::StrAppend(&contents, name, "\n", text, "\n");
   }
@@ -264,7 +352,8 @@ absl::StatusOr<std::shared_ptr<const Registry>> LoadRegistryDirectory(
   }
   std::string version = absl::StrCat(labels.empty() ? "registry" : absl::StrJoin(labels, "+"), "@",
                                      common::Sha256Hex(contents).substr(0, 12));
-  return std::shared_ptr<const Registry>(std::make_shared<Registry>(version, std::move(all)));
+  return std::shared_ptr<const Registry>(
+      std::make_shared<Registry>(version, std::move(all), std::move(providers)));
 }
 
 std::shared_ptr<const Registry> RegistryHolder::Get() const {

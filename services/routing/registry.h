@@ -18,8 +18,10 @@ namespace rogatory::routing {
 // it accepts, per instrument. Shared read-only between threads.
 class Registry {
  public:
-  // Builds a registry from declarations already validated (see ParseRegistryFile).
-  Registry(std::string version, std::vector<v1::Declaration> declarations);
+  // Builds a registry from declarations (and service providers' addressees) already
+  // validated (see ParseRegistryFile).
+  Registry(std::string version, std::vector<v1::Declaration> declarations,
+           std::vector<v1::ServiceProviderAddressee> service_providers = {});
 
   const std::string& version() const { return version_; }
   // The declaration of (state, instrument), or null.
@@ -28,11 +30,20 @@ class Registry {
   bool HasState(absl::string_view state) const;
   // All declarations, by state then instrument number.
   const std::vector<v1::Declaration>& declarations() const { return declarations_; }
+  // The service provider's addressee named `id`: its addressee's authority id, else its
+  // provider id. Null when the registry holds neither.
+  const v1::ServiceProviderAddressee* FindServiceProvider(absl::string_view id) const;
+  // All service providers' addressees, by provider id.
+  const std::vector<v1::ServiceProviderAddressee>& service_providers() const {
+    return service_providers_;
+  }
 
  private:
   std::string version_;
   std::vector<v1::Declaration> declarations_;
   std::map<std::pair<std::string, int>, size_t> index_;
+  std::vector<v1::ServiceProviderAddressee> service_providers_;
+  std::map<std::string, size_t, std::less<>> provider_index_;  // addressee id and provider id
 };
 
 // Parses one registry file (protobuf's JSON mapping of v1.DeclarationRegistry) and checks
@@ -45,7 +56,8 @@ absl::StatusOr<v1::DeclarationRegistry> ParseRegistryFile(absl::string_view file
 // Loads every `*.json` file of `directory` (hidden entries, such as a ConfigMap's `..data`,
 // are skipped; symlinks are followed) into one registry. Fails, naming the file and the
 // problem, if a file is unreadable or invalid, if two files declare the same (state,
-// instrument), or if the folder holds no declaration. The version is the files' `version`
+// instrument) or the same service provider (provider id or addressee id), or if the folder
+// holds no declaration. The version is the files' `version`
 // labels and a hash of their contents, so any change of data changes it.
 absl::StatusOr<std::shared_ptr<const Registry>> LoadRegistryDirectory(const std::string& directory);
 

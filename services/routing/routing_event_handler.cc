@@ -16,13 +16,23 @@ v1::RoutingFacts FactsFromEvent(const cv1::Event& event) {
   f.set_source_language(event.request().source_language());
   f.set_urgency(event.request().urgency());
   f.set_region(event.request().executing_authority().region());
+  if (event.request().has_service_provider()) {
+    *f.mutable_service_provider() = event.request().service_provider();
+  }
+  f.set_enforcing_state(event.request().enforcing_state());
+  f.set_traffic_or_content_data(event.request().traffic_or_content_data());
   return f;
+}
+
+cv1::RequestStatus ForwardStatusFor(const v1::RoutingDecision& d) {
+  return d.channel() == cv1::CHANNEL_SERVICE_PROVIDER ? cv1::REQUEST_STATUS_SENT_TO_PROVIDER
+                                                       : cv1::REQUEST_STATUS_FORWARDED;
 }
 
 cv1::RequestStatus StatusForDecision(const v1::RoutingDecision& d) {
   if (d.unroutable()) return cv1::REQUEST_STATUS_UNSPECIFIED;
   return d.translation_required() ? cv1::REQUEST_STATUS_TRANSLATION_PENDING
-                                  : cv1::REQUEST_STATUS_FORWARDED;
+                                  : ForwardStatusFor(d);
 }
 
 void RoutingEventHandler::Handle(const cv1::Event& event, const common::Dedupe& dedupe,

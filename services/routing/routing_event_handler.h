@@ -12,8 +12,15 @@ namespace rogatory::routing {
 v1::RoutingFacts FactsFromEvent(const common::v1::Event& event);
 
 // The status a decision asks intake to set: TRANSLATION_PENDING when a translation is
-// needed, FORWARDED when not, none for an unroutable request (a person decides).
+// needed, else the forward status (below), none for an unroutable request (a person
+// decides).
 common::v1::RequestStatus StatusForDecision(const v1::RoutingDecision& decision);
+
+// The status of a request once it is sent on (directly, or when its last translation is
+// done): SENT_TO_PROVIDER for a production order (channel SERVICE_PROVIDER: it goes to a
+// provider, not to an authority, and intake's lifecycle has no FORWARDED for it), else
+// FORWARDED.
+common::v1::RequestStatus ForwardStatusFor(const v1::RoutingDecision& decision);
 
 // What routing does with the events delivered to it, each exactly once in effect (the
 // store writes the effect and the duplicate marker in one script):

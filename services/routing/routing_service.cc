@@ -6,6 +6,7 @@
 #include "google/protobuf/util/time_util.h"
 #include "rogatory/common/access.h"
 #include "rogatory/common/codes.h"
+#include "queue_listing.h"
 #include "router.h"
 
 namespace rogatory::routing {
@@ -73,6 +74,12 @@ void RoutingService::ValidateFacts(const v1::RoutingFacts& f, const std::string&
   if (!f.region().empty() && (f.region().size() < 4 || f.region()[2] != '-' ||
                               f.region().substr(0, 2) != f.requested_state())) {
     v.Add(p + "region", "must be an ISO 3166-2 code of the requested state");
+  }
+  if (!f.enforcing_state().empty() && !common::IsCountryCode(f.enforcing_state())) {
+    v.Add(p + "enforcing_state", "must be an ISO 3166-1 alpha-2 code");
+  }
+  if (f.service_provider().authority_id().size() > 128) {
+    v.Add(p + "service_provider.authority_id", "must be at most 128 characters");
   }
 }
 
@@ -200,28 +207,73 @@ grpc::ServerUnaryReactor* RoutingService::ListTranslationJobs(
       ctx, "ListTranslationJobs", req, resp,
       [this](const v1::ListTranslationJobsRequest& r) {
         FieldViolations v;
-        // Listing across requests (all queues) is not offered yet: it needs an index that
-        // spans shards. A request's jobs are bounded by its documents.
-        if (r.request_id().empty()) {
-          v.Add("request_id", "is required (jobs are listed per request)");
-        } else if (auto s = sharding_.ShardOf("rq", r.request_id()); !s.ok()) {
-          v.Add("request_id", std::string(s.status().message()));
+        if (!v1::TranslationJobQueue_IsValid(r.queue())) v.Add("queue", "is not a known queue");
+        const bool queue = r.queue() != v1::TRANSLATION_JOB_QUEUE_UNSPECIFIED;
+        if (queue) {
+          // A translator's queue: across requests, from the queue indexes.
+          if (!r.request_id().empty()) {
+            v.Add("request_id", "must be empty with queue (a queue spans requests)");
+          }
+          if (r.status() != v1::TRANSLATION_JOB_STATUS_UNSPECIFIED) {
+            v.Add("status", "must be unspecified with queue (the queue decides it)");
+          }
+          for (int i = 0; i < r.source_languages_size(); ++i) {
+            if (!common::IsLanguageTag(r.source_languages(i))) {
+              v.Add(absl::StrCat("source_languages[", i, "]"), "must be a BCP 47 language tag");
+            }
+          }
+          for (int i = 0; i < r.target_languages_size(); ++i) {
+            if (!common::IsLanguageTag(r.target_languages(i))) {
+              v.Add(absl::StrCat("target_languages[", i, "]"), "must be a BCP 47 language tag");
+            }
+          }
+          if (std::max(1, r.source_languages_size()) * std::max(1, r.target_languages_size()) >
+              kMaxLanguagePairs) {
+            v.Add("target_languages", absl::StrCat("with source_languages, must make at most ",
+                                                   kMaxLanguagePairs, " language pairs"));
+          }
+          if (!common::v1::Urgency_IsValid(r.urgency())) {
+            v.Add("urgency", "is not a known urgency");
+          }
+          if (r.has_due_before() &&
+              (r.due_before().seconds() < 0 || r.due_before().seconds() > 253402300799 ||
+               r.due_before().nanos() < 0 || r.due_before().nanos() > 999999999)) {
+            v.Add("due_before", "is not a valid time");
+          }
+          if (!r.page_token().empty() &&
+              !DecodeQueueToken(r.page_token(), QueueFingerprint(r)).ok()) {
+            v.Add("page_token", "is not a token from a previous response with the same filters");
+          }
+        } else {
+          // A request's jobs, bounded by its documents.
+          if (r.request_id().empty()) {
+            v.Add("request_id", "is required unless queue is set (jobs are listed per request)");
+          } else if (auto s = sharding_.ShardOf("rq", r.request_id()); !s.ok()) {
+            v.Add("request_id", std::string(s.status().message()));
+          }
+          if (r.source_languages_size() > 0) v.Add("source_languages", "is only for queue");
+          if (r.target_languages_size() > 0) v.Add("target_languages", "is only for queue");
+          if (r.urgency() != common::v1::URGENCY_UNSPECIFIED) v.Add("urgency", "is only for queue");
+          if (r.has_due_before()) v.Add("due_before", "is only for queue");
+          int offset = 0;
+          // Bounded so that offset + page size cannot overflow.
+          if (!r.page_token().empty() && (!absl::SimpleAtoi(r.page_token(), &offset) ||
+                                          offset < 0 || offset > 100'000'000)) {
+            v.Add("page_token", "is not a token from a previous response");
+          }
         }
         if (!v1::TranslationJobStatus_IsValid(r.status())) v.Add("status", "is not a known status");
         if (!r.target_language().empty() && !common::IsLanguageTag(r.target_language())) {
           v.Add("target_language", "must be a BCP 47 language tag");
         }
         if (r.page_size() < 0 || r.page_size() > 500) v.Add("page_size", "must be 0 to 500");
-        int offset = 0;
-        // Bounded so that offset + page size cannot overflow.
-        if (!r.page_token().empty() && (!absl::SimpleAtoi(r.page_token(), &offset) ||
-                                        offset < 0 || offset > 100'000'000)) {
-          v.Add("page_token", "is not a token from a previous response");
-        }
         return v.ToStatus();
       },
       [this](const CallContext& call, const v1::ListTranslationJobsRequest& r,
              v1::ListTranslationJobsResponse* out, Pipeline::Done done) {
+        if (r.queue() != v1::TRANSLATION_JOB_QUEUE_UNSPECIFIED) {
+          return ListQueue(call, r, out, std::move(done));
+        }
         // Need-to-know: the request's parties, auditors and services see every job of a
         // request routing knows; a translator only the jobs it holds (NOT_FOUND if none);
         // anyone else NOT_FOUND, as for a request routing never heard of.
@@ -278,6 +330,55 @@ grpc::ServerUnaryReactor* RoutingService::ListTranslationJobs(
             });
         });
       });
+}
+
+void RoutingService::ListQueue(const CallContext& call, const v1::ListTranslationJobsRequest& r,
+                               v1::ListTranslationJobsResponse* out, Pipeline::Done done) {
+  if (absl::Status s = QueueListAccess(call.caller, r.queue()); !s.ok()) return done(s);
+  QueueListSpec spec;
+  spec.held = r.queue() == v1::TRANSLATION_JOB_QUEUE_HELD;
+  spec.holder = call.caller.authority_id;
+  spec.sources.assign(r.source_languages().begin(), r.source_languages().end());
+  spec.targets.assign(r.target_languages().begin(), r.target_languages().end());
+  if (!r.target_language().empty()) {
+    // The single-language filter narrows the list (or stands alone).
+    if (spec.targets.empty() ||
+        std::find(spec.targets.begin(), spec.targets.end(), r.target_language()) !=
+            spec.targets.end()) {
+      spec.targets = {r.target_language()};
+    } else {
+      return done(absl::OkStatus());  // the filters exclude each other: nothing to list
+    }
+  }
+  spec.urgency = r.urgency();
+  if (r.has_due_before()) {
+    spec.due_before = absl::FromUnixMillis(TimeUtil::TimestampToMilliseconds(r.due_before()));
+  }
+  spec.page_size = r.page_size() == 0 ? 50 : r.page_size();
+  const std::string fingerprint = QueueFingerprint(r);
+  if (!r.page_token().empty()) {
+    auto cursor = DecodeQueueToken(r.page_token(), fingerprint);
+    if (!cursor.ok()) return done(cursor.status());
+    spec.after = *cursor;
+  }
+  // Claimable jobs show their non-personal metadata only, to anyone but a service; a
+  // translator's held jobs are its own, in full (it may read them, see GetTranslationJob).
+  const bool redact = !spec.held && !call.caller.is_service;
+  store_.ListQueue(spec, [call, redact, fingerprint, out,
+                          done](absl::StatusOr<QueueListPage> page) {
+    if (!page.ok()) return done(page.status());
+    for (auto& job : page->jobs) {
+      if (redact) {
+        *out->add_jobs() = ClaimableView(job);
+      } else {
+        // Held jobs are the caller's own; each read is on the audit trail.
+        call.Touch(job.request_id(), common::AccessKind::kRead, job.id());
+        *out->add_jobs() = std::move(job);
+      }
+    }
+    if (page->next) out->set_next_page_token(EncodeQueueToken(*page->next, fingerprint));
+    done(absl::OkStatus());
+  });
 }
 
 grpc::ServerUnaryReactor* RoutingService::GetTranslationJob(grpc::CallbackServerContext* ctx,

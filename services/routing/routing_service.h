@@ -69,6 +69,10 @@ class RoutingService final : public v1::TranslationRoutingService::CallbackServi
   static constexpr int kMaxLanguagePairs = 64;
 
  private:
+  // ListTranslationJobs with a queue (validated): the caller's claimable or held jobs.
+  void ListQueue(const common::CallContext& call, const v1::ListTranslationJobsRequest& r,
+                 v1::ListTranslationJobsResponse* out, common::Pipeline::Done done);
+
   RoutingStore& store_;
   const RegistryHolder& registry_;
   const common::Clock& clock_;

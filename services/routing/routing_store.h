@@ -59,6 +59,30 @@ struct ShardStats {
   int64_t unroutable = 0;
 };
 
+// A position in a queue listing: after the job `id` of queue score `score` (urgency band,
+// then due time), in (score, id) order.
+struct QueueCursor {
+  int64_t score = 0;
+  std::string id;
+};
+
+// What a translator's queue listing asks for (ListTranslationJobs with a queue).
+struct QueueListSpec {
+  bool held = false;   // false: queued jobs a claim could take; true: jobs `holder` holds
+  std::string holder;  // authority id of the translator, for `held`
+  std::vector<std::string> sources;  // source languages; empty for all
+  std::vector<std::string> targets;  // target languages; empty for all
+  common::v1::Urgency urgency = common::v1::URGENCY_UNSPECIFIED;  // unspecified for all
+  std::optional<absl::Time> due_before;  // only jobs due at or before
+  int page_size = 50;
+  std::optional<QueueCursor> after;  // from a previous page
+};
+
+struct QueueListPage {
+  std::vector<v1::TranslationJob> jobs;  // in claim order: urgency, due time, id
+  std::optional<QueueCursor> next;       // set when more follow
+};
+
 // The routing service's state: decisions, documents, translation jobs, their queues and
 // leases, in the shard of the request they belong to. Every change is one atomic step and
 // writes the events announcing it to the service's outbox in that same step. Event effects
@@ -127,6 +151,10 @@ class RoutingStore {
   virtual void SweepExpiredLeases(int shard, int max_attempts, int limit, absl::Time now,
                                   StoreCallback<SweepResult> done) = 0;
   virtual void Stats(int shard, StoreCallback<ShardStats> done) = 0;
+
+  // A page of a translator's queue across shards, served from the per-shard, per-language-
+  // pair queues (claimable) or the holder's index (held): never a scan of all jobs.
+  virtual void ListQueue(const QueueListSpec& spec, StoreCallback<QueueListPage> done) = 0;
 };
 
 }  // namespace rogatory::routing

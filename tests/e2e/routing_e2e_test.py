@@ -241,6 +241,56 @@ class RoutingFlowE2ETest(RoutingE2ETestCase):
                                       timeout=2).request.status
             == pb.types.REQUEST_STATUS_TRANSLATION_PENDING, timeout=15)
 
+    def test_every_shipped_sample_is_routed_and_intake_records_it(self):
+        from google.protobuf import json_format
+        pb = rc.stubs()
+        expected_status = {  # what routing asks intake to set, by the sample's decision
+            "INSTRUMENT_PRODUCTION_ORDER": pb.types.REQUEST_STATUS_TRANSLATION_PENDING,
+        }
+        samples = sorted((base.REPO_ROOT / "samples" / "requests").glob("*.json"))
+        self.assertGreaterEqual(len(samples), 7)
+        for path in samples:
+            with self.subTest(sample=path.name):
+                content = json_format.Parse(path.read_text(), pb.intake.RequestContent())
+                issuer = rc.Caller(content.issuing_authority.authority_id,
+                                   content.issuing_authority.state, ("issuing",))
+                channel = rc.connect(self.services["intake"].addr, issuer)
+                self.addCleanup(channel.close)
+                intake = pb.intake_grpc.IntakeServiceStub(channel)
+                submitted = intake.SubmitRequest(pb.intake.SubmitRequestRequest(
+                    request_id=str(uuid.uuid4()), content=content), timeout=5).request
+
+                def decided():
+                    try:
+                        return self.routing_stub(issuer).GetRoutingDecision(
+                            pb.routing.GetRoutingDecisionRequest(request_id=submitted.id),
+                            timeout=2).decision
+                    except grpc.RpcError as error:
+                        if error.code() == grpc.StatusCode.NOT_FOUND:
+                            return None
+                        raise
+
+                decision = rc.poll_until(decided, timeout=15)
+                self.assertFalse(decision.unroutable,
+                                 [(r.code, r.detail) for r in decision.reasons])
+                self.assertTrue(decision.competent_authority.authority_id)
+                instrument = pb.types.Instrument.Name(content.instrument)
+                if instrument == "INSTRUMENT_PRODUCTION_ORDER":
+                    self.assertEqual(decision.competent_authority.authority_id,
+                                     content.production_order.service_provider.authority_id)
+                    self.assertEqual(decision.notified_authority.state, "IE")
+                want = expected_status.get(instrument, pb.types.REQUEST_STATUS_TRANSLATION_PENDING
+                                           if decision.translation_required
+                                           else pb.types.REQUEST_STATUS_FORWARDED)
+                # Intake records the decision: the addressee is the executing authority.
+                rc.poll_until(
+                    lambda: intake.GetRequest(pb.intake.GetRequestRequest(id=submitted.id),
+                                              timeout=2).request.status == want, timeout=15)
+                request = intake.GetRequest(pb.intake.GetRequestRequest(id=submitted.id),
+                                            timeout=5).request
+                self.assertEqual(request.executing_authority.authority_id,
+                                 decision.competent_authority.authority_id)
+
     def test_job_rpcs_are_for_translators_only(self):
         pb = rc.stubs().routing
         claim = pb.ClaimTranslationJobRequest(request_id=str(uuid.uuid4()),
@@ -281,6 +331,42 @@ class TranslationJobsE2ETest(RoutingE2ETestCase):
                             document=ev.DocumentAdded(document_id="doc-fr-1", language="fr",
                                                       sha256="a" * 64))
         return [submitted, document]
+
+    def test_translators_list_their_queue_and_others_are_refused(self):
+        pb = rc.stubs().routing
+        request_id = f"rq-5-{uuid.uuid4().hex[:26]}"
+        self.assertEqual(self.deliver(self.request_events(request_id)).handled_count, 2)
+        claimable = pb.ListTranslationJobsRequest(queue=pb.TRANSLATION_JOB_QUEUE_CLAIMABLE,
+                                                  source_languages=["fr"],
+                                                  target_languages=["de"])
+        # Not a translator (nor an operator): refused.
+        self.assertRpcCode(grpc.StatusCode.PERMISSION_DENIED,
+                           self.routing_stub(ISSUER).ListTranslationJobs, claimable, timeout=5)
+        self.assertRpcCode(grpc.StatusCode.PERMISSION_DENIED,
+                           self.routing_stub(ISSUER).ListTranslationJobs,
+                           pb.ListTranslationJobsRequest(queue=pb.TRANSLATION_JOB_QUEUE_HELD),
+                           timeout=5)
+        # Without a queue, a request id is still required.
+        error = self.assertRpcCode(grpc.StatusCode.INVALID_ARGUMENT,
+                                   self.routing_stub(TRANSLATOR).ListTranslationJobs,
+                                   pb.ListTranslationJobsRequest(), timeout=5)
+        self.assertIn("request_id", error.details())
+        lister = rc.Caller("XL-LISTER", "DE", ("translator",))
+        waiting = [j for j in self.routing_stub(lister).ListTranslationJobs(
+            claimable, timeout=5).jobs]
+        self.assertTrue(waiting)
+        for job in waiting:  # metadata only, never the request or the document
+            self.assertEqual((job.source_language, job.target_language), ("fr", "de"))
+            self.assertEqual(job.status, pb.TRANSLATION_JOB_STATUS_QUEUED)
+            self.assertFalse(job.request_id)
+            self.assertFalse(job.document_id)
+        job = self.routing_stub(lister).ClaimTranslationJob(
+            pb.ClaimTranslationJobRequest(source_languages=["fr"], target_languages=["de"]),
+            timeout=5).job
+        held = self.routing_stub(lister).ListTranslationJobs(
+            pb.ListTranslationJobsRequest(queue=pb.TRANSLATION_JOB_QUEUE_HELD), timeout=5).jobs
+        self.assertEqual([j.id for j in held], [job.id])
+        self.assertEqual(held[0].claimed_by, "XL-LISTER")
 
     def test_claim_fail_reclaim_and_the_stale_token_is_refused(self):
         pb = rc.stubs().routing

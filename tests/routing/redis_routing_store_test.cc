@@ -146,6 +146,33 @@ class RoutingStoreTest : public ::testing::Test {
     return Outbox(*sharding_.ShardOf("rq", rid));
   }
 
+  // Queues one job `source`>`target` for a new request in `shard`, with a deadline in `days`
+  // days (none when 0). Returns the request id.
+  std::string QueueJob(int shard, int days, const std::string& source = "es",
+                       const std::string& target = "nl") {
+    const std::string rid = NewRequestId(shard);
+    Event submitted = Trigger(rid, common::v1::EVENT_TYPE_REQUEST_SUBMITTED);
+    submitted.mutable_request()->set_source_language(source);
+    auto decided = Await<Outcome>([&](auto cb) {
+      store_.RecordDecision(submitted, Translate(rid, target),
+                            common::v1::REQUEST_STATUS_TRANSLATION_PENDING, DedupeFor(submitted),
+                            kStart, std::move(cb));
+    });
+    EXPECT_TRUE(decided.ok()) << decided.status();
+    EXPECT_TRUE(AddDocument(rid, "doc-1", source).ok());
+    if (days > 0) {
+      Event e = Trigger(rid, common::v1::EVENT_TYPE_DEADLINE_STARTED);
+      e.mutable_deadline()->set_deadline_id("dl-1");
+      const absl::Time due = kStart + absl::Hours(24 * days);
+      *e.mutable_deadline()->mutable_due_time() =
+          google::protobuf::util::TimeUtil::SecondsToTimestamp(absl::ToUnixSeconds(due));
+      EXPECT_TRUE(Await<Outcome>([&](auto cb) {
+                    store_.UpdateDeadline(e, due, DedupeFor(e), std::move(cb));
+                  }).ok());
+    }
+    return rid;
+  }
+
   common::Sharding sharding_{kShards};
   RedisRoutingStore store_{Client(), sharding_};
   common::v1::Urgency urgency_ = common::v1::URGENCY_NORMAL;
@@ -566,6 +593,185 @@ TEST_F(RoutingStoreTest, SweeperReturnsExpiredJobsAndOnlyOneReplicaExportsQueueG
   EXPECT_THAT(leader, HasSubstr("rogatory_translation_queue_oldest_job_age_seconds{"
                                 "source_language=\"es\",target_language=\"nl\"} 300"));
   EXPECT_THAT(follower, ::testing::Not(HasSubstr("rogatory_translation_queue_depth{")));
+}
+
+// A production order goes to the provider's addressee, named as competent authority (with
+// its region), the enforcing authority named to be told; once translated it is
+// SENT_TO_PROVIDER, the status intake's lifecycle has for it (not FORWARDED).
+TEST_F(RoutingStoreTest, ProductionOrderDecisionNamesAddresseeAndNotifiedAuthority) {
+  const std::string rid = NewRequestId(4);
+  v1::RoutingDecision d = Translate(rid, "nl");
+  d.set_channel(common::v1::CHANNEL_SERVICE_PROVIDER);
+  d.mutable_competent_authority()->set_authority_id("BE-EXAMPLE-PROVIDER");
+  d.mutable_competent_authority()->set_region("BE-BRU");
+  d.set_competent_authority_time_zone("Europe/Brussels");
+  d.mutable_notified_authority()->set_authority_id("BE-EPOC-ENFORCING-AUTHORITY");
+  d.mutable_notified_authority()->set_state("BE");
+  Decide(rid, d);
+  ASSERT_TRUE(AddDocument(rid, "doc-1", "es").ok());
+  auto events = OutboxOf(rid);
+  ASSERT_GE(events.size(), 1u);
+  const auto& decided = events[0].routing_decided();
+  EXPECT_EQ(decided.competent_authority().authority_id(), "BE-EXAMPLE-PROVIDER");
+  EXPECT_EQ(decided.competent_authority().region(), "BE-BRU");
+  EXPECT_EQ(decided.competent_authority_time_zone(), "Europe/Brussels");
+  EXPECT_EQ(decided.notified_authority().authority_id(), "BE-EPOC-ENFORCING-AUTHORITY");
+  auto job = Claim("XL-1", kStart);
+  ASSERT_TRUE(job.ok()) << job.status();
+  ASSERT_TRUE(Complete(*job, "XL-1", kStart).ok());
+  events = OutboxOf(rid);
+  EXPECT_EQ(events.back().type(), common::v1::EVENT_TYPE_TRANSLATION_JOB_COMPLETED);
+  EXPECT_EQ(events.back().status(), common::v1::REQUEST_STATUS_SENT_TO_PROVIDER);
+}
+
+// --- A translator's queue (issue 22, item 9). ---
+
+// Queues one job es>`target` (or `source`>`target`) for a new request in `shard`, with a
+// deadline in `days` days (none when 0).
+
+TEST_F(RoutingStoreTest, ClaimableQueueWalksEveryPageInClaimOrderWithoutLossOrRepeat) {
+  // 27 jobs over 9 shards: urgent and normal, with and without deadlines (ties of equal
+  // score), listed 10 at a time: three pages.
+  std::vector<std::string> requests;
+  for (int i = 0; i < 27; ++i) {
+    urgency_ = i % 3 == 0 ? common::v1::URGENCY_URGENT : common::v1::URGENCY_NORMAL;
+    requests.push_back(QueueJob(i % 9, i % 4 == 0 ? 0 : 1 + i % 5));
+  }
+  // The order a claimer would take them in.
+  std::vector<std::string> claim_order;
+  {
+    std::vector<v1::TranslationJob> all;
+    for (const auto& rid : requests) {
+      auto jobs = Await<std::vector<v1::TranslationJob>>(
+          [&](auto cb) { store_.ListJobsOfRequest(rid, std::move(cb)); });
+      ASSERT_TRUE(jobs.ok());
+      ASSERT_EQ(jobs->size(), 1u);
+      all.push_back((*jobs)[0]);
+    }
+    std::sort(all.begin(), all.end(), [](const auto& a, const auto& b) {
+      auto key = [](const v1::TranslationJob& j) {
+        const int64_t due = j.has_due_time()
+                                ? google::protobuf::util::TimeUtil::TimestampToMilliseconds(
+                                      j.due_time())
+                                : INT64_MAX;
+        return std::make_tuple(-static_cast<int>(j.urgency()), due, j.id());
+      };
+      return key(a) < key(b);
+    });
+    for (const auto& j : all) claim_order.push_back(j.id());
+  }
+
+  QueueListSpec spec;
+  spec.page_size = 10;
+  std::vector<std::string> listed;
+  int pages = 0;
+  do {
+    auto page = Await<QueueListPage>([&](auto cb) { store_.ListQueue(spec, std::move(cb)); });
+    ASSERT_TRUE(page.ok()) << page.status();
+    ++pages;
+    ASSERT_LE(page->jobs.size(), 10u);
+    for (const auto& j : page->jobs) {
+      EXPECT_EQ(j.status(), v1::TRANSLATION_JOB_STATUS_QUEUED);
+      listed.push_back(j.id());
+    }
+    spec.after = page->next;
+    ASSERT_LE(pages, 5);
+  } while (spec.after);
+  EXPECT_EQ(pages, 3);
+  EXPECT_EQ(listed, claim_order);
+
+  // Claims between pages do not shift what follows: the walk resumes after the last id.
+  spec.after.reset();
+  auto first = Await<QueueListPage>([&](auto cb) { store_.ListQueue(spec, std::move(cb)); });
+  ASSERT_TRUE(first.ok());
+  ASSERT_TRUE(first->next);
+  for (int i = 0; i < 5; ++i) ASSERT_TRUE(Claim("XL-1", kStart).ok());
+  spec.after = first->next;
+  auto second = Await<QueueListPage>([&](auto cb) { store_.ListQueue(spec, std::move(cb)); });
+  ASSERT_TRUE(second.ok());
+  ASSERT_FALSE(second->jobs.empty());
+  EXPECT_EQ(second->jobs[0].id(), claim_order[10]);
+}
+
+TEST_F(RoutingStoreTest, HeldQueueListsOnlyTheCallersLeasesUntilTheyEnd) {
+  for (int i = 0; i < 4; ++i) QueueJob(i, 1 + i);
+  auto a1 = Claim("XL-A", kStart);
+  auto b1 = Claim("XL-B", kStart);
+  auto a2 = Claim("XL-A", kStart);
+  ASSERT_TRUE(a1.ok() && b1.ok() && a2.ok());
+  QueueListSpec spec;
+  spec.held = true;
+  spec.holder = "XL-A";
+  spec.page_size = 1;
+  std::vector<std::string> held;
+  do {
+    auto page = Await<QueueListPage>([&](auto cb) { store_.ListQueue(spec, std::move(cb)); });
+    ASSERT_TRUE(page.ok()) << page.status();
+    for (const auto& j : page->jobs) {
+      EXPECT_EQ(j.claimed_by(), "XL-A");
+      EXPECT_EQ(j.status(), v1::TRANSLATION_JOB_STATUS_CLAIMED);
+      held.push_back(j.id());
+    }
+    spec.after = page->next;
+  } while (spec.after);
+  EXPECT_EQ(held, (std::vector<std::string>{a1->id(), a2->id()}));  // most urgent first
+
+  // Completed and failed jobs are no longer held.
+  ASSERT_TRUE(Complete(*a1, "XL-A", kStart).ok());
+  ASSERT_TRUE(Await<FailResult>([&](auto cb) {
+                store_.Fail(a2->id(), a2->lease_token(), "XL-A", "TOO_HARD", true, 3, kStart,
+                            std::move(cb));
+              }).ok());
+  spec.after.reset();
+  auto after = Await<QueueListPage>([&](auto cb) { store_.ListQueue(spec, std::move(cb)); });
+  ASSERT_TRUE(after.ok());
+  EXPECT_TRUE(after->jobs.empty());
+  // A lease that runs out leaves the holder's list too.
+  spec.holder = "XL-B";
+  auto b_before = Await<QueueListPage>([&](auto cb) { store_.ListQueue(spec, std::move(cb)); });
+  ASSERT_TRUE(b_before.ok());
+  ASSERT_EQ(b_before->jobs.size(), 1u);
+  ASSERT_TRUE(Await<SweepResult>([&](auto cb) {
+                store_.SweepExpiredLeases(*sharding_.ShardOf("tj", b1->id()), 3, 100,
+                                          kStart + absl::Hours(2), std::move(cb));
+              }).ok());
+  auto b_after = Await<QueueListPage>([&](auto cb) { store_.ListQueue(spec, std::move(cb)); });
+  ASSERT_TRUE(b_after.ok());
+  EXPECT_TRUE(b_after->jobs.empty());
+}
+
+TEST_F(RoutingStoreTest, QueueListingFiltersByLanguagePairUrgencyAndDueTime) {
+  const std::string es_nl = QueueJob(1, 3, "es", "nl");
+  const std::string fr_nl = QueueJob(2, 3, "fr", "nl");
+  const std::string fr_de = QueueJob(3, 20, "fr", "de");
+  urgency_ = common::v1::URGENCY_URGENT;
+  const std::string fr_nl_urgent = QueueJob(4, 0, "fr", "nl");
+  auto list = [&](QueueListSpec spec) {
+    spec.page_size = 50;
+    std::vector<std::string> rids;
+    auto page = Await<QueueListPage>([&](auto cb) { store_.ListQueue(spec, std::move(cb)); });
+    EXPECT_TRUE(page.ok()) << page.status();
+    if (page.ok()) {
+      for (const auto& j : page->jobs) rids.push_back(j.request_id());
+    }
+    return rids;
+  };
+  QueueListSpec fr;
+  fr.sources = {"fr"};
+  EXPECT_EQ(list(fr), (std::vector<std::string>{fr_nl_urgent, fr_nl, fr_de}));
+  QueueListSpec fr_to_nl;
+  fr_to_nl.sources = {"FR"};
+  fr_to_nl.targets = {"nl"};
+  EXPECT_EQ(list(fr_to_nl), (std::vector<std::string>{fr_nl_urgent, fr_nl}));
+  QueueListSpec to_de;
+  to_de.targets = {"de"};
+  EXPECT_EQ(list(to_de), (std::vector<std::string>{fr_de}));
+  QueueListSpec urgent;
+  urgent.urgency = common::v1::URGENCY_URGENT;
+  EXPECT_EQ(list(urgent), (std::vector<std::string>{fr_nl_urgent}));
+  QueueListSpec due_soon;
+  due_soon.due_before = kStart + absl::Hours(24 * 10);
+  EXPECT_EQ(list(due_soon), (std::vector<std::string>{es_nl, fr_nl}));
 }
 
 }  // namespace

@@ -163,6 +163,70 @@ TEST(RegistryReloadTest, BrokenFileKeepsThePreviousRegistryAndAFixedOneReplacesI
             "en");
 }
 
+std::string ProviderFile(const std::string& id, const std::string& region,
+                         const std::string& zone) {
+  return R"({"version": "p", "serviceProviders": [{"providerId": "P-)" + id +
+         R"(", "providerName": "P", "addressee": {"authorityId": ")" + id +
+         R"(", "state": "IE", "region": ")" + region +
+         R"("}, "kind": "ADDRESSEE_KIND_DESIGNATED_ESTABLISHMENT", "acceptedLanguages":
+  [{"language": "en", "condition": "LANGUAGE_CONDITION_ALWAYS"}], "timeZone": ")" +
+         zone + R"(", "source": "test"}]})";
+}
+
+TEST(ReferenceRegistryTest, ServiceProvidersAreLoadedFromTheirOwnFile) {
+  auto registry = LoadRegistryDirectory(kDataDir);
+  ASSERT_TRUE(registry.ok()) << registry.status();
+  const auto* p = (*registry)->FindServiceProvider("IE-EXAMPLE-MAIL-PROVIDER");
+  ASSERT_NE(p, nullptr);
+  EXPECT_EQ(p->provider_id(), "EXAMPLE-MAIL");
+  EXPECT_EQ((*registry)->FindServiceProvider("EXAMPLE-MAIL"), p);
+  EXPECT_EQ((*registry)->FindServiceProvider("NOBODY"), nullptr);
+  // Every instrument the API accepts has entries: declared, or explained as a gap.
+  for (int i = common::v1::Instrument_MIN + 1; i <= common::v1::Instrument_MAX; ++i) {
+    if (!common::v1::Instrument_IsValid(i)) continue;
+    int applies = 0;
+    for (const auto& d : (*registry)->declarations()) {
+      if (d.instrument() == i && d.applies()) ++applies;
+    }
+    EXPECT_GT(applies, 0) << common::v1::Instrument_Name(static_cast<common::v1::Instrument>(i));
+  }
+  // Denmark and Ireland do not take part in Regulation 2018/1805.
+  for (const char* state : {"DK", "IE"}) {
+    const auto* d = (*registry)->Find(state, common::v1::INSTRUMENT_FREEZING_ORDER);
+    ASSERT_NE(d, nullptr) << state;
+    EXPECT_FALSE(d->applies());
+    EXPECT_EQ(d->not_applied_code(), "NOT_BOUND");
+  }
+}
+
+TEST(RegistryFileTest, ServiceProviderProblemsAreNamedWithTheirPath) {
+  auto bad = ParseRegistryFile("p.json", ProviderFile("IE-X", "DE-BY", "Mars/Olympus"));
+  ASSERT_FALSE(bad.ok());
+  EXPECT_THAT(std::string(bad.status().message()),
+              HasSubstr("service_providers[0].addressee.region: 'DE-BY' is not an ISO 3166-2"));
+  EXPECT_THAT(std::string(bad.status().message()),
+              HasSubstr("service_providers[0].time_zone: 'Mars/Olympus'"));
+  EXPECT_TRUE(ParseRegistryFile("p.json", ProviderFile("IE-X", "IE-D", "Europe/Dublin")).ok());
+  auto code = ParseRegistryFile(
+      "g.json",
+      R"({"declarations": [{"state": "DE", "instrument": "INSTRUMENT_MLA", "applies": false,
+          "notAppliedCode": "not bound", "source": "s"}]})");
+  ASSERT_FALSE(code.ok());
+  EXPECT_THAT(std::string(code.status().message()),
+              HasSubstr("declarations[0].not_applied_code: 'not bound' must be upper case"));
+}
+
+TEST(RegistryDirectoryTest, SameServiceProviderInTwoFilesIsRefused) {
+  TempDir dir;
+  dir.Write("a.json", ValidFile("DE", "de"));
+  dir.Write("p1.json", ProviderFile("IE-X", "IE-D", "Europe/Dublin"));
+  dir.Write("p2.json", ProviderFile("IE-X", "", "Europe/Dublin"));
+  auto loaded = LoadRegistryDirectory(dir.path());
+  ASSERT_FALSE(loaded.ok());
+  EXPECT_THAT(std::string(loaded.status().message()),
+              HasSubstr("p2.json: service provider 'IE-X' again; p1.json names it already"));
+}
+
 TEST(LanguageMatchesTest, RegionalFormsAndNorwegian) {
   EXPECT_TRUE(LanguageMatches("pt", "pt-PT"));
   EXPECT_TRUE(LanguageMatches("PT", "pt"));

@@ -2,7 +2,15 @@
 // case asserts language, authority, channel and the explanation.
 #include "router.h"
 
+#include <filesystem>
+#include <fstream>
+#include <set>
+#include <sstream>
+
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "google/protobuf/util/json_util.h"
+#include "intake_service.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "routing_event_handler.h"
@@ -305,7 +313,7 @@ const std::vector<Case>& Cases() {
        "",
        kNone,
        {"INSTRUMENT_NOT_APPLIED"},
-       "DK does not apply INSTRUMENT_EIO; a person must route"},
+       "DK does not apply INSTRUMENT_EIO: Not bound by Directive 2014/41/EU"},
       {"IrelandDoesNotApplyTheEio",
        kEio,
        "FR",
@@ -363,7 +371,7 @@ const std::vector<Case>& Cases() {
        kNone,
        {"UNKNOWN_STATE"},
        "The registry holds no declaration of US"},
-      {"UndeclaredInstrumentIsUnroutable",
+      {"EawToANonMemberStateIsExplained",
        kEaw,
        "FR",
        "GB",
@@ -375,8 +383,81 @@ const std::vector<Case>& Cases() {
        "",
        "",
        kNone,
-       {"NO_DECLARATION"},
-       "GB declared nothing for INSTRUMENT_EAW"},
+       {"NOT_BOUND"},
+       "GB does not apply INSTRUMENT_EAW: GB is not an EU member state"},
+      {"FreezingOrderFranceToSpainGoesToTheAssetAuthorityInSpanish",
+       common::v1::INSTRUMENT_FREEZING_ORDER,
+       "FR",
+       "ES",
+       "fr",
+       kUrgent,
+       "",
+       false,
+       true,
+       "es",
+       "ES-ASSET-AUTHORITY",
+       kDirect,
+       {"DECLARATION", "SOURCE_LANGUAGE_NOT_ACCEPTED", "TRANSLATION_REQUIRED",
+        "COMPETENT_AUTHORITY", "CHANNEL"},
+       "Translate from fr into es"},
+      {"FreezingOrderToIrelandIsNotBound",
+       common::v1::INSTRUMENT_FREEZING_ORDER,
+       "FR",
+       "IE",
+       "fr",
+       kUrgent,
+       "",
+       true,
+       false,
+       "",
+       "",
+       kNone,
+       {"NOT_BOUND"},
+       "IE does not apply INSTRUMENT_FREEZING_ORDER: Not bound by Regulation (EU) 2018/1805"},
+      {"ProvisionalArrestFranceToSwitzerlandGoesByInterpolInFrench",
+       common::v1::INSTRUMENT_PROVISIONAL_ARREST,
+       "FR",
+       "CH",
+       "fr",
+       kUrgent,
+       "",
+       false,
+       false,
+       "",
+       "CH-EXTRADITION-COURT",
+       common::v1::CHANNEL_INTERPOL,
+       {"DECLARATION", "SOURCE_LANGUAGE_ACCEPTED", "COMPETENT_AUTHORITY", "CENTRAL_AUTHORITY",
+        "CHANNEL"},
+       "CH accepts fr for INSTRUMENT_PROVISIONAL_ARREST always"},
+      {"ProvisionalArrestBetweenMemberStatesPointsToTheEaw",
+       common::v1::INSTRUMENT_PROVISIONAL_ARREST,
+       "FR",
+       "DE",
+       "fr",
+       kUrgent,
+       "",
+       true,
+       false,
+       "",
+       "",
+       kNone,
+       {"REPLACED_BY_EU_INSTRUMENT"},
+       "European Arrest Warrant (FD 2002/584/JHA Art 31) replaces"},
+      {"ExtraditionFranceToSwitzerlandGoesThroughDiplomaticChannels",
+       common::v1::INSTRUMENT_EXTRADITION,
+       "FR",
+       "CH",
+       "fr",
+       kNormal,
+       "",
+       false,
+       false,
+       "",
+       "CH-EXTRADITION-COURT",
+       common::v1::CHANNEL_DIPLOMATIC,
+       {"DECLARATION", "SOURCE_LANGUAGE_ACCEPTED", "COMPETENT_AUTHORITY", "CENTRAL_AUTHORITY",
+        "CHANNEL"},
+       "Passes through the central authority CH-MOJ"},
       {"SpainCanaryIslandsHaveTheirOwnAuthority",
        kEio,
        "PT",
@@ -420,20 +501,35 @@ const std::vector<Case>& Cases() {
        {"DECLARATION", "SOURCE_LANGUAGE_ACCEPTED", "COMPETENT_AUTHORITY_FOR_REGION",
         "CENTRAL_AUTHORITY", "CHANNEL"},
        "Competent: CH-GE-PROSECUTOR (covers CH-GE)"},
-      {"SwitzerlandWithoutCantonHasNoCompetentAuthority",
+      {"SwitzerlandWithoutCantonGoesToTheFederalOfficeOfJustice",
        kMla,
        "FR",
        "CH",
        "fr",
        kNormal,
        "",
+       false,
+       false,
+       "",
+       "CH-FOJ",
+       kCentral,
+       {"DECLARATION", "SOURCE_LANGUAGE_ACCEPTED", "COMPETENT_AUTHORITY", "CENTRAL_AUTHORITY",
+        "CHANNEL"},
+       "Competent: CH-FOJ (whole state)"},
+      {"MlaBetweenMemberStatesPointsToTheEio",
+       kMla,
+       "FR",
+       "ES",
+       "fr",
+       kNormal,
+       "ES-XX",
        true,
        false,
        "",
        "",
        kNone,
-       {"DECLARATION", "SOURCE_LANGUAGE_ACCEPTED", "NO_COMPETENT_AUTHORITY"},
-       "covers the request without a region; a person must route this request"},
+       {"REPLACED_BY_EU_INSTRUMENT"},
+       "the EIO (Directive 2014/41/EU Art 34) replaces mutual legal assistance"},
       {"PortugalAcceptsEuropeanPortuguese",
        kEio,
        "ES",
@@ -547,6 +643,228 @@ INSTANTIATE_TEST_SUITE_P(ReferenceRegistry, RoutingTableTest, ::testing::ValuesI
                            return info.param.name;
                          });
 
+// --- Production orders, regions and gaps (issue 22, item 2). ---
+
+std::shared_ptr<const Registry> ReferenceRegistry() {
+  static const auto* registry = [] {
+    auto loaded = LoadRegistryDirectory(ROGATORY_ROUTING_DATA_DIR);
+    EXPECT_TRUE(loaded.ok()) << loaded.status();
+    return new std::shared_ptr<const Registry>(loaded.ok() ? *loaded : nullptr);
+  }();
+  return *registry;
+}
+
+const absl::Time kNow = absl::FromUnixSeconds(1767225600);
+
+std::string Codes(const v1::RoutingDecision& d) {
+  std::vector<std::string> codes;
+  for (const auto& r : d.reasons()) codes.push_back(r.code());
+  return absl::StrJoin(codes, ",");
+}
+
+v1::RoutingFacts ProductionOrderFacts() {
+  v1::RoutingFacts f;
+  f.set_instrument(common::v1::INSTRUMENT_PRODUCTION_ORDER);
+  f.set_issuing_state("FR");
+  f.set_requested_state("IE");
+  f.set_source_language("fr");
+  f.set_urgency(kNormal);
+  f.mutable_service_provider()->set_authority_id("IE-EXAMPLE-MAIL-PROVIDER");
+  f.mutable_service_provider()->set_state("IE");
+  f.set_enforcing_state("IE");
+  f.set_traffic_or_content_data(true);
+  return f;
+}
+
+TEST(ProductionOrderRoutingTest, FranceToIrelandGoesToTheProvidersAddresseeAndNotifiesIreland) {
+  auto registry = ReferenceRegistry();
+  ASSERT_NE(registry, nullptr);
+  v1::RoutingDecision d = DecideRouting(ProductionOrderFacts(), *registry, kNow);
+  ASSERT_FALSE(d.unroutable()) << Codes(d);
+  // The addressee is the executing party, not a state authority.
+  EXPECT_EQ(d.competent_authority().authority_id(), "IE-EXAMPLE-MAIL-PROVIDER");
+  EXPECT_EQ(d.competent_authority().state(), "IE");
+  EXPECT_EQ(d.competent_authority().region(), "IE-D");
+  EXPECT_EQ(d.competent_authority_time_zone(), "Europe/Dublin");
+  EXPECT_EQ(d.channel(), common::v1::CHANNEL_SERVICE_PROVIDER);
+  EXPECT_TRUE(d.translation_required());
+  EXPECT_EQ(d.target_language(), "en");
+  // The enforcing state's authority is told (Art 8).
+  EXPECT_EQ(d.notified_authority().authority_id(), "IE-EPOC-ENFORCING-AUTHORITY");
+  EXPECT_EQ(d.notified_authority().state(), "IE");
+  EXPECT_EQ(Codes(d),
+            "SERVICE_PROVIDER_ADDRESSEE,SOURCE_LANGUAGE_NOT_ACCEPTED,TRANSLATION_REQUIRED,"
+            "ENFORCING_AUTHORITY_NOTIFIED,CHANNEL");
+  for (const auto& r : d.reasons()) EXPECT_FALSE(r.source().empty()) << r.code();
+}
+
+TEST(ProductionOrderRoutingTest, SubscriberDataOnlyNotifiesNoOne) {
+  v1::RoutingFacts f = ProductionOrderFacts();
+  f.clear_enforcing_state();
+  f.set_traffic_or_content_data(false);
+  v1::RoutingDecision d = DecideRouting(f, *ReferenceRegistry(), kNow);
+  ASSERT_FALSE(d.unroutable()) << Codes(d);
+  EXPECT_FALSE(d.has_notified_authority());
+  EXPECT_THAT(Codes(d), HasSubstr("NO_ENFORCING_NOTIFICATION"));
+}
+
+TEST(ProductionOrderRoutingTest, TheEnforcingStateIsWhereTheAddresseeIs) {
+  v1::RoutingFacts f = ProductionOrderFacts();
+  f.mutable_service_provider()->set_authority_id("DE-EXAMPLE-CLOUD-LEGAL-REP");
+  f.set_requested_state("DE");
+  v1::RoutingDecision d = DecideRouting(f, *ReferenceRegistry(), kNow);
+  ASSERT_FALSE(d.unroutable()) << Codes(d);
+  EXPECT_EQ(d.competent_authority().authority_id(), "DE-EXAMPLE-CLOUD-LEGAL-REP");
+  EXPECT_EQ(d.notified_authority().authority_id(), "DE-EPOC-ENFORCING-AUTHORITY");
+  EXPECT_THAT(Codes(d), HasSubstr("ENFORCING_STATE_OF_ADDRESSEE"));
+}
+
+TEST(ProductionOrderRoutingTest, MissingOrUnknownProviderIsExplained) {
+  v1::RoutingFacts f = ProductionOrderFacts();
+  f.clear_service_provider();
+  v1::RoutingDecision d = DecideRouting(f, *ReferenceRegistry(), kNow);
+  EXPECT_TRUE(d.unroutable());
+  EXPECT_EQ(Codes(d), "SERVICE_PROVIDER_REQUIRED");
+  f.mutable_service_provider()->set_authority_id("XX-NOBODY");
+  d = DecideRouting(f, *ReferenceRegistry(), kNow);
+  EXPECT_TRUE(d.unroutable());
+  EXPECT_EQ(Codes(d), "UNKNOWN_SERVICE_PROVIDER");
+  EXPECT_THAT(d.reasons(0).detail(), HasSubstr("XX-NOBODY"));
+}
+
+// Every (state, instrument) the registry does not route answers with an explanation naming
+// why (not bound, replaced by an EU instrument, ...) and its source, never a bare
+// NO_DECLARATION.
+TEST(RegistryCoverageTest, EveryStateAndInstrumentRoutesOrExplainsTheGap) {
+  auto registry = ReferenceRegistry();
+  ASSERT_NE(registry, nullptr);
+  std::set<std::string> states;
+  for (const auto& d : registry->declarations()) states.insert(d.state());
+  ASSERT_GE(states.size(), 33u);
+  int routed = 0, explained = 0;
+  for (const auto& state : states) {
+    for (int i = common::v1::Instrument_MIN; i <= common::v1::Instrument_MAX; ++i) {
+      if (!common::v1::Instrument_IsValid(i) || i == common::v1::INSTRUMENT_UNSPECIFIED) continue;
+      const auto instrument = static_cast<Instrument>(i);
+      if (instrument == common::v1::INSTRUMENT_PRODUCTION_ORDER) continue;  // to providers
+      SCOPED_TRACE(absl::StrCat(state, " ", common::v1::Instrument_Name(instrument)));
+      v1::RoutingFacts f;
+      f.set_instrument(instrument);
+      f.set_issuing_state(state == "FR" ? "BE" : "FR");
+      f.set_requested_state(state);
+      f.set_source_language("fr");
+      f.set_urgency(kNormal);
+      v1::RoutingDecision d = DecideRouting(f, *registry, kNow);
+      if (!d.unroutable()) {
+        ++routed;
+        EXPECT_FALSE(d.competent_authority().authority_id().empty());
+        continue;
+      }
+      ++explained;
+      ASSERT_EQ(d.reasons_size(), 1);
+      const auto& r = d.reasons(0);
+      EXPECT_NE(r.code(), "NO_DECLARATION");
+      EXPECT_NE(r.code(), "UNKNOWN_STATE");
+      EXPECT_FALSE(r.source().empty());
+      EXPECT_THAT(r.detail(), HasSubstr(state));
+    }
+    // And the enforcing side of a production order: declared, or explained.
+    const v1::Declaration* epo = registry->Find(state, common::v1::INSTRUMENT_PRODUCTION_ORDER);
+    ASSERT_NE(epo, nullptr) << state;
+    EXPECT_FALSE(epo->source().empty());
+  }
+  EXPECT_GE(routed, 98);  // 80 for EU states, 18 for the others, today
+  EXPECT_GT(explained, 0);
+}
+
+// Deadline tracking picks regional holidays by the executing authority's ISO 3166-2 region:
+// every decision names it where the registry knows it.
+TEST(RegionTest, TheCompetentAuthorityCarriesItsRegionWhereTheRegistryKnowsIt) {
+  auto registry = ReferenceRegistry();
+  int regional = 0;
+  for (const auto& decl : registry->declarations()) {
+    if (!decl.applies()) continue;
+    for (const auto& c : decl.competent_authorities()) {
+      if (c.regions().empty()) continue;
+      v1::RoutingFacts f;
+      f.set_instrument(decl.instrument());
+      f.set_issuing_state(decl.state() == "FR" ? "BE" : "FR");
+      f.set_requested_state(decl.state());
+      f.set_source_language(decl.accepted_languages(0).language());
+      f.set_urgency(kNormal);
+      f.set_region(c.regions(0));
+      v1::RoutingDecision d = DecideRouting(f, *registry, kNow);
+      ASSERT_FALSE(d.unroutable()) << Codes(d);
+      EXPECT_EQ(d.competent_authority().region(), c.regions(0))
+          << decl.state() << " " << decl.instrument();
+      EXPECT_EQ(d.competent_authority_time_zone(), c.time_zone());
+      ++regional;
+    }
+  }
+  EXPECT_GT(regional, 10);
+
+  // An authority that covers one region but does not name it on its reference.
+  std::vector<v1::Declaration> decls(1);
+  v1::Declaration& de = decls[0];
+  de.set_state("DE");
+  de.set_instrument(kEio);
+  de.set_applies(true);
+  de.set_source("test");
+  de.set_channel(kDirect);
+  auto* l = de.add_accepted_languages();
+  l->set_language("de");
+  l->set_condition(v1::LANGUAGE_CONDITION_ALWAYS);
+  auto* by = de.add_competent_authorities();
+  by->mutable_authority()->set_authority_id("DE-BY-GSTA-MUENCHEN");
+  by->mutable_authority()->set_state("DE");
+  by->add_regions("DE-BY");
+  by->set_time_zone("Europe/Berlin");
+  Registry small("test", decls);
+  v1::RoutingFacts f;
+  f.set_instrument(kEio);
+  f.set_issuing_state("FR");
+  f.set_requested_state("DE");
+  f.set_source_language("de");
+  f.set_region("DE-BY");
+  v1::RoutingDecision d = DecideRouting(f, small, kNow);
+  ASSERT_FALSE(d.unroutable()) << Codes(d);
+  EXPECT_EQ(d.competent_authority().region(), "DE-BY");
+  EXPECT_EQ(d.competent_authority_time_zone(), "Europe/Berlin");
+}
+
+// Every shipped sample (samples/requests/*.json) goes the way a submitted request goes:
+// intake's facts, routing's facts from the event, a decision on the real data files.
+TEST(ShippedSamplesTest, EverySampleRoutes) {
+  auto registry = ReferenceRegistry();
+  ASSERT_NE(registry, nullptr);
+  int samples = 0;
+  for (const auto& entry : std::filesystem::directory_iterator(ROGATORY_SAMPLES_DIR)) {
+    if (entry.path().extension() != ".json") continue;
+    SCOPED_TRACE(entry.path().filename().string());
+    std::ifstream in(entry.path());
+    std::stringstream text;
+    text << in.rdbuf();
+    intake::v1::Request request;
+    request.set_id("rq-3-01hx0000000000000000000000");
+    auto parsed = google::protobuf::util::JsonStringToMessage(text.str(), request.mutable_content());
+    ASSERT_TRUE(parsed.ok()) << parsed.message();
+    common::v1::Event event;
+    event.set_instrument(request.content().instrument());
+    *event.mutable_request() = intake::FactsOf(request);
+    v1::RoutingDecision d = DecideRouting(FactsFromEvent(event), *registry, kNow);
+    EXPECT_FALSE(d.unroutable()) << Codes(d) << ": " << d.reasons(d.reasons_size() - 1).detail();
+    EXPECT_FALSE(d.competent_authority().authority_id().empty());
+    EXPECT_NE(d.channel(), common::v1::CHANNEL_UNSPECIFIED);
+    if (request.content().instrument() == common::v1::INSTRUMENT_PRODUCTION_ORDER) {
+      EXPECT_EQ(d.competent_authority().authority_id(),
+                request.content().production_order().service_provider().authority_id());
+      EXPECT_FALSE(d.notified_authority().authority_id().empty());
+    }
+    ++samples;
+  }
+  EXPECT_GE(samples, 7);
+}
+
 TEST(RoutingTableSizeTest, HasAtLeastTwentyCases) { EXPECT_GE(Cases().size(), 20u); }
 
 TEST(EventFactsTest, IntakesRequestFactsBecomeRoutingFacts) {
@@ -566,6 +884,27 @@ TEST(EventFactsTest, IntakesRequestFactsBecomeRoutingFacts) {
   EXPECT_EQ(f.region(), "AT-9");
 }
 
+TEST(EventFactsTest, ProductionOrderFactsNameTheProviderAndEnforcingState) {
+  intake::v1::Request r;
+  auto* c = r.mutable_content();
+  c->set_instrument(common::v1::INSTRUMENT_PRODUCTION_ORDER);
+  c->mutable_issuing_authority()->set_state("FR");
+  c->set_requested_state("IE");
+  c->mutable_production_order()->mutable_service_provider()->set_authority_id("IE-X");
+  c->mutable_production_order()->set_enforcing_state("IE");
+  c->mutable_production_order()->add_data_categories(intake::v1::DATA_CATEGORY_SUBSCRIBER);
+  common::v1::Event e;
+  e.set_instrument(c->instrument());
+  *e.mutable_request() = intake::FactsOf(r);
+  v1::RoutingFacts f = FactsFromEvent(e);
+  EXPECT_EQ(f.service_provider().authority_id(), "IE-X");
+  EXPECT_EQ(f.enforcing_state(), "IE");
+  EXPECT_FALSE(f.traffic_or_content_data());
+  c->mutable_production_order()->add_data_categories(intake::v1::DATA_CATEGORY_CONTENT);
+  *e.mutable_request() = intake::FactsOf(r);
+  EXPECT_TRUE(FactsFromEvent(e).traffic_or_content_data());
+}
+
 TEST(EventFactsTest, StatusAskedOfIntakeFollowsTheDecision) {
   v1::RoutingDecision d;
   EXPECT_EQ(StatusForDecision(d), common::v1::REQUEST_STATUS_FORWARDED);
@@ -573,6 +912,13 @@ TEST(EventFactsTest, StatusAskedOfIntakeFollowsTheDecision) {
   EXPECT_EQ(StatusForDecision(d), common::v1::REQUEST_STATUS_TRANSLATION_PENDING);
   d.set_unroutable(true);
   EXPECT_EQ(StatusForDecision(d), common::v1::REQUEST_STATUS_UNSPECIFIED);
+  // A production order goes to a provider: SENT_TO_PROVIDER, not FORWARDED.
+  v1::RoutingDecision po;
+  po.set_channel(common::v1::CHANNEL_SERVICE_PROVIDER);
+  EXPECT_EQ(StatusForDecision(po), common::v1::REQUEST_STATUS_SENT_TO_PROVIDER);
+  po.set_translation_required(true);
+  EXPECT_EQ(StatusForDecision(po), common::v1::REQUEST_STATUS_TRANSLATION_PENDING);
+  EXPECT_EQ(ForwardStatusFor(po), common::v1::REQUEST_STATUS_SENT_TO_PROVIDER);
 }
 
 }  // namespace
