@@ -1,6 +1,7 @@
 #include "router.h"
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_join.h"
 #include "google/protobuf/util/time_util.h"
 
@@ -44,10 +45,17 @@ bool ConditionHolds(const v1::AcceptedLanguage& l, const v1::RoutingFacts& f) {
 
 // The authority as the decision names it: with its ISO 3166-2 region when the registry
 // knows it (set on the authority, or the one region the authority covers), so that deadline
-// tracking picks the region's holidays.
-common::v1::AuthorityRef WithRegion(const v1::CompetentAuthority& c) {
+// tracking picks the region's holidays. An authority that covers the whole state acts where
+// the request is executed: it takes the request's region when that region is of its state.
+common::v1::AuthorityRef WithRegion(const v1::CompetentAuthority& c,
+                                    const v1::RoutingFacts* executed_in = nullptr) {
   common::v1::AuthorityRef ref = c.authority();
   if (ref.region().empty() && c.regions_size() == 1) ref.set_region(c.regions(0));
+  if (ref.region().empty() && c.regions().empty() && executed_in != nullptr &&
+      absl::StartsWith(executed_in->region(),
+                       absl::StrCat(executed_in->requested_state(), "-"))) {
+    ref.set_region(executed_in->region());
+  }
   return ref;
 }
 
@@ -313,7 +321,7 @@ v1::RoutingDecision DecideRouting(const v1::RoutingFacts& f, const Registry& reg
                      f.region().empty() ? "the request without a region" : "region " + f.region()),
         Of(decl));
   }
-  *d.mutable_competent_authority() = WithRegion(*chosen);
+  *d.mutable_competent_authority() = WithRegion(*chosen, &f);
   d.set_competent_authority_time_zone(chosen->time_zone());
   b.Reason(by_region ? "COMPETENT_AUTHORITY_FOR_REGION" : "COMPETENT_AUTHORITY",
            absl::StrCat("Competent: ", chosen->authority().authority_id(),

@@ -832,6 +832,34 @@ TEST(RegionTest, TheCompetentAuthorityCarriesItsRegionWhereTheRegistryKnowsIt) {
   EXPECT_EQ(d.competent_authority_time_zone(), "Europe/Berlin");
 }
 
+// A whole-state authority ("the prosecutor's office of the place of execution") acts in the
+// region where the request is executed: the decision names that region, so that deadline
+// tracking counts with the Land's holidays; a region of another state is ignored.
+TEST(RegionTest, AWholeStateAuthorityActsInTheRegionOfExecution) {
+  auto registry = ReferenceRegistry();
+  v1::RoutingFacts f;
+  f.set_instrument(kEio);
+  f.set_issuing_state("FR");
+  f.set_requested_state("DE");
+  f.set_source_language("de");
+  f.set_urgency(kNormal);
+  f.set_region("DE-BY");
+  v1::RoutingDecision d = DecideRouting(f, *registry, kNow);
+  ASSERT_FALSE(d.unroutable()) << Codes(d);
+  EXPECT_EQ(d.competent_authority().authority_id(), "DE-PROSECUTOR");
+  EXPECT_EQ(d.competent_authority().region(), "DE-BY");
+
+  f.set_region("AT-9");
+  d = DecideRouting(f, *registry, kNow);
+  ASSERT_FALSE(d.unroutable()) << Codes(d);
+  EXPECT_EQ(d.competent_authority().region(), "");
+
+  f.clear_region();
+  d = DecideRouting(f, *registry, kNow);
+  ASSERT_FALSE(d.unroutable()) << Codes(d);
+  EXPECT_EQ(d.competent_authority().region(), "");
+}
+
 // Every shipped sample (samples/requests/*.json) goes the way a submitted request goes:
 // intake's facts, routing's facts from the event, a decision on the real data files.
 TEST(ShippedSamplesTest, EverySampleRoutes) {
