@@ -355,7 +355,7 @@ TEST(IntakeAccessMatrixTest, EveryRoleAgainstEveryIntakeRpc) {
       }
     }
   }
-  EXPECT_EQ(cells, 72);
+  EXPECT_EQ(cells, 81);
 }
 
 TEST(IntakeAccessMatrixTest, AuthorityAReadingBsRequestGetsTheNotFoundOfAMissingOne) {

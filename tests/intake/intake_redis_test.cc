@@ -250,7 +250,16 @@ TEST_F(IntakeRedisTest, ReportedEventsAreHandledOnceAndFollowTheLifecycle) {
   const auto events = OutboxOf(r.id());
   ASSERT_EQ(events.size(), 2u);
   EXPECT_EQ(events[1].type(), pb::EVENT_TYPE_REQUEST_TRANSLATION_PENDING);
-  EXPECT_EQ(h_.History(r.id()).size(), 2u);
+  // The history, written by the same script: what routing reported, then the status change
+  // as the event the outbox announced (issue 22 item 8).
+  const auto history = h_.History(r.id());
+  ASSERT_EQ(history.size(), 3u);
+  EXPECT_EQ(history[1].type(), pb::EVENT_TYPE_ROUTING_DECIDED);
+  EXPECT_EQ(history[1].status(), pb::REQUEST_STATUS_UNSPECIFIED);
+  EXPECT_EQ(history[2].event_id(), events[1].event_id());
+  EXPECT_EQ(history[2].type(), pb::EVENT_TYPE_REQUEST_TRANSLATION_PENDING);
+  EXPECT_EQ(history[2].status(), pb::REQUEST_STATUS_TRANSLATION_PENDING);
+  EXPECT_EQ(history[2].previous_status(), pb::REQUEST_STATUS_RECEIVED);
 }
 
 TEST_F(IntakeRedisTest, RequestGaugeIsExportedByTheLeaseHolderOnly) {
