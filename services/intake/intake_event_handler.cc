@@ -42,7 +42,8 @@ Mutation IntakeEventHandler::Plan(const Snapshot& snap, const commonpb::Event& e
       m.new_version = snap.version + 1;
       m.updated_ms = updated_ms;
       m.fields.emplace_back("status", absl::StrCat(static_cast<int>(target)));
-      recorded.set_previous_status(r.status());
+      // The status change is the announced entry's; the reported one keeps the cause.
+      recorded.clear_status();
       v1::Request after = r;
       after.set_status(target);
       if (event.has_routing_decided() && event.routing_decided().has_competent_authority()) {
@@ -62,7 +63,13 @@ Mutation IntakeEventHandler::Plan(const Snapshot& snap, const commonpb::Event& e
       if (after.has_executing_authority()) {
         *announced.mutable_status_change()->mutable_to_authority() = after.executing_authority();
       }
+      // The history keeps what was reported, then the status change as its own entry under
+      // the name deadlines and notifications use (the trigger a limit names must be found
+      // in the history), the same event the outbox announces.
+      m.history.push_back(std::move(recorded));
+      m.history.push_back(announced);
       m.outbox.push_back(std::move(announced));
+      return m;
     }
   }
   m.history.push_back(std::move(recorded));

@@ -9,8 +9,11 @@ namespace rogatory::intake {
 // routing decision, a deadline started or missed) in the request's history and, when the
 // event names a status the lifecycle allows from the request's current one, moves the
 // request there and announces the move with intake's own lifecycle event (the trigger
-// deadline-tracking listens for), all in one atomic step with the duplicate marker
-// (RequestStore::Mutate). A status the lifecycle does not allow is recorded in the history
+// deadline-tracking listens for). That event is also the history's next entry, after the
+// reported one: every status change is one history entry, under the name deadlines and
+// notifications use (a move to FORWARDED after a translation reads
+// TRANSLATION_JOB_COMPLETED, without a status, then REQUEST_RECEIVED_BY_COMPETENT_AUTHORITY
+// with the status and the previous status). All in one atomic step with the duplicate marker (RequestStore::Mutate). A status the lifecycle does not allow is recorded in the history
 // without changing the status, with a warning log. An event about a request intake does
 // not hold is logged and dropped: it can never become valid, so retrying it would only
 // stall the lane.

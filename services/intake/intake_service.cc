@@ -109,9 +109,10 @@ commonpb::AuthorityRole RoleOf(const common::Caller& caller) {
 // caller must act for the side whose move it is:
 // - withdrawals and supplements are the issuing side's (the issuing authority, the central
 //   authority of the issuing state, or a Rogatory service);
-// - TransitionRequest's moves (acknowledge, forward, recognise, execute, refuse, close...)
-//   are the executing side's (the executing authority named by the routing decision, the
-//   central authority of the requested state, or a Rogatory service).
+// - TransitionRequest's moves (forward, recognise, execute, refuse, close...) and the EIO
+//   acknowledgment (AcknowledgeRequest) are the executing side's (the executing authority
+//   named by the routing decision, the central authority of the requested state, or a
+//   Rogatory service).
 // Otherwise PERMISSION_DENIED naming the side. The caller Touches the request once the
 // change succeeded (see Touching).
 absl::Status CheckIssuerSide(const common::Caller& caller, const v1::Request& r,
@@ -583,6 +584,44 @@ grpc::ServerUnaryReactor* IntakeService::TransitionRequest(
                Respond(resp->mutable_request(), Touching(call, r.id(), std::move(done)),
                        "TransitionRequest",
                        call.trace_id, options_.metrics));
+      });
+}
+
+grpc::ServerUnaryReactor* IntakeService::AcknowledgeRequest(
+    grpc::CallbackServerContext* context, const v1::AcknowledgeRequestRequest* request,
+    v1::AcknowledgeRequestResponse* response) {
+  return pipeline_.Unary<v1::AcknowledgeRequestRequest, v1::AcknowledgeRequestResponse>(
+      context, "AcknowledgeRequest", request, response,
+      [this](const v1::AcknowledgeRequestRequest& r) {
+        return ValidateAcknowledge(r, sharding_.shard_count());
+      },
+      [this](const CallContext& call, const v1::AcknowledgeRequestRequest& r,
+             v1::AcknowledgeRequestResponse* resp, Pipeline::Done done) {
+        Plan plan = [this, r, caller = call.caller](
+                        const Snapshot& snap) -> absl::StatusOr<Mutation> {
+          const v1::Request& current = snap.request;
+          RETURN_IF_ERROR(CheckExecutorSide(caller, current));
+          RETURN_IF_ERROR(CheckEtagMatches(r.etag(), snap));
+          if (current.content().instrument() != commonpb::INSTRUMENT_EIO) {
+            return absl::FailedPreconditionError(absl::StrCat(
+                "only a European Investigation Order is acknowledged (Annex B); this is a ",
+                commonpb::Instrument_Name(current.content().instrument()), " request"));
+          }
+          // The week of Art 16(1) runs from reception by the competent authority: the
+          // acknowledgment follows it (FORWARDED) and is made once.
+          if (current.status() != commonpb::REQUEST_STATUS_FORWARDED) {
+            return absl::FailedPreconditionError(absl::StrCat(
+                "an EIO is acknowledged once the competent authority has received it (status "
+                "REQUEST_STATUS_FORWARDED); this one is ",
+                commonpb::RequestStatus_Name(current.status())));
+          }
+          return PlanMove(snap, commonpb::REQUEST_STATUS_ACKNOWLEDGED, ActorOf(caller),
+                          clock_.Now(), "", "Directive 2014/41/EU Art 16(1)", {});
+        };
+        Change(r.id(), IdempotencyOf(call, r.request_id(), "AcknowledgeRequest", r),
+               std::move(plan), r.etag().empty(), kChangeAttempts,
+               Respond(resp->mutable_request(), Touching(call, r.id(), std::move(done)),
+                       "AcknowledgeRequest", call.trace_id, options_.metrics));
       });
 }
 

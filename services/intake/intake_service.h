@@ -54,6 +54,11 @@ class IntakeService final : public v1::IntakeService::CallbackService {
   grpc::ServerUnaryReactor* TransitionRequest(grpc::CallbackServerContext* context,
                                               const v1::TransitionRequestRequest* request,
                                               v1::TransitionRequestResponse* response) override;
+  // The EIO acknowledgment of receipt (Directive 2014/41/EU Art 16(1)): FORWARDED ->
+  // ACKNOWLEDGED on the executing side's behalf; see intake.proto.
+  grpc::ServerUnaryReactor* AcknowledgeRequest(grpc::CallbackServerContext* context,
+                                               const v1::AcknowledgeRequestRequest* request,
+                                               v1::AcknowledgeRequestResponse* response) override;
   grpc::ServerUnaryReactor* SupplementRequest(grpc::CallbackServerContext* context,
                                               const v1::SupplementRequestRequest* request,
                                               v1::SupplementRequestResponse* response) override;

@@ -83,19 +83,18 @@ struct Line {
 // Every open status may also be withdrawn by the issuer; every outcome is closed.
 // ---------------------------------------------------------------------------------------
 
-// Intake steps every instrument addressed to an authority shares: receipt, acknowledgment
-// (EIO Art 16), return as incomplete, translation, forwarding to the competent authority.
+// Intake steps every instrument addressed to an authority shares: receipt, return as
+// incomplete, translation, forwarding to the competent authority. No acknowledgment here:
+// only the EIO has one (Directive 2014/41/EU Art 16(1), Annex B), and it is the competent
+// executing authority's, after it received the order (see EioTable). The 1959 Convention,
+// the EAW Framework Decision, the 1957 Convention and Regulation 2018/1805 ask for none.
 std::vector<Line> FrontOffice(std::vector<pb::RequestStatus> extra_from_received = {}) {
-  std::vector<pb::RequestStatus> from_received = {ACKNOWLEDGED, INCOMPLETE, TRANSLATION_PENDING,
-                                                  FORWARDED, REFUSED, WITHDRAWN};
+  std::vector<pb::RequestStatus> from_received = {INCOMPLETE, TRANSLATION_PENDING, FORWARDED,
+                                                  REFUSED, WITHDRAWN};
   from_received.insert(from_received.end(), extra_from_received.begin(),
                        extra_from_received.end());
-  std::vector<pb::RequestStatus> from_ack = {INCOMPLETE, TRANSLATION_PENDING, FORWARDED, REFUSED,
-                                             WITHDRAWN};
-  from_ack.insert(from_ack.end(), extra_from_received.begin(), extra_from_received.end());
   return {
       {RECEIVED, from_received},
-      {ACKNOWLEDGED, from_ack},
       {INCOMPLETE, {REFUSED, WITHDRAWN, CLOSED}},
       {TRANSLATION_PENDING, {FORWARDED, INCOMPLETE, REFUSED, WITHDRAWN}},
   };
@@ -115,13 +114,20 @@ std::vector<Line> Concat(std::vector<std::vector<Line>> parts) {
 }
 
 // European Investigation Order (Directive 2014/41/EU): forwarded to the competent
-// authority (Art 12(3) trigger), recognised / refused (Art 11) / postponed (Art 15),
-// executed in full or in part (Art 13), suspended while information is awaited.
+// authority (Art 12(3) trigger), which acknowledges receipt within a week (Art 16(1),
+// Annex B; IntakeService::AcknowledgeRequest), recognised / refused (Art 11) / postponed
+// (Art 15), executed in full or in part (Art 13), suspended while information is awaited.
+// An acknowledged order goes on as a forwarded one does.
 std::vector<Line> EioTable() {
+  const std::vector<pb::RequestStatus> after_receipt = {RECOGNISED, REFUSED,   POSTPONED,
+                                                        INCOMPLETE, SUSPENDED, WITHDRAWN};
+  std::vector<pb::RequestStatus> from_forwarded = {ACKNOWLEDGED};
+  from_forwarded.insert(from_forwarded.end(), after_receipt.begin(), after_receipt.end());
   return Concat({
       FrontOffice(),
       {
-          {FORWARDED, {RECOGNISED, REFUSED, POSTPONED, INCOMPLETE, SUSPENDED, WITHDRAWN}},
+          {FORWARDED, from_forwarded},
+          {ACKNOWLEDGED, after_receipt},
           {RECOGNISED, {IN_EXECUTION, POSTPONED, SUSPENDED, WITHDRAWN}},
           {POSTPONED, {RECOGNISED, IN_EXECUTION, REFUSED, WITHDRAWN}, {IN_EXECUTION}},
           {IN_EXECUTION, {EXECUTED, PARTIALLY_EXECUTED, POSTPONED, SUSPENDED, WITHDRAWN}},

@@ -319,6 +319,10 @@ absl::Status ValidateTransition(const v1::TransitionRequestRequest& r, int shard
   CheckRequestId(v, r.request_id());
   CheckId(v, "id", r.id(), shard_count);
   c.Enum("target_status", r.target_status(), commonpb::RequestStatus_IsValid, true);
+  if (r.target_status() == commonpb::REQUEST_STATUS_ACKNOWLEDGED) {
+    // One way of doing each thing: the acknowledgment has its own RPC.
+    v.Add("target_status", "an acknowledgment of receipt is recorded with AcknowledgeRequest");
+  }
   c.Length("reason_code", r.reason_code(), 0, 64);
   c.Length("legal_basis", r.legal_basis(), 0, 256);
   c.Length("note", r.note(), 0, 2000);
@@ -364,6 +368,14 @@ absl::Status ValidateWithdraw(const v1::WithdrawRequestRequest& r, int shard_cou
   CheckRequestId(v, r.request_id());
   CheckId(v, "id", r.id(), shard_count);
   c.Length("reason_code", r.reason_code(), 0, 64);
+  CheckEtag(v, r.etag());
+  return v.ToStatus();
+}
+
+absl::Status ValidateAcknowledge(const v1::AcknowledgeRequestRequest& r, int shard_count) {
+  FieldViolations v;
+  CheckRequestId(v, r.request_id());
+  CheckId(v, "id", r.id(), shard_count);
   CheckEtag(v, r.etag());
   return v.ToStatus();
 }

@@ -20,6 +20,7 @@ absl::Status ValidateList(const v1::ListRequestsRequest& request);
 // Shape checks of the lifecycle RPCs (the lifecycle itself is checked against the stored
 // request). Each returns INVALID_ARGUMENT listing every bad field.
 absl::Status ValidateTransition(const v1::TransitionRequestRequest& request, int shard_count);
+absl::Status ValidateAcknowledge(const v1::AcknowledgeRequestRequest& request, int shard_count);
 absl::Status ValidateSupplement(const v1::SupplementRequestRequest& request, int shard_count);
 absl::Status ValidateWithdraw(const v1::WithdrawRequestRequest& request, int shard_count);
 absl::Status ValidateHistory(const v1::GetRequestHistoryRequest& request, int shard_count);

@@ -12,19 +12,26 @@ using common::v1::AuthorityRole;
 using common::v1::Event;
 
 // KEYS: seen, parties, evidence, request events, retrieval timers, fan-out
-// outbox. ARGV: [1] dedupe retention ms, [2] event pb, [3] event id, [4] now
-// ms, [5] evidence
-//       retention ms, [6] retrieval due ms (0: no timer), [7] instrument, [8]
-//       request id, [9] extra recipients "id@state,...", [10] 1 if the
-//       translator is told, [11] type, [12..] party record updates as field,
-//       value pairs.
-// Returns {'duplicate'} | {'ok', recipient count}.
+// outbox, catch-up list. ARGV: [1] dedupe retention ms, [2] event pb, [3] event id, [4] now
+// ms, [5] evidence retention ms, [6] retrieval due ms (0: no timer), [7] instrument, [8]
+// request id, [9] extra recipients "id@state,...", [10] 1 if the translator is told, [11]
+// type, [12] catch-up action ('keep': the event is one a later party must receive; 'drop':
+// the deadline ended, its events are no longer owed; '': neither), [13] deadline id, [14]
+// catch-up limit, [15] key prefix, [16..] party record updates as field, value pairs.
+// Returns {'duplicate'} | {'ok', recipient count, catch-up deliveries}.
+//
+// A party (issuing, executing or central authority) the party record did not hold before
+// this event has joined: before this event's own fan-out entry, it gets one entry per event
+// of the catch-up list (with its "accepted" evidence and retrieval timer), so its inbox
+// reads the earlier deadline events before this one, as every inbox reads events in the
+// order they were received.
 const common::LuaScript &ReceiveScript() {
   static const common::LuaScript *script = new common::LuaScript(common::ReceiverScript(R"lua(
-for i = 12, #ARGV, 2 do redis.call('HSET', KEYS[2], ARGV[i], ARGV[i + 1]) end
+local before = redis.call('HMGET', KEYS[2], 'iss', 'exe', 'cen')
+for i = 16, #ARGV, 2 do redis.call('HSET', KEYS[2], ARGV[i], ARGV[i + 1]) end
 local p = redis.call('HMGET', KEYS[2], 'iss', 'iss_st', 'exe', 'exe_st', 'cen', 'cen_st',
-                     'tra', 'tra_st', 'req_st')
-if #ARGV >= 12 then redis.call('PEXPIRE', KEYS[2], ARGV[5]) end
+                     'tra', 'tra_st', 'req_st', 'inst')
+if #ARGV >= 16 then redis.call('PEXPIRE', KEYS[2], ARGV[5]) end
 local to, seen = {}, {}
 local function add(id, st)
   if id and id ~= '' and not seen[id] then
@@ -41,12 +48,42 @@ for r in string.gmatch(ARGV[9], '[^,]+') do
   add(id, st)
 end
 local states = ',' .. (p[2] or '') .. ',' .. (p[9] or '') .. ',' .. (p[4] or '') .. ','
-redis.call('HSET', KEYS[3], 'pb', ARGV[2], 'rq', ARGV[8])
 local now = tonumber(ARGV[4])
+local due = tonumber(ARGV[6])
+-- Catch-up of the parties that join with this event.
+local joined, was = {}, {}
+for _, id in ipairs(before) do if id then was[id] = true end end
+for i = 1, 5, 2 do
+  if p[i] and p[i] ~= '' and not was[p[i]] then
+    was[p[i]] = true
+    joined[#joined + 1] = {p[i], p[i] .. '@' .. (p[i + 1] or '')}
+  end
+end
+local caught = 0
+if #joined > 0 then
+  local recipients = {}
+  for _, j in ipairs(joined) do recipients[#recipients + 1] = j[2] end
+  recipients = table.concat(recipients, ',')
+  for _, item in ipairs(redis.call('LRANGE', KEYS[7], 0, -1)) do
+    local eid, typ = string.match(item, '^[^|]*|([^|]*)|(.*)$')
+    local evk = ARGV[15] .. 'ev:' .. (eid or '')
+    local pb = eid and redis.call('HGET', evk, 'pb')
+    if pb then
+      for _, j in ipairs(joined) do
+        redis.call('HSETNX', evk, '1|' .. j[1] .. '|', ARGV[4])
+        if due > 0 then redis.call('ZADD', KEYS[5], 'NX', due, eid .. '|' .. j[1]) end
+      end
+      redis.call('XADD', KEYS[6], '*', 'ev', pb, 'to', recipients, 'acc', ARGV[4], 'kind', 'n',
+                 'st', states, 'inst', p[10] or '', 'typ', typ)
+      caught = caught + 1
+    end
+  end
+end
+redis.call('HSET', KEYS[3], 'pb', ARGV[2], 'rq', ARGV[8])
 for _, r in ipairs(to) do
   local id = string.match(r, '^([^@]*)')
   redis.call('HSETNX', KEYS[3], '1|' .. id .. '|', ARGV[4])
-  if tonumber(ARGV[6]) > 0 then
+  if due > 0 then
     redis.call('ZADD', KEYS[5], 'NX', ARGV[6], ARGV[3] .. '|' .. id)
   end
 end
@@ -57,7 +94,17 @@ if #to > 0 then
   redis.call('XADD', KEYS[6], '*', 'ev', ARGV[2], 'to', table.concat(to, ','), 'acc', ARGV[4],
              'kind', 'n', 'st', states, 'inst', ARGV[7], 'typ', ARGV[11])
 end
-return {'ok', #to}
+if ARGV[12] == 'keep' then
+  redis.call('RPUSH', KEYS[7], ARGV[13] .. '|' .. ARGV[3] .. '|' .. ARGV[11])
+  redis.call('LTRIM', KEYS[7], -tonumber(ARGV[14]), -1)
+  redis.call('PEXPIRE', KEYS[7], ARGV[5])
+elseif ARGV[12] == 'drop' then
+  local prefix = ARGV[13] .. '|'
+  for _, item in ipairs(redis.call('LRANGE', KEYS[7], 0, -1)) do
+    if string.sub(item, 1, #prefix) == prefix then redis.call('LREM', KEYS[7], 0, item) end
+  end
+end
+return {'ok', #to, caught}
 )lua"));
   return *script;
 }
@@ -68,8 +115,9 @@ return {'ok', #to}
 // time) and the party record (authority ids) hold no personal data and stay, as e-CODEX
 // keeps its evidences, until evidence-retention expires them. Inbox entries live in the
 // authorities' shards and age out with inbox-retention-age. Nothing is fanned out.
-// KEYS: seen, request events, retrieval timers. ARGV: [1] dedupe retention ms, [2] key
-// prefix. Returns {'duplicate'} | {'erased', events}.
+// The catch-up list (references only) goes too: nothing of the request is owed any more.
+// KEYS: seen, request events, retrieval timers, catch-up list. ARGV: [1] dedupe retention
+// ms, [2] key prefix. Returns {'duplicate'} | {'erased', events}.
 const common::LuaScript &EraseScript() {
   static const common::LuaScript *script = new common::LuaScript(common::ReceiverScript(R"lua(
 local n = 0
@@ -82,6 +130,7 @@ for _, eid in ipairs(redis.call('ZRANGE', KEYS[2], 0, -1)) do
   end
   n = n + 1
 end
+redis.call('DEL', KEYS[4])
 return {'erased', n}
 )lua"));
   return *script;
@@ -97,6 +146,24 @@ void AddParty(std::vector<std::string> &args, const char *id_field, const char *
 }
 
 }  // namespace
+
+const char *CatchUpActionOf(const Event &event) {
+  if (!event.has_deadline() || event.deadline().deadline_id().empty()) return "";
+  switch (event.type()) {
+    case common::v1::EVENT_TYPE_DEADLINE_STARTED:
+    case common::v1::EVENT_TYPE_DEADLINE_EXTENDED:
+    case common::v1::EVENT_TYPE_DEADLINE_SUSPENDED:
+    case common::v1::EVENT_TYPE_DEADLINE_RESUMED:
+    case common::v1::EVENT_TYPE_DEADLINE_MISSED:
+    case common::v1::EVENT_TYPE_DEADLINE_ESCALATED:
+      return "keep";
+    case common::v1::EVENT_TYPE_DEADLINE_MET:
+    case common::v1::EVENT_TYPE_DEADLINE_CANCELLED:
+      return "drop";
+    default:  // reminders: the start and changes say all a joining party must know
+      return "";
+  }
+}
 
 bool IsTranslationJobEvent(common::v1::EventType type) {
   return type >= common::v1::EVENT_TYPE_TRANSLATION_JOB_QUEUED &&
@@ -163,7 +230,7 @@ void NotificationEventHandler::HandleWithExtras(
   if (event.type() == common::v1::EVENT_TYPE_REQUEST_ERASED) {
     return redis_.Eval(EraseScript(),
                        {dedupe.seen_key, Keys::RequestEvents(*shard, event.request_id()),
-                        Keys::RetrievalDue(*shard)},
+                        Keys::RetrievalDue(*shard), Keys::CatchUp(*shard, event.request_id())},
                        {dedupe.retention_ms, Keys::P(*shard)},
                        [done = std::move(done)](absl::StatusOr<common::RedisReply> reply) {
                          done(common::ReceiverOutcome(reply));
@@ -190,7 +257,11 @@ void NotificationEventHandler::HandleWithExtras(
       event.request_id(),
       absl::StrJoin(extras, ","),
       IsTranslationJobEvent(event.type()) ? "1" : "0",
-      absl::StrCat(static_cast<int>(event.type()))};
+      absl::StrCat(static_cast<int>(event.type())),
+      CatchUpActionOf(event),
+      event.has_deadline() ? event.deadline().deadline_id() : "",
+      absl::StrCat(kCatchUpLimit),
+      Keys::P(*shard)};
   AddParty(args, "iss", "iss_st", parties.issuing);
   AddParty(args, "exe", "exe_st", parties.executing);
   AddParty(args, "cen", "cen_st", parties.central);
@@ -207,7 +278,8 @@ void NotificationEventHandler::HandleWithExtras(
       ReceiveScript(),
       {dedupe.seen_key, Keys::Parties(*shard, event.request_id()),
        Keys::Evidence(*shard, event.event_id()), Keys::RequestEvents(*shard, event.request_id()),
-       Keys::RetrievalDue(*shard), Keys::Fanout(*shard)},
+       Keys::RetrievalDue(*shard), Keys::Fanout(*shard),
+       Keys::CatchUp(*shard, event.request_id())},
       std::move(args),
       [this, done = std::move(done), source = event.source(), shard = *shard,
        wakeups = fanout_wakeups_](absl::StatusOr<common::RedisReply> reply) {
@@ -217,6 +289,10 @@ void NotificationEventHandler::HandleWithExtras(
           metrics_.EventReceived(source.empty() ? "unknown" : source);
           if (reply->elements.size() > 1) {
             metrics_.FanOut(static_cast<int>(reply->elements[1].integer));
+          }
+          if (reply->elements.size() > 2 && reply->elements[2].integer > 0) {
+            common::Log::Info("parties joined a request and were sent its running deadlines",
+                              {{"events", reply->elements[2].integer}});
           }
         }
         done(outcome);

@@ -31,13 +31,31 @@ PartiesSeen PartiesOf(const common::v1::Event &event);
 // about it).
 bool IsTranslationJobEvent(common::v1::EventType type);
 
+// What an event does to its request's catch-up list (see NotificationEventHandler): "keep"
+// (the start or a change of a deadline: a party joining later must receive it), "drop" (the
+// deadline was met or cancelled: its events are no longer owed) or "" (neither).
+const char *CatchUpActionOf(const common::v1::Event &event);
+
 // Receives events: in ONE script in the request's shard (with the duplicate
 // marker), updates the party record, records "accepted" evidence for every
 // recipient, starts their retrieval timers and appends one entry to the shard's
 // fan-out outbox, from which the FanoutWorker copies it into each recipient's
 // inbox. A duplicate changes nothing and reaches no one.
+//
+// An event reaches the parties the request has when it is handled. A party that joins
+// later (routing names the executing and central authorities) is owed what it must know of
+// the events before: the deadlines running against the request. The handler keeps, per
+// request, the events of deadlines still running (started, extended, suspended, resumed,
+// missed, escalated; dropped once met or cancelled; at most kCatchUpLimit), and in the step
+// of the event that adds a party, appends one fan-out entry per kept event for the new
+// party, before the event's own entry: its inbox receives them first, in the order they
+// were received, whichever of the deadline start and the routing decision came first.
 class NotificationEventHandler final : public common::EventHandler {
  public:
+  // Most events a request's catch-up list keeps (the oldest go first); a request has a
+  // handful of deadlines with a few changes each.
+  static constexpr int kCatchUpLimit = 64;
+
   NotificationEventHandler(common::RedisClient &redis, const common::Clock &clock,
                            common::Sharding sharding, NotificationSettings settings,
                            NotificationMetrics &metrics);

@@ -35,6 +35,13 @@ struct Keys {
   static std::string RequestEvents(int shard, absl::string_view request_id) {
     return absl::StrCat(P(shard), "rqev:", request_id);
   }
+  // list: the events a party joining the request later must still receive (catch-up), in
+  // the order received: "<deadline_id>|<event_id>|<type>" for each event of a deadline still
+  // running (its start and its changes); the payload is the event's evidence "pb". Bounded
+  // (NotificationEventHandler::kCatchUpLimit).
+  static std::string CatchUp(int shard, absl::string_view request_id) {
+    return absl::StrCat(P(shard), "catchup:", request_id);
+  }
   // zset: retrieval timers "<event_id>|<recipient>" by due ms.
   static std::string RetrievalDue(int shard) { return absl::StrCat(P(shard), "due"); }
   // stream: fan-out outbox, entries {ev, to, acc, kind, about}; consumer group

@@ -241,6 +241,15 @@ std::vector<Column> Columns() {
          *shown = resp.request().id() == f.id;
          return s;
        }},
+      {"AcknowledgeRequest",
+       [](Fixture& f, grpc::ClientContext& ctx, bool* shown) {
+         v1::AcknowledgeRequestRequest r;
+         r.set_id(f.id);
+         v1::AcknowledgeRequestResponse resp;
+         grpc::Status s = f.stub->AcknowledgeRequest(&ctx, r, &resp);
+         *shown = resp.request().id() == f.id;
+         return s;
+       }},
       {"SupplementRequest",
        [](Fixture& f, grpc::ClientContext& ctx, bool* shown) {
          v1::SupplementRequestRequest r;
@@ -294,18 +303,18 @@ struct Row {
 TEST(IntakeAccessMatrixTest, EveryRoleAgainstEveryIntakeRpc) {
   using W = Want;
   const W O = W::kOk, H = W::kHidden, N = W::kNotFound, D = W::kDenied;
-  // GetRequest ListRequests GetRequestHistory TransitionRequest SupplementRequest
-  // WithdrawRequest ListDocuments DownloadDocument
+  // GetRequest ListRequests GetRequestHistory TransitionRequest AcknowledgeRequest
+  // SupplementRequest WithdrawRequest ListDocuments DownloadDocument
   const std::vector<Row> rows = {
-      {kIssuerA, {O, O, O, D, O, O, O, O}},
-      {kStrangerB, {N, H, N, N, N, N, N, N}},
-      {kCentral, {O, O, O, O, D, D, O, O}},
-      {kExecutor, {O, O, O, O, D, D, O, O}},
-      {kHolder, {N, D, N, N, N, N, O, O}},
-      {kOther, {N, D, N, N, N, N, N, N}},
-      {kAuditor, {O, O, O, D, D, D, O, O}},
-      {kOperator, {N, D, N, N, N, N, N, N}},
-      {kService, {O, O, O, O, O, O, O, O}},
+      {kIssuerA, {O, O, O, D, D, O, O, O, O}},
+      {kStrangerB, {N, H, N, N, N, N, N, N, N}},
+      {kCentral, {O, O, O, O, O, D, D, O, O}},
+      {kExecutor, {O, O, O, O, O, D, D, O, O}},
+      {kHolder, {N, D, N, N, N, N, N, O, O}},
+      {kOther, {N, D, N, N, N, N, N, N, N}},
+      {kAuditor, {O, O, O, D, D, D, D, O, O}},
+      {kOperator, {N, D, N, N, N, N, N, N, N}},
+      {kService, {O, O, O, O, O, O, O, O, O}},
   };
   const std::vector<Column> columns = Columns();
   int cells = 0;
@@ -346,7 +355,7 @@ TEST(IntakeAccessMatrixTest, EveryRoleAgainstEveryIntakeRpc) {
       }
     }
   }
-  EXPECT_EQ(cells, 72);
+  EXPECT_EQ(cells, 81);
 }
 
 TEST(IntakeAccessMatrixTest, AuthorityAReadingBsRequestGetsTheNotFoundOfAMissingOne) {

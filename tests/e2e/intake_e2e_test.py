@@ -631,35 +631,49 @@ class IntakeLifecycleTest(E2ETestCase):
         types = pb.types
         issuer, executor = self._stub(ISSUER), self._stub(EXECUTOR)
         submitted = self.submit(issuer)
-        acked = self._move(executor, submitted.id, types.REQUEST_STATUS_ACKNOWLEDGED,
-                           etag=submitted.etag, reason="ANNEX_B")
-        self.assertEqual(acked.status, types.REQUEST_STATUS_ACKNOWLEDGED)
+        forwarded = self._move(executor, submitted.id, types.REQUEST_STATUS_FORWARDED,
+                               etag=submitted.etag, reason="COMPETENT")
+        self.assertEqual(forwarded.status, types.REQUEST_STATUS_FORWARDED)
         with self.subTest("stale etag"):
             self.assertRpcCode(grpc.StatusCode.ABORTED, self._move, executor, submitted.id,
-                               types.REQUEST_STATUS_FORWARDED, etag=submitted.etag)
+                               types.REQUEST_STATUS_RECOGNISED, etag=submitted.etag)
         with self.subTest("illegal move names the allowed statuses"):
             error = self.assertRpcCode(grpc.StatusCode.FAILED_PRECONDITION, self._move,
                                        executor, submitted.id, types.REQUEST_STATUS_EXECUTED)
-            self.assertIn("REQUEST_STATUS_FORWARDED", error.details())
-        forwarded = self._move(executor, submitted.id, types.REQUEST_STATUS_FORWARDED,
-                               etag=acked.etag, reason="COMPETENT")
+            self.assertIn("REQUEST_STATUS_RECOGNISED", error.details())
+        with self.subTest("the acknowledgment has its own RPC"):
+            error = self.assertRpcCode(grpc.StatusCode.INVALID_ARGUMENT, self._move, executor,
+                                       submitted.id, types.REQUEST_STATUS_ACKNOWLEDGED)
+            self.assertIn("AcknowledgeRequest", error.details())
+        with self.subTest("only the executing side acknowledges"):
+            self.assertRpcCode(grpc.StatusCode.PERMISSION_DENIED, issuer.AcknowledgeRequest,
+                               pb.intake.AcknowledgeRequestRequest(id=submitted.id),
+                               timeout=5.0)
+        acked = executor.AcknowledgeRequest(pb.intake.AcknowledgeRequestRequest(
+            request_id=str(uuid.uuid4()), id=submitted.id, etag=forwarded.etag),
+            timeout=5.0).request
+        self.assertEqual(acked.status, types.REQUEST_STATUS_ACKNOWLEDGED)
+        with self.subTest("acknowledged once"):
+            self.assertRpcCode(grpc.StatusCode.FAILED_PRECONDITION, executor.AcknowledgeRequest,
+                               pb.intake.AcknowledgeRequestRequest(id=submitted.id),
+                               timeout=5.0)
         with self.subTest("only the issuer withdraws"):
             self.assertRpcCode(grpc.StatusCode.PERMISSION_DENIED, executor.WithdrawRequest,
                                pb.intake.WithdrawRequestRequest(id=submitted.id), timeout=5.0)
         withdrawn = issuer.WithdrawRequest(pb.intake.WithdrawRequestRequest(
             request_id=str(uuid.uuid4()), id=submitted.id, reason_code="NO_LONGER_NEEDED",
-            etag=forwarded.etag), timeout=5.0).request
+            etag=acked.etag), timeout=5.0).request
         self.assertEqual(withdrawn.status, types.REQUEST_STATUS_WITHDRAWN)
 
         history = self._history(issuer, submitted.id)
         self.assertEqual(
             [pb.events.EventType.Name(e.type) for e in history],
-            ["EVENT_TYPE_REQUEST_SUBMITTED", "EVENT_TYPE_REQUEST_ACKNOWLEDGED",
+            ["EVENT_TYPE_REQUEST_SUBMITTED",
              "EVENT_TYPE_REQUEST_RECEIVED_BY_COMPETENT_AUTHORITY",
-             "EVENT_TYPE_REQUEST_WITHDRAWN"])
+             "EVENT_TYPE_REQUEST_ACKNOWLEDGED", "EVENT_TYPE_REQUEST_WITHDRAWN"])
         self.assertEqual([e.sequence for e in history], [1, 2, 3, 4])
         self.assertEqual([e.reason_code for e in history[1:]],
-                         ["ANNEX_B", "COMPETENT", "NO_LONGER_NEEDED"])
+                         ["COMPETENT", "", "NO_LONGER_NEEDED"])
         self.assertEqual([e.actor.authority.authority_id for e in history],
                          ["FR-TJ-PARIS-JI", "DE-STA-FRANKFURT", "DE-STA-FRANKFURT",
                           "FR-TJ-PARIS-JI"])

@@ -164,6 +164,29 @@ class WorkflowTestCase(unittest.TestCase):
             self.assertEqual(n.recipient.authority_id, caller.authority_id)
         return notifications
 
+    def assertForwardingInHistory(self, request_id: str) -> None:
+        """After the translation: REQUEST_RECEIVED_BY_COMPETENT_AUTHORITY (the trigger of the
+        recognition limit) is in the history as the move to FORWARDED, after
+        TRANSLATION_JOB_COMPLETED, which carries no status change itself."""
+        types, ev = rc.stubs().types, rc.stubs().events
+
+        def found():
+            events = j.history(self.svc, j.JUDGE, request_id)
+            kinds = [e.type for e in events]
+            return events if ev.EVENT_TYPE_REQUEST_RECEIVED_BY_COMPETENT_AUTHORITY in kinds \
+                else None
+        events = j.wait(found, 20, "the forwarding in the history")
+        kinds = [e.type for e in events]
+        completed = kinds.index(ev.EVENT_TYPE_TRANSLATION_JOB_COMPLETED)
+        received = kinds.index(ev.EVENT_TYPE_REQUEST_RECEIVED_BY_COMPETENT_AUTHORITY)
+        self.assertEqual(received, completed + 1)
+        self.assertEqual(events[completed].status, types.REQUEST_STATUS_UNSPECIFIED)
+        self.assertEqual(events[received].status, types.REQUEST_STATUS_FORWARDED)
+        self.assertEqual(events[received].previous_status,
+                         types.REQUEST_STATUS_TRANSLATION_PENDING)
+        self.assertEqual(events[received].request.executing_authority.authority_id,
+                         "DE-PROSECUTOR")
+
     def assertNothingFor(self, caller: rc.Caller, request_id: str) -> None:
         self.assertEqual(told(j.inbox(self.svc, caller, request_id)), [],
                          f"{caller.authority_id} was told about {request_id}")
@@ -171,18 +194,23 @@ class WorkflowTestCase(unittest.TestCase):
 
 # The EIO journey, step by step; the resilience test runs it with outages in the middle.
 
+#: Every status change is an entry of its own under the name deadlines and notifications use
+#: (issue 22 item 8): routing's decision and the translation's completion are followed by
+#: intake's REQUEST_TRANSLATION_PENDING and REQUEST_RECEIVED_BY_COMPETENT_AUTHORITY.
 EIO_HISTORY = counted(
-    "REQUEST_SUBMITTED", "ROUTING_DECIDED", "DOCUMENT_ADDED*2", "TRANSLATION_JOB_QUEUED",
-    "TRANSLATION_JOB_CLAIMED", "TRANSLATION_JOB_COMPLETED", "DEADLINE_STARTED*3",
+    "REQUEST_SUBMITTED", "ROUTING_DECIDED", "REQUEST_TRANSLATION_PENDING", "DOCUMENT_ADDED*2",
+    "TRANSLATION_JOB_QUEUED", "TRANSLATION_JOB_CLAIMED", "TRANSLATION_JOB_COMPLETED",
+    "REQUEST_RECEIVED_BY_COMPETENT_AUTHORITY", "REQUEST_ACKNOWLEDGED", "DEADLINE_STARTED*3",
     "DEADLINE_MET*3", "REQUEST_RECOGNISED", "REQUEST_EXECUTION_STARTED", "REQUEST_EXECUTED",
     "REQUEST_CLOSED")
-EIO_STATUSES = ["RECEIVED", "TRANSLATION_PENDING", "FORWARDED", "RECOGNISED", "IN_EXECUTION",
-                "EXECUTED", "CLOSED"]
+EIO_STATUSES = ["RECEIVED", "TRANSLATION_PENDING", "FORWARDED", "ACKNOWLEDGED", "RECOGNISED",
+                "IN_EXECUTION", "EXECUTED", "CLOSED"]
 EIO_JUDGE_INBOX = counted(
     "REQUEST_SUBMITTED", "ROUTING_DECIDED", "REQUEST_TRANSLATION_PENDING", "DOCUMENT_ADDED*2",
     "TRANSLATION_JOB_QUEUED", "TRANSLATION_JOB_CLAIMED", "TRANSLATION_JOB_COMPLETED",
-    "REQUEST_RECEIVED_BY_COMPETENT_AUTHORITY", "DEADLINE_STARTED*3", "DEADLINE_MET*3",
-    "REQUEST_RECOGNISED", "REQUEST_EXECUTION_STARTED", "REQUEST_EXECUTED", "REQUEST_CLOSED")
+    "REQUEST_RECEIVED_BY_COMPETENT_AUTHORITY", "REQUEST_ACKNOWLEDGED", "DEADLINE_STARTED*3",
+    "DEADLINE_MET*3", "REQUEST_RECOGNISED", "REQUEST_EXECUTION_STARTED", "REQUEST_EXECUTED",
+    "REQUEST_CLOSED")
 def minus(expected: list[str], optional) -> list[str]:
     """``expected`` without one of each of ``optional`` (a multiset difference)."""
     return sorted((collections.Counter(expected) - collections.Counter(optional)).elements())
@@ -194,9 +222,10 @@ def minus(expected: list[str], optional) -> list[str]:
 ISSUER_OPTIONAL: tuple[str, ...] = ()
 
 #: What the executing authority may or may not have been told, depending on whether the
-#: routing decision reached notification first: submission, the acknowledgment deadline's
-#: start and the French form's upload.
-EIO_EXECUTOR_OPTIONAL = ("REQUEST_SUBMITTED", "DEADLINE_STARTED", "DOCUMENT_ADDED")
+#: routing decision reached notification first: submission and the French form's upload.
+#: Not the deadlines running against it: an authority joining a request receives those
+#: (issue 22 item 4), so all three DEADLINE_STARTED are required.
+EIO_EXECUTOR_OPTIONAL = ("REQUEST_SUBMITTED", "DOCUMENT_ADDED")
 EIO_EXECUTOR_INBOX = sorted((collections.Counter(EIO_JUDGE_INBOX)
                              - collections.Counter(EIO_EXECUTOR_OPTIONAL)).elements())
 
@@ -223,11 +252,18 @@ def run_eio_journey(test: WorkflowTestCase, after_submit=None, after_translation
     test.assertEqual(forwarded.executing_authority.authority_id, "DE-PROSECUTOR")
     if after_translation:
         after_translation()
-    # The German authority acknowledges receipt (Annex B) within the week: the lifecycle
-    # has no ACKNOWLEDGED after FORWARDED, so the acknowledgment deadline is completed.
-    ack = j.wait_deadline(svc, j.DE_PROSECUTOR, rid, "EIO_ACKNOWLEDGE",
-                          DL.DEADLINE_STATE_RUNNING)
-    j.complete_deadline(svc, j.DE_PROSECUTOR, ack.id, "ANNEX_B_SENT")
+    # After a translation, the history names the forwarding as the event the limits are
+    # counted from (issue 22 item 8), right after the translation's completion.
+    test.assertForwardingInHistory(rid)
+    # The German authority acknowledges receipt (Annex B) within the week: one operation
+    # that moves the status and meets the EIO_ACKNOWLEDGE limit (issue 22 item 5).
+    j.wait_deadline(svc, j.DE_PROSECUTOR, rid, "EIO_ACKNOWLEDGE", DL.DEADLINE_STATE_RUNNING)
+    with test.assertRaises(grpc.RpcError) as refused:
+        j.acknowledge(svc, j.JUDGE, rid)  # the issuer does not acknowledge its own order
+    test.assertEqual(refused.exception.code(), grpc.StatusCode.PERMISSION_DENIED)
+    acknowledged = j.acknowledge(svc, j.DE_PROSECUTOR, rid)
+    test.assertEqual(acknowledged.status, T.REQUEST_STATUS_ACKNOWLEDGED)
+    j.wait_deadline(svc, j.DE_PROSECUTOR, rid, "EIO_ACKNOWLEDGE", DL.DEADLINE_STATE_MET)
     j.wait_deadline(svc, j.DE_PROSECUTOR, rid, "EIO_RECOGNITION", DL.DEADLINE_STATE_RUNNING)
     j.transition(svc, j.DE_PROSECUTOR, rid, T.REQUEST_STATUS_RECOGNISED, "RECOGNISED")
     j.wait_deadline(svc, j.DE_PROSECUTOR, rid, "EIO_EXECUTION", DL.DEADLINE_STATE_RUNNING)
@@ -328,8 +364,9 @@ class EawEscalationTest(WorkflowTestCase):
             self.assertNothingFor(bystander, rid)
 
         self.assertHistory(rid, j.EAW_JUDGE, counted(
-            "REQUEST_SUBMITTED", "ROUTING_DECIDED", "DOCUMENT_ADDED*2",
-            "TRANSLATION_JOB_QUEUED", "TRANSLATION_JOB_CLAIMED", "TRANSLATION_JOB_COMPLETED",
+            "REQUEST_SUBMITTED", "ROUTING_DECIDED", "REQUEST_TRANSLATION_PENDING",
+            "DOCUMENT_ADDED*2", "TRANSLATION_JOB_QUEUED", "TRANSLATION_JOB_CLAIMED",
+            "TRANSLATION_JOB_COMPLETED", "REQUEST_RECEIVED_BY_COMPETENT_AUTHORITY",
             "PERSON_ARRESTED", "DEADLINE_STARTED", "DEADLINE_MISSED", "DEADLINE_ESCALATED"),
             ["RECEIVED", "TRANSLATION_PENDING", "FORWARDED", "ARRESTED"])
         # A missed deadline does not end the duty to decide (Lanigan, C-237/15).
@@ -368,17 +405,17 @@ class OtherJourneysTest(WorkflowTestCase):
         j.wait_status(self.svc, j.DE_PROSECUTOR, submitted.id, T.REQUEST_STATUS_FORWARDED)
         self.assertHistory(submitted.id, j.JUDGE, counted(
             "REQUEST_SUBMITTED", "ROUTING_DECIDED*2", "DEADLINE_STARTED*2",
-            "REQUEST_SUPPLEMENTED"), ["INCOMPLETE", "RECEIVED", "FORWARDED"])
+            "REQUEST_SUPPLEMENTED", "REQUEST_RECEIVED_BY_COMPETENT_AUTHORITY"),
+            ["INCOMPLETE", "RECEIVED", "FORWARDED"])
         self.assertDeadlines(submitted.id, j.DE_PROSECUTOR,
                              {"EIO_ACKNOWLEDGE": "RUNNING", "EIO_RECOGNITION": "RUNNING"})
         self.assertEqual(j.jobs_of(self.svc, j.JUDGE, submitted.id), [])
         told = counted("REQUEST_SUBMITTED", "ROUTING_DECIDED*2", "DEADLINE_STARTED*2",
                        "REQUEST_SUPPLEMENTED", "REQUEST_RECEIVED_BY_COMPETENT_AUTHORITY")
         self.assertInbox(j.JUDGE, submitted.id, minus(told, ISSUER_OPTIONAL), ISSUER_OPTIONAL)
+        # The deadlines running when the executing authority joined reach it too.
         self.assertInbox(j.DE_PROSECUTOR, submitted.id,
-                         sorted((collections.Counter(told) - collections.Counter(
-                             ["REQUEST_SUBMITTED", "DEADLINE_STARTED"])).elements()),
-                         ("REQUEST_SUBMITTED", "DEADLINE_STARTED"))
+                         minus(told, ["REQUEST_SUBMITTED"]), ("REQUEST_SUBMITTED",))
         self.assertNothingFor(BYSTANDER, submitted.id)
 
     def test_refusal_records_its_grounds_and_settles_the_deadlines(self):
@@ -393,8 +430,9 @@ class OtherJourneysTest(WorkflowTestCase):
                                note="Not an offence under German law (made-up).")
         self.assertEqual(refused.status, T.REQUEST_STATUS_REFUSED)
         events = self.assertHistory(rid, j.JUDGE, counted(
-            "REQUEST_SUBMITTED", "ROUTING_DECIDED", "DEADLINE_STARTED*2", "REQUEST_REFUSED",
-            "DEADLINE_CANCELLED", "DEADLINE_MET"), ["RECEIVED", "FORWARDED", "REFUSED"])
+            "REQUEST_SUBMITTED", "ROUTING_DECIDED", "REQUEST_RECEIVED_BY_COMPETENT_AUTHORITY",
+            "DEADLINE_STARTED*2", "REQUEST_REFUSED", "DEADLINE_CANCELLED", "DEADLINE_MET"),
+            ["RECEIVED", "FORWARDED", "REFUSED"])
         refusal = [e for e in events if e.type == pb.events.EVENT_TYPE_REQUEST_REFUSED][0]
         self.assertEqual(list(refusal.status_change.refusal_grounds),
                          [T.REFUSAL_GROUND_DUAL_CRIMINALITY])
@@ -411,9 +449,8 @@ class OtherJourneysTest(WorkflowTestCase):
                         if n.event.type == pb.events.EVENT_TYPE_REQUEST_REFUSED][0]
         self.assertEqual(list(told_refusal.status_change.refusal_grounds),
                          [T.REFUSAL_GROUND_DUAL_CRIMINALITY])
-        self.assertInbox(j.DE_PROSECUTOR, rid, sorted((collections.Counter(told) - collections.
-                         Counter(["REQUEST_SUBMITTED", "DEADLINE_STARTED"])).elements()),
-                         ("REQUEST_SUBMITTED", "DEADLINE_STARTED"))
+        self.assertInbox(j.DE_PROSECUTOR, rid, minus(told, ["REQUEST_SUBMITTED"]),
+                         ("REQUEST_SUBMITTED",))
         self.assertNothingFor(BYSTANDER, rid)
 
     def test_withdrawal_cancels_the_pending_translation_job_and_the_deadlines(self):
@@ -429,8 +466,9 @@ class OtherJourneysTest(WorkflowTestCase):
         # Never forwarded, so never received by the competent authority: no EIO limit ran
         # (the acknowledgment week counts from that reception, Directive 2014/41 Art 16(1)).
         self.assertHistory(rid, j.JUDGE, counted(
-            "REQUEST_SUBMITTED", "ROUTING_DECIDED", "DOCUMENT_ADDED", "TRANSLATION_JOB_QUEUED",
-            "REQUEST_WITHDRAWN", "TRANSLATION_JOB_CANCELLED"),
+            "REQUEST_SUBMITTED", "ROUTING_DECIDED", "REQUEST_TRANSLATION_PENDING",
+            "DOCUMENT_ADDED", "TRANSLATION_JOB_QUEUED", "REQUEST_WITHDRAWN",
+            "TRANSLATION_JOB_CANCELLED"),
             ["RECEIVED", "TRANSLATION_PENDING", "WITHDRAWN"])
         self.assertDeadlines(rid, j.JUDGE, {})
         j.wait(lambda: [x.status for x in j.jobs_of(self.svc, j.JUDGE, rid)]
@@ -553,7 +591,7 @@ class RogatoryctlTest(WorkflowTestCase):
     def test_help_of_every_command_exits_zero(self):
         commands = [[], ["request"], ["request", "submit"], ["request", "get"],
                     ["request", "list"], ["request", "history"], ["request", "transition"],
-                    ["request", "supplement"], ["request", "withdraw"], ["document"],
+                    ["request", "acknowledge"], ["request", "supplement"], ["request", "withdraw"], ["document"],
                     ["document", "upload"], ["document", "download"], ["document", "list"],
                     ["jobs"], ["jobs", "list"], ["jobs", "claim"], ["jobs", "complete"],
                     ["deadlines"], ["deadlines", "list"], ["notifications"],
@@ -607,6 +645,8 @@ class RogatoryctlTest(WorkflowTestCase):
             20, "two deadlines")
         self.assertEqual(sorted(d["ruleId"] for d in deadlines),
                          ["EIO_ACKNOWLEDGE", "EIO_RECOGNITION"])
+        acknowledged = self.ctl(de, "request", "acknowledge", rid)
+        self.assertEqual(acknowledged["status"], "REQUEST_STATUS_ACKNOWLEDGED")
         recognised = self.ctl(de, "request", "transition", rid, "recognised", "--reason",
                               "RECOGNISED")
         self.assertEqual(recognised["status"], "REQUEST_STATUS_RECOGNISED")

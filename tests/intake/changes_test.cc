@@ -184,7 +184,7 @@ TEST_F(ChangesTest, HistoryShowsEveryChangeInOrderWithActorAndReasonAcrossPages)
   h_.clock().Advance(absl::Hours(1));
   ASSERT_TRUE(h_.Supplement(sup, nullptr).ok());
   const std::vector<std::pair<pb::RequestStatus, std::string>> steps = {
-      {pb::REQUEST_STATUS_ACKNOWLEDGED, "ANNEX_B_SENT"},
+      {pb::REQUEST_STATUS_TRANSLATION_PENDING, "TRANSLATION_NEEDED"},
       {pb::REQUEST_STATUS_FORWARDED, "COMPETENT_AUTHORITY_FOUND"},
       {pb::REQUEST_STATUS_RECOGNISED, "NO_GROUNDS"},
       {pb::REQUEST_STATUS_IN_EXECUTION, "STARTED"},
@@ -260,12 +260,65 @@ TEST_F(ChangesTest, ReportedStatusFollowsTheLifecycleAndIsAnnouncedOnce) {
   EXPECT_EQ(got.status(), pb::REQUEST_STATUS_FORWARDED);
   EXPECT_EQ(got.etag(), "2");
   const auto history = h_.History(r.id());
-  ASSERT_EQ(history.size(), 3u);
+  ASSERT_EQ(history.size(), 4u);
+  // What routing reported, then the status change under its trigger name: the event the
+  // outbox announced.
   EXPECT_EQ(history[1].type(), pb::EVENT_TYPE_ROUTING_DECIDED);
-  EXPECT_EQ(history[1].previous_status(), pb::REQUEST_STATUS_RECEIVED);
-  EXPECT_EQ(history[2].type(), pb::EVENT_TYPE_DEADLINE_MISSED);
+  EXPECT_EQ(history[1].status(), pb::REQUEST_STATUS_UNSPECIFIED);
+  EXPECT_EQ(history[1].routing_decided().competent_authority().authority_id(),
+            "DE-STA-FRANKFURT");
+  EXPECT_EQ(history[2].type(), pb::EVENT_TYPE_REQUEST_RECEIVED_BY_COMPETENT_AUTHORITY);
+  EXPECT_EQ(history[2].event_id(), announced[0].event_id());
+  EXPECT_EQ(history[2].status(), pb::REQUEST_STATUS_FORWARDED);
+  EXPECT_EQ(history[2].previous_status(), pb::REQUEST_STATUS_RECEIVED);
+  EXPECT_EQ(history[3].type(), pb::EVENT_TYPE_DEADLINE_MISSED);
+  EXPECT_EQ(history[3].status(), pb::REQUEST_STATUS_UNSPECIFIED);
+  EXPECT_EQ(history[3].reason_code(), "STATUS_NOT_APPLIED:REQUEST_STATUS_SURRENDERED");
+}
+
+// Issue 22 item 8: after a translation the history names the forwarding as the event the
+// recognition limit is counted from, not only as the job's completion.
+TEST_F(ChangesTest, ForwardingAfterTranslationIsInTheHistoryUnderItsTriggerName) {
+  const v1::Request r = h_.SubmitComplete(pb::INSTRUMENT_EIO);
+  ASSERT_TRUE(h_.Move(r.id(), pb::REQUEST_STATUS_TRANSLATION_PENDING).ok());
+  h_.clock().Advance(absl::Hours(30));
+  pb::Event completed =
+      Reported(r.id(), "01jevent000000000000000000c", pb::EVENT_TYPE_TRANSLATION_JOB_COMPLETED,
+               pb::REQUEST_STATUS_FORWARDED);
+  completed.mutable_translation_job()->set_job_id("tj-1");
+  ASSERT_TRUE(Report(completed).ok());
+
+  const auto history = h_.History(r.id());
+  ASSERT_EQ(history.size(), 4u);
+  EXPECT_EQ(history[2].type(), pb::EVENT_TYPE_TRANSLATION_JOB_COMPLETED);
   EXPECT_EQ(history[2].status(), pb::REQUEST_STATUS_UNSPECIFIED);
-  EXPECT_EQ(history[2].reason_code(), "STATUS_NOT_APPLIED:REQUEST_STATUS_SURRENDERED");
+  EXPECT_EQ(history[2].previous_status(), pb::REQUEST_STATUS_UNSPECIFIED);
+  const pb::Event& forwarded = history[3];
+  EXPECT_EQ(forwarded.type(), pb::EVENT_TYPE_REQUEST_RECEIVED_BY_COMPETENT_AUTHORITY);
+  EXPECT_EQ(forwarded.status(), pb::REQUEST_STATUS_FORWARDED);
+  EXPECT_EQ(forwarded.previous_status(), pb::REQUEST_STATUS_TRANSLATION_PENDING);
+  EXPECT_EQ(forwarded.source(), "intake");
+  EXPECT_EQ(forwarded.sequence(), 3);  // intake's own sequence: the request's version
+  EXPECT_EQ(forwarded.occur_time().seconds(), completed.occur_time().seconds());
+  // The same event, announced once, in the same step.
+  std::vector<pb::Event> announced;
+  for (const auto& e : store_.Outbox()) {
+    if (e.request_id() == r.id() &&
+        e.type() == pb::EVENT_TYPE_REQUEST_RECEIVED_BY_COMPETENT_AUTHORITY) {
+      announced.push_back(e);
+    }
+  }
+  ASSERT_EQ(announced.size(), 1u);
+  EXPECT_EQ(announced[0].event_id(), forwarded.event_id());
+  // A status change is an entry of its own: exactly one entry says FORWARDED came after
+  // TRANSLATION_PENDING.
+  std::vector<pb::RequestStatus> statuses;
+  for (const auto& e : history) {
+    if (e.status() != pb::REQUEST_STATUS_UNSPECIFIED) statuses.push_back(e.status());
+  }
+  EXPECT_EQ(statuses, (std::vector<pb::RequestStatus>{pb::REQUEST_STATUS_RECEIVED,
+                                                      pb::REQUEST_STATUS_TRANSLATION_PENDING,
+                                                      pb::REQUEST_STATUS_FORWARDED}));
 }
 
 TEST_F(ChangesTest, ListRequestsByUrgencyTimeRangeAndLastUpdate) {
@@ -278,7 +331,7 @@ TEST_F(ChangesTest, ListRequestsByUrgencyTimeRangeAndLastUpdate) {
     ids.push_back(r.id());
     h_.clock().Advance(absl::Minutes(1));
   }
-  ASSERT_TRUE(h_.Move(ids[0], pb::REQUEST_STATUS_ACKNOWLEDGED).ok());  // the oldest changes last
+  ASSERT_TRUE(h_.Move(ids[0], pb::REQUEST_STATUS_FORWARDED).ok());  // the oldest changes last
   auto list = [&](v1::ListRequestsRequest req, grpc::Status* status = nullptr) {
     grpc::ClientContext ctx;
     IntakeHarness::As(&ctx, testing::kIssuer);

@@ -90,6 +90,21 @@ class IntakeHarness {
     }
     return Transition(req, out);
   }
+  // AcknowledgeRequest (EIO Annex B), by default as the executing side.
+  grpc::Status Acknowledge(const std::string& id, intake::v1::Request* out = nullptr,
+                           const CallerId& caller = kExecutor,
+                           const std::string& request_id = "", const std::string& etag = "") {
+    grpc::ClientContext ctx;
+    As(&ctx, caller);
+    intake::v1::AcknowledgeRequestRequest req;
+    req.set_id(id);
+    req.set_request_id(request_id);
+    req.set_etag(etag);
+    intake::v1::AcknowledgeRequestResponse resp;
+    grpc::Status s = stub_->AcknowledgeRequest(&ctx, req, &resp);
+    if (out != nullptr) *out = resp.request();
+    return s;
+  }
   grpc::Status Supplement(const intake::v1::SupplementRequestRequest& req,
                           intake::v1::Request* out, const CallerId& caller = kIssuer) {
     grpc::ClientContext ctx;

@@ -118,7 +118,7 @@ TEST_F(IntakeRedisTest, TwentyConcurrentTransitionsOnOneVersionLetExactlyOneThro
       v1::TransitionRequestRequest req;
       req.set_request_id(absl::StrCat("move-", i));  // distinct calls, one version
       req.set_id(r.id());
-      req.set_target_status(pb::REQUEST_STATUS_ACKNOWLEDGED);
+      req.set_target_status(pb::REQUEST_STATUS_FORWARDED);
       req.set_etag(r.etag());
       while (!go.load()) std::this_thread::yield();
       statuses[i] = h_.Transition(req, nullptr);
@@ -135,7 +135,7 @@ TEST_F(IntakeRedisTest, TwentyConcurrentTransitionsOnOneVersionLetExactlyOneThro
   EXPECT_EQ(aborted, kCalls - 1);
   v1::Request got;
   ASSERT_TRUE(h_.Get(r.id(), &got).ok());
-  EXPECT_EQ(got.status(), pb::REQUEST_STATUS_ACKNOWLEDGED);
+  EXPECT_EQ(got.status(), pb::REQUEST_STATUS_FORWARDED);
   EXPECT_EQ(got.etag(), "2");
   EXPECT_EQ(h_.History(r.id()).size(), 2u);
   EXPECT_EQ(OutboxOf(r.id()).size(), 2u);
@@ -179,9 +179,9 @@ TEST_F(IntakeRedisTest, TransitionsMoveIndexesAndSupplementsReindexAndEventsReac
   EXPECT_EQ(ZScoreExists(p + "idx:urgency:1", r.id()), 1);
   EXPECT_EQ(ZScoreExists(p + "idx:requested_state:DE", r.id()), 1);
   EXPECT_EQ(ZScoreExists(p + "idx:issuing_state:FR", r.id()), 1);
-  ASSERT_TRUE(h_.Move(r.id(), pb::REQUEST_STATUS_ACKNOWLEDGED).ok());
+  ASSERT_TRUE(h_.Move(r.id(), pb::REQUEST_STATUS_FORWARDED).ok());
   EXPECT_EQ(ZScoreExists(p + "idx:status:1", r.id()), 0);
-  EXPECT_EQ(ZScoreExists(p + "idx:status:2", r.id()), 1);
+  EXPECT_EQ(ZScoreExists(p + "idx:status:5", r.id()), 1);
 
   v1::SupplementRequestRequest sup;
   sup.set_id(r.id());
@@ -199,12 +199,12 @@ TEST_F(IntakeRedisTest, TransitionsMoveIndexesAndSupplementsReindexAndEventsReac
   v1::Request got;
   ASSERT_TRUE(h_.Get(r.id(), &got).ok());
   EXPECT_EQ(got.content().urgency(), pb::URGENCY_URGENT);
-  EXPECT_EQ(got.status(), pb::REQUEST_STATUS_ACKNOWLEDGED);
+  EXPECT_EQ(got.status(), pb::REQUEST_STATUS_FORWARDED);
   EXPECT_EQ(got.etag(), "3");
 
   const auto events = OutboxOf(r.id());
   ASSERT_EQ(events.size(), 3u);
-  EXPECT_EQ(events[1].type(), pb::EVENT_TYPE_REQUEST_ACKNOWLEDGED);
+  EXPECT_EQ(events[1].type(), pb::EVENT_TYPE_REQUEST_RECEIVED_BY_COMPETENT_AUTHORITY);
   EXPECT_EQ(events[2].type(), pb::EVENT_TYPE_REQUEST_SUPPLEMENTED);
   EXPECT_EQ(events[2].request().urgency(), pb::URGENCY_URGENT);
   // Mutation idempotency records live in the request's shard and expire.
@@ -250,13 +250,22 @@ TEST_F(IntakeRedisTest, ReportedEventsAreHandledOnceAndFollowTheLifecycle) {
   const auto events = OutboxOf(r.id());
   ASSERT_EQ(events.size(), 2u);
   EXPECT_EQ(events[1].type(), pb::EVENT_TYPE_REQUEST_TRANSLATION_PENDING);
-  EXPECT_EQ(h_.History(r.id()).size(), 2u);
+  // The history, written by the same script: what routing reported, then the status change
+  // as the event the outbox announced (issue 22 item 8).
+  const auto history = h_.History(r.id());
+  ASSERT_EQ(history.size(), 3u);
+  EXPECT_EQ(history[1].type(), pb::EVENT_TYPE_ROUTING_DECIDED);
+  EXPECT_EQ(history[1].status(), pb::REQUEST_STATUS_UNSPECIFIED);
+  EXPECT_EQ(history[2].event_id(), events[1].event_id());
+  EXPECT_EQ(history[2].type(), pb::EVENT_TYPE_REQUEST_TRANSLATION_PENDING);
+  EXPECT_EQ(history[2].status(), pb::REQUEST_STATUS_TRANSLATION_PENDING);
+  EXPECT_EQ(history[2].previous_status(), pb::REQUEST_STATUS_RECEIVED);
 }
 
 TEST_F(IntakeRedisTest, RequestGaugeIsExportedByTheLeaseHolderOnly) {
   for (int i = 0; i < 3; ++i) h_.SubmitComplete(pb::INSTRUMENT_EIO);
   const v1::Request eaw = h_.SubmitComplete(pb::INSTRUMENT_EAW);
-  ASSERT_TRUE(h_.Move(eaw.id(), pb::REQUEST_STATUS_ACKNOWLEDGED).ok());
+  ASSERT_TRUE(h_.Move(eaw.id(), pb::REQUEST_STATUS_FORWARDED).ok());
   common::Metrics a_metrics, b_metrics;
   RequestCountGauge a(*client_, common::Sharding(16), a_metrics.registry(), "replica-a",
                       absl::Seconds(30));
@@ -268,7 +277,7 @@ TEST_F(IntakeRedisTest, RequestGaugeIsExportedByTheLeaseHolderOnly) {
   EXPECT_NE(text.find("rogatory_intake_requests{instrument=\"EIO\",status=\"RECEIVED\"} 3"),
             std::string::npos)
       << text;
-  EXPECT_NE(text.find("rogatory_intake_requests{instrument=\"EAW\",status=\"ACKNOWLEDGED\"} 1"),
+  EXPECT_NE(text.find("rogatory_intake_requests{instrument=\"EAW\",status=\"FORWARDED\"} 1"),
             std::string::npos);
   EXPECT_EQ(b_metrics.Render().find("rogatory_intake_requests{"), std::string::npos);
 }
@@ -285,8 +294,10 @@ TEST_F(IntakeRedisTest, BusinessMetricsCountRejectionsAndTimeToAcknowledgment) {
   bad = testing::CompleteEio();
   bad.set_requested_state("AT");
   EXPECT_FALSE(h.Submit(bad, "k-1", nullptr).ok());
-  h.clock().Advance(absl::Hours(2));
-  ASSERT_TRUE(h.Move(r.id(), pb::REQUEST_STATUS_ACKNOWLEDGED).ok());
+  h.clock().Advance(absl::Hours(1));
+  ASSERT_TRUE(h.Move(r.id(), pb::REQUEST_STATUS_FORWARDED).ok());
+  h.clock().Advance(absl::Hours(1));
+  ASSERT_TRUE(h.Acknowledge(r.id()).ok());
   const std::string text = metrics.Render();
   EXPECT_NE(text.find("rogatory_intake_submissions_rejected_total{reason=\"malformed\"} 1"),
             std::string::npos) << text;

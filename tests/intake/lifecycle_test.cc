@@ -2,6 +2,7 @@
 // state machine, legal and illegal moves, on the in-memory store.
 #include "lifecycle.h"
 
+#include <algorithm>
 #include <deque>
 #include <map>
 #include <set>
@@ -70,8 +71,11 @@ TEST(LifecycleTableTest, MovesEmitTheTriggerNamesDeadlineRulesUse) {
     auto m = l.Find(i, from, to);
     return m ? m->event : pb::EVENT_TYPE_UNSPECIFIED;
   };
-  EXPECT_EQ(event(pb::INSTRUMENT_EIO, pb::REQUEST_STATUS_ACKNOWLEDGED, pb::REQUEST_STATUS_FORWARDED),
+  EXPECT_EQ(event(pb::INSTRUMENT_EIO, pb::REQUEST_STATUS_RECEIVED, pb::REQUEST_STATUS_FORWARDED),
             pb::EVENT_TYPE_REQUEST_RECEIVED_BY_COMPETENT_AUTHORITY);
+  EXPECT_EQ(
+      event(pb::INSTRUMENT_EIO, pb::REQUEST_STATUS_FORWARDED, pb::REQUEST_STATUS_ACKNOWLEDGED),
+      pb::EVENT_TYPE_REQUEST_ACKNOWLEDGED);
   EXPECT_EQ(event(pb::INSTRUMENT_EIO, pb::REQUEST_STATUS_FORWARDED, pb::REQUEST_STATUS_RECOGNISED),
             pb::EVENT_TYPE_REQUEST_RECOGNISED);
   EXPECT_EQ(event(pb::INSTRUMENT_EAW, pb::REQUEST_STATUS_FORWARDED, pb::REQUEST_STATUS_ARRESTED),
@@ -87,6 +91,41 @@ TEST(LifecycleTableTest, MovesEmitTheTriggerNamesDeadlineRulesUse) {
   EXPECT_EQ(event(pb::INSTRUMENT_PRODUCTION_ORDER, pb::REQUEST_STATUS_SENT_TO_PROVIDER,
                   pb::REQUEST_STATUS_OBJECTED),
             pb::EVENT_TYPE_ENFORCING_AUTHORITY_OBJECTED);
+}
+
+// Directive 2014/41/EU Art 16(1): the competent executing authority acknowledges an EIO it
+// has received; the order then goes on as a received one does. No other instrument has an
+// acknowledgment of receipt.
+TEST(LifecycleTableTest, OnlyTheEioIsAcknowledgedAndOnlyAfterReceipt) {
+  const Lifecycle& l = Lifecycle::Default();
+  constexpr pb::Instrument kEio = pb::INSTRUMENT_EIO;
+  EXPECT_TRUE(l.Find(kEio, pb::REQUEST_STATUS_FORWARDED, pb::REQUEST_STATUS_ACKNOWLEDGED));
+  for (pb::RequestStatus before : {pb::REQUEST_STATUS_RECEIVED, pb::REQUEST_STATUS_INCOMPLETE,
+                                   pb::REQUEST_STATUS_TRANSLATION_PENDING}) {
+    EXPECT_FALSE(l.Find(kEio, before, pb::REQUEST_STATUS_ACKNOWLEDGED))
+        << pb::RequestStatus_Name(before);
+  }
+  // From ACKNOWLEDGED, every move FORWARDED has but the acknowledgment itself.
+  std::set<pb::RequestStatus> after_forwarded, after_acknowledged;
+  for (const Move& m : l.MovesFrom(kEio, pb::REQUEST_STATUS_FORWARDED)) {
+    if (m.to != pb::REQUEST_STATUS_ACKNOWLEDGED) after_forwarded.insert(m.to);
+  }
+  for (const Move& m : l.MovesFrom(kEio, pb::REQUEST_STATUS_ACKNOWLEDGED)) {
+    after_acknowledged.insert(m.to);
+  }
+  EXPECT_EQ(after_acknowledged, after_forwarded);
+  EXPECT_TRUE(after_acknowledged.contains(pb::REQUEST_STATUS_RECOGNISED));
+  EXPECT_TRUE(after_acknowledged.contains(pb::REQUEST_STATUS_REFUSED));
+  EXPECT_TRUE(after_acknowledged.contains(pb::REQUEST_STATUS_POSTPONED));
+  EXPECT_TRUE(after_acknowledged.contains(pb::REQUEST_STATUS_SUSPENDED));
+  EXPECT_TRUE(after_acknowledged.contains(pb::REQUEST_STATUS_WITHDRAWN));
+  EXPECT_FALSE(after_acknowledged.contains(pb::REQUEST_STATUS_FORWARDED));
+  for (pb::Instrument instrument : kInstruments) {
+    if (instrument == kEio) continue;
+    const auto statuses = l.Statuses(instrument);
+    EXPECT_EQ(std::count(statuses.begin(), statuses.end(), pb::REQUEST_STATUS_ACKNOWLEDGED), 0)
+        << pb::Instrument_Name(instrument);
+  }
 }
 
 TEST(LifecycleTableTest, ProductionOrderGoesToAProviderNotAnAuthority) {
@@ -119,7 +158,7 @@ std::vector<Path> Paths() {
   };
   return {
       p(pb::INSTRUMENT_EIO,
-        {{pb::REQUEST_STATUS_ACKNOWLEDGED, pb::EVENT_TYPE_REQUEST_ACKNOWLEDGED},
+        {{pb::REQUEST_STATUS_TRANSLATION_PENDING, pb::EVENT_TYPE_REQUEST_TRANSLATION_PENDING},
          {pb::REQUEST_STATUS_FORWARDED, pb::EVENT_TYPE_REQUEST_RECEIVED_BY_COMPETENT_AUTHORITY},
          {pb::REQUEST_STATUS_RECOGNISED, pb::EVENT_TYPE_REQUEST_RECOGNISED},
          {pb::REQUEST_STATUS_IN_EXECUTION, pb::EVENT_TYPE_REQUEST_EXECUTION_STARTED},
@@ -263,7 +302,7 @@ TEST_F(TransitionTest, RefusalNeedsCodedGroundsAndRecordsThem) {
 
 TEST_F(TransitionTest, StaleEtagIsAbortedAndCurrentEtagApplies) {
   const v1::Request r = h_.SubmitComplete(pb::INSTRUMENT_EIO);
-  ASSERT_TRUE(h_.Move(r.id(), pb::REQUEST_STATUS_ACKNOWLEDGED).ok());
+  ASSERT_TRUE(h_.Move(r.id(), pb::REQUEST_STATUS_TRANSLATION_PENDING).ok());
   v1::TransitionRequestRequest req;
   req.set_id(r.id());
   req.set_target_status(pb::REQUEST_STATUS_FORWARDED);
@@ -283,10 +322,10 @@ TEST_F(TransitionTest, RetryWithSameRequestIdReplaysAndOtherPayloadIsAlreadyExis
   v1::TransitionRequestRequest req;
   req.set_request_id("t-1");
   req.set_id(r.id());
-  req.set_target_status(pb::REQUEST_STATUS_ACKNOWLEDGED);
+  req.set_target_status(pb::REQUEST_STATUS_TRANSLATION_PENDING);
   v1::Request first, again;
   ASSERT_TRUE(h_.Transition(req, &first).ok());
-  // The retry replays although ACKNOWLEDGED -> ACKNOWLEDGED is not a legal move.
+  // The retry replays although TRANSLATION_PENDING -> TRANSLATION_PENDING is not a legal move.
   ASSERT_TRUE(h_.Transition(req, &again).ok());
   EXPECT_EQ(again.etag(), first.etag());
   EXPECT_EQ(h_.History(r.id()).size(), 2u);
@@ -296,9 +335,125 @@ TEST_F(TransitionTest, RetryWithSameRequestIdReplaysAndOtherPayloadIsAlreadyExis
 
 TEST_F(TransitionTest, UnknownRequestIsNotFound) {
   EXPECT_EQ(h_.Move(common::Sharding::MakeId("rq", 3, h_.clock().Now()),
-                    pb::REQUEST_STATUS_ACKNOWLEDGED)
+                    pb::REQUEST_STATUS_FORWARDED)
                 .error_code(),
             grpc::StatusCode::NOT_FOUND);
+}
+
+// --- AcknowledgeRequest (EIO Annex B) ----------------------------------------------------
+
+class AcknowledgeTest : public ::testing::Test {
+ protected:
+  // An EIO received by the competent authority (status FORWARDED, etag 2).
+  v1::Request ForwardedEio() {
+    const v1::Request r = h_.SubmitComplete(pb::INSTRUMENT_EIO);
+    v1::Request forwarded;
+    EXPECT_TRUE(h_.Move(r.id(), pb::REQUEST_STATUS_FORWARDED, &forwarded).ok());
+    return forwarded;
+  }
+  std::vector<pb::Event> Emitted(const std::string& id) {
+    std::vector<pb::Event> out;
+    for (const auto& e : store_.Outbox()) {
+      if (e.request_id() == id) out.push_back(e);
+    }
+    return out;
+  }
+
+  InMemoryRequestStore store_;
+  IntakeHarness h_{store_};
+};
+
+TEST_F(AcknowledgeTest, ExecutingAuthorityAcknowledgesAReceivedEioInOneStep) {
+  const v1::Request r = ForwardedEio();
+  h_.clock().Advance(absl::Hours(20));
+  v1::Request acked;
+  grpc::Status s = h_.Acknowledge(r.id(), &acked);
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  EXPECT_EQ(acked.status(), pb::REQUEST_STATUS_ACKNOWLEDGED);
+  EXPECT_EQ(acked.etag(), "3");
+  // One history entry and the same event announced: REQUEST_ACKNOWLEDGED, which meets the
+  // EIO_ACKNOWLEDGE limit.
+  const auto history = h_.History(r.id());
+  ASSERT_EQ(history.size(), 3u);
+  const pb::Event& e = history[2];
+  EXPECT_EQ(e.type(), pb::EVENT_TYPE_REQUEST_ACKNOWLEDGED);
+  EXPECT_EQ(e.status(), pb::REQUEST_STATUS_ACKNOWLEDGED);
+  EXPECT_EQ(e.previous_status(), pb::REQUEST_STATUS_FORWARDED);
+  EXPECT_EQ(e.actor().authority().authority_id(), "DE-GSTA-FRANKFURT");
+  EXPECT_EQ(e.actor().role(), pb::AUTHORITY_ROLE_EXECUTING);
+  EXPECT_EQ(e.legal_basis(), "Directive 2014/41/EU Art 16(1)");
+  const auto emitted = Emitted(r.id());
+  ASSERT_EQ(emitted.size(), 3u);
+  EXPECT_EQ(emitted[2].event_id(), e.event_id());
+  EXPECT_EQ(emitted[2].type(), pb::EVENT_TYPE_REQUEST_ACKNOWLEDGED);
+  // The order goes on: recognised after the acknowledgment.
+  v1::Request recognised;
+  ASSERT_TRUE(h_.Move(r.id(), pb::REQUEST_STATUS_RECOGNISED, &recognised).ok());
+  EXPECT_EQ(recognised.status(), pb::REQUEST_STATUS_RECOGNISED);
+}
+
+TEST_F(AcknowledgeTest, IssuerMayNotAcknowledge) {
+  const v1::Request r = ForwardedEio();
+  grpc::Status s = h_.Acknowledge(r.id(), nullptr, testing::kIssuer);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::PERMISSION_DENIED) << s.error_message();
+  v1::Request got;
+  ASSERT_TRUE(h_.Get(r.id(), &got).ok());
+  EXPECT_EQ(got.status(), pb::REQUEST_STATUS_FORWARDED);
+  EXPECT_EQ(h_.History(r.id()).size(), 2u);
+}
+
+TEST_F(AcknowledgeTest, BeforeReceiptTwiceOrForAnotherInstrumentIsRefused) {
+  // Not yet received by the competent authority.
+  const v1::Request received = h_.SubmitComplete(pb::INSTRUMENT_EIO);
+  grpc::Status s = h_.Acknowledge(received.id());
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+  EXPECT_NE(s.error_message().find("REQUEST_STATUS_FORWARDED"), std::string::npos)
+      << s.error_message();
+  ASSERT_TRUE(h_.Move(received.id(), pb::REQUEST_STATUS_TRANSLATION_PENDING).ok());
+  EXPECT_EQ(h_.Acknowledge(received.id()).error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+
+  // Once: a second acknowledgment is refused, a retry with the same key replays.
+  const v1::Request r = ForwardedEio();
+  v1::Request first, again;
+  ASSERT_TRUE(h_.Acknowledge(r.id(), &first, testing::kExecutor, "ack-1").ok());
+  ASSERT_TRUE(h_.Acknowledge(r.id(), &again, testing::kExecutor, "ack-1").ok());
+  EXPECT_EQ(again.etag(), first.etag());
+  EXPECT_EQ(h_.Acknowledge(r.id()).error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+  EXPECT_EQ(h_.History(r.id()).size(), 3u);
+
+  // After a decision it is too late.
+  const v1::Request decided = ForwardedEio();
+  ASSERT_TRUE(h_.Move(decided.id(), pb::REQUEST_STATUS_RECOGNISED).ok());
+  EXPECT_EQ(h_.Acknowledge(decided.id()).error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+
+  // An EAW has no acknowledgment of receipt.
+  const v1::Request eaw = h_.SubmitComplete(pb::INSTRUMENT_EAW);
+  ASSERT_TRUE(h_.Move(eaw.id(), pb::REQUEST_STATUS_FORWARDED).ok());
+  s = h_.Acknowledge(eaw.id());
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+  EXPECT_NE(s.error_message().find("European Investigation Order"), std::string::npos)
+      << s.error_message();
+}
+
+TEST_F(AcknowledgeTest, StaleEtagIsAbortedAndUnknownRequestNotFound) {
+  const v1::Request r = ForwardedEio();
+  EXPECT_EQ(h_.Acknowledge(r.id(), nullptr, testing::kExecutor, "", "1").error_code(),
+            grpc::StatusCode::ABORTED);
+  EXPECT_TRUE(h_.Acknowledge(r.id(), nullptr, testing::kExecutor, "", "2").ok());
+  EXPECT_EQ(h_.Acknowledge(common::Sharding::MakeId("rq", 3, h_.clock().Now())).error_code(),
+            grpc::StatusCode::NOT_FOUND);
+  EXPECT_EQ(IntakeHarness::BadFields(h_.Acknowledge("")), std::set<std::string>{"id"});
+}
+
+// One way of doing each thing: TransitionRequest does not offer a second path.
+TEST_F(AcknowledgeTest, TransitionToAcknowledgedPointsToAcknowledgeRequest) {
+  const v1::Request r = ForwardedEio();
+  grpc::Status s = h_.Move(r.id(), pb::REQUEST_STATUS_ACKNOWLEDGED);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_EQ(IntakeHarness::BadFields(s), std::set<std::string>{"target_status"});
+  v1::Request got;
+  ASSERT_TRUE(h_.Get(r.id(), &got).ok());
+  EXPECT_EQ(got.status(), pb::REQUEST_STATUS_FORWARDED);
 }
 
 }  // namespace

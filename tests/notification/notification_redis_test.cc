@@ -122,6 +122,46 @@ class NotificationRedisTest : public ::testing::Test {
         ->integer;
   }
 
+  // The event ids in an authority's inbox, in inbox order.
+  std::vector<std::string> InboxEvents(const std::string &authority) {
+    std::vector<std::string> out;
+    auto all = common::RunRedisCommand(
+        *redis_, {"XRANGE", Keys::Inbox(sharding_.ShardFor(authority), authority), "-", "+"});
+    if (!all.ok()) return out;
+    for (const auto &entry : all->elements) {
+      const auto &f = entry.elements[1].elements;
+      for (size_t i = 0; i + 1 < f.size(); i += 2) {
+        Event e;
+        if (f[i].str == "ev" && e.ParseFromString(f[i + 1].str)) out.push_back(e.event_id());
+      }
+    }
+    return out;
+  }
+
+  // A deadline event of deadline-tracking, which names no executing authority (its rule
+  // started before routing decided).
+  Event DeadlineEvent(const std::string &id, const std::string &request,
+                      common::v1::EventType type, const std::string &deadline_id) {
+    Event e = MakeEvent(id, request, type);
+    e.set_source("deadlines");
+    e.mutable_actor()->set_service("rogatory-deadlines");
+    e.mutable_deadline()->set_deadline_id(deadline_id);
+    e.mutable_deadline()->set_rule_id("EIO_ACKNOWLEDGE");
+    return e;
+  }
+
+  // Routing names the competent (executing) authority, through the central authority.
+  Event RoutingDecided(const std::string &id, const std::string &request) {
+    Event e = MakeEvent(id, request, common::v1::EVENT_TYPE_ROUTING_DECIDED);
+    e.set_source("routing");
+    auto *competent = e.mutable_routing_decided()->mutable_competent_authority();
+    competent->set_authority_id(kExecutor);
+    competent->set_state("DE");
+    e.mutable_routing_decided()->mutable_central_authority()->set_authority_id(kCentral);
+    e.mutable_routing_decided()->mutable_central_authority()->set_state("DE");
+    return e;
+  }
+
   // Reads `n` notifications (skipping heartbeats).
   std::vector<v1::Notification> ReadN(grpc::ClientReader<v1::SubscribeResponse> &reader, int n) {
     std::vector<v1::Notification> out;
@@ -610,6 +650,108 @@ TEST_F(NotificationRedisTest, WakeUpsDeliverWithoutWaitingForThePollInterval) {
     EXPECT_LT(Steady::now() - start, std::chrono::seconds(1)) << id;
   }
   ctx->TryCancel();
+}
+
+// Issue 22 item 4: the deadline start reaches notification before the routing decision
+// names the executing authority. The authority joins with the decision and receives the
+// deadlines still running against the request, before the decision, in the same step.
+TEST_F(NotificationRedisTest, DeadlineStartedBeforeRoutingReachesTheAuthorityWhenItJoins) {
+  StartService();
+  const std::string rq = Request(1);
+  ASSERT_TRUE(Receive(MakeEvent("ev-submitted", rq)).ok());
+  ASSERT_TRUE(Receive(DeadlineEvent("ev-ack-started", rq, common::v1::EVENT_TYPE_DEADLINE_STARTED,
+                                    "dl-ack"))
+                  .ok());
+  // Another deadline started and met before routing: no longer owed to anyone joining.
+  ASSERT_TRUE(Receive(DeadlineEvent("ev-other-started", rq,
+                                    common::v1::EVENT_TYPE_DEADLINE_STARTED, "dl-other"))
+                  .ok());
+  ASSERT_TRUE(Receive(DeadlineEvent("ev-other-met", rq, common::v1::EVENT_TYPE_DEADLINE_MET,
+                                    "dl-other"))
+                  .ok());
+  // The running one was extended: its change is owed too.
+  ASSERT_TRUE(Receive(DeadlineEvent("ev-ack-extended", rq,
+                                    common::v1::EVENT_TYPE_DEADLINE_EXTENDED, "dl-ack"))
+                  .ok());
+  Drain();
+  EXPECT_TRUE(InboxEvents(kExecutor).empty());  // not a party yet
+
+  clock_.Advance(absl::Minutes(1));
+  const Event routed = RoutingDecided("ev-routed", rq);
+  ASSERT_TRUE(Receive(routed).ok());
+  Drain();
+  EXPECT_THAT(InboxEvents(kExecutor),
+              ::testing::ElementsAre("ev-ack-started", "ev-ack-extended", "ev-routed"));
+  EXPECT_THAT(InboxEvents(kCentral),
+              ::testing::ElementsAre("ev-ack-started", "ev-ack-extended", "ev-routed"));
+  EXPECT_THAT(InboxEvents(kIssuer),
+              ::testing::ElementsAre("ev-submitted", "ev-ack-started", "ev-other-started",
+                                     "ev-other-met", "ev-ack-extended", "ev-routed"));
+  // The caught-up delivery has its evidence ("accepted" for the executing authority).
+  const int shard = *sharding_.ShardOf("rq", rq);
+  auto accepted = common::RunRedisCommand(
+      *redis_, {"HEXISTS", Keys::Evidence(shard, "ev-ack-started"), absl::StrCat("1|", kExecutor,
+                                                                                  "|")});
+  ASSERT_TRUE(accepted.ok());
+  EXPECT_EQ(accepted->integer, 1);
+
+  // A repeated decision reaches no one twice; a later one is not a join: no catch-up again.
+  EXPECT_EQ(*Receive(routed), common::EventHandler::Outcome::kDuplicate);
+  ASSERT_TRUE(Receive(RoutingDecided("ev-routed-again", rq)).ok());
+  Drain();
+  EXPECT_THAT(InboxEvents(kExecutor),
+              ::testing::ElementsAre("ev-ack-started", "ev-ack-extended", "ev-routed",
+                                     "ev-routed-again"));
+  // Once met, a deadline is not owed to a party joining later (another executing authority
+  // after a new routing decision).
+  ASSERT_TRUE(
+      Receive(DeadlineEvent("ev-ack-met", rq, common::v1::EVENT_TYPE_DEADLINE_MET, "dl-ack")).ok());
+  Event rerouted = RoutingDecided("ev-rerouted", rq);
+  rerouted.mutable_routing_decided()->mutable_competent_authority()->set_authority_id(
+      "DE-STA-MUENCHEN");
+  ASSERT_TRUE(Receive(rerouted).ok());
+  Drain();
+  EXPECT_THAT(InboxEvents("DE-STA-MUENCHEN"), ::testing::ElementsAre("ev-rerouted"));
+}
+
+// The reverse order: the authority is a party when the deadline starts and is told once.
+TEST_F(NotificationRedisTest, DeadlineStartedAfterRoutingReachesTheAuthorityOnce) {
+  StartService();
+  const std::string rq = Request(2);
+  ASSERT_TRUE(Receive(MakeEvent("ev-submitted", rq)).ok());
+  ASSERT_TRUE(Receive(RoutingDecided("ev-routed", rq)).ok());
+  Drain();
+  ASSERT_TRUE(Receive(DeadlineEvent("ev-ack-started", rq, common::v1::EVENT_TYPE_DEADLINE_STARTED,
+                                    "dl-ack"))
+                  .ok());
+  Drain();
+  EXPECT_THAT(InboxEvents(kExecutor), ::testing::ElementsAre("ev-routed", "ev-ack-started"));
+  EXPECT_THAT(InboxEvents(kCentral), ::testing::ElementsAre("ev-routed", "ev-ack-started"));
+  EXPECT_THAT(InboxEvents(kIssuer),
+              ::testing::ElementsAre("ev-submitted", "ev-routed", "ev-ack-started"));
+}
+
+// Both orders without a drain in between: the catch-up entries and the decision's entry are
+// in one fan-out batch and reach the inbox in order.
+TEST_F(NotificationRedisTest, CatchUpKeepsInboxOrderWithinOneFanoutBatch) {
+  StartService();
+  const std::string rq = Request(3);
+  ASSERT_TRUE(Receive(MakeEvent("ev-submitted", rq)).ok());
+  for (int i = 0; i < 5; ++i) {
+    ASSERT_TRUE(Receive(DeadlineEvent(absl::StrCat("ev-started-", i), rq,
+                                      common::v1::EVENT_TYPE_DEADLINE_STARTED,
+                                      absl::StrCat("dl-", i)))
+                    .ok());
+  }
+  ASSERT_TRUE(Receive(RoutingDecided("ev-routed", rq)).ok());
+  ASSERT_TRUE(Receive(DeadlineEvent("ev-started-5", rq, common::v1::EVENT_TYPE_DEADLINE_STARTED,
+                                    "dl-5"))
+                  .ok());
+  Drain();
+  EXPECT_THAT(InboxEvents(kExecutor),
+              ::testing::ElementsAre("ev-started-0", "ev-started-1", "ev-started-2",
+                                     "ev-started-3", "ev-started-4", "ev-routed",
+                                     "ev-started-5"));
 }
 
 }  // namespace

@@ -270,7 +270,7 @@ TEST_F(RetentionRedisTest, OpenRequestIsNeverErased) {
   auto sweeper = NewSweeper(auditor);
   const v1::Request r = h_.SubmitComplete(pb::INSTRUMENT_EIO);
   v1::Request acked;
-  grpc::Status moved = h_.Move(r.id(), pb::REQUEST_STATUS_ACKNOWLEDGED, &acked);
+  grpc::Status moved = h_.Move(r.id(), pb::REQUEST_STATUS_FORWARDED, &acked);
   ASSERT_TRUE(moved.ok()) << moved.error_message();
   h_.clock().Advance(kClosed + kTombstone + absl::Hours(24 * 365 * 10));
   const auto stats = sweeper->SweepOnce();

@@ -197,11 +197,13 @@ def main() -> int:
         show_deadlines(svc, j.DE_PROSECUTOR, eio["id"])
 
     def acknowledged() -> None:
-        ack = j.wait_deadline(svc, j.DE_PROSECUTOR, eio["id"], "EIO_ACKNOWLEDGE",
-                              DL.DEADLINE_STATE_RUNNING)
-        j.complete_deadline(svc, j.DE_PROSECUTOR, ack.id, "ANNEX_B_SENT")
-        print(f"   {who(j.DE_PROSECUTOR)} sends the acknowledgment (Annex B): "
-              f"EIO_ACKNOWLEDGE met")
+        j.wait_deadline(svc, j.DE_PROSECUTOR, eio["id"], "EIO_ACKNOWLEDGE",
+                        DL.DEADLINE_STATE_RUNNING)
+        request = j.acknowledge(svc, j.DE_PROSECUTOR, eio["id"])
+        j.wait_deadline(svc, j.DE_PROSECUTOR, eio["id"], "EIO_ACKNOWLEDGE",
+                        DL.DEADLINE_STATE_MET)
+        print(f"   {who(j.DE_PROSECUTOR)} acknowledges receipt (Annex B, Art 16(1)): "
+              f"{status(request.status)}, EIO_ACKNOWLEDGE met")
         j.wait_deadline(svc, j.DE_PROSECUTOR, eio["id"], "EIO_RECOGNITION",
                         DL.DEADLINE_STATE_RUNNING)
         request = j.transition(svc, j.DE_PROSECUTOR, eio["id"], T.REQUEST_STATUS_RECOGNISED,
@@ -226,7 +228,7 @@ def main() -> int:
                          "EIO_EXECUTION": DL.DEADLINE_STATE_MET}, f"deadlines {states}")
 
     def eio_history() -> None:
-        j.wait(lambda: len(j.history(svc, j.JUDGE, eio["id"])) >= 17, 20, "the whole history")
+        j.wait(lambda: len(j.history(svc, j.JUDGE, eio["id"])) >= 20, 20, "the whole history")
         for e in j.history(svc, j.JUDGE, eio["id"]):
             actor = e.actor.authority.authority_id or e.source
             print(f"     {e.occur_time.ToJsonString()}  {event_type(e.type):<34} "

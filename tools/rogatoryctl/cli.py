@@ -417,6 +417,13 @@ def cmd_request_transition(ctx: Context, args) -> None:
     show_request(ctx, ctx.intake().TransitionRequest(request, timeout=ctx.timeout).request)
 
 
+def cmd_request_acknowledge(ctx: Context, args) -> None:
+    pb = rc.stubs()
+    response = ctx.intake().AcknowledgeRequest(pb.intake.AcknowledgeRequestRequest(
+        request_id=new_key(args), id=args.id, etag=args.etag or ""), timeout=ctx.timeout)
+    show_request(ctx, response.request)
+
+
 def cmd_request_supplement(ctx: Context, args) -> None:
     pb = rc.stubs()
     request = pb.intake.SupplementRequestRequest(
@@ -837,12 +844,18 @@ examples:
     p = command(req, "transition", "move a request to another status", cmd_request_transition,
                 True)
     p.add_argument("id")
-    p.add_argument("status", help="target status, e.g. acknowledged, recognised, refused")
-    p.add_argument("--reason", help="reason code, e.g. ANNEX_B")
+    p.add_argument("status", help="target status, e.g. recognised, refused, in_execution "
+                                  "(an EIO's acknowledgment: request acknowledge)")
+    p.add_argument("--reason", help="reason code, e.g. NO_GROUNDS")
     p.add_argument("--legal-basis")
     p.add_argument("--refusal-ground", action="append",
                    help="refusal ground (repeatable), e.g. dual_criminality")
     p.add_argument("--note", help="free text kept in the history")
+    p.add_argument("--etag", help="apply only if the request still has this etag")
+    p = command(req, "acknowledge",
+                "acknowledge receipt of a forwarded EIO (Annex B; the executing authority)",
+                cmd_request_acknowledge, True)
+    p.add_argument("id")
     p.add_argument("--etag", help="apply only if the request still has this etag")
     p = command(req, "supplement", "add missing elements from a file", cmd_request_supplement,
                 True)

@@ -179,6 +179,14 @@ def transition(svc: Services, caller: rc.Caller, request_id: str, status: int,
         refusal_grounds=list(grounds), note=note), timeout=10).request
 
 
+def acknowledge(svc: Services, caller: rc.Caller, request_id: str):
+    """The executing authority acknowledges receipt of an EIO (Annex B): FORWARDED ->
+    ACKNOWLEDGED, which meets the EIO_ACKNOWLEDGE deadline."""
+    pb = rc.stubs()
+    return svc.intake(caller).AcknowledgeRequest(pb.intake.AcknowledgeRequestRequest(
+        request_id=key(), id=request_id), timeout=10).request
+
+
 def withdraw(svc: Services, caller: rc.Caller, request_id: str, reason: str):
     pb = rc.stubs()
     return svc.intake(caller).WithdrawRequest(pb.intake.WithdrawRequestRequest(
