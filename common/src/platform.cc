@@ -23,6 +23,7 @@
 #include "rogatory/common/logging.h"
 #include "rogatory/common/malformed_requests.h"
 #include "rogatory/common/rate_limiter.h"
+#include "rogatory/common/redis_readiness.h"
 #include "rogatory/common/outbox_relay.h"
 #include "rogatory/common/periodic_task.h"
 #include "rogatory/common/test_clock.h"
@@ -47,6 +48,9 @@ struct Platform::Internals {
   // With TLS on: a plaintext server with only the health service, for probes.
   std::unique_ptr<grpc::Server> probe_server;
   std::atomic<bool> draining{false};
+  // Platform::redis_'s inner client: what readiness probes and watches.
+  RedisReadiness* redis_readiness = nullptr;
+  std::atomic<bool> ready{false};  // the last readiness set, to log its changes
   std::unique_ptr<PeriodicTask> readiness_probe;
   // Service tokens and how outgoing calls present this service (its authenticator is
   // Platform::authenticator_).
@@ -238,7 +242,9 @@ absl::StatusOr<std::unique_ptr<Platform>> Platform::Create(const ServiceIdentity
   p->metrics_ = *std::move(metrics);
   p->internals_->redis_up = &prometheus::BuildGauge()
                                  .Name("rogatory_redis_up")
-                                 .Help("1 while the last Redis probe succeeded.")
+                                 .Help("1 while the last readiness probe of Redis "
+                                       "succeeded: its script wrote, and no command "
+                                       "failed as unavailable since the probe before.")
                                  .Register(p->metrics_->registry())
                                  .Add({});
 
@@ -266,8 +272,14 @@ absl::StatusOr<std::unique_ptr<Platform>> Platform::Create(const ServiceIdentity
   AsyncRedisOptions redis_options;
   redis_options.url = *url;
   redis_options.command_timeout = settings.redis_timeout;
+  // Everything (calls, audit log, relay, background work) goes through the readiness
+  // watcher, so readiness sees what they see.
+  auto readiness = std::make_unique<RedisReadiness>(
+      NewAsyncRedisClient(redis_options), absl::StrCat("rg:health:", identity.event_name),
+      std::max(absl::Seconds(1), 3 * settings.health_probe_interval));
+  p->internals_->redis_readiness = readiness.get();
   auto waking = std::make_unique<OutboxWakingRedisClient>(
-      NewAsyncRedisClient(redis_options), identity.event_name, settings.redis_shards);
+      std::move(readiness), identity.event_name, settings.redis_shards);
   p->internals_->outbox_wakeups = waking.get();
   p->redis_ = std::move(waking);
 
@@ -427,14 +439,21 @@ int Platform::Serve(const ServiceParts& parts) {
   set_health("", true);
   set_health(identity_.grpc_service_name, false);
 
-  // Readiness follows Redis: a background probe, so health answers never wait on Redis.
+  // Readiness follows Redis as the calls see it (see RedisReadiness): a background probe,
+  // so health answers never wait on Redis. Changes are logged with their reason.
   internals_->readiness_probe = std::make_unique<PeriodicTask>(
       settings_.health_probe_interval, [this, set_health] {
-        redis_->Command({"PING"}, [this, set_health](absl::StatusOr<RedisReply> r) {
-          const bool up = r.ok();
+        internals_->redis_readiness->Probe([this, set_health](absl::Status status) {
+          const bool up = status.ok();
           internals_->redis_up->Set(up ? 1 : 0);
-          if (!internals_->draining.load()) {
-            set_health(identity_.grpc_service_name, up);
+          if (internals_->draining.load()) return;
+          set_health(identity_.grpc_service_name, up);
+          if (internals_->ready.exchange(up) != up) {
+            if (up) {
+              Log::Info("ready: redis answers the calls' writes");
+            } else {
+              Log::Warn("not ready", {{"reason", std::string(status.message())}});
+            }
           }
         });
       });
