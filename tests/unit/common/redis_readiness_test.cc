@@ -112,5 +112,23 @@ TEST_F(RedisReadinessTest, ScriptFailuresCountAndOtherErrorsDoNot) {
   EXPECT_TRUE(Probe().ok());  // a bad command is the caller's fault, not Redis being down
 }
 
+// Only outages are UNAVAILABLE (and count against readiness): the error code is the whole
+// first word of Redis's reply.
+TEST(RedisErrorToStatusTest, RetryableCodesOnlyAsWholeWords) {
+  EXPECT_EQ(RedisErrorToStatus("BUSY Redis is busy running a script").code(),
+            absl::StatusCode::kUnavailable);
+  EXPECT_EQ(RedisErrorToStatus("LOADING Redis is loading the dataset in memory").code(),
+            absl::StatusCode::kUnavailable);
+  EXPECT_EQ(RedisErrorToStatus("OOM command not allowed when used memory > 'maxmemory'.")
+                .code(),
+            absl::StatusCode::kUnavailable);
+  EXPECT_EQ(RedisErrorToStatus("READONLY You can't write against a read only replica.").code(),
+            absl::StatusCode::kUnavailable);
+  EXPECT_EQ(RedisErrorToStatus("BUSYGROUP Consumer Group name already exists").code(),
+            absl::StatusCode::kInternal);
+  EXPECT_EQ(RedisErrorToStatus("WRONGTYPE Operation against a key").code(),
+            absl::StatusCode::kInternal);
+}
+
 }  // namespace
 }  // namespace rogatory::common
