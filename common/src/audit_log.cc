@@ -40,13 +40,16 @@ return (#ARGV - 1) / 3
 // KEYS: lease, fence, pending, heads. ARGV: owner, ttl ms, token held ('' if none), count.
 // Takes or renews the shard's sealer lease, then reads the oldest pending entries and the
 // heads of their requests. Returns {token} when another replica holds the lease, else
-// {token, entries, request ids, heads}.
+// {token, entries, request ids, heads}. A lease this replica holds under a token it
+// dropped (after a Redis error) is taken again at once under a new token, as the relay's
+// lanes do: waiting for it to expire stopped sealing for a whole lease after every Redis
+// restart, and then every replica sealed the backlog at once.
 const LuaScript& LeaseAndReadScript() {
   static const LuaScript* s = new LuaScript(R"lua(
 local cur = redis.call('HMGET', KEYS[1], 'owner', 'token')
 local token
-if cur[1] then
-  if cur[1] ~= ARGV[1] or cur[2] ~= ARGV[3] then return {0} end
+if cur[1] and cur[1] ~= ARGV[1] then return {0} end
+if cur[1] and cur[2] == ARGV[3] then
   redis.call('PEXPIRE', KEYS[1], ARGV[2])
   token = cur[2]
 else

@@ -34,7 +34,11 @@ using Steady = std::chrono::steady_clock;
 constexpr char kConsumer[] = "relay";
 
 // KEYS: lease, fence. ARGV: owner, ttl ms, token held ('' if none).
-// Returns the token held after the call, or 0 if another replica holds the lane.
+// Returns the token held after the call, or 0 if another replica holds the lane. A lease
+// this replica holds under a token it no longer trusts (it dropped it after a Redis error,
+// not knowing whether its last step ran) is taken again at once under a new token, which
+// fences off that step; waiting for it to expire left the lane idle for a whole lease
+// after every Redis restart, and then every replica's lanes resumed at once.
 const LuaScript& LeaseScript() {
   static const LuaScript* s = new LuaScript(R"lua(
 local cur = redis.call('HMGET', KEYS[1], 'owner', 'token')
@@ -43,7 +47,7 @@ if cur[1] then
     redis.call('PEXPIRE', KEYS[1], ARGV[2])
     return tonumber(cur[2])
   end
-  return 0
+  if cur[1] ~= ARGV[1] then return 0 end
 end
 local token = redis.call('INCR', KEYS[2])
 redis.call('HSET', KEYS[1], 'owner', ARGV[1], 'token', token)

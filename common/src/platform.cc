@@ -23,6 +23,7 @@
 #include "rogatory/common/logging.h"
 #include "rogatory/common/malformed_requests.h"
 #include "rogatory/common/rate_limiter.h"
+#include "rogatory/common/redis_readiness.h"
 #include "rogatory/common/outbox_relay.h"
 #include "rogatory/common/periodic_task.h"
 #include "rogatory/common/test_clock.h"
@@ -47,6 +48,9 @@ struct Platform::Internals {
   // With TLS on: a plaintext server with only the health service, for probes.
   std::unique_ptr<grpc::Server> probe_server;
   std::atomic<bool> draining{false};
+  // Platform::redis_'s inner client: what readiness probes and watches.
+  RedisReadiness* redis_readiness = nullptr;
+  std::atomic<bool> ready{false};  // the last readiness set, to log its changes
   std::unique_ptr<PeriodicTask> readiness_probe;
   // Service tokens and how outgoing calls present this service (its authenticator is
   // Platform::authenticator_).
@@ -238,7 +242,9 @@ absl::StatusOr<std::unique_ptr<Platform>> Platform::Create(const ServiceIdentity
   p->metrics_ = *std::move(metrics);
   p->internals_->redis_up = &prometheus::BuildGauge()
                                  .Name("rogatory_redis_up")
-                                 .Help("1 while the last Redis probe succeeded.")
+                                 .Help("1 while the last readiness probe of Redis "
+                                       "succeeded: its script wrote, and no command "
+                                       "failed as unavailable since the probe before.")
                                  .Register(p->metrics_->registry())
                                  .Add({});
 
@@ -266,8 +272,14 @@ absl::StatusOr<std::unique_ptr<Platform>> Platform::Create(const ServiceIdentity
   AsyncRedisOptions redis_options;
   redis_options.url = *url;
   redis_options.command_timeout = settings.redis_timeout;
+  // Everything (calls, audit log, relay, background work) goes through the readiness
+  // watcher, so readiness sees what they see.
+  auto readiness = std::make_unique<RedisReadiness>(
+      NewAsyncRedisClient(redis_options), absl::StrCat("rg:health:", identity.event_name),
+      std::max(absl::Seconds(1), 3 * settings.health_probe_interval));
+  p->internals_->redis_readiness = readiness.get();
   auto waking = std::make_unique<OutboxWakingRedisClient>(
-      NewAsyncRedisClient(redis_options), identity.event_name, settings.redis_shards);
+      std::move(readiness), identity.event_name, settings.redis_shards);
   p->internals_->outbox_wakeups = waking.get();
   p->redis_ = std::move(waking);
 
@@ -387,11 +399,27 @@ int Platform::Serve(const ServiceParts& parts) {
   interceptors.push_back(metrics_->NewServerInterceptorFactory());
   builder.experimental().SetInterceptorCreators(std::move(interceptors));
 
+  // A start that fails stops what the parts started (their threads use Redis, which goes
+  // with the platform) as a drain would, and exits 1 with a log line that names the port:
+  // never a crash of threads left running into a destroyed platform.
+  auto fail = [this, &parts](absl::string_view what, absl::string_view address,
+                             absl::string_view error) {
+    Log::Error("cannot start", {{"error", absl::StrCat(what, " ", address, ": ", error)},
+                                {"address", std::string(address)}});
+    if (internals_->server != nullptr) {
+      internals_->server->Shutdown(std::chrono::system_clock::now());
+      internals_->server->Wait();
+    }
+    StopParts(parts);
+    return 1;
+  };
+
   internals_->server = builder.BuildAndStart();
   grpc::Server* server = internals_->server.get();
   if (server == nullptr || port == 0) {
-    Log::Error("cannot listen", {{"address", settings_.listen}});
-    return 1;
+    internals_->server.reset();
+    return fail("cannot listen on", settings_.listen,
+                "the address is in use or cannot be bound");
   }
   // Every status is set on the main server's health service and mirrored into the probe
   // server's, so probes on the plaintext port see readiness flips and the drain.
@@ -399,8 +427,7 @@ int Platform::Serve(const ServiceParts& parts) {
       server->GetHealthCheckService()};
   auto probe = StartProbeServer(settings_.tls, settings_.listen, settings_.health_listen);
   if (!probe.ok()) {
-    Log::Error("cannot listen", {{"error", std::string(probe.status().message())}});
-    return 1;
+    return fail("cannot listen on", settings_.health_listen, probe.status().message());
   }
   internals_->probe_server = *std::move(probe);
   if (internals_->probe_server != nullptr) {
@@ -412,14 +439,21 @@ int Platform::Serve(const ServiceParts& parts) {
   set_health("", true);
   set_health(identity_.grpc_service_name, false);
 
-  // Readiness follows Redis: a background probe, so health answers never wait on Redis.
+  // Readiness follows Redis as the calls see it (see RedisReadiness): a background probe,
+  // so health answers never wait on Redis. Changes are logged with their reason.
   internals_->readiness_probe = std::make_unique<PeriodicTask>(
       settings_.health_probe_interval, [this, set_health] {
-        redis_->Command({"PING"}, [this, set_health](absl::StatusOr<RedisReply> r) {
-          const bool up = r.ok();
+        internals_->redis_readiness->Probe([this, set_health](absl::Status status) {
+          const bool up = status.ok();
           internals_->redis_up->Set(up ? 1 : 0);
-          if (!internals_->draining.load()) {
-            set_health(identity_.grpc_service_name, up);
+          if (internals_->draining.load()) return;
+          set_health(identity_.grpc_service_name, up);
+          if (internals_->ready.exchange(up) != up) {
+            if (up) {
+              Log::Info("ready: redis answers the calls' writes");
+            } else {
+              Log::Warn("not ready", {{"reason", std::string(status.message())}});
+            }
           }
         });
       });
@@ -468,13 +502,19 @@ int Platform::Serve(const ServiceParts& parts) {
     internals_->probe_server->Shutdown(std::chrono::system_clock::now());
     internals_->probe_server->Wait();
   }
+  StopParts(parts);
+  Log::Info("stopped");
+  return 0;
+}
+
+void Platform::StopParts(const ServiceParts& parts) {
   for (const auto& stop : parts.on_drain) stop();
   internals_->outbox_wakeups->SetRelay(nullptr);
   internals_->relay.reset();  // releases its lanes to the other replicas
-  internals_->audit_service->Stop();  // the server still refers to the service object
-  internals_->audit_sealer.reset();   // exports its last heads, releases its shards
-  Log::Info("stopped");
-  return 0;
+  if (internals_->audit_service != nullptr) {
+    internals_->audit_service->Stop();  // the server still refers to the service object
+  }
+  internals_->audit_sealer.reset();  // exports its last heads, releases its shards
 }
 
 int ServiceMain(const ServiceIdentity& identity, int argc, char** argv,

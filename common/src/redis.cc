@@ -48,10 +48,14 @@ absl::StatusOr<RedisUrl> ParseRedisUrl(absl::string_view url) {
 }
 
 absl::Status RedisErrorToStatus(absl::string_view error) {
+  // The error code is the reply's first word: "BUSYGROUP" (a consumer group that exists)
+  // is not "BUSY" (a script running too long), and counting it as an outage would take
+  // readiness down at every start.
+  const absl::string_view code = error.substr(0, error.find(' '));
   for (absl::string_view retryable :
        {"LOADING", "BUSY", "MASTERDOWN", "TRYAGAIN", "CLUSTERDOWN", "OOM", "READONLY",
         "NOAUTH", "WRONGPASS"}) {
-    if (absl::StartsWith(error, retryable)) {
+    if (code == retryable) {
       return absl::UnavailableError(absl::StrCat("redis: ", error));
     }
   }

@@ -553,6 +553,28 @@ class IntakeApiTest(E2ETestCase):
                          f"BadRequest does not name {missing}; it names "
                          f"{[field for field, _ in violations]}")
 
+    def test_invalid_utf8_in_a_nested_string_field_is_invalid_argument_naming_it(self):
+        # Issue 22, item 10. A client cannot send such bytes through the generated stub
+        # (protobuf refuses to encode them): a valid message is encoded, then a placeholder
+        # in the second subject's family name is overwritten with bytes that are not UTF-8.
+        pb = rc.stubs()
+        content = rc.example_eio_content()
+        content.subjects.append(pb.intake.Subject(
+            role=content.subjects[0].role, family_name="@@bad@@"))
+        request = pb.intake.SubmitRequestRequest(request_id=str(uuid.uuid4()),
+                                                 content=content)
+        raw = request.SerializeToString().replace(b"@@bad@@", b"\xff\xfe\xc0\x80\xed\xa0\x80")
+        channel = rc.connect(self.services["intake"].addr, ISSUER)
+        self.addCleanup(channel.close)
+        submit = channel.unary_unary(
+            "/rogatory.intake.v1.IntakeService/SubmitRequest",
+            request_serializer=lambda data: data,
+            response_deserializer=pb.intake.SubmitRequestResponse.FromString)
+        error = self.assertRpcCode(grpc.StatusCode.INVALID_ARGUMENT, submit, raw, timeout=5.0)
+        self.assertIn("content.subjects[1].family_name", error.details())
+        self.assertEqual([field for field, _ in rc.field_violations(error)],
+                         ["content.subjects[1].family_name"])
+
     def test_call_without_authority_metadata_is_unauthenticated(self):
         pb = rc.stubs()
         stub = self.intake_stub(caller=None)

@@ -10,6 +10,8 @@
 
 #include "absl/synchronization/mutex.h"
 #include "gmock/gmock.h"
+#include "google/rpc/error_details.pb.h"
+#include "google/rpc/status.pb.h"
 #include "grpcpp/generic/generic_stub.h"
 #include "grpcpp/grpcpp.h"
 #include "gtest/gtest.h"
@@ -230,6 +232,37 @@ TEST_F(ServerLimitsTest, UnaryBytesThatDoNotParseAnswerInvalidArgument) {
   }
   // The server is still up and answers a valid call.
   EXPECT_TRUE(Get("RQ-1").ok());
+}
+
+// The fields a status's google.rpc.BadRequest names (binary details, as ToGrpcStatus
+// sends them).
+std::vector<std::string> BadRequestFields(const grpc::Status& s) {
+  std::vector<std::string> out;
+  google::rpc::Status status;
+  if (!status.ParseFromString(s.error_details())) return out;
+  for (const auto& any : status.details()) {
+    google::rpc::BadRequest bad_request;
+    if (!any.UnpackTo(&bad_request)) continue;
+    for (const auto& v : bad_request.field_violations()) out.push_back(v.field());
+  }
+  return out;
+}
+
+// Issue 22, item 10: the answer names the field that holds invalid UTF-8.
+TEST_F(ServerLimitsTest, InvalidUtf8NamesTheFieldInMessageAndBadRequest) {
+  StartServer();
+  grpc::Status unary = SendRaw(kGet, kInvalidUtf8);
+  EXPECT_EQ(unary.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(unary.error_message(), HasSubstr("id: is not valid UTF-8"));
+  EXPECT_THAT(BadRequestFields(unary), ::testing::ElementsAre("id"));
+  // Twice in a row, and interleaved with valid calls: nothing is left over between calls.
+  EXPECT_TRUE(Get("RQ-1").ok());
+  EXPECT_THAT(BadRequestFields(SendRaw(kGet, kInvalidUtf8)), ::testing::ElementsAre("id"));
+  EXPECT_TRUE(BadRequestFields(SendRaw(kGet, kTruncated)).empty());
+
+  grpc::Status stream = StreamRaw(kDownload, kInvalidUtf8);
+  EXPECT_EQ(stream.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(BadRequestFields(stream), ::testing::ElementsAre("id"));
 }
 
 TEST_F(ServerLimitsTest, WrongFieldTypeReachesTheValidator) {

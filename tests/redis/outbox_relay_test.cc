@@ -196,6 +196,39 @@ TEST_F(OutboxRelayTest, ReceiverDownForAWhileGetsEveryEventInOrderWhenBack) {
   ExpectEachOnceInOrder();
 }
 
+// Issue 22, item 12: a lane whose renewal failed while Redis was down is taken up again
+// as soon as Redis answers (under a new fencing token), not when its old lease expires,
+// when every replica's lanes used to resume at once with the backlog of the whole lease.
+TEST_F(OutboxRelayTest, LanesResumeRightAfterARedisRestartNotWhenTheirLeaseExpires) {
+  AsyncRedisOptions o;
+  o.url = *ParseRedisUrl(server_.url());
+  o.command_timeout = absl::Seconds(2);
+  o.max_backoff = absl::Milliseconds(100);  // reconnects at once: only the lease counts
+  std::unique_ptr<RedisClient> redis = NewAsyncRedisClient(o);
+  Receiver receiver(*redis_, receiver_port_, metrics_);
+  RelayOptions options = Options("replica-a");
+  options.lease = absl::Seconds(30);  // renewed every 10 s, retried every 7.5 s when lost
+  OutboxRelay relay(*redis, metrics_, options);
+  Emit(8);
+  ASSERT_TRUE(WaitForEffects(8));
+  // An outage longer than the renewal period: every lane's renewal fails and it drops its
+  // token; the old leases stay in Redis (AOF) until 30 s after their last renewal.
+  server_.Stop();
+  std::this_thread::sleep_for(std::chrono::milliseconds(10500));
+  server_.Start();
+  const auto restarted = Steady::now();
+  const auto deadline = restarted + std::chrono::seconds(10);
+  while (!RunRedisCommand(*redis_, {"PING"}).ok() && Steady::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  Emit(8);
+  // Within one retry (7.5 s); the old leases end 9.5 to 19.5 s after the restart.
+  EXPECT_TRUE(WaitForEffects(16, std::chrono::seconds(9)))
+      << "lanes resumed only after "
+      << std::chrono::duration<double>(Steady::now() - restarted).count() << " s";
+  ExpectEachOnceInOrder();
+}
+
 TEST_F(OutboxRelayTest, RepeatedDeliveryAfterALostAnswerActsOnce) {
   Receiver receiver(*redis_, receiver_port_, metrics_);
   receiver.handler().HoldNextAnswer();  // its effect is written; the answer never comes

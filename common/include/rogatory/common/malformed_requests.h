@@ -1,6 +1,8 @@
 #pragma once
 
 #include "absl/status/status.h"
+#include "absl/strings/string_view.h"
+#include "google/protobuf/descriptor.h"
 #include "grpcpp/impl/service_type.h"
 #include "grpcpp/server_context.h"
 
@@ -13,9 +15,19 @@ namespace rogatory::common {
 // registered with a ServerBuilder): the method's own handler runs with an empty request,
 // and Pipeline::Admit, which every handler calls first and synchronously, answers
 // INVALID_ARGUMENT after authenticating the caller (so the call is also limited and
-// audited like any other). Other methods (sync, async, client or bidi streaming) are left
+// audited like any other). When the bytes are a well-formed message whose only fault is
+// invalid UTF-8 in string fields, the answer names those fields (see
+// MalformedRequestError). Other methods (sync, async, client or bidi streaming) are left
 // alone.
 void AnswerMalformedRequestsWithInvalidArgument(grpc::Service& service);
+
+// The INVALID_ARGUMENT a request of `method` ("/pkg.Service/Method") answers when `bytes`
+// do not parse as `request_type` (null: unknown). It says the bytes do not parse and, if
+// string fields hold invalid UTF-8 (FindInvalidUtf8Fields), names each field path in the
+// message and in a google.rpc.BadRequest payload, as FieldViolations does.
+absl::Status MalformedRequestError(absl::string_view method,
+                                   const google::protobuf::Descriptor* request_type,
+                                   absl::string_view bytes);
 
 namespace internal {
 // INVALID_ARGUMENT when the request of the call being set up on this thread for `context`

@@ -118,6 +118,9 @@ class Platform {
 
  private:
   Platform(const ServiceIdentity& identity, const ServerSettings& settings);
+  // Stops the parts' background work (ServiceParts::on_drain), the relay and the audit
+  // sealer: after a drain, and after a start that failed.
+  void StopParts(const ServiceParts& parts);
   struct Internals;
 
   ServiceIdentity identity_;
