@@ -28,6 +28,7 @@ RequestParties PartiesOf(const v1::RequestFacts& facts) {
   p.issuing_state = facts.issuing_authority().state();
   p.executing_authority_id = facts.executing_authority().authority_id();
   p.requested_state = facts.requested_state();
+  p.notified_authority_id = facts.notified_authority().authority_id();
   return p;
 }
 
@@ -37,6 +38,7 @@ Reach ReachOf(const Caller& caller, const RequestParties& parties) {
       Reaches(caller.authority_id, caller.HasRole(kRoleCentral) ? caller.state : "", parties)) {
     return Reach::kFull;
   }
+  if (IsNotifiedAuthority(caller, parties)) return Reach::kRead;
   if (caller.HasRole(kRoleAuditor)) return Reach::kRead;
   return Reach::kNone;
 }
@@ -52,6 +54,10 @@ absl::Status MayAccess(const Caller& caller, const RequestParties& parties,
   const Reach reach = ReachOf(caller, parties);
   if (reach == Reach::kNone) return RequestNotFound(request_id, not_found_message);
   if (kind == AccessKind::kChange && reach != Reach::kFull) {
+    if (IsNotifiedAuthority(caller, parties)) {
+      return absl::PermissionDeniedError(
+          "the notified authority reads this request but does not move it (it may object)");
+    }
     return absl::PermissionDeniedError("an auditor reads requests but changes none");
   }
   return absl::OkStatus();
@@ -70,6 +76,11 @@ bool OnIssuingSide(const Caller& caller, const RequestParties& p) {
   if (!IsAuthority(caller)) return false;
   return (!caller.authority_id.empty() && caller.authority_id == p.issuing_authority_id) ||
          (caller.HasRole(kRoleCentral) && !caller.state.empty() && caller.state == p.issuing_state);
+}
+
+bool IsNotifiedAuthority(const Caller& caller, const RequestParties& p) {
+  return IsAuthority(caller) && !caller.authority_id.empty() &&
+         caller.authority_id == p.notified_authority_id;
 }
 
 absl::Status CheckRequestAccess(const CallContext& call, const RequestParties& parties,
@@ -122,10 +133,10 @@ bool InScope(const ListScope& scope, const RequestParties& parties) {
 
 void LoadRequestParties(RedisClient& redis, std::string key,
                         std::function<void(absl::StatusOr<std::optional<RequestParties>>)> done) {
-  redis.Command({"HMGET", std::move(key), "ia", "is", "ea", "rs"},
+  redis.Command({"HMGET", std::move(key), "ia", "is", "ea", "rs", "na"},
                 [done = std::move(done)](absl::StatusOr<RedisReply> r) {
                   if (!r.ok()) return done(r.status());
-                  if (r->elements.size() != 4) {
+                  if (r->elements.size() != 5) {
                     return done(absl::InternalError("unexpected parties reply"));
                   }
                   bool any = false;
@@ -136,6 +147,7 @@ void LoadRequestParties(RedisClient& redis, std::string key,
                   p.issuing_state = r->elements[1].str;
                   p.executing_authority_id = r->elements[2].str;
                   p.requested_state = r->elements[3].str;
+                  p.notified_authority_id = r->elements[4].str;
                   done(std::optional<RequestParties>(std::move(p)));
                 });
 }

@@ -140,7 +140,7 @@ end
 if parties_arg ~= '' then
   local f = {}
   for v in string.gmatch(parties_arg, '([^\n]*)\n') do f[#f + 1] = v end
-  for j, name in ipairs({'ia', 'is', 'ea', 'rs'}) do
+  for j, name in ipairs({'ia', 'is', 'ea', 'rs', 'na'}) do
     if f[j + 1] and f[j + 1] ~= '' then
       redis.call('HSET', P .. 'dl:parties:' .. f[1], name, f[j + 1])
     end
@@ -431,7 +431,7 @@ DeadlineStore::Prepared DeadlineStore::PrepareCommit(int shard,
     const common::RequestParties& r = options.parties;
     p.args.push_back(absl::StrCat(options.parties_request_id, "\n", r.issuing_authority_id, "\n",
                                   r.issuing_state, "\n", r.executing_authority_id, "\n",
-                                  r.requested_state, "\n"));
+                                  r.requested_state, "\n", r.notified_authority_id, "\n"));
   }
   return p;
 }

@@ -52,6 +52,12 @@ Mutation IntakeEventHandler::Plan(const Snapshot& snap, const commonpb::Event& e
         // The executing authority now reaches the request (need-to-know party index).
         m.fields.emplace_back("executing_authority", after.executing_authority().authority_id());
       }
+      // The authority the decision names to be told (a production order's enforcing
+      // authority, Reg. 2023/1543 Art 8) reads the request and may object.
+      if (event.has_routing_decided() && event.routing_decided().has_notified_authority()) {
+        *after.mutable_notified_authority() = event.routing_decided().notified_authority();
+        m.request = after;
+      }
       // intake announces the move under its lifecycle name, as if a caller had made it.
       commonpb::Event announced =
           NewIntakeEvent(after, move->event, *m.new_version, when, event.actor());

@@ -60,6 +60,7 @@ commonpb::RequestFacts FactsOf(const v1::Request& r) {
   f.set_source_language(c.source_language());
   f.set_urgency(c.urgency());
   if (r.has_executing_authority()) *f.mutable_executing_authority() = r.executing_authority();
+  if (r.has_notified_authority()) *f.mutable_notified_authority() = r.notified_authority();
   if (c.has_eio() && c.eio().has_execute_by_time()) {
     *f.mutable_issuer_deadline_time() = c.eio().execute_by_time();
   }
@@ -112,7 +113,9 @@ commonpb::AuthorityRole RoleOf(const common::Caller& caller) {
 // - TransitionRequest's moves (forward, recognise, execute, refuse, close...) and the EIO
 //   acknowledgment (AcknowledgeRequest) are the executing side's (the executing authority
 //   named by the routing decision, the central authority of the requested state, or a
-//   Rogatory service).
+//   Rogatory service);
+// - the objection of a production order's notified (enforcing) authority (Reg. 2023/1543
+//   Art 8), TransitionRequest to OBJECTED, is also its own; it makes no other move.
 // Otherwise PERMISSION_DENIED naming the side. The caller Touches the request once the
 // change succeeded (see Touching).
 absl::Status CheckIssuerSide(const common::Caller& caller, const v1::Request& r,
@@ -124,8 +127,14 @@ absl::Status CheckIssuerSide(const common::Caller& caller, const v1::Request& r,
       absl::StrCat("only the issuing authority may ", what, " this request"));
 }
 
-absl::Status CheckExecutorSide(const common::Caller& caller, const v1::Request& r) {
+absl::Status CheckExecutorSide(
+    const common::Caller& caller, const v1::Request& r,
+    commonpb::RequestStatus target = commonpb::REQUEST_STATUS_UNSPECIFIED) {
   const common::RequestParties parties = PartiesOfRequest(r);
+  if (target == commonpb::REQUEST_STATUS_OBJECTED &&
+      common::IsNotifiedAuthority(caller, parties)) {
+    return absl::OkStatus();
+  }
   RETURN_IF_ERROR(common::MayAccess(caller, parties, r.id(), common::AccessKind::kChange));
   if (common::OnExecutingSide(caller, parties)) return absl::OkStatus();
   return absl::PermissionDeniedError(
@@ -574,7 +583,7 @@ grpc::ServerUnaryReactor* IntakeService::TransitionRequest(
              v1::TransitionRequestResponse* resp, Pipeline::Done done) {
         Plan plan = [this, r, caller = call.caller, actor = ActorOf(call.caller)](
                         const Snapshot& snap) -> absl::StatusOr<Mutation> {
-          RETURN_IF_ERROR(CheckExecutorSide(caller, snap.request));
+          RETURN_IF_ERROR(CheckExecutorSide(caller, snap.request, r.target_status()));
           RETURN_IF_ERROR(CheckEtagMatches(r.etag(), snap));
           return PlanMove(snap, r.target_status(), actor, clock_.Now(), r.reason_code(),
                           r.legal_basis(), r.refusal_grounds());

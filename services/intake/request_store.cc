@@ -35,6 +35,7 @@ common::RequestParties PartiesOfRequest(const v1::Request& r) {
   p.issuing_state = r.content().issuing_authority().state();
   p.executing_authority_id = r.executing_authority().authority_id();
   p.requested_state = r.content().requested_state();
+  p.notified_authority_id = r.notified_authority().authority_id();
   return p;
 }
 

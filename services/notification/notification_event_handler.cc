@@ -20,17 +20,17 @@ using common::v1::Event;
 // catch-up limit, [15] key prefix, [16..] party record updates as field, value pairs.
 // Returns {'duplicate'} | {'ok', recipient count, catch-up deliveries}.
 //
-// A party (issuing, executing or central authority) the party record did not hold before
-// this event has joined: before this event's own fan-out entry, it gets one entry per event
+// A party (issuing, executing, central or notified authority) the party record did not hold
+// before this event has joined: before this event's own fan-out entry, it gets one entry per event
 // of the catch-up list (with its "accepted" evidence and retrieval timer), so its inbox
 // reads the earlier deadline events before this one, as every inbox reads events in the
 // order they were received.
 const common::LuaScript &ReceiveScript() {
   static const common::LuaScript *script = new common::LuaScript(common::ReceiverScript(R"lua(
-local before = redis.call('HMGET', KEYS[2], 'iss', 'exe', 'cen')
+local before = redis.call('HMGET', KEYS[2], 'iss', 'exe', 'cen', 'ntf')
 for i = 16, #ARGV, 2 do redis.call('HSET', KEYS[2], ARGV[i], ARGV[i + 1]) end
 local p = redis.call('HMGET', KEYS[2], 'iss', 'iss_st', 'exe', 'exe_st', 'cen', 'cen_st',
-                     'tra', 'tra_st', 'req_st', 'inst')
+                     'tra', 'tra_st', 'req_st', 'inst', 'ntf', 'ntf_st')
 if #ARGV >= 16 then redis.call('PEXPIRE', KEYS[2], ARGV[5]) end
 local to, seen = {}, {}
 local function add(id, st)
@@ -42,6 +42,7 @@ end
 add(p[1], p[2])
 add(p[3], p[4])
 add(p[5], p[6])
+add(p[11], p[12])
 if ARGV[10] == '1' then add(p[7], p[8]) end
 for r in string.gmatch(ARGV[9], '[^,]+') do
   local id, st = string.match(r, '^([^@]*)@?(.*)$')
@@ -53,7 +54,7 @@ local due = tonumber(ARGV[6])
 -- Catch-up of the parties that join with this event.
 local joined, was = {}, {}
 for _, id in ipairs(before) do if id then was[id] = true end end
-for i = 1, 5, 2 do
+for _, i in ipairs({1, 3, 5, 11}) do
   if p[i] and p[i] ~= '' and not was[p[i]] then
     was[p[i]] = true
     joined[#joined + 1] = {p[i], p[i] .. '@' .. (p[i + 1] or '')}
@@ -182,6 +183,7 @@ PartiesSeen PartiesOf(const Event &event) {
       p.executing = event.routing_decided().competent_authority();
     }
     p.central = event.routing_decided().central_authority();
+    p.notified = event.routing_decided().notified_authority();
   }
   // The actor, when an authority acted in a role, is a party in that role. This
   // is how the translator of a job is learned: job events name it as their
@@ -266,6 +268,7 @@ void NotificationEventHandler::HandleWithExtras(
   AddParty(args, "exe", "exe_st", parties.executing);
   AddParty(args, "cen", "cen_st", parties.central);
   AddParty(args, "tra", "tra_st", parties.translator);
+  AddParty(args, "ntf", "ntf_st", parties.notified);
   if (!parties.requested_state.empty()) {
     args.push_back("req_st");
     args.push_back(parties.requested_state);

@@ -23,6 +23,9 @@ struct PartiesSeen {
   common::v1::AuthorityRef executing;
   common::v1::AuthorityRef central;
   common::v1::AuthorityRef translator;  // only from translation job events
+  // Told of the request without executing it (the routing decision's notified_authority:
+  // a production order's enforcing authority, Reg. 2023/1543 Art 8).
+  common::v1::AuthorityRef notified;
   std::string requested_state;
 };
 PartiesSeen PartiesOf(const common::v1::Event &event);

@@ -22,7 +22,7 @@ struct Keys {
 
   // --- request shard ---
   // hash: the request's parties as learned from events (iss, iss_st, exe,
-  // exe_st, cen, cen_st, tra, tra_st, inst, req_st).
+  // exe_st, cen, cen_st, tra, tra_st, inst, req_st, ntf, ntf_st: the notified authority).
   static std::string Parties(int shard, absl::string_view request_id) {
     return absl::StrCat(P(shard), "parties:", request_id);
   }

@@ -221,7 +221,7 @@ return n
 
 // KEYS: request events (or a placeholder). ARGV: prefix, mode ('r' request |
 // 'e' event), id, limit. Returns {} if unknown, else {request id, iss, exe,
-// cen, tra, then event id, field, value triples}.
+// cen, tra, ntf, then event id, field, value triples}.
 const LuaScript &StatusScript() {
   static const LuaScript *s = new LuaScript(R"lua(
 local eids, rq
@@ -234,8 +234,8 @@ else
   if not rq then return {} end
   eids = {ARGV[3]}
 end
-local p = redis.call('HMGET', ARGV[1] .. 'parties:' .. rq, 'iss', 'exe', 'cen', 'tra')
-local out = {rq, p[1] or '', p[2] or '', p[3] or '', p[4] or ''}
+local p = redis.call('HMGET', ARGV[1] .. 'parties:' .. rq, 'iss', 'exe', 'cen', 'tra', 'ntf')
+local out = {rq, p[1] or '', p[2] or '', p[3] or '', p[4] or '', p[5] or ''}
 for _, e in ipairs(eids) do
   local h = redis.call('HGETALL', ARGV[1] .. 'ev:' .. e)
   for i = 1, #h, 2 do
@@ -1114,14 +1114,15 @@ grpc::ServerUnaryReactor *NotificationServiceImpl::GetDeliveryStatus(
         const common::Caller caller = call.caller;
         auto finish = [join, caller, call, resp, done] {
           if (!join->status.ok()) return done(join->status);
-          // The request's parties (issuing, executing, central: fields 1-3) see the evidence
-          // of every delivery of it; its translator (field 4) only of its own deliveries.
+          // The request's parties (issuing, executing, central: fields 1-3; the notified
+          // authority, field 5, with the executing side's read rights) see the evidence of
+          // every delivery of it; its translator (field 4) only of its own deliveries.
           bool any = false, see_all = Privileged(caller), allowed = see_all;
           for (const RedisReply &rep : join->found) {
             const auto &e = rep.elements;
-            if (e.size() < 5) continue;
+            if (e.size() < 6) continue;
             any = true;
-            for (int k = 1; k <= 3; ++k) {
+            for (int k : {1, 2, 3, 5}) {
               if (e[k].str == caller.authority_id) see_all = allowed = true;
             }
             if (e[4].str == caller.authority_id) allowed = true;
@@ -1134,8 +1135,8 @@ grpc::ServerUnaryReactor *NotificationServiceImpl::GetDeliveryStatus(
           }
           for (const RedisReply &rep : join->found) {
             const auto &e = rep.elements;
-            if (e.size() < 5) continue;
-            for (size_t i = 5; i + 2 < e.size(); i += 3) {
+            if (e.size() < 6) continue;
+            for (size_t i = 6; i + 2 < e.size(); i += 3) {
               std::vector<std::string> parts = absl::StrSplit(e[i + 1].str, '|');
               if (parts.size() != 3) continue;
               if (!see_all && parts[1] != caller.authority_id) continue;

@@ -146,7 +146,7 @@ std::string Script(absl::string_view body) { return absl::StrCat(kLuaLib, body);
 // Receiver scripts: KEYS[1] seen, ARGV[1] retention; then ARGV[2] prefix, [3] shard,
 // [4] now, [5] base event id, [6] actor bytes, [7] outbox, [8] request id, then own args,
 // and LAST the request's parties (PartiesArg: issuing authority, issuing state, executing
-// authority, requested state, each followed by '\n'; '' = none), which the prologue pops
+// authority, requested state, notified authority, each followed by '\n'; '' = none), which the prologue pops
 // and records in the need-to-know hash parties:<rid> (non-empty values only).
 constexpr char kReceiverPrologue[] = R"lua(
 CTX.P, CTX.shard, CTX.now, CTX.actor, CTX.outbox = ARGV[2], ARGV[3], ARGV[4], ARGV[6], ARGV[7]
@@ -154,7 +154,7 @@ EV.base = ARGV[5]
 local rid = ARGV[8]
 local parties_arg = table.remove(ARGV)
 if parties_arg ~= '' then
-  local j, names = 1, {'ia', 'is', 'ea', 'rs'}
+  local j, names = 1, {'ia', 'is', 'ea', 'rs', 'na'}
   for v in string.gmatch(parties_arg, '([^\n]*)\n') do
     if names[j] and v ~= '' then redis.call('HSET', CTX.P .. 'parties:' .. rid, names[j], v) end
     j = j + 1
@@ -734,12 +734,16 @@ std::vector<std::string> ReceiverArgs(const common::Dedupe& dedupe, int shard, a
 }
 
 // The parties argument every receiver script takes last (see kReceiverPrologue).
-std::string PartiesArg(const Event& trigger, const std::string& executing_fallback = "") {
+std::string PartiesArg(const Event& trigger, const std::string& executing_fallback = "",
+                       const std::string& notified_fallback = "") {
   const common::RequestParties p = common::PartiesOf(trigger.request());
   return absl::StrCat(p.issuing_authority_id, "\n", p.issuing_state, "\n",
                       p.executing_authority_id.empty() ? executing_fallback
                                                        : p.executing_authority_id,
-                      "\n", p.requested_state, "\n");
+                      "\n", p.requested_state, "\n",
+                      p.notified_authority_id.empty() ? notified_fallback
+                                                      : p.notified_authority_id,
+                      "\n");
 }
 }  // namespace
 
@@ -775,7 +779,8 @@ void RedisRoutingStore::RecordDecision(const Event& trigger, const v1::RoutingDe
                decision.unroutable() ? "1" : "0", Template(trigger),
                absl::StrCat(static_cast<int>(status)), reason_code, payload.SerializeAsString(),
                absl::StrCat(static_cast<int>(ForwardStatusFor(decision))),
-               PartiesArg(trigger, decision.competent_authority().authority_id())});
+               PartiesArg(trigger, decision.competent_authority().authority_id(),
+                          decision.notified_authority().authority_id())});
   redis_.Eval(DecideScript(), {dedupe.seen_key}, std::move(args),
               [done](absl::StatusOr<RedisReply> r) { done(common::ReceiverOutcome(r)); });
 }

@@ -67,6 +67,28 @@ TEST(AccessPolicyTest, TranslatorsReachWhatTheyHoldOnly) {
   EXPECT_EQ(call.trail->subjects().size(), 1u);
 }
 
+// A production order's enforcing authority, named by routing as notified_authority
+// (Reg. 2023/1543 Art 8): it reads the request with the executing side's read rights, and
+// changes nothing through the common policy (its objection is intake's to allow).
+TEST(AccessPolicyTest, NotifiedAuthorityReadsButChangesNothing) {
+  RequestParties p = Parties();
+  p.notified_authority_id = "IE-EPOC-ENFORCING-AUTHORITY";
+  const Caller enforcing = Make("IE-EPOC-ENFORCING-AUTHORITY", "IE", {"executing"});
+  EXPECT_EQ(ReachOf(enforcing, p), Reach::kRead);
+  EXPECT_TRUE(IsNotifiedAuthority(enforcing, p));
+  EXPECT_FALSE(OnExecutingSide(enforcing, p));
+  EXPECT_FALSE(IsNotifiedAuthority(Make("IE-EPOC-ENFORCING-AUTHORITY", "IE", {"auditor"}),
+                                   p));
+  EXPECT_EQ(ReachOf(Make("IE-OTHER", "IE", {"executing"}), p), Reach::kNone);
+  EXPECT_EQ(ReachOf(enforcing, Parties()), Reach::kNone);  // not named: not a party
+  CallContext call;
+  call.caller = enforcing;
+  EXPECT_TRUE(CheckRequestAccess(call, p, "rq-1-X", AccessKind::kRead).ok());
+  absl::Status change = CheckRequestAccess(call, p, "rq-1-X", AccessKind::kChange);
+  EXPECT_EQ(change.code(), absl::StatusCode::kPermissionDenied);
+  EXPECT_NE(change.message().find("notified authority"), absl::string_view::npos);
+}
+
 TEST(AccessPolicyTest, SidesListScopesAndAdmin) {
   const RequestParties p = Parties();
   EXPECT_TRUE(OnIssuingSide(Make("FR-TJ-PARIS-JI", "FR", {"issuing"}), p));

@@ -33,6 +33,8 @@ import sys
 import tempfile
 import unittest
 
+import grpc
+
 HERE = pathlib.Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 import intake_e2e_test as base  # noqa: E402  (fixtures: processes, Redis, run_tests)
@@ -122,6 +124,63 @@ class SampleJourneysTest(unittest.TestCase):
                 self.walk(content)
         self.assertEqual(instruments, set(rc.stubs().types.Instrument.values()) - {0},
                          "a sample for every instrument")
+
+    def test_production_order_tells_the_notified_enforcing_authority_which_may_object(self):
+        """Reg. 2023/1543: the order goes to the provider's addressee; the enforcing state's
+        authority that routing names (Art 8, traffic data asked) is a party: told of the
+        decision and of what follows, reads the request and its deadlines, and may object
+        but not move the request otherwise."""
+        pb = rc.stubs()
+        T, E = pb.types, pb.events
+        svc = self.svc
+        content = load_sample(SAMPLES / "production-order-fr-ie.json")
+        issuer_ref = content.issuing_authority
+        issuer = rc.Caller(issuer_ref.authority_id, issuer_ref.state, ("issuing",))
+        rid = j.submit(svc, issuer, content).id
+        j.wait(lambda: status_name(j.get(svc, issuer, rid).status) == "SENT_TO_PROVIDER",
+               20, "production order sent to the provider")
+        decision = svc.routing(issuer).GetRoutingDecision(
+            pb.routing.GetRoutingDecisionRequest(request_id=rid), timeout=10).decision
+        notified_ref = decision.notified_authority
+        self.assertTrue(notified_ref.authority_id, "routing names no enforcing authority")
+        self.assertEqual(notified_ref.state, content.production_order.enforcing_state)
+        enforcing = rc.Caller(notified_ref.authority_id, notified_ref.state, ("executing",))
+
+        def told(*types):
+            def probe():
+                got = {x.event.type for x in j.inbox(svc, enforcing, rid)}
+                return got if set(types) <= got else None
+            return probe
+        try:
+            j.wait(told(E.EVENT_TYPE_ROUTING_DECIDED, E.EVENT_TYPE_SENT_TO_PROVIDER,
+                        E.EVENT_TYPE_DEADLINE_STARTED), 20, "enforcing authority told")
+        except TimeoutError:
+            got = [E.EventType.Name(x.event.type) for x in j.inbox(svc, enforcing, rid)]
+            self.fail(f"the enforcing authority was told {got}")
+
+        # It reads the request and the deadlines running on it, as the executing side does.
+        request = j.get(svc, enforcing, rid)
+        self.assertEqual(request.notified_authority.authority_id, notified_ref.authority_id)
+        rules = {d.rule_id for d in j.deadlines_of(svc, enforcing, rid)}
+        self.assertIn("PRODUCTION_ORDER_DATA", rules)
+        # An authority of the same state that routing did not name reads nothing.
+        stranger = rc.Caller(notified_ref.state + "-NOT-NOTIFIED", notified_ref.state,
+                             ("executing",))
+        with self.assertRaises(grpc.RpcError) as caught:
+            j.get(svc, stranger, rid)
+        self.assertEqual(caught.exception.code(), grpc.StatusCode.NOT_FOUND)
+
+        # It may not move the request as the addressee does; it may object.
+        with self.assertRaises(grpc.RpcError) as caught:
+            j.transition(svc, enforcing, rid, T.REQUEST_STATUS_DATA_PRODUCED)
+        self.assertEqual(caught.exception.code(), grpc.StatusCode.PERMISSION_DENIED)
+        objected = j.transition(svc, enforcing, rid, T.REQUEST_STATUS_OBJECTED,
+                                reason="GROUNDS_ART_12")
+        self.assertEqual(status_name(objected.status), "OBJECTED")
+        for party in (issuer, enforcing):
+            j.wait(lambda party=party: any(
+                x.event.type == E.EVENT_TYPE_ENFORCING_AUTHORITY_OBJECTED
+                for x in j.inbox(svc, party, rid)), 20, f"{party.authority_id} told of it")
 
     # ---- one journey ------------------------------------------------------------------
 

@@ -276,6 +276,63 @@ TEST_F(ChangesTest, ReportedStatusFollowsTheLifecycleAndIsAnnouncedOnce) {
   EXPECT_EQ(history[3].reason_code(), "STATUS_NOT_APPLIED:REQUEST_STATUS_SURRENDERED");
 }
 
+// A production order routed to the provider's addressee names the enforcing state's
+// authority to be told (Reg. 2023/1543 Art 8): intake records it from the decision as it
+// records the executing authority; it reads the request and may object, and makes no other
+// move.
+TEST_F(ChangesTest, NotifiedEnforcingAuthorityReadsTheProductionOrderAndMayOnlyObject) {
+  const v1::Request r = h_.SubmitComplete(pb::INSTRUMENT_PRODUCTION_ORDER);
+  pb::Event decided = Reported(r.id(), "01jevent000000000000000000d",
+                               pb::EVENT_TYPE_ROUTING_DECIDED, pb::REQUEST_STATUS_SENT_TO_PROVIDER);
+  auto* addressee = decided.mutable_routing_decided()->mutable_competent_authority();
+  addressee->set_authority_id("IE-PROVIDER-LEGALREP");
+  addressee->set_state("IE");
+  auto* notified = decided.mutable_routing_decided()->mutable_notified_authority();
+  notified->set_authority_id("IE-EPOC-ENFORCING-AUTHORITY");
+  notified->set_state("IE");
+  ASSERT_TRUE(Report(decided).ok());
+  v1::Request got;
+  ASSERT_TRUE(h_.Get(r.id(), &got).ok());
+  EXPECT_EQ(got.status(), pb::REQUEST_STATUS_SENT_TO_PROVIDER);
+  EXPECT_EQ(got.executing_authority().authority_id(), "IE-PROVIDER-LEGALREP");
+  EXPECT_EQ(got.notified_authority().authority_id(), "IE-EPOC-ENFORCING-AUTHORITY");
+  // The facts intake announces name it, so the other services know it as a party.
+  bool announced = false;
+  for (const auto& e : store_.Outbox()) {
+    if (e.request_id() == r.id() && e.type() == pb::EVENT_TYPE_SENT_TO_PROVIDER) {
+      announced = true;
+      EXPECT_EQ(e.request().notified_authority().authority_id(), "IE-EPOC-ENFORCING-AUTHORITY");
+    }
+  }
+  EXPECT_TRUE(announced);
+
+  const testing::CallerId enforcing{"IE-EPOC-ENFORCING-AUTHORITY", "IE", "executing"};
+  const testing::CallerId stranger{"IE-OTHER-AUTHORITY", "IE", "executing"};
+  auto get_as = [&](const testing::CallerId& who) {
+    grpc::ClientContext ctx;
+    IntakeHarness::As(&ctx, who);
+    v1::GetRequestRequest req;
+    req.set_id(r.id());
+    v1::GetRequestResponse resp;
+    return h_.stub().GetRequest(&ctx, req, &resp).error_code();
+  };
+  EXPECT_EQ(get_as(enforcing), grpc::StatusCode::OK);
+  EXPECT_EQ(get_as(stranger), grpc::StatusCode::NOT_FOUND);
+
+  v1::TransitionRequestRequest produce;
+  produce.set_id(r.id());
+  produce.set_target_status(pb::REQUEST_STATUS_DATA_PRODUCED);
+  EXPECT_EQ(h_.Transition(produce, nullptr, enforcing).error_code(),
+            grpc::StatusCode::PERMISSION_DENIED);
+  v1::TransitionRequestRequest object = produce;
+  object.set_target_status(pb::REQUEST_STATUS_OBJECTED);
+  EXPECT_EQ(h_.Transition(object, nullptr, stranger).error_code(), grpc::StatusCode::NOT_FOUND);
+  v1::Request objected;
+  grpc::Status s = h_.Transition(object, &objected, enforcing);
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  EXPECT_EQ(objected.status(), pb::REQUEST_STATUS_OBJECTED);
+}
+
 // Issue 22 item 8: after a translation the history names the forwarding as the event the
 // recognition limit is counted from, not only as the job's completion.
 TEST_F(ChangesTest, ForwardingAfterTranslationIsInTheHistoryUnderItsTriggerName) {

@@ -754,5 +754,50 @@ TEST_F(NotificationRedisTest, CatchUpKeepsInboxOrderWithinOneFanoutBatch) {
                                      "ev-started-5"));
 }
 
+// A production order (Reg. 2023/1543): routing names the enforcing state's authority as
+// notified_authority (Art 8). It joins the request's parties with the decision: it receives
+// the running deadlines' catch-up, the decision and every later event, and reads the
+// evidence of the request's deliveries (the executing side's read rights).
+TEST_F(NotificationRedisTest, NotifiedAuthorityOfRoutingDecisionIsAPartyAndIsCaughtUp) {
+  StartService();
+  const std::string rq = Request(4);
+  const std::string enforcing = "IE-EPOC-ENFORCING-AUTHORITY";
+  ASSERT_TRUE(Receive(MakeEvent("ev-submitted", rq)).ok());
+  ASSERT_TRUE(Receive(DeadlineEvent("ev-epoc-started", rq,
+                                    common::v1::EVENT_TYPE_DEADLINE_STARTED, "dl-epoc"))
+                  .ok());
+  Drain();
+  Event routed = RoutingDecided("ev-routed", rq);
+  auto *notified = routed.mutable_routing_decided()->mutable_notified_authority();
+  notified->set_authority_id(enforcing);
+  notified->set_state("IE");
+  ASSERT_TRUE(Receive(routed).ok());
+  ASSERT_TRUE(Receive(MakeEvent("ev-sent", rq, common::v1::EVENT_TYPE_SENT_TO_PROVIDER)).ok());
+  Drain();
+  EXPECT_THAT(InboxEvents(enforcing),
+              ::testing::ElementsAre("ev-epoc-started", "ev-routed", "ev-sent"));
+  EXPECT_THAT(InboxEvents(kExecutor),
+              ::testing::ElementsAre("ev-epoc-started", "ev-routed", "ev-sent"));
+
+  // Its delivery evidence, and the request's, are its to read.
+  auto c = Ctx(enforcing);
+  v1::GetDeliveryStatusRequest q;
+  q.set_request_id(rq);
+  v1::GetDeliveryStatusResponse status;
+  ASSERT_TRUE(stub_->GetDeliveryStatus(c.get(), q, &status).ok());
+  bool told = false, others = false;
+  for (const auto &ev : status.evidences()) {
+    if (ev.recipient().authority_id() == enforcing && ev.event_id() == "ev-sent") told = true;
+    if (ev.recipient().authority_id() == kIssuer) others = true;
+  }
+  EXPECT_TRUE(told);
+  EXPECT_TRUE(others);
+  // A stranger does not.
+  auto stranger = Ctx("IE-SOMEONE-ELSE");
+  v1::GetDeliveryStatusResponse none;
+  EXPECT_EQ(stub_->GetDeliveryStatus(stranger.get(), q, &none).error_code(),
+            grpc::StatusCode::NOT_FOUND);
+}
+
 }  // namespace
 }  // namespace rogatory::notification

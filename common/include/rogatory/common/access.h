@@ -20,6 +20,10 @@ namespace rogatory::common {
 //   decision). With role central it also reaches the requests whose issuing state or
 //   requested state is the caller's state. It reads and changes what it reaches (which
 //   moves it may make is the service's business, see intake's lifecycle).
+// - The notified authority of a request (routing's notified_authority: a production order's
+//   enforcing authority, Reg. 2023/1543 Art 8) reads it, with the executing side's read
+//   rights, and changes nothing through this policy (PERMISSION_DENIED); its one move, the
+//   objection, is intake's to allow (IsNotifiedAuthority).
 // - An auditor reads every request and changes none (PERMISSION_DENIED).
 // - An operator runs admin RPCs (test clock, dead letters, retries) and reads no request
 //   content: requests are outside its reach.
@@ -37,6 +41,12 @@ struct RequestParties {
   std::string issuing_state;
   std::string executing_authority_id;  // empty until routing decided
   std::string requested_state;
+  // Told of the request without executing it (routing's notified_authority: a production
+  // order's enforcing authority, Reg. 2023/1543 Art 8); empty if none. It reads the request
+  // (Reach::kRead, the executing side's read rights) and changes nothing through the common
+  // policy: the one move it may make (an objection) is the service's to allow, see
+  // IsNotifiedAuthority.
+  std::string notified_authority_id;
 };
 
 // The parties named by the facts every intake event carries.
@@ -76,6 +86,8 @@ absl::Status MayAccess(const Caller& caller, const RequestParties& parties,
 // decide with these which moves a caller may make among those ReachOf lets it make.
 bool OnExecutingSide(const Caller& caller, const RequestParties& parties);
 bool OnIssuingSide(const Caller& caller, const RequestParties& parties);
+// Whether the caller is an authority acting as the request's notified authority.
+bool IsNotifiedAuthority(const Caller& caller, const RequestParties& parties);
 
 // OK (and `call.Touch(request_id, kind, detail)`) when the caller may do `kind` to the
 // request; NOT_FOUND (RequestNotFound(request_id, not_found_message)) when the request is
@@ -111,7 +123,7 @@ bool InScope(const ListScope& scope, const RequestParties& parties);
 
 // Reads the parties of a request that a service keeps in the Redis hash `key` (written by
 // its event receiver scripts, fields ia = issuing authority, is = issuing state,
-// ea = executing authority, rs = requested state): nullopt when the service has not
+// ea = executing authority, rs = requested state, na = notified authority): nullopt when the service has not
 // heard of the request yet.
 void LoadRequestParties(RedisClient& redis, std::string key,
                         std::function<void(absl::StatusOr<std::optional<RequestParties>>)> done);
