@@ -206,7 +206,7 @@ class SampleJourneysTest(unittest.TestCase):
         decision = svc.routing(issuer).GetRoutingDecision(
             pb.routing.GetRoutingDecisionRequest(request_id=rid), timeout=10).decision
         self.assertFalse(decision.unroutable,
-                         [(r.code, r.text) for r in decision.reasons])
+                         [(r.code, r.detail) for r in decision.reasons])
         self.assertTrue(decision.competent_authority.authority_id, "no competent party")
 
         statuses = ["RECEIVED"]

@@ -329,8 +329,13 @@ TYPED_TEST_P(RequestStoreContractTest, ReportedDecisionIsRecordedOnceWithItsStat
   auto history = Await<std::vector<common::v1::Event>>(
       [&](auto done) { this->store_->History(id, std::move(done)); });
   ASSERT_TRUE(history.ok());
-  ASSERT_EQ(history->size(), 2u);  // submitted + decided, once
+  // Submitted, the decision as reported (the cause), then the status change it made as an
+  // entry of its own, each once.
+  ASSERT_EQ(history->size(), 3u);
   EXPECT_EQ((*history)[1].type(), common::v1::EVENT_TYPE_ROUTING_DECIDED);
+  EXPECT_EQ((*history)[1].status(), common::v1::REQUEST_STATUS_UNSPECIFIED);
+  EXPECT_EQ((*history)[2].status(), common::v1::REQUEST_STATUS_TRANSLATION_PENDING);
+  EXPECT_EQ((*history)[2].previous_status(), common::v1::REQUEST_STATUS_RECEIVED);
 
   intake::ListQuery pending;
   pending.status = common::v1::REQUEST_STATUS_TRANSLATION_PENDING;
