@@ -21,7 +21,12 @@ Mutation IntakeEventHandler::Plan(const Snapshot& snap, const commonpb::Event& e
   const commonpb::RequestStatus target = event.status();
   if (target != commonpb::REQUEST_STATUS_UNSPECIFIED && target != r.status()) {
     auto move = Lifecycle::Default().Find(r.content().instrument(), r.status(), target);
-    if (!move.has_value()) {
+    // A service reports a move the table lets a service make with TransitionRequest; a
+    // withdrawal (WithdrawRequest, the issuing side's) or an acknowledgment
+    // (AcknowledgeRequest) is never made by report.
+    const bool reportable = move.has_value() && move->by.via == Via::kTransitionRequest &&
+                            (move->by.sides & kService) != 0;
+    if (!reportable) {
       common::Log::Warn(
           "reported status not allowed by the lifecycle; recorded without a status change",
           {{"event_id", event.event_id()},

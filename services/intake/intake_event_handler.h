@@ -13,10 +13,13 @@ namespace rogatory::intake {
 // reported one: every status change is one history entry, under the name deadlines and
 // notifications use (a move to FORWARDED after a translation reads
 // TRANSLATION_JOB_COMPLETED, without a status, then REQUEST_RECEIVED_BY_COMPETENT_AUTHORITY
-// with the status and the previous status). All in one atomic step with the duplicate marker (RequestStore::Mutate). A status the lifecycle does not allow is recorded in the history
-// without changing the status, with a warning log. An event about a request intake does
-// not hold is logged and dropped: it can never become valid, so retrying it would only
-// stall the lane.
+// with the status and the previous status). All in one atomic step with the duplicate
+// marker (RequestStore::Mutate). A status the lifecycle does not allow is recorded in the
+// history without changing the status, with a warning log; so is a status the lifecycle
+// table does not let a service cause by report (WITHDRAWN is the issuing side's, with
+// WithdrawRequest; ACKNOWLEDGED the executing side's, with AcknowledgeRequest: see
+// lifecycle.h, Cause). An event about a request intake does not hold is logged and dropped:
+// it can never become valid, so retrying it would only stall the lane.
 class IntakeEventHandler final : public common::EventHandler {
  public:
   explicit IntakeEventHandler(RequestStore& store) : store_(store) {}

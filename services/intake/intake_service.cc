@@ -106,18 +106,18 @@ commonpb::AuthorityRole RoleOf(const common::Caller& caller) {
 }
 
 // Need-to-know for changes (common/access.h): the request must be in the caller's reach
-// (else NOT_FOUND, as if it did not exist; an auditor gets PERMISSION_DENIED), and the
-// caller must act for the side whose move it is:
-// - withdrawals and supplements are the issuing side's (the issuing authority, the central
-//   authority of the issuing state, or a Rogatory service);
-// - TransitionRequest's moves (forward, recognise, execute, refuse, close...) and the EIO
-//   acknowledgment (AcknowledgeRequest) are the executing side's (the executing authority
-//   named by the routing decision, the central authority of the requested state, or a
-//   Rogatory service);
-// - the objection of a production order's notified (enforcing) authority (Reg. 2023/1543
-//   Art 8), TransitionRequest to OBJECTED, is also its own; it makes no other move.
-// Otherwise PERMISSION_DENIED naming the side. The caller Touches the request once the
-// change succeeded (see Touching).
+// (else NOT_FOUND, as if it did not exist), and the caller must act for a side that may make
+// the change (else PERMISSION_DENIED naming that side; an auditor acts for no side):
+// - supplements are the issuing side's (the issuing authority, the central authority of the
+//   issuing state, or a Rogatory service);
+// - each move of the lifecycle is made by the sides its target status names, with the one
+//   RPC it names (lifecycle.h, Cause): WITHDRAWN is the issuing side's, with WithdrawRequest;
+//   ACKNOWLEDGED the executing side's, with AcknowledgeRequest (an EIO only); OBJECTED also
+//   the notified (enforcing) authority's, which reads the request and makes no other move;
+//   every other status the executing side's (the executing authority named by the routing
+//   decision, or the central authority of the requested state), with TransitionRequest.
+//   Rogatory services may make every move.
+// The caller Touches the request once the change succeeded (see Touching).
 absl::Status CheckIssuerSide(const common::Caller& caller, const v1::Request& r,
                              absl::string_view what) {
   const common::RequestParties parties = PartiesOfRequest(r);
@@ -127,19 +127,103 @@ absl::Status CheckIssuerSide(const common::Caller& caller, const v1::Request& r,
       absl::StrCat("only the issuing authority may ", what, " this request"));
 }
 
-absl::Status CheckExecutorSide(
-    const common::Caller& caller, const v1::Request& r,
-    commonpb::RequestStatus target = commonpb::REQUEST_STATUS_UNSPECIFIED) {
-  const common::RequestParties parties = PartiesOfRequest(r);
-  if (target == commonpb::REQUEST_STATUS_OBJECTED &&
-      common::IsNotifiedAuthority(caller, parties)) {
-    return absl::OkStatus();
+// Who files a request, checked at submission and again on a supplement's merged content:
+// its issuing authority, the central authority of its state, or a Rogatory service (no one
+// files a request in another authority's name), and an authority only in its own state's
+// name: content.issuing_authority.state must be the caller's `state` claim (else the
+// request would reach another state's central authority and not its own). Both are
+// PERMISSION_DENIED naming the field.
+absl::Status CheckSubmitter(const common::Caller& caller, const v1::RequestContent& content) {
+  common::RequestParties parties;
+  parties.issuing_authority_id = content.issuing_authority().authority_id();
+  parties.issuing_state = content.issuing_authority().state();
+  parties.requested_state = content.requested_state();
+  if (!common::OnIssuingSide(caller, parties)) {
+    return absl::PermissionDeniedError(
+        "a request is submitted by its issuing authority (content.issuing_authority) or the "
+        "central authority of its state");
   }
-  RETURN_IF_ERROR(common::MayAccess(caller, parties, r.id(), common::AccessKind::kChange));
-  if (common::OnExecutingSide(caller, parties)) return absl::OkStatus();
-  return absl::PermissionDeniedError(
-      "only the executing authority or the central authority of the requested state moves "
-      "this request; its issuer supplements or withdraws it");
+  if (!caller.is_service && caller.state != content.issuing_authority().state()) {
+    return absl::PermissionDeniedError(absl::StrCat(
+        "content.issuing_authority.state must be the caller's state (",
+        caller.state.empty() ? "its credentials name none" : caller.state,
+        "): an authority files requests in its own state's name only"));
+  }
+  return absl::OkStatus();
+}
+
+// What a supplement may not change (issue 16 item 2): the parties, the instrument and the
+// requested state are fixed at submission (who reaches a request, where routing sent it and
+// whom the other services know as its parties follow from them). INVALID_ARGUMENT naming
+// each field that differs. The validator already refuses update_mask paths naming the
+// top-level ones; this guards the merged result itself, including a production order's
+// addressee and enforcing state inside its details.
+absl::Status CheckFixedFields(const v1::RequestContent& before, const v1::RequestContent& after) {
+  common::FieldViolations v;
+  auto same = [](const google::protobuf::Message& a, const google::protobuf::Message& b) {
+    return DeterministicBytes(a) == DeterministicBytes(b);
+  };
+  if (before.instrument() != after.instrument()) {
+    v.Add("content.instrument", "is fixed after submission");
+  }
+  if (!same(before.issuing_authority(), after.issuing_authority())) {
+    v.Add("content.issuing_authority", "is fixed after submission");
+  }
+  if (before.requested_state() != after.requested_state()) {
+    v.Add("content.requested_state", "is fixed after submission");
+  }
+  if (before.has_production_order()) {
+    if (!same(before.production_order().service_provider(),
+              after.production_order().service_provider())) {
+      v.Add("content.production_order.service_provider", "is fixed after submission");
+    }
+    if (before.production_order().enforcing_state() !=
+        after.production_order().enforcing_state()) {
+      v.Add("content.production_order.enforcing_state", "is fixed after submission");
+    }
+  }
+  return v.ToStatus();
+}
+
+// The sides of the request the caller acts for.
+Sides SidesOf(const common::Caller& caller, const common::RequestParties& parties) {
+  if (caller.is_service) return kService;
+  Sides sides = 0;
+  if (common::OnIssuingSide(caller, parties)) sides |= kIssuingSide;
+  if (common::OnExecutingSide(caller, parties)) sides |= kExecutingSide;
+  if (common::IsNotifiedAuthority(caller, parties)) sides |= kNotifiedAuthority;
+  return sides;
+}
+
+// Whether the caller may move the request to `target` with the RPC `via`: NOT_FOUND when the
+// request is outside its reach; PERMISSION_DENIED when the table names another RPC for that
+// move or other sides. A status no move of the instrument leads to (RECEIVED, another
+// instrument's) is checked as the executing side's; the lifecycle then refuses the move
+// (FAILED_PRECONDITION).
+absl::Status CheckMayCause(const common::Caller& caller, const v1::Request& r,
+                           commonpb::RequestStatus target, Via via) {
+  const common::RequestParties parties = PartiesOfRequest(r);
+  // Reach only (kRead): a party who reaches the request but may not make this move learns
+  // which side makes it; the notified authority reaches it for reading alone and its
+  // objection is a move the table gives it.
+  RETURN_IF_ERROR(common::MayAccess(caller, parties, r.id(), common::AccessKind::kRead));
+  const Cause cause = Lifecycle::Default()
+                          .CauseOf(r.content().instrument(), target)
+                          .value_or(Cause{kExecutingSide | kService, via});
+  const std::string status = commonpb::RequestStatus_Name(target);
+  if (cause.via != via) {
+    return absl::PermissionDeniedError(absl::StrCat(
+        status, " is caused by ", DescribeSides(cause.sides), ", with ", ViaName(cause.via),
+        ", not with ", ViaName(via)));
+  }
+  const Sides sides = SidesOf(caller, parties);
+  if ((sides & cause.sides) == 0) {
+    return absl::PermissionDeniedError(absl::StrCat(status, " is caused by ",
+                                                    DescribeSides(cause.sides),
+                                                    "; the caller acts for ",
+                                                    DescribeSides(sides)));
+  }
+  return absl::OkStatus();
 }
 
 // Wraps a change RPC's completion: a successful change (or replay of one) is noted on the
@@ -318,17 +402,7 @@ grpc::ServerUnaryReactor* IntakeService::SubmitRequest(grpc::CallbackServerConte
 
 void IntakeService::Submit(const CallContext& call, const v1::SubmitRequestRequest& in,
                            v1::SubmitRequestResponse* response, Pipeline::Done done) {
-  // A request is submitted by its issuing authority (or its state's central authority, or
-  // a Rogatory service): no one files a request in another authority's name.
-  common::RequestParties parties;
-  parties.issuing_authority_id = in.content().issuing_authority().authority_id();
-  parties.issuing_state = in.content().issuing_authority().state();
-  parties.requested_state = in.content().requested_state();
-  if (!common::OnIssuingSide(call.caller, parties)) {
-    return done(absl::PermissionDeniedError(
-        "a request is submitted by its issuing authority (content.issuing_authority) or the "
-        "central authority of its state"));
-  }
+  if (absl::Status s = CheckSubmitter(call.caller, in.content()); !s.ok()) return done(s);
   const absl::Time now = clock_.Now();
   v1::RequestContent content = in.content();
   if (content.urgency() == commonpb::URGENCY_UNSPECIFIED) {
@@ -583,7 +657,8 @@ grpc::ServerUnaryReactor* IntakeService::TransitionRequest(
              v1::TransitionRequestResponse* resp, Pipeline::Done done) {
         Plan plan = [this, r, caller = call.caller, actor = ActorOf(call.caller)](
                         const Snapshot& snap) -> absl::StatusOr<Mutation> {
-          RETURN_IF_ERROR(CheckExecutorSide(caller, snap.request, r.target_status()));
+          RETURN_IF_ERROR(
+              CheckMayCause(caller, snap.request, r.target_status(), Via::kTransitionRequest));
           RETURN_IF_ERROR(CheckEtagMatches(r.etag(), snap));
           return PlanMove(snap, r.target_status(), actor, clock_.Now(), r.reason_code(),
                           r.legal_basis(), r.refusal_grounds());
@@ -609,7 +684,8 @@ grpc::ServerUnaryReactor* IntakeService::AcknowledgeRequest(
         Plan plan = [this, r, caller = call.caller](
                         const Snapshot& snap) -> absl::StatusOr<Mutation> {
           const v1::Request& current = snap.request;
-          RETURN_IF_ERROR(CheckExecutorSide(caller, current));
+          RETURN_IF_ERROR(CheckMayCause(caller, current, commonpb::REQUEST_STATUS_ACKNOWLEDGED,
+                                        Via::kAcknowledgeRequest));
           RETURN_IF_ERROR(CheckEtagMatches(r.etag(), snap));
           if (current.content().instrument() != commonpb::INSTRUMENT_EIO) {
             return absl::FailedPreconditionError(absl::StrCat(
@@ -646,7 +722,8 @@ grpc::ServerUnaryReactor* IntakeService::WithdrawRequest(
              v1::WithdrawRequestResponse* resp, Pipeline::Done done) {
         Plan plan = [this, r, caller = call.caller](
                         const Snapshot& snap) -> absl::StatusOr<Mutation> {
-          RETURN_IF_ERROR(CheckIssuerSide(caller, snap.request, "withdraw"));
+          RETURN_IF_ERROR(CheckMayCause(caller, snap.request, commonpb::REQUEST_STATUS_WITHDRAWN,
+                                        Via::kWithdrawRequest));
           RETURN_IF_ERROR(CheckEtagMatches(r.etag(), snap));
           auto m = PlanMove(snap, commonpb::REQUEST_STATUS_WITHDRAWN, ActorOf(caller),
                             clock_.Now(), r.reason_code(), "", {});
@@ -737,9 +814,12 @@ grpc::ServerUnaryReactor* IntakeService::SupplementRequest(
           if (merged.urgency() == commonpb::URGENCY_UNSPECIFIED) {
             merged.set_urgency(commonpb::URGENCY_NORMAL);
           }
+          RETURN_IF_ERROR(CheckFixedFields(current.content(), merged));
+          // The merged content passes every submit-time check again.
           v1::SubmitRequestRequest as_submitted;
           *as_submitted.mutable_content() = merged;
           RETURN_IF_ERROR(ValidateSubmit(as_submitted, clock_.Now()));
+          RETURN_IF_ERROR(CheckSubmitter(caller, merged));
 
           const absl::Time now = clock_.Now();
           const int64_t version = snap.version + 1;

@@ -1,6 +1,7 @@
 #include "lifecycle.h"
 
 #include <algorithm>
+#include <cstdlib>
 #include <set>
 #include <string>
 
@@ -68,6 +69,60 @@ pb::EventType EventFor(pb::RequestStatus to) {
     case OBJECTED: return pb::EVENT_TYPE_ENFORCING_AUTHORITY_OBJECTED;
     default: return pb::EVENT_TYPE_UNSPECIFIED;
   }
+}
+
+// Who causes a move into each status, and with which RPC (issue 16 item 3). Every status a
+// move of the table leads to has its line here (BuildRows refuses a move without one).
+// - WITHDRAWN: the issuer's decision alone (its issuing authority, or the central authority
+//   of its state), made with WithdrawRequest; never a TransitionRequest, so the executing
+//   side cannot end a request it was asked to execute by calling it withdrawn.
+// - ACKNOWLEDGED: the competent executing authority's acknowledgment of an EIO (Directive
+//   2014/41/EU Art 16(1), Annex B), made with AcknowledgeRequest.
+// - OBJECTED: a production order's enforcing authority objects (Reg. 2023/1543 Art 8); the
+//   addressee's side may record the objection too.
+// - everything else: what the executing side decides or observes (forwarding, recognition,
+//   refusal, execution, arrest, surrender, closing the file...), with TransitionRequest.
+// A Rogatory service may cause each of them: services act for either side (routing
+//   forwards and sends to providers; an integration may withdraw on an issuer's behalf).
+struct CauseLine {
+  pb::RequestStatus to;
+  Cause cause;
+};
+constexpr Sides kExecutor = kExecutingSide | kService;
+constexpr Cause kByExecutor{kExecutor, Via::kTransitionRequest};
+const CauseLine kCauses[] = {
+    {INCOMPLETE, kByExecutor},
+    {TRANSLATION_PENDING, kByExecutor},
+    {FORWARDED, kByExecutor},
+    {ACKNOWLEDGED, {kExecutor, Via::kAcknowledgeRequest}},
+    {RECOGNISED, kByExecutor},
+    {REFUSED, kByExecutor},
+    {POSTPONED, kByExecutor},
+    {IN_EXECUTION, kByExecutor},
+    {EXECUTED, kByExecutor},
+    {PARTIALLY_EXECUTED, kByExecutor},
+    {WITHDRAWN, {kIssuingSide | kService, Via::kWithdrawRequest}},
+    {CLOSED, kByExecutor},
+    {SUSPENDED, kByExecutor},
+    {ARRESTED, kByExecutor},
+    {CONSENT_GIVEN, kByExecutor},
+    {CONSENT_REFUSED, kByExecutor},
+    {FINAL_DECISION, kByExecutor},
+    {SURRENDERED, kByExecutor},
+    {RELEASED, kByExecutor},
+    {PROVISIONALLY_ARRESTED, kByExecutor},
+    {FORMAL_REQUEST_RECEIVED, kByExecutor},
+    {SENT_TO_PROVIDER, kByExecutor},
+    {DATA_PRODUCED, kByExecutor},
+    {OBJECTED, {kExecutor | kNotifiedAuthority, Via::kTransitionRequest}},
+};
+
+Cause CauseFor(pb::RequestStatus to) {
+  for (const CauseLine& line : kCauses) {
+    if (line.to == to) return line.cause;
+  }
+  // A programming error in the table above: a move nobody may make.
+  std::abort();
 }
 
 // A table line: from a status, the statuses it may move to (announced with EventFor).
@@ -253,7 +308,8 @@ std::vector<Lifecycle::Row> BuildRows() {
       for (pb::RequestStatus to : line.to) {
         const bool resumes =
             std::find(line.resumes.begin(), line.resumes.end(), to) != line.resumes.end();
-        row.moves.push_back({to, resumes ? pb::EVENT_TYPE_REQUEST_RESUMED : EventFor(to)});
+        row.moves.push_back(
+            {to, resumes ? pb::EVENT_TYPE_REQUEST_RESUMED : EventFor(to), CauseFor(to)});
       }
       rows.push_back(std::move(row));
     }
@@ -269,6 +325,32 @@ std::vector<Lifecycle::Row> BuildRows() {
 }
 
 }  // namespace
+
+const char* ViaName(Via via) {
+  switch (via) {
+    case Via::kTransitionRequest: return "TransitionRequest";
+    case Via::kAcknowledgeRequest: return "AcknowledgeRequest";
+    case Via::kWithdrawRequest: return "WithdrawRequest";
+  }
+  return "?";
+}
+
+std::string DescribeSides(Sides sides) {
+  std::vector<std::string> names;
+  if (sides & kIssuingSide) {
+    names.push_back(
+        "the issuing side (the issuing authority or the central authority of the issuing "
+        "state)");
+  }
+  if (sides & kExecutingSide) {
+    names.push_back(
+        "the executing side (the executing authority routing named or the central authority "
+        "of the requested state)");
+  }
+  if (sides & kNotifiedAuthority) names.push_back("the notified (enforcing) authority");
+  if (sides & kService) names.push_back("a Rogatory service");
+  return names.empty() ? "no side of this request" : absl::StrJoin(names, " or ");
+}
 
 Lifecycle::Lifecycle(std::vector<Row> rows) : rows_(std::move(rows)) {}
 
@@ -290,6 +372,17 @@ std::optional<Move> Lifecycle::Find(pb::Instrument instrument, pb::RequestStatus
                                     pb::RequestStatus to) const {
   for (const Move& m : MovesFrom(instrument, from)) {
     if (m.to == to) return m;
+  }
+  return std::nullopt;
+}
+
+std::optional<Cause> Lifecycle::CauseOf(pb::Instrument instrument,
+                                        pb::RequestStatus to) const {
+  for (const Row& row : rows_) {
+    if (row.instrument != instrument) continue;
+    for (const Move& m : row.moves) {
+      if (m.to == to) return m.by;
+    }
   }
   return std::nullopt;
 }

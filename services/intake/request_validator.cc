@@ -308,9 +308,13 @@ void CheckEtag(FieldViolations& v, const std::string& etag) {
 
 }  // namespace
 
+bool IsFixedAfterSubmission(const std::string& path) {
+  return path == "instrument" || path == "issuing_authority" || path == "requested_state";
+}
+
 bool IsSupplementablePath(const std::string& path) {
   const auto* field = v1::RequestContent::descriptor()->FindFieldByName(path);
-  return field != nullptr && path != "instrument";
+  return field != nullptr && !IsFixedAfterSubmission(path);
 }
 
 absl::Status ValidateTransition(const v1::TransitionRequestRequest& r, int shard_count) {
@@ -352,8 +356,10 @@ absl::Status ValidateSupplement(const v1::SupplementRequestRequest& r, int shard
   }
   for (int i = 0; i < r.update_mask().paths_size(); ++i) {
     const std::string& path = r.update_mask().paths(i);
-    if (path == "instrument") {
-      v.Add(absl::StrCat("update_mask.paths[", i, "]"), "the instrument cannot change");
+    if (IsFixedAfterSubmission(path)) {
+      // The parties, the instrument and the requested state are fixed at submission.
+      v.Add(absl::StrCat("update_mask.paths[", i, "]"),
+            absl::StrCat("content.", path, " is fixed after submission"));
     } else if (!IsSupplementablePath(path)) {
       v.Add(absl::StrCat("update_mask.paths[", i, "]"),
             absl::StrCat("\"", path.substr(0, 64), "\" is not a field of RequestContent"));

@@ -25,8 +25,8 @@ absl::Status ValidateSupplement(const v1::SupplementRequestRequest& request, int
 absl::Status ValidateWithdraw(const v1::WithdrawRequestRequest& request, int shard_count);
 absl::Status ValidateHistory(const v1::GetRequestHistoryRequest& request, int shard_count);
 
-// The content fields SupplementRequest may replace (every RequestContent field but
-// `instrument`).
+// The content fields SupplementRequest may replace: every RequestContent field but those
+// fixed at submission (`instrument`, `issuing_authority`, `requested_state`).
 bool IsSupplementablePath(const std::string& path);
 
 // AIP-155 request ids: empty, or 1 to 64 characters of [A-Za-z0-9_-].

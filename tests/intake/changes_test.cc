@@ -131,12 +131,13 @@ TEST_F(ChangesTest, SupplementCannotChangeInstrumentOrBreakTheContent) {
   // A supplement that makes the content malformed names the content's field paths.
   v1::SupplementRequestRequest bad;
   bad.set_id(r.id());
-  bad.mutable_content()->set_requested_state("germany");
-  bad.mutable_update_mask()->add_paths("requested_state");
+  // (The requested state, which this test used to break, is fixed after submission.)
+  bad.mutable_content()->set_source_language("french");
+  bad.mutable_update_mask()->add_paths("source_language");
   bad.mutable_update_mask()->add_paths("mla");
   bad.mutable_content()->mutable_mla();
   EXPECT_EQ(IntakeHarness::BadFields(h_.Supplement(bad, nullptr)),
-            (std::set<std::string>{"content.requested_state", "content.details"}));
+            (std::set<std::string>{"content.source_language", "content.details"}));
   // Only the issuer side may supplement.
   v1::SupplementRequestRequest ok;
   ok.set_id(r.id());

@@ -183,19 +183,25 @@ TEST_F(IntakeRedisTest, TransitionsMoveIndexesAndSupplementsReindexAndEventsReac
   EXPECT_EQ(ZScoreExists(p + "idx:status:1", r.id()), 0);
   EXPECT_EQ(ZScoreExists(p + "idx:status:5", r.id()), 1);
 
+  // The requested state is fixed at submission (issue 16): a supplement naming it is
+  // refused and leaves the indexes alone.
+  v1::SupplementRequestRequest moved;
+  moved.set_id(r.id());
+  moved.mutable_content()->set_requested_state("AT");
+  moved.mutable_update_mask()->add_paths("requested_state");
+  EXPECT_EQ(h_.Supplement(moved, nullptr).error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_EQ(ZScoreExists(p + "idx:requested_state:AT", r.id()), 0);
+
   v1::SupplementRequestRequest sup;
   sup.set_id(r.id());
   sup.mutable_content()->set_urgency(pb::URGENCY_URGENT);
-  sup.mutable_content()->set_requested_state("AT");
   sup.mutable_update_mask()->add_paths("urgency");
-  sup.mutable_update_mask()->add_paths("requested_state");
   v1::Request after;
   ASSERT_TRUE(h_.Supplement(sup, &after).ok());
-  EXPECT_EQ(after.content().requested_state(), "AT");
+  EXPECT_EQ(after.content().requested_state(), "DE");
   EXPECT_EQ(ZScoreExists(p + "idx:urgency:1", r.id()), 0);
   EXPECT_EQ(ZScoreExists(p + "idx:urgency:2", r.id()), 1);
-  EXPECT_EQ(ZScoreExists(p + "idx:requested_state:DE", r.id()), 0);
-  EXPECT_EQ(ZScoreExists(p + "idx:requested_state:AT", r.id()), 1);
+  EXPECT_EQ(ZScoreExists(p + "idx:requested_state:DE", r.id()), 1);
   v1::Request got;
   ASSERT_TRUE(h_.Get(r.id(), &got).ok());
   EXPECT_EQ(got.content().urgency(), pb::URGENCY_URGENT);
