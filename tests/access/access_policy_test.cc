@@ -16,7 +16,7 @@ Caller Make(std::string authority, std::string state, std::vector<std::string> r
 }
 
 RequestParties Parties() {
-  return {"FR-TJ-PARIS-JI", "FR", "DE-STA-MUENCHEN", "DE"};
+  return {"FR-TJ-PARIS-JI", "FR", "DE-STA-MUENCHEN", "DE", ""};
 }
 
 TEST(AccessPolicyTest, ReachFollowsIssuerAddresseeCentralStateAuditorAndService) {
@@ -34,7 +34,7 @@ TEST(AccessPolicyTest, ReachFollowsIssuerAddresseeCentralStateAuditorAndService)
   EXPECT_EQ(ReachOf(Make("XL-1", "DE", {"translator"}), p), Reach::kNone);
   EXPECT_EQ(ReachOf(Make("rogatory-routing", "", {"service"}), p), Reach::kFull);
   // A role without an authority id reaches no request by id match.
-  EXPECT_EQ(ReachOf(Make("", "", {"issuing"}), {"", "FR", "", "DE"}), Reach::kNone);
+  EXPECT_EQ(ReachOf(Make("", "", {"issuing"}), {"", "FR", "", "DE", ""}), Reach::kNone);
 }
 
 TEST(AccessPolicyTest, OutOfReachIsTheNotFoundOfAMissingRequestAndAuditorsChangeNothing) {
