@@ -58,6 +58,8 @@ CALLERS = {
     "auditor": rc.Caller("AUDIT-EDPS-1", "FR", ("auditor",)),
     "operator": j.OPERATOR,
 }
+#: A Rogatory service (role service), for the RPCs that are theirs alone.
+SERVICE = rc.Caller("rogatory-intake", "", ("service",))
 SHORT = {"OK": grpc.StatusCode.OK, "NF": grpc.StatusCode.NOT_FOUND,
          "PD": grpc.StatusCode.PERMISSION_DENIED, "FP": grpc.StatusCode.FAILED_PRECONDITION}
 NAMES = {code: short for short, code in SHORT.items()}
@@ -425,6 +427,35 @@ class AccessMatrixTest(unittest.TestCase):
             request, timeout=10).evidences
         self.assertIn(translator.authority_id, {e.recipient.authority_id for e in everyone})
         self.assertGreaterEqual(len({e.recipient.authority_id for e in everyone}), 3)
+
+    # ---- admin RPCs (issue 16, item 1) ------------------------------------------------------
+
+    def test_only_operators_move_the_test_clock_on_every_service(self):
+        """TestClockService is served by all four services (common/): each refuses a move
+        from every role but operator with PERMISSION_DENIED, before it looks at anything
+        else. The clock is disabled here, so the operator's move (and a service's) gets as far
+        as FAILED_PRECONDITION and nothing moves."""
+        pb = rc.stubs()
+        tc = pb.test_clock
+        callers = dict(CALLERS, service=SERVICE)
+        expected = dict(everyone("PD"), operator="FP", service="FP")
+        observed, mismatches = {}, []
+        for service in ("intake", "routing", "deadlines", "notification"):
+            for name, call in {
+                    "AdvanceTime": lambda stub: stub.AdvanceTime(
+                        tc.AdvanceTimeRequest(by={"seconds": 400 * 86400}), timeout=10),
+                    "SetTime": lambda stub: stub.SetTime(
+                        tc.SetTimeRequest(now={"seconds": 4102444800}), timeout=10)}.items():
+                for role, caller in callers.items():
+                    stub = pb.test_clock_grpc.TestClockServiceStub(
+                        self.svc.channel(service, caller))
+                    got = self.outcome(lambda: call(stub))
+                    observed[(service, name, role)] = got
+                    if got != expected[role]:
+                        mismatches.append(f"{service} {name} as {role}: expected "
+                                          f"{expected[role]}, got {got}")
+        type(self).cells = getattr(type(self), "cells", 0) + len(observed)
+        self.assertEqual(mismatches, [])
 
     # ---- the explicit need-to-know statements -------------------------------------------
 
