@@ -370,8 +370,10 @@ class AccessMatrixTest(unittest.TestCase):
             n.ListSubscriptionsRequest(), timeout=10).subscriptions)
         others = row("OK", "NF", "NF", "NF", "NF", "NF", "NF", "NF")
         self.check_matrix("notification", {
-            # From external systems: services and operators only.
-            "PublishEvent": (row("PD", "PD", "PD", "PD", "PD", "PD", "PD", "OK"),
+            # Rogatory services only (issue 16, item 5): an operator's forged event could
+            # rewrite notification's record of a request's parties. A service publishes in
+            # test_only_services_publish_events.
+            "PublishEvent": (everyone("PD"),
                              lambda c: svc.notification(c).PublishEvent(
                                  n.PublishEventRequest(event=event()), timeout=10)),
             # Everyone has an inbox of its own (subscriptions are limited to it).
@@ -428,7 +430,7 @@ class AccessMatrixTest(unittest.TestCase):
         self.assertIn(translator.authority_id, {e.recipient.authority_id for e in everyone})
         self.assertGreaterEqual(len({e.recipient.authority_id for e in everyone}), 3)
 
-    # ---- admin RPCs (issue 16, item 1) ------------------------------------------------------
+    # ---- admin and service-only RPCs (issue 16, items 1 and 5) ----------------------------
 
     def test_only_operators_move_the_test_clock_on_every_service(self):
         """TestClockService is served by all four services (common/): each refuses a move
@@ -456,6 +458,23 @@ class AccessMatrixTest(unittest.TestCase):
                                           f"{expected[role]}, got {got}")
         type(self).cells = getattr(type(self), "cells", 0) + len(observed)
         self.assertEqual(mismatches, [])
+
+    def test_only_services_publish_events(self):
+        """The operator lost event injection (the matrix: PD for every role); a Rogatory
+        service still publishes."""
+        pb = rc.stubs()
+        ev = pb.events.Event(
+            event_id=uuid.uuid4().hex, sequence=1, source="intake",
+            request_id=f"rq-1-01j0000000000000000000{uuid.uuid4().hex[:4]}",
+            type=pb.events.EVENT_TYPE_REQUEST_RECOGNISED,
+            instrument=pb.types.INSTRUMENT_EIO, trace_id=uuid.uuid4().hex)
+        ev.request.issuing_authority.authority_id = "FR-TJ-NOWHERE"
+        ev.request.issuing_authority.state = "FR"
+        ev.request.requested_state = "DE"
+        ev.occur_time.GetCurrentTime()
+        published = self.svc.notification(SERVICE).PublishEvent(
+            pb.notification.PublishEventRequest(event=ev), timeout=10)
+        self.assertTrue(published.accepted)
 
     # ---- the explicit need-to-know statements -------------------------------------------
 
