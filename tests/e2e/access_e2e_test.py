@@ -476,6 +476,45 @@ class AccessMatrixTest(unittest.TestCase):
             pb.notification.PublishEventRequest(event=ev), timeout=10)
         self.assertTrue(published.accepted)
 
+    def test_translator_asking_for_another_translators_job_gets_the_missing_job_answer(self):
+        """Issue 16, item 15: a translator not holding the job learns nothing from the answer,
+        whatever lease token it sends: the very code and message of a job that does not
+        exist."""
+        pb = rc.stubs()
+        r = pb.routing
+        svc, job, other = self.svc, self.job, CALLERS["xl_other"]
+        missing = job.id[:-1] + ("0" if job.id[-1] != "0" else "1")
+        sha = "0" * 64
+        calls = {
+            "HeartbeatTranslationJob": lambda job_id, token: svc.routing(other)
+            .HeartbeatTranslationJob(r.HeartbeatTranslationJobRequest(
+                job_id=job_id, lease_token=token), timeout=10),
+            "CompleteTranslationJob": lambda job_id, token: svc.routing(other)
+            .CompleteTranslationJob(r.CompleteTranslationJobRequest(
+                request_id=key(), job_id=job_id, lease_token=token,
+                translated_document_id=job.document_id, translated_document_sha256=sha),
+                timeout=10),
+            "FailTranslationJob": lambda job_id, token: svc.routing(other).FailTranslationJob(
+                r.FailTranslationJobRequest(request_id=key(), job_id=job_id, lease_token=token,
+                                            failure_code="TEST", retryable=True), timeout=10),
+        }
+
+        def answer(call):
+            with self.assertRaises(grpc.RpcError) as raised:
+                call()
+            return raised.exception.code(), raised.exception.details()
+
+        for name, call in calls.items():
+            absent = answer(lambda: call(missing, 1))
+            self.assertEqual(absent[0], grpc.StatusCode.NOT_FOUND, name)
+            for token in (job.lease_token, job.lease_token + 1, job.lease_token + 1000, 1):
+                with self.subTest(rpc=name, token=token):
+                    self.assertEqual(answer(lambda: call(job.id, token)), absent)
+        # The holder still holds it.
+        self.assertEqual(svc.routing(j.TRANSLATOR).GetTranslationJob(
+            r.GetTranslationJobRequest(job_id=job.id), timeout=10).job.status,
+            r.TRANSLATION_JOB_STATUS_CLAIMED)
+
     # ---- the explicit need-to-know statements -------------------------------------------
 
     def test_authority_reading_another_authoritys_request_gets_not_found(self):
