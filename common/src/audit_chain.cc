@@ -253,6 +253,7 @@ AuditChainVerifier::AuditChainVerifier(const AuditKey& key, std::string request_
       expected_(std::move(expected)) {
   if (anchor_.has_value()) {
     const AuditAnchor& a = *anchor_;
+    verdict_.anchor = a;
     if (!SameMac(a.mac, key_.AnchorMac(request_id_, a.sequence, a.chain_mac,
                                        a.erased_before_us))) {
       Fail(a.sequence, "the retention anchor is not authentic (bad HMAC)");

@@ -41,6 +41,36 @@ adminpb::AuditAccessKind KindOf(const std::string& kind) {
 
 }  // namespace
 
+void FillVerifyAuditChainResponse(const AuditChainVerdict& verdict,
+                                  adminpb::VerifyAuditChainResponse* resp) {
+  if (!verdict.intact) {
+    resp->set_verdict(adminpb::AUDIT_VERDICT_TAMPERED);
+  } else if (verdict.anchor.has_value()) {
+    // Checked before EMPTY: a chain that retention erased entirely (the anchor alone is
+    // left) is not a chain that never had an entry.
+    resp->set_verdict(adminpb::AUDIT_VERDICT_INTACT_SINCE_ANCHOR);
+  } else if (verdict.entries_checked == 0 && verdict.head.sequence == 0) {
+    resp->set_verdict(adminpb::AUDIT_VERDICT_EMPTY);
+  } else {
+    resp->set_verdict(adminpb::AUDIT_VERDICT_INTACT);
+  }
+  resp->set_entries_checked(verdict.entries_checked);
+  resp->set_first_sequence(verdict.first_sequence);
+  resp->mutable_head()->set_sequence(verdict.head.sequence);
+  resp->mutable_head()->set_mac(verdict.head.chain_mac);
+  resp->set_first_bad_sequence(verdict.first_bad_sequence);
+  resp->set_problem(verdict.problem);
+  if (verdict.anchor.has_value()) {
+    const AuditAnchor& a = *verdict.anchor;
+    adminpb::AuditRetentionAnchor* out = resp->mutable_retention_anchor();
+    out->set_first_erased_sequence(1);
+    out->set_last_erased_sequence(a.sequence);
+    out->set_chain_mac(a.chain_mac);
+    *out->mutable_erased_before() = TimeUtil::MicrosecondsToTimestamp(a.erased_before_us);
+    out->set_mac(a.mac);
+  }
+}
+
 AuditServiceImpl::AuditServiceImpl(Pipeline& pipeline, RedisClient& redis,
                                    const Sharding& sharding, std::shared_ptr<const AuditKey> key,
                                    int max_queued)
@@ -135,19 +165,7 @@ grpc::ServerUnaryReactor* AuditServiceImpl::VerifyAuditChain(
           if (stopping) return done(absl::UnavailableError("the server is stopping"));
           auto verdict = rogatory::common::VerifyAuditChain(redis_, sharding_, *key_, id, expected);
           if (!verdict.ok()) return done(verdict.status());
-          if (!verdict->intact) {
-            resp->set_verdict(adminpb::AUDIT_VERDICT_TAMPERED);
-          } else if (verdict->entries_checked == 0 && verdict->head.sequence == 0) {
-            resp->set_verdict(adminpb::AUDIT_VERDICT_EMPTY);
-          } else {
-            resp->set_verdict(adminpb::AUDIT_VERDICT_INTACT);
-          }
-          resp->set_entries_checked(verdict->entries_checked);
-          resp->set_first_sequence(verdict->first_sequence);
-          resp->mutable_head()->set_sequence(verdict->head.sequence);
-          resp->mutable_head()->set_mac(verdict->head.chain_mac);
-          resp->set_first_bad_sequence(verdict->first_bad_sequence);
-          resp->set_problem(verdict->problem);
+          FillVerifyAuditChainResponse(*verdict, resp);
           done(absl::OkStatus());
         });
         if (!queued.ok()) done(queued);

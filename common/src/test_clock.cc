@@ -3,6 +3,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "google/protobuf/util/time_util.h"
+#include "rogatory/common/access.h"
 
 namespace rogatory::common {
 namespace {
@@ -106,25 +107,52 @@ grpc::ServerUnaryReactor* TestClockServiceImpl::GetTime(grpc::CallbackServerCont
       });
 }
 
+absl::Status TestClockServiceImpl::MayMove(const CallContext& call) const {
+  // Authorization first: a caller who may not move the clock learns nothing about it (not
+  // even whether it is enabled) and none of its input is looked at.
+  RETURN_IF_ERROR(CheckAdmin(call.caller, "move the shared test clock"));
+  return Enabled();
+}
+
+namespace {
+
+absl::Status ValidateAdvance(const adminpb::AdvanceTimeRequest& req) {
+  FieldViolations v;
+  // Checked in seconds first: nanoseconds of a huge value would overflow.
+  const int64_t seconds = req.by().seconds();
+  if (!req.has_by() || seconds < 0 || (seconds == 0 && req.by().nanos() <= 0)) {
+    v.Add("by", "must be a positive duration");
+  } else if (seconds > 400 * 24 * 3600) {
+    v.Add("by", "must be at most 400 days");
+  }
+  return v.ToStatus();
+}
+
+absl::Status ValidateSet(const adminpb::SetTimeRequest& req) {
+  FieldViolations v;
+  if (!req.has_now()) {
+    v.Add("now", "is required");
+  } else if (req.now().seconds() < 0 || req.now().seconds() > 9'000'000'000 ||
+             req.now().nanos() < 0 || req.now().nanos() > 999'999'999) {
+    // Nanoseconds since 1970 must fit in 64 bits (until 2262).
+    v.Add("now", "must be a valid timestamp between 1970 and 2255");
+  }
+  return v.ToStatus();
+}
+
+}  // namespace
+
 grpc::ServerUnaryReactor* TestClockServiceImpl::AdvanceTime(
     grpc::CallbackServerContext* context, const adminpb::AdvanceTimeRequest* request,
     adminpb::AdvanceTimeResponse* response) {
+  // No pipeline validation step: it would run before the caller is known, and the moves are
+  // refused to non-operators before their input is looked at (MayMove).
   return pipeline_.Unary<adminpb::AdvanceTimeRequest, adminpb::AdvanceTimeResponse>(
-      context, "AdvanceTime", request, response,
-      [this](const adminpb::AdvanceTimeRequest& req) -> absl::Status {
-        RETURN_IF_ERROR(Enabled());
-        FieldViolations v;
-        // Checked in seconds first: nanoseconds of a huge value would overflow.
-        const int64_t seconds = req.by().seconds();
-        if (!req.has_by() || seconds < 0 || (seconds == 0 && req.by().nanos() <= 0)) {
-          v.Add("by", "must be a positive duration");
-        } else if (seconds > 400 * 24 * 3600) {
-          v.Add("by", "must be at most 400 days");
-        }
-        return v.ToStatus();
-      },
-      [this](const CallContext&, const adminpb::AdvanceTimeRequest& req,
+      context, "AdvanceTime", request, response, nullptr,
+      [this](const CallContext& call, const adminpb::AdvanceTimeRequest& req,
              adminpb::AdvanceTimeResponse* resp, Pipeline::Done done) {
+        if (absl::Status s = MayMove(call); !s.ok()) return done(s);
+        if (absl::Status s = ValidateAdvance(req); !s.ok()) return done(s);
         clock_->Advance(absl::Nanoseconds(TimeUtil::DurationToNanoseconds(req.by())),
                         [this, resp, done](absl::StatusOr<absl::Duration> offset) {
                           if (!offset.ok()) return done(offset.status());
@@ -139,21 +167,11 @@ grpc::ServerUnaryReactor* TestClockServiceImpl::SetTime(grpc::CallbackServerCont
                                                         const adminpb::SetTimeRequest* request,
                                                         adminpb::SetTimeResponse* response) {
   return pipeline_.Unary<adminpb::SetTimeRequest, adminpb::SetTimeResponse>(
-      context, "SetTime", request, response,
-      [this](const adminpb::SetTimeRequest& req) -> absl::Status {
-        RETURN_IF_ERROR(Enabled());
-        FieldViolations v;
-        if (!req.has_now()) {
-          v.Add("now", "is required");
-        } else if (req.now().seconds() < 0 || req.now().seconds() > 9'000'000'000 ||
-                   req.now().nanos() < 0 || req.now().nanos() > 999'999'999) {
-          // Nanoseconds since 1970 must fit in 64 bits (until 2262).
-          v.Add("now", "must be a valid timestamp between 1970 and 2255");
-        }
-        return v.ToStatus();
-      },
-      [this](const CallContext&, const adminpb::SetTimeRequest& req,
+      context, "SetTime", request, response, nullptr,
+      [this](const CallContext& call, const adminpb::SetTimeRequest& req,
              adminpb::SetTimeResponse* resp, Pipeline::Done done) {
+        if (absl::Status s = MayMove(call); !s.ok()) return done(s);
+        if (absl::Status s = ValidateSet(req); !s.ok()) return done(s);
         const absl::Time now = absl::FromUnixNanos(TimeUtil::TimestampToNanoseconds(req.now()));
         clock_->SetNow(now, [this, resp, done](absl::StatusOr<absl::Duration> offset) {
           if (!offset.ok()) return done(offset.status());

@@ -855,8 +855,12 @@ grpc::ServerUnaryReactor *NotificationServiceImpl::PublishEvent(
       },
       [this](const CallContext &call, const v1::PublishEventRequest &r,
              v1::PublishEventResponse *resp, Done done) {
-        if (!call.caller.is_service && !call.caller.HasRole("operator")) {
-          return done(absl::PermissionDeniedError("PublishEvent is for services and operators"));
+        // Rogatory services only: an event names a request's parties, which the receiving
+        // script records, so an injected event could rewrite whom a request concerns
+        // (issue 16, item 5). Operators run the system through dead-letter redrives, never
+        // by writing events.
+        if (!call.caller.is_service) {
+          return done(absl::PermissionDeniedError("PublishEvent is for Rogatory services only"));
         }
         const int shard = *sharding_.ShardOf("rq", r.event().request_id());
         common::Dedupe dedupe{common::EventKeys::Seen(shard, "notification", r.event().event_id()),

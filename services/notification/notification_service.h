@@ -29,7 +29,8 @@ namespace rogatory::notification {
 // service.
 // - ListDeadLetters, RedriveDeadLetter: operators for all; others their own
 // subscriptions'.
-// - PublishEvent: roles service or operator.
+// - PublishEvent: Rogatory services (role service) only; operators included, everyone
+//   else gets PERMISSION_DENIED.
 class NotificationServiceImpl final : public v1::NotificationService::CallbackService {
  public:
   NotificationServiceImpl(common::RedisClient &redis, const common::Clock &clock,

@@ -345,8 +345,8 @@ local exp = string.format('%.0f', tonumber(CTX.now) + tonumber(ARGV[7]))
 local k = CTX.P .. 'job:' .. jid
 redis.call('HINCRBY', k, 'token', 1)
 redis.call('HINCRBY', k, 'attempts', 1)
-redis.call('HSET', k, 'status', '2', 'by', ARGV[8], 'lease_exp', exp, 'lease_ms', ARGV[7],
-           'claimed', CTX.now, 'updated', CTX.now)
+redis.call('HSET', k, 'status', '2', 'by', ARGV[8], 'lb', ARGV[8], 'lease_exp', exp,
+           'lease_ms', ARGV[7], 'claimed', CTX.now, 'updated', CTX.now)
 redis.call('ZADD', CTX.P .. 'leases', exp, jid)
 h.by = ARGV[8]
 hold(jid, h)
@@ -359,9 +359,21 @@ return {'claimed', jid, flat}
 }
 
 // Checks the presented lease: returns nil when held, else the reply to give.
+//
+// Need-to-know (issue 16, item 15): a job is the business of the translator that claimed it
+// last (field lb; 'by' for jobs claimed before lb existed) and of nobody else. Anyone else
+// gets 'notholder', which answers exactly as 'notfound' does, before the token is looked at:
+// otherwise a stale-token answer would tell a translator that another translator's job
+// exists (job ids derive from request and document ids). The last claimer alone learns
+// that its token is stale or its lease expired.
 constexpr char kCheckLease[] = R"lua(
+local function last_claimer(h)
+  if h.lb ~= nil then return h.lb end
+  return h.by or ''
+end
 local function check_lease(jid, h, token, claimer)
   if h == nil then return {'notfound'} end
+  if last_claimer(h) ~= claimer then return {'notholder'} end
   if h.status ~= '2' or h.token ~= token then return {'stale', h.status} end
   if h.by ~= claimer then return {'notholder'} end
   if tonumber(h.lease_exp) < tonumber(CTX.now) then return {'expired'} end
@@ -393,7 +405,8 @@ const LuaScript& CompleteScript() {
   static const LuaScript* s = new LuaScript(Script(absl::StrCat(kJobPrologue, kCheckLease, R"lua(
 local jid = ARGV[7]
 local h = job_get(jid)
-if h and h.done_token == ARGV[8] and h.done_kind == 'complete' then
+if h and h.done_token == ARGV[8] and h.done_kind == 'complete' and
+   last_claimer(h) == ARGV[9] then
   if h.tdoc ~= ARGV[10] then return {'conflict'} end
   local _, flat = job_get(jid)
   return {'replayed', jid, flat, 0}
@@ -426,7 +439,7 @@ const LuaScript& FailScript() {
   static const LuaScript* s = new LuaScript(Script(absl::StrCat(kJobPrologue, kCheckLease, R"lua(
 local jid = ARGV[7]
 local h = job_get(jid)
-if h and h.done_token == ARGV[8] and h.done_kind == 'fail' then
+if h and h.done_token == ARGV[8] and h.done_kind == 'fail' and last_claimer(h) == ARGV[9] then
   local _, flat = job_get(jid)
   return {'replayed', jid, flat}
 end

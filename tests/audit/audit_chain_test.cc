@@ -8,6 +8,7 @@
 #include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
 #include "rogatory/common/audit_log.h"
+#include "rogatory/common/audit_service.h"
 #include "rogatory/common/ids.h"
 
 namespace rogatory::common {
@@ -273,6 +274,71 @@ TEST(AuditChainTest, ForgedAnchorHidingOldEntriesIsDetected) {
   rest.erase(rest.begin(), rest.begin() + 2);
   auto verdict = Verify(key, rest, HeadOf(sealed), std::nullopt, anchor);
   EXPECT_FALSE(verdict.intact);
+}
+
+// Issue 16, item 1: a chain that retention trimmed is "intact since the anchor", never
+// plain INTACT, and the answer names the erased range and the anchor it verified from.
+TEST(AuditVerdictTest, TrimmedChainIsIntactSinceTheAnchorWithTheErasedRange) {
+  namespace adminpb = rogatory::admin::v1;
+  const AuditKey key = Key();
+  auto sealed = SealAfter(key, {}, Pending(key, 50));
+  const int64_t cutoff_us = 1767225600000000;
+  AuditAnchor anchor{46, sealed[45].chain_mac, cutoff_us, ""};
+  anchor.mac = key.AnchorMac("rq-3-01hx", 46, anchor.chain_mac, cutoff_us);
+  auto rest = Stored(sealed);
+  rest.erase(rest.begin(), rest.begin() + 46);
+  adminpb::VerifyAuditChainResponse trimmed;
+  FillVerifyAuditChainResponse(Verify(key, rest, HeadOf(sealed), std::nullopt, anchor),
+                               &trimmed);
+  EXPECT_EQ(trimmed.verdict(), adminpb::AUDIT_VERDICT_INTACT_SINCE_ANCHOR);
+  EXPECT_EQ(trimmed.first_sequence(), 47);
+  EXPECT_EQ(trimmed.entries_checked(), 4);
+  ASSERT_TRUE(trimmed.has_retention_anchor());
+  EXPECT_EQ(trimmed.retention_anchor().first_erased_sequence(), 1);
+  EXPECT_EQ(trimmed.retention_anchor().last_erased_sequence(), 46);
+  EXPECT_EQ(trimmed.retention_anchor().chain_mac(), sealed[45].chain_mac);
+  EXPECT_EQ(trimmed.retention_anchor().mac(), anchor.mac);
+  EXPECT_EQ(trimmed.retention_anchor().erased_before().seconds(), cutoff_us / 1000000);
+
+  // The whole chain, never trimmed: INTACT from the start, no anchor.
+  adminpb::VerifyAuditChainResponse whole;
+  FillVerifyAuditChainResponse(Verify(key, Stored(sealed), HeadOf(sealed)), &whole);
+  EXPECT_EQ(whole.verdict(), adminpb::AUDIT_VERDICT_INTACT);
+  EXPECT_EQ(whole.first_sequence(), 1);
+  EXPECT_FALSE(whole.has_retention_anchor());
+
+  // Every entry erased, the anchor alone left: still since the anchor, not EMPTY.
+  adminpb::VerifyAuditChainResponse erased;
+  FillVerifyAuditChainResponse(
+      Verify(key, {}, AuditChainHead{46, sealed[45].chain_mac}, std::nullopt, anchor), &erased);
+  EXPECT_EQ(erased.verdict(), adminpb::AUDIT_VERDICT_INTACT_SINCE_ANCHOR);
+  EXPECT_EQ(erased.entries_checked(), 0);
+  EXPECT_EQ(erased.retention_anchor().last_erased_sequence(), 46);
+}
+
+TEST(AuditVerdictTest, ForgedAnchorIsTamperedAndShownAsStored) {
+  namespace adminpb = rogatory::admin::v1;
+  const AuditKey key = Key();
+  const AuditKey wrong = Key("another-key-another-key-another-key-!!");
+  auto sealed = SealAfter(key, {}, Pending(key, 5));
+  AuditAnchor anchor{2, sealed[1].chain_mac, 99, ""};
+  anchor.mac = wrong.AnchorMac("rq-3-01hx", 2, anchor.chain_mac, 99);
+  auto rest = Stored(sealed);
+  rest.erase(rest.begin(), rest.begin() + 2);
+  adminpb::VerifyAuditChainResponse resp;
+  FillVerifyAuditChainResponse(Verify(key, rest, HeadOf(sealed), std::nullopt, anchor), &resp);
+  EXPECT_EQ(resp.verdict(), adminpb::AUDIT_VERDICT_TAMPERED);
+  EXPECT_EQ(resp.first_bad_sequence(), 2);
+  EXPECT_EQ(resp.retention_anchor().last_erased_sequence(), 2);
+  EXPECT_EQ(resp.retention_anchor().mac(), anchor.mac);
+}
+
+TEST(AuditVerdictTest, ChainThatNeverHadAnEntryIsEmpty) {
+  namespace adminpb = rogatory::admin::v1;
+  adminpb::VerifyAuditChainResponse resp;
+  FillVerifyAuditChainResponse(Verify(Key(), {}, std::nullopt), &resp);
+  EXPECT_EQ(resp.verdict(), adminpb::AUDIT_VERDICT_EMPTY);
+  EXPECT_FALSE(resp.has_retention_anchor());
 }
 
 TEST(AuditChainTest, EmptyChainWithoutExpectationsIsIntact) {

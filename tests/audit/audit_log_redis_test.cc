@@ -408,6 +408,9 @@ TEST_F(AuditLogRedisTest, RetentionErasesTheOldestBehindAnAnchorAndTheRestVerifi
   EXPECT_TRUE(v.intact) << v.problem;
   EXPECT_EQ(v.first_sequence, 4);
   EXPECT_EQ(v.entries_checked, 2);
+  // The verdict names the anchor it verified from (issue 16, item 1).
+  ASSERT_TRUE(v.anchor.has_value());
+  EXPECT_EQ(v.anchor->sequence, 3);
   // New entries continue the chain after retention.
   RecordN(auditor, rq, 1);
   ASSERT_EQ(*sealer.SealOnce(), 1);
@@ -421,6 +424,8 @@ TEST_F(AuditLogRedisTest, RetentionErasesTheOldestBehindAnAnchorAndTheRestVerifi
   EXPECT_TRUE(v.intact) << v.problem;
   EXPECT_EQ(v.head.sequence, 6);
   EXPECT_EQ(v.entries_checked, 0);
+  ASSERT_TRUE(v.anchor.has_value());
+  EXPECT_EQ(v.anchor->sequence, 6);
 }
 
 TEST_F(AuditLogRedisTest, RetentionLeavesATamperedChainUntouched) {

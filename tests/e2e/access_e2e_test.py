@@ -58,6 +58,8 @@ CALLERS = {
     "auditor": rc.Caller("AUDIT-EDPS-1", "FR", ("auditor",)),
     "operator": j.OPERATOR,
 }
+#: A Rogatory service (role service), for the RPCs that are theirs alone.
+SERVICE = rc.Caller("rogatory-intake", "", ("service",))
 SHORT = {"OK": grpc.StatusCode.OK, "NF": grpc.StatusCode.NOT_FOUND,
          "PD": grpc.StatusCode.PERMISSION_DENIED, "FP": grpc.StatusCode.FAILED_PRECONDITION}
 NAMES = {code: short for short, code in SHORT.items()}
@@ -368,8 +370,10 @@ class AccessMatrixTest(unittest.TestCase):
             n.ListSubscriptionsRequest(), timeout=10).subscriptions)
         others = row("OK", "NF", "NF", "NF", "NF", "NF", "NF", "NF")
         self.check_matrix("notification", {
-            # From external systems: services and operators only.
-            "PublishEvent": (row("PD", "PD", "PD", "PD", "PD", "PD", "PD", "OK"),
+            # Rogatory services only (issue 16, item 5): an operator's forged event could
+            # rewrite notification's record of a request's parties. A service publishes in
+            # test_only_services_publish_events.
+            "PublishEvent": (everyone("PD"),
                              lambda c: svc.notification(c).PublishEvent(
                                  n.PublishEventRequest(event=event()), timeout=10)),
             # Everyone has an inbox of its own (subscriptions are limited to it).
@@ -425,6 +429,91 @@ class AccessMatrixTest(unittest.TestCase):
             request, timeout=10).evidences
         self.assertIn(translator.authority_id, {e.recipient.authority_id for e in everyone})
         self.assertGreaterEqual(len({e.recipient.authority_id for e in everyone}), 3)
+
+    # ---- admin and service-only RPCs (issue 16, items 1 and 5) ----------------------------
+
+    def test_only_operators_move_the_test_clock_on_every_service(self):
+        """TestClockService is served by all four services (common/): each refuses a move
+        from every role but operator with PERMISSION_DENIED, before it looks at anything
+        else. The clock is disabled here, so the operator's move (and a service's) gets as far
+        as FAILED_PRECONDITION and nothing moves."""
+        pb = rc.stubs()
+        tc = pb.test_clock
+        callers = dict(CALLERS, service=SERVICE)
+        expected = dict(everyone("PD"), operator="FP", service="FP")
+        observed, mismatches = {}, []
+        for service in ("intake", "routing", "deadlines", "notification"):
+            for name, call in {
+                    "AdvanceTime": lambda stub: stub.AdvanceTime(
+                        tc.AdvanceTimeRequest(by={"seconds": 400 * 86400}), timeout=10),
+                    "SetTime": lambda stub: stub.SetTime(
+                        tc.SetTimeRequest(now={"seconds": 4102444800}), timeout=10)}.items():
+                for role, caller in callers.items():
+                    stub = pb.test_clock_grpc.TestClockServiceStub(
+                        self.svc.channel(service, caller))
+                    got = self.outcome(lambda: call(stub))
+                    observed[(service, name, role)] = got
+                    if got != expected[role]:
+                        mismatches.append(f"{service} {name} as {role}: expected "
+                                          f"{expected[role]}, got {got}")
+        type(self).cells = getattr(type(self), "cells", 0) + len(observed)
+        self.assertEqual(mismatches, [])
+
+    def test_only_services_publish_events(self):
+        """The operator lost event injection (the matrix: PD for every role); a Rogatory
+        service still publishes."""
+        pb = rc.stubs()
+        ev = pb.events.Event(
+            event_id=uuid.uuid4().hex, sequence=1, source="intake",
+            request_id=f"rq-1-01j0000000000000000000{uuid.uuid4().hex[:4]}",
+            type=pb.events.EVENT_TYPE_REQUEST_RECOGNISED,
+            instrument=pb.types.INSTRUMENT_EIO, trace_id=uuid.uuid4().hex)
+        ev.request.issuing_authority.authority_id = "FR-TJ-NOWHERE"
+        ev.request.issuing_authority.state = "FR"
+        ev.request.requested_state = "DE"
+        ev.occur_time.GetCurrentTime()
+        published = self.svc.notification(SERVICE).PublishEvent(
+            pb.notification.PublishEventRequest(event=ev), timeout=10)
+        self.assertTrue(published.accepted)
+
+    def test_translator_asking_for_another_translators_job_gets_the_missing_job_answer(self):
+        """Issue 16, item 15: a translator not holding the job learns nothing from the answer,
+        whatever lease token it sends: the very code and message of a job that does not
+        exist."""
+        pb = rc.stubs()
+        r = pb.routing
+        svc, job, other = self.svc, self.job, CALLERS["xl_other"]
+        missing = job.id[:-1] + ("0" if job.id[-1] != "0" else "1")
+        sha = "0" * 64
+        calls = {
+            "HeartbeatTranslationJob": lambda job_id, token: svc.routing(other)
+            .HeartbeatTranslationJob(r.HeartbeatTranslationJobRequest(
+                job_id=job_id, lease_token=token), timeout=10),
+            "CompleteTranslationJob": lambda job_id, token: svc.routing(other)
+            .CompleteTranslationJob(r.CompleteTranslationJobRequest(
+                request_id=key(), job_id=job_id, lease_token=token,
+                translated_document_id=job.document_id, translated_document_sha256=sha),
+                timeout=10),
+            "FailTranslationJob": lambda job_id, token: svc.routing(other).FailTranslationJob(
+                r.FailTranslationJobRequest(request_id=key(), job_id=job_id, lease_token=token,
+                                            failure_code="TEST", retryable=True), timeout=10),
+        }
+
+        def answer(call):
+            with self.assertRaises(grpc.RpcError) as raised:
+                call()
+            return raised.exception.code(), raised.exception.details()
+
+        for name, call in calls.items():
+            absent = answer(lambda: call(missing, 1))
+            self.assertEqual(absent[0], grpc.StatusCode.NOT_FOUND, name)
+            for token in (job.lease_token, job.lease_token + 1, job.lease_token + 1000, 1):
+                with self.subTest(rpc=name, token=token):
+                    self.assertEqual(answer(lambda: call(job.id, token)), absent)
+        # The holder still holds it.
+        self.assertEqual(svc.routing(j.TRANSLATOR).GetTranslationJob(
+            r.GetTranslationJobRequest(job_id=job.id), timeout=10).job.status,
+            r.TRANSLATION_JOB_STATUS_CLAIMED)
 
     # ---- the explicit need-to-know statements -------------------------------------------
 

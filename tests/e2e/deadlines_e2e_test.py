@@ -24,6 +24,8 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 import intake_e2e_test as base  # noqa: E402
 from intake_e2e_test import rc, grpc  # noqa: E402
 
+OPERATOR = rc.Caller("OPS-1", "", ("operator",))
+
 DAY_S = 24 * 3600
 
 
@@ -62,7 +64,8 @@ class DeadlinesE2ETest(base.E2ETestCase):
         return rc.stubs().deadlines_grpc.DeadlineServiceStub(channel)
 
     def clock_stub(self):
-        channel = rc.connect(self.services["deadlines"].addr, base.ISSUER)
+        # Only operators (and Rogatory services) move the shared clock (issue 16, item 1).
+        channel = rc.connect(self.services["deadlines"].addr, OPERATOR)
         self.addCleanup(channel.close)
         return rc.stubs().test_clock_grpc.TestClockServiceStub(channel)
 

@@ -26,6 +26,8 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 import intake_e2e_test as base  # noqa: E402
 from intake_e2e_test import rc, grpc  # noqa: E402
 
+OPERATOR = rc.Caller("OPS-1", "", ("operator",))
+
 HOUR_S = 3600
 DAY_S = 24 * HOUR_S
 REDIS_CLI = shutil.which("redis-cli") or "/usr/bin/redis-cli"
@@ -72,7 +74,8 @@ class RetentionE2ETest(base.E2ETestCase):
 
     def advance(self, seconds: int) -> None:
         pb = rc.stubs()
-        self.stub("intake", "test_clock_grpc", "TestClockServiceStub").AdvanceTime(
+        # Only operators (and Rogatory services) move the shared clock (issue 16, item 1).
+        self.stub("intake", "test_clock_grpc", "TestClockServiceStub", OPERATOR).AdvanceTime(
             pb.test_clock.AdvanceTimeRequest(by={"seconds": seconds}), timeout=5.0)
 
     def test_withdrawn_request_is_erased_in_every_service(self):

@@ -322,6 +322,54 @@ TEST_F(NotificationRedisTest, DuplicateEventIdReachesNoOneTwice) {
   EXPECT_EQ(XLen(kExecutor), 1);
 }
 
+// Issue 16, item 5: an event rewrites notification's record of a request's parties, so only
+// Rogatory services publish; an operator's (or anyone else's) forged event is refused and
+// leaves no trace, not even its event id (the genuine event with that id still gets through).
+TEST_F(NotificationRedisTest, PublishEventIsForServicesOnlyAndARefusedEventLeavesNoTrace) {
+  StartService();
+  Event forged = MakeEvent("ev-forged", Request(2), common::v1::EVENT_TYPE_REQUEST_REFUSED);
+  forged.mutable_request()->mutable_executing_authority()->set_authority_id(kExecutor);
+  const int shard = *sharding_.ShardOf("rq", forged.request_id());
+  struct Who {
+    const char* authority;
+    const char* roles;
+  };
+  for (const Who& who : {Who{"OPS-1", "operator"}, Who{kIssuer, "issuing"},
+                         Who{kCentral, "central"}, Who{"EU-AUDIT-1", "auditor"},
+                         Who{kTranslator, "translator"}}) {
+    auto ctx = Ctx(who.authority);
+    ctx->AddMetadata("x-rogatory-roles", who.roles);
+    v1::PublishEventRequest req;
+    *req.mutable_event() = forged;
+    req.add_extra_recipients()->set_authority_id("IT-PROCURA-ROMA");
+    v1::PublishEventResponse resp;
+    const grpc::Status s = stub_->PublishEvent(ctx.get(), req, &resp);
+    EXPECT_EQ(s.error_code(), grpc::StatusCode::PERMISSION_DENIED) << who.roles;
+    EXPECT_THAT(s.error_message(), ::testing::HasSubstr("Rogatory services only")) << who.roles;
+  }
+  Drain();
+  EXPECT_EQ(XLen(kIssuer), 0);
+  EXPECT_EQ(XLen(kExecutor), 0);
+  EXPECT_EQ(XLen("IT-PROCURA-ROMA"), 0);
+  EXPECT_EQ(common::RunRedisCommand(*redis_, {"EXISTS", common::EventKeys::Seen(
+                                                            shard, "notification", "ev-forged")})
+                ->integer,
+            0);
+
+  // A Rogatory service publishes the same event id: handled as new.
+  auto ctx = Ctx("rogatory-intake");
+  ctx->AddMetadata("x-rogatory-roles", "service");
+  v1::PublishEventRequest req;
+  *req.mutable_event() = forged;
+  v1::PublishEventResponse resp;
+  const grpc::Status s = stub_->PublishEvent(ctx.get(), req, &resp);
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  EXPECT_TRUE(resp.accepted());
+  Drain();
+  EXPECT_EQ(XLen(kIssuer), 1);
+  EXPECT_EQ(XLen(kExecutor), 1);
+}
+
 TEST_F(NotificationRedisTest, AckRecordsRetrievalAndEvidenceShowsAllStages) {
   StartService();
   Event e = MakeEvent("ev-ack", Request(1));

@@ -361,13 +361,15 @@ TEST_F(RoutingStoreTest, ExpiredLeaseReturnsTheJobAndTheFirstTranslatorsLateComp
   EXPECT_EQ(second->attempts(), 2);
   ASSERT_TRUE(Complete(*second, "XL-FAST", later).ok());
 
+  // The job is XL-FAST's now: to XL-SLOW it answers as a missing job does (issue 16,
+  // item 15), whatever token XL-SLOW presents.
   auto late = Complete(*first, "XL-SLOW", later, "doc-slow");
-  EXPECT_EQ(late.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(late.status().code(), absl::StatusCode::kNotFound);
   auto beat = Await<v1::TranslationJob>([&](auto cb) {
     store_.Heartbeat(first->id(), first->lease_token(), "XL-SLOW", absl::ZeroDuration(), later,
                      std::move(cb));
   });
-  EXPECT_EQ(beat.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(beat.status().code(), absl::StatusCode::kNotFound);
   auto job = Await<v1::TranslationJob>([&](auto cb) { store_.GetJob(first->id(), cb); });
   ASSERT_TRUE(job.ok());
   EXPECT_EQ(job->translated_document_id(), "doc-nl");
@@ -472,6 +474,87 @@ TEST_F(RoutingStoreTest, ExpiredLeaseOutOfAttemptsIsDeadLettered) {
   ASSERT_TRUE(swept.ok());
   EXPECT_EQ(swept->expired, 1);
   EXPECT_EQ(swept->dead_lettered, 1);
+}
+
+// Issue 16, item 15: a translator asking about a job it does not hold gets the answer of a
+// job that does not exist (same code, same message), whatever lease token it presents, in
+// every state of the job: queued, claimed by another, completed or failed by another.
+TEST_F(RoutingStoreTest, AnotherTranslatorsJobAnswersLikeAMissingOneWhateverTheToken) {
+  const std::string rid = NewRequestId(7);
+  Decide(rid, Translate(rid, "nl"));
+  ASSERT_TRUE(AddDocument(rid, "d1", "es").ok());
+  ASSERT_TRUE(AddDocument(rid, "d2", "es").ok());
+  auto held = Claim("XL-1", kStart);
+  ASSERT_TRUE(held.ok()) << held.status();
+  std::string missing = held->id();
+  missing.back() = missing.back() == '0' ? '1' : '0';
+
+  // Heartbeat, Complete and Fail of `job_id` as `who` with `token`: code and message.
+  auto ask = [&](const std::string& job_id, int64_t token, const std::string& who) {
+    std::vector<std::string> answers;
+    auto text = [](const absl::Status& s) {
+      return absl::StrCat(absl::StatusCodeToString(s.code()), ": ", s.message());
+    };
+    answers.push_back(text(Await<v1::TranslationJob>([&](auto cb) {
+                             store_.Heartbeat(job_id, token, who, absl::ZeroDuration(), kStart,
+                                              std::move(cb));
+                           }).status()));
+    answers.push_back(text(Await<CompleteResult>([&](auto cb) {
+                             store_.Complete(job_id, token, who, "doc-x", std::string(64, 'c'),
+                                             kStart, std::move(cb));
+                           }).status()));
+    answers.push_back(text(Await<FailResult>([&](auto cb) {
+                             store_.Fail(job_id, token, who, "NOPE", true, 3, kStart,
+                                         std::move(cb));
+                           }).status()));
+    return answers;
+  };
+  const std::vector<std::string> absent = ask(missing, 1, "XL-2");
+  ASSERT_EQ(absent.size(), 3u);
+  for (const auto& a : absent) EXPECT_THAT(a, ::testing::StartsWith("NOT_FOUND"));
+  const int64_t real = held->lease_token();
+  auto expect_absent = [&](const std::string& state, const std::string& job_id) {
+    for (int64_t token : {real, real + 1, real + 7, int64_t{1}}) {
+      EXPECT_EQ(ask(job_id, token, "XL-2"), absent) << state << ", token " << token;
+    }
+  };
+  expect_absent("claimed by XL-1", held->id());
+
+  // The other job, queued and never claimed: nobody's job.
+  auto jobs = Await<std::vector<v1::TranslationJob>>(
+      [&](auto cb) { store_.ListJobsOfRequest(rid, std::move(cb)); });
+  ASSERT_TRUE(jobs.ok());
+  ASSERT_EQ(jobs->size(), 2u);
+  const std::string queued = (*jobs)[0].id() == held->id() ? (*jobs)[1].id() : (*jobs)[0].id();
+  expect_absent("queued", queued);
+
+  // Completed by XL-1: its completion replays for XL-1 and for nobody else.
+  ASSERT_TRUE(Complete(*held, "XL-1", kStart).ok());
+  expect_absent("completed by XL-1", held->id());
+  auto replay = Complete(*held, "XL-1", kStart);
+  ASSERT_TRUE(replay.ok()) << replay.status();
+  EXPECT_TRUE(replay->replayed);
+
+  // Failed by XL-1 (queued again): its failure replays for XL-1 and for nobody else, and
+  // XL-1 still learns that its token is stale.
+  auto second = Claim("XL-1", kStart);
+  ASSERT_TRUE(second.ok()) << second.status();
+  ASSERT_EQ(second->id(), queued);
+  auto failed = Await<FailResult>([&](auto cb) {
+    store_.Fail(queued, second->lease_token(), "XL-1", "NOPE", true, 3, kStart, std::move(cb));
+  });
+  ASSERT_TRUE(failed.ok()) << failed.status();
+  expect_absent("failed by XL-1", queued);
+  auto fail_replay = Await<FailResult>([&](auto cb) {
+    store_.Fail(queued, second->lease_token(), "XL-1", "NOPE", true, 3, kStart, std::move(cb));
+  });
+  ASSERT_TRUE(fail_replay.ok()) << fail_replay.status();
+  EXPECT_TRUE(fail_replay->replayed);
+  EXPECT_EQ(Await<v1::TranslationJob>([&](auto cb) {
+              store_.Heartbeat(queued, second->lease_token(), "XL-1", absl::ZeroDuration(),
+                               kStart, std::move(cb));
+            }).status().code(),
+            absl::StatusCode::kFailedPrecondition);
 }
 
 TEST_F(RoutingStoreTest, EndedRequestCancelsQueuedAndClaimedJobs) {

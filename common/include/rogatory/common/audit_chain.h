@@ -122,6 +122,11 @@ struct AuditChainVerdict {
   int64_t first_bad_sequence = 0;  // 0 when intact
   std::string problem;             // why, when not intact; no personal data
   AuditChainHead head;             // the last entry checked
+  // The retention anchor the verification started from, as stored, when audit retention
+  // erased the oldest entries (sequences 1 to anchor->sequence). Then an intact verdict
+  // means "intact since the anchor", not "intact from the start"; when `intact` is false the
+  // anchor itself may be what is wrong (first_bad_sequence == anchor->sequence).
+  std::optional<AuditAnchor> anchor;
 };
 
 // Verifies a chain incrementally (entries arrive in pages). Not thread-safe.

@@ -15,6 +15,13 @@
 
 namespace rogatory::common {
 
+// The answer of VerifyAuditChain for `verdict`: TAMPERED when it is not intact; EMPTY for a
+// chain that never had an entry; INTACT_SINCE_ANCHOR, with the erased range and the anchor,
+// when audit retention erased its oldest entries (never INTACT then, so an auditor can tell
+// "intact since the anchor" from "intact from the start"); INTACT otherwise.
+void FillVerifyAuditChainResponse(const AuditChainVerdict& verdict,
+                                  rogatory::admin::v1::VerifyAuditChainResponse* response);
+
 // rogatory.admin.v1.AuditService, served by every service through the platform. Reachable
 // by callers with the auditor or operator role; anyone else gets PERMISSION_DENIED whatever
 // the request id (so the answer says nothing about the request). Reading a request's audit

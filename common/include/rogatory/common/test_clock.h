@@ -43,8 +43,11 @@ class SharedTestClock final : public Clock {
   std::atomic<int64_t> offset_us_{0};
 };
 
-// rogatory.admin.v1.TestClockService. With `clock` null (the test clock is disabled) every
-// call answers FAILED_PRECONDITION.
+// rogatory.admin.v1.TestClockService. Every authenticated caller may read the clock
+// (GetTime); only operators and Rogatory services may move it (AdvanceTime, SetTime: CheckAdmin,
+// PERMISSION_DENIED for everyone else, checked before anything else about the call). With
+// `clock` null (the test clock is disabled) every call it lets through answers
+// FAILED_PRECONDITION.
 class TestClockServiceImpl final : public rogatory::admin::v1::TestClockService::CallbackService {
  public:
   TestClockServiceImpl(SharedTestClock* clock, Pipeline& pipeline)
@@ -62,6 +65,8 @@ class TestClockServiceImpl final : public rogatory::admin::v1::TestClockService:
 
  private:
   absl::Status Enabled() const;
+  // CheckAdmin, then Enabled.
+  absl::Status MayMove(const CallContext& call) const;
 
   SharedTestClock* clock_;
   Pipeline& pipeline_;
