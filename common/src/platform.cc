@@ -29,6 +29,13 @@
 #include "rogatory/common/test_clock.h"
 
 namespace rogatory::common {
+namespace {
+
+// At most one line per kind of refused call (unauthenticated, unparsable) per interval.
+constexpr absl::Duration kRefusalLogInterval = absl::Minutes(1);
+
+}  // namespace
+
 struct Platform::Internals {
   std::unique_ptr<RecordOnlyEventHandler> record_only_handler;
   std::unique_ptr<EventSinkServiceImpl> event_sink;
@@ -341,6 +348,9 @@ absl::StatusOr<std::unique_ptr<Platform>> Platform::Create(const ServiceIdentity
     p->auditor_ = std::make_unique<LogAuditor>();
   }
   p->pipeline_ = std::make_unique<Pipeline>(*p->authenticator_, *p->limiter_, *p->auditor_);
+  // Real time, like token lifetimes: a moved test clock must not silence or flood the log.
+  p->refusal_log_ = std::make_unique<LogSummary>(*p->real_clock_, kRefusalLogInterval);
+  p->pipeline_->SetRefusalLog(p->refusal_log_.get());
   p->pipeline_->SetMaxConcurrentCalls(settings.max_concurrent_rpcs);
   p->internals_->test_clock_service =
       std::make_unique<TestClockServiceImpl>(p->internals_->test_clock, *p->pipeline_);

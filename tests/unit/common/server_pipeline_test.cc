@@ -14,6 +14,8 @@
 #include "grpcpp/security/credentials.h"
 #include "gtest/gtest.h"
 #include "grpcpp/generic/generic_stub.h"
+#include "rogatory/common/clock.h"
+#include "rogatory/common/log_summary.h"
 #include "rogatory/common/malformed_requests.h"
 #include "rogatory/common/metrics.h"
 #include "rogatory/common/pipeline.h"
@@ -149,6 +151,23 @@ TEST_F(ServerPipelineTest, UnknownMethodNamesShareOneLabelValue) {
                              "grpc_client_started_total", "grpc_client_handled_total"}) {
     EXPECT_LE(Series(text, family).size(), 3u) << family;
   }
+}
+
+TEST_F(ServerPipelineTest, CallsWithoutCallerAreSummarizedNotLoggedOneLineEach) {
+  SimulatedClock clock;
+  LogSummary summary(clock, absl::Minutes(1));
+  pipeline_.SetRefusalLog(&summary);
+  ::testing::internal::CaptureStderr();
+  for (int i = 0; i < 200; ++i) {
+    ASSERT_EQ(GetTime(false).error_code(), grpc::StatusCode::UNAUTHENTICATED);
+  }
+  const std::string log = ::testing::internal::GetCapturedStderr();
+  pipeline_.SetRefusalLog(nullptr);
+  const std::vector<std::string> lines = absl::StrSplit(log, '\n', absl::SkipEmpty());
+  ASSERT_EQ(lines.size(), 1u) << log;
+  EXPECT_THAT(lines[0], HasSubstr("\"kind\":\"unauthenticated\""));
+  EXPECT_THAT(lines[0], HasSubstr("\"count\":1,"));
+  EXPECT_EQ(summary.pending("unauthenticated"), 199);
 }
 
 TEST(MetricsTest, ServedMethodNamesListsEveryMethodOfAService) {
