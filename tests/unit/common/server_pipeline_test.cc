@@ -170,6 +170,57 @@ TEST_F(ServerPipelineTest, CallsWithoutCallerAreSummarizedNotLoggedOneLineEach) 
   EXPECT_EQ(summary.pending("unauthenticated"), 199);
 }
 
+// Bytes that do not parse, sent without a caller: answered UNAUTHENTICATED (the caller is
+// checked first), and summarized like any unauthenticated call, never a line each.
+TEST(MalformedRequestLogTest, UnparsableCallsWithoutCallerAreSummarized) {
+  MetadataAuthenticator authenticator;
+  NoRateLimiter limiter;
+  LogAuditor auditor;
+  Pipeline pipeline(authenticator, limiter, auditor);
+  SimulatedClock clock;
+  LogSummary summary(clock, absl::Minutes(1));
+  pipeline.SetRefusalLog(&summary);
+  TestClockServiceImpl service(nullptr, pipeline);
+  AnswerMalformedRequestsWithInvalidArgument(service);
+  grpc::ServerBuilder builder;
+  int port = 0;
+  builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port);
+  builder.RegisterService(&service);
+  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
+  ASSERT_NE(server, nullptr);
+  grpc::GenericStub generic(grpc::CreateChannel("127.0.0.1:" + std::to_string(port),
+                                                grpc::InsecureChannelCredentials()));
+  // Field 1, length-delimited, 5 bytes announced and 2 sent: truncated.
+  auto call = [&](bool with_caller) {
+    grpc::ClientContext ctx;
+    if (with_caller) ctx.AddMetadata("x-rogatory-authority", "OPS-1");
+    grpc::Slice bytes(std::string("\x0a\x05" "ab"));
+    grpc::ByteBuffer request(&bytes, 1), response;
+    grpc::Status status;
+    absl::Notification done;
+    generic.UnaryCall(&ctx, "/rogatory.admin.v1.TestClockService/GetTime", grpc::StubOptions(),
+                      &request, &response, [&](grpc::Status s) {
+                        status = std::move(s);
+                        done.Notify();
+                      });
+    done.WaitForNotification();
+    return status;
+  };
+  ::testing::internal::CaptureStderr();
+  for (int i = 0; i < 100; ++i) {
+    ASSERT_EQ(call(false).error_code(), grpc::StatusCode::UNAUTHENTICATED);
+  }
+  grpc::Status with_caller = call(true);
+  const std::string log = ::testing::internal::GetCapturedStderr();
+  server->Shutdown();
+  EXPECT_EQ(with_caller.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(with_caller.error_message(), HasSubstr("do not parse"));
+  const std::vector<std::string> lines = absl::StrSplit(log, '\n', absl::SkipEmpty());
+  EXPECT_EQ(lines.size(), 2u) << log;  // one summary per kind: unauthenticated, unparsable
+  EXPECT_FALSE(absl::StrContains(log, "does not call Pipeline::Admit")) << log;
+  EXPECT_EQ(summary.pending("unauthenticated"), 99);
+}
+
 TEST(MetricsTest, ServedMethodNamesListsEveryMethodOfAService) {
   MetadataAuthenticator authenticator;
   NoRateLimiter limiter;
