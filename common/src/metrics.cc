@@ -102,8 +102,10 @@ class MethodNames {
     const size_t slash = dotted.find('/');
     if (slash == std::string::npos) return false;
     dotted[slash] = '.';
-    return google::protobuf::DescriptorPool::generated_pool()->FindMethodByName(dotted) !=
-           nullptr;
+    const google::protobuf::MethodDescriptor* m =
+        google::protobuf::DescriptorPool::generated_pool()->FindMethodByName(dotted);
+    // The service must be the part before the slash ("/a.b/c.d" is not a.b.c's d).
+    return m != nullptr && m->service()->full_name() == full.substr(1, slash);
   }
 
   absl::flat_hash_set<std::string> served_;
