@@ -192,14 +192,15 @@ void EventSinkServiceImpl::Finish(const std::shared_ptr<Batch>& batch) {
       continue;
     }
     if (**outcome == EventHandler::Outcome::kDuplicate) {
-      counters_->duplicates->Add({{"source", request.source()}}).Increment();
+      counters_->duplicates->Add({{"source", EventSourceLabel(request.source())}}).Increment();
       if (prefix) batch->response->set_duplicate_count(batch->response->duplicate_count() + 1);
       Log::Debug("duplicate event dropped",
                  {{"source", request.source()}, {"event_id", e.event_id()},
                   {"trace_id", e.trace_id()}});
     } else {
       counters_->received
-          ->Add({{"source", request.source()}, {"type", v1::EventType_Name(e.type())}})
+          ->Add({{"source", EventSourceLabel(request.source())},
+                 {"type", v1::EventType_Name(e.type())}})
           .Increment();
       Log::Info("event received", {{"source", request.source()},
                                    {"type", v1::EventType_Name(e.type())},

@@ -4,6 +4,7 @@
 #include <cstdio>
 #include <mutex>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/time/clock.h"
@@ -52,6 +53,11 @@ void ProtobufLogHook(google::protobuf::LogLevel pb_level, const char* filename, 
   LogLevel level = LogLevel::kInfo;
   if (pb_level == google::protobuf::LOGLEVEL_WARNING) level = LogLevel::kWarn;
   if (pb_level >= google::protobuf::LOGLEVEL_ERROR) level = LogLevel::kError;
+  // A request's bytes that do not parse are the caller's fault, not the service's, and
+  // any caller can send them at will: the call is answered INVALID_ARGUMENT and counted in
+  // the pipeline's rate-limited summary (Pipeline::SetRefusalLog), so protobuf's own line
+  // for each is only a debug line.
+  if (absl::StrContains(message, "when parsing a protocol buffer")) level = LogLevel::kDebug;
   Log::Write(level, message,
              {{"source", "protobuf"}, {"file", filename ? filename : ""},
               {"line", static_cast<int64_t>(line)}});

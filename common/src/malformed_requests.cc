@@ -169,6 +169,14 @@ void AnswerMalformedRequestsWithInvalidArgument(grpc::Service& service) {
   }
 }
 
+std::vector<std::string> ServedMethodNames(grpc::Service& service) {
+  std::vector<std::string> names;
+  for (const std::unique_ptr<RpcServiceMethod>& method : service.*MemberOf(MethodsTag{})) {
+    if (method != nullptr) names.emplace_back(method->name());
+  }
+  return names;
+}
+
 absl::Status MalformedRequestError(absl::string_view method,
                                    const google::protobuf::Descriptor* request_type,
                                    absl::string_view bytes) {

@@ -7,10 +7,13 @@
 #include <chrono>
 #include <fstream>
 #include <sstream>
+#include <utility>
 #include <vector>
 
+#include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "google/protobuf/descriptor.h"
 #include "prometheus/counter.h"
 #include "prometheus/family.h"
 #include "prometheus/histogram.h"
@@ -68,13 +71,46 @@ const char* TypeName(Type type) {
 }
 
 // "/pkg.Service/Method" -> ("pkg.Service", "Method").
-std::pair<std::string, std::string> SplitMethod(const char* full) {
-  std::string s = full != nullptr ? full : "";
-  if (!s.empty() && s[0] == '/') s.erase(0, 1);
+std::pair<std::string, std::string> SplitMethod(absl::string_view s) {
+  if (!s.empty() && s[0] == '/') s.remove_prefix(1);
   auto slash = s.find('/');
-  if (slash == std::string::npos) return {"unknown", s};
-  return {s.substr(0, slash), s.substr(slash + 1)};
+  if (slash == absl::string_view::npos) return {kUnknownMethodLabel, kUnknownMethodLabel};
+  return {std::string(s.substr(0, slash)), std::string(s.substr(slash + 1))};
 }
+
+// Which method names get labels of their own; every other name shares kUnknownMethodLabel.
+// Thread-safe (immutable).
+class MethodNames {
+ public:
+  // Exactly `served` ("/pkg.Service/Method").
+  explicit MethodNames(const std::vector<std::string>& served)
+      : served_(served.begin(), served.end()), explicit_(true) {}
+  // The methods of the protobuf services compiled into the binary.
+  MethodNames() = default;
+
+  std::pair<std::string, std::string> Labels(const char* method) const {
+    const absl::string_view full = method != nullptr ? method : "";
+    if (!Known(full)) return {kUnknownMethodLabel, kUnknownMethodLabel};
+    return SplitMethod(full);
+  }
+
+ private:
+  bool Known(absl::string_view full) const {
+    if (explicit_) return served_.contains(full);
+    if (full.size() < 2 || full[0] != '/') return false;
+    std::string dotted(full.substr(1));
+    const size_t slash = dotted.find('/');
+    if (slash == std::string::npos) return false;
+    dotted[slash] = '.';
+    const google::protobuf::MethodDescriptor* m =
+        google::protobuf::DescriptorPool::generated_pool()->FindMethodByName(dotted);
+    // The service must be the part before the slash ("/a.b/c.d" is not a.b.c's d).
+    return m != nullptr && m->service()->full_name() == full.substr(1, slash);
+  }
+
+  absl::flat_hash_set<std::string> served_;
+  bool explicit_ = false;
+};
 
 Metrics::GrpcFamilies* MakeFamilies(prometheus::Registry& registry, const std::string& side) {
   auto* f = new Metrics::GrpcFamilies;
@@ -98,10 +134,10 @@ Metrics::GrpcFamilies* MakeFamilies(prometheus::Registry& registry, const std::s
 // Records one RPC: started at the first hook, handled with its code at the status hook.
 class RpcMetricsInterceptor final : public grpc::experimental::Interceptor {
  public:
-  RpcMetricsInterceptor(Metrics::GrpcFamilies* families, bool server, const char* method,
-                        const char* type)
+  RpcMetricsInterceptor(Metrics::GrpcFamilies* families, bool server,
+                        const MethodNames& names, const char* method, const char* type)
       : families_(families), server_(server) {
-    auto [service, name] = SplitMethod(method);
+    auto [service, name] = names.Labels(method);
     labels_ = {{"grpc_service", service}, {"grpc_method", name}, {"grpc_type", type}};
   }
 
@@ -139,14 +175,17 @@ class RpcMetricsInterceptor final : public grpc::experimental::Interceptor {
 
 class ServerFactory final : public grpc::experimental::ServerInterceptorFactoryInterface {
  public:
-  explicit ServerFactory(Metrics::GrpcFamilies* f) : families_(f) {}
+  ServerFactory(Metrics::GrpcFamilies* f, MethodNames names)
+      : families_(f), names_(std::move(names)) {}
   grpc::experimental::Interceptor* CreateServerInterceptor(
       grpc::experimental::ServerRpcInfo* info) override {
-    return new RpcMetricsInterceptor(families_, true, info->method(), TypeName(info->type()));
+    return new RpcMetricsInterceptor(families_, true, names_, info->method(),
+                                     TypeName(info->type()));
   }
 
  private:
   Metrics::GrpcFamilies* families_;
+  const MethodNames names_;
 };
 
 class ClientFactory final : public grpc::experimental::ClientInterceptorFactoryInterface {
@@ -154,11 +193,13 @@ class ClientFactory final : public grpc::experimental::ClientInterceptorFactoryI
   explicit ClientFactory(Metrics::GrpcFamilies* f) : families_(f) {}
   grpc::experimental::Interceptor* CreateClientInterceptor(
       grpc::experimental::ClientRpcInfo* info) override {
-    return new RpcMetricsInterceptor(families_, false, info->method(), TypeName(info->type()));
+    return new RpcMetricsInterceptor(families_, false, names_, info->method(),
+                                     TypeName(info->type()));
   }
 
  private:
   Metrics::GrpcFamilies* families_;
+  const MethodNames names_;
 };
 
 prometheus::MetricFamily Gauge(const std::string& name, const std::string& help, double value,
@@ -244,6 +285,13 @@ class ProcessCollector final : public prometheus::Collectable {
 
 }  // namespace
 
+std::string EventSourceLabel(absl::string_view source) {
+  for (absl::string_view known : {"intake", "routing", "deadlines", "notification"}) {
+    if (source == known) return std::string(known);
+  }
+  return "other";
+}
+
 std::shared_ptr<prometheus::Collectable> NewProcessCollector() {
   return std::make_shared<ProcessCollector>();
 }
@@ -270,8 +318,13 @@ absl::StatusOr<std::unique_ptr<Metrics>> Metrics::Serve(const std::string& liste
 Metrics::~Metrics() = default;
 
 std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>
+Metrics::NewServerInterceptorFactory(const std::vector<std::string>& served_methods) {
+  return std::make_unique<ServerFactory>(server_.get(), MethodNames(served_methods));
+}
+
+std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>
 Metrics::NewServerInterceptorFactory() {
-  return std::make_unique<ServerFactory>(server_.get());
+  return std::make_unique<ServerFactory>(server_.get(), MethodNames());
 }
 
 std::unique_ptr<grpc::experimental::ClientInterceptorFactoryInterface>

@@ -119,8 +119,14 @@ absl::StatusOr<CallContext> Pipeline::Admit(const grpc::CallbackServerContext& c
   call.method = std::string(method);
   call.trace_id = TraceIdOf(context);
   call.justification = Metadata(context, "x-rogatory-justification").substr(0, 512);
+  // Taken first, so that the mark of bytes that did not parse never outlives the call
+  // (see malformed_requests.h), but answered only once the caller is known.
+  absl::Status malformed = internal::MalformedRequestStatus(context);
   auto caller = authenticator_.Authenticate(context);
-  if (!caller.ok()) return caller.status();
+  if (!caller.ok()) {
+    NoteRefusal("unauthenticated", caller.status());
+    return caller.status();
+  }
   call.caller = *std::move(caller);
   if (max_concurrent_calls_ > 0) {
     if (in_flight_->fetch_add(1) >= max_concurrent_calls_) {
@@ -133,8 +139,24 @@ absl::StatusOr<CallContext> Pipeline::Admit(const grpc::CallbackServerContext& c
   }
   if (absl::Status s = limiter_.Admit(call.caller, call.method); !s.ok()) return s;
   // Bytes that did not parse as the request message (see malformed_requests.h).
-  if (absl::Status s = internal::MalformedRequestStatus(context); !s.ok()) return s;
+  if (!malformed.ok()) {
+    NoteRefusal("unparsable", malformed);
+    return malformed;
+  }
   return call;
+}
+
+void Pipeline::NoteRefusal(absl::string_view kind, const absl::Status& status) {
+  if (refusal_log_ == nullptr) return;
+  const int64_t count = refusal_log_->Note(kind);
+  if (count == 0) return;
+  // The reason is the service's own message (which check failed), never caller data.
+  Log::Warn("calls refused before their handler (summary)",
+            {{"kind", kind},
+             {"count", count},
+             {"interval_s", absl::ToInt64Seconds(refusal_log_->interval())},
+             {"last_code", absl::StatusCodeToString(status.code())},
+             {"last_reason", std::string(status.message()).substr(0, 200)}});
 }
 
 void Pipeline::Audit(const CallContext& call, const absl::Status& status,

@@ -29,6 +29,12 @@
 #include "rogatory/common/test_clock.h"
 
 namespace rogatory::common {
+namespace {
+
+// At most one line per kind of refused call (unauthenticated, unparsable) per interval.
+constexpr absl::Duration kRefusalLogInterval = absl::Minutes(1);
+
+}  // namespace
 
 struct Platform::Internals {
   std::unique_ptr<RecordOnlyEventHandler> record_only_handler;
@@ -342,6 +348,9 @@ absl::StatusOr<std::unique_ptr<Platform>> Platform::Create(const ServiceIdentity
     p->auditor_ = std::make_unique<LogAuditor>();
   }
   p->pipeline_ = std::make_unique<Pipeline>(*p->authenticator_, *p->limiter_, *p->auditor_);
+  // Real time, like token lifetimes: a moved test clock must not silence or flood the log.
+  p->refusal_log_ = std::make_unique<LogSummary>(*p->real_clock_, kRefusalLogInterval);
+  p->pipeline_->SetRefusalLog(p->refusal_log_.get());
   p->pipeline_->SetMaxConcurrentCalls(settings.max_concurrent_rpcs);
   p->internals_->test_clock_service =
       std::make_unique<TestClockServiceImpl>(p->internals_->test_clock, *p->pipeline_);
@@ -395,8 +404,20 @@ int Platform::Serve(const ServiceParts& parts) {
     builder.AddChannelArgument(GRPC_ARG_MAX_CONNECTION_AGE_GRACE_MS,
                                static_cast<int>(absl::ToInt64Milliseconds(settings_.shutdown_grace)));
   }
+  // Metrics label the methods served here; any other name a caller sends shares one
+  // label value, so callers cannot grow the metrics page.
+  std::vector<std::string> served_methods = {
+      "/grpc.health.v1.Health/Check", "/grpc.health.v1.Health/Watch",
+      "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo"};
+  std::vector<grpc::Service*> registered = parts.services;
+  registered.push_back(internals_->test_clock_service.get());
+  registered.push_back(internals_->audit_service.get());
+  registered.push_back(internals_->event_sink.get());
+  for (grpc::Service* s : registered) {
+    for (std::string& name : ServedMethodNames(*s)) served_methods.push_back(std::move(name));
+  }
   std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>> interceptors;
-  interceptors.push_back(metrics_->NewServerInterceptorFactory());
+  interceptors.push_back(metrics_->NewServerInterceptorFactory(served_methods));
   builder.experimental().SetInterceptorCreators(std::move(interceptors));
 
   // A start that fails stops what the parts started (their threads use Redis, which goes

@@ -5,45 +5,151 @@
 #include <netdb.h>
 #include <sys/socket.h>
 
+#include <algorithm>
+#include <array>
 #include <cstring>
 #include <memory>
 
 #include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
 
 namespace rogatory::notification {
 namespace {
 
-bool BlockedV4(uint32_t a) {  // host byte order
-  auto in = [a](uint32_t net, int bits) {
-    const uint32_t mask = bits == 0 ? 0 : ~uint32_t{0} << (32 - bits);
-    return (a & mask) == (net & mask);
-  };
-  return in(0x00000000, 8) ||   // 0.0.0.0/8 "this network"
-         in(0x7F000000, 8) ||   // loopback
-         in(0x0A000000, 8) ||   // 10/8
-         in(0xAC100000, 12) ||  // 172.16/12
-         in(0xC0A80000, 16) ||  // 192.168/16
-         in(0xA9FE0000, 16) ||  // link-local (cloud metadata lives here)
-         in(0x64400000, 10) ||  // 100.64/10 shared address space
-         in(0xC0000000, 24) ||  // 192.0.0/24 protocol assignments
-         in(0xE0000000, 4) ||   // multicast
-         in(0xF0000000, 4);     // reserved and broadcast
+// What a range of the table means for a webhook endpoint.
+enum class Verdict {
+  kRefuse,      // not globally reachable (or not to be trusted to be): refused
+  kGlobal,      // globally reachable: allowed
+  kEmbeddedV4,  // judged by the IPv4 address in its last 32 bits
+};
+
+struct Range {
+  const char *prefix;  // "198.18.0.0/15"
+  const char *name;    // "benchmarking"
+  Verdict verdict;
+};
+
+// IPv4: the IANA IPv4 Special-Purpose Address Registry's entries that are not globally
+// reachable (the whole of 192.0.0.0/24 although two /32s in it are global: no webhook
+// lives there), the deprecated 6to4 relay anycast, multicast and the reserved 240/4.
+// Anything else is global. First match wins.
+constexpr Range kV4Ranges[] = {
+    {"0.0.0.0/8", "this network", Verdict::kRefuse},
+    {"10.0.0.0/8", "private use", Verdict::kRefuse},
+    {"100.64.0.0/10", "shared address space", Verdict::kRefuse},
+    {"127.0.0.0/8", "loopback", Verdict::kRefuse},
+    {"169.254.0.0/16", "link-local", Verdict::kRefuse},
+    {"172.16.0.0/12", "private use", Verdict::kRefuse},
+    {"192.0.0.0/24", "IETF protocol assignments", Verdict::kRefuse},
+    {"192.0.2.0/24", "documentation", Verdict::kRefuse},
+    {"192.88.99.0/24", "6to4 relay anycast, deprecated", Verdict::kRefuse},
+    {"192.168.0.0/16", "private use", Verdict::kRefuse},
+    {"198.18.0.0/15", "benchmarking", Verdict::kRefuse},
+    {"198.51.100.0/24", "documentation", Verdict::kRefuse},
+    {"203.0.113.0/24", "documentation", Verdict::kRefuse},
+    {"224.0.0.0/4", "multicast", Verdict::kRefuse},
+    {"255.255.255.255/32", "limited broadcast", Verdict::kRefuse},
+    {"240.0.0.0/4", "reserved", Verdict::kRefuse},
+    {"0.0.0.0/0", "global", Verdict::kGlobal},
+};
+
+// IPv6: the IANA IPv6 Special-Purpose Address Registry's entries that are not globally
+// reachable or embed an IPv4 address (only the well-known NAT64 prefix is judged by the
+// address it embeds; the others are refused whatever they embed), the deprecated
+// site-local range, multicast, and everything outside global unicast 2000::/3. First
+// match wins.
+constexpr Range kV6Ranges[] = {
+    {"::/128", "unspecified", Verdict::kRefuse},
+    {"::1/128", "loopback", Verdict::kRefuse},
+    {"::ffff:0:0/96", "IPv4-mapped", Verdict::kRefuse},
+    {"::ffff:0:0:0/96", "IPv4-translated", Verdict::kRefuse},
+    {"::/96", "IPv4-compatible, deprecated", Verdict::kRefuse},
+    {"64:ff9b::/96", "NAT64 well-known prefix", Verdict::kEmbeddedV4},
+    {"64:ff9b:1::/48", "local-use NAT64", Verdict::kRefuse},
+    {"100::/64", "discard-only", Verdict::kRefuse},
+    {"100:0:0:1::/64", "dummy prefix", Verdict::kRefuse},
+    {"2001::/32", "Teredo", Verdict::kRefuse},
+    {"2001::/23", "IETF protocol assignments", Verdict::kRefuse},
+    {"2001:db8::/32", "documentation", Verdict::kRefuse},
+    {"2002::/16", "6to4", Verdict::kRefuse},
+    {"3fff::/20", "documentation", Verdict::kRefuse},
+    {"5f00::/16", "segment routing SIDs", Verdict::kRefuse},
+    {"fc00::/7", "unique local", Verdict::kRefuse},
+    {"fe80::/10", "link-local", Verdict::kRefuse},
+    {"fec0::/10", "site-local, deprecated", Verdict::kRefuse},
+    {"ff00::/8", "multicast", Verdict::kRefuse},
+    {"2000::/3", "global unicast", Verdict::kGlobal},
+    {"::/0", "outside global unicast 2000::/3", Verdict::kRefuse},
+};
+
+// A table entry in binary form.
+struct Prefix {
+  std::array<unsigned char, 16> bytes{};
+  int bits = 0;
+  const Range *range = nullptr;
+};
+
+// Parses a table (compiled in: a bad entry is a programming error and aborts).
+template <size_t N>
+std::vector<Prefix> Compile(const Range (&table)[N], int family) {
+  std::vector<Prefix> out;
+  for (const Range &r : table) {
+    std::pair<std::string, std::string> parts = absl::StrSplit(r.prefix, '/');
+    Prefix p;
+    p.range = &r;
+    const bool ok = inet_pton(family, parts.first.c_str(), p.bytes.data()) == 1 &&
+                    absl::SimpleAtoi(parts.second, &p.bits) && p.bits >= 0 &&
+                    p.bits <= (family == AF_INET ? 32 : 128);
+    if (!ok) std::abort();
+    out.push_back(p);
+  }
+  return out;
 }
 
-bool BlockedV6(const unsigned char *b) {
-  static const unsigned char kZero[16] = {};
-  if (std::memcmp(b, kZero, 15) == 0 && (b[15] == 0 || b[15] == 1)) return true;  // :: and ::1
-  const bool mapped = std::memcmp(b, kZero, 10) == 0 && b[10] == 0xff && b[11] == 0xff;
-  if (mapped) {
-    return BlockedV4((uint32_t{b[12]} << 24) | (uint32_t{b[13]} << 16) | (uint32_t{b[14]} << 8) |
-                     b[15]);
+bool InPrefix(const unsigned char *address, const Prefix &p) {
+  const int full = p.bits / 8, rest = p.bits % 8;
+  if (std::memcmp(address, p.bytes.data(), full) != 0) return false;
+  if (rest == 0) return true;
+  const unsigned char mask = static_cast<unsigned char>(0xff << (8 - rest));
+  return (address[full] & mask) == (p.bytes[full] & mask);
+}
+
+const Prefix &Match(const std::vector<Prefix> &table, const unsigned char *address) {
+  for (const Prefix &p : table) {
+    if (InPrefix(address, p)) return p;
   }
-  if ((b[0] & 0xfe) == 0xfc) return true;                  // fc00::/7 unique local
-  if (b[0] == 0xfe && (b[1] & 0xc0) == 0x80) return true;  // fe80::/10 link-local
-  if (b[0] == 0xff) return true;                           // multicast
-  return false;
+  return table.back();  // ::/0 and 0.0.0.0/0 match everything
+}
+
+std::string Describe(const Range &r) { return absl::StrCat(r.prefix, " (", r.name, ")"); }
+
+std::optional<std::string> RefusedV4(const unsigned char *address) {
+  static const auto *table = new std::vector<Prefix>(Compile(kV4Ranges, AF_INET));
+  const Range &r = *Match(*table, address).range;
+  if (r.verdict == Verdict::kGlobal) return std::nullopt;
+  return Describe(r);
+}
+
+std::optional<std::string> RefusedV6(const unsigned char *address) {
+  static const auto *table = new std::vector<Prefix>(Compile(kV6Ranges, AF_INET6));
+  const Range &r = *Match(*table, address).range;
+  switch (r.verdict) {
+    case Verdict::kGlobal:
+      return std::nullopt;
+    case Verdict::kEmbeddedV4:
+      if (auto embedded = RefusedV4(address + 12)) {
+        return absl::StrCat(Describe(r), " embedding ", *embedded);
+      }
+      return std::nullopt;
+    case Verdict::kRefuse:
+      break;
+  }
+  return Describe(r);
 }
 
 struct UrlDeleter {
@@ -54,15 +160,44 @@ struct CurlStr {
   ~CurlStr() { curl_free(p); }
 };
 
+// "localhost", "localhost." and names under it (RFC 6761: they resolve to loopback).
+bool IsLocalhostName(absl::string_view host) {
+  std::string h = absl::AsciiStrToLower(host);
+  absl::string_view name = absl::StripSuffix(h, ".");
+  return name == "localhost" || absl::EndsWith(name, ".localhost");
+}
+
+std::string PortList(const std::vector<int> &ports) { return absl::StrJoin(ports, ", "); }
+
 }  // namespace
 
-bool IsBlockedAddress(absl::string_view address) {
+std::optional<std::string> RefusedRange(absl::string_view address) {
   const std::string text(address);
-  in_addr v4;
-  if (inet_pton(AF_INET, text.c_str(), &v4) == 1) return BlockedV4(ntohl(v4.s_addr));
-  in6_addr v6;
-  if (inet_pton(AF_INET6, text.c_str(), &v6) == 1) return BlockedV6(v6.s6_addr);
-  return false;
+  unsigned char bytes[16];
+  if (inet_pton(AF_INET, text.c_str(), bytes) == 1) return RefusedV4(bytes);
+  if (inet_pton(AF_INET6, text.c_str(), bytes) == 1) return RefusedV6(bytes);
+  return std::nullopt;
+}
+
+bool IsBlockedAddress(absl::string_view address) { return RefusedRange(address).has_value(); }
+
+bool PortAllowed(const EndpointPolicy &policy, int port) {
+  return std::find(policy.allowed_ports.begin(), policy.allowed_ports.end(), port) !=
+         policy.allowed_ports.end();
+}
+
+absl::StatusOr<std::vector<int>> ParsePortList(absl::string_view text) {
+  std::vector<int> ports;
+  for (absl::string_view part : absl::StrSplit(text, ',')) {
+    part = absl::StripAsciiWhitespace(part);
+    int port = 0;
+    if (!absl::SimpleAtoi(part, &port) || port < 1 || port > 65535) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("'", part, "' is not a port: give comma-separated ports 1 to 65535"));
+    }
+    if (std::find(ports.begin(), ports.end(), port) == ports.end()) ports.push_back(port);
+  }
+  return ports;
 }
 
 absl::StatusOr<ParsedEndpoint> CheckEndpointUri(absl::string_view uri,
@@ -75,7 +210,7 @@ absl::StatusOr<ParsedEndpoint> CheckEndpointUri(absl::string_view uri,
     return absl::InvalidArgumentError("endpoint_uri is not an absolute URI");
   }
   ParsedEndpoint out;
-  CurlStr scheme, host, port, user, fragment;
+  CurlStr scheme, host, port, user, fragment, zone;
   curl_url_get(u.get(), CURLUPART_SCHEME, &scheme.p, 0);
   out.scheme = scheme.p ? absl::AsciiStrToLower(scheme.p) : "";
   if (out.scheme != "https" && !(out.scheme == "http" && policy.allow_http)) {
@@ -88,6 +223,9 @@ absl::StatusOr<ParsedEndpoint> CheckEndpointUri(absl::string_view uri,
   if (curl_url_get(u.get(), CURLUPART_FRAGMENT, &fragment.p, 0) == CURLUE_OK && fragment.p) {
     return absl::InvalidArgumentError("endpoint_uri must not have a fragment");
   }
+  if (curl_url_get(u.get(), CURLUPART_ZONEID, &zone.p, 0) == CURLUE_OK && zone.p) {
+    return absl::InvalidArgumentError("endpoint_uri must not name an IPv6 zone");
+  }
   if (curl_url_get(u.get(), CURLUPART_HOST, &host.p, 0) != CURLUE_OK || !host.p || !*host.p) {
     return absl::InvalidArgumentError("endpoint_uri has no host");
   }
@@ -99,26 +237,33 @@ absl::StatusOr<ParsedEndpoint> CheckEndpointUri(absl::string_view uri,
   if (!port.p || !absl::SimpleAtoi(port.p, &out.port)) {
     return absl::InvalidArgumentError("endpoint_uri has a bad port");
   }
-  if (!policy.allow_private_addresses &&
-      (IsBlockedAddress(out.host) || absl::AsciiStrToLower(out.host) == "localhost")) {
-    return absl::InvalidArgumentError(
-        "endpoint_uri names a loopback, link-local or private address");
+  if (!PortAllowed(policy, out.port)) {
+    return absl::InvalidArgumentError(absl::StrCat("endpoint_uri port ", out.port,
+                                                   " is not allowed (allowed: ",
+                                                   PortList(policy.allowed_ports), ")"));
+  }
+  if (!policy.allow_private_addresses) {
+    if (auto range = RefusedRange(out.host)) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "endpoint_uri names an address in ", *range, ", which is not globally reachable"));
+    }
+    if (IsLocalhostName(out.host)) {
+      return absl::InvalidArgumentError("endpoint_uri names localhost");
+    }
   }
   return out;
 }
 
-absl::StatusOr<std::string> ResolveAllowed(const ParsedEndpoint &endpoint,
-                                           const EndpointPolicy &policy) {
+absl::StatusOr<std::vector<std::string>> SystemHostResolver::Resolve(const std::string &host) {
   addrinfo hints{};
   hints.ai_family = AF_UNSPEC;
   hints.ai_socktype = SOCK_STREAM;
   addrinfo *result = nullptr;
-  const int rc = getaddrinfo(endpoint.host.c_str(), nullptr, &hints, &result);
+  const int rc = getaddrinfo(host.c_str(), nullptr, &hints, &result);
   if (rc != 0 || result == nullptr) {
     return absl::UnavailableError(absl::StrCat("cannot resolve host: ", gai_strerror(rc)));
   }
-  std::string chosen;
-  bool blocked = false;
+  std::vector<std::string> out;
   for (addrinfo *ai = result; ai != nullptr; ai = ai->ai_next) {
     char buf[INET6_ADDRSTRLEN] = {};
     if (ai->ai_family == AF_INET) {
@@ -129,15 +274,44 @@ absl::StatusOr<std::string> ResolveAllowed(const ParsedEndpoint &endpoint,
     } else {
       continue;
     }
-    if (IsBlockedAddress(buf)) blocked = true;
-    if (chosen.empty()) chosen = buf;
+    out.emplace_back(buf);
   }
   freeaddrinfo(result);
-  if (blocked && !policy.allow_private_addresses) {
-    return absl::PermissionDeniedError("endpoint resolves to a blocked address");
+  return out;
+}
+
+absl::StatusOr<std::string> ResolveAllowed(const ParsedEndpoint &endpoint,
+                                           const EndpointPolicy &policy,
+                                           HostResolver &resolver) {
+  if (!PortAllowed(policy, endpoint.port)) {
+    return absl::PermissionDeniedError(absl::StrCat("endpoint port ", endpoint.port,
+                                                    " is not allowed"));
+  }
+  auto addresses = resolver.Resolve(endpoint.host);
+  if (!addresses.ok()) return addresses.status();
+  std::string chosen;
+  for (const std::string &address : *addresses) {
+    // Only numeric addresses are pinned: anything else would be resolved again by curl.
+    unsigned char bytes[16];
+    const bool numeric = inet_pton(AF_INET, address.c_str(), bytes) == 1 ||
+                         inet_pton(AF_INET6, address.c_str(), bytes) == 1;
+    if (!numeric) continue;
+    if (!policy.allow_private_addresses) {
+      if (auto range = RefusedRange(address)) {
+        return absl::PermissionDeniedError(
+            absl::StrCat("endpoint resolves to an address in ", *range));
+      }
+    }
+    if (chosen.empty()) chosen = address;
   }
   if (chosen.empty()) return absl::UnavailableError("host has no usable address");
   return chosen;
+}
+
+absl::StatusOr<std::string> ResolveAllowed(const ParsedEndpoint &endpoint,
+                                           const EndpointPolicy &policy) {
+  SystemHostResolver resolver;
+  return ResolveAllowed(endpoint, policy, resolver);
 }
 
 }  // namespace rogatory::notification

@@ -1,6 +1,7 @@
 // rogatory-notification: per-authority inboxes, resumable streams, delivery
 // evidence and signed webhooks. main() only reads settings and wires the
 // objects together.
+#include "endpoint_policy.h"
 #include "fanout_worker.h"
 #include "notification_event_handler.h"
 #include "notification_metrics.h"
@@ -17,6 +18,7 @@ int main(int argc, char **argv) {
                                                    "rogatory.notification.v1.NotificationService",
                                                    "127.0.0.1:50054", "127.0.0.1:9104"};
   n::NotificationSettings s;
+  std::string allowed_ports = "443";
   return rogatory::common::ServiceMain(
       identity, argc, argv,
       [&](rogatory::common::Config &c) {
@@ -74,6 +76,12 @@ int main(int argc, char **argv) {
                   "(server-side request forgery protection off; development "
                   "and tests).",
                   &s.webhook_allow_private_addresses);
+        c.AddString("webhook-allowed-ports", allowed_ports,
+                    "Ports a webhook endpoint may name, comma-separated (a URI without a "
+                    "port names 443, or 80 for http); checked at subscription and at each "
+                    "delivery.",
+                    &allowed_ports,
+                    [](const std::string &v) { return n::ParsePortList(v).status(); });
         c.AddDuration("webhook-secret-overlap", s.webhook_secret_overlap, absl::ZeroDuration(),
                       absl::Hours(24 * 30),
                       "After a secret rotation, how long deliveries are also "
@@ -84,6 +92,7 @@ int main(int argc, char **argv) {
       [&](Platform &platform) -> absl::StatusOr<ServiceParts> {
         s.dedupe_retention = platform.settings().dedupe_retention;
         s.webhook_allow_http = !platform.settings().production();
+        s.webhook_allowed_ports = *n::ParsePortList(allowed_ports);  // checked at parse
         ServiceParts parts;
         auto *metrics =
             parts.Own(std::make_shared<n::NotificationMetrics>(platform.metrics().registry()));
@@ -96,8 +105,7 @@ int main(int argc, char **argv) {
         notification_service->SetAuditor(&platform.auditor());  // stream deliveries
         parts.services.push_back(notification_service);
         auto *transport = parts.Own(std::make_shared<n::CurlWebhookTransport>(
-            n::EndpointPolicy{s.webhook_allow_http, s.webhook_allow_private_addresses},
-            s.webhook_timeout));
+            s.webhook_endpoint_policy(), s.webhook_timeout));
         auto fanout = std::make_shared<n::FanoutWorker>(platform.redis(), platform.clock(),
                                                         platform.sharding(), s, *metrics);
         auto dispatcher = std::make_shared<n::WebhookDispatcher>(

@@ -4,6 +4,7 @@
 #include "absl/strings/str_join.h"
 #include "notification_keys.h"
 #include "rogatory/common/logging.h"
+#include "rogatory/common/metrics.h"
 
 namespace rogatory::notification {
 namespace {
@@ -289,7 +290,7 @@ void NotificationEventHandler::HandleWithExtras(
         auto outcome = common::ReceiverOutcome(reply);
         if (outcome.ok() && *outcome == Outcome::kHandled) {
           if (wakeups != nullptr) wakeups->Wake(shard);
-          metrics_.EventReceived(source.empty() ? "unknown" : source);
+          metrics_.EventReceived(common::EventSourceLabel(source));
           if (reply->elements.size() > 1) {
             metrics_.FanOut(static_cast<int>(reply->elements[1].integer));
           }

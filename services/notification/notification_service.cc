@@ -902,9 +902,7 @@ grpc::ServerUnaryReactor *NotificationServiceImpl::CreateSubscription(
       [this](const v1::CreateSubscriptionRequest &r) {
         common::FieldViolations v;
         if (r.request_id().size() > 128) v.Add("request_id", "is longer than 128 characters");
-        auto endpoint = CheckEndpointUri(
-            r.endpoint_uri(),
-            {settings_.webhook_allow_http, settings_.webhook_allow_private_addresses});
+        auto endpoint = CheckEndpointUri(r.endpoint_uri(), settings_.webhook_endpoint_policy());
         if (!endpoint.ok()) v.Add("endpoint_uri", std::string(endpoint.status().message()));
         ValidateFilter(r.filter(), "filter", v);
         return v.ToStatus();

@@ -1,6 +1,9 @@
 #pragma once
 
+#include <vector>
+
 #include "absl/time/time.h"
+#include "endpoint_policy.h"
 
 namespace rogatory::notification {
 
@@ -38,7 +41,15 @@ struct NotificationSettings {
   int webhook_concurrency = 4;
   bool webhook_allow_private_addresses = false;
   bool webhook_allow_http = false;  // development only
+  std::vector<int> webhook_allowed_ports = {443};
   absl::Duration webhook_secret_overlap = absl::Hours(24);
+
+  // The server-side request forgery policy of webhook endpoints, at subscription and at
+  // delivery alike.
+  EndpointPolicy webhook_endpoint_policy() const {
+    return EndpointPolicy(webhook_allow_http, webhook_allow_private_addresses,
+                          webhook_allowed_ports);
+  }
 };
 
 }  // namespace rogatory::notification

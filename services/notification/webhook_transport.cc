@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <mutex>
+#include <utility>
 
 #include "absl/strings/str_cat.h"
 
@@ -19,8 +20,11 @@ void GlobalInitOnce() {
 
 }  // namespace
 
-CurlWebhookTransport::CurlWebhookTransport(EndpointPolicy policy, absl::Duration timeout)
-    : policy_(policy), timeout_(timeout) {
+CurlWebhookTransport::CurlWebhookTransport(EndpointPolicy policy, absl::Duration timeout,
+                                           HostResolver *resolver)
+    : policy_(std::move(policy)),
+      timeout_(timeout),
+      resolver_(resolver != nullptr ? *resolver : system_resolver_) {
   GlobalInitOnce();
 }
 
@@ -31,7 +35,7 @@ WebhookResult CurlWebhookTransport::Post(const WebhookPost &post) {
     result.outcome = "blocked_endpoint";
     return result;
   }
-  auto address = ResolveAllowed(*endpoint, policy_);
+  auto address = ResolveAllowed(*endpoint, policy_, resolver_);
   if (!address.ok()) {
     result.outcome = address.status().code() == absl::StatusCode::kPermissionDenied
                          ? "blocked_address"

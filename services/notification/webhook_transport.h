@@ -34,15 +34,19 @@ class WebhookTransport {
 
 // libcurl, with connect and total timeouts, no redirects, and the connection
 // pinned to an address that passed the endpoint policy (so DNS cannot rebind
-// between check and connect).
+// between check and connect). `resolver` (not owned, outlives the transport; null: the
+// system's) resolves endpoint hosts.
 class CurlWebhookTransport final : public WebhookTransport {
  public:
-  CurlWebhookTransport(EndpointPolicy policy, absl::Duration timeout);
+  CurlWebhookTransport(EndpointPolicy policy, absl::Duration timeout,
+                       HostResolver *resolver = nullptr);
   WebhookResult Post(const WebhookPost &post) override;
 
  private:
   const EndpointPolicy policy_;
   const absl::Duration timeout_;
+  SystemHostResolver system_resolver_;
+  HostResolver &resolver_;
 };
 
 }  // namespace rogatory::notification

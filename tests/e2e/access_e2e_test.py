@@ -107,7 +107,8 @@ class AccessMatrixTest(unittest.TestCase):
                 service.process.argv.append("--timer-poll-interval=50ms")
             if name == "notification":
                 service.process.argv += ["--notification-poll-interval=20ms",
-                                         "--webhook-allow-private-addresses=true"]
+                                         "--webhook-allow-private-addresses=true",
+                                         "--webhook-allowed-ports=9"]
             cls.addClassCleanup(service.stop)
             service.start(wait=False)
             cls.services[name] = service

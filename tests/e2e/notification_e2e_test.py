@@ -120,6 +120,7 @@ class NotificationWebhookTest(unittest.TestCase):
              "--health-probe-interval=200ms",
              "--notification-poll-interval=20ms",
              "--webhook-allow-private-addresses=true",
+             f"--webhook-allowed-ports={cls.receiver.server.server_address[1]}",
              "--webhook-initial-backoff=50ms",
              "--webhook-max-backoff=200ms",
              "--webhook-max-attempts=4",

@@ -525,6 +525,7 @@ TEST_F(NotificationRedisTest, PartiesLearnedEarlierReceiveLaterEventsAndTranslat
 TEST_F(NotificationRedisTest, SubscriptionSeesOnlyMatchingEventsOfItsOwner) {
   settings_.webhook_allow_http = true;
   settings_.webhook_allow_private_addresses = true;
+  settings_.webhook_allowed_ports = {9};
   StartService();
   v1::CreateSubscriptionRequest create;
   create.set_request_id("create-1");
@@ -573,7 +574,11 @@ TEST_F(NotificationRedisTest, SubscriptionSeesOnlyMatchingEventsOfItsOwner) {
 TEST_F(NotificationRedisTest, EndpointOnPrivateAddressOrPlainHttpIsRefusedByDefault) {
   StartService();  // production-like defaults: https only, no private addresses
   for (const char *uri : {"https://127.0.0.1/hook", "https://169.254.169.254/latest",
-                          "https://10.0.0.5/hook", "http://hooks.example.org/hook"}) {
+                          "https://10.0.0.5/hook", "http://hooks.example.org/hook",
+                          "https://[::127.0.0.1]/hook", "https://[::ffff:0:a00:5]/hook",
+                          "https://[64:ff9b::a9fe:a9fe]/hook", "https://[2002:a00:5::1]/hook",
+                          "https://[fec0::1]/hook", "https://198.18.0.1/hook",
+                          "https://hooks.example.org:8443/hook"}) {
     v1::CreateSubscriptionRequest create;
     create.set_endpoint_uri(uri);
     v1::CreateSubscriptionResponse created;

@@ -1,5 +1,8 @@
 #pragma once
 
+#include <string>
+#include <vector>
+
 #include "absl/status/status.h"
 #include "absl/strings/string_view.h"
 #include "google/protobuf/descriptor.h"
@@ -28,6 +31,10 @@ void AnswerMalformedRequestsWithInvalidArgument(grpc::Service& service);
 absl::Status MalformedRequestError(absl::string_view method,
                                    const google::protobuf::Descriptor* request_type,
                                    absl::string_view bytes);
+
+// The full names ("/pkg.Service/Method") of the methods `service` serves. (Here because it
+// reads the same private member of grpc::Service as the rewrite above.)
+std::vector<std::string> ServedMethodNames(grpc::Service& service);
 
 namespace internal {
 // INVALID_ARGUMENT when the request of the call being set up on this thread for `context`

@@ -2,14 +2,24 @@
 
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "grpcpp/support/client_interceptor.h"
 #include "grpcpp/support/server_interceptor.h"
 #include "prometheus/exposer.h"
 #include "prometheus/registry.h"
 
 namespace rogatory::common {
+
+// The grpc_service and grpc_method label value of calls to methods not served.
+inline constexpr char kUnknownMethodLabel[] = "unknown";
+
+// The label value naming a service that emitted events: its event name if it is one of
+// Rogatory's services ("intake", "routing", "deadlines", "notification"), else "other",
+// so that a sender's text never becomes a series of its own.
+std::string EventSourceLabel(absl::string_view source);
 
 // A service's Prometheus registry, served on its own port at /metrics, with process metrics
 // (CPU, memory, open files) and the standard gRPC server and client metrics
@@ -27,7 +37,13 @@ class Metrics {
   const std::shared_ptr<prometheus::Registry>& shared_registry() const { return registry_; }
 
   // Interceptor factories that record the gRPC metrics into this registry. The factories
-  // must not outlive this object.
+  // must not outlive this object. Label values are bounded: a call to a method outside
+  // `served_methods` ("/pkg.Service/Method", the methods the server serves) is recorded
+  // with grpc_service="unknown" and grpc_method="unknown" (kUnknownMethodLabel), so that no
+  // caller can create series at will. Without `served_methods`, and on the client side,
+  // the known methods are those of the protobuf services compiled into the binary.
+  std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface> NewServerInterceptorFactory(
+      const std::vector<std::string>& served_methods);
   std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface> NewServerInterceptorFactory();
   std::unique_ptr<grpc::experimental::ClientInterceptorFactoryInterface> NewClientInterceptorFactory();
 

@@ -15,6 +15,7 @@
 #include "absl/time/time.h"
 #include "grpcpp/server_context.h"
 #include "grpcpp/support/server_callback.h"
+#include "rogatory/common/log_summary.h"
 #include "rogatory/common/status.h"
 
 namespace rogatory::common {
@@ -200,11 +201,20 @@ class Pipeline {
   int calls_in_flight() const { return in_flight_->load(); }
   Auditor& auditor() { return auditor_; }
 
+  // Where calls refused before they reach a handler, which callers can send at will
+  // (unauthenticated, or bytes that do not parse), are reported: a rate-limited summary
+  // line per kind instead of a line each (see LogSummary). Not owned; outlives the
+  // pipeline. Null (the default): not logged. Set before serving.
+  void SetRefusalLog(LogSummary* summary) { refusal_log_ = summary; }
+
  private:
+  void NoteRefusal(absl::string_view kind, const absl::Status& status);
+
   Authenticator& authenticator_;
   RateLimiter& limiter_;
   Auditor& auditor_;
   int max_concurrent_calls_ = 0;
+  LogSummary* refusal_log_ = nullptr;
   std::shared_ptr<std::atomic<int>> in_flight_ = std::make_shared<std::atomic<int>>(0);
 };
 

@@ -13,6 +13,7 @@
 #include "rogatory/common/event_routes.h"
 #include "rogatory/common/event_sink.h"
 #include "rogatory/common/ids.h"
+#include "rogatory/common/log_summary.h"
 #include "rogatory/common/metrics.h"
 #include "rogatory/common/pipeline.h"
 #include "rogatory/common/redis.h"
@@ -133,6 +134,7 @@ class Platform {
   const Clock* clock_ = nullptr;
   std::unique_ptr<Authenticator> authenticator_;
   std::unique_ptr<RateLimiter> limiter_;
+  std::unique_ptr<LogSummary> refusal_log_;
   std::unique_ptr<Auditor> auditor_;
   std::unique_ptr<Pipeline> pipeline_;
   EventRoutes routes_;
