@@ -136,11 +136,8 @@ class SampleJourneysTest(unittest.TestCase):
         content = load_sample(SAMPLES / "production-order-fr-ie.json")
         issuer_ref = content.issuing_authority
         issuer = rc.Caller(issuer_ref.authority_id, issuer_ref.state, ("issuing",))
-        rid = j.submit(svc, issuer, content).id
-        j.wait(lambda: status_name(j.get(svc, issuer, rid).status) == "SENT_TO_PROVIDER",
-               20, "production order sent to the provider")
-        decision = svc.routing(issuer).GetRoutingDecision(
-            pb.routing.GetRoutingDecisionRequest(request_id=rid), timeout=10).decision
+        rid, decision, statuses = self.submit_and_forward(issuer, content)
+        self.assertEqual(statuses[-1], "SENT_TO_PROVIDER")
         notified_ref = decision.notified_authority
         self.assertTrue(notified_ref.authority_id, "routing names no enforcing authority")
         self.assertEqual(notified_ref.state, content.production_order.enforcing_state)
@@ -184,25 +181,25 @@ class SampleJourneysTest(unittest.TestCase):
 
     # ---- one journey ------------------------------------------------------------------
 
-    def walk(self, content) -> None:
+    def submit_and_forward(self, issuer, content):
+        """Submits `content` as `issuer`, waits for routing and, when the decision asks for
+        a translation, translates the form as a translator of the pair would, until the
+        request is forwarded. Returns (request id, decision, statuses passed through)."""
         pb = rc.stubs()
-        T, DL = pb.types, pb.deadlines
         svc = self.svc
-        instrument = T.Instrument.Name(content.instrument)
-        path, rules_met = PATHS[instrument]
-        issuer_ref = content.issuing_authority
-        issuer = rc.Caller(issuer_ref.authority_id, issuer_ref.state, ("issuing",))
-
+        instrument = pb.types.Instrument.Name(content.instrument)
         submitted = j.submit(svc, issuer, content)
         self.assertEqual(status_name(submitted.status), "RECEIVED",
                          [m.field for m in submitted.missing_elements])
         rid = submitted.id
 
         # Routed, never left for a person to forward by hand.
-        def routed():
-            status = status_name(j.get(svc, issuer, rid).status)
-            return status if status in ROUTED + ("TRANSLATION_PENDING",) else None
-        first = j.wait(routed, 20, f"{instrument} routed")
+        def reached(accepted):
+            def probe():
+                status = status_name(j.get(svc, issuer, rid).status)
+                return status if status in accepted else None
+            return probe
+        first = j.wait(reached(ROUTED + ("TRANSLATION_PENDING",)), 20, f"{instrument} routed")
         decision = svc.routing(issuer).GetRoutingDecision(
             pb.routing.GetRoutingDecisionRequest(request_id=rid), timeout=10).decision
         self.assertFalse(decision.unroutable,
@@ -216,15 +213,25 @@ class SampleJourneysTest(unittest.TestCase):
             form = j.upload(svc, issuer, rid, j.FORM_FR, content.source_language,
                             title="Form")
             pair = f"{content.source_language}-{decision.target_language}"
-            translator = rc.Caller(f"XL-{pair.upper()}-SAMPLES", issuer_ref.state,
+            translator = rc.Caller(f"XL-{pair.upper()}-SAMPLES", issuer.state,
                                    ("translator",))
             job = j.claim_for(svc, translator, rid, content.source_language,
                               decision.target_language)
             self.assertEqual(job.document_id, form.id)
             j.translate(svc, translator, job)
-            first = j.wait(routed, 20, f"{instrument} forwarded after translation")
-        self.assertIn(first, ROUTED)
+            first = j.wait(reached(ROUTED), 20, f"{instrument} forwarded after translation")
         statuses.append(first)
+        return rid, decision, statuses
+
+    def walk(self, content) -> None:
+        pb = rc.stubs()
+        T, DL = pb.types, pb.deadlines
+        svc = self.svc
+        instrument = T.Instrument.Name(content.instrument)
+        path, rules_met = PATHS[instrument]
+        issuer_ref = content.issuing_authority
+        issuer = rc.Caller(issuer_ref.authority_id, issuer_ref.state, ("issuing",))
+        rid, decision, statuses = self.submit_and_forward(issuer, content)
 
         request = j.get(svc, issuer, rid)
         executor_ref = request.executing_authority
