@@ -128,7 +128,8 @@ absl::StatusOr<ListScope> ListScopeOf(const Caller& caller) {
 }
 
 bool InScope(const ListScope& scope, const RequestParties& parties) {
-  return scope.all || Reaches(scope.authority_id, scope.central_state, parties);
+  return scope.all || Reaches(scope.authority_id, scope.central_state, parties) ||
+         (!scope.authority_id.empty() && scope.authority_id == parties.notified_authority_id);
 }
 
 void LoadRequestParties(RedisClient& redis, std::string key,

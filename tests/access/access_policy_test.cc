@@ -87,6 +87,11 @@ TEST(AccessPolicyTest, NotifiedAuthorityReadsButChangesNothing) {
   absl::Status change = CheckRequestAccess(call, p, "rq-1-X", AccessKind::kChange);
   EXPECT_EQ(change.code(), absl::StatusCode::kPermissionDenied);
   EXPECT_NE(change.message().find("notified authority"), absl::string_view::npos);
+  // Lists follow the same rule: the request is in the notified authority's list scope.
+  absl::StatusOr<ListScope> scope = ListScopeOf(enforcing);
+  ASSERT_TRUE(scope.ok()) << scope.status();
+  EXPECT_TRUE(InScope(*scope, p));
+  EXPECT_FALSE(InScope(*scope, Parties()));
 }
 
 TEST(AccessPolicyTest, SidesListScopesAndAdmin) {
