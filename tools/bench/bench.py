@@ -110,8 +110,11 @@ class Keys:
         self.private = self._write("signing.json",
                                    {"kid": "bench", "alg": "ES256", "private_key_pem": private_pem})
         self.audit = os.path.join(self.dir, "audit.key")
-        with open(self.audit, "wb") as f:
-            f.write(os.urandom(32))
+        # Text, as a mounted Secret would hold it: the services strip trailing whitespace
+        # from the key file, so raw random bytes ending in one fell short of 32 bytes now
+        # and then and the services refused to start.
+        with open(self.audit, "w", encoding="ascii") as f:
+            f.write(os.urandom(32).hex())
         os.chmod(self.audit, 0o600)
         self.tls = os.path.join(work, "tls")
         subprocess.run([os.path.join(REPO, "deploy", "tls", "make-certs.sh"), self.tls],
