@@ -146,8 +146,9 @@ std::string Script(absl::string_view body) { return absl::StrCat(kLuaLib, body);
 // Receiver scripts: KEYS[1] seen, ARGV[1] retention; then ARGV[2] prefix, [3] shard,
 // [4] now, [5] base event id, [6] actor bytes, [7] outbox, [8] request id, then own args,
 // and LAST the request's parties (PartiesArg: issuing authority, issuing state, executing
-// authority, requested state, notified authority, each followed by '\n'; '' = none), which the prologue pops
-// and records in the need-to-know hash parties:<rid> (non-empty values only).
+// authority, requested state, notified authority, each followed by '\n'; '' = none), which
+// the prologue pops and records in the need-to-know hash parties:<rid> (non-empty values
+// only).
 constexpr char kReceiverPrologue[] = R"lua(
 CTX.P, CTX.shard, CTX.now, CTX.actor, CTX.outbox = ARGV[2], ARGV[3], ARGV[4], ARGV[6], ARGV[7]
 EV.base = ARGV[5]

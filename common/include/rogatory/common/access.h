@@ -123,8 +123,8 @@ bool InScope(const ListScope& scope, const RequestParties& parties);
 
 // Reads the parties of a request that a service keeps in the Redis hash `key` (written by
 // its event receiver scripts, fields ia = issuing authority, is = issuing state,
-// ea = executing authority, rs = requested state, na = notified authority): nullopt when the service has not
-// heard of the request yet.
+// ea = executing authority, rs = requested state, na = notified authority): nullopt when
+// the service has not heard of the request yet.
 void LoadRequestParties(RedisClient& redis, std::string key,
                         std::function<void(absl::StatusOr<std::optional<RequestParties>>)> done);
 
