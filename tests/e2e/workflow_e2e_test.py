@@ -74,6 +74,9 @@ def counted(*items: str) -> list[str]:
 class WorkflowTestCase(unittest.TestCase):
     """Redis and the four services (test clock on) for the whole class."""
 
+    #: Extra command-line settings per service, for subclasses.
+    SERVICE_ARGS: dict[str, tuple[str, ...]] = {}
+
     @classmethod
     def setUpClass(cls) -> None:
         base._require([pathlib.Path(base.REDIS_SERVER)]
@@ -92,6 +95,7 @@ class WorkflowTestCase(unittest.TestCase):
                 service.process.argv.append("--timer-poll-interval=50ms")
             if name == "notification":
                 service.process.argv.append("--notification-poll-interval=20ms")
+            service.process.argv.extend(cls.SERVICE_ARGS.get(name, ()))
             cls.addClassCleanup(service.stop)
             service.start(wait=False)
             cls.services[name] = service
@@ -554,8 +558,10 @@ class ResilienceTest(WorkflowTestCase):
         assert_eio_journey(self, rid, job, translation)
 
 
-class RogatoryctlTest(WorkflowTestCase):
-    """rogatoryctl drives the first journey's steps against the real services."""
+class Ctl:
+    """Runs rogatoryctl (a checkout's, or ``CTL_ARGV``) against the class's services."""
+
+    CTL_ARGV: tuple[str, ...] = (sys.executable, str(ROGATORYCTL))
 
     def ctl(self, caller, *args, expect: int = 0, output_json: bool = True,
             parse: bool = True):
@@ -566,7 +572,8 @@ class RogatoryctlTest(WorkflowTestCase):
             "ROGATORY_DEADLINES_ADDR": self.services["deadlines"].addr,
             "ROGATORY_NOTIFICATION_ADDR": self.services["notification"].addr,
         })
-        argv = [sys.executable, str(ROGATORYCTL)]
+        env.update(getattr(self, "ctl_env", {}))
+        argv = list(self.CTL_ARGV)
         if caller is not None:
             argv += ["--as", caller.authority_id, "--state", caller.state,
                      "--roles", ",".join(caller.roles)]
@@ -587,6 +594,10 @@ class RogatoryctlTest(WorkflowTestCase):
             except AssertionError:
                 return None
         return j.wait(probe, 20, what)
+
+
+class RogatoryctlTest(Ctl, WorkflowTestCase):
+    """rogatoryctl drives the first journey's steps against the real services."""
 
     def test_help_of_every_command_exits_zero(self):
         commands = [[], ["request"], ["request", "submit"], ["request", "get"],

@@ -207,6 +207,17 @@ def generate_stubs(out_dir: Union[str, os.PathLike, None] = None) -> pathlib.Pat
     return target
 
 
+_bundled_stubs_dir: Optional[str] = None
+
+
+def use_bundled_stubs(path: str) -> None:
+    """Imports the stubs from ``path`` instead of generating them: a rogatoryctl zipapp
+    (tools/rogatoryctl/build_zipapp.py) carries them, so it needs no protoc. Call before
+    :func:`stubs`."""
+    global _bundled_stubs_dir
+    _bundled_stubs_dir = path
+
+
 @functools.lru_cache(maxsize=None)
 def stubs() -> types.SimpleNamespace:
     """Generates the stubs if needed, imports them and returns them by short name.
@@ -216,7 +227,7 @@ def stubs() -> types.SimpleNamespace:
     ``notification``/``notification_grpc``, ``test_clock``/``test_clock_grpc``, ``status``,
     ``error_details``, ``health``/``health_grpc`` and ``reflection``/``reflection_grpc``.
     """
-    out_dir = generate_stubs()
+    out_dir = pathlib.PurePath(_bundled_stubs_dir) if _bundled_stubs_dir else generate_stubs()
     if str(out_dir) not in sys.path:
         sys.path.insert(0, str(out_dir))
     # The generated grpc/health and grpc/reflection packages live beside the real `grpc`

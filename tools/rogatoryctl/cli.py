@@ -14,6 +14,7 @@ import hashlib
 import json
 import os
 import pathlib
+import re
 import sys
 import time
 import uuid
@@ -81,6 +82,22 @@ class CliError(Exception):
     def __init__(self, message: str, code: int = EXIT_OTHER):
         super().__init__(message)
         self.code = code
+
+
+def version() -> str:
+    """The project's version (CMakeLists.txt's project(... VERSION x.y.z)); a zipapp built by
+    build_zipapp.py carries it, with its commit, in _build_info."""
+    try:
+        import _build_info  # Only in a zipapp.
+        return _build_info.DESCRIPTION
+    except ImportError:
+        pass
+    try:
+        text = (rc.REPO_ROOT / "CMakeLists.txt").read_text()
+    except OSError:
+        return "unknown"
+    match = re.search(r"project\(\s*rogatory\s+VERSION\s+([0-9.]+)", text)
+    return f"{match.group(1) if match else 'unknown'} (checkout {rc.REPO_ROOT})"
 
 
 # --------------------------------------------------------------------------------------
@@ -750,6 +767,8 @@ class _Formatter(argparse.RawDescriptionHelpFormatter):
 
 
 def build_parser() -> argparse.ArgumentParser:
+    import ops  # The operator commands import this module's helpers: load it first.
+
     env = os.environ.get
     parser = argparse.ArgumentParser(
         prog="rogatoryctl", formatter_class=_Formatter, allow_abbrev=False,
@@ -801,7 +820,9 @@ examples:
     auth.add_argument("--justification", default=env("ROGATORY_JUSTIFICATION"),
                       help="why you read this (recorded in the audit log)")
     parser.add_argument("--output", "-o", choices=("table", "json"), default="table",
-                        help="table (default) or json (protobuf's JSON mapping)")
+                        help="table (default) or json (protobuf's JSON mapping; an error is "
+                             "then one JSON object on stderr)")
+    parser.add_argument("--version", action="version", version=f"rogatoryctl {version()}")
 
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
@@ -925,6 +946,7 @@ examples:
                    help="running, overdue, met, cancelled, suspended")
     p.add_argument("--due-within", help="only those due within this long, e.g. 7d")
     p.add_argument("--page-size", type=int, default=100)
+    ops.register_deadline_operations(dl, command)
 
     # notifications
     nt = group("notifications", "your authority's inbox (notification)")
@@ -944,6 +966,9 @@ examples:
     target = p.add_mutually_exclusive_group(required=True)
     target.add_argument("--event", help="an event id")
     target.add_argument("--request", help="a request id")
+
+    # subscriptions, dead letters, audit
+    ops.register(group, command, tuple(DEFAULT_ADDRS))
 
     # health
     command(commands, "health", "health of all four services (server and readiness)",
@@ -976,6 +1001,23 @@ examples:
     return parser
 
 
+def report_error(ctx: Context, code: int, status: str, message: str,
+                 violations: Sequence[tuple[str, str]] = ()) -> int:
+    """Writes an error on stderr, as text or (with --output json) as one JSON object:
+    {"error": {"status": "NOT_FOUND", "message": ..., "exitCode": 3,
+    "fieldViolations": [{"field": ..., "description": ...}]}}. Returns the exit code."""
+    if ctx.output == "json":
+        error = {"status": status, "message": message, "exitCode": code}
+        if violations:
+            error["fieldViolations"] = [{"field": f, "description": d} for f, d in violations]
+        print(json.dumps({"error": error}, ensure_ascii=False), file=sys.stderr)
+        return code
+    print(f"rogatoryctl: {status + ': ' if status != 'CLI' else ''}{message}", file=sys.stderr)
+    for field, description in violations:
+        print(f"  {field}: {description}", file=sys.stderr)
+    return code
+
+
 def main(argv: Sequence[str]) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -984,17 +1026,13 @@ def main(argv: Sequence[str]) -> int:
         args.func(ctx, args)
         return EXIT_OK
     except CliError as error:
-        print(f"rogatoryctl: {error}", file=sys.stderr)
-        return error.code
+        return report_error(ctx, error.code, "CLI", str(error))
     except grpc.RpcError as error:
         code = error.code()
-        print(f"rogatoryctl: {code.name}: {error.details()}", file=sys.stderr)
-        for field, description in rc.field_violations(error):
-            print(f"  {field}: {description}", file=sys.stderr)
-        return _CODE_TO_EXIT.get(code, EXIT_OTHER)
+        return report_error(ctx, _CODE_TO_EXIT.get(code, EXIT_OTHER), code.name,
+                            error.details() or "", rc.field_violations(error))
     except rc.StubGenerationError as error:
-        print(f"rogatoryctl: {error}", file=sys.stderr)
-        return EXIT_OTHER
+        return report_error(ctx, EXIT_OTHER, "CLI", str(error))
     except BrokenPipeError:
         return EXIT_OK
     finally:
