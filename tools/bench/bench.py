@@ -8,6 +8,7 @@ the same platform) on free loopback ports, each configuration from a fresh Redis
 
   bench.py --build-dir build --report tools/bench/REPORT.md     # the whole report (~10 min)
   bench.py --build-dir build --smoke                            # every scenario for a second
+  bench.py --build-dir build --idle [--idle-replicas 1,3]       # only the idle cost (~1.5 min)
 
 The smoke run (a ctest of the test suite) checks that every scenario still runs without a
 failed call; it measures nothing and writes no report.
@@ -191,18 +192,22 @@ class Cluster:
     """Redis, the four services and rogatory-echo in one configuration."""
 
     def __init__(self, bin_dir: str, work: str, keys: Keys, config: Config,
-                 services: tuple[str, ...] = SERVICES):
+                 services: tuple[str, ...] = SERVICES, replicas: int = 1):
         self.config = config
         self.keys = keys
         self.work = work
         self.redis = Redis(work, config.fsync)
-        self.ports = {name: free_port() for name in (*services, "echo")}
+        # Processes by instance name: "intake", and with replicas "intake#2", "intake#3"
+        # (the same binary and Redis; events are sent to each service's first instance).
+        instances = [name if i == 1 else f"{name}#{i}"
+                     for name in services for i in range(1, replicas + 1)]
+        self.ports = {name: free_port() for name in (*instances, "echo")}
         # With TLS each server also serves plaintext health on a port of its own.
         self.health_ports = {name: free_port() if config.tls else self.ports[name]
                              for name in self.ports}
         self.procs: dict[str, subprocess.Popen] = {}
         receivers = ",".join(f"{s}=127.0.0.1:{self.ports[s]}" for s in services)
-        for name in (*services, "echo"):
+        for name in (*instances, "echo"):
             self._start(bin_dir, name, receivers)
         try:
             self._wait_ready()
@@ -238,7 +243,8 @@ class Cluster:
 
     def _start(self, bin_dir: str, name: str, receivers: str) -> None:
         c = self.config
-        args = [os.path.join(bin_dir, f"rogatory-{name}"),
+        binary = name.split("#")[0]
+        args = [os.path.join(bin_dir, f"rogatory-{binary}"),
                 f"--env={'production' if c.production else 'development'}",
                 f"--listen={self.address(name)}", f"--metrics-listen=127.0.0.1:{free_port()}",
                 f"--redis-url={self.redis.url}", f"--event-receivers={receivers}",
@@ -252,11 +258,11 @@ class Cluster:
             args += [f"--audit-key-file={self.keys.audit}"]
         if c.tls:
             t = self.keys.tls
-            cert = name if name != "echo" else "intake"  # any server certificate of localhost
+            cert = binary if binary != "echo" else "intake"  # any server certificate of localhost
             args += ["--tls=tls", f"--tls-ca-file={t}/ca.crt", f"--tls-cert-file={t}/{cert}.crt",
                      f"--tls-key-file={t}/{cert}.key",
                      f"--health-listen={self.health_address(name)}"]
-        log_file = open(os.path.join(self.work, f"{name}.log"), "ab")
+        log_file = open(os.path.join(self.work, f"{name.replace('#', '-')}.log"), "ab")
         self.procs[name] = subprocess.Popen(args, stdout=log_file, stderr=subprocess.STDOUT)
 
     def _wait_ready(self) -> None:
@@ -267,8 +273,8 @@ class Cluster:
                     raise RuntimeError(f"rogatory-{name} exited with {proc.returncode}; see "
                                        f"{self.work}/{name}.log")
                 try:
-                    if rc.health_check(self.health_address(name), HEALTH_NAMES[name],
-                                       timeout=1) == "SERVING":
+                    if rc.health_check(self.health_address(name),
+                                       HEALTH_NAMES[name.split("#")[0]], timeout=1) == "SERVING":
                         break
                 except Exception:  # not listening yet
                     pass
@@ -519,6 +525,74 @@ def commands_text(run: Run) -> str:
             ", ".join(f"{k} {v / calls:.1f}" for k, v in top) + ")")
 
 
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU time of a process so far (/proc/<pid>/stat, fields 14 and 15)."""
+    with open(f"/proc/{pid}/stat", encoding="ascii") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def thread_count(pid: int) -> int:
+    with open(f"/proc/{pid}/status", encoding="ascii") as f:
+        for line in f:
+            if line.startswith("Threads:"):
+                return int(line.split()[1])
+    return 0
+
+
+def idle(bench: Bench, keys: Keys, replicas: int, seconds: float) -> dict:
+    """What the system costs while nothing happens: the development configuration with
+    `replicas` processes of each service and no call at all, measured over `seconds` after a
+    settling pause. Redis commands/s (INFO commandstats, scripts' inner commands included),
+    the commands that make most of them, and per process CPU (% of one core) and threads."""
+    cluster = Cluster(bench.bin_dir, bench.work, keys, DEV, replicas=replicas)
+    try:
+        time.sleep(min(5.0, seconds))  # Start-up work (leases, first sweeps) settles.
+        pids = {name: proc.pid for name, proc in cluster.procs.items() if name != "echo"}
+        pids["redis-server"] = cluster.redis.proc.pid
+        cpu_before = {name: cpu_seconds(pid) for name, pid in pids.items()}
+        commands_before = cluster.redis.commands()
+        started = time.monotonic()
+        time.sleep(seconds)
+        elapsed = time.monotonic() - started
+        commands_after = cluster.redis.commands()
+        cpu = {name: 100.0 * (cpu_seconds(pid) - cpu_before[name]) / elapsed
+               for name, pid in pids.items()}
+        threads = {name: thread_count(pid) for name, pid in pids.items()}
+    finally:
+        cluster.stop()
+    per_command = {name: (commands_after[name] - commands_before.get(name, 0)) / elapsed
+                   for name in commands_after}
+    per_command = {k: v for k, v in per_command.items() if v > 0}
+    return {"replicas": replicas, "seconds": elapsed,
+            "commands_per_s": sum(per_command.values()),
+            "top": sorted(per_command.items(), key=lambda kv: -kv[1])[:8],
+            "cpu_percent": cpu, "threads": threads}
+
+
+def idle_text(results: list[dict]) -> list[str]:
+    lines = ["## Idle cost", "",
+             "The development configuration with no traffic at all, after a 5 s settling "
+             "pause: Redis commands/s (INFO commandstats, scripts' inner commands included) "
+             "and each process's CPU (% of one core, /proc/<pid>/stat) and threads.", "",
+             "| replicas of each service | window s | Redis commands/s | top commands/s |",
+             "|---|---|---|---|"]
+    for r in results:
+        top = ", ".join(f"{name.replace('|', ' ')} {rate:,.0f}"  # xgroup|create: not a cell
+                        for name, rate in r["top"])
+        lines.append(f"| {r['replicas']} | {r['seconds']:.0f} | {r['commands_per_s']:,.0f} | "
+                     f"{top} |")
+    lines += ["", "| replicas | process | CPU % | threads |", "|---|---|---|---|"]
+    for r in results:
+        for name in sorted(r["cpu_percent"]):
+            lines.append(f"| {r['replicas']} | {name} | {r['cpu_percent'][name]:.1f} | "
+                         f"{r['threads'][name]} |")
+    return lines + [""]
+
+
 def smoke(bench: Bench, keys: Keys) -> None:
     """Every scenario once, briefly, in the production configuration (the most code paths):
     fails on any failed, dropped or unnotified call."""
@@ -538,6 +612,10 @@ def smoke(bench: Bench, keys: Keys) -> None:
         unclean = cluster.stop()
     if unclean:
         raise RuntimeError("after SIGTERM: " + "; ".join(unclean))
+    # The idle measurement with replicas: every process of each service started and measured.
+    quiet = idle(bench, keys, 2, 1.0)
+    if len(quiet["cpu_percent"]) != 2 * len(SERVICES) + 1:
+        raise RuntimeError(f"idle: measured {sorted(quiet['cpu_percent'])}")
     dl = os.path.join(bench.bin_dir, "rogatory-deadline-bench")
     if os.path.exists(dl):
         redis = Redis(bench.work, "off")
@@ -554,6 +632,10 @@ def full(bench: Bench, keys: Keys) -> str:
     machine = machine_description(os.path.abspath(a.build_dir))
     lines: list[str] = []
     peaks: dict[str, Run] = {}
+
+    # 0. The idle cost, first, on a quiet machine.
+    idle_results = [idle(bench, keys, int(n), a.idle_seconds)
+                    for n in a.idle_replicas.split(",")]
 
     # 1. The production configuration: every scenario, closed loop, then latency at 70%.
     cluster = Cluster(bench.bin_dir, bench.work, keys, PRODUCTION)
@@ -715,6 +797,8 @@ def full(bench: Bench, keys: Keys) -> str:
     for r in redis_rows:
         lines.append(f"| {r['test']} | {r['rps']:.0f} | {r['p50_ms']:.3f} | {r['p99_ms']:.3f} |")
 
+    lines += ["", *idle_text(idle_results)]
+
     lines += ["", "## What each production feature costs", "",
               f"Submit and get, closed loop, {a.concurrency} in flight, {a.step_duration:g} s "
               "each, a fresh cluster per step; each step adds one feature to the one above.", "",
@@ -769,6 +853,11 @@ def main() -> int:
     p.add_argument("--deadlines", type=int, default=1000000,
                    help="pending deadlines the deadline engine bench loads; 0 skips it")
     p.add_argument("--keep", action="store_true", help="keep the work folder (logs)")
+    p.add_argument("--idle", action="store_true",
+                   help="only the idle cost (Markdown on stdout; no report)")
+    p.add_argument("--idle-seconds", type=float, default=30.0, help="idle window, s")
+    p.add_argument("--idle-replicas", default="1,3",
+                   help="comma-separated replica counts for the idle cost")
     args = p.parse_args()
     if args.smoke:
         args.duration, args.warmup = 1.0, 0.3
@@ -778,6 +867,11 @@ def main() -> int:
         bench = Bench(args, work)
         if args.smoke:
             smoke(bench, keys)
+            return 0
+        if args.idle:
+            print("\n".join(idle_text(
+                [idle(bench, keys, int(n), args.idle_seconds)
+                 for n in args.idle_replicas.split(",")])))
             return 0
         report = full(bench, keys)
         with open(args.report, "w", encoding="utf-8") as f:
