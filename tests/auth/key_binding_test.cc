@@ -318,6 +318,29 @@ TEST_F(KeyBindingSettingsTest, ProductionRefusesKeysThatDeclareNoSubjects) {
   EXPECT_EQ(Parse({"--auth-keys=" + undeclared_}), -1);  // development: both kinds
 }
 
+TEST_F(KeyBindingSettingsTest, ProductionServiceTokenKeyMustBeDeclaredForServices) {
+  auto key = testing::GenerateKeyPair("EC");
+  const std::string undeclared_signing =
+      Write("undeclared-signing.json",
+            absl::StrCat(R"({"kid":"s1","alg":"ES256","private_key_pem":)",
+                         testing::JsonQuote(key.private_pem), "}"));
+  const std::string authorities_signing = Write(
+      "idp-signing.json",
+      absl::StrCat(R"({"kid":"e1","alg":"ES256","subjects":"authorities","private_key_pem":)",
+                   testing::JsonQuote(key.private_pem), "}"));
+  EXPECT_EQ(Parse({"--env=production", "--auth-keys=" + declared_,
+                   "--service-token-key=" + undeclared_signing}),
+            2);
+  EXPECT_THAT(stderr_, HasSubstr("setting 'service-token-key'"));
+  EXPECT_EQ(Parse({"--env=production", "--auth-keys=" + declared_,
+                   "--service-token-key=" + authorities_signing}),
+            2);
+  EXPECT_THAT(stderr_, HasSubstr("setting 'service-token-key'"));
+  // An authorities key never becomes a service's signing key, in development either.
+  EXPECT_EQ(Parse({"--auth-keys=" + declared_, "--service-token-key=" + authorities_signing}),
+            2);
+}
+
 TEST_F(KeyBindingSettingsTest, MaximumLifetimesAreSettings) {
   EXPECT_EQ(Parse({"--auth-keys=" + declared_, "--auth-max-token-lifetime=8h",
                    "--auth-max-service-token-lifetime=2m"}),
