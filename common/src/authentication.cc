@@ -1,5 +1,7 @@
 #include "rogatory/common/authentication.h"
 
+#include <algorithm>
+
 #include "absl/strings/str_cat.h"
 #include "rogatory/common/logging.h"
 
@@ -12,12 +14,19 @@ absl::Status Named(absl::string_view setting, const absl::Status& s) {
 
 absl::StatusOr<std::shared_ptr<const SigningKey>> LoadServiceKey(const AuthSettings& auth,
                                                                   bool production) {
-  auto key = LoadSigningKey(auth.service_token_key);
+  // The key declared for services (or, in development, one that declares nothing).
+  auto key = LoadSigningKey(auth.service_token_key, KeySubjects::kServices);
   if (!key.ok()) return Named("service-token-key", key.status());
   if (production && (*key)->alg() == JwtAlg::kHs256) {
     return Named("service-token-key",
                  absl::InvalidArgumentError(
                      "HS256 (shared secret) keys are refused with env=production"));
+  }
+  if (production && (*key)->subjects() != KeySubjects::kServices) {
+    return Named("service-token-key",
+                 absl::InvalidArgumentError(absl::StrCat(
+                     "key \"", (*key)->kid(),
+                     "\": \"subjects\": \"services\" is required with env=production")));
   }
   return key;
 }
@@ -43,6 +52,16 @@ void RegisterAuthSettings(Config& config, AuthSettings* auth) {
                    "service signs its own short-lived tokens with when it calls another "
                    "service; empty: it presents its mTLS client certificate instead.",
                    &auth->service_token_key);
+  config.AddDuration("auth-max-token-lifetime", absl::Hours(1), absl::Minutes(1),
+                     absl::Hours(24),
+                     "Longest lifetime (exp - iat) of a caller's token; longer ones are "
+                     "refused.",
+                     &auth->max_token_lifetime);
+  config.AddDuration("auth-max-service-token-lifetime", absl::Minutes(10), absl::Minutes(1),
+                     absl::Hours(1),
+                     "Longest lifetime (exp - iat) of a service token (sub rogatory-<service>); "
+                     "this service's own tokens live min(5m, this).",
+                     &auth->max_service_token_lifetime);
 }
 
 absl::Status ValidateAuthSettings(const AuthSettings& auth, bool production) {
@@ -67,6 +86,7 @@ absl::Status ValidateAuthSettings(const AuthSettings& auth, bool production) {
   }
   KeySet::LoadOptions options;
   options.refuse_hmac = production;
+  options.require_subjects = production;
   if (auto keys = KeySet::Load(auth.keys_file, options); !keys.ok()) {
     return Named("auth-keys", keys.status());
   }
@@ -110,11 +130,14 @@ absl::StatusOr<std::unique_ptr<Authentication>> MakeAuthentication(const AuthSet
   }
   KeySet::LoadOptions options;
   options.refuse_hmac = production;
+  options.require_subjects = production;
   auto keys = KeySet::Load(auth.keys_file, options);
   if (!keys.ok()) return Named("auth-keys", keys.status());
   TokenAuthOptions token_options;
   token_options.issuer = auth.issuer;
   token_options.audience = auth.audience;
+  token_options.max_lifetime = auth.max_token_lifetime;
+  token_options.max_service_lifetime = auth.max_service_token_lifetime;
   auto authenticator =
       std::make_unique<TokenAuthenticator>(clock, token_options, *std::move(keys));
   TokenAuthenticator* verifier = authenticator.get();
@@ -134,6 +157,9 @@ absl::StatusOr<std::unique_ptr<Authentication>> MakeAuthentication(const AuthSet
     token.service = service;
     token.issuer = auth.issuer;
     token.audience = auth.audience;
+    // Within what every service accepts (auth-max-service-token-lifetime, the same setting
+    // everywhere).
+    token.ttl = std::min(token.ttl, auth.max_service_token_lifetime);
     out->service_tokens =
         std::make_unique<ServiceTokenSource>(clock, *std::move(key), std::move(token));
     ServiceTokenSource* source = out->service_tokens.get();

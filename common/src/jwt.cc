@@ -168,6 +168,8 @@ absl::StatusOr<std::optional<absl::Time>> TimeClaim(const Struct& payload,
 struct KeyEntry {
   std::string kid;
   JwtAlg alg;
+  KeySubjects subjects = KeySubjects::kAny;
+  bool declares_subjects = false;
   std::string secret;           // HS256
   std::string public_key_pem;   // RS256/ES256
   std::string private_key_pem;  // RS256/ES256, for signing (its public half verifies)
@@ -189,6 +191,20 @@ absl::StatusOr<KeyEntry> ParseKeyEntry(const Struct& key) {
   auto with_kid = [&](const absl::Status& s) {
     return absl::InvalidArgumentError(absl::StrCat("key \"", e.kid, "\": ", s.message()));
   };
+  auto subjects = StringField(key, "subjects", false);
+  if (!subjects.ok()) return with_kid(subjects.status());
+  if (Field(key, "subjects") != nullptr) {
+    e.declares_subjects = true;
+    if (*subjects == "authorities") {
+      e.subjects = KeySubjects::kAuthorities;
+    } else if (*subjects == "services") {
+      e.subjects = KeySubjects::kServices;
+    } else {
+      return with_kid(absl::InvalidArgumentError(
+          "\"subjects\" must be \"authorities\" (callers' tokens) or \"services\" (the "
+          "services' own tokens)"));
+    }
+  }
   if (e.alg == JwtAlg::kHs256) {
     auto secret = StringField(key, "secret", true);
     if (!secret.ok()) return with_kid(secret.status());
@@ -299,6 +315,15 @@ absl::string_view JwtAlgName(JwtAlg alg) {
   return "?";
 }
 
+absl::string_view KeySubjectsName(KeySubjects subjects) {
+  switch (subjects) {
+    case KeySubjects::kAny: return "any";
+    case KeySubjects::kAuthorities: return "authorities";
+    case KeySubjects::kServices: return "services";
+  }
+  return "?";
+}
+
 absl::StatusOr<JwtAlg> ParseJwtAlg(absl::string_view name) {
   if (name == "HS256") return JwtAlg::kHs256;
   if (name == "RS256") return JwtAlg::kRs256;
@@ -313,29 +338,30 @@ struct VerificationKey::Impl {
   PkeyPtr pkey;        // RS256, ES256
 };
 
-VerificationKey::VerificationKey(std::string kid, JwtAlg alg, std::unique_ptr<Impl> impl)
-    : kid_(std::move(kid)), alg_(alg), impl_(std::move(impl)) {}
+VerificationKey::VerificationKey(std::string kid, JwtAlg alg, KeySubjects subjects,
+                                 std::unique_ptr<Impl> impl)
+    : kid_(std::move(kid)), alg_(alg), subjects_(subjects), impl_(std::move(impl)) {}
 VerificationKey::~VerificationKey() = default;
 
-absl::StatusOr<std::shared_ptr<const VerificationKey>> VerificationKey::Hmac(std::string kid,
-                                                                             std::string secret) {
+absl::StatusOr<std::shared_ptr<const VerificationKey>> VerificationKey::Hmac(
+    std::string kid, std::string secret, KeySubjects subjects) {
   if (secret.size() < kMinHmacSecretBytes) {
     return absl::InvalidArgumentError("an HS256 secret needs at least 32 bytes");
   }
   auto impl = std::make_unique<Impl>();
   impl->secret = std::move(secret);
   return std::shared_ptr<const VerificationKey>(
-      new VerificationKey(std::move(kid), JwtAlg::kHs256, std::move(impl)));
+      new VerificationKey(std::move(kid), JwtAlg::kHs256, subjects, std::move(impl)));
 }
 
 absl::StatusOr<std::shared_ptr<const VerificationKey>> VerificationKey::FromPem(
-    std::string kid, JwtAlg alg, absl::string_view pem) {
+    std::string kid, JwtAlg alg, absl::string_view pem, KeySubjects subjects) {
   ASSIGN_OR_RETURN(PkeyPtr key, ReadPem(pem, false));
   RETURN_IF_ERROR(CheckKeyType(key.get(), alg));
   auto impl = std::make_unique<Impl>();
   impl->pkey = std::move(key);
   return std::shared_ptr<const VerificationKey>(
-      new VerificationKey(std::move(kid), alg, std::move(impl)));
+      new VerificationKey(std::move(kid), alg, subjects, std::move(impl)));
 }
 
 bool VerificationKey::Verify(absl::string_view signing_input, absl::string_view signature) const {
@@ -380,29 +406,33 @@ struct SigningKey::Impl {
   PkeyPtr pkey;
 };
 
-SigningKey::SigningKey(std::string kid, JwtAlg alg, std::unique_ptr<Impl> impl)
-    : kid_(std::move(kid)), alg_(alg), impl_(std::move(impl)) {}
+SigningKey::SigningKey(std::string kid, JwtAlg alg, KeySubjects subjects,
+                       std::unique_ptr<Impl> impl)
+    : kid_(std::move(kid)), alg_(alg), subjects_(subjects), impl_(std::move(impl)) {}
 SigningKey::~SigningKey() = default;
 
 absl::StatusOr<std::shared_ptr<const SigningKey>> SigningKey::Hmac(std::string kid,
-                                                                   std::string secret) {
+                                                                   std::string secret,
+                                                                   KeySubjects subjects) {
   if (secret.size() < kMinHmacSecretBytes) {
     return absl::InvalidArgumentError("an HS256 secret needs at least 32 bytes");
   }
   auto impl = std::make_unique<Impl>();
   impl->secret = std::move(secret);
   return std::shared_ptr<const SigningKey>(
-      new SigningKey(std::move(kid), JwtAlg::kHs256, std::move(impl)));
+      new SigningKey(std::move(kid), JwtAlg::kHs256, subjects, std::move(impl)));
 }
 
 absl::StatusOr<std::shared_ptr<const SigningKey>> SigningKey::FromPem(std::string kid,
                                                                       JwtAlg alg,
-                                                                      absl::string_view pem) {
+                                                                      absl::string_view pem,
+                                                                      KeySubjects subjects) {
   ASSIGN_OR_RETURN(PkeyPtr key, ReadPem(pem, true));
   RETURN_IF_ERROR(CheckKeyType(key.get(), alg));
   auto impl = std::make_unique<Impl>();
   impl->pkey = std::move(key);
-  return std::shared_ptr<const SigningKey>(new SigningKey(std::move(kid), alg, std::move(impl)));
+  return std::shared_ptr<const SigningKey>(
+      new SigningKey(std::move(kid), alg, subjects, std::move(impl)));
 }
 
 absl::StatusOr<std::string> SigningKey::Sign(absl::string_view signing_input) const {
@@ -447,16 +477,23 @@ absl::StatusOr<std::shared_ptr<const KeySet>> KeySet::Parse(absl::string_view js
   if (!entries.ok()) return entries.status();
   std::vector<std::shared_ptr<const VerificationKey>> keys;
   for (const KeyEntry& e : *entries) {
+    if (e.alg == JwtAlg::kHs256 && options.refuse_hmac) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "key \"", e.kid, "\": HS256 (shared secret) keys are refused with env=production"));
+    }
+    if (options.require_subjects && !e.declares_subjects) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "key \"", e.kid, "\": \"subjects\" is required with env=production: "
+          "\"authorities\" (an identity provider's key, for callers' tokens) or \"services\" "
+          "(the services' own key)"));
+    }
     absl::StatusOr<std::shared_ptr<const VerificationKey>> key;
     if (e.alg == JwtAlg::kHs256) {
-      if (options.refuse_hmac) {
-        return absl::InvalidArgumentError(absl::StrCat(
-            "key \"", e.kid, "\": HS256 (shared secret) keys are refused with env=production"));
-      }
-      key = VerificationKey::Hmac(e.kid, e.secret);
+      key = VerificationKey::Hmac(e.kid, e.secret, e.subjects);
     } else {
       key = VerificationKey::FromPem(
-          e.kid, e.alg, e.public_key_pem.empty() ? e.private_key_pem : e.public_key_pem);
+          e.kid, e.alg, e.public_key_pem.empty() ? e.private_key_pem : e.public_key_pem,
+          e.subjects);
     }
     if (!key.ok()) {
       return absl::InvalidArgumentError(
@@ -492,25 +529,38 @@ const VerificationKey* KeySet::Find(absl::string_view kid) const {
   return nullptr;
 }
 
-absl::StatusOr<std::shared_ptr<const SigningKey>> ParseSigningKey(absl::string_view json) {
+absl::StatusOr<std::shared_ptr<const SigningKey>> ParseSigningKey(absl::string_view json,
+                                                                  KeySubjects purpose) {
   ASSIGN_OR_RETURN(std::vector<KeyEntry> entries, ParseKeyEntries(json));
   const KeyEntry* chosen = nullptr;
+  const std::string for_purpose =
+      purpose == KeySubjects::kAny
+          ? ""
+          : absl::StrCat(" that may sign for ", KeySubjectsName(purpose));
   for (const KeyEntry& e : entries) {
     const bool can_sign = e.alg == JwtAlg::kHs256 || !e.private_key_pem.empty();
     if (!can_sign) continue;
+    if (purpose != KeySubjects::kAny && e.subjects != KeySubjects::kAny &&
+        e.subjects != purpose) {
+      continue;
+    }
     if (chosen != nullptr) {
-      return absl::InvalidArgumentError("more than one key with signing material");
+      return absl::InvalidArgumentError(
+          absl::StrCat("more than one key with signing material", for_purpose));
     }
     chosen = &e;
   }
   if (chosen == nullptr) {
     return absl::InvalidArgumentError(
-        "no key with signing material (an HS256 \"secret\" or a \"private_key_pem\")");
+        absl::StrCat("no key with signing material (an HS256 \"secret\" or a "
+                     "\"private_key_pem\")",
+                     for_purpose));
   }
   absl::StatusOr<std::shared_ptr<const SigningKey>> key =
       chosen->alg == JwtAlg::kHs256
-          ? SigningKey::Hmac(chosen->kid, chosen->secret)
-          : SigningKey::FromPem(chosen->kid, chosen->alg, chosen->private_key_pem);
+          ? SigningKey::Hmac(chosen->kid, chosen->secret, chosen->subjects)
+          : SigningKey::FromPem(chosen->kid, chosen->alg, chosen->private_key_pem,
+                                chosen->subjects);
   if (!key.ok()) {
     return absl::InvalidArgumentError(
         absl::StrCat("key \"", chosen->kid, "\": ", key.status().message()));
@@ -518,9 +568,10 @@ absl::StatusOr<std::shared_ptr<const SigningKey>> ParseSigningKey(absl::string_v
   return key;
 }
 
-absl::StatusOr<std::shared_ptr<const SigningKey>> LoadSigningKey(const std::string& path) {
+absl::StatusOr<std::shared_ptr<const SigningKey>> LoadSigningKey(const std::string& path,
+                                                                 KeySubjects purpose) {
   ASSIGN_OR_RETURN(std::string text, ReadFile(path));
-  auto key = ParseSigningKey(text);
+  auto key = ParseSigningKey(text, purpose);
   if (!key.ok()) {
     return absl::InvalidArgumentError(absl::StrCat(path, ": ", key.status().message()));
   }
@@ -530,7 +581,8 @@ absl::StatusOr<std::shared_ptr<const SigningKey>> LoadSigningKey(const std::stri
 // ---- tokens --------------------------------------------------------------------------
 
 absl::StatusOr<JwtClaims> VerifyJwt(absl::string_view token, const KeySet& keys,
-                                    const VerifyOptions& options) {
+                                    const VerifyOptions& options,
+                                    const VerificationKey** signer) {
   if (token.empty()) return Unauthenticated("empty");
   if (token.size() > kMaxTokenBytes) return Unauthenticated("longer than 8 KiB");
   std::vector<absl::string_view> parts = absl::StrSplit(token, '.');
@@ -616,12 +668,18 @@ absl::StatusOr<JwtClaims> VerifyJwt(absl::string_view token, const KeySet& keys,
   if (claims.not_before.has_value() && options.now + options.leeway < *claims.not_before) {
     return Unauthenticated("not yet valid (nbf)");
   }
+  if (!claims.issued_at.has_value()) {
+    if (options.require_issued_at) return Unauthenticated("no iat claim");
+  } else if (*claims.issued_at > options.now + options.leeway) {
+    return Unauthenticated("issued in the future (iat)");
+  }
   if (claims.issuer != options.issuer) return Unauthenticated("wrong issuer");
   if (std::find(claims.audiences.begin(), claims.audiences.end(), options.audience) ==
       claims.audiences.end()) {
     return Unauthenticated("wrong audience");
   }
   if (claims.subject.empty()) return Unauthenticated("no sub claim");
+  if (signer != nullptr) *signer = key;
   return claims;
 }
 

@@ -1,5 +1,7 @@
 #include "rogatory/common/platform.h"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <signal.h>
 #include <unistd.h>
 
@@ -11,7 +13,10 @@
 #include <iostream>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/strip.h"
 #include "grpcpp/ext/proto_server_reflection_plugin.h"
+#include "grpcpp/impl/server_builder_option.h"
+#include "grpcpp/impl/server_builder_plugin.h"
 #include "grpcpp/health_check_service_interface.h"
 #include "grpcpp/security/server_credentials.h"
 #include "grpcpp/server.h"
@@ -33,6 +38,21 @@ namespace {
 
 // At most one line per kind of refused call (unauthenticated, unparsable) per interval.
 constexpr absl::Duration kRefusalLogInterval = absl::Minutes(1);
+
+// Takes gRPC's reflection plugin off a server. Linking grpc++_reflection registers the
+// plugin with every ServerBuilder at static initialisation, so not calling
+// InitProtoReflectionServerBuilderPlugin is not enough to serve without reflection.
+class WithoutReflection final : public grpc::ServerBuilderOption {
+ public:
+  void UpdateArguments(grpc::ChannelArguments* /*args*/) override {}
+  void UpdatePlugins(std::vector<std::unique_ptr<grpc::ServerBuilderPlugin>>* plugins) override {
+    plugins->erase(std::remove_if(plugins->begin(), plugins->end(),
+                                  [](const std::unique_ptr<grpc::ServerBuilderPlugin>& p) {
+                                    return p->name() == "proto_server_reflection";
+                                  }),
+                   plugins->end());
+  }
+};
 
 }  // namespace
 
@@ -72,6 +92,11 @@ void RegisterServerSettings(const ServiceIdentity& id, Config& config, ServerSet
   config.AddString("redis-url", "redis://127.0.0.1:6379/0",
                    "Redis server: redis://[[user]:password@]host[:port][/db].", &s->redis_url,
                    [](const std::string& v) { return ParseRedisUrl(v).status(); });
+  config.AddString("redis-password-file", "",
+                   "File holding the Redis password (a mounted Secret; trailing newline "
+                   "dropped), so the password is never on a command line. Empty: the "
+                   "password of redis-url, if any (refused with env=production).",
+                   &s->redis_password_file);
   config.AddDuration("redis-timeout", absl::Milliseconds(500), absl::Milliseconds(10),
                      absl::Seconds(30), "Timeout of every Redis command.", &s->redis_timeout);
   config.AddInt("redis-shards", 16, 1, 1024,
@@ -140,6 +165,10 @@ void RegisterServerSettings(const ServiceIdentity& id, Config& config, ServerSet
                      "HMAC'd anchor; 0 keeps them forever.",
                      &s->audit_retention);
   RegisterTransportSettings(config, &s->tls, &s->health_listen);
+  config.AddBool("tls-terminated-by-mesh", false,
+                 "A service mesh terminates mTLS in front of this service: allows tls=off "
+                 "with env=production (logged as a warning at start).",
+                 &s->tls_terminated_by_mesh);
   RegisterAuthSettings(config, &s->auth);
   config.AddInt("max-message-bytes", 2 << 20, 64 << 10, 64 << 20,
                 "Largest request message accepted, in bytes (sized for a 1 MiB document "
@@ -157,6 +186,82 @@ void RegisterServerSettings(const ServiceIdentity& id, Config& config, ServerSet
                 "Calls a caller may make at once after being idle (the token bucket's size).",
                 &s->rate_limit_burst);
 }
+
+absl::StatusOr<RedisUrl> RedisUrlFromSettings(const ServerSettings& settings) {
+  auto url = ParseRedisUrl(settings.redis_url);
+  if (!url.ok()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("setting 'redis-url': ", url.status().message()));
+  }
+  if (settings.redis_password_file.empty()) return url;
+  if (!url->password.empty()) {
+    return absl::InvalidArgumentError(
+        "setting 'redis-password-file': redis-url carries a password too (redis-url's "
+        "userinfo without a colon is a password: name an ACL user as redis://user:@host)");
+  }
+  std::ifstream in(settings.redis_password_file, std::ios::binary);
+  if (!in) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "setting 'redis-password-file': cannot read ", settings.redis_password_file));
+  }
+  std::stringstream text;
+  text << in.rdbuf();
+  std::string password = text.str();
+  while (!password.empty() && (password.back() == '\n' || password.back() == '\r')) {
+    password.pop_back();
+  }
+  if (password.empty()) {
+    return absl::InvalidArgumentError(absl::StrCat("setting 'redis-password-file': ",
+                                                   settings.redis_password_file, " is empty"));
+  }
+  url->password = std::move(password);
+  return url;
+}
+
+bool ServesReflection(const ServerSettings& settings) { return !settings.production(); }
+
+namespace {
+
+// Whether host:port names every interface ("0.0.0.0:9101", "[::]:9101", ":9101").
+bool IsWildcardAddress(absl::string_view address) {
+  const size_t colon = address.rfind(':');
+  absl::string_view host = colon == absl::string_view::npos ? address : address.substr(0, colon);
+  if (absl::ConsumePrefix(&host, "[")) absl::ConsumeSuffix(&host, "]");
+  if (host.empty() || host == "*") return true;
+  const std::string text(host);
+  in_addr v4{};
+  if (inet_pton(AF_INET, text.c_str(), &v4) == 1) return v4.s_addr == INADDR_ANY;
+  in6_addr v6{};
+  if (inet_pton(AF_INET6, text.c_str(), &v6) == 1) {
+    return IN6_IS_ADDR_UNSPECIFIED(&v6);
+  }
+  return false;
+}
+
+// What env=production adds to the checks: TLS on gRPC (or a mesh's mTLS in front),
+// metrics on the pod's own address, the Redis password out of the command line.
+absl::Status CheckProductionSettings(const ServerSettings& settings) {
+  if (settings.tls.mode == "off" && !settings.tls_terminated_by_mesh) {
+    return absl::InvalidArgumentError(
+        "setting 'tls': env=production needs tls or mtls on gRPC (or "
+        "tls-terminated-by-mesh=true when a service mesh terminates mTLS in front of the "
+        "service)");
+  }
+  if (IsWildcardAddress(settings.metrics_listen)) {
+    return absl::InvalidArgumentError(
+        "setting 'metrics-listen': env=production serves metrics on the pod's own address "
+        "only, not on every interface (the Helm chart sets the pod IP)");
+  }
+  auto url = ParseRedisUrl(settings.redis_url);
+  if (url.ok() && !url->password.empty()) {
+    return absl::InvalidArgumentError(
+        "setting 'redis-url': a password in the URL is refused with env=production (a "
+        "process listing shows command lines); give it in redis-password-file");
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
 
 int ParseSettingsOrExit(const ServiceIdentity& identity, Config& config,
                         const ServerSettings& settings, int argc, const char* const* argv) {
@@ -181,6 +286,12 @@ int ParseSettingsOrExit(const ServiceIdentity& identity, Config& config,
   }
   if (status.ok() && !config.help_requested()) {
     status = ValidateAuthSettings(settings.auth, settings.production());
+  }
+  if (status.ok() && !config.help_requested()) {
+    status = RedisUrlFromSettings(settings).status();
+  }
+  if (status.ok() && !config.help_requested() && settings.production()) {
+    status = CheckProductionSettings(settings);
   }
   if (!status.ok()) {
     Log::Configure(identity.binary, LogLevel::kInfo);
@@ -273,8 +384,17 @@ absl::StatusOr<std::unique_ptr<Platform>> Platform::Create(const ServiceIdentity
   }
   p->receiver_addresses_ = *ParseReceiverAddresses(settings.event_receivers);
 
-  auto url = ParseRedisUrl(settings.redis_url);
+  auto url = RedisUrlFromSettings(settings);
   if (!url.ok()) return url.status();
+  if (!url->password.empty() && settings.redis_password_file.empty()) {
+    Log::Warn("the Redis password is in redis-url, where a process listing may show it: "
+              "use redis-password-file (env=production refuses it)");
+  }
+  if (settings.production() && settings.tls.mode == "off" && settings.tls_terminated_by_mesh) {
+    Log::Warn("gRPC WITHOUT TLS in production: tls-terminated-by-mesh=true says a service "
+              "mesh terminates mTLS in front of this service; without one, tokens and "
+              "personal data cross the network in clear text");
+  }
   AsyncRedisOptions redis_options;
   redis_options.url = *url;
   redis_options.command_timeout = settings.redis_timeout;
@@ -359,9 +479,11 @@ absl::StatusOr<std::unique_ptr<Platform>> Platform::Create(const ServiceIdentity
 
 int Platform::Serve(const ServiceParts& parts) {
   grpc::EnableDefaultHealthCheckService(true);
-  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+  const bool reflection = ServesReflection(settings_);
+  if (reflection) grpc::reflection::InitProtoReflectionServerBuilderPlugin();
 
   grpc::ServerBuilder builder;
+  if (!reflection) builder.SetOption(std::make_unique<WithoutReflection>());
   int port = 0;
   builder.AddListeningPort(settings_.listen, MakeServerCredentials(settings_.tls), &port);
   // A second process on the same port must fail at start, not share the port silently.
@@ -406,9 +528,11 @@ int Platform::Serve(const ServiceParts& parts) {
   }
   // Metrics label the methods served here; any other name a caller sends shares one
   // label value, so callers cannot grow the metrics page.
-  std::vector<std::string> served_methods = {
-      "/grpc.health.v1.Health/Check", "/grpc.health.v1.Health/Watch",
-      "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo"};
+  std::vector<std::string> served_methods = {"/grpc.health.v1.Health/Check",
+                                             "/grpc.health.v1.Health/Watch"};
+  if (reflection) {
+    served_methods.push_back("/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo");
+  }
   std::vector<grpc::Service*> registered = parts.services;
   registered.push_back(internals_->test_clock_service.get());
   registered.push_back(internals_->audit_service.get());
@@ -503,6 +627,7 @@ int Platform::Serve(const ServiceParts& parts) {
                         {"metrics", settings_.metrics_listen},
                         {"env", settings_.env},
                         {"tls", settings_.tls.mode},
+                        {"reflection", reflection ? "on" : "off"},
                         {"shards", static_cast<int64_t>(settings_.redis_shards)}});
 
   sigset_t set = ServiceSignals();

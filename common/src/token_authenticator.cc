@@ -101,8 +101,28 @@ absl::StatusOr<Caller> TokenAuthenticator::AuthenticateToken(absl::string_view t
   verify.audience = options_.audience;
   verify.leeway = options_.leeway;
   verify.now = clock_.Now();
-  auto claims = VerifyJwt(token, *keys, verify);
+  const VerificationKey* signer = nullptr;
+  auto claims = VerifyJwt(token, *keys, verify, &signer);
   if (!claims.ok()) return claims.status();
+  // A service token is one that names a service or claims the service role, whichever
+  // else it says: the services' key signs those and nothing else, and an identity
+  // provider's key never signs them.
+  const bool service_token =
+      IsServiceIdentity(claims->subject) ||
+      std::find(claims->roles.begin(), claims->roles.end(), kServiceRole) != claims->roles.end();
+  if (service_token && signer->subjects() == KeySubjects::kAuthorities) {
+    return Unauthenticated("a service token signed by a key for authorities");
+  }
+  if (!service_token && signer->subjects() == KeySubjects::kServices) {
+    return Unauthenticated("a caller's token signed by the services' key");
+  }
+  const absl::Duration max_lifetime =
+      service_token ? options_.max_service_lifetime : options_.max_lifetime;
+  if (claims->expires.has_value() && claims->issued_at.has_value() &&
+      *claims->expires - *claims->issued_at > max_lifetime) {
+    return Unauthenticated(absl::StrCat("lifetime (exp - iat) longer than ",
+                                        absl::ToInt64Seconds(max_lifetime), "s"));
+  }
   return CallerFromClaims(*claims);
 }
 

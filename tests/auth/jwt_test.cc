@@ -183,7 +183,7 @@ TEST_F(JwtTest, BadSignatureIsRejectedForEachAlgorithm) {
 }
 
 TEST_F(JwtTest, AlgNoneIsRejected) {
-  const std::string payload = R"({"iss":"rogatory-dev","sub":"X","aud":"rogatory","exp":1767229200})";
+  const std::string payload = R"({"iss":"rogatory-dev","sub":"X","aud":"rogatory","iat":1767225600,"exp":1767229200})";
   for (const char* header : {R"({"alg":"none"})", R"({"alg":"none","kid":"dev"})",
                              R"({"alg":"None","kid":"dev"})"}) {
     const std::string token =
@@ -196,7 +196,7 @@ TEST_F(JwtTest, HmacTokenSignedWithTheRsaPublicKeyIsRejected) {
   // The classic algorithm confusion: HS256 keyed with the RS256 key's public PEM.
   auto confused = *SigningKey::Hmac("k1", rsa_->public_pem);
   const std::string token = Raw(R"({"alg":"HS256","kid":"k1"})",
-                                R"({"iss":"rogatory-dev","sub":"X","aud":"rogatory","exp":1767229200})",
+                                R"({"iss":"rogatory-dev","sub":"X","aud":"rogatory","iat":1767225600,"exp":1767229200})",
                                 *confused);
   ExpectRejected(Verify(token), "alg does not match");
 }
@@ -204,7 +204,7 @@ TEST_F(JwtTest, HmacTokenSignedWithTheRsaPublicKeyIsRejected) {
 TEST_F(JwtTest, AlgorithmOtherThanTheKeysIsRejected) {
   // ES256 header pointing at the RS256 key, signed with the EC key.
   const std::string token = Raw(R"({"alg":"ES256","kid":"k1"})",
-                                R"({"iss":"rogatory-dev","sub":"X","aud":"rogatory","exp":1767229200})",
+                                R"({"iss":"rogatory-dev","sub":"X","aud":"rogatory","iat":1767225600,"exp":1767229200})",
                                 *es_);
   ExpectRejected(Verify(token), "alg does not match");
 }
@@ -216,7 +216,7 @@ TEST_F(JwtTest, UnknownKidIsRejected) {
 
 TEST_F(JwtTest, TokenWithoutKidNeedsAOneKeySet) {
   const std::string payload =
-      R"({"iss":"rogatory-dev","sub":"X","aud":"rogatory","exp":1767229200})";
+      R"({"iss":"rogatory-dev","sub":"X","aud":"rogatory","iat":1767225600,"exp":1767229200})";
   const std::string token = Raw(R"({"alg":"HS256"})", payload, *hs_);
   ExpectRejected(Verify(token), "no kid");
   auto one = KeySet::Of({*VerificationKey::Hmac("dev", kSecret)});
@@ -249,26 +249,26 @@ TEST_F(JwtTest, MalformedTokensAreRejectedWithoutEchoingThem) {
 
 TEST_F(JwtTest, ClaimsOfTheWrongTypeAreRejected) {
   const std::string header = R"({"alg":"HS256","kid":"dev"})";
-  const std::string base = R"("iss":"rogatory-dev","sub":"X","aud":"rogatory","exp":1767229200)";
+  const std::string base = R"("iss":"rogatory-dev","sub":"X","aud":"rogatory","iat":1767225600,"exp":1767229200)";
   ExpectRejected(Verify(Raw(header, absl::StrCat("{", base, R"(,"roles":"issuing"})"), *hs_)),
                  "claim roles must be an array of strings");
   ExpectRejected(Verify(Raw(header, absl::StrCat("{", base, R"(,"roles":[1]})"), *hs_)),
                  "claim roles must be an array of strings");
   ExpectRejected(Verify(Raw(header, absl::StrCat("{", base, R"(,"state":7})"), *hs_)),
                  "claim state must be a string");
-  ExpectRejected(Verify(Raw(header, R"({"iss":"rogatory-dev","sub":"X","aud":["rogatory",3],"exp":1767229200})", *hs_)),
+  ExpectRejected(Verify(Raw(header, R"({"iss":"rogatory-dev","sub":"X","aud":["rogatory",3],"iat":1767225600,"exp":1767229200})", *hs_)),
                  "claim aud");
   ExpectRejected(Verify(Raw(header, R"({"iss":"rogatory-dev","sub":"X","aud":"rogatory","exp":"soon"})", *hs_)),
                  "claim exp must be a number");
-  ExpectRejected(Verify(Raw(header, R"({"iss":"rogatory-dev","sub":["X"],"aud":"rogatory","exp":1767229200})", *hs_)),
+  ExpectRejected(Verify(Raw(header, R"({"iss":"rogatory-dev","sub":["X"],"aud":"rogatory","iat":1767225600,"exp":1767229200})", *hs_)),
                  "claim sub must be a string");
-  ExpectRejected(Verify(Raw(header, R"({"iss":"rogatory-dev","aud":"rogatory","exp":1767229200})", *hs_)),
+  ExpectRejected(Verify(Raw(header, R"({"iss":"rogatory-dev","aud":"rogatory","iat":1767225600,"exp":1767229200})", *hs_)),
                  "no sub");
 }
 
 TEST_F(JwtTest, CriticalHeaderExtensionsAreRejected) {
   ExpectRejected(Verify(Raw(R"({"alg":"HS256","kid":"dev","crit":["b64"],"b64":false})",
-                            R"({"iss":"rogatory-dev","sub":"X","aud":"rogatory","exp":1767229200})",
+                            R"({"iss":"rogatory-dev","sub":"X","aud":"rogatory","iat":1767225600,"exp":1767229200})",
                             *hs_)),
                  "critical");
 }

@@ -38,6 +38,7 @@ JwtClaims ClaimsFor(const std::string& sub, absl::Time now) {
   c.issuer = "rogatory-dev";
   c.subject = sub;
   c.audiences = {"rogatory"};
+  c.issued_at = now;
   c.expires = now + absl::Hours(1);
   c.state = "DE";
   c.roles = {"executing", "central"};
@@ -226,12 +227,14 @@ class AuthSettingsTest : public ::testing::Test {
     dir_ = ::testing::TempDir();
     dev_keys_ = Write("dev-keys.json", DevKeySetJson());
     auto ec = testing::GenerateKeyPair("EC");
-    prod_keys_ = Write("prod-keys.json",
-                       absl::StrCat(R"({"keys":[{"kid":"e1","alg":"ES256","public_key_pem":)",
-                                    testing::JsonQuote(ec.public_pem), "}]}"));
-    prod_signing_ = Write("prod-signing.json",
-                          absl::StrCat(R"({"kid":"e1","alg":"ES256","private_key_pem":)",
-                                       testing::JsonQuote(ec.private_pem), "}"));
+    prod_keys_ = Write(
+        "prod-keys.json",
+        absl::StrCat(R"({"keys":[{"kid":"e1","alg":"ES256","subjects":"services",)",
+                     R"("public_key_pem":)", testing::JsonQuote(ec.public_pem), "}]}"));
+    prod_signing_ = Write(
+        "prod-signing.json",
+        absl::StrCat(R"({"kid":"e1","alg":"ES256","subjects":"services","private_key_pem":)",
+                     testing::JsonQuote(ec.private_pem), "}"));
   }
   std::string Write(const std::string& name, const std::string& text) {
     const std::string path = absl::StrCat(dir_, "/", name);
@@ -245,8 +248,9 @@ class AuthSettingsTest : public ::testing::Test {
     Config config;
     ServerSettings settings;
     RegisterServerSettings(id, config, &settings);
-    // Production's other checks (the audit key) are not these tests' business.
+    // Production's other checks (the audit key, TLS) are not these tests' business.
     flags.push_back("--audit=log");
+    flags.push_back("--tls-terminated-by-mesh=true");
     flags.insert(flags.begin(), "rogatory-test");
     std::vector<const char*> argv;
     for (const auto& f : flags) argv.push_back(f.c_str());

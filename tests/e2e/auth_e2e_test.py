@@ -89,6 +89,24 @@ class TokenAuthE2ETest(routing.RoutingE2ETestCase):
                                      key_file=other))
         self.assertUnauthenticated(stub, "bad signature")
 
+    def test_each_key_signs_only_its_own_kind_of_token(self):
+        # deploy/dev-auth/keys.json: "dev" signs callers' tokens, "dev-services" the
+        # services' own (issue 16, item 7).
+        forged_service = self.token(sub="rogatory-intake", state="", roles=("service",),
+                                    kid="dev")
+        self.assertUnauthenticated(self.intake(rc.Caller("rogatory-intake", "", ("service",),
+                                                         token=forged_service)),
+                                   "service token signed by a key for authorities")
+        forged_judge = self.token(kid="dev-services")
+        self.assertUnauthenticated(self.intake(rc.Caller(JUDGE.authority_id, JUDGE.state,
+                                                         JUDGE.roles, token=forged_judge)),
+                                   "caller's token signed by the services' key")
+
+    def test_token_living_longer_than_allowed_is_unauthenticated(self):
+        stub = self.intake(rc.Caller(JUDGE.authority_id, JUDGE.state, JUDGE.roles,
+                                     token=self.token(ttl_s=2 * 3600)))
+        self.assertUnauthenticated(stub, "lifetime (exp - iat) longer than 3600s")
+
     def test_service_role_needs_a_service_identity(self):
         stub = self.intake(rc.Caller(JUDGE.authority_id, JUDGE.state, ("issuing", "service")))
         self.assertUnauthenticated(stub, "role service is for Rogatory services")

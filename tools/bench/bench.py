@@ -94,22 +94,34 @@ PRODUCTION = STEPS[-1]
 
 
 class Keys:
-    """Production-like keys made for the run: an ES256 pair (services verify with the public
-    half, the benchmark and the services' own tokens sign with the private one), an audit
-    HMAC key and TLS certificates from deploy/tls/make-certs.sh."""
+    """Production-like keys made for the run: two ES256 pairs, one for callers' tokens (the
+    benchmark signs with it, as an identity provider would) and one for the services' own
+    tokens (services verify both with the public halves), an audit HMAC key and TLS
+    certificates from deploy/tls/make-certs.sh."""
 
     def __init__(self, work: str):
         self.dir = os.path.join(work, "keys")
         os.makedirs(self.dir, exist_ok=True)
-        private_pem = subprocess.run(
-            "openssl ecparam -name prime256v1 -genkey -noout | openssl pkcs8 -topk8 -nocrypt",
-            shell=True, check=True, capture_output=True, text=True).stdout
-        public_pem = subprocess.run(["openssl", "ec", "-pubout"], input=private_pem, check=True,
-                                    capture_output=True, text=True).stdout
+        pairs = {}
+        for kid in ("bench", "bench-services"):
+            private_pem = subprocess.run(
+                "openssl ecparam -name prime256v1 -genkey -noout | "
+                "openssl pkcs8 -topk8 -nocrypt",
+                shell=True, check=True, capture_output=True, text=True).stdout
+            public_pem = subprocess.run(["openssl", "ec", "-pubout"], input=private_pem,
+                                        check=True, capture_output=True, text=True).stdout
+            pairs[kid] = (private_pem, public_pem)
         self.public_set = self._write("keys.json", {"keys": [
-            {"kid": "bench", "alg": "ES256", "public_key_pem": public_pem}]})
-        self.private = self._write("signing.json",
-                                   {"kid": "bench", "alg": "ES256", "private_key_pem": private_pem})
+            {"kid": "bench", "alg": "ES256", "subjects": "authorities",
+             "public_key_pem": pairs["bench"][1]},
+            {"kid": "bench-services", "alg": "ES256", "subjects": "services",
+             "public_key_pem": pairs["bench-services"][1]}]})
+        self.private = self._write("signing.json", {
+            "kid": "bench", "alg": "ES256", "subjects": "authorities",
+            "private_key_pem": pairs["bench"][0]})
+        self.service_private = self._write("service-signing.json", {
+            "kid": "bench-services", "alg": "ES256", "subjects": "services",
+            "private_key_pem": pairs["bench-services"][0]})
         self.audit = os.path.join(self.dir, "audit.key")
         # Text, as a mounted Secret would hold it: the services strip trailing whitespace
         # from the key file, so raw random bytes ending in one fell short of 32 bytes now
@@ -251,7 +263,8 @@ class Cluster:
                 f"--audit={c.audit}", "--shutdown-grace=2s"]
         if c.auth == "token":
             args += ["--auth=token", f"--auth-keys={self.keys.public_set}",
-                     f"--service-token-key={self.keys.private}", "--auth-issuer=rogatory-dev"]
+                     f"--service-token-key={self.keys.service_private}",
+                     "--auth-issuer=rogatory-dev"]
         else:
             args += ["--auth=metadata"]
         if c.audit == "chain":

@@ -19,7 +19,8 @@ absl::StatusOr<std::shared_ptr<const CallAuthorizer>> CallAuthorizer::Create(
                     {"x-rogatory-roles", absl::StrJoin(caller.roles, ",")}};
     return a;
   }
-  auto key = common::LoadSigningKey(settings.auth_keys);
+  // The key for callers' tokens: a development key set also holds the services' key.
+  auto key = common::LoadSigningKey(settings.auth_keys, common::KeySubjects::kAuthorities);
   if (!key.ok()) {
     return absl::InvalidArgumentError(
         absl::StrCat("setting 'auth-keys': ", key.status().message()));
@@ -31,7 +32,9 @@ absl::StatusOr<std::shared_ptr<const CallAuthorizer>> CallAuthorizer::Create(
   claims.subject = caller.authority_id;
   claims.audiences = {settings.auth_audience};
   claims.issued_at = now;
-  claims.expires = now + absl::Hours(12);
+  // The longest lifetime the services accept for a caller's token by default
+  // (auth-max-token-lifetime); each scenario starts a new client, so a run outlasts it.
+  claims.expires = now + absl::Hours(1);
   claims.state = caller.state;
   claims.roles = caller.roles;
   auto token = common::MintJwt(**key, claims);

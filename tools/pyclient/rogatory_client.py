@@ -250,26 +250,50 @@ def _b64url(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
 
 
+#: Default lifetimes of minted tokens: the services accept at most 1 h for callers'
+#: tokens and 10 min for service tokens (auth-max-token-lifetime,
+#: auth-max-service-token-lifetime).
+CALLER_TOKEN_TTL_S = 3600
+SERVICE_TOKEN_TTL_S = 300
+
+
+def is_service_token(sub: str, roles: Sequence[str] = ()) -> bool:
+    """Whether a token naming ``sub`` with ``roles`` is a service token: it names a Rogatory
+    service (``rogatory-<service>``) or claims the ``service`` role. Only a key declared
+    ``"subjects": "services"`` signs those, and only a key declared ``"authorities"`` signs
+    the others."""
+    return sub.startswith("rogatory-") or "service" in roles
+
+
 def mint_dev_token(key_file: Union[str, os.PathLike], sub: str, state: str = "",
-                   roles: Sequence[str] = (), ttl_s: int = 3600,
+                   roles: Sequence[str] = (), ttl_s: Optional[int] = None,
                    issuer: str = "rogatory-dev", audience: str = "rogatory",
                    kid: Optional[str] = None) -> str:
     """Mints an HS256 JWT naming a caller, with a development key set's shared secret.
 
-    ``key_file`` is a key set ({"keys": [{"kid", "alg": "HS256", "secret": <base64>}]},
-    like deploy/dev-auth/keys.json) or one key object; ``kid`` picks the key when the file
-    holds several HS256 keys. The token carries iss, sub, aud, iat, exp (now + ``ttl_s``;
-    negative for an already expired token), ``state`` when given and ``roles``.
+    ``key_file`` is a key set ({"keys": [{"kid", "alg": "HS256", "subjects", "secret":
+    <base64>}]}, like deploy/dev-auth/keys.json) or one key object. The key is the one
+    whose ``subjects`` fits the token (``services`` for a service token, see
+    :func:`is_service_token`; ``authorities`` otherwise; a key without ``subjects`` fits
+    both), or ``kid``'s when given. The token carries iss, sub, aud, iat, exp (now +
+    ``ttl_s``, by default 1 h for callers and 5 min for services; negative for an already
+    expired token), ``state`` when given and ``roles``.
     """
     with open(key_file, encoding="utf-8") as f:
         data = json.load(f)
     keys = data.get("keys", [data]) if isinstance(data, dict) else []
+    service = is_service_token(sub, roles)
+    wanted = "services" if service else "authorities"
     candidates = [k for k in keys if isinstance(k, dict) and k.get("alg") == "HS256"
-                  and (kid is None or k.get("kid") == kid)]
+                  and (k.get("kid") == kid if kid is not None
+                       else k.get("subjects", wanted) == wanted)]
     if len(candidates) != 1:
         raise ValueError(f"{key_file}: expected one HS256 key"
-                         + (f" with kid {kid!r}" if kid else "") + f", found {len(candidates)}")
+                         + (f" with kid {kid!r}" if kid else f" for {wanted}")
+                         + f", found {len(candidates)}")
     key = candidates[0]
+    if ttl_s is None:
+        ttl_s = SERVICE_TOKEN_TTL_S if service else CALLER_TOKEN_TTL_S
     secret = base64.b64decode(key["secret"], validate=True)
     now = int(time.time())
     header = {"alg": "HS256", "kid": key["kid"], "typ": "JWT"}
@@ -304,7 +328,7 @@ class Caller:
       roles: Its roles, lower case ("issuing", "central", "operator").
       token: A ready token to send instead of minting one.
       key_file: The development key set to mint with.
-      ttl_s: Lifetime of minted tokens.
+      ttl_s: Lifetime of minted tokens; None: 1 h for callers, 5 min for services.
     """
 
     authority_id: str
@@ -312,19 +336,23 @@ class Caller:
     roles: tuple[str, ...] = ("issuing",)
     token: Optional[str] = None
     key_file: Optional[Union[str, os.PathLike]] = None
-    ttl_s: int = 3600
+    ttl_s: Optional[int] = None
 
     def bearer_token(self) -> str:
         """The token this caller presents (minted and cached when not given)."""
         if self.token is not None:
             return self.token
         key_file = str(self.key_file or DEV_KEY_FILE)
-        cache_key = (key_file, self.authority_id, self.state, tuple(self.roles), self.ttl_s)
+        ttl_s = self.ttl_s
+        if ttl_s is None:
+            ttl_s = (SERVICE_TOKEN_TTL_S if is_service_token(self.authority_id, self.roles)
+                     else CALLER_TOKEN_TTL_S)
+        cache_key = (key_file, self.authority_id, self.state, tuple(self.roles), ttl_s)
         cached = _TOKEN_CACHE.get(cache_key)
-        if cached is not None and cached[1] - time.time() > min(300, self.ttl_s / 3):
+        if cached is not None and cached[1] - time.time() > min(300, ttl_s / 3):
             return cached[0]
-        token = mint_dev_token(key_file, self.authority_id, self.state, self.roles, self.ttl_s)
-        _TOKEN_CACHE[cache_key] = (token, time.time() + self.ttl_s)
+        token = mint_dev_token(key_file, self.authority_id, self.state, self.roles, ttl_s)
+        _TOKEN_CACHE[cache_key] = (token, time.time() + ttl_s)
         return token
 
     def metadata(self) -> tuple[tuple[str, str], ...]:

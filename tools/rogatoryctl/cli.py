@@ -746,7 +746,8 @@ def cmd_token_mint(ctx: Context, args) -> None:
         raise CliError("this checkout's rogatory_client has no mint_dev_token yet")
     roles = tuple(r.strip() for r in args.token_roles.split(",") if r.strip())
     try:
-        token = mint(args.key_file, args.sub, args.token_state, roles, parse_duration(args.ttl),
+        ttl = parse_duration(args.ttl) if args.ttl else None
+        token = mint(args.key_file, args.sub, args.token_state, roles, ttl,
                      args.issuer, args.audience, args.kid)
     except (OSError, ValueError, KeyError) as error:
         raise CliError(f"cannot mint: {error}", EXIT_INVALID)
@@ -994,10 +995,15 @@ examples:
     p.add_argument("--state", dest="token_state", required=True, help="its state, e.g. FR")
     p.add_argument("--roles", dest="token_roles", required=True,
                    help="comma-separated roles")
-    p.add_argument("--ttl", default="1h", help="lifetime, e.g. 1h (default)")
+    p.add_argument("--ttl", default=None,
+                   help="lifetime, e.g. 30m (default: 1h for callers, 5m for a rogatory-* "
+                        "service; the services refuse longer than 1h and 10m)")
     p.add_argument("--issuer", default="rogatory-dev")
     p.add_argument("--audience", default="rogatory")
-    p.add_argument("--kid", default=None, help="key id in the key set (default: its first)")
+    p.add_argument("--kid", default=None,
+                   help="key id in the key set (default: the key whose \"subjects\" fits "
+                        "the token: services for a rogatory-* subject or the service role, "
+                        "authorities otherwise)")
     return parser
 
 

@@ -24,11 +24,15 @@ struct AuthSettings {
   std::string audience = "rogatory";
   // service-token-key: the key this service signs its own tokens with (for the relay).
   std::string service_token_key;
+  // auth-max-token-lifetime / auth-max-service-token-lifetime: longest exp - iat accepted.
+  absl::Duration max_token_lifetime = absl::Hours(1);
+  absl::Duration max_service_token_lifetime = absl::Minutes(10);
 
   bool token() const { return mode == "token"; }
 };
 
-// Registers auth, auth-keys, auth-issuer, auth-audience and service-token-key.
+// Registers auth, auth-keys, auth-issuer, auth-audience, service-token-key,
+// auth-max-token-lifetime and auth-max-service-token-lifetime.
 void RegisterAuthSettings(Config& config, AuthSettings* auth);
 
 // Checks the combination at start-up, loading the key files: metadata authentication and

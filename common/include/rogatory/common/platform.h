@@ -38,6 +38,8 @@ struct ServerSettings {
   std::string listen;
   std::string metrics_listen;
   std::string redis_url;
+  // File holding the Redis password (redis-password-file): never on a command line.
+  std::string redis_password_file;
   absl::Duration redis_timeout;
   int redis_shards = 16;
   absl::Duration shutdown_grace;
@@ -58,6 +60,9 @@ struct ServerSettings {
   absl::Duration audit_seal_interval;
   absl::Duration audit_retention;
   TlsSettings tls;            // see transport_security.h
+  // tls=off with env=production only when a service mesh terminates mTLS in front of the
+  // service (tls-terminated-by-mesh); logged as a warning at start.
+  bool tls_terminated_by_mesh = false;
   std::string health_listen;  // plaintext health-only server; see HealthListenAddress
   AuthSettings auth;          // see authentication.h
   // Limits against abuse (see README.md, "Limits").
@@ -76,6 +81,14 @@ void RegisterServerSettings(const ServiceIdentity& identity, Config& config,
 // leave with: 0 after --help, 2 on a bad setting (the message names it).
 int ParseSettingsOrExit(const ServiceIdentity& identity, Config& config,
                         const ServerSettings& settings, int argc, const char* const* argv);
+
+// Where Redis is, with the password read from redis-password-file (its trailing
+// newline dropped) when that is set. INVALID_ARGUMENT naming the setting otherwise.
+absl::StatusOr<RedisUrl> RedisUrlFromSettings(const ServerSettings& settings);
+
+// Whether the server serves gRPC reflection: in development only (production serves the
+// API to callers who have its protos, and nothing to explore it with).
+bool ServesReflection(const ServerSettings& settings);
 
 // Blocks SIGTERM, SIGINT and SIGHUP in this thread and every thread started after, so that
 // Serve can wait for them. Call first thing in main.

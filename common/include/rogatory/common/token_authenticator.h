@@ -37,7 +37,10 @@ std::optional<std::string> PeerServiceIdentity(const grpc::ServerContextBase& co
 struct TokenAuthOptions {
   std::string issuer = "rogatory-dev";
   std::string audience = "rogatory";
-  absl::Duration leeway = absl::Seconds(30);  // clock skew tolerated on exp and nbf
+  absl::Duration leeway = absl::Seconds(30);  // clock skew tolerated on exp, nbf and iat
+  // Longest lifetime (exp - iat) of a caller's token and of a service token.
+  absl::Duration max_lifetime = absl::Hours(1);
+  absl::Duration max_service_lifetime = absl::Minutes(10);
 };
 
 // Production authentication: `authorization: Bearer <JWT>` verified against a key set
