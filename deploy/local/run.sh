@@ -11,6 +11,8 @@
 #   --tls=MODE         off (default) | tls | mtls; a development CA and certificates are made
 #                      in .local/tls (same as ROGATORY_LOCAL_TLS=MODE)
 #
+# Redis is bounded by maxmemory 1gb with noeviction (ROGATORY_LOCAL_REDIS_MAXMEMORY changes it).
+#
 # Callers authenticate with JWT bearer tokens verified against the development key set
 # deploy/dev-auth/keys.json (never for production); the demo mints one per party.
 #
@@ -243,8 +245,12 @@ done
 
 # --- 3. Redis ---
 t="$(now)"
+# A bound on Redis's memory, refusing writes when it is reached (noeviction): evicting keys
+# would silently lose requests, events and audit entries. Services then answer UNAVAILABLE
+# "the store is full" while reads, erasure, trims, acknowledgements and lease releases go on.
 start redis redis-server --bind 127.0.0.1 --port "${redis_port}" --dir "${redis_dir}" \
-  --appendonly yes --save '' --daemonize no
+  --appendonly yes --save '' --daemonize no \
+  --maxmemory "${ROGATORY_LOCAL_REDIS_MAXMEMORY:-1gb}" --maxmemory-policy noeviction
 deadline=$((SECONDS + 15))
 until [[ "$(redis-cli -p "${redis_port}" ping 2>/dev/null)" == PONG ]]; do
   alive "${pid_of[redis]}" || fail_with_log redis "redis-server exited"
