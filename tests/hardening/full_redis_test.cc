@@ -21,6 +21,8 @@
 #include "rogatory/common/event_sink.h"
 #include "rogatory/common/ids.h"
 #include "rogatory/common/replica_lease.h"
+#include "deadline_store.h"
+#include "redis_routing_store.h"
 
 namespace rogatory::intake {
 namespace {
@@ -237,6 +239,37 @@ TEST_F(FullRedisTest, WritesFailCleanlyFreeingStillRunsAndNothingAcknowledgedIsL
   EXPECT_EQ(got.etag(), before_other.etag());
   EXPECT_TRUE(h_->Move(other.id(), pb::REQUEST_STATUS_FORWARDED).ok());
   EXPECT_TRUE(h_->Submit(IntakeHarness::CompleteContent(pb::INSTRUMENT_EIO), "", &none).ok());
+}
+
+// The receivers of REQUEST_ERASED (routing and deadline-tracking here; notification's is
+// flagged the same way) erase in a full Redis: their scripts begin with the dedupe marker's
+// SET NX, which a full Redis refuses unless the script is flagged allow-oom.
+TEST_F(FullRedisTest, ReceiversOfRequestErasedStillEraseWhenRedisIsFull) {
+  const v1::Request r = h_->SubmitComplete(pb::INSTRUMENT_EIO);
+  const int shard = *common::Sharding(16).ShardOf("rq", r.id());
+  pb::Event erased;
+  erased.set_event_id("01erasedevent");
+  erased.set_request_id(r.id());
+  erased.set_source("intake");
+  erased.set_type(pb::EVENT_TYPE_REQUEST_ERASED);
+  Fill();
+
+  routing::RedisRoutingStore routing(*client_, common::Sharding(16));
+  const common::Dedupe routing_seen{common::EventKeys::Seen(shard, "routing", "01erasedevent"),
+                                    "600000"};
+  auto routed = testing::Await<common::EventHandler::Outcome>([&](auto done) {
+    routing.EraseRequest(erased, routing_seen, h_->clock().Now(), std::move(done));
+  });
+  ASSERT_TRUE(routed.ok()) << routed.status();
+  EXPECT_EQ(*routed, common::EventHandler::Outcome::kHandled);
+
+  deadlines::DeadlineStore deadlines(*client_, common::Sharding(16));
+  const common::Dedupe deadlines_seen{
+      common::EventKeys::Seen(shard, "deadlines", "01erasedevent"), "600000"};
+  auto timed = testing::Await<deadlines::CommitOutcome>([&](auto done) {
+    deadlines.EraseRequest(shard, r.id(), deadlines_seen, std::move(done));
+  });
+  ASSERT_TRUE(timed.ok()) << timed.status();
 }
 
 }  // namespace
