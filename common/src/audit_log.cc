@@ -118,11 +118,11 @@ return 1
 
 // KEYS: lease. ARGV: owner, token.
 const LuaScript& ReleaseScript() {
-  static const LuaScript* s = new LuaScript(R"lua(
+  static const LuaScript* s = new LuaScript(absl::StrCat(kScriptRunsWhenFull, R"lua(
 local cur = redis.call('HMGET', KEYS[1], 'owner', 'token')
 if cur[1] == ARGV[1] and cur[2] == ARGV[2] then redis.call('DEL', KEYS[1]) end
 return 1
-)lua");
+)lua"));
   return *s;
 }
 
@@ -152,7 +152,7 @@ return {head, anchor, redis.call('LRANGE', KEYS[1], idx, idx + n - 1)}
 // request id, anchor, score of the new oldest entry.
 // Returns the number erased, -1 if the lease is lost, -2 if the chain changed.
 const LuaScript& EraseScript() {
-  static const LuaScript* s = new LuaScript(R"lua(
+  static const LuaScript* s = new LuaScript(absl::StrCat(kScriptRunsWhenFull, R"lua(
 if redis.call('HGET', KEYS[1], 'token') ~= ARGV[1] then return -1 end
 local k = tonumber(ARGV[2])
 if redis.call('LINDEX', KEYS[2], k - 1) ~= ARGV[3] then return -2 end
@@ -164,7 +164,7 @@ else
   redis.call('ZADD', KEYS[4], 'XX', ARGV[6], ARGV[4])
 end
 return k
-)lua");
+)lua"));
   return *s;
 }
 

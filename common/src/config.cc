@@ -71,6 +71,20 @@ void Config::AddInt(std::string name, int default_value, int min, int max, std::
       });
 }
 
+void Config::AddInt64(std::string name, int64_t default_value, int64_t min, int64_t max,
+                      std::string help, int64_t* out) {
+  Add(std::move(name), absl::StrCat(default_value), std::move(help),
+      [out, min, max](const std::string& text) -> absl::Status {
+        int64_t v = 0;
+        if (!absl::SimpleAtoi(text, &v) || v < min || v > max) {
+          return absl::InvalidArgumentError(
+              absl::StrCat("must be a whole number from ", min, " to ", max));
+        }
+        *out = v;
+        return absl::OkStatus();
+      });
+}
+
 void Config::AddBool(std::string name, bool default_value, std::string help, bool* out) {
   Add(std::move(name), default_value ? "true" : "false", std::move(help),
       [out](const std::string& text) -> absl::Status {

@@ -40,7 +40,7 @@ constexpr char kConsumer[] = "relay";
 // fences off that step; waiting for it to expire left the lane idle for a whole lease
 // after every Redis restart, and then every replica's lanes resumed at once.
 const LuaScript& LeaseScript() {
-  static const LuaScript* s = new LuaScript(R"lua(
+  static const LuaScript* s = new LuaScript(absl::StrCat(kScriptRunsWhenFull, R"lua(
 local cur = redis.call('HMGET', KEYS[1], 'owner', 'token')
 if cur[1] then
   if cur[1] == ARGV[1] and cur[2] == ARGV[3] then
@@ -53,17 +53,17 @@ local token = redis.call('INCR', KEYS[2])
 redis.call('HSET', KEYS[1], 'owner', ARGV[1], 'token', token)
 redis.call('PEXPIRE', KEYS[1], ARGV[2])
 return token
-)lua");
+)lua"));
   return *s;
 }
 
 // KEYS: lease. ARGV: owner, token.
 const LuaScript& ReleaseScript() {
-  static const LuaScript* s = new LuaScript(R"lua(
+  static const LuaScript* s = new LuaScript(absl::StrCat(kScriptRunsWhenFull, R"lua(
 local cur = redis.call('HMGET', KEYS[1], 'owner', 'token')
 if cur[1] == ARGV[1] and cur[2] == ARGV[2] then redis.call('DEL', KEYS[1]) end
 return 1
-)lua");
+)lua"));
   return *s;
 }
 
@@ -86,10 +86,10 @@ return {}
 
 // KEYS: outbox, lease. ARGV: group, token, ids... Returns -1 if the lease is not ours.
 const LuaScript& AckScript() {
-  static const LuaScript* s = new LuaScript(R"lua(
+  static const LuaScript* s = new LuaScript(absl::StrCat(kScriptRunsWhenFull, R"lua(
 if redis.call('HGET', KEYS[2], 'token') ~= ARGV[2] then return -1 end
 return redis.call('XACK', KEYS[1], ARGV[1], unpack(ARGV, 3))
-)lua");
+)lua"));
   return *s;
 }
 

@@ -178,9 +178,10 @@ void RegisterServerSettings(const ServiceIdentity& id, Config& config, ServerSet
                 "Calls one server handles at once; beyond it calls answer RESOURCE_EXHAUSTED "
                 "at once instead of queueing. 0: no bound.",
                 &s->max_concurrent_rpcs);
-  config.AddInt("rate-limit-rps", 0, 0, 1000000,
+  config.AddInt("rate-limit-rps", kRateLimitByEnvironment, kRateLimitByEnvironment, 1000000,
                 "Sustained calls per second each caller authority may make to one replica "
-                "(token bucket; other Rogatory services are exempt). 0: no limit.",
+                "(token bucket; other Rogatory services are exempt). 0: no limit. -1 (not "
+                "given): 20 with env=production, no limit otherwise.",
                 &s->rate_limit_rps);
   config.AddInt("rate-limit-burst", 50, 1, 1000000,
                 "Calls a caller may make at once after being idle (the token bucket's size).",
@@ -262,6 +263,12 @@ absl::Status CheckProductionSettings(const ServerSettings& settings) {
 }
 
 }  // namespace
+
+void ApplyEnvironmentDefaults(ServerSettings* s) {
+  if (s->rate_limit_rps == kRateLimitByEnvironment) {
+    s->rate_limit_rps = s->production() ? kProductionRateLimitRps : 0;
+  }
+}
 
 int ParseSettingsOrExit(const ServiceIdentity& identity, Config& config,
                         const ServerSettings& settings, int argc, const char* const* argv) {
@@ -444,7 +451,7 @@ absl::StatusOr<std::unique_ptr<Platform>> Platform::Create(const ServiceIdentity
     }
   }
   RateLimitOptions rate_limit;
-  rate_limit.rate_per_second = settings.rate_limit_rps;
+  rate_limit.rate_per_second = std::max(0, settings.rate_limit_rps);
   rate_limit.burst = settings.rate_limit_burst;
   p->limiter_ = std::make_unique<TokenBucketRateLimiter>(rate_limit);
   if (settings.audit == "chain") {
@@ -674,6 +681,7 @@ int ServiceMain(const ServiceIdentity& identity, int argc, char** argv,
   if (int code = ParseSettingsOrExit(identity, config, settings, argc, argv); code >= 0) {
     return code;
   }
+  ApplyEnvironmentDefaults(&settings);
   auto platform = Platform::Create(identity, settings);
   if (!platform.ok()) {
     Log::Error("cannot start", {{"error", std::string(platform.status().message())}});

@@ -52,6 +52,13 @@ absl::Status RedisErrorToStatus(absl::string_view error) {
   // is not "BUSY" (a script running too long), and counting it as an outage would take
   // readiness down at every start.
   const absl::string_view code = error.substr(0, error.find(' '));
+  if (code == "OOM") {
+    // maxmemory reached with noeviction: Redis refused the write before it changed
+    // anything (see kScriptRefusedWhenFull). Callers get this, not Redis's own text.
+    return absl::UnavailableError(
+        "the store is full (Redis reached its maxmemory bound): nothing was changed; retry "
+        "later");
+  }
   for (absl::string_view retryable :
        {"LOADING", "BUSY", "MASTERDOWN", "TRYAGAIN", "CLUSTERDOWN", "OOM", "READONLY",
         "NOAUTH", "WRONGPASS"}) {

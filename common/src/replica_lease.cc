@@ -7,7 +7,7 @@ namespace {
 
 // KEYS: lease. ARGV: replica, ttl ms. Returns 1 when the replica holds the lease.
 const LuaScript& LeaseScript() {
-  static const LuaScript* script = new LuaScript(R"lua(
+  static const LuaScript* script = new LuaScript(absl::StrCat(kScriptRunsWhenFull, R"lua(
 local holder = redis.call('GET', KEYS[1])
 if holder == false then
   redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
@@ -18,7 +18,7 @@ if holder == ARGV[1] then
   return 1
 end
 return 0
-)lua");
+)lua"));
   return *script;
 }
 

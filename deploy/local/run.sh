@@ -11,6 +11,8 @@
 #   --tls=MODE         off (default) | tls | mtls; a development CA and certificates are made
 #                      in .local/tls (same as ROGATORY_LOCAL_TLS=MODE)
 #
+# Redis is bounded by maxmemory 1gb with noeviction (ROGATORY_LOCAL_REDIS_MAXMEMORY changes it).
+#
 # Callers authenticate with JWT bearer tokens verified against the development key set
 # deploy/dev-auth/keys.json (never for production); the demo mints one per party.
 #
@@ -253,8 +255,12 @@ t="$(now)"
   head -c 24 /dev/urandom | base64 | tr -d '/+=\n' >"${redis_password_file}"
   printf 'requirepass "%s"\n' "$(cat "${redis_password_file}")" >"${redis_conf}"
 )
+# A bound on Redis's memory, refusing writes when it is reached (noeviction): evicting keys
+# would silently lose requests, events and audit entries. Services then answer UNAVAILABLE
+# "the store is full" while reads, erasure, trims, acknowledgements and lease releases go on.
 start redis redis-server "${redis_conf}" --bind 127.0.0.1 --port "${redis_port}" \
-  --dir "${redis_dir}" --appendonly yes --save '' --daemonize no
+  --dir "${redis_dir}" --appendonly yes --save '' --daemonize no \
+  --maxmemory "${ROGATORY_LOCAL_REDIS_MAXMEMORY:-1gb}" --maxmemory-policy noeviction
 deadline=$((SECONDS + 15))
 until [[ "$(REDISCLI_AUTH="$(cat "${redis_password_file}")" redis-cli -p "${redis_port}" ping \
   2>/dev/null)" == PONG ]]; do

@@ -286,7 +286,8 @@ int64_t TimerScore(absl::Time due) {
 // retention, [2] prefix.
 namespace {
 const LuaScript& EraseRequestScript() {
-  static const LuaScript* s = new LuaScript(common::ReceiverScript(R"lua(
+  static const LuaScript* s = new LuaScript(
+      absl::StrCat(common::kScriptRunsWhenFull, common::ReceiverScript(R"lua(
 local P = ARGV[2]
 local n = 0
 for _, id in ipairs(redis.call('ZRANGE', KEYS[7], 0, -1)) do
@@ -310,7 +311,7 @@ for _, id in ipairs(redis.call('ZRANGE', KEYS[7], 0, -1)) do
 end
 redis.call('DEL', KEYS[7], KEYS[8], KEYS[9])
 return {'handled', n}
-)lua"));
+)lua")));
   return *s;
 }
 }  // namespace

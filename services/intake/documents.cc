@@ -151,7 +151,7 @@ class UploadReactor final : public grpc::ServerReadReactor<v1::UploadDocumentReq
     if (chunk.empty()) return StartRead(&message_);
     EVP_DigestUpdate(hash_, chunk.data(), chunk.size());
     staged_ = true;
-    s_.documents_->Stage(meta_.id(), document_.id(), std::move(chunk),
+    s_.documents_->Stage(meta_.id(), document_.id(), std::move(chunk), size_, Quota(),
                          [this](absl::StatusOr<bool> staged) {
                            if (!staged.ok()) return Fail(staged.status());
                            StartRead(&message_);
@@ -161,6 +161,12 @@ class UploadReactor final : public grpc::ServerReadReactor<v1::UploadDocumentReq
   void OnDone() override { delete this; }
 
  private:
+  // The caller's authority pays for the document (issue 16 item 11).
+  DocumentQuota Quota() const {
+    return DocumentQuota{call_.caller.authority_id, s_.options_.max_document_bytes_per_request,
+                         s_.options_.max_document_bytes_per_authority};
+  }
+
   void OnMetadata() {
     if (message_.part_case() != v1::UploadDocumentRequest::kMetadata) {
       return Fail(Invalid("metadata", "the first message must carry it"));
@@ -243,7 +249,7 @@ class UploadReactor final : public grpc::ServerReadReactor<v1::UploadDocumentReq
       m.outbox.push_back(std::move(e));
       m.idempotency = idempotency_;
       m.result = document_.SerializeAsString();
-      s_.documents_->Commit(document_, std::move(m),
+      s_.documents_->Commit(document_, std::move(m), Quota(),
                             [this, attempts_left](absl::StatusOr<MutationOutcome> outcome) {
                               if (!outcome.ok()) {
                                 if (IsStaleVersion(outcome.status()) && attempts_left > 1) {

@@ -12,16 +12,17 @@ namespace rogatory::intake {
 
 // A DocumentStore in memory, for unit tests, with the same contract as the Redis one
 // except atomicity: a commit applies the request's change first and then makes the
-// document visible (a test fake, single process). Staged documents never expire.
+// document visible and charges the quotas (a test fake, single process). Staged documents
+// never expire; retention does not erase documents here, so quotas are never given back.
 class InMemoryDocumentStore final : public DocumentStore {
  public:
   explicit InMemoryDocumentStore(RequestStore& requests) : requests_(requests) {}
 
   void Stage(const std::string& request_id, const std::string& document_id, std::string chunk,
-             Done<bool> done) override;
+             int64_t staged_bytes, const DocumentQuota& quota, Done<bool> done) override;
   void Discard(const std::string& request_id, const std::string& document_id,
                Done<bool> done) override;
-  void Commit(const v1::Document& document, Mutation change,
+  void Commit(const v1::Document& document, Mutation change, const DocumentQuota& quota,
               Done<MutationOutcome> done) override;
   void List(const std::string& request_id, Done<std::vector<v1::Document>> done) override;
   void ReadChunk(const std::string& request_id, const std::string& document_id, int64_t index,
@@ -36,6 +37,13 @@ class InMemoryDocumentStore final : public DocumentStore {
   std::map<std::string, std::vector<std::string>> staged_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, std::vector<std::string>> chunks_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, std::vector<v1::Document>> documents_ ABSL_GUARDED_BY(mu_);
+  // Committed document bytes per request and per uploading authority.
+  std::map<std::string, int64_t> request_bytes_ ABSL_GUARDED_BY(mu_);
+  std::map<std::string, int64_t> authority_bytes_ ABSL_GUARDED_BY(mu_);
+
+  // The quota `adding` bytes would pass, if any.
+  absl::Status CheckQuota(const std::string& request_id, const DocumentQuota& quota,
+                          int64_t adding) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 };
 
 }  // namespace rogatory::intake

@@ -25,6 +25,9 @@ namespace rogatory::intake {
 struct IntakeOptions {
   // Largest document UploadDocument accepts (setting max-document-size).
   int64_t max_document_bytes = int64_t{64} << 20;
+  // Document quotas (settings max-document-bytes-per-request, -per-authority; 0: none).
+  int64_t max_document_bytes_per_request = int64_t{256} << 20;
+  int64_t max_document_bytes_per_authority = int64_t{2} << 30;
   // Business metrics; none when null.
   IntakeMetrics* metrics = nullptr;
 };

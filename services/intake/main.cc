@@ -16,6 +16,8 @@ int main(int argc, char** argv) {
       "127.0.0.1:9101"};
   absl::Duration idempotency_ttl;
   int max_document_size = 0;
+  int64_t max_document_bytes_per_request = 0;
+  int64_t max_document_bytes_per_authority = 0;
   absl::Duration gauge_interval;
   rogatory::intake::RetentionSettings retention;
   absl::Duration sweep_interval;
@@ -28,6 +30,17 @@ int main(int argc, char** argv) {
                            &idempotency_ttl);
         config.AddInt("max-document-size", 64 << 20, 1, 1 << 30,
                       "Largest document UploadDocument accepts, in bytes.", &max_document_size);
+        config.AddInt64("max-document-bytes-per-request", int64_t{256} << 20, 0,
+                        int64_t{1} << 50,
+                        "Most bytes of documents one request holds; an upload past it answers "
+                        "RESOURCE_EXHAUSTED. 0: no bound.",
+                        &max_document_bytes_per_request);
+        config.AddInt64("max-document-bytes-per-authority", int64_t{2} << 30, 0,
+                        int64_t{1} << 50,
+                        "Most bytes of documents one authority's uploads hold over all requests "
+                        "(given back when retention erases them); past it RESOURCE_EXHAUSTED. "
+                        "0: no bound.",
+                        &max_document_bytes_per_authority);
         config.AddDuration("requests-gauge-interval", absl::Seconds(30), absl::Seconds(1),
                            absl::Hours(1),
                            "How often the elected replica recounts rogatory_intake_requests.",
@@ -63,6 +76,8 @@ int main(int argc, char** argv) {
             platform.redis(), platform.sharding(), *store));
         rogatory::intake::IntakeOptions options;
         options.max_document_bytes = max_document_size;
+        options.max_document_bytes_per_request = max_document_bytes_per_request;
+        options.max_document_bytes_per_authority = max_document_bytes_per_authority;
         options.metrics = parts.Own(
             std::make_shared<rogatory::intake::IntakeMetrics>(platform.metrics().registry()));
         auto* gauge = parts.Own(std::make_shared<rogatory::intake::RequestCountGauge>(

@@ -1,5 +1,6 @@
 #include "redis_document_store.h"
 
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 
 namespace rogatory::intake {
@@ -14,19 +15,67 @@ std::string RedisDocumentStore::ListKey(int shard, const std::string& request_id
   return absl::StrCat(common::Sharding::Prefix(shard), "docs:", request_id);
 }
 
+std::string RedisDocumentStore::UsageKey(int shard, const std::string& request_id) {
+  return absl::StrCat(common::Sharding::Prefix(shard), "docbytes:", request_id);
+}
+
+std::string RedisDocumentStore::AuthorityUsageKey() { return "rg:docbytes:authority"; }
+
+// Defines over_quota(request usage key, authority usage key, at) for a script whose ARGV
+// holds, from `at`: authority, bytes to add, request bound, authority bound ('0': none).
+// Returns {'quota', 'request'|'authority', used} when the bytes would pass a bound, else nil.
+const char kDocumentQuotaLua[] = R"lua(
+local function over_quota(rkey, akey, at)
+  local adding = tonumber(ARGV[at + 1])
+  local used = tonumber(redis.call('HGET', rkey, 'total') or '0')
+  if ARGV[at + 2] ~= '0' and used + adding > tonumber(ARGV[at + 2]) then
+    return {'quota', 'request', tostring(used)}
+  end
+  used = tonumber(redis.call('HGET', akey, ARGV[at]) or '0')
+  if ARGV[at + 3] ~= '0' and used + adding > tonumber(ARGV[at + 3]) then
+    return {'quota', 'authority', tostring(used)}
+  end
+  return nil
+end
+)lua";
+
+absl::Status QuotaReplyToStatus(const common::RedisReply& reply, const DocumentQuota& quota,
+                                int64_t adding) {
+  int64_t used = 0;
+  if (reply.elements.size() != 3 || !absl::SimpleAtoi(reply.elements[2].str, &used)) {
+    return absl::InternalError("unexpected quota reply");
+  }
+  const bool request = reply.elements[1].str == "request";
+  return DocumentQuotaExceeded(request, used,
+                               request ? quota.max_request_bytes : quota.max_authority_bytes,
+                               adding);
+}
+
 void RedisDocumentStore::Stage(const std::string& request_id, const std::string& document_id,
-                               std::string chunk, Done<bool> done) {
-  static const common::LuaScript* script = new common::LuaScript(R"lua(
+                               std::string chunk, int64_t staged_bytes,
+                               const DocumentQuota& quota, Done<bool> done) {
+  // KEYS: data, request usage, authority usage. ARGV: chunk, staging ttl, then the quota
+  // check's from 3. Refused whole when Redis is full: it only grows memory.
+  static const common::LuaScript* script = new common::LuaScript(
+      absl::StrCat(common::kScriptRefusedWhenFull, kDocumentQuotaLua, R"lua(
+local over = over_quota(KEYS[2], KEYS[3], 3)
+if over then return over end
 redis.call('RPUSH', KEYS[1], ARGV[1])
 redis.call('PEXPIRE', KEYS[1], ARGV[2])
-return 1
-)lua");
+return {'staged'}
+)lua"));
   auto shard = sharding_.ShardOf("rq", request_id);
   if (!shard.ok()) return done(shard.status());
-  redis_.Eval(*script, {DataKey(*shard, document_id)},
-              {std::move(chunk), absl::StrCat(absl::ToInt64Milliseconds(staging_ttl_))},
-              [done](absl::StatusOr<RedisReply> reply) {
+  redis_.Eval(*script, {DataKey(*shard, document_id), UsageKey(*shard, request_id),
+                        AuthorityUsageKey()},
+              {std::move(chunk), absl::StrCat(absl::ToInt64Milliseconds(staging_ttl_)),
+               quota.authority, absl::StrCat(staged_bytes), absl::StrCat(quota.max_request_bytes),
+               absl::StrCat(quota.max_authority_bytes)},
+              [done, quota, staged_bytes](absl::StatusOr<RedisReply> reply) {
                 if (!reply.ok()) return done(reply.status());
+                if (!reply->elements.empty() && reply->elements[0].str == "quota") {
+                  return done(QuotaReplyToStatus(*reply, quota, staged_bytes));
+                }
                 done(true);
               });
 }
@@ -43,12 +92,18 @@ void RedisDocumentStore::Discard(const std::string& request_id, const std::strin
 }
 
 void RedisDocumentStore::Commit(const v1::Document& document, Mutation change,
-                                Done<MutationOutcome> done) {
+                                const DocumentQuota& quota, Done<MutationOutcome> done) {
   auto shard = sharding_.ShardOf("rq", document.request_id());
   if (!shard.ok()) return done(shard.status());
   change.document = DocumentCommit{DataKey(*shard, document.id()),
                                    ListKey(*shard, document.request_id()),
-                                   document.SerializeAsString()};
+                                   document.SerializeAsString(),
+                                   UsageKey(*shard, document.request_id()),
+                                   AuthorityUsageKey(),
+                                   quota.authority,
+                                   document.size_bytes(),
+                                   quota.max_request_bytes,
+                                   quota.max_authority_bytes};
   requests_.Mutate(std::move(change), std::move(done));
 }
 

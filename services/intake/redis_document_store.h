@@ -9,8 +9,15 @@ namespace rogatory::intake {
 //   rg:{sN}:doc:<document id>:data   list of chunks (as uploaded, at most 1 MiB each);
 //                                    expires after the staging TTL until committed
 //   rg:{sN}:docs:<request id>        list of Document metadata (serialized), oldest first
+//   rg:{sN}:docbytes:<request id>    hash: total -> bytes of the request's committed
+//                                    documents, a:<authority> -> the part each uploaded
+//   rg:docbytes:authority            hash: authority id -> bytes of the committed documents
+//                                    it uploaded, over every shard (DocumentQuota)
 // Commit is one Lua script with the request's change (RedisRequestStore::Mutate with a
-// DocumentCommit).
+// DocumentCommit), which checks and charges the quotas; retention's erasure script gives
+// the bytes back. The authority hash is the one key a script touches outside the request's
+// shard: a quota across shards needs one place to count (on Redis Cluster it would take a
+// step of its own; hiredis 0.14 speaks no Cluster).
 class RedisDocumentStore final : public DocumentStore {
  public:
   RedisDocumentStore(common::RedisClient& redis, common::Sharding sharding,
@@ -18,10 +25,10 @@ class RedisDocumentStore final : public DocumentStore {
       : redis_(redis), sharding_(sharding), requests_(requests), staging_ttl_(staging_ttl) {}
 
   void Stage(const std::string& request_id, const std::string& document_id, std::string chunk,
-             Done<bool> done) override;
+             int64_t staged_bytes, const DocumentQuota& quota, Done<bool> done) override;
   void Discard(const std::string& request_id, const std::string& document_id,
                Done<bool> done) override;
-  void Commit(const v1::Document& document, Mutation change,
+  void Commit(const v1::Document& document, Mutation change, const DocumentQuota& quota,
               Done<MutationOutcome> done) override;
   void List(const std::string& request_id, Done<std::vector<v1::Document>> done) override;
   void ReadChunk(const std::string& request_id, const std::string& document_id, int64_t index,
@@ -29,6 +36,8 @@ class RedisDocumentStore final : public DocumentStore {
 
   static std::string DataKey(int shard, const std::string& document_id);
   static std::string ListKey(int shard, const std::string& request_id);
+  static std::string UsageKey(int shard, const std::string& request_id);
+  static std::string AuthorityUsageKey();
 
  private:
   common::RedisClient& redis_;
@@ -36,5 +45,11 @@ class RedisDocumentStore final : public DocumentStore {
   RedisRequestStore& requests_;
   absl::Duration staging_ttl_;
 };
+
+// Lua defining over_quota (see the .cc), shared by the staging and commit scripts.
+extern const char kDocumentQuotaLua[];
+// RESOURCE_EXHAUSTED from over_quota's reply {'quota', which, used}.
+absl::Status QuotaReplyToStatus(const common::RedisReply& reply, const DocumentQuota& quota,
+                                int64_t adding);
 
 }  // namespace rogatory::intake

@@ -25,8 +25,9 @@ using common::Sharding;
 // requests an authority issued or that are addressed to it, idx:party:s:<state> those whose
 // issuing or requested state it is (a central authority's reach), scored by creation.
 // Returns {'created'} | {'replayed', pb} | {'conflict'} | {'collision'}
+// Refused whole by a full Redis (it only grows memory).
 const LuaScript& CreateScript() {
-  static const LuaScript* script = new LuaScript(R"lua(
+  static const LuaScript* script = new LuaScript(absl::StrCat(common::kScriptRefusedWhenFull, R"lua(
 local fp = ARGV[3]
 if fp ~= '' then
   local earlier = redis.call('HMGET', KEYS[3], 'fp', 'id')
@@ -62,7 +63,7 @@ if fp ~= '' then
   redis.call('PEXPIRE', KEYS[3], ARGV[10])
 end
 return {'created'}
-)lua");
+)lua"));
   return *script;
 }
 
@@ -119,20 +120,25 @@ end
 }
 
 // Applies a Mutation (see request_store.h).
-// KEYS: req, hist, outbox, idem, seen, document data, document list.
+// KEYS: req, hist, outbox, idem, seen, document data, document list, document usage,
+//       authority document usage.
 // ARGV: 1 expected version ('' = unguarded), 2 new version ('' = keep), 3 updated ms,
 //       4 new pb ('' = keep), 5 idempotency fingerprint ('' = none), 6 idempotency ttl ms,
 //       7 result, 8 seen retention ms ('' = no marker), 9 shard prefix, 10 id,
 //       11 number of fields, 12 number of history events, then field/value pairs, then
-//       history events, then outbox events; ARGV[13] the serialized document ('' = none)
-//       and ARGV[14] the final statuses (FinalStatusesText, '' = the change sets no status)
-//       come before the field pairs.
+//       history events, then outbox events; ARGV[13] the serialized document ('' = none),
+//       ARGV[14] the final statuses (FinalStatusesText, '' = the change sets no status) and
+//       ARGV[15..18] the document's quota check (authority, size, request bound, authority
+//       bound; see kDocumentQuotaLua) come before the field pairs.
+// Refused whole by a full Redis: a change grows the history and the outbox.
 // Retention: a status change into a final status (re)indexes the request in idx:closed by
 // the change's time; one out of it unindexes it; a tombstone (erased_ms) is never indexed.
 // Returns {'applied'} | {'replayed', result} | {'conflict'} | {'duplicate'} | {'missing'} |
-//         {'stale', version} | {'nodata'} (the staged document expired)
+//         {'stale', version} | {'nodata'} (the staged document expired) |
+//         {'quota', 'request'|'authority', used}
 const LuaScript& MutateScript() {
-  static const LuaScript* script = new LuaScript(R"lua(
+  static const LuaScript* script = new LuaScript(
+      absl::StrCat(common::kScriptRefusedWhenFull, kDocumentQuotaLua, R"lua(
 if ARGV[8] ~= '' and redis.call('EXISTS', KEYS[5]) == 1 then return {'duplicate'} end
 local fp = ARGV[5]
 if fp ~= '' then
@@ -147,6 +153,12 @@ if not cur[1] then return {'missing'} end
 if ARGV[1] ~= '' and cur[1] ~= ARGV[1] then return {'stale', cur[1]} end
 if ARGV[13] ~= '' then
   if redis.call('EXISTS', KEYS[6]) == 0 then return {'nodata'} end
+  local over = over_quota(KEYS[8], KEYS[9], 15)
+  if over then return over end
+  local size = tonumber(ARGV[16])
+  redis.call('HINCRBY', KEYS[8], 'total', size)
+  redis.call('HINCRBY', KEYS[8], 'a:' .. ARGV[15], size)
+  redis.call('HINCRBY', KEYS[9], ARGV[15], size)
   redis.call('PERSIST', KEYS[6])
   redis.call('RPUSH', KEYS[7], ARGV[13])
 end
@@ -163,7 +175,7 @@ local function parties()
   return s
 end
 local before = nf > 0 and parties() or {}
-local i = 15
+local i = 19
 local status_moved = false
 for _ = 1, nf do
   local f, v = ARGV[i], ARGV[i + 1]
@@ -214,7 +226,7 @@ if fp ~= '' then
 end
 if ARGV[8] ~= '' then redis.call('SET', KEYS[5], '1', 'PX', ARGV[8]) end
 return {'applied'}
-)lua");
+)lua"));
   return *script;
 }
 
@@ -664,7 +676,9 @@ void RedisRequestStore::Mutate(Mutation m, Done<MutationOutcome> done) {
       common::EventKeys::Outbox(*shard, "intake"), IdemKey(*shard, m.idempotency),
       m.dedupe ? m.dedupe->seen_key : absl::StrCat(p, "seen:-"),
       m.document ? m.document->data_key : absl::StrCat(p, "doc:-"),
-      m.document ? m.document->list_key : absl::StrCat(p, "docs:-")};
+      m.document ? m.document->list_key : absl::StrCat(p, "docs:-"),
+      m.document ? m.document->usage_key : absl::StrCat(p, "docbytes:-"),
+      RedisDocumentStore::AuthorityUsageKey()};
   std::vector<std::string> args = {
       m.expected_version ? absl::StrCat(*m.expected_version) : "",
       m.new_version ? absl::StrCat(*m.new_version) : "",
@@ -682,15 +696,26 @@ void RedisRequestStore::Mutate(Mutation m, Done<MutationOutcome> done) {
       std::any_of(m.fields.begin(), m.fields.end(),
                   [](const auto& f) { return f.first == "status"; })
           ? FinalStatusesText()
-          : ""};
+          : "",
+      m.document ? m.document->authority : "",
+      m.document ? absl::StrCat(m.document->size_bytes) : "0",
+      m.document ? absl::StrCat(m.document->max_request_bytes) : "0",
+      m.document ? absl::StrCat(m.document->max_authority_bytes) : "0"};
   for (const auto& [field, value] : m.fields) {
     args.push_back(field);
     args.push_back(value);
   }
   for (const auto& e : m.history) args.push_back(e.SerializeAsString());
   for (const auto& e : m.outbox) args.push_back(e.SerializeAsString());
+  std::optional<DocumentQuota> quota;
+  int64_t adding = 0;
+  if (m.document) {
+    quota = DocumentQuota{m.document->authority, m.document->max_request_bytes,
+                          m.document->max_authority_bytes};
+    adding = m.document->size_bytes;
+  }
   redis_.Eval(MutateScript(), std::move(keys), std::move(args),
-              [id = m.id, done](absl::StatusOr<RedisReply> reply) {
+              [id = m.id, quota, adding, done](absl::StatusOr<RedisReply> reply) {
                 if (!reply.ok()) return done(reply.status());
                 if (reply->elements.empty()) {
                   return done(absl::InternalError("empty script reply"));
@@ -710,6 +735,9 @@ void RedisRequestStore::Mutate(Mutation m, Done<MutationOutcome> done) {
                 if (outcome == "conflict") return done(IdempotencyConflict());
                 if (outcome == "missing") {
                   return done(absl::NotFoundError(absl::StrCat("no request with id ", id)));
+                }
+                if (outcome == "quota" && quota) {
+                  return done(QuotaReplyToStatus(*reply, *quota, adding));
                 }
                 if (outcome == "nodata") {
                   return done(absl::AbortedError(
@@ -739,12 +767,14 @@ return {a, b, c[2]}
 }
 
 // Erasure step 1. KEYS: req, hist, docs list, outbox, idx:closed, idx:tombstoned,
-// retention:unaudited, then each document's data key. ARGV: 1 expected etag, 2 new etag,
-// 3 closed cutoff, 4 now ms, 5 tombstone pb, 6 REQUEST_ERASED event, 7 id, 8 number of
-// documents, 9 shard prefix.
+// retention:unaudited, document usage, authority document usage, then each document's data
+// key. ARGV: 1 expected etag, 2 new etag, 3 closed cutoff, 4 now ms, 5 tombstone pb,
+// 6 REQUEST_ERASED event, 7 id, 8 number of documents, 9 shard prefix.
+// The documents' bytes go back to the authorities that uploaded them (DocumentQuota).
+// Runs when Redis is full: it frees far more (the documents) than it writes.
 // Returns {'erased'} | {'skip'} (gone, already a tombstone, or not due) | {'stale'}.
 const LuaScript& ErasePersonalScript() {
-  static const LuaScript* script = new LuaScript(R"lua(
+  static const LuaScript* script = new LuaScript(absl::StrCat(common::kScriptRunsWhenFull, R"lua(
 local id = ARGV[7]
 local cur = redis.call('HMGET', KEYS[1], 'etag', 'erased_ms')
 if not cur[1] or cur[2] then
@@ -755,8 +785,18 @@ local closed = redis.call('ZSCORE', KEYS[5], id)
 if not closed or tonumber(closed) > tonumber(ARGV[3]) then return {'skip'} end
 if cur[1] ~= ARGV[1] then return {'stale'} end
 if redis.call('LLEN', KEYS[3]) ~= tonumber(ARGV[8]) then return {'stale'} end
-for k = 8, #KEYS do redis.call('DEL', KEYS[k]) end
+for k = 10, #KEYS do redis.call('DEL', KEYS[k]) end
 redis.call('DEL', KEYS[3])
+local usage = redis.call('HGETALL', KEYS[8])
+for k = 1, #usage, 2 do
+  if string.sub(usage[k], 1, 2) == 'a:' then
+    local who = string.sub(usage[k], 3)
+    if redis.call('HINCRBY', KEYS[9], who, -tonumber(usage[k + 1])) <= 0 then
+      redis.call('HDEL', KEYS[9], who)
+    end
+  end
+end
+redis.call('DEL', KEYS[8])
 redis.call('HSET', KEYS[1], 'pb', ARGV[5], 'etag', ARGV[2], 'updated_ms', ARGV[4],
            'erased_ms', ARGV[4])
 redis.call('ZADD', ARGV[9] .. 'idx:updated', ARGV[4], id)
@@ -766,7 +806,7 @@ redis.call('RPUSH', KEYS[2], ARGV[6])
 redis.call('XADD', KEYS[4], '*', 'ev', ARGV[6])
 redis.call('HSET', KEYS[7], '1:' .. id, ARGV[4])
 return {'erased'}
-)lua");
+)lua"));
   return *script;
 }
 
@@ -775,9 +815,10 @@ return {'erased'}
 // names an index (idx:<field>:<value>, as the mutate script keeps them), so the entries go
 // whatever indexes a later change adds; the need-to-know party indexes (idx:party:a:<id>,
 // idx:party:s:<state>, see the create script) go too.
+// Runs when Redis is full: it frees the tombstone, its history and its index entries.
 // Returns {'erased'} | {'skip'}.
 const LuaScript& EraseRequestScript() {
-  static const LuaScript* script = new LuaScript(R"lua(
+  static const LuaScript* script = new LuaScript(absl::StrCat(common::kScriptRunsWhenFull, R"lua(
 local id, p = ARGV[1], ARGV[4]
 local t = redis.call('ZSCORE', KEYS[4], id)
 if not t or tonumber(t) > tonumber(ARGV[2]) then return {'skip'} end
@@ -800,7 +841,7 @@ redis.call('ZREM', KEYS[4], id)
 redis.call('DEL', KEYS[1], KEYS[2], KEYS[3])
 redis.call('HSET', KEYS[5], '2:' .. id, ARGV[3])
 return {'erased'}
-)lua");
+)lua"));
   return *script;
 }
 
@@ -876,7 +917,9 @@ void RedisRequestStore::ErasePersonalData(PersonalDataErasure e, Done<bool> done
                                    common::EventKeys::Outbox(*shard, "intake"),
                                    absl::StrCat(p, "idx:closed"),
                                    absl::StrCat(p, "idx:tombstoned"),
-                                   UnauditedKey(*shard)};
+                                   UnauditedKey(*shard),
+                                   RedisDocumentStore::UsageKey(*shard, e.id),
+                                   RedisDocumentStore::AuthorityUsageKey()};
   for (const auto& d : e.document_ids) keys.push_back(RedisDocumentStore::DataKey(*shard, d));
   std::vector<std::string> args = {absl::StrCat(e.expected_version),
                                    absl::StrCat(e.expected_version + 1),

@@ -1,5 +1,7 @@
 #include "request_store.h"
 
+#include "document_store.h"
+
 #include "absl/strings/cord.h"
 #include "absl/strings/str_cat.h"
 #include "google/protobuf/util/time_util.h"
@@ -64,6 +66,16 @@ ListCursor CursorOf(const v1::Request& r, bool by_update) {
 bool ComesBefore(const ListCursor& a, const ListCursor& b) {
   if (a.create_ms != b.create_ms) return a.create_ms > b.create_ms;
   return a.id > b.id;
+}
+
+absl::Status DocumentQuotaExceeded(bool request, int64_t used, int64_t limit, int64_t adding) {
+  return absl::ResourceExhaustedError(absl::StrCat(
+      "document quota exceeded: ",
+      request ? "the request's documents use " : "the documents your authority uploaded use ",
+      used, " of the ", limit, " bytes that ",
+      request ? "max-document-bytes-per-request" : "max-document-bytes-per-authority",
+      " allows, and this document would add ", adding,
+      request ? "" : "; retention gives the bytes of erased requests back"));
 }
 
 }  // namespace rogatory::intake

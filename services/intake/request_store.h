@@ -70,10 +70,19 @@ struct Snapshot {
 
 // A staged document to make visible with a change (see DocumentStore): its chunks' key,
 // which stops expiring, and the request's document list, which gets its metadata.
+// The commit also charges the document's size to the request's and the uploading
+// authority's document quotas (see DocumentQuota), refusing it when either would be
+// exceeded.
 struct DocumentCommit {
   std::string data_key;
   std::string list_key;
   std::string document;  // serialized v1::Document
+  std::string usage_key;            // the request's document bytes (RedisDocumentStore)
+  std::string authority_usage_key;  // every authority's document bytes
+  std::string authority;            // who the document is charged to
+  int64_t size_bytes = 0;
+  int64_t max_request_bytes = 0;    // 0: no bound
+  int64_t max_authority_bytes = 0;  // 0: no bound
 };
 
 // One change of a stored request, written in ONE atomic step: guarded by the version it

@@ -35,7 +35,7 @@ constexpr int64_t kClaimIdleMs = 30000;
 //       id, [14] recipient id, [15] recipient state, [16] event id.
 // Returns {'blocked'} | {'duplicate'} | {'ok', entry id, webhook jobs}.
 const LuaScript &InboxScript() {
-  static const LuaScript *script = new LuaScript(absl::StrCat(kTrimLua, R"lua(
+  static const LuaScript *script = new LuaScript(absl::StrCat(common::kScriptRefusedWhenFull, kTrimLua, R"lua(
 if KEYS[6] and redis.call('EXISTS', KEYS[6]) == 0 then return {'blocked'} end
 if redis.call('EXISTS', KEYS[3]) == 1 then return {'duplicate'} end
 trim(KEYS[1], KEYS[2], ARGV[5], tonumber(ARGV[6]) - 1)
@@ -146,10 +146,10 @@ return {1, {}}
 // Acknowledges and deletes delivered fan-out entries. KEYS: fan-out outbox. ARGV: group,
 // entry ids... Returns the number deleted.
 const LuaScript &AckScript() {
-  static const LuaScript *script = new LuaScript(R"lua(
+  static const LuaScript *script = new LuaScript(absl::StrCat(common::kScriptRunsWhenFull, R"lua(
 redis.call('XACK', KEYS[1], ARGV[1], unpack(ARGV, 2))
 return redis.call('XDEL', KEYS[1], unpack(ARGV, 2))
-)lua");
+)lua"));
   return *script;
 }
 

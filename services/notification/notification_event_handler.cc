@@ -121,7 +121,8 @@ return {'ok', #to, caught}
 // KEYS: seen, request events, retrieval timers, catch-up list. ARGV: [1] dedupe retention
 // ms, [2] key prefix. Returns {'duplicate'} | {'erased', events}.
 const common::LuaScript &EraseScript() {
-  static const common::LuaScript *script = new common::LuaScript(common::ReceiverScript(R"lua(
+  static const common::LuaScript *script = new common::LuaScript(
+      absl::StrCat(common::kScriptRunsWhenFull, common::ReceiverScript(R"lua(
 local n = 0
 for _, eid in ipairs(redis.call('ZRANGE', KEYS[2], 0, -1)) do
   local evk = ARGV[2] .. 'ev:' .. eid
@@ -134,7 +135,7 @@ for _, eid in ipairs(redis.call('ZRANGE', KEYS[2], 0, -1)) do
 end
 redis.call('DEL', KEYS[4])
 return {'erased', n}
-)lua"));
+)lua")));
   return *script;
 }
 

@@ -130,7 +130,7 @@ bool Privileged(const common::Caller &c) {
 // Trims an inbox by age and reports where a stream can start. KEYS: inbox,
 // floor. ARGV: min id, max length. Returns {floor, last generated id}.
 const LuaScript &OpenScript() {
-  static const LuaScript *s = new LuaScript(absl::StrCat(kTrimLua, R"lua(
+  static const LuaScript *s = new LuaScript(absl::StrCat(common::kScriptRunsWhenFull, kTrimLua, R"lua(
 trim(KEYS[1], KEYS[2], ARGV[1], tonumber(ARGV[2]))
 local last = '0-0'
 local info = redis.pcall('XINFO', 'STREAM', KEYS[1])

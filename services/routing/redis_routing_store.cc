@@ -281,7 +281,8 @@ return {'handled', cancelled}
 // Emits nothing. A later event about the request finds no decision and records nothing.
 const LuaScript& EraseScript() {
   static const LuaScript* s =
-      new LuaScript(common::ReceiverScript(Script(absl::StrCat(kReceiverPrologue, R"lua(
+      new LuaScript(absl::StrCat(common::kScriptRunsWhenFull, common::ReceiverScript(Script(
+          absl::StrCat(kReceiverPrologue, R"lua(
 redis.call('ZREM', CTX.P .. 'unroutable', rid)
 local erased = 0
 for _, jid in ipairs(redis.call('SMEMBERS', CTX.P .. 'jobs:' .. rid)) do
@@ -298,7 +299,7 @@ end
 redis.call('DEL', CTX.P .. 'dec:' .. rid, CTX.P .. 'seq:' .. rid, CTX.P .. 'docs:' .. rid,
            CTX.P .. 'dl:' .. rid, CTX.P .. 'jobs:' .. rid, CTX.P .. 'parties:' .. rid)
 return {'handled', erased}
-)lua"))));
+)lua")))));
   return *s;
 }
 

@@ -1,8 +1,14 @@
 // The per-caller token bucket, driven by a fake steady clock.
 #include "rogatory/common/rate_limiter.h"
 
+#include "rogatory/common/config.h"
+#include "rogatory/common/platform.h"
+
 #include <chrono>
+#include <map>
+#include <optional>
 #include <string>
+#include <vector>
 
 #include "absl/strings/cord.h"
 #include "gmock/gmock.h"
@@ -102,6 +108,49 @@ TEST_F(RateLimiterTest, TooManyBusyCallersAreRefusedNotTracked) {
   absl::Status s = limiter.Admit(Named("new"), "M");
   EXPECT_EQ(s.code(), absl::StatusCode::kResourceExhausted);
   EXPECT_EQ(limiter.tracked_callers(), 3u);
+}
+
+// Rate limits are on by default in production (issue 16 item 11): rate-limit-rps left unset
+// is 20 per second with env=production and off in development; a value set by flag or
+// environment wins in both.
+class RateLimitSettingsTest : public ::testing::Test {
+ protected:
+  ServerSettings Parse(std::vector<std::string> flags,
+                       std::map<std::string, std::string> env = {}) {
+    const ServiceIdentity id{"rogatory-test", "test", "rogatory.test.v1.Test", "127.0.0.1:0",
+                             "127.0.0.1:0"};
+    Config config;
+    ServerSettings settings;
+    RegisterServerSettings(id, config, &settings);
+    flags.insert(flags.begin(), "rogatory-test");
+    std::vector<const char*> argv;
+    for (const auto& f : flags) argv.push_back(f.c_str());
+    const absl::Status parsed = config.Parse(
+        static_cast<int>(argv.size()), argv.data(),
+        [env](const std::string& name) -> std::optional<std::string> {
+          auto it = env.find(name);
+          if (it == env.end()) return std::nullopt;
+          return it->second;
+        });
+    EXPECT_TRUE(parsed.ok()) << parsed;
+    ApplyEnvironmentDefaults(&settings);
+    return settings;
+  }
+};
+
+TEST_F(RateLimitSettingsTest, ProductionLimitsEveryCallerUnlessTheSettingIsGiven) {
+  const ServerSettings prod = Parse({"--env=production"});
+  EXPECT_EQ(prod.rate_limit_rps, kProductionRateLimitRps);
+  EXPECT_EQ(prod.rate_limit_rps, 20);
+  EXPECT_EQ(prod.rate_limit_burst, 50);
+  EXPECT_EQ(Parse({"--env=production", "--rate-limit-rps=0"}).rate_limit_rps, 0);
+  EXPECT_EQ(Parse({"--env=production", "--rate-limit-rps=200"}).rate_limit_rps, 200);
+  EXPECT_EQ(Parse({"--env=production"}, {{"ROGATORY_RATE_LIMIT_RPS", "5"}}).rate_limit_rps, 5);
+}
+
+TEST_F(RateLimitSettingsTest, DevelopmentLeavesRateLimitsOffUnlessTheSettingIsGiven) {
+  EXPECT_EQ(Parse({}).rate_limit_rps, 0);
+  EXPECT_EQ(Parse({"--rate-limit-rps=7"}).rate_limit_rps, 7);
 }
 
 }  // namespace

@@ -5,6 +5,7 @@
 #include <set>
 #include <thread>
 
+#include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "absl/strings/str_cat.h"
 #include "in_memory_document_store.h"
@@ -319,6 +320,88 @@ TEST_F(RedisDocumentsTest, FiveMebibytesRoundTripAndCorruptedUploadLeavesNoKeys)
   const std::string keys = server_.Cli("--scan --pattern *doc:*");
   EXPECT_EQ(std::count(keys.begin(), keys.end(), '\n'), 1) << keys;  // only the first
   EXPECT_EQ(h_->History(r.id()).size(), 2u);
+}
+
+// Document quotas (issue 16 item 11): 3 MiB per request, 5 MiB per uploading authority.
+// The same checks on the in-memory store and on Redis, where the bytes past a quota must
+// never be kept.
+IntakeOptions QuotaOptions() {
+  IntakeOptions o;
+  o.max_document_bytes = 8 << 20;
+  o.max_document_bytes_per_request = 3 << 20;
+  o.max_document_bytes_per_authority = 5 << 20;
+  return o;
+}
+
+void ExpectRequestQuotaHolds(IntakeHarness& h) {
+  const v1::Request r = h.SubmitComplete(pb::INSTRUMENT_EIO);
+  const std::string two = RandomBytes(2 << 20), one = RandomBytes(1 << 20);
+  grpc::Status s = Upload(h, Metadata(r.id(), two), two, nullptr);
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  s = Upload(h, Metadata(r.id(), two), two, nullptr);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
+  EXPECT_THAT(s.error_message(), ::testing::HasSubstr("max-document-bytes-per-request"));
+  EXPECT_THAT(s.error_message(), ::testing::HasSubstr("use 2097152 of the 3145728 bytes"));
+  // Exactly up to the bound is allowed.
+  s = Upload(h, Metadata(r.id(), one), one, nullptr);
+  EXPECT_TRUE(s.ok()) << s.error_message();
+  EXPECT_EQ(ListedIds(h, r.id(), testing::kIssuer).size(), 2u);
+}
+
+void ExpectAuthorityQuotaHolds(IntakeHarness& h) {
+  const std::string two = RandomBytes(2 << 20);
+  const v1::Request a = h.SubmitComplete(pb::INSTRUMENT_EIO);
+  const v1::Request b = h.SubmitComplete(pb::INSTRUMENT_EIO);
+  const v1::Request c = h.SubmitComplete(pb::INSTRUMENT_EIO);
+  ASSERT_TRUE(Upload(h, Metadata(a.id(), two), two, nullptr).ok());
+  ASSERT_TRUE(Upload(h, Metadata(b.id(), two), two, nullptr).ok());
+  grpc::Status s = Upload(h, Metadata(c.id(), two), two, nullptr);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
+  EXPECT_THAT(s.error_message(), ::testing::HasSubstr("max-document-bytes-per-authority"));
+  EXPECT_THAT(s.error_message(), ::testing::HasSubstr("use 4194304 of the 5242880 bytes"));
+  EXPECT_TRUE(ListedIds(h, c.id(), testing::kIssuer).empty());
+  // Another authority's uploads count against its own quota, not the issuer's.
+  s = Upload(h, Metadata(c.id(), two), two, nullptr, 1 << 20, false, testing::kExecutor);
+  EXPECT_TRUE(s.ok()) << s.error_message();
+}
+
+class DocumentQuotaTest : public ::testing::Test {
+ protected:
+  InMemoryRequestStore requests_;
+  InMemoryDocumentStore documents_{requests_};
+  IntakeHarness h_{requests_, 16, &documents_, QuotaOptions()};
+};
+
+TEST_F(DocumentQuotaTest, UploadPastTheRequestQuotaIsResourceExhaustedNamingQuotaAndUse) {
+  ExpectRequestQuotaHolds(h_);
+  EXPECT_EQ(documents_.StagedCount(), 0u);
+}
+
+TEST_F(DocumentQuotaTest, AuthorityQuotaCountsTheUploadersDocumentsOnEveryRequest) {
+  ExpectAuthorityQuotaHolds(h_);
+  EXPECT_EQ(documents_.StagedCount(), 0u);
+}
+
+class RedisDocumentQuotaTest : public RedisDocumentsTest {
+ protected:
+  RedisDocumentQuotaTest() {
+    h_ = std::make_unique<IntakeHarness>(*requests_, 16, documents_.get(), QuotaOptions());
+  }
+  // Document data keys in Redis: committed ones only, never the bytes of a refused upload.
+  long DataKeys() {
+    const std::string keys = server_.Cli("--scan --pattern *:data");
+    return std::count(keys.begin(), keys.end(), '\n');
+  }
+};
+
+TEST_F(RedisDocumentQuotaTest, UploadPastTheRequestQuotaIsRefusedAndKeepsNoBytes) {
+  ExpectRequestQuotaHolds(*h_);
+  EXPECT_EQ(DataKeys(), 2);
+}
+
+TEST_F(RedisDocumentQuotaTest, AuthorityQuotaCountsTheUploadersDocumentsOnEveryShard) {
+  ExpectAuthorityQuotaHolds(*h_);
+  EXPECT_EQ(DataKeys(), 3);
 }
 
 }  // namespace

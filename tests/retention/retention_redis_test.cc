@@ -7,6 +7,7 @@
 #include <thread>
 
 #include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "gtest/gtest.h"
@@ -92,11 +93,25 @@ class RetentionRedisTest : public ::testing::Test {
     return out;
   }
 
+  // The issuer pays for the documents AddDocument stores.
+  static DocumentQuota Quota() { return DocumentQuota{"FR-TJ-PARIS-JI", 1 << 20, 1 << 20}; }
+  // Bytes of documents charged to the issuer (rg:docbytes:authority).
+  int64_t IssuerBytes() {
+    auto r = common::RunRedisCommand(
+        *client_, {"HGET", RedisDocumentStore::AuthorityUsageKey(), "FR-TJ-PARIS-JI"});
+    int64_t n = 0;
+    if (r.ok() && !r->is_nil()) {
+      EXPECT_TRUE(absl::SimpleAtoi(r->str, &n));
+    }
+    return n;
+  }
+
   // Stages and commits one document of the request, straight through the document store.
   std::string AddDocument(const std::string& request_id) {
     const std::string doc_id = absl::StrCat(request_id, "-d1");
     EXPECT_TRUE(testing::Await<bool>([&](auto done) {
-                  documents_.Stage(request_id, doc_id, "secret bytes", std::move(done));
+                  documents_.Stage(request_id, doc_id, "secret bytes", 12, Quota(),
+                                   std::move(done));
                 }).ok());
     auto snap = testing::Await<Snapshot>(
         [&](auto done) { store_.Load(request_id, std::nullopt, std::move(done)); });
@@ -105,13 +120,14 @@ class RetentionRedisTest : public ::testing::Test {
     d.set_id(doc_id);
     d.set_request_id(request_id);
     d.set_title("Witness statement of Anna Testperson");
+    d.set_size_bytes(12);
     Mutation m;
     m.id = request_id;
     m.expected_version = snap->version;
     m.new_version = snap->version + 1;
     m.updated_ms = absl::ToUnixMillis(h_.clock().Now());
     EXPECT_TRUE(testing::Await<MutationOutcome>([&](auto done) {
-                  documents_.Commit(d, std::move(m), std::move(done));
+                  documents_.Commit(d, std::move(m), Quota(), std::move(done));
                 }).ok());
     return doc_id;
   }
@@ -263,6 +279,24 @@ TEST_F(RetentionRedisTest, ClosedRequestKeepsItsDataThenBecomesATombstoneThenDis
   }
   EXPECT_EQ(records[0].subjects[0].detail, "erased personal data");
   EXPECT_EQ(records[1].subjects[0].detail, "erased");
+}
+
+// Documents count against the uploader's quota until retention erases them (issue 16
+// item 11): the erasure gives their bytes back, and the request's own count goes with it.
+TEST_F(RetentionRedisTest, ErasureGivesTheDocumentBytesBackToTheAuthorityThatUploadedThem) {
+  RecordingAuditor auditor;
+  auto sweeper = NewSweeper(auditor);
+  const int64_t before = IssuerBytes();
+  const v1::Request r = SubmitAndWithdraw();
+  AddDocument(r.id());
+  EXPECT_EQ(IssuerBytes(), before + 12);
+  const std::string usage = RedisDocumentStore::UsageKey(Shard(r.id()), r.id());
+  EXPECT_TRUE(Exists(usage));
+  h_.clock().Advance(kClosed + absl::Minutes(1));
+  const auto stats = sweeper->SweepOnce();
+  EXPECT_EQ(stats.personal_erased, 1);
+  EXPECT_EQ(IssuerBytes(), before);
+  EXPECT_FALSE(Exists(usage));
 }
 
 TEST_F(RetentionRedisTest, OpenRequestIsNeverErased) {

@@ -68,6 +68,8 @@ struct ServerSettings {
   // Limits against abuse (see README.md, "Limits").
   int max_message_bytes = 2 << 20;
   int max_concurrent_rpcs = 1000;
+  // Parsing leaves kRateLimitByEnvironment when rate-limit-rps is not given;
+  // ApplyEnvironmentDefaults resolves it.
   int rate_limit_rps = 0;
   int rate_limit_burst = 50;
 
@@ -76,6 +78,14 @@ struct ServerSettings {
 
 void RegisterServerSettings(const ServiceIdentity& identity, Config& config,
                             ServerSettings* settings);
+
+// rate-limit-rps when the setting is not given: on in production, off elsewhere.
+inline constexpr int kRateLimitByEnvironment = -1;
+inline constexpr int kProductionRateLimitRps = 20;
+
+// Fills in the defaults that depend on `env` for the settings not given (after parsing):
+// rate-limit-rps becomes kProductionRateLimitRps with env=production and 0 (off) otherwise.
+void ApplyEnvironmentDefaults(ServerSettings* settings);
 
 // Parses settings and checks the combinations. Returns -1 to go on, or the exit code to
 // leave with: 0 after --help, 2 on a bad setting (the message names it).

@@ -31,6 +31,17 @@ using RedisCallback = std::function<void(absl::StatusOr<RedisReply>)>;
 
 // A Lua script run with EVALSHA, and re-sent with EVAL when Redis answers NOSCRIPT. Scripts
 // take "now" as an argument and never read Redis's TIME.
+// Redis 7 script flags, as the first line of a script's source (its shebang). With
+// maxmemory and noeviction, a full Redis refuses writes that may grow memory; a script that
+// frees memory (erasure, trims, acknowledgements, lease release) starts with
+// kScriptRunsWhenFull so it still runs then, and one that grows memory with
+// kScriptRefusedWhenFull, so a full Redis refuses it whole, with an OOM error (UNAVAILABLE
+// "the store is full"), before it changes anything. A script with neither is judged by its
+// first write: refused if that write may grow memory, else run to the end whatever it
+// writes after.
+inline constexpr char kScriptRunsWhenFull[] = "#!lua flags=allow-oom\n";
+inline constexpr char kScriptRefusedWhenFull[] = "#!lua\n";
+
 class LuaScript {
  public:
   explicit LuaScript(std::string source);
