@@ -260,7 +260,10 @@ class Cluster:
                 f"--env={'production' if c.production else 'development'}",
                 f"--listen={self.address(name)}", f"--metrics-listen=127.0.0.1:{free_port()}",
                 f"--redis-url={self.redis.url}", f"--event-receivers={receivers}",
-                f"--audit={c.audit}", "--shutdown-grace=2s"]
+                f"--audit={c.audit}", "--shutdown-grace=2s",
+                # The whole load comes from one caller: production's per-caller rate limit
+                # (20/s) would measure the limit, not the service.
+                "--rate-limit-rps=0"]
         if c.auth == "token":
             args += ["--auth=token", f"--auth-keys={self.keys.public_set}",
                      f"--service-token-key={self.keys.service_private}",
@@ -728,7 +731,8 @@ def full(bench: Bench, keys: Keys) -> str:
         "## Machine", "", *machine, "",
         "## Configuration", "",
         f"- Production: {PRODUCTION.describe()}; env=production, one replica of each service "
-        "with its defaults (16 shards, info-level logs to a file).",
+        "with its defaults (16 shards, info-level logs to a file) but the per-caller rate "
+        "limit, off: the load comes from one caller.",
         f"- Load: `rogatory-bench` (gRPC callback API, {a.concurrency} calls in flight for the "
         f"closed loop over 4 connections), {a.warmup:g} s warm-up then a {a.duration:g} s "
         "window per scenario; latency of every call, from when it was due (open loop: no "
