@@ -1,7 +1,9 @@
 #include "rogatory/common/pipeline.h"
 
 #include <algorithm>
+#include <array>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
@@ -10,6 +12,8 @@
 #include "rogatory/common/ids.h"
 #include "rogatory/common/logging.h"
 #include "rogatory/common/malformed_requests.h"
+#include "prometheus/counter.h"
+#include "prometheus/gauge.h"
 
 namespace rogatory::common {
 namespace {
@@ -46,6 +50,118 @@ bool ValidAuthorityId(absl::string_view id) {
 }
 
 }  // namespace
+
+// The calls in flight: in all, and per caller authority and kind. An authority's entry
+// exists only while it has a call in flight, so the map is bounded by the calls in flight.
+struct Pipeline::Slots {
+  static constexpr int kKinds = 2;
+  mutable absl::Mutex mu;
+  int total ABSL_GUARDED_BY(mu) = 0;
+  absl::flat_hash_map<std::string, std::array<int, kKinds>> per_caller ABSL_GUARDED_BY(mu);
+  // Null until SetMetrics.
+  std::array<prometheus::Gauge*, kKinds> in_flight{};
+  // [kind][0: server bound, 1: caller bound]
+  std::array<std::array<prometheus::Counter*, 2>, kKinds> refused{};
+
+  void Release(const std::string& authority_id, int kind) {
+    {
+      absl::MutexLock lock(&mu);
+      --total;
+      if (!authority_id.empty()) {
+        auto it = per_caller.find(authority_id);
+        if (it != per_caller.end() && --it->second[kind] == 0 &&
+            it->second[1 - kind] == 0) {
+          per_caller.erase(it);
+        }
+      }
+    }
+    if (in_flight[kind] != nullptr) in_flight[kind]->Decrement();
+  }
+};
+
+Pipeline::Pipeline(Authenticator& authenticator, RateLimiter& limiter, Auditor& auditor)
+    : authenticator_(authenticator),
+      limiter_(limiter),
+      auditor_(auditor),
+      slots_(std::make_shared<Slots>()) {}
+
+void Pipeline::SetMetrics(prometheus::Registry& registry) {
+  auto& gauge = prometheus::BuildGauge()
+                    .Name("rogatory_calls_in_flight")
+                    .Help("Calls admitted and not yet answered, by kind (unary, stream).")
+                    .Register(registry);
+  auto& counter = prometheus::BuildCounter()
+                      .Name("rogatory_calls_refused_total")
+                      .Help("Calls refused with RESOURCE_EXHAUSTED because a bound of calls "
+                            "in flight was reached, by kind (unary, stream) and bound (server: "
+                            "max-concurrent-rpcs; caller: max-calls-per-caller or "
+                            "max-streams-per-caller).")
+                      .Register(registry);
+  const char* kinds[] = {"unary", "stream"};
+  for (int k = 0; k < Slots::kKinds; ++k) {
+    slots_->in_flight[k] = &gauge.Add({{"kind", kinds[k]}});
+    slots_->refused[k][0] = &counter.Add({{"kind", kinds[k]}, {"bound", "server"}});
+    slots_->refused[k][1] = &counter.Add({{"kind", kinds[k]}, {"bound", "caller"}});
+  }
+}
+
+int Pipeline::calls_in_flight() const {
+  absl::MutexLock lock(&slots_->mu);
+  return slots_->total;
+}
+
+int Pipeline::calls_in_flight(absl::string_view authority_id, CallKind kind) const {
+  absl::MutexLock lock(&slots_->mu);
+  auto it = slots_->per_caller.find(authority_id);
+  return it == slots_->per_caller.end() ? 0 : it->second[static_cast<int>(kind)];
+}
+
+absl::StatusOr<std::shared_ptr<const void>> Pipeline::TakeSlot(const Caller& caller,
+                                                                CallKind kind) {
+  const int k = static_cast<int>(kind);
+  const bool stream = kind == CallKind::kStream;
+  // Services are bounded by the server's bound only: the relay's deliveries, for one, must
+  // not queue behind a caller's cap.
+  const int caller_bound =
+      caller.is_service ? 0 : (stream ? max_streams_per_caller_ : max_calls_per_caller_);
+  std::string counted = caller_bound > 0 ? caller.authority_id : "";
+  int refused_by = -1;  // 0: the server's bound, 1: the caller's
+  {
+    absl::MutexLock lock(&slots_->mu);
+    if (max_concurrent_calls_ > 0 && slots_->total >= max_concurrent_calls_) {
+      refused_by = 0;
+    } else if (caller_bound > 0) {
+      auto& held = slots_->per_caller[counted];
+      if (held[k] >= caller_bound) {
+        refused_by = 1;
+        if (held[0] == 0 && held[1] == 0) slots_->per_caller.erase(counted);
+      } else {
+        ++held[k];
+      }
+    }
+    if (refused_by < 0) ++slots_->total;
+  }
+  if (refused_by >= 0) {
+    if (slots_->refused[k][refused_by] != nullptr) slots_->refused[k][refused_by]->Increment();
+    absl::Status status =
+        refused_by == 0
+            ? absl::ResourceExhaustedError(
+                  "this server is at its bound of concurrent calls; retry later")
+            : absl::ResourceExhaustedError(absl::StrCat(
+                  "this caller already has ", caller_bound,
+                  stream ? " streams open on this server, its bound (max-streams-per-caller)"
+                         : " calls in flight on this server, its bound "
+                           "(max-calls-per-caller)",
+                  "; finish one first or retry later"));
+    NoteRefusal(refused_by == 0 ? "server_bound" : "caller_bound", status);
+    return status;
+  }
+  if (slots_->in_flight[k] != nullptr) slots_->in_flight[k]->Increment();
+  return std::shared_ptr<const void>(
+      nullptr, [slots = slots_, counted = std::move(counted), k](const void*) {
+        slots->Release(counted, k);
+      });
+}
 
 bool Caller::HasRole(absl::string_view role) const {
   return std::find(roles.begin(), roles.end(), role) != roles.end();
@@ -114,7 +230,7 @@ void LogAuditor::Record(AuditRecord r, std::function<void(absl::Status)> done) {
 }
 
 absl::StatusOr<CallContext> Pipeline::Admit(const grpc::CallbackServerContext& context,
-                                             absl::string_view method) {
+                                             absl::string_view method, CallKind kind) {
   CallContext call;
   call.method = std::string(method);
   call.trace_id = TraceIdOf(context);
@@ -128,15 +244,9 @@ absl::StatusOr<CallContext> Pipeline::Admit(const grpc::CallbackServerContext& c
     return caller.status();
   }
   call.caller = *std::move(caller);
-  if (max_concurrent_calls_ > 0) {
-    if (in_flight_->fetch_add(1) >= max_concurrent_calls_) {
-      in_flight_->fetch_sub(1);
-      return absl::ResourceExhaustedError(
-          "this server is at its bound of concurrent calls; retry later");
-    }
-    call.slot = std::shared_ptr<const void>(
-        nullptr, [counter = in_flight_](const void*) { counter->fetch_sub(1); });
-  }
+  auto slot = TakeSlot(call.caller, kind);
+  if (!slot.ok()) return slot.status();
+  call.slot = *std::move(slot);
   if (absl::Status s = limiter_.Admit(call.caller, call.method); !s.ok()) return s;
   // Bytes that did not parse as the request message (see malformed_requests.h).
   if (!malformed.ok()) {

@@ -174,10 +174,28 @@ void RegisterServerSettings(const ServiceIdentity& id, Config& config, ServerSet
                 "Largest request message accepted, in bytes (sized for a 1 MiB document "
                 "chunk); larger ones answer RESOURCE_EXHAUSTED.",
                 &s->max_message_bytes);
-  config.AddInt("max-concurrent-rpcs", 1000, 0, 1000000,
+  config.AddInt("max-concurrent-rpcs", 2000, 0, 1000000,
                 "Calls one server handles at once; beyond it calls answer RESOURCE_EXHAUSTED "
                 "at once instead of queueing. 0: no bound.",
                 &s->max_concurrent_rpcs);
+  config.AddInt("max-calls-per-caller", 100, 0, 1000000,
+                "Unary calls one caller authority may have in flight on one server; beyond "
+                "it its calls answer RESOURCE_EXHAUSTED (other Rogatory services are "
+                "bounded by max-concurrent-rpcs only). 0: no bound.",
+                &s->max_calls_per_caller);
+  config.AddInt("max-streams-per-caller", 20, 0, 1000000,
+                "Streams (uploads, downloads, Subscribe) one caller authority may have open "
+                "on one server; beyond it they answer RESOURCE_EXHAUSTED (other Rogatory "
+                "services are bounded by max-concurrent-rpcs only). 0: no bound.",
+                &s->max_streams_per_caller);
+  config.AddDuration("keepalive-time", absl::Minutes(1), absl::Seconds(10), absl::Hours(2),
+                     "The server pings a connection idle this long, so that streams of a "
+                     "peer that went away end (with keepalive-timeout) instead of holding "
+                     "their place.",
+                     &s->keepalive_time);
+  config.AddDuration("keepalive-timeout", absl::Seconds(20), absl::Seconds(1), absl::Minutes(5),
+                     "A ping unanswered this long closes the connection and its calls.",
+                     &s->keepalive_timeout);
   config.AddInt("rate-limit-rps", kRateLimitByEnvironment, kRateLimitByEnvironment, 1000000,
                 "Sustained calls per second each caller authority may make to one replica "
                 "(token bucket; other Rogatory services are exempt). 0: no limit. -1 (not "
@@ -479,6 +497,8 @@ absl::StatusOr<std::unique_ptr<Platform>> Platform::Create(const ServiceIdentity
   p->refusal_log_ = std::make_unique<LogSummary>(*p->real_clock_, kRefusalLogInterval);
   p->pipeline_->SetRefusalLog(p->refusal_log_.get());
   p->pipeline_->SetMaxConcurrentCalls(settings.max_concurrent_rpcs);
+  p->pipeline_->SetCallerLimits(settings.max_calls_per_caller, settings.max_streams_per_caller);
+  p->pipeline_->SetMetrics(p->metrics_->registry());
   p->internals_->test_clock_service =
       std::make_unique<TestClockServiceImpl>(p->internals_->test_clock, *p->pipeline_);
   return p;
@@ -533,6 +553,15 @@ int Platform::Serve(const ServiceParts& parts) {
     builder.AddChannelArgument(GRPC_ARG_MAX_CONNECTION_AGE_GRACE_MS,
                                static_cast<int>(absl::ToInt64Milliseconds(settings_.shutdown_grace)));
   }
+  // Dead peers: a connection that does not answer a ping within keepalive-timeout closes,
+  // ending its streams, so an idle Subscribe of a vanished client frees its place. Pings go
+  // out even with no data sent (idle streams between heartbeats).
+  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIME_MS,
+                             static_cast<int>(absl::ToInt64Milliseconds(settings_.keepalive_time)));
+  builder.AddChannelArgument(
+      GRPC_ARG_KEEPALIVE_TIMEOUT_MS,
+      static_cast<int>(absl::ToInt64Milliseconds(settings_.keepalive_timeout)));
+  builder.AddChannelArgument(GRPC_ARG_HTTP2_MAX_PINGS_WITHOUT_DATA, 0);
   // Metrics label the methods served here; any other name a caller sends shares one
   // label value, so callers cannot grow the metrics page.
   std::vector<std::string> served_methods = {"/grpc.health.v1.Health/Check",

@@ -119,18 +119,30 @@ class UploadReactor final : public grpc::ServerReadReactor<v1::UploadDocumentReq
         start_(std::chrono::steady_clock::now()),
         hash_(EVP_MD_CTX_new()) {
     EVP_DigestInit_ex(hash_, EVP_sha256(), nullptr);
-    auto call = s_.pipeline_.Admit(*context, "UploadDocument");
+    auto call = s_.pipeline_.Admit(*context, "UploadDocument",
+                                   common::Pipeline::CallKind::kStream);
     if (!call.ok()) {
       Finish(common::ToGrpcStatus(call.status()));
       return;
     }
     call_ = *std::move(call);
     admitted_ = true;
-    StartRead(&message_);
+    if (s_.options_.upload_idle_watch != nullptr) {
+      // Runs on the watch's thread while a read is pending and nothing else runs for this
+      // upload: it ends the call, and the pending read then completes unheeded.
+      idle_ = s_.options_.upload_idle_watch->Watch([this] {
+        Fail(absl::DeadlineExceededError(absl::StrCat(
+            "no message for ", absl::FormatDuration(s_.options_.upload_idle_watch->timeout()),
+            " (upload-idle-timeout): the upload was abandoned; upload the document again")));
+      });
+    }
+    Read();
   }
   ~UploadReactor() override { EVP_MD_CTX_free(hash_); }
 
   void OnReadDone(bool ok) override {
+    // Expired while waiting: the watch ends the call (see Read).
+    if (idle_ != nullptr && !idle_->Disarm()) return;
     if (!ok) {
       if (!have_metadata_) return Fail(Invalid("metadata", "the first message must carry it"));
       return Verify();
@@ -148,13 +160,13 @@ class UploadReactor final : public grpc::ServerReadReactor<v1::UploadDocumentReq
       return Fail(Invalid("chunk", absl::StrCat("the document exceeds the limit of ",
                                                s_.options_.max_document_bytes, " bytes")));
     }
-    if (chunk.empty()) return StartRead(&message_);
+    if (chunk.empty()) return Read();
     EVP_DigestUpdate(hash_, chunk.data(), chunk.size());
     staged_ = true;
     s_.documents_->Stage(meta_.id(), document_.id(), std::move(chunk), size_, Quota(),
                          [this](absl::StatusOr<bool> staged) {
                            if (!staged.ok()) return Fail(staged.status());
-                           StartRead(&message_);
+                           Read();
                          });
   }
 
@@ -165,6 +177,12 @@ class UploadReactor final : public grpc::ServerReadReactor<v1::UploadDocumentReq
   DocumentQuota Quota() const {
     return DocumentQuota{call_.caller.authority_id, s_.options_.max_document_bytes_per_request,
                          s_.options_.max_document_bytes_per_authority};
+  }
+
+  // Waits for the client's next message, for at most upload-idle-timeout.
+  void Read() {
+    if (idle_ != nullptr) idle_->Arm();
+    StartRead(&message_);
   }
 
   void OnMetadata() {
@@ -205,7 +223,7 @@ class UploadReactor final : public grpc::ServerReadReactor<v1::UploadDocumentReq
                           call_.Touch(meta_.id(), common::AccessKind::kChange,
                                       meta_.translation_of_document_id());
                         }
-                        StartRead(&message_);
+                        Read();
                       });
     });
   }
@@ -309,6 +327,7 @@ class UploadReactor final : public grpc::ServerReadReactor<v1::UploadDocumentReq
   int64_t size_ = 0;
   v1::Document document_;
   std::optional<Idempotency> idempotency_;
+  std::shared_ptr<common::IdleWatch::Entry> idle_;  // null: no idle timeout
 };
 
 grpc::ServerReadReactor<v1::UploadDocumentRequest>* IntakeService::UploadDocument(
@@ -332,7 +351,7 @@ class DownloadReactor final : public grpc::ServerWriteReactor<v1::DownloadDocume
         pipeline_(pipeline),
         request_(request),
         start_(std::chrono::steady_clock::now()) {
-    auto call = pipeline_.Admit(*context, "DownloadDocument");
+    auto call = pipeline_.Admit(*context, "DownloadDocument", common::Pipeline::CallKind::kStream);
     if (!call.ok()) {
       Finish(common::ToGrpcStatus(call.status()));
       return;

@@ -92,6 +92,13 @@ void InMemoryDocumentStore::ReadChunk(const std::string&, const std::string& doc
   done(std::move(out));
 }
 
+size_t InMemoryDocumentStore::StagedChunks() const {
+  absl::MutexLock lock(&mu_);
+  size_t n = 0;
+  for (const auto& [document, chunks] : staged_) n += chunks.size();
+  return n;
+}
+
 size_t InMemoryDocumentStore::StagedCount() const {
   absl::MutexLock lock(&mu_);
   return staged_.size();

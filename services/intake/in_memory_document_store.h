@@ -30,6 +30,8 @@ class InMemoryDocumentStore final : public DocumentStore {
 
   // Staged documents not yet committed or discarded (tests check nothing is left).
   size_t StagedCount() const;
+  // Chunks staged in all, of documents not yet committed or discarded.
+  size_t StagedChunks() const;
 
  private:
   RequestStore& requests_;

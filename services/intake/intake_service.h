@@ -10,6 +10,7 @@
 #include "request_store.h"
 #include "rogatory/common/clock.h"
 #include "rogatory/common/ids.h"
+#include "rogatory/common/idle_watch.h"
 #include "rogatory/common/pipeline.h"
 #include "rogatory/intake/v1/intake.grpc.pb.h"
 
@@ -30,6 +31,10 @@ struct IntakeOptions {
   int64_t max_document_bytes_per_authority = int64_t{2} << 30;
   // Business metrics; none when null.
   IntakeMetrics* metrics = nullptr;
+  // Ends uploads whose client sends no message for its timeout (setting
+  // upload-idle-timeout) with DEADLINE_EXCEEDED, discarding what was staged; none when
+  // null. Outlives the service.
+  common::IdleWatch* upload_idle_watch = nullptr;
 };
 
 class IntakeService final : public v1::IntakeService::CallbackService {

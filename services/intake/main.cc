@@ -1,4 +1,6 @@
 // rogatory-intake: receives and validates requests and owns their lifecycle.
+#include <algorithm>
+
 #include "intake_event_handler.h"
 #include "intake_service.h"
 #include "intake_metrics.h"
@@ -21,6 +23,7 @@ int main(int argc, char** argv) {
   absl::Duration gauge_interval;
   rogatory::intake::RetentionSettings retention;
   absl::Duration sweep_interval;
+  absl::Duration upload_idle_timeout;
   return rogatory::common::ServiceMain(
       identity, argc, argv,
       [&](rogatory::common::Config& config) {
@@ -41,6 +44,11 @@ int main(int argc, char** argv) {
                         "(given back when retention erases them); past it RESOURCE_EXHAUSTED. "
                         "0: no bound.",
                         &max_document_bytes_per_authority);
+        config.AddDuration("upload-idle-timeout", absl::Seconds(30), absl::ZeroDuration(),
+                           absl::Hours(1),
+                           "An UploadDocument whose client sends no message for this long is "
+                           "ended with DEADLINE_EXCEEDED and its bytes discarded (0: never).",
+                           &upload_idle_timeout);
         config.AddDuration("requests-gauge-interval", absl::Seconds(30), absl::Seconds(1),
                            absl::Hours(1),
                            "How often the elected replica recounts rogatory_intake_requests.",
@@ -78,6 +86,12 @@ int main(int argc, char** argv) {
         options.max_document_bytes = max_document_size;
         options.max_document_bytes_per_request = max_document_bytes_per_request;
         options.max_document_bytes_per_authority = max_document_bytes_per_authority;
+        // Real time, like token lifetimes: a moved test clock must not end uploads. Static:
+        // it outlives the watch's thread, whatever order the parts go in.
+        static const rogatory::common::RealClock real_clock;
+        options.upload_idle_watch = parts.Own(std::make_shared<rogatory::common::IdleWatch>(
+            real_clock, upload_idle_timeout,
+            std::clamp(upload_idle_timeout / 4, absl::Milliseconds(100), absl::Seconds(5))));
         options.metrics = parts.Own(
             std::make_shared<rogatory::intake::IntakeMetrics>(platform.metrics().registry()));
         auto* gauge = parts.Own(std::make_shared<rogatory::intake::RequestCountGauge>(

@@ -39,6 +39,10 @@ int main(int argc, char **argv) {
         c.AddInt("max-subscribers", s.max_subscribers, 1, 100000,
                  "Subscribe streams per replica; more answer RESOURCE_EXHAUSTED.",
                  &s.max_subscribers);
+        c.AddDuration("stream-max-age", s.stream_max_age, absl::ZeroDuration(), year,
+                      "A Subscribe stream open this long is ended with UNAVAILABLE; the "
+                      "client subscribes again with its last cursor (0: no maximum).",
+                      &s.stream_max_age);
         c.AddDuration("notification-poll-interval", s.poll_interval, absl::Milliseconds(5),
                       absl::Seconds(10),
                       "How often idle streams, the fan-out and the webhook "

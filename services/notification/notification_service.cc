@@ -393,114 +393,311 @@ bool FilterMatches(const v1::SubscriptionFilter &filter, const common::v1::Event
 // ---------------------------------------------------------------------------------------
 // Subscribe.
 
-// One open stream. The reactor lives until OnDone; everything the reader thread
-// touches is in the shared State, and the thread calls the reactor only while
-// `finished` is false and it has just claimed the single write slot (so Finish,
-// which needs that slot free, cannot have run).
+// One open stream: what its reactor, its Redis reads (which complete on the Redis client's
+// event loop), the fan-out's wake-ups and the service's stream timer share. No thread is
+// the stream's own, so idle streams cost memory only. The reactor lives until OnDone; the
+// others reach it only while `finished` is false and they have just claimed the single
+// write slot (so Finish, which needs that slot free, cannot have run), or to Finish it.
+struct SubscribeStream {
+  NotificationServiceImpl *service = nullptr;
+  grpc::ServerWriteReactor<v1::SubscribeResponse> *reactor = nullptr;
+  // Set before the stream is shared, constant after.
+  CallContext call;
+  v1::SubscribeRequest request;
+  std::string who, inbox, floor_key;
+  size_t capacity = 1;
+  std::chrono::steady_clock::time_point opened_at;
+  InboxWakeups::Handle watch = 0;
+
+  absl::Mutex mu;
+  std::deque<v1::SubscribeResponse> buffer ABSL_GUARDED_BY(mu);
+  v1::SubscribeResponse current ABSL_GUARDED_BY(mu);
+  bool writing ABSL_GUARDED_BY(mu) = false;
+  bool finish_requested ABSL_GUARDED_BY(mu) = false;
+  absl::Status finish_status ABSL_GUARDED_BY(mu);
+  bool finished ABSL_GUARDED_BY(mu) = false;
+  bool done ABSL_GUARDED_BY(mu) = false;
+  // Where the stream starts is known (the opening script answered).
+  bool opened ABSL_GUARDED_BY(mu) = false;
+  // The last inbox entry read; only the one read in flight moves it.
+  StreamId position ABSL_GUARDED_BY(mu);
+  bool reading ABSL_GUARDED_BY(mu) = false;
+  // Read once more when the read in flight ends or the buffer has room: a wake-up came
+  // during the read, or the last read filled the buffer or its batch.
+  bool read_again ABSL_GUARDED_BY(mu) = false;
+  std::chrono::steady_clock::time_point last_sent ABSL_GUARDED_BY(mu);
+};
+
 class SubscribeReactor final : public grpc::ServerWriteReactor<v1::SubscribeResponse> {
  public:
-  struct State {
-    absl::Mutex mu;
-    std::deque<v1::SubscribeResponse> buffer ABSL_GUARDED_BY(mu);
-    v1::SubscribeResponse current ABSL_GUARDED_BY(mu);
-    bool writing ABSL_GUARDED_BY(mu) = false;
-    bool finish_requested ABSL_GUARDED_BY(mu) = false;
-    absl::Status finish_status ABSL_GUARDED_BY(mu);
-    bool finished ABSL_GUARDED_BY(mu) = false;
-    bool done ABSL_GUARDED_BY(mu) = false;
-    // The fan-out worker wrote into the inbox since the reader last read it.
-    bool woken ABSL_GUARDED_BY(mu) = false;
-    std::chrono::steady_clock::time_point last_sent ABSL_GUARDED_BY(mu);
-    SubscribeReactor *reactor = nullptr;
-  };
+  using Stream = std::shared_ptr<SubscribeStream>;
+  using Steady = std::chrono::steady_clock;
 
   SubscribeReactor(NotificationServiceImpl *service, grpc::CallbackServerContext *context,
                    const v1::SubscribeRequest &request)
-      : service_(service),
-        request_(request),
-        start_(std::chrono::steady_clock::now()),
-        state_(std::make_shared<State>()) {
-    state_->reactor = this;
-    auto call = service_->pipeline_.Admit(*context, "Subscribe");
+      : service_(service), start_(Steady::now()), st_(std::make_shared<SubscribeStream>()) {
+    st_->service = service;
+    st_->reactor = this;
+    st_->request = request;
+    auto call = service_->pipeline_.Admit(*context, "Subscribe",
+                                          common::Pipeline::CallKind::kStream);
     if (!call.ok()) {
       admitted_ = false;
       Finish(common::ToGrpcStatus(call.status()));
       return;
     }
-    call_ = *call;
+    st_->call = *call;
     if (absl::Status s = Validate(); !s.ok()) {
-      RequestFinish(state_, s);
+      RequestFinish(st_, s);
       return;
     }
     if (!service_->EnterStream()) {
-      RequestFinish(state_, absl::ResourceExhaustedError("too many open streams; retry later"));
+      RequestFinish(st_, absl::ResourceExhaustedError("too many open streams; retry later"));
       return;
     }
     entered_ = true;
     service_->metrics_.connected_subscribers().Increment();
+    st_->who = st_->call.caller.authority_id;
+    const int shard = service_->sharding_.ShardFor(st_->who);
+    st_->inbox = Keys::Inbox(shard, st_->who);
+    st_->floor_key = Keys::InboxFloor(shard, st_->who);
+    st_->capacity = static_cast<size_t>(std::max(1, service_->settings_.subscriber_buffer));
+    st_->opened_at = Steady::now();
     {
-      absl::MutexLock lock(&state_->mu);
-      state_->last_sent = std::chrono::steady_clock::now();
+      absl::MutexLock lock(&st_->mu);
+      st_->last_sent = st_->opened_at;
     }
-    service_->ReaderStarted();
-    std::thread([service = service_, state = state_, call = call_, request = request_] {
-      ReaderLoop(service, state, call, request);
-      service->ReaderEnded();
-    }).detach();
+    // Wake-ups are watched before the first read, so nothing the fan-out of this process
+    // writes after it waits for a poll.
+    service_->AddStream(st_);
+    Open(st_);
   }
 
   void OnWriteDone(bool ok) override {
     v1::SubscribeResponse sent;
+    bool read = false;
     {
-      absl::MutexLock lock(&state_->mu);
-      state_->writing = false;
-      state_->last_sent = std::chrono::steady_clock::now();
-      if (!ok && !state_->finish_requested) {
-        state_->finish_requested = true;
-        state_->finish_status = absl::CancelledError("stream closed");
+      absl::MutexLock lock(&st_->mu);
+      st_->writing = false;
+      st_->last_sent = Steady::now();
+      if (!ok && !st_->finish_requested) {
+        st_->finish_requested = true;
+        st_->finish_status = absl::CancelledError("stream closed");
       }
-      if (ok && state_->current.has_notification()) sent = std::move(state_->current);
+      if (ok && st_->current.has_notification()) sent = std::move(st_->current);
+      read = st_->read_again && !st_->reading;
     }
     if (sent.has_notification()) RecordDelivered(sent.notification());
-    Pump(state_);
+    Pump(st_);
+    if (read) StartRead(st_);  // the buffer has room again
   }
 
-  void OnCancel() override {
-    RequestFinish(state_, absl::CancelledError("cancelled by the client"));
-  }
+  void OnCancel() override { RequestFinish(st_, absl::CancelledError("cancelled by the client")); }
 
   void OnDone() override {
     absl::Status final_status;
     {
-      absl::MutexLock lock(&state_->mu);
-      state_->done = true;
-      final_status = state_->finish_status;
+      absl::MutexLock lock(&st_->mu);
+      st_->done = true;
+      final_status = st_->finish_status;
     }
     // The stream has ended: its outcome is logged, nothing is left to answer.
-    if (admitted_) service_->pipeline_.Audit(call_, final_status, start_, [](absl::Status) {});
+    if (admitted_) service_->pipeline_.Audit(st_->call, final_status, start_, [](absl::Status) {});
     if (entered_) {
+      service_->RemoveStream(st_);
       service_->metrics_.connected_subscribers().Decrement();
       service_->LeaveStream();
     }
     delete this;
   }
 
+  // Reads the inbox after the stream's position unless a read is in flight (then once
+  // more after it) or the buffer is full (then once it has room). Never blocks: the read
+  // completes on the Redis client's event loop.
+  static void StartRead(const Stream &st) {
+    size_t space = 0;
+    std::string from;
+    {
+      absl::MutexLock lock(&st->mu);
+      if (!st->opened || st->done || st->finish_requested) return;
+      if (st->reading || st->buffer.size() >= st->capacity) {
+        st->read_again = true;
+        return;
+      }
+      st->reading = true;
+      st->read_again = false;
+      space = std::min<size_t>(st->capacity - st->buffer.size(), 100);
+      from = st->position.ToString();
+    }
+    NotificationServiceImpl *service = st->service;
+    service->OpStarted();
+    service->redis_.Eval(ReadScript(), {st->inbox, st->floor_key}, {from, absl::StrCat(space)},
+                         [st, space](absl::StatusOr<RedisReply> read) {
+                           absl::Cleanup ended = [service = st->service] {
+                             service->OpEnded();
+                           };
+                           OnRead(st, std::move(read), space);
+                         });
+  }
+
+  // What the service's stream timer does for every open stream each poll interval: ends
+  // it at its maximum age, sends a heartbeat when it has been idle, and reads what other
+  // replicas' fan-out wrote (this process's fan-out wakes the stream at once instead).
+  static void Tick(const Stream &st, Steady::time_point now) {
+    const NotificationSettings &settings = st->service->settings_;
+    if (settings.stream_max_age > absl::ZeroDuration() &&
+        now - st->opened_at >= absl::ToChronoMilliseconds(settings.stream_max_age)) {
+      return RequestFinish(
+          st, absl::UnavailableError("the stream reached its maximum age (stream-max-age): "
+                                     "subscribe again with the last cursor received"));
+    }
+    bool pump = false;
+    {
+      absl::MutexLock lock(&st->mu);
+      if (st->done || st->finish_requested || !st->opened) return;
+      if (!st->reading && st->buffer.empty() && !st->writing &&
+          now - st->last_sent >= absl::ToChronoMilliseconds(settings.heartbeat_interval)) {
+        v1::SubscribeResponse hb;
+        *hb.mutable_heartbeat()->mutable_server_time() =
+            TimeUtil::MillisecondsToTimestamp(absl::ToUnixMillis(st->service->clock_.Now()));
+        st->buffer.push_back(std::move(hb));
+        st->last_sent = now;
+        pump = true;
+      }
+    }
+    if (pump) Pump(st);
+    StartRead(st);
+  }
+
  private:
   absl::Status Validate() {
     common::FieldViolations v;
-    if (!request_.cursor().empty() && !ParseStreamId(request_.cursor())) {
+    const v1::SubscribeRequest &request = st_->request;
+    if (!request.cursor().empty() && !ParseStreamId(request.cursor())) {
       v.Add("cursor", "is not a cursor this service issued");
     }
-    if (!v1::StartPosition_IsValid(request_.start_position())) {
+    if (!v1::StartPosition_IsValid(request.start_position())) {
       v.Add("start_position", "must be LIVE or OLDEST");
     }
-    ValidateFilter(request_.filter(), "filter", v);
+    ValidateFilter(request.filter(), "filter", v);
     return v.ToStatus();
+  }
+
+  // Trims the inbox and finds where the stream starts (asynchronously).
+  static void Open(const Stream &st) {
+    NotificationServiceImpl *service = st->service;
+    const NotificationSettings &settings = service->settings_;
+    const int64_t now_ms = absl::ToUnixMillis(service->clock_.Now());
+    std::string min_id = absl::StrCat(
+        std::max<int64_t>(0, now_ms - absl::ToInt64Milliseconds(settings.inbox_retention_age)),
+        "-0");
+    service->OpStarted();
+    service->redis_.Eval(OpenScript(), {st->inbox, st->floor_key},
+                         {std::move(min_id), absl::StrCat(settings.inbox_max_length)},
+                         [st](absl::StatusOr<RedisReply> opened) {
+                           absl::Cleanup ended = [service = st->service] {
+                             service->OpEnded();
+                           };
+                           OnOpened(st, std::move(opened));
+                         });
+  }
+
+  static void OnOpened(const Stream &st, absl::StatusOr<RedisReply> opened) {
+    if (!opened.ok() || opened->elements.size() < 2) {
+      return RequestFinish(st, absl::UnavailableError("inbox store unavailable"));
+    }
+    const v1::SubscribeRequest &request = st->request;
+    const StreamId floor = ParseStreamId(opened->elements[0].str).value_or(StreamId{});
+    const StreamId last = ParseStreamId(opened->elements[1].str).value_or(StreamId{});
+    StreamId position;
+    if (!request.cursor().empty()) {
+      position = *ParseStreamId(request.cursor());
+      if (position < floor) {
+        return RequestFinish(
+            st, absl::OutOfRangeError("the cursor is older than the inbox's retention: "
+                                      "notifications after it were discarded"));
+      }
+      if (last < position) {
+        common::FieldViolations v;
+        v.Add("cursor", "is not in this inbox");
+        return RequestFinish(st, v.ToStatus());
+      }
+    } else if (request.start_position() == v1::START_POSITION_OLDEST) {
+      position = floor;
+    } else {
+      position = last;
+    }
+    {
+      absl::MutexLock lock(&st->mu);
+      st->position = position;
+      st->opened = true;
+    }
+    StartRead(st);
+  }
+
+  static void OnRead(const Stream &st, absl::StatusOr<RedisReply> read, size_t asked) {
+    if (!read.ok() || read->elements.empty()) {
+      {
+        absl::MutexLock lock(&st->mu);
+        st->reading = false;
+      }
+      return RequestFinish(st, absl::UnavailableError("inbox store unavailable"));
+    }
+    StreamId position;
+    {
+      absl::MutexLock lock(&st->mu);
+      position = st->position;
+    }
+    if (position < ParseStreamId(read->elements[0].str).value_or(StreamId{})) {
+      {
+        absl::MutexLock lock(&st->mu);
+        st->reading = false;
+      }
+      return RequestFinish(st,
+                           absl::OutOfRangeError("the stream fell behind the inbox's retention: "
+                                                 "resubscribe from the oldest notification"));
+    }
+    const CallContext &call = st->call;
+    std::vector<v1::SubscribeResponse> batch;
+    for (size_t i = 1; i < read->elements.size(); ++i) {
+      const RedisReply &e = read->elements[i];
+      if (e.elements.size() < 2) continue;
+      auto id = ParseStreamId(e.elements[0].str);
+      if (!id) continue;
+      position = *id;
+      auto f = Fields(e.elements[1]);
+      v1::SubscribeResponse r;
+      v1::Notification *n = r.mutable_notification();
+      if (!n->mutable_event()->ParseFromString(f["ev"])) continue;
+      if (!FilterMatches(st->request.filter(), n->event(), DecodeList(f["st"]))) continue;
+      n->set_cursor(e.elements[0].str);
+      // Disclosed to the caller, its own inbox's owner: noted on the call's audit trail.
+      call.Touch(n->event().request_id(), common::AccessKind::kDisclose, n->event().event_id());
+      n->mutable_recipient()->set_authority_id(st->who);
+      n->mutable_recipient()->set_state(f["tost"].empty() ? call.caller.state : f["tost"]);
+      *n->mutable_accept_time() = MillisToTimestamp(ToInt(f["acc"]));
+      n->set_reannouncement(f["kind"] == "r");
+      batch.push_back(std::move(r));
+    }
+    bool again = false;
+    {
+      absl::MutexLock lock(&st->mu);
+      st->reading = false;
+      st->position = position;
+      if (st->done || st->finish_requested) return;
+      for (auto &r : batch) st->buffer.push_back(std::move(r));
+      // A full batch: more may be waiting. A wake-up during the read: read what it was
+      // about.
+      again = st->read_again || read->elements.size() - 1 >= asked;
+      st->read_again = false;
+    }
+    Pump(st);
+    if (again) StartRead(st);
   }
 
   // Asks for the stream to end with `status` once the write in flight (if any)
   // completes.
-  static void RequestFinish(const std::shared_ptr<State> &st, absl::Status status) {
+  static void RequestFinish(const Stream &st, absl::Status status) {
     {
       absl::MutexLock lock(&st->mu);
       if (st->finish_requested) return;
@@ -512,7 +709,7 @@ class SubscribeReactor final : public grpc::ServerWriteReactor<v1::SubscribeResp
 
   // Starts the next write, or Finish when asked and idle. Never holds the lock
   // across gRPC.
-  static void Pump(const std::shared_ptr<State> &st) {
+  static void Pump(const Stream &st) {
     bool write = false, finish = false;
     grpc::Status finish_status;
     {
@@ -542,9 +739,9 @@ class SubscribeReactor final : public grpc::ServerWriteReactor<v1::SubscribeResp
       // is reported loudly (and counted by the auditor's metrics).
       common::AuditRecord record;
       record.method = "Subscribe";
-      record.caller = call_.caller;
-      record.trace_id = call_.trace_id;
-      record.justification = call_.justification;
+      record.caller = st_->call.caller;
+      record.trace_id = st_->call.trace_id;
+      record.justification = st_->call.justification;
       record.subjects.push_back({n.event().request_id(), common::AccessKind::kDisclose,
                                  absl::StrCat("stream:", n.event().event_id())});
       service_->auditor_->Record(std::move(record), [](absl::Status logged) {
@@ -568,145 +765,12 @@ class SubscribeReactor final : public grpc::ServerWriteReactor<v1::SubscribeResp
         });
   }
 
-  static void ReaderLoop(NotificationServiceImpl *service, std::shared_ptr<State> st,
-                         CallContext call, v1::SubscribeRequest request);
-
   NotificationServiceImpl *const service_;
-  const v1::SubscribeRequest request_;
-  const std::chrono::steady_clock::time_point start_;
-  std::shared_ptr<State> state_;
-  CallContext call_;
+  const Steady::time_point start_;
+  const Stream st_;
   bool admitted_ = true;
   bool entered_ = false;
 };
-
-void SubscribeReactor::ReaderLoop(NotificationServiceImpl *service, std::shared_ptr<State> st,
-                                  CallContext call, v1::SubscribeRequest request) {
-  const NotificationSettings &settings = service->settings_;
-  const std::string &who = call.caller.authority_id;
-  const int shard = service->sharding_.ShardFor(who);
-  const std::string inbox = Keys::Inbox(shard, who);
-  const std::string floor_key = Keys::InboxFloor(shard, who);
-  // Woken when this process's fan-out writes into the inbox (registered before the first
-  // read, so nothing written after it waits for a poll).
-  std::shared_ptr<InboxWakeups> wakeups = service->inbox_wakeups_;
-  InboxWakeups::Handle watch = 0;
-  if (wakeups != nullptr) {
-    watch = wakeups->Watch(inbox, [st] {
-      absl::MutexLock lock(&st->mu);
-      st->woken = true;
-    });
-  }
-  absl::Cleanup unwatch = [&wakeups, &inbox, watch] {
-    if (wakeups != nullptr) wakeups->Unwatch(inbox, watch);
-  };
-  const auto min_id = [&] {
-    const int64_t now_ms = absl::ToUnixMillis(service->clock_.Now());
-    return absl::StrCat(
-        std::max<int64_t>(0, now_ms - absl::ToInt64Milliseconds(settings.inbox_retention_age)),
-        "-0");
-  };
-  auto opened = common::RunRedisScript(service->redis_, OpenScript(), {inbox, floor_key},
-                                       {min_id(), absl::StrCat(settings.inbox_max_length)});
-  if (!opened.ok() || opened->elements.size() < 2) {
-    return RequestFinish(st, absl::UnavailableError("inbox store unavailable"));
-  }
-  const StreamId floor = ParseStreamId(opened->elements[0].str).value_or(StreamId{});
-  const StreamId last = ParseStreamId(opened->elements[1].str).value_or(StreamId{});
-  StreamId position;
-  if (!request.cursor().empty()) {
-    position = *ParseStreamId(request.cursor());
-    if (position < floor) {
-      return RequestFinish(st,
-                           absl::OutOfRangeError("the cursor is older than the inbox's retention: "
-                                                 "notifications after it were discarded"));
-    }
-    if (last < position) {
-      common::FieldViolations v;
-      v.Add("cursor", "is not in this inbox");
-      return RequestFinish(st, v.ToStatus());
-    }
-  } else if (request.start_position() == v1::START_POSITION_OLDEST) {
-    position = floor;
-  } else {
-    position = last;
-  }
-  const auto heartbeat = absl::ToChronoMilliseconds(settings.heartbeat_interval);
-  const size_t capacity = static_cast<size_t>(std::max(1, settings.subscriber_buffer));
-  while (true) {
-    size_t space = 0;
-    {
-      absl::MutexLock lock(&st->mu);
-      auto ready = [&st, capacity]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(st->mu) {
-        return st->done || st->finish_requested || st->buffer.size() < capacity;
-      };
-      // A slow consumer: wait for room, reading nothing more (memory stays
-      // bounded).
-      while (!ready()) {
-        st->mu.AwaitWithTimeout(absl::Condition(&ready), settings.poll_interval);
-      }
-      if (st->done || st->finish_requested) return;
-      space = capacity - st->buffer.size();
-      st->woken = false;  // this read sees whatever the wake-up was about
-    }
-    auto read =
-        common::RunRedisScript(service->redis_, ReadScript(), {inbox, floor_key},
-                               {position.ToString(), absl::StrCat(std::min<size_t>(space, 100))});
-    if (!read.ok() || read->elements.empty()) {
-      return RequestFinish(st, absl::UnavailableError("inbox store unavailable"));
-    }
-    if (position < ParseStreamId(read->elements[0].str).value_or(StreamId{})) {
-      return RequestFinish(st,
-                           absl::OutOfRangeError("the stream fell behind the inbox's retention: "
-                                                 "resubscribe from the oldest notification"));
-    }
-    std::vector<v1::SubscribeResponse> batch;
-    for (size_t i = 1; i < read->elements.size(); ++i) {
-      const RedisReply &e = read->elements[i];
-      if (e.elements.size() < 2) continue;
-      auto id = ParseStreamId(e.elements[0].str);
-      if (!id) continue;
-      position = *id;
-      auto f = Fields(e.elements[1]);
-      v1::SubscribeResponse r;
-      v1::Notification *n = r.mutable_notification();
-      if (!n->mutable_event()->ParseFromString(f["ev"])) continue;
-      if (!FilterMatches(request.filter(), n->event(), DecodeList(f["st"]))) continue;
-      n->set_cursor(e.elements[0].str);
-      // Disclosed to the caller, its own inbox's owner: noted on the call's audit trail.
-      call.Touch(n->event().request_id(), common::AccessKind::kDisclose, n->event().event_id());
-      n->mutable_recipient()->set_authority_id(who);
-      n->mutable_recipient()->set_state(f["tost"].empty() ? call.caller.state : f["tost"]);
-      *n->mutable_accept_time() = MillisToTimestamp(ToInt(f["acc"]));
-      n->set_reannouncement(f["kind"] == "r");
-      batch.push_back(std::move(r));
-    }
-    const bool idle = read->elements.size() == 1;
-    {
-      absl::MutexLock lock(&st->mu);
-      if (st->done || st->finish_requested) return;
-      for (auto &r : batch) st->buffer.push_back(std::move(r));
-      if (idle && st->buffer.empty() && !st->writing &&
-          std::chrono::steady_clock::now() - st->last_sent >= heartbeat) {
-        v1::SubscribeResponse hb;
-        *hb.mutable_heartbeat()->mutable_server_time() =
-            TimeUtil::MillisecondsToTimestamp(absl::ToUnixMillis(service->clock_.Now()));
-        st->buffer.push_back(std::move(hb));
-        st->last_sent = std::chrono::steady_clock::now();
-      }
-    }
-    Pump(st);
-    if (idle) {
-      // Until the fan-out of this process writes into the inbox, or the next poll (for
-      // notifications other replicas wrote).
-      absl::MutexLock lock(&st->mu);
-      auto stop = [&st]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(st->mu) {
-        return st->done || st->finish_requested || st->woken;
-      };
-      st->mu.AwaitWithTimeout(absl::Condition(&stop), settings.poll_interval);
-    }
-  }
-}
 
 NotificationServiceImpl::NotificationServiceImpl(
     common::RedisClient &redis, const common::Clock &clock, common::Pipeline &pipeline,
@@ -718,12 +782,18 @@ NotificationServiceImpl::NotificationServiceImpl(
       sharding_(sharding),
       settings_(settings),
       metrics_(metrics),
-      handler_(handler) {}
+      handler_(handler),
+      stream_timer_([this] { StreamTimerLoop(); }) {}
 
 NotificationServiceImpl::~NotificationServiceImpl() {
+  {
+    absl::MutexLock lock(&mu_);
+    stopping_ = true;
+  }
+  stream_timer_.join();
   absl::MutexLock lock(&mu_);
   mu_.Await(absl::Condition(
-      +[](int *n) { return *n == 0; }, &running_readers_));
+      +[](int *n) { return *n == 0; }, &pending_ops_));
 }
 
 bool NotificationServiceImpl::EnterStream() {
@@ -736,13 +806,63 @@ void NotificationServiceImpl::LeaveStream() {
   absl::MutexLock lock(&mu_);
   --open_streams_;
 }
-void NotificationServiceImpl::ReaderStarted() {
+void NotificationServiceImpl::OpStarted() {
   absl::MutexLock lock(&mu_);
-  ++running_readers_;
+  ++pending_ops_;
 }
-void NotificationServiceImpl::ReaderEnded() {
+void NotificationServiceImpl::OpEnded() {
   absl::MutexLock lock(&mu_);
-  --running_readers_;
+  --pending_ops_;
+}
+
+void NotificationServiceImpl::AddStream(const std::shared_ptr<SubscribeStream> &stream) {
+  if (inbox_wakeups_ != nullptr) {
+    // Runs under the wake-ups' lock on the fan-out's thread: only queues the stream for
+    // the stream timer, which reads.
+    stream->watch = inbox_wakeups_->Watch(
+        stream->inbox, [this, weak = std::weak_ptr<SubscribeStream>(stream)] {
+          if (auto st = weak.lock()) {
+            absl::MutexLock lock(&mu_);
+            woken_.push_back(std::move(st));
+          }
+        });
+  }
+  absl::MutexLock lock(&mu_);
+  streams_.emplace(stream.get(), stream);
+}
+
+void NotificationServiceImpl::RemoveStream(const std::shared_ptr<SubscribeStream> &stream) {
+  if (inbox_wakeups_ != nullptr) inbox_wakeups_->Unwatch(stream->inbox, stream->watch);
+  absl::MutexLock lock(&mu_);
+  streams_.erase(stream.get());
+}
+
+void NotificationServiceImpl::StreamTimerLoop() {
+  using Steady = std::chrono::steady_clock;
+  const auto interval = absl::ToChronoMilliseconds(settings_.poll_interval);
+  auto next_tick = Steady::now() + interval;
+  while (true) {
+    std::vector<std::shared_ptr<SubscribeStream>> woken, ticked;
+    {
+      absl::MutexLock lock(&mu_);
+      auto ready = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+        return stopping_ || !woken_.empty();
+      };
+      mu_.AwaitWithTimeout(absl::Condition(&ready),
+                           absl::FromChrono(std::max(Steady::duration::zero(),
+                                                     next_tick - Steady::now())));
+      if (stopping_) return;
+      woken.swap(woken_);
+      if (Steady::now() >= next_tick) {
+        ticked.reserve(streams_.size());
+        for (const auto &[key, stream] : streams_) ticked.push_back(stream);
+        next_tick = Steady::now() + interval;
+      }
+    }
+    for (const auto &st : woken) SubscribeReactor::StartRead(st);
+    const auto now = Steady::now();
+    for (const auto &st : ticked) SubscribeReactor::Tick(st, now);
+  }
 }
 
 grpc::ServerWriteReactor<v1::SubscribeResponse> *NotificationServiceImpl::Subscribe(

@@ -3,7 +3,10 @@
 #include <atomic>
 #include <memory>
 #include <string>
+#include <thread>
+#include <vector>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/synchronization/mutex.h"
 #include "notification_event_handler.h"
 #include "notification_metrics.h"
@@ -17,10 +20,15 @@
 
 namespace rogatory::notification {
 
+struct SubscribeStream;  // one open Subscribe stream (notification_service.cc)
+
 // rogatory.notification.v1.NotificationService on the callback API. Unary RPCs
 // go through Pipeline::Unary and complete from Redis callbacks; Subscribe
-// streams through a reactor whose Redis reads run on a reader thread of its own
-// (never on gRPC or Redis callback threads), with a bounded read-ahead buffer.
+// streams through a reactor whose reads go through the asynchronous Redis client
+// into a bounded read-ahead buffer. No stream holds a thread: reads start when
+// the fan-out of this process wakes the inbox, when the client makes room, and
+// on one timer thread per service that polls (for other replicas' writes), sends
+// heartbeats and ends streams at `stream_max_age`.
 //
 // Who may do what (development authentication, x-rogatory-* metadata):
 // - Subscribe, Ack: the caller's own inbox only.
@@ -37,8 +45,8 @@ class NotificationServiceImpl final : public v1::NotificationService::CallbackSe
                           common::Pipeline &pipeline, common::Sharding sharding,
                           NotificationSettings settings, NotificationMetrics &metrics,
                           NotificationEventHandler &handler);
-  // Waits for every Subscribe reader thread to end (the server must be shut
-  // down first).
+  // Stops the stream timer and waits for the streams' Redis reads in flight (the
+  // server must be shut down first).
   ~NotificationServiceImpl() override;
 
   grpc::ServerWriteReactor<v1::SubscribeResponse> *Subscribe(
@@ -87,11 +95,15 @@ class NotificationServiceImpl final : public v1::NotificationService::CallbackSe
  private:
   friend class SubscribeReactor;
 
-  // Reader-thread bookkeeping, so destruction waits for detached readers.
+  // Open streams (bounded by max_subscribers), and what the stream timer serves.
   bool EnterStream();
   void LeaveStream();
-  void ReaderStarted();
-  void ReaderEnded();
+  void AddStream(const std::shared_ptr<SubscribeStream> &stream);
+  void RemoveStream(const std::shared_ptr<SubscribeStream> &stream);
+  // Redis reads of streams in flight, so destruction waits for their callbacks.
+  void OpStarted();
+  void OpEnded();
+  void StreamTimerLoop();
 
   common::RedisClient &redis_;
   const common::Clock &clock_;
@@ -105,7 +117,13 @@ class NotificationServiceImpl final : public v1::NotificationService::CallbackSe
 
   absl::Mutex mu_;
   int open_streams_ ABSL_GUARDED_BY(mu_) = 0;
-  int running_readers_ ABSL_GUARDED_BY(mu_) = 0;
+  int pending_ops_ ABSL_GUARDED_BY(mu_) = 0;
+  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  absl::flat_hash_map<SubscribeStream *, std::shared_ptr<SubscribeStream>> streams_
+      ABSL_GUARDED_BY(mu_);
+  // Streams the fan-out woke, for the stream timer to read.
+  std::vector<std::shared_ptr<SubscribeStream>> woken_ ABSL_GUARDED_BY(mu_);
+  std::thread stream_timer_;  // last: started once the rest is built
 };
 
 // Whether an event matches a subscription filter (unset parts match

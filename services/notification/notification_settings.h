@@ -21,6 +21,10 @@ struct NotificationSettings {
   int subscriber_buffer = 256;
   // Streams open at once in this process; more answer RESOURCE_EXHAUSTED.
   int max_subscribers = 1000;
+  // A stream open this long is ended with UNAVAILABLE, which clients answer by
+  // subscribing again with their last cursor (spreads streams across replicas and
+  // frees the place of a client that stopped reading); 0: no maximum.
+  absl::Duration stream_max_age = absl::Minutes(30);
   // How often an idle subscriber, the fan-out and the webhook queue look for
   // new work.
   absl::Duration poll_interval = absl::Milliseconds(100);

@@ -8,6 +8,7 @@
 #include <thread>
 #include <vector>
 
+#include "absl/strings/match.h"
 #include "absl/synchronization/mutex.h"
 #include "gmock/gmock.h"
 #include "google/rpc/error_details.pb.h"
@@ -16,6 +17,7 @@
 #include "grpcpp/grpcpp.h"
 #include "gtest/gtest.h"
 #include "rogatory/common/malformed_requests.h"
+#include "rogatory/common/metrics.h"
 #include "rogatory/common/pipeline.h"
 #include "rogatory/common/status.h"
 #include "rogatory/intake/v1/intake.grpc.pb.h"
@@ -59,7 +61,8 @@ class FakeIntake final : public v1::IntakeService::CallbackService {
     Download(FakeIntake& service, grpc::CallbackServerContext* context,
              const v1::DownloadDocumentRequest& request)
         : start_(Steady::now()) {
-      auto call = service.pipeline_.Admit(*context, "DownloadDocument");
+      auto call =
+          service.pipeline_.Admit(*context, "DownloadDocument", Pipeline::CallKind::kStream);
       if (!call.ok()) {
         Finish(ToGrpcStatus(call.status()));
         return;
@@ -151,10 +154,11 @@ class ServerLimitsTest : public ::testing::Test {
     return result;
   }
   // Reads a server stream whose request is `bytes` to its end.
-  grpc::Status StreamRaw(const std::string& method, const std::string& bytes) {
+  grpc::Status StreamRaw(const std::string& method, const std::string& bytes,
+                         const std::string& caller = "AUTH-A") {
     grpc::GenericStub generic(channel_);
     grpc::ClientContext ctx;
-    ctx.AddMetadata("x-rogatory-authority", "AUTH-A");
+    ctx.AddMetadata("x-rogatory-authority", caller);
     ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
     grpc::CompletionQueue cq;
     auto call = generic.PrepareCall(&ctx, method, &cq);
@@ -179,9 +183,9 @@ class ServerLimitsTest : public ::testing::Test {
     }
     return status;
   }
-  grpc::Status Get(const std::string& id) {
+  grpc::Status Get(const std::string& id, const std::string& caller = "AUTH-A") {
     grpc::ClientContext ctx;
-    ctx.AddMetadata("x-rogatory-authority", "AUTH-A");
+    ctx.AddMetadata("x-rogatory-authority", caller);
     ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
     v1::GetRequestRequest req;
     req.set_id(id);
@@ -345,6 +349,81 @@ TEST_F(ServerLimitsTest, CallsBeyondTheConcurrencyBoundAreRefusedAtOnce) {
   EXPECT_TRUE(held_status.ok());
   ASSERT_TRUE(Eventually([&] { return pipeline_.calls_in_flight() == 0; }));
   EXPECT_TRUE(Get("RQ-3").ok());
+}
+
+// Issue 16, item 10: one caller's idle calls and streams fill its own bounds, never the
+// server's; other callers are still served, and services are bounded by the server only.
+TEST_F(ServerLimitsTest, OneCallerOverItsBoundsIsRefusedWhileOthersAreServed) {
+  pipeline_.SetCallerLimits(/*max_calls_per_caller=*/2, /*max_streams_per_caller=*/1);
+  Metrics metrics;
+  pipeline_.SetMetrics(metrics.registry());
+  StartServer(/*max_concurrent_calls=*/100);
+  // AUTH-A holds two unary calls and one stream open.
+  struct Held {
+    grpc::ClientContext ctx;
+    v1::GetRequestRequest req;
+    v1::GetRequestResponse resp;
+  };
+  std::vector<std::unique_ptr<Held>> held;
+  absl::Mutex mu;
+  int finished = 0;
+  for (int i = 0; i < 2; ++i) {
+    auto h = std::make_unique<Held>();
+    h->ctx.AddMetadata("x-rogatory-authority", "AUTH-A");
+    h->req.set_id("hold");
+    stub_->async()->GetRequest(&h->ctx, &h->req, &h->resp, [&](grpc::Status) {
+      absl::MutexLock lock(&mu);
+      ++finished;
+    });
+    held.push_back(std::move(h));
+  }
+  std::thread streaming([this] { EXPECT_TRUE(StreamRaw(kDownload, "\x0a\x04hold").ok()); });
+  ASSERT_TRUE(Eventually([&] { return service_.held() == 3; }));
+  EXPECT_EQ(pipeline_.calls_in_flight("AUTH-A", Pipeline::CallKind::kUnary), 2);
+  EXPECT_EQ(pipeline_.calls_in_flight("AUTH-A", Pipeline::CallKind::kStream), 1);
+
+  // Over its call bound and its stream bound: refused at once, naming the setting.
+  grpc::Status call = Get("RQ-1");
+  EXPECT_EQ(call.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
+  EXPECT_THAT(call.error_message(), HasSubstr("max-calls-per-caller"));
+  grpc::Status stream = StreamRaw(kDownload, std::string("\x0a\x01" "d", 3));
+  EXPECT_EQ(stream.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
+  EXPECT_THAT(stream.error_message(), HasSubstr("max-streams-per-caller"));
+  // Another caller's call and stream are served meanwhile; so is a service beyond the caps.
+  EXPECT_TRUE(Get("RQ-1", "AUTH-B").ok());
+  EXPECT_TRUE(StreamRaw(kDownload, std::string("\x0a\x01" "d", 3), "AUTH-B").ok());
+  {
+    grpc::ClientContext ctx;
+    ctx.AddMetadata("x-rogatory-authority", "rogatory-routing");
+    ctx.AddMetadata("x-rogatory-roles", "service");
+    v1::GetRequestRequest req;
+    req.set_id("RQ-1");
+    v1::GetRequestResponse resp;
+    EXPECT_TRUE(stub_->GetRequest(&ctx, req, &resp).ok());
+  }
+  // Metrics by kind and bound, never by caller.
+  const std::string page = metrics.Render();
+  EXPECT_THAT(page, HasSubstr("rogatory_calls_refused_total{bound=\"caller\",kind=\"unary\"} 1"));
+  EXPECT_THAT(page, HasSubstr("rogatory_calls_refused_total{bound=\"caller\",kind=\"stream\"} 1"));
+  EXPECT_THAT(page, ::testing::Not(HasSubstr("AUTH-A")));
+  // The other callers' calls leave once their reactors are gone, just after their answers.
+  EXPECT_TRUE(Eventually([&] {
+    const std::string now = metrics.Render();
+    return absl::StrContains(now, "rogatory_calls_in_flight{kind=\"unary\"} 2") &&
+           absl::StrContains(now, "rogatory_calls_in_flight{kind=\"stream\"} 1");
+  })) << metrics.Render();
+
+  // Once its calls end, the caller is served again.
+  service_.Release();
+  streaming.join();
+  ASSERT_TRUE(Eventually([&] {
+    absl::MutexLock lock(&mu);
+    return finished == 2;
+  }));
+  ASSERT_TRUE(Eventually([&] { return pipeline_.calls_in_flight() == 0; }));
+  EXPECT_EQ(pipeline_.calls_in_flight("AUTH-A", Pipeline::CallKind::kUnary), 0);
+  EXPECT_TRUE(Get("RQ-2").ok());
+  EXPECT_TRUE(StreamRaw(kDownload, std::string("\x0a\x01" "d", 3)).ok());
 }
 
 }  // namespace

@@ -1,6 +1,7 @@
 // UploadDocument / DownloadDocument / ListDocuments through the service, on the in-memory
 // stores and (RedisDocumentsTest) on a real redis-server.
 #include <chrono>
+#include <functional>
 #include <random>
 #include <set>
 #include <thread>
@@ -17,6 +18,7 @@
 #include "redis_server.h"
 #include "rogatory/common/async_redis_client.h"
 #include "rogatory/common/ids.h"
+#include "rogatory/common/idle_watch.h"
 
 namespace rogatory::intake {
 namespace {
@@ -229,6 +231,84 @@ TEST_F(DocumentsTest, CorruptedChunkIsRefusedAndNothingIsStored) {
   v1::Request got;
   ASSERT_TRUE(h_.Get(r.id(), &got).ok());
   EXPECT_EQ(got.etag(), "1");
+}
+
+// Issue 16, item 10: an upload whose client goes silent ends after upload-idle-timeout
+// with DEADLINE_EXCEEDED, its staged bytes discarded, instead of holding its place among the
+// caller's streams for ever; an upload that keeps sending is never ended.
+class IdleUploadTest : public ::testing::Test {
+ protected:
+  // Polls until `pred` holds or 10 s pass.
+  static bool Eventually(const std::function<bool()>& pred) {
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    while (std::chrono::steady_clock::now() < deadline) {
+      if (pred()) return true;
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+    return pred();
+  }
+
+  common::SimulatedClock idle_clock_;
+  // Checked only when the test says (CheckNow): the hour-long interval never comes.
+  common::IdleWatch watch_{idle_clock_, absl::Seconds(30), absl::Hours(1)};
+  InMemoryRequestStore requests_;
+  InMemoryDocumentStore documents_{requests_};
+  IntakeOptions options_{.max_document_bytes = 8 << 20, .upload_idle_watch = &watch_};
+  IntakeHarness h_{requests_, 16, &documents_, options_};
+};
+
+TEST_F(IdleUploadTest, SilentUploadEndsWithDeadlineExceededAndLeavesNothingStaged) {
+  const v1::Request r = h_.SubmitComplete(pb::INSTRUMENT_EIO);
+  const std::string bytes = RandomBytes(3000);
+  grpc::ClientContext ctx;
+  IntakeHarness::As(&ctx, testing::kIssuer);
+  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
+  v1::UploadDocumentResponse resp;
+  auto writer = h_.stub().UploadDocument(&ctx, &resp);
+  v1::UploadDocumentRequest msg;
+  *msg.mutable_metadata() = Metadata(r.id(), bytes);
+  ASSERT_TRUE(writer->Write(msg));
+  msg.set_chunk(bytes.substr(0, 1000));
+  ASSERT_TRUE(writer->Write(msg));
+  // The chunk is staged and the upload waits for the next message.
+  ASSERT_TRUE(Eventually([&] { return documents_.StagedChunks() == 1 && watch_.armed() == 1; }));
+  idle_clock_.Advance(absl::Seconds(29));
+  EXPECT_EQ(watch_.CheckNow(), 0);  // not yet
+  idle_clock_.Advance(absl::Seconds(2));
+  EXPECT_EQ(watch_.CheckNow(), 1);
+  grpc::Status s = writer->Finish();
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::DEADLINE_EXCEEDED) << s.error_message();
+  EXPECT_THAT(s.error_message(), ::testing::HasSubstr("upload-idle-timeout"));
+  EXPECT_TRUE(Eventually([&] { return documents_.StagedCount() == 0; }));
+  EXPECT_EQ(h_.History(r.id()).size(), 1u);  // no document was added
+}
+
+TEST_F(IdleUploadTest, UploadThatKeepsSendingIsNeverEnded) {
+  const v1::Request r = h_.SubmitComplete(pb::INSTRUMENT_EIO);
+  const std::string bytes = RandomBytes(3000);
+  grpc::ClientContext ctx;
+  IntakeHarness::As(&ctx, testing::kIssuer);
+  v1::UploadDocumentResponse resp;
+  auto writer = h_.stub().UploadDocument(&ctx, &resp);
+  v1::UploadDocumentRequest msg;
+  *msg.mutable_metadata() = Metadata(r.id(), bytes);
+  ASSERT_TRUE(writer->Write(msg));
+  // Waiting for the chunk after the metadata.
+  ASSERT_TRUE(Eventually([&] { return watch_.armed() == 1; }));
+  for (int i = 0; i < 3; ++i) {
+    // 20 s between messages each time: never 30 s in a row.
+    idle_clock_.Advance(absl::Seconds(20));
+    EXPECT_EQ(watch_.CheckNow(), 0) << "message " << i;
+    msg.set_chunk(bytes.substr(i * 1000, 1000));
+    ASSERT_TRUE(writer->Write(msg));
+    // The chunk is staged and the upload waits for the next message.
+    ASSERT_TRUE(Eventually([&] {
+      return documents_.StagedChunks() == static_cast<size_t>(i + 1) && watch_.armed() == 1;
+    }));
+  }
+  writer->WritesDone();
+  EXPECT_TRUE(writer->Finish().ok());
+  EXPECT_EQ(resp.document().size_bytes(), 3000);
 }
 
 TEST_F(DocumentsTest, SizeCapBadMetadataAndUnknownRequestAreRefused) {

@@ -705,6 +705,39 @@ TEST_F(NotificationRedisTest, WakeUpsDeliverWithoutWaitingForThePollInterval) {
   ctx->TryCancel();
 }
 
+// Issue 16, item 10: a stream open longer than stream-max-age ends with UNAVAILABLE (which
+// clients answer by subscribing again with their last cursor), after what it had to send.
+TEST_F(NotificationRedisTest, StreamEndsAtItsMaximumAgeWithARetryableStatus) {
+  settings_.stream_max_age = absl::Milliseconds(300);
+  StartService();
+  ASSERT_TRUE(Receive(MakeEvent("ev-aged", Request(1))).ok());
+  Drain();
+  auto ctx = Ctx(kIssuer);
+  v1::SubscribeRequest req;
+  req.set_start_position(v1::START_POSITION_OLDEST);
+  auto reader = stub_->Subscribe(ctx.get(), req);
+  auto got = ReadN(*reader, 1);
+  ASSERT_EQ(got.size(), 1u);
+  EXPECT_EQ(got[0].event().event_id(), "ev-aged");
+  v1::SubscribeResponse r;
+  while (reader->Read(&r)) {
+    EXPECT_FALSE(r.has_notification());  // heartbeats only
+  }
+  grpc::Status ended = reader->Finish();
+  EXPECT_EQ(ended.error_code(), grpc::StatusCode::UNAVAILABLE);
+  EXPECT_THAT(ended.error_message(), ::testing::HasSubstr("stream-max-age"));
+  // Resuming with the last cursor sends nothing twice and nothing is lost.
+  ASSERT_TRUE(Receive(MakeEvent("ev-after", Request(2))).ok());
+  Drain();
+  auto ctx2 = Ctx(kIssuer);
+  req.set_cursor(got[0].cursor());
+  auto resumed = stub_->Subscribe(ctx2.get(), req);
+  auto next = ReadN(*resumed, 1);
+  ASSERT_EQ(next.size(), 1u);
+  EXPECT_EQ(next[0].event().event_id(), "ev-after");
+  ctx2->TryCancel();
+}
+
 // Issue 22 item 4: the deadline start reaches notification before the routing decision
 // names the executing authority. The authority joins with the decision and receives the
 // deadlines still running against the request, before the decision, in the same step.

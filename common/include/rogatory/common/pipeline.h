@@ -16,6 +16,7 @@
 #include "grpcpp/server_context.h"
 #include "grpcpp/support/server_callback.h"
 #include "rogatory/common/log_summary.h"
+#include "prometheus/registry.h"
 #include "rogatory/common/status.h"
 
 namespace rogatory::common {
@@ -78,9 +79,9 @@ struct CallContext {
   void Touch(std::string request_id, AccessKind kind, std::string detail = "") const {
     trail->Touch(std::move(request_id), kind, std::move(detail));
   }
-  // One of the server's concurrent-call slots (Pipeline::SetMaxConcurrentCalls), held
-  // until the last copy of this context goes, i.e. until the call has been audited and
-  // answered. Null when there is no bound.
+  // The call's place among the calls in flight (the server's bound, the caller's bound:
+  // see Pipeline::SetMaxConcurrentCalls and SetCallerLimits), held until the last copy of
+  // this context goes, i.e. until the call has been audited and answered.
   std::shared_ptr<const void> slot;
 };
 
@@ -151,8 +152,7 @@ class LogAuditor final : public Auditor {
 // complete asynchronously through `done`, so a handler waiting on Redis holds no thread.
 class Pipeline {
  public:
-  Pipeline(Authenticator& authenticator, RateLimiter& limiter, Auditor& auditor)
-      : authenticator_(authenticator), limiter_(limiter), auditor_(auditor) {}
+  Pipeline(Authenticator& authenticator, RateLimiter& limiter, Auditor& auditor);
 
   using Done = std::function<void(absl::Status)>;
 
@@ -186,9 +186,15 @@ class Pipeline {
     return reactor;
   }
 
-  // Authenticates and limits a call; for streaming handlers, which then call Audit.
+  // What a call holds while in flight, for the bounds of SetCallerLimits.
+  enum class CallKind { kUnary, kStream };
+
+  // Authenticates and limits a call; for streaming handlers, which then call Audit. A
+  // handler of a streaming RPC (client, server or both) passes kStream: it is then bounded
+  // by the caller's stream bound rather than its call bound.
   absl::StatusOr<CallContext> Admit(const grpc::CallbackServerContext& context,
-                                    absl::string_view method);
+                                    absl::string_view method,
+                                    CallKind kind = CallKind::kUnary);
   // Records the call's outcome, then calls `answer` with the status to answer with: the
   // call's own, or UNAVAILABLE when a successful call could not be logged.
   void Audit(const CallContext& call, const absl::Status& status,
@@ -198,7 +204,22 @@ class Pipeline {
   // Admit answers RESOURCE_EXHAUSTED at once instead of letting calls queue without end.
   // 0: no bound. Set before serving.
   void SetMaxConcurrentCalls(int max_calls) { max_concurrent_calls_ = max_calls; }
-  int calls_in_flight() const { return in_flight_->load(); }
+  // Bounds, per caller authority, the unary calls and the streams admitted and not yet
+  // finished, so that one caller cannot take the server's whole bound (idle uploads and
+  // streams): beyond them Admit answers RESOURCE_EXHAUSTED. Other Rogatory services
+  // (Caller::is_service) are bounded by the server's bound only. 0: no bound. Set before
+  // serving.
+  void SetCallerLimits(int max_calls_per_caller, int max_streams_per_caller) {
+    max_calls_per_caller_ = max_calls_per_caller;
+    max_streams_per_caller_ = max_streams_per_caller;
+  }
+  // Exports rogatory_calls_in_flight{kind} and rogatory_calls_refused_total{kind,bound}
+  // (kind: unary | stream; bound: server | caller) into `registry`, which must outlive
+  // every call. Labels never name a caller. Set before serving.
+  void SetMetrics(prometheus::Registry& registry);
+  int calls_in_flight() const;
+  // Calls of `kind` that `authority_id` has in flight.
+  int calls_in_flight(absl::string_view authority_id, CallKind kind) const;
   Auditor& auditor() { return auditor_; }
 
   // Where calls refused before they reach a handler, which callers can send at will
@@ -213,9 +234,16 @@ class Pipeline {
   Authenticator& authenticator_;
   RateLimiter& limiter_;
   Auditor& auditor_;
+  // Takes a place for `caller`'s call of `kind` (see CallContext::slot).
+  absl::StatusOr<std::shared_ptr<const void>> TakeSlot(const Caller& caller, CallKind kind);
+
   int max_concurrent_calls_ = 0;
+  int max_calls_per_caller_ = 0;
+  int max_streams_per_caller_ = 0;
   LogSummary* refusal_log_ = nullptr;
-  std::shared_ptr<std::atomic<int>> in_flight_ = std::make_shared<std::atomic<int>>(0);
+  struct Slots;
+  // Shared with the slots, which may outlive the pipeline.
+  std::shared_ptr<Slots> slots_;
 };
 
 }  // namespace rogatory::common

@@ -67,7 +67,11 @@ struct ServerSettings {
   AuthSettings auth;          // see authentication.h
   // Limits against abuse (see README.md, "Limits").
   int max_message_bytes = 2 << 20;
-  int max_concurrent_rpcs = 1000;
+  int max_concurrent_rpcs = 2000;
+  int max_calls_per_caller = 100;
+  int max_streams_per_caller = 20;
+  absl::Duration keepalive_time = absl::Minutes(1);
+  absl::Duration keepalive_timeout = absl::Seconds(20);
   // Parsing leaves kRateLimitByEnvironment when rate-limit-rps is not given;
   // ApplyEnvironmentDefaults resolves it.
   int rate_limit_rps = 0;
