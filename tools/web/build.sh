@@ -5,7 +5,9 @@
 #                       dist/rogatory-gateway.cjs (one file, Debian's nodejs only), unit tests
 #   examples/web        the example page: type-check, bundle into dist/
 # `npm ci` runs only when a package's lockfile changed since its last install (a stamp in
-# node_modules), with npm's cache preferred, so a repeated run costs a few seconds.
+# node_modules), with npm's cache preferred; a package is rebuilt only when its inputs
+# (its files, protos/, the client's sources) changed since its last build (a stamp in
+# dist/), so a repeated run costs about a second.
 # Used by tests/run.sh (stage "web"), deploy/local/run.sh and the gateway's Dockerfile stage.
 #
 #   tools/web/build.sh            # all three
@@ -30,19 +32,46 @@ ensure_modules() {
   printf '%s\n' "${want}" >"${stamp}"
 }
 
+# Hash of the inputs of a build: every file under the given paths except installed and
+# generated ones.
+inputs_hash() {
+  (cd "${repo}" && find "$@" \( -name node_modules -o -name dist -o -name gen \) -prune \
+     -o -type f -print0 | sort -z | xargs -0 sha256sum | sha256sum | cut -d' ' -f1)
+}
+
+# build DIR COMMAND... [-- INPUT_PATHS...]: runs COMMAND in DIR unless the inputs are those
+# of the last successful build.
+build() {
+  local dir="$1" inputs=() command=() want stamp
+  shift
+  while (($# > 0)) && [[ "$1" != -- ]]; do command+=("$1"); shift; done
+  shift
+  inputs=("$@")
+  ensure_modules "${repo}/${dir}"
+  stamp="${repo}/${dir}/dist/.rogatory-inputs.sha256"
+  want="$(inputs_hash "${inputs[@]}")"
+  if [[ -f "${stamp}" && "$(cat "${stamp}")" == "${want}" ]]; then
+    log "${dir}: up to date"
+    return 0
+  fi
+  log "building ${dir}"
+  (cd "${repo}/${dir}" && "${command[@]}")
+  mkdir -p "${repo}/${dir}/dist"
+  printf '%s\n' "${want}" >"${stamp}"
+}
+
 build_client() {
-  ensure_modules "${repo}/clients/typescript"
-  (cd "${repo}/clients/typescript" && npm run --silent build)
+  build clients/typescript npm run --silent build -- clients/typescript protos
 }
 
 build_gateway() {
-  ensure_modules "${repo}/services/gateway"
-  (cd "${repo}/services/gateway" && npm run --silent build && npm test --silent)
+  build services/gateway sh -c 'npm run --silent build && npm test --silent' \
+    -- services/gateway clients/typescript/scripts protos
 }
 
 build_page() {
-  ensure_modules "${repo}/examples/web"
-  (cd "${repo}/examples/web" && npm run --silent build)
+  build examples/web npm run --silent build -- examples/web clients/typescript protos \
+    samples/requests/eio-fr-de.json
 }
 
 command -v node >/dev/null 2>&1 || { log "error: node not found (deploy/install-deps.sh installs it)"; exit 1; }
