@@ -157,6 +157,15 @@ class GatewayTest(base.E2ETestCase):
         result = gw.grpc_web_call(self.port, f"{INTAKE}/GetRequest", b"", text=True,
                                   token=self.token, raw_body=b"%%%not base64%%%")
         self.assertEqual(result.grpc_status, INVALID_ARGUMENT, result.grpc_message)
+        # A Connect stream in binary: HTTP 200, the error in the end-of-stream message.
+        status, headers, body = gw.request(
+            self.port, "POST", f"{NOTIFICATION}/Subscribe", gw.frame(b"\xff\xff\xff"),
+            {"content-type": "application/connect+proto", "connect-protocol-version": "1",
+             "authorization": f"Bearer {self.token}"})
+        self.assertEqual(status, 200)
+        self.assertEqual(body[0], 0x02, body)  # end-of-stream flag
+        end = json.loads(body[5:])
+        self.assertEqual(end["error"]["code"], "invalid_argument", end)
 
     def test_wrong_content_type_is_unsupported_media_type(self):
         status, _, _ = gw.request(self.port, "POST", f"{INTAKE}/GetRequest", b"id=x",

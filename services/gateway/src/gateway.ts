@@ -276,7 +276,7 @@ export function createGateway(settings: Settings): Gateway {
       } catch (e) {
         const err = ConnectError.from(e);
         state.code = err.code;
-        httpStatus = writeEarlyError(res, err, protocol);
+        httpStatus = writeEarlyError(res, err, protocol, contentType);
         return;
       }
       let ures: UniversalServerResponse = await handler(ureq);
@@ -472,7 +472,8 @@ async function codeOfEarlyResponse(ures: UniversalServerResponse): Promise<[Code
 async function checkedBinaryRequest(ureq: UniversalServerRequest, contentType: string,
                                     method: DescMethod, maxMessageBytes: number): Promise<UniversalServerRequest> {
   const text = GRPC_WEB_TEXT.test(contentType);
-  const grpcWeb = text || /^application\/grpc-web(\+proto)?\s*(;.*)?$/i.test(contentType);
+  // Enveloped: gRPC-Web, and Connect streaming requests (one message for a server stream).
+  const grpcWeb = text || /^application\/(grpc-web(\+proto)?|connect\+proto)\s*(;.*)?$/i.test(contentType);
   const connectProto = /^application\/proto\s*(;.*)?$/i.test(contentType);
   if (!grpcWeb && !connectProto) return ureq;
   const tooLarge = () => new ConnectError(`message larger than max-message-bytes (${maxMessageBytes})`, Code.ResourceExhausted);
@@ -492,13 +493,13 @@ async function checkedBinaryRequest(ureq: UniversalServerRequest, contentType: s
   }
   let payload = bytes;
   if (grpcWeb) {
-    if (bytes.byteLength < 5) throw new ConnectError("malformed gRPC-Web request: no message frame", Code.InvalidArgument);
+    if (bytes.byteLength < 5) throw new ConnectError("malformed request: no message frame", Code.InvalidArgument);
     const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
     const flags = view.getUint8(0);
     const length = view.getUint32(1);
     if (length > maxMessageBytes) throw tooLarge();
-    if (bytes.byteLength !== 5 + length || (flags & 0x80) !== 0) {
-      throw new ConnectError("malformed gRPC-Web request: expected exactly one message frame", Code.InvalidArgument);
+    if (bytes.byteLength !== 5 + length || (flags & ~0x01) !== 0) {
+      throw new ConnectError("malformed request: expected exactly one message frame", Code.InvalidArgument);
     }
     if ((flags & 0x01) !== 0) {
       throw new ConnectError("compressed requests are not accepted", Code.InvalidArgument);
@@ -521,7 +522,8 @@ async function checkedBinaryRequest(ureq: UniversalServerRequest, contentType: s
 
 /** Answers a call the gateway refused before dispatch, in the caller's protocol. Returns the
  * HTTP status written. */
-function writeEarlyError(res: http.ServerResponse, err: ConnectError, protocol: string): number {
+function writeEarlyError(res: http.ServerResponse, err: ConnectError, protocol: string,
+                         contentType: string): number {
   // The rest of an oversized body is not read: the connection cannot be reused.
   res.setHeader("connection", "close");
   if (protocol !== "connect") {
@@ -531,6 +533,16 @@ function writeEarlyError(res: http.ServerResponse, err: ConnectError, protocol: 
       "grpc-message": encodeURIComponent(err.rawMessage),
     });
     res.end();
+    return 200;
+  }
+  if (/^application\/connect\+/i.test(contentType)) {
+    // A Connect stream: HTTP 200 and the error in the end-of-stream message (flag 0x02).
+    const json = Buffer.from(JSON.stringify({ error: { code: codeToString(err.code), message: err.rawMessage } }));
+    const head = Buffer.alloc(5);
+    head.writeUInt8(0x02, 0);
+    head.writeUInt32BE(json.length, 1);
+    res.writeHead(200, { "content-type": contentType.split(";")[0].trim().toLowerCase() });
+    res.end(Buffer.concat([head, json]));
     return 200;
   }
   const status = codeToHttpStatus(err.code);
