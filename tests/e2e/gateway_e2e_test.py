@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import pathlib
 import re
+import subprocess
 import sys
 import uuid
 
@@ -28,6 +29,7 @@ INTAKE = "/rogatory.intake.v1.IntakeService"
 NOTIFICATION = "/rogatory.notification.v1.NotificationService"
 ORIGIN = "https://app.rogatory.test"
 SAMPLE = base.REPO_ROOT / "samples" / "requests" / "eio-fr-de.json"
+MAKE_CERTS = base.REPO_ROOT / "deploy" / "tls" / "make-certs.sh"
 
 # gRPC codes, as numbers on the wire.
 OK, CANCELLED, INVALID_ARGUMENT, DEADLINE_EXCEEDED = 0, 1, 3, 4
@@ -356,6 +358,53 @@ class GatewayStartupTest(base.E2ETestCase):
                                         "not-a-token")
         self.assertEqual((status, body["code"]), (503, "unavailable"))
         self.assertEqual(gateway.stop(), 0)
+
+
+class GatewayMutualTlsTest(base.E2ETestCase):
+    """The gateway in front of intake run with tls=mtls (deploy/tls/make-certs.sh's
+    development CA): it verifies the service's certificate and presents its client one."""
+
+    SERVICES = ()
+
+    @classmethod
+    def setUpClass(cls) -> None:
+        gw.require_web_build()
+        super().setUpClass()
+        cls.certs = cls.workdir / "certs"
+        subprocess.run([str(MAKE_CERTS), str(cls.certs)], check=True,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        ports = {name: base.free_port() for name in base.SERVICE_NAMES}
+        intake = base.ServiceProcess("intake", cls.redis, cls.workdir, ports)
+        health_port = base.free_port()
+        intake.process.argv += [
+            "--tls=mtls", f"--tls-cert-file={cls.certs / 'intake.crt'}",
+            f"--tls-key-file={cls.certs / 'intake.key'}", f"--tls-ca-file={cls.certs / 'ca.crt'}",
+            f"--health-listen=127.0.0.1:{health_port}"]
+        cls.addClassCleanup(intake.stop)
+        intake.start(wait=False)
+        base._poll(lambda: rc.health_check(f"127.0.0.1:{health_port}",
+                                           base.SERVICE_NAMES["intake"], timeout=1.0)
+                   == "SERVING", 20, "intake (mTLS) ready")
+        cls.with_cert = gw.GatewayProcess(
+            cls.workdir, ports,
+            [f"--tls-ca-file={cls.certs / 'ca.crt'}",
+             f"--tls-client-cert-file={cls.certs / 'client.crt'}",
+             f"--tls-client-key-file={cls.certs / 'client.key'}"], name="gateway-mtls")
+        cls.addClassCleanup(cls.with_cert.stop)
+        cls.with_cert.start()
+        cls.without_cert = gw.GatewayProcess(
+            cls.workdir, ports, [f"--tls-ca-file={cls.certs / 'ca.crt'}"], name="gateway-tls")
+        cls.addClassCleanup(cls.without_cert.stop)
+        cls.without_cert.start()
+
+    def test_calls_reach_an_mtls_service_only_with_the_client_certificate(self):
+        token = rc.Caller("FR-TJ-PARIS-JI", "FR", ("issuing",)).bearer_token()
+        status, body = gw.connect_unary(self.with_cert.port, f"{INTAKE}/ListRequests",
+                                        {"pageSize": 5}, token)
+        self.assertEqual(status, 200, body)
+        status, body = gw.connect_unary(self.without_cert.port, f"{INTAKE}/ListRequests",
+                                        {"pageSize": 5}, token)
+        self.assertEqual((status, body["code"]), (503, "unavailable"), body)
 
 
 def urllib_get(url: str) -> str:

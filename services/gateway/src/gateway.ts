@@ -82,8 +82,13 @@ export function codeName(code: Code | 0): string {
   return code === 0 ? "OK" : (Code[code] ?? "Unknown");
 }
 
-function upstreamError(e: unknown): ConnectError {
+function upstreamError(e: unknown, callerSignal: AbortSignal): ConnectError {
   const err = ConnectError.from(e);
+  if (err.code === Code.Canceled && !callerSignal.aborted) {
+    // The browser did not cancel: the connection to the service broke (a refused TLS
+    // handshake, a reset). That is the service being unavailable, which a client may retry.
+    return new ConnectError(`upstream connection failed: ${err.rawMessage}`, Code.Unavailable);
+  }
   const details = err.details.map((d) => {
     if ("desc" in d) return d;
     const desc = detailRegistry.getMessage(d.type);
@@ -396,7 +401,7 @@ function forwarder(allowed: AllowedMethod, transport: Transport, streamsSignal: 
         if (state) state.code = 0;
         return response.message;
       } catch (e) {
-        const err = upstreamError(e);
+        const err = upstreamError(e, ctx.signal);
         if (state) state.code = err.code;
         throw err;
       }
@@ -421,7 +426,7 @@ function forwarder(allowed: AllowedMethod, transport: Transport, streamsSignal: 
     } catch (e) {
       const err = streamsSignal.aborted
         ? new ConnectError("the gateway is shutting down; reconnect", Code.Unavailable)
-        : upstreamError(e);
+        : upstreamError(e, ctx.signal);
       if (state) state.code = ctx.signal.aborted && !streamsSignal.aborted && err.code !== Code.DeadlineExceeded ? Code.Canceled : err.code;
       throw err;
     } finally {
