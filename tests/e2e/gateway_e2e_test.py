@@ -17,6 +17,7 @@ import pathlib
 import re
 import subprocess
 import sys
+import threading
 import uuid
 
 HERE = pathlib.Path(__file__).resolve().parent
@@ -33,7 +34,7 @@ MAKE_CERTS = base.REPO_ROOT / "deploy" / "tls" / "make-certs.sh"
 
 # gRPC codes, as numbers on the wire.
 OK, CANCELLED, INVALID_ARGUMENT, DEADLINE_EXCEEDED = 0, 1, 3, 4
-RESOURCE_EXHAUSTED, UNIMPLEMENTED, UNAUTHENTICATED = 8, 12, 16
+RESOURCE_EXHAUSTED, UNIMPLEMENTED, UNAVAILABLE, UNAUTHENTICATED = 8, 12, 14, 16
 
 
 def sample_content(note: str) -> dict:
@@ -144,6 +145,30 @@ class GatewayTest(base.E2ETestCase):
                                   token=self.token, until=lambda msgs: len(msgs) >= 1)
         self.assertGreaterEqual(len(result.messages), 1)  # closed while the stream was open
         base._poll(lambda: cancelled() > before, 20, "the service saw the stream cancelled")
+
+    def test_sigterm_ends_open_streams_with_unavailable_and_exits_cleanly(self):
+        gateway = gw.GatewayProcess(self.workdir, self.ports, [], name="gateway-drain")
+        self.addCleanup(gateway.stop)
+        gateway.start()
+        pb = rc.stubs()
+        message = pb.notification.SubscribeRequest(
+            start_position=pb.notification.START_POSITION_LIVE).SerializeToString()
+        results = {}
+
+        def subscribe() -> None:
+            results["stream"] = gw.grpc_web_call(gateway.port, f"{NOTIFICATION}/Subscribe",
+                                                 message, token=self.token,
+                                                 headers={"grpc-timeout": "60S"}, timeout=60)
+
+        thread = threading.Thread(target=subscribe)
+        thread.start()
+        base._poll(lambda: 'rogatory_gateway_streams_opened_total{grpc_method="Subscribe"} 1'
+                   in gateway.metrics(), 15, "the stream open at the gateway")
+        self.assertEqual(gateway.stop(), 0)
+        thread.join(30)
+        self.assertFalse(thread.is_alive(), "the stream outlived the gateway")
+        self.assertEqual(results["stream"].grpc_status, UNAVAILABLE,
+                         results["stream"].grpc_message)
 
     # ---- bad input gets a clear status and never reaches a service ------------------------
 
