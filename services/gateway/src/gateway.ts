@@ -343,8 +343,7 @@ export function createGateway(settings: Settings): Gateway {
     const parsed = parseTokenRequest(body);
     if (typeof parsed === "string") return json(res, 400, { error: parsed });
     const now = Math.floor(Date.now() / 1000);
-    // Logged without the subject: an authority id is not personal data, but the token is a
-    // credential and never logged.
+    // Neither the subject nor the token (a credential) is logged: roles and lifetime only.
     log("info", "development token minted", { roles: parsed.roles.join(","), ttl_seconds: parsed.ttlSeconds });
     return json(res, 200, { token: mintDevToken(key, parsed, now), expires_at: new Date((now + parsed.ttlSeconds) * 1000).toISOString() });
   }
@@ -379,10 +378,7 @@ export function createGateway(settings: Settings): Gateway {
     }
     shutdownController.abort();
     server.closeAllConnections();
-    for (const t of transports.values()) {
-      // connect-node's transports hold HTTP/2 sessions; their timers are unref'd.
-      void t;
-    }
+    // The upstream HTTP/2 sessions need no closing: main() exits the process after this.
     await new Promise<void>((resolve) => metricsServer.close(() => resolve()));
   }
 
