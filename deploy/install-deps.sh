@@ -9,6 +9,7 @@
 #   them from another source, whose packages conflict with Debian's).
 # - buf (proto linter), pinned, from npm into /opt/rogatory-tools, only when missing or at
 #   another version.
+# - chromium (Debian's), for the browser test (tests/e2e/browser_e2e_test.py), in the apt list.
 # - date-holidays, pinned (the version in tools/calendars/package.json), from npm into
 #   /opt/rogatory-tools, for the check that services/deadlines/data/calendars.json is what
 #   tools/calendars/generate.mjs writes.
@@ -34,6 +35,8 @@ readonly APT_PACKAGES=(
   clang libclang-rt-14-dev
   # The benchmark (tools/bench): ss finds the service's Redis connection.
   iproute2
+  # The browser test (tests/e2e/browser_e2e_test.py): the example page in headless Chromium.
+  chromium
 )
 readonly BUF_VERSION=1.75.0
 readonly TOOLS_DIR=/opt/rogatory-tools

@@ -2,7 +2,8 @@
 # Installs what is missing, builds, lints the protos and runs every test. Exits non-zero on
 # any failure. Usage:
 #
-#   tests/run.sh                 # everything: unit, redis, e2e and fault tests, then the
+#   tests/run.sh                 # everything: the browser path's build (tools/web/build.sh),
+#                                # unit, redis, e2e and fault tests, then the
 #                                # sanitizer build (unit + redis under ASan/UBSan, fuzzers)
 #   tests/run.sh -L unit         # extra arguments go to ctest (here: unit tests only; no
 #                                # sanitizer stage)
@@ -141,6 +142,9 @@ ctest_log="$(mktemp)"
 trap summary EXIT
 
 stage install bash "${repo}/deploy/install-deps.sh"
+# The browser path: npm ci from each lockfile (skipped when unchanged), the TypeScript client,
+# the gateway bundle and its unit tests, the example page; the e2e tests use them.
+stage web bash "${repo}/tools/web/build.sh"
 stage configure configure
 stage build build
 stage buf-lint lint_protos

@@ -20,7 +20,8 @@
 #   images      base image debian:bookworm-slim made with debootstrap and `podman import`;
 #               the four runtime images built from deploy/Dockerfile with the binaries of
 #               $ROGATORY_BUILD_DIR/bin (BINARIES=prebuilt: no compile in a container),
-#               then checked: non-root user, OCI labels, no compiler;
+#               then checked: non-root user, OCI labels, no compiler; and the gateway's
+#               image (deploy/Dockerfile.gateway) from services/gateway/dist's bundle;
 #   compose     deploy/compose.yaml up with podman-compose on those images (Redis, the four
 #               services with read-only root fs, Prometheus), deploy/ci/smoke.py: health
 #               SERVING for every service name, one request submitted and read back,
@@ -293,6 +294,40 @@ stage_images() {
       die "${image}: has a compiler, runs as root, or its binary does not start"
     say "${image}: $(podman image inspect --format '{{.Size}}' "${image}" | awk '{ printf "%.0f MB", $1 / 1e6 }'), user 65532, OCI labels, no compiler"
   done
+  stage_gateway_image "${version}" "${revision}" "${created}"
+}
+
+# The browser gateway's image (deploy/Dockerfile.gateway) from the bundle tools/web/build.sh
+# made (tests/run.sh's "web" stage): Debian's nodejs 18 and one file. Checked as the
+# services' images are, and started: --help, and env=production refuses the development
+# token endpoint (exit 2).
+stage_gateway_image() {
+  local version="$1" revision="$2" created="$3"
+  local bundle="${repo}/services/gateway/dist/rogatory-gateway.cjs"
+  local ctx="${cache}/gateway-context" image="localhost/rogatory-gateway:${image_tag}"
+  [[ -s "${bundle}" ]] || die "${bundle} missing: build it first (tools/web/build.sh, run by tests/run.sh)"
+  rm -rf "${ctx}"
+  mkdir -p "${ctx}/prebuilt"
+  cp "${bundle}" "${ctx}/prebuilt/"
+  podman build --pull=never --network=host --quiet -f "${repo}/deploy/Dockerfile.gateway" \
+    --build-arg BUNDLE=prebuilt --build-arg VERSION="${version}" \
+    --build-arg REVISION="${revision}" --build-arg CREATED="${created}" \
+    -t "${image}" "${ctx}" >"${cache}/build-gateway.log" 2>&1 ||
+    { tail -30 "${cache}/build-gateway.log" >&2; die "image rogatory-gateway failed to build"; }
+  local user label rc=0
+  user="$(podman image inspect --format '{{.Config.User}}' "${image}")"
+  [[ "${user}" == 65532:65532 ]] || die "${image} runs as '${user}', not 65532:65532"
+  for label in title description version revision created source licenses; do
+    [[ -n "$(podman image inspect --format "{{index .Labels \"org.opencontainers.image.${label}\"}}" "${image}")" ]] ||
+      die "${image} lacks label org.opencontainers.image.${label}"
+  done
+  podman run --rm --network=none --read-only --cap-drop=ALL "${image}" --help >/dev/null ||
+    die "${image}: the gateway does not start"
+  podman run --rm --network=none --read-only --cap-drop=ALL \
+    -e ROGATORY_DEV_TOKEN=true -e ROGATORY_DEV_TOKEN_KEY_FILE=/nonexistent "${image}" \
+    >/dev/null 2>&1 || rc=$?
+  ((rc == 2)) || die "${image}: env=production with the dev token endpoint exited ${rc}, not 2"
+  say "${image}: $(podman image inspect --format '{{.Size}}' "${image}" | awk '{ printf "%.0f MB", $1 / 1e6 }'), user 65532, OCI labels, refuses the dev token endpoint in production"
 }
 
 # --- compose -----------------------------------------------------------------------------

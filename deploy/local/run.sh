@@ -18,7 +18,8 @@
 #
 # State lives under .local/ in the repository: redis/ (AOF data, kept between runs),
 # logs/ (one log per process; the previous run's kept as *.log.1) and run/ (pid files, lock).
-# Services listen on their default ports: gRPC 127.0.0.1:50051-50054, metrics 9101-9104.
+# Services listen on their default ports: gRPC 127.0.0.1:50051-50054, metrics 9101-9104;
+# the browser gateway (rogatory-gateway) on http://127.0.0.1:8080, metrics 9105.
 # Delete .local/ to start from an empty database.
 set -euo pipefail
 
@@ -41,6 +42,10 @@ readonly HEALTH_NAMES=(
 )
 # Drain time given to each service; with the metrics exporter's ~2 s stop this keeps the
 # whole shutdown under 10 s.
+# The browser gateway (services/gateway): browsers' Connect and gRPC-Web calls, forwarded to
+# the services; /dev/token mints development tokens (development only).
+readonly GATEWAY_PORT=8080 GATEWAY_METRICS_PORT=9105
+readonly gateway_bundle="${repo}/services/gateway/dist/rogatory-gateway.cjs"
 readonly SHUTDOWN_GRACE=3s
 readonly SERVICE_STOP_TIMEOUT=5 REDIS_STOP_TIMEOUT=2 READY_TIMEOUT=30
 
@@ -203,7 +208,10 @@ stop_leftovers() {
     name="$(basename "${file}" .pid)"
     pid="$(cat "${file}")"
     if [[ "${name}" == redis ]]; then exe=redis-server; else exe="rogatory-${name}"; fi
-    if [[ "${pid}" =~ ^[0-9]+$ ]] && alive "${pid}" && runs "${pid}" "${exe}"; then
+    # The gateway runs as node with the bundle: recognised by its command line.
+    if [[ "${pid}" =~ ^[0-9]+$ ]] && alive "${pid}" &&
+        { runs "${pid}" "${exe}" || { [[ "${name}" == gateway ]] && runs "${pid}" node &&
+            grep -qF rogatory-gateway.cjs "/proc/${pid}/cmdline" 2>/dev/null; }; }; then
       say "stopping ${name} (pid ${pid}) left over from an earlier run"
       kill -TERM "${pid}" 2>/dev/null || true
       if ! wait_dead 10 "${pid}"; then
@@ -234,6 +242,8 @@ say "dependencies ready ($(elapsed_since "${t}")s)"
 t="$(now)"
 cmake -S "${repo}" -B "${build_dir}" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
 cmake --build "${build_dir}" -j2
+# The gateway's bundle (npm ci and a rebuild only when their inputs changed).
+bash "${repo}/tools/web/build.sh" gateway
 say "build ready in ${build_dir} ($(elapsed_since "${t}")s)"
 for svc in "${SERVICES[@]}"; do
   [[ -x "${build_dir}/bin/rogatory-${svc}" ]] || die "${build_dir}/bin/rogatory-${svc} was not built"
@@ -242,7 +252,8 @@ done
 
 # --- 2. clear what a crashed earlier run left; check the ports are free ---
 stop_leftovers
-for port in "${redis_port}" "${GRPC_PORTS[@]}" "${METRICS_PORTS[@]}"; do
+for port in "${redis_port}" "${GRPC_PORTS[@]}" "${METRICS_PORTS[@]}" "${GATEWAY_PORT}" \
+    "${GATEWAY_METRICS_PORT}"; do
   if port_in_use "${port}"; then
     die "port ${port} is in use by another program (see: ss -ltnp 'sport = :${port}')"
   fi
@@ -379,6 +390,34 @@ for i in "${!SERVICES[@]}"; do
 done
 say "all four services ready ($(elapsed_since "${t}")s)"
 
+# --- 4b. the browser gateway, in front of them ---
+t="$(now)"
+gateway_tls_args=()
+if [[ "${tls_mode}" != off ]]; then
+  gateway_tls_args=(--tls-ca-file="${tls_dir}/ca.crt")
+  if [[ "${tls_mode}" == mtls ]]; then
+    gateway_tls_args+=(--tls-client-cert-file="${tls_dir}/client.crt"
+                       --tls-client-key-file="${tls_dir}/client.key")
+  fi
+fi
+upstreams="intake=127.0.0.1:${GRPC_PORTS[0]},routing=127.0.0.1:${GRPC_PORTS[1]}"
+upstreams+=",deadlines=127.0.0.1:${GRPC_PORTS[2]},notification=127.0.0.1:${GRPC_PORTS[3]}"
+start gateway "$(command -v node)" --enable-source-maps "${gateway_bundle}" \
+  --env=development \
+  --listen="127.0.0.1:${GATEWAY_PORT}" \
+  --metrics-listen="127.0.0.1:${GATEWAY_METRICS_PORT}" \
+  --upstreams="${upstreams}" \
+  --dev-token --dev-token-key-file="${dev_keys}" \
+  --shutdown-grace="${SHUTDOWN_GRACE}" \
+  "${gateway_tls_args[@]}"
+deadline=$((SECONDS + READY_TIMEOUT))
+until curl -fsS --max-time 2 -o /dev/null "http://127.0.0.1:${GATEWAY_PORT}/readyz" 2>/dev/null; do
+  alive "${pid_of[gateway]}" || fail_with_log gateway "rogatory-gateway exited"
+  ((SECONDS < deadline)) || fail_with_log gateway "rogatory-gateway not ready within ${READY_TIMEOUT}s"
+  sleep 0.1
+done
+say "rogatory-gateway ready on http://127.0.0.1:${GATEWAY_PORT} ($(elapsed_since "${t}")s)"
+
 # --- 5. the demo ---
 printf '\n'
 say "running the demo client: ${demo#"${repo}/"}"
@@ -399,6 +438,8 @@ for i in "${!SERVICES[@]}"; do
   printf '  %-13s %-17s %-31s %s\n' "${SERVICES[i]}" "127.0.0.1:${GRPC_PORTS[i]}" \
     "${metrics_urls[i]}" "${log_dir#"${repo}/"}/${SERVICES[i]}.log"
 done
+printf '  %-13s %-17s %-31s %s\n' gateway "127.0.0.1:${GATEWAY_PORT}" \
+  "http://127.0.0.1:${GATEWAY_METRICS_PORT}/metrics" "${log_dir#"${repo}/"}/gateway.log"
 printf '  %-13s %-17s %-31s %s\n' redis "127.0.0.1:${redis_port}" "(data: ${redis_dir#"${repo}/"})" \
   "${log_dir#"${repo}/"}/redis.log"
 # shellcheck disable=SC2016  # the command is printed for the reader to run, unexpanded
@@ -414,6 +455,14 @@ cat <<EOF
             notifications watch --from-start
         curl -s ${metrics_urls[0]} | grep grpc_server_handled_total
         ${python} ${demo#"${repo}/"} ${demo_args[*]}
+  Browsers: rogatory-gateway on http://127.0.0.1:${GATEWAY_PORT} (Connect JSON, gRPC-Web); e.g.
+        TOKEN=\$(curl -s -XPOST -H 'content-type: application/json' \\
+            -d '{"sub":"FR-TJ-PARIS-JI","state":"FR","roles":["issuing"]}' \\
+            http://127.0.0.1:${GATEWAY_PORT}/dev/token | ${python} -c 'import json,sys; print(json.load(sys.stdin)["token"])')
+        curl -s -H "authorization: Bearer \$TOKEN" -H 'content-type: application/json' -d '{}' \\
+            http://127.0.0.1:${GATEWAY_PORT}/rogatory.intake.v1.IntakeService/ListRequests
+        The example page: tools/web/build.sh && ${python} -m http.server -d examples/web/dist 8081,
+        then open http://127.0.0.1:8081/?gateway=http://127.0.0.1:${GATEWAY_PORT}
 EOF
 if [[ "${tls_mode}" != off ]]; then
   cat <<EOF
