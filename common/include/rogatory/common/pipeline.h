@@ -18,7 +18,13 @@
 #include "rogatory/common/log_summary.h"
 #include "rogatory/common/status.h"
 
+namespace google::protobuf {
+class Message;
+}
+
 namespace rogatory::common {
+
+class DenialLog;
 
 // Who is calling. Authority ids and states are not personal data.
 struct Caller {
@@ -71,6 +77,9 @@ struct CallContext {
   std::string trace_id;  // from x-rogatory-trace-id or traceparent metadata, else new
   // Why the caller reads, from x-rogatory-justification metadata (logged with reads).
   std::string justification;
+  // The id the call names (the request field the role table names for the method), for the
+  // denial log; empty if none or if it did not look like an id.
+  std::string target_id;
   // Never null for calls admitted by the pipeline.
   std::shared_ptr<AuditTrail> trail = std::make_shared<AuditTrail>();
 
@@ -166,7 +175,7 @@ class Pipeline {
       const std::function<void(const CallContext&, const Req&, Resp*, Done)>& handle) {
     grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
     const auto start = std::chrono::steady_clock::now();
-    auto call = Admit(*context, method);
+    auto call = Admit(*context, method, request);
     if (!call.ok()) {
       reactor->Finish(ToGrpcStatus(call.status()));
       return reactor;
@@ -186,11 +195,16 @@ class Pipeline {
     return reactor;
   }
 
-  // Authenticates and limits a call; for streaming handlers, which then call Audit.
+  // Authenticates and limits a call, then (with the role gate on) refuses callers the role
+  // table does not let call `method` (PERMISSION_DENIED, written to the denial log with the
+  // id `request` names); for streaming handlers, which then call Audit. `request`, if
+  // known, names the call's target (see CallContext::target_id).
   absl::StatusOr<CallContext> Admit(const grpc::CallbackServerContext& context,
-                                    absl::string_view method);
-  // Records the call's outcome, then calls `answer` with the status to answer with: the
-  // call's own, or UNAVAILABLE when a successful call could not be logged.
+                                    absl::string_view method,
+                                    const google::protobuf::Message* request = nullptr);
+  // Records the call's outcome (and, for PERMISSION_DENIED and NOT_FOUND, its denial, the
+  // same way whatever the handler found), then calls `answer` with the status to answer
+  // with: the call's own, or UNAVAILABLE when a successful call could not be logged.
   void Audit(const CallContext& call, const absl::Status& status,
              std::chrono::steady_clock::time_point start, Done answer);
 
@@ -198,6 +212,14 @@ class Pipeline {
   // Admit answers RESOURCE_EXHAUSTED at once instead of letting calls queue without end.
   // 0: no bound. Set before serving.
   void SetMaxConcurrentCalls(int max_calls) { max_concurrent_calls_ = max_calls; }
+  // Checks every call against the role table (rpc_roles.h, CheckRpcRoles) once the caller
+  // is known. Off by default (tests of single handlers); the platform turns it on. Set
+  // before serving.
+  void SetRoleGate(bool on) { role_gate_ = on; }
+  // Where calls answered PERMISSION_DENIED or NOT_FOUND are recorded (denial_log.h). Not
+  // owned; outlives the pipeline. Null (the default): not recorded. Set before serving.
+  void SetDenialLog(DenialLog* log) { denial_log_ = log; }
+
   int calls_in_flight() const { return in_flight_->load(); }
   Auditor& auditor() { return auditor_; }
 
@@ -209,12 +231,16 @@ class Pipeline {
 
  private:
   void NoteRefusal(absl::string_view kind, const absl::Status& status);
+  // Writes a denial of `call` answered `code` to the denial log (if any), then `then`.
+  void NoteDenial(const CallContext& call, absl::StatusCode code, std::function<void()> then);
 
   Authenticator& authenticator_;
   RateLimiter& limiter_;
   Auditor& auditor_;
   int max_concurrent_calls_ = 0;
   LogSummary* refusal_log_ = nullptr;
+  bool role_gate_ = false;
+  DenialLog* denial_log_ = nullptr;
   std::shared_ptr<std::atomic<int>> in_flight_ = std::make_shared<std::atomic<int>>(0);
 };
 
