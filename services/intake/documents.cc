@@ -326,7 +326,7 @@ class DownloadReactor final : public grpc::ServerWriteReactor<v1::DownloadDocume
         pipeline_(pipeline),
         request_(request),
         start_(std::chrono::steady_clock::now()) {
-    auto call = pipeline_.Admit(*context, "DownloadDocument");
+    auto call = pipeline_.Admit(*context, "DownloadDocument", &request_);
     if (!call.ok()) {
       Finish(common::ToGrpcStatus(call.status()));
       return;

@@ -59,7 +59,7 @@ struct ServerSettings {
   absl::Duration audit_retention;
   // The denial log (see denial_log.h).
   int denial_log_max_entries = 10000;
-  absl::Duration denial_log_retention;
+  absl::Duration denial_log_retention = absl::Hours(24 * 90);
   TlsSettings tls;            // see transport_security.h
   std::string health_listen;  // plaintext health-only server; see HealthListenAddress
   AuthSettings auth;          // see authentication.h
