@@ -23,6 +23,7 @@ constexpr char kNotification[] = "rogatory.notification.v1.NotificationService";
 constexpr char kEventSink[] = "rogatory.events.v1.EventSinkService";
 constexpr char kAudit[] = "rogatory.admin.v1.AuditService";
 constexpr char kTestClock[] = "rogatory.admin.v1.TestClockService";
+constexpr char kBenchEcho[] = "rogatory.bench.v1.EchoService";
 
 // Columns: issuing, central, executing, translator, auditor, operator, service, no roles.
 // Authorities (issuing, central, executing) act for a side per request: which side they
@@ -97,6 +98,8 @@ const RpcRoleRule kTable[] = {
     {kTestClock, "GetTime", {A, A, A, A, A, A, A, A}, "", ""},
     {kTestClock, "AdvanceTime", {N, N, N, N, N, A, A, N}, "", "development and staging only"},
     {kTestClock, "SetTime", {N, N, N, N, N, A, A, N}, "", "development and staging only"},
+    // the benchmark's baseline server (tools/bench/echo_server.cc), served by no service
+    {kBenchEcho, "Echo", {A, A, A, A, A, A, A, A}, "", "rogatory-echo (benchmark) only"},
 };
 
 const absl::flat_hash_map<std::string, const RpcRoleRule*>& ByMethod() {

@@ -12,6 +12,7 @@
 #include "gtest/gtest.h"
 #include "rogatory/admin/v1/audit.grpc.pb.h"
 #include "rogatory/admin/v1/test_clock.grpc.pb.h"
+#include "rogatory/bench/v1/echo.grpc.pb.h"
 #include "rogatory/common/rpc_roles.h"
 #include "rogatory/deadlines/v1/deadlines.grpc.pb.h"
 #include "rogatory/events/v1/event_sink.grpc.pb.h"
@@ -38,6 +39,8 @@ const std::vector<const google::protobuf::ServiceDescriptor*>& Served() {
           "EventSinkService"),
       admin::v1::ListDenialsRequest::descriptor()->file()->FindServiceByName("AuditService"),
       admin::v1::GetTimeRequest::descriptor()->file()->FindServiceByName("TestClockService"),
+      // rogatory-echo, the benchmark's baseline server on the same platform.
+      bench::v1::EchoRequest::descriptor()->file()->FindServiceByName("EchoService"),
   };
   return *served;
 }
@@ -101,6 +104,8 @@ const std::map<std::string, std::string>& Expected() {
       {"GetTime", "aaaaaaaa"},
       {"AdvanceTime", "-----aa-"},
       {"SetTime", "-----aa-"},
+      // the benchmark's echo server
+      {"Echo", "aaaaaaaa"},
   };
   return *expected;
 }

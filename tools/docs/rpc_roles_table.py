@@ -30,7 +30,7 @@ SERVICES = {
     "kIntake": "IntakeService", "kRouting": "TranslationRoutingService",
     "kDeadlines": "DeadlineService", "kNotification": "NotificationService",
     "kEventSink": "EventSinkService", "kAudit": "admin AuditService",
-    "kTestClock": "admin TestClockService",
+    "kTestClock": "admin TestClockService", "kBenchEcho": "bench EchoService",
 }
 ROW = re.compile(r'\{(k\w+), "(\w+)", \{([NAROIES, ]+)\}, "(\w*)",\s*"((?:[^"\\]|\\.)*)"\}',
                  re.S)
