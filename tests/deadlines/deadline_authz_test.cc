@@ -377,5 +377,55 @@ TEST_F(DeadlineAuthzTest, OnlyAuditorsAndOperatorsReadTheDenialLog) {
   EXPECT_EQ(issuer.denials(0).code(), "PERMISSION_DENIED");
 }
 
+TEST_F(DeadlineAuthzTest, TheDenialLogIsBoundedPerCallerAndFiltersByTime) {
+  common::RedisDenialLogOptions options;
+  options.max_entries = 10;
+  options.retention = absl::Minutes(5);
+  common::RedisDenialLog log(*redis_, clock_, *sharding_, options);
+  const absl::Time start = clock_.Now();
+  for (int i = 0; i < 400; ++i) {
+    common::DenialRecord r;
+    r.method = "GetDeadline";
+    r.code = absl::StatusCode::kNotFound;
+    r.target_id = absl::StrCat("dl-1-", i);
+    r.caller.authority_id = "FLOODER-1";
+    r.caller.roles = {"issuing"};
+    Waiter<absl::Status> w;
+    log.Record(r, w.Callback());
+    ASSERT_TRUE(w.Get().ok());
+    clock_.Advance(absl::Seconds(1));
+  }
+  const std::string key = common::DenialLogKey(*sharding_, "FLOODER-1");
+  // Capped (XADD MAXLEN ~ trims whole stream nodes of 100 entries) and expiring.
+  auto length = common::RunRedisCommand(*redis_, {"XLEN", key});
+  ASSERT_TRUE(length.ok());
+  EXPECT_GE(length->integer, 10);
+  EXPECT_LE(length->integer, 10 + 100);
+  auto ttl = common::RunRedisCommand(*redis_, {"PTTL", key});
+  ASSERT_TRUE(ttl.ok());
+  EXPECT_GT(ttl->integer, 0);
+  EXPECT_LE(ttl->integer, 5 * 60 * 1000);
+  // A time window of the last 5 records, through the auditor's RPC.
+  grpc::ClientContext ctx;
+  As(ctx, kAuditor);
+  adminpb::ListDenialsRequest req;
+  req.set_authority_id("FLOODER-1");
+  req.mutable_start_time()->set_seconds(absl::ToUnixSeconds(start + absl::Seconds(395)));
+  req.mutable_end_time()->set_seconds(absl::ToUnixSeconds(start + absl::Seconds(400)));
+  adminpb::ListDenialsResponse out;
+  ASSERT_TRUE(audit_stub_->ListDenials(&ctx, req, &out).ok());
+  ASSERT_EQ(out.denials_size(), 5);
+  EXPECT_EQ(out.denials(0).target_id(), "dl-1-395");
+  EXPECT_EQ(out.denials(4).target_id(), "dl-1-399");
+  EXPECT_TRUE(out.next_page_token().empty());
+}
+
+TEST(DenialTargetIdTest, OnlyIdsEnterTheLog) {
+  EXPECT_EQ(common::DenialTargetId("rq-3-01j0abc"), "rq-3-01j0abc");
+  EXPECT_EQ(common::DenialTargetId("sub-1-01j/1-0"), "sub-1-01j/1-0");
+  EXPECT_EQ(common::DenialTargetId("Jean Dupont"), "");
+  EXPECT_EQ(common::DenialTargetId(std::string(129, 'a')), "");
+}
+
 }  // namespace
 }  // namespace rogatory::deadlines::testing
