@@ -185,10 +185,16 @@ void Pipeline::NoteDenial(const CallContext& call, absl::StatusCode code,
   record.target_id = call.target_id;
   record.caller = call.caller;
   record.trace_id = call.trace_id;
-  denial_log_->Record(std::move(record), [then = std::move(then)](absl::Status written) {
+  denial_log_->Record(std::move(record), [this, then = std::move(then)](absl::Status written) {
+    // The call keeps its own answer. Callers can cause denials at will, so a Redis that
+    // refuses writes is reported in the rate-limited summary, not a line per call.
     if (!written.ok()) {
-      Log::Warn("a denial could not be written to the denial log",
-                {{"code", absl::StatusCodeToString(written.code())}});
+      if (refusal_log_ != nullptr) {
+        NoteRefusal("denial-log-unwritten", written);
+      } else {
+        Log::Warn("a denial could not be written to the denial log",
+                  {{"code", absl::StatusCodeToString(written.code())}});
+      }
     }
     then();
   });
