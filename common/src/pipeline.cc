@@ -9,11 +9,15 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "google/protobuf/descriptor.h"
+#include "google/protobuf/message.h"
+#include "rogatory/common/denial_log.h"
 #include "rogatory/common/ids.h"
 #include "rogatory/common/logging.h"
 #include "rogatory/common/malformed_requests.h"
 #include "prometheus/counter.h"
 #include "prometheus/gauge.h"
+#include "rogatory/common/rpc_roles.h"
 
 namespace rogatory::common {
 namespace {
@@ -47,6 +51,21 @@ bool ValidAuthorityId(absl::string_view id) {
     return absl::ascii_isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '_' ||
            c == ':' || c == '-';
   });
+}
+
+// The id a request names in the field the role table gives for `method`, if it looks like
+// an id (DenialTargetId).
+std::string TargetOf(absl::string_view method, const google::protobuf::Message* request) {
+  if (request == nullptr) return "";
+  const RpcRoleRule* rule = FindRpcRule(method);
+  if (rule == nullptr || rule->target_field.empty()) return "";
+  const google::protobuf::FieldDescriptor* field =
+      request->GetDescriptor()->FindFieldByName(std::string(rule->target_field));
+  if (field == nullptr || field->is_repeated() ||
+      field->type() != google::protobuf::FieldDescriptor::TYPE_STRING) {
+    return "";
+  }
+  return DenialTargetId(request->GetReflection()->GetString(*request, field));
 }
 
 }  // namespace
@@ -230,9 +249,12 @@ void LogAuditor::Record(AuditRecord r, std::function<void(absl::Status)> done) {
 }
 
 absl::StatusOr<CallContext> Pipeline::Admit(const grpc::CallbackServerContext& context,
-                                             absl::string_view method, CallKind kind) {
+                                             absl::string_view method,
+                                             const google::protobuf::Message* request,
+                                             CallKind kind) {
   CallContext call;
   call.method = std::string(method);
+  call.target_id = TargetOf(method, request);
   call.trace_id = TraceIdOf(context);
   call.justification = Metadata(context, "x-rogatory-justification").substr(0, 512);
   // Taken first, so that the mark of bytes that did not parse never outlives the call
@@ -253,7 +275,40 @@ absl::StatusOr<CallContext> Pipeline::Admit(const grpc::CallbackServerContext& c
     NoteRefusal("unparsable", malformed);
     return malformed;
   }
+  // The role table (rpc_roles.h): said before anything about what the call names is looked
+  // at, so the refusal tells nothing about it. Recorded without waiting: the answer does
+  // not depend on any id.
+  if (role_gate_) {
+    if (absl::Status s = CheckRpcRoles(call.caller, call.method); !s.ok()) {
+      NoteDenial(call, s.code(), [] {});
+      return s;
+    }
+  }
   return call;
+}
+
+void Pipeline::NoteDenial(const CallContext& call, absl::StatusCode code,
+                          std::function<void()> then) {
+  if (denial_log_ == nullptr || !IsDenial(code)) return then();
+  DenialRecord record;
+  record.method = call.method;
+  record.code = code;
+  record.target_id = call.target_id;
+  record.caller = call.caller;
+  record.trace_id = call.trace_id;
+  denial_log_->Record(std::move(record), [this, then = std::move(then)](absl::Status written) {
+    // The call keeps its own answer. Callers can cause denials at will, so a Redis that
+    // refuses writes is reported in the rate-limited summary, not a line per call.
+    if (!written.ok()) {
+      if (refusal_log_ != nullptr) {
+        NoteRefusal("denial-log-unwritten", written);
+      } else {
+        Log::Warn("a denial could not be written to the denial log",
+                  {{"code", absl::StatusCodeToString(written.code())}});
+      }
+    }
+    then();
+  });
 }
 
 void Pipeline::NoteRefusal(absl::string_view kind, const absl::Status& status) {
@@ -278,11 +333,14 @@ void Pipeline::Audit(const CallContext& call, const absl::Status& status,
                      status.code(),
                      absl::FromChrono(std::chrono::steady_clock::now() - start),
                      call.trail->subjects()};
-  auditor_.Record(std::move(record), [status, answer = std::move(answer)](absl::Status logged) {
+  auditor_.Record(std::move(record), [this, call, status,
+                                       answer = std::move(answer)](absl::Status logged) {
     if (!logged.ok() && status.ok()) {
       return answer(absl::UnavailableError("the audit log cannot be written; retry later"));
     }
-    answer(status);
+    // A denial is answered once written, whichever check refused it and whether or not
+    // what the call named exists: one path for every PERMISSION_DENIED and NOT_FOUND.
+    NoteDenial(call, status.code(), [status, answer] { answer(status); });
   });
 }
 

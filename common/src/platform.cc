@@ -25,6 +25,7 @@
 #include "rogatory/common/async_redis_client.h"
 #include "rogatory/common/audit_log.h"
 #include "rogatory/common/audit_service.h"
+#include "rogatory/common/denial_log.h"
 #include "rogatory/common/logging.h"
 #include "rogatory/common/malformed_requests.h"
 #include "rogatory/common/rate_limiter.h"
@@ -69,6 +70,8 @@ struct Platform::Internals {
   std::shared_ptr<const AuditKey> audit_key;
   std::unique_ptr<AuditSealer> audit_sealer;
   std::unique_ptr<AuditServiceImpl> audit_service;
+  // Calls answered PERMISSION_DENIED or NOT_FOUND, per caller (denial_log.h).
+  std::unique_ptr<RedisDenialLog> denial_log;
   prometheus::Gauge* redis_up = nullptr;
   std::unique_ptr<grpc::Server> server;
   // With TLS on: a plaintext server with only the health service, for probes.
@@ -164,6 +167,14 @@ void RegisterServerSettings(const ServiceIdentity& id, Config& config, ServerSet
                      "Audit entries older than this are erased, oldest first, behind an "
                      "HMAC'd anchor; 0 keeps them forever.",
                      &s->audit_retention);
+  config.AddInt("denial-log-max-entries", 10000, 10, 1000000,
+                "Denial log: records kept per caller (approximately; the oldest go first).",
+                &s->denial_log_max_entries);
+  config.AddDuration("denial-log-retention", absl::Hours(24 * 90), absl::Minutes(1),
+                     absl::Hours(24 * 365 * 10),
+                     "Denial log: a caller's records are erased this long after its last "
+                     "denial.",
+                     &s->denial_log_retention);
   RegisterTransportSettings(config, &s->tls, &s->health_listen);
   config.AddBool("tls-terminated-by-mesh", false,
                  "A service mesh terminates mTLS in front of this service: allows tls=off "
@@ -499,6 +510,14 @@ absl::StatusOr<std::unique_ptr<Platform>> Platform::Create(const ServiceIdentity
   p->pipeline_->SetMaxConcurrentCalls(settings.max_concurrent_rpcs);
   p->pipeline_->SetCallerLimits(settings.max_calls_per_caller, settings.max_streams_per_caller);
   p->pipeline_->SetMetrics(p->metrics_->registry());
+  // Who may call each RPC (rpc_roles.h) and the log of who was refused (denial_log.h).
+  p->pipeline_->SetRoleGate(true);
+  RedisDenialLogOptions denials;
+  denials.max_entries = settings.denial_log_max_entries;
+  denials.retention = settings.denial_log_retention;
+  p->internals_->denial_log =
+      std::make_unique<RedisDenialLog>(*p->redis_, *p->clock_, p->sharding_, denials);
+  p->pipeline_->SetDenialLog(p->internals_->denial_log.get());
   p->internals_->test_clock_service =
       std::make_unique<TestClockServiceImpl>(p->internals_->test_clock, *p->pipeline_);
   return p;

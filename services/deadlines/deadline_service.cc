@@ -14,6 +14,7 @@
 #include "rogatory/common/ids.h"
 #include "rogatory/common/jwt.h"
 #include "rogatory/common/logging.h"
+#include "rogatory/common/rpc_roles.h"
 #include "rogatory/common/status.h"
 
 namespace rogatory::deadlines {
@@ -180,7 +181,8 @@ namespace {
 
 // Need-to-know (common/access.h): deadlines reach a caller through their request, whose
 // parties deadline-tracking records from the events it receives. A deadline (or request)
-// outside the caller's reach answers the NOT_FOUND of a missing one.
+// outside the caller's reach answers the NOT_FOUND of a missing one; which side of the
+// request may make which change is the role table's (common/rpc_roles.h).
 constexpr char kNoDeadline[] = "no deadline has this id";
 constexpr char kNoRequest[] = "deadline-tracking knows no request with this id";
 
@@ -192,8 +194,10 @@ void CheckRequest(DeadlineStore& store, const common::CallContext& call,
   store.GetParties(request_id, [call, request_id, kind, not_found, next](
                                    absl::StatusOr<std::optional<common::RequestParties>> p) {
     if (!p.ok()) return next(p.status());
-    next(common::MayAccess(call.caller, p->value_or(common::RequestParties{}), request_id, kind,
-                           not_found));
+    // The role table decides who may do what to a request's deadlines (rpc_roles.h): the
+    // executing side completes, cancels and extends them, operators suspend and resume them.
+    next(common::CheckRpcOnRequest(call, p->value_or(common::RequestParties{}), request_id,
+                                   kind, not_found));
   });
 }
 
@@ -344,12 +348,13 @@ grpc::ServerUnaryReactor* DeadlineService::ResumeDeadline(grpc::CallbackServerCo
       [this](const v1::ResumeDeadlineRequest& r) {
         FieldViolations v;
         CheckDeadlineId(tracker_.store().sharding(), r.deadline_id(), "deadline_id", v);
+        CheckCode(r.reason_code(), "reason_code", true, v);
         return v.ToStatus();
       },
       [this](const common::CallContext& call, const v1::ResumeDeadlineRequest& r,
              v1::ResumeDeadlineResponse* out, common::Pipeline::Done done) {
         ChangeDeadline(
-            tracker_, call, r.deadline_id(), r.request_id(), "",
+            tracker_, call, r.deadline_id(), r.request_id(), r.reason_code(),
             [this](v1::Deadline& d) { return Resume(d, tracker_.clock().Now()); },
             out->mutable_deadline(), std::move(done));
       });

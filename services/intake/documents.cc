@@ -119,7 +119,7 @@ class UploadReactor final : public grpc::ServerReadReactor<v1::UploadDocumentReq
         start_(std::chrono::steady_clock::now()),
         hash_(EVP_MD_CTX_new()) {
     EVP_DigestInit_ex(hash_, EVP_sha256(), nullptr);
-    auto call = s_.pipeline_.Admit(*context, "UploadDocument",
+    auto call = s_.pipeline_.Admit(*context, "UploadDocument", nullptr,
                                    common::Pipeline::CallKind::kStream);
     if (!call.ok()) {
       Finish(common::ToGrpcStatus(call.status()));
@@ -351,7 +351,8 @@ class DownloadReactor final : public grpc::ServerWriteReactor<v1::DownloadDocume
         pipeline_(pipeline),
         request_(request),
         start_(std::chrono::steady_clock::now()) {
-    auto call = pipeline_.Admit(*context, "DownloadDocument", common::Pipeline::CallKind::kStream);
+    auto call = pipeline_.Admit(*context, "DownloadDocument", &request_,
+                                common::Pipeline::CallKind::kStream);
     if (!call.ok()) {
       Finish(common::ToGrpcStatus(call.status()));
       return;

@@ -18,7 +18,13 @@ each of eight callers, asserting the status code the policy gives:
   holder     the translator holding the request's job             only that job
   xl_other   a translator not holding it                          nothing: NOT_FOUND
   auditor    reads everything, changes nothing                    PERMISSION_DENIED on changes
-  operator   admin RPCs only, reads no request                    NOT_FOUND for requests
+  operator   admin RPCs only, reads no request                    PERMISSION_DENIED for requests
+
+Which role may call which RPC at all is the role table (common/include/rogatory/common/
+rpc_roles.h, issue 16 item 6): a role the table refuses gets PERMISSION_DENIED whatever the
+call names (so translators and operators asking for a request are refused outright, which
+says nothing about the request); within what the table allows, need-to-know answers
+NOT_FOUND outside the caller's reach.
 
 Codes in the tables: OK, EMPTY (OK and an empty list), NF (NOT_FOUND), PD
 (PERMISSION_DENIED), FP (FAILED_PRECONDITION). Where the running services disagree with the
@@ -75,9 +81,14 @@ def everyone(code):
 
 
 #: What a caller reaches of the request: read it (GetRoutingDecision, GetDeadline, ...).
-READ_REQUEST = row("OK", "NF", "OK", "OK", "NF", "NF", "OK", "NF")
-#: Read the request's job: the request's parties, the auditor, and the translator holding it.
-READ_JOB = row("OK", "NF", "OK", "OK", "OK", "NF", "OK", "NF")
+#: Translators and operators read no request (the role table: PD whatever the id).
+READ_REQUEST = row("OK", "NF", "OK", "OK", "PD", "PD", "OK", "PD")
+#: List the request's jobs: the request's parties, the auditor, and the translator holding
+#: it (operators may list the claimable queue, so the table lets them call; they reach no
+#: request's jobs).
+LIST_JOBS = row("OK", "NF", "OK", "OK", "OK", "NF", "OK", "NF")
+#: Read the job: the same, but operators are refused by the role table.
+READ_JOB = row("OK", "NF", "OK", "OK", "OK", "NF", "OK", "PD")
 #: Work on a job: translators only (a role check, PERMISSION_DENIED for everyone else; it
 #: says nothing about the job); a translator not holding the job is out of its reach.
 WORK_ON_JOB_OTHER_TRANSLATOR = "NF"
@@ -158,12 +169,13 @@ class AccessMatrixTest(unittest.TestCase):
         cls.cancelled = svc.deadlines(judge).StartDeadline(dl.StartDeadlineRequest(
             request_id=key(), target_request_id=cls.rid, rule_id="EIO_RECOGNITION"),
             timeout=10).deadline
-        svc.deadlines(judge).CancelDeadline(dl.CancelDeadlineRequest(
+        # The executing side cancels and meets its time limits (issue 16, item 6).
+        svc.deadlines(j.DE_PROSECUTOR).CancelDeadline(dl.CancelDeadlineRequest(
             request_id=key(), deadline_id=cls.cancelled.id, reason_code="TEST"), timeout=10)
         cls.met = svc.deadlines(judge).StartDeadline(dl.StartDeadlineRequest(
             request_id=key(), target_request_id=cls.rid, rule_id="EIO_EXECUTION"),
             timeout=10).deadline
-        j.complete_deadline(svc, judge, cls.met.id, "TEST")
+        j.complete_deadline(svc, j.DE_PROSECUTOR, cls.met.id, "TEST")
         # The issuer's webhook subscription (nothing listens there; it is never delivered to
         # within the test's time).
         cls.issuer_sub = cls.create_subscription(judge).subscription
@@ -230,7 +242,7 @@ class AccessMatrixTest(unittest.TestCase):
             "ListDeclarations": (everyone("OK"), lambda c: list(svc.routing(c).ListDeclarations(
                 r.ListDeclarationsRequest(), timeout=10).declarations)),
             # The holder sees its job (EMPTY would mean it saw none).
-            "ListTranslationJobs": (READ_JOB, lambda c: list(svc.routing(c).ListTranslationJobs(
+            "ListTranslationJobs": (LIST_JOBS, lambda c: list(svc.routing(c).ListTranslationJobs(
                 r.ListTranslationJobsRequest(request_id=rid), timeout=10).jobs)),
             "GetTranslationJob": (READ_JOB, lambda c: svc.routing(c).GetTranslationJob(
                 r.GetTranslationJobRequest(job_id=job.id), timeout=10)),
@@ -274,27 +286,36 @@ class AccessMatrixTest(unittest.TestCase):
         d = pb.deadlines
         svc, rid = self.svc, self.rid
         ack, cancelled, met = self.ack.id, self.cancelled.id, self.met.id
-        # Changes: the request's parties may (OK, or FAILED_PRECONDITION from the
-        # deadline's state), the auditor may not (PD), everyone else is out of reach (NF).
-        change = lambda allowed: row(allowed, "NF", allowed, allowed, "NF", "NF", "PD",  # noqa
-                                     "NF")
+        # The role table (issue 16, item 6): either side of the request starts a deadline;
+        # the executing side (the competent authority, the requested state's central
+        # authority) extends, meets and cancels its time limits, the issuing side may not
+        # (PD); operators suspend and resume (with a reason), nobody else; translators, the
+        # auditor and operators change nothing else (PD whatever the id); a stranger is
+        # out of reach (NF). Allowed changes answer OK, or FAILED_PRECONDITION from the
+        # deadline's state.
+        either = lambda allowed: row(allowed, "NF", allowed, allowed, "PD", "PD", "PD",  # noqa
+                                     "PD")
+        executing = lambda allowed: row("PD", "NF", allowed, allowed, "PD", "PD", "PD",  # noqa
+                                        "PD")
+        operators = lambda allowed: dict(everyone("PD"), operator=allowed)  # noqa: E731
         self.check_matrix("deadlines", {
-            "StartDeadline": (change("OK"), lambda c: svc.deadlines(c).StartDeadline(
+            "StartDeadline": (either("OK"), lambda c: svc.deadlines(c).StartDeadline(
                 d.StartDeadlineRequest(request_id=key(), target_request_id=rid,
                                        rule_id="EIO_RECOGNITION"), timeout=10)),
-            "ExtendDeadline": (change("FP"), lambda c: svc.deadlines(c).ExtendDeadline(
+            "ExtendDeadline": (executing("FP"), lambda c: svc.deadlines(c).ExtendDeadline(
                 d.ExtendDeadlineRequest(request_id=key(), deadline_id=cancelled,
                                         by={"seconds": 86400}, reason_code="TEST"),
                 timeout=10)),
-            "SuspendDeadline": (change("FP"), lambda c: svc.deadlines(c).SuspendDeadline(
+            "SuspendDeadline": (operators("FP"), lambda c: svc.deadlines(c).SuspendDeadline(
                 d.SuspendDeadlineRequest(request_id=key(), deadline_id=cancelled,
                                          reason_code="TEST"), timeout=10)),
-            "ResumeDeadline": (change("FP"), lambda c: svc.deadlines(c).ResumeDeadline(
-                d.ResumeDeadlineRequest(request_id=key(), deadline_id=cancelled), timeout=10)),
-            "CompleteDeadline": (change("OK"), lambda c: svc.deadlines(c).CompleteDeadline(
+            "ResumeDeadline": (operators("FP"), lambda c: svc.deadlines(c).ResumeDeadline(
+                d.ResumeDeadlineRequest(request_id=key(), deadline_id=cancelled,
+                                        reason_code="TEST"), timeout=10)),
+            "CompleteDeadline": (executing("OK"), lambda c: svc.deadlines(c).CompleteDeadline(
                 d.CompleteDeadlineRequest(request_id=key(), deadline_id=met,
                                           reason_code="TEST"), timeout=10)),
-            "CancelDeadline": (change("OK"), lambda c: svc.deadlines(c).CancelDeadline(
+            "CancelDeadline": (executing("OK"), lambda c: svc.deadlines(c).CancelDeadline(
                 d.CancelDeadlineRequest(request_id=key(), deadline_id=cancelled,
                                         reason_code="TEST"), timeout=10)),
             "GetDeadline": (READ_REQUEST, lambda c: svc.deadlines(c).GetDeadline(
@@ -399,9 +420,10 @@ class AccessMatrixTest(unittest.TestCase):
                         self.create_subscription(c).subscription.id if c == j.JUDGE
                         else issuer_sub)), timeout=10)),
             # Delivery evidence: the request's parties and auditors see every delivery of it;
-            # the translator holding the job only its own; others nothing.
+            # the translator holding the job only its own; others nothing; operators read no
+            # evidence (the role table: PD).
             "GetDeliveryStatus": (
-                row("OK", "NF", "NF", "OK", "OK", "NF", "OK", "NF"),
+                row("OK", "NF", "NF", "OK", "OK", "NF", "OK", "PD"),
                 lambda c: svc.notification(c).GetDeliveryStatus(
                     n.GetDeliveryStatusRequest(request_id=rid), timeout=10)),
             # Operators: every dead letter; others: their own subscriptions' (none here).

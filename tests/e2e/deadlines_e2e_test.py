@@ -237,8 +237,16 @@ class DeadlinesE2ETest(base.E2ETestCase):
         listed = stub.ListDeadlines(pb.deadlines.ListDeadlinesRequest(
             executing_authority_id=authority), timeout=5.0).deadlines
         self.assertEqual([d.id for d in listed], [deadline.id])
+        # The executing side extends its time limits (issue 16, item 6): here the central
+        # authority of the requested state, as no routing decision named an authority.
+        executor = self.deadlines_stub(base.EXECUTOR)
+        issuer_extend = pb.deadlines.ExtendDeadlineRequest(deadline_id=deadline.id,
+                                                           reason_code="COMPLEX_CASE")
+        issuer_extend.by.seconds = DAY_S
+        self.assertRpcCode(grpc.StatusCode.PERMISSION_DENIED, stub.ExtendDeadline,
+                           issuer_extend, timeout=5.0)
         error = self.assertRpcCode(
-            grpc.StatusCode.INVALID_ARGUMENT, stub.ExtendDeadline,
+            grpc.StatusCode.INVALID_ARGUMENT, executor.ExtendDeadline,
             pb.deadlines.ExtendDeadlineRequest(deadline_id=deadline.id), timeout=5.0)
         fields = [f for f, _ in rc.field_violations(error)]
         self.assertIn("by", fields)
@@ -246,10 +254,10 @@ class DeadlinesE2ETest(base.E2ETestCase):
         extend = pb.deadlines.ExtendDeadlineRequest(deadline_id=deadline.id,
                                                     reason_code="COMPLEX_CASE")
         extend.by.seconds = 30 * DAY_S
-        extended = stub.ExtendDeadline(extend, timeout=5.0).deadline
+        extended = executor.ExtendDeadline(extend, timeout=5.0).deadline
         self.assertEqual(len(extended.extensions), 1)
         self.assertGreater(extended.due_time.seconds, deadline.due_time.seconds)
-        self.assertRpcCode(grpc.StatusCode.FAILED_PRECONDITION, stub.ExtendDeadline, extend,
+        self.assertRpcCode(grpc.StatusCode.FAILED_PRECONDITION, executor.ExtendDeadline, extend,
                            timeout=5.0)
 
     def test_zz_eaw_deadline_fires_after_61_days_and_intake_records_it(self):

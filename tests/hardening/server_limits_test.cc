@@ -61,8 +61,8 @@ class FakeIntake final : public v1::IntakeService::CallbackService {
     Download(FakeIntake& service, grpc::CallbackServerContext* context,
              const v1::DownloadDocumentRequest& request)
         : start_(Steady::now()) {
-      auto call =
-          service.pipeline_.Admit(*context, "DownloadDocument", Pipeline::CallKind::kStream);
+      auto call = service.pipeline_.Admit(*context, "DownloadDocument", &request,
+                                          Pipeline::CallKind::kStream);
       if (!call.ok()) {
         Finish(ToGrpcStatus(call.status()));
         return;

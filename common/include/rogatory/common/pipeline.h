@@ -19,7 +19,13 @@
 #include "prometheus/registry.h"
 #include "rogatory/common/status.h"
 
+namespace google::protobuf {
+class Message;
+}
+
 namespace rogatory::common {
+
+class DenialLog;
 
 // Who is calling. Authority ids and states are not personal data.
 struct Caller {
@@ -72,6 +78,9 @@ struct CallContext {
   std::string trace_id;  // from x-rogatory-trace-id or traceparent metadata, else new
   // Why the caller reads, from x-rogatory-justification metadata (logged with reads).
   std::string justification;
+  // The id the call names (the request field the role table names for the method), for the
+  // denial log; empty if none or if it did not look like an id.
+  std::string target_id;
   // Never null for calls admitted by the pipeline.
   std::shared_ptr<AuditTrail> trail = std::make_shared<AuditTrail>();
 
@@ -166,7 +175,7 @@ class Pipeline {
       const std::function<void(const CallContext&, const Req&, Resp*, Done)>& handle) {
     grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
     const auto start = std::chrono::steady_clock::now();
-    auto call = Admit(*context, method);
+    auto call = Admit(*context, method, request);
     if (!call.ok()) {
       reactor->Finish(ToGrpcStatus(call.status()));
       return reactor;
@@ -189,14 +198,19 @@ class Pipeline {
   // What a call holds while in flight, for the bounds of SetCallerLimits.
   enum class CallKind { kUnary, kStream };
 
-  // Authenticates and limits a call; for streaming handlers, which then call Audit. A
-  // handler of a streaming RPC (client, server or both) passes kStream: it is then bounded
-  // by the caller's stream bound rather than its call bound.
+  // Authenticates and limits a call, then (with the role gate on) refuses callers the role
+  // table does not let call `method` (PERMISSION_DENIED, written to the denial log with the
+  // id `request` names); for streaming handlers, which then call Audit. `request`, if
+  // known, names the call's target (see CallContext::target_id). A handler of a streaming
+  // RPC (client, server or both) passes kStream: it is then bounded by the caller's stream
+  // bound rather than its call bound.
   absl::StatusOr<CallContext> Admit(const grpc::CallbackServerContext& context,
                                     absl::string_view method,
+                                    const google::protobuf::Message* request = nullptr,
                                     CallKind kind = CallKind::kUnary);
-  // Records the call's outcome, then calls `answer` with the status to answer with: the
-  // call's own, or UNAVAILABLE when a successful call could not be logged.
+  // Records the call's outcome (and, for PERMISSION_DENIED and NOT_FOUND, its denial, the
+  // same way whatever the handler found), then calls `answer` with the status to answer
+  // with: the call's own, or UNAVAILABLE when a successful call could not be logged.
   void Audit(const CallContext& call, const absl::Status& status,
              std::chrono::steady_clock::time_point start, Done answer);
 
@@ -220,6 +234,13 @@ class Pipeline {
   int calls_in_flight() const;
   // Calls of `kind` that `authority_id` has in flight.
   int calls_in_flight(absl::string_view authority_id, CallKind kind) const;
+  // Checks every call against the role table (rpc_roles.h, CheckRpcRoles) once the caller
+  // is known. Off by default (tests of single handlers); the platform turns it on. Set
+  // before serving.
+  void SetRoleGate(bool on) { role_gate_ = on; }
+  // Where calls answered PERMISSION_DENIED or NOT_FOUND are recorded (denial_log.h). Not
+  // owned; outlives the pipeline. Null (the default): not recorded. Set before serving.
+  void SetDenialLog(DenialLog* log) { denial_log_ = log; }
   Auditor& auditor() { return auditor_; }
 
   // Where calls refused before they reach a handler, which callers can send at will
@@ -230,6 +251,8 @@ class Pipeline {
 
  private:
   void NoteRefusal(absl::string_view kind, const absl::Status& status);
+  // Writes a denial of `call` answered `code` to the denial log (if any), then `then`.
+  void NoteDenial(const CallContext& call, absl::StatusCode code, std::function<void()> then);
 
   Authenticator& authenticator_;
   RateLimiter& limiter_;
@@ -244,6 +267,8 @@ class Pipeline {
   struct Slots;
   // Shared with the slots, which may outlive the pipeline.
   std::shared_ptr<Slots> slots_;
+  bool role_gate_ = false;
+  DenialLog* denial_log_ = nullptr;
 };
 
 }  // namespace rogatory::common

@@ -59,6 +59,9 @@ struct ServerSettings {
   absl::Duration audit_export_interval;
   absl::Duration audit_seal_interval;
   absl::Duration audit_retention;
+  // The denial log (see denial_log.h).
+  int denial_log_max_entries = 10000;
+  absl::Duration denial_log_retention = absl::Hours(24 * 90);
   TlsSettings tls;            // see transport_security.h
   // tls=off with env=production only when a service mesh terminates mTLS in front of the
   // service (tls-terminated-by-mesh); logged as a warning at start.

@@ -1,0 +1,95 @@
+#!/usr/bin/python3
+"""The README's role x RPC table, made from the table the services enforce.
+
+    tools/docs/rpc_roles_table.py            # prints the table (Markdown)
+    tools/docs/rpc_roles_table.py --write    # replaces the table in README.md
+    tools/docs/rpc_roles_table.py --check    # exit 1 if README.md's table differs (a test)
+
+The enforced table is kTable in common/src/rpc_roles.cc (issue 16, item 6); the README's
+copy stands between the two marker lines below and is never edited by hand.
+"""
+
+from __future__ import annotations
+
+import argparse
+import pathlib
+import re
+import sys
+
+REPO = pathlib.Path(__file__).resolve().parents[2]
+SOURCE = REPO / "common" / "src" / "rpc_roles.cc"
+README = REPO / "README.md"
+BEGIN = "<!-- rpc-roles-table:begin (tools/docs/rpc_roles_table.py --write) -->"
+END = "<!-- rpc-roles-table:end -->"
+
+COLUMNS = ("issuing", "central", "executing", "translator", "auditor", "operator", "service",
+           "no roles")
+CELLS = {"N": "—", "A": "✓", "R": "reach", "O": "own", "I": "issuing side",
+         "E": "executing side", "S": "either side"}
+SERVICES = {
+    "kIntake": "IntakeService", "kRouting": "TranslationRoutingService",
+    "kDeadlines": "DeadlineService", "kNotification": "NotificationService",
+    "kEventSink": "EventSinkService", "kAudit": "admin AuditService",
+    "kTestClock": "admin TestClockService", "kBenchEcho": "bench EchoService",
+}
+ROW = re.compile(r'\{(k\w+), "(\w+)", \{([NAROIES, ]+)\}, "(\w*)",\s*"((?:[^"\\]|\\.)*)"\}',
+                 re.S)
+
+
+def rows() -> list[tuple[str, str, list[str], str]]:
+    text = SOURCE.read_text()
+    body = text[text.index("const RpcRoleRule kTable[] = {"):]
+    body = body[:body.index("\n};")]
+    found = []
+    for service, method, cells, _target, note in ROW.findall(body):
+        grants = [c.strip() for c in cells.split(",")]
+        if len(grants) != len(COLUMNS):
+            raise SystemExit(f"{method}: {len(grants)} cells, expected {len(COLUMNS)}")
+        found.append((SERVICES[service], method, grants, note))
+    if len(found) != body.count('", {'):
+        raise SystemExit("some rows of kTable were not understood")
+    return found
+
+
+def table() -> str:
+    lines = ["| RPC | " + " | ".join(COLUMNS) + " | note |",
+             "|---|" + "---|" * len(COLUMNS) + "---|"]
+    for service, method, grants, note in rows():
+        cells = " | ".join(CELLS[g] for g in grants)
+        lines.append(f"| {service}.{method} | {cells} | {note} |")
+    return "\n".join(lines)
+
+
+def current() -> str:
+    text = README.read_text()
+    if BEGIN not in text or END not in text:
+        return ""
+    return text.split(BEGIN, 1)[1].split(END, 1)[0].strip("\n")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument("--write", action="store_true")
+    mode.add_argument("--check", action="store_true")
+    args = parser.parse_args()
+    made = table()
+    if args.write:
+        text = README.read_text()
+        head, rest = text.split(BEGIN, 1)
+        tail = rest.split(END, 1)[1]
+        README.write_text(f"{head}{BEGIN}\n{made}\n{END}{tail}")
+        return 0
+    if args.check:
+        if current() != made:
+            print("README.md's role table differs from common/src/rpc_roles.cc; run "
+                  "tools/docs/rpc_roles_table.py --write", file=sys.stderr)
+            return 1
+        print("README.md's role table matches common/src/rpc_roles.cc")
+        return 0
+    print(made)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
