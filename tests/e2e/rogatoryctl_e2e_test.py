@@ -7,7 +7,7 @@
 - webhook subscriptions: create, list, rotate the secret, delete;
 - dead letters: list (every page) and redrive;
 - audit: a request's entries over more than one page, and its chain verified; callers who
-  may not read audit entries are refused;
+  may not read audit entries are refused, and their refusals are in the denial log;
 - deadline operations: get, suspend, resume, complete, each by a side the role table
   allows;
 - the zipapp (build_zipapp.py) runs outside the checkout without generating stubs.
@@ -48,8 +48,6 @@ class OperatorCommandsTest(wf.Ctl, wf.WorkflowTestCase):
     SERVICE_ARGS = {"notification": ("--webhook-allow-private-addresses=true",
                                      "--webhook-allowed-ports=9")}
 
-    #: Who suspends and resumes a time limit (the README's role table).
-    SUSPENDER = j.DE_PROSECUTOR
 
     def error_of(self, result) -> dict:
         """The JSON error object rogatoryctl wrote on stderr."""
@@ -75,7 +73,8 @@ class OperatorCommandsTest(wf.Ctl, wf.WorkflowTestCase):
                         ["subscriptions", "list"], ["subscriptions", "delete"],
                         ["subscriptions", "rotate-secret"], ["dead-letters"],
                         ["dead-letters", "list"], ["dead-letters", "redrive"], ["audit"],
-                        ["audit", "entries"], ["audit", "verify"], ["deadlines", "get"],
+                        ["audit", "entries"], ["audit", "verify"], ["audit", "denials"],
+                        ["deadlines", "get"],
                         ["deadlines", "complete"], ["deadlines", "cancel"],
                         ["deadlines", "suspend"], ["deadlines", "resume"],
                         ["deadlines", "extend"]):
@@ -165,9 +164,16 @@ class OperatorCommandsTest(wf.Ctl, wf.WorkflowTestCase):
         self.ctl(AUDITOR, "audit", "verify", request.id, "--expected-head", str(head))
         table = self.ctl(AUDITOR, "audit", "verify", request.id, output_json=False)
         self.assertTrue(table.stdout.startswith("INTACT: "), table.stdout)
-        # Authorities do not read the audit log.
+        # Authorities do not read the audit log; their refusals are in the denial log.
         self.ctl(j.JUDGE, "audit", "entries", request.id, expect=5)
         self.ctl(j.JUDGE, "audit", "verify", request.id, expect=5)
+        denials = j.wait(lambda: (lambda d: d if len(d) >= 2 else None)(
+            self.ctl(AUDITOR, "audit", "denials", j.JUDGE.authority_id, "--all",
+                     "--page-size", "1").get("denials", [])), 20, "two denials logged")
+        methods = [d["method"] for d in denials]
+        self.assertIn("ListAuditEntries", methods)
+        self.assertIn("VerifyAuditChain", methods)
+        self.assertEqual({d["callerAuthorityId"] for d in denials}, {j.JUDGE.authority_id})
 
     def test_deadline_operations(self):
         rid = self.forwarded_eio()
@@ -180,11 +186,17 @@ class OperatorCommandsTest(wf.Ctl, wf.WorkflowTestCase):
 
         got = self.ctl(j.DE_PROSECUTOR, "deadlines", "get", recognition)
         self.assertEqual((got["id"], got["state"]), (recognition, "DEADLINE_STATE_RUNNING"))
-        suspended = self.ctl(self.SUSPENDER, "deadlines", "suspend", recognition, "--reason",
+        # Operators suspend and resume, with a reason; the parties do not (role table).
+        self.ctl(j.DE_PROSECUTOR, "deadlines", "suspend", recognition, "--reason",
+                 "AWAITING_SUPPLEMENT", expect=5)
+        suspended = self.ctl(j.OPERATOR, "deadlines", "suspend", recognition, "--reason",
                              "AWAITING_SUPPLEMENT")
         self.assertEqual(suspended["state"], "DEADLINE_STATE_SUSPENDED")
-        resumed = self.ctl(self.SUSPENDER, "deadlines", "resume", recognition)
+        resumed = self.ctl(j.OPERATOR, "deadlines", "resume", recognition, "--reason",
+                           "SUPPLEMENT_RECEIVED")
         self.assertEqual(resumed["state"], "DEADLINE_STATE_RUNNING")
+        # The issuing side does not complete the executing side's time limit.
+        self.ctl(j.JUDGE, "deadlines", "complete", acknowledge, expect=5)
         met = self.ctl(j.DE_PROSECUTOR, "deadlines", "complete", acknowledge, "--reason",
                        "ACKNOWLEDGED")
         self.assertEqual(met["state"], "DEADLINE_STATE_MET")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import pathlib
+import time
 
 import rogatory_client as rc
 from cli import (EXIT_INVALID, EXIT_NOT_FOUND, EXIT_OTHER, CliError, Context, emit_json,
@@ -196,6 +197,30 @@ def cmd_audit_verify(ctx: Context, args) -> None:
                        EXIT_OTHER)
 
 
+def cmd_audit_denials(ctx: Context, args) -> None:
+    pb = rc.stubs()
+    denials, token, pages = [], "", 0
+    while True:
+        request = pb.audit.ListDenialsRequest(authority_id=args.authority_id,
+                                              page_size=args.page_size, page_token=token)
+        if args.since:
+            request.start_time.FromSeconds(int(time.time()) - parse_duration(args.since))
+        response = audit_stub(ctx, args.via).ListDenials(request, timeout=ctx.timeout)
+        denials.extend(response.denials)
+        token, pages = response.next_page_token, pages + 1
+        if not token or not args.all or pages >= args.max_pages:
+            break
+    if ctx.output == "json":
+        emit_json({"denials": [to_dict(d) for d in denials], "nextPageToken": token})
+        return
+    table(["TIME", "METHOD", "CODE", "TARGET", "CALLER", "ROLES"],
+          [[ts(d.time), d.method, d.code, d.target_id,
+            f"{d.caller_authority_id} ({d.caller_state})", ",".join(d.caller_roles)]
+           for d in denials])
+    if token:
+        print("(more: --all follows every page)")
+
+
 # --------------------------------------------------------------------------------------
 # Deadline operations (deadline-tracking)
 # --------------------------------------------------------------------------------------
@@ -244,7 +269,8 @@ def cmd_deadlines_suspend(ctx: Context, args) -> None:
 
 
 def cmd_deadlines_resume(ctx: Context, args) -> None:
-    _deadline_change(ctx, args, "ResumeDeadline", "ResumeDeadlineRequest")
+    _deadline_change(ctx, args, "ResumeDeadline", "ResumeDeadlineRequest",
+                     reason_code=args.reason)
 
 
 def cmd_deadlines_extend(ctx: Context, args) -> None:
@@ -303,6 +329,14 @@ def register(group, command, services: tuple[str, ...]) -> None:
                    help="JSON file with an exported chain head {sequence, mac}: also detects "
                         "a chain cut short")
     add_via(p, services)
+    p = command(audit, "denials", "one caller's denied calls (PERMISSION_DENIED, NOT_FOUND), "
+                "oldest first", cmd_audit_denials)
+    p.add_argument("authority_id", help="the caller whose denials to list")
+    p.add_argument("--since", help="only those of the last, e.g. 24h")
+    p.add_argument("--page-size", type=int, default=100)
+    p.add_argument("--all", action="store_true", help="follow every page")
+    p.add_argument("--max-pages", type=int, default=100)
+    add_via(p, services)
 
 
 def add_via(parser, services: tuple[str, ...]) -> None:
@@ -324,8 +358,10 @@ def register_deadline_operations(dl, command) -> None:
     p = command(dl, "suspend", "stop the clock, with a reason", cmd_deadlines_suspend, True)
     p.add_argument("deadline_id")
     p.add_argument("--reason", required=True, help="reason code, e.g. AWAITING_SUPPLEMENT")
-    p = command(dl, "resume", "restart a suspended clock", cmd_deadlines_resume, True)
+    p = command(dl, "resume", "restart a suspended clock, with a reason", cmd_deadlines_resume,
+                True)
     p.add_argument("deadline_id")
+    p.add_argument("--reason", required=True, help="reason code, e.g. SUPPLEMENT_RECEIVED")
     p = command(dl, "extend", "push the due time back, where the rule allows it",
                 cmd_deadlines_extend, True)
     p.add_argument("deadline_id")
