@@ -11,14 +11,15 @@ copy stands between the two marker lines below and is never edited by hand.
 
 from __future__ import annotations
 
-import argparse
 import pathlib
 import re
 import sys
 
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+import readme_block  # noqa: E402
+
 REPO = pathlib.Path(__file__).resolve().parents[2]
 SOURCE = REPO / "common" / "src" / "rpc_roles.cc"
-README = REPO / "README.md"
 BEGIN = "<!-- rpc-roles-table:begin (tools/docs/rpc_roles_table.py --write) -->"
 END = "<!-- rpc-roles-table:end -->"
 
@@ -60,35 +61,9 @@ def table() -> str:
     return "\n".join(lines)
 
 
-def current() -> str:
-    text = README.read_text()
-    if BEGIN not in text or END not in text:
-        return ""
-    return text.split(BEGIN, 1)[1].split(END, 1)[0].strip("\n")
-
-
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    mode = parser.add_mutually_exclusive_group()
-    mode.add_argument("--write", action="store_true")
-    mode.add_argument("--check", action="store_true")
-    args = parser.parse_args()
-    made = table()
-    if args.write:
-        text = README.read_text()
-        head, rest = text.split(BEGIN, 1)
-        tail = rest.split(END, 1)[1]
-        README.write_text(f"{head}{BEGIN}\n{made}\n{END}{tail}")
-        return 0
-    if args.check:
-        if current() != made:
-            print("README.md's role table differs from common/src/rpc_roles.cc; run "
-                  "tools/docs/rpc_roles_table.py --write", file=sys.stderr)
-            return 1
-        print("README.md's role table matches common/src/rpc_roles.cc")
-        return 0
-    print(made)
-    return 0
+    return readme_block.main(__doc__.splitlines()[0], BEGIN, END, table, "role table",
+                             "common/src/rpc_roles.cc", "tools/docs/rpc_roles_table.py")
 
 
 if __name__ == "__main__":

@@ -11,14 +11,15 @@ hand, so it cannot drift from services/deadlines/data/rules.json.
 
 from __future__ import annotations
 
-import argparse
 import json
 import pathlib
 import sys
 
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+import readme_block  # noqa: E402
+
 REPO = pathlib.Path(__file__).resolve().parents[2]
 RULES = REPO / "services" / "deadlines" / "data" / "rules.json"
-README = REPO / "README.md"
 BEGIN = "<!-- rules-table:begin (tools/docs/rules_table.py --write) -->"
 END = "<!-- rules-table:end -->"
 
@@ -89,35 +90,9 @@ def table() -> str:
     return "\n".join(lines)
 
 
-def current() -> str:
-    text = README.read_text()
-    if BEGIN not in text or END not in text:
-        raise SystemExit(f"README.md lacks the markers {BEGIN!r} ... {END!r}")
-    return text.split(BEGIN, 1)[1].split(END, 1)[0].strip("\n")
-
-
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    mode = parser.add_mutually_exclusive_group()
-    mode.add_argument("--write", action="store_true")
-    mode.add_argument("--check", action="store_true")
-    args = parser.parse_args()
-    made = table()
-    if args.write:
-        text = README.read_text()
-        head, rest = text.split(BEGIN, 1)
-        tail = rest.split(END, 1)[1]
-        README.write_text(f"{head}{BEGIN}\n{made}\n{END}{tail}")
-        return 0
-    if args.check:
-        if current() != made:
-            print("README.md's rules table differs from rules.json; run "
-                  "tools/docs/rules_table.py --write", file=sys.stderr)
-            return 1
-        print("README.md's rules table matches rules.json")
-        return 0
-    print(made)
-    return 0
+    return readme_block.main(__doc__.splitlines()[0], BEGIN, END, table, "rules table",
+                             "rules.json", "tools/docs/rules_table.py")
 
 
 if __name__ == "__main__":
