@@ -6,7 +6,8 @@
     tools/docs/api_reference.py --check    # exit 1 if docs/api-reference.md differs (a test)
 
 The protos are the product's face and their comments its documentation; this page is never
-edited by hand, so it cannot drift from them. It runs protoc (PROTOC, default
+edited by hand, so it cannot drift from them. Under each RPC it adds who may call it, from
+the role table the services enforce (common/src/rpc_roles.cc, via rpc_roles_table.py). It runs protoc (PROTOC, default
 /usr/bin/protoc) for a descriptor set with source info and renders, per package: its
 services with every RPC (request, response, streaming, comment), then its messages (each
 field with its number, type and comment) and its enums (each value with its comment).
@@ -24,6 +25,9 @@ import sys
 import tempfile
 
 from google.protobuf import descriptor_pb2
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+import rpc_roles_table  # noqa: E402  (the role x RPC table the services enforce)
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 PROTO_ROOT = REPO / "protos"
@@ -143,7 +147,20 @@ def field_type(field, local_package: str, maps: dict[str, tuple[str, str]]) -> s
     return text
 
 
-def render_service(out: list[str], service, path: tuple, package: str, comments: Comments):
+def who_may_call() -> dict[tuple[str, str], str]:
+    """(service short name, method) -> who may call it, from the enforced role table:
+    "issuing: issuing side; ...; translator: —"."""
+    found = {}
+    for service, method, grants, _note in rpc_roles_table.rows():
+        short = service.split(" ")[-1]  # "admin AuditService" -> "AuditService"
+        cells = [f"{column}: {rpc_roles_table.CELLS[g]}"
+                 for column, g in zip(rpc_roles_table.COLUMNS, grants)]
+        found[(short, method)] = "; ".join(cells)
+    return found
+
+
+def render_service(out: list[str], service, path: tuple, package: str, comments: Comments,
+                   roles: dict[tuple[str, str], str]):
     full = f"{package}.{service.name}"
     out.append(f"### service {service.name}\n")
     out.append(f"<a id=\"{anchor(full)}\"></a>`{full}`\n")
@@ -163,6 +180,9 @@ def render_service(out: list[str], service, path: tuple, package: str, comments:
         text = comments(*path, SERVICE_METHOD, i)
         if text:
             out.append(text + "\n")
+        who = roles.get((service.name, method.name))
+        if who:
+            out.append(f"Who may call (the role table): {who}.\n")
 
 
 def map_entries(message, prefix: str, found: dict[str, tuple[str, str]], package: str):
@@ -214,12 +234,16 @@ def render_message(out: list[str], message, path: tuple, prefix: str, package: s
 
 def render(descriptors: descriptor_pb2.FileDescriptorSet) -> str:
     files = {f.name: f for f in descriptors.file}
+    roles = who_may_call()
     out = [
         "# Rogatory API reference",
         "",
         "Generated from the comments in `protos/` by `tools/docs/api_reference.py --write`;",
         "do not edit by hand (`api_reference_generated_test` fails when this page and the",
-        "protos differ). Who may call each RPC is in the README's Security section.",
+        "protos differ). \"Who may call\" under each RPC is the role table the services enforce",
+        "(`common/src/rpc_roles.cc`; cells explained in the README's Security section): ✓ every",
+        "call, reach: requests in the caller's reach, own: its own inbox, subscriptions or jobs,",
+        "issuing / executing / either side: requests on which it acts for that side, —: refused.",
         "",
         "## Packages",
         "",
@@ -239,7 +263,7 @@ def render(descriptors: descriptor_pb2.FileDescriptorSet) -> str:
             if header:
                 out.append(header + "\n")
             for i, service in enumerate(file.service):
-                render_service(out, service, (FILE_SERVICE, i), package, comments)
+                render_service(out, service, (FILE_SERVICE, i), package, comments, roles)
             maps: dict[str, tuple[str, str]] = {}
             for message in file.message_type:
                 map_entries(message, f"{package}.{message.name}", maps, package)
