@@ -114,7 +114,8 @@ def check(path: str) -> list[str]:
                 problems.append(f"{path}: {name} has a password in ROGATORY_REDIS_URL")
             if "REDIS_PASSWORD" in env:
                 problems.append(f"{path}: {name} has the Redis password in its environment")
-            if "ROGATORY_REDIS_PASSWORD_FILE" not in env:
+            # The services reach Redis; the browser gateway does not.
+            if "ROGATORY_REDIS_URL" in env and "ROGATORY_REDIS_PASSWORD_FILE" not in env:
                 problems.append(f"{path}: {name} has no ROGATORY_REDIS_PASSWORD_FILE")
     for sts in (d for d in docs if d.get("kind") == "StatefulSet"):
         for c in sts["spec"]["template"]["spec"]["containers"]:
