@@ -439,7 +439,7 @@ class SubscribeReactor final : public grpc::ServerWriteReactor<v1::SubscribeResp
     st_->service = service;
     st_->reactor = this;
     st_->request = request;
-    auto call = service_->pipeline_.Admit(*context, "Subscribe", request,
+    auto call = service_->pipeline_.Admit(*context, "Subscribe", &request,
                                           common::Pipeline::CallKind::kStream);
     if (!call.ok()) {
       admitted_ = false;
