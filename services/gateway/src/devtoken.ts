@@ -10,12 +10,22 @@ export interface DevKey {
   secret: Buffer;
 }
 
-export function loadDevKey(path: string): DevKey {
-  const data = JSON.parse(readFileSync(path, "utf8"));
+/** The key of a key set that signs callers' tokens: the HS256 key declared for
+ * `"subjects": "authorities"` (keys are bound to what they sign; the endpoint never mints a
+ * service token), or the set's one HS256 key if it declares no subjects at all. */
+export function pickDevKey(data: any, path: string): DevKey {
   const keys: unknown[] = Array.isArray(data?.keys) ? data.keys : [data];
   const hs = keys.filter((k: any) => k && k.alg === "HS256" && typeof k.secret === "string") as any[];
-  if (hs.length !== 1) throw new Error(`${path}: expected one HS256 key, found ${hs.length}`);
-  return { kid: String(hs[0].kid), secret: Buffer.from(hs[0].secret, "base64") };
+  const authorities = hs.filter((k) => k.subjects === "authorities");
+  const chosen = authorities.length > 0 ? authorities : hs.every((k) => k.subjects === undefined) ? hs : [];
+  if (chosen.length !== 1) {
+    throw new Error(`${path}: expected one HS256 key for "subjects": "authorities", found ${chosen.length}`);
+  }
+  return { kid: String(chosen[0].kid), secret: Buffer.from(chosen[0].secret, "base64") };
+}
+
+export function loadDevKey(path: string): DevKey {
+  return pickDevKey(JSON.parse(readFileSync(path, "utf8")), path);
 }
 
 const b64url = (data: Buffer | string) => Buffer.from(data).toString("base64url");
@@ -43,9 +53,10 @@ export function parseTokenRequest(body: unknown): TokenRequest | string {
   if (!Array.isArray(roles) || roles.some((r) => typeof r !== "string" || !ROLES.includes(r))) {
     return `roles: a list among ${ROLES.join(", ")}`;
   }
+  // The services accept callers' tokens living at most auth-max-token-lifetime (1 h).
   const ttl = b.ttl_seconds ?? 3600;
-  if (typeof ttl !== "number" || !Number.isInteger(ttl) || ttl < 60 || ttl > 86400) {
-    return "ttl_seconds: an integer in [60, 86400]";
+  if (typeof ttl !== "number" || !Number.isInteger(ttl) || ttl < 60 || ttl > 3600) {
+    return "ttl_seconds: an integer in [60, 3600]";
   }
   return { sub: b.sub, state, roles: roles as string[], ttlSeconds: ttl };
 }

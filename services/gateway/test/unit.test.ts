@@ -6,7 +6,7 @@ import { createHmac } from "node:crypto";
 import { FORBIDDEN_PREFIXES, resolveAllowList, UPSTREAM_OF } from "../src/allowlist.js";
 import { originAllowed, parseSettings, SettingsError } from "../src/settings.js";
 import { decodeBase64Segments } from "../src/gateway.js";
-import { mintDevToken, parseTokenRequest } from "../src/devtoken.js";
+import { mintDevToken, parseTokenRequest, pickDevKey } from "../src/devtoken.js";
 import allowListData from "../src/allowlist.json" with { type: "json" };
 
 const paths = () => resolveAllowList().map((m) => m.path);
@@ -103,4 +103,15 @@ test("development token: HS256 over header.claims with the key, carrying sub, st
   assert.deepEqual([claims.sub, claims.state, claims.roles, claims.exp, claims.aud], ["DE-GStA-BERLIN", "DE", ["executing"], 4600, "rogatory"]);
   assert.match(String(parseTokenRequest({ sub: "rogatory-intake", roles: ["service"] })), /service identities|roles/);
   assert.match(String(parseTokenRequest({ sub: "X", roles: ["service"] })), /roles/);
+});
+
+test("development token key: the key set's key for authorities, never the services' key", () => {
+  const authorities = { kid: "dev", alg: "HS256", subjects: "authorities", secret: "YQ==" };
+  const services = { kid: "dev-services", alg: "HS256", subjects: "services", secret: "Yg==" };
+  assert.equal(pickDevKey({ keys: [services, authorities] }, "k").kid, "dev");
+  assert.throws(() => pickDevKey({ keys: [services] }, "k"), /authorities/);
+  const legacy = { kid: "old", alg: "HS256", secret: "YQ==" };
+  assert.equal(pickDevKey({ keys: [legacy] }, "k").kid, "old");
+  assert.throws(() => pickDevKey({ keys: [legacy, services] }, "k"), /authorities/);
+  assert.match(String(parseTokenRequest({ sub: "X", ttl_seconds: 7200 })), /ttl_seconds/);
 });
