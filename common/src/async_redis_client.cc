@@ -21,7 +21,6 @@
 namespace rogatory::common {
 namespace {
 
-
 RedisReply CopyReply(const redisReply* r) {
   RedisReply out;
   switch (r->type) {
@@ -54,8 +53,8 @@ class AsyncRedisClient final : public RedisClient {
   ~AsyncRedisClient() override;
 
   void Command(std::vector<std::string> args, RedisCallback done) override;
-  void Eval(const LuaScript& script, std::vector<std::string> keys,
-            std::vector<std::string> args, RedisCallback done) override;
+  void Eval(const LuaScript& script, std::vector<std::string> keys, std::vector<std::string> args,
+            RedisCallback done) override;
 
  private:
   // One command in flight. Owned by the queue until dispatched, then by hiredis's callback.
@@ -241,9 +240,9 @@ void AsyncRedisClient::Complete(Op* op, absl::StatusOr<RedisReply> result) {
 void AsyncRedisClient::OnOpTimeout(evutil_socket_t, short, void* arg) {
   auto* op = static_cast<Op*>(arg);
   // hiredis still owns `op` and frees it when the late reply or a disconnect arrives.
-  Complete(op, absl::UnavailableError(absl::StrCat(
-                   "redis did not answer within ",
-                   absl::FormatDuration(op->client->options_.command_timeout))));
+  Complete(op, absl::UnavailableError(
+                   absl::StrCat("redis did not answer within ",
+                                absl::FormatDuration(op->client->options_.command_timeout))));
 }
 
 void AsyncRedisClient::OnReply(redisAsyncContext* ctx, void* reply, void* privdata) {

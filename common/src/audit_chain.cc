@@ -124,8 +124,7 @@ absl::StatusOr<AuditKey> AuditKey::FromSecret(std::string secret) {
 absl::StatusOr<AuditKey> AuditKey::FromFile(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   if (!in) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("setting 'audit-key-file': cannot read ", path));
+    return absl::InvalidArgumentError(absl::StrCat("setting 'audit-key-file': cannot read ", path));
   }
   std::stringstream text;
   text << in.rdbuf();
@@ -254,8 +253,7 @@ AuditChainVerifier::AuditChainVerifier(const AuditKey& key, std::string request_
   if (anchor_.has_value()) {
     const AuditAnchor& a = *anchor_;
     verdict_.anchor = a;
-    if (!SameMac(a.mac, key_.AnchorMac(request_id_, a.sequence, a.chain_mac,
-                                       a.erased_before_us))) {
+    if (!SameMac(a.mac, key_.AnchorMac(request_id_, a.sequence, a.chain_mac, a.erased_before_us))) {
       Fail(a.sequence, "the retention anchor is not authentic (bad HMAC)");
       return;
     }
@@ -289,16 +287,15 @@ bool AuditChainVerifier::Add(absl::string_view stored) {
   }
   if (sealed->sequence != expected_sequence) {
     Fail(expected_sequence,
-         absl::StrCat("entry ", expected_sequence, " is missing (found sequence ",
-                      sealed->sequence, " in its place)"));
+         absl::StrCat("entry ", expected_sequence, " is missing (found sequence ", sealed->sequence,
+                      " in its place)"));
     return false;
   }
   if (!SameMac(sealed->entry_mac, key_.EntryMac(sealed->entry))) {
     Fail(expected_sequence, "the entry's content does not match its HMAC (edited)");
     return false;
   }
-  if (!SameMac(sealed->chain_mac,
-               key_.ChainMac(previous_mac_, sealed->sequence, sealed->entry))) {
+  if (!SameMac(sealed->chain_mac, key_.ChainMac(previous_mac_, sealed->sequence, sealed->entry))) {
     Fail(expected_sequence,
          "the chain HMAC does not link this entry to the previous one (entries removed, "
          "reordered or the chain recomputed without the key)");
@@ -335,9 +332,8 @@ AuditChainVerdict AuditChainVerifier::Finish(const std::optional<AuditChainHead>
   if (verdict_.intact && stored_head.has_value() && !(*stored_head == verdict_.head)) {
     if (stored_head->sequence > verdict_.head.sequence) {
       Fail(verdict_.head.sequence + 1,
-           absl::StrCat("the chain ends at ", verdict_.head.sequence,
-                        " but its recorded head is ", stored_head->sequence,
-                        " (newest entries removed)"));
+           absl::StrCat("the chain ends at ", verdict_.head.sequence, " but its recorded head is ",
+                        stored_head->sequence, " (newest entries removed)"));
     } else {
       Fail(stored_head->sequence, "the recorded head does not match the chain's last entry");
     }

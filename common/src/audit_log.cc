@@ -14,9 +14,9 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
-#include "rogatory/common/await.h"
 #include "prometheus/counter.h"
 #include "prometheus/gauge.h"
+#include "rogatory/common/await.h"
 #include "rogatory/common/logging.h"
 
 namespace rogatory::common {
@@ -180,9 +180,8 @@ const RedisReply* Field(const RedisReply& fields, absl::string_view name) {
 }
 
 std::string JsonHead(absl::string_view request_id, const AuditChainHead& head, int64_t time_us) {
-  return absl::StrCat("{\"request_id\":", JsonQuote(request_id),
-                      ",\"sequence\":", head.sequence, ",\"mac\":", JsonQuote(head.chain_mac),
-                      ",\"sealed_at_us\":", time_us, "}");
+  return absl::StrCat("{\"request_id\":", JsonQuote(request_id), ",\"sequence\":", head.sequence,
+                      ",\"mac\":", JsonQuote(head.chain_mac), ",\"sealed_at_us\":", time_us, "}");
 }
 
 }  // namespace
@@ -457,7 +456,10 @@ void ChainedAuditor::SendBatch(int shard, std::vector<Queued> batch) {
 struct AuditSealer::Impl {
   Impl(RedisClient& r, const Clock& c, std::shared_ptr<const AuditKey> k, Metrics* metrics,
        AuditSealerOptions o)
-      : redis(r), clock(c), key(std::move(k)), options(std::move(o)),
+      : redis(r),
+        clock(c),
+        key(std::move(k)),
+        options(std::move(o)),
         tokens(options.shard_count, 0) {
     if (metrics != nullptr) {
       auto& sealed_family = prometheus::BuildCounter()
@@ -520,12 +522,12 @@ struct AuditSealer::Impl {
 
 absl::StatusOr<int64_t> AuditSealer::Impl::SealShard(int shard) {
   const int64_t held = tokens[shard];
-  auto r = RunRedisScript(
-      redis, LeaseAndReadScript(),
-      {AuditKeys::Lease(shard), AuditKeys::Fence(shard), AuditKeys::Pending(shard),
-       AuditKeys::Heads(shard)},
-      {options.replica_id, absl::StrCat(absl::ToInt64Milliseconds(options.lease)),
-       held == 0 ? "" : absl::StrCat(held), absl::StrCat(options.batch)});
+  auto r =
+      RunRedisScript(redis, LeaseAndReadScript(),
+                     {AuditKeys::Lease(shard), AuditKeys::Fence(shard), AuditKeys::Pending(shard),
+                      AuditKeys::Heads(shard)},
+                     {options.replica_id, absl::StrCat(absl::ToInt64Milliseconds(options.lease)),
+                      held == 0 ? "" : absl::StrCat(held), absl::StrCat(options.batch)});
   if (!r.ok()) {
     tokens[shard] = 0;
     return r.status();
@@ -639,13 +641,12 @@ absl::StatusOr<int64_t> AuditSealer::Impl::SealShard(int shard) {
 }
 
 absl::StatusOr<int64_t> AuditSealer::Impl::EraseRequest(int shard, int64_t token,
-                                                        const std::string& rid,
-                                                        int64_t cutoff_us) {
+                                                        const std::string& rid, int64_t cutoff_us) {
   constexpr int kPage = 200;
-  auto page = RunRedisScript(redis, ReadChainScript(),
-                             {AuditKeys::Chain(shard, rid), AuditKeys::Heads(shard),
-                              AuditKeys::Anchors(shard)},
-                             {rid, "0", absl::StrCat(kPage)});
+  auto page = RunRedisScript(
+      redis, ReadChainScript(),
+      {AuditKeys::Chain(shard, rid), AuditKeys::Heads(shard), AuditKeys::Anchors(shard)},
+      {rid, "0", absl::StrCat(kPage)});
   if (!page.ok()) return page.status();
   if (page->elements.size() != 3) return absl::InternalError("unexpected chain reply");
   const RedisReply& elements = page->elements[2];
@@ -672,8 +673,7 @@ absl::StatusOr<int64_t> AuditSealer::Impl::EraseRequest(int shard, int64_t token
     next_score = entry->time_us;
     if (entry->time_us >= cutoff_us) break;
     if (!verifier.Add(element.str)) {
-      Log::Error("audit chain fails verification; retention left it untouched",
-                 {{"shard", shard}});
+      Log::Error("audit chain fails verification; retention left it untouched", {{"shard", shard}});
       return 0;
     }
     last = *sealed_entry;
@@ -689,12 +689,12 @@ absl::StatusOr<int64_t> AuditSealer::Impl::EraseRequest(int shard, int64_t token
   a.chain_mac = last->chain_mac;
   a.erased_before_us = cutoff_us;
   a.mac = key->AnchorMac(rid, a.sequence, a.chain_mac, a.erased_before_us);
-  auto erased_reply = RunRedisScript(
-      redis, EraseScript(),
-      {AuditKeys::Lease(shard), AuditKeys::Chain(shard, rid), AuditKeys::Anchors(shard),
-       AuditKeys::Oldest(shard)},
-      {absl::StrCat(token), absl::StrCat(k), elements.elements[k - 1].str, rid, EncodeAnchor(a),
-       absl::StrCat(next_score)});
+  auto erased_reply =
+      RunRedisScript(redis, EraseScript(),
+                     {AuditKeys::Lease(shard), AuditKeys::Chain(shard, rid),
+                      AuditKeys::Anchors(shard), AuditKeys::Oldest(shard)},
+                     {absl::StrCat(token), absl::StrCat(k), elements.elements[k - 1].str, rid,
+                      EncodeAnchor(a), absl::StrCat(next_score)});
   if (!erased_reply.ok()) return erased_reply.status();
   if (erased_reply->integer < 0) return absl::AbortedError("audit chain changed during erasure");
   return erased_reply->integer;
@@ -755,7 +755,8 @@ void AuditSealer::Stop() {
 }
 
 void AuditSealer::Impl::Loop() {
-  Steady::time_point next_export = Steady::now() + absl::ToChronoMilliseconds(options.export_interval);
+  Steady::time_point next_export =
+      Steady::now() + absl::ToChronoMilliseconds(options.export_interval);
   Steady::time_point next_retention = Steady::now();
   Steady::time_point next_warning = Steady::now();
   for (;;) {
@@ -844,18 +845,18 @@ absl::Status AuditSealer::Impl::Export() {
     const size_t end = std::min(heads.size(), start + kPerLine);
     const std::string heads_json =
         absl::StrCat("[", absl::StrJoin(heads.begin() + start, heads.begin() + end, ","), "]");
-    const std::string batch_mac = key->Mac(
-        "export", absl::StrCat(o.replica_id, "\n", now_us, "\n", heads_json));
+    const std::string batch_mac =
+        key->Mac("export", absl::StrCat(o.replica_id, "\n", now_us, "\n", heads_json));
     if (!o.export_dir.empty()) {
       std::string safe_replica = o.replica_id;
       for (char& c : safe_replica) {
         if (!absl::ascii_isalnum(static_cast<unsigned char>(c)) && c != '-' && c != '.') c = '_';
       }
       const std::string path = absl::StrCat(o.export_dir, "/audit-heads-", safe_replica, ".jsonl");
-      const std::string line = absl::StrCat(
-          "{\"kind\":\"audit chain heads\",\"replica\":", JsonQuote(o.replica_id),
-          ",\"exported_at_us\":", now_us, ",\"key\":", JsonQuote(key->Fingerprint()),
-          ",\"heads\":", heads_json, ",\"batch_mac\":", JsonQuote(batch_mac), "}\n");
+      const std::string line =
+          absl::StrCat("{\"kind\":\"audit chain heads\",\"replica\":", JsonQuote(o.replica_id),
+                       ",\"exported_at_us\":", now_us, ",\"key\":", JsonQuote(key->Fingerprint()),
+                       ",\"heads\":", heads_json, ",\"batch_mac\":", JsonQuote(batch_mac), "}\n");
       const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
       bool written = fd >= 0 &&
                      ::write(fd, line.data(), line.size()) == static_cast<ssize_t>(line.size()) &&
@@ -885,8 +886,7 @@ absl::Status AuditSealer::Impl::Export() {
 
 absl::StatusOr<int64_t> AuditSealer::EraseExpired() {
   if (impl_->options.retention <= absl::ZeroDuration()) return 0;
-  const int64_t cutoff_us =
-      absl::ToUnixMicros(impl_->clock.Now() - impl_->options.retention);
+  const int64_t cutoff_us = absl::ToUnixMicros(impl_->clock.Now() - impl_->options.retention);
   absl::MutexLock lock(&impl_->work_mu);
   int64_t total = 0;
   for (int shard = 0; shard < impl_->options.shard_count; ++shard) {
@@ -911,17 +911,19 @@ struct ChainPage {
 
 absl::StatusOr<ChainPage> ReadChainPage(RedisClient& redis, int shard,
                                         const std::string& request_id, int64_t from, int count) {
-  auto r = RunRedisScript(redis, ReadChainScript(),
-                          {AuditKeys::Chain(shard, request_id), AuditKeys::Heads(shard),
-                           AuditKeys::Anchors(shard)},
-                          {request_id, absl::StrCat(from), absl::StrCat(count)});
+  auto r = RunRedisScript(
+      redis, ReadChainScript(),
+      {AuditKeys::Chain(shard, request_id), AuditKeys::Heads(shard), AuditKeys::Anchors(shard)},
+      {request_id, absl::StrCat(from), absl::StrCat(count)});
   if (!r.ok()) return r.status();
   if (r->elements.size() != 3) return absl::InternalError("unexpected audit chain reply");
   ChainPage page;
   if (!r->elements[0].is_nil()) {
     auto head = DecodeChainHead(r->elements[0].str);
-    if (head.ok()) page.head = *head;
-    else page.head = AuditChainHead{-1, ""};  // malformed: never matches
+    if (head.ok())
+      page.head = *head;
+    else
+      page.head = AuditChainHead{-1, ""};  // malformed: never matches
   }
   if (!r->elements[1].is_nil()) {
     auto anchor = DecodeAnchor(r->elements[1].str);

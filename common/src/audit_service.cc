@@ -26,7 +26,8 @@ void CheckRequestId(const std::string& id, FieldViolations& v) {
 bool IsHexMac(const std::string& mac) {
   if (mac.size() != 64) return false;
   for (char c : mac) {
-    if (!absl::ascii_isxdigit(static_cast<unsigned char>(c)) || absl::ascii_isupper(static_cast<unsigned char>(c))) {
+    if (!absl::ascii_isxdigit(static_cast<unsigned char>(c)) ||
+        absl::ascii_isupper(static_cast<unsigned char>(c))) {
       return false;
     }
   }
@@ -80,9 +81,8 @@ void FillVerifyAuditChainResponse(const AuditChainVerdict& verdict,
   }
 }
 
-AuditServiceImpl::AuditServiceImpl(Pipeline& pipeline, RedisClient& redis,
-                                   const Sharding& sharding, std::shared_ptr<const AuditKey> key,
-                                   int max_queued)
+AuditServiceImpl::AuditServiceImpl(Pipeline& pipeline, RedisClient& redis, const Sharding& sharding,
+                                   std::shared_ptr<const AuditKey> key, int max_queued)
     : pipeline_(pipeline),
       redis_(redis),
       sharding_(sharding),
@@ -169,14 +169,15 @@ grpc::ServerUnaryReactor* AuditServiceImpl::VerifyAuditChain(
         if (req.has_expected_head()) {
           expected = AuditChainHead{req.expected_head().sequence(), req.expected_head().mac()};
         }
-        absl::Status queued = Enqueue([this, id = req.request_id(), expected, resp,
-                                       done](bool stopping) {
-          if (stopping) return done(absl::UnavailableError("the server is stopping"));
-          auto verdict = rogatory::common::VerifyAuditChain(redis_, sharding_, *key_, id, expected);
-          if (!verdict.ok()) return done(verdict.status());
-          FillVerifyAuditChainResponse(*verdict, resp);
-          done(absl::OkStatus());
-        });
+        absl::Status queued =
+            Enqueue([this, id = req.request_id(), expected, resp, done](bool stopping) {
+              if (stopping) return done(absl::UnavailableError("the server is stopping"));
+              auto verdict =
+                  rogatory::common::VerifyAuditChain(redis_, sharding_, *key_, id, expected);
+              if (!verdict.ok()) return done(verdict.status());
+              FillVerifyAuditChainResponse(*verdict, resp);
+              done(absl::OkStatus());
+            });
         if (!queued.ok()) done(queued);
       });
 }
@@ -193,8 +194,7 @@ grpc::ServerUnaryReactor* AuditServiceImpl::ListAuditEntries(
           v.Add("page_size", "must be between 0 and 1000");
         }
         int64_t from = 0;
-        if (!req.page_token().empty() &&
-            (!absl::SimpleAtoi(req.page_token(), &from) || from < 1)) {
+        if (!req.page_token().empty() && (!absl::SimpleAtoi(req.page_token(), &from) || from < 1)) {
           v.Add("page_token", "is not a token from a previous response");
         }
         return v.ToStatus();
@@ -241,9 +241,9 @@ grpc::ServerUnaryReactor* AuditServiceImpl::ListAuditEntries(
       });
 }
 
-grpc::ServerUnaryReactor* AuditServiceImpl::ListDenials(
-    grpc::CallbackServerContext* context, const adminpb::ListDenialsRequest* request,
-    adminpb::ListDenialsResponse* response) {
+grpc::ServerUnaryReactor* AuditServiceImpl::ListDenials(grpc::CallbackServerContext* context,
+                                                        const adminpb::ListDenialsRequest* request,
+                                                        adminpb::ListDenialsResponse* response) {
   return pipeline_.Unary<adminpb::ListDenialsRequest, adminpb::ListDenialsResponse>(
       context, "ListDenials", request, response,
       [](const adminpb::ListDenialsRequest& req) {
@@ -251,8 +251,8 @@ grpc::ServerUnaryReactor* AuditServiceImpl::ListDenials(
         if (req.authority_id().empty()) {
           v.Add("authority_id", "is required");
         } else if (req.authority_id().size() > kMaxRequestIdLength) {
-          v.Add("authority_id", absl::StrCat("must be at most ", kMaxRequestIdLength,
-                                             " characters"));
+          v.Add("authority_id",
+                absl::StrCat("must be at most ", kMaxRequestIdLength, " characters"));
         }
         if (req.page_size() < 0 || req.page_size() > 1000) {
           v.Add("page_size", "must be between 0 and 1000");
@@ -272,8 +272,8 @@ grpc::ServerUnaryReactor* AuditServiceImpl::ListDenials(
         // The role table lets only auditors and operators in (rpc_roles.h); said again here
         // for pipelines without the gate.
         if (!call.caller.HasRole("auditor") && !call.caller.HasRole("operator")) {
-          return done(absl::PermissionDeniedError(
-              "the denial log is open to auditors and operators only"));
+          return done(
+              absl::PermissionDeniedError("the denial log is open to auditors and operators only"));
         }
         const absl::Time from =
             req.has_start_time()

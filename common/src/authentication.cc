@@ -13,14 +13,14 @@ absl::Status Named(absl::string_view setting, const absl::Status& s) {
 }
 
 absl::StatusOr<std::shared_ptr<const SigningKey>> LoadServiceKey(const AuthSettings& auth,
-                                                                  bool production) {
+                                                                 bool production) {
   // The key declared for services (or, in development, one that declares nothing).
   auto key = LoadSigningKey(auth.service_token_key, KeySubjects::kServices);
   if (!key.ok()) return Named("service-token-key", key.status());
   if (production && (*key)->alg() == JwtAlg::kHs256) {
-    return Named("service-token-key",
-                 absl::InvalidArgumentError(
-                     "HS256 (shared secret) keys are refused with env=production"));
+    return Named(
+        "service-token-key",
+        absl::InvalidArgumentError("HS256 (shared secret) keys are refused with env=production"));
   }
   if (production && (*key)->subjects() != KeySubjects::kServices) {
     return Named("service-token-key",
@@ -43,17 +43,15 @@ void RegisterAuthSettings(Config& config, AuthSettings* auth) {
                    "Key set file (JSON) that callers' tokens are verified with; reloaded on "
                    "SIGHUP and when the file changes. Required with auth=token.",
                    &auth->keys_file);
-  config.AddString("auth-issuer", "rogatory-dev", "The iss every token must carry.",
-                   &auth->issuer);
-  config.AddString("auth-audience", "rogatory",
-                   "The aud every token must carry (or list).", &auth->audience);
+  config.AddString("auth-issuer", "rogatory-dev", "The iss every token must carry.", &auth->issuer);
+  config.AddString("auth-audience", "rogatory", "The aud every token must carry (or list).",
+                   &auth->audience);
   config.AddString("service-token-key", "",
                    "Key file (JSON, one key with an HS256 secret or a private_key_pem) this "
                    "service signs its own short-lived tokens with when it calls another "
                    "service; empty: it presents its mTLS client certificate instead.",
                    &auth->service_token_key);
-  config.AddDuration("auth-max-token-lifetime", absl::Hours(1), absl::Minutes(1),
-                     absl::Hours(24),
+  config.AddDuration("auth-max-token-lifetime", absl::Hours(1), absl::Minutes(1), absl::Hours(24),
                      "Longest lifetime (exp - iat) of a caller's token; longer ones are "
                      "refused.",
                      &auth->max_token_lifetime);
@@ -122,8 +120,9 @@ absl::StatusOr<std::unique_ptr<Authentication>> MakeAuthentication(const AuthSet
   if (absl::Status s = ValidateAuthSettings(auth, production); !s.ok()) return s;
   auto out = std::make_unique<Authentication>();
   if (!auth.token()) {
-    Log::Warn("development authentication in use: callers are named by x-rogatory-* metadata "
-              "and not verified (auth=metadata)");
+    Log::Warn(
+        "development authentication in use: callers are named by x-rogatory-* metadata "
+        "and not verified (auth=metadata)");
     out->authenticator = std::make_unique<MetadataAuthenticator>();
     out->metadata = true;
     return out;
@@ -138,8 +137,7 @@ absl::StatusOr<std::unique_ptr<Authentication>> MakeAuthentication(const AuthSet
   token_options.audience = auth.audience;
   token_options.max_lifetime = auth.max_token_lifetime;
   token_options.max_service_lifetime = auth.max_service_token_lifetime;
-  auto authenticator =
-      std::make_unique<TokenAuthenticator>(clock, token_options, *std::move(keys));
+  auto authenticator = std::make_unique<TokenAuthenticator>(clock, token_options, *std::move(keys));
   TokenAuthenticator* verifier = authenticator.get();
   out->authenticator = std::move(authenticator);
   out->watched_files.push_back(auth.keys_file);
@@ -171,11 +169,11 @@ absl::StatusOr<std::unique_ptr<Authentication>> MakeAuthentication(const AuthSet
       return absl::OkStatus();
     });
   }
-  Log::Info("token authentication", {{"issuer", auth.issuer},
-                                     {"audience", auth.audience},
-                                     {"service_token", auth.service_token_key.empty()
-                                                           ? "none (mTLS certificate)"
-                                                           : "minted"}});
+  Log::Info(
+      "token authentication",
+      {{"issuer", auth.issuer},
+       {"audience", auth.audience},
+       {"service_token", auth.service_token_key.empty() ? "none (mTLS certificate)" : "minted"}});
   return out;
 }
 

@@ -34,7 +34,8 @@ const absl::flat_hash_set<std::string>& CountryCodes() {
 }
 
 bool AllOf(absl::string_view s, bool (*pred)(unsigned char)) {
-  return std::all_of(s.begin(), s.end(), [pred](char c) { return pred(static_cast<unsigned char>(c)); });
+  return std::all_of(s.begin(), s.end(),
+                     [pred](char c) { return pred(static_cast<unsigned char>(c)); });
 }
 
 }  // namespace
@@ -61,7 +62,8 @@ bool IsLanguageTag(absl::string_view tag) {
   for (; i < parts.size(); ++i) {
     const absl::string_view v = parts[i];
     const bool long_variant = v.size() >= 5 && v.size() <= 8 && AllOf(v, absl::ascii_isalnum);
-    const bool digit_variant = v.size() == 4 && absl::ascii_isdigit(static_cast<unsigned char>(v[0])) &&
+    const bool digit_variant = v.size() == 4 &&
+                               absl::ascii_isdigit(static_cast<unsigned char>(v[0])) &&
                                AllOf(v, absl::ascii_isalnum);
     if (!long_variant && !digit_variant) return false;
   }

@@ -167,8 +167,8 @@ std::string Config::Help(absl::string_view program) const {
                                  " [--setting=value ...]\n\nSettings (flag, environment "
                                  "variable, default):\n");
   for (const Entry& e : entries_) {
-    absl::StrAppend(&out, "  --", e.name, "  ", EnvName(e.name), "  [", e.default_text,
-                    "]\n      ", e.help, "\n");
+    absl::StrAppend(&out, "  --", e.name, "  ", EnvName(e.name), "  [", e.default_text, "]\n      ",
+                    e.help, "\n");
   }
   return out;
 }

@@ -62,8 +62,7 @@ absl::StatusOr<EventRoutes> EventRoutes::Parse(absl::string_view text) {
       std::string name(word);
       if (!absl::StartsWith(name, "EVENT_TYPE_")) name = absl::StrCat("EVENT_TYPE_", name);
       common::v1::EventType type;
-      if (!common::v1::EventType_Parse(name, &type) ||
-          type == common::v1::EVENT_TYPE_UNSPECIFIED) {
+      if (!common::v1::EventType_Parse(name, &type) || type == common::v1::EVENT_TYPE_UNSPECIFIED) {
         return fail(absl::StrCat("unknown event type '", word, "'"));
       }
       routes.routes_[current].insert(type);
@@ -96,8 +95,7 @@ absl::StatusOr<std::map<std::string, std::string>> ParseReceiverAddresses(absl::
   for (absl::string_view item : absl::StrSplit(text, ',', absl::SkipWhitespace())) {
     std::vector<std::string> kv = absl::StrSplit(item, absl::MaxSplits('=', 1));
     if (kv.size() != 2 || kv[0].empty() || kv[1].empty()) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("'", item, "' is not <service>=<host:port>"));
+      return absl::InvalidArgumentError(absl::StrCat("'", item, "' is not <service>=<host:port>"));
     }
     out[std::string(absl::StripAsciiWhitespace(kv[0]))] =
         std::string(absl::StripAsciiWhitespace(kv[1]));

@@ -64,15 +64,15 @@ EventSinkServiceImpl::EventSinkServiceImpl(std::string receiver, EventHandler& h
       pipeline_(pipeline),
       sharding_(sharding),
       dedupe_retention_(dedupe_retention),
-      counters_(new Counters{
-          &prometheus::BuildCounter()
-               .Name("rogatory_events_received_total")
-               .Help("Events handled by this service, by emitting service and type.")
-               .Register(metrics.registry()),
-          &prometheus::BuildCounter()
-               .Name("rogatory_event_duplicates_dropped_total")
-               .Help("Repeated deliveries of events already handled, dropped.")
-               .Register(metrics.registry())}) {}
+      counters_(
+          new Counters{&prometheus::BuildCounter()
+                            .Name("rogatory_events_received_total")
+                            .Help("Events handled by this service, by emitting service and type.")
+                            .Register(metrics.registry()),
+                       &prometheus::BuildCounter()
+                            .Name("rogatory_event_duplicates_dropped_total")
+                            .Help("Repeated deliveries of events already handled, dropped.")
+                            .Register(metrics.registry())}) {}
 
 EventSinkServiceImpl::~EventSinkServiceImpl() = default;
 
@@ -120,9 +120,9 @@ struct EventSinkServiceImpl::Batch {
   std::vector<std::optional<absl::StatusOr<EventHandler::Outcome>>> outcomes ABSL_GUARDED_BY(mu);
 };
 
-void EventSinkServiceImpl::HandleBatch(std::shared_ptr<const eventspb::DeliverEventsRequest> request,
-                                       eventspb::DeliverEventsResponse* response,
-                                       Pipeline::Done done) {
+void EventSinkServiceImpl::HandleBatch(
+    std::shared_ptr<const eventspb::DeliverEventsRequest> request,
+    eventspb::DeliverEventsResponse* response, Pipeline::Done done) {
   // One chain per request, in batch order.
   std::vector<std::vector<int>> chains;
   absl::flat_hash_map<std::string, size_t> chain_of;
@@ -152,18 +152,18 @@ void EventSinkServiceImpl::HandleChain(std::shared_ptr<Batch> batch,
   const int shard = *sharding_.ShardOf("rq", event.request_id());
   Dedupe dedupe{EventKeys::Seen(shard, receiver_, event.event_id()),
                 absl::StrCat(absl::ToInt64Milliseconds(dedupe_retention_))};
-  handler_.Handle(event, dedupe, [this, batch, chain, k,
-                                  index](absl::StatusOr<EventHandler::Outcome> outcome) {
-    const bool go_on = outcome.ok() && k + 1 < chain->size();
-    bool last = false;
-    {
-      absl::MutexLock lock(&batch->mu);
-      batch->outcomes[index] = std::move(outcome);
-      if (!go_on) last = --batch->chains_left == 0;
-    }
-    if (go_on) return HandleChain(batch, chain, k + 1);
-    if (last) Finish(batch);
-  });
+  handler_.Handle(event, dedupe,
+                  [this, batch, chain, k, index](absl::StatusOr<EventHandler::Outcome> outcome) {
+                    const bool go_on = outcome.ok() && k + 1 < chain->size();
+                    bool last = false;
+                    {
+                      absl::MutexLock lock(&batch->mu);
+                      batch->outcomes[index] = std::move(outcome);
+                      if (!go_on) last = --batch->chains_left == 0;
+                    }
+                    if (go_on) return HandleChain(batch, chain, k + 1);
+                    if (last) Finish(batch);
+                  });
 }
 
 void EventSinkServiceImpl::Finish(const std::shared_ptr<Batch>& batch) {
@@ -194,9 +194,9 @@ void EventSinkServiceImpl::Finish(const std::shared_ptr<Batch>& batch) {
     if (**outcome == EventHandler::Outcome::kDuplicate) {
       counters_->duplicates->Add({{"source", EventSourceLabel(request.source())}}).Increment();
       if (prefix) batch->response->set_duplicate_count(batch->response->duplicate_count() + 1);
-      Log::Debug("duplicate event dropped",
-                 {{"source", request.source()}, {"event_id", e.event_id()},
-                  {"trace_id", e.trace_id()}});
+      Log::Debug(
+          "duplicate event dropped",
+          {{"source", request.source()}, {"event_id", e.event_id()}, {"trace_id", e.trace_id()}});
     } else {
       counters_->received
           ->Add({{"source", EventSourceLabel(request.source())},

@@ -56,8 +56,8 @@ int NoPassword(char*, int, int, void*) { return -1; }
 std::string HmacSha256(absl::string_view secret, absl::string_view data) {
   unsigned char out[EVP_MAX_MD_SIZE];
   unsigned int len = 0;
-  HMAC(EVP_sha256(), secret.data(), static_cast<int>(secret.size()), Bytes(data), data.size(),
-       out, &len);
+  HMAC(EVP_sha256(), secret.data(), static_cast<int>(secret.size()), Bytes(data), data.size(), out,
+       &len);
   return std::string(reinterpret_cast<char*>(out), len);
 }
 
@@ -75,7 +75,8 @@ absl::Status CheckKeyType(EVP_PKEY* key, JwtAlg alg) {
     size_t len = 0;
     if (!EVP_PKEY_is_a(key, "EC") ||
         EVP_PKEY_get_group_name(key, group, sizeof(group), &len) != 1 ||
-        (absl::string_view(group, len) != "prime256v1" && absl::string_view(group, len) != "P-256")) {
+        (absl::string_view(group, len) != "prime256v1" &&
+         absl::string_view(group, len) != "P-256")) {
       return absl::InvalidArgumentError("ES256 needs an EC key on curve P-256");
     }
     return absl::OkStatus();
@@ -115,8 +116,7 @@ const Value* Field(const Struct& s, const std::string& name) {
   return it == s.fields().end() ? nullptr : &it->second;
 }
 
-absl::StatusOr<std::string> StringField(const Struct& s, const std::string& name,
-                                        bool required) {
+absl::StatusOr<std::string> StringField(const Struct& s, const std::string& name, bool required) {
   const Value* v = Field(s, name);
   if (v == nullptr) {
     if (required) return absl::InvalidArgumentError(absl::StrCat("\"", name, "\" is missing"));
@@ -132,11 +132,21 @@ std::string JsonString(absl::string_view s) {
   std::string out = "\"";
   for (char c : s) {
     switch (c) {
-      case '"': out += "\\\""; break;
-      case '\\': out += "\\\\"; break;
-      case '\n': out += "\\n"; break;
-      case '\r': out += "\\r"; break;
-      case '\t': out += "\\t"; break;
+      case '"':
+        out += "\\\"";
+        break;
+      case '\\':
+        out += "\\\\";
+        break;
+      case '\n':
+        out += "\\n";
+        break;
+      case '\r':
+        out += "\\r";
+        break;
+      case '\t':
+        out += "\\t";
+        break;
       default:
         if (static_cast<unsigned char>(c) < 0x20) {
           absl::StrAppend(&out, "\\u00", absl::BytesToHexString(absl::string_view(&c, 1)));
@@ -219,8 +229,8 @@ absl::StatusOr<KeyEntry> ParseKeyEntry(const Struct& key) {
     e.public_key_pem = *pub;
     e.private_key_pem = *priv;
     if (e.public_key_pem.empty() && e.private_key_pem.empty()) {
-      return with_kid(absl::InvalidArgumentError(
-          "needs \"public_key_pem\" (or \"private_key_pem\")"));
+      return with_kid(
+          absl::InvalidArgumentError("needs \"public_key_pem\" (or \"private_key_pem\")"));
     }
   }
   return e;
@@ -308,18 +318,24 @@ absl::StatusOr<std::string> Base64UrlDecode(absl::string_view text) {
 
 absl::string_view JwtAlgName(JwtAlg alg) {
   switch (alg) {
-    case JwtAlg::kHs256: return "HS256";
-    case JwtAlg::kRs256: return "RS256";
-    case JwtAlg::kEs256: return "ES256";
+    case JwtAlg::kHs256:
+      return "HS256";
+    case JwtAlg::kRs256:
+      return "RS256";
+    case JwtAlg::kEs256:
+      return "ES256";
   }
   return "?";
 }
 
 absl::string_view KeySubjectsName(KeySubjects subjects) {
   switch (subjects) {
-    case KeySubjects::kAny: return "any";
-    case KeySubjects::kAuthorities: return "authorities";
-    case KeySubjects::kServices: return "services";
+    case KeySubjects::kAny:
+      return "any";
+    case KeySubjects::kAuthorities:
+      return "authorities";
+    case KeySubjects::kServices:
+      return "services";
   }
   return "?";
 }
@@ -343,8 +359,9 @@ VerificationKey::VerificationKey(std::string kid, JwtAlg alg, KeySubjects subjec
     : kid_(std::move(kid)), alg_(alg), subjects_(subjects), impl_(std::move(impl)) {}
 VerificationKey::~VerificationKey() = default;
 
-absl::StatusOr<std::shared_ptr<const VerificationKey>> VerificationKey::Hmac(
-    std::string kid, std::string secret, KeySubjects subjects) {
+absl::StatusOr<std::shared_ptr<const VerificationKey>> VerificationKey::Hmac(std::string kid,
+                                                                             std::string secret,
+                                                                             KeySubjects subjects) {
   if (secret.size() < kMinHmacSecretBytes) {
     return absl::InvalidArgumentError("an HS256 secret needs at least 32 bytes");
   }
@@ -392,7 +409,8 @@ bool VerificationKey::Verify(absl::string_view signing_input, absl::string_view 
   }
   std::unique_ptr<EVP_MD_CTX, MdCtxDeleter> ctx(EVP_MD_CTX_new());
   const bool ok =
-      ctx && EVP_DigestVerifyInit(ctx.get(), nullptr, EVP_sha256(), nullptr, impl_->pkey.get()) == 1 &&
+      ctx &&
+      EVP_DigestVerifyInit(ctx.get(), nullptr, EVP_sha256(), nullptr, impl_->pkey.get()) == 1 &&
       EVP_DigestVerify(ctx.get(), Bytes(sig), sig.size(), Bytes(signing_input),
                        signing_input.size()) == 1;
   ERR_clear_error();
@@ -423,8 +441,7 @@ absl::StatusOr<std::shared_ptr<const SigningKey>> SigningKey::Hmac(std::string k
       new SigningKey(std::move(kid), JwtAlg::kHs256, subjects, std::move(impl)));
 }
 
-absl::StatusOr<std::shared_ptr<const SigningKey>> SigningKey::FromPem(std::string kid,
-                                                                      JwtAlg alg,
+absl::StatusOr<std::shared_ptr<const SigningKey>> SigningKey::FromPem(std::string kid, JwtAlg alg,
                                                                       absl::string_view pem,
                                                                       KeySubjects subjects) {
   ASSIGN_OR_RETURN(PkeyPtr key, ReadPem(pem, true));
@@ -483,7 +500,8 @@ absl::StatusOr<std::shared_ptr<const KeySet>> KeySet::Parse(absl::string_view js
     }
     if (options.require_subjects && !e.declares_subjects) {
       return absl::InvalidArgumentError(absl::StrCat(
-          "key \"", e.kid, "\": \"subjects\" is required with env=production: "
+          "key \"", e.kid,
+          "\": \"subjects\" is required with env=production: "
           "\"authorities\" (an identity provider's key, for callers' tokens) or \"services\" "
           "(the services' own key)"));
     }
@@ -515,8 +533,7 @@ absl::StatusOr<std::shared_ptr<const KeySet>> KeySet::Load(const std::string& pa
   return set;
 }
 
-std::shared_ptr<const KeySet> KeySet::Of(
-    std::vector<std::shared_ptr<const VerificationKey>> keys) {
+std::shared_ptr<const KeySet> KeySet::Of(std::vector<std::shared_ptr<const VerificationKey>> keys) {
   auto set = std::make_shared<KeySet>();
   set->keys_ = std::move(keys);
   return set;
@@ -534,14 +551,12 @@ absl::StatusOr<std::shared_ptr<const SigningKey>> ParseSigningKey(absl::string_v
   ASSIGN_OR_RETURN(std::vector<KeyEntry> entries, ParseKeyEntries(json));
   const KeyEntry* chosen = nullptr;
   const std::string for_purpose =
-      purpose == KeySubjects::kAny
-          ? ""
-          : absl::StrCat(" that may sign for ", KeySubjectsName(purpose));
+      purpose == KeySubjects::kAny ? ""
+                                   : absl::StrCat(" that may sign for ", KeySubjectsName(purpose));
   for (const KeyEntry& e : entries) {
     const bool can_sign = e.alg == JwtAlg::kHs256 || !e.private_key_pem.empty();
     if (!can_sign) continue;
-    if (purpose != KeySubjects::kAny && e.subjects != KeySubjects::kAny &&
-        e.subjects != purpose) {
+    if (purpose != KeySubjects::kAny && e.subjects != KeySubjects::kAny && e.subjects != purpose) {
       continue;
     }
     if (chosen != nullptr) {
@@ -581,8 +596,7 @@ absl::StatusOr<std::shared_ptr<const SigningKey>> LoadSigningKey(const std::stri
 // ---- tokens --------------------------------------------------------------------------
 
 absl::StatusOr<JwtClaims> VerifyJwt(absl::string_view token, const KeySet& keys,
-                                    const VerifyOptions& options,
-                                    const VerificationKey** signer) {
+                                    const VerifyOptions& options, const VerificationKey** signer) {
   if (token.empty()) return Unauthenticated("empty");
   if (token.size() > kMaxTokenBytes) return Unauthenticated("longer than 8 KiB");
   std::vector<absl::string_view> parts = absl::StrSplit(token, '.');
@@ -596,7 +610,8 @@ absl::StatusOr<JwtClaims> VerifyJwt(absl::string_view token, const KeySet& keys,
   if (!alg_name.ok()) return Unauthenticated("header has no alg string");
   auto alg = ParseJwtAlg(*alg_name);
   if (!alg.ok()) return Unauthenticated("alg must be HS256, RS256 or ES256 (\"none\" is refused)");
-  if (Field(*header, "crit") != nullptr) return Unauthenticated("critical header extensions are not supported");
+  if (Field(*header, "crit") != nullptr)
+    return Unauthenticated("critical header extensions are not supported");
   auto kid = StringField(*header, "kid", false);
   if (!kid.ok()) return Unauthenticated("kid must be a string");
 
@@ -689,7 +704,8 @@ absl::StatusOr<std::string> MintJwt(const SigningKey& key, const JwtClaims& clai
   std::vector<std::string> fields;
   auto seconds = [](absl::Time t) { return absl::StrCat(absl::ToUnixSeconds(t)); };
   if (!claims.issuer.empty()) fields.push_back(absl::StrCat("\"iss\":", JsonString(claims.issuer)));
-  if (!claims.subject.empty()) fields.push_back(absl::StrCat("\"sub\":", JsonString(claims.subject)));
+  if (!claims.subject.empty())
+    fields.push_back(absl::StrCat("\"sub\":", JsonString(claims.subject)));
   if (claims.audiences.size() == 1) {
     fields.push_back(absl::StrCat("\"aud\":", JsonString(claims.audiences[0])));
   } else if (!claims.audiences.empty()) {

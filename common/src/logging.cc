@@ -44,7 +44,8 @@ void GrpcLogHook(gpr_log_func_args* args) {
   const LogLevel level =
       args->severity == GPR_LOG_SEVERITY_ERROR ? LogLevel::kError : LogLevel::kDebug;
   Log::Write(level, args->message,
-             {{"source", "grpc"}, {"file", args->file ? args->file : ""},
+             {{"source", "grpc"},
+              {"file", args->file ? args->file : ""},
               {"line", static_cast<int64_t>(args->line)}});
 }
 
@@ -59,18 +60,24 @@ void ProtobufLogHook(google::protobuf::LogLevel pb_level, const char* filename, 
   // for each is only a debug line.
   if (absl::StrContains(message, "when parsing a protocol buffer")) level = LogLevel::kDebug;
   Log::Write(level, message,
-             {{"source", "protobuf"}, {"file", filename ? filename : ""},
+             {{"source", "protobuf"},
+              {"file", filename ? filename : ""},
               {"line", static_cast<int64_t>(line)}});
 }
 
 }  // namespace
 
 absl::Status ParseLogLevel(absl::string_view text, LogLevel* level) {
-  if (text == "debug") *level = LogLevel::kDebug;
-  else if (text == "info") *level = LogLevel::kInfo;
-  else if (text == "warn") *level = LogLevel::kWarn;
-  else if (text == "error") *level = LogLevel::kError;
-  else return absl::InvalidArgumentError("must be one of debug, info, warn, error");
+  if (text == "debug")
+    *level = LogLevel::kDebug;
+  else if (text == "info")
+    *level = LogLevel::kInfo;
+  else if (text == "warn")
+    *level = LogLevel::kWarn;
+  else if (text == "error")
+    *level = LogLevel::kError;
+  else
+    return absl::InvalidArgumentError("must be one of debug, info, warn, error");
   return absl::OkStatus();
 }
 
@@ -123,9 +130,9 @@ void Log::CaptureLibraryLogs() {
 
 std::string Log::Format(absl::string_view time, LogLevel level, absl::string_view service,
                         absl::string_view message, std::initializer_list<LogField> fields) {
-  std::string line = absl::StrCat("{\"time\":", JsonQuote(time), ",\"level\":\"",
-                                  LevelName(level), "\",\"service\":", JsonQuote(service),
-                                  ",\"msg\":", JsonQuote(message));
+  std::string line =
+      absl::StrCat("{\"time\":", JsonQuote(time), ",\"level\":\"", LevelName(level),
+                   "\",\"service\":", JsonQuote(service), ",\"msg\":", JsonQuote(message));
   for (const LogField& f : fields) {
     absl::StrAppend(&line, ",", JsonQuote(f.key), ":");
     std::visit(

@@ -69,8 +69,7 @@ std::string Flatten(grpc_byte_buffer* buffer) {
   grpc_byte_buffer_reader reader;
   if (grpc_byte_buffer_reader_init(&reader, buffer) == 0) return out;
   grpc_slice slice = grpc_byte_buffer_reader_readall(&reader);
-  out.assign(reinterpret_cast<const char*>(GRPC_SLICE_START_PTR(slice)),
-             GRPC_SLICE_LENGTH(slice));
+  out.assign(reinterpret_cast<const char*>(GRPC_SLICE_START_PTR(slice)), GRPC_SLICE_LENGTH(slice));
   grpc_slice_unref(slice);
   grpc_byte_buffer_reader_destroy(&reader);
   return out;
@@ -93,8 +92,8 @@ class MalformedRequestHandler final : public MethodHandler {
         req != nullptr && request_type_ != nullptr ? grpc_byte_buffer_copy(req) : nullptr;
     void* request = inner_->Deserialize(call, req, status, handler_data);
     if (!status->ok()) {
-      absl::Status answer = MalformedRequestError(
-          method_, request_type_, copy != nullptr ? Flatten(copy) : std::string());
+      absl::Status answer = MalformedRequestError(method_, request_type_,
+                                                  copy != nullptr ? Flatten(copy) : std::string());
       absl::MutexLock lock(&mu_);
       // RunHandler takes it out. A call that never reaches it (the server at its resource
       // bound) leaves an entry behind: keep the map bounded.
@@ -137,9 +136,10 @@ class MalformedRequestHandler final : public MethodHandler {
     const bool answered = t_malformed.context == nullptr;
     t_malformed = {};
     if (!answered) {
-      Log::Error("a request that did not parse reached a handler that does not call "
-                 "Pipeline::Admit first",
-                 {{"method", method_}});
+      Log::Error(
+          "a request that did not parse reached a handler that does not call "
+          "Pipeline::Admit first",
+          {{"method", method_}});
     }
   }
 
@@ -180,13 +180,13 @@ std::vector<std::string> ServedMethodNames(grpc::Service& service) {
 absl::Status MalformedRequestError(absl::string_view method,
                                    const google::protobuf::Descriptor* request_type,
                                    absl::string_view bytes) {
-  const std::string what = absl::StrCat("the request is not a valid message for ", method,
-                                        ": its bytes do not parse");
+  const std::string what =
+      absl::StrCat("the request is not a valid message for ", method, ": its bytes do not parse");
   std::vector<FieldViolation> found;
   if (request_type != nullptr) found = FindInvalidUtf8Fields(*request_type, bytes);
   if (found.empty()) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        what, " (truncated, a wrong wire type, or invalid UTF-8 in a string field)"));
+    return absl::InvalidArgumentError(
+        absl::StrCat(what, " (truncated, a wrong wire type, or invalid UTF-8 in a string field)"));
   }
   FieldViolations violations;
   std::vector<std::string> named;
@@ -196,8 +196,8 @@ absl::Status MalformedRequestError(absl::string_view method,
   }
   // The validators' form: the message names the fields, a google.rpc.BadRequest carries
   // them for clients.
-  absl::Status status = absl::InvalidArgumentError(
-      absl::StrCat(what, ": ", absl::StrJoin(named, "; ")));
+  absl::Status status =
+      absl::InvalidArgumentError(absl::StrCat(what, ": ", absl::StrJoin(named, "; ")));
   violations.ToStatus().ForEachPayload(
       [&status](absl::string_view type_url, const absl::Cord& payload) {
         status.SetPayload(type_url, payload);

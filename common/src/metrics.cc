@@ -37,24 +37,42 @@ const prometheus::Histogram::BucketBoundaries& LatencyBuckets() {
 
 const char* CodeName(grpc::StatusCode code) {
   switch (code) {
-    case grpc::OK: return "OK";
-    case grpc::CANCELLED: return "Canceled";
-    case grpc::UNKNOWN: return "Unknown";
-    case grpc::INVALID_ARGUMENT: return "InvalidArgument";
-    case grpc::DEADLINE_EXCEEDED: return "DeadlineExceeded";
-    case grpc::NOT_FOUND: return "NotFound";
-    case grpc::ALREADY_EXISTS: return "AlreadyExists";
-    case grpc::PERMISSION_DENIED: return "PermissionDenied";
-    case grpc::RESOURCE_EXHAUSTED: return "ResourceExhausted";
-    case grpc::FAILED_PRECONDITION: return "FailedPrecondition";
-    case grpc::ABORTED: return "Aborted";
-    case grpc::OUT_OF_RANGE: return "OutOfRange";
-    case grpc::UNIMPLEMENTED: return "Unimplemented";
-    case grpc::INTERNAL: return "Internal";
-    case grpc::UNAVAILABLE: return "Unavailable";
-    case grpc::DATA_LOSS: return "DataLoss";
-    case grpc::UNAUTHENTICATED: return "Unauthenticated";
-    default: return "Unknown";
+    case grpc::OK:
+      return "OK";
+    case grpc::CANCELLED:
+      return "Canceled";
+    case grpc::UNKNOWN:
+      return "Unknown";
+    case grpc::INVALID_ARGUMENT:
+      return "InvalidArgument";
+    case grpc::DEADLINE_EXCEEDED:
+      return "DeadlineExceeded";
+    case grpc::NOT_FOUND:
+      return "NotFound";
+    case grpc::ALREADY_EXISTS:
+      return "AlreadyExists";
+    case grpc::PERMISSION_DENIED:
+      return "PermissionDenied";
+    case grpc::RESOURCE_EXHAUSTED:
+      return "ResourceExhausted";
+    case grpc::FAILED_PRECONDITION:
+      return "FailedPrecondition";
+    case grpc::ABORTED:
+      return "Aborted";
+    case grpc::OUT_OF_RANGE:
+      return "OutOfRange";
+    case grpc::UNIMPLEMENTED:
+      return "Unimplemented";
+    case grpc::INTERNAL:
+      return "Internal";
+    case grpc::UNAVAILABLE:
+      return "Unavailable";
+    case grpc::DATA_LOSS:
+      return "DataLoss";
+    case grpc::UNAUTHENTICATED:
+      return "Unauthenticated";
+    default:
+      return "Unknown";
   }
 }
 
@@ -62,11 +80,16 @@ const char* CodeName(grpc::StatusCode code) {
 template <typename Type>
 const char* TypeName(Type type) {
   switch (type) {
-    case Type::UNARY: return "unary";
-    case Type::CLIENT_STREAMING: return "client_stream";
-    case Type::SERVER_STREAMING: return "server_stream";
-    case Type::BIDI_STREAMING: return "bidi_stream";
-    default: return "unknown";
+    case Type::UNARY:
+      return "unary";
+    case Type::CLIENT_STREAMING:
+      return "client_stream";
+    case Type::SERVER_STREAMING:
+      return "server_stream";
+    case Type::BIDI_STREAMING:
+      return "bidi_stream";
+    default:
+      return "unknown";
   }
 }
 
@@ -126,7 +149,8 @@ Metrics::GrpcFamilies* MakeFamilies(prometheus::Registry& registry, const std::s
   f->seconds = &prometheus::BuildHistogram()
                     .Name(absl::StrCat("grpc_", side, "_handling_seconds"))
                     .Help(absl::StrCat("Histogram of response latency (seconds) of gRPC that had "
-                                       "been application-level handled by the ", side, "."))
+                                       "been application-level handled by the ",
+                                       side, "."))
                     .Register(registry);
   return f;
 }
@@ -134,8 +158,8 @@ Metrics::GrpcFamilies* MakeFamilies(prometheus::Registry& registry, const std::s
 // Records one RPC: started at the first hook, handled with its code at the status hook.
 class RpcMetricsInterceptor final : public grpc::experimental::Interceptor {
  public:
-  RpcMetricsInterceptor(Metrics::GrpcFamilies* families, bool server,
-                        const MethodNames& names, const char* method, const char* type)
+  RpcMetricsInterceptor(Metrics::GrpcFamilies* families, bool server, const MethodNames& names,
+                        const char* method, const char* type)
       : families_(families), server_(server) {
     auto [service, name] = names.Labels(method);
     labels_ = {{"grpc_service", service}, {"grpc_method", name}, {"grpc_type", type}};

@@ -4,16 +4,16 @@
 
 #include <algorithm>
 #include <atomic>
-#include <optional>
 #include <chrono>
+#include <optional>
 #include <random>
 #include <thread>
 
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
-#include "absl/strings/strip.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
 #include "absl/synchronization/mutex.h"
 #include "grpcpp/create_channel.h"
 #include "grpcpp/security/credentials.h"
@@ -206,8 +206,7 @@ class OutboxRelay::Lane {
  public:
   enum class Step { kMore, kIdle, kFailed, kNotHolder };
 
-  Lane(Shared& shared, int shard, std::string receiver,
-       eventspb::EventSinkService::Stub* stub)
+  Lane(Shared& shared, int shard, std::string receiver, eventspb::EventSinkService::Stub* stub)
       : shared_(shared),
         shard_(shard),
         receiver_(std::move(receiver)),
@@ -227,9 +226,9 @@ class OutboxRelay::Lane {
 
   Step Run() {
     if (!HoldLease()) return Step::kNotHolder;
-    auto read = RunRedisScript(shared_.redis, ReadScript(), {outbox_, lease_},
-                               {receiver_, absl::StrCat(token()),
-                                absl::StrCat(shared_.options.batch_size)});
+    auto read = RunRedisScript(
+        shared_.redis, ReadScript(), {outbox_, lease_},
+        {receiver_, absl::StrCat(token()), absl::StrCat(shared_.options.batch_size)});
     if (!read.ok()) return Failed(read.status(), false);
     if (read->is_nil()) return LostLease();
     if (read->elements.empty()) {
@@ -263,8 +262,8 @@ class OutboxRelay::Lane {
     size_t ack_upto = ids.size();  // entries [0, ack_upto) are acknowledged
     absl::Status delivery;
     if (batch.events_size() > 0) {
-      const auto labels = std::map<std::string, std::string>{
-          {"emitter", shared_.options.emitter}, {"receiver", receiver_}};
+      const auto labels = std::map<std::string, std::string>{{"emitter", shared_.options.emitter},
+                                                             {"receiver", receiver_}};
       shared_.attempts->Add(labels).Increment();
       grpc::ClientContext ctx;
       ctx.set_deadline(std::chrono::system_clock::now() +
@@ -272,8 +271,7 @@ class OutboxRelay::Lane {
       if (shared_.options.authorize) {
         shared_.options.authorize(ctx);
       } else {
-        ctx.AddMetadata("x-rogatory-authority",
-                        absl::StrCat("rogatory-", shared_.options.emitter));
+        ctx.AddMetadata("x-rogatory-authority", absl::StrCat("rogatory-", shared_.options.emitter));
         ctx.AddMetadata("x-rogatory-roles", "service");
       }
       eventspb::DeliverEventsResponse resp;
@@ -295,23 +293,23 @@ class OutboxRelay::Lane {
       // the lease gone.
       std::vector<std::string> args = {receiver_, absl::StrCat(token())};
       args.insert(args.end(), ids.begin(), ids.begin() + ack_upto);
-      shared_.redis.Eval(
-          AckScript(), {outbox_, lease_}, std::move(args),
-          [emitter = shared_.options.emitter, receiver = receiver_,
-           shard = shard_](absl::StatusOr<RedisReply> acked) {
-            if (acked.ok() && acked->integer >= 0) return;
-            Log::Warn("relay acknowledgement failed; the entries are delivered again",
-                      {{"emitter", emitter},
-                       {"receiver", receiver},
-                       {"shard", static_cast<int64_t>(shard)},
-                       {"error", acked.ok() ? std::string("lease lost")
-                                            : std::string(acked.status().message())}});
-          });
+      shared_.redis.Eval(AckScript(), {outbox_, lease_}, std::move(args),
+                         [emitter = shared_.options.emitter, receiver = receiver_,
+                          shard = shard_](absl::StatusOr<RedisReply> acked) {
+                           if (acked.ok() && acked->integer >= 0) return;
+                           Log::Warn(
+                               "relay acknowledgement failed; the entries are delivered again",
+                               {{"emitter", emitter},
+                                {"receiver", receiver},
+                                {"shard", static_cast<int64_t>(shard)},
+                                {"error", acked.ok() ? std::string("lease lost")
+                                                     : std::string(acked.status().message())}});
+                         });
     }
     if (!delivery.ok()) return Failed(delivery, true);
     backoff = absl::Milliseconds(100);
     return ids.size() >= static_cast<size_t>(shared_.options.batch_size) ? Step::kMore
-                                                                          : Step::kIdle;
+                                                                         : Step::kIdle;
   }
 
   void Release() {
@@ -331,10 +329,10 @@ class OutboxRelay::Lane {
     const auto now = Steady::now();
     if (token() != 0 && now < renew_at_) return true;
     const int64_t before = token();
-    auto r = RunRedisScript(shared_.redis, LeaseScript(), {lease_, fence_},
-                            {shared_.options.replica_id,
-                             absl::StrCat(absl::ToInt64Milliseconds(shared_.options.lease)),
-                             before == 0 ? "" : absl::StrCat(before)});
+    auto r = RunRedisScript(
+        shared_.redis, LeaseScript(), {lease_, fence_},
+        {shared_.options.replica_id, absl::StrCat(absl::ToInt64Milliseconds(shared_.options.lease)),
+         before == 0 ? "" : absl::StrCat(before)});
     if (!r.ok()) {
       // Cannot tell: stop acting on the lane until Redis answers again.
       token_ = 0;
@@ -348,13 +346,13 @@ class OutboxRelay::Lane {
     renew_at_ = now + absl::ToChronoMilliseconds(shared_.options.lease / 3);
     if (before == 0) {
       // A new holder: make sure the lane's consumer group exists (from the stream's start).
-      auto created = RunRedisCommand(shared_.redis, {"XGROUP", "CREATE", outbox_, receiver_,
-                                                     "0", "MKSTREAM"});
+      auto created =
+          RunRedisCommand(shared_.redis, {"XGROUP", "CREATE", outbox_, receiver_, "0", "MKSTREAM"});
       (void)created;  // BUSYGROUP: it exists already
       Log::Debug("relay lane acquired", {{"emitter", shared_.options.emitter},
-                                        {"receiver", receiver_},
-                                        {"shard", static_cast<int64_t>(shard_)},
-                                        {"token", token()}});
+                                         {"receiver", receiver_},
+                                         {"shard", static_cast<int64_t>(shard_)},
+                                         {"token", token()}});
     }
     return true;
   }
@@ -499,8 +497,8 @@ OutboxRelay::OutboxRelay(RedisClient& redis, Metrics& metrics, RelayOptions opti
     workers_.push_back(
         std::make_unique<ReceiverWorker>(*shared_, workers_.size(), r, channels(r.address)));
   }
-  maintenance_ = std::make_unique<PeriodicTask>(shared_->options.maintenance_interval,
-                                                [this] { Maintain(); });
+  maintenance_ =
+      std::make_unique<PeriodicTask>(shared_->options.maintenance_interval, [this] { Maintain(); });
   Log::Info("relay started", {{"emitter", shared_->options.emitter},
                               {"replica", shared_->options.replica_id},
                               {"receivers", static_cast<int64_t>(workers_.size())}});
@@ -536,8 +534,8 @@ void OutboxRelay::Maintain() {
     if (shared_->Stopping()) return;
     const std::string outbox = EventKeys::Outbox(shard, shared_->options.emitter);
     for (auto& w : workers_) {
-      (void)RunRedisCommand(shared_->redis, {"XGROUP", "CREATE", outbox, w->name(), "0",
-                                             "MKSTREAM"});
+      (void)RunRedisCommand(shared_->redis,
+                            {"XGROUP", "CREATE", outbox, w->name(), "0", "MKSTREAM"});
     }
     auto groups = RunRedisCommand(shared_->redis, {"XINFO", "GROUPS", outbox});
     if (!groups.ok() || groups->elements.empty()) continue;
@@ -570,17 +568,16 @@ void OutboxRelay::Maintain() {
       }
     }
     if (keep_from && !unknown) {
-      (void)RunRedisCommand(shared_->redis, {"XTRIM", outbox, "MINID",
-                                             absl::StrCat(keep_from->first, "-", keep_from->second)});
+      (void)RunRedisCommand(
+          shared_->redis,
+          {"XTRIM", outbox, "MINID", absl::StrCat(keep_from->first, "-", keep_from->second)});
     }
   }
 }
 
 OutboxWakingRedisClient::OutboxWakingRedisClient(std::unique_ptr<RedisClient> inner,
                                                  std::string emitter, int shard_count)
-    : inner_(std::move(inner)),
-      emitter_(std::move(emitter)),
-      shard_count_(shard_count) {}
+    : inner_(std::move(inner)), emitter_(std::move(emitter)), shard_count_(shard_count) {}
 
 OutboxWakingRedisClient::~OutboxWakingRedisClient() { inner_.reset(); }
 

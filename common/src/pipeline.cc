@@ -11,12 +11,12 @@
 #include "absl/strings/str_split.h"
 #include "google/protobuf/descriptor.h"
 #include "google/protobuf/message.h"
+#include "prometheus/counter.h"
+#include "prometheus/gauge.h"
 #include "rogatory/common/denial_log.h"
 #include "rogatory/common/ids.h"
 #include "rogatory/common/logging.h"
 #include "rogatory/common/malformed_requests.h"
-#include "prometheus/counter.h"
-#include "prometheus/gauge.h"
 #include "rogatory/common/rpc_roles.h"
 
 namespace rogatory::common {
@@ -30,9 +30,8 @@ std::string Metadata(const grpc::ServerContextBase& context, absl::string_view k
 }
 
 bool IsHex(absl::string_view s) {
-  return std::all_of(s.begin(), s.end(), [](char c) {
-    return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f');
-  });
+  return std::all_of(s.begin(), s.end(),
+                     [](char c) { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'); });
 }
 
 // Accepts x-rogatory-trace-id (32 lower-case hex) or a W3C traceparent header.
@@ -48,8 +47,8 @@ std::string TraceIdOf(const grpc::ServerContextBase& context) {
 bool ValidAuthorityId(absl::string_view id) {
   if (id.empty() || id.size() > 128) return false;
   return std::all_of(id.begin(), id.end(), [](char c) {
-    return absl::ascii_isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '_' ||
-           c == ':' || c == '-';
+    return absl::ascii_isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '_' || c == ':' ||
+           c == '-';
   });
 }
 
@@ -88,8 +87,7 @@ struct Pipeline::Slots {
       --total;
       if (!authority_id.empty()) {
         auto it = per_caller.find(authority_id);
-        if (it != per_caller.end() && --it->second[kind] == 0 &&
-            it->second[1 - kind] == 0) {
+        if (it != per_caller.end() && --it->second[kind] == 0 && it->second[1 - kind] == 0) {
           per_caller.erase(it);
         }
       }
@@ -111,10 +109,11 @@ void Pipeline::SetMetrics(prometheus::Registry& registry) {
                     .Register(registry);
   auto& counter = prometheus::BuildCounter()
                       .Name("rogatory_calls_refused_total")
-                      .Help("Calls refused with RESOURCE_EXHAUSTED because a bound of calls "
-                            "in flight was reached, by kind (unary, stream) and bound (server: "
-                            "max-concurrent-rpcs; caller: max-calls-per-caller or "
-                            "max-streams-per-caller).")
+                      .Help(
+                          "Calls refused with RESOURCE_EXHAUSTED because a bound of calls "
+                          "in flight was reached, by kind (unary, stream) and bound (server: "
+                          "max-concurrent-rpcs; caller: max-calls-per-caller or "
+                          "max-streams-per-caller).")
                       .Register(registry);
   const char* kinds[] = {"unary", "stream"};
   for (int k = 0; k < Slots::kKinds; ++k) {
@@ -136,7 +135,7 @@ int Pipeline::calls_in_flight(absl::string_view authority_id, CallKind kind) con
 }
 
 absl::StatusOr<std::shared_ptr<const void>> Pipeline::TakeSlot(const Caller& caller,
-                                                                CallKind kind) {
+                                                               CallKind kind) {
   const int k = static_cast<int>(kind);
   const bool stream = kind == CallKind::kStream;
   // Services are bounded by the server's bound only: the relay's deliveries, for one, must
@@ -176,18 +175,15 @@ absl::StatusOr<std::shared_ptr<const void>> Pipeline::TakeSlot(const Caller& cal
     return status;
   }
   if (slots_->in_flight[k] != nullptr) slots_->in_flight[k]->Increment();
-  return std::shared_ptr<const void>(
-      nullptr, [slots = slots_, counted = std::move(counted), k](const void*) {
-        slots->Release(counted, k);
-      });
+  return std::shared_ptr<const void>(nullptr, [slots = slots_, counted = std::move(counted),
+                                               k](const void*) { slots->Release(counted, k); });
 }
 
 bool Caller::HasRole(absl::string_view role) const {
   return std::find(roles.begin(), roles.end(), role) != roles.end();
 }
 
-absl::StatusOr<Caller> MetadataAuthenticator::Authenticate(
-    const grpc::ServerContextBase& context) {
+absl::StatusOr<Caller> MetadataAuthenticator::Authenticate(const grpc::ServerContextBase& context) {
   Caller caller;
   caller.authority_id = Metadata(context, "x-rogatory-authority");
   if (caller.authority_id.empty()) {
@@ -249,9 +245,9 @@ void LogAuditor::Record(AuditRecord r, std::function<void(absl::Status)> done) {
 }
 
 absl::StatusOr<CallContext> Pipeline::Admit(const grpc::CallbackServerContext& context,
-                                             absl::string_view method,
-                                             const google::protobuf::Message* request,
-                                             CallKind kind) {
+                                            absl::string_view method,
+                                            const google::protobuf::Message* request,
+                                            CallKind kind) {
   CallContext call;
   call.method = std::string(method);
   call.target_id = TargetOf(method, request);
@@ -326,22 +322,20 @@ void Pipeline::NoteRefusal(absl::string_view kind, const absl::Status& status) {
 
 void Pipeline::Audit(const CallContext& call, const absl::Status& status,
                      std::chrono::steady_clock::time_point start, Done answer) {
-  AuditRecord record{call.method,
-                     call.caller,
-                     call.trace_id,
-                     call.justification,
-                     status.code(),
-                     absl::FromChrono(std::chrono::steady_clock::now() - start),
-                     call.trail->subjects()};
-  auditor_.Record(std::move(record), [this, call, status,
-                                       answer = std::move(answer)](absl::Status logged) {
-    if (!logged.ok() && status.ok()) {
-      return answer(absl::UnavailableError("the audit log cannot be written; retry later"));
-    }
-    // A denial is answered once written, whichever check refused it and whether or not
-    // what the call named exists: one path for every PERMISSION_DENIED and NOT_FOUND.
-    NoteDenial(call, status.code(), [status, answer] { answer(status); });
-  });
+  AuditRecord record{
+      call.method,           call.caller,
+      call.trace_id,         call.justification,
+      status.code(),         absl::FromChrono(std::chrono::steady_clock::now() - start),
+      call.trail->subjects()};
+  auditor_.Record(
+      std::move(record), [this, call, status, answer = std::move(answer)](absl::Status logged) {
+        if (!logged.ok() && status.ok()) {
+          return answer(absl::UnavailableError("the audit log cannot be written; retry later"));
+        }
+        // A denial is answered once written, whichever check refused it and whether or not
+        // what the call named exists: one path for every PERMISSION_DENIED and NOT_FOUND.
+        NoteDenial(call, status.code(), [status, answer] { answer(status); });
+      });
 }
 
 }  // namespace rogatory::common

@@ -7,17 +7,17 @@
 
 #include <algorithm>
 #include <atomic>
-#include <set>
 #include <fstream>
-#include <sstream>
 #include <iostream>
+#include <set>
+#include <sstream>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
 #include "grpcpp/ext/proto_server_reflection_plugin.h"
+#include "grpcpp/health_check_service_interface.h"
 #include "grpcpp/impl/server_builder_option.h"
 #include "grpcpp/impl/server_builder_plugin.h"
-#include "grpcpp/health_check_service_interface.h"
 #include "grpcpp/security/server_credentials.h"
 #include "grpcpp/server.h"
 #include "grpcpp/server_builder.h"
@@ -28,10 +28,10 @@
 #include "rogatory/common/denial_log.h"
 #include "rogatory/common/logging.h"
 #include "rogatory/common/malformed_requests.h"
-#include "rogatory/common/rate_limiter.h"
-#include "rogatory/common/redis_readiness.h"
 #include "rogatory/common/outbox_relay.h"
 #include "rogatory/common/periodic_task.h"
+#include "rogatory/common/rate_limiter.h"
+#include "rogatory/common/redis_readiness.h"
 #include "rogatory/common/test_clock.h"
 
 namespace rogatory::common {
@@ -116,8 +116,7 @@ void RegisterServerSettings(const ServiceIdentity& id, Config& config, ServerSet
   config.AddDuration("health-probe-interval", absl::Seconds(1), absl::Milliseconds(50),
                      absl::Minutes(1), "How often readiness probes Redis.",
                      &s->health_probe_interval);
-  config.AddDuration("max-connection-age", absl::Minutes(5), absl::ZeroDuration(),
-                     absl::Hours(24),
+  config.AddDuration("max-connection-age", absl::Minutes(5), absl::ZeroDuration(), absl::Hours(24),
                      "Clients are asked to reconnect after this, spreading load across "
                      "replicas; 0 disables.",
                      &s->max_connection_age);
@@ -159,8 +158,7 @@ void RegisterServerSettings(const ServiceIdentity& id, Config& config, ServerSet
                      absl::Hours(1), "How often sealed audit chain heads are exported.",
                      &s->audit_export_interval);
   config.AddDuration("audit-seal-interval", absl::Milliseconds(200), absl::Milliseconds(5),
-                     absl::Minutes(1),
-                     "How often an idle sealer chains pending audit entries.",
+                     absl::Minutes(1), "How often an idle sealer chains pending audit entries.",
                      &s->audit_seal_interval);
   config.AddDuration("audit-retention", absl::Hours(24 * 365 * 3), absl::ZeroDuration(),
                      absl::Hours(24 * 365 * 100),
@@ -231,8 +229,8 @@ absl::StatusOr<RedisUrl> RedisUrlFromSettings(const ServerSettings& settings) {
   }
   std::ifstream in(settings.redis_password_file, std::ios::binary);
   if (!in) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "setting 'redis-password-file': cannot read ", settings.redis_password_file));
+    return absl::InvalidArgumentError(
+        absl::StrCat("setting 'redis-password-file': cannot read ", settings.redis_password_file));
   }
   std::stringstream text;
   text << in.rdbuf();
@@ -241,8 +239,8 @@ absl::StatusOr<RedisUrl> RedisUrlFromSettings(const ServerSettings& settings) {
     password.pop_back();
   }
   if (password.empty()) {
-    return absl::InvalidArgumentError(absl::StrCat("setting 'redis-password-file': ",
-                                                   settings.redis_password_file, " is empty"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("setting 'redis-password-file': ", settings.redis_password_file, " is empty"));
   }
   url->password = std::move(password);
   return url;
@@ -395,9 +393,10 @@ absl::StatusOr<std::unique_ptr<Platform>> Platform::Create(const ServiceIdentity
   p->metrics_ = *std::move(metrics);
   p->internals_->redis_up = &prometheus::BuildGauge()
                                  .Name("rogatory_redis_up")
-                                 .Help("1 while the last readiness probe of Redis "
-                                       "succeeded: its script wrote, and no command "
-                                       "failed as unavailable since the probe before.")
+                                 .Help(
+                                     "1 while the last readiness probe of Redis "
+                                     "succeeded: its script wrote, and no command "
+                                     "failed as unavailable since the probe before.")
                                  .Register(p->metrics_->registry())
                                  .Add({});
 
@@ -423,13 +422,15 @@ absl::StatusOr<std::unique_ptr<Platform>> Platform::Create(const ServiceIdentity
   auto url = RedisUrlFromSettings(settings);
   if (!url.ok()) return url.status();
   if (!url->password.empty() && settings.redis_password_file.empty()) {
-    Log::Warn("the Redis password is in redis-url, where a process listing may show it: "
-              "use redis-password-file (env=production refuses it)");
+    Log::Warn(
+        "the Redis password is in redis-url, where a process listing may show it: "
+        "use redis-password-file (env=production refuses it)");
   }
   if (settings.production() && settings.tls.mode == "off" && settings.tls_terminated_by_mesh) {
-    Log::Warn("gRPC WITHOUT TLS in production: tls-terminated-by-mesh=true says a service "
-              "mesh terminates mTLS in front of this service; without one, tokens and "
-              "personal data cross the network in clear text");
+    Log::Warn(
+        "gRPC WITHOUT TLS in production: tls-terminated-by-mesh=true says a service "
+        "mesh terminates mTLS in front of this service; without one, tokens and "
+        "personal data cross the network in clear text");
   }
   AsyncRedisOptions redis_options;
   redis_options.url = *url;
@@ -440,8 +441,8 @@ absl::StatusOr<std::unique_ptr<Platform>> Platform::Create(const ServiceIdentity
       NewAsyncRedisClient(redis_options), absl::StrCat("rg:health:", identity.event_name),
       std::max(absl::Seconds(1), 3 * settings.health_probe_interval));
   p->internals_->redis_readiness = readiness.get();
-  auto waking = std::make_unique<OutboxWakingRedisClient>(
-      std::move(readiness), identity.event_name, settings.redis_shards);
+  auto waking = std::make_unique<OutboxWakingRedisClient>(std::move(readiness), identity.event_name,
+                                                          settings.redis_shards);
   p->internals_->outbox_wakeups = waking.get();
   p->redis_ = std::move(waking);
 
@@ -452,8 +453,8 @@ absl::StatusOr<std::unique_ptr<Platform>> Platform::Create(const ServiceIdentity
     p->clock_holder_ = std::move(test_clock);
     p->clock_ = p->clock_holder_.get();
     SharedTestClock* clock = p->internals_->test_clock;
-    p->internals_->clock_refresh = std::make_unique<PeriodicTask>(
-        absl::Milliseconds(200), [clock] { clock->Refresh(); });
+    p->internals_->clock_refresh =
+        std::make_unique<PeriodicTask>(absl::Milliseconds(200), [clock] { clock->Refresh(); });
     Log::Warn("shared test clock enabled: time can be moved through TestClockService");
   } else {
     p->clock_ = p->real_clock_.get();
@@ -541,8 +542,8 @@ int Platform::Serve(const ServiceParts& parts) {
   }
   AnswerMalformedRequestsWithInvalidArgument(*internals_->test_clock_service);
   builder.RegisterService(internals_->test_clock_service.get());
-  internals_->audit_service = std::make_unique<AuditServiceImpl>(
-      *pipeline_, *redis_, sharding_, internals_->audit_key);
+  internals_->audit_service =
+      std::make_unique<AuditServiceImpl>(*pipeline_, *redis_, sharding_, internals_->audit_key);
   AnswerMalformedRequestsWithInvalidArgument(*internals_->audit_service);
   builder.RegisterService(internals_->audit_service.get());
   if (internals_->audit_key != nullptr) {
@@ -562,15 +563,16 @@ int Platform::Serve(const ServiceParts& parts) {
     handler = internals_->record_only_handler.get();
   }
   internals_->event_sink = std::make_unique<EventSinkServiceImpl>(
-      identity_.event_name, *handler, *pipeline_, sharding_, settings_.dedupe_retention,
-      *metrics_);
+      identity_.event_name, *handler, *pipeline_, sharding_, settings_.dedupe_retention, *metrics_);
   AnswerMalformedRequestsWithInvalidArgument(*internals_->event_sink);
   builder.RegisterService(internals_->event_sink.get());
   if (settings_.max_connection_age > absl::ZeroDuration()) {
-    builder.AddChannelArgument(GRPC_ARG_MAX_CONNECTION_AGE_MS,
-                               static_cast<int>(absl::ToInt64Milliseconds(settings_.max_connection_age)));
-    builder.AddChannelArgument(GRPC_ARG_MAX_CONNECTION_AGE_GRACE_MS,
-                               static_cast<int>(absl::ToInt64Milliseconds(settings_.shutdown_grace)));
+    builder.AddChannelArgument(
+        GRPC_ARG_MAX_CONNECTION_AGE_MS,
+        static_cast<int>(absl::ToInt64Milliseconds(settings_.max_connection_age)));
+    builder.AddChannelArgument(
+        GRPC_ARG_MAX_CONNECTION_AGE_GRACE_MS,
+        static_cast<int>(absl::ToInt64Milliseconds(settings_.shutdown_grace)));
   }
   // Dead peers: a connection that does not answer a ping within keepalive-timeout closes,
   // ending its streams, so an idle Subscribe of a vanished client frees its place. Pings go
@@ -618,8 +620,7 @@ int Platform::Serve(const ServiceParts& parts) {
   grpc::Server* server = internals_->server.get();
   if (server == nullptr || port == 0) {
     internals_->server.reset();
-    return fail("cannot listen on", settings_.listen,
-                "the address is in use or cannot be bound");
+    return fail("cannot listen on", settings_.listen, "the address is in use or cannot be bound");
   }
   // Every status is set on the main server's health service and mirrored into the probe
   // server's, so probes on the plaintext port see readiness flips and the drain.
@@ -641,8 +642,8 @@ int Platform::Serve(const ServiceParts& parts) {
 
   // Readiness follows Redis as the calls see it (see RedisReadiness): a background probe,
   // so health answers never wait on Redis. Changes are logged with their reason.
-  internals_->readiness_probe = std::make_unique<PeriodicTask>(
-      settings_.health_probe_interval, [this, set_health] {
+  internals_->readiness_probe =
+      std::make_unique<PeriodicTask>(settings_.health_probe_interval, [this, set_health] {
         internals_->redis_readiness->Probe([this, set_health](absl::Status status) {
           const bool up = status.ok();
           internals_->redis_up->Set(up ? 1 : 0);
@@ -663,7 +664,8 @@ int Platform::Serve(const ServiceParts& parts) {
     relay.emitter = identity_.event_name;
     relay.replica_id = DefaultReplicaId();
     relay.shard_count = settings_.redis_shards;
-    for (const auto& [name, address] : receiver_addresses_) relay.receivers.push_back({name, address});
+    for (const auto& [name, address] : receiver_addresses_)
+      relay.receivers.push_back({name, address});
     relay.routes = routes_;
     relay.lease = settings_.relay_lease;
     relay.poll_interval = settings_.relay_poll_interval;

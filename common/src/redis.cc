@@ -1,13 +1,12 @@
 #include "rogatory/common/redis.h"
 
-#include "rogatory/common/await.h"
-#include "rogatory/common/ids.h"
-
 #include "absl/strings/match.h"
-#include "absl/strings/strip.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/strip.h"
+#include "rogatory/common/await.h"
+#include "rogatory/common/ids.h"
 
 namespace rogatory::common {
 LuaScript::LuaScript(std::string source) : source_(std::move(source)), sha1_(Sha1Hex(source_)) {}
@@ -59,9 +58,8 @@ absl::Status RedisErrorToStatus(absl::string_view error) {
         "the store is full (Redis reached its maxmemory bound): nothing was changed; retry "
         "later");
   }
-  for (absl::string_view retryable :
-       {"LOADING", "BUSY", "MASTERDOWN", "TRYAGAIN", "CLUSTERDOWN", "OOM", "READONLY",
-        "NOAUTH", "WRONGPASS"}) {
+  for (absl::string_view retryable : {"LOADING", "BUSY", "MASTERDOWN", "TRYAGAIN", "CLUSTERDOWN",
+                                      "OOM", "READONLY", "NOAUTH", "WRONGPASS"}) {
     if (code == retryable) {
       return absl::UnavailableError(absl::StrCat("redis: ", error));
     }

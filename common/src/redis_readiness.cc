@@ -54,22 +54,20 @@ void RedisReadiness::Probe(std::function<void(absl::Status)> done) {
     absl::MutexLock lock(&mu_);
     last_error = last_error_;
   }
-  inner_->Eval(
-      ProbeScript(), {probe_key_},
-      {"1", absl::StrCat(std::max<int64_t>(1, absl::ToInt64Milliseconds(probe_ttl_)))},
-      [failed, last_error = std::move(last_error),
-       done = std::move(done)](absl::StatusOr<RedisReply> reply) {
-        if (!reply.ok()) {
-          return done(absl::UnavailableError(
-              absl::StrCat("redis probe failed: ", reply.status().message())));
-        }
-        if (failed > 0) {
-          return done(absl::UnavailableError(
-              absl::StrCat(failed, " redis command(s) failed since the last probe: ",
-                           last_error)));
-        }
-        done(absl::OkStatus());
-      });
+  inner_->Eval(ProbeScript(), {probe_key_},
+               {"1", absl::StrCat(std::max<int64_t>(1, absl::ToInt64Milliseconds(probe_ttl_)))},
+               [failed, last_error = std::move(last_error),
+                done = std::move(done)](absl::StatusOr<RedisReply> reply) {
+                 if (!reply.ok()) {
+                   return done(absl::UnavailableError(
+                       absl::StrCat("redis probe failed: ", reply.status().message())));
+                 }
+                 if (failed > 0) {
+                   return done(absl::UnavailableError(absl::StrCat(
+                       failed, " redis command(s) failed since the last probe: ", last_error)));
+                 }
+                 done(absl::OkStatus());
+               });
 }
 
 }  // namespace rogatory::common

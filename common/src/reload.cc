@@ -17,9 +17,9 @@ absl::StatusOr<std::unique_ptr<DirectoryWatcher>> DirectoryWatcher::Start(
     const std::string& directory, std::function<void()> on_change, absl::Duration settle) {
   const int fd = inotify_init1(IN_CLOEXEC | IN_NONBLOCK);
   if (fd < 0) return absl::InternalError(absl::StrCat("inotify_init1: ", std::strerror(errno)));
-  if (inotify_add_watch(fd, directory.c_str(),
-                        IN_CLOSE_WRITE | IN_CREATE | IN_MOVED_TO | IN_MOVED_FROM | IN_DELETE |
-                            IN_ATTRIB) < 0) {
+  if (inotify_add_watch(
+          fd, directory.c_str(),
+          IN_CLOSE_WRITE | IN_CREATE | IN_MOVED_TO | IN_MOVED_FROM | IN_DELETE | IN_ATTRIB) < 0) {
     const int err = errno;
     close(fd);
     return absl::InvalidArgumentError(
@@ -32,7 +32,9 @@ absl::StatusOr<std::unique_ptr<DirectoryWatcher>> DirectoryWatcher::Start(
 
 DirectoryWatcher::DirectoryWatcher(int inotify_fd, int stop_fd, std::function<void()> on_change,
                                    absl::Duration settle)
-    : inotify_fd_(inotify_fd), stop_fd_(stop_fd), on_change_(std::move(on_change)),
+    : inotify_fd_(inotify_fd),
+      stop_fd_(stop_fd),
+      on_change_(std::move(on_change)),
       settle_(settle) {
   thread_ = std::thread([this] { Loop(); });
 }

@@ -31,19 +31,31 @@ constexpr char kBenchEcho[] = "rogatory.bench.v1.EchoService";
 // their three columns agree on every row.
 const RpcRoleRule kTable[] = {
     // intake
-    {kIntake, "SubmitRequest", {I, I, I, N, N, N, A, N}, "",
+    {kIntake,
+     "SubmitRequest",
+     {I, I, I, N, N, N, A, N},
+     "",
      "in its own name and state only (issuing side of the content)"},
     {kIntake, "GetRequest", {R, R, R, N, A, N, A, N}, "id", ""},
     {kIntake, "ListRequests", {R, R, R, N, A, N, A, N}, "", "lists what it reaches"},
     {kIntake, "GetRequestHistory", {R, R, R, N, A, N, A, N}, "id", ""},
-    {kIntake, "TransitionRequest", {E, E, E, N, N, N, A, N}, "id",
+    {kIntake,
+     "TransitionRequest",
+     {E, E, E, N, N, N, A, N},
+     "id",
      "each target status names its side (lifecycle.cc); the notified authority objects"},
     {kIntake, "AcknowledgeRequest", {E, E, E, N, N, N, A, N}, "id", ""},
     {kIntake, "SupplementRequest", {I, I, I, N, N, N, A, N}, "id", ""},
     {kIntake, "WithdrawRequest", {I, I, I, N, N, N, A, N}, "id", ""},
-    {kIntake, "UploadDocument", {R, R, R, O, N, N, A, N}, "",
+    {kIntake,
+     "UploadDocument",
+     {R, R, R, O, N, N, A, N},
+     "",
      "a translator: the translation of a document whose job it holds"},
-    {kIntake, "DownloadDocument", {R, R, R, O, A, N, A, N}, "id",
+    {kIntake,
+     "DownloadDocument",
+     {R, R, R, O, A, N, A, N},
+     "id",
      "a translator: the documents of the jobs it holds"},
     {kIntake, "ListDocuments", {R, R, R, O, A, N, A, N}, "id", ""},
     // translation-routing
@@ -51,28 +63,52 @@ const RpcRoleRule kTable[] = {
     {kRouting, "PreviewRouting", {A, A, A, A, A, A, A, A}, "", "the declarations are public law"},
     {kRouting, "GetDeclaration", {A, A, A, A, A, A, A, A}, "", ""},
     {kRouting, "ListDeclarations", {A, A, A, A, A, A, A, A}, "", ""},
-    {kRouting, "ListTranslationJobs", {R, R, R, O, A, O, A, N}, "request_id",
+    {kRouting,
+     "ListTranslationJobs",
+     {R, R, R, O, A, O, A, N},
+     "request_id",
      "an operator: the claimable queue"},
     {kRouting, "GetTranslationJob", {R, R, R, O, A, N, A, N}, "job_id", ""},
     {kRouting, "ClaimTranslationJob", {N, N, N, A, N, N, N, N}, "", ""},
-    {kRouting, "HeartbeatTranslationJob", {N, N, N, O, N, N, N, N}, "job_id",
+    {kRouting,
+     "HeartbeatTranslationJob",
+     {N, N, N, O, N, N, N, N},
+     "job_id",
      "the job's last claimer"},
     {kRouting, "CompleteTranslationJob", {N, N, N, O, N, N, N, N}, "job_id", ""},
     {kRouting, "FailTranslationJob", {N, N, N, O, N, N, N, N}, "job_id", ""},
     // deadline-tracking
     {kDeadlines, "StartDeadline", {S, S, S, N, N, N, A, N}, "target_request_id", ""},
-    {kDeadlines, "ExtendDeadline", {E, E, E, N, N, N, A, N}, "deadline_id",
+    {kDeadlines,
+     "ExtendDeadline",
+     {E, E, E, N, N, N, A, N},
+     "deadline_id",
      "with a reason, within the rule (EIO Art 12(5), EAW Art 17(4))"},
-    {kDeadlines, "SuspendDeadline", {N, N, N, N, N, A, A, N}, "deadline_id",
+    {kDeadlines,
+     "SuspendDeadline",
+     {N, N, N, N, N, A, A, N},
+     "deadline_id",
      "with a reason (reason_code)"},
-    {kDeadlines, "ResumeDeadline", {N, N, N, N, N, A, A, N}, "deadline_id",
+    {kDeadlines,
+     "ResumeDeadline",
+     {N, N, N, N, N, A, A, N},
+     "deadline_id",
      "with a reason (reason_code)"},
-    {kDeadlines, "CompleteDeadline", {E, E, E, N, N, N, A, N}, "deadline_id",
+    {kDeadlines,
+     "CompleteDeadline",
+     {E, E, E, N, N, N, A, N},
+     "deadline_id",
      "the executing side meets its own time limits"},
-    {kDeadlines, "CancelDeadline", {E, E, E, N, N, N, A, N}, "deadline_id",
+    {kDeadlines,
+     "CancelDeadline",
+     {E, E, E, N, N, N, A, N},
+     "deadline_id",
      "the issuing side withdraws the request instead, which cancels its deadlines"},
     {kDeadlines, "GetDeadline", {R, R, R, N, A, N, A, N}, "deadline_id", ""},
-    {kDeadlines, "ListDeadlines", {R, R, R, N, A, N, A, N}, "target_request_id",
+    {kDeadlines,
+     "ListDeadlines",
+     {R, R, R, N, A, N, A, N},
+     "target_request_id",
      "lists what it reaches"},
     {kDeadlines, "GetDeadlineRules", {A, A, A, A, A, A, A, A}, "", "the rules are law"},
     // notification
@@ -82,12 +118,17 @@ const RpcRoleRule kTable[] = {
     {kNotification, "CreateSubscription", {O, O, O, O, O, O, O, O}, "", ""},
     {kNotification, "ListSubscriptions", {O, O, O, O, O, O, O, O}, "", ""},
     {kNotification, "DeleteSubscription", {O, O, O, O, O, O, O, O}, "subscription_id", ""},
-    {kNotification, "RotateSubscriptionSecret", {O, O, O, O, O, O, O, O}, "subscription_id",
-     ""},
-    {kNotification, "GetDeliveryStatus", {R, R, R, O, A, N, A, N}, "request_id",
+    {kNotification, "RotateSubscriptionSecret", {O, O, O, O, O, O, O, O}, "subscription_id", ""},
+    {kNotification,
+     "GetDeliveryStatus",
+     {R, R, R, O, A, N, A, N},
+     "request_id",
      "a translator: its own deliveries"},
     {kNotification, "ListDeadLetters", {O, O, O, O, O, A, O, O}, "", "operators: all"},
-    {kNotification, "RedriveDeadLetter", {O, O, O, O, O, A, O, O}, "dead_letter_id",
+    {kNotification,
+     "RedriveDeadLetter",
+     {O, O, O, O, O, A, O, O},
+     "dead_letter_id",
      "operators: all"},
     // the event sink (between services)
     {kEventSink, "DeliverEvents", {N, N, N, N, N, N, A, N}, "", ""},
@@ -122,11 +163,13 @@ std::string SideDenial(const RpcRoleRule& rule, const std::vector<Grant>& grants
   if (issuing && executing) {
     who = "the issuing or the executing side of the request";
   } else if (issuing) {
-    who = "the issuing side of the request (its issuing authority or the central authority "
-          "of the issuing state)";
+    who =
+        "the issuing side of the request (its issuing authority or the central authority "
+        "of the issuing state)";
   } else if (executing) {
-    who = "the executing side of the request (its executing authority or the central "
-          "authority of the requested state)";
+    who =
+        "the executing side of the request (its executing authority or the central "
+        "authority of the requested state)";
   } else {
     who = "the issuing or the executing side of the request";
   }
@@ -137,27 +180,42 @@ std::string SideDenial(const RpcRoleRule& rule, const std::vector<Grant>& grants
 
 absl::string_view RoleColumnName(RoleColumn column) {
   switch (column) {
-    case RoleColumn::kIssuing: return kRoleIssuing;
-    case RoleColumn::kCentral: return kRoleCentral;
-    case RoleColumn::kExecuting: return kRoleExecuting;
-    case RoleColumn::kTranslator: return kRoleTranslator;
-    case RoleColumn::kAuditor: return kRoleAuditor;
-    case RoleColumn::kOperator: return kRoleOperator;
-    case RoleColumn::kService: return "service";
-    case RoleColumn::kNoRole: return "no roles";
+    case RoleColumn::kIssuing:
+      return kRoleIssuing;
+    case RoleColumn::kCentral:
+      return kRoleCentral;
+    case RoleColumn::kExecuting:
+      return kRoleExecuting;
+    case RoleColumn::kTranslator:
+      return kRoleTranslator;
+    case RoleColumn::kAuditor:
+      return kRoleAuditor;
+    case RoleColumn::kOperator:
+      return kRoleOperator;
+    case RoleColumn::kService:
+      return "service";
+    case RoleColumn::kNoRole:
+      return "no roles";
   }
   return "?";
 }
 
 absl::string_view GrantSymbol(Grant grant) {
   switch (grant) {
-    case Grant::kNo: return "—";
-    case Grant::kAll: return "✓";
-    case Grant::kReach: return "reach";
-    case Grant::kOwn: return "own";
-    case Grant::kIssuingSide: return "issuing side";
-    case Grant::kExecutingSide: return "executing side";
-    case Grant::kEitherSide: return "either side";
+    case Grant::kNo:
+      return "—";
+    case Grant::kAll:
+      return "✓";
+    case Grant::kReach:
+      return "reach";
+    case Grant::kOwn:
+      return "own";
+    case Grant::kIssuingSide:
+      return "issuing side";
+    case Grant::kExecutingSide:
+      return "executing side";
+    case Grant::kEitherSide:
+      return "either side";
   }
   return "?";
 }
@@ -196,8 +254,8 @@ absl::Status CheckRpcRoles(const Caller& caller, absl::string_view method) {
     absl::StrAppend(&allowed, allowed.empty() ? "" : ", ",
                     RoleColumnName(static_cast<RoleColumn>(c)));
   }
-  return absl::PermissionDeniedError(absl::StrCat(
-      method, " is open to these roles only: ", allowed.empty() ? "none" : allowed));
+  return absl::PermissionDeniedError(
+      absl::StrCat(method, " is open to these roles only: ", allowed.empty() ? "none" : allowed));
 }
 
 absl::Status CheckRpcOnRequest(const CallContext& call, const RequestParties& parties,

@@ -25,8 +25,8 @@ absl::Status FieldViolations::ToStatus() const {
     parts.push_back(absl::StrCat(v.field, ": ", v.description));
   }
   if (more_ > 0) parts.push_back(absl::StrCat("and ", more_, " more"));
-  absl::Status status = absl::InvalidArgumentError(
-      absl::StrCat("invalid request: ", absl::StrJoin(parts, "; ")));
+  absl::Status status =
+      absl::InvalidArgumentError(absl::StrCat("invalid request: ", absl::StrJoin(parts, "; ")));
   status.SetPayload(kBadRequestType, absl::Cord(bad_request.SerializeAsString()));
   return status;
 }

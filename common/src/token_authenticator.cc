@@ -15,8 +15,8 @@ namespace {
 bool ValidAuthorityId(absl::string_view id) {
   if (id.empty() || id.size() > 128) return false;
   return std::all_of(id.begin(), id.end(), [](char c) {
-    return absl::ascii_isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '_' ||
-           c == ':' || c == '-';
+    return absl::ascii_isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '_' || c == ':' ||
+           c == '-';
   });
 }
 
@@ -120,8 +120,8 @@ absl::StatusOr<Caller> TokenAuthenticator::AuthenticateToken(absl::string_view t
       service_token ? options_.max_service_lifetime : options_.max_lifetime;
   if (claims->expires.has_value() && claims->issued_at.has_value() &&
       *claims->expires - *claims->issued_at > max_lifetime) {
-    return Unauthenticated(absl::StrCat("lifetime (exp - iat) longer than ",
-                                        absl::ToInt64Seconds(max_lifetime), "s"));
+    return Unauthenticated(
+        absl::StrCat("lifetime (exp - iat) longer than ", absl::ToInt64Seconds(max_lifetime), "s"));
   }
   return CallerFromClaims(*claims);
 }

@@ -12,11 +12,11 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "grpc/grpc_security_constants.h"
+#include "grpcpp/generic/async_generic_service.h"
+#include "grpcpp/health_check_service_interface.h"
 #include "grpcpp/security/tls_certificate_provider.h"
 #include "grpcpp/security/tls_credentials_options.h"
-#include "grpcpp/generic/async_generic_service.h"
 #include "grpcpp/server_builder.h"
-#include "grpcpp/health_check_service_interface.h"
 #include "rogatory/common/logging.h"
 
 namespace rogatory::common {
@@ -76,15 +76,14 @@ absl::Status CheckKeyPair(absl::string_view cert_setting, const std::string& cer
     return Bad(key_setting, absl::StrCat(key_path, " holds no unencrypted PEM private key"));
   }
   if (X509_check_private_key(cert->get(), key.get()) != 1) {
-    return Bad(key_setting, absl::StrCat(key_path, " does not match the certificate in ",
-                                         cert_path, " ('", cert_setting, "')"));
+    return Bad(key_setting, absl::StrCat(key_path, " does not match the certificate in ", cert_path,
+                                         " ('", cert_setting, "')"));
   }
   return absl::OkStatus();
 }
 
 unsigned int ReloadSeconds(const TlsSettings& tls) {
-  return static_cast<unsigned int>(
-      std::max<int64_t>(1, absl::ToInt64Seconds(tls.reload_interval)));
+  return static_cast<unsigned int>(std::max<int64_t>(1, absl::ToInt64Seconds(tls.reload_interval)));
 }
 
 }  // namespace
@@ -124,8 +123,8 @@ absl::StatusOr<std::string> HealthListenAddress(const TlsSettings& tls, const st
   if (!health_listen.empty()) {
     const size_t colon = health_listen.rfind(':');
     int port = 0;
-    if (colon == std::string::npos ||
-        !absl::SimpleAtoi(health_listen.substr(colon + 1), &port) || port <= 0 || port > 65535) {
+    if (colon == std::string::npos || !absl::SimpleAtoi(health_listen.substr(colon + 1), &port) ||
+        port <= 0 || port > 65535) {
       return Bad("health-listen", absl::StrCat("not a host:port address: ", health_listen));
     }
     if (health_listen == listen) return Bad("health-listen", "must differ from 'listen'");
@@ -136,9 +135,8 @@ absl::StatusOr<std::string> HealthListenAddress(const TlsSettings& tls, const st
   int port = 0;
   if (colon == std::string::npos || !absl::SimpleAtoi(listen.substr(colon + 1), &port) ||
       port <= 0 || port + 1000 > 65535) {
-    return Bad("health-listen",
-               absl::StrCat("cannot derive it from listen address ", listen,
-                            " (port + 1000): set it explicitly"));
+    return Bad("health-listen", absl::StrCat("cannot derive it from listen address ", listen,
+                                             " (port + 1000): set it explicitly"));
   }
   return absl::StrCat(listen.substr(0, colon), ":", port + 1000);
 }
@@ -190,8 +188,8 @@ std::shared_ptr<grpc::ChannelCredentials> MakeChannelCredentials(const TlsSettin
   const std::string& key = tls.client_key_file.empty() ? tls.key_file : tls.client_key_file;
   if (tls.mutual()) {
     options.set_certificate_provider(
-        std::make_shared<grpc::experimental::FileWatcherCertificateProvider>(
-            key, cert, tls.ca_file, ReloadSeconds(tls)));
+        std::make_shared<grpc::experimental::FileWatcherCertificateProvider>(key, cert, tls.ca_file,
+                                                                             ReloadSeconds(tls)));
     options.watch_identity_key_cert_pairs();
     options.watch_root_certs();
   } else if (!tls.ca_file.empty()) {
@@ -257,7 +255,8 @@ std::vector<std::string> PeerCertificateNames(const grpc::ServerContextBase& con
   bool tls = false;
   for (const auto& type : auth->FindPropertyValues(GRPC_TRANSPORT_SECURITY_TYPE_PROPERTY_NAME)) {
     const std::string value(type.data(), type.size());
-    tls = tls || value == GRPC_SSL_TRANSPORT_SECURITY_TYPE || value == GRPC_TLS_TRANSPORT_SECURITY_TYPE;
+    tls = tls || value == GRPC_SSL_TRANSPORT_SECURITY_TYPE ||
+          value == GRPC_TLS_TRANSPORT_SECURITY_TYPE;
   }
   if (!tls) return names;
   for (const char* property : {GRPC_X509_CN_PROPERTY_NAME, GRPC_X509_SAN_PROPERTY_NAME}) {

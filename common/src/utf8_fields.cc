@@ -16,8 +16,8 @@ namespace {
 using google::protobuf::Descriptor;
 using google::protobuf::FieldDescriptor;
 using google::protobuf::FileDescriptor;
-using google::protobuf::io::CodedInputStream;
 using google::protobuf::internal::WireFormatLite;
+using google::protobuf::io::CodedInputStream;
 
 constexpr char kNotUtf8[] = "is not valid UTF-8";
 // Deeper messages are left unchecked (protobuf's own recursion limit is 100).
@@ -25,8 +25,7 @@ constexpr int kMaxDepth = 100;
 
 // The check protobuf's parser applies (the same function), so the two never disagree.
 bool ValidUtf8(absl::string_view s) {
-  return google::protobuf::internal::IsStructurallyValidUTF8(s.data(),
-                                                             static_cast<int>(s.size()));
+  return google::protobuf::internal::IsStructurallyValidUTF8(s.data(), static_cast<int>(s.size()));
 }
 
 // Only proto3 strings are refused by the parser; proto2 ones are accepted as they are.
@@ -40,8 +39,7 @@ class Walker {
   std::vector<FieldViolation> Take() { return std::move(found_); }
 
   // Walks one message's fields in `bytes`; false once the bytes turn out malformed.
-  bool Walk(const Descriptor& type, absl::string_view bytes, const std::string& prefix,
-            int depth) {
+  bool Walk(const Descriptor& type, absl::string_view bytes, const std::string& prefix, int depth) {
     CodedInputStream in(reinterpret_cast<const uint8_t*>(bytes.data()),
                         static_cast<int>(bytes.size()));
     std::map<int, int> seen;  // field number -> elements of a repeated field so far
@@ -158,8 +156,7 @@ class Walker {
 
 }  // namespace
 
-std::vector<FieldViolation> FindInvalidUtf8Fields(const Descriptor& type,
-                                                  absl::string_view bytes) {
+std::vector<FieldViolation> FindInvalidUtf8Fields(const Descriptor& type, absl::string_view bytes) {
   Walker walker;
   walker.Walk(type, bytes, "", 0);
   return walker.Take();

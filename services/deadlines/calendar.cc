@@ -34,13 +34,20 @@ namespace {
 
 int IsoWeekday(absl::CivilDay day) {
   switch (absl::GetWeekday(day)) {
-    case absl::Weekday::monday: return 1;
-    case absl::Weekday::tuesday: return 2;
-    case absl::Weekday::wednesday: return 3;
-    case absl::Weekday::thursday: return 4;
-    case absl::Weekday::friday: return 5;
-    case absl::Weekday::saturday: return 6;
-    case absl::Weekday::sunday: return 7;
+    case absl::Weekday::monday:
+      return 1;
+    case absl::Weekday::tuesday:
+      return 2;
+    case absl::Weekday::wednesday:
+      return 3;
+    case absl::Weekday::thursday:
+      return 4;
+    case absl::Weekday::friday:
+      return 5;
+    case absl::Weekday::saturday:
+      return 6;
+    case absl::Weekday::sunday:
+      return 7;
   }
   return 0;
 }
@@ -75,8 +82,8 @@ bool CountingPlace::IsWorkingDay(absl::CivilDay day) const {
   const int weekday = IsoWeekday(day);
   if (calendar == nullptr || calendar->weekend_days().empty()) {
     if (weekday >= 6) return false;
-  } else if (std::find(calendar->weekend_days().begin(), calendar->weekend_days().end(),
-                       weekday) != calendar->weekend_days().end()) {
+  } else if (std::find(calendar->weekend_days().begin(), calendar->weekend_days().end(), weekday) !=
+             calendar->weekend_days().end()) {
     return false;
   }
   if (calendar == nullptr) return true;
@@ -86,9 +93,8 @@ bool CountingPlace::IsWorkingDay(absl::CivilDay day) const {
   for (const v1::Holiday& h : calendar->holidays()) {
     if (!KeptIn(h, year) || !AppliesIn(h, region)) continue;
     if (h.easter_relative()) {
-      const absl::CivilDay e = h.easter() == v1::EASTER_COMPUTUS_UNSPECIFIED
-                                   ? easter
-                                   : EasterSunday(year, h.easter());
+      const absl::CivilDay e =
+          h.easter() == v1::EASTER_COMPUTUS_UNSPECIFIED ? easter : EasterSunday(year, h.easter());
       if (e + h.easter_offset() == day) return false;
     } else if (h.month() == day.month() && h.day() == day.day()) {
       return false;
@@ -140,10 +146,9 @@ absl::StatusOr<std::shared_ptr<const Calendars>> Calendars::Create(v1::Calendars
     if (covered && (s.covered_from_year() < kFirstYear || s.covered_from_year() > kLastYear)) {
       v.Add(p + ".covered_from_year", absl::StrCat("must be ", kFirstYear, " to ", kLastYear));
     }
-    if (covered && (s.covered_to_year() < s.covered_from_year() ||
-                    s.covered_to_year() > kLastYear)) {
-      v.Add(p + ".covered_to_year",
-            absl::StrCat("must be covered_from_year to ", kLastYear));
+    if (covered &&
+        (s.covered_to_year() < s.covered_from_year() || s.covered_to_year() > kLastYear)) {
+      v.Add(p + ".covered_to_year", absl::StrCat("must be covered_from_year to ", kLastYear));
     }
     for (int j = 0; j < s.weekend_days_size(); ++j) {
       if (s.weekend_days(j) < 1 || s.weekend_days(j) > 7) {
@@ -194,10 +199,10 @@ absl::StatusOr<std::shared_ptr<const Calendars>> Calendars::Create(v1::Calendars
         } else {
           // 2024 is a leap year: any date possible in some year passes; a holiday of one
           // year only must exist in that year (29 February).
-          const int year = h.first_year() != 0 && h.first_year() == h.last_year() &&
-                                   YearOk(h.first_year())
-                               ? h.first_year()
-                               : 2024;
+          const int year =
+              h.first_year() != 0 && h.first_year() == h.last_year() && YearOk(h.first_year())
+                  ? h.first_year()
+                  : 2024;
           const absl::CivilDay d(year, h.month(), h.day());
           if (h.day() < 1 || d.month() != h.month() || d.day() != h.day()) {
             v.Add(hp + ".day", "is not a day of that month");

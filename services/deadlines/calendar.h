@@ -23,8 +23,8 @@ struct CountingPlace {
   std::string time_zone_name = "UTC";
   absl::TimeZone time_zone = absl::UTCTimeZone();
   const v1::StateCalendar* calendar = nullptr;  // null: weekends only, no holidays
-  std::string state;                              // ISO 3166-1, empty without a calendar
-  std::string region;                             // ISO 3166-2, may be empty
+  std::string state;                            // ISO 3166-1, empty without a calendar
+  std::string region;                           // ISO 3166-2, may be empty
   // Keeps `calendar` alive when the place outlives the caller's hold on the rule set.
   std::shared_ptr<const void> owner;
 

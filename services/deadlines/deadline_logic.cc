@@ -136,8 +136,8 @@ std::vector<TimerSpec> TimersOf(const v1::Deadline& d) {
   } else if (d.state() == v1::DEADLINE_STATE_OVERDUE) {
     const int k = d.escalations_done();  // next step k uses escalate_after[k-1]
     if (k >= 1 && k - 1 < d.rule().escalate_after_size()) {
-      out.push_back({absl::StrCat(d.id(), "|e", k),
-                     due + FromProtoDuration(d.rule().escalate_after(k - 1))});
+      out.push_back(
+          {absl::StrCat(d.id(), "|e", k), due + FromProtoDuration(d.rule().escalate_after(k - 1))});
     }
   }
   return out;
@@ -209,23 +209,22 @@ FireResult Fire(v1::Deadline& d, const std::string& what, absl::Time now) {
   return r;
 }
 
-absl::StatusOr<EventType> Extend(v1::Deadline& d, absl::Duration by,
-                                 const std::string& reason_code, const std::string& note,
-                                 absl::Time now, const CountingPlace& place) {
+absl::StatusOr<EventType> Extend(v1::Deadline& d, absl::Duration by, const std::string& reason_code,
+                                 const std::string& note, absl::Time now,
+                                 const CountingPlace& place) {
   if (d.state() != v1::DEADLINE_STATE_RUNNING && d.state() != v1::DEADLINE_STATE_OVERDUE &&
       d.state() != v1::DEADLINE_STATE_SUSPENDED) {
     return absl::FailedPreconditionError("only an open deadline can be extended");
   }
   if (d.rule().max_extensions() <= d.extensions_size()) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "rule ", d.rule_id(), " allows ", d.rule().max_extensions(), " extension(s); ",
-        d.extensions_size(), " already granted"));
+    return absl::FailedPreconditionError(absl::StrCat("rule ", d.rule_id(), " allows ",
+                                                      d.rule().max_extensions(), " extension(s); ",
+                                                      d.extensions_size(), " already granted"));
   }
   const absl::Duration max = FromProtoDuration(d.rule().max_extension());
   if (by > max) {
-    return absl::FailedPreconditionError(absl::StrCat("rule ", d.rule_id(),
-                                                      " allows extensions of at most ",
-                                                      absl::FormatDuration(max)));
+    return absl::FailedPreconditionError(absl::StrCat(
+        "rule ", d.rule_id(), " allows extensions of at most ", absl::FormatDuration(max)));
   }
   absl::Time due = FromProtoTime(d.due_time());
   absl::Time new_due = due + by;
@@ -243,8 +242,7 @@ absl::StatusOr<EventType> Extend(v1::Deadline& d, absl::Duration by,
       // its due time.
       const absl::Time base =
           d.has_unrolled_due_time() ? FromProtoTime(d.unrolled_due_time()) : due;
-      const absl::CivilDay last =
-          absl::ToCivilDay(base - absl::Seconds(1), place.time_zone) + days;
+      const absl::CivilDay last = absl::ToCivilDay(base - absl::Seconds(1), place.time_zone) + days;
       const absl::CivilDay rolled = NextWorkingDay(last, place);
       *d.mutable_unrolled_due_time() = ToProtoTime(EndOfDay(last, place));
       new_due = EndOfDay(rolled, place);
@@ -282,12 +280,14 @@ absl::StatusOr<EventType> Resume(v1::Deadline& d, absl::Time now) {
   if (d.state() != v1::DEADLINE_STATE_SUSPENDED) {
     return absl::FailedPreconditionError("only a suspended deadline can be resumed");
   }
-  const absl::Duration stopped = std::max(absl::ZeroDuration(), now - FromProtoTime(d.suspend_time()));
+  const absl::Duration stopped =
+      std::max(absl::ZeroDuration(), now - FromProtoTime(d.suspend_time()));
   *d.mutable_due_time() = ToProtoTime(FromProtoTime(d.due_time()) + stopped);
   if (d.has_unrolled_due_time()) {
     *d.mutable_unrolled_due_time() = ToProtoTime(FromProtoTime(d.unrolled_due_time()) + stopped);
   }
-  *d.mutable_suspended_duration() = ToProtoDuration(FromProtoDuration(d.suspended_duration()) + stopped);
+  *d.mutable_suspended_duration() =
+      ToProtoDuration(FromProtoDuration(d.suspended_duration()) + stopped);
   ShiftReminders(d, stopped);
   d.clear_suspend_time();
   d.set_state(v1::DEADLINE_STATE_RUNNING);

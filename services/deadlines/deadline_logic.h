@@ -56,9 +56,8 @@ std::vector<TimerSpec> TimersOf(const v1::Deadline& d);
 
 // The event announcing a change of `d` (payload: DeadlineChange), without `sequence`, which
 // the store assigns.
-common::v1::Event ChangeEvent(const v1::Deadline& d, common::v1::EventType type,
-                              absl::Time now, const std::string& event_id,
-                              const std::string& reason_code);
+common::v1::Event ChangeEvent(const v1::Deadline& d, common::v1::EventType type, absl::Time now,
+                              const std::string& event_id, const std::string& reason_code);
 
 // What a fired timer did.
 struct FireResult {

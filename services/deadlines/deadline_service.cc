@@ -68,8 +68,7 @@ struct MutateState {
 };
 
 void DeadlineTracker::Mutate(const std::string& deadline_id, const std::string& idempotency_key,
-                             const std::string& reason_code, Change change,
-                             DeadlineCallback done) {
+                             const std::string& reason_code, Change change, DeadlineCallback done) {
   auto state = std::make_shared<MutateState>();
   state->deadline_id = deadline_id;
   state->idempotency_key = idempotency_key;
@@ -80,43 +79,46 @@ void DeadlineTracker::Mutate(const std::string& deadline_id, const std::string& 
 }
 
 void DeadlineTracker::MutateAttempt(std::shared_ptr<MutateState> state) {
-  store_.Get(state->deadline_id, [this, state](absl::StatusOr<StoredDeadline> stored) {
-    if (!stored.ok()) return state->done(stored.status());
-    // Done before under this key: answer with the deadline as it is.
-    if (stored->replayed) return state->done(stored->deadline);
-    v1::Deadline d = stored->deadline;
-    auto type = state->change(d);
-    if (!type.ok()) return state->done(type.status());
-    if (*type == common::v1::EVENT_TYPE_UNSPECIFIED) return state->done(stored->deadline);
-    const absl::Time now = clock_.Now();
-    DeadlineWrite w{d, stored->version,
-                    ChangeEvent(d, *type, now, common::NewUlid(now), state->reason_code)};
-    auto shard = store_.ShardOfDeadline(d.id());
-    if (!shard.ok()) return state->done(shard.status());
-    CommitOptions options;
-    options.idempotency_key = state->idempotency_key;
-    store_.Commit(*shard, {std::move(w)}, options,
-                  [this, state, d](absl::StatusOr<CommitOutcome> outcome) {
-                    if (!outcome.ok()) return state->done(outcome.status());
-                    switch (*outcome) {
-                      case CommitOutcome::kOk:
-                        return state->done(d);
-                      case CommitOutcome::kReplayed:
-                        // Done before under this key: answer with the deadline as it is.
-                        return store_.Get(state->deadline_id,
-                                          [state](absl::StatusOr<StoredDeadline> s) {
-                                            if (!s.ok()) return state->done(s.status());
-                                            state->done(s->deadline);
-                                          });
-                      case CommitOutcome::kConflict:
-                        if (++state->attempt < kMaxAttempts) return MutateAttempt(state);
-                        return state->done(absl::AbortedError(
-                            "the deadline changed concurrently; retry"));
-                      default:
-                        return state->done(absl::InternalError("unexpected commit outcome"));
-                    }
-                  });
-  }, state->idempotency_key);
+  store_.Get(
+      state->deadline_id,
+      [this, state](absl::StatusOr<StoredDeadline> stored) {
+        if (!stored.ok()) return state->done(stored.status());
+        // Done before under this key: answer with the deadline as it is.
+        if (stored->replayed) return state->done(stored->deadline);
+        v1::Deadline d = stored->deadline;
+        auto type = state->change(d);
+        if (!type.ok()) return state->done(type.status());
+        if (*type == common::v1::EVENT_TYPE_UNSPECIFIED) return state->done(stored->deadline);
+        const absl::Time now = clock_.Now();
+        DeadlineWrite w{d, stored->version,
+                        ChangeEvent(d, *type, now, common::NewUlid(now), state->reason_code)};
+        auto shard = store_.ShardOfDeadline(d.id());
+        if (!shard.ok()) return state->done(shard.status());
+        CommitOptions options;
+        options.idempotency_key = state->idempotency_key;
+        store_.Commit(*shard, {std::move(w)}, options,
+                      [this, state, d](absl::StatusOr<CommitOutcome> outcome) {
+                        if (!outcome.ok()) return state->done(outcome.status());
+                        switch (*outcome) {
+                          case CommitOutcome::kOk:
+                            return state->done(d);
+                          case CommitOutcome::kReplayed:
+                            // Done before under this key: answer with the deadline as it is.
+                            return store_.Get(state->deadline_id,
+                                              [state](absl::StatusOr<StoredDeadline> s) {
+                                                if (!s.ok()) return state->done(s.status());
+                                                state->done(s->deadline);
+                                              });
+                          case CommitOutcome::kConflict:
+                            if (++state->attempt < kMaxAttempts) return MutateAttempt(state);
+                            return state->done(
+                                absl::AbortedError("the deadline changed concurrently; retry"));
+                          default:
+                            return state->done(absl::InternalError("unexpected commit outcome"));
+                        }
+                      });
+      },
+      state->idempotency_key);
 }
 
 CountingPlace DeadlineTracker::PlaceOf(const v1::Deadline& d) const {
@@ -153,12 +155,11 @@ void DeadlineTracker::Start(StartRequest request, DeadlineCallback done) {
   in.place = rules->calendars().PlaceFor(request.executing_authority, request.requested_state);
   in.executing_authority_id = request.executing_authority.authority_id();
   in.instrument = request.instrument == common::v1::INSTRUMENT_UNSPECIFIED ? rule->instrument()
-                                                                            : request.instrument;
+                                                                           : request.instrument;
   in.shortened_due = request.shortened_due;
   v1::Deadline d = NewDeadline(in);
-  DeadlineWrite w{d, 0,
-                  ChangeEvent(d, common::v1::EVENT_TYPE_DEADLINE_STARTED, now,
-                              common::NewUlid(now), "")};
+  DeadlineWrite w{
+      d, 0, ChangeEvent(d, common::v1::EVENT_TYPE_DEADLINE_STARTED, now, common::NewUlid(now), "")};
   const std::string id = d.id();
   store_.Commit(*shard, {std::move(w)}, {},
                 [this, d, id, done](absl::StatusOr<CommitOutcome> outcome) {
@@ -191,13 +192,13 @@ using AccessNext = std::function<void(absl::Status)>;
 void CheckRequest(DeadlineStore& store, const common::CallContext& call,
                   const std::string& request_id, common::AccessKind kind,
                   const std::string& not_found, AccessNext next) {
-  store.GetParties(request_id, [call, request_id, kind, not_found, next](
-                                   absl::StatusOr<std::optional<common::RequestParties>> p) {
+  store.GetParties(request_id, [call, request_id, kind, not_found,
+                                next](absl::StatusOr<std::optional<common::RequestParties>> p) {
     if (!p.ok()) return next(p.status());
     // The role table decides who may do what to a request's deadlines (rpc_roles.h): the
     // executing side completes, cancels and extends them, operators suspend and resume them.
-    next(common::CheckRpcOnRequest(call, p->value_or(common::RequestParties{}), request_id,
-                                   kind, not_found));
+    next(common::CheckRpcOnRequest(call, p->value_or(common::RequestParties{}), request_id, kind,
+                                   not_found));
   });
 }
 
@@ -208,11 +209,10 @@ void CheckDeadline(DeadlineStore& store, const common::CallContext& call,
   store.Get(deadline_id, [&store, call, kind, next](absl::StatusOr<StoredDeadline> s) {
     if (!s.ok()) return next(s.status());
     const std::string request_id = s->deadline.request_id();
-    CheckRequest(store, call, request_id, kind, kNoDeadline,
-                 [request_id, next](absl::Status st) {
-                   if (!st.ok()) return next(st);
-                   next(request_id);
-                 });
+    CheckRequest(store, call, request_id, kind, kNoDeadline, [request_id, next](absl::Status st) {
+      if (!st.ok()) return next(st);
+      next(request_id);
+    });
   });
 }
 
@@ -229,14 +229,14 @@ void ChangeDeadline(DeadlineTracker& tracker, const common::CallContext& call,
         if (!target.ok()) return done(target.status());
         const std::string key =
             request_id.empty() ? "" : absl::StrCat(call.caller.authority_id, "/", request_id);
-        tracker.Mutate(deadline_id, key, reason_code, change,
-                       [call, deadline_id, target = *target, out,
-                        done](absl::StatusOr<v1::Deadline> d) {
-                         if (!d.ok()) return done(d.status());
-                         call.Touch(target, common::AccessKind::kChange, deadline_id);
-                         *out = *std::move(d);
-                         done(absl::OkStatus());
-                       });
+        tracker.Mutate(
+            deadline_id, key, reason_code, change,
+            [call, deadline_id, target = *target, out, done](absl::StatusOr<v1::Deadline> d) {
+              if (!d.ok()) return done(d.status());
+              call.Touch(target, common::AccessKind::kChange, deadline_id);
+              *out = *std::move(d);
+              done(absl::OkStatus());
+            });
       });
 }
 
@@ -273,23 +273,25 @@ grpc::ServerUnaryReactor* DeadlineService::StartDeadline(grpc::CallbackServerCon
           s.idempotency_key = absl::StrCat(call.caller.authority_id, "/", r.request_id());
         }
         s.trace_id = call.trace_id;
-        s.trigger_time = r.has_trigger_time() ? FromProtoTime(r.trigger_time())
-                                              : tracker_.clock().Now();
+        s.trigger_time =
+            r.has_trigger_time() ? FromProtoTime(r.trigger_time()) : tracker_.clock().Now();
         s.executing_authority = r.executing_authority();
         s.requested_state = r.requested_state();
         s.instrument = r.instrument();
         if (r.has_shortened_due_time()) s.shortened_due = FromProtoTime(r.shortened_due_time());
-        CheckRequest(tracker_.store(), call, r.target_request_id(), common::AccessKind::kChange,
-                     kNoRequest, [this, call, s = std::move(s), out, done](absl::Status st) mutable {
-          if (!st.ok()) return done(st);
-          const std::string request_id = s.request_id;
-          tracker_.Start(std::move(s), [call, request_id, out, done](absl::StatusOr<v1::Deadline> d) {
-            if (!d.ok()) return done(d.status());
-            call.Touch(request_id, common::AccessKind::kChange, d->id());
-            *out->mutable_deadline() = *std::move(d);
-            done(absl::OkStatus());
-          });
-        });
+        CheckRequest(
+            tracker_.store(), call, r.target_request_id(), common::AccessKind::kChange, kNoRequest,
+            [this, call, s = std::move(s), out, done](absl::Status st) mutable {
+              if (!st.ok()) return done(st);
+              const std::string request_id = s.request_id;
+              tracker_.Start(std::move(s),
+                             [call, request_id, out, done](absl::StatusOr<v1::Deadline> d) {
+                               if (!d.ok()) return done(d.status());
+                               call.Touch(request_id, common::AccessKind::kChange, d->id());
+                               *out->mutable_deadline() = *std::move(d);
+                               done(absl::OkStatus());
+                             });
+            });
       });
 }
 
@@ -412,13 +414,12 @@ grpc::ServerUnaryReactor* DeadlineService::GetDeadline(grpc::CallbackServerConte
       },
       [this](const common::CallContext& call, const v1::GetDeadlineRequest& r,
              v1::GetDeadlineResponse* out, common::Pipeline::Done done) {
-        tracker_.store().Get(r.deadline_id(), [this, call, out, done](
-                                                  absl::StatusOr<StoredDeadline> s) {
+        tracker_.store().Get(r.deadline_id(), [this, call, out,
+                                               done](absl::StatusOr<StoredDeadline> s) {
           if (!s.ok()) return done(s.status());
           const std::string request_id = s->deadline.request_id();
-          CheckRequest(tracker_.store(), call, request_id, common::AccessKind::kRead,
-                       kNoDeadline, [call, request_id, d = std::move(s->deadline), out,
-                                     done](absl::Status st) {
+          CheckRequest(tracker_.store(), call, request_id, common::AccessKind::kRead, kNoDeadline,
+                       [call, request_id, d = std::move(s->deadline), out, done](absl::Status st) {
                          if (!st.ok()) return done(st);
                          call.Touch(request_id, common::AccessKind::kRead, d.id());
                          *out->mutable_deadline() = d;
@@ -436,11 +437,11 @@ constexpr int kMaxPageSize = 500;
 // The filters a page token is bound to: a token is only good for the filters it was issued
 // under (page_size may change between pages).
 std::string FilterDigest(const v1::ListDeadlinesRequest& r) {
-  return common::Sha1Hex(absl::StrCat(
-                             r.target_request_id(), "\n", r.state(), "\n",
-                             r.has_due_before_time() ? r.due_before_time().seconds() : -1, ".",
-                             r.has_due_before_time() ? r.due_before_time().nanos() : -1, "\n",
-                             r.executing_authority_id()))
+  return common::Sha1Hex(absl::StrCat(r.target_request_id(), "\n", r.state(), "\n",
+                                      r.has_due_before_time() ? r.due_before_time().seconds() : -1,
+                                      ".",
+                                      r.has_due_before_time() ? r.due_before_time().nanos() : -1,
+                                      "\n", r.executing_authority_id()))
       .substr(0, 16);
 }
 
@@ -537,8 +538,7 @@ struct ListState {
               if (!p.ok()) {
                 state->error = p.status();
               } else {
-                state->in_scope[id] =
-                    p->has_value() && common::InScope(*state->scope, **p);
+                state->in_scope[id] = p->has_value() && common::InScope(*state->scope, **p);
               }
             }
             if (--state->pending_parties == 0) state->Finish();
@@ -623,9 +623,8 @@ grpc::ServerUnaryReactor* DeadlineService::ListDeadlines(grpc::CallbackServerCon
           sources.emplace_back(*tracker_.store().ShardOfRequest(r.target_request_id()),
                                "byreq:" + r.target_request_id());
         } else {
-          const std::string index = r.executing_authority_id().empty()
-                                        ? "open"
-                                        : "byauth:" + r.executing_authority_id();
+          const std::string index =
+              r.executing_authority_id().empty() ? "open" : "byauth:" + r.executing_authority_id();
           for (int s = 0; s < tracker_.store().sharding().shard_count(); ++s) {
             sources.emplace_back(s, index);
           }
@@ -633,20 +632,20 @@ grpc::ServerUnaryReactor* DeadlineService::ListDeadlines(grpc::CallbackServerCon
         state->remaining = static_cast<int>(sources.size());
         for (const auto& [shard, index] : sources) {
           // Each shard's first page_size entries after the cursor: bounded work per page.
-          tracker_.store().ListIndexPage(
-              shard, index, max_score, state->page_size, after,
-              [state](absl::StatusOr<IndexPage> found) {
-                {
-                  absl::MutexLock lock(&state->mu);
-                  if (!found.ok()) {
-                    state->error = found.status();
-                  } else {
-                    if (found->more) state->more = true;
-                    for (auto& e : found->entries) state->found.push_back(std::move(e));
-                  }
-                }
-                if (--state->remaining == 0) ListState::Scope(state);
-              });
+          tracker_.store().ListIndexPage(shard, index, max_score, state->page_size, after,
+                                         [state](absl::StatusOr<IndexPage> found) {
+                                           {
+                                             absl::MutexLock lock(&state->mu);
+                                             if (!found.ok()) {
+                                               state->error = found.status();
+                                             } else {
+                                               if (found->more) state->more = true;
+                                               for (auto& e : found->entries)
+                                                 state->found.push_back(std::move(e));
+                                             }
+                                           }
+                                           if (--state->remaining == 0) ListState::Scope(state);
+                                         });
         }
       });
 }
@@ -703,8 +702,7 @@ void DeadlineEventHandler::Handle(const common::v1::Event& event, const common::
   if (event.type() == common::v1::EVENT_TYPE_REQUEST_ERASED) {
     // Retention: intake erased the request; its deadlines go too.
     tracker_.store().EraseRequest(
-        state->shard, event.request_id(), state->dedupe,
-        [state](absl::StatusOr<CommitOutcome> o) {
+        state->shard, event.request_id(), state->dedupe, [state](absl::StatusOr<CommitOutcome> o) {
           if (!o.ok()) return state->done(o.status());
           state->done(*o == CommitOutcome::kDuplicate ? Outcome::kDuplicate : Outcome::kHandled);
         });
@@ -764,8 +762,9 @@ void DeadlineEventHandler::Attempt(std::shared_ptr<HandleState> state) {
              rules->TriggeredBy(type, e.instrument(), facts.urgency())) {
           if (open_rules.count(rule->id())) continue;  // already running for this request
           StartInput in;
-          in.deadline_id = DerivedDeadlineId(state->shard, absl::StrCat(e.event_id(), "/", rule->id()),
-                                             FromProtoTime(e.occur_time()));
+          in.deadline_id =
+              DerivedDeadlineId(state->shard, absl::StrCat(e.event_id(), "/", rule->id()),
+                                FromProtoTime(e.occur_time()));
           if (known_ids.count(in.deadline_id)) continue;
           in.request_id = e.request_id();
           in.trace_id = e.trace_id();
@@ -773,13 +772,15 @@ void DeadlineEventHandler::Attempt(std::shared_ptr<HandleState> state) {
           in.rules_version = rules->version();
           in.trigger_type = type;
           in.trigger_time = e.has_occur_time() ? FromProtoTime(e.occur_time()) : now;
-          in.place = rules->calendars().PlaceFor(facts.executing_authority(), facts.requested_state());
+          in.place =
+              rules->calendars().PlaceFor(facts.executing_authority(), facts.requested_state());
           in.executing_authority_id = facts.executing_authority().authority_id();
           in.instrument = e.instrument();
           if (rule->issuer_deadline_applies()) in.shortened_due = IssuerDue(facts, in.place);
           v1::Deadline d = NewDeadline(in);
-          common::v1::Event out = ChangeEvent(d, common::v1::EVENT_TYPE_DEADLINE_STARTED, now,
-                                              common::NewUlid(now), common::v1::EventType_Name(type));
+          common::v1::Event out =
+              ChangeEvent(d, common::v1::EVENT_TYPE_DEADLINE_STARTED, now, common::NewUlid(now),
+                          common::v1::EventType_Name(type));
           *out.mutable_request() = facts;
           writes.push_back({std::move(d), 0, std::move(out)});
         }

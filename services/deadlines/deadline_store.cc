@@ -286,8 +286,8 @@ int64_t TimerScore(absl::Time due) {
 // retention, [2] prefix.
 namespace {
 const LuaScript& EraseRequestScript() {
-  static const LuaScript* s = new LuaScript(
-      absl::StrCat(common::kScriptRunsWhenFull, common::ReceiverScript(R"lua(
+  static const LuaScript* s =
+      new LuaScript(absl::StrCat(common::kScriptRunsWhenFull, common::ReceiverScript(R"lua(
 local P = ARGV[2]
 local n = 0
 for _, id in ipairs(redis.call('ZRANGE', KEYS[7], 0, -1)) do
@@ -318,20 +318,19 @@ return {'handled', n}
 
 void DeadlineStore::EraseRequest(int shard, const std::string& request_id,
                                  const common::Dedupe& dedupe, CommitCallback done) {
-  redis_.Eval(EraseRequestScript(),
-              {dedupe.seen_key, Key(shard, "timers"), Key(shard, "claims"),
-               Key(shard, "claimtok"), Key(shard, "open"), Key(shard, "stats"),
-               Key(shard, absl::StrCat("byreq:", request_id)),
-               Key(shard, absl::StrCat("seq:", request_id)),
-               Key(shard, absl::StrCat("parties:", request_id))},
-              {dedupe.retention_ms, common::Sharding::Prefix(shard)},
-              [done](absl::StatusOr<RedisReply> r) {
-                if (!r.ok()) return done(r.status());
-                if (!r->elements.empty() && r->elements[0].str == "duplicate") {
-                  return done(CommitOutcome::kDuplicate);
-                }
-                done(CommitOutcome::kOk);
-              });
+  redis_.Eval(
+      EraseRequestScript(),
+      {dedupe.seen_key, Key(shard, "timers"), Key(shard, "claims"), Key(shard, "claimtok"),
+       Key(shard, "open"), Key(shard, "stats"), Key(shard, absl::StrCat("byreq:", request_id)),
+       Key(shard, absl::StrCat("seq:", request_id)),
+       Key(shard, absl::StrCat("parties:", request_id))},
+      {dedupe.retention_ms, common::Sharding::Prefix(shard)}, [done](absl::StatusOr<RedisReply> r) {
+        if (!r.ok()) return done(r.status());
+        if (!r->elements.empty() && r->elements[0].str == "duplicate") {
+          return done(CommitOutcome::kDuplicate);
+        }
+        done(CommitOutcome::kOk);
+      });
 }
 
 std::string DeadlineStore::Key(int shard, const std::string& suffix) {
@@ -361,8 +360,7 @@ void DeadlineStore::Get(const std::string& deadline_id, GetCallback done,
     done(absl::NotFoundError("no deadline has this id"));
     return;
   }
-  redis_.Command({"HMGET", Key(*shard, "d:" + deadline_id), "pb", "ver",
-                  "idem:" + idempotency_key},
+  redis_.Command({"HMGET", Key(*shard, "d:" + deadline_id), "pb", "ver", "idem:" + idempotency_key},
                  [done, idempotency_key](absl::StatusOr<RedisReply> r) {
                    if (!r.ok()) return done(r.status());
                    if (r->elements.size() != 3 || r->elements[0].is_nil()) {
@@ -376,8 +374,9 @@ void DeadlineStore::Get(const std::string& deadline_id, GetCallback done,
 
 absl::StatusOr<StoredDeadline> DeadlineStore::GetBlocking(const std::string& deadline_id) {
   ASSIGN_OR_RETURN(int shard, ShardOfDeadline(deadline_id));
-  ASSIGN_OR_RETURN(RedisReply r, common::RunRedisCommand(
-                                     redis_, {"HMGET", Key(shard, "d:" + deadline_id), "pb", "ver"}));
+  ASSIGN_OR_RETURN(
+      RedisReply r,
+      common::RunRedisCommand(redis_, {"HMGET", Key(shard, "d:" + deadline_id), "pb", "ver"}));
   if (r.elements.size() != 2 || r.elements[0].is_nil()) {
     return absl::NotFoundError("no deadline has this id");
   }
@@ -415,12 +414,11 @@ DeadlineStore::Prepared DeadlineStore::PrepareCommit(int shard,
     // deadline again, which schedules the one after it. One member a deadline instead of one
     // per reminder (memory), and the same firing order.
     const std::vector<TimerSpec> timers = TimersOf(d);
-    const auto next = std::min_element(
-        timers.begin(), timers.end(),
-        [](const TimerSpec& a, const TimerSpec& b) { return a.due < b.due; });
-    p.args.push_back(next == timers.end()
-                         ? ""
-                         : absl::StrCat(next->member, " ", TimerScore(next->due)));
+    const auto next =
+        std::min_element(timers.begin(), timers.end(),
+                         [](const TimerSpec& a, const TimerSpec& b) { return a.due < b.due; });
+    p.args.push_back(next == timers.end() ? ""
+                                          : absl::StrCat(next->member, " ", TimerScore(next->due)));
     p.args.push_back(d.request_id());
     p.args.push_back(IsOpen(d.state()) ? d.executing_authority_id() : "");
     p.args.push_back(absl::StrCat(static_cast<int>(d.instrument())));
@@ -463,21 +461,20 @@ void DeadlineStore::Commit(int shard, std::vector<DeadlineWrite> writes,
                            const CommitOptions& options, CommitCallback done) {
   Prepared p = PrepareCommit(shard, writes, options);
   redis_.Eval(options.dedupe ? ReceiverCommitScript() : CommitScript(), std::move(p.keys),
-              std::move(p.args),
-              [done](absl::StatusOr<RedisReply> r) { done(ParseCommit(r)); });
+              std::move(p.args), [done](absl::StatusOr<RedisReply> r) { done(ParseCommit(r)); });
 }
 
 absl::StatusOr<CommitOutcome> DeadlineStore::CommitBlocking(int shard,
                                                             std::vector<DeadlineWrite> writes,
                                                             const CommitOptions& options) {
   Prepared p = PrepareCommit(shard, writes, options);
-  return ParseCommit(common::RunRedisScript(
-      redis_, options.dedupe ? ReceiverCommitScript() : CommitScript(), std::move(p.keys),
-      std::move(p.args)));
+  return ParseCommit(
+      common::RunRedisScript(redis_, options.dedupe ? ReceiverCommitScript() : CommitScript(),
+                             std::move(p.keys), std::move(p.args)));
 }
 
-void DeadlineStore::ListIndex(int shard, const std::string& index, absl::Time due_before,
-                              int limit, ListCallback done) {
+void DeadlineStore::ListIndex(int shard, const std::string& index, absl::Time due_before, int limit,
+                              ListCallback done) {
   redis_.Eval(ListScript(), {Key(shard, index)},
               {absl::StrCat(Ms(due_before)), absl::StrCat(limit), common::Sharding::Prefix(shard)},
               [done](absl::StatusOr<RedisReply> r) {
@@ -492,48 +489,47 @@ void DeadlineStore::ListIndex(int shard, const std::string& index, absl::Time du
               });
 }
 
-void DeadlineStore::ListIndexPage(int shard, const std::string& index, int64_t max_score,
-                                  int limit, const std::optional<IndexCursor>& after,
-                                  PageCallback done) {
-  redis_.Eval(PageScript(), {Key(shard, index)},
-              {absl::StrCat(max_score), absl::StrCat(limit), common::Sharding::Prefix(shard),
-               after ? absl::StrCat(after->score) : std::string(),
-               after ? after->id : std::string()},
-              [done](absl::StatusOr<RedisReply> r) {
-                if (!r.ok()) return done(r.status());
-                if (r->elements.empty()) {
-                  return done(absl::InternalError("unexpected reply to page"));
-                }
-                IndexPage page;
-                page.more = r->elements[0].str == "1";
-                for (size_t i = 1; i + 3 < r->elements.size(); i += 4) {
-                  IndexEntry e;
-                  e.id = r->elements[i].str;
-                  double score = 0;
-                  if (!absl::SimpleAtod(r->elements[i + 1].str, &score)) {
-                    return done(absl::InternalError("unexpected score in an index"));
-                  }
-                  e.score = static_cast<int64_t>(score);
-                  if (!r->elements[i + 2].str.empty()) {
-                    auto s = ParseStored(r->elements[i + 2], r->elements[i + 3]);
-                    if (!s.ok()) return done(s.status());
-                    e.deadline = *std::move(s);
-                  }
-                  page.entries.push_back(std::move(e));
-                }
-                done(std::move(page));
-              });
+void DeadlineStore::ListIndexPage(int shard, const std::string& index, int64_t max_score, int limit,
+                                  const std::optional<IndexCursor>& after, PageCallback done) {
+  redis_.Eval(
+      PageScript(), {Key(shard, index)},
+      {absl::StrCat(max_score), absl::StrCat(limit), common::Sharding::Prefix(shard),
+       after ? absl::StrCat(after->score) : std::string(), after ? after->id : std::string()},
+      [done](absl::StatusOr<RedisReply> r) {
+        if (!r.ok()) return done(r.status());
+        if (r->elements.empty()) {
+          return done(absl::InternalError("unexpected reply to page"));
+        }
+        IndexPage page;
+        page.more = r->elements[0].str == "1";
+        for (size_t i = 1; i + 3 < r->elements.size(); i += 4) {
+          IndexEntry e;
+          e.id = r->elements[i].str;
+          double score = 0;
+          if (!absl::SimpleAtod(r->elements[i + 1].str, &score)) {
+            return done(absl::InternalError("unexpected score in an index"));
+          }
+          e.score = static_cast<int64_t>(score);
+          if (!r->elements[i + 2].str.empty()) {
+            auto s = ParseStored(r->elements[i + 2], r->elements[i + 3]);
+            if (!s.ok()) return done(s.status());
+            e.deadline = *std::move(s);
+          }
+          page.entries.push_back(std::move(e));
+        }
+        done(std::move(page));
+      });
 }
 
 absl::StatusOr<std::vector<ClaimedTimer>> DeadlineStore::Claim(int shard, absl::Time now,
                                                                absl::Duration lease, int limit) {
   ASSIGN_OR_RETURN(
       RedisReply r,
-      common::RunRedisScript(redis_, ClaimScript(),
-                             {Key(shard, "timers"), Key(shard, "claims"), Key(shard, "claimtok"),
-                              Key(shard, "fence")},
-                             {absl::StrCat(Ms(now)), absl::StrCat(absl::ToInt64Milliseconds(lease)),
-                              absl::StrCat(limit), common::Sharding::Prefix(shard)}));
+      common::RunRedisScript(
+          redis_, ClaimScript(),
+          {Key(shard, "timers"), Key(shard, "claims"), Key(shard, "claimtok"), Key(shard, "fence")},
+          {absl::StrCat(Ms(now)), absl::StrCat(absl::ToInt64Milliseconds(lease)),
+           absl::StrCat(limit), common::Sharding::Prefix(shard)}));
   std::vector<ClaimedTimer> out;
   for (const RedisReply& e : r.elements) {
     if (e.elements.size() < 6) return absl::InternalError("unexpected reply to claim");

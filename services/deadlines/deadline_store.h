@@ -27,9 +27,9 @@
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "rogatory/common/access.h"
 #include "rogatory/common/event_sink.h"
 #include "rogatory/common/ids.h"
-#include "rogatory/common/access.h"
 #include "rogatory/common/redis.h"
 #include "rogatory/common/v1/events.pb.h"
 #include "rogatory/deadlines/v1/deadlines.pb.h"
@@ -53,9 +53,9 @@ struct DeadlineWrite {
 };
 
 struct CommitOptions {
-  std::string idempotency_key;  // non-empty: a repeat with the same key is kReplayed
-  std::string claim_member;     // non-empty: only if this timer is still claimed with...
-  std::string claim_token;      // ...this token (else kFenced); releases the claim
+  std::string idempotency_key;             // non-empty: a repeat with the same key is kReplayed
+  std::string claim_member;                // non-empty: only if this timer is still claimed with...
+  std::string claim_token;                 // ...this token (else kFenced); releases the claim
   const common::Dedupe* dedupe = nullptr;  // non-null: ReceiverScript (kDuplicate on repeat)
   // Need-to-know: the parties of `parties_request_id` (from the RequestFacts of a received
   // event) to record in the same step; empty request id: none. Non-empty values only.
@@ -135,8 +135,8 @@ class DeadlineStore {
   absl::StatusOr<StoredDeadline> GetBlocking(const std::string& deadline_id);
   // Claims up to `limit` due timers of a shard (first those whose claim's lease ran out),
   // each for `lease` from `now`, with a new fencing token.
-  absl::StatusOr<std::vector<ClaimedTimer>> Claim(int shard, absl::Time now,
-                                                  absl::Duration lease, int limit);
+  absl::StatusOr<std::vector<ClaimedTimer>> Claim(int shard, absl::Time now, absl::Duration lease,
+                                                  int limit);
   // Retention: deletes every deadline of the request (timers, claims, indexes, counts) and
   // its event sequence, marking the REQUEST_ERASED event handled in the same step
   // (kDuplicate for a repeat).

@@ -15,9 +15,9 @@ int main(int argc, char** argv) {
   using rogatory::common::Platform;
   using rogatory::common::ServiceParts;
   namespace dl = rogatory::deadlines;
-  const rogatory::common::ServiceIdentity identity{
-      "rogatory-deadlines", "deadlines", "rogatory.deadlines.v1.DeadlineService",
-      "127.0.0.1:50053", "127.0.0.1:9103"};
+  const rogatory::common::ServiceIdentity identity{"rogatory-deadlines", "deadlines",
+                                                   "rogatory.deadlines.v1.DeadlineService",
+                                                   "127.0.0.1:50053", "127.0.0.1:9103"};
   std::string rules_dir;
   absl::Duration timer_lease, timer_poll_interval;
   int timer_batch = 200;
@@ -32,9 +32,8 @@ int main(int argc, char** argv) {
                            "Lease of a claimed timer: another replica fires it after this if "
                            "the claimant died.",
                            &timer_lease);
-        config.AddDuration("timer-poll-interval", absl::Milliseconds(200),
-                           absl::Milliseconds(10), absl::Seconds(5),
-                           "How often an idle replica looks for due timers.",
+        config.AddDuration("timer-poll-interval", absl::Milliseconds(200), absl::Milliseconds(10),
+                           absl::Seconds(5), "How often an idle replica looks for due timers.",
                            &timer_poll_interval);
         config.AddInt("timer-batch", 200, 1, 5000, "Timers claimed per shard at a time.",
                       &timer_batch);

@@ -53,7 +53,8 @@ absl::StatusOr<std::shared_ptr<const RuleSet>> RuleSet::Create(
     } else if (!ids.insert(r.id()).second) {
       v.Add(p + ".id", absl::StrCat("duplicate rule id ", r.id()));
     }
-    if (r.instrument() == common::v1::INSTRUMENT_UNSPECIFIED) v.Add(p + ".instrument", "is required");
+    if (r.instrument() == common::v1::INSTRUMENT_UNSPECIFIED)
+      v.Add(p + ".instrument", "is required");
     if (r.unit() == v1::PERIOD_UNIT_UNSPECIFIED) v.Add(p + ".unit", "is required");
     if (r.kind() == v1::DEADLINE_KIND_UNSPECIFIED) v.Add(p + ".kind", "is required");
     const int max_length = r.unit() == v1::PERIOD_UNIT_HOURS ? 87600 : 3650;
@@ -63,9 +64,8 @@ absl::StatusOr<std::shared_ptr<const RuleSet>> RuleSet::Create(
     if (r.regulation_1182_71() && r.unit() == v1::PERIOD_UNIT_HOURS) {
       v.Add(p + ".regulation_1182_71", "applies to periods in days only");
     }
-    const absl::Duration period = r.unit() == v1::PERIOD_UNIT_HOURS
-                                      ? absl::Hours(r.length())
-                                      : absl::Hours(24) * r.length();
+    const absl::Duration period =
+        r.unit() == v1::PERIOD_UNIT_HOURS ? absl::Hours(r.length()) : absl::Hours(24) * r.length();
     if (r.max_extensions() < 0) v.Add(p + ".max_extensions", "must not be negative");
     if (r.max_extensions() > 0 && FromProto(r.max_extension()) <= absl::ZeroDuration()) {
       v.Add(p + ".max_extension", "must be positive when extensions are allowed");
@@ -85,8 +85,7 @@ absl::StatusOr<std::shared_ptr<const RuleSet>> RuleSet::Create(
       const absl::Duration prev =
           j == 0 ? absl::ZeroDuration() : FromProto(r.escalate_after(j - 1));
       if (d <= prev) {
-        v.Add(absl::StrCat(p, ".escalate_after[", j, "]"),
-              "must be positive and increasing");
+        v.Add(absl::StrCat(p, ".escalate_after[", j, "]"), "must be positive and increasing");
       }
     }
     if (r.source().size() > 2000) v.Add(p + ".source", "must be at most 2000 characters");
@@ -117,8 +116,7 @@ absl::StatusOr<std::shared_ptr<const RuleSet>> RuleSet::Load(const std::string& 
   RETURN_IF_ERROR(ReadJson(dir + "/rules.json", &rules_file));
   auto set = Create(std::move(rules_file), *std::move(calendars));
   if (!set.ok()) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(dir, "/rules.json: ", set.status().message()));
+    return absl::InvalidArgumentError(absl::StrCat(dir, "/rules.json: ", set.status().message()));
   }
   return set;
 }

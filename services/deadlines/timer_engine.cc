@@ -6,9 +6,9 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "deadline_logic.h"
-#include "rogatory/common/replica_lease.h"
 #include "rogatory/common/ids.h"
 #include "rogatory/common/logging.h"
+#include "rogatory/common/replica_lease.h"
 
 namespace rogatory::deadlines {
 
@@ -31,12 +31,13 @@ DeadlineMetrics::DeadlineMetrics(prometheus::Registry& registry) {
                   .Name("rogatory_deadline_firing_lateness_seconds")
                   .Help("How long after its due time a timer fired.")
                   .Register(registry)
-                  .Add({}, prometheus::Histogram::BucketBoundaries{0.05, 0.1, 0.25, 0.5, 1, 2,
-                                                                    5, 10, 30, 60, 300});
+                  .Add({}, prometheus::Histogram::BucketBoundaries{0.05, 0.1, 0.25, 0.5, 1, 2, 5,
+                                                                   10, 30, 60, 300});
   pending = &prometheus::BuildGauge()
                  .Name("rogatory_deadlines_pending")
-                 .Help("Open deadlines (running, suspended, overdue) by instrument; exported "
-                       "by one replica only (the gauge lease holder).")
+                 .Help(
+                     "Open deadlines (running, suspended, overdue) by instrument; exported "
+                     "by one replica only (the gauge lease holder).")
                  .Register(registry);
   overdue = &prometheus::BuildGauge()
                  .Name("rogatory_deadlines_overdue")
@@ -91,8 +92,8 @@ int TimerEngine::RunOnce() {
       if (!claimed.ok()) {
         // Logged once per outage, not once per poll.
         if (!claim_failing_.exchange(true)) {
-          Log::Warn("timer claims failing; retrying", {{"shard", absl::StrCat(shard)},
-                                                       {"error", claimed.status().ToString()}});
+          Log::Warn("timer claims failing; retrying",
+                    {{"shard", absl::StrCat(shard)}, {"error", claimed.status().ToString()}});
         }
         break;
       }
@@ -175,8 +176,7 @@ int TimerEngine::FireBatch(int shard, std::vector<ClaimedTimer> timers, absl::Ti
   for (auto& c : chains) Step(std::move(c));
   absl::MutexLock lock(&batch->mu);
   batch->mu.Await(absl::Condition(
-      +[](Batch* b) { return b->chains_left == 0; },
-      batch.get()));
+      +[](Batch* b) { return b->chains_left == 0; }, batch.get()));
   return batch->handled;
 }
 
@@ -214,10 +214,9 @@ void TimerEngine::Step(std::shared_ptr<Chain> c) {
     }
   }
   // No write: a stale timer; the commit only releases the claim.
-  store_.Commit(c->shard, std::move(writes), options,
-                [this, c](absl::StatusOr<CommitOutcome> outcome) {
-                  OnCommitted(c, std::move(outcome));
-                });
+  store_.Commit(
+      c->shard, std::move(writes), options,
+      [this, c](absl::StatusOr<CommitOutcome> outcome) { OnCommitted(c, std::move(outcome)); });
 }
 
 void TimerEngine::OnCommitted(std::shared_ptr<Chain> c, absl::StatusOr<CommitOutcome> outcome) {

@@ -96,8 +96,9 @@ std::vector<v1::MissingElement> FindMissingElements(const v1::RequestContent& c)
               "the sentence imposed is required (FD 2002/584/JHA Art 8(1)(f))");
       }
       if (c.eaw().underlying_decision_reference().empty()) {
-        m.Add("content.eaw.underlying_decision_reference", "ENFORCEABLE_DECISION_REQUIRED",
-              "the enforceable judgment or arrest warrant is required (FD 2002/584/JHA Art 8(1)(c))");
+        m.Add(
+            "content.eaw.underlying_decision_reference", "ENFORCEABLE_DECISION_REQUIRED",
+            "the enforceable judgment or arrest warrant is required (FD 2002/584/JHA Art 8(1)(c))");
       }
       break;
     case commonpb::INSTRUMENT_EXTRADITION:

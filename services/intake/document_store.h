@@ -54,8 +54,8 @@ class DocumentStore {
   // the request and charging document.size_bytes() to `quota` in the same step (see
   // RequestStore::Mutate for its outcomes; RESOURCE_EXHAUSTED, nothing changed, past a
   // quota).
-  virtual void Commit(const v1::Document& document, Mutation change,
-                      const DocumentQuota& quota, Done<MutationOutcome> done) = 0;
+  virtual void Commit(const v1::Document& document, Mutation change, const DocumentQuota& quota,
+                      Done<MutationOutcome> done) = 0;
   // The documents of a request, oldest first (at most kMaxDocuments).
   virtual void List(const std::string& request_id, Done<std::vector<v1::Document>> done) = 0;
   // Chunk `index` (from 0) of a committed document; nullopt past the last one.

@@ -28,8 +28,8 @@ namespace {
 
 bool IsSha256Hex(const std::string& s) {
   return s.size() == 64 && std::all_of(s.begin(), s.end(), [](char c) {
-           return absl::ascii_isdigit(static_cast<unsigned char>(c)) ||
-                  (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
+           return absl::ascii_isdigit(static_cast<unsigned char>(c)) || (c >= 'a' && c <= 'f') ||
+                  (c >= 'A' && c <= 'F');
          });
 }
 
@@ -158,7 +158,7 @@ class UploadReactor final : public grpc::ServerReadReactor<v1::UploadDocumentReq
     size_ += static_cast<int64_t>(chunk.size());
     if (size_ > s_.options_.max_document_bytes) {
       return Fail(Invalid("chunk", absl::StrCat("the document exceeds the limit of ",
-                                               s_.options_.max_document_bytes, " bytes")));
+                                                s_.options_.max_document_bytes, " bytes")));
     }
     if (chunk.empty()) return Read();
     EVP_DigestUpdate(hash_, chunk.data(), chunk.size());
@@ -213,18 +213,18 @@ class UploadReactor final : public grpc::ServerReadReactor<v1::UploadDocumentReq
     s_.store_.Load(meta_.id(), std::nullopt, [this](absl::StatusOr<Snapshot> snap) {
       if (!snap.ok()) return Fail(snap.status());
       DocumentReach(s_.store_, call_, meta_.id(), common::AccessKind::kChange,
-                      [this](absl::StatusOr<std::optional<std::set<std::string>>> reach) {
-                        if (!reach.ok()) return Fail(reach.status());
-                        if (reach->has_value()) {
-                          if (meta_.kind() != v1::DOCUMENT_KIND_TRANSLATION ||
-                              !(*reach)->contains(meta_.translation_of_document_id())) {
-                            return Fail(NoSuchDocument());
-                          }
-                          call_.Touch(meta_.id(), common::AccessKind::kChange,
-                                      meta_.translation_of_document_id());
+                    [this](absl::StatusOr<std::optional<std::set<std::string>>> reach) {
+                      if (!reach.ok()) return Fail(reach.status());
+                      if (reach->has_value()) {
+                        if (meta_.kind() != v1::DOCUMENT_KIND_TRANSLATION ||
+                            !(*reach)->contains(meta_.translation_of_document_id())) {
+                          return Fail(NoSuchDocument());
                         }
-                        Read();
-                      });
+                        call_.Touch(meta_.id(), common::AccessKind::kChange,
+                                    meta_.translation_of_document_id());
+                      }
+                      Read();
+                    });
     });
   }
 
@@ -232,8 +232,8 @@ class UploadReactor final : public grpc::ServerReadReactor<v1::UploadDocumentReq
     unsigned char digest[EVP_MAX_MD_SIZE];
     unsigned int length = 0;
     EVP_DigestFinal_ex(hash_, digest, &length);
-    const std::string hex = absl::BytesToHexString(
-        absl::string_view(reinterpret_cast<const char*>(digest), length));
+    const std::string hex =
+        absl::BytesToHexString(absl::string_view(reinterpret_cast<const char*>(digest), length));
     if (size_ == 0) return Fail(Invalid("chunk", "no bytes were sent"));
     if (hex != document_.sha256()) {
       return Fail(Invalid("metadata.sha256",
@@ -302,10 +302,9 @@ class UploadReactor final : public grpc::ServerReadReactor<v1::UploadDocumentReq
   void Fail(absl::Status status) {
     if (!staged_) return Done(std::move(status));
     staged_ = false;
-    s_.documents_->Discard(meta_.id(), document_.id(),
-                           [this, status = std::move(status)](absl::StatusOr<bool>) {
-                             Done(status);
-                           });
+    s_.documents_->Discard(
+        meta_.id(), document_.id(),
+        [this, status = std::move(status)](absl::StatusOr<bool>) { Done(status); });
   }
 
   void Done(const absl::Status& status) {
@@ -370,16 +369,16 @@ class DownloadReactor final : public grpc::ServerWriteReactor<v1::DownloadDocume
     }
     DocumentReach(requests_, call_, request_.id(), common::AccessKind::kDisclose,
                   [this](absl::StatusOr<std::optional<std::set<std::string>>> reach) {
-                      if (!reach.ok()) return Done(reach.status());
-                      if (reach->has_value()) {
-                        if (!(*reach)->contains(request_.document_id())) {
-                          return Done(NoSuchDocument());
-                        }
-                        call_.Touch(request_.id(), common::AccessKind::kDisclose,
-                                    request_.document_id());
+                    if (!reach.ok()) return Done(reach.status());
+                    if (reach->has_value()) {
+                      if (!(*reach)->contains(request_.document_id())) {
+                        return Done(NoSuchDocument());
                       }
-                      Send();
-                    });
+                      call_.Touch(request_.id(), common::AccessKind::kDisclose,
+                                  request_.document_id());
+                    }
+                    Send();
+                  });
   }
 
   void Send() {
@@ -430,14 +429,16 @@ class DownloadReactor final : public grpc::ServerWriteReactor<v1::DownloadDocume
 
 grpc::ServerWriteReactor<v1::DownloadDocumentResponse>* IntakeService::DownloadDocument(
     grpc::CallbackServerContext* context, const v1::DownloadDocumentRequest* request) {
-  if (documents_ == nullptr) return v1::IntakeService::CallbackService::DownloadDocument(context, request);
+  if (documents_ == nullptr)
+    return v1::IntakeService::CallbackService::DownloadDocument(context, request);
   return new DownloadReactor(store_, *documents_, pipeline_, sharding_, context, *request);
 }
 
 grpc::ServerUnaryReactor* IntakeService::ListDocuments(grpc::CallbackServerContext* context,
                                                        const v1::ListDocumentsRequest* request,
                                                        v1::ListDocumentsResponse* response) {
-  if (documents_ == nullptr) return v1::IntakeService::CallbackService::ListDocuments(context, request, response);
+  if (documents_ == nullptr)
+    return v1::IntakeService::CallbackService::ListDocuments(context, request, response);
   return pipeline_.Unary<v1::ListDocumentsRequest, v1::ListDocumentsResponse>(
       context, "ListDocuments", request, response,
       [this](const v1::ListDocumentsRequest& r) {
@@ -449,22 +450,23 @@ grpc::ServerUnaryReactor* IntakeService::ListDocuments(grpc::CallbackServerConte
              v1::ListDocumentsResponse* resp, common::Pipeline::Done done) {
         {
           const std::string id = r.id();
-          DocumentReach(
-              store_, call, id, common::AccessKind::kRead,
-              [this, call, id, resp, done](absl::StatusOr<std::optional<std::set<std::string>>> reach) {
-                if (!reach.ok()) return done(reach.status());
-                if (reach->has_value()) call.Touch(id, common::AccessKind::kRead, "documents");
-                documents_->List(id, [reach = *reach, resp, done](
-                                         absl::StatusOr<std::vector<v1::Document>> docs) {
-                  if (!docs.ok()) return done(docs.status());
-                  for (auto& d : *docs) {
-                    if (!reach.has_value() || reach->contains(d.id())) {
-                      *resp->add_documents() = std::move(d);
-                    }
-                  }
-                  done(absl::OkStatus());
-                });
-              });
+          DocumentReach(store_, call, id, common::AccessKind::kRead,
+                        [this, call, id, resp,
+                         done](absl::StatusOr<std::optional<std::set<std::string>>> reach) {
+                          if (!reach.ok()) return done(reach.status());
+                          if (reach->has_value())
+                            call.Touch(id, common::AccessKind::kRead, "documents");
+                          documents_->List(id, [reach = *reach, resp, done](
+                                                   absl::StatusOr<std::vector<v1::Document>> docs) {
+                            if (!docs.ok()) return done(docs.status());
+                            for (auto& d : *docs) {
+                              if (!reach.has_value() || reach->contains(d.id())) {
+                                *resp->add_documents() = std::move(d);
+                              }
+                            }
+                            done(absl::OkStatus());
+                          });
+                        });
         }
       });
 }

@@ -3,8 +3,7 @@
 namespace rogatory::intake {
 
 absl::Status InMemoryDocumentStore::CheckQuota(const std::string& request_id,
-                                               const DocumentQuota& quota,
-                                               int64_t adding) const {
+                                               const DocumentQuota& quota, int64_t adding) const {
   auto used = [](const std::map<std::string, int64_t>& m, const std::string& k) {
     auto it = m.find(k);
     return it == m.end() ? int64_t{0} : it->second;

@@ -209,9 +209,8 @@ std::vector<common::v1::Event> InMemoryRequestStore::Outbox() const {
   return outbox_;
 }
 
-void InMemoryRequestStore::FindRetentionWork(int64_t closed_before_ms,
-                                             int64_t tombstoned_before_ms, int limit,
-                                             Done<RetentionWork> done) {
+void InMemoryRequestStore::FindRetentionWork(int64_t closed_before_ms, int64_t tombstoned_before_ms,
+                                             int limit, Done<RetentionWork> done) {
   RetentionWork work;
   {
     absl::MutexLock lock(&mu_);

@@ -47,8 +47,7 @@ class InMemoryRequestStore final : public RequestStore {
   mutable absl::Mutex mu_;
   std::map<std::string, v1::Request> requests_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, std::vector<common::v1::Event>> history_ ABSL_GUARDED_BY(mu_);
-  std::map<std::pair<std::string, std::string>, IdempotencyEntry> idempotency_
-      ABSL_GUARDED_BY(mu_);
+  std::map<std::pair<std::string, std::string>, IdempotencyEntry> idempotency_ ABSL_GUARDED_BY(mu_);
   std::set<std::string> seen_ ABSL_GUARDED_BY(mu_);
   std::vector<common::v1::Event> outbox_ ABSL_GUARDED_BY(mu_);
   // Retention: closed requests by close time, tombstones by erasure time, pending audits.

@@ -38,8 +38,8 @@ Mutation IntakeEventHandler::Plan(const Snapshot& snap, const commonpb::Event& e
            {"to", commonpb::RequestStatus_Name(target)}});
       // The history keeps what was reported, marked as not applied: no status change.
       recorded.clear_status();
-      recorded.set_reason_code(absl::StrCat("STATUS_NOT_APPLIED:",
-                                            commonpb::RequestStatus_Name(target)).substr(0, 64));
+      recorded.set_reason_code(
+          absl::StrCat("STATUS_NOT_APPLIED:", commonpb::RequestStatus_Name(target)).substr(0, 64));
     } else {
       const int64_t updated_ms =
           google::protobuf::util::TimeUtil::TimestampToMilliseconds(event.occur_time());
@@ -92,42 +92,42 @@ void IntakeEventHandler::Handle(const commonpb::Event& event, const common::Dedu
   Attempt(event, dedupe, kAttempts, std::move(done));
 }
 
-void IntakeEventHandler::Attempt(commonpb::Event event, common::Dedupe dedupe,
-                                 int attempts_left,
+void IntakeEventHandler::Attempt(commonpb::Event event, common::Dedupe dedupe, int attempts_left,
                                  std::function<void(absl::StatusOr<Outcome>)> done) {
   const std::string id = event.request_id();
-  store_.Load(id, std::nullopt, [this, event = std::move(event), dedupe = std::move(dedupe),
-                                 attempts_left, done = std::move(done)](
-                                    absl::StatusOr<Snapshot> snap) mutable {
-    auto finish = [done, &event](absl::StatusOr<Outcome> outcome) {
-      if (outcome.status().code() == absl::StatusCode::kNotFound) {
-        common::Log::Warn("event about an unknown request dropped",
-                          {{"event_id", event.event_id()}, {"trace_id", event.trace_id()}});
-        return done(Outcome::kHandled);
-      }
-      done(std::move(outcome));
-    };
-    if (!snap.ok()) return finish(snap.status());
-    Mutation m = Plan(*snap, event, dedupe);
-    store_.Mutate(std::move(m), [this, event = std::move(event), dedupe = std::move(dedupe),
-                                 attempts_left, done = std::move(done)](
-                                    absl::StatusOr<MutationOutcome> outcome) mutable {
-      if (!outcome.ok()) {
-        if (IsStaleVersion(outcome.status()) && attempts_left > 1) {
-          return Attempt(std::move(event), std::move(dedupe), attempts_left - 1,
-                         std::move(done));
-        }
-        if (outcome.status().code() == absl::StatusCode::kNotFound) {
-          common::Log::Warn("event about an unknown request dropped",
-                            {{"event_id", event.event_id()}, {"trace_id", event.trace_id()}});
-          return done(Outcome::kHandled);
-        }
-        return done(outcome.status());
-      }
-      done(outcome->kind == MutationOutcome::Kind::kDuplicate ? Outcome::kDuplicate
-                                                              : Outcome::kHandled);
-    });
-  });
+  store_.Load(
+      id, std::nullopt,
+      [this, event = std::move(event), dedupe = std::move(dedupe), attempts_left,
+       done = std::move(done)](absl::StatusOr<Snapshot> snap) mutable {
+        auto finish = [done, &event](absl::StatusOr<Outcome> outcome) {
+          if (outcome.status().code() == absl::StatusCode::kNotFound) {
+            common::Log::Warn("event about an unknown request dropped",
+                              {{"event_id", event.event_id()}, {"trace_id", event.trace_id()}});
+            return done(Outcome::kHandled);
+          }
+          done(std::move(outcome));
+        };
+        if (!snap.ok()) return finish(snap.status());
+        Mutation m = Plan(*snap, event, dedupe);
+        store_.Mutate(std::move(m), [this, event = std::move(event), dedupe = std::move(dedupe),
+                                     attempts_left, done = std::move(done)](
+                                        absl::StatusOr<MutationOutcome> outcome) mutable {
+          if (!outcome.ok()) {
+            if (IsStaleVersion(outcome.status()) && attempts_left > 1) {
+              return Attempt(std::move(event), std::move(dedupe), attempts_left - 1,
+                             std::move(done));
+            }
+            if (outcome.status().code() == absl::StatusCode::kNotFound) {
+              common::Log::Warn("event about an unknown request dropped",
+                                {{"event_id", event.event_id()}, {"trace_id", event.trace_id()}});
+              return done(Outcome::kHandled);
+            }
+            return done(outcome.status());
+          }
+          done(outcome->kind == MutationOutcome::Kind::kDuplicate ? Outcome::kDuplicate
+                                                                  : Outcome::kHandled);
+        });
+      });
 }
 
 }  // namespace rogatory::intake

@@ -16,15 +16,18 @@ namespace {
 
 const prometheus::Histogram::BucketBoundaries& DurationBuckets() {
   static const auto* buckets = new prometheus::Histogram::BucketBoundaries{
-      60, 600, 3600, 6 * 3600, 86400, 3 * 86400, 7 * 86400, 14 * 86400, 30 * 86400,
-      60 * 86400, 90 * 86400, 180 * 86400};
+      60,        600,        3600,       6 * 3600,   86400,      3 * 86400,
+      7 * 86400, 14 * 86400, 30 * 86400, 60 * 86400, 90 * 86400, 180 * 86400};
   return *buckets;
 }
 
-const pb::Instrument kInstruments[] = {
-    pb::INSTRUMENT_MLA, pb::INSTRUMENT_EIO, pb::INSTRUMENT_EAW, pb::INSTRUMENT_EXTRADITION,
-    pb::INSTRUMENT_PROVISIONAL_ARREST, pb::INSTRUMENT_FREEZING_ORDER,
-    pb::INSTRUMENT_PRODUCTION_ORDER};
+const pb::Instrument kInstruments[] = {pb::INSTRUMENT_MLA,
+                                       pb::INSTRUMENT_EIO,
+                                       pb::INSTRUMENT_EAW,
+                                       pb::INSTRUMENT_EXTRADITION,
+                                       pb::INSTRUMENT_PROVISIONAL_ARREST,
+                                       pb::INSTRUMENT_FREEZING_ORDER,
+                                       pb::INSTRUMENT_PRODUCTION_ORDER};
 
 std::string ShortName(const std::string& enum_name, const std::string& prefix) {
   return enum_name.substr(prefix.size());
@@ -131,9 +134,9 @@ bool RequestCountGauge::RefreshOnce() {
   if (!held) {
     // Not the exporter (any more): drop our series so replicas never double count.
     for (const auto& [i, s] : pairs) {
-      family_->Remove(&family_->Add(
-          {{"instrument", ShortName(pb::Instrument_Name(i), "INSTRUMENT_")},
-           {"status", ShortName(pb::RequestStatus_Name(s), "REQUEST_STATUS_")}}));
+      family_->Remove(
+          &family_->Add({{"instrument", ShortName(pb::Instrument_Name(i), "INSTRUMENT_")},
+                         {"status", ShortName(pb::RequestStatus_Name(s), "REQUEST_STATUS_")}}));
     }
   }
   return held;

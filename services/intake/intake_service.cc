@@ -7,9 +7,9 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "completeness.h"
-#include "google/protobuf/util/field_mask_util.h"
 #include "google/protobuf/io/coded_stream.h"
 #include "google/protobuf/io/zero_copy_stream_impl_lite.h"
+#include "google/protobuf/util/field_mask_util.h"
 #include "google/protobuf/util/time_util.h"
 #include "request_validator.h"
 #include "rogatory/common/access.h"
@@ -35,17 +35,15 @@ std::string DeterministicBytes(const google::protobuf::Message& m) {
 }
 
 std::string FilterFingerprint(const v1::ListRequestsRequest& r) {
-  std::string filters = absl::StrCat(static_cast<int>(r.status()), "|",
-                                     static_cast<int>(r.instrument()), "|", r.issuing_state(),
-                                     "|", r.requested_state());
+  std::string filters =
+      absl::StrCat(static_cast<int>(r.status()), "|", static_cast<int>(r.instrument()), "|",
+                   r.issuing_state(), "|", r.requested_state());
   // Filters added later extend the fingerprint only when set, so tokens issued before stay
   // valid for the filters they were issued for.
-  if (r.urgency() != 0 || r.has_create_time_from() || r.has_create_time_to() ||
-      r.order_by() != 0) {
+  if (r.urgency() != 0 || r.has_create_time_from() || r.has_create_time_to() || r.order_by() != 0) {
     absl::StrAppend(&filters, "|", static_cast<int>(r.urgency()), "|",
                     TimeUtil::ToString(r.create_time_from()), "|",
-                    TimeUtil::ToString(r.create_time_to()), "|",
-                    static_cast<int>(r.order_by()));
+                    TimeUtil::ToString(r.create_time_to()), "|", static_cast<int>(r.order_by()));
   }
   return common::Sha256Hex(filters).substr(0, 16);
 }
@@ -144,10 +142,10 @@ absl::Status CheckSubmitter(const common::Caller& caller, const v1::RequestConte
         "central authority of its state");
   }
   if (!caller.is_service && caller.state != content.issuing_authority().state()) {
-    return absl::PermissionDeniedError(absl::StrCat(
-        "content.issuing_authority.state must be the caller's state (",
-        caller.state.empty() ? "its credentials name none" : caller.state,
-        "): an authority files requests in its own state's name only"));
+    return absl::PermissionDeniedError(
+        absl::StrCat("content.issuing_authority.state must be the caller's state (",
+                     caller.state.empty() ? "its credentials name none" : caller.state,
+                     "): an authority files requests in its own state's name only"));
   }
   return absl::OkStatus();
 }
@@ -177,8 +175,7 @@ absl::Status CheckFixedFields(const v1::RequestContent& before, const v1::Reques
               after.production_order().service_provider())) {
       v.Add("content.production_order.service_provider", "is fixed after submission");
     }
-    if (before.production_order().enforcing_state() !=
-        after.production_order().enforcing_state()) {
+    if (before.production_order().enforcing_state() != after.production_order().enforcing_state()) {
       v.Add("content.production_order.enforcing_state", "is fixed after submission");
     }
   }
@@ -212,16 +209,15 @@ absl::Status CheckMayCause(const common::Caller& caller, const v1::Request& r,
                           .value_or(Cause{kExecutingSide | kService, via});
   const std::string status = commonpb::RequestStatus_Name(target);
   if (cause.via != via) {
-    return absl::PermissionDeniedError(absl::StrCat(
-        status, " is caused by ", DescribeSides(cause.sides), ", with ", ViaName(cause.via),
-        ", not with ", ViaName(via)));
+    return absl::PermissionDeniedError(
+        absl::StrCat(status, " is caused by ", DescribeSides(cause.sides), ", with ",
+                     ViaName(cause.via), ", not with ", ViaName(via)));
   }
   const Sides sides = SidesOf(caller, parties);
   if ((sides & cause.sides) == 0) {
-    return absl::PermissionDeniedError(absl::StrCat(status, " is caused by ",
-                                                    DescribeSides(cause.sides),
-                                                    "; the caller acts for ",
-                                                    DescribeSides(sides)));
+    return absl::PermissionDeniedError(
+        absl::StrCat(status, " is caused by ", DescribeSides(cause.sides), "; the caller acts for ",
+                     DescribeSides(sides)));
   }
   return absl::OkStatus();
 }
@@ -269,11 +265,11 @@ absl::StatusOr<Mutation> PlanMove(const Snapshot& snap, commonpb::RequestStatus 
   const commonpb::Instrument instrument = r.content().instrument();
   auto move = Lifecycle::Default().Find(instrument, r.status(), target);
   if (!move.has_value()) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "a ", commonpb::Instrument_Name(instrument), " request cannot move from ",
-        commonpb::RequestStatus_Name(r.status()), " to ", commonpb::RequestStatus_Name(target),
-        "; allowed next statuses: ",
-        Lifecycle::Default().DescribeMovesFrom(instrument, r.status())));
+    return absl::FailedPreconditionError(
+        absl::StrCat("a ", commonpb::Instrument_Name(instrument), " request cannot move from ",
+                     commonpb::RequestStatus_Name(r.status()), " to ",
+                     commonpb::RequestStatus_Name(target), "; allowed next statuses: ",
+                     Lifecycle::Default().DescribeMovesFrom(instrument, r.status())));
   }
   const int64_t version = snap.version + 1;
   v1::Request after = After(snap, target, version, now);
@@ -341,9 +337,8 @@ absl::StatusOr<int64_t> DecodeHistoryToken(const std::string& token, const std::
   if (absl::WebSafeBase64Unescape(token, &raw)) parts = absl::StrSplit(raw, '|');
   int64_t offset = 0;
   // Bounded so that offset + page size cannot overflow on a forged token.
-  if (parts.size() != 3 || parts[0] != "h1" || !absl::SimpleAtoi(parts[1], &offset) ||
-      offset < 0 || offset > (int64_t{1} << 40) ||
-      parts[2] != common::Sha256Hex(id).substr(0, 12)) {
+  if (parts.size() != 3 || parts[0] != "h1" || !absl::SimpleAtoi(parts[1], &offset) || offset < 0 ||
+      offset > (int64_t{1} << 40) || parts[2] != common::Sha256Hex(id).substr(0, 12)) {
     common::FieldViolations v;
     v.Add("page_token", "is not a token this service issued for this request");
     return v.ToStatus();
@@ -391,13 +386,13 @@ grpc::ServerUnaryReactor* IntakeService::SubmitRequest(grpc::CallbackServerConte
       context, "SubmitRequest", request, response,
       [this](const v1::SubmitRequestRequest& r) {
         absl::Status s = ValidateSubmit(r, clock_.Now());
-        if (!s.ok() && options_.metrics != nullptr) options_.metrics->SubmissionRejected("malformed");
+        if (!s.ok() && options_.metrics != nullptr)
+          options_.metrics->SubmissionRejected("malformed");
         return s;
       },
       [this](const CallContext& call, const v1::SubmitRequestRequest& r,
-             v1::SubmitRequestResponse* resp, Pipeline::Done done) {
-        Submit(call, r, resp, std::move(done));
-      });
+             v1::SubmitRequestResponse* resp,
+             Pipeline::Done done) { Submit(call, r, resp, std::move(done)); });
 }
 
 void IntakeService::Submit(const CallContext& call, const v1::SubmitRequestRequest& in,
@@ -414,10 +409,10 @@ void IntakeService::Submit(const CallContext& call, const v1::SubmitRequestReque
                                  common::Sha256Hex(DeterministicBytes(content))};
   }
   // An idempotent submission goes to the shard of its key, where its record lives.
-  const int shard = nr.idempotency.has_value()
-                        ? sharding_.ShardFor(absl::StrCat(call.caller.authority_id, "\n",
-                                                          in.request_id()))
-                        : sharding_.ShardFor(common::NewUlid(now));
+  const int shard =
+      nr.idempotency.has_value()
+          ? sharding_.ShardFor(absl::StrCat(call.caller.authority_id, "\n", in.request_id()))
+          : sharding_.ShardFor(common::NewUlid(now));
 
   v1::Request& r = nr.request;
   r.set_id(common::Sharding::MakeId("rq", shard, now));
@@ -454,18 +449,19 @@ void IntakeService::Submit(const CallContext& call, const v1::SubmitRequestReque
     if (!outcome.ok()) {
       if (metrics != nullptr) {
         const absl::StatusCode code = outcome.status().code();
-        metrics->SubmissionRejected(code == absl::StatusCode::kAlreadyExists ? "idempotency_conflict"
+        metrics->SubmissionRejected(code == absl::StatusCode::kAlreadyExists
+                                        ? "idempotency_conflict"
                                     : code == absl::StatusCode::kUnavailable ? "unavailable"
                                                                              : "other");
       }
       return done(outcome.status());
     }
-    common::Log::Info(outcome->replayed ? "submission replayed" : "request submitted",
-                      {{"request", outcome->request.id()},
-                       {"trace_id", trace},
-                       {"instrument", commonpb::Instrument_Name(
-                                          outcome->request.content().instrument())},
-                       {"status", commonpb::RequestStatus_Name(outcome->request.status())}});
+    common::Log::Info(
+        outcome->replayed ? "submission replayed" : "request submitted",
+        {{"request", outcome->request.id()},
+         {"trace_id", trace},
+         {"instrument", commonpb::Instrument_Name(outcome->request.content().instrument())},
+         {"status", commonpb::RequestStatus_Name(outcome->request.status())}});
     call.Touch(outcome->request.id(), common::AccessKind::kChange, "submitted");
     *response->mutable_request() = std::move(outcome->request);
     done(absl::OkStatus());
@@ -478,8 +474,8 @@ grpc::ServerUnaryReactor* IntakeService::GetRequest(grpc::CallbackServerContext*
   return pipeline_.Unary<v1::GetRequestRequest, v1::GetRequestResponse>(
       context, "GetRequest", request, response,
       [this](const v1::GetRequestRequest& r) { return ValidateGet(r, sharding_.shard_count()); },
-      [this](const CallContext& call, const v1::GetRequestRequest& r,
-             v1::GetRequestResponse* resp, Pipeline::Done done) {
+      [this](const CallContext& call, const v1::GetRequestRequest& r, v1::GetRequestResponse* resp,
+             Pipeline::Done done) {
         const v1::RequestView view =
             r.view() == v1::REQUEST_VIEW_UNSPECIFIED ? v1::REQUEST_VIEW_FULL : r.view();
         // The read and its audit entry in one Redis round trip when the store can write the
@@ -489,8 +485,11 @@ grpc::ServerUnaryReactor* IntakeService::GetRequest(grpc::CallbackServerContext*
         std::optional<common::PreparedAuditEntry> entry;
         if (auto scope = common::ListScopeOf(call.caller); scope.ok()) {
           read.scope = *std::move(scope);
-          common::AuditRecord record{call.method, call.caller, call.trace_id,
-                                     call.justification, absl::StatusCode::kOk,
+          common::AuditRecord record{call.method,
+                                     call.caller,
+                                     call.trace_id,
+                                     call.justification,
+                                     absl::StatusCode::kOk,
                                      absl::ZeroDuration(),
                                      {{r.id(), common::AccessKind::kRead, ""}}};
           entry = pipeline_.auditor().Prepare(record);
@@ -498,8 +497,8 @@ grpc::ServerUnaryReactor* IntakeService::GetRequest(grpc::CallbackServerContext*
         if (!entry.has_value()) {
           return store_.Get(r.id(), [call, resp, done, view](absl::StatusOr<v1::Request> found) {
             if (!found.ok()) return done(found.status());
-            if (absl::Status s = common::CheckRequestAccess(
-                    call, PartiesOfRequest(*found), found->id(), common::AccessKind::kRead);
+            if (absl::Status s = common::CheckRequestAccess(call, PartiesOfRequest(*found),
+                                                            found->id(), common::AccessKind::kRead);
                 !s.ok()) {
               return done(s);
             }
@@ -580,58 +579,58 @@ grpc::ServerUnaryReactor* IntakeService::ListRequests(grpc::CallbackServerContex
 void IntakeService::Change(std::string id, std::optional<Idempotency> idempotency, Plan plan,
                            bool retry_stale, int attempts_left,
                            std::function<void(absl::StatusOr<std::string>, bool)> done) {
-  store_.Load(id, idempotency, [this, id, idempotency, plan = std::move(plan), retry_stale,
-                                attempts_left, done = std::move(done)](
-                                   absl::StatusOr<Snapshot> snap) mutable {
-    if (!snap.ok()) return done(snap.status(), false);
-    if (snap->replay.has_value()) return done(*std::move(snap->replay), false);
-    absl::StatusOr<Mutation> m = plan(*snap);
-    if (!m.ok()) return done(m.status(), false);
-    m->idempotency = idempotency;
-    std::string result = m->result;
-    store_.Mutate(*std::move(m), [this, id = std::move(id), idempotency,
-                                  plan = std::move(plan), retry_stale, attempts_left,
-                                  result = std::move(result), done = std::move(done)](
-                                     absl::StatusOr<MutationOutcome> outcome) mutable {
-      if (!outcome.ok()) {
-        if (retry_stale && attempts_left > 1 && IsStaleVersion(outcome.status())) {
-          return Change(std::move(id), std::move(idempotency), std::move(plan), retry_stale,
-                        attempts_left - 1, std::move(done));
-        }
-        return done(outcome.status(), false);
-      }
-      if (outcome->kind == MutationOutcome::Kind::kReplayed) return done(outcome->result, false);
-      done(std::move(result), true);
-    });
-  });
+  store_.Load(id, idempotency,
+              [this, id, idempotency, plan = std::move(plan), retry_stale, attempts_left,
+               done = std::move(done)](absl::StatusOr<Snapshot> snap) mutable {
+                if (!snap.ok()) return done(snap.status(), false);
+                if (snap->replay.has_value()) return done(*std::move(snap->replay), false);
+                absl::StatusOr<Mutation> m = plan(*snap);
+                if (!m.ok()) return done(m.status(), false);
+                m->idempotency = idempotency;
+                std::string result = m->result;
+                store_.Mutate(*std::move(m), [this, id = std::move(id), idempotency,
+                                              plan = std::move(plan), retry_stale, attempts_left,
+                                              result = std::move(result), done = std::move(done)](
+                                                 absl::StatusOr<MutationOutcome> outcome) mutable {
+                  if (!outcome.ok()) {
+                    if (retry_stale && attempts_left > 1 && IsStaleVersion(outcome.status())) {
+                      return Change(std::move(id), std::move(idempotency), std::move(plan),
+                                    retry_stale, attempts_left - 1, std::move(done));
+                    }
+                    return done(outcome.status(), false);
+                  }
+                  if (outcome->kind == MutationOutcome::Kind::kReplayed)
+                    return done(outcome->result, false);
+                  done(std::move(result), true);
+                });
+              });
 }
 
 namespace {
 
 // Completes a change RPC: parses the serialized Request into the response.
 std::function<void(absl::StatusOr<std::string>, bool)> Respond(v1::Request* out,
-                                                                Pipeline::Done done,
-                                                                std::string method,
-                                                                std::string trace_id,
-                                                                IntakeMetrics* metrics) {
-  return [out, done = std::move(done), method = std::move(method),
-          trace_id = std::move(trace_id), metrics](absl::StatusOr<std::string> result,
-                                                   bool applied) {
+                                                               Pipeline::Done done,
+                                                               std::string method,
+                                                               std::string trace_id,
+                                                               IntakeMetrics* metrics) {
+  return [out, done = std::move(done), method = std::move(method), trace_id = std::move(trace_id),
+          metrics](absl::StatusOr<std::string> result, bool applied) {
     if (!result.ok()) return done(result.status());
     if (!out->ParseFromString(*result)) {
       return done(absl::InternalError("stored result does not parse"));
     }
     if (applied && metrics != nullptr) {
-      metrics->StatusReached(out->content().instrument(), out->status(),
-                             absl::Milliseconds(TimeUtil::TimestampToMilliseconds(out->update_time()) -
-                                                TimeUtil::TimestampToMilliseconds(out->create_time())));
+      metrics->StatusReached(
+          out->content().instrument(), out->status(),
+          absl::Milliseconds(TimeUtil::TimestampToMilliseconds(out->update_time()) -
+                             TimeUtil::TimestampToMilliseconds(out->create_time())));
     }
-    common::Log::Info("request changed",
-                      {{"method", method},
-                       {"request", out->id()},
-                       {"trace_id", trace_id},
-                       {"status", commonpb::RequestStatus_Name(out->status())},
-                       {"etag", out->etag()}});
+    common::Log::Info("request changed", {{"method", method},
+                                          {"request", out->id()},
+                                          {"trace_id", trace_id},
+                                          {"status", commonpb::RequestStatus_Name(out->status())},
+                                          {"etag", out->etag()}});
     done(absl::OkStatus());
   };
 }
@@ -663,11 +662,10 @@ grpc::ServerUnaryReactor* IntakeService::TransitionRequest(
           return PlanMove(snap, r.target_status(), actor, clock_.Now(), r.reason_code(),
                           r.legal_basis(), r.refusal_grounds());
         };
-        Change(r.id(), IdempotencyOf(call, r.request_id(), "TransitionRequest", r),
-               std::move(plan), r.etag().empty(), kChangeAttempts,
+        Change(r.id(), IdempotencyOf(call, r.request_id(), "TransitionRequest", r), std::move(plan),
+               r.etag().empty(), kChangeAttempts,
                Respond(resp->mutable_request(), Touching(call, r.id(), std::move(done)),
-                       "TransitionRequest",
-                       call.trace_id, options_.metrics));
+                       "TransitionRequest", call.trace_id, options_.metrics));
       });
 }
 
@@ -681,8 +679,8 @@ grpc::ServerUnaryReactor* IntakeService::AcknowledgeRequest(
       },
       [this](const CallContext& call, const v1::AcknowledgeRequestRequest& r,
              v1::AcknowledgeRequestResponse* resp, Pipeline::Done done) {
-        Plan plan = [this, r, caller = call.caller](
-                        const Snapshot& snap) -> absl::StatusOr<Mutation> {
+        Plan plan = [this, r,
+                     caller = call.caller](const Snapshot& snap) -> absl::StatusOr<Mutation> {
           const v1::Request& current = snap.request;
           RETURN_IF_ERROR(CheckMayCause(caller, current, commonpb::REQUEST_STATUS_ACKNOWLEDGED,
                                         Via::kAcknowledgeRequest));
@@ -710,9 +708,9 @@ grpc::ServerUnaryReactor* IntakeService::AcknowledgeRequest(
       });
 }
 
-grpc::ServerUnaryReactor* IntakeService::WithdrawRequest(
-    grpc::CallbackServerContext* context, const v1::WithdrawRequestRequest* request,
-    v1::WithdrawRequestResponse* response) {
+grpc::ServerUnaryReactor* IntakeService::WithdrawRequest(grpc::CallbackServerContext* context,
+                                                         const v1::WithdrawRequestRequest* request,
+                                                         v1::WithdrawRequestResponse* response) {
   return pipeline_.Unary<v1::WithdrawRequestRequest, v1::WithdrawRequestResponse>(
       context, "WithdrawRequest", request, response,
       [this](const v1::WithdrawRequestRequest& r) {
@@ -720,13 +718,13 @@ grpc::ServerUnaryReactor* IntakeService::WithdrawRequest(
       },
       [this](const CallContext& call, const v1::WithdrawRequestRequest& r,
              v1::WithdrawRequestResponse* resp, Pipeline::Done done) {
-        Plan plan = [this, r, caller = call.caller](
-                        const Snapshot& snap) -> absl::StatusOr<Mutation> {
+        Plan plan = [this, r,
+                     caller = call.caller](const Snapshot& snap) -> absl::StatusOr<Mutation> {
           RETURN_IF_ERROR(CheckMayCause(caller, snap.request, commonpb::REQUEST_STATUS_WITHDRAWN,
                                         Via::kWithdrawRequest));
           RETURN_IF_ERROR(CheckEtagMatches(r.etag(), snap));
-          auto m = PlanMove(snap, commonpb::REQUEST_STATUS_WITHDRAWN, ActorOf(caller),
-                            clock_.Now(), r.reason_code(), "", {});
+          auto m = PlanMove(snap, commonpb::REQUEST_STATUS_WITHDRAWN, ActorOf(caller), clock_.Now(),
+                            r.reason_code(), "", {});
           if (!m.ok() && m.status().code() == absl::StatusCode::kFailedPrecondition) {
             return absl::FailedPreconditionError(absl::StrCat(
                 "a request in status ", commonpb::RequestStatus_Name(snap.request.status()),
@@ -734,11 +732,10 @@ grpc::ServerUnaryReactor* IntakeService::WithdrawRequest(
           }
           return m;
         };
-        Change(r.id(), IdempotencyOf(call, r.request_id(), "WithdrawRequest", r),
-               std::move(plan), r.etag().empty(), kChangeAttempts,
+        Change(r.id(), IdempotencyOf(call, r.request_id(), "WithdrawRequest", r), std::move(plan),
+               r.etag().empty(), kChangeAttempts,
                Respond(resp->mutable_request(), Touching(call, r.id(), std::move(done)),
-                       "WithdrawRequest",
-                       call.trace_id, options_.metrics));
+                       "WithdrawRequest", call.trace_id, options_.metrics));
       });
 }
 
@@ -787,16 +784,16 @@ grpc::ServerUnaryReactor* IntakeService::SupplementRequest(
       },
       [this](const CallContext& call, const v1::SupplementRequestRequest& r,
              v1::SupplementRequestResponse* resp, Pipeline::Done done) {
-        Plan plan = [this, r, caller = call.caller](
-                        const Snapshot& snap) -> absl::StatusOr<Mutation> {
+        Plan plan = [this, r,
+                     caller = call.caller](const Snapshot& snap) -> absl::StatusOr<Mutation> {
           const v1::Request& current = snap.request;
           RETURN_IF_ERROR(CheckIssuerSide(caller, current, "supplement"));
           RETURN_IF_ERROR(CheckEtagMatches(r.etag(), snap));
           const commonpb::Instrument instrument = current.content().instrument();
           if (!Lifecycle::Default().IsOpen(instrument, current.status())) {
-            return absl::FailedPreconditionError(absl::StrCat(
-                "a request in status ", commonpb::RequestStatus_Name(current.status()),
-                " can no longer be supplemented"));
+            return absl::FailedPreconditionError(
+                absl::StrCat("a request in status ", commonpb::RequestStatus_Name(current.status()),
+                             " can no longer be supplemented"));
           }
           // Replace the named fields: a field the mask names but the input leaves unset is
           // cleared.
@@ -861,11 +858,10 @@ grpc::ServerUnaryReactor* IntakeService::SupplementRequest(
           m.result = after.SerializeAsString();
           return m;
         };
-        Change(r.id(), IdempotencyOf(call, r.request_id(), "SupplementRequest", r),
-               std::move(plan), r.etag().empty(), kChangeAttempts,
+        Change(r.id(), IdempotencyOf(call, r.request_id(), "SupplementRequest", r), std::move(plan),
+               r.etag().empty(), kChangeAttempts,
                Respond(resp->mutable_request(), Touching(call, r.id(), std::move(done)),
-                       "SupplementRequest",
-                       call.trace_id, options_.metrics));
+                       "SupplementRequest", call.trace_id, options_.metrics));
       });
 }
 
@@ -885,24 +881,24 @@ grpc::ServerUnaryReactor* IntakeService::GetRequestHistory(
             r.page_token().empty() ? 0 : *DecodeHistoryToken(r.page_token(), r.id());
         const int size = r.page_size() == 0 ? 100 : r.page_size();
         // Need-to-know first: the request's parties decide whether the caller reaches it.
-        store_.Get(r.id(), [this, call, r, resp, done, offset, size](
-                               absl::StatusOr<v1::Request> found) {
-        if (!found.ok()) return done(found.status());
-        if (absl::Status s = common::CheckRequestAccess(call, PartiesOfRequest(*found), r.id(),
-                                                        common::AccessKind::kRead, "history");
-            !s.ok()) {
-          return done(s);
-        }
-        store_.HistoryRange(r.id(), offset, size,
-                            [resp, done, offset, id = r.id()](absl::StatusOr<HistoryPage> page) {
-                              if (!page.ok()) return done(page.status());
-                              const int64_t next = offset + page->events.size();
-                              for (auto& e : page->events) *resp->add_events() = std::move(e);
-                              if (next < page->total) {
-                                resp->set_next_page_token(EncodeHistoryToken(next, id));
-                              }
-                              done(absl::OkStatus());
-                            });
+        store_.Get(r.id(), [this, call, r, resp, done, offset,
+                            size](absl::StatusOr<v1::Request> found) {
+          if (!found.ok()) return done(found.status());
+          if (absl::Status s = common::CheckRequestAccess(call, PartiesOfRequest(*found), r.id(),
+                                                          common::AccessKind::kRead, "history");
+              !s.ok()) {
+            return done(s);
+          }
+          store_.HistoryRange(r.id(), offset, size,
+                              [resp, done, offset, id = r.id()](absl::StatusOr<HistoryPage> page) {
+                                if (!page.ok()) return done(page.status());
+                                const int64_t next = offset + page->events.size();
+                                for (auto& e : page->events) *resp->add_events() = std::move(e);
+                                if (next < page->total) {
+                                  resp->set_next_page_token(EncodeHistoryToken(next, id));
+                                }
+                                done(absl::OkStatus());
+                              });
         });
       });
 }

@@ -9,8 +9,8 @@
 #include "lifecycle.h"
 #include "request_store.h"
 #include "rogatory/common/clock.h"
-#include "rogatory/common/ids.h"
 #include "rogatory/common/idle_watch.h"
+#include "rogatory/common/ids.h"
 #include "rogatory/common/pipeline.h"
 #include "rogatory/intake/v1/intake.grpc.pb.h"
 
@@ -83,8 +83,7 @@ class IntakeService final : public v1::IntakeService::CallbackService {
   grpc::ServerReadReactor<v1::UploadDocumentRequest>* UploadDocument(
       grpc::CallbackServerContext* context, v1::UploadDocumentResponse* response) override;
   grpc::ServerWriteReactor<v1::DownloadDocumentResponse>* DownloadDocument(
-      grpc::CallbackServerContext* context,
-      const v1::DownloadDocumentRequest* request) override;
+      grpc::CallbackServerContext* context, const v1::DownloadDocumentRequest* request) override;
   grpc::ServerUnaryReactor* ListDocuments(grpc::CallbackServerContext* context,
                                           const v1::ListDocumentsRequest* request,
                                           v1::ListDocumentsResponse* response) override;
@@ -105,8 +104,8 @@ class IntakeService final : public v1::IntakeService::CallbackService {
   // Load -> plan -> Mutate, replaying an earlier result of the same idempotency key and
   // recomputing on a stale version when `retry_stale`. `done` gets the serialized
   // response Request.
-  void Change(std::string id, std::optional<Idempotency> idempotency, Plan plan,
-              bool retry_stale, int attempts_left,
+  void Change(std::string id, std::optional<Idempotency> idempotency, Plan plan, bool retry_stale,
+              int attempts_left,
               std::function<void(absl::StatusOr<std::string>, bool applied)> done);
 
   friend class UploadReactor;
@@ -134,8 +133,7 @@ common::v1::Actor ActorOf(const common::Caller& caller);
 // A new event of intake about a request: id, request, sequence, type, time, actor, trace
 // (the request's), instrument, source and the request's facts.
 common::v1::Event NewIntakeEvent(const v1::Request& request, common::v1::EventType type,
-                                 int64_t sequence, absl::Time now,
-                                 const common::v1::Actor& actor);
+                                 int64_t sequence, absl::Time now, const common::v1::Actor& actor);
 
 // Fingerprint of a call's payload for AIP-155: its method and deterministic bytes.
 std::string Fingerprint(absl::string_view method, const google::protobuf::Message& payload);

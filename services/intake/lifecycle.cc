@@ -43,31 +43,56 @@ constexpr pb::RequestStatus OBJECTED = pb::REQUEST_STATUS_OBJECTED;
 // SUSPENDED and POSTPONED back into the flow announce REQUEST_RESUMED).
 pb::EventType EventFor(pb::RequestStatus to) {
   switch (to) {
-    case ACKNOWLEDGED: return pb::EVENT_TYPE_REQUEST_ACKNOWLEDGED;
-    case INCOMPLETE: return pb::EVENT_TYPE_REQUEST_INCOMPLETE;
-    case TRANSLATION_PENDING: return pb::EVENT_TYPE_REQUEST_TRANSLATION_PENDING;
-    case FORWARDED: return pb::EVENT_TYPE_REQUEST_RECEIVED_BY_COMPETENT_AUTHORITY;
-    case RECOGNISED: return pb::EVENT_TYPE_REQUEST_RECOGNISED;
-    case REFUSED: return pb::EVENT_TYPE_REQUEST_REFUSED;
-    case POSTPONED: return pb::EVENT_TYPE_REQUEST_POSTPONED;
-    case IN_EXECUTION: return pb::EVENT_TYPE_REQUEST_EXECUTION_STARTED;
-    case EXECUTED: return pb::EVENT_TYPE_REQUEST_EXECUTED;
-    case PARTIALLY_EXECUTED: return pb::EVENT_TYPE_REQUEST_PARTIALLY_EXECUTED;
-    case WITHDRAWN: return pb::EVENT_TYPE_REQUEST_WITHDRAWN;
-    case CLOSED: return pb::EVENT_TYPE_REQUEST_CLOSED;
-    case SUSPENDED: return pb::EVENT_TYPE_REQUEST_SUSPENDED;
-    case ARRESTED: return pb::EVENT_TYPE_PERSON_ARRESTED;
-    case CONSENT_GIVEN: return pb::EVENT_TYPE_CONSENT_GIVEN;
-    case CONSENT_REFUSED: return pb::EVENT_TYPE_CONSENT_REFUSED;
-    case FINAL_DECISION: return pb::EVENT_TYPE_FINAL_DECISION;
-    case SURRENDERED: return pb::EVENT_TYPE_PERSON_SURRENDERED;
-    case RELEASED: return pb::EVENT_TYPE_PERSON_RELEASED;
-    case PROVISIONALLY_ARRESTED: return pb::EVENT_TYPE_PROVISIONAL_ARREST;
-    case FORMAL_REQUEST_RECEIVED: return pb::EVENT_TYPE_FORMAL_REQUEST_RECEIVED;
-    case SENT_TO_PROVIDER: return pb::EVENT_TYPE_SENT_TO_PROVIDER;
-    case DATA_PRODUCED: return pb::EVENT_TYPE_DATA_PRODUCED;
-    case OBJECTED: return pb::EVENT_TYPE_ENFORCING_AUTHORITY_OBJECTED;
-    default: return pb::EVENT_TYPE_UNSPECIFIED;
+    case ACKNOWLEDGED:
+      return pb::EVENT_TYPE_REQUEST_ACKNOWLEDGED;
+    case INCOMPLETE:
+      return pb::EVENT_TYPE_REQUEST_INCOMPLETE;
+    case TRANSLATION_PENDING:
+      return pb::EVENT_TYPE_REQUEST_TRANSLATION_PENDING;
+    case FORWARDED:
+      return pb::EVENT_TYPE_REQUEST_RECEIVED_BY_COMPETENT_AUTHORITY;
+    case RECOGNISED:
+      return pb::EVENT_TYPE_REQUEST_RECOGNISED;
+    case REFUSED:
+      return pb::EVENT_TYPE_REQUEST_REFUSED;
+    case POSTPONED:
+      return pb::EVENT_TYPE_REQUEST_POSTPONED;
+    case IN_EXECUTION:
+      return pb::EVENT_TYPE_REQUEST_EXECUTION_STARTED;
+    case EXECUTED:
+      return pb::EVENT_TYPE_REQUEST_EXECUTED;
+    case PARTIALLY_EXECUTED:
+      return pb::EVENT_TYPE_REQUEST_PARTIALLY_EXECUTED;
+    case WITHDRAWN:
+      return pb::EVENT_TYPE_REQUEST_WITHDRAWN;
+    case CLOSED:
+      return pb::EVENT_TYPE_REQUEST_CLOSED;
+    case SUSPENDED:
+      return pb::EVENT_TYPE_REQUEST_SUSPENDED;
+    case ARRESTED:
+      return pb::EVENT_TYPE_PERSON_ARRESTED;
+    case CONSENT_GIVEN:
+      return pb::EVENT_TYPE_CONSENT_GIVEN;
+    case CONSENT_REFUSED:
+      return pb::EVENT_TYPE_CONSENT_REFUSED;
+    case FINAL_DECISION:
+      return pb::EVENT_TYPE_FINAL_DECISION;
+    case SURRENDERED:
+      return pb::EVENT_TYPE_PERSON_SURRENDERED;
+    case RELEASED:
+      return pb::EVENT_TYPE_PERSON_RELEASED;
+    case PROVISIONALLY_ARRESTED:
+      return pb::EVENT_TYPE_PROVISIONAL_ARREST;
+    case FORMAL_REQUEST_RECEIVED:
+      return pb::EVENT_TYPE_FORMAL_REQUEST_RECEIVED;
+    case SENT_TO_PROVIDER:
+      return pb::EVENT_TYPE_SENT_TO_PROVIDER;
+    case DATA_PRODUCED:
+      return pb::EVENT_TYPE_DATA_PRODUCED;
+    case OBJECTED:
+      return pb::EVENT_TYPE_ENFORCING_AUTHORITY_OBJECTED;
+    default:
+      return pb::EVENT_TYPE_UNSPECIFIED;
   }
 }
 
@@ -146,8 +171,7 @@ struct Line {
 std::vector<Line> FrontOffice(std::vector<pb::RequestStatus> extra_from_received = {}) {
   std::vector<pb::RequestStatus> from_received = {INCOMPLETE, TRANSLATION_PENDING, FORWARDED,
                                                   REFUSED, WITHDRAWN};
-  from_received.insert(from_received.end(), extra_from_received.begin(),
-                       extra_from_received.end());
+  from_received.insert(from_received.end(), extra_from_received.begin(), extra_from_received.end());
   return {
       {RECEIVED, from_received},
       {INCOMPLETE, {REFUSED, WITHDRAWN, CLOSED}},
@@ -186,7 +210,8 @@ std::vector<Line> EioTable() {
           {RECOGNISED, {IN_EXECUTION, POSTPONED, SUSPENDED, WITHDRAWN}},
           {POSTPONED, {RECOGNISED, IN_EXECUTION, REFUSED, WITHDRAWN}, {IN_EXECUTION}},
           {IN_EXECUTION, {EXECUTED, PARTIALLY_EXECUTED, POSTPONED, SUSPENDED, WITHDRAWN}},
-          {SUSPENDED, {FORWARDED, RECOGNISED, IN_EXECUTION, REFUSED, WITHDRAWN},
+          {SUSPENDED,
+           {FORWARDED, RECOGNISED, IN_EXECUTION, REFUSED, WITHDRAWN},
            {FORWARDED, RECOGNISED, IN_EXECUTION}},
       },
       Closing({REFUSED, EXECUTED, PARTIALLY_EXECUTED, WITHDRAWN}),
@@ -234,18 +259,21 @@ std::vector<Line> ExtraditionTable() {
   return Concat({
       FrontOffice({FORMAL_REQUEST_RECEIVED, PROVISIONALLY_ARRESTED}),
       {
-          {FORWARDED, {FORMAL_REQUEST_RECEIVED, PROVISIONALLY_ARRESTED, ARRESTED, REFUSED,
-                       INCOMPLETE, SUSPENDED, WITHDRAWN}},
+          {FORWARDED,
+           {FORMAL_REQUEST_RECEIVED, PROVISIONALLY_ARRESTED, ARRESTED, REFUSED, INCOMPLETE,
+            SUSPENDED, WITHDRAWN}},
           {PROVISIONALLY_ARRESTED, {FORMAL_REQUEST_RECEIVED, CONSENT_GIVEN, RELEASED, WITHDRAWN}},
-          {FORMAL_REQUEST_RECEIVED, {ARRESTED, CONSENT_GIVEN, CONSENT_REFUSED, FINAL_DECISION,
-                                     REFUSED, RELEASED, WITHDRAWN}},
-          {ARRESTED, {CONSENT_GIVEN, CONSENT_REFUSED, FINAL_DECISION, REFUSED, RELEASED,
-                      WITHDRAWN}},
+          {FORMAL_REQUEST_RECEIVED,
+           {ARRESTED, CONSENT_GIVEN, CONSENT_REFUSED, FINAL_DECISION, REFUSED, RELEASED,
+            WITHDRAWN}},
+          {ARRESTED,
+           {CONSENT_GIVEN, CONSENT_REFUSED, FINAL_DECISION, REFUSED, RELEASED, WITHDRAWN}},
           {CONSENT_GIVEN, {FINAL_DECISION, REFUSED, WITHDRAWN}},
           {CONSENT_REFUSED, {FINAL_DECISION, REFUSED, RELEASED, WITHDRAWN}},
           {FINAL_DECISION, {SURRENDERED, POSTPONED, RELEASED}},
           {POSTPONED, {SURRENDERED, RELEASED}},
-          {SUSPENDED, {FORWARDED, FORMAL_REQUEST_RECEIVED, REFUSED, WITHDRAWN},
+          {SUSPENDED,
+           {FORWARDED, FORMAL_REQUEST_RECEIVED, REFUSED, WITHDRAWN},
            {FORWARDED, FORMAL_REQUEST_RECEIVED}},
       },
       Closing({REFUSED, SURRENDERED, RELEASED, WITHDRAWN}),
@@ -328,9 +356,12 @@ std::vector<Lifecycle::Row> BuildRows() {
 
 const char* ViaName(Via via) {
   switch (via) {
-    case Via::kTransitionRequest: return "TransitionRequest";
-    case Via::kAcknowledgeRequest: return "AcknowledgeRequest";
-    case Via::kWithdrawRequest: return "WithdrawRequest";
+    case Via::kTransitionRequest:
+      return "TransitionRequest";
+    case Via::kAcknowledgeRequest:
+      return "AcknowledgeRequest";
+    case Via::kWithdrawRequest:
+      return "WithdrawRequest";
   }
   return "?";
 }
@@ -376,8 +407,7 @@ std::optional<Move> Lifecycle::Find(pb::Instrument instrument, pb::RequestStatus
   return std::nullopt;
 }
 
-std::optional<Cause> Lifecycle::CauseOf(pb::Instrument instrument,
-                                        pb::RequestStatus to) const {
+std::optional<Cause> Lifecycle::CauseOf(pb::Instrument instrument, pb::RequestStatus to) const {
   for (const Row& row : rows_) {
     if (row.instrument != instrument) continue;
     for (const Move& m : row.moves) {
@@ -402,8 +432,7 @@ std::vector<pb::RequestStatus> Lifecycle::Statuses(pb::Instrument instrument) co
   return {out.begin(), out.end()};
 }
 
-std::string Lifecycle::DescribeMovesFrom(pb::Instrument instrument,
-                                         pb::RequestStatus from) const {
+std::string Lifecycle::DescribeMovesFrom(pb::Instrument instrument, pb::RequestStatus from) const {
   std::vector<std::string> names;
   for (const Move& m : MovesFrom(instrument, from)) {
     names.push_back(pb::RequestStatus_Name(m.to));

@@ -2,8 +2,8 @@
 #include <algorithm>
 
 #include "intake_event_handler.h"
-#include "intake_service.h"
 #include "intake_metrics.h"
+#include "intake_service.h"
 #include "redis_document_store.h"
 #include "redis_request_store.h"
 #include "retention.h"
@@ -13,9 +13,9 @@
 int main(int argc, char** argv) {
   using rogatory::common::Platform;
   using rogatory::common::ServiceParts;
-  const rogatory::common::ServiceIdentity identity{
-      "rogatory-intake", "intake", "rogatory.intake.v1.IntakeService", "127.0.0.1:50051",
-      "127.0.0.1:9101"};
+  const rogatory::common::ServiceIdentity identity{"rogatory-intake", "intake",
+                                                   "rogatory.intake.v1.IntakeService",
+                                                   "127.0.0.1:50051", "127.0.0.1:9101"};
   absl::Duration idempotency_ttl;
   int max_document_size = 0;
   int64_t max_document_bytes_per_request = 0;
@@ -27,19 +27,16 @@ int main(int argc, char** argv) {
   return rogatory::common::ServiceMain(
       identity, argc, argv,
       [&](rogatory::common::Config& config) {
-        config.AddDuration("idempotency-ttl", absl::Hours(48), absl::Minutes(1),
-                           absl::Hours(24 * 30),
-                           "How long a request_id is remembered for idempotent retries.",
-                           &idempotency_ttl);
+        config.AddDuration(
+            "idempotency-ttl", absl::Hours(48), absl::Minutes(1), absl::Hours(24 * 30),
+            "How long a request_id is remembered for idempotent retries.", &idempotency_ttl);
         config.AddInt("max-document-size", 64 << 20, 1, 1 << 30,
                       "Largest document UploadDocument accepts, in bytes.", &max_document_size);
-        config.AddInt64("max-document-bytes-per-request", int64_t{256} << 20, 0,
-                        int64_t{1} << 50,
+        config.AddInt64("max-document-bytes-per-request", int64_t{256} << 20, 0, int64_t{1} << 50,
                         "Most bytes of documents one request holds; an upload past it answers "
                         "RESOURCE_EXHAUSTED. 0: no bound.",
                         &max_document_bytes_per_request);
-        config.AddInt64("max-document-bytes-per-authority", int64_t{2} << 30, 0,
-                        int64_t{1} << 50,
+        config.AddInt64("max-document-bytes-per-authority", int64_t{2} << 30, 0, int64_t{1} << 50,
                         "Most bytes of documents one authority's uploads hold over all requests "
                         "(given back when retention erases them); past it RESOURCE_EXHAUSTED. "
                         "0: no bound.",
@@ -49,10 +46,9 @@ int main(int argc, char** argv) {
                            "An UploadDocument whose client sends no message for this long is "
                            "ended with DEADLINE_EXCEEDED and its bytes discarded (0: never).",
                            &upload_idle_timeout);
-        config.AddDuration("requests-gauge-interval", absl::Seconds(30), absl::Seconds(1),
-                           absl::Hours(1),
-                           "How often the elected replica recounts rogatory_intake_requests.",
-                           &gauge_interval);
+        config.AddDuration(
+            "requests-gauge-interval", absl::Seconds(30), absl::Seconds(1), absl::Hours(1),
+            "How often the elected replica recounts rogatory_intake_requests.", &gauge_interval);
         // Retention (issue 8 point 5). Idempotency records (which hold replies with personal
         // data) follow idempotency-ttl, which may not exceed retention-closed.
         config.AddDuration("retention-closed", absl::Hours(24 * 730), absl::Minutes(1),
@@ -98,11 +94,10 @@ int main(int argc, char** argv) {
             platform.redis(), platform.sharding(), platform.metrics().registry(),
             rogatory::common::DefaultReplicaId(), gauge_interval));
         gauge->Start();
-        auto* retention_metrics = parts.Own(std::make_shared<rogatory::intake::RetentionMetrics>(
-            platform.metrics().registry()));
+        auto* retention_metrics = parts.Own(
+            std::make_shared<rogatory::intake::RetentionMetrics>(platform.metrics().registry()));
         auto* sweeper = parts.Own(std::make_shared<rogatory::intake::RetentionSweeper>(
-            *store, documents, platform.auditor(), platform.clock(), retention,
-            retention_metrics,
+            *store, documents, platform.auditor(), platform.clock(), retention, retention_metrics,
             [&redis = platform.redis(), replica = rogatory::common::DefaultReplicaId(),
              ttl = sweep_interval * 3] {
               return rogatory::intake::HoldRetentionLease(redis, replica, ttl);

@@ -46,18 +46,17 @@ absl::Status QuotaReplyToStatus(const common::RedisReply& reply, const DocumentQ
     return absl::InternalError("unexpected quota reply");
   }
   const bool request = reply.elements[1].str == "request";
-  return DocumentQuotaExceeded(request, used,
-                               request ? quota.max_request_bytes : quota.max_authority_bytes,
-                               adding);
+  return DocumentQuotaExceeded(
+      request, used, request ? quota.max_request_bytes : quota.max_authority_bytes, adding);
 }
 
 void RedisDocumentStore::Stage(const std::string& request_id, const std::string& document_id,
-                               std::string chunk, int64_t staged_bytes,
-                               const DocumentQuota& quota, Done<bool> done) {
+                               std::string chunk, int64_t staged_bytes, const DocumentQuota& quota,
+                               Done<bool> done) {
   // KEYS: data, request usage, authority usage. ARGV: chunk, staging ttl, then the quota
   // check's from 3. Refused whole when Redis is full: it only grows memory.
-  static const common::LuaScript* script = new common::LuaScript(
-      absl::StrCat(common::kScriptRefusedWhenFull, kDocumentQuotaLua, R"lua(
+  static const common::LuaScript* script =
+      new common::LuaScript(absl::StrCat(common::kScriptRefusedWhenFull, kDocumentQuotaLua, R"lua(
 local over = over_quota(KEYS[2], KEYS[3], 3)
 if over then return over end
 redis.call('RPUSH', KEYS[1], ARGV[1])
@@ -66,8 +65,8 @@ return {'staged'}
 )lua"));
   auto shard = sharding_.ShardOf("rq", request_id);
   if (!shard.ok()) return done(shard.status());
-  redis_.Eval(*script, {DataKey(*shard, document_id), UsageKey(*shard, request_id),
-                        AuthorityUsageKey()},
+  redis_.Eval(*script,
+              {DataKey(*shard, document_id), UsageKey(*shard, request_id), AuthorityUsageKey()},
               {std::move(chunk), absl::StrCat(absl::ToInt64Milliseconds(staging_ttl_)),
                quota.authority, absl::StrCat(staged_bytes), absl::StrCat(quota.max_request_bytes),
                absl::StrCat(quota.max_authority_bytes)},
@@ -84,11 +83,10 @@ void RedisDocumentStore::Discard(const std::string& request_id, const std::strin
                                  Done<bool> done) {
   auto shard = sharding_.ShardOf("rq", request_id);
   if (!shard.ok()) return done(shard.status());
-  redis_.Command({"DEL", DataKey(*shard, document_id)},
-                 [done](absl::StatusOr<RedisReply> reply) {
-                   if (!reply.ok()) return done(reply.status());
-                   done(true);
-                 });
+  redis_.Command({"DEL", DataKey(*shard, document_id)}, [done](absl::StatusOr<RedisReply> reply) {
+    if (!reply.ok()) return done(reply.status());
+    done(true);
+  });
 }
 
 void RedisDocumentStore::Commit(const v1::Document& document, Mutation change,
@@ -107,12 +105,10 @@ void RedisDocumentStore::Commit(const v1::Document& document, Mutation change,
   requests_.Mutate(std::move(change), std::move(done));
 }
 
-void RedisDocumentStore::List(const std::string& request_id,
-                              Done<std::vector<v1::Document>> done) {
+void RedisDocumentStore::List(const std::string& request_id, Done<std::vector<v1::Document>> done) {
   auto shard = sharding_.ShardOf("rq", request_id);
   if (!shard.ok()) return done(shard.status());
-  redis_.Command({"LRANGE", ListKey(*shard, request_id), "0",
-                  absl::StrCat(kMaxDocuments - 1)},
+  redis_.Command({"LRANGE", ListKey(*shard, request_id), "0", absl::StrCat(kMaxDocuments - 1)},
                  [done](absl::StatusOr<RedisReply> reply) {
                    if (!reply.ok()) return done(reply.status());
                    std::vector<v1::Document> out;

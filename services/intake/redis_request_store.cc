@@ -137,8 +137,8 @@ end
 //         {'stale', version} | {'nodata'} (the staged document expired) |
 //         {'quota', 'request'|'authority', used}
 const LuaScript& MutateScript() {
-  static const LuaScript* script = new LuaScript(
-      absl::StrCat(common::kScriptRefusedWhenFull, kDocumentQuotaLua, R"lua(
+  static const LuaScript* script =
+      new LuaScript(absl::StrCat(common::kScriptRefusedWhenFull, kDocumentQuotaLua, R"lua(
 if ARGV[8] ~= '' and redis.call('EXISTS', KEYS[5]) == 1 then return {'duplicate'} end
 local fp = ARGV[5]
 if fp ~= '' then
@@ -274,8 +274,7 @@ absl::StatusOr<v1::Request> ParseStored(const std::vector<RedisReply>& fields, s
   if (!r.ok()) return r;
   int status = 0;
   int64_t updated_ms = 0;
-  if (absl::SimpleAtoi(fields[at + 1].str, &status) &&
-      common::v1::RequestStatus_IsValid(status)) {
+  if (absl::SimpleAtoi(fields[at + 1].str, &status) && common::v1::RequestStatus_IsValid(status)) {
     r->set_status(static_cast<common::v1::RequestStatus>(status));
   }
   if (!fields[at + 2].is_nil()) r->set_etag(fields[at + 2].str);
@@ -305,9 +304,9 @@ void RedisRequestStore::Create(NewRequest in, Done<CreateOutcome> done) {
   const v1::Request& r = in.request;
   const std::string id = r.id();
   const std::string fp = in.idempotency ? in.idempotency->fingerprint : "";
-  const std::string idem_key =
-      in.idempotency ? absl::StrCat(p, "idem:", in.idempotency->scope, ":", in.idempotency->request_id)
-                     : absl::StrCat(p, "idem:-");
+  const std::string idem_key = in.idempotency ? absl::StrCat(p, "idem:", in.idempotency->scope, ":",
+                                                             in.idempotency->request_id)
+                                              : absl::StrCat(p, "idem:-");
   std::vector<std::string> keys = {
       absl::StrCat(p, "req:", id),
       absl::StrCat(p, "hist:", id),
@@ -316,23 +315,22 @@ void RedisRequestStore::Create(NewRequest in, Done<CreateOutcome> done) {
       absl::StrCat(p, "idx:status:", static_cast<int>(r.status())),
       absl::StrCat(p, "idx:instrument:", static_cast<int>(r.content().instrument())),
       common::EventKeys::Outbox(*shard, "intake")};
-  std::vector<std::string> args = {
-      id,
-      r.SerializeAsString(),
-      fp,
-      absl::StrCat(static_cast<int>(r.status())),
-      absl::StrCat(static_cast<int>(r.content().instrument())),
-      r.content().issuing_authority().state(),
-      r.content().requested_state(),
-      absl::StrCat(CursorOf(r).create_ms),
-      r.etag(),
-      absl::StrCat(absl::ToInt64Milliseconds(idempotency_ttl_)),
-      in.submitted.SerializeAsString(),
-      ReqPrefix(*shard),
-      absl::StrCat(static_cast<int>(r.content().urgency())),
-      p,
-      r.content().issuing_authority().authority_id(),
-      r.executing_authority().authority_id()};
+  std::vector<std::string> args = {id,
+                                   r.SerializeAsString(),
+                                   fp,
+                                   absl::StrCat(static_cast<int>(r.status())),
+                                   absl::StrCat(static_cast<int>(r.content().instrument())),
+                                   r.content().issuing_authority().state(),
+                                   r.content().requested_state(),
+                                   absl::StrCat(CursorOf(r).create_ms),
+                                   r.etag(),
+                                   absl::StrCat(absl::ToInt64Milliseconds(idempotency_ttl_)),
+                                   in.submitted.SerializeAsString(),
+                                   ReqPrefix(*shard),
+                                   absl::StrCat(static_cast<int>(r.content().urgency())),
+                                   p,
+                                   r.content().issuing_authority().authority_id(),
+                                   r.executing_authority().authority_id()};
   redis_.Eval(CreateScript(), std::move(keys), std::move(args),
               [request = std::move(in.request), done](absl::StatusOr<RedisReply> reply) mutable {
                 if (!reply.ok()) return done(reply.status());
@@ -355,15 +353,15 @@ void RedisRequestStore::Create(NewRequest in, Done<CreateOutcome> done) {
 void RedisRequestStore::Get(const std::string& id, Done<v1::Request> done) {
   auto shard = sharding_.ShardOf("rq", id);
   if (!shard.ok()) return done(shard.status());
-  redis_.Command({"HMGET", absl::StrCat(ReqPrefix(*shard), id), "pb", "status", "etag",
-                  "updated_ms"},
-                 [id, done](absl::StatusOr<RedisReply> reply) {
-                   if (!reply.ok()) return done(reply.status());
-                   if (reply->elements.size() != 4 || reply->elements[0].is_nil()) {
-                     return done(absl::NotFoundError(absl::StrCat("no request with id ", id)));
-                   }
-                   done(ParseStored(reply->elements, 0));
-                 });
+  redis_.Command(
+      {"HMGET", absl::StrCat(ReqPrefix(*shard), id), "pb", "status", "etag", "updated_ms"},
+      [id, done](absl::StatusOr<RedisReply> reply) {
+        if (!reply.ok()) return done(reply.status());
+        if (reply->elements.size() != 4 || reply->elements[0].is_nil()) {
+          return done(absl::NotFoundError(absl::StrCat("no request with id ", id)));
+        }
+        done(ParseStored(reply->elements, 0));
+      });
 }
 
 // A list gathers the page from every shard, in rounds. The first round asks each shard for
@@ -434,8 +432,8 @@ void RedisRequestStore::List(const ListQuery& query, Done<ListPage> done) {
   auto gather = std::make_shared<ListGather>(query, std::move(done), shards);
   std::vector<int> all(shards);
   for (int i = 0; i < shards; ++i) all[i] = i;
-  const int share = std::min(query.page_size,
-                             std::max(4, 2 * ((query.page_size + shards - 1) / shards)));
+  const int share =
+      std::min(query.page_size, std::max(4, 2 * ((query.page_size + shards - 1) / shards)));
   ListRound(gather, all, share);
 }
 
@@ -474,9 +472,8 @@ void RedisRequestStore::ListRound(const std::shared_ptr<ListGather>& gather,
     std::string max = "+inf", min = "-inf";
     if (!query.by_update && query.created_to_ms) max = absl::StrCat(*query.created_to_ms - 1);
     if (!query.by_update && query.created_from_ms) min = absl::StrCat(*query.created_from_ms);
-    const std::optional<ListCursor>& after = gather->pages[shard].last.has_value()
-                                                 ? gather->pages[shard].last
-                                                 : query.after;
+    const std::optional<ListCursor>& after =
+        gather->pages[shard].last.has_value() ? gather->pages[shard].last : query.after;
     if (after) max = absl::StrCat(after->create_ms);
     std::vector<std::string> args = {
         max,
@@ -497,40 +494,40 @@ void RedisRequestStore::ListRound(const std::shared_ptr<ListGather>& gather,
         scoped ? query.scope->central_state : ""};
     redis_.Eval(ListScript(), {index}, std::move(args),
                 [this, gather, shard](absl::StatusOr<RedisReply> reply) {
-                ShardPage page;
-                absl::Status error;
-                if (!reply.ok()) {
-                  error = reply.status();
-                } else if (reply->elements.size() < 3) {
-                  error = absl::InternalError("unexpected list script reply");
-                } else {
-                  page.exhausted = reply->elements[0].integer == 1;
-                  int64_t score = 0;
-                  if (!reply->elements[2].str.empty() &&
-                      absl::SimpleAtoi(reply->elements[1].str, &score)) {
-                    page.last = ListCursor{score, reply->elements[2].str};
-                  }
-                  for (size_t i = 3; i + 3 < reply->elements.size() && error.ok(); i += 4) {
-                    auto r = ParseStored(reply->elements, i);
-                    if (r.ok()) {
-                      page.requests.push_back(*std::move(r));
-                    } else {
-                      error = r.status();
+                  ShardPage page;
+                  absl::Status error;
+                  if (!reply.ok()) {
+                    error = reply.status();
+                  } else if (reply->elements.size() < 3) {
+                    error = absl::InternalError("unexpected list script reply");
+                  } else {
+                    page.exhausted = reply->elements[0].integer == 1;
+                    int64_t score = 0;
+                    if (!reply->elements[2].str.empty() &&
+                        absl::SimpleAtoi(reply->elements[1].str, &score)) {
+                      page.last = ListCursor{score, reply->elements[2].str};
+                    }
+                    for (size_t i = 3; i + 3 < reply->elements.size() && error.ok(); i += 4) {
+                      auto r = ParseStored(reply->elements, i);
+                      if (r.ok()) {
+                        page.requests.push_back(*std::move(r));
+                      } else {
+                        error = r.status();
+                      }
                     }
                   }
-                }
-                bool last = false;
-                {
-                  absl::MutexLock lock(&gather->mu);
-                  if (!error.ok() && gather->error.ok()) gather->error = error;
-                  ShardPage& kept = gather->pages[shard];
-                  kept.exhausted = page.exhausted;
-                  if (page.last.has_value()) kept.last = page.last;
-                  for (auto& r : page.requests) kept.requests.push_back(std::move(r));
-                  last = --gather->pending == 0;
-                }
-                if (last) ListEvaluate(gather);
-              });
+                  bool last = false;
+                  {
+                    absl::MutexLock lock(&gather->mu);
+                    if (!error.ok() && gather->error.ok()) gather->error = error;
+                    ShardPage& kept = gather->pages[shard];
+                    kept.exhausted = page.exhausted;
+                    if (page.last.has_value()) kept.last = page.last;
+                    for (auto& r : page.requests) kept.requests.push_back(std::move(r));
+                    last = --gather->pending == 0;
+                  }
+                  if (last) ListEvaluate(gather);
+                });
   }
 }
 
@@ -580,8 +577,7 @@ void RedisRequestStore::ListEvaluate(const std::shared_ptr<ListGather>& gather) 
   gather->done(std::move(out));
 }
 
-void RedisRequestStore::History(const std::string& id,
-                                Done<std::vector<common::v1::Event>> done) {
+void RedisRequestStore::History(const std::string& id, Done<std::vector<common::v1::Event>> done) {
   auto shard = sharding_.ShardOf("rq", id);
   if (!shard.ok()) return done(shard.status());
   redis_.Command({"LRANGE", absl::StrCat(Sharding::Prefix(*shard), "hist:", id), "0", "-1"},
@@ -672,8 +668,10 @@ void RedisRequestStore::Mutate(Mutation m, Done<MutationOutcome> done) {
   if (!shard.ok()) return done(shard.status());
   const std::string p = Sharding::Prefix(*shard);
   std::vector<std::string> keys = {
-      absl::StrCat(p, "req:", m.id), absl::StrCat(p, "hist:", m.id),
-      common::EventKeys::Outbox(*shard, "intake"), IdemKey(*shard, m.idempotency),
+      absl::StrCat(p, "req:", m.id),
+      absl::StrCat(p, "hist:", m.id),
+      common::EventKeys::Outbox(*shard, "intake"),
+      IdemKey(*shard, m.idempotency),
       m.dedupe ? m.dedupe->seen_key : absl::StrCat(p, "seen:-"),
       m.document ? m.document->data_key : absl::StrCat(p, "doc:-"),
       m.document ? m.document->list_key : absl::StrCat(p, "docs:-"),
@@ -965,12 +963,12 @@ void RedisRequestStore::EraseRequest(const std::string& id, int64_t tombstoned_b
 void RedisRequestStore::ErasureAudited(const PendingErasureAudit& audit, Done<bool> done) {
   auto shard = sharding_.ShardOf("rq", audit.id);
   if (!shard.ok()) return done(shard.status());
-  redis_.Command({"HDEL", UnauditedKey(*shard),
-                  absl::StrCat(static_cast<int>(audit.step), ":", audit.id)},
-                 [done](absl::StatusOr<RedisReply> reply) {
-                   if (!reply.ok()) return done(reply.status());
-                   done(reply->integer == 1);
-                 });
+  redis_.Command(
+      {"HDEL", UnauditedKey(*shard), absl::StrCat(static_cast<int>(audit.step), ":", audit.id)},
+      [done](absl::StatusOr<RedisReply> reply) {
+        if (!reply.ok()) return done(reply.status());
+        done(reply->integer == 1);
+      });
 }
 
 }  // namespace rogatory::intake

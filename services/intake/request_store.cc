@@ -1,9 +1,8 @@
 #include "request_store.h"
 
-#include "document_store.h"
-
 #include "absl/strings/cord.h"
 #include "absl/strings/str_cat.h"
+#include "document_store.h"
 #include "google/protobuf/util/time_util.h"
 
 namespace rogatory::intake {
@@ -11,8 +10,7 @@ namespace {
 constexpr char kStalePayload[] = "type.rogatory.dev/intake.StaleVersion";
 }  // namespace
 
-void RequestStore::GetRecorded(const std::string& id, const RecordedRead&,
-                               Done<ReadOutcome> done) {
+void RequestStore::GetRecorded(const std::string& id, const RecordedRead&, Done<ReadOutcome> done) {
   Get(id, [done = std::move(done)](absl::StatusOr<v1::Request> found) {
     if (!found.ok()) return done(found.status());
     done(ReadOutcome{*std::move(found), /*recorded=*/false});
@@ -20,8 +18,8 @@ void RequestStore::GetRecorded(const std::string& id, const RecordedRead&,
 }
 
 absl::Status StaleVersion(const std::string& current) {
-  absl::Status s = absl::AbortedError(absl::StrCat(
-      "the request changed (its etag is now \"", current, "\"); read it again and retry"));
+  absl::Status s = absl::AbortedError(absl::StrCat("the request changed (its etag is now \"",
+                                                   current, "\"); read it again and retry"));
   s.SetPayload(kStalePayload, absl::Cord(current));
   return s;
 }
@@ -49,17 +47,15 @@ bool MatchesFilters(const ListQuery& q, const v1::Request& r) {
          (q.issuing_state.empty() || c.issuing_authority().state() == q.issuing_state) &&
          (q.requested_state.empty() || c.requested_state() == q.requested_state) &&
          (q.urgency == 0 || c.urgency() == q.urgency) &&
-         (!q.created_from_ms ||
-          google::protobuf::util::TimeUtil::TimestampToMilliseconds(r.create_time()) >=
-              *q.created_from_ms) &&
-         (!q.created_to_ms ||
-          google::protobuf::util::TimeUtil::TimestampToMilliseconds(r.create_time()) <
-              *q.created_to_ms);
+         (!q.created_from_ms || google::protobuf::util::TimeUtil::TimestampToMilliseconds(
+                                    r.create_time()) >= *q.created_from_ms) &&
+         (!q.created_to_ms || google::protobuf::util::TimeUtil::TimestampToMilliseconds(
+                                  r.create_time()) < *q.created_to_ms);
 }
 
 ListCursor CursorOf(const v1::Request& r, bool by_update) {
-  return {google::protobuf::util::TimeUtil::TimestampToMilliseconds(
-              by_update ? r.update_time() : r.create_time()),
+  return {google::protobuf::util::TimeUtil::TimestampToMilliseconds(by_update ? r.update_time()
+                                                                              : r.create_time()),
           r.id()};
 }
 
@@ -71,8 +67,8 @@ bool ComesBefore(const ListCursor& a, const ListCursor& b) {
 absl::Status DocumentQuotaExceeded(bool request, int64_t used, int64_t limit, int64_t adding) {
   return absl::ResourceExhaustedError(absl::StrCat(
       "document quota exceeded: ",
-      request ? "the request's documents use " : "the documents your authority uploaded use ",
-      used, " of the ", limit, " bytes that ",
+      request ? "the request's documents use " : "the documents your authority uploaded use ", used,
+      " of the ", limit, " bytes that ",
       request ? "max-document-bytes-per-request" : "max-document-bytes-per-authority",
       " allows, and this document would add ", adding,
       request ? "" : "; retention gives the bytes of erased requests back"));

@@ -63,8 +63,8 @@ struct ListQuery {
 // What a change is computed on: the request as stored, its version, and (when the change
 // carries an idempotency key already used) the earlier result.
 struct Snapshot {
-  v1::Request request;        // status, etag and update time from the authoritative fields
-  int64_t version = 0;        // the etag as a number
+  v1::Request request;                // status, etag and update time from the authoritative fields
+  int64_t version = 0;                // the etag as a number
   std::optional<std::string> replay;  // serialized result of the earlier call with the key
 };
 
@@ -76,7 +76,7 @@ struct Snapshot {
 struct DocumentCommit {
   std::string data_key;
   std::string list_key;
-  std::string document;  // serialized v1::Document
+  std::string document;             // serialized v1::Document
   std::string usage_key;            // the request's document bytes (RedisDocumentStore)
   std::string authority_usage_key;  // every authority's document bytes
   std::string authority;            // who the document is charged to
@@ -109,7 +109,7 @@ struct Mutation {
   std::vector<common::v1::Event> history;  // appended in order
   std::vector<common::v1::Event> outbox;   // emitted in order
   std::optional<Idempotency> idempotency;
-  std::string result;  // what a replay of the idempotency key answers
+  std::string result;                    // what a replay of the idempotency key answers
   std::optional<common::Dedupe> dedupe;  // for events received from other services
   // Set by a DocumentStore commit; a store without documents ignores it.
   std::optional<DocumentCommit> document;
@@ -162,9 +162,9 @@ struct PersonalDataErasure {
   int64_t expected_version = 0;  // the snapshot's version; another answers ABORTED
   int64_t closed_before_ms = 0;  // the request must still be closed since at most this
   int64_t now_ms = 0;
-  v1::Request tombstone;         // what remains (see MakeTombstone); etag = version + 1
+  v1::Request tombstone;                  // what remains (see MakeTombstone); etag = version + 1
   std::vector<std::string> document_ids;  // every committed document of the request
-  common::v1::Event erased;      // REQUEST_ERASED: appended to the history and emitted
+  common::v1::Event erased;               // REQUEST_ERASED: appended to the history and emitted
 };
 
 // A read on a caller's behalf whose audit entry may be written with the read itself (one
@@ -202,8 +202,7 @@ class RequestStore {
   // the request. The request is returned either way: the caller's access check decides what
   // is disclosed. This default reads only (recorded = false): for stores without the
   // audit log beside them.
-  virtual void GetRecorded(const std::string& id, const RecordedRead& read,
-                           Done<ReadOutcome> done);
+  virtual void GetRecorded(const std::string& id, const RecordedRead& read, Done<ReadOutcome> done);
 
   // Requests matching the query, newest first.
   virtual void List(const ListQuery& query, Done<ListPage> done) = 0;
@@ -231,8 +230,8 @@ class RequestStore {
   virtual void Mutate(Mutation mutation, Done<MutationOutcome> done) = 0;
 
   // Retention: the erasures due (see RetentionWork), read from bounded index ranges.
-  virtual void FindRetentionWork(int64_t closed_before_ms, int64_t tombstoned_before_ms,
-                                 int limit, Done<RetentionWork> done) = 0;
+  virtual void FindRetentionWork(int64_t closed_before_ms, int64_t tombstoned_before_ms, int limit,
+                                 Done<RetentionWork> done) = 0;
 
   // Erasure step 1, atomically: the request's record becomes `tombstone` (version bumped),
   // its documents (metadata and bytes) are deleted, it moves from the closed index to the

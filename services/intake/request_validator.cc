@@ -31,7 +31,8 @@ class Checker {
 
   void Length(const std::string& path, const std::string& value, size_t min, size_t max) {
     if (value.size() < min) {
-      v_.Add(path, min == 1 ? "is required" : absl::StrCat("must be at least ", min, " characters"));
+      v_.Add(path,
+             min == 1 ? "is required" : absl::StrCat("must be at least ", min, " characters"));
     } else if (value.size() > max) {
       v_.Add(path, absl::StrCat("must be at most ", max, " characters"));
     }
@@ -127,14 +128,22 @@ void ValidateOffence(Checker& c, FieldViolations& v, const std::string& p, const
 // The details oneof must match the instrument.
 int DetailsInstrument(const v1::RequestContent& c) {
   switch (c.details_case()) {
-    case v1::RequestContent::kMla: return commonpb::INSTRUMENT_MLA;
-    case v1::RequestContent::kEio: return commonpb::INSTRUMENT_EIO;
-    case v1::RequestContent::kEaw: return commonpb::INSTRUMENT_EAW;
-    case v1::RequestContent::kExtradition: return commonpb::INSTRUMENT_EXTRADITION;
-    case v1::RequestContent::kProvisionalArrest: return commonpb::INSTRUMENT_PROVISIONAL_ARREST;
-    case v1::RequestContent::kFreezingOrder: return commonpb::INSTRUMENT_FREEZING_ORDER;
-    case v1::RequestContent::kProductionOrder: return commonpb::INSTRUMENT_PRODUCTION_ORDER;
-    case v1::RequestContent::DETAILS_NOT_SET: return 0;
+    case v1::RequestContent::kMla:
+      return commonpb::INSTRUMENT_MLA;
+    case v1::RequestContent::kEio:
+      return commonpb::INSTRUMENT_EIO;
+    case v1::RequestContent::kEaw:
+      return commonpb::INSTRUMENT_EAW;
+    case v1::RequestContent::kExtradition:
+      return commonpb::INSTRUMENT_EXTRADITION;
+    case v1::RequestContent::kProvisionalArrest:
+      return commonpb::INSTRUMENT_PROVISIONAL_ARREST;
+    case v1::RequestContent::kFreezingOrder:
+      return commonpb::INSTRUMENT_FREEZING_ORDER;
+    case v1::RequestContent::kProductionOrder:
+      return commonpb::INSTRUMENT_PRODUCTION_ORDER;
+    case v1::RequestContent::DETAILS_NOT_SET:
+      return 0;
   }
   return 0;
 }
@@ -158,8 +167,7 @@ void ValidateDetails(Checker& c, FieldViolations& v, const v1::RequestContent& c
     }
     case v1::RequestContent::kEaw: {
       const auto& e = content.eaw();
-      c.Enum("content.eaw.purpose", e.purpose(), v1::WarrantPurpose_IsValid,
-                                 false);
+      c.Enum("content.eaw.purpose", e.purpose(), v1::WarrantPurpose_IsValid, false);
       c.Length("content.eaw.underlying_decision_reference", e.underlying_decision_reference(), 0,
                256);
       c.Length("content.eaw.sis_alert_reference", e.sis_alert_reference(), 0, 64);
@@ -180,8 +188,7 @@ void ValidateDetails(Checker& c, FieldViolations& v, const v1::RequestContent& c
       break;
     case v1::RequestContent::kFreezingOrder: {
       const auto& f = content.freezing_order();
-      c.Enum("content.freezing_order.kind", f.kind(),
-                                 v1::AssetOrderKind_IsValid, false);
+      c.Enum("content.freezing_order.kind", f.kind(), v1::AssetOrderKind_IsValid, false);
       c.Count("content.freezing_order.assets", f.assets_size(), kMaxAssets);
       for (int i = 0; i < f.assets_size(); ++i) {
         const std::string p = absl::StrCat("content.freezing_order.assets[", i, "]");
@@ -205,7 +212,7 @@ void ValidateDetails(Checker& c, FieldViolations& v, const v1::RequestContent& c
       c.Count("content.production_order.data_categories", po.data_categories_size(), 4);
       for (int i = 0; i < po.data_categories_size(); ++i) {
         c.Enum(absl::StrCat("content.production_order.data_categories[", i, "]"),
-                                 po.data_categories(i), v1::DataCategory_IsValid, true);
+               po.data_categories(i), v1::DataCategory_IsValid, true);
       }
       c.Country("content.production_order.enforcing_state", po.enforcing_state(), false);
       break;
@@ -234,10 +241,8 @@ absl::Status ValidateSubmit(const v1::SubmitRequestRequest& request, absl::Time 
     return v.ToStatus();
   }
   const v1::RequestContent& content = request.content();
-  c.Enum("content.instrument", content.instrument(),
-                               commonpb::Instrument_IsValid, true);
-  c.Enum("content.urgency", content.urgency(), commonpb::Urgency_IsValid,
-                            false);
+  c.Enum("content.instrument", content.instrument(), commonpb::Instrument_IsValid, true);
+  c.Enum("content.urgency", content.urgency(), commonpb::Urgency_IsValid, false);
   c.Authority("content.issuing_authority", content.issuing_authority(), true,
               content.has_issuing_authority());
   c.Country("content.requested_state", content.requested_state(), true);
@@ -261,8 +266,7 @@ absl::Status ValidateSubmit(const v1::SubmitRequestRequest& request, absl::Time 
   c.Count("content.measures", content.measures_size(), kMaxMeasures);
   for (int i = 0; i < std::min(content.measures_size(), kMaxMeasures); ++i) {
     const std::string p = absl::StrCat("content.measures[", i, "]");
-    c.Enum(p + ".type", content.measures(i).type(), v1::MeasureType_IsValid,
-                            true);
+    c.Enum(p + ".type", content.measures(i).type(), v1::MeasureType_IsValid, true);
     c.Length(p + ".description", content.measures(i).description(), 0, 4000);
   }
   ValidateDetails(c, v, content);
@@ -284,8 +288,7 @@ absl::Status ValidateSubmit(const v1::SubmitRequestRequest& request, absl::Time 
 
 namespace {
 
-void CheckId(FieldViolations& v, const std::string& path, const std::string& id,
-             int shard_count) {
+void CheckId(FieldViolations& v, const std::string& path, const std::string& id, int shard_count) {
   if (id.empty()) {
     v.Add(path, "is required");
   } else if (auto shard = common::Sharding(shard_count).ShardOf("rq", id); !shard.ok()) {
@@ -339,8 +342,9 @@ absl::Status ValidateTransition(const v1::TransitionRequestRequest& r, int shard
   if (r.refusal_grounds_size() == 0 &&
       (r.target_status() == commonpb::REQUEST_STATUS_REFUSED ||
        r.target_status() == commonpb::REQUEST_STATUS_PARTIALLY_EXECUTED)) {
-    v.Add("refusal_grounds", "at least one coded ground is required for a refusal or a "
-                             "partial execution");
+    v.Add("refusal_grounds",
+          "at least one coded ground is required for a refusal or a "
+          "partial execution");
   }
   return v.ToStatus();
 }

@@ -4,11 +4,11 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
-#include "rogatory/common/audit_log.h"
-#include "rogatory/common/await.h"
 #include "google/protobuf/util/time_util.h"
 #include "intake_service.h"
 #include "lifecycle.h"
+#include "rogatory/common/audit_log.h"
+#include "rogatory/common/await.h"
 #include "rogatory/common/ids.h"
 #include "rogatory/common/logging.h"
 #include "rogatory/common/replica_lease.h"
@@ -61,8 +61,7 @@ const std::string& FinalStatusesText() {
 
 bool IsFinalStatus(pb::Instrument instrument, pb::RequestStatus status) {
   return FinalStatusesText().find(absl::StrCat(",", static_cast<int>(instrument), ":",
-                                             static_cast<int>(status), ",")) !=
-         std::string::npos;
+                                               static_cast<int>(status), ",")) != std::string::npos;
 }
 
 v1::Request MakeTombstone(const v1::Request& r) {
@@ -136,23 +135,21 @@ absl::Status RetentionSweeper::Audit(const PendingErasureAudit& audit) {
   record.trace_id = common::NewUlid(absl::FromUnixMillis(audit.erased_ms));
   record.justification = "retention period elapsed";
   record.code = absl::StatusCode::kOk;
-  record.subjects.push_back(common::AuditSubject{
-      audit.id, common::AccessKind::kChange, personal ? "erased personal data" : "erased"});
+  record.subjects.push_back(common::AuditSubject{audit.id, common::AccessKind::kChange,
+                                                 personal ? "erased personal data" : "erased"});
   absl::Status status = common::RecordAndWait(auditor_, std::move(record));
   if (!status.ok()) return status;
   auto cleared = Wait<bool>([&](auto done) { store_.ErasureAudited(audit, std::move(done)); });
   return cleared.status();
 }
 
-absl::StatusOr<bool> RetentionSweeper::EraseStep1(const std::string& id,
-                                                  int64_t closed_before_ms) {
+absl::StatusOr<bool> RetentionSweeper::EraseStep1(const std::string& id, int64_t closed_before_ms) {
   auto snap = Wait<Snapshot>([&](auto done) { store_.Load(id, std::nullopt, std::move(done)); });
   PersonalDataErasure e;
   e.id = id;
   if (snap.status().code() == absl::StatusCode::kNotFound) {
     // Gone already: the step only drops the stale index entry.
-    return Wait<bool>(
-        [&](auto done) { store_.ErasePersonalData(std::move(e), std::move(done)); });
+    return Wait<bool>([&](auto done) { store_.ErasePersonalData(std::move(e), std::move(done)); });
   }
   if (!snap.ok()) return snap.status();
   e.expected_version = snap->version;
@@ -164,15 +161,15 @@ absl::StatusOr<bool> RetentionSweeper::EraseStep1(const std::string& id,
   *e.tombstone.mutable_update_time() =
       google::protobuf::util::TimeUtil::MillisecondsToTimestamp(e.now_ms);
   if (documents_ != nullptr) {
-    auto docs = Wait<std::vector<v1::Document>>(
-        [&](auto done) { documents_->List(id, std::move(done)); });
+    auto docs =
+        Wait<std::vector<v1::Document>>([&](auto done) { documents_->List(id, std::move(done)); });
     if (!docs.ok()) return docs.status();
     for (const auto& d : *docs) e.document_ids.push_back(d.id());
   }
   common::v1::Actor actor;
   actor.set_service("rogatory-intake");
-  e.erased = NewIntakeEvent(e.tombstone, pb::EVENT_TYPE_REQUEST_ERASED, snap->version + 1, now,
-                            actor);
+  e.erased =
+      NewIntakeEvent(e.tombstone, pb::EVENT_TYPE_REQUEST_ERASED, snap->version + 1, now, actor);
   e.erased.set_reason_code("RETENTION_PERIOD_ELAPSED");
   return Wait<bool>([&](auto done) { store_.ErasePersonalData(std::move(e), std::move(done)); });
 }
@@ -192,8 +189,7 @@ RetentionSweeper::Stats RetentionSweeper::SweepOnce() {
     const int64_t closed_before = absl::ToUnixMillis(now - settings_.closed);
     const int64_t tombstoned_before = absl::ToUnixMillis(now - settings_.tombstone);
     auto work = Wait<RetentionWork>([&](auto done) {
-      store_.FindRetentionWork(closed_before, tombstoned_before, settings_.batch,
-                               std::move(done));
+      store_.FindRetentionWork(closed_before, tombstoned_before, settings_.batch, std::move(done));
     });
     if (!work.ok()) {
       fail("find", work.status());

@@ -29,8 +29,8 @@ enum class Verdict {
 };
 
 struct Range {
-  const char *prefix;  // "198.18.0.0/15"
-  const char *name;    // "benchmarking"
+  const char* prefix;  // "198.18.0.0/15"
+  const char* name;    // "benchmarking"
   Verdict verdict;
 };
 
@@ -91,14 +91,14 @@ constexpr Range kV6Ranges[] = {
 struct Prefix {
   std::array<unsigned char, 16> bytes{};
   int bits = 0;
-  const Range *range = nullptr;
+  const Range* range = nullptr;
 };
 
 // Parses a table (compiled in: a bad entry is a programming error and aborts).
 template <size_t N>
 std::vector<Prefix> Compile(const Range (&table)[N], int family) {
   std::vector<Prefix> out;
-  for (const Range &r : table) {
+  for (const Range& r : table) {
     std::pair<std::string, std::string> parts = absl::StrSplit(r.prefix, '/');
     Prefix p;
     p.range = &r;
@@ -111,7 +111,7 @@ std::vector<Prefix> Compile(const Range (&table)[N], int family) {
   return out;
 }
 
-bool InPrefix(const unsigned char *address, const Prefix &p) {
+bool InPrefix(const unsigned char* address, const Prefix& p) {
   const int full = p.bits / 8, rest = p.bits % 8;
   if (std::memcmp(address, p.bytes.data(), full) != 0) return false;
   if (rest == 0) return true;
@@ -119,25 +119,25 @@ bool InPrefix(const unsigned char *address, const Prefix &p) {
   return (address[full] & mask) == (p.bytes[full] & mask);
 }
 
-const Prefix &Match(const std::vector<Prefix> &table, const unsigned char *address) {
-  for (const Prefix &p : table) {
+const Prefix& Match(const std::vector<Prefix>& table, const unsigned char* address) {
+  for (const Prefix& p : table) {
     if (InPrefix(address, p)) return p;
   }
   return table.back();  // ::/0 and 0.0.0.0/0 match everything
 }
 
-std::string Describe(const Range &r) { return absl::StrCat(r.prefix, " (", r.name, ")"); }
+std::string Describe(const Range& r) { return absl::StrCat(r.prefix, " (", r.name, ")"); }
 
-std::optional<std::string> RefusedV4(const unsigned char *address) {
-  static const auto *table = new std::vector<Prefix>(Compile(kV4Ranges, AF_INET));
-  const Range &r = *Match(*table, address).range;
+std::optional<std::string> RefusedV4(const unsigned char* address) {
+  static const auto* table = new std::vector<Prefix>(Compile(kV4Ranges, AF_INET));
+  const Range& r = *Match(*table, address).range;
   if (r.verdict == Verdict::kGlobal) return std::nullopt;
   return Describe(r);
 }
 
-std::optional<std::string> RefusedV6(const unsigned char *address) {
-  static const auto *table = new std::vector<Prefix>(Compile(kV6Ranges, AF_INET6));
-  const Range &r = *Match(*table, address).range;
+std::optional<std::string> RefusedV6(const unsigned char* address) {
+  static const auto* table = new std::vector<Prefix>(Compile(kV6Ranges, AF_INET6));
+  const Range& r = *Match(*table, address).range;
   switch (r.verdict) {
     case Verdict::kGlobal:
       return std::nullopt;
@@ -153,10 +153,10 @@ std::optional<std::string> RefusedV6(const unsigned char *address) {
 }
 
 struct UrlDeleter {
-  void operator()(CURLU *u) const { curl_url_cleanup(u); }
+  void operator()(CURLU* u) const { curl_url_cleanup(u); }
 };
 struct CurlStr {
-  char *p = nullptr;
+  char* p = nullptr;
   ~CurlStr() { curl_free(p); }
 };
 
@@ -167,7 +167,7 @@ bool IsLocalhostName(absl::string_view host) {
   return name == "localhost" || absl::EndsWith(name, ".localhost");
 }
 
-std::string PortList(const std::vector<int> &ports) { return absl::StrJoin(ports, ", "); }
+std::string PortList(const std::vector<int>& ports) { return absl::StrJoin(ports, ", "); }
 
 }  // namespace
 
@@ -181,7 +181,7 @@ std::optional<std::string> RefusedRange(absl::string_view address) {
 
 bool IsBlockedAddress(absl::string_view address) { return RefusedRange(address).has_value(); }
 
-bool PortAllowed(const EndpointPolicy &policy, int port) {
+bool PortAllowed(const EndpointPolicy& policy, int port) {
   return std::find(policy.allowed_ports.begin(), policy.allowed_ports.end(), port) !=
          policy.allowed_ports.end();
 }
@@ -201,7 +201,7 @@ absl::StatusOr<std::vector<int>> ParsePortList(absl::string_view text) {
 }
 
 absl::StatusOr<ParsedEndpoint> CheckEndpointUri(absl::string_view uri,
-                                                const EndpointPolicy &policy) {
+                                                const EndpointPolicy& policy) {
   if (uri.empty()) return absl::InvalidArgumentError("endpoint_uri is required");
   if (uri.size() > 2048) return absl::InvalidArgumentError("endpoint_uri is longer than 2048");
   std::unique_ptr<CURLU, UrlDeleter> u(curl_url());
@@ -238,14 +238,14 @@ absl::StatusOr<ParsedEndpoint> CheckEndpointUri(absl::string_view uri,
     return absl::InvalidArgumentError("endpoint_uri has a bad port");
   }
   if (!PortAllowed(policy, out.port)) {
-    return absl::InvalidArgumentError(absl::StrCat("endpoint_uri port ", out.port,
-                                                   " is not allowed (allowed: ",
-                                                   PortList(policy.allowed_ports), ")"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("endpoint_uri port ", out.port,
+                     " is not allowed (allowed: ", PortList(policy.allowed_ports), ")"));
   }
   if (!policy.allow_private_addresses) {
     if (auto range = RefusedRange(out.host)) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "endpoint_uri names an address in ", *range, ", which is not globally reachable"));
+      return absl::InvalidArgumentError(absl::StrCat("endpoint_uri names an address in ", *range,
+                                                     ", which is not globally reachable"));
     }
     if (IsLocalhostName(out.host)) {
       return absl::InvalidArgumentError("endpoint_uri names localhost");
@@ -254,22 +254,22 @@ absl::StatusOr<ParsedEndpoint> CheckEndpointUri(absl::string_view uri,
   return out;
 }
 
-absl::StatusOr<std::vector<std::string>> SystemHostResolver::Resolve(const std::string &host) {
+absl::StatusOr<std::vector<std::string>> SystemHostResolver::Resolve(const std::string& host) {
   addrinfo hints{};
   hints.ai_family = AF_UNSPEC;
   hints.ai_socktype = SOCK_STREAM;
-  addrinfo *result = nullptr;
+  addrinfo* result = nullptr;
   const int rc = getaddrinfo(host.c_str(), nullptr, &hints, &result);
   if (rc != 0 || result == nullptr) {
     return absl::UnavailableError(absl::StrCat("cannot resolve host: ", gai_strerror(rc)));
   }
   std::vector<std::string> out;
-  for (addrinfo *ai = result; ai != nullptr; ai = ai->ai_next) {
+  for (addrinfo* ai = result; ai != nullptr; ai = ai->ai_next) {
     char buf[INET6_ADDRSTRLEN] = {};
     if (ai->ai_family == AF_INET) {
-      inet_ntop(AF_INET, &reinterpret_cast<sockaddr_in *>(ai->ai_addr)->sin_addr, buf, sizeof(buf));
+      inet_ntop(AF_INET, &reinterpret_cast<sockaddr_in*>(ai->ai_addr)->sin_addr, buf, sizeof(buf));
     } else if (ai->ai_family == AF_INET6) {
-      inet_ntop(AF_INET6, &reinterpret_cast<sockaddr_in6 *>(ai->ai_addr)->sin6_addr, buf,
+      inet_ntop(AF_INET6, &reinterpret_cast<sockaddr_in6*>(ai->ai_addr)->sin6_addr, buf,
                 sizeof(buf));
     } else {
       continue;
@@ -280,17 +280,16 @@ absl::StatusOr<std::vector<std::string>> SystemHostResolver::Resolve(const std::
   return out;
 }
 
-absl::StatusOr<std::string> ResolveAllowed(const ParsedEndpoint &endpoint,
-                                           const EndpointPolicy &policy,
-                                           HostResolver &resolver) {
+absl::StatusOr<std::string> ResolveAllowed(const ParsedEndpoint& endpoint,
+                                           const EndpointPolicy& policy, HostResolver& resolver) {
   if (!PortAllowed(policy, endpoint.port)) {
-    return absl::PermissionDeniedError(absl::StrCat("endpoint port ", endpoint.port,
-                                                    " is not allowed"));
+    return absl::PermissionDeniedError(
+        absl::StrCat("endpoint port ", endpoint.port, " is not allowed"));
   }
   auto addresses = resolver.Resolve(endpoint.host);
   if (!addresses.ok()) return addresses.status();
   std::string chosen;
-  for (const std::string &address : *addresses) {
+  for (const std::string& address : *addresses) {
     // Only numeric addresses are pinned: anything else would be resolved again by curl.
     unsigned char bytes[16];
     const bool numeric = inet_pton(AF_INET, address.c_str(), bytes) == 1 ||
@@ -308,8 +307,8 @@ absl::StatusOr<std::string> ResolveAllowed(const ParsedEndpoint &endpoint,
   return chosen;
 }
 
-absl::StatusOr<std::string> ResolveAllowed(const ParsedEndpoint &endpoint,
-                                           const EndpointPolicy &policy) {
+absl::StatusOr<std::string> ResolveAllowed(const ParsedEndpoint& endpoint,
+                                           const EndpointPolicy& policy) {
   SystemHostResolver resolver;
   return ResolveAllowed(endpoint, policy, resolver);
 }

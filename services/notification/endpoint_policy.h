@@ -40,7 +40,7 @@ struct ParsedEndpoint {
 // unless private addresses are allowed. INVALID_ARGUMENT with the reason otherwise (the
 // message starts "endpoint_uri").
 absl::StatusOr<ParsedEndpoint> CheckEndpointUri(absl::string_view uri,
-                                                const EndpointPolicy &policy);
+                                                const EndpointPolicy& policy);
 
 // The special-purpose range a numeric address (IPv4 or IPv6 text) falls in, as
 // "198.18.0.0/15 (benchmarking)", when that range is not globally reachable; nullopt for
@@ -56,7 +56,7 @@ std::optional<std::string> RefusedRange(absl::string_view address);
 bool IsBlockedAddress(absl::string_view address);
 
 // Whether `port` is allowed by the policy.
-bool PortAllowed(const EndpointPolicy &policy, int port);
+bool PortAllowed(const EndpointPolicy& policy, int port);
 
 // Parses webhook-allowed-ports: comma-separated ports 1 to 65535, at least one.
 absl::StatusOr<std::vector<int>> ParsePortList(absl::string_view text);
@@ -68,24 +68,23 @@ class HostResolver {
   virtual ~HostResolver() = default;
   // Every address `host` resolves to (numeric text, IPv4 or IPv6). UNAVAILABLE when it
   // does not resolve.
-  virtual absl::StatusOr<std::vector<std::string>> Resolve(const std::string &host) = 0;
+  virtual absl::StatusOr<std::vector<std::string>> Resolve(const std::string& host) = 0;
 };
 
 // getaddrinfo.
 class SystemHostResolver final : public HostResolver {
  public:
-  absl::StatusOr<std::vector<std::string>> Resolve(const std::string &host) override;
+  absl::StatusOr<std::vector<std::string>> Resolve(const std::string& host) override;
 };
 
 // Resolves `endpoint.host` and returns the address to pin the connection to (so a DNS
 // answer cannot change between check and connect). PERMISSION_DENIED if the port is not
 // allowed or any resolved address is refused (see RefusedRange) while private addresses
 // are not allowed; UNAVAILABLE if it does not resolve.
-absl::StatusOr<std::string> ResolveAllowed(const ParsedEndpoint &endpoint,
-                                           const EndpointPolicy &policy,
-                                           HostResolver &resolver);
+absl::StatusOr<std::string> ResolveAllowed(const ParsedEndpoint& endpoint,
+                                           const EndpointPolicy& policy, HostResolver& resolver);
 // The same with the system resolver.
-absl::StatusOr<std::string> ResolveAllowed(const ParsedEndpoint &endpoint,
-                                           const EndpointPolicy &policy);
+absl::StatusOr<std::string> ResolveAllowed(const ParsedEndpoint& endpoint,
+                                           const EndpointPolicy& policy);
 
 }  // namespace rogatory::notification

@@ -10,12 +10,12 @@ std::string EvidenceField(v1::DeliveryStage stage, absl::string_view recipient,
   return absl::StrCat(static_cast<int>(stage), "|", recipient, "|", subscription);
 }
 
-void RecordStage(common::RedisClient &redis, int shard, absl::string_view event_id,
+void RecordStage(common::RedisClient& redis, int shard, absl::string_view event_id,
                  v1::DeliveryStage stage, absl::string_view recipient,
                  absl::string_view subscription, absl::Time now, absl::Duration retention,
                  std::function<void(absl::StatusOr<bool>)> done) {
   // KEYS: evidence hash. ARGV: field, now ms, retention ms.
-  static const common::LuaScript *script = new common::LuaScript(R"lua(
+  static const common::LuaScript* script = new common::LuaScript(R"lua(
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
 local n = redis.call('HSETNX', KEYS[1], ARGV[1], ARGV[2])
 if n == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[3]) end

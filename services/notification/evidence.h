@@ -23,7 +23,7 @@ std::string EvidenceField(v1::DeliveryStage stage, absl::string_view recipient,
 // Records a stage (only if the event's evidence exists: it was received).
 // `done` gets whether the stage was newly recorded. Asynchronous; `done` runs
 // on a Redis callback.
-void RecordStage(common::RedisClient &redis, int shard, absl::string_view event_id,
+void RecordStage(common::RedisClient& redis, int shard, absl::string_view event_id,
                  v1::DeliveryStage stage, absl::string_view recipient,
                  absl::string_view subscription, absl::Time now, absl::Duration retention,
                  std::function<void(absl::StatusOr<bool>)> done);

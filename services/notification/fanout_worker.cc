@@ -34,8 +34,9 @@ constexpr int64_t kClaimIdleMs = 30000;
 //       states ",DE,FR,", [11] key prefix, [12] notification id, [13] request
 //       id, [14] recipient id, [15] recipient state, [16] event id.
 // Returns {'blocked'} | {'duplicate'} | {'ok', entry id, webhook jobs}.
-const LuaScript &InboxScript() {
-  static const LuaScript *script = new LuaScript(absl::StrCat(common::kScriptRefusedWhenFull, kTrimLua, R"lua(
+const LuaScript& InboxScript() {
+  static const LuaScript* script =
+      new LuaScript(absl::StrCat(common::kScriptRefusedWhenFull, kTrimLua, R"lua(
 if KEYS[6] and redis.call('EXISTS', KEYS[6]) == 0 then return {'blocked'} end
 if redis.call('EXISTS', KEYS[3]) == 1 then return {'duplicate'} end
 trim(KEYS[1], KEYS[2], ARGV[5], tonumber(ARGV[6]) - 1)
@@ -81,8 +82,8 @@ return {'ok', id, jobs}
 
 // Retrieval timers of one shard. KEYS: timers, fan-out outbox. ARGV: now ms,
 // limit, escalation ms, key prefix. Returns the number of timers handled.
-const LuaScript &TimersScript() {
-  static const LuaScript *script = new LuaScript(R"lua(
+const LuaScript& TimersScript() {
+  static const LuaScript* script = new LuaScript(R"lua(
 local items = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, ARGV[2])
 for _, m in ipairs(items) do
   local eid, who = string.match(m, '^([^|]*)|(.*)$')
@@ -124,8 +125,8 @@ return #items
 // outbox. ARGV: group, consumer, count, own ("1": this consumer's unacknowledged entries
 // first, after a failed delivery), claim idle ms ("0": no takeover of entries another
 // replica read and left this long). Returns {1 if none of its own were pending, entries}.
-const LuaScript &ReadScript() {
-  static const LuaScript *script = new LuaScript(R"lua(
+const LuaScript& ReadScript() {
+  static const LuaScript* script = new LuaScript(R"lua(
 if ARGV[4] == '1' then
   local r = redis.call('XREADGROUP', 'GROUP', ARGV[1], ARGV[2], 'COUNT', ARGV[3],
                        'STREAMS', KEYS[1], '0')
@@ -145,8 +146,8 @@ return {1, {}}
 
 // Acknowledges and deletes delivered fan-out entries. KEYS: fan-out outbox. ARGV: group,
 // entry ids... Returns the number deleted.
-const LuaScript &AckScript() {
-  static const LuaScript *script = new LuaScript(absl::StrCat(common::kScriptRunsWhenFull, R"lua(
+const LuaScript& AckScript() {
+  static const LuaScript* script = new LuaScript(absl::StrCat(common::kScriptRunsWhenFull, R"lua(
 redis.call('XACK', KEYS[1], ARGV[1], unpack(ARGV, 2))
 return redis.call('XDEL', KEYS[1], unpack(ARGV, 2))
 )lua"));
@@ -182,7 +183,7 @@ class BatchOutcomes {
   std::vector<absl::StatusOr<T>> outcomes_ ABSL_GUARDED_BY(mu_);
 };
 
-std::map<std::string, std::string> Fields(const RedisReply &list) {
+std::map<std::string, std::string> Fields(const RedisReply& list) {
   std::map<std::string, std::string> out;
   for (size_t i = 0; i + 1 < list.elements.size(); i += 2) {
     out[list.elements[i].str] = list.elements[i + 1].str;
@@ -192,13 +193,13 @@ std::map<std::string, std::string> Fields(const RedisReply &list) {
 
 }  // namespace
 
-std::string EscalationEventId(const std::string &event_id, const std::string &recipient) {
+std::string EscalationEventId(const std::string& event_id, const std::string& recipient) {
   return absl::StrCat(event_id, ":not-retrieved:", recipient);
 }
 
-FanoutWorker::FanoutWorker(common::RedisClient &redis, const common::Clock &clock,
+FanoutWorker::FanoutWorker(common::RedisClient& redis, const common::Clock& clock,
                            common::Sharding sharding, NotificationSettings settings,
-                           NotificationMetrics &metrics)
+                           NotificationMetrics& metrics)
     : redis_(redis),
       clock_(clock),
       sharding_(sharding),
@@ -259,7 +260,7 @@ int FanoutWorker::RunOnce(bool all) {
   return Pass(shards, all, &busy);
 }
 
-int FanoutWorker::Pass(const std::vector<int> &shards, bool all, std::vector<int> *busy) {
+int FanoutWorker::Pass(const std::vector<int>& shards, bool all, std::vector<int>* busy) {
   // Pacing of upkeep, not logic: real time is right here. Timers still fire by
   // the service clock; they are only looked at once a second.
   bool slow = all;
@@ -276,8 +277,8 @@ int FanoutWorker::Pass(const std::vector<int> &shards, bool all, std::vector<int
 // always each write round trip costs an fsync, so the phases, not the shards, set the
 // pace): read each shard's batch; deliver and audit every entry; acknowledge each shard's
 // delivered prefix.
-int FanoutWorker::DeliverShards(const std::vector<int> &shards, bool claim_abandoned,
-                                std::vector<int> *busy) {
+int FanoutWorker::DeliverShards(const std::vector<int>& shards, bool claim_abandoned,
+                                std::vector<int>* busy) {
   for (int shard : shards) {
     if (group_ready_[shard]) continue;
     auto r = common::RunRedisCommand(
@@ -321,14 +322,14 @@ int FanoutWorker::DeliverShards(const std::vector<int> &shards, bool claim_aband
   };
   struct Planned {
     std::string id;
-    std::string event_id;  // for logs; empty when there is nothing to deliver
+    std::string event_id;         // for logs; empty when there is nothing to deliver
     size_t first = 0, count = 0;  // its deliveries
   };
   std::vector<std::vector<Planned>> planned(ready.size());
   std::vector<Delivery> deliveries;
   for (size_t b = 0; b < ready.size(); ++b) {
     const int shard = ready[b];
-    const absl::StatusOr<RedisReply> &read = batches[b];
+    const absl::StatusOr<RedisReply>& read = batches[b];
     if (!read.ok()) {
       if (read.status().message().find("NOGROUP") != std::string::npos) {
         group_ready_[shard] = false;
@@ -339,7 +340,7 @@ int FanoutWorker::DeliverShards(const std::vector<int> &shards, bool claim_aband
     if (read->elements[0].integer == 1) retry_own_[shard] = false;  // none of its own left
     // Per inbox, the marker of the batch's latest delivery to it (the next one waits for it).
     std::map<std::string, std::string> last_marker;
-    for (const RedisReply &entry : read->elements[1].elements) {
+    for (const RedisReply& entry : read->elements[1].elements) {
       if (entry.elements.empty()) continue;
       Planned p;
       p.id = entry.elements[0].str;
@@ -351,7 +352,7 @@ int FanoutWorker::DeliverShards(const std::vector<int> &shards, bool claim_aband
         continue;
       }
       auto f = Fields(entry.elements[1]);
-      const std::string &kind = f["kind"];
+      const std::string& kind = f["kind"];
       common::v1::Event event;
       if (!event.ParseFromString(f["ev"])) {
         common::Log::Error("unreadable fan-out entry dropped", {{"shard", shard}});
@@ -398,19 +399,28 @@ int FanoutWorker::DeliverShards(const std::vector<int> &shards, bool claim_aband
         } else {
           last_marker.emplace(d.inbox, std::move(marker));
         }
-        d.args = {pb, f["acc"], kind, absl::StrCat(now_ms), min_id,
+        d.args = {pb,
+                  f["acc"],
+                  kind,
+                  absl::StrCat(now_ms),
+                  min_id,
                   absl::StrCat(settings_.inbox_max_length),
                   absl::StrCat(absl::ToInt64Milliseconds(settings_.dedupe_retention)),
                   kind == "x" ? absl::StrCat(static_cast<int>(event.instrument())) : f["inst"],
-                  kind == "x" ? "92" : f["typ"], f["st"], Keys::P(ashard), notification_id,
-                  event.request_id(), who.first, who.second,
+                  kind == "x" ? "92" : f["typ"],
+                  f["st"],
+                  Keys::P(ashard),
+                  notification_id,
+                  event.request_id(),
+                  who.first,
+                  who.second,
                   kind == "x" ? event.event_id() : original_event_id};
         // A disclosure of the request to the recipient authority, logged before the entry
         // is acknowledged (a retry re-delivers idempotently and logs again).
         d.record = common::ServiceAuditRecord(
             "rogatory-notification", "DeliverToInbox", event.request_id(),
-            common::AccessKind::kDisclose,
-            absl::StrCat("inbox:", who.first, ":", notification_id), event.trace_id());
+            common::AccessKind::kDisclose, absl::StrCat("inbox:", who.first, ":", notification_id),
+            event.trace_id());
         deliveries.push_back(std::move(d));
       }
       p.count = deliveries.size() - p.first;
@@ -421,7 +431,7 @@ int FanoutWorker::DeliverShards(const std::vector<int> &shards, bool claim_aband
   // Phase 2: every delivery in flight at once; each audited as soon as its inbox has it.
   auto outcomes = std::make_shared<BatchOutcomes<bool>>(deliveries.size());
   for (size_t i = 0; i < deliveries.size(); ++i) {
-    Delivery &d = deliveries[i];
+    Delivery& d = deliveries[i];
     outcomes->Started();
     redis_.Eval(
         InboxScript(), std::move(d.keys), std::move(d.args),
@@ -457,7 +467,7 @@ int FanoutWorker::DeliverShards(const std::vector<int> &shards, bool claim_aband
     const int shard = ready[b];
     std::vector<std::string> args = {kGroup};
     int count = 0;
-    for (const Planned &p : planned[b]) {
+    for (const Planned& p : planned[b]) {
       absl::Status failed;
       for (size_t i = p.first; i < p.first + p.count && failed.ok(); ++i) {
         failed = results[i].status();
@@ -518,10 +528,9 @@ void FanoutWorker::UpdateGauges() {
     for (int which = 0; which < 2; ++which) {
       results->Started();
       const size_t slot = 2 * static_cast<size_t>(shard) + which;
-      redis_.Command({"ZCARD", which == 0 ? Keys::DeadLetters(shard) : Keys::RetrievalDue(shard)},
-                     [results, slot](absl::StatusOr<RedisReply> r) {
-                       results->Finished(slot, std::move(r));
-                     });
+      redis_.Command(
+          {"ZCARD", which == 0 ? Keys::DeadLetters(shard) : Keys::RetrievalDue(shard)},
+          [results, slot](absl::StatusOr<RedisReply> r) { results->Finished(slot, std::move(r)); });
     }
   }
   int64_t counts[2] = {0, 0};

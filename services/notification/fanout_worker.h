@@ -62,22 +62,22 @@ class FanoutWorker {
   };
 
  public:
-  FanoutWorker(common::RedisClient &redis, const common::Clock &clock, common::Sharding sharding,
-               NotificationSettings settings, NotificationMetrics &metrics);
+  FanoutWorker(common::RedisClient& redis, const common::Clock& clock, common::Sharding sharding,
+               NotificationSettings settings, NotificationMetrics& metrics);
   ~FanoutWorker();  // stops and joins the thread
 
   void Start();
   // The audit log deliveries into inboxes are recorded in (disclosures, issue 8); an entry
   // is acknowledged only once its deliveries are logged. Null: not recorded. Set before
   // Start.
-  void SetAuditor(common::Auditor *auditor) { auditor_ = auditor; }
+  void SetAuditor(common::Auditor* auditor) { auditor_ = auditor; }
   // The Subscribe readers to wake when a notification is written into their inbox. Null:
   // none. Set before Start.
   void SetInboxWakeups(std::shared_ptr<InboxWakeups> wakeups) {
     inbox_wakeups_ = std::move(wakeups);
   }
   // How the event handler wakes this worker (see NotificationEventHandler::SetFanoutWakeups).
-  const std::shared_ptr<FanoutWakeups> &wakeups() const { return wakeups_; }
+  const std::shared_ptr<FanoutWakeups>& wakeups() const { return wakeups_; }
   // One pass over every shard: fan-out, then (when `all`, or when their pace
   // says so) the takeover of entries a dead replica left and the due retrieval
   // timers. Tests call it with `all`; the thread paces the rarer work to keep
@@ -87,18 +87,17 @@ class FanoutWorker {
  private:
   // One pass over `shards`; appends those that delivered something (they may have more) to
   // `busy`.
-  int Pass(const std::vector<int> &shards, bool all, std::vector<int> *busy);
-  int DeliverShards(const std::vector<int> &shards, bool claim_abandoned,
-                    std::vector<int> *busy);
+  int Pass(const std::vector<int>& shards, bool all, std::vector<int>* busy);
+  int DeliverShards(const std::vector<int>& shards, bool claim_abandoned, std::vector<int>* busy);
   void Timers();
   void UpdateGauges();
 
-  common::RedisClient &redis_;
-  const common::Clock &clock_;
+  common::RedisClient& redis_;
+  const common::Clock& clock_;
   const common::Sharding sharding_;
   const NotificationSettings settings_;
-  NotificationMetrics &metrics_;
-  common::Auditor *auditor_ = nullptr;
+  NotificationMetrics& metrics_;
+  common::Auditor* auditor_ = nullptr;
   std::shared_ptr<InboxWakeups> inbox_wakeups_;
   const std::shared_ptr<FanoutWakeups> wakeups_;
   const std::shared_ptr<ShardFlags> unacked_;
@@ -110,6 +109,6 @@ class FanoutWorker {
 };
 
 // Inbox entry of an escalation: which recipient did not retrieve which event.
-std::string EscalationEventId(const std::string &event_id, const std::string &recipient);
+std::string EscalationEventId(const std::string& event_id, const std::string& recipient);
 
 }  // namespace rogatory::notification

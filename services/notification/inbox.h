@@ -13,8 +13,8 @@ namespace rogatory::notification {
 struct StreamId {
   uint64_t ms = 0;
   uint64_t seq = 0;
-  bool operator<(const StreamId &o) const { return ms < o.ms || (ms == o.ms && seq < o.seq); }
-  bool operator<=(const StreamId &o) const { return !(o < *this); }
+  bool operator<(const StreamId& o) const { return ms < o.ms || (ms == o.ms && seq < o.seq); }
+  bool operator<=(const StreamId& o) const { return !(o < *this); }
   std::string ToString() const;
 };
 std::optional<StreamId> ParseStreamId(absl::string_view text);

@@ -10,7 +10,7 @@
 #include "webhook_dispatcher.h"
 #include "webhook_transport.h"
 
-int main(int argc, char **argv) {
+int main(int argc, char** argv) {
   using rogatory::common::Platform;
   using rogatory::common::ServiceParts;
   namespace n = rogatory::notification;
@@ -21,7 +21,7 @@ int main(int argc, char **argv) {
   std::string allowed_ports = "443";
   return rogatory::common::ServiceMain(
       identity, argc, argv,
-      [&](rogatory::common::Config &c) {
+      [&](rogatory::common::Config& c) {
         const absl::Duration year = absl::Hours(24 * 366);
         c.AddDuration("inbox-retention-age", s.inbox_retention_age, absl::Seconds(1), year,
                       "How long notifications stay in an authority's inbox.",
@@ -85,7 +85,7 @@ int main(int argc, char **argv) {
                     "port names 443, or 80 for http); checked at subscription and at each "
                     "delivery.",
                     &allowed_ports,
-                    [](const std::string &v) { return n::ParsePortList(v).status(); });
+                    [](const std::string& v) { return n::ParsePortList(v).status(); });
         c.AddDuration("webhook-secret-overlap", s.webhook_secret_overlap, absl::ZeroDuration(),
                       absl::Hours(24 * 30),
                       "After a secret rotation, how long deliveries are also "
@@ -93,22 +93,22 @@ int main(int argc, char **argv) {
                       "previous secret.",
                       &s.webhook_secret_overlap);
       },
-      [&](Platform &platform) -> absl::StatusOr<ServiceParts> {
+      [&](Platform& platform) -> absl::StatusOr<ServiceParts> {
         s.dedupe_retention = platform.settings().dedupe_retention;
         s.webhook_allow_http = !platform.settings().production();
         s.webhook_allowed_ports = *n::ParsePortList(allowed_ports);  // checked at parse
         ServiceParts parts;
-        auto *metrics =
+        auto* metrics =
             parts.Own(std::make_shared<n::NotificationMetrics>(platform.metrics().registry()));
-        auto *handler = parts.Own(std::make_shared<n::NotificationEventHandler>(
+        auto* handler = parts.Own(std::make_shared<n::NotificationEventHandler>(
             platform.redis(), platform.clock(), platform.sharding(), s, *metrics));
         parts.event_handler = handler;
-        auto *notification_service = parts.Own(std::make_shared<n::NotificationServiceImpl>(
+        auto* notification_service = parts.Own(std::make_shared<n::NotificationServiceImpl>(
             platform.redis(), platform.clock(), platform.pipeline(), platform.sharding(), s,
             *metrics, *handler));
         notification_service->SetAuditor(&platform.auditor());  // stream deliveries
         parts.services.push_back(notification_service);
-        auto *transport = parts.Own(std::make_shared<n::CurlWebhookTransport>(
+        auto* transport = parts.Own(std::make_shared<n::CurlWebhookTransport>(
             s.webhook_endpoint_policy(), s.webhook_timeout));
         auto fanout = std::make_shared<n::FanoutWorker>(platform.redis(), platform.clock(),
                                                         platform.sharding(), s, *metrics);

@@ -26,8 +26,8 @@ using common::v1::Event;
 // of the catch-up list (with its "accepted" evidence and retrieval timer), so its inbox
 // reads the earlier deadline events before this one, as every inbox reads events in the
 // order they were received.
-const common::LuaScript &ReceiveScript() {
-  static const common::LuaScript *script = new common::LuaScript(common::ReceiverScript(R"lua(
+const common::LuaScript& ReceiveScript() {
+  static const common::LuaScript* script = new common::LuaScript(common::ReceiverScript(R"lua(
 local before = redis.call('HMGET', KEYS[2], 'iss', 'exe', 'cen', 'ntf')
 for i = 16, #ARGV, 2 do redis.call('HSET', KEYS[2], ARGV[i], ARGV[i + 1]) end
 local p = redis.call('HMGET', KEYS[2], 'iss', 'iss_st', 'exe', 'exe_st', 'cen', 'cen_st',
@@ -120,9 +120,9 @@ return {'ok', #to, caught}
 // The catch-up list (references only) goes too: nothing of the request is owed any more.
 // KEYS: seen, request events, retrieval timers, catch-up list. ARGV: [1] dedupe retention
 // ms, [2] key prefix. Returns {'duplicate'} | {'erased', events}.
-const common::LuaScript &EraseScript() {
-  static const common::LuaScript *script = new common::LuaScript(
-      absl::StrCat(common::kScriptRunsWhenFull, common::ReceiverScript(R"lua(
+const common::LuaScript& EraseScript() {
+  static const common::LuaScript* script =
+      new common::LuaScript(absl::StrCat(common::kScriptRunsWhenFull, common::ReceiverScript(R"lua(
 local n = 0
 for _, eid in ipairs(redis.call('ZRANGE', KEYS[2], 0, -1)) do
   local evk = ARGV[2] .. 'ev:' .. eid
@@ -139,8 +139,8 @@ return {'erased', n}
   return *script;
 }
 
-void AddParty(std::vector<std::string> &args, const char *id_field, const char *state_field,
-              const common::v1::AuthorityRef &ref) {
+void AddParty(std::vector<std::string>& args, const char* id_field, const char* state_field,
+              const common::v1::AuthorityRef& ref) {
   if (ref.authority_id().empty()) return;
   args.push_back(id_field);
   args.push_back(ref.authority_id());
@@ -150,7 +150,7 @@ void AddParty(std::vector<std::string> &args, const char *id_field, const char *
 
 }  // namespace
 
-const char *CatchUpActionOf(const Event &event) {
+const char* CatchUpActionOf(const Event& event) {
   if (!event.has_deadline() || event.deadline().deadline_id().empty()) return "";
   switch (event.type()) {
     case common::v1::EVENT_TYPE_DEADLINE_STARTED:
@@ -173,7 +173,7 @@ bool IsTranslationJobEvent(common::v1::EventType type) {
          type <= common::v1::EVENT_TYPE_TRANSLATION_JOB_CANCELLED;
 }
 
-PartiesSeen PartiesOf(const Event &event) {
+PartiesSeen PartiesOf(const Event& event) {
   PartiesSeen p;
   if (event.has_request()) {
     p.issuing = event.request().issuing_authority();
@@ -191,7 +191,7 @@ PartiesSeen PartiesOf(const Event &event) {
   // is how the translator of a job is learned: job events name it as their
   // actor once it claimed the job (the job record itself lives in the routing
   // service).
-  const auto &actor = event.actor();
+  const auto& actor = event.actor();
   if (!actor.authority().authority_id().empty()) {
     switch (actor.role()) {
       case common::v1::AUTHORITY_ROLE_ISSUING:
@@ -213,21 +213,21 @@ PartiesSeen PartiesOf(const Event &event) {
   return p;
 }
 
-NotificationEventHandler::NotificationEventHandler(common::RedisClient &redis,
-                                                   const common::Clock &clock,
+NotificationEventHandler::NotificationEventHandler(common::RedisClient& redis,
+                                                   const common::Clock& clock,
                                                    common::Sharding sharding,
                                                    NotificationSettings settings,
-                                                   NotificationMetrics &metrics)
+                                                   NotificationMetrics& metrics)
     : redis_(redis), clock_(clock), sharding_(sharding), settings_(settings), metrics_(metrics) {}
 
-void NotificationEventHandler::Handle(const Event &event, const common::Dedupe &dedupe,
+void NotificationEventHandler::Handle(const Event& event, const common::Dedupe& dedupe,
                                       std::function<void(absl::StatusOr<Outcome>)> done) {
   HandleWithExtras(event, dedupe, {}, std::move(done));
 }
 
 void NotificationEventHandler::HandleWithExtras(
-    const Event &event, const common::Dedupe &dedupe,
-    const std::vector<common::v1::AuthorityRef> &extra_recipients,
+    const Event& event, const common::Dedupe& dedupe,
+    const std::vector<common::v1::AuthorityRef>& extra_recipients,
     std::function<void(absl::StatusOr<Outcome>)> done) {
   auto shard = sharding_.ShardOf("rq", event.request_id());
   if (!shard.ok()) return done(shard.status());
@@ -246,7 +246,7 @@ void NotificationEventHandler::HandleWithExtras(
                              ? now_ms + absl::ToInt64Milliseconds(settings_.retrieval_timeout)
                              : 0;
   std::vector<std::string> extras;
-  for (const auto &r : extra_recipients) {
+  for (const auto& r : extra_recipients) {
     if (!r.authority_id().empty()) extras.push_back(absl::StrCat(r.authority_id(), "@", r.state()));
   }
   const PartiesSeen parties = PartiesOf(event);
@@ -283,8 +283,7 @@ void NotificationEventHandler::HandleWithExtras(
       ReceiveScript(),
       {dedupe.seen_key, Keys::Parties(*shard, event.request_id()),
        Keys::Evidence(*shard, event.event_id()), Keys::RequestEvents(*shard, event.request_id()),
-       Keys::RetrievalDue(*shard), Keys::Fanout(*shard),
-       Keys::CatchUp(*shard, event.request_id())},
+       Keys::RetrievalDue(*shard), Keys::Fanout(*shard), Keys::CatchUp(*shard, event.request_id())},
       std::move(args),
       [this, done = std::move(done), source = event.source(), shard = *shard,
        wakeups = fanout_wakeups_](absl::StatusOr<common::RedisReply> reply) {

@@ -28,7 +28,7 @@ struct PartiesSeen {
   common::v1::AuthorityRef notified;
   std::string requested_state;
 };
-PartiesSeen PartiesOf(const common::v1::Event &event);
+PartiesSeen PartiesOf(const common::v1::Event& event);
 
 // Whether an event type is a translation job change (its translator is told
 // about it).
@@ -37,7 +37,7 @@ bool IsTranslationJobEvent(common::v1::EventType type);
 // What an event does to its request's catch-up list (see NotificationEventHandler): "keep"
 // (the start or a change of a deadline: a party joining later must receive it), "drop" (the
 // deadline was met or cancelled: its events are no longer owed) or "" (neither).
-const char *CatchUpActionOf(const common::v1::Event &event);
+const char* CatchUpActionOf(const common::v1::Event& event);
 
 // Receives events: in ONE script in the request's shard (with the duplicate
 // marker), updates the party record, records "accepted" evidence for every
@@ -59,16 +59,16 @@ class NotificationEventHandler final : public common::EventHandler {
   // handful of deadlines with a few changes each.
   static constexpr int kCatchUpLimit = 64;
 
-  NotificationEventHandler(common::RedisClient &redis, const common::Clock &clock,
+  NotificationEventHandler(common::RedisClient& redis, const common::Clock& clock,
                            common::Sharding sharding, NotificationSettings settings,
-                           NotificationMetrics &metrics);
+                           NotificationMetrics& metrics);
 
-  void Handle(const common::v1::Event &event, const common::Dedupe &dedupe,
+  void Handle(const common::v1::Event& event, const common::Dedupe& dedupe,
               std::function<void(absl::StatusOr<Outcome>)> done) override;
 
   // As Handle, with recipients beyond the event's own parties (PublishEvent).
-  void HandleWithExtras(const common::v1::Event &event, const common::Dedupe &dedupe,
-                        const std::vector<common::v1::AuthorityRef> &extra_recipients,
+  void HandleWithExtras(const common::v1::Event& event, const common::Dedupe& dedupe,
+                        const std::vector<common::v1::AuthorityRef>& extra_recipients,
                         std::function<void(absl::StatusOr<Outcome>)> done);
 
   // The fan-out worker of this process, woken (for the event's shard) as soon as an event's
@@ -78,11 +78,11 @@ class NotificationEventHandler final : public common::EventHandler {
   }
 
  private:
-  common::RedisClient &redis_;
-  const common::Clock &clock_;
+  common::RedisClient& redis_;
+  const common::Clock& clock_;
   const common::Sharding sharding_;
   const NotificationSettings settings_;
-  NotificationMetrics &metrics_;
+  NotificationMetrics& metrics_;
   std::shared_ptr<FanoutWakeups> fanout_wakeups_;
 };
 

@@ -2,7 +2,7 @@
 
 namespace rogatory::notification {
 
-NotificationMetrics::NotificationMetrics(prometheus::Registry &registry) {
+NotificationMetrics::NotificationMetrics(prometheus::Registry& registry) {
   received_ = &prometheus::BuildCounter()
                    .Name("rogatory_notification_events_received_total")
                    .Help("Events the notification service took in (duplicates excluded).")
@@ -41,8 +41,8 @@ NotificationMetrics::NotificationMetrics(prometheus::Registry &registry) {
                       .Add({});
 }
 
-const prometheus::Histogram::BucketBoundaries &NotificationMetrics::LatencyBuckets() {
-  static const auto *b = new prometheus::Histogram::BucketBoundaries{
+const prometheus::Histogram::BucketBoundaries& NotificationMetrics::LatencyBuckets() {
+  static const auto* b = new prometheus::Histogram::BucketBoundaries{
       0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 3600};
   return *b;
 }

@@ -36,12 +36,12 @@ google::protobuf::Timestamp MillisToTimestamp(int64_t ms) {
   return TimeUtil::MillisecondsToTimestamp(ms);
 }
 
-int64_t ToInt(const std::string &s) {
+int64_t ToInt(const std::string& s) {
   int64_t v = 0;
   return absl::SimpleAtoi(s, &v) ? v : 0;
 }
 
-std::map<std::string, std::string> Fields(const RedisReply &list) {
+std::map<std::string, std::string> Fields(const RedisReply& list) {
   std::map<std::string, std::string> out;
   for (size_t i = 0; i + 1 < list.elements.size(); i += 2) {
     out[list.elements[i].str] = list.elements[i + 1].str;
@@ -49,7 +49,7 @@ std::map<std::string, std::string> Fields(const RedisReply &list) {
   return out;
 }
 
-std::string EncodeList(const std::vector<std::string> &items) {
+std::string EncodeList(const std::vector<std::string>& items) {
   return items.empty() ? "" : absl::StrCat(",", absl::StrJoin(items, ","), ",");
 }
 std::vector<std::string> DecodeList(absl::string_view encoded) {
@@ -59,7 +59,7 @@ std::vector<std::string> DecodeList(absl::string_view encoded) {
 struct EncodedFilter {
   std::string instruments, types, states;
 };
-EncodedFilter Encode(const v1::SubscriptionFilter &f) {
+EncodedFilter Encode(const v1::SubscriptionFilter& f) {
   EncodedFilter e;
   std::vector<std::string> v;
   for (int i : f.instruments()) v.push_back(absl::StrCat(i));
@@ -71,27 +71,27 @@ EncodedFilter Encode(const v1::SubscriptionFilter &f) {
   e.states = EncodeList(v);
   return e;
 }
-void Decode(const std::string &fi, const std::string &ft, const std::string &fs,
-            v1::SubscriptionFilter *f) {
-  for (const auto &s : DecodeList(fi)) {
+void Decode(const std::string& fi, const std::string& ft, const std::string& fs,
+            v1::SubscriptionFilter* f) {
+  for (const auto& s : DecodeList(fi)) {
     f->add_instruments(static_cast<common::v1::Instrument>(ToInt(s)));
   }
-  for (const auto &s : DecodeList(ft)) {
+  for (const auto& s : DecodeList(ft)) {
     f->add_event_types(static_cast<common::v1::EventType>(ToInt(s)));
   }
-  for (const auto &s : DecodeList(fs)) f->add_states(s);
+  for (const auto& s : DecodeList(fs)) f->add_states(s);
 }
 
-void ValidateFilter(const v1::SubscriptionFilter &f, const std::string &path,
-                    common::FieldViolations &v) {
+void ValidateFilter(const v1::SubscriptionFilter& f, const std::string& path,
+                    common::FieldViolations& v) {
   // Each list names values of a small set; longer ones only cost memory and matching time
   // on every event (issue 8: item counts bounded).
   constexpr int kMaxFilterValues = 64;
   bool too_long = false;
-  const std::pair<const char *, int> lists[] = {{"instruments", f.instruments_size()},
-                                                {"event_types", f.event_types_size()},
-                                                {"states", f.states_size()}};
-  for (const auto &[name, size] : lists) {
+  const std::pair<const char*, int> lists[] = {{"instruments", f.instruments_size()},
+                                               {"event_types", f.event_types_size()},
+                                               {"states", f.states_size()}};
+  for (const auto& [name, size] : lists) {
     if (size > kMaxFilterValues) {
       v.Add(absl::StrCat(path, ".", name), absl::StrCat("at most ", kMaxFilterValues, " values"));
       too_long = true;
@@ -120,17 +120,16 @@ void ValidateFilter(const v1::SubscriptionFilter &f, const std::string &path,
 // Need-to-know (common/access.h): delivery evidence is the recipients' (and the request's
 // parties', who are its recipients) or an auditor's or a Rogatory service's to read; an
 // operator runs dead letters but reads no evidence of what a request's parties were told.
-bool Privileged(const common::Caller &c) {
-  return c.HasRole("auditor") || c.is_service;
-}
+bool Privileged(const common::Caller& c) { return c.HasRole("auditor") || c.is_service; }
 
 // ---------------------------------------------------------------------------------------
 // Scripts.
 
 // Trims an inbox by age and reports where a stream can start. KEYS: inbox,
 // floor. ARGV: min id, max length. Returns {floor, last generated id}.
-const LuaScript &OpenScript() {
-  static const LuaScript *s = new LuaScript(absl::StrCat(common::kScriptRunsWhenFull, kTrimLua, R"lua(
+const LuaScript& OpenScript() {
+  static const LuaScript* s =
+      new LuaScript(absl::StrCat(common::kScriptRunsWhenFull, kTrimLua, R"lua(
 trim(KEYS[1], KEYS[2], ARGV[1], tonumber(ARGV[2]))
 local last = '0-0'
 local info = redis.pcall('XINFO', 'STREAM', KEYS[1])
@@ -147,8 +146,8 @@ return {redis.call('GET', KEYS[2]) or '0-0', last}
 // Reads after a position, with the floor in the same atomic step (so a trim
 // between the two cannot hide a gap). KEYS: inbox, floor. ARGV: position,
 // count. Returns {floor, entries...} with each entry as XRANGE gives it.
-const LuaScript &ReadScript() {
-  static const LuaScript *s = new LuaScript(R"lua(
+const LuaScript& ReadScript() {
+  static const LuaScript* s = new LuaScript(R"lua(
 local out = {redis.call('GET', KEYS[2]) or '0-0'}
 local items = redis.call('XRANGE', KEYS[1], '(' .. ARGV[1], '+', 'COUNT', ARGV[2])
 for _, e in ipairs(items) do out[#out + 1] = e end
@@ -160,8 +159,8 @@ return out
 // KEYS: inbox, acked pointer. ARGV: cursor, max. Returns {id, event id, request
 // id, ...} of the entries after the acked pointer up to and including the
 // cursor.
-const LuaScript &AckReadScript() {
-  static const LuaScript *s = new LuaScript(R"lua(
+const LuaScript& AckReadScript() {
+  static const LuaScript* s = new LuaScript(R"lua(
 local acked = redis.call('GET', KEYS[2]) or '0-0'
 local items = redis.call('XRANGE', KEYS[1], '(' .. acked, ARGV[1], 'COUNT', ARGV[2])
 local out = {}
@@ -181,8 +180,8 @@ return out
 }
 
 // KEYS: acked pointer. ARGV: id. Moves the pointer forward only.
-const LuaScript &AckAdvanceScript() {
-  static const LuaScript *s = new LuaScript(R"lua(
+const LuaScript& AckAdvanceScript() {
+  static const LuaScript* s = new LuaScript(R"lua(
 local function parse(id)
   local ms, seq = string.match(id, '^(%d+)-(%d+)$')
   return tonumber(ms), tonumber(seq)
@@ -202,8 +201,8 @@ return 1
 // Records retrieval in a request shard. KEYS: retrieval timers. ARGV: now ms,
 // recipient, key prefix, evidence retention ms, event ids... Returns how many
 // were newly retrieved.
-const LuaScript &RetrievedScript() {
-  static const LuaScript *s = new LuaScript(R"lua(
+const LuaScript& RetrievedScript() {
+  static const LuaScript* s = new LuaScript(R"lua(
 local n = 0
 for i = 5, #ARGV do
   local k = ARGV[3] .. 'ev:' .. ARGV[i]
@@ -222,8 +221,8 @@ return n
 // KEYS: request events (or a placeholder). ARGV: prefix, mode ('r' request |
 // 'e' event), id, limit. Returns {} if unknown, else {request id, iss, exe,
 // cen, tra, ntf, then event id, field, value triples}.
-const LuaScript &StatusScript() {
-  static const LuaScript *s = new LuaScript(R"lua(
+const LuaScript& StatusScript() {
+  static const LuaScript* s = new LuaScript(R"lua(
 local eids, rq
 if ARGV[2] == 'r' then
   rq = ARGV[3]
@@ -256,8 +255,8 @@ return out
 // owner,
 //       [8] owner state, [9] now ms, [10] secret, [11] idempotency ttl ms, [12]
 //       max, [13] key prefix.
-const LuaScript &CreateSubscriptionScript() {
-  static const LuaScript *s = new LuaScript(R"lua(
+const LuaScript& CreateSubscriptionScript() {
+  static const LuaScript* s = new LuaScript(R"lua(
 if ARGV[1] ~= '' then
   local e = redis.call('HMGET', KEYS[1], 'fp', 'id')
   if e[1] then
@@ -283,8 +282,8 @@ return {'created'}
 
 // KEYS: owner's subscriptions. ARGV: prefix. Returns {id, uri, fi, ft, fs, ct,
 // rot, ...}.
-const LuaScript &ListSubscriptionsScript() {
-  static const LuaScript *s = new LuaScript(R"lua(
+const LuaScript& ListSubscriptionsScript() {
+  static const LuaScript* s = new LuaScript(R"lua(
 local out = {}
 for _, id in ipairs(redis.call('SMEMBERS', KEYS[1])) do
   local h = redis.call('HMGET', ARGV[1] .. 'sub:' .. id, 'uri', 'fi', 'ft', 'fs', 'ct', 'rot')
@@ -299,8 +298,8 @@ return out
 }
 
 // KEYS: owner's subscriptions, subscription. ARGV: id, caller.
-const LuaScript &DeleteSubscriptionScript() {
-  static const LuaScript *s = new LuaScript(R"lua(
+const LuaScript& DeleteSubscriptionScript() {
+  static const LuaScript* s = new LuaScript(R"lua(
 local o = redis.call('HGET', KEYS[2], 'owner')
 if not o then return 'absent' end
 if o ~= ARGV[2] then return 'foreign' end
@@ -313,8 +312,8 @@ return 'deleted'
 
 // KEYS: subscription. ARGV: caller, new secret, now ms, previous secret's
 // expiry ms.
-const LuaScript &RotateScript() {
-  static const LuaScript *s = new LuaScript(R"lua(
+const LuaScript& RotateScript() {
+  static const LuaScript* s = new LuaScript(R"lua(
 local h = redis.call('HMGET', KEYS[1], 'owner', 'sec', 'uri', 'fi', 'ft', 'fs', 'ct')
 if not h[1] or h[1] ~= ARGV[1] then return {'absent'} end
 redis.call('HSET', KEYS[1], 'osec', h[2], 'oexp', ARGV[4], 'sec', ARGV[2], 'rot', ARGV[3])
@@ -326,8 +325,8 @@ return {'ok', h[3], h[4] or '', h[5] or '', h[6] or '', h[7] or ''}
 // KEYS: dead letters. ARGV: offset, count, prefix, owner filter ('' all).
 // Returns {examined, then per match: id, dead ms, sub, eid, rq, to, tost, att,
 // last}.
-const LuaScript &ListDeadScript() {
-  static const LuaScript *s = new LuaScript(R"lua(
+const LuaScript& ListDeadScript() {
+  static const LuaScript* s = new LuaScript(R"lua(
 local first = tonumber(ARGV[1])
 local m = redis.call('ZRANGE', KEYS[1], first, first + tonumber(ARGV[2]) - 1, 'WITHSCORES')
 local out = {#m / 2}
@@ -347,8 +346,8 @@ return out
 
 // KEYS: dead letters, webhook queue, job. ARGV: member, now ms, owner filter
 // ('' any).
-const LuaScript &RedriveScript() {
-  static const LuaScript *s = new LuaScript(R"lua(
+const LuaScript& RedriveScript() {
+  static const LuaScript* s = new LuaScript(R"lua(
 if not redis.call('ZSCORE', KEYS[1], ARGV[1]) then return 'absent' end
 if ARGV[3] ~= '' and redis.call('HGET', KEYS[3], 'to') ~= ARGV[3] then return 'absent' end
 redis.call('ZREM', KEYS[1], ARGV[1])
@@ -360,15 +359,15 @@ return 'ok'
   return *s;
 }
 
-absl::Status RedisStatus(const absl::Status &s) {
+absl::Status RedisStatus(const absl::Status& s) {
   if (s.code() == absl::StatusCode::kUnavailable) return s;
   return absl::UnavailableError(absl::StrCat("store: ", s.message()));
 }
 
 }  // namespace
 
-bool FilterMatches(const v1::SubscriptionFilter &filter, const common::v1::Event &event,
-                   const std::vector<std::string> &states) {
+bool FilterMatches(const v1::SubscriptionFilter& filter, const common::v1::Event& event,
+                   const std::vector<std::string>& states) {
   if (filter.instruments_size() > 0 &&
       std::find(filter.instruments().begin(), filter.instruments().end(), event.instrument()) ==
           filter.instruments().end()) {
@@ -380,7 +379,7 @@ bool FilterMatches(const v1::SubscriptionFilter &filter, const common::v1::Event
     return false;
   }
   if (filter.states_size() > 0) {
-    for (const auto &s : states) {
+    for (const auto& s : states) {
       if (std::find(filter.states().begin(), filter.states().end(), s) != filter.states().end()) {
         return true;
       }
@@ -399,8 +398,8 @@ bool FilterMatches(const v1::SubscriptionFilter &filter, const common::v1::Event
 // others reach it only while `finished` is false and they have just claimed the single
 // write slot (so Finish, which needs that slot free, cannot have run), or to Finish it.
 struct SubscribeStream {
-  NotificationServiceImpl *service = nullptr;
-  grpc::ServerWriteReactor<v1::SubscribeResponse> *reactor = nullptr;
+  NotificationServiceImpl* service = nullptr;
+  grpc::ServerWriteReactor<v1::SubscribeResponse>* reactor = nullptr;
   // Set before the stream is shared, constant after.
   CallContext call;
   v1::SubscribeRequest request;
@@ -433,8 +432,8 @@ class SubscribeReactor final : public grpc::ServerWriteReactor<v1::SubscribeResp
   using Stream = std::shared_ptr<SubscribeStream>;
   using Steady = std::chrono::steady_clock;
 
-  SubscribeReactor(NotificationServiceImpl *service, grpc::CallbackServerContext *context,
-                   const v1::SubscribeRequest &request)
+  SubscribeReactor(NotificationServiceImpl* service, grpc::CallbackServerContext* context,
+                   const v1::SubscribeRequest& request)
       : service_(service), start_(Steady::now()), st_(std::make_shared<SubscribeStream>()) {
     st_->service = service;
     st_->reactor = this;
@@ -514,7 +513,7 @@ class SubscribeReactor final : public grpc::ServerWriteReactor<v1::SubscribeResp
   // Reads the inbox after the stream's position unless a read is in flight (then once
   // more after it) or the buffer is full (then once it has room). Never blocks: the read
   // completes on the Redis client's event loop.
-  static void StartRead(const Stream &st) {
+  static void StartRead(const Stream& st) {
     size_t space = 0;
     std::string from;
     {
@@ -529,13 +528,11 @@ class SubscribeReactor final : public grpc::ServerWriteReactor<v1::SubscribeResp
       space = std::min<size_t>(st->capacity - st->buffer.size(), 100);
       from = st->position.ToString();
     }
-    NotificationServiceImpl *service = st->service;
+    NotificationServiceImpl* service = st->service;
     service->OpStarted();
     service->redis_.Eval(ReadScript(), {st->inbox, st->floor_key}, {from, absl::StrCat(space)},
                          [st, space](absl::StatusOr<RedisReply> read) {
-                           absl::Cleanup ended = [service = st->service] {
-                             service->OpEnded();
-                           };
+                           absl::Cleanup ended = [service = st->service] { service->OpEnded(); };
                            OnRead(st, std::move(read), space);
                          });
   }
@@ -543,8 +540,8 @@ class SubscribeReactor final : public grpc::ServerWriteReactor<v1::SubscribeResp
   // What the service's stream timer does for every open stream each poll interval: ends
   // it at its maximum age, sends a heartbeat when it has been idle, and reads what other
   // replicas' fan-out wrote (this process's fan-out wakes the stream at once instead).
-  static void Tick(const Stream &st, Steady::time_point now) {
-    const NotificationSettings &settings = st->service->settings_;
+  static void Tick(const Stream& st, Steady::time_point now) {
+    const NotificationSettings& settings = st->service->settings_;
     if (settings.stream_max_age > absl::ZeroDuration() &&
         now - st->opened_at >= absl::ToChronoMilliseconds(settings.stream_max_age)) {
       return RequestFinish(
@@ -572,7 +569,7 @@ class SubscribeReactor final : public grpc::ServerWriteReactor<v1::SubscribeResp
  private:
   absl::Status Validate() {
     common::FieldViolations v;
-    const v1::SubscribeRequest &request = st_->request;
+    const v1::SubscribeRequest& request = st_->request;
     if (!request.cursor().empty() && !ParseStreamId(request.cursor())) {
       v.Add("cursor", "is not a cursor this service issued");
     }
@@ -584,9 +581,9 @@ class SubscribeReactor final : public grpc::ServerWriteReactor<v1::SubscribeResp
   }
 
   // Trims the inbox and finds where the stream starts (asynchronously).
-  static void Open(const Stream &st) {
-    NotificationServiceImpl *service = st->service;
-    const NotificationSettings &settings = service->settings_;
+  static void Open(const Stream& st) {
+    NotificationServiceImpl* service = st->service;
+    const NotificationSettings& settings = service->settings_;
     const int64_t now_ms = absl::ToUnixMillis(service->clock_.Now());
     std::string min_id = absl::StrCat(
         std::max<int64_t>(0, now_ms - absl::ToInt64Milliseconds(settings.inbox_retention_age)),
@@ -595,18 +592,16 @@ class SubscribeReactor final : public grpc::ServerWriteReactor<v1::SubscribeResp
     service->redis_.Eval(OpenScript(), {st->inbox, st->floor_key},
                          {std::move(min_id), absl::StrCat(settings.inbox_max_length)},
                          [st](absl::StatusOr<RedisReply> opened) {
-                           absl::Cleanup ended = [service = st->service] {
-                             service->OpEnded();
-                           };
+                           absl::Cleanup ended = [service = st->service] { service->OpEnded(); };
                            OnOpened(st, std::move(opened));
                          });
   }
 
-  static void OnOpened(const Stream &st, absl::StatusOr<RedisReply> opened) {
+  static void OnOpened(const Stream& st, absl::StatusOr<RedisReply> opened) {
     if (!opened.ok() || opened->elements.size() < 2) {
       return RequestFinish(st, absl::UnavailableError("inbox store unavailable"));
     }
-    const v1::SubscribeRequest &request = st->request;
+    const v1::SubscribeRequest& request = st->request;
     const StreamId floor = ParseStreamId(opened->elements[0].str).value_or(StreamId{});
     const StreamId last = ParseStreamId(opened->elements[1].str).value_or(StreamId{});
     StreamId position;
@@ -635,7 +630,7 @@ class SubscribeReactor final : public grpc::ServerWriteReactor<v1::SubscribeResp
     StartRead(st);
   }
 
-  static void OnRead(const Stream &st, absl::StatusOr<RedisReply> read, size_t asked) {
+  static void OnRead(const Stream& st, absl::StatusOr<RedisReply> read, size_t asked) {
     if (!read.ok() || read->elements.empty()) {
       {
         absl::MutexLock lock(&st->mu);
@@ -657,17 +652,17 @@ class SubscribeReactor final : public grpc::ServerWriteReactor<v1::SubscribeResp
                            absl::OutOfRangeError("the stream fell behind the inbox's retention: "
                                                  "resubscribe from the oldest notification"));
     }
-    const CallContext &call = st->call;
+    const CallContext& call = st->call;
     std::vector<v1::SubscribeResponse> batch;
     for (size_t i = 1; i < read->elements.size(); ++i) {
-      const RedisReply &e = read->elements[i];
+      const RedisReply& e = read->elements[i];
       if (e.elements.size() < 2) continue;
       auto id = ParseStreamId(e.elements[0].str);
       if (!id) continue;
       position = *id;
       auto f = Fields(e.elements[1]);
       v1::SubscribeResponse r;
-      v1::Notification *n = r.mutable_notification();
+      v1::Notification* n = r.mutable_notification();
       if (!n->mutable_event()->ParseFromString(f["ev"])) continue;
       if (!FilterMatches(st->request.filter(), n->event(), DecodeList(f["st"]))) continue;
       n->set_cursor(e.elements[0].str);
@@ -685,7 +680,7 @@ class SubscribeReactor final : public grpc::ServerWriteReactor<v1::SubscribeResp
       st->reading = false;
       st->position = position;
       if (st->done || st->finish_requested) return;
-      for (auto &r : batch) st->buffer.push_back(std::move(r));
+      for (auto& r : batch) st->buffer.push_back(std::move(r));
       // A full batch: more may be waiting. A wake-up during the read: read what it was
       // about.
       again = st->read_again || read->elements.size() - 1 >= asked;
@@ -697,7 +692,7 @@ class SubscribeReactor final : public grpc::ServerWriteReactor<v1::SubscribeResp
 
   // Asks for the stream to end with `status` once the write in flight (if any)
   // completes.
-  static void RequestFinish(const Stream &st, absl::Status status) {
+  static void RequestFinish(const Stream& st, absl::Status status) {
     {
       absl::MutexLock lock(&st->mu);
       if (st->finish_requested) return;
@@ -709,7 +704,7 @@ class SubscribeReactor final : public grpc::ServerWriteReactor<v1::SubscribeResp
 
   // Starts the next write, or Finish when asked and idle. Never holds the lock
   // across gRPC.
-  static void Pump(const Stream &st) {
+  static void Pump(const Stream& st) {
     bool write = false, finish = false;
     grpc::Status finish_status;
     {
@@ -733,7 +728,7 @@ class SubscribeReactor final : public grpc::ServerWriteReactor<v1::SubscribeResp
     }
   }
 
-  void RecordDelivered(const v1::Notification &n) {
+  void RecordDelivered(const v1::Notification& n) {
     if (service_->auditor_ != nullptr) {
       // A disclosure to the subscriber. The stream cannot wait for the log, so a failure
       // is reported loudly (and counted by the auditor's metrics).
@@ -756,7 +751,7 @@ class SubscribeReactor final : public grpc::ServerWriteReactor<v1::SubscribeResp
     const absl::Time now = service_->clock_.Now();
     const absl::Time accepted =
         absl::FromUnixMillis(TimeUtil::TimestampToMilliseconds(n.accept_time()));
-    NotificationMetrics &metrics = service_->metrics_;
+    NotificationMetrics& metrics = service_->metrics_;
     RecordStage(
         service_->redis_, *shard, n.event().event_id(), v1::DELIVERY_STAGE_DELIVERED,
         n.recipient().authority_id(), "", now, service_->settings_.evidence_retention,
@@ -765,7 +760,7 @@ class SubscribeReactor final : public grpc::ServerWriteReactor<v1::SubscribeResp
         });
   }
 
-  NotificationServiceImpl *const service_;
+  NotificationServiceImpl* const service_;
   const Steady::time_point start_;
   const Stream st_;
   bool admitted_ = true;
@@ -773,9 +768,9 @@ class SubscribeReactor final : public grpc::ServerWriteReactor<v1::SubscribeResp
 };
 
 NotificationServiceImpl::NotificationServiceImpl(
-    common::RedisClient &redis, const common::Clock &clock, common::Pipeline &pipeline,
-    common::Sharding sharding, NotificationSettings settings, NotificationMetrics &metrics,
-    NotificationEventHandler &handler)
+    common::RedisClient& redis, const common::Clock& clock, common::Pipeline& pipeline,
+    common::Sharding sharding, NotificationSettings settings, NotificationMetrics& metrics,
+    NotificationEventHandler& handler)
     : redis_(redis),
       clock_(clock),
       pipeline_(pipeline),
@@ -793,7 +788,7 @@ NotificationServiceImpl::~NotificationServiceImpl() {
   stream_timer_.join();
   absl::MutexLock lock(&mu_);
   mu_.Await(absl::Condition(
-      +[](int *n) { return *n == 0; }, &pending_ops_));
+      +[](int* n) { return *n == 0; }, &pending_ops_));
 }
 
 bool NotificationServiceImpl::EnterStream() {
@@ -815,12 +810,12 @@ void NotificationServiceImpl::OpEnded() {
   --pending_ops_;
 }
 
-void NotificationServiceImpl::AddStream(const std::shared_ptr<SubscribeStream> &stream) {
+void NotificationServiceImpl::AddStream(const std::shared_ptr<SubscribeStream>& stream) {
   if (inbox_wakeups_ != nullptr) {
     // Runs under the wake-ups' lock on the fan-out's thread: only queues the stream for
     // the stream timer, which reads.
-    stream->watch = inbox_wakeups_->Watch(
-        stream->inbox, [this, weak = std::weak_ptr<SubscribeStream>(stream)] {
+    stream->watch =
+        inbox_wakeups_->Watch(stream->inbox, [this, weak = std::weak_ptr<SubscribeStream>(stream)] {
           if (auto st = weak.lock()) {
             absl::MutexLock lock(&mu_);
             woken_.push_back(std::move(st));
@@ -831,7 +826,7 @@ void NotificationServiceImpl::AddStream(const std::shared_ptr<SubscribeStream> &
   streams_.emplace(stream.get(), stream);
 }
 
-void NotificationServiceImpl::RemoveStream(const std::shared_ptr<SubscribeStream> &stream) {
+void NotificationServiceImpl::RemoveStream(const std::shared_ptr<SubscribeStream>& stream) {
   if (inbox_wakeups_ != nullptr) inbox_wakeups_->Unwatch(stream->inbox, stream->watch);
   absl::MutexLock lock(&mu_);
   streams_.erase(stream.get());
@@ -845,40 +840,39 @@ void NotificationServiceImpl::StreamTimerLoop() {
     std::vector<std::shared_ptr<SubscribeStream>> woken, ticked;
     {
       absl::MutexLock lock(&mu_);
-      auto ready = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-        return stopping_ || !woken_.empty();
-      };
-      mu_.AwaitWithTimeout(absl::Condition(&ready),
-                           absl::FromChrono(std::max(Steady::duration::zero(),
-                                                     next_tick - Steady::now())));
+      auto ready = [this]()
+                       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return stopping_ || !woken_.empty(); };
+      mu_.AwaitWithTimeout(
+          absl::Condition(&ready),
+          absl::FromChrono(std::max(Steady::duration::zero(), next_tick - Steady::now())));
       if (stopping_) return;
       woken.swap(woken_);
       if (Steady::now() >= next_tick) {
         ticked.reserve(streams_.size());
-        for (const auto &[key, stream] : streams_) ticked.push_back(stream);
+        for (const auto& [key, stream] : streams_) ticked.push_back(stream);
         next_tick = Steady::now() + interval;
       }
     }
-    for (const auto &st : woken) SubscribeReactor::StartRead(st);
+    for (const auto& st : woken) SubscribeReactor::StartRead(st);
     const auto now = Steady::now();
-    for (const auto &st : ticked) SubscribeReactor::Tick(st, now);
+    for (const auto& st : ticked) SubscribeReactor::Tick(st, now);
   }
 }
 
-grpc::ServerWriteReactor<v1::SubscribeResponse> *NotificationServiceImpl::Subscribe(
-    grpc::CallbackServerContext *context, const v1::SubscribeRequest *request) {
+grpc::ServerWriteReactor<v1::SubscribeResponse>* NotificationServiceImpl::Subscribe(
+    grpc::CallbackServerContext* context, const v1::SubscribeRequest* request) {
   return new SubscribeReactor(this, context, *request);
 }
 
 // ---------------------------------------------------------------------------------------
 // Ack.
 
-grpc::ServerUnaryReactor *NotificationServiceImpl::Ack(grpc::CallbackServerContext *context,
-                                                       const v1::AckRequest *request,
-                                                       v1::AckResponse *response) {
+grpc::ServerUnaryReactor* NotificationServiceImpl::Ack(grpc::CallbackServerContext* context,
+                                                       const v1::AckRequest* request,
+                                                       v1::AckResponse* response) {
   return pipeline_.Unary<v1::AckRequest, v1::AckResponse>(
       context, "Ack", request, response,
-      [](const v1::AckRequest &r) {
+      [](const v1::AckRequest& r) {
         common::FieldViolations v;
         if (r.cursor().empty()) {
           v.Add("cursor", "is required");
@@ -887,7 +881,7 @@ grpc::ServerUnaryReactor *NotificationServiceImpl::Ack(grpc::CallbackServerConte
         }
         return v.ToStatus();
       },
-      [this](const CallContext &call, const v1::AckRequest &r, v1::AckResponse *resp, Done done) {
+      [this](const CallContext& call, const v1::AckRequest& r, v1::AckResponse* resp, Done done) {
         const std::string who = call.caller.authority_id;
         const int shard = sharding_.ShardFor(who);
         redis_.Eval(AckReadScript(), {Keys::Inbox(shard, who), Keys::InboxAcked(shard, who)},
@@ -923,7 +917,7 @@ grpc::ServerUnaryReactor *NotificationServiceImpl::Ack(grpc::CallbackServerConte
                       };
                       if (by_shard.empty()) return advance();
                       const std::string now = absl::StrCat(absl::ToUnixMillis(clock_.Now()));
-                      for (auto &[s, eids] : by_shard) {
+                      for (auto& [s, eids] : by_shard) {
                         std::vector<std::string> args = {
                             now, who, Keys::P(s),
                             absl::StrCat(absl::ToInt64Milliseconds(settings_.evidence_retention))};
@@ -950,12 +944,12 @@ grpc::ServerUnaryReactor *NotificationServiceImpl::Ack(grpc::CallbackServerConte
 // ---------------------------------------------------------------------------------------
 // PublishEvent.
 
-grpc::ServerUnaryReactor *NotificationServiceImpl::PublishEvent(
-    grpc::CallbackServerContext *context, const v1::PublishEventRequest *request,
-    v1::PublishEventResponse *response) {
+grpc::ServerUnaryReactor* NotificationServiceImpl::PublishEvent(
+    grpc::CallbackServerContext* context, const v1::PublishEventRequest* request,
+    v1::PublishEventResponse* response) {
   return pipeline_.Unary<v1::PublishEventRequest, v1::PublishEventResponse>(
       context, "PublishEvent", request, response,
-      [this](const v1::PublishEventRequest &r) {
+      [this](const v1::PublishEventRequest& r) {
         common::FieldViolations v;
         if (r.event().event_id().empty() || r.event().event_id().size() > 64) {
           v.Add("event.event_id", "is required (at most 64 characters)");
@@ -973,8 +967,8 @@ grpc::ServerUnaryReactor *NotificationServiceImpl::PublishEvent(
         }
         return v.ToStatus();
       },
-      [this](const CallContext &call, const v1::PublishEventRequest &r,
-             v1::PublishEventResponse *resp, Done done) {
+      [this](const CallContext& call, const v1::PublishEventRequest& r,
+             v1::PublishEventResponse* resp, Done done) {
         // Rogatory services only: an event names a request's parties, which the receiving
         // script records, so an injected event could rewrite whom a request concerns
         // (issue 16, item 5). Operators run the system through dead-letter redrives, never
@@ -1001,9 +995,9 @@ grpc::ServerUnaryReactor *NotificationServiceImpl::PublishEvent(
 // Subscriptions.
 
 namespace {
-void FillSubscription(const std::string &id, const common::Caller &owner, const std::string &uri,
-                      const std::string &fi, const std::string &ft, const std::string &fs,
-                      const std::string &ct, const std::string &rot, v1::Subscription *out) {
+void FillSubscription(const std::string& id, const common::Caller& owner, const std::string& uri,
+                      const std::string& fi, const std::string& ft, const std::string& fs,
+                      const std::string& ct, const std::string& rot, v1::Subscription* out) {
   out->set_id(id);
   out->mutable_owner()->set_authority_id(owner.authority_id);
   out->mutable_owner()->set_state(owner.state);
@@ -1014,12 +1008,12 @@ void FillSubscription(const std::string &id, const common::Caller &owner, const 
 }
 }  // namespace
 
-grpc::ServerUnaryReactor *NotificationServiceImpl::CreateSubscription(
-    grpc::CallbackServerContext *context, const v1::CreateSubscriptionRequest *request,
-    v1::CreateSubscriptionResponse *response) {
+grpc::ServerUnaryReactor* NotificationServiceImpl::CreateSubscription(
+    grpc::CallbackServerContext* context, const v1::CreateSubscriptionRequest* request,
+    v1::CreateSubscriptionResponse* response) {
   return pipeline_.Unary<v1::CreateSubscriptionRequest, v1::CreateSubscriptionResponse>(
       context, "CreateSubscription", request, response,
-      [this](const v1::CreateSubscriptionRequest &r) {
+      [this](const v1::CreateSubscriptionRequest& r) {
         common::FieldViolations v;
         if (r.request_id().size() > 128) v.Add("request_id", "is longer than 128 characters");
         auto endpoint = CheckEndpointUri(r.endpoint_uri(), settings_.webhook_endpoint_policy());
@@ -1027,8 +1021,8 @@ grpc::ServerUnaryReactor *NotificationServiceImpl::CreateSubscription(
         ValidateFilter(r.filter(), "filter", v);
         return v.ToStatus();
       },
-      [this](const CallContext &call, const v1::CreateSubscriptionRequest &r,
-             v1::CreateSubscriptionResponse *resp, Done done) {
+      [this](const CallContext& call, const v1::CreateSubscriptionRequest& r,
+             v1::CreateSubscriptionResponse* resp, Done done) {
         const common::Caller caller = call.caller;
         const int shard = sharding_.ShardFor(caller.authority_id);
         const absl::Time now = clock_.Now();
@@ -1051,7 +1045,7 @@ grpc::ServerUnaryReactor *NotificationServiceImpl::CreateSubscription(
             [caller, id, secret, f, now_ms, uri = r.endpoint_uri(), resp,
              done](absl::StatusOr<RedisReply> reply) {
               if (!reply.ok()) return done(RedisStatus(reply.status()));
-              const auto &e = reply->elements;
+              const auto& e = reply->elements;
               const std::string outcome = e.empty() ? "" : e[0].str;
               if (outcome == "conflict") {
                 return done(
@@ -1081,20 +1075,20 @@ grpc::ServerUnaryReactor *NotificationServiceImpl::CreateSubscription(
       });
 }
 
-grpc::ServerUnaryReactor *NotificationServiceImpl::ListSubscriptions(
-    grpc::CallbackServerContext *context, const v1::ListSubscriptionsRequest *request,
-    v1::ListSubscriptionsResponse *response) {
+grpc::ServerUnaryReactor* NotificationServiceImpl::ListSubscriptions(
+    grpc::CallbackServerContext* context, const v1::ListSubscriptionsRequest* request,
+    v1::ListSubscriptionsResponse* response) {
   return pipeline_.Unary<v1::ListSubscriptionsRequest, v1::ListSubscriptionsResponse>(
       context, "ListSubscriptions", request, response, nullptr,
-      [this](const CallContext &call, const v1::ListSubscriptionsRequest &,
-             v1::ListSubscriptionsResponse *resp, Done done) {
+      [this](const CallContext& call, const v1::ListSubscriptionsRequest&,
+             v1::ListSubscriptionsResponse* resp, Done done) {
         const common::Caller caller = call.caller;
         const int shard = sharding_.ShardFor(caller.authority_id);
         redis_.Eval(ListSubscriptionsScript(),
                     {Keys::OwnerSubscriptions(shard, caller.authority_id)}, {Keys::P(shard)},
                     [caller, resp, done](absl::StatusOr<RedisReply> reply) {
                       if (!reply.ok()) return done(RedisStatus(reply.status()));
-                      const auto &e = reply->elements;
+                      const auto& e = reply->elements;
                       for (size_t i = 0; i + 6 < e.size(); i += 7) {
                         FillSubscription(e[i].str, caller, e[i + 1].str, e[i + 2].str, e[i + 3].str,
                                          e[i + 4].str, e[i + 5].str, e[i + 6].str,
@@ -1102,7 +1096,7 @@ grpc::ServerUnaryReactor *NotificationServiceImpl::ListSubscriptions(
                       }
                       std::sort(resp->mutable_subscriptions()->begin(),
                                 resp->mutable_subscriptions()->end(),
-                                [](const v1::Subscription &a, const v1::Subscription &b) {
+                                [](const v1::Subscription& a, const v1::Subscription& b) {
                                   return a.id() < b.id();
                                 });
                       done(absl::OkStatus());
@@ -1110,20 +1104,20 @@ grpc::ServerUnaryReactor *NotificationServiceImpl::ListSubscriptions(
       });
 }
 
-grpc::ServerUnaryReactor *NotificationServiceImpl::DeleteSubscription(
-    grpc::CallbackServerContext *context, const v1::DeleteSubscriptionRequest *request,
-    v1::DeleteSubscriptionResponse *response) {
+grpc::ServerUnaryReactor* NotificationServiceImpl::DeleteSubscription(
+    grpc::CallbackServerContext* context, const v1::DeleteSubscriptionRequest* request,
+    v1::DeleteSubscriptionResponse* response) {
   return pipeline_.Unary<v1::DeleteSubscriptionRequest, v1::DeleteSubscriptionResponse>(
       context, "DeleteSubscription", request, response,
-      [this](const v1::DeleteSubscriptionRequest &r) {
+      [this](const v1::DeleteSubscriptionRequest& r) {
         common::FieldViolations v;
         if (!sharding_.ShardOf("sub", r.subscription_id()).ok()) {
           v.Add("subscription_id", "must be a subscription id");
         }
         return v.ToStatus();
       },
-      [this](const CallContext &call, const v1::DeleteSubscriptionRequest &r,
-             v1::DeleteSubscriptionResponse *, Done done) {
+      [this](const CallContext& call, const v1::DeleteSubscriptionRequest& r,
+             v1::DeleteSubscriptionResponse*, Done done) {
         const std::string who = call.caller.authority_id;
         const int shard = *sharding_.ShardOf("sub", r.subscription_id());
         if (shard != sharding_.ShardFor(who)) {
@@ -1146,12 +1140,12 @@ grpc::ServerUnaryReactor *NotificationServiceImpl::DeleteSubscription(
       });
 }
 
-grpc::ServerUnaryReactor *NotificationServiceImpl::RotateSubscriptionSecret(
-    grpc::CallbackServerContext *context, const v1::RotateSubscriptionSecretRequest *request,
-    v1::RotateSubscriptionSecretResponse *response) {
+grpc::ServerUnaryReactor* NotificationServiceImpl::RotateSubscriptionSecret(
+    grpc::CallbackServerContext* context, const v1::RotateSubscriptionSecretRequest* request,
+    v1::RotateSubscriptionSecretResponse* response) {
   return pipeline_.Unary<v1::RotateSubscriptionSecretRequest, v1::RotateSubscriptionSecretResponse>(
       context, "RotateSubscriptionSecret", request, response,
-      [this](const v1::RotateSubscriptionSecretRequest &r) {
+      [this](const v1::RotateSubscriptionSecretRequest& r) {
         common::FieldViolations v;
         if (!sharding_.ShardOf("sub", r.subscription_id()).ok()) {
           v.Add("subscription_id", "must be a subscription id");
@@ -1163,8 +1157,8 @@ grpc::ServerUnaryReactor *NotificationServiceImpl::RotateSubscriptionSecret(
         }
         return v.ToStatus();
       },
-      [this](const CallContext &call, const v1::RotateSubscriptionSecretRequest &r,
-             v1::RotateSubscriptionSecretResponse *resp, Done done) {
+      [this](const CallContext& call, const v1::RotateSubscriptionSecretRequest& r,
+             v1::RotateSubscriptionSecretResponse* resp, Done done) {
         const common::Caller caller = call.caller;
         const int shard = *sharding_.ShardOf("sub", r.subscription_id());
         if (shard != sharding_.ShardFor(caller.authority_id)) {
@@ -1184,7 +1178,7 @@ grpc::ServerUnaryReactor *NotificationServiceImpl::RotateSubscriptionSecret(
                     [caller, id = r.subscription_id(), secret, now_ms, expire_ms, resp,
                      done](absl::StatusOr<RedisReply> reply) {
                       if (!reply.ok()) return done(RedisStatus(reply.status()));
-                      const auto &e = reply->elements;
+                      const auto& e = reply->elements;
                       if (e.size() < 6 || e[0].str != "ok") {
                         return done(absl::NotFoundError("no such subscription of the caller"));
                       }
@@ -1201,12 +1195,12 @@ grpc::ServerUnaryReactor *NotificationServiceImpl::RotateSubscriptionSecret(
 // ---------------------------------------------------------------------------------------
 // Delivery evidence.
 
-grpc::ServerUnaryReactor *NotificationServiceImpl::GetDeliveryStatus(
-    grpc::CallbackServerContext *context, const v1::GetDeliveryStatusRequest *request,
-    v1::GetDeliveryStatusResponse *response) {
+grpc::ServerUnaryReactor* NotificationServiceImpl::GetDeliveryStatus(
+    grpc::CallbackServerContext* context, const v1::GetDeliveryStatusRequest* request,
+    v1::GetDeliveryStatusResponse* response) {
   return pipeline_.Unary<v1::GetDeliveryStatusRequest, v1::GetDeliveryStatusResponse>(
       context, "GetDeliveryStatus", request, response,
-      [this](const v1::GetDeliveryStatusRequest &r) {
+      [this](const v1::GetDeliveryStatusRequest& r) {
         common::FieldViolations v;
         switch (r.target_case()) {
           case v1::GetDeliveryStatusRequest::kEventId:
@@ -1224,8 +1218,8 @@ grpc::ServerUnaryReactor *NotificationServiceImpl::GetDeliveryStatus(
         }
         return v.ToStatus();
       },
-      [this](const CallContext &call, const v1::GetDeliveryStatusRequest &r,
-             v1::GetDeliveryStatusResponse *resp, Done done) {
+      [this](const CallContext& call, const v1::GetDeliveryStatusRequest& r,
+             v1::GetDeliveryStatusResponse* resp, Done done) {
         struct Join {
           absl::Mutex mu;
           int pending = 0;
@@ -1240,8 +1234,8 @@ grpc::ServerUnaryReactor *NotificationServiceImpl::GetDeliveryStatus(
           // authority, field 5, with the executing side's read rights) see the evidence of
           // every delivery of it; its translator (field 4) only of its own deliveries.
           bool any = false, see_all = Privileged(caller), allowed = see_all;
-          for (const RedisReply &rep : join->found) {
-            const auto &e = rep.elements;
+          for (const RedisReply& rep : join->found) {
+            const auto& e = rep.elements;
             if (e.size() < 6) continue;
             any = true;
             for (int k : {1, 2, 3, 5}) {
@@ -1250,19 +1244,19 @@ grpc::ServerUnaryReactor *NotificationServiceImpl::GetDeliveryStatus(
             if (e[4].str == caller.authority_id) allowed = true;
           }
           if (!any || !allowed) return done(absl::NotFoundError("no delivery evidence found"));
-          for (const RedisReply &rep : join->found) {
+          for (const RedisReply& rep : join->found) {
             if (!rep.elements.empty() && !rep.elements[0].str.empty()) {
               call.Touch(rep.elements[0].str, common::AccessKind::kRead, "delivery evidence");
             }
           }
-          for (const RedisReply &rep : join->found) {
-            const auto &e = rep.elements;
+          for (const RedisReply& rep : join->found) {
+            const auto& e = rep.elements;
             if (e.size() < 6) continue;
             for (size_t i = 6; i + 2 < e.size(); i += 3) {
               std::vector<std::string> parts = absl::StrSplit(e[i + 1].str, '|');
               if (parts.size() != 3) continue;
               if (!see_all && parts[1] != caller.authority_id) continue;
-              auto *ev = resp->add_evidences();
+              auto* ev = resp->add_evidences();
               ev->set_event_id(e[i].str);
               ev->set_request_id(e[0].str);
               ev->mutable_recipient()->set_authority_id(parts[1]);
@@ -1272,7 +1266,7 @@ grpc::ServerUnaryReactor *NotificationServiceImpl::GetDeliveryStatus(
             }
           }
           std::stable_sort(resp->mutable_evidences()->begin(), resp->mutable_evidences()->end(),
-                           [](const v1::DeliveryEvidence &a, const v1::DeliveryEvidence &b) {
+                           [](const v1::DeliveryEvidence& a, const v1::DeliveryEvidence& b) {
                              const int64_t ta = TimeUtil::TimestampToMilliseconds(a.record_time());
                              const int64_t tb = TimeUtil::TimestampToMilliseconds(b.record_time());
                              if (ta != tb) return ta < tb;
@@ -1332,12 +1326,12 @@ std::optional<DeadPage> ParseDeadToken(absl::string_view token) {
 }
 }  // namespace
 
-grpc::ServerUnaryReactor *NotificationServiceImpl::ListDeadLetters(
-    grpc::CallbackServerContext *context, const v1::ListDeadLettersRequest *request,
-    v1::ListDeadLettersResponse *response) {
+grpc::ServerUnaryReactor* NotificationServiceImpl::ListDeadLetters(
+    grpc::CallbackServerContext* context, const v1::ListDeadLettersRequest* request,
+    v1::ListDeadLettersResponse* response) {
   return pipeline_.Unary<v1::ListDeadLettersRequest, v1::ListDeadLettersResponse>(
       context, "ListDeadLetters", request, response,
-      [this](const v1::ListDeadLettersRequest &r) {
+      [this](const v1::ListDeadLettersRequest& r) {
         common::FieldViolations v;
         if (r.page_size() < 0 || r.page_size() > 500) v.Add("page_size", "must be 0 to 500");
         auto page = ParseDeadToken(r.page_token());
@@ -1346,8 +1340,8 @@ grpc::ServerUnaryReactor *NotificationServiceImpl::ListDeadLetters(
         }
         return v.ToStatus();
       },
-      [this](const CallContext &call, const v1::ListDeadLettersRequest &r,
-             v1::ListDeadLettersResponse *resp, Done done) {
+      [this](const CallContext& call, const v1::ListDeadLettersRequest& r,
+             v1::ListDeadLettersResponse* resp, Done done) {
         const bool operator_view = call.caller.HasRole("operator");
         const std::string owner = operator_view ? "" : call.caller.authority_id;
         const int own_shard = sharding_.ShardFor(call.caller.authority_id);
@@ -1371,10 +1365,10 @@ grpc::ServerUnaryReactor *NotificationServiceImpl::ListDeadLetters(
                           *step = nullptr;
                           return done(s);
                         }
-                        const auto &e = reply->elements;
+                        const auto& e = reply->elements;
                         const int64_t examined = e.empty() ? 0 : e[0].integer;
                         for (size_t i = 1; i + 8 < e.size(); i += 9) {
-                          auto *d = resp->add_dead_letters();
+                          auto* d = resp->add_dead_letters();
                           d->set_id(e[i].str);
                           *d->mutable_dead_time() = MillisToTimestamp(ToInt(e[i + 1].str));
                           d->set_subscription_id(e[i + 2].str);
@@ -1405,12 +1399,12 @@ grpc::ServerUnaryReactor *NotificationServiceImpl::ListDeadLetters(
       });
 }
 
-grpc::ServerUnaryReactor *NotificationServiceImpl::RedriveDeadLetter(
-    grpc::CallbackServerContext *context, const v1::RedriveDeadLetterRequest *request,
-    v1::RedriveDeadLetterResponse *response) {
+grpc::ServerUnaryReactor* NotificationServiceImpl::RedriveDeadLetter(
+    grpc::CallbackServerContext* context, const v1::RedriveDeadLetterRequest* request,
+    v1::RedriveDeadLetterResponse* response) {
   return pipeline_.Unary<v1::RedriveDeadLetterRequest, v1::RedriveDeadLetterResponse>(
       context, "RedriveDeadLetter", request, response,
-      [this](const v1::RedriveDeadLetterRequest &r) {
+      [this](const v1::RedriveDeadLetterRequest& r) {
         common::FieldViolations v;
         std::pair<std::string, std::string> p =
             absl::StrSplit(r.dead_letter_id(), absl::MaxSplits('/', 1));
@@ -1419,8 +1413,8 @@ grpc::ServerUnaryReactor *NotificationServiceImpl::RedriveDeadLetter(
         }
         return v.ToStatus();
       },
-      [this](const CallContext &call, const v1::RedriveDeadLetterRequest &r,
-             v1::RedriveDeadLetterResponse *, Done done) {
+      [this](const CallContext& call, const v1::RedriveDeadLetterRequest& r,
+             v1::RedriveDeadLetterResponse*, Done done) {
         std::pair<std::string, std::string> p =
             absl::StrSplit(r.dead_letter_id(), absl::MaxSplits('/', 1));
         const int shard = *sharding_.ShardOf("sub", p.first);

@@ -41,46 +41,46 @@ struct SubscribeStream;  // one open Subscribe stream (notification_service.cc)
 //   else gets PERMISSION_DENIED.
 class NotificationServiceImpl final : public v1::NotificationService::CallbackService {
  public:
-  NotificationServiceImpl(common::RedisClient &redis, const common::Clock &clock,
-                          common::Pipeline &pipeline, common::Sharding sharding,
-                          NotificationSettings settings, NotificationMetrics &metrics,
-                          NotificationEventHandler &handler);
+  NotificationServiceImpl(common::RedisClient& redis, const common::Clock& clock,
+                          common::Pipeline& pipeline, common::Sharding sharding,
+                          NotificationSettings settings, NotificationMetrics& metrics,
+                          NotificationEventHandler& handler);
   // Stops the stream timer and waits for the streams' Redis reads in flight (the
   // server must be shut down first).
   ~NotificationServiceImpl() override;
 
-  grpc::ServerWriteReactor<v1::SubscribeResponse> *Subscribe(
-      grpc::CallbackServerContext *context, const v1::SubscribeRequest *request) override;
-  grpc::ServerUnaryReactor *Ack(grpc::CallbackServerContext *context, const v1::AckRequest *request,
-                                v1::AckResponse *response) override;
-  grpc::ServerUnaryReactor *PublishEvent(grpc::CallbackServerContext *context,
-                                         const v1::PublishEventRequest *request,
-                                         v1::PublishEventResponse *response) override;
-  grpc::ServerUnaryReactor *CreateSubscription(grpc::CallbackServerContext *context,
-                                               const v1::CreateSubscriptionRequest *request,
-                                               v1::CreateSubscriptionResponse *response) override;
-  grpc::ServerUnaryReactor *ListSubscriptions(grpc::CallbackServerContext *context,
-                                              const v1::ListSubscriptionsRequest *request,
-                                              v1::ListSubscriptionsResponse *response) override;
-  grpc::ServerUnaryReactor *DeleteSubscription(grpc::CallbackServerContext *context,
-                                               const v1::DeleteSubscriptionRequest *request,
-                                               v1::DeleteSubscriptionResponse *response) override;
-  grpc::ServerUnaryReactor *RotateSubscriptionSecret(
-      grpc::CallbackServerContext *context, const v1::RotateSubscriptionSecretRequest *request,
-      v1::RotateSubscriptionSecretResponse *response) override;
-  grpc::ServerUnaryReactor *GetDeliveryStatus(grpc::CallbackServerContext *context,
-                                              const v1::GetDeliveryStatusRequest *request,
-                                              v1::GetDeliveryStatusResponse *response) override;
-  grpc::ServerUnaryReactor *ListDeadLetters(grpc::CallbackServerContext *context,
-                                            const v1::ListDeadLettersRequest *request,
-                                            v1::ListDeadLettersResponse *response) override;
-  grpc::ServerUnaryReactor *RedriveDeadLetter(grpc::CallbackServerContext *context,
-                                              const v1::RedriveDeadLetterRequest *request,
-                                              v1::RedriveDeadLetterResponse *response) override;
+  grpc::ServerWriteReactor<v1::SubscribeResponse>* Subscribe(
+      grpc::CallbackServerContext* context, const v1::SubscribeRequest* request) override;
+  grpc::ServerUnaryReactor* Ack(grpc::CallbackServerContext* context, const v1::AckRequest* request,
+                                v1::AckResponse* response) override;
+  grpc::ServerUnaryReactor* PublishEvent(grpc::CallbackServerContext* context,
+                                         const v1::PublishEventRequest* request,
+                                         v1::PublishEventResponse* response) override;
+  grpc::ServerUnaryReactor* CreateSubscription(grpc::CallbackServerContext* context,
+                                               const v1::CreateSubscriptionRequest* request,
+                                               v1::CreateSubscriptionResponse* response) override;
+  grpc::ServerUnaryReactor* ListSubscriptions(grpc::CallbackServerContext* context,
+                                              const v1::ListSubscriptionsRequest* request,
+                                              v1::ListSubscriptionsResponse* response) override;
+  grpc::ServerUnaryReactor* DeleteSubscription(grpc::CallbackServerContext* context,
+                                               const v1::DeleteSubscriptionRequest* request,
+                                               v1::DeleteSubscriptionResponse* response) override;
+  grpc::ServerUnaryReactor* RotateSubscriptionSecret(
+      grpc::CallbackServerContext* context, const v1::RotateSubscriptionSecretRequest* request,
+      v1::RotateSubscriptionSecretResponse* response) override;
+  grpc::ServerUnaryReactor* GetDeliveryStatus(grpc::CallbackServerContext* context,
+                                              const v1::GetDeliveryStatusRequest* request,
+                                              v1::GetDeliveryStatusResponse* response) override;
+  grpc::ServerUnaryReactor* ListDeadLetters(grpc::CallbackServerContext* context,
+                                            const v1::ListDeadLettersRequest* request,
+                                            v1::ListDeadLettersResponse* response) override;
+  grpc::ServerUnaryReactor* RedriveDeadLetter(grpc::CallbackServerContext* context,
+                                              const v1::RedriveDeadLetterRequest* request,
+                                              v1::RedriveDeadLetterResponse* response) override;
 
   // The audit log stream deliveries are recorded in (disclosures to the subscriber,
   // issue 8). Null: not recorded. Set before serving.
-  void SetAuditor(common::Auditor *auditor) { auditor_ = auditor; }
+  void SetAuditor(common::Auditor* auditor) { auditor_ = auditor; }
   // Where the fan-out worker of this process says an inbox got a notification: the
   // inbox's streams read at once instead of at their next poll. Null: they only poll. Set
   // before serving.
@@ -98,28 +98,28 @@ class NotificationServiceImpl final : public v1::NotificationService::CallbackSe
   // Open streams (bounded by max_subscribers), and what the stream timer serves.
   bool EnterStream();
   void LeaveStream();
-  void AddStream(const std::shared_ptr<SubscribeStream> &stream);
-  void RemoveStream(const std::shared_ptr<SubscribeStream> &stream);
+  void AddStream(const std::shared_ptr<SubscribeStream>& stream);
+  void RemoveStream(const std::shared_ptr<SubscribeStream>& stream);
   // Redis reads of streams in flight, so destruction waits for their callbacks.
   void OpStarted();
   void OpEnded();
   void StreamTimerLoop();
 
-  common::RedisClient &redis_;
-  const common::Clock &clock_;
-  common::Pipeline &pipeline_;
+  common::RedisClient& redis_;
+  const common::Clock& clock_;
+  common::Pipeline& pipeline_;
   const common::Sharding sharding_;
   const NotificationSettings settings_;
-  NotificationMetrics &metrics_;
-  NotificationEventHandler &handler_;
-  common::Auditor *auditor_ = nullptr;
+  NotificationMetrics& metrics_;
+  NotificationEventHandler& handler_;
+  common::Auditor* auditor_ = nullptr;
   std::shared_ptr<InboxWakeups> inbox_wakeups_;
 
   absl::Mutex mu_;
   int open_streams_ ABSL_GUARDED_BY(mu_) = 0;
   int pending_ops_ ABSL_GUARDED_BY(mu_) = 0;
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
-  absl::flat_hash_map<SubscribeStream *, std::shared_ptr<SubscribeStream>> streams_
+  absl::flat_hash_map<SubscribeStream*, std::shared_ptr<SubscribeStream>> streams_
       ABSL_GUARDED_BY(mu_);
   // Streams the fan-out woke, for the stream timer to read.
   std::vector<std::shared_ptr<SubscribeStream>> woken_ ABSL_GUARDED_BY(mu_);
@@ -128,7 +128,7 @@ class NotificationServiceImpl final : public v1::NotificationService::CallbackSe
 
 // Whether an event matches a subscription filter (unset parts match
 // everything). `states` are the states the request involves.
-bool FilterMatches(const v1::SubscriptionFilter &filter, const common::v1::Event &event,
-                   const std::vector<std::string> &states);
+bool FilterMatches(const v1::SubscriptionFilter& filter, const common::v1::Event& event,
+                   const std::vector<std::string>& states);
 
 }  // namespace rogatory::notification

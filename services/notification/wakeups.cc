@@ -11,9 +11,7 @@ void FanoutWakeups::Wake(int shard) {
 
 std::vector<int> FanoutWakeups::Wait(absl::Duration timeout) {
   absl::MutexLock lock(&mu_);
-  auto ready = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    return stopped_ || !woken_.empty();
-  };
+  auto ready = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return stopped_ || !woken_.empty(); };
   mu_.AwaitWithTimeout(absl::Condition(&ready), timeout);
   std::vector<int> out;
   out.swap(woken_);
@@ -37,14 +35,14 @@ bool FanoutWakeups::stopped() {
   return stopped_;
 }
 
-InboxWakeups::Handle InboxWakeups::Watch(const std::string &inbox, std::function<void()> wake) {
+InboxWakeups::Handle InboxWakeups::Watch(const std::string& inbox, std::function<void()> wake) {
   absl::MutexLock lock(&mu_);
   const Handle handle = ++next_;
   watchers_[inbox].emplace(handle, std::move(wake));
   return handle;
 }
 
-void InboxWakeups::Unwatch(const std::string &inbox, Handle handle) {
+void InboxWakeups::Unwatch(const std::string& inbox, Handle handle) {
   absl::MutexLock lock(&mu_);
   auto it = watchers_.find(inbox);
   if (it == watchers_.end()) return;
@@ -52,11 +50,11 @@ void InboxWakeups::Unwatch(const std::string &inbox, Handle handle) {
   if (it->second.empty()) watchers_.erase(it);
 }
 
-void InboxWakeups::Notify(const std::string &inbox) {
+void InboxWakeups::Notify(const std::string& inbox) {
   absl::MutexLock lock(&mu_);
   auto it = watchers_.find(inbox);
   if (it == watchers_.end()) return;
-  for (auto &[handle, wake] : it->second) wake();
+  for (auto& [handle, wake] : it->second) wake();
 }
 
 }  // namespace rogatory::notification

@@ -46,9 +46,9 @@ class InboxWakeups {
   using Handle = uint64_t;
   // Runs `wake` on every Notify of `inbox` (an inbox key) until Unwatch. `wake` runs under
   // this object's lock on the notifier's thread: it must be short and never call back here.
-  Handle Watch(const std::string &inbox, std::function<void()> wake);
-  void Unwatch(const std::string &inbox, Handle handle);
-  void Notify(const std::string &inbox);
+  Handle Watch(const std::string& inbox, std::function<void()> wake);
+  void Unwatch(const std::string& inbox, Handle handle);
+  void Notify(const std::string& inbox);
 
  private:
   absl::Mutex mu_;

@@ -23,8 +23,8 @@ using common::RedisReply;
 // Claims due jobs; drops jobs whose subscription is gone. Returns per job:
 // member, ev, attempt (after this claim), acc, rq, eid, to, uri, sec, osec,
 // oexp.
-const LuaScript &ClaimScript() {
-  static const LuaScript *s = new LuaScript(R"lua(
+const LuaScript& ClaimScript() {
+  static const LuaScript* s = new LuaScript(R"lua(
 local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, ARGV[2])
 local out = {}
 for _, m in ipairs(due) do
@@ -50,8 +50,8 @@ return out
 
 // KEYS: queue, dead letters, job. ARGV: member, success (1|0), now ms, next due
 // ms, max attempts, outcome. Returns 'done' | 'retry' | 'dead' | 'gone'.
-const LuaScript &OutcomeScript() {
-  static const LuaScript *s = new LuaScript(R"lua(
+const LuaScript& OutcomeScript() {
+  static const LuaScript* s = new LuaScript(R"lua(
 if redis.call('EXISTS', KEYS[3]) == 0 then
   redis.call('ZREM', KEYS[1], ARGV[1])
   return 'gone'
@@ -75,16 +75,16 @@ return 'retry'
   return *s;
 }
 
-int64_t ToInt(const std::string &s) {
+int64_t ToInt(const std::string& s) {
   int64_t v = 0;
   return absl::SimpleAtoi(s, &v) ? v : 0;
 }
 
 }  // namespace
 
-WebhookDispatcher::WebhookDispatcher(common::RedisClient &redis, const common::Clock &clock,
+WebhookDispatcher::WebhookDispatcher(common::RedisClient& redis, const common::Clock& clock,
                                      common::Sharding sharding, NotificationSettings settings,
-                                     NotificationMetrics &metrics, WebhookTransport &transport)
+                                     NotificationMetrics& metrics, WebhookTransport& transport)
     : redis_(redis),
       clock_(clock),
       sharding_(sharding),
@@ -99,7 +99,7 @@ WebhookDispatcher::~WebhookDispatcher() {
     stop_ = true;
   }
   if (poller_.joinable()) poller_.join();
-  for (auto &t : workers_) t.join();
+  for (auto& t : workers_) t.join();
 }
 
 void WebhookDispatcher::Start() {
@@ -151,7 +151,7 @@ int WebhookDispatcher::ClaimShard(int shard, int limit) {
       redis_, ClaimScript(), {Keys::WebhookDue(shard)},
       {absl::StrCat(now_ms), absl::StrCat(limit), absl::StrCat(lease_ms), Keys::P(shard)});
   if (!reply.ok()) return 0;
-  const auto &e = reply->elements;
+  const auto& e = reply->elements;
   int n = 0;
   for (size_t i = 0; i + 10 < e.size(); i += 11) {
     Job job;
@@ -192,7 +192,7 @@ void WebhookDispatcher::WorkerLoop() {
   }
 }
 
-void WebhookDispatcher::Deliver(const Job &job) {
+void WebhookDispatcher::Deliver(const Job& job) {
   const std::string subscription = job.member.substr(0, job.member.find('/'));
   const absl::Time now = clock_.Now();
   const int64_t now_ms = absl::ToUnixMillis(now);
@@ -246,8 +246,7 @@ void WebhookDispatcher::Deliver(const Job &job) {
         *auditor_, common::ServiceAuditRecord(
                        "rogatory-notification", "DeliverWebhook", job.request_id,
                        common::AccessKind::kDisclose,
-                       absl::StrCat("webhook:", subscription, ":", job.event_id),
-                       event.trace_id(),
+                       absl::StrCat("webhook:", subscription, ":", job.event_id), event.trace_id(),
                        success ? absl::StatusCode::kOk : absl::StatusCode::kUnavailable));
     if (!logged.ok()) {
       common::Log::Error("webhook delivery could not be audited",
@@ -258,7 +257,7 @@ void WebhookDispatcher::Deliver(const Job &job) {
   if (!shard.ok()) return;
   if (success) {
     const double latency = std::max(0.0, (now_ms - job.accept_ms) / 1000.0);
-    NotificationMetrics &metrics = metrics_;
+    NotificationMetrics& metrics = metrics_;
     RecordStage(redis_, *shard, job.event_id, v1::DELIVERY_STAGE_DELIVERED, job.recipient,
                 subscription, now, settings_.evidence_retention,
                 [&metrics, latency](absl::StatusOr<bool> fresh) {

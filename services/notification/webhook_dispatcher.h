@@ -30,15 +30,15 @@ namespace rogatory::notification {
 // this.
 class WebhookDispatcher {
  public:
-  WebhookDispatcher(common::RedisClient &redis, const common::Clock &clock,
+  WebhookDispatcher(common::RedisClient& redis, const common::Clock& clock,
                     common::Sharding sharding, NotificationSettings settings,
-                    NotificationMetrics &metrics, WebhookTransport &transport);
+                    NotificationMetrics& metrics, WebhookTransport& transport);
   ~WebhookDispatcher();  // stops and joins every thread
 
   void Start();
   // The audit log webhook deliveries are recorded in (disclosures, issue 8). Null: not
   // recorded. Set before Start.
-  void SetAuditor(common::Auditor *auditor) { auditor_ = auditor; }
+  void SetAuditor(common::Auditor* auditor) { auditor_ = auditor; }
 
   // The delay before attempt `attempt + 1` after `attempt` failed: initial *
   // 2^(attempt-1), capped, with the upper half randomised ("equal jitter").
@@ -58,15 +58,15 @@ class WebhookDispatcher {
   void PollLoop();
   int ClaimShard(int shard, int limit);
   void WorkerLoop();
-  void Deliver(const Job &job);
+  void Deliver(const Job& job);
 
-  common::RedisClient &redis_;
-  const common::Clock &clock_;
+  common::RedisClient& redis_;
+  const common::Clock& clock_;
   const common::Sharding sharding_;
   const NotificationSettings settings_;
-  NotificationMetrics &metrics_;
-  WebhookTransport &transport_;
-  common::Auditor *auditor_ = nullptr;
+  NotificationMetrics& metrics_;
+  WebhookTransport& transport_;
+  common::Auditor* auditor_ = nullptr;
 
   absl::Mutex mu_;
   bool stop_ ABSL_GUARDED_BY(mu_) = false;

@@ -24,7 +24,7 @@ std::string NewWebhookSecret() {
     std::abort();
   }
   return absl::StrCat(kPrefix, absl::Base64Escape(absl::string_view(
-                                   reinterpret_cast<const char *>(bytes), sizeof(bytes))));
+                                   reinterpret_cast<const char*>(bytes), sizeof(bytes))));
 }
 
 absl::StatusOr<std::string> SignWebhook(absl::string_view secret, absl::string_view id,
@@ -40,19 +40,19 @@ absl::StatusOr<std::string> SignWebhook(absl::string_view secret, absl::string_v
   unsigned char mac[EVP_MAX_MD_SIZE];
   unsigned int mac_len = 0;
   if (HMAC(EVP_sha256(), key.data(), static_cast<int>(key.size()),
-           reinterpret_cast<const unsigned char *>(message.data()), message.size(), mac,
+           reinterpret_cast<const unsigned char*>(message.data()), message.size(), mac,
            &mac_len) == nullptr) {
     return absl::InternalError("HMAC-SHA256 failed");
   }
   return absl::StrCat(
-      "v1,", absl::Base64Escape(absl::string_view(reinterpret_cast<const char *>(mac), mac_len)));
+      "v1,", absl::Base64Escape(absl::string_view(reinterpret_cast<const char*>(mac), mac_len)));
 }
 
-absl::StatusOr<std::string> SignatureHeader(const std::vector<std::string> &secrets,
+absl::StatusOr<std::string> SignatureHeader(const std::vector<std::string>& secrets,
                                             absl::string_view id, absl::string_view timestamp,
                                             absl::string_view body) {
   std::vector<std::string> parts;
-  for (const std::string &secret : secrets) {
+  for (const std::string& secret : secrets) {
     if (secret.empty()) continue;
     auto sig = SignWebhook(secret, id, timestamp, body);
     if (!sig.ok()) return sig.status();

@@ -23,7 +23,7 @@ absl::StatusOr<std::string> SignWebhook(absl::string_view secret, absl::string_v
 
 // The webhook-signature header value for several secrets (empty secrets
 // skipped).
-absl::StatusOr<std::string> SignatureHeader(const std::vector<std::string> &secrets,
+absl::StatusOr<std::string> SignatureHeader(const std::vector<std::string>& secrets,
                                             absl::string_view id, absl::string_view timestamp,
                                             absl::string_view body);
 

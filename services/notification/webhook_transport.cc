@@ -11,7 +11,7 @@
 namespace rogatory::notification {
 namespace {
 
-size_t Discard(char *, size_t size, size_t n, void *) { return size * n; }
+size_t Discard(char*, size_t size, size_t n, void*) { return size * n; }
 
 void GlobalInitOnce() {
   static std::once_flag once;
@@ -21,14 +21,14 @@ void GlobalInitOnce() {
 }  // namespace
 
 CurlWebhookTransport::CurlWebhookTransport(EndpointPolicy policy, absl::Duration timeout,
-                                           HostResolver *resolver)
+                                           HostResolver* resolver)
     : policy_(std::move(policy)),
       timeout_(timeout),
       resolver_(resolver != nullptr ? *resolver : system_resolver_) {
   GlobalInitOnce();
 }
 
-WebhookResult CurlWebhookTransport::Post(const WebhookPost &post) {
+WebhookResult CurlWebhookTransport::Post(const WebhookPost& post) {
   WebhookResult result;
   auto endpoint = CheckEndpointUri(post.uri, policy_);
   if (!endpoint.ok()) {
@@ -42,7 +42,7 @@ WebhookResult CurlWebhookTransport::Post(const WebhookPost &post) {
                          : "resolve_failed";
     return result;
   }
-  CURL *curl = curl_easy_init();
+  CURL* curl = curl_easy_init();
   if (curl == nullptr) {
     result.outcome = "client_error";
     return result;
@@ -50,9 +50,9 @@ WebhookResult CurlWebhookTransport::Post(const WebhookPost &post) {
   const std::string pin = absl::StrCat(
       endpoint->host, ":", endpoint->port, ":",
       address->find(':') != std::string::npos ? absl::StrCat("[", *address, "]") : *address);
-  curl_slist *resolve = curl_slist_append(nullptr, pin.c_str());
-  curl_slist *headers = curl_slist_append(nullptr, "Content-Type: application/json");
-  for (const auto &[name, value] : post.headers) {
+  curl_slist* resolve = curl_slist_append(nullptr, pin.c_str());
+  curl_slist* headers = curl_slist_append(nullptr, "Content-Type: application/json");
+  for (const auto& [name, value] : post.headers) {
     headers = curl_slist_append(headers, absl::StrCat(name, ": ", value).c_str());
   }
   const long total_ms =

@@ -29,7 +29,7 @@ struct WebhookResult {
 class WebhookTransport {
  public:
   virtual ~WebhookTransport() = default;
-  virtual WebhookResult Post(const WebhookPost &post) = 0;
+  virtual WebhookResult Post(const WebhookPost& post) = 0;
 };
 
 // libcurl, with connect and total timeouts, no redirects, and the connection
@@ -39,14 +39,14 @@ class WebhookTransport {
 class CurlWebhookTransport final : public WebhookTransport {
  public:
   CurlWebhookTransport(EndpointPolicy policy, absl::Duration timeout,
-                       HostResolver *resolver = nullptr);
-  WebhookResult Post(const WebhookPost &post) override;
+                       HostResolver* resolver = nullptr);
+  WebhookResult Post(const WebhookPost& post) override;
 
  private:
   const EndpointPolicy policy_;
   const absl::Duration timeout_;
   SystemHostResolver system_resolver_;
-  HostResolver &resolver_;
+  HostResolver& resolver_;
 };
 
 }  // namespace rogatory::notification

@@ -62,8 +62,9 @@ std::string EncodeQueueToken(const QueueCursor& cursor, const std::string& finge
 absl::StatusOr<QueueCursor> DecodeQueueToken(const std::string& token,
                                              const std::string& fingerprint) {
   std::string raw;
-  const auto bad = absl::InvalidArgumentError("page_token: is not a token from a previous "
-                                              "response with the same filters");
+  const auto bad = absl::InvalidArgumentError(
+      "page_token: is not a token from a previous "
+      "response with the same filters");
   if (!absl::WebSafeBase64Unescape(token, &raw)) return bad;
   std::vector<std::string> parts = absl::StrSplit(raw, '\n');
   QueueCursor c;

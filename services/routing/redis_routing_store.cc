@@ -280,9 +280,9 @@ return {'handled', cancelled}
 // (queued, held, finished or dead-lettered) with its queue, lease and dead-letter entries.
 // Emits nothing. A later event about the request finds no decision and records nothing.
 const LuaScript& EraseScript() {
-  static const LuaScript* s =
-      new LuaScript(absl::StrCat(common::kScriptRunsWhenFull, common::ReceiverScript(Script(
-          absl::StrCat(kReceiverPrologue, R"lua(
+  static const LuaScript* s = new LuaScript(
+      absl::StrCat(common::kScriptRunsWhenFull,
+                   common::ReceiverScript(Script(absl::StrCat(kReceiverPrologue, R"lua(
 redis.call('ZREM', CTX.P .. 'unroutable', rid)
 local erased = 0
 for _, jid in ipairs(redis.call('SMEMBERS', CTX.P .. 'jobs:' .. rid)) do
@@ -752,13 +752,11 @@ std::vector<std::string> ReceiverArgs(const common::Dedupe& dedupe, int shard, a
 std::string PartiesArg(const Event& trigger, const std::string& executing_fallback = "",
                        const std::string& notified_fallback = "") {
   const common::RequestParties p = common::PartiesOf(trigger.request());
-  return absl::StrCat(p.issuing_authority_id, "\n", p.issuing_state, "\n",
-                      p.executing_authority_id.empty() ? executing_fallback
-                                                       : p.executing_authority_id,
-                      "\n", p.requested_state, "\n",
-                      p.notified_authority_id.empty() ? notified_fallback
-                                                      : p.notified_authority_id,
-                      "\n");
+  return absl::StrCat(
+      p.issuing_authority_id, "\n", p.issuing_state, "\n",
+      p.executing_authority_id.empty() ? executing_fallback : p.executing_authority_id, "\n",
+      p.requested_state, "\n",
+      p.notified_authority_id.empty() ? notified_fallback : p.notified_authority_id, "\n");
 }
 }  // namespace
 

@@ -44,8 +44,8 @@ class RedisRoutingStore final : public RoutingStore {
                       const common::Dedupe& dedupe, StoreCallback<Outcome> done) override;
   void EndRequest(const common::v1::Event& trigger, const common::Dedupe& dedupe, absl::Time now,
                   StoreCallback<Outcome> done) override;
-  void EraseRequest(const common::v1::Event& trigger, const common::Dedupe& dedupe,
-                    absl::Time now, StoreCallback<Outcome> done) override;
+  void EraseRequest(const common::v1::Event& trigger, const common::Dedupe& dedupe, absl::Time now,
+                    StoreCallback<Outcome> done) override;
   void GetDecision(const std::string& request_id, StoreCallback<v1::RoutingDecision> done) override;
   void GetJob(const std::string& job_id, StoreCallback<v1::TranslationJob> done) override;
   void GetParties(const std::string& request_id,

@@ -144,10 +144,10 @@ void CheckServiceProvider(const v1::ServiceProviderAddressee& p, const std::stri
   if (!common::IsCountryCode(a.state())) {
     bad("addressee.state", absl::StrCat("'", a.state(), "' is not an ISO 3166-1 alpha-2 code"));
   }
-  if (!a.region().empty() &&
-      (!absl::StartsWith(a.region(), a.state() + "-") || a.region().size() < a.state().size() + 2)) {
-    bad("addressee.region", absl::StrCat("'", a.region(), "' is not an ISO 3166-2 code of ",
-                                         a.state()));
+  if (!a.region().empty() && (!absl::StartsWith(a.region(), a.state() + "-") ||
+                              a.region().size() < a.state().size() + 2)) {
+    bad("addressee.region",
+        absl::StrCat("'", a.region(), "' is not an ISO 3166-2 code of ", a.state()));
   }
   if (p.kind() == v1::ADDRESSEE_KIND_UNSPECIFIED) bad("kind", "is required");
   if (p.source().empty()) bad("source", "is required (where the facts come from)");
@@ -278,8 +278,8 @@ absl::StatusOr<v1::DeclarationRegistry> ParseRegistryFile(absl::string_view file
       if (id.empty()) continue;
       auto [it, fresh] = seen_providers.insert({id, i});
       if (!fresh && it->second != i) {
-        problems.push_back(absl::StrCat(path, ": '", id, "' names service_providers[",
-                                        it->second, "] already"));
+        problems.push_back(
+            absl::StrCat(path, ": '", id, "' names service_providers[", it->second, "] already"));
       }
     }
   }
@@ -333,8 +333,8 @@ absl::StatusOr<std::shared_ptr<const Registry>> LoadRegistryDirectory(
     }
     for (auto& p : *registry->mutable_service_providers()) {
       // Within a file, ParseRegistryFile already refused duplicates.
-      for (const std::string& id : std::set<std::string>{p.provider_id(),
-                                                         p.addressee().authority_id()}) {
+      for (const std::string& id :
+           std::set<std::string>{p.provider_id(), p.addressee().authority_id()}) {
         auto [it, fresh] = provider_owner.insert({id, name});
         if (!fresh && it->second != name) {
           return absl::InvalidArgumentError(absl::StrCat(

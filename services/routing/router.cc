@@ -1,7 +1,7 @@
 #include "router.h"
 
-#include "absl/strings/str_cat.h"
 #include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "google/protobuf/util/time_util.h"
 
@@ -52,8 +52,7 @@ common::v1::AuthorityRef WithRegion(const v1::CompetentAuthority& c,
   common::v1::AuthorityRef ref = c.authority();
   if (ref.region().empty() && c.regions_size() == 1) ref.set_region(c.regions(0));
   if (ref.region().empty() && c.regions().empty() && executed_in != nullptr &&
-      absl::StartsWith(executed_in->region(),
-                       absl::StrCat(executed_in->requested_state(), "-"))) {
+      absl::StartsWith(executed_in->region(), absl::StrCat(executed_in->requested_state(), "-"))) {
     ref.set_region(executed_in->region());
   }
   return ref;
@@ -123,11 +122,11 @@ class DecisionBuilder {
                             " in urgent cases only, and this request is not urgent"),
                origin);
       } else {
-        Reason("RECIPROCITY_NOT_GRANTED",
-               absl::StrCat(who, " accepts ", refused->language(), " ", ConditionText(*refused),
-                            " only, and the issuing state ", f_.issuing_state(),
-                            " is not among them"),
-               origin);
+        Reason(
+            "RECIPROCITY_NOT_GRANTED",
+            absl::StrCat(who, " accepts ", refused->language(), " ", ConditionText(*refused),
+                         " only, and the issuing state ", f_.issuing_state(), " is not among them"),
+            origin);
       }
     } else {
       std::vector<std::string> langs;
@@ -222,8 +221,7 @@ v1::RoutingDecision DecideProductionOrder(const v1::RoutingFacts& f, const Regis
              "(Reg. 2023/1543 Art 8(1))",
              Of(p));
   } else {
-    const v1::Declaration* decl =
-        registry.Find(enforcing, common::v1::INSTRUMENT_PRODUCTION_ORDER);
+    const v1::Declaration* decl = registry.Find(enforcing, common::v1::INSTRUMENT_PRODUCTION_ORDER);
     const v1::CompetentAuthority* c =
         decl != nullptr && decl->applies() ? WholeState(*decl) : nullptr;
     if (c == nullptr) {
@@ -273,10 +271,10 @@ v1::RoutingDecision DecideRouting(const v1::RoutingFacts& f, const Registry& reg
   if (!decl->applies()) {
     const std::string& code = decl->not_applied_code();
     if (code.empty() || code == "NOT_BOUND" || code == "INSTRUMENT_NOT_APPLIED") {
-      return b.Unroutable(code.empty() ? "INSTRUMENT_NOT_APPLIED" : code,
-                          absl::StrCat(f.requested_state(), " does not apply ", instrument, ": ",
-                                       decl->source()),
-                          Of(decl));
+      return b.Unroutable(
+          code.empty() ? "INSTRUMENT_NOT_APPLIED" : code,
+          absl::StrCat(f.requested_state(), " does not apply ", instrument, ": ", decl->source()),
+          Of(decl));
     }
     return b.Unroutable(code,
                         absl::StrCat("The registry routes no ", instrument, " to ",

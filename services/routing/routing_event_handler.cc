@@ -26,13 +26,12 @@ v1::RoutingFacts FactsFromEvent(const cv1::Event& event) {
 
 cv1::RequestStatus ForwardStatusFor(const v1::RoutingDecision& d) {
   return d.channel() == cv1::CHANNEL_SERVICE_PROVIDER ? cv1::REQUEST_STATUS_SENT_TO_PROVIDER
-                                                       : cv1::REQUEST_STATUS_FORWARDED;
+                                                      : cv1::REQUEST_STATUS_FORWARDED;
 }
 
 cv1::RequestStatus StatusForDecision(const v1::RoutingDecision& d) {
   if (d.unroutable()) return cv1::REQUEST_STATUS_UNSPECIFIED;
-  return d.translation_required() ? cv1::REQUEST_STATUS_TRANSLATION_PENDING
-                                  : ForwardStatusFor(d);
+  return d.translation_required() ? cv1::REQUEST_STATUS_TRANSLATION_PENDING : ForwardStatusFor(d);
 }
 
 void RoutingEventHandler::Handle(const cv1::Event& event, const common::Dedupe& dedupe,

@@ -4,9 +4,9 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "google/protobuf/util/time_util.h"
+#include "queue_listing.h"
 #include "rogatory/common/access.h"
 #include "rogatory/common/codes.h"
-#include "queue_listing.h"
 #include "router.h"
 
 namespace rogatory::routing {
@@ -99,21 +99,23 @@ grpc::ServerUnaryReactor* RoutingService::GetRoutingDecision(
       },
       [this](const CallContext& call, const v1::GetRoutingDecisionRequest& r,
              v1::GetRoutingDecisionResponse* out, Pipeline::Done done) {
-        store_.GetParties(r.request_id(), [this, call, r, out, done](
-                                              absl::StatusOr<std::optional<common::RequestParties>> p) {
-          if (!p.ok()) return done(p.status());
-          if (absl::Status s = common::CheckRequestAccess(
-                  call, p->value_or(common::RequestParties{}), r.request_id(),
-                  common::AccessKind::kRead, "routing decision", kNoDecision);
-              !s.ok()) {
-            return done(s);
-          }
-          store_.GetDecision(r.request_id(), [out, done](absl::StatusOr<v1::RoutingDecision> d) {
-            if (!d.ok()) return done(d.status());
-            *out->mutable_decision() = *std::move(d);
-            done(absl::OkStatus());
-          });
-        });
+        store_.GetParties(
+            r.request_id(),
+            [this, call, r, out, done](absl::StatusOr<std::optional<common::RequestParties>> p) {
+              if (!p.ok()) return done(p.status());
+              if (absl::Status s = common::CheckRequestAccess(
+                      call, p->value_or(common::RequestParties{}), r.request_id(),
+                      common::AccessKind::kRead, "routing decision", kNoDecision);
+                  !s.ok()) {
+                return done(s);
+              }
+              store_.GetDecision(r.request_id(),
+                                 [out, done](absl::StatusOr<v1::RoutingDecision> d) {
+                                   if (!d.ok()) return done(d.status());
+                                   *out->mutable_decision() = *std::move(d);
+                                   done(absl::OkStatus());
+                                 });
+            });
       });
 }
 
@@ -257,8 +259,8 @@ grpc::ServerUnaryReactor* RoutingService::ListTranslationJobs(
           if (r.has_due_before()) v.Add("due_before", "is only for queue");
           int offset = 0;
           // Bounded so that offset + page size cannot overflow.
-          if (!r.page_token().empty() && (!absl::SimpleAtoi(r.page_token(), &offset) ||
-                                          offset < 0 || offset > 100'000'000)) {
+          if (!r.page_token().empty() &&
+              (!absl::SimpleAtoi(r.page_token(), &offset) || offset < 0 || offset > 100'000'000)) {
             v.Add("page_token", "is not a token from a previous response");
           }
         }
@@ -277,58 +279,62 @@ grpc::ServerUnaryReactor* RoutingService::ListTranslationJobs(
         // Need-to-know: the request's parties, auditors and services see every job of a
         // request routing knows; a translator only the jobs it holds (NOT_FOUND if none);
         // anyone else NOT_FOUND, as for a request routing never heard of.
-        store_.GetParties(r.request_id(), [this, call, r, out, done](
-                                              absl::StatusOr<std::optional<common::RequestParties>> p) {
-        if (!p.ok()) return done(p.status());
-        if (!p->has_value()) return done(common::RequestNotFound(r.request_id(), kNoJobs));
-        const bool all = common::ReachOf(call.caller, **p) != common::Reach::kNone;
-        const std::string holder = call.caller.HasRole(common::kRoleTranslator)
-                                       ? call.caller.authority_id
-                                       : std::string();
-        if (!all && holder.empty()) return done(common::RequestNotFound(r.request_id(), kNoJobs));
-        store_.ListJobsOfRequest(
-            r.request_id(), [call, r, all, holder, out, done](
-                                absl::StatusOr<std::vector<v1::TranslationJob>> jobs) {
-              if (!jobs.ok()) return done(jobs.status());
-              std::vector<v1::TranslationJob> kept;
-              for (auto& j : *jobs) {
-                if (!all && j.claimed_by() != holder) continue;
-                if (r.status() != v1::TRANSLATION_JOB_STATUS_UNSPECIFIED &&
-                    j.status() != r.status())
-                  continue;
-                if (!r.target_language().empty() && j.target_language() != r.target_language())
-                  continue;
-                kept.push_back(std::move(j));
-              }
-              // Most urgent first: urgency, then due time, then id (stable pages).
-              std::sort(kept.begin(), kept.end(), [](const auto& a, const auto& b) {
-                auto key = [](const v1::TranslationJob& j) {
-                  const int64_t due = j.has_due_time()
-                                          ? TimeUtil::TimestampToMilliseconds(j.due_time())
-                                          : INT64_MAX;
-                  return std::make_tuple(-static_cast<int>(j.urgency()), due, j.id());
-                };
-                return key(a) < key(b);
-              });
-              int offset = 0;
-              (void)absl::SimpleAtoi(r.page_token(), &offset);
-              const int size = r.page_size() == 0 ? 50 : r.page_size();
-              for (int i = offset; i < static_cast<int>(kept.size()) && i < offset + size; ++i) {
-                *out->add_jobs() = kept[i];
-              }
-              if (offset + size < static_cast<int>(kept.size())) {
-                out->set_next_page_token(absl::StrCat(offset + size));
-              }
-              if (!all && kept.empty() &&
-                  std::none_of(jobs->begin(), jobs->end(), [&](const v1::TranslationJob& j) {
-                    return j.claimed_by() == holder;
-                  })) {
+        store_.GetParties(
+            r.request_id(),
+            [this, call, r, out, done](absl::StatusOr<std::optional<common::RequestParties>> p) {
+              if (!p.ok()) return done(p.status());
+              if (!p->has_value()) return done(common::RequestNotFound(r.request_id(), kNoJobs));
+              const bool all = common::ReachOf(call.caller, **p) != common::Reach::kNone;
+              const std::string holder = call.caller.HasRole(common::kRoleTranslator)
+                                             ? call.caller.authority_id
+                                             : std::string();
+              if (!all && holder.empty())
                 return done(common::RequestNotFound(r.request_id(), kNoJobs));
-              }
-              call.Touch(r.request_id(), common::AccessKind::kRead, "translation jobs");
-              done(absl::OkStatus());
+              store_.ListJobsOfRequest(
+                  r.request_id(), [call, r, all, holder, out,
+                                   done](absl::StatusOr<std::vector<v1::TranslationJob>> jobs) {
+                    if (!jobs.ok()) return done(jobs.status());
+                    std::vector<v1::TranslationJob> kept;
+                    for (auto& j : *jobs) {
+                      if (!all && j.claimed_by() != holder) continue;
+                      if (r.status() != v1::TRANSLATION_JOB_STATUS_UNSPECIFIED &&
+                          j.status() != r.status())
+                        continue;
+                      if (!r.target_language().empty() &&
+                          j.target_language() != r.target_language())
+                        continue;
+                      kept.push_back(std::move(j));
+                    }
+                    // Most urgent first: urgency, then due time, then id (stable pages).
+                    std::sort(kept.begin(), kept.end(), [](const auto& a, const auto& b) {
+                      auto key = [](const v1::TranslationJob& j) {
+                        const int64_t due = j.has_due_time()
+                                                ? TimeUtil::TimestampToMilliseconds(j.due_time())
+                                                : INT64_MAX;
+                        return std::make_tuple(-static_cast<int>(j.urgency()), due, j.id());
+                      };
+                      return key(a) < key(b);
+                    });
+                    int offset = 0;
+                    (void)absl::SimpleAtoi(r.page_token(), &offset);
+                    const int size = r.page_size() == 0 ? 50 : r.page_size();
+                    for (int i = offset; i < static_cast<int>(kept.size()) && i < offset + size;
+                         ++i) {
+                      *out->add_jobs() = kept[i];
+                    }
+                    if (offset + size < static_cast<int>(kept.size())) {
+                      out->set_next_page_token(absl::StrCat(offset + size));
+                    }
+                    if (!all && kept.empty() &&
+                        std::none_of(jobs->begin(), jobs->end(), [&](const v1::TranslationJob& j) {
+                          return j.claimed_by() == holder;
+                        })) {
+                      return done(common::RequestNotFound(r.request_id(), kNoJobs));
+                    }
+                    call.Touch(r.request_id(), common::AccessKind::kRead, "translation jobs");
+                    done(absl::OkStatus());
+                  });
             });
-        });
       });
 }
 
@@ -342,9 +348,8 @@ void RoutingService::ListQueue(const CallContext& call, const v1::ListTranslatio
   spec.targets.assign(r.target_languages().begin(), r.target_languages().end());
   if (!r.target_language().empty()) {
     // The single-language filter narrows the list (or stands alone).
-    if (spec.targets.empty() ||
-        std::find(spec.targets.begin(), spec.targets.end(), r.target_language()) !=
-            spec.targets.end()) {
+    if (spec.targets.empty() || std::find(spec.targets.begin(), spec.targets.end(),
+                                          r.target_language()) != spec.targets.end()) {
       spec.targets = {r.target_language()};
     } else {
       return done(absl::OkStatus());  // the filters exclude each other: nothing to list
@@ -364,21 +369,22 @@ void RoutingService::ListQueue(const CallContext& call, const v1::ListTranslatio
   // Claimable jobs show their non-personal metadata only, to anyone but a service; a
   // translator's held jobs are its own, in full (it may read them, see GetTranslationJob).
   const bool redact = !spec.held && !call.caller.is_service;
-  store_.ListQueue(spec, [call, redact, fingerprint, out,
-                          done](absl::StatusOr<QueueListPage> page) {
-    if (!page.ok()) return done(page.status());
-    for (auto& job : page->jobs) {
-      if (redact) {
-        *out->add_jobs() = ClaimableView(job);
-      } else {
-        // Held jobs are the caller's own; each read is on the audit trail.
-        call.Touch(job.request_id(), common::AccessKind::kRead, job.id());
-        *out->add_jobs() = std::move(job);
-      }
-    }
-    if (page->next) out->set_next_page_token(EncodeQueueToken(*page->next, fingerprint));
-    done(absl::OkStatus());
-  });
+  store_.ListQueue(spec,
+                   [call, redact, fingerprint, out, done](absl::StatusOr<QueueListPage> page) {
+                     if (!page.ok()) return done(page.status());
+                     for (auto& job : page->jobs) {
+                       if (redact) {
+                         *out->add_jobs() = ClaimableView(job);
+                       } else {
+                         // Held jobs are the caller's own; each read is on the audit trail.
+                         call.Touch(job.request_id(), common::AccessKind::kRead, job.id());
+                         *out->add_jobs() = std::move(job);
+                       }
+                     }
+                     if (page->next)
+                       out->set_next_page_token(EncodeQueueToken(*page->next, fingerprint));
+                     done(absl::OkStatus());
+                   });
 }
 
 grpc::ServerUnaryReactor* RoutingService::GetTranslationJob(grpc::CallbackServerContext* ctx,
@@ -397,18 +403,19 @@ grpc::ServerUnaryReactor* RoutingService::GetTranslationJob(grpc::CallbackServer
           if (!j.ok()) return done(j.status());
           // Need-to-know: the translator holding the job, or whoever reaches its request.
           const std::string request_id = j->request_id();
-          store_.GetParties(request_id, [call, job = *std::move(j), out, done](
-                                            absl::StatusOr<std::optional<common::RequestParties>> p) {
-            if (!p.ok()) return done(p.status());
-            if (absl::Status s = common::CheckTranslatorAccess(
-                    call, p->value_or(common::RequestParties{}), job.claimed_by(),
-                    job.request_id(), common::AccessKind::kRead, job.id(), kNoJob);
-                !s.ok()) {
-              return done(s);
-            }
-            *out->mutable_job() = job;
-            done(absl::OkStatus());
-          });
+          store_.GetParties(
+              request_id, [call, job = *std::move(j), out,
+                           done](absl::StatusOr<std::optional<common::RequestParties>> p) {
+                if (!p.ok()) return done(p.status());
+                if (absl::Status s = common::CheckTranslatorAccess(
+                        call, p->value_or(common::RequestParties{}), job.claimed_by(),
+                        job.request_id(), common::AccessKind::kRead, job.id(), kNoJob);
+                    !s.ok()) {
+                  return done(s);
+                }
+                *out->mutable_job() = job;
+                done(absl::OkStatus());
+              });
         });
       });
 }
@@ -525,8 +532,7 @@ grpc::ServerUnaryReactor* RoutingService::CompleteTranslationJob(
                         absl::AsciiStrToLower(r.translated_document_sha256()), clock_.Now(),
                         [call, out, done, metrics = metrics_](absl::StatusOr<CompleteResult> c) {
                           if (!c.ok()) return done(c.status());
-                          call.Touch(c->job.request_id(), common::AccessKind::kChange,
-                                     c->job.id());
+                          call.Touch(c->job.request_id(), common::AccessKind::kChange, c->job.id());
                           if (metrics && !c->replayed) metrics->Completed(c->turnaround);
                           *out->mutable_job() = std::move(c->job);
                           done(absl::OkStatus());

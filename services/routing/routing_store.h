@@ -70,10 +70,10 @@ struct QueueCursor {
 struct QueueListSpec {
   bool held = false;   // false: queued jobs a claim could take; true: jobs `holder` holds
   std::string holder;  // authority id of the translator, for `held`
-  std::vector<std::string> sources;  // source languages; empty for all
-  std::vector<std::string> targets;  // target languages; empty for all
+  std::vector<std::string> sources;                               // source languages; empty for all
+  std::vector<std::string> targets;                               // target languages; empty for all
   common::v1::Urgency urgency = common::v1::URGENCY_UNSPECIFIED;  // unspecified for all
-  std::optional<absl::Time> due_before;  // only jobs due at or before
+  std::optional<absl::Time> due_before;                           // only jobs due at or before
   int page_size = 50;
   std::optional<QueueCursor> after;  // from a previous page
 };

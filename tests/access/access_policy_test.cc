@@ -1,7 +1,6 @@
 // The one need-to-know policy (common/access.h), role by role.
-#include "rogatory/common/access.h"
-
 #include "gtest/gtest.h"
+#include "rogatory/common/access.h"
 
 namespace rogatory::common {
 namespace {
@@ -15,9 +14,7 @@ Caller Make(std::string authority, std::string state, std::vector<std::string> r
   return c;
 }
 
-RequestParties Parties() {
-  return {"FR-TJ-PARIS-JI", "FR", "DE-STA-MUENCHEN", "DE", ""};
-}
+RequestParties Parties() { return {"FR-TJ-PARIS-JI", "FR", "DE-STA-MUENCHEN", "DE", ""}; }
 
 TEST(AccessPolicyTest, ReachFollowsIssuerAddresseeCentralStateAuditorAndService) {
   const RequestParties p = Parties();
@@ -58,9 +55,9 @@ TEST(AccessPolicyTest, TranslatorsReachWhatTheyHoldOnly) {
   CallContext call;
   call.caller = Make("XL-1", "DE", {"translator"});
   EXPECT_TRUE(IsTranslatorOnly(call.caller));
-  EXPECT_TRUE(CheckTranslatorAccess(call, Parties(), "XL-1", "rq-1-X", AccessKind::kRead, "tj",
-                                    "no job")
-                  .ok());
+  EXPECT_TRUE(
+      CheckTranslatorAccess(call, Parties(), "XL-1", "rq-1-X", AccessKind::kRead, "tj", "no job")
+          .ok());
   absl::Status other =
       CheckTranslatorAccess(call, Parties(), "XL-2", "rq-1-X", AccessKind::kRead, "tj", "no job");
   EXPECT_EQ(other, absl::NotFoundError("no job"));
@@ -77,8 +74,7 @@ TEST(AccessPolicyTest, NotifiedAuthorityReadsButChangesNothing) {
   EXPECT_EQ(ReachOf(enforcing, p), Reach::kRead);
   EXPECT_TRUE(IsNotifiedAuthority(enforcing, p));
   EXPECT_FALSE(OnExecutingSide(enforcing, p));
-  EXPECT_FALSE(IsNotifiedAuthority(Make("IE-EPOC-ENFORCING-AUTHORITY", "IE", {"auditor"}),
-                                   p));
+  EXPECT_FALSE(IsNotifiedAuthority(Make("IE-EPOC-ENFORCING-AUTHORITY", "IE", {"auditor"}), p));
   EXPECT_EQ(ReachOf(Make("IE-OTHER", "IE", {"executing"}), p), Reach::kNone);
   EXPECT_EQ(ReachOf(enforcing, Parties()), Reach::kNone);  // not named: not a party
   CallContext call;

@@ -62,10 +62,14 @@ class RecordingAuditor final : public common::Auditor {
 enum class Want { kOk, kHidden, kNotFound, kDenied };
 const char* Name(Want w) {
   switch (w) {
-    case Want::kOk: return "OK";
-    case Want::kHidden: return "OK without the request";
-    case Want::kNotFound: return "NOT_FOUND";
-    case Want::kDenied: return "PERMISSION_DENIED";
+    case Want::kOk:
+      return "OK";
+    case Want::kHidden:
+      return "OK without the request";
+    case Want::kNotFound:
+      return "NOT_FOUND";
+    case Want::kDenied:
+      return "PERMISSION_DENIED";
   }
   return "?";
 }
@@ -82,8 +86,9 @@ struct Fixture {
   common::NoRateLimiter limiter;
   RecordingAuditor auditor;
   common::Pipeline pipeline{authenticator, limiter, auditor};
-  IntakeService service{requests, clock, pipeline, common::Sharding(4), &documents,
-                        IntakeOptions{.max_document_bytes = 1 << 20}};
+  IntakeService service{requests,   clock,
+                        pipeline,   common::Sharding(4),
+                        &documents, IntakeOptions{.max_document_bytes = 1 << 20}};
   std::unique_ptr<grpc::Server> server;
   std::unique_ptr<v1::IntakeService::Stub> stub;
   std::string id;        // the row's request
@@ -95,8 +100,8 @@ struct Fixture {
     builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port);
     builder.RegisterService(&service);
     server = builder.BuildAndStart();
-    stub = v1::IntakeService::NewStub(grpc::CreateChannel(
-        absl::StrCat("127.0.0.1:", port), grpc::InsecureChannelCredentials()));
+    stub = v1::IntakeService::NewStub(
+        grpc::CreateChannel(absl::StrCat("127.0.0.1:", port), grpc::InsecureChannelCredentials()));
   }
   ~Fixture() { server->Shutdown(); }
 
@@ -306,14 +311,10 @@ TEST(IntakeAccessMatrixTest, EveryRoleAgainstEveryIntakeRpc) {
   // GetRequest ListRequests GetRequestHistory TransitionRequest AcknowledgeRequest
   // SupplementRequest WithdrawRequest ListDocuments DownloadDocument
   const std::vector<Row> rows = {
-      {kIssuerA, {O, O, O, D, D, O, O, O, O}},
-      {kStrangerB, {N, H, N, N, N, N, N, N, N}},
-      {kCentral, {O, O, O, O, O, D, D, O, O}},
-      {kExecutor, {O, O, O, O, O, D, D, O, O}},
-      {kHolder, {N, D, N, N, N, N, N, O, O}},
-      {kOther, {N, D, N, N, N, N, N, N, N}},
-      {kAuditor, {O, O, O, D, D, D, D, O, O}},
-      {kOperator, {N, D, N, N, N, N, N, N, N}},
+      {kIssuerA, {O, O, O, D, D, O, O, O, O}}, {kStrangerB, {N, H, N, N, N, N, N, N, N}},
+      {kCentral, {O, O, O, O, O, D, D, O, O}}, {kExecutor, {O, O, O, O, O, D, D, O, O}},
+      {kHolder, {N, D, N, N, N, N, N, O, O}},  {kOther, {N, D, N, N, N, N, N, N, N}},
+      {kAuditor, {O, O, O, D, D, D, D, O, O}}, {kOperator, {N, D, N, N, N, N, N, N, N}},
       {kService, {O, O, O, O, O, O, O, O, O}},
   };
   const std::vector<Column> columns = Columns();
@@ -415,10 +416,14 @@ TEST(IntakeAccessMatrixTest, SubmissionIsTheIssuersOwn) {
 
 TEST(IntakeAccessMatrixTest, TranslatorsUploadOnlyTranslationsOfDocumentsTheyHold) {
   const std::vector<std::pair<Who, grpc::StatusCode>> rows = {
-      {kIssuerA, grpc::StatusCode::OK},          {kStrangerB, grpc::StatusCode::NOT_FOUND},
-      {kCentral, grpc::StatusCode::OK},          {kExecutor, grpc::StatusCode::OK},
-      {kHolder, grpc::StatusCode::OK},           {kOther, grpc::StatusCode::NOT_FOUND},
-      {kAuditor, grpc::StatusCode::PERMISSION_DENIED}, {kOperator, grpc::StatusCode::NOT_FOUND},
+      {kIssuerA, grpc::StatusCode::OK},
+      {kStrangerB, grpc::StatusCode::NOT_FOUND},
+      {kCentral, grpc::StatusCode::OK},
+      {kExecutor, grpc::StatusCode::OK},
+      {kHolder, grpc::StatusCode::OK},
+      {kOther, grpc::StatusCode::NOT_FOUND},
+      {kAuditor, grpc::StatusCode::PERMISSION_DENIED},
+      {kOperator, grpc::StatusCode::NOT_FOUND},
       {kService, grpc::StatusCode::OK},
   };
   for (const auto& [who, want] : rows) {

@@ -33,9 +33,9 @@ enum class Role {
   kNotified,          // the notified (enforcing) authority of a production order
   kService,           // a Rogatory service
   kAuditor,
-  kStranger,          // an authority the request does not concern
+  kStranger,  // an authority the request does not concern
   kOperator,
-  kTranslator,        // holding no job of the request
+  kTranslator,  // holding no job of the request
 };
 
 struct Party {
@@ -65,19 +65,27 @@ const CallerId kServiceCaller{"rogatory-routing", "", "service"};
 enum class Want { kOk, kNotFound, kDenied, kInvalid };
 const char* Name(Want w) {
   switch (w) {
-    case Want::kOk: return "OK";
-    case Want::kNotFound: return "NOT_FOUND";
-    case Want::kDenied: return "PERMISSION_DENIED";
-    case Want::kInvalid: return "INVALID_ARGUMENT";
+    case Want::kOk:
+      return "OK";
+    case Want::kNotFound:
+      return "NOT_FOUND";
+    case Want::kDenied:
+      return "PERMISSION_DENIED";
+    case Want::kInvalid:
+      return "INVALID_ARGUMENT";
   }
   return "?";
 }
 grpc::StatusCode Code(Want w) {
   switch (w) {
-    case Want::kOk: return grpc::StatusCode::OK;
-    case Want::kNotFound: return grpc::StatusCode::NOT_FOUND;
-    case Want::kDenied: return grpc::StatusCode::PERMISSION_DENIED;
-    case Want::kInvalid: return grpc::StatusCode::INVALID_ARGUMENT;
+    case Want::kOk:
+      return grpc::StatusCode::OK;
+    case Want::kNotFound:
+      return grpc::StatusCode::NOT_FOUND;
+    case Want::kDenied:
+      return grpc::StatusCode::PERMISSION_DENIED;
+    case Want::kInvalid:
+      return grpc::StatusCode::INVALID_ARGUMENT;
   }
   return grpc::StatusCode::UNKNOWN;
 }
@@ -141,8 +149,8 @@ class TransitionSidesTest : public ::testing::Test {
       s = Drive(r.id(), step, &r);
       if (!s.ok()) {
         ADD_FAILURE() << pb::Instrument_Name(instrument) << " on the way to "
-                      << pb::RequestStatus_Name(target) << ", "
-                      << pb::RequestStatus_Name(step) << ": " << s.error_message();
+                      << pb::RequestStatus_Name(target) << ", " << pb::RequestStatus_Name(step)
+                      << ": " << s.error_message();
         prepare_failed_ = true;
         return r;
       }
@@ -211,8 +219,7 @@ class TransitionSidesTest : public ::testing::Test {
     return h_.Transition(TransitionTo(id, to), out, kServiceCaller);
   }
 
-  static v1::TransitionRequestRequest TransitionTo(const std::string& id,
-                                                   pb::RequestStatus to) {
+  static v1::TransitionRequestRequest TransitionTo(const std::string& id, pb::RequestStatus to) {
     v1::TransitionRequestRequest t;
     t.set_id(id);
     t.set_target_status(to);
@@ -226,9 +233,8 @@ class TransitionSidesTest : public ::testing::Test {
   void Check(const std::string& where, const grpc::Status& s, Want want, const v1::Request& before,
              pb::RequestStatus target, const std::string& side_named) {
     ++cells_;
-    EXPECT_EQ(s.error_code(), Code(want))
-        << where << ": want " << Name(want) << ", got " << s.error_code() << " "
-        << s.error_message();
+    EXPECT_EQ(s.error_code(), Code(want)) << where << ": want " << Name(want) << ", got "
+                                          << s.error_code() << " " << s.error_message();
     v1::Request now;
     ASSERT_TRUE(h_.Get(before.id(), &now).ok());
     if (want == Want::kOk) {
@@ -258,11 +264,13 @@ class TransitionSidesTest : public ::testing::Test {
 };
 
 TEST_F(TransitionSidesTest, EveryRoleAgainstEveryTargetStatusOfEveryInstrument) {
-  const std::vector<pb::Instrument> instruments = {
-      pb::INSTRUMENT_MLA,           pb::INSTRUMENT_EIO,
-      pb::INSTRUMENT_EAW,           pb::INSTRUMENT_EXTRADITION,
-      pb::INSTRUMENT_PROVISIONAL_ARREST, pb::INSTRUMENT_FREEZING_ORDER,
-      pb::INSTRUMENT_PRODUCTION_ORDER};
+  const std::vector<pb::Instrument> instruments = {pb::INSTRUMENT_MLA,
+                                                   pb::INSTRUMENT_EIO,
+                                                   pb::INSTRUMENT_EAW,
+                                                   pb::INSTRUMENT_EXTRADITION,
+                                                   pb::INSTRUMENT_PROVISIONAL_ARREST,
+                                                   pb::INSTRUMENT_FREEZING_ORDER,
+                                                   pb::INSTRUMENT_PRODUCTION_ORDER};
   int withdrawals = 0, acknowledgments = 0;
   for (pb::Instrument instrument : instruments) {
     const std::set<pb::RequestStatus> targets = Targets(instrument);
@@ -277,8 +285,8 @@ TEST_F(TransitionSidesTest, EveryRoleAgainstEveryTargetStatusOfEveryInstrument) 
         {
           const v1::Request before = Prepare(instrument, target);
           if (prepare_failed_ || HasFatalFailure()) return;
-          const grpc::Status s = h_.Transition(TransitionTo(before.id(), target), nullptr,
-                                               party.who);
+          const grpc::Status s =
+              h_.Transition(TransitionTo(before.id(), target), nullptr, party.who);
           Check(absl::StrCat("TransitionRequest ", where), s,
                 WantTransition(instrument, target, party.role), before, target, side);
         }
@@ -311,8 +319,8 @@ TEST_F(TransitionSidesTest, EveryRoleAgainstEveryTargetStatusOfEveryInstrument) 
 TEST_F(TransitionSidesTest, ExecutingSideCannotCallARequestWithdrawn) {
   const v1::Request r = Prepare(pb::INSTRUMENT_EIO, pb::REQUEST_STATUS_RECOGNISED);
   ASSERT_EQ(r.status(), pb::REQUEST_STATUS_FORWARDED);
-  const grpc::Status s = h_.Transition(TransitionTo(r.id(), pb::REQUEST_STATUS_WITHDRAWN),
-                                       nullptr, testing::kExecutor);
+  const grpc::Status s = h_.Transition(TransitionTo(r.id(), pb::REQUEST_STATUS_WITHDRAWN), nullptr,
+                                       testing::kExecutor);
   EXPECT_EQ(s.error_code(), grpc::StatusCode::PERMISSION_DENIED);
   EXPECT_NE(s.error_message().find("WithdrawRequest"), std::string::npos) << s.error_message();
   v1::Request now;
@@ -329,9 +337,9 @@ TEST(LifecycleCausesTest, EveryMoveNamesTheSideThatCausesIt) {
     const auto instrument = static_cast<pb::Instrument>(i);
     for (pb::RequestStatus from : l.Statuses(instrument)) {
       for (const Move& m : l.MovesFrom(instrument, from)) {
-        const std::string where = absl::StrCat(pb::Instrument_Name(instrument), " ",
-                                                pb::RequestStatus_Name(from), " -> ",
-                                                pb::RequestStatus_Name(m.to));
+        const std::string where =
+            absl::StrCat(pb::Instrument_Name(instrument), " ", pb::RequestStatus_Name(from), " -> ",
+                         pb::RequestStatus_Name(m.to));
         ASSERT_NE(m.by.sides, 0u) << where;
         EXPECT_NE(m.by.sides & kService, 0u) << where;
         ASSERT_TRUE(l.CauseOf(instrument, m.to).has_value()) << where;
@@ -417,10 +425,8 @@ TEST_F(SupplementFixedFieldsTest, IssuingAuthorityRequestedStateAndInstrumentAre
   for (const std::string path : {"issuing_authority", "requested_state", "instrument"}) {
     const grpc::Status s = Supplement(r.id(), other, {path});
     EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << path;
-    EXPECT_EQ(IntakeHarness::BadFields(s), std::set<std::string>{"update_mask.paths[0]"})
-        << path;
-    EXPECT_NE(s.error_message().find("content." + path), std::string::npos)
-        << s.error_message();
+    EXPECT_EQ(IntakeHarness::BadFields(s), std::set<std::string>{"update_mask.paths[0]"}) << path;
+    EXPECT_NE(s.error_message().find("content." + path), std::string::npos) << s.error_message();
     ExpectUnchanged(r);
   }
   // Among other paths too, and whatever the value: the same authority again is no change
@@ -493,14 +499,22 @@ TEST(SubmitIssuingStateTest, IssuingStateMustBeTheCallersStateClaim) {
   };
   const std::vector<Case> cases = {
       {"own state", fr, {"FR-TJ-PARIS-JI", "FR", "issuing"}, grpc::StatusCode::OK},
-      {"FR token filing as IT", as_italian, {"FR-TJ-PARIS-JI", "FR", "issuing"},
+      {"FR token filing as IT",
+       as_italian,
+       {"FR-TJ-PARIS-JI", "FR", "issuing"},
        grpc::StatusCode::PERMISSION_DENIED},
-      {"IT token filing as FR", fr, {"FR-TJ-PARIS-JI", "IT", "issuing"},
+      {"IT token filing as FR",
+       fr,
+       {"FR-TJ-PARIS-JI", "IT", "issuing"},
        grpc::StatusCode::PERMISSION_DENIED},
-      {"token without a state", fr, {"FR-TJ-PARIS-JI", "", "issuing"},
+      {"token without a state",
+       fr,
+       {"FR-TJ-PARIS-JI", "", "issuing"},
        grpc::StatusCode::PERMISSION_DENIED},
       {"central authority of the state", fr, {"FR-BEPI", "FR", "central"}, grpc::StatusCode::OK},
-      {"central authority of another state", as_italian, {"FR-BEPI", "FR", "central"},
+      {"central authority of another state",
+       as_italian,
+       {"FR-BEPI", "FR", "central"},
        grpc::StatusCode::PERMISSION_DENIED},
       {"service", as_italian, {"rogatory-gateway", "", "service"}, grpc::StatusCode::OK},
   };

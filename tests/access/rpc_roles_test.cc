@@ -4,6 +4,8 @@
 // whatever they name); every RPC the services serve (from their descriptors) has a row, and
 // every row an RPC; and the per-request check sends each side where the table says. The
 // expected cells are written out here from the issue, not read from the table they check.
+#include "rogatory/common/rpc_roles.h"
+
 #include <map>
 #include <set>
 #include <string>
@@ -13,7 +15,6 @@
 #include "rogatory/admin/v1/audit.grpc.pb.h"
 #include "rogatory/admin/v1/test_clock.grpc.pb.h"
 #include "rogatory/bench/v1/echo.grpc.pb.h"
-#include "rogatory/common/rpc_roles.h"
 #include "rogatory/deadlines/v1/deadlines.grpc.pb.h"
 #include "rogatory/events/v1/event_sink.grpc.pb.h"
 #include "rogatory/intake/v1/intake.grpc.pb.h"
@@ -27,16 +28,13 @@ namespace {
 // outside it: open to every caller, they name nothing).
 const std::vector<const google::protobuf::ServiceDescriptor*>& Served() {
   static const auto* served = new std::vector<const google::protobuf::ServiceDescriptor*>{
-      intake::v1::SubmitRequestRequest::descriptor()->file()->FindServiceByName(
-          "IntakeService"),
+      intake::v1::SubmitRequestRequest::descriptor()->file()->FindServiceByName("IntakeService"),
       routing::v1::GetRoutingDecisionRequest::descriptor()->file()->FindServiceByName(
           "TranslationRoutingService"),
-      deadlines::v1::GetDeadlineRequest::descriptor()->file()->FindServiceByName(
-          "DeadlineService"),
+      deadlines::v1::GetDeadlineRequest::descriptor()->file()->FindServiceByName("DeadlineService"),
       notification::v1::PublishEventRequest::descriptor()->file()->FindServiceByName(
           "NotificationService"),
-      events::v1::DeliverEventsRequest::descriptor()->file()->FindServiceByName(
-          "EventSinkService"),
+      events::v1::DeliverEventsRequest::descriptor()->file()->FindServiceByName("EventSinkService"),
       admin::v1::ListDenialsRequest::descriptor()->file()->FindServiceByName("AuditService"),
       admin::v1::GetTimeRequest::descriptor()->file()->FindServiceByName("TestClockService"),
       // rogatory-echo, the benchmark's baseline server on the same platform.
@@ -112,13 +110,20 @@ const std::map<std::string, std::string>& Expected() {
 
 char Cell(Grant g) {
   switch (g) {
-    case Grant::kNo: return '-';
-    case Grant::kAll: return 'a';
-    case Grant::kReach: return 'r';
-    case Grant::kOwn: return 'o';
-    case Grant::kIssuingSide: return 'i';
-    case Grant::kExecutingSide: return 'e';
-    case Grant::kEitherSide: return 's';
+    case Grant::kNo:
+      return '-';
+    case Grant::kAll:
+      return 'a';
+    case Grant::kReach:
+      return 'r';
+    case Grant::kOwn:
+      return 'o';
+    case Grant::kIssuingSide:
+      return 'i';
+    case Grant::kExecutingSide:
+      return 'e';
+    case Grant::kEitherSide:
+      return 's';
   }
   return '?';
 }
@@ -154,8 +159,8 @@ TEST(RpcRolesTableTest, EveryServedRpcHasARowAndEveryRowAServedRpc) {
                                << " is served but has no row in the role table";
       EXPECT_EQ(rule->service, service->full_name()) << method;
       if (!rule->target_field.empty()) {
-        const auto* field = service->method(m)->input_type()->FindFieldByName(
-            std::string(rule->target_field));
+        const auto* field =
+            service->method(m)->input_type()->FindFieldByName(std::string(rule->target_field));
         ASSERT_NE(field, nullptr) << method << " has no field " << rule->target_field;
         EXPECT_EQ(field->type(), google::protobuf::FieldDescriptor::TYPE_STRING) << method;
       }
@@ -217,9 +222,8 @@ class RpcOnRequestTest : public ::testing::Test {
     parties_.requested_state = "DE";
     parties_.notified_authority_id = "DE-ENF";
   }
-  absl::StatusCode Code(const std::string& method, const std::string& who,
-                        const std::string& state, std::vector<std::string> roles,
-                        AccessKind kind = AccessKind::kChange) {
+  absl::StatusCode Code(const std::string& method, const std::string& who, const std::string& state,
+                        std::vector<std::string> roles, AccessKind kind = AccessKind::kChange) {
     CallContext call;
     call.method = method;
     call.caller.authority_id = who;

@@ -161,9 +161,8 @@ TEST_P(TestClockAccessTest, OnlyOperatorsAndServicesMoveTheClock) {
   for (const Role& role : Roles()) {
     // SetTime after the 400 days AdvanceTime may have moved: always a forward move.
     later += 1000 * day;
-    for (const auto& [what, status] :
-         std::vector<std::pair<std::string, grpc::Status>>{{"AdvanceTime", Advance(role, 400 * day)},
-                                                          {"SetTime", Set(role, later)}}) {
+    for (const auto& [what, status] : std::vector<std::pair<std::string, grpc::Status>>{
+             {"AdvanceTime", Advance(role, 400 * day)}, {"SetTime", Set(role, later)}}) {
       grpc::StatusCode want = grpc::StatusCode::PERMISSION_DENIED;
       if (role.may_move) {
         want = enabled ? grpc::StatusCode::OK : grpc::StatusCode::FAILED_PRECONDITION;

@@ -288,8 +288,7 @@ TEST(AuditVerdictTest, TrimmedChainIsIntactSinceTheAnchorWithTheErasedRange) {
   auto rest = Stored(sealed);
   rest.erase(rest.begin(), rest.begin() + 46);
   adminpb::VerifyAuditChainResponse trimmed;
-  FillVerifyAuditChainResponse(Verify(key, rest, HeadOf(sealed), std::nullopt, anchor),
-                               &trimmed);
+  FillVerifyAuditChainResponse(Verify(key, rest, HeadOf(sealed), std::nullopt, anchor), &trimmed);
   EXPECT_EQ(trimmed.verdict(), adminpb::AUDIT_VERDICT_INTACT_SINCE_ANCHOR);
   EXPECT_EQ(trimmed.first_sequence(), 47);
   EXPECT_EQ(trimmed.entries_checked(), 4);

@@ -1,8 +1,6 @@
 // The chained audit log on a real redis-server: group-committed appends from many threads
 // and two replicas, sealing under leases, head export, retention, and the tampering an
 // attacker with write access to Redis could try (done with redis-cli, as they would).
-#include "rogatory/common/audit_log.h"
-
 #include <unistd.h>
 
 #include <atomic>
@@ -22,6 +20,7 @@
 #include "gtest/gtest.h"
 #include "redis_server.h"
 #include "rogatory/common/async_redis_client.h"
+#include "rogatory/common/audit_log.h"
 
 namespace rogatory::common {
 namespace {
@@ -299,8 +298,8 @@ TEST_F(AuditLogRedisTest, ChainRecomputedWithoutTheKeyAndWrittenIntoRedisIsDetec
     for (const auto& f : forged) absl::StrAppend(&push, " ", Q(f));
     server_.Cli(absl::StrCat("DEL ", Q(ChainKey(rq))));
     server_.Cli(push);
-    server_.Cli(absl::StrCat("HSET ", Q(AuditKeys::Heads(AuditShardOf(sharding_, rq))), " ",
-                             Q(rq), " ", Q(absl::StrCat(seq, " ", previous))));
+    server_.Cli(absl::StrCat("HSET ", Q(AuditKeys::Heads(AuditShardOf(sharding_, rq))), " ", Q(rq),
+                             " ", Q(absl::StrCat(seq, " ", previous))));
     ASSERT_EQ(ChainElements(rq), forged);
 
     AuditChainVerdict v = Verify(rq);
@@ -352,9 +351,10 @@ TEST_F(AuditLogRedisTest, TruncatedTailIsDetectedAgainstTheExportedHead) {
   std::smatch batch;
   ASSERT_TRUE(std::regex_search(
       line, batch,
-      std::regex("\"exported_at_us\":([0-9]+),.*\"heads\":(\\[.*\\]),\"batch_mac\":\"([0-9a-f]+)\"")));
-  EXPECT_EQ(batch[3].str(), key_->Mac("export", absl::StrCat("replica-1\n", batch[1].str(), "\n",
-                                                             batch[2].str())));
+      std::regex(
+          "\"exported_at_us\":([0-9]+),.*\"heads\":(\\[.*\\]),\"batch_mac\":\"([0-9a-f]+)\"")));
+  EXPECT_EQ(batch[3].str(),
+            key_->Mac("export", absl::StrCat("replica-1\n", batch[1].str(), "\n", batch[2].str())));
 
   // The attacker removes the two newest entries and rewrites the head to match.
   server_.Cli(absl::StrCat("RPOP ", Q(ChainKey(rq)), " 2"));

@@ -67,8 +67,7 @@ class JwtTest : public ::testing::Test {
   // A token with the given header and payload JSON, signed by `key` over them.
   static std::string Raw(const std::string& header, const std::string& payload,
                          const SigningKey& key) {
-    const std::string input =
-        absl::StrCat(Base64UrlEncode(header), ".", Base64UrlEncode(payload));
+    const std::string input = absl::StrCat(Base64UrlEncode(header), ".", Base64UrlEncode(payload));
     return absl::StrCat(input, ".", Base64UrlEncode(*key.Sign(input)));
   }
 
@@ -173,8 +172,8 @@ TEST_F(JwtTest, BadSignatureIsRejectedForEachAlgorithm) {
     JwtClaims c = Claims();
     c.roles = {"operator"};
     const std::string forged = *MintJwt(*key, c);
-    const std::string spliced = absl::StrCat(forged.substr(0, forged.rfind('.')),
-                                             token.substr(token.rfind('.')));
+    const std::string spliced =
+        absl::StrCat(forged.substr(0, forged.rfind('.')), token.substr(token.rfind('.')));
     ExpectRejected(Verify(spliced), "bad signature");
   }
   // A key of the same kid and algorithm that is not ours.
@@ -183,9 +182,10 @@ TEST_F(JwtTest, BadSignatureIsRejectedForEachAlgorithm) {
 }
 
 TEST_F(JwtTest, AlgNoneIsRejected) {
-  const std::string payload = R"({"iss":"rogatory-dev","sub":"X","aud":"rogatory","iat":1767225600,"exp":1767229200})";
-  for (const char* header : {R"({"alg":"none"})", R"({"alg":"none","kid":"dev"})",
-                             R"({"alg":"None","kid":"dev"})"}) {
+  const std::string payload =
+      R"({"iss":"rogatory-dev","sub":"X","aud":"rogatory","iat":1767225600,"exp":1767229200})";
+  for (const char* header :
+       {R"({"alg":"none"})", R"({"alg":"none","kid":"dev"})", R"({"alg":"None","kid":"dev"})"}) {
     const std::string token =
         absl::StrCat(Base64UrlEncode(header), ".", Base64UrlEncode(payload), ".");
     ExpectRejected(Verify(token), "alg must be HS256, RS256 or ES256");
@@ -195,17 +195,19 @@ TEST_F(JwtTest, AlgNoneIsRejected) {
 TEST_F(JwtTest, HmacTokenSignedWithTheRsaPublicKeyIsRejected) {
   // The classic algorithm confusion: HS256 keyed with the RS256 key's public PEM.
   auto confused = *SigningKey::Hmac("k1", rsa_->public_pem);
-  const std::string token = Raw(R"({"alg":"HS256","kid":"k1"})",
-                                R"({"iss":"rogatory-dev","sub":"X","aud":"rogatory","iat":1767225600,"exp":1767229200})",
-                                *confused);
+  const std::string token =
+      Raw(R"({"alg":"HS256","kid":"k1"})",
+          R"({"iss":"rogatory-dev","sub":"X","aud":"rogatory","iat":1767225600,"exp":1767229200})",
+          *confused);
   ExpectRejected(Verify(token), "alg does not match");
 }
 
 TEST_F(JwtTest, AlgorithmOtherThanTheKeysIsRejected) {
   // ES256 header pointing at the RS256 key, signed with the EC key.
-  const std::string token = Raw(R"({"alg":"ES256","kid":"k1"})",
-                                R"({"iss":"rogatory-dev","sub":"X","aud":"rogatory","iat":1767225600,"exp":1767229200})",
-                                *es_);
+  const std::string token =
+      Raw(R"({"alg":"ES256","kid":"k1"})",
+          R"({"iss":"rogatory-dev","sub":"X","aud":"rogatory","iat":1767225600,"exp":1767229200})",
+          *es_);
   ExpectRejected(Verify(token), "alg does not match");
 }
 
@@ -238,8 +240,8 @@ TEST_F(JwtTest, MalformedTokensAreRejectedWithoutEchoingThem) {
   // Signed garbage payloads.
   ExpectRejected(Verify(Raw(R"({"alg":"HS256","kid":"dev"})", "{oops", *hs_)),
                  "payload is not a JSON object");
-  const std::string bad_b64 = absl::StrCat(Base64UrlEncode(R"({"alg":"HS256","kid":"dev"})"),
-                                           ".*payload*");
+  const std::string bad_b64 =
+      absl::StrCat(Base64UrlEncode(R"({"alg":"HS256","kid":"dev"})"), ".*payload*");
   ExpectRejected(Verify(absl::StrCat(bad_b64, ".", Base64UrlEncode(*hs_->Sign(bad_b64)))),
                  "payload is not base64url");
   auto r = Verify(absl::StrCat(good.substr(0, good.rfind('.')), ".%%%"));
@@ -249,28 +251,44 @@ TEST_F(JwtTest, MalformedTokensAreRejectedWithoutEchoingThem) {
 
 TEST_F(JwtTest, ClaimsOfTheWrongTypeAreRejected) {
   const std::string header = R"({"alg":"HS256","kid":"dev"})";
-  const std::string base = R"("iss":"rogatory-dev","sub":"X","aud":"rogatory","iat":1767225600,"exp":1767229200)";
+  const std::string base =
+      R"("iss":"rogatory-dev","sub":"X","aud":"rogatory","iat":1767225600,"exp":1767229200)";
   ExpectRejected(Verify(Raw(header, absl::StrCat("{", base, R"(,"roles":"issuing"})"), *hs_)),
                  "claim roles must be an array of strings");
   ExpectRejected(Verify(Raw(header, absl::StrCat("{", base, R"(,"roles":[1]})"), *hs_)),
                  "claim roles must be an array of strings");
   ExpectRejected(Verify(Raw(header, absl::StrCat("{", base, R"(,"state":7})"), *hs_)),
                  "claim state must be a string");
-  ExpectRejected(Verify(Raw(header, R"({"iss":"rogatory-dev","sub":"X","aud":["rogatory",3],"iat":1767225600,"exp":1767229200})", *hs_)),
-                 "claim aud");
-  ExpectRejected(Verify(Raw(header, R"({"iss":"rogatory-dev","sub":"X","aud":"rogatory","exp":"soon"})", *hs_)),
-                 "claim exp must be a number");
-  ExpectRejected(Verify(Raw(header, R"({"iss":"rogatory-dev","sub":["X"],"aud":"rogatory","iat":1767225600,"exp":1767229200})", *hs_)),
-                 "claim sub must be a string");
-  ExpectRejected(Verify(Raw(header, R"({"iss":"rogatory-dev","aud":"rogatory","iat":1767225600,"exp":1767229200})", *hs_)),
-                 "no sub");
+  ExpectRejected(
+      Verify(Raw(
+          header,
+          R"({"iss":"rogatory-dev","sub":"X","aud":["rogatory",3],"iat":1767225600,"exp":1767229200})",
+          *hs_)),
+      "claim aud");
+  ExpectRejected(
+      Verify(
+          Raw(header, R"({"iss":"rogatory-dev","sub":"X","aud":"rogatory","exp":"soon"})", *hs_)),
+      "claim exp must be a number");
+  ExpectRejected(
+      Verify(Raw(
+          header,
+          R"({"iss":"rogatory-dev","sub":["X"],"aud":"rogatory","iat":1767225600,"exp":1767229200})",
+          *hs_)),
+      "claim sub must be a string");
+  ExpectRejected(
+      Verify(Raw(header,
+                 R"({"iss":"rogatory-dev","aud":"rogatory","iat":1767225600,"exp":1767229200})",
+                 *hs_)),
+      "no sub");
 }
 
 TEST_F(JwtTest, CriticalHeaderExtensionsAreRejected) {
-  ExpectRejected(Verify(Raw(R"({"alg":"HS256","kid":"dev","crit":["b64"],"b64":false})",
-                            R"({"iss":"rogatory-dev","sub":"X","aud":"rogatory","iat":1767225600,"exp":1767229200})",
-                            *hs_)),
-                 "critical");
+  ExpectRejected(
+      Verify(Raw(
+          R"({"alg":"HS256","kid":"dev","crit":["b64"],"b64":false})",
+          R"({"iss":"rogatory-dev","sub":"X","aud":"rogatory","iat":1767225600,"exp":1767229200})",
+          *hs_)),
+      "critical");
 }
 
 TEST_F(JwtTest, KeySetRefusesHmacKeysWhenAskedTo) {
@@ -302,8 +320,7 @@ TEST_F(JwtTest, KeySetRejectsBadEntriesNamingTheKey) {
   std::string secret;
   absl::Base64Escape(kSecret, &secret);
   EXPECT_THAT(message(absl::StrCat(R"({"keys":[{"kid":"x","alg":"HS256","secret":")", secret,
-                                   R"("},{"kid":"x","alg":"HS256","secret":")", secret,
-                                   R"("}]})")),
+                                   R"("},{"kid":"x","alg":"HS256","secret":")", secret, R"("}]})")),
               HasSubstr("appears twice"));
   EXPECT_THAT(message(R"({"keys":[]})"), HasSubstr("no key"));
   EXPECT_THAT(message("not json"), HasSubstr("JSON"));
@@ -315,8 +332,9 @@ TEST_F(JwtTest, SigningKeyFileHoldsExactlyOneKeyWithSigningMaterial) {
   ASSERT_TRUE(es.ok()) << es.status();
   EXPECT_EQ((*es)->kid(), "svc");
   // A key set with a public key only: nothing to sign with.
-  auto none = ParseSigningKey(absl::StrCat(R"({"keys":[{"kid":"k1","alg":"RS256","public_key_pem":)",
-                                           testing::JsonQuote(rsa_->public_pem), "}]}"));
+  auto none =
+      ParseSigningKey(absl::StrCat(R"({"keys":[{"kid":"k1","alg":"RS256","public_key_pem":)",
+                                   testing::JsonQuote(rsa_->public_pem), "}]}"));
   EXPECT_FALSE(none.ok());
   // A signing key's public half verifies what it signs.
   auto set = KeySet::Parse(absl::StrCat(R"({"keys":[{"kid":"svc","alg":"ES256","private_key_pem":)",

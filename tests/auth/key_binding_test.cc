@@ -36,10 +36,9 @@ std::string B64(absl::string_view s) {
 // nothing (development compatibility).
 std::string BoundKeySetJson() {
   return absl::StrCat(
-      R"({"keys":[{"kid":"idp","alg":"HS256","subjects":"authorities","secret":")",
-      B64(kIdpSecret), R"("},{"kid":"svc","alg":"HS256","subjects":"services","secret":")",
-      B64(kServiceSecret), R"("},{"kid":"legacy","alg":"HS256","secret":")",
-      B64(kLegacySecret), R"("}]})");
+      R"({"keys":[{"kid":"idp","alg":"HS256","subjects":"authorities","secret":")", B64(kIdpSecret),
+      R"("},{"kid":"svc","alg":"HS256","subjects":"services","secret":")", B64(kServiceSecret),
+      R"("},{"kid":"legacy","alg":"HS256","secret":")", B64(kLegacySecret), R"("}]})");
 }
 
 JwtClaims AuthorityClaims(absl::Time now) {
@@ -221,9 +220,9 @@ TEST_F(KeyBindingTest, ServiceTokensStayWithinTheServiceMaximum) {
 
 TEST_F(KeyBindingTest, SigningKeyFileChoosesTheKeyForItsPurpose) {
   const std::string two_keys = absl::StrCat(
-      R"({"keys":[{"kid":"idp","alg":"HS256","subjects":"authorities","secret":")",
-      B64(kIdpSecret), R"("},{"kid":"svc","alg":"HS256","subjects":"services","secret":")",
-      B64(kServiceSecret), R"("}]})");
+      R"({"keys":[{"kid":"idp","alg":"HS256","subjects":"authorities","secret":")", B64(kIdpSecret),
+      R"("},{"kid":"svc","alg":"HS256","subjects":"services","secret":")", B64(kServiceSecret),
+      R"("}]})");
   auto services = ParseSigningKey(two_keys, KeySubjects::kServices);
   ASSERT_TRUE(services.ok()) << services.status();
   EXPECT_EQ((*services)->kid(), "svc");
@@ -233,9 +232,9 @@ TEST_F(KeyBindingTest, SigningKeyFileChoosesTheKeyForItsPurpose) {
   EXPECT_EQ((*authorities)->kid(), "idp");
   EXPECT_FALSE(ParseSigningKey(two_keys, KeySubjects::kAny).ok());
   // An authorities key cannot become a service's signing key.
-  const std::string idp_only = absl::StrCat(
-      R"({"kid":"idp","alg":"HS256","subjects":"authorities","secret":")", B64(kIdpSecret),
-      R"("})");
+  const std::string idp_only =
+      absl::StrCat(R"({"kid":"idp","alg":"HS256","subjects":"authorities","secret":")",
+                   B64(kIdpSecret), R"("})");
   EXPECT_FALSE(ParseSigningKey(idp_only, KeySubjects::kServices).ok());
 }
 
@@ -253,12 +252,11 @@ TEST(DevelopmentKeySetTest, DeclaresWhatEachKeySignsAndMintsBothKinds) {
   TokenAuthenticator authenticator(clock, {}, *keys);
   EXPECT_TRUE(
       authenticator.AuthenticateToken(*MintJwt(**service_key, ServiceClaims(clock.Now()))).ok());
-  EXPECT_TRUE(authenticator
-                  .AuthenticateToken(*MintJwt(**authority_key, AuthorityClaims(clock.Now())))
-                  .ok());
-  EXPECT_FALSE(
-      authenticator.AuthenticateToken(*MintJwt(**authority_key, ServiceClaims(clock.Now())))
+  EXPECT_TRUE(
+      authenticator.AuthenticateToken(*MintJwt(**authority_key, AuthorityClaims(clock.Now())))
           .ok());
+  EXPECT_FALSE(
+      authenticator.AuthenticateToken(*MintJwt(**authority_key, ServiceClaims(clock.Now()))).ok());
 }
 
 // ---- settings ------------------------------------------------------------------------
@@ -272,16 +270,16 @@ class KeyBindingSettingsTest : public ::testing::Test {
     undeclared_ = Write("undeclared.json",
                         absl::StrCat(R"({"keys":[{"kid":"e1","alg":"ES256","public_key_pem":)",
                                      testing::JsonQuote(idp.public_pem), "}]}"));
-    declared_ = Write(
-        "declared.json",
-        absl::StrCat(R"({"keys":[{"kid":"e1","alg":"ES256","subjects":"authorities",)",
-                     R"("public_key_pem":)", testing::JsonQuote(idp.public_pem), "},",
-                     R"({"kid":"s1","alg":"ES256","subjects":"services","public_key_pem":)",
-                     testing::JsonQuote(svc.public_pem), "}]}"));
-    service_signing_ = Write(
-        "svc-signing.json",
-        absl::StrCat(R"({"kid":"s1","alg":"ES256","subjects":"services","private_key_pem":)",
-                     testing::JsonQuote(svc.private_pem), "}"));
+    declared_ =
+        Write("declared.json",
+              absl::StrCat(R"({"keys":[{"kid":"e1","alg":"ES256","subjects":"authorities",)",
+                           R"("public_key_pem":)", testing::JsonQuote(idp.public_pem), "},",
+                           R"({"kid":"s1","alg":"ES256","subjects":"services","public_key_pem":)",
+                           testing::JsonQuote(svc.public_pem), "}]}"));
+    service_signing_ =
+        Write("svc-signing.json",
+              absl::StrCat(R"({"kid":"s1","alg":"ES256","subjects":"services","private_key_pem":)",
+                           testing::JsonQuote(svc.private_pem), "}"));
   }
   std::string Write(const std::string& name, const std::string& text) {
     const std::string path = absl::StrCat(dir_, "/binding-", name);
@@ -300,8 +298,8 @@ class KeyBindingSettingsTest : public ::testing::Test {
     std::vector<const char*> argv;
     for (const auto& f : flags) argv.push_back(f.c_str());
     ::testing::internal::CaptureStderr();
-    const int code = ParseSettingsOrExit(id, config, settings, static_cast<int>(argv.size()),
-                                         argv.data());
+    const int code =
+        ParseSettingsOrExit(id, config, settings, static_cast<int>(argv.size()), argv.data());
     stderr_ = ::testing::internal::GetCapturedStderr();
     return code;
   }
@@ -320,14 +318,13 @@ TEST_F(KeyBindingSettingsTest, ProductionRefusesKeysThatDeclareNoSubjects) {
 
 TEST_F(KeyBindingSettingsTest, ProductionServiceTokenKeyMustBeDeclaredForServices) {
   auto key = testing::GenerateKeyPair("EC");
-  const std::string undeclared_signing =
-      Write("undeclared-signing.json",
-            absl::StrCat(R"({"kid":"s1","alg":"ES256","private_key_pem":)",
+  const std::string undeclared_signing = Write(
+      "undeclared-signing.json", absl::StrCat(R"({"kid":"s1","alg":"ES256","private_key_pem":)",
+                                              testing::JsonQuote(key.private_pem), "}"));
+  const std::string authorities_signing =
+      Write("idp-signing.json",
+            absl::StrCat(R"({"kid":"e1","alg":"ES256","subjects":"authorities","private_key_pem":)",
                          testing::JsonQuote(key.private_pem), "}"));
-  const std::string authorities_signing = Write(
-      "idp-signing.json",
-      absl::StrCat(R"({"kid":"e1","alg":"ES256","subjects":"authorities","private_key_pem":)",
-                   testing::JsonQuote(key.private_pem), "}"));
   EXPECT_EQ(Parse({"--env=production", "--auth-keys=" + declared_,
                    "--service-token-key=" + undeclared_signing}),
             2);
@@ -337,8 +334,7 @@ TEST_F(KeyBindingSettingsTest, ProductionServiceTokenKeyMustBeDeclaredForService
             2);
   EXPECT_THAT(stderr_, HasSubstr("setting 'service-token-key'"));
   // An authorities key never becomes a service's signing key, in development either.
-  EXPECT_EQ(Parse({"--auth-keys=" + declared_, "--service-token-key=" + authorities_signing}),
-            2);
+  EXPECT_EQ(Parse({"--auth-keys=" + declared_, "--service-token-key=" + authorities_signing}), 2);
 }
 
 TEST_F(KeyBindingSettingsTest, MaximumLifetimesAreSettings) {

@@ -227,14 +227,14 @@ class AuthSettingsTest : public ::testing::Test {
     dir_ = ::testing::TempDir();
     dev_keys_ = Write("dev-keys.json", DevKeySetJson());
     auto ec = testing::GenerateKeyPair("EC");
-    prod_keys_ = Write(
-        "prod-keys.json",
-        absl::StrCat(R"({"keys":[{"kid":"e1","alg":"ES256","subjects":"services",)",
-                     R"("public_key_pem":)", testing::JsonQuote(ec.public_pem), "}]}"));
-    prod_signing_ = Write(
-        "prod-signing.json",
-        absl::StrCat(R"({"kid":"e1","alg":"ES256","subjects":"services","private_key_pem":)",
-                     testing::JsonQuote(ec.private_pem), "}"));
+    prod_keys_ =
+        Write("prod-keys.json",
+              absl::StrCat(R"({"keys":[{"kid":"e1","alg":"ES256","subjects":"services",)",
+                           R"("public_key_pem":)", testing::JsonQuote(ec.public_pem), "}]}"));
+    prod_signing_ =
+        Write("prod-signing.json",
+              absl::StrCat(R"({"kid":"e1","alg":"ES256","subjects":"services","private_key_pem":)",
+                           testing::JsonQuote(ec.private_pem), "}"));
   }
   std::string Write(const std::string& name, const std::string& text) {
     const std::string path = absl::StrCat(dir_, "/", name);
@@ -255,8 +255,8 @@ class AuthSettingsTest : public ::testing::Test {
     std::vector<const char*> argv;
     for (const auto& f : flags) argv.push_back(f.c_str());
     ::testing::internal::CaptureStderr();
-    const int code = ParseSettingsOrExit(id, config, settings, static_cast<int>(argv.size()),
-                                         argv.data());
+    const int code =
+        ParseSettingsOrExit(id, config, settings, static_cast<int>(argv.size()), argv.data());
     stderr_ = ::testing::internal::GetCapturedStderr();
     return code;
   }
@@ -281,9 +281,9 @@ TEST_F(AuthSettingsTest, TokenAuthNeedsAKeySet) {
 TEST_F(AuthSettingsTest, ProductionRefusesSharedSecretKeys) {
   EXPECT_EQ(Parse({"--env=production", "--auth-keys=" + dev_keys_}), 2);
   EXPECT_THAT(stderr_, HasSubstr("refused with env=production"));
-  EXPECT_EQ(Parse({"--env=production", "--auth-keys=" + prod_keys_,
-                   "--service-token-key=" + dev_keys_}),
-            2);
+  EXPECT_EQ(
+      Parse({"--env=production", "--auth-keys=" + prod_keys_, "--service-token-key=" + dev_keys_}),
+      2);
   EXPECT_THAT(stderr_, HasSubstr("setting 'service-token-key'"));
   EXPECT_EQ(Parse({"--env=production", "--auth-keys=" + prod_keys_,
                    "--service-token-key=" + prod_signing_}),

@@ -53,8 +53,8 @@ class RoundTripsTest : public ::testing::Test {
     }
     counting_ = std::make_unique<CountingRedisClient>(*redis_);
     store_ = std::make_unique<RedisRequestStore>(*counting_, sharding_, absl::Hours(1));
-    auditor_ = std::make_unique<common::ChainedAuditor>(*counting_, clock_, sharding_, key_,
-                                                        nullptr);
+    auditor_ =
+        std::make_unique<common::ChainedAuditor>(*counting_, clock_, sharding_, key_, nullptr);
     pipeline_ = std::make_unique<common::Pipeline>(authenticator_, limiter_, *auditor_);
     service_ = std::make_unique<IntakeService>(*store_, clock_, *pipeline_, sharding_);
     grpc::ServerBuilder builder;
@@ -62,13 +62,13 @@ class RoundTripsTest : public ::testing::Test {
     builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port);
     builder.RegisterService(service_.get());
     server_grpc_ = builder.BuildAndStart();
-    stub_ = v1::IntakeService::NewStub(grpc::CreateChannel(
-        "127.0.0.1:" + std::to_string(port), grpc::InsecureChannelCredentials()));
+    stub_ = v1::IntakeService::NewStub(grpc::CreateChannel("127.0.0.1:" + std::to_string(port),
+                                                           grpc::InsecureChannelCredentials()));
   }
   void TearDown() override { server_grpc_->Shutdown(); }
 
-  static void As(grpc::ClientContext& ctx, const std::string& authority,
-                 const std::string& state, const std::string& roles) {
+  static void As(grpc::ClientContext& ctx, const std::string& authority, const std::string& state,
+                 const std::string& roles) {
     ctx.AddMetadata("x-rogatory-authority", authority);
     ctx.AddMetadata("x-rogatory-state", state);
     ctx.AddMetadata("x-rogatory-roles", roles);

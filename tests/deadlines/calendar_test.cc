@@ -134,7 +134,6 @@ TEST(CalendarTest, InvalidCalendarNamesEveryBadField) {
   EXPECT_NE(message.find("states[0].holidays[0].day"), std::string::npos) << message;
 }
 
-
 // ---------------------------------------------------------------------------------------
 // Every state the routing registry routes to, with its authorities' zones (issue 22 item 1).
 
@@ -221,9 +220,9 @@ TEST(RegistryCalendarTest, AllGermanLaenderSpanishCommunitiesAndSwissCantonsHave
     return out;
   };
   const std::set<std::string> de = regions_of("DE");
-  for (const char* land : {"DE-BB", "DE-BE", "DE-BW", "DE-BY", "DE-HB", "DE-HE", "DE-HH",
-                           "DE-MV", "DE-NI", "DE-NW", "DE-RP", "DE-SH", "DE-SL", "DE-SN",
-                           "DE-ST", "DE-TH"}) {
+  for (const char* land :
+       {"DE-BB", "DE-BE", "DE-BW", "DE-BY", "DE-HB", "DE-HE", "DE-HH", "DE-MV", "DE-NI", "DE-NW",
+        "DE-RP", "DE-SH", "DE-SL", "DE-SN", "DE-ST", "DE-TH"}) {
     EXPECT_TRUE(de.count(land)) << land;
   }
   EXPECT_GE(regions_of("ES").size(), 17u);
@@ -287,8 +286,10 @@ TEST(RegistryCalendarTest, CoverageSaysWhenNoCalendarOrTheYearsRanOut) {
   EXPECT_EQ(hr.CoverageOf(absl::CivilDay(last, 12, 20), absl::CivilDay(last + 1, 1, 20)),
             v1::CALENDAR_COVERAGE_BEYOND_COVERED_YEARS);
   common::v1::AuthorityRef nowhere;
-  EXPECT_EQ(testing::ReferenceRules()->calendars().PlaceFor(nowhere, "ZZ").CoverageOf(
-                absl::CivilDay(2027, 1, 1), absl::CivilDay(2027, 1, 2)),
+  EXPECT_EQ(testing::ReferenceRules()
+                ->calendars()
+                .PlaceFor(nowhere, "ZZ")
+                .CoverageOf(absl::CivilDay(2027, 1, 1), absl::CivilDay(2027, 1, 2)),
             v1::CALENDAR_COVERAGE_NO_CALENDAR);
 }
 

@@ -39,9 +39,9 @@ const Who kService{"service", "rogatory-intake", "", "service"};
 const Who kNoRoles{"no roles", "NOBODY-1", "DE", ""};
 
 const std::vector<Who>& Everyone() {
-  static const auto* all = new std::vector<Who>{
-      kIssuer, kIssuingCentral, kExecutor, kRequestedCentral, kStranger,
-      kTranslator, kAuditor, kOperator, kService, kNoRoles};
+  static const auto* all =
+      new std::vector<Who>{kIssuer,     kIssuingCentral, kExecutor, kRequestedCentral, kStranger,
+                           kTranslator, kAuditor,        kOperator, kService,          kNoRoles};
   return *all;
 }
 
@@ -63,8 +63,8 @@ class DeadlineAuthzTest : public DeadlinesRedisTest {
     builder.RegisterService(service_.get());
     builder.RegisterService(audit_.get());
     server_ = builder.BuildAndStart();
-    auto channel = grpc::CreateChannel(absl::StrCat("127.0.0.1:", port),
-                                       grpc::InsecureChannelCredentials());
+    auto channel =
+        grpc::CreateChannel(absl::StrCat("127.0.0.1:", port), grpc::InsecureChannelCredentials());
     stub_ = v1::DeadlineService::NewStub(channel);
     audit_stub_ = adminpb::AuditService::NewStub(channel);
 
@@ -199,8 +199,8 @@ TEST_F(DeadlineAuthzTest, EveryRoleAgainstEveryDeadlineRpc) {
        {OK, OK, OK, OK, NF, PD, PD, PD, OK, PD}},
       {"ExtendDeadline",
        [&](const Who& w) {
-         return Call<v1::ExtendDeadlineRequest, v1::ExtendDeadlineResponse>(
-             w, &S::ExtendDeadline, extend);
+         return Call<v1::ExtendDeadlineRequest, v1::ExtendDeadlineResponse>(w, &S::ExtendDeadline,
+                                                                            extend);
        },
        {PD, PD, FP, FP, NF, PD, PD, PD, FP, PD}},
       {"SuspendDeadline",
@@ -211,8 +211,8 @@ TEST_F(DeadlineAuthzTest, EveryRoleAgainstEveryDeadlineRpc) {
        {PD, PD, PD, PD, PD, PD, PD, FP, FP, PD}},
       {"ResumeDeadline",
        [&](const Who& w) {
-         return Call<v1::ResumeDeadlineRequest, v1::ResumeDeadlineResponse>(
-             w, &S::ResumeDeadline, resume);
+         return Call<v1::ResumeDeadlineRequest, v1::ResumeDeadlineResponse>(w, &S::ResumeDeadline,
+                                                                            resume);
        },
        {PD, PD, PD, PD, PD, PD, PD, FP, FP, PD}},
       {"CompleteDeadline",
@@ -223,8 +223,8 @@ TEST_F(DeadlineAuthzTest, EveryRoleAgainstEveryDeadlineRpc) {
        {PD, PD, OK, OK, NF, PD, PD, PD, OK, PD}},
       {"CancelDeadline",
        [&](const Who& w) {
-         return Call<v1::CancelDeadlineRequest, v1::CancelDeadlineResponse>(
-             w, &S::CancelDeadline, cancel);
+         return Call<v1::CancelDeadlineRequest, v1::CancelDeadlineResponse>(w, &S::CancelDeadline,
+                                                                            cancel);
        },
        {PD, PD, OK, OK, NF, PD, PD, PD, OK, PD}},
       {"GetDeadline",
@@ -291,13 +291,11 @@ TEST_F(DeadlineAuthzTest, DenialsOfExistingAndMissingIdsAreLoggedAlikeAndAuditor
   const std::string missing = common::Sharding::MakeId("dl", 2, clock_.Now());
   v1::GetDeadlineRequest get;
   get.set_deadline_id(running_);
-  EXPECT_EQ((Call<v1::GetDeadlineRequest, v1::GetDeadlineResponse>(kStranger, &S::GetDeadline,
-                                                                  get)),
-            NF);
+  EXPECT_EQ(
+      (Call<v1::GetDeadlineRequest, v1::GetDeadlineResponse>(kStranger, &S::GetDeadline, get)), NF);
   get.set_deadline_id(missing);
-  EXPECT_EQ((Call<v1::GetDeadlineRequest, v1::GetDeadlineResponse>(kStranger, &S::GetDeadline,
-                                                                  get)),
-            NF);
+  EXPECT_EQ(
+      (Call<v1::GetDeadlineRequest, v1::GetDeadlineResponse>(kStranger, &S::GetDeadline, get)), NF);
   // ... and both are in its denial log, written before the answers, in the same shape.
   auto raw = common::RunRedisCommand(
       *redis_, {"XRANGE", common::DenialLogKey(*sharding_, kStranger.authority), "-", "+"});

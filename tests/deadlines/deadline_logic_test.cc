@@ -52,7 +52,8 @@ std::vector<EventType> RunUntil(v1::Deadline& d, common::SimulatedClock& clock, 
 
 TEST(EawRulesTest, WithConsentDecisionDueTenDaysAfterConsent) {
   // Consent Thursday 5 March 2026 in Germany: 10 days end Sunday 15 March, so Monday 16th.
-  v1::Deadline d = Start("EAW_DECISION_CONSENT", Local("Europe/Berlin", 2026, 3, 5, 11), PlaceOf("DE"));
+  v1::Deadline d =
+      Start("EAW_DECISION_CONSENT", Local("Europe/Berlin", 2026, 3, 5, 11), PlaceOf("DE"));
   EXPECT_EQ(Due(d), Local("Europe/Berlin", 2026, 3, 17));
   EXPECT_EQ(d.state(), v1::DEADLINE_STATE_RUNNING);
   EXPECT_EQ(d.time_zone(), "Europe/Berlin");
@@ -208,8 +209,8 @@ TEST(EioRulesTest, IssuersShorterDeadlineIsHonoured) {
   facts.mutable_issuer_deadline_date()->set_year(2026);
   facts.mutable_issuer_deadline_date()->set_month(1);
   facts.mutable_issuer_deadline_date()->set_day(20);
-  v1::Deadline d = Start("EIO_RECOGNITION", Local("Europe/Madrid", 2026, 1, 5, 12), es,
-                         IssuerDue(facts, es));
+  v1::Deadline d =
+      Start("EIO_RECOGNITION", Local("Europe/Madrid", 2026, 1, 5, 12), es, IssuerDue(facts, es));
   EXPECT_EQ(Due(d), Local("Europe/Madrid", 2026, 1, 21));
   // A later issuer date does not lengthen the legal limit.
   facts.mutable_issuer_deadline_date()->set_month(3);
@@ -257,14 +258,17 @@ TEST(FreezingRulesTest, UrgentFreezingWithinFortyEightExactHours) {
   EXPECT_EQ(d.state(), v1::DEADLINE_STATE_OVERDUE);
   EXPECT_EQ(Due(Start("FREEZING_EXECUTION_URGENT", Utc(2026, 6, 1, 8, 30), PlaceOf("FR"))),
             Utc(2026, 6, 3, 8, 30));
-  EXPECT_EQ(Due(Start("CONFISCATION_RECOGNITION", Local("Europe/Paris", 2026, 6, 1, 9), PlaceOf("FR"))),
-            Local("Europe/Paris", 2026, 7, 17));  // 16 July, a Thursday
+  EXPECT_EQ(
+      Due(Start("CONFISCATION_RECOGNITION", Local("Europe/Paris", 2026, 6, 1, 9), PlaceOf("FR"))),
+      Local("Europe/Paris", 2026, 7, 17));  // 16 July, a Thursday
 }
 
 TEST(ProductionOrderRulesTest, TenDaysEightHoursAndNinetySixHours) {
   const absl::Time sent = Utc(2026, 9, 1, 10);
-  EXPECT_EQ(Due(Start("PRODUCTION_ORDER_DATA_EMERGENCY", sent, PlaceOf("NL"))), sent + absl::Hours(8));
-  EXPECT_EQ(Due(Start("PRODUCTION_ORDER_OBJECTION_WINDOW", sent, PlaceOf("NL"))), sent + absl::Hours(96));
+  EXPECT_EQ(Due(Start("PRODUCTION_ORDER_DATA_EMERGENCY", sent, PlaceOf("NL"))),
+            sent + absl::Hours(8));
+  EXPECT_EQ(Due(Start("PRODUCTION_ORDER_OBJECTION_WINDOW", sent, PlaceOf("NL"))),
+            sent + absl::Hours(96));
   EXPECT_EQ(Due(Start("PRODUCTION_ORDER_DATA", sent, PlaceOf("NL"))),
             Local("Europe/Amsterdam", 2026, 9, 12));  // Friday 11 September
 }

@@ -15,8 +15,8 @@ namespace rogatory::deadlines {
 namespace {
 
 using common::v1::EventType;
-using ::testing::ElementsAre;
 using testing::DeadlinesRedisTest;
+using ::testing::ElementsAre;
 using testing::Waiter;
 
 common::v1::Event IntakeEvent(const std::string& request_id, EventType type,
@@ -68,7 +68,8 @@ TEST_F(DeadlineEventsTest, EawArrestConsentDecisionSurrenderLifecycle) {
   EXPECT_EQ(deadlines[0].time_zone(), "Europe/Berlin");
 
   clock_.Advance(absl::Hours(48));
-  ASSERT_TRUE(Deliver(IntakeEvent(rq, common::v1::EVENT_TYPE_CONSENT_GIVEN, eaw, clock_.Now())).ok());
+  ASSERT_TRUE(
+      Deliver(IntakeEvent(rq, common::v1::EVENT_TYPE_CONSENT_GIVEN, eaw, clock_.Now())).ok());
   deadlines = ListByRequest(this, *store_, rq);
   ASSERT_EQ(deadlines.size(), 2u);
   std::map<std::string, v1::DeadlineState> states;
@@ -77,15 +78,18 @@ TEST_F(DeadlineEventsTest, EawArrestConsentDecisionSurrenderLifecycle) {
   EXPECT_EQ(states["EAW_DECISION_CONSENT"], v1::DEADLINE_STATE_RUNNING);
 
   clock_.Advance(absl::Hours(24));
-  ASSERT_TRUE(Deliver(IntakeEvent(rq, common::v1::EVENT_TYPE_FINAL_DECISION, eaw, clock_.Now())).ok());
+  ASSERT_TRUE(
+      Deliver(IntakeEvent(rq, common::v1::EVENT_TYPE_FINAL_DECISION, eaw, clock_.Now())).ok());
   deadlines = ListByRequest(this, *store_, rq);
   states.clear();
   for (const auto& d : deadlines) states[d.rule_id()] = d.state();
   EXPECT_EQ(states["EAW_DECISION_CONSENT"], v1::DEADLINE_STATE_MET);
   EXPECT_EQ(states["EAW_SURRENDER"], v1::DEADLINE_STATE_RUNNING);
 
-  ASSERT_TRUE(Deliver(IntakeEvent(rq, common::v1::EVENT_TYPE_REQUEST_WITHDRAWN, eaw, clock_.Now())).ok());
-  for (const auto& d : ListByRequest(this, *store_, rq)) EXPECT_FALSE(IsOpen(d.state())) << d.rule_id();
+  ASSERT_TRUE(
+      Deliver(IntakeEvent(rq, common::v1::EVENT_TYPE_REQUEST_WITHDRAWN, eaw, clock_.Now())).ok());
+  for (const auto& d : ListByRequest(this, *store_, rq))
+    EXPECT_FALSE(IsOpen(d.state())) << d.rule_id();
 
   std::vector<EventType> types;
   std::vector<int64_t> sequences;
@@ -120,24 +124,29 @@ TEST_F(DeadlineEventsTest, RequestSuspensionStopsTheClockAndResumptionMovesTheDu
     ADD_FAILURE() << "no EIO_ACKNOWLEDGE deadline";
     return v1::Deadline();
   };
-  ASSERT_TRUE(Deliver(IntakeEvent(rq, common::v1::EVENT_TYPE_REQUEST_SUBMITTED, eio, clock_.Now())).ok());
+  ASSERT_TRUE(
+      Deliver(IntakeEvent(rq, common::v1::EVENT_TYPE_REQUEST_SUBMITTED, eio, clock_.Now())).ok());
   EXPECT_TRUE(ListByRequest(this, *store_, rq).empty());
-  ASSERT_TRUE(Deliver(IntakeEvent(
-                          rq, common::v1::EVENT_TYPE_REQUEST_RECEIVED_BY_COMPETENT_AUTHORITY, eio,
+  ASSERT_TRUE(
+      Deliver(IntakeEvent(rq, common::v1::EVENT_TYPE_REQUEST_RECEIVED_BY_COMPETENT_AUTHORITY, eio,
                           clock_.Now()))
-                  .ok());
+          .ok());
   auto d = ack();
   EXPECT_EQ(d.trigger_event_type(), common::v1::EVENT_TYPE_REQUEST_RECEIVED_BY_COMPETENT_AUTHORITY);
   const absl::Time due = FromProtoTime(d.due_time());
   clock_.Advance(absl::Hours(1));
-  ASSERT_TRUE(Deliver(IntakeEvent(rq, common::v1::EVENT_TYPE_REQUEST_SUSPENDED, eio, clock_.Now())).ok());
+  ASSERT_TRUE(
+      Deliver(IntakeEvent(rq, common::v1::EVENT_TYPE_REQUEST_SUSPENDED, eio, clock_.Now())).ok());
   EXPECT_EQ(ack().state(), v1::DEADLINE_STATE_SUSPENDED);
   clock_.Advance(absl::Hours(72));
-  ASSERT_TRUE(Deliver(IntakeEvent(rq, common::v1::EVENT_TYPE_REQUEST_RESUMED, eio, clock_.Now())).ok());
+  ASSERT_TRUE(
+      Deliver(IntakeEvent(rq, common::v1::EVENT_TYPE_REQUEST_RESUMED, eio, clock_.Now())).ok());
   d = ack();
   EXPECT_EQ(d.state(), v1::DEADLINE_STATE_RUNNING);
   EXPECT_EQ(FromProtoTime(d.due_time()), due + absl::Hours(72));
-  ASSERT_TRUE(Deliver(IntakeEvent(rq, common::v1::EVENT_TYPE_REQUEST_ACKNOWLEDGED, eio, clock_.Now())).ok());
+  ASSERT_TRUE(
+      Deliver(IntakeEvent(rq, common::v1::EVENT_TYPE_REQUEST_ACKNOWLEDGED, eio, clock_.Now()))
+          .ok());
   EXPECT_EQ(ack().state(), v1::DEADLINE_STATE_MET);
 }
 
@@ -157,12 +166,12 @@ TEST_F(DeadlineEventsTest, ExtendThroughTrackerIsIdempotentAndRefusedBeyondTheRu
   ASSERT_TRUE(d.ok()) << d.status();
   auto extend = [&](const std::string& key) {
     Waiter<absl::StatusOr<v1::Deadline>> w;
-    tracker_->Mutate(d->id(), key, "COMPLEX",
-                     [&](v1::Deadline& x) {
-                       return Extend(x, absl::Hours(24 * 30), "COMPLEX", "", clock_.Now(),
-                                     tracker_->PlaceOf(x));
-                     },
-                     w.Callback());
+    tracker_->Mutate(
+        d->id(), key, "COMPLEX",
+        [&](v1::Deadline& x) {
+          return Extend(x, absl::Hours(24 * 30), "COMPLEX", "", clock_.Now(), tracker_->PlaceOf(x));
+        },
+        w.Callback());
     return w.Get();
   };
   auto first = extend("caller/k1");
@@ -196,8 +205,8 @@ TEST_F(DeadlineEventsTest, StartWithSameIdempotencyKeyGivesTheSameDeadline) {
 // The executing authority's region on the event's facts picks its holidays: 30 days from
 // 7 December 2026 end on 6 January, Epiphany in Bavaria but not in Berlin.
 TEST_F(DeadlineEventsTest, RecognitionLimitCountsWithTheHolidaysOfTheAuthoritysRegion) {
-  const absl::Time received = absl::FromCivil(absl::CivilSecond(2026, 12, 7, 10, 0, 0),
-                                              testing::Zone("Europe/Berlin"));
+  const absl::Time received =
+      absl::FromCivil(absl::CivilSecond(2026, 12, 7, 10, 0, 0), testing::Zone("Europe/Berlin"));
   std::map<std::string, v1::Deadline> by_region;
   for (const std::string region : {"DE-BY", "DE-BE"}) {
     const std::string rq = RequestId(region == "DE-BY" ? 1 : 3);
@@ -256,9 +265,9 @@ TEST_F(DeadlineEventsTest, IndexPagesWalkEveryEntryOnceAcrossEqualDueTimes) {
       if (cancel_cursor) {
         // The entry the cursor names leaves the open index before the next page.
         Waiter<absl::StatusOr<v1::Deadline>> c;
-        tracker_->Mutate(after->id, "", "TEST",
-                         [&](v1::Deadline& x) { return Cancel(x, clock_.Now()); },
-                         c.Callback());
+        tracker_->Mutate(
+            after->id, "", "TEST", [&](v1::Deadline& x) { return Cancel(x, clock_.Now()); },
+            c.Callback());
         EXPECT_TRUE(c.Get().ok());
       }
     }
@@ -287,7 +296,8 @@ TEST_F(DeadlineEventsTest, IndexPagesWalkEveryEntryOnceAcrossEqualDueTimes) {
 }
 
 TEST_F(DeadlineEventsTest, UnknownRuleIsNotFound) {
-  EXPECT_EQ(StartDeadline(RequestId(0), "NO_SUCH_RULE").status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(StartDeadline(RequestId(0), "NO_SUCH_RULE").status().code(),
+            absl::StatusCode::kNotFound);
 }
 
 }  // namespace

@@ -20,7 +20,8 @@ namespace rogatory::deadlines::testing {
 
 inline constexpr int kShards = 4;
 
-inline std::unique_ptr<common::RedisClient> NewClient(const rogatory::testing::RedisServer& server) {
+inline std::unique_ptr<common::RedisClient> NewClient(
+    const rogatory::testing::RedisServer& server) {
   common::AsyncRedisOptions options;
   options.url = *common::ParseRedisUrl(server.url());
   options.command_timeout = absl::Seconds(5);
@@ -121,8 +122,8 @@ class DeadlinesRedisTest : public ::testing::Test {
   }
 
   rogatory::testing::RedisServer server_;
-  common::SimulatedClock clock_{absl::FromCivil(absl::CivilSecond(2026, 3, 5, 10, 0, 0),
-                                                Zone("Europe/Berlin"))};
+  common::SimulatedClock clock_{
+      absl::FromCivil(absl::CivilSecond(2026, 3, 5, 10, 0, 0), Zone("Europe/Berlin"))};
   std::unique_ptr<common::RedisClient> redis_;
   std::unique_ptr<DeadlineStore> store_;
   std::unique_ptr<RulesRegistry> registry_;

@@ -24,17 +24,19 @@ TEST(RulesTest, ReferenceRulesCoverAllSevenInstruments) {
 
 TEST(RulesTest, TriggeredByHonoursInstrumentAndUrgency) {
   auto rules = testing::ReferenceRules();
-  auto urgent = rules->TriggeredBy(common::v1::EVENT_TYPE_REQUEST_RECEIVED_BY_COMPETENT_AUTHORITY,
-                                   common::v1::INSTRUMENT_FREEZING_ORDER, common::v1::URGENCY_URGENT);
+  auto urgent =
+      rules->TriggeredBy(common::v1::EVENT_TYPE_REQUEST_RECEIVED_BY_COMPETENT_AUTHORITY,
+                         common::v1::INSTRUMENT_FREEZING_ORDER, common::v1::URGENCY_URGENT);
   ASSERT_EQ(urgent.size(), 1u);
   EXPECT_EQ(urgent[0]->id(), "FREEZING_RECOGNITION_URGENT");
-  auto normal = rules->TriggeredBy(common::v1::EVENT_TYPE_REQUEST_RECEIVED_BY_COMPETENT_AUTHORITY,
-                                   common::v1::INSTRUMENT_FREEZING_ORDER, common::v1::URGENCY_NORMAL);
+  auto normal =
+      rules->TriggeredBy(common::v1::EVENT_TYPE_REQUEST_RECEIVED_BY_COMPETENT_AUTHORITY,
+                         common::v1::INSTRUMENT_FREEZING_ORDER, common::v1::URGENCY_NORMAL);
   ASSERT_EQ(normal.size(), 1u);
   EXPECT_EQ(normal[0]->id(), "CONFISCATION_RECOGNITION");
-  auto arrest = rules->TriggeredBy(common::v1::EVENT_TYPE_PROVISIONAL_ARREST,
-                                   common::v1::INSTRUMENT_PROVISIONAL_ARREST,
-                                   common::v1::URGENCY_NORMAL);
+  auto arrest =
+      rules->TriggeredBy(common::v1::EVENT_TYPE_PROVISIONAL_ARREST,
+                         common::v1::INSTRUMENT_PROVISIONAL_ARREST, common::v1::URGENCY_NORMAL);
   EXPECT_EQ(arrest.size(), 3u);  // 18 days, 40 days, 10 days consent statement
 }
 
@@ -83,9 +85,8 @@ TEST(RulesTest, FreezingProvisionalArrestAndProductionOrderRulesHaveTheirTrigger
        v1::DEADLINE_KIND_LIMIT},
       {"FREEZING_EXECUTION_URGENT", common::v1::EVENT_TYPE_REQUEST_RECOGNISED, 48,
        v1::PERIOD_UNIT_HOURS, v1::DEADLINE_KIND_LIMIT},
-      {"CONFISCATION_RECOGNITION",
-       common::v1::EVENT_TYPE_REQUEST_RECEIVED_BY_COMPETENT_AUTHORITY, 45, v1::PERIOD_UNIT_DAYS,
-       v1::DEADLINE_KIND_LIMIT},
+      {"CONFISCATION_RECOGNITION", common::v1::EVENT_TYPE_REQUEST_RECEIVED_BY_COMPETENT_AUTHORITY,
+       45, v1::PERIOD_UNIT_DAYS, v1::DEADLINE_KIND_LIMIT},
       {"PROVISIONAL_ARREST_MAY_END", common::v1::EVENT_TYPE_PROVISIONAL_ARREST, 18,
        v1::PERIOD_UNIT_DAYS, v1::DEADLINE_KIND_LIMIT},
       {"PROVISIONAL_ARREST_MAXIMUM", common::v1::EVENT_TYPE_PROVISIONAL_ARREST, 40,
@@ -123,12 +124,13 @@ TEST(RulesTest, InvalidRuleNamesPathAndProblem) {
   *dup = *r;
   dup->set_id("A");
   *file.add_rules() = *dup;
-  auto set = RuleSet::Create(file, *Calendars::Create(testing::ReferenceRules()->calendars().file()));
+  auto set =
+      RuleSet::Create(file, *Calendars::Create(testing::ReferenceRules()->calendars().file()));
   ASSERT_FALSE(set.ok());
   const std::string m(set.status().message());
-  for (const char* want : {"rules[0].id", "rules[0].instrument", "rules[0].kind", "rules[0].length",
-                           "rules[0].max_extension", "rules[0].satisfied_by",
-                           "rules[2].id: duplicate rule id A"}) {
+  for (const char* want :
+       {"rules[0].id", "rules[0].instrument", "rules[0].kind", "rules[0].length",
+        "rules[0].max_extension", "rules[0].satisfied_by", "rules[2].id: duplicate rule id A"}) {
     EXPECT_NE(m.find(want), std::string::npos) << want << " in " << m;
   }
 }

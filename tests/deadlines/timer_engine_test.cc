@@ -74,8 +74,8 @@ TEST_F(TimerEngineTest, MetDeadlineNeverFires) {
   auto d = StartDeadline(RequestId(1), "EIO_PROVISIONAL_MEASURES");
   ASSERT_TRUE(d.ok());
   testing::Waiter<absl::StatusOr<v1::Deadline>> w;
-  tracker_->Mutate(d->id(), "", "", [&](v1::Deadline& x) { return Complete(x, clock_.Now()); },
-                   w.Callback());
+  tracker_->Mutate(
+      d->id(), "", "", [&](v1::Deadline& x) { return Complete(x, clock_.Now()); }, w.Callback());
   ASSERT_TRUE(w.Get().ok());
   TimerEngine engine(*store_, *redis_, clock_, &metrics_, Options("a"));
   clock_.Advance(absl::Hours(48));
@@ -121,8 +121,8 @@ TEST_F(TimerEngineTest, ThreeReplicasFireEachOfTenThousandTimersExactlyOnceDespi
   // Each replica has its own connection, as separate processes would.
   auto redis_a = testing::NewClient(server_), redis_b = testing::NewClient(server_),
        redis_c = testing::NewClient(server_);
-  DeadlineStore store_a(*redis_a, common::Sharding(kShards)), store_b(*redis_b, common::Sharding(kShards)),
-      store_c(*redis_c, common::Sharding(kShards));
+  DeadlineStore store_a(*redis_a, common::Sharding(kShards)),
+      store_b(*redis_b, common::Sharding(kShards)), store_c(*redis_c, common::Sharding(kShards));
   common::Metrics ma, mb, mc;
   DeadlineMetrics metrics_a(ma.registry()), metrics_b(mb.registry()), metrics_c(mc.registry());
   TimerEngine a(store_a, *redis_a, clock_, &metrics_a, Options("a"));
@@ -162,8 +162,10 @@ TEST_F(TimerEngineTest, ThreeReplicasFireEachOfTenThousandTimersExactlyOnceDespi
   EXPECT_EQ(deadlines.size(), static_cast<size_t>(kTimers));
   EXPECT_EQ(event_ids.size(), static_cast<size_t>(kTimers));
   for (int s = 0; s < kShards; ++s) {
-    EXPECT_EQ(common::RunRedisCommand(*redis_, {"ZCARD", DeadlineStore::Key(s, "timers")})->integer, 0);
-    EXPECT_EQ(common::RunRedisCommand(*redis_, {"ZCARD", DeadlineStore::Key(s, "claims")})->integer, 0);
+    EXPECT_EQ(common::RunRedisCommand(*redis_, {"ZCARD", DeadlineStore::Key(s, "timers")})->integer,
+              0);
+    EXPECT_EQ(common::RunRedisCommand(*redis_, {"ZCARD", DeadlineStore::Key(s, "claims")})->integer,
+              0);
   }
 }
 
@@ -252,7 +254,8 @@ TEST_F(TimerEngineTest, BatchWithSeveralDueTimersOfOneDeadlineFiresThemInOrderOn
   EXPECT_EQ(EventsOf(common::v1::EVENT_TYPE_DEADLINE_MISSED).size(), ids.size());
   EXPECT_EQ(engine.RunOnce(), 0);
   for (int s = 0; s < kShards; ++s) {
-    EXPECT_EQ(common::RunRedisCommand(*redis_, {"ZCARD", DeadlineStore::Key(s, "claims")})->integer, 0);
+    EXPECT_EQ(common::RunRedisCommand(*redis_, {"ZCARD", DeadlineStore::Key(s, "claims")})->integer,
+              0);
   }
 }
 
@@ -276,7 +279,8 @@ TEST_F(TimerEngineTest, WithRealClockDueTimerFiresWithinASecond) {
   }());
   engine.Start();
   const absl::Time give_up = real.Now() + absl::Seconds(5);
-  while (metrics_.missed->Value() < 1 && real.Now() < give_up) absl::SleepFor(absl::Milliseconds(10));
+  while (metrics_.missed->Value() < 1 && real.Now() < give_up)
+    absl::SleepFor(absl::Milliseconds(10));
   const absl::Time fired = real.Now();
   engine.Stop();
   ASSERT_EQ(metrics_.missed->Value(), 1);

@@ -32,14 +32,12 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const absl::Time now = absl::FromUnixSeconds(1'790'000'000);
   switch (pick % 7) {
     case 0:
-      Run<v1::SubmitRequestRequest>(data, size, [&](const auto& r) {
-        return rogatory::intake::ValidateSubmit(r, now);
-      });
+      Run<v1::SubmitRequestRequest>(
+          data, size, [&](const auto& r) { return rogatory::intake::ValidateSubmit(r, now); });
       break;
     case 1:
-      Run<v1::GetRequestRequest>(data, size, [](const auto& r) {
-        return rogatory::intake::ValidateGet(r, kShards);
-      });
+      Run<v1::GetRequestRequest>(
+          data, size, [](const auto& r) { return rogatory::intake::ValidateGet(r, kShards); });
       break;
     case 2:
       Run<v1::ListRequestsRequest>(data, size,
@@ -56,14 +54,12 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       });
       break;
     case 5:
-      Run<v1::WithdrawRequestRequest>(data, size, [](const auto& r) {
-        return rogatory::intake::ValidateWithdraw(r, kShards);
-      });
+      Run<v1::WithdrawRequestRequest>(
+          data, size, [](const auto& r) { return rogatory::intake::ValidateWithdraw(r, kShards); });
       break;
     case 6:
-      Run<v1::GetRequestHistoryRequest>(data, size, [](const auto& r) {
-        return rogatory::intake::ValidateHistory(r, kShards);
-      });
+      Run<v1::GetRequestHistoryRequest>(
+          data, size, [](const auto& r) { return rogatory::intake::ValidateHistory(r, kShards); });
       break;
   }
   return 0;

@@ -10,19 +10,19 @@
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "deadline_store.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "intake_harness.h"
 #include "redis_document_store.h"
 #include "redis_request_store.h"
+#include "redis_routing_store.h"
 #include "redis_server.h"
 #include "retention.h"
 #include "rogatory/common/async_redis_client.h"
 #include "rogatory/common/event_sink.h"
 #include "rogatory/common/ids.h"
 #include "rogatory/common/replica_lease.h"
-#include "deadline_store.h"
-#include "redis_routing_store.h"
 
 namespace rogatory::intake {
 namespace {
@@ -103,10 +103,9 @@ class FullRedisTest : public ::testing::Test {
            std::chrono::steady_clock::now() < deadline) {
       std::this_thread::sleep_for(std::chrono::milliseconds(20));
     }
-    requests_ = std::make_unique<RedisRequestStore>(*client_, common::Sharding(16),
-                                                    absl::Hours(48));
-    documents_ = std::make_unique<RedisDocumentStore>(*client_, common::Sharding(16),
-                                                      *requests_);
+    requests_ =
+        std::make_unique<RedisRequestStore>(*client_, common::Sharding(16), absl::Hours(48));
+    documents_ = std::make_unique<RedisDocumentStore>(*client_, common::Sharding(16), *requests_);
     h_ = std::make_unique<IntakeHarness>(*requests_, 16, documents_.get());
   }
   ~FullRedisTest() override { h_.reset(); }
@@ -127,13 +126,13 @@ class FullRedisTest : public ::testing::Test {
   // Sets maxmemory a little above what Redis uses now and fills the rest with filler keys,
   // as the services' own writes would, until Redis refuses a write.
   void Fill() {
-    ASSERT_TRUE(common::RunRedisCommand(
-                    *client_, {"CONFIG", "SET", "maxmemory", absl::StrCat(UsedMemory() + (1 << 20))})
+    ASSERT_TRUE(common::RunRedisCommand(*client_, {"CONFIG", "SET", "maxmemory",
+                                                   absl::StrCat(UsedMemory() + (1 << 20))})
                     .ok());
     const std::string filler(16 << 10, 'x');
     for (fillers_ = 0; fillers_ < 1000; ++fillers_) {
-      auto set = common::RunRedisCommand(
-          *client_, {"SET", absl::StrCat("filler:", fillers_), filler});
+      auto set =
+          common::RunRedisCommand(*client_, {"SET", absl::StrCat("filler:", fillers_), filler});
       if (!set.ok()) {
         EXPECT_EQ(set.status().code(), absl::StatusCode::kUnavailable) << set.status();
         EXPECT_THAT(set.status().message(), HasSubstr("the store is full"));
@@ -209,9 +208,9 @@ TEST_F(FullRedisTest, WritesFailCleanlyFreeingStillRunsAndNothingAcknowledgedIsL
   // closed request's personal data and documents; stream acknowledgements and trims.
   AcceptingAuditor auditor;
   RetentionSweeper sweeper(*requests_, documents_.get(), auditor, h_->clock(),
-                           RetentionSettings{kClosed, kClosed * 10, 100}, nullptr,
-                           [this] { return HoldRetentionLease(*client_, "replica-a",
-                                                              absl::Seconds(30)); });
+                           RetentionSettings{kClosed, kClosed * 10, 100}, nullptr, [this] {
+                             return HoldRetentionLease(*client_, "replica-a", absl::Seconds(30));
+                           });
   h_->clock().Advance(kClosed + absl::Minutes(1));
   const auto stats = sweeper.SweepOnce();
   EXPECT_EQ(stats.personal_erased, 1);
@@ -264,11 +263,10 @@ TEST_F(FullRedisTest, ReceiversOfRequestErasedStillEraseWhenRedisIsFull) {
   EXPECT_EQ(*routed, common::EventHandler::Outcome::kHandled);
 
   deadlines::DeadlineStore deadlines(*client_, common::Sharding(16));
-  const common::Dedupe deadlines_seen{
-      common::EventKeys::Seen(shard, "deadlines", "01erasedevent"), "600000"};
-  auto timed = testing::Await<deadlines::CommitOutcome>([&](auto done) {
-    deadlines.EraseRequest(shard, r.id(), deadlines_seen, std::move(done));
-  });
+  const common::Dedupe deadlines_seen{common::EventKeys::Seen(shard, "deadlines", "01erasedevent"),
+                                      "600000"};
+  auto timed = testing::Await<deadlines::CommitOutcome>(
+      [&](auto done) { deadlines.EraseRequest(shard, r.id(), deadlines_seen, std::move(done)); });
   ASSERT_TRUE(timed.ok()) << timed.status();
 }
 

@@ -24,8 +24,7 @@ class ProductionSettingsTest : public ::testing::Test {
     auto idp = testing::GenerateKeyPair("EC");
     keys_ = Write("prod-keys.json",
                   absl::StrCat(R"({"keys":[{"kid":"e1","alg":"ES256","subjects":"authorities",)",
-                               R"("public_key_pem":)", testing::JsonQuote(idp.public_pem),
-                               "}]}"));
+                               R"("public_key_pem":)", testing::JsonQuote(idp.public_pem), "}]}"));
     password_file_ = Write("redis-password", "s3cret-redis-password\n");
   }
   std::string Write(const std::string& name, const std::string& text) {
@@ -47,8 +46,8 @@ class ProductionSettingsTest : public ::testing::Test {
     std::vector<const char*> argv;
     for (const auto& f : all) argv.push_back(f.c_str());
     ::testing::internal::CaptureStderr();
-    const int code = ParseSettingsOrExit(id, config, settings_, static_cast<int>(argv.size()),
-                                         argv.data());
+    const int code =
+        ParseSettingsOrExit(id, config, settings_, static_cast<int>(argv.size()), argv.data());
     stderr_ = ::testing::internal::GetCapturedStderr();
     return code;
   }
@@ -87,18 +86,18 @@ TEST_F(ProductionSettingsTest, ProductionRefusesAPasswordInTheRedisUrl) {
   EXPECT_THAT(stderr_, HasSubstr("setting 'redis-url'"));
   EXPECT_THAT(stderr_, HasSubstr("redis-password-file"));
   EXPECT_THAT(stderr_, Not(HasSubstr(":pw@")));  // never echoed
-  EXPECT_EQ(Parse({"--tls-terminated-by-mesh=true", "--metrics-listen=10.1.2.3:9101",
-                   "--redis-url=redis://app:@redis:6379/0",
-                   "--redis-password-file=" + password_file_}),
-            -1)
+  EXPECT_EQ(
+      Parse({"--tls-terminated-by-mesh=true", "--metrics-listen=10.1.2.3:9101",
+             "--redis-url=redis://app:@redis:6379/0", "--redis-password-file=" + password_file_}),
+      -1)
       << stderr_;
 }
 
 TEST_F(ProductionSettingsTest, RedisPasswordComesFromItsFile) {
-  ASSERT_EQ(Parse({"--redis-url=redis://app:@redis:6380/2",
-                   "--redis-password-file=" + password_file_},
-                  /*production=*/false),
-            -1)
+  ASSERT_EQ(
+      Parse({"--redis-url=redis://app:@redis:6380/2", "--redis-password-file=" + password_file_},
+            /*production=*/false),
+      -1)
       << stderr_;
   auto url = RedisUrlFromSettings(settings_);
   ASSERT_TRUE(url.ok()) << url.status();
@@ -112,9 +111,9 @@ TEST_F(ProductionSettingsTest, RedisPasswordComesFromItsFile) {
 TEST_F(ProductionSettingsTest, UnreadableOrDoubleRedisPasswordIsABadSetting) {
   EXPECT_EQ(Parse({"--redis-password-file=" + dir_ + "/no-such-file"}, false), 2);
   EXPECT_THAT(stderr_, HasSubstr("setting 'redis-password-file'"));
-  EXPECT_EQ(Parse({"--redis-url=redis://:pw@redis", "--redis-password-file=" + password_file_},
-                  false),
-            2);
+  EXPECT_EQ(
+      Parse({"--redis-url=redis://:pw@redis", "--redis-password-file=" + password_file_}, false),
+      2);
   EXPECT_THAT(stderr_, HasSubstr("setting 'redis-password-file'"));
 }
 

@@ -1,9 +1,6 @@
 // The per-caller token bucket, driven by a fake steady clock.
 #include "rogatory/common/rate_limiter.h"
 
-#include "rogatory/common/config.h"
-#include "rogatory/common/platform.h"
-
 #include <chrono>
 #include <map>
 #include <optional>
@@ -14,6 +11,8 @@
 #include "gmock/gmock.h"
 #include "google/rpc/error_details.pb.h"
 #include "gtest/gtest.h"
+#include "rogatory/common/config.h"
+#include "rogatory/common/platform.h"
 
 namespace rogatory::common {
 namespace {
@@ -125,13 +124,13 @@ class RateLimitSettingsTest : public ::testing::Test {
     flags.insert(flags.begin(), "rogatory-test");
     std::vector<const char*> argv;
     for (const auto& f : flags) argv.push_back(f.c_str());
-    const absl::Status parsed = config.Parse(
-        static_cast<int>(argv.size()), argv.data(),
-        [env](const std::string& name) -> std::optional<std::string> {
-          auto it = env.find(name);
-          if (it == env.end()) return std::nullopt;
-          return it->second;
-        });
+    const absl::Status parsed =
+        config.Parse(static_cast<int>(argv.size()), argv.data(),
+                     [env](const std::string& name) -> std::optional<std::string> {
+                       auto it = env.find(name);
+                       if (it == env.end()) return std::nullopt;
+                       return it->second;
+                     });
     EXPECT_TRUE(parsed.ok()) << parsed;
     ApplyEnvironmentDefaults(&settings);
     return settings;

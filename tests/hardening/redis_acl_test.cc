@@ -33,8 +33,8 @@ class RedisAclTest : public ::testing::Test {
 
   std::unique_ptr<RedisClient> Connect(const std::string& userinfo) {
     AsyncRedisOptions o;
-    auto url = ParseRedisUrl("redis://" + userinfo + "@127.0.0.1:" +
-                             std::to_string(server_.port()) + "/0");
+    auto url = ParseRedisUrl("redis://" + userinfo +
+                             "@127.0.0.1:" + std::to_string(server_.port()) + "/0");
     EXPECT_TRUE(url.ok()) << url.status();
     o.url = *url;
     o.command_timeout = absl::Milliseconds(500);
@@ -42,8 +42,7 @@ class RedisAclTest : public ::testing::Test {
     return NewAsyncRedisClient(o);
   }
   // The first reply that is not UNAVAILABLE (the client connects in the background).
-  static absl::StatusOr<RedisReply> Settled(RedisClient& client,
-                                            std::vector<std::string> args) {
+  static absl::StatusOr<RedisReply> Settled(RedisClient& client, std::vector<std::string> args) {
     const auto deadline = Steady::now() + std::chrono::seconds(10);
     absl::StatusOr<RedisReply> r = RunRedisCommand(client, args);
     while (r.status().code() == absl::StatusCode::kUnavailable && Steady::now() < deadline) {

@@ -143,12 +143,11 @@ class ServerLimitsTest : public ::testing::Test {
     absl::Mutex mu;
     bool done = false;
     grpc::Status result;
-    generic.UnaryCall(&ctx, method, grpc::StubOptions(), &request, &response,
-                      [&](grpc::Status s) {
-                        absl::MutexLock lock(&mu);
-                        result = std::move(s);
-                        done = true;
-                      });
+    generic.UnaryCall(&ctx, method, grpc::StubOptions(), &request, &response, [&](grpc::Status s) {
+      absl::MutexLock lock(&mu);
+      result = std::move(s);
+      done = true;
+    });
     absl::MutexLock lock(&mu);
     mu.Await(absl::Condition(&done));
     return result;
@@ -217,7 +216,10 @@ constexpr char kGet[] = "/rogatory.intake.v1.IntakeService/GetRequest";
 constexpr char kDownload[] = "/rogatory.intake.v1.IntakeService/DownloadDocument";
 
 // Field 1 (id, a string) declared 16 bytes long, 1 byte sent.
-const std::string kTruncated("\x0a\x10" "a", 3);
+const std::string kTruncated(
+    "\x0a\x10"
+    "a",
+    3);
 // Field 1 with wire type 7, which does not exist.
 const std::string kBadWireType("\x0f\x01", 2);
 // Field 1 as a varint: a known field with the wrong wire type (kept as an unknown field,
@@ -283,7 +285,10 @@ TEST_F(ServerLimitsTest, ServerStreamingBytesThatDoNotParseAnswerInvalidArgument
     EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << s.error_message();
     EXPECT_THAT(s.error_message(), HasSubstr("do not parse"));
   }
-  EXPECT_TRUE(StreamRaw(kDownload, std::string("\x0a\x01" "d", 3)).ok());
+  EXPECT_TRUE(StreamRaw(kDownload, std::string("\x0a\x01"
+                                               "d",
+                                               3))
+                  .ok());
 }
 
 TEST_F(ServerLimitsTest, MalformedRequestFromUnknownCallerIsStillUnauthenticated) {
@@ -307,8 +312,7 @@ TEST_F(ServerLimitsTest, MalformedRequestFromUnknownCallerIsStillUnauthenticated
 
 TEST_F(ServerLimitsTest, OversizedMessageIsResourceExhausted) {
   StartServer(0, /*max_message_bytes=*/64 * 1024);
-  EXPECT_EQ(Get(std::string(100 * 1024, 'x')).error_code(),
-            grpc::StatusCode::RESOURCE_EXHAUSTED);
+  EXPECT_EQ(Get(std::string(100 * 1024, 'x')).error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
   EXPECT_TRUE(Get("RQ-1").ok());
 }
 
@@ -336,7 +340,10 @@ TEST_F(ServerLimitsTest, CallsBeyondTheConcurrencyBoundAreRefusedAtOnce) {
   grpc::Status refused = Get("RQ-2");
   EXPECT_EQ(refused.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
   EXPECT_THAT(refused.error_message(), HasSubstr("concurrent calls"));
-  EXPECT_EQ(StreamRaw(kDownload, std::string("\x0a\x01" "d", 3)).error_code(),
+  EXPECT_EQ(StreamRaw(kDownload, std::string("\x0a\x01"
+                                             "d",
+                                             3))
+                .error_code(),
             grpc::StatusCode::RESOURCE_EXHAUSTED);
   EXPECT_LT(Steady::now() - start, std::chrono::seconds(5));
 
@@ -386,12 +393,19 @@ TEST_F(ServerLimitsTest, OneCallerOverItsBoundsIsRefusedWhileOthersAreServed) {
   grpc::Status call = Get("RQ-1");
   EXPECT_EQ(call.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
   EXPECT_THAT(call.error_message(), HasSubstr("max-calls-per-caller"));
-  grpc::Status stream = StreamRaw(kDownload, std::string("\x0a\x01" "d", 3));
+  grpc::Status stream = StreamRaw(kDownload, std::string("\x0a\x01"
+                                                         "d",
+                                                         3));
   EXPECT_EQ(stream.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
   EXPECT_THAT(stream.error_message(), HasSubstr("max-streams-per-caller"));
   // Another caller's call and stream are served meanwhile; so is a service beyond the caps.
   EXPECT_TRUE(Get("RQ-1", "AUTH-B").ok());
-  EXPECT_TRUE(StreamRaw(kDownload, std::string("\x0a\x01" "d", 3), "AUTH-B").ok());
+  EXPECT_TRUE(StreamRaw(kDownload,
+                        std::string("\x0a\x01"
+                                    "d",
+                                    3),
+                        "AUTH-B")
+                  .ok());
   {
     grpc::ClientContext ctx;
     ctx.AddMetadata("x-rogatory-authority", "rogatory-routing");
@@ -423,7 +437,10 @@ TEST_F(ServerLimitsTest, OneCallerOverItsBoundsIsRefusedWhileOthersAreServed) {
   ASSERT_TRUE(Eventually([&] { return pipeline_.calls_in_flight() == 0; }));
   EXPECT_EQ(pipeline_.calls_in_flight("AUTH-A", Pipeline::CallKind::kUnary), 0);
   EXPECT_TRUE(Get("RQ-2").ok());
-  EXPECT_TRUE(StreamRaw(kDownload, std::string("\x0a\x01" "d", 3)).ok());
+  EXPECT_TRUE(StreamRaw(kDownload, std::string("\x0a\x01"
+                                               "d",
+                                               3))
+                  .ok());
 }
 
 }  // namespace

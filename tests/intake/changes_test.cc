@@ -266,8 +266,7 @@ TEST_F(ChangesTest, ReportedStatusFollowsTheLifecycleAndIsAnnouncedOnce) {
   // outbox announced.
   EXPECT_EQ(history[1].type(), pb::EVENT_TYPE_ROUTING_DECIDED);
   EXPECT_EQ(history[1].status(), pb::REQUEST_STATUS_UNSPECIFIED);
-  EXPECT_EQ(history[1].routing_decided().competent_authority().authority_id(),
-            "DE-STA-FRANKFURT");
+  EXPECT_EQ(history[1].routing_decided().competent_authority().authority_id(), "DE-STA-FRANKFURT");
   EXPECT_EQ(history[2].type(), pb::EVENT_TYPE_REQUEST_RECEIVED_BY_COMPETENT_AUTHORITY);
   EXPECT_EQ(history[2].event_id(), announced[0].event_id());
   EXPECT_EQ(history[2].status(), pb::REQUEST_STATUS_FORWARDED);

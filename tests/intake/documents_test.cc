@@ -6,9 +6,9 @@
 #include <set>
 #include <thread>
 
+#include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "absl/strings/str_cat.h"
 #include "in_memory_document_store.h"
 #include "in_memory_request_store.h"
 #include "intake_event_handler.h"
@@ -17,8 +17,8 @@
 #include "redis_request_store.h"
 #include "redis_server.h"
 #include "rogatory/common/async_redis_client.h"
-#include "rogatory/common/ids.h"
 #include "rogatory/common/idle_watch.h"
+#include "rogatory/common/ids.h"
 
 namespace rogatory::intake {
 namespace {
@@ -46,9 +46,9 @@ v1::DocumentUpload Metadata(const std::string& request, const std::string& bytes
 
 // Uploads `metadata` then `bytes` in chunks of `chunk` bytes; `corrupt` flips a byte of the
 // second chunk on the wire.
-grpc::Status Upload(IntakeHarness& h, const v1::DocumentUpload& metadata,
-                    const std::string& bytes, v1::Document* out, size_t chunk = 1 << 20,
-                    bool corrupt = false, const testing::CallerId& caller = testing::kIssuer) {
+grpc::Status Upload(IntakeHarness& h, const v1::DocumentUpload& metadata, const std::string& bytes,
+                    v1::Document* out, size_t chunk = 1 << 20, bool corrupt = false,
+                    const testing::CallerId& caller = testing::kIssuer) {
   grpc::ClientContext ctx;
   IntakeHarness::As(&ctx, caller);
   v1::UploadDocumentResponse resp;
@@ -177,7 +177,8 @@ TEST_F(DocumentsTest, TranslatorReachesOnlyTheDocumentsOfTheJobsItHolds) {
   ASSERT_TRUE(Upload(h_, Metadata(r.id(), a_bytes), a_bytes, &a).ok());
   ASSERT_TRUE(Upload(h_, Metadata(r.id(), b_bytes), b_bytes, &b).ok());
   IntakeEventHandler handler(requests_);
-  ReportJobEvent(handler, r, a.id(), pb::EVENT_TYPE_TRANSLATION_JOB_CLAIMED, translator.authority, 1);
+  ReportJobEvent(handler, r, a.id(), pb::EVENT_TYPE_TRANSLATION_JOB_CLAIMED, translator.authority,
+                 1);
 
   v1::Document meta;
   std::string back;
@@ -214,7 +215,8 @@ TEST_F(DocumentsTest, TranslatorReachesOnlyTheDocumentsOfTheJobsItHolds) {
             grpc::StatusCode::NOT_FOUND);
 
   // The hold ends with the job.
-  ReportJobEvent(handler, r, a.id(), pb::EVENT_TYPE_TRANSLATION_JOB_COMPLETED, translator.authority, 2);
+  ReportJobEvent(handler, r, a.id(), pb::EVENT_TYPE_TRANSLATION_JOB_COMPLETED, translator.authority,
+                 2);
   EXPECT_EQ(Download(h_, r.id(), a.id(), &meta, &back, nullptr, translator).error_code(),
             grpc::StatusCode::NOT_FOUND);
   EXPECT_EQ(ListedIds(h_, r.id(), testing::kIssuer).size(), 3u);  // the issuer sees all
@@ -326,14 +328,13 @@ TEST_F(DocumentsTest, SizeCapBadMetadataAndUnknownRequestAreRefused) {
   EXPECT_EQ(IntakeHarness::BadFields(Upload(h_, bad, "x", nullptr)),
             (std::set<std::string>{"metadata.sha256", "metadata.language",
                                    "metadata.translation_of_document_id"}));
-  EXPECT_EQ(Upload(h_, Metadata(common::Sharding::MakeId("rq", 2, h_.clock().Now()), "x"), "x",
-                   nullptr)
-                .error_code(),
-            grpc::StatusCode::NOT_FOUND);
+  EXPECT_EQ(
+      Upload(h_, Metadata(common::Sharding::MakeId("rq", 2, h_.clock().Now()), "x"), "x", nullptr)
+          .error_code(),
+      grpc::StatusCode::NOT_FOUND);
   v1::Document meta;
   std::string back;
-  EXPECT_EQ(Download(h_, r.id(), common::Sharding::MakeId("doc", 2, h_.clock().Now()), &meta,
-                     &back)
+  EXPECT_EQ(Download(h_, r.id(), common::Sharding::MakeId("doc", 2, h_.clock().Now()), &meta, &back)
                 .error_code(),
             grpc::StatusCode::NOT_FOUND);
 }
@@ -363,10 +364,9 @@ class RedisDocumentsTest : public ::testing::Test {
            std::chrono::steady_clock::now() < deadline) {
       std::this_thread::sleep_for(std::chrono::milliseconds(20));
     }
-    requests_ = std::make_unique<RedisRequestStore>(*client_, common::Sharding(16),
-                                                    absl::Hours(48));
-    documents_ = std::make_unique<RedisDocumentStore>(*client_, common::Sharding(16),
-                                                      *requests_);
+    requests_ =
+        std::make_unique<RedisRequestStore>(*client_, common::Sharding(16), absl::Hours(48));
+    documents_ = std::make_unique<RedisDocumentStore>(*client_, common::Sharding(16), *requests_);
     h_ = std::make_unique<IntakeHarness>(*requests_, 16, documents_.get());
   }
   ~RedisDocumentsTest() override { h_.reset(); }
@@ -390,8 +390,8 @@ TEST_F(RedisDocumentsTest, FiveMebibytesRoundTripAndCorruptedUploadLeavesNoKeys)
   EXPECT_TRUE(back == bytes);
   EXPECT_EQ(meta.sha256(), common::Sha256Hex(bytes));
   const int shard = *common::Sharding(16).ShardOf("rq", r.id());
-  auto ttl = common::RunRedisCommand(
-      *client_, {"PTTL", RedisDocumentStore::DataKey(shard, stored.id())});
+  auto ttl =
+      common::RunRedisCommand(*client_, {"PTTL", RedisDocumentStore::DataKey(shard, stored.id())});
   ASSERT_TRUE(ttl.ok());
   EXPECT_EQ(ttl->integer, -1);  // committed: kept
 

@@ -69,8 +69,8 @@ class IntakeHarness {
     return r;
   }
 
-  grpc::Status Transition(const intake::v1::TransitionRequestRequest& req,
-                          intake::v1::Request* out, const CallerId& caller = kExecutor) {
+  grpc::Status Transition(const intake::v1::TransitionRequestRequest& req, intake::v1::Request* out,
+                          const CallerId& caller = kExecutor) {
     grpc::ClientContext ctx;
     As(&ctx, caller);
     intake::v1::TransitionRequestResponse resp;
@@ -92,8 +92,8 @@ class IntakeHarness {
   }
   // AcknowledgeRequest (EIO Annex B), by default as the executing side.
   grpc::Status Acknowledge(const std::string& id, intake::v1::Request* out = nullptr,
-                           const CallerId& caller = kExecutor,
-                           const std::string& request_id = "", const std::string& etag = "") {
+                           const CallerId& caller = kExecutor, const std::string& request_id = "",
+                           const std::string& etag = "") {
     grpc::ClientContext ctx;
     As(&ctx, caller);
     intake::v1::AcknowledgeRequestRequest req;
@@ -105,8 +105,8 @@ class IntakeHarness {
     if (out != nullptr) *out = resp.request();
     return s;
   }
-  grpc::Status Supplement(const intake::v1::SupplementRequestRequest& req,
-                          intake::v1::Request* out, const CallerId& caller = kIssuer) {
+  grpc::Status Supplement(const intake::v1::SupplementRequestRequest& req, intake::v1::Request* out,
+                          const CallerId& caller = kIssuer) {
     grpc::ClientContext ctx;
     As(&ctx, caller);
     intake::v1::SupplementRequestResponse resp;

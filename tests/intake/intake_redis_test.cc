@@ -10,12 +10,12 @@
 #include "google/protobuf/util/time_util.h"
 #include "gtest/gtest.h"
 #include "intake_event_handler.h"
-#include "intake_metrics.h"
-#include "rogatory/common/metrics.h"
 #include "intake_harness.h"
+#include "intake_metrics.h"
 #include "redis_request_store.h"
 #include "redis_server.h"
 #include "rogatory/common/async_redis_client.h"
+#include "rogatory/common/metrics.h"
 
 namespace rogatory::intake {
 namespace {
@@ -41,9 +41,7 @@ class IntakeRedisTest : public ::testing::Test {
     delete client_;
     delete server_;
   }
-  void SetUp() override {
-    ASSERT_TRUE(common::RunRedisCommand(*client_, {"FLUSHALL"}).ok());
-  }
+  void SetUp() override { ASSERT_TRUE(common::RunRedisCommand(*client_, {"FLUSHALL"}).ok()); }
 
   std::vector<pb::Event> OutboxOf(const std::string& id) {
     const int shard = *common::Sharding(16).ShardOf("rq", id);
@@ -98,9 +96,12 @@ TEST_F(IntakeRedisTest, FiftyConcurrentSubmissionsWithOneRequestIdCreateOneReque
   }
   ASSERT_EQ(ids.size(), 1u);
   // One request in the index, one history entry, one event.
-  auto all = common::RunRedisCommand(*client_, {"EVAL",
-      "local n = 0 for s = 0, 15 do n = n + redis.call('ZCARD', 'rg:{s' .. s .. '}:idx:all') end "
-      "return n", "0"});
+  auto all = common::RunRedisCommand(
+      *client_,
+      {"EVAL",
+       "local n = 0 for s = 0, 15 do n = n + redis.call('ZCARD', 'rg:{s' .. s .. '}:idx:all') end "
+       "return n",
+       "0"});
   ASSERT_TRUE(all.ok());
   EXPECT_EQ(all->integer, 1);
   EXPECT_EQ(h_.History(*ids.begin()).size(), 1u);
@@ -306,12 +307,15 @@ TEST_F(IntakeRedisTest, BusinessMetricsCountRejectionsAndTimeToAcknowledgment) {
   ASSERT_TRUE(h.Acknowledge(r.id()).ok());
   const std::string text = metrics.Render();
   EXPECT_NE(text.find("rogatory_intake_submissions_rejected_total{reason=\"malformed\"} 1"),
-            std::string::npos) << text;
-  EXPECT_NE(text.find(
-                "rogatory_intake_submissions_rejected_total{reason=\"idempotency_conflict\"} 1"),
-            std::string::npos);
-  EXPECT_NE(text.find("rogatory_intake_time_to_acknowledgment_seconds_sum{instrument=\"EIO\"} 7200"),
-            std::string::npos) << text;
+            std::string::npos)
+      << text;
+  EXPECT_NE(
+      text.find("rogatory_intake_submissions_rejected_total{reason=\"idempotency_conflict\"} 1"),
+      std::string::npos);
+  EXPECT_NE(
+      text.find("rogatory_intake_time_to_acknowledgment_seconds_sum{instrument=\"EIO\"} 7200"),
+      std::string::npos)
+      << text;
 }
 
 }  // namespace

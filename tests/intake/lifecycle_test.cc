@@ -17,11 +17,13 @@ namespace {
 namespace pb = rogatory::common::v1;
 using testing::IntakeHarness;
 
-const pb::Instrument kInstruments[] = {
-    pb::INSTRUMENT_MLA,         pb::INSTRUMENT_EIO,
-    pb::INSTRUMENT_EAW,         pb::INSTRUMENT_EXTRADITION,
-    pb::INSTRUMENT_PROVISIONAL_ARREST, pb::INSTRUMENT_FREEZING_ORDER,
-    pb::INSTRUMENT_PRODUCTION_ORDER};
+const pb::Instrument kInstruments[] = {pb::INSTRUMENT_MLA,
+                                       pb::INSTRUMENT_EIO,
+                                       pb::INSTRUMENT_EAW,
+                                       pb::INSTRUMENT_EXTRADITION,
+                                       pb::INSTRUMENT_PROVISIONAL_ARREST,
+                                       pb::INSTRUMENT_FREEZING_ORDER,
+                                       pb::INSTRUMENT_PRODUCTION_ORDER};
 
 // --- The table itself -----------------------------------------------------------------
 
@@ -136,8 +138,8 @@ TEST(LifecycleTableTest, ProductionOrderGoesToAProviderNotAnAuthority) {
   EXPECT_FALSE(set.contains(pb::REQUEST_STATUS_RECOGNISED));
   EXPECT_TRUE(set.contains(pb::REQUEST_STATUS_SENT_TO_PROVIDER));
   // And the EIO knows nothing of arrests.
-  EXPECT_FALSE(l.Find(pb::INSTRUMENT_EIO, pb::REQUEST_STATUS_FORWARDED,
-                      pb::REQUEST_STATUS_ARRESTED));
+  EXPECT_FALSE(
+      l.Find(pb::INSTRUMENT_EIO, pb::REQUEST_STATUS_FORWARDED, pb::REQUEST_STATUS_ARRESTED));
 }
 
 // --- Through the service, per instrument ------------------------------------------------
@@ -235,8 +237,8 @@ TEST_P(InstrumentLifecycleTest, LegalPathEmitsEachTriggerAndIllegalMoveNamesAllo
     const auto& [to, event] = path.steps[i];
     v1::Request after;
     grpc::Status s = h_.Move(submitted.id(), to, &after, "STEP");
-    ASSERT_TRUE(s.ok()) << pb::RequestStatus_Name(current) << " -> "
-                        << pb::RequestStatus_Name(to) << ": " << s.error_message();
+    ASSERT_TRUE(s.ok()) << pb::RequestStatus_Name(current) << " -> " << pb::RequestStatus_Name(to)
+                        << ": " << s.error_message();
     EXPECT_EQ(after.status(), to);
     EXPECT_EQ(after.etag(), std::to_string(i + 2));
     current = to;
@@ -313,8 +315,7 @@ TEST_F(TransitionTest, StaleEtagIsAbortedAndCurrentEtagApplies) {
   ASSERT_TRUE(h_.Transition(req, &after).ok());
   EXPECT_EQ(after.etag(), "3");
   req.set_etag("not-a-number");
-  EXPECT_EQ(IntakeHarness::BadFields(h_.Transition(req, nullptr)),
-            std::set<std::string>{"etag"});
+  EXPECT_EQ(IntakeHarness::BadFields(h_.Transition(req, nullptr)), std::set<std::string>{"etag"});
 }
 
 TEST_F(TransitionTest, RetryWithSameRequestIdReplaysAndOtherPayloadIsAlreadyExists) {
@@ -334,10 +335,10 @@ TEST_F(TransitionTest, RetryWithSameRequestIdReplaysAndOtherPayloadIsAlreadyExis
 }
 
 TEST_F(TransitionTest, UnknownRequestIsNotFound) {
-  EXPECT_EQ(h_.Move(common::Sharding::MakeId("rq", 3, h_.clock().Now()),
-                    pb::REQUEST_STATUS_FORWARDED)
-                .error_code(),
-            grpc::StatusCode::NOT_FOUND);
+  EXPECT_EQ(
+      h_.Move(common::Sharding::MakeId("rq", 3, h_.clock().Now()), pb::REQUEST_STATUS_FORWARDED)
+          .error_code(),
+      grpc::StatusCode::NOT_FOUND);
 }
 
 // --- AcknowledgeRequest (EIO Annex B) ----------------------------------------------------

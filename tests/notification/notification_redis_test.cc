@@ -77,7 +77,7 @@ class NotificationRedisTest : public ::testing::Test {
     return common::Sharding::MakeId("rq", n % kShards, absl::FromUnixSeconds(1767225600 + n));
   }
 
-  Event MakeEvent(const std::string &id, const std::string &request,
+  Event MakeEvent(const std::string& id, const std::string& request,
                   common::v1::EventType type = common::v1::EVENT_TYPE_REQUEST_SUBMITTED) {
     Event e;
     e.set_event_id(id);
@@ -91,7 +91,7 @@ class NotificationRedisTest : public ::testing::Test {
     return e;
   }
 
-  absl::StatusOr<common::EventHandler::Outcome> Receive(const Event &e) {
+  absl::StatusOr<common::EventHandler::Outcome> Receive(const Event& e) {
     const int shard = *sharding_.ShardOf("rq", e.request_id());
     absl::Notification done;
     absl::StatusOr<common::EventHandler::Outcome> out;
@@ -109,27 +109,27 @@ class NotificationRedisTest : public ::testing::Test {
     }
   }
 
-  std::unique_ptr<grpc::ClientContext> Ctx(const std::string &authority) {
+  std::unique_ptr<grpc::ClientContext> Ctx(const std::string& authority) {
     auto ctx = std::make_unique<grpc::ClientContext>();
     ctx->AddMetadata("x-rogatory-authority", authority);
     ctx->set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(20));
     return ctx;
   }
 
-  int64_t XLen(const std::string &authority) {
+  int64_t XLen(const std::string& authority) {
     return common::RunRedisCommand(*redis_,
                                    {"XLEN", Keys::Inbox(sharding_.ShardFor(authority), authority)})
         ->integer;
   }
 
   // The event ids in an authority's inbox, in inbox order.
-  std::vector<std::string> InboxEvents(const std::string &authority) {
+  std::vector<std::string> InboxEvents(const std::string& authority) {
     std::vector<std::string> out;
     auto all = common::RunRedisCommand(
         *redis_, {"XRANGE", Keys::Inbox(sharding_.ShardFor(authority), authority), "-", "+"});
     if (!all.ok()) return out;
-    for (const auto &entry : all->elements) {
-      const auto &f = entry.elements[1].elements;
+    for (const auto& entry : all->elements) {
+      const auto& f = entry.elements[1].elements;
       for (size_t i = 0; i + 1 < f.size(); i += 2) {
         Event e;
         if (f[i].str == "ev" && e.ParseFromString(f[i + 1].str)) out.push_back(e.event_id());
@@ -140,8 +140,8 @@ class NotificationRedisTest : public ::testing::Test {
 
   // A deadline event of deadline-tracking, which names no executing authority (its rule
   // started before routing decided).
-  Event DeadlineEvent(const std::string &id, const std::string &request,
-                      common::v1::EventType type, const std::string &deadline_id) {
+  Event DeadlineEvent(const std::string& id, const std::string& request, common::v1::EventType type,
+                      const std::string& deadline_id) {
     Event e = MakeEvent(id, request, type);
     e.set_source("deadlines");
     e.mutable_actor()->set_service("rogatory-deadlines");
@@ -151,10 +151,10 @@ class NotificationRedisTest : public ::testing::Test {
   }
 
   // Routing names the competent (executing) authority, through the central authority.
-  Event RoutingDecided(const std::string &id, const std::string &request) {
+  Event RoutingDecided(const std::string& id, const std::string& request) {
     Event e = MakeEvent(id, request, common::v1::EVENT_TYPE_ROUTING_DECIDED);
     e.set_source("routing");
-    auto *competent = e.mutable_routing_decided()->mutable_competent_authority();
+    auto* competent = e.mutable_routing_decided()->mutable_competent_authority();
     competent->set_authority_id(kExecutor);
     competent->set_state("DE");
     e.mutable_routing_decided()->mutable_central_authority()->set_authority_id(kCentral);
@@ -163,7 +163,7 @@ class NotificationRedisTest : public ::testing::Test {
   }
 
   // Reads `n` notifications (skipping heartbeats).
-  std::vector<v1::Notification> ReadN(grpc::ClientReader<v1::SubscribeResponse> &reader, int n) {
+  std::vector<v1::Notification> ReadN(grpc::ClientReader<v1::SubscribeResponse>& reader, int n) {
     std::vector<v1::Notification> out;
     v1::SubscribeResponse r;
     while (static_cast<int>(out.size()) < n && reader.Read(&r)) {
@@ -205,9 +205,9 @@ TEST_F(NotificationRedisTest, ReconnectWithCursorAfterEvent50Receives51To100Exac
   auto all = common::RunRedisCommand(
       *redis_, {"XRANGE", Keys::Inbox(sharding_.ShardFor(kIssuer), kIssuer), "-", "+"});
   std::vector<std::string> order;
-  for (const auto &entry : all->elements) {
+  for (const auto& entry : all->elements) {
     Event e;
-    const auto &f = entry.elements[1].elements;
+    const auto& f = entry.elements[1].elements;
     for (size_t i = 0; i + 1 < f.size(); i += 2) {
       if (f[i].str == "ev") e.ParseFromString(f[i + 1].str);
     }
@@ -334,9 +334,9 @@ TEST_F(NotificationRedisTest, PublishEventIsForServicesOnlyAndARefusedEventLeave
     const char* authority;
     const char* roles;
   };
-  for (const Who& who : {Who{"OPS-1", "operator"}, Who{kIssuer, "issuing"},
-                         Who{kCentral, "central"}, Who{"EU-AUDIT-1", "auditor"},
-                         Who{kTranslator, "translator"}}) {
+  for (const Who& who :
+       {Who{"OPS-1", "operator"}, Who{kIssuer, "issuing"}, Who{kCentral, "central"},
+        Who{"EU-AUDIT-1", "auditor"}, Who{kTranslator, "translator"}}) {
     auto ctx = Ctx(who.authority);
     ctx->AddMetadata("x-rogatory-roles", who.roles);
     v1::PublishEventRequest req;
@@ -351,8 +351,8 @@ TEST_F(NotificationRedisTest, PublishEventIsForServicesOnlyAndARefusedEventLeave
   EXPECT_EQ(XLen(kIssuer), 0);
   EXPECT_EQ(XLen(kExecutor), 0);
   EXPECT_EQ(XLen("IT-PROCURA-ROMA"), 0);
-  EXPECT_EQ(common::RunRedisCommand(*redis_, {"EXISTS", common::EventKeys::Seen(
-                                                            shard, "notification", "ev-forged")})
+  EXPECT_EQ(common::RunRedisCommand(
+                *redis_, {"EXISTS", common::EventKeys::Seen(shard, "notification", "ev-forged")})
                 ->integer,
             0);
 
@@ -394,7 +394,7 @@ TEST_F(NotificationRedisTest, AckRecordsRetrievalAndEvidenceShowsAllStages) {
     q.set_event_id("ev-ack");
     status.Clear();
     ASSERT_TRUE(stub_->GetDeliveryStatus(c.get(), q, &status).ok());
-    for (const auto &ev : status.evidences()) {
+    for (const auto& ev : status.evidences()) {
       if (ev.stage() == v1::DELIVERY_STAGE_DELIVERED &&
           ev.recipient().authority_id() == kExecutor) {
         delivered = true;
@@ -420,7 +420,7 @@ TEST_F(NotificationRedisTest, AckRecordsRetrievalAndEvidenceShowsAllStages) {
   q.set_request_id(e.request_id());
   ASSERT_TRUE(stub_->GetDeliveryStatus(c3.get(), q, &status).ok());
   std::map<v1::DeliveryStage, int64_t> executor_stages;
-  for (const auto &ev : status.evidences()) {
+  for (const auto& ev : status.evidences()) {
     if (ev.recipient().authority_id() == kExecutor) {
       executor_stages[ev.stage()] = ev.record_time().seconds();
     }
@@ -469,7 +469,7 @@ TEST_F(NotificationRedisTest, UnretrievedNotificationIsReannouncedThenEscalated)
       *redis_, {"XRANGE", Keys::Inbox(sharding_.ShardFor(kIssuer), kIssuer), "-", "+"});
   ASSERT_EQ(entries->elements.size(), 2u);
   Event notice;
-  const auto &fields = entries->elements[1].elements[1].elements;
+  const auto& fields = entries->elements[1].elements[1].elements;
   for (size_t i = 0; i + 1 < fields.size(); i += 2) {
     if (fields[i].str == "ev") {
       ASSERT_TRUE(notice.ParseFromString(fields[i + 1].str));
@@ -485,7 +485,7 @@ TEST_F(NotificationRedisTest, UnretrievedNotificationIsReannouncedThenEscalated)
   v1::GetDeliveryStatusResponse status;
   ASSERT_TRUE(stub_->GetDeliveryStatus(c2.get(), q, &status).ok());
   std::set<v1::DeliveryStage> stages;
-  for (const auto &ev : status.evidences()) {
+  for (const auto& ev : status.evidences()) {
     if (ev.recipient().authority_id() == kExecutor) stages.insert(ev.stage());
   }
   EXPECT_THAT(stages, ::testing::UnorderedElementsAre(v1::DELIVERY_STAGE_ACCEPTED,
@@ -573,12 +573,12 @@ TEST_F(NotificationRedisTest, SubscriptionSeesOnlyMatchingEventsOfItsOwner) {
 
 TEST_F(NotificationRedisTest, EndpointOnPrivateAddressOrPlainHttpIsRefusedByDefault) {
   StartService();  // production-like defaults: https only, no private addresses
-  for (const char *uri : {"https://127.0.0.1/hook", "https://169.254.169.254/latest",
-                          "https://10.0.0.5/hook", "http://hooks.example.org/hook",
-                          "https://[::127.0.0.1]/hook", "https://[::ffff:0:a00:5]/hook",
-                          "https://[64:ff9b::a9fe:a9fe]/hook", "https://[2002:a00:5::1]/hook",
-                          "https://[fec0::1]/hook", "https://198.18.0.1/hook",
-                          "https://hooks.example.org:8443/hook"}) {
+  for (const char* uri :
+       {"https://127.0.0.1/hook", "https://169.254.169.254/latest", "https://10.0.0.5/hook",
+        "http://hooks.example.org/hook", "https://[::127.0.0.1]/hook",
+        "https://[::ffff:0:a00:5]/hook", "https://[64:ff9b::a9fe:a9fe]/hook",
+        "https://[2002:a00:5::1]/hook", "https://[fec0::1]/hook", "https://198.18.0.1/hook",
+        "https://hooks.example.org:8443/hook"}) {
     v1::CreateSubscriptionRequest create;
     create.set_endpoint_uri(uri);
     v1::CreateSubscriptionResponse created;
@@ -630,13 +630,13 @@ TEST_F(NotificationRedisTest, FailedDeliveryInBatchAcknowledgesOnlyThePrefixAndK
   constexpr char kOther[] = "DE-AG-MUENCHEN";
   const int shard = 0;
   const std::string stream = Keys::Fanout(shard);
-  auto add = [&](const std::string &id, const std::string &to) {
+  auto add = [&](const std::string& id, const std::string& to) {
     const std::string pb = MakeEvent(id, Request(0)).SerializeAsString();
-    ASSERT_TRUE(common::RunRedisCommand(
-                    *redis_, {"XADD", stream, "*", "ev", pb, "to", to, "acc",
-                              absl::StrCat(absl::ToUnixMillis(clock_.Now())), "kind", "n", "st",
-                              ",FR,", "inst", "1", "typ", "1"})
-                    .ok());
+    ASSERT_TRUE(
+        common::RunRedisCommand(*redis_, {"XADD", stream, "*", "ev", pb, "to", to, "acc",
+                                          absl::StrCat(absl::ToUnixMillis(clock_.Now())), "kind",
+                                          "n", "st", ",FR,", "inst", "1", "typ", "1"})
+            .ok());
   };
   add("ev-1", absl::StrCat(kIssuer, "@FR"));
   add("ev-2", absl::StrCat(kOther, "@DE"));
@@ -645,13 +645,13 @@ TEST_F(NotificationRedisTest, FailedDeliveryInBatchAcknowledgesOnlyThePrefixAndK
   // The other authority's inbox cannot take anything: ev-2's delivery fails.
   const std::string other_inbox = Keys::Inbox(sharding_.ShardFor(kOther), kOther);
   ASSERT_TRUE(common::RunRedisCommand(*redis_, {"SET", other_inbox, "not a stream"}).ok());
-  auto inbox_events = [&](const std::string &authority) {
+  auto inbox_events = [&](const std::string& authority) {
     std::vector<std::string> out;
     auto all = common::RunRedisCommand(
         *redis_, {"XRANGE", Keys::Inbox(sharding_.ShardFor(authority), authority), "-", "+"});
     if (!all.ok()) return out;
-    for (const auto &entry : all->elements) {
-      const auto &f = entry.elements[1].elements;
+    for (const auto& entry : all->elements) {
+      const auto& f = entry.elements[1].elements;
       for (size_t i = 0; i + 1 < f.size(); i += 2) {
         Event e;
         if (f[i].str == "ev" && e.ParseFromString(f[i + 1].str)) out.push_back(e.event_id());
@@ -749,15 +749,15 @@ TEST_F(NotificationRedisTest, DeadlineStartedBeforeRoutingReachesTheAuthorityWhe
                                     "dl-ack"))
                   .ok());
   // Another deadline started and met before routing: no longer owed to anyone joining.
-  ASSERT_TRUE(Receive(DeadlineEvent("ev-other-started", rq,
-                                    common::v1::EVENT_TYPE_DEADLINE_STARTED, "dl-other"))
-                  .ok());
-  ASSERT_TRUE(Receive(DeadlineEvent("ev-other-met", rq, common::v1::EVENT_TYPE_DEADLINE_MET,
+  ASSERT_TRUE(Receive(DeadlineEvent("ev-other-started", rq, common::v1::EVENT_TYPE_DEADLINE_STARTED,
                                     "dl-other"))
                   .ok());
+  ASSERT_TRUE(
+      Receive(DeadlineEvent("ev-other-met", rq, common::v1::EVENT_TYPE_DEADLINE_MET, "dl-other"))
+          .ok());
   // The running one was extended: its change is owed too.
-  ASSERT_TRUE(Receive(DeadlineEvent("ev-ack-extended", rq,
-                                    common::v1::EVENT_TYPE_DEADLINE_EXTENDED, "dl-ack"))
+  ASSERT_TRUE(Receive(DeadlineEvent("ev-ack-extended", rq, common::v1::EVENT_TYPE_DEADLINE_EXTENDED,
+                                    "dl-ack"))
                   .ok());
   Drain();
   EXPECT_TRUE(InboxEvents(kExecutor).empty());  // not a party yet
@@ -776,8 +776,8 @@ TEST_F(NotificationRedisTest, DeadlineStartedBeforeRoutingReachesTheAuthorityWhe
   // The caught-up delivery has its evidence ("accepted" for the executing authority).
   const int shard = *sharding_.ShardOf("rq", rq);
   auto accepted = common::RunRedisCommand(
-      *redis_, {"HEXISTS", Keys::Evidence(shard, "ev-ack-started"), absl::StrCat("1|", kExecutor,
-                                                                                  "|")});
+      *redis_,
+      {"HEXISTS", Keys::Evidence(shard, "ev-ack-started"), absl::StrCat("1|", kExecutor, "|")});
   ASSERT_TRUE(accepted.ok());
   EXPECT_EQ(accepted->integer, 1);
 
@@ -785,9 +785,8 @@ TEST_F(NotificationRedisTest, DeadlineStartedBeforeRoutingReachesTheAuthorityWhe
   EXPECT_EQ(*Receive(routed), common::EventHandler::Outcome::kDuplicate);
   ASSERT_TRUE(Receive(RoutingDecided("ev-routed-again", rq)).ok());
   Drain();
-  EXPECT_THAT(InboxEvents(kExecutor),
-              ::testing::ElementsAre("ev-ack-started", "ev-ack-extended", "ev-routed",
-                                     "ev-routed-again"));
+  EXPECT_THAT(InboxEvents(kExecutor), ::testing::ElementsAre("ev-ack-started", "ev-ack-extended",
+                                                             "ev-routed", "ev-routed-again"));
   // Once met, a deadline is not owed to a party joining later (another executing authority
   // after a new routing decision).
   ASSERT_TRUE(
@@ -824,20 +823,19 @@ TEST_F(NotificationRedisTest, CatchUpKeepsInboxOrderWithinOneFanoutBatch) {
   const std::string rq = Request(3);
   ASSERT_TRUE(Receive(MakeEvent("ev-submitted", rq)).ok());
   for (int i = 0; i < 5; ++i) {
-    ASSERT_TRUE(Receive(DeadlineEvent(absl::StrCat("ev-started-", i), rq,
-                                      common::v1::EVENT_TYPE_DEADLINE_STARTED,
-                                      absl::StrCat("dl-", i)))
-                    .ok());
+    ASSERT_TRUE(
+        Receive(DeadlineEvent(absl::StrCat("ev-started-", i), rq,
+                              common::v1::EVENT_TYPE_DEADLINE_STARTED, absl::StrCat("dl-", i)))
+            .ok());
   }
   ASSERT_TRUE(Receive(RoutingDecided("ev-routed", rq)).ok());
-  ASSERT_TRUE(Receive(DeadlineEvent("ev-started-5", rq, common::v1::EVENT_TYPE_DEADLINE_STARTED,
-                                    "dl-5"))
-                  .ok());
+  ASSERT_TRUE(
+      Receive(DeadlineEvent("ev-started-5", rq, common::v1::EVENT_TYPE_DEADLINE_STARTED, "dl-5"))
+          .ok());
   Drain();
   EXPECT_THAT(InboxEvents(kExecutor),
-              ::testing::ElementsAre("ev-started-0", "ev-started-1", "ev-started-2",
-                                     "ev-started-3", "ev-started-4", "ev-routed",
-                                     "ev-started-5"));
+              ::testing::ElementsAre("ev-started-0", "ev-started-1", "ev-started-2", "ev-started-3",
+                                     "ev-started-4", "ev-routed", "ev-started-5"));
 }
 
 // A production order (Reg. 2023/1543): routing names the enforcing state's authority as
@@ -849,12 +847,12 @@ TEST_F(NotificationRedisTest, NotifiedAuthorityOfRoutingDecisionIsAPartyAndIsCau
   const std::string rq = Request(4);
   const std::string enforcing = "IE-EPOC-ENFORCING-AUTHORITY";
   ASSERT_TRUE(Receive(MakeEvent("ev-submitted", rq)).ok());
-  ASSERT_TRUE(Receive(DeadlineEvent("ev-epoc-started", rq,
-                                    common::v1::EVENT_TYPE_DEADLINE_STARTED, "dl-epoc"))
+  ASSERT_TRUE(Receive(DeadlineEvent("ev-epoc-started", rq, common::v1::EVENT_TYPE_DEADLINE_STARTED,
+                                    "dl-epoc"))
                   .ok());
   Drain();
   Event routed = RoutingDecided("ev-routed", rq);
-  auto *notified = routed.mutable_routing_decided()->mutable_notified_authority();
+  auto* notified = routed.mutable_routing_decided()->mutable_notified_authority();
   notified->set_authority_id(enforcing);
   notified->set_state("IE");
   ASSERT_TRUE(Receive(routed).ok());
@@ -872,7 +870,7 @@ TEST_F(NotificationRedisTest, NotifiedAuthorityOfRoutingDecisionIsAPartyAndIsCau
   v1::GetDeliveryStatusResponse status;
   ASSERT_TRUE(stub_->GetDeliveryStatus(c.get(), q, &status).ok());
   bool told = false, others = false;
-  for (const auto &ev : status.evidences()) {
+  for (const auto& ev : status.evidences()) {
     if (ev.recipient().authority_id() == enforcing && ev.event_id() == "ev-sent") told = true;
     if (ev.recipient().authority_id() == kIssuer) others = true;
   }

@@ -55,70 +55,114 @@ TEST(WebhookSignerTest, MalformedSecretIsRejected) {
 // Every non-global range of the IANA IPv4 and IPv6 special-purpose address registries,
 // with IPv4 embedded in IPv6 forms, against global neighbours of the same ranges.
 struct AddressCase {
-  const char *address;
+  const char* address;
   bool refused;
 };
 
 TEST(EndpointPolicyTest, ClassifiesEverySpecialPurposeRangeAndItsGlobalNeighbours) {
   const AddressCase cases[] = {
       // IPv4 special-purpose registry.
-      {"0.0.0.0", true}, {"0.255.255.255", true},                      // this network
-      {"10.0.0.1", true}, {"10.255.255.255", true},                    // private
-      {"100.64.0.1", true}, {"100.127.255.254", true},                 // shared (CGNAT)
-      {"100.63.255.255", false}, {"100.128.0.0", false},
-      {"127.0.0.1", true}, {"127.255.255.254", true},                  // loopback
-      {"169.254.169.254", true},                                       // link-local (metadata)
-      {"172.16.0.1", true}, {"172.31.255.255", true},                  // private
-      {"172.15.255.255", false}, {"172.32.0.1", false},
-      {"192.0.0.1", true}, {"192.0.0.170", true},                      // IETF protocol
-      {"192.0.2.1", true},                                             // TEST-NET-1
-      {"192.88.99.1", true},                                           // 6to4 relay anycast
-      {"192.168.1.1", true},                                           // private
-      {"198.18.0.1", true}, {"198.19.255.255", true},                  // benchmarking
-      {"198.17.255.255", false}, {"198.20.0.0", false},
-      {"198.51.100.7", true}, {"203.0.113.9", true},                   // TEST-NET-2, -3
-      {"224.0.0.1", true}, {"239.255.255.255", true},                  // multicast
-      {"240.0.0.1", true}, {"255.255.255.255", true},                  // reserved, broadcast
-      {"8.8.8.8", false}, {"193.0.0.1", false}, {"223.255.255.254", false},
+      {"0.0.0.0", true},
+      {"0.255.255.255", true},  // this network
+      {"10.0.0.1", true},
+      {"10.255.255.255", true},  // private
+      {"100.64.0.1", true},
+      {"100.127.255.254", true},  // shared (CGNAT)
+      {"100.63.255.255", false},
+      {"100.128.0.0", false},
+      {"127.0.0.1", true},
+      {"127.255.255.254", true},  // loopback
+      {"169.254.169.254", true},  // link-local (metadata)
+      {"172.16.0.1", true},
+      {"172.31.255.255", true},  // private
+      {"172.15.255.255", false},
+      {"172.32.0.1", false},
+      {"192.0.0.1", true},
+      {"192.0.0.170", true},  // IETF protocol
+      {"192.0.2.1", true},    // TEST-NET-1
+      {"192.88.99.1", true},  // 6to4 relay anycast
+      {"192.168.1.1", true},  // private
+      {"198.18.0.1", true},
+      {"198.19.255.255", true},  // benchmarking
+      {"198.17.255.255", false},
+      {"198.20.0.0", false},
+      {"198.51.100.7", true},
+      {"203.0.113.9", true},  // TEST-NET-2, -3
+      {"224.0.0.1", true},
+      {"239.255.255.255", true},  // multicast
+      {"240.0.0.1", true},
+      {"255.255.255.255", true},  // reserved, broadcast
+      {"8.8.8.8", false},
+      {"193.0.0.1", false},
+      {"223.255.255.254", false},
       // IPv6 special-purpose registry.
-      {"::", true}, {"::1", true},                                     // unspecified, loopback
-      {"::ffff:127.0.0.1", true}, {"::ffff:8.8.8.8", true},            // IPv4-mapped
-      {"::ffff:0:127.0.0.1", true}, {"::ffff:0:8.8.8.8", true},        // IPv4-translated
-      {"::127.0.0.1", true}, {"::8.8.8.8", true},                      // IPv4-compatible
-      {"64:ff9b::127.0.0.1", true}, {"64:ff9b::10.0.0.1", true},       // NAT64, embedded
-      {"64:ff9b::169.254.169.254", true}, {"64:ff9b::8.8.8.8", false},
-      {"64:ff9b:1::8.8.8.8", true},                                    // local-use NAT64
-      {"100::1", true}, {"100:0:0:1::1", true},                        // discard, dummy
-      {"2001::1", true}, {"2001:0:4136:e378:8000:63bf:3fff:fdd2", true},  // Teredo
-      {"2001:2::1", true}, {"2001:1ff::1", true},                      // IETF protocol
-      {"2001:db8::1", true},                                           // documentation
-      {"2002:7f00:1::1", true}, {"2002:808:808::1", true},             // 6to4
-      {"3fff::1", true}, {"5f00::1", true},                            // documentation, SRv6
-      {"fc00::1", true}, {"fd12:3456::1", true},                       // unique local
-      {"fe80::1", true}, {"febf::1", true},                            // link-local
-      {"fec0::1", true}, {"feff::1", true},                            // site-local
-      {"ff02::1", true},                                               // multicast
-      {"4000::1", true}, {"1fff::1", true},                            // not global unicast
-      {"2a00:1450:4001::1", false}, {"2001:200::1", false}, {"2600::1", false},
+      {"::", true},
+      {"::1", true},  // unspecified, loopback
+      {"::ffff:127.0.0.1", true},
+      {"::ffff:8.8.8.8", true},  // IPv4-mapped
+      {"::ffff:0:127.0.0.1", true},
+      {"::ffff:0:8.8.8.8", true},  // IPv4-translated
+      {"::127.0.0.1", true},
+      {"::8.8.8.8", true},  // IPv4-compatible
+      {"64:ff9b::127.0.0.1", true},
+      {"64:ff9b::10.0.0.1", true},  // NAT64, embedded
+      {"64:ff9b::169.254.169.254", true},
+      {"64:ff9b::8.8.8.8", false},
+      {"64:ff9b:1::8.8.8.8", true},  // local-use NAT64
+      {"100::1", true},
+      {"100:0:0:1::1", true},  // discard, dummy
+      {"2001::1", true},
+      {"2001:0:4136:e378:8000:63bf:3fff:fdd2", true},  // Teredo
+      {"2001:2::1", true},
+      {"2001:1ff::1", true},  // IETF protocol
+      {"2001:db8::1", true},  // documentation
+      {"2002:7f00:1::1", true},
+      {"2002:808:808::1", true},  // 6to4
+      {"3fff::1", true},
+      {"5f00::1", true},  // documentation, SRv6
+      {"fc00::1", true},
+      {"fd12:3456::1", true},  // unique local
+      {"fe80::1", true},
+      {"febf::1", true},  // link-local
+      {"fec0::1", true},
+      {"feff::1", true},  // site-local
+      {"ff02::1", true},  // multicast
+      {"4000::1", true},
+      {"1fff::1", true},  // not global unicast
+      {"2a00:1450:4001::1", false},
+      {"2001:200::1", false},
+      {"2600::1", false},
       // Not numeric: judged after resolution.
       {"hooks.example.org", false},
   };
-  for (const AddressCase &c : cases) {
+  for (const AddressCase& c : cases) {
     EXPECT_EQ(IsBlockedAddress(c.address), c.refused) << c.address;
   }
 }
 
 TEST(EndpointPolicyTest, RefusesSpecialPurposeLiteralsAtCreationInEveryNotation) {
   const EndpointPolicy strict{false, false};
-  for (const char *uri :
-       {"https://127.0.0.1/x", "https://127.1/x", "https://0x7f.0.0.1/x", "https://2130706433/x",
-        "https://0177.0.0.1/x", "https://[::1]/x", "https://[::127.0.0.1]/x",
-        "https://[::ffff:127.0.0.1]/x", "https://[::ffff:0:127.0.0.1]/x",
-        "https://[64:ff9b::127.0.0.1]/x", "https://[64:ff9b:1::808:808]/x",
-        "https://[2002:7f00:1::1]/x", "https://[2001::1]/x", "https://[fec0::1]/x",
-        "https://[fe80::1%25eth0]/x", "https://198.18.0.1/x", "https://100.64.0.1/x",
-        "https://240.0.0.1/x", "https://localhost/x", "https://localhost./x",
-        "https://api.localhost/x"}) {
+  for (const char* uri : {"https://127.0.0.1/x",
+                          "https://127.1/x",
+                          "https://0x7f.0.0.1/x",
+                          "https://2130706433/x",
+                          "https://0177.0.0.1/x",
+                          "https://[::1]/x",
+                          "https://[::127.0.0.1]/x",
+                          "https://[::ffff:127.0.0.1]/x",
+                          "https://[::ffff:0:127.0.0.1]/x",
+                          "https://[64:ff9b::127.0.0.1]/x",
+                          "https://[64:ff9b:1::808:808]/x",
+                          "https://[2002:7f00:1::1]/x",
+                          "https://[2001::1]/x",
+                          "https://[fec0::1]/x",
+                          "https://[fe80::1%25eth0]/x",
+                          "https://198.18.0.1/x",
+                          "https://100.64.0.1/x",
+                          "https://240.0.0.1/x",
+                          "https://localhost/x",
+                          "https://localhost./x",
+                          "https://api.localhost/x"}) {
     auto e = CheckEndpointUri(uri, strict);
     EXPECT_EQ(e.status().code(), absl::StatusCode::kInvalidArgument) << uri;
   }
@@ -127,7 +171,7 @@ TEST(EndpointPolicyTest, RefusesSpecialPurposeLiteralsAtCreationInEveryNotation)
 }
 
 struct PortCase {
-  const char *uri;
+  const char* uri;
   std::vector<int> allowed;
   bool accepted;
 };
@@ -144,7 +188,7 @@ TEST(EndpointPolicyTest, PortsFollowThePolicy) {
       {"http://hooks.example.org/x", {443}, false},
       {"http://hooks.example.org/x", {80, 443}, true},
   };
-  for (const PortCase &c : cases) {
+  for (const PortCase& c : cases) {
     EndpointPolicy policy;
     policy.allow_http = true;
     policy.allowed_ports = c.allowed;
@@ -172,8 +216,7 @@ TEST(EndpointPolicyTest, ChecksSchemeHostAndPrivateLiterals) {
   EXPECT_EQ(e->port, 8080);
   EndpointPolicy strict_8080 = strict;
   strict_8080.allowed_ports = {8080};
-  EXPECT_EQ(ResolveAllowed(*e, strict_8080).status().code(),
-            absl::StatusCode::kPermissionDenied);
+  EXPECT_EQ(ResolveAllowed(*e, strict_8080).status().code(), absl::StatusCode::kPermissionDenied);
   EXPECT_TRUE(ResolveAllowed(*e, dev).ok());
 }
 
@@ -183,15 +226,14 @@ using Names = std::map<std::string, std::vector<std::string>>;
 
 class FakeResolver final : public HostResolver {
  public:
-  explicit FakeResolver(Names names)
-      : names_(std::move(names)) {}
-  absl::StatusOr<std::vector<std::string>> Resolve(const std::string &host) override {
+  explicit FakeResolver(Names names) : names_(std::move(names)) {}
+  absl::StatusOr<std::vector<std::string>> Resolve(const std::string& host) override {
     asked_.push_back(host);
     auto it = names_.find(host);
     if (it == names_.end()) return absl::UnavailableError("cannot resolve host");
     return it->second;
   }
-  const std::vector<std::string> &asked() const { return asked_; }
+  const std::vector<std::string>& asked() const { return asked_; }
 
  private:
   std::map<std::string, std::vector<std::string>> names_;
@@ -200,20 +242,18 @@ class FakeResolver final : public HostResolver {
 
 TEST(EndpointPolicyTest, DeliveryPinsAGlobalAddressAndRefusesAnyNonGlobalAnswer) {
   FakeResolver resolver(Names{{"hooks.test", {"93.184.216.34", "2606:2800:220:1::1"}},
-                         {"rebind.test", {"93.184.216.34", "127.0.0.1"}},
-                         {"metadata.test", {"64:ff9b::a9fe:a9fe"}},
-                         {"mapped.test", {"::ffff:10.0.0.1"}},
-                         {"sixtofour.test", {"2002:c0a8:101::1"}},
-                         {"bench.test", {"198.18.0.10"}},
-                         {"sitelocal.test", {"fec0::1"}}});
+                              {"rebind.test", {"93.184.216.34", "127.0.0.1"}},
+                              {"metadata.test", {"64:ff9b::a9fe:a9fe"}},
+                              {"mapped.test", {"::ffff:10.0.0.1"}},
+                              {"sixtofour.test", {"2002:c0a8:101::1"}},
+                              {"bench.test", {"198.18.0.10"}},
+                              {"sitelocal.test", {"fec0::1"}}});
   const EndpointPolicy strict;
-  auto at = [](const char *host, int port = 443) {
-    return ParsedEndpoint{"https", host, port};
-  };
+  auto at = [](const char* host, int port = 443) { return ParsedEndpoint{"https", host, port}; };
   auto pinned = ResolveAllowed(at("hooks.test"), strict, resolver);
   ASSERT_TRUE(pinned.ok()) << pinned.status();
   EXPECT_EQ(*pinned, "93.184.216.34");
-  for (const char *host : {"rebind.test", "metadata.test", "mapped.test", "sixtofour.test",
+  for (const char* host : {"rebind.test", "metadata.test", "mapped.test", "sixtofour.test",
                            "bench.test", "sitelocal.test"}) {
     EXPECT_EQ(ResolveAllowed(at(host), strict, resolver).status().code(),
               absl::StatusCode::kPermissionDenied)
@@ -240,7 +280,7 @@ TEST(EndpointPolicyTest, RefusalNamesTheRange) {
 TEST(EndpointPolicyTest, ParsesThePortAllowList) {
   EXPECT_EQ(*ParsePortList("443"), std::vector<int>{443});
   EXPECT_EQ(*ParsePortList("443, 8443,443"), (std::vector<int>{443, 8443}));
-  for (const char *bad : {"", "0", "65536", "https", "443,", "-1"}) {
+  for (const char* bad : {"", "0", "65536", "https", "443,", "-1"}) {
     EXPECT_EQ(ParsePortList(bad).status().code(), absl::StatusCode::kInvalidArgument) << bad;
   }
 }
@@ -254,8 +294,8 @@ class OneShotHttpServer {
     addr.sin_family = AF_INET;
     addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     socklen_t len = sizeof(addr);
-    if (bind(fd_, reinterpret_cast<sockaddr *>(&addr), len) != 0 || listen(fd_, 1) != 0 ||
-        getsockname(fd_, reinterpret_cast<sockaddr *>(&addr), &len) != 0) {
+    if (bind(fd_, reinterpret_cast<sockaddr*>(&addr), len) != 0 || listen(fd_, 1) != 0 ||
+        getsockname(fd_, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
       ADD_FAILURE() << "cannot listen on loopback";
       return;
     }
@@ -287,7 +327,7 @@ class OneShotHttpServer {
   }
   int port() const { return port_; }
   // The request's head; read after the delivery returned.
-  const std::string &received() const { return received_; }
+  const std::string& received() const { return received_; }
 
  private:
   int fd_ = -1;
@@ -304,8 +344,8 @@ TEST(CurlWebhookTransportTest, ConnectsToThePinnedAddressOfAnInjectedResolver) {
   EndpointPolicy dev{true, true};
   dev.allowed_ports = {server.port()};
   CurlWebhookTransport transport(dev, absl::Seconds(5), &resolver);
-  const WebhookResult result = transport.Post(
-      {absl::StrCat("http://hooks.test:", server.port(), "/hook"), {}, "{}"});
+  const WebhookResult result =
+      transport.Post({absl::StrCat("http://hooks.test:", server.port(), "/hook"), {}, "{}"});
   EXPECT_EQ(result.http_status, 204) << result.outcome;
   EXPECT_THAT(server.received(), ::testing::HasSubstr("POST /hook"));
 }
@@ -390,14 +430,14 @@ class NoRedis final : public common::RedisClient {
   void Command(std::vector<std::string>, common::RedisCallback done) override {
     done(absl::UnavailableError("no redis"));
   }
-  void Eval(const common::LuaScript &, std::vector<std::string>, std::vector<std::string>,
+  void Eval(const common::LuaScript&, std::vector<std::string>, std::vector<std::string>,
             common::RedisCallback done) override {
     done(absl::UnavailableError("no redis"));
   }
 };
 class NoTransport final : public WebhookTransport {
  public:
-  WebhookResult Post(const WebhookPost &) override { return {}; }
+  WebhookResult Post(const WebhookPost&) override { return {}; }
 };
 
 TEST(WebhookBackoffTest, DoublesWithJitterInTheUpperHalfAndIsCapped) {

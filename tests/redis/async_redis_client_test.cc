@@ -5,7 +5,6 @@
 #include <thread>
 
 #include "absl/synchronization/notification.h"
-
 #include "gtest/gtest.h"
 #include "redis_server.h"
 #include "rogatory/common/test_clock.h"

@@ -33,22 +33,22 @@ class RecordingHandler : public EventHandler {
     static const LuaScript* script =
         new LuaScript(ReceiverScript("redis.call('RPUSH', KEYS[2], ARGV[2]) return {'ok'}"));
     const int shard = *Sharding(kShards).ShardOf("rq", e.request_id());
-    redis_.Eval(*script, {dedupe.seen_key, absl::StrCat(Sharding::Prefix(shard), "test:effects")},
-                {dedupe.retention_ms,
-                 absl::StrCat(e.request_id(), "|", e.sequence(), "|", e.event_id())},
-                [this, done](absl::StatusOr<RedisReply> r) {
-                  auto outcome = ReceiverOutcome(r);
-                  // Optionally hold the answer back after the effect is written, as if the
-                  // answer were lost or the relay died before acknowledging.
-                  if (outcome.ok() && hold_next_answer_.exchange(false)) {
-                    std::thread([this, done, outcome] {
-                      release_.WaitForNotification();
-                      done(outcome);
-                    }).detach();
-                    return;
-                  }
-                  done(outcome);
-                });
+    redis_.Eval(
+        *script, {dedupe.seen_key, absl::StrCat(Sharding::Prefix(shard), "test:effects")},
+        {dedupe.retention_ms, absl::StrCat(e.request_id(), "|", e.sequence(), "|", e.event_id())},
+        [this, done](absl::StatusOr<RedisReply> r) {
+          auto outcome = ReceiverOutcome(r);
+          // Optionally hold the answer back after the effect is written, as if the
+          // answer were lost or the relay died before acknowledging.
+          if (outcome.ok() && hold_next_answer_.exchange(false)) {
+            std::thread([this, done, outcome] {
+              release_.WaitForNotification();
+              done(outcome);
+            }).detach();
+            return;
+          }
+          done(outcome);
+        });
   }
   void HoldNextAnswer() { hold_next_answer_ = true; }
   void ReleaseHeldAnswer() { release_.Notify(); }
@@ -139,8 +139,8 @@ class OutboxRelayTest : public ::testing::Test {
   std::vector<std::string> Effects() {
     std::vector<std::string> out;
     for (int s = 0; s < kShards; ++s) {
-      auto r = RunRedisCommand(*redis_,
-                               {"LRANGE", absl::StrCat(Sharding::Prefix(s), "test:effects"), "0", "-1"});
+      auto r = RunRedisCommand(
+          *redis_, {"LRANGE", absl::StrCat(Sharding::Prefix(s), "test:effects"), "0", "-1"});
       if (r.ok()) {
         for (const auto& e : r->elements) out.push_back(e.str);
       }
@@ -350,9 +350,9 @@ TEST_F(OutboxRelayTest, ScriptCommittingToTheOutboxWakesItsLaneBeforeThePollInte
   static const LuaScript* emit =
       new LuaScript("redis.call('XADD', KEYS[1], '*', 'ev', ARGV[1]) return 1");
   const auto start = Steady::now();
-  auto written = RunRedisScript(
-      waking, *emit, {EventKeys::Outbox(*Sharding(kShards).ShardOf("rq", id), "intake")},
-      {e.SerializeAsString()});
+  auto written = RunRedisScript(waking, *emit,
+                                {EventKeys::Outbox(*Sharding(kShards).ShardOf("rq", id), "intake")},
+                                {e.SerializeAsString()});
   ASSERT_TRUE(written.ok()) << written.status();
   ASSERT_TRUE(WaitForEffects(2));
   EXPECT_LT(Steady::now() - start, std::chrono::seconds(1));

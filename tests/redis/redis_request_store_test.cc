@@ -62,9 +62,9 @@ TEST(RedisRequestStoreTest, KeysLiveInTheRequestsShardAndIdempotencyRecordsExpir
       [&](auto done) { store->Create(std::move(n), std::move(done)); });
   ASSERT_TRUE(created.ok()) << created.status();
   const std::string keys = Server().Cli("--scan");
-  for (const std::string& line : {std::string("rg:{s5}:req:"), std::string("rg:{s5}:hist:"),
-                                  std::string("rg:{s5}:idem:FR-TJ-PARIS-JI:k1"),
-                                  std::string("rg:{s5}:idx:all")}) {
+  for (const std::string& line :
+       {std::string("rg:{s5}:req:"), std::string("rg:{s5}:hist:"),
+        std::string("rg:{s5}:idem:FR-TJ-PARIS-JI:k1"), std::string("rg:{s5}:idx:all")}) {
     EXPECT_NE(keys.find(line), std::string::npos) << line << " in\n" << keys;
   }
   EXPECT_EQ(keys.find("{s4}"), std::string::npos);
@@ -87,10 +87,10 @@ TEST(RedisRequestStoreTest, StoppedRedisIsUnavailableNotACrash) {
   own.Stop();
   absl::Status last;
   for (int i = 0; i < 50 && last.ok(); ++i) {
-    last = Await<intake::v1::Request>([&](auto done) {
-             store.Get(common::Sharding::MakeId("rq", 1, absl::FromUnixSeconds(1)),
-                       std::move(done));
-           }).status();
+    last =
+        Await<intake::v1::Request>([&](auto done) {
+          store.Get(common::Sharding::MakeId("rq", 1, absl::FromUnixSeconds(1)), std::move(done));
+        }).status();
     if (last.code() == absl::StatusCode::kNotFound) last = absl::OkStatus();
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }

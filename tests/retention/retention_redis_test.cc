@@ -235,9 +235,8 @@ TEST_F(RetentionRedisTest, ClosedRequestKeepsItsDataThenBecomesATombstoneThenDis
   EXPECT_TRUE(got.content().issuer_reference().empty());
   EXPECT_FALSE(got.content().has_eio());
   const std::string raw =
-      common::RunRedisCommand(*client_, {"HGET", absl::StrCat(common::Sharding::Prefix(shard),
-                                                              "req:", r.id()),
-                                         "pb"})
+      common::RunRedisCommand(
+          *client_, {"HGET", absl::StrCat(common::Sharding::Prefix(shard), "req:", r.id()), "pb"})
           ->str;
   EXPECT_FALSE(absl::StrContains(raw, "Testperson"));
   EXPECT_FALSE(absl::StrContains(raw, "PARQUET-2026-0001"));

@@ -551,9 +551,11 @@ TEST_F(RoutingStoreTest, AnotherTranslatorsJobAnswersLikeAMissingOneWhateverTheT
   ASSERT_TRUE(fail_replay.ok()) << fail_replay.status();
   EXPECT_TRUE(fail_replay->replayed);
   EXPECT_EQ(Await<v1::TranslationJob>([&](auto cb) {
-              store_.Heartbeat(queued, second->lease_token(), "XL-1", absl::ZeroDuration(),
-                               kStart, std::move(cb));
-            }).status().code(),
+              store_.Heartbeat(queued, second->lease_token(), "XL-1", absl::ZeroDuration(), kStart,
+                               std::move(cb));
+            })
+                .status()
+                .code(),
             absl::StatusCode::kFailedPrecondition);
 }
 
@@ -733,10 +735,10 @@ TEST_F(RoutingStoreTest, ClaimableQueueWalksEveryPageInClaimOrderWithoutLossOrRe
     }
     std::sort(all.begin(), all.end(), [](const auto& a, const auto& b) {
       auto key = [](const v1::TranslationJob& j) {
-        const int64_t due = j.has_due_time()
-                                ? google::protobuf::util::TimeUtil::TimestampToMilliseconds(
-                                      j.due_time())
-                                : INT64_MAX;
+        const int64_t due =
+            j.has_due_time()
+                ? google::protobuf::util::TimeUtil::TimestampToMilliseconds(j.due_time())
+                : INT64_MAX;
         return std::make_tuple(-static_cast<int>(j.urgency()), due, j.id());
       };
       return key(a) < key(b);

@@ -9,10 +9,10 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
-#include "google/protobuf/util/json_util.h"
-#include "intake_service.h"
 #include "gmock/gmock.h"
+#include "google/protobuf/util/json_util.h"
 #include "gtest/gtest.h"
+#include "intake_service.h"
 #include "routing_event_handler.h"
 
 namespace rogatory::routing {
@@ -874,7 +874,8 @@ TEST(ShippedSamplesTest, EverySampleRoutes) {
     text << in.rdbuf();
     intake::v1::Request request;
     request.set_id("rq-3-01hx0000000000000000000000");
-    auto parsed = google::protobuf::util::JsonStringToMessage(text.str(), request.mutable_content());
+    auto parsed =
+        google::protobuf::util::JsonStringToMessage(text.str(), request.mutable_content());
     ASSERT_TRUE(parsed.ok()) << parsed.message();
     common::v1::Event event;
     event.set_instrument(request.content().instrument());

@@ -2,8 +2,8 @@
 
 #include <string>
 
-#include "absl/synchronization/notification.h"
 #include "absl/status/statusor.h"
+#include "absl/synchronization/notification.h"
 #include "rogatory/intake/v1/intake.pb.h"
 
 namespace rogatory::testing {

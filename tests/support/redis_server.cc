@@ -45,9 +45,7 @@ RedisServer::~RedisServer() {
   std::filesystem::remove_all(dir_, ec);
 }
 
-std::string RedisServer::url() const {
-  return "redis://127.0.0.1:" + std::to_string(port_) + "/0";
-}
+std::string RedisServer::url() const { return "redis://127.0.0.1:" + std::to_string(port_) + "/0"; }
 
 void RedisServer::Start() {
   if (pid_ > 0) return;
@@ -59,9 +57,9 @@ void RedisServer::Start() {
     dup2(devnull, STDIN_FILENO);
     dup2(devnull, STDOUT_FILENO);
     dup2(devnull, STDERR_FILENO);
-    execlp("redis-server", "redis-server", "--port", port.c_str(), "--bind", "127.0.0.1",
-           "--dir", dir_.c_str(), "--save", "", "--appendonly", "yes", "--appendfsync",
-           "everysec", "--logfile", (dir_ + "/redis.log").c_str(), static_cast<char*>(nullptr));
+    execlp("redis-server", "redis-server", "--port", port.c_str(), "--bind", "127.0.0.1", "--dir",
+           dir_.c_str(), "--save", "", "--appendonly", "yes", "--appendfsync", "everysec",
+           "--logfile", (dir_ + "/redis.log").c_str(), static_cast<char*>(nullptr));
     _exit(127);
   }
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);

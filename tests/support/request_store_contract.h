@@ -8,8 +8,8 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
-#include "gtest/gtest.h"
 #include "google/protobuf/util/time_util.h"
+#include "gtest/gtest.h"
 #include "intake_event_handler.h"
 #include "intake_fixtures.h"
 #include "request_store.h"
@@ -278,8 +278,8 @@ TYPED_TEST_P(RequestStoreContractTest, ListByUpdateShowsMostRecentlyChangedFirst
   m.new_version = 2;
   m.updated_ms = 1767225900000;
   m.fields.emplace_back("status", "2");
-  auto applied = Await<intake::MutationOutcome>(
-      [&](auto done) { this->store_->Mutate(m, std::move(done)); });
+  auto applied =
+      Await<intake::MutationOutcome>([&](auto done) { this->store_->Mutate(m, std::move(done)); });
   ASSERT_TRUE(applied.ok()) << applied.status();
   intake::ListQuery q;
   q.by_update = true;
@@ -289,8 +289,8 @@ TYPED_TEST_P(RequestStoreContractTest, ListByUpdateShowsMostRecentlyChangedFirst
   EXPECT_EQ(all[0].id(), ids[0]);
   EXPECT_EQ(all[1].id(), ids[4]);
   // A stale version is refused and changes nothing.
-  auto stale = Await<intake::MutationOutcome>(
-      [&](auto done) { this->store_->Mutate(m, std::move(done)); });
+  auto stale =
+      Await<intake::MutationOutcome>([&](auto done) { this->store_->Mutate(m, std::move(done)); });
   EXPECT_TRUE(intake::IsStaleVersion(stale.status())) << stale.status();
 }
 
@@ -306,8 +306,7 @@ TYPED_TEST_P(RequestStoreContractTest, ReportedDecisionIsRecordedOnceWithItsStat
   decided.set_status(common::v1::REQUEST_STATUS_TRANSLATION_PENDING);
   *decided.mutable_occur_time() =
       google::protobuf::util::TimeUtil::MillisecondsToTimestamp(1767225700000);
-  const common::Dedupe dedupe{common::EventKeys::Seen(6, "intake", decided.event_id()),
-                              "600000"};
+  const common::Dedupe dedupe{common::EventKeys::Seen(6, "intake", decided.event_id()), "600000"};
   intake::IntakeEventHandler handler(*this->store_);
   auto record = [&] {
     return Await<common::EventHandler::Outcome>(
@@ -398,8 +397,8 @@ TYPED_TEST_P(RequestStoreContractTest, ClosedRequestIsErasedInTwoAuditedSteps) {
   ack.expected_version = 1;
   ack.new_version = 2;
   ack.updated_ms = kT + 1000;
-  ack.fields.emplace_back(
-      "status", absl::StrCat(static_cast<int>(common::v1::REQUEST_STATUS_ACKNOWLEDGED)));
+  ack.fields.emplace_back("status",
+                          absl::StrCat(static_cast<int>(common::v1::REQUEST_STATUS_ACKNOWLEDGED)));
   ASSERT_TRUE(mutate(ack).ok());
 
   EXPECT_TRUE(work(kT + 999, 0).personal.empty());
@@ -460,9 +459,8 @@ TYPED_TEST_P(RequestStoreContractTest, ClosedRequestIsErasedInTwoAuditedSteps) {
   EXPECT_EQ(work(kT + 1000000, kT + 5000).whole, std::vector<std::string>{id});
 
   auto step2 = [&](int64_t before) {
-    return Await<bool>([&](auto done) {
-      this->store_->EraseRequest(id, before, kT + 9000, std::move(done));
-    });
+    return Await<bool>(
+        [&](auto done) { this->store_->EraseRequest(id, before, kT + 9000, std::move(done)); });
   };
   EXPECT_FALSE(*step2(kT + 4999));
   EXPECT_TRUE(*step2(kT + 5000));
@@ -476,18 +474,14 @@ TYPED_TEST_P(RequestStoreContractTest, ClosedRequestIsErasedInTwoAuditedSteps) {
   EXPECT_TRUE(this->Get(open_id).ok());
 }
 
-REGISTER_TYPED_TEST_SUITE_P(RequestStoreContractTest, CreatedRequestCanBeReadBack,
-                            ReportedDecisionIsRecordedOnceWithItsStatus,
-                            EventAboutUnknownRequestIsDroppedAsHandled,
-                            UnknownIdIsNotFound, SameKeySamePayloadReturnsFirstRequest,
-                            SameKeyDifferentPayloadIsAlreadyExists, KeysAreScopedToTheCaller,
-                            ConcurrentDuplicatesCreateExactlyOneRequest,
-                            ListWalksEveryRequestNewestFirstAcrossPages,
-                            FullPageWhenTheNewestRequestsShareOneShard,
-                            ListFiltersByInstrumentAndState,
-                            ListFiltersByUrgencyAndCreationTimeRange,
-                            RequestCreatedDuringPagingIsNeitherSkippedNorRepeated,
-                            ListByUpdateShowsMostRecentlyChangedFirst,
-                            ClosedRequestIsErasedInTwoAuditedSteps);
+REGISTER_TYPED_TEST_SUITE_P(
+    RequestStoreContractTest, CreatedRequestCanBeReadBack,
+    ReportedDecisionIsRecordedOnceWithItsStatus, EventAboutUnknownRequestIsDroppedAsHandled,
+    UnknownIdIsNotFound, SameKeySamePayloadReturnsFirstRequest,
+    SameKeyDifferentPayloadIsAlreadyExists, KeysAreScopedToTheCaller,
+    ConcurrentDuplicatesCreateExactlyOneRequest, ListWalksEveryRequestNewestFirstAcrossPages,
+    FullPageWhenTheNewestRequestsShareOneShard, ListFiltersByInstrumentAndState,
+    ListFiltersByUrgencyAndCreationTimeRange, RequestCreatedDuringPagingIsNeitherSkippedNorRepeated,
+    ListByUpdateShowsMostRecentlyChangedFirst, ClosedRequestIsErasedInTwoAuditedSteps);
 
 }  // namespace rogatory::testing

@@ -30,9 +30,9 @@ class IdentityEcho final : public adminpb::TestClockService::CallbackService {
     const std::optional<std::string> identity = PeerCertificateIdentity(*ctx);
     const std::vector<std::string> names = PeerCertificateNames(*ctx);
     grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
-    reactor->Finish(grpc::Status(grpc::StatusCode::ABORTED,
-                                 identity.value_or("<none>") + " names=" +
-                                     std::to_string(names.size())));
+    reactor->Finish(
+        grpc::Status(grpc::StatusCode::ABORTED,
+                     identity.value_or("<none>") + " names=" + std::to_string(names.size())));
     return reactor;
   }
 };
@@ -192,10 +192,8 @@ TEST_F(TransportSecurityTest, ClientWithoutCertificateIsRefusedByMutualTls) {
   Serve(MakeServerCredentials(Mutual("routing")));
   TlsSettings server_only = Mutual("intake");
   server_only.mode = "tls";  // verifies the server, presents no certificate
-  EXPECT_EQ(Call(MakeChannelCredentials(server_only)).error_code(),
-            grpc::StatusCode::UNAVAILABLE);
-  EXPECT_EQ(Call(grpc::InsecureChannelCredentials()).error_code(),
-            grpc::StatusCode::UNAVAILABLE);
+  EXPECT_EQ(Call(MakeChannelCredentials(server_only)).error_code(), grpc::StatusCode::UNAVAILABLE);
+  EXPECT_EQ(Call(grpc::InsecureChannelCredentials()).error_code(), grpc::StatusCode::UNAVAILABLE);
 }
 
 TEST_F(TransportSecurityTest, ServerSideTlsCallerHasNoCertificateIdentity) {
@@ -226,8 +224,8 @@ TEST_F(TransportSecurityTest, ServerCertificateNotNamingTheTargetIsRefused) {
 
 // A unary call by method name, with an empty request; returns its status.
 grpc::Status GenericCall(int port, const std::string& method) {
-  grpc::GenericStub stub(grpc::CreateChannel("127.0.0.1:" + std::to_string(port),
-                                             grpc::InsecureChannelCredentials()));
+  grpc::GenericStub stub(
+      grpc::CreateChannel("127.0.0.1:" + std::to_string(port), grpc::InsecureChannelCredentials()));
   grpc::ClientContext ctx;
   ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
   grpc::ByteBuffer request;

@@ -73,8 +73,7 @@ void Register(common::Config& c, BenchSettings* s) {
               "mapping); its issuing authority is the caller.",
               &s->sample);
   c.AddString("intake-addr", "127.0.0.1:50051", "The intake service.", &s->intake_addr);
-  c.AddString("echo-addr", "127.0.0.1:50060", "The echo baseline (rogatory-echo).",
-              &s->echo_addr);
+  c.AddString("echo-addr", "127.0.0.1:50060", "The echo baseline (rogatory-echo).", &s->echo_addr);
   c.AddString("notification-addr", "127.0.0.1:50054", "The notification service (e2e).",
               &s->notification_addr);
   c.AddString("json", "", "Appends the run's figures as one JSON line to this file.", &s->json);
@@ -86,8 +85,7 @@ void Register(common::Config& c, BenchSettings* s) {
               "auth-keys, or the development x-rogatory-* metadata.",
               &s->client.auth);
   c.AddString("auth-keys", "deploy/dev-auth/keys.json",
-              "Key set with one HS256 key to mint the caller's token with.",
-              &s->client.auth_keys);
+              "Key set with one HS256 key to mint the caller's token with.", &s->client.auth_keys);
   c.AddString("auth-issuer", "rogatory-dev", "The tokens' iss.", &s->client.auth_issuer);
   c.AddString("auth-audience", "rogatory", "The tokens' aud.", &s->client.auth_audience);
   c.AddChoice("tls", "off", {"off", "tls", "mtls"}, "Transport security of the calls.",
@@ -96,8 +94,7 @@ void Register(common::Config& c, BenchSettings* s) {
               &s->client.tls.ca_file);
   c.AddString("tls-client-cert-file", "", "mtls: the client certificate.",
               &s->client.tls.client_cert_file);
-  c.AddString("tls-client-key-file", "", "mtls: its private key.",
-              &s->client.tls.client_key_file);
+  c.AddString("tls-client-key-file", "", "mtls: its private key.", &s->client.tls.client_key_file);
   c.AddDuration("call-timeout", absl::Seconds(10), absl::Milliseconds(10), absl::Minutes(10),
                 "Deadline of each call.", &s->client.call_timeout);
 }
@@ -148,8 +145,9 @@ int Run(const BenchSettings& s) {
       auto notification = notification::v1::NotificationService::NewStub(channel);
       NotificationProbe probe(*notification, *auth);
       probe.Open();
-      SubmitSource source(intake, *auth, **factory,
-                          [&probe](const std::string& id, auto start) { probe.Submitted(id, start); });
+      SubmitSource source(intake, *auth, **factory, [&probe](const std::string& id, auto start) {
+        probe.Submitted(id, start);
+      });
       // The stream is live once a submission shows on it.
       bool live = false;
       for (int attempt = 0; attempt < 3 && !live; ++attempt) {
@@ -164,8 +162,8 @@ int Run(const BenchSettings& s) {
       const auto begin = std::chrono::steady_clock::now();
       report.calls = measure(source);
       const auto from = begin + absl::ToChronoNanoseconds(s.warmup);
-      report.e2e = probe.Summarize(from, from + absl::ToChronoNanoseconds(s.duration),
-                                   s.duration, absl::Seconds(15));
+      report.e2e = probe.Summarize(from, from + absl::ToChronoNanoseconds(s.duration), s.duration,
+                                   absl::Seconds(15));
       report.e2e_stream_error = probe.failure();
       if (!report.e2e_stream_error.empty()) {
         std::cerr << "rogatory-bench: " << report.e2e_stream_error
@@ -197,8 +195,8 @@ int Run(const BenchSettings& s) {
     out << ToJson(report) << "\n";
     if (!out) return Fail(absl::UnavailableError(absl::StrCat("cannot write ", s.json)));
   }
-  const bool clean = report.calls.errors == 0 && report.calls.dropped == 0 &&
-                     report.calls.ok > 0 && (!report.e2e || report.e2e->errors == 0);
+  const bool clean = report.calls.errors == 0 && report.calls.dropped == 0 && report.calls.ok > 0 &&
+                     (!report.e2e || report.e2e->errors == 0);
   if (s.fail_on_errors && !clean) {
     std::cerr << "rogatory-bench: calls failed, were dropped or nothing succeeded\n";
     return 3;

@@ -25,7 +25,7 @@ struct ClientSettings {
   std::string auth_keys;       // key set file with one HS256 key (deploy/dev-auth/keys.json)
   std::string auth_issuer = "rogatory-dev";
   std::string auth_audience = "rogatory";
-  common::TlsSettings tls;     // mode, ca_file, client_cert_file, client_key_file
+  common::TlsSettings tls;  // mode, ca_file, client_cert_file, client_key_file
   absl::Duration call_timeout = absl::Seconds(10);
 };
 

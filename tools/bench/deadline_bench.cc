@@ -149,24 +149,25 @@ class Loader {
           +[](Loader* l) { return l->outstanding_ < l->in_flight_; }, this));
       ++outstanding_;
     }
-    store_.Commit(shard, {std::move(write)}, options,
-                  [this](absl::StatusOr<dl::CommitOutcome> outcome) {
-                    absl::MutexLock lock(&mu_);
-                    --outstanding_;
-                    if (!outcome.ok() || *outcome != dl::CommitOutcome::kOk) {
-                      ++failed_;
-                      if (first_error_.empty()) {
-                        first_error_ = outcome.ok() ? "unexpected commit outcome"
-                                                    : outcome.status().ToString();
-                      }
-                    }
-                  });
+    store_.Commit(
+        shard, {std::move(write)}, options, [this](absl::StatusOr<dl::CommitOutcome> outcome) {
+          absl::MutexLock lock(&mu_);
+          --outstanding_;
+          if (!outcome.ok() || *outcome != dl::CommitOutcome::kOk) {
+            ++failed_;
+            if (first_error_.empty()) {
+              first_error_ =
+                  outcome.ok() ? "unexpected commit outcome" : outcome.status().ToString();
+            }
+          }
+        });
   }
 
   // Waits for every commit; returns how many failed.
   int64_t Finish() {
     absl::MutexLock lock(&mu_);
-    mu_.Await(absl::Condition(+[](Loader* l) { return l->outstanding_ == 0; }, this));
+    mu_.Await(absl::Condition(
+        +[](Loader* l) { return l->outstanding_ == 0; }, this));
     return failed_;
   }
   std::string first_error() {
@@ -306,8 +307,10 @@ class LatenessRecorder {
       rank = std::clamp<size_t>(rank, 1, v.size());
       return static_cast<double>(v[rank - 1]) / 1e6;
     };
-    return {{"lateness_p50_s", at(0.5)},   {"lateness_p90_s", at(0.9)},
-            {"lateness_p99_s", at(0.99)},  {"lateness_p999_s", at(0.999)},
+    return {{"lateness_p50_s", at(0.5)},
+            {"lateness_p90_s", at(0.9)},
+            {"lateness_p99_s", at(0.99)},
+            {"lateness_p999_s", at(0.999)},
             {"lateness_max_s", at(1.0)}};
   }
 
@@ -358,8 +361,8 @@ std::pair<int64_t, int64_t> DropOutboxes(RedisClient& redis) {
 int64_t OutboxEvents(RedisClient& redis) {
   int64_t events = 0;
   for (int shard = 0; shard < kShards; ++shard) {
-    auto n = common::RunRedisCommand(
-        redis, {"XLEN", common::EventKeys::Outbox(shard, dl::kEventSource)});
+    auto n = common::RunRedisCommand(redis,
+                                     {"XLEN", common::EventKeys::Outbox(shard, dl::kEventSource)});
     if (n.ok()) events += n->integer;
   }
   return events;
@@ -394,9 +397,9 @@ double OwnCpuSeconds() {
 struct FireResult {
   double redis_cpu_s = 0;  // CPU Redis used while the engines ran
   double own_cpu_s = 0;    // CPU this process (the engines) used meanwhile
-  absl::Time start;  // engines started
-  absl::Time last;   // last fire committed
-  double seconds = 0;  // start to last
+  absl::Time start;        // engines started
+  absl::Time last;         // last fire committed
+  double seconds = 0;      // start to last
   int64_t fired = 0;
   std::map<std::string, double> lateness;
   CommandCounts commands;
@@ -410,8 +413,8 @@ FireResult RunEngines(const Settings& s, const common::RedisUrl& url, RedisClien
   std::vector<std::unique_ptr<dl::TimerEngine>> engines;
   for (int e = 0; e < s.engines; ++e) {
     clients.push_back(Connect(url));
-    stores.push_back(std::make_unique<dl::DeadlineStore>(*clients.back(),
-                                                         common::Sharding(kShards)));
+    stores.push_back(
+        std::make_unique<dl::DeadlineStore>(*clients.back(), common::Sharding(kShards)));
     dl::TimerEngineOptions options;
     options.owner = absl::StrCat("bench", e);
     options.batch = s.batch;
@@ -446,14 +449,13 @@ FireResult RunEngines(const Settings& s, const common::RedisUrl& url, RedisClien
 
 // Figures common to both firing scenarios; `lateness`: whether lateness means anything (in
 // the burst every timer was due before the engine started: it measures the load time).
-void AddFire(Scenario& sc, const FireResult& r, int64_t expected, int64_t events,
-             bool lateness) {
+void AddFire(Scenario& sc, const FireResult& r, int64_t expected, int64_t events, bool lateness) {
   sc.Add("expected", static_cast<double>(expected));
   sc.Add("fired", static_cast<double>(r.fired));
   sc.Add("events_emitted", static_cast<double>(events));
   if (lateness) {
-    for (const auto& key : {"lateness_p50_s", "lateness_p90_s", "lateness_p99_s",
-                            "lateness_p999_s", "lateness_max_s"}) {
+    for (const auto& key : {"lateness_p50_s", "lateness_p90_s", "lateness_p99_s", "lateness_p999_s",
+                            "lateness_max_s"}) {
       sc.Add(key, r.lateness.at(key));
     }
   } else {
@@ -600,8 +602,8 @@ int Run(Settings s) {
     {
       std::string cursor = "0";
       do {
-        auto r = common::RunRedisCommand(*redis, {"SCAN", cursor, "MATCH", "rg:{s*}:dl:byauth:*",
-                                                  "COUNT", "10000"});
+        auto r = common::RunRedisCommand(
+            *redis, {"SCAN", cursor, "MATCH", "rg:{s*}:dl:byauth:*", "COUNT", "10000"});
         if (!r.ok() || r->elements.size() != 2) break;
         cursor = r->elements[0].str;
         for (const RedisReply& k : r->elements[1].elements) byauth += MemoryUsage(*redis, k.str);
@@ -678,8 +680,8 @@ int Run(Settings s) {
         std::max<int64_t>(1, static_cast<int64_t>(s.steady_rate * absl::ToDoubleSeconds(s.window)));
     // Loading takes time: the first timer falls due after the load is expected to end.
     const double load_rate = load_rate_per_s;
-    const absl::Duration lead =
-        absl::Seconds(2) + absl::Seconds(1.5 * static_cast<double>(count) / std::max(1000.0, load_rate));
+    const absl::Duration lead = absl::Seconds(2) + absl::Seconds(1.5 * static_cast<double>(count) /
+                                                                 std::max(1000.0, load_rate));
     const absl::Time first_due = absl::Now() + lead;
     const absl::Duration step = s.window / count;
     LoadResult load = Load(factory, store, s, next_index, count, [&](int64_t i) {
@@ -691,8 +693,8 @@ int Run(Settings s) {
     if (load.failed > 0) fail(absl::StrCat(load.failed, " loads failed: ", load.first_error));
     DropOutboxes(*redis);
     const absl::Duration slack = first_due - absl::Now();
-    FireResult r = RunEngines(s, *url, *redis, count,
-                              s.window + lead + absl::Seconds(timeout_floor));
+    FireResult r =
+        RunEngines(s, *url, *redis, count, s.window + lead + absl::Seconds(timeout_floor));
     AddFire(sc, r, count, OutboxEvents(*redis), true);
     sc.Add("rate_per_s", s.steady_rate);
     sc.Add("window_s", absl::ToDoubleSeconds(s.window));
@@ -702,10 +704,9 @@ int Run(Settings s) {
     if (slack < absl::ZeroDuration()) {
       sc.notes.push_back("WARNING: loading ended after the first due time; lateness includes it.");
     }
-    sc.notes.push_back(absl::StrCat(s.steady_rate, " timers a second fall due over ",
-                                    absl::FormatDuration(s.window), " while ", s.engines,
-                                    " engine(s) run (poll interval ",
-                                    absl::FormatDuration(s.poll_interval), ")."));
+    sc.notes.push_back(absl::StrCat(
+        s.steady_rate, " timers a second fall due over ", absl::FormatDuration(s.window), " while ",
+        s.engines, " engine(s) run (poll interval ", absl::FormatDuration(s.poll_interval), ")."));
     scenarios.push_back(std::move(sc));
   }
 
@@ -725,18 +726,17 @@ int Run(Settings s) {
 int main(int argc, char** argv) {
   rogatory::bench::Settings s;
   rogatory::common::Config config;
-  config.AddString("redis-url", "redis://127.0.0.1:6379", "Redis under test (its data is added to, not flushed).",
-                   &s.redis_url);
+  config.AddString("redis-url", "redis://127.0.0.1:6379",
+                   "Redis under test (its data is added to, not flushed).", &s.redis_url);
   config.AddInt("deadlines", 1000000, 1, 50000000, "Pending deadlines to load.", &s.deadlines);
   config.AddInt("fire", 200000, 1, 10000000,
-                "Burst: deadlines already due when the engine starts (each fires once).",
-                &s.fire);
+                "Burst: deadlines already due when the engine starts (each fires once).", &s.fire);
   config.AddDuration("window", absl::Seconds(10), absl::Milliseconds(100), absl::Hours(1),
                      "Steady: the due times of its timers spread over this window.", &s.window);
   config.AddInt("steady-rate", 10000, 1, 1000000,
                 "Steady: timers falling due per second over the window.", &s.steady_rate);
-  config.AddInt("engines", 1, 1, 8, "TimerEngine instances (replicas), each with its own connection.",
-                &s.engines);
+  config.AddInt("engines", 1, 1, 8,
+                "TimerEngine instances (replicas), each with its own connection.", &s.engines);
   config.AddInt("batch", 200, 1, 5000, "Timers an engine claims per shard at a time (timer-batch).",
                 &s.batch);
   config.AddDuration("poll-interval", absl::Milliseconds(200), absl::Milliseconds(1),
@@ -746,8 +746,8 @@ int main(int argc, char** argv) {
   config.AddString("json", "", "Write the figures as JSON here.", &s.json);
   config.AddString("rules-dir", ROGATORY_DEADLINES_DATA_DIR, "Rules and calendars to use.",
                    &s.rules_dir);
-  config.AddBool("smoke", false,
-                 "A few thousand deadlines, a few seconds: for the test suite.", &s.smoke);
+  config.AddBool("smoke", false, "A few thousand deadlines, a few seconds: for the test suite.",
+                 &s.smoke);
   // A bare --smoke means --smoke=true (the shared Config wants a value for booleans).
   std::vector<std::string> args(argv, argv + argc);
   for (std::string& a : args) {

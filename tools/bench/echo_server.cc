@@ -43,13 +43,12 @@ class EchoService final : public v1::EchoService::CallbackService {
 }  // namespace rogatory::bench
 
 int main(int argc, char** argv) {
-  const rogatory::common::ServiceIdentity identity{
-      "rogatory-echo", "echo", "rogatory.bench.v1.EchoService", "127.0.0.1:50060",
-      "127.0.0.1:9110"};
+  const rogatory::common::ServiceIdentity identity{"rogatory-echo", "echo",
+                                                   "rogatory.bench.v1.EchoService",
+                                                   "127.0.0.1:50060", "127.0.0.1:9110"};
   return rogatory::common::ServiceMain(
       identity, argc, argv, [](rogatory::common::Config&) {},
-      [](rogatory::common::Platform& platform)
-          -> absl::StatusOr<rogatory::common::ServiceParts> {
+      [](rogatory::common::Platform& platform) -> absl::StatusOr<rogatory::common::ServiceParts> {
         rogatory::common::ServiceParts parts;
         parts.services.push_back(
             parts.Own(std::make_shared<rogatory::bench::EchoService>(platform.pipeline())));

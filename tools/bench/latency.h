@@ -12,9 +12,9 @@ namespace rogatory::bench {
 
 // What a run measured: every call's latency (not a sampled histogram) and the outcomes.
 struct LatencySummary {
-  int64_t calls = 0;   // calls started in the measurement window that ended
+  int64_t calls = 0;  // calls started in the measurement window that ended
   int64_t ok = 0;
-  int64_t errors = 0;  // calls that ended with another status than OK
+  int64_t errors = 0;   // calls that ended with another status than OK
   int64_t dropped = 0;  // open loop: calls not started because too many were outstanding
   std::map<std::string, int64_t> errors_by_code;  // "UNAVAILABLE" -> count
   absl::Duration window;                          // the measurement window

@@ -38,22 +38,23 @@ std::string Row(const std::string& name, const ScenarioReport& r, const LatencyS
 
 std::string SummaryJson(const LatencySummary& s) {
   std::vector<std::string> codes;
-  for (const auto& [code, n] : s.errors_by_code) codes.push_back(absl::StrFormat("\"%s\": %d", code, n));
+  for (const auto& [code, n] : s.errors_by_code)
+    codes.push_back(absl::StrFormat("\"%s\": %d", code, n));
   return absl::StrFormat(
       "{\"calls\": %d, \"ok\": %d, \"errors\": %d, \"dropped\": %d, \"errors_by_code\": {%s}, "
       "\"window_s\": %.3f, \"throughput_per_s\": %.1f, \"latency_ms\": {\"p50\": %.3f, "
       "\"p90\": %.3f, \"p99\": %.3f, \"p999\": %.3f, \"max\": %.3f, \"mean\": %.3f}}",
       s.calls, s.ok, s.errors, s.dropped, absl::StrJoin(codes, ", "),
-      absl::ToDoubleSeconds(s.window), s.throughput, Ms(s.p50), Ms(s.p90), Ms(s.p99),
-      Ms(s.p999), Ms(s.max), Ms(s.mean));
+      absl::ToDoubleSeconds(s.window), s.throughput, Ms(s.p50), Ms(s.p90), Ms(s.p99), Ms(s.p999),
+      Ms(s.max), Ms(s.mean));
 }
 
 }  // namespace
 
 std::string TableHeader() {
   return absl::StrFormat("%-14s %-10s %-8s %9s %7s %7s %10s %8s %8s %8s %8s %8s\n", "scenario",
-                         "config", "load", "calls", "errors", "dropped", "ok/s", "p50 ms",
-                         "p90 ms", "p99 ms", "p99.9 ms", "max ms");
+                         "config", "load", "calls", "errors", "dropped", "ok/s", "p50 ms", "p90 ms",
+                         "p99 ms", "p99.9 ms", "max ms");
 }
 
 std::string TableRow(const ScenarioReport& r) {

@@ -17,9 +17,9 @@ struct ScenarioReport {
   double rate = 0;       // open loop, calls per second
   size_t payload_bytes = 0;
   absl::Time load_start;  // when the generator started (the window opens a warm-up later)
-  LatencySummary calls;                  // the calls the generator made
-  std::optional<LatencySummary> e2e;     // e2e: submit -> notification on the stream
-  std::string e2e_stream_error;          // e2e: why the stream ended early, if it did
+  LatencySummary calls;   // the calls the generator made
+  std::optional<LatencySummary> e2e;  // e2e: submit -> notification on the stream
+  std::string e2e_stream_error;       // e2e: why the stream ended early, if it did
 };
 
 // A fixed-width table: a header line and one line per summary.

@@ -69,8 +69,7 @@ intake::v1::SubmitRequestRequest RequestFactory::Next() {
 }
 
 CallerIdentity RequestFactory::Issuer() const {
-  return {base_.issuing_authority().authority_id(), base_.issuing_authority().state(),
-          {"issuing"}};
+  return {base_.issuing_authority().authority_id(), base_.issuing_authority().state(), {"issuing"}};
 }
 
 size_t RequestFactory::TypicalSize() const {
@@ -152,7 +151,7 @@ void ListSource::Start(std::function<void(const grpc::Status&)> done) {
         stub.async()->ListRequests(context, request, response, std::move(callback));
       },
       [done = std::move(done), want = page_size_](const grpc::Status& s,
-                                                   intake::v1::ListRequestsResponse& response) {
+                                                  intake::v1::ListRequestsResponse& response) {
         // A short page means the seeding went wrong: the scenario would measure less work.
         if (s.ok() && response.requests_size() < want) {
           return done(grpc::Status(grpc::StatusCode::OUT_OF_RANGE, "short page"));
@@ -259,8 +258,7 @@ void NotificationProbe::Open() {
   reactor_ = std::make_unique<Reactor>(*this);
   auth_->Prepare(reactor_->context, /*with_deadline=*/false);
   reactor_->request.set_start_position(notification::v1::START_POSITION_LIVE);
-  reactor_->request.mutable_filter()->add_event_types(
-      common::v1::EVENT_TYPE_REQUEST_SUBMITTED);
+  reactor_->request.mutable_filter()->add_event_types(common::v1::EVENT_TYPE_REQUEST_SUBMITTED);
   reactor_->Begin(stub_);
 }
 

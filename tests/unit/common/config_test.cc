@@ -28,8 +28,8 @@ Config MakeConfig(Settings* s) {
   c.AddString("redis-url", "redis://x", "Redis.", &s->url);
   c.AddInt("redis-shards", 16, 1, 1024, "Shards.", &s->shards);
   c.AddBool("test-clock", false, "Clock.", &s->flag);
-  c.AddDuration("redis-timeout", absl::Milliseconds(500), absl::Milliseconds(10),
-                absl::Seconds(30), "Timeout.", &s->timeout);
+  c.AddDuration("redis-timeout", absl::Milliseconds(500), absl::Milliseconds(10), absl::Seconds(30),
+                "Timeout.", &s->timeout);
   c.AddChoice("env", "development", {"development", "production"}, "Env.", &s->env);
   return c;
 }

@@ -3,8 +3,8 @@
 // order, and the answer counts the prefix of the batch that was handled.
 #include "rogatory/common/event_sink.h"
 
-#include <chrono>
 #include <algorithm>
+#include <chrono>
 #include <map>
 #include <set>
 #include <thread>
@@ -81,8 +81,8 @@ class EventSinkTest : public ::testing::Test {
     b.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port);
     b.RegisterService(sink_.get());
     server_ = b.BuildAndStart();
-    stub_ = eventspb::EventSinkService::NewStub(grpc::CreateChannel(
-        absl::StrCat("127.0.0.1:", port), grpc::InsecureChannelCredentials()));
+    stub_ = eventspb::EventSinkService::NewStub(
+        grpc::CreateChannel(absl::StrCat("127.0.0.1:", port), grpc::InsecureChannelCredentials()));
   }
   void TearDown() override {
     if (server_) server_->Shutdown();

@@ -48,8 +48,8 @@ class RedisReadinessTest : public ::testing::Test {
   RedisReadinessTest() {
     auto fake = std::make_unique<ScriptedRedis>();
     fake_ = fake.get();
-    readiness_ = std::make_unique<RedisReadiness>(std::move(fake), "rg:health:intake",
-                                                  absl::Seconds(3));
+    readiness_ =
+        std::make_unique<RedisReadiness>(std::move(fake), "rg:health:intake", absl::Seconds(3));
   }
   absl::Status Probe() {
     absl::Status out = absl::InternalError("probe never answered");
@@ -58,9 +58,8 @@ class RedisReadinessTest : public ::testing::Test {
   }
   absl::Status Run(std::vector<std::string> args) {
     absl::Status out;
-    readiness_->Command(std::move(args), [&out](absl::StatusOr<RedisReply> r) {
-      out = r.status();
-    });
+    readiness_->Command(std::move(args),
+                        [&out](absl::StatusOr<RedisReply> r) { out = r.status(); });
     return out;
   }
 
@@ -91,7 +90,7 @@ TEST_F(RedisReadinessTest, CallFailingAsUnavailableFailsTheNextProbeOnly) {
   fake_->results.push_back(absl::UnavailableError("redis did not answer within 500ms"));
   EXPECT_EQ(Run({"GET", "k"}).code(), absl::StatusCode::kUnavailable);
   EXPECT_TRUE(Run({"GET", "k"}).ok());  // a success later in the window does not clear it
-  const absl::Status s = Probe();  // the probe itself succeeds
+  const absl::Status s = Probe();       // the probe itself succeeds
   EXPECT_EQ(s.code(), absl::StatusCode::kUnavailable);
   EXPECT_THAT(s.message(), HasSubstr("did not answer within 500ms"));
   EXPECT_TRUE(Probe().ok());  // a clean window
@@ -101,9 +100,8 @@ TEST_F(RedisReadinessTest, CallFailingAsUnavailableFailsTheNextProbeOnly) {
 TEST_F(RedisReadinessTest, ScriptFailuresCountAndOtherErrorsDoNot) {
   absl::Status out;
   fake_->results.push_back(absl::UnavailableError("redis connection lost"));
-  readiness_->Eval(LuaScript("return 1"), {"k"}, {}, [&out](absl::StatusOr<RedisReply> r) {
-    out = r.status();
-  });
+  readiness_->Eval(LuaScript("return 1"), {"k"}, {},
+                   [&out](absl::StatusOr<RedisReply> r) { out = r.status(); });
   EXPECT_EQ(out.code(), absl::StatusCode::kUnavailable);  // passed on unchanged
   EXPECT_EQ(Probe().code(), absl::StatusCode::kUnavailable);
 
@@ -119,8 +117,7 @@ TEST(RedisErrorToStatusTest, RetryableCodesOnlyAsWholeWords) {
             absl::StatusCode::kUnavailable);
   EXPECT_EQ(RedisErrorToStatus("LOADING Redis is loading the dataset in memory").code(),
             absl::StatusCode::kUnavailable);
-  EXPECT_EQ(RedisErrorToStatus("OOM command not allowed when used memory > 'maxmemory'.")
-                .code(),
+  EXPECT_EQ(RedisErrorToStatus("OOM command not allowed when used memory > 'maxmemory'.").code(),
             absl::StatusCode::kUnavailable);
   EXPECT_EQ(RedisErrorToStatus("READONLY You can't write against a read only replica.").code(),
             absl::StatusCode::kUnavailable);

@@ -10,10 +10,10 @@
 #include "gmock/gmock.h"
 #include "google/protobuf/descriptor.h"
 #include "grpcpp/create_channel.h"
+#include "grpcpp/generic/generic_stub.h"
 #include "grpcpp/grpcpp.h"
 #include "grpcpp/security/credentials.h"
 #include "gtest/gtest.h"
-#include "grpcpp/generic/generic_stub.h"
 #include "rogatory/common/clock.h"
 #include "rogatory/common/log_summary.h"
 #include "rogatory/common/malformed_requests.h"
@@ -110,8 +110,8 @@ std::vector<std::string> Series(const std::string& text, const std::string& fami
 TEST_F(ServerPipelineTest, UnknownMethodNamesShareOneLabelValue) {
   // Raw calls to 200 names the server does not serve, with no caller: each answers
   // UNIMPLEMENTED and must not add a series of its own, on the server or the client.
-  auto channel = grpc::CreateChannel("127.0.0.1:" + std::to_string(port_),
-                                     grpc::InsecureChannelCredentials());
+  auto channel =
+      grpc::CreateChannel("127.0.0.1:" + std::to_string(port_), grpc::InsecureChannelCredentials());
   std::vector<std::unique_ptr<grpc::experimental::ClientInterceptorFactoryInterface>> cf;
   cf.push_back(metrics_.NewClientInterceptorFactory());
   auto intercepted = grpc::experimental::CreateCustomChannelWithInterceptors(
@@ -128,11 +128,10 @@ TEST_F(ServerPipelineTest, UnknownMethodNamesShareOneLabelValue) {
     grpc::ByteBuffer request(&empty, 1), response;
     grpc::Status status;
     absl::Notification done;
-    generic.UnaryCall(&ctx, method, grpc::StubOptions(), &request, &response,
-                      [&](grpc::Status s) {
-                        status = std::move(s);
-                        done.Notify();
-                      });
+    generic.UnaryCall(&ctx, method, grpc::StubOptions(), &request, &response, [&](grpc::Status s) {
+      status = std::move(s);
+      done.Notify();
+    });
     done.WaitForNotification();
     ASSERT_EQ(status.error_code(), grpc::StatusCode::UNIMPLEMENTED) << method;
   }
@@ -188,13 +187,15 @@ TEST(MalformedRequestLogTest, UnparsableCallsWithoutCallerAreSummarized) {
   builder.RegisterService(&service);
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
   ASSERT_NE(server, nullptr);
-  grpc::GenericStub generic(grpc::CreateChannel("127.0.0.1:" + std::to_string(port),
-                                                grpc::InsecureChannelCredentials()));
+  grpc::GenericStub generic(
+      grpc::CreateChannel("127.0.0.1:" + std::to_string(port), grpc::InsecureChannelCredentials()));
   // Field 1, length-delimited, 5 bytes announced and 2 sent: truncated.
   auto call = [&](bool with_caller) {
     grpc::ClientContext ctx;
     if (with_caller) ctx.AddMetadata("x-rogatory-authority", "OPS-1");
-    grpc::Slice bytes(std::string("\x0a\x05" "ab"));
+    grpc::Slice bytes(
+        std::string("\x0a\x05"
+                    "ab"));
     grpc::ByteBuffer request(&bytes, 1), response;
     grpc::Status status;
     absl::Notification done;

@@ -1,5 +1,7 @@
 // Naming the string fields that hold invalid UTF-8 in request bytes that do not parse
 // (issue 22, item 10): nested messages, repeated fields, maps and oneofs.
+#include "rogatory/common/utf8_fields.h"
+
 #include <string>
 #include <vector>
 
@@ -8,7 +10,6 @@
 #include "gtest/gtest.h"
 #include "rogatory/common/malformed_requests.h"
 #include "rogatory/common/status.h"
-#include "rogatory/common/utf8_fields.h"
 #include "rogatory/intake/v1/intake.pb.h"
 
 namespace rogatory::common {
@@ -56,9 +57,7 @@ v1::SubmitRequestRequest Submit() {
   return r;
 }
 
-TEST(Utf8FieldsTest, ValidBytesNameNothing) {
-  EXPECT_THAT(Paths(Submit()), ElementsAre());
-}
+TEST(Utf8FieldsTest, ValidBytesNameNothing) { EXPECT_THAT(Paths(Submit()), ElementsAre()); }
 
 TEST(Utf8FieldsTest, TopLevelField) {
   v1::SubmitRequestRequest r = Submit();
@@ -142,9 +141,11 @@ TEST(MalformedRequestErrorTest, NamesTheFieldInMessageAndBadRequest) {
 }
 
 TEST(MalformedRequestErrorTest, WithoutInvalidUtf8SaysTheBytesDoNotParse) {
-  const absl::Status s = MalformedRequestError(
-      "/rogatory.intake.v1.IntakeService/SubmitRequest",
-      v1::SubmitRequestRequest::descriptor(), std::string("\x0a\x10" "a", 3));
+  const absl::Status s = MalformedRequestError("/rogatory.intake.v1.IntakeService/SubmitRequest",
+                                               v1::SubmitRequestRequest::descriptor(),
+                                               std::string("\x0a\x10"
+                                                           "a",
+                                                           3));
   EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(s.message(), HasSubstr("do not parse"));
   EXPECT_TRUE(GetFieldViolations(s).empty());

@@ -24,8 +24,8 @@ class IntakeServiceTest : public ::testing::Test {
     builder.RegisterService(&service_);
     server_ = builder.BuildAndStart();
     ASSERT_NE(server_, nullptr);
-    stub_ = v1::IntakeService::NewStub(grpc::CreateChannel(
-        "127.0.0.1:" + std::to_string(port_), grpc::InsecureChannelCredentials()));
+    stub_ = v1::IntakeService::NewStub(grpc::CreateChannel("127.0.0.1:" + std::to_string(port_),
+                                                           grpc::InsecureChannelCredentials()));
   }
   void TearDown() override { server_->Shutdown(); }
 
@@ -35,7 +35,8 @@ class IntakeServiceTest : public ::testing::Test {
     ctx->AddMetadata("x-rogatory-roles", "issuing");
   }
   grpc::Status Submit(const v1::RequestContent& content, const std::string& request_id,
-                      v1::SubmitRequestResponse* resp, const std::string& authority = "FR-TJ-PARIS-JI") {
+                      v1::SubmitRequestResponse* resp,
+                      const std::string& authority = "FR-TJ-PARIS-JI") {
     grpc::ClientContext ctx;
     Caller(&ctx, authority);
     v1::SubmitRequestRequest req;

@@ -1,11 +1,10 @@
-#include "request_validator.h"
-
 #include <set>
 
 #include "completeness.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "intake_fixtures.h"
+#include "request_validator.h"
 #include "rogatory/common/status.h"
 
 namespace rogatory::intake {
@@ -45,12 +44,12 @@ TEST(ValidatorTest, EveryBadFieldIsListedNotOnlyTheFirst) {
   r.set_request_id("has spaces");
   absl::Status s = ValidateSubmit(r, kNow);
   EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
-  EXPECT_EQ(BadFields(s), (std::set<std::string>{
-                              "request_id", "content.instrument", "content.requested_state",
-                              "content.source_language", "content.issuing_authority",
-                              "content.subjects[0].family_name", "content.subjects[0].birth_date",
-                              "content.offences[0].maximum_penalty_months",
-                              "content.measures[0].type"}));
+  EXPECT_EQ(BadFields(s),
+            (std::set<std::string>{
+                "request_id", "content.instrument", "content.requested_state",
+                "content.source_language", "content.issuing_authority",
+                "content.subjects[0].family_name", "content.subjects[0].birth_date",
+                "content.offences[0].maximum_penalty_months", "content.measures[0].type"}));
 }
 
 TEST(ValidatorTest, MissingContentIsReported) {
@@ -76,8 +75,7 @@ TEST(ValidatorTest, RequestedStateMustDifferFromIssuingState) {
 TEST(ValidatorTest, DetailsMustMatchInstrument) {
   v1::RequestContent c = CompleteEio();
   c.mutable_eaw();
-  EXPECT_EQ(BadFields(ValidateSubmit(Submit(c), kNow)),
-            std::set<std::string>{"content.details"});
+  EXPECT_EQ(BadFields(ValidateSubmit(Submit(c), kNow)), std::set<std::string>{"content.details"});
 }
 
 TEST(ValidatorTest, BirthDateInTheFutureIsRejected) {
@@ -108,9 +106,9 @@ TEST(CompletenessTest, EawNeedsMaximumPenaltyPurposeAndRequestedPerson) {
   c.set_instrument(common::v1::INSTRUMENT_EAW);
   c.mutable_eaw();
   c.mutable_offences(0)->clear_maximum_penalty_months();
-  EXPECT_EQ(MissingCodes(c), (std::set<std::string>{
-                                 "REQUESTED_PERSON_REQUIRED", "MAXIMUM_PENALTY_REQUIRED",
-                                 "WARRANT_PURPOSE_REQUIRED", "ENFORCEABLE_DECISION_REQUIRED"}));
+  EXPECT_EQ(MissingCodes(c),
+            (std::set<std::string>{"REQUESTED_PERSON_REQUIRED", "MAXIMUM_PENALTY_REQUIRED",
+                                   "WARRANT_PURPOSE_REQUIRED", "ENFORCEABLE_DECISION_REQUIRED"}));
   auto missing = FindMissingElements(c);
   bool has_path = false;
   for (const auto& m : missing) has_path |= m.field() == "content.offences[0].maximum_penalty";
@@ -131,8 +129,8 @@ TEST(CompletenessTest, ProductionOrderNeedsProviderAndDataCategories) {
   v1::RequestContent c = CompleteEio();
   c.set_instrument(common::v1::INSTRUMENT_PRODUCTION_ORDER);
   c.mutable_production_order();
-  EXPECT_EQ(MissingCodes(c), (std::set<std::string>{"SERVICE_PROVIDER_REQUIRED",
-                                                     "DATA_CATEGORIES_REQUIRED"}));
+  EXPECT_EQ(MissingCodes(c),
+            (std::set<std::string>{"SERVICE_PROVIDER_REQUIRED", "DATA_CATEGORIES_REQUIRED"}));
 }
 
 }  // namespace

@@ -112,9 +112,9 @@ absl::Status CheckTranslatorAccess(const CallContext& call, const RequestParties
 
 // Which requests a caller may list.
 struct ListScope {
-  bool all = false;            // auditor or service: every request
-  std::string authority_id;    // else: those this authority issued or that are addressed to it
-  std::string central_state;   // and, for a central authority, those of its state
+  bool all = false;           // auditor or service: every request
+  std::string authority_id;   // else: those this authority issued or that are addressed to it
+  std::string central_state;  // and, for a central authority, those of its state
 };
 // PERMISSION_DENIED for callers who may list no requests (operators, translators).
 absl::StatusOr<ListScope> ListScopeOf(const Caller& caller);

@@ -27,18 +27,18 @@ namespace rogatory::common {
 
 // One access to one request. Ids, roles, methods and codes only: never request content.
 struct AuditEntry {
-  std::string entry_id;      // unique (a ULID)
-  int64_t time_us = 0;       // from the injected clock, microseconds since the epoch
+  std::string entry_id;  // unique (a ULID)
+  int64_t time_us = 0;   // from the injected clock, microseconds since the epoch
   std::string request_id;
-  std::string method;        // "GetRequest", or "DeliverNotification" for background work
-  std::string caller;        // authority id, or "rogatory-<service>"
+  std::string method;  // "GetRequest", or "DeliverNotification" for background work
+  std::string caller;  // authority id, or "rogatory-<service>"
   std::string caller_state;
   std::string caller_roles;  // comma-separated
   bool caller_is_service = false;
-  std::string kind;          // read | change | disclose
-  std::string detail;        // a document id, a delivery id; never personal data
-  std::string justification; // for reads, the caller's stated reason
-  std::string outcome;       // the call's status code name: "OK", "NOT_FOUND"...
+  std::string kind;           // read | change | disclose
+  std::string detail;         // a document id, a delivery id; never personal data
+  std::string justification;  // for reads, the caller's stated reason
+  std::string outcome;        // the call's status code name: "OK", "NOT_FOUND"...
   std::string trace_id;
 
   bool operator==(const AuditEntry&) const = default;
@@ -65,8 +65,8 @@ class AuditKey {
   std::string ChainMac(absl::string_view previous_chain_mac, int64_t sequence,
                        absl::string_view encoded_entry) const;
   // Authenticates the anchor that audit retention leaves when it erases the oldest entries.
-  std::string AnchorMac(absl::string_view request_id, int64_t sequence,
-                        absl::string_view chain_mac, int64_t erased_before_us) const;
+  std::string AnchorMac(absl::string_view request_id, int64_t sequence, absl::string_view chain_mac,
+                        int64_t erased_before_us) const;
   // A short public fingerprint of the key (not secret), logged at start-up so operators can
   // tell which key a replica runs with.
   std::string Fingerprint() const;
@@ -134,8 +134,7 @@ class AuditChainVerifier {
  public:
   // `anchor` is the request's retention anchor, if any; `expected` an exported head the
   // chain must contain (same sequence, same mac), if any.
-  AuditChainVerifier(const AuditKey& key, std::string request_id,
-                     std::optional<AuditAnchor> anchor,
+  AuditChainVerifier(const AuditKey& key, std::string request_id, std::optional<AuditAnchor> anchor,
                      std::optional<AuditChainHead> expected = std::nullopt);
 
   // Feeds the next stored element (EncodeSealedEntry bytes), oldest first. Returns false

@@ -176,8 +176,7 @@ absl::StatusOr<AuditEntryPage> ListAuditEntries(RedisClient& redis, const Shardi
 // is_service, role "service".
 AuditRecord ServiceAuditRecord(absl::string_view service, absl::string_view method,
                                std::string request_id, AccessKind kind, std::string detail,
-                               std::string trace_id,
-                               absl::StatusCode code = absl::StatusCode::kOk);
+                               std::string trace_id, absl::StatusCode code = absl::StatusCode::kOk);
 // Records and waits until the record is durable (or failed). Blocking: for background
 // threads only, never gRPC callback threads or Redis callbacks.
 absl::Status RecordAndWait(Auditor& auditor, AuditRecord record);

@@ -49,8 +49,7 @@ class AuditServiceImpl final : public rogatory::admin::v1::AuditService::Callbac
       rogatory::admin::v1::ListAuditEntriesResponse* response) override;
   // A caller's denial log (denial_log.h); served with audit=log too.
   grpc::ServerUnaryReactor* ListDenials(
-      grpc::CallbackServerContext* context,
-      const rogatory::admin::v1::ListDenialsRequest* request,
+      grpc::CallbackServerContext* context, const rogatory::admin::v1::ListDenialsRequest* request,
       rogatory::admin::v1::ListDenialsResponse* response) override;
 
  private:

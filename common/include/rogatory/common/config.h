@@ -25,14 +25,14 @@ class Config {
  public:
   using Parser = std::function<absl::Status(const std::string& text)>;
 
-  void AddString(std::string name, std::string default_value, std::string help,
-                 std::string* out, std::function<absl::Status(const std::string&)> check = {});
+  void AddString(std::string name, std::string default_value, std::string help, std::string* out,
+                 std::function<absl::Status(const std::string&)> check = {});
   void AddChoice(std::string name, std::string default_value, std::vector<std::string> choices,
                  std::string help, std::string* out);
   void AddInt(std::string name, int default_value, int min, int max, std::string help, int* out);
   // The same for values beyond int's range (byte counts of gigabytes).
-  void AddInt64(std::string name, int64_t default_value, int64_t min, int64_t max,
-                std::string help, int64_t* out);
+  void AddInt64(std::string name, int64_t default_value, int64_t min, int64_t max, std::string help,
+                int64_t* out);
   void AddBool(std::string name, bool default_value, std::string help, bool* out);
   // Durations as "500ms", "10s", "48h"; must lie in [min, max].
   void AddDuration(std::string name, absl::Duration default_value, absl::Duration min,

@@ -57,8 +57,8 @@ std::string DenialTargetId(absl::string_view id);
 std::string DenialLogKey(const Sharding& sharding, absl::string_view authority_id);
 
 struct RedisDenialLogOptions {
-  int64_t max_entries = 10'000;                      // per caller, approximately
-  absl::Duration retention = absl::Hours(24 * 90);   // after a caller's last denial
+  int64_t max_entries = 10'000;                     // per caller, approximately
+  absl::Duration retention = absl::Hours(24 * 90);  // after a caller's last denial
 };
 
 class RedisDenialLog final : public DenialLog {

@@ -45,8 +45,7 @@ class VerificationKey {
   // RS256 (RSA of at least 2048 bits) or ES256 (EC P-256): a public key, or a private key
   // whose public half is used, in PEM.
   static absl::StatusOr<std::shared_ptr<const VerificationKey>> FromPem(
-      std::string kid, JwtAlg alg, absl::string_view pem,
-      KeySubjects subjects = KeySubjects::kAny);
+      std::string kid, JwtAlg alg, absl::string_view pem, KeySubjects subjects = KeySubjects::kAny);
   ~VerificationKey();
 
   const std::string& kid() const { return kid_; }
@@ -71,8 +70,7 @@ class SigningKey {
       std::string kid, std::string secret, KeySubjects subjects = KeySubjects::kAny);
   // RS256 or ES256 private key in PEM.
   static absl::StatusOr<std::shared_ptr<const SigningKey>> FromPem(
-      std::string kid, JwtAlg alg, absl::string_view pem,
-      KeySubjects subjects = KeySubjects::kAny);
+      std::string kid, JwtAlg alg, absl::string_view pem, KeySubjects subjects = KeySubjects::kAny);
   ~SigningKey();
 
   const std::string& kid() const { return kid_; }
@@ -110,8 +108,7 @@ class KeySet {
                                                              const LoadOptions& options);
   static absl::StatusOr<std::shared_ptr<const KeySet>> Load(const std::string& path,
                                                             const LoadOptions& options);
-  static std::shared_ptr<const KeySet> Of(
-      std::vector<std::shared_ptr<const VerificationKey>> keys);
+  static std::shared_ptr<const KeySet> Of(std::vector<std::shared_ptr<const VerificationKey>> keys);
 
   // Null when no key has this kid.
   const VerificationKey* Find(absl::string_view kid) const;
@@ -136,20 +133,20 @@ absl::StatusOr<std::shared_ptr<const SigningKey>> ParseSigningKey(
 
 // The registered and Rogatory claims of a token.
 struct JwtClaims {
-  std::string issuer;                  // iss
-  std::string subject;                 // sub: the authority id or rogatory-<service>
-  std::vector<std::string> audiences;  // aud (a string or an array)
-  std::optional<absl::Time> expires;   // exp
+  std::string issuer;                    // iss
+  std::string subject;                   // sub: the authority id or rogatory-<service>
+  std::vector<std::string> audiences;    // aud (a string or an array)
+  std::optional<absl::Time> expires;     // exp
   std::optional<absl::Time> not_before;  // nbf
   std::optional<absl::Time> issued_at;   // iat
-  std::string state;                   // ISO 3166-1 alpha-2
+  std::string state;                     // ISO 3166-1 alpha-2
   std::vector<std::string> roles;
 };
 
 struct VerifyOptions {
-  std::string issuer;    // iss must equal it
-  std::string audience;  // aud must be or contain it
-  absl::Time now;        // from the injected clock
+  std::string issuer;                         // iss must equal it
+  std::string audience;                       // aud must be or contain it
+  absl::Time now;                             // from the injected clock
   absl::Duration leeway = absl::Seconds(30);  // clock skew tolerated on exp, nbf and iat
   bool require_expiry = true;
   // iat must be present and not later than now + leeway.

@@ -42,10 +42,12 @@ class Metrics {
   // with grpc_service="unknown" and grpc_method="unknown" (kUnknownMethodLabel), so that no
   // caller can create series at will. Without `served_methods`, and on the client side,
   // the known methods are those of the protobuf services compiled into the binary.
-  std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface> NewServerInterceptorFactory(
-      const std::vector<std::string>& served_methods);
-  std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface> NewServerInterceptorFactory();
-  std::unique_ptr<grpc::experimental::ClientInterceptorFactoryInterface> NewClientInterceptorFactory();
+  std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>
+  NewServerInterceptorFactory(const std::vector<std::string>& served_methods);
+  std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>
+  NewServerInterceptorFactory();
+  std::unique_ptr<grpc::experimental::ClientInterceptorFactoryInterface>
+  NewClientInterceptorFactory();
 
   // The text exposition of everything registered (what /metrics serves).
   std::string Render() const;

@@ -6,8 +6,8 @@
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
-#include "absl/synchronization/mutex.h"
 #include "absl/strings/string_view.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "grpcpp/channel.h"
 #include "grpcpp/client_context.h"
@@ -102,8 +102,7 @@ class OutboxRelay {
 // lanes' polling. Thread-safe.
 class OutboxWakingRedisClient final : public RedisClient {
  public:
-  OutboxWakingRedisClient(std::unique_ptr<RedisClient> inner, std::string emitter,
-                          int shard_count);
+  OutboxWakingRedisClient(std::unique_ptr<RedisClient> inner, std::string emitter, int shard_count);
   // Destroys `inner` first: the callbacks it still runs use this object.
   ~OutboxWakingRedisClient() override;
 
@@ -124,7 +123,6 @@ class OutboxWakingRedisClient final : public RedisClient {
                            int shard_count);
 
  private:
-
   std::unique_ptr<RedisClient> inner_;
   const std::string emitter_;
   const int shard_count_;

@@ -15,8 +15,8 @@
 #include "absl/time/time.h"
 #include "grpcpp/server_context.h"
 #include "grpcpp/support/server_callback.h"
-#include "rogatory/common/log_summary.h"
 #include "prometheus/registry.h"
+#include "rogatory/common/log_summary.h"
 #include "rogatory/common/status.h"
 
 namespace google::protobuf {
@@ -30,9 +30,9 @@ class DenialLog;
 // Who is calling. Authority ids and states are not personal data.
 struct Caller {
   std::string authority_id;
-  std::string state;          // ISO 3166-1 alpha-2
+  std::string state;               // ISO 3166-1 alpha-2
   std::vector<std::string> roles;  // issuing, central, executing, translator, auditor, operator
-  bool is_service = false;    // another Rogatory service
+  bool is_service = false;         // another Rogatory service
   bool HasRole(absl::string_view role) const;
 };
 
@@ -170,8 +170,7 @@ class Pipeline {
   template <typename Req, typename Resp>
   grpc::ServerUnaryReactor* Unary(
       grpc::CallbackServerContext* context, absl::string_view method, const Req* request,
-      Resp* response,
-      const std::function<absl::Status(const Req&)>& validate,
+      Resp* response, const std::function<absl::Status(const Req&)>& validate,
       const std::function<void(const CallContext&, const Req&, Resp*, Done)>& handle) {
     grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
     const auto start = std::chrono::steady_clock::now();
@@ -181,9 +180,8 @@ class Pipeline {
       return reactor;
     }
     auto finish = [this, reactor, call = *call, start](absl::Status status) {
-      Audit(call, status, start, [reactor](absl::Status answer) {
-        reactor->Finish(ToGrpcStatus(answer));
-      });
+      Audit(call, status, start,
+            [reactor](absl::Status answer) { reactor->Finish(ToGrpcStatus(answer)); });
     };
     if (validate) {
       if (absl::Status s = validate(*request); !s.ok()) {

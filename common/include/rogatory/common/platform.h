@@ -8,6 +8,7 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "grpcpp/impl/service_type.h"
+#include "rogatory/common/authentication.h"
 #include "rogatory/common/clock.h"
 #include "rogatory/common/config.h"
 #include "rogatory/common/event_routes.h"
@@ -18,17 +19,16 @@
 #include "rogatory/common/pipeline.h"
 #include "rogatory/common/redis.h"
 #include "rogatory/common/reload.h"
-#include "rogatory/common/authentication.h"
 #include "rogatory/common/transport_security.h"
 
 namespace rogatory::common {
 
 // What distinguishes one service binary from another.
 struct ServiceIdentity {
-  std::string binary;             // "rogatory-intake"
-  std::string event_name;         // "intake": its name in event routes and outbox keys
-  std::string grpc_service_name;  // "rogatory.intake.v1.IntakeService": the readiness name
-  std::string default_listen;     // "127.0.0.1:50051"
+  std::string binary;                  // "rogatory-intake"
+  std::string event_name;              // "intake": its name in event routes and outbox keys
+  std::string grpc_service_name;       // "rogatory.intake.v1.IntakeService": the readiness name
+  std::string default_listen;          // "127.0.0.1:50051"
   std::string default_metrics_listen;  // "127.0.0.1:9101"
 };
 
@@ -62,7 +62,7 @@ struct ServerSettings {
   // The denial log (see denial_log.h).
   int denial_log_max_entries = 10000;
   absl::Duration denial_log_retention = absl::Hours(24 * 90);
-  TlsSettings tls;            // see transport_security.h
+  TlsSettings tls;  // see transport_security.h
   // tls=off with env=production only when a service mesh terminates mTLS in front of the
   // service (tls-terminated-by-mesh); logged as a warning at start.
   bool tls_terminated_by_mesh = false;
@@ -142,9 +142,9 @@ class Platform {
 
   // Serves the parts' services with health, reflection, the test clock service and the
   // event sink, and runs the outbox relay if the parts emit events, until SIGTERM or
-  // SIGINT (SIGHUP runs the reload hooks); then drains: readiness goes NOT_SERVING, in-flight RPCs get `shutdown-grace`
-  // to finish, the relay stops and releases its lanes. Returns the process exit code (0
-  // after a clean drain).
+  // SIGINT (SIGHUP runs the reload hooks); then drains: readiness goes NOT_SERVING, in-flight RPCs
+  // get `shutdown-grace` to finish, the relay stops and releases its lanes. Returns the process
+  // exit code (0 after a clean drain).
   int Serve(const ServiceParts& parts);
 
  private:

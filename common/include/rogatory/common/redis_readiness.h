@@ -34,8 +34,8 @@ class RedisReadiness final : public RedisClient {
   ~RedisReadiness() override;
 
   void Command(std::vector<std::string> args, RedisCallback done) override;
-  void Eval(const LuaScript& script, std::vector<std::string> keys,
-            std::vector<std::string> args, RedisCallback done) override;
+  void Eval(const LuaScript& script, std::vector<std::string> keys, std::vector<std::string> args,
+            RedisCallback done) override;
 
   // Runs one probe. `done` (on the client's thread) gets OK when the probe's write
   // succeeded and no command failed as UNAVAILABLE since the previous probe began;

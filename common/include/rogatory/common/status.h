@@ -16,17 +16,16 @@
 #define ROGATORY_CONCAT_(a, b) ROGATORY_CONCAT_INNER_(a, b)
 
 // Returns from the enclosing function if `expr` (an absl::Status) is not OK.
-#define RETURN_IF_ERROR(expr)                                   \
-  do {                                                          \
-    if (absl::Status rogatory_status_ = (expr); !rogatory_status_.ok()) \
-      return rogatory_status_;                                  \
+#define RETURN_IF_ERROR(expr)                                                                    \
+  do {                                                                                           \
+    if (absl::Status rogatory_status_ = (expr); !rogatory_status_.ok()) return rogatory_status_; \
   } while (false)
 
 // `ASSIGN_OR_RETURN(auto x, StatusOrExpr());`
 #define ASSIGN_OR_RETURN(lhs, expr) \
   ASSIGN_OR_RETURN_IMPL_(ROGATORY_CONCAT_(rogatory_statusor_, __LINE__), lhs, expr)
-#define ASSIGN_OR_RETURN_IMPL_(tmp, lhs, expr) \
-  auto tmp = (expr);                           \
+#define ASSIGN_OR_RETURN_IMPL_(tmp, lhs, expr)   \
+  auto tmp = (expr);                             \
   if (!tmp.ok()) return std::move(tmp).status(); \
   lhs = std::move(tmp).value()
 

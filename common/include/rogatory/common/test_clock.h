@@ -56,9 +56,9 @@ class TestClockServiceImpl final : public rogatory::admin::v1::TestClockService:
   grpc::ServerUnaryReactor* GetTime(grpc::CallbackServerContext* context,
                                     const rogatory::admin::v1::GetTimeRequest* request,
                                     rogatory::admin::v1::GetTimeResponse* response) override;
-  grpc::ServerUnaryReactor* AdvanceTime(grpc::CallbackServerContext* context,
-                                        const rogatory::admin::v1::AdvanceTimeRequest* request,
-                                        rogatory::admin::v1::AdvanceTimeResponse* response) override;
+  grpc::ServerUnaryReactor* AdvanceTime(
+      grpc::CallbackServerContext* context, const rogatory::admin::v1::AdvanceTimeRequest* request,
+      rogatory::admin::v1::AdvanceTimeResponse* response) override;
   grpc::ServerUnaryReactor* SetTime(grpc::CallbackServerContext* context,
                                     const rogatory::admin::v1::SetTimeRequest* request,
                                     rogatory::admin::v1::SetTimeResponse* response) override;

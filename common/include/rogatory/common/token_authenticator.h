@@ -18,7 +18,7 @@ namespace rogatory::common {
 // Roles a caller's token may name. "service" is for Rogatory's own services only: a token
 // naming it must have a service subject (rogatory-<service>).
 inline constexpr const char* kCallerRoles[] = {"issuing",    "central", "executing",
-                                              "translator", "auditor", "operator"};
+                                               "translator", "auditor", "operator"};
 inline constexpr const char kServiceRole[] = "service";
 
 // Whether `id` names one of Rogatory's services: "rogatory-" then lower-case letters.
