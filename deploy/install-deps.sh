@@ -31,6 +31,8 @@ readonly APT_PACKAGES=(
   python3-yaml
   # Development certificates (deploy/tls/make-certs.sh).
   openssl
+  # The C++ format check (tools/lint/check_format.sh): the version is part of the format.
+  clang-format-14
   # The sanitizer build and the fuzzers (tests/sanitize.sh): clang with its runtimes.
   clang libclang-rt-14-dev
   # The benchmark (tools/bench): ss finds the service's Redis connection.

@@ -145,6 +145,8 @@ stage install bash "${repo}/deploy/install-deps.sh"
 # The browser path: npm ci from each lockfile (skipped when unchanged), the TypeScript client,
 # the gateway bundle and its unit tests, the example page; the e2e tests use them.
 stage web bash "${repo}/tools/web/build.sh"
+# Every C++ file as .clang-format says (Google style, 100 columns).
+stage format bash "${repo}/tools/lint/check_format.sh"
 stage configure configure
 stage build build
 stage buf-lint lint_protos
