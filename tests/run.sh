@@ -87,6 +87,11 @@ build() {
     cmake --build "${build_dir}" -j2
 }
 
+lint() {
+  bash "${repo}/tools/lint/check_format.sh"
+  python3 "${repo}/tools/lint/lua_scripts.py"
+}
+
 lint_protos() {
   (cd "${repo}" && "${BUF}" lint)
 }
@@ -145,8 +150,9 @@ stage install bash "${repo}/deploy/install-deps.sh"
 # The browser path: npm ci from each lockfile (skipped when unchanged), the TypeScript client,
 # the gateway bundle and its unit tests, the example page; the e2e tests use them.
 stage web bash "${repo}/tools/web/build.sh"
-# Every C++ file as .clang-format says (Google style, 100 columns).
-stage format bash "${repo}/tools/lint/check_format.sh"
+# Every C++ file as .clang-format says (Google style, 100 columns); every Redis script with
+# its header, flags and keys from KEYS.
+stage lint lint
 stage configure configure
 stage build build
 stage buf-lint lint_protos

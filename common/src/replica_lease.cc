@@ -1,24 +1,13 @@
 #include "rogatory/common/replica_lease.h"
 
 #include "absl/strings/str_cat.h"
+#include "rogatory/common/lua_scripts.h"
 
 namespace rogatory::common {
 namespace {
 
-// KEYS: lease. ARGV: replica, ttl ms. Returns 1 when the replica holds the lease.
 const LuaScript& LeaseScript() {
-  static const LuaScript* script = new LuaScript(absl::StrCat(kScriptRunsWhenFull, R"lua(
-local holder = redis.call('GET', KEYS[1])
-if holder == false then
-  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
-  return 1
-end
-if holder == ARGV[1] then
-  redis.call('PEXPIRE', KEYS[1], ARGV[2])
-  return 1
-end
-return 0
-)lua"));
+  static const LuaScript* script = new LuaScript(std::string(lua::kReplicaLease));
   return *script;
 }
 

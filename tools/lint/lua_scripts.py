@@ -1,0 +1,316 @@
+#!/usr/bin/env python3
+"""Checks every Redis script of the services (issue 17, items 1 and 8).
+
+A script is a `.lua` file under common/ or services/, embedded at build time
+(cmake/RogatoryLua.cmake). For each one this checks:
+
+- its first line is Redis 7's `#!lua`, with `flags=no-writes` exactly when it runs no write
+  command (Redis then runs it on replicas and while memory is full); `allow-oom` is allowed,
+  `no-cluster` and `allow-cross-slot-keys` are not;
+- its header names every `KEYS[n]` and `ARGV[n]` it reads (`-- KEYS[1]  what it is`, or a
+  range `-- ARGV[3..]` for arguments it walks) and what it returns (`-- Returns`);
+- every key it passes to `redis.call` / `redis.pcall` comes from KEYS: a `KEYS[...]`
+  expression, or a name only ever assigned from one (Redis Cluster routes a script by its
+  KEYS; a key built inside a script reaches a slot nobody declared);
+- it reads no clock (`TIME`): scripts take "now" as an argument;
+- it is embedded by some CMakeLists.txt.
+
+It also checks that no C++ file under common/ or services/ holds Lua, except the files in
+PENDING, which are still being moved out and must shrink to none; a file in PENDING that no
+longer holds Lua is an error too, so the list stays true.
+
+Usage: tools/lint/lua_scripts.py [--root DIR]    exits 1 listing every problem.
+"""
+
+import argparse
+import pathlib
+import re
+import sys
+
+# C++ files that still hold scripts in string literals (issue 17 moves them out). Remove a
+# file from here in the commit that moves its scripts into .lua files.
+PENDING = {
+    "common/src/audit_log.cc",
+    "common/src/denial_log.cc",
+    "common/src/event_sink.cc",
+    "common/src/outbox_relay.cc",
+    "common/src/redis_readiness.cc",
+    "common/src/test_clock.cc",
+    "services/deadlines/deadline_store.cc",
+    "services/intake/intake_metrics.cc",
+    "services/intake/redis_document_store.cc",
+    "services/intake/redis_request_store.cc",
+    "services/notification/evidence.cc",
+    "services/notification/fanout_worker.cc",
+    "services/notification/inbox.cc",
+    "services/notification/notification_event_handler.cc",
+    "services/notification/notification_service.cc",
+    "services/notification/webhook_dispatcher.cc",
+    "services/routing/redis_routing_store.cc",
+}
+
+ALLOWED_FLAGS = {"no-writes", "allow-oom", "allow-stale"}
+
+WRITE_COMMANDS = {
+    "APPEND", "COPY", "DECR", "DECRBY", "DEL", "EXPIRE", "EXPIREAT", "GETDEL", "GETEX",
+    "GETSET", "HDEL", "HINCRBY", "HINCRBYFLOAT", "HMSET", "HSET", "HSETNX", "INCR", "INCRBY",
+    "INCRBYFLOAT", "LINSERT", "LMOVE", "LPOP", "LPUSH", "LPUSHX", "LREM", "LSET", "LTRIM",
+    "MSET", "MSETNX", "PERSIST", "PEXPIRE", "PEXPIREAT", "PFADD", "PSETEX", "RENAME",
+    "RENAMENX", "RESTORE", "RPOP", "RPOPLPUSH", "RPUSH", "RPUSHX", "SADD", "SDIFFSTORE",
+    "SET", "SETEX", "SETNX", "SETRANGE", "SINTERSTORE", "SMOVE", "SPOP", "SREM",
+    "SUNIONSTORE", "UNLINK", "XACK", "XADD", "XAUTOCLAIM", "XCLAIM", "XDEL", "XGROUP",
+    "XREADGROUP", "XSETID", "XTRIM", "ZADD", "ZDIFFSTORE", "ZINCRBY", "ZINTERSTORE",
+    "ZPOPMAX", "ZPOPMIN", "ZRANGESTORE", "ZREM", "ZREMRANGEBYLEX", "ZREMRANGEBYRANK",
+    "ZREMRANGEBYSCORE", "ZUNIONSTORE",
+}
+# Commands whose every argument is a key.
+ALL_KEYS = {"DEL", "UNLINK", "EXISTS", "MGET", "TOUCH", "SINTER", "SUNION", "SDIFF",
+            "SINTERSTORE", "SUNIONSTORE", "SDIFFSTORE", "PFCOUNT", "PFMERGE"}
+# Commands whose first two arguments are keys.
+TWO_KEYS = {"RENAME", "RENAMENX", "RPOPLPUSH", "LMOVE", "SMOVE", "COPY", "ZRANGESTORE"}
+# Destination, numkeys, then that many keys.
+STORE_NUMKEYS = {"ZUNIONSTORE", "ZINTERSTORE", "ZDIFFSTORE"}
+# Commands that touch no key.
+NO_KEYS = {"PING", "ECHO"}
+FORBIDDEN = {"TIME": "scripts take \"now\" as an argument and never read Redis's TIME",
+             "KEYS": "a script never scans the keyspace",
+             "SCAN": "a script never scans the keyspace",
+             "EVAL": "a script runs no other script",
+             "EVALSHA": "a script runs no other script"}
+
+FIRST_LINE = re.compile(r"^#!lua(?: flags=([a-z-]+(?:,[a-z-]+)*))?$")
+HEADER_ENTRY = re.compile(r"^--\s+(KEYS|ARGV)\[(\d+)(\.\.(\d*))?\]")
+USE = re.compile(r"\b(KEYS|ARGV)\[\s*(\d+)\s*\]")
+DYNAMIC_USE = re.compile(r"\b(KEYS|ARGV)\[(?!\s*\d+\s*\])")
+CALL = re.compile(r"\bredis\.p?call\s*\(")
+KEYS_EXPR = re.compile(r"^KEYS\[[^\[\]]+\]$")
+IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def strip_comments(source):
+    """The source with Lua comments blanked, strings kept (line numbers unchanged)."""
+    out, i, n = [], 0, len(source)
+    while i < n:
+        c = source[i]
+        if c in "'\"":
+            j = i + 1
+            while j < n and source[j] != c:
+                j += 2 if source[j] == "\\" else 1
+            out.append(source[i:j + 1])
+            i = j + 1
+        elif source.startswith("--", i):
+            j = source.find("\n", i)
+            j = n if j < 0 else j
+            out.append(" " * (j - i))
+            i = j
+        else:
+            out.append(c)
+            i += 1
+    return "".join(out)
+
+
+def call_arguments(code, start):
+    """The top-level arguments of the call whose '(' is at code[start - 1]."""
+    args, depth, i, current = [], 0, start, []
+    while i < len(code):
+        c = code[i]
+        if c in "'\"":
+            j = i + 1
+            while j < len(code) and code[j] != c:
+                j += 2 if code[j] == "\\" else 1
+            current.append(code[i:j + 1])
+            i = j + 1
+            continue
+        if c in "({[":
+            depth += 1
+        elif c in ")}]":
+            if depth == 0:
+                args.append("".join(current).strip())
+                return [a for a in args if a]
+            depth -= 1
+        elif c == "," and depth == 0:
+            args.append("".join(current).strip())
+            current = []
+            i += 1
+            continue
+        current.append(c)
+        i += 1
+    return None
+
+
+def key_arguments(command, args):
+    """The arguments of `command` (after the command name) that are keys."""
+    if command in NO_KEYS:
+        return []
+    if command in ALL_KEYS:
+        return args
+    if command in TWO_KEYS:
+        return args[:2]
+    if command == "MSET" or command == "MSETNX":
+        return args[::2]
+    if command in STORE_NUMKEYS:
+        try:
+            count = int(args[1])
+        except (IndexError, ValueError):
+            return None  # numkeys not a literal: cannot tell
+        return [args[0]] + args[2:2 + count]
+    if command in ("XREAD", "XREADGROUP"):
+        upper = [a.strip("'\"").upper() for a in args]
+        if "STREAMS" not in upper:
+            return None
+        rest = args[upper.index("STREAMS") + 1:]
+        return rest[:len(rest) // 2]
+    return args[:1]
+
+
+def key_bound_names(code):
+    """Names that are only ever assigned a KEYS[...] expression (or walk KEYS in a loop)."""
+    assigned = {}
+    for m in re.finditer(r"(?:\blocal\s+)?\b([A-Za-z_][A-Za-z0-9_]*)\s*=(?!=)\s*([^\n;]+)", code):
+        name, value = m.group(1), m.group(2).strip()
+        assigned.setdefault(name, []).append(value)
+    bound = {name for name, values in assigned.items()
+             if all(KEYS_EXPR.match(v) for v in values)}
+    for m in re.finditer(r"\bfor\s+[A-Za-z_][A-Za-z0-9_]*\s*,\s*([A-Za-z_][A-Za-z0-9_]*)"
+                         r"\s+in\s+ipairs\s*\(\s*KEYS\s*\)", code):
+        if m.group(1) not in assigned:
+            bound.add(m.group(1))
+    return bound
+
+
+def check_script(path, rel, problems):
+    source = path.read_text()
+    lines = source.split("\n")
+
+    def problem(line, text):
+        problems.append(f"{rel}:{line}: {text}")
+
+    first = FIRST_LINE.match(lines[0]) if lines else None
+    if not first:
+        problem(1, "the first line must be Redis 7's '#!lua' line, with its flags "
+                   "('#!lua flags=no-writes' for a script that only reads)")
+        flags = set()
+    else:
+        flags = set(first.group(1).split(",")) if first.group(1) else set()
+        for flag in sorted(flags - ALLOWED_FLAGS):
+            problem(1, f"flag '{flag}' is not allowed (every key is declared, in one slot)")
+
+    # The header: the comment block after the #!lua line.
+    declared = {"KEYS": [], "ARGV": []}
+    returns = False
+    for line in lines[1:]:
+        if not line.startswith("--"):
+            break
+        entry = HEADER_ENTRY.match(line)
+        if entry:
+            low = int(entry.group(2))
+            high = low if not entry.group(3) else (int(entry.group(4)) if entry.group(4)
+                                                   else None)
+            declared[entry.group(1)].append((low, high))
+        if re.match(r"^--\s+Returns\b", line):
+            returns = True
+    if not returns:
+        problem(2, "the header must say what the script returns ('-- Returns  ...')")
+
+    code = strip_comments(source)
+
+    def line_of(offset):
+        return code.count("\n", 0, offset) + 1
+
+    def is_declared(kind, index):
+        return any(low <= index and (high is None or index <= high)
+                   for low, high in declared[kind])
+
+    for m in USE.finditer(code):
+        kind, index = m.group(1), int(m.group(2))
+        if not is_declared(kind, index):
+            problem(line_of(m.start()), f"{kind}[{index}] is not named in the header "
+                                        f"('-- {kind}[{index}]  what it is')")
+    for m in DYNAMIC_USE.finditer(code):
+        kind = m.group(1)
+        if not any(high is None or high > low for low, high in declared[kind]):
+            problem(line_of(m.start()), f"{kind} is indexed by a variable but the header "
+                                        f"declares no range ('-- {kind}[n..]')")
+
+    bound = key_bound_names(code)
+    writes = False
+    for m in CALL.finditer(code):
+        line = line_of(m.start())
+        args = call_arguments(code, m.end())
+        if not args:
+            problem(line, "cannot read this call's arguments")
+            continue
+        literal = re.match(r"^(['\"])([A-Za-z]+)\1$", args[0])
+        if not literal:
+            problem(line, "the command must be a string literal, so that its keys can be "
+                          "checked")
+            continue
+        command = literal.group(2).upper()
+        if command in FORBIDDEN:
+            problem(line, f"{command}: {FORBIDDEN[command]}")
+            continue
+        writes = writes or command in WRITE_COMMANDS
+        keys = key_arguments(command, args[1:])
+        if keys is None:
+            problem(line, f"{command}: cannot tell which arguments are keys")
+            continue
+        for key in keys:
+            if KEYS_EXPR.match(key) or (IDENT.match(key) and key in bound):
+                continue
+            problem(line, f"{command}: key '{key}' does not come from KEYS (pass every key "
+                          "the script touches in KEYS)")
+
+    if first:
+        if writes and "no-writes" in flags:
+            problem(1, "flags=no-writes, but the script writes")
+        if not writes and "no-writes" not in flags:
+            problem(1, "the script only reads: its first line must be '#!lua flags=no-writes'")
+
+
+def check_tree(root):
+    problems = []
+    scripts = sorted(p for top in ("common", "services") for p in (root / top).rglob("*.lua"))
+    cmake_text = "\n".join(p.read_text() for top in ("common", "services")
+                           for p in (root / top).rglob("CMakeLists.txt"))
+    for path in scripts:
+        rel = path.relative_to(root).as_posix()
+        check_script(path, rel, problems)
+        if path.name not in cmake_text:
+            problems.append(f"{rel}: no CMakeLists.txt embeds it (rogatory_embed_lua)")
+    for top in ("common", "services"):
+        for path in sorted((root / top).rglob("*")):
+            if path.suffix not in (".cc", ".h"):
+                continue
+            rel = path.relative_to(root).as_posix()
+            holds_lua = bool(CALL.search(path.read_text()))
+            if holds_lua and rel not in PENDING:
+                problems.append(f"{rel}: holds Lua (redis.call); scripts are .lua files "
+                                "embedded with rogatory_embed_lua")
+            if not holds_lua and rel in PENDING:
+                problems.append(f"{rel}: holds no Lua any more: remove it from PENDING in "
+                                "tools/lint/lua_scripts.py")
+    for rel in sorted(PENDING):
+        if not (root / rel).exists():
+            problems.append(f"{rel}: listed in PENDING but does not exist")
+    return scripts, problems
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--root", type=pathlib.Path,
+                        default=pathlib.Path(__file__).resolve().parents[2])
+    args = parser.parse_args()
+    scripts, problems = check_tree(args.root)
+    for p in problems:
+        print(p, file=sys.stderr)
+    if problems:
+        print(f"lua_scripts: {len(problems)} problem(s) in {len(scripts)} script(s)",
+              file=sys.stderr)
+        return 1
+    print(f"lua_scripts: {len(scripts)} script(s) checked; "
+          f"{len(PENDING)} C++ file(s) still hold Lua")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
