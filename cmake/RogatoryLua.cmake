@@ -13,6 +13,8 @@
 # the header and that every key a script touches comes from KEYS.
 set(ROGATORY_LUA_EMBED_SCRIPT ${CMAKE_CURRENT_LIST_DIR}/embed_lua.cmake)
 set(ROGATORY_LUA_GENERATED_DIR ${CMAKE_BINARY_DIR}/generated/lua)
+# Shared helpers a script includes with `-- #include name.lua` (embed_lua.cmake).
+file(GLOB ROGATORY_LUA_LIBRARIES CONFIGURE_DEPENDS ${CMAKE_CURRENT_LIST_DIR}/../common/src/lua/lib/*.lua)
 
 function(rogatory_embed_lua target)
   cmake_parse_arguments(PARSE_ARGV 1 ARG "" "HEADER;NAMESPACE" "SCRIPTS")
@@ -30,7 +32,7 @@ function(rogatory_embed_lua target)
     OUTPUT ${out}
     COMMAND ${CMAKE_COMMAND} -DOUT=${out} -DNAMESPACE=${ARG_NAMESPACE}
             "-DSCRIPTS=${scripts_arg}" -P ${ROGATORY_LUA_EMBED_SCRIPT}
-    DEPENDS ${scripts} ${ROGATORY_LUA_EMBED_SCRIPT}
+    DEPENDS ${scripts} ${ROGATORY_LUA_LIBRARIES} ${ROGATORY_LUA_EMBED_SCRIPT}
     COMMENT "Embedding Lua scripts into ${ARG_HEADER}"
     VERBATIM)
   target_sources(${target} PRIVATE ${out})

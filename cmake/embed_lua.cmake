@@ -11,6 +11,19 @@ foreach(script IN LISTS scripts)
   if(source MATCHES "\\)${delimiter}\"")
     message(FATAL_ERROR "${script}: contains the embedding delimiter )${delimiter}\"")
   endif()
+  # `-- #include name.lua` is replaced with common/src/lua/lib/name.lua: shared helpers
+  # (there is one: event_sequence.lua). The line is a Lua comment, so a script file still
+  # runs as it is written in redis-cli when it includes nothing.
+  string(REGEX MATCHALL "\n-- #include [a-z_]+\\.lua" includes "${source}")
+  foreach(include IN LISTS includes)
+    string(REGEX REPLACE "\n-- #include " "" library "${include}")
+    set(library_path ${CMAKE_CURRENT_LIST_DIR}/../common/src/lua/lib/${library})
+    if(NOT EXISTS ${library_path})
+      message(FATAL_ERROR "${script}: includes ${library}, which common/src/lua/lib lacks")
+    endif()
+    file(READ ${library_path} library_source)
+    string(REPLACE "${include}" "\n${library_source}" source "${source}")
+  endforeach()
   get_filename_component(stem ${script} NAME_WE)
   # fenced_lease_take -> kFencedLeaseTake
   string(REPLACE "_" ";" words "${stem}")

@@ -118,6 +118,12 @@ class LuaLintTest(unittest.TestCase):
         problems = self.problems_of(GOOD_WRITER, embedded=False)
         self.assertTrue(any("no CMakeLists.txt embeds it" in p for p in problems), problems)
 
+    def test_includes_name_an_existing_library(self):
+        self.assertEqual(self.problems_of(GOOD_WRITER.replace(
+            "return 1", "-- #include event_sequence.lua\nreturn 1")),
+            ["services/probe/lua/probe.lua: includes event_sequence.lua, which "
+             "common/src/lua/lib lacks"])
+
     def test_lua_in_cpp_is_reported(self):
         with tempfile.TemporaryDirectory() as tmp:
             root = pathlib.Path(tmp)

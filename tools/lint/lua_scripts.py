@@ -13,7 +13,9 @@ A script is a `.lua` file under common/ or services/, embedded at build time
   expression, or a name only ever assigned from one (Redis Cluster routes a script by its
   KEYS; a key built inside a script reaches a slot nobody declared);
 - it reads no clock (`TIME`): scripts take "now" as an argument;
-- it is embedded by some CMakeLists.txt.
+- it is embedded by some CMakeLists.txt;
+- what it includes (`-- #include name.lua`) exists in common/src/lua/lib/, whose helpers
+  touch no key, argument or command of their own.
 
 It also checks that no C++ file under common/ or services/ holds Lua, except the files in
 PENDING, which are still being moved out and must shrink to none; a file in PENDING that no
@@ -85,6 +87,8 @@ DYNAMIC_USE = re.compile(r"\b(KEYS|ARGV)\[(?!\s*\d+\s*\])")
 CALL = re.compile(r"\bredis\.p?call\s*\(")
 KEYS_EXPR = re.compile(r"^KEYS\[[^\[\]]+\]$")
 IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+INCLUDE = re.compile(r"^-- #include ([a-z_]+\.lua)$", re.M)
+LIBRARY_DIR = "common/src/lua/lib"
 
 
 def strip_comments(source):
@@ -267,14 +271,29 @@ def check_script(path, rel, problems):
             problem(1, "the script only reads: its first line must be '#!lua flags=no-writes'")
 
 
+def check_library(path, rel, problems):
+    code = strip_comments(path.read_text())
+    if CALL.search(code) or re.search(r"\b(KEYS|ARGV)\b", code):
+        problems.append(f"{rel}: a shared helper calls no command and reads no KEYS or ARGV: "
+                        "the script that includes it passes what it needs")
+
+
 def check_tree(root):
     problems = []
-    scripts = sorted(p for top in ("common", "services") for p in (root / top).rglob("*.lua"))
+    everything = sorted(p for top in ("common", "services") for p in (root / top).rglob("*.lua"))
+    libraries = [p for p in everything if p.parent.as_posix().endswith(LIBRARY_DIR)]
+    scripts = [p for p in everything if p not in libraries]
+    for path in libraries:
+        check_library(path, path.relative_to(root).as_posix(), problems)
+    library_names = {p.name for p in libraries}
     cmake_text = "\n".join(p.read_text() for top in ("common", "services")
                            for p in (root / top).rglob("CMakeLists.txt"))
     for path in scripts:
         rel = path.relative_to(root).as_posix()
         check_script(path, rel, problems)
+        for name in INCLUDE.findall(path.read_text()):
+            if name not in library_names:
+                problems.append(f"{rel}: includes {name}, which {LIBRARY_DIR} lacks")
         if path.name not in cmake_text:
             problems.append(f"{rel}: no CMakeLists.txt embeds it (rogatory_embed_lua)")
     for top in ("common", "services"):
