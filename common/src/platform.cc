@@ -25,6 +25,7 @@
 #include "rogatory/common/async_redis_client.h"
 #include "rogatory/common/audit_log.h"
 #include "rogatory/common/audit_service.h"
+#include "rogatory/common/data_layout.h"
 #include "rogatory/common/denial_log.h"
 #include "rogatory/common/logging.h"
 #include "rogatory/common/malformed_requests.h"
@@ -720,6 +721,41 @@ void Platform::StopParts(const ServiceParts& parts) {
   internals_->audit_sealer.reset();  // exports its last heads, releases its shards
 }
 
+namespace {
+
+// How long a starting service waits for Redis to answer the data layout check.
+constexpr absl::Duration kDataLayoutWait = absl::Seconds(60);
+
+// Checks (or, on a new installation, records) the data layout before any part touches
+// Redis: a service configured with another shard count or built for another layout must
+// not write a single key. Waits for a Redis that is not up yet, as a pod started before
+// its Redis does; gives up after kDataLayoutWait.
+absl::Status AwaitDataLayout(Platform& platform, const ServiceIdentity& identity) {
+  const RealClock clock;
+  const DataLayout expected{kDataLayoutVersion, platform.settings().redis_shards};
+  const absl::Time give_up = clock.Now() + kDataLayoutWait;
+  bool told = false;
+  while (true) {
+    absl::Status s = ClaimDataLayout(platform.redis(), expected, identity.binary, clock.Now());
+    if (s.code() != absl::StatusCode::kUnavailable) return s;
+    if (clock.Now() >= give_up) {
+      return absl::UnavailableError(
+          absl::StrCat("Redis did not answer the data layout check within ",
+                       absl::FormatDuration(kDataLayoutWait), ": ", s.message()));
+    }
+    // The client connects in the background: the first answers of a start are often "not
+    // connected" for a few milliseconds, which is no news.
+    if (!told && clock.Now() - (give_up - kDataLayoutWait) > absl::Seconds(2)) {
+      Log::Warn("waiting for Redis to check the data layout",
+                {{"reason", std::string(s.message())}});
+      told = true;
+    }
+    absl::SleepFor(absl::Milliseconds(50));
+  }
+}
+
+}  // namespace
+
 int ServiceMain(const ServiceIdentity& identity, int argc, char** argv,
                 const std::function<void(Config&)>& add_settings,
                 const std::function<absl::StatusOr<ServiceParts>(Platform&)>& wire) {
@@ -735,6 +771,10 @@ int ServiceMain(const ServiceIdentity& identity, int argc, char** argv,
   auto platform = Platform::Create(identity, settings);
   if (!platform.ok()) {
     Log::Error("cannot start", {{"error", std::string(platform.status().message())}});
+    return 1;
+  }
+  if (absl::Status layout = AwaitDataLayout(**platform, identity); !layout.ok()) {
+    Log::Error("cannot start", {{"error", std::string(layout.message())}});
     return 1;
   }
   auto parts = wire(**platform);

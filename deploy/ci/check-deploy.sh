@@ -238,7 +238,8 @@ ensure_base_image() {
 
 stage_images() {
   local s ctx="${cache}/context"
-  for s in "${services[@]}"; do
+  # rogatory-migrate rides in every image: the chart runs it as the upgrade Job.
+  for s in "${services[@]}" migrate; do
     [[ -x "${build_dir}/bin/rogatory-${s}" ]] ||
       die "${build_dir}/bin/rogatory-${s} missing: build first (tests/run.sh) or set ROGATORY_BUILD_DIR"
   done
@@ -246,7 +247,7 @@ stage_images() {
   # A small build context: the binaries (stripped) and the default data the images ship.
   rm -rf "${ctx}"
   mkdir -p "${ctx}/prebuilt/bin" "${ctx}/services/routing" "${ctx}/services/deadlines"
-  for s in "${services[@]}"; do
+  for s in "${services[@]}" migrate; do
     strip -o "${ctx}/prebuilt/bin/rogatory-${s}" "${build_dir}/bin/rogatory-${s}"
   done
   cp -r "${repo}/services/routing/data" "${ctx}/services/routing/"

@@ -280,6 +280,13 @@ until [[ "$(REDISCLI_AUTH="$(cat "${redis_password_file}")" redis-cli -p "${redi
   sleep 0.1
 done
 say "redis-server ready on 127.0.0.1:${redis_port}, data in ${redis_dir} ($(elapsed_since "${t}")s)"
+# The data layout, as an upgrade does first (the chart runs it as a Job): records it for data
+# an earlier run wrote before layouts were recorded, and refuses a layout this build cannot
+# read; services refuse to start on another layout than theirs.
+"${build_dir}/bin/rogatory-migrate" apply --redis-url="${redis_url}" \
+  --redis-password-file="${redis_password_file}" --redis-shards=16 \
+  >>"${log_dir}/migrate.log" 2>&1 || fail_with_log migrate "rogatory-migrate apply failed"
+say "data layout: $(tail -n 1 "${log_dir}/migrate.log")"
 
 # --- 4. the four services ---
 t="$(now)"
