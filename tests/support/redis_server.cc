@@ -32,10 +32,11 @@ int FreePort() {
   return ntohs(addr.sin_port);
 }
 
-RedisServer::RedisServer() {
+RedisServer::RedisServer(Mode mode) : mode_(mode) {
   char tmpl[] = "/tmp/rogatory-redis-XXXXXX";
   dir_ = mkdtemp(tmpl);
   port_ = FreePort();
+  cluster_bus_port_ = FreePort();
   Start();
 }
 
@@ -57,9 +58,14 @@ void RedisServer::Start() {
     dup2(devnull, STDIN_FILENO);
     dup2(devnull, STDOUT_FILENO);
     dup2(devnull, STDERR_FILENO);
+    const char* cluster = mode_ == Mode::kOneNodeCluster ? "yes" : "no";
+    // The cluster bus's port is port + 10000 by default, beyond 65535 for a high free port.
+    const std::string bus_port = std::to_string(cluster_bus_port_);
     execlp("redis-server", "redis-server", "--port", port.c_str(), "--bind", "127.0.0.1", "--dir",
            dir_.c_str(), "--save", "", "--appendonly", "yes", "--appendfsync", "everysec",
-           "--logfile", (dir_ + "/redis.log").c_str(), static_cast<char*>(nullptr));
+           "--logfile", (dir_ + "/redis.log").c_str(), "--cluster-enabled", cluster,
+           "--cluster-config-file", (dir_ + "/nodes.conf").c_str(), "--cluster-port",
+           bus_port.c_str(), static_cast<char*>(nullptr));
     _exit(127);
   }
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
@@ -69,10 +75,23 @@ void RedisServer::Start() {
       pid_ = -1;
       FAIL() << "redis-server exited at start (is it installed?)";
     }
-    if (Cli("PING").find("PONG") != std::string::npos) return;
+    if (Cli("PING").find("PONG") != std::string::npos) break;
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
-  FAIL() << "redis-server did not answer PING within 20 s";
+  if (Cli("PING").find("PONG") == std::string::npos) {
+    FAIL() << "redis-server did not answer PING within 20 s";
+  }
+  if (mode_ != Mode::kOneNodeCluster) return;
+  // Every slot on this node (a restart keeps them: nodes.conf is in the data folder).
+  if (Cli("CLUSTER INFO").find("cluster_slots_assigned:16384") == std::string::npos) {
+    Cli("CLUSTER ADDSLOTSRANGE 0 16383");
+  }
+  while (std::chrono::steady_clock::now() < deadline) {
+    if (Cli("CLUSTER INFO").find("cluster_state:ok") != std::string::npos) return;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  FAIL() << "the one-node cluster did not reach cluster_state:ok within 20 s: "
+         << Cli("CLUSTER INFO");
 }
 
 void RedisServer::Stop() {

@@ -10,7 +10,14 @@ namespace rogatory::testing {
 // Never skips: if redis-server cannot start, the test fails.
 class RedisServer {
  public:
-  RedisServer();
+  enum class Mode {
+    kStandalone,
+    // `cluster-enabled yes` with every slot on this one node: Redis then refuses a script
+    // whose keys span slots, or that reaches a key of another slot than its KEYS, as a
+    // real cluster does, without MOVED redirections a single-node client cannot follow.
+    kOneNodeCluster,
+  };
+  explicit RedisServer(Mode mode = Mode::kStandalone);
   ~RedisServer();
 
   // Starts (or restarts, same port and data) the server and waits until it answers PING.
@@ -24,8 +31,10 @@ class RedisServer {
   std::string Cli(const std::string& args) const;
 
  private:
+  Mode mode_;
   std::string dir_;
   int port_ = 0;
+  int cluster_bus_port_ = 0;
   pid_t pid_ = -1;
 };
 
