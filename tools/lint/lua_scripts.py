@@ -34,7 +34,6 @@ import sys
 PENDING = {
     "common/src/audit_log.cc",
     "common/src/event_sink.cc",
-    "common/src/outbox_relay.cc",
     "services/deadlines/deadline_store.cc",
     "services/intake/intake_metrics.cc",
     "services/intake/redis_document_store.cc",

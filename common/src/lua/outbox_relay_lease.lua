@@ -1,0 +1,26 @@
+#!lua flags=allow-oom
+-- Takes or renews a relay lane's lease, with a fencing token (outbox_relay.cc). A lease
+-- this replica holds under a token it no longer trusts (it dropped it after a Redis error,
+-- not knowing whether its last step ran) is taken again at once under a new token, which
+-- fences off that step; waiting for it to expire left the lane idle for a whole lease after
+-- every Redis restart, and then every replica's lanes resumed at once. Runs when Redis is
+-- full: the lane must go on acknowledging, so that trimming frees the outbox.
+--
+-- KEYS[1]  the lane's lease: a hash {owner, token} with a TTL
+-- KEYS[2]  the lane's fencing counter
+-- ARGV[1]  the replica asking
+-- ARGV[2]  the lease's time to live, in milliseconds
+-- ARGV[3]  the token the replica holds, '' if none
+-- Returns  the token held after the call, or 0 when another replica holds the lane
+local cur = redis.call('HMGET', KEYS[1], 'owner', 'token')
+if cur[1] then
+  if cur[1] == ARGV[1] and cur[2] == ARGV[3] then
+    redis.call('PEXPIRE', KEYS[1], ARGV[2])
+    return tonumber(cur[2])
+  end
+  if cur[1] ~= ARGV[1] then return 0 end
+end
+local token = redis.call('INCR', KEYS[2])
+redis.call('HSET', KEYS[1], 'owner', ARGV[1], 'token', token)
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+return token
