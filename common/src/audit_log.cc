@@ -15,6 +15,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "audit_scripts.h"
+#include "fenced_lease.h"
 #include "prometheus/counter.h"
 #include "prometheus/gauge.h"
 #include "rogatory/common/await.h"
@@ -565,7 +566,7 @@ void AuditSealer::Impl::Release() {
   absl::MutexLock lock(&work_mu);
   for (int shard = 0; shard < options.shard_count; ++shard) {
     if (tokens[shard] == 0) continue;
-    (void)internal::ReleaseSealerLease(
+    (void)internal::ReleaseFencedLease(
         redis, {AuditKeys::Lease(shard), options.replica_id, tokens[shard]});
     tokens[shard] = 0;
   }

@@ -12,7 +12,6 @@ namespace {
 constexpr char kAppendWhat[] = "audit append";
 constexpr char kLeaseWhat[] = "audit lease and read";
 constexpr char kSealWhat[] = "audit seal";
-constexpr char kReleaseWhat[] = "audit release";
 constexpr char kReadWhat[] = "audit read chain";
 constexpr char kEraseWhat[] = "audit erase";
 
@@ -118,14 +117,6 @@ absl::StatusOr<SealOutcome> SealPending(RedisClient& redis, Seal call) {
                                  if (n == -1) return SealOutcome::kLeaseLost;
                                  return n == 1 ? SealOutcome::kSealed : SealOutcome::kHeadMoved;
                                });
-}
-
-absl::Status ReleaseSealerLease(RedisClient& redis, const SealerRelease& call) {
-  return RunTyped<int64_t>(
-             redis, EmbeddedScript<&lua::kAuditRelease>(), {call.lease_key},
-             {call.owner, absl::StrCat(call.token)},
-             [](const RedisReply& reply) { return ReplyInteger(reply, kReleaseWhat); })
-      .status();
 }
 
 absl::StatusOr<ChainPageRead> ReadChain(RedisClient& redis, const ChainRead& call) {

@@ -4,7 +4,9 @@
 // Internal to common: audit_log.cc is their only caller. The calls build each script's
 // KEYS and ARGV from named fields and read its reply with redis_reply.h; a reply of another
 // shape than the script's header promises is INTERNAL. The key names themselves are
-// AuditKeys' (audit_log.h): every key a script touches is one of the fields here.
+// AuditKeys' (audit_log.h): every key a script touches is one of the fields here. The
+// sealer's lease is common's fenced lease (fenced_lease.h), released with
+// ReleaseFencedLease.
 
 #include <cstdint>
 #include <functional>
@@ -88,14 +90,6 @@ struct Seal {
 };
 enum class SealOutcome { kSealed, kLeaseLost, kHeadMoved };
 absl::StatusOr<SealOutcome> SealPending(RedisClient& redis, Seal call);
-
-// lua/audit_release.lua: releases a sealer lease still held under `token`.
-struct SealerRelease {
-  std::string lease_key;
-  std::string owner;
-  int64_t token = 0;
-};
-absl::Status ReleaseSealerLease(RedisClient& redis, const SealerRelease& call);
 
 // lua/audit_read_chain.lua: a request's head, anchor and up to `count` chain elements from
 // sequence `from` (0: the oldest kept), in one atomic read.

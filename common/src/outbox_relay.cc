@@ -15,6 +15,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "absl/synchronization/mutex.h"
+#include "fenced_lease.h"
 #include "grpcpp/create_channel.h"
 #include "grpcpp/security/credentials.h"
 #include "prometheus/counter.h"
@@ -37,38 +38,8 @@ using Steady = std::chrono::steady_clock;
 
 constexpr char kConsumer[] = "relay";
 
-// The relay's scripts (lua/outbox_relay_*.lua), one typed call each.
-
-// lua/outbox_relay_lease.lua
-struct LaneLease {
-  std::string lease_key;
-  std::string fence_key;
-  std::string owner;
-  absl::Duration ttl;
-  int64_t held_token = 0;  // 0: none
-};
-// The token held after the call; 0 when another replica holds the lane.
-absl::StatusOr<int64_t> TakeLaneLease(RedisClient& redis, const LaneLease& call) {
-  return internal::RunTyped<int64_t>(
-      redis, internal::EmbeddedScript<&lua::kOutboxRelayLease>(), {call.lease_key, call.fence_key},
-      {call.owner, absl::StrCat(absl::ToInt64Milliseconds(call.ttl)),
-       call.held_token == 0 ? "" : absl::StrCat(call.held_token)},
-      [](const RedisReply& reply) { return ReplyInteger(reply, "relay lease"); });
-}
-
-// lua/outbox_relay_release.lua
-struct LaneRelease {
-  std::string lease_key;
-  std::string owner;
-  int64_t token = 0;
-};
-absl::Status ReleaseLaneLease(RedisClient& redis, const LaneRelease& call) {
-  return internal::RunTyped<int64_t>(
-             redis, internal::EmbeddedScript<&lua::kOutboxRelayRelease>(), {call.lease_key},
-             {call.owner, absl::StrCat(call.token)},
-             [](const RedisReply& reply) { return ReplyInteger(reply, "relay release"); })
-      .status();
-}
+// The relay's scripts (lua/outbox_relay_*.lua), one typed call each; a lane's lease is
+// common's fenced lease (fenced_lease.h).
 
 // lua/outbox_relay_read.lua
 constexpr char kReadWhat[] = "relay read";
@@ -359,7 +330,8 @@ class OutboxRelay::Lane {
 
   void Release() {
     if (token() == 0) return;
-    (void)ReleaseLaneLease(shared_.redis, {lease_, shared_.options.replica_id, token()});
+    (void)internal::ReleaseFencedLease(shared_.redis,
+                                       {lease_, shared_.options.replica_id, token()});
     ClearGauges();
     token_ = 0;
   }
@@ -373,7 +345,7 @@ class OutboxRelay::Lane {
     const auto now = Steady::now();
     if (token() != 0 && now < renew_at_) return true;
     const int64_t before = token();
-    auto held = TakeLaneLease(
+    auto held = internal::TakeFencedLease(
         shared_.redis, {lease_, fence_, shared_.options.replica_id, shared_.options.lease, before});
     if (!held.ok()) {
       // Cannot tell: stop acting on the lane until Redis answers again.
