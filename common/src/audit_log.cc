@@ -14,169 +14,21 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "audit_scripts.h"
+#include "fenced_lease.h"
 #include "prometheus/counter.h"
 #include "prometheus/gauge.h"
 #include "rogatory/common/await.h"
 #include "rogatory/common/logging.h"
+#include "rogatory/common/redis_reply.h"
 
 namespace rogatory::common {
 namespace {
 
 using Steady = std::chrono::steady_clock;
 
-// KEYS: pending. ARGV: max pending, then (request id, entry mac, entry) triples.
-// Returns the number appended, or -1 when the backlog is full (nothing appended).
-const LuaScript& AppendScript() {
-  static const LuaScript* s = new LuaScript(R"lua(
-if redis.call('XLEN', KEYS[1]) >= tonumber(ARGV[1]) then return -1 end
-for i = 2, #ARGV, 3 do
-  redis.call('XADD', KEYS[1], '*', 'r', ARGV[i], 'm', ARGV[i + 1], 'e', ARGV[i + 2])
-end
-return (#ARGV - 1) / 3
-)lua");
-  return *s;
-}
-
-// KEYS: lease, fence, pending, heads. ARGV: owner, ttl ms, token held ('' if none), count.
-// Takes or renews the shard's sealer lease, then reads the oldest pending entries and the
-// heads of their requests. Returns {token} when another replica holds the lease, else
-// {token, entries, request ids, heads}. A lease this replica holds under a token it
-// dropped (after a Redis error) is taken again at once under a new token, as the relay's
-// lanes do: waiting for it to expire stopped sealing for a whole lease after every Redis
-// restart, and then every replica sealed the backlog at once.
-const LuaScript& LeaseAndReadScript() {
-  static const LuaScript* s = new LuaScript(R"lua(
-local cur = redis.call('HMGET', KEYS[1], 'owner', 'token')
-local token
-if cur[1] and cur[1] ~= ARGV[1] then return {0} end
-if cur[1] and cur[2] == ARGV[3] then
-  redis.call('PEXPIRE', KEYS[1], ARGV[2])
-  token = cur[2]
-else
-  token = tostring(redis.call('INCR', KEYS[2]))
-  redis.call('HSET', KEYS[1], 'owner', ARGV[1], 'token', token)
-  redis.call('PEXPIRE', KEYS[1], ARGV[2])
-end
-local entries = redis.call('XRANGE', KEYS[3], '-', '+', 'COUNT', ARGV[4])
-local rids, seen = {}, {}
-for _, e in ipairs(entries) do
-  local f = e[2]
-  for i = 1, #f, 2 do
-    if f[i] == 'r' and not seen[f[i + 1]] then
-      seen[f[i + 1]] = true
-      rids[#rids + 1] = f[i + 1]
-    end
-  end
-end
-local heads = {}
-if #rids > 0 then heads = redis.call('HMGET', KEYS[4], unpack(rids)) end
-return {tonumber(token), entries, rids, heads}
-)lua");
-  return *s;
-}
-
-// KEYS: lease, pending, heads, oldest, rejected, then one chain list per request.
-// ARGV: token, request count, rejected count; per request: id, previous head sequence, new
-// head ("seq mac"), time of its first entry, entry count, sealed entries...; per rejected
-// entry: pending id, reason; then the pending ids to delete.
-// All-or-nothing: checks the fencing token and every head before writing. Returns 1, -1 if
-// the lease is lost, -2 if a head moved.
-const LuaScript& SealScript() {
-  static const LuaScript* s = new LuaScript(R"lua(
-if redis.call('HGET', KEYS[1], 'token') ~= ARGV[1] then return -1 end
-local nreq, nrej = tonumber(ARGV[2]), tonumber(ARGV[3])
-local a = 4
-local blocks = {}
-for i = 1, nreq do
-  local cur = redis.call('HGET', KEYS[3], ARGV[a])
-  local seq = 0
-  if cur then seq = tonumber(string.match(cur, '^(%d+) ')) or -1 end
-  if seq ~= tonumber(ARGV[a + 1]) then return -2 end
-  local count = tonumber(ARGV[a + 4])
-  blocks[i] = {ARGV[a], ARGV[a + 2], ARGV[a + 3], a + 5, count}
-  a = a + 5 + count
-end
-for i = 1, nreq do
-  local b = blocks[i]
-  redis.call('RPUSH', KEYS[5 + i], unpack(ARGV, b[4], b[4] + b[5] - 1))
-  redis.call('HSET', KEYS[3], b[1], b[2])
-  redis.call('ZADD', KEYS[4], 'NX', b[3], b[1])
-end
-for i = 1, nrej do
-  local e = redis.call('XRANGE', KEYS[2], ARGV[a], ARGV[a])
-  if e[1] then
-    redis.call('XADD', KEYS[5], '*', 'reason', ARGV[a + 1], 'pending_id', ARGV[a],
-               unpack(e[1][2]))
-  end
-  a = a + 2
-end
-if a <= #ARGV then redis.call('XDEL', KEYS[2], unpack(ARGV, a, #ARGV)) end
-return 1
-)lua");
-  return *s;
-}
-
-// KEYS: lease. ARGV: owner, token.
-const LuaScript& ReleaseScript() {
-  static const LuaScript* s = new LuaScript(absl::StrCat(kScriptRunsWhenFull, R"lua(
-local cur = redis.call('HMGET', KEYS[1], 'owner', 'token')
-if cur[1] == ARGV[1] and cur[2] == ARGV[2] then redis.call('DEL', KEYS[1]) end
-return 1
-)lua"));
-  return *s;
-}
-
-// KEYS: chain, heads, anchors. ARGV: request id, from sequence (0: the oldest), count.
-// Reads the head, the anchor and a page of the chain in one atomic step. The page starts at
-// the element whose sequence is `from`, located from the first element's sequence, so
-// retention trimming the front between pages does not shift it.
-const LuaScript& ReadChainScript() {
-  static const LuaScript* s = new LuaScript(R"lua(
-local head = redis.call('HGET', KEYS[2], ARGV[1])
-local anchor = redis.call('HGET', KEYS[3], ARGV[1])
-local first = redis.call('LINDEX', KEYS[1], 0)
-if not first then return {head, anchor, {}} end
-local len, at = string.match(first, '^(%d+):()')
-local seq0 = nil
-if len then seq0 = tonumber(string.sub(first, at, at + tonumber(len) - 1)) end
-local want = tonumber(ARGV[2])
-local idx = 0
-if seq0 and want > seq0 then idx = want - seq0 end
-local n = tonumber(ARGV[3])
-return {head, anchor, redis.call('LRANGE', KEYS[1], idx, idx + n - 1)}
-)lua");
-  return *s;
-}
-
-// KEYS: lease, chain, anchors, oldest. ARGV: token, erased count, the last erased element,
-// request id, anchor, score of the new oldest entry.
-// Returns the number erased, -1 if the lease is lost, -2 if the chain changed.
-const LuaScript& EraseScript() {
-  static const LuaScript* s = new LuaScript(absl::StrCat(kScriptRunsWhenFull, R"lua(
-if redis.call('HGET', KEYS[1], 'token') ~= ARGV[1] then return -1 end
-local k = tonumber(ARGV[2])
-if redis.call('LINDEX', KEYS[2], k - 1) ~= ARGV[3] then return -2 end
-redis.call('LTRIM', KEYS[2], k, -1)
-redis.call('HSET', KEYS[3], ARGV[4], ARGV[5])
-if redis.call('LLEN', KEYS[2]) == 0 then
-  redis.call('ZREM', KEYS[4], ARGV[4])
-else
-  redis.call('ZADD', KEYS[4], 'XX', ARGV[6], ARGV[4])
-end
-return k
-)lua"));
-  return *s;
-}
-
 std::string ShardKey(int shard, absl::string_view suffix) {
   return absl::StrCat(Sharding::Prefix(shard), "audit:", suffix);
-}
-
-const RedisReply* Field(const RedisReply& fields, absl::string_view name) {
-  for (size_t i = 0; i + 1 < fields.elements.size(); i += 2) {
-    if (fields.elements[i].str == name) return &fields.elements[i + 1];
-  }
-  return nullptr;
 }
 
 std::string JsonHead(absl::string_view request_id, const AuditChainHead& head, int64_t time_us) {
@@ -409,45 +261,43 @@ std::vector<ChainedAuditor::Queued> ChainedAuditor::TakeBatch(std::vector<Queued
 // Runs with the shard marked in flight; the callback sends the next batch, or clears the
 // mark when nothing is queued.
 void ChainedAuditor::SendBatch(int shard, std::vector<Queued> batch) {
-  std::vector<std::string> args;
-  args.reserve(1 + 3 * batch.size());
-  args.push_back(absl::StrCat(options_.max_pending));
-  for (const Queued& e : batch) {
-    args.push_back(e.request_id);
-    args.push_back(e.mac);
-    args.push_back(e.entry);
-  }
+  internal::PendingAppend call;
+  call.pending_key = AuditKeys::Pending(shard);
+  call.max_pending = options_.max_pending;
+  call.entries.reserve(batch.size());
+  for (const Queued& e : batch) call.entries.push_back({e.request_id, e.mac, e.entry});
   auto shared_batch = std::make_shared<std::vector<Queued>>(std::move(batch));
-  redis_.Eval(AppendScript(), {AuditKeys::Pending(shard)}, std::move(args),
-              [this, shard, shared_batch](absl::StatusOr<RedisReply> r) {
-                absl::Status status;
-                if (!r.ok()) {
-                  status = absl::UnavailableError(
-                      absl::StrCat("audit log unavailable: ", r.status().message()));
-                } else if (r->integer < 0) {
-                  status = absl::UnavailableError("audit log backlog full: no sealer running");
-                }
-                if (counters_->batches != nullptr) {
-                  counters_->batches->Increment();
-                  (status.ok() ? counters_->appended : counters_->failed)
-                      ->Increment(static_cast<double>(shared_batch->size()));
-                }
-                std::vector<Queued> next;
-                {
-                  ShardQueue& q = *shards_[shard];
-                  absl::MutexLock lock(&q.mu);
-                  if (q.queued.empty()) {
-                    q.in_flight = false;
-                  } else {
-                    next = TakeBatch(q.queued, options_.max_batch);
-                  }
-                }
-                // `this` may be destroyed once the mark is cleared: nothing below uses it
-                // unless a next batch keeps the shard in flight.
-                const bool more = !next.empty();
-                for (Queued& e : *shared_batch) e.completion->Finish(status);
-                if (more) SendBatch(shard, std::move(next));
-              });
+  internal::AppendPending(
+      redis_, std::move(call),
+      [this, shard, shared_batch](absl::StatusOr<internal::AppendOutcome> r) {
+        absl::Status status;
+        if (!r.ok()) {
+          status =
+              absl::UnavailableError(absl::StrCat("audit log unavailable: ", r.status().message()));
+        } else if (*r == internal::AppendOutcome::kBacklogFull) {
+          status = absl::UnavailableError("audit log backlog full: no sealer running");
+        }
+        if (counters_->batches != nullptr) {
+          counters_->batches->Increment();
+          (status.ok() ? counters_->appended : counters_->failed)
+              ->Increment(static_cast<double>(shared_batch->size()));
+        }
+        std::vector<Queued> next;
+        {
+          ShardQueue& q = *shards_[shard];
+          absl::MutexLock lock(&q.mu);
+          if (q.queued.empty()) {
+            q.in_flight = false;
+          } else {
+            next = TakeBatch(q.queued, options_.max_batch);
+          }
+        }
+        // `this` may be destroyed once the mark is cleared: nothing below uses it
+        // unless a next batch keeps the shard in flight.
+        const bool more = !next.empty();
+        for (Queued& e : *shared_batch) e.completion->Finish(status);
+        if (more) SendBatch(shard, std::move(next));
+      });
 }
 
 // ---------------------------------------------------------------------------------------
@@ -521,31 +371,23 @@ struct AuditSealer::Impl {
 };
 
 absl::StatusOr<int64_t> AuditSealer::Impl::SealShard(int shard) {
-  const int64_t held = tokens[shard];
-  auto r =
-      RunRedisScript(redis, LeaseAndReadScript(),
-                     {AuditKeys::Lease(shard), AuditKeys::Fence(shard), AuditKeys::Pending(shard),
-                      AuditKeys::Heads(shard)},
-                     {options.replica_id, absl::StrCat(absl::ToInt64Milliseconds(options.lease)),
-                      held == 0 ? "" : absl::StrCat(held), absl::StrCat(options.batch)});
+  auto r = internal::TakeSealerLeaseAndRead(
+      redis,
+      {AuditKeys::Lease(shard), AuditKeys::Fence(shard), AuditKeys::Pending(shard),
+       AuditKeys::Heads(shard), options.replica_id, options.lease, tokens[shard], options.batch});
   if (!r.ok()) {
     tokens[shard] = 0;
     return r.status();
   }
-  if (r->elements.empty()) return absl::InternalError("unexpected reply from audit lease script");
-  const int64_t token = r->elements[0].integer;
+  const int64_t token = r->token;
   tokens[shard] = token;
-  if (token == 0 || r->elements.size() < 4) return 0;
-  const RedisReply& entries = r->elements[1];
-  const RedisReply& rids = r->elements[2];
-  const RedisReply& heads = r->elements[3];
-  if (entries.elements.empty()) return 0;
+  if (token == 0 || r->entries.empty()) return 0;
 
   absl::flat_hash_map<std::string, AuditChainHead> head_of;
-  for (size_t i = 0; i < rids.elements.size() && i < heads.elements.size(); ++i) {
+  for (const auto& [rid, encoded] : r->heads) {
     AuditChainHead head;
-    if (!heads.elements[i].is_nil()) {
-      auto decoded = DecodeChainHead(heads.elements[i].str);
+    if (encoded.has_value()) {
+      auto decoded = DecodeChainHead(*encoded);
       if (!decoded.ok()) {
         Log::Error("audit chain head in redis is malformed; sealing of the shard stopped",
                    {{"shard", shard}});
@@ -553,7 +395,7 @@ absl::StatusOr<int64_t> AuditSealer::Impl::SealShard(int shard) {
       }
       head = *decoded;
     }
-    head_of[rids.elements[i].str] = head;
+    head_of[rid] = head;
   }
 
   struct Group {
@@ -562,101 +404,97 @@ absl::StatusOr<int64_t> AuditSealer::Impl::SealShard(int shard) {
   };
   std::vector<std::string> order;  // request ids in order of first appearance
   absl::flat_hash_map<std::string, Group> groups;
-  std::vector<std::pair<std::string, std::string>> rejects;  // pending id, reason
-  std::vector<std::string> ids;
-  for (const RedisReply& e : entries.elements) {
-    if (e.elements.size() != 2) continue;
-    const std::string& id = e.elements[0].str;
-    ids.push_back(id);
-    const RedisReply* rid = Field(e.elements[1], "r");
-    const RedisReply* mac = Field(e.elements[1], "m");
-    const RedisReply* body = Field(e.elements[1], "e");
-    if (rid == nullptr || mac == nullptr || body == nullptr) {
+  internal::Seal seal;
+  seal.lease_key = AuditKeys::Lease(shard);
+  seal.pending_key = AuditKeys::Pending(shard);
+  seal.heads_key = AuditKeys::Heads(shard);
+  seal.oldest_key = AuditKeys::Oldest(shard);
+  seal.rejected_key = AuditKeys::Rejected(shard);
+  seal.token = token;
+  std::vector<std::pair<std::string, std::string>>& rejects = seal.rejects;
+  const size_t read = r->entries.size();
+  for (internal::PendingEntry& e : r->entries) {
+    seal.pending_ids.push_back(e.id);
+    const std::string& id = e.id;
+    if (!e.request_id.has_value() || !e.mac.has_value() || !e.entry.has_value()) {
       rejects.push_back({id, "incomplete pending entry"});
       continue;
     }
-    if (mac->str != key->EntryMac(body->str)) {
+    if (*e.mac != key->EntryMac(*e.entry)) {
       rejects.push_back({id, "entry HMAC does not verify"});
       continue;
     }
-    auto decoded = DecodeAuditEntry(body->str);
-    if (!decoded.ok() || decoded->request_id != rid->str) {
+    auto decoded = DecodeAuditEntry(*e.entry);
+    if (!decoded.ok() || decoded->request_id != *e.request_id) {
       rejects.push_back({id, "entry does not match its request"});
       continue;
     }
-    auto [it, inserted] = groups.try_emplace(rid->str);
+    auto [it, inserted] = groups.try_emplace(*e.request_id);
     if (inserted) {
-      order.push_back(rid->str);
+      order.push_back(*e.request_id);
       it->second.first_time_us = decoded->time_us;
     }
-    it->second.entries.push_back({body->str, mac->str});
+    it->second.entries.push_back({*std::move(e.entry), *std::move(e.mac)});
   }
 
-  std::vector<std::string> keys = {AuditKeys::Lease(shard), AuditKeys::Pending(shard),
-                                   AuditKeys::Heads(shard), AuditKeys::Oldest(shard),
-                                   AuditKeys::Rejected(shard)};
-  std::vector<std::string> args = {absl::StrCat(token), absl::StrCat(order.size()),
-                                   absl::StrCat(rejects.size())};
   std::vector<std::pair<std::string, AuditChainHead>> new_heads;
   for (const std::string& rid : order) {
     const Group& g = groups[rid];
     const AuditChainHead prev = head_of[rid];
     std::vector<SealedAuditEntry> sealed_entries = SealAfter(*key, prev, g.entries);
     const AuditChainHead head{sealed_entries.back().sequence, sealed_entries.back().chain_mac};
-    keys.push_back(AuditKeys::Chain(shard, rid));
-    args.push_back(rid);
-    args.push_back(absl::StrCat(prev.sequence));
-    args.push_back(EncodeChainHead(head));
-    args.push_back(absl::StrCat(g.first_time_us));
-    args.push_back(absl::StrCat(sealed_entries.size()));
-    for (const SealedAuditEntry& s : sealed_entries) args.push_back(EncodeSealedEntry(s));
+    internal::SealedRequest request;
+    request.request_id = rid;
+    request.chain_key = AuditKeys::Chain(shard, rid);
+    request.previous_sequence = prev.sequence;
+    request.new_head = EncodeChainHead(head);
+    request.first_time_us = g.first_time_us;
+    for (const SealedAuditEntry& s : sealed_entries) {
+      request.sealed_entries.push_back(EncodeSealedEntry(s));
+    }
+    seal.requests.push_back(std::move(request));
     new_heads.push_back({rid, head});
   }
-  for (const auto& [id, reason] : rejects) {
-    args.push_back(id);
-    args.push_back(reason);
-  }
-  for (std::string& id : ids) args.push_back(std::move(id));
+  const size_t rejected_count = rejects.size();
 
-  auto sealed_reply = RunRedisScript(redis, SealScript(), std::move(keys), std::move(args));
-  if (!sealed_reply.ok()) return sealed_reply.status();
-  if (sealed_reply->integer == -1) {
+  auto outcome = internal::SealPending(redis, std::move(seal));
+  if (!outcome.ok()) return outcome.status();
+  if (*outcome == internal::SealOutcome::kLeaseLost) {
     tokens[shard] = 0;
     return absl::AbortedError("audit sealer lease lost");
   }
-  if (sealed_reply->integer != 1) return absl::AbortedError("audit chain head moved");
-  if (!rejects.empty()) {
+  if (*outcome != internal::SealOutcome::kSealed) {
+    return absl::AbortedError("audit chain head moved");
+  }
+  if (rejected_count > 0) {
     Log::Error("pending audit entries failed their HMAC check and were not chained",
-               {{"shard", shard}, {"count", static_cast<int64_t>(rejects.size())}});
-    if (rejected != nullptr) rejected->Increment(static_cast<double>(rejects.size()));
+               {{"shard", shard}, {"count", static_cast<int64_t>(rejected_count)}});
+    if (rejected != nullptr) rejected->Increment(static_cast<double>(rejected_count));
   }
   const int64_t now_us = absl::ToUnixMicros(clock.Now());
   {
     absl::MutexLock lock(&export_mu);
     for (const auto& [rid, head] : new_heads) to_export[rid] = JsonHead(rid, head, now_us);
   }
-  const int64_t count = static_cast<int64_t>(entries.elements.size() - rejects.size());
+  const int64_t count = static_cast<int64_t>(read - rejected_count);
   if (sealed != nullptr) sealed->Increment(static_cast<double>(count));
-  return static_cast<int64_t>(entries.elements.size());
+  return static_cast<int64_t>(read);
 }
 
 absl::StatusOr<int64_t> AuditSealer::Impl::EraseRequest(int shard, int64_t token,
                                                         const std::string& rid, int64_t cutoff_us) {
   constexpr int kPage = 200;
-  auto page = RunRedisScript(
-      redis, ReadChainScript(),
-      {AuditKeys::Chain(shard, rid), AuditKeys::Heads(shard), AuditKeys::Anchors(shard)},
-      {rid, "0", absl::StrCat(kPage)});
+  auto page = internal::ReadChain(redis, {AuditKeys::Chain(shard, rid), AuditKeys::Heads(shard),
+                                          AuditKeys::Anchors(shard), rid, 0, kPage});
   if (!page.ok()) return page.status();
-  if (page->elements.size() != 3) return absl::InternalError("unexpected chain reply");
-  const RedisReply& elements = page->elements[2];
-  if (elements.elements.empty()) {
+  const std::vector<std::string>& elements = page->elements;
+  if (elements.empty()) {
     (void)RunRedisCommand(redis, {"ZREM", AuditKeys::Oldest(shard), rid});
     return 0;
   }
   std::optional<AuditAnchor> anchor;
-  if (!page->elements[1].is_nil()) {
-    auto a = DecodeAnchor(page->elements[1].str);
+  if (page->anchor.has_value()) {
+    auto a = DecodeAnchor(*page->anchor);
     if (!a.ok()) return a.status();
     anchor = *a;
   }
@@ -665,14 +503,14 @@ absl::StatusOr<int64_t> AuditSealer::Impl::EraseRequest(int shard, int64_t token
   size_t k = 0;
   std::optional<SealedAuditEntry> last;
   int64_t next_score = 0;
-  for (const RedisReply& element : elements.elements) {
-    auto sealed_entry = DecodeSealedEntry(element.str);
+  for (const std::string& element : elements) {
+    auto sealed_entry = DecodeSealedEntry(element);
     if (!sealed_entry.ok()) break;
     auto entry = DecodeAuditEntry(sealed_entry->entry);
     if (!entry.ok()) break;
     next_score = entry->time_us;
     if (entry->time_us >= cutoff_us) break;
-    if (!verifier.Add(element.str)) {
+    if (!verifier.Add(element)) {
       Log::Error("audit chain fails verification; retention left it untouched", {{"shard", shard}});
       return 0;
     }
@@ -689,15 +527,15 @@ absl::StatusOr<int64_t> AuditSealer::Impl::EraseRequest(int shard, int64_t token
   a.chain_mac = last->chain_mac;
   a.erased_before_us = cutoff_us;
   a.mac = key->AnchorMac(rid, a.sequence, a.chain_mac, a.erased_before_us);
-  auto erased_reply =
-      RunRedisScript(redis, EraseScript(),
-                     {AuditKeys::Lease(shard), AuditKeys::Chain(shard, rid),
-                      AuditKeys::Anchors(shard), AuditKeys::Oldest(shard)},
-                     {absl::StrCat(token), absl::StrCat(k), elements.elements[k - 1].str, rid,
-                      EncodeAnchor(a), absl::StrCat(next_score)});
-  if (!erased_reply.ok()) return erased_reply.status();
-  if (erased_reply->integer < 0) return absl::AbortedError("audit chain changed during erasure");
-  return erased_reply->integer;
+  auto erased = internal::EraseChainFront(
+      redis, {AuditKeys::Lease(shard), AuditKeys::Chain(shard, rid), AuditKeys::Anchors(shard),
+              AuditKeys::Oldest(shard), token, static_cast<int64_t>(k), elements[k - 1], rid,
+              EncodeAnchor(a), next_score});
+  if (!erased.ok()) return erased.status();
+  if (erased->outcome != internal::ChainErased::Outcome::kErased) {
+    return absl::AbortedError("audit chain changed during erasure");
+  }
+  return erased->count;
 }
 
 absl::StatusOr<int64_t> AuditSealer::Impl::EraseShard(int shard, int64_t cutoff_us) {
@@ -709,10 +547,12 @@ absl::StatusOr<int64_t> AuditSealer::Impl::EraseShard(int shard, int64_t cutoff_
     auto due = RunRedisCommand(redis, {"ZRANGEBYSCORE", AuditKeys::Oldest(shard), "-inf",
                                        absl::StrCat("(", cutoff_us), "LIMIT", "0", "50"});
     if (!due.ok()) return due.status();
-    if (due->elements.empty()) break;
+    auto rids = ReplyStrings(*due, "audit retention due");
+    if (!rids.ok()) return rids.status();
+    if (rids->empty()) break;
     int64_t erased_now = 0;
-    for (const RedisReply& rid : due->elements) {
-      auto n = EraseRequest(shard, token, rid.str, cutoff_us);
+    for (const std::string& rid : *rids) {
+      auto n = EraseRequest(shard, token, rid, cutoff_us);
       if (!n.ok()) return n.status();
       erased_now += *n;
     }
@@ -726,8 +566,8 @@ void AuditSealer::Impl::Release() {
   absl::MutexLock lock(&work_mu);
   for (int shard = 0; shard < options.shard_count; ++shard) {
     if (tokens[shard] == 0) continue;
-    (void)RunRedisScript(redis, ReleaseScript(), {AuditKeys::Lease(shard)},
-                         {options.replica_id, absl::StrCat(tokens[shard])});
+    (void)internal::ReleaseFencedLease(
+        redis, {AuditKeys::Lease(shard), options.replica_id, tokens[shard]});
     tokens[shard] = 0;
   }
 }
@@ -911,25 +751,22 @@ struct ChainPage {
 
 absl::StatusOr<ChainPage> ReadChainPage(RedisClient& redis, int shard,
                                         const std::string& request_id, int64_t from, int count) {
-  auto r = RunRedisScript(
-      redis, ReadChainScript(),
-      {AuditKeys::Chain(shard, request_id), AuditKeys::Heads(shard), AuditKeys::Anchors(shard)},
-      {request_id, absl::StrCat(from), absl::StrCat(count)});
+  auto r = internal::ReadChain(redis, {AuditKeys::Chain(shard, request_id), AuditKeys::Heads(shard),
+                                       AuditKeys::Anchors(shard), request_id, from, count});
   if (!r.ok()) return r.status();
-  if (r->elements.size() != 3) return absl::InternalError("unexpected audit chain reply");
   ChainPage page;
-  if (!r->elements[0].is_nil()) {
-    auto head = DecodeChainHead(r->elements[0].str);
+  if (r->head.has_value()) {
+    auto head = DecodeChainHead(*r->head);
     if (head.ok())
       page.head = *head;
     else
       page.head = AuditChainHead{-1, ""};  // malformed: never matches
   }
-  if (!r->elements[1].is_nil()) {
-    auto anchor = DecodeAnchor(r->elements[1].str);
+  if (r->anchor.has_value()) {
+    auto anchor = DecodeAnchor(*r->anchor);
     page.anchor = anchor.ok() ? *anchor : AuditAnchor{-1, "", 0, ""};
   }
-  for (RedisReply& e : r->elements[2].elements) page.elements.push_back(std::move(e.str));
+  page.elements = std::move(r->elements);
   return page;
 }
 

@@ -7,25 +7,38 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "rogatory/common/lua_scripts.h"
+#include "rogatory/common/redis_reply.h"
+#include "rogatory/common/status.h"
+#include "script_call.h"
 
 namespace rogatory::common {
 namespace {
 
-// Appends a record to a caller's stream with the record's time (ms) as its id; when a
-// record of a later time is already there (another replica's clock ran ahead), Redis picks
-// the id. Then the key lives `retention` after its newest record.
-// KEYS: the stream. ARGV: time ms, max entries, retention ms, field, value, ...
-const LuaScript kAppend(R"lua(
-local fields = {}
-for i = 4, #ARGV do fields[#fields + 1] = ARGV[i] end
-local added = redis.pcall('XADD', KEYS[1], 'MAXLEN', '~', ARGV[2], ARGV[1] .. '-*',
-                          unpack(fields))
-if type(added) == 'table' and added.err then
-  redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[2], '*', unpack(fields))
-end
-redis.call('PEXPIRE', KEYS[1], ARGV[3])
-return 1
-)lua");
+// lua/denial_log_append.lua
+struct DenialAppend {
+  std::string stream;
+  absl::Time time;
+  int64_t max_entries = 1;
+  absl::Duration retention;
+  std::vector<std::pair<std::string, std::string>> fields;  // the record
+};
+
+void AppendDenial(RedisClient& redis, DenialAppend call, std::function<void(absl::Status)> done) {
+  std::vector<std::string> args = {
+      absl::StrCat(absl::ToUnixMillis(call.time)),
+      absl::StrCat(std::max<int64_t>(1, call.max_entries)),
+      absl::StrCat(std::max<int64_t>(1, absl::ToInt64Milliseconds(call.retention)))};
+  for (auto& [field, value] : call.fields) {
+    args.push_back(std::move(field));
+    args.push_back(std::move(value));
+  }
+  internal::EvalTyped<int64_t>(
+      redis, internal::EmbeddedScript<&lua::kDenialLogAppend>(), {std::move(call.stream)},
+      std::move(args),
+      [](const RedisReply& reply) { return ReplyInteger(reply, "denial log append"); },
+      [done = std::move(done)](absl::StatusOr<int64_t> appended) { done(appended.status()); });
+}
 
 absl::StatusCode CodeFromName(absl::string_view name) {
   for (int c = 0; c <= 16; ++c) {
@@ -33,6 +46,50 @@ absl::StatusCode CodeFromName(absl::string_view name) {
     if (absl::StatusCodeToString(code) == name) return code;
   }
   return absl::StatusCode::kUnknown;
+}
+
+// A page of at most `page_size` records from XRANGE's reply (which asked for one more, to
+// tell whether a next page exists).
+absl::StatusOr<DenialPage> ReadDenialPage(const RedisReply& reply, int page_size) {
+  constexpr char kWhat[] = "denial log range";
+  ASSIGN_OR_RETURN(const std::vector<RedisReply>* entries, ReplyArray(reply, kWhat));
+  DenialPage page;
+  const size_t n = std::min<size_t>(entries->size(), page_size);
+  for (size_t i = 0; i < n; ++i) {
+    const RedisReply& entry = (*entries)[i];
+    if (entry.elements.size() != 2) return absl::InternalError("bad denial entry");
+    ASSIGN_OR_RETURN(std::string id, ReplyString(entry.elements[0], kWhat));
+    ASSIGN_OR_RETURN(auto fields, ReplyFields(entry.elements[1], kWhat));
+    DenialRecord r;
+    for (const auto& [f, v] : fields) {
+      if (f == "t") {
+        int64_t us = 0;
+        (void)absl::SimpleAtoi(v, &us);
+        r.time = absl::FromUnixMicros(us);
+      } else if (f == "m") {
+        r.method = v;
+      } else if (f == "c") {
+        r.code = CodeFromName(v);
+      } else if (f == "r") {
+        r.target_id = v;
+      } else if (f == "a") {
+        r.caller.authority_id = v;
+      } else if (f == "s") {
+        r.caller.state = v;
+      } else if (f == "ro") {
+        for (absl::string_view role : absl::StrSplit(v, ',', absl::SkipEmpty())) {
+          r.caller.roles.emplace_back(role);
+        }
+      } else if (f == "sv") {
+        r.caller.is_service = v == "1";
+      } else if (f == "tr") {
+        r.trace_id = v;
+      }
+    }
+    page.records.push_back(std::move(r));
+    if (i + 1 == n && entries->size() > n) page.next_after = std::move(id);
+  }
+  return page;
 }
 
 }  // namespace
@@ -58,32 +115,21 @@ std::string DenialLogKey(const Sharding& sharding, absl::string_view authority_i
 
 void RedisDenialLog::Record(DenialRecord r, std::function<void(absl::Status)> done) {
   r.time = clock_.Now();
-  std::vector<std::string> args = {
-      absl::StrCat(absl::ToUnixMillis(r.time)),
-      absl::StrCat(std::max<int64_t>(1, options_.max_entries)),
-      absl::StrCat(std::max<int64_t>(1, absl::ToInt64Milliseconds(options_.retention))),
-      "t",
-      absl::StrCat(absl::ToUnixMicros(r.time)),
-      "m",
-      r.method,
-      "c",
-      std::string(absl::StatusCodeToString(r.code)),
-      "r",
-      DenialTargetId(r.target_id),
-      "a",
-      r.caller.authority_id,
-      "s",
-      r.caller.state,
-      "ro",
-      absl::StrJoin(r.caller.roles, ","),
-      "sv",
-      r.caller.is_service ? "1" : "0",
-      "tr",
-      r.trace_id};
-  redis_.Eval(kAppend, {DenialLogKey(sharding_, r.caller.authority_id)}, std::move(args),
-              [done = std::move(done)](absl::StatusOr<RedisReply> reply) {
-                done(reply.ok() ? absl::OkStatus() : reply.status());
-              });
+  DenialAppend call;
+  call.stream = DenialLogKey(sharding_, r.caller.authority_id);
+  call.time = r.time;
+  call.max_entries = options_.max_entries;
+  call.retention = options_.retention;
+  call.fields = {{"t", absl::StrCat(absl::ToUnixMicros(r.time))},
+                 {"m", r.method},
+                 {"c", std::string(absl::StatusCodeToString(r.code))},
+                 {"r", DenialTargetId(r.target_id)},
+                 {"a", r.caller.authority_id},
+                 {"s", r.caller.state},
+                 {"ro", absl::StrJoin(r.caller.roles, ",")},
+                 {"sv", r.caller.is_service ? "1" : "0"},
+                 {"tr", r.trace_id}};
+  AppendDenial(redis_, std::move(call), std::move(done));
 }
 
 void ListDenials(RedisClient& redis, const Sharding& sharding, const std::string& authority_id,
@@ -105,46 +151,7 @@ void ListDenials(RedisClient& redis, const Sharding& sharding, const std::string
                  absl::StrCat(page_size + 1)},
                 [page_size, done = std::move(done)](absl::StatusOr<RedisReply> reply) {
                   if (!reply.ok()) return done(reply.status());
-                  DenialPage page;
-                  const size_t n = std::min<size_t>(reply->elements.size(), page_size);
-                  for (size_t i = 0; i < n; ++i) {
-                    const RedisReply& entry = reply->elements[i];
-                    if (entry.elements.size() != 2)
-                      return done(absl::InternalError("bad denial entry"));
-                    DenialRecord r;
-                    const auto& kv = entry.elements[1].elements;
-                    for (size_t k = 0; k + 1 < kv.size(); k += 2) {
-                      const std::string& f = kv[k].str;
-                      const std::string& v = kv[k + 1].str;
-                      if (f == "t") {
-                        int64_t us = 0;
-                        (void)absl::SimpleAtoi(v, &us);
-                        r.time = absl::FromUnixMicros(us);
-                      } else if (f == "m") {
-                        r.method = v;
-                      } else if (f == "c") {
-                        r.code = CodeFromName(v);
-                      } else if (f == "r") {
-                        r.target_id = v;
-                      } else if (f == "a") {
-                        r.caller.authority_id = v;
-                      } else if (f == "s") {
-                        r.caller.state = v;
-                      } else if (f == "ro") {
-                        for (absl::string_view role : absl::StrSplit(v, ',', absl::SkipEmpty())) {
-                          r.caller.roles.emplace_back(role);
-                        }
-                      } else if (f == "sv") {
-                        r.caller.is_service = v == "1";
-                      } else if (f == "tr") {
-                        r.trace_id = v;
-                      }
-                    }
-                    page.records.push_back(std::move(r));
-                    if (i + 1 == n && reply->elements.size() > n)
-                      page.next_after = entry.elements[0].str;
-                  }
-                  done(std::move(page));
+                  done(ReadDenialPage(*reply, page_size));
                 });
 }
 

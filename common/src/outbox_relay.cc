@@ -15,6 +15,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "absl/synchronization/mutex.h"
+#include "fenced_lease.h"
 #include "grpcpp/create_channel.h"
 #include "grpcpp/security/credentials.h"
 #include "prometheus/counter.h"
@@ -22,8 +23,12 @@
 #include "rogatory/common/event_sink.h"
 #include "rogatory/common/ids.h"
 #include "rogatory/common/logging.h"
+#include "rogatory/common/lua_scripts.h"
 #include "rogatory/common/periodic_task.h"
+#include "rogatory/common/redis_reply.h"
+#include "rogatory/common/status.h"
 #include "rogatory/events/v1/event_sink.grpc.pb.h"
+#include "script_call.h"
 
 namespace rogatory::common {
 namespace {
@@ -33,64 +38,82 @@ using Steady = std::chrono::steady_clock;
 
 constexpr char kConsumer[] = "relay";
 
-// KEYS: lease, fence. ARGV: owner, ttl ms, token held ('' if none).
-// Returns the token held after the call, or 0 if another replica holds the lane. A lease
-// this replica holds under a token it no longer trusts (it dropped it after a Redis error,
-// not knowing whether its last step ran) is taken again at once under a new token, which
-// fences off that step; waiting for it to expire left the lane idle for a whole lease
-// after every Redis restart, and then every replica's lanes resumed at once.
-const LuaScript& LeaseScript() {
-  static const LuaScript* s = new LuaScript(absl::StrCat(kScriptRunsWhenFull, R"lua(
-local cur = redis.call('HMGET', KEYS[1], 'owner', 'token')
-if cur[1] then
-  if cur[1] == ARGV[1] and cur[2] == ARGV[3] then
-    redis.call('PEXPIRE', KEYS[1], ARGV[2])
-    return tonumber(cur[2])
-  end
-  if cur[1] ~= ARGV[1] then return 0 end
-end
-local token = redis.call('INCR', KEYS[2])
-redis.call('HSET', KEYS[1], 'owner', ARGV[1], 'token', token)
-redis.call('PEXPIRE', KEYS[1], ARGV[2])
-return token
-)lua"));
-  return *s;
+// The relay's scripts (lua/outbox_relay_*.lua), one typed call each; a lane's lease is
+// common's fenced lease (fenced_lease.h).
+
+// lua/outbox_relay_read.lua
+constexpr char kReadWhat[] = "relay read";
+struct LaneRead {
+  std::string outbox_key;
+  std::string lease_key;
+  std::string group;
+  int64_t token = 0;
+  int count = 0;
+};
+struct OutboxEntry {
+  std::string id;
+  bool trimmed = false;              // trimmed while pending: nothing to deliver
+  std::optional<std::string> event;  // the entry's serialized Event, if it holds one
+};
+struct LaneBatch {
+  bool lease_lost = false;
+  std::vector<OutboxEntry> entries;  // oldest first
+};
+absl::StatusOr<LaneBatch> ReadLane(RedisClient& redis, const LaneRead& call) {
+  return internal::RunTyped<LaneBatch>(
+      redis, internal::EmbeddedScript<&lua::kOutboxRelayRead>(), {call.outbox_key, call.lease_key},
+      {call.group, absl::StrCat(call.token), absl::StrCat(call.count)},
+      [](const RedisReply& reply) -> absl::StatusOr<LaneBatch> {
+        LaneBatch batch;
+        if (reply.is_nil()) {
+          batch.lease_lost = true;
+          return batch;
+        }
+        ASSIGN_OR_RETURN(const std::vector<RedisReply>* entries, ReplyArray(reply, kReadWhat));
+        for (const RedisReply& entry : *entries) {
+          ASSIGN_OR_RETURN(const std::vector<RedisReply>* parts, ReplyArray(entry, kReadWhat));
+          if (parts->empty()) continue;
+          OutboxEntry out;
+          ASSIGN_OR_RETURN(out.id, ReplyString((*parts)[0], kReadWhat));
+          if (parts->size() < 2 || (*parts)[1].type != RedisReply::Type::kArray) {
+            out.trimmed = true;
+          } else {
+            ASSIGN_OR_RETURN(auto fields, ReplyFields((*parts)[1], kReadWhat));
+            if (auto it = fields.find(kOutboxEventField); it != fields.end()) {
+              out.event = std::move(it->second);
+            }
+          }
+          batch.entries.push_back(std::move(out));
+        }
+        return batch;
+      });
 }
 
-// KEYS: lease. ARGV: owner, token.
-const LuaScript& ReleaseScript() {
-  static const LuaScript* s = new LuaScript(absl::StrCat(kScriptRunsWhenFull, R"lua(
-local cur = redis.call('HMGET', KEYS[1], 'owner', 'token')
-if cur[1] == ARGV[1] and cur[2] == ARGV[2] then redis.call('DEL', KEYS[1]) end
-return 1
-)lua"));
-  return *s;
-}
-
-// KEYS: outbox, lease. ARGV: group, token, count.
-// Entries read before but not acknowledged come first (a crash between delivery and
-// acknowledgement, or a lane taken over), then new ones. nil if the lease is not ours.
-const LuaScript& ReadScript() {
-  static const LuaScript* s = new LuaScript(R"lua(
-if redis.call('HGET', KEYS[2], 'token') ~= ARGV[2] then return false end
-local r = redis.call('XREADGROUP', 'GROUP', ARGV[1], 'relay', 'COUNT', ARGV[3],
-                     'STREAMS', KEYS[1], '0')
-if r and r[1] and #r[1][2] > 0 then return r[1][2] end
-r = redis.call('XREADGROUP', 'GROUP', ARGV[1], 'relay', 'COUNT', ARGV[3],
-               'STREAMS', KEYS[1], '>')
-if r then return r[1][2] end
-return {}
-)lua");
-  return *s;
-}
-
-// KEYS: outbox, lease. ARGV: group, token, ids... Returns -1 if the lease is not ours.
-const LuaScript& AckScript() {
-  static const LuaScript* s = new LuaScript(absl::StrCat(kScriptRunsWhenFull, R"lua(
-if redis.call('HGET', KEYS[2], 'token') ~= ARGV[2] then return -1 end
-return redis.call('XACK', KEYS[1], ARGV[1], unpack(ARGV, 3))
-)lua"));
-  return *s;
+// lua/outbox_relay_ack.lua
+struct LaneAck {
+  std::string outbox_key;
+  std::string lease_key;
+  std::string group;
+  int64_t token = 0;
+  std::vector<std::string> ids;
+};
+struct LaneAcked {
+  bool lease_lost = false;
+  int64_t count = 0;
+};
+void AckLane(RedisClient& redis, LaneAck call,
+             std::function<void(absl::StatusOr<LaneAcked>)> done) {
+  std::vector<std::string> args = {std::move(call.group), absl::StrCat(call.token)};
+  args.insert(args.end(), std::make_move_iterator(call.ids.begin()),
+              std::make_move_iterator(call.ids.end()));
+  internal::EvalTyped<LaneAcked>(
+      redis, internal::EmbeddedScript<&lua::kOutboxRelayAck>(),
+      {std::move(call.outbox_key), std::move(call.lease_key)}, std::move(args),
+      [](const RedisReply& reply) -> absl::StatusOr<LaneAcked> {
+        ASSIGN_OR_RETURN(const int64_t n, ReplyInteger(reply, "relay acknowledge"));
+        return n < 0 ? LaneAcked{true, 0} : LaneAcked{false, n};
+      },
+      std::move(done));
 }
 
 // A stream id "ms-seq" as a comparable pair.
@@ -226,12 +249,11 @@ class OutboxRelay::Lane {
 
   Step Run() {
     if (!HoldLease()) return Step::kNotHolder;
-    auto read = RunRedisScript(
-        shared_.redis, ReadScript(), {outbox_, lease_},
-        {receiver_, absl::StrCat(token()), absl::StrCat(shared_.options.batch_size)});
+    auto read =
+        ReadLane(shared_.redis, {outbox_, lease_, receiver_, token(), shared_.options.batch_size});
     if (!read.ok()) return Failed(read.status(), false);
-    if (read->is_nil()) return LostLease();
-    if (read->elements.empty()) {
+    if (read->lease_lost) return LostLease();
+    if (read->entries.empty()) {
       SetAge(0);
       return Step::kIdle;
     }
@@ -239,16 +261,11 @@ class OutboxRelay::Lane {
     std::vector<size_t> wanted_pos;  // index into ids of each wanted entry
     eventspb::DeliverEventsRequest batch;
     batch.set_source(shared_.options.emitter);
-    for (const RedisReply& entry : read->elements) {
-      if (entry.elements.empty()) continue;
-      ids.push_back(entry.elements[0].str);
-      if (entry.elements.size() < 2 || entry.elements[1].type != RedisReply::Type::kArray) {
-        continue;  // trimmed while pending: nothing to deliver
-      }
-      auto fields = FieldMap(entry.elements[1]);
-      auto it = fields.find(kOutboxEventField);
+    for (OutboxEntry& entry : read->entries) {
+      ids.push_back(std::move(entry.id));
+      if (entry.trimmed) continue;  // nothing to deliver
       v1::Event event;
-      if (it == fields.end() || !event.ParseFromString(it->second->str)) {
+      if (!entry.event.has_value() || !event.ParseFromString(*entry.event)) {
         Log::Error("outbox entry does not hold an event; skipped",
                    {{"emitter", shared_.options.emitter}, {"entry", ids.back()}});
         continue;
@@ -291,20 +308,19 @@ class OutboxRelay::Lane {
       // sees these acknowledged. If it fails (Redis error, lease lost meanwhile), the entries
       // stay pending and that read delivers them again (receivers drop repeats), or finds
       // the lease gone.
-      std::vector<std::string> args = {receiver_, absl::StrCat(token())};
-      args.insert(args.end(), ids.begin(), ids.begin() + ack_upto);
-      shared_.redis.Eval(AckScript(), {outbox_, lease_}, std::move(args),
-                         [emitter = shared_.options.emitter, receiver = receiver_,
-                          shard = shard_](absl::StatusOr<RedisReply> acked) {
-                           if (acked.ok() && acked->integer >= 0) return;
-                           Log::Warn(
-                               "relay acknowledgement failed; the entries are delivered again",
-                               {{"emitter", emitter},
-                                {"receiver", receiver},
-                                {"shard", static_cast<int64_t>(shard)},
-                                {"error", acked.ok() ? std::string("lease lost")
-                                                     : std::string(acked.status().message())}});
-                         });
+      AckLane(shared_.redis,
+              {outbox_, lease_, receiver_, token(),
+               std::vector<std::string>(ids.begin(), ids.begin() + ack_upto)},
+              [emitter = shared_.options.emitter, receiver = receiver_,
+               shard = shard_](absl::StatusOr<LaneAcked> acked) {
+                if (acked.ok() && !acked->lease_lost) return;
+                Log::Warn("relay acknowledgement failed; the entries are delivered again",
+                          {{"emitter", emitter},
+                           {"receiver", receiver},
+                           {"shard", static_cast<int64_t>(shard)},
+                           {"error", acked.ok() ? std::string("lease lost")
+                                                : std::string(acked.status().message())}});
+              });
     }
     if (!delivery.ok()) return Failed(delivery, true);
     backoff = absl::Milliseconds(100);
@@ -314,8 +330,8 @@ class OutboxRelay::Lane {
 
   void Release() {
     if (token() == 0) return;
-    (void)RunRedisScript(shared_.redis, ReleaseScript(), {lease_},
-                         {shared_.options.replica_id, absl::StrCat(token())});
+    (void)internal::ReleaseFencedLease(shared_.redis,
+                                       {lease_, shared_.options.replica_id, token()});
     ClearGauges();
     token_ = 0;
   }
@@ -329,16 +345,14 @@ class OutboxRelay::Lane {
     const auto now = Steady::now();
     if (token() != 0 && now < renew_at_) return true;
     const int64_t before = token();
-    auto r = RunRedisScript(
-        shared_.redis, LeaseScript(), {lease_, fence_},
-        {shared_.options.replica_id, absl::StrCat(absl::ToInt64Milliseconds(shared_.options.lease)),
-         before == 0 ? "" : absl::StrCat(before)});
-    if (!r.ok()) {
+    auto held = internal::TakeFencedLease(
+        shared_.redis, {lease_, fence_, shared_.options.replica_id, shared_.options.lease, before});
+    if (!held.ok()) {
       // Cannot tell: stop acting on the lane until Redis answers again.
       token_ = 0;
       return false;
     }
-    token_ = r->integer;
+    token_ = *held;
     if (token() == 0) {
       if (before != 0) ClearGauges();
       return false;
@@ -484,8 +498,9 @@ OutboxRelay::OutboxRelay(RedisClient& redis, Metrics& metrics, RelayOptions opti
   // Acknowledgements are not waited for (see Lane::Run): loaded first, so the first one is
   // not answered NOSCRIPT and sent again after the lane's next read (which would deliver
   // its entries twice).
-  shared_->redis.Command({"SCRIPT", "LOAD", AckScript().source()},
-                         [](absl::StatusOr<RedisReply>) {});
+  shared_->redis.Command(
+      {"SCRIPT", "LOAD", internal::EmbeddedScript<&lua::kOutboxRelayAck>().source()},
+      [](absl::StatusOr<RedisReply>) {});
   const std::vector<std::string> routed =
       shared_->options.routes.ReceiversOf(shared_->options.emitter);
   for (const RelayReceiver& r : shared_->options.receivers) {

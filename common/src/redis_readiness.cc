@@ -3,19 +3,26 @@
 #include <algorithm>
 
 #include "absl/strings/str_cat.h"
+#include "rogatory/common/lua_scripts.h"
+#include "rogatory/common/redis_reply.h"
+#include "script_call.h"
 
 namespace rogatory::common {
 namespace {
 
-// Writes the probe key with an expiry: through EVALSHA like every multi-key change, so a
-// script cache that is gone, a Redis that refuses writes or loads its data, or one that
-// stalls, fails the probe as it fails the calls.
-const LuaScript& ProbeScript() {
-  static const LuaScript* script = new LuaScript(R"lua(
-redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
-return 1
-)lua");
-  return *script;
+// The probe's write (lua/redis_readiness_probe.lua).
+struct ProbeWrite {
+  std::string key;
+  absl::Duration ttl;  // at least a millisecond
+};
+
+void WriteProbe(RedisClient& redis, const ProbeWrite& probe,
+                std::function<void(absl::StatusOr<int64_t>)> done) {
+  internal::EvalTyped<int64_t>(
+      redis, internal::EmbeddedScript<&lua::kRedisReadinessProbe>(), {probe.key},
+      {"1", absl::StrCat(std::max<int64_t>(1, absl::ToInt64Milliseconds(probe.ttl)))},
+      [](const RedisReply& reply) { return ReplyInteger(reply, "redis readiness probe"); },
+      std::move(done));
 }
 
 }  // namespace
@@ -54,20 +61,19 @@ void RedisReadiness::Probe(std::function<void(absl::Status)> done) {
     absl::MutexLock lock(&mu_);
     last_error = last_error_;
   }
-  inner_->Eval(ProbeScript(), {probe_key_},
-               {"1", absl::StrCat(std::max<int64_t>(1, absl::ToInt64Milliseconds(probe_ttl_)))},
-               [failed, last_error = std::move(last_error),
-                done = std::move(done)](absl::StatusOr<RedisReply> reply) {
-                 if (!reply.ok()) {
-                   return done(absl::UnavailableError(
-                       absl::StrCat("redis probe failed: ", reply.status().message())));
-                 }
-                 if (failed > 0) {
-                   return done(absl::UnavailableError(absl::StrCat(
-                       failed, " redis command(s) failed since the last probe: ", last_error)));
-                 }
-                 done(absl::OkStatus());
-               });
+  WriteProbe(*inner_, {probe_key_, probe_ttl_},
+             [failed, last_error = std::move(last_error),
+              done = std::move(done)](absl::StatusOr<int64_t> written) {
+               if (!written.ok()) {
+                 return done(absl::UnavailableError(
+                     absl::StrCat("redis probe failed: ", written.status().message())));
+               }
+               if (failed > 0) {
+                 return done(absl::UnavailableError(absl::StrCat(
+                     failed, " redis command(s) failed since the last probe: ", last_error)));
+               }
+               done(absl::OkStatus());
+             });
 }
 
 }  // namespace rogatory::common

@@ -4,6 +4,10 @@
 #include "absl/strings/str_cat.h"
 #include "google/protobuf/util/time_util.h"
 #include "rogatory/common/access.h"
+#include "rogatory/common/lua_scripts.h"
+#include "rogatory/common/redis_reply.h"
+#include "rogatory/common/status.h"
+#include "script_call.h"
 
 namespace rogatory::common {
 namespace {
@@ -11,16 +15,33 @@ namespace {
 using google::protobuf::util::TimeUtil;
 namespace adminpb = rogatory::admin::v1;
 
-// Raises the offset to ARGV[1] unless it is already larger; returns {raised, offset}.
-const LuaScript& RaiseOffsetScript() {
-  static const LuaScript* script = new LuaScript(R"lua(
-local current = tonumber(redis.call('GET', KEYS[1]) or '0')
-local wanted = tonumber(ARGV[1])
-if wanted < current then return {0, tostring(current)} end
-redis.call('SET', KEYS[1], ARGV[1])
-return {1, ARGV[1]}
-)lua");
-  return *script;
+// lua/test_clock_raise_offset.lua
+constexpr char kWhat[] = "test clock raise offset";
+struct RaiseOffset {
+  std::string key;
+  int64_t wanted_us = 0;
+};
+struct RaisedOffset {
+  bool raised = false;  // false: the offset was already larger and stays
+  int64_t offset_us = 0;
+};
+
+void RaiseOffsetTo(RedisClient& redis, const RaiseOffset& call,
+                   std::function<void(absl::StatusOr<RaisedOffset>)> done) {
+  internal::EvalTyped<RaisedOffset>(
+      redis, internal::EmbeddedScript<&lua::kTestClockRaiseOffset>(), {call.key},
+      {absl::StrCat(call.wanted_us)},
+      [](const RedisReply& reply) -> absl::StatusOr<RaisedOffset> {
+        ASSIGN_OR_RETURN(const std::vector<RedisReply>* elements, ReplyArray(reply, kWhat));
+        if (elements->size() != 2) {
+          return absl::InternalError(absl::StrCat(kWhat, ": Redis answered an unexpected array"));
+        }
+        ASSIGN_OR_RETURN(const int64_t raised, ReplyInteger((*elements)[0], kWhat));
+        ASSIGN_OR_RETURN(const std::string text, ReplyString((*elements)[1], kWhat));
+        ASSIGN_OR_RETURN(const int64_t offset, ParseDecimal(text, kWhat));
+        return RaisedOffset{raised == 1, offset};
+      },
+      std::move(done));
 }
 
 google::protobuf::Timestamp ToProto(absl::Time t) {
@@ -66,20 +87,15 @@ void SharedTestClock::Advance(absl::Duration by, OffsetDone done) {
 
 void SharedTestClock::SetNow(absl::Time now, OffsetDone done) {
   const int64_t wanted = absl::ToInt64Microseconds(now - base_.Now());
-  redis_.Eval(RaiseOffsetScript(), {kKey}, {absl::StrCat(wanted)},
-              [this, done](absl::StatusOr<RedisReply> r) {
-                if (!r.ok()) return done(r.status());
-                int64_t us = 0;
-                if (r->elements.size() != 2 || !absl::SimpleAtoi(r->elements[1].str, &us)) {
-                  return done(absl::InternalError("unexpected reply from test clock script"));
-                }
-                Store(us);
-                if (r->elements[0].integer == 0) {
-                  return done(absl::InvalidArgumentError(
-                      "now: the shared test clock is already later; time never runs backwards"));
-                }
-                done(offset());
-              });
+  RaiseOffsetTo(redis_, {kKey, wanted}, [this, done](absl::StatusOr<RaisedOffset> r) {
+    if (!r.ok()) return done(r.status());
+    Store(r->offset_us);
+    if (!r->raised) {
+      return done(absl::InvalidArgumentError(
+          "now: the shared test clock is already later; time never runs backwards"));
+    }
+    done(offset());
+  });
 }
 
 absl::Status TestClockServiceImpl::Enabled() const {

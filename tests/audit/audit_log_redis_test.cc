@@ -428,6 +428,40 @@ TEST_F(AuditLogRedisTest, RetentionErasesTheOldestBehindAnAnchorAndTheRestVerifi
   EXPECT_EQ(v.anchor->sequence, 6);
 }
 
+// Retention frees memory, so it must go on when Redis is full (maxmemory, noeviction): the
+// sealer keeps renewing its lease then (the lease-and-read script runs when full), and the
+// erasure runs under that lease.
+TEST_F(AuditLogRedisTest, RetentionStillErasesWhenRedisIsFull) {
+  ChainedAuditor auditor(*redis_, clock_, sharding_, key_, nullptr);
+  AuditSealerOptions o = SealerOptions("r");
+  o.retention = absl::Hours(1);
+  AuditSealer sealer(*redis_, clock_, key_, nullptr, o);
+  const std::string rq = RequestId(1, 9);
+  RecordN(auditor, rq, 3);
+  ASSERT_EQ(*sealer.SealOnce(), 3);
+
+  ASSERT_TRUE(RunRedisCommand(*redis_, {"CONFIG", "SET", "maxmemory-policy", "noeviction"}).ok());
+  ASSERT_TRUE(RunRedisCommand(*redis_, {"CONFIG", "SET", "maxmemory", "1"}).ok());
+  auto refused = RunRedisCommand(*redis_, {"SET", "filler", "x"});
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kUnavailable) << refused.status();
+  EXPECT_EQ(RecordAndWait(auditor, Call(rq)).code(), absl::StatusCode::kUnavailable);
+
+  auto renewed = sealer.SealOnce();  // renews the lease; nothing new is pending
+  EXPECT_TRUE(renewed.ok()) << renewed.status();
+  clock_.Advance(absl::Hours(2));
+  auto erased = sealer.EraseExpired();
+  ASSERT_TRUE(erased.ok()) << erased.status();
+  EXPECT_EQ(*erased, 3);
+
+  ASSERT_TRUE(RunRedisCommand(*redis_, {"CONFIG", "SET", "maxmemory", "0"}).ok());
+  AuditChainVerdict v = Verify(rq);
+  EXPECT_TRUE(v.intact) << v.problem;
+  EXPECT_EQ(v.entries_checked, 0);
+  ASSERT_TRUE(v.anchor.has_value());
+  EXPECT_EQ(v.anchor->sequence, 3);
+}
+
 TEST_F(AuditLogRedisTest, RetentionLeavesATamperedChainUntouched) {
   ChainedAuditor auditor(*redis_, clock_, sharding_, key_, nullptr);
   AuditSealerOptions o = SealerOptions("r");

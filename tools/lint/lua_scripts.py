@@ -32,12 +32,7 @@ import sys
 # C++ files that still hold scripts in string literals (issue 17 moves them out). Remove a
 # file from here in the commit that moves its scripts into .lua files.
 PENDING = {
-    "common/src/audit_log.cc",
-    "common/src/denial_log.cc",
     "common/src/event_sink.cc",
-    "common/src/outbox_relay.cc",
-    "common/src/redis_readiness.cc",
-    "common/src/test_clock.cc",
     "services/deadlines/deadline_store.cc",
     "services/intake/intake_metrics.cc",
     "services/intake/redis_document_store.cc",
