@@ -46,7 +46,9 @@ PENDING = {
     "services/notification/fanout_worker.cc",
     "services/notification/inbox.cc",
     "services/notification/notification_event_handler.cc",
-    "services/notification/notification_service.cc",
+    "services/notification/redis_evidence_store.cc",
+    "services/notification/redis_inbox_store.cc",
+    "services/notification/redis_subscription_store.cc",
     "services/notification/webhook_dispatcher.cc",
     "services/routing/redis_routing_store.cc",
 }
