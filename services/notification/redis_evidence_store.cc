@@ -7,6 +7,7 @@
 #include "absl/strings/str_split.h"
 #include "evidence.h"
 #include "notification_keys.h"
+#include "notification_lua_scripts.h"
 #include "redis_notification_store.h"
 #include "rogatory/common/redis_reply.h"
 
@@ -16,55 +17,12 @@ namespace {
 using common::LuaScript;
 using common::RedisReply;
 
-// Records retrieval in a request shard. KEYS: retrieval timers. ARGV: now ms,
-// recipient, key prefix, evidence retention ms, event ids... Returns how many
-// were newly retrieved.
 const LuaScript& RetrievedScript() {
-  static const LuaScript* s = new LuaScript(R"lua(
-local n = 0
-for i = 5, #ARGV do
-  local k = ARGV[3] .. 'ev:' .. ARGV[i]
-  if redis.call('EXISTS', k) == 1 and
-     redis.call('HSETNX', k, '3|' .. ARGV[2] .. '|', ARGV[1]) == 1 then
-    redis.call('PEXPIRE', k, ARGV[4])
-    n = n + 1
-  end
-  redis.call('ZREM', KEYS[1], ARGV[i] .. '|' .. ARGV[2])
-end
-return n
-)lua");
+  static const LuaScript* s = new LuaScript(std::string(lua::kEvidenceRetrieved));
   return *s;
 }
-
-// KEYS: request events (or a placeholder). ARGV: prefix, mode ('r' request |
-// 'e' event), id, limit. Returns {} if unknown, else {request id, iss, exe,
-// cen, tra, ntf, then event id, field, value triples}.
-const LuaScript& StatusScript() {
-  static const LuaScript* s = new LuaScript(R"lua(
-local eids, rq
-if ARGV[2] == 'r' then
-  rq = ARGV[3]
-  eids = redis.call('ZRANGE', KEYS[1], 0, tonumber(ARGV[4]) - 1)
-  if #eids == 0 then return {} end
-else
-  rq = redis.call('HGET', ARGV[1] .. 'ev:' .. ARGV[3], 'rq')
-  if not rq then return {} end
-  eids = {ARGV[3]}
-end
-local p = redis.call('HMGET', ARGV[1] .. 'parties:' .. rq, 'iss', 'exe', 'cen', 'tra', 'ntf')
-local out = {rq, p[1] or '', p[2] or '', p[3] or '', p[4] or '', p[5] or ''}
-for _, e in ipairs(eids) do
-  local h = redis.call('HGETALL', ARGV[1] .. 'ev:' .. e)
-  for i = 1, #h, 2 do
-    if h[i] ~= 'pb' and h[i] ~= 'rq' then
-      out[#out + 1] = e
-      out[#out + 1] = h[i]
-      out[#out + 1] = h[i + 1]
-    end
-  end
-end
-return out
-)lua");
+const LuaScript& ReadScript() {
+  static const LuaScript* s = new LuaScript(std::string(lua::kEvidenceRead));
   return *s;
 }
 
@@ -73,21 +31,23 @@ int64_t ToInt(const std::string& s) {
   return absl::SimpleAtoi(s, &v) ? v : 0;
 }
 
-// Reads StatusScript's reply.
+// Reads evidence_read.lua's reply about `request_id`.
 absl::StatusOr<std::optional<NotificationStore::RequestEvidence>> ParseEvidence(
-    absl::StatusOr<RedisReply> reply) {
+    const std::string& request_id, absl::StatusOr<RedisReply> reply) {
   if (!reply.ok()) return reply.status();
   auto e = common::ReplyStrings(*reply, "delivery evidence");
   if (!e.ok()) return e.status();
-  if (e->size() < 6) return std::optional<NotificationStore::RequestEvidence>();
+  if (e->size() < 5) {
+    return absl::InternalError("delivery evidence: Redis answered too few elements");
+  }
   NotificationStore::RequestEvidence out;
-  out.request_id = (*e)[0];
-  out.issuing = (*e)[1];
-  out.executing = (*e)[2];
-  out.central = (*e)[3];
-  out.translator = (*e)[4];
-  out.notified = (*e)[5];
-  for (size_t i = 6; i + 2 < e->size(); i += 3) {
+  out.request_id = request_id;
+  out.issuing = (*e)[0];
+  out.executing = (*e)[1];
+  out.central = (*e)[2];
+  out.translator = (*e)[3];
+  out.notified = (*e)[4];
+  for (size_t i = 5; i + 2 < e->size(); i += 3) {
     std::vector<std::string> parts = absl::StrSplit((*e)[i + 1], '|');
     if (parts.size() != 3) continue;
     NotificationStore::EvidenceRecord r;
@@ -101,16 +61,31 @@ absl::StatusOr<std::optional<NotificationStore::RequestEvidence>> ParseEvidence(
   return out;
 }
 
+// Reads the evidence of `event_ids` (events of `request_id`, in `shard`) with the request's
+// parties: the second round trip of both reads.
+void ReadEvidence(common::RedisClient& redis, int shard, const std::string& request_id,
+                  const std::vector<std::string>& event_ids,
+                  NotificationStore::Done<std::optional<NotificationStore::RequestEvidence>> done) {
+  std::vector<std::string> keys = {Keys::Parties(shard, request_id)};
+  for (const std::string& eid : event_ids) keys.push_back(Keys::Evidence(shard, eid));
+  redis.Eval(ReadScript(), std::move(keys), event_ids,
+             [request_id, done = std::move(done)](absl::StatusOr<RedisReply> reply) {
+               done(ParseEvidence(request_id, std::move(reply)));
+             });
+}
+
 }  // namespace
 
 void RedisNotificationStore::RecordRetrieved(int shard, const std::string& recipient,
                                              const std::vector<std::string>& event_ids,
                                              absl::Time now, absl::Duration retention,
                                              Done<int> done) {
-  std::vector<std::string> args = {absl::StrCat(absl::ToUnixMillis(now)), recipient, Keys::P(shard),
+  std::vector<std::string> keys = {Keys::RetrievalDue(shard)};
+  for (const std::string& eid : event_ids) keys.push_back(Keys::Evidence(shard, eid));
+  std::vector<std::string> args = {absl::StrCat(absl::ToUnixMillis(now)), recipient,
                                    absl::StrCat(absl::ToInt64Milliseconds(retention))};
   args.insert(args.end(), event_ids.begin(), event_ids.end());
-  redis_.Eval(RetrievedScript(), {Keys::RetrievalDue(shard)}, std::move(args),
+  redis_.Eval(RetrievedScript(), std::move(keys), std::move(args),
               [done = std::move(done)](absl::StatusOr<RedisReply> reply) {
                 if (!reply.ok()) return done(reply.status());
                 auto n = common::ReplyInteger(*reply, "retrieval");
@@ -127,23 +102,33 @@ void RedisNotificationStore::RecordStage(int shard, const std::string& event_id,
                             std::move(done));
 }
 
+// Two round trips: the request's events, then their evidence with the parties (a script
+// receives every key it reads, so it cannot find the events itself).
 void RedisNotificationStore::ReadRequestEvidence(int shard, const std::string& request_id,
                                                  int max_events,
                                                  Done<std::optional<RequestEvidence>> done) {
-  redis_.Eval(StatusScript(), {Keys::RequestEvents(shard, request_id)},
-              {Keys::P(shard), "r", request_id, absl::StrCat(max_events)},
-              [done = std::move(done)](absl::StatusOr<RedisReply> reply) {
-                done(ParseEvidence(std::move(reply)));
-              });
+  redis_.Command(
+      {"ZRANGE", Keys::RequestEvents(shard, request_id), "0", absl::StrCat(max_events - 1)},
+      [this, shard, request_id, done = std::move(done)](absl::StatusOr<RedisReply> reply) {
+        if (!reply.ok()) return done(reply.status());
+        auto event_ids = common::ReplyStrings(*reply, "request events");
+        if (!event_ids.ok()) return done(event_ids.status());
+        if (event_ids->empty()) return done(std::optional<RequestEvidence>());
+        ReadEvidence(redis_, shard, request_id, *event_ids, std::move(done));
+      });
 }
 
+// Two round trips: the event's request, then its evidence with the request's parties.
 void RedisNotificationStore::ReadEventEvidence(int shard, const std::string& event_id,
                                                Done<std::optional<RequestEvidence>> done) {
-  redis_.Eval(StatusScript(), {Keys::Evidence(shard, event_id)},
-              {Keys::P(shard), "e", event_id, "1"},
-              [done = std::move(done)](absl::StatusOr<RedisReply> reply) {
-                done(ParseEvidence(std::move(reply)));
-              });
+  redis_.Command({"HGET", Keys::Evidence(shard, event_id), "rq"},
+                 [this, shard, event_id, done = std::move(done)](absl::StatusOr<RedisReply> reply) {
+                   if (!reply.ok()) return done(reply.status());
+                   auto request_id = common::ReplyOptionalString(*reply, "event request");
+                   if (!request_id.ok()) return done(request_id.status());
+                   if (!request_id->has_value()) return done(std::optional<RequestEvidence>());
+                   ReadEvidence(redis_, shard, **request_id, {event_id}, std::move(done));
+                 });
 }
 
 }  // namespace rogatory::notification

@@ -3,6 +3,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "notification_keys.h"
+#include "notification_lua_scripts.h"
 #include "redis_notification_store.h"
 #include "rogatory/common/redis_reply.h"
 
@@ -12,76 +13,20 @@ namespace {
 using common::LuaScript;
 using common::RedisReply;
 
-// Trims an inbox by age and reports where a stream can start. KEYS: inbox,
-// floor. ARGV: min id, max length. Returns {floor, last generated id}.
 const LuaScript& OpenScript() {
-  static const LuaScript* s =
-      new LuaScript(absl::StrCat(common::kScriptRunsWhenFull, kTrimLua, R"lua(
-trim(KEYS[1], KEYS[2], ARGV[1], tonumber(ARGV[2]))
-local last = '0-0'
-local info = redis.pcall('XINFO', 'STREAM', KEYS[1])
-if type(info) == 'table' and not info.err then
-  for i = 1, #info, 2 do
-    if info[i] == 'last-generated-id' then last = info[i + 1] end
-  end
-end
-return {redis.call('GET', KEYS[2]) or '0-0', last}
-)lua"));
+  static const LuaScript* s = new LuaScript(std::string(lua::kInboxOpen));
   return *s;
 }
-
-// Reads after a position, with the floor in the same atomic step (so a trim
-// between the two cannot hide a gap). KEYS: inbox, floor. ARGV: position,
-// count. Returns {floor, entries...} with each entry as XRANGE gives it.
 const LuaScript& ReadScript() {
-  static const LuaScript* s = new LuaScript(R"lua(
-local out = {redis.call('GET', KEYS[2]) or '0-0'}
-local items = redis.call('XRANGE', KEYS[1], '(' .. ARGV[1], '+', 'COUNT', ARGV[2])
-for _, e in ipairs(items) do out[#out + 1] = e end
-return out
-)lua");
+  static const LuaScript* s = new LuaScript(std::string(lua::kInboxRead));
   return *s;
 }
-
-// KEYS: inbox, acked pointer. ARGV: cursor, max. Returns {id, event id, request
-// id, ...} of the entries after the acked pointer up to and including the
-// cursor.
 const LuaScript& AckReadScript() {
-  static const LuaScript* s = new LuaScript(R"lua(
-local acked = redis.call('GET', KEYS[2]) or '0-0'
-local items = redis.call('XRANGE', KEYS[1], '(' .. acked, ARGV[1], 'COUNT', ARGV[2])
-local out = {}
-for _, e in ipairs(items) do
-  local eid, rq = '', ''
-  local f = e[2]
-  for i = 1, #f, 2 do
-    if f[i] == 'eid' then eid = f[i + 1] elseif f[i] == 'rq' then rq = f[i + 1] end
-  end
-  out[#out + 1] = e[1]
-  out[#out + 1] = eid
-  out[#out + 1] = rq
-end
-return out
-)lua");
+  static const LuaScript* s = new LuaScript(std::string(lua::kInboxUnacked));
   return *s;
 }
-
-// KEYS: acked pointer. ARGV: id. Moves the pointer forward only.
 const LuaScript& AckAdvanceScript() {
-  static const LuaScript* s = new LuaScript(R"lua(
-local function parse(id)
-  local ms, seq = string.match(id, '^(%d+)-(%d+)$')
-  return tonumber(ms), tonumber(seq)
-end
-local cur = redis.call('GET', KEYS[1])
-if cur then
-  local cm, cs = parse(cur)
-  local nm, ns = parse(ARGV[1])
-  if nm < cm or (nm == cm and ns <= cs) then return 0 end
-end
-redis.call('SET', KEYS[1], ARGV[1])
-return 1
-)lua");
+  static const LuaScript* s = new LuaScript(std::string(lua::kInboxAckAdvance));
   return *s;
 }
 

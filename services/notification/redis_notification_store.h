@@ -6,7 +6,9 @@
 namespace rogatory::notification {
 
 // NotificationStore on Redis, keys as notification_keys.h lays them out; each call is one
-// script (one round trip) unless its comment says otherwise. Its code is split by area:
+// script (one round trip) unless its comment says otherwise. The scripts are lua/*.lua,
+// embedded at build time; each receives every key it touches in KEYS, so where one would
+// need keys named by data it reads, the call reads that data first. Its code is split by area:
 // redis_inbox_store.cc (inboxes, acknowledgement), redis_evidence_store.cc (delivery
 // evidence), redis_subscription_store.cc (subscriptions, dead letters).
 class RedisNotificationStore final : public NotificationStore {
@@ -47,6 +49,10 @@ class RedisNotificationStore final : public NotificationStore {
                          Done<bool> done) override;
 
  private:
+  // The create script, with the subscription the idempotency record named when read.
+  void RunCreate(const NewSubscription& request, const std::string& existing_id, int attempts_left,
+                 Done<CreateResult> done);
+
   common::RedisClient& redis_;
 };
 

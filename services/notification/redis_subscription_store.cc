@@ -5,6 +5,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "notification_keys.h"
+#include "notification_lua_scripts.h"
 #include "redis_notification_store.h"
 #include "rogatory/common/redis_reply.h"
 
@@ -14,114 +15,34 @@ namespace {
 using common::LuaScript;
 using common::RedisReply;
 
-// KEYS: idempotency record, owner's subscriptions, subscription.
-// ARGV: [1] fingerprint ('' none), [2] id, [3] uri, [4] fi, [5] ft, [6] fs, [7]
-// owner,
-//       [8] owner state, [9] now ms, [10] secret, [11] idempotency ttl ms, [12]
-//       max, [13] key prefix.
-const LuaScript& CreateSubscriptionScript() {
-  static const LuaScript* s = new LuaScript(R"lua(
-if ARGV[1] ~= '' then
-  local e = redis.call('HMGET', KEYS[1], 'fp', 'id')
-  if e[1] then
-    if e[1] ~= ARGV[1] then return {'conflict'} end
-    local s = redis.call('HMGET', ARGV[13] .. 'sub:' .. e[2], 'uri', 'fi', 'ft', 'fs', 'ct',
-                         'sec', 'rot')
-    if not s[1] then return {'gone'} end
-    return {'replayed', e[2], s[1], s[2], s[3], s[4], s[5], s[6], s[7] or ''}
-  end
-end
-if redis.call('SCARD', KEYS[2]) >= tonumber(ARGV[12]) then return {'limit'} end
-redis.call('HSET', KEYS[3], 'owner', ARGV[7], 'ost', ARGV[8], 'uri', ARGV[3], 'fi', ARGV[4],
-           'ft', ARGV[5], 'fs', ARGV[6], 'ct', ARGV[9], 'sec', ARGV[10])
-redis.call('SADD', KEYS[2], ARGV[2])
-if ARGV[1] ~= '' then
-  redis.call('HSET', KEYS[1], 'fp', ARGV[1], 'id', ARGV[2])
-  redis.call('PEXPIRE', KEYS[1], ARGV[11])
-end
-return {'created'}
-)lua");
+const LuaScript& CreateScript() {
+  static const LuaScript* s = new LuaScript(std::string(lua::kSubscriptionCreate));
   return *s;
 }
-
-// KEYS: owner's subscriptions. ARGV: prefix. Returns {id, uri, fi, ft, fs, ct,
-// rot, ...}.
-const LuaScript& ListSubscriptionsScript() {
-  static const LuaScript* s = new LuaScript(R"lua(
-local out = {}
-for _, id in ipairs(redis.call('SMEMBERS', KEYS[1])) do
-  local h = redis.call('HMGET', ARGV[1] .. 'sub:' .. id, 'uri', 'fi', 'ft', 'fs', 'ct', 'rot')
-  if h[1] then
-    out[#out + 1] = id
-    for k = 1, 6 do out[#out + 1] = h[k] or '' end
-  end
-end
-return out
-)lua");
+const LuaScript& ReadScript() {
+  static const LuaScript* s = new LuaScript(std::string(lua::kSubscriptionRead));
   return *s;
 }
-
-// KEYS: owner's subscriptions, subscription. ARGV: id, caller.
-const LuaScript& DeleteSubscriptionScript() {
-  static const LuaScript* s = new LuaScript(R"lua(
-local o = redis.call('HGET', KEYS[2], 'owner')
-if not o then return 'absent' end
-if o ~= ARGV[2] then return 'foreign' end
-redis.call('DEL', KEYS[2])
-redis.call('SREM', KEYS[1], ARGV[1])
-return 'deleted'
-)lua");
+const LuaScript& DeleteScript() {
+  static const LuaScript* s = new LuaScript(std::string(lua::kSubscriptionDelete));
   return *s;
 }
-
-// KEYS: subscription. ARGV: caller, new secret, now ms, previous secret's
-// expiry ms.
 const LuaScript& RotateScript() {
-  static const LuaScript* s = new LuaScript(R"lua(
-local h = redis.call('HMGET', KEYS[1], 'owner', 'sec', 'uri', 'fi', 'ft', 'fs', 'ct')
-if not h[1] or h[1] ~= ARGV[1] then return {'absent'} end
-redis.call('HSET', KEYS[1], 'osec', h[2], 'oexp', ARGV[4], 'sec', ARGV[2], 'rot', ARGV[3])
-return {'ok', h[3], h[4] or '', h[5] or '', h[6] or '', h[7] or ''}
-)lua");
+  static const LuaScript* s = new LuaScript(std::string(lua::kSubscriptionRotateSecret));
   return *s;
 }
-
-// KEYS: dead letters. ARGV: offset, count, prefix, owner filter ('' all).
-// Returns {examined, then per match: id, dead ms, sub, eid, rq, to, tost, att,
-// last}.
-const LuaScript& ListDeadScript() {
-  static const LuaScript* s = new LuaScript(R"lua(
-local first = tonumber(ARGV[1])
-local m = redis.call('ZRANGE', KEYS[1], first, first + tonumber(ARGV[2]) - 1, 'WITHSCORES')
-local out = {#m / 2}
-for i = 1, #m, 2 do
-  local j = redis.call('HMGET', ARGV[3] .. 'whjob:' .. m[i], 'sub', 'eid', 'rq', 'to', 'tost',
-                       'att', 'last')
-  if ARGV[4] == '' or j[4] == ARGV[4] then
-    out[#out + 1] = m[i]
-    out[#out + 1] = m[i + 1]
-    for k = 1, 7 do out[#out + 1] = j[k] or '' end
-  end
-end
-return out
-)lua");
+const LuaScript& DeadReadScript() {
+  static const LuaScript* s = new LuaScript(std::string(lua::kDeadLetterRead));
   return *s;
 }
-
-// KEYS: dead letters, webhook queue, job. ARGV: member, now ms, owner filter
-// ('' any).
 const LuaScript& RedriveScript() {
-  static const LuaScript* s = new LuaScript(R"lua(
-if not redis.call('ZSCORE', KEYS[1], ARGV[1]) then return 'absent' end
-if ARGV[3] ~= '' and redis.call('HGET', KEYS[3], 'to') ~= ARGV[3] then return 'absent' end
-redis.call('ZREM', KEYS[1], ARGV[1])
-redis.call('HSET', KEYS[3], 'att', 0)
-redis.call('HDEL', KEYS[3], 'dead')
-redis.call('ZADD', KEYS[2], ARGV[2], ARGV[1])
-return 'ok'
-)lua");
+  static const LuaScript* s = new LuaScript(std::string(lua::kDeadLetterRedrive));
   return *s;
 }
+
+// A subscription created by the same request id is read again at most this many times when
+// its idempotency record changes between the read and the script.
+constexpr int kCreateAttempts = 3;
 
 int64_t ToInt(const std::string& s) {
   int64_t v = 0;
@@ -142,57 +63,99 @@ NotificationStore::StoredSubscription SubscriptionAt(const std::vector<std::stri
 
 }  // namespace
 
+// With a request id, two round trips: the idempotency record (which names the subscription
+// it created, a key the script must receive), then the script, which re-checks the record
+// and answers 'retry' if it changed. Without, one.
 void RedisNotificationStore::CreateSubscription(const NewSubscription& r, Done<CreateResult> done) {
-  const int shard = r.shard;
-  redis_.Eval(CreateSubscriptionScript(),
-              {Keys::Idempotency(shard, r.owner, r.request_id),
-               Keys::OwnerSubscriptions(shard, r.owner), Keys::Subscription(shard, r.id)},
-              {r.fingerprint, r.id, r.endpoint_uri, r.filter.instruments, r.filter.types,
-               r.filter.states, r.owner, r.owner_state, absl::StrCat(r.create_ms), r.secret,
-               absl::StrCat(absl::ToInt64Milliseconds(r.idempotency_ttl)),
-               absl::StrCat(r.max_per_owner), Keys::P(shard)},
-              [done = std::move(done)](absl::StatusOr<RedisReply> reply) {
-                if (!reply.ok()) return done(reply.status());
-                auto e = common::ReplyStrings(*reply, "subscription create");
-                if (!e.ok()) return done(e.status());
-                const std::string outcome = e->empty() ? "" : (*e)[0];
-                CreateResult result;
-                if (outcome == "conflict") {
-                  result.outcome = CreateOutcome::kConflict;
-                } else if (outcome == "gone") {
-                  result.outcome = CreateOutcome::kGone;
-                } else if (outcome == "limit") {
-                  result.outcome = CreateOutcome::kLimit;
-                } else if (outcome == "replayed" && e->size() >= 9) {
-                  result.outcome = CreateOutcome::kReplayed;
-                  // {'replayed', id, uri, fi, ft, fs, ct, sec, rot}
-                  std::vector<std::string> row = {(*e)[2], (*e)[3], (*e)[4],
-                                                  (*e)[5], (*e)[6], (*e)[8]};
-                  result.existing = SubscriptionAt(row, 0, (*e)[1]);
-                  result.existing.secret = (*e)[7];
-                }
-                done(std::move(result));
-              });
+  if (r.fingerprint.empty()) return RunCreate(r, "", kCreateAttempts, std::move(done));
+  redis_.Command({"HGET", Keys::Idempotency(r.shard, r.owner, r.request_id), "id"},
+                 [this, r, done = std::move(done)](absl::StatusOr<RedisReply> reply) mutable {
+                   if (!reply.ok()) return done(reply.status());
+                   auto id = common::ReplyOptionalString(*reply, "subscription idempotency");
+                   if (!id.ok()) return done(id.status());
+                   RunCreate(r, id->value_or(""), kCreateAttempts, std::move(done));
+                 });
 }
 
+void RedisNotificationStore::RunCreate(const NewSubscription& r, const std::string& existing_id,
+                                       int attempts_left, Done<CreateResult> done) {
+  const int shard = r.shard;
+  std::vector<std::string> keys = {Keys::Idempotency(shard, r.owner, r.request_id),
+                                   Keys::OwnerSubscriptions(shard, r.owner),
+                                   Keys::Subscription(shard, r.id)};
+  if (!existing_id.empty()) keys.push_back(Keys::Subscription(shard, existing_id));
+  redis_.Eval(
+      CreateScript(), std::move(keys),
+      {r.fingerprint, r.id, r.endpoint_uri, r.filter.instruments, r.filter.types, r.filter.states,
+       r.owner, r.owner_state, absl::StrCat(r.create_ms), r.secret,
+       absl::StrCat(absl::ToInt64Milliseconds(r.idempotency_ttl)), absl::StrCat(r.max_per_owner),
+       existing_id},
+      [this, r, attempts_left, done = std::move(done)](absl::StatusOr<RedisReply> reply) mutable {
+        if (!reply.ok()) return done(reply.status());
+        auto e = common::ReplyStrings(*reply, "subscription create");
+        if (!e.ok()) return done(e.status());
+        const std::string outcome = e->empty() ? "" : (*e)[0];
+        if (outcome == "retry") {
+          if (attempts_left <= 1) {
+            return done(absl::AbortedError("the idempotency record kept changing; retry"));
+          }
+          // Read the record again; the script re-checks it.
+          return redis_.Command(
+              {"HGET", Keys::Idempotency(r.shard, r.owner, r.request_id), "id"},
+              [this, r, attempts_left,
+               done = std::move(done)](absl::StatusOr<RedisReply> again) mutable {
+                if (!again.ok()) return done(again.status());
+                auto id = common::ReplyOptionalString(*again, "subscription idempotency");
+                if (!id.ok()) return done(id.status());
+                RunCreate(r, id->value_or(""), attempts_left - 1, std::move(done));
+              });
+        }
+        CreateResult result;
+        if (outcome == "conflict") {
+          result.outcome = CreateOutcome::kConflict;
+        } else if (outcome == "gone") {
+          result.outcome = CreateOutcome::kGone;
+        } else if (outcome == "limit") {
+          result.outcome = CreateOutcome::kLimit;
+        } else if (outcome == "replayed" && e->size() >= 9) {
+          result.outcome = CreateOutcome::kReplayed;
+          // {'replayed', id, uri, fi, ft, fs, ct, sec, rot}
+          std::vector<std::string> row = {(*e)[2], (*e)[3], (*e)[4], (*e)[5], (*e)[6], (*e)[8]};
+          result.existing = SubscriptionAt(row, 0, (*e)[1]);
+          result.existing.secret = (*e)[7];
+        }
+        done(std::move(result));
+      });
+}
+
+// Two round trips when the owner has subscriptions: their ids, then the subscriptions.
 void RedisNotificationStore::ListSubscriptions(int shard, const std::string& owner,
                                                Done<std::vector<StoredSubscription>> done) {
-  redis_.Eval(ListSubscriptionsScript(), {Keys::OwnerSubscriptions(shard, owner)}, {Keys::P(shard)},
-              [done = std::move(done)](absl::StatusOr<RedisReply> reply) {
-                if (!reply.ok()) return done(reply.status());
-                auto e = common::ReplyStrings(*reply, "subscription list");
-                if (!e.ok()) return done(e.status());
-                std::vector<StoredSubscription> out;
-                for (size_t i = 0; i + 6 < e->size(); i += 7) {
-                  out.push_back(SubscriptionAt(*e, i + 1, (*e)[i]));
-                }
-                done(std::move(out));
-              });
+  redis_.Command({"SMEMBERS", Keys::OwnerSubscriptions(shard, owner)},
+                 [this, shard, done = std::move(done)](absl::StatusOr<RedisReply> members) mutable {
+                   if (!members.ok()) return done(members.status());
+                   auto ids = common::ReplyStrings(*members, "owner subscriptions");
+                   if (!ids.ok()) return done(ids.status());
+                   if (ids->empty()) return done(std::vector<StoredSubscription>());
+                   std::vector<std::string> keys;
+                   for (const std::string& id : *ids) keys.push_back(Keys::Subscription(shard, id));
+                   redis_.Eval(ReadScript(), std::move(keys), *ids,
+                               [done = std::move(done)](absl::StatusOr<RedisReply> reply) {
+                                 if (!reply.ok()) return done(reply.status());
+                                 auto e = common::ReplyStrings(*reply, "subscription read");
+                                 if (!e.ok()) return done(e.status());
+                                 std::vector<StoredSubscription> out;
+                                 for (size_t i = 0; i + 6 < e->size(); i += 7) {
+                                   out.push_back(SubscriptionAt(*e, i + 1, (*e)[i]));
+                                 }
+                                 done(std::move(out));
+                               });
+                 });
 }
 
 void RedisNotificationStore::DeleteSubscription(int shard, const std::string& owner,
                                                 const std::string& id, Done<DeleteOutcome> done) {
-  redis_.Eval(DeleteSubscriptionScript(),
+  redis_.Eval(DeleteScript(),
               {Keys::OwnerSubscriptions(shard, owner), Keys::Subscription(shard, id)}, {id, owner},
               [done = std::move(done)](absl::StatusOr<RedisReply> reply) {
                 if (!reply.ok()) return done(reply.status());
@@ -225,32 +188,48 @@ void RedisNotificationStore::RotateSecret(const RotateRequest& r,
               });
 }
 
+// Two round trips when the page has dead letters: the shard's list, then their jobs.
 void RedisNotificationStore::ListDeadLetters(int shard, int64_t offset, int count,
                                              const std::string& owner, Done<DeadLetterPage> done) {
-  redis_.Eval(ListDeadScript(), {Keys::DeadLetters(shard)},
-              {absl::StrCat(offset), absl::StrCat(count), Keys::P(shard), owner},
-              [done = std::move(done)](absl::StatusOr<RedisReply> reply) {
-                if (!reply.ok()) return done(reply.status());
-                auto elements = common::ReplyArray(*reply, "dead letter list");
-                if (!elements.ok()) return done(elements.status());
-                const std::vector<RedisReply>& e = **elements;
-                DeadLetterPage page;
-                page.examined = e.empty() ? 0 : e[0].integer;
-                for (size_t i = 1; i + 8 < e.size(); i += 9) {
-                  DeadLetterRecord d;
-                  d.id = e[i].str;
-                  d.dead_ms = ToInt(e[i + 1].str);
-                  d.subscription_id = e[i + 2].str;
-                  d.event_id = e[i + 3].str;
-                  d.request_id = e[i + 4].str;
-                  d.recipient = e[i + 5].str;
-                  d.recipient_state = e[i + 6].str;
-                  d.attempts = static_cast<int>(ToInt(e[i + 7].str));
-                  d.last_outcome = e[i + 8].str;
-                  page.dead_letters.push_back(std::move(d));
-                }
-                done(std::move(page));
-              });
+  redis_.Command(
+      {"ZRANGE", Keys::DeadLetters(shard), absl::StrCat(offset), absl::StrCat(offset + count - 1),
+       "WITHSCORES"},
+      [this, shard, owner, done = std::move(done)](absl::StatusOr<RedisReply> listed) mutable {
+        if (!listed.ok()) return done(listed.status());
+        auto members = common::ReplyStrings(*listed, "dead letters");
+        if (!members.ok()) return done(members.status());
+        if (members->empty()) return done(DeadLetterPage{});
+        std::vector<std::string> keys;
+        for (size_t i = 0; i + 1 < members->size(); i += 2) {
+          keys.push_back(Keys::WebhookJob(shard, (*members)[i]));
+        }
+        redis_.Eval(DeadReadScript(), std::move(keys), {},
+                    [members = *std::move(members), owner,
+                     done = std::move(done)](absl::StatusOr<RedisReply> reply) {
+                      if (!reply.ok()) return done(reply.status());
+                      auto jobs = common::ReplyStrings(*reply, "dead letter read");
+                      if (!jobs.ok()) return done(jobs.status());
+                      DeadLetterPage page;
+                      page.examined = static_cast<int64_t>(members.size() / 2);
+                      for (size_t i = 0; i + 1 < members.size() && (i / 2 + 1) * 7 <= jobs->size();
+                           i += 2) {
+                        const size_t j = i / 2 * 7;  // sub, eid, rq, to, tost, att, last
+                        if (!owner.empty() && (*jobs)[j + 3] != owner) continue;
+                        DeadLetterRecord d;
+                        d.id = members[i];
+                        d.dead_ms = ToInt(members[i + 1]);
+                        d.subscription_id = (*jobs)[j];
+                        d.event_id = (*jobs)[j + 1];
+                        d.request_id = (*jobs)[j + 2];
+                        d.recipient = (*jobs)[j + 3];
+                        d.recipient_state = (*jobs)[j + 4];
+                        d.attempts = static_cast<int>(ToInt((*jobs)[j + 5]));
+                        d.last_outcome = (*jobs)[j + 6];
+                        page.dead_letters.push_back(std::move(d));
+                      }
+                      done(std::move(page));
+                    });
+      });
 }
 
 void RedisNotificationStore::RedriveDeadLetter(int shard, const std::string& id, int64_t now_ms,
