@@ -2,6 +2,8 @@
 
 #include "absl/strings/str_cat.h"
 #include "notification_keys.h"
+#include "notification_lua_scripts.h"
+#include "rogatory/common/redis_reply.h"
 
 namespace rogatory::notification {
 
@@ -14,19 +16,16 @@ void RecordStage(common::RedisClient& redis, int shard, absl::string_view event_
                  v1::DeliveryStage stage, absl::string_view recipient,
                  absl::string_view subscription, absl::Time now, absl::Duration retention,
                  std::function<void(absl::StatusOr<bool>)> done) {
-  // KEYS: evidence hash. ARGV: field, now ms, retention ms.
-  static const common::LuaScript* script = new common::LuaScript(R"lua(
-if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
-local n = redis.call('HSETNX', KEYS[1], ARGV[1], ARGV[2])
-if n == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[3]) end
-return n
-)lua");
+  static const common::LuaScript* script =
+      new common::LuaScript(std::string(lua::kEvidenceRecordStage));
   redis.Eval(*script, {Keys::Evidence(shard, event_id)},
              {EvidenceField(stage, recipient, subscription), absl::StrCat(absl::ToUnixMillis(now)),
               absl::StrCat(absl::ToInt64Milliseconds(retention))},
              [done = std::move(done)](absl::StatusOr<common::RedisReply> reply) {
                if (!reply.ok()) return done(reply.status());
-               done(reply->integer == 1);
+               auto recorded = common::ReplyInteger(*reply, "evidence stage");
+               if (!recorded.ok()) return done(recorded.status());
+               done(*recorded == 1);
              });
 }
 

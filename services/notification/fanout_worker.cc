@@ -6,11 +6,14 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "batch_outcomes.h"
 #include "google/protobuf/util/time_util.h"
 #include "inbox.h"
 #include "notification_keys.h"
+#include "notification_lua_scripts.h"
 #include "rogatory/common/audit_log.h"
 #include "rogatory/common/logging.h"
+#include "rogatory/common/redis_reply.h"
 #include "rogatory/common/v1/events.pb.h"
 
 namespace rogatory::notification {
@@ -121,74 +124,13 @@ return #items
   return *script;
 }
 
-// Reads a batch of a shard's fan-out outbox through the consumer group. KEYS: fan-out
-// outbox. ARGV: group, consumer, count, own ("1": this consumer's unacknowledged entries
-// first, after a failed delivery), claim idle ms ("0": no takeover of entries another
-// replica read and left this long). Returns {1 if none of its own were pending, entries}.
 const LuaScript& ReadScript() {
-  static const LuaScript* script = new LuaScript(R"lua(
-if ARGV[4] == '1' then
-  local r = redis.call('XREADGROUP', 'GROUP', ARGV[1], ARGV[2], 'COUNT', ARGV[3],
-                       'STREAMS', KEYS[1], '0')
-  if r and r[1] and #r[1][2] > 0 then return {0, r[1][2]} end
-end
-if ARGV[5] ~= '0' then
-  local c = redis.call('XAUTOCLAIM', KEYS[1], ARGV[1], ARGV[2], ARGV[5], '0-0', 'COUNT', ARGV[3])
-  if #c[2] > 0 then return {1, c[2]} end
-end
-local r = redis.call('XREADGROUP', 'GROUP', ARGV[1], ARGV[2], 'COUNT', ARGV[3],
-                     'STREAMS', KEYS[1], '>')
-if r and r[1] then return {1, r[1][2]} end
-return {1, {}}
-)lua");
+  static const LuaScript* script = new LuaScript(std::string(lua::kFanoutRead));
   return *script;
 }
-
-// Acknowledges and deletes delivered fan-out entries. KEYS: fan-out outbox. ARGV: group,
-// entry ids... Returns the number deleted.
 const LuaScript& AckScript() {
-  static const LuaScript* script = new LuaScript(absl::StrCat(common::kScriptRunsWhenFull, R"lua(
-redis.call('XACK', KEYS[1], ARGV[1], unpack(ARGV, 2))
-return redis.call('XDEL', KEYS[1], unpack(ARGV, 2))
-)lua"));
+  static const LuaScript* script = new LuaScript(std::string(lua::kFanoutAck));
   return *script;
-}
-
-// Replies for a batch of Redis calls in flight at once, filled in by their callbacks while
-// the worker thread waits for all of them.
-template <typename T>
-class BatchOutcomes {
- public:
-  explicit BatchOutcomes(size_t n) : outcomes_(n, absl::UnknownError("no reply")) {}
-  void Started() {
-    absl::MutexLock lock(&mu_);
-    ++outstanding_;
-  }
-  void Finished(size_t i, absl::StatusOr<T> outcome) {
-    absl::MutexLock lock(&mu_);
-    outcomes_[i] = std::move(outcome);
-    --outstanding_;
-  }
-  // Every call finishes: the Redis client times commands out, and the auditor answers.
-  std::vector<absl::StatusOr<T>> Wait() {
-    absl::MutexLock lock(&mu_);
-    auto all_done = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return outstanding_ == 0; };
-    mu_.Await(absl::Condition(&all_done));
-    return std::move(outcomes_);
-  }
-
- private:
-  absl::Mutex mu_;
-  int outstanding_ ABSL_GUARDED_BY(mu_) = 0;
-  std::vector<absl::StatusOr<T>> outcomes_ ABSL_GUARDED_BY(mu_);
-};
-
-std::map<std::string, std::string> Fields(const RedisReply& list) {
-  std::map<std::string, std::string> out;
-  for (size_t i = 0; i + 1 < list.elements.size(); i += 2) {
-    out[list.elements[i].str] = list.elements[i + 1].str;
-  }
-  return out;
 }
 
 }  // namespace
@@ -351,7 +293,13 @@ int FanoutWorker::DeliverShards(const std::vector<int>& shards, bool claim_aband
         planned[b].push_back(std::move(p));
         continue;
       }
-      auto f = Fields(entry.elements[1]);
+      auto fields = common::ReplyFields(entry.elements[1], "fan-out entry");
+      if (!fields.ok()) {
+        common::Log::Error("unreadable fan-out entry dropped", {{"shard", shard}});
+        planned[b].push_back(std::move(p));
+        continue;
+      }
+      auto& f = *fields;
       const std::string& kind = f["kind"];
       common::v1::Event event;
       if (!event.ParseFromString(f["ev"])) {

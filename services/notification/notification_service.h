@@ -11,16 +11,18 @@
 #include "notification_event_handler.h"
 #include "notification_metrics.h"
 #include "notification_settings.h"
+#include "notification_store.h"
 #include "rogatory/common/clock.h"
 #include "rogatory/common/ids.h"
 #include "rogatory/common/pipeline.h"
 #include "rogatory/common/redis.h"
 #include "rogatory/notification/v1/notification.grpc.pb.h"
+#include "subscription_filter.h"
 #include "wakeups.h"
 
 namespace rogatory::notification {
 
-struct SubscribeStream;  // one open Subscribe stream (notification_service.cc)
+struct SubscribeStream;  // one open Subscribe stream (subscribe_reactor.h)
 
 // rogatory.notification.v1.NotificationService on the callback API. Unary RPCs
 // go through Pipeline::Unary and complete from Redis callbacks; Subscribe
@@ -39,8 +41,17 @@ struct SubscribeStream;  // one open Subscribe stream (notification_service.cc)
 // subscriptions'.
 // - PublishEvent: Rogatory services (role service) only; operators included, everyone
 //   else gets PERMISSION_DENIED.
+//
+// Files: the RPCs of inboxes, evidence and dead letters in notification_service.cc, those of
+// subscriptions in subscription_rpcs.cc, the Subscribe streams in subscribe_reactor.cc; all
+// they keep is in a NotificationStore.
 class NotificationServiceImpl final : public v1::NotificationService::CallbackService {
  public:
+  NotificationServiceImpl(NotificationStore& store, const common::Clock& clock,
+                          common::Pipeline& pipeline, common::Sharding sharding,
+                          NotificationSettings settings, NotificationMetrics& metrics,
+                          NotificationEventHandler& handler);
+  // On a RedisNotificationStore of its own over `redis`.
   NotificationServiceImpl(common::RedisClient& redis, const common::Clock& clock,
                           common::Pipeline& pipeline, common::Sharding sharding,
                           NotificationSettings settings, NotificationMetrics& metrics,
@@ -95,6 +106,11 @@ class NotificationServiceImpl final : public v1::NotificationService::CallbackSe
  private:
   friend class SubscribeReactor;
 
+  NotificationServiceImpl(std::unique_ptr<NotificationStore> owned_store, NotificationStore* store,
+                          const common::Clock& clock, common::Pipeline& pipeline,
+                          common::Sharding sharding, NotificationSettings settings,
+                          NotificationMetrics& metrics, NotificationEventHandler& handler);
+
   // Open streams (bounded by max_subscribers), and what the stream timer serves.
   bool EnterStream();
   void LeaveStream();
@@ -105,7 +121,8 @@ class NotificationServiceImpl final : public v1::NotificationService::CallbackSe
   void OpEnded();
   void StreamTimerLoop();
 
-  common::RedisClient& redis_;
+  const std::unique_ptr<NotificationStore> owned_store_;  // null unless built on a RedisClient
+  NotificationStore& store_;
   const common::Clock& clock_;
   common::Pipeline& pipeline_;
   const common::Sharding sharding_;
@@ -125,10 +142,5 @@ class NotificationServiceImpl final : public v1::NotificationService::CallbackSe
   std::vector<std::shared_ptr<SubscribeStream>> woken_ ABSL_GUARDED_BY(mu_);
   std::thread stream_timer_;  // last: started once the rest is built
 };
-
-// Whether an event matches a subscription filter (unset parts match
-// everything). `states` are the states the request involves.
-bool FilterMatches(const v1::SubscriptionFilter& filter, const common::v1::Event& event,
-                   const std::vector<std::string>& states);
 
 }  // namespace rogatory::notification

@@ -8,8 +8,10 @@
 #include "evidence.h"
 #include "google/protobuf/util/json_util.h"
 #include "notification_keys.h"
+#include "notification_lua_scripts.h"
 #include "rogatory/common/audit_log.h"
 #include "rogatory/common/logging.h"
+#include "rogatory/common/redis_reply.h"
 #include "rogatory/notification/v1/notification.pb.h"
 #include "webhook_signer.h"
 
@@ -19,59 +21,12 @@ namespace {
 using common::LuaScript;
 using common::RedisReply;
 
-// KEYS: queue. ARGV: now ms, limit, lease ms, prefix.
-// Claims due jobs; drops jobs whose subscription is gone. Returns per job:
-// member, ev, attempt (after this claim), acc, rq, eid, to, uri, sec, osec,
-// oexp.
 const LuaScript& ClaimScript() {
-  static const LuaScript* s = new LuaScript(R"lua(
-local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, ARGV[2])
-local out = {}
-for _, m in ipairs(due) do
-  local sid = string.match(m, '^([^/]*)/')
-  local jk = ARGV[4] .. 'whjob:' .. m
-  local j = redis.call('HMGET', jk, 'ev', 'acc', 'rq', 'eid', 'to')
-  local s = redis.call('HMGET', ARGV[4] .. 'sub:' .. sid, 'uri', 'sec', 'osec', 'oexp')
-  if not j[1] or not s[1] then
-    redis.call('ZREM', KEYS[1], m)
-    redis.call('DEL', jk)
-  else
-    redis.call('ZADD', KEYS[1], tonumber(ARGV[1]) + tonumber(ARGV[3]), m)
-    local att = redis.call('HINCRBY', jk, 'att', 1)
-    local row = {m, j[1], att, j[2] or '0', j[3] or '', j[4] or '', j[5] or '', s[1], s[2] or '',
-                 s[3] or '', s[4] or '0'}
-    for _, v in ipairs(row) do out[#out + 1] = v end
-  end
-end
-return out
-)lua");
+  static const LuaScript* s = new LuaScript(std::string(lua::kWebhookClaim));
   return *s;
 }
-
-// KEYS: queue, dead letters, job. ARGV: member, success (1|0), now ms, next due
-// ms, max attempts, outcome. Returns 'done' | 'retry' | 'dead' | 'gone'.
 const LuaScript& OutcomeScript() {
-  static const LuaScript* s = new LuaScript(R"lua(
-if redis.call('EXISTS', KEYS[3]) == 0 then
-  redis.call('ZREM', KEYS[1], ARGV[1])
-  return 'gone'
-end
-if ARGV[2] == '1' then
-  redis.call('ZREM', KEYS[1], ARGV[1])
-  redis.call('DEL', KEYS[3])
-  return 'done'
-end
-redis.call('HSET', KEYS[3], 'last', ARGV[6])
-local att = tonumber(redis.call('HGET', KEYS[3], 'att') or '0')
-if att >= tonumber(ARGV[5]) then
-  redis.call('ZREM', KEYS[1], ARGV[1])
-  redis.call('ZADD', KEYS[2], ARGV[3], ARGV[1])
-  redis.call('HSET', KEYS[3], 'dead', ARGV[3])
-  return 'dead'
-end
-redis.call('ZADD', KEYS[1], ARGV[4], ARGV[1])
-return 'retry'
-)lua");
+  static const LuaScript* s = new LuaScript(std::string(lua::kWebhookOutcome));
   return *s;
 }
 
@@ -147,11 +102,26 @@ int WebhookDispatcher::ClaimShard(int shard, int limit) {
   // A claim outlasts one attempt (timeout) with margin; after it, another
   // replica retries.
   const int64_t lease_ms = absl::ToInt64Milliseconds(settings_.webhook_timeout) * 2 + 5000;
-  auto reply = common::RunRedisScript(
-      redis_, ClaimScript(), {Keys::WebhookDue(shard)},
-      {absl::StrCat(now_ms), absl::StrCat(limit), absl::StrCat(lease_ms), Keys::P(shard)});
+  // Two round trips when jobs are due (one when none is): the due jobs, then the claim,
+  // which receives each job's key and its subscription's (a script cannot find them).
+  auto due =
+      common::RunRedisCommand(redis_, {"ZRANGEBYSCORE", Keys::WebhookDue(shard), "-inf",
+                                       absl::StrCat(now_ms), "LIMIT", "0", absl::StrCat(limit)});
+  if (!due.ok()) return 0;
+  auto members = common::ReplyStrings(*due, "webhook queue");
+  if (!members.ok() || members->empty()) return 0;
+  std::vector<std::string> keys = {Keys::WebhookDue(shard)};
+  std::vector<std::string> args = {absl::StrCat(now_ms), absl::StrCat(lease_ms)};
+  for (const std::string& m : *members) {
+    keys.push_back(Keys::WebhookJob(shard, m));
+    keys.push_back(Keys::Subscription(shard, m.substr(0, m.find('/'))));
+    args.push_back(m);
+  }
+  auto reply = common::RunRedisScript(redis_, ClaimScript(), std::move(keys), std::move(args));
   if (!reply.ok()) return 0;
-  const auto& e = reply->elements;
+  auto claimed = common::ReplyArray(*reply, "webhook claim");
+  if (!claimed.ok()) return 0;
+  const auto& e = **claimed;
   int n = 0;
   for (size_t i = 0; i + 10 < e.size(); i += 11) {
     Job job;
@@ -230,7 +200,9 @@ void WebhookDispatcher::Deliver(const Job& job) {
                              {job.member, success ? "1" : "0", absl::StrCat(now_ms),
                               absl::StrCat(absl::ToUnixMillis(next)),
                               absl::StrCat(settings_.webhook_max_attempts), result.outcome});
-  const std::string state = outcome.ok() ? outcome->str : "unrecorded";
+  absl::StatusOr<std::string> recorded =
+      outcome.ok() ? common::ReplyString(*outcome, "webhook outcome") : outcome.status();
+  const std::string state = recorded.ok() ? *recorded : "unrecorded";
   // A disclosure: recorded for the audit log, with references and codes only.
   common::Log::Info("webhook delivery", {{"event_id", job.event_id},
                                          {"recipient", job.recipient},

@@ -86,6 +86,12 @@ class LuaLintTest(unittest.TestCase):
         self.assertProblem(GOOD_WRITER.replace("return 1", "redis.call('RENAME', KEYS[1], "
                                                "ARGV[1])\nreturn 1"), "key 'ARGV[1]'")
 
+    def test_the_key_of_a_container_command_follows_its_subcommand(self):
+        self.assertEqual(self.problems_of(GOOD_WRITER.replace(
+            "return 1", "redis.pcall('XINFO', 'STREAM', KEYS[2])\nreturn 1")), [])
+        self.assertProblem(GOOD_WRITER.replace("return 1", "redis.pcall('XINFO', 'STREAM', "
+                                               "ARGV[1])\nreturn 1"), "key 'ARGV[1]'")
+
     def test_the_first_line_names_the_flags(self):
         self.assertProblem(GOOD_WRITER.replace("#!lua\n", ""), "first line")
         self.assertProblem(GOOD_READER.replace("#!lua flags=no-writes", "#!lua"),

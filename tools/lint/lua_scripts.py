@@ -37,12 +37,9 @@ PENDING = {
     "services/intake/intake_metrics.cc",
     "services/intake/redis_document_store.cc",
     "services/intake/redis_request_store.cc",
-    "services/notification/evidence.cc",
     "services/notification/fanout_worker.cc",
     "services/notification/inbox.cc",
     "services/notification/notification_event_handler.cc",
-    "services/notification/notification_service.cc",
-    "services/notification/webhook_dispatcher.cc",
     "services/routing/redis_routing_store.cc",
 }
 
@@ -69,6 +66,8 @@ TWO_KEYS = {"RENAME", "RENAMENX", "RPOPLPUSH", "LMOVE", "SMOVE", "COPY", "ZRANGE
 STORE_NUMKEYS = {"ZUNIONSTORE", "ZINTERSTORE", "ZDIFFSTORE"}
 # Commands that touch no key.
 NO_KEYS = {"PING", "ECHO"}
+# Container commands whose key follows the subcommand (XINFO STREAM key, XGROUP CREATE key).
+SUBCOMMAND_KEY = {"XINFO", "XGROUP", "OBJECT"}
 FORBIDDEN = {"TIME": "scripts take \"now\" as an argument and never read Redis's TIME",
              "KEYS": "a script never scans the keyspace",
              "SCAN": "a script never scans the keyspace",
@@ -141,6 +140,8 @@ def key_arguments(command, args):
     """The arguments of `command` (after the command name) that are keys."""
     if command in NO_KEYS:
         return []
+    if command in SUBCOMMAND_KEY:
+        return args[1:2]
     if command in ALL_KEYS:
         return args
     if command in TWO_KEYS:

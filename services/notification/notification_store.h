@@ -1,0 +1,203 @@
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/string_view.h"
+#include "absl/time/time.h"
+#include "inbox.h"
+#include "rogatory/notification/v1/notification.pb.h"
+#include "subscription_filter.h"
+
+namespace rogatory::notification {
+
+// What the notification service's RPCs and its Subscribe streams keep in the store: inboxes
+// and their acknowledgement pointers, delivery evidence, webhook subscriptions and dead
+// letters. Every call is asynchronous: `done` runs exactly once, on the store's own thread
+// (a Redis client's event loop), and must not block. Errors: UNAVAILABLE when the store
+// cannot be reached, INTERNAL when it answers in a shape the call does not know. Shards are
+// the caller's to compute (notification_keys.h says which shard holds what); ids are passed
+// as the service validated them. Thread-safe.
+class NotificationStore {
+ public:
+  template <typename T>
+  using Done = std::function<void(absl::StatusOr<T>)>;
+
+  virtual ~NotificationStore() = default;
+
+  // --- inboxes (an authority's shard) ---
+
+  // Where a stream over an inbox can start: entries older than `min_id` ("<ms>-0") and
+  // beyond `max_length` are trimmed first; `floor` is the newest entry ever trimmed (a
+  // cursor before it has a gap), `last` the newest entry ever added.
+  struct InboxBounds {
+    StreamId floor;
+    StreamId last;
+  };
+  virtual void OpenInbox(int shard, const std::string& authority, const std::string& min_id,
+                         int64_t max_length, Done<InboxBounds> done) = 0;
+
+  // One inbox entry as the fan-out wrote it.
+  struct InboxEntry {
+    std::string cursor;  // its id, "<ms>-<seq>"
+    StreamId id;
+    std::string event;            // serialized rogatory.common.v1.Event
+    std::string states;           // the request's states, ",DE,FR,"
+    std::string recipient_state;  // "" when the fan-out did not know it
+    int64_t accept_ms = 0;
+    bool reannouncement = false;
+  };
+  // Up to `count` entries after `after`, read with the inbox's floor in the same atomic
+  // step (a trim between the two cannot hide a gap). `examined` counts the entries read,
+  // including any of a shape the call skips.
+  struct InboxPage {
+    StreamId floor;
+    std::vector<InboxEntry> entries;
+    size_t examined = 0;
+  };
+  virtual void ReadInbox(int shard, const std::string& authority, const StreamId& after,
+                         size_t count, Done<InboxPage> done) = 0;
+
+  // The entries after the inbox's acknowledgement pointer, up to and including `cursor`, at
+  // most `max`: what an Ack of `cursor` records as retrieved.
+  struct Unacked {
+    std::string cursor;
+    std::string event_id;
+    std::string request_id;
+  };
+  virtual void ReadUnacked(int shard, const std::string& authority, const std::string& cursor,
+                           int max, Done<std::vector<Unacked>> done) = 0;
+  // Moves the acknowledgement pointer forward to `cursor` (never back). True when it moved.
+  virtual void AdvanceAcked(int shard, const std::string& authority, const std::string& cursor,
+                            Done<bool> done) = 0;
+
+  // --- delivery evidence (a request's shard) ---
+
+  // Records that `recipient` retrieved each of `event_ids` (events of requests of
+  // `shard`) and stops their retrieval timers. Evidence is kept `retention` from now. Returns
+  // how many were newly retrieved.
+  virtual void RecordRetrieved(int shard, const std::string& recipient,
+                               const std::vector<std::string>& event_ids, absl::Time now,
+                               absl::Duration retention, Done<int> done) = 0;
+
+  // Records a stage of one event's delivery to `recipient` (through `subscription`, "" for
+  // the inbox), only if the event was received. True when newly recorded.
+  virtual void RecordStage(int shard, const std::string& event_id, v1::DeliveryStage stage,
+                           const std::string& recipient, const std::string& subscription,
+                           absl::Time now, absl::Duration retention, Done<bool> done) = 0;
+
+  // The evidence of a request's events (at most `max_events`), or of one event, with the
+  // request's parties as the party record holds them. Nullopt: nothing is known.
+  struct EvidenceRecord {
+    std::string event_id;
+    v1::DeliveryStage stage = v1::DELIVERY_STAGE_UNSPECIFIED;
+    std::string recipient;
+    std::string subscription;
+    int64_t record_ms = 0;
+  };
+  struct RequestEvidence {
+    std::string request_id;
+    std::string issuing, executing, central, translator, notified;  // authority ids or ""
+    std::vector<EvidenceRecord> records;
+  };
+  virtual void ReadRequestEvidence(int shard, const std::string& request_id, int max_events,
+                                   Done<std::optional<RequestEvidence>> done) = 0;
+  virtual void ReadEventEvidence(int shard, const std::string& event_id,
+                                 Done<std::optional<RequestEvidence>> done) = 0;
+
+  // --- webhook subscriptions (the owner's shard) ---
+
+  struct StoredSubscription {
+    std::string id;
+    std::string endpoint_uri;
+    EncodedFilter filter;
+    int64_t create_ms = 0;
+    int64_t rotate_ms = 0;  // 0: never rotated
+    std::string secret;
+  };
+  struct NewSubscription {
+    int shard = 0;
+    std::string id;
+    std::string owner, owner_state;
+    std::string endpoint_uri;
+    EncodedFilter filter;
+    int64_t create_ms = 0;
+    std::string secret;
+    // Idempotency: the caller's request id ("": none), the fingerprint of what it asks
+    // for, and how long the record is kept.
+    std::string request_id;
+    std::string fingerprint;
+    absl::Duration idempotency_ttl;
+    int max_per_owner = 0;
+  };
+  enum class CreateOutcome {
+    kCreated,
+    kReplayed,  // the request id created `existing` before
+    kConflict,  // the request id was used for a different subscription
+    kGone,      // the subscription the request id created was deleted
+    kLimit,     // the owner has `max_per_owner` subscriptions
+  };
+  struct CreateResult {
+    CreateOutcome outcome = CreateOutcome::kCreated;
+    StoredSubscription existing;  // kReplayed only
+  };
+  virtual void CreateSubscription(const NewSubscription& request, Done<CreateResult> done) = 0;
+
+  // The owner's subscriptions, in no particular order (secrets left empty).
+  virtual void ListSubscriptions(int shard, const std::string& owner,
+                                 Done<std::vector<StoredSubscription>> done) = 0;
+
+  enum class DeleteOutcome { kDeleted, kAbsent, kForeign };
+  virtual void DeleteSubscription(int shard, const std::string& owner, const std::string& id,
+                                  Done<DeleteOutcome> done) = 0;
+
+  // Replaces the signing secret of `owner`'s subscription `id`; the previous one stays
+  // valid until `previous_expire_ms`. Nullopt: no such subscription of the owner.
+  struct RotateRequest {
+    int shard = 0;
+    std::string id;
+    std::string owner;
+    std::string new_secret;
+    int64_t now_ms = 0;
+    int64_t previous_expire_ms = 0;
+  };
+  virtual void RotateSecret(const RotateRequest& request,
+                            Done<std::optional<StoredSubscription>> done) = 0;
+
+  // --- dead letters (the subscription owner's shard) ---
+
+  struct DeadLetterRecord {
+    std::string id;  // "<subscription>/<notification id>"
+    int64_t dead_ms = 0;
+    std::string subscription_id, event_id, request_id;
+    std::string recipient, recipient_state;
+    int attempts = 0;
+    std::string last_outcome;
+  };
+  // The dead letters at positions [offset, offset + count) of a shard's list (oldest
+  // first), those of `owner` only unless it is "". `examined` is how many positions were
+  // looked at (fewer than `count`: the shard's list ended).
+  struct DeadLetterPage {
+    int64_t examined = 0;
+    std::vector<DeadLetterRecord> dead_letters;
+  };
+  virtual void ListDeadLetters(int shard, int64_t offset, int count, const std::string& owner,
+                               Done<DeadLetterPage> done) = 0;
+  // Queues a dead letter for delivery again, now, with its attempts reset. False: no such
+  // dead letter (of `owner`, unless it is "").
+  virtual void RedriveDeadLetter(int shard, const std::string& id, int64_t now_ms,
+                                 const std::string& owner, Done<bool> done) = 0;
+};
+
+// A store error as the RPCs answer it: UNAVAILABLE ("store: ..." unless it already was).
+inline absl::Status StoreStatus(const absl::Status& s) {
+  if (s.code() == absl::StatusCode::kUnavailable) return s;
+  return absl::UnavailableError(absl::StrCat("store: ", s.message()));
+}
+
+}  // namespace rogatory::notification

@@ -1,0 +1,59 @@
+#pragma once
+
+#include "notification_store.h"
+#include "rogatory/common/redis.h"
+
+namespace rogatory::notification {
+
+// NotificationStore on Redis, keys as notification_keys.h lays them out; each call is one
+// script (one round trip) unless its comment says otherwise. The scripts are lua/*.lua,
+// embedded at build time; each receives every key it touches in KEYS, so where one would
+// need keys named by data it reads, the call reads that data first. Its code is split by area:
+// redis_inbox_store.cc (inboxes, acknowledgement), redis_evidence_store.cc (delivery
+// evidence), redis_subscription_store.cc (subscriptions, dead letters).
+class RedisNotificationStore final : public NotificationStore {
+ public:
+  explicit RedisNotificationStore(common::RedisClient& redis) : redis_(redis) {}
+
+  void OpenInbox(int shard, const std::string& authority, const std::string& min_id,
+                 int64_t max_length, Done<InboxBounds> done) override;
+  void ReadInbox(int shard, const std::string& authority, const StreamId& after, size_t count,
+                 Done<InboxPage> done) override;
+  void ReadUnacked(int shard, const std::string& authority, const std::string& cursor, int max,
+                   Done<std::vector<Unacked>> done) override;
+  void AdvanceAcked(int shard, const std::string& authority, const std::string& cursor,
+                    Done<bool> done) override;
+
+  void RecordRetrieved(int shard, const std::string& recipient,
+                       const std::vector<std::string>& event_ids, absl::Time now,
+                       absl::Duration retention, Done<int> done) override;
+  void RecordStage(int shard, const std::string& event_id, v1::DeliveryStage stage,
+                   const std::string& recipient, const std::string& subscription, absl::Time now,
+                   absl::Duration retention, Done<bool> done) override;
+  void ReadRequestEvidence(int shard, const std::string& request_id, int max_events,
+                           Done<std::optional<RequestEvidence>> done) override;
+  void ReadEventEvidence(int shard, const std::string& event_id,
+                         Done<std::optional<RequestEvidence>> done) override;
+
+  void CreateSubscription(const NewSubscription& request, Done<CreateResult> done) override;
+  void ListSubscriptions(int shard, const std::string& owner,
+                         Done<std::vector<StoredSubscription>> done) override;
+  void DeleteSubscription(int shard, const std::string& owner, const std::string& id,
+                          Done<DeleteOutcome> done) override;
+  void RotateSecret(const RotateRequest& request,
+                    Done<std::optional<StoredSubscription>> done) override;
+
+  void ListDeadLetters(int shard, int64_t offset, int count, const std::string& owner,
+                       Done<DeadLetterPage> done) override;
+  void RedriveDeadLetter(int shard, const std::string& id, int64_t now_ms, const std::string& owner,
+                         Done<bool> done) override;
+
+ private:
+  // The create script, with the subscription the idempotency record named when read.
+  void RunCreate(const NewSubscription& request, const std::string& existing_id, int attempts_left,
+                 Done<CreateResult> done);
+
+  common::RedisClient& redis_;
+};
+
+}  // namespace rogatory::notification
