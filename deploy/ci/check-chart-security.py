@@ -99,13 +99,15 @@ def check(path: str) -> list[str]:
             if not rule.get("ports"):
                 problems.append(f"{path}: webhook egress on every port")
 
-    # Metrics address, Redis password.
+    # Metrics address (the service's own container; sidecars are the operator's), Redis
+    # password (every container).
     for name, deployment in deployments.items():
         for c in deployment["spec"]["template"]["spec"]["containers"]:
             env = {e["name"]: e for e in c.get("env", [])}
             metrics = env.get("ROGATORY_METRICS_LISTEN", {}).get("value", "")
             pod_ip = env.get("POD_IP", {}).get("valueFrom", {}).get("fieldRef", {})
-            if "$(POD_IP)" not in metrics or pod_ip.get("fieldPath") != "status.podIP":
+            if c["name"] == name and (
+                    "$(POD_IP)" not in metrics or pod_ip.get("fieldPath") != "status.podIP"):
                 problems.append(f"{path}: {name} metrics listen on {metrics!r}, not the pod IP")
             url = env.get("ROGATORY_REDIS_URL", {}).get("value", "")
             userinfo = url.split("//", 1)[-1].split("@", 1)[0] if "@" in url else ""

