@@ -187,9 +187,14 @@ stage_helm() {
   fi
   # NOTES.txt renders and says how to reach the services (Helm 4's install
   # --dry-run=client needs no cluster; Helm 3.17's still asks for one).
-  "${helm}" install rogatory "${chart}" --namespace rogatory -f "${mesh}" --dry-run=client 2>/dev/null |
-    grep -q 'port-forward svc/rogatory-intake' ||
-    { say "FAILED: helm install --dry-run=client: NOTES.txt missing or wrong"; rc=1; }
+  # NOTES.txt also says what to do next (the release's helm test among it).
+  "${helm}" install rogatory "${chart}" --namespace rogatory -f "${mesh}" --dry-run=client \
+    >"${out}/notes.txt" 2>/dev/null || true
+  if ! grep -q 'port-forward svc/rogatory-intake' "${out}/notes.txt" ||
+      ! grep -q 'helm test rogatory -n rogatory' "${out}/notes.txt"; then
+    say "FAILED: helm install --dry-run=client: NOTES.txt missing or wrong"
+    rc=1
+  fi
   for f in "${repo}"/deploy/ci/bad-values/*.yaml; do
     # On values that render, so each file is refused for its own fault.
     if "${helm}" template rogatory "${chart}" -f "${mesh}" -f "${f}" >/dev/null 2>&1; then
@@ -215,9 +220,14 @@ stage_helm_stable() {
     helm="${cache}/helm${v}/helm/helm"
     for f in "${chart}"/ci/*-values.yaml; do
       name="helm${v}-$(basename "${f}" .yaml)"
-      "${helm}" template rogatory "${chart}" --namespace rogatory -f "${f}" >"${out}/${name}.1.yaml" 2>/dev/null &&
-        "${helm}" template rogatory "${chart}" --namespace rogatory -f "${f}" >"${out}/${name}.2.yaml" 2>/dev/null ||
-        { say "FAILED: helm ${v} template with ${f#"${repo}/"}"; rc=1; continue; }
+      if ! "${helm}" template rogatory "${chart}" --namespace rogatory -f "${f}" \
+          >"${out}/${name}.1.yaml" 2>/dev/null ||
+        ! "${helm}" template rogatory "${chart}" --namespace rogatory -f "${f}" \
+          >"${out}/${name}.2.yaml" 2>/dev/null; then
+        say "FAILED: helm ${v} template with ${f#"${repo}/"}"
+        rc=1
+        continue
+      fi
       if ! cmp -s "${out}/${name}.1.yaml" "${out}/${name}.2.yaml"; then
         diff -u "${out}/${name}.1.yaml" "${out}/${name}.2.yaml" | head -20 >&2 || true
         say "FAILED: two renders with ${f#"${repo}/"} (helm ${v}) differ"
@@ -249,7 +259,27 @@ stage_helm_stable() {
     say "FAILED: a template generates or looks up values (above): renders would differ"
     rc=1
   fi
-  say "missing keys refused, no generating function in templates ($(elapsed_since "${start}")s)"
+  # helm/create-secret.sh (--print: no cluster) writes every key the services read, each
+  # bound to what it signs, the audit key long enough.
+  openssl genrsa 2048 2>/dev/null | openssl rsa -pubout -out "${out}/idp.pem" 2>/dev/null
+  if ! KUBECTL="${cache}/helm33/kubectl/kubectl" bash "${repo}/helm/create-secret.sh" --print \
+      -n rogatory --authority-key "idp-1:RS256:${out}/idp.pem" >"${out}/secret.yaml" ||
+      ! "${python}" - "${out}/secret.yaml" <<'EOF'
+import base64, json, sys, yaml
+secret = yaml.safe_load(open(sys.argv[1]))
+data = {k: base64.b64decode(v) for k, v in secret["data"].items()}
+assert set(data) == {"audit-key", "redis-password", "auth-keys.json", "service-token-key.json"}, data.keys()
+assert len(data["audit-key"]) >= 32
+keys = json.loads(data["auth-keys.json"])["keys"]
+own = json.loads(data["service-token-key.json"])["keys"]
+assert [k["subjects"] for k in keys] == ["authorities", "services"], keys
+assert len(own) == 1 and own[0] == keys[1] and own[0]["alg"] == "ES256", own
+EOF
+  then
+    say "FAILED: helm/create-secret.sh --print wrote no valid Secret"
+    rc=1
+  fi
+  say "missing keys refused, no generating function in templates, create-secret.sh's Secret valid ($(elapsed_since "${start}")s)"
   return "${rc}"
 }
 
