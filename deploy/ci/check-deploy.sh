@@ -27,10 +27,14 @@
 #               $ROGATORY_BUILD_DIR/bin (BINARIES=prebuilt: no compile in a container),
 #               then checked: non-root user, OCI labels, no compiler; and the gateway's
 #               image (deploy/Dockerfile.gateway) from services/gateway/dist's bundle;
+#               rogatoryctl's image (deploy/Dockerfile.rogatoryctl), which helm test runs;
 #   compose     deploy/compose.yaml up with podman-compose on those images (Redis, the four
 #               services with read-only root fs, Prometheus), deploy/ci/smoke.py: health
 #               SERVING for every service name, one request submitted and read back,
-#               Prometheus holds the series every dashboard gRPC panel queries; then down.
+#               Prometheus holds the series every dashboard gRPC panel queries; then down;
+#   helm-test   deploy/ci/helm-test-check.sh: the chart's helm test Pod script (rendered)
+#               in the rogatoryctl image against the four services run as local processes
+#               (health, a request submitted and read back).
 #
 # Usage: deploy/ci/check-deploy.sh [--skip-images] [--only=STAGE[,STAGE...]]
 # Environment: ROGATORY_BUILD_DIR (default <repo>/build; its bin/ must hold the four
@@ -81,7 +85,9 @@ done
 
 wanted() {
   if [[ -n "${only}" ]]; then [[ "${only}" == *",$1,"* ]]; return; fi
-  if ((skip_images)) && [[ "$1" == images || "$1" == compose ]]; then return 1; fi
+  if ((skip_images)) && [[ "$1" == images || "$1" == compose || "$1" == helm-test ]]; then
+    return 1
+  fi
   return 0
 }
 
@@ -384,6 +390,35 @@ stage_images() {
     say "${image}: $(podman image inspect --format '{{.Size}}' "${image}" | awk '{ printf "%.0f MB", $1 / 1e6 }'), user 65532, OCI labels, no compiler"
   done
   stage_gateway_image "${version}" "${revision}" "${created}"
+  stage_rogatoryctl_image "${version}" "${revision}" "${created}"
+}
+
+# rogatoryctl's image (deploy/Dockerfile.rogatoryctl), which the chart's helm test Pod
+# runs: the zipapp of tools/rogatoryctl/build_zipapp.py on Debian's python3-grpcio.
+stage_rogatoryctl_image() {
+  local version="$1" revision="$2" created="$3"
+  local ctx="${cache}/rogatoryctl-context" image="localhost/rogatory-rogatoryctl:${image_tag}"
+  rm -rf "${ctx}"
+  mkdir -p "${ctx}"
+  "${python}" "${repo}/tools/rogatoryctl/build_zipapp.py" "${ctx}/rogatoryctl.pyz" >/dev/null
+  podman build --pull=never --network=host --quiet -f "${repo}/deploy/Dockerfile.rogatoryctl" \
+    --build-arg VERSION="${version}" --build-arg REVISION="${revision}" \
+    --build-arg CREATED="${created}" -t "${image}" "${ctx}" >"${cache}/build-rogatoryctl.log" 2>&1 ||
+    { tail -30 "${cache}/build-rogatoryctl.log" >&2; die "image rogatory-rogatoryctl failed to build"; }
+  local user
+  user="$(podman image inspect --format '{{.Config.User}}' "${image}")"
+  [[ "${user}" == 65532:65532 ]] || die "${image} runs as '${user}', not 65532:65532"
+  podman run --rm --network=none --read-only --cap-drop=ALL "${image}" --version >/dev/null ||
+    die "${image}: rogatoryctl does not start"
+  say "${image}: $(podman image inspect --format '{{.Size}}' "${image}" | awk '{ printf "%.0f MB", $1 / 1e6 }'), user 65532, rogatoryctl starts"
+}
+
+# --- helm-test ---------------------------------------------------------------------------
+# The chart's helm test Pod's script, in the rogatoryctl image, against the four services
+# run as local processes: health, then a request submitted and read back.
+stage_helm_test() {
+  bash "${repo}/deploy/ci/helm-test-check.sh" "${cache}/helm33/helm/helm" \
+    "localhost/rogatory-rogatoryctl:${image_tag}"
 }
 
 # The browser gateway's image (deploy/Dockerfile.gateway) from the bundle tools/web/build.sh
@@ -491,8 +526,10 @@ if ((overall == 0)); then
   run_stage images
   if [[ "${summary[-1]}" == *FAILED* ]]; then
     summary+=("$(printf '%-12s %8s  %s' compose - 'skipped (no images)')")
+    summary+=("$(printf '%-12s %8s  %s' helm-test - 'skipped (no images)')")
   else
     run_stage compose
+    run_stage helm-test
   fi
 fi
 printf '\n=== [deploy] summary\n'
