@@ -186,7 +186,7 @@ stage_helm() {
       rc=1
   done
   if "${python}" "${repo}/deploy/ci/check-chart-security.py" "${rendered[@]}"; then
-    say "production promises hold in ${#rendered[@]} renders (NetworkPolicy, webhook egress, metrics on the pod IP, Redis password, key subjects)"
+    say "production promises hold in ${#rendered[@]} renders (NetworkPolicy, webhook egress, metrics on the pod IP, Redis password, key subjects, certificate identities)"
   else
     say "FAILED: deploy/ci/check-chart-security.py"
     rc=1
