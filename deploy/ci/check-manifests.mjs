@@ -1,5 +1,8 @@
 // Checks manifests rendered by `helm template`: every object's fields against the
-// Kubernetes (and Prometheus Operator) schemas of the npm package kubernetes-models, and
+// Kubernetes schemas of the npm package kubernetes-models and, for the custom resources,
+// @kubernetes-models/prometheus-operator (ServiceMonitor, PrometheusRule),
+// @kubernetes-models/cert-manager (Certificate) and @kubernetes-models/gateway-api
+// (GRPCRoute, HTTPRoute); a kind none of them knows is a problem. And
 // the chart's security promises for every pod template:
 //   - pod and container non-root (runAsNonRoot, a non-zero runAsUser), no privilege
 //     escalation, not privileged, all capabilities dropped, read-only root filesystem,
@@ -8,7 +11,8 @@
 //     liveness on "" and readiness on the service's own name;
 //   - every Rogatory service container points ROGATORY_AUTH_KEYS, ROGATORY_SERVICE_TOKEN_KEY
 //     and ROGATORY_AUDIT_KEY_FILE at files of a mounted Secret volume (a folder, not
-//     subPath, so rotated keys appear in place): without them the services exit at start;
+//     subPath, so rotated keys appear in place; a Secret volume or a projected volume of
+//     Secrets): without them the services exit at start;
 //   - no image tagged "latest" or untagged; standard app.kubernetes.io labels everywhere.
 //
 // Usage: NODE_PATH=<node_modules> node check-manifests.mjs <rendered.yaml>...
@@ -34,10 +38,16 @@ const REQUIRED_LABELS = [
   "helm.sh/chart",
 ];
 
+// API groups of custom resources -> the npm package holding their schemas.
+const CRD_PACKAGES = {
+  "monitoring.coreos.com": "@kubernetes-models/prometheus-operator",
+  "cert-manager.io": "@kubernetes-models/cert-manager",
+  "gateway.networking.k8s.io": "@kubernetes-models/gateway-api",
+};
+
 async function modelFor(apiVersion, kind) {
   const [group, version] = apiVersion.includes("/") ? apiVersion.split("/") : ["", apiVersion];
-  const pkg = group === "monitoring.coreos.com"
-    ? "@kubernetes-models/prometheus-operator" : "kubernetes-models";
+  const pkg = CRD_PACKAGES[group] || "kubernetes-models";
   const file = path.join(modulesDir, pkg, group || "", version, `${kind}.js`);
   const mod = await import(file);
   return mod[kind];
@@ -49,6 +59,8 @@ function podSpecOf(obj) {
       return obj.spec.template.spec;
     case "CronJob":
       return obj.spec.jobTemplate.spec.template.spec;
+    case "Pod":
+      return obj.spec;
     default:
       return null;
   }
@@ -75,8 +87,13 @@ function checkKeyFiles(at, spec, c, problems) {
     const mount = (c.volumeMounts || [])
       .find((m) => file.startsWith(`${m.mountPath.replace(/\/$/, "")}/`));
     const volume = mount && (spec.volumes || []).find((v) => v.name === mount.name);
-    if (!volume?.secret) problems.push(`${at}: ${name}=${file} is not in a mounted Secret volume`);
-    else if (mount.subPath) {
+    const inFolder = file.slice(mount ? mount.mountPath.replace(/\/$/, "").length + 1 : 0);
+    // A projected volume must take the file from a Secret (not a ConfigMap or the API).
+    const projected = volume?.projected?.sources?.some(
+      (s) => s.secret && (s.secret.items || []).some((i) => i.path === inFolder));
+    if (!volume?.secret && !projected) {
+      problems.push(`${at}: ${name}=${file} is not in a mounted Secret volume`);
+    } else if (mount.subPath) {
       problems.push(`${at}: ${name}: the Secret is mounted with subPath (no rotation)`);
     }
   }

@@ -73,8 +73,31 @@ app.kubernetes.io/component: {{ .component }}
 {{- end -}}
 {{- end }}
 
+{{/* The Secret that holds every key not taken from a Secret of its own:
+     secrets.existingSecret, else the chart's <fullname>-secrets. */}}
 {{- define "rogatory.secretName" -}}
-{{- .Values.secrets.existingSecret | default (printf "%s-secrets" (include "rogatory.fullname" .)) -}}
+{{- .Values.secrets.existingSecret | default (include "rogatory.chartSecretName" .) -}}
+{{- end }}
+
+{{- define "rogatory.chartSecretName" -}}
+{{- printf "%s-secrets" (include "rogatory.fullname" .) -}}
+{{- end }}
+
+{{/* Where each secret file comes from, as JSON:
+       {"audit": {"name", "key"}, "redis": {"name", "key"},
+        "auth": {"name", "keys", "token"}}
+     secrets.existing.<item>.name first (a Secret of its own), then secrets.existingSecret,
+     then the chart's Secret (which is then rendered from inline values, never generated). */}}
+{{- define "rogatory.secretSources" -}}
+{{- $all := include "rogatory.secretName" . -}}
+{{- $e := .Values.secrets.existing -}}
+{{- $audit := dict "name" $all "key" "audit-key" -}}
+{{- if $e.auditKey.name }}{{ $audit = dict "name" $e.auditKey.name "key" $e.auditKey.key }}{{ end -}}
+{{- $redis := dict "name" $all "key" "redis-password" -}}
+{{- if $e.redisPassword.name }}{{ $redis = dict "name" $e.redisPassword.name "key" $e.redisPassword.key }}{{ end -}}
+{{- $auth := dict "name" $all "keys" "auth-keys.json" "token" "service-token-key.json" -}}
+{{- if $e.auth.name }}{{ $auth = dict "name" $e.auth.name "keys" $e.auth.authKeysKey "token" $e.auth.serviceTokenKeyKey }}{{ end -}}
+{{- dict "audit" $audit "redis" $redis "auth" $auth | toJson -}}
 {{- end }}
 
 {{- define "rogatory.serviceAccountName" -}}
