@@ -14,9 +14,10 @@
 #               line, keys bound to subjects); every deploy/ci/bad-values/*.yaml must be
 #               rejected by values.schema.json;
 #   prometheus  yamllint; `promtool check config/rules` and `promtool test rules` (alert
-#               unit tests); deploy/ci/check-monitoring.py: the Grafana dashboard
-#               provisions (no __inputs; datasource, namespace, job variables) and every
-#               alert's runbook_url is a runbook of docs/runbooks;
+#               unit tests); the Grafana dashboard is what deploy/grafana/generate.py
+#               writes; deploy/ci/check-monitoring.py: the dashboard provisions (no
+#               __inputs; datasource, namespace, job variables) and every alert's
+#               runbook_url is a runbook of docs/runbooks;
 #   local-prom  deploy/ci/prometheus-check.sh: Debian's Prometheus scraping the four
 #               services run as local processes and Debian's prometheus-redis-exporter
 #               shows the latency histograms; every dashboard query returns series and
@@ -209,6 +210,7 @@ stage_prometheus() {
   promtool test rules "${p}"/tests/*.yaml
   # The chart ships the same rules (files/prometheus links to deploy/prometheus/rules).
   [[ -f "${chart}/files/prometheus/rogatory-alerts.yaml" ]] || die "chart rules link broken"
+  "${python}" "${repo}/deploy/grafana/generate.py" --check
   "${python}" "${repo}/deploy/ci/check-monitoring.py"
 }
 
