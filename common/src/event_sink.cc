@@ -103,7 +103,13 @@ EventSinkServiceImpl::EventSinkServiceImpl(std::string receiver, EventHandler& h
                        &prometheus::BuildCounter()
                             .Name("rogatory_event_duplicates_dropped_total")
                             .Help("Repeated deliveries of events already handled, dropped.")
-                            .Register(metrics.registry())}) {}
+                            .Register(metrics.registry())}) {
+  // Every source's duplicate series exists at zero from the start (bounded: the four
+  // services and "other"), so dashboards and rate() see 0 rather than nothing.
+  for (const char* source : {"intake", "routing", "deadlines", "notification", "other"}) {
+    counters_->duplicates->Add({{"source", source}});
+  }
+}
 
 EventSinkServiceImpl::~EventSinkServiceImpl() = default;
 

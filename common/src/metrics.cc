@@ -6,6 +6,7 @@
 
 #include <chrono>
 #include <fstream>
+#include <map>
 #include <sstream>
 #include <utility>
 #include <vector>
@@ -99,6 +100,21 @@ std::pair<std::string, std::string> SplitMethod(absl::string_view s) {
   auto slash = s.find('/');
   if (slash == absl::string_view::npos) return {kUnknownMethodLabel, kUnknownMethodLabel};
   return {std::string(s.substr(0, slash)), std::string(s.substr(slash + 1))};
+}
+
+// The grpc_type label of a served method ("/pkg.Service/Method"), from the protobuf
+// descriptors compiled into the binary; gRPC's own health service is not among them. Null
+// when unknown (the method's series then appear at its first call).
+const char* ServedMethodType(absl::string_view full) {
+  if (full == "/grpc.health.v1.Health/Check") return "unary";
+  if (full == "/grpc.health.v1.Health/Watch") return "server_stream";
+  auto [service, name] = SplitMethod(full);
+  const google::protobuf::MethodDescriptor* m =
+      google::protobuf::DescriptorPool::generated_pool()->FindMethodByName(
+          absl::StrCat(service, ".", name));
+  if (m == nullptr || m->service()->full_name() != service) return nullptr;
+  if (m->client_streaming()) return m->server_streaming() ? "bidi_stream" : "client_stream";
+  return m->server_streaming() ? "server_stream" : "unary";
 }
 
 // Which method names get labels of their own; every other name shares kUnknownMethodLabel.
@@ -343,6 +359,22 @@ Metrics::~Metrics() = default;
 
 std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>
 Metrics::NewServerInterceptorFactory(const std::vector<std::string>& served_methods) {
+  // As grpc-ecosystem's InitializeMetrics does: every served method's series exist from the
+  // start at zero (started, handled with code OK, the latency histogram), so a method never
+  // called shows 0 rather than nothing, and rate() and absent() work from the first scrape.
+  // Bounded: one series per served method and family (other codes appear when they occur).
+  for (const std::string& method : served_methods) {
+    const char* type = ServedMethodType(method);
+    if (type == nullptr) continue;
+    auto [service, name] = SplitMethod(method);
+    const std::map<std::string, std::string> labels = {
+        {"grpc_service", service}, {"grpc_method", name}, {"grpc_type", type}};
+    server_->started->Add(labels);
+    auto handled = labels;
+    handled["grpc_code"] = CodeName(grpc::OK);
+    server_->handled->Add(handled);
+    server_->seconds->Add(labels, LatencyBuckets());
+  }
   return std::make_unique<ServerFactory>(server_.get(), MethodNames(served_methods));
 }
 

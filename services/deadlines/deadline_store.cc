@@ -6,6 +6,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "deadline_logic.h"
+#include "rogatory/common/redis_reply.h"
 
 namespace rogatory::deadlines {
 
@@ -558,6 +559,14 @@ absl::StatusOr<std::vector<std::pair<std::string, int64_t>>> DeadlineStore::Stat
     out.emplace_back(r.elements[i].str, v);
   }
   return out;
+}
+
+absl::StatusOr<int64_t> DeadlineStore::CountOpenDue(int shard, absl::Time from, absl::Time to) {
+  ASSIGN_OR_RETURN(RedisReply r,
+                   common::RunRedisCommand(redis_, {"ZCOUNT", Key(shard, "open"),
+                                                    absl::StrCat("(", absl::ToUnixMillis(from)),
+                                                    absl::StrCat(absl::ToUnixMillis(to))}));
+  return common::ReplyInteger(r, "ZCOUNT dl:open");
 }
 
 }  // namespace rogatory::deadlines

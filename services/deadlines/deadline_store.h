@@ -147,6 +147,9 @@ class DeadlineStore {
                   std::function<void(absl::StatusOr<std::optional<common::RequestParties>>)> done);
   // Sums the shard's open counts per instrument and overdue count.
   absl::StatusOr<std::vector<std::pair<std::string, int64_t>>> Stats(int shard);
+  // The shard's open deadlines due after `from` and at or before `to` (ZCOUNT of dl:open,
+  // scored by due time in ms): one round trip.
+  absl::StatusOr<int64_t> CountOpenDue(int shard, absl::Time from, absl::Time to);
 
   static std::string Key(int shard, const std::string& suffix);
 

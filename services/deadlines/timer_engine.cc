@@ -44,6 +44,14 @@ DeadlineMetrics::DeadlineMetrics(prometheus::Registry& registry) {
                  .Help("Overdue deadlines; exported by the gauge lease holder only (others 0).")
                  .Register(registry)
                  .Add({});
+  auto& due = prometheus::BuildGauge()
+                  .Name("rogatory_deadlines_due")
+                  .Help(
+                      "Open deadlines not yet overdue that fall due within the next 24 hours "
+                      "or 7 days; exported by the gauge lease holder only (others 0).")
+                  .Register(registry);
+  due_24h = &due.Add({{"within", "24h"}});
+  due_7d = &due.Add({{"within", "7d"}});
 }
 
 TimerEngine::TimerEngine(DeadlineStore& store, common::RedisClient& redis,
@@ -287,6 +295,8 @@ void TimerEngine::UpdateGauges() {
     for (auto& [name, gauge] : gauges_) metrics_->pending->Remove(gauge);
     gauges_.clear();
     metrics_->overdue->Set(0);
+    metrics_->due_24h->Set(0);
+    metrics_->due_7d->Set(0);
     return;
   }
   std::map<std::string, int64_t> open;
@@ -311,6 +321,18 @@ void TimerEngine::UpdateGauges() {
     g->Set(static_cast<double>(count));
   }
   metrics_->overdue->Set(static_cast<double>(overdue));
+  // Due soon: what an operator plans for (2 ZCOUNTs per shard, by the lease holder only).
+  const absl::Time now = clock_.Now();
+  int64_t due_24h = 0, due_7d = 0;
+  for (int shard = 0; shard < store_.sharding().shard_count(); ++shard) {
+    auto day = store_.CountOpenDue(shard, now, now + absl::Hours(24));
+    auto week = store_.CountOpenDue(shard, now, now + absl::Hours(24 * 7));
+    if (!day.ok() || !week.ok()) return;
+    due_24h += *day;
+    due_7d += *week;
+  }
+  metrics_->due_24h->Set(static_cast<double>(due_24h));
+  metrics_->due_7d->Set(static_cast<double>(due_7d));
 }
 
 }  // namespace rogatory::deadlines

@@ -31,6 +31,8 @@ struct DeadlineMetrics {
   prometheus::Histogram* lateness;
   prometheus::Family<prometheus::Gauge>* pending;  // {instrument}
   prometheus::Gauge* overdue;
+  prometheus::Gauge* due_24h;  // rogatory_deadlines_due{within="24h"}
+  prometheus::Gauge* due_7d;   // rogatory_deadlines_due{within="7d"}
 };
 
 struct TimerEngineOptions {

@@ -64,7 +64,12 @@ IntakeMetrics::IntakeMetrics(prometheus::Registry& registry)
                         .Name("rogatory_intake_time_to_decision_seconds")
                         .Help("Time from submission to the recognition or surrender decision, "
                               "by instrument and decision.")
-                        .Register(registry)) {}
+                        .Register(registry)) {
+  // Every reason's series exists at zero from the start (the reasons are a fixed set).
+  for (const char* reason : {"malformed", "idempotency_conflict", "unavailable", "other"}) {
+    rejected_->Add({{"reason", reason}});
+  }
+}
 
 void IntakeMetrics::SubmissionRejected(const std::string& reason) {
   rejected_->Add({{"reason", reason}}).Increment();

@@ -24,6 +24,10 @@ NotificationMetrics::NotificationMetrics(prometheus::Registry& registry) {
                        "Webhook delivery attempts by outcome (http_2xx, "
                        "http_5xx, timeout, ...).")
                    .Register(registry);
+  // The success outcome exists at zero from the start (as gRPC's code OK does): the
+  // deliveries panel and rate() show 0 before the first webhook; failures appear as they
+  // happen.
+  webhooks_->Add({{"outcome", "http_2xx"}});
   dead_letters_ = &prometheus::BuildGauge()
                        .Name("rogatory_notification_dead_letters")
                        .Help("Webhook deliveries in the dead-letter list (all shards).")
