@@ -72,6 +72,8 @@ ALL_KEYS = {"DEL", "UNLINK", "EXISTS", "MGET", "TOUCH", "SINTER", "SUNION", "SDI
 TWO_KEYS = {"RENAME", "RENAMENX", "RPOPLPUSH", "LMOVE", "SMOVE", "COPY", "ZRANGESTORE"}
 # Destination, numkeys, then that many keys.
 STORE_NUMKEYS = {"ZUNIONSTORE", "ZINTERSTORE", "ZDIFFSTORE"}
+# Numkeys, then that many keys.
+NUMKEYS_FIRST = {"ZINTERCARD", "SINTERCARD", "ZINTER", "ZUNION", "ZDIFF", "LMPOP", "ZMPOP"}
 # Commands that touch no key.
 NO_KEYS = {"PING", "ECHO"}
 FORBIDDEN = {"TIME": "scripts take \"now\" as an argument and never read Redis's TIME",
@@ -158,6 +160,12 @@ def key_arguments(command, args):
         except (IndexError, ValueError):
             return None  # numkeys not a literal: cannot tell
         return [args[0]] + args[2:2 + count]
+    if command in NUMKEYS_FIRST:
+        try:
+            count = int(args[0])
+        except (IndexError, ValueError):
+            return None  # numkeys not a literal: cannot tell
+        return args[1:1 + count]
     if command in ("XREAD", "XREADGROUP"):
         upper = [a.strip("'\"").upper() for a in args]
         if "STREAMS" not in upper:
