@@ -47,6 +47,7 @@ Mutation IntakeEventHandler::Plan(const Snapshot& snap, const commonpb::Event& e
       m.new_version = snap.version + 1;
       m.updated_ms = updated_ms;
       m.fields.emplace_back("status", absl::StrCat(static_cast<int>(target)));
+      m.fields_before = IndexedFieldsOf(r);
       // The status change is the announced entry's; the reported one keeps the cause.
       recorded.clear_status();
       v1::Request after = r;

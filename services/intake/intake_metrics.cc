@@ -3,9 +3,13 @@
 #include <map>
 #include <utility>
 
+#include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/string_view.h"
+#include "intake/lua_scripts.h"
 #include "lifecycle.h"
 #include "rogatory/common/logging.h"
+#include "rogatory/common/redis_reply.h"
 #include "rogatory/common/replica_lease.h"
 
 namespace rogatory::intake {
@@ -33,19 +37,40 @@ std::string ShortName(const std::string& enum_name, const std::string& prefix) {
   return enum_name.substr(prefix.size());
 }
 
-// KEYS: none (all in one shard, named from ARGV[1]). ARGV: shard prefix, then pairs of
-// (instrument, status). Returns the count of each pair.
-const common::LuaScript& CountScript() {
-  static const common::LuaScript* script = new common::LuaScript(R"lua(
-local p = ARGV[1]
-local out = {}
-for i = 2, #ARGV, 2 do
-  out[#out + 1] = redis.call('ZINTERCARD', 2, p .. 'idx:instrument:' .. ARGV[i],
-                             p .. 'idx:status:' .. ARGV[i + 1])
-end
-return out
-)lua");
-  return *script;
+// What lua/count_by_instrument_and_status.lua counts: pairs of one shard.
+struct CountQuery {
+  int shard = 0;
+  std::vector<std::pair<pb::Instrument, pb::RequestStatus>> pairs;
+};
+
+// The count of each of the query's pairs, in order (one script run).
+absl::StatusOr<std::vector<int64_t>> CountByInstrumentAndStatus(common::RedisClient& redis,
+                                                                const CountQuery& query) {
+  static const common::LuaScript* script =
+      new common::LuaScript(std::string(lua::kCountByInstrumentAndStatus));
+  const std::string p = common::Sharding::Prefix(query.shard);
+  std::vector<std::string> keys;
+  keys.reserve(2 * query.pairs.size());
+  for (const auto& [instrument, status] : query.pairs) {
+    keys.push_back(absl::StrCat(p, "idx:instrument:", static_cast<int>(instrument)));
+    keys.push_back(absl::StrCat(p, "idx:status:", static_cast<int>(status)));
+  }
+  constexpr absl::string_view kWhat = "count_by_instrument_and_status";
+  auto reply = common::RunRedisScript(redis, *script, std::move(keys), {});
+  if (!reply.ok()) return reply.status();
+  auto elements = common::ReplyArray(*reply, kWhat);
+  if (!elements.ok()) return elements.status();
+  if ((*elements)->size() != query.pairs.size()) {
+    return absl::InternalError(absl::StrCat(kWhat, ": one count per pair expected"));
+  }
+  std::vector<int64_t> counts;
+  counts.reserve(query.pairs.size());
+  for (const common::RedisReply& e : **elements) {
+    auto count = common::ReplyInteger(e, kWhat);
+    if (!count.ok()) return count.status();
+    counts.push_back(*count);
+  }
+  return counts;
 }
 
 }  // namespace
@@ -106,7 +131,6 @@ RequestCountGauge::RequestCountGauge(common::RedisClient& redis, common::Shardin
 
 bool RequestCountGauge::RefreshOnce() {
   std::vector<std::pair<pb::Instrument, pb::RequestStatus>> pairs;
-  std::vector<std::string> args;
   for (pb::Instrument i : kInstruments) {
     for (pb::RequestStatus s : Lifecycle::Default().Statuses(i)) pairs.emplace_back(i, s);
   }
@@ -116,18 +140,13 @@ bool RequestCountGauge::RefreshOnce() {
   std::map<std::pair<pb::Instrument, pb::RequestStatus>, int64_t> totals;
   if (held) {
     for (int shard = 0; shard < sharding_.shard_count(); ++shard) {
-      std::vector<std::string> argv = {common::Sharding::Prefix(shard)};
-      for (const auto& [i, s] : pairs) {
-        argv.push_back(absl::StrCat(static_cast<int>(i)));
-        argv.push_back(absl::StrCat(static_cast<int>(s)));
-      }
-      auto counts = common::RunRedisScript(redis_, CountScript(), {}, std::move(argv));
-      if (!counts.ok() || counts->elements.size() != pairs.size()) {
+      auto counts = CountByInstrumentAndStatus(redis_, CountQuery{shard, pairs});
+      if (!counts.ok()) {
         common::Log::Warn("request count gauge refresh failed",
                           {{"error", std::string(counts.status().message())}});
         return held;
       }
-      for (size_t k = 0; k < pairs.size(); ++k) totals[pairs[k]] += counts->elements[k].integer;
+      for (size_t k = 0; k < pairs.size(); ++k) totals[pairs[k]] += (*counts)[k];
     }
   }
   for (const auto& [pair, count] : totals) {

@@ -286,6 +286,7 @@ absl::StatusOr<Mutation> PlanMove(const Snapshot& snap, commonpb::RequestStatus 
   m.new_version = version;
   m.updated_ms = absl::ToUnixMillis(now);
   m.fields.emplace_back("status", absl::StrCat(static_cast<int>(target)));
+  m.fields_before = IndexedFieldsOf(r);
   m.history.push_back(e);
   m.outbox.push_back(std::move(e));
   m.result = after.SerializeAsString();
@@ -853,6 +854,7 @@ grpc::ServerUnaryReactor* IntakeService::SupplementRequest(
           m.request = after;
           m.fields.emplace_back("status", absl::StrCat(static_cast<int>(status)));
           IndexFields(after, m);
+          m.fields_before = IndexedFieldsOf(current);
           m.history.push_back(e);
           m.outbox.push_back(std::move(e));
           m.result = after.SerializeAsString();

@@ -1,7 +1,11 @@
 #include "redis_document_store.h"
 
+#include <functional>
+
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "intake/lua_scripts.h"
+#include "rogatory/common/redis_reply.h"
 
 namespace rogatory::intake {
 
@@ -21,62 +25,74 @@ std::string RedisDocumentStore::UsageKey(int shard, const std::string& request_i
 
 std::string RedisDocumentStore::AuthorityUsageKey() { return "rg:docbytes:authority"; }
 
-// Defines over_quota(request usage key, authority usage key, at) for a script whose ARGV
-// holds, from `at`: authority, bytes to add, request bound, authority bound ('0': none).
-// Returns {'quota', 'request'|'authority', used} when the bytes would pass a bound, else nil.
-const char kDocumentQuotaLua[] = R"lua(
-local function over_quota(rkey, akey, at)
-  local adding = tonumber(ARGV[at + 1])
-  local used = tonumber(redis.call('HGET', rkey, 'total') or '0')
-  if ARGV[at + 2] ~= '0' and used + adding > tonumber(ARGV[at + 2]) then
-    return {'quota', 'request', tostring(used)}
-  end
-  used = tonumber(redis.call('HGET', akey, ARGV[at]) or '0')
-  if ARGV[at + 3] ~= '0' and used + adding > tonumber(ARGV[at + 3]) then
-    return {'quota', 'authority', tostring(used)}
-  end
-  return nil
-end
-)lua";
-
-absl::Status QuotaReplyToStatus(const common::RedisReply& reply, const DocumentQuota& quota,
+absl::Status QuotaReplyToStatus(const std::vector<std::string>& reply, const DocumentQuota& quota,
                                 int64_t adding) {
   int64_t used = 0;
-  if (reply.elements.size() != 3 || !absl::SimpleAtoi(reply.elements[2].str, &used)) {
+  if (reply.size() != 3 || reply[0] != "quota" || !absl::SimpleAtoi(reply[2], &used)) {
     return absl::InternalError("unexpected quota reply");
   }
-  const bool request = reply.elements[1].str == "request";
+  const bool request = reply[1] == "request";
   return DocumentQuotaExceeded(
       request, used, request ? quota.max_request_bytes : quota.max_authority_bytes, adding);
 }
 
+namespace {
+
+// lua/stage_document_chunk.lua
+struct StageCall {
+  int shard = 0;
+  std::string request_id;
+  std::string document_id;
+  std::string chunk;
+  int64_t staging_ttl_ms = 0;
+  int64_t staged_bytes = 0;  // the document's bytes so far, this chunk included
+  DocumentQuota quota;
+};
+struct StageReply {
+  bool staged = false;
+  std::vector<std::string> refusal;  // !staged: {'quota', which, used}
+};
+
+void RunStage(common::RedisClient& redis, StageCall c,
+              std::function<void(absl::StatusOr<StageReply>)> done) {
+  static const common::LuaScript* script =
+      new common::LuaScript(std::string(lua::kStageDocumentChunk));
+  redis.Eval(*script,
+             {RedisDocumentStore::DataKey(c.shard, c.document_id),
+              RedisDocumentStore::UsageKey(c.shard, c.request_id),
+              RedisDocumentStore::AuthorityUsageKey()},
+             {std::move(c.chunk), absl::StrCat(c.staging_ttl_ms), c.quota.authority,
+              absl::StrCat(c.staged_bytes), absl::StrCat(c.quota.max_request_bytes),
+              absl::StrCat(c.quota.max_authority_bytes)},
+             [done = std::move(done)](absl::StatusOr<RedisReply> reply) {
+               if (!reply.ok()) return done(reply.status());
+               constexpr absl::string_view kWhat = "stage_document_chunk";
+               auto out = common::ReplyStrings(*reply, kWhat);
+               if (!out.ok()) return done(out.status());
+               if (out->size() == 1 && (*out)[0] == "staged") return done(StageReply{true, {}});
+               if (!out->empty() && (*out)[0] == "quota") {
+                 return done(StageReply{false, *std::move(out)});
+               }
+               done(absl::InternalError(absl::StrCat(kWhat, ": unexpected reply")));
+             });
+}
+
+}  // namespace
+
 void RedisDocumentStore::Stage(const std::string& request_id, const std::string& document_id,
                                std::string chunk, int64_t staged_bytes, const DocumentQuota& quota,
                                Done<bool> done) {
-  // KEYS: data, request usage, authority usage. ARGV: chunk, staging ttl, then the quota
-  // check's from 3. Refused whole when Redis is full: it only grows memory.
-  static const common::LuaScript* script =
-      new common::LuaScript(absl::StrCat(common::kScriptRefusedWhenFull, kDocumentQuotaLua, R"lua(
-local over = over_quota(KEYS[2], KEYS[3], 3)
-if over then return over end
-redis.call('RPUSH', KEYS[1], ARGV[1])
-redis.call('PEXPIRE', KEYS[1], ARGV[2])
-return {'staged'}
-)lua"));
   auto shard = sharding_.ShardOf("rq", request_id);
   if (!shard.ok()) return done(shard.status());
-  redis_.Eval(*script,
-              {DataKey(*shard, document_id), UsageKey(*shard, request_id), AuthorityUsageKey()},
-              {std::move(chunk), absl::StrCat(absl::ToInt64Milliseconds(staging_ttl_)),
-               quota.authority, absl::StrCat(staged_bytes), absl::StrCat(quota.max_request_bytes),
-               absl::StrCat(quota.max_authority_bytes)},
-              [done, quota, staged_bytes](absl::StatusOr<RedisReply> reply) {
-                if (!reply.ok()) return done(reply.status());
-                if (!reply->elements.empty() && reply->elements[0].str == "quota") {
-                  return done(QuotaReplyToStatus(*reply, quota, staged_bytes));
-                }
-                done(true);
-              });
+  RunStage(redis_,
+           StageCall{*shard, request_id, document_id, std::move(chunk),
+                     absl::ToInt64Milliseconds(staging_ttl_), staged_bytes, quota},
+           [done, quota, staged_bytes](absl::StatusOr<StageReply> reply) {
+             if (!reply.ok()) return done(reply.status());
+             if (!reply->staged)
+               return done(QuotaReplyToStatus(reply->refusal, quota, staged_bytes));
+             done(true);
+           });
 }
 
 void RedisDocumentStore::Discard(const std::string& request_id, const std::string& document_id,
@@ -111,10 +127,12 @@ void RedisDocumentStore::List(const std::string& request_id, Done<std::vector<v1
   redis_.Command({"LRANGE", ListKey(*shard, request_id), "0", absl::StrCat(kMaxDocuments - 1)},
                  [done](absl::StatusOr<RedisReply> reply) {
                    if (!reply.ok()) return done(reply.status());
+                   auto raw = common::ReplyStrings(*reply, "LRANGE documents");
+                   if (!raw.ok()) return done(raw.status());
                    std::vector<v1::Document> out;
-                   for (const RedisReply& e : reply->elements) {
+                   for (const std::string& e : *raw) {
                      v1::Document d;
-                     if (!d.ParseFromString(e.str)) {
+                     if (!d.ParseFromString(e)) {
                        return done(absl::DataLossError("stored document does not parse"));
                      }
                      out.push_back(std::move(d));
@@ -130,8 +148,7 @@ void RedisDocumentStore::ReadChunk(const std::string& request_id, const std::str
   redis_.Command({"LINDEX", DataKey(*shard, document_id), absl::StrCat(index)},
                  [done](absl::StatusOr<RedisReply> reply) {
                    if (!reply.ok()) return done(reply.status());
-                   if (reply->is_nil()) return done(std::optional<std::string>());
-                   done(std::optional<std::string>(std::move(reply->str)));
+                   done(common::ReplyOptionalString(*reply, "LINDEX document chunk"));
                  });
 }
 

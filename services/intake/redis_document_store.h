@@ -13,11 +13,11 @@ namespace rogatory::intake {
 //                                    documents, a:<authority> -> the part each uploaded
 //   rg:docbytes:authority            hash: authority id -> bytes of the committed documents
 //                                    it uploaded, over every shard (DocumentQuota)
-// Commit is one Lua script with the request's change (RedisRequestStore::Mutate with a
-// DocumentCommit), which checks and charges the quotas; retention's erasure script gives
-// the bytes back. The authority hash is the one key a script touches outside the request's
-// shard: a quota across shards needs one place to count (on Redis Cluster it would take a
-// step of its own; hiredis 0.14 speaks no Cluster).
+// Staging is lua/stage_document_chunk.lua; commit is one Lua script with the request's change
+// (RedisRequestStore::Mutate with a DocumentCommit), which checks and charges the quotas;
+// retention's erasure script gives the bytes back. The authority hash is the one key a script
+// touches outside the request's shard: a quota across shards needs one place to count (on Redis
+// Cluster it would take a step of its own; hiredis 0.14 speaks no Cluster).
 class RedisDocumentStore final : public DocumentStore {
  public:
   RedisDocumentStore(common::RedisClient& redis, common::Sharding sharding,
@@ -46,10 +46,9 @@ class RedisDocumentStore final : public DocumentStore {
   absl::Duration staging_ttl_;
 };
 
-// Lua defining over_quota (see the .cc), shared by the staging and commit scripts.
-extern const char kDocumentQuotaLua[];
-// RESOURCE_EXHAUSTED from over_quota's reply {'quota', which, used}.
-absl::Status QuotaReplyToStatus(const common::RedisReply& reply, const DocumentQuota& quota,
+// RESOURCE_EXHAUSTED from a quota refusal {'quota', which, used} of the staging or commit
+// script (common/src/lua/lib/document_quota.lua, which both include).
+absl::Status QuotaReplyToStatus(const std::vector<std::string>& reply, const DocumentQuota& quota,
                                 int64_t adding);
 
 }  // namespace rogatory::intake

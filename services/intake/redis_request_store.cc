@@ -1,14 +1,18 @@
 #include "redis_request_store.h"
 
 #include <algorithm>
+#include <map>
 #include <memory>
+#include <set>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "google/protobuf/util/time_util.h"
+#include "intake/lua_scripts.h"
 #include "redis_document_store.h"
 #include "retention.h"
+#include "rogatory/common/redis_reply.h"
 
 namespace rogatory::intake {
 namespace {
@@ -17,337 +21,741 @@ using common::LuaScript;
 using common::RedisReply;
 using common::Sharding;
 
-// KEYS: req, hist, idem, idx:all, idx:status, idx:instrument, outbox
-// ARGV: id, pb, fingerprint ('' = no idempotency), status, instrument, issuing_state,
-//       requested_state, created_ms, etag, idempotency ttl ms, event pb, req key prefix,
-//       urgency, shard prefix, issuing authority id, executing authority id ('' = none)
-// Need-to-know party indexes (see common/access.h): idx:party:a:<authority id> holds the
-// requests an authority issued or that are addressed to it, idx:party:s:<state> those whose
-// issuing or requested state it is (a central authority's reach), scored by creation.
-// Returns {'created'} | {'replayed', pb} | {'conflict'} | {'collision'}
-// Refused whole by a full Redis (it only grows memory).
-const LuaScript& CreateScript() {
-  static const LuaScript* script = new LuaScript(absl::StrCat(common::kScriptRefusedWhenFull, R"lua(
-local fp = ARGV[3]
-if fp ~= '' then
-  local earlier = redis.call('HMGET', KEYS[3], 'fp', 'id')
-  if earlier[1] then
-    if earlier[1] ~= fp then return {'conflict'} end
-    local r = redis.call('HMGET', ARGV[12] .. earlier[2], 'pb', 'status', 'etag', 'updated_ms')
-    if r[1] then return {'replayed', r[1], r[2], r[3], r[4]} end
-  end
-end
-if redis.call('EXISTS', KEYS[1]) == 1 then return {'collision'} end
-redis.call('HSET', KEYS[1], 'pb', ARGV[2], 'status', ARGV[4], 'instrument', ARGV[5],
-           'issuing_state', ARGV[6], 'requested_state', ARGV[7], 'created_ms', ARGV[8],
-           'updated_ms', ARGV[8], 'etag', ARGV[9])
-redis.call('RPUSH', KEYS[2], ARGV[11])
-redis.call('XADD', KEYS[7], '*', 'ev', ARGV[11])
-redis.call('ZADD', KEYS[4], ARGV[8], ARGV[1])
-redis.call('ZADD', KEYS[5], ARGV[8], ARGV[1])
-redis.call('ZADD', KEYS[6], ARGV[8], ARGV[1])
-local p = ARGV[14]
-redis.call('HSET', KEYS[1], 'urgency', ARGV[13])
-redis.call('ZADD', p .. 'idx:urgency:' .. ARGV[13], ARGV[8], ARGV[1])
-if ARGV[6] ~= '' then redis.call('ZADD', p .. 'idx:issuing_state:' .. ARGV[6], ARGV[8], ARGV[1]) end
-if ARGV[7] ~= '' then
-  redis.call('ZADD', p .. 'idx:requested_state:' .. ARGV[7], ARGV[8], ARGV[1])
-end
-redis.call('ZADD', p .. 'idx:updated', ARGV[8], ARGV[1])
-redis.call('HSET', KEYS[1], 'issuing_authority', ARGV[15], 'executing_authority', ARGV[16])
-for _, party in ipairs({'a:' .. ARGV[15], 'a:' .. ARGV[16], 's:' .. ARGV[6], 's:' .. ARGV[7]}) do
-  if #party > 2 then redis.call('ZADD', p .. 'idx:party:' .. party, ARGV[8], ARGV[1]) end
-end
-if fp ~= '' then
-  redis.call('HSET', KEYS[3], 'fp', fp, 'id', ARGV[1])
-  redis.call('PEXPIRE', KEYS[3], ARGV[10])
-end
-return {'created'}
-)lua"));
-  return *script;
+template <typename T>
+using Done = RequestStore::Done<T>;
+
+// The scripts (lua/*.lua; each file's header names its KEYS, ARGV and reply).
+#define ROGATORY_INTAKE_SCRIPT(Name, constant)                             \
+  const LuaScript& Name() {                                                \
+    static const LuaScript* script = new LuaScript(std::string(constant)); \
+    return *script;                                                        \
+  }
+ROGATORY_INTAKE_SCRIPT(CreateScript, lua::kCreateRequest)
+ROGATORY_INTAKE_SCRIPT(ListPageScript, lua::kListPage)
+ROGATORY_INTAKE_SCRIPT(LoadScript, lua::kLoadRequest)
+ROGATORY_INTAKE_SCRIPT(HistoryRangeScript, lua::kHistoryRange)
+ROGATORY_INTAKE_SCRIPT(GetRecordedScript, lua::kGetRecorded)
+ROGATORY_INTAKE_SCRIPT(MutateScript, lua::kMutateRequest)
+ROGATORY_INTAKE_SCRIPT(RetentionWorkScript, lua::kFindRetentionWork)
+ROGATORY_INTAKE_SCRIPT(ErasePersonalScript, lua::kErasePersonalData)
+ROGATORY_INTAKE_SCRIPT(EraseRequestScript, lua::kEraseRequest)
+#undef ROGATORY_INTAKE_SCRIPT
+
+// Runs a script and hands its reply, parsed by `parse`, to `done`.
+template <typename T, typename Parse>
+void EvalTyped(common::RedisClient& redis, const LuaScript& script, std::vector<std::string> keys,
+               std::vector<std::string> args, Parse parse, Done<T> done) {
+  redis.Eval(script, std::move(keys), std::move(args),
+             [parse, done = std::move(done)](absl::StatusOr<RedisReply> reply) {
+               if (!reply.ok()) return done(reply.status());
+               done(parse(*reply));
+             });
 }
 
-// Walks one shard's index newest first, from a cursor, keeping requests that match the
-// filters, until `limit` matches or `budget` entries were examined.
-// KEYS: index. ARGV: 1 max score ('+inf' or ms), 2 cursor id ('' = none), 3 limit, 4 budget,
-//       5 status, 6 instrument, 7 issuing_state, 8 requested_state ('' = any), 9 req key
-//       prefix, 10 min score ('-inf' or ms), 11 urgency, 12 created from, 13 created to
-//       ('' = any; checked on the hash, for indexes not ordered by creation),
-//       14 '1' when need-to-know scoped, 15 scope authority id, 16 scope central state
-//       ('' = none): a request matches only if it is in the caller's reach
-// Returns {exhausted (0|1), last score, last id, then pb, status, etag, updated_ms per match}
-const LuaScript& ListScript() {
-  static const LuaScript* script = new LuaScript(R"lua(
-local max, cid = ARGV[1], ARGV[2]
-local limit, budget = tonumber(ARGV[3]), tonumber(ARGV[4])
-local cfrom, cto = tonumber(ARGV[12]), tonumber(ARGV[13])
-local out = {0, '', ''}
-local found, scanned, offset = 0, 0, 0
-while true do
-  local items = redis.call('ZREVRANGEBYSCORE', KEYS[1], max, ARGV[10], 'WITHSCORES',
-                           'LIMIT', offset, 100)
-  if #items == 0 then out[1] = 1 return out end
-  for i = 1, #items, 2 do
-    local id, score = items[i], items[i + 1]
-    offset = offset + 1
-    if not (cid ~= '' and score == max and id >= cid) then
-      scanned = scanned + 1
-      local h = redis.call('HMGET', ARGV[9] .. id, 'pb', 'status', 'instrument',
-                           'issuing_state', 'requested_state', 'etag', 'updated_ms', 'urgency',
-                           'created_ms', 'issuing_authority', 'executing_authority')
-      local created = tonumber(h[9])
-      local reach = ARGV[14] ~= '1'
-        or (ARGV[15] ~= '' and (h[10] == ARGV[15] or h[11] == ARGV[15]))
-        or (ARGV[16] ~= '' and (h[4] == ARGV[16] or h[5] == ARGV[16]))
-      if h[1] and reach and (ARGV[5] == '' or h[2] == ARGV[5]) and (ARGV[6] == '' or h[3] == ARGV[6])
-         and (ARGV[7] == '' or h[4] == ARGV[7]) and (ARGV[8] == '' or h[5] == ARGV[8])
-         and (ARGV[11] == '' or h[8] == ARGV[11])
-         and (cfrom == nil or (created ~= nil and created >= cfrom))
-         and (cto == nil or (created ~= nil and created < cto)) then
-        out[#out + 1] = h[1]
-        out[#out + 1] = h[2]
-        out[#out + 1] = h[6]
-        out[#out + 1] = h[7]
-        found = found + 1
-      end
-      out[2], out[3] = score, id
-      if found >= limit or scanned >= budget then return out end
-    end
-  end
-end
-)lua");
-  return *script;
+// A reply of strings whose first names the outcome ({'applied'}, {'stale', version}...).
+absl::StatusOr<std::vector<std::string>> Outcome(const RedisReply& reply, absl::string_view what) {
+  auto strings = common::ReplyStrings(reply, what);
+  if (!strings.ok()) return strings.status();
+  if (strings->empty()) return absl::InternalError(absl::StrCat(what, ": empty reply"));
+  return strings;
 }
 
-// Applies a Mutation (see request_store.h).
-// KEYS: req, hist, outbox, idem, seen, document data, document list, document usage,
-//       authority document usage.
-// ARGV: 1 expected version ('' = unguarded), 2 new version ('' = keep), 3 updated ms,
-//       4 new pb ('' = keep), 5 idempotency fingerprint ('' = none), 6 idempotency ttl ms,
-//       7 result, 8 seen retention ms ('' = no marker), 9 shard prefix, 10 id,
-//       11 number of fields, 12 number of history events, then field/value pairs, then
-//       history events, then outbox events; ARGV[13] the serialized document ('' = none),
-//       ARGV[14] the final statuses (FinalStatusesText, '' = the change sets no status) and
-//       ARGV[15..18] the document's quota check (authority, size, request bound, authority
-//       bound; see kDocumentQuotaLua) come before the field pairs.
-// Refused whole by a full Redis: a change grows the history and the outbox.
-// Retention: a status change into a final status (re)indexes the request in idx:closed by
-// the change's time; one out of it unindexes it; a tombstone (erased_ms) is never indexed.
-// Returns {'applied'} | {'replayed', result} | {'conflict'} | {'duplicate'} | {'missing'} |
-//         {'stale', version} | {'nodata'} (the staged document expired) |
-//         {'quota', 'request'|'authority', used}
-const LuaScript& MutateScript() {
-  static const LuaScript* script =
-      new LuaScript(absl::StrCat(common::kScriptRefusedWhenFull, kDocumentQuotaLua, R"lua(
-if ARGV[8] ~= '' and redis.call('EXISTS', KEYS[5]) == 1 then return {'duplicate'} end
-local fp = ARGV[5]
-if fp ~= '' then
-  local earlier = redis.call('HMGET', KEYS[4], 'fp', 'res')
-  if earlier[1] then
-    if earlier[1] ~= fp or not earlier[2] then return {'conflict'} end
-    return {'replayed', earlier[2]}
-  end
-end
-local cur = redis.call('HMGET', KEYS[1], 'etag', 'created_ms')
-if not cur[1] then return {'missing'} end
-if ARGV[1] ~= '' and cur[1] ~= ARGV[1] then return {'stale', cur[1]} end
-if ARGV[13] ~= '' then
-  if redis.call('EXISTS', KEYS[6]) == 0 then return {'nodata'} end
-  local over = over_quota(KEYS[8], KEYS[9], 15)
-  if over then return over end
-  local size = tonumber(ARGV[16])
-  redis.call('HINCRBY', KEYS[8], 'total', size)
-  redis.call('HINCRBY', KEYS[8], 'a:' .. ARGV[15], size)
-  redis.call('HINCRBY', KEYS[9], ARGV[15], size)
-  redis.call('PERSIST', KEYS[6])
-  redis.call('RPUSH', KEYS[7], ARGV[13])
-end
-local id, p = ARGV[10], ARGV[9]
-local nf, nh = tonumber(ARGV[11]), tonumber(ARGV[12])
--- The need-to-know party indexes (see the create script) follow the party fields.
-local function parties()
-  local h = redis.call('HMGET', KEYS[1], 'issuing_authority', 'executing_authority',
-                       'issuing_state', 'requested_state')
-  local s = {}
-  for j, kind in ipairs({'a:', 'a:', 's:', 's:'}) do
-    if h[j] and h[j] ~= '' then s[kind .. h[j]] = true end
-  end
-  return s
-end
-local before = nf > 0 and parties() or {}
-local i = 19
-local status_moved = false
-for _ = 1, nf do
-  local f, v = ARGV[i], ARGV[i + 1]
-  i = i + 2
-  local old = redis.call('HGET', KEYS[1], f)
-  if old ~= v then
-    if f == 'status' then status_moved = true end
-    if f ~= 'issuing_authority' and f ~= 'executing_authority' then
-      if old and old ~= '' then redis.call('ZREM', p .. 'idx:' .. f .. ':' .. old, id) end
-      if v ~= '' then redis.call('ZADD', p .. 'idx:' .. f .. ':' .. v, cur[2], id) end
-    end
-    redis.call('HSET', KEYS[1], f, v)
-  end
-end
-if nf > 0 and redis.call('HEXISTS', KEYS[1], 'erased_ms') == 0 then
-  local after = parties()
-  for k in pairs(before) do
-    if not after[k] then redis.call('ZREM', p .. 'idx:party:' .. k, id) end
-  end
-  for k in pairs(after) do
-    if not before[k] then redis.call('ZADD', p .. 'idx:party:' .. k, cur[2], id) end
-  end
-end
-if status_moved and ARGV[14] ~= '' and redis.call('HEXISTS', KEYS[1], 'erased_ms') == 0 then
-  local h = redis.call('HMGET', KEYS[1], 'instrument', 'status')
-  if string.find(ARGV[14], ',' .. (h[1] or '') .. ':' .. (h[2] or '') .. ',', 1, true) then
-    redis.call('ZADD', p .. 'idx:closed', ARGV[3], id)
-  else
-    redis.call('ZREM', p .. 'idx:closed', id)
-  end
-end
-for _ = 1, nh do
-  redis.call('RPUSH', KEYS[2], ARGV[i])
-  i = i + 1
-end
-while i <= #ARGV do
-  redis.call('XADD', KEYS[3], '*', 'ev', ARGV[i])
-  i = i + 1
-end
-if ARGV[4] ~= '' then redis.call('HSET', KEYS[1], 'pb', ARGV[4]) end
-if ARGV[2] ~= '' then
-  redis.call('HSET', KEYS[1], 'etag', ARGV[2], 'updated_ms', ARGV[3])
-  redis.call('ZADD', p .. 'idx:updated', ARGV[3], id)
-end
-if fp ~= '' then
-  redis.call('HSET', KEYS[4], 'fp', fp, 'id', id, 'res', ARGV[7])
-  redis.call('PEXPIRE', KEYS[4], ARGV[6])
-end
-if ARGV[8] ~= '' then redis.call('SET', KEYS[5], '1', 'PX', ARGV[8]) end
-return {'applied'}
-)lua"));
-  return *script;
-}
-
-// Reads a request to compute a change on, and the idempotency record of the change.
-// KEYS: req, idem. ARGV: fingerprint ('' = none).
-// Returns {'found', pb, status, etag, updated_ms} | {'replayed', result} | {'conflict'} |
-//         {'missing'}
-const LuaScript& LoadScript() {
-  static const LuaScript* script = new LuaScript(R"lua(
-if ARGV[1] ~= '' then
-  local e = redis.call('HMGET', KEYS[2], 'fp', 'res')
-  if e[1] then
-    if e[1] ~= ARGV[1] or not e[2] then return {'conflict'} end
-    return {'replayed', e[2]}
-  end
-end
-local r = redis.call('HMGET', KEYS[1], 'pb', 'status', 'etag', 'updated_ms')
-if not r[1] then return {'missing'} end
-return {'found', r[1], r[2], r[3], r[4]}
-)lua");
-  return *script;
-}
-
-// KEYS: hist. ARGV: first index, last index. Returns {length, {events...}}.
-const LuaScript& HistoryRangeScript() {
-  static const LuaScript* script = new LuaScript(R"lua(
-return {redis.call('LLEN', KEYS[1]), redis.call('LRANGE', KEYS[1], ARGV[1], ARGV[2])}
-)lua");
-  return *script;
+absl::Status Unexpected(absl::string_view what) {
+  return absl::InternalError(absl::StrCat(what, ": unexpected reply"));
 }
 
 std::string ReqPrefix(int shard) { return absl::StrCat(Sharding::Prefix(shard), "req:"); }
 
-absl::StatusOr<v1::Request> ParseRequest(const std::string& pb) {
-  v1::Request r;
-  if (!r.ParseFromString(pb)) return absl::DataLossError("stored request does not parse");
-  return r;
-}
+// The fields of a stored request the scripts return: pb, then the fields that change after
+// submission (status, etag, update time), which are authoritative over pb.
+struct StoredFields {
+  std::string pb;
+  std::string status;
+  std::string etag;
+  std::string updated_ms;
+};
 
-// A stored request: its pb, overlaid with the fields that change after submission (status,
-// etag, update time), which scripts keep as hash fields. `at` indexes pb in `fields`; the
-// other three follow it.
-absl::StatusOr<v1::Request> ParseStored(const std::vector<RedisReply>& fields, size_t at) {
-  auto r = ParseRequest(fields[at].str);
-  if (!r.ok()) return r;
+// A stored request: its pb, overlaid with its authoritative hash fields.
+absl::StatusOr<v1::Request> ParseStored(const StoredFields& f) {
+  v1::Request r;
+  if (!r.ParseFromString(f.pb)) return absl::DataLossError("stored request does not parse");
   int status = 0;
   int64_t updated_ms = 0;
-  if (absl::SimpleAtoi(fields[at + 1].str, &status) && common::v1::RequestStatus_IsValid(status)) {
-    r->set_status(static_cast<common::v1::RequestStatus>(status));
+  if (absl::SimpleAtoi(f.status, &status) && common::v1::RequestStatus_IsValid(status)) {
+    r.set_status(static_cast<common::v1::RequestStatus>(status));
   }
-  if (!fields[at + 2].is_nil()) r->set_etag(fields[at + 2].str);
-  if (absl::SimpleAtoi(fields[at + 3].str, &updated_ms)) {
-    *r->mutable_update_time() =
+  if (!f.etag.empty()) r.set_etag(f.etag);
+  if (absl::SimpleAtoi(f.updated_ms, &updated_ms)) {
+    *r.mutable_update_time() =
         google::protobuf::util::TimeUtil::MillisecondsToTimestamp(updated_ms);
   }
   return r;
+}
+
+// Four strings of `strings` from `at`, as StoredFields.
+StoredFields StoredAt(const std::vector<std::string>& strings, size_t at) {
+  return StoredFields{strings[at], strings[at + 1], strings[at + 2], strings[at + 3]};
+}
+
+absl::StatusOr<std::vector<common::v1::Event>> ParseEvents(const std::vector<std::string>& raw) {
+  std::vector<common::v1::Event> events;
+  events.reserve(raw.size());
+  for (const std::string& e : raw) {
+    common::v1::Event event;
+    if (!event.ParseFromString(e)) {
+      return absl::DataLossError("stored history event does not parse");
+    }
+    events.push_back(std::move(event));
+  }
+  return events;
 }
 
 absl::Status IdempotencyConflict() {
   return absl::AlreadyExistsError("request_id was already used with a different request");
 }
 
-struct ShardPage {
-  bool exhausted = true;
-  std::optional<ListCursor> last;
-  std::vector<v1::Request> requests;
+absl::Status NoSuchRequest(const std::string& id) {
+  return absl::NotFoundError(absl::StrCat("no request with id ", id));
+}
+
+// ---- Typed calls: one per script, a struct of named fields in, a typed reply out. ----
+
+// lua/create_request.lua
+struct CreateCall {
+  int shard = 0;
+  std::string id;
+  std::string request;  // serialized
+  std::optional<Idempotency> idempotency;
+  int status = 0;
+  int instrument = 0;
+  int urgency = 0;
+  std::string issuing_state;
+  std::string requested_state;
+  std::string issuing_authority;
+  std::string executing_authority;
+  int64_t created_ms = 0;
+  std::string etag;
+  int64_t idempotency_ttl_ms = 0;
+  std::string submitted;  // serialized first history event
+  std::string gone_id;    // an earlier request of the key known to be gone
 };
+struct CreateReply {
+  enum class Kind { kCreated, kReplayed, kConflict, kCollision };
+  Kind kind = Kind::kCreated;
+  std::string earlier_id;  // kReplayed: the request the key created
+};
+
+void RunCreate(common::RedisClient& redis, const CreateCall& c, Done<CreateReply> done) {
+  const std::string p = Sharding::Prefix(c.shard);
+  std::vector<std::string> keys = {
+      absl::StrCat(p, "req:", c.id),
+      absl::StrCat(p, "hist:", c.id),
+      c.idempotency ? absl::StrCat(p, "idem:", c.idempotency->scope, ":", c.idempotency->request_id)
+                    : absl::StrCat(p, "idem:-"),
+      common::EventKeys::Outbox(c.shard, "intake"),
+      absl::StrCat(p, "idx:all"),
+      absl::StrCat(p, "idx:updated"),
+      absl::StrCat(p, "idx:status:", c.status),
+      absl::StrCat(p, "idx:instrument:", c.instrument),
+      absl::StrCat(p, "idx:urgency:", c.urgency)};
+  if (!c.issuing_state.empty())
+    keys.push_back(absl::StrCat(p, "idx:issuing_state:", c.issuing_state));
+  if (!c.requested_state.empty()) {
+    keys.push_back(absl::StrCat(p, "idx:requested_state:", c.requested_state));
+  }
+  // The need-to-know party indexes (see common/access.h): idx:party:a:<authority id> holds
+  // the requests an authority issued or that are addressed to it, idx:party:s:<state> those
+  // whose issuing or requested state it is (a central authority's reach).
+  std::set<std::string> parties;
+  for (const std::string* a : {&c.issuing_authority, &c.executing_authority}) {
+    if (!a->empty()) parties.insert(absl::StrCat(p, "idx:party:a:", *a));
+  }
+  for (const std::string* s : {&c.issuing_state, &c.requested_state}) {
+    if (!s->empty()) parties.insert(absl::StrCat(p, "idx:party:s:", *s));
+  }
+  keys.insert(keys.end(), parties.begin(), parties.end());
+  std::vector<std::string> args = {c.id,
+                                   c.request,
+                                   c.idempotency ? c.idempotency->fingerprint : "",
+                                   absl::StrCat(c.status),
+                                   absl::StrCat(c.instrument),
+                                   absl::StrCat(c.urgency),
+                                   c.issuing_state,
+                                   c.requested_state,
+                                   c.issuing_authority,
+                                   c.executing_authority,
+                                   absl::StrCat(c.created_ms),
+                                   c.etag,
+                                   absl::StrCat(c.idempotency_ttl_ms),
+                                   c.submitted,
+                                   c.gone_id};
+  EvalTyped<CreateReply>(
+      redis, CreateScript(), std::move(keys), std::move(args),
+      [](const RedisReply& reply) -> absl::StatusOr<CreateReply> {
+        constexpr absl::string_view kWhat = "create_request";
+        auto out = Outcome(reply, kWhat);
+        if (!out.ok()) return out.status();
+        const std::string& kind = (*out)[0];
+        if (kind == "created") return CreateReply{CreateReply::Kind::kCreated, ""};
+        if (kind == "conflict") return CreateReply{CreateReply::Kind::kConflict, ""};
+        if (kind == "collision") return CreateReply{CreateReply::Kind::kCollision, ""};
+        if (kind == "replayed" && out->size() == 2) {
+          return CreateReply{CreateReply::Kind::kReplayed, (*out)[1]};
+        }
+        return Unexpected(kWhat);
+      },
+      std::move(done));
+}
+
+// lua/list_page.lua
+struct ListPageCall {
+  int shard = 0;
+  std::vector<std::string> ids;  // the candidates, in index order
+  int limit = 0;
+  std::string status, instrument, issuing_state, requested_state, urgency;  // '' = any
+  std::string created_from_ms, created_to_ms;                               // '' = any
+  bool scoped = false;
+  std::string scope_authority_id, scope_central_state;
+};
+struct ListPageReply {
+  size_t examined = 0;                                   // candidates examined, in order
+  std::vector<std::pair<size_t, StoredFields>> matches;  // position in ids (0-based), fields
+};
+
+void RunListPage(common::RedisClient& redis, const ListPageCall& c, Done<ListPageReply> done) {
+  std::vector<std::string> keys;
+  keys.reserve(c.ids.size());
+  const std::string prefix = ReqPrefix(c.shard);
+  for (const std::string& id : c.ids) keys.push_back(absl::StrCat(prefix, id));
+  std::vector<std::string> args = {absl::StrCat(c.limit), c.status,
+                                   c.instrument,          c.issuing_state,
+                                   c.requested_state,     c.urgency,
+                                   c.created_from_ms,     c.created_to_ms,
+                                   c.scoped ? "1" : "",   c.scope_authority_id,
+                                   c.scope_central_state};
+  const size_t candidates = c.ids.size();
+  EvalTyped<ListPageReply>(
+      redis, ListPageScript(), std::move(keys), std::move(args),
+      [candidates](const RedisReply& reply) -> absl::StatusOr<ListPageReply> {
+        constexpr absl::string_view kWhat = "list_page";
+        auto elements = common::ReplyArray(reply, kWhat);
+        if (!elements.ok()) return elements.status();
+        const std::vector<RedisReply>& e = **elements;
+        if (e.empty() || (e.size() - 1) % 5 != 0) return Unexpected(kWhat);
+        ListPageReply out;
+        auto examined = common::ReplyInteger(e[0], kWhat);
+        if (!examined.ok()) return examined.status();
+        if (*examined < 0 || static_cast<size_t>(*examined) > candidates) return Unexpected(kWhat);
+        out.examined = static_cast<size_t>(*examined);
+        for (size_t i = 1; i < e.size(); i += 5) {
+          auto position = common::ReplyInteger(e[i], kWhat);
+          if (!position.ok()) return position.status();
+          if (*position < 1 || static_cast<size_t>(*position) > candidates) {
+            return Unexpected(kWhat);
+          }
+          StoredFields f;
+          const std::pair<std::string*, int> parts[] = {
+              {&f.pb, 1}, {&f.status, 2}, {&f.etag, 3}, {&f.updated_ms, 4}};
+          for (auto [field, k] : parts) {
+            auto text = common::ReplyOptionalString(e[i + k], kWhat);
+            if (!text.ok()) return text.status();
+            *field = text->value_or("");
+          }
+          out.matches.emplace_back(static_cast<size_t>(*position) - 1, std::move(f));
+        }
+        return out;
+      },
+      std::move(done));
+}
+
+// lua/load_request.lua
+struct LoadCall {
+  int shard = 0;
+  std::string id;
+  std::optional<Idempotency> idempotency;
+};
+struct LoadReply {
+  enum class Kind { kFound, kReplayed, kConflict, kMissing };
+  Kind kind = Kind::kFound;
+  StoredFields stored;  // kFound
+  std::string result;   // kReplayed
+};
+
+std::string IdemKeyOf(int shard, const std::optional<Idempotency>& idem) {
+  return idem ? absl::StrCat(Sharding::Prefix(shard), "idem:", idem->scope, ":", idem->request_id)
+              : absl::StrCat(Sharding::Prefix(shard), "idem:-");
+}
+
+void RunLoad(common::RedisClient& redis, const LoadCall& c, Done<LoadReply> done) {
+  EvalTyped<LoadReply>(
+      redis, LoadScript(),
+      {absl::StrCat(ReqPrefix(c.shard), c.id), IdemKeyOf(c.shard, c.idempotency)},
+      {c.idempotency ? c.idempotency->fingerprint : ""},
+      [](const RedisReply& reply) -> absl::StatusOr<LoadReply> {
+        constexpr absl::string_view kWhat = "load_request";
+        auto out = Outcome(reply, kWhat);
+        if (!out.ok()) return out.status();
+        const std::string& kind = (*out)[0];
+        LoadReply r;
+        if (kind == "missing") {
+          r.kind = LoadReply::Kind::kMissing;
+        } else if (kind == "conflict") {
+          r.kind = LoadReply::Kind::kConflict;
+        } else if (kind == "replayed" && out->size() == 2) {
+          r.kind = LoadReply::Kind::kReplayed;
+          r.result = (*out)[1];
+        } else if (kind == "found" && out->size() == 5) {
+          r.stored = StoredAt(*out, 1);
+        } else {
+          return Unexpected(kWhat);
+        }
+        return r;
+      },
+      std::move(done));
+}
+
+// lua/history_range.lua
+struct HistoryRangeCall {
+  int shard = 0;
+  std::string id;
+  int64_t first = 0;
+  int64_t last = 0;
+};
+struct HistoryRangeReply {
+  int64_t length = 0;
+  std::vector<std::string> events;  // serialized
+};
+
+void RunHistoryRange(common::RedisClient& redis, const HistoryRangeCall& c,
+                     Done<HistoryRangeReply> done) {
+  EvalTyped<HistoryRangeReply>(
+      redis, HistoryRangeScript(), {absl::StrCat(Sharding::Prefix(c.shard), "hist:", c.id)},
+      {absl::StrCat(c.first), absl::StrCat(c.last)},
+      [](const RedisReply& reply) -> absl::StatusOr<HistoryRangeReply> {
+        constexpr absl::string_view kWhat = "history_range";
+        auto elements = common::ReplyArray(reply, kWhat);
+        if (!elements.ok()) return elements.status();
+        if ((*elements)->size() != 2) return Unexpected(kWhat);
+        HistoryRangeReply out;
+        auto length = common::ReplyInteger((**elements)[0], kWhat);
+        if (!length.ok()) return length.status();
+        auto events = common::ReplyStrings((**elements)[1], kWhat);
+        if (!events.ok()) return events.status();
+        out.length = *length;
+        out.events = *std::move(events);
+        return out;
+      },
+      std::move(done));
+}
+
+// lua/get_recorded.lua
+struct GetRecordedCall {
+  int shard = 0;
+  std::string id;
+  const RecordedRead* read = nullptr;
+};
+struct GetRecordedReply {
+  std::optional<StoredFields> stored;  // nullopt: no such request
+  bool recorded = false;
+};
+
+void RunGetRecorded(common::RedisClient& redis, const GetRecordedCall& c,
+                    Done<GetRecordedReply> done) {
+  const RecordedRead& read = *c.read;
+  EvalTyped<GetRecordedReply>(
+      redis, GetRecordedScript(), {absl::StrCat(ReqPrefix(c.shard), c.id), read.entry.pending_key},
+      {read.scope.all ? "1" : "", read.scope.authority_id, read.scope.central_state,
+       absl::StrCat(read.entry.max_pending), read.entry.request_id, read.entry.mac,
+       read.entry.entry},
+      [](const RedisReply& reply) -> absl::StatusOr<GetRecordedReply> {
+        constexpr absl::string_view kWhat = "get_recorded";
+        auto elements = common::ReplyArray(reply, kWhat);
+        if (!elements.ok()) return elements.status();
+        GetRecordedReply out;
+        if ((*elements)->empty()) return out;
+        if ((*elements)->size() != 5) return Unexpected(kWhat);
+        StoredFields f;
+        const std::pair<std::string*, int> parts[] = {
+            {&f.pb, 0}, {&f.status, 1}, {&f.etag, 2}, {&f.updated_ms, 3}};
+        for (auto [field, k] : parts) {
+          auto text = common::ReplyOptionalString((**elements)[k], kWhat);
+          if (!text.ok()) return text.status();
+          *field = text->value_or("");
+        }
+        auto recorded = common::ReplyInteger((**elements)[4], kWhat);
+        if (!recorded.ok()) return recorded.status();
+        out.stored = std::move(f);
+        out.recorded = *recorded == 1;
+        return out;
+      },
+      std::move(done));
+}
+
+// lua/mutate_request.lua
+struct MutateCall {
+  int shard = 0;
+  const Mutation* mutation = nullptr;
+  // The indexed fields the change is computed on (a field missing here reads as '').
+  std::map<std::string, std::string> before;
+  int64_t idempotency_ttl_ms = 0;
+};
+struct MutateReply {
+  enum class Kind {
+    kApplied,
+    kReplayed,
+    kConflict,
+    kDuplicate,
+    kMissing,
+    kStale,
+    kMoved,
+    kNoData,
+    kQuota
+  };
+  Kind kind = Kind::kApplied;
+  std::string result;                          // kReplayed
+  std::string version;                         // kStale: the stored version
+  std::map<std::string, std::string> current;  // kMoved: the checked fields as stored
+  std::vector<std::string> quota;              // kQuota: {'quota', which, used}
+};
+
+// The party indexes (see RunCreate) of a request with these indexed fields.
+std::set<std::string> PartyIndexes(const std::string& p,
+                                   const std::map<std::string, std::string>& fields) {
+  std::set<std::string> out;
+  for (const char* f : {"issuing_authority", "executing_authority"}) {
+    auto it = fields.find(f);
+    if (it != fields.end() && !it->second.empty()) {
+      out.insert(absl::StrCat(p, "idx:party:a:", it->second));
+    }
+  }
+  for (const char* f : {"issuing_state", "requested_state"}) {
+    auto it = fields.find(f);
+    if (it != fields.end() && !it->second.empty()) {
+      out.insert(absl::StrCat(p, "idx:party:s:", it->second));
+    }
+  }
+  return out;
+}
+
+void RunMutate(common::RedisClient& redis, const MutateCall& c, Done<MutateReply> done) {
+  const Mutation& m = *c.mutation;
+  const std::string p = Sharding::Prefix(c.shard);
+  std::vector<std::string> keys = {
+      absl::StrCat(p, "req:", m.id),
+      absl::StrCat(p, "hist:", m.id),
+      common::EventKeys::Outbox(c.shard, "intake"),
+      IdemKeyOf(c.shard, m.idempotency),
+      m.dedupe ? m.dedupe->seen_key : absl::StrCat(p, "seen:-"),
+      m.document ? m.document->data_key : absl::StrCat(p, "doc:-"),
+      m.document ? m.document->list_key : absl::StrCat(p, "docs:-"),
+      m.document ? m.document->usage_key : absl::StrCat(p, "docbytes:-"),
+      RedisDocumentStore::AuthorityUsageKey(),
+      absl::StrCat(p, "idx:updated"),
+      absl::StrCat(p, "idx:closed")};
+  // Which index entries the change moves, from the fields it is computed on: each field
+  // that changes leaves idx:<field>:<old> and enters idx:<field>:<new> (the party fields
+  // feed the party indexes instead), as the fields are set in order.
+  std::vector<std::string> checked;  // field, value pairs
+  std::vector<std::string> leave, enter;
+  bool status_moves = false;
+  std::set<std::string> party_before, party_after;
+  if (!m.fields.empty()) {
+    std::map<std::string, std::string> now;
+    auto believe = [&](const std::string& f) -> std::string& {
+      auto it = now.find(f);
+      if (it != now.end()) return it->second;
+      auto known = c.before.find(f);
+      std::string& slot = now[f];
+      slot = known == c.before.end() ? "" : known->second;
+      checked.push_back(f);
+      checked.push_back(slot);
+      return slot;
+    };
+    for (const char* f :
+         {"issuing_authority", "executing_authority", "issuing_state", "requested_state"}) {
+      believe(f);
+    }
+    party_before = PartyIndexes(p, now);
+    for (const auto& [f, v] : m.fields) {
+      std::string& old = believe(f);
+      if (old == v) continue;
+      if (f == "status") status_moves = true;
+      if (f != "issuing_authority" && f != "executing_authority") {
+        if (!old.empty()) leave.push_back(absl::StrCat(p, "idx:", f, ":", old));
+        if (!v.empty()) enter.push_back(absl::StrCat(p, "idx:", f, ":", v));
+      }
+      old = v;
+    }
+    party_after = PartyIndexes(p, now);
+  }
+  std::vector<std::string> party_leave, party_enter;
+  for (const auto& k : party_before) {
+    if (!party_after.count(k)) party_leave.push_back(k);
+  }
+  for (const auto& k : party_after) {
+    if (!party_before.count(k)) party_enter.push_back(k);
+  }
+  for (auto* list : {&leave, &enter, &party_leave, &party_enter}) {
+    keys.insert(keys.end(), list->begin(), list->end());
+  }
+  const DocumentCommit* d = m.document ? &*m.document : nullptr;
+  std::vector<std::string> args = {m.expected_version ? absl::StrCat(*m.expected_version) : "",
+                                   m.new_version ? absl::StrCat(*m.new_version) : "",
+                                   absl::StrCat(m.updated_ms),
+                                   m.request ? m.request->SerializeAsString() : "",
+                                   m.idempotency ? m.idempotency->fingerprint : "",
+                                   absl::StrCat(c.idempotency_ttl_ms),
+                                   m.result,
+                                   m.dedupe ? m.dedupe->retention_ms : "",
+                                   m.id,
+                                   d ? d->document : "",
+                                   d ? d->authority : "",
+                                   d ? absl::StrCat(d->size_bytes) : "0",
+                                   d ? absl::StrCat(d->max_request_bytes) : "0",
+                                   d ? absl::StrCat(d->max_authority_bytes) : "0",
+                                   status_moves ? FinalStatusesText() : "",
+                                   absl::StrCat(leave.size()),
+                                   absl::StrCat(enter.size()),
+                                   absl::StrCat(party_leave.size()),
+                                   absl::StrCat(party_enter.size()),
+                                   absl::StrCat(checked.size() / 2),
+                                   absl::StrCat(m.fields.size()),
+                                   absl::StrCat(m.history.size())};
+  args.insert(args.end(), checked.begin(), checked.end());
+  for (const auto& [field, value] : m.fields) {
+    args.push_back(field);
+    args.push_back(value);
+  }
+  for (const auto& e : m.history) args.push_back(e.SerializeAsString());
+  for (const auto& e : m.outbox) args.push_back(e.SerializeAsString());
+  EvalTyped<MutateReply>(
+      redis, MutateScript(), std::move(keys), std::move(args),
+      [](const RedisReply& reply) -> absl::StatusOr<MutateReply> {
+        constexpr absl::string_view kWhat = "mutate_request";
+        auto out = Outcome(reply, kWhat);
+        if (!out.ok()) return out.status();
+        const std::string& kind = (*out)[0];
+        MutateReply r;
+        if (kind == "applied") {
+          r.kind = MutateReply::Kind::kApplied;
+        } else if (kind == "duplicate") {
+          r.kind = MutateReply::Kind::kDuplicate;
+        } else if (kind == "replayed" && out->size() == 2) {
+          r.kind = MutateReply::Kind::kReplayed;
+          r.result = (*out)[1];
+        } else if (kind == "conflict") {
+          r.kind = MutateReply::Kind::kConflict;
+        } else if (kind == "missing") {
+          r.kind = MutateReply::Kind::kMissing;
+        } else if (kind == "nodata") {
+          r.kind = MutateReply::Kind::kNoData;
+        } else if (kind == "stale" && out->size() == 2) {
+          r.kind = MutateReply::Kind::kStale;
+          r.version = (*out)[1];
+        } else if (kind == "moved" && out->size() % 2 == 1) {
+          r.kind = MutateReply::Kind::kMoved;
+          for (size_t i = 1; i + 1 < out->size(); i += 2) r.current[(*out)[i]] = (*out)[i + 1];
+        } else if (kind == "quota") {
+          r.kind = MutateReply::Kind::kQuota;
+          r.quota = *std::move(out);
+        } else {
+          return Unexpected(kWhat);
+        }
+        return r;
+      },
+      std::move(done));
+}
+
+// lua/find_retention_work.lua
+struct RetentionWorkCall {
+  int shard = 0;
+  int64_t closed_before_ms = 0;
+  int64_t tombstoned_before_ms = 0;
+  int limit = 1;
+};
+struct RetentionWorkReply {
+  std::vector<std::string> closed;
+  std::vector<std::string> tombstoned;
+  std::vector<std::string> unaudited;  // field, erased ms, ...
+};
+
+std::string UnauditedKey(int shard) {
+  return absl::StrCat(Sharding::Prefix(shard), "retention:unaudited");
+}
+
+void RunFindRetentionWork(common::RedisClient& redis, const RetentionWorkCall& c,
+                          Done<RetentionWorkReply> done) {
+  const std::string p = Sharding::Prefix(c.shard);
+  EvalTyped<RetentionWorkReply>(
+      redis, RetentionWorkScript(),
+      {absl::StrCat(p, "idx:closed"), absl::StrCat(p, "idx:tombstoned"), UnauditedKey(c.shard)},
+      {absl::StrCat(c.closed_before_ms), absl::StrCat(c.tombstoned_before_ms),
+       absl::StrCat(c.limit)},
+      [](const RedisReply& reply) -> absl::StatusOr<RetentionWorkReply> {
+        constexpr absl::string_view kWhat = "find_retention_work";
+        auto elements = common::ReplyArray(reply, kWhat);
+        if (!elements.ok()) return elements.status();
+        if ((*elements)->size() != 3) return Unexpected(kWhat);
+        RetentionWorkReply out;
+        const std::pair<std::vector<std::string>*, int> parts[] = {
+            {&out.closed, 0}, {&out.tombstoned, 1}, {&out.unaudited, 2}};
+        for (auto [list, k] : parts) {
+          auto strings = common::ReplyStrings((**elements)[k], kWhat);
+          if (!strings.ok()) return strings.status();
+          *list = *std::move(strings);
+        }
+        return out;
+      },
+      std::move(done));
+}
+
+// lua/erase_personal_data.lua
+struct ErasePersonalCall {
+  int shard = 0;
+  const PersonalDataErasure* erasure = nullptr;
+};
+enum class EraseReply { kErased, kSkip, kStale, kMoved };
+
+absl::StatusOr<EraseReply> ParseErase(const RedisReply& reply, absl::string_view what) {
+  auto out = Outcome(reply, what);
+  if (!out.ok()) return out.status();
+  const std::string& kind = (*out)[0];
+  if (kind == "erased") return EraseReply::kErased;
+  if (kind == "skip") return EraseReply::kSkip;
+  if (kind == "stale") return EraseReply::kStale;
+  if (kind == "moved") return EraseReply::kMoved;
+  return Unexpected(what);
+}
+
+void RunErasePersonal(common::RedisClient& redis, const ErasePersonalCall& c,
+                      Done<EraseReply> done) {
+  const PersonalDataErasure& e = *c.erasure;
+  const std::string p = Sharding::Prefix(c.shard);
+  std::vector<std::string> keys = {absl::StrCat(p, "req:", e.id),
+                                   absl::StrCat(p, "hist:", e.id),
+                                   RedisDocumentStore::ListKey(c.shard, e.id),
+                                   common::EventKeys::Outbox(c.shard, "intake"),
+                                   absl::StrCat(p, "idx:closed"),
+                                   absl::StrCat(p, "idx:tombstoned"),
+                                   UnauditedKey(c.shard),
+                                   RedisDocumentStore::UsageKey(c.shard, e.id),
+                                   RedisDocumentStore::AuthorityUsageKey(),
+                                   absl::StrCat(p, "idx:updated")};
+  for (const auto& d : e.document_ids) keys.push_back(RedisDocumentStore::DataKey(c.shard, d));
+  EvalTyped<EraseReply>(
+      redis, ErasePersonalScript(), std::move(keys),
+      {absl::StrCat(e.expected_version), absl::StrCat(e.expected_version + 1),
+       absl::StrCat(e.closed_before_ms), absl::StrCat(e.now_ms), e.tombstone.SerializeAsString(),
+       e.erased.SerializeAsString(), e.id, absl::StrCat(e.document_ids.size())},
+      [](const RedisReply& reply) { return ParseErase(reply, "erase_personal_data"); },
+      std::move(done));
+}
+
+// lua/erase_request.lua
+struct EraseRequestCall {
+  int shard = 0;
+  std::string id;
+  int64_t tombstoned_before_ms = 0;
+  int64_t now_ms = 0;
+  // The tombstone's hash as read (HGETALL), which names its index entries.
+  std::map<std::string, std::string> hash;
+};
+
+bool StoredField(const std::string& field) {
+  return field == "pb" || field == "etag" || field == "created_ms" || field == "updated_ms" ||
+         field == "erased_ms";
+}
+
+void RunEraseRequest(common::RedisClient& redis, const EraseRequestCall& c, Done<EraseReply> done) {
+  const std::string p = Sharding::Prefix(c.shard);
+  std::vector<std::string> keys = {absl::StrCat(p, "req:", c.id),
+                                   absl::StrCat(p, "hist:", c.id),
+                                   RedisDocumentStore::ListKey(c.shard, c.id),
+                                   absl::StrCat(p, "idx:tombstoned"),
+                                   UnauditedKey(c.shard),
+                                   absl::StrCat(p, "idx:all"),
+                                   absl::StrCat(p, "idx:updated"),
+                                   absl::StrCat(p, "idx:closed")};
+  std::vector<std::string> args = {c.id, absl::StrCat(c.tombstoned_before_ms),
+                                   absl::StrCat(c.now_ms)};
+  // Every hash field but the stored ones names an index (idx:<field>:<value>, as the mutate
+  // script keeps them), so the entries go whatever indexes a later change adds; the party
+  // indexes go too.
+  std::map<std::string, std::string> indexed;
+  for (const auto& [field, value] : c.hash) {
+    if (StoredField(field)) continue;
+    args.push_back(field);
+    args.push_back(value);
+    indexed[field] = value;
+    if (!value.empty()) keys.push_back(absl::StrCat(p, "idx:", field, ":", value));
+  }
+  for (const auto& k : PartyIndexes(p, indexed)) keys.push_back(k);
+  EvalTyped<EraseReply>(
+      redis, EraseRequestScript(), std::move(keys), std::move(args),
+      [](const RedisReply& reply) { return ParseErase(reply, "erase_request"); }, std::move(done));
+}
+
+// Create, Load, Mutate and EraseRequest retry a script whose keys were computed from data
+// that changed in between ('moved', or an idempotency record naming a gone request) at most
+// this many times, then answer ABORTED.
+constexpr int kAttempts = 3;
 
 }  // namespace
 
 void RedisRequestStore::Create(NewRequest in, Done<CreateOutcome> done) {
+  CreateAttempt(std::move(in), "", kAttempts, std::move(done));
+}
+
+void RedisRequestStore::CreateAttempt(NewRequest in, std::string gone_id, int attempts_left,
+                                      Done<CreateOutcome> done) {
   auto shard = sharding_.ShardOf("rq", in.request.id());
   if (!shard.ok()) return done(shard.status());
-  const std::string p = Sharding::Prefix(*shard);
   const v1::Request& r = in.request;
-  const std::string id = r.id();
-  const std::string fp = in.idempotency ? in.idempotency->fingerprint : "";
-  const std::string idem_key = in.idempotency ? absl::StrCat(p, "idem:", in.idempotency->scope, ":",
-                                                             in.idempotency->request_id)
-                                              : absl::StrCat(p, "idem:-");
-  std::vector<std::string> keys = {
-      absl::StrCat(p, "req:", id),
-      absl::StrCat(p, "hist:", id),
-      idem_key,
-      absl::StrCat(p, "idx:all"),
-      absl::StrCat(p, "idx:status:", static_cast<int>(r.status())),
-      absl::StrCat(p, "idx:instrument:", static_cast<int>(r.content().instrument())),
-      common::EventKeys::Outbox(*shard, "intake")};
-  std::vector<std::string> args = {id,
-                                   r.SerializeAsString(),
-                                   fp,
-                                   absl::StrCat(static_cast<int>(r.status())),
-                                   absl::StrCat(static_cast<int>(r.content().instrument())),
-                                   r.content().issuing_authority().state(),
-                                   r.content().requested_state(),
-                                   absl::StrCat(CursorOf(r).create_ms),
-                                   r.etag(),
-                                   absl::StrCat(absl::ToInt64Milliseconds(idempotency_ttl_)),
-                                   in.submitted.SerializeAsString(),
-                                   ReqPrefix(*shard),
-                                   absl::StrCat(static_cast<int>(r.content().urgency())),
-                                   p,
-                                   r.content().issuing_authority().authority_id(),
-                                   r.executing_authority().authority_id()};
-  redis_.Eval(CreateScript(), std::move(keys), std::move(args),
-              [request = std::move(in.request), done](absl::StatusOr<RedisReply> reply) mutable {
-                if (!reply.ok()) return done(reply.status());
-                if (reply->elements.empty()) return done(absl::InternalError("empty script reply"));
-                const std::string& outcome = reply->elements[0].str;
-                if (outcome == "created") return done(CreateOutcome{std::move(request), false});
-                if (outcome == "conflict") {
-                  return done(absl::AlreadyExistsError(
-                      "request_id was already used with a different request"));
+  CreateCall c;
+  c.shard = *shard;
+  c.id = r.id();
+  c.request = r.SerializeAsString();
+  c.idempotency = in.idempotency;
+  c.status = static_cast<int>(r.status());
+  c.instrument = static_cast<int>(r.content().instrument());
+  c.urgency = static_cast<int>(r.content().urgency());
+  c.issuing_state = r.content().issuing_authority().state();
+  c.requested_state = r.content().requested_state();
+  c.issuing_authority = r.content().issuing_authority().authority_id();
+  c.executing_authority = r.executing_authority().authority_id();
+  c.created_ms = CursorOf(r).create_ms;
+  c.etag = r.etag();
+  c.idempotency_ttl_ms = absl::ToInt64Milliseconds(idempotency_ttl_);
+  c.submitted = in.submitted.SerializeAsString();
+  c.gone_id = std::move(gone_id);
+  RunCreate(redis_, c,
+            [this, in = std::move(in), attempts_left,
+             done = std::move(done)](absl::StatusOr<CreateReply> reply) mutable {
+              if (!reply.ok()) return done(reply.status());
+              switch (reply->kind) {
+                case CreateReply::Kind::kCreated:
+                  return done(CreateOutcome{std::move(in.request), false});
+                case CreateReply::Kind::kConflict:
+                  return done(IdempotencyConflict());
+                case CreateReply::Kind::kCollision:
+                  return done(absl::AbortedError("request id collision; retry"));
+                case CreateReply::Kind::kReplayed:
+                  break;
+              }
+              // The key's request lives in the same shard; the script cannot name it (its
+              // id is data), so it is read here: a second round trip, on a replay only.
+              const std::string earlier = reply->earlier_id;
+              Get(earlier, [this, in = std::move(in), earlier, attempts_left,
+                            done = std::move(done)](absl::StatusOr<v1::Request> found) mutable {
+                if (found.ok()) return done(CreateOutcome{*std::move(found), true});
+                if (!absl::IsNotFound(found.status())) return done(found.status());
+                // Gone since: the key creates a new request, as if unused.
+                if (attempts_left <= 1) {
+                  return done(absl::AbortedError("request id collision; retry"));
                 }
-                if (outcome == "replayed" && reply->elements.size() == 5) {
-                  auto earlier = ParseStored(reply->elements, 1);
-                  if (!earlier.ok()) return done(earlier.status());
-                  return done(CreateOutcome{*std::move(earlier), true});
-                }
-                done(absl::AbortedError("request id collision; retry"));
+                CreateAttempt(std::move(in), earlier, attempts_left - 1, std::move(done));
               });
+            });
 }
 
 void RedisRequestStore::Get(const std::string& id, Done<v1::Request> done) {
@@ -357,10 +765,14 @@ void RedisRequestStore::Get(const std::string& id, Done<v1::Request> done) {
       {"HMGET", absl::StrCat(ReqPrefix(*shard), id), "pb", "status", "etag", "updated_ms"},
       [id, done](absl::StatusOr<RedisReply> reply) {
         if (!reply.ok()) return done(reply.status());
-        if (reply->elements.size() != 4 || reply->elements[0].is_nil()) {
-          return done(absl::NotFoundError(absl::StrCat("no request with id ", id)));
-        }
-        done(ParseStored(reply->elements, 0));
+        constexpr absl::string_view kWhat = "HMGET request";
+        auto elements = common::ReplyArray(*reply, kWhat);
+        if (!elements.ok()) return done(elements.status());
+        if ((*elements)->size() != 4) return done(Unexpected(kWhat));
+        if ((**elements)[0].is_nil()) return done(NoSuchRequest(id));
+        auto strings = common::ReplyStrings(*reply, kWhat);
+        if (!strings.ok()) return done(strings.status());
+        done(ParseStored(StoredAt(*strings, 0)));
       });
 }
 
@@ -372,6 +784,12 @@ void RedisRequestStore::Get(const std::string& id, Done<v1::Request> done) {
 // asked again from where each stopped, for the rest, up to kListRounds rounds. A page still
 // short then (sparse filters hitting the scan budget) is answered as is with a `next`
 // cursor, as before.
+struct RedisRequestStore::ShardPage {
+  bool exhausted = true;
+  std::optional<ListCursor> last;
+  std::vector<v1::Request> requests;
+};
+
 struct RedisRequestStore::ListGather {
   ListGather(ListQuery q, Done<ListPage> d, int shards)
       : query(std::move(q)), done(std::move(d)), pages(shards) {}
@@ -385,46 +803,18 @@ struct RedisRequestStore::ListGather {
   std::vector<ShardPage> pages;
 };
 
-// KEYS: req, the request shard's audit pending stream. ARGV: 1 every request in scope
-// ('1'|''), 2 scope authority id, 3 scope central state ('' = none), 4 max pending, 5 request
-// id, 6 entry mac, 7 entry. The reach rule is ListScript's. Returns {} when there is no
-// such request, else {pb, status, etag, updated_ms, recorded (1|0)}.
-const LuaScript& GetRecordedScript() {
-  static const LuaScript* script = new LuaScript(R"lua(
-local h = redis.call('HMGET', KEYS[1], 'pb', 'status', 'etag', 'updated_ms',
-                     'issuing_authority', 'executing_authority', 'issuing_state',
-                     'requested_state')
-if not h[1] then return {} end
-local reach = ARGV[1] == '1'
-  or (ARGV[2] ~= '' and (h[5] == ARGV[2] or h[6] == ARGV[2]))
-  or (ARGV[3] ~= '' and (h[7] == ARGV[3] or h[8] == ARGV[3]))
-local recorded = 0
-if reach and redis.call('XLEN', KEYS[2]) < tonumber(ARGV[4]) then
-  redis.call('XADD', KEYS[2], '*', 'r', ARGV[5], 'm', ARGV[6], 'e', ARGV[7])
-  recorded = 1
-end
-return {h[1], h[2], h[3], h[4], recorded}
-)lua");
-  return *script;
-}
-
 void RedisRequestStore::GetRecorded(const std::string& id, const RecordedRead& read,
                                     Done<ReadOutcome> done) {
   auto shard = sharding_.ShardOf("rq", id);
   if (!shard.ok()) return done(shard.status());
-  redis_.Eval(GetRecordedScript(), {absl::StrCat(ReqPrefix(*shard), id), read.entry.pending_key},
-              {read.scope.all ? "1" : "", read.scope.authority_id, read.scope.central_state,
-               absl::StrCat(read.entry.max_pending), read.entry.request_id, read.entry.mac,
-               read.entry.entry},
-              [id, done](absl::StatusOr<RedisReply> reply) {
-                if (!reply.ok()) return done(reply.status());
-                if (reply->elements.size() != 5) {
-                  return done(absl::NotFoundError(absl::StrCat("no request with id ", id)));
-                }
-                auto request = ParseStored(reply->elements, 0);
-                if (!request.ok()) return done(request.status());
-                done(ReadOutcome{*std::move(request), reply->elements[4].integer == 1});
-              });
+  RunGetRecorded(redis_, GetRecordedCall{*shard, id, &read},
+                 [id, done](absl::StatusOr<GetRecordedReply> reply) {
+                   if (!reply.ok()) return done(reply.status());
+                   if (!reply->stored) return done(NoSuchRequest(id));
+                   auto request = ParseStored(*reply->stored);
+                   if (!request.ok()) return done(request.status());
+                   done(ReadOutcome{*std::move(request), reply->recorded});
+                 });
 }
 
 void RedisRequestStore::List(const ListQuery& query, Done<ListPage> done) {
@@ -437,6 +827,12 @@ void RedisRequestStore::List(const ListQuery& query, Done<ListPage> done) {
   ListRound(gather, all, share);
 }
 
+// One shard's part of a round, in two steps: the candidates from the shard's index (a
+// command), then list_page.lua, which reads their hashes (declared in KEYS: their ids are
+// data, so the script cannot name them) and keeps the matches. The index is the most
+// selective one that serves the filters; when it serves them all, every entry matches
+// (indexes change with their hash in one step), so a few more candidates than `limit`
+// suffice; else the shard's scan budget is read.
 void RedisRequestStore::ListRound(const std::shared_ptr<ListGather>& gather,
                                   const std::vector<int>& shards, int limit) {
   const ListQuery& query = gather->query;
@@ -446,89 +842,144 @@ void RedisRequestStore::ListRound(const std::shared_ptr<ListGather>& gather,
   }
   for (int shard : shards) {
     const std::string p = Sharding::Prefix(shard);
-    // The most selective index that serves the filters; the scan checks the others. Lists
-    // by update walk the update-time index.
-    std::string index = absl::StrCat(p, "idx:all");
-    // A scoped list walks the caller's party index (a central authority's: its state's,
-    // which holds the requests of the authorities of that state too).
     const bool scoped = query.scope.has_value() && !query.scope->all;
+    ListPageCall call;
+    call.shard = shard;
+    call.limit = limit;
+    call.status = query.status != 0 ? absl::StrCat(static_cast<int>(query.status)) : "";
+    call.instrument = query.instrument != 0 ? absl::StrCat(static_cast<int>(query.instrument)) : "";
+    call.issuing_state = query.issuing_state;
+    call.requested_state = query.requested_state;
+    call.urgency = query.urgency != 0 ? absl::StrCat(static_cast<int>(query.urgency)) : "";
+    call.created_from_ms = query.created_from_ms ? absl::StrCat(*query.created_from_ms) : "";
+    call.created_to_ms = query.created_to_ms ? absl::StrCat(*query.created_to_ms) : "";
+    call.scoped = scoped;
+    call.scope_authority_id = scoped ? query.scope->authority_id : "";
+    call.scope_central_state = scoped ? query.scope->central_state : "";
+    // The most selective index that serves the filters; the scan checks the others. Lists
+    // by update walk the update-time index. A scoped list walks the caller's party index (a
+    // central authority's: its state's, which holds the requests of the authorities of that
+    // state too). `served` blanks, in a copy, the filter the index serves.
+    std::string index = absl::StrCat(p, "idx:all");
+    ListPageCall served = call;
     if (query.by_update) {
       index = absl::StrCat(p, "idx:updated");
     } else if (scoped) {
       index = query.scope->central_state.empty()
                   ? absl::StrCat(p, "idx:party:a:", query.scope->authority_id)
                   : absl::StrCat(p, "idx:party:s:", query.scope->central_state);
+      served.scoped = false;
     } else if (query.status != 0) {
-      index = absl::StrCat(p, "idx:status:", static_cast<int>(query.status));
+      index = absl::StrCat(p, "idx:status:", call.status);
+      served.status.clear();
     } else if (query.instrument != 0) {
-      index = absl::StrCat(p, "idx:instrument:", static_cast<int>(query.instrument));
+      index = absl::StrCat(p, "idx:instrument:", call.instrument);
+      served.instrument.clear();
     } else if (!query.requested_state.empty()) {
       index = absl::StrCat(p, "idx:requested_state:", query.requested_state);
+      served.requested_state.clear();
     } else if (!query.issuing_state.empty()) {
       index = absl::StrCat(p, "idx:issuing_state:", query.issuing_state);
+      served.issuing_state.clear();
     } else if (query.urgency != 0) {
-      index = absl::StrCat(p, "idx:urgency:", static_cast<int>(query.urgency));
+      index = absl::StrCat(p, "idx:urgency:", call.urgency);
+      served.urgency.clear();
     }
     std::string max = "+inf", min = "-inf";
     if (!query.by_update && query.created_to_ms) max = absl::StrCat(*query.created_to_ms - 1);
-    if (!query.by_update && query.created_from_ms) min = absl::StrCat(*query.created_from_ms);
-    const std::optional<ListCursor>& after =
-        gather->pages[shard].last.has_value() ? gather->pages[shard].last : query.after;
+    if (!query.by_update && query.created_from_ms) {
+      min = absl::StrCat(*query.created_from_ms);
+      served.created_from_ms.clear();
+    }
+    if (!query.by_update && query.created_to_ms) served.created_to_ms.clear();
+    const bool all_served = served.status.empty() && served.instrument.empty() &&
+                            served.issuing_state.empty() && served.requested_state.empty() &&
+                            served.urgency.empty() && served.created_from_ms.empty() &&
+                            served.created_to_ms.empty() && !served.scoped;
+    std::optional<ListCursor> after;
+    {
+      absl::MutexLock lock(&gather->mu);
+      after = gather->pages[shard].last.has_value() ? gather->pages[shard].last : query.after;
+    }
     if (after) max = absl::StrCat(after->create_ms);
-    std::vector<std::string> args = {
-        max,
-        after ? after->id : "",
-        absl::StrCat(limit),
-        absl::StrCat(kScanBudget),
-        query.status != 0 ? absl::StrCat(static_cast<int>(query.status)) : "",
-        query.instrument != 0 ? absl::StrCat(static_cast<int>(query.instrument)) : "",
-        query.issuing_state,
-        query.requested_state,
-        ReqPrefix(shard),
-        min,
-        query.urgency != 0 ? absl::StrCat(static_cast<int>(query.urgency)) : "",
-        query.created_from_ms ? absl::StrCat(*query.created_from_ms) : "",
-        query.created_to_ms ? absl::StrCat(*query.created_to_ms) : "",
-        scoped ? "1" : "",
-        scoped ? query.scope->authority_id : "",
-        scoped ? query.scope->central_state : ""};
-    redis_.Eval(ListScript(), {index}, std::move(args),
-                [this, gather, shard](absl::StatusOr<RedisReply> reply) {
-                  ShardPage page;
-                  absl::Status error;
-                  if (!reply.ok()) {
-                    error = reply.status();
-                  } else if (reply->elements.size() < 3) {
-                    error = absl::InternalError("unexpected list script reply");
-                  } else {
-                    page.exhausted = reply->elements[0].integer == 1;
-                    int64_t score = 0;
-                    if (!reply->elements[2].str.empty() &&
-                        absl::SimpleAtoi(reply->elements[1].str, &score)) {
-                      page.last = ListCursor{score, reply->elements[2].str};
-                    }
-                    for (size_t i = 3; i + 3 < reply->elements.size() && error.ok(); i += 4) {
-                      auto r = ParseStored(reply->elements, i);
-                      if (r.ok()) {
-                        page.requests.push_back(*std::move(r));
-                      } else {
-                        error = r.status();
-                      }
-                    }
-                  }
-                  bool last = false;
-                  {
-                    absl::MutexLock lock(&gather->mu);
-                    if (!error.ok() && gather->error.ok()) gather->error = error;
-                    ShardPage& kept = gather->pages[shard];
-                    kept.exhausted = page.exhausted;
-                    if (page.last.has_value()) kept.last = page.last;
-                    for (auto& r : page.requests) kept.requests.push_back(std::move(r));
-                    last = --gather->pending == 0;
-                  }
-                  if (last) ListEvaluate(gather);
-                });
+    // Entries at the cursor's own time with ids at or after the cursor's come first and are
+    // skipped; a few more are read for them.
+    const int want = all_served ? std::min(kScanBudget, limit + 2) : kScanBudget;
+    const int read = want + (after ? kCursorTies : 0);
+    redis_.Command(
+        {"ZREVRANGEBYSCORE", index, max, min, "WITHSCORES", "LIMIT", "0", absl::StrCat(read)},
+        [this, gather, shard, call = std::move(call), after, want,
+         read](absl::StatusOr<RedisReply> reply) mutable {
+          constexpr absl::string_view kWhat = "ZREVRANGEBYSCORE list index";
+          absl::StatusOr<std::vector<std::string>> items =
+              reply.ok() ? common::ReplyStrings(*reply, kWhat)
+                         : absl::StatusOr<std::vector<std::string>>(reply.status());
+          if (!items.ok()) return ListShardDone(gather, shard, items.status(), ShardPage{});
+          std::vector<ListCursor> candidates;
+          bool dropped = false;  // read past `want`: left for the next round
+          for (size_t i = 0; i + 1 < items->size(); i += 2) {
+            ListCursor at;
+            at.id = (*items)[i];
+            double score = 0;
+            if (!absl::SimpleAtoi((*items)[i + 1], &at.create_ms)) {
+              if (!absl::SimpleAtod((*items)[i + 1], &score)) {
+                return ListShardDone(gather, shard, Unexpected(kWhat), ShardPage{});
+              }
+              at.create_ms = static_cast<int64_t>(score);
+            }
+            if (after && at.create_ms == after->create_ms && at.id >= after->id) continue;
+            if (static_cast<int>(candidates.size()) < want) {
+              candidates.push_back(std::move(at));
+            } else {
+              dropped = true;
+            }
+          }
+          // The index has nothing past these: the shard is exhausted once they are examined.
+          const bool index_ends = static_cast<int>(items->size() / 2) < read && !dropped;
+          if (candidates.empty()) {
+            ShardPage page;
+            page.exhausted = index_ends;
+            return ListShardDone(gather, shard, absl::OkStatus(), std::move(page));
+          }
+          call.ids.reserve(candidates.size());
+          for (const auto& c : candidates) call.ids.push_back(c.id);
+          const bool all_read = index_ends;
+          RunListPage(redis_, call,
+                      [this, gather, shard, candidates = std::move(candidates),
+                       all_read](absl::StatusOr<ListPageReply> page_reply) {
+                        ShardPage page;
+                        if (!page_reply.ok()) {
+                          return ListShardDone(gather, shard, page_reply.status(), ShardPage{});
+                        }
+                        for (auto& [position, fields] : page_reply->matches) {
+                          auto r = ParseStored(fields);
+                          if (!r.ok()) return ListShardDone(gather, shard, r.status(), ShardPage{});
+                          page.requests.push_back(*std::move(r));
+                        }
+                        const size_t examined = page_reply->examined;
+                        page.exhausted = all_read && examined == candidates.size();
+                        if (examined > 0) page.last = candidates[examined - 1];
+                        ListShardDone(gather, shard, absl::OkStatus(), std::move(page));
+                      });
+        });
   }
+}
+
+void RedisRequestStore::ListShardDone(const std::shared_ptr<ListGather>& gather, int shard,
+                                      absl::Status error, ShardPage page) {
+  bool last = false;
+  {
+    absl::MutexLock lock(&gather->mu);
+    if (!error.ok() && gather->error.ok()) gather->error = error;
+    ShardPage& kept = gather->pages[shard];
+    if (error.ok()) {
+      kept.exhausted = page.exhausted;
+      if (page.last.has_value()) kept.last = page.last;
+      for (auto& r : page.requests) kept.requests.push_back(std::move(r));
+    }
+    last = --gather->pending == 0;
+  }
+  if (last) ListEvaluate(gather);
 }
 
 void RedisRequestStore::ListEvaluate(const std::shared_ptr<ListGather>& gather) {
@@ -583,271 +1034,110 @@ void RedisRequestStore::History(const std::string& id, Done<std::vector<common::
   redis_.Command({"LRANGE", absl::StrCat(Sharding::Prefix(*shard), "hist:", id), "0", "-1"},
                  [id, done](absl::StatusOr<RedisReply> reply) {
                    if (!reply.ok()) return done(reply.status());
-                   if (reply->elements.empty()) {
-                     return done(absl::NotFoundError(absl::StrCat("no request with id ", id)));
-                   }
-                   std::vector<common::v1::Event> events;
-                   for (const RedisReply& e : reply->elements) {
-                     common::v1::Event event;
-                     if (!event.ParseFromString(e.str)) {
-                       return done(absl::DataLossError("stored history event does not parse"));
-                     }
-                     events.push_back(std::move(event));
-                   }
-                   done(std::move(events));
+                   auto raw = common::ReplyStrings(*reply, "LRANGE history");
+                   if (!raw.ok()) return done(raw.status());
+                   if (raw->empty()) return done(NoSuchRequest(id));
+                   done(ParseEvents(*raw));
                  });
-}
-
-std::string RedisRequestStore::IdemKey(int shard, const std::optional<Idempotency>& idem) {
-  return idem ? absl::StrCat(Sharding::Prefix(shard), "idem:", idem->scope, ":", idem->request_id)
-              : absl::StrCat(Sharding::Prefix(shard), "idem:-");
 }
 
 void RedisRequestStore::HistoryRange(const std::string& id, int64_t offset, int limit,
                                      Done<HistoryPage> done) {
   auto shard = sharding_.ShardOf("rq", id);
   if (!shard.ok()) return done(shard.status());
-  redis_.Eval(HistoryRangeScript(), {absl::StrCat(Sharding::Prefix(*shard), "hist:", id)},
-              {absl::StrCat(offset), absl::StrCat(offset + std::max(limit, 1) - 1)},
-              [id, done](absl::StatusOr<RedisReply> reply) {
-                if (!reply.ok()) return done(reply.status());
-                if (reply->elements.size() != 2) {
-                  return done(absl::InternalError("unexpected history reply"));
-                }
-                HistoryPage page;
-                page.total = reply->elements[0].integer;
-                if (page.total == 0) {
-                  return done(absl::NotFoundError(absl::StrCat("no request with id ", id)));
-                }
-                for (const RedisReply& e : reply->elements[1].elements) {
-                  common::v1::Event event;
-                  if (!event.ParseFromString(e.str)) {
-                    return done(absl::DataLossError("stored history event does not parse"));
-                  }
-                  page.events.push_back(std::move(event));
-                }
-                done(std::move(page));
-              });
+  RunHistoryRange(redis_, HistoryRangeCall{*shard, id, offset, offset + std::max(limit, 1) - 1},
+                  [id, done](absl::StatusOr<HistoryRangeReply> reply) {
+                    if (!reply.ok()) return done(reply.status());
+                    if (reply->length == 0) return done(NoSuchRequest(id));
+                    auto events = ParseEvents(reply->events);
+                    if (!events.ok()) return done(events.status());
+                    done(HistoryPage{*std::move(events), reply->length});
+                  });
 }
 
 void RedisRequestStore::Load(const std::string& id, const std::optional<Idempotency>& idem,
                              Done<Snapshot> done) {
   auto shard = sharding_.ShardOf("rq", id);
   if (!shard.ok()) return done(shard.status());
-  redis_.Eval(LoadScript(), {absl::StrCat(ReqPrefix(*shard), id), IdemKey(*shard, idem)},
-              {idem ? idem->fingerprint : ""}, [id, done](absl::StatusOr<RedisReply> reply) {
-                if (!reply.ok()) return done(reply.status());
-                if (reply->elements.empty()) {
-                  return done(absl::InternalError("empty script reply"));
-                }
-                const std::string& outcome = reply->elements[0].str;
-                if (outcome == "missing") {
-                  return done(absl::NotFoundError(absl::StrCat("no request with id ", id)));
-                }
-                if (outcome == "conflict") return done(IdempotencyConflict());
-                Snapshot snap;
-                if (outcome == "replayed" && reply->elements.size() == 2) {
-                  snap.replay = reply->elements[1].str;
-                  return done(std::move(snap));
-                }
-                if (outcome != "found" || reply->elements.size() != 5) {
-                  return done(absl::InternalError("unexpected load reply"));
-                }
-                auto r = ParseStored(reply->elements, 1);
-                if (!r.ok()) return done(r.status());
-                snap.request = *std::move(r);
-                if (!absl::SimpleAtoi(snap.request.etag(), &snap.version)) {
-                  return done(absl::DataLossError("stored version is not a number"));
-                }
-                done(std::move(snap));
-              });
+  RunLoad(redis_, LoadCall{*shard, id, idem}, [id, done](absl::StatusOr<LoadReply> reply) {
+    if (!reply.ok()) return done(reply.status());
+    Snapshot snap;
+    switch (reply->kind) {
+      case LoadReply::Kind::kMissing:
+        return done(NoSuchRequest(id));
+      case LoadReply::Kind::kConflict:
+        return done(IdempotencyConflict());
+      case LoadReply::Kind::kReplayed:
+        snap.replay = std::move(reply->result);
+        return done(std::move(snap));
+      case LoadReply::Kind::kFound:
+        break;
+    }
+    auto r = ParseStored(reply->stored);
+    if (!r.ok()) return done(r.status());
+    snap.request = *std::move(r);
+    if (!absl::SimpleAtoi(snap.request.etag(), &snap.version)) {
+      return done(absl::DataLossError("stored version is not a number"));
+    }
+    done(std::move(snap));
+  });
 }
 
 void RedisRequestStore::Mutate(Mutation m, Done<MutationOutcome> done) {
-  auto shard = sharding_.ShardOf("rq", m.id);
+  std::map<std::string, std::string> before(m.fields_before.begin(), m.fields_before.end());
+  MutateAttempt(std::make_shared<const Mutation>(std::move(m)), std::move(before), kAttempts,
+                std::move(done));
+}
+
+void RedisRequestStore::MutateAttempt(std::shared_ptr<const Mutation> m,
+                                      std::map<std::string, std::string> before, int attempts_left,
+                                      Done<MutationOutcome> done) {
+  auto shard = sharding_.ShardOf("rq", m->id);
   if (!shard.ok()) return done(shard.status());
-  const std::string p = Sharding::Prefix(*shard);
-  std::vector<std::string> keys = {
-      absl::StrCat(p, "req:", m.id),
-      absl::StrCat(p, "hist:", m.id),
-      common::EventKeys::Outbox(*shard, "intake"),
-      IdemKey(*shard, m.idempotency),
-      m.dedupe ? m.dedupe->seen_key : absl::StrCat(p, "seen:-"),
-      m.document ? m.document->data_key : absl::StrCat(p, "doc:-"),
-      m.document ? m.document->list_key : absl::StrCat(p, "docs:-"),
-      m.document ? m.document->usage_key : absl::StrCat(p, "docbytes:-"),
-      RedisDocumentStore::AuthorityUsageKey()};
-  std::vector<std::string> args = {
-      m.expected_version ? absl::StrCat(*m.expected_version) : "",
-      m.new_version ? absl::StrCat(*m.new_version) : "",
-      absl::StrCat(m.updated_ms),
-      m.request ? m.request->SerializeAsString() : "",
-      m.idempotency ? m.idempotency->fingerprint : "",
-      absl::StrCat(absl::ToInt64Milliseconds(idempotency_ttl_)),
-      m.result,
-      m.dedupe ? m.dedupe->retention_ms : "",
-      p,
-      m.id,
-      absl::StrCat(m.fields.size()),
-      absl::StrCat(m.history.size()),
-      m.document ? m.document->document : "",
-      std::any_of(m.fields.begin(), m.fields.end(),
-                  [](const auto& f) { return f.first == "status"; })
-          ? FinalStatusesText()
-          : "",
-      m.document ? m.document->authority : "",
-      m.document ? absl::StrCat(m.document->size_bytes) : "0",
-      m.document ? absl::StrCat(m.document->max_request_bytes) : "0",
-      m.document ? absl::StrCat(m.document->max_authority_bytes) : "0"};
-  for (const auto& [field, value] : m.fields) {
-    args.push_back(field);
-    args.push_back(value);
-  }
-  for (const auto& e : m.history) args.push_back(e.SerializeAsString());
-  for (const auto& e : m.outbox) args.push_back(e.SerializeAsString());
-  std::optional<DocumentQuota> quota;
-  int64_t adding = 0;
-  if (m.document) {
-    quota = DocumentQuota{m.document->authority, m.document->max_request_bytes,
-                          m.document->max_authority_bytes};
-    adding = m.document->size_bytes;
-  }
-  redis_.Eval(MutateScript(), std::move(keys), std::move(args),
-              [id = m.id, quota, adding, done](absl::StatusOr<RedisReply> reply) {
-                if (!reply.ok()) return done(reply.status());
-                if (reply->elements.empty()) {
-                  return done(absl::InternalError("empty script reply"));
-                }
-                const std::string& outcome = reply->elements[0].str;
-                MutationOutcome out;
-                if (outcome == "applied") return done(out);
-                if (outcome == "duplicate") {
-                  out.kind = MutationOutcome::Kind::kDuplicate;
-                  return done(out);
-                }
-                if (outcome == "replayed" && reply->elements.size() == 2) {
-                  out.kind = MutationOutcome::Kind::kReplayed;
-                  out.result = reply->elements[1].str;
-                  return done(out);
-                }
-                if (outcome == "conflict") return done(IdempotencyConflict());
-                if (outcome == "missing") {
-                  return done(absl::NotFoundError(absl::StrCat("no request with id ", id)));
-                }
-                if (outcome == "quota" && quota) {
-                  return done(QuotaReplyToStatus(*reply, *quota, adding));
-                }
-                if (outcome == "nodata") {
-                  return done(absl::AbortedError(
-                      "the uploaded bytes expired before the upload completed; upload again"));
-                }
-                if (outcome == "stale" && reply->elements.size() == 2) {
-                  return done(StaleVersion(reply->elements[1].str));
-                }
-                done(absl::InternalError("unexpected mutate reply"));
-              });
+  MutateCall call{*shard, m.get(), std::move(before), absl::ToInt64Milliseconds(idempotency_ttl_)};
+  RunMutate(
+      redis_, call,
+      [this, m, attempts_left, done = std::move(done)](absl::StatusOr<MutateReply> reply) mutable {
+        if (!reply.ok()) return done(reply.status());
+        MutationOutcome out;
+        switch (reply->kind) {
+          case MutateReply::Kind::kApplied:
+            return done(out);
+          case MutateReply::Kind::kDuplicate:
+            out.kind = MutationOutcome::Kind::kDuplicate;
+            return done(out);
+          case MutateReply::Kind::kReplayed:
+            out.kind = MutationOutcome::Kind::kReplayed;
+            out.result = std::move(reply->result);
+            return done(out);
+          case MutateReply::Kind::kConflict:
+            return done(IdempotencyConflict());
+          case MutateReply::Kind::kMissing:
+            return done(NoSuchRequest(m->id));
+          case MutateReply::Kind::kNoData:
+            return done(absl::AbortedError(
+                "the uploaded bytes expired before the upload completed; upload again"));
+          case MutateReply::Kind::kStale:
+            return done(StaleVersion(reply->version));
+          case MutateReply::Kind::kQuota:
+            if (!m->document) return done(Unexpected("mutate_request"));
+            return done(QuotaReplyToStatus(
+                reply->quota,
+                DocumentQuota{m->document->authority, m->document->max_request_bytes,
+                              m->document->max_authority_bytes},
+                m->document->size_bytes));
+          case MutateReply::Kind::kMoved:
+            break;
+        }
+        // The indexed fields differ from those the change was computed on (a caller
+        // that passed none, or a record older than a field): again, with the stored
+        // values the script returned.
+        if (attempts_left <= 1) {
+          return done(absl::AbortedError("the request changed while it was written; retry"));
+        }
+        MutateAttempt(m, std::move(reply->current), attempts_left - 1, std::move(done));
+      });
 }
-
-// Retention (see request_store.h and retention.h).
-namespace {
-
-// KEYS: idx:closed, idx:tombstoned, retention:unaudited. ARGV: closed cutoff, tombstone
-// cutoff, limit. Returns {closed ids, tombstone ids, {field, erased ms, ...}}: bounded ranges
-// (and one HSCAN page of the pending audits, which only hold erasures not yet audited).
-const LuaScript& RetentionWorkScript() {
-  static const LuaScript* script = new LuaScript(R"lua(
-local a = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, ARGV[3])
-local b = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', ARGV[2], 'LIMIT', 0, ARGV[3])
-local c = redis.call('HSCAN', KEYS[3], 0, 'COUNT', ARGV[3])
-return {a, b, c[2]}
-)lua");
-  return *script;
-}
-
-// Erasure step 1. KEYS: req, hist, docs list, outbox, idx:closed, idx:tombstoned,
-// retention:unaudited, document usage, authority document usage, then each document's data
-// key. ARGV: 1 expected etag, 2 new etag, 3 closed cutoff, 4 now ms, 5 tombstone pb,
-// 6 REQUEST_ERASED event, 7 id, 8 number of documents, 9 shard prefix.
-// The documents' bytes go back to the authorities that uploaded them (DocumentQuota).
-// Runs when Redis is full: it frees far more (the documents) than it writes.
-// Returns {'erased'} | {'skip'} (gone, already a tombstone, or not due) | {'stale'}.
-const LuaScript& ErasePersonalScript() {
-  static const LuaScript* script = new LuaScript(absl::StrCat(common::kScriptRunsWhenFull, R"lua(
-local id = ARGV[7]
-local cur = redis.call('HMGET', KEYS[1], 'etag', 'erased_ms')
-if not cur[1] or cur[2] then
-  redis.call('ZREM', KEYS[5], id)
-  return {'skip'}
-end
-local closed = redis.call('ZSCORE', KEYS[5], id)
-if not closed or tonumber(closed) > tonumber(ARGV[3]) then return {'skip'} end
-if cur[1] ~= ARGV[1] then return {'stale'} end
-if redis.call('LLEN', KEYS[3]) ~= tonumber(ARGV[8]) then return {'stale'} end
-for k = 10, #KEYS do redis.call('DEL', KEYS[k]) end
-redis.call('DEL', KEYS[3])
-local usage = redis.call('HGETALL', KEYS[8])
-for k = 1, #usage, 2 do
-  if string.sub(usage[k], 1, 2) == 'a:' then
-    local who = string.sub(usage[k], 3)
-    if redis.call('HINCRBY', KEYS[9], who, -tonumber(usage[k + 1])) <= 0 then
-      redis.call('HDEL', KEYS[9], who)
-    end
-  end
-end
-redis.call('DEL', KEYS[8])
-redis.call('HSET', KEYS[1], 'pb', ARGV[5], 'etag', ARGV[2], 'updated_ms', ARGV[4],
-           'erased_ms', ARGV[4])
-redis.call('ZADD', ARGV[9] .. 'idx:updated', ARGV[4], id)
-redis.call('ZREM', KEYS[5], id)
-redis.call('ZADD', KEYS[6], ARGV[4], id)
-redis.call('RPUSH', KEYS[2], ARGV[6])
-redis.call('XADD', KEYS[4], '*', 'ev', ARGV[6])
-redis.call('HSET', KEYS[7], '1:' .. id, ARGV[4])
-return {'erased'}
-)lua"));
-  return *script;
-}
-
-// Erasure step 2. KEYS: req, hist, docs list, idx:tombstoned, retention:unaudited.
-// ARGV: id, tombstone cutoff, now ms, shard prefix. Every hash field but the stored ones
-// names an index (idx:<field>:<value>, as the mutate script keeps them), so the entries go
-// whatever indexes a later change adds; the need-to-know party indexes (idx:party:a:<id>,
-// idx:party:s:<state>, see the create script) go too.
-// Runs when Redis is full: it frees the tombstone, its history and its index entries.
-// Returns {'erased'} | {'skip'}.
-const LuaScript& EraseRequestScript() {
-  static const LuaScript* script = new LuaScript(absl::StrCat(common::kScriptRunsWhenFull, R"lua(
-local id, p = ARGV[1], ARGV[4]
-local t = redis.call('ZSCORE', KEYS[4], id)
-if not t or tonumber(t) > tonumber(ARGV[2]) then return {'skip'} end
-local h = redis.call('HGETALL', KEYS[1])
-local stored = {pb = true, etag = true, created_ms = true, updated_ms = true, erased_ms = true}
-for k = 1, #h, 2 do
-  if not stored[h[k]] and h[k + 1] ~= '' then
-    redis.call('ZREM', p .. 'idx:' .. h[k] .. ':' .. h[k + 1], id)
-  end
-end
-local f = redis.call('HMGET', KEYS[1], 'issuing_authority', 'executing_authority',
-                     'issuing_state', 'requested_state')
-for j, kind in ipairs({'a:', 'a:', 's:', 's:'}) do
-  if f[j] and f[j] ~= '' then redis.call('ZREM', p .. 'idx:party:' .. kind .. f[j], id) end
-end
-redis.call('ZREM', p .. 'idx:all', id)
-redis.call('ZREM', p .. 'idx:updated', id)
-redis.call('ZREM', p .. 'idx:closed', id)
-redis.call('ZREM', KEYS[4], id)
-redis.call('DEL', KEYS[1], KEYS[2], KEYS[3])
-redis.call('HSET', KEYS[5], '2:' .. id, ARGV[3])
-return {'erased'}
-)lua"));
-  return *script;
-}
-
-std::string UnauditedKey(int shard) {
-  return absl::StrCat(Sharding::Prefix(shard), "retention:unaudited");
-}
-
-}  // namespace
 
 void RedisRequestStore::FindRetentionWork(int64_t closed_before_ms, int64_t tombstoned_before_ms,
                                           int limit, Done<RetentionWork> done) {
@@ -860,34 +1150,25 @@ void RedisRequestStore::FindRetentionWork(int64_t closed_before_ms, int64_t tomb
   auto gather = std::make_shared<Gather>();
   gather->pending = sharding_.shard_count();
   for (int shard = 0; shard < sharding_.shard_count(); ++shard) {
-    const std::string p = Sharding::Prefix(shard);
-    redis_.Eval(
-        RetentionWorkScript(),
-        {absl::StrCat(p, "idx:closed"), absl::StrCat(p, "idx:tombstoned"), UnauditedKey(shard)},
-        {absl::StrCat(closed_before_ms), absl::StrCat(tombstoned_before_ms),
-         absl::StrCat(std::max(limit, 1))},
-        [gather, done](absl::StatusOr<RedisReply> reply) {
+    RunFindRetentionWork(
+        redis_,
+        RetentionWorkCall{shard, closed_before_ms, tombstoned_before_ms, std::max(limit, 1)},
+        [gather, done](absl::StatusOr<RetentionWorkReply> reply) {
           bool last = false;
           {
             absl::MutexLock lock(&gather->mu);
             if (!reply.ok()) {
               if (gather->error.ok()) gather->error = reply.status();
-            } else if (reply->elements.size() != 3) {
-              gather->error = absl::InternalError("unexpected retention work reply");
             } else {
-              for (const auto& e : reply->elements[0].elements) {
-                gather->work.personal.push_back(e.str);
-              }
-              for (const auto& e : reply->elements[1].elements) {
-                gather->work.whole.push_back(e.str);
-              }
-              const auto& pending = reply->elements[2].elements;
+              for (auto& id : reply->closed) gather->work.personal.push_back(std::move(id));
+              for (auto& id : reply->tombstoned) gather->work.whole.push_back(std::move(id));
+              const auto& pending = reply->unaudited;
               for (size_t k = 0; k + 1 < pending.size(); k += 2) {
-                const std::string& field = pending[k].str;
+                const std::string& field = pending[k];
                 PendingErasureAudit a;
                 int64_t at = 0;
                 if (field.size() < 3 || field[1] != ':' || (field[0] != '1' && field[0] != '2') ||
-                    !absl::SimpleAtoi(pending[k + 1].str, &at)) {
+                    !absl::SimpleAtoi(pending[k + 1], &at)) {
                   continue;
                 }
                 a.step = field[0] == '1' ? ErasureStep::kPersonalData : ErasureStep::kRequest;
@@ -908,56 +1189,48 @@ void RedisRequestStore::FindRetentionWork(int64_t closed_before_ms, int64_t tomb
 void RedisRequestStore::ErasePersonalData(PersonalDataErasure e, Done<bool> done) {
   auto shard = sharding_.ShardOf("rq", e.id);
   if (!shard.ok()) return done(shard.status());
-  const std::string p = Sharding::Prefix(*shard);
-  std::vector<std::string> keys = {absl::StrCat(p, "req:", e.id),
-                                   absl::StrCat(p, "hist:", e.id),
-                                   RedisDocumentStore::ListKey(*shard, e.id),
-                                   common::EventKeys::Outbox(*shard, "intake"),
-                                   absl::StrCat(p, "idx:closed"),
-                                   absl::StrCat(p, "idx:tombstoned"),
-                                   UnauditedKey(*shard),
-                                   RedisDocumentStore::UsageKey(*shard, e.id),
-                                   RedisDocumentStore::AuthorityUsageKey()};
-  for (const auto& d : e.document_ids) keys.push_back(RedisDocumentStore::DataKey(*shard, d));
-  std::vector<std::string> args = {absl::StrCat(e.expected_version),
-                                   absl::StrCat(e.expected_version + 1),
-                                   absl::StrCat(e.closed_before_ms),
-                                   absl::StrCat(e.now_ms),
-                                   e.tombstone.SerializeAsString(),
-                                   e.erased.SerializeAsString(),
-                                   e.id,
-                                   absl::StrCat(e.document_ids.size()),
-                                   p};
-  redis_.Eval(ErasePersonalScript(), std::move(keys), std::move(args),
-              [done](absl::StatusOr<RedisReply> reply) {
-                if (!reply.ok()) return done(reply.status());
-                if (reply->elements.empty()) {
-                  return done(absl::InternalError("empty script reply"));
-                }
-                const std::string& outcome = reply->elements[0].str;
-                if (outcome == "erased") return done(true);
-                if (outcome == "skip") return done(false);
-                done(absl::AbortedError("the request changed while its erasure was computed"));
-              });
+  auto erasure = std::make_shared<const PersonalDataErasure>(std::move(e));
+  RunErasePersonal(redis_, ErasePersonalCall{*shard, erasure.get()},
+                   [erasure, done](absl::StatusOr<EraseReply> reply) {
+                     if (!reply.ok()) return done(reply.status());
+                     if (*reply == EraseReply::kErased) return done(true);
+                     if (*reply == EraseReply::kSkip) return done(false);
+                     done(absl::AbortedError("the request changed while its erasure was computed"));
+                   });
 }
 
 void RedisRequestStore::EraseRequest(const std::string& id, int64_t tombstoned_before_ms,
                                      int64_t now_ms, Done<bool> done) {
+  EraseRequestAttempt(id, tombstoned_before_ms, now_ms, kAttempts, std::move(done));
+}
+
+// Reads the tombstone's hash (its fields name its index entries, which the script must be
+// given), then erases it; a hash changed in between answers 'moved', and it reads again.
+void RedisRequestStore::EraseRequestAttempt(const std::string& id, int64_t tombstoned_before_ms,
+                                            int64_t now_ms, int attempts_left, Done<bool> done) {
   auto shard = sharding_.ShardOf("rq", id);
   if (!shard.ok()) return done(shard.status());
-  const std::string p = Sharding::Prefix(*shard);
-  redis_.Eval(EraseRequestScript(),
-              {absl::StrCat(p, "req:", id), absl::StrCat(p, "hist:", id),
-               RedisDocumentStore::ListKey(*shard, id), absl::StrCat(p, "idx:tombstoned"),
-               UnauditedKey(*shard)},
-              {id, absl::StrCat(tombstoned_before_ms), absl::StrCat(now_ms), p},
-              [done](absl::StatusOr<RedisReply> reply) {
-                if (!reply.ok()) return done(reply.status());
-                if (reply->elements.empty()) {
-                  return done(absl::InternalError("empty script reply"));
-                }
-                done(reply->elements[0].str == "erased");
-              });
+  redis_.Command(
+      {"HGETALL", absl::StrCat(ReqPrefix(*shard), id)},
+      [this, shard = *shard, id, tombstoned_before_ms, now_ms, attempts_left,
+       done = std::move(done)](absl::StatusOr<RedisReply> reply) mutable {
+        if (!reply.ok()) return done(reply.status());
+        auto hash = common::ReplyFields(*reply, "HGETALL request");
+        if (!hash.ok()) return done(hash.status());
+        RunEraseRequest(
+            redis_, EraseRequestCall{shard, id, tombstoned_before_ms, now_ms, *std::move(hash)},
+            [this, id, tombstoned_before_ms, now_ms, attempts_left,
+             done = std::move(done)](absl::StatusOr<EraseReply> erased) mutable {
+              if (!erased.ok()) return done(erased.status());
+              if (*erased == EraseReply::kErased) return done(true);
+              if (*erased != EraseReply::kMoved) return done(false);
+              if (attempts_left <= 1) {
+                return done(absl::AbortedError("the request changed while it was erased; retry"));
+              }
+              EraseRequestAttempt(id, tombstoned_before_ms, now_ms, attempts_left - 1,
+                                  std::move(done));
+            });
+      });
 }
 
 void RedisRequestStore::ErasureAudited(const PendingErasureAudit& audit, Done<bool> done) {
@@ -967,7 +1240,9 @@ void RedisRequestStore::ErasureAudited(const PendingErasureAudit& audit, Done<bo
       {"HDEL", UnauditedKey(*shard), absl::StrCat(static_cast<int>(audit.step), ":", audit.id)},
       [done](absl::StatusOr<RedisReply> reply) {
         if (!reply.ok()) return done(reply.status());
-        done(reply->integer == 1);
+        auto removed = common::ReplyInteger(*reply, "HDEL retention:unaudited");
+        if (!removed.ok()) return done(removed.status());
+        done(*removed == 1);
       });
 }
 

@@ -1,5 +1,8 @@
 #pragma once
 
+#include <map>
+#include <memory>
+
 #include "absl/time/time.h"
 #include "request_store.h"
 #include "rogatory/common/ids.h"
@@ -64,8 +67,24 @@ class RedisRequestStore final : public RequestStore {
   static constexpr int kListRounds = 3;
 
  private:
+  struct ShardPage;
   struct ListGather;
-  static std::string IdemKey(int shard, const std::optional<Idempotency>& idempotency);
+  // Entries a list reads past a shard's cursor for those at the cursor's own time, which it
+  // skips (the cursor's among them).
+  static constexpr int kCursorTies = 8;
+  // Create, Mutate and EraseRequest run a script whose keys C++ computed from data it read
+  // (or was given); the script re-checks that data and, when it changed, the call is made
+  // again with what the script found, at most `attempts_left` times in all.
+  void CreateAttempt(NewRequest request, std::string gone_id, int attempts_left,
+                     Done<CreateOutcome> done);
+  void MutateAttempt(std::shared_ptr<const Mutation> mutation,
+                     std::map<std::string, std::string> before, int attempts_left,
+                     Done<MutationOutcome> done);
+  void EraseRequestAttempt(const std::string& id, int64_t tombstoned_before_ms, int64_t now_ms,
+                           int attempts_left, Done<bool> done);
+  // A shard's part of a list round is in (or failed): the round ends with the last one.
+  void ListShardDone(const std::shared_ptr<ListGather>& gather, int shard, absl::Status error,
+                     ShardPage page);
   // One round of a List: asks `shards` for up to `limit` matches each, after where each
   // stopped before; evaluates the page when the last one answers.
   void ListRound(const std::shared_ptr<ListGather>& gather, const std::vector<int>& shards,

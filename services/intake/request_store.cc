@@ -39,6 +39,17 @@ common::RequestParties PartiesOfRequest(const v1::Request& r) {
   return p;
 }
 
+std::vector<std::pair<std::string, std::string>> IndexedFieldsOf(const v1::Request& r) {
+  const auto& c = r.content();
+  return {{"status", absl::StrCat(static_cast<int>(r.status()))},
+          {"instrument", absl::StrCat(static_cast<int>(c.instrument()))},
+          {"urgency", absl::StrCat(static_cast<int>(c.urgency()))},
+          {"issuing_state", c.issuing_authority().state()},
+          {"requested_state", c.requested_state()},
+          {"issuing_authority", c.issuing_authority().authority_id()},
+          {"executing_authority", r.executing_authority().authority_id()}};
+}
+
 bool MatchesFilters(const ListQuery& q, const v1::Request& r) {
   const auto& c = r.content();
   return (!q.scope || common::InScope(*q.scope, PartiesOfRequest(r))) &&

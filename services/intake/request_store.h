@@ -106,6 +106,11 @@ struct Mutation {
   // feed the need-to-know party indexes; see RedisRequestStore). Only fields that change
   // need be listed.
   std::vector<std::pair<std::string, std::string>> fields;
+  // The indexed fields as the snapshot the change was computed on has them
+  // (IndexedFieldsOf(snapshot.request)), when `fields` is set: a store that indexes them
+  // computes from these which index entries the change moves, in the same step that applies
+  // it, and checks them there. Missing or out of date, they cost a retry, never a wrong index.
+  std::vector<std::pair<std::string, std::string>> fields_before;
   std::vector<common::v1::Event> history;  // appended in order
   std::vector<common::v1::Event> outbox;   // emitted in order
   std::optional<Idempotency> idempotency;
@@ -258,6 +263,10 @@ bool IsStaleVersion(const absl::Status& status);
 
 // Who a stored request concerns (issuer, executing authority once routed, states).
 common::RequestParties PartiesOfRequest(const v1::Request& request);
+
+// The indexed hash fields of a request (see Mutation::fields): status, instrument, urgency,
+// issuing_state, requested_state, issuing_authority, executing_authority.
+std::vector<std::pair<std::string, std::string>> IndexedFieldsOf(const v1::Request& request);
 
 // True if the request matches the query's filters (and scope).
 bool MatchesFilters(const ListQuery& query, const v1::Request& request);

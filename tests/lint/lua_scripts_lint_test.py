@@ -92,6 +92,14 @@ class LuaLintTest(unittest.TestCase):
         self.assertProblem(GOOD_WRITER.replace("return 1", "redis.pcall('XINFO', 'STREAM', "
                                                "ARGV[1])\nreturn 1"), "key 'ARGV[1]'")
 
+    def test_the_keys_after_a_leading_numkeys_are_checked(self):
+        intersect = "redis.call('ZINTERCARD', 2, KEYS[1], KEYS[2])\nreturn 1"
+        self.assertEqual(self.problems_of(GOOD_WRITER.replace("return 1", intersect)), [])
+        self.assertProblem(GOOD_WRITER.replace("return 1", intersect.replace(
+            "KEYS[2]", "'rg:' .. ARGV[1]")), "ZINTERCARD: key ''rg:' .. ARGV[1]'")
+        self.assertProblem(GOOD_WRITER.replace("return 1", intersect.replace(
+            ", 2,", ", ARGV[1],")), "cannot tell which arguments are keys")
+
     def test_the_first_line_names_the_flags(self):
         self.assertProblem(GOOD_WRITER.replace("#!lua\n", ""), "first line")
         self.assertProblem(GOOD_READER.replace("#!lua flags=no-writes", "#!lua"),

@@ -2,7 +2,9 @@
 // the real protobuf decoder: what a script appends must be what C++ reads.
 #include <chrono>
 #include <cstdint>
+#include <string>
 #include <thread>
+#include <vector>
 
 #include "gtest/gtest.h"
 #include "redis_server.h"
@@ -47,6 +49,39 @@ TEST(LuaLibraryTest, AppendSequenceAddsField3ThatTheDecoderReads) {
     EXPECT_EQ(decoded.sequence(), sequence);
     decoded.clear_sequence();
     EXPECT_EQ(decoded.SerializeAsString(), bytes);
+  }
+}
+
+// What intake's staging and commit scripts refuse: bytes past the request's bound first,
+// then past the authority's; a bound of 0 is none; reaching a bound exactly is allowed.
+TEST(LuaLibraryTest, DocumentQuotaNamesTheFirstBoundPassedAndItsUse) {
+  testing::RedisServer server;
+  AsyncRedisOptions o;
+  o.url = *ParseRedisUrl(server.url());
+  o.command_timeout = absl::Seconds(5);
+  auto redis = NewAsyncRedisClient(o);
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (!RunRedisCommand(*redis, {"PING"}).ok() && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  const LuaScript probe{std::string(test_lua::kDocumentQuotaProbe)};
+  struct Case {
+    std::vector<std::string> args;  // request used, authority used, adding, bounds
+    std::vector<std::string> reply;
+  };
+  for (const Case& c : std::vector<Case>{
+           {{"90", "10", "10", "100", "1000"}, {"ok"}},
+           {{"91", "10", "10", "100", "1000"}, {"quota", "request", "91"}},
+           {{"91", "995", "10", "100", "1000"}, {"quota", "request", "91"}},
+           {{"10", "995", "10", "100", "1000"}, {"quota", "authority", "995"}},
+           {{"5000", "5000", "10", "0", "0"}, {"ok"}},
+           {{"3145728", "0", "1", "3145728", "0"}, {"quota", "request", "3145728"}}}) {
+    SCOPED_TRACE(c.args[0] + " " + c.args[1] + " " + c.args[2]);
+    auto reply = RunRedisScript(*redis, probe, {}, c.args);
+    ASSERT_TRUE(reply.ok()) << reply.status();
+    auto strings = ReplyStrings(*reply, "document_quota_probe");
+    ASSERT_TRUE(strings.ok()) << strings.status();
+    EXPECT_EQ(*strings, c.reply);
   }
 }
 

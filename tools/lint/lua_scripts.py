@@ -34,9 +34,6 @@ import sys
 PENDING = {
     "common/src/event_sink.cc",
     "services/deadlines/deadline_store.cc",
-    "services/intake/intake_metrics.cc",
-    "services/intake/redis_document_store.cc",
-    "services/intake/redis_request_store.cc",
     "services/notification/fanout_worker.cc",
     "services/notification/inbox.cc",
     "services/notification/notification_event_handler.cc",
@@ -64,6 +61,8 @@ ALL_KEYS = {"DEL", "UNLINK", "EXISTS", "MGET", "TOUCH", "SINTER", "SUNION", "SDI
 TWO_KEYS = {"RENAME", "RENAMENX", "RPOPLPUSH", "LMOVE", "SMOVE", "COPY", "ZRANGESTORE"}
 # Destination, numkeys, then that many keys.
 STORE_NUMKEYS = {"ZUNIONSTORE", "ZINTERSTORE", "ZDIFFSTORE"}
+# Numkeys, then that many keys.
+NUMKEYS_FIRST = {"ZINTERCARD", "SINTERCARD", "ZINTER", "ZUNION", "ZDIFF", "LMPOP", "ZMPOP"}
 # Commands that touch no key.
 NO_KEYS = {"PING", "ECHO"}
 # Container commands whose key follows the subcommand (XINFO STREAM key, XGROUP CREATE key).
@@ -154,6 +153,12 @@ def key_arguments(command, args):
         except (IndexError, ValueError):
             return None  # numkeys not a literal: cannot tell
         return [args[0]] + args[2:2 + count]
+    if command in NUMKEYS_FIRST:
+        try:
+            count = int(args[0])
+        except (IndexError, ValueError):
+            return None  # numkeys not a literal: cannot tell
+        return args[1:1 + count]
     if command in ("XREAD", "XREADGROUP"):
         upper = [a.strip("'\"").upper() for a in args]
         if "STREAMS" not in upper:
