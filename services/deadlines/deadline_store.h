@@ -2,7 +2,8 @@
 
 // Deadlines and their timers in Redis. Everything about one deadline lives in the shard of
 // its request, so every change (the deadline, its indexes, its timers and its event in the
-// outbox) is one Lua script.
+// outbox) is one Lua script: services/deadlines/lua/*.lua, called through the typed entry
+// points of deadline_scripts.h, which build every key name and pass it in KEYS.
 //
 // Keys (P = "rg:{sN}:"):
 //   P dl:d:<id>            hash: pb (Deadline), ver, state, timers (its member in dl:timers),
@@ -18,6 +19,7 @@
 //   P dl:byauth:<id>       sorted set: an executing authority's open deadlines by due time
 //   P dl:stats             hash: open:<instrument number> and overdue counts
 //   P dl:seq:<request>     string: sequence of the events emitted about the request
+//   P dl:parties:<request> hash: ia, is, ea, rs, na: the request's parties (need-to-know)
 //   P outbox:deadlines     stream: the outbox
 
 #include <functional>
@@ -33,6 +35,10 @@
 #include "rogatory/common/redis.h"
 #include "rogatory/common/v1/events.pb.h"
 #include "rogatory/deadlines/v1/deadlines.pb.h"
+
+namespace rogatory::deadlines::scripts {
+struct CommitCall;
+}  // namespace rogatory::deadlines::scripts
 
 namespace rogatory::deadlines {
 
@@ -50,7 +56,14 @@ struct DeadlineWrite {
   v1::Deadline deadline;
   int64_t expected_version = 0;
   std::optional<common::v1::Event> event;  // emitted with the next sequence of the request
+  // A changed deadline: IndexedAuthority of the stored one (expected_version) it replaces.
+  // The store removes the deadline from that authority's index; a stored deadline indexed
+  // under another is a kConflict.
+  std::string stored_authority = {};
 };
+
+// The executing authority whose index (byauth) holds the deadline: open ones only.
+std::string IndexedAuthority(const v1::Deadline& deadline);
 
 struct CommitOptions {
   std::string idempotency_key;             // non-empty: a repeat with the same key is kReplayed
@@ -151,19 +164,16 @@ class DeadlineStore {
   static std::string Key(int shard, const std::string& suffix);
 
  private:
-  struct Prepared {
-    std::vector<std::string> keys;
-    std::vector<std::string> args;
-  };
-  Prepared PrepareCommit(int shard, const std::vector<DeadlineWrite>& writes,
-                         const CommitOptions& options) const;
-  static absl::StatusOr<CommitOutcome> ParseCommit(const absl::StatusOr<common::RedisReply>& r);
+  scripts::CommitCall PrepareCommit(int shard, const std::vector<DeadlineWrite>& writes,
+                                    const CommitOptions& options) const;
+  void EraseAttempt(int shard, std::string request_id, common::Dedupe dedupe, int attempt,
+                    CommitCallback done);
 
   common::RedisClient& redis_;
   common::Sharding sharding_;
 };
 
-absl::StatusOr<StoredDeadline> ParseStored(const common::RedisReply& pb,
-                                           const common::RedisReply& ver);
+// A stored deadline from its hash's pb and ver fields; DATA_LOSS if unreadable.
+absl::StatusOr<StoredDeadline> ParseStoredDeadline(const std::string& pb, const std::string& ver);
 
 }  // namespace rogatory::deadlines

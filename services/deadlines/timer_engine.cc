@@ -198,7 +198,8 @@ void TimerEngine::Step(std::shared_ptr<Chain> c) {
   c->writes = false;
   c->written.reset();
   if (c->deadline) {
-    DeadlineWrite w{c->deadline->deadline, c->deadline->version, std::nullopt};
+    DeadlineWrite w{c->deadline->deadline, c->deadline->version, std::nullopt,
+                    IndexedAuthority(c->deadline->deadline)};
     FireResult r = Fire(w.deadline, what, c->now);
     c->type = r.event_type;
     if (r.changed) {

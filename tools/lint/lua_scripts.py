@@ -38,7 +38,6 @@ PENDING = {
     "common/src/outbox_relay.cc",
     "common/src/redis_readiness.cc",
     "common/src/test_clock.cc",
-    "services/deadlines/deadline_store.cc",
     "services/intake/intake_metrics.cc",
     "services/intake/redis_document_store.cc",
     "services/intake/redis_request_store.cc",
