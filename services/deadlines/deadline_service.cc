@@ -92,6 +92,7 @@ void DeadlineTracker::MutateAttempt(std::shared_ptr<MutateState> state) {
         const absl::Time now = clock_.Now();
         DeadlineWrite w{d, stored->version,
                         ChangeEvent(d, *type, now, common::NewUlid(now), state->reason_code)};
+        w.stored_authority = IndexedAuthority(stored->deadline);
         auto shard = store_.ShardOfDeadline(d.id());
         if (!shard.ok()) return state->done(shard.status());
         CommitOptions options;
@@ -754,7 +755,7 @@ void DeadlineEventHandler::Attempt(std::shared_ptr<HandleState> state) {
           // Receivers may get this before the triggering event (relays are independent):
           // the facts tell them whom the request concerns, as routing's events do.
           *out.mutable_request() = e.request();
-          writes.push_back({std::move(d), s.version, std::move(out)});
+          writes.push_back({std::move(d), s.version, std::move(out), IndexedAuthority(s.deadline)});
         }
         const auto rules = tracker_.rules().Current();
         const common::v1::RequestFacts& facts = e.request();

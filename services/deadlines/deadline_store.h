@@ -1,10 +1,12 @@
 #pragma once
 
-// Deadlines and their timers in Redis. Everything about one deadline lives in the shard of
-// its request, so every change (the deadline, its indexes, its timers and its event in the
-// outbox) is one Lua script.
+// The deadline store's interface and the data it holds. Everything about one deadline lives
+// in the shard of its request, so every change (the deadline, its indexes, its timers and
+// its event in the outbox) is one atomic step. In Redis (redis_deadline_store.h) that step
+// is one Lua script: services/deadlines/lua/*.lua, called through the typed entry points of
+// deadline_scripts.h, which build every key name and pass it in KEYS.
 //
-// Keys (P = "rg:{sN}:"):
+// Redis keys (P = "rg:{sN}:"):
 //   P dl:d:<id>            hash: pb (Deadline), ver, state, timers (its member in dl:timers),
 //                          open (1/0), instrument, authority, request, idem:<key> markers
 //   P dl:timers            sorted set: each open deadline's NEXT timer (TimersOf: its first
@@ -18,6 +20,7 @@
 //   P dl:byauth:<id>       sorted set: an executing authority's open deadlines by due time
 //   P dl:stats             hash: open:<instrument number> and overdue counts
 //   P dl:seq:<request>     string: sequence of the events emitted about the request
+//   P dl:parties:<request> hash: ia, is, ea, rs, na: the request's parties (need-to-know)
 //   P outbox:deadlines     stream: the outbox
 
 #include <functional>
@@ -30,7 +33,6 @@
 #include "rogatory/common/access.h"
 #include "rogatory/common/event_sink.h"
 #include "rogatory/common/ids.h"
-#include "rogatory/common/redis.h"
 #include "rogatory/common/v1/events.pb.h"
 #include "rogatory/deadlines/v1/deadlines.pb.h"
 
@@ -50,7 +52,14 @@ struct DeadlineWrite {
   v1::Deadline deadline;
   int64_t expected_version = 0;
   std::optional<common::v1::Event> event;  // emitted with the next sequence of the request
+  // A changed deadline: IndexedAuthority of the stored one (expected_version) it replaces.
+  // The store removes the deadline from that authority's index; a stored deadline indexed
+  // under another is a kConflict.
+  std::string stored_authority = {};
 };
+
+// The executing authority whose index (byauth) holds the deadline: open ones only.
+std::string IndexedAuthority(const v1::Deadline& deadline);
 
 struct CommitOptions {
   std::string idempotency_key;             // non-empty: a repeat with the same key is kReplayed
@@ -95,78 +104,79 @@ struct ClaimedTimer {
   std::optional<StoredDeadline> deadline;
 };
 
+// The state of deadline-tracking: deadlines, their indexes and timers, the events their
+// changes emit and the parties of their requests. The service, the timer engine and the
+// event handler use only this interface. Implementations: RedisDeadlineStore
+// (redis_deadline_store.h), InMemoryDeadlineStore (in_memory_deadline_store.h); both keep
+// the contract suite of tests/support/deadline_store_contract.h. Thread-safe.
+//
+// Asynchronous calls run `done` exactly once, possibly on another thread (the Redis
+// client's), and it must not block. Errors: NOT_FOUND for a missing deadline, UNAVAILABLE
+// when the store cannot be reached (retryable), INTERNAL / DATA_LOSS for unreadable data.
 class DeadlineStore {
  public:
-  DeadlineStore(common::RedisClient& redis, common::Sharding sharding)
-      : redis_(redis), sharding_(sharding) {}
+  virtual ~DeadlineStore() = default;
 
   const common::Sharding& sharding() const { return sharding_; }
   // The shard of a request id ("rq-<shard>-<ulid>").
-  absl::StatusOr<int> ShardOfRequest(const std::string& request_id) const;
-  absl::StatusOr<int> ShardOfDeadline(const std::string& deadline_id) const;
+  absl::StatusOr<int> ShardOfRequest(const std::string& request_id) const {
+    return sharding_.ShardOf("rq", request_id);
+  }
+  absl::StatusOr<int> ShardOfDeadline(const std::string& deadline_id) const {
+    return sharding_.ShardOf("dl", deadline_id);
+  }
 
   using GetCallback = std::function<void(absl::StatusOr<StoredDeadline>)>;
   using ListCallback = std::function<void(absl::StatusOr<std::vector<StoredDeadline>>)>;
   using CommitCallback = std::function<void(absl::StatusOr<CommitOutcome>)>;
-
-  // NOT_FOUND if there is none. `done` runs on the Redis thread. With an idempotency key,
-  // also says whether a change under that key was already written.
-  void Get(const std::string& deadline_id, GetCallback done,
-           const std::string& idempotency_key = "");
-  // All the writes (one shard) or none.
-  void Commit(int shard, std::vector<DeadlineWrite> writes, const CommitOptions& options,
-              CommitCallback done);
-  // Up to `limit` deadlines of an index ("byreq:<id>", "open", "byauth:<id>") due at or
-  // before `due_before`.
-  void ListIndex(int shard, const std::string& index, absl::Time due_before, int limit,
-                 ListCallback done);
-
-  // Up to `limit` entries of an index with score (due ms) at most `max_score`, in (score,
-  // id) order (ids compared byte by byte) after `after`. Costs O(log N) to find the
-  // position (a binary search among entries of the cursor's score) plus O(limit).
   using PageCallback = std::function<void(absl::StatusOr<IndexPage>)>;
-  void ListIndexPage(int shard, const std::string& index, int64_t max_score, int limit,
-                     const std::optional<IndexCursor>& after, PageCallback done);
+  using PartiesCallback =
+      std::function<void(absl::StatusOr<std::optional<common::RequestParties>>)>;
 
-  // Blocking versions for the timer thread and tests (never from Redis callbacks or gRPC
+  // NOT_FOUND if there is none. With an idempotency key, also says whether a change under
+  // that key was already written.
+  virtual void Get(const std::string& deadline_id, GetCallback done,
+                   const std::string& idempotency_key = "") = 0;
+  // All the writes (one shard) or none.
+  virtual void Commit(int shard, std::vector<DeadlineWrite> writes, const CommitOptions& options,
+                      CommitCallback done) = 0;
+  // Up to `limit` deadlines of an index ("byreq:<id>", "open", "byauth:<id>") due at or
+  // before `due_before` (index entries without their deadline count, and are skipped).
+  virtual void ListIndex(int shard, const std::string& index, absl::Time due_before, int limit,
+                         ListCallback done) = 0;
+  // Up to `limit` entries of an index with score (due ms) at most `max_score`, in (score,
+  // id) order (ids compared byte by byte) after `after`.
+  virtual void ListIndexPage(int shard, const std::string& index, int64_t max_score, int limit,
+                             const std::optional<IndexCursor>& after, PageCallback done) = 0;
+
+  // Blocking versions for the timer thread and tests (never from store callbacks or gRPC
   // handlers).
-  absl::StatusOr<CommitOutcome> CommitBlocking(int shard, std::vector<DeadlineWrite> writes,
-                                               const CommitOptions& options);
-  absl::StatusOr<StoredDeadline> GetBlocking(const std::string& deadline_id);
+  virtual absl::StatusOr<CommitOutcome> CommitBlocking(int shard, std::vector<DeadlineWrite> writes,
+                                                       const CommitOptions& options) = 0;
+  virtual absl::StatusOr<StoredDeadline> GetBlocking(const std::string& deadline_id) = 0;
   // Claims up to `limit` due timers of a shard (first those whose claim's lease ran out),
-  // each for `lease` from `now`, with a new fencing token.
-  absl::StatusOr<std::vector<ClaimedTimer>> Claim(int shard, absl::Time now, absl::Duration lease,
-                                                  int limit);
-  // Retention: deletes every deadline of the request (timers, claims, indexes, counts) and
-  // its event sequence, marking the REQUEST_ERASED event handled in the same step
-  // (kDuplicate for a repeat).
-  void EraseRequest(int shard, const std::string& request_id, const common::Dedupe& dedupe,
-                    CommitCallback done);
+  // each for `lease` from `now`, with a new fencing token. Blocking.
+  virtual absl::StatusOr<std::vector<ClaimedTimer>> Claim(int shard, absl::Time now,
+                                                          absl::Duration lease, int limit) = 0;
+  // Retention: deletes every deadline of the request (timers, claims, indexes, counts), its
+  // event sequence and its parties, marking the REQUEST_ERASED event handled in the same
+  // step (kDuplicate for a repeat).
+  virtual void EraseRequest(int shard, const std::string& request_id, const common::Dedupe& dedupe,
+                            CommitCallback done) = 0;
   // Need-to-know: the parties recorded for a request (see CommitOptions); nullopt if none.
-  void GetParties(const std::string& request_id,
-                  std::function<void(absl::StatusOr<std::optional<common::RequestParties>>)> done);
-  // Sums the shard's open counts per instrument and overdue count.
-  absl::StatusOr<std::vector<std::pair<std::string, int64_t>>> Stats(int shard);
-  // The shard's open deadlines due after `from` and at or before `to` (ZCOUNT of dl:open,
-  // scored by due time in ms): one round trip.
-  absl::StatusOr<int64_t> CountOpenDue(int shard, absl::Time from, absl::Time to);
+  virtual void GetParties(const std::string& request_id, PartiesCallback done) = 0;
+  // The shard's open counts per instrument ("open:<instrument number>") and overdue count
+  // ("overdue"). Blocking.
+  virtual absl::StatusOr<std::vector<std::pair<std::string, int64_t>>> Stats(int shard) = 0;
+  // The shard's open deadlines due after `from` and at or before `to` (the due-soon gauges,
+  // rogatory_deadlines_due). Blocking.
+  virtual absl::StatusOr<int64_t> CountOpenDue(int shard, absl::Time from, absl::Time to) = 0;
 
-  static std::string Key(int shard, const std::string& suffix);
+ protected:
+  explicit DeadlineStore(common::Sharding sharding) : sharding_(sharding) {}
 
  private:
-  struct Prepared {
-    std::vector<std::string> keys;
-    std::vector<std::string> args;
-  };
-  Prepared PrepareCommit(int shard, const std::vector<DeadlineWrite>& writes,
-                         const CommitOptions& options) const;
-  static absl::StatusOr<CommitOutcome> ParseCommit(const absl::StatusOr<common::RedisReply>& r);
-
-  common::RedisClient& redis_;
   common::Sharding sharding_;
 };
-
-absl::StatusOr<StoredDeadline> ParseStored(const common::RedisReply& pb,
-                                           const common::RedisReply& ver);
 
 }  // namespace rogatory::deadlines

@@ -2,6 +2,7 @@
 // reminders and escalations. Starts, settles and cancels deadlines from intake's events;
 // emits deadline events through its outbox.
 #include "deadline_service.h"
+#include "redis_deadline_store.h"
 #include "rogatory/common/logging.h"
 #include "rogatory/common/platform.h"
 #include "rules.h"
@@ -54,8 +55,8 @@ int main(int argc, char** argv) {
           return s;
         });
         if (absl::Status s = platform.WatchDirectory(rules_dir); !s.ok()) return s;
-        auto* store =
-            parts.Own(std::make_shared<dl::DeadlineStore>(platform.redis(), platform.sharding()));
+        auto* store = parts.Own(
+            std::make_shared<dl::RedisDeadlineStore>(platform.redis(), platform.sharding()));
         auto* tracker =
             parts.Own(std::make_shared<dl::DeadlineTracker>(*store, *registry, platform.clock()));
         parts.services.push_back(

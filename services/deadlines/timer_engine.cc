@@ -206,7 +206,8 @@ void TimerEngine::Step(std::shared_ptr<Chain> c) {
   c->writes = false;
   c->written.reset();
   if (c->deadline) {
-    DeadlineWrite w{c->deadline->deadline, c->deadline->version, std::nullopt};
+    DeadlineWrite w{c->deadline->deadline, c->deadline->version, std::nullopt,
+                    IndexedAuthority(c->deadline->deadline)};
     FireResult r = Fire(w.deadline, what, c->now);
     c->type = r.event_type;
     if (r.changed) {
@@ -289,8 +290,9 @@ void TimerEngine::NextTimer(std::shared_ptr<Chain> c, bool handled) {
 
 void TimerEngine::UpdateGauges() {
   // The holder of the gauge lease (a key in shard 0) exports the shared counts.
-  const bool holder = common::HoldReplicaLease(redis_, DeadlineStore::Key(0, "gauges-lease"),
-                                               lease_owner_, options_.gauge_interval * 3);
+  const bool holder =
+      common::HoldReplicaLease(redis_, absl::StrCat(common::Sharding::Prefix(0), "dl:gauges-lease"),
+                               lease_owner_, options_.gauge_interval * 3);
   if (!holder) {
     for (auto& [name, gauge] : gauges_) metrics_->pending->Remove(gauge);
     gauges_.clear();

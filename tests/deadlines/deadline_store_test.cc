@@ -109,7 +109,7 @@ TEST_F(DeadlineEventsTest, EawArrestConsentDecisionSurrenderLifecycle) {
                                  common::v1::EVENT_TYPE_DEADLINE_CANCELLED));
   EXPECT_THAT(sequences, ElementsAre(1, 2, 3, 4, 5, 6));
   // Closed deadlines leave no timers behind.
-  auto timers = common::RunRedisCommand(*redis_, {"ZCARD", DeadlineStore::Key(1, "timers")});
+  auto timers = common::RunRedisCommand(*redis_, {"ZCARD", RedisDeadlineStore::Key(1, "timers")});
   EXPECT_EQ(timers->integer, 0);
 }
 

@@ -10,6 +10,7 @@
 #include "deadline_service.h"
 #include "deadline_store.h"
 #include "gtest/gtest.h"
+#include "redis_deadline_store.h"
 #include "redis_server.h"
 #include "rogatory/common/async_redis_client.h"
 #include "rogatory/common/clock.h"
@@ -53,7 +54,7 @@ class DeadlinesRedisTest : public ::testing::Test {
     server_.Start();
     redis_ = NewClient(server_);
     ASSERT_TRUE(common::RunRedisCommand(*redis_, {"PING"}).ok());
-    store_ = std::make_unique<DeadlineStore>(*redis_, common::Sharding(kShards));
+    store_ = std::make_unique<RedisDeadlineStore>(*redis_, common::Sharding(kShards));
     registry_ = std::make_unique<RulesRegistry>(ROGATORY_DEADLINES_DATA_DIR, ReferenceRules());
     tracker_ = std::make_unique<DeadlineTracker>(*store_, *registry_, clock_);
     handler_ = std::make_unique<DeadlineEventHandler>(*tracker_);

@@ -121,7 +121,7 @@ TEST_F(TimerEngineTest, ThreeReplicasFireEachOfTenThousandTimersExactlyOnceDespi
   // Each replica has its own connection, as separate processes would.
   auto redis_a = testing::NewClient(server_), redis_b = testing::NewClient(server_),
        redis_c = testing::NewClient(server_);
-  DeadlineStore store_a(*redis_a, common::Sharding(kShards)),
+  RedisDeadlineStore store_a(*redis_a, common::Sharding(kShards)),
       store_b(*redis_b, common::Sharding(kShards)), store_c(*redis_c, common::Sharding(kShards));
   common::Metrics ma, mb, mc;
   DeadlineMetrics metrics_a(ma.registry()), metrics_b(mb.registry()), metrics_c(mc.registry());
@@ -162,10 +162,12 @@ TEST_F(TimerEngineTest, ThreeReplicasFireEachOfTenThousandTimersExactlyOnceDespi
   EXPECT_EQ(deadlines.size(), static_cast<size_t>(kTimers));
   EXPECT_EQ(event_ids.size(), static_cast<size_t>(kTimers));
   for (int s = 0; s < kShards; ++s) {
-    EXPECT_EQ(common::RunRedisCommand(*redis_, {"ZCARD", DeadlineStore::Key(s, "timers")})->integer,
-              0);
-    EXPECT_EQ(common::RunRedisCommand(*redis_, {"ZCARD", DeadlineStore::Key(s, "claims")})->integer,
-              0);
+    EXPECT_EQ(
+        common::RunRedisCommand(*redis_, {"ZCARD", RedisDeadlineStore::Key(s, "timers")})->integer,
+        0);
+    EXPECT_EQ(
+        common::RunRedisCommand(*redis_, {"ZCARD", RedisDeadlineStore::Key(s, "claims")})->integer,
+        0);
   }
 }
 
@@ -188,7 +190,7 @@ TEST_F(TimerEngineTest, RestartWithPendingDeadlinesFiresThemOnTime) {
   server_.Stop();
   server_.Start();
   redis_ = testing::NewClient(server_);
-  store_ = std::make_unique<DeadlineStore>(*redis_, common::Sharding(kShards));
+  store_ = std::make_unique<RedisDeadlineStore>(*redis_, common::Sharding(kShards));
   TimerEngine engine(*store_, *redis_, clock_, &metrics_, Options("after"));
   clock_.Set(due - absl::Seconds(1));
   engine.RunOnce();
@@ -254,8 +256,9 @@ TEST_F(TimerEngineTest, BatchWithSeveralDueTimersOfOneDeadlineFiresThemInOrderOn
   EXPECT_EQ(EventsOf(common::v1::EVENT_TYPE_DEADLINE_MISSED).size(), ids.size());
   EXPECT_EQ(engine.RunOnce(), 0);
   for (int s = 0; s < kShards; ++s) {
-    EXPECT_EQ(common::RunRedisCommand(*redis_, {"ZCARD", DeadlineStore::Key(s, "claims")})->integer,
-              0);
+    EXPECT_EQ(
+        common::RunRedisCommand(*redis_, {"ZCARD", RedisDeadlineStore::Key(s, "claims")})->integer,
+        0);
   }
 }
 

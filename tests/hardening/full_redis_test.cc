@@ -10,10 +10,10 @@
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
-#include "deadline_store.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "intake_harness.h"
+#include "redis_deadline_store.h"
 #include "redis_document_store.h"
 #include "redis_request_store.h"
 #include "redis_routing_store.h"
@@ -262,7 +262,7 @@ TEST_F(FullRedisTest, ReceiversOfRequestErasedStillEraseWhenRedisIsFull) {
   ASSERT_TRUE(routed.ok()) << routed.status();
   EXPECT_EQ(*routed, common::EventHandler::Outcome::kHandled);
 
-  deadlines::DeadlineStore deadlines(*client_, common::Sharding(16));
+  deadlines::RedisDeadlineStore deadlines(*client_, common::Sharding(16));
   const common::Dedupe deadlines_seen{common::EventKeys::Seen(shard, "deadlines", "01erasedevent"),
                                       "600000"};
   auto timed = testing::Await<deadlines::CommitOutcome>(

@@ -32,6 +32,7 @@
 #include "absl/time/time.h"
 #include "deadline_logic.h"
 #include "deadline_store.h"
+#include "redis_deadline_store.h"
 #include "rogatory/common/access.h"
 #include "rogatory/common/async_redis_client.h"
 #include "rogatory/common/clock.h"
@@ -371,7 +372,8 @@ int64_t OutboxEvents(RedisClient& redis) {
 int64_t OpenClaims(RedisClient& redis) {
   int64_t claims = 0;
   for (int shard = 0; shard < kShards; ++shard) {
-    auto n = common::RunRedisCommand(redis, {"ZCARD", dl::DeadlineStore::Key(shard, "claims")});
+    auto n =
+        common::RunRedisCommand(redis, {"ZCARD", dl::RedisDeadlineStore::Key(shard, "claims")});
     if (n.ok()) claims += n->integer;
   }
   return claims;
@@ -414,7 +416,7 @@ FireResult RunEngines(const Settings& s, const common::RedisUrl& url, RedisClien
   for (int e = 0; e < s.engines; ++e) {
     clients.push_back(Connect(url));
     stores.push_back(
-        std::make_unique<dl::DeadlineStore>(*clients.back(), common::Sharding(kShards)));
+        std::make_unique<dl::RedisDeadlineStore>(*clients.back(), common::Sharding(kShards)));
     dl::TimerEngineOptions options;
     options.owner = absl::StrCat("bench", e);
     options.batch = s.batch;
@@ -542,7 +544,7 @@ int Run(Settings s) {
     std::cerr << "cannot reach Redis at " << s.redis_url << "\n";
     return 1;
   }
-  dl::DeadlineStore store(*redis, common::Sharding(kShards));
+  dl::RedisDeadlineStore store(*redis, common::Sharding(kShards));
   DeadlineFactory factory(*rules);
   std::vector<Scenario> scenarios;
   bool ok = true;
@@ -579,7 +581,8 @@ int Run(Settings s) {
     sc.Add("timers_per_deadline", static_cast<double>(load.timers) / n);
     int64_t members = 0;
     for (int shard = 0; shard < kShards; ++shard) {
-      auto z = common::RunRedisCommand(*redis, {"ZCARD", dl::DeadlineStore::Key(shard, "timers")});
+      auto z =
+          common::RunRedisCommand(*redis, {"ZCARD", dl::RedisDeadlineStore::Key(shard, "timers")});
       if (z.ok()) members += z->integer;
     }
     sc.Add("timer_members_per_deadline", static_cast<double>(members) / n);
@@ -592,8 +595,8 @@ int Run(Settings s) {
     // per-deadline keys.
     int64_t timers = 0, open = 0;
     for (int shard = 0; shard < kShards; ++shard) {
-      timers += MemoryUsage(*redis, dl::DeadlineStore::Key(shard, "timers"));
-      open += MemoryUsage(*redis, dl::DeadlineStore::Key(shard, "open"));
+      timers += MemoryUsage(*redis, dl::RedisDeadlineStore::Key(shard, "timers"));
+      open += MemoryUsage(*redis, dl::RedisDeadlineStore::Key(shard, "open"));
     }
     sc.Add("timers_zset_bytes_per_deadline", static_cast<double>(timers) / n);
     sc.Add("open_zset_bytes_per_deadline", static_cast<double>(open) / n);
@@ -615,18 +618,18 @@ int Run(Settings s) {
       int64_t hash = 0, pb = 0, byreq = 0, seq = 0, parties = 0, sampled = 0;
       for (int shard = 0; shard < kShards && sampled < 320; ++shard) {
         auto r = common::RunRedisCommand(
-            *redis, {"ZRANGE", dl::DeadlineStore::Key(shard, "open"), "0", "19"});
+            *redis, {"ZRANGE", dl::RedisDeadlineStore::Key(shard, "open"), "0", "19"});
         if (!r.ok()) continue;
         for (const RedisReply& id : r->elements) {
-          const std::string key = dl::DeadlineStore::Key(shard, "d:" + id.str);
+          const std::string key = dl::RedisDeadlineStore::Key(shard, "d:" + id.str);
           hash += MemoryUsage(*redis, key);
           auto f = common::RunRedisCommand(*redis, {"HMGET", key, "pb", "request"});
           if (!f.ok() || f->elements.size() != 2) continue;
           pb += static_cast<int64_t>(f->elements[0].str.size());
           const std::string req = f->elements[1].str;
-          byreq += MemoryUsage(*redis, dl::DeadlineStore::Key(shard, "byreq:" + req));
-          seq += MemoryUsage(*redis, dl::DeadlineStore::Key(shard, "seq:" + req));
-          parties += MemoryUsage(*redis, dl::DeadlineStore::Key(shard, "parties:" + req));
+          byreq += MemoryUsage(*redis, dl::RedisDeadlineStore::Key(shard, "byreq:" + req));
+          seq += MemoryUsage(*redis, dl::RedisDeadlineStore::Key(shard, "seq:" + req));
+          parties += MemoryUsage(*redis, dl::RedisDeadlineStore::Key(shard, "parties:" + req));
           ++sampled;
         }
       }

@@ -33,7 +33,6 @@ import sys
 # file from here in the commit that moves its scripts into .lua files.
 PENDING = {
     "common/src/event_sink.cc",
-    "services/deadlines/deadline_store.cc",
     "services/notification/fanout_worker.cc",
     "services/notification/inbox.cc",
     "services/notification/notification_event_handler.cc",
