@@ -48,7 +48,6 @@ PENDING = {
     "services/notification/notification_event_handler.cc",
     "services/notification/notification_service.cc",
     "services/notification/webhook_dispatcher.cc",
-    "services/routing/redis_routing_store.cc",
 }
 
 ALLOWED_FLAGS = {"no-writes", "allow-oom", "allow-stale"}
