@@ -258,8 +258,7 @@ void ReadJobRows(common::RedisClient& redis, const ShardKeys& keys,
              });
 }
 
-void ReadDocuments(common::RedisClient& redis, const ShardKeys& keys,
-                   const std::string& request_id,
+void ReadDocuments(common::RedisClient& redis, const ShardKeys& keys, const std::string& request_id,
                    StoreCallback<std::map<std::string, std::string>> done) {
   redis.Command({"HGETALL", keys.Documents(request_id)}, [done](absl::StatusOr<RedisReply> r) {
     if (!r.ok()) return done(r.status());
@@ -317,8 +316,8 @@ void ReadDueLeases(common::RedisClient& redis, const ShardKeys& keys, int64_t no
 void RunDecide(common::RedisClient& redis, const ShardKeys& keys, const DecideCall& c,
                StoreCallback<Step> done) {
   const std::string& rid = c.request_id;
-  std::vector<std::string> k = {c.seen_key,       keys.Parties(rid),   keys.Decision(rid),
-                                keys.Sequence(rid), keys.Outbox(),     keys.Unroutable(),
+  std::vector<std::string> k = {c.seen_key,         keys.Parties(rid),   keys.Decision(rid),
+                                keys.Sequence(rid), keys.Outbox(),       keys.Unroutable(),
                                 keys.JobsOf(rid),   keys.Documents(rid), keys.Pairs()};
   std::vector<std::string> a = {c.retention_ms};
   AddParties(a, c.parties);
@@ -344,9 +343,9 @@ void RunAddDocument(common::RedisClient& redis, const ShardKeys& keys, const Add
                     StoreCallback<Step> done) {
   const std::string& rid = c.request_id;
   const std::string pair = PairOf(c.read_source, c.read_target);
-  std::vector<std::string> k = {c.seen_key,         keys.Parties(rid),  keys.Decision(rid),
-                                keys.Sequence(rid), keys.Outbox(),      keys.Documents(rid),
-                                keys.JobsOf(rid),   keys.Pairs(),       keys.Job(c.job_id),
+  std::vector<std::string> k = {c.seen_key,         keys.Parties(rid),    keys.Decision(rid),
+                                keys.Sequence(rid), keys.Outbox(),        keys.Documents(rid),
+                                keys.JobsOf(rid),   keys.Pairs(),         keys.Job(c.job_id),
                                 keys.Queue(pair),   keys.QueueByAge(pair)};
   std::vector<std::string> a = {c.retention_ms};
   AddParties(a, c.parties);
@@ -360,8 +359,8 @@ void RunAddDocument(common::RedisClient& redis, const ShardKeys& keys, const Add
 void RunUpdateDeadline(common::RedisClient& redis, const ShardKeys& keys,
                        const UpdateDeadlineCall& c, StoreCallback<Step> done) {
   const std::string& rid = c.request_id;
-  std::vector<std::string> k = {c.seen_key,           keys.Parties(rid), keys.Decision(rid),
-                                keys.Deadlines(rid), keys.JobsOf(rid), keys.Pairs()};
+  std::vector<std::string> k = {c.seen_key,          keys.Parties(rid), keys.Decision(rid),
+                                keys.Deadlines(rid), keys.JobsOf(rid),  keys.Pairs()};
   std::vector<std::string> a = {c.retention_ms};
   AddParties(a, c.parties);
   a.insert(a.end(), {c.deadline_id, c.due_ms ? Str(*c.due_ms) : "", Str(c.jobs.size())});
@@ -441,12 +440,12 @@ void RunPeekQueues(common::RedisClient& redis, const ShardKeys& keys,
 
 void RunClaim(common::RedisClient& redis, const ShardKeys& keys, const ClaimCall& c,
               StoreCallback<ClaimResult> done) {
-  std::vector<std::string> k = {keys.Job(c.job_id),        keys.Queue(c.pair),
-                                keys.QueueByAge(c.pair),   keys.Leases(),
-                                keys.Held(c.claimer),      keys.Decision(c.request_id),
+  std::vector<std::string> k = {keys.Job(c.job_id),          keys.Queue(c.pair),
+                                keys.QueueByAge(c.pair),     keys.Leases(),
+                                keys.Held(c.claimer),        keys.Decision(c.request_id),
                                 keys.Sequence(c.request_id), keys.Outbox()};
-  std::vector<std::string> a = {c.job_id,          c.request_id, c.token,        Str(c.now_ms),
-                                Str(c.lease_ms),   c.claimer,    c.claimed_event};
+  std::vector<std::string> a = {c.job_id,        c.request_id, c.token,        Str(c.now_ms),
+                                Str(c.lease_ms), c.claimer,    c.claimed_event};
   redis.Eval(Script<lua::kClaim>(), std::move(k), std::move(a),
              [done](absl::StatusOr<RedisReply> r) {
                if (!r.ok()) return done(r.status());
@@ -470,8 +469,7 @@ void RunClaim(common::RedisClient& redis, const ShardKeys& keys, const ClaimCall
 void RunHeartbeat(common::RedisClient& redis, const ShardKeys& keys, const HeartbeatCall& c,
                   StoreCallback<LeaseResult> done) {
   redis.Eval(Script<lua::kHeartbeat>(), {keys.Job(c.job_id), keys.Leases()},
-             {c.job_id, Str(c.token), c.claimer, c.lease_ms ? Str(*c.lease_ms) : "",
-              Str(c.now_ms)},
+             {c.job_id, Str(c.token), c.claimer, c.lease_ms ? Str(*c.lease_ms) : "", Str(c.now_ms)},
              [done](absl::StatusOr<RedisReply> r) {
                LeaseReply(std::move(r), "heartbeat", {"ok"}, done);
              });
@@ -479,8 +477,8 @@ void RunHeartbeat(common::RedisClient& redis, const ShardKeys& keys, const Heart
 
 void RunComplete(common::RedisClient& redis, const ShardKeys& keys, const CompleteCall& c,
                  StoreCallback<LeaseResult> done) {
-  std::vector<std::string> k = {keys.Job(c.job_id),         keys.Leases(),
-                                keys.Held(c.claimer),       keys.Decision(c.request_id),
+  std::vector<std::string> k = {keys.Job(c.job_id),          keys.Leases(),
+                                keys.Held(c.claimer),        keys.Decision(c.request_id),
                                 keys.Sequence(c.request_id), keys.Outbox(),
                                 keys.JobsOf(c.request_id)};
   std::vector<std::string> a = {c.job_id,
@@ -506,15 +504,21 @@ void RunComplete(common::RedisClient& redis, const ShardKeys& keys, const Comple
 
 void RunFail(common::RedisClient& redis, const ShardKeys& keys, const FailCall& c,
              StoreCallback<LeaseResult> done) {
-  std::vector<std::string> k = {keys.Job(c.job_id),     keys.Leases(),
-                                keys.Held(c.claimer),   keys.Queue(c.pair),
-                                keys.QueueByAge(c.pair), keys.Pairs(),
-                                keys.Dead(),            keys.Decision(c.request_id),
-                                keys.Sequence(c.request_id), keys.Outbox()};
-  std::vector<std::string> a = {c.job_id,         Str(c.token),      c.claimer,
-                                c.failure_code,   c.retryable ? "1" : "0",
-                                Str(c.max_attempts), Str(c.now_ms),  c.request_id,
-                                c.pair,           c.requeued_event,  c.dead_event};
+  std::vector<std::string> k = {
+      keys.Job(c.job_id),          keys.Leases(), keys.Held(c.claimer), keys.Queue(c.pair),
+      keys.QueueByAge(c.pair),     keys.Pairs(),  keys.Dead(),          keys.Decision(c.request_id),
+      keys.Sequence(c.request_id), keys.Outbox()};
+  std::vector<std::string> a = {c.job_id,
+                                Str(c.token),
+                                c.claimer,
+                                c.failure_code,
+                                c.retryable ? "1" : "0",
+                                Str(c.max_attempts),
+                                Str(c.now_ms),
+                                c.request_id,
+                                c.pair,
+                                c.requeued_event,
+                                c.dead_event};
   redis.Eval(Script<lua::kFail>(), std::move(k), std::move(a),
              [done](absl::StatusOr<RedisReply> r) {
                LeaseReply(std::move(r), "fail", {"requeued", "dead", "replayed"}, done);
@@ -528,9 +532,9 @@ void RunSweep(common::RedisClient& redis, const ShardKeys& keys, const SweepCall
   for (const auto& j : c.jobs) {
     const JobRow& row = j.row;
     const std::string pair = PairOf(row.source, row.target);
-    k.insert(k.end(), {keys.Job(row.id), keys.Held(row.holder), keys.Queue(pair),
-                       keys.QueueByAge(pair), keys.Decision(row.request_id),
-                       keys.Sequence(row.request_id)});
+    k.insert(k.end(),
+             {keys.Job(row.id), keys.Held(row.holder), keys.Queue(pair), keys.QueueByAge(pair),
+              keys.Decision(row.request_id), keys.Sequence(row.request_id)});
     a.insert(a.end(), {row.id, row.token, row.status, pair, j.requeued_event, j.dead_event});
   }
   redis.Eval(Script<lua::kSweepLeases>(), std::move(k), std::move(a),

@@ -76,8 +76,7 @@ struct JobRow {
 void ReadJobRows(common::RedisClient& redis, const ShardKeys& keys,
                  const std::vector<std::string>& job_ids, StoreCallback<std::vector<JobRow>> done);
 // HGETALL docs:<request>: document id -> "<language>\n<sha256>".
-void ReadDocuments(common::RedisClient& redis, const ShardKeys& keys,
-                   const std::string& request_id,
+void ReadDocuments(common::RedisClient& redis, const ShardKeys& keys, const std::string& request_id,
                    StoreCallback<std::map<std::string, std::string>> done);
 // HMGET of some fields of dec:<request> ('' for a missing one).
 void ReadDecisionFields(common::RedisClient& redis, const ShardKeys& keys,
@@ -126,7 +125,7 @@ struct DecideCall : ReceiverBase {
   struct Create {
     std::string id, document, queued_event;
   };
-  std::vector<Create> create;                          // into PairOf(source, target)
+  std::vector<Create> create;                                  // into PairOf(source, target)
   std::vector<std::pair<std::string, std::string>> documents;  // as read
 };
 void RunDecide(common::RedisClient& redis, const ShardKeys& keys, const DecideCall& call,
@@ -153,8 +152,8 @@ void RunUpdateDeadline(common::RedisClient& redis, const ShardKeys& keys,
 
 struct EndRequestCall : ReceiverBase {
   PartiesValues parties;
-  std::vector<JobRow> jobs;                 // as read
-  std::vector<std::string> cancel_events;   // per job: JOB_CANCELLED bytes or ''
+  std::vector<JobRow> jobs;                // as read
+  std::vector<std::string> cancel_events;  // per job: JOB_CANCELLED bytes or ''
 };
 void RunEndRequest(common::RedisClient& redis, const ShardKeys& keys, const EndRequestCall& call,
                    StoreCallback<Step> done);
@@ -216,8 +215,8 @@ struct CompleteCall {
   int64_t token = 0;
   std::string claimer, translated_document, sha256;
   int64_t now_ms = 0;
-  std::string request_id;      // as read
-  std::string forward_status;  // dec:<request> fwd as read
+  std::string request_id;                                       // as read
+  std::string forward_status;                                   // dec:<request> fwd as read
   std::string completed_with_status, completed_without_status;  // JOB_COMPLETED bytes
   std::vector<std::string> request_jobs;                        // as read
 };
@@ -231,8 +230,8 @@ struct FailCall {
   bool retryable = false;
   int max_attempts = 0;
   int64_t now_ms = 0;
-  std::string request_id, pair;                  // as read
-  std::string requeued_event, dead_event;        // JOB_FAILED bytes
+  std::string request_id, pair;            // as read
+  std::string requeued_event, dead_event;  // JOB_FAILED bytes
 };
 void RunFail(common::RedisClient& redis, const ShardKeys& keys, const FailCall& call,
              StoreCallback<LeaseResult> done);
@@ -241,7 +240,7 @@ struct SweepCall {
   int64_t now_ms = 0;
   int max_attempts = 0;
   struct Job {
-    JobRow row;                             // as read
+    JobRow row;                              // as read
     std::string requeued_event, dead_event;  // JOB_FAILED bytes
   };
   std::vector<Job> jobs;

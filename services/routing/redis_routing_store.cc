@@ -28,6 +28,9 @@ constexpr char kServiceActor[] = "rogatory-routing";
 // changed meanwhile (another writer of the same request). Each retry follows a change that
 // committed, so the system progresses; this bounds one caller's share.
 constexpr int kMaxAttempts = 16;
+// A claim races other claimers for queue heads: it moves to the next head after each lost
+// race (then a job another claimer took), so it gives up only far beyond any real contention.
+constexpr int kMaxClaimTries = 100000;
 
 absl::Status Contended() {
   return absl::AbortedError("the request changed concurrently too often; retry");
@@ -710,7 +713,9 @@ struct ClaimRun : std::enable_shared_from_this<ClaimRun> {
       if (!error.ok()) return done(error);
       return done(absl::NotFoundError("no translation job is queued for those languages"));
     }
-    if (++tries > kMaxAttempts * 8) return done(Contended());
+    // Each lost race means another claim succeeded, so the loop ends; the bound only
+    // guards against a defect.
+    if (++tries > kMaxClaimTries) return done(Contended());
     auto [head, shard] = candidates.back();
     candidates.pop_back();
     const ShardKeys keys(shard);
