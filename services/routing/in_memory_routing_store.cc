@@ -61,8 +61,8 @@ bool InMemoryRoutingStore::SeenOrMark(const common::Dedupe& dedupe) {
 }
 
 void InMemoryRoutingStore::RecordParties(const std::string& rid, const common::RequestParties& p) {
-  common::RequestParties& out = requests_[rid].parties.emplace(
-      requests_[rid].parties.value_or(common::RequestParties()));
+  common::RequestParties& out =
+      requests_[rid].parties.emplace(requests_[rid].parties.value_or(common::RequestParties()));
   auto set = [](std::string& field, const std::string& v) {
     if (!v.empty()) field = v;
   };
@@ -226,8 +226,8 @@ void InMemoryRoutingStore::RecordDecision(const cv1::Event& trigger,
       if (j.status == v1::TRANSLATION_JOB_STATUS_QUEUED && (!r.need || j.tgt != r.tgt)) {
         j.status = v1::TRANSLATION_JOB_STATUS_CANCELLED;
         j.updated = Ms(now);
-        Emit(rid, cv1::EVENT_TYPE_TRANSLATION_JOB_CANCELLED, now, ServiceActor(),
-             "ROUTING_CHANGED", 0, &j);
+        Emit(rid, cv1::EVENT_TYPE_TRANSLATION_JOB_CANCELLED, now, ServiceActor(), "ROUTING_CHANGED",
+             0, &j);
       }
     }
     if (r.need && !r.ended) {
@@ -292,9 +292,9 @@ void InMemoryRoutingStore::UpdateDeadline(const cv1::Event& trigger, std::option
 void InMemoryRoutingStore::EndRequest(const cv1::Event& trigger, const common::Dedupe& dedupe,
                                       absl::Time now, StoreCallback<Outcome> done) {
   const std::string& rid = trigger.request_id();
-  const std::string reason =
-      absl::StrCat("REQUEST_", cv1::EventType_Name(trigger.type())
-                                   .substr(std::string("EVENT_TYPE_REQUEST_").size()));
+  const std::string reason = absl::StrCat(
+      "REQUEST_",
+      cv1::EventType_Name(trigger.type()).substr(std::string("EVENT_TYPE_REQUEST_").size()));
   {
     absl::MutexLock lock(&mu_);
     if (SeenOrMark(dedupe)) return done(Outcome::kDuplicate);
@@ -395,33 +395,33 @@ void InMemoryRoutingStore::Claim(const ClaimSpec& spec, absl::Time now,
     if (seen != claim_ledger_.end()) {
       // A repeated claim: the job the first one took.
       auto j = jobs_.find(seen->second);
-      out = j == jobs_.end() ? absl::StatusOr<v1::TranslationJob>(NotFoundJob())
-                             : ToProto(j->second);
+      out =
+          j == jobs_.end() ? absl::StatusOr<v1::TranslationJob>(NotFoundJob()) : ToProto(j->second);
     }
     std::set<std::string> wanted;
     if (seen == claim_ledger_.end()) {
-    for (const auto& [src, tgt] : spec.pairs) wanted.insert(PairOf(src, tgt));
-    Job* best = nullptr;
-    auto key = [this](const Job& j) { return std::make_tuple(Score(j), ShardOfJob(j.id), j.id); };
-    for (auto& [id, j] : jobs_) {
-      if (j.status != v1::TRANSLATION_JOB_STATUS_QUEUED || !wanted.count(PairOf(j.src, j.tgt))) {
-        continue;
+      for (const auto& [src, tgt] : spec.pairs) wanted.insert(PairOf(src, tgt));
+      Job* best = nullptr;
+      auto key = [this](const Job& j) { return std::make_tuple(Score(j), ShardOfJob(j.id), j.id); };
+      for (auto& [id, j] : jobs_) {
+        if (j.status != v1::TRANSLATION_JOB_STATUS_QUEUED || !wanted.count(PairOf(j.src, j.tgt))) {
+          continue;
+        }
+        if (best == nullptr || key(j) < key(*best)) best = &j;
       }
-      if (best == nullptr || key(j) < key(*best)) best = &j;
-    }
-    if (best != nullptr) {
-      Emit(best->rid, cv1::EVENT_TYPE_TRANSLATION_JOB_CLAIMED, now, TranslatorActor(spec.claimer),
-           "", 0, best);
-      best->token++;
-      best->attempts++;
-      best->status = v1::TRANSLATION_JOB_STATUS_CLAIMED;
-      best->by = best->last_holder = spec.claimer;
-      best->lease_ms = absl::ToInt64Milliseconds(spec.lease);
-      best->lease_exp = Ms(now) + best->lease_ms;
-      best->updated = Ms(now);
-      if (!spec.request_id.empty()) claim_ledger_[ledger] = best->id;
-      out = ToProto(*best);
-    }
+      if (best != nullptr) {
+        Emit(best->rid, cv1::EVENT_TYPE_TRANSLATION_JOB_CLAIMED, now, TranslatorActor(spec.claimer),
+             "", 0, best);
+        best->token++;
+        best->attempts++;
+        best->status = v1::TRANSLATION_JOB_STATUS_CLAIMED;
+        best->by = best->last_holder = spec.claimer;
+        best->lease_ms = absl::ToInt64Milliseconds(spec.lease);
+        best->lease_exp = Ms(now) + best->lease_ms;
+        best->updated = Ms(now);
+        if (!spec.request_id.empty()) claim_ledger_[ledger] = best->id;
+        out = ToProto(*best);
+      }
     }
   }
   done(std::move(out));
@@ -571,8 +571,8 @@ void InMemoryRoutingStore::SweepExpiredLeases(int shard, int max_attempts, int l
       } else {
         j.status = v1::TRANSLATION_JOB_STATUS_QUEUED;
         pairs_.insert({shard, PairOf(j.src, j.tgt)});
-        Emit(j.rid, cv1::EVENT_TYPE_TRANSLATION_JOB_FAILED, now, ServiceActor(), "LEASE_EXPIRED",
-             0, &j);
+        Emit(j.rid, cv1::EVENT_TYPE_TRANSLATION_JOB_FAILED, now, ServiceActor(), "LEASE_EXPIRED", 0,
+             &j);
       }
     }
   }

@@ -96,9 +96,8 @@ class InMemoryRoutingStore final : public RoutingStore {
   void RecordParties(const std::string& rid, const common::RequestParties& p)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void Emit(const std::string& rid, common::v1::EventType type, absl::Time now,
-            const common::v1::Actor& actor, const std::string& reason, int status,
-            const Job* job, const common::v1::Event* payload = nullptr)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+            const common::v1::Actor& actor, const std::string& reason, int status, const Job* job,
+            const common::v1::Event* payload = nullptr) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Creates the job of (request, document) for the decision's target unless it exists.
   bool CreateJob(const std::string& rid, Request& r, const std::string& doc, absl::Time now)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -113,8 +112,8 @@ class InMemoryRoutingStore final : public RoutingStore {
   std::set<std::string> seen_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, Request> requests_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, Job> jobs_ ABSL_GUARDED_BY(mu_);
-  std::map<std::string, int64_t> dead_ ABSL_GUARDED_BY(mu_);        // job id -> when
-  std::map<std::string, int64_t> unroutable_ ABSL_GUARDED_BY(mu_);  // request id -> when
+  std::map<std::string, int64_t> dead_ ABSL_GUARDED_BY(mu_);          // job id -> when
+  std::map<std::string, int64_t> unroutable_ ABSL_GUARDED_BY(mu_);    // request id -> when
   std::set<std::pair<int, std::string>> pairs_ ABSL_GUARDED_BY(mu_);  // (shard, "src>tgt")
   std::map<std::string, std::string> claim_ledger_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, std::vector<common::v1::Event>> events_ ABSL_GUARDED_BY(mu_);

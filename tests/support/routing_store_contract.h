@@ -116,14 +116,12 @@ class RoutingStoreContractTest : public ::testing::Test {
                                                    const std::string& who, absl::Time now,
                                                    const std::string& doc = "doc-nl") {
     return Await<routing::CompleteResult>([&](auto cb) {
-      store_->Complete(j.id(), j.lease_token(), who, doc, std::string(64, 'b'), now,
-                       std::move(cb));
+      store_->Complete(j.id(), j.lease_token(), who, doc, std::string(64, 'b'), now, std::move(cb));
     });
   }
 
   absl::StatusOr<routing::FailResult> Fail(const routing::v1::TranslationJob& j,
-                                           const std::string& who, bool retryable,
-                                           absl::Time now) {
+                                           const std::string& who, bool retryable, absl::Time now) {
     return Await<routing::FailResult>([&](auto cb) {
       store_->Fail(j.id(), j.lease_token(), who, "UNREADABLE", retryable, kMaxAttempts, now,
                    std::move(cb));
@@ -131,8 +129,7 @@ class RoutingStoreContractTest : public ::testing::Test {
   }
 
   absl::StatusOr<routing::v1::TranslationJob> GetJob(const std::string& id) {
-    return Await<routing::v1::TranslationJob>(
-        [&](auto cb) { store_->GetJob(id, std::move(cb)); });
+    return Await<routing::v1::TranslationJob>([&](auto cb) { store_->GetJob(id, std::move(cb)); });
   }
 
   std::vector<routing::v1::TranslationJob> Jobs(const std::string& rid) {
@@ -143,8 +140,7 @@ class RoutingStoreContractTest : public ::testing::Test {
   }
 
   absl::StatusOr<routing::QueueListPage> List(const routing::QueueListSpec& spec) {
-    return Await<routing::QueueListPage>(
-        [&](auto cb) { store_->ListQueue(spec, std::move(cb)); });
+    return Await<routing::QueueListPage>([&](auto cb) { store_->ListQueue(spec, std::move(cb)); });
   }
 
   // A request in `shard` with one queued es>nl job. Returns the request id.
@@ -202,9 +198,10 @@ TYPED_TEST_P(RoutingStoreContractTest, DocumentsBeforeTheDecisionAreQueuedWhenIt
       [&](auto cb) { this->store_->GetDecision(rid, std::move(cb)); });
   ASSERT_TRUE(decision.ok());
   EXPECT_EQ(decision->target_language(), "nl");
-  EXPECT_EQ(Await<routing::v1::RoutingDecision>([&](auto cb) {
-              this->store_->GetDecision(this->NewRequestId(2), std::move(cb));
-            }).status().code(),
+  EXPECT_EQ(Await<routing::v1::RoutingDecision>(
+                [&](auto cb) { this->store_->GetDecision(this->NewRequestId(2), std::move(cb)); })
+                .status()
+                .code(),
             absl::StatusCode::kNotFound);
 }
 
@@ -232,8 +229,7 @@ TYPED_TEST_P(RoutingStoreContractTest, OnlyTheHolderActsAndACompletionReplaysFor
   auto j = this->Claim("XL-1", this->start_);
   ASSERT_TRUE(j.ok()) << j.status();
   // Another translator learns nothing, whatever the token.
-  EXPECT_EQ(this->Complete(*j, "XL-2", this->start_).status().code(),
-            absl::StatusCode::kNotFound);
+  EXPECT_EQ(this->Complete(*j, "XL-2", this->start_).status().code(), absl::StatusCode::kNotFound);
   auto beat = Await<routing::v1::TranslationJob>([&](auto cb) {
     this->store_->Heartbeat(j->id(), j->lease_token() + 1, "XL-1", absl::ZeroDuration(),
                             this->start_, std::move(cb));
@@ -276,7 +272,8 @@ TYPED_TEST_P(RoutingStoreContractTest, RequestIsDoneOnlyWhenItsLastJobCompletes)
   EXPECT_TRUE(second->request_done);
 }
 
-TYPED_TEST_P(RoutingStoreContractTest, RetryableFailuresRequeueUntilTheAttemptsRunOutThenDeadLetter) {
+TYPED_TEST_P(RoutingStoreContractTest,
+             RetryableFailuresRequeueUntilTheAttemptsRunOutThenDeadLetter) {
   this->QueueJob(5);
   for (int attempt = 1; attempt <= TestFixture::kMaxAttempts; ++attempt) {
     auto j = this->Claim("XL-1", this->start_);
@@ -393,9 +390,10 @@ TYPED_TEST_P(RoutingStoreContractTest, PartiesAreRecordedAndErasureForgetsEveryt
       [&](auto cb) { this->store_->GetParties(rid, std::move(cb)); });
   ASSERT_TRUE(parties.ok());
   EXPECT_FALSE(parties->has_value());
-  EXPECT_EQ(Await<routing::v1::RoutingDecision>([&](auto cb) {
-              this->store_->GetDecision(rid, std::move(cb));
-            }).status().code(),
+  EXPECT_EQ(Await<routing::v1::RoutingDecision>(
+                [&](auto cb) { this->store_->GetDecision(rid, std::move(cb)); })
+                .status()
+                .code(),
             absl::StatusCode::kNotFound);
 }
 
@@ -459,8 +457,8 @@ TYPED_TEST_P(RoutingStoreContractTest, StatsCountQueuedJobsPerPairAndUnroutableR
                 this->store_->RecordDecision(e, d, common::v1::REQUEST_STATUS_UNSPECIFIED,
                                              this->DedupeFor(e), this->start_, std::move(cb));
               }).ok());
-  auto stats = Await<routing::ShardStats>(
-      [&](auto cb) { this->store_->Stats(shard, std::move(cb)); });
+  auto stats =
+      Await<routing::ShardStats>([&](auto cb) { this->store_->Stats(shard, std::move(cb)); });
   ASSERT_TRUE(stats.ok()) << stats.status();
   EXPECT_EQ(stats->unroutable, 1);
   ASSERT_EQ(stats->pairs.size(), 1u);
