@@ -28,7 +28,10 @@ namespace rogatory::routing {
 //   claimidem:<sha1(claimer, request_id)>  string, TTL 24 h: the job a claim took (in the
 //                    shard of the claimer and key, not of the job)
 //   metrics-leader   (shard 0 only) string, TTL: the replica exporting the queue gauges
-// Events go to rg:{sN}:outbox:routing in the same script as the change. Job ids are
+// Events go to rg:{sN}:outbox:routing in the same script as the change. The scripts are
+// lua/*.lua, called through redis_routing_scripts.h; each is passed every key it touches, so
+// where a key depends on stored data this class reads that data first and the script
+// re-checks it ('retry' when it changed). Job ids are
 // tj-<shard>-<26 hex of sha1(request, document, target)>: one job per document and target,
 // whatever the order or repetition of the events that create it.
 class RedisRoutingStore final : public RoutingStore {

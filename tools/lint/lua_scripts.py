@@ -36,7 +36,6 @@ PENDING = {
     "services/notification/fanout_worker.cc",
     "services/notification/inbox.cc",
     "services/notification/notification_event_handler.cc",
-    "services/routing/redis_routing_store.cc",
 }
 
 ALLOWED_FLAGS = {"no-writes", "allow-oom", "allow-stale"}
