@@ -201,6 +201,9 @@ class ServerLimitsTest : public ::testing::Test {
     return pred();
   }
 
+  // First, so it outlives the pipeline and the server: calls still ending after a test's
+  // body update the pipeline's gauges until TearDown shuts the server down.
+  Metrics metrics_;
   MetadataAuthenticator authenticator_;
   NoRateLimiter limiter_;
   LogAuditor auditor_;
@@ -362,7 +365,7 @@ TEST_F(ServerLimitsTest, CallsBeyondTheConcurrencyBoundAreRefusedAtOnce) {
 // server's; other callers are still served, and services are bounded by the server only.
 TEST_F(ServerLimitsTest, OneCallerOverItsBoundsIsRefusedWhileOthersAreServed) {
   pipeline_.SetCallerLimits(/*max_calls_per_caller=*/2, /*max_streams_per_caller=*/1);
-  Metrics metrics;
+  Metrics& metrics = metrics_;
   pipeline_.SetMetrics(metrics.registry());
   StartServer(/*max_concurrent_calls=*/100);
   // AUTH-A holds two unary calls and one stream open.
