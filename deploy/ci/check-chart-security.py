@@ -142,6 +142,31 @@ def check(path: str) -> list[str]:
             problems.append(f"{path}: Certificate {cert['metadata']['name']} gives {owner} a "
                             f"service identity ({cn})")
 
+    # The data layout migration Job (helm/rogatory/templates/migrate-job.yaml) checks the
+    # Redis and shard count the services use, before an upgrade, and nothing else.
+    jobs = [d for d in docs if d.get("kind") == "Job" and component(d) == "migrate"]
+    for job in jobs:
+        hooks = job["metadata"].get("annotations", {}).get("helm.sh/hook", "")
+        if hooks != "pre-upgrade":
+            problems.append(f"{path}: the migration Job runs on {hooks!r}, not pre-upgrade")
+        (c,) = job["spec"]["template"]["spec"]["containers"]
+        env = {e["name"]: e.get("value") for e in c.get("env", [])}
+        if c.get("command") != ["/usr/bin/rogatory-migrate", "apply"]:
+            problems.append(f"{path}: the migration Job runs {c.get('command')}")
+        for name, deployment in deployments.items():
+            if name not in SERVICES:
+                continue
+            (svc,) = [x for x in deployment["spec"]["template"]["spec"]["containers"]
+                      if x["name"] == name]
+            svc_env = {e["name"]: e.get("value") for e in svc.get("env", [])}
+            for var in ("ROGATORY_REDIS_URL", "ROGATORY_REDIS_SHARDS",
+                        "ROGATORY_REDIS_PASSWORD_FILE"):
+                if svc_env.get(var) != env.get(var):
+                    problems.append(f"{path}: the migration Job's {var} {env.get(var)!r} is "
+                                    f"not {name}'s {svc_env.get(var)!r}")
+    if deployments and not jobs:
+        problems.append(f"{path}: no data layout migration Job")
+
     # Keys bound to what they sign.
     for secret in (d for d in docs if d.get("kind") == "Secret"):
         data = secret.get("data", {})

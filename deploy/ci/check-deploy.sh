@@ -39,7 +39,11 @@
 #               Prometheus holds the series every dashboard gRPC panel queries; then down;
 #   helm-test   deploy/ci/helm-test-check.sh: the chart's helm test Pod script (rendered)
 #               in the rogatoryctl image against the four services run as local processes
-#               (health, a request submitted and read back).
+#               (health, a request submitted and read back);
+#   migrate-job deploy/ci/migrate-job-check.sh: the chart's pre-upgrade migration Job
+#               (rendered) in the intake image against a Redis holding the previous
+#               release's data: the layout recorded, a rerun a no-op, another shard count
+#               refused.
 #
 # Usage: deploy/ci/check-deploy.sh [--skip-images] [--only=STAGE[,STAGE...]]
 # Environment: ROGATORY_BUILD_DIR (default <repo>/build; its bin/ must hold the four
@@ -91,7 +95,8 @@ done
 
 wanted() {
   if [[ -n "${only}" ]]; then [[ "${only}" == *",$1,"* ]]; return; fi
-  if ((skip_images)) && [[ "$1" == images || "$1" == compose || "$1" == helm-test ]]; then
+  if ((skip_images)) && [[ "$1" == images || "$1" == compose || "$1" == helm-test ||
+    "$1" == migrate-job ]]; then
     return 1
   fi
   return 0
@@ -418,6 +423,14 @@ stage_rogatoryctl_image() {
 # --- helm-test ---------------------------------------------------------------------------
 # The chart's helm test Pod's script, in the rogatoryctl image, against the four services
 # run as local processes: health, then a request submitted and read back.
+# --- migrate-job -------------------------------------------------------------------------
+# The chart's pre-upgrade migration Job, rendered, run in the intake image against a Redis
+# holding the previous release's data (deploy/ci/migrate-job-check.sh).
+stage_migrate_job() {
+  bash "${repo}/deploy/ci/migrate-job-check.sh" "${cache}/helm33/helm/helm" \
+    "localhost/rogatory-intake:${image_tag}"
+}
+
 stage_helm_test() {
   bash "${repo}/deploy/ci/helm-test-check.sh" "${cache}/helm33/helm/helm" \
     "localhost/rogatory-rogatoryctl:${image_tag}"
@@ -529,9 +542,11 @@ if ((overall == 0)); then
   if [[ "${summary[-1]}" == *FAILED* ]]; then
     summary+=("$(printf '%-12s %8s  %s' compose - 'skipped (no images)')")
     summary+=("$(printf '%-12s %8s  %s' helm-test - 'skipped (no images)')")
+    summary+=("$(printf '%-12s %8s  %s' migrate-job - 'skipped (no images)')")
   else
     run_stage compose
     run_stage helm-test
+    run_stage migrate-job
   fi
 fi
 printf '\n=== [deploy] summary\n'
