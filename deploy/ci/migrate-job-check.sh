@@ -28,7 +28,8 @@ trap cleanup EXIT
 render() { # SHARDS OUT
   "${helm}" template rogatory "${repo}/helm/rogatory" --namespace rogatory \
     -f "${repo}/helm/rogatory/ci/production-mesh-values.yaml" \
-    --set "settings.redisShards=$1" --show-only templates/migrate-job.yaml >"${work}/job.yaml"
+    --set "settings.redisShards=$1" --show-only templates/migrate-job.yaml >"${work}/job.yaml" \
+    2>"${work}/helm.err" || { cat "${work}/helm.err" >&2; die "helm template failed"; }
   "${python}" - "${work}/job.yaml" "${redis_port}" "$2" <<'PY'
 import re, sys, yaml
 job = next(d for d in yaml.safe_load_all(open(sys.argv[1])) if d and d["kind"] == "Job")
