@@ -716,7 +716,10 @@ struct ClaimRun : std::enable_shared_from_this<ClaimRun> {
     // Each lost race means another claim succeeded, so the loop ends; the bound only
     // guards against a defect.
     if (++tries > kMaxClaimTries) return done(Contended());
-    auto [head, shard] = candidates.back();
+    // Named copies, not structured bindings: clang 14 (the sanitizer build) cannot capture
+    // a structured binding in a lambda.
+    const auto head = candidates.back().first;
+    const int shard = candidates.back().second;
     candidates.pop_back();
     const ShardKeys keys(shard);
     internal::ReadJobRows(
