@@ -12,6 +12,16 @@ absl::Status Named(absl::string_view setting, const absl::Status& s) {
   return absl::InvalidArgumentError(absl::StrCat("setting '", setting, "': ", s.message()));
 }
 
+// How auth-keys is loaded, at start-up and on every reload alike.
+KeySet::LoadOptions KeyLoadOptions(const AuthSettings& auth, bool production) {
+  KeySet::LoadOptions options;
+  options.refuse_hmac = production;
+  options.require_subjects = production;
+  if (auth.jwks_subjects == "authorities") options.jwks_subjects = KeySubjects::kAuthorities;
+  if (auth.jwks_subjects == "services") options.jwks_subjects = KeySubjects::kServices;
+  return options;
+}
+
 absl::StatusOr<std::shared_ptr<const SigningKey>> LoadServiceKey(const AuthSettings& auth,
                                                                  bool production) {
   // The key declared for services (or, in development, one that declares nothing).
@@ -39,10 +49,18 @@ void RegisterAuthSettings(Config& config, AuthSettings* auth) {
                    "auth-keys, or a service's mTLS client certificate) or metadata "
                    "(x-rogatory-* metadata, unverified; development only).",
                    &auth->mode);
-  config.AddString("auth-keys", "",
-                   "Key set file (JSON) that callers' tokens are verified with; reloaded on "
-                   "SIGHUP and when the file changes. Required with auth=token.",
-                   &auth->keys_file);
+  config.AddString(
+      "auth-keys", "",
+      "Key set file that callers' tokens are verified with: Rogatory's JSON format or a "
+      "JWKS document (RFC 7517), or both mixed; reloaded on SIGHUP and when the file "
+      "changes. Required with auth=token.",
+      &auth->keys_file);
+  config.AddChoice("auth-jwks-subjects", "none", {"none", "authorities", "services"},
+                   "What the JSON Web Keys (JWKS entries) of auth-keys that carry no "
+                   "\"subjects\" member may sign: authorities (an identity provider's JWKS "
+                   "used unmodified: callers' tokens) or services; none: each key declares "
+                   "its own (required with env=production).",
+                   &auth->jwks_subjects);
   config.AddString("auth-issuer", "rogatory-dev", "The iss every token must carry.", &auth->issuer);
   config.AddString("auth-audience", "rogatory", "The aud every token must carry (or list).",
                    &auth->audience);
@@ -82,9 +100,7 @@ absl::Status ValidateAuthSettings(const AuthSettings& auth, bool production) {
   if (auth.audience.empty()) {
     return absl::InvalidArgumentError("setting 'auth-audience': must not be empty");
   }
-  KeySet::LoadOptions options;
-  options.refuse_hmac = production;
-  options.require_subjects = production;
+  const KeySet::LoadOptions options = KeyLoadOptions(auth, production);
   if (auto keys = KeySet::Load(auth.keys_file, options); !keys.ok()) {
     return Named("auth-keys", keys.status());
   }
@@ -127,9 +143,7 @@ absl::StatusOr<std::unique_ptr<Authentication>> MakeAuthentication(const AuthSet
     out->metadata = true;
     return out;
   }
-  KeySet::LoadOptions options;
-  options.refuse_hmac = production;
-  options.require_subjects = production;
+  const KeySet::LoadOptions options = KeyLoadOptions(auth, production);
   auto keys = KeySet::Load(auth.keys_file, options);
   if (!keys.ok()) return Named("auth-keys", keys.status());
   TokenAuthOptions token_options;

@@ -2,11 +2,13 @@
 
 #include <openssl/bio.h>
 #include <openssl/bn.h>
+#include <openssl/core_names.h>
 #include <openssl/crypto.h>
 #include <openssl/ec.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
+#include <openssl/param_build.h>
 #include <openssl/pem.h>
 
 #include <algorithm>
@@ -183,9 +185,171 @@ struct KeyEntry {
   std::string secret;           // HS256
   std::string public_key_pem;   // RS256/ES256
   std::string private_key_pem;  // RS256/ES256, for signing (its public half verifies)
+  bool jwk = false;             // a JSON Web Key (RFC 7517) rather than Rogatory's format
+  bool skip = false;            // a JWK for encryption ("use": "enc"): signs nothing
 };
 
+// "subjects" of a key entry, either format.
+absl::Status ParseSubjects(const Struct& key, KeyEntry& e) {
+  auto subjects = StringField(key, "subjects", false);
+  if (!subjects.ok()) return subjects.status();
+  if (Field(key, "subjects") == nullptr) return absl::OkStatus();
+  e.declares_subjects = true;
+  if (*subjects == "authorities") {
+    e.subjects = KeySubjects::kAuthorities;
+  } else if (*subjects == "services") {
+    e.subjects = KeySubjects::kServices;
+  } else {
+    return absl::InvalidArgumentError(
+        "\"subjects\" must be \"authorities\" (callers' tokens) or \"services\" (the "
+        "services' own tokens)");
+  }
+  return absl::OkStatus();
+}
+
+struct ParamBldDeleter {
+  void operator()(OSSL_PARAM_BLD* b) const { OSSL_PARAM_BLD_free(b); }
+};
+struct ParamDeleter {
+  void operator()(OSSL_PARAM* p) const { OSSL_PARAM_free(p); }
+};
+struct PkeyCtxDeleter {
+  void operator()(EVP_PKEY_CTX* c) const { EVP_PKEY_CTX_free(c); }
+};
+struct BnDeleter {
+  void operator()(BIGNUM* b) const { BN_free(b); }
+};
+using BnPtr = std::unique_ptr<BIGNUM, BnDeleter>;
+
+// A base64url member of a JWK (trailing padding tolerated: some publishers add it).
+absl::StatusOr<std::string> JwkBytes(const Struct& key, const std::string& name) {
+  ASSIGN_OR_RETURN(std::string text, StringField(key, name, true));
+  while (!text.empty() && text.back() == '=') text.pop_back();
+  auto bytes = Base64UrlDecode(text);
+  if (!bytes.ok() || bytes->empty()) {
+    return absl::InvalidArgumentError(absl::StrCat("\"", name, "\" must be base64url"));
+  }
+  return bytes;
+}
+
+// The PEM (SubjectPublicKeyInfo) of a public key built from OpenSSL parameters.
+absl::StatusOr<std::string> PublicPemFromParams(const char* type, OSSL_PARAM_BLD* bld) {
+  std::unique_ptr<OSSL_PARAM, ParamDeleter> params(OSSL_PARAM_BLD_to_param(bld));
+  std::unique_ptr<EVP_PKEY_CTX, PkeyCtxDeleter> ctx(
+      EVP_PKEY_CTX_new_from_name(nullptr, type, nullptr));
+  EVP_PKEY* raw = nullptr;
+  if (!params || !ctx || EVP_PKEY_fromdata_init(ctx.get()) != 1 ||
+      EVP_PKEY_fromdata(ctx.get(), &raw, EVP_PKEY_PUBLIC_KEY, params.get()) != 1) {
+    ERR_clear_error();
+    return absl::InvalidArgumentError("not a valid public key");
+  }
+  PkeyPtr key(raw);
+  std::unique_ptr<EVP_PKEY_CTX, PkeyCtxDeleter> check(
+      EVP_PKEY_CTX_new_from_pkey(nullptr, key.get(), nullptr));
+  if (!check || EVP_PKEY_public_check(check.get()) != 1) {
+    ERR_clear_error();
+    return absl::InvalidArgumentError("not a valid public key");
+  }
+  std::unique_ptr<BIO, BioDeleter> bio(BIO_new(BIO_s_mem()));
+  if (!bio || PEM_write_bio_PUBKEY(bio.get(), key.get()) != 1) {
+    ERR_clear_error();
+    return absl::InternalError("cannot encode the public key");
+  }
+  char* data = nullptr;
+  const long len = BIO_get_mem_data(bio.get(), &data);
+  return std::string(data, static_cast<size_t>(len));
+}
+
+// A JSON Web Key (RFC 7517, RFC 7518 section 6) as a key entry: EC P-256 (ES256), RSA
+// (RS256) or oct (HS256). The public key becomes PEM, so the checks of Rogatory's own
+// format (key type, size) apply unchanged.
+absl::StatusOr<KeyEntry> ParseJwk(const Struct& key) {
+  KeyEntry e;
+  e.jwk = true;
+  ASSIGN_OR_RETURN(e.kid, StringField(key, "kid", true));
+  if (e.kid.empty() || e.kid.size() > 128) {
+    return absl::InvalidArgumentError("\"kid\" must be 1 to 128 characters");
+  }
+  auto with_kid = [&](const absl::Status& s) {
+    return absl::InvalidArgumentError(absl::StrCat("key \"", e.kid, "\": ", s.message()));
+  };
+  auto use = StringField(key, "use", false);
+  if (!use.ok()) return with_kid(use.status());
+  if (*use == "enc") {
+    e.skip = true;
+    return e;
+  }
+  if (!use->empty() && *use != "sig") {
+    return with_kid(absl::InvalidArgumentError("\"use\" must be \"sig\" (or \"enc\", skipped)"));
+  }
+  auto kty = StringField(key, "kty", true);
+  if (!kty.ok()) return with_kid(kty.status());
+  auto alg = StringField(key, "alg", false);
+  if (!alg.ok()) return with_kid(alg.status());
+  if (absl::Status s = ParseSubjects(key, e); !s.ok()) return with_kid(s);
+
+  const auto fail = [&](absl::string_view what) {
+    return with_kid(absl::InvalidArgumentError(what));
+  };
+  if (*kty == "EC") {
+    e.alg = JwtAlg::kEs256;
+    auto crv = StringField(key, "crv", true);
+    if (!crv.ok()) return with_kid(crv.status());
+    if (*crv != "P-256") return fail("\"crv\" must be \"P-256\" (ES256)");
+    auto x = JwkBytes(key, "x");
+    if (!x.ok()) return with_kid(x.status());
+    auto y = JwkBytes(key, "y");
+    if (!y.ok()) return with_kid(y.status());
+    if (x->size() != 32 || y->size() != 32) {
+      return fail("\"x\" and \"y\" must be 32 bytes each (P-256)");
+    }
+    const std::string point = absl::StrCat("\x04", *x, *y);
+    std::unique_ptr<OSSL_PARAM_BLD, ParamBldDeleter> bld(OSSL_PARAM_BLD_new());
+    if (!bld ||
+        OSSL_PARAM_BLD_push_utf8_string(bld.get(), OSSL_PKEY_PARAM_GROUP_NAME, "prime256v1", 0) !=
+            1 ||
+        OSSL_PARAM_BLD_push_octet_string(bld.get(), OSSL_PKEY_PARAM_PUB_KEY, point.data(),
+                                         point.size()) != 1) {
+      return absl::InternalError("out of memory");
+    }
+    auto pem = PublicPemFromParams("EC", bld.get());
+    if (!pem.ok()) return with_kid(pem.status());
+    e.public_key_pem = *std::move(pem);
+  } else if (*kty == "RSA") {
+    e.alg = JwtAlg::kRs256;
+    auto n = JwkBytes(key, "n");
+    if (!n.ok()) return with_kid(n.status());
+    auto exponent = JwkBytes(key, "e");
+    if (!exponent.ok()) return with_kid(exponent.status());
+    BnPtr bn_n(BN_bin2bn(Bytes(*n), static_cast<int>(n->size()), nullptr));
+    BnPtr bn_e(BN_bin2bn(Bytes(*exponent), static_cast<int>(exponent->size()), nullptr));
+    std::unique_ptr<OSSL_PARAM_BLD, ParamBldDeleter> bld(OSSL_PARAM_BLD_new());
+    if (!bn_n || !bn_e || !bld ||
+        OSSL_PARAM_BLD_push_BN(bld.get(), OSSL_PKEY_PARAM_RSA_N, bn_n.get()) != 1 ||
+        OSSL_PARAM_BLD_push_BN(bld.get(), OSSL_PKEY_PARAM_RSA_E, bn_e.get()) != 1) {
+      return absl::InternalError("out of memory");
+    }
+    auto pem = PublicPemFromParams("RSA", bld.get());
+    if (!pem.ok()) return with_kid(pem.status());
+    e.public_key_pem = *std::move(pem);
+  } else if (*kty == "oct") {
+    e.alg = JwtAlg::kHs256;
+    auto k = JwkBytes(key, "k");
+    if (!k.ok()) return with_kid(k.status());
+    e.secret = *std::move(k);
+  } else {
+    return fail(absl::StrCat("\"kty\" \"", absl::CHexEscape(*kty),
+                             "\" is not supported (EC P-256, RSA, or oct for development)"));
+  }
+  if (!alg->empty() && *alg != JwtAlgName(e.alg)) {
+    return fail(absl::StrCat("\"alg\" must be ", JwtAlgName(e.alg), " for kty ", *kty,
+                             " (HS256, RS256 and ES256 are supported)"));
+  }
+  return e;
+}
+
 absl::StatusOr<KeyEntry> ParseKeyEntry(const Struct& key) {
+  if (Field(key, "kty") != nullptr) return ParseJwk(key);
   KeyEntry e;
   ASSIGN_OR_RETURN(e.kid, StringField(key, "kid", true));
   if (e.kid.empty() || e.kid.size() > 128) {
@@ -201,20 +365,7 @@ absl::StatusOr<KeyEntry> ParseKeyEntry(const Struct& key) {
   auto with_kid = [&](const absl::Status& s) {
     return absl::InvalidArgumentError(absl::StrCat("key \"", e.kid, "\": ", s.message()));
   };
-  auto subjects = StringField(key, "subjects", false);
-  if (!subjects.ok()) return with_kid(subjects.status());
-  if (Field(key, "subjects") != nullptr) {
-    e.declares_subjects = true;
-    if (*subjects == "authorities") {
-      e.subjects = KeySubjects::kAuthorities;
-    } else if (*subjects == "services") {
-      e.subjects = KeySubjects::kServices;
-    } else {
-      return with_kid(absl::InvalidArgumentError(
-          "\"subjects\" must be \"authorities\" (callers' tokens) or \"services\" (the "
-          "services' own tokens)"));
-    }
-  }
+  if (absl::Status s = ParseSubjects(key, e); !s.ok()) return with_kid(s);
   if (e.alg == JwtAlg::kHs256) {
     auto secret = StringField(key, "secret", true);
     if (!secret.ok()) return with_kid(secret.status());
@@ -256,6 +407,7 @@ absl::StatusOr<std::vector<KeyEntry>> ParseKeyEntries(absl::string_view json) {
   std::vector<KeyEntry> out;
   for (const Struct* o : objects) {
     ASSIGN_OR_RETURN(KeyEntry e, ParseKeyEntry(*o));
+    if (e.skip) continue;
     for (const KeyEntry& before : out) {
       if (before.kid == e.kid) {
         return absl::InvalidArgumentError(absl::StrCat("kid \"", e.kid, "\" appears twice"));
@@ -493,7 +645,11 @@ absl::StatusOr<std::shared_ptr<const KeySet>> KeySet::Parse(absl::string_view js
   auto entries = ParseKeyEntries(json);
   if (!entries.ok()) return entries.status();
   std::vector<std::shared_ptr<const VerificationKey>> keys;
-  for (const KeyEntry& e : *entries) {
+  for (KeyEntry& e : *entries) {
+    if (e.jwk && !e.declares_subjects && options.jwks_subjects != KeySubjects::kAny) {
+      e.subjects = options.jwks_subjects;
+      e.declares_subjects = true;
+    }
     if (e.alg == JwtAlg::kHs256 && options.refuse_hmac) {
       return absl::InvalidArgumentError(absl::StrCat(
           "key \"", e.kid, "\": HS256 (shared secret) keys are refused with env=production"));
@@ -503,7 +659,8 @@ absl::StatusOr<std::shared_ptr<const KeySet>> KeySet::Parse(absl::string_view js
           "key \"", e.kid,
           "\": \"subjects\" is required with env=production: "
           "\"authorities\" (an identity provider's key, for callers' tokens) or \"services\" "
-          "(the services' own key)"));
+          "(the services' own key)",
+          e.jwk ? "; for a JWKS used unmodified, set auth-jwks-subjects" : ""));
     }
     absl::StatusOr<std::shared_ptr<const VerificationKey>> key;
     if (e.alg == JwtAlg::kHs256) {

@@ -20,6 +20,9 @@ namespace rogatory::common {
 struct AuthSettings {
   std::string mode = "token";  // token | metadata (development only)
   std::string keys_file;       // auth-keys: the key set callers' tokens are verified with
+  // auth-jwks-subjects: what the JWKS keys of auth-keys that declare no "subjects" may sign
+  // ("none": each declares its own, "authorities" or "services").
+  std::string jwks_subjects = "none";
   std::string issuer = "rogatory-dev";
   std::string audience = "rogatory";
   // service-token-key: the key this service signs its own tokens with (for the relay).
@@ -31,7 +34,7 @@ struct AuthSettings {
   bool token() const { return mode == "token"; }
 };
 
-// Registers auth, auth-keys, auth-issuer, auth-audience, service-token-key,
+// Registers auth, auth-keys, auth-jwks-subjects, auth-issuer, auth-audience, service-token-key,
 // auth-max-token-lifetime and auth-max-service-token-lifetime.
 void RegisterAuthSettings(Config& config, AuthSettings* auth);
 

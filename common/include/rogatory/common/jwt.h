@@ -1,7 +1,8 @@
 #pragma once
 
 // JSON Web Tokens (RFC 7519) signed with HS256, RS256 or ES256 (RFC 7518), on OpenSSL 3:
-// base64url, key sets, verification and minting. Only the compact JWS form; no encryption.
+// base64url, key sets (Rogatory's format or a JWKS, RFC 7517), verification and minting. Only the
+// compact JWS form; no encryption.
 
 #include <memory>
 #include <optional>
@@ -95,6 +96,18 @@ class SigningKey {
 //            {"kid":"e1","alg":"ES256","subjects":"services","public_key_pem":"..."}]}
 // A key may carry "private_key_pem" instead of "public_key_pem" (its public half is used).
 // "subjects" ("authorities" or "services", see KeySubjects) says what the key may sign.
+//
+// An entry of "keys" may instead be a JSON Web Key (RFC 7517; it has "kty"), so an identity
+// provider's JWKS document is a key set as it is published:
+//   {"kty":"EC","crv":"P-256","x":"<b64url>","y":"<b64url>","kid":"k1","alg":"ES256","use":"sig"}
+//   {"kty":"RSA","n":"<b64url>","e":"<b64url>","kid":"k2","alg":"RS256"}
+//   {"kty":"oct","k":"<b64url>","kid":"dev","alg":"HS256"}          (development only)
+// "kid" is required (tokens pick their key by it); "alg", when present, must be the one the
+// key type implies (ES256 for EC P-256, RS256 for RSA, HS256 for oct); keys with "use":
+// "enc" are skipped (they sign nothing); private members ("d", ...) are ignored, only the
+// public key is used. A JWK says what it may sign with the Rogatory member "subjects" (as
+// above), or, for a document used unmodified, LoadOptions::jwks_subjects binds every JWK
+// that carries none (setting auth-jwks-subjects).
 // Immutable; shared between threads through shared_ptr<const KeySet>.
 class KeySet {
  public:
@@ -103,6 +116,10 @@ class KeySet {
     bool refuse_hmac = false;
     // Refuse keys without "subjects" (production: every key says what it may sign).
     bool require_subjects = false;
+    // What the JSON Web Keys that carry no "subjects" member may sign (kAny: nothing
+    // declared, refused with require_subjects). Keys in Rogatory's own format always
+    // declare their own.
+    KeySubjects jwks_subjects = KeySubjects::kAny;
   };
   static absl::StatusOr<std::shared_ptr<const KeySet>> Parse(absl::string_view json,
                                                              const LoadOptions& options);
