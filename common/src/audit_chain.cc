@@ -4,14 +4,19 @@
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 
+#include <algorithm>
 #include <fstream>
 #include <sstream>
 
 #include "absl/strings/ascii.h"
+#include "absl/strings/escaping.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
+#include "google/protobuf/struct.pb.h"
+#include "google/protobuf/util/json_util.h"
 #include "rogatory/common/ids.h"
 
 namespace rogatory::common {
@@ -112,13 +117,110 @@ absl::StatusOr<AuditEntry> DecodeAuditEntry(absl::string_view encoded) {
   return e;
 }
 
-absl::StatusOr<AuditKey> AuditKey::FromSecret(std::string secret) {
-  absl::StripTrailingAsciiWhitespace(&secret);
-  if (secret.size() < kMinKeyBytes) {
+absl::string_view AuditMacKeyId(absl::string_view mac) {
+  const size_t colon = mac.find(':');
+  if (colon == absl::string_view::npos) return AuditKey::kDefaultId;
+  return mac.substr(0, colon);
+}
+
+namespace {
+
+bool ValidKeyId(absl::string_view id) {
+  if (id.empty() || id.size() > 64) return false;
+  for (char c : id) {
+    if (!absl::ascii_isalnum(static_cast<unsigned char>(c)) && c != '.' && c != '_' && c != '-') {
+      return false;
+    }
+  }
+  return true;
+}
+
+absl::Status CheckSecret(std::string* secret) {
+  absl::StripTrailingAsciiWhitespace(secret);
+  if (secret->size() < kMinKeyBytes) {
     return absl::InvalidArgumentError(
         absl::StrCat("the audit key must be at least ", kMinKeyBytes, " bytes"));
   }
-  return AuditKey(std::move(secret));
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::StatusOr<AuditKey> AuditKey::FromSecret(std::string secret) {
+  if (absl::Status s = CheckSecret(&secret); !s.ok()) return s;
+  return AuditKey({Secret{kDefaultId, std::move(secret)}}, 0);
+}
+
+absl::StatusOr<AuditKey> AuditKey::FromKeySet(
+    std::string current, std::vector<std::pair<std::string, std::string>> secrets) {
+  std::vector<Secret> keys;
+  std::optional<size_t> current_index;
+  for (auto& [id, secret] : secrets) {
+    if (!ValidKeyId(id)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("audit key id \"", absl::CHexEscape(id),
+                       "\": must be 1 to 64 characters of [A-Za-z0-9._-]"));
+    }
+    for (const Secret& before : keys) {
+      if (before.id == id) {
+        return absl::InvalidArgumentError(absl::StrCat("audit key id \"", id, "\" appears twice"));
+      }
+    }
+    if (absl::Status s = CheckSecret(&secret); !s.ok()) {
+      return absl::InvalidArgumentError(absl::StrCat("audit key \"", id, "\": ", s.message()));
+    }
+    if (id == current) current_index = keys.size();
+    keys.push_back({id, std::move(secret)});
+  }
+  if (keys.empty()) return absl::InvalidArgumentError("the audit key set holds no key");
+  if (!current_index.has_value()) {
+    return absl::InvalidArgumentError(absl::StrCat("\"current\" names audit key \"",
+                                                   absl::CHexEscape(current),
+                                                   "\", which the key set does not hold"));
+  }
+  return AuditKey(std::move(keys), *current_index);
+}
+
+absl::StatusOr<AuditKey> AuditKey::Parse(std::string text) {
+  if (absl::StripLeadingAsciiWhitespace(text).substr(0, 1) != "{") {
+    return FromSecret(std::move(text));
+  }
+  google::protobuf::Struct root;
+  if (!google::protobuf::util::JsonStringToMessage(text, &root).ok()) {
+    return absl::InvalidArgumentError(
+        "an audit key set must be a JSON object {\"current\": \"<id>\", \"keys\": {\"<id>\": "
+        "\"<secret>\", ...}}");
+  }
+  const auto& fields = root.fields();
+  for (const auto& [name, value] : fields) {
+    if (name != "current" && name != "keys") {
+      return absl::InvalidArgumentError(absl::StrCat("the audit key set has an unknown member \"",
+                                                     absl::CHexEscape(name),
+                                                     "\" (only \"current\" and \"keys\")"));
+    }
+  }
+  auto current = fields.find("current");
+  if (current == fields.end() ||
+      current->second.kind_case() != google::protobuf::Value::kStringValue) {
+    return absl::InvalidArgumentError(
+        "the audit key set needs \"current\": the id of the key that MACs new entries");
+  }
+  auto keys = fields.find("keys");
+  if (keys == fields.end() || keys->second.kind_case() != google::protobuf::Value::kStructValue) {
+    return absl::InvalidArgumentError(
+        "the audit key set needs \"keys\": an object of key id to secret");
+  }
+  std::vector<std::pair<std::string, std::string>> secrets;
+  for (const auto& [id, value] : keys->second.struct_value().fields()) {
+    if (value.kind_case() != google::protobuf::Value::kStringValue) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("audit key \"", absl::CHexEscape(id), "\": the secret must be a string"));
+    }
+    secrets.emplace_back(id, value.string_value());
+  }
+  // protobuf's map has no order: sort by id so ids() is stable.
+  std::sort(secrets.begin(), secrets.end());
+  return FromKeySet(current->second.string_value(), std::move(secrets));
 }
 
 absl::StatusOr<AuditKey> AuditKey::FromFile(const std::string& path) {
@@ -128,7 +230,7 @@ absl::StatusOr<AuditKey> AuditKey::FromFile(const std::string& path) {
   }
   std::stringstream text;
   text << in.rdbuf();
-  auto key = FromSecret(text.str());
+  auto key = Parse(text.str());
   if (!key.ok()) {
     return absl::InvalidArgumentError(
         absl::StrCat("setting 'audit-key-file': ", path, ": ", key.status().message()));
@@ -136,15 +238,40 @@ absl::StatusOr<AuditKey> AuditKey::FromFile(const std::string& path) {
   return key;
 }
 
-std::string AuditKey::Mac(absl::string_view domain, absl::string_view data) const {
+std::vector<std::string> AuditKey::ids() const {
+  std::vector<std::string> out;
+  for (const Secret& k : keys_) out.push_back(k.id);
+  return out;
+}
+
+std::string AuditKey::MacWith(const Secret& key, absl::string_view domain,
+                              absl::string_view data) const {
   std::string message;
   message.reserve(domain.size() + 1 + data.size());
   absl::StrAppend(&message, domain, "\n", data);
   unsigned char digest[EVP_MAX_MD_SIZE];
   unsigned int size = 0;
-  HMAC(EVP_sha256(), secret_.data(), static_cast<int>(secret_.size()),
+  HMAC(EVP_sha256(), key.secret.data(), static_cast<int>(key.secret.size()),
        reinterpret_cast<const unsigned char*>(message.data()), message.size(), digest, &size);
-  return Hex(digest, size);
+  if (key.id == kDefaultId) return Hex(digest, size);
+  return absl::StrCat(key.id, ":", Hex(digest, size));
+}
+
+std::string AuditKey::Mac(absl::string_view domain, absl::string_view data) const {
+  return MacWith(keys_[current_], domain, data);
+}
+
+absl::StatusOr<std::string> AuditKey::MacWithKeyOf(absl::string_view stored_mac,
+                                                   absl::string_view domain,
+                                                   absl::string_view data) const {
+  const absl::string_view id = AuditMacKeyId(stored_mac);
+  for (const Secret& k : keys_) {
+    if (k.id == id) return MacWith(k, domain, data);
+  }
+  return absl::NotFoundError(
+      absl::StrCat("made with audit key \"", absl::CHexEscape(id),
+                   "\", which this service does not hold (keys held: ", absl::StrJoin(ids(), ", "),
+                   "; a rotation keeps the retired keys in the key set)"));
 }
 
 std::string AuditKey::EntryMac(absl::string_view encoded_entry) const {
@@ -162,7 +289,35 @@ std::string AuditKey::AnchorMac(absl::string_view request_id, int64_t sequence,
              absl::StrCat(request_id, "\n", sequence, "\n", chain_mac, "\n", erased_before_us));
 }
 
-std::string AuditKey::Fingerprint() const { return Mac("fingerprint", "").substr(0, 16); }
+absl::StatusOr<std::string> AuditKey::EntryMacWithKeyOf(absl::string_view stored_mac,
+                                                        absl::string_view encoded_entry) const {
+  return MacWithKeyOf(stored_mac, "entry", encoded_entry);
+}
+
+absl::StatusOr<std::string> AuditKey::ChainMacWithKeyOf(absl::string_view stored_mac,
+                                                        absl::string_view previous_chain_mac,
+                                                        int64_t sequence,
+                                                        absl::string_view encoded_entry) const {
+  return MacWithKeyOf(stored_mac, "chain",
+                      absl::StrCat(previous_chain_mac, "\n", sequence, "\n", encoded_entry));
+}
+
+absl::StatusOr<std::string> AuditKey::AnchorMacWithKeyOf(absl::string_view stored_mac,
+                                                         absl::string_view request_id,
+                                                         int64_t sequence,
+                                                         absl::string_view chain_mac,
+                                                         int64_t erased_before_us) const {
+  return MacWithKeyOf(
+      stored_mac, "anchor",
+      absl::StrCat(request_id, "\n", sequence, "\n", chain_mac, "\n", erased_before_us));
+}
+
+// The bare hex part, so the fingerprint of a key does not depend on its id.
+std::string AuditKey::Fingerprint() const {
+  const std::string mac = Mac("fingerprint", "");
+  const size_t colon = mac.find(':');
+  return mac.substr(colon == std::string::npos ? 0 : colon + 1, 16);
+}
 
 std::string EncodeSealedEntry(const SealedAuditEntry& s) {
   std::string out;
@@ -253,7 +408,13 @@ AuditChainVerifier::AuditChainVerifier(const AuditKey& key, std::string request_
   if (anchor_.has_value()) {
     const AuditAnchor& a = *anchor_;
     verdict_.anchor = a;
-    if (!SameMac(a.mac, key_.AnchorMac(request_id_, a.sequence, a.chain_mac, a.erased_before_us))) {
+    auto mac =
+        key_.AnchorMacWithKeyOf(a.mac, request_id_, a.sequence, a.chain_mac, a.erased_before_us);
+    if (!mac.ok()) {
+      Fail(a.sequence, absl::StrCat("the retention anchor's HMAC was ", mac.status().message()));
+      return;
+    }
+    if (!SameMac(a.mac, *mac)) {
       Fail(a.sequence, "the retention anchor is not authentic (bad HMAC)");
       return;
     }
@@ -291,11 +452,23 @@ bool AuditChainVerifier::Add(absl::string_view stored) {
                       " in its place)"));
     return false;
   }
-  if (!SameMac(sealed->entry_mac, key_.EntryMac(sealed->entry))) {
+  auto entry_mac = key_.EntryMacWithKeyOf(sealed->entry_mac, sealed->entry);
+  if (!entry_mac.ok()) {
+    Fail(expected_sequence, absl::StrCat("the entry's HMAC was ", entry_mac.status().message()));
+    return false;
+  }
+  if (!SameMac(sealed->entry_mac, *entry_mac)) {
     Fail(expected_sequence, "the entry's content does not match its HMAC (edited)");
     return false;
   }
-  if (!SameMac(sealed->chain_mac, key_.ChainMac(previous_mac_, sealed->sequence, sealed->entry))) {
+  auto chain_mac =
+      key_.ChainMacWithKeyOf(sealed->chain_mac, previous_mac_, sealed->sequence, sealed->entry);
+  if (!chain_mac.ok()) {
+    Fail(expected_sequence,
+         absl::StrCat("the entry's chain HMAC was ", chain_mac.status().message()));
+    return false;
+  }
+  if (!SameMac(sealed->chain_mac, *chain_mac)) {
     Fail(expected_sequence,
          "the chain HMAC does not link this entry to the previous one (entries removed, "
          "reordered or the chain recomputed without the key)");

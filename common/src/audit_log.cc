@@ -420,7 +420,14 @@ absl::StatusOr<int64_t> AuditSealer::Impl::SealShard(int shard) {
       rejects.push_back({id, "incomplete pending entry"});
       continue;
     }
-    if (*e.mac != key->EntryMac(*e.entry)) {
+    // The key that MACed it, which may be an older one of the set (a replica that ran
+    // before a rotation).
+    auto expected_mac = key->EntryMacWithKeyOf(*e.mac, *e.entry);
+    if (!expected_mac.ok()) {
+      rejects.push_back({id, "entry HMAC made with an audit key this sealer does not hold"});
+      continue;
+    }
+    if (*e.mac != *expected_mac) {
       rejects.push_back({id, "entry HMAC does not verify"});
       continue;
     }

@@ -23,7 +23,13 @@ void CheckRequestId(const std::string& id, FieldViolations& v) {
   }
 }
 
-bool IsHexMac(const std::string& mac) {
+// 64 lower-case hex digits, after "<key id>:" when the key is not the "default" one.
+bool IsHexMac(std::string mac) {
+  const size_t colon = mac.find(':');
+  if (colon != std::string::npos) {
+    if (colon == 0 || colon > 64) return false;
+    mac.erase(0, colon + 1);
+  }
   if (mac.size() != 64) return false;
   for (char c : mac) {
     if (!absl::ascii_isxdigit(static_cast<unsigned char>(c)) ||
@@ -156,7 +162,9 @@ grpc::ServerUnaryReactor* AuditServiceImpl::VerifyAuditChain(
             v.Add("expected_head.sequence", "must be at least 1");
           }
           if (!IsHexMac(req.expected_head().mac())) {
-            v.Add("expected_head.mac", "must be 64 lower-case hex digits");
+            v.Add("expected_head.mac",
+                  "must be 64 lower-case hex digits (after \"<key id>:\" unless the key is "
+                  "\"default\")");
           }
         }
         return v.ToStatus();

@@ -242,6 +242,45 @@ TEST_F(AuditLogRedisTest, OnlyTheLeaseholderSealsAShard) {
   EXPECT_EQ(v.head.sequence, 6);
 }
 
+// Rotation of the audit key (issue 21, item 1), as a rolling update runs it: a replica
+// still on the old key A writes entries that a replica already rotated to B seals, old
+// replicas keep sealing under A for a while, and every chain verifies with {A, B} and fails
+// naming A without it. Entries stay in Redis as written: no re-MACing.
+TEST_F(AuditLogRedisTest, ChainsVerifyAcrossAKeyRotationDuringARollingUpdate) {
+  const std::string secret_a = "redis-test-audit-key-0123456789-abcdef";  // key_, "default"
+  const std::string secret_b = "rotated-audit-key-B-0123456789-abcdef!!";
+  auto rotated = std::make_shared<const AuditKey>(
+      *AuditKey::FromKeySet("2026-12", {{"default", secret_a}, {"2026-12", secret_b}}));
+  ChainedAuditor old_replica(*redis_, clock_, sharding_, key_, nullptr);
+  ChainedAuditor new_replica(*redis_, clock_, sharding_, rotated, nullptr);
+  const std::string rq = RequestId(2, 9);
+
+  {
+    AuditSealer old_sealer(*redis_, clock_, key_, nullptr, SealerOptions("old"));
+    RecordN(old_replica, rq, 2);
+    EXPECT_EQ(*old_sealer.SealOnce(), 2);  // sealed under A
+  }                                        // its leases released: the rotated replica takes over
+  AuditSealer new_sealer(*redis_, clock_, rotated, nullptr, SealerOptions("new"));
+  RecordN(old_replica, rq, 1);  // MACed under A, sealed under B
+  RecordN(new_replica, rq, 2);  // MACed and sealed under B
+  EXPECT_EQ(*new_sealer.SealOnce(), 3);
+  EXPECT_EQ(RunRedisCommand(*redis_, {"XLEN", AuditKeys::Rejected(2)})->integer, 0);
+
+  auto with_both = VerifyAuditChain(*redis_, sharding_, *rotated, rq, std::nullopt);
+  ASSERT_TRUE(with_both.ok()) << with_both.status();
+  EXPECT_TRUE(with_both->intact) << with_both->problem;
+  EXPECT_EQ(with_both->entries_checked, 5);
+  EXPECT_EQ(with_both->head.chain_mac.substr(0, 8), "2026-12:");
+
+  const AuditKey b_only = *AuditKey::FromKeySet("2026-12", {{"2026-12", secret_b}});
+  auto without_a = VerifyAuditChain(*redis_, sharding_, b_only, rq, std::nullopt);
+  ASSERT_TRUE(without_a.ok()) << without_a.status();
+  EXPECT_FALSE(without_a->intact);
+  EXPECT_EQ(without_a->first_bad_sequence, 1);
+  EXPECT_NE(without_a->problem.find("audit key \"default\""), std::string::npos)
+      << without_a->problem;
+}
+
 TEST_F(AuditLogRedisTest, EditedEntryInRedisIsDetected) {
   ChainedAuditor auditor(*redis_, clock_, sharding_, key_, nullptr);
   AuditSealer sealer(*redis_, clock_, key_, nullptr, SealerOptions("r"));

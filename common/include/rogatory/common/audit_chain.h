@@ -3,6 +3,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/container/flat_hash_set.h"
@@ -22,6 +23,11 @@
 // one from the middle, nor recompute the chain (with another key or plain SHA-256) without
 // the verifier noticing; removing the newest entries (and rewriting the head) is only
 // noticed against an exported head (see AuditSealer).
+//
+// Key rotation: each MAC names the key that made it (AuditKey), so a chain whose older
+// entries were MACed with key A and newer ones with key B verifies with the set {A, B}; the
+// chain MAC of B's first entry covers A's last chain MAC, so the link across the rotation is
+// authenticated like any other.
 
 namespace rogatory::common {
 
@@ -49,17 +55,39 @@ struct AuditEntry {
 std::string EncodeAuditEntry(const AuditEntry& entry);
 absl::StatusOr<AuditEntry> DecodeAuditEntry(absl::string_view encoded);
 
-// The audit HMAC key. Thread-safe (immutable).
+// The audit HMAC keys: one current key that MACs what is written now, and older keys kept
+// to verify what they MACed before a rotation. Every MAC records the id of its key: a MAC
+// made with the key of id "default" is the bare hex (exactly as before key ids existed, so
+// existing chains and a single-key deployment are unchanged); a MAC made with any other key
+// is "<id>:<hex>". Verification recomputes a stored MAC with the key it names. Thread-safe
+// (immutable).
 class AuditKey {
  public:
-  // At least 32 bytes; trailing whitespace (a newline at the end of a file) is not part of
-  // the key.
+  // The id of today's single key, and of the key that MACed a MAC without an id.
+  static constexpr char kDefaultId[] = "default";
+
+  // One key of id "default". At least 32 bytes; trailing whitespace (a newline at the end of
+  // a file) is not part of the key.
   static absl::StatusOr<AuditKey> FromSecret(std::string secret);
-  // Reads the key from a file (a mounted Kubernetes Secret). INVALID_ARGUMENT naming the
-  // file when it cannot be read or is too short.
+  // A key set: `current` names the key that MACs; every key verifies. Ids are 1 to 64 of
+  // [A-Za-z0-9._-]; each secret as FromSecret.
+  static absl::StatusOr<AuditKey> FromKeySet(
+      std::string current, std::vector<std::pair<std::string, std::string>> secrets);
+  // A key file's content: a key set document
+  //   {"current": "<id>", "keys": {"default": "<old secret>", "<id>": "<new secret>"}}
+  // when it starts with '{', else one secret (FromSecret). INVALID_ARGUMENT naming what is
+  // wrong.
+  static absl::StatusOr<AuditKey> Parse(std::string text);
+  // Reads the key file (a mounted Kubernetes Secret) with Parse. INVALID_ARGUMENT naming the
+  // file when it cannot be read or is malformed.
   static absl::StatusOr<AuditKey> FromFile(const std::string& path);
 
-  // Hex HMAC-SHA256 of `domain` "\n" `data`; domains keep the uses apart.
+  const std::string& current_id() const { return keys_[current_].id; }
+  // Every id held, the current one included, in the order given.
+  std::vector<std::string> ids() const;
+
+  // HMAC-SHA256 of `domain` "\n" `data` with the current key, tagged with its id (see
+  // above); domains keep the uses apart.
   std::string Mac(absl::string_view domain, absl::string_view data) const;
   std::string EntryMac(absl::string_view encoded_entry) const;
   std::string ChainMac(absl::string_view previous_chain_mac, int64_t sequence,
@@ -67,20 +95,47 @@ class AuditKey {
   // Authenticates the anchor that audit retention leaves when it erases the oldest entries.
   std::string AnchorMac(absl::string_view request_id, int64_t sequence, absl::string_view chain_mac,
                         int64_t erased_before_us) const;
-  // A short public fingerprint of the key (not secret), logged at start-up so operators can
-  // tell which key a replica runs with.
+
+  // The same MACs recomputed with the key that `stored_mac` names, for comparison with it.
+  // NOT_FOUND naming the key id when this set does not hold that key (a rotation that
+  // dropped the old key too early).
+  absl::StatusOr<std::string> MacWithKeyOf(absl::string_view stored_mac, absl::string_view domain,
+                                           absl::string_view data) const;
+  absl::StatusOr<std::string> EntryMacWithKeyOf(absl::string_view stored_mac,
+                                                absl::string_view encoded_entry) const;
+  absl::StatusOr<std::string> ChainMacWithKeyOf(absl::string_view stored_mac,
+                                                absl::string_view previous_chain_mac,
+                                                int64_t sequence,
+                                                absl::string_view encoded_entry) const;
+  absl::StatusOr<std::string> AnchorMacWithKeyOf(absl::string_view stored_mac,
+                                                 absl::string_view request_id, int64_t sequence,
+                                                 absl::string_view chain_mac,
+                                                 int64_t erased_before_us) const;
+
+  // A short public fingerprint of the current key (not secret), logged at start-up so
+  // operators can tell which key a replica runs with.
   std::string Fingerprint() const;
 
  private:
-  explicit AuditKey(std::string secret) : secret_(std::move(secret)) {}
-  std::string secret_;
+  struct Secret {
+    std::string id;
+    std::string secret;
+  };
+  AuditKey(std::vector<Secret> keys, size_t current) : keys_(std::move(keys)), current_(current) {}
+  std::string MacWith(const Secret& key, absl::string_view domain, absl::string_view data) const;
+
+  std::vector<Secret> keys_;  // never empty
+  size_t current_ = 0;
 };
+
+// The key id a stored MAC names: its "<id>:" prefix, or "default" when it has none.
+absl::string_view AuditMacKeyId(absl::string_view mac);
 
 // An entry as stored in a request's chain.
 struct SealedAuditEntry {
   int64_t sequence = 0;   // 1, 2, 3... per request
-  std::string chain_mac;  // hex
-  std::string entry_mac;  // hex
+  std::string chain_mac;  // hex, "<key id>:" before it unless the key is "default"
+  std::string entry_mac;  // likewise
   std::string entry;      // EncodeAuditEntry bytes
 };
 std::string EncodeSealedEntry(const SealedAuditEntry& sealed);
