@@ -16,7 +16,8 @@
 #                           private_key_pem}]}, kid rogatory-services-<sha256 of the PEM>
 #   auth-keys.json          the --authority-key keys ("subjects":"authorities") + that key
 # Then: helm install ... --set secrets.existingSecret=<name>. Copy audit-key somewhere
-# outside the cluster: audit chains verify only with it.
+# outside the cluster: audit chains verify only with it (and, after a rotation, with the
+# key set that replaces it: helm/README.md, "Rotating the audit key").
 # Needs openssl, python3 and kubectl (with --print only its client-side dry run, no
 # cluster).
 set -euo pipefail
