@@ -51,17 +51,18 @@ std::string BigNumParam(EVP_PKEY* key, const char* name, int pad) {
 JwkPair GenerateJwk(const std::string& type) {
   JwkPair out;
   out.pem = testing::GenerateKeyPair(type);
-  BIO* bio = BIO_new_mem_buf(out.pem.public_pem.data(), static_cast<int>(out.pem.public_pem.size()));
+  BIO* bio =
+      BIO_new_mem_buf(out.pem.public_pem.data(), static_cast<int>(out.pem.public_pem.size()));
   EVP_PKEY* key = PEM_read_bio_PUBKEY(bio, nullptr, nullptr, nullptr);
   BIO_free(bio);
   if (type == "EC") {
-    out.members = absl::StrCat(
-        R"("kty":"EC","crv":"P-256","x":")", B64Url(BigNumParam(key, OSSL_PKEY_PARAM_EC_PUB_X, 32)),
-        R"(","y":")", B64Url(BigNumParam(key, OSSL_PKEY_PARAM_EC_PUB_Y, 32)), R"(")");
+    out.members = absl::StrCat(R"("kty":"EC","crv":"P-256","x":")",
+                               B64Url(BigNumParam(key, OSSL_PKEY_PARAM_EC_PUB_X, 32)), R"(","y":")",
+                               B64Url(BigNumParam(key, OSSL_PKEY_PARAM_EC_PUB_Y, 32)), R"(")");
   } else {
-    out.members = absl::StrCat(R"("kty":"RSA","n":")",
-                               B64Url(BigNumParam(key, OSSL_PKEY_PARAM_RSA_N, 0)), R"(","e":")",
-                               B64Url(BigNumParam(key, OSSL_PKEY_PARAM_RSA_E, 0)), R"(")");
+    out.members =
+        absl::StrCat(R"("kty":"RSA","n":")", B64Url(BigNumParam(key, OSSL_PKEY_PARAM_RSA_N, 0)),
+                     R"(","e":")", B64Url(BigNumParam(key, OSSL_PKEY_PARAM_RSA_E, 0)), R"(")");
   }
   EVP_PKEY_free(key);
   return out;
@@ -102,9 +103,10 @@ class JwksTest : public ::testing::Test {
   // An identity provider's JWKS: an EC and an RSA signing key, as published (no Rogatory
   // member), plus an encryption key a real provider lists beside them.
   static std::string IdpJwks() {
-    return absl::StrCat(R"({"keys":[{)", ec_->members, R"(,"kid":"ec-2026","alg":"ES256","use":"sig"},{)",
-                        rsa_->members, R"(,"kid":"rsa-2026","alg":"RS256","use":"sig"},{)",
-                        rsa_->members, R"(,"kid":"rsa-enc","alg":"RSA-OAEP","use":"enc"}]})");
+    return absl::StrCat(R"({"keys":[{)", ec_->members,
+                        R"(,"kid":"ec-2026","alg":"ES256","use":"sig"},{)", rsa_->members,
+                        R"(,"kid":"rsa-2026","alg":"RS256","use":"sig"},{)", rsa_->members,
+                        R"(,"kid":"rsa-enc","alg":"RSA-OAEP","use":"enc"}]})");
   }
 
   static std::shared_ptr<const SigningKey> Signer(const JwkPair& pair, const std::string& kid,
@@ -176,16 +178,18 @@ TEST_F(JwksTest, KeyUsedOutsideItsBindingIsRefused) {
   auto service = Check(Production(KeySubjects::kAuthorities), IdpJwks(),
                        *Signer(*ec_, "ec-2026", JwtAlg::kEs256), ServiceClaims(clock_.Now()));
   EXPECT_EQ(service.status().code(), absl::StatusCode::kUnauthenticated);
-  EXPECT_THAT(std::string(service.status().message()), HasSubstr("signed by a key for authorities"));
+  EXPECT_THAT(std::string(service.status().message()),
+              HasSubstr("signed by a key for authorities"));
 
   // Bound by the Rogatory member "subjects", which wins over auth-jwks-subjects: a services
   // key in the same document signs service tokens and no caller's.
-  const std::string mixed =
-      absl::StrCat(R"({"keys":[{)", ec_->members, R"(,"kid":"svc","alg":"ES256","subjects":"services"},{)",
-                   rsa_->members, R"(,"kid":"idp","alg":"RS256"}]})");
+  const std::string mixed = absl::StrCat(R"({"keys":[{)", ec_->members,
+                                         R"(,"kid":"svc","alg":"ES256","subjects":"services"},{)",
+                                         rsa_->members, R"(,"kid":"idp","alg":"RS256"}]})");
   const auto options = Production(KeySubjects::kAuthorities);
-  EXPECT_TRUE(Check(options, mixed, *Signer(*ec_, "svc", JwtAlg::kEs256), ServiceClaims(clock_.Now()))
-                  .ok());
+  EXPECT_TRUE(
+      Check(options, mixed, *Signer(*ec_, "svc", JwtAlg::kEs256), ServiceClaims(clock_.Now()))
+          .ok());
   auto caller =
       Check(options, mixed, *Signer(*ec_, "svc", JwtAlg::kEs256), AuthorityClaims(clock_.Now()));
   EXPECT_THAT(std::string(caller.status().message()), HasSubstr("signed by the services' key"));
@@ -200,13 +204,13 @@ TEST_F(JwksTest, ProductionNeedsABindingForEveryKey) {
   EXPECT_THAT(std::string(unbound.status().message()), HasSubstr("auth-jwks-subjects"));
   EXPECT_TRUE(KeySet::Parse(IdpJwks(), Production(KeySubjects::kAuthorities)).ok());
   // An oct (shared secret) JWK is development-only, like an HS256 key of the own format.
-  const std::string oct = absl::StrCat(R"({"keys":[{"kty":"oct","kid":"dev","alg":"HS256","k":")",
-                                       B64Url("a-development-secret-of-32-bytes-or-more"), R"("}]})");
+  const std::string oct =
+      absl::StrCat(R"({"keys":[{"kty":"oct","kid":"dev","alg":"HS256","k":")",
+                   B64Url("a-development-secret-of-32-bytes-or-more"), R"("}]})");
   EXPECT_TRUE(KeySet::Parse(oct, {}).ok());
-  EXPECT_THAT(std::string(KeySet::Parse(oct, Production(KeySubjects::kAuthorities))
-                              .status()
-                              .message()),
-              HasSubstr("HS256"));
+  EXPECT_THAT(
+      std::string(KeySet::Parse(oct, Production(KeySubjects::kAuthorities)).status().message()),
+      HasSubstr("HS256"));
 }
 
 TEST_F(JwksTest, OwnFormatAndJwkMixInOneFile) {
@@ -243,7 +247,8 @@ TEST_F(JwksTest, MalformedJwksGivesAClearErrorAtLoad) {
       {absl::StrCat(ec_x, R"(,"kid":"k")"), R"(key "k": "y" is missing)"},
       {absl::StrCat(R"("kty":"EC","crv":"P-384","x":"AA","y":"AA","kid":"k")"),
        R"(key "k": "crv" must be "P-256")"},
-      {absl::StrCat(ec_->members, R"(,"kid":"k","alg":"RS256")"), R"(key "k": "alg" must be ES256)"},
+      {absl::StrCat(ec_->members, R"(,"kid":"k","alg":"RS256")"),
+       R"(key "k": "alg" must be ES256)"},
       {absl::StrCat(bad_point, R"(,"kid":"k")"), R"(key "k": not a valid public key)"},
       {absl::StrCat(R"("kty":"RSA","n":"not base64!","e":"AQAB","kid":"k")"),
        R"(key "k": "n" must be base64url)"},
