@@ -4,7 +4,8 @@
 Calls that touch a request leave chained entries (who, when, what, the justification of
 reads); AuditService lists and verifies them for auditors only; chain heads are exported
 to a file; an entry edited in Redis, and the newest entries cut off (with the head
-rewritten), are detected, the latter against the exported head. Run by ctest as::
+rewritten), are detected, the latter against the exported head; a chain continued after a
+rotation of the audit key verifies with both keys and names the key it lacks without. Run by ctest as::
 
     /usr/bin/python3 tests/e2e/audit_e2e_test.py --bin-dir <build>/bin [unittest args]
 
@@ -159,6 +160,74 @@ class AuditE2ETest(base.E2ETestCase):
         self.assertEqual(verdict.verdict, pb.audit.AUDIT_VERDICT_TAMPERED)
         self.assertEqual(verdict.first_bad_sequence, 1)
         self.assertIn("edited", verdict.problem)
+
+
+class AuditKeyRotationE2ETest(base.E2ETestCase):
+    """A chain begun under one audit key and continued after a rotation verifies with both
+    keys (issue 21, item 1), through the real service restarted on a key set."""
+
+    KEY_A = "e2e-audit-key-A-kept-outside-redis-0123456789"
+    KEY_B = "e2e-audit-key-B-after-the-rotation-0123456789"
+
+    # The same setup and helpers as AuditE2ETest (its own Redis, intake, export folder).
+    setUpClass = classmethod(AuditE2ETest.setUpClass.__func__)
+    audit_stub = AuditE2ETest.audit_stub
+    entries = AuditE2ETest.entries
+    verify = AuditE2ETest.verify
+
+    def key_file(self) -> pathlib.Path:
+        return self.workdir / "audit.key"  # the file the service reads
+
+    def restart_with_keys(self, text: str) -> None:
+        self.key_file().write_text(text)
+        service = self.services["intake"]
+        service.stop()
+        service.start()
+
+    def exported_heads(self, request_id: str, sequence: int):
+        def find():
+            for path in self.export_dir.glob("audit-heads-*.jsonl"):
+                for line in path.read_text().splitlines():
+                    for head in json.loads(line)["heads"]:
+                        if head["request_id"] == request_id and head["sequence"] >= sequence:
+                            return head
+            return None
+
+        return base._poll(find, 15.0, "chain head exported")
+
+    def test_chain_verifies_across_a_rotation_and_names_the_missing_key(self):
+        pb = rc.stubs()
+        self.restart_with_keys(self.KEY_A + "\n")  # today's single key file
+        request = self.submit(self.intake_stub())
+        before = self.entries(request.id, 1)  # sealed under A (id "default": bare hex MACs)
+        for entry in before:
+            self.assertRegex(entry.mac, "^[0-9a-f]{64}$")
+
+        # Rotation: A kept under its id "default", B current.
+        self.restart_with_keys(json.dumps(
+            {"current": "2026-12", "keys": {"default": self.KEY_A, "2026-12": self.KEY_B}}))
+        self.intake_stub().GetRequest(pb.intake.GetRequestRequest(id=request.id),
+                                      metadata=JUSTIFICATION, timeout=5.0)
+        # (Listing and verifying are themselves audited: entries keep arriving.)
+        read = base._poll(lambda: next((e for e in self.entries(request.id, 1)
+                                        if e.method == "GetRequest"), None),
+                          15.0, "the read after the rotation sealed")
+        self.assertRegex(read.mac, "^2026-12:[0-9a-f]{64}$")
+        verdict = self.verify(request.id)
+        self.assertEqual(verdict.verdict, pb.audit.AUDIT_VERDICT_INTACT, verdict.problem)
+        self.assertGreater(verdict.entries_checked, len(before))
+        # The exported head, MACed with B, is accepted as an expected head and matches.
+        head = self.exported_heads(request.id, read.sequence)
+        self.assertTrue(head["mac"].startswith("2026-12:"), head)
+        verdict = self.verify(request.id, head)
+        self.assertEqual(verdict.verdict, pb.audit.AUDIT_VERDICT_INTACT, verdict.problem)
+
+        # A is dropped too early: verification fails at the first entry, naming the key.
+        self.restart_with_keys(json.dumps({"current": "2026-12", "keys": {"2026-12": self.KEY_B}}))
+        verdict = self.verify(request.id)
+        self.assertEqual(verdict.verdict, pb.audit.AUDIT_VERDICT_TAMPERED)
+        self.assertEqual(verdict.first_bad_sequence, 1)
+        self.assertIn('audit key "default"', verdict.problem)
 
 
 def main() -> int:
