@@ -41,14 +41,7 @@ class AuditLogRedisTest : public ::testing::Test {
   }
 
   std::unique_ptr<RedisClient> Connect() {
-    AsyncRedisOptions o;
-    o.url = *ParseRedisUrl(server_.url());
-    o.command_timeout = absl::Seconds(5);
-    auto client = NewAsyncRedisClient(o);
-    const auto deadline = Steady::now() + std::chrono::seconds(10);
-    while (!RunRedisCommand(*client, {"PING"}).ok() && Steady::now() < deadline) {
-      std::this_thread::sleep_for(std::chrono::milliseconds(20));
-    }
+    auto client = rogatory::testing::ConnectedClient(server_);
     return client;
   }
 

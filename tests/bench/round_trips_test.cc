@@ -3,9 +3,7 @@
 // redis-server, the real IntakeService on the Redis store, the chained audit log and its
 // sealer; one call at a time, so no group commit shares an append between calls.
 #include <atomic>
-#include <chrono>
 #include <memory>
-#include <thread>
 
 #include "grpcpp/grpcpp.h"
 #include "gtest/gtest.h"
@@ -42,15 +40,7 @@ class CountingRedisClient final : public common::RedisClient {
 class RoundTripsTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    common::AsyncRedisOptions o;
-    o.url = *common::ParseRedisUrl(server_.url());
-    o.command_timeout = absl::Seconds(5);
-    redis_ = common::NewAsyncRedisClient(o);
-    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
-    while (!common::RunRedisCommand(*redis_, {"PING"}).ok() &&
-           std::chrono::steady_clock::now() < deadline) {
-      std::this_thread::sleep_for(std::chrono::milliseconds(20));
-    }
+    redis_ = rogatory::testing::ConnectedClient(server_);
     counting_ = std::make_unique<CountingRedisClient>(*redis_);
     store_ = std::make_unique<RedisRequestStore>(*counting_, sharding_, absl::Hours(1));
     auditor_ =

@@ -300,25 +300,5 @@ TEST_F(DeadlineEventsTest, UnknownRuleIsNotFound) {
             absl::StatusCode::kNotFound);
 }
 
-// The due-soon gauges (rogatory_deadlines_due) count a shard's open deadlines due after
-// `from` and at or before `to`: the window's start excluded, its end included, other
-// shards apart.
-TEST_F(DeadlineEventsTest, CountOpenDueCountsTheShardsDeadlinesDueInTheWindow) {
-  const auto soon = StartDeadline(RequestId(2), "FREEZING_RECOGNITION_URGENT");
-  const auto late = StartDeadline(RequestId(2), "EAW_DECISION_NO_CONSENT");
-  ASSERT_TRUE(StartDeadline(RequestId(3), "FREEZING_RECOGNITION_URGENT").ok());
-  ASSERT_TRUE(soon.ok() && late.ok());
-  const absl::Time now = clock_.Now();
-  const absl::Time soon_due = FromProtoTime(soon->due_time());
-  const absl::Time late_due = FromProtoTime(late->due_time());
-  ASSERT_LT(soon_due, late_due);
-  EXPECT_EQ(*store_->CountOpenDue(2, now, soon_due), 1);
-  EXPECT_EQ(*store_->CountOpenDue(2, now, soon_due - absl::Milliseconds(1)), 0);
-  EXPECT_EQ(*store_->CountOpenDue(2, soon_due, late_due), 1);
-  EXPECT_EQ(*store_->CountOpenDue(2, now, late_due), 2);
-  EXPECT_EQ(*store_->CountOpenDue(2, late_due, late_due + absl::Hours(24 * 365)), 0);
-  EXPECT_EQ(*store_->CountOpenDue(3, now, late_due), 1);
-}
-
 }  // namespace
 }  // namespace rogatory::deadlines

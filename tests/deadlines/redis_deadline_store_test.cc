@@ -8,25 +8,7 @@
 namespace rogatory::testing {
 namespace {
 
-// One redis-server and client for the contract tests of this binary, stopped at exit.
-class SharedRedis : public ::testing::Environment {
- public:
-  void SetUp() override {
-    server_ = std::make_unique<RedisServer>();
-    client_ = deadlines::testing::NewClient(*server_);
-  }
-  void TearDown() override {
-    client_.reset();
-    server_.reset();
-  }
-  static SharedRedis* instance;
-  std::unique_ptr<RedisServer> server_;
-  std::unique_ptr<common::RedisClient> client_;
-};
-SharedRedis* SharedRedis::instance =
-    static_cast<SharedRedis*>(::testing::AddGlobalTestEnvironment(new SharedRedis));
-
-common::RedisClient& Client() { return *SharedRedis::instance->client_; }
+common::RedisClient& Client() { return SharedRedisClient(); }
 
 struct RedisFactory {
   static std::unique_ptr<deadlines::DeadlineStore> Make() {
@@ -55,6 +37,8 @@ struct RedisFactory {
 };
 
 INSTANTIATE_TYPED_TEST_SUITE_P(Redis, DeadlineStoreContractTest, RedisFactory);
+INSTANTIATE_TYPED_TEST_SUITE_P(OneNodeCluster, DeadlineStoreContractTest,
+                               OnOneNodeCluster<RedisFactory>);
 
 }  // namespace
 }  // namespace rogatory::testing

@@ -23,16 +23,7 @@ inline constexpr int kShards = 4;
 
 inline std::unique_ptr<common::RedisClient> NewClient(
     const rogatory::testing::RedisServer& server) {
-  common::AsyncRedisOptions options;
-  options.url = *common::ParseRedisUrl(server.url());
-  options.command_timeout = absl::Seconds(5);
-  auto client = common::NewAsyncRedisClient(options);
-  // The client connects in the background: wait until it answers.
-  const absl::Time give_up = absl::Now() + absl::Seconds(10);
-  while (!common::RunRedisCommand(*client, {"PING"}).ok() && absl::Now() < give_up) {
-    absl::SleepFor(absl::Milliseconds(10));
-  }
-  return client;
+  return rogatory::testing::ConnectedClient(server);
 }
 
 // Waits for an asynchronous callback's value.

@@ -8,6 +8,8 @@
   and name rogatory-migrate; `rogatory-migrate apply` refuses a shard count the data does
   not fit, records the right one, and the service then starts and serves the request it
   accepted before, unchanged.
+- A service started before its Redis waits for the layout check (it gives up after 60 s)
+  and serves once Redis answers.
 
 Run by ctest as::
 
@@ -115,6 +117,27 @@ class DataLayoutTest(base.E2ETestCase):
         read = self.get(self.intake_stub(second), submitted.id)
         self.assertEqual(read.content, submitted.content)
         self.assertEqual(read.id, submitted.id)
+
+    def test_service_started_before_redis_waits_for_it_then_serves(self):
+        # A pod started before its Redis: the service waits (up to 60 s) for the data
+        # layout check instead of exiting, and serves once Redis answers.
+        self.redis.stop()
+        self.addCleanup(lambda: None if self.redis.process.running() else self.redis.start())
+        service = self.intake(4)
+        service.start(wait=False)
+
+        def waiting() -> bool:
+            if not service.process.running():
+                raise AssertionError("intake exited while Redis was down:\n"
+                                     + service.process.log_tail())
+            return "waiting for Redis to check the data layout" in service.log_path.read_text(
+                errors="replace")
+
+        base._poll(waiting, EXIT_TIMEOUT_S, "intake waiting for Redis")
+        self.redis.start()
+        service.wait_ready()
+        submitted = self.submit(self.intake_stub(service))
+        self.assertEqual(self.get(self.intake_stub(service), submitted.id).id, submitted.id)
 
 
 def main() -> int:

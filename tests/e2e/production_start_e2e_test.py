@@ -56,42 +56,23 @@ def _write_secret(path: pathlib.Path, text: str) -> pathlib.Path:
     return path
 
 
-class PasswordRedis:
-    """A private redis-server that asks for a password, given in a config file (as
-    deploy/local/run.sh does), never on its command line."""
+class PasswordRedis(base.RedisServer):
+    """The tests' private redis-server (intake_e2e_test.RedisServer), asking for a password
+    given in a config file (as deploy/local/run.sh does), never on its command line."""
 
     def __init__(self, workdir: pathlib.Path):
-        self.port = base.free_port()
+        super().__init__(workdir)
         self.password = secrets.token_urlsafe(24)
         self.password_file = _write_secret(workdir / "redis-password", self.password + "\n")
         conf = _write_secret(workdir / "redis.conf", f'requirepass "{self.password}"\n')
-        data = workdir / "redis-data"
-        data.mkdir()
-        self.process = base.ManagedProcess(
-            "redis-server",
-            [base.REDIS_SERVER, str(conf), "--port", str(self.port), "--bind", "127.0.0.1",
-             "--dir", str(data), "--save", "", "--appendonly", "no", "--daemonize", "no",
-             "--logfile", ""],
-            workdir / "redis.log")
+        argv = self.process.argv
+        argv.insert(1, str(conf))
+        argv[argv.index("--appendonly") + 1] = "no"
 
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> None:
-        self.process.start()
-
-        def asks_for_the_password() -> bool:
-            if not self.process.running():
-                raise AssertionError("redis-server exited:\n" + self.process.log_tail())
-            with socket.create_connection(("127.0.0.1", self.port), timeout=2) as sock:
-                sock.sendall(b"*1\r\n$4\r\nPING\r\n")
-                return sock.recv(128).startswith(b"-NOAUTH")
-
-        base._poll(asks_for_the_password, 10.0, "redis-server asking for its password")
-
-    def stop(self) -> None:
-        self.process.stop(timeout=10.0)
+    def answers(self) -> bool:
+        with socket.create_connection(("127.0.0.1", self.port), timeout=2) as sock:
+            sock.sendall(b"*1\r\n$4\r\nPING\r\n")
+            return sock.recv(128).startswith(b"-NOAUTH")
 
 
 class ProductionStartTest(unittest.TestCase):

@@ -3,10 +3,8 @@
 // INTERNAL with Redis's raw text, never a crash, nothing half-written), reads go on, the
 // scripts that free memory (retention's erasure, lease taking, stream acknowledgements and
 // trims) still run, and every request acknowledged before is intact once memory is freed.
-#include <chrono>
 #include <memory>
 #include <string>
-#include <thread>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -94,15 +92,7 @@ void ExpectStoreFull(const grpc::Status& s) {
 class FullRedisTest : public ::testing::Test {
  protected:
   FullRedisTest() {
-    common::AsyncRedisOptions o;
-    o.url = *common::ParseRedisUrl(server_.url());
-    o.command_timeout = absl::Seconds(5);
-    client_ = common::NewAsyncRedisClient(o);
-    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
-    while (!common::RunRedisCommand(*client_, {"PING"}).ok() &&
-           std::chrono::steady_clock::now() < deadline) {
-      std::this_thread::sleep_for(std::chrono::milliseconds(20));
-    }
+    client_ = rogatory::testing::ConnectedClient(server_);
     requests_ =
         std::make_unique<RedisRequestStore>(*client_, common::Sharding(16), absl::Hours(48));
     documents_ = std::make_unique<RedisDocumentStore>(*client_, common::Sharding(16), *requests_);

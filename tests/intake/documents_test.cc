@@ -355,15 +355,7 @@ TEST_F(DocumentsTest, RetriedUploadWithSameRequestIdStoresOneDocument) {
 class RedisDocumentsTest : public ::testing::Test {
  protected:
   RedisDocumentsTest() {
-    common::AsyncRedisOptions o;
-    o.url = *common::ParseRedisUrl(server_.url());
-    o.command_timeout = absl::Seconds(5);
-    client_ = common::NewAsyncRedisClient(o);
-    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
-    while (!common::RunRedisCommand(*client_, {"PING"}).ok() &&
-           std::chrono::steady_clock::now() < deadline) {
-      std::this_thread::sleep_for(std::chrono::milliseconds(20));
-    }
+    client_ = rogatory::testing::ConnectedClient(server_);
     requests_ =
         std::make_unique<RedisRequestStore>(*client_, common::Sharding(16), absl::Hours(48));
     documents_ = std::make_unique<RedisDocumentStore>(*client_, common::Sharding(16), *requests_);

@@ -34,14 +34,7 @@ constexpr char kTranslator[] = "TR-FR-DE-7";
 class NotificationRedisTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    common::AsyncRedisOptions o;
-    o.url = *common::ParseRedisUrl(redis_server_.url());
-    o.command_timeout = absl::Seconds(5);
-    redis_ = common::NewAsyncRedisClient(o);
-    const auto deadline = Steady::now() + std::chrono::seconds(10);
-    while (!common::RunRedisCommand(*redis_, {"PING"}).ok() && Steady::now() < deadline) {
-      std::this_thread::sleep_for(std::chrono::milliseconds(20));
-    }
+    redis_ = rogatory::testing::ConnectedClient(redis_server_);
     ASSERT_TRUE(common::RunRedisCommand(*redis_, {"FLUSHALL"}).ok());
     settings_.poll_interval = absl::Milliseconds(10);
     settings_.heartbeat_interval = absl::Seconds(30);

@@ -1,7 +1,5 @@
 // The NotificationStore contract on a real redis-server. The Add* write what the fan-out,
 // the event handler and the webhook dispatcher write, in the layout of notification_keys.h.
-#include <chrono>
-#include <thread>
 
 #include "absl/strings/str_cat.h"
 #include "evidence.h"
@@ -17,33 +15,7 @@ namespace {
 using notification::Keys;
 using notification::NotificationStore;
 
-// One redis-server and client for the store tests of this binary, stopped at exit.
-class SharedRedis : public ::testing::Environment {
- public:
-  void SetUp() override {
-    server_ = std::make_unique<RedisServer>();
-    common::AsyncRedisOptions o;
-    o.url = *common::ParseRedisUrl(server_->url());
-    o.command_timeout = absl::Seconds(5);
-    client_ = common::NewAsyncRedisClient(o);
-    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
-    while (!common::RunRedisCommand(*client_, {"PING"}).ok() &&
-           std::chrono::steady_clock::now() < deadline) {
-      std::this_thread::sleep_for(std::chrono::milliseconds(20));
-    }
-  }
-  void TearDown() override {
-    client_.reset();
-    server_.reset();
-  }
-  static SharedRedis* instance;
-  std::unique_ptr<RedisServer> server_;
-  std::unique_ptr<common::RedisClient> client_;
-};
-SharedRedis* SharedRedis::instance =
-    static_cast<SharedRedis*>(::testing::AddGlobalTestEnvironment(new SharedRedis));
-
-common::RedisClient& Client() { return *SharedRedis::instance->client_; }
+common::RedisClient& Client() { return SharedRedisClient(); }
 
 void Run(std::vector<std::string> command) {
   auto reply = common::RunRedisCommand(Client(), std::move(command));
@@ -88,6 +60,8 @@ struct RedisFactory {
 };
 
 INSTANTIATE_TYPED_TEST_SUITE_P(Redis, NotificationStoreContractTest, RedisFactory);
+INSTANTIATE_TYPED_TEST_SUITE_P(OneNodeCluster, NotificationStoreContractTest,
+                               OnOneNodeCluster<RedisFactory>);
 
 }  // namespace
 }  // namespace rogatory::testing

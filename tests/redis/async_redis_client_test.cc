@@ -22,17 +22,8 @@ class AsyncRedisClientTest : public ::testing::Test {
     o.command_timeout = timeout;
     o.max_backoff = absl::Milliseconds(200);
     auto client = NewAsyncRedisClient(o);
-    EXPECT_TRUE(WaitUntilUp(*client));
+    EXPECT_TRUE(testing::AwaitPong(*client));
     return client;
-  }
-  // Polls with PING until it succeeds or 10 s pass.
-  static bool WaitUntilUp(RedisClient& client) {
-    const auto deadline = Steady::now() + std::chrono::seconds(10);
-    while (Steady::now() < deadline) {
-      if (RunRedisCommand(client, {"PING"}).ok()) return true;
-      std::this_thread::sleep_for(std::chrono::milliseconds(20));
-    }
-    return false;
   }
 
   testing::RedisServer server_;
@@ -107,7 +98,7 @@ TEST_F(AsyncRedisClientTest, StoppedRedisFailsFastAndRecoversAfterRestart) {
   }
   EXPECT_EQ(last.code(), absl::StatusCode::kUnavailable);
   server_.Start();
-  ASSERT_TRUE(WaitUntilUp(*client));
+  ASSERT_TRUE(testing::AwaitPong(*client));
   auto got = RunRedisCommand(*client, {"GET", "durable"});
   ASSERT_TRUE(got.ok());
   EXPECT_EQ(got->str, "yes");  // AOF kept it

@@ -1,9 +1,6 @@
 // The data layout record and rogatory-migrate's Apply against a real redis-server.
 #include "rogatory/common/data_layout.h"
 
-#include <chrono>
-#include <thread>
-
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "migrations.h"
@@ -17,17 +14,7 @@ using ::testing::HasSubstr;
 
 class DataLayoutTest : public ::testing::Test {
  protected:
-  void SetUp() override {
-    AsyncRedisOptions o;
-    o.url = *ParseRedisUrl(server_.url());
-    o.command_timeout = absl::Seconds(5);
-    redis_ = NewAsyncRedisClient(o);
-    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
-    while (!RunRedisCommand(*redis_, {"PING"}).ok() &&
-           std::chrono::steady_clock::now() < deadline) {
-      std::this_thread::sleep_for(std::chrono::milliseconds(20));
-    }
-  }
+  void SetUp() override { redis_ = rogatory::testing::ConnectedClient(server_); }
   RedisClient& redis() { return *redis_; }
   void Set(const std::string& key) {
     ASSERT_TRUE(RunRedisCommand(redis(), {"SET", key, "1"}).ok());

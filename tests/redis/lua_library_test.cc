@@ -1,9 +1,7 @@
 // The shared Lua helpers of common/src/lua/lib, run by a real redis-server and read back with
 // the real protobuf decoder: what a script appends must be what C++ reads.
-#include <chrono>
 #include <cstdint>
 #include <string>
-#include <thread>
 #include <vector>
 
 #include "gtest/gtest.h"
@@ -18,14 +16,7 @@ namespace {
 
 TEST(LuaLibraryTest, AppendSequenceAddsField3ThatTheDecoderReads) {
   testing::RedisServer server;
-  AsyncRedisOptions o;
-  o.url = *ParseRedisUrl(server.url());
-  o.command_timeout = absl::Seconds(5);
-  auto redis = NewAsyncRedisClient(o);
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
-  while (!RunRedisCommand(*redis, {"PING"}).ok() && std::chrono::steady_clock::now() < deadline) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
-  }
+  auto redis = rogatory::testing::ConnectedClient(server);
   const LuaScript probe{std::string(test_lua::kAppendSequenceProbe)};
 
   rogatory::common::v1::Event event;
@@ -56,14 +47,7 @@ TEST(LuaLibraryTest, AppendSequenceAddsField3ThatTheDecoderReads) {
 // then past the authority's; a bound of 0 is none; reaching a bound exactly is allowed.
 TEST(LuaLibraryTest, DocumentQuotaNamesTheFirstBoundPassedAndItsUse) {
   testing::RedisServer server;
-  AsyncRedisOptions o;
-  o.url = *ParseRedisUrl(server.url());
-  o.command_timeout = absl::Seconds(5);
-  auto redis = NewAsyncRedisClient(o);
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
-  while (!RunRedisCommand(*redis, {"PING"}).ok() && std::chrono::steady_clock::now() < deadline) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
-  }
+  auto redis = rogatory::testing::ConnectedClient(server);
   const LuaScript probe{std::string(test_lua::kDocumentQuotaProbe)};
   struct Case {
     std::vector<std::string> args;  // request used, authority used, adding, bounds

@@ -1,7 +1,5 @@
 // The one-node Redis Cluster fixture (issue 17, item 8): what Redis Cluster refuses, and
 // that common's scripts run on it. Store contract suites instantiate on it the same way.
-#include <chrono>
-#include <thread>
 
 #include "gtest/gtest.h"
 #include "redis_server.h"
@@ -15,17 +13,7 @@ namespace {
 
 class OneNodeClusterTest : public ::testing::Test {
  protected:
-  void SetUp() override {
-    AsyncRedisOptions o;
-    o.url = *ParseRedisUrl(server_.url());
-    o.command_timeout = absl::Seconds(5);
-    redis_ = NewAsyncRedisClient(o);
-    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
-    while (!RunRedisCommand(*redis_, {"PING"}).ok() &&
-           std::chrono::steady_clock::now() < deadline) {
-      std::this_thread::sleep_for(std::chrono::milliseconds(20));
-    }
-  }
+  void SetUp() override { redis_ = rogatory::testing::ConnectedClient(server_); }
   RedisClient& redis() { return *redis_; }
 
   testing::RedisServer server_{testing::RedisServer::Mode::kOneNodeCluster};

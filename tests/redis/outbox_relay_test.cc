@@ -95,14 +95,7 @@ class Receiver {
 class OutboxRelayTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    AsyncRedisOptions o;
-    o.url = *ParseRedisUrl(server_.url());
-    o.command_timeout = absl::Seconds(5);
-    redis_ = NewAsyncRedisClient(o);
-    const auto deadline = Steady::now() + std::chrono::seconds(10);
-    while (!RunRedisCommand(*redis_, {"PING"}).ok() && Steady::now() < deadline) {
-      std::this_thread::sleep_for(std::chrono::milliseconds(20));
-    }
+    redis_ = rogatory::testing::ConnectedClient(server_);
     receiver_port_ = testing::FreePort();
   }
 
@@ -228,10 +221,7 @@ TEST_F(OutboxRelayTest, LanesResumeRightAfterARedisRestartNotWhenTheirLeaseExpir
   std::this_thread::sleep_for(std::chrono::milliseconds(10500));
   server_.Start();
   const auto restarted = Steady::now();
-  const auto deadline = restarted + std::chrono::seconds(10);
-  while (!RunRedisCommand(*redis_, {"PING"}).ok() && Steady::now() < deadline) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
-  }
+  ASSERT_TRUE(testing::AwaitPong(*redis_));
   Emit(8);
   // Within one retry (7.5 s); the old leases end 9.5 to 19.5 s after the restart.
   EXPECT_TRUE(WaitForEffects(16, std::chrono::seconds(9)))

@@ -14,34 +14,8 @@
 namespace rogatory::testing {
 namespace {
 
-// One redis-server and client for the store tests of this binary, stopped at exit.
-class SharedRedis : public ::testing::Environment {
- public:
-  void SetUp() override {
-    server_ = std::make_unique<RedisServer>();
-    common::AsyncRedisOptions o;
-    o.url = *common::ParseRedisUrl(server_->url());
-    o.command_timeout = absl::Seconds(5);
-    client_ = common::NewAsyncRedisClient(o);
-    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
-    while (!common::RunRedisCommand(*client_, {"PING"}).ok() &&
-           std::chrono::steady_clock::now() < deadline) {
-      std::this_thread::sleep_for(std::chrono::milliseconds(20));
-    }
-  }
-  void TearDown() override {
-    client_.reset();
-    server_.reset();
-  }
-  static SharedRedis* instance;
-  std::unique_ptr<RedisServer> server_;
-  std::unique_ptr<common::RedisClient> client_;
-};
-SharedRedis* SharedRedis::instance =
-    static_cast<SharedRedis*>(::testing::AddGlobalTestEnvironment(new SharedRedis));
-
-RedisServer& Server() { return *SharedRedis::instance->server_; }
-common::RedisClient& Client() { return *SharedRedis::instance->client_; }
+RedisServer& Server() { return SharedRedisServer(); }
+common::RedisClient& Client() { return SharedRedisClient(); }
 
 struct RedisFactory {
   static std::unique_ptr<intake::RequestStore> Make() {
@@ -53,6 +27,8 @@ struct RedisFactory {
 };
 
 INSTANTIATE_TYPED_TEST_SUITE_P(Redis, RequestStoreContractTest, RedisFactory);
+INSTANTIATE_TYPED_TEST_SUITE_P(OneNodeCluster, RequestStoreContractTest,
+                               OnOneNodeCluster<RedisFactory>);
 
 TEST(RedisRequestStoreTest, KeysLiveInTheRequestsShardAndIdempotencyRecordsExpire) {
   auto store = RedisFactory::Make();
@@ -152,14 +128,7 @@ TEST(RedisRequestStoreTest, KeyWhoseRequestIsGoneCreatesANewRequest) {
 
 TEST(RedisRequestStoreTest, StoppedRedisIsUnavailableNotACrash) {
   RedisServer own;
-  common::AsyncRedisOptions o;
-  o.url = *common::ParseRedisUrl(own.url());
-  auto client = common::NewAsyncRedisClient(o);
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
-  while (!common::RunRedisCommand(*client, {"PING"}).ok() &&
-         std::chrono::steady_clock::now() < deadline) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
-  }
+  auto client = ConnectedClient(own, common::AsyncRedisOptions{});
   intake::RedisRequestStore store(*client, common::Sharding(16), absl::Hours(1));
   own.Stop();
   absl::Status last;

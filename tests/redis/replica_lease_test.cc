@@ -14,14 +14,7 @@ namespace {
 
 TEST(ReplicaLeaseTest, OneHolderAtATimeRenewedByItAndTakenOverWhenItStops) {
   testing::RedisServer server;
-  AsyncRedisOptions o;
-  o.url = *ParseRedisUrl(server.url());
-  o.command_timeout = absl::Seconds(5);
-  auto redis = NewAsyncRedisClient(o);
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
-  while (!RunRedisCommand(*redis, {"PING"}).ok() && std::chrono::steady_clock::now() < deadline) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
-  }
+  auto redis = rogatory::testing::ConnectedClient(server);
   const std::string key = "rg:{s0}:test:lease";
   EXPECT_TRUE(HoldReplicaLease(*redis, key, "a", absl::Seconds(30)));
   EXPECT_FALSE(HoldReplicaLease(*redis, key, "b", absl::Seconds(30)));

@@ -59,15 +59,7 @@ class RetentionRedisTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
     server_ = new testing::RedisServer();
-    common::AsyncRedisOptions o;
-    o.url = *common::ParseRedisUrl(server_->url());
-    o.command_timeout = absl::Seconds(5);
-    client_ = common::NewAsyncRedisClient(o).release();
-    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
-    while (!common::RunRedisCommand(*client_, {"PING"}).ok() &&
-           std::chrono::steady_clock::now() < deadline) {
-      std::this_thread::sleep_for(std::chrono::milliseconds(20));
-    }
+    client_ = rogatory::testing::ConnectedClient(*server_).release();
   }
   static void TearDownTestSuite() {
     delete client_;

@@ -1,6 +1,4 @@
 // The RoutingStore contract on a real redis-server.
-#include <chrono>
-#include <thread>
 
 #include "redis_routing_store.h"
 #include "redis_server.h"
@@ -10,33 +8,7 @@
 namespace rogatory::testing {
 namespace {
 
-// One redis-server and client for the contract tests of this binary, stopped at exit.
-class ContractRedis : public ::testing::Environment {
- public:
-  void SetUp() override {
-    server_ = std::make_unique<RedisServer>();
-    common::AsyncRedisOptions o;
-    o.url = *common::ParseRedisUrl(server_->url());
-    o.command_timeout = absl::Seconds(5);
-    client_ = common::NewAsyncRedisClient(o);
-    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
-    while (!common::RunRedisCommand(*client_, {"PING"}).ok() &&
-           std::chrono::steady_clock::now() < deadline) {
-      std::this_thread::sleep_for(std::chrono::milliseconds(20));
-    }
-  }
-  void TearDown() override {
-    client_.reset();
-    server_.reset();
-  }
-  static ContractRedis* instance;
-  std::unique_ptr<RedisServer> server_;
-  std::unique_ptr<common::RedisClient> client_;
-};
-ContractRedis* ContractRedis::instance =
-    static_cast<ContractRedis*>(::testing::AddGlobalTestEnvironment(new ContractRedis));
-
-common::RedisClient& Client() { return *ContractRedis::instance->client_; }
+common::RedisClient& Client() { return SharedRedisClient(); }
 
 struct RedisFactory {
   static std::unique_ptr<routing::RoutingStore> Make() {
@@ -47,6 +19,8 @@ struct RedisFactory {
 };
 
 INSTANTIATE_TYPED_TEST_SUITE_P(Redis, RoutingStoreContractTest, RedisFactory);
+INSTANTIATE_TYPED_TEST_SUITE_P(OneNodeCluster, RoutingStoreContractTest,
+                               OnOneNodeCluster<RedisFactory>);
 
 }  // namespace
 }  // namespace rogatory::testing

@@ -4,7 +4,6 @@
 #include "redis_routing_store.h"
 
 #include <atomic>
-#include <chrono>
 #include <map>
 #include <set>
 #include <thread>
@@ -30,31 +29,7 @@ using ::testing::HasSubstr;
 constexpr int kShards = 16;
 const absl::Time kStart = absl::FromUnixSeconds(1767225600);
 
-class SharedRedis : public ::testing::Environment {
- public:
-  void SetUp() override {
-    server_ = std::make_unique<rogatory::testing::RedisServer>();
-    common::AsyncRedisOptions o;
-    o.url = *common::ParseRedisUrl(server_->url());
-    o.command_timeout = absl::Seconds(5);
-    client_ = common::NewAsyncRedisClient(o);
-    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
-    while (!common::RunRedisCommand(*client_, {"PING"}).ok() &&
-           std::chrono::steady_clock::now() < deadline) {
-      std::this_thread::sleep_for(std::chrono::milliseconds(20));
-    }
-  }
-  void TearDown() override {
-    client_.reset();
-    server_.reset();
-  }
-  static SharedRedis* instance;
-  std::unique_ptr<rogatory::testing::RedisServer> server_;
-  std::unique_ptr<common::RedisClient> client_;
-};
-SharedRedis* SharedRedis::instance =
-    static_cast<SharedRedis*>(::testing::AddGlobalTestEnvironment(new SharedRedis));
-common::RedisClient& Client() { return *SharedRedis::instance->client_; }
+common::RedisClient& Client() { return rogatory::testing::SharedRedisClient(); }
 
 class RoutingStoreTest : public ::testing::Test {
  protected:

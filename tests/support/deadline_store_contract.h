@@ -411,6 +411,9 @@ TYPED_TEST_P(DeadlineStoreContractTest, OpenDeadlinesDueInAWindowAreCountedPerSh
   EXPECT_EQ(*this->store_->CountOpenDue(1, from, this->due_ - absl::Milliseconds(1)), 0);
   EXPECT_EQ(*this->store_->CountOpenDue(1, this->due_, this->due_ + absl::Hours(48)), 1);
   EXPECT_EQ(*this->store_->CountOpenDue(1, from, this->due_ + absl::Hours(48)), 2);
+  EXPECT_EQ(
+      *this->store_->CountOpenDue(1, this->due_ + absl::Hours(48), this->due_ + absl::Hours(96)),
+      0);
   EXPECT_EQ(*this->store_->CountOpenDue(2, from, this->due_), 1);
 }
 

@@ -18,6 +18,78 @@
 #include "gtest/gtest.h"
 
 namespace rogatory::testing {
+namespace {
+
+using Mode = RedisServer::Mode;
+
+struct Shared {
+  std::unique_ptr<RedisServer> server;
+  std::unique_ptr<common::RedisClient> client;
+};
+std::array<Shared, 2> shared;
+Mode current_mode = Mode::kStandalone;
+
+Shared& SharedOfCurrentMode() {
+  Shared& s = shared[current_mode == Mode::kStandalone ? 0 : 1];
+  if (s.server == nullptr) {
+    s.server = std::make_unique<RedisServer>(current_mode);
+    s.client = ConnectedClient(*s.server);
+  }
+  return s;
+}
+
+// Stops the shared servers once the binary's tests end.
+class SharedRedisEnvironment : public ::testing::Environment {
+ public:
+  void TearDown() override {
+    for (Shared& s : shared) {
+      s.client.reset();
+      s.server.reset();
+    }
+  }
+};
+
+// Every test starts on the standalone server.
+class BackToStandalone : public ::testing::EmptyTestEventListener {
+ public:
+  void OnTestEnd(const ::testing::TestInfo&) override { current_mode = Mode::kStandalone; }
+};
+
+[[maybe_unused]] const bool registered = [] {
+  ::testing::AddGlobalTestEnvironment(new SharedRedisEnvironment);
+  ::testing::UnitTest::GetInstance()->listeners().Append(new BackToStandalone);
+  return true;
+}();
+
+}  // namespace
+
+RedisServer& SharedRedisServer() { return *SharedOfCurrentMode().server; }
+common::RedisClient& SharedRedisClient() { return *SharedOfCurrentMode().client; }
+void UseOneNodeClusterForThisTest() { current_mode = Mode::kOneNodeCluster; }
+
+common::AsyncRedisOptions TestClientOptions() {
+  common::AsyncRedisOptions o;
+  o.command_timeout = absl::Seconds(5);
+  return o;
+}
+
+std::unique_ptr<common::RedisClient> ConnectedClient(const RedisServer& server,
+                                                     common::AsyncRedisOptions options) {
+  options.url = *common::ParseRedisUrl(server.url());
+  auto client = common::NewAsyncRedisClient(options);
+  EXPECT_TRUE(AwaitPong(*client)) << "redis-server at " << server.url()
+                                  << " did not answer the client's PING within 10 s";
+  return client;
+}
+
+bool AwaitPong(common::RedisClient& client, absl::Duration within) {
+  const auto deadline = std::chrono::steady_clock::now() + absl::ToChronoNanoseconds(within);
+  while (true) {
+    if (common::RunRedisCommand(client, {"PING"}).ok()) return true;
+    if (std::chrono::steady_clock::now() >= deadline) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+}
 
 int FreePort() {
   int fd = socket(AF_INET, SOCK_STREAM, 0);

@@ -2,7 +2,11 @@
 
 #include <sys/types.h>
 
+#include <memory>
 #include <string>
+
+#include "absl/time/time.h"
+#include "rogatory/common/async_redis_client.h"
 
 namespace rogatory::testing {
 
@@ -40,5 +44,30 @@ class RedisServer {
 
 // A loopback TCP port that was free a moment ago.
 int FreePort();
+
+// A client on `server` that has answered PING (the client connects in the background); the
+// test fails if it does not within 10 s. `options.url` is set to the server's.
+common::AsyncRedisOptions TestClientOptions();  // command timeout 5 s
+std::unique_ptr<common::RedisClient> ConnectedClient(
+    const RedisServer& server, common::AsyncRedisOptions options = TestClientOptions());
+// Waits until `client` answers PING (after its server restarted): true if it does in `within`.
+bool AwaitPong(common::RedisClient& client, absl::Duration within = absl::Seconds(10));
+
+// One server of each mode and a connected client on it, shared by all the tests of one
+// binary: started at first use, stopped when the binary's tests end. A test uses the
+// standalone one unless its store factory is OnOneNodeCluster<F>, whose Make() switches the
+// rest of that test to the one-node cluster (a store contract suite then runs on both with
+// one factory: INSTANTIATE_TYPED_TEST_SUITE_P(OneNodeCluster, Suite, OnOneNodeCluster<F>)).
+RedisServer& SharedRedisServer();
+common::RedisClient& SharedRedisClient();
+void UseOneNodeClusterForThisTest();
+
+template <typename Factory>
+struct OnOneNodeCluster : Factory {
+  static auto Make() {
+    UseOneNodeClusterForThisTest();
+    return Factory::Make();
+  }
+};
 
 }  // namespace rogatory::testing

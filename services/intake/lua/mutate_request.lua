@@ -15,7 +15,7 @@
 -- KEYS[6]    the staged document's chunks (doc:- when no document is committed)
 -- KEYS[7]    the request's document list
 -- KEYS[8]    the request's document usage
--- KEYS[9]    every authority's document usage
+-- KEYS[9]    every authority's document usage (docbytes:- when no document is committed)
 -- KEYS[10]   idx:updated
 -- KEYS[11]   idx:closed
 -- KEYS[12..] the indexes the change moves the request between: ARGV[16] field indexes it
