@@ -519,6 +519,9 @@ constexpr int64_t kNoDue = 9000000000000;
 // The held index is filtered by language after it is read: at most this many of a holder's
 // jobs are read per shard and page (a translator holds far fewer).
 constexpr int kHeldReadLimit = 1000;
+// A claimable listing naming at most this many (source, target) pairs reads their queues
+// without reading the shard's pairs first.
+constexpr size_t kNamedPairsLimit = 16;
 int BandOf(cv1::Urgency u) {
   if (u == cv1::URGENCY_EMERGENCY) return 0;
   if (u == cv1::URGENCY_URGENT) return 1;
@@ -638,6 +641,19 @@ void RedisRoutingStore::ListQueue(const QueueListSpec& spec, StoreCallback<Queue
             });
       };
       if (lowered->held) return with_indexes({keys.Held(lowered->holder)});
+      // Both languages named (as a translator's client does): the queues are named too, so
+      // nothing is read first; a pair never queued is an empty index. Otherwise the shard's
+      // pairs are read and filtered.
+      if (!lowered->sources.empty() && !lowered->targets.empty() &&
+          lowered->sources.size() * lowered->targets.size() <= kNamedPairsLimit) {
+        std::set<std::string> pairs;
+        for (const auto& src : lowered->sources) {
+          for (const auto& tgt : lowered->targets) pairs.insert(internal::PairOf(src, tgt));
+        }
+        std::vector<std::string> indexes;
+        for (const auto& p : pairs) indexes.push_back(keys.Queue(p));
+        return with_indexes(std::move(indexes));
+      }
       internal::ReadPairs(
           redis, keys,
           [keys, lowered, with_indexes, next](absl::StatusOr<std::vector<std::string>> pairs) {

@@ -960,5 +960,38 @@ TEST_F(RoutingStoreTest, CompletionAfterAClaimOnTheSameReplicaTakesOneRoundTrip)
   EXPECT_EQ(forwarded(third), 0);
 }
 
+// A claimable listing that names both languages names its queues: per shard only the page
+// script, and the listed jobs' read where the shard has some (the shard's language pairs are
+// read only when a language is left open). Same jobs either way.
+TEST_F(RoutingStoreTest, ClaimableListingNamingBothLanguagesReadsNoPairsFirst) {
+  const std::string a = QueueJob(2, 0);
+  const std::string b = QueueJob(9, 3);
+  QueueJob(4, 0, "fr", "nl");  // another pair: not listed
+  CountingRedisClient counting(Client());
+  RedisRoutingStore replica(counting, sharding_);
+  auto list = [&](QueueListSpec spec) {
+    auto page = Await<QueueListPage>([&](auto cb) { replica.ListQueue(spec, cb); });
+    EXPECT_TRUE(page.ok()) << page.status();
+    std::vector<std::string> ids;
+    if (page.ok()) {
+      for (const auto& j : page->jobs) ids.push_back(j.request_id());
+    }
+    return ids;
+  };
+  QueueListSpec named;
+  named.sources = {"ES", "es"};
+  named.targets = {"nl"};
+  counting.Take();
+  EXPECT_EQ(list(named), (std::vector<std::string>{b, a}));
+  EXPECT_EQ(counting.Take(), kShards + 2) << "a page script per shard, the listed jobs of two";
+
+  QueueListSpec open;
+  open.sources = {"es"};
+  EXPECT_EQ(list(open), (std::vector<std::string>{b, a}));
+  // The pairs of every shard, then a page script only where a listed pair is queued (two
+  // shards), and their listed jobs.
+  EXPECT_EQ(counting.Take(), kShards + 2 + 2) << "the pairs, then the two shards' scripts";
+}
+
 }  // namespace
 }  // namespace rogatory::routing
