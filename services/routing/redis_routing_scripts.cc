@@ -443,7 +443,8 @@ void RunClaim(common::RedisClient& redis, const ShardKeys& keys, const ClaimCall
   std::vector<std::string> k = {keys.Job(c.job_id),          keys.Queue(c.pair),
                                 keys.QueueByAge(c.pair),     keys.Leases(),
                                 keys.Held(c.claimer),        keys.Decision(c.request_id),
-                                keys.Sequence(c.request_id), keys.Outbox()};
+                                keys.Sequence(c.request_id), keys.Outbox(),
+                                keys.JobsOf(c.request_id)};
   std::vector<std::string> a = {c.job_id,        c.request_id, c.token,        Str(c.now_ms),
                                 Str(c.lease_ms), c.claimer,    c.claimed_event};
   redis.Eval(Script<lua::kClaim>(), std::move(k), std::move(a),
@@ -456,12 +457,17 @@ void RunClaim(common::RedisClient& redis, const ShardKeys& keys, const ClaimCall
                  out.retry = true;
                  return done(std::move(out));
                }
-               if (*w != "claimed" || r->elements.size() != 2) {
+               if (*w != "claimed" || r->elements.size() != 4) {
                  return done(absl::InternalError("claim: unexpected reply"));
                }
                auto fields = common::ReplyFields(r->elements[1], "claim");
                if (!fields.ok()) return done(fields.status());
                out.job = std::move(*fields);
+               auto ids = common::ReplyStrings(r->elements[2], "claim jobs");
+               if (!ids.ok()) return done(ids.status());
+               auto fwd = common::ReplyString(r->elements[3], "claim fwd");
+               if (!fwd.ok()) return done(fwd.status());
+               out.context = CompletionContext{std::move(*ids), std::move(*fwd)};
                done(std::move(out));
              });
 }

@@ -189,6 +189,9 @@ struct ClaimCall {
 struct ClaimResult {
   bool retry = false;
   JobFields job;
+  // What Complete reads before its script, as the claim saw it (a hint: complete.lua
+  // re-checks it).
+  CompletionContext context;
 };
 void RunClaim(common::RedisClient& redis, const ShardKeys& keys, const ClaimCall& call,
               StoreCallback<ClaimResult> done);

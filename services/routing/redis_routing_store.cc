@@ -519,6 +519,9 @@ constexpr int64_t kNoDue = 9000000000000;
 // The held index is filtered by language after it is read: at most this many of a holder's
 // jobs are read per shard and page (a translator holds far fewer).
 constexpr int kHeldReadLimit = 1000;
+// A claimable listing naming at most this many (source, target) pairs reads their queues
+// without reading the shard's pairs first.
+constexpr size_t kNamedPairsLimit = 16;
 int BandOf(cv1::Urgency u) {
   if (u == cv1::URGENCY_EMERGENCY) return 0;
   if (u == cv1::URGENCY_URGENT) return 1;
@@ -638,6 +641,19 @@ void RedisRoutingStore::ListQueue(const QueueListSpec& spec, StoreCallback<Queue
             });
       };
       if (lowered->held) return with_indexes({keys.Held(lowered->holder)});
+      // Both languages named (as a translator's client does): the queues are named too, so
+      // nothing is read first; a pair never queued is an empty index. Otherwise the shard's
+      // pairs are read and filtered.
+      if (!lowered->sources.empty() && !lowered->targets.empty() &&
+          lowered->sources.size() * lowered->targets.size() <= kNamedPairsLimit) {
+        std::set<std::string> pairs;
+        for (const auto& src : lowered->sources) {
+          for (const auto& tgt : lowered->targets) pairs.insert(internal::PairOf(src, tgt));
+        }
+        std::vector<std::string> indexes;
+        for (const auto& p : pairs) indexes.push_back(keys.Queue(p));
+        return with_indexes(std::move(indexes));
+      }
       internal::ReadPairs(
           redis, keys,
           [keys, lowered, with_indexes, next](absl::StatusOr<std::vector<std::string>> pairs) {
@@ -668,6 +684,7 @@ namespace {
 // out. Never a scan of queues.
 struct ClaimRun : std::enable_shared_from_this<ClaimRun> {
   common::RedisClient* redis;
+  std::shared_ptr<RedisRoutingStore::CompletionHints> hints;
   ClaimSpec spec;
   absl::Time now;
   StoreCallback<v1::TranslationJob> done;
@@ -745,13 +762,25 @@ struct ClaimRun : std::enable_shared_from_this<ClaimRun> {
                         self->now, TranslatorActor(self->spec.claimer), "", 0, &change);
           internal::RunClaim(
               *self->redis, keys, call,
-              [self, keys, id = call.job_id](absl::StatusOr<internal::ClaimResult> r) {
+              [self, keys, row, id = call.job_id](absl::StatusOr<internal::ClaimResult> r) {
                 if (!r.ok()) {
                   self->error = r.status();
                   return self->ClaimNext();
                 }
                 if (r->retry) return self->Repeek(keys);
-                self->done(internal::JobFromFields(id, r->job));
+                v1::TranslationJob job = internal::JobFromFields(id, r->job);
+                RedisRoutingStore::CompletionHint hint;
+                hint.request_id = row.request_id;
+                hint.document = row.document;
+                hint.source = row.source;
+                hint.target = row.target;
+                hint.failure_code = row.failure_code;
+                hint.claimer = self->spec.claimer;
+                hint.token = job.lease_token();
+                hint.job_ids = std::move(r->context.job_ids);
+                hint.forward_status = std::move(r->context.forward_status);
+                self->hints->Put(id, std::move(hint));
+                self->done(std::move(job));
               });
         });
   }
@@ -823,6 +852,7 @@ void RedisRoutingStore::ClaimNow(const ClaimSpec& spec, absl::Time now,
                                  StoreCallback<v1::TranslationJob> done) {
   auto run = std::make_shared<ClaimRun>();
   run->redis = &redis_;
+  run->hints = hints_;
   run->spec = spec;
   run->now = now;
   run->done = std::move(done);
@@ -857,6 +887,25 @@ void RedisRoutingStore::Heartbeat(const std::string& job_id, int64_t token,
                          });
 }
 
+void RedisRoutingStore::CompletionHints::Put(const std::string& job_id, CompletionHint hint) {
+  absl::MutexLock lock(&mu_);
+  // Bounded: a hint whose job is never completed here only waits to be pushed out.
+  if (hints_.size() >= kCapacity && !hints_.contains(job_id)) hints_.erase(hints_.begin());
+  hints_[job_id] = std::move(hint);
+}
+
+std::optional<RedisRoutingStore::CompletionHint> RedisRoutingStore::CompletionHints::Take(
+    const std::string& job_id, int64_t token, const std::string& claimer) {
+  absl::MutexLock lock(&mu_);
+  auto it = hints_.find(job_id);
+  if (it == hints_.end()) return std::nullopt;
+  // Another caller's or an old lease's completion (refused by the script) leaves it.
+  if (it->second.token != token || it->second.claimer != claimer) return std::nullopt;
+  std::optional<CompletionHint> out = std::move(it->second);
+  hints_.erase(it);
+  return out;
+}
+
 void RedisRoutingStore::Complete(const std::string& job_id, int64_t token,
                                  const std::string& claimer,
                                  const std::string& translated_document_id,
@@ -867,60 +916,75 @@ void RedisRoutingStore::Complete(const std::string& job_id, int64_t token,
   const ShardKeys keys(*shard);
   common::RedisClient& redis = redis_;
   using Step = std::function<void(absl::StatusOr<std::optional<CompleteResult>>)>;
+  // The script, given the job as read (or as its claim saw it) and its request's context.
+  auto run = [&redis, keys, token, claimer, translated_document_id, sha256, now](
+                 const JobRow& row, const internal::CompletionContext& context, Step next) {
+    internal::CompleteCall call;
+    call.job_id = row.id;
+    call.token = token;
+    call.claimer = claimer;
+    call.translated_document = translated_document_id;
+    call.sha256 = sha256;
+    call.now_ms = Ms(now);
+    call.request_id = row.request_id;
+    call.forward_status = context.forward_status;
+    call.request_jobs = context.job_ids;
+    JobChange change = ChangeOf(row);
+    change.translated_document = translated_document_id;
+    int forward = static_cast<int>(cv1::REQUEST_STATUS_FORWARDED);
+    if (!call.forward_status.empty()) (void)absl::SimpleAtoi(call.forward_status, &forward);
+    const std::string id = EventIds(now).Next();
+    const cv1::Actor actor = TranslatorActor(claimer);
+    call.completed_with_status =
+        EventTail(id, cv1::EVENT_TYPE_TRANSLATION_JOB_COMPLETED, now, actor, "", forward, &change);
+    call.completed_without_status =
+        EventTail(id, cv1::EVENT_TYPE_TRANSLATION_JOB_COMPLETED, now, actor, "", 0, &change);
+    internal::RunComplete(
+        redis, keys, call, [id = row.id, now, next](absl::StatusOr<internal::LeaseResult> r) {
+          if (!r.ok()) return next(r.status());
+          if (r->retry) return next(std::optional<CompleteResult>());
+          auto job = JobOrRefusal(id, *r);
+          if (!job.ok()) return next(job.status());
+          CompleteResult out;
+          out.job = std::move(*job);
+          out.replayed = r->outcome == "replayed";
+          out.request_done = r->request_done;
+          out.turnaround =
+              now - absl::FromUnixMillis(TimeUtil::TimestampToMilliseconds(out.job.create_time()));
+          next(std::optional<CompleteResult>(std::move(out)));
+        });
+  };
+  // A claim on this replica left a hint: the first attempt runs the script at once. A
+  // 'retry' (the hint was stale) reads as without one.
+  auto hint = std::make_shared<std::optional<CompletionHint>>(hints_->Take(job_id, token, claimer));
   WithRetries<CompleteResult>(
-      [&redis, keys, job_id, token, claimer, translated_document_id, sha256, now](Step next) {
+      [&redis, keys, job_id, run, hint](Step next) {
+        if (*hint) {
+          JobRow row;
+          row.id = job_id;
+          row.exists = true;
+          row.request_id = (*hint)->request_id;
+          row.document = (*hint)->document;
+          row.source = (*hint)->source;
+          row.target = (*hint)->target;
+          row.failure_code = (*hint)->failure_code;
+          internal::CompletionContext context{std::move((*hint)->job_ids),
+                                              std::move((*hint)->forward_status)};
+          hint->reset();
+          return run(row, context, next);
+        }
         // The job's request, then that request's jobs and forward status (at once).
         internal::ReadJobRows(
             redis, keys, {job_id},
-            [&redis, keys, job_id, token, claimer, translated_document_id, sha256, now,
-             next](absl::StatusOr<std::vector<JobRow>> rows) {
+            [&redis, keys, run, next](absl::StatusOr<std::vector<JobRow>> rows) {
               if (!rows.ok()) return next(rows.status());
               const JobRow row = (*rows)[0];
               if (!row.exists) return next(internal::LeaseError(internal::LeaseRefusal::kNotFound));
               internal::ReadCompletionContext(
                   redis, keys, row.request_id,
-                  [&redis, keys, row, token, claimer, translated_document_id, sha256, now,
-                   next](absl::StatusOr<internal::CompletionContext> context) {
+                  [row, run, next](absl::StatusOr<internal::CompletionContext> context) {
                     if (!context.ok()) return next(context.status());
-                    internal::CompleteCall call;
-                    call.job_id = row.id;
-                    call.token = token;
-                    call.claimer = claimer;
-                    call.translated_document = translated_document_id;
-                    call.sha256 = sha256;
-                    call.now_ms = Ms(now);
-                    call.request_id = row.request_id;
-                    call.forward_status = context->forward_status;
-                    call.request_jobs = context->job_ids;
-                    JobChange change = ChangeOf(row);
-                    change.translated_document = translated_document_id;
-                    int forward = static_cast<int>(cv1::REQUEST_STATUS_FORWARDED);
-                    if (!call.forward_status.empty()) {
-                      (void)absl::SimpleAtoi(call.forward_status, &forward);
-                    }
-                    const std::string id = EventIds(now).Next();
-                    const cv1::Actor actor = TranslatorActor(claimer);
-                    call.completed_with_status =
-                        EventTail(id, cv1::EVENT_TYPE_TRANSLATION_JOB_COMPLETED, now, actor, "",
-                                  forward, &change);
-                    call.completed_without_status = EventTail(
-                        id, cv1::EVENT_TYPE_TRANSLATION_JOB_COMPLETED, now, actor, "", 0, &change);
-                    internal::RunComplete(
-                        redis, keys, call,
-                        [row, now, next](absl::StatusOr<internal::LeaseResult> r) {
-                          if (!r.ok()) return next(r.status());
-                          if (r->retry) return next(std::optional<CompleteResult>());
-                          auto job = JobOrRefusal(row.id, *r);
-                          if (!job.ok()) return next(job.status());
-                          CompleteResult out;
-                          out.job = std::move(*job);
-                          out.replayed = r->outcome == "replayed";
-                          out.request_done = r->request_done;
-                          out.turnaround =
-                              now - absl::FromUnixMillis(
-                                        TimeUtil::TimestampToMilliseconds(out.job.create_time()));
-                          next(std::optional<CompleteResult>(std::move(out)));
-                        });
+                    run(row, *context, next);
                   });
             });
       },

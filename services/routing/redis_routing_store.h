@@ -1,7 +1,12 @@
 #pragma once
 
+#include <memory>
+#include <optional>
 #include <string>
+#include <vector>
 
+#include "absl/container/flat_hash_map.h"
+#include "absl/synchronization/mutex.h"
 #include "rogatory/common/ids.h"
 #include "rogatory/common/redis.h"
 #include "routing_store.h"
@@ -74,12 +79,38 @@ class RedisRoutingStore final : public RoutingStore {
   // "rg:{sN}:rt:"
   static std::string KeyPrefix(int shard);
 
+  // What a claim on this replica saw of its job's request, so that the job's completion
+  // runs its script at once (one round trip) instead of reading the job, then the request's
+  // jobs, first (three). Only a hint: the script re-checks all of it and answers 'retry'
+  // when anything changed, and the completion then reads as without a hint. Bounded;
+  // thread-safe.
+  struct CompletionHint {
+    std::string request_id, document, source, target, failure_code, claimer;
+    int64_t token = 0;
+    std::vector<std::string> job_ids;
+    std::string forward_status;
+  };
+  class CompletionHints {
+   public:
+    static constexpr size_t kCapacity = 4096;
+    void Put(const std::string& job_id, CompletionHint hint);
+    // The hint of `job_id` for this claimer and token, removed; nullopt when none matches.
+    std::optional<CompletionHint> Take(const std::string& job_id, int64_t token,
+                                       const std::string& claimer);
+
+   private:
+    absl::Mutex mu_;
+    absl::flat_hash_map<std::string, CompletionHint> hints_ ABSL_GUARDED_BY(mu_);
+  };
+
  private:
   // The claim proper, without the idempotency ledger.
   void ClaimNow(const ClaimSpec& spec, absl::Time now, StoreCallback<v1::TranslationJob> done);
 
   common::RedisClient& redis_;
   const common::Sharding sharding_;
+  // Shared with claims in flight, which may finish after the store is gone.
+  std::shared_ptr<CompletionHints> hints_ = std::make_shared<CompletionHints>();
 };
 
 }  // namespace rogatory::routing

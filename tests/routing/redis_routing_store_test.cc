@@ -834,5 +834,139 @@ TEST_F(RoutingStoreTest, QueueListingFiltersByLanguagePairUrgencyAndDueTime) {
   EXPECT_EQ(list(due_soon), (std::vector<std::string>{es_nl, fr_nl}));
 }
 
+// Counts what it forwards: every Command and Eval (commands sent together share one round
+// trip).
+class CountingRedisClient final : public common::RedisClient {
+ public:
+  explicit CountingRedisClient(common::RedisClient& inner) : inner_(inner) {}
+  void Command(std::vector<std::string> args, common::RedisCallback done) override {
+    ++count_;
+    inner_.Command(std::move(args), std::move(done));
+  }
+  void Eval(const common::LuaScript& script, std::vector<std::string> keys,
+            std::vector<std::string> args, common::RedisCallback done) override {
+    ++count_;
+    inner_.Eval(script, std::move(keys), std::move(args), std::move(done));
+  }
+  int Take() { return count_.exchange(0); }
+
+ private:
+  common::RedisClient& inner_;
+  std::atomic<int> count_{0};
+};
+
+// Issue 17's budget: a completion costs the one round trip it cost before the scripts
+// received every key (a claim on the same replica leaves what the completion would read
+// first as a hint, which the script re-checks); without a hint, or with a stale one, it reads
+// first and still completes exactly as before.
+TEST_F(RoutingStoreTest, CompletionAfterAClaimOnTheSameReplicaTakesOneRoundTrip) {
+  CountingRedisClient counting(Client());
+  RedisRoutingStore replica(counting, sharding_);
+  auto claim = [&](const std::string& who) {
+    ClaimSpec spec{who, {{"es", "nl"}}, absl::Minutes(30), ""};
+    return Await<v1::TranslationJob>([&](auto cb) { replica.Claim(spec, kStart, cb); });
+  };
+  auto complete = [&](RedisRoutingStore& store, const v1::TranslationJob& j,
+                      const std::string& who) {
+    return Await<CompleteResult>([&](auto cb) {
+      store.Complete(j.id(), j.lease_token(), who, "doc-nl", std::string(64, 'b'),
+                     kStart + absl::Minutes(10), cb);
+    });
+  };
+  auto forwarded = [&](const std::string& rid) {
+    int n = 0;
+    for (const auto& e : OutboxOf(rid)) {
+      if (e.type() == common::v1::EVENT_TYPE_TRANSLATION_JOB_COMPLETED &&
+          e.status() == common::v1::REQUEST_STATUS_FORWARDED) {
+        ++n;
+      }
+    }
+    return n;
+  };
+
+  // Claimed here, completed here: one round trip, the request forwarded.
+  const std::string first = QueueJob(3, 0);
+  auto j1 = claim("XL-1");
+  ASSERT_TRUE(j1.ok()) << j1.status();
+  ASSERT_EQ(j1->request_id(), first);
+  counting.Take();
+  EXPECT_EQ(Complete(*j1, "XL-OTHER", kStart).status().code(), absl::StatusCode::kNotFound);
+  counting.Take();  // another translator's attempt neither completes nor spends the hint
+  auto c1 = complete(replica, *j1, "XL-1");
+  ASSERT_TRUE(c1.ok()) << c1.status();
+  EXPECT_EQ(counting.Take(), 1) << "CompleteTranslationJob after a claim on this replica";
+  EXPECT_TRUE(c1->request_done);
+  EXPECT_FALSE(c1->replayed);
+  EXPECT_EQ(c1->job.status(), v1::TRANSLATION_JOB_STATUS_COMPLETED);
+  EXPECT_EQ(forwarded(first), 1);
+
+  // The replay has no hint: it reads first, and replays.
+  auto again = complete(replica, *j1, "XL-1");
+  ASSERT_TRUE(again.ok()) << again.status();
+  EXPECT_TRUE(again->replayed);
+  EXPECT_EQ(forwarded(first), 1);
+
+  // Claimed here, completed on another replica (no hint): the job, then its request's
+  // jobs, then the script.
+  const std::string second = QueueJob(5, 0);
+  auto j2 = claim("XL-2");
+  ASSERT_TRUE(j2.ok()) << j2.status();
+  ASSERT_EQ(j2->request_id(), second);
+  auto c2 = complete(store_, *j2, "XL-2");
+  ASSERT_TRUE(c2.ok()) << c2.status();
+  EXPECT_TRUE(c2->request_done);
+  EXPECT_EQ(forwarded(second), 1);
+
+  // A stale hint (the request got another job after the claim): the script answers
+  // 'retry', the completion reads and completes; the request is not done yet.
+  const std::string third = QueueJob(7, 0);
+  auto j3 = claim("XL-3");
+  ASSERT_TRUE(j3.ok()) << j3.status();
+  ASSERT_EQ(j3->request_id(), third);
+  ASSERT_TRUE(AddDocument(third, "doc-2", "es").ok());
+  counting.Take();
+  auto c3 = complete(replica, *j3, "XL-3");
+  ASSERT_TRUE(c3.ok()) << c3.status();
+  // The counter counts commands: the request's jobs and forward status are two commands
+  // sent at once (one round trip).
+  EXPECT_EQ(counting.Take(), 5) << "the hinted script, then the job, its request's jobs and "
+                                   "forward status, the script";
+  EXPECT_FALSE(c3->request_done);
+  EXPECT_EQ(forwarded(third), 0);
+}
+
+// A claimable listing that names both languages names its queues: per shard only the page
+// script, and the listed jobs' read where the shard has some (the shard's language pairs are
+// read only when a language is left open). Same jobs either way.
+TEST_F(RoutingStoreTest, ClaimableListingNamingBothLanguagesReadsNoPairsFirst) {
+  const std::string a = QueueJob(2, 0);
+  const std::string b = QueueJob(9, 3);
+  QueueJob(4, 0, "fr", "nl");  // another pair: not listed
+  CountingRedisClient counting(Client());
+  RedisRoutingStore replica(counting, sharding_);
+  auto list = [&](QueueListSpec spec) {
+    auto page = Await<QueueListPage>([&](auto cb) { replica.ListQueue(spec, cb); });
+    EXPECT_TRUE(page.ok()) << page.status();
+    std::vector<std::string> ids;
+    if (page.ok()) {
+      for (const auto& j : page->jobs) ids.push_back(j.request_id());
+    }
+    return ids;
+  };
+  QueueListSpec named;
+  named.sources = {"ES", "es"};
+  named.targets = {"nl"};
+  counting.Take();
+  EXPECT_EQ(list(named), (std::vector<std::string>{b, a}));
+  EXPECT_EQ(counting.Take(), kShards + 2) << "a page script per shard, the listed jobs of two";
+
+  QueueListSpec open;
+  open.sources = {"es"};
+  EXPECT_EQ(list(open), (std::vector<std::string>{b, a}));
+  // The pairs of every shard, then a page script only where a listed pair is queued (two
+  // shards), and their listed jobs.
+  EXPECT_EQ(counting.Take(), kShards + 2 + 2) << "the pairs, then the two shards' scripts";
+}
+
 }  // namespace
 }  // namespace rogatory::routing

@@ -11,6 +11,7 @@
 -- KEYS[6]  dec:<request> of the job's request (its event template)
 -- KEYS[7]  seq:<request>, the request's event sequence
 -- KEYS[8]  the shard's routing outbox stream
+-- KEYS[9]  jobs:<request>, the set of the request's job ids
 -- ARGV[1]  job id
 -- ARGV[2]  the job's request id, as C++ read it
 -- ARGV[3]  the job's lease token, as C++ read it
@@ -18,7 +19,9 @@
 -- ARGV[5]  lease, ms
 -- ARGV[6]  the claimer (authority id)
 -- ARGV[7]  JOB_CLAIMED event bytes
--- Returns  {'retry'} or {'claimed', job fields (HGETALL)}
+-- Returns  {'retry'} or {'claimed', job fields (HGETALL), the request's job ids, the
+--          decision's forward status ('' for none)}: what a completion of the job reads
+--          first (complete.lua), kept by C++ as a hint so it needs no reads
 -- #include event_sequence.lua
 local jid, now = ARGV[1], ARGV[4]
 if not redis.call('ZSCORE', KEYS[2], jid) then return {'retry'} end
@@ -38,4 +41,5 @@ redis.call('ZADD', KEYS[5], string.format('%.0f', band * 10000000000000 + tonumb
 local tmpl = redis.call('HGET', KEYS[6], 'tmpl')
 local seq = redis.call('INCR', KEYS[7])
 redis.call('XADD', KEYS[8], '*', 'ev', rg_append_sequence(tmpl .. ARGV[7], seq))
-return {'claimed', redis.call('HGETALL', KEYS[1])}
+return {'claimed', redis.call('HGETALL', KEYS[1]), redis.call('SMEMBERS', KEYS[9]),
+        redis.call('HGET', KEYS[6], 'fwd') or ''}
