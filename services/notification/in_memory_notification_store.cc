@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "evidence.h"
@@ -91,7 +92,6 @@ void InMemoryNotificationStore::ReceiveEvent(const ReceivedEvent& e, Done<Receiv
       const std::string states =
           absl::StrCat(",", field("iss_st"), ",", field("req_st"), ",", field("exe_st"), ",");
       const std::string now = absl::StrCat(e.now_ms);
-      auto& fanout = fanout_[e.shard];
       auto& catch_up = catch_up_[{e.shard, e.request_id}];
       if (!joined.empty()) {
         std::vector<std::string> recipients;
@@ -110,13 +110,13 @@ void InMemoryNotificationStore::ReceiveEvent(const ReceivedEvent& e, Done<Receiv
             if (e.due_ms > 0)
               retrieval_due_[e.shard].emplace(absl::StrCat(eid, "|", j.first), e.due_ms);
           }
-          fanout.push_back({{"ev", *ev->second.payload},
-                            {"to", absl::StrJoin(recipients, ",")},
-                            {"acc", now},
-                            {"kind", "n"},
-                            {"st", states},
-                            {"inst", field("inst")},
-                            {"typ", item.substr(second + 1)}});
+          AppendFanout(e.shard, {{"ev", *ev->second.payload},
+                                 {"to", absl::StrJoin(recipients, ",")},
+                                 {"acc", now},
+                                 {"kind", "n"},
+                                 {"st", states},
+                                 {"inst", field("inst")},
+                                 {"typ", item.substr(second + 1)}});
           ++result.caught_up;
         }
       }
@@ -134,13 +134,13 @@ void InMemoryNotificationStore::ReceiveEvent(const ReceivedEvent& e, Done<Receiv
       for (const auto& [ms, id] : events) listed = listed || id == e.event_id;
       if (!listed) events.insert({e.now_ms, e.event_id});
       if (!to.empty()) {
-        fanout.push_back({{"ev", e.event},
-                          {"to", absl::StrJoin(to, ",")},
-                          {"acc", now},
-                          {"kind", "n"},
-                          {"st", states},
-                          {"inst", absl::StrCat(e.instrument)},
-                          {"typ", absl::StrCat(e.type)}});
+        AppendFanout(e.shard, {{"ev", e.event},
+                               {"to", absl::StrJoin(to, ",")},
+                               {"acc", now},
+                               {"kind", "n"},
+                               {"st", states},
+                               {"inst", absl::StrCat(e.instrument)},
+                               {"typ", absl::StrCat(e.type)}});
       }
       result.recipients = static_cast<int>(to.size());
       if (e.catch_up_action == "keep") {
@@ -157,6 +157,158 @@ void InMemoryNotificationStore::ReceiveEvent(const ReceivedEvent& e, Done<Receiv
     }
   }
   done(result);
+}
+
+void InMemoryNotificationStore::AppendFanout(int shard, std::map<std::string, std::string> fields) {
+  Outbox& outbox = fanout_[shard];
+  outbox.entries[outbox.next++] = std::move(fields);
+}
+
+void InMemoryNotificationStore::PrepareFanout(int shard, Done<bool> done) {
+  {
+    absl::MutexLock lock(&mu_);
+    fanout_[shard].group = true;
+  }
+  done(true);
+}
+
+void InMemoryNotificationStore::ReadFanout(const FanoutRead& read, Done<FanoutBatch> done) {
+  FanoutBatch batch;
+  const absl::Status read_status = [&]() -> absl::Status {
+    absl::MutexLock lock(&mu_);
+    Outbox& outbox = fanout_[read.shard];
+    if (!outbox.group) return absl::FailedPreconditionError("NOGROUP: no consumer group");
+    auto add = [&](uint64_t n) {
+      FanoutEntry e;
+      e.id = absl::StrCat("0-", n);
+      auto entry = outbox.entries.find(n);
+      if (entry == outbox.entries.end()) {
+        e.gone = true;
+      } else {
+        e.fields = entry->second;
+      }
+      batch.entries.push_back(std::move(e));
+    };
+    const auto full = [&] { return static_cast<int>(batch.entries.size()) >= read.count; };
+    if (read.own_first) {
+      for (const auto& [n, consumer] : outbox.pending) {
+        if (full()) break;
+        if (consumer == read.consumer) add(n);
+      }
+      if (!batch.entries.empty()) {
+        batch.own_drained = false;
+        return absl::OkStatus();
+      }
+    }
+    if (read.claim_idle_ms > 0) {
+      for (auto& [n, consumer] : outbox.pending) {
+        if (full()) break;
+        if (consumer == read.consumer) continue;
+        consumer = read.consumer;
+        add(n);
+      }
+      if (!batch.entries.empty()) return absl::OkStatus();
+    }
+    for (auto it = outbox.entries.upper_bound(outbox.delivered);
+         it != outbox.entries.end() && !full(); ++it) {
+      outbox.delivered = it->first;
+      outbox.pending[it->first] = read.consumer;
+      add(it->first);
+    }
+    return absl::OkStatus();
+  }();
+  if (!read_status.ok()) return done(read_status);
+  done(std::move(batch));
+}
+
+void InMemoryNotificationStore::AckFanout(int shard, const std::vector<std::string>& ids,
+                                          Done<int> done) {
+  int deleted = 0;
+  {
+    absl::MutexLock lock(&mu_);
+    Outbox& outbox = fanout_[shard];
+    for (const std::string& id : ids) {
+      uint64_t n = 0;
+      if (!absl::StartsWith(id, "0-") || !absl::SimpleAtoi(id.substr(2), &n)) continue;
+      outbox.pending.erase(n);
+      deleted += static_cast<int>(outbox.entries.erase(n));
+    }
+  }
+  done(deleted);
+}
+
+void InMemoryNotificationStore::RunRetrievalTimers(const TimerRun& run, Done<int> done) {
+  int handled = 0;
+  {
+    absl::MutexLock lock(&mu_);
+    auto& timers = retrieval_due_[run.shard];
+    std::set<std::pair<int64_t, std::string>> due;
+    for (const auto& [member, ms] : timers) {
+      if (ms <= run.now_ms) due.insert({ms, member});
+    }
+    const std::string now = absl::StrCat(run.now_ms);
+    for (const auto& [ms, member] : due) {
+      if (handled >= run.limit) break;
+      ++handled;
+      const size_t bar = member.find('|');
+      if (bar == std::string::npos) {
+        timers.erase(member);
+        continue;
+      }
+      const std::string eid = member.substr(0, bar), who = member.substr(bar + 1);
+      auto ev = evidence_.find({run.shard, eid});
+      auto has = [&](v1::DeliveryStage stage) {
+        return ev->second.fields.count(EvidenceField(stage, who)) > 0;
+      };
+      if (ev == evidence_.end() || !ev->second.payload || has(v1::DELIVERY_STAGE_RETRIEVED)) {
+        timers.erase(member);
+      } else if (!has(v1::DELIVERY_STAGE_REANNOUNCED)) {
+        ev->second.fields[EvidenceField(v1::DELIVERY_STAGE_REANNOUNCED, who)] = run.now_ms;
+        timers[member] = run.now_ms + run.escalation_ms;
+        AppendFanout(run.shard, {{"ev", *ev->second.payload},
+                                 {"to", absl::StrCat(who, "@")},
+                                 {"acc", now},
+                                 {"kind", "r"},
+                                 {"st", ""},
+                                 {"inst", ""},
+                                 {"typ", ""}});
+      } else {
+        timers.erase(member);
+        if (has(v1::DELIVERY_STAGE_ESCALATED)) continue;
+        ev->second.fields[EvidenceField(v1::DELIVERY_STAGE_ESCALATED, who)] = run.now_ms;
+        auto& record = parties_[{run.shard, ev->second.request_id}];
+        auto field = [&](const char* name) {
+          auto f = record.find(name);
+          return f == record.end() ? std::string() : f->second;
+        };
+        for (const char* role : {"cen", "iss", "exe"}) {
+          const std::string id = field(role);
+          if (id.empty() || id == who) continue;
+          AppendFanout(run.shard,
+                       {{"ev", *ev->second.payload},
+                        {"to", absl::StrCat(id, "@", field(absl::StrCat(role, "_st").c_str()))},
+                        {"acc", now},
+                        {"kind", "x"},
+                        {"about", who},
+                        {"st", ""},
+                        {"inst", ""},
+                        {"typ", "92"}});
+          break;
+        }
+      }
+    }
+  }
+  done(handled);
+}
+
+void InMemoryNotificationStore::CountBacklog(int shard, Done<Backlog> done) {
+  Backlog backlog;
+  {
+    absl::MutexLock lock(&mu_);
+    backlog.dead_letters = static_cast<int64_t>(dead_order_[shard].size());
+    backlog.unretrieved = static_cast<int64_t>(retrieval_due_[shard].size());
+  }
+  done(backlog);
 }
 
 void InMemoryNotificationStore::EraseRequest(int shard, const std::string& request_id,

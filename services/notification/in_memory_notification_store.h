@@ -35,6 +35,12 @@ class InMemoryNotificationStore final : public NotificationStore {
   void ReceiveEvent(const ReceivedEvent& event, Done<ReceiveResult> done) override;
   void EraseRequest(int shard, const std::string& request_id, const common::Dedupe& dedupe,
                     Done<int> done) override;
+  void PrepareFanout(int shard, Done<bool> done) override;
+  void ReadFanout(const FanoutRead& read, Done<FanoutBatch> done) override;
+  void AckFanout(int shard, const std::vector<std::string>& ids, Done<int> done) override;
+  void RunRetrievalTimers(const TimerRun& run, Done<int> done) override;
+  void CountBacklog(int shard, Done<Backlog> done) override;
+
   void OpenInbox(int shard, const std::string& authority, const std::string& min_id,
                  int64_t max_length, Done<InboxBounds> done) override;
   void ReadInbox(int shard, const std::string& authority, const StreamId& after, size_t count,
@@ -94,8 +100,18 @@ class InMemoryNotificationStore final : public NotificationStore {
   // Retrieval timers "<event id>|<recipient>" -> due ms, by shard.
   std::map<int, std::map<std::string, int64_t>> retrieval_due_ ABSL_GUARDED_BY(mu_);
   std::set<std::string> seen_ ABSL_GUARDED_BY(mu_);  // duplicate markers
-  // A shard's fan-out outbox: entries as field -> value (ev, to, acc, kind, st, inst, typ).
-  std::map<int, std::vector<std::map<std::string, std::string>>> fanout_ ABSL_GUARDED_BY(mu_);
+  // A shard's fan-out outbox: entries "0-<n>" as field -> value (ev, to, acc, kind, st,
+  // inst, typ, about), and its consumer group.
+  struct Outbox {
+    bool group = false;
+    uint64_t next = 1;       // the next entry's number
+    uint64_t delivered = 0;  // the newest entry number the group handed out
+    std::map<uint64_t, std::map<std::string, std::string>> entries;
+    std::map<uint64_t, std::string> pending;  // entry number -> consumer
+  };
+  void AppendFanout(int shard, std::map<std::string, std::string> fields)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  std::map<int, Outbox> fanout_ ABSL_GUARDED_BY(mu_);
   // A request's catch-up list: "<deadline id>|<event id>|<type>", oldest first.
   std::map<Key, std::vector<std::string>> catch_up_ ABSL_GUARDED_BY(mu_);
   std::map<Key, std::set<std::string>> owner_subscriptions_ ABSL_GUARDED_BY(mu_);

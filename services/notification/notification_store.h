@@ -2,6 +2,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <optional>
 #include <string>
 #include <vector>
@@ -71,6 +72,56 @@ class NotificationStore {
   // duplicate, nothing changed).
   virtual void EraseRequest(int shard, const std::string& request_id, const common::Dedupe& dedupe,
                             Done<int> done) = 0;
+
+  // --- the fan-out outbox and retrieval timers (a request's shard) ---
+  // The outbox is read through one consumer group: replicas share a shard's entries, and an
+  // entry stays pending with its reader until acknowledged.
+
+  // Creates the shard's outbox and its consumer group unless they exist.
+  virtual void PrepareFanout(int shard, Done<bool> done) = 0;
+
+  struct FanoutRead {
+    int shard = 0;
+    std::string consumer;    // this replica
+    int count = 0;           // the most entries to read
+    bool own_first = false;  // this consumer's unacknowledged entries first (after a failure)
+    // Entries another consumer read and left unacknowledged this long are taken over; 0:
+    // none. (In memory there is no clock: any entry of another consumer counts as left.)
+    int64_t claim_idle_ms = 0;
+  };
+  struct FanoutEntry {
+    std::string id;
+    // Deleted after it was read, or of a shape the store cannot read: acknowledge it.
+    bool gone = false;
+    std::map<std::string, std::string> fields;  // ev, to, acc, kind, st, inst, typ, about
+  };
+  struct FanoutBatch {
+    bool own_drained = true;  // none of this consumer's own entries were pending
+    std::vector<FanoutEntry> entries;
+  };
+  // Errors: FAILED_PRECONDITION when the consumer group does not exist (PrepareFanout).
+  virtual void ReadFanout(const FanoutRead& read, Done<FanoutBatch> done) = 0;
+  // Acknowledges and deletes entries; returns how many were deleted.
+  virtual void AckFanout(int shard, const std::vector<std::string>& ids, Done<int> done) = 0;
+
+  // Runs up to `limit` retrieval timers due at `now_ms`: re-announces an event its recipient
+  // has not retrieved (a fan-out entry of kind "r") and waits `escalation_ms`; then, if still
+  // not retrieved, sends a notice to another party (kind "x", "about" the recipient). Returns
+  // how many timers were handled.
+  struct TimerRun {
+    int shard = 0;
+    int64_t now_ms = 0;
+    int limit = 0;
+    int64_t escalation_ms = 0;
+  };
+  virtual void RunRetrievalTimers(const TimerRun& run, Done<int> done) = 0;
+
+  // What is waiting in a shard: dead letters and running retrieval timers.
+  struct Backlog {
+    int64_t dead_letters = 0;
+    int64_t unretrieved = 0;
+  };
+  virtual void CountBacklog(int shard, Done<Backlog> done) = 0;
 
   // --- inboxes (an authority's shard) ---
 

@@ -65,22 +65,21 @@ void RedisNotificationStore::RunReceive(const ReceivedEvent& e, std::vector<std:
   for (const std::string& item : catch_up) {
     keys.push_back(Keys::Evidence(e.shard, CatchUpEventId(item)));
   }
-  std::vector<std::string> args = {
-      e.dedupe.retention_ms,
-      e.event,
-      e.event_id,
-      absl::StrCat(e.now_ms),
-      absl::StrCat(absl::ToInt64Milliseconds(e.evidence_retention)),
-      absl::StrCat(e.due_ms),
-      absl::StrCat(e.instrument),
-      e.request_id,
-      absl::StrJoin(e.extra_recipients, ","),
-      e.tell_translator ? "1" : "0",
-      absl::StrCat(e.type),
-      e.catch_up_action,
-      e.deadline_id,
-      absl::StrCat(e.catch_up_limit),
-      absl::StrCat(catch_up.size())};
+  std::vector<std::string> args = {e.dedupe.retention_ms,
+                                   e.event,
+                                   e.event_id,
+                                   absl::StrCat(e.now_ms),
+                                   absl::StrCat(absl::ToInt64Milliseconds(e.evidence_retention)),
+                                   absl::StrCat(e.due_ms),
+                                   absl::StrCat(e.instrument),
+                                   e.request_id,
+                                   absl::StrJoin(e.extra_recipients, ","),
+                                   e.tell_translator ? "1" : "0",
+                                   absl::StrCat(e.type),
+                                   e.catch_up_action,
+                                   e.deadline_id,
+                                   absl::StrCat(e.catch_up_limit),
+                                   absl::StrCat(catch_up.size())};
   for (const std::string& item : catch_up) args.push_back(item);
   for (const auto& [field, value] : e.party_updates) {
     args.push_back(field);
@@ -132,35 +131,35 @@ void RedisNotificationStore::RunErase(int shard, const std::string& request_id,
     keys.push_back(Keys::Evidence(shard, id));
     args.push_back(id);
   }
-  redis_.Eval(EraseScript(), std::move(keys), std::move(args),
-              [this, shard, request_id, dedupe, attempts_left,
-               done = std::move(done)](absl::StatusOr<RedisReply> reply) mutable {
-                if (!reply.ok()) return done(reply.status());
-                constexpr char kWhat[] = "request erase";
-                auto elements = common::ReplyArray(*reply, kWhat);
-                if (!elements.ok()) return done(elements.status());
-                if ((*elements)->empty()) return done(absl::InternalError("request erase: no answer"));
-                auto outcome = common::ReplyString((**elements)[0], kWhat);
-                if (!outcome.ok()) return done(outcome.status());
-                if (*outcome == "duplicate") return done(-1);
-                if (*outcome == "retry") {
-                  auto ids = common::ReplyStrings(*reply, kWhat);
-                  if (!ids.ok()) return done(ids.status());
-                  if (attempts_left <= 1) {
-                    return done(
-                        absl::UnavailableError("request erase: the request's events kept changing"));
-                  }
-                  return RunErase(shard, request_id, dedupe, *RetryItems(*ids), attempts_left - 1,
-                                  std::move(done));
-                }
-                if (*outcome != "erased" || (*elements)->size() < 2) {
-                  return done(
-                      absl::InternalError("request erase: Redis answered an unexpected array"));
-                }
-                auto n = common::ReplyInteger((**elements)[1], kWhat);
-                if (!n.ok()) return done(n.status());
-                done(static_cast<int>(*n));
-              });
+  redis_.Eval(
+      EraseScript(), std::move(keys), std::move(args),
+      [this, shard, request_id, dedupe, attempts_left,
+       done = std::move(done)](absl::StatusOr<RedisReply> reply) mutable {
+        if (!reply.ok()) return done(reply.status());
+        constexpr char kWhat[] = "request erase";
+        auto elements = common::ReplyArray(*reply, kWhat);
+        if (!elements.ok()) return done(elements.status());
+        if ((*elements)->empty()) return done(absl::InternalError("request erase: no answer"));
+        auto outcome = common::ReplyString((**elements)[0], kWhat);
+        if (!outcome.ok()) return done(outcome.status());
+        if (*outcome == "duplicate") return done(-1);
+        if (*outcome == "retry") {
+          auto ids = common::ReplyStrings(*reply, kWhat);
+          if (!ids.ok()) return done(ids.status());
+          if (attempts_left <= 1) {
+            return done(
+                absl::UnavailableError("request erase: the request's events kept changing"));
+          }
+          return RunErase(shard, request_id, dedupe, *RetryItems(*ids), attempts_left - 1,
+                          std::move(done));
+        }
+        if (*outcome != "erased" || (*elements)->size() < 2) {
+          return done(absl::InternalError("request erase: Redis answered an unexpected array"));
+        }
+        auto n = common::ReplyInteger((**elements)[1], kWhat);
+        if (!n.ok()) return done(n.status());
+        done(static_cast<int>(*n));
+      });
 }
 
 }  // namespace rogatory::notification

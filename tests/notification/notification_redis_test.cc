@@ -61,7 +61,8 @@ class NotificationRedisTest : public ::testing::Test {
     store_ = std::make_unique<RedisNotificationStore>(*redis_);
     handler_ = std::make_unique<NotificationEventHandler>(*store_, clock_, sharding_, settings_,
                                                           *metrics_);
-    fanout_ = std::make_unique<FanoutWorker>(*redis_, clock_, sharding_, settings_, *metrics_);
+    fanout_ =
+        std::make_unique<FanoutWorker>(*store_, *redis_, clock_, sharding_, settings_, *metrics_);
     service_ = std::make_unique<NotificationServiceImpl>(*redis_, clock_, pipeline_, sharding_,
                                                          settings_, *metrics_, *handler_);
     grpc::ServerBuilder b;

@@ -469,12 +469,105 @@ TYPED_TEST_P(NotificationStoreContractTest, JoiningPartyIsCaughtUpWithRunningDea
   EXPECT_EQ(after_erase->recipients, 3);
 }
 
+// The fan-out outbox is read through its consumer group: an entry once, again only as this
+// consumer's own unacknowledged entry, never after its acknowledgement. Retrieval timers
+// re-announce an event its recipient has not retrieved, then escalate to another party.
+TYPED_TEST_P(NotificationStoreContractTest, FanoutIsReadOnceAndTimersReannounceThenEscalate) {
+  using Store = notification::NotificationStore;
+  auto read = [&](bool own_first) {
+    return this->template Await<Store::FanoutBatch>([&](auto done) {
+      this->store_->ReadFanout({3, "c1", 10, own_first, 0}, std::move(done));
+    });
+  };
+  EXPECT_EQ(read(false).status().code(), absl::StatusCode::kFailedPrecondition);
+  for (int twice = 0; twice < 2; ++twice) {  // again: no harm
+    ASSERT_TRUE(this->template Await<bool>(
+                        [&](auto done) { this->store_->PrepareFanout(3, std::move(done)); })
+                    .ok());
+  }
+  Store::ReceivedEvent r = this->Received("ev-1", "");
+  r.party_updates = {
+      {"iss", "FR-TJ-PARIS"}, {"iss_st", "FR"}, {"exe", "DE-STA-BERLIN"}, {"exe_st", "DE"}};
+  ASSERT_TRUE(this->Receive(r).ok());
+
+  auto first = read(false);
+  ASSERT_TRUE(first.ok()) << first.status();
+  EXPECT_TRUE(first->own_drained);
+  ASSERT_EQ(first->entries.size(), 1u);
+  const Store::FanoutEntry entry = first->entries[0];
+  EXPECT_FALSE(entry.gone);
+  EXPECT_EQ(entry.fields.at("ev"), "bytes of ev-1");
+  EXPECT_EQ(entry.fields.at("to"), "FR-TJ-PARIS@FR,DE-STA-BERLIN@DE");
+  EXPECT_EQ(entry.fields.at("kind"), "n");
+  EXPECT_EQ(entry.fields.at("typ"), "50");
+  EXPECT_EQ(entry.fields.at("st"), ",FR,,DE,");
+  EXPECT_TRUE(read(false)->entries.empty());
+  auto own = read(true);
+  EXPECT_FALSE(own->own_drained);
+  ASSERT_EQ(own->entries.size(), 1u);
+  EXPECT_EQ(own->entries[0].id, entry.id);
+  auto acked = this->template Await<int>(
+      [&](auto done) { this->store_->AckFanout(3, {entry.id}, std::move(done)); });
+  ASSERT_TRUE(acked.ok()) << acked.status();
+  EXPECT_EQ(*acked, 1);
+  auto drained = read(true);
+  EXPECT_TRUE(drained->entries.empty());
+  EXPECT_TRUE(drained->own_drained);
+
+  // DE retrieves; FR does not.
+  ASSERT_TRUE(this->template Await<int>([&](auto done) {
+                    this->store_->RecordRetrieved(3, "DE-STA-BERLIN", {"ev-1"},
+                                                  absl::FromUnixMillis(r.now_ms), absl::Hours(1),
+                                                  std::move(done));
+                  })
+                  .ok());
+  auto timers = [&](int64_t now_ms) {
+    return this->template Await<int>([&](auto done) {
+      this->store_->RunRetrievalTimers({3, now_ms, 100, 600000}, std::move(done));
+    });
+  };
+  auto backlog = [&] {
+    return *this->template Await<Store::Backlog>(
+        [&](auto done) { this->store_->CountBacklog(3, std::move(done)); });
+  };
+  EXPECT_EQ(backlog().unretrieved, 1);
+  EXPECT_EQ(*timers(r.due_ms - 1), 0);
+  EXPECT_TRUE(read(false)->entries.empty());
+  EXPECT_EQ(*timers(r.due_ms), 1);
+  auto reannounced = read(false);
+  ASSERT_EQ(reannounced->entries.size(), 1u);
+  EXPECT_EQ(reannounced->entries[0].fields.at("kind"), "r");
+  EXPECT_EQ(reannounced->entries[0].fields.at("to"), "FR-TJ-PARIS@");
+  EXPECT_EQ(reannounced->entries[0].fields.at("ev"), "bytes of ev-1");
+  EXPECT_EQ(*timers(r.due_ms + 599999), 0);
+  EXPECT_EQ(backlog().unretrieved, 1);
+  EXPECT_EQ(*timers(r.due_ms + 600000), 1);
+  auto escalated = read(false);
+  ASSERT_EQ(escalated->entries.size(), 1u);
+  EXPECT_EQ(escalated->entries[0].fields.at("kind"), "x");
+  EXPECT_EQ(escalated->entries[0].fields.at("to"), "DE-STA-BERLIN@DE");
+  EXPECT_EQ(escalated->entries[0].fields.at("about"), "FR-TJ-PARIS");
+  EXPECT_EQ(escalated->entries[0].fields.at("typ"), "92");
+  EXPECT_EQ(backlog().unretrieved, 0);
+  EXPECT_EQ(backlog().dead_letters, 0);
+
+  auto evidence = this->template Await<std::optional<Store::RequestEvidence>>(
+      [&](auto done) { this->store_->ReadEventEvidence(3, "ev-1", std::move(done)); });
+  ASSERT_TRUE(evidence.ok() && evidence->has_value());
+  std::set<std::pair<int, std::string>> stages;
+  for (const auto& record : (*evidence)->records) stages.insert({record.stage, record.recipient});
+  EXPECT_TRUE(stages.count({notification::v1::DELIVERY_STAGE_REANNOUNCED, "FR-TJ-PARIS"}));
+  EXPECT_TRUE(stages.count({notification::v1::DELIVERY_STAGE_ESCALATED, "FR-TJ-PARIS"}));
+  EXPECT_FALSE(stages.count({notification::v1::DELIVERY_STAGE_REANNOUNCED, "DE-STA-BERLIN"}));
+}
+
 REGISTER_TYPED_TEST_SUITE_P(
     NotificationStoreContractTest, CreatedSubscriptionIsListedAndReplayedByRequestId,
     OwnerLimitAndDeletedReplay, RotationIsTheOwnersOnly,
     InboxReadsAfterAPositionAndOpensAtItsBounds, OpeningTrimsByAgeAndLengthAndRaisesTheFloor,
     AckReadsUpToTheCursorAndThePointerOnlyMovesOn, EvidenceIsRecordedOnceForReceivedEventsOnly,
     DeadLettersAreListedPerOwnerAndRedrivenOnce, ReceivedEventReachesItsPartiesOnce,
-    JoiningPartyIsCaughtUpWithRunningDeadlinesOnly);
+    JoiningPartyIsCaughtUpWithRunningDeadlinesOnly,
+    FanoutIsReadOnceAndTimersReannounceThenEscalate);
 
 }  // namespace rogatory::testing
