@@ -22,7 +22,6 @@ namespace {
 using common::LuaScript;
 using common::RedisReply;
 
-constexpr char kGroup[] = "fanout";
 constexpr int kBatch = 50;
 // A fan-out entry read by a replica that has not acknowledged it for this long
 // is taken over.
@@ -83,66 +82,17 @@ return {'ok', id, jobs}
   return *script;
 }
 
-// Retrieval timers of one shard. KEYS: timers, fan-out outbox. ARGV: now ms,
-// limit, escalation ms, key prefix. Returns the number of timers handled.
-const LuaScript& TimersScript() {
-  static const LuaScript* script = new LuaScript(R"lua(
-local items = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, ARGV[2])
-for _, m in ipairs(items) do
-  local eid, who = string.match(m, '^([^|]*)|(.*)$')
-  local evk = ARGV[4] .. 'ev:' .. eid
-  local h = redis.call('HMGET', evk, '3|' .. who .. '|', '4|' .. who .. '|', '5|' .. who .. '|',
-                       'pb', 'rq')
-  if h[1] or not h[4] then
-    redis.call('ZREM', KEYS[1], m)
-  elseif not h[2] then
-    redis.call('HSET', evk, '4|' .. who .. '|', ARGV[1])
-    redis.call('ZADD', KEYS[1], tonumber(ARGV[1]) + tonumber(ARGV[3]), m)
-    redis.call('XADD', KEYS[2], '*', 'ev', h[4], 'to', who .. '@', 'acc', ARGV[1], 'kind', 'r',
-               'st', '', 'inst', '', 'typ', '')
-  else
-    redis.call('ZREM', KEYS[1], m)
-    if not h[3] then
-      redis.call('HSET', evk, '5|' .. who .. '|', ARGV[1])
-      local p = redis.call('HMGET', ARGV[4] .. 'parties:' .. h[5], 'cen', 'cen_st', 'iss',
-                           'iss_st', 'exe', 'exe_st')
-      local target = nil
-      for i = 1, 5, 2 do
-        if not target and p[i] and p[i] ~= '' and p[i] ~= who then
-          target = p[i] .. '@' .. (p[i + 1] or '')
-        end
-      end
-      if target then
-        redis.call('XADD', KEYS[2], '*', 'ev', h[4], 'to', target, 'acc', ARGV[1], 'kind', 'x',
-                   'about', who, 'st', '', 'inst', '', 'typ', '92')
-      end
-    end
-  end
-end
-return #items
-)lua");
-  return *script;
-}
-
-const LuaScript& ReadScript() {
-  static const LuaScript* script = new LuaScript(std::string(lua::kFanoutRead));
-  return *script;
-}
-const LuaScript& AckScript() {
-  static const LuaScript* script = new LuaScript(std::string(lua::kFanoutAck));
-  return *script;
-}
-
 }  // namespace
 
 std::string EscalationEventId(const std::string& event_id, const std::string& recipient) {
   return absl::StrCat(event_id, ":not-retrieved:", recipient);
 }
 
-FanoutWorker::FanoutWorker(common::RedisClient& redis, const common::Clock& clock,
-                           common::Sharding sharding, NotificationSettings settings,
-                           NotificationMetrics& metrics)
-    : redis_(redis),
+FanoutWorker::FanoutWorker(NotificationStore& store, common::RedisClient& redis,
+                           const common::Clock& clock, common::Sharding sharding,
+                           NotificationSettings settings, NotificationMetrics& metrics)
+    : store_(store),
+      redis_(redis),
       clock_(clock),
       sharding_(sharding),
       settings_(settings),
@@ -221,12 +171,20 @@ int FanoutWorker::Pass(const std::vector<int>& shards, bool all, std::vector<int
 // delivered prefix.
 int FanoutWorker::DeliverShards(const std::vector<int>& shards, bool claim_abandoned,
                                 std::vector<int>* busy) {
-  for (int shard : shards) {
-    if (group_ready_[shard]) continue;
-    auto r = common::RunRedisCommand(
-        redis_, {"XGROUP", "CREATE", Keys::Fanout(shard), kGroup, "0", "MKSTREAM"});
-    if (r.ok() || r.status().message().find("BUSYGROUP") != std::string::npos) {
-      group_ready_[shard] = true;
+  {
+    std::vector<int> preparing;
+    for (int shard : shards) {
+      if (!group_ready_[shard]) preparing.push_back(shard);
+    }
+    auto prepared = std::make_shared<BatchOutcomes<bool>>(preparing.size());
+    for (size_t i = 0; i < preparing.size(); ++i) {
+      prepared->Started();
+      store_.PrepareFanout(preparing[i],
+                           [prepared, i](absl::StatusOr<bool> r) { prepared->Finished(i, r); });
+    }
+    const auto results = prepared->Wait();
+    for (size_t i = 0; i < preparing.size(); ++i) {
+      if (results[i].ok()) group_ready_[preparing[i]] = true;
     }
   }
 
@@ -238,16 +196,17 @@ int FanoutWorker::DeliverShards(const std::vector<int>& shards, bool claim_aband
     if (unacked_->Take(shard)) retry_own_[shard] = true;
     if (group_ready_[shard]) ready.push_back(shard);
   }
-  auto reads = std::make_shared<BatchOutcomes<RedisReply>>(ready.size());
+  auto reads = std::make_shared<BatchOutcomes<NotificationStore::FanoutBatch>>(ready.size());
   for (size_t i = 0; i < ready.size(); ++i) {
     const int shard = ready[i];
     reads->Started();
-    redis_.Eval(ReadScript(), {Keys::Fanout(shard)},
-                {kGroup, consumer_, absl::StrCat(kBatch), retry_own_[shard] ? "1" : "0",
-                 claim_abandoned ? absl::StrCat(kClaimIdleMs) : "0"},
-                [reads, i](absl::StatusOr<RedisReply> reply) { reads->Finished(i, reply); });
+    store_.ReadFanout(
+        {shard, consumer_, kBatch, retry_own_[shard] == true, claim_abandoned ? kClaimIdleMs : 0},
+        [reads, i](absl::StatusOr<NotificationStore::FanoutBatch> batch) {
+          reads->Finished(i, std::move(batch));
+        });
   }
-  const std::vector<absl::StatusOr<RedisReply>> batches = reads->Wait();
+  const std::vector<absl::StatusOr<NotificationStore::FanoutBatch>> batches = reads->Wait();
 
   const absl::Time now = clock_.Now();
   const int64_t now_ms = absl::ToUnixMillis(now);
@@ -271,35 +230,25 @@ int FanoutWorker::DeliverShards(const std::vector<int>& shards, bool claim_aband
   std::vector<Delivery> deliveries;
   for (size_t b = 0; b < ready.size(); ++b) {
     const int shard = ready[b];
-    const absl::StatusOr<RedisReply>& read = batches[b];
+    const absl::StatusOr<NotificationStore::FanoutBatch>& read = batches[b];
     if (!read.ok()) {
-      if (read.status().message().find("NOGROUP") != std::string::npos) {
-        group_ready_[shard] = false;
-      }
+      if (absl::IsFailedPrecondition(read.status())) group_ready_[shard] = false;
       continue;
     }
-    if (read->elements.size() < 2) continue;
-    if (read->elements[0].integer == 1) retry_own_[shard] = false;  // none of its own left
+    if (read->own_drained) retry_own_[shard] = false;  // none of its own left
     // Per inbox, the marker of the batch's latest delivery to it (the next one waits for it).
     std::map<std::string, std::string> last_marker;
-    for (const RedisReply& entry : read->elements[1].elements) {
-      if (entry.elements.empty()) continue;
+    for (const NotificationStore::FanoutEntry& entry : read->entries) {
       Planned p;
-      p.id = entry.elements[0].str;
+      p.id = entry.id;
       p.first = deliveries.size();
-      if (entry.elements.size() < 2 || entry.elements[1].type != RedisReply::Type::kArray) {
-        // Deleted meanwhile (handled before): acknowledge it, or it stays pending and
-        // comes back with every re-read of this consumer's own entries.
+      if (entry.gone) {
+        // Deleted meanwhile (handled before), or unreadable: acknowledge it, or it stays
+        // pending and comes back with every re-read of this consumer's own entries.
         planned[b].push_back(std::move(p));
         continue;
       }
-      auto fields = common::ReplyFields(entry.elements[1], "fan-out entry");
-      if (!fields.ok()) {
-        common::Log::Error("unreadable fan-out entry dropped", {{"shard", shard}});
-        planned[b].push_back(std::move(p));
-        continue;
-      }
-      auto& f = *fields;
+      std::map<std::string, std::string> f = entry.fields;
       const std::string& kind = f["kind"];
       common::v1::Event event;
       if (!event.ParseFromString(f["ev"])) {
@@ -413,7 +362,7 @@ int FanoutWorker::DeliverShards(const std::vector<int>& shards, bool claim_aband
   int delivered = 0;
   for (size_t b = 0; b < ready.size(); ++b) {
     const int shard = ready[b];
-    std::vector<std::string> args = {kGroup};
+    std::vector<std::string> ids;
     int count = 0;
     for (const Planned& p : planned[b]) {
       absl::Status failed;
@@ -426,17 +375,16 @@ int FanoutWorker::DeliverShards(const std::vector<int>& shards, bool claim_aband
         retry_own_[shard] = true;  // keep order: the rest of the shard waits for the retry
         break;
       }
-      args.push_back(p.id);
+      ids.push_back(p.id);
       if (!p.event_id.empty()) ++count;
     }
-    if (args.size() == 1) continue;
-    redis_.Eval(AckScript(), {Keys::Fanout(shard)}, std::move(args),
-                [unacked = unacked_, shard](absl::StatusOr<RedisReply> reply) {
-                  if (reply.ok()) return;
-                  unacked->Set(shard);
-                  common::Log::Warn("fan-out acknowledgement failed; will retry",
-                                    {{"shard", shard}, {"error", reply.status().ToString()}});
-                });
+    if (ids.empty()) continue;
+    store_.AckFanout(shard, ids, [unacked = unacked_, shard](absl::StatusOr<int> acked) {
+      if (acked.ok()) return;
+      unacked->Set(shard);
+      common::Log::Warn("fan-out acknowledgement failed; will retry",
+                        {{"shard", shard}, {"error", acked.status().ToString()}});
+    });
     if (count > 0) {
       delivered += count;
       busy->push_back(shard);
@@ -445,24 +393,22 @@ int FanoutWorker::DeliverShards(const std::vector<int>& shards, bool claim_aband
   return delivered;
 }
 
-// Every shard's timers at once (one round trip in all, not one per shard).
+// Every shard's timers at once (their round trips in flight together, not one after the other).
 void FanoutWorker::Timers() {
   if (settings_.retrieval_timeout <= absl::ZeroDuration()) return;
-  const std::string now_ms = absl::StrCat(absl::ToUnixMillis(clock_.Now()));
-  const std::string escalation_ms =
-      absl::StrCat(absl::ToInt64Milliseconds(settings_.escalation_timeout));
-  auto results = std::make_shared<BatchOutcomes<RedisReply>>(sharding_.shard_count());
+  const int64_t now_ms = absl::ToUnixMillis(clock_.Now());
+  const int64_t escalation_ms = absl::ToInt64Milliseconds(settings_.escalation_timeout);
+  auto results = std::make_shared<BatchOutcomes<int>>(sharding_.shard_count());
   for (int shard = 0; shard < sharding_.shard_count(); ++shard) {
     results->Started();
-    redis_.Eval(TimersScript(), {Keys::RetrievalDue(shard), Keys::Fanout(shard)},
-                {now_ms, "100", escalation_ms, Keys::P(shard)},
-                [results, shard](absl::StatusOr<RedisReply> r) {
-                  results->Finished(static_cast<size_t>(shard), std::move(r));
-                });
+    store_.RunRetrievalTimers({shard, now_ms, 100, escalation_ms},
+                              [results, shard](absl::StatusOr<int> r) {
+                                results->Finished(static_cast<size_t>(shard), std::move(r));
+                              });
   }
-  const auto replies = results->Wait();
-  for (size_t shard = 0; shard < replies.size(); ++shard) {
-    if (!replies[shard].ok()) {
+  const auto handled = results->Wait();
+  for (size_t shard = 0; shard < handled.size(); ++shard) {
+    if (!handled[shard].ok()) {
       common::Log::Warn("retrieval timers failed; will retry",
                         {{"shard", static_cast<int64_t>(shard)}});
     }
@@ -471,24 +417,21 @@ void FanoutWorker::Timers() {
 
 void FanoutWorker::UpdateGauges() {
   const int shards = sharding_.shard_count();
-  auto results = std::make_shared<BatchOutcomes<RedisReply>>(2 * static_cast<size_t>(shards));
+  auto results = std::make_shared<BatchOutcomes<NotificationStore::Backlog>>(shards);
   for (int shard = 0; shard < shards; ++shard) {
-    for (int which = 0; which < 2; ++which) {
-      results->Started();
-      const size_t slot = 2 * static_cast<size_t>(shard) + which;
-      redis_.Command(
-          {"ZCARD", which == 0 ? Keys::DeadLetters(shard) : Keys::RetrievalDue(shard)},
-          [results, slot](absl::StatusOr<RedisReply> r) { results->Finished(slot, std::move(r)); });
-    }
+    results->Started();
+    store_.CountBacklog(shard, [results, shard](absl::StatusOr<NotificationStore::Backlog> r) {
+      results->Finished(static_cast<size_t>(shard), std::move(r));
+    });
   }
-  int64_t counts[2] = {0, 0};
-  const auto replies = results->Wait();
-  for (size_t slot = 0; slot < replies.size(); ++slot) {
-    if (!replies[slot].ok()) return;
-    counts[slot % 2] += replies[slot]->integer;
+  NotificationStore::Backlog total;
+  for (const auto& backlog : results->Wait()) {
+    if (!backlog.ok()) return;
+    total.dead_letters += backlog->dead_letters;
+    total.unretrieved += backlog->unretrieved;
   }
-  metrics_.dead_letters().Set(static_cast<double>(counts[0]));
-  metrics_.unretrieved().Set(static_cast<double>(counts[1]));
+  metrics_.dead_letters().Set(static_cast<double>(total.dead_letters));
+  metrics_.unretrieved().Set(static_cast<double>(total.unretrieved));
 }
 
 }  // namespace rogatory::notification

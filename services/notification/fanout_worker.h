@@ -9,6 +9,7 @@
 #include "absl/synchronization/mutex.h"
 #include "notification_metrics.h"
 #include "notification_settings.h"
+#include "notification_store.h"
 #include "rogatory/common/clock.h"
 #include "rogatory/common/ids.h"
 #include "rogatory/common/pipeline.h"
@@ -62,8 +63,9 @@ class FanoutWorker {
   };
 
  public:
-  FanoutWorker(common::RedisClient& redis, const common::Clock& clock, common::Sharding sharding,
-               NotificationSettings settings, NotificationMetrics& metrics);
+  FanoutWorker(NotificationStore& store, common::RedisClient& redis, const common::Clock& clock,
+               common::Sharding sharding, NotificationSettings settings,
+               NotificationMetrics& metrics);
   ~FanoutWorker();  // stops and joins the thread
 
   void Start();
@@ -92,6 +94,7 @@ class FanoutWorker {
   void Timers();
   void UpdateGauges();
 
+  NotificationStore& store_;
   common::RedisClient& redis_;
   const common::Clock& clock_;
   const common::Sharding sharding_;

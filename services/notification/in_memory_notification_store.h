@@ -15,7 +15,7 @@ namespace rogatory::notification {
 // tests/support/notification_store_contract.h runs against it and the Redis store). `done`
 // runs on the caller's thread before the call returns. Records never expire (no TTLs) and
 // shards only partition what the Redis store partitions. The fan-out and the event handler
-// write inboxes and evidence through Redis today; AddInboxEntry, AddReceivedEvent and
+// write inboxes through Redis today; AddInboxEntry, AddReceivedEvent and
 // AddDeadLetter put what they would write. Thread-safe.
 class InMemoryNotificationStore final : public NotificationStore {
  public:
@@ -31,6 +31,15 @@ class InMemoryNotificationStore final : public NotificationStore {
                         const std::vector<std::string>& recipients);
   // A webhook job that used up its attempts.
   void AddDeadLetter(int shard, const DeadLetterRecord& dead);
+
+  void ReceiveEvent(const ReceivedEvent& event, Done<ReceiveResult> done) override;
+  void EraseRequest(int shard, const std::string& request_id, const common::Dedupe& dedupe,
+                    Done<int> done) override;
+  void PrepareFanout(int shard, Done<bool> done) override;
+  void ReadFanout(const FanoutRead& read, Done<FanoutBatch> done) override;
+  void AckFanout(int shard, const std::vector<std::string>& ids, Done<int> done) override;
+  void RunRetrievalTimers(const TimerRun& run, Done<int> done) override;
+  void CountBacklog(int shard, Done<Backlog> done) override;
 
   void OpenInbox(int shard, const std::string& authority, const std::string& min_id,
                  int64_t max_length, Done<InboxBounds> done) override;
@@ -69,6 +78,7 @@ class InMemoryNotificationStore final : public NotificationStore {
   };
   struct Evidence {
     std::string request_id;
+    std::optional<std::string> payload;     // the event ("pb"), until its request is erased
     std::map<std::string, int64_t> fields;  // "<stage>|<recipient>|<subscription>" -> ms
   };
   struct Subscription {
@@ -87,7 +97,23 @@ class InMemoryNotificationStore final : public NotificationStore {
   // A request's events by accept ms, then id (as the Redis zset orders them).
   std::map<Key, std::set<std::pair<int64_t, std::string>>> request_events_ ABSL_GUARDED_BY(mu_);
   std::map<Key, std::map<std::string, std::string>> parties_ ABSL_GUARDED_BY(mu_);
-  std::map<Key, std::set<std::string>> retrieval_due_ ABSL_GUARDED_BY(mu_);  // by shard ""
+  // Retrieval timers "<event id>|<recipient>" -> due ms, by shard.
+  std::map<int, std::map<std::string, int64_t>> retrieval_due_ ABSL_GUARDED_BY(mu_);
+  std::set<std::string> seen_ ABSL_GUARDED_BY(mu_);  // duplicate markers
+  // A shard's fan-out outbox: entries "0-<n>" as field -> value (ev, to, acc, kind, st,
+  // inst, typ, about), and its consumer group.
+  struct Outbox {
+    bool group = false;
+    uint64_t next = 1;       // the next entry's number
+    uint64_t delivered = 0;  // the newest entry number the group handed out
+    std::map<uint64_t, std::map<std::string, std::string>> entries;
+    std::map<uint64_t, std::string> pending;  // entry number -> consumer
+  };
+  void AppendFanout(int shard, std::map<std::string, std::string> fields)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  std::map<int, Outbox> fanout_ ABSL_GUARDED_BY(mu_);
+  // A request's catch-up list: "<deadline id>|<event id>|<type>", oldest first.
+  std::map<Key, std::vector<std::string>> catch_up_ ABSL_GUARDED_BY(mu_);
   std::map<Key, std::set<std::string>> owner_subscriptions_ ABSL_GUARDED_BY(mu_);
   std::map<Key, Subscription> subscriptions_ ABSL_GUARDED_BY(mu_);
   std::map<Key, std::pair<std::string, std::string>> idempotency_ ABSL_GUARDED_BY(mu_);

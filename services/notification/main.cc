@@ -6,6 +6,7 @@
 #include "notification_event_handler.h"
 #include "notification_metrics.h"
 #include "notification_service.h"
+#include "redis_notification_store.h"
 #include "rogatory/common/platform.h"
 #include "webhook_dispatcher.h"
 #include "webhook_transport.h"
@@ -100,17 +101,18 @@ int main(int argc, char** argv) {
         ServiceParts parts;
         auto* metrics =
             parts.Own(std::make_shared<n::NotificationMetrics>(platform.metrics().registry()));
+        auto* store = parts.Own(std::make_shared<n::RedisNotificationStore>(platform.redis()));
         auto* handler = parts.Own(std::make_shared<n::NotificationEventHandler>(
-            platform.redis(), platform.clock(), platform.sharding(), s, *metrics));
+            *store, platform.clock(), platform.sharding(), s, *metrics));
         parts.event_handler = handler;
         auto* notification_service = parts.Own(std::make_shared<n::NotificationServiceImpl>(
-            platform.redis(), platform.clock(), platform.pipeline(), platform.sharding(), s,
-            *metrics, *handler));
+            *store, platform.clock(), platform.pipeline(), platform.sharding(), s, *metrics,
+            *handler));
         notification_service->SetAuditor(&platform.auditor());  // stream deliveries
         parts.services.push_back(notification_service);
         auto* transport = parts.Own(std::make_shared<n::CurlWebhookTransport>(
             s.webhook_endpoint_policy(), s.webhook_timeout));
-        auto fanout = std::make_shared<n::FanoutWorker>(platform.redis(), platform.clock(),
+        auto fanout = std::make_shared<n::FanoutWorker>(*store, platform.redis(), platform.clock(),
                                                         platform.sharding(), s, *metrics);
         auto dispatcher = std::make_shared<n::WebhookDispatcher>(
             platform.redis(), platform.clock(), platform.sharding(), s, *metrics, *transport);

@@ -7,10 +7,10 @@
 
 #include "notification_metrics.h"
 #include "notification_settings.h"
+#include "notification_store.h"
 #include "rogatory/common/clock.h"
 #include "rogatory/common/event_sink.h"
 #include "rogatory/common/ids.h"
-#include "rogatory/common/redis.h"
 #include "wakeups.h"
 
 namespace rogatory::notification {
@@ -39,7 +39,8 @@ bool IsTranslationJobEvent(common::v1::EventType type);
 // deadline was met or cancelled: its events are no longer owed) or "" (neither).
 const char* CatchUpActionOf(const common::v1::Event& event);
 
-// Receives events: in ONE script in the request's shard (with the duplicate
+// Receives events: in ONE atomic step of the store (NotificationStore::ReceiveEvent) in the
+// request's shard (with the duplicate
 // marker), updates the party record, records "accepted" evidence for every
 // recipient, starts their retrieval timers and appends one entry to the shard's
 // fan-out outbox, from which the FanoutWorker copies it into each recipient's
@@ -59,7 +60,7 @@ class NotificationEventHandler final : public common::EventHandler {
   // handful of deadlines with a few changes each.
   static constexpr int kCatchUpLimit = 64;
 
-  NotificationEventHandler(common::RedisClient& redis, const common::Clock& clock,
+  NotificationEventHandler(NotificationStore& store, const common::Clock& clock,
                            common::Sharding sharding, NotificationSettings settings,
                            NotificationMetrics& metrics);
 
@@ -78,7 +79,7 @@ class NotificationEventHandler final : public common::EventHandler {
   }
 
  private:
-  common::RedisClient& redis_;
+  NotificationStore& store_;
   const common::Clock& clock_;
   const common::Sharding sharding_;
   const NotificationSettings settings_;

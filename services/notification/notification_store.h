@@ -2,6 +2,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <optional>
 #include <string>
 #include <vector>
@@ -11,6 +12,7 @@
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "inbox.h"
+#include "rogatory/common/event_sink.h"
 #include "rogatory/notification/v1/notification.pb.h"
 #include "subscription_filter.h"
 
@@ -29,6 +31,97 @@ class NotificationStore {
   using Done = std::function<void(absl::StatusOr<T>)>;
 
   virtual ~NotificationStore() = default;
+
+  // --- received events (the request's shard) ---
+
+  // One event as the event handler receives it (notification_event_handler.h says what
+  // receiving does: party record, "accepted" evidence, retrieval timers, one fan-out entry,
+  // the catch-up of parties that join).
+  struct ReceivedEvent {
+    int shard = 0;
+    common::Dedupe dedupe;  // the receiver's duplicate marker and its retention
+    std::string event_id;
+    std::string request_id;
+    std::string event;  // serialized rogatory.common.v1.Event
+    int64_t now_ms = 0;
+    absl::Duration evidence_retention;
+    int64_t due_ms = 0;  // when the recipients' retrieval timers fire; 0: no timer
+    int instrument = 0;  // common.v1.Instrument
+    int type = 0;        // common.v1.EventType
+    std::vector<std::string> extra_recipients;  // "id@state", beyond the request's parties
+    bool tell_translator = false;
+    // "keep" (a party joining later must receive it), "drop" (its deadline ended: the
+    // deadline's kept events are no longer owed) or "" (CatchUpActionOf).
+    std::string catch_up_action;
+    std::string deadline_id;
+    int catch_up_limit = 0;  // the most events the request's catch-up list keeps
+    // What the event says of the parties: iss, iss_st, exe, exe_st, cen, cen_st, tra,
+    // tra_st, ntf, ntf_st, req_st, inst, each only when the event names it.
+    std::vector<std::pair<std::string, std::string>> party_updates;
+  };
+  struct ReceiveResult {
+    bool duplicate = false;  // received before: nothing changed
+    int recipients = 0;      // the recipients of the event's own fan-out entry
+    int caught_up = 0;       // catch-up entries written for parties that joined
+  };
+  virtual void ReceiveEvent(const ReceivedEvent& event, Done<ReceiveResult> done) = 0;
+
+  // REQUEST_ERASED: drops the payloads of the request's events kept as evidence, their
+  // retrieval timers and the request's catch-up list (the evidence records and the party
+  // record stay). Once per `dedupe` marker. Returns how many events were erased (-1: a
+  // duplicate, nothing changed).
+  virtual void EraseRequest(int shard, const std::string& request_id, const common::Dedupe& dedupe,
+                            Done<int> done) = 0;
+
+  // --- the fan-out outbox and retrieval timers (a request's shard) ---
+  // The outbox is read through one consumer group: replicas share a shard's entries, and an
+  // entry stays pending with its reader until acknowledged.
+
+  // Creates the shard's outbox and its consumer group unless they exist.
+  virtual void PrepareFanout(int shard, Done<bool> done) = 0;
+
+  struct FanoutRead {
+    int shard = 0;
+    std::string consumer;    // this replica
+    int count = 0;           // the most entries to read
+    bool own_first = false;  // this consumer's unacknowledged entries first (after a failure)
+    // Entries another consumer read and left unacknowledged this long are taken over; 0:
+    // none. (In memory there is no clock: any entry of another consumer counts as left.)
+    int64_t claim_idle_ms = 0;
+  };
+  struct FanoutEntry {
+    std::string id;
+    // Deleted after it was read, or of a shape the store cannot read: acknowledge it.
+    bool gone = false;
+    std::map<std::string, std::string> fields;  // ev, to, acc, kind, st, inst, typ, about
+  };
+  struct FanoutBatch {
+    bool own_drained = true;  // none of this consumer's own entries were pending
+    std::vector<FanoutEntry> entries;
+  };
+  // Errors: FAILED_PRECONDITION when the consumer group does not exist (PrepareFanout).
+  virtual void ReadFanout(const FanoutRead& read, Done<FanoutBatch> done) = 0;
+  // Acknowledges and deletes entries; returns how many were deleted.
+  virtual void AckFanout(int shard, const std::vector<std::string>& ids, Done<int> done) = 0;
+
+  // Runs up to `limit` retrieval timers due at `now_ms`: re-announces an event its recipient
+  // has not retrieved (a fan-out entry of kind "r") and waits `escalation_ms`; then, if still
+  // not retrieved, sends a notice to another party (kind "x", "about" the recipient). Returns
+  // how many timers were handled.
+  struct TimerRun {
+    int shard = 0;
+    int64_t now_ms = 0;
+    int limit = 0;
+    int64_t escalation_ms = 0;
+  };
+  virtual void RunRetrievalTimers(const TimerRun& run, Done<int> done) = 0;
+
+  // What is waiting in a shard: dead letters and running retrieval timers.
+  struct Backlog {
+    int64_t dead_letters = 0;
+    int64_t unretrieved = 0;
+  };
+  virtual void CountBacklog(int shard, Done<Backlog> done) = 0;
 
   // --- inboxes (an authority's shard) ---
 

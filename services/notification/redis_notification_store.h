@@ -9,11 +9,22 @@ namespace rogatory::notification {
 // script (one round trip) unless its comment says otherwise. The scripts are lua/*.lua,
 // embedded at build time; each receives every key it touches in KEYS, so where one would
 // need keys named by data it reads, the call reads that data first. Its code is split by area:
-// redis_inbox_store.cc (inboxes, acknowledgement), redis_evidence_store.cc (delivery
-// evidence), redis_subscription_store.cc (subscriptions, dead letters).
+// redis_event_store.cc (received events), redis_fanout_store.cc (fan-out, timers),
+// redis_inbox_store.cc (inboxes, acknowledgement), redis_evidence_store.cc (delivery evidence),
+// redis_subscription_store.cc (subscriptions, dead letters).
 class RedisNotificationStore final : public NotificationStore {
  public:
   explicit RedisNotificationStore(common::RedisClient& redis) : redis_(redis) {}
+
+  void ReceiveEvent(const ReceivedEvent& event, Done<ReceiveResult> done) override;
+  void EraseRequest(int shard, const std::string& request_id, const common::Dedupe& dedupe,
+                    Done<int> done) override;
+
+  void PrepareFanout(int shard, Done<bool> done) override;
+  void ReadFanout(const FanoutRead& read, Done<FanoutBatch> done) override;
+  void AckFanout(int shard, const std::vector<std::string>& ids, Done<int> done) override;
+  void RunRetrievalTimers(const TimerRun& run, Done<int> done) override;
+  void CountBacklog(int shard, Done<Backlog> done) override;
 
   void OpenInbox(int shard, const std::string& authority, const std::string& min_id,
                  int64_t max_length, Done<InboxBounds> done) override;
@@ -49,6 +60,11 @@ class RedisNotificationStore final : public NotificationStore {
                          Done<bool> done) override;
 
  private:
+  // The receive (erase) script, with the catch-up items (event ids) as last read.
+  void RunReceive(const ReceivedEvent& event, std::vector<std::string> catch_up, int attempts_left,
+                  Done<ReceiveResult> done);
+  void RunErase(int shard, const std::string& request_id, const common::Dedupe& dedupe,
+                std::vector<std::string> event_ids, int attempts_left, Done<int> done);
   // The create script, with the subscription the idempotency record named when read.
   void RunCreate(const NewSubscription& request, const std::string& existing_id, int attempts_left,
                  Done<CreateResult> done);

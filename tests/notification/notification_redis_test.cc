@@ -15,6 +15,7 @@
 #include "notification_event_handler.h"
 #include "notification_keys.h"
 #include "notification_service.h"
+#include "redis_notification_store.h"
 #include "redis_server.h"
 #include "rogatory/common/async_redis_client.h"
 #include "rogatory/common/event_sink.h"
@@ -50,9 +51,11 @@ class NotificationRedisTest : public ::testing::Test {
 
   void StartService() {
     metrics_ = std::make_unique<NotificationMetrics>(registry_);
-    handler_ = std::make_unique<NotificationEventHandler>(*redis_, clock_, sharding_, settings_,
+    store_ = std::make_unique<RedisNotificationStore>(*redis_);
+    handler_ = std::make_unique<NotificationEventHandler>(*store_, clock_, sharding_, settings_,
                                                           *metrics_);
-    fanout_ = std::make_unique<FanoutWorker>(*redis_, clock_, sharding_, settings_, *metrics_);
+    fanout_ =
+        std::make_unique<FanoutWorker>(*store_, *redis_, clock_, sharding_, settings_, *metrics_);
     service_ = std::make_unique<NotificationServiceImpl>(*redis_, clock_, pipeline_, sharding_,
                                                          settings_, *metrics_, *handler_);
     grpc::ServerBuilder b;
@@ -167,6 +170,7 @@ class NotificationRedisTest : public ::testing::Test {
 
   testing::RedisServer redis_server_;
   std::unique_ptr<common::RedisClient> redis_;
+  std::unique_ptr<NotificationStore> store_;
   common::SimulatedClock clock_{absl::FromUnixSeconds(1767225600)};
   common::Sharding sharding_{kShards};
   NotificationSettings settings_;

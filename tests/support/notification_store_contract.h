@@ -5,6 +5,7 @@
 
 #include <map>
 #include <memory>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -79,6 +80,34 @@ class NotificationStoreContractTest : public ::testing::Test {
     e.recipient_state = "DE";
     e.accept_ms = static_cast<int64_t>(ms);
     return e;
+  }
+
+  // An event of request "rq-3" (shard 3), received at 1767225600000 with timers; a deadline
+  // event when `catch_up` is "keep" or "drop".
+  static common::Dedupe Dedupe(const std::string& event_id) {
+    return common::Dedupe{common::EventKeys::Seen(3, "notification", event_id), "3600000"};
+  }
+  static Store::ReceivedEvent Received(const std::string& event_id, const std::string& catch_up,
+                                       const std::string& deadline_id = "dl-1") {
+    Store::ReceivedEvent r;
+    r.shard = 3;
+    r.dedupe = Dedupe(event_id);
+    r.event_id = event_id;
+    r.request_id = "rq-3";
+    r.event = "bytes of " + event_id;
+    r.now_ms = 1767225600000;
+    r.evidence_retention = absl::Hours(1);
+    r.due_ms = 1767229200000;
+    r.instrument = 1;
+    r.type = 50;
+    r.catch_up_action = catch_up;
+    r.deadline_id = catch_up.empty() ? "" : deadline_id;
+    r.catch_up_limit = 64;
+    return r;
+  }
+  absl::StatusOr<Store::ReceiveResult> Receive(const Store::ReceivedEvent& r) {
+    return Await<Store::ReceiveResult>(
+        [&](auto done) { store_->ReceiveEvent(r, std::move(done)); });
   }
 
   std::unique_ptr<Store> store_;
@@ -356,13 +385,189 @@ TYPED_TEST_P(NotificationStoreContractTest, DeadLettersAreListedPerOwnerAndRedri
   EXPECT_EQ(left->dead_letters.size(), 2u);
 }
 
-REGISTER_TYPED_TEST_SUITE_P(NotificationStoreContractTest,
-                            CreatedSubscriptionIsListedAndReplayedByRequestId,
-                            OwnerLimitAndDeletedReplay, RotationIsTheOwnersOnly,
-                            InboxReadsAfterAPositionAndOpensAtItsBounds,
-                            OpeningTrimsByAgeAndLengthAndRaisesTheFloor,
-                            AckReadsUpToTheCursorAndThePointerOnlyMovesOn,
-                            EvidenceIsRecordedOnceForReceivedEventsOnly,
-                            DeadLettersAreListedPerOwnerAndRedrivenOnce);
+// A received event, in its request's shard: once (the duplicate marker), to the parties its
+// events named so far, with "accepted" evidence for each.
+TYPED_TEST_P(NotificationStoreContractTest, ReceivedEventReachesItsPartiesOnce) {
+  using Store = notification::NotificationStore;
+  Store::ReceivedEvent r = this->Received("ev-1", "");
+  r.party_updates = {{"iss", "FR-TJ-PARIS"}, {"iss_st", "FR"}, {"exe", "DE-STA-BERLIN"},
+                     {"exe_st", "DE"},       {"tra", "TR-1"},  {"tra_st", "DE"}};
+  r.extra_recipients = {"IT-MIN-ROMA@IT"};
+  auto first = this->Receive(r);
+  ASSERT_TRUE(first.ok()) << first.status();
+  EXPECT_FALSE(first->duplicate);
+  EXPECT_EQ(first->recipients, 3);  // not the translator: not a translation job event
+  EXPECT_EQ(first->caught_up, 0);
+  auto again = this->Receive(r);
+  ASSERT_TRUE(again.ok()) << again.status();
+  EXPECT_TRUE(again->duplicate);
+
+  // A later event that names no party reaches the parties the record holds.
+  auto later = this->Receive(this->Received("ev-2", ""));
+  ASSERT_TRUE(later.ok()) << later.status();
+  EXPECT_EQ(later->recipients, 2);
+
+  auto evidence = this->template Await<std::optional<Store::RequestEvidence>>(
+      [&](auto done) { this->store_->ReadEventEvidence(3, "ev-1", std::move(done)); });
+  ASSERT_TRUE(evidence.ok() && evidence->has_value());
+  EXPECT_EQ((*evidence)->issuing, "FR-TJ-PARIS");
+  EXPECT_EQ((*evidence)->executing, "DE-STA-BERLIN");
+  EXPECT_EQ((*evidence)->translator, "TR-1");
+  std::set<std::string> accepted;
+  for (const auto& record : (*evidence)->records) {
+    EXPECT_EQ(record.stage, notification::v1::DELIVERY_STAGE_ACCEPTED);
+    EXPECT_EQ(record.record_ms, 1767225600000);
+    accepted.insert(record.recipient);
+  }
+  EXPECT_EQ(accepted, (std::set<std::string>{"FR-TJ-PARIS", "DE-STA-BERLIN", "IT-MIN-ROMA"}));
+}
+
+// A party that joins a request is owed the events of its deadlines still running: they are
+// fanned out to it (with "accepted" evidence) in the step of the event that adds it; a met
+// deadline's events are no longer owed, and an erased request owes nothing.
+TYPED_TEST_P(NotificationStoreContractTest, JoiningPartyIsCaughtUpWithRunningDeadlinesOnly) {
+  using Store = notification::NotificationStore;
+  Store::ReceivedEvent start = this->Received("ev-start", "keep");
+  start.party_updates = {{"iss", "FR-TJ-PARIS"}, {"iss_st", "FR"}};
+  ASSERT_EQ(this->Receive(start)->caught_up, 0);
+  ASSERT_EQ(this->Receive(this->Received("ev-other", "keep", "dl-2"))->recipients, 1);
+  ASSERT_EQ(this->Receive(this->Received("ev-met", "drop", "dl-2"))->recipients, 1);
+
+  Store::ReceivedEvent routed = this->Received("ev-routed", "");
+  routed.party_updates = {{"exe", "DE-STA-BERLIN"}, {"exe_st", "DE"}};
+  auto joined = this->Receive(routed);
+  ASSERT_TRUE(joined.ok()) << joined.status();
+  EXPECT_EQ(joined->caught_up, 1);  // ev-start; dl-2 was met
+  EXPECT_EQ(joined->recipients, 2);
+  auto evidence = this->template Await<std::optional<Store::RequestEvidence>>(
+      [&](auto done) { this->store_->ReadEventEvidence(3, "ev-start", std::move(done)); });
+  ASSERT_TRUE(evidence.ok() && evidence->has_value());
+  std::set<std::string> accepted;
+  for (const auto& record : (*evidence)->records) accepted.insert(record.recipient);
+  EXPECT_EQ(accepted, (std::set<std::string>{"FR-TJ-PARIS", "DE-STA-BERLIN"}));
+
+  // A party already in the record does not join again.
+  Store::ReceivedEvent repeat = this->Received("ev-repeat", "");
+  repeat.party_updates = {{"exe", "DE-STA-BERLIN"}, {"exe_st", "DE"}};
+  EXPECT_EQ(this->Receive(repeat)->caught_up, 0);
+
+  auto erased = this->template Await<int>([&](auto done) {
+    this->store_->EraseRequest(3, "rq-3", this->Dedupe("ev-erased"), std::move(done));
+  });
+  ASSERT_TRUE(erased.ok()) << erased.status();
+  EXPECT_EQ(*erased, 5);  // every event of the request
+  auto twice = this->template Await<int>([&](auto done) {
+    this->store_->EraseRequest(3, "rq-3", this->Dedupe("ev-erased"), std::move(done));
+  });
+  ASSERT_TRUE(twice.ok()) << twice.status();
+  EXPECT_EQ(*twice, -1);
+  Store::ReceivedEvent central = this->Received("ev-central", "");
+  central.party_updates = {{"cen", "DE-BFJ"}, {"cen_st", "DE"}};
+  auto after_erase = this->Receive(central);
+  ASSERT_TRUE(after_erase.ok()) << after_erase.status();
+  EXPECT_EQ(after_erase->caught_up, 0);
+  EXPECT_EQ(after_erase->recipients, 3);
+}
+
+// The fan-out outbox is read through its consumer group: an entry once, again only as this
+// consumer's own unacknowledged entry, never after its acknowledgement. Retrieval timers
+// re-announce an event its recipient has not retrieved, then escalate to another party.
+TYPED_TEST_P(NotificationStoreContractTest, FanoutIsReadOnceAndTimersReannounceThenEscalate) {
+  using Store = notification::NotificationStore;
+  auto read = [&](bool own_first) {
+    return this->template Await<Store::FanoutBatch>([&](auto done) {
+      this->store_->ReadFanout({3, "c1", 10, own_first, 0}, std::move(done));
+    });
+  };
+  EXPECT_EQ(read(false).status().code(), absl::StatusCode::kFailedPrecondition);
+  for (int twice = 0; twice < 2; ++twice) {  // again: no harm
+    ASSERT_TRUE(this->template Await<bool>(
+                        [&](auto done) { this->store_->PrepareFanout(3, std::move(done)); })
+                    .ok());
+  }
+  Store::ReceivedEvent r = this->Received("ev-1", "");
+  r.party_updates = {
+      {"iss", "FR-TJ-PARIS"}, {"iss_st", "FR"}, {"exe", "DE-STA-BERLIN"}, {"exe_st", "DE"}};
+  ASSERT_TRUE(this->Receive(r).ok());
+
+  auto first = read(false);
+  ASSERT_TRUE(first.ok()) << first.status();
+  EXPECT_TRUE(first->own_drained);
+  ASSERT_EQ(first->entries.size(), 1u);
+  const Store::FanoutEntry entry = first->entries[0];
+  EXPECT_FALSE(entry.gone);
+  EXPECT_EQ(entry.fields.at("ev"), "bytes of ev-1");
+  EXPECT_EQ(entry.fields.at("to"), "FR-TJ-PARIS@FR,DE-STA-BERLIN@DE");
+  EXPECT_EQ(entry.fields.at("kind"), "n");
+  EXPECT_EQ(entry.fields.at("typ"), "50");
+  EXPECT_EQ(entry.fields.at("st"), ",FR,,DE,");
+  EXPECT_TRUE(read(false)->entries.empty());
+  auto own = read(true);
+  EXPECT_FALSE(own->own_drained);
+  ASSERT_EQ(own->entries.size(), 1u);
+  EXPECT_EQ(own->entries[0].id, entry.id);
+  auto acked = this->template Await<int>(
+      [&](auto done) { this->store_->AckFanout(3, {entry.id}, std::move(done)); });
+  ASSERT_TRUE(acked.ok()) << acked.status();
+  EXPECT_EQ(*acked, 1);
+  auto drained = read(true);
+  EXPECT_TRUE(drained->entries.empty());
+  EXPECT_TRUE(drained->own_drained);
+
+  // DE retrieves; FR does not.
+  ASSERT_TRUE(this->template Await<int>([&](auto done) {
+                    this->store_->RecordRetrieved(3, "DE-STA-BERLIN", {"ev-1"},
+                                                  absl::FromUnixMillis(r.now_ms), absl::Hours(1),
+                                                  std::move(done));
+                  })
+                  .ok());
+  auto timers = [&](int64_t now_ms) {
+    return this->template Await<int>([&](auto done) {
+      this->store_->RunRetrievalTimers({3, now_ms, 100, 600000}, std::move(done));
+    });
+  };
+  auto backlog = [&] {
+    return *this->template Await<Store::Backlog>(
+        [&](auto done) { this->store_->CountBacklog(3, std::move(done)); });
+  };
+  EXPECT_EQ(backlog().unretrieved, 1);
+  EXPECT_EQ(*timers(r.due_ms - 1), 0);
+  EXPECT_TRUE(read(false)->entries.empty());
+  EXPECT_EQ(*timers(r.due_ms), 1);
+  auto reannounced = read(false);
+  ASSERT_EQ(reannounced->entries.size(), 1u);
+  EXPECT_EQ(reannounced->entries[0].fields.at("kind"), "r");
+  EXPECT_EQ(reannounced->entries[0].fields.at("to"), "FR-TJ-PARIS@");
+  EXPECT_EQ(reannounced->entries[0].fields.at("ev"), "bytes of ev-1");
+  EXPECT_EQ(*timers(r.due_ms + 599999), 0);
+  EXPECT_EQ(backlog().unretrieved, 1);
+  EXPECT_EQ(*timers(r.due_ms + 600000), 1);
+  auto escalated = read(false);
+  ASSERT_EQ(escalated->entries.size(), 1u);
+  EXPECT_EQ(escalated->entries[0].fields.at("kind"), "x");
+  EXPECT_EQ(escalated->entries[0].fields.at("to"), "DE-STA-BERLIN@DE");
+  EXPECT_EQ(escalated->entries[0].fields.at("about"), "FR-TJ-PARIS");
+  EXPECT_EQ(escalated->entries[0].fields.at("typ"), "92");
+  EXPECT_EQ(backlog().unretrieved, 0);
+  EXPECT_EQ(backlog().dead_letters, 0);
+
+  auto evidence = this->template Await<std::optional<Store::RequestEvidence>>(
+      [&](auto done) { this->store_->ReadEventEvidence(3, "ev-1", std::move(done)); });
+  ASSERT_TRUE(evidence.ok() && evidence->has_value());
+  std::set<std::pair<int, std::string>> stages;
+  for (const auto& record : (*evidence)->records) stages.insert({record.stage, record.recipient});
+  EXPECT_TRUE(stages.count({notification::v1::DELIVERY_STAGE_REANNOUNCED, "FR-TJ-PARIS"}));
+  EXPECT_TRUE(stages.count({notification::v1::DELIVERY_STAGE_ESCALATED, "FR-TJ-PARIS"}));
+  EXPECT_FALSE(stages.count({notification::v1::DELIVERY_STAGE_REANNOUNCED, "DE-STA-BERLIN"}));
+}
+
+REGISTER_TYPED_TEST_SUITE_P(
+    NotificationStoreContractTest, CreatedSubscriptionIsListedAndReplayedByRequestId,
+    OwnerLimitAndDeletedReplay, RotationIsTheOwnersOnly,
+    InboxReadsAfterAPositionAndOpensAtItsBounds, OpeningTrimsByAgeAndLengthAndRaisesTheFloor,
+    AckReadsUpToTheCursorAndThePointerOnlyMovesOn, EvidenceIsRecordedOnceForReceivedEventsOnly,
+    DeadLettersAreListedPerOwnerAndRedrivenOnce, ReceivedEventReachesItsPartiesOnce,
+    JoiningPartyIsCaughtUpWithRunningDeadlinesOnly,
+    FanoutIsReadOnceAndTimersReannounceThenEscalate);
 
 }  // namespace rogatory::testing

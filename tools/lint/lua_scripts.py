@@ -35,7 +35,6 @@ PENDING = {
     "common/src/event_sink.cc",
     "services/notification/fanout_worker.cc",
     "services/notification/inbox.cc",
-    "services/notification/notification_event_handler.cc",
 }
 
 ALLOWED_FLAGS = {"no-writes", "allow-oom", "allow-stale"}
