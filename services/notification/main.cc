@@ -103,7 +103,7 @@ int main(int argc, char** argv) {
         auto* handler = parts.Own(std::make_shared<n::NotificationEventHandler>(
             platform.redis(), platform.clock(), platform.sharding(), s, *metrics));
         parts.event_handler = handler;
-        auto* notification_service = parts.Own(std::make_shared<n::NotificationServiceImpl>(
+        auto* notification_service = parts.Own(std::make_shared<n::NotificationService>(
             platform.redis(), platform.clock(), platform.pipeline(), platform.sharding(), s,
             *metrics, *handler));
         notification_service->SetAuditor(&platform.auditor());  // stream deliveries
