@@ -16,6 +16,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
+#include "rogatory/common/backoff.h"
 #include "rogatory/common/logging.h"
 
 namespace rogatory::common {
@@ -100,7 +101,7 @@ class AsyncRedisClient final : public RedisClient {
   // Loop thread only.
   redisAsyncContext* ctx_ = nullptr;
   bool connected_ = false;
-  absl::Duration backoff_ = absl::Milliseconds(50);
+  int reconnect_attempt_ = 0;  // failed connects in a row
   std::minstd_rand rng_{std::random_device{}()};
 };
 
@@ -296,7 +297,7 @@ void AsyncRedisClient::OnConnect(const redisAsyncContext* ctx, int status) {
     return;
   }
   self->connected_ = true;
-  self->backoff_ = absl::Milliseconds(50);
+  self->reconnect_attempt_ = 0;
   self->SendSetupCommands();
   Log::Info("redis connected", {{"host", self->options_.url.host},
                                 {"port", static_cast<int64_t>(self->options_.url.port)}});
@@ -356,9 +357,8 @@ void AsyncRedisClient::ScheduleReconnect() {
     absl::MutexLock lock(&queue_mu_);
     if (stopping_) return;
   }
-  std::uniform_real_distribution<double> jitter(0.5, 1.0);
-  timeval tv = absl::ToTimeval(backoff_ * jitter(rng_));
-  backoff_ = std::min(backoff_ * 2, options_.max_backoff);
+  const Backoff backoff{absl::Milliseconds(50), options_.max_backoff};
+  timeval tv = absl::ToTimeval(backoff.Delay(++reconnect_attempt_, rng_));
   evtimer_add(reconnect_timer_, &tv);
 }
 

@@ -8,43 +8,41 @@
 #include "absl/strings/str_cat.h"
 #include "rogatory/common/lua_scripts.h"
 #include "rogatory/common/redis_reply.h"
+#include "rogatory/common/status.h"
+#include "script_call.h"
 
 namespace rogatory::common {
 namespace {
-
-constexpr char kWhat[] = "claim_data_layout";
-
-const LuaScript& ClaimScript() {
-  static const LuaScript* script = new LuaScript(std::string(lua::kClaimDataLayout));
-  return *script;
-}
 
 std::string Describe(const DataLayout& layout) {
   return absl::StrCat("layout version ", layout.version, " with ", layout.shards, " shards");
 }
 
-// The claim script's one call: {version, shards}, or nothing when Redis holds no record and
-// `record` is false.
-absl::StatusOr<std::optional<DataLayout>> RunClaim(RedisClient& redis, const DataLayout& layout,
-                                                   bool record, absl::string_view recorded_by,
-                                                   absl::Time now) {
-  auto reply = RunRedisScript(
-      redis, ClaimScript(), {kDataLayoutKey},
-      {absl::StrCat(layout.version), absl::StrCat(layout.shards), std::string(recorded_by),
-       absl::StrCat(absl::ToUnixMillis(now)), record ? "1" : "0"});
-  if (!reply.ok()) return reply.status();
-  auto fields = ReplyStrings(*reply, kWhat);
-  if (!fields.ok()) return fields.status();
-  if (fields->empty()) return std::optional<DataLayout>();
-  if (fields->size() != 2) {
-    return absl::InternalError(absl::StrCat(kWhat, ": expected {version, shards}"));
-  }
-  auto version = ParseDecimal((*fields)[0], "data layout version");
-  if (!version.ok()) return version.status();
-  auto shards = ParseDecimal((*fields)[1], "data layout shards");
-  if (!shards.ok()) return shards.status();
-  return std::optional<DataLayout>(
-      DataLayout{static_cast<int>(*version), static_cast<int>(*shards)});
+// lua/claim_data_layout.lua
+constexpr char kWhat[] = "claim_data_layout";
+struct ClaimLayout {
+  DataLayout layout;        // what this build writes
+  bool record = false;      // record `layout` when Redis holds none (else only read)
+  std::string recorded_by;  // the binary's name
+  absl::Time now;
+};
+// The layout recorded after the call, or nothing when Redis holds none and `record` is false.
+absl::StatusOr<std::optional<DataLayout>> RunClaim(RedisClient& redis, const ClaimLayout& call) {
+  return internal::RunTyped<std::optional<DataLayout>>(
+      redis, internal::EmbeddedScript<&lua::kClaimDataLayout>(), {kDataLayoutKey},
+      {absl::StrCat(call.layout.version), absl::StrCat(call.layout.shards), call.recorded_by,
+       absl::StrCat(absl::ToUnixMillis(call.now)), call.record ? "1" : "0"},
+      [](const RedisReply& reply) -> absl::StatusOr<std::optional<DataLayout>> {
+        ASSIGN_OR_RETURN(std::vector<std::string> fields, ReplyStrings(reply, kWhat));
+        if (fields.empty()) return std::optional<DataLayout>();
+        if (fields.size() != 2) {
+          return absl::InternalError(absl::StrCat(kWhat, ": expected {version, shards}"));
+        }
+        ASSIGN_OR_RETURN(int64_t version, ParseDecimal(fields[0], "data layout version"));
+        ASSIGN_OR_RETURN(int64_t shards, ParseDecimal(fields[1], "data layout shards"));
+        return std::optional<DataLayout>(
+            DataLayout{static_cast<int>(version), static_cast<int>(shards)});
+      });
 }
 
 // The shard of a request data key "rg:{sN}:...", or -1 for another key.
@@ -89,7 +87,7 @@ absl::StatusOr<std::optional<int>> ScanShards(RedisClient& redis, bool stop_at_f
 }  // namespace
 
 absl::StatusOr<std::optional<DataLayout>> ReadDataLayout(RedisClient& redis) {
-  return RunClaim(redis, DataLayout{}, /*record=*/false, "", absl::UnixEpoch());
+  return RunClaim(redis, {DataLayout{}, /*record=*/false, "", absl::UnixEpoch()});
 }
 
 absl::Status WriteDataLayout(RedisClient& redis, const DataLayout& layout,
@@ -119,7 +117,7 @@ absl::Status ClaimDataLayout(RedisClient& redis, const DataLayout& expected,
           "shard count it was written with; this build writes ",
           Describe(expected)));
     }
-    recorded = RunClaim(redis, expected, /*record=*/true, recorded_by, now);
+    recorded = RunClaim(redis, {expected, /*record=*/true, std::string(recorded_by), now});
     if (!recorded.ok()) return recorded.status();
     if (!recorded->has_value()) return absl::InternalError("the data layout was not recorded");
   }

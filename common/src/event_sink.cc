@@ -1,6 +1,7 @@
 #include "rogatory/common/event_sink.h"
 
 #include <optional>
+#include <string_view>
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_cat.h"
@@ -32,14 +33,14 @@ std::string EventKeys::RelayFence(int shard, absl::string_view emitter,
 }
 
 // Still used by the receiving scripts of services that have not moved them into .lua files
-// yet (issue 17): a moved script starts with these three lines itself (see
+// yet (issue 17): a moved script starts with the same lines itself (see
 // lua/record_only_receiver.lua), and this goes when the last one has moved.
 std::string ReceiverScript(absl::string_view body) {
-  return absl::StrCat(
-      "if not redis.call('SET', KEYS[1], '1', 'NX', 'PX', ARGV[1]) then\n"
-      "  return {'duplicate'}\n"
-      "end\n",
-      body);
+  // The check without its '#!lua' line: the caller puts the flags first.
+  const std::string_view check = lua::kReceiverDuplicateCheck;
+  const size_t first_line = check.find('\n') + 1;
+  return absl::StrCat(absl::string_view(check.data() + first_line, check.size() - first_line),
+                      body);
 }
 
 absl::StatusOr<EventHandler::Outcome> ReceiverOutcome(const absl::StatusOr<RedisReply>& reply) {

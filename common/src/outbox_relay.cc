@@ -20,6 +20,7 @@
 #include "grpcpp/security/credentials.h"
 #include "prometheus/counter.h"
 #include "prometheus/gauge.h"
+#include "rogatory/common/backoff.h"
 #include "rogatory/common/event_sink.h"
 #include "rogatory/common/ids.h"
 #include "rogatory/common/logging.h"
@@ -239,7 +240,7 @@ class OutboxRelay::Lane {
         fence_(EventKeys::RelayFence(shard, shared.options.emitter, receiver_)) {}
 
   Steady::time_point next_try = Steady::now();
-  absl::Duration backoff = absl::Milliseconds(100);
+  int failed_steps = 0;  // in a row: the backoff's attempt
   // Whether the lane's last step found it idle (or with more to do): a wake-up then
   // moves its next try to now. A lane backing off or held elsewhere keeps its schedule.
   bool wakeable = true;
@@ -324,7 +325,7 @@ class OutboxRelay::Lane {
               });
     }
     if (!delivery.ok()) return Failed(delivery, true);
-    backoff = absl::Milliseconds(100);
+    failed_steps = 0;
     return ids.size() >= static_cast<size_t>(shared_.options.batch_size) ? Step::kMore
                                                                          : Step::kIdle;
   }
@@ -439,7 +440,7 @@ class OutboxRelay::ReceiverWorker {
       lanes.push_back(lanes_[s].get());
     }
     std::minstd_rand rng(std::random_device{}());
-    std::uniform_real_distribution<double> jitter(0.5, 1.0);
+    const Backoff backoff{absl::Milliseconds(100), shared_.options.max_backoff};
     while (!shared_.Stopping()) {
       auto now = Steady::now();
       for (int shard : shared_.TakeWoken(driver)) {
@@ -460,8 +461,8 @@ class OutboxRelay::ReceiverWorker {
               lane->next_try = now + absl::ToChronoMilliseconds(shared_.options.poll_interval);
               break;
             case Lane::Step::kFailed:
-              lane->next_try = now + absl::ToChronoMilliseconds(lane->backoff * jitter(rng));
-              lane->backoff = std::min(lane->backoff * 2, shared_.options.max_backoff);
+              lane->next_try =
+                  now + absl::ToChronoMilliseconds(backoff.Delay(++lane->failed_steps, rng));
               break;
             case Lane::Step::kNotHolder:
               lane->next_try = now + absl::ToChronoMilliseconds(shared_.options.lease / 4);

@@ -4,6 +4,7 @@
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "rogatory/common/event_builder.h"
 #include "rogatory/common/ids.h"
 
 namespace rogatory::deadlines {
@@ -145,17 +146,13 @@ std::vector<TimerSpec> TimersOf(const v1::Deadline& d) {
 
 common::v1::Event ChangeEvent(const v1::Deadline& d, EventType type, absl::Time now,
                               const std::string& event_id, const std::string& reason_code) {
-  common::v1::Event e;
-  e.set_event_id(event_id);
-  e.set_request_id(d.request_id());
-  e.set_type(type);
-  *e.mutable_occur_time() = ToProtoTime(now);
+  static const auto* events = new common::EventBuilder(kEventSource);
+  common::v1::Event e = events->New(
+      {.request_id = d.request_id(), .trace_id = d.trace_id(), .instrument = d.instrument()},
+      {type, now, event_id});
   e.mutable_actor()->set_service(kServiceName);
   e.set_legal_basis(d.legal_basis());
   e.set_reason_code(reason_code);
-  e.set_trace_id(d.trace_id());
-  e.set_instrument(d.instrument());
-  e.set_source(kEventSource);
   auto* c = e.mutable_deadline();
   c->set_deadline_id(d.id());
   c->set_rule_id(d.rule_id());

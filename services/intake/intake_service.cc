@@ -13,6 +13,7 @@
 #include "google/protobuf/util/time_util.h"
 #include "request_validator.h"
 #include "rogatory/common/access.h"
+#include "rogatory/common/event_builder.h"
 #include "rogatory/common/logging.h"
 #include "rogatory/common/status.h"
 
@@ -85,6 +86,13 @@ namespace {
 google::protobuf::Timestamp ToProto(absl::Time t) {
   return TimeUtil::MillisecondsToTimestamp(absl::ToUnixMillis(t));
 }
+
+// intake's events, stamped in whole milliseconds like its requests' times.
+const common::EventBuilder& Events() {
+  static const auto* builder = new common::EventBuilder("intake");
+  return *builder;
+}
+absl::Time WholeMillis(absl::Time t) { return absl::FromUnixMillis(absl::ToUnixMillis(t)); }
 
 commonpb::AuthorityRole RoleOf(const common::Caller& caller) {
   static const std::pair<const char*, commonpb::AuthorityRole> kRoles[] = {
@@ -309,17 +317,11 @@ commonpb::Actor ActorOf(const common::Caller& caller) {
 
 commonpb::Event NewIntakeEvent(const v1::Request& r, commonpb::EventType type, int64_t sequence,
                                absl::Time now, const commonpb::Actor& actor) {
-  commonpb::Event e;
-  e.set_event_id(common::NewUlid(now));
-  e.set_request_id(r.id());
+  const commonpb::RequestFacts facts = FactsOf(r);
+  commonpb::Event e = Events().New({r.id(), r.trace_id(), r.content().instrument(), &facts},
+                                   {.type = type, .at = WholeMillis(now)});
   e.set_sequence(sequence);
-  e.set_type(type);
-  *e.mutable_occur_time() = ToProto(now);
   *e.mutable_actor() = actor;
-  e.set_trace_id(r.trace_id());
-  e.set_instrument(r.content().instrument());
-  e.set_source("intake");
-  *e.mutable_request() = FactsOf(r);
   return e;
 }
 
@@ -427,20 +429,16 @@ void IntakeService::Submit(const CallContext& call, const v1::SubmitRequestReque
   r.set_trace_id(call.trace_id);
   *r.mutable_content() = std::move(content);
 
+  const commonpb::RequestFacts facts = FactsOf(r);
   commonpb::Event& e = nr.submitted;
-  e.set_event_id(common::NewUlid(now));
-  e.set_request_id(r.id());
+  e = Events().New(
+      {r.id(), call.trace_id, r.content().instrument(), &facts},
+      {.type = commonpb::EVENT_TYPE_REQUEST_SUBMITTED, .at = WholeMillis(now)});  // create_time
   e.set_sequence(1);
-  e.set_type(commonpb::EVENT_TYPE_REQUEST_SUBMITTED);
-  *e.mutable_occur_time() = r.create_time();
   *e.mutable_actor()->mutable_authority() = r.content().issuing_authority();
   e.mutable_actor()->set_role(commonpb::AUTHORITY_ROLE_ISSUING);
   e.set_legal_basis(r.content().legal_basis());
-  e.set_trace_id(call.trace_id);
-  e.set_instrument(r.content().instrument());
   e.set_status(r.status());
-  e.set_source("intake");
-  *e.mutable_request() = FactsOf(r);
   for (const auto& m : r.missing_elements()) {
     e.mutable_status_change()->add_missing_elements(m.field());
   }

@@ -1,4 +1,4 @@
-// NotificationServiceImpl: the RPCs of dead letters (webhook jobs that used up their
+// NotificationService: the RPCs of dead letters (webhook jobs that used up their
 // attempts), kept per shard of the subscription owner.
 
 #include <functional>
@@ -40,7 +40,7 @@ std::optional<DeadPage> ParseDeadToken(absl::string_view token) {
 }
 }  // namespace
 
-grpc::ServerUnaryReactor* NotificationServiceImpl::ListDeadLetters(
+grpc::ServerUnaryReactor* NotificationService::ListDeadLetters(
     grpc::CallbackServerContext* context, const v1::ListDeadLettersRequest* request,
     v1::ListDeadLettersResponse* response) {
   return pipeline_.Unary<v1::ListDeadLettersRequest, v1::ListDeadLettersResponse>(
@@ -113,7 +113,7 @@ grpc::ServerUnaryReactor* NotificationServiceImpl::ListDeadLetters(
       });
 }
 
-grpc::ServerUnaryReactor* NotificationServiceImpl::RedriveDeadLetter(
+grpc::ServerUnaryReactor* NotificationService::RedriveDeadLetter(
     grpc::CallbackServerContext* context, const v1::RedriveDeadLetterRequest* request,
     v1::RedriveDeadLetterResponse* response) {
   return pipeline_.Unary<v1::RedriveDeadLetterRequest, v1::RedriveDeadLetterResponse>(

@@ -12,6 +12,7 @@
 #include "notification_keys.h"
 #include "notification_lua_scripts.h"
 #include "rogatory/common/audit_log.h"
+#include "rogatory/common/event_builder.h"
 #include "rogatory/common/logging.h"
 #include "rogatory/common/redis_reply.h"
 #include "rogatory/common/v1/events.pb.h"
@@ -264,17 +265,12 @@ int FanoutWorker::DeliverShards(const std::vector<int>& shards, bool claim_aband
       } else if (kind == "x") {
         // An escalation notice: a new event saying who did not retrieve which
         // event.
-        common::v1::Event notice;
-        notice.set_event_id(EscalationEventId(event.event_id(), f["about"]));
-        notice.set_request_id(event.request_id());
-        notice.set_type(common::v1::EVENT_TYPE_NOTIFICATION_NOT_RETRIEVED);
-        *notice.mutable_occur_time() =
-            google::protobuf::util::TimeUtil::MillisecondsToTimestamp(now_ms);
+        static const auto* events = new common::EventBuilder("notification");
+        common::v1::Event notice = events->New(
+            {event.request_id(), event.trace_id(), event.instrument(), &event.request()},
+            {common::v1::EVENT_TYPE_NOTIFICATION_NOT_RETRIEVED, absl::FromUnixMillis(now_ms),
+             EscalationEventId(event.event_id(), f["about"])});
         notice.mutable_actor()->set_service("rogatory-notification");
-        notice.set_trace_id(event.trace_id());
-        notice.set_instrument(event.instrument());
-        notice.set_source("notification");
-        *notice.mutable_request() = event.request();
         notice.mutable_notification()->set_delivered_event_id(event.event_id());
         notice.mutable_notification()->mutable_recipient()->set_authority_id(f["about"]);
         event = std::move(notice);

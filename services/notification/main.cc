@@ -105,9 +105,9 @@ int main(int argc, char** argv) {
         auto* handler = parts.Own(std::make_shared<n::NotificationEventHandler>(
             *store, platform.clock(), platform.sharding(), s, *metrics));
         parts.event_handler = handler;
-        auto* notification_service = parts.Own(std::make_shared<n::NotificationServiceImpl>(
-            *store, platform.clock(), platform.pipeline(), platform.sharding(), s, *metrics,
-            *handler));
+        auto* notification_service = parts.Own(
+            std::make_shared<n::NotificationService>(*store, platform.clock(), platform.pipeline(),
+                                                     platform.sharding(), s, *metrics, *handler));
         notification_service->SetAuditor(&platform.auditor());  // stream deliveries
         parts.services.push_back(notification_service);
         auto* transport = parts.Own(std::make_shared<n::CurlWebhookTransport>(

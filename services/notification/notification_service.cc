@@ -36,24 +36,28 @@ bool Privileged(const common::Caller& c) { return c.HasRole("auditor") || c.is_s
 
 }  // namespace
 
-NotificationServiceImpl::NotificationServiceImpl(
-    common::RedisClient& redis, const common::Clock& clock, common::Pipeline& pipeline,
-    common::Sharding sharding, NotificationSettings settings, NotificationMetrics& metrics,
-    NotificationEventHandler& handler)
-    : NotificationServiceImpl(std::make_unique<RedisNotificationStore>(redis), nullptr, clock,
-                              pipeline, sharding, std::move(settings), metrics, handler) {}
+NotificationService::NotificationService(common::RedisClient& redis, const common::Clock& clock,
+                                         common::Pipeline& pipeline, common::Sharding sharding,
+                                         NotificationSettings settings,
+                                         NotificationMetrics& metrics,
+                                         NotificationEventHandler& handler)
+    : NotificationService(std::make_unique<RedisNotificationStore>(redis), nullptr, clock, pipeline,
+                          sharding, std::move(settings), metrics, handler) {}
 
-NotificationServiceImpl::NotificationServiceImpl(
-    NotificationStore& store, const common::Clock& clock, common::Pipeline& pipeline,
-    common::Sharding sharding, NotificationSettings settings, NotificationMetrics& metrics,
-    NotificationEventHandler& handler)
-    : NotificationServiceImpl(nullptr, &store, clock, pipeline, sharding, std::move(settings),
-                              metrics, handler) {}
+NotificationService::NotificationService(NotificationStore& store, const common::Clock& clock,
+                                         common::Pipeline& pipeline, common::Sharding sharding,
+                                         NotificationSettings settings,
+                                         NotificationMetrics& metrics,
+                                         NotificationEventHandler& handler)
+    : NotificationService(nullptr, &store, clock, pipeline, sharding, std::move(settings), metrics,
+                          handler) {}
 
-NotificationServiceImpl::NotificationServiceImpl(
-    std::unique_ptr<NotificationStore> owned_store, NotificationStore* store,
-    const common::Clock& clock, common::Pipeline& pipeline, common::Sharding sharding,
-    NotificationSettings settings, NotificationMetrics& metrics, NotificationEventHandler& handler)
+NotificationService::NotificationService(std::unique_ptr<NotificationStore> owned_store,
+                                         NotificationStore* store, const common::Clock& clock,
+                                         common::Pipeline& pipeline, common::Sharding sharding,
+                                         NotificationSettings settings,
+                                         NotificationMetrics& metrics,
+                                         NotificationEventHandler& handler)
     : owned_store_(std::move(owned_store)),
       store_(store != nullptr ? *store : *owned_store_),
       clock_(clock),
@@ -64,7 +68,7 @@ NotificationServiceImpl::NotificationServiceImpl(
       handler_(handler),
       stream_timer_([this] { StreamTimerLoop(); }) {}
 
-NotificationServiceImpl::~NotificationServiceImpl() {
+NotificationService::~NotificationService() {
   {
     absl::MutexLock lock(&mu_);
     stopping_ = true;
@@ -75,26 +79,26 @@ NotificationServiceImpl::~NotificationServiceImpl() {
       +[](int* n) { return *n == 0; }, &pending_ops_));
 }
 
-bool NotificationServiceImpl::EnterStream() {
+bool NotificationService::EnterStream() {
   absl::MutexLock lock(&mu_);
   if (open_streams_ >= settings_.max_subscribers) return false;
   ++open_streams_;
   return true;
 }
-void NotificationServiceImpl::LeaveStream() {
+void NotificationService::LeaveStream() {
   absl::MutexLock lock(&mu_);
   --open_streams_;
 }
-void NotificationServiceImpl::OpStarted() {
+void NotificationService::OpStarted() {
   absl::MutexLock lock(&mu_);
   ++pending_ops_;
 }
-void NotificationServiceImpl::OpEnded() {
+void NotificationService::OpEnded() {
   absl::MutexLock lock(&mu_);
   --pending_ops_;
 }
 
-void NotificationServiceImpl::AddStream(const std::shared_ptr<SubscribeStream>& stream) {
+void NotificationService::AddStream(const std::shared_ptr<SubscribeStream>& stream) {
   if (inbox_wakeups_ != nullptr) {
     // Runs under the wake-ups' lock on the fan-out's thread: only queues the stream for
     // the stream timer, which reads.
@@ -110,13 +114,13 @@ void NotificationServiceImpl::AddStream(const std::shared_ptr<SubscribeStream>& 
   streams_.emplace(stream.get(), stream);
 }
 
-void NotificationServiceImpl::RemoveStream(const std::shared_ptr<SubscribeStream>& stream) {
+void NotificationService::RemoveStream(const std::shared_ptr<SubscribeStream>& stream) {
   if (inbox_wakeups_ != nullptr) inbox_wakeups_->Unwatch(stream->inbox, stream->watch);
   absl::MutexLock lock(&mu_);
   streams_.erase(stream.get());
 }
 
-void NotificationServiceImpl::StreamTimerLoop() {
+void NotificationService::StreamTimerLoop() {
   using Steady = std::chrono::steady_clock;
   const auto interval = absl::ToChronoMilliseconds(settings_.poll_interval);
   auto next_tick = Steady::now() + interval;
@@ -143,7 +147,7 @@ void NotificationServiceImpl::StreamTimerLoop() {
   }
 }
 
-grpc::ServerWriteReactor<v1::SubscribeResponse>* NotificationServiceImpl::Subscribe(
+grpc::ServerWriteReactor<v1::SubscribeResponse>* NotificationService::Subscribe(
     grpc::CallbackServerContext* context, const v1::SubscribeRequest* request) {
   return NewSubscribeReactor(this, context, *request);
 }
@@ -151,9 +155,9 @@ grpc::ServerWriteReactor<v1::SubscribeResponse>* NotificationServiceImpl::Subscr
 // ---------------------------------------------------------------------------------------
 // Ack.
 
-grpc::ServerUnaryReactor* NotificationServiceImpl::Ack(grpc::CallbackServerContext* context,
-                                                       const v1::AckRequest* request,
-                                                       v1::AckResponse* response) {
+grpc::ServerUnaryReactor* NotificationService::Ack(grpc::CallbackServerContext* context,
+                                                   const v1::AckRequest* request,
+                                                   v1::AckResponse* response) {
   return pipeline_.Unary<v1::AckRequest, v1::AckResponse>(
       context, "Ack", request, response,
       [](const v1::AckRequest& r) {
@@ -224,9 +228,9 @@ grpc::ServerUnaryReactor* NotificationServiceImpl::Ack(grpc::CallbackServerConte
 // ---------------------------------------------------------------------------------------
 // PublishEvent.
 
-grpc::ServerUnaryReactor* NotificationServiceImpl::PublishEvent(
-    grpc::CallbackServerContext* context, const v1::PublishEventRequest* request,
-    v1::PublishEventResponse* response) {
+grpc::ServerUnaryReactor* NotificationService::PublishEvent(grpc::CallbackServerContext* context,
+                                                            const v1::PublishEventRequest* request,
+                                                            v1::PublishEventResponse* response) {
   return pipeline_.Unary<v1::PublishEventRequest, v1::PublishEventResponse>(
       context, "PublishEvent", request, response,
       [this](const v1::PublishEventRequest& r) {
@@ -274,7 +278,7 @@ grpc::ServerUnaryReactor* NotificationServiceImpl::PublishEvent(
 // ---------------------------------------------------------------------------------------
 // Delivery evidence.
 
-grpc::ServerUnaryReactor* NotificationServiceImpl::GetDeliveryStatus(
+grpc::ServerUnaryReactor* NotificationService::GetDeliveryStatus(
     grpc::CallbackServerContext* context, const v1::GetDeliveryStatusRequest* request,
     v1::GetDeliveryStatusResponse* response) {
   return pipeline_.Unary<v1::GetDeliveryStatusRequest, v1::GetDeliveryStatusResponse>(

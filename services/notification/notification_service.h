@@ -45,20 +45,20 @@ struct SubscribeStream;  // one open Subscribe stream (subscribe_reactor.h)
 // Files: the RPCs of inboxes, evidence and dead letters in notification_service.cc, those of
 // subscriptions in subscription_rpcs.cc, the Subscribe streams in subscribe_reactor.cc; all
 // they keep is in a NotificationStore.
-class NotificationServiceImpl final : public v1::NotificationService::CallbackService {
+class NotificationService final : public v1::NotificationService::CallbackService {
  public:
-  NotificationServiceImpl(NotificationStore& store, const common::Clock& clock,
-                          common::Pipeline& pipeline, common::Sharding sharding,
-                          NotificationSettings settings, NotificationMetrics& metrics,
-                          NotificationEventHandler& handler);
+  NotificationService(NotificationStore& store, const common::Clock& clock,
+                      common::Pipeline& pipeline, common::Sharding sharding,
+                      NotificationSettings settings, NotificationMetrics& metrics,
+                      NotificationEventHandler& handler);
   // On a RedisNotificationStore of its own over `redis`.
-  NotificationServiceImpl(common::RedisClient& redis, const common::Clock& clock,
-                          common::Pipeline& pipeline, common::Sharding sharding,
-                          NotificationSettings settings, NotificationMetrics& metrics,
-                          NotificationEventHandler& handler);
+  NotificationService(common::RedisClient& redis, const common::Clock& clock,
+                      common::Pipeline& pipeline, common::Sharding sharding,
+                      NotificationSettings settings, NotificationMetrics& metrics,
+                      NotificationEventHandler& handler);
   // Stops the stream timer and waits for the streams' Redis reads in flight (the
   // server must be shut down first).
-  ~NotificationServiceImpl() override;
+  ~NotificationService() override;
 
   grpc::ServerWriteReactor<v1::SubscribeResponse>* Subscribe(
       grpc::CallbackServerContext* context, const v1::SubscribeRequest* request) override;
@@ -106,10 +106,10 @@ class NotificationServiceImpl final : public v1::NotificationService::CallbackSe
  private:
   friend class SubscribeReactor;
 
-  NotificationServiceImpl(std::unique_ptr<NotificationStore> owned_store, NotificationStore* store,
-                          const common::Clock& clock, common::Pipeline& pipeline,
-                          common::Sharding sharding, NotificationSettings settings,
-                          NotificationMetrics& metrics, NotificationEventHandler& handler);
+  NotificationService(std::unique_ptr<NotificationStore> owned_store, NotificationStore* store,
+                      const common::Clock& clock, common::Pipeline& pipeline,
+                      common::Sharding sharding, NotificationSettings settings,
+                      NotificationMetrics& metrics, NotificationEventHandler& handler);
 
   // Open streams (bounded by max_subscribers), and what the stream timer serves.
   bool EnterStream();

@@ -19,14 +19,14 @@ using common::CallContext;
 using google::protobuf::util::TimeUtil;
 
 // The reactor of one Subscribe stream (notification_service.h says how streams are served).
-// Created by NotificationServiceImpl::Subscribe; deletes itself in OnDone. Named (not in an
+// Created by NotificationService::Subscribe; deletes itself in OnDone. Named (not in an
 // anonymous namespace): the service befriends it.
 class SubscribeReactor final : public grpc::ServerWriteReactor<v1::SubscribeResponse> {
  public:
   using Stream = std::shared_ptr<SubscribeStream>;
   using Steady = std::chrono::steady_clock;
 
-  SubscribeReactor(NotificationServiceImpl* service, grpc::CallbackServerContext* context,
+  SubscribeReactor(NotificationService* service, grpc::CallbackServerContext* context,
                    const v1::SubscribeRequest& request)
       : service_(service), start_(Steady::now()), st_(std::make_shared<SubscribeStream>()) {
     st_->service = service;
@@ -121,7 +121,7 @@ class SubscribeReactor final : public grpc::ServerWriteReactor<v1::SubscribeResp
       space = std::min<size_t>(st->capacity - st->buffer.size(), 100);
       from = st->position;
     }
-    NotificationServiceImpl* service = st->service;
+    NotificationService* service = st->service;
     service->OpStarted();
     service->store_.ReadInbox(st->shard, st->who, from, space,
                               [st, space](absl::StatusOr<NotificationStore::InboxPage> read) {
@@ -177,7 +177,7 @@ class SubscribeReactor final : public grpc::ServerWriteReactor<v1::SubscribeResp
 
   // Trims the inbox and finds where the stream starts (asynchronously).
   static void Open(const Stream& st) {
-    NotificationServiceImpl* service = st->service;
+    NotificationService* service = st->service;
     const NotificationSettings& settings = service->settings_;
     const int64_t now_ms = absl::ToUnixMillis(service->clock_.Now());
     std::string min_id = absl::StrCat(
@@ -353,7 +353,7 @@ class SubscribeReactor final : public grpc::ServerWriteReactor<v1::SubscribeResp
         });
   }
 
-  NotificationServiceImpl* const service_;
+  NotificationService* const service_;
   const Steady::time_point start_;
   const Stream st_;
   bool admitted_ = true;
@@ -361,7 +361,7 @@ class SubscribeReactor final : public grpc::ServerWriteReactor<v1::SubscribeResp
 };
 
 grpc::ServerWriteReactor<v1::SubscribeResponse>* NewSubscribeReactor(
-    NotificationServiceImpl* service, grpc::CallbackServerContext* context,
+    NotificationService* service, grpc::CallbackServerContext* context,
     const v1::SubscribeRequest& request) {
   return new SubscribeReactor(service, context, request);
 }

@@ -21,7 +21,7 @@ namespace rogatory::notification {
 // others reach it only while `finished` is false and they have just claimed the single
 // write slot (so Finish, which needs that slot free, cannot have run), or to Finish it.
 struct SubscribeStream {
-  NotificationServiceImpl* service = nullptr;
+  NotificationService* service = nullptr;
   grpc::ServerWriteReactor<v1::SubscribeResponse>* reactor = nullptr;
   // Set before the stream is shared, constant after.
   common::CallContext call;
@@ -54,7 +54,7 @@ struct SubscribeStream {
 
 // A new Subscribe stream's reactor (it deletes itself when the stream is done).
 grpc::ServerWriteReactor<v1::SubscribeResponse>* NewSubscribeReactor(
-    NotificationServiceImpl* service, grpc::CallbackServerContext* context,
+    NotificationService* service, grpc::CallbackServerContext* context,
     const v1::SubscribeRequest& request);
 
 // Reads the stream's inbox after its position (now, or once the read in flight or the full

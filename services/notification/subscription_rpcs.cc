@@ -1,4 +1,4 @@
-// NotificationServiceImpl: the RPCs of webhook subscriptions (Create, List, Delete,
+// NotificationService: the RPCs of webhook subscriptions (Create, List, Delete,
 // RotateSecret). Their records live in the owner's authority shard of the store.
 
 #include <algorithm>
@@ -36,7 +36,7 @@ void FillSubscription(const Stored& s, const common::Caller& owner, v1::Subscrip
 
 }  // namespace
 
-grpc::ServerUnaryReactor* NotificationServiceImpl::CreateSubscription(
+grpc::ServerUnaryReactor* NotificationService::CreateSubscription(
     grpc::CallbackServerContext* context, const v1::CreateSubscriptionRequest* request,
     v1::CreateSubscriptionResponse* response) {
   return pipeline_.Unary<v1::CreateSubscriptionRequest, v1::CreateSubscriptionResponse>(
@@ -111,7 +111,7 @@ grpc::ServerUnaryReactor* NotificationServiceImpl::CreateSubscription(
       });
 }
 
-grpc::ServerUnaryReactor* NotificationServiceImpl::ListSubscriptions(
+grpc::ServerUnaryReactor* NotificationService::ListSubscriptions(
     grpc::CallbackServerContext* context, const v1::ListSubscriptionsRequest* request,
     v1::ListSubscriptionsResponse* response) {
   return pipeline_.Unary<v1::ListSubscriptionsRequest, v1::ListSubscriptionsResponse>(
@@ -137,7 +137,7 @@ grpc::ServerUnaryReactor* NotificationServiceImpl::ListSubscriptions(
       });
 }
 
-grpc::ServerUnaryReactor* NotificationServiceImpl::DeleteSubscription(
+grpc::ServerUnaryReactor* NotificationService::DeleteSubscription(
     grpc::CallbackServerContext* context, const v1::DeleteSubscriptionRequest* request,
     v1::DeleteSubscriptionResponse* response) {
   return pipeline_.Unary<v1::DeleteSubscriptionRequest, v1::DeleteSubscriptionResponse>(
@@ -172,7 +172,7 @@ grpc::ServerUnaryReactor* NotificationServiceImpl::DeleteSubscription(
       });
 }
 
-grpc::ServerUnaryReactor* NotificationServiceImpl::RotateSubscriptionSecret(
+grpc::ServerUnaryReactor* NotificationService::RotateSubscriptionSecret(
     grpc::CallbackServerContext* context, const v1::RotateSubscriptionSecretRequest* request,
     v1::RotateSubscriptionSecretResponse* response) {
   return pipeline_.Unary<v1::RotateSubscriptionSecretRequest, v1::RotateSubscriptionSecretResponse>(

@@ -10,6 +10,7 @@
 #include "notification_keys.h"
 #include "notification_lua_scripts.h"
 #include "rogatory/common/audit_log.h"
+#include "rogatory/common/backoff.h"
 #include "rogatory/common/logging.h"
 #include "rogatory/common/redis_reply.h"
 #include "rogatory/notification/v1/notification.pb.h"
@@ -65,15 +66,9 @@ void WebhookDispatcher::Start() {
 }
 
 absl::Duration WebhookDispatcher::Backoff(int attempt) {
-  absl::Duration d = settings_.webhook_initial_backoff;
-  for (int i = 1; i < attempt && d < settings_.webhook_max_backoff; ++i) d *= 2;
-  d = std::min(d, settings_.webhook_max_backoff);
-  double u;
-  {
-    absl::MutexLock lock(&mu_);
-    u = std::uniform_real_distribution<double>(0.0, 1.0)(rng_);
-  }
-  return d / 2 + d / 2 * u;
+  const common::Backoff backoff{settings_.webhook_initial_backoff, settings_.webhook_max_backoff};
+  absl::MutexLock lock(&mu_);
+  return backoff.Delay(attempt, rng_);
 }
 
 void WebhookDispatcher::PollLoop() {

@@ -6,6 +6,7 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "google/protobuf/util/time_util.h"
+#include "rogatory/common/event_builder.h"
 #include "routing_event_handler.h"
 
 namespace rogatory::routing {
@@ -19,6 +20,12 @@ constexpr int64_t kBand = 10000000000000;
 constexpr char kServiceActor[] = "rogatory-routing";
 
 int64_t Ms(absl::Time t) { return absl::ToUnixMillis(t); }
+
+// routing's events, stamped in whole milliseconds (as the Redis store's scripts keep them).
+const common::EventBuilder& Events() {
+  static const auto* builder = new common::EventBuilder("routing");
+  return *builder;
+}
 std::string Lower(const std::string& s) { return absl::AsciiStrToLower(s); }
 std::string PairOf(const std::string& src, const std::string& tgt) {
   return Lower(absl::StrCat(src, ">", tgt));
@@ -83,10 +90,8 @@ void InMemoryRoutingStore::Emit(const std::string& rid, cv1::EventType type, abs
                                 const Job* job, const cv1::Event* payload) {
   Request& r = requests_[rid];
   cv1::Event e = r.event_template;
-  e.set_event_id(common::NewUlid(now));
+  common::EventBuilder::Stamp({.type = type, .at = absl::FromUnixMillis(Ms(now))}, e);
   e.set_sequence(++r.sequence);
-  e.set_type(type);
-  *e.mutable_occur_time() = TimeUtil::MillisecondsToTimestamp(Ms(now));
   *e.mutable_actor() = actor;
   e.set_reason_code(reason);
   e.set_status(static_cast<cv1::RequestStatus>(status));
@@ -189,13 +194,8 @@ void InMemoryRoutingStore::RecordDecision(const cv1::Event& trigger,
     r.tgt = decision.target_language();
     r.urgency = trigger.request().urgency();
     r.forward_status = static_cast<int>(ForwardStatusFor(decision));
-    cv1::Event& t = r.event_template;
-    t.Clear();
-    t.set_request_id(rid);
-    t.set_trace_id(trigger.trace_id());
-    t.set_instrument(trigger.instrument());
-    t.set_source("routing");
-    *t.mutable_request() = trigger.request();
+    r.event_template =
+        Events().AboutRequest({rid, trigger.trace_id(), trigger.instrument(), &trigger.request()});
     if (decision.unroutable() && !r.ended) {
       unroutable_[rid] = Ms(now);
     } else {

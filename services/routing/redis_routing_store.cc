@@ -9,6 +9,7 @@
 #include "absl/synchronization/mutex.h"
 #include "google/protobuf/util/time_util.h"
 #include "redis_routing_scripts.h"
+#include "rogatory/common/event_builder.h"
 #include "rogatory/common/redis_reply.h"
 #include "routing_event_handler.h"
 
@@ -43,13 +44,11 @@ int64_t Ms(absl::Time t) { return absl::ToUnixMillis(t); }
 // stored template followed by the bytes of an EventTail (a field that appears later in an
 // encoding is another field of the message) and the sequence (event_sequence.lua).
 std::string Template(const Event& trigger) {
-  Event t;
-  t.set_request_id(trigger.request_id());
-  t.set_trace_id(trigger.trace_id());
-  t.set_instrument(trigger.instrument());
-  t.set_source(kEmitter);
-  *t.mutable_request() = trigger.request();
-  return t.SerializeAsString();
+  static const auto* events = new common::EventBuilder(kEmitter);
+  return events
+      ->AboutRequest(
+          {trigger.request_id(), trigger.trace_id(), trigger.instrument(), &trigger.request()})
+      .SerializeAsString();
 }
 
 cv1::Actor ServiceActor() {
@@ -97,9 +96,7 @@ std::string EventTail(const std::string& id, cv1::EventType type, absl::Time now
                       const cv1::Actor& actor, const std::string& reason, int status,
                       const JobChange* job) {
   Event e;
-  e.set_event_id(id);
-  e.set_type(type);
-  *e.mutable_occur_time() = TimeUtil::MillisecondsToTimestamp(Ms(now));
+  common::EventBuilder::Stamp({type, absl::FromUnixMillis(Ms(now)), id}, e);
   *e.mutable_actor() = actor;
   e.set_reason_code(reason);
   e.set_status(static_cast<cv1::RequestStatus>(status));

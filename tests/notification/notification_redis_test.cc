@@ -56,8 +56,8 @@ class NotificationRedisTest : public ::testing::Test {
                                                           *metrics_);
     fanout_ =
         std::make_unique<FanoutWorker>(*store_, *redis_, clock_, sharding_, settings_, *metrics_);
-    service_ = std::make_unique<NotificationServiceImpl>(*redis_, clock_, pipeline_, sharding_,
-                                                         settings_, *metrics_, *handler_);
+    service_ = std::make_unique<NotificationService>(*redis_, clock_, pipeline_, sharding_,
+                                                     settings_, *metrics_, *handler_);
     grpc::ServerBuilder b;
     int port = 0;
     b.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port);
@@ -182,7 +182,7 @@ class NotificationRedisTest : public ::testing::Test {
   std::unique_ptr<NotificationMetrics> metrics_;
   std::unique_ptr<NotificationEventHandler> handler_;
   std::unique_ptr<FanoutWorker> fanout_;
-  std::unique_ptr<NotificationServiceImpl> service_;
+  std::unique_ptr<NotificationService> service_;
   std::unique_ptr<grpc::Server> server_;
   std::shared_ptr<grpc::Channel> channel_;
   std::unique_ptr<v1::NotificationService::Stub> stub_;

@@ -32,7 +32,6 @@ import sys
 # C++ files that still hold scripts in string literals (issue 17 moves them out). Remove a
 # file from here in the commit that moves its scripts into .lua files.
 PENDING = {
-    "common/src/event_sink.cc",
     "services/notification/fanout_worker.cc",
     "services/notification/inbox.cc",
 }

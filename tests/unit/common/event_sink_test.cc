@@ -10,7 +10,9 @@
 #include <thread>
 #include <vector>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "absl/synchronization/mutex.h"
 #include "grpcpp/grpcpp.h"
 #include "gtest/gtest.h"
@@ -157,6 +159,21 @@ TEST_F(EventSinkTest, FirstEventFailingAnswersItsError) {
   eventspb::DeliverEventsResponse out;
   grpc::Status s = Deliver({Event(0, 0), Event(1, 0)}, &out);
   EXPECT_EQ(s.error_code(), grpc::StatusCode::UNAVAILABLE);
+}
+
+// A receiving script still written in C++ is the duplicate check, then its body; it carries
+// no '#!lua' line of its own, so the caller may put its flags first.
+TEST(ReceiverScriptTest, StartsWithTheDuplicateCheckAndEndsWithTheBody) {
+  const std::string script = ReceiverScript("return {'ok'}\n");
+  const size_t check = script.find(
+      "if not redis.call('SET', KEYS[1], '1', 'NX', 'PX', ARGV[1]) then\n"
+      "  return {'duplicate'}\n"
+      "end\n");
+  ASSERT_NE(check, std::string::npos) << script;
+  EXPECT_TRUE(absl::EndsWith(script, "end\nreturn {'ok'}\n")) << script;
+  for (absl::string_view line : absl::StrSplit(script, '\n')) {
+    EXPECT_FALSE(absl::StartsWith(line, "#!")) << script;
+  }
 }
 
 }  // namespace
