@@ -111,15 +111,24 @@ absl::Status ClaimDataLayout(RedisClient& redis, const DataLayout& expected,
     auto data = ScanShards(redis, /*stop_at_first=*/true);
     if (!data.ok()) return data.status();
     if (data->has_value()) {
+      // Another service may have recorded the layout and written data between the read above
+      // and the scan: a layout-aware writer records before it writes, and the record is never
+      // removed, so data with no record on a second read was written before layouts were.
+      recorded = ReadDataLayout(redis);
+      if (!recorded.ok()) return recorded.status();
+    }
+    if (data->has_value() && !recorded->has_value()) {
       return absl::FailedPreconditionError(absl::StrCat(
           "Redis holds request data but no data layout record (it was written before "
           "layouts were recorded): run `rogatory-migrate apply --redis-shards=N` with the "
           "shard count it was written with; this build writes ",
           Describe(expected)));
     }
-    recorded = RunClaim(redis, {expected, /*record=*/true, std::string(recorded_by), now});
-    if (!recorded.ok()) return recorded.status();
-    if (!recorded->has_value()) return absl::InternalError("the data layout was not recorded");
+    if (!recorded->has_value()) {
+      recorded = RunClaim(redis, {expected, /*record=*/true, std::string(recorded_by), now});
+      if (!recorded.ok()) return recorded.status();
+      if (!recorded->has_value()) return absl::InternalError("the data layout was not recorded");
+    }
   }
   const DataLayout& found = **recorded;
   if (found == expected) return absl::OkStatus();
