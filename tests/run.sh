@@ -90,6 +90,7 @@ build() {
 lint() {
   bash "${repo}/tools/lint/check_format.sh"
   python3 "${repo}/tools/lint/lua_scripts.py"
+  python3 "${repo}/tools/lint/clock_calls.py"
 }
 
 lint_protos() {

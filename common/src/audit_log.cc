@@ -25,8 +25,6 @@
 namespace rogatory::common {
 namespace {
 
-using Steady = std::chrono::steady_clock;
-
 std::string ShardKey(int shard, absl::string_view suffix) {
   return absl::StrCat(Sharding::Prefix(shard), "audit:", suffix);
 }
@@ -602,10 +600,9 @@ void AuditSealer::Stop() {
 }
 
 void AuditSealer::Impl::Loop() {
-  Steady::time_point next_export =
-      Steady::now() + absl::ToChronoMilliseconds(options.export_interval);
-  Steady::time_point next_retention = Steady::now();
-  Steady::time_point next_warning = Steady::now();
+  MonotonicTime next_export = clock.MonotonicNow() + options.export_interval;
+  MonotonicTime next_retention = clock.MonotonicNow();
+  MonotonicTime next_warning = clock.MonotonicNow();
   for (;;) {
     {
       absl::MutexLock lock(&stop_mu);
@@ -629,15 +626,15 @@ void AuditSealer::Impl::Loop() {
         }
       }
     }
-    if (!failure.ok() && Steady::now() >= next_warning) {
+    if (!failure.ok() && clock.MonotonicNow() >= next_warning) {
       Log::Warn("audit sealing failed; pending entries wait",
                 {{"error", std::string(failure.message())}});
-      next_warning = Steady::now() + std::chrono::seconds(10);
+      next_warning = clock.MonotonicNow() + absl::Seconds(10);
     }
-    const auto now = Steady::now();
+    const MonotonicTime now = clock.MonotonicNow();
     if (now >= next_export) {
       (void)Export();  // failures are logged; the heads go with the next change
-      next_export = now + absl::ToChronoMilliseconds(options.export_interval);
+      next_export = now + options.export_interval;
     }
     if (options.retention > absl::ZeroDuration() && now >= next_retention) {
       const int64_t cutoff_us = absl::ToUnixMicros(clock.Now() - options.retention);
@@ -646,7 +643,7 @@ void AuditSealer::Impl::Loop() {
         auto n = EraseShard(shard, cutoff_us);
         if (n.ok() && *n > 0 && erased != nullptr) erased->Increment(static_cast<double>(*n));
       }
-      next_retention = now + absl::ToChronoMilliseconds(options.retention_interval);
+      next_retention = now + options.retention_interval;
     }
     if (total > 0) continue;  // more may be waiting
     absl::MutexLock lock(&stop_mu);

@@ -11,6 +11,7 @@
 #include "absl/time/time.h"
 #include "google/protobuf/stubs/logging.h"
 #include "grpc/support/log.h"
+#include "rogatory/common/clock.h"
 
 namespace rogatory::common {
 namespace {
@@ -154,7 +155,11 @@ std::string Log::Format(absl::string_view time, LogLevel level, absl::string_vie
 
 void Log::Write(LogLevel level, absl::string_view message, std::initializer_list<LogField> fields) {
   if (static_cast<int>(level) < g_min_level.load(std::memory_order_relaxed)) return;
-  std::string time = absl::FormatTime("%Y-%m-%dT%H:%M:%E6SZ", absl::Now(), absl::UTCTimeZone());
+  // Real time, even where the service clock is a test clock moved ahead: a log line says
+  // when it was written, to be read beside other processes' logs.
+  static const RealClock* const real_clock = new RealClock();
+  std::string time =
+      absl::FormatTime("%Y-%m-%dT%H:%M:%E6SZ", real_clock->Now(), absl::UTCTimeZone());
   std::lock_guard<std::mutex> lock(OutputMutex());
   std::string line = Format(time, level, ServiceName(), message, fields);
   line.push_back('\n');

@@ -174,9 +174,9 @@ Metrics::GrpcFamilies* MakeFamilies(prometheus::Registry& registry, const std::s
 // Records one RPC: started at the first hook, handled with its code at the status hook.
 class RpcMetricsInterceptor final : public grpc::experimental::Interceptor {
  public:
-  RpcMetricsInterceptor(Metrics::GrpcFamilies* families, bool server, const MethodNames& names,
-                        const char* method, const char* type)
-      : families_(families), server_(server) {
+  RpcMetricsInterceptor(Metrics::GrpcFamilies* families, const Clock& clock, bool server,
+                        const MethodNames& names, const char* method, const char* type)
+      : families_(families), clock_(clock), server_(server), start_(clock.MonotonicNow()) {
     auto [service, name] = names.Labels(method);
     labels_ = {{"grpc_service", service}, {"grpc_method", name}, {"grpc_type", type}};
   }
@@ -185,7 +185,7 @@ class RpcMetricsInterceptor final : public grpc::experimental::Interceptor {
     using HP = grpc::experimental::InterceptionHookPoints;
     const HP start_hook = server_ ? HP::POST_RECV_INITIAL_METADATA : HP::PRE_SEND_INITIAL_METADATA;
     if (methods->QueryInterceptionHookPoint(start_hook)) {
-      start_ = std::chrono::steady_clock::now();
+      start_ = clock_.MonotonicNow();
       families_->started->Add(labels_).Increment();
     }
     if (server_ && methods->QueryInterceptionHookPoint(HP::PRE_SEND_STATUS)) {
@@ -202,43 +202,45 @@ class RpcMetricsInterceptor final : public grpc::experimental::Interceptor {
     auto labels = labels_;
     labels["grpc_code"] = CodeName(code);
     families_->handled->Add(labels).Increment();
-    const double seconds =
-        std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
+    const double seconds = absl::ToDoubleSeconds(clock_.MonotonicNow() - start_);
     families_->seconds->Add(labels_, LatencyBuckets()).Observe(seconds);
   }
 
   Metrics::GrpcFamilies* families_;
+  const Clock& clock_;
   bool server_;
   std::map<std::string, std::string> labels_;
-  std::chrono::steady_clock::time_point start_ = std::chrono::steady_clock::now();
+  MonotonicTime start_;
 };
 
 class ServerFactory final : public grpc::experimental::ServerInterceptorFactoryInterface {
  public:
-  ServerFactory(Metrics::GrpcFamilies* f, MethodNames names)
-      : families_(f), names_(std::move(names)) {}
+  ServerFactory(Metrics::GrpcFamilies* f, const Clock& clock, MethodNames names)
+      : families_(f), clock_(clock), names_(std::move(names)) {}
   grpc::experimental::Interceptor* CreateServerInterceptor(
       grpc::experimental::ServerRpcInfo* info) override {
-    return new RpcMetricsInterceptor(families_, true, names_, info->method(),
+    return new RpcMetricsInterceptor(families_, clock_, true, names_, info->method(),
                                      TypeName(info->type()));
   }
 
  private:
   Metrics::GrpcFamilies* families_;
+  const Clock& clock_;
   const MethodNames names_;
 };
 
 class ClientFactory final : public grpc::experimental::ClientInterceptorFactoryInterface {
  public:
-  explicit ClientFactory(Metrics::GrpcFamilies* f) : families_(f) {}
+  ClientFactory(Metrics::GrpcFamilies* f, const Clock& clock) : families_(f), clock_(clock) {}
   grpc::experimental::Interceptor* CreateClientInterceptor(
       grpc::experimental::ClientRpcInfo* info) override {
-    return new RpcMetricsInterceptor(families_, false, names_, info->method(),
+    return new RpcMetricsInterceptor(families_, clock_, false, names_, info->method(),
                                      TypeName(info->type()));
   }
 
  private:
   Metrics::GrpcFamilies* families_;
+  const Clock& clock_;
   const MethodNames names_;
 };
 
@@ -358,7 +360,8 @@ absl::StatusOr<std::unique_ptr<Metrics>> Metrics::Serve(const std::string& liste
 Metrics::~Metrics() = default;
 
 std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>
-Metrics::NewServerInterceptorFactory(const std::vector<std::string>& served_methods) {
+Metrics::NewServerInterceptorFactory(const Clock& clock,
+                                     const std::vector<std::string>& served_methods) {
   // As grpc-ecosystem's InitializeMetrics does: every served method's series exist from the
   // start at zero (started, handled with code OK, the latency histogram), so a method never
   // called shows 0 rather than nothing, and rate() and absent() work from the first scrape.
@@ -375,17 +378,17 @@ Metrics::NewServerInterceptorFactory(const std::vector<std::string>& served_meth
     server_->handled->Add(handled);
     server_->seconds->Add(labels, LatencyBuckets());
   }
-  return std::make_unique<ServerFactory>(server_.get(), MethodNames(served_methods));
+  return std::make_unique<ServerFactory>(server_.get(), clock, MethodNames(served_methods));
 }
 
 std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>
-Metrics::NewServerInterceptorFactory() {
-  return std::make_unique<ServerFactory>(server_.get(), MethodNames());
+Metrics::NewServerInterceptorFactory(const Clock& clock) {
+  return std::make_unique<ServerFactory>(server_.get(), clock, MethodNames());
 }
 
 std::unique_ptr<grpc::experimental::ClientInterceptorFactoryInterface>
-Metrics::NewClientInterceptorFactory() {
-  return std::make_unique<ClientFactory>(client_.get());
+Metrics::NewClientInterceptorFactory(const Clock& clock) {
+  return std::make_unique<ClientFactory>(client_.get(), clock);
 }
 
 std::string Metrics::Render() const {

@@ -4,7 +4,6 @@
 
 #include <algorithm>
 #include <atomic>
-#include <chrono>
 #include <optional>
 #include <random>
 #include <thread>
@@ -16,6 +15,7 @@
 #include "absl/strings/strip.h"
 #include "absl/synchronization/mutex.h"
 #include "fenced_lease.h"
+#include "grpc_timeout.h"
 #include "grpcpp/create_channel.h"
 #include "grpcpp/security/credentials.h"
 #include "prometheus/counter.h"
@@ -35,7 +35,6 @@ namespace rogatory::common {
 namespace {
 
 namespace eventspb = rogatory::events::v1;
-using Steady = std::chrono::steady_clock;
 
 constexpr char kConsumer[] = "relay";
 
@@ -128,10 +127,8 @@ std::pair<uint64_t, uint64_t> ParseStreamId(absl::string_view id) {
   return out;
 }
 
-double NowMillis() {
-  return std::chrono::duration<double, std::milli>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
+double NowMillis(const Clock& clock) {
+  return absl::ToDoubleMilliseconds(clock.Now() - absl::UnixEpoch());
 }
 
 // Reads a flat [name, value, ...] reply into a lookup.
@@ -150,7 +147,8 @@ std::string DefaultReplicaId() {
 }
 
 struct OutboxRelay::Shared {
-  Shared(RedisClient& r, Metrics& m, RelayOptions o) : redis(r), options(std::move(o)) {
+  Shared(RedisClient& r, Metrics& m, const Clock& c, RelayOptions o)
+      : redis(r), clock(c), options(std::move(o)) {
     backlog = &prometheus::BuildGauge()
                    .Name("rogatory_outbox_backlog")
                    .Help("Outbox entries not yet acknowledged by a receiver, per lane.")
@@ -212,6 +210,7 @@ struct OutboxRelay::Shared {
   }
 
   RedisClient& redis;
+  const Clock& clock;
   const RelayOptions options;
   prometheus::Family<prometheus::Gauge>* backlog;
   prometheus::Family<prometheus::Gauge>* oldest_age;
@@ -239,8 +238,8 @@ class OutboxRelay::Lane {
         lease_(EventKeys::RelayLease(shard, shared.options.emitter, receiver_)),
         fence_(EventKeys::RelayFence(shard, shared.options.emitter, receiver_)) {}
 
-  Steady::time_point next_try = Steady::now();
-  int failed_steps = 0;  // in a row: the backoff's attempt
+  MonotonicTime next_try = MonotonicTime::InfinitePast();  // due at once
+  int failed_steps = 0;                                    // in a row: the backoff's attempt
   // Whether the lane's last step found it idle (or with more to do): a wake-up then
   // moves its next try to now. A lane backing off or held elsewhere keeps its schedule.
   bool wakeable = true;
@@ -275,7 +274,8 @@ class OutboxRelay::Lane {
       wanted_pos.push_back(ids.size() - 1);
       *batch.add_events() = std::move(event);
     }
-    SetAge((NowMillis() - static_cast<double>(ParseStreamId(ids.front()).first)) / 1000.0);
+    SetAge((NowMillis(shared_.clock) - static_cast<double>(ParseStreamId(ids.front()).first)) /
+           1000.0);
 
     size_t ack_upto = ids.size();  // entries [0, ack_upto) are acknowledged
     absl::Status delivery;
@@ -285,8 +285,7 @@ class OutboxRelay::Lane {
       shared_.attempts->Add(labels).Increment();
       shared_.failures->Add(labels);  // at zero beside the attempts, so rate() shows 0
       grpc::ClientContext ctx;
-      ctx.set_deadline(std::chrono::system_clock::now() +
-                       absl::ToChronoMilliseconds(shared_.options.rpc_timeout));
+      ctx.set_deadline(internal::GrpcTimeout(shared_.options.rpc_timeout));
       if (shared_.options.authorize) {
         shared_.options.authorize(ctx);
       } else {
@@ -344,7 +343,7 @@ class OutboxRelay::Lane {
 
  private:
   bool HoldLease() {
-    const auto now = Steady::now();
+    const MonotonicTime now = shared_.clock.MonotonicNow();
     if (token() != 0 && now < renew_at_) return true;
     const int64_t before = token();
     auto held = internal::TakeFencedLease(
@@ -359,7 +358,7 @@ class OutboxRelay::Lane {
       if (before != 0) ClearGauges();
       return false;
     }
-    renew_at_ = now + absl::ToChronoMilliseconds(shared_.options.lease / 3);
+    renew_at_ = now + shared_.options.lease / 3;
     if (before == 0) {
       // A new holder: make sure the lane's consumer group exists (from the stream's start).
       auto created =
@@ -403,7 +402,7 @@ class OutboxRelay::Lane {
   eventspb::EventSinkService::Stub* stub_;
   const std::string outbox_, lease_, fence_;
   std::atomic<int64_t> token_{0};
-  Steady::time_point renew_at_;
+  MonotonicTime renew_at_ = MonotonicTime::InfinitePast();
 };
 
 // Drives every shard's lane for one receiver on threads of its own (lanes shard % threads
@@ -442,12 +441,12 @@ class OutboxRelay::ReceiverWorker {
     std::minstd_rand rng(std::random_device{}());
     const Backoff backoff{absl::Milliseconds(100), shared_.options.max_backoff};
     while (!shared_.Stopping()) {
-      auto now = Steady::now();
+      MonotonicTime now = shared_.clock.MonotonicNow();
       for (int shard : shared_.TakeWoken(driver)) {
         Lane& lane = *lanes_[shard];
         if (lane.wakeable) lane.next_try = std::min(lane.next_try, now);
       }
-      auto next = now + absl::ToChronoMilliseconds(shared_.options.poll_interval);
+      MonotonicTime next = now + shared_.options.poll_interval;
       for (Lane* lane : lanes) {
         if (shared_.Stopping()) return;
         if (lane->next_try <= now) {
@@ -458,21 +457,20 @@ class OutboxRelay::ReceiverWorker {
               lane->next_try = now;
               break;
             case Lane::Step::kIdle:
-              lane->next_try = now + absl::ToChronoMilliseconds(shared_.options.poll_interval);
+              lane->next_try = now + shared_.options.poll_interval;
               break;
             case Lane::Step::kFailed:
-              lane->next_try =
-                  now + absl::ToChronoMilliseconds(backoff.Delay(++lane->failed_steps, rng));
+              lane->next_try = now + backoff.Delay(++lane->failed_steps, rng);
               break;
             case Lane::Step::kNotHolder:
-              lane->next_try = now + absl::ToChronoMilliseconds(shared_.options.lease / 4);
+              lane->next_try = now + shared_.options.lease / 4;
               break;
           }
-          now = Steady::now();
+          now = shared_.clock.MonotonicNow();
         }
         next = std::min(next, lane->next_try);
       }
-      if (next > now) shared_.Sleep(driver, absl::FromChrono(next - now));
+      if (next > now) shared_.Sleep(driver, next - now);
     }
   }
 
@@ -484,15 +482,15 @@ class OutboxRelay::ReceiverWorker {
   std::vector<std::thread> threads_;
 };
 
-OutboxRelay::OutboxRelay(RedisClient& redis, Metrics& metrics, RelayOptions options,
-                         ChannelFactory channels)
-    : shared_(std::make_unique<Shared>(redis, metrics, std::move(options))) {
+OutboxRelay::OutboxRelay(RedisClient& redis, Metrics& metrics, const Clock& clock,
+                         RelayOptions options, ChannelFactory channels)
+    : shared_(std::make_unique<Shared>(redis, metrics, clock, std::move(options))) {
   if (!channels) {
     std::shared_ptr<grpc::ChannelCredentials> credentials = shared_->options.credentials;
     if (credentials == nullptr) credentials = grpc::InsecureChannelCredentials();
-    channels = [&metrics, credentials](const std::string& address) {
+    channels = [&metrics, &clock, credentials](const std::string& address) {
       std::vector<std::unique_ptr<grpc::experimental::ClientInterceptorFactoryInterface>> f;
-      f.push_back(metrics.NewClientInterceptorFactory());
+      f.push_back(metrics.NewClientInterceptorFactory(clock));
       return grpc::experimental::CreateCustomChannelWithInterceptors(
           address, credentials, grpc::ChannelArguments(), std::move(f));
     };

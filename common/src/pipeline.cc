@@ -96,10 +96,12 @@ struct Pipeline::Slots {
   }
 };
 
-Pipeline::Pipeline(Authenticator& authenticator, RateLimiter& limiter, Auditor& auditor)
+Pipeline::Pipeline(Authenticator& authenticator, RateLimiter& limiter, Auditor& auditor,
+                   const Clock& clock)
     : authenticator_(authenticator),
       limiter_(limiter),
       auditor_(auditor),
+      clock_(clock),
       slots_(std::make_shared<Slots>()) {}
 
 void Pipeline::SetMetrics(prometheus::Registry& registry) {
@@ -320,13 +322,11 @@ void Pipeline::NoteRefusal(absl::string_view kind, const absl::Status& status) {
              {"last_reason", std::string(status.message()).substr(0, 200)}});
 }
 
-void Pipeline::Audit(const CallContext& call, const absl::Status& status,
-                     std::chrono::steady_clock::time_point start, Done answer) {
-  AuditRecord record{
-      call.method,           call.caller,
-      call.trace_id,         call.justification,
-      status.code(),         absl::FromChrono(std::chrono::steady_clock::now() - start),
-      call.trail->subjects()};
+void Pipeline::Audit(const CallContext& call, const absl::Status& status, MonotonicTime start,
+                     Done answer) {
+  AuditRecord record{call.method,           call.caller,   call.trace_id,
+                     call.justification,    status.code(), clock_.MonotonicNow() - start,
+                     call.trail->subjects()};
   auditor_.Record(
       std::move(record), [this, call, status, answer = std::move(answer)](absl::Status logged) {
         if (!logged.ok() && status.ok()) {

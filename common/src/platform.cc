@@ -14,6 +14,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
+#include "grpc_timeout.h"
 #include "grpcpp/ext/proto_server_reflection_plugin.h"
 #include "grpcpp/health_check_service_interface.h"
 #include "grpcpp/impl/server_builder_option.h"
@@ -484,7 +485,7 @@ absl::StatusOr<std::unique_ptr<Platform>> Platform::Create(const ServiceIdentity
   RateLimitOptions rate_limit;
   rate_limit.rate_per_second = std::max(0, settings.rate_limit_rps);
   rate_limit.burst = settings.rate_limit_burst;
-  p->limiter_ = std::make_unique<TokenBucketRateLimiter>(rate_limit);
+  p->limiter_ = std::make_unique<TokenBucketRateLimiter>(rate_limit, *p->clock_);
   if (settings.audit == "chain") {
     if (settings.audit_key_file.empty()) {
       Log::Warn("development audit key in use: set audit-key-file outside development");
@@ -505,7 +506,8 @@ absl::StatusOr<std::unique_ptr<Platform>> Platform::Create(const ServiceIdentity
   } else {
     p->auditor_ = std::make_unique<LogAuditor>();
   }
-  p->pipeline_ = std::make_unique<Pipeline>(*p->authenticator_, *p->limiter_, *p->auditor_);
+  p->pipeline_ =
+      std::make_unique<Pipeline>(*p->authenticator_, *p->limiter_, *p->auditor_, *p->clock_);
   // Real time, like token lifetimes: a moved test clock must not silence or flood the log.
   p->refusal_log_ = std::make_unique<LogSummary>(*p->real_clock_, kRefusalLogInterval);
   p->pipeline_->SetRefusalLog(p->refusal_log_.get());
@@ -599,7 +601,7 @@ int Platform::Serve(const ServiceParts& parts) {
     for (std::string& name : ServedMethodNames(*s)) served_methods.push_back(std::move(name));
   }
   std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>> interceptors;
-  interceptors.push_back(metrics_->NewServerInterceptorFactory(served_methods));
+  interceptors.push_back(metrics_->NewServerInterceptorFactory(*clock_, served_methods));
   builder.experimental().SetInterceptorCreators(std::move(interceptors));
 
   // A start that fails stops what the parts started (their threads use Redis, which goes
@@ -610,7 +612,7 @@ int Platform::Serve(const ServiceParts& parts) {
     Log::Error("cannot start", {{"error", absl::StrCat(what, " ", address, ": ", error)},
                                 {"address", std::string(address)}});
     if (internals_->server != nullptr) {
-      internals_->server->Shutdown(std::chrono::system_clock::now());
+      internals_->server->Shutdown(internal::GrpcTimeout(absl::ZeroDuration()));
       internals_->server->Wait();
     }
     StopParts(parts);
@@ -675,8 +677,9 @@ int Platform::Serve(const ServiceParts& parts) {
                        service = identity_.event_name](grpc::ClientContext& context) {
       auth->AuthorizeOutgoing(context, service);
     };
+    // The real clock: outbox entry ids are Redis's own time, never the test clock's.
     internals_->relay = std::make_unique<OutboxRelay>(internals_->outbox_wakeups->inner(),
-                                                      *metrics_, std::move(relay));
+                                                      *metrics_, *real_clock_, std::move(relay));
     internals_->outbox_wakeups->SetRelay(internals_->relay.get());
   }
 
@@ -699,11 +702,10 @@ int Platform::Serve(const ServiceParts& parts) {
                          {"grace_ms", absl::ToInt64Milliseconds(settings_.shutdown_grace)}});
   internals_->draining.store(true);
   set_health(identity_.grpc_service_name, false);
-  server->Shutdown(std::chrono::system_clock::now() +
-                   absl::ToChronoMilliseconds(settings_.shutdown_grace));
+  server->Shutdown(internal::GrpcTimeout(settings_.shutdown_grace));
   server->Wait();
   if (internals_->probe_server != nullptr) {
-    internals_->probe_server->Shutdown(std::chrono::system_clock::now());
+    internals_->probe_server->Shutdown(internal::GrpcTimeout(absl::ZeroDuration()));
     internals_->probe_server->Wait();
   }
   StopParts(parts);

@@ -26,14 +26,14 @@ absl::Status Exhausted(std::string message, std::chrono::nanoseconds retry_after
 
 }  // namespace
 
-TokenBucketRateLimiter::TokenBucketRateLimiter(RateLimitOptions options, SteadyNow now)
-    : options_(options), now_(std::move(now)) {}
+TokenBucketRateLimiter::TokenBucketRateLimiter(RateLimitOptions options, const Clock& clock)
+    : options_(options), clock_(clock) {}
 
 absl::Status TokenBucketRateLimiter::Admit(const Caller& caller, absl::string_view method) {
   (void)method;
   if (options_.rate_per_second <= 0 || caller.is_service) return absl::OkStatus();
   const double burst = std::max(1, options_.burst);
-  const auto now = now_();
+  const MonotonicTime now = clock_.MonotonicNow();
   absl::MutexLock lock(&mu_);
   auto it = buckets_.find(caller.authority_id);
   if (it == buckets_.end()) {
@@ -48,7 +48,7 @@ absl::Status TokenBucketRateLimiter::Admit(const Caller& caller, absl::string_vi
     it = buckets_.emplace(caller.authority_id, Bucket{burst, now}).first;
   }
   Bucket& b = it->second;
-  const double elapsed = std::chrono::duration<double>(now - b.updated).count();
+  const double elapsed = absl::ToDoubleSeconds(now - b.updated);
   if (elapsed > 0) {
     b.tokens = std::min(burst, b.tokens + elapsed * options_.rate_per_second);
     b.updated = now;
@@ -65,11 +65,11 @@ absl::Status TokenBucketRateLimiter::Admit(const Caller& caller, absl::string_vi
       std::chrono::nanoseconds(static_cast<int64_t>(std::ceil(wait_seconds * 1e9))));
 }
 
-void TokenBucketRateLimiter::EvictFullBuckets(std::chrono::steady_clock::time_point now) {
+void TokenBucketRateLimiter::EvictFullBuckets(MonotonicTime now) {
   const double burst = std::max(1, options_.burst);
   absl::erase_if(buckets_, [&](const auto& entry) {
     const Bucket& b = entry.second;
-    const double elapsed = std::chrono::duration<double>(now - b.updated).count();
+    const double elapsed = absl::ToDoubleSeconds(now - b.updated);
     return b.tokens + elapsed * options_.rate_per_second >= burst;
   });
 }

@@ -62,7 +62,7 @@ TimerEngine::TimerEngine(DeadlineStore& store, common::RedisClient& redis,
       clock_(clock),
       metrics_(metrics),
       options_(std::move(options)),
-      lease_owner_(absl::StrCat(options_.owner, "-", common::NewUlid(absl::Now()))) {}
+      lease_owner_(absl::StrCat(options_.owner, "-", common::NewUlid(clock.Now()))) {}
 
 TimerEngine::~TimerEngine() { Stop(); }
 
@@ -76,13 +76,14 @@ void TimerEngine::Stop() {
 }
 
 void TimerEngine::Loop() {
-  absl::Time next_gauges = absl::InfinitePast();
+  common::MonotonicTime next_gauges = common::MonotonicTime::InfinitePast();
   while (!stop_.HasBeenNotified()) {
     int handled = RunOnce();
-    // Real time, on purpose: the gauges are about this process, not about the test clock.
-    if (metrics_ != nullptr && absl::Now() >= next_gauges) {  // NOLINT(clock)
+    // Elapsed time, on purpose: the gauges are about this process, and a test clock moved
+    // ahead (wall time) must not change how often they are refreshed.
+    if (metrics_ != nullptr && clock_.MonotonicNow() >= next_gauges) {
       UpdateGauges();
-      next_gauges = absl::Now() + options_.gauge_interval;
+      next_gauges = clock_.MonotonicNow() + options_.gauge_interval;
     }
     if (handled == 0) stop_.WaitForNotificationWithTimeout(options_.poll_interval);
   }

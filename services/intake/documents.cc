@@ -116,7 +116,7 @@ class UploadReactor final : public grpc::ServerReadReactor<v1::UploadDocumentReq
                 v1::UploadDocumentResponse* response)
       : s_(service),
         response_(response),
-        start_(std::chrono::steady_clock::now()),
+        start_(s_.pipeline_.clock().MonotonicNow()),
         hash_(EVP_MD_CTX_new()) {
     EVP_DigestInit_ex(hash_, EVP_sha256(), nullptr);
     auto call = s_.pipeline_.Admit(*context, "UploadDocument", nullptr,
@@ -315,7 +315,7 @@ class UploadReactor final : public grpc::ServerReadReactor<v1::UploadDocumentReq
 
   IntakeService& s_;
   v1::UploadDocumentResponse* response_;
-  const std::chrono::steady_clock::time_point start_;
+  const common::MonotonicTime start_;
   EVP_MD_CTX* hash_;
   common::CallContext call_;
   bool admitted_ = false;
@@ -349,7 +349,7 @@ class DownloadReactor final : public grpc::ServerWriteReactor<v1::DownloadDocume
         documents_(documents),
         pipeline_(pipeline),
         request_(request),
-        start_(std::chrono::steady_clock::now()) {
+        start_(pipeline_.clock().MonotonicNow()) {
     auto call = pipeline_.Admit(*context, "DownloadDocument", &request_,
                                 common::Pipeline::CallKind::kStream);
     if (!call.ok()) {
@@ -418,7 +418,7 @@ class DownloadReactor final : public grpc::ServerWriteReactor<v1::DownloadDocume
   DocumentStore& documents_;
   common::Pipeline& pipeline_;
   const v1::DownloadDocumentRequest request_;
-  const std::chrono::steady_clock::time_point start_;
+  const common::MonotonicTime start_;
   common::CallContext call_;
   bool admitted_ = false;
   v1::DownloadDocumentResponse message_;

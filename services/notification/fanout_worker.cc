@@ -111,15 +111,15 @@ FanoutWorker::~FanoutWorker() {
 
 void FanoutWorker::Start() {
   thread_ = std::thread([this] {
-    // Pacing of upkeep and polling, not logic: real time is right here.
-    absl::Time next_gauges = absl::InfinitePast();
-    absl::Time next_poll = absl::InfinitePast();
+    // Pacing of upkeep and polling: the clock's monotonic reading.
+    common::MonotonicTime next_gauges = common::MonotonicTime::InfinitePast();
+    common::MonotonicTime next_poll = common::MonotonicTime::InfinitePast();
     std::vector<int> busy;  // shards that delivered in the last pass: they may have more
     while (!wakeups_->stopped()) {
       std::vector<int> shards;
-      if (absl::Now() >= next_poll) {
+      if (clock_.MonotonicNow() >= next_poll) {
         // Every shard: entries other replicas' handlers wrote, and retries.
-        next_poll = absl::Now() + settings_.poll_interval;
+        next_poll = clock_.MonotonicNow() + settings_.poll_interval;
         wakeups_->Take();
         for (int shard = 0; shard < sharding_.shard_count(); ++shard) shards.push_back(shard);
       } else {
@@ -132,12 +132,12 @@ void FanoutWorker::Start() {
       }
       busy.clear();
       Pass(shards, /*all=*/false, &busy);
-      if (absl::Now() >= next_gauges) {
+      if (clock_.MonotonicNow() >= next_gauges) {
         UpdateGauges();
-        next_gauges = absl::Now() + absl::Seconds(5);
+        next_gauges = clock_.MonotonicNow() + absl::Seconds(5);
       }
       if (busy.empty()) {
-        const absl::Duration wait = next_poll - absl::Now();
+        const absl::Duration wait = next_poll - clock_.MonotonicNow();
         if (wait > absl::ZeroDuration()) {
           for (int shard : wakeups_->Wait(wait)) busy.push_back(shard);
         }
@@ -154,12 +154,12 @@ int FanoutWorker::RunOnce(bool all) {
 }
 
 int FanoutWorker::Pass(const std::vector<int>& shards, bool all, std::vector<int>* busy) {
-  // Pacing of upkeep, not logic: real time is right here. Timers still fire by
-  // the service clock; they are only looked at once a second.
+  // Pacing of upkeep (the clock's monotonic reading): timers fire by the service clock's
+  // wall time; they are only looked at once a second.
   bool slow = all;
-  if (!slow && absl::Now() >= next_slow_work_) {
+  if (!slow && clock_.MonotonicNow() >= next_slow_work_) {
     slow = true;
-    next_slow_work_ = absl::Now() + absl::Seconds(1);
+    next_slow_work_ = clock_.MonotonicNow() + absl::Seconds(1);
   }
   const int total = DeliverShards(shards, slow, busy);
   if (slow) Timers();

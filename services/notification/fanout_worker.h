@@ -107,7 +107,8 @@ class FanoutWorker {
   const std::string consumer_;
   std::vector<bool> group_ready_;  // only touched by the worker's thread
   std::vector<bool> retry_own_;
-  absl::Time next_slow_work_ = absl::InfinitePast();  // worker thread only
+  common::MonotonicTime next_slow_work_ =
+      common::MonotonicTime::InfinitePast();  // worker thread only
   std::thread thread_;
 };
 

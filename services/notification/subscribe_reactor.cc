@@ -28,7 +28,9 @@ class SubscribeReactor final : public grpc::ServerWriteReactor<v1::SubscribeResp
 
   SubscribeReactor(NotificationService* service, grpc::CallbackServerContext* context,
                    const v1::SubscribeRequest& request)
-      : service_(service), start_(Steady::now()), st_(std::make_shared<SubscribeStream>()) {
+      : service_(service),
+        start_(service->pipeline_.clock().MonotonicNow()),
+        st_(std::make_shared<SubscribeStream>()) {
     st_->service = service;
     st_->reactor = this;
     st_->request = request;
@@ -354,7 +356,7 @@ class SubscribeReactor final : public grpc::ServerWriteReactor<v1::SubscribeResp
   }
 
   NotificationService* const service_;
-  const Steady::time_point start_;
+  const common::MonotonicTime start_;
   const Stream st_;
   bool admitted_ = true;
   bool entered_ = false;

@@ -26,7 +26,7 @@ RoutingBackground::RoutingBackground(RoutingStore& store, common::RedisClient& r
       metrics_(metrics),
       max_attempts_(max_attempts),
       metrics_interval_(metrics_interval),
-      replica_id_(common::NewUlid(absl::Now())) {
+      replica_id_(common::NewUlid(clock.Now())) {
   sweeper_ = std::make_unique<common::PeriodicTask>(sweep_interval, [this] { SweepOnce(); });
   gauges_ =
       std::make_unique<common::PeriodicTask>(metrics_interval, [this] { RefreshGaugesOnce(); });

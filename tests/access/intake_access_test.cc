@@ -85,7 +85,7 @@ struct Fixture {
   common::MetadataAuthenticator authenticator;
   common::NoRateLimiter limiter;
   RecordingAuditor auditor;
-  common::Pipeline pipeline{authenticator, limiter, auditor};
+  common::Pipeline pipeline{authenticator, limiter, auditor, clock};
   IntakeService service{requests,   clock,
                         pipeline,   common::Sharding(4),
                         &documents, IntakeOptions{.max_document_bytes = 1 << 20}};

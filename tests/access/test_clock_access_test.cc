@@ -146,7 +146,7 @@ class TestClockAccessTest : public ::testing::TestWithParam<bool> {
   MetadataAuthenticator authenticator_;
   NoRateLimiter limiter_;
   LogAuditor auditor_;
-  Pipeline pipeline_{authenticator_, limiter_, auditor_};
+  Pipeline pipeline_{authenticator_, limiter_, auditor_, base_};
   std::unique_ptr<TestClockServiceImpl> service_;
   std::unique_ptr<grpc::Server> server_;
   std::unique_ptr<adminpb::TestClockService::Stub> stub_;

@@ -156,7 +156,7 @@ class TokenAuthenticatorServerTest : public ::testing::Test {
   TokenAuthenticator authenticator_{clock_, {}, *KeySet::Parse(DevKeySetJson(), {})};
   NoRateLimiter limiter_;
   CapturingAuditor auditor_;
-  Pipeline pipeline_{authenticator_, limiter_, auditor_};
+  Pipeline pipeline_{authenticator_, limiter_, auditor_, clock_};
   std::unique_ptr<TestClockServiceImpl> service_;
   std::unique_ptr<grpc::Server> server_;
   std::unique_ptr<adminpb::TestClockService::Stub> stub_;

@@ -45,7 +45,7 @@ class RoundTripsTest : public ::testing::Test {
     store_ = std::make_unique<RedisRequestStore>(*counting_, sharding_, absl::Hours(1));
     auditor_ =
         std::make_unique<common::ChainedAuditor>(*counting_, clock_, sharding_, key_, nullptr);
-    pipeline_ = std::make_unique<common::Pipeline>(authenticator_, limiter_, *auditor_);
+    pipeline_ = std::make_unique<common::Pipeline>(authenticator_, limiter_, *auditor_, clock_);
     service_ = std::make_unique<IntakeService>(*store_, clock_, *pipeline_, sharding_);
     grpc::ServerBuilder builder;
     int port = 0;

@@ -52,7 +52,7 @@ class DeadlineAuthzTest : public DeadlinesRedisTest {
     if (HasFatalFailure()) return;
     sharding_ = std::make_unique<common::Sharding>(kShards);
     denials_ = std::make_unique<common::RedisDenialLog>(*redis_, clock_, *sharding_);
-    pipeline_ = std::make_unique<common::Pipeline>(authenticator_, limiter_, auditor_);
+    pipeline_ = std::make_unique<common::Pipeline>(authenticator_, limiter_, auditor_, clock_);
     pipeline_->SetRoleGate(true);
     pipeline_->SetDenialLog(denials_.get());
     service_ = std::make_unique<DeadlineService>(*tracker_, *pipeline_);

@@ -17,7 +17,6 @@
 namespace rogatory::common {
 namespace {
 
-using Steady = std::chrono::steady_clock;
 using ::testing::HasSubstr;
 
 class RateLimiterTest : public ::testing::Test {
@@ -27,16 +26,16 @@ class RateLimiterTest : public ::testing::Test {
     o.rate_per_second = rps;
     o.burst = burst;
     o.max_callers = max_callers;
-    return TokenBucketRateLimiter(o, [this] { return now_; });
+    return TokenBucketRateLimiter(o, clock_);
   }
   static Caller Named(std::string id) {
     Caller c;
     c.authority_id = std::move(id);
     return c;
   }
-  void Advance(std::chrono::milliseconds d) { now_ += d; }
+  void Advance(std::chrono::milliseconds d) { clock_.Advance(absl::FromChrono(d)); }
 
-  Steady::time_point now_ = Steady::time_point() + std::chrono::hours(1);
+  SimulatedClock clock_;
 };
 
 TEST_F(RateLimiterTest, BurstIsAdmittedThenExhaustedWithRetryInfo) {

@@ -60,7 +60,7 @@ class FakeIntake final : public v1::IntakeService::CallbackService {
    public:
     Download(FakeIntake& service, grpc::CallbackServerContext* context,
              const v1::DownloadDocumentRequest& request)
-        : start_(Steady::now()) {
+        : start_(service.pipeline_.clock().MonotonicNow()) {
       auto call = service.pipeline_.Admit(*context, "DownloadDocument", &request,
                                           Pipeline::CallKind::kStream);
       if (!call.ok()) {
@@ -82,7 +82,7 @@ class FakeIntake final : public v1::IntakeService::CallbackService {
     void OnDone() override { delete this; }
 
    private:
-    Steady::time_point start_;
+    MonotonicTime start_;
     CallContext call_;
   };
 
@@ -207,7 +207,8 @@ class ServerLimitsTest : public ::testing::Test {
   MetadataAuthenticator authenticator_;
   NoRateLimiter limiter_;
   LogAuditor auditor_;
-  Pipeline pipeline_{authenticator_, limiter_, auditor_};
+  SimulatedClock clock_;
+  Pipeline pipeline_{authenticator_, limiter_, auditor_, clock_};
   FakeIntake service_{pipeline_};
   std::unique_ptr<grpc::Server> server_;
   std::shared_ptr<grpc::Channel> channel_;

@@ -225,7 +225,7 @@ class IntakeHarness {
   common::MetadataAuthenticator authenticator_;
   common::NoRateLimiter limiter_;
   common::LogAuditor auditor_;
-  common::Pipeline pipeline_{authenticator_, limiter_, auditor_};
+  common::Pipeline pipeline_{authenticator_, limiter_, auditor_, clock_};
   intake::IntakeService service_;
   std::unique_ptr<grpc::Server> server_;
   std::shared_ptr<grpc::Channel> channel_;

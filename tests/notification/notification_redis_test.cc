@@ -178,7 +178,7 @@ class NotificationRedisTest : public ::testing::Test {
   common::MetadataAuthenticator auth_;
   common::NoRateLimiter limiter_;
   common::LogAuditor auditor_;
-  common::Pipeline pipeline_{auth_, limiter_, auditor_};
+  common::Pipeline pipeline_{auth_, limiter_, auditor_, clock_};
   std::unique_ptr<NotificationMetrics> metrics_;
   std::unique_ptr<NotificationEventHandler> handler_;
   std::unique_ptr<FanoutWorker> fanout_;

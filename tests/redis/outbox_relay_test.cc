@@ -86,7 +86,8 @@ class Receiver {
   MetadataAuthenticator auth_;
   NoRateLimiter limiter_;
   LogAuditor auditor_;
-  Pipeline pipeline_{auth_, limiter_, auditor_};
+  RealClock clock_;
+  Pipeline pipeline_{auth_, limiter_, auditor_, clock_};
   RecordingHandler handler_;
   EventSinkServiceImpl sink_;
   std::unique_ptr<grpc::Server> server_;
@@ -176,6 +177,7 @@ class OutboxRelayTest : public ::testing::Test {
 
   testing::RedisServer server_;
   std::unique_ptr<RedisClient> redis_;
+  RealClock clock_;  // the relay paces its lanes in real time
   Metrics metrics_;
   int receiver_port_ = 0;
   int emitted_ = 0;
@@ -183,7 +185,7 @@ class OutboxRelayTest : public ::testing::Test {
 };
 
 TEST_F(OutboxRelayTest, ReceiverDownForAWhileGetsEveryEventInOrderWhenBack) {
-  OutboxRelay relay(*redis_, metrics_, Options("replica-a"));
+  OutboxRelay relay(*redis_, metrics_, clock_, Options("replica-a"));
   Emit(60);
   // The receiver is down: deliveries fail and back off.
   const auto deadline = Steady::now() + std::chrono::seconds(10);
@@ -212,7 +214,7 @@ TEST_F(OutboxRelayTest, LanesResumeRightAfterARedisRestartNotWhenTheirLeaseExpir
   Receiver receiver(*redis_, receiver_port_, metrics_);
   RelayOptions options = Options("replica-a");
   options.lease = absl::Seconds(30);  // renewed every 10 s, retried every 7.5 s when lost
-  OutboxRelay relay(*redis, metrics_, options);
+  OutboxRelay relay(*redis, metrics_, clock_, options);
   Emit(8);
   ASSERT_TRUE(WaitForEffects(8));
   // An outage longer than the renewal period: every lane's renewal fails and it drops its
@@ -233,7 +235,7 @@ TEST_F(OutboxRelayTest, LanesResumeRightAfterARedisRestartNotWhenTheirLeaseExpir
 TEST_F(OutboxRelayTest, RepeatedDeliveryAfterALostAnswerActsOnce) {
   Receiver receiver(*redis_, receiver_port_, metrics_);
   receiver.handler().HoldNextAnswer();  // its effect is written; the answer never comes
-  OutboxRelay relay(*redis_, metrics_, Options("replica-a"));
+  OutboxRelay relay(*redis_, metrics_, clock_, Options("replica-a"));
   Emit(30);
   ASSERT_TRUE(WaitForEffects(30));
   // The held batch was sent again after the timeout and dropped as a repeat.
@@ -250,7 +252,7 @@ TEST_F(OutboxRelayTest, RepeatedDeliveryAfterALostAnswerActsOnce) {
 TEST_F(OutboxRelayTest, RelayKilledBetweenReadAndAckIsTakenOverAndActsOnce) {
   Receiver receiver(*redis_, receiver_port_, metrics_);
   receiver.handler().HoldNextAnswer();
-  auto dying = std::make_unique<OutboxRelay>(*redis_, metrics_, Options("replica-a"));
+  auto dying = std::make_unique<OutboxRelay>(*redis_, metrics_, clock_, Options("replica-a"));
   Emit(1);
   ASSERT_TRUE(WaitForEffects(1));  // delivered and handled, not yet acknowledged
   dying->Abandon();                // dies: no acknowledgement, its lease is not released
@@ -259,7 +261,7 @@ TEST_F(OutboxRelayTest, RelayKilledBetweenReadAndAckIsTakenOverAndActsOnce) {
   ASSERT_TRUE(pending.ok());
   EXPECT_EQ(pending->elements[0].integer, 1);  // read, never acknowledged
   Emit(20);
-  OutboxRelay successor(*redis_, metrics_, Options("replica-b"));
+  OutboxRelay successor(*redis_, metrics_, clock_, Options("replica-b"));
   ASSERT_TRUE(WaitForEffects(21));
   receiver.handler().ReleaseHeldAnswer();
   // Give the successor time to deliver (and drop) the pending entry too.
@@ -274,8 +276,8 @@ TEST_F(OutboxRelayTest, RelayKilledBetweenReadAndAckIsTakenOverAndActsOnce) {
 
 TEST_F(OutboxRelayTest, TwoReplicasShareLanesAndAStoppedOnesLanesAreTakenOver) {
   Receiver receiver(*redis_, receiver_port_, metrics_);
-  auto a = std::make_unique<OutboxRelay>(*redis_, metrics_, Options("replica-a"));
-  OutboxRelay b(*redis_, metrics_, Options("replica-b"));
+  auto a = std::make_unique<OutboxRelay>(*redis_, metrics_, clock_, Options("replica-a"));
+  OutboxRelay b(*redis_, metrics_, clock_, Options("replica-b"));
   Emit(200);
   ASSERT_TRUE(WaitForEffects(200));
   a->Abandon();  // a crash: its lanes stay leased until the lease runs out
@@ -287,7 +289,7 @@ TEST_F(OutboxRelayTest, TwoReplicasShareLanesAndAStoppedOnesLanesAreTakenOver) {
 
 TEST_F(OutboxRelayTest, AcknowledgedEntriesAreTrimmedAndBacklogIsExported) {
   Receiver receiver(*redis_, receiver_port_, metrics_);
-  OutboxRelay relay(*redis_, metrics_, Options("replica-a"));
+  OutboxRelay relay(*redis_, metrics_, clock_, Options("replica-a"));
   Emit(50);
   ASSERT_TRUE(WaitForEffects(50));
   const auto deadline = Steady::now() + std::chrono::seconds(10);
@@ -334,7 +336,7 @@ TEST_F(OutboxRelayTest, ScriptCommittingToTheOutboxWakesItsLaneBeforeThePollInte
   Emit(1, 1);  // before the relay starts: its first look delivers it
   RelayOptions options = Options("replica-a");
   options.poll_interval = absl::Seconds(10);
-  OutboxRelay relay(waking.inner(), metrics_, options);
+  OutboxRelay relay(waking.inner(), metrics_, clock_, options);
   waking.SetRelay(&relay);
   ASSERT_TRUE(WaitForEffects(1));  // now the lane is idle until its next poll, 10 s away
 

@@ -110,7 +110,8 @@ class EventSinkTest : public ::testing::Test {
   MetadataAuthenticator auth_;
   NoRateLimiter limiter_;
   LogAuditor auditor_;
-  Pipeline pipeline_{auth_, limiter_, auditor_};
+  SimulatedClock clock_;
+  Pipeline pipeline_{auth_, limiter_, auditor_, clock_};
   Metrics metrics_;
   std::unique_ptr<SlowHandler> handler_;
   std::unique_ptr<EventSinkServiceImpl> sink_;

@@ -35,12 +35,12 @@ class ServerPipelineTest : public ::testing::Test {
     builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port_);
     builder.RegisterService(service_.get());
     std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>> f;
-    f.push_back(metrics_.NewServerInterceptorFactory(ServedMethodNames(*service_)));
+    f.push_back(metrics_.NewServerInterceptorFactory(clock_, ServedMethodNames(*service_)));
     builder.experimental().SetInterceptorCreators(std::move(f));
     server_ = builder.BuildAndStart();
     ASSERT_NE(server_, nullptr);
     std::vector<std::unique_ptr<grpc::experimental::ClientInterceptorFactoryInterface>> cf;
-    cf.push_back(metrics_.NewClientInterceptorFactory());
+    cf.push_back(metrics_.NewClientInterceptorFactory(clock_));
     auto channel = grpc::experimental::CreateCustomChannelWithInterceptors(
         "127.0.0.1:" + std::to_string(port_), grpc::InsecureChannelCredentials(),
         grpc::ChannelArguments(), std::move(cf));
@@ -58,7 +58,8 @@ class ServerPipelineTest : public ::testing::Test {
   MetadataAuthenticator authenticator_;
   NoRateLimiter limiter_;
   LogAuditor auditor_;
-  Pipeline pipeline_{authenticator_, limiter_, auditor_};
+  SimulatedClock clock_;
+  Pipeline pipeline_{authenticator_, limiter_, auditor_, clock_};
   Metrics metrics_;
   std::unique_ptr<TestClockServiceImpl> service_;
   std::unique_ptr<grpc::Server> server_;
@@ -113,7 +114,7 @@ TEST_F(ServerPipelineTest, UnknownMethodNamesShareOneLabelValue) {
   auto channel =
       grpc::CreateChannel("127.0.0.1:" + std::to_string(port_), grpc::InsecureChannelCredentials());
   std::vector<std::unique_ptr<grpc::experimental::ClientInterceptorFactoryInterface>> cf;
-  cf.push_back(metrics_.NewClientInterceptorFactory());
+  cf.push_back(metrics_.NewClientInterceptorFactory(clock_));
   auto intercepted = grpc::experimental::CreateCustomChannelWithInterceptors(
       "127.0.0.1:" + std::to_string(port_), grpc::InsecureChannelCredentials(),
       grpc::ChannelArguments(), std::move(cf));
@@ -201,8 +202,8 @@ TEST(MalformedRequestLogTest, UnparsableCallsWithoutCallerAreSummarized) {
   MetadataAuthenticator authenticator;
   NoRateLimiter limiter;
   LogAuditor auditor;
-  Pipeline pipeline(authenticator, limiter, auditor);
   SimulatedClock clock;
+  Pipeline pipeline(authenticator, limiter, auditor, clock);
   LogSummary summary(clock, absl::Minutes(1));
   pipeline.SetRefusalLog(&summary);
   TestClockServiceImpl service(nullptr, pipeline);
@@ -252,7 +253,8 @@ TEST(MetricsTest, ServedMethodNamesListsEveryMethodOfAService) {
   MetadataAuthenticator authenticator;
   NoRateLimiter limiter;
   LogAuditor auditor;
-  Pipeline pipeline(authenticator, limiter, auditor);
+  SimulatedClock clock;
+  Pipeline pipeline(authenticator, limiter, auditor, clock);
   TestClockServiceImpl service(nullptr, pipeline);
   const std::vector<std::string> names = ServedMethodNames(service);
   EXPECT_THAT(names, ::testing::Contains("/rogatory.admin.v1.TestClockService/GetTime"));

@@ -49,7 +49,7 @@ class IntakeServiceTest : public ::testing::Test {
   common::MetadataAuthenticator authenticator_;
   common::NoRateLimiter limiter_;
   common::LogAuditor auditor_;
-  common::Pipeline pipeline_{authenticator_, limiter_, auditor_};
+  common::Pipeline pipeline_{authenticator_, limiter_, auditor_, clock_};
   InMemoryRequestStore store_;
   IntakeService service_{store_, clock_, pipeline_, common::Sharding(16)};
   std::unique_ptr<grpc::Server> server_;

@@ -10,6 +10,7 @@
 #include "grpcpp/support/server_interceptor.h"
 #include "prometheus/exposer.h"
 #include "prometheus/registry.h"
+#include "rogatory/common/clock.h"
 
 namespace rogatory::common {
 
@@ -41,13 +42,14 @@ class Metrics {
   // `served_methods` ("/pkg.Service/Method", the methods the server serves) is recorded
   // with grpc_service="unknown" and grpc_method="unknown" (kUnknownMethodLabel), so that no
   // caller can create series at will. Without `served_methods`, and on the client side,
-  // the known methods are those of the protobuf services compiled into the binary.
+  // the known methods are those of the protobuf services compiled into the binary. Calls
+  // are timed with `clock`'s monotonic reading; it must outlive the factories.
   std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>
-  NewServerInterceptorFactory(const std::vector<std::string>& served_methods);
+  NewServerInterceptorFactory(const Clock& clock, const std::vector<std::string>& served_methods);
   std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>
-  NewServerInterceptorFactory();
+  NewServerInterceptorFactory(const Clock& clock);
   std::unique_ptr<grpc::experimental::ClientInterceptorFactoryInterface>
-  NewClientInterceptorFactory();
+  NewClientInterceptorFactory(const Clock& clock);
 
   // The text exposition of everything registered (what /metrics serves).
   std::string Render() const;

@@ -12,6 +12,7 @@
 #include "grpcpp/channel.h"
 #include "grpcpp/client_context.h"
 #include "grpcpp/security/credentials.h"
+#include "rogatory/common/clock.h"
 #include "rogatory/common/event_routes.h"
 #include "rogatory/common/metrics.h"
 #include "rogatory/common/redis.h"
@@ -65,8 +66,10 @@ class OutboxRelay {
  public:
   using ChannelFactory = std::function<std::shared_ptr<grpc::Channel>(const std::string& address)>;
 
-  // Starts one delivery thread per receiver and a maintenance thread.
-  OutboxRelay(RedisClient& redis, Metrics& metrics, RelayOptions options,
+  // Starts one delivery thread per receiver and a maintenance thread. `clock` paces the
+  // lanes (monotonic reading) and ages outbox entries, whose ids Redis assigns from its own
+  // time: its wall time must be real (not a test clock moved ahead); it outlives the relay.
+  OutboxRelay(RedisClient& redis, Metrics& metrics, const Clock& clock, RelayOptions options,
               ChannelFactory channels = {});
   // Stops and releases this replica's leases, so another replica takes over at once.
   ~OutboxRelay();

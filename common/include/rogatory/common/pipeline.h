@@ -16,6 +16,7 @@
 #include "grpcpp/server_context.h"
 #include "grpcpp/support/server_callback.h"
 #include "prometheus/registry.h"
+#include "rogatory/common/clock.h"
 #include "rogatory/common/log_summary.h"
 #include "rogatory/common/status.h"
 
@@ -161,7 +162,9 @@ class LogAuditor final : public Auditor {
 // complete asynchronously through `done`, so a handler waiting on Redis holds no thread.
 class Pipeline {
  public:
-  Pipeline(Authenticator& authenticator, RateLimiter& limiter, Auditor& auditor);
+  // `clock` times each call (its monotonic reading) for the audit record.
+  Pipeline(Authenticator& authenticator, RateLimiter& limiter, Auditor& auditor,
+           const Clock& clock);
 
   using Done = std::function<void(absl::Status)>;
 
@@ -173,7 +176,7 @@ class Pipeline {
       Resp* response, const std::function<absl::Status(const Req&)>& validate,
       const std::function<void(const CallContext&, const Req&, Resp*, Done)>& handle) {
     grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-    const auto start = std::chrono::steady_clock::now();
+    const MonotonicTime start = clock_.MonotonicNow();
     auto call = Admit(*context, method, request);
     if (!call.ok()) {
       reactor->Finish(ToGrpcStatus(call.status()));
@@ -209,8 +212,8 @@ class Pipeline {
   // Records the call's outcome (and, for PERMISSION_DENIED and NOT_FOUND, its denial, the
   // same way whatever the handler found), then calls `answer` with the status to answer
   // with: the call's own, or UNAVAILABLE when a successful call could not be logged.
-  void Audit(const CallContext& call, const absl::Status& status,
-             std::chrono::steady_clock::time_point start, Done answer);
+  // `start`: clock().MonotonicNow() when the call arrived.
+  void Audit(const CallContext& call, const absl::Status& status, MonotonicTime start, Done answer);
 
   // Bounds the calls admitted and not yet finished (unary and streaming alike); beyond it
   // Admit answers RESOURCE_EXHAUSTED at once instead of letting calls queue without end.
@@ -240,6 +243,7 @@ class Pipeline {
   // owned; outlives the pipeline. Null (the default): not recorded. Set before serving.
   void SetDenialLog(DenialLog* log) { denial_log_ = log; }
   Auditor& auditor() { return auditor_; }
+  const Clock& clock() const { return clock_; }
 
   // Where calls refused before they reach a handler, which callers can send at will
   // (unauthenticated, or bytes that do not parse), are reported: a rate-limited summary
@@ -255,6 +259,7 @@ class Pipeline {
   Authenticator& authenticator_;
   RateLimiter& limiter_;
   Auditor& auditor_;
+  const Clock& clock_;
   // Takes a place for `caller`'s call of `kind` (see CallContext::slot).
   absl::StatusOr<std::shared_ptr<const void>> TakeSlot(const Caller& caller, CallKind kind);
 

@@ -9,6 +9,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
+#include "rogatory/common/clock.h"
 #include "rogatory/common/pipeline.h"
 
 namespace rogatory::common {
@@ -32,10 +33,8 @@ struct RateLimitOptions {
 // Thread-safe.
 class TokenBucketRateLimiter final : public RateLimiter {
  public:
-  using SteadyNow = std::function<std::chrono::steady_clock::time_point()>;
-
-  explicit TokenBucketRateLimiter(RateLimitOptions options,
-                                  SteadyNow now = &std::chrono::steady_clock::now);
+  // Tokens come back with `clock`'s monotonic reading.
+  TokenBucketRateLimiter(RateLimitOptions options, const Clock& clock);
 
   absl::Status Admit(const Caller& caller, absl::string_view method) override;
 
@@ -45,14 +44,13 @@ class TokenBucketRateLimiter final : public RateLimiter {
  private:
   struct Bucket {
     double tokens = 0;
-    std::chrono::steady_clock::time_point updated;
+    MonotonicTime updated;
   };
   // Drops the buckets that have refilled completely. Called when the table grows.
-  void EvictFullBuckets(std::chrono::steady_clock::time_point now)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void EvictFullBuckets(MonotonicTime now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   const RateLimitOptions options_;
-  const SteadyNow now_;
+  const Clock& clock_;
   mutable absl::Mutex mu_;
   absl::flat_hash_map<std::string, Bucket> buckets_ ABSL_GUARDED_BY(mu_);
   size_t sweep_at_ ABSL_GUARDED_BY(mu_) = 1024;  // table size that triggers a sweep

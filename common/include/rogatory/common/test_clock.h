@@ -24,6 +24,8 @@ class SharedTestClock final : public Clock {
   SharedTestClock(RedisClient& redis, const Clock& base) : redis_(redis), base_(base) {}
 
   absl::Time Now() const override { return base_.Now() + offset(); }
+  // The base's: moving the shared clock moves the calendar, not the time that passes.
+  MonotonicTime MonotonicNow() const override { return base_.MonotonicNow(); }
   absl::Duration offset() const { return absl::Microseconds(offset_us_.load()); }
 
   using OffsetDone = std::function<void(absl::StatusOr<absl::Duration>)>;
