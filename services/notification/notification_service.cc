@@ -121,28 +121,26 @@ void NotificationService::RemoveStream(const std::shared_ptr<SubscribeStream>& s
 }
 
 void NotificationService::StreamTimerLoop() {
-  using Steady = std::chrono::steady_clock;
-  const auto interval = absl::ToChronoMilliseconds(settings_.poll_interval);
-  auto next_tick = Steady::now() + interval;
+  const absl::Duration interval = settings_.poll_interval;
+  common::MonotonicTime next_tick = clock_.MonotonicNow() + interval;
   while (true) {
     std::vector<std::shared_ptr<SubscribeStream>> woken, ticked;
     {
       absl::MutexLock lock(&mu_);
       auto ready = [this]()
                        ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return stopping_ || !woken_.empty(); };
-      mu_.AwaitWithTimeout(
-          absl::Condition(&ready),
-          absl::FromChrono(std::max(Steady::duration::zero(), next_tick - Steady::now())));
+      mu_.AwaitWithTimeout(absl::Condition(&ready),
+                           std::max(absl::ZeroDuration(), next_tick - clock_.MonotonicNow()));
       if (stopping_) return;
       woken.swap(woken_);
-      if (Steady::now() >= next_tick) {
+      if (clock_.MonotonicNow() >= next_tick) {
         ticked.reserve(streams_.size());
         for (const auto& [key, stream] : streams_) ticked.push_back(stream);
-        next_tick = Steady::now() + interval;
+        next_tick = clock_.MonotonicNow() + interval;
       }
     }
     for (const auto& st : woken) ReadSubscribeStream(st);
-    const auto now = Steady::now();
+    const common::MonotonicTime now = clock_.MonotonicNow();
     for (const auto& st : ticked) TickSubscribeStream(st, now);
   }
 }

@@ -24,7 +24,6 @@ using google::protobuf::util::TimeUtil;
 class SubscribeReactor final : public grpc::ServerWriteReactor<v1::SubscribeResponse> {
  public:
   using Stream = std::shared_ptr<SubscribeStream>;
-  using Steady = std::chrono::steady_clock;
 
   SubscribeReactor(NotificationService* service, grpc::CallbackServerContext* context,
                    const v1::SubscribeRequest& request)
@@ -56,7 +55,7 @@ class SubscribeReactor final : public grpc::ServerWriteReactor<v1::SubscribeResp
     st_->shard = service_->sharding_.ShardFor(st_->who);
     st_->inbox = Keys::Inbox(st_->shard, st_->who);
     st_->capacity = static_cast<size_t>(std::max(1, service_->settings_.subscriber_buffer));
-    st_->opened_at = Steady::now();
+    st_->opened_at = service_->clock_.MonotonicNow();
     {
       absl::MutexLock lock(&st_->mu);
       st_->last_sent = st_->opened_at;
@@ -73,7 +72,7 @@ class SubscribeReactor final : public grpc::ServerWriteReactor<v1::SubscribeResp
     {
       absl::MutexLock lock(&st_->mu);
       st_->writing = false;
-      st_->last_sent = Steady::now();
+      st_->last_sent = service_->clock_.MonotonicNow();
       if (!ok && !st_->finish_requested) {
         st_->finish_requested = true;
         st_->finish_status = absl::CancelledError("stream closed");
@@ -137,10 +136,10 @@ class SubscribeReactor final : public grpc::ServerWriteReactor<v1::SubscribeResp
   // What the service's stream timer does for every open stream each poll interval: ends
   // it at its maximum age, sends a heartbeat when it has been idle, and reads what other
   // replicas' fan-out wrote (this process's fan-out wakes the stream at once instead).
-  static void Tick(const Stream& st, Steady::time_point now) {
+  static void Tick(const Stream& st, common::MonotonicTime now) {
     const NotificationSettings& settings = st->service->settings_;
     if (settings.stream_max_age > absl::ZeroDuration() &&
-        now - st->opened_at >= absl::ToChronoMilliseconds(settings.stream_max_age)) {
+        now - st->opened_at >= settings.stream_max_age) {
       return RequestFinish(
           st, absl::UnavailableError("the stream reached its maximum age (stream-max-age): "
                                      "subscribe again with the last cursor received"));
@@ -150,7 +149,7 @@ class SubscribeReactor final : public grpc::ServerWriteReactor<v1::SubscribeResp
       absl::MutexLock lock(&st->mu);
       if (st->done || st->finish_requested || !st->opened) return;
       if (!st->reading && st->buffer.empty() && !st->writing &&
-          now - st->last_sent >= absl::ToChronoMilliseconds(settings.heartbeat_interval)) {
+          now - st->last_sent >= settings.heartbeat_interval) {
         v1::SubscribeResponse hb;
         *hb.mutable_heartbeat()->mutable_server_time() =
             TimeUtil::MillisecondsToTimestamp(absl::ToUnixMillis(st->service->clock_.Now()));
@@ -373,7 +372,7 @@ void ReadSubscribeStream(const std::shared_ptr<SubscribeStream>& stream) {
 }
 
 void TickSubscribeStream(const std::shared_ptr<SubscribeStream>& stream,
-                         std::chrono::steady_clock::time_point now) {
+                         common::MonotonicTime now) {
   SubscribeReactor::Tick(stream, now);
 }
 

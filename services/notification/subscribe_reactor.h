@@ -1,6 +1,5 @@
 #pragma once
 
-#include <chrono>
 #include <deque>
 #include <memory>
 #include <string>
@@ -10,6 +9,7 @@
 #include "inbox.h"
 #include "notification_service.h"
 #include "notification_store.h"
+#include "rogatory/common/clock.h"
 #include "rogatory/common/pipeline.h"
 #include "wakeups.h"
 
@@ -30,7 +30,7 @@ struct SubscribeStream {
   int shard = 0;      // the inbox's
   std::string inbox;  // its key, which the fan-out's wake-ups name
   size_t capacity = 1;
-  std::chrono::steady_clock::time_point opened_at;
+  common::MonotonicTime opened_at;
   InboxWakeups::Handle watch = 0;
 
   absl::Mutex mu;
@@ -49,7 +49,7 @@ struct SubscribeStream {
   // Read once more when the read in flight ends or the buffer has room: a wake-up came
   // during the read, or the last read filled the buffer or its batch.
   bool read_again ABSL_GUARDED_BY(mu) = false;
-  std::chrono::steady_clock::time_point last_sent ABSL_GUARDED_BY(mu);
+  common::MonotonicTime last_sent ABSL_GUARDED_BY(mu);
 };
 
 // A new Subscribe stream's reactor (it deletes itself when the stream is done).
@@ -64,7 +64,6 @@ void ReadSubscribeStream(const std::shared_ptr<SubscribeStream>& stream);
 // What the service's stream timer does for every open stream each poll interval: ends it at
 // its maximum age, sends a heartbeat when it has been idle, and reads what other replicas'
 // fan-out wrote.
-void TickSubscribeStream(const std::shared_ptr<SubscribeStream>& stream,
-                         std::chrono::steady_clock::time_point now);
+void TickSubscribeStream(const std::shared_ptr<SubscribeStream>& stream, common::MonotonicTime now);
 
 }  // namespace rogatory::notification

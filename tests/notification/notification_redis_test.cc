@@ -32,6 +32,21 @@ constexpr char kExecutor[] = "DE-STA-BERLIN";
 constexpr char kCentral[] = "DE-BFJ";
 constexpr char kTranslator[] = "TR-FR-DE-7";
 
+// Legal time moves only when a test says so; elapsed time is real, because the stream
+// timer's heartbeats and maximum age, and the fan-out's polls, are what these tests watch
+// happen against a real Redis.
+class SimulatedWallClock final : public common::Clock {
+ public:
+  explicit SimulatedWallClock(absl::Time start) : wall_(start) {}
+  absl::Time Now() const override { return wall_.Now(); }
+  common::MonotonicTime MonotonicNow() const override { return real_.MonotonicNow(); }
+  void Advance(absl::Duration d) { wall_.Advance(d); }
+
+ private:
+  common::SimulatedClock wall_;
+  common::RealClock real_;
+};
+
 class NotificationRedisTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -171,7 +186,7 @@ class NotificationRedisTest : public ::testing::Test {
   testing::RedisServer redis_server_;
   std::unique_ptr<common::RedisClient> redis_;
   std::unique_ptr<NotificationStore> store_;
-  common::SimulatedClock clock_{absl::FromUnixSeconds(1767225600)};
+  SimulatedWallClock clock_{absl::FromUnixSeconds(1767225600)};
   common::Sharding sharding_{kShards};
   NotificationSettings settings_;
   prometheus::Registry registry_;
