@@ -37,8 +37,8 @@ const LuaScript& TimersScript() {
 template <typename Finish>
 class Gather {
  public:
-  Gather(size_t n, Finish finish) : replies_(n, absl::UnknownError("no reply")), left_(n),
-                                    finish_(std::move(finish)) {}
+  Gather(size_t n, Finish finish)
+      : replies_(n, absl::UnknownError("no reply")), left_(n), finish_(std::move(finish)) {}
   void Finished(size_t i, absl::StatusOr<RedisReply> reply) {
     bool last = false;
     {
@@ -161,10 +161,9 @@ void RedisNotificationStore::RunRetrievalTimers(const TimerRun& run, Done<int> d
         auto gather = std::make_shared<Gather<decltype(finish)>>(timers->size(), std::move(finish));
         for (size_t i = 0; i < timers->size(); ++i) {
           const std::string& timer = (*timers)[i];
-          redis_.Command({"HGET", Keys::Evidence(run.shard, timer.substr(0, timer.find('|'))), "rq"},
-                         [gather, i](absl::StatusOr<RedisReply> r) {
-                           gather->Finished(i, std::move(r));
-                         });
+          redis_.Command(
+              {"HGET", Keys::Evidence(run.shard, timer.substr(0, timer.find('|'))), "rq"},
+              [gather, i](absl::StatusOr<RedisReply> r) { gather->Finished(i, std::move(r)); });
         }
       });
 }
