@@ -33,8 +33,6 @@ import sys
 # file from here in the commit that moves its scripts into .lua files.
 PENDING = {
     "common/src/event_sink.cc",
-    "services/notification/fanout_worker.cc",
-    "services/notification/inbox.cc",
 }
 
 ALLOWED_FLAGS = {"no-writes", "allow-oom", "allow-stale"}
