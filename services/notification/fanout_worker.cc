@@ -8,80 +8,25 @@
 #include "absl/strings/str_split.h"
 #include "batch_outcomes.h"
 #include "google/protobuf/util/time_util.h"
-#include "inbox.h"
 #include "notification_keys.h"
-#include "notification_lua_scripts.h"
 #include "rogatory/common/audit_log.h"
 #include "rogatory/common/event_builder.h"
 #include "rogatory/common/logging.h"
-#include "rogatory/common/redis_reply.h"
 #include "rogatory/common/v1/events.pb.h"
 
 namespace rogatory::notification {
 namespace {
-
-using common::LuaScript;
-using common::RedisReply;
 
 constexpr int kBatch = 50;
 // A fan-out entry read by a replica that has not acknowledged it for this long
 // is taken over.
 constexpr int64_t kClaimIdleMs = 30000;
 
-// KEYS: inbox, floor, marker, owner's subscriptions, webhook queue, and optionally the
-// marker of the previous delivery to the same inbox in the batch (order: this one is
-// refused until that one is in).
-// ARGV: [1] event pb, [2] accept ms, [3] kind (n|r|x), [4] now ms, [5] min id
-// "<ms>-0",
-//       [6] max length, [7] marker ttl ms, [8] instrument, [9] type, [10]
-//       states ",DE,FR,", [11] key prefix, [12] notification id, [13] request
-//       id, [14] recipient id, [15] recipient state, [16] event id.
-// Returns {'blocked'} | {'duplicate'} | {'ok', entry id, webhook jobs}.
-const LuaScript& InboxScript() {
-  static const LuaScript* script =
-      new LuaScript(absl::StrCat(common::kScriptRefusedWhenFull, kTrimLua, R"lua(
-if KEYS[6] and redis.call('EXISTS', KEYS[6]) == 0 then return {'blocked'} end
-if redis.call('EXISTS', KEYS[3]) == 1 then return {'duplicate'} end
-trim(KEYS[1], KEYS[2], ARGV[5], tonumber(ARGV[6]) - 1)
-local fields = {'ev', ARGV[1], 'acc', ARGV[2], 'kind', ARGV[3], 'rq', ARGV[13], 'eid', ARGV[16],
-                'to', ARGV[14], 'tost', ARGV[15], 'st', ARGV[10]}
--- Entry ids follow the service clock (so age trimming and ids agree); if the clock is
--- behind the stream's last id, Redis picks the next id itself.
-local id = redis.pcall('XADD', KEYS[1], ARGV[4] .. '-*', unpack(fields))
-if type(id) == 'table' and id.err then id = redis.call('XADD', KEYS[1], '*', unpack(fields)) end
-local function has(list, v)
-  return list == nil or list == '' or string.find(list, ',' .. v .. ',', 1, true) ~= nil
-end
-local function anystate(list, states)
-  if list == nil or list == '' then return true end
-  for st in string.gmatch(states, '[^,]+') do
-    if string.find(list, ',' .. st .. ',', 1, true) then return true end
-  end
-  return false
-end
-local jobs = 0
-if ARGV[3] ~= 'r' then
-  for _, sid in ipairs(redis.call('SMEMBERS', KEYS[4])) do
-    local s = redis.call('HMGET', ARGV[11] .. 'sub:' .. sid, 'fi', 'ft', 'fs', 'uri')
-    if s[4] and has(s[1], ARGV[8]) and has(s[2], ARGV[9]) and anystate(s[3], ARGV[10]) then
-      local member = sid .. '/' .. ARGV[12]
-      local jk = ARGV[11] .. 'whjob:' .. member
-      if redis.call('EXISTS', jk) == 0 then
-        redis.call('HSET', jk, 'sub', sid, 'ev', ARGV[1], 'att', 0, 'acc', ARGV[2],
-                   'rq', ARGV[13], 'eid', ARGV[16], 'to', ARGV[14], 'tost', ARGV[15])
-        redis.call('ZADD', KEYS[5], ARGV[4], member)
-        jobs = jobs + 1
-      end
-    end
-  end
-end
--- The marker last: a script failing before it (a Redis script is not rolled back) must
--- leave no marker that would make its retry a "duplicate".
-redis.call('SET', KEYS[3], '1', 'PX', ARGV[7])
-return {'ok', id, jobs}
-)lua"));
-  return *script;
-}
+// The most owners whose subscriptions the worker keeps (FanoutWorker::subscriptions_).
+constexpr size_t kMaxCachedOwners = 10000;
+// Deliveries answered "retry" (the owner's subscriptions changed) are tried again after the
+// cache is refreshed, up to this many rounds in one pass; then the entry waits for the next.
+constexpr int kDeliveryRounds = 3;
 
 }  // namespace
 
@@ -89,11 +34,10 @@ std::string EscalationEventId(const std::string& event_id, const std::string& re
   return absl::StrCat(event_id, ":not-retrieved:", recipient);
 }
 
-FanoutWorker::FanoutWorker(NotificationStore& store, common::RedisClient& redis,
-                           const common::Clock& clock, common::Sharding sharding,
-                           NotificationSettings settings, NotificationMetrics& metrics)
+FanoutWorker::FanoutWorker(NotificationStore& store, const common::Clock& clock,
+                           common::Sharding sharding, NotificationSettings settings,
+                           NotificationMetrics& metrics)
     : store_(store),
-      redis_(redis),
       clock_(clock),
       sharding_(sharding),
       settings_(settings),
@@ -217,9 +161,9 @@ int FanoutWorker::DeliverShards(const std::vector<int>& shards, bool claim_aband
 
   // Plan: each entry's deliveries, in order.
   struct Delivery {
-    std::vector<std::string> keys;
-    std::vector<std::string> args;
-    std::string inbox;
+    NotificationStore::InboxDelivery call;
+    std::string instrument, type;  // what the owner's subscription filters match
+    std::string inbox;             // whose Subscribe readers to wake
     common::AuditRecord record;
   };
   struct Planned {
@@ -237,8 +181,8 @@ int FanoutWorker::DeliverShards(const std::vector<int>& shards, bool claim_aband
       continue;
     }
     if (read->own_drained) retry_own_[shard] = false;  // none of its own left
-    // Per inbox, the marker of the batch's latest delivery to it (the next one waits for it).
-    std::map<std::string, std::string> last_marker;
+    // Per inbox, the batch's latest delivery to it (the next one waits for it).
+    std::map<std::string, std::string> last_delivered;
     for (const NotificationStore::FanoutEntry& entry : read->entries) {
       Planned p;
       p.id = entry.id;
@@ -282,32 +226,30 @@ int FanoutWorker::DeliverShards(const std::vector<int>& shards, bool claim_aband
         const int ashard = sharding_.ShardFor(who.first);
         Delivery d;
         d.inbox = Keys::Inbox(ashard, who.first);
-        std::string marker = Keys::InboxMarker(ashard, who.first, notification_id);
-        d.keys = {d.inbox, Keys::InboxFloor(ashard, who.first), marker,
-                  Keys::OwnerSubscriptions(ashard, who.first), Keys::WebhookDue(ashard)};
-        auto previous = last_marker.find(d.inbox);
-        if (previous != last_marker.end()) {
-          d.keys.push_back(previous->second);
-          previous->second = std::move(marker);
+        NotificationStore::InboxDelivery& c = d.call;
+        c.shard = ashard;
+        c.recipient = who.first;
+        c.recipient_state = who.second;
+        c.notification_id = notification_id;
+        auto previous = last_delivered.find(d.inbox);
+        if (previous != last_delivered.end()) {
+          c.previous_notification_id = previous->second;
+          previous->second = notification_id;
         } else {
-          last_marker.emplace(d.inbox, std::move(marker));
+          last_delivered.emplace(d.inbox, notification_id);
         }
-        d.args = {pb,
-                  f["acc"],
-                  kind,
-                  absl::StrCat(now_ms),
-                  min_id,
-                  absl::StrCat(settings_.inbox_max_length),
-                  absl::StrCat(absl::ToInt64Milliseconds(settings_.dedupe_retention)),
-                  kind == "x" ? absl::StrCat(static_cast<int>(event.instrument())) : f["inst"],
-                  kind == "x" ? "92" : f["typ"],
-                  f["st"],
-                  Keys::P(ashard),
-                  notification_id,
-                  event.request_id(),
-                  who.first,
-                  who.second,
-                  kind == "x" ? event.event_id() : original_event_id};
+        c.event = pb;
+        c.event_id = kind == "x" ? event.event_id() : original_event_id;
+        c.request_id = event.request_id();
+        c.kind = kind;
+        c.states = f["st"];
+        absl::SimpleAtoi(f["acc"], &c.accept_ms);
+        c.now_ms = now_ms;
+        c.min_id = min_id;
+        c.max_length = settings_.inbox_max_length;
+        c.marker_retention = settings_.dedupe_retention;
+        d.instrument = kind == "x" ? absl::StrCat(static_cast<int>(event.instrument())) : f["inst"];
+        d.type = kind == "x" ? "92" : f["typ"];
         // A disclosure of the request to the recipient authority, logged before the entry
         // is acknowledged (a retry re-delivers idempotently and logs again).
         d.record = common::ServiceAuditRecord(
@@ -322,34 +264,91 @@ int FanoutWorker::DeliverShards(const std::vector<int>& shards, bool claim_aband
   }
 
   // Phase 2: every delivery in flight at once; each audited as soon as its inbox has it.
-  auto outcomes = std::make_shared<BatchOutcomes<bool>>(deliveries.size());
-  for (size_t i = 0; i < deliveries.size(); ++i) {
-    Delivery& d = deliveries[i];
-    outcomes->Started();
-    redis_.Eval(
-        InboxScript(), std::move(d.keys), std::move(d.args),
-        [i, outcomes, auditor = auditor_, wakeups = inbox_wakeups_, inbox = std::move(d.inbox),
-         record = std::move(d.record)](absl::StatusOr<RedisReply> reply) mutable {
-          if (!reply.ok()) return outcomes->Finished(i, reply.status());
-          const std::string outcome =
-              reply->elements.empty() ? std::string() : reply->elements[0].str;
-          if (outcome == "blocked") {
-            return outcomes->Finished(
-                i, absl::UnavailableError("an earlier delivery to the inbox is not in yet"));
+  // Webhook subscriptions are filtered here, with the cached subscriptions of each owner; a
+  // delivery whose owner's subscriptions changed answers "retry" and goes again (with the
+  // deliveries to the same inboxes it blocked) once the cache is refreshed.
+  struct Attempt {
+    bool retry = false;    // the owner's subscriptions are `current`
+    bool blocked = false;  // an earlier delivery to the inbox is not in
+    std::vector<std::string> current;
+  };
+  std::vector<absl::StatusOr<bool>> results(deliveries.size(), absl::UnknownError("not delivered"));
+  std::vector<size_t> pending(deliveries.size());
+  for (size_t i = 0; i < pending.size(); ++i) pending[i] = i;
+  for (int round = 1; !pending.empty(); ++round) {
+    std::vector<std::string> owners;
+    for (size_t i : pending) {
+      if (deliveries[i].call.kind != "r") owners.push_back(deliveries[i].call.recipient);
+    }
+    LoadSubscriptions(owners);
+    auto outcomes = std::make_shared<BatchOutcomes<Attempt>>(deliveries.size());
+    std::vector<bool> sent(deliveries.size(), false);
+    for (size_t i : pending) {
+      Delivery& d = deliveries[i];
+      NotificationStore::InboxDelivery& c = d.call;
+      c.subscription_ids.clear();
+      c.matched.clear();
+      if (c.kind != "r") {
+        auto cached = subscriptions_.find(c.recipient);
+        if (cached == subscriptions_.end()) {
+          results[i] = absl::UnavailableError("the recipient's subscriptions were not read");
+          continue;
+        }
+        c.subscription_ids = cached->second.ids;
+        for (size_t s = 0; s < cached->second.ids.size(); ++s) {
+          if (FilterMatches(cached->second.filters[s], d.instrument, d.type, c.states)) {
+            c.matched.push_back(cached->second.ids[s]);
           }
-          if (outcome != "ok" && outcome != "duplicate") {
-            return outcomes->Finished(i, absl::InternalError("unexpected inbox script reply"));
-          }
-          if (outcome == "ok" && wakeups != nullptr) wakeups->Notify(inbox);
-          if (auditor == nullptr) return outcomes->Finished(i, true);
-          auditor->Record(std::move(record), [i, outcomes](absl::Status logged) {
-            if (logged.ok()) return outcomes->Finished(i, true);
-            outcomes->Finished(
-                i, absl::UnavailableError(absl::StrCat("not audited: ", logged.message())));
+        }
+      }
+      sent[i] = true;
+      outcomes->Started();
+      store_.DeliverToInbox(
+          c, [i, outcomes, auditor = auditor_, wakeups = inbox_wakeups_, inbox = d.inbox,
+              record = d.record](absl::StatusOr<NotificationStore::DeliveryResult> r) mutable {
+            using Outcome = NotificationStore::DeliveryOutcome;
+            if (!r.ok()) return outcomes->Finished(i, r.status());
+            if (r->outcome == Outcome::kBlocked)
+              return outcomes->Finished(i, Attempt{false, true, {}});
+            if (r->outcome == Outcome::kRetry) {
+              return outcomes->Finished(i, Attempt{true, false, std::move(r->subscription_ids)});
+            }
+            if (r->outcome == Outcome::kDelivered && wakeups != nullptr) wakeups->Notify(inbox);
+            if (auditor == nullptr) return outcomes->Finished(i, Attempt{});
+            auditor->Record(std::move(record), [i, outcomes](absl::Status logged) {
+              if (logged.ok()) return outcomes->Finished(i, Attempt{});
+              outcomes->Finished(
+                  i, absl::UnavailableError(absl::StrCat("not audited: ", logged.message())));
+            });
           });
-        });
+    }
+    const std::vector<absl::StatusOr<Attempt>> attempts = outcomes->Wait();
+    bool changed = false;
+    for (size_t i : pending) {
+      if (attempts[i].ok() && attempts[i]->retry) {
+        changed = true;
+        UpdateSubscriptions(deliveries[i].call.recipient, attempts[i]->current);
+      }
+    }
+    std::vector<size_t> again;
+    for (size_t i : pending) {
+      if (!sent[i]) continue;  // its owner's subscriptions were not read
+      if (!attempts[i].ok()) {
+        results[i] = attempts[i].status();
+      } else if (attempts[i]->retry || attempts[i]->blocked) {
+        if (changed && round < kDeliveryRounds) {
+          again.push_back(i);
+        } else {
+          results[i] = absl::UnavailableError(
+              attempts[i]->retry ? "the recipient's subscriptions keep changing"
+                                 : "an earlier delivery to the inbox is not in yet");
+        }
+      } else {
+        results[i] = true;
+      }
+    }
+    pending = std::move(again);
   }
-  const std::vector<absl::StatusOr<bool>> results = outcomes->Wait();
 
   // Phase 3: per shard, acknowledge (and delete) the longest prefix of entries every
   // delivery of which is in and audited. Not waited for: the shard's next read goes after
@@ -387,6 +386,63 @@ int FanoutWorker::DeliverShards(const std::vector<int>& shards, bool claim_aband
     }
   }
   return delivered;
+}
+
+void FanoutWorker::LoadSubscriptions(const std::vector<std::string>& owners) {
+  std::vector<std::string> missing;
+  for (const std::string& owner : owners) {
+    if (!subscriptions_.contains(owner) &&
+        std::find(missing.begin(), missing.end(), owner) == missing.end()) {
+      missing.push_back(owner);
+    }
+  }
+  if (missing.empty()) return;
+  using Listed = std::vector<NotificationStore::StoredSubscription>;
+  auto reads = std::make_shared<BatchOutcomes<Listed>>(missing.size());
+  for (size_t i = 0; i < missing.size(); ++i) {
+    reads->Started();
+    store_.ListSubscriptions(
+        sharding_.ShardFor(missing[i]), missing[i],
+        [reads, i](absl::StatusOr<Listed> listed) { reads->Finished(i, std::move(listed)); });
+  }
+  const std::vector<absl::StatusOr<Listed>> listed = reads->Wait();
+  for (size_t i = 0; i < missing.size(); ++i) {
+    if (!listed[i].ok()) {
+      common::Log::Warn("reading a recipient's subscriptions failed; will retry",
+                        {{"error", listed[i].status().ToString()}});
+      continue;
+    }
+    std::vector<const NotificationStore::StoredSubscription*> sorted;
+    for (const auto& s : *listed[i]) sorted.push_back(&s);
+    std::sort(sorted.begin(), sorted.end(),
+              [](const auto* a, const auto* b) { return a->id < b->id; });
+    OwnerSubscriptions owned;
+    for (const auto* s : sorted) {
+      owned.ids.push_back(s->id);
+      owned.filters.push_back(s->filter);
+    }
+    if (subscriptions_.size() >= kMaxCachedOwners) subscriptions_.erase(subscriptions_.begin());
+    subscriptions_[missing[i]] = std::move(owned);
+  }
+}
+
+void FanoutWorker::UpdateSubscriptions(const std::string& owner,
+                                       const std::vector<std::string>& current) {
+  auto cached = subscriptions_.find(owner);
+  if (cached == subscriptions_.end()) return;
+  // Only removals: the filters of those left are known (a filter never changes). Otherwise
+  // the owner is read again.
+  OwnerSubscriptions kept;
+  for (const std::string& id : current) {
+    auto at = std::lower_bound(cached->second.ids.begin(), cached->second.ids.end(), id);
+    if (at == cached->second.ids.end() || *at != id) {
+      subscriptions_.erase(cached);
+      return;
+    }
+    kept.ids.push_back(id);
+    kept.filters.push_back(cached->second.filters[at - cached->second.ids.begin()]);
+  }
+  cached->second = std::move(kept);
 }
 
 // Every shard's timers at once (their round trips in flight together, not one after the other).

@@ -1,6 +1,7 @@
 #pragma once
 
 #include <atomic>
+#include <map>
 #include <memory>
 #include <string>
 #include <thread>
@@ -13,7 +14,6 @@
 #include "rogatory/common/clock.h"
 #include "rogatory/common/ids.h"
 #include "rogatory/common/pipeline.h"
-#include "rogatory/common/redis.h"
 #include "wakeups.h"
 
 namespace rogatory::notification {
@@ -49,7 +49,10 @@ namespace rogatory::notification {
 // The delivery into an inbox also enqueues the webhook jobs of the recipient's
 // matching subscriptions (same shard: an owner's subscriptions live in its
 // authority shard), so a subscription only ever sees notifications its owner
-// received: a filter cannot reach beyond what its owner may see.
+// received: a filter cannot reach beyond what its owner may see. The worker filters
+// (FilterMatches, with its cache of each owner's subscriptions) and the store's delivery
+// checks the owner's subscriptions are still those it filtered; so a delivery stays one
+// round trip, plus a retry after the owner's subscriptions changed.
 class FanoutWorker {
   // Shards whose acknowledgement failed (set from Redis callbacks, taken by the worker).
   class ShardFlags {
@@ -63,9 +66,8 @@ class FanoutWorker {
   };
 
  public:
-  FanoutWorker(NotificationStore& store, common::RedisClient& redis, const common::Clock& clock,
-               common::Sharding sharding, NotificationSettings settings,
-               NotificationMetrics& metrics);
+  FanoutWorker(NotificationStore& store, const common::Clock& clock, common::Sharding sharding,
+               NotificationSettings settings, NotificationMetrics& metrics);
   ~FanoutWorker();  // stops and joins the thread
 
   void Start();
@@ -94,8 +96,19 @@ class FanoutWorker {
   void Timers();
   void UpdateGauges();
 
+  // What the fan-out knows of an owner's subscriptions: their ids, sorted, and filters (in
+  // the order of the ids).
+  struct OwnerSubscriptions {
+    std::vector<std::string> ids;
+    std::vector<EncodedFilter> filters;
+  };
+  // Reads the subscriptions of `owners` not cached yet (all at once); an owner whose read
+  // failed stays uncached.
+  void LoadSubscriptions(const std::vector<std::string>& owners);
+  // After a delivery answered "retry": the owner's subscriptions are `current` now.
+  void UpdateSubscriptions(const std::string& owner, const std::vector<std::string>& current);
+
   NotificationStore& store_;
-  common::RedisClient& redis_;
   const common::Clock& clock_;
   const common::Sharding sharding_;
   const NotificationSettings settings_;
@@ -109,6 +122,12 @@ class FanoutWorker {
   std::vector<bool> retry_own_;
   common::MonotonicTime next_slow_work_ =
       common::MonotonicTime::InfinitePast();  // worker thread only
+  // Owners' subscriptions by owner, as last read: the fan-out filters in C++ and names the
+  // matched subscriptions to the delivery, whose script checks that the owner's
+  // subscription ids are still these (a subscription's filter never changes once created)
+  // and answers "retry" otherwise, so a stale entry costs a retry, never a wrong webhook.
+  // Bounded (an arbitrary owner is dropped when full); worker thread only.
+  std::map<std::string, OwnerSubscriptions> subscriptions_;
   std::thread thread_;
 };
 

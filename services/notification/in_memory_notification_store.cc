@@ -406,6 +406,64 @@ void InMemoryNotificationStore::AdvanceAcked(int shard, const std::string& autho
   done(moved);
 }
 
+void InMemoryNotificationStore::DeliverToInbox(const InboxDelivery& d, Done<DeliveryResult> done) {
+  DeliveryResult result;
+  {
+    absl::MutexLock lock(&mu_);
+    const Key marker{d.shard, absl::StrCat(d.recipient, ":", d.notification_id)};
+    const bool webhooks = d.kind != "r";
+    std::vector<std::string> current;
+    if (webhooks) {
+      const auto owned = owner_subscriptions_.find({d.shard, d.recipient});
+      if (owned != owner_subscriptions_.end()) {
+        current.assign(owned->second.begin(), owned->second.end());  // a std::set: sorted
+      }
+    }
+    if (!d.previous_notification_id.empty() &&
+        !inbox_markers_.contains(
+            {d.shard, absl::StrCat(d.recipient, ":", d.previous_notification_id)})) {
+      result.outcome = DeliveryOutcome::kBlocked;
+    } else if (inbox_markers_.contains(marker)) {
+      result.outcome = DeliveryOutcome::kDuplicate;
+    } else if (webhooks && current != d.subscription_ids) {
+      result.outcome = DeliveryOutcome::kRetry;
+      result.subscription_ids = std::move(current);
+    } else {
+      Inbox& inbox = inboxes_[{d.shard, d.recipient}];
+      const StreamId min = ParseStreamId(d.min_id).value_or(StreamId{});
+      while (!inbox.entries.empty() &&
+             (inbox.entries.begin()->second.first.id < min ||
+              static_cast<int64_t>(inbox.entries.size()) > d.max_length - 1)) {
+        inbox.floor = inbox.entries.begin()->second.first.id;
+        inbox.entries.erase(inbox.entries.begin());
+      }
+      StreamId id{static_cast<uint64_t>(d.now_ms), 0};
+      if (id <= inbox.last) id = StreamId{inbox.last.ms, inbox.last.seq + 1};
+      InboxEntry e;
+      e.cursor = id.ToString();
+      e.id = id;
+      e.event = d.event;
+      e.states = d.states;
+      e.recipient_state = d.recipient_state;
+      e.accept_ms = d.accept_ms;
+      e.reannouncement = d.kind == "r";
+      inbox.entries[Pos(id)] = {e, Unacked{e.cursor, d.event_id, d.request_id}};
+      inbox.last = id;
+      if (webhooks) {
+        for (const std::string& sid : d.matched) {
+          const Key job{d.shard, absl::StrCat(sid, "/", d.notification_id)};
+          if (!webhook_jobs_.insert(job).second) continue;
+          webhook_due_[job] = d.now_ms;
+          ++result.jobs;
+        }
+      }
+      inbox_markers_.insert(marker);
+      result.cursor = e.cursor;
+    }
+  }
+  done(std::move(result));
+}
+
 void InMemoryNotificationStore::RecordRetrieved(int shard, const std::string& recipient,
                                                 const std::vector<std::string>& event_ids,
                                                 absl::Time now, absl::Duration, Done<int> done) {

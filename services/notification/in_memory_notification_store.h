@@ -14,9 +14,9 @@ namespace rogatory::notification {
 // NotificationStore in memory: a real, tested fake for unit tests (the contract suite in
 // tests/support/notification_store_contract.h runs against it and the Redis store). `done`
 // runs on the caller's thread before the call returns. Records never expire (no TTLs) and
-// shards only partition what the Redis store partitions. The fan-out and the event handler
-// write inboxes through Redis today; AddInboxEntry, AddReceivedEvent and
-// AddDeadLetter put what they would write. Thread-safe.
+// shards only partition what the Redis store partitions. AddInboxEntry, AddReceivedEvent and
+// AddDeadLetter put what the fan-out, the event handler and the webhook dispatcher would
+// write. Thread-safe.
 class InMemoryNotificationStore final : public NotificationStore {
  public:
   // What the fan-out writes into an inbox (id "<ms>-<seq>", increasing).
@@ -49,6 +49,7 @@ class InMemoryNotificationStore final : public NotificationStore {
                    Done<std::vector<Unacked>> done) override;
   void AdvanceAcked(int shard, const std::string& authority, const std::string& cursor,
                     Done<bool> done) override;
+  void DeliverToInbox(const InboxDelivery& delivery, Done<DeliveryResult> done) override;
   void RecordRetrieved(int shard, const std::string& recipient,
                        const std::vector<std::string>& event_ids, absl::Time now,
                        absl::Duration retention, Done<int> done) override;
@@ -121,6 +122,10 @@ class InMemoryNotificationStore final : public NotificationStore {
   std::map<int, std::set<std::pair<int64_t, std::string>>> dead_order_ ABSL_GUARDED_BY(mu_);
   std::map<Key, DeadLetterRecord> dead_ ABSL_GUARDED_BY(mu_);
   std::map<Key, int64_t> webhook_due_ ABSL_GUARDED_BY(mu_);
+  // Webhook jobs ("<subscription>/<notification id>") ever enqueued, and the inboxes' markers
+  // ("<authority>:<notification id>").
+  std::set<Key> webhook_jobs_ ABSL_GUARDED_BY(mu_);
+  std::set<Key> inbox_markers_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace rogatory::notification

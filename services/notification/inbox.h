@@ -5,7 +5,6 @@
 #include <string>
 
 #include "absl/strings/string_view.h"
-#include "rogatory/common/redis.h"
 
 namespace rogatory::notification {
 
@@ -18,11 +17,5 @@ struct StreamId {
   std::string ToString() const;
 };
 std::optional<StreamId> ParseStreamId(absl::string_view text);
-
-// Lua helper (a string to prepend to scripts): trim(stream, floor_key, min_id,
-// max_len) trims by age (entries before min_id "<ms>-0") and length, and
-// records in floor_key the id of the newest entry removed, so a cursor older
-// than it is known to have a gap.
-extern const char kTrimLua[];
 
 }  // namespace rogatory::notification

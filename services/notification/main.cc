@@ -112,7 +112,7 @@ int main(int argc, char** argv) {
         parts.services.push_back(notification_service);
         auto* transport = parts.Own(std::make_shared<n::CurlWebhookTransport>(
             s.webhook_endpoint_policy(), s.webhook_timeout));
-        auto fanout = std::make_shared<n::FanoutWorker>(*store, platform.redis(), platform.clock(),
+        auto fanout = std::make_shared<n::FanoutWorker>(*store, platform.clock(),
                                                         platform.sharding(), s, *metrics);
         auto dispatcher = std::make_shared<n::WebhookDispatcher>(
             platform.redis(), platform.clock(), platform.sharding(), s, *metrics, *transport);

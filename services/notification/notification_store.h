@@ -169,6 +169,45 @@ class NotificationStore {
   virtual void AdvanceAcked(int shard, const std::string& authority, const std::string& cursor,
                             Done<bool> done) = 0;
 
+  // Delivers one notification into `recipient`'s inbox (the fan-out worker; the recipient's
+  // shard): trims the inbox by age and length first (as OpenInbox), adds the entry and
+  // enqueues a webhook job for each of `matched`, unless one exists. The caller filters: it
+  // names the owner's subscriptions as it knows them (`subscription_ids`, sorted) and those
+  // whose filter matches; when the owner's subscriptions differ, nothing is written and the
+  // answer is kRetry with the current ids (a subscription's filter never changes once
+  // created). A reannouncement (kind "r") enqueues no webhook and checks no subscription.
+  struct InboxDelivery {
+    int shard = 0;
+    std::string recipient;
+    std::string recipient_state;  // "" when the fan-out does not know it
+    // The marker's name: the event id, "<event id>:r" for a reannouncement, or the
+    // escalation notice's event id; also the webhook job's name after the subscription.
+    std::string notification_id;
+    // The batch's previous delivery to the same inbox, which must be in first (kBlocked
+    // until it is); "" none.
+    std::string previous_notification_id;
+    std::string event;  // serialized rogatory.common.v1.Event
+    std::string event_id;
+    std::string request_id;
+    std::string kind;    // "n" notification, "r" reannouncement, "x" escalation notice
+    std::string states;  // the request's states, ",DE,FR,"
+    int64_t accept_ms = 0;
+    int64_t now_ms = 0;
+    std::string min_id;  // "<ms>-0": older entries are trimmed
+    int64_t max_length = 0;
+    absl::Duration marker_retention;
+    std::vector<std::string> subscription_ids;  // sorted
+    std::vector<std::string> matched;           // a subset of subscription_ids
+  };
+  enum class DeliveryOutcome { kDelivered, kDuplicate, kBlocked, kRetry };
+  struct DeliveryResult {
+    DeliveryOutcome outcome = DeliveryOutcome::kDelivered;
+    std::string cursor;                         // kDelivered: the new entry's id
+    int jobs = 0;                               // kDelivered: webhook jobs enqueued
+    std::vector<std::string> subscription_ids;  // kRetry: the owner's, sorted
+  };
+  virtual void DeliverToInbox(const InboxDelivery& delivery, Done<DeliveryResult> done) = 0;
+
   // --- delivery evidence (a request's shard) ---
 
   // Records that `recipient` retrieved each of `event_ids` (events of requests of

@@ -2,6 +2,7 @@
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "notification_keys.h"
 #include "notification_lua_scripts.h"
 #include "redis_notification_store.h"
@@ -27,6 +28,10 @@ const LuaScript& AckReadScript() {
 }
 const LuaScript& AckAdvanceScript() {
   static const LuaScript* s = new LuaScript(std::string(lua::kInboxAckAdvance));
+  return *s;
+}
+const LuaScript& DeliverScript() {
+  static const LuaScript* s = new LuaScript(std::string(lua::kInboxDeliver));
   return *s;
 }
 
@@ -116,6 +121,65 @@ void RedisNotificationStore::AdvanceAcked(int shard, const std::string& authorit
                 auto moved = common::ReplyInteger(*reply, "inbox acknowledgement");
                 if (!moved.ok()) return done(moved.status());
                 done(*moved == 1);
+              });
+}
+
+void RedisNotificationStore::DeliverToInbox(const InboxDelivery& d, Done<DeliveryResult> done) {
+  const int shard = d.shard;
+  const std::string marker = Keys::InboxMarker(shard, d.recipient, d.notification_id);
+  const bool waits = !d.previous_notification_id.empty();
+  std::vector<std::string> keys = {
+      Keys::Inbox(shard, d.recipient),
+      Keys::InboxFloor(shard, d.recipient),
+      marker,
+      Keys::OwnerSubscriptions(shard, d.recipient),
+      Keys::WebhookDue(shard),
+      waits ? Keys::InboxMarker(shard, d.recipient, d.previous_notification_id) : marker};
+  std::vector<std::string> args = {d.event,
+                                   absl::StrCat(d.accept_ms),
+                                   d.kind,
+                                   absl::StrCat(d.now_ms),
+                                   d.min_id,
+                                   absl::StrCat(d.max_length),
+                                   absl::StrCat(absl::ToInt64Milliseconds(d.marker_retention)),
+                                   d.states,
+                                   d.notification_id,
+                                   d.request_id,
+                                   d.recipient,
+                                   d.recipient_state,
+                                   d.event_id,
+                                   waits ? "1" : "0",
+                                   absl::StrJoin(d.subscription_ids, ",")};
+  if (d.kind != "r") {
+    for (const std::string& id : d.matched) {
+      keys.push_back(Keys::WebhookJob(shard, absl::StrCat(id, "/", d.notification_id)));
+      args.push_back(id);
+    }
+  }
+  redis_.Eval(DeliverScript(), std::move(keys), std::move(args),
+              [done = std::move(done)](absl::StatusOr<RedisReply> reply) {
+                if (!reply.ok()) return done(reply.status());
+                auto answer = common::ReplyStrings(*reply, "inbox delivery");
+                if (!answer.ok()) return done(answer.status());
+                if (answer->empty()) {
+                  return done(absl::InternalError("inbox delivery: Redis answered nothing"));
+                }
+                const std::string& outcome = (*answer)[0];
+                DeliveryResult result;
+                if (outcome == "blocked") {
+                  result.outcome = DeliveryOutcome::kBlocked;
+                } else if (outcome == "duplicate") {
+                  result.outcome = DeliveryOutcome::kDuplicate;
+                } else if (outcome == "retry") {
+                  result.outcome = DeliveryOutcome::kRetry;
+                  result.subscription_ids.assign(answer->begin() + 1, answer->end());
+                } else if (outcome == "ok" && answer->size() >= 3) {
+                  result.cursor = (*answer)[1];
+                  result.jobs = static_cast<int>(ToInt((*answer)[2]));
+                } else {
+                  return done(absl::InternalError("inbox delivery: unexpected reply"));
+                }
+                done(std::move(result));
               });
 }
 

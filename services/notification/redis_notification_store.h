@@ -34,6 +34,7 @@ class RedisNotificationStore final : public NotificationStore {
                    Done<std::vector<Unacked>> done) override;
   void AdvanceAcked(int shard, const std::string& authority, const std::string& cursor,
                     Done<bool> done) override;
+  void DeliverToInbox(const InboxDelivery& delivery, Done<DeliveryResult> done) override;
 
   void RecordRetrieved(int shard, const std::string& recipient,
                        const std::vector<std::string>& event_ids, absl::Time now,

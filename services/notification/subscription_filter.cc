@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <utility>
 
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -85,27 +86,24 @@ void ValidateFilter(const v1::SubscriptionFilter& f, const std::string& path,
   }
 }
 
+bool FilterMatches(const EncodedFilter& filter, absl::string_view instrument,
+                   absl::string_view type, absl::string_view states) {
+  // Each list is ",a,b," (empty: everything), so ",<value>," finds a value.
+  const auto has = [](absl::string_view list, absl::string_view value) {
+    return list.empty() || absl::StrContains(list, absl::StrCat(",", value, ","));
+  };
+  if (!has(filter.instruments, instrument) || !has(filter.types, type)) return false;
+  if (filter.states.empty()) return true;
+  for (absl::string_view state : absl::StrSplit(states, ',', absl::SkipEmpty())) {
+    if (absl::StrContains(filter.states, absl::StrCat(",", state, ","))) return true;
+  }
+  return false;
+}
+
 bool FilterMatches(const v1::SubscriptionFilter& filter, const common::v1::Event& event,
                    const std::vector<std::string>& states) {
-  if (filter.instruments_size() > 0 &&
-      std::find(filter.instruments().begin(), filter.instruments().end(), event.instrument()) ==
-          filter.instruments().end()) {
-    return false;
-  }
-  if (filter.event_types_size() > 0 &&
-      std::find(filter.event_types().begin(), filter.event_types().end(), event.type()) ==
-          filter.event_types().end()) {
-    return false;
-  }
-  if (filter.states_size() > 0) {
-    for (const auto& s : states) {
-      if (std::find(filter.states().begin(), filter.states().end(), s) != filter.states().end()) {
-        return true;
-      }
-    }
-    return false;
-  }
-  return true;
+  return FilterMatches(EncodeFilter(filter), absl::StrCat(static_cast<int>(event.instrument())),
+                       absl::StrCat(static_cast<int>(event.type())), EncodeList(states));
 }
 
 }  // namespace rogatory::notification

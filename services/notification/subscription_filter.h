@@ -26,8 +26,13 @@ std::vector<std::string> DecodeList(absl::string_view encoded);
 void ValidateFilter(const v1::SubscriptionFilter& filter, const std::string& path,
                     common::FieldViolations& v);
 
-// Whether an event matches a subscription filter (unset parts match
-// everything). `states` are the states the request involves.
+// Whether an event matches a subscription filter (unset parts match everything): one of
+// the filter's instruments and event types (when it names any), and at least one of the
+// states the request involves (when it names any). The one implementation of the filter:
+// Subscribe streams and webhook subscriptions (the fan-out worker) both match with it.
+bool FilterMatches(const EncodedFilter& filter, absl::string_view instrument,
+                   absl::string_view type, absl::string_view states);
+// The same for a filter as a Subscribe request gives it; `states` as a list.
 bool FilterMatches(const v1::SubscriptionFilter& filter, const common::v1::Event& event,
                    const std::vector<std::string>& states);
 

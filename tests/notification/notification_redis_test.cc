@@ -69,8 +69,7 @@ class NotificationRedisTest : public ::testing::Test {
     store_ = std::make_unique<RedisNotificationStore>(*redis_);
     handler_ = std::make_unique<NotificationEventHandler>(*store_, clock_, sharding_, settings_,
                                                           *metrics_);
-    fanout_ =
-        std::make_unique<FanoutWorker>(*store_, *redis_, clock_, sharding_, settings_, *metrics_);
+    fanout_ = std::make_unique<FanoutWorker>(*store_, clock_, sharding_, settings_, *metrics_);
     service_ = std::make_unique<NotificationService>(*redis_, clock_, pipeline_, sharding_,
                                                      settings_, *metrics_, *handler_);
     grpc::ServerBuilder b;
@@ -687,6 +686,100 @@ TEST_F(NotificationRedisTest, FailedDeliveryInBatchAcknowledgesOnlyThePrefixAndK
   EXPECT_THAT(inbox_events(kIssuer), ::testing::ElementsAre("ev-1", "ev-4"));
   EXPECT_EQ(common::RunRedisCommand(*redis_, {"XLEN", stream})->integer, 0);
   EXPECT_EQ(pending(), 0);
+}
+
+// Counts the fan-out's inbox deliveries (script runs) and its reads of owners'
+// subscriptions (SMEMBERS) on their way to Redis.
+class CountingRedisClient final : public common::RedisClient {
+ public:
+  explicit CountingRedisClient(common::RedisClient& inner) : inner_(inner) {}
+  void Command(std::vector<std::string> args, common::RedisCallback done) override {
+    if (!args.empty() && args[0] == "SMEMBERS") ++reads_;
+    inner_.Command(std::move(args), std::move(done));
+  }
+  void Eval(const common::LuaScript& script, std::vector<std::string> keys,
+            std::vector<std::string> args, common::RedisCallback done) override {
+    if (script.source().find("-- Delivers one notification into an authority's inbox") !=
+        std::string::npos) {
+      ++deliveries_;
+    }
+    inner_.Eval(script, std::move(keys), std::move(args), std::move(done));
+  }
+  // {deliveries, reads} since the last call.
+  std::pair<int, int> Take() { return {deliveries_.exchange(0), reads_.exchange(0)}; }
+
+ private:
+  common::RedisClient& inner_;
+  std::atomic<int> deliveries_{0};
+  std::atomic<int> reads_{0};
+};
+
+// Issue 17's budget: a delivery into an inbox is one round trip, as it was when the script
+// filtered the owner's subscriptions itself. The fan-out filters them in C++ from what it
+// knows of the owner; a change of the owner's subscriptions costs one retry (and a read when
+// one was added), and a webhook job goes to matching subscriptions only.
+TEST_F(NotificationRedisTest, InboxDeliveryTakesOneRoundTripOnceTheOwnersSubscriptionsAreKnown) {
+  StartService();
+  CountingRedisClient counting(*redis_);
+  RedisNotificationStore store(counting);
+  FanoutWorker worker(store, clock_, sharding_, settings_, *metrics_);
+  const int shard = sharding_.ShardFor(kIssuer);
+  auto subscribe = [&](const std::string& id, const std::string& types) {
+    NotificationStore::NewSubscription s;
+    s.shard = shard;
+    s.id = id;
+    s.owner = kIssuer;
+    s.owner_state = "FR";
+    s.endpoint_uri = "https://hooks.example/" + id;
+    s.filter.types = types;
+    s.create_ms = absl::ToUnixMillis(clock_.Now());
+    s.secret = "whsec_" + id;
+    s.max_per_owner = 10;
+    absl::Notification done;
+    store_->CreateSubscription(s, [&](absl::StatusOr<NotificationStore::CreateResult> r) {
+      EXPECT_TRUE(r.ok() && r->outcome == NotificationStore::CreateOutcome::kCreated);
+      done.Notify();
+    });
+    done.WaitForNotification();
+  };
+  subscribe("sub-all", "");
+  subscribe("sub-closed", absl::StrCat(",", common::v1::EVENT_TYPE_REQUEST_CLOSED, ","));
+  // One fan-out entry to the issuer alone, then one pass.
+  auto deliver = [&](const std::string& id) {
+    const std::string pb = MakeEvent(id, Request(0)).SerializeAsString();
+    EXPECT_TRUE(
+        common::RunRedisCommand(
+            *redis_,
+            {"XADD", Keys::Fanout(0), "*", "ev", pb, "to", absl::StrCat(kIssuer, "@FR"), "acc",
+             absl::StrCat(absl::ToUnixMillis(clock_.Now())), "kind", "n", "st", ",FR,", "inst", "1",
+             "typ", absl::StrCat(common::v1::EVENT_TYPE_REQUEST_SUBMITTED)})
+            .ok());
+    counting.Take();
+    EXPECT_EQ(worker.RunOnce(/*all=*/false), 1);
+    return counting.Take();
+  };
+  using Trips = std::pair<int, int>;  // {deliveries, subscription reads}
+  EXPECT_EQ(deliver("ev-1"), Trips(1, 1)) << "the owner's subscriptions read once";
+  EXPECT_EQ(deliver("ev-2"), Trips(1, 0)) << "steady state: one round trip";
+  subscribe("sub-new", "");
+  EXPECT_EQ(deliver("ev-3"), Trips(2, 1)) << "a subscription added: retried after a read";
+  absl::Notification deleted;
+  store_->DeleteSubscription(shard, kIssuer, "sub-new",
+                             [&](absl::StatusOr<NotificationStore::DeleteOutcome> r) {
+                               EXPECT_TRUE(r.ok());
+                               deleted.Notify();
+                             });
+  deleted.WaitForNotification();
+  EXPECT_EQ(deliver("ev-4"), Trips(2, 0)) << "a subscription deleted: retried, nothing read";
+  EXPECT_EQ(deliver("ev-5"), Trips(1, 0));
+
+  EXPECT_THAT(InboxEvents(kIssuer), ::testing::ElementsAre("ev-1", "ev-2", "ev-3", "ev-4", "ev-5"));
+  auto jobs = common::RunRedisCommand(*redis_, {"ZRANGE", Keys::WebhookDue(shard), "0", "-1"});
+  ASSERT_TRUE(jobs.ok());
+  std::set<std::string> queued;
+  for (const auto& job : jobs->elements) queued.insert(job.str);
+  EXPECT_EQ(queued, (std::set<std::string>{"sub-all/ev-1", "sub-all/ev-2", "sub-all/ev-3",
+                                           "sub-new/ev-3", "sub-all/ev-4", "sub-all/ev-5"}));
 }
 
 // With the poll interval at 10 s, an event still reaches an open stream at once: the

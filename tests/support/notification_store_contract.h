@@ -110,6 +110,42 @@ class NotificationStoreContractTest : public ::testing::Test {
         [&](auto done) { store_->ReceiveEvent(r, std::move(done)); });
   }
 
+  // A delivery of event `event_id` of request "rq-3" into DE-STA-BERLIN's inbox (shard 2,
+  // where NewSub puts its subscriptions), now 1767225600000.
+  static Store::InboxDelivery Delivery(const std::string& event_id,
+                                       std::vector<std::string> subscription_ids = {},
+                                       std::vector<std::string> matched = {}) {
+    Store::InboxDelivery d;
+    d.shard = 2;
+    d.recipient = "DE-STA-BERLIN";
+    d.recipient_state = "DE";
+    d.notification_id = event_id;
+    d.event = "bytes of " + event_id;
+    d.event_id = event_id;
+    d.request_id = "rq-3";
+    d.kind = "n";
+    d.states = ",DE,FR,";
+    d.accept_ms = 1767225500000;
+    d.now_ms = 1767225600000;
+    d.min_id = "0-0";
+    d.max_length = 100;
+    d.marker_retention = absl::Hours(1);
+    d.subscription_ids = std::move(subscription_ids);
+    d.matched = std::move(matched);
+    return d;
+  }
+  absl::StatusOr<Store::DeliveryResult> Deliver(const Store::InboxDelivery& d) {
+    return Await<Store::DeliveryResult>(
+        [&](auto done) { store_->DeliverToInbox(d, std::move(done)); });
+  }
+  std::vector<Store::InboxEntry> Inbox(const std::string& authority) {
+    auto page = Await<Store::InboxPage>([&](auto done) {
+      store_->ReadInbox(2, authority, notification::StreamId{}, 100, std::move(done));
+    });
+    EXPECT_TRUE(page.ok()) << page.status();
+    return page.ok() ? page->entries : std::vector<Store::InboxEntry>{};
+  }
+
   std::unique_ptr<Store> store_;
 };
 
@@ -561,13 +597,145 @@ TYPED_TEST_P(NotificationStoreContractTest, FanoutIsReadOnceAndTimersReannounceT
   EXPECT_FALSE(stages.count({notification::v1::DELIVERY_STAGE_REANNOUNCED, "DE-STA-BERLIN"}));
 }
 
+TYPED_TEST_P(NotificationStoreContractTest, DeliveryAddsTheEntryAndQueuesTheMatchedJobsOnly) {
+  using Outcome = notification::NotificationStore::DeliveryOutcome;
+  ASSERT_TRUE(this->Create(this->NewSub("sub-a")).ok());
+  ASSERT_TRUE(this->Create(this->NewSub("sub-b")).ok());
+  // The caller filtered: sub-a matches, sub-b does not.
+  auto delivered = this->Deliver(this->Delivery("ev-1", {"sub-a", "sub-b"}, {"sub-a"}));
+  ASSERT_TRUE(delivered.ok()) << delivered.status();
+  EXPECT_EQ(delivered->outcome, Outcome::kDelivered);
+  EXPECT_EQ(delivered->cursor, "1767225600000-0");
+  EXPECT_EQ(delivered->jobs, 1);
+  // Both match the next one; a reannouncement queues no webhook and checks no subscription.
+  auto both = this->Deliver(this->Delivery("ev-2", {"sub-a", "sub-b"}, {"sub-a", "sub-b"}));
+  ASSERT_TRUE(both.ok()) << both.status();
+  EXPECT_EQ(both->jobs, 2);
+  auto again = this->Delivery("ev-1");
+  again.notification_id = "ev-1:r";
+  again.kind = "r";
+  auto reannounced = this->Deliver(again);
+  ASSERT_TRUE(reannounced.ok()) << reannounced.status();
+  EXPECT_EQ(reannounced->outcome, Outcome::kDelivered);
+  EXPECT_EQ(reannounced->jobs, 0);
+
+  const auto entries = this->Inbox("DE-STA-BERLIN");
+  ASSERT_EQ(entries.size(), 3u);
+  EXPECT_EQ(entries[0].cursor, "1767225600000-0");
+  EXPECT_EQ(entries[0].event, "bytes of ev-1");
+  EXPECT_EQ(entries[0].states, ",DE,FR,");
+  EXPECT_EQ(entries[0].recipient_state, "DE");
+  EXPECT_EQ(entries[0].accept_ms, 1767225500000);
+  EXPECT_FALSE(entries[0].reannouncement);
+  EXPECT_EQ(entries[1].cursor, "1767225600000-1");  // the same ms: the next sequence
+  EXPECT_TRUE(entries[2].reannouncement);
+  // Acknowledging names the delivered event and its request.
+  auto unacked =
+      this->template Await<std::vector<notification::NotificationStore::Unacked>>([&](auto done) {
+        this->store_->ReadUnacked(2, "DE-STA-BERLIN", entries[0].cursor, 10, std::move(done));
+      });
+  ASSERT_TRUE(unacked.ok() && unacked->size() == 1u);
+  EXPECT_EQ((*unacked)[0].event_id, "ev-1");
+  EXPECT_EQ((*unacked)[0].request_id, "rq-3");
+}
+
+TYPED_TEST_P(NotificationStoreContractTest, DuplicateDeliveryIsRefusedAndAddsNothing) {
+  using Outcome = notification::NotificationStore::DeliveryOutcome;
+  ASSERT_TRUE(this->Create(this->NewSub("sub-a")).ok());
+  auto first = this->Deliver(this->Delivery("ev-1", {"sub-a"}, {"sub-a"}));
+  ASSERT_TRUE(first.ok()) << first.status();
+  EXPECT_EQ(first->outcome, Outcome::kDelivered);
+  auto second = this->Deliver(this->Delivery("ev-1", {"sub-a"}, {"sub-a"}));
+  ASSERT_TRUE(second.ok()) << second.status();
+  EXPECT_EQ(second->outcome, Outcome::kDuplicate);
+  EXPECT_EQ(second->jobs, 0);
+  // Even with stale subscriptions: the notification is in, so there is nothing to retry.
+  auto stale = this->Deliver(this->Delivery("ev-1"));
+  ASSERT_TRUE(stale.ok()) << stale.status();
+  EXPECT_EQ(stale->outcome, Outcome::kDuplicate);
+  EXPECT_EQ(this->Inbox("DE-STA-BERLIN").size(), 1u);
+}
+
+TYPED_TEST_P(NotificationStoreContractTest, DeliveryWaitsForTheBatchsPreviousOneToTheInbox) {
+  using Outcome = notification::NotificationStore::DeliveryOutcome;
+  auto second = this->Delivery("ev-2");
+  second.previous_notification_id = "ev-1";
+  auto blocked = this->Deliver(second);
+  ASSERT_TRUE(blocked.ok()) << blocked.status();
+  EXPECT_EQ(blocked->outcome, Outcome::kBlocked);
+  EXPECT_TRUE(this->Inbox("DE-STA-BERLIN").empty());
+
+  ASSERT_EQ(this->Deliver(this->Delivery("ev-1"))->outcome, Outcome::kDelivered);
+  auto after = this->Deliver(second);
+  ASSERT_TRUE(after.ok()) << after.status();
+  EXPECT_EQ(after->outcome, Outcome::kDelivered);
+  const auto entries = this->Inbox("DE-STA-BERLIN");
+  ASSERT_EQ(entries.size(), 2u);
+  EXPECT_EQ(entries[0].event, "bytes of ev-1");
+  EXPECT_EQ(entries[1].event, "bytes of ev-2");
+}
+
+TYPED_TEST_P(NotificationStoreContractTest, ChangedSubscriptionsAreAnsweredRetryWithTheCurrentIds) {
+  using Outcome = notification::NotificationStore::DeliveryOutcome;
+  using Deleted = notification::NotificationStore::DeleteOutcome;
+  ASSERT_TRUE(this->Create(this->NewSub("sub-b")).ok());
+  ASSERT_TRUE(this->Create(this->NewSub("sub-a")).ok());
+  // The caller knew none: answered with the current ones, sorted; nothing written.
+  auto retry = this->Deliver(this->Delivery("ev-1"));
+  ASSERT_TRUE(retry.ok()) << retry.status();
+  EXPECT_EQ(retry->outcome, Outcome::kRetry);
+  EXPECT_EQ(retry->subscription_ids, (std::vector<std::string>{"sub-a", "sub-b"}));
+  EXPECT_TRUE(this->Inbox("DE-STA-BERLIN").empty());
+
+  ASSERT_EQ(this->template Await<Deleted>([&](auto done) {
+                  this->store_->DeleteSubscription(2, "DE-STA-BERLIN", "sub-b", std::move(done));
+                })
+                .value_or(Deleted::kAbsent),
+            Deleted::kDeleted);
+  auto deleted = this->Deliver(this->Delivery("ev-1", {"sub-a", "sub-b"}, {"sub-b"}));
+  ASSERT_TRUE(deleted.ok()) << deleted.status();
+  EXPECT_EQ(deleted->outcome, Outcome::kRetry);
+  EXPECT_EQ(deleted->subscription_ids, (std::vector<std::string>{"sub-a"}));
+  EXPECT_TRUE(this->Inbox("DE-STA-BERLIN").empty());
+
+  auto delivered = this->Deliver(this->Delivery("ev-1", {"sub-a"}, {"sub-a"}));
+  ASSERT_TRUE(delivered.ok()) << delivered.status();
+  EXPECT_EQ(delivered->outcome, Outcome::kDelivered);
+  EXPECT_EQ(delivered->jobs, 1);
+}
+
+TYPED_TEST_P(NotificationStoreContractTest, DeliveryTrimsTheInboxByAgeAndLength) {
+  using Store = notification::NotificationStore;
+  const std::string who = "DE-STA-BERLIN";
+  for (uint64_t i = 1; i <= 4; ++i) {
+    TypeParam::AddInboxEntry(*this->store_, 2, who,
+                             this->Entry(1000 * i, 0, "ev" + std::to_string(i)),
+                             "e" + std::to_string(i), "rq-1");
+  }
+  // Entries before 2000 are too old; with the new one, at most 2 are kept.
+  auto d = this->Delivery("ev-5");
+  d.min_id = "2000-0";
+  d.max_length = 2;
+  ASSERT_EQ(this->Deliver(d)->outcome, Store::DeliveryOutcome::kDelivered);
+  const auto entries = this->Inbox(who);
+  ASSERT_EQ(entries.size(), 2u);
+  EXPECT_EQ(entries[0].cursor, "4000-0");
+  EXPECT_EQ(entries[1].event, "bytes of ev-5");
+  auto bounds = this->template Await<Store::InboxBounds>(
+      [&](auto done) { this->store_->OpenInbox(2, who, "0-0", 100, std::move(done)); });
+  ASSERT_TRUE(bounds.ok()) << bounds.status();
+  EXPECT_EQ(bounds->floor.ToString(), "3000-0");
+}
+
 REGISTER_TYPED_TEST_SUITE_P(
     NotificationStoreContractTest, CreatedSubscriptionIsListedAndReplayedByRequestId,
     OwnerLimitAndDeletedReplay, RotationIsTheOwnersOnly,
     InboxReadsAfterAPositionAndOpensAtItsBounds, OpeningTrimsByAgeAndLengthAndRaisesTheFloor,
     AckReadsUpToTheCursorAndThePointerOnlyMovesOn, EvidenceIsRecordedOnceForReceivedEventsOnly,
     DeadLettersAreListedPerOwnerAndRedrivenOnce, ReceivedEventReachesItsPartiesOnce,
-    JoiningPartyIsCaughtUpWithRunningDeadlinesOnly,
-    FanoutIsReadOnceAndTimersReannounceThenEscalate);
+    JoiningPartyIsCaughtUpWithRunningDeadlinesOnly, FanoutIsReadOnceAndTimersReannounceThenEscalate,
+    DeliveryAddsTheEntryAndQueuesTheMatchedJobsOnly, DuplicateDeliveryIsRefusedAndAddsNothing,
+    DeliveryWaitsForTheBatchsPreviousOneToTheInbox,
+    ChangedSubscriptionsAreAnsweredRetryWithTheCurrentIds, DeliveryTrimsTheInboxByAgeAndLength);
 
 }  // namespace rogatory::testing

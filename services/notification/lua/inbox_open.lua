@@ -13,7 +13,7 @@ local function idlt(a, b)
   am, as, bm, bs = tonumber(am), tonumber(as), tonumber(bm), tonumber(bs)
   return am < bm or (am == bm and as < bs)
 end
--- The trim (as inbox_deliver.lua trims): by age, then by length; the newest entry removed
+-- The trim (as inbox_deliver.lua trims before it adds an entry): by age, then by length; the newest entry removed
 -- becomes the floor, so a cursor older than it is known to have a gap.
 local maxlen = tonumber(ARGV[2])
 local trimmed = nil
