@@ -202,33 +202,53 @@ absl::StatusOr<ReadResult> ReadBlocking(common::RedisClient& redis, const ReadCa
 }
 
 void Page(common::RedisClient& redis, const PageCall& call, Done<PageResult> done) {
-  redis.Eval(PageScript(), {Keys::Of(call.shard, call.index)},
-             {absl::StrCat(call.max_score), absl::StrCat(call.limit),
-              call.after ? absl::StrCat(call.after->first) : std::string(),
-              call.after ? call.after->second : std::string()},
-             [done = std::move(done)](absl::StatusOr<RedisReply> reply) {
-               constexpr char kWhat[] = "deadline_index_page.lua";
-               if (!reply.ok()) return done(reply.status());
-               auto r = common::ReplyStrings(*reply, kWhat);
-               if (!r.ok()) return done(r.status());
-               if (r->empty() || r->size() % 2 != 1) {
-                 return done(absl::InternalError("unexpected reply to deadline_index_page.lua"));
-               }
-               PageResult page;
-               page.more = (*r)[0] == "1";
-               for (size_t i = 1; i + 1 < r->size(); i += 2) {
-                 PageResult::Entry e;
-                 e.id = (*r)[i];
-                 // Scores are whole milliseconds; Redis may answer them in exponent notation.
-                 double score = 0;
-                 if (!absl::SimpleAtod((*r)[i + 1], &score)) {
-                   return done(absl::InternalError("unexpected score in a deadline index"));
-                 }
-                 e.score = static_cast<int64_t>(score);
-                 page.entries.push_back(std::move(e));
-               }
-               done(std::move(page));
-             });
+  std::vector<std::string> keys = {Keys::Of(call.shard, call.index)};
+  std::vector<std::string> args = {absl::StrCat(call.max_score), absl::StrCat(call.limit),
+                                   call.after ? absl::StrCat(call.after->first) : std::string(),
+                                   call.after ? call.after->second : std::string(),
+                                   absl::StrCat(call.fields.size())};
+  args.insert(args.end(), call.fields.begin(), call.fields.end());
+  for (const std::string& id : call.hint) {
+    keys.push_back(Keys::Deadline(call.shard, id));
+    args.push_back(id);
+  }
+  redis.Eval(
+      PageScript(), std::move(keys), std::move(args),
+      [done = std::move(done), nfields = call.fields.size()](absl::StatusOr<RedisReply> reply) {
+        constexpr char kWhat[] = "deadline_index_page.lua";
+        if (!reply.ok()) return done(reply.status());
+        auto r = common::ReplyStrings(*reply, kWhat);
+        if (!r.ok()) return done(r.status());
+        const absl::Status unexpected =
+            absl::InternalError("unexpected reply to deadline_index_page.lua");
+        if (r->size() < 2) return done(unexpected);
+        const bool read = (*r)[1] == "1";
+        const size_t per_entry = 2 + (read ? nfields : 0);
+        if ((r->size() - 2) % per_entry != 0) return done(unexpected);
+        const size_t n = (r->size() - 2) / per_entry;
+        PageResult page;
+        page.more = (*r)[0] == "1";
+        for (size_t k = 0; k < n; ++k) {
+          PageResult::Entry e;
+          e.id = (*r)[2 + 2 * k];
+          // Scores are whole milliseconds; Redis may answer them in exponent notation.
+          double score = 0;
+          if (!absl::SimpleAtod((*r)[3 + 2 * k], &score)) {
+            return done(absl::InternalError("unexpected score in a deadline index"));
+          }
+          e.score = static_cast<int64_t>(score);
+          page.entries.push_back(std::move(e));
+        }
+        if (read) {
+          ReadResult fields;
+          for (size_t k = 0; k < n; ++k) {
+            const size_t at = 2 + 2 * n + k * nfields;
+            fields.emplace_back(r->begin() + at, r->begin() + at + nfields);
+          }
+          page.read = std::move(fields);
+        }
+        done(std::move(page));
+      });
 }
 
 void Erase(common::RedisClient& redis, const EraseCall& call, Done<EraseResult> done) {

@@ -112,6 +112,10 @@ struct PageCall {
   int64_t max_score = 0;
   int limit = 0;
   std::optional<std::pair<int64_t, std::string>> after;  // (score, id)
+  // Deadlines the page may list (a hint): when it lists only these, their `fields` are read
+  // with it (PageResult::read).
+  std::vector<std::string> hint;
+  std::vector<std::string> fields;
 };
 struct PageResult {
   struct Entry {
@@ -120,6 +124,8 @@ struct PageResult {
   };
   std::vector<Entry> entries;
   bool more = false;
+  // The entries' fields, as Read returns them, when the hint held every entry.
+  std::optional<ReadResult> read;
 };
 void Page(common::RedisClient& redis, const PageCall& call, Done<PageResult> done);
 

@@ -207,6 +207,9 @@ void RedisDeadlineStore::ListIndex(int shard, const std::string& index, absl::Ti
                  });
 }
 
+// The page script is given, as a hint, the deadlines the same page (shard, index, bound,
+// size, cursor) listed last time on this replica: when it lists only those, it reads them
+// too (one round trip); else they are read after it, as their ids are data.
 void RedisDeadlineStore::ListIndexPage(int shard, const std::string& index, int64_t max_score,
                                        int limit, const std::optional<IndexCursor>& after,
                                        PageCallback done) {
@@ -216,28 +219,45 @@ void RedisDeadlineStore::ListIndexPage(int shard, const std::string& index, int6
   call.max_score = max_score;
   call.limit = limit;
   if (after) call.after = std::make_pair(after->score, after->id);
-  scripts::Page(redis_, call, [this, shard, done](absl::StatusOr<scripts::PageResult> page) {
-    if (!page.ok()) return done(page.status());
-    std::vector<std::string> ids;
-    for (const auto& e : page->entries) ids.push_back(e.id);
-    auto result = std::make_shared<scripts::PageResult>(*std::move(page));
-    scripts::Read(redis_, {shard, std::move(ids), DeadlineFields()},
-                  [result, done](absl::StatusOr<scripts::ReadResult> read) {
-                    if (!read.ok()) return done(read.status());
-                    auto deadlines = ParseDeadlines(*read);
-                    if (!deadlines.ok()) return done(deadlines.status());
-                    IndexPage out;
-                    out.more = result->more;
-                    for (size_t i = 0; i < result->entries.size(); ++i) {
-                      IndexEntry e;
-                      e.score = result->entries[i].score;
-                      e.id = std::move(result->entries[i].id);
-                      e.deadline = std::move((*deadlines)[i]);
-                      out.entries.push_back(std::move(e));
-                    }
-                    done(std::move(out));
-                  });
-  });
+  call.fields = DeadlineFields();
+  std::string hint_key = absl::StrCat(shard, "|", index, "|", max_score, "|", limit, "|",
+                                      after ? absl::StrCat(after->score, "|", after->id) : "-");
+  {
+    absl::MutexLock lock(&hints_mu_);
+    auto it = page_hints_.find(hint_key);
+    if (it != page_hints_.end()) call.hint = it->second;
+  }
+  scripts::Page(
+      redis_, call,
+      [this, shard, hint_key = std::move(hint_key),
+       done](absl::StatusOr<scripts::PageResult> page) {
+        if (!page.ok()) return done(page.status());
+        std::vector<std::string> ids;
+        for (const auto& e : page->entries) ids.push_back(e.id);
+        {
+          absl::MutexLock lock(&hints_mu_);
+          if (page_hints_.size() >= kPageHints) page_hints_.clear();
+          page_hints_[hint_key] = ids;
+        }
+        auto result = std::make_shared<scripts::PageResult>(*std::move(page));
+        auto finish = [result, done](absl::StatusOr<scripts::ReadResult> read) {
+          if (!read.ok()) return done(read.status());
+          auto deadlines = ParseDeadlines(*read);
+          if (!deadlines.ok()) return done(deadlines.status());
+          IndexPage out;
+          out.more = result->more;
+          for (size_t i = 0; i < result->entries.size(); ++i) {
+            IndexEntry e;
+            e.score = result->entries[i].score;
+            e.id = std::move(result->entries[i].id);
+            e.deadline = std::move((*deadlines)[i]);
+            out.entries.push_back(std::move(e));
+          }
+          done(std::move(out));
+        };
+        if (result->read.has_value()) return finish(*std::move(result->read));
+        scripts::Read(redis_, {shard, std::move(ids), DeadlineFields()}, std::move(finish));
+      });
 }
 
 absl::StatusOr<std::vector<ClaimedTimer>> RedisDeadlineStore::Claim(int shard, absl::Time now,

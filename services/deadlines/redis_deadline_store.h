@@ -1,13 +1,17 @@
 #pragma once
 
 // DeadlineStore in Redis: the key layout is in deadline_store.h, the scripts in lua/, their
-// typed calls in deadline_scripts.h. Round trips: Get, Commit, Stats one each; ListIndex,
-// ListIndexPage and Claim two (the index or claim script, then one read of the deadlines it
-// named); EraseRequest three (the request's index, its deadlines' authorities, the erase).
+// typed calls in deadline_scripts.h. Round trips: Get, Commit, Stats one each; ListIndex and
+// Claim two (the index or claim script, then one read of the deadlines it named);
+// ListIndexPage one when the same page listed the same deadlines before on this replica
+// (a hint), else two; EraseRequest three (the request's index, its deadlines' authorities,
+// the erase).
 
+#include <map>
 #include <string>
 #include <vector>
 
+#include "absl/synchronization/mutex.h"
 #include "deadline_store.h"
 #include "rogatory/common/redis.h"
 
@@ -54,6 +58,11 @@ class RedisDeadlineStore final : public DeadlineStore {
                     CommitCallback done);
 
   common::RedisClient& redis_;
+  // ListIndexPage's hints: per page asked (shard, index, bound, size, cursor), the deadline
+  // ids it listed last; forgotten all at once past kPageHints pages.
+  static constexpr size_t kPageHints = 4096;
+  absl::Mutex hints_mu_;
+  std::map<std::string, std::vector<std::string>> page_hints_ ABSL_GUARDED_BY(hints_mu_);
 };
 
 // A stored deadline from its hash's pb and ver fields; DATA_LOSS if unreadable.

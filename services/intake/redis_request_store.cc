@@ -1,6 +1,7 @@
 #include "redis_request_store.h"
 
 #include <algorithm>
+#include <atomic>
 #include <map>
 #include <memory>
 #include <set>
@@ -807,6 +808,7 @@ struct RedisRequestStore::ListGather {
   absl::Mutex mu;
   int pending ABSL_GUARDED_BY(mu) = 0;
   int round = 0;  // touched only between rounds
+  int need = 0;   // matches the round is for, over all its shards (between rounds)
   absl::Status error ABSL_GUARDED_BY(mu);
   // What each shard returned so far, in order, with where it stopped.
   std::vector<ShardPage> pages;
@@ -833,23 +835,35 @@ void RedisRequestStore::List(const ListQuery& query, Done<ListPage> done) {
   for (int i = 0; i < shards; ++i) all[i] = i;
   const int share =
       std::min(query.page_size, std::max(4, 2 * ((query.page_size + shards - 1) / shards)));
+  gather->need = query.page_size;
   ListRound(gather, all, share);
 }
 
-// One shard's part of a round, in two steps: the candidates from the shard's index (a
-// command), then list_page.lua, which reads their hashes (declared in KEYS: their ids are
-// data, so the script cannot name them) and keeps the matches. The index is the most
-// selective one that serves the filters; when it serves them all, every entry matches
-// (indexes change with their hash in one step), so a few more candidates than `limit`
-// suffice; else the shard's scan budget is read.
+// A round in two steps. First every shard's candidates from its index (one command a shard,
+// all sent at once). Then list_page.lua on each shard with candidates, which reads their
+// hashes (declared in KEYS: their ids are data, so the script cannot name them) and keeps
+// the matches. The index is the most selective one that serves the filters; when it serves
+// them all, every entry matches (indexes change with their hash in one step), so a few more
+// candidates than `limit` suffice, and only the round's first `need` candidates over all
+// shards can make the page: the others' hashes are not read (a shard none of whose
+// candidates is among them runs no script). Else the shard's scan budget is read.
+struct RedisRequestStore::RoundShard {
+  int shard = 0;
+  ListPageCall call;
+  std::vector<ListCursor> candidates;  // newest first, after the shard's cursor
+  bool index_ends = false;             // the index has nothing past them
+};
+
 void RedisRequestStore::ListRound(const std::shared_ptr<ListGather>& gather,
                                   const std::vector<int>& shards, int limit) {
   const ListQuery& query = gather->query;
-  {
-    absl::MutexLock lock(&gather->mu);
-    gather->pending = static_cast<int>(shards.size());
-  }
-  for (int shard : shards) {
+  auto reads = std::make_shared<std::vector<RoundShard>>(shards.size());
+  auto outstanding = std::make_shared<std::atomic<int>>(static_cast<int>(shards.size()));
+  auto failed = std::make_shared<absl::Mutex>();
+  auto error = std::make_shared<absl::Status>();
+  bool all_served = false;
+  for (size_t slot = 0; slot < shards.size(); ++slot) {
+    const int shard = shards[slot];
     const std::string p = Sharding::Prefix(shard);
     const bool scoped = query.scope.has_value() && !query.scope->all;
     ListPageCall call;
@@ -901,10 +915,10 @@ void RedisRequestStore::ListRound(const std::shared_ptr<ListGather>& gather,
       served.created_from_ms.clear();
     }
     if (!query.by_update && query.created_to_ms) served.created_to_ms.clear();
-    const bool all_served = served.status.empty() && served.instrument.empty() &&
-                            served.issuing_state.empty() && served.requested_state.empty() &&
-                            served.urgency.empty() && served.created_from_ms.empty() &&
-                            served.created_to_ms.empty() && !served.scoped;
+    all_served = served.status.empty() && served.instrument.empty() &&
+                 served.issuing_state.empty() && served.requested_state.empty() &&
+                 served.urgency.empty() && served.created_from_ms.empty() &&
+                 served.created_to_ms.empty() && !served.scoped;
     std::optional<ListCursor> after;
     {
       absl::MutexLock lock(&gather->mu);
@@ -915,62 +929,126 @@ void RedisRequestStore::ListRound(const std::shared_ptr<ListGather>& gather,
     // skipped; a few more are read for them.
     const int want = all_served ? std::min(kScanBudget, limit + 2) : kScanBudget;
     const int read = want + (after ? kCursorTies : 0);
+    (*reads)[slot].shard = shard;
+    (*reads)[slot].call = std::move(call);
     redis_.Command(
         {"ZREVRANGEBYSCORE", index, max, min, "WITHSCORES", "LIMIT", "0", absl::StrCat(read)},
-        [this, gather, shard, call = std::move(call), after, want,
-         read](absl::StatusOr<RedisReply> reply) mutable {
+        [this, gather, reads, outstanding, failed, error, slot, after, want, read,
+         all_served](absl::StatusOr<RedisReply> reply) {
           constexpr absl::string_view kWhat = "ZREVRANGEBYSCORE list index";
           absl::StatusOr<std::vector<std::string>> items =
               reply.ok() ? common::ReplyStrings(*reply, kWhat)
                          : absl::StatusOr<std::vector<std::string>>(reply.status());
-          if (!items.ok()) return ListShardDone(gather, shard, items.status(), ShardPage{});
-          std::vector<ListCursor> candidates;
+          absl::Status status = items.status();
+          RoundShard& r = (*reads)[slot];
           bool dropped = false;  // read past `want`: left for the next round
-          for (size_t i = 0; i + 1 < items->size(); i += 2) {
+          for (size_t i = 0; status.ok() && i + 1 < items->size(); i += 2) {
             ListCursor at;
             at.id = (*items)[i];
             double score = 0;
             if (!absl::SimpleAtoi((*items)[i + 1], &at.create_ms)) {
               if (!absl::SimpleAtod((*items)[i + 1], &score)) {
-                return ListShardDone(gather, shard, Unexpected(kWhat), ShardPage{});
+                status = Unexpected(kWhat);
+                break;
               }
               at.create_ms = static_cast<int64_t>(score);
             }
             if (after && at.create_ms == after->create_ms && at.id >= after->id) continue;
-            if (static_cast<int>(candidates.size()) < want) {
-              candidates.push_back(std::move(at));
+            if (static_cast<int>(r.candidates.size()) < want) {
+              r.candidates.push_back(std::move(at));
             } else {
               dropped = true;
             }
           }
-          // The index has nothing past these: the shard is exhausted once they are examined.
-          const bool index_ends = static_cast<int>(items->size() / 2) < read && !dropped;
-          if (candidates.empty()) {
-            ShardPage page;
-            page.exhausted = index_ends;
-            return ListShardDone(gather, shard, absl::OkStatus(), std::move(page));
+          if (status.ok()) r.index_ends = static_cast<int>(items->size() / 2) < read && !dropped;
+          if (!status.ok()) {
+            absl::MutexLock lock(failed.get());
+            if (error->ok()) *error = status;
           }
-          call.ids.reserve(candidates.size());
-          for (const auto& c : candidates) call.ids.push_back(c.id);
-          const bool all_read = index_ends;
-          RunListPage(redis_, call,
-                      [this, gather, shard, candidates = std::move(candidates),
-                       all_read](absl::StatusOr<ListPageReply> page_reply) {
-                        ShardPage page;
-                        if (!page_reply.ok()) {
-                          return ListShardDone(gather, shard, page_reply.status(), ShardPage{});
-                        }
-                        for (auto& [position, fields] : page_reply->matches) {
-                          auto r = ParseStored(fields);
-                          if (!r.ok()) return ListShardDone(gather, shard, r.status(), ShardPage{});
-                          page.requests.push_back(*std::move(r));
-                        }
-                        const size_t examined = page_reply->examined;
-                        page.exhausted = all_read && examined == candidates.size();
-                        if (examined > 0) page.last = candidates[examined - 1];
-                        ListShardDone(gather, shard, absl::OkStatus(), std::move(page));
-                      });
+          if (outstanding->fetch_sub(1) != 1) return;
+          absl::Status first_error;
+          {
+            absl::MutexLock lock(failed.get());
+            first_error = *error;
+          }
+          ListRows(gather, std::move(*reads), all_served, std::move(first_error));
         });
+  }
+}
+
+void RedisRequestStore::ListRows(const std::shared_ptr<ListGather>& gather,
+                                 std::vector<RoundShard> reads, bool all_served,
+                                 absl::Status error) {
+  {
+    absl::MutexLock lock(&gather->mu);
+    gather->pending = static_cast<int>(reads.size());
+  }
+  if (!error.ok()) {
+    for (const RoundShard& r : reads) ListShardDone(gather, r.shard, error, ShardPage{});
+    return;
+  }
+  // The cutoff: the round's `need`-th candidate over all shards, when there are more.
+  std::optional<ListCursor> cutoff;
+  if (all_served && gather->need > 0) {
+    std::vector<const ListCursor*> all;
+    for (const RoundShard& r : reads) {
+      for (const ListCursor& c : r.candidates) all.push_back(&c);
+    }
+    const size_t need = static_cast<size_t>(gather->need);
+    if (all.size() > need) {
+      std::nth_element(
+          all.begin(), all.begin() + (need - 1), all.end(),
+          [](const ListCursor* a, const ListCursor* b) { return ComesBefore(*a, *b); });
+      cutoff = *all[need - 1];
+    }
+  }
+  for (RoundShard& r : reads) {
+    const int shard = r.shard;
+    std::vector<ListCursor> candidates = std::move(r.candidates);
+    bool cut = false;  // candidates past the cutoff left for a later round
+    if (cutoff.has_value()) {
+      size_t kept = 0;
+      while (kept < candidates.size() && !ComesBefore(*cutoff, candidates[kept])) ++kept;
+      cut = kept < candidates.size();
+      candidates.resize(kept);
+    }
+    if (candidates.empty()) {
+      ShardPage page;
+      page.exhausted = r.index_ends && !cut;
+      // Nothing of this shard comes before the cutoff: it is known up to there (unless it
+      // was known further already).
+      if (cut) {
+        absl::MutexLock lock(&gather->mu);
+        const std::optional<ListCursor>& prior = gather->pages[shard].last;
+        if (!prior.has_value() || ComesBefore(*prior, *cutoff)) page.last = cutoff;
+      }
+      ListShardDone(gather, shard, absl::OkStatus(), std::move(page));
+      continue;
+    }
+    ListPageCall call = std::move(r.call);
+    call.ids.reserve(candidates.size());
+    for (const auto& c : candidates) call.ids.push_back(c.id);
+    if (all_served) call.limit = std::max(call.limit, static_cast<int>(call.ids.size()));
+    const bool all_read = r.index_ends && !cut;
+    RunListPage(redis_, call,
+                [this, gather, shard, candidates = std::move(candidates), all_read, cut,
+                 cutoff](absl::StatusOr<ListPageReply> page_reply) {
+                  ShardPage page;
+                  if (!page_reply.ok()) {
+                    return ListShardDone(gather, shard, page_reply.status(), ShardPage{});
+                  }
+                  for (auto& [position, fields] : page_reply->matches) {
+                    auto r = ParseStored(fields);
+                    if (!r.ok()) return ListShardDone(gather, shard, r.status(), ShardPage{});
+                    page.requests.push_back(*std::move(r));
+                  }
+                  const size_t examined = page_reply->examined;
+                  page.exhausted = all_read && examined == candidates.size();
+                  if (examined > 0) page.last = candidates[examined - 1];
+                  // Examined up to the cutoff, where its next candidate lies beyond.
+                  if (cut && examined == candidates.size()) page.last = cutoff;
+                  ListShardDone(gather, shard, absl::OkStatus(), std::move(page));
+                });
   }
 }
 
@@ -1020,6 +1098,7 @@ void RedisRequestStore::ListEvaluate(const std::shared_ptr<ListGather>& gather) 
   }
   const size_t want = static_cast<size_t>(query.page_size);
   if (known.size() < want && !unfinished.empty() && ++gather->round < kListRounds) {
+    gather->need = static_cast<int>(want - known.size());
     return ListRound(gather, unfinished, static_cast<int>(want - known.size()));
   }
   std::sort(known.begin(), known.end(), [by_update](const v1::Request* a, const v1::Request* b) {

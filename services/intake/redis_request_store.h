@@ -69,6 +69,7 @@ class RedisRequestStore final : public RequestStore {
  private:
   struct ShardPage;
   struct ListGather;
+  struct RoundShard;
   // Entries a list reads past a shard's cursor for those at the cursor's own time, which it
   // skips (the cursor's among them).
   static constexpr int kCursorTies = 8;
@@ -89,6 +90,9 @@ class RedisRequestStore final : public RequestStore {
   // stopped before; evaluates the page when the last one answers.
   void ListRound(const std::shared_ptr<ListGather>& gather, const std::vector<int>& shards,
                  int limit);
+  // A round's second step, when every shard's index read is in: reads the candidates' rows.
+  void ListRows(const std::shared_ptr<ListGather>& gather, std::vector<RoundShard> reads,
+                bool all_served, absl::Status error);
   void ListEvaluate(const std::shared_ptr<ListGather>& gather);
 
   common::RedisClient& redis_;

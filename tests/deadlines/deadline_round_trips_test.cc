@@ -100,5 +100,58 @@ TEST_F(DeadlineRoundTripsTest, EachOperationTakesItsBudgetOfRoundTrips) {
   EXPECT_EQ(counting_->Take(), 3);
 }
 
+// A page listed again on the same replica (a list polled, or paged over again) is read in
+// one round trip again, as before issue 17: the page script is given the deadlines the page
+// listed last time and reads them with the page when it lists no other. A page whose
+// entries changed reads as a first one does, and every read is fresh.
+TEST_F(DeadlineRoundTripsTest, APageListedAgainReadsItsDeadlinesWithThePage) {
+  const std::string rq = RequestId(3);
+  auto first = StartDeadline(rq, "EAW_DECISION_NO_CONSENT");
+  ASSERT_TRUE(first.ok()) << first.status();
+  const int shard = *store_->ShardOfRequest(rq);
+  auto list = [&]() {
+    Waiter<absl::StatusOr<IndexPage>> page;
+    store_->ListIndexPage(shard, "byreq:" + rq, int64_t{1} << 50, 10, std::nullopt,
+                          page.Callback());
+    return page.Get();
+  };
+  ASSERT_TRUE(list().ok());
+  counting_->Take();
+
+  auto again = list();
+  ASSERT_TRUE(again.ok()) << again.status();
+  ASSERT_EQ(again->entries.size(), 1u);
+  ASSERT_TRUE(again->entries[0].deadline.has_value());
+  EXPECT_EQ(again->entries[0].deadline->deadline.id(), first->id());
+  EXPECT_EQ(counting_->Take(), 1) << "the hinted page: its deadlines read with it";
+
+  // The deadline changes: the hinted read returns it as it is now.
+  Waiter<absl::StatusOr<v1::Deadline>> completed;
+  tracker_->Mutate(
+      first->id(), "", "", [&](v1::Deadline& d) { return Complete(d, clock_.Now()); },
+      completed.Callback());
+  absl::StatusOr<v1::Deadline> now = completed.Get();
+  ASSERT_TRUE(now.ok());
+  counting_->Take();
+  auto changed = list();
+  ASSERT_TRUE(changed.ok());
+  ASSERT_EQ(changed->entries.size(), 1u);
+  ASSERT_TRUE(changed->entries[0].deadline.has_value());
+  EXPECT_EQ(changed->entries[0].deadline->deadline.state(), now->state());
+  EXPECT_EQ(counting_->Take(), 1);
+
+  // A second deadline on the page: not in the hint, so read after the page.
+  auto second = StartDeadline(rq, "EAW_DECISION_CONSENT");
+  ASSERT_TRUE(second.ok()) << second.status();
+  counting_->Take();
+  auto grown = list();
+  ASSERT_TRUE(grown.ok());
+  ASSERT_EQ(grown->entries.size(), 2u);
+  for (const IndexEntry& e : grown->entries) EXPECT_TRUE(e.deadline.has_value()) << e.id;
+  EXPECT_EQ(counting_->Take(), 2);
+  ASSERT_TRUE(list().ok());
+  EXPECT_EQ(counting_->Take(), 1);
+}
+
 }  // namespace
 }  // namespace rogatory::deadlines
