@@ -129,9 +129,10 @@ int main(int argc, char** argv) {
         dispatcher->Start();
         // Their threads use Redis: stop them (by destroying them) while the platform still
         // runs, dispatcher first (it uses the transport, which outlives it).
-        parts.on_drain.push_back([dispatcher, fanout]() mutable {
+        parts.on_drain.push_back([dispatcher, fanout, notification_service]() mutable {
           dispatcher.reset();
           fanout.reset();
+          notification_service->StopStreamTimer();
         });
         return parts;
       });

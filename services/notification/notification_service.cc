@@ -68,12 +68,16 @@ NotificationService::NotificationService(std::unique_ptr<NotificationStore> owne
       handler_(handler),
       stream_timer_([this] { StreamTimerLoop(); }) {}
 
-NotificationService::~NotificationService() {
+void NotificationService::StopStreamTimer() {
   {
     absl::MutexLock lock(&mu_);
     stopping_ = true;
   }
-  stream_timer_.join();
+  if (stream_timer_.joinable()) stream_timer_.join();
+}
+
+NotificationService::~NotificationService() {
+  StopStreamTimer();
   absl::MutexLock lock(&mu_);
   mu_.Await(absl::Condition(
       +[](int* n) { return *n == 0; }, &pending_ops_));

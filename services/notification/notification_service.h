@@ -60,6 +60,11 @@ class NotificationService final : public v1::NotificationService::CallbackServic
   // server must be shut down first).
   ~NotificationService() override;
 
+  // Stops the stream timer (heartbeats, maximum age, other replicas' inbox reads), which
+  // reads the clock and the store: main calls it at drain, before the platform's clock and
+  // Redis go. Idempotent; the destructor calls it too.
+  void StopStreamTimer();
+
   grpc::ServerWriteReactor<v1::SubscribeResponse>* Subscribe(
       grpc::CallbackServerContext* context, const v1::SubscribeRequest* request) override;
   grpc::ServerUnaryReactor* Ack(grpc::CallbackServerContext* context, const v1::AckRequest* request,
