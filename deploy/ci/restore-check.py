@@ -10,6 +10,7 @@ Everything stops, and helm/redis-restore.sh (the README's procedure) restores th
 into the data folder, which still holds the newer AOF. Redis and the services start again
 as rendered: A reads back with its history and its audit chain verifies; B, written after
 the backup, is gone (so the data really came from the backup, not from the old AOF).
+README's restore Pod manifest is checked against the render (claims, mount paths, user).
 Exits 1 on any failure.
 
 Usage: restore-check.py HELM_DIR BIN_DIR  (HELM_DIR holds helm/helm and kubectl/kubectl)
@@ -21,6 +22,8 @@ import subprocess
 import sys
 import time
 
+import yaml
+
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 import local_release as lr  # noqa: E402
 
@@ -29,6 +32,40 @@ VALUES = lr.REPO / "deploy/ci/fixtures/upgrade/operator-values.yaml"
 
 def say(message):
     print(f"[restore-check] {message}", flush=True)
+
+
+def readme_pod(rel):
+    """README's restore Pod (the manifest between <<POD and POD) mounts what the render's
+    Redis and backup CronJob use: the StatefulSet's first claim and the backup claim, at
+    the paths redis-restore.sh expects, as the Redis user; the script it runs is
+    helm/redis-restore.sh."""
+    text = (lr.REPO / "README.md").read_text()
+    section = text[text.index("### Restore from backup"):]
+    section = section[:section.index("\n### ")]
+    manifest = section[section.index("<<POD\n") + 6:section.index("\nPOD\n")]
+    pod = yaml.safe_load(manifest.replace("${image}", "redis"))
+    sts, sts_pod, redis = rel.container("StatefulSet", "rogatory-redis")
+    _, cron_pod, backup = rel.container("CronJob", "rogatory-redis-backup")
+    template = sts["spec"]["volumeClaimTemplates"][0]["metadata"]["name"]
+    want = {f"{template}-{sts['metadata']['name']}-0": "/data"}
+    for v in cron_pod["volumes"]:
+        if "persistentVolumeClaim" in v:
+            mount = next(m for m in backup["volumeMounts"] if m["name"] == v["name"])
+            want[v["persistentVolumeClaim"]["claimName"]] = mount["mountPath"]
+    (c,) = pod["spec"]["containers"]
+    mounts = {m["name"]: m["mountPath"] for m in c["volumeMounts"]}
+    got = {v["persistentVolumeClaim"]["claimName"]: mounts[v["name"]]
+           for v in pod["spec"]["volumes"]}
+    if got != want or want[f"{template}-{sts['metadata']['name']}-0"] != next(
+            m["mountPath"] for m in redis["volumeMounts"] if m["name"] == template):
+        raise RuntimeError(f"README's restore Pod mounts {got}; the render has {want}")
+    for field in ("runAsUser", "runAsGroup", "fsGroup"):
+        if pod["spec"]["securityContext"][field] != sts_pod["securityContext"][field]:
+            raise RuntimeError(f"README's restore Pod: {field} is not the Redis pod's")
+    if "sh -s -- /backup/dump-" not in section or "<helm/redis-restore.sh" not in section:
+        raise RuntimeError("README's restore steps do not run helm/redis-restore.sh")
+    say(f"README's restore Pod mounts {', '.join(f'{k} at {v}' for k, v in got.items())}, "
+        "as the render's Redis and backup CronJob")
 
 
 def run(helm_dir, bin_dir, work):
@@ -40,6 +77,7 @@ def run(helm_dir, bin_dir, work):
     private, public = lr.authority_key(work)
     secret_name, secret = lr.make_secret(work, helm_dir, public)
     rel = lr.Release(render, work, bin_dir, secret_name, secret)
+    readme_pod(rel)
     try:
         issuing, auditor = lr.caller_tokens(rel, work, private)
 
