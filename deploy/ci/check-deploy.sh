@@ -39,7 +39,8 @@
 #   restore     deploy/ci/restore-check.py: README's restore from backup: the backup
 #               CronJob's script (rendered) against the rendered Redis (AOF), then
 #               helm/redis-restore.sh into the data folder, the services read back what the
-#               backup holds (audit chain intact) and not what came after;
+#               backup holds (audit chain intact) and not what came after; README's
+#               restore Pod mounts the render's claims at the script's paths;
 #   images      base image debian:bookworm-slim made with debootstrap and `podman import`;
 #               the four runtime images built from deploy/Dockerfile with the binaries of
 #               $ROGATORY_BUILD_DIR/bin (BINARIES=prebuilt: no compile in a container),
