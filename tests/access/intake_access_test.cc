@@ -493,7 +493,9 @@ TEST(IntakeAccessMatrixTest, ChunkedUploadFollowsTheSameAccessRules) {
     v1::Document stored;
     EXPECT_EQ(f.ChunkedUpload(who, f.document, &stored).error_code(), want) << who.name;
     const bool ok = want == grpc::StatusCode::OK;
-    if (ok) EXPECT_EQ(stored.translation_of_document_id(), f.document) << who.name;
+    if (ok) {
+      EXPECT_EQ(stored.translation_of_document_id(), f.document) << who.name;
+    }
     for (const char* method :
          {"StartDocumentUpload", "UploadDocumentChunk", "CommitDocumentUpload"}) {
       EXPECT_EQ(f.Touched(method), ok) << who.name << " " << method;

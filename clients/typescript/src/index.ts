@@ -8,17 +8,12 @@
 //   for await (const item of rogatory.notification.subscribe({})) { ... }
 import { createClient, type Client, type Interceptor, type Transport } from "@connectrpc/connect";
 import { createConnectTransport, createGrpcWebTransport } from "@connectrpc/connect-web";
-import {
-  IntakeService,
-  type Document,
-  type DocumentUploadSchema,
-} from "./gen/rogatory/intake/v1/intake_pb.js";
+import { IntakeService, type Document, type DocumentKind } from "./gen/rogatory/intake/v1/intake_pb.js";
 import { TranslationRoutingService } from "./gen/rogatory/routing/v1/routing_pb.js";
 import { DeadlineService } from "./gen/rogatory/deadlines/v1/deadlines_pb.js";
 import { NotificationService } from "./gen/rogatory/notification/v1/notification_pb.js";
 import { BadRequestSchema } from "./gen/google/rpc/error_details_pb.js";
 import { Code, ConnectError } from "@connectrpc/connect";
-import type { MessageInitShape } from "@bufbuild/protobuf";
 
 export * as intake from "./gen/rogatory/intake/v1/intake_pb.js";
 export * as routing from "./gen/rogatory/routing/v1/routing_pb.js";
@@ -84,6 +79,22 @@ export function fieldViolations(error: unknown): { field: string; description: s
     d.fieldViolations.map((v) => ({ field: v.field, description: v.description })));
 }
 
+/** An upload's metadata (intake.v1.DocumentUpload) without `sha256`, which uploadDocument computes. */
+export interface DocumentUploadFields {
+  /** Idempotency key: retrying the upload with it cannot store the document twice. */
+  requestId?: string;
+  /** The request to attach to. */
+  id: string;
+  kind: DocumentKind;
+  /** BCP 47, e.g. "fr". */
+  language: string;
+  /** e.g. "application/pdf". */
+  mediaType: string;
+  title?: string;
+  /** For a translation: the document it translates. */
+  translationOfDocumentId?: string;
+}
+
 /** The largest chunk UploadDocumentChunk takes (1 MiB; within the gateway's body bound as base64). */
 export const MAX_UPLOAD_CHUNK_BYTES = 1 << 20;
 
@@ -97,8 +108,8 @@ export const MAX_UPLOAD_CHUNK_BYTES = 1 << 20;
  */
 export async function uploadDocument(
   intake: Client<typeof IntakeService>,
-  metadata: Omit<MessageInitShape<typeof DocumentUploadSchema>, "sha256">,
-  bytes: Uint8Array,
+  metadata: DocumentUploadFields,
+  bytes: Uint8Array<ArrayBuffer>,
   options: { chunkBytes?: number; retries?: number } = {},
 ): Promise<Document> {
   const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", bytes));
