@@ -48,6 +48,12 @@ const RpcRoleRule kTable[] = {
     {kIntake, "DownloadDocument", {R, R, R, O, A, N, A, N}, "id",
      "a translator: the documents of the jobs it holds"},
     {kIntake, "ListDocuments", {R, R, R, O, A, N, A, N}, "id", ""},
+    {kIntake, "StartDocumentUpload", {R, R, R, O, N, N, A, N}, "",
+     "as UploadDocument (chunked, for browsers)"},
+    {kIntake, "UploadDocumentChunk", {R, R, R, O, N, N, A, N}, "",
+     "the authority that started the upload only"},
+    {kIntake, "CommitDocumentUpload", {R, R, R, O, N, N, A, N}, "",
+     "the authority that started the upload only"},
     // translation-routing
     {kRouting, "GetRoutingDecision", {R, R, R, N, A, N, A, N}, "request_id", ""},
     {kRouting, "PreviewRouting", {A, A, A, A, A, A, A, A}, "", "the declarations are public law"},

@@ -10,7 +10,9 @@
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/escaping.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "google/protobuf/util/time_util.h"
 #include "intake_service.h"
 #include "request_validator.h"
@@ -32,6 +34,8 @@ bool IsSha256Hex(const std::string& s) {
                   (c >= 'A' && c <= 'F');
          });
 }
+
+}  // namespace
 
 absl::Status ValidateUploadMetadata(const v1::DocumentUpload& m, int shard_count) {
   common::FieldViolations v;
@@ -66,6 +70,8 @@ absl::Status ValidateUploadMetadata(const v1::DocumentUpload& m, int shard_count
   }
   return v.ToStatus();
 }
+
+namespace {
 
 absl::Status Invalid(const std::string& field, const std::string& why) {
   common::FieldViolations v;
@@ -173,11 +179,7 @@ class UploadReactor final : public grpc::ServerReadReactor<v1::UploadDocumentReq
   void OnDone() override { delete this; }
 
  private:
-  // The caller's authority pays for the document (issue 16 item 11).
-  DocumentQuota Quota() const {
-    return DocumentQuota{call_.caller.authority_id, s_.options_.max_document_bytes_per_request,
-                         s_.options_.max_document_bytes_per_authority};
-  }
+  DocumentQuota Quota() const { return s_.UploadQuota(call_); }
 
   // Waits for the client's next message, for at most upload-idle-timeout.
   void Read() {
@@ -194,38 +196,14 @@ class UploadReactor final : public grpc::ServerReadReactor<v1::UploadDocumentReq
     if (absl::Status s = ValidateUploadMetadata(meta_, s_.sharding_.shard_count()); !s.ok()) {
       return Fail(s);
     }
-    const absl::Time now = s_.clock_.Now();
-    const int shard = *s_.sharding_.ShardOf("rq", meta_.id());
-    document_.set_id(common::Sharding::MakeId("doc", shard, now));
-    document_.set_request_id(meta_.id());
-    document_.set_kind(meta_.kind());
-    document_.set_language(meta_.language());
-    document_.set_media_type(meta_.media_type());
-    document_.set_sha256(absl::AsciiStrToLower(meta_.sha256()));
-    document_.set_translation_of_document_id(meta_.translation_of_document_id());
-    document_.set_title(meta_.title());
-    if (!meta_.request_id().empty()) {
-      idempotency_ = Idempotency{call_.caller.authority_id, meta_.request_id(),
-                                 Fingerprint("UploadDocument", meta_)};
-    }
-    // The request must exist before bytes are taken in; a translator may only add the
-    // translation of a document whose job it holds.
-    s_.store_.Load(meta_.id(), std::nullopt, [this](absl::StatusOr<Snapshot> snap) {
-      if (!snap.ok()) return Fail(snap.status());
-      DocumentReach(s_.store_, call_, meta_.id(), common::AccessKind::kChange,
-                    [this](absl::StatusOr<std::optional<std::set<std::string>>> reach) {
-                      if (!reach.ok()) return Fail(reach.status());
-                      if (reach->has_value()) {
-                        if (meta_.kind() != v1::DOCUMENT_KIND_TRANSLATION ||
-                            !(*reach)->contains(meta_.translation_of_document_id())) {
-                          return Fail(NoSuchDocument());
-                        }
-                        call_.Touch(meta_.id(), common::AccessKind::kChange,
-                                    meta_.translation_of_document_id());
-                      }
-                      Read();
-                    });
-    });
+    // A replay is answered at the commit, once the bytes are in.
+    s_.BeginUpload(call_, meta_, /*look_up_replay=*/false,
+                   [this](absl::StatusOr<IntakeService::UploadPlan> plan) {
+                     if (!plan.ok()) return Fail(plan.status());
+                     document_ = std::move(plan->document);
+                     idempotency_ = std::move(plan->idempotency);
+                     Read();
+                   });
   }
 
   void Verify() {
@@ -234,68 +212,16 @@ class UploadReactor final : public grpc::ServerReadReactor<v1::UploadDocumentReq
     EVP_DigestFinal_ex(hash_, digest, &length);
     const std::string hex =
         absl::BytesToHexString(absl::string_view(reinterpret_cast<const char*>(digest), length));
-    if (size_ == 0) return Fail(Invalid("chunk", "no bytes were sent"));
-    if (hex != document_.sha256()) {
-      return Fail(Invalid("metadata.sha256",
-                          "the bytes received do not match it: a chunk was corrupted or lost"));
-    }
+    if (absl::Status s = CheckUploadedBytes(size_, hex, document_); !s.ok()) return Fail(s);
     document_.set_size_bytes(size_);
-    Commit(IntakeService::kChangeAttempts);
-  }
-
-  void Commit(int attempts_left) {
-    s_.store_.Load(meta_.id(), idempotency_, [this, attempts_left](absl::StatusOr<Snapshot> snap) {
-      if (!snap.ok()) return Fail(snap.status());
-      if (snap->replay.has_value()) return Replayed(*snap->replay);
-      const absl::Time now = s_.clock_.Now();
-      *document_.mutable_create_time() =
-          google::protobuf::util::TimeUtil::MillisecondsToTimestamp(absl::ToUnixMillis(now));
-      const int64_t version = snap->version + 1;
-      v1::Request after = snap->request;
-      after.set_etag(absl::StrCat(version));
-      commonpb::Event e = NewIntakeEvent(after, commonpb::EVENT_TYPE_DOCUMENT_ADDED, version, now,
-                                         ActorOf(call_.caller));
-      e.mutable_document()->set_document_id(document_.id());
-      e.mutable_document()->set_language(document_.language());
-      e.mutable_document()->set_sha256(document_.sha256());
-      Mutation m;
-      m.id = meta_.id();
-      m.expected_version = snap->version;
-      m.new_version = version;
-      m.updated_ms = absl::ToUnixMillis(now);
-      m.history.push_back(e);
-      m.outbox.push_back(std::move(e));
-      m.idempotency = idempotency_;
-      m.result = document_.SerializeAsString();
-      s_.documents_->Commit(document_, std::move(m), Quota(),
-                            [this, attempts_left](absl::StatusOr<MutationOutcome> outcome) {
-                              if (!outcome.ok()) {
-                                if (IsStaleVersion(outcome.status()) && attempts_left > 1) {
-                                  return Commit(attempts_left - 1);
-                                }
-                                return Fail(outcome.status());
-                              }
-                              if (outcome->kind == MutationOutcome::Kind::kReplayed) {
-                                return Replayed(outcome->result);
-                              }
-                              staged_ = false;
-                              *response_->mutable_document() = document_;
-                              common::Log::Info("document added",
-                                                {{"request", document_.request_id()},
-                                                 {"document", document_.id()},
-                                                 {"size_bytes", document_.size_bytes()},
-                                                 {"trace_id", call_.trace_id}});
-                              Done(absl::OkStatus());
-                            });
-    });
-  }
-
-  // An earlier upload with the same key stored this document: answer it, drop our bytes.
-  void Replayed(const std::string& result) {
-    if (!response_->mutable_document()->ParseFromString(result)) {
-      return Fail(absl::InternalError("stored result does not parse"));
-    }
-    Fail(absl::OkStatus());
+    s_.CommitUpload(call_, document_, idempotency_, IntakeService::kChangeAttempts,
+                    [this](absl::StatusOr<v1::Document> stored, bool replayed) {
+                      if (!stored.ok()) return Fail(stored.status());
+                      *response_->mutable_document() = *std::move(stored);
+                      // A replay drops our bytes; a commit made them the document's.
+                      if (!replayed) staged_ = false;
+                      Fail(absl::OkStatus());
+                    });
   }
 
   // Ends the call, discarding what was staged first.
@@ -328,6 +254,130 @@ class UploadReactor final : public grpc::ServerReadReactor<v1::UploadDocumentReq
   std::optional<Idempotency> idempotency_;
   std::shared_ptr<common::IdleWatch::Entry> idle_;  // null: no idle timeout
 };
+
+absl::Status CheckUploadedBytes(int64_t size, const std::string& sha256_hex,
+                                const v1::Document& document) {
+  if (size == 0) return Invalid("chunk", "no bytes were sent");
+  if (sha256_hex != document.sha256()) {
+    return Invalid("metadata.sha256",
+                   "the bytes received do not match it: a chunk was corrupted or lost");
+  }
+  return absl::OkStatus();
+}
+
+DocumentQuota IntakeService::UploadQuota(const common::CallContext& call) const {
+  return DocumentQuota{call.caller.authority_id, options_.max_document_bytes_per_request,
+                       options_.max_document_bytes_per_authority};
+}
+
+absl::Duration IntakeService::UploadIdle() const {
+  if (options_.upload_idle_watch == nullptr ||
+      options_.upload_idle_watch->timeout() <= absl::ZeroDuration()) {
+    return absl::Hours(1);
+  }
+  return options_.upload_idle_watch->timeout();
+}
+
+void IntakeService::BeginUpload(const common::CallContext& call, const v1::DocumentUpload& meta,
+                                bool look_up_replay,
+                                std::function<void(absl::StatusOr<UploadPlan>)> next) {
+  const absl::Time now = clock_.Now();
+  const int shard = *sharding_.ShardOf("rq", meta.id());
+  auto plan = std::make_shared<UploadPlan>();
+  v1::Document& d = plan->document;
+  d.set_id(common::Sharding::MakeId("doc", shard, now));
+  d.set_request_id(meta.id());
+  d.set_kind(meta.kind());
+  d.set_language(meta.language());
+  d.set_media_type(meta.media_type());
+  d.set_sha256(absl::AsciiStrToLower(meta.sha256()));
+  d.set_translation_of_document_id(meta.translation_of_document_id());
+  d.set_title(meta.title());
+  if (!meta.request_id().empty()) {
+    // Both upload methods fingerprint the metadata alike, so they share their keys.
+    plan->idempotency = Idempotency{call.caller.authority_id, meta.request_id(),
+                                    Fingerprint("UploadDocument", meta)};
+  }
+  // The request must exist before bytes are taken in; a translator may only add the
+  // translation of a document whose job it holds.
+  store_.Load(meta.id(), look_up_replay ? plan->idempotency : std::nullopt,
+              [this, call, meta, plan, next = std::move(next)](absl::StatusOr<Snapshot> snap) {
+                if (!snap.ok()) return next(snap.status());
+                plan->replay = snap->replay;
+                DocumentReach(store_, call, meta.id(), common::AccessKind::kChange,
+                              [call, meta, plan,
+                               next](absl::StatusOr<std::optional<std::set<std::string>>> reach) {
+                                if (!reach.ok()) return next(reach.status());
+                                if (reach->has_value()) {
+                                  if (meta.kind() != v1::DOCUMENT_KIND_TRANSLATION ||
+                                      !(*reach)->contains(meta.translation_of_document_id())) {
+                                    return next(NoSuchDocument());
+                                  }
+                                  call.Touch(meta.id(), common::AccessKind::kChange,
+                                             meta.translation_of_document_id());
+                                }
+                                next(std::move(*plan));
+                              });
+              });
+}
+
+void IntakeService::CommitUpload(
+    const common::CallContext& call, v1::Document document, std::optional<Idempotency> idempotency,
+    int attempts_left, std::function<void(absl::StatusOr<v1::Document>, bool replayed)> done) {
+  auto replayed = [done](const std::string& result) {
+    v1::Document earlier;
+    if (!earlier.ParseFromString(result)) {
+      return done(absl::InternalError("stored result does not parse"), false);
+    }
+    done(std::move(earlier), true);
+  };
+  const std::string id = document.request_id();
+  store_.Load(
+      id, idempotency,
+      [this, call, document = std::move(document), idempotency, attempts_left, done,
+       replayed](absl::StatusOr<Snapshot> snap) mutable {
+        if (!snap.ok()) return done(snap.status(), false);
+        if (snap->replay.has_value()) return replayed(*snap->replay);
+        const absl::Time now = clock_.Now();
+        *document.mutable_create_time() =
+            google::protobuf::util::TimeUtil::MillisecondsToTimestamp(absl::ToUnixMillis(now));
+        const int64_t version = snap->version + 1;
+        v1::Request after = snap->request;
+        after.set_etag(absl::StrCat(version));
+        commonpb::Event e = NewIntakeEvent(after, commonpb::EVENT_TYPE_DOCUMENT_ADDED, version, now,
+                                           ActorOf(call.caller));
+        e.mutable_document()->set_document_id(document.id());
+        e.mutable_document()->set_language(document.language());
+        e.mutable_document()->set_sha256(document.sha256());
+        Mutation m;
+        m.id = document.request_id();
+        m.expected_version = snap->version;
+        m.new_version = version;
+        m.updated_ms = absl::ToUnixMillis(now);
+        m.history.push_back(e);
+        m.outbox.push_back(std::move(e));
+        m.idempotency = idempotency;
+        m.result = document.SerializeAsString();
+        documents_->Commit(
+            document, std::move(m), UploadQuota(call),
+            [this, call, document, idempotency, attempts_left, done,
+             replayed](absl::StatusOr<MutationOutcome> outcome) {
+              if (!outcome.ok()) {
+                if (IsStaleVersion(outcome.status()) && attempts_left > 1) {
+                  return CommitUpload(call, document, idempotency, attempts_left - 1, done);
+                }
+                return done(outcome.status(), false);
+              }
+              if (outcome->kind == MutationOutcome::Kind::kReplayed)
+                return replayed(outcome->result);
+              common::Log::Info("document added", {{"request", document.request_id()},
+                                                   {"document", document.id()},
+                                                   {"size_bytes", document.size_bytes()},
+                                                   {"trace_id", call.trace_id}});
+              done(document, false);
+            });
+      });
+}
 
 grpc::ServerReadReactor<v1::UploadDocumentRequest>* IntakeService::UploadDocument(
     grpc::CallbackServerContext* context, v1::UploadDocumentResponse* response) {
@@ -434,6 +484,23 @@ grpc::ServerWriteReactor<v1::DownloadDocumentResponse>* IntakeService::DownloadD
   return new DownloadReactor(store_, *documents_, pipeline_, sharding_, context, *request);
 }
 
+std::string EncodeDocumentsToken(int64_t offset, const std::string& id) {
+  return absl::WebSafeBase64Escape(
+      absl::StrCat("d1|", offset, "|", common::Sha256Hex(id).substr(0, 12)));
+}
+
+absl::StatusOr<int64_t> DecodeDocumentsToken(const std::string& token, const std::string& id) {
+  std::string raw;
+  std::vector<std::string> parts;
+  if (absl::WebSafeBase64Unescape(token, &raw)) parts = absl::StrSplit(raw, '|');
+  int64_t offset = 0;
+  if (parts.size() != 3 || parts[0] != "d1" || !absl::SimpleAtoi(parts[1], &offset) || offset < 0 ||
+      offset > DocumentStore::kMaxDocuments || parts[2] != common::Sha256Hex(id).substr(0, 12)) {
+    return Invalid("page_token", "is not a token this service issued for this request");
+  }
+  return offset;
+}
+
 grpc::ServerUnaryReactor* IntakeService::ListDocuments(grpc::CallbackServerContext* context,
                                                        const v1::ListDocumentsRequest* request,
                                                        v1::ListDocumentsResponse* response) {
@@ -441,33 +508,48 @@ grpc::ServerUnaryReactor* IntakeService::ListDocuments(grpc::CallbackServerConte
     return v1::IntakeService::CallbackService::ListDocuments(context, request, response);
   return pipeline_.Unary<v1::ListDocumentsRequest, v1::ListDocumentsResponse>(
       context, "ListDocuments", request, response,
-      [this](const v1::ListDocumentsRequest& r) {
+      [this](const v1::ListDocumentsRequest& r) -> absl::Status {
         v1::GetRequestRequest as_get;
         as_get.set_id(r.id());
-        return ValidateGet(as_get, sharding_.shard_count());
+        RETURN_IF_ERROR(ValidateGet(as_get, sharding_.shard_count()));
+        if (r.page_size() < 0 || r.page_size() > kMaxListDocumentsPage) {
+          return Invalid("page_size", "must be from 0 to 500");
+        }
+        if (!r.page_token().empty()) return DecodeDocumentsToken(r.page_token(), r.id()).status();
+        return absl::OkStatus();
       },
       [this](const common::CallContext& call, const v1::ListDocumentsRequest& r,
              v1::ListDocumentsResponse* resp, common::Pipeline::Done done) {
-        {
-          const std::string id = r.id();
-          DocumentReach(store_, call, id, common::AccessKind::kRead,
-                        [this, call, id, resp,
-                         done](absl::StatusOr<std::optional<std::set<std::string>>> reach) {
-                          if (!reach.ok()) return done(reach.status());
-                          if (reach->has_value())
-                            call.Touch(id, common::AccessKind::kRead, "documents");
-                          documents_->List(id, [reach = *reach, resp, done](
-                                                   absl::StatusOr<std::vector<v1::Document>> docs) {
-                            if (!docs.ok()) return done(docs.status());
-                            for (auto& d : *docs) {
-                              if (!reach.has_value() || reach->contains(d.id())) {
-                                *resp->add_documents() = std::move(d);
-                              }
+        const std::string id = r.id();
+        const int64_t offset =
+            r.page_token().empty() ? 0 : *DecodeDocumentsToken(r.page_token(), id);
+        const int64_t size = r.page_size() == 0 ? kDefaultListDocumentsPage : r.page_size();
+        // A page is an offset in the documents the caller reaches, oldest first: a request
+        // holds at most kMaxDocuments, and documents are only appended (retention erases
+        // them all at once), so an offset stays valid between pages.
+        DocumentReach(store_, call, id, common::AccessKind::kRead,
+                      [this, call, id, resp, done, offset,
+                       size](absl::StatusOr<std::optional<std::set<std::string>>> reach) {
+                        if (!reach.ok()) return done(reach.status());
+                        if (reach->has_value())
+                          call.Touch(id, common::AccessKind::kRead, "documents");
+                        documents_->List(id, [reach = *reach, resp, done, offset, size,
+                                              id](absl::StatusOr<std::vector<v1::Document>> docs) {
+                          if (!docs.ok()) return done(docs.status());
+                          int64_t seen = 0;
+                          for (auto& d : *docs) {
+                            if (reach.has_value() && !reach->contains(d.id())) continue;
+                            if (seen >= offset && seen < offset + size) {
+                              *resp->add_documents() = std::move(d);
                             }
-                            done(absl::OkStatus());
-                          });
+                            ++seen;
+                          }
+                          if (offset + size < seen) {
+                            resp->set_next_page_token(EncodeDocumentsToken(offset + size, id));
+                          }
+                          done(absl::OkStatus());
                         });
-        }
+                      });
       });
 }
 

@@ -1,5 +1,8 @@
 #include "in_memory_document_store.h"
 
+#include "absl/strings/str_cat.h"
+#include "rogatory/common/status.h"
+
 namespace rogatory::intake {
 
 absl::Status InMemoryDocumentStore::CheckQuota(const std::string& request_id,
@@ -38,6 +41,7 @@ void InMemoryDocumentStore::Discard(const std::string&, const std::string& docum
   {
     absl::MutexLock lock(&mu_);
     staged_.erase(document_id);
+    uploads_.erase(document_id);
   }
   done(true);
 }
@@ -85,6 +89,110 @@ void InMemoryDocumentStore::ReadChunk(const std::string&, const std::string& doc
     absl::MutexLock lock(&mu_);
     auto it = chunks_.find(document_id);
     if (it != chunks_.end() && index >= 0 && index < static_cast<int64_t>(it->second.size())) {
+      out = it->second[index];
+    }
+  }
+  done(std::move(out));
+}
+
+namespace {
+
+absl::Status NoSuchUpload() {
+  return absl::NotFoundError(
+      "no such upload: it expired (upload-idle-timeout passed without a call), was committed "
+      "or discarded, or another authority started it; start the upload again");
+}
+
+}  // namespace
+
+void InMemoryDocumentStore::StartUpload(const UploadSession& upload, absl::Duration,
+                                        Done<bool> done) {
+  {
+    absl::MutexLock lock(&mu_);
+    uploads_[upload.document.id()] = Upload{upload, -1};
+  }
+  done(true);
+}
+
+void InMemoryDocumentStore::StageAt(const std::string& request_id, const std::string& document_id,
+                                    const std::string& owner, int64_t offset, std::string chunk,
+                                    absl::Duration, const UploadBounds& bounds,
+                                    Done<int64_t> done) {
+  absl::StatusOr<int64_t> out;
+  {
+    absl::MutexLock lock(&mu_);
+    auto it = uploads_.find(document_id);
+    const int64_t adding = static_cast<int64_t>(chunk.size());
+    if (it == uploads_.end() || it->second.session.owner != owner) {
+      out = NoSuchUpload();
+    } else if (const int64_t size = it->second.session.received_bytes; offset != size) {
+      std::vector<std::string>& staged = staged_[document_id];
+      if (offset == it->second.last_offset && offset + adding == size && !staged.empty() &&
+          staged.back() == chunk) {
+        out = size;
+      } else {
+        common::FieldViolations v;
+        v.Add("offset", absl::StrCat("must be ", size,
+                                     ", the bytes received so far (or the last chunk's offset "
+                                     "to resend it unchanged); chunks go in order without gaps "
+                                     "or overlaps"));
+        out = v.ToStatus();
+      }
+    } else if (bounds.max_document_bytes > 0 && size + adding > bounds.max_document_bytes) {
+      common::FieldViolations v;
+      v.Add("chunk", absl::StrCat("the document exceeds the limit of ", bounds.max_document_bytes,
+                                  " bytes"));
+      out = v.ToStatus();
+    } else if (absl::Status q = CheckQuota(request_id, bounds.quota, size + adding); !q.ok()) {
+      out = q;
+    } else {
+      staged_[document_id].push_back(std::move(chunk));
+      it->second.session.received_bytes = size + adding;
+      it->second.last_offset = offset;
+      out = size + adding;
+    }
+  }
+  done(std::move(out));
+}
+
+void InMemoryDocumentStore::GetUpload(const std::string&, const std::string& document_id,
+                                      const std::string& owner, Done<UploadSession> done) {
+  absl::StatusOr<UploadSession> out = NoSuchUpload();
+  {
+    absl::MutexLock lock(&mu_);
+    auto it = uploads_.find(document_id);
+    if (it != uploads_.end() && it->second.session.owner == owner) out = it->second.session;
+  }
+  done(std::move(out));
+}
+
+void InMemoryDocumentStore::ClaimUpload(const std::string&, const std::string& document_id,
+                                        const std::string& owner, int64_t received_bytes,
+                                        Done<bool> done) {
+  absl::StatusOr<bool> out = NoSuchUpload();
+  {
+    absl::MutexLock lock(&mu_);
+    auto it = uploads_.find(document_id);
+    if (it != uploads_.end() && it->second.session.owner == owner) {
+      if (it->second.session.received_bytes != received_bytes) {
+        out = absl::AbortedError(
+            "a chunk arrived while the upload was being committed; commit again");
+      } else {
+        uploads_.erase(it);
+        out = true;
+      }
+    }
+  }
+  done(std::move(out));
+}
+
+void InMemoryDocumentStore::ReadStagedChunk(const std::string&, const std::string& document_id,
+                                            int64_t index, Done<std::optional<std::string>> done) {
+  std::optional<std::string> out;
+  {
+    absl::MutexLock lock(&mu_);
+    auto it = staged_.find(document_id);
+    if (it != staged_.end() && index >= 0 && index < static_cast<int64_t>(it->second.size())) {
       out = it->second[index];
     }
   }

@@ -27,6 +27,17 @@ class InMemoryDocumentStore final : public DocumentStore {
   void List(const std::string& request_id, Done<std::vector<v1::Document>> done) override;
   void ReadChunk(const std::string& request_id, const std::string& document_id, int64_t index,
                  Done<std::optional<std::string>> done) override;
+  // Chunked uploads never expire here.
+  void StartUpload(const UploadSession& upload, absl::Duration idle, Done<bool> done) override;
+  void StageAt(const std::string& request_id, const std::string& document_id,
+               const std::string& owner, int64_t offset, std::string chunk, absl::Duration idle,
+               const UploadBounds& bounds, Done<int64_t> done) override;
+  void GetUpload(const std::string& request_id, const std::string& document_id,
+                 const std::string& owner, Done<UploadSession> done) override;
+  void ClaimUpload(const std::string& request_id, const std::string& document_id,
+                   const std::string& owner, int64_t received_bytes, Done<bool> done) override;
+  void ReadStagedChunk(const std::string& request_id, const std::string& document_id, int64_t index,
+                       Done<std::optional<std::string>> done) override;
 
   // Staged documents not yet committed or discarded (tests check nothing is left).
   size_t StagedCount() const;
@@ -42,6 +53,11 @@ class InMemoryDocumentStore final : public DocumentStore {
   // Committed document bytes per request and per uploading authority.
   std::map<std::string, int64_t> request_bytes_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, int64_t> authority_bytes_ ABSL_GUARDED_BY(mu_);
+  struct Upload {
+    UploadSession session;
+    int64_t last_offset = -1;
+  };
+  std::map<std::string, Upload> uploads_ ABSL_GUARDED_BY(mu_);  // by document id
 
   // The quota `adding` bytes would pass, if any.
   absl::Status CheckQuota(const std::string& request_id, const DocumentQuota& quota,

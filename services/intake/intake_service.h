@@ -87,6 +87,21 @@ class IntakeService final : public v1::IntakeService::CallbackService {
   grpc::ServerUnaryReactor* ListDocuments(grpc::CallbackServerContext* context,
                                           const v1::ListDocumentsRequest* request,
                                           v1::ListDocumentsResponse* response) override;
+  // Chunked upload (chunked_upload.cc): UploadDocument in three unary calls, for browsers;
+  // its state and bytes in the DocumentStore, so any replica serves any step.
+  grpc::ServerUnaryReactor* StartDocumentUpload(grpc::CallbackServerContext* context,
+                                                const v1::StartDocumentUploadRequest* request,
+                                                v1::StartDocumentUploadResponse* response) override;
+  grpc::ServerUnaryReactor* UploadDocumentChunk(grpc::CallbackServerContext* context,
+                                                const v1::UploadDocumentChunkRequest* request,
+                                                v1::UploadDocumentChunkResponse* response) override;
+  grpc::ServerUnaryReactor* CommitDocumentUpload(
+      grpc::CallbackServerContext* context, const v1::CommitDocumentUploadRequest* request,
+      v1::CommitDocumentUploadResponse* response) override;
+
+  // ListDocuments's page sizes: when page_size is 0, and the largest.
+  static constexpr int kDefaultListDocumentsPage = 50;
+  static constexpr int kMaxListDocumentsPage = 500;
 
   // Largest chunk of an upload.
   static constexpr size_t kMaxChunkBytes = 1 << 20;
@@ -107,6 +122,33 @@ class IntakeService final : public v1::IntakeService::CallbackService {
   void Change(std::string id, std::optional<Idempotency> idempotency, Plan plan, bool retry_stale,
               int attempts_left,
               std::function<void(absl::StatusOr<std::string>, bool applied)> done);
+
+  // The steps both upload methods share (documents.cc), so that they check, store and
+  // announce a document the same way.
+  struct UploadPlan {
+    v1::Document document;  // a new id, the request and the metadata; no size or time yet
+    std::optional<Idempotency> idempotency;
+    std::optional<std::string> replay;  // the Document an earlier upload with the key stored
+  };
+  // Admits an upload of valid metadata (ValidateUploadMetadata): the request must exist and
+  // the caller may add documents to it (a translator only the translation of a document
+  // whose job it holds; NOT_FOUND otherwise). Looks the idempotency key up when
+  // `look_up_replay`.
+  void BeginUpload(const common::CallContext& call, const v1::DocumentUpload& meta,
+                   bool look_up_replay, std::function<void(absl::StatusOr<UploadPlan>)> next);
+  // Makes a staged document visible (its size set; its bytes verified with
+  // CheckUploadedBytes) with DOCUMENT_ADDED in the request's history and outbox, the
+  // idempotency record and the quota charge, in one step (DocumentStore::Commit), recomputed
+  // on concurrent changes. `done` gets the stored document, and whether it is the one an
+  // earlier upload with the same key stored (this upload's bytes are then to be discarded).
+  void CommitUpload(const common::CallContext& call, v1::Document document,
+                    std::optional<Idempotency> idempotency, int attempts_left,
+                    std::function<void(absl::StatusOr<v1::Document>, bool replayed)> done);
+  // The caller's authority pays for the document (issue 16 item 11).
+  DocumentQuota UploadQuota(const common::CallContext& call) const;
+  // How long a chunked upload waits for its next call: upload-idle-timeout (an hour when
+  // that is 0, "never", which Redis state cannot be).
+  absl::Duration UploadIdle() const;
 
   friend class UploadReactor;
 
@@ -137,6 +179,18 @@ common::v1::Event NewIntakeEvent(const v1::Request& request, common::v1::EventTy
 
 // Fingerprint of a call's payload for AIP-155: its method and deterministic bytes.
 std::string Fingerprint(absl::string_view method, const google::protobuf::Message& payload);
+
+// The INVALID_ARGUMENT of an upload's metadata, naming each bad field under "metadata.".
+absl::Status ValidateUploadMetadata(const v1::DocumentUpload& m, int shard_count);
+// Whether `size` bytes hashing to `sha256_hex` are the document the metadata announced:
+// INVALID_ARGUMENT naming `chunk` (no bytes) or `metadata.sha256` (another digest).
+absl::Status CheckUploadedBytes(int64_t size, const std::string& sha256_hex,
+                                const v1::Document& document);
+
+// ListDocuments page tokens: an offset in the documents the caller reaches, bound to the
+// request (INVALID_ARGUMENT naming `page_token` for another request's or a forged one).
+std::string EncodeDocumentsToken(int64_t offset, const std::string& id);
+absl::StatusOr<int64_t> DecodeDocumentsToken(const std::string& token, const std::string& id);
 
 // History page tokens: an offset in the request's history, bound to the request.
 std::string EncodeHistoryToken(int64_t offset, const std::string& id);

@@ -44,7 +44,9 @@ int main(int argc, char** argv) {
         config.AddDuration("upload-idle-timeout", absl::Seconds(30), absl::ZeroDuration(),
                            absl::Hours(1),
                            "An UploadDocument whose client sends no message for this long is "
-                           "ended with DEADLINE_EXCEEDED and its bytes discarded (0: never).",
+                           "ended with DEADLINE_EXCEEDED and its bytes discarded (0: never); a "
+                           "chunked upload (StartDocumentUpload) with no call for this long "
+                           "expires with its bytes (0: after an hour).",
                            &upload_idle_timeout);
         config.AddDuration(
             "requests-gauge-interval", absl::Seconds(30), absl::Seconds(1), absl::Hours(1),

@@ -6,6 +6,7 @@
 #include "absl/strings/str_cat.h"
 #include "intake/lua_scripts.h"
 #include "rogatory/common/redis_reply.h"
+#include "rogatory/common/status.h"
 
 namespace rogatory::intake {
 
@@ -24,6 +25,10 @@ std::string RedisDocumentStore::UsageKey(int shard, const std::string& request_i
 }
 
 std::string RedisDocumentStore::AuthorityUsageKey() { return "rg:docbytes:authority"; }
+
+std::string RedisDocumentStore::UploadKey(int shard, const std::string& document_id) {
+  return absl::StrCat(common::Sharding::Prefix(shard), "upload:", document_id);
+}
 
 absl::Status QuotaReplyToStatus(const std::vector<std::string>& reply, const DocumentQuota& quota,
                                 int64_t adding) {
@@ -99,10 +104,11 @@ void RedisDocumentStore::Discard(const std::string& request_id, const std::strin
                                  Done<bool> done) {
   auto shard = sharding_.ShardOf("rq", request_id);
   if (!shard.ok()) return done(shard.status());
-  redis_.Command({"DEL", DataKey(*shard, document_id)}, [done](absl::StatusOr<RedisReply> reply) {
-    if (!reply.ok()) return done(reply.status());
-    done(true);
-  });
+  redis_.Command({"DEL", DataKey(*shard, document_id), UploadKey(*shard, document_id)},
+                 [done](absl::StatusOr<RedisReply> reply) {
+                   if (!reply.ok()) return done(reply.status());
+                   done(true);
+                 });
 }
 
 void RedisDocumentStore::Commit(const v1::Document& document, Mutation change,
@@ -139,6 +145,150 @@ void RedisDocumentStore::List(const std::string& request_id, Done<std::vector<v1
                    }
                    done(std::move(out));
                  });
+}
+
+namespace {
+
+absl::Status NoSuchUpload() {
+  return absl::NotFoundError(
+      "no such upload: it expired (upload-idle-timeout passed without a call), was committed "
+      "or discarded, or another authority started it; start the upload again");
+}
+
+absl::Status InvalidField(const std::string& field, const std::string& why) {
+  common::FieldViolations v;
+  v.Add(field, why);
+  return v.ToStatus();
+}
+
+const common::LuaScript& StartUploadScript() {
+  static const common::LuaScript* script =
+      new common::LuaScript(std::string(lua::kStartDocumentUpload));
+  return *script;
+}
+const common::LuaScript& StageAtScript() {
+  static const common::LuaScript* script =
+      new common::LuaScript(std::string(lua::kStageUploadChunk));
+  return *script;
+}
+const common::LuaScript& ClaimScript() {
+  static const common::LuaScript* script =
+      new common::LuaScript(std::string(lua::kClaimDocumentUpload));
+  return *script;
+}
+
+}  // namespace
+
+void RedisDocumentStore::StartUpload(const UploadSession& upload, absl::Duration idle,
+                                     Done<bool> done) {
+  auto shard = sharding_.ShardOf("rq", upload.document.request_id());
+  if (!shard.ok()) return done(shard.status());
+  redis_.Eval(StartUploadScript(), {UploadKey(*shard, upload.document.id())},
+              {upload.owner, upload.document.request_id(), upload.document.SerializeAsString(),
+               upload.idempotency ? upload.idempotency->request_id : "",
+               upload.idempotency ? upload.idempotency->fingerprint : "",
+               absl::StrCat(absl::ToInt64Milliseconds(idle))},
+              [done](absl::StatusOr<RedisReply> reply) {
+                if (!reply.ok()) return done(reply.status());
+                auto out = common::ReplyStrings(*reply, "start_document_upload");
+                if (!out.ok()) return done(out.status());
+                if (out->size() != 1 || (*out)[0] != "started") {
+                  return done(absl::InternalError("start_document_upload: unexpected reply"));
+                }
+                done(true);
+              });
+}
+
+void RedisDocumentStore::StageAt(const std::string& request_id, const std::string& document_id,
+                                 const std::string& owner, int64_t offset, std::string chunk,
+                                 absl::Duration idle, const UploadBounds& bounds,
+                                 Done<int64_t> done) {
+  auto shard = sharding_.ShardOf("rq", request_id);
+  if (!shard.ok()) return done(shard.status());
+  const int64_t adding = static_cast<int64_t>(chunk.size());
+  redis_.Eval(
+      StageAtScript(),
+      {UploadKey(*shard, document_id), DataKey(*shard, document_id), UsageKey(*shard, request_id),
+       AuthorityUsageKey()},
+      {owner, absl::StrCat(offset), std::move(chunk), absl::StrCat(absl::ToInt64Milliseconds(idle)),
+       absl::StrCat(bounds.max_document_bytes), absl::StrCat(bounds.quota.max_request_bytes),
+       absl::StrCat(bounds.quota.max_authority_bytes)},
+      [done, bounds, offset, adding](absl::StatusOr<RedisReply> reply) {
+        if (!reply.ok()) return done(reply.status());
+        constexpr absl::string_view kWhat = "stage_upload_chunk";
+        auto out = common::ReplyStrings(*reply, kWhat);
+        if (!out.ok()) return done(out.status());
+        int64_t received = 0;
+        const std::string kind = out->empty() ? "" : (*out)[0];
+        if (kind == "missing") return done(NoSuchUpload());
+        if (kind == "quota") return done(QuotaReplyToStatus(*out, bounds.quota, offset + adding));
+        if (out->size() != 2 || !absl::SimpleAtoi((*out)[1], &received)) {
+          return done(absl::InternalError(absl::StrCat(kWhat, ": unexpected reply")));
+        }
+        if (kind == "staged") return done(received);
+        if (kind == "offset") {
+          return done(InvalidField(
+              "offset", absl::StrCat("must be ", received,
+                                     ", the bytes received so far (or the last chunk's offset "
+                                     "to resend it unchanged); chunks go in order without gaps "
+                                     "or overlaps")));
+        }
+        if (kind == "toolarge") {
+          return done(InvalidField("chunk", absl::StrCat("the document exceeds the limit of ",
+                                                         bounds.max_document_bytes, " bytes")));
+        }
+        done(absl::InternalError(absl::StrCat(kWhat, ": unexpected reply")));
+      });
+}
+
+void RedisDocumentStore::GetUpload(const std::string& request_id, const std::string& document_id,
+                                   const std::string& owner, Done<UploadSession> done) {
+  auto shard = sharding_.ShardOf("rq", request_id);
+  if (!shard.ok()) return done(shard.status());
+  redis_.Command({"HGETALL", UploadKey(*shard, document_id)},
+                 [done, owner](absl::StatusOr<RedisReply> reply) {
+                   if (!reply.ok()) return done(reply.status());
+                   auto f = common::ReplyFields(*reply, "HGETALL upload");
+                   if (!f.ok()) return done(f.status());
+                   if (f->empty() || (*f)["owner"] != owner) return done(NoSuchUpload());
+                   UploadSession u;
+                   u.owner = owner;
+                   if (!u.document.ParseFromString((*f)["doc"]) ||
+                       !absl::SimpleAtoi((*f)["size"], &u.received_bytes)) {
+                     return done(absl::DataLossError("stored upload does not parse"));
+                   }
+                   if (!(*f)["ikey"].empty())
+                     u.idempotency = Idempotency{owner, (*f)["ikey"], (*f)["ifp"]};
+                   done(std::move(u));
+                 });
+}
+
+void RedisDocumentStore::ClaimUpload(const std::string& request_id, const std::string& document_id,
+                                     const std::string& owner, int64_t received_bytes,
+                                     Done<bool> done) {
+  auto shard = sharding_.ShardOf("rq", request_id);
+  if (!shard.ok()) return done(shard.status());
+  redis_.Eval(ClaimScript(), {UploadKey(*shard, document_id)},
+              {owner, absl::StrCat(received_bytes)}, [done](absl::StatusOr<RedisReply> reply) {
+                if (!reply.ok()) return done(reply.status());
+                auto out = common::ReplyStrings(*reply, "claim_document_upload");
+                if (!out.ok()) return done(out.status());
+                const std::string kind = out->empty() ? "" : (*out)[0];
+                if (kind == "claimed") return done(true);
+                if (kind == "missing") return done(NoSuchUpload());
+                if (kind == "changed") {
+                  return done(absl::AbortedError(
+                      "a chunk arrived while the upload was being committed; commit again"));
+                }
+                done(absl::InternalError("claim_document_upload: unexpected reply"));
+              });
+}
+
+void RedisDocumentStore::ReadStagedChunk(const std::string& request_id,
+                                         const std::string& document_id, int64_t index,
+                                         Done<std::optional<std::string>> done) {
+  // Staged and committed chunks share the key: committing only makes it stop expiring.
+  ReadChunk(request_id, document_id, index, std::move(done));
 }
 
 void RedisDocumentStore::ReadChunk(const std::string& request_id, const std::string& document_id,

@@ -13,6 +13,8 @@ namespace rogatory::intake {
 //                                    documents, a:<authority> -> the part each uploaded
 //   rg:docbytes:authority            hash: authority id -> bytes of the committed documents
 //                                    it uploaded, over every shard (DocumentQuota)
+//   rg:{sN}:upload:<document id>     hash: a chunked upload's state (UploadSession; see
+//                                    lua/start_document_upload.lua), expiring when idle
 // Staging is lua/stage_document_chunk.lua; commit is one Lua script with the request's change
 // (RedisRequestStore::Mutate with a DocumentCommit), which checks and charges the quotas;
 // retention's erasure script gives the bytes back. The authority hash is the one key a script
@@ -33,11 +35,22 @@ class RedisDocumentStore final : public DocumentStore {
   void List(const std::string& request_id, Done<std::vector<v1::Document>> done) override;
   void ReadChunk(const std::string& request_id, const std::string& document_id, int64_t index,
                  Done<std::optional<std::string>> done) override;
+  void StartUpload(const UploadSession& upload, absl::Duration idle, Done<bool> done) override;
+  void StageAt(const std::string& request_id, const std::string& document_id,
+               const std::string& owner, int64_t offset, std::string chunk, absl::Duration idle,
+               const UploadBounds& bounds, Done<int64_t> done) override;
+  void GetUpload(const std::string& request_id, const std::string& document_id,
+                 const std::string& owner, Done<UploadSession> done) override;
+  void ClaimUpload(const std::string& request_id, const std::string& document_id,
+                   const std::string& owner, int64_t received_bytes, Done<bool> done) override;
+  void ReadStagedChunk(const std::string& request_id, const std::string& document_id, int64_t index,
+                       Done<std::optional<std::string>> done) override;
 
   static std::string DataKey(int shard, const std::string& document_id);
   static std::string ListKey(int shard, const std::string& request_id);
   static std::string UsageKey(int shard, const std::string& request_id);
   static std::string AuthorityUsageKey();
+  static std::string UploadKey(int shard, const std::string& document_id);
 
  private:
   common::RedisClient& redis_;

@@ -3,10 +3,13 @@
 
 #include <algorithm>
 
+#include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "endpoint_policy.h"
 #include "google/protobuf/util/time_util.h"
 #include "notification_service.h"
+#include "rogatory/common/ids.h"
 #include "rogatory/common/logging.h"
 #include "rogatory/common/status.h"
 #include "webhook_signer.h"
@@ -111,27 +114,72 @@ grpc::ServerUnaryReactor* NotificationService::CreateSubscription(
       });
 }
 
+namespace {
+
+// ListSubscriptions's page tokens: the last subscription id listed, bound to the caller (a
+// token of another owner, or altered, is refused naming page_token).
+std::string EncodeSubscriptionsToken(const std::string& after, const std::string& owner) {
+  return absl::WebSafeBase64Escape(
+      absl::StrCat("s1|", after, "|", common::Sha256Hex(owner).substr(0, 12)));
+}
+
+absl::StatusOr<std::string> DecodeSubscriptionsToken(const std::string& token,
+                                                     const std::string& owner) {
+  std::string raw;
+  std::vector<std::string> parts;
+  if (absl::WebSafeBase64Unescape(token, &raw)) parts = absl::StrSplit(raw, '|');
+  if (parts.size() != 3 || parts[0] != "s1" || parts[1].empty() ||
+      parts[2] != common::Sha256Hex(owner).substr(0, 12)) {
+    common::FieldViolations v;
+    v.Add("page_token", "is not a token this service issued to this caller");
+    return v.ToStatus();
+  }
+  return parts[1];
+}
+
+}  // namespace
+
 grpc::ServerUnaryReactor* NotificationService::ListSubscriptions(
     grpc::CallbackServerContext* context, const v1::ListSubscriptionsRequest* request,
     v1::ListSubscriptionsResponse* response) {
   return pipeline_.Unary<v1::ListSubscriptionsRequest, v1::ListSubscriptionsResponse>(
-      context, "ListSubscriptions", request, response, nullptr,
-      [this](const CallContext& call, const v1::ListSubscriptionsRequest&,
+      context, "ListSubscriptions", request, response,
+      [](const v1::ListSubscriptionsRequest& r) {
+        common::FieldViolations v;
+        if (r.page_size() < 0 || r.page_size() > 500) v.Add("page_size", "must be from 0 to 500");
+        return v.ToStatus();
+      },
+      [this](const CallContext& call, const v1::ListSubscriptionsRequest& r,
              v1::ListSubscriptionsResponse* resp, Done done) {
         const common::Caller caller = call.caller;
+        // The token binds to the caller, known only now (validation sees the message).
+        std::string after;
+        if (!r.page_token().empty()) {
+          auto decoded = DecodeSubscriptionsToken(r.page_token(), caller.authority_id);
+          if (!decoded.ok()) return done(decoded.status());
+          after = *decoded;
+        }
+        const size_t size = r.page_size() == 0 ? 50 : r.page_size();
         const int shard = sharding_.ShardFor(caller.authority_id);
+        // An owner holds at most kMaxSubscriptionsPerOwner: a page is cut from all of them,
+        // by id, after the token's id (so a deletion between pages skips or repeats nothing).
         store_.ListSubscriptions(
             shard, caller.authority_id,
-            [caller, resp, done](absl::StatusOr<std::vector<Stored>> subscriptions) {
+            [caller, resp, done, after, size](absl::StatusOr<std::vector<Stored>> subscriptions) {
               if (!subscriptions.ok()) return done(StoreStatus(subscriptions.status()));
+              std::vector<const Stored*> sorted;
               for (const Stored& s : *subscriptions) {
-                FillSubscription(s, caller, resp->add_subscriptions());
+                if (after.empty() || s.id > after) sorted.push_back(&s);
               }
-              std::sort(resp->mutable_subscriptions()->begin(),
-                        resp->mutable_subscriptions()->end(),
-                        [](const v1::Subscription& a, const v1::Subscription& b) {
-                          return a.id() < b.id();
-                        });
+              std::sort(sorted.begin(), sorted.end(),
+                        [](const Stored* a, const Stored* b) { return a->id < b->id; });
+              for (size_t i = 0; i < sorted.size() && i < size; ++i) {
+                FillSubscription(*sorted[i], caller, resp->add_subscriptions());
+              }
+              if (sorted.size() > size) {
+                resp->set_next_page_token(
+                    EncodeSubscriptionsToken(sorted[size - 1]->id, caller.authority_id));
+              }
               done(absl::OkStatus());
             });
       });

@@ -1,8 +1,15 @@
 #include "routing_service.h"
 
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
 #include "absl/strings/ascii.h"
+#include "absl/strings/escaping.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "google/protobuf/util/time_util.h"
 #include "queue_listing.h"
 #include "rogatory/common/access.h"
@@ -16,6 +23,29 @@ using common::CallContext;
 using common::FieldViolations;
 using common::Pipeline;
 using google::protobuf::util::TimeUtil;
+
+// ListDeclarations's page tokens: the last (state, instrument) listed, bound to the
+// request's instrument filter.
+using DeclarationKey = std::pair<std::string, int>;
+
+std::string EncodeDeclarationsToken(const DeclarationKey& after,
+                                    const v1::ListDeclarationsRequest& r) {
+  return absl::WebSafeBase64Escape(
+      absl::StrCat("d1|", after.first, "|", after.second, "|", static_cast<int>(r.instrument())));
+}
+
+absl::StatusOr<DeclarationKey> DecodeDeclarationsToken(const v1::ListDeclarationsRequest& r) {
+  std::string raw;
+  std::vector<std::string> parts;
+  if (absl::WebSafeBase64Unescape(r.page_token(), &raw)) parts = absl::StrSplit(raw, '|');
+  int instrument = 0, filter = -1;
+  if (parts.size() != 4 || parts[0] != "d1" || parts[1].empty() ||
+      !absl::SimpleAtoi(parts[2], &instrument) || !absl::SimpleAtoi(parts[3], &filter) ||
+      filter != static_cast<int>(r.instrument())) {
+    return absl::InvalidArgumentError("page_token");
+  }
+  return DeclarationKey{parts[1], instrument};
+}
 
 constexpr char kTranslatorRole[] = "translator";
 
@@ -186,17 +216,35 @@ grpc::ServerUnaryReactor* RoutingService::ListDeclarations(grpc::CallbackServerC
         if (!common::v1::Instrument_IsValid(r.instrument())) {
           v.Add("instrument", "is not a known instrument");
         }
+        if (r.page_size() < 0 || r.page_size() > 500) v.Add("page_size", "must be from 0 to 500");
+        if (!r.page_token().empty() && !DecodeDeclarationsToken(r).ok()) {
+          v.Add("page_token", "is not a token this service issued for this instrument");
+        }
         return v.ToStatus();
       },
       [this](const CallContext&, const v1::ListDeclarationsRequest& r,
              v1::ListDeclarationsResponse* out, Pipeline::Done done) {
         auto registry = registry_.Get();
         out->set_registry_version(registry->version());
+        // Keyset pages over the registry's order (state, then instrument): a reload between
+        // pages neither repeats nor skips what both versions hold.
+        std::optional<DeclarationKey> after;
+        if (!r.page_token().empty()) after = *DecodeDeclarationsToken(r);
+        const int size = r.page_size() == 0 ? 50 : r.page_size();
         for (const auto& d : registry->declarations()) {
-          if (r.instrument() == common::v1::INSTRUMENT_UNSPECIFIED ||
-              d.instrument() == r.instrument()) {
-            *out->add_declarations() = d;
+          if (r.instrument() != common::v1::INSTRUMENT_UNSPECIFIED &&
+              d.instrument() != r.instrument()) {
+            continue;
           }
+          const DeclarationKey key{d.state(), static_cast<int>(d.instrument())};
+          if (after.has_value() && !(*after < key)) continue;
+          if (out->declarations_size() == size) {
+            const v1::Declaration& last = out->declarations(size - 1);
+            out->set_next_page_token(EncodeDeclarationsToken(
+                DeclarationKey{last.state(), static_cast<int>(last.instrument())}, r));
+            break;
+          }
+          *out->add_declarations() = d;
         }
         done(absl::OkStatus());
       });

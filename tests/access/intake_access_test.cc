@@ -135,6 +135,45 @@ struct Fixture {
     return s;
   }
 
+  // The same upload through the chunked-unary RPCs browsers use: start, one chunk, commit.
+  grpc::Status ChunkedUpload(const Who& who, const std::string& translation_of, v1::Document* out) {
+    const std::string bytes = "%PDF-1.4 invented bytes";
+    v1::StartDocumentUploadRequest start;
+    v1::DocumentUpload* m = start.mutable_metadata();
+    m->set_id(id);
+    m->set_kind(translation_of.empty() ? v1::DOCUMENT_KIND_REQUEST_FORM
+                                       : v1::DOCUMENT_KIND_TRANSLATION);
+    m->set_translation_of_document_id(translation_of);
+    m->set_language(translation_of.empty() ? "fr" : "de");
+    m->set_media_type("application/pdf");
+    m->set_sha256(common::Sha256Hex(bytes));
+    v1::StartDocumentUploadResponse started;
+    {
+      grpc::ClientContext ctx;
+      As(ctx, who);
+      grpc::Status s = stub->StartDocumentUpload(&ctx, start, &started);
+      if (!s.ok()) return s;
+    }
+    v1::UploadDocumentChunkRequest chunk;
+    chunk.set_upload_id(started.upload_id());
+    chunk.set_chunk(bytes);
+    v1::UploadDocumentChunkResponse chunked;
+    {
+      grpc::ClientContext ctx;
+      As(ctx, who);
+      grpc::Status s = stub->UploadDocumentChunk(&ctx, chunk, &chunked);
+      if (!s.ok()) return s;
+    }
+    v1::CommitDocumentUploadRequest commit;
+    commit.set_upload_id(started.upload_id());
+    v1::CommitDocumentUploadResponse resp;
+    grpc::ClientContext ctx;
+    As(ctx, who);
+    grpc::Status s = stub->CommitDocumentUpload(&ctx, commit, &resp);
+    if (out != nullptr) *out = resp.document();
+    return s;
+  }
+
   // Mutates the stored request as intake's event handler does for `event`.
   void Apply(const pb::Event& event) {
     absl::Notification done;
@@ -431,6 +470,36 @@ TEST(IntakeAccessMatrixTest, TranslatorsUploadOnlyTranslationsOfDocumentsTheyHol
     f.Prepare();
     EXPECT_EQ(f.Upload(who, f.document, nullptr).error_code(), want) << who.name;
     EXPECT_EQ(f.Touched("UploadDocument"), want == grpc::StatusCode::OK) << who.name;
+  }
+}
+
+// The chunked upload browsers use follows the same access rules, and each of its calls is on
+// the audit trail.
+TEST(IntakeAccessMatrixTest, ChunkedUploadFollowsTheSameAccessRules) {
+  const std::vector<std::pair<Who, grpc::StatusCode>> rows = {
+      {kIssuerA, grpc::StatusCode::OK},
+      {kStrangerB, grpc::StatusCode::NOT_FOUND},
+      {kCentral, grpc::StatusCode::OK},
+      {kExecutor, grpc::StatusCode::OK},
+      {kHolder, grpc::StatusCode::OK},
+      {kOther, grpc::StatusCode::NOT_FOUND},
+      {kAuditor, grpc::StatusCode::PERMISSION_DENIED},
+      {kOperator, grpc::StatusCode::NOT_FOUND},
+      {kService, grpc::StatusCode::OK},
+  };
+  for (const auto& [who, want] : rows) {
+    Fixture f;
+    f.Prepare();
+    v1::Document stored;
+    EXPECT_EQ(f.ChunkedUpload(who, f.document, &stored).error_code(), want) << who.name;
+    const bool ok = want == grpc::StatusCode::OK;
+    if (ok) {
+      EXPECT_EQ(stored.translation_of_document_id(), f.document) << who.name;
+    }
+    for (const char* method :
+         {"StartDocumentUpload", "UploadDocumentChunk", "CommitDocumentUpload"}) {
+      EXPECT_EQ(f.Touched(method), ok) << who.name << " " << method;
+    }
   }
 }
 

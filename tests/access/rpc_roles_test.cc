@@ -60,6 +60,9 @@ const std::map<std::string, std::string>& Expected() {
       {"UploadDocument", "rrro--a-"},
       {"DownloadDocument", "rrroa-a-"},
       {"ListDocuments", "rrroa-a-"},
+      {"StartDocumentUpload", "rrro--a-"},
+      {"UploadDocumentChunk", "rrro--a-"},
+      {"CommitDocumentUpload", "rrro--a-"},
       // routing
       {"GetRoutingDecision", "rrr-a-a-"},
       {"PreviewRouting", "aaaaaaaa"},

@@ -12,7 +12,10 @@ gRPC-Web errors as grpc-status trailers. Run by ctest as::
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
+import os
 import pathlib
 import re
 import subprocess
@@ -92,6 +95,49 @@ class GatewayTest(base.E2ETestCase):
                 self.assertEqual(len(result.messages), 1)
                 response = pb.intake.GetRequestResponse.FromString(result.messages[0])
                 self.assertEqual(response.request.id, self.request_id)
+
+    def test_a_browser_uploads_a_document_in_chunks_over_connect_and_downloads_it(self):
+        data = os.urandom((1 << 20) + 300_000)  # a full 1 MiB chunk (~1.4 MB as JSON) and a rest
+        status, started = gw.connect_unary(self.port, f"{INTAKE}/StartDocumentUpload", {
+            "metadata": {"requestId": str(uuid.uuid4()), "id": self.request_id,
+                         "kind": "DOCUMENT_KIND_REQUEST_FORM", "language": "fr",
+                         "mediaType": "application/pdf", "title": "Annex C",
+                         "sha256": hashlib.sha256(data).hexdigest()}}, self.token)
+        self.assertEqual(status, 200, started)
+        upload_id = started["uploadId"]
+        for at in range(0, len(data), 1 << 20):
+            part = data[at:at + (1 << 20)]
+            chunk = {"uploadId": upload_id, "offset": str(at),
+                     "chunk": base64.b64encode(part).decode()}
+            status, body = gw.connect_unary(self.port, f"{INTAKE}/UploadDocumentChunk", chunk,
+                                            self.token)
+            self.assertEqual(status, 200, body)
+            self.assertEqual(int(body["receivedBytes"]), at + len(part))
+            if at == 0:  # a retried chunk (its answer lost) is harmless
+                status, body = gw.connect_unary(self.port, f"{INTAKE}/UploadDocumentChunk",
+                                                chunk, self.token)
+                self.assertEqual((status, int(body["receivedBytes"])), (200, len(part)), body)
+        status, body = gw.connect_unary(self.port, f"{INTAKE}/UploadDocumentChunk",
+                                        {"uploadId": upload_id, "offset": "5",
+                                         "chunk": base64.b64encode(b"late").decode()}, self.token)
+        self.assertEqual((status, body["code"]), (400, "invalid_argument"), body)
+        self.assertIn("offset", body["message"])
+        status, committed = gw.connect_unary(self.port, f"{INTAKE}/CommitDocumentUpload",
+                                             {"uploadId": upload_id}, self.token)
+        self.assertEqual(status, 200, committed)
+        document = committed["document"]
+        self.assertEqual(int(document["sizeBytes"]), len(data))
+        self.assertEqual(document["sha256"], hashlib.sha256(data).hexdigest())
+        pb = rc.stubs()
+        result = gw.grpc_web_call(
+            self.port, f"{INTAKE}/DownloadDocument",
+            pb.intake.DownloadDocumentRequest(id=self.request_id,
+                                              document_id=document["id"]).SerializeToString(),
+            token=self.token)
+        self.assertEqual(result.grpc_status, OK, result.grpc_message)
+        received = b"".join(pb.intake.DownloadDocumentResponse.FromString(m).chunk
+                            for m in result.messages)
+        self.assertTrue(received == data, "downloaded bytes differ")
 
     def test_grpc_web_binary_and_text_subscribe_streams_the_callers_notifications(self):
         pb = rc.stubs()

@@ -119,6 +119,37 @@ class RegistryE2ETest(RoutingE2ETestCase):
         self.assertRpcCode(grpc.StatusCode.NOT_FOUND, self.routing_stub().GetDeclaration,
                            pb.GetDeclarationRequest(state="US"), timeout=5)
 
+    def test_declarations_come_in_pages_whose_union_is_the_whole_list(self):
+        pb, types = rc.stubs().routing, rc.stubs().types
+        stub = self.routing_stub()
+        whole = stub.ListDeclarations(pb.ListDeclarationsRequest(page_size=500), timeout=5)
+        self.assertEqual(whole.next_page_token, "")
+        everything = [(d.state, d.instrument) for d in whole.declarations]
+        self.assertGreater(len(everything), 7)
+        listed, request, pages = [], pb.ListDeclarationsRequest(page_size=7), 0
+        while True:
+            page = stub.ListDeclarations(request, timeout=5)
+            self.assertLessEqual(len(page.declarations), 7)
+            listed += [(d.state, d.instrument) for d in page.declarations]
+            pages += 1
+            if not page.next_page_token:
+                break
+            request.page_token = page.next_page_token
+        self.assertEqual(listed, everything)  # the same order, nothing twice, nothing missed
+        self.assertEqual(pages, -(-len(everything) // 7))
+        default = stub.ListDeclarations(pb.ListDeclarationsRequest(), timeout=5)
+        self.assertEqual(len(default.declarations), min(50, len(everything)))
+        token = stub.ListDeclarations(pb.ListDeclarationsRequest(page_size=2),
+                                      timeout=5).next_page_token
+        for bad in (pb.ListDeclarationsRequest(instrument=types.INSTRUMENT_EIO, page_token=token),
+                    pb.ListDeclarationsRequest(page_token="tampered" + token),
+                    pb.ListDeclarationsRequest(page_size=501)):
+            with self.subTest(request=str(bad)):
+                error = self.assertRpcCode(grpc.StatusCode.INVALID_ARGUMENT,
+                                           stub.ListDeclarations, bad, timeout=5)
+                fields = [f for f, _ in rc.field_violations(error)]
+                self.assertEqual(fields, ["page_size" if bad.page_size else "page_token"])
+
     def test_preview_explains_croatias_urgent_only_english(self):
         pb, types = rc.stubs().routing, rc.stubs().types
         facts = pb.RoutingFacts(instrument=types.INSTRUMENT_EIO, issuing_state="NL",

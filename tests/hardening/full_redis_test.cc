@@ -65,6 +65,40 @@ grpc::Status Upload(IntakeHarness& h, const std::string& request, const std::str
   return s;
 }
 
+// The chunked upload browsers use, one call each.
+grpc::Status StartChunked(IntakeHarness& h, const std::string& request, const std::string& bytes,
+                          std::string* upload_id) {
+  grpc::ClientContext ctx;
+  IntakeHarness::As(&ctx, testing::kIssuer);
+  v1::StartDocumentUploadRequest req;
+  *req.mutable_metadata() = Metadata(request, bytes);
+  v1::StartDocumentUploadResponse resp;
+  grpc::Status s = h.stub().StartDocumentUpload(&ctx, req, &resp);
+  if (upload_id != nullptr) *upload_id = resp.upload_id();
+  return s;
+}
+
+grpc::Status SendChunk(IntakeHarness& h, const std::string& upload_id, int64_t offset,
+                       const std::string& chunk) {
+  grpc::ClientContext ctx;
+  IntakeHarness::As(&ctx, testing::kIssuer);
+  v1::UploadDocumentChunkRequest req;
+  req.set_upload_id(upload_id);
+  req.set_offset(offset);
+  req.set_chunk(chunk);
+  v1::UploadDocumentChunkResponse resp;
+  return h.stub().UploadDocumentChunk(&ctx, req, &resp);
+}
+
+grpc::Status CommitChunked(IntakeHarness& h, const std::string& upload_id) {
+  grpc::ClientContext ctx;
+  IntakeHarness::As(&ctx, testing::kIssuer);
+  v1::CommitDocumentUploadRequest req;
+  req.set_upload_id(upload_id);
+  v1::CommitDocumentUploadResponse resp;
+  return h.stub().CommitDocumentUpload(&ctx, req, &resp);
+}
+
 std::string Download(IntakeHarness& h, const std::string& request, const std::string& document) {
   grpc::ClientContext ctx;
   IntakeHarness::As(&ctx, testing::kIssuer);
@@ -178,6 +212,11 @@ TEST_F(FullRedisTest, WritesFailCleanlyFreeingStillRunsAndNothingAcknowledgedIsL
   ASSERT_TRUE(h_->Get(open.id(), &before_open).ok());
   ASSERT_TRUE(h_->Get(other.id(), &before_other).ok());
   const size_t other_history = h_->History(other.id()).size();
+  // A chunked upload under way: its first half staged.
+  const std::string halves = bytes + bytes;
+  std::string upload_id;
+  ASSERT_TRUE(StartChunked(*h_, open.id(), halves, &upload_id).ok());
+  ASSERT_TRUE(SendChunk(*h_, upload_id, 0, bytes).ok());
 
   Fill();
 
@@ -185,6 +224,8 @@ TEST_F(FullRedisTest, WritesFailCleanlyFreeingStillRunsAndNothingAcknowledgedIsL
   v1::Request none;
   ExpectStoreFull(h_->Submit(IntakeHarness::CompleteContent(pb::INSTRUMENT_EIO), "", &none));
   ExpectStoreFull(Upload(*h_, open.id(), bytes, nullptr));
+  ExpectStoreFull(StartChunked(*h_, open.id(), bytes, nullptr));
+  ExpectStoreFull(SendChunk(*h_, upload_id, static_cast<int64_t>(bytes.size()), bytes));
   ExpectStoreFull(h_->Move(other.id(), pb::REQUEST_STATUS_FORWARDED));
   // Reads go on.
   v1::Request got;
@@ -228,6 +269,9 @@ TEST_F(FullRedisTest, WritesFailCleanlyFreeingStillRunsAndNothingAcknowledgedIsL
   EXPECT_EQ(got.etag(), before_other.etag());
   EXPECT_TRUE(h_->Move(other.id(), pb::REQUEST_STATUS_FORWARDED).ok());
   EXPECT_TRUE(h_->Submit(IntakeHarness::CompleteContent(pb::INSTRUMENT_EIO), "", &none).ok());
+  // The refused chunk left the upload as it was: it goes on where it stood.
+  EXPECT_TRUE(SendChunk(*h_, upload_id, static_cast<int64_t>(bytes.size()), bytes).ok());
+  EXPECT_TRUE(CommitChunked(*h_, upload_id).ok());
 }
 
 // The receivers of REQUEST_ERASED (routing and deadline-tracking here; notification's is

@@ -68,6 +68,53 @@ grpc::Status Upload(IntakeHarness& h, const v1::DocumentUpload& metadata, const 
   return s;
 }
 
+// The chunked upload browsers use (StartDocumentUpload, UploadDocumentChunk,
+// CommitDocumentUpload), with Upload's signature: the same contract, another transport.
+grpc::Status ChunkedUpload(IntakeHarness& h, const v1::DocumentUpload& metadata,
+                           const std::string& bytes, v1::Document* out, size_t chunk = 1 << 20,
+                           bool corrupt = false,
+                           const testing::CallerId& caller = testing::kIssuer) {
+  v1::StartDocumentUploadRequest start;
+  *start.mutable_metadata() = metadata;
+  v1::StartDocumentUploadResponse started;
+  {
+    grpc::ClientContext ctx;
+    IntakeHarness::As(&ctx, caller);
+    grpc::Status s = h.stub().StartDocumentUpload(&ctx, start, &started);
+    if (!s.ok()) return s;
+  }
+  if (started.has_document()) {
+    if (out != nullptr) *out = started.document();
+    return grpc::Status::OK;
+  }
+  for (size_t at = 0, i = 0; at < bytes.size(); at += chunk, ++i) {
+    v1::UploadDocumentChunkRequest req;
+    req.set_upload_id(started.upload_id());
+    req.set_offset(static_cast<int64_t>(at));
+    std::string piece = bytes.substr(at, chunk);
+    if (corrupt && i == 1) piece[7] ^= 0x20;
+    req.set_chunk(piece);
+    grpc::ClientContext ctx;
+    IntakeHarness::As(&ctx, caller);
+    v1::UploadDocumentChunkResponse resp;
+    grpc::Status s = h.stub().UploadDocumentChunk(&ctx, req, &resp);
+    if (!s.ok()) return s;
+    EXPECT_EQ(resp.received_bytes(), static_cast<int64_t>(at + piece.size()));
+  }
+  v1::CommitDocumentUploadRequest commit;
+  commit.set_upload_id(started.upload_id());
+  grpc::ClientContext ctx;
+  IntakeHarness::As(&ctx, caller);
+  v1::CommitDocumentUploadResponse resp;
+  grpc::Status s = h.stub().CommitDocumentUpload(&ctx, commit, &resp);
+  if (out != nullptr) *out = resp.document();
+  return s;
+}
+
+using UploadFn =
+    std::function<grpc::Status(IntakeHarness&, const v1::DocumentUpload&, const std::string&,
+                               v1::Document*, size_t, bool, const testing::CallerId&)>;
+
 grpc::Status Download(IntakeHarness& h, const std::string& request, const std::string& document,
                       v1::Document* meta, std::string* bytes, int* chunks = nullptr,
                       const testing::CallerId& caller = testing::kIssuer) {
@@ -405,35 +452,36 @@ IntakeOptions QuotaOptions() {
   return o;
 }
 
-void ExpectRequestQuotaHolds(IntakeHarness& h) {
+void ExpectRequestQuotaHolds(IntakeHarness& h, const UploadFn& upload = Upload) {
   const v1::Request r = h.SubmitComplete(pb::INSTRUMENT_EIO);
   const std::string two = RandomBytes(2 << 20), one = RandomBytes(1 << 20);
-  grpc::Status s = Upload(h, Metadata(r.id(), two), two, nullptr);
+  grpc::Status s = upload(h, Metadata(r.id(), two), two, nullptr, 1 << 20, false, testing::kIssuer);
   ASSERT_TRUE(s.ok()) << s.error_message();
-  s = Upload(h, Metadata(r.id(), two), two, nullptr);
+  s = upload(h, Metadata(r.id(), two), two, nullptr, 1 << 20, false, testing::kIssuer);
   EXPECT_EQ(s.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
   EXPECT_THAT(s.error_message(), ::testing::HasSubstr("max-document-bytes-per-request"));
   EXPECT_THAT(s.error_message(), ::testing::HasSubstr("use 2097152 of the 3145728 bytes"));
   // Exactly up to the bound is allowed.
-  s = Upload(h, Metadata(r.id(), one), one, nullptr);
+  s = upload(h, Metadata(r.id(), one), one, nullptr, 1 << 20, false, testing::kIssuer);
   EXPECT_TRUE(s.ok()) << s.error_message();
   EXPECT_EQ(ListedIds(h, r.id(), testing::kIssuer).size(), 2u);
 }
 
-void ExpectAuthorityQuotaHolds(IntakeHarness& h) {
+void ExpectAuthorityQuotaHolds(IntakeHarness& h, const UploadFn& upload = Upload) {
   const std::string two = RandomBytes(2 << 20);
   const v1::Request a = h.SubmitComplete(pb::INSTRUMENT_EIO);
   const v1::Request b = h.SubmitComplete(pb::INSTRUMENT_EIO);
   const v1::Request c = h.SubmitComplete(pb::INSTRUMENT_EIO);
-  ASSERT_TRUE(Upload(h, Metadata(a.id(), two), two, nullptr).ok());
-  ASSERT_TRUE(Upload(h, Metadata(b.id(), two), two, nullptr).ok());
-  grpc::Status s = Upload(h, Metadata(c.id(), two), two, nullptr);
+  const testing::CallerId& issuer = testing::kIssuer;
+  ASSERT_TRUE(upload(h, Metadata(a.id(), two), two, nullptr, 1 << 20, false, issuer).ok());
+  ASSERT_TRUE(upload(h, Metadata(b.id(), two), two, nullptr, 1 << 20, false, issuer).ok());
+  grpc::Status s = upload(h, Metadata(c.id(), two), two, nullptr, 1 << 20, false, issuer);
   EXPECT_EQ(s.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
   EXPECT_THAT(s.error_message(), ::testing::HasSubstr("max-document-bytes-per-authority"));
   EXPECT_THAT(s.error_message(), ::testing::HasSubstr("use 4194304 of the 5242880 bytes"));
   EXPECT_TRUE(ListedIds(h, c.id(), testing::kIssuer).empty());
   // Another authority's uploads count against its own quota, not the issuer's.
-  s = Upload(h, Metadata(c.id(), two), two, nullptr, 1 << 20, false, testing::kExecutor);
+  s = upload(h, Metadata(c.id(), two), two, nullptr, 1 << 20, false, testing::kExecutor);
   EXPECT_TRUE(s.ok()) << s.error_message();
 }
 
@@ -474,6 +522,141 @@ TEST_F(RedisDocumentQuotaTest, UploadPastTheRequestQuotaIsRefusedAndKeepsNoBytes
 TEST_F(RedisDocumentQuotaTest, AuthorityQuotaCountsTheUploadersDocumentsOnEveryShard) {
   ExpectAuthorityQuotaHolds(*h_);
   EXPECT_EQ(DataKeys(), 3);
+}
+
+// The chunked upload (browsers) holds the same quotas, on both stores; a refused chunk
+// leaves the upload's bytes staged (expiring), never charged.
+TEST_F(DocumentQuotaTest, ChunkedUploadHoldsTheRequestQuota) {
+  ExpectRequestQuotaHolds(h_, ChunkedUpload);
+}
+
+TEST_F(DocumentQuotaTest, ChunkedUploadHoldsTheAuthorityQuota) {
+  ExpectAuthorityQuotaHolds(h_, ChunkedUpload);
+}
+
+TEST_F(RedisDocumentQuotaTest, ChunkedUploadHoldsTheRequestQuota) {
+  ExpectRequestQuotaHolds(*h_, ChunkedUpload);
+}
+
+TEST_F(RedisDocumentQuotaTest, ChunkedUploadHoldsTheAuthorityQuota) {
+  ExpectAuthorityQuotaHolds(*h_, ChunkedUpload);
+}
+
+// One UploadDocumentChunk call.
+grpc::Status SendChunk(IntakeHarness& h, const std::string& upload_id, int64_t offset,
+                       const std::string& chunk, int64_t* received = nullptr,
+                       const testing::CallerId& caller = testing::kIssuer) {
+  v1::UploadDocumentChunkRequest req;
+  req.set_upload_id(upload_id);
+  req.set_offset(offset);
+  req.set_chunk(chunk);
+  grpc::ClientContext ctx;
+  IntakeHarness::As(&ctx, caller);
+  v1::UploadDocumentChunkResponse resp;
+  grpc::Status s = h.stub().UploadDocumentChunk(&ctx, req, &resp);
+  if (received != nullptr) *received = resp.received_bytes();
+  return s;
+}
+
+std::string StartUpload(IntakeHarness& h, const v1::DocumentUpload& metadata) {
+  v1::StartDocumentUploadRequest start;
+  *start.mutable_metadata() = metadata;
+  v1::StartDocumentUploadResponse started;
+  grpc::ClientContext ctx;
+  IntakeHarness::As(&ctx, testing::kIssuer);
+  EXPECT_TRUE(h.stub().StartDocumentUpload(&ctx, start, &started).ok());
+  return started.upload_id();
+}
+
+grpc::Status CommitUpload(IntakeHarness& h, const std::string& upload_id, v1::Document* out) {
+  v1::CommitDocumentUploadRequest commit;
+  commit.set_upload_id(upload_id);
+  grpc::ClientContext ctx;
+  IntakeHarness::As(&ctx, testing::kIssuer);
+  v1::CommitDocumentUploadResponse resp;
+  grpc::Status s = h.stub().CommitDocumentUpload(&ctx, commit, &resp);
+  *out = resp.document();
+  return s;
+}
+
+// Offsets: the next one appends, the last one with the same bytes is a harmless retry,
+// anything else is INVALID_ARGUMENT naming `offset`; then the document round-trips.
+void ExpectChunkOffsetsHold(IntakeHarness& h) {
+  const v1::Request r = h.SubmitComplete(pb::INSTRUMENT_EIO);
+  const std::string bytes = RandomBytes(3000);
+  const std::string id = StartUpload(h, Metadata(r.id(), bytes));
+  int64_t received = 0;
+  ASSERT_TRUE(SendChunk(h, id, 0, bytes.substr(0, 1000), &received).ok());
+  EXPECT_EQ(received, 1000);
+  ASSERT_TRUE(SendChunk(h, id, 0, bytes.substr(0, 1000), &received).ok());
+  EXPECT_EQ(received, 1000);
+  for (const auto& [offset, piece] :
+       std::vector<std::pair<int64_t, std::string>>{{500, bytes.substr(500, 1000)},
+                                                    {1500, bytes.substr(1500, 500)},
+                                                    {0, bytes.substr(1000, 1000)}}) {
+    grpc::Status s = SendChunk(h, id, offset, piece);
+    EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << offset;
+    EXPECT_THAT(s.error_message(), ::testing::HasSubstr("offset")) << offset;
+  }
+  ASSERT_TRUE(SendChunk(h, id, 1000, bytes.substr(1000), &received).ok());
+  EXPECT_EQ(received, 3000);
+  v1::Document stored;
+  ASSERT_TRUE(CommitUpload(h, id, &stored).ok());
+  EXPECT_EQ(stored.size_bytes(), 3000);
+  v1::Document meta;
+  std::string back;
+  ASSERT_TRUE(Download(h, r.id(), stored.id(), &meta, &back).ok());
+  EXPECT_TRUE(back == bytes);
+  // Exactly one commit: the upload is gone after it.
+  EXPECT_EQ(CommitUpload(h, id, &stored).error_code(), grpc::StatusCode::NOT_FOUND);
+  EXPECT_EQ(h.History(r.id()).size(), 2u);
+}
+
+TEST_F(DocumentsTest, ChunkedUploadTakesChunksInOrderAndARetriedChunkIsHarmless) {
+  ExpectChunkOffsetsHold(h_);
+  EXPECT_EQ(documents_.StagedCount(), 0u);
+}
+
+TEST_F(RedisDocumentsTest, ChunkedUploadTakesChunksInOrderAndARetriedChunkIsHarmless) {
+  ExpectChunkOffsetsHold(*h_);
+}
+
+TEST_F(RedisDocumentsTest, ChunkedUploadWithABadChecksumLeavesNoKeys) {
+  const v1::Request r = h_->SubmitComplete(pb::INSTRUMENT_EIO);
+  const std::string bytes = RandomBytes(3 << 20);
+  grpc::Status s = ChunkedUpload(*h_, Metadata(r.id(), bytes), bytes, nullptr, 1 << 20, true);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(s.error_message(), ::testing::HasSubstr("metadata.sha256"));
+  EXPECT_EQ(server_.Cli("--scan --pattern *upload:*"), "");
+  EXPECT_EQ(server_.Cli("--scan --pattern *doc:*"), "");
+  EXPECT_EQ(h_->History(r.id()).size(), 1u);
+}
+
+TEST_F(RedisDocumentsTest, AnIdleChunkedUploadExpiresWithItsBytes) {
+  IntakeOptions options;
+  common::SimulatedClock idle_clock;
+  common::IdleWatch watch{idle_clock, absl::Milliseconds(300), absl::Hours(1)};
+  options.upload_idle_watch = &watch;
+  h_ = std::make_unique<IntakeHarness>(*requests_, 16, documents_.get(), options);
+  const v1::Request r = h_->SubmitComplete(pb::INSTRUMENT_EIO);
+  const std::string bytes = RandomBytes(2000);
+  const std::string id = StartUpload(*h_, Metadata(r.id(), bytes));
+  ASSERT_TRUE(SendChunk(*h_, id, 0, bytes.substr(0, 1000)).ok());
+  EXPECT_NE(server_.Cli("--scan --pattern *upload:*"), "");
+  // Redis expires the keys itself (real time): poll, at most 10 s.
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (server_.Cli("--scan --pattern *doc:*") != "" &&
+         std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  EXPECT_EQ(server_.Cli("--scan --pattern *doc:*"), "");
+  EXPECT_EQ(server_.Cli("--scan --pattern *upload:*"), "");
+  EXPECT_EQ(SendChunk(*h_, id, 1000, bytes.substr(1000)).error_code(), grpc::StatusCode::NOT_FOUND);
+  const int shard = *common::Sharding(16).ShardOf("rq", r.id());
+  EXPECT_EQ(
+      server_.Cli(absl::StrCat("HGET ", RedisDocumentStore::UsageKey(shard, r.id()), " total")),
+      "\n");   // nothing was charged (a nil answer)
+  h_.reset();  // before the watch it holds goes
 }
 
 }  // namespace

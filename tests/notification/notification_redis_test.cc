@@ -1,6 +1,7 @@
 // The notification service on a real redis-server, through its gRPC API on a
 // loopback port: resumable streams, retention, duplicates, retrieval evidence,
 // re-announcement, escalation, and who is told about what.
+#include <algorithm>
 #include <chrono>
 #include <memory>
 #include <set>
@@ -580,6 +581,54 @@ TEST_F(NotificationRedisTest, SubscriptionSeesOnlyMatchingEventsOfItsOwner) {
   auto c6 = Ctx(kExecutor);
   ASSERT_TRUE(stub_->ListSubscriptions(c6.get(), {}, &list).ok());
   EXPECT_EQ(list.subscriptions_size(), 0);
+}
+
+TEST_F(NotificationRedisTest, ListSubscriptionsPagesCoverEverySubscriptionOnce) {
+  settings_.webhook_allow_http = true;
+  settings_.webhook_allow_private_addresses = true;
+  settings_.webhook_allowed_ports = {9};
+  StartService();
+  std::set<std::string> created_ids;
+  for (int i = 0; i < 7; ++i) {
+    v1::CreateSubscriptionRequest create;
+    create.set_request_id(absl::StrCat("page-", i));
+    create.set_endpoint_uri(absl::StrCat("http://127.0.0.1:9/hook", i));
+    v1::CreateSubscriptionResponse created;
+    auto c = Ctx(kExecutor);
+    ASSERT_TRUE(stub_->CreateSubscription(c.get(), create, &created).ok());
+    created_ids.insert(created.subscription().id());
+  }
+  std::vector<std::string> listed;
+  v1::ListSubscriptionsRequest req;
+  req.set_page_size(3);
+  int pages = 0;
+  std::string first_token;
+  do {
+    v1::ListSubscriptionsResponse page;
+    auto c = Ctx(kExecutor);
+    ASSERT_TRUE(stub_->ListSubscriptions(c.get(), req, &page).ok());
+    EXPECT_LE(page.subscriptions_size(), 3);
+    for (const auto& sub : page.subscriptions()) listed.push_back(sub.id());
+    if (first_token.empty()) first_token = page.next_page_token();
+    req.set_page_token(page.next_page_token());
+    ++pages;
+  } while (!req.page_token().empty() && pages < 10);
+  EXPECT_EQ(pages, 3);
+  EXPECT_TRUE(std::is_sorted(listed.begin(), listed.end()));
+  EXPECT_EQ(std::set<std::string>(listed.begin(), listed.end()), created_ids);
+  EXPECT_EQ(listed.size(), created_ids.size());  // no duplicates
+
+  // Another caller's token, and a tampered one, are refused naming page_token.
+  for (const auto& [caller, token] : std::vector<std::pair<std::string, std::string>>{
+           {kIssuer, first_token}, {kExecutor, "x" + first_token}}) {
+    v1::ListSubscriptionsRequest bad;
+    bad.set_page_token(token);
+    v1::ListSubscriptionsResponse page;
+    auto c = Ctx(caller);
+    grpc::Status st = stub_->ListSubscriptions(c.get(), bad, &page);
+    EXPECT_EQ(st.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << caller;
+    EXPECT_THAT(st.error_message(), ::testing::HasSubstr("page_token")) << caller;
+  }
 }
 
 TEST_F(NotificationRedisTest, EndpointOnPrivateAddressOrPlainHttpIsRefusedByDefault) {

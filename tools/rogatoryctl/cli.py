@@ -329,6 +329,17 @@ def load_content(path: str):
 # --------------------------------------------------------------------------------------
 
 
+def every_page(call, request, field: str, timeout: float) -> list:
+    """Every item of a paginated List call: follows next_page_token to the end."""
+    items = []
+    while True:
+        response = call(request, timeout=timeout)
+        items.extend(getattr(response, field))
+        if not response.next_page_token:
+            return items
+        request.page_token = response.next_page_token
+
+
 def request_row(r) -> list:
     c = r.content
     return [r.id, status_name(r.status), instrument_name(c.instrument),
@@ -525,8 +536,9 @@ def cmd_document_download(ctx: Context, args) -> None:
 
 def cmd_document_list(ctx: Context, args) -> None:
     pb = rc.stubs()
-    documents = ctx.intake().ListDocuments(pb.intake.ListDocumentsRequest(id=args.id),
-                                           timeout=ctx.timeout).documents
+    documents = every_page(ctx.intake().ListDocuments,
+                           pb.intake.ListDocumentsRequest(id=args.id, page_size=500),
+                           "documents", ctx.timeout)
     if ctx.output == "json":
         emit_json({"documents": [to_dict(d) for d in documents]})
     else:
@@ -583,9 +595,10 @@ def cmd_jobs_complete(ctx: Context, args) -> None:
     pb = rc.stubs()
     sha256 = args.sha256
     if not sha256:
-        documents = ctx.intake().ListDocuments(
-            pb.intake.ListDocumentsRequest(id=args.request), timeout=ctx.timeout).documents \
-            if args.request else []
+        documents = every_page(
+            ctx.intake().ListDocuments,
+            pb.intake.ListDocumentsRequest(id=args.request, page_size=500), "documents",
+            ctx.timeout) if args.request else []
         match = [d for d in documents if d.id == args.document]
         if not match:
             raise CliError("give --sha256, or --request so the document's SHA-256 can be "

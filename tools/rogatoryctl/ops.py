@@ -13,7 +13,8 @@ import time
 
 import rogatory_client as rc
 from cli import (EXIT_INVALID, EXIT_NOT_FOUND, EXIT_OTHER, CliError, Context, emit_json,
-                 enum_name, enum_value, new_key, parse_duration, table, to_dict, ts)
+                 enum_name, enum_value, every_page, new_key, parse_duration, table, to_dict,
+                 ts)
 
 # --------------------------------------------------------------------------------------
 # Webhook subscriptions (notification)
@@ -54,8 +55,9 @@ def cmd_subscriptions_create(ctx: Context, args) -> None:
 
 def cmd_subscriptions_list(ctx: Context, args) -> None:
     pb = rc.stubs()
-    subscriptions = ctx.notification().ListSubscriptions(
-        pb.notification.ListSubscriptionsRequest(), timeout=ctx.timeout).subscriptions
+    subscriptions = every_page(ctx.notification().ListSubscriptions,
+                               pb.notification.ListSubscriptionsRequest(page_size=500),
+                               "subscriptions", ctx.timeout)
     if ctx.output == "json":
         emit_json({"subscriptions": [to_dict(s) for s in subscriptions]})
         return

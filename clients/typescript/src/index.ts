@@ -8,12 +8,12 @@
 //   for await (const item of rogatory.notification.subscribe({})) { ... }
 import { createClient, type Client, type Interceptor, type Transport } from "@connectrpc/connect";
 import { createConnectTransport, createGrpcWebTransport } from "@connectrpc/connect-web";
-import { IntakeService } from "./gen/rogatory/intake/v1/intake_pb.js";
+import { IntakeService, type Document, type DocumentKind } from "./gen/rogatory/intake/v1/intake_pb.js";
 import { TranslationRoutingService } from "./gen/rogatory/routing/v1/routing_pb.js";
 import { DeadlineService } from "./gen/rogatory/deadlines/v1/deadlines_pb.js";
 import { NotificationService } from "./gen/rogatory/notification/v1/notification_pb.js";
 import { BadRequestSchema } from "./gen/google/rpc/error_details_pb.js";
-import { ConnectError } from "@connectrpc/connect";
+import { Code, ConnectError } from "@connectrpc/connect";
 
 export * as intake from "./gen/rogatory/intake/v1/intake_pb.js";
 export * as routing from "./gen/rogatory/routing/v1/routing_pb.js";
@@ -77,4 +77,59 @@ export function fieldViolations(error: unknown): { field: string; description: s
   const err = ConnectError.from(error);
   return err.findDetails(BadRequestSchema).flatMap((d) =>
     d.fieldViolations.map((v) => ({ field: v.field, description: v.description })));
+}
+
+/** An upload's metadata (intake.v1.DocumentUpload) without `sha256`, which uploadDocument computes. */
+export interface DocumentUploadFields {
+  /** Idempotency key: retrying the upload with it cannot store the document twice. */
+  requestId?: string;
+  /** The request to attach to. */
+  id: string;
+  kind: DocumentKind;
+  /** BCP 47, e.g. "fr". */
+  language: string;
+  /** e.g. "application/pdf". */
+  mediaType: string;
+  title?: string;
+  /** For a translation: the document it translates. */
+  translationOfDocumentId?: string;
+}
+
+/** The largest chunk UploadDocumentChunk takes (1 MiB; within the gateway's body bound as base64). */
+export const MAX_UPLOAD_CHUNK_BYTES = 1 << 20;
+
+/**
+ * Uploads a document from the browser with the chunked-unary methods (StartDocumentUpload,
+ * UploadDocumentChunk, CommitDocumentUpload): hashes the bytes (SHA-256, Web Crypto), sends
+ * them in chunks of at most 1 MiB, resending a chunk whose call failed with UNAVAILABLE or
+ * DEADLINE_EXCEEDED (harmless: chunks are idempotent by offset), and commits. Returns the
+ * stored document. `metadata.sha256` is computed here; pass a `requestId` (idempotency key)
+ * so that retrying the whole upload cannot store it twice.
+ */
+export async function uploadDocument(
+  intake: Client<typeof IntakeService>,
+  metadata: DocumentUploadFields,
+  bytes: Uint8Array<ArrayBuffer>,
+  options: { chunkBytes?: number; retries?: number } = {},
+): Promise<Document> {
+  const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", bytes));
+  const sha256 = Array.from(digest, (b) => b.toString(16).padStart(2, "0")).join("");
+  const started = await intake.startDocumentUpload({ metadata: { ...metadata, sha256 } });
+  if (started.document) return started.document;
+  const size = Math.min(options.chunkBytes ?? MAX_UPLOAD_CHUNK_BYTES, MAX_UPLOAD_CHUNK_BYTES);
+  for (let offset = 0; offset < bytes.length; offset += size) {
+    const chunk = bytes.subarray(offset, Math.min(offset + size, bytes.length));
+    for (let attempt = 0; ; attempt++) {
+      try {
+        await intake.uploadDocumentChunk({ uploadId: started.uploadId, offset: BigInt(offset), chunk });
+        break;
+      } catch (e) {
+        const code = ConnectError.from(e).code;
+        if (attempt >= (options.retries ?? 3) || (code !== Code.Unavailable && code !== Code.DeadlineExceeded)) throw e;
+      }
+    }
+  }
+  const { document } = await intake.commitDocumentUpload({ uploadId: started.uploadId });
+  if (!document) throw new ConnectError("the commit answered no document", Code.Internal);
+  return document;
 }
