@@ -313,7 +313,9 @@ int FanoutWorker::DeliverShards(const std::vector<int>& shards, bool claim_aband
             if (r->outcome == Outcome::kRetry) {
               return outcomes->Finished(i, Attempt{true, false, std::move(r->subscription_ids)});
             }
-            if (r->outcome == Outcome::kDelivered && wakeups != nullptr) wakeups->Notify(inbox);
+            if (r->outcome == Outcome::kDelivered && wakeups != nullptr) {
+              wakeups->Notify(inbox, r->cursor);
+            }
             if (auditor == nullptr) return outcomes->Finished(i, Attempt{});
             auditor->Record(std::move(record), [i, outcomes](absl::Status logged) {
               if (logged.ok()) return outcomes->Finished(i, Attempt{});

@@ -3,6 +3,7 @@
 // objects together.
 #include "endpoint_policy.h"
 #include "fanout_worker.h"
+#include "inbox_append_listener.h"
 #include "notification_event_handler.h"
 #include "notification_metrics.h"
 #include "notification_service.h"
@@ -46,9 +47,15 @@ int main(int argc, char** argv) {
                       &s.stream_max_age);
         c.AddDuration("notification-poll-interval", s.poll_interval, absl::Milliseconds(5),
                       absl::Seconds(10),
-                      "How often idle streams, the fan-out and the webhook "
-                      "queue look for work.",
+                      "How often the fan-out and the webhook queue look for work (idle "
+                      "Subscribe streams do not poll: inbox appends wake them).",
                       &s.poll_interval);
+        c.AddDuration("stream-recheck-interval", s.stream_recheck_interval, absl::Seconds(5),
+                      absl::Hours(1),
+                      "Safety net of Subscribe streams, which inbox appends wake (Redis "
+                      "pub/sub across replicas): each re-reads its inbox this often, bounding "
+                      "the delay a lost wake-up (Redis restart) can cause.",
+                      &s.stream_recheck_interval);
         c.AddDuration("retrieval-timeout", s.retrieval_timeout, absl::ZeroDuration(), year,
                       "A notification not acknowledged within this time is re-announced "
                       "(0 disables).",
@@ -119,17 +126,28 @@ int main(int argc, char** argv) {
         // Deliveries are disclosures: recorded in the audit log (issue 8).
         fanout->SetAuditor(&platform.auditor());
         // Work written in this process is taken up at once: the handler wakes the fan-out,
-        // the fan-out wakes the inbox's streams (polling remains for other replicas' work).
+        // the fan-out wakes the inbox's streams (polling remains for other replicas' fan-out
+        // work). Streams learn of other replicas' inbox appends through Redis pub/sub: one
+        // subscribed connection per process, which wakes every stream after it (re)connects.
         auto inbox_wakeups = std::make_shared<n::InboxWakeups>();
         fanout->SetInboxWakeups(inbox_wakeups);
         notification_service->SetInboxWakeups(inbox_wakeups);
+        auto redis_url = rogatory::common::RedisUrlFromSettings(platform.settings());
+        if (!redis_url.ok()) return redis_url.status();
+        auto listener = std::make_shared<n::InboxAppendListener>(
+            *redis_url, n::InboxAppendListener::Callbacks{
+                            [inbox_wakeups](const std::string& inbox, const std::string& entry_id) {
+                              inbox_wakeups->Notify(inbox, entry_id);
+                            },
+                            [notification_service] { notification_service->WakeAllStreams(); }});
         handler->SetFanoutWakeups(fanout->wakeups());
         dispatcher->SetAuditor(&platform.auditor());
         fanout->Start();
         dispatcher->Start();
         // Their threads use Redis: stop them (by destroying them) while the platform still
         // runs, dispatcher first (it uses the transport, which outlives it).
-        parts.on_drain.push_back([dispatcher, fanout, notification_service]() mutable {
+        parts.on_drain.push_back([dispatcher, fanout, notification_service, listener]() mutable {
+          listener.reset();
           dispatcher.reset();
           fanout.reset();
           notification_service->StopStreamTimer();

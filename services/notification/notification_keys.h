@@ -48,6 +48,12 @@ struct Keys {
   // "fanout".
   static std::string Fanout(int shard) { return absl::StrCat(P(shard), "fanout"); }
 
+  // Pub/sub channel (not a key: channels live outside the keyspace and its hash slots) on
+  // which inbox_deliver.lua publishes "<entry id> <inbox key>" for every append, so Subscribe
+  // streams on every replica wake (InboxAppendListener). One channel for all inboxes: its name
+  // holds no authority; the inbox key is in the message only.
+  static std::string InboxAppendedChannel() { return "rg:ntf:inbox-appended"; }
+
   // --- authority shard ---
   static std::string Inbox(int shard, absl::string_view authority) {
     return absl::StrCat(P(shard), "inbox:", authority);

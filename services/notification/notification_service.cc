@@ -104,13 +104,14 @@ void NotificationService::OpEnded() {
 
 void NotificationService::AddStream(const std::shared_ptr<SubscribeStream>& stream) {
   if (inbox_wakeups_ != nullptr) {
-    // Runs under the wake-ups' lock on the fan-out's thread: only queues the stream for
-    // the stream timer, which reads.
-    stream->watch =
-        inbox_wakeups_->Watch(stream->inbox, [this, weak = std::weak_ptr<SubscribeStream>(stream)] {
+    // Runs under the wake-ups' lock on the fan-out's or the listener's thread: only queues
+    // the stream for the stream timer, which reads.
+    stream->watch = inbox_wakeups_->Watch(
+        stream->inbox,
+        [this, weak = std::weak_ptr<SubscribeStream>(stream)](const std::string& entry_id) {
           if (auto st = weak.lock()) {
             absl::MutexLock lock(&mu_);
-            woken_.push_back(std::move(st));
+            woken_.emplace_back(std::move(st), entry_id);
           }
         });
   }
@@ -124,26 +125,59 @@ void NotificationService::RemoveStream(const std::shared_ptr<SubscribeStream>& s
   streams_.erase(stream.get());
 }
 
+void NotificationService::SetInboxWakeups(std::shared_ptr<InboxWakeups> wakeups) {
+  pushed_ = wakeups != nullptr;
+  inbox_wakeups_ = std::move(wakeups);
+  absl::MutexLock lock(&mu_);
+  retick_ = true;
+}
+
+void NotificationService::WakeAllStreams() {
+  absl::MutexLock lock(&mu_);
+  for (const auto& [key, stream] : streams_) woken_.emplace_back(stream, "");
+}
+
+// Pushed streams: a tick reads Redis only for a stream's safety net, so ticks need only be
+// frequent enough for heartbeats, the maximum age and the net to be on time (a tenth of the
+// shortest, within [10 ms, 1 s]); a tick costs no Redis command. Otherwise every tick reads
+// every stream (nothing else would).
+absl::Duration NotificationService::TickInterval() const {
+  if (!pushed_.load()) return settings_.poll_interval;
+  absl::Duration shortest =
+      std::min(settings_.heartbeat_interval, settings_.stream_recheck_interval);
+  if (settings_.stream_max_age > absl::ZeroDuration()) {
+    shortest = std::min(shortest, settings_.stream_max_age);
+  }
+  return std::clamp(shortest / 10, absl::Milliseconds(10), absl::Seconds(1));
+}
+
 void NotificationService::StreamTimerLoop() {
-  const absl::Duration interval = settings_.poll_interval;
-  common::MonotonicTime next_tick = clock_.MonotonicNow() + interval;
+  common::MonotonicTime last_tick = clock_.MonotonicNow();
+  common::MonotonicTime next_tick = last_tick + TickInterval();
   while (true) {
-    std::vector<std::shared_ptr<SubscribeStream>> woken, ticked;
+    std::vector<std::pair<std::shared_ptr<SubscribeStream>, std::string>> woken;
+    std::vector<std::shared_ptr<SubscribeStream>> ticked;
     {
       absl::MutexLock lock(&mu_);
-      auto ready = [this]()
-                       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return stopping_ || !woken_.empty(); };
+      auto ready = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+        return stopping_ || retick_ || !woken_.empty();
+      };
       mu_.AwaitWithTimeout(absl::Condition(&ready),
                            std::max(absl::ZeroDuration(), next_tick - clock_.MonotonicNow()));
       if (stopping_) return;
+      if (retick_) {
+        retick_ = false;
+        next_tick = last_tick + TickInterval();
+      }
       woken.swap(woken_);
       if (clock_.MonotonicNow() >= next_tick) {
         ticked.reserve(streams_.size());
         for (const auto& [key, stream] : streams_) ticked.push_back(stream);
-        next_tick = clock_.MonotonicNow() + interval;
+        last_tick = clock_.MonotonicNow();
+        next_tick = last_tick + TickInterval();
       }
     }
-    for (const auto& st : woken) ReadSubscribeStream(st);
+    for (const auto& [st, entry_id] : woken) WakeSubscribeStream(st, entry_id);
     const common::MonotonicTime now = clock_.MonotonicNow();
     for (const auto& st : ticked) TickSubscribeStream(st, now);
   }

@@ -27,10 +27,12 @@ struct SubscribeStream;  // one open Subscribe stream (subscribe_reactor.h)
 // rogatory.notification.v1.NotificationService on the callback API. Unary RPCs
 // go through Pipeline::Unary and complete from Redis callbacks; Subscribe
 // streams through a reactor whose reads go through the asynchronous Redis client
-// into a bounded read-ahead buffer. No stream holds a thread: reads start when
-// the fan-out of this process wakes the inbox, when the client makes room, and
-// on one timer thread per service that polls (for other replicas' writes), sends
-// heartbeats and ends streams at `stream_max_age`.
+// into a bounded read-ahead buffer. No stream holds a thread and no idle stream
+// polls Redis: reads start when an append to the inbox wakes it (the fan-out of this
+// process directly, other replicas' through Redis pub/sub: InboxAppendListener), when the
+// client makes room, after the pub/sub listener (re)subscribed (every stream once), and as a
+// safety net every `stream_recheck_interval`. One timer thread per service sends heartbeats,
+// ends streams at `stream_max_age` and starts the safety-net reads, all by the injected Clock.
 //
 // Who may do what (development authentication, x-rogatory-* metadata):
 // - Subscribe, Ack: the caller's own inbox only.
@@ -97,12 +99,15 @@ class NotificationService final : public v1::NotificationService::CallbackServic
   // The audit log stream deliveries are recorded in (disclosures to the subscriber,
   // issue 8). Null: not recorded. Set before serving.
   void SetAuditor(common::Auditor* auditor) { auditor_ = auditor; }
-  // Where the fan-out worker of this process says an inbox got a notification: the
-  // inbox's streams read at once instead of at their next poll. Null: they only poll. Set
-  // before serving.
-  void SetInboxWakeups(std::shared_ptr<InboxWakeups> wakeups) {
-    inbox_wakeups_ = std::move(wakeups);
-  }
+  // Where the fan-out worker of this process (and the pub/sub listener, for other
+  // replicas) says an inbox got a notification: the inbox's streams read at once, and
+  // otherwise only every `stream_recheck_interval`. Null: streams poll every
+  // `poll_interval` (nothing would wake them). Set before serving.
+  void SetInboxWakeups(std::shared_ptr<InboxWakeups> wakeups);
+  // Every open stream reads its inbox once: the pub/sub listener calls it whenever its
+  // subscription is (re)confirmed, since appends published while it was down are lost.
+  // Never blocks on Redis.
+  void WakeAllStreams();
 
   static constexpr int kMaxAckBatch = 1000;
   static constexpr int kMaxSubscriptionsPerOwner = 100;
@@ -125,6 +130,8 @@ class NotificationService final : public v1::NotificationService::CallbackServic
   void OpStarted();
   void OpEnded();
   void StreamTimerLoop();
+  // How often the stream timer ticks (see StreamTimerLoop).
+  absl::Duration TickInterval() const;
 
   const std::unique_ptr<NotificationStore> owned_store_;  // null unless built on a RedisClient
   NotificationStore& store_;
@@ -136,15 +143,21 @@ class NotificationService final : public v1::NotificationService::CallbackServic
   NotificationEventHandler& handler_;
   common::Auditor* auditor_ = nullptr;
   std::shared_ptr<InboxWakeups> inbox_wakeups_;
+  // Streams are woken by appends (inbox_wakeups_ is set): they read Redis on a wake-up and
+  // at the safety net only. Atomic: the stream timer starts before it is set.
+  std::atomic<bool> pushed_{false};
 
   absl::Mutex mu_;
   int open_streams_ ABSL_GUARDED_BY(mu_) = 0;
   int pending_ops_ ABSL_GUARDED_BY(mu_) = 0;
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  // The stream timer's interval changed (SetInboxWakeups): it recomputes its next tick.
+  bool retick_ ABSL_GUARDED_BY(mu_) = false;
   absl::flat_hash_map<SubscribeStream*, std::shared_ptr<SubscribeStream>> streams_
       ABSL_GUARDED_BY(mu_);
-  // Streams the fan-out woke, for the stream timer to read.
-  std::vector<std::shared_ptr<SubscribeStream>> woken_ ABSL_GUARDED_BY(mu_);
+  // Streams woken (with the inbox entry that woke them, empty: unknown), for the stream
+  // timer to read.
+  std::vector<std::pair<std::shared_ptr<SubscribeStream>, std::string>> woken_ ABSL_GUARDED_BY(mu_);
   std::thread stream_timer_;  // last: started once the rest is built
 };
 

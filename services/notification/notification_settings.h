@@ -25,9 +25,14 @@ struct NotificationSettings {
   // subscribing again with their last cursor (spreads streams across replicas and
   // frees the place of a client that stopped reading); 0: no maximum.
   absl::Duration stream_max_age = absl::Minutes(30);
-  // How often an idle subscriber, the fan-out and the webhook queue look for
-  // new work.
+  // How often the fan-out and the webhook queue look for new work (and idle Subscribe
+  // streams, when nothing wakes them: a service without inbox wake-ups).
   absl::Duration poll_interval = absl::Milliseconds(100);
+  // Subscribe streams are woken by inbox appends (this process's fan-out, other replicas'
+  // through Redis pub/sub); this is their safety-net re-read, bounding how late a lost pub/sub
+  // message (Redis restart, listener reconnect) leaves a notification. At least 5 s in
+  // deployments (stream-recheck-interval); idle streams cost no Redis command in between.
+  absl::Duration stream_recheck_interval = absl::Seconds(5);
   // Not retrieved (acknowledged) within this time: re-announced; 0 disables.
   absl::Duration retrieval_timeout = absl::Hours(24);
   // Still not retrieved this long after the re-announcement: escalated.

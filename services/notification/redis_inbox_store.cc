@@ -149,7 +149,8 @@ void RedisNotificationStore::DeliverToInbox(const InboxDelivery& d, Done<Deliver
                                    d.recipient_state,
                                    d.event_id,
                                    waits ? "1" : "0",
-                                   absl::StrJoin(d.subscription_ids, ",")};
+                                   absl::StrJoin(d.subscription_ids, ","),
+                                   Keys::InboxAppendedChannel()};
   if (d.kind != "r") {
     for (const std::string& id : d.matched) {
       keys.push_back(Keys::WebhookJob(shard, absl::StrCat(id, "/", d.notification_id)));

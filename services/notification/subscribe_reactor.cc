@@ -1,6 +1,7 @@
 #include "subscribe_reactor.h"
 
 #include <algorithm>
+#include <optional>
 #include <utility>
 #include <vector>
 
@@ -119,6 +120,7 @@ class SubscribeReactor final : public grpc::ServerWriteReactor<v1::SubscribeResp
       }
       st->reading = true;
       st->read_again = false;
+      st->last_read = st->service->clock_.MonotonicNow();
       space = std::min<size_t>(st->capacity - st->buffer.size(), 100);
       from = st->position;
     }
@@ -133,9 +135,20 @@ class SubscribeReactor final : public grpc::ServerWriteReactor<v1::SubscribeResp
                               });
   }
 
-  // What the service's stream timer does for every open stream each poll interval: ends
-  // it at its maximum age, sends a heartbeat when it has been idle, and reads what other
-  // replicas' fan-out wrote (this process's fan-out wakes the stream at once instead).
+  // Reads unless the stream is idle, opened and already past `entry_id` (the fan-out of this
+  // process and the pub/sub listener both announce an append of this process: the second
+  // costs nothing).
+  static void Wake(const Stream& st, const std::string& entry_id) {
+    if (std::optional<StreamId> id = ParseStreamId(entry_id)) {
+      absl::MutexLock lock(&st->mu);
+      if (st->opened && !st->reading && !st->read_again && *id <= st->position) return;
+    }
+    StartRead(st);
+  }
+
+  // What the service's stream timer does for every open stream each tick: ends it at its
+  // maximum age, sends a heartbeat when it has been idle, and reads the inbox: each tick when
+  // nothing wakes the stream, else only as the safety net against a lost pub/sub message.
   static void Tick(const Stream& st, common::MonotonicTime now) {
     const NotificationSettings& settings = st->service->settings_;
     if (settings.stream_max_age > absl::ZeroDuration() &&
@@ -145,9 +158,13 @@ class SubscribeReactor final : public grpc::ServerWriteReactor<v1::SubscribeResp
                                      "subscribe again with the last cursor received"));
     }
     bool pump = false;
+    bool read = true;
     {
       absl::MutexLock lock(&st->mu);
       if (st->done || st->finish_requested || !st->opened) return;
+      if (st->service->pushed_.load()) {
+        read = now - st->last_read >= settings.stream_recheck_interval;
+      }
       if (!st->reading && st->buffer.empty() && !st->writing &&
           now - st->last_sent >= settings.heartbeat_interval) {
         v1::SubscribeResponse hb;
@@ -159,7 +176,7 @@ class SubscribeReactor final : public grpc::ServerWriteReactor<v1::SubscribeResp
       }
     }
     if (pump) Pump(st);
-    StartRead(st);
+    if (read) StartRead(st);
   }
 
  private:
@@ -369,6 +386,11 @@ grpc::ServerWriteReactor<v1::SubscribeResponse>* NewSubscribeReactor(
 
 void ReadSubscribeStream(const std::shared_ptr<SubscribeStream>& stream) {
   SubscribeReactor::StartRead(stream);
+}
+
+void WakeSubscribeStream(const std::shared_ptr<SubscribeStream>& stream,
+                         const std::string& entry_id) {
+  SubscribeReactor::Wake(stream, entry_id);
 }
 
 void TickSubscribeStream(const std::shared_ptr<SubscribeStream>& stream,

@@ -50,6 +50,8 @@ struct SubscribeStream {
   // during the read, or the last read filled the buffer or its batch.
   bool read_again ABSL_GUARDED_BY(mu) = false;
   common::MonotonicTime last_sent ABSL_GUARDED_BY(mu);
+  // When the last read started: the safety net reads a pushed stream only this long after.
+  common::MonotonicTime last_read ABSL_GUARDED_BY(mu);
 };
 
 // A new Subscribe stream's reactor (it deletes itself when the stream is done).
@@ -61,9 +63,15 @@ grpc::ServerWriteReactor<v1::SubscribeResponse>* NewSubscribeReactor(
 // buffer allows). Never blocks.
 void ReadSubscribeStream(const std::shared_ptr<SubscribeStream>& stream);
 
-// What the service's stream timer does for every open stream each poll interval: ends it at
-// its maximum age, sends a heartbeat when it has been idle, and reads what other replicas'
-// fan-out wrote.
+// An append to the stream's inbox (entry `entry_id`; empty: unknown) woke it: reads, unless
+// the stream already read past that entry and has no read pending. Never blocks.
+void WakeSubscribeStream(const std::shared_ptr<SubscribeStream>& stream,
+                         const std::string& entry_id);
+
+// What the service's stream timer does for every open stream each tick: ends it at its
+// maximum age, sends a heartbeat when it has been idle, and reads its inbox: every tick when
+// nothing wakes streams, else only as the safety net (stream_recheck_interval after the
+// last read).
 void TickSubscribeStream(const std::shared_ptr<SubscribeStream>& stream, common::MonotonicTime now);
 
 }  // namespace rogatory::notification

@@ -35,7 +35,7 @@ bool FanoutWakeups::stopped() {
   return stopped_;
 }
 
-InboxWakeups::Handle InboxWakeups::Watch(const std::string& inbox, std::function<void()> wake) {
+InboxWakeups::Handle InboxWakeups::Watch(const std::string& inbox, Wake wake) {
   absl::MutexLock lock(&mu_);
   const Handle handle = ++next_;
   watchers_[inbox].emplace(handle, std::move(wake));
@@ -50,11 +50,11 @@ void InboxWakeups::Unwatch(const std::string& inbox, Handle handle) {
   if (it->second.empty()) watchers_.erase(it);
 }
 
-void InboxWakeups::Notify(const std::string& inbox) {
+void InboxWakeups::Notify(const std::string& inbox, const std::string& entry_id) {
   absl::MutexLock lock(&mu_);
   auto it = watchers_.find(inbox);
   if (it == watchers_.end()) return;
-  for (auto& [handle, wake] : it->second) wake();
+  for (auto& [handle, wake] : it->second) wake(entry_id);
 }
 
 }  // namespace rogatory::notification

@@ -13,9 +13,10 @@
 namespace rogatory::notification {
 
 // Process-local wake-ups between the notification service's stages, so work written in
-// this process is taken up at once instead of at the next poll. Polling stays (at
-// `notification-poll-interval`) for work other replicas write. Neither class ever blocks on
-// Redis: Wake and Notify are called from Redis callbacks.
+// this process is taken up at once instead of at the next poll. The fan-out still polls (at
+// `notification-poll-interval`) for work other replicas write; Subscribe streams learn of
+// other replicas' inbox appends through Redis pub/sub (InboxAppendListener notifies here too).
+// Neither class ever blocks on Redis: Wake and Notify are called from Redis callbacks.
 
 // Which shards' fan-out outboxes have new entries: the event handler wakes the fan-out
 // worker through it right after its receiving script wrote one. Shared (std::shared_ptr) by
@@ -39,21 +40,25 @@ class FanoutWakeups {
 };
 
 // Subscribe readers waiting on an inbox: the fan-out worker notifies an inbox right after
-// writing a notification into it, and that inbox's readers in this process read at once.
+// writing a notification into it, and the pub/sub listener when any replica did; that
+// inbox's readers in this process read at once (unless they already read past the entry).
 // Thread-safe.
 class InboxWakeups {
  public:
   using Handle = uint64_t;
-  // Runs `wake` on every Notify of `inbox` (an inbox key) until Unwatch. `wake` runs under
-  // this object's lock on the notifier's thread: it must be short and never call back here.
-  Handle Watch(const std::string& inbox, std::function<void()> wake);
+  // Runs `wake(entry_id)` on every Notify of `inbox` (an inbox key) until Unwatch. `wake`
+  // runs under this object's lock on the notifier's thread: it must be short and never call
+  // back here.
+  using Wake = std::function<void(const std::string& entry_id)>;
+  Handle Watch(const std::string& inbox, Wake wake);
   void Unwatch(const std::string& inbox, Handle handle);
-  void Notify(const std::string& inbox);
+  // `inbox` got entry `entry_id` (empty: some entry, unknown which).
+  void Notify(const std::string& inbox, const std::string& entry_id = "");
 
  private:
   absl::Mutex mu_;
   Handle next_ ABSL_GUARDED_BY(mu_) = 0;
-  absl::flat_hash_map<std::string, absl::flat_hash_map<Handle, std::function<void()>>> watchers_
+  absl::flat_hash_map<std::string, absl::flat_hash_map<Handle, Wake>> watchers_
       ABSL_GUARDED_BY(mu_);
 };
 

@@ -7,12 +7,15 @@
 #include <set>
 #include <thread>
 
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "absl/synchronization/notification.h"
 #include "fanout_worker.h"
 #include "gmock/gmock.h"
 #include "grpcpp/grpcpp.h"
 #include "gtest/gtest.h"
+#include "inbox_append_listener.h"
 #include "notification_event_handler.h"
 #include "notification_keys.h"
 #include "notification_service.h"
@@ -60,6 +63,8 @@ class NotificationRedisTest : public ::testing::Test {
     settings_.escalation_timeout = absl::Hours(1);
   }
   void TearDown() override {
+    replica_.reset();
+    listener_.reset();  // it wakes service_'s streams
     if (server_) server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
     service_.reset();
     server_.reset();
@@ -174,6 +179,107 @@ class NotificationRedisTest : public ::testing::Test {
   }
 
   // Reads `n` notifications (skipping heartbeats).
+  // Streams are pushed as in production: the fan-out of this process wakes them, and so does
+  // a pub/sub listener (every replica's appends).
+  void EnablePush() {
+    auto wakeups = std::make_shared<InboxWakeups>();
+    fanout_->SetInboxWakeups(wakeups);
+    service_->SetInboxWakeups(wakeups);
+    listener_ = Listen(wakeups, service_.get());
+  }
+  std::unique_ptr<InboxAppendListener> Listen(std::shared_ptr<InboxWakeups> wakeups,
+                                              NotificationService* service) {
+    auto listener = std::make_unique<InboxAppendListener>(
+        *common::ParseRedisUrl(redis_server_.url()),
+        InboxAppendListener::Callbacks{
+            [wakeups](const std::string& inbox, const std::string& entry_id) {
+              wakeups->Notify(inbox, entry_id);
+            },
+            [service] { service->WakeAllStreams(); }},
+        absl::Milliseconds(200));
+    const auto deadline = Steady::now() + std::chrono::seconds(10);
+    while (listener->subscriptions() == 0 && Steady::now() < deadline) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+    EXPECT_GT(listener->subscriptions(), 0) << "the listener did not subscribe within 10 s";
+    return listener;
+  }
+
+  // Another notification replica on the same Redis: its own Redis client and service, no
+  // fan-out of its own; its streams learn of appends only through its pub/sub listener.
+  struct Replica {
+    std::unique_ptr<common::RedisClient> redis;
+    prometheus::Registry registry;
+    std::unique_ptr<NotificationMetrics> metrics;
+    std::unique_ptr<NotificationStore> store;
+    std::unique_ptr<NotificationEventHandler> handler;
+    std::unique_ptr<NotificationService> service;
+    std::unique_ptr<grpc::Server> server;
+    std::unique_ptr<v1::NotificationService::Stub> stub;
+    std::unique_ptr<InboxAppendListener> listener;
+    ~Replica() {
+      listener.reset();
+      if (server) server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
+      service.reset();
+    }
+  };
+  Replica& StartReplica() {
+    replica_ = std::make_unique<Replica>();
+    Replica& r = *replica_;
+    r.redis = rogatory::testing::ConnectedClient(redis_server_);
+    r.metrics = std::make_unique<NotificationMetrics>(r.registry);
+    r.store = std::make_unique<RedisNotificationStore>(*r.redis);
+    r.handler = std::make_unique<NotificationEventHandler>(*r.store, clock_, sharding_, settings_,
+                                                           *r.metrics);
+    r.service = std::make_unique<NotificationService>(*r.redis, clock_, pipeline_, sharding_,
+                                                      settings_, *r.metrics, *r.handler);
+    auto wakeups = std::make_shared<InboxWakeups>();
+    r.service->SetInboxWakeups(wakeups);
+    grpc::ServerBuilder b;
+    int port = 0;
+    b.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port);
+    b.RegisterService(r.service.get());
+    r.server = b.BuildAndStart();
+    EXPECT_NE(r.server, nullptr);
+    r.stub = v1::NotificationService::NewStub(
+        grpc::CreateChannel(absl::StrCat("127.0.0.1:", port), grpc::InsecureChannelCredentials()));
+    r.listener = Listen(wakeups, r.service.get());
+    return r;
+  }
+
+  // Reads until a heartbeat: the stream is open, has read its inbox and is idle. False if
+  // the stream ended or sent a notification first.
+  static bool AwaitHeartbeat(grpc::ClientReader<v1::SubscribeResponse>& reader) {
+    v1::SubscribeResponse r;
+    while (reader.Read(&r)) {
+      if (r.has_heartbeat()) return true;
+      if (r.has_notification()) return false;
+    }
+    return false;
+  }
+
+  // Redis commands executed since `CONFIG RESETSTAT`, from INFO commandstats, without the
+  // INFO and CONFIG the count itself sends.
+  int64_t CommandsSinceReset() {
+    auto info = common::RunRedisCommand(*redis_, {"INFO", "commandstats"});
+    EXPECT_TRUE(info.ok());
+    if (!info.ok()) return -1;
+    int64_t total = 0;
+    for (absl::string_view line : absl::StrSplit(info->str, absl::ByAnyChar("\r\n"))) {
+      // cmdstat_<name>:calls=<n>,usec=...
+      if (!absl::ConsumePrefix(&line, "cmdstat_")) continue;
+      const size_t colon = line.find(':');
+      if (colon == absl::string_view::npos) continue;
+      const absl::string_view name = line.substr(0, colon);
+      if (name == "info" || absl::StartsWith(name, "config")) continue;
+      absl::string_view rest = line.substr(colon + 1);
+      if (!absl::ConsumePrefix(&rest, "calls=")) continue;
+      int64_t calls = 0;
+      if (absl::SimpleAtoi(rest.substr(0, rest.find(',')), &calls)) total += calls;
+    }
+    return total;
+  }
+
   std::vector<v1::Notification> ReadN(grpc::ClientReader<v1::SubscribeResponse>& reader, int n) {
     std::vector<v1::Notification> out;
     v1::SubscribeResponse r;
@@ -201,6 +307,8 @@ class NotificationRedisTest : public ::testing::Test {
   std::unique_ptr<grpc::Server> server_;
   std::shared_ptr<grpc::Channel> channel_;
   std::unique_ptr<v1::NotificationService::Stub> stub_;
+  std::unique_ptr<InboxAppendListener> listener_;
+  std::unique_ptr<Replica> replica_;
 };
 
 TEST_F(NotificationRedisTest, ReconnectWithCursorAfterEvent50Receives51To100ExactlyOnce) {
@@ -856,6 +964,131 @@ TEST_F(NotificationRedisTest, WakeUpsDeliverWithoutWaitingForThePollInterval) {
     EXPECT_EQ(got[0].event().event_id(), id);
     EXPECT_LT(Steady::now() - start, std::chrono::seconds(1)) << id;
   }
+  ctx->TryCancel();
+}
+
+// Issue 19 item 4: an idle Subscribe stream costs Redis nothing. Over 2 s, 50 idle streams
+// send no more commands than 1 (the old streams re-read their inbox every poll interval:
+// here 10 ms, 100 commands/s each).
+TEST_F(NotificationRedisTest, IdleStreamsSendRedisNoCommandsWhateverTheirNumber) {
+  settings_.heartbeat_interval = absl::Milliseconds(200);
+  settings_.stream_recheck_interval = absl::Seconds(60);
+  StartService();
+  EnablePush();
+  auto commands_over_two_seconds = [&](int streams) -> int64_t {
+    std::vector<std::unique_ptr<grpc::ClientContext>> contexts;
+    std::vector<std::unique_ptr<grpc::ClientReader<v1::SubscribeResponse>>> readers;
+    for (int i = 0; i < streams; ++i) {
+      contexts.push_back(Ctx(kIssuer));
+      v1::SubscribeRequest req;
+      readers.push_back(stub_->Subscribe(contexts.back().get(), req));
+    }
+    for (auto& reader : readers) EXPECT_TRUE(AwaitHeartbeat(*reader));
+    EXPECT_TRUE(common::RunRedisCommand(*redis_, {"CONFIG", "RESETSTAT"}).ok());
+    std::this_thread::sleep_for(std::chrono::seconds(2));
+    const int64_t commands = CommandsSinceReset();
+    for (auto& ctx : contexts) ctx->TryCancel();
+    return commands;
+  };
+  const int64_t one = commands_over_two_seconds(1);
+  const int64_t fifty = commands_over_two_seconds(50);
+  EXPECT_LE(one, 2) << "1 idle stream";
+  EXPECT_LE(fifty, 2) << "50 idle streams";
+}
+
+// Issue 19 item 4: with the safety net at 60 s (and the poll interval too), notifications
+// reach an idle stream at once, in order and once each: appends wake it.
+TEST_F(NotificationRedisTest, IdleStreamIsWokenByAnAppendNotByItsSafetyNet) {
+  settings_.poll_interval = absl::Seconds(60);
+  settings_.heartbeat_interval = absl::Milliseconds(200);
+  settings_.stream_recheck_interval = absl::Seconds(60);
+  StartService();
+  EnablePush();
+  auto ctx = Ctx(kIssuer);
+  v1::SubscribeRequest req;
+  auto reader = stub_->Subscribe(ctx.get(), req);
+  ASSERT_TRUE(AwaitHeartbeat(*reader));
+  for (int i = 1; i <= 3; ++i) {
+    const auto start = Steady::now();
+    const std::string id = absl::StrCat("ev-push-", i);
+    ASSERT_TRUE(Receive(MakeEvent(id, Request(i))).ok());
+    Drain();
+    auto got = ReadN(*reader, 1);
+    ASSERT_EQ(got.size(), 1u);
+    EXPECT_EQ(got[0].event().event_id(), id);
+    EXPECT_LT(Steady::now() - start, std::chrono::seconds(2)) << id;
+    ASSERT_TRUE(AwaitHeartbeat(*reader)) << "idle again, nothing sent twice";
+  }
+  for (int i = 4; i <= 8; ++i) {
+    ASSERT_TRUE(Receive(MakeEvent(absl::StrCat("ev-push-", i), Request(i))).ok());
+  }
+  Drain();
+  auto got = ReadN(*reader, 5);
+  ASSERT_EQ(got.size(), 5u);
+  // In inbox order (the fan-out of different request shards may append in any order).
+  const std::vector<std::string> inbox = InboxEvents(kIssuer);
+  ASSERT_EQ(inbox.size(), 8u);
+  for (int i = 0; i < 5; ++i) EXPECT_EQ(got[i].event().event_id(), inbox[i + 3]);
+  EXPECT_TRUE(AwaitHeartbeat(*reader)) << "nothing sent twice";
+  ctx->TryCancel();
+}
+
+// Issue 19 item 4: a stream open on one replica receives at once what another replica's
+// fan-out wrote into its inbox (Redis pub/sub; the safety net is 60 s).
+TEST_F(NotificationRedisTest, AppendOnAnotherReplicaWakesTheStreamThroughPubSub) {
+  settings_.poll_interval = absl::Seconds(60);
+  settings_.heartbeat_interval = absl::Milliseconds(200);
+  settings_.stream_recheck_interval = absl::Seconds(60);
+  StartService();  // replica A: its handler and fan-out deliver
+  fanout_->SetInboxWakeups(std::make_shared<InboxWakeups>());
+  Replica& b = StartReplica();  // replica B: the stream
+  auto ctx = Ctx(kIssuer);
+  v1::SubscribeRequest req;
+  auto reader = b.stub->Subscribe(ctx.get(), req);
+  ASSERT_TRUE(AwaitHeartbeat(*reader));
+  for (int i = 1; i <= 3; ++i) {
+    const auto start = Steady::now();
+    const std::string id = absl::StrCat("ev-remote-", i);
+    ASSERT_TRUE(Receive(MakeEvent(id, Request(i))).ok());
+    Drain();
+    auto got = ReadN(*reader, 1);
+    ASSERT_EQ(got.size(), 1u);
+    EXPECT_EQ(got[0].event().event_id(), id);
+    EXPECT_LT(Steady::now() - start, std::chrono::seconds(2)) << id;
+    ASSERT_TRUE(AwaitHeartbeat(*reader)) << "nothing sent twice";
+  }
+  ctx->TryCancel();
+}
+
+// Issue 19 item 4: after Redis restarts, the pub/sub listener subscribes again and streams
+// are woken by appends as before.
+TEST_F(NotificationRedisTest, StreamsAreWokenAgainAfterARedisRestart) {
+  settings_.poll_interval = absl::Seconds(60);
+  settings_.heartbeat_interval = absl::Milliseconds(200);
+  settings_.stream_recheck_interval = absl::Seconds(60);
+  StartService();
+  fanout_->SetInboxWakeups(std::make_shared<InboxWakeups>());
+  Replica& b = StartReplica();
+  redis_server_.Stop();
+  redis_server_.Start();
+  ASSERT_TRUE(rogatory::testing::AwaitPong(*redis_));
+  ASSERT_TRUE(rogatory::testing::AwaitPong(*b.redis));
+  const auto deadline = Steady::now() + std::chrono::seconds(10);
+  while (b.listener->subscriptions() < 2 && Steady::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  ASSERT_GE(b.listener->subscriptions(), 2) << "the listener did not subscribe again";
+  auto ctx = Ctx(kIssuer);
+  v1::SubscribeRequest req;
+  auto reader = b.stub->Subscribe(ctx.get(), req);
+  ASSERT_TRUE(AwaitHeartbeat(*reader));
+  const auto start = Steady::now();
+  ASSERT_TRUE(Receive(MakeEvent("ev-after-restart", Request(1))).ok());
+  Drain();
+  auto got = ReadN(*reader, 1);
+  ASSERT_EQ(got.size(), 1u);
+  EXPECT_EQ(got[0].event().event_id(), "ev-after-restart");
+  EXPECT_LT(Steady::now() - start, std::chrono::seconds(2));
   ctx->TryCancel();
 }
 

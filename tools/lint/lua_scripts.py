@@ -57,7 +57,10 @@ STORE_NUMKEYS = {"ZUNIONSTORE", "ZINTERSTORE", "ZDIFFSTORE"}
 # Numkeys, then that many keys.
 NUMKEYS_FIRST = {"ZINTERCARD", "SINTERCARD", "ZINTER", "ZUNION", "ZDIFF", "LMPOP", "ZMPOP"}
 # Commands that touch no key.
-NO_KEYS = {"PING", "ECHO"}
+# PUBLISH names a pub/sub channel, not a key: channels live outside the keyspace (Redis
+# Cluster broadcasts a PUBLISH to every node whatever its slot), so a script may take one from
+# ARGV (inbox_deliver.lua wakes Subscribe streams this way).
+NO_KEYS = {"PING", "ECHO", "PUBLISH"}
 # Container commands whose key follows the subcommand (XINFO STREAM key, XGROUP CREATE key).
 SUBCOMMAND_KEY = {"XINFO", "XGROUP", "OBJECT"}
 FORBIDDEN = {"TIME": "scripts take \"now\" as an argument and never read Redis's TIME",

@@ -12,7 +12,7 @@
 -- KEYS[4]    the owner's subscriptions: a set of ids
 -- KEYS[5]    the shard's webhook queue: a zset of "<subscription>/<notification id>"
 -- KEYS[6]    the marker of the batch's previous delivery to this inbox (when ARGV[14] is '1')
--- KEYS[7..]  the webhook jobs (hashes) of the matched subscriptions, in the order of ARGV[16..]
+-- KEYS[7..]  the webhook jobs (hashes) of the matched subscriptions, in the order of ARGV[17..]
 -- ARGV[1]    the event, serialized
 -- ARGV[2]    when it was accepted, in ms
 -- ARGV[3]    the kind: 'n' notification, 'r' reannouncement (no webhooks), 'x' escalation
@@ -28,7 +28,9 @@
 -- ARGV[13]   the event id
 -- ARGV[14]   '1' when this delivery waits for KEYS[6], else '0'
 -- ARGV[15]   the owner's subscription ids as the caller knows them, sorted, ','-joined
--- ARGV[16..] the matched subscriptions' ids
+-- ARGV[16]   the pub/sub channel every append is published on (Keys::InboxAppendedChannel: a
+--            channel, not a key; Subscribe streams of every replica wake on it)
+-- ARGV[17..] the matched subscriptions' ids
 -- Returns    {'blocked'} | {'duplicate'} | {'retry', current subscription id...} |
 --            {'ok', entry id, webhook jobs enqueued (a decimal string)}
 if ARGV[14] == '1' and redis.call('EXISTS', KEYS[6]) == 0 then return {'blocked'} end
@@ -78,9 +80,9 @@ if type(id) == 'table' and id.err then id = redis.call('XADD', KEYS[1], '*', unp
 
 local jobs = 0
 if webhooks then
-  for i = 16, #ARGV do
+  for i = 17, #ARGV do
     local sid = ARGV[i]
-    local job = KEYS[i - 9]
+    local job = KEYS[i - 10]
     if redis.call('EXISTS', job) == 0 then
       local member = sid .. '/' .. ARGV[9]
       redis.call('HSET', job, 'sub', sid, 'ev', ARGV[1], 'att', 0, 'acc', ARGV[2],
@@ -93,4 +95,7 @@ end
 -- The marker last: a script failing before it (a Redis script is not rolled back) must
 -- leave no marker that would make its retry a "duplicate".
 redis.call('SET', KEYS[3], '1', 'PX', ARGV[7])
+-- Wakes the inbox's streams on every replica: "<entry id> <inbox key>" (the channel names no
+-- authority). Published with the commit, so no append goes unannounced while Redis is up.
+redis.call('PUBLISH', ARGV[16], id .. ' ' .. KEYS[1])
 return {'ok', id, tostring(jobs)}
