@@ -58,19 +58,19 @@ void InMemoryRequestStore::List(const ListQuery& query, Done<ListPage> done) {
     absl::MutexLock lock(&mu_);
     for (const auto& [id, r] : requests_) {
       if (!MatchesFilters(query, r)) continue;
-      if (query.after.has_value() && !ComesBefore(*query.after, CursorOf(r, query.by_update))) {
+      if (query.after.has_value() && !ComesBefore(*query.after, CursorOf(r, query))) {
         continue;
       }
       matches.push_back(r);
     }
   }
   std::sort(matches.begin(), matches.end(), [&](const v1::Request& a, const v1::Request& b) {
-    return ComesBefore(CursorOf(a, query.by_update), CursorOf(b, query.by_update));
+    return ComesBefore(CursorOf(a, query), CursorOf(b, query));
   });
   ListPage page;
   const size_t n = std::min(matches.size(), static_cast<size_t>(query.page_size));
   page.requests.assign(matches.begin(), matches.begin() + n);
-  if (matches.size() > n) page.next = CursorOf(page.requests.back(), query.by_update);
+  if (matches.size() > n) page.next = CursorOf(page.requests.back(), query);
   done(std::move(page));
 }
 

@@ -1,9 +1,12 @@
 #include "intake_event_handler.h"
 
+#include <algorithm>
+
 #include "absl/strings/str_cat.h"
 #include "google/protobuf/util/time_util.h"
 #include "intake_service.h"
 #include "lifecycle.h"
+#include "next_deadline.h"
 #include "rogatory/common/logging.h"
 
 namespace rogatory::intake {
@@ -84,6 +87,23 @@ Mutation IntakeEventHandler::Plan(const Snapshot& snap, const commonpb::Event& e
       return m;
     }
   }
+  // A deadline event moves the request's next deadline, in the same step that records it
+  // (and sets the dedupe marker): no recount. The next due time is a hash field the
+  // worklist rows carry, so the change is checked against the fields it was computed on.
+  v1::Request after = r;
+  if (ApplyDeadlineEvent(event, &after)) {
+    using google::protobuf::util::TimeUtil;
+    m.new_version = snap.version + 1;
+    m.updated_ms = std::max(TimeUtil::TimestampToMilliseconds(event.occur_time()),
+                            TimeUtil::TimestampToMilliseconds(r.update_time()));
+    m.fields_before = IndexedFieldsOf(r);
+    const std::optional<int64_t> due = NextDueMs(after);
+    m.fields.emplace_back("next_due_ms", due ? absl::StrCat(*due) : "");
+    m.request = std::move(after);
+  }
+  // A reminder changes the at-risk mark only: the history keeps the deadline's start,
+  // extensions, misses and settlement, not each reminder (notification tells the parties).
+  if (event.type() == commonpb::EVENT_TYPE_DEADLINE_REMINDER) return m;
   m.history.push_back(std::move(recorded));
   return m;
 }

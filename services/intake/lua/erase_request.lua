@@ -11,7 +11,8 @@
 -- KEYS[4]    idx:tombstoned
 -- KEYS[5]    retention:unaudited
 -- KEYS[6..]  the indexes it leaves: idx:all, idx:updated, idx:closed, then every
---            idx:<field>:<value> and need-to-know party index its hash names
+--            idx:<field>:<value> and need-to-know party index its hash names, and the
+--            worklist hashes beside those party indexes (wl:..., whose field it deletes)
 -- ARGV[1]    the request id
 -- ARGV[2]    tombstone cutoff, ms
 -- ARGV[3]    now, ms
@@ -36,7 +37,13 @@ for k = 1, #h, 2 do
   end
 end
 if n ~= 0 then return {'moved'} end
-for k = 6, #KEYS do redis.call('ZREM', KEYS[k], id) end
+for k = 6, #KEYS do
+  if string.find(KEYS[k], '}:wl:', 1, true) then
+    redis.call('HDEL', KEYS[k], id)
+  else
+    redis.call('ZREM', KEYS[k], id)
+  end
+end
 redis.call('ZREM', KEYS[4], id)
 redis.call('DEL', KEYS[1], KEYS[2], KEYS[3])
 redis.call('HSET', KEYS[5], '2:' .. id, ARGV[3])
