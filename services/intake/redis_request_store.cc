@@ -939,10 +939,12 @@ void RedisRequestStore::ListWorklist(const ListQuery& query, Done<ListPage> done
 
 void RedisRequestStore::WorklistRecords(const std::shared_ptr<WorklistGather>& gather) {
   const ListQuery& query = gather->query;
+  absl::Status error;
   {
     absl::MutexLock lock(&gather->mu);
-    if (!gather->error.ok()) return gather->done(gather->error);
+    error = gather->error;
   }
+  if (!error.ok()) return gather->done(error);
   // The candidates, from the rows alone.
   std::vector<std::pair<ListCursor, int>> candidates;  // position, shard
   for (size_t shard = 0; shard < gather->rows.size(); ++shard) {
@@ -1010,9 +1012,10 @@ void RedisRequestStore::WorklistRecords(const std::shared_ptr<WorklistGather>& g
 
 void RedisRequestStore::WorklistDone(const std::shared_ptr<WorklistGather>& gather) {
   ListPage out;
+  absl::Status error;
   {
     absl::MutexLock lock(&gather->mu);
-    if (!gather->error.ok()) return gather->done(gather->error);
+    error = gather->error;
     for (const ListCursor& at : gather->page) {
       auto it = gather->found.find(at.id);
       // The record decides: a row out of step with it (an erased request) is left out.
@@ -1020,6 +1023,7 @@ void RedisRequestStore::WorklistDone(const std::shared_ptr<WorklistGather>& gath
       out.requests.push_back(std::move(it->second));
     }
   }
+  if (!error.ok()) return gather->done(error);
   out.next = gather->next;
   gather->done(std::move(out));
 }
