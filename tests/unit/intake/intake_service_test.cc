@@ -186,7 +186,8 @@ TEST_F(IntakeServiceTest, PageTokenForOtherFiltersIsInvalidArgument) {
 TEST_F(IntakeServiceTest, BadWorklistFilterCombinationsAreInvalidArgumentNamingTheField) {
   auto list = [&](const v1::ListRequestsRequest& req, const std::string& roles = "issuing") {
     grpc::ClientContext ctx;
-    ctx.AddMetadata("x-rogatory-authority", roles == "service" ? "rogatory-routing" : "FR-TJ-PARIS-JI");
+    ctx.AddMetadata("x-rogatory-authority",
+                    roles == "service" ? "rogatory-routing" : "FR-TJ-PARIS-JI");
     ctx.AddMetadata("x-rogatory-state", "FR");
     ctx.AddMetadata("x-rogatory-roles", roles);
     v1::ListRequestsResponse resp;
