@@ -46,27 +46,33 @@ bool ApplyDeadlineEvent(const commonpb::Event& event, v1::Request* request) {
     return d.deadline_id() == change.deadline_id();
   });
   // The deadline as the event tells it, added when intake has not heard of it yet (a
-  // reminder or an extension that overtook its start).
-  auto upsert = [&]() -> v1::TrackedDeadline& {
-    if (it == tracked.end()) {
+  // reminder or an extension that overtook its start). Only a start, an extension or a
+  // resumption moves a known deadline's due time.
+  auto upsert = [&](bool moves_due) -> v1::TrackedDeadline& {
+    const bool known = it != tracked.end();
+    if (!known) {
       tracked.emplace_back();
       it = tracked.end() - 1;
       it->set_deadline_id(change.deadline_id());
     }
     if (!change.rule_id().empty()) it->set_rule_id(change.rule_id());
-    if (change.has_due_time()) *it->mutable_due_time() = change.due_time();
+    if (change.has_due_time() && (moves_due || !known)) *it->mutable_due_time() = change.due_time();
     return *it;
+  };
+  // A reminder or a miss is about the due time it names: one about an earlier due time
+  // (delivered after an extension) marks nothing.
+  auto about_current_due = [&]() {
+    return it == tracked.end() || !change.has_due_time() ||
+           TimeUtil::TimestampToMilliseconds(change.due_time()) == DueMs(*it);
   };
   switch (event.type()) {
     case commonpb::EVENT_TYPE_DEADLINE_STARTED:
-      upsert();
+      upsert(true);
       break;
     case commonpb::EVENT_TYPE_DEADLINE_EXTENDED:
     case commonpb::EVENT_TYPE_DEADLINE_RESUMED: {
-      const bool moved = it == tracked.end() ||
-                         (change.has_due_time() &&
-                          TimeUtil::TimestampToMilliseconds(change.due_time()) != DueMs(*it));
-      v1::TrackedDeadline& d = upsert();
+      const bool moved = it == tracked.end() || !about_current_due();
+      v1::TrackedDeadline& d = upsert(true);
       d.set_suspended(false);
       if (moved) {
         d.set_at_risk(false);
@@ -75,17 +81,18 @@ bool ApplyDeadlineEvent(const commonpb::Event& event, v1::Request* request) {
       break;
     }
     case commonpb::EVENT_TYPE_DEADLINE_REMINDER:
-      upsert().set_at_risk(true);
+      if (about_current_due()) upsert(false).set_at_risk(true);
       break;
     case commonpb::EVENT_TYPE_DEADLINE_MISSED:
-    case commonpb::EVENT_TYPE_DEADLINE_ESCALATED: {
-      v1::TrackedDeadline& d = upsert();
-      d.set_at_risk(true);
-      d.set_missed(true);
+    case commonpb::EVENT_TYPE_DEADLINE_ESCALATED:
+      if (about_current_due()) {
+        v1::TrackedDeadline& d = upsert(false);
+        d.set_at_risk(true);
+        d.set_missed(true);
+      }
       break;
-    }
     case commonpb::EVENT_TYPE_DEADLINE_SUSPENDED:
-      upsert().set_suspended(true);
+      upsert(false).set_suspended(true);
       break;
     case commonpb::EVENT_TYPE_DEADLINE_MET:
     case commonpb::EVENT_TYPE_DEADLINE_CANCELLED:

@@ -541,6 +541,9 @@ TYPED_TEST_P(RequestStoreContractTest, NextDeadlineFollowsDeadlineEvents) {
   EXPECT_EQ(got->next_deadline().deadline_id(), "dl-a");
   EXPECT_EQ(this->DueOf(*got), t + 30 * day);
 
+  // A reminder about dl-b's old due time, delivered late, marks nothing.
+  ASSERT_TRUE(
+      this->Deadline(id, ET::EVENT_TYPE_DEADLINE_REMINDER, "dl-b", t + 10 * day, t + 4).ok());
   // dl-a met: dl-b (extended, not at risk) is next. Redelivered, the MET changes nothing.
   const std::string met_id = "01jmet00000000000000000001";
   auto met = this->Deadline(id, ET::EVENT_TYPE_DEADLINE_MET, "dl-a", 0, t + 5, met_id);
