@@ -173,12 +173,23 @@ absl::StatusOr<MutationOutcome> InMemoryRequestStore::MutateLocked(Mutation m) {
   }
   if (m.request) {
     v1::Request replaced = *m.request;
+    // The next deadline is kept apart from the content (see Mutation::fields).
+    if (stored.has_next_deadline()) {
+      *replaced.mutable_next_deadline() = stored.next_deadline();
+    } else {
+      replaced.clear_next_deadline();
+    }
     replaced.set_status(stored.status());
     replaced.set_etag(stored.etag());
     *replaced.mutable_update_time() = stored.update_time();
     stored = std::move(replaced);
   }
   for (const auto& [field, value] : m.fields) {
+    if (field == "nd") {
+      stored.clear_next_deadline();
+      if (!value.empty()) stored.mutable_next_deadline()->ParseFromString(value);
+      continue;
+    }
     int status = 0;
     if (field == "status" && absl::SimpleAtoi(value, &status) && status != stored.status()) {
       stored.set_status(static_cast<common::v1::RequestStatus>(status));

@@ -1,7 +1,5 @@
 #include "intake_event_handler.h"
 
-#include <algorithm>
-
 #include "absl/strings/str_cat.h"
 #include "google/protobuf/util/time_util.h"
 #include "intake_service.h"
@@ -88,18 +86,19 @@ Mutation IntakeEventHandler::Plan(const Snapshot& snap, const commonpb::Event& e
     }
   }
   // A deadline event moves the request's next deadline, in the same step that records it
-  // (and sets the dedupe marker): no recount. The next due time is a hash field the
-  // worklist rows carry, so the change is checked against the fields it was computed on.
+  // (and sets the dedupe marker): no recount. The next deadline is kept apart from the
+  // request's content (hash field `nd`, see Mutation::fields): deadline-tracking's
+  // bookkeeping neither changes the etag (a caller's guarded change stays valid) nor is
+  // undone by a change computed on an older snapshot. Its due time is a hash field the
+  // worklist rows carry.
   v1::Request after = r;
   if (ApplyDeadlineEvent(event, &after)) {
-    using google::protobuf::util::TimeUtil;
-    m.new_version = snap.version + 1;
-    m.updated_ms = std::max(TimeUtil::TimestampToMilliseconds(event.occur_time()),
-                            TimeUtil::TimestampToMilliseconds(r.update_time()));
     m.fields_before = IndexedFieldsOf(r);
     const std::optional<int64_t> due = NextDueMs(after);
     m.fields.emplace_back("next_due_ms", due ? absl::StrCat(*due) : "");
-    m.request = std::move(after);
+    m.fields.emplace_back("nd", after.has_next_deadline()
+                                    ? after.next_deadline().SerializeAsString()
+                                    : std::string());
   }
   // A reminder changes the at-risk mark only: the history keeps the deadline's start,
   // extensions, misses and settlement, not each reminder (notification tells the parties).

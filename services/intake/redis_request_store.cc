@@ -75,6 +75,10 @@ struct StoredFields {
   std::string status;
   std::string etag;
   std::string updated_ms;
+  // The next deadline (serialized NextDeadline; '' = none): hash field `nd`, kept by
+  // deadline events apart from pb, so that they neither change the etag nor are undone by a
+  // change computed on an older snapshot.
+  std::string nd;
 };
 
 // A stored request: its pb, overlaid with its authoritative hash fields.
@@ -87,6 +91,10 @@ absl::StatusOr<v1::Request> ParseStored(const StoredFields& f) {
     r.set_status(static_cast<common::v1::RequestStatus>(status));
   }
   if (!f.etag.empty()) r.set_etag(f.etag);
+  r.clear_next_deadline();
+  if (!f.nd.empty() && !r.mutable_next_deadline()->ParseFromString(f.nd)) {
+    return absl::DataLossError("stored next deadline does not parse");
+  }
   if (absl::SimpleAtoi(f.updated_ms, &updated_ms)) {
     *r.mutable_update_time() =
         google::protobuf::util::TimeUtil::MillisecondsToTimestamp(updated_ms);
@@ -94,9 +102,10 @@ absl::StatusOr<v1::Request> ParseStored(const StoredFields& f) {
   return r;
 }
 
-// Four strings of `strings` from `at`, as StoredFields.
+// Five strings of `strings` from `at`, as StoredFields.
 StoredFields StoredAt(const std::vector<std::string>& strings, size_t at) {
-  return StoredFields{strings[at], strings[at + 1], strings[at + 2], strings[at + 3]};
+  return StoredFields{strings[at], strings[at + 1], strings[at + 2], strings[at + 3],
+                      strings[at + 4]};
 }
 
 absl::StatusOr<std::vector<common::v1::Event>> ParseEvents(const std::vector<std::string>& raw) {
@@ -254,13 +263,13 @@ void RunListPage(common::RedisClient& redis, const ListPageCall& c, Done<ListPag
         auto elements = common::ReplyArray(reply, kWhat);
         if (!elements.ok()) return elements.status();
         const std::vector<RedisReply>& e = **elements;
-        if (e.empty() || (e.size() - 1) % 5 != 0) return Unexpected(kWhat);
+        if (e.empty() || (e.size() - 1) % 6 != 0) return Unexpected(kWhat);
         ListPageReply out;
         auto examined = common::ReplyInteger(e[0], kWhat);
         if (!examined.ok()) return examined.status();
         if (*examined < 0 || static_cast<size_t>(*examined) > candidates) return Unexpected(kWhat);
         out.examined = static_cast<size_t>(*examined);
-        for (size_t i = 1; i < e.size(); i += 5) {
+        for (size_t i = 1; i < e.size(); i += 6) {
           auto position = common::ReplyInteger(e[i], kWhat);
           if (!position.ok()) return position.status();
           if (*position < 1 || static_cast<size_t>(*position) > candidates) {
@@ -268,7 +277,7 @@ void RunListPage(common::RedisClient& redis, const ListPageCall& c, Done<ListPag
           }
           StoredFields f;
           const std::pair<std::string*, int> parts[] = {
-              {&f.pb, 1}, {&f.status, 2}, {&f.etag, 3}, {&f.updated_ms, 4}};
+              {&f.pb, 1}, {&f.status, 2}, {&f.etag, 3}, {&f.updated_ms, 4}, {&f.nd, 5}};
           for (auto [field, k] : parts) {
             auto text = common::ReplyOptionalString(e[i + k], kWhat);
             if (!text.ok()) return text.status();
@@ -317,7 +326,7 @@ void RunLoad(common::RedisClient& redis, const LoadCall& c, Done<LoadReply> done
         } else if (kind == "replayed" && out->size() == 2) {
           r.kind = LoadReply::Kind::kReplayed;
           r.result = (*out)[1];
-        } else if (kind == "found" && out->size() == 5) {
+        } else if (kind == "found" && out->size() == 6) {
           r.stored = StoredAt(*out, 1);
         } else {
           return Unexpected(kWhat);
@@ -386,10 +395,10 @@ void RunGetRecorded(common::RedisClient& redis, const GetRecordedCall& c,
         if (!elements.ok()) return elements.status();
         GetRecordedReply out;
         if ((*elements)->empty()) return out;
-        if ((*elements)->size() != 5) return Unexpected(kWhat);
+        if ((*elements)->size() != 6) return Unexpected(kWhat);
         StoredFields f;
         const std::pair<std::string*, int> parts[] = {
-            {&f.pb, 0}, {&f.status, 1}, {&f.etag, 2}, {&f.updated_ms, 3}};
+            {&f.pb, 0}, {&f.status, 1}, {&f.etag, 2}, {&f.updated_ms, 3}, {&f.nd, 5}};
         for (auto [field, k] : parts) {
           auto text = common::ReplyOptionalString((**elements)[k], kWhat);
           if (!text.ok()) return text.status();
@@ -494,6 +503,7 @@ void RunMutate(common::RedisClient& redis, const MutateCall& c, Done<MutateReply
     }
     party_before = PartyIndexes(p, now);
     for (const auto& [f, v] : m.fields) {
+      if (f == "nd") continue;  // the next deadline: stored, neither checked nor indexed
       std::string& old = believe(f);
       if (old == v) continue;
       if (f == "status") status_moves = true;
@@ -692,7 +702,7 @@ struct EraseRequestCall {
 
 bool StoredField(const std::string& field) {
   return field == "pb" || field == "etag" || field == "created_ms" || field == "updated_ms" ||
-         field == "erased_ms";
+         field == "erased_ms" || field == "nd";
 }
 
 void RunEraseRequest(common::RedisClient& redis, const EraseRequestCall& c, Done<EraseReply> done) {
@@ -795,17 +805,21 @@ void RedisRequestStore::Get(const std::string& id, Done<v1::Request> done) {
   auto shard = sharding_.ShardOf("rq", id);
   if (!shard.ok()) return done(shard.status());
   redis_.Command(
-      {"HMGET", absl::StrCat(ReqPrefix(*shard), id), "pb", "status", "etag", "updated_ms"},
+      {"HMGET", absl::StrCat(ReqPrefix(*shard), id), "pb", "status", "etag", "updated_ms", "nd"},
       [id, done](absl::StatusOr<RedisReply> reply) {
         if (!reply.ok()) return done(reply.status());
         constexpr absl::string_view kWhat = "HMGET request";
         auto elements = common::ReplyArray(*reply, kWhat);
         if (!elements.ok()) return done(elements.status());
-        if ((*elements)->size() != 4) return done(Unexpected(kWhat));
+        if ((*elements)->size() != 5) return done(Unexpected(kWhat));
         if ((**elements)[0].is_nil()) return done(NoSuchRequest(id));
-        auto strings = common::ReplyStrings(*reply, kWhat);
-        if (!strings.ok()) return done(strings.status());
-        done(ParseStored(StoredAt(*strings, 0)));
+        std::vector<std::string> strings;
+        for (const auto& e : **elements) {
+          auto text = common::ReplyOptionalString(e, kWhat);
+          if (!text.ok()) return done(text.status());
+          strings.push_back(text->value_or(""));
+        }
+        done(ParseStored(StoredAt(strings, 0)));
       });
 }
 

@@ -115,8 +115,11 @@ struct Mutation {
   std::optional<v1::Request> request;
   // Indexed hash fields to set: status, instrument, urgency, issuing_state,
   // requested_state, and the party fields issuing_authority and executing_authority (which
-  // feed the need-to-know party indexes; see RedisRequestStore). Only fields that change
-  // need be listed.
+  // feed the need-to-know party indexes; see RedisRequestStore); next_due_ms (the worklist
+  // rows' next due time) and nd, the serialized NextDeadline ('' = none), which is kept
+  // apart from the stored request: authoritative over `request`'s next_deadline, neither
+  // checked nor indexed, and left alone by a change that replaces the request. Only fields
+  // that change need be listed.
   std::vector<std::pair<std::string, std::string>> fields;
   // The indexed fields as the snapshot the change was computed on has them
   // (IndexedFieldsOf(snapshot.request)), when `fields` is set: a store that indexes them

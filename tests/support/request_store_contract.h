@@ -514,15 +514,32 @@ TYPED_TEST_P(RequestStoreContractTest, NextDeadlineFollowsDeadlineEvents) {
   const std::string id = n.request.id();
   ASSERT_TRUE(this->Create(std::move(n)).ok());
   const int64_t t = 1767225600000, day = 86400000;
+  // A caller's change computed before the deadline started (its snapshot has none).
+  auto before = Await<intake::Snapshot>(
+      [&](auto done) { this->store_->Load(id, std::nullopt, std::move(done)); });
+  ASSERT_TRUE(before.ok());
   ASSERT_TRUE(
       this->Deadline(id, ET::EVENT_TYPE_DEADLINE_STARTED, "dl-a", t + 30 * day, t + 1).ok());
+  intake::Mutation change;
+  change.id = id;
+  change.expected_version = before->version;
+  change.new_version = before->version + 1;
+  change.updated_ms = t + 2;
+  change.request = before->request;
+  change.request->mutable_content()->set_statement_of_facts("Supplemented facts.");
+  ASSERT_TRUE(Await<intake::MutationOutcome>([&](auto done) {
+                this->store_->Mutate(std::move(change), std::move(done));
+              }).ok());
   auto got = this->Get(id);
   ASSERT_TRUE(got.ok());
   EXPECT_EQ(got->next_deadline().deadline_id(), "dl-a");
   EXPECT_EQ(got->next_deadline().rule_id(), "EIO_RECOGNITION");
   EXPECT_EQ(this->DueOf(*got), t + 30 * day);
   EXPECT_FALSE(got->next_deadline().at_risk());
-  EXPECT_EQ(got->etag(), "2");  // a change of the request's view changes its etag
+  // Deadline-tracking's bookkeeping left the etag (the caller's guarded change applied) and
+  // that change, computed without it, did not undo it.
+  EXPECT_EQ(got->etag(), "2");
+  EXPECT_EQ(got->content().statement_of_facts(), "Supplemented facts.");
 
   // A sooner one becomes the next; its reminder marks it at risk.
   ASSERT_TRUE(

@@ -17,13 +17,14 @@
 -- ARGV[2]    tombstone cutoff, ms
 -- ARGV[3]    now, ms
 -- ARGV[4..]  the hash's fields the keys were computed from, as read: field, value, ...
---            (every field but pb, etag, created_ms, updated_ms and erased_ms)
+--            (every field but pb, etag, created_ms, updated_ms, erased_ms and nd)
 -- Returns    {'erased'} | {'skip'} (no tombstone made at or before the cutoff) | {'moved'}
 local id = ARGV[1]
 local t = redis.call('ZSCORE', KEYS[4], id)
 if not t or tonumber(t) > tonumber(ARGV[2]) then return {'skip'} end
 local h = redis.call('HGETALL', KEYS[1])
-local stored = {pb = true, etag = true, created_ms = true, updated_ms = true, erased_ms = true}
+local stored = {pb = true, etag = true, created_ms = true, updated_ms = true, erased_ms = true,
+                nd = true}
 local read = {}
 local n = 0
 for k = 4, #ARGV, 2 do
