@@ -338,6 +338,15 @@ def run_worklist(b: Bench, gap_ms: float) -> None:
     b.rows[-1]["waves"] = best
     print(f"intake     worklist page of 50: {b.rows[-1]['sent']} commands sent, "
           f"{best} waves (gap >= {gap_ms} ms)", flush=True)
+    # The same filter for an auditor, who lists every request: the shards' indexes in
+    # rounds (the path every list took before the worklist rows), for comparison in the
+    # same run.
+    auditor = svc.intake(rc.Caller("EU-AUDITOR-1", "BE", ("auditor",)))
+    every = pb.intake.ListRequestsRequest(page_size=50, urgency=pb.types.URGENCY_URGENT,
+                                          open_only=True)
+    got = b.measure("ListRequests auditor page of 50 (1 in 20 match, index rounds)", "intake",
+                    lambda: auditor.ListRequests(every, timeout=10))
+    print(f"auditor page: {len(got.requests)} requests", flush=True)
 
 
 def run(b: Bench) -> None:
