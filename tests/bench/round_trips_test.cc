@@ -212,7 +212,8 @@ TEST_F(RoundTripsTest, AnAuditorReadsEveryRequestInOneRoundTripAndIsRecorded) {
 // list_page.lua on only the shards holding candidates that can make the page (the page's
 // first ones over all shards), then the listed requests' audit entries. Before the scripts
 // stopped naming keys from data this page was one script a shard plus the audit (21 here);
-// reading the index first made it two commands a shard (31 on main).
+// reading the index first made it two commands a shard (31 on main). An authority's page
+// now reads its worklist rows instead of an index (issue 20): the same bound holds.
 TEST_F(RoundTripsTest, AListPageReadsEveryShardsIndexThenOnlyTheRowsOfThePage) {
   std::vector<std::string> ids;  // newest first
   for (int i = 0; i < 17; ++i) {
