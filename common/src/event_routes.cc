@@ -13,7 +13,7 @@ const char* EventRoutes::DefaultText() {
 # intake records the other services' decisions in the request's history.
 intake: ROUTING_DECIDED TRANSLATION_JOB_QUEUED TRANSLATION_JOB_CLAIMED
         TRANSLATION_JOB_COMPLETED TRANSLATION_JOB_FAILED TRANSLATION_JOB_CANCELLED
-        DEADLINE_STARTED DEADLINE_MISSED DEADLINE_ESCALATED
+        DEADLINE_STARTED DEADLINE_REMINDER DEADLINE_MISSED DEADLINE_ESCALATED
         DEADLINE_MET DEADLINE_EXTENDED DEADLINE_SUSPENDED DEADLINE_RESUMED DEADLINE_CANCELLED
 # translation-routing routes new and supplemented requests, cancels jobs of ended ones, and
 # orders its queues by deadlines.

@@ -58,19 +58,19 @@ void InMemoryRequestStore::List(const ListQuery& query, Done<ListPage> done) {
     absl::MutexLock lock(&mu_);
     for (const auto& [id, r] : requests_) {
       if (!MatchesFilters(query, r)) continue;
-      if (query.after.has_value() && !ComesBefore(*query.after, CursorOf(r, query.by_update))) {
+      if (query.after.has_value() && !ComesBefore(*query.after, CursorOf(r, query))) {
         continue;
       }
       matches.push_back(r);
     }
   }
   std::sort(matches.begin(), matches.end(), [&](const v1::Request& a, const v1::Request& b) {
-    return ComesBefore(CursorOf(a, query.by_update), CursorOf(b, query.by_update));
+    return ComesBefore(CursorOf(a, query), CursorOf(b, query));
   });
   ListPage page;
   const size_t n = std::min(matches.size(), static_cast<size_t>(query.page_size));
   page.requests.assign(matches.begin(), matches.begin() + n);
-  if (matches.size() > n) page.next = CursorOf(page.requests.back(), query.by_update);
+  if (matches.size() > n) page.next = CursorOf(page.requests.back(), query);
   done(std::move(page));
 }
 
@@ -173,12 +173,23 @@ absl::StatusOr<MutationOutcome> InMemoryRequestStore::MutateLocked(Mutation m) {
   }
   if (m.request) {
     v1::Request replaced = *m.request;
+    // The next deadline is kept apart from the content (see Mutation::fields).
+    if (stored.has_next_deadline()) {
+      *replaced.mutable_next_deadline() = stored.next_deadline();
+    } else {
+      replaced.clear_next_deadline();
+    }
     replaced.set_status(stored.status());
     replaced.set_etag(stored.etag());
     *replaced.mutable_update_time() = stored.update_time();
     stored = std::move(replaced);
   }
   for (const auto& [field, value] : m.fields) {
+    if (field == "nd") {
+      stored.clear_next_deadline();
+      if (!value.empty()) stored.mutable_next_deadline()->ParseFromString(value);
+      continue;
+    }
     int status = 0;
     if (field == "status" && absl::SimpleAtoi(value, &status) && status != stored.status()) {
       stored.set_status(static_cast<common::v1::RequestStatus>(status));

@@ -4,6 +4,7 @@
 #include "google/protobuf/util/time_util.h"
 #include "intake_service.h"
 #include "lifecycle.h"
+#include "next_deadline.h"
 #include "rogatory/common/logging.h"
 
 namespace rogatory::intake {
@@ -84,6 +85,24 @@ Mutation IntakeEventHandler::Plan(const Snapshot& snap, const commonpb::Event& e
       return m;
     }
   }
+  // A deadline event moves the request's next deadline, in the same step that records it
+  // (and sets the dedupe marker): no recount. The next deadline is kept apart from the
+  // request's content (hash field `nd`, see Mutation::fields): deadline-tracking's
+  // bookkeeping neither changes the etag (a caller's guarded change stays valid) nor is
+  // undone by a change computed on an older snapshot. Its due time is a hash field the
+  // worklist rows carry.
+  v1::Request after = r;
+  if (ApplyDeadlineEvent(event, &after)) {
+    m.fields_before = IndexedFieldsOf(r);
+    const std::optional<int64_t> due = NextDueMs(after);
+    m.fields.emplace_back("next_due_ms", due ? absl::StrCat(*due) : "");
+    m.fields.emplace_back("nd", after.has_next_deadline()
+                                    ? after.next_deadline().SerializeAsString()
+                                    : std::string());
+  }
+  // A reminder changes the at-risk mark only: the history keeps the deadline's start,
+  // extensions, misses and settlement, not each reminder (notification tells the parties).
+  if (event.type() == commonpb::EVENT_TYPE_DEADLINE_REMINDER) return m;
   m.history.push_back(std::move(recorded));
   return m;
 }

@@ -5,6 +5,7 @@
 #include "absl/strings/escaping.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "completeness.h"
 #include "google/protobuf/io/coded_stream.h"
@@ -45,6 +46,14 @@ std::string FilterFingerprint(const v1::ListRequestsRequest& r) {
     absl::StrAppend(&filters, "|", static_cast<int>(r.urgency()), "|",
                     TimeUtil::ToString(r.create_time_from()), "|",
                     TimeUtil::ToString(r.create_time_to()), "|", static_cast<int>(r.order_by()));
+  }
+  // The worklist filters (issue 20), likewise only when set.
+  if (r.statuses_size() > 0 || r.open_only() || !r.counterpart_state().empty() || r.side() != 0 ||
+      r.has_next_deadline_before()) {
+    absl::StrAppend(
+        &filters, "|wl|", absl::StrJoin(r.statuses(), ","), "|", r.open_only() ? 1 : 0, "|",
+        r.counterpart_state(), "|", static_cast<int>(r.side()), "|",
+        r.has_next_deadline_before() ? TimeUtil::ToString(r.next_deadline_before()) : "");
   }
   return common::Sha256Hex(filters).substr(0, 16);
 }
@@ -375,6 +384,8 @@ absl::StatusOr<ListCursor> DecodePageToken(const std::string& token,
 }
 
 void ApplyView(v1::RequestView view, v1::Request* request) {
+  // The tracked deadlines are intake's bookkeeping; next_deadline's own fields are the API.
+  if (request->has_next_deadline()) request->mutable_next_deadline()->clear_tracked();
   if (view == v1::REQUEST_VIEW_FULL) return;
   auto* content = request->mutable_content();
   content->clear_subjects();
@@ -542,6 +553,7 @@ grpc::ServerUnaryReactor* IntakeService::ListRequests(grpc::CallbackServerContex
              v1::ListRequestsResponse* resp, Pipeline::Done done) {
         absl::StatusOr<common::ListScope> scope = common::ListScopeOf(call.caller);
         if (!scope.ok()) return done(scope.status());
+        if (absl::Status s = ValidateListScope(r, scope->all); !s.ok()) return done(s);
         ListQuery q;
         q.scope = *scope;
         q.status = r.status();
@@ -556,6 +568,14 @@ grpc::ServerUnaryReactor* IntakeService::ListRequests(grpc::CallbackServerContex
           q.created_to_ms = TimeUtil::TimestampToMilliseconds(r.create_time_to());
         }
         q.by_update = r.order_by() == v1::REQUEST_ORDER_UPDATE_TIME_DESC;
+        q.by_next_due = r.order_by() == v1::REQUEST_ORDER_NEXT_DUE_TIME;
+        for (int s : r.statuses()) q.statuses.push_back(static_cast<commonpb::RequestStatus>(s));
+        q.open_only = r.open_only();
+        q.side = r.side();
+        q.counterpart_state = r.counterpart_state();
+        if (r.has_next_deadline_before()) {
+          q.next_due_before_ms = TimeUtil::TimestampToMilliseconds(r.next_deadline_before());
+        }
         q.page_size = r.page_size() == 0 ? 50 : r.page_size();
         if (!r.page_token().empty()) q.after = *DecodePageToken(r.page_token(), r);
         const v1::RequestView view =

@@ -94,6 +94,12 @@ class RedisRequestStore final : public RequestStore {
   void ListRows(const std::shared_ptr<ListGather>& gather, std::vector<RoundShard> reads,
                 bool all_served, absl::Status error);
   void ListEvaluate(const std::shared_ptr<ListGather>& gather);
+  // A caller's worklist (a scoped list not by update time), from its worklist rows: see
+  // ListWorklist in the .cc.
+  struct WorklistGather;
+  void ListWorklist(const ListQuery& query, Done<ListPage> done);
+  void WorklistRecords(const std::shared_ptr<WorklistGather>& gather);
+  void WorklistDone(const std::shared_ptr<WorklistGather>& gather);
 
   common::RedisClient& redis_;
   common::Sharding sharding_;

@@ -54,6 +54,18 @@ struct ListQuery {
   // a client pages moves to the front: it may then be missed or seen twice, which a
   // creation-ordered list never does.
   bool by_update = false;
+  // Soonest next due deadline first, requests with none last (see NextDueKey); not with
+  // by_update.
+  bool by_next_due = false;
+  // Only requests in one of these statuses (empty: any); combines with `status`.
+  std::vector<common::v1::RequestStatus> statuses;
+  // Only open requests (Lifecycle::IsOpen).
+  bool open_only = false;
+  // The caller's side and the counterpart's state; need `scope` with an authority.
+  v1::CallerSide side = v1::CALLER_SIDE_UNSPECIFIED;
+  std::string counterpart_state;
+  // Only requests with an open deadline due before this (ms, exclusive).
+  std::optional<int64_t> next_due_before_ms;
   int page_size = 50;
   std::optional<ListCursor> after;  // start strictly after this position
   // Need-to-know: only requests in this scope (see common/access.h); nullopt: all.
@@ -103,8 +115,11 @@ struct Mutation {
   std::optional<v1::Request> request;
   // Indexed hash fields to set: status, instrument, urgency, issuing_state,
   // requested_state, and the party fields issuing_authority and executing_authority (which
-  // feed the need-to-know party indexes; see RedisRequestStore). Only fields that change
-  // need be listed.
+  // feed the need-to-know party indexes; see RedisRequestStore); next_due_ms (the worklist
+  // rows' next due time) and nd, the serialized NextDeadline ('' = none), which is kept
+  // apart from the stored request: authoritative over `request`'s next_deadline, neither
+  // checked nor indexed, and left alone by a change that replaces the request. Only fields
+  // that change need be listed.
   std::vector<std::pair<std::string, std::string>> fields;
   // The indexed fields as the snapshot the change was computed on has them
   // (IndexedFieldsOf(snapshot.request)), when `fields` is set: a store that indexes them
@@ -265,14 +280,31 @@ bool IsStaleVersion(const absl::Status& status);
 common::RequestParties PartiesOfRequest(const v1::Request& request);
 
 // The indexed hash fields of a request (see Mutation::fields): status, instrument, urgency,
-// issuing_state, requested_state, issuing_authority, executing_authority.
+// issuing_state, requested_state, issuing_authority, executing_authority, and next_due_ms
+// (the next deadline's due time, '' when none: it feeds the worklist rows, no index of its
+// own).
 std::vector<std::pair<std::string, std::string>> IndexedFieldsOf(const v1::Request& request);
 
 // True if the request matches the query's filters (and scope).
 bool MatchesFilters(const ListQuery& query, const v1::Request& request);
 
+// The caller's side of a request with these parties, for a scope with an authority: issuing
+// when the scope's authority issued it or its central state is the issuing state, else
+// executing. UNSPECIFIED for an unscoped (all) list.
+v1::CallerSide SideOf(const common::ListScope& scope, const common::RequestParties& parties);
+
 // The list position of a request (by creation, or by last update).
 ListCursor CursorOf(const v1::Request& request, bool by_update = false);
+// The list position of a request in the query's order.
+ListCursor CursorOf(const v1::Request& request, const ListQuery& query);
+
+// The sort key of the next-due order as a "newest first" time: soonest due comes first, so
+// the key is -due_ms; a request with no open deadline sorts after every due one, newest
+// created first (kNoNextDue + created_ms, far below any -due_ms); ties by id as every order.
+inline constexpr int64_t kNoNextDue = -(int64_t{1} << 52);
+int64_t NextDueKey(std::optional<int64_t> due_ms, int64_t created_ms);
+// The due time (ms) of a request's next deadline, if it has one.
+std::optional<int64_t> NextDueMs(const v1::Request& request);
 
 // Whether `a` comes before `b` in list order (newest first).
 bool ComesBefore(const ListCursor& a, const ListCursor& b);

@@ -441,6 +441,43 @@ absl::Status ValidateList(const v1::ListRequestsRequest& request) {
                      request.create_time_from())) {
     v.Add("create_time_to", "must be after create_time_from");
   }
+  if (request.statuses_size() > 32) v.Add("statuses", "may name at most 32 statuses");
+  for (int i = 0; i < request.statuses_size(); ++i) {
+    if (request.statuses(i) == 0 || !commonpb::RequestStatus_IsValid(request.statuses(i))) {
+      v.Add(absl::StrCat("statuses[", i, "]"), "must be a known status");
+    }
+  }
+  if (request.status() != 0 && request.statuses_size() > 0) {
+    v.Add("statuses", "cannot be combined with status; name every status in statuses");
+  }
+  if (request.status() != 0 && request.open_only()) {
+    v.Add("open_only", "cannot be combined with status; use statuses");
+  }
+  if (!request.counterpart_state().empty() && !common::IsCountryCode(request.counterpart_state())) {
+    v.Add("counterpart_state", "must be an ISO 3166-1 alpha-2 code in upper case");
+  }
+  if (!v1::CallerSide_IsValid(request.side())) v.Add("side", "has an unknown value");
+  if (request.has_next_deadline_before() && !valid_time(request.next_deadline_before())) {
+    v.Add("next_deadline_before", "must be a time from 1970 to 9999");
+  }
+  return v.ToStatus();
+}
+
+absl::Status ValidateListScope(const v1::ListRequestsRequest& request, bool all) {
+  if (!all) return absl::OkStatus();
+  FieldViolations v;
+  if (request.side() != v1::CALLER_SIDE_UNSPECIFIED) {
+    v.Add("side", "applies to authorities' lists; services and auditors are on no side");
+  }
+  if (!request.counterpart_state().empty()) {
+    v.Add("counterpart_state",
+          "applies to authorities' lists; services and auditors have no counterpart");
+  }
+  if (request.order_by() == v1::REQUEST_ORDER_NEXT_DUE_TIME) {
+    v.Add("order_by",
+          "REQUEST_ORDER_NEXT_DUE_TIME is offered on an authority's own worklist; lists of "
+          "every request are ordered by creation or update time");
+  }
   return v.ToStatus();
 }
 

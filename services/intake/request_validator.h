@@ -16,6 +16,10 @@ absl::Status ValidateSubmit(const v1::SubmitRequestRequest& request, absl::Time 
 // Checks the fields of a GetRequest / ListRequests call.
 absl::Status ValidateGet(const v1::GetRequestRequest& request, int shard_count);
 absl::Status ValidateList(const v1::ListRequestsRequest& request);
+// The ListRequests filters that need a side (side, counterpart_state, the next due order):
+// INVALID_ARGUMENT naming the field when the caller lists every request (`all`: services,
+// auditors).
+absl::Status ValidateListScope(const v1::ListRequestsRequest& request, bool all);
 
 // Shape checks of the lifecycle RPCs (the lifecycle itself is checked against the stored
 // request). Each returns INVALID_ARGUMENT listing every bad field.

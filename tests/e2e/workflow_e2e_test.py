@@ -329,6 +329,15 @@ class EawEscalationTest(WorkflowTestCase):
         j.transition(svc, j.DE_EAW_COURT, rid, T.REQUEST_STATUS_ARRESTED, "ARRESTED")
         deadline = j.wait_deadline(svc, j.DE_EAW_COURT, rid, "EAW_DECISION_NO_CONSENT",
                                    DL.DEADLINE_STATE_RUNNING)
+        # The request carries its next due deadline, from deadline-tracking's events (issue
+        # 20): the decision's, not at risk yet.
+        j.wait(lambda: j.get(svc, j.EAW_JUDGE, rid).next_deadline.deadline_id == deadline.id,
+               20, "next_deadline from DEADLINE_STARTED")
+        nxt = j.get(svc, j.EAW_JUDGE, rid).next_deadline
+        self.assertEqual(nxt.rule_id, "EAW_DECISION_NO_CONSENT")
+        self.assertEqual(nxt.due_time.seconds, deadline.due_time.seconds)
+        self.assertFalse(nxt.at_risk)
+        self.assertEqual(len(nxt.tracked), 0)  # intake's bookkeeping is not returned
         # Everyone reads (acknowledges) what they were told so far, so nothing is
         # re-announced when the clock jumps.
         before = {}
@@ -349,6 +358,10 @@ class EawEscalationTest(WorkflowTestCase):
         overdue = j.wait_deadline(svc, j.DE_EAW_COURT, rid, "EAW_DECISION_NO_CONSENT",
                                   DL.DEADLINE_STATE_OVERDUE)
         self.assertEqual(overdue.id, deadline.id)
+        # Missed: still the next deadline (the duty to decide remains), at risk and missed.
+        j.wait(lambda: j.get(svc, j.EAW_JUDGE, rid).next_deadline.missed, 20,
+               "next_deadline from DEADLINE_MISSED")
+        self.assertTrue(j.get(svc, j.EAW_JUDGE, rid).next_deadline.at_risk)
         missed = {}
         for party in (j.EAW_JUDGE, j.DE_EAW_COURT):
             missed[party] = self.assertInbox(party, rid, ["DEADLINE_MISSED"])

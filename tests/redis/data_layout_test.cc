@@ -3,9 +3,13 @@
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "intake_fixtures.h"
 #include "migrations.h"
+#include "redis_request_store.h"
 #include "redis_server.h"
 #include "rogatory/common/async_redis_client.h"
+#include "rogatory/common/ids.h"
+#include "rogatory/common/redis_reply.h"
 
 namespace rogatory::common {
 namespace {
@@ -72,7 +76,7 @@ TEST_F(DataLayoutTest, MigrateRecordsUnversionedDataThatFitsAndRefusesWhatDoesNo
 
   auto dry = migrate::Apply(redis(), 4, /*dry_run=*/true, now_);
   ASSERT_TRUE(dry.ok()) << dry.status();
-  EXPECT_EQ(dry->steps.size(), 1u);
+  EXPECT_EQ(dry->steps.size(), 2u);  // record the layout, then intake's worklist rows
   EXPECT_FALSE(ReadDataLayout(redis())->has_value());
 
   auto applied = migrate::Apply(redis(), 4, /*dry_run=*/false, now_);
@@ -87,6 +91,83 @@ TEST_F(DataLayoutTest, MigrateRecordsUnversionedDataThatFitsAndRefusesWhatDoesNo
   EXPECT_TRUE(again->steps.empty());
   EXPECT_EQ(migrate::Apply(redis(), 8, false, now_).status().code(),
             absl::StatusCode::kFailedPrecondition);
+}
+
+// Layout 1 -> 2: a request written by layout 1 (its hash and party index, no worklist row)
+// gets its worklist rows, and so appears in its parties' worklists; a tombstone gets none.
+TEST_F(DataLayoutTest, MigrationWritesTheWorklistRowsOfRequestsOfLayoutOne) {
+  const std::string p = Sharding::Prefix(5);
+  const std::string id = Sharding::MakeId("rq", 5, now_);
+  intake::v1::Request r;
+  r.set_id(id);
+  *r.mutable_content() = rogatory::testing::CompleteEio();
+  r.set_status(v1::REQUEST_STATUS_RECEIVED);
+  r.set_etag("1");
+  const std::string created = "1767225600000";
+  // As layout 1's create_request.lua left it.
+  ASSERT_TRUE(RunRedisCommand(redis(), {"HSET",
+                                        p + "req:" + id,
+                                        "pb",
+                                        r.SerializeAsString(),
+                                        "status",
+                                        "1",
+                                        "instrument",
+                                        "1",
+                                        "issuing_state",
+                                        "FR",
+                                        "requested_state",
+                                        "DE",
+                                        "created_ms",
+                                        created,
+                                        "updated_ms",
+                                        created,
+                                        "etag",
+                                        "1",
+                                        "urgency",
+                                        "0",
+                                        "issuing_authority",
+                                        "FR-TJ-PARIS-JI",
+                                        "executing_authority",
+                                        ""})
+                  .ok());
+  ASSERT_TRUE(
+      RunRedisCommand(redis(), {"ZADD", p + "idx:party:a:FR-TJ-PARIS-JI", created, id}).ok());
+  const std::string erased = Sharding::MakeId("rq", 5, now_ + absl::Seconds(1));
+  ASSERT_TRUE(RunRedisCommand(redis(), {"HSET", p + "req:" + erased, "pb", "x", "status", "1",
+                                        "issuing_authority", "FR-TJ-PARIS-JI", "erased_ms", "1"})
+                  .ok());
+  ASSERT_TRUE(WriteDataLayout(redis(), {1, 16}, "test", now_).ok());
+
+  auto applied = migrate::Apply(redis(), 16, /*dry_run=*/false, now_);
+  ASSERT_TRUE(applied.ok()) << applied.status();
+  ASSERT_EQ(applied->steps.size(), 1u);
+  EXPECT_EQ(applied->after, (DataLayout{2, 16}));
+  auto row = RunRedisCommand(redis(), {"HGET", p + "wl:a:FR-TJ-PARIS-JI", id});
+  ASSERT_TRUE(row.ok());
+  EXPECT_EQ(*ReplyString(*row, "HGET"), absl::StrCat("1\x1f"
+                                                     "1\x1f"
+                                                     "0\x1f"
+                                                     "FR\x1f"
+                                                     "DE\x1f"
+                                                     "FR-TJ-PARIS-JI\x1f\x1f",
+                                                     created, "\x1f"));
+  auto tomb = RunRedisCommand(redis(), {"HEXISTS", p + "wl:a:FR-TJ-PARIS-JI", erased});
+  ASSERT_TRUE(tomb.ok());
+  EXPECT_EQ(*ReplyInteger(*tomb, "HEXISTS"), 0);
+
+  intake::RedisRequestStore store(redis(), Sharding(16), absl::Hours(1));
+  intake::ListQuery q;
+  q.scope = ListScope{false, "FR-TJ-PARIS-JI", ""};
+  auto page = rogatory::testing::Await<intake::ListPage>(
+      [&](auto done) { store.List(q, std::move(done)); });
+  ASSERT_TRUE(page.ok()) << page.status();
+  ASSERT_EQ(page->requests.size(), 1u);
+  EXPECT_EQ(page->requests[0].id(), id);
+  q.scope = ListScope{false, "", "DE"};  // the requested state's central authority
+  page = rogatory::testing::Await<intake::ListPage>(
+      [&](auto done) { store.List(q, std::move(done)); });
+  ASSERT_TRUE(page.ok());
+  EXPECT_EQ(page->requests.size(), 1u);
 }
 
 }  // namespace

@@ -67,6 +67,40 @@ class RequestStoreContractTest : public ::testing::Test {
     return all;
   }
 
+  // A deadline event about `id` from deadline-tracking, recorded through intake's handler.
+  absl::StatusOr<common::EventHandler::Outcome> Deadline(const std::string& id,
+                                                         common::v1::EventType type,
+                                                         const std::string& deadline_id,
+                                                         int64_t due_ms, int64_t at_ms,
+                                                         const std::string& event_id = "") {
+    common::v1::Event e;
+    e.set_event_id(event_id.empty() ? common::NewUlid(absl::FromUnixMillis(at_ms)) : event_id);
+    e.set_request_id(id);
+    e.set_source("deadlines");
+    e.set_type(type);
+    *e.mutable_occur_time() = google::protobuf::util::TimeUtil::MillisecondsToTimestamp(at_ms);
+    e.mutable_deadline()->set_deadline_id(deadline_id);
+    e.mutable_deadline()->set_rule_id("EIO_RECOGNITION");
+    if (due_ms > 0) {
+      *e.mutable_deadline()->mutable_due_time() =
+          google::protobuf::util::TimeUtil::MillisecondsToTimestamp(due_ms);
+    }
+    auto shard = common::Sharding(Factory::Shards()).ShardOf("rq", id);
+    const common::Dedupe dedupe{
+        common::EventKeys::Seen(shard.ok() ? *shard : 0, "intake", e.event_id()), "600000"};
+    intake::IntakeEventHandler handler(*store_);
+    return Await<common::EventHandler::Outcome>(
+        [&](auto done) { handler.Handle(e, dedupe, std::move(done)); });
+  }
+  static int64_t DueOf(const intake::v1::Request& r) {
+    return google::protobuf::util::TimeUtil::TimestampToMilliseconds(r.next_deadline().due_time());
+  }
+  static intake::ListQuery Worklist(const std::string& authority) {
+    intake::ListQuery q;
+    q.scope = common::ListScope{false, authority, ""};
+    return q;
+  }
+
   std::unique_ptr<intake::RequestStore> store_;
   uint64_t counter_ = 0;
 };
@@ -474,6 +508,200 @@ TYPED_TEST_P(RequestStoreContractTest, ClosedRequestIsErasedInTwoAuditedSteps) {
   EXPECT_TRUE(this->Get(open_id).ok());
 }
 
+TYPED_TEST_P(RequestStoreContractTest, NextDeadlineFollowsDeadlineEvents) {
+  using ET = common::v1::EventType;
+  auto n = this->MakeNew(1767225600000, 3);
+  const std::string id = n.request.id();
+  ASSERT_TRUE(this->Create(std::move(n)).ok());
+  const int64_t t = 1767225600000, day = 86400000;
+  // A caller's change computed before the deadline started (its snapshot has none).
+  auto before = Await<intake::Snapshot>(
+      [&](auto done) { this->store_->Load(id, std::nullopt, std::move(done)); });
+  ASSERT_TRUE(before.ok());
+  ASSERT_TRUE(
+      this->Deadline(id, ET::EVENT_TYPE_DEADLINE_STARTED, "dl-a", t + 30 * day, t + 1).ok());
+  intake::Mutation change;
+  change.id = id;
+  change.expected_version = before->version;
+  change.new_version = before->version + 1;
+  change.updated_ms = t + 2;
+  change.request = before->request;
+  change.request->mutable_content()->set_statement_of_facts("Supplemented facts.");
+  ASSERT_TRUE(Await<intake::MutationOutcome>([&](auto done) {
+                this->store_->Mutate(std::move(change), std::move(done));
+              }).ok());
+  auto got = this->Get(id);
+  ASSERT_TRUE(got.ok());
+  EXPECT_EQ(got->next_deadline().deadline_id(), "dl-a");
+  EXPECT_EQ(got->next_deadline().rule_id(), "EIO_RECOGNITION");
+  EXPECT_EQ(this->DueOf(*got), t + 30 * day);
+  EXPECT_FALSE(got->next_deadline().at_risk());
+  // Deadline-tracking's bookkeeping left the etag (the caller's guarded change applied) and
+  // that change, computed without it, did not undo it.
+  EXPECT_EQ(got->etag(), "2");
+  EXPECT_EQ(got->content().statement_of_facts(), "Supplemented facts.");
+
+  // A sooner one becomes the next; its reminder marks it at risk.
+  ASSERT_TRUE(
+      this->Deadline(id, ET::EVENT_TYPE_DEADLINE_STARTED, "dl-b", t + 10 * day, t + 2).ok());
+  ASSERT_TRUE(
+      this->Deadline(id, ET::EVENT_TYPE_DEADLINE_REMINDER, "dl-b", t + 10 * day, t + 3).ok());
+  got = this->Get(id);
+  EXPECT_EQ(got->next_deadline().deadline_id(), "dl-b");
+  EXPECT_TRUE(got->next_deadline().at_risk());
+  EXPECT_EQ(got->next_deadline().open_deadlines(), 2);
+
+  // Extended past dl-a: dl-a is next again; dl-b's at-risk mark went with its old due time.
+  ASSERT_TRUE(
+      this->Deadline(id, ET::EVENT_TYPE_DEADLINE_EXTENDED, "dl-b", t + 40 * day, t + 4).ok());
+  got = this->Get(id);
+  EXPECT_EQ(got->next_deadline().deadline_id(), "dl-a");
+  EXPECT_EQ(this->DueOf(*got), t + 30 * day);
+
+  // A reminder about dl-b's old due time, delivered late, marks nothing.
+  ASSERT_TRUE(
+      this->Deadline(id, ET::EVENT_TYPE_DEADLINE_REMINDER, "dl-b", t + 10 * day, t + 4).ok());
+  // dl-a met: dl-b (extended, not at risk) is next. Redelivered, the MET changes nothing.
+  const std::string met_id = "01jmet00000000000000000001";
+  auto met = this->Deadline(id, ET::EVENT_TYPE_DEADLINE_MET, "dl-a", 0, t + 5, met_id);
+  ASSERT_TRUE(met.ok()) << met.status();
+  EXPECT_EQ(*met, common::EventHandler::Outcome::kHandled);
+  got = this->Get(id);
+  EXPECT_EQ(got->next_deadline().deadline_id(), "dl-b");
+  EXPECT_EQ(this->DueOf(*got), t + 40 * day);
+  EXPECT_FALSE(got->next_deadline().at_risk());
+  const std::string etag = got->etag();
+  auto again = this->Deadline(id, ET::EVENT_TYPE_DEADLINE_MET, "dl-a", 0, t + 5, met_id);
+  ASSERT_TRUE(again.ok());
+  EXPECT_EQ(*again, common::EventHandler::Outcome::kDuplicate);
+  // The same facts under another event id (a re-emission) change nothing either.
+  ASSERT_TRUE(this->Deadline(id, ET::EVENT_TYPE_DEADLINE_MET, "dl-a", 0, t + 6).ok());
+  ASSERT_TRUE(
+      this->Deadline(id, ET::EVENT_TYPE_DEADLINE_STARTED, "dl-b", t + 40 * day, t + 7).ok());
+  got = this->Get(id);
+  EXPECT_EQ(got->etag(), etag);
+  EXPECT_EQ(got->next_deadline().open_deadlines(), 1);
+
+  // Suspended, it drops out; resumed, it is back; cancelled, nothing is open.
+  ASSERT_TRUE(this->Deadline(id, ET::EVENT_TYPE_DEADLINE_SUSPENDED, "dl-b", 0, t + 8).ok());
+  got = this->Get(id);
+  EXPECT_FALSE(got->next_deadline().has_due_time());
+  ASSERT_TRUE(
+      this->Deadline(id, ET::EVENT_TYPE_DEADLINE_RESUMED, "dl-b", t + 45 * day, t + 9).ok());
+  got = this->Get(id);
+  EXPECT_EQ(this->DueOf(*got), t + 45 * day);
+  ASSERT_TRUE(this->Deadline(id, ET::EVENT_TYPE_DEADLINE_MISSED, "dl-b", 0, t + 10).ok());
+  got = this->Get(id);
+  EXPECT_TRUE(got->next_deadline().missed());
+  EXPECT_TRUE(got->next_deadline().at_risk());
+  ASSERT_TRUE(this->Deadline(id, ET::EVENT_TYPE_DEADLINE_CANCELLED, "dl-b", 0, t + 11).ok());
+  got = this->Get(id);
+  EXPECT_FALSE(got->has_next_deadline());
+
+  // The worklist rows follow: nothing due before any time now.
+  intake::ListQuery due = this->Worklist("FR-TJ-PARIS-JI");
+  due.next_due_before_ms = t + 100 * day;
+  EXPECT_TRUE(this->ListAll(due).empty());
+}
+
+TYPED_TEST_P(RequestStoreContractTest, WorklistFiltersOnStatusesOpenSideCounterpartAndDue) {
+  using ET = common::v1::EventType;
+  const int64_t t = 1767225600000, day = 86400000;
+  // Issued by the caller (FR-TJ-PARIS-JI) to DE, BE and IT; one to it from ES.
+  std::vector<std::string> ids;
+  for (const char* to : {"DE", "BE", "IT"}) {
+    auto n = this->MakeNew(t + ids.size() * 1000);
+    n.request.mutable_content()->set_requested_state(to);
+    ids.push_back(n.request.id());
+    ASSERT_TRUE(this->Create(std::move(n)).ok());
+  }
+  auto incoming = this->MakeNew(t + 5000);
+  incoming.request.mutable_content()->mutable_issuing_authority()->set_authority_id("ES-AN-MADRID");
+  incoming.request.mutable_content()->mutable_issuing_authority()->set_state("ES");
+  incoming.request.mutable_content()->set_requested_state("FR");
+  incoming.request.mutable_executing_authority()->set_authority_id("FR-TJ-PARIS-JI");
+  incoming.request.set_status(common::v1::REQUEST_STATUS_EXECUTED);
+  const std::string incoming_id = incoming.request.id();
+  ASSERT_TRUE(this->Create(std::move(incoming)).ok());
+  // Another authority's request: never in the caller's worklist, whatever the filter.
+  auto other = this->MakeNew(t + 6000);
+  other.request.mutable_content()->mutable_issuing_authority()->set_authority_id("FR-TJ-LYON");
+  ASSERT_TRUE(this->Create(std::move(other)).ok());
+  ASSERT_TRUE(
+      this->Deadline(ids[1], ET::EVENT_TYPE_DEADLINE_STARTED, "dl-1", t + 9 * day, t + 1).ok());
+  ASSERT_TRUE(
+      this->Deadline(incoming_id, ET::EVENT_TYPE_DEADLINE_STARTED, "dl-2", t + 3 * day, t + 1)
+          .ok());
+
+  auto ids_of = [](const std::vector<intake::v1::Request>& rs) {
+    std::vector<std::string> out;
+    for (const auto& r : rs) out.push_back(r.id());
+    return out;
+  };
+  auto q = this->Worklist("FR-TJ-PARIS-JI");
+  EXPECT_EQ(this->ListAll(q).size(), 4u);
+  q.side = intake::v1::CALLER_SIDE_EXECUTING;
+  EXPECT_EQ(ids_of(this->ListAll(q)), std::vector<std::string>{incoming_id});
+  q.side = intake::v1::CALLER_SIDE_ISSUING;
+  EXPECT_EQ(this->ListAll(q).size(), 3u);
+  q = this->Worklist("FR-TJ-PARIS-JI");
+  q.counterpart_state = "ES";  // the issuing state, where the caller executes
+  EXPECT_EQ(ids_of(this->ListAll(q)), std::vector<std::string>{incoming_id});
+  q.counterpart_state = "BE";  // the requested state, where the caller issued
+  EXPECT_EQ(ids_of(this->ListAll(q)), std::vector<std::string>{ids[1]});
+  q.counterpart_state = "FR";  // the caller's own state is the counterpart of none
+  EXPECT_TRUE(this->ListAll(q).empty());
+  q = this->Worklist("FR-TJ-PARIS-JI");
+  q.open_only = true;  // EXECUTED is not open
+  EXPECT_EQ(this->ListAll(q).size(), 3u);
+  q = this->Worklist("FR-TJ-PARIS-JI");
+  q.statuses = {common::v1::REQUEST_STATUS_EXECUTED, common::v1::REQUEST_STATUS_REFUSED};
+  EXPECT_EQ(ids_of(this->ListAll(q)), std::vector<std::string>{incoming_id});
+  q.statuses = {common::v1::REQUEST_STATUS_EXECUTED, common::v1::REQUEST_STATUS_RECEIVED};
+  EXPECT_EQ(this->ListAll(q).size(), 4u);
+  q = this->Worklist("FR-TJ-PARIS-JI");
+  q.next_due_before_ms = t + 5 * day;
+  EXPECT_EQ(ids_of(this->ListAll(q)), std::vector<std::string>{incoming_id});
+  q.next_due_before_ms = t + 10 * day;
+  q.open_only = true;
+  EXPECT_EQ(ids_of(this->ListAll(q)), std::vector<std::string>{ids[1]});
+  // Lyon's worklist holds only its own request.
+  EXPECT_EQ(this->ListAll(this->Worklist("FR-TJ-LYON")).size(), 1u);
+}
+
+TYPED_TEST_P(RequestStoreContractTest, WorklistByNextDueSoonestFirstAcrossPages) {
+  using ET = common::v1::EventType;
+  const int64_t t = 1767225600000, day = 86400000;
+  // Seven requests over the shards; five with deadlines due in a shuffled order.
+  std::vector<std::string> ids;
+  for (int i = 0; i < 7; ++i) {
+    auto n = this->MakeNew(t + i * 1000);
+    ids.push_back(n.request.id());
+    ASSERT_TRUE(this->Create(std::move(n)).ok());
+  }
+  const int due_days[] = {7, 2, 0, 9, 0, 4, 1};  // 0: no deadline
+  for (int i = 0; i < 7; ++i) {
+    if (due_days[i] == 0) continue;
+    ASSERT_TRUE(this->Deadline(ids[i], ET::EVENT_TYPE_DEADLINE_STARTED, absl::StrCat("dl-", i),
+                               t + due_days[i] * day, t + 10)
+                    .ok());
+  }
+  auto q = this->Worklist("FR-TJ-PARIS-JI");
+  q.by_next_due = true;
+  q.page_size = 2;
+  auto first = this->List(q);
+  ASSERT_TRUE(first.ok()) << first.status();
+  ASSERT_EQ(first->requests.size(), 2u);
+  EXPECT_EQ(first->requests[0].id(), ids[6]);
+  EXPECT_EQ(first->requests[1].id(), ids[1]);
+  ASSERT_TRUE(first->next.has_value());
+  std::vector<std::string> order;
+  for (const auto& r : this->ListAll(q)) order.push_back(r.id());
+  // Soonest first; the two without a deadline last, newest created first.
+  EXPECT_EQ(order,
+            (std::vector<std::string>{ids[6], ids[1], ids[5], ids[0], ids[3], ids[4], ids[2]}));
+}
+
 REGISTER_TYPED_TEST_SUITE_P(
     RequestStoreContractTest, CreatedRequestCanBeReadBack,
     ReportedDecisionIsRecordedOnceWithItsStatus, EventAboutUnknownRequestIsDroppedAsHandled,
@@ -482,6 +710,8 @@ REGISTER_TYPED_TEST_SUITE_P(
     ConcurrentDuplicatesCreateExactlyOneRequest, ListWalksEveryRequestNewestFirstAcrossPages,
     FullPageWhenTheNewestRequestsShareOneShard, ListFiltersByInstrumentAndState,
     ListFiltersByUrgencyAndCreationTimeRange, RequestCreatedDuringPagingIsNeitherSkippedNorRepeated,
-    ListByUpdateShowsMostRecentlyChangedFirst, ClosedRequestIsErasedInTwoAuditedSteps);
+    ListByUpdateShowsMostRecentlyChangedFirst, ClosedRequestIsErasedInTwoAuditedSteps,
+    NextDeadlineFollowsDeadlineEvents, WorklistFiltersOnStatusesOpenSideCounterpartAndDue,
+    WorklistByNextDueSoonestFirstAcrossPages);
 
 }  // namespace rogatory::testing

@@ -21,6 +21,15 @@ audit append is counted (issue 11's budget counts it too).
 
     /usr/bin/python3 tools/bench/round_trips.py --bin-dir build/bin [--reps 3] [--json out]
     /usr/bin/python3 tools/bench/round_trips.py --compare before.json after.json  # Markdown
+    /usr/bin/python3 tools/bench/round_trips.py --bin-dir build/bin --worklist  # issue 19/20
+
+--worklist measures only issue 19's list figure: a full page of 50 under a filter matching 1
+in 20 of the caller's 1,000 requests (urgent and open, soonest next deadline first), with
+its commands and its sequential round-trip waves. MONITOR shows when Redis ran each command,
+not when the service sent it: a wave here is a run of the service's commands with no gap of
+--wave-gap-ms between two of them (a pipelined wave's commands arrive together; the next
+wave waits for the replies and the service's work on them). intake_round_trips_test counts
+the same waves exactly at the client.
 """
 
 from __future__ import annotations
@@ -256,6 +265,9 @@ def main() -> int:
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--json", type=pathlib.Path)
     parser.add_argument("--compare", type=pathlib.Path, nargs=2, metavar=("BEFORE", "AFTER"))
+    parser.add_argument("--worklist", action="store_true",
+                        help="only the filtered worklist page of 50 (issue 19's list figure)")
+    parser.add_argument("--wave-gap-ms", type=float, default=0.5)
     args = parser.parse_args()
     if args.compare:
         print(compare(*args.compare))
@@ -265,12 +277,76 @@ def main() -> int:
     rc.stubs()
     b = Bench(args.bin_dir.resolve(), args.reps)
     try:
-        run(b)
+        if args.worklist:
+            run_worklist(b, args.wave_gap_ms)
+        else:
+            run(b)
         if args.json:
             args.json.write_text(json.dumps(b.rows, indent=1))
     finally:
         b.stop()
     return 0
+
+
+def waves_of(lines, service: str, b: Bench, gap_s: float) -> int:
+    """Runs of `service`'s own commands in `lines` separated by gaps of at least `gap_s`
+    (a script's commands run inside its EVALSHA and are not counted)."""
+    times = [t for t, client, _ in lines
+             if client != "lua" and b.ports.get(client.rsplit(":", 1)[-1]) == service]
+    if not times:
+        return 0
+    return 1 + sum(1 for a, c in zip(times, times[1:]) if c - a >= gap_s)
+
+
+def run_worklist(b: Bench, gap_ms: float) -> None:
+    """A full page of 50 under a filter matching 1 in 20 of the caller's requests."""
+    pb = rc.stubs()
+    svc = b.svc
+    judge = j.JUDGE
+    total, every = 1000, 20
+    t0 = time.time()
+    from concurrent.futures import ThreadPoolExecutor
+
+    def submit(i: int) -> None:
+        content = j.eio_content()
+        content.urgency = pb.types.URGENCY_URGENT if i % every == 0 else \
+            pb.types.URGENCY_NORMAL
+        j.submit(svc, judge, content)
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(submit, range(total)))
+    print(f"submitted {total} requests ({total // every} urgent) in {time.time() - t0:.0f}s",
+          flush=True)
+    time.sleep(3)  # routing's and deadline-tracking's echoes settle
+    intake = svc.intake(judge)
+    query = pb.intake.ListRequestsRequest(
+        page_size=50, urgency=pb.types.URGENCY_URGENT, open_only=True,
+        order_by=pb.intake.REQUEST_ORDER_NEXT_DUE_TIME)
+    page = b.measure("ListRequests worklist page of 50 (1 in 20 match)", "intake",
+                     lambda: intake.ListRequests(query, timeout=10))
+    print(f"page: {len(page.requests)} requests, next token {'set' if page.next_page_token else 'empty'}")
+    best = None
+    for _ in range(b.reps):
+        b._refresh_ports()
+        time.sleep(0.3)
+        t0 = time.time()
+        intake.ListRequests(query, timeout=10)
+        t1 = time.time()
+        time.sleep(0.05)
+        lines = b.monitor.between(t0, t1)
+        waves = waves_of(lines, "intake", b, gap_ms / 1000)
+        best = waves if best is None else min(best, waves)
+    b.rows[-1]["waves"] = best
+    print(f"intake     worklist page of 50: {b.rows[-1]['sent']} commands sent, "
+          f"{best} waves (gap >= {gap_ms} ms)", flush=True)
+    # The same filter for an auditor, who lists every request: the shards' indexes in
+    # rounds (the path every list took before the worklist rows), for comparison in the
+    # same run.
+    auditor = svc.intake(rc.Caller("EU-AUDITOR-1", "BE", ("auditor",)))
+    every = pb.intake.ListRequestsRequest(page_size=50, urgency=pb.types.URGENCY_URGENT,
+                                          open_only=True)
+    got = b.measure("ListRequests auditor page of 50 (1 in 20 match, index rounds)", "intake",
+                    lambda: auditor.ListRequests(every, timeout=10))
+    print(f"auditor page: {len(got.requests)} requests", flush=True)
 
 
 def run(b: Bench) -> None:

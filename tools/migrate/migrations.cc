@@ -1,6 +1,13 @@
 #include "migrations.h"
 
+#include <set>
+
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "rogatory/common/ids.h"
+#include "rogatory/common/redis_reply.h"
 
 namespace rogatory::migrate {
 namespace {
@@ -9,11 +16,85 @@ namespace {
 // the whole step, once Apply has checked the data fits the shard count.
 absl::Status RecordUnversionedData(common::RedisClient&, int) { return absl::OkStatus(); }
 
+// 1 -> 2 (issue 20): intake's worklist rows. Layout 2 keeps, beside each need-to-know party
+// index idx:party:a:<authority> / idx:party:s:<state>, a hash wl:a:<authority> /
+// wl:s:<state> whose field is a request id and value its worklist row (see intake's
+// create_request.lua: status, instrument, urgency, issuing state, requested state, issuing
+// authority, executing authority, created ms, next due ms, separated by \x1f). Layout 1
+// has none: this writes every request's rows from its hash, shard by shard (SCAN of
+// req:*). Idempotent: a row is the function of its hash. Tombstones (erased_ms) get none.
+// Requests of layout 1 have no next due time (intake did not track it): '' until their next
+// deadline event.
+absl::Status WriteWorklistRows(common::RedisClient& redis, int shards) {
+  static const char* const kFields[] = {"status",
+                                        "instrument",
+                                        "urgency",
+                                        "issuing_state",
+                                        "requested_state",
+                                        "issuing_authority",
+                                        "executing_authority",
+                                        "created_ms",
+                                        "next_due_ms"};
+  for (int shard = 0; shard < shards; ++shard) {
+    const std::string p = common::Sharding::Prefix(shard);
+    const std::string req = absl::StrCat(p, "req:");
+    std::string cursor = "0";
+    do {
+      auto page = common::RunRedisCommand(
+          redis, {"SCAN", cursor, "MATCH", absl::StrCat(req, "*"), "COUNT", "500", "TYPE", "hash"});
+      if (!page.ok()) return page.status();
+      auto parts = common::ReplyArray(*page, "SCAN");
+      if (!parts.ok()) return parts.status();
+      if ((*parts)->size() != 2) return absl::InternalError("SCAN: unexpected reply");
+      auto next = common::ReplyString((**parts)[0], "SCAN");
+      if (!next.ok()) return next.status();
+      cursor = *next;
+      auto keys = common::ReplyStrings((**parts)[1], "SCAN");
+      if (!keys.ok()) return keys.status();
+      for (const std::string& key : *keys) {
+        const std::string id = key.substr(req.size());
+        if (id.empty() || absl::StrContains(id, ':')) continue;
+        std::vector<std::string> hmget = {"HMGET", key};
+        for (const char* f : kFields) hmget.push_back(f);
+        hmget.push_back("erased_ms");
+        hmget.push_back("pb");
+        auto reply = common::RunRedisCommand(redis, hmget);
+        if (!reply.ok()) return reply.status();
+        auto values = common::ReplyArray(*reply, "HMGET");
+        if (!values.ok()) return values.status();
+        std::vector<std::string> v;
+        for (const auto& e : **values) {
+          auto text = common::ReplyOptionalString(e, "HMGET");
+          if (!text.ok()) return text.status();
+          v.push_back(text->value_or(""));
+        }
+        if (v.size() != 11 || v[10].empty() || !v[9].empty()) continue;  // no pb, or erased
+        const std::string row =
+            absl::StrJoin(std::vector<std::string>(v.begin(), v.begin() + 9), "\x1f");
+        std::set<std::string> parties;
+        for (int i : {5, 6}) {
+          if (!v[i].empty()) parties.insert(absl::StrCat(p, "wl:a:", v[i]));
+        }
+        for (int i : {3, 4}) {
+          if (!v[i].empty()) parties.insert(absl::StrCat(p, "wl:s:", v[i]));
+        }
+        for (const std::string& wl : parties) {
+          auto set = common::RunRedisCommand(redis, {"HSET", wl, id, row});
+          if (!set.ok()) return set.status();
+        }
+      }
+    } while (cursor != "0");
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 const std::vector<Migration>& Migrations() {
   static const std::vector<Migration>* migrations = new std::vector<Migration>{
       {0, "record the layout of data written before layouts were recorded", RecordUnversionedData},
+      {1, "write intake's worklist rows (wl:a:<authority>, wl:s:<state>) for every request",
+       WriteWorklistRows},
   };
   return *migrations;
 }

@@ -9,7 +9,8 @@
 -- KEYS[4]    the shard's intake outbox
 -- KEYS[5..]  the indexes the request enters, scored by its creation time: idx:all,
 --            idx:updated, its status, instrument and urgency indexes, its state indexes
---            and its need-to-know party indexes (see redis_request_store.h)
+--            and its need-to-know party indexes (see redis_request_store.h), then ARGV[16]
+--            worklist hashes (wl:a:<authority>, wl:s:<state>: id -> its worklist row)
 -- ARGV[1]    the request id
 -- ARGV[2]    the request (serialized rogatory.intake.v1.Request)
 -- ARGV[3]    the idempotency fingerprint ('' = no idempotency key)
@@ -25,6 +26,7 @@
 -- ARGV[13]   the idempotency record's time to live, ms
 -- ARGV[14]   the first history event (serialized rogatory.common.v1.Event)
 -- ARGV[15]   an earlier request the record may name that is known to be gone ('' = none)
+-- ARGV[16]   how many worklist hashes end KEYS
 -- Returns    {'created'} | {'replayed', earlier id}: the key's request, which C++ reads |
 --            {'conflict'}: the key was used with another fingerprint | {'collision'}: the id
 --            is taken
@@ -43,7 +45,14 @@ redis.call('HSET', KEYS[1], 'pb', ARGV[2], 'status', ARGV[4], 'instrument', ARGV
            'issuing_authority', ARGV[9], 'executing_authority', ARGV[10])
 redis.call('RPUSH', KEYS[2], ARGV[14])
 redis.call('XADD', KEYS[4], '*', 'ev', ARGV[14])
-for i = 5, #KEYS do redis.call('ZADD', KEYS[i], created, id) end
+local nwl = tonumber(ARGV[16])
+for i = 5, #KEYS - nwl do redis.call('ZADD', KEYS[i], created, id) end
+-- The worklist row (RedisRequestStore::List): the fields a worklist filters and orders on,
+-- separated by \31: status, instrument, urgency, issuing state, requested state, issuing
+-- authority, executing authority, created ms, next due ms ('' = none).
+local row = table.concat({ARGV[4], ARGV[5], ARGV[6], ARGV[7], ARGV[8], ARGV[9], ARGV[10],
+                          created, ''}, '\31')
+for i = #KEYS - nwl + 1, #KEYS do redis.call('HSET', KEYS[i], id, row) end
 if fp ~= '' then
   redis.call('HSET', KEYS[3], 'fp', fp, 'id', id)
   redis.call('PEXPIRE', KEYS[3], ARGV[13])

@@ -49,6 +49,7 @@ end
 redis.call('DEL', KEYS[8])
 redis.call('HSET', KEYS[1], 'pb', ARGV[5], 'etag', ARGV[2], 'updated_ms', ARGV[4],
            'erased_ms', ARGV[4])
+redis.call('HDEL', KEYS[1], 'nd')  -- a tombstone has no deadline (intake's next deadline)
 redis.call('ZADD', KEYS[10], ARGV[4], id)
 redis.call('ZREM', KEYS[5], id)
 redis.call('ZADD', KEYS[6], ARGV[4], id)

@@ -11,18 +11,20 @@
 -- KEYS[4]    idx:tombstoned
 -- KEYS[5]    retention:unaudited
 -- KEYS[6..]  the indexes it leaves: idx:all, idx:updated, idx:closed, then every
---            idx:<field>:<value> and need-to-know party index its hash names
+--            idx:<field>:<value> and need-to-know party index its hash names, and the
+--            worklist hashes beside those party indexes (wl:..., whose field it deletes)
 -- ARGV[1]    the request id
 -- ARGV[2]    tombstone cutoff, ms
 -- ARGV[3]    now, ms
 -- ARGV[4..]  the hash's fields the keys were computed from, as read: field, value, ...
---            (every field but pb, etag, created_ms, updated_ms and erased_ms)
+--            (every field but pb, etag, created_ms, updated_ms, erased_ms and nd)
 -- Returns    {'erased'} | {'skip'} (no tombstone made at or before the cutoff) | {'moved'}
 local id = ARGV[1]
 local t = redis.call('ZSCORE', KEYS[4], id)
 if not t or tonumber(t) > tonumber(ARGV[2]) then return {'skip'} end
 local h = redis.call('HGETALL', KEYS[1])
-local stored = {pb = true, etag = true, created_ms = true, updated_ms = true, erased_ms = true}
+local stored = {pb = true, etag = true, created_ms = true, updated_ms = true, erased_ms = true,
+                nd = true}
 local read = {}
 local n = 0
 for k = 4, #ARGV, 2 do
@@ -36,7 +38,13 @@ for k = 1, #h, 2 do
   end
 end
 if n ~= 0 then return {'moved'} end
-for k = 6, #KEYS do redis.call('ZREM', KEYS[k], id) end
+for k = 6, #KEYS do
+  if string.find(KEYS[k], '}:wl:', 1, true) then
+    redis.call('HDEL', KEYS[k], id)
+  else
+    redis.call('ZREM', KEYS[k], id)
+  end
+end
 redis.call('ZREM', KEYS[4], id)
 redis.call('DEL', KEYS[1], KEYS[2], KEYS[3])
 redis.call('HSET', KEYS[5], '2:' .. id, ARGV[3])

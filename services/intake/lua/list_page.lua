@@ -16,7 +16,8 @@
 -- ARGV[9]    '1' when need-to-know scoped: a request matches only if in the caller's reach
 -- ARGV[10]   scope authority id ('' = none)
 -- ARGV[11]   scope central state ('' = none)
--- Returns    {examined, then per match: its position in KEYS, pb, status, etag, updated_ms}
+-- Returns    {examined, then per match: its position in KEYS, pb, status, etag, updated_ms,
+--            nd (the next deadline; '' = none)}
 local limit = tonumber(ARGV[1])
 local cfrom, cto = tonumber(ARGV[7]), tonumber(ARGV[8])
 local out = {0}
@@ -24,7 +25,7 @@ local found = 0
 for i = 1, #KEYS do
   local h = redis.call('HMGET', KEYS[i], 'pb', 'status', 'instrument', 'issuing_state',
                        'requested_state', 'etag', 'updated_ms', 'urgency', 'created_ms',
-                       'issuing_authority', 'executing_authority')
+                       'issuing_authority', 'executing_authority', 'nd')
   local created = tonumber(h[9])
   local reach = ARGV[9] ~= '1'
     or (ARGV[10] ~= '' and (h[10] == ARGV[10] or h[11] == ARGV[10]))
@@ -39,6 +40,7 @@ for i = 1, #KEYS do
     out[#out + 1] = h[2]
     out[#out + 1] = h[6]
     out[#out + 1] = h[7]
+    out[#out + 1] = h[12] or ''
     found = found + 1
   end
   out[1] = i

@@ -20,7 +20,9 @@
 -- KEYS[11]   idx:closed
 -- KEYS[12..] the indexes the change moves the request between: ARGV[16] field indexes it
 --            leaves, ARGV[17] it enters, then ARGV[18] party indexes it leaves and ARGV[19]
---            it enters (the party ones are left alone on a tombstone)
+--            it enters (the party ones are left alone on a tombstone), then ARGV[23]
+--            worklist hashes the request leaves (HDEL) and ARGV[24] whose row it refreshes
+--            from the hash as changed (its parties' wl:a:/wl:s:; HDEL on a tombstone)
 -- ARGV[1]    expected version ('' = unguarded)
 -- ARGV[2]    new version ('' = keep, and keep the update time)
 -- ARGV[3]    the change's time, ms
@@ -43,7 +45,9 @@
 -- ARGV[20]   how many checked field/value pairs follow
 -- ARGV[21]   how many field/value pairs to set
 -- ARGV[22]   how many history events
--- ARGV[23..] the checked pairs (a missing field reads as ''), the pairs to set, the history
+-- ARGV[23]   how many worklist hashes the request leaves
+-- ARGV[24]   how many worklist hashes get its row
+-- ARGV[25..] the checked pairs (a missing field reads as ''), the pairs to set, the history
 --            events, then the outbox events
 -- Returns    {'applied'} | {'replayed', result} | {'conflict'} | {'duplicate'} |
 --            {'missing'} | {'stale', version} | {'moved', field, value, ...} (the current
@@ -64,7 +68,7 @@ if not cur[1] then return {'missing'} end
 if ARGV[1] ~= '' and cur[1] ~= ARGV[1] then return {'stale', cur[1]} end
 local id = ARGV[9]
 local nc, nf, nh = tonumber(ARGV[20]), tonumber(ARGV[21]), tonumber(ARGV[22])
-local i = 23
+local i = 25
 local moved = {}
 local same = true
 for _ = 1, nc do
@@ -113,6 +117,27 @@ end
 for _ = 1, tonumber(ARGV[19]) do
   if not erased then redis.call('ZADD', KEYS[k], cur[2], id) end
   k = k + 1
+end
+for _ = 1, tonumber(ARGV[23]) do
+  redis.call('HDEL', KEYS[k], id)
+  k = k + 1
+end
+local nwl = tonumber(ARGV[24])
+if nwl > 0 then
+  -- The worklist row, as create_request.lua writes it, from the hash as changed.
+  local h = redis.call('HMGET', KEYS[1], 'status', 'instrument', 'urgency', 'issuing_state',
+                       'requested_state', 'issuing_authority', 'executing_authority',
+                       'created_ms', 'next_due_ms')
+  for j = 1, 9 do h[j] = h[j] or '' end
+  local row = table.concat(h, '\31')
+  for _ = 1, nwl do
+    if erased then
+      redis.call('HDEL', KEYS[k], id)
+    else
+      redis.call('HSET', KEYS[k], id, row)
+    end
+    k = k + 1
+  end
 end
 if ARGV[15] ~= '' and not erased then
   local h = redis.call('HMGET', KEYS[1], 'instrument', 'status')

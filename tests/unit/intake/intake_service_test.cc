@@ -182,6 +182,107 @@ TEST_F(IntakeServiceTest, PageTokenForOtherFiltersIsInvalidArgument) {
   EXPECT_NE(s.error_message().find("page_token"), std::string::npos);
 }
 
+// Issue 20: bad combinations of the worklist filters name the field.
+TEST_F(IntakeServiceTest, BadWorklistFilterCombinationsAreInvalidArgumentNamingTheField) {
+  auto list = [&](const v1::ListRequestsRequest& req, const std::string& roles = "issuing") {
+    grpc::ClientContext ctx;
+    ctx.AddMetadata("x-rogatory-authority",
+                    roles == "service" ? "rogatory-routing" : "FR-TJ-PARIS-JI");
+    ctx.AddMetadata("x-rogatory-state", "FR");
+    ctx.AddMetadata("x-rogatory-roles", roles);
+    v1::ListRequestsResponse resp;
+    return stub_->ListRequests(&ctx, req, &resp);
+  };
+  auto expect_field = [](const grpc::Status& s, const std::string& field) {
+    EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << field;
+    EXPECT_NE(s.error_message().find(field), std::string::npos) << s.error_message();
+  };
+  v1::ListRequestsRequest both;
+  both.set_status(common::v1::REQUEST_STATUS_RECEIVED);
+  both.add_statuses(common::v1::REQUEST_STATUS_FORWARDED);
+  expect_field(list(both), "statuses");
+  v1::ListRequestsRequest open_and_status;
+  open_and_status.set_status(common::v1::REQUEST_STATUS_RECEIVED);
+  open_and_status.set_open_only(true);
+  expect_field(list(open_and_status), "open_only");
+  v1::ListRequestsRequest unknown;
+  unknown.add_statuses(static_cast<common::v1::RequestStatus>(999));
+  expect_field(list(unknown), "statuses[0]");
+  v1::ListRequestsRequest bad_state;
+  bad_state.set_counterpart_state("germany");
+  expect_field(list(bad_state), "counterpart_state");
+  v1::ListRequestsRequest bad_side;
+  bad_side.set_side(static_cast<v1::CallerSide>(7));
+  expect_field(list(bad_side), "side");
+  v1::ListRequestsRequest bad_time;
+  bad_time.mutable_next_deadline_before()->set_seconds(-5);
+  expect_field(list(bad_time), "next_deadline_before");
+  // A service is on no side and has no worklist order.
+  v1::ListRequestsRequest side;
+  side.set_side(v1::CALLER_SIDE_ISSUING);
+  expect_field(list(side, "service"), "side");
+  v1::ListRequestsRequest due;
+  due.set_order_by(v1::REQUEST_ORDER_NEXT_DUE_TIME);
+  expect_field(list(due, "service"), "order_by");
+  EXPECT_TRUE(list(due).ok());
+}
+
+// A page token binds to the worklist filters too; the next due order pages through.
+TEST_F(IntakeServiceTest, WorklistPagesByNextDueAndItsTokenBindsToTheFilters) {
+  std::set<std::string> ids;
+  for (int i = 0; i < 5; ++i) {
+    v1::SubmitRequestResponse resp;
+    ASSERT_TRUE(Submit(CompleteEio(), "", &resp).ok());
+    ids.insert(resp.request().id());
+    clock_.Advance(absl::Seconds(1));
+  }
+  v1::ListRequestsRequest req;
+  req.set_page_size(2);
+  req.set_order_by(v1::REQUEST_ORDER_NEXT_DUE_TIME);
+  req.set_open_only(true);
+  req.add_statuses(common::v1::REQUEST_STATUS_RECEIVED);
+  std::set<std::string> seen;
+  std::string token;
+  int pages = 0;
+  do {
+    grpc::ClientContext ctx;
+    Caller(&ctx);
+    req.set_page_token(token);
+    v1::ListRequestsResponse resp;
+    grpc::Status s = stub_->ListRequests(&ctx, req, &resp);
+    ASSERT_TRUE(s.ok()) << s.error_message();
+    for (const auto& r : resp.requests()) seen.insert(r.id());
+    token = resp.next_page_token();
+    ++pages;
+  } while (!token.empty() && pages < 10);
+  EXPECT_EQ(seen, ids);
+  EXPECT_EQ(pages, 3);
+
+  // The first page's token with another worklist filter: refused, naming page_token.
+  grpc::ClientContext first_ctx;
+  Caller(&first_ctx);
+  req.set_page_token("");
+  v1::ListRequestsResponse first;
+  ASSERT_TRUE(stub_->ListRequests(&first_ctx, req, &first).ok());
+  ASSERT_FALSE(first.next_page_token().empty());
+  v1::ListRequestsRequest other = req;
+  other.set_page_token(first.next_page_token());
+  other.set_side(v1::CALLER_SIDE_EXECUTING);
+  grpc::ClientContext ctx;
+  Caller(&ctx);
+  v1::ListRequestsResponse resp;
+  grpc::Status s = stub_->ListRequests(&ctx, other, &resp);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_NE(s.error_message().find("page_token"), std::string::npos);
+  // A stale (garbled) token likewise.
+  other = req;
+  other.set_page_token("not-a-token");
+  grpc::ClientContext ctx2;
+  Caller(&ctx2);
+  s = stub_->ListRequests(&ctx2, other, &resp);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+}
+
 TEST_F(IntakeServiceTest, UnknownAndMalformedIds) {
   grpc::ClientContext c1, c2;
   Caller(&c1);

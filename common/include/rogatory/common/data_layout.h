@@ -19,7 +19,8 @@ namespace rogatory::common {
 // Version 1 is the layout of README's "Redis key layout". Data written before layouts were
 // recorded has no record; rogatory-migrate records it, with the shard count the operator
 // names, after checking the data fits it.
-inline constexpr int kDataLayoutVersion = 1;
+// Version 2 adds intake's worklist rows (wl:a:<authority>, wl:s:<state>; issue 20).
+inline constexpr int kDataLayoutVersion = 2;
 // The record, a hash. Its own hash tag: it belongs to no request shard.
 inline constexpr char kDataLayoutKey[] = "rg:{meta}:layout";
 
