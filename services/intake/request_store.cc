@@ -4,6 +4,7 @@
 #include "absl/strings/str_cat.h"
 #include "document_store.h"
 #include "google/protobuf/util/time_util.h"
+#include "rogatory/common/status.h"
 
 namespace rogatory::intake {
 namespace {
@@ -18,8 +19,9 @@ void RequestStore::GetRecorded(const std::string& id, const RecordedRead&, Done<
 }
 
 absl::Status StaleVersion(const std::string& current) {
-  absl::Status s = absl::AbortedError(absl::StrCat("the request changed (its etag is now \"",
-                                                   current, "\"); read it again and retry"));
+  absl::Status s = common::StaleEtag("", current,
+                                     absl::StrCat("the request changed (its etag is now \"",
+                                                  current, "\"); read it again and retry"));
   s.SetPayload(kStalePayload, absl::Cord(current));
   return s;
 }
@@ -76,13 +78,16 @@ bool ComesBefore(const ListCursor& a, const ListCursor& b) {
 }
 
 absl::Status DocumentQuotaExceeded(bool request, int64_t used, int64_t limit, int64_t adding) {
-  return absl::ResourceExhaustedError(absl::StrCat(
-      "document quota exceeded: ",
-      request ? "the request's documents use " : "the documents your authority uploaded use ", used,
-      " of the ", limit, " bytes that ",
-      request ? "max-document-bytes-per-request" : "max-document-bytes-per-authority",
-      " allows, and this document would add ", adding,
-      request ? "" : "; retention gives the bytes of erased requests back"));
+  return common::WithReason(
+      absl::ResourceExhaustedError(absl::StrCat(
+          "document quota exceeded: ",
+          request ? "the request's documents use " : "the documents your authority uploaded use ",
+          used, " of the ", limit, " bytes that ",
+          request ? "max-document-bytes-per-request" : "max-document-bytes-per-authority",
+          " allows, and this document would add ", adding,
+          request ? "" : "; retention gives the bytes of erased requests back")),
+      common::v1::ERROR_REASON_QUOTA_EXCEEDED,
+      {{"limit", request ? "max-document-bytes-per-request" : "max-document-bytes-per-authority"}});
 }
 
 }  // namespace rogatory::intake
