@@ -123,11 +123,9 @@ class AllowedActionsTest : public ::testing::Test {
     NameParties(r.id(), instrument == pb::INSTRUMENT_PRODUCTION_ORDER);
     for (pb::RequestStatus step : path) {
       v1::AllowedAction a =
-          step == pb::REQUEST_STATUS_ACKNOWLEDGED
-              ? Action(v1::REQUEST_ACTION_ACKNOWLEDGE, step, "")
-              : step == pb::REQUEST_STATUS_WITHDRAWN
-                    ? Action(v1::REQUEST_ACTION_WITHDRAW, step, "")
-                    : Action(v1::REQUEST_ACTION_TRANSITION, step, "");
+          step == pb::REQUEST_STATUS_ACKNOWLEDGED ? Action(v1::REQUEST_ACTION_ACKNOWLEDGE, step, "")
+          : step == pb::REQUEST_STATUS_WITHDRAWN  ? Action(v1::REQUEST_ACTION_WITHDRAW, step, "")
+                                                  : Action(v1::REQUEST_ACTION_TRANSITION, step, "");
       s = Perform(a, r.id(), kService);
       EXPECT_TRUE(s.ok()) << pb::RequestStatus_Name(step) << ": " << s.error_message();
     }
@@ -229,9 +227,10 @@ class AllowedActionsTest : public ::testing::Test {
   InMemoryRequestStore store_;
   InMemoryDocumentStore documents_{store_};
   // Room for one test document per request (the walk uploads at most one to each).
-  IntakeHarness h_{store_, 16, &documents_,
-                   IntakeOptions{.max_document_bytes = 1 << 20, .max_document_bytes_per_request = 40},
-                   /*role_gate=*/true};
+  IntakeHarness h_{
+      store_, 16, &documents_,
+      IntakeOptions{.max_document_bytes = 1 << 20, .max_document_bytes_per_request = 40},
+      /*role_gate=*/true};
 };
 
 TEST_F(AllowedActionsTest, EveryListedActionIsAcceptedAndEveryOtherRefused) {
@@ -271,8 +270,8 @@ TEST_F(AllowedActionsTest, EveryListedActionIsAcceptedAndEveryOtherRefused) {
             // On a request of its own in this status: performing it changes the request.
             const v1::Request fresh = At(instrument, *path);
             const grpc::Status s = Perform(a, fresh.id(), party.who);
-            EXPECT_TRUE(s.ok()) << where << ": listed " << Key(a) << " but refused: "
-                                << s.error_code() << " " << s.error_message();
+            EXPECT_TRUE(s.ok()) << where << ": listed " << Key(a)
+                                << " but refused: " << s.error_code() << " " << s.error_message();
             kinds_seen.insert(v1::RequestAction_Name(a.action()));
             ++accepted;
           } else {
@@ -296,29 +295,29 @@ TEST_F(AllowedActionsTest, EveryListedActionIsAcceptedAndEveryOtherRefused) {
   EXPECT_GT(accepted, 100);
   EXPECT_GT(refused, 1000);
   // Every kind of action was listed (and performed) somewhere.
-  EXPECT_EQ(kinds_seen, (std::set<std::string>{"REQUEST_ACTION_TRANSITION",
-                                               "REQUEST_ACTION_ACKNOWLEDGE",
-                                               "REQUEST_ACTION_WITHDRAW",
-                                               "REQUEST_ACTION_SUPPLEMENT",
-                                               "REQUEST_ACTION_UPLOAD_DOCUMENT"}));
+  EXPECT_EQ(kinds_seen,
+            (std::set<std::string>{"REQUEST_ACTION_TRANSITION", "REQUEST_ACTION_ACKNOWLEDGE",
+                                   "REQUEST_ACTION_WITHDRAW", "REQUEST_ACTION_SUPPLEMENT",
+                                   "REQUEST_ACTION_UPLOAD_DOCUMENT"}));
 }
 
 TEST_F(AllowedActionsTest, DependOnTheCallerAndAreLeftOutOfTheBasicView) {
-  const v1::Request r = At(pb::INSTRUMENT_EIO, *PathTo(pb::INSTRUMENT_EIO,
-                                                        pb::REQUEST_STATUS_FORWARDED));
+  const v1::Request r =
+      At(pb::INSTRUMENT_EIO, *PathTo(pb::INSTRUMENT_EIO, pb::REQUEST_STATUS_FORWARDED));
   v1::Request as_executor, as_issuer, basic;
   ASSERT_TRUE(Read(r.id(), Parties()[2].who, &as_executor).ok());
   ASSERT_TRUE(Read(r.id(), Parties()[0].who, &as_issuer).ok());
   std::set<std::string> executor, issuer;
   for (const auto& a : as_executor.allowed_actions()) executor.insert(Key(a));
   for (const auto& a : as_issuer.allowed_actions()) issuer.insert(Key(a));
-  EXPECT_TRUE(executor.count(
-      "REQUEST_ACTION_ACKNOWLEDGE:REQUEST_STATUS_ACKNOWLEDGED:AcknowledgeRequest"));
+  EXPECT_TRUE(
+      executor.count("REQUEST_ACTION_ACKNOWLEDGE:REQUEST_STATUS_ACKNOWLEDGED:AcknowledgeRequest"));
   EXPECT_FALSE(executor.count("REQUEST_ACTION_WITHDRAW:REQUEST_STATUS_WITHDRAWN:WithdrawRequest"));
   EXPECT_TRUE(issuer.count("REQUEST_ACTION_WITHDRAW:REQUEST_STATUS_WITHDRAWN:WithdrawRequest"));
-  EXPECT_TRUE(issuer.count("REQUEST_ACTION_SUPPLEMENT:REQUEST_STATUS_UNSPECIFIED:SupplementRequest"));
-  EXPECT_FALSE(issuer.count(
-      "REQUEST_ACTION_ACKNOWLEDGE:REQUEST_STATUS_ACKNOWLEDGED:AcknowledgeRequest"));
+  EXPECT_TRUE(
+      issuer.count("REQUEST_ACTION_SUPPLEMENT:REQUEST_STATUS_UNSPECIFIED:SupplementRequest"));
+  EXPECT_FALSE(
+      issuer.count("REQUEST_ACTION_ACKNOWLEDGE:REQUEST_STATUS_ACKNOWLEDGED:AcknowledgeRequest"));
   ASSERT_TRUE(Read(r.id(), Parties()[0].who, &basic, v1::REQUEST_VIEW_BASIC).ok());
   EXPECT_EQ(basic.allowed_actions_size(), 0);
 }
@@ -337,8 +336,8 @@ TEST_F(AllowedActionsTest, EveryRefusalCarriesErrorInfoWithItsReason) {
     return *info;
   };
   const CallerId issuer = Parties()[0].who, executor = Parties()[2].who;
-  const v1::Request r = At(pb::INSTRUMENT_EIO, *PathTo(pb::INSTRUMENT_EIO,
-                                                        pb::REQUEST_STATUS_FORWARDED));
+  const v1::Request r =
+      At(pb::INSTRUMENT_EIO, *PathTo(pb::INSTRUMENT_EIO, pb::REQUEST_STATUS_FORWARDED));
   // A bad field: BadRequest alongside.
   {
     v1::RequestContent empty;
@@ -373,9 +372,8 @@ TEST_F(AllowedActionsTest, EveryRefusalCarriesErrorInfoWithItsReason) {
   }
   // A move the lifecycle does not allow: what is allowed in metadata.
   {
-    const grpc::Status s =
-        Perform(Action(v1::REQUEST_ACTION_TRANSITION, pb::REQUEST_STATUS_RECEIVED, ""), r.id(),
-                kService);
+    const grpc::Status s = Perform(
+        Action(v1::REQUEST_ACTION_TRANSITION, pb::REQUEST_STATUS_RECEIVED, ""), r.id(), kService);
     const auto info =
         expect(s, grpc::StatusCode::FAILED_PRECONDITION, "TRANSITION_NOT_ALLOWED", "transition");
     ASSERT_TRUE(info.metadata().count("allowed_next_statuses"));

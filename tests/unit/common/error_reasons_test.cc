@@ -74,8 +74,9 @@ TEST(ErrorReasonsTest, AHandlersReasonIsKeptWithItsMetadata) {
   EXPECT_EQ(info->reason(), "QUOTA_EXCEEDED");
   EXPECT_EQ(info->metadata().at("limit"), "max-document-bytes-per-request");
   // WithReason replaces an earlier reason; OK stays OK.
-  const absl::Status twice = WithReason(WithReason(absl::AbortedError("x"), v1::ERROR_REASON_STALE_ETAG),
-                                        v1::ERROR_REASON_CONCURRENT_CHANGE);
+  const absl::Status twice =
+      WithReason(WithReason(absl::AbortedError("x"), v1::ERROR_REASON_STALE_ETAG),
+                 v1::ERROR_REASON_CONCURRENT_CHANGE);
   EXPECT_EQ(GetErrorInfo(twice)->reason(), "CONCURRENT_CHANGE");
   EXPECT_TRUE(WithReason(absl::OkStatus(), v1::ERROR_REASON_INTERNAL).ok());
 }
@@ -121,8 +122,8 @@ TEST(ErrorReasonsTest, StaleEtagCarriesPreconditionFailure) {
 }
 
 TEST(ErrorReasonsTest, TransitionNotAllowedCarriesWhatIsAllowed) {
-  const grpc::Status g = ToGrpcStatus(TransitionNotAllowed(
-      "rq-1-01abc", "REQUEST_STATUS_CLOSED", "none", "a closed request cannot move"));
+  const grpc::Status g = ToGrpcStatus(TransitionNotAllowed("rq-1-01abc", "REQUEST_STATUS_CLOSED",
+                                                           "none", "a closed request cannot move"));
   EXPECT_EQ(g.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
   auto info = GetErrorInfo(g);
   ASSERT_TRUE(info.has_value());
