@@ -185,8 +185,11 @@ absl::Status MalformedRequestError(absl::string_view method,
   std::vector<FieldViolation> found;
   if (request_type != nullptr) found = FindInvalidUtf8Fields(*request_type, bytes);
   if (found.empty()) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(what, " (truncated, a wrong wire type, or invalid UTF-8 in a string field)"));
+    return WithReason(absl::InvalidArgumentError(absl::StrCat(
+                          what,
+                          " (truncated, a wrong wire type, or invalid UTF-8 in a string "
+                          "field)")),
+                      v1::ERROR_REASON_MALFORMED_REQUEST);
   }
   FieldViolations violations;
   std::vector<std::string> named;
@@ -202,7 +205,8 @@ absl::Status MalformedRequestError(absl::string_view method,
       [&status](absl::string_view type_url, const absl::Cord& payload) {
         status.SetPayload(type_url, payload);
       });
-  return status;
+  return WithReason(std::move(status), v1::ERROR_REASON_MALFORMED_REQUEST,
+                    {{"field", violations.violations().front().field}});
 }
 
 namespace internal {

@@ -8,6 +8,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "google/rpc/error_details.pb.h"
+#include "rogatory/common/status.h"
 
 namespace rogatory::common {
 namespace {
@@ -21,7 +22,7 @@ absl::Status Exhausted(std::string message, std::chrono::nanoseconds retry_after
   info.mutable_retry_delay()->set_seconds(nanos / 1'000'000'000);
   info.mutable_retry_delay()->set_nanos(static_cast<int32_t>(nanos % 1'000'000'000));
   status.SetPayload(kRetryInfoType, absl::Cord(info.SerializeAsString()));
-  return status;
+  return WithReason(std::move(status), v1::ERROR_REASON_RATE_LIMITED);
 }
 
 }  // namespace

@@ -7,6 +7,7 @@
 #include "absl/strings/strip.h"
 #include "rogatory/common/await.h"
 #include "rogatory/common/ids.h"
+#include "rogatory/common/status.h"
 
 namespace rogatory::common {
 LuaScript::LuaScript(std::string source) : source_(std::move(source)), sha1_(Sha1Hex(source_)) {}
@@ -54,9 +55,10 @@ absl::Status RedisErrorToStatus(absl::string_view error) {
   if (code == "OOM") {
     // maxmemory reached with noeviction: Redis refused the write before it changed
     // anything (see kScriptRefusedWhenFull). Callers get this, not Redis's own text.
-    return absl::UnavailableError(
-        "the store is full (Redis reached its maxmemory bound): nothing was changed; retry "
-        "later");
+    return WithReason(
+        absl::UnavailableError("the store is full (Redis reached its maxmemory bound): nothing was "
+                               "changed; retry later"),
+        v1::ERROR_REASON_STORE_FULL);
   }
   for (absl::string_view retryable : {"LOADING", "BUSY", "MASTERDOWN", "TRYAGAIN", "CLUSTERDOWN",
                                       "OOM", "READONLY", "NOAUTH", "WRONGPASS"}) {

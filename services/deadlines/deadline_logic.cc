@@ -6,6 +6,7 @@
 #include "absl/strings/str_cat.h"
 #include "rogatory/common/event_builder.h"
 #include "rogatory/common/ids.h"
+#include "rogatory/common/status.h"
 
 namespace rogatory::deadlines {
 
@@ -206,12 +207,22 @@ FireResult Fire(v1::Deadline& d, const std::string& what, absl::Time now) {
   return r;
 }
 
+namespace {
+
+// FAILED_PRECONDITION, reason TRANSITION_NOT_ALLOWED: `d`'s state does not allow the change.
+absl::Status StateForbids(const v1::Deadline& d, std::string message) {
+  return common::TransitionNotAllowed(d.id(), v1::DeadlineState_Name(d.state()), "",
+                                      std::move(message));
+}
+
+}  // namespace
+
 absl::StatusOr<EventType> Extend(v1::Deadline& d, absl::Duration by, const std::string& reason_code,
                                  const std::string& note, absl::Time now,
                                  const CountingPlace& place) {
   if (d.state() != v1::DEADLINE_STATE_RUNNING && d.state() != v1::DEADLINE_STATE_OVERDUE &&
       d.state() != v1::DEADLINE_STATE_SUSPENDED) {
-    return absl::FailedPreconditionError("only an open deadline can be extended");
+    return StateForbids(d, "only an open deadline can be extended");
   }
   if (d.rule().max_extensions() <= d.extensions_size()) {
     return absl::FailedPreconditionError(absl::StrCat("rule ", d.rule_id(), " allows ",
@@ -266,7 +277,7 @@ absl::StatusOr<EventType> Extend(v1::Deadline& d, absl::Duration by, const std::
 
 absl::StatusOr<EventType> Suspend(v1::Deadline& d, absl::Time now) {
   if (d.state() != v1::DEADLINE_STATE_RUNNING) {
-    return absl::FailedPreconditionError("only a running deadline can be suspended");
+    return StateForbids(d, "only a running deadline can be suspended");
   }
   d.set_state(v1::DEADLINE_STATE_SUSPENDED);
   *d.mutable_suspend_time() = ToProtoTime(now);
@@ -275,7 +286,7 @@ absl::StatusOr<EventType> Suspend(v1::Deadline& d, absl::Time now) {
 
 absl::StatusOr<EventType> Resume(v1::Deadline& d, absl::Time now) {
   if (d.state() != v1::DEADLINE_STATE_SUSPENDED) {
-    return absl::FailedPreconditionError("only a suspended deadline can be resumed");
+    return StateForbids(d, "only a suspended deadline can be resumed");
   }
   const absl::Duration stopped =
       std::max(absl::ZeroDuration(), now - FromProtoTime(d.suspend_time()));
@@ -294,7 +305,7 @@ absl::StatusOr<EventType> Resume(v1::Deadline& d, absl::Time now) {
 absl::StatusOr<EventType> Complete(v1::Deadline& d, absl::Time now) {
   if (d.state() == v1::DEADLINE_STATE_MET) return common::v1::EVENT_TYPE_UNSPECIFIED;
   if (d.state() == v1::DEADLINE_STATE_CANCELLED) {
-    return absl::FailedPreconditionError("a cancelled deadline cannot be met");
+    return StateForbids(d, "a cancelled deadline cannot be met");
   }
   if (d.state() == v1::DEADLINE_STATE_SUSPENDED) {
     d.clear_suspend_time();
@@ -307,7 +318,7 @@ absl::StatusOr<EventType> Complete(v1::Deadline& d, absl::Time now) {
 absl::StatusOr<EventType> Cancel(v1::Deadline& d, absl::Time now) {
   if (d.state() == v1::DEADLINE_STATE_CANCELLED) return common::v1::EVENT_TYPE_UNSPECIFIED;
   if (d.state() == v1::DEADLINE_STATE_MET) {
-    return absl::FailedPreconditionError("a met deadline cannot be cancelled");
+    return StateForbids(d, "a met deadline cannot be cancelled");
   }
   d.set_state(v1::DEADLINE_STATE_CANCELLED);
   *d.mutable_close_time() = ToProtoTime(now);

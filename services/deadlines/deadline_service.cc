@@ -64,17 +64,20 @@ struct MutateState {
   std::string reason_code;
   DeadlineTracker::Change change;
   DeadlineTracker::DeadlineCallback done;
+  std::string expected_etag;
   int attempt = 0;
 };
 
 void DeadlineTracker::Mutate(const std::string& deadline_id, const std::string& idempotency_key,
-                             const std::string& reason_code, Change change, DeadlineCallback done) {
+                             const std::string& reason_code, Change change, DeadlineCallback done,
+                             const std::string& expected_etag) {
   auto state = std::make_shared<MutateState>();
   state->deadline_id = deadline_id;
   state->idempotency_key = idempotency_key;
   state->reason_code = reason_code;
   state->change = std::move(change);
   state->done = std::move(done);
+  state->expected_etag = expected_etag;
   MutateAttempt(std::move(state));
 }
 
@@ -85,11 +88,20 @@ void DeadlineTracker::MutateAttempt(std::shared_ptr<MutateState> state) {
         if (!stored.ok()) return state->done(stored.status());
         // Done before under this key: answer with the deadline as it is.
         if (stored->replayed) return state->done(stored->deadline);
+        const std::string current_etag = DeadlineEtag(stored->version);
+        if (!state->expected_etag.empty() && state->expected_etag != current_etag) {
+          return state->done(
+              common::StaleEtag(state->deadline_id, current_etag,
+                                absl::StrCat("etag \"", state->expected_etag,
+                                             "\" is stale; the deadline is now at \"", current_etag,
+                                             "\": read it again and retry")));
+        }
         v1::Deadline d = stored->deadline;
         auto type = state->change(d);
         if (!type.ok()) return state->done(type.status());
         if (*type == common::v1::EVENT_TYPE_UNSPECIFIED) return state->done(stored->deadline);
         const absl::Time now = clock_.Now();
+        d.set_etag(DeadlineEtag(stored->version + 1));
         DeadlineWrite w{d, stored->version,
                         ChangeEvent(d, *type, now, common::NewUlid(now), state->reason_code)};
         w.stored_authority = IndexedAuthority(stored->deadline);
@@ -159,6 +171,7 @@ void DeadlineTracker::Start(StartRequest request, DeadlineCallback done) {
                                                                            : request.instrument;
   in.shortened_due = request.shortened_due;
   v1::Deadline d = NewDeadline(in);
+  d.set_etag(DeadlineEtag(1));
   DeadlineWrite w{
       d, 0, ChangeEvent(d, common::v1::EVENT_TYPE_DEADLINE_STARTED, now, common::NewUlid(now), "")};
   const std::string id = d.id();
@@ -221,11 +234,12 @@ void CheckDeadline(DeadlineStore& store, const common::CallContext& call,
 // once done. `request_id` is the caller's AIP-155 key (scoped to the caller).
 void ChangeDeadline(DeadlineTracker& tracker, const common::CallContext& call,
                     const std::string& deadline_id, const std::string& request_id,
-                    const std::string& reason_code, DeadlineTracker::Change change,
-                    v1::Deadline* out, common::Pipeline::Done done) {
+                    const std::string& reason_code, const std::string& etag,
+                    DeadlineTracker::Change change, v1::Deadline* out,
+                    common::Pipeline::Done done) {
   CheckDeadline(
       tracker.store(), call, deadline_id, common::AccessKind::kChange,
-      [&tracker, call, deadline_id, request_id, reason_code, change = std::move(change), out,
+      [&tracker, call, deadline_id, request_id, reason_code, etag, change = std::move(change), out,
        done](absl::StatusOr<std::string> target) {
         if (!target.ok()) return done(target.status());
         const std::string key =
@@ -237,7 +251,8 @@ void ChangeDeadline(DeadlineTracker& tracker, const common::CallContext& call,
               call.Touch(target, common::AccessKind::kChange, deadline_id);
               *out = *std::move(d);
               done(absl::OkStatus());
-            });
+            },
+            etag);
       });
 }
 
@@ -315,7 +330,7 @@ grpc::ServerUnaryReactor* DeadlineService::ExtendDeadline(grpc::CallbackServerCo
              v1::ExtendDeadlineResponse* out, common::Pipeline::Done done) {
         const absl::Duration by = FromProtoDuration(r.by());
         ChangeDeadline(
-            tracker_, call, r.deadline_id(), r.request_id(), r.reason_code(),
+            tracker_, call, r.deadline_id(), r.request_id(), r.reason_code(), r.etag(),
             [this, by, reason = r.reason_code(), note = r.note()](v1::Deadline& d) {
               return Extend(d, by, reason, note, tracker_.clock().Now(), tracker_.PlaceOf(d));
             },
@@ -337,7 +352,7 @@ grpc::ServerUnaryReactor* DeadlineService::SuspendDeadline(grpc::CallbackServerC
       [this](const common::CallContext& call, const v1::SuspendDeadlineRequest& r,
              v1::SuspendDeadlineResponse* out, common::Pipeline::Done done) {
         ChangeDeadline(
-            tracker_, call, r.deadline_id(), r.request_id(), r.reason_code(),
+            tracker_, call, r.deadline_id(), r.request_id(), r.reason_code(), r.etag(),
             [this](v1::Deadline& d) { return Suspend(d, tracker_.clock().Now()); },
             out->mutable_deadline(), std::move(done));
       });
@@ -357,7 +372,7 @@ grpc::ServerUnaryReactor* DeadlineService::ResumeDeadline(grpc::CallbackServerCo
       [this](const common::CallContext& call, const v1::ResumeDeadlineRequest& r,
              v1::ResumeDeadlineResponse* out, common::Pipeline::Done done) {
         ChangeDeadline(
-            tracker_, call, r.deadline_id(), r.request_id(), r.reason_code(),
+            tracker_, call, r.deadline_id(), r.request_id(), r.reason_code(), r.etag(),
             [this](v1::Deadline& d) { return Resume(d, tracker_.clock().Now()); },
             out->mutable_deadline(), std::move(done));
       });
@@ -377,7 +392,7 @@ grpc::ServerUnaryReactor* DeadlineService::CompleteDeadline(grpc::CallbackServer
       [this](const common::CallContext& call, const v1::CompleteDeadlineRequest& r,
              v1::CompleteDeadlineResponse* out, common::Pipeline::Done done) {
         ChangeDeadline(
-            tracker_, call, r.deadline_id(), r.request_id(), r.reason_code(),
+            tracker_, call, r.deadline_id(), r.request_id(), r.reason_code(), r.etag(),
             [this](v1::Deadline& d) { return Complete(d, tracker_.clock().Now()); },
             out->mutable_deadline(), std::move(done));
       });
@@ -397,7 +412,7 @@ grpc::ServerUnaryReactor* DeadlineService::CancelDeadline(grpc::CallbackServerCo
       [this](const common::CallContext& call, const v1::CancelDeadlineRequest& r,
              v1::CancelDeadlineResponse* out, common::Pipeline::Done done) {
         ChangeDeadline(
-            tracker_, call, r.deadline_id(), r.request_id(), r.reason_code(),
+            tracker_, call, r.deadline_id(), r.request_id(), r.reason_code(), r.etag(),
             [this](v1::Deadline& d) { return Cancel(d, tracker_.clock().Now()); },
             out->mutable_deadline(), std::move(done));
       });

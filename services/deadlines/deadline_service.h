@@ -28,9 +28,12 @@ class DeadlineTracker {
   using DeadlineCallback = std::function<void(absl::StatusOr<v1::Deadline>)>;
 
   // Applies `change` to the deadline and writes it with the event it names (none for
-  // UNSPECIFIED: the deadline is returned unchanged).
+  // UNSPECIFIED: the deadline is returned unchanged). With `expected_etag`, only to the
+  // deadline at that etag: else ABORTED, reason STALE_ETAG (a replay under
+  // `idempotency_key` answers as before, whatever the etag).
   void Mutate(const std::string& deadline_id, const std::string& idempotency_key,
-              const std::string& reason_code, Change change, DeadlineCallback done);
+              const std::string& reason_code, Change change, DeadlineCallback done,
+              const std::string& expected_etag = "");
 
   // Starts a deadline under a rule. Idempotent on `idempotency_key` (the same key gives the
   // same deadline).

@@ -61,6 +61,11 @@ struct DeadlineWrite {
 // The executing authority whose index (byauth) holds the deadline: open ones only.
 std::string IndexedAuthority(const v1::Deadline& deadline);
 
+// Deadline.etag of the deadline stored at `version` (its decimal form). Every store writes
+// a deadline with the etag of the version it writes, so that every read (Get, lists,
+// timers) returns the etag that a change's `etag` is compared with.
+std::string DeadlineEtag(int64_t version);
+
 struct CommitOptions {
   std::string idempotency_key;             // non-empty: a repeat with the same key is kReplayed
   std::string claim_member;                // non-empty: only if this timer is still claimed with...

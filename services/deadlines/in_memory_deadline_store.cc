@@ -134,6 +134,7 @@ CommitOutcome InMemoryDeadlineStore::CommitLocked(Shard& s,
     if (!member.empty() && !keep_claim) s.timers.Add(member, score);
     Record& r = s.deadlines[id];
     r.stored = StoredDeadline{d, w.expected_version + 1, false};
+    r.stored.deadline.set_etag(DeadlineEtag(w.expected_version + 1));
     r.timer = member;
     r.open = open;
     r.instrument = instrument;

@@ -84,6 +84,8 @@ absl::StatusOr<StoredDeadline> ParseStoredDeadline(const std::string& pb, const 
   if (!s.deadline.ParseFromString(pb) || !absl::SimpleAtoi(ver, &s.version)) {
     return absl::DataLossError("stored deadline is unreadable");
   }
+  // Written before deadlines had etags: the version is the etag.
+  if (s.deadline.etag().empty()) s.deadline.set_etag(DeadlineEtag(s.version));
   return s;
 }
 
@@ -137,7 +139,15 @@ scripts::CommitCall RedisDeadlineStore::PrepareCommit(int shard,
     scripts::CommitWrite c;
     c.id = d.id();
     c.expected_version = w.expected_version;
-    c.deadline_pb = d.SerializeAsString();
+    // Stored with the etag of the version written (DeadlineEtag).
+    const std::string etag = DeadlineEtag(w.expected_version + 1);
+    if (d.etag() == etag) {
+      c.deadline_pb = d.SerializeAsString();
+    } else {
+      v1::Deadline stamped = d;
+      stamped.set_etag(etag);
+      c.deadline_pb = stamped.SerializeAsString();
+    }
     c.state = static_cast<int>(d.state());
     c.due_ms = Ms(FromProtoTime(d.due_time()));
     // Only the deadline's next timer is in the shard's timer set: firing it writes the

@@ -16,6 +16,7 @@
 #include "rogatory/common/access.h"
 #include "rogatory/common/event_builder.h"
 #include "rogatory/common/logging.h"
+#include "rogatory/common/rpc_roles.h"
 #include "rogatory/common/status.h"
 
 namespace rogatory::intake {
@@ -239,6 +240,52 @@ absl::Status CheckMayCause(const common::Caller& caller, const v1::Request& r,
   return absl::OkStatus();
 }
 
+// What `caller` may do to `r` now (Request.allowed_actions): the same checks the change RPCs
+// make before they look at their input, on the same tables (the role table, the need-to-know
+// policy, the lifecycle table), so the list cannot say anything the RPCs do not enforce.
+std::vector<v1::AllowedAction> AllowedActions(const common::Caller& caller, const v1::Request& r) {
+  std::vector<v1::AllowedAction> out;
+  auto add = [&out](v1::RequestAction action, commonpb::RequestStatus target,
+                    absl::string_view method) {
+    v1::AllowedAction& a = out.emplace_back();
+    a.set_action(action);
+    a.set_target_status(target);
+    a.set_method(std::string(method));
+  };
+  const commonpb::Instrument instrument = r.content().instrument();
+  for (const Move& move : Lifecycle::Default().MovesFrom(instrument, r.status())) {
+    const Cause cause = Lifecycle::Default().CauseOf(instrument, move.to).value_or(move.by);
+    const char* method = ViaName(cause.via);
+    if (!common::CheckRpcRoles(caller, method).ok()) continue;
+    if (!CheckMayCause(caller, r, move.to, cause.via).ok()) continue;
+    switch (cause.via) {
+      case Via::kTransitionRequest:
+        add(v1::REQUEST_ACTION_TRANSITION, move.to, method);
+        break;
+      case Via::kAcknowledgeRequest:
+        // AcknowledgeRequest's own conditions (an EIO that reached the competent authority).
+        if (instrument == commonpb::INSTRUMENT_EIO &&
+            r.status() == commonpb::REQUEST_STATUS_FORWARDED) {
+          add(v1::REQUEST_ACTION_ACKNOWLEDGE, move.to, method);
+        }
+        break;
+      case Via::kWithdrawRequest:
+        add(v1::REQUEST_ACTION_WITHDRAW, move.to, method);
+        break;
+    }
+  }
+  if (common::CheckRpcRoles(caller, "SupplementRequest").ok() &&
+      CheckIssuerSide(caller, r, "supplement").ok() &&
+      Lifecycle::Default().IsOpen(instrument, r.status())) {
+    add(v1::REQUEST_ACTION_SUPPLEMENT, commonpb::REQUEST_STATUS_UNSPECIFIED, "SupplementRequest");
+  }
+  if (common::CheckRpcRoles(caller, "UploadDocument").ok() &&
+      common::MayAccess(caller, PartiesOfRequest(r), r.id(), common::AccessKind::kChange).ok()) {
+    add(v1::REQUEST_ACTION_UPLOAD_DOCUMENT, commonpb::REQUEST_STATUS_UNSPECIFIED, "UploadDocument");
+  }
+  return out;
+}
+
 // Wraps a change RPC's completion: a successful change (or replay of one) is noted on the
 // call's audit trail.
 Pipeline::Done Touching(const CallContext& call, const std::string& id, Pipeline::Done done) {
@@ -250,8 +297,9 @@ Pipeline::Done Touching(const CallContext& call, const std::string& id, Pipeline
 
 absl::Status CheckEtagMatches(const std::string& etag, const Snapshot& snap) {
   if (etag.empty() || etag == snap.request.etag()) return absl::OkStatus();
-  return absl::AbortedError(absl::StrCat("etag \"", etag, "\" is stale; the request is now at \"",
-                                         snap.request.etag(), "\""));
+  return common::StaleEtag(snap.request.id(), snap.request.etag(),
+                           absl::StrCat("etag \"", etag, "\" is stale; the request is now at \"",
+                                        snap.request.etag(), "\""));
 }
 
 // The response Request of a change: the snapshot with its new status and version.
@@ -282,11 +330,12 @@ absl::StatusOr<Mutation> PlanMove(const Snapshot& snap, commonpb::RequestStatus 
   const commonpb::Instrument instrument = r.content().instrument();
   auto move = Lifecycle::Default().Find(instrument, r.status(), target);
   if (!move.has_value()) {
-    return absl::FailedPreconditionError(
+    const std::string allowed = Lifecycle::Default().DescribeMovesFrom(instrument, r.status());
+    return common::TransitionNotAllowed(
+        r.id(), commonpb::RequestStatus_Name(r.status()), allowed,
         absl::StrCat("a ", commonpb::Instrument_Name(instrument), " request cannot move from ",
                      commonpb::RequestStatus_Name(r.status()), " to ",
-                     commonpb::RequestStatus_Name(target), "; allowed next statuses: ",
-                     Lifecycle::Default().DescribeMovesFrom(instrument, r.status())));
+                     commonpb::RequestStatus_Name(target), "; allowed next statuses: ", allowed));
   }
   const int64_t version = snap.version + 1;
   v1::Request after = After(snap, target, version, now);
@@ -383,10 +432,16 @@ absl::StatusOr<ListCursor> DecodePageToken(const std::string& token,
   return cursor;
 }
 
-void ApplyView(v1::RequestView view, v1::Request* request) {
+void ApplyView(v1::RequestView view, const common::Caller& caller, v1::Request* request) {
   // The tracked deadlines are intake's bookkeeping; next_deadline's own fields are the API.
   if (request->has_next_deadline()) request->mutable_next_deadline()->clear_tracked();
-  if (view == v1::REQUEST_VIEW_FULL) return;
+  request->clear_allowed_actions();
+  if (view == v1::REQUEST_VIEW_FULL) {
+    for (v1::AllowedAction& a : AllowedActions(caller, *request)) {
+      *request->add_allowed_actions() = std::move(a);
+    }
+    return;
+  }
   auto* content = request->mutable_content();
   content->clear_subjects();
   content->clear_statement_of_facts();
@@ -512,7 +567,7 @@ grpc::ServerUnaryReactor* IntakeService::GetRequest(grpc::CallbackServerContext*
                 !s.ok()) {
               return done(s);
             }
-            ApplyView(view, &*found);
+            ApplyView(view, call.caller, &*found);
             *resp->mutable_request() = *std::move(found);
             done(absl::OkStatus());
           });
@@ -532,7 +587,7 @@ grpc::ServerUnaryReactor* IntakeService::GetRequest(grpc::CallbackServerContext*
             call.Touch(found.id(), common::AccessKind::kRead);
           }
           if (!s.ok()) return done(s);
-          ApplyView(view, &found);
+          ApplyView(view, call.caller, &found);
           *resp->mutable_request() = std::move(found);
           done(absl::OkStatus());
         });
@@ -584,7 +639,7 @@ grpc::ServerUnaryReactor* IntakeService::ListRequests(grpc::CallbackServerContex
           if (!page.ok()) return done(page.status());
           for (auto& req : page->requests) {
             call.Touch(req.id(), common::AccessKind::kRead, "listed");
-            ApplyView(view, &req);
+            ApplyView(view, call.caller, &req);
             *resp->add_requests() = std::move(req);
           }
           if (page->next.has_value()) {
@@ -712,10 +767,14 @@ grpc::ServerUnaryReactor* IntakeService::AcknowledgeRequest(
           // The week of Art 16(1) runs from reception by the competent authority: the
           // acknowledgment follows it (FORWARDED) and is made once.
           if (current.status() != commonpb::REQUEST_STATUS_FORWARDED) {
-            return absl::FailedPreconditionError(absl::StrCat(
-                "an EIO is acknowledged once the competent authority has received it (status "
-                "REQUEST_STATUS_FORWARDED); this one is ",
-                commonpb::RequestStatus_Name(current.status())));
+            return common::TransitionNotAllowed(
+                current.id(), commonpb::RequestStatus_Name(current.status()),
+                Lifecycle::Default().DescribeMovesFrom(current.content().instrument(),
+                                                       current.status()),
+                absl::StrCat(
+                    "an EIO is acknowledged once the competent authority has received it (status "
+                    "REQUEST_STATUS_FORWARDED); this one is ",
+                    commonpb::RequestStatus_Name(current.status())));
           }
           return PlanMove(snap, commonpb::REQUEST_STATUS_ACKNOWLEDGED, ActorOf(caller),
                           clock_.Now(), "", "Directive 2014/41/EU Art 16(1)", {});
@@ -745,9 +804,13 @@ grpc::ServerUnaryReactor* IntakeService::WithdrawRequest(grpc::CallbackServerCon
           auto m = PlanMove(snap, commonpb::REQUEST_STATUS_WITHDRAWN, ActorOf(caller), clock_.Now(),
                             r.reason_code(), "", {});
           if (!m.ok() && m.status().code() == absl::StatusCode::kFailedPrecondition) {
-            return absl::FailedPreconditionError(absl::StrCat(
-                "a request in status ", commonpb::RequestStatus_Name(snap.request.status()),
-                " can no longer be withdrawn"));
+            const v1::Request& current = snap.request;
+            return common::TransitionNotAllowed(
+                current.id(), commonpb::RequestStatus_Name(current.status()),
+                Lifecycle::Default().DescribeMovesFrom(current.content().instrument(),
+                                                       current.status()),
+                absl::StrCat("a request in status ", commonpb::RequestStatus_Name(current.status()),
+                             " can no longer be withdrawn"));
           }
           return m;
         };
@@ -810,7 +873,9 @@ grpc::ServerUnaryReactor* IntakeService::SupplementRequest(
           RETURN_IF_ERROR(CheckEtagMatches(r.etag(), snap));
           const commonpb::Instrument instrument = current.content().instrument();
           if (!Lifecycle::Default().IsOpen(instrument, current.status())) {
-            return absl::FailedPreconditionError(
+            return common::TransitionNotAllowed(
+                current.id(), commonpb::RequestStatus_Name(current.status()),
+                Lifecycle::Default().DescribeMovesFrom(instrument, current.status()),
                 absl::StrCat("a request in status ", commonpb::RequestStatus_Name(current.status()),
                              " can no longer be supplemented"));
           }

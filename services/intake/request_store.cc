@@ -7,6 +7,7 @@
 #include "document_store.h"
 #include "google/protobuf/util/time_util.h"
 #include "lifecycle.h"
+#include "rogatory/common/status.h"
 
 namespace rogatory::intake {
 namespace {
@@ -21,8 +22,9 @@ void RequestStore::GetRecorded(const std::string& id, const RecordedRead&, Done<
 }
 
 absl::Status StaleVersion(const std::string& current) {
-  absl::Status s = absl::AbortedError(absl::StrCat("the request changed (its etag is now \"",
-                                                   current, "\"); read it again and retry"));
+  absl::Status s = common::StaleEtag("", current,
+                                     absl::StrCat("the request changed (its etag is now \"",
+                                                  current, "\"); read it again and retry"));
   s.SetPayload(kStalePayload, absl::Cord(current));
   return s;
 }
@@ -126,13 +128,16 @@ bool ComesBefore(const ListCursor& a, const ListCursor& b) {
 }
 
 absl::Status DocumentQuotaExceeded(bool request, int64_t used, int64_t limit, int64_t adding) {
-  return absl::ResourceExhaustedError(absl::StrCat(
-      "document quota exceeded: ",
-      request ? "the request's documents use " : "the documents your authority uploaded use ", used,
-      " of the ", limit, " bytes that ",
-      request ? "max-document-bytes-per-request" : "max-document-bytes-per-authority",
-      " allows, and this document would add ", adding,
-      request ? "" : "; retention gives the bytes of erased requests back"));
+  return common::WithReason(
+      absl::ResourceExhaustedError(absl::StrCat(
+          "document quota exceeded: ",
+          request ? "the request's documents use " : "the documents your authority uploaded use ",
+          used, " of the ", limit, " bytes that ",
+          request ? "max-document-bytes-per-request" : "max-document-bytes-per-authority",
+          " allows, and this document would add ", adding,
+          request ? "" : "; retention gives the bytes of erased requests back")),
+      common::v1::ERROR_REASON_QUOTA_EXCEEDED,
+      {{"limit", request ? "max-document-bytes-per-request" : "max-document-bytes-per-authority"}});
 }
 
 }  // namespace rogatory::intake

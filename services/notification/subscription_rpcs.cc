@@ -96,8 +96,11 @@ grpc::ServerUnaryReactor* NotificationService::CreateSubscription(
                   return done(
                       absl::NotFoundError("the subscription this request_id created was deleted"));
                 case Outcome::kLimit:
-                  return done(absl::ResourceExhaustedError(
-                      absl::StrCat("at most ", kMaxSubscriptionsPerOwner, " subscriptions")));
+                  return done(common::WithReason(
+                      absl::ResourceExhaustedError(
+                          absl::StrCat("at most ", kMaxSubscriptionsPerOwner, " subscriptions")),
+                      common::v1::ERROR_REASON_QUOTA_EXCEEDED,
+                      {{"limit", absl::StrCat(kMaxSubscriptionsPerOwner)}}));
                 case Outcome::kReplayed:
                   FillSubscription(result->existing, caller, resp->mutable_subscription());
                   resp->set_signing_secret(result->existing.secret);

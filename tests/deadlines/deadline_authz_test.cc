@@ -427,3 +427,167 @@ TEST(DenialTargetIdTest, OnlyIdsEnterTheLog) {
 
 }  // namespace
 }  // namespace rogatory::deadlines::testing
+
+namespace rogatory::deadlines::testing {
+namespace {
+
+// Issue 20, item 2: the deadline's etag changes with every change; a change sent with a
+// stale etag is refused ABORTED, reason STALE_ETAG with a google.rpc.PreconditionFailure,
+// and changes nothing; every refusal of the service carries ErrorInfo (domain rogatory)
+// with its reason.
+TEST_F(DeadlineAuthzTest, EtagsGuardChangesAndEveryErrorCarriesItsReason) {
+  auto get = [&](const std::string& id) {
+    grpc::ClientContext ctx;
+    As(ctx, kExecutor);
+    v1::GetDeadlineRequest req;
+    req.set_deadline_id(id);
+    v1::GetDeadlineResponse resp;
+    EXPECT_TRUE(stub_->GetDeadline(&ctx, req, &resp).ok());
+    return resp.deadline();
+  };
+  const v1::Deadline first = get(running_);
+  ASSERT_FALSE(first.etag().empty());
+
+  // A change with the current etag applies and answers the new etag.
+  v1::ExtendDeadlineRequest extend;
+  extend.set_deadline_id(running_);
+  extend.mutable_by()->set_seconds(86400);
+  extend.set_reason_code("COMPLEX_CASE");
+  extend.set_etag(first.etag());
+  v1::ExtendDeadlineResponse extended;
+  {
+    grpc::ClientContext ctx;
+    As(ctx, kExecutor);
+    grpc::Status s = stub_->ExtendDeadline(&ctx, extend, &extended);
+    ASSERT_TRUE(s.ok()) << s.error_message();
+  }
+  EXPECT_NE(extended.deadline().etag(), first.etag());
+  EXPECT_EQ(get(running_).etag(), extended.deadline().etag());
+
+  // The same etag again is stale: refused, nothing changes.
+  auto expect_reason = [&](const grpc::Status& s, grpc::StatusCode code, const std::string& reason,
+                           const std::string& what) {
+    EXPECT_EQ(s.error_code(), code) << what << ": " << s.error_message();
+    auto info = common::GetErrorInfo(s);
+    ASSERT_TRUE(info.has_value()) << what;
+    EXPECT_EQ(info->domain(), "rogatory") << what;
+    EXPECT_EQ(info->reason(), reason) << what;
+  };
+  {
+    grpc::ClientContext ctx;
+    As(ctx, kExecutor);
+    v1::ExtendDeadlineResponse resp;
+    const grpc::Status s = stub_->ExtendDeadline(&ctx, extend, &resp);
+    expect_reason(s, grpc::StatusCode::ABORTED, "STALE_ETAG", "stale extend");
+    EXPECT_EQ(common::GetErrorInfo(s)->metadata().at("current_etag"), extended.deadline().etag());
+    auto failure = common::GetPreconditionFailure(s);
+    ASSERT_TRUE(failure.has_value());
+    ASSERT_EQ(failure->violations_size(), 1);
+    EXPECT_EQ(failure->violations(0).type(), "STALE_ETAG");
+    EXPECT_EQ(failure->violations(0).subject(), running_);
+  }
+  EXPECT_EQ(get(running_).etag(), extended.deadline().etag());
+  for (const std::string stale_rpc : {"complete", "cancel"}) {
+    grpc::ClientContext ctx;
+    As(ctx, kExecutor);
+    grpc::Status s;
+    if (stale_rpc == "complete") {
+      v1::CompleteDeadlineRequest req;
+      req.set_deadline_id(running_);
+      req.set_etag(first.etag());
+      v1::CompleteDeadlineResponse resp;
+      s = stub_->CompleteDeadline(&ctx, req, &resp);
+    } else {
+      v1::CancelDeadlineRequest req;
+      req.set_deadline_id(running_);
+      req.set_reason_code("NO_LONGER_APPLIES");
+      req.set_etag(first.etag());
+      v1::CancelDeadlineResponse resp;
+      s = stub_->CancelDeadline(&ctx, req, &resp);
+    }
+    expect_reason(s, grpc::StatusCode::ABORTED, "STALE_ETAG", stale_rpc);
+  }
+  for (const std::string rpc : {"suspend", "resume"}) {
+    grpc::ClientContext ctx;
+    As(ctx, kOperator);
+    grpc::Status s;
+    if (rpc == "suspend") {
+      v1::SuspendDeadlineRequest req;
+      req.set_deadline_id(running_);
+      req.set_reason_code("COURT_ORDER");
+      req.set_etag(first.etag());
+      v1::SuspendDeadlineResponse resp;
+      s = stub_->SuspendDeadline(&ctx, req, &resp);
+    } else {
+      v1::ResumeDeadlineRequest req;
+      req.set_deadline_id(running_);
+      req.set_reason_code("COURT_ORDER");
+      req.set_etag(first.etag());
+      v1::ResumeDeadlineResponse resp;
+      s = stub_->ResumeDeadline(&ctx, req, &resp);
+    }
+    expect_reason(s, grpc::StatusCode::ABORTED, "STALE_ETAG", rpc);
+  }
+  EXPECT_EQ(get(running_).state(), v1::DEADLINE_STATE_RUNNING);
+
+  // Other refusals, each with its reason.
+  {
+    grpc::ClientContext ctx;  // a bad field
+    As(ctx, kExecutor);
+    v1::ExtendDeadlineRequest bad;
+    bad.set_deadline_id(running_);
+    v1::ExtendDeadlineResponse resp;
+    expect_reason(stub_->ExtendDeadline(&ctx, bad, &resp), grpc::StatusCode::INVALID_ARGUMENT,
+                  "INVALID_FIELD", "bad field");
+  }
+  {
+    grpc::ClientContext ctx;  // a state that does not allow the change
+    As(ctx, kExecutor);
+    v1::ExtendDeadlineRequest late;
+    late.set_deadline_id(cancelled_);
+    late.mutable_by()->set_seconds(86400);
+    late.set_reason_code("COMPLEX_CASE");
+    v1::ExtendDeadlineResponse resp;
+    expect_reason(stub_->ExtendDeadline(&ctx, late, &resp), grpc::StatusCode::FAILED_PRECONDITION,
+                  "TRANSITION_NOT_ALLOWED", "extend a cancelled deadline");
+  }
+  {
+    grpc::ClientContext ctx;  // outside the caller's reach
+    As(ctx, kStranger);
+    v1::GetDeadlineRequest req;
+    req.set_deadline_id(running_);
+    v1::GetDeadlineResponse resp;
+    expect_reason(stub_->GetDeadline(&ctx, req, &resp), grpc::StatusCode::NOT_FOUND, "NOT_FOUND",
+                  "stranger");
+  }
+  {
+    grpc::ClientContext ctx;  // the role table refuses
+    As(ctx, kIssuer);
+    v1::CompleteDeadlineRequest req;
+    req.set_deadline_id(running_);
+    v1::CompleteDeadlineResponse resp;
+    expect_reason(stub_->CompleteDeadline(&ctx, req, &resp), grpc::StatusCode::PERMISSION_DENIED,
+                  "PERMISSION_DENIED", "issuer completes");
+  }
+  {
+    grpc::ClientContext ctx;  // no caller
+    v1::GetDeadlineRequest req;
+    req.set_deadline_id(running_);
+    v1::GetDeadlineResponse resp;
+    expect_reason(stub_->GetDeadline(&ctx, req, &resp), grpc::StatusCode::UNAUTHENTICATED,
+                  "UNAUTHENTICATED", "no caller");
+  }
+  {
+    grpc::ClientContext ctx;  // a page token this service did not issue
+    As(ctx, kExecutor);
+    v1::ListDeadlinesRequest req;
+    req.set_target_request_id(request_id_);
+    req.set_page_token("not-a-token");
+    v1::ListDeadlinesResponse resp;
+    expect_reason(stub_->ListDeadlines(&ctx, req, &resp), grpc::StatusCode::INVALID_ARGUMENT,
+                  "PAGE_TOKEN_INVALID", "page token");
+  }
+}
+
+}  // namespace
+}  // namespace rogatory::deadlines::testing

@@ -321,6 +321,11 @@ class GatewayTest(base.E2ETestCase):
         fields = [v["field"] for v in details[0]["debug"]["fieldViolations"]]
         self.assertTrue(any("requested_state" in f or "requestedState" in f for f in fields),
                         fields)
+        # The reason a UI switches on (errors.proto), decoded for Connect JSON clients too.
+        infos = [d for d in body["details"] if d["type"] == "google.rpc.ErrorInfo"]
+        self.assertEqual(len(infos), 1, body)
+        self.assertEqual(infos[0]["debug"]["domain"], "rogatory", infos)
+        self.assertEqual(infos[0]["debug"]["reason"], "INVALID_FIELD", infos)
 
         pb = rc.stubs()
         message = pb.intake.SubmitRequestRequest(

@@ -121,6 +121,10 @@ void ExpectStoreFull(const grpc::Status& s) {
   EXPECT_EQ(s.error_code(), grpc::StatusCode::UNAVAILABLE) << s.error_message();
   EXPECT_THAT(s.error_message(), HasSubstr("the store is full"));
   EXPECT_THAT(s.error_message(), ::testing::Not(HasSubstr("OOM command")));
+  // The reason a UI switches on (errors.proto).
+  auto info = common::GetErrorInfo(s);
+  ASSERT_TRUE(info.has_value()) << s.error_message();
+  EXPECT_EQ(info->reason(), "STORE_FULL") << s.error_message();
 }
 
 class FullRedisTest : public ::testing::Test {

@@ -45,6 +45,11 @@ TEST_F(RateLimiterTest, BurstIsAdmittedThenExhaustedWithRetryInfo) {
   absl::Status s = limiter.Admit(a, "M");
   EXPECT_EQ(s.code(), absl::StatusCode::kResourceExhausted);
   EXPECT_THAT(s.message(), HasSubstr("rate limit"));
+  // The reason a UI switches on (errors.proto), next to when to retry.
+  auto reason = GetErrorInfo(ToGrpcStatus(s));
+  ASSERT_TRUE(reason.has_value());
+  EXPECT_EQ(reason->domain(), "rogatory");
+  EXPECT_EQ(reason->reason(), "RATE_LIMITED");
   auto payload = s.GetPayload("type.googleapis.com/google.rpc.RetryInfo");
   ASSERT_TRUE(payload.has_value());
   google::rpc::RetryInfo info;

@@ -397,11 +397,15 @@ TEST_F(ServerLimitsTest, OneCallerOverItsBoundsIsRefusedWhileOthersAreServed) {
   grpc::Status call = Get("RQ-1");
   EXPECT_EQ(call.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
   EXPECT_THAT(call.error_message(), HasSubstr("max-calls-per-caller"));
+  ASSERT_TRUE(GetErrorInfo(call).has_value());
+  EXPECT_EQ(GetErrorInfo(call)->reason(), "RATE_LIMITED");
   grpc::Status stream = StreamRaw(kDownload, std::string("\x0a\x01"
                                                          "d",
                                                          3));
   EXPECT_EQ(stream.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
   EXPECT_THAT(stream.error_message(), HasSubstr("max-streams-per-caller"));
+  ASSERT_TRUE(GetErrorInfo(stream).has_value());
+  EXPECT_EQ(GetErrorInfo(stream)->reason(), "RATE_LIMITED");
   // Another caller's call and stream are served meanwhile; so is a service beyond the caps.
   EXPECT_TRUE(Get("RQ-1", "AUTH-B").ok());
   EXPECT_TRUE(StreamRaw(kDownload,

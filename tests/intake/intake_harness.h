@@ -29,10 +29,14 @@ inline const CallerId kExecutor{"DE-GSTA-FRANKFURT", "DE", "executing,central"};
 
 class IntakeHarness {
  public:
+  // `role_gate`: the pipeline checks every call against the role table, as the platform's
+  // does (Pipeline::SetRoleGate).
   IntakeHarness(intake::RequestStore& store, int shards = 16,
-                intake::DocumentStore* documents = nullptr, intake::IntakeOptions options = {})
+                intake::DocumentStore* documents = nullptr, intake::IntakeOptions options = {},
+                bool role_gate = false)
       : store_(store),
         service_(store_, clock_, pipeline_, common::Sharding(shards), documents, options) {
+    pipeline_.SetRoleGate(role_gate);
     grpc::ServerBuilder builder;
     builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port_);
     builder.RegisterService(&service_);

@@ -127,7 +127,11 @@ TYPED_TEST_P(DeadlineStoreContractTest, CreatedDeadlineIsReadBackAtVersionOneAnd
   auto got = this->Get(d.id());
   ASSERT_TRUE(got.ok()) << got.status();
   EXPECT_EQ(got->version, 1);
-  EXPECT_EQ(got->deadline.SerializeAsString(), d.SerializeAsString());
+  // As written, with the etag of version 1 (the store stamps it).
+  EXPECT_EQ(got->deadline.etag(), "1");
+  auto written = d;
+  written.set_etag("1");
+  EXPECT_EQ(got->deadline.SerializeAsString(), written.SerializeAsString());
   auto blocking = this->store_->GetBlocking(d.id());
   ASSERT_TRUE(blocking.ok()) << blocking.status();
   EXPECT_EQ(blocking->version, 1);
@@ -161,6 +165,39 @@ TYPED_TEST_P(DeadlineStoreContractTest, ChangeOfAnotherVersionConflictsAndChange
   // The same change on the version it replaced.
   EXPECT_EQ(*this->Replace(stored, changed), deadlines::CommitOutcome::kConflict);
   EXPECT_EQ(this->Get(d.id())->version, 2);
+}
+
+// Issue 20: Deadline.etag is the stored version; every write changes it, every read (Get,
+// the indexes) returns it, and a write made against a stale etag's version conflicts and
+// changes nothing (the tracker then answers ABORTED, STALE_ETAG).
+TYPED_TEST_P(DeadlineStoreContractTest, EtagChangesWithEveryWriteAndAStaleOneConflicts) {
+  const std::string rq = this->RequestId(1, 14);
+  auto d = this->MakeDeadline(rq, this->due_);
+  d.set_etag("whatever the writer said");
+  ASSERT_EQ(this->Create(d), deadlines::CommitOutcome::kOk);
+  auto v1 = *this->Get(d.id());
+  EXPECT_EQ(v1.deadline.etag(), deadlines::DeadlineEtag(1));
+  auto changed = v1.deadline;
+  changed.set_state(deadlines::v1::DEADLINE_STATE_SUSPENDED);
+  ASSERT_EQ(*this->Replace(v1, changed), deadlines::CommitOutcome::kOk);
+  auto v2 = *this->Get(d.id());
+  EXPECT_EQ(v2.version, 2);
+  EXPECT_EQ(v2.deadline.etag(), deadlines::DeadlineEtag(2));
+  EXPECT_NE(v2.deadline.etag(), v1.deadline.etag());
+  auto listed = this->template Wait<std::vector<deadlines::StoredDeadline>>([&](auto done) {
+    this->store_->ListIndex(1, "byreq:" + rq, absl::FromUnixSeconds(int64_t{1} << 40), 100,
+                            std::move(done));
+  });
+  ASSERT_TRUE(listed.ok()) << listed.status();
+  ASSERT_EQ(listed->size(), 1u);
+  EXPECT_EQ((*listed)[0].deadline.etag(), deadlines::DeadlineEtag(2));
+  // A change made on the deadline as read at the first etag.
+  auto stale = v1.deadline;
+  stale.set_state(deadlines::v1::DEADLINE_STATE_CANCELLED);
+  EXPECT_EQ(*this->Replace(v1, stale), deadlines::CommitOutcome::kConflict);
+  auto now = *this->Get(d.id());
+  EXPECT_EQ(now.deadline.etag(), deadlines::DeadlineEtag(2));
+  EXPECT_EQ(now.deadline.state(), deadlines::v1::DEADLINE_STATE_SUSPENDED);
 }
 
 TYPED_TEST_P(DeadlineStoreContractTest, ChangeNamingAnotherStoredAuthorityConflicts) {
@@ -425,6 +462,7 @@ REGISTER_TYPED_TEST_SUITE_P(
     ChangedAuthorityMovesTheDeadlineBetweenAuthorityIndexes, RepeatUnderAnIdempotencyKeyIsReplayed,
     ReceivedEventIsHandledOnceAndARefusalLetsItRetry, EventsCarryTheRequestsNextSequence,
     DueTimerIsClaimedOnceAndItsCommitReleasesIt, ClaimWhoseLeaseRanOutIsTakenOverWithANewToken,
-    IndexPagesFollowScoreThenIdAfterTheCursor, ErasedRequestLeavesNoDeadlineTimerIndexOrCount);
+    IndexPagesFollowScoreThenIdAfterTheCursor, ErasedRequestLeavesNoDeadlineTimerIndexOrCount,
+    EtagChangesWithEveryWriteAndAStaleOneConflicts);
 
 }  // namespace rogatory::testing

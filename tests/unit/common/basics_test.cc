@@ -23,20 +23,30 @@ TEST(StatusTest, FieldViolationsBecomeBadRequestDetailsInGrpcStatus) {
   google::rpc::Status details;
   ASSERT_TRUE(details.ParseFromString(g.error_details()));
   EXPECT_EQ(details.code(), static_cast<int>(grpc::StatusCode::INVALID_ARGUMENT));
-  ASSERT_EQ(details.details_size(), 1);
+  // The BadRequest, then the ErrorInfo every error carries (errors.proto).
+  ASSERT_EQ(details.details_size(), 2);
   google::rpc::BadRequest bad;
   ASSERT_TRUE(details.details(0).UnpackTo(&bad));
+  google::rpc::ErrorInfo info;
+  ASSERT_TRUE(details.details(1).UnpackTo(&info));
+  EXPECT_EQ(info.reason(), "INVALID_FIELD");
   ASSERT_EQ(bad.field_violations_size(), 2);
   EXPECT_EQ(bad.field_violations(1).field(), "content.subjects[0].family_name");
 }
 
 TEST(StatusTest, EmptyViolationsAreOk) { EXPECT_TRUE(FieldViolations().ToStatus().ok()); }
 
-TEST(StatusTest, PlainErrorsKeepCodeAndMessageWithoutDetails) {
+TEST(StatusTest, PlainErrorsKeepCodeAndMessageAndGetTheDefaultReason) {
   grpc::Status g = ToGrpcStatus(absl::UnavailableError("redis down"));
   EXPECT_EQ(g.error_code(), grpc::StatusCode::UNAVAILABLE);
   EXPECT_EQ(g.error_message(), "redis down");
-  EXPECT_TRUE(g.error_details().empty());
+  google::rpc::Status details;
+  ASSERT_TRUE(details.ParseFromString(g.error_details()));
+  ASSERT_EQ(details.details_size(), 1);
+  google::rpc::ErrorInfo info;
+  ASSERT_TRUE(details.details(0).UnpackTo(&info));
+  EXPECT_EQ(info.domain(), "rogatory");
+  EXPECT_EQ(info.reason(), "STORE_UNAVAILABLE");
 }
 
 TEST(IdsTest, UlidsAreTimeOrderedAndUnique) {

@@ -1,5 +1,6 @@
 #pragma once
 
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -7,7 +8,9 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "google/rpc/error_details.pb.h"
 #include "grpcpp/support/status.h"
+#include "rogatory/common/v1/errors.pb.h"
 
 // Error handling below the gRPC handlers: absl::Status with canonical codes. One place,
 // ToGrpcStatus, maps them to grpc::Status with google.rpc details.
@@ -66,9 +69,47 @@ class FieldViolations {
 // The field violations carried by an INVALID_ARGUMENT status built by FieldViolations.
 std::vector<FieldViolation> GetFieldViolations(const absl::Status& status);
 
+// Error reasons (protos/rogatory/common/v1/errors.proto): every non-OK status a service
+// answers carries a google.rpc.ErrorInfo with domain kErrorDomain and a reason from the
+// ErrorReason enum. A handler names the reason where it knows it (WithReason, StaleEtag,
+// TransitionNotAllowed); ToGrpcStatus adds DefaultReason(code) to any status that has none,
+// so errors made by the pipeline itself (authentication, rate limits, the role table,
+// bounds, malformed bytes) carry one too.
+inline constexpr absl::string_view kErrorDomain = "rogatory";
+
+// The wire form of `reason`: its enum name without "ERROR_REASON_" ("STALE_ETAG").
+std::string ReasonName(v1::ErrorReason reason);
+// The reason of an error of `code` that names none. Defined for every code but OK.
+v1::ErrorReason DefaultReason(absl::StatusCode code);
+
+// Key and value of ErrorInfo.metadata: values a UI can use, never personal data.
+using ErrorMetadata = std::vector<std::pair<std::string, std::string>>;
+
+// `status` with a google.rpc.ErrorInfo naming `reason` (replacing any it had). OK stays OK.
+absl::Status WithReason(absl::Status status, v1::ErrorReason reason, ErrorMetadata metadata = {});
+
+// ABORTED, reason STALE_ETAG: `sent` is not the current etag of `subject` (a resource id).
+// Metadata current_etag; a google.rpc.PreconditionFailure names the subject.
+absl::Status StaleEtag(absl::string_view subject, absl::string_view current_etag,
+                       std::string message);
+
+// FAILED_PRECONDITION, reason TRANSITION_NOT_ALLOWED: `subject` in `current_status` cannot
+// make the move `message` describes; `allowed_next` lists what it can (comma-separated;
+// empty: metadata allowed_next_statuses is left out).
+absl::Status TransitionNotAllowed(absl::string_view subject, absl::string_view current_status,
+                                  absl::string_view allowed_next, std::string message);
+
+// The ErrorInfo a status carries, if any.
+std::optional<google::rpc::ErrorInfo> GetErrorInfo(const absl::Status& status);
+// For clients and tests: the ErrorInfo (and PreconditionFailure) in a grpc::Status's
+// binary details, if any.
+std::optional<google::rpc::ErrorInfo> GetErrorInfo(const grpc::Status& status);
+std::optional<google::rpc::PreconditionFailure> GetPreconditionFailure(const grpc::Status& status);
+
 // Maps an absl::Status to a grpc::Status with the same code and message and, in the
-// binary details, a google.rpc.Status carrying the google.rpc details (BadRequest) that
-// the status holds as payloads.
+// binary details, a google.rpc.Status carrying the google.rpc details (ErrorInfo,
+// BadRequest, PreconditionFailure) that the status holds as payloads. A non-OK status
+// without ErrorInfo gets one with DefaultReason(code).
 grpc::Status ToGrpcStatus(const absl::Status& status);
 
 // The reverse, for clients: code and message (details dropped).
