@@ -68,8 +68,13 @@ render 16 "${work}/same.env"
 grep -q '^ROGATORY_REDIS_SHARDS=16$' "${work}/same.env" || die "the Job does not carry redisShards"
 out="$(run_job "${work}/same.env")" || die "the upgrade's migration failed: ${out}"
 say "upgrade with the same shards: ${out}"
-[[ "$(cli hget 'rg:{meta}:layout' shards)" == 16 && "$(cli hget 'rg:{meta}:layout' version)" == 1 ]] ||
-  die "the layout was not recorded"
+# The layout this release's binaries write (common/include/rogatory/common/data_layout.h).
+layout_version="$(sed -n 's/^inline constexpr int kDataLayoutVersion = \([0-9]*\);$/\1/p' \
+  "${repo}/common/include/rogatory/common/data_layout.h")"
+[[ -n "${layout_version}" ]] || die "kDataLayoutVersion not found in data_layout.h"
+[[ "$(cli hget 'rg:{meta}:layout' shards)" == 16 &&
+  "$(cli hget 'rg:{meta}:layout' version)" == "${layout_version}" ]] ||
+  die "the layout was not recorded (expected version ${layout_version}, 16 shards)"
 out="$(run_job "${work}/same.env")" || die "a second run (Argo CD PreSync) failed: ${out}"
 [[ "${out}" == *'"steps":[]'* ]] || die "a second run did something: ${out}"
 
