@@ -260,7 +260,7 @@ class DeadlinesE2ETest(base.E2ETestCase):
         self.assertRpcCode(grpc.StatusCode.FAILED_PRECONDITION, executor.ExtendDeadline, extend,
                            timeout=5.0)
 
-    def test_zz_eaw_deadline_fires_after_61_days_and_intake_records_it(self):
+    def test_zz_eaw_deadline_fires_after_60_days_and_intake_records_it(self):
         # Runs last (name order): it moves the shared clock 61 days on.
         pb = rc.stubs()
         stub = self.deadlines_stub()
@@ -271,8 +271,17 @@ class DeadlinesE2ETest(base.E2ETestCase):
             rule_id="EAW_DECISION_NO_CONSENT", requested_state="DE",
             instrument=pb.types.INSTRUMENT_EAW), timeout=5.0).deadline
         self.assertEqual(deadline.state, pb.deadlines.DEADLINE_STATE_RUNNING)
+        # 60 days, ending on a working day (Reg. 1182/71): when the 60th day is a weekend or
+        # a holiday the limit moves on, so the clock goes to the reported due time, not a
+        # fixed 61 days (which fails on the dates whose 60th day is a Saturday).
+        self.assertGreaterEqual(deadline.due_time.seconds,
+                                deadline.trigger_time.seconds + 60 * DAY_S - 3600)
+        self.assertLess(deadline.due_time.seconds,
+                        deadline.trigger_time.seconds + 66 * DAY_S)
+        now = self.clock_stub().GetTime(pb.test_clock.GetTimeRequest(), timeout=5.0).now
         self.clock_stub().AdvanceTime(
-            pb.test_clock.AdvanceTimeRequest(by={"seconds": 61 * DAY_S}), timeout=5.0)
+            pb.test_clock.AdvanceTimeRequest(
+                by={"seconds": deadline.due_time.seconds - now.seconds + 3600}), timeout=5.0)
 
         def overdue():
             d = stub.GetDeadline(pb.deadlines.GetDeadlineRequest(deadline_id=deadline.id),
