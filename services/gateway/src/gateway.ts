@@ -533,10 +533,10 @@ async function checkedBinaryRequest(ureq: UniversalServerRequest, contentType: s
   const connectProto = /^application\/proto\s*(;.*)?$/i.test(contentType);
   const isJson = /^application\/(json|connect\+json)\s*(;.*)?$/i.test(contentType);
   if (!grpcWeb && !connectProto && !isJson) return ureq;
-  // A compressed body is left to connect-es, which inflates it within the limits.
-  if (new Headers(ureq.header).has("content-encoding") || new Headers(ureq.header).has("connect-content-encoding")) {
-    if (isJson) return ureq;
-  }
+  // Compressed JSON is left to connect-es, which inflates it within the limits (its errors
+  // then carry no ErrorInfo). Compressed binary is refused below, as before.
+  const encoded = new Headers(ureq.header);
+  if (isJson && (encoded.has("content-encoding") || encoded.has("connect-content-encoding"))) return ureq;
   const tooLarge = () => gatewayError(`message larger than max-message-bytes (${maxMessageBytes})`,
                                       Code.ResourceExhausted, "MESSAGE_TOO_LARGE",
                                       { max_message_bytes: String(maxMessageBytes) });
