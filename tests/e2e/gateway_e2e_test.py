@@ -281,6 +281,17 @@ class GatewayTest(base.E2ETestCase):
         self.assertEqual(domain, "rogatory", info)
         self.assertEqual(actual, reason, info)
 
+    def test_a_connect_call_connect_es_refuses_itself_still_carries_error_info(self):
+        # An unparsable deadline header is refused by the protocol library before any
+        # handler runs; the gateway adds the code's default reason to its answer.
+        status, _, body = gw.request(
+            self.port, "POST", f"{INTAKE}/GetRequest", json.dumps({"id": "x"}).encode(),
+            {"content-type": "application/json", "connect-timeout-ms": "soon",
+             "authorization": f"Bearer {self.token}"})
+        error = json.loads(body)
+        self.assertEqual((status, error["code"]), (400, "invalid_argument"), error)
+        self.assertReason(connect_error_info(error), "INVALID_FIELD")
+
     def test_wrong_content_type_is_unsupported_media_type(self):
         status, _, body = gw.request(self.port, "POST", f"{INTAKE}/GetRequest", b"id=x",
                                      {"content-type": "application/x-www-form-urlencoded",

@@ -40,8 +40,8 @@ import type {
   UniversalServerRequest,
   UniversalServerResponse,
 } from "@connectrpc/connect/protocol";
-import { codeFromString, codeToHttpStatus, errorToJson } from "@connectrpc/connect/protocol-connect";
-import { setTrailerStatus } from "@connectrpc/connect/protocol-grpc";
+import { codeFromString, codeToHttpStatus, errorFromJsonBytes, errorToJson } from "@connectrpc/connect/protocol-connect";
+import { findTrailerError, setTrailerStatus } from "@connectrpc/connect/protocol-grpc";
 import { ErrorInfoSchema, file_google_rpc_error_details } from "./gen/google/rpc/error_details_pb.js";
 import { file_rogatory_intake_v1_intake } from "./gen/rogatory/intake/v1/intake_pb.js";
 import { file_rogatory_routing_v1_routing } from "./gen/rogatory/routing/v1/routing_pb.js";
@@ -487,26 +487,34 @@ function forwarder(allowed: AllowedMethod, transport: Transport, streamsSignal: 
   };
 }
 
-/** The gRPC status of a response the forwarder never saw (the gateway refused the call
- * itself: undecodable message, too large, bad content type). */
+/** The gRPC status of a response the forwarder never saw (connect-es refused the call
+ * itself: a bad header, an unsupported protocol version), with an ErrorInfo added to the
+ * error it carries (its code's default reason) so that every refusal has one. */
 async function codeOfEarlyResponse(ures: UniversalServerResponse): Promise<[Code | 0 | undefined, UniversalServerResponse]> {
   const header = new Headers(ures.header);
   const grpcStatus = header.get("grpc-status");
-  if (grpcStatus !== null) return [Number(grpcStatus) as Code, ures];
+  if (grpcStatus !== null) {
+    const err = findTrailerError(header);
+    if (err) setTrailerStatus(header, withErrorInfo(err));
+    return [Number(grpcStatus) as Code, { ...ures, header }];
+  }
   if (ures.status !== 200 && ures.body !== undefined) {
     // A Connect error: a small JSON body naming the code. Read it, then hand it on.
     const chunks: Uint8Array[] = [];
     const body = ures.body as unknown;
     if (body instanceof Uint8Array) chunks.push(body);
     else for await (const chunk of body as AsyncIterable<Uint8Array>) chunks.push(chunk);
-    const bytes = new Uint8Array(Buffer.concat(chunks));
+    let bytes = new Uint8Array(Buffer.concat(chunks));
     let code: Code = Code.Unknown;
     try {
       code = codeFromString(String(JSON.parse(new TextDecoder().decode(bytes)).code)) ?? Code.Unknown;
+      const err = withErrorInfo(errorFromJsonBytes(bytes, undefined, new ConnectError("", code)));
+      bytes = new TextEncoder().encode(JSON.stringify(connectErrorJson(err)));
+      header.delete("content-length");
     } catch {
-      // not JSON: leave Unknown
+      // not JSON: leave Unknown, and the body as it came
     }
-    return [code, { ...ures, body: single(bytes) }];
+    return [code, { ...ures, header, body: single(bytes) }];
   }
   return [undefined, ures];
 }
