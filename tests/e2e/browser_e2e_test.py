@@ -11,7 +11,10 @@ tabs of Debian's /usr/bin/chromium, driven through examples/web/e2e/driver.mjs
 2. the translation happens as in the demo, natively (a document upload is client-streaming,
    which a browser cannot do through the gateway yet);
 3. the executor signs in, sees the forwarded request, acknowledges it and moves it to
-   RECOGNISED with the page's buttons; its worklist shows each new status;
+   RECOGNISED with the page's buttons; its worklist (open requests, soonest next deadline
+   first) shows each new status and, after the acknowledgment, the next deadline; the
+   buttons are the request's allowed_actions (no acknowledge button once acknowledged, no
+   executing-side move on the issuer's page);
 4. the issuer's page, open all along, shows the acknowledgment arriving as a live
    notification (Subscribe through the gateway) and the new status in its worklist.
 
@@ -171,6 +174,40 @@ class BrowserTest(base.E2ETestCase):
         b("click", page="executor",
           selector=f'#worklist tr[data-request-id="{rid}"] button.acknowledge')
         self.row_status("executor", rid, "ACKNOWLEDGED")
+        executing = rc.Caller(executor.authority_id, executor.state, ("executing",))
+        row_of = f'#worklist tr[data-request-id="{rid}"]'
+
+        # The worklist shows the request's next deadline (kept by intake from deadline
+        # events), as GetRequest gives it.
+        acknowledged = j.wait(lambda: (r := j.get(self.svc, executing, rid)).next_deadline
+                              .HasField("due_time") and r, 30, "a next deadline on the request")
+        rule = acknowledged.next_deadline.rule_id
+        self.assertTrue(rule)
+
+        def deadline_shown() -> bool:
+            b("click", page="executor", selector="#refresh-button")
+            b("wait_text", page="executor", selector=f"{row_of} td.deadline",
+              contains=f"{rule} due", timeout_ms=2000)
+            return True
+
+        base._poll(deadline_shown, 30, "the executor's worklist shows the next deadline")
+        # Its buttons are the allowed actions, no more: acknowledging again is not offered,
+        # and the moves offered are exactly the ones the service lists for this caller.
+        self.assertEqual(b("texts", page="executor", selector=f"{row_of} button.acknowledge"),
+                         [])
+        allowed = sorted(pb.types.RequestStatus.Name(a.target_status)
+                         .removeprefix("REQUEST_STATUS_")
+                         for a in acknowledged.allowed_actions
+                         if a.action == pb.intake.REQUEST_ACTION_TRANSITION)
+        self.assertIn("RECOGNISED", allowed)
+        self.assertEqual(sorted(b("texts", page="executor",
+                                  selector=f"{row_of} select.target option")), allowed)
+        # The issuing side may not make the executing side's moves: no such option, no
+        # acknowledge button on its page.
+        self.row_status("issuer", rid, "ACKNOWLEDGED")
+        self.assertEqual(b("texts", page="issuer", selector=f"{row_of} button.acknowledge"), [])
+        self.assertNotIn("RECOGNISED",
+                         b("texts", page="issuer", selector=f"{row_of} select.target option"))
 
         # 4. The issuer's open page is told, live, and shows the new status.
         try:

@@ -46,6 +46,30 @@ def sample_content(note: str) -> dict:
     return content
 
 
+def connect_error_info(body) -> dict:
+    """The one google.rpc.ErrorInfo of a Connect error body, in its decoded `debug` form
+    (and checked against its binary `value`)."""
+    infos = [d for d in (body or {}).get("details", []) if d["type"] == "google.rpc.ErrorInfo"]
+    assert len(infos) == 1, body
+    binary = rc.stubs().error_details.ErrorInfo.FromString(
+        base64.b64decode(infos[0]["value"] + "=" * (-len(infos[0]["value"]) % 4)))
+    assert binary.reason == infos[0]["debug"]["reason"], (binary, infos)
+    return infos[0]["debug"]
+
+
+def grpc_web_error_info(result: gw.GrpcWebResult):
+    """The one google.rpc.ErrorInfo of a gRPC-Web error (grpc-status-details-bin)."""
+    status_pb = result.status_details()
+    assert status_pb is not None, ("no grpc-status-details-bin", result.grpc_message)
+    infos = []
+    for any_pb in status_pb.details:
+        info = rc.stubs().error_details.ErrorInfo()
+        if any_pb.Unpack(info):
+            infos.append(info)
+    assert len(infos) == 1, status_pb
+    return infos[0]
+
+
 class GatewayTest(base.E2ETestCase):
     SERVICES = ("intake", "routing", "deadlines", "notification")
 
@@ -215,6 +239,7 @@ class GatewayTest(base.E2ETestCase):
         self.assertFalse(thread.is_alive(), "the stream outlived the gateway")
         self.assertEqual(results["stream"].grpc_status, UNAVAILABLE,
                          results["stream"].grpc_message)
+        self.assertReason(grpc_web_error_info(results["stream"]), "STORE_UNAVAILABLE")
 
     # ---- bad input gets a clear status and never reaches a service ------------------------
 
@@ -224,12 +249,20 @@ class GatewayTest(base.E2ETestCase):
                                       "authorization": f"Bearer {self.token}"})
         self.assertEqual(status, 400)
         self.assertEqual(json.loads(body)["code"], "invalid_argument")
+        self.assertReason(connect_error_info(json.loads(body)), "MALFORMED_REQUEST")
+        # JSON that parses but is not the request message (a field it does not have).
+        status, body = gw.connect_unary(self.port, f"{INTAKE}/GetRequest", {"noSuchField": 1},
+                                        self.token)
+        self.assertEqual(status, 400, body)
+        self.assertReason(connect_error_info(body), "MALFORMED_REQUEST")
         result = gw.grpc_web_call(self.port, f"{INTAKE}/GetRequest", b"\xff\xff\xff\xff",
                                   token=self.token)
         self.assertEqual(result.grpc_status, INVALID_ARGUMENT, result.grpc_message)
+        self.assertReason(grpc_web_error_info(result), "MALFORMED_REQUEST")
         result = gw.grpc_web_call(self.port, f"{INTAKE}/GetRequest", b"", text=True,
                                   token=self.token, raw_body=b"%%%not base64%%%")
         self.assertEqual(result.grpc_status, INVALID_ARGUMENT, result.grpc_message)
+        self.assertReason(grpc_web_error_info(result), "MALFORMED_REQUEST")
         # A Connect stream in binary: HTTP 200, the error in the end-of-stream message.
         status, headers, body = gw.request(
             self.port, "POST", f"{NOTIFICATION}/Subscribe", gw.frame(b"\xff\xff\xff"),
@@ -239,12 +272,34 @@ class GatewayTest(base.E2ETestCase):
         self.assertEqual(body[0], 0x02, body)  # end-of-stream flag
         end = json.loads(body[5:])
         self.assertEqual(end["error"]["code"], "invalid_argument", end)
+        self.assertReason(connect_error_info(end["error"]), "MALFORMED_REQUEST")
+
+    def assertReason(self, info, reason: str) -> None:
+        """An ErrorInfo (decoded JSON dict or protobuf) has domain rogatory and this reason."""
+        domain = info["domain"] if isinstance(info, dict) else info.domain
+        actual = info["reason"] if isinstance(info, dict) else info.reason
+        self.assertEqual(domain, "rogatory", info)
+        self.assertEqual(actual, reason, info)
+
+    def test_a_connect_call_connect_es_refuses_itself_still_carries_error_info(self):
+        # An unparsable deadline header is refused by the protocol library before any
+        # handler runs; the gateway adds the code's default reason to its answer.
+        status, _, body = gw.request(
+            self.port, "POST", f"{INTAKE}/GetRequest", json.dumps({"id": "x"}).encode(),
+            {"content-type": "application/json", "connect-timeout-ms": "soon",
+             "authorization": f"Bearer {self.token}"})
+        error = json.loads(body)
+        self.assertEqual((status, error["code"]), (400, "invalid_argument"), error)
+        self.assertReason(connect_error_info(error), "INVALID_FIELD")
 
     def test_wrong_content_type_is_unsupported_media_type(self):
-        status, _, _ = gw.request(self.port, "POST", f"{INTAKE}/GetRequest", b"id=x",
-                                  {"content-type": "application/x-www-form-urlencoded",
-                                   "authorization": f"Bearer {self.token}"})
+        status, _, body = gw.request(self.port, "POST", f"{INTAKE}/GetRequest", b"id=x",
+                                     {"content-type": "application/x-www-form-urlencoded",
+                                      "authorization": f"Bearer {self.token}"})
         self.assertEqual(status, 415)
+        error = json.loads(body)
+        self.assertEqual(error["code"], "invalid_argument", error)
+        self.assertReason(connect_error_info(error), "MALFORMED_REQUEST")
 
     def test_oversized_bodies_are_resource_exhausted(self):
         big = "x" * (2 << 20)
@@ -252,6 +307,7 @@ class GatewayTest(base.E2ETestCase):
                                         self.token)
         self.assertEqual(status, 429, body)  # Connect maps resource_exhausted to HTTP 429
         self.assertEqual(body["code"], "resource_exhausted")
+        self.assertReason(connect_error_info(body), "MESSAGE_TOO_LARGE")
         pb = rc.stubs()
         message = pb.intake.GetRequestRequest(id=big).SerializeToString()
         for text in (False, True):
@@ -259,6 +315,7 @@ class GatewayTest(base.E2ETestCase):
                 result = gw.grpc_web_call(self.port, f"{INTAKE}/GetRequest", message,
                                           text=text, token=self.token)
                 self.assertEqual(result.grpc_status, RESOURCE_EXHAUSTED, result.grpc_message)
+                self.assertReason(grpc_web_error_info(result), "MESSAGE_TOO_LARGE")
 
     def test_unknown_and_non_allow_listed_methods_are_unimplemented_at_the_gateway(self):
         notification = self.services["notification"]
@@ -284,11 +341,13 @@ class GatewayTest(base.E2ETestCase):
                 status, body = gw.connect_unary(self.port, path, {}, self.token)
                 self.assertEqual(status, 404)
                 self.assertEqual(body["code"], "unimplemented")
+                self.assertReason(connect_error_info(body), "UNIMPLEMENTED")
             for text in (False, True):
                 with self.subTest(path=path, protocol="grpc-web", text=text):
                     result = gw.grpc_web_call(self.port, path, b"", text=text,
                                               token=self.token)
                     self.assertEqual(result.grpc_status, UNIMPLEMENTED)
+                    self.assertReason(grpc_web_error_info(result), "UNIMPLEMENTED")
         self.assertEqual(publish_calls(), before, "PublishEvent reached the service")
         metrics = self.gateway.metrics()
         self.assertNotIn("NoSuchMethod", metrics)  # bounded labels: one value for unknowns
@@ -301,11 +360,15 @@ class GatewayTest(base.E2ETestCase):
                                         {"id": self.request_id})
         self.assertEqual(status, 401, body)
         self.assertEqual(body["code"], "unauthenticated")
+        self.assertReason(connect_error_info(body), "UNAUTHENTICATED")
         pb = rc.stubs()
-        result = gw.grpc_web_call(self.port, f"{INTAKE}/GetRequest",
-                                  pb.intake.GetRequestRequest(id=self.request_id)
-                                  .SerializeToString())
-        self.assertEqual(result.grpc_status, UNAUTHENTICATED)
+        for text in (False, True):
+            with self.subTest(text=text):
+                result = gw.grpc_web_call(self.port, f"{INTAKE}/GetRequest",
+                                          pb.intake.GetRequestRequest(id=self.request_id)
+                                          .SerializeToString(), text=text)
+                self.assertEqual(result.grpc_status, UNAUTHENTICATED)
+                self.assertReason(grpc_web_error_info(result), "UNAUTHENTICATED")
 
     def test_invalid_submission_brings_bad_request_details_to_the_browser(self):
         content = sample_content("bad")
@@ -362,13 +425,14 @@ class GatewayTest(base.E2ETestCase):
         self.assertEqual(status, 403)
         self.assertNotIn("access-control-allow-origin", headers)
         # The call itself from that origin is refused too, whatever the browser would do.
-        status, headers, _ = gw.request(
+        status, headers, body = gw.request(
             self.port, "POST", f"{INTAKE}/GetRequest",
             json.dumps({"id": self.request_id}).encode(),
             {"origin": other, "content-type": "application/json",
              "authorization": f"Bearer {self.token}"})
         self.assertEqual(status, 403)
         self.assertNotIn("access-control-allow-origin", headers)
+        self.assertReason(connect_error_info(json.loads(body)), "PERMISSION_DENIED")
         status, body = gw.connect_unary(self.port, f"{INTAKE}/GetRequest",
                                         {"id": self.request_id}, self.token,
                                         headers={"origin": ORIGIN})
@@ -433,6 +497,8 @@ class GatewayStartupTest(base.E2ETestCase):
         status, body = gw.connect_unary(gateway.port, f"{INTAKE}/GetRequest", {"id": "x"},
                                         "not-a-token")
         self.assertEqual((status, body["code"]), (503, "unavailable"))
+        info = connect_error_info(body)
+        self.assertEqual((info["domain"], info["reason"]), ("rogatory", "STORE_UNAVAILABLE"))
         self.assertEqual(gateway.stop(), 0)
 
 

@@ -280,6 +280,61 @@ class NotificationWebhookTest(unittest.TestCase):
                     subscription_id=created.subscription.id), timeout=5)
         self.assertEqual(ctx.exception.code(), grpc.StatusCode.NOT_FOUND)
 
+    def assertReason(self, reason: str, code, call, *args, **kwargs) -> None:
+        """The call fails with this code and google.rpc.ErrorInfo (domain rogatory, this
+        reason from errors.proto)."""
+        with self.assertRaises(grpc.RpcError) as ctx:
+            call(*args, **kwargs)
+        error = ctx.exception
+        self.assertEqual(error.code(), code, f"{error.code().name}: {error.details()!r}")
+        info = rc.error_info(error)
+        self.assertIsNotNone(info, f"no ErrorInfo on {code.name}: {error.details()!r}")
+        self.assertEqual((info.domain, info.reason), ("rogatory", reason), info)
+
+    def test_every_refusal_carries_error_info_with_its_reason(self):
+        n = self.s.notification
+        owner = rc.Caller("DE-STA-REASONS", "DE", ("executing",))
+        invalid, not_found = grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.NOT_FOUND
+        # A bad field: an endpoint that is no URL.
+        self.assertReason("INVALID_FIELD", invalid, self.stub(owner).CreateSubscription,
+                          n.CreateSubscriptionRequest(request_id=uuid.uuid4().hex,
+                                                      endpoint_uri="not a url"), timeout=5)
+        # An unknown id.
+        unknown = f"sub-1-{uuid.uuid4().hex[:26]}"
+        self.assertReason("NOT_FOUND", not_found, self.stub(owner).DeleteSubscription,
+                          n.DeleteSubscriptionRequest(subscription_id=unknown), timeout=5)
+        # Denied: publishing is for services only.
+        self.assertReason("PERMISSION_DENIED", grpc.StatusCode.PERMISSION_DENIED,
+                          self.stub(ISSUER).PublishEvent, n.PublishEventRequest(), timeout=5)
+        # A page token this query never issued.
+        self.assertReason("PAGE_TOKEN_INVALID", invalid, self.stub(owner).ListSubscriptions,
+                          n.ListSubscriptionsRequest(page_token="not-a-token"), timeout=5)
+        # No caller at all.
+        channel = rc.connect(f"127.0.0.1:{self.port}")
+        self.addCleanup(channel.close)
+        anonymous = self.s.notification_grpc.NotificationServiceStub(channel)
+        self.assertReason("UNAUTHENTICATED", grpc.StatusCode.UNAUTHENTICATED,
+                          anonymous.ListSubscriptions, n.ListSubscriptionsRequest(), timeout=5)
+        # Someone else's subscription, and one that was deleted (stale).
+        created = self.subscribe(owner, "/reasons")
+        rotate = n.RotateSubscriptionSecretRequest(subscription_id=created.subscription.id)
+        self.assertReason("NOT_FOUND", not_found, self.stub(ISSUER).RotateSubscriptionSecret,
+                          rotate, timeout=5)
+        self.stub(owner).DeleteSubscription(
+            n.DeleteSubscriptionRequest(subscription_id=created.subscription.id), timeout=5)
+        self.assertReason("NOT_FOUND", not_found, self.stub(owner).RotateSubscriptionSecret,
+                          rotate, timeout=5)
+
+    def test_request_bytes_that_do_not_parse_are_malformed_request(self):
+        channel = rc.connect(f"127.0.0.1:{self.port}", ISSUER)
+        self.addCleanup(channel.close)
+        raw = channel.unary_unary(
+            "/rogatory.notification.v1.NotificationService/ListSubscriptions",
+            request_serializer=None, response_deserializer=None)
+        # Field 2 (page_token) as length-delimited with a length past the end of the bytes.
+        self.assertReason("MALFORMED_REQUEST", grpc.StatusCode.INVALID_ARGUMENT, raw,
+                          b"\x12\x7f\x01", timeout=5)
+
     def test_duplicate_event_id_reaches_no_one_twice(self):
         owner = rc.Caller("DE-STA-DUP", "DE", ("executing",))
         path = "/dup"

@@ -84,6 +84,14 @@ class RoutingE2ETestCase(unittest.TestCase):
             return error
         self.fail(f"expected {code.name}, but the call succeeded")
 
+    def assertReason(self, reason: str, code, call, *args, **kwargs) -> None:
+        """The call fails with this code, and with google.rpc.ErrorInfo of domain rogatory
+        and this reason (errors.proto), as a UI would switch on it."""
+        error = self.assertRpcCode(code, call, *args, **kwargs)
+        info = rc.error_info(error)
+        self.assertIsNotNone(info, f"no ErrorInfo on {code.name}: {error.details()!r}")
+        self.assertEqual((info.domain, info.reason), ("rogatory", reason), info)
+
     def log_lines(self, service: str) -> list[dict]:
         out = []
         for line in self.services[service].log_path.read_text(errors="replace").splitlines():
@@ -456,6 +464,61 @@ class TranslationJobsE2ETest(RoutingE2ETestCase):
         self.assertIn("rogatory_translation_claims_total 2", metrics)
         self.assertIn("rogatory_translation_completions_total 1", metrics)
         self.assertIn("rogatory_translation_turnaround_seconds_count 1", metrics)
+
+
+    # ---- errors from several paths carry their ErrorInfo reason (issue 20, item 2) -----
+
+    def test_every_refusal_carries_error_info_with_its_reason(self):
+        pb = rc.stubs().routing
+        invalid, not_found = grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.NOT_FOUND
+        translator = self.routing_stub(TRANSLATOR)
+        # A bad field: no queue and no request id.
+        self.assertReason("INVALID_FIELD", invalid, translator.ListTranslationJobs,
+                          pb.ListTranslationJobsRequest(), timeout=5)
+        # An unknown id.
+        unknown = f"tj-3-{uuid.uuid4().hex[:26]}"
+        self.assertReason("NOT_FOUND", not_found, self.routing_stub().GetTranslationJob,
+                          pb.GetTranslationJobRequest(job_id=unknown), timeout=5)
+        # Denied: an issuing authority is no translator.
+        self.assertReason("PERMISSION_DENIED", grpc.StatusCode.PERMISSION_DENIED,
+                          self.routing_stub(ISSUER).ListTranslationJobs,
+                          pb.ListTranslationJobsRequest(queue=pb.TRANSLATION_JOB_QUEUE_HELD),
+                          timeout=5)
+        # A page token this query never issued.
+        self.assertReason("PAGE_TOKEN_INVALID", invalid, self.routing_stub().ListDeclarations,
+                          pb.ListDeclarationsRequest(page_token="not-a-token"), timeout=5)
+        # No caller at all.
+        channel = rc.connect(self.services["routing"].addr)
+        self.addCleanup(channel.close)
+        anonymous = rc.stubs().routing_grpc.TranslationRoutingServiceStub(channel)
+        self.assertReason("UNAUTHENTICATED", grpc.StatusCode.UNAUTHENTICATED,
+                          anonymous.ListDeclarations, pb.ListDeclarationsRequest(), timeout=5)
+
+        # A job claimed by another translator: answered as a missing job (issue 16, item 15).
+        request_id = f"rq-4-{uuid.uuid4().hex[:26]}"
+        self.assertEqual(self.deliver(self.request_events(request_id)).handled_count, 2)
+        owner, other = rc.Caller("XL-OWNER", "DE", ("translator",)), \
+            rc.Caller("XL-OTHER", "DE", ("translator",))
+        job = self.routing_stub(owner).ClaimTranslationJob(
+            pb.ClaimTranslationJobRequest(request_id=request_id, source_languages=["fr"],
+                                          target_languages=["de"]), timeout=5).job
+        beat = pb.HeartbeatTranslationJobRequest(job_id=job.id, lease_token=job.lease_token)
+        self.assertReason("NOT_FOUND", not_found,
+                          self.routing_stub(other).HeartbeatTranslationJob, beat, timeout=5)
+        # The holder with a lease token it does not hold: its job exists, the lease is wrong.
+        beat.lease_token = job.lease_token + 1
+        self.assertReason("FAILED_PRECONDITION", grpc.StatusCode.FAILED_PRECONDITION,
+                          self.routing_stub(owner).HeartbeatTranslationJob, beat, timeout=5)
+
+    def test_request_bytes_that_do_not_parse_are_malformed_request(self):
+        channel = rc.connect(self.services["routing"].addr, TRANSLATOR)
+        self.addCleanup(channel.close)
+        raw = channel.unary_unary(
+            "/rogatory.routing.v1.TranslationRoutingService/GetTranslationJob",
+            request_serializer=None, response_deserializer=None)
+        # Field 1 (job_id) as length-delimited with a length past the end of the bytes.
+        self.assertReason("MALFORMED_REQUEST", grpc.StatusCode.INVALID_ARGUMENT, raw,
+                          b"\x0a\x7f\x01", timeout=5)
 
 
 def main() -> int:

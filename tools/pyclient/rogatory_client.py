@@ -539,6 +539,18 @@ def status_details(error: grpc.RpcError):
     return None
 
 
+def error_info(error: grpc.RpcError):
+    """The google.rpc.ErrorInfo of a failed call (domain "rogatory", reason one of
+    rogatory.common.v1.ErrorReason's names without "ERROR_REASON_"), or None."""
+    pb = stubs()
+    status = status_details(error)
+    for detail in status.details if status is not None else ():
+        info = pb.error_details.ErrorInfo()
+        if detail.Unpack(info):
+            return info
+    return None
+
+
 def field_violations(error: grpc.RpcError) -> list[tuple[str, str]]:
     """The (field, description) pairs of every google.rpc.BadRequest detail of an error.
 

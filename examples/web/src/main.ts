@@ -1,11 +1,13 @@
-// The example page: a development sign-in, a submission, the caller's requests (ListRequests
-// is the worklist for now), live notifications (Subscribe) and the executing side's actions
-// (acknowledge an EIO, move a request to another status), all through rogatory-gateway with
+// The example page: a development sign-in, a submission, the caller's worklist (its open
+// requests, soonest next deadline first, with that deadline and an at-risk marker), live
+// notifications (Subscribe) and the actions the caller may take now, each button made from
+// the request's `allowed_actions` (nothing is hard-coded), all through rogatory-gateway with
 // the typed client. The gateway address comes from ?gateway=..., else http://127.0.0.1:8080.
 import {
   Code,
   ConnectError,
   createRogatoryClients,
+  errorDetails,
   events,
   fieldViolations,
   fromJson,
@@ -32,7 +34,9 @@ const eventName = (t: events.EventType) => events.EventType[t] ?? String(t);
 
 function showError(error: unknown): void {
   const err = ConnectError.from(error);
-  const lines = [`${Code[err.code]}: ${err.rawMessage}`];
+  // The reason (errors.proto) is what a UI switches on; the message is for people.
+  const reason = err.findDetails(errorDetails.ErrorInfoSchema)[0]?.reason;
+  const lines = [`${Code[err.code]}${reason ? ` (${reason})` : ""}: ${err.rawMessage}`];
   for (const v of fieldViolations(err)) lines.push(`  ${v.field}: ${v.description}`);
   $("error").textContent = lines.join("\n");
 }
@@ -78,19 +82,35 @@ async function submitSample(): Promise<void> {
   }
 }
 
-const TARGETS = [
-  types.RequestStatus.RECOGNISED, types.RequestStatus.IN_EXECUTION, types.RequestStatus.EXECUTED,
-  types.RequestStatus.CLOSED, types.RequestStatus.POSTPONED,
-];
-
 async function refreshWorklist(): Promise<void> {
   try {
-    const { requests } = await rogatory.intake.listRequests({ pageSize: 50, view: intake.RequestView.BASIC });
+    // The worklist: open requests, soonest next deadline first; the FULL view carries each
+    // request's allowed_actions for this caller.
+    const { requests } = await rogatory.intake.listRequests({
+      pageSize: 50, view: intake.RequestView.FULL, openOnly: true,
+      orderBy: intake.RequestOrder.NEXT_DUE_TIME,
+    });
     const body = $("worklist");
     body.replaceChildren(...requests.map(row));
   } catch (e) {
     showError(e);
   }
+}
+
+function deadlineCell(request: intake.Request): HTMLTableCellElement {
+  const td = document.createElement("td");
+  td.className = "deadline";
+  const next = request.nextDeadline;
+  if (!next?.dueTime) return td;
+  const due = new Date(Number(next.dueTime.seconds) * 1000).toISOString().slice(0, 16).replace("T", " ");
+  td.textContent = `${next.ruleId} due ${due} UTC`;
+  if (next.atRisk || next.missed) {
+    const mark = document.createElement("strong");
+    mark.className = "at-risk";
+    mark.textContent = next.missed ? " MISSED" : " AT RISK";
+    td.append(mark);
+  }
+  return td;
 }
 
 function row(request: intake.Request): HTMLTableRowElement {
@@ -109,33 +129,38 @@ function row(request: intake.Request): HTMLTableRowElement {
     if (i === 4) td.className = "status";
     tr.append(td);
   }
+  tr.append(deadlineCell(request));
+  // One control per action the service says this caller may take now; no others.
   const actions = document.createElement("td");
-  const executing = roles.includes("executing") || roles.includes("central");
-  if (executing && request.content?.instrument === types.Instrument.EIO &&
-      request.status === types.RequestStatus.FORWARDED) {
-    const ack = document.createElement("button");
-    ack.textContent = "Acknowledge";
-    ack.className = "acknowledge";
-    ack.onclick = () => act(() => rogatory.intake.acknowledgeRequest({
-      requestId: crypto.randomUUID(), id: request.id, etag: request.etag }));
-    actions.append(ack);
+  const allowed = request.allowedActions;
+  const common = () => ({ requestId: crypto.randomUUID(), id: request.id, etag: request.etag });
+  const button = (label: string, className: string, call: () => Promise<unknown>) => {
+    const b = document.createElement("button");
+    b.textContent = label;
+    b.className = className;
+    b.onclick = () => act(call);
+    actions.append(b);
+  };
+  if (allowed.some((a) => a.action === intake.RequestAction.ACKNOWLEDGE)) {
+    button("Acknowledge", "acknowledge", () => rogatory.intake.acknowledgeRequest(common()));
   }
-  if (executing) {
+  const targets = allowed.filter((a) => a.action === intake.RequestAction.TRANSITION).map((a) => a.targetStatus);
+  if (targets.length > 0) {
     const select = document.createElement("select");
     select.className = "target";
-    for (const target of TARGETS) {
+    for (const target of targets) {
       const option = document.createElement("option");
       option.value = String(target);
       option.textContent = statusName(target);
       select.append(option);
     }
-    const move = document.createElement("button");
-    move.textContent = "Move";
-    move.className = "transition";
-    move.onclick = () => act(() => rogatory.intake.transitionRequest({
-      requestId: crypto.randomUUID(), id: request.id, targetStatus: Number(select.value),
-      reasonCode: "BROWSER_EXAMPLE", etag: request.etag }));
-    actions.append(select, move);
+    actions.append(select);
+    button("Move", "transition", () => rogatory.intake.transitionRequest({
+      ...common(), targetStatus: Number(select.value), reasonCode: "BROWSER_EXAMPLE" }));
+  }
+  if (allowed.some((a) => a.action === intake.RequestAction.WITHDRAW)) {
+    button("Withdraw", "withdraw", () => rogatory.intake.withdrawRequest({
+      ...common(), reasonCode: "BROWSER_EXAMPLE" }));
   }
   tr.append(actions);
   return tr;

@@ -5,8 +5,11 @@
 // What it guarantees (each one tested in tests/e2e/gateway_e2e_test.py):
 // - Only allow-listed methods (allowlist.json) reach a service; any other path answers
 //   UNIMPLEMENTED (gRPC-Web) or 404 (Connect) here.
-// - A message must decode (malformed JSON or protobuf: INVALID_ARGUMENT) and fit
-//   max-message-bytes (RESOURCE_EXHAUSTED) before it is forwarded.
+// - A message must decode (malformed JSON or protobuf: INVALID_ARGUMENT, reason
+//   MALFORMED_REQUEST) and fit max-message-bytes (RESOURCE_EXHAUSTED, MESSAGE_TOO_LARGE)
+//   before it is forwarded.
+// - Every error, the gateway's own refusals included, carries google.rpc.ErrorInfo (domain
+//   rogatory, a reason from errors.proto), as the services' errors do.
 // - `authorization` and trace headers go through untouched; the gateway adds no identity of
 //   its own and drops the development identity headers (x-rogatory-authority, -state,
 //   -roles) a browser might send.
@@ -16,7 +19,7 @@
 // - CORS: only configured origins; a request from another origin is refused here.
 import * as http from "node:http";
 import { readFileSync } from "node:fs";
-import { createRegistry, fromBinary, type DescMethod, type Registry } from "@bufbuild/protobuf";
+import { create, createRegistry, fromBinary, fromJson, type DescMethod, type Registry } from "@bufbuild/protobuf";
 import {
   Code,
   ConnectError,
@@ -37,8 +40,9 @@ import type {
   UniversalServerRequest,
   UniversalServerResponse,
 } from "@connectrpc/connect/protocol";
-import { codeFromString, codeToHttpStatus, codeToString } from "@connectrpc/connect/protocol-connect";
-import { file_google_rpc_error_details } from "./gen/google/rpc/error_details_pb.js";
+import { codeFromString, codeToHttpStatus, errorFromJsonBytes, errorToJson } from "@connectrpc/connect/protocol-connect";
+import { findTrailerError, setTrailerStatus } from "@connectrpc/connect/protocol-grpc";
+import { ErrorInfoSchema, file_google_rpc_error_details } from "./gen/google/rpc/error_details_pb.js";
 import { file_rogatory_intake_v1_intake } from "./gen/rogatory/intake/v1/intake_pb.js";
 import { file_rogatory_routing_v1_routing } from "./gen/rogatory/routing/v1/routing_pb.js";
 import { file_rogatory_deadlines_v1_deadlines } from "./gen/rogatory/deadlines/v1/deadlines_pb.js";
@@ -61,6 +65,10 @@ export const FORWARDED_HEADERS = [
 const ALLOWED_REQUEST_HEADERS = [...connectCors.allowedHeaders, ...FORWARDED_HEADERS];
 const EXPOSED_RESPONSE_HEADERS = [...connectCors.exposedHeaders];
 const GRPC_WEB_TEXT = /^application\/grpc-web-text(\+proto)?\s*(;.*)?$/i;
+/** What the gateway serves: Connect unary and streaming (JSON or binary), gRPC-Web binary and
+ * text. Anything else is refused before dispatch. */
+const SUPPORTED_CONTENT_TYPE =
+  /^application\/(json|proto|connect\+(json|proto)|grpc-web(\+proto)?|grpc-web-text(\+proto)?)\s*(;.*)?$/i;
 
 /** Per-call state the forwarding code fills in, read when the call ends. */
 interface CallState {
@@ -82,12 +90,55 @@ export function codeName(code: Code | 0): string {
   return code === 0 ? "OK" : (Code[code] ?? "Unknown");
 }
 
+/** The domain of every google.rpc.ErrorInfo Rogatory sends (errors.proto). */
+export const ERROR_DOMAIN = "rogatory";
+
+/** The reason a service gives a code when nothing more specific applies (common/src/status.cc
+ * DefaultReason), so a refusal by the gateway carries the reason a native call would get. */
+export function defaultReason(code: Code): string {
+  switch (code) {
+    case Code.Canceled: return "CANCELLED";
+    case Code.InvalidArgument: return "INVALID_FIELD";
+    case Code.DeadlineExceeded: return "DEADLINE_EXCEEDED";
+    case Code.NotFound: return "NOT_FOUND";
+    case Code.AlreadyExists: return "ALREADY_EXISTS";
+    case Code.PermissionDenied: return "PERMISSION_DENIED";
+    case Code.ResourceExhausted: return "RATE_LIMITED";
+    case Code.FailedPrecondition: return "FAILED_PRECONDITION";
+    case Code.Aborted: return "CONCURRENT_CHANGE";
+    case Code.OutOfRange: return "OUT_OF_RANGE";
+    case Code.Unimplemented: return "UNIMPLEMENTED";
+    case Code.Unavailable: return "STORE_UNAVAILABLE";
+    case Code.Unauthenticated: return "UNAUTHENTICATED";
+    default: return "INTERNAL";
+  }
+}
+
+/** An error the gateway answers itself, with google.rpc.ErrorInfo (domain rogatory). */
+export function gatewayError(message: string, code: Code, reason: string,
+                             metadata: Record<string, string> = {}): ConnectError {
+  return new ConnectError(message, code, undefined, [
+    { desc: ErrorInfoSchema, value: create(ErrorInfoSchema, { domain: ERROR_DOMAIN, reason, metadata }) },
+  ]);
+}
+
+/** The error with an ErrorInfo added (the code's default reason) if it carries none: errors
+ * raised below the services' status mapping (gRPC's own, a broken connection) get one too. */
+export function withErrorInfo(err: ConnectError): ConnectError {
+  const has = err.details.some((d) => ("desc" in d ? d.desc.typeName : d.type) === ErrorInfoSchema.typeName);
+  if (has) return err;
+  return new ConnectError(err.rawMessage, err.code, undefined, [
+    ...err.details,
+    { desc: ErrorInfoSchema, value: create(ErrorInfoSchema, { domain: ERROR_DOMAIN, reason: defaultReason(err.code) }) },
+  ] as any);
+}
+
 function upstreamError(e: unknown, callerSignal: AbortSignal): ConnectError {
   const err = ConnectError.from(e);
   if (err.code === Code.Canceled && !callerSignal.aborted) {
     // The browser did not cancel: the connection to the service broke (a refused TLS
     // handshake, a reset). That is the service being unavailable, which a client may retry.
-    return new ConnectError(`upstream connection failed: ${err.rawMessage}`, Code.Unavailable);
+    return gatewayError(`upstream connection failed: ${err.rawMessage}`, Code.Unavailable, "STORE_UNAVAILABLE");
   }
   const details = err.details.map((d) => {
     if ("desc" in d) return d;
@@ -101,7 +152,7 @@ function upstreamError(e: unknown, callerSignal: AbortSignal): ConnectError {
   });
   // A fresh error: the upstream's response metadata (its HTTP/2 headers) must not leak into
   // the browser's response.
-  return new ConnectError(err.rawMessage, err.code, undefined, details as any);
+  return withErrorInfo(new ConnectError(err.rawMessage, err.code, undefined, details as any));
 }
 
 function forwardedHeaders(ctx: HandlerContext): Headers {
@@ -206,7 +257,7 @@ export function createGateway(settings: Settings): Gateway {
       if (!originAllowed(origin, settings.allowedOrigins)) {
         metrics.rejected.inc({ reason: "origin" });
         // No CORS headers: the browser reports the refusal to the page. Nothing is forwarded.
-        return plain(res, 403, "origin not allowed\n");
+        return connectError(res, 403, gatewayError("origin not allowed", Code.PermissionDenied, "PERMISSION_DENIED"));
       }
       res.setHeader("Access-Control-Allow-Origin", origin);
       res.setHeader("Vary", "Origin");
@@ -239,19 +290,23 @@ export function createGateway(settings: Settings): Gateway {
       countCall("unknown", "unknown", "unknown", Code.Unimplemented, 0);
       if (logEnabled("debug")) log("debug", "call refused: method not served", { code: "Unimplemented" });
       req.resume();
+      const err = gatewayError("method not found", Code.Unimplemented, "UNIMPLEMENTED");
       if (isGrpcWeb) {
         // gRPC-Web: a trailers-only response, as a native gRPC server answers.
-        res.writeHead(200, {
-          "content-type": GRPC_WEB_TEXT.test(contentType) ? "application/grpc-web-text+proto" : "application/grpc-web+proto",
-          "grpc-status": String(Code.Unimplemented),
-          "grpc-message": encodeURIComponent("method not found"),
-        });
+        res.writeHead(200, grpcWebTrailers(err, GRPC_WEB_TEXT.test(contentType)));
         res.end();
         return;
       }
-      res.writeHead(404, { "content-type": "application/json" });
-      res.end(JSON.stringify({ code: "unimplemented", message: "method not found" }));
-      return;
+      return connectError(res, 404, err);
+    }
+    if (req.method !== "GET" && !SUPPORTED_CONTENT_TYPE.test(contentType)) {
+      // Connect-es would answer 415 with no body; the body says why, with its reason.
+      metrics.rejected.inc({ reason: "content_type" });
+      req.resume();
+      res.setHeader("connection", "close");
+      return connectError(res, 415, gatewayError(
+        "unsupported content type: use application/json or application/proto (Connect), or application/grpc-web[-text][+proto]",
+        Code.InvalidArgument, "MALFORMED_REQUEST", { field: "content-type" }));
     }
     if (draining) {
       res.setHeader("connection", "close");
@@ -369,7 +424,7 @@ export function createGateway(settings: Settings): Gateway {
     draining = true;
     server.close(); // stop accepting; keep-alive connections close after their call
     server.closeIdleConnections();
-    streamsController.abort(new ConnectError("the gateway is shutting down; reconnect", Code.Unavailable));
+    streamsController.abort(gatewayError("the gateway is shutting down; reconnect", Code.Unavailable, "STORE_UNAVAILABLE"));
     if (inFlight > 0) {
       await new Promise<void>((resolve) => {
         idleWaiter = resolve;
@@ -421,7 +476,7 @@ function forwarder(allowed: AllowedMethod, transport: Transport, streamsSignal: 
       if (state) state.code = 0;
     } catch (e) {
       const err = streamsSignal.aborted
-        ? new ConnectError("the gateway is shutting down; reconnect", Code.Unavailable)
+        ? gatewayError("the gateway is shutting down; reconnect", Code.Unavailable, "STORE_UNAVAILABLE")
         : upstreamError(e, ctx.signal);
       if (state) state.code = ctx.signal.aborted && !streamsSignal.aborted && err.code !== Code.DeadlineExceeded ? Code.Canceled : err.code;
       throw err;
@@ -432,26 +487,34 @@ function forwarder(allowed: AllowedMethod, transport: Transport, streamsSignal: 
   };
 }
 
-/** The gRPC status of a response the forwarder never saw (the gateway refused the call
- * itself: undecodable message, too large, bad content type). */
+/** The gRPC status of a response the forwarder never saw (connect-es refused the call
+ * itself: a bad header, an unsupported protocol version), with an ErrorInfo added to the
+ * error it carries (its code's default reason) so that every refusal has one. */
 async function codeOfEarlyResponse(ures: UniversalServerResponse): Promise<[Code | 0 | undefined, UniversalServerResponse]> {
   const header = new Headers(ures.header);
   const grpcStatus = header.get("grpc-status");
-  if (grpcStatus !== null) return [Number(grpcStatus) as Code, ures];
+  if (grpcStatus !== null) {
+    const err = findTrailerError(header);
+    if (err) setTrailerStatus(header, withErrorInfo(err));
+    return [Number(grpcStatus) as Code, { ...ures, header }];
+  }
   if (ures.status !== 200 && ures.body !== undefined) {
     // A Connect error: a small JSON body naming the code. Read it, then hand it on.
     const chunks: Uint8Array[] = [];
     const body = ures.body as unknown;
     if (body instanceof Uint8Array) chunks.push(body);
     else for await (const chunk of body as AsyncIterable<Uint8Array>) chunks.push(chunk);
-    const bytes = new Uint8Array(Buffer.concat(chunks));
+    let bytes = new Uint8Array(Buffer.concat(chunks));
     let code: Code = Code.Unknown;
     try {
       code = codeFromString(String(JSON.parse(new TextDecoder().decode(bytes)).code)) ?? Code.Unknown;
+      const err = withErrorInfo(errorFromJsonBytes(bytes, undefined, new ConnectError("", code)));
+      bytes = new TextEncoder().encode(JSON.stringify(connectErrorJson(err)));
+      header.delete("content-length");
     } catch {
-      // not JSON: leave Unknown
+      // not JSON: leave Unknown, and the body as it came
     }
-    return [code, { ...ures, body: single(bytes) }];
+    return [code, { ...ures, header, body: single(bytes) }];
   }
   return [undefined, ures];
 }
@@ -474,10 +537,18 @@ async function checkedBinaryRequest(ureq: UniversalServerRequest, contentType: s
                                     method: DescMethod, maxMessageBytes: number): Promise<UniversalServerRequest> {
   const text = GRPC_WEB_TEXT.test(contentType);
   // Enveloped: gRPC-Web, and Connect streaming requests (one message for a server stream).
-  const grpcWeb = text || /^application\/(grpc-web(\+proto)?|connect\+proto)\s*(;.*)?$/i.test(contentType);
+  const grpcWeb = text || /^application\/(grpc-web(\+proto)?|connect\+(proto|json))\s*(;.*)?$/i.test(contentType);
   const connectProto = /^application\/proto\s*(;.*)?$/i.test(contentType);
-  if (!grpcWeb && !connectProto) return ureq;
-  const tooLarge = () => new ConnectError(`message larger than max-message-bytes (${maxMessageBytes})`, Code.ResourceExhausted);
+  const isJson = /^application\/(json|connect\+json)\s*(;.*)?$/i.test(contentType);
+  if (!grpcWeb && !connectProto && !isJson) return ureq;
+  // Compressed JSON is left to connect-es, which inflates it within the limits (its errors
+  // then carry no ErrorInfo). Compressed binary is refused below, as before.
+  const encoded = new Headers(ureq.header);
+  if (isJson && (encoded.has("content-encoding") || encoded.has("connect-content-encoding"))) return ureq;
+  const tooLarge = () => gatewayError(`message larger than max-message-bytes (${maxMessageBytes})`,
+                                      Code.ResourceExhausted, "MESSAGE_TOO_LARGE",
+                                      { max_message_bytes: String(maxMessageBytes) });
+  const malformed = (message: string) => gatewayError(message, Code.InvalidArgument, "MALFORMED_REQUEST");
   const wireLimit = text ? Math.ceil(((maxMessageBytes + 5) * 4) / 3) + 4 : maxMessageBytes + 5;
   const chunks: Uint8Array[] = [];
   let size = 0;
@@ -489,31 +560,34 @@ async function checkedBinaryRequest(ureq: UniversalServerRequest, contentType: s
   let bytes: Uint8Array = new Uint8Array(Buffer.concat(chunks));
   if (text) {
     const decoded = decodeBase64Segments(Buffer.from(bytes).toString("latin1").replace(/\s+/g, ""));
-    if (decoded === undefined) throw new ConnectError("request body is not base64 (gRPC-Web text)", Code.InvalidArgument);
+    if (decoded === undefined) throw malformed("request body is not base64 (gRPC-Web text)");
     bytes = decoded;
   }
   let payload = bytes;
   if (grpcWeb) {
-    if (bytes.byteLength < 5) throw new ConnectError("malformed request: no message frame", Code.InvalidArgument);
+    if (bytes.byteLength < 5) throw malformed("malformed request: no message frame");
     const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
     const flags = view.getUint8(0);
     const length = view.getUint32(1);
     if (length > maxMessageBytes) throw tooLarge();
     if (bytes.byteLength !== 5 + length || (flags & ~0x01) !== 0) {
-      throw new ConnectError("malformed request: expected exactly one message frame", Code.InvalidArgument);
+      throw malformed("malformed request: expected exactly one message frame");
     }
     if ((flags & 0x01) !== 0) {
-      throw new ConnectError("compressed requests are not accepted", Code.InvalidArgument);
+      throw malformed("compressed requests are not accepted");
     }
     payload = bytes.subarray(5);
   } else if (payload.byteLength > maxMessageBytes) {
     throw tooLarge();
   }
   try {
-    fromBinary(method.input, payload);
+    if (isJson) {
+      fromJson(method.input, JSON.parse(new TextDecoder("utf-8", { fatal: true }).decode(payload)));
+    } else {
+      fromBinary(method.input, payload);
+    }
   } catch (e) {
-    throw new ConnectError(`request does not decode as ${method.input.typeName}: ${e instanceof Error ? e.message : String(e)}`,
-                           Code.InvalidArgument);
+    throw malformed(`request does not decode as ${method.input.typeName}: ${e instanceof Error ? e.message : String(e)}`);
   }
   const header = new Headers(ureq.header);
   if (text) header.set("content-type", "application/grpc-web+proto");
@@ -521,24 +595,40 @@ async function checkedBinaryRequest(ureq: UniversalServerRequest, contentType: s
   return { ...ureq, header, body: single(bytes) };
 }
 
+/** gRPC-Web trailers-only headers for an error, details in grpc-status-details-bin. */
+function grpcWebTrailers(err: ConnectError, text: boolean): Record<string, string> {
+  const out: Record<string, string> = {
+    "content-type": text ? "application/grpc-web-text+proto" : "application/grpc-web+proto",
+  };
+  setTrailerStatus(new Headers(), err).forEach((value, key) => { out[key] = value; });
+  return out;
+}
+
+/** A Connect unary error body: code, message and details (with their `debug` form). */
+function connectErrorJson(err: ConnectError): unknown {
+  return errorToJson(err, { registry: detailRegistry });
+}
+
+function connectError(res: http.ServerResponse, status: number, err: ConnectError): void {
+  res.writeHead(status, { "content-type": "application/json", "cache-control": "no-store" });
+  res.end(JSON.stringify(connectErrorJson(err)));
+}
+
 /** Answers a call the gateway refused before dispatch, in the caller's protocol. Returns the
  * HTTP status written. */
 function writeEarlyError(res: http.ServerResponse, err: ConnectError, protocol: string,
                          contentType: string): number {
+  err = withErrorInfo(err);
   // The rest of an oversized body is not read: the connection cannot be reused.
   res.setHeader("connection", "close");
   if (protocol !== "connect") {
-    res.writeHead(200, {
-      "content-type": protocol === "grpc-web-text" ? "application/grpc-web-text+proto" : "application/grpc-web+proto",
-      "grpc-status": String(err.code),
-      "grpc-message": encodeURIComponent(err.rawMessage),
-    });
+    res.writeHead(200, grpcWebTrailers(err, protocol === "grpc-web-text"));
     res.end();
     return 200;
   }
   if (/^application\/connect\+/i.test(contentType)) {
     // A Connect stream: HTTP 200 and the error in the end-of-stream message (flag 0x02).
-    const json = Buffer.from(JSON.stringify({ error: { code: codeToString(err.code), message: err.rawMessage } }));
+    const json = Buffer.from(JSON.stringify({ error: connectErrorJson(err) }));
     const head = Buffer.alloc(5);
     head.writeUInt8(0x02, 0);
     head.writeUInt32BE(json.length, 1);
@@ -547,8 +637,7 @@ function writeEarlyError(res: http.ServerResponse, err: ConnectError, protocol: 
     return 200;
   }
   const status = codeToHttpStatus(err.code);
-  res.writeHead(status, { "content-type": "application/json" });
-  res.end(JSON.stringify({ code: codeToString(err.code), message: err.rawMessage }));
+  connectError(res, status, err);
   return status;
 }
 

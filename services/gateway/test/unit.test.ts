@@ -5,7 +5,8 @@ import assert from "node:assert/strict";
 import { createHmac } from "node:crypto";
 import { FORBIDDEN_PREFIXES, resolveAllowList, UPSTREAM_OF } from "../src/allowlist.js";
 import { originAllowed, parseSettings, SettingsError } from "../src/settings.js";
-import { decodeBase64Segments } from "../src/gateway.js";
+import { decodeBase64Segments, defaultReason, gatewayError, withErrorInfo } from "../src/gateway.js";
+import { Code, ConnectError } from "@connectrpc/connect";
 import { mintDevToken, parseTokenRequest, pickDevKey } from "../src/devtoken.js";
 import allowListData from "../src/allowlist.json" with { type: "json" };
 
@@ -114,4 +115,17 @@ test("development token key: the key set's key for authorities, never the servic
   assert.equal(pickDevKey({ keys: [legacy] }, "k").kid, "old");
   assert.throws(() => pickDevKey({ keys: [legacy, services] }, "k"), /authorities/);
   assert.match(String(parseTokenRequest({ sub: "X", ttl_seconds: 7200 })), /ttl_seconds/);
+});
+
+test("every error gets an ErrorInfo: the gateway's own reason, else the code's default", () => {
+  const reasonOf = (e: ConnectError) =>
+    e.details.filter((d) => "desc" in d && d.desc.typeName === "google.rpc.ErrorInfo")
+      .map((d) => ("desc" in d ? (d.value as { domain: string; reason: string }) : undefined));
+  const own = withErrorInfo(gatewayError("bad", Code.InvalidArgument, "MALFORMED_REQUEST"));
+  assert.deepEqual(reasonOf(own).map((i) => [i?.domain, i?.reason]), [["rogatory", "MALFORMED_REQUEST"]]);
+  const bare = withErrorInfo(new ConnectError("gone", Code.Unavailable));
+  assert.deepEqual(reasonOf(bare).map((i) => [i?.domain, i?.reason]), [["rogatory", "STORE_UNAVAILABLE"]]);
+  assert.equal(defaultReason(Code.Unauthenticated), "UNAUTHENTICATED");
+  assert.equal(defaultReason(Code.Unimplemented), "UNIMPLEMENTED");
+  assert.equal(defaultReason(Code.DataLoss), "INTERNAL");
 });
