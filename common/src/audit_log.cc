@@ -1,8 +1,11 @@
 #include "rogatory/common/audit_log.h"
 
 #include <fcntl.h>
+#include <hiredis/hiredis.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <map>
@@ -301,6 +304,132 @@ void ChainedAuditor::SendBatch(int shard, std::vector<Queued> batch) {
 // ---------------------------------------------------------------------------------------
 // AuditSealer
 
+namespace {
+
+// The sealer's own blocking connection (issue 19): `XREAD BLOCK` on the pending streams of
+// the shards the replica holds, so any process's append wakes the holder. A synchronous
+// hiredis context used by the sealer's thread only; Interrupt (from Stop) shuts its socket
+// down so a blocked read returns at once.
+class PendingWaiter {
+ public:
+  explicit PendingWaiter(RedisUrl url) : url_(std::move(url)) {}
+  ~PendingWaiter() {
+    absl::MutexLock lock(&mu_);
+    if (ctx_ != nullptr) redisFree(ctx_);
+  }
+  PendingWaiter(const PendingWaiter&) = delete;
+  PendingWaiter& operator=(const PendingWaiter&) = delete;
+
+  // Blocks until one of `keys` holds an entry, or `timeout`. Returns the indexes of the keys
+  // that hold entries (none: timed out).
+  absl::StatusOr<std::vector<int>> Wait(const std::vector<std::string>& keys,
+                                        absl::Duration timeout) {
+    redisContext* ctx = nullptr;
+    {
+      absl::MutexLock lock(&mu_);
+      if (interrupted_) return absl::CancelledError("sealer stopping");
+      if (ctx_ == nullptr) {
+        absl::Status connected = ConnectLocked();
+        if (!connected.ok()) return connected;
+      }
+      ctx = ctx_;
+    }
+    const int64_t block_ms = std::max<int64_t>(1, absl::ToInt64Milliseconds(timeout));
+    // A reply longer than the block means Redis went away: give up on it then.
+    timeval tv = absl::ToTimeval(timeout + absl::Seconds(5));
+    redisSetTimeout(ctx, tv);
+    std::vector<std::string> args = {"XREAD",  "COUNT", "1", "BLOCK", absl::StrCat(block_ms),
+                                     "STREAMS"};
+    for (const std::string& k : keys) args.push_back(k);
+    for (size_t i = 0; i < keys.size(); ++i) args.push_back("0-0");
+    std::vector<const char*> argv;
+    std::vector<size_t> lens;
+    for (const std::string& a : args) {
+      argv.push_back(a.data());
+      lens.push_back(a.size());
+    }
+    auto* reply = static_cast<redisReply*>(
+        redisCommandArgv(ctx, static_cast<int>(argv.size()), argv.data(), lens.data()));
+    if (reply == nullptr) {
+      const std::string error = ctx->errstr;
+      Reset();
+      absl::MutexLock lock(&mu_);
+      if (interrupted_) return absl::CancelledError("sealer stopping");
+      return absl::UnavailableError(absl::StrCat("audit sealer wait: ", error));
+    }
+    std::vector<int> woken;
+    absl::Status status;
+    if (reply->type == REDIS_REPLY_ERROR) {
+      status = absl::UnavailableError(absl::StrCat("audit sealer wait: ", reply->str));
+    } else if (reply->type == REDIS_REPLY_ARRAY) {
+      for (size_t i = 0; i < reply->elements; ++i) {
+        const redisReply* stream = reply->element[i];
+        if (stream->type != REDIS_REPLY_ARRAY || stream->elements < 1) continue;
+        const std::string name(stream->element[0]->str, stream->element[0]->len);
+        for (size_t k = 0; k < keys.size(); ++k) {
+          if (keys[k] == name) woken.push_back(static_cast<int>(k));
+        }
+      }
+    }
+    freeReplyObject(reply);
+    if (!status.ok()) return status;
+    return woken;
+  }
+
+  // Makes a blocked or later Wait return CANCELLED. Any thread.
+  void Interrupt() {
+    absl::MutexLock lock(&mu_);
+    interrupted_ = true;
+    if (ctx_ != nullptr) ::shutdown(ctx_->fd, SHUT_RDWR);
+  }
+
+ private:
+  absl::Status ConnectLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    const timeval connect_timeout{2, 0};
+    redisContext* ctx = redisConnectWithTimeout(url_.host.c_str(), url_.port, connect_timeout);
+    if (ctx == nullptr || ctx->err != 0) {
+      const std::string error = ctx != nullptr ? ctx->errstr : "cannot allocate";
+      if (ctx != nullptr) redisFree(ctx);
+      return absl::UnavailableError(absl::StrCat("audit sealer wait connection: ", error));
+    }
+    auto ok = [&](redisReply* r) {
+      const bool good = r != nullptr && r->type != REDIS_REPLY_ERROR;
+      if (r != nullptr) freeReplyObject(r);
+      return good;
+    };
+    bool good = true;
+    if (!url_.password.empty()) {
+      good = url_.user.empty() ? ok(static_cast<redisReply*>(redisCommand(
+                                     ctx, "AUTH %b", url_.password.data(), url_.password.size())))
+                               : ok(static_cast<redisReply*>(redisCommand(
+                                     ctx, "AUTH %b %b", url_.user.data(), url_.user.size(),
+                                     url_.password.data(), url_.password.size())));
+    }
+    if (good && url_.db != 0) {
+      good = ok(static_cast<redisReply*>(redisCommand(ctx, "SELECT %d", url_.db)));
+    }
+    if (!good) {
+      redisFree(ctx);
+      return absl::UnavailableError("audit sealer wait connection refused");
+    }
+    ctx_ = ctx;
+    return absl::OkStatus();
+  }
+
+  void Reset() {
+    absl::MutexLock lock(&mu_);
+    if (ctx_ != nullptr) redisFree(ctx_);
+    ctx_ = nullptr;
+  }
+
+  const RedisUrl url_;
+  absl::Mutex mu_;
+  redisContext* ctx_ ABSL_GUARDED_BY(mu_) = nullptr;
+  bool interrupted_ ABSL_GUARDED_BY(mu_) = false;
+};
+
+}  // namespace
+
 struct AuditSealer::Impl {
   Impl(RedisClient& r, const Clock& c, std::shared_ptr<const AuditKey> k, Metrics* metrics,
        AuditSealerOptions o)
@@ -309,6 +438,9 @@ struct AuditSealer::Impl {
         key(std::move(k)),
         options(std::move(o)),
         tokens(options.shard_count, 0) {
+    if (options.wake_url.has_value() && options.run_in_background) {
+      waiter = std::make_unique<PendingWaiter>(*options.wake_url);
+    }
     if (metrics != nullptr) {
       auto& sealed_family = prometheus::BuildCounter()
                                 .Name("rogatory_audit_entries_sealed_total")
@@ -345,6 +477,10 @@ struct AuditSealer::Impl {
                                        int64_t cutoff_us);
   void Release();
   void Loop();
+  // Seals a shard until its pending stream is drained (8 steps at most: every shard gets
+  // its turn). Adds what it sealed to `total`; false on a failure, kept in `failure`.
+  bool DrainShard(int shard, int64_t& total, absl::Status& failure)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(work_mu);
 
   RedisClient& redis;
   const Clock& clock;
@@ -360,6 +496,7 @@ struct AuditSealer::Impl {
   absl::Mutex stop_mu;
   bool stop ABSL_GUARDED_BY(stop_mu) = false;
   std::thread thread;
+  std::unique_ptr<PendingWaiter> waiter;  // null: polls every interval
 
   prometheus::Counter* sealed = nullptr;
   prometheus::Counter* rejected = nullptr;
@@ -594,15 +731,37 @@ void AuditSealer::Stop() {
     if (impl_->stop) return;
     impl_->stop = true;
   }
+  if (impl_->waiter != nullptr) impl_->waiter->Interrupt();
   if (impl_->thread.joinable()) impl_->thread.join();
   (void)ExportNow();
   impl_->Release();
 }
 
+bool AuditSealer::Impl::DrainShard(int shard, int64_t& total, absl::Status& failure) {
+  for (int round = 0; round < 8; ++round) {
+    auto n = SealShard(shard);
+    if (!n.ok()) {
+      failure = n.status();
+      if (seal_errors != nullptr) seal_errors->Increment();
+      return false;
+    }
+    total += *n;
+    if (*n < options.batch) break;
+  }
+  return true;
+}
+
+// Issue 19: a pass over every shard runs at start and then every `interval` only (the
+// safety net: lease renewal, take-over, what a lost wake-up left); between passes the holder
+// blocks in XREAD on its shards' pending streams and seals the shards that got entries. A
+// replica holding no shard sleeps until its next pass, and in a pass tries shard 0 first:
+// while another replica holds that one it touches no other shard.
 void AuditSealer::Impl::Loop() {
   MonotonicTime next_export = clock.MonotonicNow() + options.export_interval;
   MonotonicTime next_retention = clock.MonotonicNow();
   MonotonicTime next_warning = clock.MonotonicNow();
+  MonotonicTime next_full = clock.MonotonicNow();
+  std::vector<int> woken;  // shards the wait reported; empty: a full pass
   for (;;) {
     {
       absl::MutexLock lock(&stop_mu);
@@ -610,22 +769,26 @@ void AuditSealer::Impl::Loop() {
     }
     int64_t total = 0;
     absl::Status failure;
+    const MonotonicTime pass_start = clock.MonotonicNow();
+    const bool full = woken.empty() || pass_start >= next_full;
+    std::vector<int> held;
     {
       absl::MutexLock lock(&work_mu);
-      for (int shard = 0; shard < options.shard_count; ++shard) {
-        // Drains a busy shard, but gives every shard its turn each pass.
-        for (int round = 0; round < 8; ++round) {
-          auto n = SealShard(shard);
-          if (!n.ok()) {
-            failure = n.status();
-            if (seal_errors != nullptr) seal_errors->Increment();
-            break;
-          }
-          total += *n;
-          if (*n < options.batch) break;
+      if (full) {
+        next_full = pass_start + options.interval;
+        for (int shard = 0; shard < options.shard_count; ++shard) {
+          const bool ok = DrainShard(shard, total, failure);
+          // Shard 0 held elsewhere: that replica holds the others too, or takes them.
+          if (shard == 0 && ok && tokens[0] == 0 && waiter != nullptr) break;
         }
+      } else {
+        for (int shard : woken) DrainShard(shard, total, failure);
+      }
+      for (int shard = 0; shard < options.shard_count; ++shard) {
+        if (tokens[shard] != 0) held.push_back(shard);
       }
     }
+    woken.clear();
     if (!failure.ok() && clock.MonotonicNow() >= next_warning) {
       Log::Warn("audit sealing failed; pending entries wait",
                 {{"error", std::string(failure.message())}});
@@ -645,9 +808,28 @@ void AuditSealer::Impl::Loop() {
       }
       next_retention = now + options.retention_interval;
     }
-    if (total > 0) continue;  // more may be waiting
+    // A woken pass that sealed nothing (a failure, a lost lease) waits for the safety net
+    // rather than spinning on the entries it could not seal.
+    if (waiter != nullptr && !held.empty() && (full || total > 0)) {
+      std::vector<std::string> keys;
+      for (int shard : held) keys.push_back(AuditKeys::Pending(shard));
+      auto r = waiter->Wait(keys, std::max(absl::Milliseconds(1), next_full - now));
+      if (r.ok()) {
+        for (int i : *r) woken.push_back(held[i]);
+        continue;  // none woken: the wait reached the safety net, a full pass follows
+      }
+      if (absl::IsCancelled(r.status())) return;
+      if (clock.MonotonicNow() >= next_warning) {
+        Log::Warn("audit sealer cannot wait for appends; it polls",
+                  {{"error", std::string(r.status().message())}});
+        next_warning = clock.MonotonicNow() + absl::Seconds(10);
+      }
+    } else if (waiter == nullptr && total > 0) {
+      continue;  // more may be waiting
+    }
     absl::MutexLock lock(&stop_mu);
-    stop_mu.AwaitWithTimeout(absl::Condition(&stop), options.interval);
+    stop_mu.AwaitWithTimeout(absl::Condition(&stop),
+                             std::max(absl::Milliseconds(1), next_full - clock.MonotonicNow()));
   }
 }
 

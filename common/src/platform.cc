@@ -159,8 +159,11 @@ void RegisterServerSettings(const ServiceIdentity& id, Config& config, ServerSet
   config.AddDuration("audit-export-interval", absl::Seconds(10), absl::Milliseconds(100),
                      absl::Hours(1), "How often sealed audit chain heads are exported.",
                      &s->audit_export_interval);
-  config.AddDuration("audit-seal-interval", absl::Milliseconds(200), absl::Milliseconds(5),
-                     absl::Minutes(1), "How often an idle sealer chains pending audit entries.",
+  config.AddDuration("audit-seal-interval", absl::Seconds(5), absl::Milliseconds(5),
+                     absl::Minutes(1),
+                     "The audit sealer's safety net: how often it renews or takes its shard "
+                     "leases and seals what is pending. Appends wake the lease holder at once "
+                     "(a blocking XREAD on its own connection).",
                      &s->audit_seal_interval);
   config.AddDuration("audit-retention", absl::Hours(24 * 365 * 3), absl::ZeroDuration(),
                      absl::Hours(24 * 365 * 100),
@@ -554,6 +557,8 @@ int Platform::Serve(const ServiceParts& parts) {
     sealer.replica_id = DefaultReplicaId();
     sealer.shard_count = settings_.redis_shards;
     sealer.interval = settings_.audit_seal_interval;
+    sealer.lease = std::max(sealer.lease, 2 * sealer.interval);  // renewed every interval
+    if (auto url = ParseRedisUrl(settings_.redis_url); url.ok()) sealer.wake_url = *url;
     sealer.export_dir = settings_.audit_export_dir;
     sealer.export_interval = settings_.audit_export_interval;
     sealer.retention = settings_.audit_retention;

@@ -135,12 +135,13 @@ grpc::ServerUnaryReactor* NotificationService::RedriveDeadLetter(
         const std::string owner = call.caller.HasRole("operator") ? "" : call.caller.authority_id;
         store_.RedriveDeadLetter(
             shard, r.dead_letter_id(), absl::ToUnixMillis(clock_.Now()), owner,
-            [done, id = r.dead_letter_id(),
-             who = call.caller.authority_id](absl::StatusOr<bool> redriven) {
+            [done, id = r.dead_letter_id(), who = call.caller.authority_id, shard,
+             webhooks = webhook_wakeups_](absl::StatusOr<bool> redriven) {
               if (!redriven.ok()) return done(StoreStatus(redriven.status()));
               if (!*redriven) {
                 return done(absl::NotFoundError("no such dead letter"));
               }
+              if (webhooks != nullptr) webhooks->Wake(shard);  // due now
               common::Log::Info("dead letter redriven", {{"dead_letter_id", id}, {"by", who}});
               done(absl::OkStatus());
             });

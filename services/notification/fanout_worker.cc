@@ -303,26 +303,27 @@ int FanoutWorker::DeliverShards(const std::vector<int>& shards, bool claim_aband
       }
       sent[i] = true;
       outcomes->Started();
-      store_.DeliverToInbox(
-          c, [i, outcomes, auditor = auditor_, wakeups = inbox_wakeups_, inbox = d.inbox,
-              record = d.record](absl::StatusOr<NotificationStore::DeliveryResult> r) mutable {
-            using Outcome = NotificationStore::DeliveryOutcome;
-            if (!r.ok()) return outcomes->Finished(i, r.status());
-            if (r->outcome == Outcome::kBlocked)
-              return outcomes->Finished(i, Attempt{false, true, {}});
-            if (r->outcome == Outcome::kRetry) {
-              return outcomes->Finished(i, Attempt{true, false, std::move(r->subscription_ids)});
-            }
-            if (r->outcome == Outcome::kDelivered && wakeups != nullptr) {
-              wakeups->Notify(inbox, r->cursor);
-            }
-            if (auditor == nullptr) return outcomes->Finished(i, Attempt{});
-            auditor->Record(std::move(record), [i, outcomes](absl::Status logged) {
-              if (logged.ok()) return outcomes->Finished(i, Attempt{});
-              outcomes->Finished(
-                  i, absl::UnavailableError(absl::StrCat("not audited: ", logged.message())));
-            });
-          });
+      store_.DeliverToInbox(c, [i, outcomes, auditor = auditor_, wakeups = inbox_wakeups_,
+                                inbox = d.inbox, record = d.record, shard = c.shard,
+                                webhooks = c.matched.empty() ? nullptr : webhook_wakeups_](
+                                   absl::StatusOr<NotificationStore::DeliveryResult> r) mutable {
+        using Outcome = NotificationStore::DeliveryOutcome;
+        if (!r.ok()) return outcomes->Finished(i, r.status());
+        if (r->outcome == Outcome::kBlocked) return outcomes->Finished(i, Attempt{false, true, {}});
+        if (r->outcome == Outcome::kRetry) {
+          return outcomes->Finished(i, Attempt{true, false, std::move(r->subscription_ids)});
+        }
+        if (r->outcome == Outcome::kDelivered && wakeups != nullptr) {
+          wakeups->Notify(inbox, r->cursor);
+        }
+        if (r->outcome == Outcome::kDelivered && webhooks != nullptr) webhooks->Wake(shard);
+        if (auditor == nullptr) return outcomes->Finished(i, Attempt{});
+        auditor->Record(std::move(record), [i, outcomes](absl::Status logged) {
+          if (logged.ok()) return outcomes->Finished(i, Attempt{});
+          outcomes->Finished(
+              i, absl::UnavailableError(absl::StrCat("not audited: ", logged.message())));
+        });
+      });
     }
     const std::vector<absl::StatusOr<Attempt>> attempts = outcomes->Wait();
     bool changed = false;

@@ -80,6 +80,11 @@ class FanoutWorker {
   void SetInboxWakeups(std::shared_ptr<InboxWakeups> wakeups) {
     inbox_wakeups_ = std::move(wakeups);
   }
+  // The webhook dispatcher to wake (by shard) when a delivery enqueued webhook jobs (issue
+  // 19). Null: its safety net takes them up. Set before Start.
+  void SetWebhookWakeups(std::shared_ptr<FanoutWakeups> wakeups) {
+    webhook_wakeups_ = std::move(wakeups);
+  }
   // How the event handler wakes this worker (see NotificationEventHandler::SetFanoutWakeups).
   const std::shared_ptr<FanoutWakeups>& wakeups() const { return wakeups_; }
   // One pass over every shard: fan-out, then (when `all`, or when their pace
@@ -115,6 +120,7 @@ class FanoutWorker {
   NotificationMetrics& metrics_;
   common::Auditor* auditor_ = nullptr;
   std::shared_ptr<InboxWakeups> inbox_wakeups_;
+  std::shared_ptr<FanoutWakeups> webhook_wakeups_;
   const std::shared_ptr<FanoutWakeups> wakeups_;
   const std::shared_ptr<ShardFlags> unacked_;
   const std::string consumer_;

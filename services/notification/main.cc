@@ -77,6 +77,11 @@ int main(int argc, char** argv) {
         c.AddDuration("webhook-max-backoff", s.webhook_max_backoff, absl::Milliseconds(1),
                       absl::Hours(24), "Longest delay between webhook attempts.",
                       &s.webhook_max_backoff);
+        c.AddDuration("webhook-recheck-interval", s.webhook_recheck_interval, absl::Milliseconds(5),
+                      absl::Minutes(10),
+                      "The webhook queue's safety-net pass over every shard; deliveries and "
+                      "redrives wake the dispatcher at once, it wakes itself for retries.",
+                      &s.webhook_recheck_interval);
         c.AddDuration("webhook-timeout", s.webhook_timeout, absl::Milliseconds(100),
                       absl::Minutes(5), "Timeout of one webhook POST (connect included).",
                       &s.webhook_timeout);
@@ -141,6 +146,8 @@ int main(int argc, char** argv) {
                             },
                             [notification_service] { notification_service->WakeAllStreams(); }});
         handler->SetFanoutWakeups(fanout->wakeups());
+        fanout->SetWebhookWakeups(dispatcher->wakeups());
+        notification_service->SetWebhookWakeups(dispatcher->wakeups());
         dispatcher->SetAuditor(&platform.auditor());
         fanout->Start();
         dispatcher->Start();

@@ -104,6 +104,11 @@ class NotificationService final : public v1::NotificationService::CallbackServic
   // otherwise only every `stream_recheck_interval`. Null: streams poll every
   // `poll_interval` (nothing would wake them). Set before serving.
   void SetInboxWakeups(std::shared_ptr<InboxWakeups> wakeups);
+  // The webhook dispatcher to wake when a dead letter is redriven (issue 19). Set before
+  // serving; null: its safety net takes the job up.
+  void SetWebhookWakeups(std::shared_ptr<FanoutWakeups> wakeups) {
+    webhook_wakeups_ = std::move(wakeups);
+  }
   // Every open stream reads its inbox once: the pub/sub listener calls it whenever its
   // subscription is (re)confirmed, since appends published while it was down are lost.
   // Never blocks on Redis.
@@ -143,6 +148,7 @@ class NotificationService final : public v1::NotificationService::CallbackServic
   NotificationEventHandler& handler_;
   common::Auditor* auditor_ = nullptr;
   std::shared_ptr<InboxWakeups> inbox_wakeups_;
+  std::shared_ptr<FanoutWakeups> webhook_wakeups_;
   // Streams are woken by appends (inbox_wakeups_ is set): they read Redis on a wake-up and
   // at the safety net only. Atomic: the stream timer starts before it is set.
   std::atomic<bool> pushed_{false};

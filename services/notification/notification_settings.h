@@ -33,6 +33,11 @@ struct NotificationSettings {
   // message (Redis restart, listener reconnect) leaves a notification. At least 5 s in
   // deployments (stream-recheck-interval); idle streams cost no Redis command in between.
   absl::Duration stream_recheck_interval = absl::Seconds(5);
+  // The webhook queue's safety-net pass over every shard (issue 19): deliveries that enqueue
+  // webhook jobs wake this process's dispatcher, which wakes itself for its retries; the pass
+  // takes up jobs another replica enqueued and left. Idle, the queue costs no Redis command
+  // in between.
+  absl::Duration webhook_recheck_interval = absl::Seconds(5);
   // Not retrieved (acknowledged) within this time: re-announced; 0 disables.
   absl::Duration retrieval_timeout = absl::Hours(24);
   // Still not retrieved this long after the re-announcement: escalated.

@@ -54,6 +54,7 @@ WebhookDispatcher::~WebhookDispatcher() {
     absl::MutexLock lock(&mu_);
     stop_ = true;
   }
+  wakeups_->Stop();
   if (poller_.joinable()) poller_.join();
   for (auto& t : workers_) t.join();
 }
@@ -71,24 +72,53 @@ absl::Duration WebhookDispatcher::Backoff(int attempt) {
   return backoff.Delay(attempt, rng_);
 }
 
+// Claims from the shards woken (all of them on the first and every safety-net pass), again
+// from those that had jobs (they may have more), and otherwise waits for a wake-up, the
+// earliest retry this process scheduled or the safety net (issue 19: an idle notification
+// service with no webhook sends Redis nothing in between).
 void WebhookDispatcher::PollLoop() {
+  std::vector<int> all;
+  for (int shard = 0; shard < sharding_.shard_count(); ++shard) all.push_back(shard);
+  std::vector<int> shards = all;
   while (true) {
-    int claimed = 0;
-    for (int shard = 0; shard < sharding_.shard_count(); ++shard) {
+    std::vector<int> busy, left;
+    for (size_t i = 0; i < shards.size(); ++i) {
+      const int shard = shards[i];
       int free;
       {
         absl::MutexLock lock(&mu_);
         if (stop_) return;
         free = std::max(1, settings_.webhook_concurrency) - busy_ - static_cast<int>(queue_.size());
       }
-      if (free <= 0) break;  // bounded: never claim more than the pool can work on
-      claimed += ClaimShard(shard, free);
+      if (free <= 0) {  // bounded: never claim more than the pool can work on
+        left.assign(shards.begin() + static_cast<ptrdiff_t>(i), shards.end());
+        break;
+      }
+      if (ClaimShard(shard, free) > 0) busy.push_back(shard);
     }
-    absl::MutexLock lock(&mu_);
-    if (stop_) return;
-    if (claimed == 0) {
-      mu_.AwaitWithTimeout(absl::Condition(&stop_), settings_.poll_interval);
+    absl::Duration wait = settings_.webhook_recheck_interval;
+    {
+      absl::MutexLock lock(&mu_);
+      if (stop_) return;
+      if (next_retry_ != absl::InfiniteFuture()) {
+        wait = std::min(wait, std::max(absl::ZeroDuration(), next_retry_ - clock_.Now()));
+      }
     }
+    std::vector<int> next = left;  // a worker freeing up wakes the poller for these
+    if (!busy.empty() && left.empty()) {
+      next = busy;
+      for (int shard : wakeups_->Take()) next.push_back(shard);
+    } else {
+      for (int shard : wakeups_->Wait(wait)) next.push_back(shard);
+      if (next.empty()) {  // the safety net, or a retry's due time
+        next = all;
+        absl::MutexLock lock(&mu_);
+        if (next_retry_ <= clock_.Now()) next_retry_ = absl::InfiniteFuture();
+      }
+    }
+    std::sort(next.begin(), next.end());
+    next.erase(std::unique(next.begin(), next.end()), next.end());
+    shards = std::move(next);
   }
 }
 
@@ -152,8 +182,11 @@ void WebhookDispatcher::WorkerLoop() {
       ++busy_;
     }
     Deliver(job);
-    absl::MutexLock lock(&mu_);
-    --busy_;
+    {
+      absl::MutexLock lock(&mu_);
+      --busy_;
+    }
+    wakeups_->Wake(job.shard);  // room for more of its shard's jobs (and others left)
   }
 }
 
@@ -198,6 +231,10 @@ void WebhookDispatcher::Deliver(const Job& job) {
   absl::StatusOr<std::string> recorded =
       outcome.ok() ? common::ReplyString(*outcome, "webhook outcome") : outcome.status();
   const std::string state = recorded.ok() ? *recorded : "unrecorded";
+  if (state == "retry") {
+    absl::MutexLock lock(&mu_);
+    next_retry_ = std::min(next_retry_, next);
+  }
   // A disclosure: recorded for the audit log, with references and codes only.
   common::Log::Info("webhook delivery", {{"event_id", job.event_id},
                                          {"recipient", job.recipient},

@@ -14,6 +14,7 @@
 #include "rogatory/common/ids.h"
 #include "rogatory/common/pipeline.h"
 #include "rogatory/common/redis.h"
+#include "wakeups.h"
 #include "webhook_transport.h"
 
 namespace rogatory::notification {
@@ -39,6 +40,13 @@ class WebhookDispatcher {
   // The audit log webhook deliveries are recorded in (disclosures, issue 8). Null: not
   // recorded. Set before Start.
   void SetAuditor(common::Auditor* auditor) { auditor_ = auditor; }
+
+  // How work for the webhook queue wakes the poller (issue 19): the fan-out wakes a shard
+  // right after a delivery enqueued webhook jobs in it, a redrive likewise; the poller wakes
+  // itself for the retries it schedules and when a worker frees up. Between them it sends
+  // Redis nothing, but for its safety-net pass over every shard every
+  // `webhook_recheck_interval` (jobs other replicas enqueued and then left).
+  const std::shared_ptr<FanoutWakeups>& wakeups() const { return wakeups_; }
 
   // The delay before attempt `attempt + 1` after `attempt` failed: initial *
   // 2^(attempt-1), capped, with the upper half randomised ("equal jitter").
@@ -73,6 +81,9 @@ class WebhookDispatcher {
   std::deque<Job> queue_ ABSL_GUARDED_BY(mu_);
   int busy_ ABSL_GUARDED_BY(mu_) = 0;
   std::mt19937_64 rng_ ABSL_GUARDED_BY(mu_);
+  // The earliest retry this process scheduled (InfiniteFuture: none).
+  absl::Time next_retry_ ABSL_GUARDED_BY(mu_) = absl::InfiniteFuture();
+  const std::shared_ptr<FanoutWakeups> wakeups_ = std::make_shared<FanoutWakeups>();
   std::thread poller_;
   std::vector<std::thread> workers_;
 };

@@ -13,9 +13,13 @@
 #include <sstream>
 #include <thread>
 
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_replace.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
 #include "absl/synchronization/notification.h"
 #include "gtest/gtest.h"
 #include "redis_server.h"
@@ -98,6 +102,45 @@ class AuditLogRedisTest : public ::testing::Test {
       for (const auto& e : r->elements) out.push_back(e.str);
     }
     return out;
+  }
+
+  // Redis commands executed since `CONFIG RESETSTAT`, from INFO commandstats, without the
+  // INFO and CONFIG the count itself sends.
+  int64_t CommandsSinceReset() {
+    auto info = RunRedisCommand(*redis_, {"INFO", "commandstats"});
+    EXPECT_TRUE(info.ok());
+    if (!info.ok()) return -1;
+    int64_t total = 0;
+    for (absl::string_view line : absl::StrSplit(info->str, absl::ByAnyChar("\r\n"))) {
+      if (!absl::ConsumePrefix(&line, "cmdstat_")) continue;
+      const size_t colon = line.find(':');
+      if (colon == absl::string_view::npos) continue;
+      const absl::string_view name = line.substr(0, colon);
+      if (name == "info" || absl::StartsWith(name, "config")) continue;
+      absl::string_view rest = line.substr(colon + 1);
+      if (!absl::ConsumePrefix(&rest, "calls=")) continue;
+      int64_t calls = 0;
+      if (absl::SimpleAtoi(rest.substr(0, rest.find(',')), &calls)) total += calls;
+    }
+    return total;
+  }
+
+  // A sealer of the production shape: running in the background, woken by its blocking
+  // connection, with `interval` as its safety net.
+  AuditSealerOptions WokenSealerOptions(const std::string& replica, absl::Duration interval) {
+    AuditSealerOptions o = SealerOptions(replica);
+    o.run_in_background = true;
+    o.interval = interval;
+    auto url = ParseRedisUrl(server_.url());
+    EXPECT_TRUE(url.ok());
+    if (url.ok()) o.wake_url = *url;
+    return o;
+  }
+
+  // Whether the shard's lease is held by `replica`.
+  bool Holds(int shard, const std::string& replica) {
+    auto r = RunRedisCommand(*redis_, {"HGET", AuditKeys::Lease(shard), "owner"});
+    return r.ok() && r->str == replica;
   }
 
   // redis-cli argument quoting (the stored elements hold no single quote).
@@ -508,6 +551,83 @@ TEST_F(AuditLogRedisTest, RetentionLeavesATamperedChainUntouched) {
   clock_.Advance(absl::Hours(2));
   EXPECT_EQ(*sealer.EraseExpired(), 0);  // erasing would launder the edit
   EXPECT_FALSE(Verify(rq).intact);
+}
+
+// Issue 19 item 1: an idle system's sealers cost Redis nothing beyond their safety net. Two
+// replicas, safety net 5 s: once the first holds every shard, neither sends a command for
+// 3 s (the old sealer: one lease-and-read script per shard every 200 ms on every replica).
+TEST_F(AuditLogRedisTest, IdleSealersHolderAndNonHolderSendNothingBeyondTheirSafetyNet) {
+  auto redis_b = Connect();
+  AuditSealer sealer_a(*redis_, clock_, key_, nullptr,
+                       WokenSealerOptions("replica-a", absl::Seconds(5)));
+  const auto deadline = Steady::now() + std::chrono::seconds(5);
+  while (!Holds(kShards - 1, "replica-a") && Steady::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  ASSERT_TRUE(Holds(0, "replica-a"));
+  ASSERT_TRUE(Holds(kShards - 1, "replica-a"));
+  AuditSealer sealer_b(*redis_b, clock_, key_, nullptr,
+                       WokenSealerOptions("replica-b", absl::Seconds(5)));
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));  // b's first (failed) take
+  ASSERT_TRUE(RunRedisCommand(*redis_, {"CONFIG", "RESETSTAT"}).ok());
+  std::this_thread::sleep_for(std::chrono::seconds(3));
+  EXPECT_LE(CommandsSinceReset(), 1) << "idle sealers over 3 s";
+  for (int shard = 0; shard < kShards; ++shard) EXPECT_TRUE(Holds(shard, "replica-a")) << shard;
+}
+
+// Issue 19 item 1: with a safety net of 60 s, entries appended by another process's auditor
+// are sealed at once: the holder's blocking read wakes on the append.
+TEST_F(AuditLogRedisTest, AppendedEntriesAreSealedPromptlyAlthoughTheSafetyNetIs60s) {
+  AuditSealer sealer(*redis_, clock_, key_, nullptr,
+                     WokenSealerOptions("replica-a", absl::Seconds(60)));
+  const auto held_by = Steady::now() + std::chrono::seconds(5);
+  while (!Holds(kShards - 1, "replica-a") && Steady::now() < held_by) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  ASSERT_TRUE(Holds(kShards - 1, "replica-a"));
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));  // idle, blocked in its read
+  auto other_process = Connect();
+  ChainedAuditor auditor(*other_process, clock_, sharding_, key_, nullptr);
+  for (int round = 1; round <= 3; ++round) {
+    const std::string rq = RequestId(round % kShards, 100 + round);
+    const auto start = Steady::now();
+    ASSERT_TRUE(RecordAndWait(auditor, Call(rq)).ok());
+    while (ChainElements(rq).empty() && Steady::now() - start < std::chrono::seconds(3)) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+    const auto waited = Steady::now() - start;
+    EXPECT_EQ(ChainElements(rq).size(), 1u) << rq;
+    EXPECT_LT(waited, std::chrono::seconds(1)) << "round " << round;
+    EXPECT_TRUE(Verify(rq).intact);
+  }
+}
+
+// Issue 19 item 1: a replica that does not hold the lease sends nothing for the sealer until
+// its safety net, and then takes over the shards the stopped holder released.
+TEST_F(AuditLogRedisTest, NonHolderTakesOverAtItsSafetyNetAfterTheHolderStops) {
+  auto redis_b = Connect();
+  auto sealer_a = std::make_unique<AuditSealer>(*redis_, clock_, key_, nullptr,
+                                                WokenSealerOptions("replica-a", absl::Seconds(5)));
+  const auto held_by = Steady::now() + std::chrono::seconds(5);
+  while (!Holds(kShards - 1, "replica-a") && Steady::now() < held_by) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  ASSERT_TRUE(Holds(kShards - 1, "replica-a"));
+  AuditSealer sealer_b(*redis_b, clock_, key_, nullptr,
+                       WokenSealerOptions("replica-b", absl::Seconds(1)));
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  const auto stop_start = Steady::now();
+  sealer_a.reset();  // releases its leases
+  EXPECT_LT(Steady::now() - stop_start, std::chrono::seconds(1)) << "stop waits for its read";
+  const std::string rq = RequestId(2, 7);
+  ChainedAuditor auditor(*redis_b, clock_, sharding_, key_, nullptr);
+  ASSERT_TRUE(RecordAndWait(auditor, Call(rq)).ok());
+  const auto start = Steady::now();
+  while (ChainElements(rq).empty() && Steady::now() - start < std::chrono::seconds(4)) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  EXPECT_EQ(ChainElements(rq).size(), 1u);
+  for (int shard = 0; shard < kShards; ++shard) EXPECT_TRUE(Holds(shard, "replica-b")) << shard;
 }
 
 }  // namespace

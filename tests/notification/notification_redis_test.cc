@@ -24,6 +24,7 @@
 #include "rogatory/common/async_redis_client.h"
 #include "rogatory/common/event_sink.h"
 #include "rogatory/notification/v1/notification.grpc.pb.h"
+#include "webhook_dispatcher.h"
 
 namespace rogatory::notification {
 namespace {
@@ -1268,6 +1269,75 @@ TEST_F(NotificationRedisTest, NotifiedAuthorityOfRoutingDecisionIsAPartyAndIsCau
   v1::GetDeliveryStatusResponse none;
   EXPECT_EQ(stub_->GetDeliveryStatus(stranger.get(), q, &none).error_code(),
             grpc::StatusCode::NOT_FOUND);
+}
+
+// Records the webhooks posted and answers 204.
+class RecordingTransport final : public WebhookTransport {
+ public:
+  WebhookResult Post(const WebhookPost& post) override {
+    absl::MutexLock lock(&mu_);
+    uris_.push_back(post.uri);
+    return {204, "http_2xx"};
+  }
+  int posted() {
+    absl::MutexLock lock(&mu_);
+    return static_cast<int>(uris_.size());
+  }
+
+ private:
+  absl::Mutex mu_;
+  std::vector<std::string> uris_;
+};
+
+// Issue 19 item 1: a webhook queue with no job costs Redis nothing between its safety-net
+// passes (the old poller: one ZRANGEBYSCORE per shard every poll interval, ~160 commands/s
+// with 16 shards at 100 ms).
+TEST_F(NotificationRedisTest, IdleWebhookDispatcherSendsNoCommandsBetweenItsSafetyNets) {
+  settings_.webhook_recheck_interval = absl::Seconds(5);
+  metrics_ = std::make_unique<NotificationMetrics>(registry_);
+  RecordingTransport transport;
+  WebhookDispatcher dispatcher(*redis_, clock_, sharding_, settings_, *metrics_, transport);
+  dispatcher.Start();
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));  // its first pass
+  ASSERT_TRUE(common::RunRedisCommand(*redis_, {"CONFIG", "RESETSTAT"}).ok());
+  std::this_thread::sleep_for(std::chrono::seconds(2));
+  EXPECT_EQ(CommandsSinceReset(), 0);
+}
+
+// Issue 19 item 1: with its safety net at 60 s, a webhook job the fan-out enqueues is posted
+// at once: the delivery wakes the dispatcher's shard.
+TEST_F(NotificationRedisTest, WebhookJobIsPostedAtOnceAlthoughTheSafetyNetIs60s) {
+  settings_.webhook_allow_http = true;
+  settings_.webhook_allow_private_addresses = true;
+  settings_.webhook_allowed_ports = {9};
+  settings_.webhook_recheck_interval = absl::Seconds(60);
+  settings_.poll_interval = absl::Seconds(60);  // what the old poller waited between passes
+  StartService();
+  RecordingTransport transport;
+  WebhookDispatcher dispatcher(*redis_, clock_, sharding_, settings_, *metrics_, transport);
+  fanout_->SetWebhookWakeups(dispatcher.wakeups());
+  dispatcher.Start();
+  v1::CreateSubscriptionRequest create;
+  create.set_request_id("create-1");
+  create.set_endpoint_uri("http://127.0.0.1:9/hook");
+  create.mutable_filter()->add_event_types(common::v1::EVENT_TYPE_REQUEST_RECOGNISED);
+  v1::CreateSubscriptionResponse created;
+  auto c1 = Ctx(kExecutor);
+  ASSERT_TRUE(stub_->CreateSubscription(c1.get(), create, &created).ok());
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));  // its first pass is over
+  for (int round = 1; round <= 2; ++round) {
+    Event mine = MakeEvent(absl::StrCat("ev-hook-", round), Request(round),
+                           common::v1::EVENT_TYPE_REQUEST_RECOGNISED);
+    mine.mutable_request()->mutable_executing_authority()->set_authority_id(kExecutor);
+    const auto start = Steady::now();
+    ASSERT_TRUE(Receive(mine).ok());
+    Drain();
+    while (transport.posted() < round && Steady::now() - start < std::chrono::seconds(3)) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+    EXPECT_EQ(transport.posted(), round);
+    EXPECT_LT(Steady::now() - start, std::chrono::seconds(1)) << "round " << round;
+  }
 }
 
 }  // namespace

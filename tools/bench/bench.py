@@ -559,12 +559,13 @@ def thread_count(pid: int) -> int:
     return 0
 
 
-def idle(bench: Bench, keys: Keys, replicas: int, seconds: float) -> dict:
+def idle(bench: Bench, keys: Keys, replicas: int, seconds: float,
+         config: "Config | None" = None) -> dict:
     """What the system costs while nothing happens: the development configuration with
     `replicas` processes of each service and no call at all, measured over `seconds` after a
     settling pause. Redis commands/s (INFO commandstats, scripts' inner commands included),
     the commands that make most of them, and per process CPU (% of one core) and threads."""
-    cluster = Cluster(bench.bin_dir, bench.work, keys, DEV, replicas=replicas)
+    cluster = Cluster(bench.bin_dir, bench.work, keys, config or DEV, replicas=replicas)
     try:
         time.sleep(min(5.0, seconds))  # Start-up work (leases, first sweeps) settles.
         pids = {name: proc.pid for name, proc in cluster.procs.items() if name != "echo"}
@@ -875,6 +876,9 @@ def main() -> int:
     p.add_argument("--idle-seconds", type=float, default=30.0, help="idle window, s")
     p.add_argument("--idle-replicas", default="1,3",
                    help="comma-separated replica counts for the idle cost")
+    p.add_argument("--idle-audit-chain", action="store_true",
+                   help="the idle cost with the chained audit log (its sealers running) "
+                        "instead of the development configuration's log lines")
     args = p.parse_args()
     if args.smoke:
         args.duration, args.warmup = 1.0, 0.3
@@ -887,7 +891,9 @@ def main() -> int:
             return 0
         if args.idle:
             print("\n".join(idle_text(
-                [idle(bench, keys, int(n), args.idle_seconds)
+                [idle(bench, keys, int(n), args.idle_seconds,
+                      dataclasses.replace(DEV, name="development + audit chain", audit="chain")
+                      if args.idle_audit_chain else None)
                  for n in args.idle_replicas.split(",")])))
             return 0
         report = full(bench, keys)

@@ -115,8 +115,16 @@ struct AuditSealerOptions {
   std::string replica_id;  // unique per process
   int shard_count = 16;
   absl::Duration lease = absl::Seconds(10);
-  absl::Duration interval = absl::Milliseconds(200);  // idle polling of pending streams
-  int batch = 500;                                    // pending entries per sealing step
+  // The safety net: every `interval` a replica tries to take (or renews) the shards' leases
+  // and seals what is pending. A replica that does not hold shard 0's lease tries that one
+  // only: one command per interval. Must stay below `lease`.
+  absl::Duration interval = absl::Seconds(5);
+  // Where Redis is, for the sealer's own blocking connection (issue 19): between passes the
+  // holder waits in `XREAD BLOCK` on the pending streams of the shards it holds, so an append
+  // by any process wakes it at once and an idle holder sends nothing until its safety net.
+  // Unset: it polls every `interval`.
+  std::optional<RedisUrl> wake_url;
+  int batch = 500;         // pending entries per sealing step
   std::string export_dir;  // where head batches are appended; empty: log lines only
   absl::Duration export_interval = absl::Seconds(10);
   // Audit entries older than this are erased (oldest first, leaving an anchor); zero keeps
