@@ -26,6 +26,7 @@
 #include "rogatory/common/logging.h"
 #include "rogatory/common/lua_scripts.h"
 #include "rogatory/common/periodic_task.h"
+#include "rogatory/common/pubsub_listener.h"
 #include "rogatory/common/redis_reply.h"
 #include "rogatory/common/status.h"
 #include "rogatory/events/v1/event_sink.grpc.pb.h"
@@ -37,6 +38,8 @@ namespace {
 namespace eventspb = rogatory::events::v1;
 
 constexpr char kConsumer[] = "relay";
+// The receiver part of a shard's lease key: one lease for the lanes of every receiver.
+constexpr char kShardLease[] = "*";
 
 // The relay's scripts (lua/outbox_relay_*.lua), one typed call each; a lane's lease is
 // common's fenced lease (fenced_lease.h).
@@ -140,6 +143,10 @@ std::map<std::string, const RedisReply*> FieldMap(const RedisReply& r) {
 
 }  // namespace
 
+std::string OutboxAppendedChannel(absl::string_view emitter) {
+  return absl::StrCat("rg:outbox-appended:", emitter);
+}
+
 std::string DefaultReplicaId() {
   char host[256] = {0};
   gethostname(host, sizeof(host) - 1);
@@ -191,6 +198,7 @@ struct OutboxRelay::Shared {
   // Marks `shard` woken for every thread driving one of its lanes.
   void Wake(int shard) {
     absl::MutexLock lock(&mu);
+    if (static_cast<size_t>(shard) < dirty.size()) dirty[shard] = 2;
     const size_t n = static_cast<size_t>(threads());
     for (size_t driver = static_cast<size_t>(shard) % n; driver < woken.size(); driver += n) {
       std::vector<int>& shards = woken[driver];
@@ -204,6 +212,59 @@ struct OutboxRelay::Shared {
     out.swap(woken[driver]);
     return out;
   }
+  // Whether maintenance should look at `shard`: woken or newly held within the last two
+  // passes (an idle shard costs maintenance nothing).
+  bool TakeDirty(int shard) {
+    absl::MutexLock lock(&mu);
+    if (dirty[shard] == 0) return false;
+    --dirty[shard];
+    return true;
+  }
+  void MarkDirty(int shard) {
+    absl::MutexLock lock(&mu);
+    dirty[shard] = 2;
+  }
+  // The shard's lease, shared by its lanes of every receiver (one lease per process and
+  // shard, not per lane): its token if this replica holds it, else 0. A holder renews it at a
+  // third of its term; a non-holder tries again at a quarter, whichever lane asks first.
+  int64_t HoldShard(int shard) {
+    ShardLease& l = *leases[shard];
+    absl::MutexLock lock(&l.mu);
+    const MonotonicTime now = clock.MonotonicNow();
+    if (l.token != 0 && now < l.renew_at) return l.token;
+    if (l.token == 0 && now < l.retry_at) return 0;
+    auto held = internal::TakeFencedLease(
+        redis, {l.key, l.fence, options.replica_id, options.lease, l.token});
+    if (!held.ok()) {
+      l.token = 0;  // cannot tell: stop acting on the shard until Redis answers again
+      return 0;
+    }
+    l.token = *held;
+    if (l.token == 0) {
+      l.retry_at = now + options.lease / 4;
+      return 0;
+    }
+    l.renew_at = now + options.lease / 3;
+    return l.token;
+  }
+  // A lane's script found the lease gone: the next lane asks Redis again.
+  void DropShard(int shard, int64_t token) {
+    ShardLease& l = *leases[shard];
+    absl::MutexLock lock(&l.mu);
+    if (l.token == token) {
+      l.token = 0;
+      l.retry_at = MonotonicTime::InfinitePast();
+    }
+  }
+  void ReleaseShards() {
+    for (auto& lease : leases) {
+      absl::MutexLock lock(&lease->mu);
+      if (lease->token == 0) continue;
+      (void)internal::ReleaseFencedLease(redis, {lease->key, options.replica_id, lease->token});
+      lease->token = 0;
+    }
+  }
+
   bool Stopping() {
     absl::MutexLock lock(&mu);
     return stopping;
@@ -222,6 +283,18 @@ struct OutboxRelay::Shared {
   // Per driving thread (receiver worker index * threads() + thread), the shards woken since
   // it last looked (few: a thread takes them every loop).
   std::vector<std::vector<int>> woken ABSL_GUARDED_BY(mu);
+  // Per shard: how many more maintenance passes look at it (see TakeDirty).
+  std::vector<int> dirty ABSL_GUARDED_BY(mu);
+
+  struct ShardLease {
+    std::string key, fence;
+    absl::Mutex mu;
+    int64_t token ABSL_GUARDED_BY(mu) = 0;
+    MonotonicTime renew_at ABSL_GUARDED_BY(mu) = MonotonicTime::InfinitePast();
+    MonotonicTime retry_at ABSL_GUARDED_BY(mu) = MonotonicTime::InfinitePast();
+  };
+  // Per shard (set up before any lane runs).
+  std::vector<std::unique_ptr<ShardLease>> leases;
 };
 
 // One (shard, receiver) lane, driven by one ReceiverWorker thread.
@@ -235,8 +308,7 @@ class OutboxRelay::Lane {
         receiver_(std::move(receiver)),
         stub_(stub),
         outbox_(EventKeys::Outbox(shard, shared.options.emitter)),
-        lease_(EventKeys::RelayLease(shard, shared.options.emitter, receiver_)),
-        fence_(EventKeys::RelayFence(shard, shared.options.emitter, receiver_)) {}
+        lease_(EventKeys::RelayLease(shard, shared.options.emitter, kShardLease)) {}
 
   MonotonicTime next_try = MonotonicTime::InfinitePast();  // due at once
   int failed_steps = 0;                                    // in a row: the backoff's attempt
@@ -329,10 +401,9 @@ class OutboxRelay::Lane {
                                                                          : Step::kIdle;
   }
 
+  // Forgets the lease (OutboxRelay::Stop releases the shard's).
   void Release() {
     if (token() == 0) return;
-    (void)internal::ReleaseFencedLease(shared_.redis,
-                                       {lease_, shared_.options.replica_id, token()});
     ClearGauges();
     token_ = 0;
   }
@@ -343,23 +414,14 @@ class OutboxRelay::Lane {
 
  private:
   bool HoldLease() {
-    const MonotonicTime now = shared_.clock.MonotonicNow();
-    if (token() != 0 && now < renew_at_) return true;
     const int64_t before = token();
-    auto held = internal::TakeFencedLease(
-        shared_.redis, {lease_, fence_, shared_.options.replica_id, shared_.options.lease, before});
-    if (!held.ok()) {
-      // Cannot tell: stop acting on the lane until Redis answers again.
-      token_ = 0;
-      return false;
-    }
-    token_ = *held;
+    token_ = shared_.HoldShard(shard_);
     if (token() == 0) {
       if (before != 0) ClearGauges();
       return false;
     }
-    renew_at_ = now + shared_.options.lease / 3;
-    if (before == 0) {
+    if (before != token()) {
+      shared_.MarkDirty(shard_);
       // A new holder: make sure the lane's consumer group exists (from the stream's start).
       auto created =
           RunRedisCommand(shared_.redis, {"XGROUP", "CREATE", outbox_, receiver_, "0", "MKSTREAM"});
@@ -373,6 +435,7 @@ class OutboxRelay::Lane {
   }
 
   Step LostLease() {
+    shared_.DropShard(shard_, token());
     token_ = 0;
     ClearGauges();
     return Step::kNotHolder;
@@ -400,9 +463,8 @@ class OutboxRelay::Lane {
   const int shard_;
   const std::string receiver_;
   eventspb::EventSinkService::Stub* stub_;
-  const std::string outbox_, lease_, fence_;
+  const std::string outbox_, lease_;
   std::atomic<int64_t> token_{0};
-  MonotonicTime renew_at_ = MonotonicTime::InfinitePast();
 };
 
 // Drives every shard's lane for one receiver on threads of its own (lanes shard % threads
@@ -501,10 +563,27 @@ OutboxRelay::OutboxRelay(RedisClient& redis, Metrics& metrics, const Clock& cloc
   shared_->redis.Command(
       {"SCRIPT", "LOAD", internal::EmbeddedScript<&lua::kOutboxRelayAck>().source()},
       [](absl::StatusOr<RedisReply>) {});
+  {
+    absl::MutexLock lock(&shared_->mu);
+    shared_->dirty.assign(static_cast<size_t>(std::max(0, shared_->options.shard_count)), 2);
+  }
+  for (int s = 0; s < shared_->options.shard_count; ++s) {
+    auto lease = std::make_unique<Shared::ShardLease>();
+    lease->key = EventKeys::RelayLease(s, shared_->options.emitter, kShardLease);
+    lease->fence = EventKeys::RelayFence(s, shared_->options.emitter, kShardLease);
+    shared_->leases.push_back(std::move(lease));
+  }
   const std::vector<std::string> routed =
       shared_->options.routes.ReceiversOf(shared_->options.emitter);
+  auto wants_any = [this](const std::string& receiver) {
+    const std::vector<v1::EventType>& emits = shared_->options.emits;
+    return emits.empty() || std::any_of(emits.begin(), emits.end(), [&](v1::EventType t) {
+             return shared_->options.routes.Wants(receiver, t);
+           });
+  };
   for (const RelayReceiver& r : shared_->options.receivers) {
     if (std::find(routed.begin(), routed.end(), r.name) == routed.end()) continue;
+    if (!wants_any(r.name)) continue;  // it wants nothing this emitter emits: no lanes
     {
       absl::MutexLock lock(&shared_->mu);
       shared_->woken.resize(shared_->woken.size() + static_cast<size_t>(shared_->threads()));
@@ -514,6 +593,17 @@ OutboxRelay::OutboxRelay(RedisClient& redis, Metrics& metrics, const Clock& cloc
   }
   maintenance_ =
       std::make_unique<PeriodicTask>(shared_->options.maintenance_interval, [this] { Maintain(); });
+  if (shared_->options.pubsub.has_value() && !workers_.empty()) {
+    PubSubListener::Callbacks callbacks;
+    callbacks.on_message = [this](const std::string& payload) { OnAppendedMessage(payload); };
+    // Messages published while the subscription was down are lost: look at every shard.
+    callbacks.on_subscribed = [this] {
+      for (int s = 0; s < shared_->options.shard_count; ++s) shared_->Wake(s);
+    };
+    listener_ = std::make_unique<PubSubListener>(*shared_->options.pubsub,
+                                                 OutboxAppendedChannel(shared_->options.emitter),
+                                                 std::move(callbacks));
+  }
   Log::Info("relay started", {{"emitter", shared_->options.emitter},
                               {"replica", shared_->options.replica_id},
                               {"receivers", static_cast<int64_t>(workers_.size())}});
@@ -526,11 +616,27 @@ void OutboxRelay::Wake(int shard) {
   shared_->Wake(shard);
 }
 
+// "<shard> <publisher>": wakes the shard, unless this process published it (its commit
+// woke the lanes directly already).
+void OutboxRelay::OnAppendedMessage(const std::string& payload) {
+  const absl::string_view text(payload);
+  const size_t space = text.find(' ');
+  const absl::string_view publisher =
+      space == absl::string_view::npos ? absl::string_view() : text.substr(space + 1);
+  if (!shared_->options.own_publisher.empty() && publisher == shared_->options.own_publisher) {
+    return;
+  }
+  int shard = -1;
+  if (!absl::SimpleAtoi(text.substr(0, space), &shard)) return;
+  Wake(shard);
+}
+
 void OutboxRelay::Abandon() { Stop(false); }
 
 void OutboxRelay::Stop(bool release) {
   if (stopped_) return;
   stopped_ = true;
+  listener_.reset();  // no wake-up after this
   {
     absl::MutexLock lock(&shared_->mu);
     shared_->stopping = true;
@@ -539,6 +645,7 @@ void OutboxRelay::Stop(bool release) {
   for (auto& w : workers_) w->Join();
   if (release) {
     for (auto& w : workers_) w->ReleaseAll();
+    shared_->ReleaseShards();
   }
 }
 
@@ -547,6 +654,7 @@ void OutboxRelay::Stop(bool release) {
 void OutboxRelay::Maintain() {
   for (int shard = 0; shard < shared_->options.shard_count; ++shard) {
     if (shared_->Stopping()) return;
+    if (!shared_->TakeDirty(shard)) continue;
     const std::string outbox = EventKeys::Outbox(shard, shared_->options.emitter);
     for (auto& w : workers_) {
       (void)RunRedisCommand(shared_->redis,
@@ -592,7 +700,11 @@ void OutboxRelay::Maintain() {
 
 OutboxWakingRedisClient::OutboxWakingRedisClient(std::unique_ptr<RedisClient> inner,
                                                  std::string emitter, int shard_count)
-    : inner_(std::move(inner)), emitter_(std::move(emitter)), shard_count_(shard_count) {}
+    : inner_(std::move(inner)),
+      emitter_(std::move(emitter)),
+      shard_count_(shard_count),
+      channel_(OutboxAppendedChannel(emitter_)),
+      publisher_id_(NewTraceId().substr(0, 16)) {}
 
 OutboxWakingRedisClient::~OutboxWakingRedisClient() { inner_.reset(); }
 
@@ -607,9 +719,15 @@ void OutboxWakingRedisClient::Eval(const LuaScript& script, std::vector<std::str
   inner_->Eval(script, std::move(keys), std::move(args),
                [this, shard, done = std::move(done)](absl::StatusOr<RedisReply> reply) {
                  if (reply.ok()) {
-                   // Before `done`: the relay starts while the caller answers its client.
-                   absl::ReaderMutexLock lock(&mu_);
-                   if (relay_ != nullptr) relay_->Wake(shard);
+                   {
+                     // Before `done`: the relay starts while the caller answers its client.
+                     absl::ReaderMutexLock lock(&mu_);
+                     if (relay_ != nullptr) relay_->Wake(shard);
+                   }
+                   // The other replicas' relays (not waited for; lost if Redis is down,
+                   // when their safety-net poll finds the entry).
+                   inner_->Command({"PUBLISH", channel_, absl::StrCat(shard, " ", publisher_id_)},
+                                   [](absl::StatusOr<RedisReply>) {});
                  }
                  done(std::move(reply));
                });

@@ -136,8 +136,9 @@ void RegisterServerSettings(const ServiceIdentity& id, Config& config, ServerSet
                      "Lease of an outbox relay lane; a dead replica's lanes are taken over "
                      "after it.",
                      &s->relay_lease);
-  config.AddDuration("relay-poll-interval", absl::Milliseconds(100), absl::Milliseconds(5),
-                     absl::Seconds(10), "How often an idle relay lane looks for new events.",
+  config.AddDuration("relay-poll-interval", absl::Seconds(5), absl::Milliseconds(5), absl::Hours(1),
+                     "Safety net: how often an idle relay lane looks for new events unasked "
+                     "(commits wake their lanes at once, other replicas' through Redis pub/sub).",
                      &s->relay_poll_interval);
   config.AddDuration("dedupe-retention", absl::Hours(24 * 7), absl::Minutes(1),
                      absl::Hours(24 * 90),
@@ -677,6 +678,12 @@ int Platform::Serve(const ServiceParts& parts) {
     relay.routes = routes_;
     relay.lease = settings_.relay_lease;
     relay.poll_interval = settings_.relay_poll_interval;
+    relay.emits = parts.emitted_events;
+    // Other replicas' commits wake this process's lanes through pub/sub; its own wake them
+    // directly (outbox_wakeups), so their messages are ignored.
+    auto url = RedisUrlFromSettings(settings_);
+    if (url.ok()) relay.pubsub = *url;
+    relay.own_publisher = internals_->outbox_wakeups->publisher_id();
     relay.credentials = MakeChannelCredentials(settings_.tls);
     relay.authorize = [auth = internals_->authentication.get(),
                        service = identity_.event_name](grpc::ClientContext& context) {

@@ -6,6 +6,7 @@
 #include <string>
 
 #include "absl/time/time.h"
+#include "rogatory/common/pubsub_listener.h"
 #include "rogatory/common/redis.h"
 
 namespace rogatory::notification {
@@ -13,8 +14,8 @@ namespace rogatory::notification {
 // The one Redis pub/sub connection of a notification process: SUBSCRIBEs to
 // Keys::InboxAppendedChannel(), on which inbox_deliver.lua publishes every inbox append
 // ("<entry id> <inbox key>"), so a Subscribe stream wakes whichever replica's fan-out wrote
-// its inbox. Runs hiredis's asynchronous client on a libevent loop of its own thread (hiredis
-// 0.14 knows SUBSCRIBE and PSUBSCRIBE only); reconnects with backoff when Redis goes away.
+// its inbox. A common::PubSubListener (its own thread and libevent loop; reconnects with
+// backoff when Redis goes away).
 // Pub/sub is not durable: a message published while this connection is down is lost, so
 // every time the subscription is (re)confirmed `on_subscribed` runs and the service reads
 // every stream once; its safety-net re-read (stream-recheck-interval) covers the rest.
@@ -31,15 +32,13 @@ class InboxAppendListener {
   InboxAppendListener(common::RedisUrl url, Callbacks callbacks,
                       absl::Duration max_backoff = absl::Seconds(2));
   // Stops the loop and closes the connection; no callback runs after it returns.
-  ~InboxAppendListener();
+  ~InboxAppendListener() = default;
 
   // How many times the subscription was confirmed (tests and metrics).
-  int subscriptions() const { return subscriptions_.load(); }
+  int subscriptions() const { return listener_.subscriptions(); }
 
  private:
-  class Loop;
-  std::atomic<int> subscriptions_{0};
-  std::unique_ptr<Loop> loop_;
+  common::PubSubListener listener_;
 };
 
 }  // namespace rogatory::notification

@@ -78,6 +78,12 @@ int main(int argc, char** argv) {
             sweep_interval, metrics_interval);
         parts.on_drain.push_back([background]() mutable { background.reset(); });
         parts.emits_events = true;
+        parts.emitted_events = {rogatory::common::v1::EVENT_TYPE_ROUTING_DECIDED,
+                                rogatory::common::v1::EVENT_TYPE_TRANSLATION_JOB_QUEUED,
+                                rogatory::common::v1::EVENT_TYPE_TRANSLATION_JOB_CLAIMED,
+                                rogatory::common::v1::EVENT_TYPE_TRANSLATION_JOB_COMPLETED,
+                                rogatory::common::v1::EVENT_TYPE_TRANSLATION_JOB_FAILED,
+                                rogatory::common::v1::EVENT_TYPE_TRANSLATION_JOB_CANCELLED};
         return parts;
       });
 }

@@ -8,6 +8,7 @@
 #include <thread>
 
 #include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/synchronization/notification.h"
@@ -359,6 +360,116 @@ TEST_F(OutboxRelayTest, ScriptCommittingToTheOutboxWakesItsLaneBeforeThePollInte
   EXPECT_LT(Steady::now() - start, std::chrono::seconds(1));
   waking.SetRelay(nullptr);
   ExpectEachOnceInOrder();
+}
+
+// Redis's count of every command it has run so far (INFO commandstats).
+int64_t CommandsRun(RedisClient& redis) {
+  auto info = RunRedisCommand(redis, {"INFO", "commandstats"});
+  int64_t total = 0;
+  if (!info.ok()) return -1;
+  for (absl::string_view line : absl::StrSplit(info->str, '\n')) {
+    const size_t at = line.find("calls=");
+    if (at == absl::string_view::npos) continue;
+    int64_t calls = 0;
+    absl::string_view rest = line.substr(at + 6);
+    (void)absl::SimpleAtoi(rest.substr(0, rest.find(',')), &calls);
+    total += calls;
+  }
+  return total;
+}
+
+// Another process's commit wakes the lane through Redis pub/sub: the committing client here
+// wakes no relay of its own (as in a replica that does not hold the lane), and the relay's
+// safety-net poll is 60 s, so only the PUBLISH can deliver the event in time.
+TEST_F(OutboxRelayTest, CommitInAnotherProcessWakesTheLaneThroughPubSub) {
+  Receiver receiver(*redis_, receiver_port_, metrics_);
+  AsyncRedisOptions o;
+  o.url = *ParseRedisUrl(server_.url());
+  o.command_timeout = absl::Seconds(5);
+  OutboxWakingRedisClient other_process(NewAsyncRedisClient(o), "intake", kShards);
+  Emit(1, 1);  // before the relay starts: its first look delivers it
+  RelayOptions options = Options("replica-a");
+  options.poll_interval = absl::Seconds(60);
+  options.pubsub = *ParseRedisUrl(server_.url());
+  OutboxRelay relay(*redis_, metrics_, clock_, options);
+  ASSERT_TRUE(WaitForEffects(1));
+  // The relay's subscription is in place.
+  const auto subscribed_by = Steady::now() + std::chrono::seconds(10);
+  while (Steady::now() < subscribed_by) {
+    auto n = RunRedisCommand(*redis_, {"PUBSUB", "NUMSUB", OutboxAppendedChannel("intake")});
+    if (n.ok() && n->elements.size() == 2 && n->elements[1].integer == 1) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));  // the resubscribe wake-up ran
+
+  const std::string id = RequestId(0);
+  v1::Event e;
+  e.set_event_id("ev-published");
+  e.set_request_id(id);
+  e.set_sequence(++sequences_[id]);
+  e.set_type(v1::EVENT_TYPE_REQUEST_SUBMITTED);
+  e.set_source("intake");
+  ++emitted_;
+  static const LuaScript* emit =
+      new LuaScript("redis.call('XADD', KEYS[1], '*', 'ev', ARGV[1]) return 1");
+  const auto start = Steady::now();
+  auto written = RunRedisScript(other_process, *emit,
+                                {EventKeys::Outbox(*Sharding(kShards).ShardOf("rq", id), "intake")},
+                                {e.SerializeAsString()});
+  ASSERT_TRUE(written.ok()) << written.status();
+  ASSERT_TRUE(WaitForEffects(2, std::chrono::seconds(5)));
+  EXPECT_LT(Steady::now() - start, std::chrono::seconds(1));
+  ExpectEachOnceInOrder();
+}
+
+// An idle relay (default pacing: a safety-net poll every few seconds, pushed wake-ups) sends
+// Redis only a handful of commands per second, not a read per lane every 100 ms.
+TEST_F(OutboxRelayTest, IdleRelaySendsRedisAFewCommandsPerSecond) {
+  Receiver receiver(*redis_, receiver_port_, metrics_);
+  RelayOptions options = Options("replica-a");
+  const RelayOptions defaults;
+  options.lease = defaults.lease;
+  options.poll_interval = defaults.poll_interval;
+  options.maintenance_interval = defaults.maintenance_interval;
+  options.pubsub = *ParseRedisUrl(server_.url());
+  OutboxRelay relay(*redis_, metrics_, clock_, options);
+  std::this_thread::sleep_for(std::chrono::seconds(1));  // leases taken, first looks done
+  const int64_t before = CommandsRun(*redis_);
+  std::this_thread::sleep_for(std::chrono::seconds(4));
+  const int64_t after = CommandsRun(*redis_);
+  ASSERT_GE(before, 0);
+  // Less the second INFO itself; kShards lanes of one receiver.
+  const double per_second = static_cast<double>(after - before - 1) / 4.0;
+  // A lane read or lease renewal is a script of a few commands; each lane does at most two of
+  // each in the window. Polling every 100 ms, these lanes sent over 100/s.
+  EXPECT_LE(per_second, 20.0) << "commands/s of an idle relay with " << kShards << " lanes";
+}
+
+// A receiver that wants nothing the emitter emits gets no lanes (no lease, no group, no
+// reads); one that wants some of it does.
+TEST_F(OutboxRelayTest, NoLanesForAReceiverThatWantsNothingTheEmitterEmits) {
+  auto lanes_held = [this] {
+    int held = 0;
+    for (int s = 0; s < kShards; ++s) {
+      auto n = RunRedisCommand(*redis_, {"EXISTS", EventKeys::RelayLease(s, "intake", "*")});
+      if (n.ok() && n->integer == 1) ++held;
+    }
+    return held;
+  };
+  RelayOptions options = Options("replica-a");
+  options.routes = *EventRoutes::Parse("tester: REQUEST_SUBMITTED");
+  options.emits = {v1::EVENT_TYPE_ROUTING_DECIDED};
+  {
+    OutboxRelay relay(*redis_, metrics_, clock_, options);
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));
+    EXPECT_EQ(lanes_held(), 0);
+    auto groups = RunRedisCommand(*redis_, {"XINFO", "GROUPS", EventKeys::Outbox(0, "intake")});
+    EXPECT_TRUE(!groups.ok() || groups->elements.empty());
+  }
+  options.emits = {v1::EVENT_TYPE_ROUTING_DECIDED, v1::EVENT_TYPE_REQUEST_SUBMITTED};
+  OutboxRelay relay(*redis_, metrics_, clock_, options);
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  EXPECT_EQ(lanes_held(), kShards);
 }
 
 // Only a key that is exactly the emitter's outbox of an existing shard wakes a lane.

@@ -2,6 +2,7 @@
 
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -30,11 +31,22 @@ struct RelayOptions {
   int shard_count = 16;
   std::vector<RelayReceiver> receivers;
   EventRoutes routes = EventRoutes::Defaults();
+  // The event types the emitter can emit; empty: any. A receiver gets lanes only if the
+  // routes say it wants one of them (routing emits nothing deadlines wants: no lanes).
+  std::vector<common::v1::EventType> emits;
   // A lane's lease: another replica takes a silent replica's lane over after this.
   absl::Duration lease = absl::Seconds(10);
-  // How often an idle lane looks for new events another process wrote (this process's own
-  // commits wake their lane at once: see Wake and OutboxWakingRedisClient).
-  absl::Duration poll_interval = absl::Milliseconds(100);
+  // The safety net: how often an idle lane looks for new events without being told. Commits
+  // wake their lanes at once: this process's own directly (Wake, OutboxWakingRedisClient),
+  // other processes' through Redis pub/sub (`pubsub`); the poll only covers a wake-up lost
+  // while the subscription was down between its last confirmation and the commit.
+  absl::Duration poll_interval = absl::Seconds(5);
+  // Redis to SUBSCRIBE to OutboxAppendedChannel(emitter) on (one connection of its own);
+  // unset: no cross-process wake-ups, other processes' commits wait for the poll.
+  std::optional<RedisUrl> pubsub;
+  // Messages this publisher id sent are ignored (this process's OutboxWakingRedisClient: its
+  // commits woke the lanes directly already).
+  std::string own_publisher;
   absl::Duration rpc_timeout = absl::Seconds(5);
   // Failed deliveries back off exponentially, with jitter, up to this.
   absl::Duration max_backoff = absl::Seconds(30);
@@ -53,15 +65,23 @@ struct RelayOptions {
 
 // Delivers an emitter's outbox to the receivers that want each event, at least once and in
 // order. Each (shard, receiver) pair is a lane: a consumer group on the shard's outbox
-// stream, driven by whichever replica holds the lane's lease (with a fencing token), so
-// replicas share the work and take over a dead replica's lanes, including events it read
-// but never acknowledged. An entry is acknowledged only after the receiver confirmed it; a
+// stream, driven by whichever replica holds the shard's lease (one lease, with a fencing
+// token, for the shard's lanes of every receiver; only its holder touches Redis for them),
+// so replicas share the work and take over a dead replica's shards, including events it read
+// but never acknowledged. A lane is woken by each commit to its outbox (in this process by
+// Wake, from other processes through pub/sub: see RelayOptions::pubsub); it polls only as a
+// safety net (poll_interval), and exists only if the receiver wants something the emitter
+// emits. An entry is acknowledged only after the receiver confirmed it; a
 // failing receiver backs off without holding up the others. Entries every receiver has
 // acknowledged are trimmed. A receiver's lanes are driven by `threads_per_receiver` threads.
 //
 // Metrics: rogatory_outbox_backlog and rogatory_outbox_oldest_undelivered_age_seconds per
 // lane (exported by the lane's holder only), rogatory_event_delivery_attempts_total,
 // rogatory_event_delivery_failures_total and rogatory_events_delivered_total per receiver.
+// The pub/sub channel an emitter's outbox commits are announced on: "<shard> <publisher>"
+// (a shard number and a random id of the publishing process; never personal data).
+std::string OutboxAppendedChannel(absl::string_view emitter);
+
 class OutboxRelay {
  public:
   using ChannelFactory = std::function<std::shared_ptr<grpc::Channel>(const std::string& address)>;
@@ -87,12 +107,15 @@ class OutboxRelay {
   class ReceiverWorker;
   struct Shared;
 
+  void OnAppendedMessage(const std::string& payload);
+
   void Stop(bool release);
   void Maintain();
 
   std::unique_ptr<Shared> shared_;
   std::vector<std::unique_ptr<ReceiverWorker>> workers_;
   std::unique_ptr<class PeriodicTask> maintenance_;
+  std::unique_ptr<class PubSubListener> listener_;
   bool stopped_ = false;
 };
 
@@ -101,8 +124,9 @@ class OutboxRelay {
 // client, passing every call through to `inner`, sees each successful script that named
 // `emitter`'s outbox of a shard and wakes that shard's lanes of the relay: events are
 // delivered within about a millisecond of their commit instead of at the lanes' next poll,
-// with no change to the stores. Events written by other processes are still found by the
-// lanes' polling. Thread-safe.
+// with no change to the stores. It also PUBLISHes "<shard> <publisher id>" on
+// OutboxAppendedChannel(emitter) after each such script (one command per commit, not
+// waited for), so the relays of the other replicas wake the shard's lanes too. Thread-safe.
 class OutboxWakingRedisClient final : public RedisClient {
  public:
   OutboxWakingRedisClient(std::unique_ptr<RedisClient> inner, std::string emitter, int shard_count);
@@ -120,6 +144,9 @@ class OutboxWakingRedisClient final : public RedisClient {
   // (reading, acknowledging) must not wake it.
   RedisClient& inner() { return *inner_; }
 
+  // This client's random id in its messages (a relay in the same process ignores them).
+  const std::string& publisher_id() const { return publisher_id_; }
+
   // The shard of the first key that is "rg:{sN}:outbox:<emitter>" with N < shard_count,
   // or -1.
   static int OutboxShardOf(const std::vector<std::string>& keys, absl::string_view emitter,
@@ -129,6 +156,8 @@ class OutboxWakingRedisClient final : public RedisClient {
   std::unique_ptr<RedisClient> inner_;
   const std::string emitter_;
   const int shard_count_;
+  const std::string channel_;
+  const std::string publisher_id_;
   absl::Mutex mu_;
   OutboxRelay* relay_ ABSL_GUARDED_BY(mu_) = nullptr;
 };

@@ -183,6 +183,9 @@ struct ServiceParts {
   EventHandler* event_handler = nullptr;
   // Whether this service writes events to an outbox that its relay delivers.
   bool emits_events = false;
+  // The event types it can emit; empty: any. Receivers that want none of them get no relay
+  // lanes from it.
+  std::vector<v1::EventType> emitted_events;
   // Run in order once the server has stopped, before the platform (Redis, clock) goes: stop
   // background threads that use them here.
   std::vector<std::function<void()>> on_drain;
