@@ -559,7 +559,9 @@ int Platform::Serve(const ServiceParts& parts) {
     sealer.shard_count = settings_.redis_shards;
     sealer.interval = settings_.audit_seal_interval;
     sealer.lease = std::max(sealer.lease, 2 * sealer.interval);  // renewed every interval
-    if (auto url = ParseRedisUrl(settings_.redis_url); url.ok()) sealer.wake_url = *url;
+    // With the password of redis-password-file, as every other connection (a wake
+    // connection refused by AUTH left the sealer on its 5 s safety net).
+    if (auto url = RedisUrlFromSettings(settings_); url.ok()) sealer.wake_url = *url;
     sealer.export_dir = settings_.audit_export_dir;
     sealer.export_interval = settings_.audit_export_interval;
     sealer.retention = settings_.audit_retention;

@@ -337,6 +337,20 @@ def caller_tokens(release, work, private_pem):
     return files
 
 
+def await_audit_chain(release, token, request_id, seconds=15):
+    """Waits until the request's audit chain verifies: entries are sealed into the chain
+    asynchronously (at once by the sealer's holder, else within audit-seal-interval)."""
+    deadline = time.time() + seconds
+    while True:
+        r = release.ctl(token, "audit", "verify", request_id, check=False)
+        if r.returncode == 0 or time.time() > deadline:
+            if r.returncode:
+                raise RuntimeError(f"rogatoryctl audit verify {request_id}: exit {r.returncode}: "
+                                   f"{r.stdout}{r.stderr}")
+            return json.loads(r.stdout)
+        time.sleep(0.2)
+
+
 def submit(release, token, sample=REPO / "samples/requests/eio-fr-de.json"):
     out = json.loads(release.ctl(token, "request", "submit", str(sample)).stdout)
     return out.get("id") or out["request"]["id"]

@@ -91,7 +91,7 @@ def data_path(helm_dir, bin_dir, work, old_render, new_render):
         request_id = lr.submit(old, issuing)
         time.sleep(2)  # routing and deadlines take the submitted event
         before, history_before = request_view(old, issuing, request_id)
-        old.ctl(auditor, "audit", "verify", request_id)
+        lr.await_audit_chain(old, auditor, request_id)
         say(f"previous release: request {request_id} submitted, read, audit chain intact")
         old.stop_services()
         # What chart 0.1.0's binaries left: no layout record (the build's binaries wrote one).
