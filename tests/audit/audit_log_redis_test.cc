@@ -14,14 +14,12 @@
 #include <thread>
 
 #include "absl/strings/match.h"
-#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_replace.h"
-#include "absl/strings/str_split.h"
-#include "absl/strings/strip.h"
 #include "absl/synchronization/notification.h"
 #include "gtest/gtest.h"
+#include "redis_commands.h"
 #include "redis_server.h"
 #include "rogatory/common/async_redis_client.h"
 #include "rogatory/common/audit_log.h"
@@ -102,27 +100,6 @@ class AuditLogRedisTest : public ::testing::Test {
       for (const auto& e : r->elements) out.push_back(e.str);
     }
     return out;
-  }
-
-  // Redis commands executed since `CONFIG RESETSTAT`, from INFO commandstats, without the
-  // INFO and CONFIG the count itself sends.
-  int64_t CommandsSinceReset() {
-    auto info = RunRedisCommand(*redis_, {"INFO", "commandstats"});
-    EXPECT_TRUE(info.ok());
-    if (!info.ok()) return -1;
-    int64_t total = 0;
-    for (absl::string_view line : absl::StrSplit(info->str, absl::ByAnyChar("\r\n"))) {
-      if (!absl::ConsumePrefix(&line, "cmdstat_")) continue;
-      const size_t colon = line.find(':');
-      if (colon == absl::string_view::npos) continue;
-      const absl::string_view name = line.substr(0, colon);
-      if (name == "info" || absl::StartsWith(name, "config")) continue;
-      absl::string_view rest = line.substr(colon + 1);
-      if (!absl::ConsumePrefix(&rest, "calls=")) continue;
-      int64_t calls = 0;
-      if (absl::SimpleAtoi(rest.substr(0, rest.find(',')), &calls)) total += calls;
-    }
-    return total;
   }
 
   // A sealer of the production shape: running in the background, woken by its blocking
@@ -569,9 +546,9 @@ TEST_F(AuditLogRedisTest, IdleSealersHolderAndNonHolderSendNothingBeyondTheirSaf
   AuditSealer sealer_b(*redis_b, clock_, key_, nullptr,
                        WokenSealerOptions("replica-b", absl::Seconds(5)));
   std::this_thread::sleep_for(std::chrono::milliseconds(300));  // b's first (failed) take
-  ASSERT_TRUE(RunRedisCommand(*redis_, {"CONFIG", "RESETSTAT"}).ok());
+  testing::CommandCounter commands(*redis_);
   std::this_thread::sleep_for(std::chrono::seconds(3));
-  EXPECT_LE(CommandsSinceReset(), 1) << "idle sealers over 3 s";
+  EXPECT_LE(commands.Total(), 1) << "idle sealers over 3 s";
   for (int shard = 0; shard < kShards; ++shard) EXPECT_TRUE(Holds(shard, "replica-a")) << shard;
 }
 

@@ -7,9 +7,7 @@
 #include <set>
 #include <thread>
 
-#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_split.h"
 #include "absl/synchronization/notification.h"
 #include "fanout_worker.h"
 #include "gmock/gmock.h"
@@ -19,6 +17,7 @@
 #include "notification_event_handler.h"
 #include "notification_keys.h"
 #include "notification_service.h"
+#include "redis_commands.h"
 #include "redis_notification_store.h"
 #include "redis_server.h"
 #include "rogatory/common/async_redis_client.h"
@@ -257,28 +256,6 @@ class NotificationRedisTest : public ::testing::Test {
       if (r.has_notification()) return false;
     }
     return false;
-  }
-
-  // Redis commands executed since `CONFIG RESETSTAT`, from INFO commandstats, without the
-  // INFO and CONFIG the count itself sends.
-  int64_t CommandsSinceReset() {
-    auto info = common::RunRedisCommand(*redis_, {"INFO", "commandstats"});
-    EXPECT_TRUE(info.ok());
-    if (!info.ok()) return -1;
-    int64_t total = 0;
-    for (absl::string_view line : absl::StrSplit(info->str, absl::ByAnyChar("\r\n"))) {
-      // cmdstat_<name>:calls=<n>,usec=...
-      if (!absl::ConsumePrefix(&line, "cmdstat_")) continue;
-      const size_t colon = line.find(':');
-      if (colon == absl::string_view::npos) continue;
-      const absl::string_view name = line.substr(0, colon);
-      if (name == "info" || absl::StartsWith(name, "config")) continue;
-      absl::string_view rest = line.substr(colon + 1);
-      if (!absl::ConsumePrefix(&rest, "calls=")) continue;
-      int64_t calls = 0;
-      if (absl::SimpleAtoi(rest.substr(0, rest.find(',')), &calls)) total += calls;
-    }
-    return total;
   }
 
   std::vector<v1::Notification> ReadN(grpc::ClientReader<v1::SubscribeResponse>& reader, int n) {
@@ -985,9 +962,9 @@ TEST_F(NotificationRedisTest, IdleStreamsSendRedisNoCommandsWhateverTheirNumber)
       readers.push_back(stub_->Subscribe(contexts.back().get(), req));
     }
     for (auto& reader : readers) EXPECT_TRUE(AwaitHeartbeat(*reader));
-    EXPECT_TRUE(common::RunRedisCommand(*redis_, {"CONFIG", "RESETSTAT"}).ok());
+    testing::CommandCounter counter(*redis_);
     std::this_thread::sleep_for(std::chrono::seconds(2));
-    const int64_t commands = CommandsSinceReset();
+    const int64_t commands = counter.Total();
     for (auto& ctx : contexts) ctx->TryCancel();
     return commands;
   };
@@ -1299,9 +1276,9 @@ TEST_F(NotificationRedisTest, IdleWebhookDispatcherSendsNoCommandsBetweenItsSafe
   WebhookDispatcher dispatcher(*redis_, clock_, sharding_, settings_, *metrics_, transport);
   dispatcher.Start();
   std::this_thread::sleep_for(std::chrono::milliseconds(300));  // its first pass
-  ASSERT_TRUE(common::RunRedisCommand(*redis_, {"CONFIG", "RESETSTAT"}).ok());
+  testing::CommandCounter commands(*redis_);
   std::this_thread::sleep_for(std::chrono::seconds(2));
-  EXPECT_EQ(CommandsSinceReset(), 0);
+  EXPECT_EQ(commands.Total(), 0);
 }
 
 // Issue 19 item 1: with its safety net at 60 s, a webhook job the fan-out enqueues is posted

@@ -8,13 +8,13 @@
 #include <thread>
 
 #include "absl/strings/match.h"
-#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/synchronization/notification.h"
 #include "gmock/gmock.h"
 #include "grpcpp/grpcpp.h"
 #include "gtest/gtest.h"
+#include "redis_commands.h"
 #include "redis_server.h"
 #include "rogatory/common/async_redis_client.h"
 #include "rogatory/common/event_sink.h"
@@ -362,22 +362,6 @@ TEST_F(OutboxRelayTest, ScriptCommittingToTheOutboxWakesItsLaneBeforeThePollInte
   ExpectEachOnceInOrder();
 }
 
-// Redis's count of every command it has run so far (INFO commandstats).
-int64_t CommandsRun(RedisClient& redis) {
-  auto info = RunRedisCommand(redis, {"INFO", "commandstats"});
-  int64_t total = 0;
-  if (!info.ok()) return -1;
-  for (absl::string_view line : absl::StrSplit(info->str, '\n')) {
-    const size_t at = line.find("calls=");
-    if (at == absl::string_view::npos) continue;
-    int64_t calls = 0;
-    absl::string_view rest = line.substr(at + 6);
-    (void)absl::SimpleAtoi(rest.substr(0, rest.find(',')), &calls);
-    total += calls;
-  }
-  return total;
-}
-
 // Another process's commit wakes the lane through Redis pub/sub: the committing client here
 // wakes no relay of its own (as in a replica that does not hold the lane), and the relay's
 // safety-net poll is 60 s, so only the PUBLISH can deliver the event in time.
@@ -434,12 +418,12 @@ TEST_F(OutboxRelayTest, IdleRelaySendsRedisAFewCommandsPerSecond) {
   options.pubsub = *ParseRedisUrl(server_.url());
   OutboxRelay relay(*redis_, metrics_, clock_, options);
   std::this_thread::sleep_for(std::chrono::seconds(1));  // leases taken, first looks done
-  const int64_t before = CommandsRun(*redis_);
+  testing::CommandCounter commands(*redis_);
   std::this_thread::sleep_for(std::chrono::seconds(4));
-  const int64_t after = CommandsRun(*redis_);
-  ASSERT_GE(before, 0);
-  // Less the second INFO itself; kShards lanes of one receiver.
-  const double per_second = static_cast<double>(after - before - 1) / 4.0;
+  const int64_t total = commands.Total();
+  ASSERT_GE(total, 0);
+  // kShards lanes of one receiver.
+  const double per_second = static_cast<double>(total) / 4.0;
   // A lane read or lease renewal is a script of a few commands; each lane does at most two of
   // each in the window. Polling every 100 ms, these lanes sent over 100/s.
   EXPECT_LE(per_second, 20.0) << "commands/s of an idle relay with " << kShards << " lanes";
