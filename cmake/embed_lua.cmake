@@ -12,7 +12,7 @@ foreach(script IN LISTS scripts)
     message(FATAL_ERROR "${script}: contains the embedding delimiter )${delimiter}\"")
   endif()
   # `-- #include name.lua` is replaced with common/src/lua/lib/name.lua: shared helpers
-  # (there is one: event_sequence.lua). The line is a Lua comment, so a script file still
+  # (common/src/lua/lib/*.lua). The line is a Lua comment, so a script file still
   # runs as it is written in redis-cli when it includes nothing.
   string(REGEX MATCHALL "\n-- #include [a-z_]+\\.lua" includes "${source}")
   foreach(include IN LISTS includes)

@@ -42,14 +42,50 @@ end
 return out
 """
 
+# A shared helper that touches keys its caller passes: every key it gives redis.call is one of
+# its own parameters, never assigned, and every script passes KEYS[i] there.
+GOOD_HELPER = """-- Trims a stream; records what it removed.
+--   -- #include trim.lua
+local function rg_older(a, b)
+  return a < b
+end
+local function rg_trim(stream, floor, min_id)
+  local first = redis.call('XRANGE', stream, '-', '+', 'COUNT', 1)
+  if #first > 0 and rg_older(first[1][1], min_id) then
+    redis.call('XTRIM', stream, 'MINID', min_id)
+    redis.call('SET', floor, min_id)
+  end
+end
+local function rg_trim_twice(stream, floor, min_id)
+  rg_trim(stream, floor, min_id)
+  rg_trim(stream, floor, min_id)
+end
+"""
+
+HELPER_CALLER = """#!lua
+-- Trims the stream.
+-- KEYS[1]  the stream
+-- KEYS[2]  its floor
+-- ARGV[1]  the oldest id to keep
+-- Returns  1
+-- #include trim.lua
+local floor = KEYS[2]
+rg_trim(KEYS[1], floor, ARGV[1])
+return 1
+"""
+
 
 class LuaLintTest(unittest.TestCase):
-    def problems_of(self, source, name="probe.lua", embedded=True):
+    def problems_of(self, source, name="probe.lua", embedded=True, libraries=None):
         with tempfile.TemporaryDirectory() as tmp:
             root = pathlib.Path(tmp)
             folder = root / "services" / "probe" / "lua"
             folder.mkdir(parents=True)
             (root / "common").mkdir()
+            library_dir = root / lint.LIBRARY_DIR
+            library_dir.mkdir(parents=True)
+            for library_name, library_source in (libraries or {}).items():
+                (library_dir / library_name).write_text(library_source)
             (folder / name).write_text(source)
             cmake = f"rogatory_embed_lua(x SCRIPTS lua/{name})" if embedded else ""
             (root / "services" / "probe" / "CMakeLists.txt").write_text(cmake)
@@ -61,8 +97,8 @@ class LuaLintTest(unittest.TestCase):
                 lint.PENDING = saved
             return problems
 
-    def assertProblem(self, source, fragment):
-        problems = self.problems_of(source)
+    def assertProblem(self, source, fragment, libraries=None):
+        problems = self.problems_of(source, libraries=libraries)
         self.assertTrue(any(fragment in p for p in problems),
                         f"expected a problem with {fragment!r}, got {problems}")
 
@@ -137,6 +173,67 @@ class LuaLintTest(unittest.TestCase):
             "return 1", "-- #include event_sequence.lua\nreturn 1")),
             ["services/probe/lua/probe.lua: includes event_sequence.lua, which "
              "common/src/lua/lib lacks"])
+
+    def test_a_helper_may_touch_the_keys_its_caller_passes_from_keys(self):
+        self.assertEqual(self.problems_of(HELPER_CALLER, libraries={"trim.lua": GOOD_HELPER}),
+                         [])
+        self.assertEqual(self.problems_of(
+            HELPER_CALLER.replace("rg_trim(", "rg_trim_twice("),
+            libraries={"trim.lua": GOOD_HELPER}), [])
+
+    def test_a_helper_that_builds_a_key_is_refused(self):
+        built = GOOD_HELPER.replace("redis.call('SET', floor, min_id)",
+                                    "redis.call('SET', 'rg:' .. floor, min_id)")
+        self.assertProblem(HELPER_CALLER, "key ''rg:' .. floor' is not one of the helper's "
+                           "parameters", libraries={"trim.lua": built})
+        other = GOOD_HELPER.replace("redis.call('SET', floor, min_id)",
+                                    "redis.call('SET', min_id .. ':floor', min_id)")
+        self.assertProblem(HELPER_CALLER, "is not one of the helper's parameters",
+                           libraries={"trim.lua": other})
+
+    def test_a_helper_key_that_is_not_a_parameter_is_refused(self):
+        local = GOOD_HELPER.replace("  local first =", "  local f = 'rg:x'\n  local first =")
+        local = local.replace("redis.call('SET', floor, min_id)", "redis.call('SET', f, min_id)")
+        self.assertProblem(HELPER_CALLER, "key 'f' is not one of the helper's parameters",
+                           libraries={"trim.lua": local})
+        reassigned = GOOD_HELPER.replace("  local first =", "  floor = 'rg:' .. min_id\n"
+                                         "  local first =")
+        self.assertProblem(HELPER_CALLER, "assigns its key parameter 'floor'",
+                           libraries={"trim.lua": reassigned})
+        for rebind in ("  for _, floor in ipairs({min_id}) do end\n",
+                       "  local function inner(floor) return floor end\n",
+                       "  local a, floor = 1, min_id\n"):
+            self.assertProblem(HELPER_CALLER, "assigns its key parameter 'floor'", libraries={
+                "trim.lua": GOOD_HELPER.replace("  local first =", rebind + "  local first =")})
+        through = GOOD_HELPER.replace("  rg_trim(stream, floor, min_id)\n  rg_trim(",
+                                      "  rg_trim(stream, floor, min_id)\n  rg_trim('rg:' .. ")
+        self.assertProblem(HELPER_CALLER, "rg_trim: key argument 1 ''rg:' .. stream'",
+                           libraries={"trim.lua": through})
+
+    def test_a_helper_still_reads_no_keys_or_arguments(self):
+        self.assertProblem(HELPER_CALLER, "reads no KEYS or ARGV", libraries={
+            "trim.lua": GOOD_HELPER.replace("'MINID', min_id", "'MINID', ARGV[1]")})
+
+    def test_a_script_passes_a_helper_its_keys_from_keys(self):
+        helpers = {"trim.lua": GOOD_HELPER}
+        self.assertProblem(HELPER_CALLER.replace("rg_trim(KEYS[1]", "rg_trim(ARGV[1]"),
+                           "rg_trim: key argument 1 'ARGV[1]' does not come from KEYS",
+                           libraries=helpers)
+        self.assertProblem(HELPER_CALLER.replace("local floor = KEYS[2]",
+                                                 "local floor = 'rg:' .. ARGV[1]"),
+                           "rg_trim: key argument 2 'floor' does not come from KEYS",
+                           libraries=helpers)
+        self.assertProblem(HELPER_CALLER.replace("rg_trim(KEYS[1], floor, ARGV[1])",
+                                                 "rg_trim(unpack(KEYS))"),
+                           "rg_trim: key argument 1 'unpack(KEYS)'", libraries=helpers)
+        self.assertProblem(HELPER_CALLER.replace("rg_trim(KEYS[1], floor, ARGV[1])",
+                                                 "local trim = rg_trim\ntrim(ARGV[1], ARGV[1])"),
+                           "rg_trim is used other than called", libraries=helpers)
+
+    def test_a_helper_that_writes_makes_its_caller_a_writer(self):
+        helpers = {"trim.lua": GOOD_HELPER}
+        self.assertProblem(HELPER_CALLER.replace("#!lua", "#!lua flags=no-writes"),
+                           "but the script writes", libraries=helpers)
 
     def test_lua_in_cpp_is_reported(self):
         with tempfile.TemporaryDirectory() as tmp:

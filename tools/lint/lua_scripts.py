@@ -14,8 +14,14 @@ A script is a `.lua` file under common/ or services/, embedded at build time
   KEYS; a key built inside a script reaches a slot nobody declared);
 - it reads no clock (`TIME`): scripts take "now" as an argument;
 - it is embedded by some CMakeLists.txt;
-- what it includes (`-- #include name.lua`) exists in common/src/lua/lib/, whose helpers
-  touch no key, argument or command of their own.
+- what it includes (`-- #include name.lua`) exists in common/src/lua/lib/.
+
+A shared helper in common/src/lua/lib/ (`local function rg_name(...)`, at the start of a
+line) reads no KEYS or ARGV. It may call Redis only on keys its caller passes: every key it
+gives `redis.call` (or to another helper's key parameter) is one of its own parameters,
+which it never assigns; and every script passes a `KEYS[...]` expression, or a name only
+ever assigned one, at each such parameter, and uses the helper's name only to call it. A
+helper's writes count as its callers' (for `flags=no-writes`).
 
 It also checks that no C++ file under common/ or services/ holds Lua, except the files in
 PENDING, which are still being moved out and must shrink to none; a file in PENDING that no
@@ -77,6 +83,7 @@ CALL = re.compile(r"\bredis\.p?call\s*\(")
 KEYS_EXPR = re.compile(r"^KEYS\[[^\[\]]+\]$")
 IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 INCLUDE = re.compile(r"^-- #include ([a-z_]+\.lua)$", re.M)
+HELPER_DEF = re.compile(r"^local function ([A-Za-z_][A-Za-z0-9_]*)\s*\(([^)]*)\)", re.M)
 LIBRARY_DIR = "common/src/lua/lib"
 
 
@@ -179,7 +186,67 @@ def key_bound_names(code):
     return bound
 
 
-def check_script(path, rel, problems):
+class Helper:
+    """A shared helper function: which of its parameters are keys, and whether it writes."""
+
+    def __init__(self, name, params, body, offset, rel):
+        self.name, self.params, self.body, self.offset, self.rel = (name, params, body, offset,
+                                                                    rel)
+        self.key_params = set()  # indexes into params
+        self.writes = False
+
+
+def check_calls(code, line_of, problem, is_key, why, helpers, key_uses=None):
+    """Checks code's redis.call/pcall calls and its calls of `helpers` (name -> Helper):
+    commands are literals and allowed, and every key argument passes `is_key`. Returns
+    whether code writes (itself or through a helper). Each key argument found is added to
+    `key_uses` when given."""
+    writes = False
+    for m in CALL.finditer(code):
+        line = line_of(m.start())
+        args = call_arguments(code, m.end())
+        if not args:
+            problem(line, "cannot read this call's arguments")
+            continue
+        literal = re.match(r"^(['\"])([A-Za-z]+)\1$", args[0])
+        if not literal:
+            problem(line, "the command must be a string literal, so that its keys can be "
+                          "checked")
+            continue
+        command = literal.group(2).upper()
+        if command in FORBIDDEN:
+            problem(line, f"{command}: {FORBIDDEN[command]}")
+            continue
+        writes = writes or command in WRITE_COMMANDS
+        keys = key_arguments(command, args[1:])
+        if keys is None:
+            problem(line, f"{command}: cannot tell which arguments are keys")
+            continue
+        for key in keys:
+            if key_uses is not None:
+                key_uses.add(key)
+            if not is_key(key):
+                problem(line, f"{command}: key '{key}' {why}")
+    for name, helper in helpers.items():
+        for m in re.finditer(r"(?<![A-Za-z0-9_.:])" + name + r"\b", code):
+            call = re.match(r"\s*\(", code[m.end():])
+            if not call:
+                problem(line_of(m.start()), f"{name} is used other than called: a helper "
+                                            "that takes keys is only ever called by name")
+                continue
+            args = call_arguments(code, m.end() + call.end()) or []
+            writes = writes or helper.writes
+            for index in sorted(helper.key_params):
+                key = args[index] if index < len(args) else "(missing)"
+                if key_uses is not None:
+                    key_uses.add(key)
+                if not is_key(key):
+                    problem(line_of(m.start()), f"{name}: key argument {index + 1} '{key}' "
+                                                f"{why}")
+    return writes
+
+
+def check_script(path, rel, problems, helpers):
     source = path.read_text()
     lines = source.split("\n")
 
@@ -234,32 +301,10 @@ def check_script(path, rel, problems):
                                         f"declares no range ('-- {kind}[n..]')")
 
     bound = key_bound_names(code)
-    writes = False
-    for m in CALL.finditer(code):
-        line = line_of(m.start())
-        args = call_arguments(code, m.end())
-        if not args:
-            problem(line, "cannot read this call's arguments")
-            continue
-        literal = re.match(r"^(['\"])([A-Za-z]+)\1$", args[0])
-        if not literal:
-            problem(line, "the command must be a string literal, so that its keys can be "
-                          "checked")
-            continue
-        command = literal.group(2).upper()
-        if command in FORBIDDEN:
-            problem(line, f"{command}: {FORBIDDEN[command]}")
-            continue
-        writes = writes or command in WRITE_COMMANDS
-        keys = key_arguments(command, args[1:])
-        if keys is None:
-            problem(line, f"{command}: cannot tell which arguments are keys")
-            continue
-        for key in keys:
-            if KEYS_EXPR.match(key) or (IDENT.match(key) and key in bound):
-                continue
-            problem(line, f"{command}: key '{key}' does not come from KEYS (pass every key "
-                          "the script touches in KEYS)")
+    writes = check_calls(code, line_of, problem,
+                         lambda key: KEYS_EXPR.match(key) or (IDENT.match(key) and key in bound),
+                         "does not come from KEYS (pass every key the script touches in KEYS)",
+                         helpers)
 
     if first:
         if writes and "no-writes" in flags:
@@ -268,11 +313,72 @@ def check_script(path, rel, problems):
             problem(1, "the script only reads: its first line must be '#!lua flags=no-writes'")
 
 
-def check_library(path, rel, problems):
-    code = strip_comments(path.read_text())
-    if CALL.search(code) or re.search(r"\b(KEYS|ARGV)\b", code):
-        problems.append(f"{rel}: a shared helper calls no command and reads no KEYS or ARGV: "
-                        "the script that includes it passes what it needs")
+def rebinding(body, name):
+    """The offset of the first place `body` assigns or rebinds `name` (an assignment, a for
+    loop's variable, a nested function's parameter), or None."""
+    word = r"\b" + name + r"\b"
+    patterns = [
+        r"(?:\blocal\s+|[^.:\w]|^)" + name + r"\s*(?:,[^=\n]*)?=(?!=)",  # x = / local x, y =
+        r",\s*" + name + r"\s*(?:,[^=\n]*)?=(?!=)",  # a, x = ...
+        r"\bfor\b[^\n]*?" + word + r"[^\n]*?(?:\bin\b|=)",  # for x in / for x = 1, n
+        r"\bfunction\b[^(\n]*\([^)]*" + word,  # function (x) / local function f(a, x)
+    ]
+    offsets = [m.start() for p in patterns for m in [re.search(p, body, re.M)] if m]
+    return min(offsets) if offsets else None
+
+
+def library_helpers(libraries, root, problems):
+    """The helpers of every library (name -> Helper), each checked: it reads no KEYS or ARGV,
+    and every key it touches is one of its parameters, never assigned."""
+    helpers = {}
+    for path in libraries:
+        rel = path.relative_to(root).as_posix()
+        code = strip_comments(path.read_text())
+        if re.search(r"\b(KEYS|ARGV)\b", code):
+            problems.append(f"{rel}: a shared helper reads no KEYS or ARGV: the script that "
+                            "includes it passes what it needs")
+        defs = list(HELPER_DEF.finditer(code))
+        if CALL.search(code[:defs[0].start()] if defs else code):
+            problems.append(f"{rel}: calls Redis outside a helper function")
+        for i, d in enumerate(defs):
+            end = defs[i + 1].start() if i + 1 < len(defs) else len(code)
+            params = [p.strip() for p in d.group(2).split(",") if p.strip()]
+            helpers[d.group(1)] = Helper(d.group(1), params, code[d.end():end], d.end(), rel)
+    # Which parameters are keys: used as a key by the helper itself or passed to another
+    # helper's key parameter (repeated until nothing changes).
+    for _ in range(len(helpers) + 1):
+        changed = False
+        for helper in helpers.values():
+            uses = set()
+            writes = check_calls(helper.body, lambda _: 0, lambda *_: None, lambda _: True, "",
+                                 helpers, uses)
+            keys = {helper.params.index(u) for u in uses if u in helper.params}
+            if keys - helper.key_params or writes != helper.writes:
+                helper.key_params |= keys
+                helper.writes = writes
+                changed = True
+        if not changed:
+            break
+    for helper in helpers.values():
+        code = strip_comments((root / helper.rel).read_text())
+
+        def problem(line, text, helper=helper):
+            problems.append(f"{helper.rel}:{line}: {helper.name}: {text}")
+
+        def line_of(offset, helper=helper, code=code):
+            return code.count("\n", 0, helper.offset + offset) + 1
+
+        params = set(helper.params)
+        for index in sorted(helper.key_params):
+            param = helper.params[index]
+            rebound = rebinding(helper.body, param)
+            if rebound is not None:
+                problem(line_of(rebound), f"assigns its key parameter '{param}': a key "
+                                          "parameter is used as passed")
+        check_calls(helper.body, line_of, problem, lambda key: key in params,
+                    "is not one of the helper's parameters (a helper touches only the keys "
+                    "its caller passes from KEYS)", helpers)
+    return helpers
 
 
 def check_tree(root):
@@ -280,14 +386,13 @@ def check_tree(root):
     everything = sorted(p for top in ("common", "services") for p in (root / top).rglob("*.lua"))
     libraries = [p for p in everything if p.parent.as_posix().endswith(LIBRARY_DIR)]
     scripts = [p for p in everything if p not in libraries]
-    for path in libraries:
-        check_library(path, path.relative_to(root).as_posix(), problems)
+    helpers = library_helpers(libraries, root, problems)
     library_names = {p.name for p in libraries}
     cmake_text = "\n".join(p.read_text() for top in ("common", "services")
                            for p in (root / top).rglob("CMakeLists.txt"))
     for path in scripts:
         rel = path.relative_to(root).as_posix()
-        check_script(path, rel, problems)
+        check_script(path, rel, problems, helpers)
         for name in INCLUDE.findall(path.read_text()):
             if name not in library_names:
                 problems.append(f"{rel}: includes {name}, which {LIBRARY_DIR} lacks")

@@ -33,6 +33,7 @@
 -- ARGV[17..] the matched subscriptions' ids
 -- Returns    {'blocked'} | {'duplicate'} | {'retry', current subscription id...} |
 --            {'ok', entry id, webhook jobs enqueued (a decimal string)}
+-- #include stream_trim.lua
 if ARGV[14] == '1' and redis.call('EXISTS', KEYS[6]) == 0 then return {'blocked'} end
 if redis.call('EXISTS', KEYS[3]) == 1 then return {'duplicate'} end
 local webhooks = ARGV[3] ~= 'r'
@@ -45,31 +46,9 @@ if webhooks then
   end
 end
 
--- The trim (as inbox_open.lua trims): by age, then by length; the newest entry removed
--- becomes the floor, so a cursor older than it is known to have a gap.
-local function idlt(a, b)
-  local am, as = string.match(a, '^(%d+)-(%d+)$')
-  local bm, bs = string.match(b, '^(%d+)-(%d+)$')
-  am, as, bm, bs = tonumber(am), tonumber(as), tonumber(bm), tonumber(bs)
-  return am < bm or (am == bm and as < bs)
-end
-local maxlen = tonumber(ARGV[6]) - 1
-local trimmed = nil
--- Only when the oldest entry is older than the minimum: an XREVRANGE from below every entry
--- walks the whole stream (Redis 7.0), which made each delivery cost O(inbox length).
-local first = redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', 1)
-if #first > 0 and idlt(first[1][1], ARGV[5]) then
-  local old = redis.call('XREVRANGE', KEYS[1], '(' .. ARGV[5], '-', 'COUNT', 1)
-  trimmed = old[1][1]
-  redis.call('XTRIM', KEYS[1], 'MINID', ARGV[5])
-end
-local len = redis.call('XLEN', KEYS[1])
-if len > maxlen then
-  local extra = redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', len - maxlen)
-  trimmed = extra[#extra][1]
-  redis.call('XTRIM', KEYS[1], 'MAXLEN', maxlen)
-end
-if trimmed then redis.call('SET', KEYS[2], trimmed) end
+-- The trim (as inbox_open.lua trims), before the entry is added: by age, then by length to
+-- leave room for it; the newest entry removed becomes the floor.
+rg_trim_stream(KEYS[1], KEYS[2], ARGV[5], tonumber(ARGV[6]) - 1)
 
 local fields = {'ev', ARGV[1], 'acc', ARGV[2], 'kind', ARGV[3], 'rq', ARGV[10], 'eid', ARGV[13],
                 'to', ARGV[11], 'tost', ARGV[12], 'st', ARGV[8]}
