@@ -32,25 +32,6 @@ std::string EventKeys::RelayFence(int shard, absl::string_view emitter,
   return absl::StrCat(Sharding::Prefix(shard), "relay:", emitter, ":", receiver, ":fence");
 }
 
-// Still used by the receiving scripts of services that have not moved them into .lua files
-// yet (issue 17): a moved script starts with the same lines itself (see
-// lua/record_only_receiver.lua), and this goes when the last one has moved.
-std::string ReceiverScript(absl::string_view body) {
-  // The check without its '#!lua' line: the caller puts the flags first.
-  const std::string_view check = lua::kReceiverDuplicateCheck;
-  const size_t first_line = check.find('\n') + 1;
-  return absl::StrCat(absl::string_view(check.data() + first_line, check.size() - first_line),
-                      body);
-}
-
-absl::StatusOr<EventHandler::Outcome> ReceiverOutcome(const absl::StatusOr<RedisReply>& reply) {
-  if (!reply.ok()) return reply.status();
-  if (!reply->elements.empty() && reply->elements[0].str == "duplicate") {
-    return EventHandler::Outcome::kDuplicate;
-  }
-  return EventHandler::Outcome::kHandled;
-}
-
 namespace {
 
 // lua/record_only_receiver.lua

@@ -138,15 +138,23 @@ Outcome OutcomeOf(Step s) {
   return s == Step::kDuplicate ? Outcome::kDuplicate : Outcome::kHandled;
 }
 
+// Reads the ids of a request's jobs, sorted (the order its scripts are given them in).
+void ReadSortedJobIds(common::RedisClient& redis, const ShardKeys& keys, const std::string& rid,
+                      StoreCallback<std::vector<std::string>> done) {
+  internal::ReadJobIds(redis, keys, rid, [done](absl::StatusOr<std::vector<std::string>> ids) {
+    if (ids.ok()) std::sort(ids->begin(), ids->end());
+    done(std::move(ids));
+  });
+}
+
 // Reads a request's jobs (ids, then their fields): the keys a receiver script touches.
 void ReadRequestJobs(common::RedisClient& redis, const ShardKeys& keys, const std::string& rid,
                      StoreCallback<std::vector<JobRow>> done) {
-  internal::ReadJobIds(redis, keys, rid,
-                       [&redis, keys, done](absl::StatusOr<std::vector<std::string>> ids) {
-                         if (!ids.ok()) return done(ids.status());
-                         std::sort(ids->begin(), ids->end());
-                         internal::ReadJobRows(redis, keys, *ids, done);
-                       });
+  ReadSortedJobIds(redis, keys, rid,
+                   [&redis, keys, done](absl::StatusOr<std::vector<std::string>> ids) {
+                     if (!ids.ok()) return done(ids.status());
+                     internal::ReadJobRows(redis, keys, *ids, done);
+                   });
 }
 
 // Runs `attempt` until it answers something other than kRetry, at most kMaxAttempts times.
@@ -183,6 +191,25 @@ StoreCallback<Step> ReceiverStep(OutcomeStep next) {
     if (*s == Step::kRetry) return next(std::optional<Outcome>());
     next(std::optional<Outcome>(OutcomeOf(*s)));
   };
+}
+
+// One attempt of a receiver script that is given the request's jobs as read (UpdateDeadline,
+// EndRequest, EraseRequest): reads them into a copy of `base`, lets `prepare` fill in what
+// depends on them, and runs the script.
+template <typename Call>
+void RunWithRequestJobs(common::RedisClient& redis, const ShardKeys& keys, const Call& base,
+                        void (*run)(common::RedisClient&, const ShardKeys&, const Call&,
+                                    StoreCallback<Step>),
+                        OutcomeStep next, std::function<void(Call&)> prepare = nullptr) {
+  ReadRequestJobs(redis, keys, base.request_id,
+                  [&redis, keys, base, run, next,
+                   prepare = std::move(prepare)](absl::StatusOr<std::vector<JobRow>> jobs) {
+                    if (!jobs.ok()) return next(jobs.status());
+                    Call call = base;
+                    call.jobs = std::move(*jobs);
+                    if (prepare) prepare(call);
+                    run(redis, keys, call, ReceiverStep(next));
+                  });
 }
 
 }  // namespace
@@ -373,13 +400,7 @@ void RedisRoutingStore::UpdateDeadline(const Event& trigger, std::optional<absl:
   common::RedisClient& redis = redis_;
   WithRetries<Outcome>(
       [&redis, keys, base](OutcomeStep next) {
-        ReadRequestJobs(redis, keys, base.request_id,
-                        [&redis, keys, base, next](absl::StatusOr<std::vector<JobRow>> jobs) {
-                          if (!jobs.ok()) return next(jobs.status());
-                          internal::UpdateDeadlineCall call = base;
-                          call.jobs = std::move(*jobs);
-                          internal::RunUpdateDeadline(redis, keys, call, ReceiverStep(next));
-                        });
+        RunWithRequestJobs(redis, keys, base, &internal::RunUpdateDeadline, next);
       },
       std::move(done));
 }
@@ -401,12 +422,10 @@ void RedisRoutingStore::EndRequest(const Event& trigger, const common::Dedupe& d
   common::RedisClient& redis = redis_;
   WithRetries<Outcome>(
       [&redis, keys, base, reason, now](OutcomeStep next) {
-        ReadRequestJobs(
-            redis, keys, base.request_id,
-            [&redis, keys, base, reason, now, next](absl::StatusOr<std::vector<JobRow>> jobs) {
-              if (!jobs.ok()) return next(jobs.status());
-              internal::EndRequestCall call = base;
-              call.jobs = std::move(*jobs);
+        RunWithRequestJobs<internal::EndRequestCall>(
+            redis, keys, base, &internal::RunEndRequest, next,
+            [reason, now](internal::EndRequestCall& call) {
+              // Each active job is cancelled with an event of its own.
               EventIds ids(now);
               for (const JobRow& j : call.jobs) {
                 std::string ev;
@@ -417,7 +436,6 @@ void RedisRoutingStore::EndRequest(const Event& trigger, const common::Dedupe& d
                 }
                 call.cancel_events.push_back(std::move(ev));
               }
-              internal::RunEndRequest(redis, keys, call, ReceiverStep(next));
             });
       },
       std::move(done));
@@ -436,13 +454,7 @@ void RedisRoutingStore::EraseRequest(const Event& trigger, const common::Dedupe&
   common::RedisClient& redis = redis_;
   WithRetries<Outcome>(
       [&redis, keys, base](OutcomeStep next) {
-        ReadRequestJobs(redis, keys, base.request_id,
-                        [&redis, keys, base, next](absl::StatusOr<std::vector<JobRow>> jobs) {
-                          if (!jobs.ok()) return next(jobs.status());
-                          internal::EraseRequestCall call = base;
-                          call.jobs = std::move(*jobs);
-                          internal::RunEraseRequest(redis, keys, call, ReceiverStep(next));
-                        });
+        RunWithRequestJobs(redis, keys, base, &internal::RunEraseRequest, next);
       },
       std::move(done));
 }
@@ -498,11 +510,10 @@ void RedisRoutingStore::ListJobsOfRequest(const std::string& request_id,
   using Jobs = std::vector<v1::TranslationJob>;
   WithRetries<Jobs>(
       [&redis, keys, request_id](std::function<void(absl::StatusOr<std::optional<Jobs>>)> next) {
-        internal::ReadJobIds(
+        ReadSortedJobIds(
             redis, keys, request_id,
             [&redis, keys, request_id, next](absl::StatusOr<std::vector<std::string>> ids) {
               if (!ids.ok()) return next(ids.status());
-              std::sort(ids->begin(), ids->end());
               internal::RunRequestJobs(redis, keys, request_id, *ids, next);
             });
       },

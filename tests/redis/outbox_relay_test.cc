@@ -18,6 +18,7 @@
 #include "redis_server.h"
 #include "rogatory/common/async_redis_client.h"
 #include "rogatory/common/event_sink.h"
+#include "test_lua_scripts.h"
 
 namespace rogatory::common {
 namespace {
@@ -41,14 +42,18 @@ class RecordingHandler : public EventHandler {
   explicit RecordingHandler(RedisClient& redis) : redis_(redis) {}
   void Handle(const v1::Event& e, const Dedupe& dedupe,
               std::function<void(absl::StatusOr<Outcome>)> done) override {
-    static const LuaScript* script =
-        new LuaScript(ReceiverScript("redis.call('RPUSH', KEYS[2], ARGV[2]) return {'ok'}"));
+    static const LuaScript* script = new LuaScript(std::string(test_lua::kRecordingReceiverProbe));
     const int shard = *Sharding(kShards).ShardOf("rq", e.request_id());
     redis_.Eval(
         *script, {dedupe.seen_key, absl::StrCat(Sharding::Prefix(shard), "test:effects")},
         {dedupe.retention_ms, absl::StrCat(e.request_id(), "|", e.sequence(), "|", e.event_id())},
         [this, done](absl::StatusOr<RedisReply> r) {
-          auto outcome = ReceiverOutcome(r);
+          absl::StatusOr<Outcome> outcome = Outcome::kHandled;
+          if (!r.ok()) {
+            outcome = r.status();
+          } else if (!r->elements.empty() && r->elements[0].str == "duplicate") {
+            outcome = Outcome::kDuplicate;
+          }
           // Optionally hold the answer back after the effect is written, as if the
           // answer were lost or the relay died before acknowledging.
           if (outcome.ok() && hold_next_answer_.exchange(false)) {

@@ -162,20 +162,5 @@ TEST_F(EventSinkTest, FirstEventFailingAnswersItsError) {
   EXPECT_EQ(s.error_code(), grpc::StatusCode::UNAVAILABLE);
 }
 
-// A receiving script still written in C++ is the duplicate check, then its body; it carries
-// no '#!lua' line of its own, so the caller may put its flags first.
-TEST(ReceiverScriptTest, StartsWithTheDuplicateCheckAndEndsWithTheBody) {
-  const std::string script = ReceiverScript("return {'ok'}\n");
-  const size_t check = script.find(
-      "if not redis.call('SET', KEYS[1], '1', 'NX', 'PX', ARGV[1]) then\n"
-      "  return {'duplicate'}\n"
-      "end\n");
-  ASSERT_NE(check, std::string::npos) << script;
-  EXPECT_TRUE(absl::EndsWith(script, "end\nreturn {'ok'}\n")) << script;
-  for (absl::string_view line : absl::StrSplit(script, '\n')) {
-    EXPECT_FALSE(absl::StartsWith(line, "#!")) << script;
-  }
-}
-
 }  // namespace
 }  // namespace rogatory::common

@@ -31,13 +31,10 @@ struct EventKeys {
 // The outbox entry field that holds the serialized event.
 inline constexpr char kOutboxEventField[] = "ev";
 
-// A receiving script: `body` runs only if the event was not handled before, in the same
-// atomic step that marks it handled. The script takes KEYS[1] = the Seen key and
-// ARGV[1] = its retention in ms; `body` uses KEYS[2..] and ARGV[2..] and must not return
-// {'duplicate'}. A repeat returns {'duplicate'} and changes nothing.
-std::string ReceiverScript(absl::string_view body);
-
-// What a handler gets to deduplicate with: the first key and argument of a ReceiverScript.
+// What a handler gets to deduplicate with: the first key and argument of its receiving
+// script, which starts with the duplicate check (as lua/record_only_receiver.lua does): it
+// sets KEYS[1] = seen_key with a TTL of ARGV[1] = retention_ms, or answers {'duplicate'}
+// and changes nothing.
 struct Dedupe {
   std::string seen_key;
   std::string retention_ms;
@@ -49,7 +46,7 @@ class EventHandler {
   enum class Outcome { kHandled, kDuplicate };
   virtual ~EventHandler() = default;
   // Handles one event exactly once in effect: its effect and the Seen marker are written in
-  // one ReceiverScript, which answers {'duplicate'} for a repeat (then: kDuplicate).
+  // one receiving script, which answers {'duplicate'} for a repeat (then: kDuplicate).
   // Errors are retried by the relay (UNAVAILABLE) or reported (anything else).
   virtual void Handle(const v1::Event& event, const Dedupe& dedupe,
                       std::function<void(absl::StatusOr<Outcome>)> done) = 0;
@@ -66,9 +63,6 @@ class RecordOnlyEventHandler final : public EventHandler {
  private:
   RedisClient& redis_;
 };
-
-// Reads a ReceiverScript's reply: {'duplicate'} or anything else.
-absl::StatusOr<EventHandler::Outcome> ReceiverOutcome(const absl::StatusOr<RedisReply>& reply);
 
 // rogatory.events.v1.EventSinkService for one receiving service: validates a batch, hands
 // its events to the handler, logs each with its trace id, and answers how many it handled
