@@ -17,6 +17,7 @@
 #include "in_memory_document_store.h"
 #include "in_memory_request_store.h"
 #include "intake_harness.h"
+#include "intake_walk.h"
 #include "lifecycle.h"
 #include "rogatory/common/ids.h"
 
@@ -27,31 +28,10 @@ namespace pb = rogatory::common::v1;
 using testing::CallerId;
 using testing::IntakeHarness;
 
-struct Party {
-  std::string name;
-  CallerId who;
-};
-
-// The parties every request of the walk gets (as in intake_authz_test): issued by
-// FR-TJ-PARIS-JI (FR) to Germany, routed to DE-STA-MUENCHEN; a production order also names
-// DE-EPOC-ENFORCING to be told.
-const std::vector<Party>& Parties() {
-  static const auto* parties = new std::vector<Party>{
-      {"issuer", {"FR-TJ-PARIS-JI", "FR", "issuing"}},
-      {"issuing central", {"FR-BEPI", "FR", "central"}},
-      {"executor", {"DE-STA-MUENCHEN", "DE", "executing"}},
-      {"requested central", {"DE-BFJ", "DE", "central"}},
-      {"notified", {"DE-EPOC-ENFORCING", "DE", "executing"}},
-      {"service", {"rogatory-routing", "", "service"}},
-      {"auditor", {"EU-AUDIT-1", "FR", "auditor"}},
-      {"stranger", {"BE-PARQUET-BRUXELLES", "BE", "issuing"}},
-      {"operator", {"OPS-1", "", "operator"}},
-      {"translator", {"XL-1", "DE", "translator"}},
-  };
-  return *parties;
-}
-
-const CallerId kService{"rogatory-routing", "", "service"};
+// The walk's parties, as in intake_authz_test (tests/support/intake_walk.h).
+using Party = testing::WalkParty;
+const std::vector<Party>& Parties() { return testing::WalkParties(); }
+const CallerId& kService = testing::kServiceCaller;
 
 std::string Key(const v1::AllowedAction& a) {
   return absl::StrCat(v1::RequestAction_Name(a.action()), ":",
@@ -94,24 +74,8 @@ class AllowedActionsTest : public ::testing::Test {
   // nullopt when the table does not lead there.
   static std::optional<std::vector<pb::RequestStatus>> PathTo(pb::Instrument instrument,
                                                               pb::RequestStatus target) {
-    std::map<pb::RequestStatus, pb::RequestStatus> parent;
-    std::deque<pb::RequestStatus> queue = {pb::REQUEST_STATUS_RECEIVED};
-    parent[pb::REQUEST_STATUS_RECEIVED] = pb::REQUEST_STATUS_UNSPECIFIED;
-    while (!queue.empty()) {
-      const pb::RequestStatus at = queue.front();
-      queue.pop_front();
-      if (at == target) {
-        std::vector<pb::RequestStatus> path;
-        for (pb::RequestStatus s = at; s != pb::REQUEST_STATUS_RECEIVED; s = parent[s]) {
-          path.insert(path.begin(), s);
-        }
-        return path;
-      }
-      for (const Move& m : Lifecycle::Default().MovesFrom(instrument, at)) {
-        if (parent.emplace(m.to, at).second) queue.push_back(m.to);
-      }
-    }
-    return std::nullopt;
+    return testing::ShortestWalk(instrument,
+                                 [target](pb::RequestStatus at) { return at == target; });
   }
 
   // A fresh request of `instrument` with the walk's parties, moved by a service along
@@ -120,7 +84,8 @@ class AllowedActionsTest : public ::testing::Test {
     v1::Request r;
     grpc::Status s = h_.Submit(IntakeHarness::CompleteContent(instrument), "", &r);
     EXPECT_TRUE(s.ok()) << s.error_message();
-    NameParties(r.id(), instrument == pb::INSTRUMENT_PRODUCTION_ORDER);
+    testing::NameWalkParties(store_, h_.clock().Now(), r.id(),
+                             instrument == pb::INSTRUMENT_PRODUCTION_ORDER);
     for (pb::RequestStatus step : path) {
       v1::AllowedAction a =
           step == pb::REQUEST_STATUS_ACKNOWLEDGED ? Action(v1::REQUEST_ACTION_ACKNOWLEDGE, step, "")
@@ -131,30 +96,6 @@ class AllowedActionsTest : public ::testing::Test {
     }
     EXPECT_TRUE(Read(r.id(), kService, &r).ok());
     return r;
-  }
-
-  // Sets what the routing decision sets: the executing and notified authorities.
-  void NameParties(const std::string& id, bool notified) {
-    auto snap = testing::Await<Snapshot>(
-        [&](auto done) { store_.Load(id, std::nullopt, std::move(done)); });
-    ASSERT_TRUE(snap.ok()) << snap.status();
-    v1::Request after = snap->request;
-    after.mutable_executing_authority()->set_authority_id("DE-STA-MUENCHEN");
-    after.mutable_executing_authority()->set_state("DE");
-    if (notified) {
-      after.mutable_notified_authority()->set_authority_id("DE-EPOC-ENFORCING");
-      after.mutable_notified_authority()->set_state("DE");
-    }
-    Mutation m;
-    m.id = id;
-    m.expected_version = snap->version;
-    m.new_version = snap->version + 1;
-    m.updated_ms = absl::ToUnixMillis(h_.clock().Now());
-    m.request = after;
-    m.fields.emplace_back("executing_authority", "DE-STA-MUENCHEN");
-    auto done = testing::Await<MutationOutcome>(
-        [&](auto cb) { store_.Mutate(std::move(m), std::move(cb)); });
-    ASSERT_TRUE(done.ok()) << done.status();
   }
 
   grpc::Status Read(const std::string& id, const CallerId& who, v1::Request* out,
@@ -173,16 +114,8 @@ class AllowedActionsTest : public ::testing::Test {
   // Performs `a` on request `id` as `who`, with valid input.
   grpc::Status Perform(const v1::AllowedAction& a, const std::string& id, const CallerId& who) {
     switch (a.action()) {
-      case v1::REQUEST_ACTION_TRANSITION: {
-        v1::TransitionRequestRequest t;
-        t.set_id(id);
-        t.set_target_status(a.target_status());
-        if (a.target_status() == pb::REQUEST_STATUS_REFUSED ||
-            a.target_status() == pb::REQUEST_STATUS_PARTIALLY_EXECUTED) {
-          t.add_refusal_grounds(pb::REFUSAL_GROUND_DUAL_CRIMINALITY);
-        }
-        return h_.Transition(t, nullptr, who);
-      }
+      case v1::REQUEST_ACTION_TRANSITION:
+        return h_.Transition(testing::TransitionTo(id, a.target_status()), nullptr, who);
       case v1::REQUEST_ACTION_ACKNOWLEDGE:
         return h_.Acknowledge(id, nullptr, who);
       case v1::REQUEST_ACTION_WITHDRAW: {

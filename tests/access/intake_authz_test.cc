@@ -14,6 +14,7 @@
 #include "in_memory_request_store.h"
 #include "intake_event_handler.h"
 #include "intake_harness.h"
+#include "intake_walk.h"
 #include "lifecycle.h"
 
 namespace rogatory::intake {
@@ -23,44 +24,12 @@ namespace pb = rogatory::common::v1;
 using testing::CallerId;
 using testing::IntakeHarness;
 
-// The parties every request of the walk gets: issued by FR-TJ-PARIS-JI (FR) to Germany,
-// routed to DE-STA-MUENCHEN; a production order also names DE-EPOC-ENFORCING to be told.
-enum class Role {
-  kIssuer,            // the issuing authority
-  kIssuingCentral,    // the central authority of the issuing state
-  kExecutor,          // the executing authority routing named
-  kRequestedCentral,  // the central authority of the requested state
-  kNotified,          // the notified (enforcing) authority of a production order
-  kService,           // a Rogatory service
-  kAuditor,
-  kStranger,  // an authority the request does not concern
-  kOperator,
-  kTranslator,  // holding no job of the request
-};
-
-struct Party {
-  Role role;
-  std::string name;
-  CallerId who;
-};
-
-const std::vector<Party>& Parties() {
-  static const auto* parties = new std::vector<Party>{
-      {Role::kIssuer, "issuer", {"FR-TJ-PARIS-JI", "FR", "issuing"}},
-      {Role::kIssuingCentral, "issuing central", {"FR-BEPI", "FR", "central"}},
-      {Role::kExecutor, "executor", {"DE-STA-MUENCHEN", "DE", "executing"}},
-      {Role::kRequestedCentral, "requested central", {"DE-BFJ", "DE", "central"}},
-      {Role::kNotified, "notified", {"DE-EPOC-ENFORCING", "DE", "executing"}},
-      {Role::kService, "service", {"rogatory-routing", "", "service"}},
-      {Role::kAuditor, "auditor", {"EU-AUDIT-1", "FR", "auditor"}},
-      {Role::kStranger, "stranger", {"BE-PARQUET-BRUXELLES", "BE", "issuing"}},
-      {Role::kOperator, "operator", {"OPS-1", "", "operator"}},
-      {Role::kTranslator, "translator", {"XL-1", "DE", "translator"}},
-  };
-  return *parties;
-}
-
-const CallerId kServiceCaller{"rogatory-routing", "", "service"};
+// The walk's parties (tests/support/intake_walk.h).
+using Role = testing::WalkRole;
+using Party = testing::WalkParty;
+using testing::kServiceCaller;
+using testing::TransitionTo;
+const std::vector<Party>& Parties() { return testing::WalkParties(); }
 
 enum class Want { kOk, kNotFound, kDenied, kInvalid };
 const char* Name(Want w) {
@@ -143,10 +112,11 @@ class TransitionSidesTest : public ::testing::Test {
       prepare_failed_ = true;
       return r;
     }
-    NameParties(r.id(), instrument == pb::INSTRUMENT_PRODUCTION_ORDER);
+    testing::NameWalkParties(store_, h_.clock().Now(), r.id(),
+                             instrument == pb::INSTRUMENT_PRODUCTION_ORDER);
     if (!h_.Get(r.id(), &r).ok()) prepare_failed_ = true;
     for (pb::RequestStatus step : PathTo(instrument, target)) {
-      s = Drive(r.id(), step, &r);
+      s = testing::StepAsService(h_, r.id(), step, &r);
       if (!s.ok()) {
         ADD_FAILURE() << pb::Instrument_Name(instrument) << " on the way to "
                       << pb::RequestStatus_Name(target) << ", " << pb::RequestStatus_Name(step)
@@ -158,75 +128,14 @@ class TransitionSidesTest : public ::testing::Test {
     return r;
   }
 
-  // Sets what the routing decision sets: the executing authority and, for a production
-  // order, the notified authority.
-  void NameParties(const std::string& id, bool notified) {
-    auto snap = testing::Await<Snapshot>(
-        [&](auto done) { store_.Load(id, std::nullopt, std::move(done)); });
-    ASSERT_TRUE(snap.ok()) << snap.status();
-    v1::Request after = snap->request;
-    after.mutable_executing_authority()->set_authority_id("DE-STA-MUENCHEN");
-    after.mutable_executing_authority()->set_state("DE");
-    if (notified) {
-      after.mutable_notified_authority()->set_authority_id("DE-EPOC-ENFORCING");
-      after.mutable_notified_authority()->set_state("DE");
-    }
-    Mutation m;
-    m.id = id;
-    m.expected_version = snap->version;
-    m.new_version = snap->version + 1;
-    m.updated_ms = absl::ToUnixMillis(h_.clock().Now());
-    m.request = after;
-    m.fields.emplace_back("executing_authority", "DE-STA-MUENCHEN");
-    auto done = testing::Await<MutationOutcome>(
-        [&](auto cb) { store_.Mutate(std::move(m), std::move(cb)); });
-    ASSERT_TRUE(done.ok()) << done.status();
-  }
-
   // The statuses to pass through from RECEIVED to reach one with a move to `target`.
   static std::vector<pb::RequestStatus> PathTo(pb::Instrument instrument,
                                                pb::RequestStatus target) {
-    const Lifecycle& l = Lifecycle::Default();
-    std::map<pb::RequestStatus, pb::RequestStatus> parent;
-    std::deque<pb::RequestStatus> queue = {pb::REQUEST_STATUS_RECEIVED};
-    parent[pb::REQUEST_STATUS_RECEIVED] = pb::REQUEST_STATUS_UNSPECIFIED;
-    while (!queue.empty()) {
-      const pb::RequestStatus at = queue.front();
-      queue.pop_front();
-      if (l.Find(instrument, at, target).has_value()) {
-        std::vector<pb::RequestStatus> path;
-        for (pb::RequestStatus s = at; s != pb::REQUEST_STATUS_RECEIVED; s = parent[s]) {
-          path.insert(path.begin(), s);
-        }
-        return path;
-      }
-      for (const Move& m : l.MovesFrom(instrument, at)) {
-        if (parent.emplace(m.to, at).second) queue.push_back(m.to);
-      }
-    }
-    ADD_FAILURE() << "no path to " << pb::RequestStatus_Name(target);
-    return {};
-  }
-
-  // One step of the way, as a service, with the RPC that makes it.
-  grpc::Status Drive(const std::string& id, pb::RequestStatus to, v1::Request* out) {
-    if (to == pb::REQUEST_STATUS_ACKNOWLEDGED) return h_.Acknowledge(id, out, kServiceCaller);
-    if (to == pb::REQUEST_STATUS_WITHDRAWN) {
-      v1::WithdrawRequestRequest w;
-      w.set_id(id);
-      return h_.Withdraw(w, out, kServiceCaller);
-    }
-    return h_.Transition(TransitionTo(id, to), out, kServiceCaller);
-  }
-
-  static v1::TransitionRequestRequest TransitionTo(const std::string& id, pb::RequestStatus to) {
-    v1::TransitionRequestRequest t;
-    t.set_id(id);
-    t.set_target_status(to);
-    if (to == pb::REQUEST_STATUS_REFUSED || to == pb::REQUEST_STATUS_PARTIALLY_EXECUTED) {
-      t.add_refusal_grounds(pb::REFUSAL_GROUND_DUAL_CRIMINALITY);
-    }
-    return t;
+    auto path = testing::ShortestWalk(instrument, [&](pb::RequestStatus at) {
+      return Lifecycle::Default().Find(instrument, at, target).has_value();
+    });
+    if (!path) ADD_FAILURE() << "no path to " << pb::RequestStatus_Name(target);
+    return path.value_or(std::vector<pb::RequestStatus>{});
   }
 
   // Checks one call's outcome and that the request moved exactly when it was let through.

@@ -3,6 +3,7 @@
 
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
+#include "auth_fixtures.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "test_keys.h"
@@ -52,15 +53,10 @@ class JwtTest : public ::testing::Test {
                         testing::JsonQuote(ec_->public_pem), "}]}");
   }
 
+  // An issuing authority's token, valid for an hour.
   static JwtClaims Claims() {
-    JwtClaims c;
-    c.issuer = "rogatory-dev";
-    c.subject = "FR-TJ-PARIS-JI";
-    c.audiences = {"rogatory"};
-    c.issued_at = kNow;
+    JwtClaims c = testing::AuthorityClaims(kNow);
     c.expires = kNow + absl::Hours(1);
-    c.state = "FR";
-    c.roles = {"issuing"};
     return c;
   }
 

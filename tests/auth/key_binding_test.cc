@@ -7,6 +7,7 @@
 
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
+#include "auth_fixtures.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "rogatory/common/authentication.h"
@@ -41,28 +42,8 @@ std::string BoundKeySetJson() {
       R"("},{"kid":"legacy","alg":"HS256","secret":")", B64(kLegacySecret), R"("}]})");
 }
 
-JwtClaims AuthorityClaims(absl::Time now) {
-  JwtClaims c;
-  c.issuer = "rogatory-dev";
-  c.subject = "FR-TJ-PARIS-JI";
-  c.audiences = {"rogatory"};
-  c.issued_at = now;
-  c.expires = now + absl::Minutes(30);
-  c.state = "FR";
-  c.roles = {"issuing"};
-  return c;
-}
-
-JwtClaims ServiceClaims(absl::Time now) {
-  JwtClaims c;
-  c.issuer = "rogatory-dev";
-  c.subject = "rogatory-intake";
-  c.audiences = {"rogatory"};
-  c.issued_at = now;
-  c.expires = now + absl::Minutes(5);
-  c.roles = {"service"};
-  return c;
-}
+using testing::AuthorityClaims;
+using testing::ServiceClaims;
 
 class KeyBindingTest : public ::testing::Test {
  protected:
@@ -287,21 +268,9 @@ class KeyBindingSettingsTest : public ::testing::Test {
     return path;
   }
   int Parse(std::vector<std::string> flags) {
-    ServiceIdentity id{"rogatory-test", "test", "rogatory.test.v1.Test", "127.0.0.1:0",
-                       "127.0.0.1:0"};
-    Config config;
-    ServerSettings settings;
-    RegisterServerSettings(id, config, &settings);
-    flags.push_back("--audit=log");
-    flags.push_back("--tls-terminated-by-mesh=true");  // TLS is not these tests' business
-    flags.insert(flags.begin(), "rogatory-test");
-    std::vector<const char*> argv;
-    for (const auto& f : flags) argv.push_back(f.c_str());
-    ::testing::internal::CaptureStderr();
-    const int code =
-        ParseSettingsOrExit(id, config, settings, static_cast<int>(argv.size()), argv.data());
-    stderr_ = ::testing::internal::GetCapturedStderr();
-    return code;
+    testing::SettingsParse parsed = testing::ParseTestServiceSettings(std::move(flags));
+    stderr_ = std::move(parsed.stderr_text);
+    return parsed.code;
   }
   std::string dir_, undeclared_, declared_, service_signing_, stderr_;
 };

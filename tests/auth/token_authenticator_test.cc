@@ -7,6 +7,7 @@
 
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
+#include "auth_fixtures.h"
 #include "gmock/gmock.h"
 #include "grpcpp/create_channel.h"
 #include "grpcpp/grpcpp.h"
@@ -243,22 +244,9 @@ class AuthSettingsTest : public ::testing::Test {
   }
   // ParseSettingsOrExit's answer for these flags: -1 go on, 2 bad setting.
   int Parse(std::vector<std::string> flags) {
-    ServiceIdentity id{"rogatory-test", "test", "rogatory.test.v1.Test", "127.0.0.1:0",
-                       "127.0.0.1:0"};
-    Config config;
-    ServerSettings settings;
-    RegisterServerSettings(id, config, &settings);
-    // Production's other checks (the audit key, TLS) are not these tests' business.
-    flags.push_back("--audit=log");
-    flags.push_back("--tls-terminated-by-mesh=true");
-    flags.insert(flags.begin(), "rogatory-test");
-    std::vector<const char*> argv;
-    for (const auto& f : flags) argv.push_back(f.c_str());
-    ::testing::internal::CaptureStderr();
-    const int code =
-        ParseSettingsOrExit(id, config, settings, static_cast<int>(argv.size()), argv.data());
-    stderr_ = ::testing::internal::GetCapturedStderr();
-    return code;
+    testing::SettingsParse parsed = testing::ParseTestServiceSettings(std::move(flags));
+    stderr_ = std::move(parsed.stderr_text);
+    return parsed.code;
   }
 
   std::string dir_, dev_keys_, prod_keys_, prod_signing_, stderr_;
