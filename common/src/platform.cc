@@ -122,9 +122,7 @@ void RegisterServerSettings(const ServiceIdentity& id, Config& config, ServerSet
                      "Clients are asked to reconnect after this, spreading load across "
                      "replicas; 0 disables.",
                      &s->max_connection_age);
-  config.AddString("event-receivers",
-                   "intake=127.0.0.1:50051,routing=127.0.0.1:50052,"
-                   "deadlines=127.0.0.1:50053,notification=127.0.0.1:50054",
+  config.AddString("event-receivers", id.default_event_receivers,
                    "Where each service receives events: <service>=<host:port>,...",
                    &s->event_receivers,
                    [](const std::string& v) { return ParseReceiverAddresses(v).status(); });

@@ -7,6 +7,7 @@
 #include "rogatory/common/platform.h"
 #include "rules.h"
 #include "timer_engine.h"
+#include "topology.h"
 
 #ifndef ROGATORY_DEADLINES_DATA_DIR
 #define ROGATORY_DEADLINES_DATA_DIR "services/deadlines/data"
@@ -16,9 +17,7 @@ int main(int argc, char** argv) {
   using rogatory::common::Platform;
   using rogatory::common::ServiceParts;
   namespace dl = rogatory::deadlines;
-  const rogatory::common::ServiceIdentity identity{"rogatory-deadlines", "deadlines",
-                                                   "rogatory.deadlines.v1.DeadlineService",
-                                                   "127.0.0.1:50053", "127.0.0.1:9103"};
+  const rogatory::common::ServiceIdentity identity = rogatory::topology::Deadlines();
   std::string rules_dir;
   absl::Duration timer_lease, timer_poll_interval;
   int timer_batch = 200;

@@ -9,13 +9,12 @@
 #include "retention.h"
 #include "rogatory/common/outbox_relay.h"
 #include "rogatory/common/platform.h"
+#include "topology.h"
 
 int main(int argc, char** argv) {
   using rogatory::common::Platform;
   using rogatory::common::ServiceParts;
-  const rogatory::common::ServiceIdentity identity{"rogatory-intake", "intake",
-                                                   "rogatory.intake.v1.IntakeService",
-                                                   "127.0.0.1:50051", "127.0.0.1:9101"};
+  const rogatory::common::ServiceIdentity identity = rogatory::topology::Intake();
   absl::Duration idempotency_ttl;
   int max_document_size = 0;
   int64_t max_document_bytes_per_request = 0;

@@ -9,6 +9,7 @@
 #include "notification_service.h"
 #include "redis_notification_store.h"
 #include "rogatory/common/platform.h"
+#include "topology.h"
 #include "webhook_dispatcher.h"
 #include "webhook_transport.h"
 
@@ -16,9 +17,7 @@ int main(int argc, char** argv) {
   using rogatory::common::Platform;
   using rogatory::common::ServiceParts;
   namespace n = rogatory::notification;
-  const rogatory::common::ServiceIdentity identity{"rogatory-notification", "notification",
-                                                   "rogatory.notification.v1.NotificationService",
-                                                   "127.0.0.1:50054", "127.0.0.1:9104"};
+  const rogatory::common::ServiceIdentity identity = rogatory::topology::Notification();
   n::NotificationSettings s;
   std::string allowed_ports = "443";
   return rogatory::common::ServiceMain(

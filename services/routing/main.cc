@@ -9,6 +9,7 @@
 #include "routing_event_handler.h"
 #include "routing_metrics.h"
 #include "routing_service.h"
+#include "topology.h"
 
 #ifndef ROGATORY_ROUTING_DEFAULT_REGISTRY_DIR
 #define ROGATORY_ROUTING_DEFAULT_REGISTRY_DIR "/etc/rogatory/registry"
@@ -18,9 +19,7 @@ int main(int argc, char** argv) {
   using rogatory::common::Platform;
   using rogatory::common::ServiceParts;
   namespace routing = rogatory::routing;
-  const rogatory::common::ServiceIdentity identity{"rogatory-routing", "routing",
-                                                   "rogatory.routing.v1.TranslationRoutingService",
-                                                   "127.0.0.1:50052", "127.0.0.1:9102"};
+  const rogatory::common::ServiceIdentity identity = rogatory::topology::Routing();
   std::string registry_dir;
   int max_attempts = 3;
   absl::Duration sweep_interval;

@@ -35,8 +35,8 @@ class ProductionSettingsTest : public ::testing::Test {
   // ParseSettingsOrExit's answer: -1 go on, 2 bad setting. Production's keys and audit
   // log are set; `flags` add to them.
   int Parse(std::vector<std::string> flags, bool production = true) {
-    ServiceIdentity id{"rogatory-test", "test", "rogatory.test.v1.Test", "127.0.0.1:0",
-                       "127.0.0.1:0"};
+    ServiceIdentity id{"rogatory-test", "test",        "rogatory.test.v1.Test",
+                       "127.0.0.1:0",   "127.0.0.1:0", ""};
     Config config;
     settings_ = ServerSettings();
     RegisterServerSettings(id, config, &settings_);

@@ -120,8 +120,8 @@ class RateLimitSettingsTest : public ::testing::Test {
  protected:
   ServerSettings Parse(std::vector<std::string> flags,
                        std::map<std::string, std::string> env = {}) {
-    const ServiceIdentity id{"rogatory-test", "test", "rogatory.test.v1.Test", "127.0.0.1:0",
-                             "127.0.0.1:0"};
+    const ServiceIdentity id{"rogatory-test", "test",        "rogatory.test.v1.Test",
+                             "127.0.0.1:0",   "127.0.0.1:0", ""};
     Config config;
     ServerSettings settings;
     RegisterServerSettings(id, config, &settings);

@@ -45,8 +45,8 @@ struct SettingsParse {
   std::string stderr_text;
 };
 inline SettingsParse ParseTestServiceSettings(std::vector<std::string> flags) {
-  ServiceIdentity id{"rogatory-test", "test", "rogatory.test.v1.Test", "127.0.0.1:0",
-                     "127.0.0.1:0"};
+  ServiceIdentity id{"rogatory-test", "test",        "rogatory.test.v1.Test",
+                     "127.0.0.1:0",   "127.0.0.1:0", ""};
   Config config;
   ServerSettings settings;
   RegisterServerSettings(id, config, &settings);

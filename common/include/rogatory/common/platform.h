@@ -23,13 +23,17 @@
 
 namespace rogatory::common {
 
-// What distinguishes one service binary from another.
+// What distinguishes one service binary from another. The defaults of the deployment
+// topology (addresses, where each service receives events) come from the binary's main.cc
+// (services/topology.h): common's code names no service and no port.
 struct ServiceIdentity {
   std::string binary;                  // "rogatory-intake"
   std::string event_name;              // "intake": its name in event routes and outbox keys
   std::string grpc_service_name;       // "rogatory.intake.v1.IntakeService": the readiness name
   std::string default_listen;          // "127.0.0.1:50051"
   std::string default_metrics_listen;  // "127.0.0.1:9101"
+  // event-receivers' default: "intake=127.0.0.1:50051,routing=...", "" for none.
+  std::string default_event_receivers;
 };
 
 // Settings every service shares. See README.md, "Settings".
