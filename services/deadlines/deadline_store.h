@@ -185,6 +185,7 @@ class DeadlineStore {
   // whose engine looks again after its pass), with the shard and the timer's due time, on
   // the thread that saw the commit succeed; null (the default) calls nothing. The service
   // wakes its timer engine with it and tells the other replicas'. It must be short.
+  // (RedisDeadlineStore calls it; the in-memory store of unit tests does not.)
   using TimerScheduledHook = std::function<void(int shard, absl::Time due)>;
   void SetTimerScheduledHook(TimerScheduledHook hook) {
     absl::MutexLock lock(&hook_mu_);

@@ -100,6 +100,10 @@ void TimerEngine::Start() {
   thread_ = std::thread([this] { Loop(); });
 }
 
+std::string TimerEngine::LeaseKey() {
+  return absl::StrCat(common::Sharding::Prefix(0), "dl:timer-lease");
+}
+
 void TimerEngine::Stop() {
   if (!stop_.HasBeenNotified()) stop_.Notify();
   {
@@ -111,7 +115,15 @@ void TimerEngine::Stop() {
     clock_.RemoveMoveObserver(clock_observer_);
     clock_observer_ = 0;
   }
-  if (thread_.joinable()) thread_.join();
+  if (thread_.joinable()) {
+    thread_.join();
+    // Hand the lease over at once (renewed for a millisecond: the lease script only ever
+    // touches its own holder's value), so that another replica, or this one restarted,
+    // need not wait for it to run out.
+    if (holder_.exchange(false)) {
+      common::HoldReplicaLease(redis_, LeaseKey(), lease_owner_, absl::Milliseconds(1));
+    }
+  }
 }
 
 int TimerEngine::subscriptions() const {
@@ -158,11 +170,12 @@ void TimerEngine::SleepUntil(absl::Time until, absl::Duration at_most) {
 }
 
 void TimerEngine::Loop() {
-  const std::string lease_key = absl::StrCat(common::Sharding::Prefix(0), "dl:timer-lease");
+  const std::string lease_key = LeaseKey();
   const absl::Duration net = options_.recheck_interval;
   common::MonotonicTime next_gauges = common::MonotonicTime::InfinitePast();
   common::MonotonicTime next_lease = common::MonotonicTime::InfinitePast();
   bool holder = false;
+  bool busy = false;  // the last pass fired or dropped timers
   while (!stop_.HasBeenNotified()) {
     // Elapsed time, on purpose: the lease and the gauges are about this process, and a test
     // clock moved ahead (wall time) must not change how often they are refreshed.
@@ -197,13 +210,20 @@ void TimerEngine::Loop() {
       UpdateGauges();
       next_gauges = clock_.MonotonicNow() + options_.gauge_interval;
     }
+    // Busy (the last pass fired timers): claim again at once, as a backlog or a steady
+    // stream of timers wants; reading the next due time first would only add round trips.
+    if (busy) {
+      busy = RunOnce() > 0;
+      if (busy) continue;
+    }
     // When the next timer (or an abandoned claim) is due: one ZRANGE of the timers and one
     // of the claims per shard. Only then the claims, which cost a script per shard.
     std::optional<absl::Time> next = NextDue();
     if (next.has_value() && *next <= clock_.Now()) {
-      if (RunOnce() > 0) continue;  // more may be due already
-      // Nothing claimable after all (a claim by another replica, a timer the same
-      // millisecond): look again in a moment rather than spin.
+      busy = RunOnce() > 0;
+      if (busy) continue;
+      // Nothing claimable after all (a timer the same millisecond): look again in a
+      // moment rather than spin.
       next = clock_.Now() + absl::Milliseconds(10);
     }
     // Unknown (Redis failing): look again after a short rest, at most the safety net.

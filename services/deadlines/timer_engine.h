@@ -158,6 +158,7 @@ class TimerEngine {
   // Sleeps (real time) until the clock reads `until`, at most `at_most`, unless woken.
   void SleepUntil(absl::Time until, absl::Duration at_most);
   void OnMessage(const std::string& payload);
+  static std::string LeaseKey();  // rg:{s0}:dl:timer-lease
 
   DeadlineStore& store_;
   common::RedisClient& redis_;
