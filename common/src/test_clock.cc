@@ -58,6 +58,7 @@ void SharedTestClock::Store(int64_t offset_us) {
   int64_t current = offset_us_.load();
   while (offset_us > current && !offset_us_.compare_exchange_weak(current, offset_us)) {
   }
+  if (offset_us > current) observers_.Notify();
 }
 
 void SharedTestClock::Refresh(OffsetDone done) {

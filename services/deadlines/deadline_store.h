@@ -29,6 +29,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "rogatory/common/access.h"
 #include "rogatory/common/event_sink.h"
@@ -176,12 +177,32 @@ class DeadlineStore {
   // The shard's open deadlines due after `from` and at or before `to` (the due-soon gauges,
   // rogatory_deadlines_due). Blocking.
   virtual absl::StatusOr<int64_t> CountOpenDue(int shard, absl::Time from, absl::Time to) = 0;
+  // When the timer engine next has something to do in the shard: the earliest of its next
+  // timer's due time and its claims' lease expiry; nullopt if it has neither. Blocking.
+  virtual absl::StatusOr<std::optional<absl::Time>> NextDue(int shard) = 0;
+
+  // Called after each commit that scheduled a timer (not the timer engine's own fires,
+  // whose engine looks again after its pass), with the shard and the timer's due time, on
+  // the thread that saw the commit succeed; null (the default) calls nothing. The service
+  // wakes its timer engine with it and tells the other replicas'. It must be short.
+  // (RedisDeadlineStore calls it; the in-memory store of unit tests does not.)
+  using TimerScheduledHook = std::function<void(int shard, absl::Time due)>;
+  void SetTimerScheduledHook(TimerScheduledHook hook) {
+    absl::MutexLock lock(&hook_mu_);
+    hook_ = std::move(hook);
+  }
 
  protected:
   explicit DeadlineStore(common::Sharding sharding) : sharding_(sharding) {}
+  void TimerScheduled(int shard, absl::Time due) {
+    absl::ReaderMutexLock lock(&hook_mu_);
+    if (hook_) hook_(shard, due);
+  }
 
  private:
   common::Sharding sharding_;
+  absl::Mutex hook_mu_;
+  TimerScheduledHook hook_ ABSL_GUARDED_BY(hook_mu_);
 };
 
 }  // namespace rogatory::deadlines

@@ -236,6 +236,19 @@ void InMemoryDeadlineStore::ListIndexPage(int shard, const std::string& index, i
   done(std::move(page));
 }
 
+absl::StatusOr<std::optional<absl::Time>> InMemoryDeadlineStore::NextDue(int shard) {
+  absl::MutexLock lock(&mu_);
+  const Shard& s = shards_[shard];
+  std::optional<int64_t> earliest;
+  for (const Index* set : {&s.timers, &s.claims}) {
+    if (set->order.empty()) continue;
+    const int64_t first = set->order.begin()->first;
+    if (!earliest || first < *earliest) earliest = first;
+  }
+  if (!earliest) return std::nullopt;
+  return absl::FromUnixMillis(*earliest);
+}
+
 absl::StatusOr<std::vector<ClaimedTimer>> InMemoryDeadlineStore::Claim(int shard, absl::Time now,
                                                                        absl::Duration lease,
                                                                        int limit) {

@@ -39,6 +39,7 @@ class InMemoryDeadlineStore final : public DeadlineStore {
   void GetParties(const std::string& request_id, PartiesCallback done) override;
   absl::StatusOr<std::vector<std::pair<std::string, int64_t>>> Stats(int shard) override;
   absl::StatusOr<int64_t> CountOpenDue(int shard, absl::Time from, absl::Time to) override;
+  absl::StatusOr<std::optional<absl::Time>> NextDue(int shard) override;
 
   // The events the shard's commits emitted, oldest first, with their sequences (what the
   // Redis store appends to the shard's outbox stream).

@@ -19,7 +19,7 @@ int main(int argc, char** argv) {
   namespace dl = rogatory::deadlines;
   const rogatory::common::ServiceIdentity identity = rogatory::topology::Deadlines();
   std::string rules_dir;
-  absl::Duration timer_lease, timer_poll_interval;
+  absl::Duration timer_lease, timer_recheck_interval;
   int timer_batch = 200;
   return rogatory::common::ServiceMain(
       identity, argc, argv,
@@ -32,9 +32,13 @@ int main(int argc, char** argv) {
                            "Lease of a claimed timer: another replica fires it after this if "
                            "the claimant died.",
                            &timer_lease);
-        config.AddDuration("timer-poll-interval", absl::Milliseconds(200), absl::Milliseconds(10),
-                           absl::Seconds(5), "How often an idle replica looks for due timers.",
-                           &timer_poll_interval);
+        config.AddDuration(
+            "timer-recheck-interval", absl::Seconds(5), absl::Seconds(5), absl::Hours(1),
+            "Safety net: the longest the timer engine sleeps without looking at Redis (it "
+            "sleeps until the next due timer and is woken when an earlier one is scheduled, "
+            "in this replica directly, in others through Redis pub/sub). Also how often a "
+            "replica without the timer lease retries it.",
+            &timer_recheck_interval);
         config.AddInt("timer-batch", 200, 1, 5000, "Timers claimed per shard at a time.",
                       &timer_batch);
       },
@@ -64,15 +68,30 @@ int main(int argc, char** argv) {
         parts.emits_events = true;
         auto* metrics =
             parts.Own(std::make_shared<dl::DeadlineMetrics>(platform.metrics().registry()));
+        // Other replicas' engines hear of timers this one schedules through pub/sub.
+        auto* publisher = parts.Own(std::make_shared<dl::TimerScheduledPublisher>(
+            platform.redis(), platform.clock(), timer_recheck_interval));
         dl::TimerEngineOptions options;
         options.owner = identity.event_name;
         options.lease = timer_lease;
-        options.poll_interval = timer_poll_interval;
+        options.recheck_interval = timer_recheck_interval;
         options.batch = timer_batch;
+        if (auto url = rogatory::common::RedisUrlFromSettings(platform.settings()); url.ok()) {
+          options.pubsub = *url;
+        }
+        options.own_publisher = publisher->id();
         auto* engine = parts.Own(std::make_shared<dl::TimerEngine>(
             *store, platform.redis(), platform.clock(), metrics, options));
+        // This replica's engine directly.
+        store->SetTimerScheduledHook([engine, publisher](int shard, absl::Time due) {
+          engine->Scheduled(shard, due);
+          publisher->Publish(shard, due);
+        });
         engine->Start();
-        parts.on_drain.push_back([engine] { engine->Stop(); });
+        parts.on_drain.push_back([store, engine] {
+          store->SetTimerScheduledHook(nullptr);
+          engine->Stop();
+        });
         return parts;
       });
 }

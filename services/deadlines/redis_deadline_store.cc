@@ -179,18 +179,37 @@ void RedisDeadlineStore::GetParties(const std::string& request_id, PartiesCallba
 
 void RedisDeadlineStore::Commit(int shard, std::vector<DeadlineWrite> writes,
                                 const CommitOptions& options, CommitCallback done) {
-  scripts::Commit(redis_, PrepareCommit(shard, writes, options),
-                  [done](absl::StatusOr<scripts::CommitResult> r) {
+  scripts::CommitCall call = PrepareCommit(shard, writes, options);
+  std::vector<int64_t> scheduled = ScheduledTimers(call);
+  scripts::Commit(redis_, call,
+                  [this, shard, scheduled = std::move(scheduled),
+                   done](absl::StatusOr<scripts::CommitResult> r) {
                     if (!r.ok()) return done(r.status());
+                    if (r->outcome == scripts::CommitResult::Outcome::kOk) {
+                      for (int64_t due : scheduled)
+                        TimerScheduled(shard, absl::FromUnixMillis(due));
+                    }
                     done(OutcomeOf(r->outcome));
                   });
+}
+
+std::vector<int64_t> RedisDeadlineStore::ScheduledTimers(const scripts::CommitCall& call) {
+  std::vector<int64_t> out;
+  if (!call.claim_member.empty()) return out;
+  for (const scripts::CommitWrite& w : call.writes) {
+    if (!w.timer_member.empty()) out.push_back(w.timer_score);
+  }
+  return out;
 }
 
 absl::StatusOr<CommitOutcome> RedisDeadlineStore::CommitBlocking(int shard,
                                                                  std::vector<DeadlineWrite> writes,
                                                                  const CommitOptions& options) {
-  ASSIGN_OR_RETURN(scripts::CommitResult r,
-                   scripts::CommitBlocking(redis_, PrepareCommit(shard, writes, options)));
+  const scripts::CommitCall call = PrepareCommit(shard, writes, options);
+  ASSIGN_OR_RETURN(scripts::CommitResult r, scripts::CommitBlocking(redis_, call));
+  if (r.outcome == scripts::CommitResult::Outcome::kOk) {
+    for (int64_t due : ScheduledTimers(call)) TimerScheduled(shard, absl::FromUnixMillis(due));
+  }
   return OutcomeOf(r.outcome);
 }
 
@@ -327,6 +346,45 @@ absl::StatusOr<int64_t> RedisDeadlineStore::CountOpenDue(int shard, absl::Time f
                                                     absl::StrCat("(", absl::ToUnixMillis(from)),
                                                     absl::StrCat(absl::ToUnixMillis(to))}));
   return common::ReplyInteger(r, "ZCOUNT dl:open");
+}
+
+absl::StatusOr<std::optional<absl::Time>> RedisDeadlineStore::NextDue(int shard) {
+  // Both commands in flight at once: one round trip.
+  struct Pending {
+    absl::Mutex mu;
+    int left ABSL_GUARDED_BY(mu) = 2;
+    absl::Status status ABSL_GUARDED_BY(mu);
+    std::optional<int64_t> earliest ABSL_GUARDED_BY(mu);
+  };
+  auto pending = std::make_shared<Pending>();
+  for (const char* set : {"timers", "claims"}) {
+    redis_.Command({"ZRANGE", Key(shard, set), "0", "0", "WITHSCORES"},
+                   [pending](absl::StatusOr<RedisReply> r) {
+                     absl::MutexLock lock(&pending->mu);
+                     --pending->left;
+                     if (!r.ok()) {
+                       pending->status = r.status();
+                       return;
+                     }
+                     auto first = common::ReplyStrings(*r, "ZRANGE deadline timers");
+                     if (!first.ok()) {
+                       pending->status = first.status();
+                       return;
+                     }
+                     int64_t score = 0;
+                     if (first->size() == 2 && absl::SimpleAtoi((*first)[1], &score)) {
+                       if (!pending->earliest || score < *pending->earliest) {
+                         pending->earliest = score;
+                       }
+                     }
+                   });
+  }
+  absl::MutexLock lock(&pending->mu);
+  pending->mu.Await(absl::Condition(
+      +[](Pending* p) ABSL_NO_THREAD_SAFETY_ANALYSIS { return p->left == 0; }, pending.get()));
+  if (!pending->status.ok()) return pending->status;
+  if (!pending->earliest) return std::nullopt;
+  return absl::FromUnixMillis(*pending->earliest);
 }
 
 // Retention: the request's deadlines and the authorities they are indexed under are read

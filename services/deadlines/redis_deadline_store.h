@@ -47,6 +47,8 @@ class RedisDeadlineStore final : public DeadlineStore {
   void GetParties(const std::string& request_id, PartiesCallback done) override;
   absl::StatusOr<std::vector<std::pair<std::string, int64_t>>> Stats(int shard) override;
   absl::StatusOr<int64_t> CountOpenDue(int shard, absl::Time from, absl::Time to) override;
+  // Two ZRANGEs (the timer set's first entry and the claims' first), sent together.
+  absl::StatusOr<std::optional<absl::Time>> NextDue(int shard) override;
 
   // The name of a key of the shard: P dl:<suffix> (deadline_store.h lists them).
   static std::string Key(int shard, const std::string& suffix);
@@ -54,6 +56,9 @@ class RedisDeadlineStore final : public DeadlineStore {
  private:
   scripts::CommitCall PrepareCommit(int shard, const std::vector<DeadlineWrite>& writes,
                                     const CommitOptions& options) const;
+  // The due times of the timers a commit schedules, for TimerScheduled once it succeeded
+  // (none for the engine's own fires).
+  static std::vector<int64_t> ScheduledTimers(const scripts::CommitCall& call);
   void EraseAttempt(int shard, std::string request_id, common::Dedupe dedupe, int attempt,
                     CommitCallback done);
 

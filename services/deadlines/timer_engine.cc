@@ -1,13 +1,16 @@
 #include "timer_engine.h"
 
+#include <algorithm>
 #include <map>
 #include <optional>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "deadline_logic.h"
 #include "rogatory/common/ids.h"
 #include "rogatory/common/logging.h"
+#include "rogatory/common/pubsub_listener.h"
 #include "rogatory/common/replica_lease.h"
 
 namespace rogatory::deadlines {
@@ -54,6 +57,17 @@ DeadlineMetrics::DeadlineMetrics(prometheus::Registry& registry) {
   due_7d = &due.Add({{"within", "7d"}});
 }
 
+TimerScheduledPublisher::TimerScheduledPublisher(common::RedisClient& redis,
+                                                 const common::Clock& clock, absl::Duration horizon)
+    : redis_(redis), clock_(clock), horizon_(horizon), id_(common::NewTraceId().substr(0, 16)) {}
+
+void TimerScheduledPublisher::Publish(int shard, absl::Time due) {
+  if (due > clock_.Now() + horizon_) return;  // the engines' next look finds it
+  redis_.Command({"PUBLISH", kTimerScheduledChannel,
+                  absl::StrCat(shard, " ", absl::ToUnixMillis(due), " ", id_)},
+                 [](absl::StatusOr<common::RedisReply>) {});
+}
+
 TimerEngine::TimerEngine(DeadlineStore& store, common::RedisClient& redis,
                          const common::Clock& clock, DeadlineMetrics* metrics,
                          TimerEngineOptions options)
@@ -67,25 +81,159 @@ TimerEngine::TimerEngine(DeadlineStore& store, common::RedisClient& redis,
 TimerEngine::~TimerEngine() { Stop(); }
 
 void TimerEngine::Start() {
+  // A test clock moved: whatever the loop sleeps until may have come.
+  clock_observer_ = clock_.AddMoveObserver([this] {
+    absl::MutexLock lock(&wake_mu_);
+    woken_ = true;
+  });
+  if (options_.pubsub.has_value()) {
+    common::PubSubListener::Callbacks callbacks;
+    callbacks.on_message = [this](const std::string& payload) { OnMessage(payload); };
+    // Messages published while the subscription was down are lost: look again.
+    callbacks.on_subscribed = [this] {
+      absl::MutexLock lock(&wake_mu_);
+      woken_ = true;
+    };
+    listener_ = std::make_unique<common::PubSubListener>(*options_.pubsub, kTimerScheduledChannel,
+                                                         std::move(callbacks));
+  }
   thread_ = std::thread([this] { Loop(); });
+}
+
+std::string TimerEngine::LeaseKey() {
+  return absl::StrCat(common::Sharding::Prefix(0), "dl:timer-lease");
 }
 
 void TimerEngine::Stop() {
   if (!stop_.HasBeenNotified()) stop_.Notify();
-  if (thread_.joinable()) thread_.join();
+  {
+    absl::MutexLock lock(&wake_mu_);
+    stopping_ = true;
+  }
+  listener_.reset();  // no message after this
+  if (clock_observer_ != 0) {
+    clock_.RemoveMoveObserver(clock_observer_);
+    clock_observer_ = 0;
+  }
+  if (thread_.joinable()) {
+    thread_.join();
+    // Hand the lease over at once (renewed for a millisecond: the lease script only ever
+    // touches its own holder's value), so that another replica, or this one restarted,
+    // need not wait for it to run out.
+    if (holder_.exchange(false)) {
+      common::HoldReplicaLease(redis_, LeaseKey(), lease_owner_, absl::Milliseconds(1));
+    }
+  }
+}
+
+int TimerEngine::subscriptions() const {
+  return listener_ == nullptr ? 0 : listener_->subscriptions();
+}
+
+void TimerEngine::Scheduled(int shard, absl::Time due) {
+  (void)shard;  // one loop for every shard
+  absl::MutexLock lock(&wake_mu_);
+  if (due < wake_at_) woken_ = true;
+}
+
+// "<shard> <due ms> <publisher id>"; this process's own are ignored (its store called
+// Scheduled already).
+void TimerEngine::OnMessage(const std::string& payload) {
+  std::vector<absl::string_view> parts = absl::StrSplit(payload, ' ');
+  if (parts.size() != 3) return;
+  if (!options_.own_publisher.empty() && parts[2] == options_.own_publisher) return;
+  int shard = 0;
+  int64_t due_ms = 0;
+  if (!absl::SimpleAtoi(parts[0], &shard) || !absl::SimpleAtoi(parts[1], &due_ms)) return;
+  Scheduled(shard, absl::FromUnixMillis(due_ms));
+}
+
+std::optional<absl::Time> TimerEngine::NextDue() {
+  absl::Time earliest = absl::InfiniteFuture();
+  for (int shard = 0; shard < store_.sharding().shard_count(); ++shard) {
+    auto next = store_.NextDue(shard);
+    if (!next.ok()) return std::nullopt;
+    if (next->has_value() && **next < earliest) earliest = **next;
+  }
+  return earliest;
+}
+
+void TimerEngine::SleepUntil(absl::Time until, absl::Duration at_most) {
+  sleeps_.fetch_add(1);
+  absl::MutexLock lock(&wake_mu_);
+  wake_at_ = until;
+  // Real time to wait: a clock that runs gets there by itself; a test clock that is moved
+  // wakes the loop through its observer.
+  const absl::Duration wait = std::clamp(until - clock_.Now(), absl::ZeroDuration(), at_most);
+  auto ready = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(wake_mu_) { return stopping_ || woken_; };
+  wake_mu_.AwaitWithTimeout(absl::Condition(&ready), wait);
 }
 
 void TimerEngine::Loop() {
+  const std::string lease_key = LeaseKey();
+  const absl::Duration net = options_.recheck_interval;
   common::MonotonicTime next_gauges = common::MonotonicTime::InfinitePast();
+  common::MonotonicTime next_lease = common::MonotonicTime::InfinitePast();
+  bool holder = false;
+  bool busy = false;  // the last pass fired or dropped timers
   while (!stop_.HasBeenNotified()) {
-    int handled = RunOnce();
-    // Elapsed time, on purpose: the gauges are about this process, and a test clock moved
-    // ahead (wall time) must not change how often they are refreshed.
+    // Elapsed time, on purpose: the lease and the gauges are about this process, and a test
+    // clock moved ahead (wall time) must not change how often they are refreshed.
+    if (clock_.MonotonicNow() >= next_lease) {
+      const bool was = holder;
+      holder = common::HoldReplicaLease(redis_, lease_key, lease_owner_, net * 3);
+      holder_.store(holder);
+      next_lease = clock_.MonotonicNow() + net;
+      if (holder != was) {
+        Log::Info(holder ? "timer engine lease taken" : "timer engine lease held elsewhere",
+                  {{"owner", options_.owner}});
+        if (!holder && metrics_ != nullptr) ClearGauges();
+        if (holder) next_gauges = common::MonotonicTime::InfinitePast();
+      }
+    }
+    if (!holder) {
+      // Touch nothing but the lease, which is retried at the safety-net cadence.
+      {
+        absl::MutexLock lock(&wake_mu_);
+        woken_ = false;
+      }
+      SleepUntil(absl::InfiniteFuture(), net);
+      continue;
+    }
+    {
+      // From here on, a timer scheduled (or a clock move) wakes the loop again.
+      absl::MutexLock lock(&wake_mu_);
+      wake_at_ = absl::InfiniteFuture();
+      woken_ = false;
+    }
     if (metrics_ != nullptr && clock_.MonotonicNow() >= next_gauges) {
       UpdateGauges();
       next_gauges = clock_.MonotonicNow() + options_.gauge_interval;
     }
-    if (handled == 0) stop_.WaitForNotificationWithTimeout(options_.poll_interval);
+    // Busy (the last pass fired timers): claim again at once, as a backlog or a steady
+    // stream of timers wants; reading the next due time first would only add round trips.
+    if (busy) {
+      busy = RunOnce() > 0;
+      if (busy) continue;
+    }
+    // When the next timer (or an abandoned claim) is due: one ZRANGE of the timers and one
+    // of the claims per shard. Only then the claims, which cost a script per shard.
+    std::optional<absl::Time> next = NextDue();
+    if (next.has_value() && *next <= clock_.Now()) {
+      busy = RunOnce() > 0;
+      if (busy) continue;
+      // Nothing claimable after all (a timer the same millisecond): look again in a
+      // moment rather than spin.
+      next = clock_.Now() + absl::Milliseconds(10);
+    }
+    // Unknown (Redis failing): look again after a short rest, at most the safety net.
+    const absl::Time until = next.has_value() ? *next : clock_.Now() + absl::Seconds(1);
+    // The lease wants renewing and the gauges refreshing within the safety net too.
+    absl::Duration at_most = net;
+    if (metrics_ != nullptr) {
+      at_most = std::min(at_most, next_gauges - clock_.MonotonicNow());
+    }
+    SleepUntil(until, std::max(at_most, absl::Milliseconds(1)));
   }
 }
 
@@ -289,19 +437,18 @@ void TimerEngine::NextTimer(std::shared_ptr<Chain> c, bool handled) {
   Step(std::move(c));
 }
 
+void TimerEngine::ClearGauges() {
+  next_due_soon_ = common::MonotonicTime::InfinitePast();
+  for (auto& [name, gauge] : gauges_) metrics_->pending->Remove(gauge);
+  gauges_.clear();
+  metrics_->overdue->Set(0);
+  metrics_->due_24h->Set(0);
+  metrics_->due_7d->Set(0);
+}
+
+// By the engine's lease holder only (other replicas export zeros): one HGETALL and two
+// ZCOUNTs (O(log N)) per shard every gauge interval.
 void TimerEngine::UpdateGauges() {
-  // The holder of the gauge lease (a key in shard 0) exports the shared counts.
-  const bool holder =
-      common::HoldReplicaLease(redis_, absl::StrCat(common::Sharding::Prefix(0), "dl:gauges-lease"),
-                               lease_owner_, options_.gauge_interval * 3);
-  if (!holder) {
-    for (auto& [name, gauge] : gauges_) metrics_->pending->Remove(gauge);
-    gauges_.clear();
-    metrics_->overdue->Set(0);
-    metrics_->due_24h->Set(0);
-    metrics_->due_7d->Set(0);
-    return;
-  }
   std::map<std::string, int64_t> open;
   int64_t overdue = 0;
   for (int shard = 0; shard < store_.sharding().shard_count(); ++shard) {
@@ -324,7 +471,10 @@ void TimerEngine::UpdateGauges() {
     g->Set(static_cast<double>(count));
   }
   metrics_->overdue->Set(static_cast<double>(overdue));
-  // Due soon: what an operator plans for (2 ZCOUNTs per shard, by the lease holder only).
+  // Due soon: what an operator plans for (2 ZCOUNTs per shard, by the lease holder only),
+  // over windows of a day and a week: refreshed every due_soon_interval.
+  if (clock_.MonotonicNow() < next_due_soon_) return;
+  next_due_soon_ = clock_.MonotonicNow() + options_.due_soon_interval;
   const absl::Time now = clock_.Now();
   int64_t due_24h = 0, due_7d = 0;
   for (int shard = 0; shard < store_.sharding().shard_count(); ++shard) {

@@ -6,6 +6,9 @@
 #include <set>
 #include <thread>
 
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_split.h"
 #include "gtest/gtest.h"
 #include "redis_fixture.h"
 #include "rogatory/common/ids.h"
@@ -21,13 +24,69 @@ TimerEngineOptions Options(const std::string& owner) {
   TimerEngineOptions o;
   o.owner = owner;
   o.lease = absl::Seconds(10);
-  o.poll_interval = absl::Milliseconds(20);
+  o.recheck_interval = absl::Milliseconds(20);
   o.batch = 100;
   return o;
 }
 
 class TimerEngineTest : public DeadlinesRedisTest {
  protected:
+  // Redis commands executed since `CONFIG RESETSTAT`, from INFO commandstats, without the
+  // INFO and CONFIG the count itself sends.
+  int64_t CommandsSinceReset() {
+    auto info = common::RunRedisCommand(*redis_, {"INFO", "commandstats"});
+    EXPECT_TRUE(info.ok());
+    if (!info.ok()) return -1;
+    int64_t total = 0;
+    for (absl::string_view line : absl::StrSplit(info->str, absl::ByAnyChar("\r\n"))) {
+      // cmdstat_<name>:calls=<n>,usec=...
+      if (!absl::ConsumePrefix(&line, "cmdstat_")) continue;
+      const size_t colon = line.find(':');
+      if (colon == absl::string_view::npos) continue;
+      const absl::string_view name = line.substr(0, colon);
+      if (name == "info" || absl::StartsWith(name, "config")) continue;
+      absl::string_view rest = line.substr(colon + 1);
+      if (!absl::ConsumePrefix(&rest, "calls=")) continue;
+      int64_t calls = 0;
+      if (absl::SimpleAtoi(rest.substr(0, rest.find(',')), &calls)) total += calls;
+    }
+    return total;
+  }
+
+  // A deadline of shard `shard` whose only timer is its due time `due`.
+  v1::Deadline OneTimerDeadline(const common::Clock& clock, int shard, absl::Time due) {
+    v1::DeadlineRule rule = testing::Rule("EIO_PROVISIONAL_MEASURES");
+    rule.clear_remind_before();
+    rule.set_remind_at_half_time(false);
+    StartInput in;
+    in.deadline_id = common::Sharding::MakeId("dl", shard, clock.Now());
+    in.request_id = common::Sharding::MakeId("rq", shard, clock.Now());
+    in.rule = rule;
+    in.rules_version = "test";
+    in.trigger_time = clock.Now();
+    in.shortened_due = due;
+    return NewDeadline(in);
+  }
+
+  // Waits (real time, at most `give_up`) until `done` holds.
+  static bool WaitFor(const std::function<bool()>& done, absl::Duration give_up) {
+    common::RealClock real;
+    const absl::Time until = real.Now() + give_up;
+    while (!done()) {
+      if (real.Now() > until) return false;
+      absl::SleepFor(absl::Milliseconds(5));
+    }
+    return true;
+  }
+
+  // Options of an engine whose safety net (60 s) never comes within a test.
+  static TimerEngineOptions Quiet(const std::string& owner) {
+    TimerEngineOptions o = Options(owner);
+    o.recheck_interval = absl::Seconds(60);
+    o.gauge_interval = absl::Seconds(60);
+    return o;
+  }
+
   common::Metrics metrics_registry_;
   DeadlineMetrics metrics_{metrics_registry_.registry()};
 };
@@ -277,7 +336,7 @@ TEST_F(TimerEngineTest, WithRealClockDueTimerFiresWithinASecond) {
   ASSERT_EQ(*store_->CommitBlocking(2, {{d, 0, std::nullopt}}, {}), CommitOutcome::kOk);
   TimerEngine engine(*store_, *redis_, real, &metrics_, [] {
     TimerEngineOptions o = Options("real");
-    o.poll_interval = absl::Milliseconds(200);  // the production default
+    o.recheck_interval = absl::Seconds(5);  // the production default
     return o;
   }());
   engine.Start();
@@ -288,6 +347,122 @@ TEST_F(TimerEngineTest, WithRealClockDueTimerFiresWithinASecond) {
   engine.Stop();
   ASSERT_EQ(metrics_.missed->Value(), 1);
   EXPECT_LT(fired - FromProtoTime(d.due_time()), absl::Seconds(1));
+}
+
+// Issue 19: the engine sleeps until the next due instant. Idle, with nothing due for an
+// hour, it sends Redis almost nothing (the old loop claimed every 20 ms in each shard).
+TEST_F(TimerEngineTest, IdleEngineWithNothingDueSendsRedisAlmostNothing) {
+  const v1::Deadline d = OneTimerDeadline(clock_, 1, clock_.Now() + absl::Hours(1));
+  ASSERT_EQ(*store_->CommitBlocking(1, {{d, 0, std::nullopt}}, {}), CommitOutcome::kOk);
+  TimerEngine engine(*store_, *redis_, clock_, &metrics_, Quiet("idle"));
+  engine.Start();
+  ASSERT_TRUE(WaitFor([&] { return engine.sleeps() >= 1; }, absl::Seconds(10)));
+  ASSERT_TRUE(common::RunRedisCommand(*redis_, {"CONFIG", "RESETSTAT"}).ok());
+  std::this_thread::sleep_for(std::chrono::seconds(2));
+  const int64_t commands = CommandsSinceReset();
+  engine.Stop();
+  EXPECT_LE(commands, 3);
+  EXPECT_EQ(Get(d.id())->state(), v1::DEADLINE_STATE_RUNNING);
+}
+
+// A replica that does not hold the engine's lease leaves the timers alone: it only retries
+// the lease at the safety-net cadence.
+TEST_F(TimerEngineTest, ReplicaWithoutTheLeaseNeitherClaimsNorReads) {
+  auto redis_b = testing::NewClient(server_);
+  RedisDeadlineStore store_b(*redis_b, common::Sharding(kShards));
+  TimerEngine a(*store_, *redis_, clock_, &metrics_, Quiet("a"));
+  TimerEngine b(store_b, *redis_b, clock_, nullptr, Quiet("b"));
+  a.Start();
+  ASSERT_TRUE(WaitFor([&] { return a.sleeps() >= 1; }, absl::Seconds(10)));
+  b.Start();
+  ASSERT_TRUE(WaitFor([&] { return b.sleeps() >= 1; }, absl::Seconds(10)));
+  ASSERT_TRUE(common::RunRedisCommand(*redis_, {"CONFIG", "RESETSTAT"}).ok());
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  const int64_t commands = CommandsSinceReset();
+  EXPECT_TRUE(a.holds_lease());
+  EXPECT_FALSE(b.holds_lease());
+  a.Stop();
+  b.Stop();
+  EXPECT_LE(commands, 2);
+  // Stopped, the holder hands the lease over at once.
+  // (It is left to expire within a millisecond: gone, or at most 1 ms to live.)
+  EXPECT_LE(common::RunRedisCommand(*redis_, {"PTTL", "rg:{s0}:dl:timer-lease"})->integer, 1);
+}
+
+// A timer scheduled 50 ms ahead, in this process, fires though the safety net is 60 s: the
+// store tells the engine.
+TEST_F(TimerEngineTest, TimerScheduledSoonInThisProcessFiresThoughTheSafetyNetIsAMinute) {
+  common::RealClock real;
+  TimerEngine engine(*store_, *redis_, real, &metrics_, Quiet("local"));
+  store_->SetTimerScheduledHook(
+      [&engine](int shard, absl::Time due) { engine.Scheduled(shard, due); });
+  engine.Start();
+  ASSERT_TRUE(WaitFor([&] { return engine.sleeps() >= 1; }, absl::Seconds(10)));
+  const v1::Deadline d = OneTimerDeadline(real, 2, real.Now() + absl::Milliseconds(50));
+  ASSERT_EQ(*store_->CommitBlocking(2, {{d, 0, std::nullopt}}, {}), CommitOutcome::kOk);
+  EXPECT_TRUE(WaitFor([&] { return metrics_.missed->Value() >= 1; }, absl::Seconds(20)));
+  engine.Stop();
+  store_->SetTimerScheduledHook(nullptr);
+  EXPECT_EQ(Get(d.id())->state(), v1::DEADLINE_STATE_OVERDUE);
+}
+
+// The same from another replica's store: its PUBLISH on the timer channel wakes the engine.
+TEST_F(TimerEngineTest, TimerScheduledSoonByAnotherReplicaFiresThroughPubSub) {
+  common::RealClock real;
+  TimerEngineOptions options = Quiet("engine");
+  options.pubsub = *common::ParseRedisUrl(server_.url());
+  TimerEngine engine(*store_, *redis_, real, &metrics_, options);
+  engine.Start();
+  ASSERT_TRUE(WaitFor([&] { return engine.sleeps() >= 1 && engine.subscriptions() >= 1; },
+                      absl::Seconds(10)));
+  // Another process: its own connection, store and publisher.
+  auto redis_b = testing::NewClient(server_);
+  RedisDeadlineStore store_b(*redis_b, common::Sharding(kShards));
+  TimerScheduledPublisher publisher(*redis_b, real, absl::Seconds(60));
+  store_b.SetTimerScheduledHook(
+      [&publisher](int shard, absl::Time due) { publisher.Publish(shard, due); });
+  const v1::Deadline d = OneTimerDeadline(real, 3, real.Now() + absl::Milliseconds(50));
+  ASSERT_EQ(*store_b.CommitBlocking(3, {{d, 0, std::nullopt}}, {}), CommitOutcome::kOk);
+  EXPECT_TRUE(WaitFor([&] { return metrics_.missed->Value() >= 1; }, absl::Seconds(20)));
+  engine.Stop();
+  EXPECT_EQ(Get(d.id())->state(), v1::DEADLINE_STATE_OVERDUE);
+}
+
+// A test clock moved past the due instant wakes the engine: it fires without waiting for
+// the safety net.
+TEST_F(TimerEngineTest, TestClockMovedPastTheDueTimeFiresAtOnce) {
+  const absl::Time due = clock_.Now() + absl::Hours(1);
+  const v1::Deadline d = OneTimerDeadline(clock_, 0, due);
+  ASSERT_EQ(*store_->CommitBlocking(0, {{d, 0, std::nullopt}}, {}), CommitOutcome::kOk);
+  TimerEngine engine(*store_, *redis_, clock_, &metrics_, Quiet("moved"));
+  engine.Start();
+  ASSERT_TRUE(WaitFor([&] { return engine.sleeps() >= 1; }, absl::Seconds(10)));
+  clock_.Set(due + absl::Seconds(1));
+  EXPECT_TRUE(WaitFor([&] { return metrics_.missed->Value() >= 1; }, absl::Seconds(20)));
+  engine.Stop();
+  EXPECT_EQ(Get(d.id())->state(), v1::DEADLINE_STATE_OVERDUE);
+}
+
+// Sleeping until a timer due in a minute, the engine hears of one due in 100 ms: that one
+// fires at its own time, the later one not yet.
+TEST_F(TimerEngineTest, EarlierTimerAddedWhileSleepingUntilALaterOneFiresAtItsOwnTime) {
+  common::RealClock real;
+  const v1::Deadline later = OneTimerDeadline(real, 1, real.Now() + absl::Minutes(1));
+  ASSERT_EQ(*store_->CommitBlocking(1, {{later, 0, std::nullopt}}, {}), CommitOutcome::kOk);
+  TimerEngineOptions options = Quiet("earlier");
+  options.recheck_interval = absl::Minutes(5);
+  TimerEngine engine(*store_, *redis_, real, &metrics_, options);
+  store_->SetTimerScheduledHook(
+      [&engine](int shard, absl::Time due) { engine.Scheduled(shard, due); });
+  engine.Start();
+  ASSERT_TRUE(WaitFor([&] { return engine.sleeps() >= 1; }, absl::Seconds(10)));
+  const v1::Deadline earlier = OneTimerDeadline(real, 2, real.Now() + absl::Milliseconds(100));
+  ASSERT_EQ(*store_->CommitBlocking(2, {{earlier, 0, std::nullopt}}, {}), CommitOutcome::kOk);
+  EXPECT_TRUE(WaitFor([&] { return metrics_.missed->Value() >= 1; }, absl::Seconds(20)));
+  engine.Stop();
+  store_->SetTimerScheduledHook(nullptr);
+  EXPECT_EQ(Get(earlier.id())->state(), v1::DEADLINE_STATE_OVERDUE);
+  EXPECT_EQ(Get(later.id())->state(), v1::DEADLINE_STATE_RUNNING);
 }
 
 }  // namespace

@@ -114,8 +114,6 @@ class AccessMatrixTest(unittest.TestCase):
         cls.services = {}
         for name in base.SERVICE_NAMES:
             service = base.ServiceProcess(name, cls.redis, cls.workdir, grpc_ports)
-            if name == "deadlines":
-                service.process.argv.append("--timer-poll-interval=50ms")
             if name == "notification":
                 service.process.argv += ["--notification-poll-interval=20ms",
                                          "--webhook-allow-private-addresses=true",

@@ -50,8 +50,6 @@ class DeadlinesE2ETest(base.E2ETestCase):
         for name in cls.SERVICES:
             service = base.ServiceProcess(name, cls.redis, cls.workdir, grpc_ports)
             service.process.argv.append("--test-clock=true")
-            if name == "deadlines":
-                service.process.argv.append("--timer-poll-interval=50ms")
             cls.addClassCleanup(service.stop)
             service.start(wait=False)
             cls.services[name] = service

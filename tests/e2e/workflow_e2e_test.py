@@ -91,8 +91,6 @@ class WorkflowTestCase(unittest.TestCase):
         for name in base.SERVICE_NAMES:
             service = base.ServiceProcess(name, cls.redis, cls.workdir, grpc_ports)
             service.process.argv.append("--test-clock=true")
-            if name == "deadlines":
-                service.process.argv.append("--timer-poll-interval=50ms")
             if name == "notification":
                 service.process.argv.append("--notification-poll-interval=20ms")
             service.process.argv.extend(cls.SERVICE_ARGS.get(name, ()))

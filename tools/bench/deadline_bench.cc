@@ -64,7 +64,7 @@ struct Settings {
   int steady_rate = 10000;
   int engines = 1;
   int batch = 200;
-  absl::Duration poll_interval = absl::Milliseconds(200);
+  absl::Duration recheck_interval = absl::Seconds(5);
   int in_flight = 256;
   std::string json;
   std::string rules_dir;
@@ -420,7 +420,7 @@ FireResult RunEngines(const Settings& s, const common::RedisUrl& url, RedisClien
     dl::TimerEngineOptions options;
     options.owner = absl::StrCat("bench", e);
     options.batch = s.batch;
-    options.poll_interval = s.poll_interval;
+    options.recheck_interval = s.recheck_interval;
     options.on_fired = [&recorder](absl::Duration lateness) { recorder.Record(lateness); };
     engines.push_back(std::make_unique<dl::TimerEngine>(*stores.back(), *clients.back(), clock,
                                                         nullptr, options));
@@ -707,9 +707,10 @@ int Run(Settings s) {
     if (slack < absl::ZeroDuration()) {
       sc.notes.push_back("WARNING: loading ended after the first due time; lateness includes it.");
     }
-    sc.notes.push_back(absl::StrCat(
-        s.steady_rate, " timers a second fall due over ", absl::FormatDuration(s.window), " while ",
-        s.engines, " engine(s) run (poll interval ", absl::FormatDuration(s.poll_interval), ")."));
+    sc.notes.push_back(absl::StrCat(s.steady_rate, " timers a second fall due over ",
+                                    absl::FormatDuration(s.window), " while ", s.engines,
+                                    " engine(s) run (recheck interval ",
+                                    absl::FormatDuration(s.recheck_interval), ")."));
     scenarios.push_back(std::move(sc));
   }
 
@@ -742,9 +743,10 @@ int main(int argc, char** argv) {
                 "TimerEngine instances (replicas), each with its own connection.", &s.engines);
   config.AddInt("batch", 200, 1, 5000, "Timers an engine claims per shard at a time (timer-batch).",
                 &s.batch);
-  config.AddDuration("poll-interval", absl::Milliseconds(200), absl::Milliseconds(1),
-                     absl::Seconds(5), "Engine rest when nothing is due (timer-poll-interval).",
-                     &s.poll_interval);
+  config.AddDuration("recheck-interval", absl::Seconds(5), absl::Milliseconds(1), absl::Hours(1),
+                     "Engine safety net (timer-recheck-interval): it sleeps until the next "
+                     "due timer, at most this long.",
+                     &s.recheck_interval);
   config.AddInt("in-flight", 256, 1, 100000, "Load: commits in flight.", &s.in_flight);
   config.AddString("json", "", "Write the figures as JSON here.", &s.json);
   config.AddString("rules-dir", ROGATORY_DEADLINES_DATA_DIR, "Rules and calendars to use.",

@@ -136,8 +136,6 @@ class Bench:
             if name == "intake":
                 argv += ["--retention-closed=72h", "--retention-tombstone=720h",
                          "--retention-sweep-interval=1s"]
-            if name == "deadlines":
-                argv.append("--timer-poll-interval=200ms")
             if name == "notification":
                 argv.append("--notification-poll-interval=5s")
             s.start(wait=False)

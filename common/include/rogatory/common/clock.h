@@ -1,6 +1,9 @@
 #pragma once
 
 #include <chrono>
+#include <cstdint>
+#include <functional>
+#include <map>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/synchronization/mutex.h"
@@ -62,11 +65,49 @@ class MonotonicTime {
 // and pacing loops. Production code takes a Clock& and never calls absl::Now(),
 // std::chrono::system_clock or std::chrono::steady_clock (tools/lint/clock_calls.py), so
 // tests can drive time. Implementations are thread-safe.
+//
+// A clock that is moved (a test clock) tells whoever waits for an instant of its wall time:
+// AddMoveObserver registers a callback run after every move (real clocks never call it).
+// A loop that sleeps until a wall-clock instant registers one to wake up when a test moves
+// the clock past it.
 class Clock {
  public:
   virtual ~Clock() = default;
   virtual absl::Time Now() const = 0;
   virtual MonotonicTime MonotonicNow() const = 0;
+  // Runs `on_move` after each move of this clock's wall time, on the thread that moved it,
+  // until RemoveMoveObserver(the id returned); it must be short and must not move the
+  // clock. The default (a clock that only runs) never calls it.
+  virtual uint64_t AddMoveObserver(std::function<void()> on_move) const {
+    (void)on_move;
+    return 0;
+  }
+  // Once it returns, the observer runs no more (a call in progress has finished).
+  virtual void RemoveMoveObserver(uint64_t id) const { (void)id; }
+};
+
+// The observers of a clock that can be moved: for Clock implementations.
+class MoveObservers {
+ public:
+  uint64_t Add(std::function<void()> on_move) {
+    absl::MutexLock lock(&mu_);
+    observers_.emplace(++last_id_, std::move(on_move));
+    return last_id_;
+  }
+  void Remove(uint64_t id) {
+    absl::MutexLock lock(&mu_);
+    observers_.erase(id);
+  }
+  // Runs every observer (under the lock, so Remove waits for a call in progress).
+  void Notify() {
+    absl::MutexLock lock(&mu_);
+    for (auto& [id, on_move] : observers_) on_move();
+  }
+
+ private:
+  absl::Mutex mu_;
+  uint64_t last_id_ ABSL_GUARDED_BY(mu_) = 0;
+  std::map<uint64_t, std::function<void()>> observers_ ABSL_GUARDED_BY(mu_);
 };
 
 // The system's clocks: wall time, and std::chrono::steady_clock as the monotonic reading.
@@ -98,16 +139,27 @@ class SimulatedClock final : public Clock {
     return monotonic_;
   }
   void Set(absl::Time t) {
-    absl::MutexLock lock(&mu_);
-    now_ = t;
+    {
+      absl::MutexLock lock(&mu_);
+      now_ = t;
+    }
+    observers_.Notify();
   }
   void Advance(absl::Duration d) {
-    absl::MutexLock lock(&mu_);
-    now_ += d;
-    if (d > absl::ZeroDuration()) monotonic_ += d;
+    {
+      absl::MutexLock lock(&mu_);
+      now_ += d;
+      if (d > absl::ZeroDuration()) monotonic_ += d;
+    }
+    observers_.Notify();
   }
+  uint64_t AddMoveObserver(std::function<void()> on_move) const override {
+    return observers_.Add(std::move(on_move));
+  }
+  void RemoveMoveObserver(uint64_t id) const override { observers_.Remove(id); }
 
  private:
+  mutable MoveObservers observers_;
   mutable absl::Mutex mu_;
   absl::Time now_ ABSL_GUARDED_BY(mu_);
   // An arbitrary origin, away from the default MonotonicTime.

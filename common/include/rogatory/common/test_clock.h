@@ -27,6 +27,12 @@ class SharedTestClock final : public Clock {
   // The base's: moving the shared clock moves the calendar, not the time that passes.
   MonotonicTime MonotonicNow() const override { return base_.MonotonicNow(); }
   absl::Duration offset() const { return absl::Microseconds(offset_us_.load()); }
+  // Observers run whenever this process learns that the offset grew (a move through any
+  // service, seen at the next refresh).
+  uint64_t AddMoveObserver(std::function<void()> on_move) const override {
+    return observers_.Add(std::move(on_move));
+  }
+  void RemoveMoveObserver(uint64_t id) const override { observers_.Remove(id); }
 
   using OffsetDone = std::function<void(absl::StatusOr<absl::Duration>)>;
   // Reads the shared offset into this process.
@@ -43,6 +49,7 @@ class SharedTestClock final : public Clock {
   RedisClient& redis_;
   const Clock& base_;
   std::atomic<int64_t> offset_us_{0};
+  mutable MoveObservers observers_;
 };
 
 // rogatory.admin.v1.TestClockService. Every authenticated caller may read the clock
