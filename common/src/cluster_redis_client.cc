@@ -153,8 +153,7 @@ class ClusterRedisClient final : public RedisClient {
   std::thread thread_;
 };
 
-ClusterRedisClient::ClusterRedisClient(ClusterRedisOptions options)
-    : options_(std::move(options)) {
+ClusterRedisClient::ClusterRedisClient(ClusterRedisOptions options) : options_(std::move(options)) {
   static const int kThreadsReady = evthread_use_pthreads();
   (void)kThreadsReady;
   slot_owner_.fill(-1);
@@ -430,9 +429,9 @@ void ClusterRedisClient::OnResult(const CallPtr& call, absl::StatusOr<RedisReply
     }
     if (host.empty()) host = "127.0.0.1";  // unlikely: the node does not know its address
     if (++call->redirections > kMaxRedirections) {
-      Complete(call, absl::UnavailableError(absl::StrCat(
-                         "redis cluster: more than ", kMaxRedirections,
-                         " redirections for one call (the slot map is changing)")));
+      Complete(call, absl::UnavailableError(
+                         absl::StrCat("redis cluster: more than ", kMaxRedirections,
+                                      " redirections for one call (the slot map is changing)")));
       return;
     }
     const std::string target = NodeName(host, port);
@@ -476,10 +475,9 @@ void ClusterRedisClient::Retry(const CallPtr& call, absl::Status status) {
     std::weak_ptr<Call> weak = call;
     After(options_.retry_budget, [weak, budget = options_.retry_budget] {
       if (CallPtr call = weak.lock()) {
-        Complete(call,
-                 absl::UnavailableError(absl::StrCat(
-                     "redis cluster: no answer within ", absl::FormatDuration(budget),
-                     " of retries; last: ", call->last_error.message())));
+        Complete(call, absl::UnavailableError(absl::StrCat(
+                           "redis cluster: no answer within ", absl::FormatDuration(budget),
+                           " of retries; last: ", call->last_error.message())));
       }
     });
   }
@@ -525,14 +523,14 @@ void ClusterRedisClient::TryRefresh(std::shared_ptr<std::vector<std::string>> ca
     return;
   }
   const std::string name = (*candidates)[i];
-  Node(name).Command({"CLUSTER", "SLOTS"}, [this, candidates, i,
-                                            name](absl::StatusOr<RedisReply> reply) {
-    if (reply.ok() && InstallSlotMap(*reply, name)) {
-      EndRefresh(true);
-    } else {
-      TryRefresh(candidates, i + 1);
-    }
-  });
+  Node(name).Command({"CLUSTER", "SLOTS"},
+                     [this, candidates, i, name](absl::StatusOr<RedisReply> reply) {
+                       if (reply.ok() && InstallSlotMap(*reply, name)) {
+                         EndRefresh(true);
+                       } else {
+                         TryRefresh(candidates, i + 1);
+                       }
+                     });
 }
 
 void ClusterRedisClient::EndRefresh(bool ok) {
@@ -596,9 +594,9 @@ std::vector<absl::string_view> RedisCommandKeys(const std::vector<std::string>& 
   if (args.size() < 2) return keys;
   const std::string name = Upper(args[0]);
   static const auto* const kKeyless = new std::vector<std::string>{
-      "PING",  "INFO",   "PUBLISH", "TIME",   "SCAN",     "SCRIPT", "CONFIG",  "CLUSTER",
-      "CLIENT", "DBSIZE", "ECHO",   "AUTH",   "SELECT",   "WAIT",   "FLUSHALL", "FLUSHDB",
-      "HELLO", "COMMAND", "LATENCY", "SLOWLOG", "SUBSCRIBE", "PSUBSCRIBE", "ASKING", "READONLY"};
+      "PING",   "INFO",    "PUBLISH", "TIME",    "SCAN",      "SCRIPT",     "CONFIG",   "CLUSTER",
+      "CLIENT", "DBSIZE",  "ECHO",    "AUTH",    "SELECT",    "WAIT",       "FLUSHALL", "FLUSHDB",
+      "HELLO",  "COMMAND", "LATENCY", "SLOWLOG", "SUBSCRIBE", "PSUBSCRIBE", "ASKING",   "READONLY"};
   if (std::find(kKeyless->begin(), kKeyless->end(), name) != kKeyless->end()) return keys;
   if (name == "XREAD" || name == "XREADGROUP") {
     for (size_t i = 1; i < args.size(); ++i) {
@@ -622,9 +620,9 @@ std::vector<absl::string_view> RedisCommandKeys(const std::vector<std::string>& 
     }
     return keys;
   }
-  if (name == "DEL" || name == "UNLINK" || name == "EXISTS" || name == "MGET" ||
-      name == "TOUCH" || name == "WATCH" || name == "SINTER" || name == "SUNION" ||
-      name == "SDIFF" || name == "PFCOUNT") {
+  if (name == "DEL" || name == "UNLINK" || name == "EXISTS" || name == "MGET" || name == "TOUCH" ||
+      name == "WATCH" || name == "SINTER" || name == "SUNION" || name == "SDIFF" ||
+      name == "PFCOUNT") {
     for (size_t i = 1; i < args.size(); ++i) keys.push_back(args[i]);
     return keys;
   }
@@ -682,10 +680,9 @@ absl::StatusOr<RedisHostPort> ClusterNodeOfKey(const RedisUrl& url, absl::string
     bool authenticated = true;
     if (!url.password.empty()) {
       auto* auth = static_cast<redisReply*>(
-          url.user.empty()
-              ? redisCommand(ctx, "AUTH %b", url.password.data(), url.password.size())
-              : redisCommand(ctx, "AUTH %b %b", url.user.data(), url.user.size(),
-                             url.password.data(), url.password.size()));
+          url.user.empty() ? redisCommand(ctx, "AUTH %b", url.password.data(), url.password.size())
+                           : redisCommand(ctx, "AUTH %b %b", url.user.data(), url.user.size(),
+                                          url.password.data(), url.password.size()));
       authenticated = auth != nullptr && auth->type != REDIS_REPLY_ERROR;
       if (auth != nullptr) freeReplyObject(auth);
     }

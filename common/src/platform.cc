@@ -581,7 +581,12 @@ int Platform::Serve(const ServiceParts& parts) {
     sealer.lease = std::max(sealer.lease, 2 * sealer.interval);  // renewed every interval
     // With the password of redis-password-file, as every other connection (a wake
     // connection refused by AUTH left the sealer on its 5 s safety net).
-    if (auto url = RedisUrlFromSettings(settings_); url.ok()) sealer.wake_url = *url;
+    // Not on a Redis Cluster: its blocking XREAD names every held shard's stream, which a
+    // cluster refuses across slots (CROSSSLOT); the sealer then seals every
+    // audit-seal-interval instead of at once.
+    if (auto url = RedisUrlFromSettings(settings_); url.ok() && !IsClusterUrl(*url)) {
+      sealer.wake_url = *url;
+    }
     sealer.export_dir = settings_.audit_export_dir;
     sealer.export_interval = settings_.audit_export_interval;
     sealer.retention = settings_.audit_retention;

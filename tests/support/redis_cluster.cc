@@ -185,19 +185,18 @@ void RedisCluster::BeginSlotMove(int slot, int to) {
   ASSERT_GE(moving_from_, 0);
   ASSERT_NE(moving_from_, to);
   const std::string s = std::to_string(slot);
-  EXPECT_NE(nodes_[to]->Cli("CLUSTER SETSLOT " + s + " IMPORTING " + NodeId(moving_from_)).find(
-                "OK"),
-            std::string::npos);
-  EXPECT_NE(nodes_[moving_from_]->Cli("CLUSTER SETSLOT " + s + " MIGRATING " + NodeId(to))
-                .find("OK"),
-            std::string::npos);
+  EXPECT_NE(
+      nodes_[to]->Cli("CLUSTER SETSLOT " + s + " IMPORTING " + NodeId(moving_from_)).find("OK"),
+      std::string::npos);
+  EXPECT_NE(
+      nodes_[moving_from_]->Cli("CLUSTER SETSLOT " + s + " MIGRATING " + NodeId(to)).find("OK"),
+      std::string::npos);
 }
 
 void RedisCluster::MigrateKeys(int slot, int count) {
   ASSERT_GE(moving_from_, 0);
   RedisServer& from = *nodes_[moving_from_];
-  const std::string keys =
-      from.Cli(absl::StrCat("CLUSTER GETKEYSINSLOT ", slot, " ", count));
+  const std::string keys = from.Cli(absl::StrCat("CLUSTER GETKEYSINSLOT ", slot, " ", count));
   for (absl::string_view key : absl::StrSplit(keys, '\n', absl::SkipWhitespace())) {
     // The target is the node that imports the slot: find it by its IMPORTING mark.
     int to = -1;
@@ -209,8 +208,8 @@ void RedisCluster::MigrateKeys(int slot, int count) {
       }
     }
     ASSERT_GE(to, 0) << "no node imports slot " << slot;
-    const std::string out = from.Cli(absl::StrCat("MIGRATE 127.0.0.1 ", nodes_[to]->port(),
-                                                  " '", key, "' 0 5000"));
+    const std::string out =
+        from.Cli(absl::StrCat("MIGRATE 127.0.0.1 ", nodes_[to]->port(), " '", key, "' 0 5000"));
     EXPECT_NE(out.find("OK"), std::string::npos) << key << ": " << out;
   }
 }
