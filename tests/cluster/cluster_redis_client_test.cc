@@ -10,10 +10,12 @@
 #include <thread>
 
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
 #include "cluster_test_lua_scripts.h"
 #include "gtest/gtest.h"
 #include "redis_cluster.h"
 #include "rogatory/common/platform.h"
+#include "rogatory/common/pubsub_listener.h"
 
 namespace rogatory::testing {
 namespace {
@@ -140,6 +142,35 @@ TEST(ClusterRedisClientTest, RefusesKeysInSeveralSlotsWithoutSendingAnything) {
   EXPECT_EQ(del.status().code(), absl::StatusCode::kInvalidArgument) << del.status();
   EXPECT_TRUE(RunRedisScript(Client(), two_keys, {"rg:{s1}:a", "rg:{s1}:b"}, {}).ok());
   EXPECT_TRUE(RunRedisCommand(Client(), {"DEL", "rg:{s1}:a", "rg:{s1}:b"}).ok());
+}
+
+// PUBLISH through the cluster client reaches a subscriber on another node; a subscriber
+// whose first seed is down subscribes through the next.
+TEST(ClusterRedisClientTest, PubSubWorksAcrossNodesAndPastADeadSeed) {
+  auto url = common::ParseRedisUrl(Cluster().url());
+  ASSERT_TRUE(url.ok());
+  url->seeds.insert(url->seeds.begin(), common::RedisHostPort{"127.0.0.1", FreePort()});
+  url->host = url->seeds.front().host;
+  url->port = url->seeds.front().port;
+  absl::Mutex mu;
+  std::vector<std::string> received;
+  common::PubSubListener::Callbacks callbacks;
+  callbacks.on_message = [&](const std::string& payload) {
+    absl::MutexLock lock(&mu);
+    received.push_back(payload);
+  };
+  common::PubSubListener listener(*url, "rg:test:cluster", callbacks, absl::Milliseconds(100));
+  for (int i = 0; i < 500 && listener.subscriptions() == 0; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  ASSERT_GT(listener.subscriptions(), 0) << "never subscribed";
+  ASSERT_TRUE(RunRedisCommand(Client(), {"PUBLISH", "rg:test:cluster", "appended"}).ok());
+  absl::MutexLock lock(&mu);
+  EXPECT_TRUE(
+      mu.AwaitWithTimeout(absl::Condition(
+                              +[](std::vector<std::string>* r) { return !r->empty(); }, &received),
+                          absl::Seconds(10)));
+  EXPECT_EQ(received, std::vector<std::string>{"appended"});
 }
 
 // Calls on one key in a loop on a thread of its own, counting what failed and how.
