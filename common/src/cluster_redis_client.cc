@@ -149,7 +149,7 @@ class ClusterRedisClient final : public RedisClient {
   std::map<intptr_t, std::function<void()>> timers_ ABSL_GUARDED_BY(timers_mu_);
   intptr_t next_timer_ ABSL_GUARDED_BY(timers_mu_) = 1;
   event_base* base_ = nullptr;
-  event* keepalive_ = nullptr;
+  event* stop_ = nullptr;
   std::thread thread_;
 };
 
@@ -161,6 +161,12 @@ ClusterRedisClient::ClusterRedisClient(ClusterRedisOptions options) : options_(s
     seed_names_.push_back(NodeName(seed.host, seed.port));
   }
   base_ = event_base_new();
+  stop_ = event_new(
+      base_, -1, 0,
+      [](evutil_socket_t, short, void* base) {
+        event_base_loopbreak(static_cast<event_base*>(base));
+      },
+      base_);
   thread_ = std::thread([this] { event_base_loop(base_, EVLOOP_NO_EXIT_ON_EMPTY); });
   RequestRefresh();
 }
@@ -170,7 +176,9 @@ ClusterRedisClient::~ClusterRedisClient() {
     absl::MutexLock lock(&mu_);
     stopping_ = true;
   }
-  event_base_loopexit(base_, nullptr);
+  // From inside the loop: an event_base_loopexit() before the thread entered the loop
+  // would be lost (the loop clears the flag on entry); an active event is not.
+  event_active(stop_, EV_READ, 0);
   thread_.join();
   // Calls waiting for a retry fail now (Attempt sees stopping_).
   std::map<intptr_t, std::function<void()>> left;
@@ -186,6 +194,7 @@ ClusterRedisClient::~ClusterRedisClient() {
     nodes.swap(nodes_);
   }
   nodes.clear();
+  event_free(stop_);
   event_base_free(base_);
 }
 

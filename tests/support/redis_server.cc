@@ -200,7 +200,14 @@ void RedisServer::Stop() {
   paused_ = false;
   kill(pid_, SIGTERM);
   int status = 0;
-  waitpid(pid_, &status, 0);
+  // A primary waits for its replicas at shutdown (shutdown-timeout, 10 s): past 20 s, kill.
+  for (int i = 0; i < 2000 && waitpid(pid_, &status, WNOHANG) != pid_; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    if (i == 1999) {
+      kill(pid_, SIGKILL);
+      waitpid(pid_, &status, 0);
+    }
+  }
   pid_ = -1;
 }
 
