@@ -3,8 +3,9 @@
 # any failure. Usage:
 #
 #   tests/run.sh                 # everything: the browser path's build (tools/web/build.sh),
-#                                # unit, redis, e2e and fault tests, then the
-#                                # sanitizer build (unit + redis under ASan/UBSan, fuzzers)
+#                                # unit, redis, cluster (on a six-node Redis Cluster), e2e
+#                                # and fault tests, then the sanitizer build (unit + redis
+#                                # under ASan/UBSan, fuzzers)
 #   tests/run.sh -L unit         # extra arguments go to ctest (here: unit tests only; no
 #                                # sanitizer stage)
 #
@@ -15,15 +16,15 @@
 #   ROGATORY_SANITIZE     0 skips the sanitizer stage of a full run (default 1)
 #
 # A full run (no ctest arguments) also fails when a test was skipped or when a label among
-# unit, redis, e2e and fault has no test: an install that lacks redis-server must not look
-# green.
+# unit, redis, cluster, e2e and fault has no test: an install that lacks redis-server must
+# not look green.
 set -euo pipefail
 
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 build_dir="${ROGATORY_BUILD_DIR:-${repo}/build}"
 readonly repo build_dir
 readonly BUF=/opt/rogatory-tools/node_modules/.bin/buf
-readonly REQUIRED_LABELS=(unit redis e2e fault)
+readonly REQUIRED_LABELS=(unit redis cluster e2e fault)
 
 stage_lines=()
 counts_line=""

@@ -26,6 +26,7 @@
 #include "rogatory/common/async_redis_client.h"
 #include "rogatory/common/audit_log.h"
 #include "rogatory/common/audit_service.h"
+#include "rogatory/common/cluster_redis_client.h"
 #include "rogatory/common/data_layout.h"
 #include "rogatory/common/denial_log.h"
 #include "rogatory/common/logging.h"
@@ -95,8 +96,15 @@ void RegisterServerSettings(const ServiceIdentity& id, Config& config, ServerSet
   config.AddString("metrics-listen", id.default_metrics_listen,
                    "Prometheus /metrics listen address (host:port).", &s->metrics_listen);
   config.AddString("redis-url", "redis://127.0.0.1:6379/0",
-                   "Redis server: redis://[[user]:password@]host[:port][/db].", &s->redis_url,
-                   [](const std::string& v) { return ParseRedisUrl(v).status(); });
+                   "Redis server: redis://[[user]:password@]host[:port][/db]; several "
+                   "comma-separated host:port (redis://h1:p1,h2:p2) are the seed nodes of a "
+                   "Redis Cluster.",
+                   &s->redis_url, [](const std::string& v) { return ParseRedisUrl(v).status(); });
+  config.AddBool("redis-cluster", false,
+                 "Redis is a Redis Cluster (implied by several addresses in redis-url): "
+                 "commands go to the primary that owns their keys' slot; the database must "
+                 "be 0.",
+                 &s->redis_cluster);
   config.AddString("redis-password-file", "",
                    "File holding the Redis password (a mounted Secret; trailing newline "
                    "dropped), so the password is never on a command line. Empty: the "
@@ -224,6 +232,13 @@ absl::StatusOr<RedisUrl> RedisUrlFromSettings(const ServerSettings& settings) {
   if (!url.ok()) {
     return absl::InvalidArgumentError(
         absl::StrCat("setting 'redis-url': ", url.status().message()));
+  }
+  url->cluster = settings.redis_cluster;
+  if (IsClusterUrl(*url) && url->db != 0) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "setting 'redis-url': database ", url->db,
+        " with a Redis Cluster, which has database 0 only (it refuses SELECT): end the URL "
+        "with /0 or no database"));
   }
   if (settings.redis_password_file.empty()) return url;
   if (!url->password.empty()) {
@@ -437,12 +452,17 @@ absl::StatusOr<std::unique_ptr<Platform>> Platform::Create(const ServiceIdentity
         "personal data cross the network in clear text");
   }
   AsyncRedisOptions redis_options;
-  redis_options.url = *url;
   redis_options.command_timeout = settings.redis_timeout;
+  // One Redis or a Redis Cluster, as the URL says (see cluster_redis_client.h).
+  auto redis_client = NewRedisClientFor(*url, redis_options);
+  if (!redis_client.ok()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("setting 'redis-url': ", redis_client.status().message()));
+  }
   // Everything (calls, audit log, relay, background work) goes through the readiness
   // watcher, so readiness sees what they see.
   auto readiness = std::make_unique<RedisReadiness>(
-      NewAsyncRedisClient(redis_options), absl::StrCat("rg:health:", identity.event_name),
+      *std::move(redis_client), absl::StrCat("rg:health:", identity.event_name),
       std::max(absl::Seconds(1), 3 * settings.health_probe_interval));
   p->internals_->redis_readiness = readiness.get();
   auto waking = std::make_unique<OutboxWakingRedisClient>(std::move(readiness), identity.event_name,
@@ -559,7 +579,12 @@ int Platform::Serve(const ServiceParts& parts) {
     sealer.lease = std::max(sealer.lease, 2 * sealer.interval);  // renewed every interval
     // With the password of redis-password-file, as every other connection (a wake
     // connection refused by AUTH left the sealer on its 5 s safety net).
-    if (auto url = RedisUrlFromSettings(settings_); url.ok()) sealer.wake_url = *url;
+    // Not on a Redis Cluster: its blocking XREAD names every held shard's stream, which a
+    // cluster refuses across slots (CROSSSLOT); the sealer then seals every
+    // audit-seal-interval instead of at once.
+    if (auto url = RedisUrlFromSettings(settings_); url.ok() && !IsClusterUrl(*url)) {
+      sealer.wake_url = *url;
+    }
     sealer.export_dir = settings_.audit_export_dir;
     sealer.export_interval = settings_.audit_export_interval;
     sealer.retention = settings_.audit_retention;

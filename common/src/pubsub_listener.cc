@@ -60,7 +60,16 @@ class PubSubListener::Loop {
   }
 
   void Connect() {
-    redisAsyncContext* ctx = redisAsyncConnect(url_.host.c_str(), url_.port);
+    // A Redis Cluster's seeds in turn: PUBLISH reaches every node, so any one will do, and
+    // the next is tried when one is down.
+    std::string host = url_.host;
+    int port = url_.port;
+    if (!url_.seeds.empty()) {
+      const RedisHostPort& seed = url_.seeds[connects_++ % url_.seeds.size()];
+      host = seed.host;
+      port = seed.port;
+    }
+    redisAsyncContext* ctx = redisAsyncConnect(host.c_str(), port);
     if (ctx == nullptr || ctx->err) {
       if (ctx != nullptr) redisAsyncFree(ctx);
       return ScheduleReconnect();
@@ -154,6 +163,7 @@ class PubSubListener::Loop {
   }
 
   const RedisUrl url_;
+  size_t connects_ = 0;  // loop thread only
   const Callbacks callbacks_;
   const absl::Duration max_backoff_;
   std::atomic<int>* const subscriptions_;

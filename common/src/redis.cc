@@ -4,6 +4,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "rogatory/common/await.h"
 #include "rogatory/common/ids.h"
@@ -35,15 +36,21 @@ absl::StatusOr<RedisUrl> ParseRedisUrl(absl::string_view url) {
       return absl::InvalidArgumentError("database must be a number from 0 to 15");
     }
   }
-  if (auto colon = hostport.rfind(':'); colon != absl::string_view::npos) {
-    if (!absl::SimpleAtoi(hostport.substr(colon + 1), &out.port) || out.port <= 0 ||
-        out.port > 65535) {
-      return absl::InvalidArgumentError("port must be a number from 1 to 65535");
+  for (absl::string_view address : absl::StrSplit(hostport, ',')) {
+    RedisHostPort seed;
+    if (auto colon = address.rfind(':'); colon != absl::string_view::npos) {
+      if (!absl::SimpleAtoi(address.substr(colon + 1), &seed.port) || seed.port <= 0 ||
+          seed.port > 65535) {
+        return absl::InvalidArgumentError("port must be a number from 1 to 65535");
+      }
+      address = address.substr(0, colon);
     }
-    hostport = hostport.substr(0, colon);
+    if (address.empty()) return absl::InvalidArgumentError("host is missing");
+    seed.host = std::string(address);
+    out.seeds.push_back(std::move(seed));
   }
-  if (hostport.empty()) return absl::InvalidArgumentError("host is missing");
-  out.host = std::string(hostport);
+  out.host = out.seeds.front().host;
+  out.port = out.seeds.front().port;
   return out;
 }
 

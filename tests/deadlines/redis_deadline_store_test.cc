@@ -2,6 +2,7 @@
 #include "redis_deadline_store.h"
 
 #include "deadline_store_contract.h"
+#include "redis_cluster.h"
 #include "redis_fixture.h"
 #include "redis_server.h"
 
@@ -39,6 +40,8 @@ struct RedisFactory {
 INSTANTIATE_TYPED_TEST_SUITE_P(Redis, DeadlineStoreContractTest, RedisFactory);
 INSTANTIATE_TYPED_TEST_SUITE_P(OneNodeCluster, DeadlineStoreContractTest,
                                OnOneNodeCluster<RedisFactory>);
+// On a real cluster of three primaries (label cluster: see rogatory_cluster_variant).
+INSTANTIATE_TYPED_TEST_SUITE_P(Cluster, DeadlineStoreContractTest, OnCluster<RedisFactory>);
 
 }  // namespace
 }  // namespace rogatory::testing

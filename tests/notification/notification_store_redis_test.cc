@@ -5,6 +5,7 @@
 #include "evidence.h"
 #include "notification_keys.h"
 #include "notification_store_contract.h"
+#include "redis_cluster.h"
 #include "redis_notification_store.h"
 #include "redis_server.h"
 #include "rogatory/common/async_redis_client.h"
@@ -62,6 +63,8 @@ struct RedisFactory {
 INSTANTIATE_TYPED_TEST_SUITE_P(Redis, NotificationStoreContractTest, RedisFactory);
 INSTANTIATE_TYPED_TEST_SUITE_P(OneNodeCluster, NotificationStoreContractTest,
                                OnOneNodeCluster<RedisFactory>);
+// On a real cluster of three primaries (label cluster: see rogatory_cluster_variant).
+INSTANTIATE_TYPED_TEST_SUITE_P(Cluster, NotificationStoreContractTest, OnCluster<RedisFactory>);
 
 }  // namespace
 }  // namespace rogatory::testing

@@ -7,6 +7,7 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "google/protobuf/util/time_util.h"
+#include "redis_cluster.h"
 #include "redis_server.h"
 #include "request_store_contract.h"
 #include "rogatory/common/async_redis_client.h"
@@ -29,6 +30,8 @@ struct RedisFactory {
 INSTANTIATE_TYPED_TEST_SUITE_P(Redis, RequestStoreContractTest, RedisFactory);
 INSTANTIATE_TYPED_TEST_SUITE_P(OneNodeCluster, RequestStoreContractTest,
                                OnOneNodeCluster<RedisFactory>);
+// On a real cluster of three primaries (label cluster: see rogatory_cluster_variant).
+INSTANTIATE_TYPED_TEST_SUITE_P(Cluster, RequestStoreContractTest, OnCluster<RedisFactory>);
 
 TEST(RedisRequestStoreTest, KeysLiveInTheRequestsShardAndIdempotencyRecordsExpire) {
   auto store = RedisFactory::Make();

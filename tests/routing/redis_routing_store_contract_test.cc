@@ -1,5 +1,6 @@
 // The RoutingStore contract on a real redis-server.
 
+#include "redis_cluster.h"
 #include "redis_routing_store.h"
 #include "redis_server.h"
 #include "rogatory/common/async_redis_client.h"
@@ -21,6 +22,8 @@ struct RedisFactory {
 INSTANTIATE_TYPED_TEST_SUITE_P(Redis, RoutingStoreContractTest, RedisFactory);
 INSTANTIATE_TYPED_TEST_SUITE_P(OneNodeCluster, RoutingStoreContractTest,
                                OnOneNodeCluster<RedisFactory>);
+// On a real cluster of three primaries (label cluster: see rogatory_cluster_variant).
+INSTANTIATE_TYPED_TEST_SUITE_P(Cluster, RoutingStoreContractTest, OnCluster<RedisFactory>);
 
 }  // namespace
 }  // namespace rogatory::testing

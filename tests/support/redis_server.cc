@@ -16,6 +16,7 @@
 #include <thread>
 
 #include "gtest/gtest.h"
+#include "redis_cluster.h"
 
 namespace rogatory::testing {
 namespace {
@@ -28,6 +29,7 @@ struct Shared {
 };
 std::array<Shared, 2> shared;
 Mode current_mode = Mode::kStandalone;
+bool use_cluster = false;
 
 Shared& SharedOfCurrentMode() {
   Shared& s = shared[current_mode == Mode::kStandalone ? 0 : 1];
@@ -52,7 +54,10 @@ class SharedRedisEnvironment : public ::testing::Environment {
 // Every test starts on the standalone server.
 class BackToStandalone : public ::testing::EmptyTestEventListener {
  public:
-  void OnTestEnd(const ::testing::TestInfo&) override { current_mode = Mode::kStandalone; }
+  void OnTestEnd(const ::testing::TestInfo&) override {
+    current_mode = Mode::kStandalone;
+    use_cluster = false;
+  }
 };
 
 [[maybe_unused]] const bool registered = [] {
@@ -64,7 +69,11 @@ class BackToStandalone : public ::testing::EmptyTestEventListener {
 }  // namespace
 
 RedisServer& SharedRedisServer() { return *SharedOfCurrentMode().server; }
-common::RedisClient& SharedRedisClient() { return *SharedOfCurrentMode().client; }
+common::RedisClient& SharedRedisClient() {
+  if (use_cluster) return SharedClusterClient();
+  return *SharedOfCurrentMode().client;
+}
+void UseClusterForThisTest() { use_cluster = true; }
 void UseOneNodeClusterForThisTest() { current_mode = Mode::kOneNodeCluster; }
 
 common::AsyncRedisOptions TestClientOptions() {
@@ -130,14 +139,14 @@ void RedisServer::Start() {
     dup2(devnull, STDIN_FILENO);
     dup2(devnull, STDOUT_FILENO);
     dup2(devnull, STDERR_FILENO);
-    const char* cluster = mode_ == Mode::kOneNodeCluster ? "yes" : "no";
+    const char* cluster = mode_ == Mode::kStandalone ? "no" : "yes";
     // The cluster bus's port is port + 10000 by default, beyond 65535 for a high free port.
     const std::string bus_port = std::to_string(cluster_bus_port_);
     execlp("redis-server", "redis-server", "--port", port.c_str(), "--bind", "127.0.0.1", "--dir",
            dir_.c_str(), "--save", "", "--appendonly", "yes", "--appendfsync", "everysec",
            "--logfile", (dir_ + "/redis.log").c_str(), "--cluster-enabled", cluster,
            "--cluster-config-file", (dir_ + "/nodes.conf").c_str(), "--cluster-port",
-           bus_port.c_str(), static_cast<char*>(nullptr));
+           bus_port.c_str(), "--cluster-node-timeout", "1500", static_cast<char*>(nullptr));
     _exit(127);
   }
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
@@ -166,11 +175,39 @@ void RedisServer::Start() {
          << Cli("CLUSTER INFO");
 }
 
-void RedisServer::Stop() {
+void RedisServer::Kill() {
   if (pid_ <= 0) return;
-  kill(pid_, SIGTERM);
+  kill(pid_, SIGKILL);
+  paused_ = false;
   int status = 0;
   waitpid(pid_, &status, 0);
+  pid_ = -1;
+}
+
+void RedisServer::Pause() {
+  if (pid_ > 0) kill(pid_, SIGSTOP);
+  paused_ = true;
+}
+
+void RedisServer::Resume() {
+  if (pid_ > 0) kill(pid_, SIGCONT);
+  paused_ = false;
+}
+
+void RedisServer::Stop() {
+  if (pid_ <= 0) return;
+  kill(pid_, SIGCONT);  // a paused server would not act on SIGTERM
+  paused_ = false;
+  kill(pid_, SIGTERM);
+  int status = 0;
+  // A primary waits for its replicas at shutdown (shutdown-timeout, 10 s): past 20 s, kill.
+  for (int i = 0; i < 2000 && waitpid(pid_, &status, WNOHANG) != pid_; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    if (i == 1999) {
+      kill(pid_, SIGKILL);
+      waitpid(pid_, &status, 0);
+    }
+  }
   pid_ = -1;
 }
 

@@ -20,6 +20,9 @@ class RedisServer {
     // whose keys span slots, or that reaches a key of another slot than its KEYS, as a
     // real cluster does, without MOVED redirections a single-node client cannot follow.
     kOneNodeCluster,
+    // `cluster-enabled yes`, no slots, cluster-node-timeout 1500 ms: one node of a
+    // RedisCluster (redis_cluster.h), which assigns the slots.
+    kClusterNode,
   };
   explicit RedisServer(Mode mode = Mode::kStandalone);
   ~RedisServer();
@@ -29,6 +32,15 @@ class RedisServer {
   // Stops it (SIGTERM) and waits for the process to exit.
   void Stop();
 
+  // SIGKILL: the process dies at once, as a crashed machine's would; Start() brings it back
+  // with its data folder (a cluster node rejoins as a replica of the node that took over).
+  void Kill();
+  // SIGSTOP / SIGCONT: the process stays, its connections open, and answers nothing.
+  void Pause();
+  void Resume();
+
+  // Started, not killed, stopped or paused.
+  bool running() const { return pid_ > 0 && !paused_; }
   int port() const { return port_; }
   std::string url() const;
   // Runs a redis-cli command against it and returns its output.
@@ -40,6 +52,7 @@ class RedisServer {
   int port_ = 0;
   int cluster_bus_port_ = 0;
   pid_t pid_ = -1;
+  bool paused_ = false;
 };
 
 // A loopback TCP port that was free a moment ago.

@@ -42,6 +42,8 @@ struct ServerSettings {
   std::string listen;
   std::string metrics_listen;
   std::string redis_url;
+  // redis-cluster: Redis is a Redis Cluster even with one address in redis-url.
+  bool redis_cluster = false;
   // File holding the Redis password (redis-password-file): never on a command line.
   std::string redis_password_file;
   absl::Duration redis_timeout;

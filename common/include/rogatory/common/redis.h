@@ -64,13 +64,23 @@ class RedisClient {
                     std::vector<std::string> args, RedisCallback done) = 0;
 };
 
-// Where Redis is: redis://[[user]:password@]host[:port][/db].
+struct RedisHostPort {
+  std::string host;
+  int port = 6379;
+};
+
+// Where Redis is: redis://[[user]:password@]host[:port][,host[:port]...][/db]. Several
+// comma-separated addresses are the seeds of a Redis Cluster; host and port are the first.
 struct RedisUrl {
   std::string host = "127.0.0.1";
   int port = 6379;
   std::string user;
   std::string password;
   int db = 0;
+  // Every address of the URL, the first one included (one for a single Redis).
+  std::vector<RedisHostPort> seeds;
+  // A Redis Cluster, even with one seed (--redis-cluster=true).
+  bool cluster = false;
 };
 absl::StatusOr<RedisUrl> ParseRedisUrl(absl::string_view url);
 
