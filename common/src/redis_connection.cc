@@ -4,6 +4,7 @@
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/bufferevent_ssl.h>
+#include <event2/thread.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -11,8 +12,6 @@
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
 #include <sys/socket.h>
-
-#include <event2/thread.h>
 
 #include <cerrno>
 #include <cstring>
@@ -70,10 +69,10 @@ absl::StatusOr<std::shared_ptr<const RedisTlsContext>> RedisTlsContext::Create(
         "redis-tls=true): the server's certificate is always verified against it");
   }
   if (tls.cert_file.empty() != tls.key_file.empty()) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("setting '", tls.cert_file.empty() ? "redis-tls-cert-file" : "redis-tls-key-file",
-                     "': a client certificate needs both redis-tls-cert-file and "
-                     "redis-tls-key-file"));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "setting '", tls.cert_file.empty() ? "redis-tls-cert-file" : "redis-tls-key-file",
+        "': a client certificate needs both redis-tls-cert-file and "
+        "redis-tls-key-file"));
   }
   std::shared_ptr<RedisTlsContext> out(new RedisTlsContext());
   out->ca_file_ = tls.ca_file;
@@ -99,9 +98,9 @@ absl::StatusOr<std::shared_ptr<const RedisTlsContext>> RedisTlsContext::Create(
                                                      tls.key_file, ": ", OpenSslErrors()));
     }
     if (SSL_CTX_check_private_key(out->ctx_) != 1) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("setting 'redis-tls-key-file': ", tls.key_file,
-                       " is not the key of redis-tls-cert-file ", tls.cert_file));
+      return absl::InvalidArgumentError(absl::StrCat("setting 'redis-tls-key-file': ", tls.key_file,
+                                                     " is not the key of redis-tls-cert-file ",
+                                                     tls.cert_file));
     }
   }
   return std::shared_ptr<const RedisTlsContext>(std::move(out));
@@ -148,8 +147,8 @@ void RedisConnection::StartConnect() {
   addrinfo* found = nullptr;
   const std::string port = absl::StrCat(options_.port);
   if (int rc = getaddrinfo(options_.host.c_str(), port.c_str(), &hints, &found); rc != 0) {
-    return Fail(absl::UnavailableError(absl::StrCat("redis at ", endpoint_,
-                                                    ": cannot resolve: ", gai_strerror(rc))),
+    return Fail(absl::UnavailableError(
+                    absl::StrCat("redis at ", endpoint_, ": cannot resolve: ", gai_strerror(rc))),
                 true);
   }
   if (options_.tls != nullptr) {
@@ -176,8 +175,8 @@ void RedisConnection::StartConnect() {
   }
   freeaddrinfo(found);
   if (rc != 0) {
-    return Fail(absl::UnavailableError(absl::StrCat("redis at ", endpoint_,
-                                                    ": cannot connect: ", strerror(error))),
+    return Fail(absl::UnavailableError(
+                    absl::StrCat("redis at ", endpoint_, ": cannot connect: ", strerror(error))),
                 true);
   }
   // Commands are small and pipelined: never wait for an acknowledgement to send them.
@@ -203,9 +202,9 @@ void RedisConnection::OnEvent(bufferevent*, short what, void* arg) {
   }
   if (what & (BEV_EVENT_ERROR | BEV_EVENT_EOF)) {
     const int socket_error = EVUTIL_SOCKET_ERROR();
-    self->Fail(self->TransportError((what & BEV_EVENT_EOF) ? "connection closed by the server"
-                                                            : "connection failed",
-                                    (what & BEV_EVENT_EOF) ? 0 : socket_error),
+    self->Fail(self->TransportError(
+                   (what & BEV_EVENT_EOF) ? "connection closed by the server" : "connection failed",
+                   (what & BEV_EVENT_EOF) ? 0 : socket_error),
                true);
   }
 }
@@ -226,23 +225,22 @@ absl::Status RedisConnection::TransportError(absl::string_view what, int socket_
     const long verify = ssl != nullptr ? SSL_get_verify_result(ssl) : X509_V_OK;
     if (state_ == State::kConnecting && verify != X509_V_OK) {
       if (verify == X509_V_ERR_HOSTNAME_MISMATCH || verify == X509_V_ERR_IP_ADDRESS_MISMATCH) {
-        return RedisConfigurationError(absl::StrCat(
-            prefix, "TLS: the server's certificate did not verify: it does not name ",
-            options_.tls->server_name(),
-            " (redis-tls-server-name, default the host of redis-url)"));
+        return RedisConfigurationError(
+            absl::StrCat(prefix, "TLS: the server's certificate did not verify: it does not name ",
+                         options_.tls->server_name(),
+                         " (redis-tls-server-name, default the host of redis-url)"));
       }
-      return RedisConfigurationError(
-          absl::StrCat(prefix, "TLS: the server's certificate did not verify against ",
-                       options_.tls->ca_file(),
-                       " (redis-tls-ca-file): ", X509_verify_cert_error_string(verify)));
+      return RedisConfigurationError(absl::StrCat(
+          prefix, "TLS: the server's certificate did not verify against ", options_.tls->ca_file(),
+          " (redis-tls-ca-file): ", X509_verify_cert_error_string(verify)));
     }
     // Without a certificate of ours, a server that wants one (TLS 1.3) ends the connection
     // right after the handshake, often with a reset that loses its alert: the first
     // command (AUTH) is never answered.
-    const bool dropped_after_handshake =
-        state_ == State::kSettingUp && options_.tls->ctx() != nullptr &&
-        SSL_CTX_get0_certificate(options_.tls->ctx()) == nullptr &&
-        (socket_error == ECONNRESET || !tls_errors.empty());
+    const bool dropped_after_handshake = state_ == State::kSettingUp &&
+                                         options_.tls->ctx() != nullptr &&
+                                         SSL_CTX_get0_certificate(options_.tls->ctx()) == nullptr &&
+                                         (socket_error == ECONNRESET || !tls_errors.empty());
     if (client_cert_reason == 0 && dropped_after_handshake) {
       return RedisConfigurationError(absl::StrCat(
           prefix,
@@ -252,15 +250,16 @@ absl::Status RedisConnection::TransportError(absl::string_view what, int socket_
           socket_error != 0 ? evutil_socket_error_to_string(socket_error) : tls_errors, ")"));
     }
     if (client_cert_reason != 0) {
-      return RedisConfigurationError(absl::StrCat(
-          prefix, "TLS: the server refused this client's certificate (",
-          ERR_reason_error_string(static_cast<unsigned long>(client_cert_reason)),
-          "): Redis asks for one (tls-auth-clients): set redis-tls-cert-file and "
-          "redis-tls-key-file to a certificate its CA signed"));
+      return RedisConfigurationError(
+          absl::StrCat(prefix, "TLS: the server refused this client's certificate (",
+                       ERR_reason_error_string(static_cast<unsigned long>(client_cert_reason)),
+                       "): Redis asks for one (tls-auth-clients): set redis-tls-cert-file and "
+                       "redis-tls-key-file to a certificate its CA signed"));
     }
   }
   std::string detail(what);
-  if (socket_error != 0) absl::StrAppend(&detail, ": ", evutil_socket_error_to_string(socket_error));
+  if (socket_error != 0)
+    absl::StrAppend(&detail, ": ", evutil_socket_error_to_string(socket_error));
   if (!tls_errors.empty()) absl::StrAppend(&detail, " (TLS: ", tls_errors, ")");
   if (state_ == State::kConnecting && options_.tls != nullptr && socket_error == 0) {
     absl::StrAppend(&detail, " during the TLS handshake");
@@ -306,8 +305,8 @@ void RedisConnection::SendSetup() {
   pending_.clear();
   for (Step& step : steps) {
     Write(step.args);
-    pending_.push_back([this, remaining, what = std::move(step.what)](
-                           absl::StatusOr<const redisReply*> r) {
+    pending_.push_back([this, remaining,
+                        what = std::move(step.what)](absl::StatusOr<const redisReply*> r) {
       if (!r.ok()) return;  // the connection failed: Fail reports it
       const redisReply* reply = *r;
       if (reply->type == REDIS_REPLY_ERROR) {

@@ -203,13 +203,13 @@ IntakeRun RunIntake(const testing::TlsRedisServer& server, const std::string& ca
   FILE* f = fopen(password_file.c_str(), "w");
   fputs(testing::TlsRedisServer::kPassword, f);
   fclose(f);
-  const std::string cmd =
-      std::string(ROGATORY_INTAKE_BIN) + " --listen=127.0.0.1:" +
-      std::to_string(testing::FreePort()) +
-      " --metrics-listen=127.0.0.1:" + std::to_string(testing::FreePort()) +
-      " --redis-url=rediss://" + testing::TlsRedisServer::kUser + ":@127.0.0.1:" +
-      std::to_string(server.port()) + "/0 --redis-password-file=" + password_file +
-      " --redis-tls-ca-file=" + ca_file + " --audit=log --auth=metadata 2>&1";
+  const std::string cmd = std::string(ROGATORY_INTAKE_BIN) +
+                          " --listen=127.0.0.1:" + std::to_string(testing::FreePort()) +
+                          " --metrics-listen=127.0.0.1:" + std::to_string(testing::FreePort()) +
+                          " --redis-url=rediss://" + testing::TlsRedisServer::kUser +
+                          ":@127.0.0.1:" + std::to_string(server.port()) +
+                          "/0 --redis-password-file=" + password_file +
+                          " --redis-tls-ca-file=" + ca_file + " --audit=log --auth=metadata 2>&1";
   IntakeRun run;
   int fds[2];
   if (pipe(fds) != 0) return run;

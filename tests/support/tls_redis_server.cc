@@ -66,8 +66,8 @@ TlsRedisServer::TlsRedisServer(bool require_client_certificate)
   MakeCa(dir_, "other-ca");
   Issue(dir_, "server", "serverAuth", "DNS:localhost,DNS:redis.test,IP:127.0.0.1");
   Issue(dir_, "client", "clientAuth", "");
-  for (const char* f : {"ca.crt", "other-ca.crt", "server.crt", "server.key", "client.crt",
-                        "client.key"}) {
+  for (const char* f :
+       {"ca.crt", "other-ca.crt", "server.crt", "server.key", "client.crt", "client.key"}) {
     EXPECT_TRUE(std::filesystem::exists(File(f))) << "openssl did not make " << f;
   }
   port_ = FreePort();
@@ -121,8 +121,7 @@ void TlsRedisServer::Start() {
     dup2(devnull, STDIN_FILENO);
     dup2(devnull, STDOUT_FILENO);
     dup2(devnull, STDERR_FILENO);
-    execlp("redis-server", "redis-server", File("redis.conf").c_str(),
-           static_cast<char*>(nullptr));
+    execlp("redis-server", "redis-server", File("redis.conf").c_str(), static_cast<char*>(nullptr));
     _exit(127);
   }
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
