@@ -30,10 +30,12 @@ run() {  # run LABEL BIN_DIR TLS(0|1)
   rport="$(port)"; gport="$(port)"; mport="$(port)"
   rm -rf "data-${label}"; mkdir "data-${label}"
   if ((tls)); then
+    # ACL lines in a file: redis-server takes one word per --user on its command line.
+    printf 'user default off\nuser bench on >bench-pw ~* &* +@all\n' > users.acl
     redis-server --port 0 --tls-port "${rport}" --bind 127.0.0.1 --dir "data-${label}" --save '' \
-      --tls-cert-file server.crt --tls-key-file server.key --tls-ca-cert-file ca.crt \
-      --tls-auth-clients no --user 'default off' --user 'bench on >bench-pw ~* &* +@all' \
-      >/dev/null 2>&1 &
+      --tls-cert-file "${work}/server.crt" --tls-key-file "${work}/server.key" \
+      --tls-ca-cert-file "${work}/ca.crt" \
+      --tls-auth-clients no --aclfile "${work}/users.acl" >"redis-${label}.log" 2>&1 &
     url="rediss://bench:@127.0.0.1:${rport}/0"
     extra=(--redis-tls-ca-file=ca.crt --redis-password-file=password)
   else
@@ -49,7 +51,8 @@ run() {  # run LABEL BIN_DIR TLS(0|1)
   sleep 2
   (cd "${root}" && "${new}/rogatory-bench" --scenario=submit --mode=closed \
     --concurrency="${conc}" --duration="${secs}s" --warmup=2s --auth=metadata \
-    --intake-addr="127.0.0.1:${gport}" --label="${label}") | sed -n '/scenario\|p50\|submit/p'
+    --intake-addr="127.0.0.1:${gport}" --label="${label}") | grep -v "^{"
+  tail -n 2 "intake-${label}.log"; ((tls)) && tail -n 2 "redis-${label}.log"
   kill "${ipid}" "${rpid}" 2>/dev/null || true; wait "${ipid}" "${rpid}" 2>/dev/null || true
 }
 
