@@ -2,11 +2,8 @@
 
 #include <event2/event.h>
 #include <event2/thread.h>
-#include <hiredis/adapters/libevent.h>
-#include <hiredis/async.h>
 #include <hiredis/hiredis.h>
 
-#include <atomic>
 #include <deque>
 #include <optional>
 #include <random>
@@ -16,37 +13,16 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
+#include "redis_connection.h"
 #include "rogatory/common/backoff.h"
 #include "rogatory/common/logging.h"
 
 namespace rogatory::common {
 namespace {
 
-RedisReply CopyReply(const redisReply* r) {
-  RedisReply out;
-  switch (r->type) {
-    case REDIS_REPLY_STRING:
-      out.type = RedisReply::Type::kString;
-      out.str.assign(r->str, r->len);
-      break;
-    case REDIS_REPLY_STATUS:
-      out.type = RedisReply::Type::kStatus;
-      out.str.assign(r->str, r->len);
-      break;
-    case REDIS_REPLY_INTEGER:
-      out.type = RedisReply::Type::kInteger;
-      out.integer = r->integer;
-      break;
-    case REDIS_REPLY_ARRAY:
-      out.type = RedisReply::Type::kArray;
-      out.elements.reserve(r->elements);
-      for (size_t i = 0; i < r->elements; ++i) out.elements.push_back(CopyReply(r->element[i]));
-      break;
-    default:
-      out.type = RedisReply::Type::kNil;
-  }
-  return out;
-}
+using internal::RedisConnection;
+
+using internal::CopyReply;
 
 class AsyncRedisClient final : public RedisClient {
  public:
@@ -58,7 +34,7 @@ class AsyncRedisClient final : public RedisClient {
             RedisCallback done) override;
 
  private:
-  // One command in flight. Owned by the queue until dispatched, then by hiredis's callback.
+  // One command. Owned by the queue until dispatched, then by the connection's callback.
   struct Op {
     AsyncRedisClient* client = nullptr;
     std::vector<std::string> args;
@@ -67,6 +43,9 @@ class AsyncRedisClient final : public RedisClient {
     std::optional<std::string> script_source;
     event* timer = nullptr;
     bool completed = false;
+    ~Op() {
+      if (timer != nullptr) event_free(timer);
+    }
   };
 
   void Submit(std::unique_ptr<Op> op);
@@ -74,24 +53,23 @@ class AsyncRedisClient final : public RedisClient {
   static void OnWakeup(evutil_socket_t, short, void* self);
   static void OnStop(evutil_socket_t, short, void* self);
   static void OnOpTimeout(evutil_socket_t, short, void* op);
-  static void OnReply(redisAsyncContext* ctx, void* reply, void* privdata);
-  static void OnConnect(const redisAsyncContext* ctx, int status);
-  static void OnDisconnect(const redisAsyncContext* ctx, int status);
   static void OnReconnectTimer(evutil_socket_t, short, void* self);
-  static void OnConnectTimeout(evutil_socket_t, short, void* self);
-  void Dispatch(Op* op);
-  void Send(Op* op);
+  void Dispatch(std::unique_ptr<Op> op);
+  void Send(std::unique_ptr<Op> op);
   static void Complete(Op* op, absl::StatusOr<RedisReply> result);
   void Connect();
+  void OnReady();
+  void OnClosed(const absl::Status& why);
   void ScheduleReconnect();
-  void SendSetupCommands();
+  absl::Status NotConnected() const;
 
   const AsyncRedisOptions options_;
+  // TLS settings, loaded once (or why they could not be).
+  absl::StatusOr<std::shared_ptr<const internal::RedisTlsContext>> tls_;
   event_base* base_ = nullptr;
   event* wakeup_ = nullptr;
   event* stop_ = nullptr;
   event* reconnect_timer_ = nullptr;
-  event* connect_timeout_ = nullptr;
   std::thread thread_;
 
   absl::Mutex queue_mu_;
@@ -99,20 +77,25 @@ class AsyncRedisClient final : public RedisClient {
   bool stopping_ ABSL_GUARDED_BY(queue_mu_) = false;
 
   // Loop thread only.
-  redisAsyncContext* ctx_ = nullptr;
-  bool connected_ = false;
+  std::unique_ptr<RedisConnection> conn_;
+  absl::Status last_error_;    // why the last connection failed or ended
+  bool ever_tried_ = false;    // a connection attempt has ended (for messages)
+  bool ready_ = false;         // conn_ became ready
   int reconnect_attempt_ = 0;  // failed connects in a row
   std::minstd_rand rng_{std::random_device{}()};
 };
 
-AsyncRedisClient::AsyncRedisClient(const AsyncRedisOptions& options) : options_(options) {
+AsyncRedisClient::AsyncRedisClient(const AsyncRedisOptions& options)
+    : options_(options), tls_(std::shared_ptr<const internal::RedisTlsContext>()) {
   static const int kThreadsReady = evthread_use_pthreads();
   (void)kThreadsReady;
+  if (options_.url.tls.enabled) {
+    tls_ = internal::RedisTlsContext::Create(options_.url.tls, options_.url.host);
+  }
   base_ = event_base_new();
   wakeup_ = event_new(base_, -1, EV_PERSIST, &AsyncRedisClient::OnWakeup, this);
   stop_ = event_new(base_, -1, 0, &AsyncRedisClient::OnStop, this);
   reconnect_timer_ = evtimer_new(base_, &AsyncRedisClient::OnReconnectTimer, this);
-  connect_timeout_ = evtimer_new(base_, &AsyncRedisClient::OnConnectTimeout, this);
   event_add(wakeup_, nullptr);
   Connect();
   thread_ = std::thread([this] { event_base_loop(base_, EVLOOP_NO_EXIT_ON_EMPTY); });
@@ -129,12 +112,7 @@ AsyncRedisClient::~AsyncRedisClient() {
   event_active(stop_, EV_READ, 0);
   thread_.join();
   // The loop is stopped: this thread now owns everything. Fail what is still pending.
-  if (ctx_ != nullptr) {
-    redisAsyncContext* ctx = ctx_;
-    ctx_ = nullptr;
-    connected_ = false;
-    redisAsyncFree(ctx);  // runs pending callbacks with no reply
-  }
+  conn_.reset();  // runs pending callbacks with "connection closed"
   std::deque<std::unique_ptr<Op>> left;
   {
     absl::MutexLock lock(&queue_mu_);
@@ -146,7 +124,6 @@ AsyncRedisClient::~AsyncRedisClient() {
   event_free(wakeup_);
   event_free(stop_);
   event_free(reconnect_timer_);
-  event_free(connect_timeout_);
   event_base_free(base_);
 }
 
@@ -194,7 +171,7 @@ void AsyncRedisClient::OnWakeup(evutil_socket_t, short, void* arg) {
   }
   for (auto& op : ops) {
     op->client = self;
-    self->Dispatch(op.release());
+    self->Dispatch(std::move(op));
   }
 }
 
@@ -202,33 +179,53 @@ void AsyncRedisClient::OnStop(evutil_socket_t, short, void* arg) {
   event_base_loopbreak(static_cast<AsyncRedisClient*>(arg)->base_);
 }
 
-void AsyncRedisClient::Dispatch(Op* op) {
-  if (!connected_) {
-    Complete(op, absl::UnavailableError("redis is not connected"));
-    delete op;
-    return;
+absl::Status AsyncRedisClient::NotConnected() const {
+  if (!ever_tried_) {
+    return absl::UnavailableError(absl::StrCat("redis is not connected yet (connecting to ",
+                                               options_.url.host, ":", options_.url.port, ")"));
   }
-  op->timer = evtimer_new(base_, &AsyncRedisClient::OnOpTimeout, op);
-  timeval tv = absl::ToTimeval(options_.command_timeout);
-  evtimer_add(op->timer, &tv);
-  Send(op);
+  const std::string message = absl::StrCat("redis is not connected: ", last_error_.message());
+  return IsRedisConfigurationError(last_error_) ? RedisConfigurationError(message)
+                                                : absl::UnavailableError(message);
 }
 
-void AsyncRedisClient::Send(Op* op) {
-  std::vector<const char*> argv;
-  std::vector<size_t> lens;
-  argv.reserve(op->args.size());
-  lens.reserve(op->args.size());
-  for (const auto& a : op->args) {
-    argv.push_back(a.data());
-    lens.push_back(a.size());
+void AsyncRedisClient::Dispatch(std::unique_ptr<Op> op) {
+  if (conn_ == nullptr || !conn_->ready()) {
+    Complete(op.get(), NotConnected());
+    return;
   }
-  if (redisAsyncCommandArgv(ctx_, &AsyncRedisClient::OnReply, op, static_cast<int>(argv.size()),
-                            argv.data(), lens.data()) != REDIS_OK) {
-    Complete(op, absl::UnavailableError("redis connection is closing"));
-    if (op->timer != nullptr) event_free(op->timer);
-    delete op;
-  }
+  op->timer = evtimer_new(base_, &AsyncRedisClient::OnOpTimeout, op.get());
+  timeval tv = absl::ToTimeval(options_.command_timeout);
+  evtimer_add(op->timer, &tv);
+  Send(std::move(op));
+}
+
+void AsyncRedisClient::Send(std::unique_ptr<Op> op) {
+  const std::vector<std::string>& args = op->args;
+  conn_->Send(args, [op = std::move(op)](absl::StatusOr<const redisReply*> reply) mutable {
+    AsyncRedisClient* self = op->client;
+    if (!reply.ok()) {
+      Complete(op.get(), reply.status());
+      return;
+    }
+    const redisReply* r = *reply;
+    if (r->type == REDIS_REPLY_ERROR && op->script_source.has_value() &&
+        absl::StartsWith(absl::string_view(r->str, r->len), "NOSCRIPT") && !op->completed &&
+        self->conn_ != nullptr && self->conn_->ready()) {
+      // The script cache was flushed (restart, failover): send the source once; Redis
+      // caches it.
+      op->args[0] = "EVAL";
+      op->args[1] = *op->script_source;
+      op->script_source.reset();
+      self->Send(std::move(op));
+      return;
+    }
+    if (r->type == REDIS_REPLY_ERROR) {
+      Complete(op.get(), RedisErrorToStatus(absl::string_view(r->str, r->len)));
+    } else {
+      Complete(op.get(), CopyReply(r));
+    }
+  });
 }
 
 void AsyncRedisClient::Complete(Op* op, absl::StatusOr<RedisReply> result) {
@@ -240,116 +237,55 @@ void AsyncRedisClient::Complete(Op* op, absl::StatusOr<RedisReply> result) {
 
 void AsyncRedisClient::OnOpTimeout(evutil_socket_t, short, void* arg) {
   auto* op = static_cast<Op*>(arg);
-  // hiredis still owns `op` and frees it when the late reply or a disconnect arrives.
+  // The connection still owns `op` and frees it when the late reply or a disconnect arrives.
   Complete(op, absl::UnavailableError(
                    absl::StrCat("redis did not answer within ",
                                 absl::FormatDuration(op->client->options_.command_timeout))));
 }
 
-void AsyncRedisClient::OnReply(redisAsyncContext* ctx, void* reply, void* privdata) {
-  auto* op = static_cast<Op*>(privdata);
-  auto* self = static_cast<AsyncRedisClient*>(ctx->data);
-  auto* r = static_cast<redisReply*>(reply);
-  if (r != nullptr && r->type == REDIS_REPLY_ERROR && op->script_source.has_value() &&
-      absl::StartsWith(absl::string_view(r->str, r->len), "NOSCRIPT") && !op->completed &&
-      self != nullptr && self->connected_) {
-    // The script cache was flushed (restart, failover): send the source once; Redis caches it.
-    op->args[0] = "EVAL";
-    op->args[1] = *op->script_source;
-    op->script_source.reset();
-    self->Send(op);
-    return;
-  }
-  if (r == nullptr) {
-    Complete(op, absl::UnavailableError("redis connection lost"));
-  } else if (r->type == REDIS_REPLY_ERROR) {
-    Complete(op, RedisErrorToStatus(absl::string_view(r->str, r->len)));
-  } else {
-    Complete(op, CopyReply(r));
-  }
-  if (op->timer != nullptr) event_free(op->timer);
-  delete op;
-}
-
 void AsyncRedisClient::Connect() {
-  redisAsyncContext* ctx = redisAsyncConnect(options_.url.host.c_str(), options_.url.port);
-  if (ctx == nullptr || ctx->err) {
-    if (ctx != nullptr) redisAsyncFree(ctx);
-    ScheduleReconnect();
+  if (!tls_.ok()) {
+    OnClosed(RedisConfigurationError(tls_.status().message()));
     return;
   }
-  ctx->data = this;
-  ctx_ = ctx;
-  redisLibeventAttach(ctx, base_);
-  redisAsyncSetConnectCallback(ctx, &AsyncRedisClient::OnConnect);
-  redisAsyncSetDisconnectCallback(ctx, &AsyncRedisClient::OnDisconnect);
-  timeval tv = absl::ToTimeval(options_.connect_timeout);
-  evtimer_add(connect_timeout_, &tv);
+  internal::RedisConnectionOptions o;
+  o.host = options_.url.host;
+  o.port = options_.url.port;
+  o.tls = *tls_;
+  o.user = options_.url.user;
+  o.password = options_.url.password;
+  o.db = options_.url.db;
+  o.connect_timeout = options_.connect_timeout;
+  conn_ = std::make_unique<RedisConnection>(
+      base_, std::move(o),
+      RedisConnection::Events{.on_ready = [this] { OnReady(); },
+                              .on_closed = [this](const absl::Status& why) { OnClosed(why); },
+                              .on_push = nullptr});
+  conn_->Connect();
 }
 
-void AsyncRedisClient::OnConnect(const redisAsyncContext* ctx, int status) {
-  auto* self = static_cast<AsyncRedisClient*>(ctx->data);
-  evtimer_del(self->connect_timeout_);
-  if (status != REDIS_OK) {
-    // hiredis frees the context after this callback.
-    self->ctx_ = nullptr;
-    self->ScheduleReconnect();
-    return;
+void AsyncRedisClient::OnReady() {
+  reconnect_attempt_ = 0;
+  ready_ = true;
+  Log::Info("redis connected", {{"host", options_.url.host},
+                                {"port", static_cast<int64_t>(options_.url.port)},
+                                {"tls", options_.url.tls.enabled}});
+}
+
+void AsyncRedisClient::OnClosed(const absl::Status& why) {
+  const bool was_ready = ready_;
+  ready_ = false;
+  if (was_ready) {
+    Log::Warn("redis disconnected", {{"error", std::string(why.message())}});
+  } else if (IsRedisConfigurationError(why) && why.message() != last_error_.message()) {
+    // Once per distinct reason, not at every attempt.
+    Log::Error("redis connection refused", {{"error", std::string(why.message())}});
   }
-  self->connected_ = true;
-  self->reconnect_attempt_ = 0;
-  self->SendSetupCommands();
-  Log::Info("redis connected", {{"host", self->options_.url.host},
-                                {"port", static_cast<int64_t>(self->options_.url.port)}});
-}
-
-void AsyncRedisClient::SendSetupCommands() {
-  auto check = [this](absl::string_view what) {
-    return [this, what = std::string(what)](absl::StatusOr<RedisReply> r) {
-      if (!r.ok()) {
-        Log::Error("redis connection setup failed",
-                   {{"step", what}, {"error", std::string(r.status().message())}});
-        if (ctx_ != nullptr && connected_) redisAsyncDisconnect(ctx_);
-      }
-    };
-  };
-  auto send = [this](std::vector<std::string> args, RedisCallback cb) {
-    auto* op = new Op();
-    op->client = this;
-    op->args = std::move(args);
-    op->done = std::move(cb);
-    op->timer = evtimer_new(base_, &AsyncRedisClient::OnOpTimeout, op);
-    timeval tv = absl::ToTimeval(options_.command_timeout);
-    evtimer_add(op->timer, &tv);
-    Send(op);
-  };
-  if (!options_.url.password.empty()) {
-    if (options_.url.user.empty()) {
-      send({"AUTH", options_.url.password}, check("auth"));
-    } else {
-      send({"AUTH", options_.url.user, options_.url.password}, check("auth"));
-    }
-  }
-  if (options_.url.db != 0) send({"SELECT", absl::StrCat(options_.url.db)}, check("select"));
-}
-
-void AsyncRedisClient::OnDisconnect(const redisAsyncContext* ctx, int status) {
-  auto* self = static_cast<AsyncRedisClient*>(ctx->data);
-  if (self == nullptr || self->ctx_ != ctx) return;
-  self->ctx_ = nullptr;
-  self->connected_ = false;
-  Log::Warn("redis disconnected", {{"clean", status == REDIS_OK}});
-  self->ScheduleReconnect();
-}
-
-void AsyncRedisClient::OnConnectTimeout(evutil_socket_t, short, void* arg) {
-  auto* self = static_cast<AsyncRedisClient*>(arg);
-  if (self->ctx_ == nullptr || self->connected_) return;
-  redisAsyncContext* ctx = self->ctx_;
-  self->ctx_ = nullptr;
-  ctx->data = nullptr;
-  redisAsyncFree(ctx);
-  self->ScheduleReconnect();
+  last_error_ = why;
+  ever_tried_ = true;
+  // The connection is destroyed later (the next Connect replaces it): this runs inside its
+  // callbacks.
+  ScheduleReconnect();
 }
 
 void AsyncRedisClient::ScheduleReconnect() {

@@ -1,7 +1,6 @@
 #include "rogatory/common/audit_log.h"
 
 #include <fcntl.h>
-#include <hiredis/hiredis.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -21,6 +20,7 @@
 #include "fenced_lease.h"
 #include "prometheus/counter.h"
 #include "prometheus/gauge.h"
+#include "redis_connection.h"
 #include "rogatory/common/await.h"
 #include "rogatory/common/logging.h"
 #include "rogatory/common/redis_reply.h"
@@ -307,125 +307,44 @@ void ChainedAuditor::SendBatch(int shard, std::vector<Queued> batch) {
 namespace {
 
 // The sealer's own blocking connection (issue 19): `XREAD BLOCK` on the pending streams of
-// the shards the replica holds, so any process's append wakes the holder. A synchronous
-// hiredis context used by the sealer's thread only; Interrupt (from Stop) shuts its socket
-// down so a blocked read returns at once.
+// the shards the replica holds, so any process's append wakes the holder. Its own Redis
+// connection (TLS, ACL user and password as the wake URL says), driven by the sealer's
+// thread; Interrupt (from Stop) makes a blocked read return at once.
 class PendingWaiter {
  public:
-  explicit PendingWaiter(RedisUrl url) : url_(std::move(url)) {}
-  ~PendingWaiter() {
-    absl::MutexLock lock(&mu_);
-    if (ctx_ != nullptr) redisFree(ctx_);
-  }
-  PendingWaiter(const PendingWaiter&) = delete;
-  PendingWaiter& operator=(const PendingWaiter&) = delete;
+  explicit PendingWaiter(RedisUrl url) : conn_(std::move(url), absl::Seconds(2)) {}
 
   // Blocks until one of `keys` holds an entry, or `timeout`. Returns the indexes of the keys
   // that hold entries (none: timed out).
   absl::StatusOr<std::vector<int>> Wait(const std::vector<std::string>& keys,
                                         absl::Duration timeout) {
-    redisContext* ctx = nullptr;
-    {
-      absl::MutexLock lock(&mu_);
-      if (interrupted_) return absl::CancelledError("sealer stopping");
-      if (ctx_ == nullptr) {
-        absl::Status connected = ConnectLocked();
-        if (!connected.ok()) return connected;
-      }
-      ctx = ctx_;
-    }
     const int64_t block_ms = std::max<int64_t>(1, absl::ToInt64Milliseconds(timeout));
-    // A reply longer than the block means Redis went away: give up on it then.
-    timeval tv = absl::ToTimeval(timeout + absl::Seconds(5));
-    redisSetTimeout(ctx, tv);
     std::vector<std::string> args = {"XREAD",  "COUNT", "1", "BLOCK", absl::StrCat(block_ms),
                                      "STREAMS"};
     for (const std::string& k : keys) args.push_back(k);
     for (size_t i = 0; i < keys.size(); ++i) args.push_back("0-0");
-    std::vector<const char*> argv;
-    std::vector<size_t> lens;
-    for (const std::string& a : args) {
-      argv.push_back(a.data());
-      lens.push_back(a.size());
-    }
-    auto* reply = static_cast<redisReply*>(
-        redisCommandArgv(ctx, static_cast<int>(argv.size()), argv.data(), lens.data()));
-    if (reply == nullptr) {
-      const std::string error = ctx->errstr;
-      Reset();
-      absl::MutexLock lock(&mu_);
-      if (interrupted_) return absl::CancelledError("sealer stopping");
-      return absl::UnavailableError(absl::StrCat("audit sealer wait: ", error));
+    // A reply later than the block means Redis went away: give up on it then.
+    auto reply = conn_.Command(args, timeout + absl::Seconds(5));
+    if (absl::IsCancelled(reply.status())) return absl::CancelledError("sealer stopping");
+    if (!reply.ok()) {
+      return absl::UnavailableError(absl::StrCat("audit sealer wait: ", reply.status().message()));
     }
     std::vector<int> woken;
-    absl::Status status;
-    if (reply->type == REDIS_REPLY_ERROR) {
-      status = absl::UnavailableError(absl::StrCat("audit sealer wait: ", reply->str));
-    } else if (reply->type == REDIS_REPLY_ARRAY) {
-      for (size_t i = 0; i < reply->elements; ++i) {
-        const redisReply* stream = reply->element[i];
-        if (stream->type != REDIS_REPLY_ARRAY || stream->elements < 1) continue;
-        const std::string name(stream->element[0]->str, stream->element[0]->len);
-        for (size_t k = 0; k < keys.size(); ++k) {
-          if (keys[k] == name) woken.push_back(static_cast<int>(k));
-        }
+    for (const RedisReply& stream : reply->elements) {
+      if (stream.type != RedisReply::Type::kArray || stream.elements.empty()) continue;
+      const std::string& name = stream.elements[0].str;
+      for (size_t k = 0; k < keys.size(); ++k) {
+        if (keys[k] == name) woken.push_back(static_cast<int>(k));
       }
     }
-    freeReplyObject(reply);
-    if (!status.ok()) return status;
     return woken;
   }
 
   // Makes a blocked or later Wait return CANCELLED. Any thread.
-  void Interrupt() {
-    absl::MutexLock lock(&mu_);
-    interrupted_ = true;
-    if (ctx_ != nullptr) ::shutdown(ctx_->fd, SHUT_RDWR);
-  }
+  void Interrupt() { conn_.Interrupt(); }
 
  private:
-  absl::Status ConnectLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    const timeval connect_timeout{2, 0};
-    redisContext* ctx = redisConnectWithTimeout(url_.host.c_str(), url_.port, connect_timeout);
-    if (ctx == nullptr || ctx->err != 0) {
-      const std::string error = ctx != nullptr ? ctx->errstr : "cannot allocate";
-      if (ctx != nullptr) redisFree(ctx);
-      return absl::UnavailableError(absl::StrCat("audit sealer wait connection: ", error));
-    }
-    auto ok = [&](redisReply* r) {
-      const bool good = r != nullptr && r->type != REDIS_REPLY_ERROR;
-      if (r != nullptr) freeReplyObject(r);
-      return good;
-    };
-    bool good = true;
-    if (!url_.password.empty()) {
-      good = url_.user.empty() ? ok(static_cast<redisReply*>(redisCommand(
-                                     ctx, "AUTH %b", url_.password.data(), url_.password.size())))
-                               : ok(static_cast<redisReply*>(redisCommand(
-                                     ctx, "AUTH %b %b", url_.user.data(), url_.user.size(),
-                                     url_.password.data(), url_.password.size())));
-    }
-    if (good && url_.db != 0) {
-      good = ok(static_cast<redisReply*>(redisCommand(ctx, "SELECT %d", url_.db)));
-    }
-    if (!good) {
-      redisFree(ctx);
-      return absl::UnavailableError("audit sealer wait connection refused");
-    }
-    ctx_ = ctx;
-    return absl::OkStatus();
-  }
-
-  void Reset() {
-    absl::MutexLock lock(&mu_);
-    if (ctx_ != nullptr) redisFree(ctx_);
-    ctx_ = nullptr;
-  }
-
-  const RedisUrl url_;
-  absl::Mutex mu_;
-  redisContext* ctx_ ABSL_GUARDED_BY(mu_) = nullptr;
-  bool interrupted_ ABSL_GUARDED_BY(mu_) = false;
+  internal::BlockingRedisConnection conn_;
 };
 
 }  // namespace

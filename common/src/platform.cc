@@ -23,6 +23,7 @@
 #include "grpcpp/server.h"
 #include "grpcpp/server_builder.h"
 #include "prometheus/gauge.h"
+#include "redis_connection.h"
 #include "rogatory/common/async_redis_client.h"
 #include "rogatory/common/audit_log.h"
 #include "rogatory/common/audit_service.h"
@@ -96,9 +97,9 @@ void RegisterServerSettings(const ServiceIdentity& id, Config& config, ServerSet
   config.AddString("metrics-listen", id.default_metrics_listen,
                    "Prometheus /metrics listen address (host:port).", &s->metrics_listen);
   config.AddString("redis-url", "redis://127.0.0.1:6379/0",
-                   "Redis server: redis://[[user]:password@]host[:port][/db]; several "
-                   "comma-separated host:port (redis://h1:p1,h2:p2) are the seed nodes of a "
-                   "Redis Cluster.",
+                   "Redis server: redis://[[user]:password@]host[:port][/db] (rediss:// for "
+                   "TLS); several comma-separated host:port (redis://h1:p1,h2:p2) are the seed "
+                   "nodes of a Redis Cluster.",
                    &s->redis_url, [](const std::string& v) { return ParseRedisUrl(v).status(); });
   config.AddBool("redis-cluster", false,
                  "Redis is a Redis Cluster (implied by several addresses in redis-url): "
@@ -110,6 +111,29 @@ void RegisterServerSettings(const ServiceIdentity& id, Config& config, ServerSet
                    "dropped), so the password is never on a command line. Empty: the "
                    "password of redis-url, if any (refused with env=production).",
                    &s->redis_password_file);
+  config.AddString("redis-user", "",
+                   "Redis ACL user to authenticate as (with the password of "
+                   "redis-password-file); empty: the user of redis-url, if any, else the "
+                   "default user.",
+                   &s->redis_user);
+  config.AddBool("redis-tls", false,
+                 "Connect to Redis over TLS (also: a rediss:// redis-url). The server's "
+                 "certificate is always verified against redis-tls-ca-file.",
+                 &s->redis_tls);
+  config.AddString("redis-tls-ca-file", "",
+                   "CA certificates (PEM) that must verify Redis's certificate; required with "
+                   "TLS to Redis.",
+                   &s->redis_tls_ca_file);
+  config.AddString("redis-tls-cert-file", "",
+                   "Client certificate (PEM) presented to Redis (its tls-auth-clients); with "
+                   "redis-tls-key-file.",
+                   &s->redis_tls_cert_file);
+  config.AddString("redis-tls-key-file", "", "Key (PEM) of redis-tls-cert-file.",
+                   &s->redis_tls_key_file);
+  config.AddString("redis-tls-server-name", "",
+                   "Name (DNS name or IP address) Redis's certificate must carry, also sent as "
+                   "SNI; empty: the host of redis-url.",
+                   &s->redis_tls_server_name);
   config.AddDuration("redis-timeout", absl::Milliseconds(500), absl::Milliseconds(10),
                      absl::Seconds(30), "Timeout of every Redis command.", &s->redis_timeout);
   config.AddInt("redis-shards", 16, 1, 1024,
@@ -240,7 +264,43 @@ absl::StatusOr<RedisUrl> RedisUrlFromSettings(const ServerSettings& settings) {
         " with a Redis Cluster, which has database 0 only (it refuses SELECT): end the URL "
         "with /0 or no database"));
   }
-  if (settings.redis_password_file.empty()) return url;
+  if (!settings.redis_user.empty()) {
+    if (!url->user.empty() && url->user != settings.redis_user) {
+      return absl::InvalidArgumentError(
+          "setting 'redis-user': redis-url names another user: name it in one place");
+    }
+    url->user = settings.redis_user;
+  }
+  url->tls.enabled = url->tls.enabled || settings.redis_tls;
+  url->tls.ca_file = settings.redis_tls_ca_file;
+  url->tls.cert_file = settings.redis_tls_cert_file;
+  url->tls.key_file = settings.redis_tls_key_file;
+  url->tls.server_name = settings.redis_tls_server_name;
+  if (url->tls.enabled) {
+    // Loads the files now: a bad one is a bad setting, refused at start.
+    if (auto tls = internal::RedisTlsContext::Create(url->tls, url->host); !tls.ok()) {
+      return tls.status();
+    }
+  } else {
+    for (const auto& [name, value] :
+         {std::pair<const char*, const std::string*>{"redis-tls-ca-file", &url->tls.ca_file},
+          {"redis-tls-cert-file", &url->tls.cert_file},
+          {"redis-tls-key-file", &url->tls.key_file},
+          {"redis-tls-server-name", &url->tls.server_name}}) {
+      if (!value->empty()) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("setting '", name,
+                         "': TLS to Redis is off (use a rediss:// redis-url or redis-tls=true)"));
+      }
+    }
+  }
+  if (settings.redis_password_file.empty()) {
+    if (!url->user.empty() && url->password.empty()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "setting 'redis-password-file': the Redis ACL user '", url->user, "' needs a password"));
+    }
+    return url;
+  }
   if (!url->password.empty()) {
     return absl::InvalidArgumentError(
         "setting 'redis-password-file': redis-url carries a password too (redis-url's "
@@ -777,6 +837,12 @@ absl::Status AwaitDataLayout(Platform& platform, const ServiceIdentity& identity
   while (true) {
     absl::Status s = ClaimDataLayout(platform.redis(), expected, identity.binary, clock.Now());
     if (s.code() != absl::StatusCode::kUnavailable) return s;
+    // Redis answers but refuses this client (its certificate did not verify, the password
+    // is wrong): waiting changes nothing; the operator must fix the configuration.
+    if (IsRedisConfigurationError(s)) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("Redis refuses the configured connection: ", s.message()));
+    }
     if (clock.Now() >= give_up) {
       return absl::UnavailableError(
           absl::StrCat("Redis did not answer the data layout check within ",

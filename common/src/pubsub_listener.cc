@@ -2,8 +2,6 @@
 
 #include <event2/event.h>
 #include <event2/thread.h>
-#include <hiredis/adapters/libevent.h>
-#include <hiredis/async.h>
 #include <hiredis/hiredis.h>
 
 #include <random>
@@ -13,6 +11,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
+#include "redis_connection.h"
 #include "rogatory/common/backoff.h"
 #include "rogatory/common/logging.h"
 
@@ -27,13 +26,14 @@ class PubSubListener::Loop {
         callbacks_(std::move(callbacks)),
         max_backoff_(max_backoff),
         subscriptions_(subscriptions),
-        channel_(std::move(channel)) {
+        channel_(std::move(channel)),
+        tls_(std::shared_ptr<const internal::RedisTlsContext>()) {
     static const int kThreadsReady = evthread_use_pthreads();
     (void)kThreadsReady;
+    if (url_.tls.enabled) tls_ = internal::RedisTlsContext::Create(url_.tls, url_.host);
     base_ = event_base_new();
     stop_ = event_new(base_, -1, 0, &Loop::OnStop, this);
     reconnect_timer_ = evtimer_new(base_, &Loop::OnReconnectTimer, this);
-    connect_timeout_ = evtimer_new(base_, &Loop::OnConnectTimeout, this);
     Connect();
     thread_ = std::thread([this] { event_base_loop(base_, EVLOOP_NO_EXIT_ON_EMPTY); });
   }
@@ -42,15 +42,9 @@ class PubSubListener::Loop {
     stopping_ = true;
     event_active(stop_, EV_READ, 0);  // breaks the loop from inside it
     thread_.join();
-    if (ctx_ != nullptr) {
-      redisAsyncContext* ctx = ctx_;
-      ctx_ = nullptr;
-      ctx->data = nullptr;
-      redisAsyncFree(ctx);
-    }
+    conn_.reset();
     event_free(stop_);
     event_free(reconnect_timer_);
-    event_free(connect_timeout_);
     event_base_free(base_);
   }
 
@@ -60,95 +54,67 @@ class PubSubListener::Loop {
   }
 
   void Connect() {
-    // A Redis Cluster's seeds in turn: PUBLISH reaches every node, so any one will do, and
-    // the next is tried when one is down.
-    std::string host = url_.host;
-    int port = url_.port;
-    if (!url_.seeds.empty()) {
-      const RedisHostPort& seed = url_.seeds[connects_++ % url_.seeds.size()];
-      host = seed.host;
-      port = seed.port;
-    }
-    redisAsyncContext* ctx = redisAsyncConnect(host.c_str(), port);
-    if (ctx == nullptr || ctx->err) {
-      if (ctx != nullptr) redisAsyncFree(ctx);
+    if (!tls_.ok()) {
+      Log::Error("pub/sub subscription impossible",
+                 {{"channel", channel_}, {"error", std::string(tls_.status().message())}});
       return ScheduleReconnect();
     }
-    ctx->data = this;
-    ctx_ = ctx;
-    redisLibeventAttach(ctx, base_);
-    redisAsyncSetConnectCallback(ctx, &Loop::OnConnect);
-    redisAsyncSetDisconnectCallback(ctx, &Loop::OnDisconnect);
-    timeval tv = absl::ToTimeval(absl::Seconds(1));
-    evtimer_add(connect_timeout_, &tv);
+    // A Redis Cluster's seeds in turn: PUBLISH reaches every node, so any one will do, and
+    // the next is tried when one is down.
+    internal::RedisConnectionOptions o;
+    o.host = url_.host;
+    o.port = url_.port;
+    if (!url_.seeds.empty()) {
+      const RedisHostPort& seed = url_.seeds[connects_++ % url_.seeds.size()];
+      o.host = seed.host;
+      o.port = seed.port;
+    }
+    o.tls = *tls_;
+    o.user = url_.user;
+    o.password = url_.password;
+    // Channels are global (not per database): no SELECT needed.
+    o.connect_timeout = absl::Seconds(1);
+    conn_ = std::make_unique<internal::RedisConnection>(
+        base_, std::move(o),
+        internal::RedisConnection::Events{
+            .on_ready = [this] { Subscribe(); },
+            .on_closed = [this](const absl::Status& why) { OnClosed(why); },
+            .on_push = [this](const redisReply* r) { OnMessage(r); }});
+    conn_->Connect();
   }
 
-  static void OnConnect(const redisAsyncContext* ctx, int status) {
-    auto* self = static_cast<Loop*>(ctx->data);
-    if (self == nullptr) return;
-    evtimer_del(self->connect_timeout_);
-    if (status != REDIS_OK) {
-      self->ctx_ = nullptr;  // hiredis frees the context after this callback
-      return self->ScheduleReconnect();
-    }
-    // AUTH and SELECT first (a subscribed connection accepts neither): their replies need
-    // no callback; an error shows as the SUBSCRIBE failing, which reconnects.
-    if (!self->url_.password.empty()) {
-      if (self->url_.user.empty()) {
-        redisAsyncCommand(self->ctx_, nullptr, nullptr, "AUTH %b", self->url_.password.data(),
-                          self->url_.password.size());
-      } else {
-        redisAsyncCommand(self->ctx_, nullptr, nullptr, "AUTH %b %b", self->url_.user.data(),
-                          self->url_.user.size(), self->url_.password.data(),
-                          self->url_.password.size());
+  void Subscribe() {
+    conn_->Send({"SUBSCRIBE", channel_}, [this](absl::StatusOr<const redisReply*> r) {
+      if (!r.ok()) return;  // the connection is gone: OnClosed reconnects
+      if ((*r)->type == REDIS_REPLY_ERROR) {
+        Log::Error("pub/sub subscription refused",
+                   {{"channel", channel_}, {"error", std::string((*r)->str, (*r)->len)}});
+        conn_->Close(absl::UnavailableError("subscription refused"));
+        return;
       }
-    }
-    // Channels are global (not per database): no SELECT needed.
-    redisAsyncCommand(self->ctx_, &Loop::OnMessage, self, "SUBSCRIBE %b", self->channel_.data(),
-                      self->channel_.size());
+      OnMessage(*r);  // the confirmation
+    });
   }
 
   // Every reply on the subscribed connection: the confirmation, then one per message.
-  static void OnMessage(redisAsyncContext* ctx, void* reply, void* privdata) {
-    auto* self = static_cast<Loop*>(privdata);
-    auto* r = static_cast<redisReply*>(reply);
-    if (r == nullptr || ctx->data == nullptr) return;  // disconnected or freed
-    if (r->type == REDIS_REPLY_ERROR) {
-      Log::Error("pub/sub subscription refused",
-                 {{"channel", self->channel_}, {"error", std::string(r->str, r->len)}});
-      redisAsyncDisconnect(ctx);
-      return;
-    }
+  void OnMessage(const redisReply* r) {
     if (r->type != REDIS_REPLY_ARRAY || r->elements < 3) return;
     const absl::string_view kind(r->element[0]->str, r->element[0]->len);
     if (kind == "subscribe") {
-      self->reconnect_attempt_ = 0;
-      self->subscriptions_->fetch_add(1);
-      if (self->callbacks_.on_subscribed) self->callbacks_.on_subscribed();
+      reconnect_attempt_ = 0;
+      subscriptions_->fetch_add(1);
+      if (callbacks_.on_subscribed) callbacks_.on_subscribed();
     } else if (kind == "message" && r->element[2]->type == REDIS_REPLY_STRING) {
-      if (self->callbacks_.on_message) {
-        self->callbacks_.on_message(std::string(r->element[2]->str, r->element[2]->len));
+      if (callbacks_.on_message) {
+        callbacks_.on_message(std::string(r->element[2]->str, r->element[2]->len));
       }
     }
   }
 
-  static void OnDisconnect(const redisAsyncContext* ctx, int status) {
-    auto* self = static_cast<Loop*>(ctx->data);
-    if (self == nullptr || self->ctx_ != ctx) return;
-    self->ctx_ = nullptr;
+  void OnClosed(const absl::Status& why) {
     Log::Warn("pub/sub subscription lost; reconnecting",
-              {{"channel", self->channel_}, {"clean", status == REDIS_OK}});
-    self->ScheduleReconnect();
-  }
-
-  static void OnConnectTimeout(evutil_socket_t, short, void* arg) {
-    auto* self = static_cast<Loop*>(arg);
-    if (self->ctx_ == nullptr) return;
-    redisAsyncContext* ctx = self->ctx_;
-    self->ctx_ = nullptr;
-    ctx->data = nullptr;
-    redisAsyncFree(ctx);
-    self->ScheduleReconnect();
+              {{"channel", channel_}, {"error", std::string(why.message())}});
+    ScheduleReconnect();  // the connection is replaced by the next Connect
   }
 
   void ScheduleReconnect() {
@@ -168,14 +134,14 @@ class PubSubListener::Loop {
   const absl::Duration max_backoff_;
   std::atomic<int>* const subscriptions_;
   const std::string channel_;
+  absl::StatusOr<std::shared_ptr<const internal::RedisTlsContext>> tls_;
   std::atomic<bool> stopping_{false};
   event_base* base_ = nullptr;
   event* stop_ = nullptr;
   event* reconnect_timer_ = nullptr;
-  event* connect_timeout_ = nullptr;
   std::thread thread_;
   // Loop thread only.
-  redisAsyncContext* ctx_ = nullptr;
+  std::unique_ptr<internal::RedisConnection> conn_;
   int reconnect_attempt_ = 0;
   std::minstd_rand rng_{std::random_device{}()};
 };

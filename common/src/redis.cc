@@ -1,5 +1,6 @@
 #include "rogatory/common/redis.h"
 
+#include "absl/strings/cord.h"
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -15,8 +16,10 @@ LuaScript::LuaScript(std::string source) : source_(std::move(source)), sha1_(Sha
 
 absl::StatusOr<RedisUrl> ParseRedisUrl(absl::string_view url) {
   RedisUrl out;
-  if (!absl::ConsumePrefix(&url, "redis://")) {
-    return absl::InvalidArgumentError("must start with redis://");
+  if (absl::ConsumePrefix(&url, "rediss://")) {
+    out.tls.enabled = true;
+  } else if (!absl::ConsumePrefix(&url, "redis://")) {
+    return absl::InvalidArgumentError("must start with redis:// (or rediss:// for TLS)");
   }
   if (auto at = url.rfind('@'); at != absl::string_view::npos) {
     absl::string_view userinfo = url.substr(0, at);
@@ -52,6 +55,21 @@ absl::StatusOr<RedisUrl> ParseRedisUrl(absl::string_view url) {
   out.host = out.seeds.front().host;
   out.port = out.seeds.front().port;
   return out;
+}
+
+namespace {
+// The payload that marks a configuration error (no type of ours: only its presence counts).
+constexpr absl::string_view kConfigurationErrorUrl = "type.rogatory.dev/redis.ConfigurationError";
+}  // namespace
+
+absl::Status RedisConfigurationError(absl::string_view message) {
+  absl::Status status = absl::UnavailableError(message);
+  status.SetPayload(kConfigurationErrorUrl, absl::Cord("1"));
+  return status;
+}
+
+bool IsRedisConfigurationError(const absl::Status& status) {
+  return status.GetPayload(kConfigurationErrorUrl).has_value();
 }
 
 absl::Status RedisErrorToStatus(absl::string_view error) {

@@ -124,5 +124,38 @@ TEST_F(ProductionSettingsTest, ReflectionIsServedInDevelopmentOnly) {
   EXPECT_TRUE(ServesReflection(settings_));
 }
 
+TEST_F(ProductionSettingsTest, RedisTlsNeedsACaFileAndTlsFilesNeedTls) {
+  EXPECT_EQ(
+      Parse({"--redis-url=rediss://app:@redis:6380/0", "--redis-password-file=" + password_file_},
+            false),
+      2);
+  EXPECT_THAT(stderr_, HasSubstr("setting 'redis-tls-ca-file'"));
+  EXPECT_EQ(Parse({"--redis-tls=true", "--redis-tls-ca-file=" + dir_ + "/no-such-ca.crt"}, false),
+            2);
+  EXPECT_THAT(stderr_, HasSubstr("setting 'redis-tls-ca-file'"));
+  EXPECT_THAT(stderr_, HasSubstr("no-such-ca.crt"));
+  // A CA without TLS would suggest an encryption that does not happen.
+  EXPECT_EQ(Parse({"--redis-tls-ca-file=" + keys_}, false), 2);
+  EXPECT_THAT(stderr_, HasSubstr("setting 'redis-tls-ca-file': TLS to Redis is off"));
+}
+
+TEST_F(ProductionSettingsTest, RedisUserSettingNamesTheAclUser) {
+  ASSERT_EQ(Parse({"--redis-url=redis://redis:6380/0", "--redis-user=app",
+                   "--redis-password-file=" + password_file_},
+                  false),
+            -1)
+      << stderr_;
+  auto url = RedisUrlFromSettings(settings_);
+  ASSERT_TRUE(url.ok()) << url.status();
+  EXPECT_EQ(url->user, "app");
+  EXPECT_EQ(url->password, "s3cret-redis-password");
+  EXPECT_FALSE(url->tls.enabled);
+  EXPECT_EQ(Parse({"--redis-url=redis://other:@redis:6380/0", "--redis-user=app",
+                   "--redis-password-file=" + password_file_},
+                  false),
+            2);
+  EXPECT_THAT(stderr_, HasSubstr("setting 'redis-user'"));
+}
+
 }  // namespace
 }  // namespace rogatory::common

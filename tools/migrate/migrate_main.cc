@@ -26,6 +26,13 @@ namespace {
 struct Settings {
   std::string redis_url;
   std::string redis_password_file;
+  // TLS and the ACL user, as the services take them.
+  std::string redis_user;
+  bool redis_tls = false;
+  std::string redis_tls_ca_file;
+  std::string redis_tls_cert_file;
+  std::string redis_tls_key_file;
+  std::string redis_tls_server_name;
   absl::Duration redis_timeout;
   int redis_shards = 0;
   bool dry_run = false;
@@ -59,6 +66,12 @@ int Run(const std::string& command, const Settings& s) {
   common::ServerSettings server;
   server.redis_url = s.redis_url;
   server.redis_password_file = s.redis_password_file;
+  server.redis_user = s.redis_user;
+  server.redis_tls = s.redis_tls;
+  server.redis_tls_ca_file = s.redis_tls_ca_file;
+  server.redis_tls_cert_file = s.redis_tls_cert_file;
+  server.redis_tls_key_file = s.redis_tls_key_file;
+  server.redis_tls_server_name = s.redis_tls_server_name;
   auto url = common::RedisUrlFromSettings(server);
   if (!url.ok()) return Fail(command, url.status());
   common::AsyncRedisOptions options;
@@ -112,6 +125,17 @@ int main(int argc, char** argv) {
                    &s.redis_url);
   config.AddString("redis-password-file", "", "File holding the Redis password.",
                    &s.redis_password_file);
+  config.AddString("redis-user", "", "Redis ACL user (as the services' redis-user).",
+                   &s.redis_user);
+  config.AddBool("redis-tls", false, "TLS to Redis (also: a rediss:// redis-url).", &s.redis_tls);
+  config.AddString("redis-tls-ca-file", "", "CA that must verify Redis (required with TLS).",
+                   &s.redis_tls_ca_file);
+  config.AddString("redis-tls-cert-file", "", "Client certificate presented to Redis.",
+                   &s.redis_tls_cert_file);
+  config.AddString("redis-tls-key-file", "", "Key of redis-tls-cert-file.", &s.redis_tls_key_file);
+  config.AddString("redis-tls-server-name", "",
+                   "Name Redis's certificate must carry (default: the URL's host).",
+                   &s.redis_tls_server_name);
   config.AddDuration("redis-timeout", absl::Seconds(30), absl::Milliseconds(100), absl::Minutes(10),
                      "Time limit of one Redis command.", &s.redis_timeout);
   config.AddInt("redis-shards", 0, 0, 1024,

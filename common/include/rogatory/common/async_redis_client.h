@@ -18,10 +18,14 @@ struct AsyncRedisOptions {
   absl::Duration max_backoff = absl::Seconds(2);
 };
 
-// RedisClient on hiredis's asynchronous API, driven by a libevent loop on its own thread.
-// Commands issued while disconnected fail at once with UNAVAILABLE; the client reconnects
-// in the background with backoff. Every command has a timeout of its own (hiredis 0.14's
-// async API has none).
+// RedisClient on one pipelined Redis connection (a libevent bufferevent, TLS through
+// bufferevent_openssl when url.tls says so; hiredis for the protocol only), driven by a
+// libevent loop on its own thread. The connection is ready once connected, verified (TLS)
+// and through AUTH (with the ACL user) and SELECT. Commands issued while it is not ready
+// fail at once with UNAVAILABLE saying why (IsRedisConfigurationError when the server's
+// certificate did not verify or Redis refused the credentials); the client reconnects in
+// the background with backoff and jitter. Every command has a timeout of its own. EVALSHA
+// is re-sent as EVAL after NOSCRIPT.
 std::unique_ptr<RedisClient> NewAsyncRedisClient(const AsyncRedisOptions& options);
 
 }  // namespace rogatory::common

@@ -46,6 +46,14 @@ struct ServerSettings {
   bool redis_cluster = false;
   // File holding the Redis password (redis-password-file): never on a command line.
   std::string redis_password_file;
+  // The Redis ACL user (redis-user), instead of or equal to the one in redis-url.
+  std::string redis_user;
+  // TLS to Redis (redis-tls, or rediss:// in redis-url) and its files.
+  bool redis_tls = false;
+  std::string redis_tls_ca_file;
+  std::string redis_tls_cert_file;
+  std::string redis_tls_key_file;
+  std::string redis_tls_server_name;
   absl::Duration redis_timeout;
   int redis_shards = 16;
   absl::Duration shutdown_grace;
@@ -106,7 +114,9 @@ int ParseSettingsOrExit(const ServiceIdentity& identity, Config& config,
                         const ServerSettings& settings, int argc, const char* const* argv);
 
 // Where Redis is, with the password read from redis-password-file (its trailing
-// newline dropped) when that is set. INVALID_ARGUMENT naming the setting otherwise.
+// newline dropped) when that is set, the ACL user of redis-user, and TLS (rediss:// or
+// redis-tls=true, with redis-tls-ca-file mandatory and its files loaded here).
+// INVALID_ARGUMENT naming the setting otherwise.
 absl::StatusOr<RedisUrl> RedisUrlFromSettings(const ServerSettings& settings);
 
 // Whether the server serves gRPC reflection: in development only (production serves the

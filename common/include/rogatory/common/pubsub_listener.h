@@ -12,8 +12,8 @@ namespace rogatory::common {
 
 // One Redis pub/sub connection SUBSCRIBEd to one channel: how a process hears that another
 // process appended something it must act on (notification's inbox appends, a relay's outbox
-// commits). Runs hiredis's asynchronous client on a libevent loop of its own thread (hiredis
-// 0.14 knows SUBSCRIBE and PSUBSCRIBE only); reconnects with backoff when Redis goes away.
+// commits). Runs its own Redis connection (TLS and ACL user as `url` says) on a libevent
+// loop of its own thread; reconnects with backoff when Redis goes away.
 // Pub/sub is not durable: a message published while this connection is down is lost, so
 // every time the subscription is (re)confirmed `on_subscribed` runs and the owner looks at
 // everything once; its safety-net poll covers the rest.

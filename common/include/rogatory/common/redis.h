@@ -69,8 +69,21 @@ struct RedisHostPort {
   int port = 6379;
 };
 
-// Where Redis is: redis://[[user]:password@]host[:port][,host[:port]...][/db]. Several
-// comma-separated addresses are the seeds of a Redis Cluster; host and port are the first.
+// TLS to Redis. With `enabled`, the server's certificate must verify against `ca_file`
+// (mandatory) and name `server_name` (a DNS name or an IP address; empty: the URL's host),
+// which is also sent as SNI when it is a DNS name. A client certificate is presented when
+// `cert_file` and `key_file` are set (Redis's `tls-auth-clients yes`).
+struct RedisTls {
+  bool enabled = false;
+  std::string ca_file;
+  std::string cert_file;
+  std::string key_file;
+  std::string server_name;
+};
+
+// Where Redis is: redis://[[user]:password@]host[:port][,host[:port]...][/db], or rediss://...
+// for TLS (the files of `tls` come from settings, not from the URL). Several comma-separated
+// addresses are the seeds of a Redis Cluster; host and port are the first.
 struct RedisUrl {
   std::string host = "127.0.0.1";
   int port = 6379;
@@ -81,8 +94,17 @@ struct RedisUrl {
   std::vector<RedisHostPort> seeds;
   // A Redis Cluster, even with one seed (--redis-cluster=true).
   bool cluster = false;
+  RedisTls tls;
 };
 absl::StatusOr<RedisUrl> ParseRedisUrl(absl::string_view url);
+
+// A failure to connect that retrying will not fix while the configuration stays as it is:
+// the server's certificate did not verify, the client's certificate was refused, or Redis
+// refused the credentials (AUTH) or the database (SELECT). Such failures are UNAVAILABLE,
+// like any Redis that cannot be reached, and carry a mark that IsRedisConfigurationError
+// finds: a starting service gives up at once instead of waiting for Redis to come up.
+absl::Status RedisConfigurationError(absl::string_view message);
+bool IsRedisConfigurationError(const absl::Status& status);
 
 // Waits for a command's reply. For start-up code and tests only: never call it from the
 // client's own callbacks or from gRPC's callback threads.
