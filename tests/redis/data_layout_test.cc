@@ -78,7 +78,8 @@ TEST_F(DataLayoutTest, MigrateRecordsUnversionedDataThatFitsAndRefusesWhatDoesNo
 
   auto dry = migrate::Apply(redis(), 4, /*dry_run=*/true, now_);
   ASSERT_TRUE(dry.ok()) << dry.status();
-  EXPECT_EQ(dry->steps.size(), 2u);  // record the layout, then intake's worklist rows
+  // Record the layout, then intake's worklist rows, then its request counts.
+  EXPECT_EQ(dry->steps.size(), 3u);
   EXPECT_FALSE(ReadDataLayout(redis())->has_value());
 
   auto applied = migrate::Apply(redis(), 4, /*dry_run=*/false, now_);

@@ -659,7 +659,7 @@ TEST_F(RoutingStoreTest, SweeperReturnsExpiredJobsAndOnlyOneReplicaExportsQueueG
 }
 
 // Issue 19: only the holder of the background lease touches Redis for the sweep; another
-// replica's sweep round sends only the lease command (every replica used to sweep every
+// replica's sweep round sends only the lease script (every replica used to sweep every
 // shard each second).
 TEST_F(RoutingStoreTest, OnlyTheBackgroundLeaseHolderSweeps) {
   common::SimulatedClock clock(kStart);
@@ -687,7 +687,9 @@ TEST_F(RoutingStoreTest, OnlyTheBackgroundLeaseHolderSweeps) {
     int64_t calls = 0;
     if (absl::SimpleAtoi(rest.substr(0, rest.find(',')), &calls)) total += calls;
   }
-  EXPECT_LE(total, 1) << "the non-holder's round";
+  // The lease script: its EVALSHA and the command it runs (commandstats counts both); a sweep
+  // of 16 shards would be at least 16.
+  EXPECT_LE(total, 3) << "the non-holder's round";
   EXPECT_TRUE(a.SweepRound()) << "the holder renews";
 }
 
