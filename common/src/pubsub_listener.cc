@@ -127,6 +127,7 @@ class PubSubListener::Loop {
     auto* self = static_cast<Loop*>(ctx->data);
     if (self == nullptr || self->ctx_ != ctx) return;
     self->ctx_ = nullptr;
+    if (self->callbacks_.on_lost) self->callbacks_.on_lost();
     Log::Warn("pub/sub subscription lost; reconnecting",
               {{"channel", self->channel_}, {"clean", status == REDIS_OK}});
     self->ScheduleReconnect();

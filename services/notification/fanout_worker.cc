@@ -116,7 +116,8 @@ void FanoutWorker::ListenForAppends(common::RedisUrl url, std::string own_publis
           },
           [wakeups = wakeups_, shards] {
             for (int shard = 0; shard < shards; ++shard) wakeups->Wake(shard);
-          }});
+          },
+          {}});
 }
 
 int FanoutWorker::RunOnce(bool all) {
