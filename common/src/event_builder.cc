@@ -1,6 +1,11 @@
 #include "rogatory/common/event_builder.h"
 
+#include <algorithm>
+#include <atomic>
+#include <cassert>
+
 #include "rogatory/common/ids.h"
+#include "rogatory/common/logging.h"
 
 namespace rogatory::common {
 
@@ -26,7 +31,26 @@ void EventBuilder::Stamp(const Occurrence& occurrence, v1::Event& event) {
       static_cast<int32_t>(absl::ToInt64Nanoseconds(since_epoch - absl::Seconds(seconds))));
 }
 
+namespace {
+std::atomic<int64_t> undeclared_emits{0};
+}  // namespace
+
+bool EventBuilder::Declares(v1::EventType type) const {
+  return declared_.empty() ||
+         std::find(declared_.begin(), declared_.end(), type) != declared_.end();
+}
+
+int64_t EventBuilder::UndeclaredEmits() { return undeclared_emits.load(); }
+
 v1::Event EventBuilder::New(const Request& request, const Occurrence& occurrence) const {
+  if (!Declares(occurrence.type)) {
+    undeclared_emits.fetch_add(1);
+    Log::Error(
+        "event of a type its emitter did not declare: receivers that want it may get "
+        "no lane",
+        {{"source", source_}, {"type", v1::EventType_Name(occurrence.type)}});
+    assert(false && "event type not declared by its emitter");
+  }
   v1::Event e = AboutRequest(request);
   Stamp(occurrence, e);
   return e;

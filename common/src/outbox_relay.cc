@@ -195,6 +195,16 @@ struct OutboxRelay::Shared {
     mu.AwaitWithTimeout(absl::Condition(&ready), d);
     return !stopping;
   }
+  // Marks `shard` woken for the thread driving its lane of receiver worker `worker` only.
+  void WakeLane(int shard, size_t worker) {
+    absl::MutexLock lock(&mu);
+    if (static_cast<size_t>(shard) < dirty.size()) dirty[shard] = 2;
+    const size_t driver =
+        worker * static_cast<size_t>(threads()) + static_cast<size_t>(shard % threads());
+    if (driver >= woken.size()) return;
+    std::vector<int>& shards = woken[driver];
+    if (std::find(shards.begin(), shards.end(), shard) == shards.end()) shards.push_back(shard);
+  }
   // Marks `shard` woken for every thread driving one of its lanes.
   void Wake(int shard) {
     absl::MutexLock lock(&mu);
@@ -225,8 +235,10 @@ struct OutboxRelay::Shared {
     dirty[shard] = 2;
   }
   // The shard's lease, shared by its lanes of every receiver (one lease per process and
-  // shard, not per lane): its token if this replica holds it, else 0. A holder renews it at a
-  // third of its term; a non-holder tries again at a quarter, whichever lane asks first.
+  // shard, not per lane): its token if this replica holds it, else 0. A holder renews it at
+  // half its term (the other half is the margin for a renewal that fails and is retried); a
+  // non-holder tries again at half its term, whichever of the keeper and the lanes asks
+  // first. After a Redis error it asks again soon (under a new token if it held it).
   int64_t HoldShard(int shard) {
     ShardLease& l = *leases[shard];
     absl::MutexLock lock(&l.mu);
@@ -237,15 +249,50 @@ struct OutboxRelay::Shared {
         redis, {l.key, l.fence, options.replica_id, options.lease, l.token});
     if (!held.ok()) {
       l.token = 0;  // cannot tell: stop acting on the shard until Redis answers again
+      l.retry_at = now + std::min(options.lease / 20, absl::Milliseconds(500));
       return 0;
     }
     l.token = *held;
     if (l.token == 0) {
-      l.retry_at = now + options.lease / 4;
+      l.retry_at = now + options.lease / 2;
       return 0;
     }
-    l.renew_at = now + options.lease / 3;
+    l.renew_at = now + options.lease / 2;
     return l.token;
+  }
+  // When HoldShard next asks Redis about the shard.
+  MonotonicTime LeaseDue(int shard) {
+    ShardLease& l = *leases[shard];
+    absl::MutexLock lock(&l.mu);
+    return l.token != 0 ? l.renew_at : l.retry_at;
+  }
+  // The shard's token if this replica believes it holds it (asks Redis nothing).
+  int64_t HeldToken(int shard) {
+    ShardLease& l = *leases[shard];
+    absl::MutexLock lock(&l.mu);
+    return l.token;
+  }
+  // The safety net's interval now: longer while the pub/sub subscription is confirmed.
+  absl::Duration NetInterval() const {
+    return subscribed.load() ? std::max(options.poll_interval, options.subscribed_poll_interval)
+                             : options.poll_interval;
+  }
+  // Wakes the keeper (a subscription confirmed or lost: every shard is looked at again).
+  void KickKeeper(bool look_at_all) {
+    absl::MutexLock lock(&mu);
+    keeper_kicked = true;
+    if (look_at_all) keeper_look_all = true;
+  }
+  // Waits up to `d` unless stopping or kicked; returns whether every shard is to be looked
+  // at now (and clears the kick).
+  bool KeeperSleep(absl::Duration d) {
+    absl::MutexLock lock(&mu);
+    auto ready = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) { return stopping || keeper_kicked; };
+    mu.AwaitWithTimeout(absl::Condition(&ready), d);
+    keeper_kicked = false;
+    const bool all = keeper_look_all;
+    keeper_look_all = false;
+    return all;
   }
   // A lane's script found the lease gone: the next lane asks Redis again.
   void DropShard(int shard, int64_t token) {
@@ -280,6 +327,13 @@ struct OutboxRelay::Shared {
   prometheus::Family<prometheus::Counter>* delivered;
   absl::Mutex mu;
   bool stopping ABSL_GUARDED_BY(mu) = false;
+  bool keeper_kicked ABSL_GUARDED_BY(mu) = false;
+  bool keeper_look_all ABSL_GUARDED_BY(mu) = false;
+  // Whether the pub/sub subscription is confirmed and not known lost since.
+  std::atomic<bool> subscribed{false};
+  // Per shard: the token under which maintenance made sure every receiver's group exists
+  // (maintenance thread only).
+  std::vector<int64_t> groups_made_under;
   // Per driving thread (receiver worker index * threads() + thread), the shards woken since
   // it last looked (few: a thread takes them every loop).
   std::vector<std::vector<int>> woken ABSL_GUARDED_BY(mu);
@@ -327,6 +381,7 @@ class OutboxRelay::Lane {
     if (read->lease_lost) return LostLease();
     if (read->entries.empty()) {
       SetAge(0);
+      reread_ = false;
       return Step::kIdle;
     }
     std::vector<std::string> ids;
@@ -397,8 +452,11 @@ class OutboxRelay::Lane {
     }
     if (!delivery.ok()) return Failed(delivery, true);
     failed_steps = 0;
-    return ids.size() >= static_cast<size_t>(shared_.options.batch_size) ? Step::kMore
-                                                                         : Step::kIdle;
+    // A read that may have returned pending entries only (after a failure or a takeover)
+    // says nothing of new ones, committed meanwhile (their wake-ups were not taken while
+    // the lane backed off): read again until a read finds nothing.
+    return ids.size() >= static_cast<size_t>(shared_.options.batch_size) || reread_ ? Step::kMore
+                                                                                    : Step::kIdle;
   }
 
   // Forgets the lease (OutboxRelay::Stop releases the shard's).
@@ -421,6 +479,7 @@ class OutboxRelay::Lane {
       return false;
     }
     if (before != token()) {
+      reread_ = true;
       shared_.MarkDirty(shard_);
       // A new holder: make sure the lane's consumer group exists (from the stream's start).
       auto created =
@@ -442,6 +501,7 @@ class OutboxRelay::Lane {
   }
 
   Step Failed(const absl::Status& status, bool receiver_fault) {
+    reread_ = true;
     Log::Warn(receiver_fault ? "event delivery failed" : "relay cannot reach redis",
               {{"emitter", shared_.options.emitter},
                {"receiver", receiver_},
@@ -465,6 +525,9 @@ class OutboxRelay::Lane {
   eventspb::EventSinkService::Stub* stub_;
   const std::string outbox_, lease_;
   std::atomic<int64_t> token_{0};
+  // Whether the lane may have pending entries (read, not acknowledged): its reads return
+  // those first, so it reads until a read finds nothing (driving thread only).
+  bool reread_ = true;
 };
 
 // Drives every shard's lane for one receiver on threads of its own (lanes shard % threads
@@ -508,24 +571,26 @@ class OutboxRelay::ReceiverWorker {
         Lane& lane = *lanes_[shard];
         if (lane.wakeable) lane.next_try = std::min(lane.next_try, now);
       }
+      // Idle lanes wait to be woken (by a commit, the keeper's look or a new lease): the
+      // loop itself asks Redis nothing.
       MonotonicTime next = now + shared_.options.poll_interval;
       for (Lane* lane : lanes) {
         if (shared_.Stopping()) return;
         if (lane->next_try <= now) {
           const Lane::Step step = lane->Run();
-          lane->wakeable = step == Lane::Step::kMore || step == Lane::Step::kIdle;
+          lane->wakeable = step != Lane::Step::kFailed;
           switch (step) {
             case Lane::Step::kMore:
               lane->next_try = now;
               break;
             case Lane::Step::kIdle:
-              lane->next_try = now + shared_.options.poll_interval;
+            case Lane::Step::kNotHolder:
+              // The keeper wakes it: at the safety net if its group is behind, or when this
+              // replica takes the shard's lease.
+              lane->next_try = MonotonicTime::InfiniteFuture();
               break;
             case Lane::Step::kFailed:
               lane->next_try = now + backoff.Delay(++lane->failed_steps, rng);
-              break;
-            case Lane::Step::kNotHolder:
-              lane->next_try = now + shared_.options.lease / 4;
               break;
           }
           now = shared_.clock.MonotonicNow();
@@ -565,8 +630,11 @@ OutboxRelay::OutboxRelay(RedisClient& redis, Metrics& metrics, const Clock& cloc
       [](absl::StatusOr<RedisReply>) {});
   {
     absl::MutexLock lock(&shared_->mu);
-    shared_->dirty.assign(static_cast<size_t>(std::max(0, shared_->options.shard_count)), 2);
+    // Shards become dirty when woken or taken (Lane::HoldLease): none is held yet.
+    shared_->dirty.assign(static_cast<size_t>(std::max(0, shared_->options.shard_count)), 0);
   }
+  shared_->groups_made_under.assign(static_cast<size_t>(std::max(0, shared_->options.shard_count)),
+                                    0);
   for (int s = 0; s < shared_->options.shard_count; ++s) {
     auto lease = std::make_unique<Shared::ShardLease>();
     lease->key = EventKeys::RelayLease(s, shared_->options.emitter, kShardLease);
@@ -596,14 +664,22 @@ OutboxRelay::OutboxRelay(RedisClient& redis, Metrics& metrics, const Clock& cloc
   if (shared_->options.pubsub.has_value() && !workers_.empty()) {
     PubSubListener::Callbacks callbacks;
     callbacks.on_message = [this](const std::string& payload) { OnAppendedMessage(payload); };
-    // Messages published while the subscription was down are lost: look at every shard.
+    // Messages published while the subscription was down are lost: look at every shard
+    // (the keeper's one command per shard says which lanes to read); until it is confirmed
+    // again, the safety net is the short one.
     callbacks.on_subscribed = [this] {
-      for (int s = 0; s < shared_->options.shard_count; ++s) shared_->Wake(s);
+      shared_->subscribed = true;
+      shared_->KickKeeper(true);
+    };
+    callbacks.on_lost = [this] {
+      shared_->subscribed = false;
+      shared_->KickKeeper(false);
     };
     listener_ = std::make_unique<PubSubListener>(*shared_->options.pubsub,
                                                  OutboxAppendedChannel(shared_->options.emitter),
                                                  std::move(callbacks));
   }
+  if (!workers_.empty()) keeper_ = std::thread([this] { Keep(); });
   Log::Info("relay started", {{"emitter", shared_->options.emitter},
                               {"replica", shared_->options.replica_id},
                               {"receivers", static_cast<int64_t>(workers_.size())}});
@@ -633,6 +709,64 @@ void OutboxRelay::OnAppendedMessage(const std::string& payload) {
 
 void OutboxRelay::Abandon() { Stop(false); }
 
+void OutboxRelay::Keep() {
+  const int shards = shared_->options.shard_count;
+  std::vector<int64_t> known(static_cast<size_t>(shards), 0);
+  std::vector<MonotonicTime> look_at(static_cast<size_t>(shards), MonotonicTime::InfinitePast());
+  bool look_all = false;
+  while (!shared_->Stopping()) {
+    MonotonicTime now = shared_->clock.MonotonicNow();
+    MonotonicTime next = now + shared_->NetInterval();
+    for (int s = 0; s < shards && !shared_->Stopping(); ++s) {
+      const int64_t token = shared_->HoldShard(s);  // asks Redis only when due
+      now = shared_->clock.MonotonicNow();
+      if (token != known[s]) {
+        // Taken (or taken again under a new token): every lane reads, its pending entries
+        // first (those a dead holder read but never acknowledged). Lost: every lane forgets
+        // its token and gauges (asking Redis nothing).
+        known[s] = token;
+        shared_->Wake(s);
+        look_at[s] = now + shared_->NetInterval();
+      } else if (token != 0 && (look_all || look_at[s] <= now)) {
+        Look(s);
+        now = shared_->clock.MonotonicNow();
+        look_at[s] = now + shared_->NetInterval();
+      }
+      if (token != 0) {
+        // A shorter net (the subscription was lost) applies at once.
+        look_at[s] = std::min(look_at[s], now + shared_->NetInterval());
+        next = std::min(next, look_at[s]);
+      }
+      next = std::min(next, shared_->LeaseDue(s));
+    }
+    now = shared_->clock.MonotonicNow();
+    look_all = shared_->KeeperSleep(std::max(next - now, absl::Milliseconds(1)));
+  }
+}
+
+void OutboxRelay::Look(int shard) {
+  const std::string outbox = EventKeys::Outbox(shard, shared_->options.emitter);
+  auto groups = RunRedisCommand(shared_->redis, {"XINFO", "GROUPS", outbox});
+  if (!groups.ok() || groups->type != RedisReply::Type::kArray) {
+    shared_->Wake(shard);  // cannot tell: every lane reads
+    return;
+  }
+  for (size_t w = 0; w < workers_.size(); ++w) {
+    bool work = true;  // a lane whose group is missing or unreadable reads
+    for (const RedisReply& g : groups->elements) {
+      auto f = FieldMap(g);
+      if (!f.count("name") || f["name"]->str != workers_[w]->name()) continue;
+      // Behind the stream (lag: entries added since its last delivery; nil when Redis cannot
+      // tell, after deletions) or with entries read and not acknowledged.
+      const bool lag_known = f.count("lag") && f["lag"]->type == RedisReply::Type::kInteger;
+      const bool pending = f.count("pending") && f["pending"]->integer > 0;
+      work = pending || !lag_known || f["lag"]->integer > 0;
+      break;
+    }
+    if (work) shared_->WakeLane(shard, w);
+  }
+}
+
 void OutboxRelay::Stop(bool release) {
   if (stopped_) return;
   stopped_ = true;
@@ -642,6 +776,7 @@ void OutboxRelay::Stop(bool release) {
     shared_->stopping = true;
   }
   maintenance_.reset();
+  if (keeper_.joinable()) keeper_.join();
   for (auto& w : workers_) w->Join();
   if (release) {
     for (auto& w : workers_) w->ReleaseAll();
@@ -655,11 +790,23 @@ void OutboxRelay::Maintain() {
   for (int shard = 0; shard < shared_->options.shard_count; ++shard) {
     if (shared_->Stopping()) return;
     if (!shared_->TakeDirty(shard)) continue;
+    // The holder trims and exports the backlog; an idle or unheld shard costs nothing.
+    const int64_t token = shared_->HeldToken(shard);
+    if (token == 0) continue;
     const std::string outbox = EventKeys::Outbox(shard, shared_->options.emitter);
-    for (auto& w : workers_) {
-      (void)RunRedisCommand(shared_->redis,
-                            {"XGROUP", "CREATE", outbox, w->name(), "0", "MKSTREAM"});
+    // Every receiver's group, before trimming by them: once per lease taken.
+    if (shared_->groups_made_under[shard] != token) {
+      bool made = true;
+      for (auto& w : workers_) {
+        auto created = RunRedisCommand(shared_->redis,
+                                       {"XGROUP", "CREATE", outbox, w->name(), "0", "MKSTREAM"});
+        if (!created.ok() && !absl::StrContains(created.status().message(), "BUSYGROUP")) {
+          made = false;
+        }
+      }
+      if (made) shared_->groups_made_under[shard] = token;
     }
+    if (shared_->groups_made_under[shard] != token) continue;  // trim only once they exist
     auto groups = RunRedisCommand(shared_->redis, {"XINFO", "GROUPS", outbox});
     if (!groups.ok() || groups->elements.empty()) continue;
     std::optional<std::pair<uint64_t, uint64_t>> keep_from;

@@ -162,14 +162,21 @@ void RegisterServerSettings(const ServiceIdentity& id, Config& config, ServerSet
                    "File of event routes (which service wants which event types); empty: "
                    "the built-in defaults.",
                    &s->event_routes);
-  config.AddDuration("relay-lease", absl::Seconds(10), absl::Milliseconds(200), absl::Minutes(10),
-                     "Lease of an outbox relay lane; a dead replica's lanes are taken over "
-                     "after it.",
+  config.AddDuration("relay-lease", absl::Seconds(15), absl::Milliseconds(200), absl::Minutes(10),
+                     "Lease of an outbox relay shard (renewed every half lease); a dead "
+                     "replica's shards are taken over one to one and a half leases after it.",
                      &s->relay_lease);
   config.AddDuration("relay-poll-interval", absl::Seconds(5), absl::Milliseconds(5), absl::Hours(1),
-                     "Safety net: how often an idle relay lane looks for new events unasked "
-                     "(commits wake their lanes at once, other replicas' through Redis pub/sub).",
+                     "Safety net while the relay's pub/sub subscription is down: how often each "
+                     "held shard is looked at unasked (commits wake their lanes at once, other "
+                     "replicas' through Redis pub/sub).",
                      &s->relay_poll_interval);
+  config.AddDuration("relay-subscribed-poll-interval", absl::Seconds(30), absl::Milliseconds(5),
+                     absl::Hours(1),
+                     "Safety net while the relay's pub/sub subscription is confirmed (every shard "
+                     "is looked at when it is confirmed again); never shorter than "
+                     "relay-poll-interval.",
+                     &s->relay_subscribed_poll_interval);
   config.AddDuration("dedupe-retention", absl::Hours(24 * 7), absl::Minutes(1),
                      absl::Hours(24 * 90),
                      "How long a receiver remembers the events it handled, to drop repeats.",
@@ -763,6 +770,7 @@ int Platform::Serve(const ServiceParts& parts) {
     relay.routes = routes_;
     relay.lease = settings_.relay_lease;
     relay.poll_interval = settings_.relay_poll_interval;
+    relay.subscribed_poll_interval = settings_.relay_subscribed_poll_interval;
     relay.emits = parts.emitted_events;
     // Other replicas' commits wake this process's lanes through pub/sub; its own wake them
     // directly (outbox_wakeups), so their messages are ignored.

@@ -112,6 +112,7 @@ class PubSubListener::Loop {
   }
 
   void OnClosed(const absl::Status& why) {
+    if (callbacks_.on_lost) callbacks_.on_lost();
     Log::Warn("pub/sub subscription lost; reconnecting",
               {{"channel", channel_}, {"error", std::string(why.message())}});
     ScheduleReconnect();  // the connection is replaced by the next Connect

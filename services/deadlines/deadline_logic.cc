@@ -145,9 +145,17 @@ std::vector<TimerSpec> TimersOf(const v1::Deadline& d) {
   return out;
 }
 
+std::vector<common::v1::EventType> DeadlineEmittedEvents() {
+  return {common::v1::EVENT_TYPE_DEADLINE_STARTED,  common::v1::EVENT_TYPE_DEADLINE_REMINDER,
+          common::v1::EVENT_TYPE_DEADLINE_MISSED,   common::v1::EVENT_TYPE_DEADLINE_ESCALATED,
+          common::v1::EVENT_TYPE_DEADLINE_EXTENDED, common::v1::EVENT_TYPE_DEADLINE_SUSPENDED,
+          common::v1::EVENT_TYPE_DEADLINE_RESUMED,  common::v1::EVENT_TYPE_DEADLINE_MET,
+          common::v1::EVENT_TYPE_DEADLINE_CANCELLED};
+}
+
 common::v1::Event ChangeEvent(const v1::Deadline& d, EventType type, absl::Time now,
                               const std::string& event_id, const std::string& reason_code) {
-  static const auto* events = new common::EventBuilder(kEventSource);
+  static const auto* events = new common::EventBuilder(kEventSource, DeadlineEmittedEvents());
   common::v1::Event e = events->New(
       {.request_id = d.request_id(), .trace_id = d.trace_id(), .instrument = d.instrument()},
       {type, now, event_id});

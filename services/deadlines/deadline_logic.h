@@ -56,6 +56,10 @@ std::vector<TimerSpec> TimersOf(const v1::Deadline& d);
 
 // The event announcing a change of `d` (payload: DeadlineChange), without `sequence`, which
 // the store assigns.
+// Every event type deadlines emits (RelayOptions::emits): the DEADLINE_* changes ChangeEvent
+// makes; any other is counted as undeclared (common::EventBuilder::UndeclaredEmits).
+std::vector<common::v1::EventType> DeadlineEmittedEvents();
+
 common::v1::Event ChangeEvent(const v1::Deadline& d, common::v1::EventType type, absl::Time now,
                               const std::string& event_id, const std::string& reason_code);
 

@@ -1,6 +1,7 @@
 // rogatory-deadlines: legal time limits as durable timers in Redis, with calendars,
 // reminders and escalations. Starts, settles and cancels deadlines from intake's events;
 // emits deadline events through its outbox.
+#include "deadline_logic.h"
 #include "deadline_service.h"
 #include "redis_deadline_store.h"
 #include "rogatory/common/logging.h"
@@ -66,6 +67,8 @@ int main(int argc, char** argv) {
             parts.Own(std::make_shared<dl::DeadlineService>(*tracker, platform.pipeline())));
         parts.event_handler = parts.Own(std::make_shared<dl::DeadlineEventHandler>(*tracker));
         parts.emits_events = true;
+        // Lanes only to receivers that want one of these (issue 19).
+        parts.emitted_events = dl::DeadlineEmittedEvents();
         auto* metrics =
             parts.Own(std::make_shared<dl::DeadlineMetrics>(platform.metrics().registry()));
         // Other replicas' engines hear of timers this one schedules through pub/sub.

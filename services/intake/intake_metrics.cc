@@ -4,10 +4,11 @@
 #include <utility>
 
 #include "absl/status/statusor.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
-#include "intake/lua_scripts.h"
 #include "lifecycle.h"
+#include "redis_request_store.h"
 #include "rogatory/common/logging.h"
 #include "rogatory/common/redis_reply.h"
 #include "rogatory/common/replica_lease.h"
@@ -37,38 +38,21 @@ std::string ShortName(const std::string& enum_name, const std::string& prefix) {
   return enum_name.substr(prefix.size());
 }
 
-// What lua/count_by_instrument_and_status.lua counts: pairs of one shard.
-struct CountQuery {
-  int shard = 0;
-  std::vector<std::pair<pb::Instrument, pb::RequestStatus>> pairs;
-};
-
-// The count of each of the query's pairs, in order (one script run).
-absl::StatusOr<std::vector<int64_t>> CountByInstrumentAndStatus(common::RedisClient& redis,
-                                                                const CountQuery& query) {
-  static const common::LuaScript* script =
-      new common::LuaScript(std::string(lua::kCountByInstrumentAndStatus));
-  const std::string p = common::Sharding::Prefix(query.shard);
-  std::vector<std::string> keys;
-  keys.reserve(2 * query.pairs.size());
-  for (const auto& [instrument, status] : query.pairs) {
-    keys.push_back(absl::StrCat(p, "idx:instrument:", static_cast<int>(instrument)));
-    keys.push_back(absl::StrCat(p, "idx:status:", static_cast<int>(status)));
-  }
-  constexpr absl::string_view kWhat = "count_by_instrument_and_status";
-  auto reply = common::RunRedisScript(redis, *script, std::move(keys), {});
+// One shard's request counts (RedisRequestStore::CountsKey, kept by the scripts that create,
+// change and erase requests): "<instrument>:<status>" -> requests. One HGETALL.
+absl::StatusOr<std::map<std::string, int64_t>> ReadCounts(common::RedisClient& redis, int shard) {
+  constexpr absl::string_view kWhat = "request counts";
+  auto reply = common::RunRedisCommand(redis, {"HGETALL", RedisRequestStore::CountsKey(shard)});
   if (!reply.ok()) return reply.status();
-  auto elements = common::ReplyArray(*reply, kWhat);
-  if (!elements.ok()) return elements.status();
-  if ((*elements)->size() != query.pairs.size()) {
-    return absl::InternalError(absl::StrCat(kWhat, ": one count per pair expected"));
-  }
-  std::vector<int64_t> counts;
-  counts.reserve(query.pairs.size());
-  for (const common::RedisReply& e : **elements) {
-    auto count = common::ReplyInteger(e, kWhat);
-    if (!count.ok()) return count.status();
-    counts.push_back(*count);
+  auto fields = common::ReplyStrings(*reply, kWhat);
+  if (!fields.ok()) return fields.status();
+  std::map<std::string, int64_t> counts;
+  for (size_t i = 0; i + 1 < fields->size(); i += 2) {
+    int64_t n = 0;
+    if (!absl::SimpleAtoi((*fields)[i + 1], &n)) {
+      return absl::InternalError(absl::StrCat(kWhat, ": not a number"));
+    }
+    counts[(*fields)[i]] = n;
   }
   return counts;
 }
@@ -139,14 +123,19 @@ bool RequestCountGauge::RefreshOnce() {
       interval_ * 3);
   std::map<std::pair<pb::Instrument, pb::RequestStatus>, int64_t> totals;
   if (held) {
+    for (const auto& pair : pairs) totals[pair] = 0;
     for (int shard = 0; shard < sharding_.shard_count(); ++shard) {
-      auto counts = CountByInstrumentAndStatus(redis_, CountQuery{shard, pairs});
+      auto counts = ReadCounts(redis_, shard);
       if (!counts.ok()) {
         common::Log::Warn("request count gauge refresh failed",
                           {{"error", std::string(counts.status().message())}});
         return held;
       }
-      for (size_t k = 0; k < pairs.size(); ++k) totals[pairs[k]] += (*counts)[k];
+      for (auto& [pair, total] : totals) {
+        auto it = counts->find(
+            absl::StrCat(static_cast<int>(pair.first), ":", static_cast<int>(pair.second)));
+        if (it != counts->end()) total += it->second;
+      }
     }
   }
   for (const auto& [pair, count] : totals) {

@@ -40,8 +40,9 @@ class IntakeMetrics {
 };
 
 // rogatory_intake_requests{instrument,status}: how many requests are in each status, a
-// gauge of shared state. Computed from the Redis indexes (ZINTERCARD of the status and
-// instrument indexes, shard by shard: bounded work) by ONE replica at a time, the holder of
+// gauge of shared state. Read from each shard's request counts (rg:{sN}:counts, which the
+// scripts that create, change and erase requests keep: one HGETALL per shard, no recount;
+// issue 19) by ONE replica at a time, the holder of
 // a lease (rg:{s0}:intake:gauge-lease, renewed each refresh); the other replicas export
 // nothing, so sum() or max() across replicas never double counts. Runs on its own thread
 // (blocking Redis calls are allowed there).

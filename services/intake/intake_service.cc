@@ -1,5 +1,6 @@
 #include "intake_service.h"
 
+#include <algorithm>
 #include <vector>
 
 #include "absl/strings/escaping.h"
@@ -99,7 +100,7 @@ google::protobuf::Timestamp ToProto(absl::Time t) {
 
 // intake's events, stamped in whole milliseconds like its requests' times.
 const common::EventBuilder& Events() {
-  static const auto* builder = new common::EventBuilder("intake");
+  static const auto* builder = new common::EventBuilder("intake", IntakeEmittedEvents());
   return *builder;
 }
 absl::Time WholeMillis(absl::Time t) { return absl::FromUnixMillis(absl::ToUnixMillis(t)); }
@@ -371,6 +372,16 @@ commonpb::Actor ActorOf(const common::Caller& caller) {
   }
   a.set_role(RoleOf(caller));
   return a;
+}
+
+std::vector<commonpb::EventType> IntakeEmittedEvents() {
+  std::vector<commonpb::EventType> types = Lifecycle::Default().EventTypes();
+  for (commonpb::EventType t :
+       {commonpb::EVENT_TYPE_REQUEST_SUBMITTED, commonpb::EVENT_TYPE_DOCUMENT_ADDED,
+        commonpb::EVENT_TYPE_REQUEST_SUPPLEMENTED, commonpb::EVENT_TYPE_REQUEST_ERASED}) {
+    if (std::find(types.begin(), types.end(), t) == types.end()) types.push_back(t);
+  }
+  return types;
 }
 
 commonpb::Event NewIntakeEvent(const v1::Request& r, commonpb::EventType type, int64_t sequence,

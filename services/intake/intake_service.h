@@ -174,6 +174,11 @@ common::v1::Actor ActorOf(const common::Caller& caller);
 
 // A new event of intake about a request: id, request, sequence, type, time, actor, trace
 // (the request's), instrument, source and the request's facts.
+// Every event type intake emits (RelayOptions::emits): submission, documents, supplements,
+// erasure and every move of the lifecycle. NewIntakeEvent counts any other as undeclared
+// (common::EventBuilder::UndeclaredEmits).
+std::vector<common::v1::EventType> IntakeEmittedEvents();
+
 common::v1::Event NewIntakeEvent(const v1::Request& request, common::v1::EventType type,
                                  int64_t sequence, absl::Time now, const common::v1::Actor& actor);
 

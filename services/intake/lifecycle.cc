@@ -385,6 +385,14 @@ std::string DescribeSides(Sides sides) {
 
 Lifecycle::Lifecycle(std::vector<Row> rows) : rows_(std::move(rows)) {}
 
+std::vector<pb::EventType> Lifecycle::EventTypes() const {
+  std::set<pb::EventType> types;
+  for (const Row& row : rows_) {
+    for (const Move& move : row.moves) types.insert(move.event);
+  }
+  return {types.begin(), types.end()};
+}
+
 const Lifecycle& Lifecycle::Default() {
   static const Lifecycle* lifecycle = new Lifecycle(BuildRows());
   return *lifecycle;

@@ -77,6 +77,9 @@ class Lifecycle {
   // somewhere other than CLOSED. Refused, executed, withdrawn, closed requests are not open.
   bool IsOpen(common::v1::Instrument instrument, common::v1::RequestStatus status) const;
 
+  // Every event type a move of any instrument's table announces, sorted.
+  std::vector<common::v1::EventType> EventTypes() const;
+
   // Every status the instrument's table mentions (as origin or target), sorted.
   std::vector<common::v1::RequestStatus> Statuses(common::v1::Instrument instrument) const;
 

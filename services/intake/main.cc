@@ -49,7 +49,9 @@ int main(int argc, char** argv) {
                            &upload_idle_timeout);
         config.AddDuration(
             "requests-gauge-interval", absl::Seconds(30), absl::Seconds(1), absl::Hours(1),
-            "How often the elected replica recounts rogatory_intake_requests.", &gauge_interval);
+            "How often the elected replica refreshes rogatory_intake_requests (one read of "
+            "each shard's request counts).",
+            &gauge_interval);
         // Retention (issue 8 point 5). Idempotency records (which hold replies with personal
         // data) follow idempotency-ttl, which may not exceed retention-closed.
         config.AddDuration("retention-closed", absl::Hours(24 * 730), absl::Minutes(1),
@@ -115,6 +117,8 @@ int main(int argc, char** argv) {
         parts.event_handler =
             parts.Own(std::make_shared<rogatory::intake::IntakeEventHandler>(*store));
         parts.emits_events = true;
+        // Lanes only to receivers that want one of these (issue 19).
+        parts.emitted_events = rogatory::intake::IntakeEmittedEvents();
         return parts;
       });
 }

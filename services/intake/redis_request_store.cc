@@ -172,6 +172,7 @@ void RunCreate(common::RedisClient& redis, const CreateCall& c, Done<CreateReply
       c.idempotency ? absl::StrCat(p, "idem:", c.idempotency->scope, ":", c.idempotency->request_id)
                     : absl::StrCat(p, "idem:-"),
       common::EventKeys::Outbox(c.shard, "intake"),
+      RedisRequestStore::CountsKey(c.shard),
       absl::StrCat(p, "idx:all"),
       absl::StrCat(p, "idx:updated"),
       absl::StrCat(p, "idx:status:", c.status),
@@ -477,7 +478,8 @@ void RunMutate(common::RedisClient& redis, const MutateCall& c, Done<MutateReply
       m.document ? m.document->usage_key : absl::StrCat(p, "docbytes:-"),
       authority_usage,
       absl::StrCat(p, "idx:updated"),
-      absl::StrCat(p, "idx:closed")};
+      absl::StrCat(p, "idx:closed"),
+      RedisRequestStore::CountsKey(c.shard)};
   // Which index entries the change moves, from the fields it is computed on: each field
   // that changes leaves idx:<field>:<old> and enters idx:<field>:<new> (the party fields
   // feed the party indexes instead), as the fields are set in order.
@@ -712,6 +714,7 @@ void RunEraseRequest(common::RedisClient& redis, const EraseRequestCall& c, Done
                                    RedisDocumentStore::ListKey(c.shard, c.id),
                                    absl::StrCat(p, "idx:tombstoned"),
                                    UnauditedKey(c.shard),
+                                   RedisRequestStore::CountsKey(c.shard),
                                    absl::StrCat(p, "idx:all"),
                                    absl::StrCat(p, "idx:updated"),
                                    absl::StrCat(p, "idx:closed")};

@@ -3,6 +3,7 @@
 #include <map>
 #include <memory>
 
+#include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
 #include "request_store.h"
 #include "rogatory/common/ids.h"
@@ -25,6 +26,10 @@ namespace rogatory::intake {
 //   rg:{sN}:idx:urgency:<n>       the same, per urgency
 //   rg:{sN}:idx:issuing_state:<XX>, rg:{sN}:idx:requested_state:<XX>   the same, per state
 //   rg:{sN}:idx:updated           sorted set of ids by last update time (ms)
+//   rg:{sN}:counts                hash "<instrument>:<status>" (numbers) -> how many requests
+//                                 (tombstones included until erased) have them: kept by the
+//                                 scripts that create, change and erase requests, read by
+//                                 the requests gauge (layout 3, issue 19)
 //   rg:{sN}:outbox:intake         intake's outbox (see common/event_sink.h)
 //   rg:{sN}:idx:closed            sorted set of ids of requests in a final status, by the
 //                                 time they reached it (retention step 1 runs from it)
@@ -40,6 +45,11 @@ class RedisRequestStore final : public RequestStore {
   RedisRequestStore(common::RedisClient& redis, common::Sharding sharding,
                     absl::Duration idempotency_ttl)
       : redis_(redis), sharding_(sharding), idempotency_ttl_(idempotency_ttl) {}
+
+  // The shard's request counts (rg:{sN}:counts, see above): field "<instrument>:<status>".
+  static std::string CountsKey(int shard) {
+    return absl::StrCat(common::Sharding::Prefix(shard), "counts");
+  }
 
   void Create(NewRequest request, Done<CreateOutcome> done) override;
   void Get(const std::string& id, Done<v1::Request> done) override;

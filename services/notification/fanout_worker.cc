@@ -1,6 +1,7 @@
 #include "fanout_worker.h"
 
 #include <algorithm>
+#include <limits>
 #include <map>
 
 #include "absl/strings/numbers.h"
@@ -46,24 +47,27 @@ FanoutWorker::FanoutWorker(NotificationStore& store, const common::Clock& clock,
       unacked_(std::make_shared<ShardFlags>(sharding.shard_count())),
       consumer_(common::NewUlid(clock.Now())),
       group_ready_(sharding.shard_count(), false),
-      retry_own_(sharding.shard_count(), false) {}
+      retry_own_(sharding.shard_count(), false),
+      next_timer_ms_(sharding.shard_count(), 0) {}
 
 FanoutWorker::~FanoutWorker() {
+  listener_.reset();
   wakeups_->Stop();
   if (thread_.joinable()) thread_.join();
 }
 
 void FanoutWorker::Start() {
   thread_ = std::thread([this] {
-    // Pacing of upkeep and polling: the clock's monotonic reading.
+    // Pacing of the safety net and the gauges: the clock's monotonic reading.
     common::MonotonicTime next_gauges = common::MonotonicTime::InfinitePast();
-    common::MonotonicTime next_poll = common::MonotonicTime::InfinitePast();
+    common::MonotonicTime next_net = common::MonotonicTime::InfinitePast();
     std::vector<int> busy;  // shards that delivered in the last pass: they may have more
     while (!wakeups_->stopped()) {
       std::vector<int> shards;
-      if (clock_.MonotonicNow() >= next_poll) {
-        // Every shard: entries other replicas' handlers wrote, and retries.
-        next_poll = clock_.MonotonicNow() + settings_.poll_interval;
+      const bool net = clock_.MonotonicNow() >= next_net;
+      if (net) {
+        // Every shard: entries whose wake-up was lost, a dead replica's, and retries.
+        next_net = clock_.MonotonicNow() + settings_.fanout_recheck_interval;
         wakeups_->Take();
         for (int shard = 0; shard < sharding_.shard_count(); ++shard) shards.push_back(shard);
       } else {
@@ -75,19 +79,45 @@ void FanoutWorker::Start() {
         }
       }
       busy.clear();
-      Pass(shards, /*all=*/false, &busy);
+      Pass(shards, /*all=*/net, &busy);
       if (clock_.MonotonicNow() >= next_gauges) {
         UpdateGauges();
-        next_gauges = clock_.MonotonicNow() + absl::Seconds(5);
+        next_gauges =
+            clock_.MonotonicNow() + std::max(settings_.fanout_recheck_interval, absl::Seconds(30));
       }
       if (busy.empty()) {
-        const absl::Duration wait = next_poll - clock_.MonotonicNow();
+        absl::Duration wait = next_net - clock_.MonotonicNow();
+        const int64_t due_ms = NextTimerDueMs();
+        if (due_ms != std::numeric_limits<int64_t>::max()) {
+          wait = std::min(wait, absl::FromUnixMillis(due_ms) - clock_.Now());
+        }
         if (wait > absl::ZeroDuration()) {
           for (int shard : wakeups_->Wait(wait)) busy.push_back(shard);
         }
       }
     }
   });
+}
+
+void FanoutWorker::ListenForAppends(common::RedisUrl url, std::string own_publisher) {
+  const int shards = sharding_.shard_count();
+  listener_ = std::make_unique<common::PubSubListener>(
+      std::move(url), Keys::FanoutAppendedChannel(),
+      common::PubSubListener::Callbacks{
+          [wakeups = wakeups_, own = std::move(own_publisher), shards](const std::string& payload) {
+            const std::pair<std::string, std::string> parts =
+                absl::StrSplit(payload, absl::MaxSplits(' ', 1));
+            int shard = -1;
+            if (parts.second == own || !absl::SimpleAtoi(parts.first, &shard) || shard < 0 ||
+                shard >= shards) {
+              return;
+            }
+            wakeups->Wake(shard);
+          },
+          [wakeups = wakeups_, shards] {
+            for (int shard = 0; shard < shards; ++shard) wakeups->Wake(shard);
+          },
+          {}});
 }
 
 int FanoutWorker::RunOnce(bool all) {
@@ -98,16 +128,18 @@ int FanoutWorker::RunOnce(bool all) {
 }
 
 int FanoutWorker::Pass(const std::vector<int>& shards, bool all, std::vector<int>* busy) {
-  // Pacing of upkeep (the clock's monotonic reading): timers fire by the service clock's
-  // wall time; they are only looked at once a second.
-  bool slow = all;
-  if (!slow && clock_.MonotonicNow() >= next_slow_work_) {
-    slow = true;
-    next_slow_work_ = clock_.MonotonicNow() + absl::Seconds(1);
-  }
-  const int total = DeliverShards(shards, slow, busy);
-  if (slow) Timers();
+  // Entries a dead replica left are claimed on the safety-net pass only; timers run when due
+  // (every shard's on the safety-net pass).
+  const int total = DeliverShards(shards, /*claim_abandoned=*/all, busy);
+  Timers(all);
   return total;
+}
+
+int64_t FanoutWorker::NextTimerDueMs() const {
+  if (settings_.retrieval_timeout <= absl::ZeroDuration()) {
+    return std::numeric_limits<int64_t>::max();
+  }
+  return *std::min_element(next_timer_ms_.begin(), next_timer_ms_.end());
 }
 
 // Three phases, each with every shard's round trip in flight at once (with appendfsync
@@ -195,6 +227,15 @@ int FanoutWorker::DeliverShards(const std::vector<int>& shards, bool claim_aband
       }
       std::map<std::string, std::string> f = entry.fields;
       const std::string& kind = f["kind"];
+      if (kind == "n" && settings_.retrieval_timeout > absl::ZeroDuration()) {
+        // Its recipients' retrieval timers (in this shard) are due this much after acceptance.
+        int64_t accepted_ms = 0;
+        if (absl::SimpleAtoi(f["acc"], &accepted_ms)) {
+          next_timer_ms_[shard] =
+              std::min(next_timer_ms_[shard],
+                       accepted_ms + absl::ToInt64Milliseconds(settings_.retrieval_timeout));
+        }
+      }
       common::v1::Event event;
       if (!event.ParseFromString(f["ev"])) {
         common::Log::Error("unreadable fan-out entry dropped", {{"shard", shard}});
@@ -448,25 +489,38 @@ void FanoutWorker::UpdateSubscriptions(const std::string& owner,
   cached->second = std::move(kept);
 }
 
-// Every shard's timers at once (their round trips in flight together, not one after the other).
-void FanoutWorker::Timers() {
+// The shards whose next timer is due (every shard's when `all`), their round trips in flight
+// together; each answers when its next timer is due, so an idle fan-out sleeps until then.
+void FanoutWorker::Timers(bool all) {
   if (settings_.retrieval_timeout <= absl::ZeroDuration()) return;
   const int64_t now_ms = absl::ToUnixMillis(clock_.Now());
   const int64_t escalation_ms = absl::ToInt64Milliseconds(settings_.escalation_timeout);
-  auto results = std::make_shared<BatchOutcomes<int>>(sharding_.shard_count());
+  std::vector<int> due;
   for (int shard = 0; shard < sharding_.shard_count(); ++shard) {
+    if (all || next_timer_ms_[shard] <= now_ms) due.push_back(shard);
+  }
+  if (due.empty()) return;
+  auto results = std::make_shared<BatchOutcomes<NotificationStore::TimerOutcome>>(due.size());
+  for (size_t i = 0; i < due.size(); ++i) {
     results->Started();
-    store_.RunRetrievalTimers({shard, now_ms, 100, escalation_ms},
-                              [results, shard](absl::StatusOr<int> r) {
-                                results->Finished(static_cast<size_t>(shard), std::move(r));
+    store_.RunRetrievalTimers({due[i], now_ms, 100, escalation_ms},
+                              [results, i](absl::StatusOr<NotificationStore::TimerOutcome> r) {
+                                results->Finished(i, std::move(r));
                               });
   }
   const auto handled = results->Wait();
-  for (size_t shard = 0; shard < handled.size(); ++shard) {
-    if (!handled[shard].ok()) {
-      common::Log::Warn("retrieval timers failed; will retry",
-                        {{"shard", static_cast<int64_t>(shard)}});
+  for (size_t i = 0; i < due.size(); ++i) {
+    const int shard = due[i];
+    if (!handled[i].ok()) {
+      common::Log::Warn("retrieval timers failed; will retry", {{"shard", shard}});
+      next_timer_ms_[shard] = now_ms + 1000;
+      continue;
     }
+    // Not before 10 ms from now: a timer the run left alone (its event changed meanwhile)
+    // is read again then, not in a busy loop.
+    next_timer_ms_[shard] = std::max(handled[i]->next_due_ms, now_ms + 10);
+    // Re-announcements and escalations are new fan-out entries of the shard.
+    if (handled[i]->handled > 0) wakeups_->Wake(shard);
   }
 }
 

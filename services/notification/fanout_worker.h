@@ -14,6 +14,7 @@
 #include "rogatory/common/clock.h"
 #include "rogatory/common/ids.h"
 #include "rogatory/common/pipeline.h"
+#include "rogatory/common/pubsub_listener.h"
 #include "wakeups.h"
 
 namespace rogatory::notification {
@@ -42,9 +43,12 @@ namespace rogatory::notification {
 // the retry. Every shard's round trips of a phase (read, deliver, acknowledge) are in
 // flight together.
 //
-// Wake-ups: the event handler wakes the worker (FanoutWakeups) right after writing an
-// entry, and the worker tells the inbox's Subscribe readers in this process (InboxWakeups)
-// right after writing a notification; entries other replicas wrote are found by polling.
+// Wake-ups (issue 19: nothing polls): the event handler wakes the worker (FanoutWakeups) right
+// after writing an entry, and the store announces it on Keys::FanoutAppendedChannel, so the
+// other replicas' workers wake too (FanoutAppendListener in main.cc); the worker tells the
+// inbox's Subscribe readers in this process (InboxWakeups) right after writing a notification.
+// Retrieval timers: the worker sleeps until the next one is due. A pass over every shard every
+// `fanout_recheck_interval` (>= 5 s in deployments) is only a safety net.
 //
 // The delivery into an inbox also enqueues the webhook jobs of the recipient's
 // matching subscriptions (same shard: an owner's subscriptions live in its
@@ -85,6 +89,14 @@ class FanoutWorker {
   void SetWebhookWakeups(std::shared_ptr<FanoutWakeups> wakeups) {
     webhook_wakeups_ = std::move(wakeups);
   }
+  // Wakes this worker for fan-out entries other processes wrote: SUBSCRIBEs (a connection of
+  // its own) to Keys::FanoutAppendedChannel, ignoring the announcements of `own_publisher`
+  // (this process's store: its handler wakes the worker directly); after each
+  // (re)subscription every shard is looked at, as a message may have been lost meanwhile.
+  // Call before Start.
+  void ListenForAppends(common::RedisUrl url, std::string own_publisher);
+  // How many times that subscription was confirmed (tests).
+  int append_subscriptions() const { return listener_ ? listener_->subscriptions() : 0; }
   // How the event handler wakes this worker (see NotificationEventHandler::SetFanoutWakeups).
   const std::shared_ptr<FanoutWakeups>& wakeups() const { return wakeups_; }
   // One pass over every shard: fan-out, then (when `all`, or when their pace
@@ -98,8 +110,11 @@ class FanoutWorker {
   // `busy`.
   int Pass(const std::vector<int>& shards, bool all, std::vector<int>* busy);
   int DeliverShards(const std::vector<int>& shards, bool claim_abandoned, std::vector<int>* busy);
-  void Timers();
+  void Timers(bool all);
   void UpdateGauges();
+  // The earliest due time (Unix ms) of any shard's next retrieval timer as far as this worker
+  // knows; INT64_MAX: none (or timers are off).
+  int64_t NextTimerDueMs() const;
 
   // What the fan-out knows of an owner's subscriptions: their ids, sorted, and filters (in
   // the order of the ids).
@@ -126,14 +141,17 @@ class FanoutWorker {
   const std::string consumer_;
   std::vector<bool> group_ready_;  // only touched by the worker's thread
   std::vector<bool> retry_own_;
-  common::MonotonicTime next_slow_work_ =
-      common::MonotonicTime::InfinitePast();  // worker thread only
+  // Per shard, when its next retrieval timer is due (Unix ms, by the service clock): answered
+  // by each run of its timers, made earlier by each delivered entry (its recipients' timers
+  // are due `retrieval_timeout` after its acceptance). Worker thread only.
+  std::vector<int64_t> next_timer_ms_;
   // Owners' subscriptions by owner, as last read: the fan-out filters in C++ and names the
   // matched subscriptions to the delivery, whose script checks that the owner's
   // subscription ids are still these (a subscription's filter never changes once created)
   // and answers "retry" otherwise, so a stale entry costs a retry, never a wrong webhook.
   // Bounded (an arbitrary owner is dropped when full); worker thread only.
   std::map<std::string, OwnerSubscriptions> subscriptions_;
+  std::unique_ptr<common::PubSubListener> listener_;
   std::thread thread_;
 };
 

@@ -3,6 +3,7 @@
 // redis_fanout_store.cc are for Redis). The inbox, evidence, subscriptions and dead letters
 // are in in_memory_notification_store.cc.
 #include <algorithm>
+#include <limits>
 
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
@@ -200,8 +201,9 @@ void InMemoryNotificationStore::AckFanout(int shard, const std::vector<std::stri
   done(deleted);
 }
 
-void InMemoryNotificationStore::RunRetrievalTimers(const TimerRun& run, Done<int> done) {
+void InMemoryNotificationStore::RunRetrievalTimers(const TimerRun& run, Done<TimerOutcome> done) {
   int handled = 0;
+  int64_t next_due_ms = std::numeric_limits<int64_t>::max();
   {
     absl::MutexLock lock(&mu_);
     auto& timers = retrieval_due_[run.shard];
@@ -260,8 +262,9 @@ void InMemoryNotificationStore::RunRetrievalTimers(const TimerRun& run, Done<int
         }
       }
     }
+    for (const auto& [member, ms] : timers) next_due_ms = std::min(next_due_ms, ms);
   }
-  done(handled);
+  done(TimerOutcome{handled, next_due_ms});
 }
 
 void InMemoryNotificationStore::CountBacklog(int shard, Done<Backlog> done) {

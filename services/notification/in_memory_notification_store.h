@@ -38,7 +38,7 @@ class InMemoryNotificationStore final : public NotificationStore {
   void PrepareFanout(int shard, Done<bool> done) override;
   void ReadFanout(const FanoutRead& read, Done<FanoutBatch> done) override;
   void AckFanout(int shard, const std::vector<std::string>& ids, Done<int> done) override;
-  void RunRetrievalTimers(const TimerRun& run, Done<int> done) override;
+  void RunRetrievalTimers(const TimerRun& run, Done<TimerOutcome> done) override;
   void CountBacklog(int shard, Done<Backlog> done) override;
 
   void OpenInbox(int shard, const std::string& authority, const std::string& min_id,

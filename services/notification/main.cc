@@ -46,9 +46,15 @@ int main(int argc, char** argv) {
                       &s.stream_max_age);
         c.AddDuration("notification-poll-interval", s.poll_interval, absl::Milliseconds(5),
                       absl::Seconds(10),
-                      "How often the fan-out and the webhook queue look for work (idle "
-                      "Subscribe streams do not poll: inbox appends wake them).",
+                      "How often Subscribe streams re-read their inbox when nothing wakes "
+                      "them (inbox appends wake them: see stream-recheck-interval).",
                       &s.poll_interval);
+        c.AddDuration("fanout-recheck-interval", s.fanout_recheck_interval, absl::Milliseconds(5),
+                      absl::Hours(1),
+                      "Safety net of the fan-out, which received events wake (Redis pub/sub "
+                      "across replicas) and retrieval timers wake when due: a pass over every "
+                      "shard this often, bounding the delay a lost wake-up can cause.",
+                      &s.fanout_recheck_interval);
         c.AddDuration("stream-recheck-interval", s.stream_recheck_interval, absl::Seconds(5),
                       absl::Hours(1),
                       "Safety net of Subscribe streams, which inbox appends wake (Redis "
@@ -145,6 +151,9 @@ int main(int argc, char** argv) {
                             },
                             [notification_service] { notification_service->WakeAllStreams(); }});
         handler->SetFanoutWakeups(fanout->wakeups());
+        // Fan-out entries other replicas' handlers wrote wake this fan-out through Redis
+        // pub/sub (a connection of its own).
+        fanout->ListenForAppends(*redis_url, store->publisher_id());
         fanout->SetWebhookWakeups(dispatcher->wakeups());
         notification_service->SetWebhookWakeups(dispatcher->wakeups());
         dispatcher->SetAuditor(&platform.auditor());

@@ -53,6 +53,10 @@ struct Keys {
   // streams on every replica wake (InboxAppendListener). One channel for all inboxes: its name
   // holds no authority; the inbox key is in the message only.
   static std::string InboxAppendedChannel() { return "rg:ntf:inbox-appended"; }
+  // Pub/sub channel on which every commit that appends to a shard's fan-out outbox (an event
+  // received: RedisNotificationStore::ReceiveEvent) announces "<shard> <publisher id>", so the
+  // fan-out of every replica wakes for it (FanoutWorker; issue 19). No personal data.
+  static std::string FanoutAppendedChannel() { return "rg:ntf:fanout-appended"; }
 
   // --- authority shard ---
   static std::string Inbox(int shard, absl::string_view authority) {

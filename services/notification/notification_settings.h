@@ -25,9 +25,15 @@ struct NotificationSettings {
   // subscribing again with their last cursor (spreads streams across replicas and
   // frees the place of a client that stopped reading); 0: no maximum.
   absl::Duration stream_max_age = absl::Minutes(30);
-  // How often the fan-out and the webhook queue look for new work (and idle Subscribe
-  // streams, when nothing wakes them: a service without inbox wake-ups).
+  // How often idle Subscribe streams re-read their inbox when nothing wakes them (a service
+  // without inbox wake-ups).
   absl::Duration poll_interval = absl::Milliseconds(100);
+  // The fan-out's safety-net pass over every shard (issue 19): receiving an event wakes this
+  // process's fan-out directly and every other replica's through Redis pub/sub
+  // (Keys::FanoutAppendedChannel); retrieval timers wake it when the next one is due. The
+  // pass takes up entries whose wake-up was lost (Redis restart) and entries a dead replica
+  // read but never acknowledged. Idle, the fan-out costs no Redis command in between.
+  absl::Duration fanout_recheck_interval = absl::Seconds(5);
   // Subscribe streams are woken by inbox appends (this process's fan-out, other replicas'
   // through Redis pub/sub); this is their safety-net re-read, bounding how late a lost pub/sub
   // message (Redis restart, listener reconnect) leaves a notification. At least 5 s in

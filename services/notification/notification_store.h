@@ -2,6 +2,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <limits>
 #include <map>
 #include <optional>
 #include <string>
@@ -107,14 +108,20 @@ class NotificationStore {
   // Runs up to `limit` retrieval timers due at `now_ms`: re-announces an event its recipient
   // has not retrieved (a fan-out entry of kind "r") and waits `escalation_ms`; then, if still
   // not retrieved, sends a notice to another party (kind "x", "about" the recipient). Returns
-  // how many timers were handled.
+  // how many timers were handled, and when the shard's next timer is due (no later than the
+  // earliest timer left; INT64_MAX: none), so the fan-out sleeps until then instead of
+  // polling (issue 19).
   struct TimerRun {
     int shard = 0;
     int64_t now_ms = 0;
     int limit = 0;
     int64_t escalation_ms = 0;
   };
-  virtual void RunRetrievalTimers(const TimerRun& run, Done<int> done) = 0;
+  struct TimerOutcome {
+    int handled = 0;
+    int64_t next_due_ms = std::numeric_limits<int64_t>::max();
+  };
+  virtual void RunRetrievalTimers(const TimerRun& run, Done<TimerOutcome> done) = 0;
 
   // What is waiting in a shard: dead letters and running retrieval timers.
   struct Backlog {

@@ -111,6 +111,14 @@ void RedisNotificationStore::RunReceive(const ReceivedEvent& e, std::vector<std:
         auto caught = common::ReplyInteger((**elements)[2], kWhat);
         if (!recipients.ok()) return done(recipients.status());
         if (!caught.ok()) return done(caught.status());
+        if (*recipients > 0 || *caught > 0) {
+          // The fan-out outbox has new entries: every replica's fan-out wakes (this process's
+          // own is woken by the handler). Not waited for; a lost message waits for the
+          // fan-out's safety net.
+          redis_.Command(
+              {"PUBLISH", Keys::FanoutAppendedChannel(), absl::StrCat(e.shard, " ", publisher_id_)},
+              [](absl::StatusOr<RedisReply>) {});
+        }
         done(ReceiveResult{false, static_cast<int>(*recipients), static_cast<int>(*caught)});
       });
 }

@@ -1,9 +1,12 @@
 // RedisNotificationStore: the fan-out outbox (lua/fanout_read.lua, lua/fanout_ack.lua) and
 // the retrieval timers (lua/retrieval_timers.lua) of a request's shard.
 
+#include <algorithm>
+#include <limits>
 #include <memory>
 
 #include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "notification_keys.h"
@@ -125,16 +128,33 @@ void RedisNotificationStore::AckFanout(int shard, const std::vector<std::string>
 // Three steps, the last two only when timers are due (the script must be passed the
 // evidence and party record keys the timers name): the due timers; each one's request id
 // (from its event's evidence, all at once); the script, which re-checks both.
-void RedisNotificationStore::RunRetrievalTimers(const TimerRun& run, Done<int> done) {
+void RedisNotificationStore::RunRetrievalTimers(const TimerRun& run, Done<TimerOutcome> done) {
+  // The shard's first `limit` timers with their due times (not only the due ones): those due
+  // are run, the first one not due says when to look again.
   redis_.Command(
-      {"ZRANGEBYSCORE", Keys::RetrievalDue(run.shard), "-inf", absl::StrCat(run.now_ms), "LIMIT",
-       "0", absl::StrCat(run.limit)},
+      {"ZRANGEBYSCORE", Keys::RetrievalDue(run.shard), "-inf", "+inf", "WITHSCORES", "LIMIT", "0",
+       absl::StrCat(run.limit)},
       [this, run, done = std::move(done)](absl::StatusOr<RedisReply> reply) mutable {
         if (!reply.ok()) return done(reply.status());
-        auto due = common::ReplyStrings(*reply, "retrieval timers");
-        if (!due.ok()) return done(due.status());
-        if (due->empty()) return done(0);
-        auto timers = std::make_shared<std::vector<std::string>>(std::move(*due));
+        auto read = common::ReplyStrings(*reply, "retrieval timers");
+        if (!read.ok()) return done(read.status());
+        auto timers = std::make_shared<std::vector<std::string>>();
+        int64_t next_due_ms = std::numeric_limits<int64_t>::max();
+        for (size_t i = 0; i + 1 < read->size(); i += 2) {
+          double score = 0;
+          if (!absl::SimpleAtod((*read)[i + 1], &score)) {
+            return done(absl::InternalError("retrieval timers: a due time is not a number"));
+          }
+          const int64_t due_ms = static_cast<int64_t>(score);
+          if (due_ms > run.now_ms) {
+            next_due_ms = due_ms;
+            break;
+          }
+          timers->push_back((*read)[i]);
+        }
+        // All `limit` read were due: more may be.
+        if (timers->size() >= static_cast<size_t>(run.limit)) next_due_ms = run.now_ms;
+        if (timers->empty()) return done(TimerOutcome{0, next_due_ms});
         auto finish = [this, run, timers, done = std::move(done)](
                           std::vector<absl::StatusOr<RedisReply>> requests) mutable {
           std::vector<std::string> keys = {Keys::RetrievalDue(run.shard), Keys::Fanout(run.shard)};
@@ -152,10 +172,23 @@ void RedisNotificationStore::RunRetrievalTimers(const TimerRun& run, Done<int> d
           }
           redis_.Eval(TimersScript(), std::move(keys), std::move(args),
                       [done = std::move(done)](absl::StatusOr<RedisReply> reply) {
+                        constexpr char kWhat[] = "retrieval timers";
                         if (!reply.ok()) return done(reply.status());
-                        auto n = common::ReplyInteger(*reply, "retrieval timers");
+                        auto elements = common::ReplyArray(*reply, kWhat);
+                        if (!elements.ok()) return done(elements.status());
+                        if ((*elements)->size() != 2) {
+                          return done(absl::InternalError("retrieval timers: unexpected answer"));
+                        }
+                        auto n = common::ReplyInteger((**elements)[0], kWhat);
                         if (!n.ok()) return done(n.status());
-                        done(static_cast<int>(*n));
+                        auto next = common::ReplyString((**elements)[1], kWhat);
+                        if (!next.ok()) return done(next.status());
+                        TimerOutcome outcome{static_cast<int>(*n)};
+                        double score = 0;
+                        if (!next->empty() && absl::SimpleAtod(*next, &score)) {
+                          outcome.next_due_ms = static_cast<int64_t>(score);
+                        }
+                        done(outcome);
                       });
         };
         auto gather = std::make_shared<Gather<decltype(finish)>>(timers->size(), std::move(finish));

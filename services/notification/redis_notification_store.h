@@ -1,6 +1,7 @@
 #pragma once
 
 #include "notification_store.h"
+#include "rogatory/common/ids.h"
 #include "rogatory/common/redis.h"
 
 namespace rogatory::notification {
@@ -14,7 +15,12 @@ namespace rogatory::notification {
 // redis_subscription_store.cc (subscriptions, dead letters).
 class RedisNotificationStore final : public NotificationStore {
  public:
-  explicit RedisNotificationStore(common::RedisClient& redis) : redis_(redis) {}
+  explicit RedisNotificationStore(common::RedisClient& redis)
+      : redis_(redis), publisher_id_(common::NewTraceId().substr(0, 16)) {}
+
+  // The id this store's fan-out announcements carry (Keys::FanoutAppendedChannel): a listener
+  // in the same process ignores them (the handler woke its fan-out directly).
+  const std::string& publisher_id() const { return publisher_id_; }
 
   void ReceiveEvent(const ReceivedEvent& event, Done<ReceiveResult> done) override;
   void EraseRequest(int shard, const std::string& request_id, const common::Dedupe& dedupe,
@@ -23,7 +29,7 @@ class RedisNotificationStore final : public NotificationStore {
   void PrepareFanout(int shard, Done<bool> done) override;
   void ReadFanout(const FanoutRead& read, Done<FanoutBatch> done) override;
   void AckFanout(int shard, const std::vector<std::string>& ids, Done<int> done) override;
-  void RunRetrievalTimers(const TimerRun& run, Done<int> done) override;
+  void RunRetrievalTimers(const TimerRun& run, Done<TimerOutcome> done) override;
   void CountBacklog(int shard, Done<Backlog> done) override;
 
   void OpenInbox(int shard, const std::string& authority, const std::string& min_id,
@@ -71,6 +77,7 @@ class RedisNotificationStore final : public NotificationStore {
                  Done<CreateResult> done);
 
   common::RedisClient& redis_;
+  const std::string publisher_id_;
 };
 
 }  // namespace rogatory::notification

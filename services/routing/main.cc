@@ -35,11 +35,12 @@ int main(int argc, char** argv) {
                       "Claims of a translation job before a failure or an expired lease moves "
                       "it to the dead-letter list.",
                       &max_attempts);
-        config.AddDuration("translation-sweep-interval", absl::Seconds(1), absl::Milliseconds(50),
+        config.AddDuration("translation-sweep-interval", absl::Seconds(5), absl::Milliseconds(50),
                            absl::Minutes(10),
-                           "How often expired translation leases are returned to their queues.",
+                           "How often expired translation leases are returned to their queues "
+                           "(by one replica: the holder of the background lease).",
                            &sweep_interval);
-        config.AddDuration("translation-metrics-interval", absl::Seconds(10),
+        config.AddDuration("translation-metrics-interval", absl::Seconds(30),
                            absl::Milliseconds(100), absl::Minutes(10),
                            "How often queue depth and age gauges are refreshed.",
                            &metrics_interval);

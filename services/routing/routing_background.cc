@@ -1,5 +1,7 @@
 #include "routing_background.h"
 
+#include <algorithm>
+
 #include "absl/strings/str_cat.h"
 #include "rogatory/common/await.h"
 #include "rogatory/common/logging.h"
@@ -25,9 +27,9 @@ RoutingBackground::RoutingBackground(RoutingStore& store, common::RedisClient& r
       clock_(clock),
       metrics_(metrics),
       max_attempts_(max_attempts),
-      metrics_interval_(metrics_interval),
+      lease_ttl_(3 * std::max(sweep_interval, metrics_interval)),
       replica_id_(common::NewUlid(clock.Now())) {
-  sweeper_ = std::make_unique<common::PeriodicTask>(sweep_interval, [this] { SweepOnce(); });
+  sweeper_ = std::make_unique<common::PeriodicTask>(sweep_interval, [this] { SweepRound(); });
   gauges_ =
       std::make_unique<common::PeriodicTask>(metrics_interval, [this] { RefreshGaugesOnce(); });
 }
@@ -56,10 +58,20 @@ std::pair<int, int> RoutingBackground::SweepOnce() {
   return {expired, dead};
 }
 
+bool RoutingBackground::HoldLease() {
+  return common::HoldReplicaLease(redis_,
+                                  absl::StrCat(common::Sharding::Prefix(0), "rt:metrics-leader"),
+                                  replica_id_, lease_ttl_);
+}
+
+bool RoutingBackground::SweepRound() {
+  if (!HoldLease()) return false;
+  SweepOnce();
+  return true;
+}
+
 bool RoutingBackground::RefreshGaugesOnce() {
-  if (!common::HoldReplicaLease(redis_,
-                                absl::StrCat(common::Sharding::Prefix(0), "rt:metrics-leader"),
-                                replica_id_, 3 * metrics_interval_)) {
+  if (!HoldLease()) {
     metrics_.SetQueueState(nullptr, clock_.Now());
     return false;
   }

@@ -3,6 +3,7 @@
 #include "deadline_logic.h"
 
 #include "absl/strings/str_cat.h"
+#include "declared_emits.h"
 #include "gtest/gtest.h"
 #include "rogatory/common/clock.h"
 #include "test_rules.h"

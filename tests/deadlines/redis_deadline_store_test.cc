@@ -2,6 +2,7 @@
 #include "redis_deadline_store.h"
 
 #include "deadline_store_contract.h"
+#include "declared_emits.h"
 #include "redis_cluster.h"
 #include "redis_fixture.h"
 #include "redis_server.h"

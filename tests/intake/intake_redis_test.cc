@@ -6,6 +6,7 @@
 #include <thread>
 
 #include "absl/strings/str_cat.h"
+#include "declared_emits.h"
 #include "google/protobuf/util/time_util.h"
 #include "gtest/gtest.h"
 #include "intake_event_handler.h"

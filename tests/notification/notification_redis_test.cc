@@ -57,6 +57,7 @@ class NotificationRedisTest : public ::testing::Test {
     redis_ = rogatory::testing::ConnectedClient(redis_server_);
     ASSERT_TRUE(common::RunRedisCommand(*redis_, {"FLUSHALL"}).ok());
     settings_.poll_interval = absl::Milliseconds(10);
+    settings_.fanout_recheck_interval = absl::Milliseconds(10);
     settings_.heartbeat_interval = absl::Seconds(30);
     settings_.inbox_retention_age = absl::Hours(1);
     settings_.retrieval_timeout = absl::Hours(1);
@@ -921,6 +922,7 @@ TEST_F(NotificationRedisTest, InboxDeliveryTakesOneRoundTripOnceTheOwnersSubscri
 // handler wakes the fan-out worker, which wakes the inbox's stream reader.
 TEST_F(NotificationRedisTest, WakeUpsDeliverWithoutWaitingForThePollInterval) {
   settings_.poll_interval = absl::Seconds(10);
+  settings_.fanout_recheck_interval = absl::Seconds(10);
   StartService();
   auto inbox_wakeups = std::make_shared<InboxWakeups>();
   fanout_->SetInboxWakeups(inbox_wakeups);
@@ -1289,6 +1291,7 @@ TEST_F(NotificationRedisTest, WebhookJobIsPostedAtOnceAlthoughTheSafetyNetIs60s)
   settings_.webhook_allowed_ports = {9};
   settings_.webhook_recheck_interval = absl::Seconds(60);
   settings_.poll_interval = absl::Seconds(60);  // what the old poller waited between passes
+  settings_.fanout_recheck_interval = absl::Seconds(60);
   StartService();
   RecordingTransport transport;
   WebhookDispatcher dispatcher(*redis_, clock_, sharding_, settings_, *metrics_, transport);
@@ -1314,6 +1317,75 @@ TEST_F(NotificationRedisTest, WebhookJobIsPostedAtOnceAlthoughTheSafetyNetIs60s)
     }
     EXPECT_EQ(transport.posted(), round);
     EXPECT_LT(Steady::now() - start, std::chrono::seconds(1)) << "round " << round;
+  }
+}
+
+// Issue 19 item 1: an idle fan-out costs Redis (almost) nothing between its safety-net
+// passes, although a retrieval timer is pending (the old worker polled every shard each
+// poll interval and ran every shard's timers each second).
+TEST_F(NotificationRedisTest, IdleFanoutSendsAtMostAFewCommandsBetweenItsSafetyNets) {
+  settings_.fanout_recheck_interval = absl::Seconds(5);
+  settings_.poll_interval = absl::Milliseconds(100);  // the old default fan-out poll
+  StartService();
+  handler_->SetFanoutWakeups(fanout_->wakeups());
+  ASSERT_TRUE(Receive(MakeEvent("ev-idle-1", Request(1))).ok());  // a timer due in an hour
+  fanout_->Start();
+  const auto deadline = Steady::now() + std::chrono::seconds(10);
+  while (XLen(kIssuer) < 1 && Steady::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  ASSERT_EQ(XLen(kIssuer), 1);
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));  // its first pass is over
+  ASSERT_TRUE(common::RunRedisCommand(*redis_, {"CONFIG", "RESETSTAT"}).ok());
+  std::this_thread::sleep_for(std::chrono::seconds(2));
+  EXPECT_LE(CommandsSinceReset(), 3);
+}
+
+// Issue 19 item 1: with the fan-out's safety net at 60 s, an entry written by another
+// process (its own store and Redis connection, nothing shared but Redis) is delivered at
+// once: the store announces it on the fan-out channel, the worker's listener wakes it.
+TEST_F(NotificationRedisTest, FanoutEntryOfAnotherProcessIsDeliveredAlthoughTheSafetyNetIs60s) {
+  settings_.fanout_recheck_interval = absl::Seconds(60);
+  settings_.poll_interval = absl::Seconds(60);
+  StartService();  // this process: the handler writes the entries; its fan-out never runs
+  auto other_redis = rogatory::testing::ConnectedClient(redis_server_);
+  RedisNotificationStore other_store(*other_redis);
+  prometheus::Registry other_registry;
+  NotificationMetrics other_metrics(other_registry);
+  FanoutWorker other(other_store, clock_, sharding_, settings_, other_metrics);
+  other.ListenForAppends(*common::ParseRedisUrl(redis_server_.url()), other_store.publisher_id());
+  auto deadline = Steady::now() + std::chrono::seconds(10);
+  while (other.append_subscriptions() == 0 && Steady::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  ASSERT_GT(other.append_subscriptions(), 0);
+  other.Start();
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));  // its first pass is over
+  for (int i = 1; i <= 3; ++i) {
+    ASSERT_TRUE(Receive(MakeEvent(absl::StrCat("ev-other-", i), Request(i))).ok());
+    deadline = Steady::now() + std::chrono::seconds(10);
+    while (XLen(kIssuer) < i && Steady::now() < deadline) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+    EXPECT_EQ(XLen(kIssuer), i) << "not delivered within 10 s (the safety net is 60 s)";
+  }
+}
+
+// Issue 19 item 1: in the same process, the handler's wake-up is enough (safety net 60 s).
+TEST_F(NotificationRedisTest, FanoutEntryOfThisProcessIsDeliveredAlthoughTheSafetyNetIs60s) {
+  settings_.fanout_recheck_interval = absl::Seconds(60);
+  settings_.poll_interval = absl::Seconds(60);
+  StartService();
+  handler_->SetFanoutWakeups(fanout_->wakeups());
+  fanout_->Start();
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));  // its first pass is over
+  for (int i = 1; i <= 3; ++i) {
+    ASSERT_TRUE(Receive(MakeEvent(absl::StrCat("ev-same-", i), Request(i))).ok());
+    const auto deadline = Steady::now() + std::chrono::seconds(10);
+    while (XLen(kIssuer) < i && Steady::now() < deadline) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+    EXPECT_EQ(XLen(kIssuer), i) << "not delivered within 10 s (the safety net is 60 s)";
   }
 }
 

@@ -1,6 +1,8 @@
 // The data layout record and rogatory-migrate's Apply against a real redis-server.
 #include "rogatory/common/data_layout.h"
 
+#include <map>
+
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "intake_fixtures.h"
@@ -76,7 +78,8 @@ TEST_F(DataLayoutTest, MigrateRecordsUnversionedDataThatFitsAndRefusesWhatDoesNo
 
   auto dry = migrate::Apply(redis(), 4, /*dry_run=*/true, now_);
   ASSERT_TRUE(dry.ok()) << dry.status();
-  EXPECT_EQ(dry->steps.size(), 2u);  // record the layout, then intake's worklist rows
+  // Record the layout, then intake's worklist rows, then its request counts.
+  EXPECT_EQ(dry->steps.size(), 3u);
   EXPECT_FALSE(ReadDataLayout(redis())->has_value());
 
   auto applied = migrate::Apply(redis(), 4, /*dry_run=*/false, now_);
@@ -140,8 +143,8 @@ TEST_F(DataLayoutTest, MigrationWritesTheWorklistRowsOfRequestsOfLayoutOne) {
 
   auto applied = migrate::Apply(redis(), 16, /*dry_run=*/false, now_);
   ASSERT_TRUE(applied.ok()) << applied.status();
-  ASSERT_EQ(applied->steps.size(), 1u);
-  EXPECT_EQ(applied->after, (DataLayout{2, 16}));
+  ASSERT_EQ(applied->steps.size(), 2u);  // then 2 -> 3
+  EXPECT_EQ(applied->after, (DataLayout{kDataLayoutVersion, 16}));
   auto row = RunRedisCommand(redis(), {"HGET", p + "wl:a:FR-TJ-PARIS-JI", id});
   ASSERT_TRUE(row.ok());
   EXPECT_EQ(*ReplyString(*row, "HGET"), absl::StrCat("1\x1f"
@@ -168,6 +171,58 @@ TEST_F(DataLayoutTest, MigrationWritesTheWorklistRowsOfRequestsOfLayoutOne) {
       [&](auto done) { store.List(q, std::move(done)); });
   ASSERT_TRUE(page.ok());
   EXPECT_EQ(page->requests.size(), 1u);
+}
+
+// Layout 2 -> 3 (issue 19): requests written by layout 2 (hashes, no counts) get their
+// shard's request counts "<instrument>:<status>" -> requests, tombstones included (they stay
+// in the indexes until erased); a count already there (a step cut short) is rewritten whole.
+TEST_F(DataLayoutTest, MigrationWritesTheRequestCountsOfRequestsOfLayoutTwo) {
+  auto hash = [&](int shard, int n, const std::string& instrument, const std::string& status,
+                  bool tombstone) {
+    const std::string id = Sharding::MakeId("rq", shard, now_ + absl::Seconds(n));
+    std::vector<std::string> args = {"HSET",       Sharding::Prefix(shard) + "req:" + id,
+                                     "pb",         "x",
+                                     "instrument", instrument,
+                                     "status",     status,
+                                     "etag",       "1"};
+    if (tombstone) {
+      args.push_back("erased_ms");
+      args.push_back("1");
+    }
+    ASSERT_TRUE(RunRedisCommand(redis(), args).ok());
+  };
+  hash(5, 1, "1", "1", false);
+  hash(5, 2, "1", "1", false);
+  hash(5, 3, "1", "7", true);
+  hash(5, 4, "3", "2", false);
+  hash(9, 5, "1", "1", false);
+  // Not requests: another key under req:, a document list.
+  ASSERT_TRUE(RunRedisCommand(redis(), {"HSET", Sharding::Prefix(5) + "req:x:meta", "instrument",
+                                        "1", "status", "1"})
+                  .ok());
+  ASSERT_TRUE(
+      RunRedisCommand(redis(), {"HSET", Sharding::Prefix(9) + "counts", "1:1", "40", "2:2", "1"})
+          .ok());
+  ASSERT_TRUE(WriteDataLayout(redis(), {2, 16}, "test", now_).ok());
+
+  auto applied = migrate::Apply(redis(), 16, /*dry_run=*/false, now_);
+  ASSERT_TRUE(applied.ok()) << applied.status();
+  ASSERT_EQ(applied->steps.size(), 1u);
+  EXPECT_EQ(applied->after, (DataLayout{3, 16}));
+  auto counts = [&](int shard) {
+    auto reply = RunRedisCommand(redis(), {"HGETALL", Sharding::Prefix(shard) + "counts"});
+    EXPECT_TRUE(reply.ok());
+    std::map<std::string, std::string> out;
+    auto fields = ReplyStrings(*reply, "HGETALL");
+    for (size_t i = 0; fields.ok() && i + 1 < fields->size(); i += 2) {
+      out[(*fields)[i]] = (*fields)[i + 1];
+    }
+    return out;
+  };
+  EXPECT_EQ(counts(5),
+            (std::map<std::string, std::string>{{"1:1", "2"}, {"1:7", "1"}, {"3:2", "1"}}));
+  EXPECT_EQ(counts(9), (std::map<std::string, std::string>{{"1:1", "1"}}));
+  EXPECT_TRUE(counts(0).empty());
 }
 
 }  // namespace

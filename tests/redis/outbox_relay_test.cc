@@ -434,6 +434,128 @@ TEST_F(OutboxRelayTest, IdleRelaySendsRedisAFewCommandsPerSecond) {
   EXPECT_LE(per_second, 20.0) << "commands/s of an idle relay with " << kShards << " lanes";
 }
 
+// Issue 19: an idle relay of many lanes (three receivers over 16 shards, the default
+// pacing) does not read each lane at the safety net: one look per shard says which lanes
+// have anything to do, and the shard leases are renewed a few times per lease, not per lane.
+// Reading every lane every 5 s and renewing each lease at a third of 10 s, it sent ~50/s.
+TEST_F(OutboxRelayTest, IdleRelayOfManyLanesLooksPerShardNotPerLane) {
+  RelayOptions options = Options("replica-a");
+  const RelayOptions defaults;
+  options.shard_count = 16;
+  options.receivers = {{"tester", absl::StrCat("127.0.0.1:", receiver_port_)},
+                       {"second", absl::StrCat("127.0.0.1:", receiver_port_)},
+                       {"third", absl::StrCat("127.0.0.1:", receiver_port_)}};
+  options.routes = *EventRoutes::Parse("tester: *\nsecond: *\nthird: *");
+  options.lease = defaults.lease;
+  options.poll_interval = defaults.poll_interval;
+  options.subscribed_poll_interval = defaults.subscribed_poll_interval;
+  options.maintenance_interval = defaults.maintenance_interval;
+  options.pubsub = *ParseRedisUrl(server_.url());
+  OutboxRelay relay(*redis_, metrics_, clock_, options);
+  std::this_thread::sleep_for(std::chrono::seconds(2));  // leases taken, first looks done
+  const int64_t before = CommandsRun(*redis_);
+  std::this_thread::sleep_for(std::chrono::seconds(11));
+  const int64_t after = CommandsRun(*redis_);
+  ASSERT_GE(before, 0);
+  const double per_second = static_cast<double>(after - before - 1) / 11.0;
+  EXPECT_LE(per_second, 12.0) << "commands/s of an idle relay with 48 lanes";
+}
+
+// A commit whose wake-up is lost (no pub/sub here, and no process-local wake) is still
+// delivered by the safety net's look at its shard, though every lane is idle.
+TEST_F(OutboxRelayTest, CommitWithoutAWakeUpIsDeliveredAtTheSafetyNet) {
+  Receiver receiver(*redis_, receiver_port_, metrics_);
+  RelayOptions options = Options("replica-a");
+  options.poll_interval = absl::Milliseconds(300);
+  OutboxRelay relay(*redis_, metrics_, clock_, options);
+  Emit(3);
+  ASSERT_TRUE(WaitForEffects(3));
+  std::this_thread::sleep_for(std::chrono::milliseconds(700));  // every lane idle
+  Emit(5);                                                      // XADD only: nobody is told
+  ASSERT_TRUE(WaitForEffects(8));
+  ExpectEachOnceInOrder();
+}
+
+// A replica that was already running takes over an abandoned replica's shards (when their
+// lease runs out, without any wake-up), including the entries the dead one read but never
+// acknowledged, and delivers them before the newer ones of their request.
+TEST_F(OutboxRelayTest, RunningReplicaTakesOverAbandonedShardsWithTheirUnacknowledgedEntries) {
+  Receiver receiver(*redis_, receiver_port_, metrics_);
+  receiver.handler().HoldNextAnswer();
+  auto dying = std::make_unique<OutboxRelay>(*redis_, metrics_, clock_, Options("replica-a"));
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));  // a holds every shard
+  OutboxRelay successor(*redis_, metrics_, clock_, Options("replica-b"));
+  Emit(1, 1);
+  ASSERT_TRUE(WaitForEffects(1));  // handled by a's lane; its answer is held
+  const std::string outbox =
+      EventKeys::Outbox(*Sharding(kShards).ShardOf("rq", RequestId(0)), "intake");
+  auto pending = RunRedisCommand(*redis_, {"XPENDING", outbox, "tester"});
+  ASSERT_TRUE(pending.ok());
+  EXPECT_EQ(pending->elements[0].integer, 1);  // read, not acknowledged
+  // Dies while waiting for the answer (Abandon waits for it to time out, meanwhile a's lease
+  // runs out and b may take over already): a acknowledges nothing and releases nothing.
+  dying->Abandon();
+  dying.reset();
+  Emit(10, 3);
+  ASSERT_TRUE(WaitForEffects(11));
+  receiver.handler().ReleaseHeldAnswer();
+  const auto deadline = Steady::now() + std::chrono::seconds(10);
+  while (Steady::now() < deadline) {
+    auto p = RunRedisCommand(*redis_, {"XPENDING", outbox, "tester"});
+    if (p.ok() && p->elements[0].integer == 0) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  auto p = RunRedisCommand(*redis_, {"XPENDING", outbox, "tester"});
+  ASSERT_TRUE(p.ok());
+  EXPECT_EQ(p->elements[0].integer, 0) << "the taken-over entry was never acknowledged";
+  // b delivered the entry a had read again (the receiver dropped it as a repeat).
+  EXPECT_TRUE(CountedAboveZero(metrics_.Render(),
+                               "rogatory_event_duplicates_dropped_total{source=\"intake\"}"))
+      << metrics_.Render();
+  ExpectEachOnceInOrder();
+}
+
+// A commit woken while its lane backed off after a failed delivery (the wake-up is not
+// taken then) is delivered when the receiver is back, right after the entries the lane had
+// read: the lane reads until a read finds nothing, not only its pending entries.
+TEST_F(OutboxRelayTest, CommitWokenWhileTheLaneBacksOffIsDeliveredWhenTheReceiverIsBack) {
+  AsyncRedisOptions o;
+  o.url = *ParseRedisUrl(server_.url());
+  o.command_timeout = absl::Seconds(5);
+  OutboxWakingRedisClient waking(NewAsyncRedisClient(o), "intake", kShards);
+  Emit(1, 1);  // before the relay starts: its first look reads it; the receiver is down
+  RelayOptions options = Options("replica-a");
+  options.poll_interval = absl::Seconds(60);  // no safety net within the test
+  options.max_backoff = absl::Milliseconds(500);
+  OutboxRelay relay(waking.inner(), metrics_, clock_, options);
+  waking.SetRelay(&relay);
+  const auto failed_by = Steady::now() + std::chrono::seconds(10);
+  while (!CountedAboveZero(metrics_.Render(),
+                           "rogatory_event_delivery_failures_total{"
+                           "emitter=\"intake\",receiver=\"tester\"") &&
+         Steady::now() < failed_by) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  const std::string id = RequestId(0);
+  v1::Event e;
+  e.set_event_id("ev-while-backing-off");
+  e.set_request_id(id);
+  e.set_sequence(++sequences_[id]);
+  e.set_type(v1::EVENT_TYPE_REQUEST_SUBMITTED);
+  e.set_source("intake");
+  ++emitted_;
+  static const LuaScript* emit =
+      new LuaScript("redis.call('XADD', KEYS[1], '*', 'ev', ARGV[1]) return 1");
+  auto written = RunRedisScript(waking, *emit,
+                                {EventKeys::Outbox(*Sharding(kShards).ShardOf("rq", id), "intake")},
+                                {e.SerializeAsString()});
+  ASSERT_TRUE(written.ok()) << written.status();
+  Receiver receiver(*redis_, receiver_port_, metrics_);
+  ASSERT_TRUE(WaitForEffects(2, std::chrono::seconds(10)));
+  waking.SetRelay(nullptr);
+  ExpectEachOnceInOrder();
+}
+
 // A receiver that wants nothing the emitter emits gets no lanes (no lease, no group, no
 // reads); one that wants some of it does.
 TEST_F(OutboxRelayTest, NoLanesForAReceiverThatWantsNothingTheEmitterEmits) {

@@ -2,15 +2,20 @@
 #include "redis_request_store.h"
 
 #include <chrono>
+#include <map>
+#include <optional>
 #include <thread>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "google/protobuf/util/time_util.h"
+#include "intake_metrics.h"
 #include "redis_cluster.h"
 #include "redis_server.h"
 #include "request_store_contract.h"
 #include "rogatory/common/async_redis_client.h"
+#include "rogatory/common/metrics.h"
+#include "rogatory/common/redis_reply.h"
 
 namespace rogatory::testing {
 namespace {
@@ -32,6 +37,118 @@ INSTANTIATE_TYPED_TEST_SUITE_P(OneNodeCluster, RequestStoreContractTest,
                                OnOneNodeCluster<RedisFactory>);
 // On a real cluster of three primaries (label cluster: see rogatory_cluster_variant).
 INSTANTIATE_TYPED_TEST_SUITE_P(Cluster, RequestStoreContractTest, OnCluster<RedisFactory>);
+
+// Issue 19: the request counts the scripts keep (rg:{sN}:counts), which the requests gauge
+// reads with one HGETALL per shard, equal a recount of the indexes (the gauge's old
+// ZINTERCARD of each instrument and status index) after a mix of submissions, status moves,
+// other changes and both erasure steps; on a standalone Redis and on a one-node cluster.
+template <typename Factory>
+class RequestCountsTest : public RequestStoreContractTest<Factory> {};
+using CountsFactories = ::testing::Types<RedisFactory, OnOneNodeCluster<RedisFactory>>;
+TYPED_TEST_SUITE(RequestCountsTest, CountsFactories);
+
+TYPED_TEST(RequestCountsTest, TheGaugesCountsEqualARecountAfterSubmitsMovesAndErasures) {
+  namespace pb = common::v1;
+  constexpr int64_t kT = 1767225600000;
+  std::vector<std::string> ids;
+  std::vector<pb::Instrument> instruments = {pb::INSTRUMENT_EIO, pb::INSTRUMENT_EIO,
+                                             pb::INSTRUMENT_EAW, pb::INSTRUMENT_EIO,
+                                             pb::INSTRUMENT_EAW, pb::INSTRUMENT_MLA};
+  for (size_t i = 0; i < instruments.size(); ++i) {
+    auto n = this->MakeNew(kT + static_cast<int64_t>(i), static_cast<int>(i % 3), instruments[i]);
+    ids.push_back(n.request.id());
+    ASSERT_TRUE(this->Create(std::move(n)).ok());
+  }
+  auto mutate = [&](const std::string& id, int64_t version, std::optional<pb::RequestStatus> to) {
+    intake::Mutation m;
+    m.id = id;
+    m.expected_version = version;
+    m.new_version = version + 1;
+    m.updated_ms = kT + 1000 * version;
+    if (to) m.fields.emplace_back("status", absl::StrCat(static_cast<int>(*to)));
+    auto applied = Await<intake::MutationOutcome>(
+        [&](auto done) { this->store_->Mutate(std::move(m), std::move(done)); });
+    EXPECT_TRUE(applied.ok()) << applied.status();
+  };
+  mutate(ids[0], 1, pb::REQUEST_STATUS_ACKNOWLEDGED);
+  mutate(ids[0], 2, pb::REQUEST_STATUS_FORWARDED);
+  mutate(ids[1], 1, pb::REQUEST_STATUS_WITHDRAWN);
+  mutate(ids[2], 1, pb::REQUEST_STATUS_WITHDRAWN);
+  mutate(ids[3], 1, std::nullopt);                 // no status change
+  mutate(ids[4], 1, pb::REQUEST_STATUS_RECEIVED);  // the same status
+  // ids[1]: its personal data, then the tombstone, erased; ids[2]: personal data only.
+  for (const std::string& id : {ids[1], ids[2]}) {
+    auto snap = Await<intake::Snapshot>(
+        [&](auto done) { this->store_->Load(id, std::nullopt, std::move(done)); });
+    ASSERT_TRUE(snap.ok());
+    intake::PersonalDataErasure e;
+    e.id = id;
+    e.expected_version = snap->version;
+    e.closed_before_ms = kT + 5000;
+    e.now_ms = kT + 5000;
+    e.tombstone = intake::MakeTombstone(snap->request);
+    e.erased.set_event_id(common::NewUlid(absl::FromUnixMillis(kT + 5000)));
+    e.erased.set_request_id(id);
+    e.erased.set_type(pb::EVENT_TYPE_REQUEST_ERASED);
+    auto erased = Await<bool>(
+        [&](auto done) { this->store_->ErasePersonalData(std::move(e), std::move(done)); });
+    ASSERT_TRUE(erased.ok() && *erased) << erased.status();
+  }
+  auto whole = Await<bool>([&](auto done) {
+    this->store_->EraseRequest(ids[1], kT + 5000, kT + 9000, std::move(done));
+  });
+  ASSERT_TRUE(whole.ok() && *whole) << whole.status();
+
+  // The recount, and the counts, over every shard: "<instrument>:<status>" -> requests.
+  std::map<std::string, int64_t> recount, counts;
+  const auto* instrument_enum = pb::Instrument_descriptor();
+  const auto* status_enum = pb::RequestStatus_descriptor();
+  for (int shard = 0; shard < RedisFactory::Shards(); ++shard) {
+    const std::string p = common::Sharding::Prefix(shard);
+    for (int i = 0; i < instrument_enum->value_count(); ++i) {
+      for (int s = 0; s < status_enum->value_count(); ++s) {
+        const int in = instrument_enum->value(i)->number(), st = status_enum->value(s)->number();
+        auto n = common::RunRedisCommand(Client(),
+                                         {"ZINTERCARD", "2", absl::StrCat(p, "idx:instrument:", in),
+                                          absl::StrCat(p, "idx:status:", st)});
+        ASSERT_TRUE(n.ok()) << n.status();
+        if (n->integer > 0) recount[absl::StrCat(in, ":", st)] += n->integer;
+      }
+    }
+    auto all = common::RunRedisCommand(Client(), {"HGETALL", absl::StrCat(p, "counts")});
+    ASSERT_TRUE(all.ok());
+    auto fields = common::ReplyStrings(*all, "HGETALL");
+    ASSERT_TRUE(fields.ok());
+    for (size_t f = 0; f + 1 < fields->size(); f += 2) {
+      const int64_t n = std::stoll((*fields)[f + 1]);
+      if (n != 0) counts[(*fields)[f]] += n;
+    }
+  }
+  EXPECT_EQ(counts, recount);
+  // What the mix leaves: EIO forwarded 1, received 1; EAW withdrawn 1 (a tombstone: still
+  // indexed), received 1; MLA received 1; the erased one is gone.
+  const auto key = [](pb::Instrument i, pb::RequestStatus s) {
+    return absl::StrCat(static_cast<int>(i), ":", static_cast<int>(s));
+  };
+  EXPECT_EQ(recount, (std::map<std::string, int64_t>{
+                         {key(pb::INSTRUMENT_EIO, pb::REQUEST_STATUS_FORWARDED), 1},
+                         {key(pb::INSTRUMENT_EIO, pb::REQUEST_STATUS_RECEIVED), 1},
+                         {key(pb::INSTRUMENT_EAW, pb::REQUEST_STATUS_WITHDRAWN), 1},
+                         {key(pb::INSTRUMENT_EAW, pb::REQUEST_STATUS_RECEIVED), 1},
+                         {key(pb::INSTRUMENT_MLA, pb::REQUEST_STATUS_RECEIVED), 1}}));
+
+  // The gauge exports them.
+  common::Metrics metrics;
+  intake::RequestCountGauge gauge(Client(), common::Sharding(RedisFactory::Shards()),
+                                  metrics.registry(), "replica-a", absl::Seconds(30));
+  ASSERT_TRUE(gauge.RefreshOnce());
+  const std::string text = metrics.Render();
+  EXPECT_NE(text.find("rogatory_intake_requests{instrument=\"EAW\",status=\"WITHDRAWN\"} 1"),
+            std::string::npos)
+      << text;
+  EXPECT_NE(text.find("rogatory_intake_requests{instrument=\"EIO\",status=\"FORWARDED\"} 1"),
+            std::string::npos);
+}
 
 TEST(RedisRequestStoreTest, KeysLiveInTheRequestsShardAndIdempotencyRecordsExpire) {
   auto store = RedisFactory::Make();

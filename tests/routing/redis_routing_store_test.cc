@@ -8,7 +8,10 @@
 #include <set>
 #include <thread>
 
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "absl/synchronization/mutex.h"
 #include "gmock/gmock.h"
 #include "google/protobuf/util/time_util.h"
@@ -653,6 +656,41 @@ TEST_F(RoutingStoreTest, SweeperReturnsExpiredJobsAndOnlyOneReplicaExportsQueueG
   EXPECT_THAT(leader, HasSubstr("rogatory_translation_queue_oldest_job_age_seconds{"
                                 "source_language=\"es\",target_language=\"nl\"} 300"));
   EXPECT_THAT(follower, ::testing::Not(HasSubstr("rogatory_translation_queue_depth{")));
+}
+
+// Issue 19: only the holder of the background lease touches Redis for the sweep; another
+// replica's sweep round sends only the lease script (every replica used to sweep every
+// shard each second).
+TEST_F(RoutingStoreTest, OnlyTheBackgroundLeaseHolderSweeps) {
+  common::SimulatedClock clock(kStart);
+  common::Metrics metrics_a, metrics_b;
+  RoutingMetrics routing_a(metrics_a.registry()), routing_b(metrics_b.registry());
+  RoutingBackground a(store_, Client(), sharding_, clock, routing_a, 3, absl::Hours(1),
+                      absl::Hours(1));
+  ASSERT_TRUE(a.SweepRound());
+  RoutingBackground b(store_, Client(), sharding_, clock, routing_b, 3, absl::Hours(1),
+                      absl::Hours(1));
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));  // b's first rounds are over
+  ASSERT_TRUE(common::RunRedisCommand(Client(), {"CONFIG", "RESETSTAT"}).ok());
+  EXPECT_FALSE(b.SweepRound());
+  auto info = common::RunRedisCommand(Client(), {"INFO", "commandstats"});
+  ASSERT_TRUE(info.ok());
+  int64_t total = 0;
+  for (absl::string_view line : absl::StrSplit(info->str, absl::ByAnyChar("\r\n"))) {
+    if (!absl::ConsumePrefix(&line, "cmdstat_")) continue;
+    const size_t colon = line.find(':');
+    if (colon == absl::string_view::npos) continue;
+    const absl::string_view name = line.substr(0, colon);
+    if (name == "info" || absl::StartsWith(name, "config")) continue;
+    absl::string_view rest = line.substr(colon + 1);
+    if (!absl::ConsumePrefix(&rest, "calls=")) continue;
+    int64_t calls = 0;
+    if (absl::SimpleAtoi(rest.substr(0, rest.find(',')), &calls)) total += calls;
+  }
+  // The lease script: its EVALSHA and the command it runs (commandstats counts both); a sweep
+  // of 16 shards would be at least 16.
+  EXPECT_LE(total, 3) << "the non-holder's round";
+  EXPECT_TRUE(a.SweepRound()) << "the holder renews";
 }
 
 // A production order goes to the provider's addressee, named as competent authority (with

@@ -3,6 +3,7 @@
 // The contract every NotificationStore keeps, as a typed test suite: the in-memory fake runs
 // it as a unit test, the Redis store against a real redis-server.
 
+#include <limits>
 #include <map>
 #include <memory>
 #include <set>
@@ -558,7 +559,7 @@ TYPED_TEST_P(NotificationStoreContractTest, FanoutIsReadOnceAndTimersReannounceT
                   })
                   .ok());
   auto timers = [&](int64_t now_ms) {
-    return this->template Await<int>([&](auto done) {
+    return this->template Await<Store::TimerOutcome>([&](auto done) {
       this->store_->RunRetrievalTimers({3, now_ms, 100, 600000}, std::move(done));
     });
   };
@@ -567,17 +568,28 @@ TYPED_TEST_P(NotificationStoreContractTest, FanoutIsReadOnceAndTimersReannounceT
         [&](auto done) { this->store_->CountBacklog(3, std::move(done)); });
   };
   EXPECT_EQ(backlog().unretrieved, 1);
-  EXPECT_EQ(*timers(r.due_ms - 1), 0);
+  // Nothing due yet: it says when the next timer is (the fan-out sleeps until then).
+  auto early = timers(r.due_ms - 1);
+  ASSERT_TRUE(early.ok());
+  EXPECT_EQ(early->handled, 0);
+  EXPECT_EQ(early->next_due_ms, r.due_ms);
   EXPECT_TRUE(read(false)->entries.empty());
-  EXPECT_EQ(*timers(r.due_ms), 1);
+  auto reannouncing = timers(r.due_ms);
+  ASSERT_TRUE(reannouncing.ok());
+  EXPECT_EQ(reannouncing->handled, 1);
+  // Re-announced: the escalation waits 600000 ms.
+  EXPECT_EQ(reannouncing->next_due_ms, r.due_ms + 600000);
   auto reannounced = read(false);
   ASSERT_EQ(reannounced->entries.size(), 1u);
   EXPECT_EQ(reannounced->entries[0].fields.at("kind"), "r");
   EXPECT_EQ(reannounced->entries[0].fields.at("to"), "FR-TJ-PARIS@");
   EXPECT_EQ(reannounced->entries[0].fields.at("ev"), "bytes of ev-1");
-  EXPECT_EQ(*timers(r.due_ms + 599999), 0);
+  EXPECT_EQ(timers(r.due_ms + 599999)->handled, 0);
   EXPECT_EQ(backlog().unretrieved, 1);
-  EXPECT_EQ(*timers(r.due_ms + 600000), 1);
+  auto second = timers(r.due_ms + 600000);
+  ASSERT_TRUE(second.ok());
+  EXPECT_EQ(second->handled, 1);
+  EXPECT_EQ(second->next_due_ms, std::numeric_limits<int64_t>::max()) << "no timer left";
   auto escalated = read(false);
   ASSERT_EQ(escalated->entries.size(), 1u);
   EXPECT_EQ(escalated->entries[0].fields.at("kind"), "x");

@@ -1,5 +1,6 @@
 #include "migrations.h"
 
+#include <map>
 #include <set>
 
 #include "absl/strings/match.h"
@@ -88,6 +89,60 @@ absl::Status WriteWorklistRows(common::RedisClient& redis, int shards) {
   return absl::OkStatus();
 }
 
+// 2 -> 3 (issue 19): intake's request counts. Layout 3 keeps per shard a hash
+// rg:{sN}:counts, field "<instrument>:<status>" (their numbers) -> how many request hashes
+// (tombstones included: they leave the indexes only when erased) have them, which the
+// scripts that create, change and erase requests keep and the requests gauge reads. Layout 2
+// has none: this counts every request hash of each shard (SCAN of req:*) and writes the
+// shard's hash whole. Idempotent: the hash is the function of the requests.
+absl::Status WriteRequestCounts(common::RedisClient& redis, int shards) {
+  for (int shard = 0; shard < shards; ++shard) {
+    const std::string p = common::Sharding::Prefix(shard);
+    const std::string req = absl::StrCat(p, "req:");
+    std::map<std::string, int64_t> counts;
+    std::string cursor = "0";
+    do {
+      auto page = common::RunRedisCommand(
+          redis, {"SCAN", cursor, "MATCH", absl::StrCat(req, "*"), "COUNT", "500", "TYPE", "hash"});
+      if (!page.ok()) return page.status();
+      auto parts = common::ReplyArray(*page, "SCAN");
+      if (!parts.ok()) return parts.status();
+      if ((*parts)->size() != 2) return absl::InternalError("SCAN: unexpected reply");
+      auto next = common::ReplyString((**parts)[0], "SCAN");
+      if (!next.ok()) return next.status();
+      cursor = *next;
+      auto keys = common::ReplyStrings((**parts)[1], "SCAN");
+      if (!keys.ok()) return keys.status();
+      for (const std::string& key : *keys) {
+        const std::string id = key.substr(req.size());
+        if (id.empty() || absl::StrContains(id, ':')) continue;
+        auto reply = common::RunRedisCommand(redis, {"HMGET", key, "instrument", "status"});
+        if (!reply.ok()) return reply.status();
+        auto values = common::ReplyArray(*reply, "HMGET");
+        if (!values.ok()) return values.status();
+        std::vector<std::string> v;
+        for (const auto& e : **values) {
+          auto text = common::ReplyOptionalString(e, "HMGET");
+          if (!text.ok()) return text.status();
+          v.push_back(text->value_or(""));
+        }
+        if (v.size() != 2 || v[0].empty() || v[1].empty()) continue;
+        ++counts[absl::StrCat(v[0], ":", v[1])];
+      }
+    } while (cursor != "0");
+    const std::string key = absl::StrCat(p, "counts");
+    if (auto del = common::RunRedisCommand(redis, {"DEL", key}); !del.ok()) return del.status();
+    if (counts.empty()) continue;
+    std::vector<std::string> hset = {"HSET", key};
+    for (const auto& [field, n] : counts) {
+      hset.push_back(field);
+      hset.push_back(absl::StrCat(n));
+    }
+    if (auto set = common::RunRedisCommand(redis, hset); !set.ok()) return set.status();
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 const std::vector<Migration>& Migrations() {
@@ -95,6 +150,8 @@ const std::vector<Migration>& Migrations() {
       {0, "record the layout of data written before layouts were recorded", RecordUnversionedData},
       {1, "write intake's worklist rows (wl:a:<authority>, wl:s:<state>) for every request",
        WriteWorklistRows},
+      {2, "write intake's request counts (counts: <instrument>:<status> -> requests) per shard",
+       WriteRequestCounts},
   };
   return *migrations;
 }

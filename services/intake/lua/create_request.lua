@@ -7,7 +7,9 @@
 -- KEYS[2]    its history (hist:<id>)
 -- KEYS[3]    the idempotency record (idem:<scope>:<key>; idem:- when there is no key)
 -- KEYS[4]    the shard's intake outbox
--- KEYS[5..]  the indexes the request enters, scored by its creation time: idx:all,
+-- KEYS[5]    the shard's request counts (hash "<instrument>:<status>" -> requests: the
+--            requests gauge reads it, issue 19)
+-- KEYS[6..]  the indexes the request enters, scored by its creation time: idx:all,
 --            idx:updated, its status, instrument and urgency indexes, its state indexes
 --            and its need-to-know party indexes (see redis_request_store.h), then ARGV[16]
 --            worklist hashes (wl:a:<authority>, wl:s:<state>: id -> its worklist row)
@@ -46,7 +48,8 @@ redis.call('HSET', KEYS[1], 'pb', ARGV[2], 'status', ARGV[4], 'instrument', ARGV
 redis.call('RPUSH', KEYS[2], ARGV[14])
 redis.call('XADD', KEYS[4], '*', 'ev', ARGV[14])
 local nwl = tonumber(ARGV[16])
-for i = 5, #KEYS - nwl do redis.call('ZADD', KEYS[i], created, id) end
+for i = 6, #KEYS - nwl do redis.call('ZADD', KEYS[i], created, id) end
+redis.call('HINCRBY', KEYS[5], ARGV[5] .. ':' .. ARGV[4], 1)
 -- The worklist row (RedisRequestStore::List): the fields a worklist filters and orders on,
 -- separated by \31: status, instrument, urgency, issuing state, requested state, issuing
 -- authority, executing authority, created ms, next due ms ('' = none).

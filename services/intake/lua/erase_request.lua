@@ -10,7 +10,8 @@
 -- KEYS[3]    its document list (docs:<id>)
 -- KEYS[4]    idx:tombstoned
 -- KEYS[5]    retention:unaudited
--- KEYS[6..]  the indexes it leaves: idx:all, idx:updated, idx:closed, then every
+-- KEYS[6]    the shard's request counts (hash "<instrument>:<status>" -> requests; issue 19)
+-- KEYS[7..]  the indexes it leaves: idx:all, idx:updated, idx:closed, then every
 --            idx:<field>:<value> and need-to-know party index its hash names, and the
 --            worklist hashes beside those party indexes (wl:..., whose field it deletes)
 -- ARGV[1]    the request id
@@ -38,7 +39,10 @@ for k = 1, #h, 2 do
   end
 end
 if n ~= 0 then return {'moved'} end
-for k = 6, #KEYS do
+if read['instrument'] and read['status'] then
+  redis.call('HINCRBY', KEYS[6], read['instrument'] .. ':' .. read['status'], -1)
+end
+for k = 7, #KEYS do
   if string.find(KEYS[k], '}:wl:', 1, true) then
     redis.call('HDEL', KEYS[k], id)
   else

@@ -18,7 +18,8 @@
 -- KEYS[9]    every authority's document usage (docbytes:- when no document is committed)
 -- KEYS[10]   idx:updated
 -- KEYS[11]   idx:closed
--- KEYS[12..] the indexes the change moves the request between: ARGV[16] field indexes it
+-- KEYS[12]   the shard's request counts (hash "<instrument>:<status>" -> requests; issue 19)
+-- KEYS[13..] the indexes the change moves the request between: ARGV[16] field indexes it
 --            leaves, ARGV[17] it enters, then ARGV[18] party indexes it leaves and ARGV[19]
 --            it enters (the party ones are left alone on a tombstone), then ARGV[23]
 --            worklist hashes the request leaves (HDEL) and ARGV[24] whose row it refreshes
@@ -96,11 +97,21 @@ if ARGV[10] ~= '' then
   redis.call('PERSIST', KEYS[6])
   redis.call('RPUSH', KEYS[7], ARGV[10])
 end
+local counted = redis.call('HMGET', KEYS[1], 'instrument', 'status')
 for _ = 1, nf do
   redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1])
   i = i + 2
 end
-local k = 12
+local recount = redis.call('HMGET', KEYS[1], 'instrument', 'status')
+if counted[1] ~= recount[1] or counted[2] ~= recount[2] then
+  if counted[1] and counted[2] then
+    redis.call('HINCRBY', KEYS[12], counted[1] .. ':' .. counted[2], -1)
+  end
+  if recount[1] and recount[2] then
+    redis.call('HINCRBY', KEYS[12], recount[1] .. ':' .. recount[2], 1)
+  end
+end
+local k = 13
 local erased = redis.call('HEXISTS', KEYS[1], 'erased_ms') == 1
 for _ = 1, tonumber(ARGV[16]) do
   redis.call('ZREM', KEYS[k], id)

@@ -15,7 +15,8 @@
 -- ARGV[2]    the escalation time, ms
 -- ARGV[3..]  per timer, two values: the timer "<event id>|<recipient>", the request id the
 --            caller read from the event's evidence ('' for none)
--- Returns    the number of timers handled
+-- Returns    {the number of timers handled, the due ms of the shard's earliest timer left
+--            ('' if none)}: the fan-out sleeps until then (issue 19)
 local handled = 0
 local now = tonumber(ARGV[1])
 for t = 0, (#ARGV - 2) / 2 - 1 do
@@ -55,4 +56,5 @@ for t = 0, (#ARGV - 2) / 2 - 1 do
     redis.call('ZREM', KEYS[1], m)
   end
 end
-return handled
+local first = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
+return {handled, first[2] or ''}

@@ -68,5 +68,23 @@ TEST(EventBuilderTest, TheRequestPartAloneCarriesNoStampAndNoFactsWhenNoneAreGiv
   EXPECT_FALSE(t.has_request());
 }
 
+// Issue 19: an emitter that declares its event types (RelayOptions::emits) and makes an event
+// of another type is caught: counted, logged and, in debug builds, asserted.
+TEST(EventBuilderTest, AnEventOfAnUndeclaredTypeIsCounted) {
+  const EventBuilder builder("deadlines", {v1::EVENT_TYPE_DEADLINE_STARTED});
+  EXPECT_TRUE(builder.Declares(v1::EVENT_TYPE_DEADLINE_STARTED));
+  EXPECT_FALSE(builder.Declares(v1::EVENT_TYPE_REQUEST_SUBMITTED));
+  EXPECT_TRUE(EventBuilder("intake").Declares(v1::EVENT_TYPE_REQUEST_SUBMITTED)) << "none: any";
+  const int64_t before = EventBuilder::UndeclaredEmits();
+  builder.New({.request_id = "rq-1"}, {.type = v1::EVENT_TYPE_DEADLINE_STARTED});
+  EXPECT_EQ(EventBuilder::UndeclaredEmits(), before);
+  EXPECT_DEBUG_DEATH(
+      builder.New({.request_id = "rq-1"}, {.type = v1::EVENT_TYPE_REQUEST_SUBMITTED}),
+      "not declared");
+#ifdef NDEBUG
+  EXPECT_EQ(EventBuilder::UndeclaredEmits(), before + 1);
+#endif
+}
+
 }  // namespace
 }  // namespace rogatory::common

@@ -4,6 +4,7 @@
 
 #include <set>
 
+#include "declared_emits.h"
 #include "google/rpc/error_details.pb.h"
 #include "google/rpc/status.pb.h"
 #include "grpcpp/grpcpp.h"

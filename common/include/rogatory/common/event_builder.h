@@ -1,6 +1,8 @@
 #pragma once
 
+#include <cstdint>
 #include <string>
+#include <vector>
 
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
@@ -24,6 +26,12 @@ class EventBuilder {
   // `source`: the emitting service as events name it ("intake", "routing", "deadlines",
   // "notification"), which receivers count and log events by.
   explicit EventBuilder(std::string source) : source_(std::move(source)) {}
+  // An emitter that declares the event types it emits (RelayOptions::emits: its outbox gets
+  // lanes only to the receivers that want one of them, issue 19). New() with a type not in
+  // `declared` is a bug: it is logged, counted (UndeclaredEmits, which the test suites of the
+  // declaring services check stays 0) and, in debug builds, asserted.
+  EventBuilder(std::string source, std::vector<v1::EventType> declared)
+      : source_(std::move(source)), declared_(std::move(declared)) {}
 
   // The request an event is about.
   struct Request {
@@ -53,9 +61,14 @@ class EventBuilder {
   v1::Event New(const Request& request, const Occurrence& occurrence) const;
 
   const std::string& source() const { return source_; }
+  // Whether this builder's emitter declared `type` (any type when it declared none).
+  bool Declares(v1::EventType type) const;
+  // How many events of undeclared types any builder of this process made.
+  static int64_t UndeclaredEmits();
 
  private:
   std::string source_;
+  std::vector<v1::EventType> declared_;
 };
 
 }  // namespace rogatory::common

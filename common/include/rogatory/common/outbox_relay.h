@@ -4,6 +4,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
@@ -34,13 +35,22 @@ struct RelayOptions {
   // The event types the emitter can emit; empty: any. A receiver gets lanes only if the
   // routes say it wants one of them (routing emits nothing deadlines wants: no lanes).
   std::vector<common::v1::EventType> emits;
-  // A lane's lease: another replica takes a silent replica's lane over after this.
-  absl::Duration lease = absl::Seconds(10);
-  // The safety net: how often an idle lane looks for new events without being told. Commits
-  // wake their lanes at once: this process's own directly (Wake, OutboxWakingRedisClient),
-  // other processes' through Redis pub/sub (`pubsub`); the poll only covers a wake-up lost
-  // while the subscription was down between its last confirmation and the commit.
+  // A shard's lease (one for its lanes of every receiver): its holder renews it every half
+  // lease, and the other replicas try to take it every half lease too, so a dead replica's
+  // shards are taken over between one and one and a half leases after its last renewal
+  // (at once after a clean stop, which releases them: at the others' next try). Each shard
+  // costs a renewal (three commands) per half lease, and a try (two) per other replica.
+  absl::Duration lease = absl::Seconds(15);
+  // The safety net: how often each shard this replica holds is looked at without being
+  // told (one XINFO GROUPS per shard: a lane is read only if its group is behind the
+  // stream or has pending entries). Commits wake their lanes at once: this process's own
+  // directly (Wake, OutboxWakingRedisClient), other processes' through Redis pub/sub
+  // (`pubsub`); the look only covers a wake-up lost while the subscription was down (every
+  // shard is looked at when it is confirmed again). `poll_interval` while the subscription
+  // is not confirmed (or `pubsub` unset); `subscribed_poll_interval` while it is (a
+  // connection that died without Redis or this process noticing).
   absl::Duration poll_interval = absl::Seconds(5);
+  absl::Duration subscribed_poll_interval = absl::Seconds(30);
   // Redis to SUBSCRIBE to OutboxAppendedChannel(emitter) on (one connection of its own);
   // unset: no cross-process wake-ups, other processes' commits wait for the poll.
   std::optional<RedisUrl> pubsub;
@@ -108,6 +118,11 @@ class OutboxRelay {
   struct Shared;
 
   void OnAppendedMessage(const std::string& payload);
+  // Keeps this replica's shard leases (takes, renews) and looks at the shards it holds at
+  // the safety net, waking the lanes that have work; on its own thread.
+  void Keep();
+  // Wakes the lanes of `shard` whose consumer group has anything to read (XINFO GROUPS).
+  void Look(int shard);
 
   void Stop(bool release);
   void Maintain();
@@ -116,6 +131,7 @@ class OutboxRelay {
   std::vector<std::unique_ptr<ReceiverWorker>> workers_;
   std::unique_ptr<class PeriodicTask> maintenance_;
   std::unique_ptr<class PubSubListener> listener_;
+  std::thread keeper_;
   bool stopped_ = false;
 };
 

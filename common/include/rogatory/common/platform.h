@@ -65,6 +65,7 @@ struct ServerSettings {
   std::string event_routes;     // path of a routes file; empty: the defaults
   absl::Duration relay_lease;
   absl::Duration relay_poll_interval;
+  absl::Duration relay_subscribed_poll_interval;
   absl::Duration dedupe_retention;
   // The audit log (see audit_log.h and README.md, "Audit log").
   std::string audit;  // chain | log

@@ -26,6 +26,8 @@ class PubSubListener {
     std::function<void(const std::string& payload)> on_message;
     // The subscription is confirmed (first connection and every reconnection).
     std::function<void()> on_subscribed;
+    // The connection was lost (messages from now on are lost until on_subscribed).
+    std::function<void()> on_lost;
   };
   PubSubListener(RedisUrl url, std::string channel, Callbacks callbacks,
                  absl::Duration max_backoff = absl::Seconds(2));
