@@ -43,9 +43,9 @@ class EchoService final : public v1::EchoService::CallbackService {
 }  // namespace rogatory::bench
 
 int main(int argc, char** argv) {
-  const rogatory::common::ServiceIdentity identity{"rogatory-echo", "echo",
-                                                   "rogatory.bench.v1.EchoService",
-                                                   "127.0.0.1:50060", "127.0.0.1:9110"};
+  const rogatory::common::ServiceIdentity identity{
+      "rogatory-echo",   "echo",           "rogatory.bench.v1.EchoService",
+      "127.0.0.1:50060", "127.0.0.1:9110", ""};
   return rogatory::common::ServiceMain(
       identity, argc, argv, [](rogatory::common::Config&) {},
       [](rogatory::common::Platform& platform) -> absl::StatusOr<rogatory::common::ServiceParts> {
