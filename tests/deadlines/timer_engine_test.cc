@@ -10,6 +10,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_split.h"
 #include "gtest/gtest.h"
+#include "redis_commands.h"
 #include "redis_fixture.h"
 #include "rogatory/common/ids.h"
 #include "rogatory/common/metrics.h"
@@ -31,28 +32,6 @@ TimerEngineOptions Options(const std::string& owner) {
 
 class TimerEngineTest : public DeadlinesRedisTest {
  protected:
-  // Redis commands executed since `CONFIG RESETSTAT`, from INFO commandstats, without the
-  // INFO and CONFIG the count itself sends.
-  int64_t CommandsSinceReset() {
-    auto info = common::RunRedisCommand(*redis_, {"INFO", "commandstats"});
-    EXPECT_TRUE(info.ok());
-    if (!info.ok()) return -1;
-    int64_t total = 0;
-    for (absl::string_view line : absl::StrSplit(info->str, absl::ByAnyChar("\r\n"))) {
-      // cmdstat_<name>:calls=<n>,usec=...
-      if (!absl::ConsumePrefix(&line, "cmdstat_")) continue;
-      const size_t colon = line.find(':');
-      if (colon == absl::string_view::npos) continue;
-      const absl::string_view name = line.substr(0, colon);
-      if (name == "info" || absl::StartsWith(name, "config")) continue;
-      absl::string_view rest = line.substr(colon + 1);
-      if (!absl::ConsumePrefix(&rest, "calls=")) continue;
-      int64_t calls = 0;
-      if (absl::SimpleAtoi(rest.substr(0, rest.find(',')), &calls)) total += calls;
-    }
-    return total;
-  }
-
   // A deadline of shard `shard` whose only timer is its due time `due`.
   v1::Deadline OneTimerDeadline(const common::Clock& clock, int shard, absl::Time due) {
     v1::DeadlineRule rule = testing::Rule("EIO_PROVISIONAL_MEASURES");
@@ -357,9 +336,9 @@ TEST_F(TimerEngineTest, IdleEngineWithNothingDueSendsRedisAlmostNothing) {
   TimerEngine engine(*store_, *redis_, clock_, &metrics_, Quiet("idle"));
   engine.Start();
   ASSERT_TRUE(WaitFor([&] { return engine.sleeps() >= 1; }, absl::Seconds(10)));
-  ASSERT_TRUE(common::RunRedisCommand(*redis_, {"CONFIG", "RESETSTAT"}).ok());
+  testing::CommandCounter counter(*redis_);
   std::this_thread::sleep_for(std::chrono::seconds(2));
-  const int64_t commands = CommandsSinceReset();
+  const int64_t commands = counter.Total();
   engine.Stop();
   EXPECT_LE(commands, 3);
   EXPECT_EQ(Get(d.id())->state(), v1::DEADLINE_STATE_RUNNING);
@@ -376,9 +355,9 @@ TEST_F(TimerEngineTest, ReplicaWithoutTheLeaseNeitherClaimsNorReads) {
   ASSERT_TRUE(WaitFor([&] { return a.sleeps() >= 1; }, absl::Seconds(10)));
   b.Start();
   ASSERT_TRUE(WaitFor([&] { return b.sleeps() >= 1; }, absl::Seconds(10)));
-  ASSERT_TRUE(common::RunRedisCommand(*redis_, {"CONFIG", "RESETSTAT"}).ok());
+  testing::CommandCounter counter(*redis_);
   std::this_thread::sleep_for(std::chrono::milliseconds(500));
-  const int64_t commands = CommandsSinceReset();
+  const int64_t commands = counter.Total();
   EXPECT_TRUE(a.holds_lease());
   EXPECT_FALSE(b.holds_lease());
   a.Stop();

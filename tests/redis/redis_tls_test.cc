@@ -180,7 +180,8 @@ TEST_F(RedisTlsTest, PubSubListenerSubscribesOverTls) {
                                [&](const std::string& payload) {
                                  if (payload == "hello") messages.fetch_add(1);
                                },
-                           .on_subscribed = [&] { subscribed.Notify(); }},
+                           .on_subscribed = [&] { subscribed.Notify(); },
+                           .on_lost = {}},
                           absl::Milliseconds(200));
   ASSERT_TRUE(subscribed.WaitForNotificationWithTimeout(absl::Seconds(10)));
   const auto deadline = Steady::now() + std::chrono::seconds(10);
