@@ -20,7 +20,9 @@ namespace rogatory::common {
 // recorded has no record; rogatory-migrate records it, with the shard count the operator
 // names, after checking the data fits it.
 // Version 2 adds intake's worklist rows (wl:a:<authority>, wl:s:<state>; issue 20).
-inline constexpr int kDataLayoutVersion = 2;
+// Version 3 keeps intake's per-authority document usage per shard (rg:{sN}:docbytes:authority
+// instead of rg:docbytes:authority; issue 18), so every script stays in one cluster slot.
+inline constexpr int kDataLayoutVersion = 3;
 // The record, a hash. Its own hash tag: it belongs to no request shard.
 inline constexpr char kDataLayoutKey[] = "rg:{meta}:layout";
 
