@@ -1,6 +1,8 @@
 #include "redis_document_store.h"
 
 #include <functional>
+#include <memory>
+#include <mutex>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -24,7 +26,52 @@ std::string RedisDocumentStore::UsageKey(int shard, const std::string& request_i
   return absl::StrCat(common::Sharding::Prefix(shard), "docbytes:", request_id);
 }
 
-std::string RedisDocumentStore::AuthorityUsageKey() { return "rg:docbytes:authority"; }
+std::string RedisDocumentStore::AuthorityUsageKey(int shard) {
+  return absl::StrCat(common::Sharding::Prefix(shard), "docbytes:authority");
+}
+
+void RedisDocumentStore::UsageElsewhere(int shard, const DocumentQuota& quota, Done<int64_t> done) {
+  const int shards = sharding_.shard_count();
+  if (quota.max_authority_bytes == 0 || shards <= 1) return done(int64_t{0});
+  struct Join {
+    std::mutex mu;
+    int pending = 0;
+    int64_t sum = 0;
+    absl::Status status;
+    Done<int64_t> done;
+  };
+  auto join = std::make_shared<Join>();
+  join->pending = shards - 1;
+  join->done = std::move(done);
+  for (int other = 0; other < shards; ++other) {
+    if (other == shard) continue;
+    redis_.Command({"HGET", AuthorityUsageKey(other), quota.authority},
+                   [join](absl::StatusOr<RedisReply> reply) {
+                     absl::Status status;
+                     int64_t bytes = 0;
+                     if (!reply.ok()) {
+                       status = reply.status();
+                     } else {
+                       auto text = common::ReplyOptionalString(*reply, "HGET authority usage");
+                       if (!text.ok()) {
+                         status = text.status();
+                       } else if (text->has_value() && !absl::SimpleAtoi(**text, &bytes)) {
+                         status = absl::DataLossError("stored authority usage is not a number");
+                       }
+                     }
+                     bool last = false;
+                     {
+                       std::lock_guard<std::mutex> lock(join->mu);
+                       join->sum += bytes;
+                       if (join->status.ok() && !status.ok()) join->status = status;
+                       last = --join->pending == 0;
+                     }
+                     if (!last) return;
+                     if (!join->status.ok()) return join->done(join->status);
+                     join->done(join->sum);
+                   });
+  }
+}
 
 std::string RedisDocumentStore::UploadKey(int shard, const std::string& document_id) {
   return absl::StrCat(common::Sharding::Prefix(shard), "upload:", document_id);
@@ -52,6 +99,7 @@ struct StageCall {
   int64_t staging_ttl_ms = 0;
   int64_t staged_bytes = 0;  // the document's bytes so far, this chunk included
   DocumentQuota quota;
+  int64_t authority_elsewhere = 0;  // the authority's bytes in the other shards
 };
 struct StageReply {
   bool staged = false;
@@ -65,10 +113,10 @@ void RunStage(common::RedisClient& redis, StageCall c,
   redis.Eval(*script,
              {RedisDocumentStore::DataKey(c.shard, c.document_id),
               RedisDocumentStore::UsageKey(c.shard, c.request_id),
-              RedisDocumentStore::AuthorityUsageKey()},
+              RedisDocumentStore::AuthorityUsageKey(c.shard)},
              {std::move(c.chunk), absl::StrCat(c.staging_ttl_ms), c.quota.authority,
               absl::StrCat(c.staged_bytes), absl::StrCat(c.quota.max_request_bytes),
-              absl::StrCat(c.quota.max_authority_bytes)},
+              absl::StrCat(c.quota.max_authority_bytes), absl::StrCat(c.authority_elsewhere)},
              [done = std::move(done)](absl::StatusOr<RedisReply> reply) {
                if (!reply.ok()) return done(reply.status());
                constexpr absl::string_view kWhat = "stage_document_chunk";
@@ -89,15 +137,28 @@ void RedisDocumentStore::Stage(const std::string& request_id, const std::string&
                                Done<bool> done) {
   auto shard = sharding_.ShardOf("rq", request_id);
   if (!shard.ok()) return done(shard.status());
-  RunStage(redis_,
-           StageCall{*shard, request_id, document_id, std::move(chunk),
-                     absl::ToInt64Milliseconds(staging_ttl_), staged_bytes, quota},
-           [done, quota, staged_bytes](absl::StatusOr<StageReply> reply) {
-             if (!reply.ok()) return done(reply.status());
-             if (!reply->staged)
-               return done(QuotaReplyToStatus(reply->refusal, quota, staged_bytes));
-             done(true);
-           });
+  StageCall call{*shard,
+                 request_id,
+                 document_id,
+                 std::move(chunk),
+                 absl::ToInt64Milliseconds(staging_ttl_),
+                 staged_bytes,
+                 quota};
+  UsageElsewhere(*shard, quota,
+                 [this, call = std::move(call), done](absl::StatusOr<int64_t> elsewhere) mutable {
+                   if (!elsewhere.ok()) return done(elsewhere.status());
+                   call.authority_elsewhere = *elsewhere;
+                   const DocumentQuota quota = call.quota;
+                   const int64_t staged_bytes = call.staged_bytes;
+                   RunStage(
+                       redis_, std::move(call),
+                       [done, quota, staged_bytes](absl::StatusOr<StageReply> reply) {
+                         if (!reply.ok()) return done(reply.status());
+                         if (!reply->staged)
+                           return done(QuotaReplyToStatus(reply->refusal, quota, staged_bytes));
+                         done(true);
+                       });
+                 });
 }
 
 void RedisDocumentStore::Discard(const std::string& request_id, const std::string& document_id,
@@ -115,16 +176,19 @@ void RedisDocumentStore::Commit(const v1::Document& document, Mutation change,
                                 const DocumentQuota& quota, Done<MutationOutcome> done) {
   auto shard = sharding_.ShardOf("rq", document.request_id());
   if (!shard.ok()) return done(shard.status());
-  change.document = DocumentCommit{DataKey(*shard, document.id()),
-                                   ListKey(*shard, document.request_id()),
-                                   document.SerializeAsString(),
-                                   UsageKey(*shard, document.request_id()),
-                                   AuthorityUsageKey(),
-                                   quota.authority,
-                                   document.size_bytes(),
-                                   quota.max_request_bytes,
-                                   quota.max_authority_bytes};
-  requests_.Mutate(std::move(change), std::move(done));
+  change.document =
+      DocumentCommit{DataKey(*shard, document.id()), ListKey(*shard, document.request_id()),
+                     document.SerializeAsString(),   UsageKey(*shard, document.request_id()),
+                     AuthorityUsageKey(*shard),      quota.authority,
+                     document.size_bytes(),          quota.max_request_bytes,
+                     quota.max_authority_bytes};
+  UsageElsewhere(*shard, quota,
+                 [this, change = std::move(change),
+                  done = std::move(done)](absl::StatusOr<int64_t> elsewhere) mutable {
+                   if (!elsewhere.ok()) return done(elsewhere.status());
+                   change.document->authority_bytes_elsewhere = *elsewhere;
+                   requests_.Mutate(std::move(change), std::move(done));
+                 });
 }
 
 void RedisDocumentStore::List(const std::string& request_id, Done<std::vector<v1::Document>> done) {
@@ -177,6 +241,11 @@ const common::LuaScript& ClaimScript() {
   return *script;
 }
 
+// lua/stage_upload_chunk.lua with its keys and arguments.
+void RunStageAt(common::RedisClient& redis, std::vector<std::string> keys,
+                std::vector<std::string> args, const UploadBounds& bounds, int64_t offset,
+                int64_t adding, DocumentStore::Done<int64_t> done);
+
 }  // namespace
 
 void RedisDocumentStore::StartUpload(const UploadSession& upload, absl::Duration idle,
@@ -206,13 +275,32 @@ void RedisDocumentStore::StageAt(const std::string& request_id, const std::strin
   auto shard = sharding_.ShardOf("rq", request_id);
   if (!shard.ok()) return done(shard.status());
   const int64_t adding = static_cast<int64_t>(chunk.size());
-  redis_.Eval(
-      StageAtScript(),
-      {UploadKey(*shard, document_id), DataKey(*shard, document_id), UsageKey(*shard, request_id),
-       AuthorityUsageKey()},
-      {owner, absl::StrCat(offset), std::move(chunk), absl::StrCat(absl::ToInt64Milliseconds(idle)),
-       absl::StrCat(bounds.max_document_bytes), absl::StrCat(bounds.quota.max_request_bytes),
-       absl::StrCat(bounds.quota.max_authority_bytes)},
+  std::vector<std::string> keys = {UploadKey(*shard, document_id), DataKey(*shard, document_id),
+                                   UsageKey(*shard, request_id), AuthorityUsageKey(*shard)};
+  std::vector<std::string> args = {owner,
+                                   absl::StrCat(offset),
+                                   std::move(chunk),
+                                   absl::StrCat(absl::ToInt64Milliseconds(idle)),
+                                   absl::StrCat(bounds.max_document_bytes),
+                                   absl::StrCat(bounds.quota.max_request_bytes),
+                                   absl::StrCat(bounds.quota.max_authority_bytes)};
+  UsageElsewhere(*shard, bounds.quota,
+                 [this, keys = std::move(keys), args = std::move(args), done, bounds, offset,
+                  adding](absl::StatusOr<int64_t> elsewhere) mutable {
+                   if (!elsewhere.ok()) return done(elsewhere.status());
+                   args.push_back(absl::StrCat(*elsewhere));
+                   RunStageAt(redis_, std::move(keys), std::move(args), bounds, offset, adding,
+                              std::move(done));
+                 });
+}
+
+namespace {
+
+void RunStageAt(common::RedisClient& redis, std::vector<std::string> keys,
+                std::vector<std::string> args, const UploadBounds& bounds, int64_t offset,
+                int64_t adding, DocumentStore::Done<int64_t> done) {
+  redis.Eval(
+      StageAtScript(), std::move(keys), std::move(args),
       [done, bounds, offset, adding](absl::StatusOr<RedisReply> reply) {
         if (!reply.ok()) return done(reply.status());
         constexpr absl::string_view kWhat = "stage_upload_chunk";
@@ -240,6 +328,8 @@ void RedisDocumentStore::StageAt(const std::string& request_id, const std::strin
         done(absl::InternalError(absl::StrCat(kWhat, ": unexpected reply")));
       });
 }
+
+}  // namespace
 
 void RedisDocumentStore::GetUpload(const std::string& request_id, const std::string& document_id,
                                    const std::string& owner, Done<UploadSession> done) {

@@ -11,15 +11,21 @@ namespace rogatory::intake {
 //   rg:{sN}:docs:<request id>        list of Document metadata (serialized), oldest first
 //   rg:{sN}:docbytes:<request id>    hash: total -> bytes of the request's committed
 //                                    documents, a:<authority> -> the part each uploaded
-//   rg:docbytes:authority            hash: authority id -> bytes of the committed documents
-//                                    it uploaded, over every shard (DocumentQuota)
+//   rg:{sN}:docbytes:authority       hash: authority id -> bytes of the committed documents
+//                                    it uploaded to requests of this shard (DocumentQuota)
 //   rg:{sN}:upload:<document id>     hash: a chunked upload's state (UploadSession; see
 //                                    lua/start_document_upload.lua), expiring when idle
 // Staging is lua/stage_document_chunk.lua; commit is one Lua script with the request's change
 // (RedisRequestStore::Mutate with a DocumentCommit), which checks and charges the quotas;
-// retention's erasure script gives the bytes back. The authority hash is the one key a script
-// touches outside the request's shard: a quota across shards needs one place to count (on Redis
-// Cluster it would take a step of its own; hiredis 0.14 speaks no Cluster).
+// retention's erasure script gives the bytes back. Every script stays in the request's shard,
+// so in one slot of a Redis Cluster (issue 18): each shard counts an authority's bytes of its
+// own requests, and the quota is over the sum. Before a staging or commit script, one wave of
+// HGETs (one per other shard, sent together) reads the authority's bytes in the other shards;
+// the script adds its own shard's count and checks the bound atomically for that shard. The
+// race this leaves: uploads by one authority committed at the same moment in different shards
+// each see the other's shard before the other's commit, so both may pass, and the authority
+// may end over its quota by at most one document's bytes per concurrent commit. No wave is
+// sent when the authority has no bound.
 class RedisDocumentStore final : public DocumentStore {
  public:
   RedisDocumentStore(common::RedisClient& redis, common::Sharding sharding,
@@ -49,10 +55,14 @@ class RedisDocumentStore final : public DocumentStore {
   static std::string DataKey(int shard, const std::string& document_id);
   static std::string ListKey(int shard, const std::string& request_id);
   static std::string UsageKey(int shard, const std::string& request_id);
-  static std::string AuthorityUsageKey();
+  static std::string AuthorityUsageKey(int shard);
   static std::string UploadKey(int shard, const std::string& document_id);
 
  private:
+  // The bytes of `quota.authority`'s committed documents in every shard but `shard`: 0 at
+  // once when the authority has no bound, else one HGET per other shard, sent together.
+  void UsageElsewhere(int shard, const DocumentQuota& quota, Done<int64_t> done);
+
   common::RedisClient& redis_;
   common::Sharding sharding_;
   RedisRequestStore& requests_;

@@ -463,10 +463,6 @@ std::set<std::string> PartyIndexes(const std::string& p,
 void RunMutate(common::RedisClient& redis, const MutateCall& c, Done<MutateReply> done) {
   const Mutation& m = *c.mutation;
   const std::string p = Sharding::Prefix(c.shard);
-  // Outside the shard's slot (issue 18 moves it into the shards): declared only when a
-  // document is charged to it, so every other change also runs on a Redis Cluster.
-  const std::string authority_usage =
-      m.document ? RedisDocumentStore::AuthorityUsageKey() : absl::StrCat(p, "docbytes:-");
   std::vector<std::string> keys = {
       absl::StrCat(p, "req:", m.id),
       absl::StrCat(p, "hist:", m.id),
@@ -476,7 +472,7 @@ void RunMutate(common::RedisClient& redis, const MutateCall& c, Done<MutateReply
       m.document ? m.document->data_key : absl::StrCat(p, "doc:-"),
       m.document ? m.document->list_key : absl::StrCat(p, "docs:-"),
       m.document ? m.document->usage_key : absl::StrCat(p, "docbytes:-"),
-      authority_usage,
+      RedisDocumentStore::AuthorityUsageKey(c.shard),
       absl::StrCat(p, "idx:updated"),
       absl::StrCat(p, "idx:closed"),
       RedisRequestStore::CountsKey(c.shard)};
@@ -556,7 +552,8 @@ void RunMutate(common::RedisClient& redis, const MutateCall& c, Done<MutateReply
                                    absl::StrCat(m.fields.size()),
                                    absl::StrCat(m.history.size()),
                                    absl::StrCat(party_leave.size()),
-                                   absl::StrCat(party_after.size())};
+                                   absl::StrCat(party_after.size()),
+                                   d ? absl::StrCat(d->authority_bytes_elsewhere) : "0"};
   args.insert(args.end(), checked.begin(), checked.end());
   for (const auto& [field, value] : m.fields) {
     args.push_back(field);
@@ -667,11 +664,6 @@ void RunErasePersonal(common::RedisClient& redis, const ErasePersonalCall& c,
                       Done<EraseReply> done) {
   const PersonalDataErasure& e = *c.erasure;
   const std::string p = Sharding::Prefix(c.shard);
-  // Outside the shard's slot: declared only when the request has documents to uncharge (see
-  // RunMutate); the script answers 'stale' if the documents changed since they were read.
-  const std::string authority_usage = e.document_ids.empty()
-                                          ? absl::StrCat(p, "docbytes:-")
-                                          : RedisDocumentStore::AuthorityUsageKey();
   std::vector<std::string> keys = {absl::StrCat(p, "req:", e.id),
                                    absl::StrCat(p, "hist:", e.id),
                                    RedisDocumentStore::ListKey(c.shard, e.id),
@@ -680,7 +672,7 @@ void RunErasePersonal(common::RedisClient& redis, const ErasePersonalCall& c,
                                    absl::StrCat(p, "idx:tombstoned"),
                                    UnauditedKey(c.shard),
                                    RedisDocumentStore::UsageKey(c.shard, e.id),
-                                   authority_usage,
+                                   RedisDocumentStore::AuthorityUsageKey(c.shard),
                                    absl::StrCat(p, "idx:updated")};
   for (const auto& d : e.document_ids) keys.push_back(RedisDocumentStore::DataKey(c.shard, d));
   EvalTyped<EraseReply>(

@@ -90,11 +90,14 @@ struct DocumentCommit {
   std::string list_key;
   std::string document;             // serialized v1::Document
   std::string usage_key;            // the request's document bytes (RedisDocumentStore)
-  std::string authority_usage_key;  // every authority's document bytes
+  std::string authority_usage_key;  // the shard's per-authority document bytes
   std::string authority;            // who the document is charged to
   int64_t size_bytes = 0;
   int64_t max_request_bytes = 0;    // 0: no bound
   int64_t max_authority_bytes = 0;  // 0: no bound
+  // The authority's committed bytes in the other shards (RedisDocumentStore reads them just
+  // before the commit; the quota is over this plus the commit's own shard).
+  int64_t authority_bytes_elsewhere = 0;
 };
 
 // One change of a stored request, written in ONE atomic step: guarded by the version it

@@ -65,12 +65,12 @@ class DataLayoutTest(base.E2ETestCase):
 
     def test_layout_recorded_then_enforced_and_migrated(self):
         base._require([base.BIN_DIR / "rogatory-migrate"])
-        # A new installation: the first start records the current version (3) with its 4
+        # A new installation: the first start records the current version (4) with its 4
         # shards.
         first = self.intake(4)
         first.start()
         self.assertEqual(self.redis.command("HGET", LAYOUT_KEY, "shards"), "4")
-        self.assertEqual(self.redis.command("HGET", LAYOUT_KEY, "version"), "3")
+        self.assertEqual(self.redis.command("HGET", LAYOUT_KEY, "version"), "4")
         stub = self.intake_stub(first)
         submitted = self.submit(stub)
         first.stop()
@@ -82,7 +82,7 @@ class DataLayoutTest(base.E2ETestCase):
         self.assertEqual(self.redis.command("HGET", LAYOUT_KEY, "shards"), "4")
 
         code, status = self.migrate("status")
-        self.assertEqual((code, status["recorded"]), (0, {"version": 3, "shards": 4}))
+        self.assertEqual((code, status["recorded"]), (0, {"version": 4, "shards": 4}))
         code, refused = self.migrate("apply", "--redis-shards=8")
         self.assertEqual(code, 1, refused)
         self.assertFalse(refused["ok"])
@@ -98,8 +98,8 @@ class DataLayoutTest(base.E2ETestCase):
         code, dry = self.migrate("apply", "--redis-shards=4", "--dry-run=true")
         self.assertEqual(code, 0, dry)
         self.assertIsNone(dry["before"])
-        # Record the layout, then the worklist rows, then the request counts.
-        self.assertEqual(len(dry["steps"]), 3)
+        # Record the layout, the worklist rows, the request counts, the per-shard document usage.
+        self.assertEqual(len(dry["steps"]), 4)
         self.assertIsNone(self.redis.command("HGET", LAYOUT_KEY, "version"))
 
         code, too_few = self.migrate("apply", "--redis-shards=2")
@@ -109,7 +109,7 @@ class DataLayoutTest(base.E2ETestCase):
 
         code, applied = self.migrate("apply", "--redis-shards=4")
         self.assertEqual(code, 0, applied)
-        self.assertEqual(applied["after"], {"version": 3, "shards": 4})
+        self.assertEqual(applied["after"], {"version": 4, "shards": 4})
         code, again = self.migrate("apply", "--redis-shards=4")
         self.assertEqual((code, again["steps"]), (0, []))
 

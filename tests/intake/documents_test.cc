@@ -13,6 +13,7 @@
 #include "in_memory_request_store.h"
 #include "intake_event_handler.h"
 #include "intake_harness.h"
+#include "redis_cluster.h"
 #include "redis_document_store.h"
 #include "redis_request_store.h"
 #include "redis_server.h"
@@ -401,7 +402,9 @@ TEST_F(DocumentsTest, RetriedUploadWithSameRequestIdStoresOneDocument) {
 
 class RedisDocumentsTest : public ::testing::Test {
  protected:
-  RedisDocumentsTest() {
+  explicit RedisDocumentsTest(
+      testing::RedisServer::Mode mode = testing::RedisServer::Mode::kStandalone)
+      : server_(mode) {
     client_ = rogatory::testing::ConnectedClient(server_);
     requests_ =
         std::make_unique<RedisRequestStore>(*client_, common::Sharding(16), absl::Hours(48));
@@ -469,9 +472,16 @@ void ExpectRequestQuotaHolds(IntakeHarness& h, const UploadFn& upload = Upload) 
 
 void ExpectAuthorityQuotaHolds(IntakeHarness& h, const UploadFn& upload = Upload) {
   const std::string two = RandomBytes(2 << 20);
-  const v1::Request a = h.SubmitComplete(pb::INSTRUMENT_EIO);
-  const v1::Request b = h.SubmitComplete(pb::INSTRUMENT_EIO);
-  const v1::Request c = h.SubmitComplete(pb::INSTRUMENT_EIO);
+  // Three requests in three different shards (of the harness's 16), so the quota is over
+  // the authority's bytes in several shards.
+  std::vector<v1::Request> picked;
+  std::set<int> shards;
+  for (int tries = 0; picked.size() < 3 && tries < 100; ++tries) {
+    v1::Request r = h.SubmitComplete(pb::INSTRUMENT_EIO);
+    if (shards.insert(*common::Sharding(16).ShardOf("rq", r.id())).second) picked.push_back(r);
+  }
+  ASSERT_EQ(picked.size(), 3u);
+  const v1::Request &a = picked[0], &b = picked[1], &c = picked[2];
   const testing::CallerId& issuer = testing::kIssuer;
   ASSERT_TRUE(upload(h, Metadata(a.id(), two), two, nullptr, 1 << 20, false, issuer).ok());
   ASSERT_TRUE(upload(h, Metadata(b.id(), two), two, nullptr, 1 << 20, false, issuer).ok());
@@ -541,6 +551,43 @@ TEST_F(RedisDocumentQuotaTest, ChunkedUploadHoldsTheRequestQuota) {
 TEST_F(RedisDocumentQuotaTest, ChunkedUploadHoldsTheAuthorityQuota) {
   ExpectAuthorityQuotaHolds(*h_, ChunkedUpload);
 }
+
+// Issue 18: the authority quota on Redis Cluster, where every script stays in one slot (the
+// one-node cluster refuses a script whose keys span slots). Each shard counts the authority's
+// bytes committed in it; the quota holds over the sum, for requests in several shards.
+class ClusterDocumentQuotaTest : public RedisDocumentsTest {
+ protected:
+  ClusterDocumentQuotaTest() : RedisDocumentsTest(testing::RedisServer::Mode::kOneNodeCluster) {
+    h_ = std::make_unique<IntakeHarness>(*requests_, 16, documents_.get(), QuotaOptions());
+  }
+};
+
+TEST_F(ClusterDocumentQuotaTest, AuthorityQuotaHoldsOverTheUploadersBytesInEveryShard) {
+  ExpectAuthorityQuotaHolds(*h_);
+}
+
+TEST_F(ClusterDocumentQuotaTest, ChunkedUploadHoldsTheAuthorityQuotaOverEveryShard) {
+  ExpectAuthorityQuotaHolds(*h_, ChunkedUpload);
+}
+
+TEST_F(ClusterDocumentQuotaTest, RequestQuotaHolds) { ExpectRequestQuotaHolds(*h_); }
+
+// The same on a real three-primary Redis Cluster (redis_cluster.h), where the shards' slots
+// live on different nodes: run under the label cluster (Cluster/..., GTEST_FILTER). One test
+// only: the cluster is shared by the binary, and the issuer's bytes stay charged.
+class ThreePrimaryDocumentQuotaTest : public ::testing::TestWithParam<int> {
+ protected:
+  common::RedisClient& client_ = testing::SharedClusterClient();
+  RedisRequestStore requests_{client_, common::Sharding(16), absl::Hours(48)};
+  RedisDocumentStore documents_{client_, common::Sharding(16), requests_};
+  IntakeHarness h_{requests_, 16, &documents_, QuotaOptions()};
+};
+
+TEST_P(ThreePrimaryDocumentQuotaTest, AuthorityQuotaHoldsOverTheUploadersBytesInEveryShard) {
+  ExpectAuthorityQuotaHolds(h_);
+}
+
+INSTANTIATE_TEST_SUITE_P(Cluster, ThreePrimaryDocumentQuotaTest, ::testing::Values(0));
 
 // One UploadDocumentChunk call.
 grpc::Status SendChunk(IntakeHarness& h, const std::string& upload_id, int64_t offset,

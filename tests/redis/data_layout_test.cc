@@ -78,8 +78,8 @@ TEST_F(DataLayoutTest, MigrateRecordsUnversionedDataThatFitsAndRefusesWhatDoesNo
 
   auto dry = migrate::Apply(redis(), 4, /*dry_run=*/true, now_);
   ASSERT_TRUE(dry.ok()) << dry.status();
-  // Record the layout, then intake's worklist rows, then its request counts.
-  EXPECT_EQ(dry->steps.size(), 3u);
+  // Record the layout, then one step per version after it.
+  EXPECT_EQ(dry->steps.size(), static_cast<size_t>(kDataLayoutVersion));
   EXPECT_FALSE(ReadDataLayout(redis())->has_value());
 
   auto applied = migrate::Apply(redis(), 4, /*dry_run=*/false, now_);
@@ -143,7 +143,7 @@ TEST_F(DataLayoutTest, MigrationWritesTheWorklistRowsOfRequestsOfLayoutOne) {
 
   auto applied = migrate::Apply(redis(), 16, /*dry_run=*/false, now_);
   ASSERT_TRUE(applied.ok()) << applied.status();
-  ASSERT_EQ(applied->steps.size(), 2u);  // then 2 -> 3
+  ASSERT_EQ(applied->steps.size(), static_cast<size_t>(kDataLayoutVersion - 1));
   EXPECT_EQ(applied->after, (DataLayout{kDataLayoutVersion, 16}));
   auto row = RunRedisCommand(redis(), {"HGET", p + "wl:a:FR-TJ-PARIS-JI", id});
   ASSERT_TRUE(row.ok());
@@ -207,8 +207,8 @@ TEST_F(DataLayoutTest, MigrationWritesTheRequestCountsOfRequestsOfLayoutTwo) {
 
   auto applied = migrate::Apply(redis(), 16, /*dry_run=*/false, now_);
   ASSERT_TRUE(applied.ok()) << applied.status();
-  ASSERT_EQ(applied->steps.size(), 1u);
-  EXPECT_EQ(applied->after, (DataLayout{3, 16}));
+  ASSERT_EQ(applied->steps.size(), static_cast<size_t>(kDataLayoutVersion - 2));  // 2 -> 3 ...
+  EXPECT_EQ(applied->after, (DataLayout{kDataLayoutVersion, 16}));
   auto counts = [&](int shard) {
     auto reply = RunRedisCommand(redis(), {"HGETALL", Sharding::Prefix(shard) + "counts"});
     EXPECT_TRUE(reply.ok());
@@ -223,6 +223,52 @@ TEST_F(DataLayoutTest, MigrationWritesTheRequestCountsOfRequestsOfLayoutTwo) {
             (std::map<std::string, std::string>{{"1:1", "2"}, {"1:7", "1"}, {"3:2", "1"}}));
   EXPECT_EQ(counts(9), (std::map<std::string, std::string>{{"1:1", "1"}}));
   EXPECT_TRUE(counts(0).empty());
+}
+
+// The per-shard document usage (issue 18): data of the previous layout, with one
+// rg:docbytes:authority hash over every shard, gets each shard's hash of the bytes its
+// requests charged to each authority (their docbytes:<request id> a:<authority> fields), and
+// the old hash goes. The migration is the latest one, from the version before this build's.
+TEST_F(DataLayoutTest, MigrationSplitsTheAuthorityDocumentUsageIntoTheShards) {
+  auto hset = [&](const std::string& key, std::vector<std::string> pairs) {
+    std::vector<std::string> cmd = {"HSET", key};
+    cmd.insert(cmd.end(), pairs.begin(), pairs.end());
+    ASSERT_TRUE(RunRedisCommand(redis(), cmd).ok());
+  };
+  // As the previous layout's mutate_request.lua left them: two requests in shard 3, one in
+  // shard 5; FR uploaded to all three, DE to one.
+  hset("rg:{s3}:docbytes:rq-a", {"total", "300", "a:FR", "100", "a:DE", "200"});
+  hset("rg:{s3}:docbytes:rq-b", {"total", "40", "a:FR", "40"});
+  hset("rg:{s5}:docbytes:rq-c", {"total", "7", "a:FR", "7"});
+  hset("rg:docbytes:authority", {"FR", "147", "DE", "200"});
+  ASSERT_TRUE(WriteDataLayout(redis(), {kDataLayoutVersion - 1, 16}, "test", now_).ok());
+
+  auto usage = [&](int shard) {
+    auto reply = RunRedisCommand(
+        redis(), {"HGETALL", absl::StrCat(Sharding::Prefix(shard), "docbytes:authority")});
+    EXPECT_TRUE(reply.ok());
+    return *ReplyFields(*reply, "HGETALL");
+  };
+  for (int run = 0; run < 2; ++run) {  // and again, as a step cut short would be: idempotent
+    if (run == 1) {
+      ASSERT_TRUE(WriteDataLayout(redis(), {kDataLayoutVersion - 1, 16}, "test", now_).ok());
+    }
+    auto applied = migrate::Apply(redis(), 16, /*dry_run=*/false, now_);
+    ASSERT_TRUE(applied.ok()) << applied.status();
+    ASSERT_EQ(applied->steps.size(), 1u);
+    EXPECT_EQ(applied->after, (DataLayout{kDataLayoutVersion, 16}));
+    using Fields = std::map<std::string, std::string>;
+    EXPECT_EQ(usage(3), (Fields{{"FR", "140"}, {"DE", "200"}}));
+    EXPECT_EQ(usage(5), (Fields{{"FR", "7"}}));
+    EXPECT_TRUE(usage(0).empty());
+    auto old = RunRedisCommand(redis(), {"EXISTS", "rg:docbytes:authority"});
+    ASSERT_TRUE(old.ok());
+    EXPECT_EQ(*ReplyInteger(*old, "EXISTS"), 0);
+    // The per-request hashes stay as they were: retention gives their bytes back.
+    auto kept = RunRedisCommand(redis(), {"HGET", "rg:{s3}:docbytes:rq-a", "a:DE"});
+    ASSERT_TRUE(kept.ok());
+    EXPECT_EQ(*ReplyString(*kept, "HGET"), "200");
+  }
 }
 
 }  // namespace

@@ -87,15 +87,19 @@ class RetentionRedisTest : public ::testing::Test {
 
   // The issuer pays for the documents AddDocument stores.
   static DocumentQuota Quota() { return DocumentQuota{"FR-TJ-PARIS-JI", 1 << 20, 1 << 20}; }
-  // Bytes of documents charged to the issuer (rg:docbytes:authority).
+  // Bytes of documents charged to the issuer (rg:{sN}:docbytes:authority, over every shard).
   int64_t IssuerBytes() {
-    auto r = common::RunRedisCommand(
-        *client_, {"HGET", RedisDocumentStore::AuthorityUsageKey(), "FR-TJ-PARIS-JI"});
-    int64_t n = 0;
-    if (r.ok() && !r->is_nil()) {
-      EXPECT_TRUE(absl::SimpleAtoi(r->str, &n));
+    int64_t total = 0;
+    for (int shard = 0; shard < 16; ++shard) {
+      auto r = common::RunRedisCommand(
+          *client_, {"HGET", RedisDocumentStore::AuthorityUsageKey(shard), "FR-TJ-PARIS-JI"});
+      int64_t n = 0;
+      if (r.ok() && !r->is_nil()) {
+        EXPECT_TRUE(absl::SimpleAtoi(r->str, &n));
+      }
+      total += n;
     }
-    return n;
+    return total;
   }
 
   // Stages and commits one document of the request, straight through the document store.

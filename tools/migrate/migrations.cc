@@ -143,6 +143,67 @@ absl::Status WriteRequestCounts(common::RedisClient& redis, int shards) {
   return absl::OkStatus();
 }
 
+// 3 -> 4 (issue 18): intake's per-authority document usage moves into the request shards. The
+// previous layout kept one hash rg:docbytes:authority (authority id -> bytes of its committed
+// documents, over every shard), outside the shards' slots, which a Redis Cluster refuses
+// beside a shard's keys in one script. This layout keeps rg:{sN}:docbytes:authority per
+// shard: the authority's bytes committed to requests of that shard. Each shard's hash is the
+// sum of the a:<authority> fields of the shard's per-request usage hashes
+// rg:{sN}:docbytes:<request id> (charged by the commit script, removed by retention's erasure
+// with the bytes they gave back), so it is rewritten from them; then the old hash goes.
+// Idempotent: a shard's hash is a function of its request hashes.
+absl::Status SplitAuthorityDocumentUsage(common::RedisClient& redis, int shards) {
+  for (int shard = 0; shard < shards; ++shard) {
+    const std::string prefix = absl::StrCat(common::Sharding::Prefix(shard), "docbytes:");
+    const std::string per_shard = absl::StrCat(prefix, "authority");
+    std::map<std::string, int64_t> bytes;  // authority -> bytes in this shard
+    std::string cursor = "0";
+    do {
+      auto page = common::RunRedisCommand(
+          redis,
+          {"SCAN", cursor, "MATCH", absl::StrCat(prefix, "*"), "COUNT", "500", "TYPE", "hash"});
+      if (!page.ok()) return page.status();
+      auto parts = common::ReplyArray(*page, "SCAN");
+      if (!parts.ok()) return parts.status();
+      if ((*parts)->size() != 2) return absl::InternalError("SCAN: unexpected reply");
+      auto next = common::ReplyString((**parts)[0], "SCAN");
+      if (!next.ok()) return next.status();
+      cursor = *next;
+      auto keys = common::ReplyStrings((**parts)[1], "SCAN");
+      if (!keys.ok()) return keys.status();
+      for (const std::string& key : *keys) {
+        if (key == per_shard) continue;
+        auto reply = common::RunRedisCommand(redis, {"HGETALL", key});
+        if (!reply.ok()) return reply.status();
+        auto fields = common::ReplyFields(*reply, "HGETALL");
+        if (!fields.ok()) return fields.status();
+        for (const auto& [field, value] : *fields) {
+          if (!absl::StartsWith(field, "a:")) continue;
+          int64_t n = 0;
+          if (!absl::SimpleAtoi(value, &n)) {
+            return absl::DataLossError(absl::StrCat(key, " ", field, " is not a number"));
+          }
+          bytes[field.substr(2)] += n;
+        }
+      }
+    } while (cursor != "0");
+    auto del = common::RunRedisCommand(redis, {"DEL", per_shard});
+    if (!del.ok()) return del.status();
+    std::vector<std::string> hset = {"HSET", per_shard};
+    for (const auto& [authority, n] : bytes) {
+      if (n <= 0) continue;
+      hset.push_back(authority);
+      hset.push_back(absl::StrCat(n));
+    }
+    if (hset.size() > 2) {
+      auto set = common::RunRedisCommand(redis, hset);
+      if (!set.ok()) return set.status();
+    }
+  }
+  auto del = common::RunRedisCommand(redis, {"DEL", "rg:docbytes:authority"});
+  return del.ok() ? absl::OkStatus() : del.status();
+}
+
 }  // namespace
 
 const std::vector<Migration>& Migrations() {
@@ -152,6 +213,9 @@ const std::vector<Migration>& Migrations() {
        WriteWorklistRows},
       {2, "write intake's request counts (counts: <instrument>:<status> -> requests) per shard",
        WriteRequestCounts},
+      {3,
+       "split intake's per-authority document usage into the shards (rg:{sN}:docbytes:authority)",
+       SplitAuthorityDocumentUsage},
   };
   return *migrations;
 }

@@ -13,7 +13,7 @@
 -- KEYS[6]    idx:tombstoned
 -- KEYS[7]    retention:unaudited
 -- KEYS[8]    the request's document usage (docbytes:<id>)
--- KEYS[9]    every authority's document usage (docbytes:- when it has no documents)
+-- KEYS[9]    the shard's per-authority document usage (docbytes:authority)
 -- KEYS[10]   idx:updated
 -- KEYS[11..] each document's chunks (doc:<document id>:data)
 -- ARGV[1]    expected etag

@@ -15,7 +15,7 @@
 -- KEYS[6]    the staged document's chunks (doc:- when no document is committed)
 -- KEYS[7]    the request's document list
 -- KEYS[8]    the request's document usage
--- KEYS[9]    every authority's document usage (docbytes:- when no document is committed)
+-- KEYS[9]    the shard's per-authority document usage (docbytes:authority)
 -- KEYS[10]   idx:updated
 -- KEYS[11]   idx:closed
 -- KEYS[12]   the shard's request counts (hash "<instrument>:<status>" -> requests; issue 19)
@@ -48,7 +48,9 @@
 -- ARGV[22]   how many history events
 -- ARGV[23]   how many worklist hashes the request leaves
 -- ARGV[24]   how many worklist hashes get its row
--- ARGV[25..] the checked pairs (a missing field reads as ''), the pairs to set, the history
+-- ARGV[25]   the charged authority's committed document bytes in the other shards, read
+--            just before the script (two commits in different shards may both pass)
+-- ARGV[26..] the checked pairs (a missing field reads as ''), the pairs to set, the history
 --            events, then the outbox events
 -- Returns    {'applied'} | {'replayed', result} | {'conflict'} | {'duplicate'} |
 --            {'missing'} | {'stale', version} | {'moved', field, value, ...} (the current
@@ -69,7 +71,7 @@ if not cur[1] then return {'missing'} end
 if ARGV[1] ~= '' and cur[1] ~= ARGV[1] then return {'stale', cur[1]} end
 local id = ARGV[9]
 local nc, nf, nh = tonumber(ARGV[20]), tonumber(ARGV[21]), tonumber(ARGV[22])
-local i = 25
+local i = 26
 local moved = {}
 local same = true
 for _ = 1, nc do
@@ -87,9 +89,10 @@ end
 if ARGV[10] ~= '' then
   if redis.call('EXISTS', KEYS[6]) == 0 then return {'nodata'} end
   local adding = tonumber(ARGV[12])
+  local authority_used = tonumber(redis.call('HGET', KEYS[9], ARGV[11]) or '0') +
+                         tonumber(ARGV[25])
   local over = rg_over_quota(tonumber(redis.call('HGET', KEYS[8], 'total') or '0'),
-                             tonumber(redis.call('HGET', KEYS[9], ARGV[11]) or '0'),
-                             adding, tonumber(ARGV[13]), tonumber(ARGV[14]))
+                             authority_used, adding, tonumber(ARGV[13]), tonumber(ARGV[14]))
   if over then return over end
   redis.call('HINCRBY', KEYS[8], 'total', adding)
   redis.call('HINCRBY', KEYS[8], 'a:' .. ARGV[11], adding)

@@ -10,7 +10,7 @@
 -- KEYS[1]  the upload (upload:<document id>; start_document_upload.lua)
 -- KEYS[2]  the document's chunks (doc:<document id>:data)
 -- KEYS[3]  the request's document usage (docbytes:<request id>)
--- KEYS[4]  every authority's document usage (rg:docbytes:authority)
+-- KEYS[4]  the shard's per-authority document usage (docbytes:authority)
 -- ARGV[1]  the calling authority (must own the upload)
 -- ARGV[2]  the chunk's offset
 -- ARGV[3]  the chunk
@@ -18,6 +18,8 @@
 -- ARGV[5]  the largest document, bytes ('0' = none)
 -- ARGV[6]  the request's bound, bytes ('0' = none)
 -- ARGV[7]  the authority's bound, bytes ('0' = none)
+-- ARGV[8]  the authority's committed bytes in the other shards, read just before (so two
+--          uploads in different shards may both pass: see RedisDocumentStore)
 -- Returns  {'staged', received} | {'missing'} | {'offset', received} |
 --          {'toolarge', received} | {'quota', 'request'|'authority', used}
 -- #include document_quota.lua
@@ -40,8 +42,10 @@ if offset ~= size then
 end
 local total = size + adding
 if ARGV[5] ~= '0' and total > tonumber(ARGV[5]) then return {'toolarge', tostring(size)} end
+local authority_used = tonumber(redis.call('HGET', KEYS[4], ARGV[1]) or '0') +
+                       tonumber(ARGV[8])
 local over = rg_over_quota(tonumber(redis.call('HGET', KEYS[3], 'total') or '0'),
-                           tonumber(redis.call('HGET', KEYS[4], ARGV[1]) or '0'),
+                           authority_used,
                            total, tonumber(ARGV[6]), tonumber(ARGV[7]))
 if over then return over end
 redis.call('RPUSH', KEYS[2], ARGV[3])

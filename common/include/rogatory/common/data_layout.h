@@ -21,7 +21,9 @@ namespace rogatory::common {
 // names, after checking the data fits it.
 // Version 2 adds intake's worklist rows (wl:a:<authority>, wl:s:<state>; issue 20).
 // Version 3 adds intake's per-shard request counts (rg:{sN}:counts; issue 19).
-inline constexpr int kDataLayoutVersion = 3;
+// Version 4 keeps intake's per-authority document usage per shard (rg:{sN}:docbytes:authority
+// instead of rg:docbytes:authority; issue 18), so every script stays in one cluster slot.
+inline constexpr int kDataLayoutVersion = 4;
 // The record, a hash. Its own hash tag: it belongs to no request shard.
 inline constexpr char kDataLayoutKey[] = "rg:{meta}:layout";
 
