@@ -72,7 +72,8 @@ absl::string_view ErrorCode(const absl::Status& status, absl::string_view* rest)
 bool NeverSent(const absl::Status& status) {
   if (status.code() != absl::StatusCode::kUnavailable) return false;
   const absl::string_view m = status.message();
-  return m == "redis is not connected" || m == "redis connection is closing";
+  // "redis is not connected", "... yet (connecting to h:p)", "...: <last error>".
+  return absl::StartsWith(m, "redis is not connected") || m == "redis connection is closing";
 }
 
 bool IsBroadcast(const std::string& upper_name) {

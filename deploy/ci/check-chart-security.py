@@ -159,8 +159,11 @@ def check(path: str) -> list[str]:
             (svc,) = [x for x in deployment["spec"]["template"]["spec"]["containers"]
                       if x["name"] == name]
             svc_env = {e["name"]: e.get("value") for e in svc.get("env", [])}
-            for var in ("ROGATORY_REDIS_URL", "ROGATORY_REDIS_SHARDS",
-                        "ROGATORY_REDIS_PASSWORD_FILE"):
+            # Every Redis setting (cluster, TLS files) but the timeout, the Job's own.
+            redis_vars = {v for v in set(env) | set(svc_env)
+                          if v.startswith("ROGATORY_REDIS_") and v != "ROGATORY_REDIS_TIMEOUT"}
+            for var in sorted(redis_vars | {"ROGATORY_REDIS_URL", "ROGATORY_REDIS_SHARDS",
+                                            "ROGATORY_REDIS_PASSWORD_FILE"}):
                 if svc_env.get(var) != env.get(var):
                     problems.append(f"{path}: the migration Job's {var} {env.get(var)!r} is "
                                     f"not {name}'s {svc_env.get(var)!r}")

@@ -14,7 +14,11 @@
 #               by deploy/ci/check-chart-security.py (NetworkPolicy on, webhook egress to
 #               public addresses only, metrics on the pod IP, no Redis password on a command
 #               line, keys bound to subjects); every deploy/ci/bad-values/*.yaml must be
-#               rejected by values.schema.json;
+#               rejected by values.schema.json; an external Redis Cluster with TLS
+#               (deploy/ci/fixtures/external-cluster-tls-values.yaml) renders seeds, cluster
+#               flag, db 0 and the TLS files mounted from their Secrets into every workload
+#               that reaches Redis (deploy/ci/check-redis-render.py), and a cluster with
+#               another db than 0 is refused, saying why;
 #   helm-stable every helm/rogatory/ci/*-values.yaml rendered twice (Helm 3 and 4) gives
 #               identical output (GitOps tools would otherwise change something on each
 #               sync); values without keys are refused; no template generates a value;
@@ -202,6 +206,29 @@ stage_helm() {
     fi
     rendered+=("${out}/${name}.yaml")
   done
+  # An external Redis Cluster over TLS (deploy/ci/fixtures): every workload that reaches
+  # Redis carries the seeds, the cluster flag, db 0 and the TLS files from their Secrets.
+  local cluster_values="${repo}/deploy/ci/fixtures/external-cluster-tls-values.yaml"
+  if "${helm}" template rogatory "${chart}" --namespace rogatory -f "${mesh}" \
+      -f "${cluster_values}" >"${out}/external-cluster-tls.yaml" 2>"${out}/external-cluster-tls.err" &&
+    "${python}" "${repo}/deploy/ci/check-redis-render.py" "${out}/external-cluster-tls.yaml" \
+      "${cluster_values}"; then
+    rendered+=("${out}/external-cluster-tls.yaml")
+  else
+    cat "${out}/external-cluster-tls.err" >&2
+    say "FAILED: the external Redis Cluster with TLS (${cluster_values#"${repo}/"})"
+    rc=1
+  fi
+  # A cluster has database 0 only: another db is refused, saying so.
+  if "${helm}" template rogatory "${chart}" -f "${mesh}" \
+      -f "${repo}/deploy/ci/fixtures/cluster-db-nonzero-values.yaml" >/dev/null \
+      2>"${out}/cluster-db.err" ||
+      ! grep -q 'redis.external.db is 3 but a Redis Cluster has database 0 only' \
+        "${out}/cluster-db.err"; then
+    cat "${out}/cluster-db.err" >&2
+    say "FAILED: a Redis Cluster with db 3 rendered, or failed without saying why"
+    rc=1
+  fi
   # Helm 3 renders the same objects.
   "${cache}/helm32/helm/helm" template rogatory "${chart}" --namespace rogatory -f "${mesh}" \
     >"${out}/production-mesh-values-helm3.yaml" 2>/dev/null || { say "FAILED: helm 3 template"; rc=1; }

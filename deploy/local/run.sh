@@ -4,12 +4,19 @@
 # look, then serves in the foreground until Ctrl-C (SIGINT) or SIGTERM, when it stops
 # everything it started.
 #
-# Usage: deploy/local/run.sh [--no-wait] [--redis-port=PORT] [--tls=MODE]
+# Usage: deploy/local/run.sh [--no-wait] [--redis-port=PORT] [--tls=MODE] [--redis=MODE]
+#                            [--no-build]
 #   --no-wait          run the demo, then stop everything and exit with the demo's result
 #                      (same as ROGATORY_DEMO_EXIT=1)
 #   --redis-port=PORT  port of the private Redis (default 6390, or ROGATORY_LOCAL_REDIS_PORT)
 #   --tls=MODE         off (default) | tls | mtls; a development CA and certificates are made
 #                      in .local/tls (same as ROGATORY_LOCAL_TLS=MODE)
+#   --redis=MODE       single (default): one redis-server; cluster: a six-node Redis Cluster
+#                      (3 primaries, 3 replicas) on ports PORT..PORT+5 (cluster bus +10000),
+#                      data in .local/redis-cluster/<port>/, the services given its seeds
+#                      (same as ROGATORY_LOCAL_REDIS=MODE)
+#   --no-build         use the binaries already in the build folder (ROGATORY_BUILD_DIR)
+#                      instead of building (same as ROGATORY_LOCAL_NO_BUILD=1)
 #
 # Redis is bounded by maxmemory 1gb with noeviction (ROGATORY_LOCAL_REDIS_MAXMEMORY changes it).
 #
@@ -52,6 +59,8 @@ readonly SERVICE_STOP_TIMEOUT=5 REDIS_STOP_TIMEOUT=2 READY_TIMEOUT=30
 redis_port="${ROGATORY_LOCAL_REDIS_PORT:-6390}"
 tls_mode="${ROGATORY_LOCAL_TLS:-off}"
 no_wait="${ROGATORY_DEMO_EXIT:-0}"
+redis_mode="${ROGATORY_LOCAL_REDIS:-single}"
+no_build="${ROGATORY_LOCAL_NO_BUILD:-0}"
 
 say() { printf '[local] %s\n' "$*"; }
 die() { say "error: $*" >&2; exit 1; }
@@ -63,6 +72,8 @@ for arg in "$@"; do
     --no-wait) no_wait=1 ;;
     --redis-port=*) redis_port="${arg#*=}" ;;
     --tls=*) tls_mode="${arg#*=}" ;;
+    --redis=*) redis_mode="${arg#*=}" ;;
+    --no-build) no_build=1 ;;
     -h | --help) usage; exit 0 ;;
     *) usage >&2; say "error: unknown argument: ${arg}" >&2; exit 2 ;;
   esac
@@ -71,10 +82,23 @@ if ! [[ "${redis_port}" =~ ^[0-9]+$ ]] || ((redis_port < 1 || redis_port > 65535
   die "bad Redis port: ${redis_port}"
 fi
 [[ "${tls_mode}" =~ ^(off|tls|mtls)$ ]] || die "bad --tls: ${tls_mode} (off|tls|mtls)"
-readonly redis_port no_wait tls_mode
+[[ "${redis_mode}" =~ ^(single|cluster)$ ]] || die "bad --redis: ${redis_mode} (single|cluster)"
+if [[ "${redis_mode}" == cluster ]] && ((redis_port + 5 + 10000 > 65535)); then
+  die "bad Redis port for a cluster: ${redis_port} (its bus ports are the ports + 10000)"
+fi
+readonly redis_port no_wait tls_mode redis_mode no_build
 readonly tls_dir="${local_dir}/tls"
 readonly dev_keys="${repo}/deploy/dev-auth/keys.json"
-readonly redis_url="redis://127.0.0.1:${redis_port}/0"
+readonly cluster_dir="${local_dir}/redis-cluster"
+# The cluster's six node ports (--redis=cluster).
+readonly CLUSTER_PORTS=("${redis_port}" $((redis_port + 1)) $((redis_port + 2))
+  $((redis_port + 3)) $((redis_port + 4)) $((redis_port + 5)))
+if [[ "${redis_mode}" == cluster ]]; then
+  # Seeds: any node will do; several in case one is down. A cluster has database 0 only.
+  readonly redis_url="redis://127.0.0.1:${CLUSTER_PORTS[0]},127.0.0.1:${CLUSTER_PORTS[1]},127.0.0.1:${CLUSTER_PORTS[2]}/0"
+else
+  readonly redis_url="redis://127.0.0.1:${redis_port}/0"
+fi
 # Redis asks for a password, made for each run. It is never on a command line (a process
 # listing would show it): Redis reads it from a config file, the services from
 # --redis-password-file, redis-cli from REDISCLI_AUTH; all three files are 0600.
@@ -119,6 +143,7 @@ port_in_use() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
 # --- what this run started, for cleanup ---
 declare -A pid_of=()   # name -> pid
+declare -A redis_port_of=([redis]="${redis_port}")  # redis-server's name -> its port
 started=()             # names, in start order
 cleaned=0
 
@@ -131,14 +156,14 @@ stop_all() {
   say "stopping the services, then redis-server"
   local service_pids=()
   for name in "${started[@]}"; do
-    [[ "${name}" == redis ]] && continue
+    [[ "${name}" == redis* ]] && continue
     pid="${pid_of[${name}]}"
     service_pids+=("${pid}")
     kill -TERM "${pid}" 2>/dev/null || true
   done
   if ((${#service_pids[@]} > 0)) && ! wait_dead "${SERVICE_STOP_TIMEOUT}" "${service_pids[@]}"; then
     for name in "${started[@]}"; do
-      [[ "${name}" == redis ]] && continue
+      [[ "${name}" == redis* ]] && continue
       pid="${pid_of[${name}]}"
       if alive "${pid}"; then
         say "warning: ${name} did not stop within ${SERVICE_STOP_TIMEOUT}s; killing it"
@@ -148,25 +173,26 @@ stop_all() {
     wait_dead 2 "${service_pids[@]}" || true
   fi
   for name in "${started[@]}"; do
-    [[ "${name}" == redis ]] && continue
+    [[ "${name}" == redis* ]] && continue
     local code=0
     wait "${pid_of[${name}]}" 2>/dev/null || code=$?
     ((code == 0)) || say "warning: ${name} exited with status ${code} (see ${log_dir}/${name}.log)"
     rm -f "${run_dir}/${name}.pid"
   done
-  if [[ -n "${pid_of[redis]:-}" ]]; then
-    pid="${pid_of[redis]}"
+  for name in "${started[@]}"; do
+    [[ "${name}" == redis* ]] || continue
+    pid="${pid_of[${name}]}"
     # SHUTDOWN flushes the AOF; SIGKILL only if Redis does not go.
     REDISCLI_AUTH="$(cat "${redis_password_file}" 2>/dev/null)" \
-      timeout 2 redis-cli -p "${redis_port}" shutdown >/dev/null 2>&1 || true
+      timeout 2 redis-cli -p "${redis_port_of[${name}]}" shutdown >/dev/null 2>&1 || true
     if ! wait_dead "${REDIS_STOP_TIMEOUT}" "${pid}"; then
       say "warning: redis-server did not stop within ${REDIS_STOP_TIMEOUT}s; killing it"
       kill -KILL "${pid}" 2>/dev/null || true
       wait_dead 1 "${pid}" || true
     fi
     wait "${pid}" 2>/dev/null || true
-    rm -f "${run_dir}/redis.pid"
-  fi
+    rm -f "${run_dir}/${name}.pid"
+  done
   say "stopped everything in $(elapsed_since "${t0}")s"
 }
 
@@ -193,7 +219,8 @@ start() {
   # not passed on: they are no settings of the services.
   env -u ROGATORY_BUILD_DIR -u ROGATORY_DEMO_EXIT -u ROGATORY_LOCAL_REDIS_PORT \
     -u ROGATORY_SUMMARY_FILE -u ROGATORY_LOCAL_TLS -u ROGATORY_CLIENT_CA_FILE \
-    -u ROGATORY_CLIENT_CERT_FILE -u ROGATORY_CLIENT_KEY_FILE \
+    -u ROGATORY_CLIENT_CERT_FILE -u ROGATORY_CLIENT_KEY_FILE -u ROGATORY_LOCAL_REDIS \
+    -u ROGATORY_LOCAL_NO_BUILD \
     setsid "$@" </dev/null >"${log}" 2>&1 9>&- &
   pid_of[${name}]=$!
   started+=("${name}")
@@ -207,7 +234,7 @@ stop_leftovers() {
     [[ -e "${file}" ]] || continue
     name="$(basename "${file}" .pid)"
     pid="$(cat "${file}")"
-    if [[ "${name}" == redis ]]; then exe=redis-server; else exe="rogatory-${name}"; fi
+    if [[ "${name}" == redis* ]]; then exe=redis-server; else exe="rogatory-${name}"; fi
     # The gateway runs as node with the bundle: recognised by its command line.
     if [[ "${pid}" =~ ^[0-9]+$ ]] && alive "${pid}" &&
         { runs "${pid}" "${exe}" || { [[ "${name}" == gateway ]] && runs "${pid}" node &&
@@ -240,8 +267,12 @@ bash "${repo}/deploy/install-deps.sh"
 say "dependencies ready ($(elapsed_since "${t}")s)"
 
 t="$(now)"
-cmake -S "${repo}" -B "${build_dir}" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
-cmake --build "${build_dir}" -j2
+if ((no_build)); then
+  say "not building (--no-build): the binaries of ${build_dir}/bin"
+else
+  cmake -S "${repo}" -B "${build_dir}" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+  cmake --build "${build_dir}" -j2
+fi
 # The gateway's bundle (npm ci and a rebuild only when their inputs changed).
 bash "${repo}/tools/web/build.sh" gateway
 say "build ready in ${build_dir} ($(elapsed_since "${t}")s)"
@@ -252,7 +283,12 @@ done
 
 # --- 2. clear what a crashed earlier run left; check the ports are free ---
 stop_leftovers
-for port in "${redis_port}" "${GRPC_PORTS[@]}" "${METRICS_PORTS[@]}" "${GATEWAY_PORT}" \
+redis_ports=("${redis_port}")
+if [[ "${redis_mode}" == cluster ]]; then
+  redis_ports=("${CLUSTER_PORTS[@]}")
+  for port in "${CLUSTER_PORTS[@]}"; do redis_ports+=($((port + 10000))); done
+fi
+for port in "${redis_ports[@]}" "${GRPC_PORTS[@]}" "${METRICS_PORTS[@]}" "${GATEWAY_PORT}" \
     "${GATEWAY_METRICS_PORT}"; do
   if port_in_use "${port}"; then
     die "port ${port} is in use by another program (see: ss -ltnp 'sport = :${port}')"
@@ -269,17 +305,60 @@ t="$(now)"
 # A bound on Redis's memory, refusing writes when it is reached (noeviction): evicting keys
 # would silently lose requests, events and audit entries. Services then answer UNAVAILABLE
 # "the store is full" while reads, erasure, trims, acknowledgements and lease releases go on.
-start redis redis-server "${redis_conf}" --bind 127.0.0.1 --port "${redis_port}" \
-  --dir "${redis_dir}" --appendonly yes --save '' --daemonize no \
-  --maxmemory "${ROGATORY_LOCAL_REDIS_MAXMEMORY:-1gb}" --maxmemory-policy noeviction
-deadline=$((SECONDS + 15))
-until [[ "$(REDISCLI_AUTH="$(cat "${redis_password_file}")" redis-cli -p "${redis_port}" ping \
-  2>/dev/null)" == PONG ]]; do
-  alive "${pid_of[redis]}" || fail_with_log redis "redis-server exited"
-  ((SECONDS < deadline)) || fail_with_log redis "redis-server did not answer PING within 15s"
-  sleep 0.1
-done
-say "redis-server ready on 127.0.0.1:${redis_port}, data in ${redis_dir} ($(elapsed_since "${t}")s)"
+if [[ "${redis_mode}" == single ]]; then
+  start redis redis-server "${redis_conf}" --bind 127.0.0.1 --port "${redis_port}" \
+    --dir "${redis_dir}" --appendonly yes --save '' --daemonize no \
+    --maxmemory "${ROGATORY_LOCAL_REDIS_MAXMEMORY:-1gb}" --maxmemory-policy noeviction
+  deadline=$((SECONDS + 15))
+  until [[ "$(REDISCLI_AUTH="$(cat "${redis_password_file}")" redis-cli -p "${redis_port}" ping \
+    2>/dev/null)" == PONG ]]; do
+    alive "${pid_of[redis]}" || fail_with_log redis "redis-server exited"
+    ((SECONDS < deadline)) || fail_with_log redis "redis-server did not answer PING within 15s"
+    sleep 0.1
+  done
+  say "redis-server ready on 127.0.0.1:${redis_port}, data in ${redis_dir} ($(elapsed_since "${t}")s)"
+else
+  # Six cluster nodes, each with its folder (AOF and nodes.conf, kept between runs); the
+  # replicas authenticate to their primaries with the same password (masterauth).
+  printf 'masterauth "%s"\n' "$(cat "${redis_password_file}")" >>"${redis_conf}"
+  for port in "${CLUSTER_PORTS[@]}"; do
+    mkdir -p "${cluster_dir}/${port}"
+    redis_port_of[redis-${port}]="${port}"
+    start "redis-${port}" redis-server "${redis_conf}" --bind 127.0.0.1 --port "${port}" \
+      --dir "${cluster_dir}/${port}" --appendonly yes --save '' --daemonize no \
+      --cluster-enabled yes --cluster-config-file nodes.conf --cluster-node-timeout 5000 \
+      --maxmemory "${ROGATORY_LOCAL_REDIS_MAXMEMORY:-1gb}" --maxmemory-policy noeviction
+  done
+  cli() { REDISCLI_AUTH="$(cat "${redis_password_file}")" redis-cli "$@"; }
+  deadline=$((SECONDS + 15))
+  for port in "${CLUSTER_PORTS[@]}"; do
+    until [[ "$(cli -p "${port}" ping 2>/dev/null)" == PONG ]]; do
+      alive "${pid_of[redis-${port}]}" || fail_with_log "redis-${port}" "redis-server exited"
+      ((SECONDS < deadline)) ||
+        fail_with_log "redis-${port}" "redis-server did not answer PING within 15s"
+      sleep 0.1
+    done
+  done
+  # A node that knows no other has never been in a cluster: make one. Otherwise the nodes
+  # rejoin the cluster of an earlier run from their nodes.conf.
+  if cli -p "${CLUSTER_PORTS[0]}" cluster info | tr -d '\r' | grep -qx 'cluster_known_nodes:1'; then
+    addresses=()
+    for port in "${CLUSTER_PORTS[@]}"; do addresses+=("127.0.0.1:${port}"); done
+    cli --cluster create "${addresses[@]}" --cluster-replicas 1 --cluster-yes \
+      >"${log_dir}/redis-cluster-create.log" 2>&1 ||
+      fail_with_log redis-cluster-create "redis-cli --cluster create failed"
+  fi
+  deadline=$((SECONDS + 30))
+  until [[ "$(for port in "${CLUSTER_PORTS[@]}"; do cli -p "${port}" cluster info; done 2>/dev/null |
+      tr -d '\r' | grep -cx 'cluster_state:ok')" == 6 ]]; do
+    ((SECONDS < deadline)) || {
+      cli -p "${CLUSTER_PORTS[0]}" cluster nodes >&2 || true
+      die "the Redis Cluster did not reach cluster_state:ok on all six nodes within 30s"
+    }
+    sleep 0.2
+  done
+  say "Redis Cluster ready on 127.0.0.1:${CLUSTER_PORTS[0]}-${CLUSTER_PORTS[5]} (3 primaries, 3 replicas), data in ${cluster_dir} ($(elapsed_since "${t}")s)"
+fi
 # The data layout, as an upgrade does first (the chart runs it as a Job): records it for data
 # an earlier run wrote before layouts were recorded, and refuses a layout this build cannot
 # read; services refuse to start on another layout than theirs.
@@ -447,11 +526,17 @@ for i in "${!SERVICES[@]}"; do
 done
 printf '  %-13s %-17s %-31s %s\n' gateway "127.0.0.1:${GATEWAY_PORT}" \
   "http://127.0.0.1:${GATEWAY_METRICS_PORT}/metrics" "${log_dir#"${repo}/"}/gateway.log"
-printf '  %-13s %-17s %-31s %s\n' redis "127.0.0.1:${redis_port}" "(data: ${redis_dir#"${repo}/"})" \
-  "${log_dir#"${repo}/"}/redis.log"
+if [[ "${redis_mode}" == single ]]; then
+  printf '  %-13s %-17s %-31s %s\n' redis "127.0.0.1:${redis_port}" "(data: ${redis_dir#"${repo}/"})" \
+    "${log_dir#"${repo}/"}/redis.log"
+else
+  printf '  %-13s %-17s %-31s %s\n' redis-cluster "127.0.0.1:${CLUSTER_PORTS[0]}-${CLUSTER_PORTS[5]}" \
+    "(data: ${cluster_dir#"${repo}/"})" "${log_dir#"${repo}/"}/redis-<port>.log"
+fi
 # shellcheck disable=SC2016  # the command is printed for the reader to run, unexpanded
-printf '  %-13s password in %s (REDISCLI_AUTH="$(cat %s)" redis-cli -p %s)\n' "" \
-  "${redis_password_file#"${repo}/"}" "${redis_password_file#"${repo}/"}" "${redis_port}"
+printf '  %-13s password in %s (REDISCLI_AUTH="$(cat %s)" redis-cli%s -p %s)\n' "" \
+  "${redis_password_file#"${repo}/"}" "${redis_password_file#"${repo}/"}" \
+  "$([[ "${redis_mode}" == cluster ]] && printf ' -c')" "${redis_port}"
 cat <<EOF
   Health (grpc.health.v1): "" = liveness, full service name = readiness. Reflection is on.
   Auth: JWT bearer tokens checked against deploy/dev-auth/keys.json (development only);

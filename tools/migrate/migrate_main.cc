@@ -16,6 +16,7 @@
 #include "migrations.h"
 #include "rogatory/common/async_redis_client.h"
 #include "rogatory/common/clock.h"
+#include "rogatory/common/cluster_redis_client.h"
 #include "rogatory/common/config.h"
 #include "rogatory/common/logging.h"
 #include "rogatory/common/platform.h"
@@ -26,7 +27,8 @@ namespace {
 struct Settings {
   std::string redis_url;
   std::string redis_password_file;
-  // TLS and the ACL user, as the services take them.
+  // A Redis Cluster, TLS and the ACL user, as the services take them.
+  bool redis_cluster = false;
   std::string redis_user;
   bool redis_tls = false;
   std::string redis_tls_ca_file;
@@ -66,6 +68,7 @@ int Run(const std::string& command, const Settings& s) {
   common::ServerSettings server;
   server.redis_url = s.redis_url;
   server.redis_password_file = s.redis_password_file;
+  server.redis_cluster = s.redis_cluster;
   server.redis_user = s.redis_user;
   server.redis_tls = s.redis_tls;
   server.redis_tls_ca_file = s.redis_tls_ca_file;
@@ -77,7 +80,11 @@ int Run(const std::string& command, const Settings& s) {
   common::AsyncRedisOptions options;
   options.url = *url;
   options.command_timeout = s.redis_timeout;
-  auto redis = common::NewAsyncRedisClient(options);
+  // A cluster's seeds (or redis-cluster=true): the cluster client, which sends each command
+  // to the primary that owns its key's slot, as the services do.
+  auto client = common::NewRedisClientFor(*url, options);
+  if (!client.ok()) return Fail(command, client.status());
+  std::unique_ptr<common::RedisClient> redis = std::move(*client);
   const common::RealClock clock;
   // The client connects in the background: wait for Redis to answer, as a Job started
   // beside its Redis must.
@@ -127,6 +134,9 @@ int main(int argc, char** argv) {
                    &s.redis_password_file);
   config.AddString("redis-user", "", "Redis ACL user (as the services' redis-user).",
                    &s.redis_user);
+  config.AddBool("redis-cluster", false,
+                 "Redis is a Redis Cluster (also: several comma-separated redis-url addresses).",
+                 &s.redis_cluster);
   config.AddBool("redis-tls", false, "TLS to Redis (also: a rediss:// redis-url).", &s.redis_tls);
   config.AddString("redis-tls-ca-file", "", "CA that must verify Redis (required with TLS).",
                    &s.redis_tls_ca_file);

@@ -108,17 +108,103 @@ default
 {{- end -}}
 {{- end }}
 
-{{/* host:port of the Redis the services use. */}}
+{{/* host:port of the Redis the services use; for an external Redis given by seeds
+     (redis.external.seeds), the seeds joined with commas. */}}
 {{- define "rogatory.redisHostPort" -}}
 {{- if eq .Values.redis.mode "external" -}}
-{{- required "redis.external.host is required when redis.mode=external" .Values.redis.external.host -}}:{{ .Values.redis.external.port }}
+{{- $seeds := .Values.redis.external.seeds | default list -}}
+{{- if $seeds -}}
+{{- join "," $seeds -}}
+{{- else -}}
+{{- required "redis.external.host (or redis.external.seeds) is required when redis.mode=external" .Values.redis.external.host -}}:{{ .Values.redis.external.port }}
+{{- end -}}
 {{- else -}}
 {{ include "rogatory.fullname" . }}-redis:6379
 {{- end -}}
 {{- end }}
 
+{{/* "true" when the services talk to a Redis Cluster: redis.external.cluster, or two or
+     more seeds (the services take several addresses as a cluster's). */}}
+{{- define "rogatory.redisCluster" -}}
+{{- $e := .Values.redis.external -}}
+{{- if and (eq .Values.redis.mode "external") (or $e.cluster (gt (len ($e.seeds | default list)) 1)) }}true{{ end -}}
+{{- end }}
+
+{{/* "true" when the services talk TLS to Redis (an external Redis only). */}}
+{{- define "rogatory.redisTls" -}}
+{{- $tls := .Values.redis.external.tls | default dict -}}
+{{- if and (eq .Values.redis.mode "external") $tls.enabled }}true{{ end -}}
+{{- end }}
+
 {{- define "rogatory.redisDb" -}}
-{{- if eq .Values.redis.mode "external" }}{{ .Values.redis.external.db }}{{ else }}0{{ end -}}
+{{- if eq .Values.redis.mode "external" -}}
+{{- if and (include "rogatory.redisCluster" .) (ne (int .Values.redis.external.db) 0) -}}
+{{- fail (printf "redis.external.db is %v but a Redis Cluster has database 0 only: set redis.external.db=0 (the cluster is on with redis.external.cluster=true or two or more redis.external.seeds)" .Values.redis.external.db) -}}
+{{- end -}}
+{{ .Values.redis.external.db }}
+{{- else }}0{{ end -}}
+{{- end }}
+
+{{/* ROGATORY_REDIS_URL's value: redis:// (rediss:// with TLS), the ACL user (with the
+     password from a file, never in the URL), the address or seeds, the database. */}}
+{{- define "rogatory.redisUrl" -}}
+{{- $user := "" -}}
+{{- if and .Values.redis.auth.enabled (eq .Values.redis.mode "external") }}{{ $user = .Values.redis.external.username }}{{ end -}}
+{{ ternary "rediss" "redis" (eq (include "rogatory.redisTls" .) "true") }}://{{ with $user }}{{ . }}:@{{ end }}{{ include "rogatory.redisHostPort" . }}/{{ include "rogatory.redisDb" . }}
+{{- end }}
+
+{{/* Where the Redis TLS files are mounted (volume redis-tls). */}}
+{{- define "rogatory.redisTlsDir" -}}
+/etc/rogatory/redis-tls
+{{- end }}
+
+{{/* The Redis settings beyond URL and password (cluster, TLS): env entries, or nothing. */}}
+{{- define "rogatory.redisExtraEnv" -}}
+{{- $e := .Values.redis.external -}}
+{{- if include "rogatory.redisCluster" . }}
+- name: ROGATORY_REDIS_CLUSTER
+  value: "true"
+{{- end }}
+{{- if include "rogatory.redisTls" . }}
+{{- $dir := include "rogatory.redisTlsDir" . }}
+{{- $tls := $e.tls }}
+# Redis's certificate is verified against this CA (from Secret {{ $tls.ca.secretName }}).
+- name: ROGATORY_REDIS_TLS_CA_FILE
+  value: {{ printf "%s/ca.crt" $dir | quote }}
+{{- if $tls.clientCert.secretName }}
+- name: ROGATORY_REDIS_TLS_CERT_FILE
+  value: {{ printf "%s/client.crt" $dir | quote }}
+- name: ROGATORY_REDIS_TLS_KEY_FILE
+  value: {{ printf "%s/client.key" $dir | quote }}
+{{- end }}
+{{- with $tls.serverName }}
+- name: ROGATORY_REDIS_TLS_SERVER_NAME
+  value: {{ . | quote }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/* The redis-tls volume (projected: the CA's Secret, and the client certificate's), or
+     nothing without TLS. */}}
+{{- define "rogatory.redisTlsVolume" -}}
+{{- if include "rogatory.redisTls" . }}
+{{- $tls := .Values.redis.external.tls }}
+- name: redis-tls
+  projected:
+    defaultMode: 288  # 0440: owner and group (fsGroup) read
+    sources:
+      - secret:
+          name: {{ required "redis.external.tls.ca.secretName is required when redis.external.tls.enabled (the CA that must verify Redis's certificate)" $tls.ca.secretName }}
+          items:
+            - {key: {{ $tls.ca.key | quote }}, path: ca.crt}
+      {{- if $tls.clientCert.secretName }}
+      - secret:
+          name: {{ $tls.clientCert.secretName }}
+          items:
+            - {key: {{ $tls.clientCert.certKey | quote }}, path: client.crt}
+            - {key: {{ $tls.clientCert.keyKey | quote }}, path: client.key}
+      {{- end }}
+{{- end }}
 {{- end }}
 
 {{/* Where each service receives events: <service>=<host:port>,... (ClusterIP Services;
