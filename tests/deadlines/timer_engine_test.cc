@@ -336,7 +336,7 @@ TEST_F(TimerEngineTest, IdleEngineWithNothingDueSendsRedisAlmostNothing) {
   TimerEngine engine(*store_, *redis_, clock_, &metrics_, Quiet("idle"));
   engine.Start();
   ASSERT_TRUE(WaitFor([&] { return engine.sleeps() >= 1; }, absl::Seconds(10)));
-  testing::CommandCounter counter(*redis_);
+  rogatory::testing::CommandCounter counter(*redis_);
   std::this_thread::sleep_for(std::chrono::seconds(2));
   const int64_t commands = counter.Total();
   engine.Stop();
@@ -355,7 +355,7 @@ TEST_F(TimerEngineTest, ReplicaWithoutTheLeaseNeitherClaimsNorReads) {
   ASSERT_TRUE(WaitFor([&] { return a.sleeps() >= 1; }, absl::Seconds(10)));
   b.Start();
   ASSERT_TRUE(WaitFor([&] { return b.sleeps() >= 1; }, absl::Seconds(10)));
-  testing::CommandCounter counter(*redis_);
+  rogatory::testing::CommandCounter counter(*redis_);
   std::this_thread::sleep_for(std::chrono::milliseconds(500));
   const int64_t commands = counter.Total();
   EXPECT_TRUE(a.holds_lease());
