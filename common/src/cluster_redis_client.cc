@@ -603,10 +603,27 @@ std::vector<absl::string_view> RedisCommandKeys(const std::vector<std::string>& 
   std::vector<absl::string_view> keys;
   if (args.size() < 2) return keys;
   const std::string name = Upper(args[0]);
+  if (name == "SCAN") {
+    // A SCAN whose MATCH pattern starts with a hash tag free of glob characters (the
+    // migrations' "rg:{sN}:req:*") can only match keys of that tag's slot: it goes to the
+    // primary that holds them (on any other node it would find nothing). Other SCANs have no
+    // key: any primary, which sees only its own keys.
+    for (size_t i = 2; i + 1 < args.size(); ++i) {
+      if (Upper(args[i]) != "MATCH") continue;
+      const std::string& pattern = args[i + 1];
+      const size_t open = pattern.find('{');
+      const size_t close = open == std::string::npos ? open : pattern.find('}', open + 1);
+      const bool tagged =
+          close != std::string::npos && close > open + 1 && pattern.find_first_of("*?[\\") > close;
+      if (tagged) keys.push_back(pattern);
+      break;
+    }
+    return keys;
+  }
   static const auto* const kKeyless = new std::vector<std::string>{
-      "PING",   "INFO",    "PUBLISH", "TIME",    "SCAN",      "SCRIPT",     "CONFIG",   "CLUSTER",
-      "CLIENT", "DBSIZE",  "ECHO",    "AUTH",    "SELECT",    "WAIT",       "FLUSHALL", "FLUSHDB",
-      "HELLO",  "COMMAND", "LATENCY", "SLOWLOG", "SUBSCRIBE", "PSUBSCRIBE", "ASKING",   "READONLY"};
+      "PING",    "INFO",    "PUBLISH", "TIME",      "SCRIPT",     "CONFIG",   "CLUSTER", "CLIENT",
+      "DBSIZE",  "ECHO",    "AUTH",    "SELECT",    "WAIT",       "FLUSHALL", "FLUSHDB", "HELLO",
+      "COMMAND", "LATENCY", "SLOWLOG", "SUBSCRIBE", "PSUBSCRIBE", "ASKING",   "READONLY"};
   if (std::find(kKeyless->begin(), kKeyless->end(), name) != kKeyless->end()) return keys;
   if (name == "XREAD" || name == "XREADGROUP") {
     for (size_t i = 1; i < args.size(); ++i) {

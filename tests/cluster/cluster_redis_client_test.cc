@@ -77,6 +77,37 @@ TEST(RedisCommandKeysTest, NamesTheKeysOfTheCommandsTheServicesSend) {
                 {"XREAD", "COUNT", "1", "BLOCK", "10", "STREAMS", "a", "b", "0-0", "0-0"}),
             (V{"a", "b"}));
   EXPECT_EQ(common::RedisCommandKeys({"EVALSHA", "sha", "2", "a", "b", "arg"}), (V{"a", "b"}));
+  // A SCAN of one hash tag's keys goes where they are; other SCANs have no key.
+  EXPECT_EQ(common::RedisCommandKeys({"SCAN", "0", "MATCH", "rg:{s3}:req:*", "COUNT", "500"}),
+            V{"rg:{s3}:req:*"});
+  EXPECT_EQ(common::RedisCommandKeys({"SCAN", "0", "MATCH", "rg:*"}), V{});
+  EXPECT_EQ(common::RedisCommandKeys({"SCAN", "0", "MATCH", "rg:{s*}:x"}), V{});
+  EXPECT_EQ(common::RedisCommandKeys({"SCAN", "0"}), V{});
+}
+
+// The migrations walk each shard with SCAN MATCH rg:{sN}:...*: every shard's keys are found,
+// whichever primary holds the shard (a SCAN sent to another primary finds nothing).
+TEST(ClusterRedisClientTest, ScanOfOneHashTagFindsItsKeysOnWhicheverPrimaryHoldsThem) {
+  for (int shard = 0; shard < 16; ++shard) {
+    const std::string key = absl::StrCat("rg:{s", shard, "}:scanprobe");
+    ASSERT_TRUE(RunRedisCommand(Client(), {"SET", key, "1"}).ok());
+  }
+  for (int shard = 0; shard < 16; ++shard) {
+    const std::string key = absl::StrCat("rg:{s", shard, "}:scanprobe");
+    std::vector<std::string> found;
+    std::string cursor = "0";
+    do {
+      auto page = RunRedisCommand(
+          Client(),
+          {"SCAN", cursor, "MATCH", absl::StrCat("rg:{s", shard, "}:scan*"), "COUNT", "1000"});
+      ASSERT_TRUE(page.ok()) << page.status();
+      ASSERT_EQ(page->elements.size(), 2u);
+      cursor = page->elements[0].str;
+      for (const auto& k : page->elements[1].elements) found.push_back(k.str);
+    } while (cursor != "0");
+    EXPECT_EQ(found, std::vector<std::string>{key}) << "shard " << shard;
+    ASSERT_TRUE(RunRedisCommand(Client(), {"DEL", key}).ok());
+  }
 }
 
 TEST(ClusterRedisClientTest, RefusesADatabaseOtherThanZeroAndNoSeed) {

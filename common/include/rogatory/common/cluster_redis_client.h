@@ -18,9 +18,11 @@ namespace rogatory::common {
 int RedisKeySlot(absl::string_view key);
 
 // The keys a command names, as Redis Cluster sees them (args[0] is the command's name):
-// args[1] for most, none for PING/INFO/PUBLISH/TIME/SCAN/SCRIPT/..., every argument for
+// args[1] for most, none for PING/INFO/PUBLISH/TIME/SCRIPT/..., every argument for
 // DEL/EXISTS/MGET/UNLINK/TOUCH, the keys after STREAMS for XREAD/XREADGROUP, args[2] for
-// XGROUP/XINFO/MEMORY subcommands, the declared keys for EVAL/EVALSHA.
+// XGROUP/XINFO/MEMORY subcommands, the declared keys for EVAL/EVALSHA; for SCAN, its MATCH
+// pattern when that starts with a hash tag free of glob characters (it matches only keys of
+// that slot), else none.
 std::vector<absl::string_view> RedisCommandKeys(const std::vector<std::string>& args);
 
 // Builds the client of one primary node.
