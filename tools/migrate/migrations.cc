@@ -1,5 +1,6 @@
 #include "migrations.h"
 
+#include <functional>
 #include <map>
 #include <set>
 
@@ -12,6 +13,59 @@
 
 namespace rogatory::migrate {
 namespace {
+
+// Calls `each` with every hash key matching `pattern` (one shard's: "rg:{sN}:..."), SCAN
+// page by page; stops at the first error.
+absl::Status ForEachHash(common::RedisClient& redis, const std::string& pattern,
+                         const std::function<absl::Status(const std::string& key)>& each) {
+  std::string cursor = "0";
+  do {
+    auto page = common::RunRedisCommand(
+        redis, {"SCAN", cursor, "MATCH", pattern, "COUNT", "500", "TYPE", "hash"});
+    if (!page.ok()) return page.status();
+    auto parts = common::ReplyArray(*page, "SCAN");
+    if (!parts.ok()) return parts.status();
+    if ((*parts)->size() != 2) return absl::InternalError("SCAN: unexpected reply");
+    auto next = common::ReplyString((**parts)[0], "SCAN");
+    if (!next.ok()) return next.status();
+    cursor = *next;
+    auto keys = common::ReplyStrings((**parts)[1], "SCAN");
+    if (!keys.ok()) return keys.status();
+    for (const std::string& key : *keys) {
+      if (absl::Status done = each(key); !done.ok()) return done;
+    }
+  } while (cursor != "0");
+  return absl::OkStatus();
+}
+
+// Calls `each` with the id and key of every request hash of `shard` (rg:{sN}:req:<id>; not
+// the other keys under req:).
+absl::Status ForEachRequestHash(
+    common::RedisClient& redis, int shard,
+    const std::function<absl::Status(const std::string& id, const std::string& key)>& each) {
+  const std::string req = absl::StrCat(common::Sharding::Prefix(shard), "req:");
+  return ForEachHash(redis, absl::StrCat(req, "*"), [&](const std::string& key) {
+    const std::string id = key.substr(req.size());
+    if (id.empty() || absl::StrContains(id, ':')) return absl::OkStatus();
+    return each(id, key);
+  });
+}
+
+// HMGET's values, '' for a missing field.
+absl::StatusOr<std::vector<std::string>> HashValues(common::RedisClient& redis,
+                                                    std::vector<std::string> hmget) {
+  auto reply = common::RunRedisCommand(redis, std::move(hmget));
+  if (!reply.ok()) return reply.status();
+  auto values = common::ReplyArray(*reply, "HMGET");
+  if (!values.ok()) return values.status();
+  std::vector<std::string> v;
+  for (const auto& e : **values) {
+    auto text = common::ReplyOptionalString(e, "HMGET");
+    if (!text.ok()) return text.status();
+    v.push_back(text->value_or(""));
+  }
+  return v;
+}
 
 // 0 -> 1: data written before layouts were recorded has layout 1's keys; recording it is
 // the whole step, once Apply has checked the data fits the shard count.
@@ -38,53 +92,33 @@ absl::Status WriteWorklistRows(common::RedisClient& redis, int shards) {
                                         "next_due_ms"};
   for (int shard = 0; shard < shards; ++shard) {
     const std::string p = common::Sharding::Prefix(shard);
-    const std::string req = absl::StrCat(p, "req:");
-    std::string cursor = "0";
-    do {
-      auto page = common::RunRedisCommand(
-          redis, {"SCAN", cursor, "MATCH", absl::StrCat(req, "*"), "COUNT", "500", "TYPE", "hash"});
-      if (!page.ok()) return page.status();
-      auto parts = common::ReplyArray(*page, "SCAN");
-      if (!parts.ok()) return parts.status();
-      if ((*parts)->size() != 2) return absl::InternalError("SCAN: unexpected reply");
-      auto next = common::ReplyString((**parts)[0], "SCAN");
-      if (!next.ok()) return next.status();
-      cursor = *next;
-      auto keys = common::ReplyStrings((**parts)[1], "SCAN");
-      if (!keys.ok()) return keys.status();
-      for (const std::string& key : *keys) {
-        const std::string id = key.substr(req.size());
-        if (id.empty() || absl::StrContains(id, ':')) continue;
-        std::vector<std::string> hmget = {"HMGET", key};
-        for (const char* f : kFields) hmget.push_back(f);
-        hmget.push_back("erased_ms");
-        hmget.push_back("pb");
-        auto reply = common::RunRedisCommand(redis, hmget);
-        if (!reply.ok()) return reply.status();
-        auto values = common::ReplyArray(*reply, "HMGET");
-        if (!values.ok()) return values.status();
-        std::vector<std::string> v;
-        for (const auto& e : **values) {
-          auto text = common::ReplyOptionalString(e, "HMGET");
-          if (!text.ok()) return text.status();
-          v.push_back(text->value_or(""));
-        }
-        if (v.size() != 11 || v[10].empty() || !v[9].empty()) continue;  // no pb, or erased
-        const std::string row =
-            absl::StrJoin(std::vector<std::string>(v.begin(), v.begin() + 9), "\x1f");
-        std::set<std::string> parties;
-        for (int i : {5, 6}) {
-          if (!v[i].empty()) parties.insert(absl::StrCat(p, "wl:a:", v[i]));
-        }
-        for (int i : {3, 4}) {
-          if (!v[i].empty()) parties.insert(absl::StrCat(p, "wl:s:", v[i]));
-        }
-        for (const std::string& wl : parties) {
-          auto set = common::RunRedisCommand(redis, {"HSET", wl, id, row});
-          if (!set.ok()) return set.status();
-        }
-      }
-    } while (cursor != "0");
+    auto written =
+        ForEachRequestHash(redis, shard, [&](const std::string& id, const std::string& key) {
+          std::vector<std::string> hmget = {"HMGET", key};
+          for (const char* f : kFields) hmget.push_back(f);
+          hmget.push_back("erased_ms");
+          hmget.push_back("pb");
+          auto v = HashValues(redis, std::move(hmget));
+          if (!v.ok()) return v.status();
+          if (v->size() != 11 || (*v)[10].empty() || !(*v)[9].empty()) {
+            return absl::OkStatus();  // no pb, or erased
+          }
+          const std::string row =
+              absl::StrJoin(std::vector<std::string>(v->begin(), v->begin() + 9), "\x1f");
+          std::set<std::string> parties;
+          for (int i : {5, 6}) {
+            if (!(*v)[i].empty()) parties.insert(absl::StrCat(p, "wl:a:", (*v)[i]));
+          }
+          for (int i : {3, 4}) {
+            if (!(*v)[i].empty()) parties.insert(absl::StrCat(p, "wl:s:", (*v)[i]));
+          }
+          for (const std::string& wl : parties) {
+            auto set = common::RunRedisCommand(redis, {"HSET", wl, id, row});
+            if (!set.ok()) return set.status();
+          }
+          return absl::OkStatus();
+        });
+    if (!written.ok()) return written;
   }
   return absl::OkStatus();
 }
@@ -98,38 +132,17 @@ absl::Status WriteWorklistRows(common::RedisClient& redis, int shards) {
 absl::Status WriteRequestCounts(common::RedisClient& redis, int shards) {
   for (int shard = 0; shard < shards; ++shard) {
     const std::string p = common::Sharding::Prefix(shard);
-    const std::string req = absl::StrCat(p, "req:");
     std::map<std::string, int64_t> counts;
-    std::string cursor = "0";
-    do {
-      auto page = common::RunRedisCommand(
-          redis, {"SCAN", cursor, "MATCH", absl::StrCat(req, "*"), "COUNT", "500", "TYPE", "hash"});
-      if (!page.ok()) return page.status();
-      auto parts = common::ReplyArray(*page, "SCAN");
-      if (!parts.ok()) return parts.status();
-      if ((*parts)->size() != 2) return absl::InternalError("SCAN: unexpected reply");
-      auto next = common::ReplyString((**parts)[0], "SCAN");
-      if (!next.ok()) return next.status();
-      cursor = *next;
-      auto keys = common::ReplyStrings((**parts)[1], "SCAN");
-      if (!keys.ok()) return keys.status();
-      for (const std::string& key : *keys) {
-        const std::string id = key.substr(req.size());
-        if (id.empty() || absl::StrContains(id, ':')) continue;
-        auto reply = common::RunRedisCommand(redis, {"HMGET", key, "instrument", "status"});
-        if (!reply.ok()) return reply.status();
-        auto values = common::ReplyArray(*reply, "HMGET");
-        if (!values.ok()) return values.status();
-        std::vector<std::string> v;
-        for (const auto& e : **values) {
-          auto text = common::ReplyOptionalString(e, "HMGET");
-          if (!text.ok()) return text.status();
-          v.push_back(text->value_or(""));
-        }
-        if (v.size() != 2 || v[0].empty() || v[1].empty()) continue;
-        ++counts[absl::StrCat(v[0], ":", v[1])];
-      }
-    } while (cursor != "0");
+    auto counted =
+        ForEachRequestHash(redis, shard, [&](const std::string&, const std::string& key) {
+          auto v = HashValues(redis, {"HMGET", key, "instrument", "status"});
+          if (!v.ok()) return v.status();
+          if (v->size() == 2 && !(*v)[0].empty() && !(*v)[1].empty()) {
+            ++counts[absl::StrCat((*v)[0], ":", (*v)[1])];
+          }
+          return absl::OkStatus();
+        });
+    if (!counted.ok()) return counted;
     const std::string key = absl::StrCat(p, "counts");
     if (auto del = common::RunRedisCommand(redis, {"DEL", key}); !del.ok()) return del.status();
     if (counts.empty()) continue;
@@ -157,36 +170,23 @@ absl::Status SplitAuthorityDocumentUsage(common::RedisClient& redis, int shards)
     const std::string prefix = absl::StrCat(common::Sharding::Prefix(shard), "docbytes:");
     const std::string per_shard = absl::StrCat(prefix, "authority");
     std::map<std::string, int64_t> bytes;  // authority -> bytes in this shard
-    std::string cursor = "0";
-    do {
-      auto page = common::RunRedisCommand(
-          redis,
-          {"SCAN", cursor, "MATCH", absl::StrCat(prefix, "*"), "COUNT", "500", "TYPE", "hash"});
-      if (!page.ok()) return page.status();
-      auto parts = common::ReplyArray(*page, "SCAN");
-      if (!parts.ok()) return parts.status();
-      if ((*parts)->size() != 2) return absl::InternalError("SCAN: unexpected reply");
-      auto next = common::ReplyString((**parts)[0], "SCAN");
-      if (!next.ok()) return next.status();
-      cursor = *next;
-      auto keys = common::ReplyStrings((**parts)[1], "SCAN");
-      if (!keys.ok()) return keys.status();
-      for (const std::string& key : *keys) {
-        if (key == per_shard) continue;
-        auto reply = common::RunRedisCommand(redis, {"HGETALL", key});
-        if (!reply.ok()) return reply.status();
-        auto fields = common::ReplyFields(*reply, "HGETALL");
-        if (!fields.ok()) return fields.status();
-        for (const auto& [field, value] : *fields) {
-          if (!absl::StartsWith(field, "a:")) continue;
-          int64_t n = 0;
-          if (!absl::SimpleAtoi(value, &n)) {
-            return absl::DataLossError(absl::StrCat(key, " ", field, " is not a number"));
-          }
-          bytes[field.substr(2)] += n;
+    auto summed = ForEachHash(redis, absl::StrCat(prefix, "*"), [&](const std::string& key) {
+      if (key == per_shard) return absl::OkStatus();
+      auto reply = common::RunRedisCommand(redis, {"HGETALL", key});
+      if (!reply.ok()) return reply.status();
+      auto fields = common::ReplyFields(*reply, "HGETALL");
+      if (!fields.ok()) return fields.status();
+      for (const auto& [field, value] : *fields) {
+        if (!absl::StartsWith(field, "a:")) continue;
+        int64_t n = 0;
+        if (!absl::SimpleAtoi(value, &n)) {
+          return absl::DataLossError(absl::StrCat(key, " ", field, " is not a number"));
         }
+        bytes[field.substr(2)] += n;
       }
-    } while (cursor != "0");
+      return absl::OkStatus();
+    });
+    if (!summed.ok()) return summed;
     auto del = common::RunRedisCommand(redis, {"DEL", per_shard});
     if (!del.ok()) return del.status();
     std::vector<std::string> hset = {"HSET", per_shard};
